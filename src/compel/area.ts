@@ -1,0 +1,70 @@
+// The injection area: a small anonymous mapping in a tracee holding a `syscall; trap`
+// sequence and scratch memory for syscall arguments (paths, structs, result buffers).
+import { arch, MAP, PROT } from '../kernel/index.ts';
+import type { Tracee } from './tracee.ts';
+
+export const AREA_SIZE = 64 * 1024;
+const SCRATCH_START = 64;
+
+export class InjectionArea {
+  readonly tracee: Tracee;
+  readonly base: bigint;
+  readonly size: number;
+  private next = SCRATCH_START;
+
+  constructor(tracee: Tracee, base: bigint, size: number) {
+    this.tracee = tracee;
+    this.base = base;
+    this.size = size;
+  }
+
+  /**
+   * Map an injection area in `t`, which must already be able to run syscalls through an
+   * existing instruction (Tracee.useSyscallInsn). With `at`, the area goes exactly there.
+   */
+  static map(t: Tracee, at?: bigint, size = AREA_SIZE): InjectionArea {
+    const flags = MAP.PRIVATE | MAP.ANONYMOUS | (at !== undefined ? MAP.FIXED_NOREPLACE : 0);
+    const base = t.syscall('mmap', at ?? 0n, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0);
+    if (at !== undefined && base !== at) throw new Error(`task ${t.tid}: injection area landed at 0x${base.toString(16)}, not 0x${at.toString(16)}`);
+    t.writeMem(base, arch.syscallTrap);
+    const area = new InjectionArea(t, base, size);
+    t.useInjectionPage(base);
+    return area;
+  }
+
+  /** The same area as seen by another tracee sharing or having inherited the mapping. */
+  forTracee(t: Tracee): InjectionArea {
+    t.useInjectionPage(this.base);
+    return new InjectionArea(t, this.base, this.size);
+  }
+
+  reset(): void { this.next = SCRATCH_START; }
+
+  alloc(len: number): bigint {
+    const off = (this.next + 15) & ~15;
+    if (off + len > this.size) throw new Error(`injection area of task ${this.tracee.tid} is full (${len} bytes wanted)`);
+    this.next = off + len;
+    return this.base + BigInt(off);
+  }
+
+  /** Copy `data` into scratch memory and return its remote address. */
+  put(data: Buffer): bigint {
+    const a = this.alloc(data.length);
+    this.tracee.writeMem(a, data);
+    return a;
+  }
+
+  putString(s: string): bigint { return this.put(Buffer.from(s + '\0')); }
+
+  read(addr: bigint, len: number): Buffer { return this.tracee.readMem(addr, len); }
+}
+
+/** Address of a `syscall` instruction inside a code buffer that starts at `start`, or undefined. */
+export function findSyscallInsn(code: Buffer, start: bigint): bigint | undefined {
+  const insn = arch.syscallTrap.subarray(0, arch.syscallInsnLen);
+  for (let off = code.indexOf(insn); off >= 0; off = code.indexOf(insn, off + 1)) {
+    if (arch.name === 'aarch64' && off % 4 !== 0) continue;
+    return start + BigInt(off);
+  }
+  return undefined;
+}

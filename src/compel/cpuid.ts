@@ -1,0 +1,34 @@
+// CPUID run inside a tracee: the XSAVE component offsets of this CPU (leaf 0xD), needed to
+// read and write the standard-format XSAVE buffers that ptrace exchanges.
+import { arch, X86 } from '../kernel/index.ts';
+import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
+import type { InjectionArea } from './area.ts';
+
+const CPUID_TRAP = Buffer.from([0x0f, 0xa2, 0xcc]); // cpuid; int3
+let cached: XsaveOffsets | undefined;
+
+export function xsaveOffsets(area: InjectionArea): XsaveOffsets {
+  if (cached) return cached;
+  if (arch.name !== 'x86_64') return (cached = new Map());
+  const t = area.tracee;
+  const at = area.base + 16n;
+  t.writeMem(at, CPUID_TRAP);
+  const saved = t.getRegs();
+  const offs: XsaveOffsets = new Map();
+  try {
+    for (let bit = 2; bit <= 9; bit++) {
+      const r = Buffer.from(saved);
+      r.writeBigUInt64LE(at, X86.ip);
+      r.writeBigUInt64LE(0xdn, X86.ax);
+      r.writeBigUInt64LE(BigInt(bit), X86.cx);
+      r.writeBigInt64LE(-1n, X86.orig_ax);
+      const out = t.runUntilTrap(r);
+      const size = Number(out.readBigUInt64LE(X86.ax) & 0xffffffffn);
+      const offset = Number(out.readBigUInt64LE(X86.bx) & 0xffffffffn);
+      if (size > 0 && offset > 0) offs.set(bit, { offset, size });
+    }
+  } finally {
+    t.setRegs(saved);
+  }
+  return (cached = offs);
+}

@@ -1,0 +1,249 @@
+// Tracee: a thread under our ptrace control, and the means to make it run syscalls on
+// our behalf (libcompel's job in CRIU). No code is ever loaded into the target: an
+// injected syscall runs one `syscall` instruction that already exists (in the vDSO) or
+// that sits on an injection page we mapped.
+import fs from 'node:fs';
+import {
+  arch, ptrace, waitpid, getRegset, setRegset, getSigmask, setSigmask, getEventMsg, getSiginfo,
+  processVmReadv, processVmWritev, SysError, PTRACE, PTRACE_EVENT, NT, WALL, W, SIG, sysnr,
+  type SyscallName,
+} from '../kernel/index.ts';
+
+export type SysArg = number | bigint;
+
+/** A fatal signal or an unexpected stop while the tracee ran an injected syscall. */
+export class InjectionError extends Error {
+  readonly tid: number;
+  constructor(tid: number, message: string) { super(`task ${tid}: ${message}`); this.name = 'InjectionError'; this.tid = tid; }
+}
+
+/** An injected syscall that returned -errno. */
+export class RemoteSysError extends SysError {
+  readonly tid: number;
+  constructor(tid: number, call: string, errno: number) { super(`${call} in task ${tid}`, errno); this.tid = tid; }
+}
+
+const FATAL = new Set<number>([SIG.SEGV, SIG.BUS, SIG.ILL, SIG.FPE, SIG.SYS]);
+const ALL_SIGNALS = 0xffffffffffffffffn;
+
+export interface StopInfo { status: number; sig: number; event: number; exited: boolean }
+
+function describe(status: number): string {
+  if (W.exited(status)) return `exited with status ${W.exitStatus(status)}`;
+  if (W.signaled(status)) return `killed by signal ${W.termSig(status)}`;
+  if (W.stopped(status)) return `stopped by signal ${W.stopSig(status)} event ${W.event(status)}`;
+  return `status 0x${status.toString(16)}`;
+}
+
+export class Tracee {
+  readonly tid: number;
+  /** Where injected syscalls run; see useSyscallInsn / useInjectionPage. */
+  private insnAddr = 0n;
+  /** True when insnAddr is our injection page ending with a trap; false for a bare syscall insn. */
+  private trapMode = false;
+  private memFd = -1;
+  private readonly scratchRegs: Buffer;
+
+  private constructor(tid: number) {
+    this.tid = tid;
+    this.scratchRegs = Buffer.alloc(arch.gpRegsSize);
+  }
+
+  /** PTRACE_SEIZE + PTRACE_INTERRUPT, and wait until the thread is in a ptrace stop. */
+  static seize(tid: number, options: number): Tracee {
+    ptrace(PTRACE.SEIZE, tid, 0, options, `PTRACE_SEIZE(${tid})`);
+    const t = new Tracee(tid);
+    ptrace(PTRACE.INTERRUPT, tid, 0, 0);
+    t.waitStop();
+    return t;
+  }
+
+  /** A thread that is already traced by us (auto-attached clone child) and stopped. */
+  static adopt(tid: number): Tracee { return new Tracee(tid); }
+
+  /** Wait for the next stop of this thread; throws if it died. */
+  waitStop(): StopInfo {
+    const { status } = waitpid(this.tid, WALL);
+    if (!W.stopped(status)) throw new InjectionError(this.tid, describe(status));
+    return { status, sig: W.stopSig(status), event: W.event(status), exited: false };
+  }
+
+  /**
+   * Wait until the thread reaches a ptrace-stop that is not a plain signal delivery.
+   * Signals that arrive meanwhile are left for the caller (the tree is frozen; they stay queued).
+   */
+  waitInterruptStop(): StopInfo {
+    for (;;) {
+      const st = this.waitStop();
+      if (st.sig === SIG.TRAP && st.event === PTRACE_EVENT.STOP) return st;
+      if (st.event === PTRACE_EVENT.STOP) return st; // group-stop while seized
+      // A signal-delivery stop: re-deliver it on resume and interrupt again.
+      ptrace(PTRACE.CONT, this.tid, 0, st.sig);
+      ptrace(PTRACE.INTERRUPT, this.tid, 0, 0);
+    }
+  }
+
+  getRegs(into?: Buffer): Buffer {
+    const b = into ?? Buffer.alloc(arch.gpRegsSize);
+    getRegset(this.tid, NT.PRSTATUS, b);
+    return b;
+  }
+  setRegs(regs: Buffer): void { setRegset(this.tid, NT.PRSTATUS, regs); }
+
+  /** Extended FPU state (XSAVE area on x86_64), trimmed to what the kernel returned. */
+  getFpRegs(): Buffer {
+    const b = Buffer.alloc(arch.fpRegsMaxSize);
+    const n = getRegset(this.tid, arch.fpRegset, b);
+    return Buffer.from(b.subarray(0, n));
+  }
+  setFpRegs(buf: Buffer): void { setRegset(this.tid, arch.fpRegset, buf); }
+
+  getRegset(note: number, maxSize: number): Buffer {
+    const b = Buffer.alloc(maxSize);
+    const n = getRegset(this.tid, note, b);
+    return Buffer.from(b.subarray(0, n));
+  }
+  setRegset(note: number, buf: Buffer): void { setRegset(this.tid, note, buf); }
+
+  getSigmask(): bigint { return getSigmask(this.tid); }
+  setSigmask(mask: bigint): void { setSigmask(this.tid, mask); }
+  eventMsg(): number { return getEventMsg(this.tid); }
+
+  /** Run injected syscalls through an existing `syscall` instruction (stops at syscall exit). */
+  useSyscallInsn(addr: bigint): void { this.insnAddr = addr; this.trapMode = false; }
+  /** Run injected syscalls through our injection page (`syscall; trap`), one stop per call. */
+  useInjectionPage(addr: bigint): void { this.insnAddr = addr; this.trapMode = true; }
+  get injectionAddr(): bigint { return this.insnAddr; }
+
+  /**
+   * Make the tracee execute one syscall and return its raw result (negative errno on
+   * failure). Registers are clobbered: callers save and restore them around a batch.
+   * All signals are blocked meanwhile so that no handler runs in the middle.
+   */
+  syscallRaw(name: SyscallName | number, ...args: SysArg[]): bigint {
+    if (this.insnAddr === 0n) throw new Error(`task ${this.tid}: no syscall instruction chosen for injection`);
+    const nr = typeof name === 'number' ? name : sysnr(name);
+    const r = this.getRegs(this.scratchRegs);
+    arch.setIp(r, this.insnAddr);
+    arch.setSyscall(r, nr, args.map((a) => BigInt.asUintN(64, BigInt(a))));
+    this.setRegs(r);
+    if (this.trapMode) {
+      ptrace(PTRACE.CONT, this.tid, 0, 0);
+      this.expectTrap(name);
+    } else {
+      ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
+      this.expectSyscallStop(name);
+      ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
+      this.expectSyscallStop(name);
+    }
+    return arch.syscallResult(this.getRegs(this.scratchRegs));
+  }
+
+  /** Resume with `regs` until the trap instruction that follows the code at their ip; returns the regs there. */
+  runUntilTrap(regs: Buffer): Buffer {
+    this.setRegs(regs);
+    const was = this.trapMode;
+    this.trapMode = true;
+    try {
+      ptrace(PTRACE.CONT, this.tid, 0, 0);
+      this.expectTrap('code');
+    } finally { this.trapMode = was; }
+    return this.getRegs();
+  }
+
+  /** Like syscallRaw, but a -errno result throws RemoteSysError. */
+  syscall(name: SyscallName | number, ...args: SysArg[]): bigint {
+    const r = this.syscallRaw(name, ...args);
+    if (r < 0n && r > -4096n) throw new RemoteSysError(this.tid, String(name), Number(-r));
+    return r;
+  }
+
+  private expectTrap(name: SyscallName | number | string): void {
+    for (;;) {
+      const st = this.waitStop();
+      if (st.sig === SIG.TRAP && st.event === 0) return;
+      this.unexpected(name, st);
+    }
+  }
+
+  private expectSyscallStop(name: SyscallName | number): void {
+    for (;;) {
+      const st = this.waitStop();
+      if (st.sig === (SIG.TRAP | 0x80)) return;
+      this.unexpected(name, st);
+    }
+  }
+
+  private unexpected(name: SyscallName | number | string, st: StopInfo): void {
+    if (FATAL.has(st.sig) && st.event === 0) {
+      const si = getSiginfo(this.tid);
+      const addr = si.readBigUInt64LE(16);
+      throw new InjectionError(this.tid, `signal ${st.sig} (code ${si.readInt32LE(8)}, addr 0x${addr.toString(16)}) during injected ${String(name)}`);
+    }
+    if (st.event === PTRACE_EVENT.STOP) {
+      // A group stop or a stray interrupt: the injected call has not run yet; resume.
+      ptrace(this.trapMode ? PTRACE.CONT : PTRACE.SYSCALL, this.tid, 0, 0);
+      return;
+    }
+    if (st.event !== 0) {
+      // clone/fork events while injecting clone3: the caller collects the child.
+      this.lastEvent = st.event;
+      ptrace(this.trapMode ? PTRACE.CONT : PTRACE.SYSCALL, this.tid, 0, 0);
+      return;
+    }
+    throw new InjectionError(this.tid, `unexpected ${describe(st.status)} during injected ${String(name)}`);
+  }
+
+  /** The last PTRACE_EVENT seen during injection (clone3 reports one). */
+  lastEvent = 0;
+
+  /** Block every signal for the duration of `fn`, so injected work is never interrupted by a handler. */
+  withSignalsBlocked<T>(fn: () => T): T {
+    const old = this.getSigmask();
+    this.setSigmask(ALL_SIGNALS);
+    try { return fn(); } finally { this.setSigmask(old); }
+  }
+
+  readMem(addr: bigint, len: number): Buffer {
+    const b = Buffer.alloc(len);
+    const n = processVmReadv(this.tid, b, [{ addr, len }]);
+    if (n !== len) throw new InjectionError(this.tid, `short read of ${len} bytes at 0x${addr.toString(16)} (${n})`);
+    return b;
+  }
+
+  /**
+   * Write memory. process_vm_writev honours page protections, so read-only pages go
+   * through /proc/PID/mem, which writes with FOLL_FORCE while we are attached.
+   */
+  writeMem(addr: bigint, data: Buffer): void {
+    try {
+      const n = processVmWritev(this.tid, data, [{ addr, len: data.length }]);
+      if (n === data.length) return;
+    } catch (e) {
+      if (!(e instanceof SysError) || e.code !== 'EFAULT') throw e;
+    }
+    this.writeMemForce(addr, data);
+  }
+
+  writeMemForce(addr: bigint, data: Buffer): void {
+    if (this.memFd < 0) this.memFd = fs.openSync(`/proc/${this.tid}/mem`, 'r+');
+    let off = 0;
+    while (off < data.length) {
+      off += fs.writeSync(this.memFd, data, off, data.length - off, Number(addr) + off);
+    }
+  }
+
+  cont(sig = 0): void { ptrace(PTRACE.CONT, this.tid, 0, sig); }
+  syscallStep(sig = 0): void { ptrace(PTRACE.SYSCALL, this.tid, 0, sig); }
+  interrupt(): void { ptrace(PTRACE.INTERRUPT, this.tid, 0, 0); }
+
+  detach(sig = 0): void {
+    this.release();
+    ptrace(PTRACE.DETACH, this.tid, 0, sig);
+  }
+
+  /** Close our handles without touching the tracee. */
+  release(): void {
+    if (this.memFd >= 0) { fs.closeSync(this.memFd); this.memFd = -1; }
+  }
+}

@@ -1,0 +1,9 @@
+/** A failure the user sees as one line: what went wrong, in words. */
+export class CriuError extends Error {
+  constructor(message: string) { super(message); this.name = 'CriuError'; }
+}
+
+/** The fault-injection switch: CRIU_TS_FAULT=<step> makes that step fail, to test cleanup paths. */
+export function faultPoint(step: string): void {
+  if (process.env.CRIU_TS_FAULT === step) throw new CriuError(`injected fault at step "${step}" (CRIU_TS_FAULT)`);
+}

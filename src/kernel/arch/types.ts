@@ -1,0 +1,55 @@
+/** Syscalls criu-ts calls itself or injects into tracees. */
+export type SyscallName =
+  | 'read' | 'write' | 'openat' | 'close' | 'lseek' | 'mmap' | 'mprotect' | 'munmap' | 'brk' | 'mremap' | 'madvise'
+  | 'rt_sigaction' | 'rt_sigprocmask' | 'rt_sigqueueinfo' | 'rt_tgsigqueueinfo' | 'sigaltstack'
+  | 'pread64' | 'pwrite64' | 'preadv' | 'pwritev' | 'ioctl' | 'fcntl' | 'dup' | 'dup3' | 'pipe2'
+  | 'getpid' | 'gettid' | 'getppid' | 'kill' | 'tgkill' | 'exit' | 'exit_group' | 'wait4' | 'waitid'
+  | 'chdir' | 'fchdir' | 'chroot' | 'umask' | 'prctl' | 'prlimit64' | 'personality'
+  | 'setsid' | 'setpgid' | 'getpgid' | 'getsid' | 'setresuid' | 'setresgid' | 'setgroups' | 'setfsuid' | 'setfsgid'
+  | 'capget' | 'capset' | 'set_tid_address' | 'set_robust_list' | 'get_robust_list' | 'rseq'
+  | 'getitimer' | 'setitimer' | 'timer_create' | 'timer_settime' | 'timer_gettime' | 'timer_getoverrun' | 'timer_delete'
+  | 'clock_gettime' | 'nanosleep' | 'clock_nanosleep' | 'restart_syscall'
+  | 'tee' | 'splice' | 'vmsplice' | 'process_vm_readv' | 'process_vm_writev' | 'kcmp' | 'seccomp'
+  | 'memfd_create' | 'pidfd_open' | 'pidfd_getfd' | 'pidfd_send_signal' | 'clone3' | 'close_range' | 'ptrace'
+  | 'setpriority' | 'getpriority' | 'sched_setscheduler' | 'sched_getscheduler' | 'sched_getparam'
+  | 'sched_setaffinity' | 'sched_getaffinity' | 'getcpu' | 'membarrier' | 'userfaultfd' | 'map_shadow_stack'
+  | 'socket' | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
+  | 'eventfd2' | 'signalfd4' | 'epoll_create1' | 'epoll_ctl' | 'timerfd_create' | 'timerfd_settime' | 'timerfd_gettime'
+  | 'get_thread_area' | 'set_thread_area' | 'arch_prctl';
+
+/** What an architecture backend provides: syscall numbers, register layouts and opcodes. */
+export interface Arch {
+  readonly name: 'x86_64' | 'aarch64';
+  /** core_entry.march value in CRIU images. */
+  readonly criuMarch: number;
+  readonly pageSize: number;
+  readonly sys: Readonly<Partial<Record<SyscallName, number>>>;
+  /** Size of the NT_PRSTATUS regset (user_regs_struct / user_pt_regs). */
+  readonly gpRegsSize: number;
+  /** Regset note type for the extended FPU state (NT_X86_XSTATE / NT_PRFPREG). */
+  readonly fpRegset: number;
+  /** Upper bound for the FPU regset buffer. */
+  readonly fpRegsMaxSize: number;
+  /** Bytes that execute one syscall and then trap to the tracer. */
+  readonly syscallTrap: Buffer;
+  /** Byte length of the syscall instruction alone (for restart fix-ups). */
+  readonly syscallInsnLen: number;
+  /** Highest user address + 1. */
+  readonly taskSize: bigint;
+
+  ip(regs: Buffer): bigint;
+  setIp(regs: Buffer, ip: bigint): void;
+  sp(regs: Buffer): bigint;
+  /** Prepare regs to run syscall `nr` with `args` when resumed at ip. */
+  setSyscall(regs: Buffer, nr: number, args: readonly bigint[]): void;
+  /** Syscall return value (signed) after the call completed. */
+  syscallResult(regs: Buffer): bigint;
+  /** The syscall number the tracee was in when stopped, or -1. */
+  interruptedSyscall(regs: Buffer): bigint;
+  /**
+   * Make a set of dumped regs safe to resume with: undo an interrupted syscall so that
+   * it restarts or returns EINTR as the kernel would have done, and mark the regs as not
+   * being inside a syscall any more.
+   */
+  fixupRestart(regs: Buffer): void;
+}

@@ -1,0 +1,85 @@
+// Conversion between the kernel's XSAVE buffer (NT_X86_XSTATE, standard format) and CRIU's
+// user_x86_fpregs_entry. Component offsets are the CPU's own (CPUID leaf 0xD), which differ
+// between vendors, so callers pass them in.
+
+/** Standard-format offset of each user xstate component, by feature bit. */
+export type XsaveOffsets = Map<number, { offset: number; size: number }>;
+
+export const XFEATURE = { YMM: 2, BNDREGS: 3, BNDCSR: 4, OPMASK: 5, ZMM_HI256: 6, HI16_ZMM: 7, PKRU: 9 } as const;
+const XSAVE_HDR = 512;
+
+function u32s(b: Buffer, off: number, n: number): number[] {
+  const a = new Array<number>(n);
+  for (let i = 0; i < n; i++) a[i] = b.readUInt32LE(off + i * 4);
+  return a;
+}
+function u64s(b: Buffer, off: number, n: number): bigint[] {
+  const a = new Array<bigint>(n);
+  for (let i = 0; i < n; i++) a[i] = b.readBigUInt64LE(off + i * 8);
+  return a;
+}
+
+type Entry = Record<string, unknown>;
+
+/** XSAVE buffer -> user_x86_fpregs_entry. */
+export function xsaveToEntry(x: Buffer, offs: XsaveOffsets): Entry {
+  const e: Entry = {
+    cwd: x.readUInt16LE(0), swd: x.readUInt16LE(2), twd: x.readUInt8(4), fop: x.readUInt16LE(6),
+    rip: x.readBigUInt64LE(8), rdp: x.readBigUInt64LE(16), mxcsr: x.readUInt32LE(24), mxcsr_mask: x.readUInt32LE(28),
+    st_space: u32s(x, 32, 32), xmm_space: u32s(x, 160, 64),
+  };
+  if (x.length <= XSAVE_HDR) return e;
+  const xs: Entry = { xstate_bv: x.readBigUInt64LE(XSAVE_HDR) };
+  const comp = (bit: number) => {
+    const o = offs.get(bit);
+    return o && o.offset + o.size <= x.length ? o : undefined;
+  };
+  let c;
+  if ((c = comp(XFEATURE.YMM))) xs.ymmh_space = u32s(x, c.offset, 64);
+  if ((c = comp(XFEATURE.BNDREGS))) xs.bndreg_state = u64s(x, c.offset, 8);
+  if ((c = comp(XFEATURE.BNDCSR))) xs.bndcsr_state = u64s(x, c.offset, 8);
+  if ((c = comp(XFEATURE.OPMASK))) xs.opmask_reg = u64s(x, c.offset, 8);
+  if ((c = comp(XFEATURE.ZMM_HI256))) xs.zmm_upper = u64s(x, c.offset, 64);
+  if ((c = comp(XFEATURE.HI16_ZMM))) xs.hi16_zmm = u64s(x, c.offset, 128);
+  if ((c = comp(XFEATURE.PKRU))) xs.pkru = u32s(x, c.offset, 2);
+  e.xsave = xs;
+  return e;
+}
+
+/**
+ * user_x86_fpregs_entry -> XSAVE buffer, laid over `base` (a buffer read from the restoring
+ * thread, so that its size, sw_reserved bytes and unknown components are this machine's).
+ */
+export function entryToXsave(e: Entry, base: Buffer, offs: XsaveOffsets): Buffer {
+  const x = Buffer.from(base);
+  x.writeUInt16LE(e.cwd as number, 0); x.writeUInt16LE(e.swd as number, 2); x.writeUInt8((e.twd as number) & 0xff, 4);
+  x.writeUInt16LE(e.fop as number, 6); x.writeBigUInt64LE(e.rip as bigint, 8); x.writeBigUInt64LE(e.rdp as bigint, 16);
+  x.writeUInt32LE(e.mxcsr as number, 24); x.writeUInt32LE(e.mxcsr_mask as number, 28);
+  (e.st_space as number[]).forEach((v, i) => x.writeUInt32LE(v >>> 0, 32 + i * 4));
+  (e.xmm_space as number[]).forEach((v, i) => x.writeUInt32LE(v >>> 0, 160 + i * 4));
+  const xs = e.xsave as Entry | undefined;
+  if (!xs || x.length <= XSAVE_HDR) return x;
+  let bv = xs.xstate_bv as bigint;
+  const put32 = (bit: number, vals: unknown) => {
+    const o = offs.get(bit);
+    if (!o || !Array.isArray(vals)) { bv &= ~(1n << BigInt(bit)); return; }
+    (vals as number[]).forEach((v, i) => { if (o.offset + i * 4 + 4 <= x.length) x.writeUInt32LE(v >>> 0, o.offset + i * 4); });
+  };
+  const put64 = (bit: number, vals: unknown) => {
+    const o = offs.get(bit);
+    if (!o || !Array.isArray(vals)) { bv &= ~(1n << BigInt(bit)); return; }
+    (vals as bigint[]).forEach((v, i) => { if (o.offset + i * 8 + 8 <= x.length) x.writeBigUInt64LE(v, o.offset + i * 8); });
+  };
+  if ((bv >> 2n) & 1n) put32(XFEATURE.YMM, xs.ymmh_space);
+  if ((bv >> 3n) & 1n) put64(XFEATURE.BNDREGS, xs.bndreg_state);
+  if ((bv >> 4n) & 1n) put64(XFEATURE.BNDCSR, xs.bndcsr_state);
+  if ((bv >> 5n) & 1n) put64(XFEATURE.OPMASK, xs.opmask_reg);
+  if ((bv >> 6n) & 1n) put64(XFEATURE.ZMM_HI256, xs.zmm_upper);
+  if ((bv >> 7n) & 1n) put64(XFEATURE.HI16_ZMM, xs.hi16_zmm);
+  if ((bv >> 9n) & 1n) put32(XFEATURE.PKRU, xs.pkru);
+  // Components the image does not carry go back to their init state.
+  bv &= 0x2e7n;
+  x.writeBigUInt64LE(bv, XSAVE_HDR);
+  x.writeBigUInt64LE(0n, XSAVE_HDR + 8); // xcomp_bv: standard format
+  return x;
+}

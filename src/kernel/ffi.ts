@@ -1,0 +1,60 @@
+// The only module that loads native code. Everything else reaches the kernel through
+// the typed wrappers in syscalls.ts.
+import koffi from 'koffi';
+import { SysError } from './errors.ts';
+
+const libc = koffi.load('libc.so.6');
+
+// A fixed 7-argument prototype is ABI-compatible with variadic syscall(2) on x86_64 and
+// AArch64 Linux, and avoids koffi's slower variadic path.
+const rawSyscall = libc.func('long syscall(long nr, long a, long b, long c, long d, long e, long f)') as
+  (nr: number, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg, f: Arg) => number;
+
+export type Arg = number | bigint;
+
+/** Native address of a Buffer's first byte (valid while the Buffer is referenced). */
+export function addressOf(buf: Uint8Array): bigint {
+  return koffi.address(buf);
+}
+
+/** Raw syscall: returns the result, or throws SysError named `call`. */
+export function syscall(call: string, nr: number, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number {
+  const r = rawSyscall(nr, a, b, c, d, e, f);
+  if (r === -1) throw new SysError(call, koffi.errno());
+  return r;
+}
+
+/** Raw syscall returning -errno instead of throwing, for callers that branch on errno. */
+export function syscallErr(nr: number, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number {
+  const r = rawSyscall(nr, a, b, c, d, e, f);
+  return r === -1 ? -koffi.errno() : r;
+}
+
+const cPosixSpawn = libc.func('int posix_spawn(_Out_ int *pid, const char *path, void *file_actions, void *attrp, const char **argv, const char **envp)');
+const cFileActionsInit = libc.func('int posix_spawn_file_actions_init(void *fa)');
+const cFileActionsAddOpen = libc.func('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, int mode)');
+const cFileActionsAddDup2 = libc.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)');
+const cFileActionsDestroy = libc.func('int posix_spawn_file_actions_destroy(void *fa)');
+
+export interface SpawnFd { fd: number; path?: string; flags?: number; dupFrom?: number }
+
+/**
+ * posix_spawn from native code: the child is unknown to libuv, so libuv's SIGCHLD
+ * handler never reaps it or steals its ptrace stops.
+ */
+export function posixSpawn(path: string, argv: string[], envp: string[], fds: SpawnFd[] = []): number {
+  const fa = Buffer.alloc(256); // sizeof(posix_spawn_file_actions_t) is 80 on glibc; leave room
+  cFileActionsInit(fa);
+  try {
+    for (const f of fds) {
+      if (f.path !== undefined) cFileActionsAddOpen(fa, f.fd, f.path, f.flags ?? 0, 0o644);
+      else if (f.dupFrom !== undefined) cFileActionsAddDup2(fa, f.dupFrom, f.fd);
+    }
+    const out = [0];
+    const rc = cPosixSpawn(out, path, fds.length ? fa : null, null, [...argv, null], [...envp, null]) as number;
+    if (rc !== 0) throw new SysError(`posix_spawn ${path}`, rc);
+    return out[0];
+  } finally {
+    cFileActionsDestroy(fa);
+  }
+}

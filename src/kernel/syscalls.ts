@@ -1,0 +1,210 @@
+// Typed wrappers over the syscalls criu-ts makes itself. Each throws SysError on failure.
+import { addressOf, syscall, syscallErr, type Arg } from './ffi.ts';
+import { sysnr } from './arch/index.ts';
+import { SysError } from './errors.ts';
+import { PTRACE, PR } from './constants.ts';
+
+const NR = {
+  ptrace: sysnr('ptrace'), wait4: sysnr('wait4'), kill: sysnr('kill'), tgkill: sysnr('tgkill'),
+  pvr: sysnr('process_vm_readv'), pvw: sysnr('process_vm_writev'), pidfd_open: sysnr('pidfd_open'),
+  pidfd_getfd: sysnr('pidfd_getfd'), kcmp: sysnr('kcmp'), tee: sysnr('tee'), prctl: sysnr('prctl'),
+  prlimit64: sysnr('prlimit64'), get_robust_list: sysnr('get_robust_list'), getpid: sysnr('getpid'),
+  gettid: sysnr('gettid'), close: sysnr('close'), pidfd_send_signal: sysnr('pidfd_send_signal'),
+  ioctl: sysnr('ioctl'), fcntl: sysnr('fcntl'), lseek: sysnr('lseek'), pipe2: sysnr('pipe2'),
+  splice: sysnr('splice'), getpriority: sysnr('getpriority'), sched_getscheduler: sysnr('sched_getscheduler'),
+  sched_getparam: sysnr('sched_getparam'), userfaultfd: sysnr('userfaultfd'), clock_gettime: sysnr('clock_gettime'),
+};
+
+type PtraceData = Arg | Buffer;
+const dataArg = (d: PtraceData): Arg => (typeof d === 'object' ? addressOf(d) : d);
+
+export function ptrace(req: number, pid: number, addr: PtraceData = 0, data: PtraceData = 0, what?: string): number {
+  const r = syscallErr(NR.ptrace, req, pid, dataArg(addr), dataArg(data));
+  if (r < 0) throw new SysError(what ?? `ptrace(${ptraceName(req)}, ${pid})`, -r);
+  return r;
+}
+
+function ptraceName(req: number): string {
+  for (const [k, v] of Object.entries(PTRACE)) if (v === req) return `PTRACE_${k}`;
+  return String(req);
+}
+
+const iov = Buffer.alloc(16);
+/** PTRACE_GETREGSET into `buf`; returns the number of bytes the kernel filled. */
+export function getRegset(pid: number, note: number, buf: Buffer): number {
+  iov.writeBigUInt64LE(addressOf(buf), 0);
+  iov.writeBigUInt64LE(BigInt(buf.length), 8);
+  ptrace(PTRACE.GETREGSET, pid, note, iov, `PTRACE_GETREGSET(${pid}, 0x${note.toString(16)})`);
+  return Number(iov.readBigUInt64LE(8));
+}
+
+export function setRegset(pid: number, note: number, buf: Buffer): void {
+  iov.writeBigUInt64LE(addressOf(buf), 0);
+  iov.writeBigUInt64LE(BigInt(buf.length), 8);
+  ptrace(PTRACE.SETREGSET, pid, note, iov, `PTRACE_SETREGSET(${pid}, 0x${note.toString(16)})`);
+}
+
+const u64buf = Buffer.alloc(8);
+export function getSigmask(pid: number): bigint {
+  ptrace(PTRACE.GETSIGMASK, pid, 8, u64buf);
+  return u64buf.readBigUInt64LE(0);
+}
+export function setSigmask(pid: number, mask: bigint): void {
+  u64buf.writeBigUInt64LE(mask, 0);
+  ptrace(PTRACE.SETSIGMASK, pid, 8, u64buf);
+}
+export function getEventMsg(pid: number): number {
+  ptrace(PTRACE.GETEVENTMSG, pid, 0, u64buf);
+  return Number(u64buf.readBigUInt64LE(0));
+}
+
+export interface RseqConfig { ptr: bigint; size: number; signature: number; flags: number }
+export function getRseqConfig(pid: number): RseqConfig {
+  const b = Buffer.alloc(24);
+  ptrace(PTRACE.GET_RSEQ_CONFIGURATION, pid, 24, b);
+  return { ptr: b.readBigUInt64LE(0), size: b.readUInt32LE(8), signature: b.readUInt32LE(12), flags: b.readUInt32LE(16) };
+}
+
+export const SIGINFO_SIZE = 128;
+export function getSiginfo(pid: number): Buffer {
+  const b = Buffer.alloc(SIGINFO_SIZE);
+  ptrace(PTRACE.GETSIGINFO, pid, 0, b);
+  return b;
+}
+
+/** Pending signals of a thread (or of its process with `shared`), without dequeuing them. */
+export function peekSiginfo(pid: number, shared: boolean): Buffer[] {
+  const out: Buffer[] = [];
+  const batch = 32;
+  const args = Buffer.alloc(16);
+  const buf = Buffer.alloc(SIGINFO_SIZE * batch);
+  for (;;) {
+    args.writeBigUInt64LE(BigInt(out.length), 0);
+    args.writeUInt32LE(shared ? 1 : 0, 8);
+    args.writeInt32LE(batch, 12);
+    const n = ptrace(PTRACE.PEEKSIGINFO, pid, args, buf);
+    for (let i = 0; i < n; i++) out.push(Buffer.from(buf.subarray(i * SIGINFO_SIZE, (i + 1) * SIGINFO_SIZE)));
+    if (n < batch) return out;
+  }
+}
+
+const statusBuf = Buffer.alloc(4);
+export interface WaitResult { pid: number; status: number }
+/** wait4 on one pid (never -1: other code owns other children). pid 0 = nothing yet (WNOHANG). */
+export function waitpid(pid: number, flags: number): WaitResult {
+  for (;;) {
+    const r = syscallErr(NR.wait4, pid, addressOf(statusBuf), flags, 0);
+    if (r === -4) continue; // EINTR
+    if (r < 0) throw new SysError(`waitpid(${pid})`, -r);
+    return { pid: r, status: statusBuf.readInt32LE(0) };
+  }
+}
+
+export const W = {
+  exited: (s: number) => (s & 0x7f) === 0,
+  exitStatus: (s: number) => (s >> 8) & 0xff,
+  signaled: (s: number) => (s & 0x7f) !== 0 && (s & 0x7f) !== 0x7f,
+  termSig: (s: number) => s & 0x7f,
+  stopped: (s: number) => (s & 0xff) === 0x7f,
+  stopSig: (s: number) => (s >> 8) & 0xff,
+  /** PTRACE_EVENT_* carried in a stop status. */
+  event: (s: number) => (s >> 16) & 0xff,
+};
+
+export function kill(pid: number, sig: number): void { syscall(`kill(${pid}, ${sig})`, NR.kill, pid, sig); }
+export function tgkill(tgid: number, tid: number, sig: number): void { syscall(`tgkill(${tid})`, NR.tgkill, tgid, tid, sig); }
+export function getpid(): number { return syscall('getpid', NR.getpid); }
+export function gettid(): number { return syscall('gettid', NR.gettid); }
+export function close(fd: number): void { syscall(`close(${fd})`, NR.close, fd); }
+
+export interface RemoteRange { addr: bigint; len: number }
+
+function vmIo(nr: number, name: string, pid: number, local: Buffer, remote: RemoteRange[]): number {
+  const liov = Buffer.alloc(16);
+  liov.writeBigUInt64LE(addressOf(local), 0);
+  liov.writeBigUInt64LE(BigInt(local.length), 8);
+  const riov = Buffer.alloc(16 * remote.length);
+  remote.forEach((r, i) => { riov.writeBigUInt64LE(r.addr, i * 16); riov.writeBigUInt64LE(BigInt(r.len), i * 16 + 8); });
+  return syscall(`${name}(${pid})`, nr, pid, addressOf(liov), 1, addressOf(riov), remote.length, 0);
+}
+
+/** Read from a process's memory into `local` (bytes read; short on an unmapped hole). */
+export function processVmReadv(pid: number, local: Buffer, remote: RemoteRange[]): number {
+  return vmIo(NR.pvr, 'process_vm_readv', pid, local, remote);
+}
+export function processVmWritev(pid: number, local: Buffer, remote: RemoteRange[]): number {
+  return vmIo(NR.pvw, 'process_vm_writev', pid, local, remote);
+}
+
+export function pidfdOpen(pid: number): number { return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, 0); }
+export function pidfdGetfd(pidfd: number, fd: number): number { return syscall(`pidfd_getfd(${fd})`, NR.pidfd_getfd, pidfd, fd, 0); }
+export function pidfdSendSignal(pidfd: number, sig: number): void { syscall('pidfd_send_signal', NR.pidfd_send_signal, pidfd, sig, 0, 0); }
+
+export function kcmp(pid1: number, pid2: number, type: number, idx1: Arg, idx2: Arg): number {
+  return syscall('kcmp', NR.kcmp, pid1, pid2, type, idx1, idx2);
+}
+
+/** Duplicate up to `len` bytes from one pipe into another without consuming them. */
+export function tee(fdIn: number, fdOut: number, len: number, flags: number): number {
+  const r = syscallErr(NR.tee, fdIn, fdOut, len, flags);
+  if (r === -11) return 0; // EAGAIN: empty pipe with SPLICE_F_NONBLOCK
+  if (r < 0) throw new SysError('tee', -r);
+  return r;
+}
+
+export function splice(fdIn: number, fdOut: number, len: number, flags: number): number {
+  return syscall('splice', NR.splice, fdIn, 0, fdOut, 0, len, flags);
+}
+
+export function pipe2(flags: number): [number, number] {
+  const b = Buffer.alloc(8);
+  syscall('pipe2', NR.pipe2, addressOf(b), flags);
+  return [b.readInt32LE(0), b.readInt32LE(4)];
+}
+
+export function fcntl(fd: number, cmd: number, arg: Arg = 0): number { return syscall(`fcntl(${fd}, ${cmd})`, NR.fcntl, fd, cmd, arg); }
+export function ioctl(fd: number, req: number, arg: Arg | Buffer = 0): number {
+  return syscall(`ioctl(${fd}, 0x${req.toString(16)})`, NR.ioctl, fd, req, typeof arg === 'object' ? addressOf(arg) : arg);
+}
+export function lseek(fd: number, off: Arg, whence: number): number { return syscall(`lseek(${fd})`, NR.lseek, fd, off, whence); }
+
+export function prctl(option: number, a2: Arg = 0, a3: Arg = 0, a4: Arg = 0, a5: Arg = 0): number {
+  return syscall(`prctl(${option})`, NR.prctl, option, a2, a3, a4, a5);
+}
+
+export function setChildSubreaper(): void { prctl(PR.SET_CHILD_SUBREAPER, 1); }
+
+/** prlimit64 read of another process's limit: [soft, hard]. */
+export function getRlimit(pid: number, resource: number): [bigint, bigint] {
+  const b = Buffer.alloc(16);
+  syscall('prlimit64', NR.prlimit64, pid, resource, 0, addressOf(b));
+  return [b.readBigUInt64LE(0), b.readBigUInt64LE(8)];
+}
+export function setRlimit(pid: number, resource: number, soft: bigint, hard: bigint): void {
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64LE(soft, 0); b.writeBigUInt64LE(hard, 8);
+  syscall(`prlimit64(${pid}, ${resource})`, NR.prlimit64, pid, resource, addressOf(b), 0);
+}
+
+export function getRobustList(tid: number): { head: bigint; len: number } {
+  const head = Buffer.alloc(8), len = Buffer.alloc(8);
+  syscall(`get_robust_list(${tid})`, NR.get_robust_list, tid, addressOf(head), addressOf(len));
+  return { head: head.readBigUInt64LE(0), len: Number(len.readBigUInt64LE(0)) };
+}
+
+export function getPriority(which: number, who: number): number {
+  // The raw syscall returns 20 - nice to stay non-negative.
+  return 20 - syscall('getpriority', NR.getpriority, which, who);
+}
+export function schedGetScheduler(tid: number): number { return syscall('sched_getscheduler', NR.sched_getscheduler, tid); }
+export function schedGetPriority(tid: number): number {
+  const b = Buffer.alloc(4);
+  syscall('sched_getparam', NR.sched_getparam, tid, addressOf(b));
+  return b.readInt32LE(0);
+}
+
+export function clockGettime(clock: number): { sec: bigint; nsec: bigint } {
+  const b = Buffer.alloc(16);
+  syscall('clock_gettime', NR.clock_gettime, clock, addressOf(b));
+  return { sec: b.readBigInt64LE(0), nsec: b.readBigInt64LE(8) };
+}

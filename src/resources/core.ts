@@ -1,0 +1,160 @@
+// Per-thread CPU state: general registers, FPU/XSAVE, TLS descriptors (thread_info_x86),
+// and the thread_core_entry fields that belong to a thread: robust list, sigaltstack,
+// rseq, scheduling, blocked mask, pending signals.
+import fs from 'node:fs';
+import {
+  arch, X86, X86_REG_NAMES, getRobustList, getRseqConfig, peekSiginfo, getPriority, schedGetScheduler,
+  schedGetPriority, PR, RSEQ_FLAG_UNREGISTER, SIGINFO_SIZE,
+} from '../kernel/index.ts';
+import { xsaveToEntry, entryToXsave, type XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
+import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { Msg } from './types.ts';
+
+/** What a thread looked like the moment it was frozen, before any injection touched it. */
+export interface FrozenThread {
+  tracee: Tracee;
+  regs: Buffer;
+  fpregs: Buffer;
+  sigmask: bigint;
+}
+
+export function freezeSnapshot(t: Tracee): FrozenThread {
+  return { tracee: t, regs: t.getRegs(), fpregs: t.getFpRegs(), sigmask: t.getSigmask() };
+}
+
+function regsToEntry(r: Buffer): Msg {
+  const e: Msg = {};
+  for (const name of X86_REG_NAMES) e[name] = r.readBigUInt64LE(X86[name]);
+  e.mode = 1; // NATIVE
+  return e;
+}
+
+export function entryToRegs(e: Msg): Buffer {
+  const r = Buffer.alloc(arch.gpRegsSize);
+  for (const name of X86_REG_NAMES) r.writeBigUInt64LE(BigInt.asUintN(64, e[name] as bigint), X86[name]);
+  return r;
+}
+
+const USER_DESC = 16;
+const GDT_TLS = [12, 13, 14];
+
+function readTlsDescs(t: Tracee, area: InjectionArea): Msg[] {
+  const out: Msg[] = [];
+  for (const n of GDT_TLS) {
+    area.reset();
+    const b = Buffer.alloc(USER_DESC);
+    b.writeUInt32LE(n, 0);
+    const a = area.put(b);
+    const r = t.syscallRaw('get_thread_area', a);
+    const d = r === 0n ? area.read(a, USER_DESC) : b;
+    const bits = d.readUInt32LE(12);
+    out.push({
+      entry_number: n, base_addr: d.readUInt32LE(4), limit: d.readUInt32LE(8),
+      seg_32bit: !!(bits & 1), contents_h: !!(bits & 4), contents_l: !!(bits & 2),
+      read_exec_only: r === 0n ? !!(bits & 8) : true, limit_in_pages: !!(bits & 16),
+      seg_not_present: r === 0n ? !!(bits & 32) : true, usable: !!(bits & 64),
+    });
+  }
+  return out;
+}
+
+function tidAddress(t: Tracee, area: InjectionArea): bigint {
+  area.reset();
+  const a = area.alloc(8);
+  t.syscall('prctl', PR.GET_TID_ADDRESS, a, 0, 0, 0);
+  return area.read(a, 8).readBigUInt64LE(0);
+}
+
+/** thread_info_x86 for the core image. */
+export function dumpThreadInfo(f: FrozenThread, area: InjectionArea, offs: XsaveOffsets): Msg {
+  return {
+    clear_tid_addr: tidAddress(f.tracee, area),
+    gpregs: regsToEntry(f.regs),
+    fpregs: xsaveToEntry(f.fpregs, offs),
+    tls: readTlsDescs(f.tracee, area),
+  };
+}
+
+function sigaltstack(t: Tracee, area: InjectionArea): Msg {
+  area.reset();
+  const a = area.alloc(24);
+  t.syscall('sigaltstack', 0, a);
+  const b = area.read(a, 24);
+  return { ss_sp: b.readBigUInt64LE(0), ss_size: b.readBigUInt64LE(16), ss_flags: b.readInt32LE(8) >>> 0 };
+}
+
+export function siginfoEntries(list: Buffer[]): Msg {
+  return { signals: list.map((s) => ({ siginfo: s })) };
+}
+
+/** thread_core_entry without creds (the caller adds them). */
+export function dumpThreadCore(f: FrozenThread, pid: number, area: InjectionArea, isLeader: boolean): Msg {
+  const tid = f.tracee.tid;
+  const rl = getRobustList(tid);
+  const policy = schedGetScheduler(tid);
+  const e: Msg = {
+    futex_rla: rl.head, futex_rla_len: rl.len, sched_nice: getPriority(0, tid), sched_policy: policy,
+  };
+  if (policy === 1 || policy === 2) e.sched_prio = schedGetPriority(tid);
+  if (!isLeader) e.blk_sigset = f.sigmask;
+  e.sas = sigaltstack(f.tracee, area);
+  e.signals_p = siginfoEntries(peekSiginfo(tid, false));
+  e.comm = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').replace(/\n$/, '');
+  const rs = getRseqConfig(tid);
+  if (rs.ptr !== 0n) e.rseq_entry = { rseq_abi_pointer: rs.ptr, rseq_abi_size: rs.size, signature: rs.signature };
+  return e;
+}
+
+// ---- restore -------------------------------------------------------------------------
+
+/** Drop the rseq registration the stub inherited from its helper: its area is about to vanish. */
+export function unregisterInheritedRseq(t: Tracee): void {
+  const rs = getRseqConfig(t.tid);
+  if (rs.ptr !== 0n) t.syscall('rseq', rs.ptr, rs.size, RSEQ_FLAG_UNREGISTER, rs.signature);
+}
+
+/** Per-thread kernel state, once the memory it points into is back. */
+export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc: Msg): void {
+  t.syscall('set_tid_address', info.clear_tid_addr as bigint);
+  t.syscall('set_robust_list', tc.futex_rla as bigint, tc.futex_rla_len as number);
+  const sas = tc.sas as Msg | undefined;
+  if (sas && !((sas.ss_flags as number) & 2)) {
+    area.reset();
+    const b = Buffer.alloc(24);
+    b.writeBigUInt64LE(sas.ss_sp as bigint, 0);
+    b.writeInt32LE(sas.ss_flags as number, 8);
+    b.writeBigUInt64LE(sas.ss_size as bigint, 16);
+    t.syscall('sigaltstack', area.put(b), 0);
+  }
+  const rs = tc.rseq_entry as Msg | undefined;
+  if (rs) t.syscall('rseq', rs.rseq_abi_pointer as bigint, rs.rseq_abi_size as number, 0, rs.signature as number);
+  if (tc.sched_nice !== undefined) t.syscallRaw('setpriority', 0, 0, tc.sched_nice as number);
+  if (tc.comm !== undefined) {
+    area.reset();
+    t.syscall('prctl', PR.SET_NAME, area.putString(tc.comm as string), 0, 0, 0);
+  }
+}
+
+/** Re-queue pending signals with their original siginfo (the task sends them to itself). */
+export function requeueSignals(t: Tracee, area: InjectionArea, pid: number, q: Msg | undefined, shared: boolean): void {
+  for (const s of ((q?.signals as Msg[] | undefined) ?? [])) {
+    const si = s.siginfo as Buffer;
+    if (si.length !== SIGINFO_SIZE) throw new Error(`bad siginfo size ${si.length}`);
+    area.reset();
+    const a = area.put(si);
+    const signo = si.readInt32LE(0);
+    if (shared) t.syscall('rt_sigqueueinfo', pid, signo, a);
+    else t.syscall('rt_tgsigqueueinfo', pid, t.tid, signo, a);
+  }
+}
+
+/** The registers a thread resumes with, after the syscall-restart fix-up. */
+export function finalRegs(info: Msg): Buffer {
+  const r = entryToRegs(info.gpregs as Msg);
+  arch.fixupRestart(r);
+  return r;
+}
+
+export function finalFpregs(t: Tracee, info: Msg, offs: XsaveOffsets): Buffer {
+  return entryToXsave(info.fpregs as Msg, t.getFpRegs(), offs);
+}

@@ -1,0 +1,55 @@
+// Credentials (creds_entry): ids, capability sets, securebits, groups, no_new_privs.
+import type { Status } from '../proc/index.ts';
+import { PR } from '../kernel/index.ts';
+import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { Msg } from './types.ts';
+
+const capWords = (c: bigint): number[] => [Number(c & 0xffffffffn), Number(c >> 32n)];
+
+export function dumpCreds(st: Status, secbits: number): Msg {
+  return {
+    uid: st.uid[0], gid: st.gid[0], euid: st.uid[1], egid: st.gid[1], suid: st.uid[2], sgid: st.gid[2],
+    fsuid: st.uid[3], fsgid: st.gid[3], cap_inh: capWords(st.capInh), cap_prm: capWords(st.capPrm),
+    cap_eff: capWords(st.capEff), cap_bnd: capWords(st.capBnd), secbits, groups: st.groups,
+    no_new_privs: st.noNewPrivs ? 1 : 0, cap_amb: capWords(st.capAmb),
+  };
+}
+
+export function readSecbits(t: Tracee): number {
+  return Number(t.syscall('prctl', PR.GET_SECUREBITS, 0, 0, 0, 0));
+}
+
+/**
+ * Switch the (root) stub to the dumped credentials. Order matters: groups and gids need
+ * CAP_SETGID, uids drop capabilities unless KEEPCAPS, so capabilities are set last.
+ */
+export function restoreCreds(t: Tracee, area: InjectionArea, c: Msg): void {
+  const groups = c.groups as number[];
+  area.reset();
+  const g = Buffer.alloc(Math.max(4, groups.length * 4));
+  groups.forEach((v, i) => g.writeUInt32LE(v, i * 4));
+  t.syscall('setgroups', groups.length, area.put(g));
+  t.syscall('setresgid', c.gid as number, c.egid as number, c.sgid as number);
+  t.syscall('setfsgid', c.fsgid as number);
+  const root = c.uid === 0 && c.euid === 0 && c.suid === 0;
+  if (!root) t.syscall('prctl', PR.SET_SECUREBITS, (c.secbits as number) | 0x10 /* KEEP_CAPS */, 0, 0, 0);
+  t.syscall('setresuid', c.uid as number, c.euid as number, c.suid as number);
+  t.syscall('setfsuid', c.fsuid as number);
+  const bnd = c.cap_bnd as number[];
+  const bndMask = BigInt(bnd[0] >>> 0) | (BigInt(bnd[1] >>> 0) << 32n);
+  for (let cap = 0; cap < 64; cap++) {
+    if (!((bndMask >> BigInt(cap)) & 1n)) t.syscallRaw('prctl', PR.CAPBSET_DROP, cap, 0, 0, 0);
+  }
+  // capset(header{version 3, pid 0}, data[2]{effective, permitted, inheritable})
+  area.reset();
+  const hdr = Buffer.alloc(8);
+  hdr.writeUInt32LE(0x20080522, 0);
+  const data = Buffer.alloc(24);
+  const eff = c.cap_eff as number[], prm = c.cap_prm as number[], inh = c.cap_inh as number[];
+  for (let i = 0; i < 2; i++) {
+    data.writeUInt32LE(eff[i] >>> 0, i * 12); data.writeUInt32LE(prm[i] >>> 0, i * 12 + 4); data.writeUInt32LE(inh[i] >>> 0, i * 12 + 8);
+  }
+  t.syscall('capset', area.put(hdr), area.put(data));
+  t.syscallRaw('prctl', PR.SET_SECUREBITS, c.secbits as number, 0, 0, 0);
+  if (c.no_new_privs) t.syscall('prctl', PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}

@@ -1,0 +1,116 @@
+// The fd table of a task (fdinfo-N.img + file_entry objects in files.img): probing fds,
+// finding shared open file descriptions, and dispatching to the kind that handles each.
+import fs from 'node:fs';
+import { listFds, readFdinfo } from '../../proc/index.ts';
+import { kcmp, KCMP, O } from '../../kernel/index.ts';
+import { regFile } from './reg.ts';
+import { pipeFile } from './pipe.ts';
+import { ttyFile } from './tty.ts';
+import type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
+import type { FileTable, Msg } from '../types.ts';
+
+export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
+export { FD_TYPE } from './types.ts';
+
+/** Order matters: a tty is a character device too. */
+const kinds: FileKind[] = [ttyFile, pipeFile, regFile];
+
+function probe(pid: number, fd: number): FdProbe {
+  const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+  const info = readFdinfo(pid, fd);
+  let st: fs.Stats;
+  try { st = fs.statSync(`/proc/${pid}/fd/${fd}`); } catch (e) {
+    throw new Error(`fd ${fd} of task ${pid} (${link}) cannot be examined: ${(e as Error).message}`);
+  }
+  return {
+    pid, fd, link, mode: st.mode, rdev: Number(st.rdev), ino: Number(st.ino), dev: Number(st.dev), size: Number(st.size),
+    flags: info.flags & ~O.CLOEXEC, pos: info.pos, cloexec: (info.flags & O.CLOEXEC) !== 0,
+  };
+}
+
+function describeUnsupported(p: FdProbe): string {
+  if (p.link.startsWith('socket:')) return 'a socket';
+  if (p.link.startsWith('anon_inode:')) return `an ${p.link.slice(11)} file`;
+  return `of an unsupported kind (mode 0${(p.mode >>> 0).toString(8)})`;
+}
+
+/** Open file descriptions already given an id, for sharing detection with kcmp. */
+export class FileIdentity {
+  private byIno = new Map<string, Array<{ pid: number; fd: number; id: number }>>();
+
+  find(p: FdProbe): number | undefined {
+    for (const c of this.byIno.get(`${p.dev}:${p.ino}`) ?? []) {
+      if (kcmp(c.pid, p.pid, KCMP.FILE, c.fd, p.fd) === 0) return c.id;
+    }
+    return undefined;
+  }
+
+  add(p: FdProbe, id: number): void {
+    const k = `${p.dev}:${p.ino}`;
+    const l = this.byIno.get(k) ?? [];
+    l.push({ pid: p.pid, fd: p.fd, id });
+    this.byIno.set(k, l);
+  }
+}
+
+/** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
+export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Msg[] {
+  const out: Msg[] = [];
+  for (const fd of listFds(pid)) {
+    const p = probe(pid, fd);
+    const kind = kinds.find((k) => k.matches(p));
+    if (!kind) throw new Error(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}; not supported yet`);
+    let id = identity.find(p);
+    if (id === undefined) {
+      id = files.newId();
+      files.add({ type: kind.type, id, ...kind.dump(p, id, ctx) });
+      identity.add(p, id);
+    }
+    out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
+  }
+  return out;
+}
+
+/** A local fd for each file id the task needs (shared ids share one local fd). */
+export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx): Map<number, number> {
+  const local = new Map<number, number>();
+  for (const e of fdinfo) {
+    const id = e.id as number;
+    if (local.has(id)) continue;
+    const file = ctx.files.get(id);
+    if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd as number})`);
+    const kind = kinds.find((k) => k.type === file.type);
+    if (!kind) throw new Error(`fd ${e.fd as number}: file type ${file.type as number} is not supported yet`);
+    local.set(id, kind.open(file, ctx));
+  }
+  return local;
+}
+
+/**
+ * Move the prepared local fds into the task: it pulls each one from criu-ts with
+ * pidfd_getfd and dup3s it onto its number. Everything the stub inherited is closed first.
+ */
+export function installFds(t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea,
+  fdinfo: Msg[], local: Map<number, number>, selfPid: number): void {
+  t.syscall('close_range', 0, 0xffffffff, 0);
+  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd as number), 2);
+  let pidfd = t.syscall('pidfd_open', selfPid, 0);
+  const high = BigInt(maxFd + 1);
+  if (pidfd !== high) { t.syscall('dup3', pidfd, high, O.CLOEXEC); t.syscall('close', pidfd); pidfd = high; }
+  void area;
+  try {
+    for (const e of fdinfo) {
+      const fd = BigInt(e.fd as number);
+      const cloexec = ((e.flags as number) & 1) !== 0;
+      const tmp = t.syscall('pidfd_getfd', pidfd, local.get(e.id as number) as number, 0);
+      if (tmp !== fd) {
+        t.syscall('dup3', tmp, fd, cloexec ? O.CLOEXEC : 0);
+        t.syscall('close', tmp);
+      } else if (!cloexec) {
+        t.syscall('fcntl', fd, 2 /* F_SETFD */, 0);
+      }
+    }
+  } finally {
+    t.syscallRaw('close', pidfd);
+  }
+}

@@ -1,0 +1,77 @@
+// Pipes: both ends are PIPE entries sharing pipe_id (the inode); the queued bytes are saved
+// once per pipe in pipes-data.img, read with tee so the task's own reader still gets them.
+import fs from 'node:fs';
+import { pipe2, tee, fcntl, F, O, SPLICE_F_NONBLOCK } from '../../kernel/index.ts';
+import { FD_TYPE, S_IFMT, S_IFIFO, fown, type FileKind, type FdProbe, type DumpFileCtx } from './types.ts';
+
+const MAX_PIPE = 1 << 20; // pipes cannot grow past 1 MiB for us (no CAP_SYS_RESOURCE)
+
+function pipeIno(p: FdProbe): number {
+  const m = /^pipe:\[(\d+)\]$/.exec(p.link);
+  if (!m) throw new Error(`fd ${p.fd} of task ${p.pid}: not a pipe link: ${p.link}`);
+  return Number(m[1]);
+}
+
+/** Copy the bytes queued in a pipe without consuming them. */
+function peekPipe(p: FdProbe): { data: Buffer; size: number } {
+  // Opening /proc/PID/fd/N of a pipe gives a fresh end of the same pipe, like a FIFO.
+  const src = fs.openSync(`/proc/${p.pid}/fd/${p.fd}`, O.RDONLY | O.NONBLOCK | O.CLOEXEC);
+  const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
+  try {
+    const size = fcntl(src, F.GETPIPE_SZ);
+    fcntl(w, F.SETPIPE_SZ, Math.min(Math.max(size, 4096), MAX_PIPE));
+    const n = tee(src, w, size, SPLICE_F_NONBLOCK);
+    const data = Buffer.alloc(n);
+    let got = 0;
+    while (got < n) got += fs.readSync(r, data, got, n - got, null);
+    return { data, size };
+  } finally {
+    for (const fd of [src, r, w]) fs.closeSync(fd);
+  }
+}
+
+function savePipeData(p: FdProbe, ctx: DumpFileCtx): void {
+  const ino = pipeIno(p);
+  const key = `pipe:${ino}`;
+  if (ctx.seen.has(key)) return;
+  ctx.seen.add(key);
+  const { data, size } = peekPipe(p);
+  ctx.addEntry('pipes-data.img', { pipe_id: ino, bytes: data.length, size }, data);
+}
+
+export const pipeFile: FileKind = {
+  type: FD_TYPE.PIPE,
+  name: 'pipe',
+  matches: (p) => (p.mode & S_IFMT) === S_IFIFO && p.link.startsWith('pipe:'),
+  dump(p, id, ctx) {
+    savePipeData(p, ctx);
+    return { pipe: { id, pipe_id: pipeIno(p), flags: p.flags, fown: fown() } };
+  },
+  open(file, ctx) {
+    const pe = file.pipe as Record<string, unknown>;
+    const pipeId = pe.pipe_id as number;
+    const key = `pipe:${pipeId}`;
+    let ends = ctx.memo.get(key) as [number, number] | undefined;
+    if (!ends) {
+      const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
+      ctx.keep(r); ctx.keep(w);
+      const rec = ctx.entries('pipes-data.img').find((e) => e.entry.pipe_id === pipeId);
+      if (rec) {
+        const size = rec.entry.size as number | undefined;
+        if (size && size !== fcntl(w, F.GETPIPE_SZ)) fcntl(w, F.SETPIPE_SZ, Math.min(size, MAX_PIPE));
+        const data = rec.extra ?? Buffer.alloc(0);
+        let off = 0;
+        while (off < data.length) off += fs.writeSync(w, data, off, data.length - off);
+      }
+      // The kernel keeps O_NONBLOCK per open file description; put back what the task had.
+      fcntl(r, F.SETFL, 0);
+      fcntl(w, F.SETFL, 0);
+      ends = [r, w];
+      ctx.memo.set(key, ends);
+    }
+    const flags = pe.flags as number;
+    const fd = (flags & O.ACCMODE) === O.WRONLY ? ends[1] : ends[0];
+    fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND | 0o20000 /* O_ASYNC */));
+    return fd;
+  },
+};

@@ -1,0 +1,34 @@
+// Regular files, directories and plain character devices (/dev/null, /dev/zero, ...):
+// reopened by path with the same flags and offset.
+import fs from 'node:fs';
+import { lseek, O } from '../../kernel/index.ts';
+import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, fown, type FileKind } from './types.ts';
+
+export const regFile: FileKind = {
+  type: FD_TYPE.REG,
+  name: 'regular file',
+  matches(p) {
+    const fmt = p.mode & S_IFMT;
+    return fmt === S_IFREG || fmt === S_IFDIR || fmt === S_IFCHR;
+  },
+  dump(p, id) {
+    if (p.link.endsWith(' (deleted)')) {
+      throw new Error(`fd ${p.fd} of task ${p.pid} is the deleted file ${p.link.slice(0, -10)}; deleted files are not supported yet`);
+    }
+    if (!p.link.startsWith('/')) throw new Error(`fd ${p.fd} of task ${p.pid} (${p.link}) is not a file reachable by path`);
+    return { reg: { id, flags: p.flags, pos: p.pos, fown: fown(), name: p.link, size: BigInt(p.size), mode: p.mode } };
+  },
+  open(file, ctx) {
+    const reg = file.reg as Record<string, unknown>;
+    const flags = (reg.flags as number) & ~(O.CREAT | O.TRUNC | O.EXCL);
+    const fd = ctx.keep(fs.openSync(reg.name as string, flags | O.CLOEXEC));
+    const mode = reg.mode as number | undefined;
+    if (mode === undefined || (mode & S_IFMT) === S_IFREG || (mode & S_IFMT) === S_IFDIR) {
+      const pos = reg.pos as bigint;
+      if (pos !== 0n) lseek(fd, pos, 0);
+    }
+    return fd;
+  },
+};
+
+void S_IFCHR;

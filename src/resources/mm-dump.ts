@@ -1,0 +1,157 @@
+// Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
+import fs from 'node:fs';
+import { readAuxv, scanPagemap, madvBits, type Vma } from '../proc/index.ts';
+import { processVmReadv, zeroPagePfn, SysError, O, PR } from '../kernel/index.ts';
+import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './mm-layout.ts';
+import type { DumpTask, Msg, PageSink } from './types.ts';
+
+const PAGE = 4096;
+/** Bytes moved per process_vm_readv + write: large enough to stream at memory speed, small for RSS. */
+const CHUNK = 8 << 20;
+const IOV_MAX = 1024;
+
+export class UnsupportedError extends Error {}
+
+function vmaEntry(t: DumpTask, v: Vma): Msg {
+  const e: Msg = {
+    start: v.start, end: v.end, pgoff: v.pgoff, shmid: 0n, prot: v.prot, flags: vmaMapFlags(v),
+    status: vmaStatus(v), fd: -1n,
+  };
+  const madv = madvBits(v.vmFlags);
+  if (madv !== 0n) e.madv = madv;
+  const st = e.status as number;
+  if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
+    if (v.deleted) throw new UnsupportedError(`task ${t.pid} maps the deleted file ${v.path}; deleted files are not supported yet`);
+    if (st & VMA.AREA_MEMFD) throw new UnsupportedError(`task ${t.pid} maps memfd ${v.path}; memfd is not supported yet`);
+    const writable = v.shared && (v.prot & 2) !== 0;
+    const flags = writable ? O.RDWR : O.RDONLY;
+    const path = mapFilePath(t.pid, v);
+    let st2: fs.Stats | undefined;
+    try { st2 = fs.statSync(path); } catch { /* reported below */ }
+    if (!st2) throw new UnsupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
+    e.shmid = BigInt(t.files.regPath(v.path, flags, { size: BigInt(st2.size), mode: st2.mode }));
+    e.fdflags = flags;
+  } else if (st & VMA.ANON_SHARED) {
+    throw new UnsupportedError(`task ${t.pid} has shared anonymous memory at 0x${v.start.toString(16)}; not supported yet`);
+  }
+  return e;
+}
+
+/** map_files gives the mapped file even when its path is shadowed; fall back to the path. */
+function mapFilePath(pid: number, v: Vma): string {
+  const link = `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+  return fs.existsSync(link) ? link : v.path;
+}
+
+/** Read the mm fields that /proc does not show, from inside the task. */
+function injectedMmFields(t: DumpTask): { brk: bigint; dumpable: number; thpDisabled: boolean } {
+  const brk = t.leader.syscall('brk', 0);
+  const dumpable = Number(t.leader.syscall('prctl', PR.GET_DUMPABLE, 0, 0, 0, 0));
+  const thp = Number(t.leader.syscall('prctl', PR.GET_THP_DISABLE, 0, 0, 0, 0));
+  return { brk, dumpable, thpDisabled: thp !== 0 };
+}
+
+export interface MmDumpStats { pagesScanned: number; pagesWritten: number }
+
+export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Msg; stats: MmDumpStats } {
+  const s = t.stat;
+  const inj = injectedMmFields(t);
+  const vmas = t.vmas.map((v) => vmaEntry(t, v));
+  const exeId = t.files.regPath(exePath, O.RDONLY);
+  const mm: Msg = {
+    mm_start_code: s.startCode, mm_end_code: s.endCode, mm_start_data: s.startData, mm_end_data: s.endData,
+    mm_start_stack: s.startStack, mm_start_brk: s.startBrk, mm_brk: inj.brk,
+    mm_arg_start: s.argStart, mm_arg_end: s.argEnd, mm_env_start: s.envStart, mm_env_end: s.envEnd,
+    exe_file_id: exeId, mm_saved_auxv: readAuxv(t.pid), vmas, dumpable: inj.dumpable,
+    thp_disabled: inj.thpDisabled,
+  };
+  const stats = dumpPages(t, vmas, pages);
+  return { mm, stats };
+}
+
+interface PendingRun { vaddr: bigint; len: number }
+
+/**
+ * Choose pages through pagemap and copy them into the sink: process_vm_readv into one
+ * reused buffer, many runs per call, then one write per chunk.
+ */
+function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
+  const zeroPfn = zeroPagePfn();
+  const pm = fs.openSync(`/proc/${t.pid}/pagemap`, 'r');
+  const buf = Buffer.allocUnsafe(CHUNK);
+  let pmBuf = Buffer.allocUnsafe(0);
+  let pending: PendingRun[] = [];
+  let used = 0;
+  const stats: MmDumpStats = { pagesScanned: 0, pagesWritten: 0 };
+
+  const flush = (): void => {
+    if (!pending.length) return;
+    readRemote(t, buf.subarray(0, used), pending);
+    sink.writePages(buf.subarray(0, used));
+    pending = [];
+    used = 0;
+  };
+  try {
+    for (const e of vmas) {
+      if (!vmaHasPrivatePages(e)) continue;
+      const start = e.start as bigint, end = e.end as bigint;
+      const nPages = Number((end - start) / BigInt(PAGE));
+      stats.pagesScanned += nPages;
+      if (pmBuf.length < nPages * 8) pmBuf = Buffer.allocUnsafe(Math.max(nPages * 8, 1 << 16));
+      const pmView = pmBuf.subarray(0, nPages * 8);
+      readFully(pm, pmView, Number(start / BigInt(PAGE)) * 8);
+      const anonOnly = ((e.status as number) & VMA.FILE_PRIVATE) !== 0;
+      const flags = anonOnly ? PE.PRESENT : PE.PRESENT | PE.LAZY;
+      for (const run of scanPagemap(pmView, start, { anonOnly, zeroPfn })) {
+        sink.addRun(run.vaddr, run.nrPages, flags);
+        stats.pagesWritten += run.nrPages;
+        let vaddr = run.vaddr, left = run.nrPages * PAGE;
+        while (left > 0) {
+          if (used === CHUNK || pending.length === IOV_MAX) flush();
+          const n = Math.min(left, CHUNK - used);
+          pending.push({ vaddr, len: n });
+          used += n;
+          vaddr += BigInt(n);
+          left -= n;
+        }
+      }
+    }
+    flush();
+  } finally {
+    fs.closeSync(pm);
+  }
+  return stats;
+}
+
+function readFully(fd: number, b: Buffer, pos: number): void {
+  let off = 0;
+  while (off < b.length) {
+    const n = fs.readSync(fd, b, off, b.length - off, pos + off);
+    if (n === 0) throw new Error(`short read of pagemap at ${pos + off}`);
+    off += n;
+  }
+}
+
+/** process_vm_readv, falling back to /proc/PID/mem for pages it refuses (PROT_NONE areas). */
+function readRemote(t: DumpTask, dst: Buffer, runs: PendingRun[]): void {
+  let n = 0;
+  try {
+    n = processVmReadv(t.pid, dst, runs.map((r) => ({ addr: r.vaddr, len: r.len })));
+  } catch (e) {
+    if (!(e instanceof SysError) || e.code !== 'EFAULT') throw e;
+  }
+  if (n === dst.length) return;
+  const mem = fs.openSync(`/proc/${t.pid}/mem`, 'r');
+  try {
+    let off = 0;
+    for (const r of runs) {
+      if (off + r.len > n) {
+        const from = Math.max(off, n);
+        readFully(mem, dst.subarray(from, off + r.len), Number(r.vaddr) + (from - off));
+      }
+      off += r.len;
+    }
+  } finally {
+    fs.closeSync(mem);
+  }
+}

@@ -1,0 +1,56 @@
+// VMA classification shared by the mm dump and restore: CRIU's vma_entry status bits and
+// how a /proc VMA maps onto them.
+import type { Vma } from '../proc/index.ts';
+import { MAP, PROT } from '../kernel/index.ts';
+import type { Msg } from './types.ts';
+
+export const VMA = {
+  AREA_REGULAR: 1 << 0, AREA_STACK: 1 << 1, AREA_VSYSCALL: 1 << 2, AREA_VDSO: 1 << 3, AREA_HEAP: 1 << 5,
+  FILE_PRIVATE: 1 << 6, FILE_SHARED: 1 << 7, ANON_SHARED: 1 << 8, ANON_PRIVATE: 1 << 9, AREA_SYSVIPC: 1 << 10,
+  AREA_SOCKET: 1 << 11, AREA_VVAR: 1 << 12, AREA_AIORING: 1 << 13, AREA_MEMFD: 1 << 14, AREA_SHSTK: 1 << 15,
+  AREA_GUARD: 1 << 16, AREA_UPROBES: 1 << 17,
+} as const;
+
+export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4 } as const;
+
+export function vmaStatus(v: Vma): number {
+  if (v.path === '[vsyscall]') return VMA.AREA_VSYSCALL | VMA.ANON_PRIVATE;
+  let s = VMA.AREA_REGULAR;
+  if (v.path === '[vdso]') return s | VMA.AREA_VDSO | VMA.ANON_PRIVATE;
+  if (v.path === '[vvar]' || v.path === '[vvar_vclock]') return s | VMA.AREA_VVAR | VMA.ANON_PRIVATE;
+  if (v.path === '[uprobes]') return s | VMA.AREA_UPROBES;
+  if (v.path === '[heap]') s |= VMA.AREA_HEAP;
+  if (v.vmFlags?.has('ss')) s |= VMA.AREA_SHSTK;
+  if (isFileVma(v)) {
+    if (v.path.startsWith('/memfd:')) s |= VMA.AREA_MEMFD;
+    return s | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
+  }
+  return s | (v.shared ? VMA.ANON_SHARED : VMA.ANON_PRIVATE);
+}
+
+/** A VMA backed by a file we can reopen (as opposed to anonymous or a kernel special). */
+export function isFileVma(v: Vma): boolean {
+  return v.inode !== 0 && !v.path.startsWith('[');
+}
+
+export function vmaMapFlags(v: Vma): number {
+  let f = v.shared ? MAP.SHARED : MAP.PRIVATE;
+  if (!isFileVma(v)) f |= MAP.ANONYMOUS;
+  const fl = v.vmFlags;
+  if (fl?.has('gd')) f |= MAP.GROWSDOWN;
+  if (fl?.has('lo')) f |= MAP.LOCKED;
+  if (fl?.has('nr')) f |= MAP.NORESERVE;
+  if (fl?.has('ht')) f |= MAP.HUGETLB;
+  return f;
+}
+
+/** Pages of this VMA that go into the task's own pagemap: private memory only. */
+export function vmaHasPrivatePages(e: Msg): boolean {
+  const st = e.status as number;
+  if (!(st & VMA.AREA_REGULAR)) return false;
+  if (st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_UPROBES)) return false;
+  return (st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0;
+}
+
+export const protString = (p: number): string =>
+  `${p & PROT.READ ? 'r' : '-'}${p & PROT.WRITE ? 'w' : '-'}${p & PROT.EXEC ? 'x' : '-'}`;

@@ -1,0 +1,261 @@
+// Restore of a task's address space into a stub: clear the stub's own mappings, move the
+// kernel's special mappings into place, recreate every VMA, fill the pages, then hand
+// the kernel the mm fields with PR_SET_MM_MAP.
+import fs from 'node:fs';
+import { parseMaps, type Vma } from '../proc/index.ts';
+import { arch, processVmWritev, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP } from '../kernel/index.ts';
+import { VMA, PE } from './mm-layout.ts';
+import type { Msg, PageSource, RestoreTask } from './types.ts';
+
+const PAGE = 4096n;
+/** Runs at least this large are read by the tracee straight from the image file. */
+const DIRECT_READ_MIN = 1 << 20;
+const CHUNK = 8 << 20;
+const IOV_MAX = 1024;
+
+interface Range { start: bigint; end: bigint }
+
+const isSpecialPath = (p: string) => p === '[vdso]' || p === '[vvar]' || p === '[vvar_vclock]' || p === '[vsyscall]';
+
+/** A free range of `size` bytes that overlaps none of `taken`, searched upwards from 4 GiB. */
+export function findHole(taken: Range[], size: bigint, from = 0x100000000n): bigint {
+  const sorted = [...taken].sort((a, b) => (a.start < b.start ? -1 : 1));
+  let cur = from;
+  for (const r of sorted) {
+    if (r.end <= cur) continue;
+    if (r.start >= cur + size) return cur;
+    cur = (r.end + PAGE - 1n) & ~(PAGE - 1n);
+  }
+  if (cur + size <= arch.taskSize) return cur;
+  throw new Error('no free address range for the injection area');
+}
+
+export function vmaRanges(vmas: Msg[]): Range[] {
+  return vmas.filter((v) => !((v.status as number) & VMA.AREA_VSYSCALL))
+    .map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
+}
+
+export function mapsRanges(vmas: Vma[]): Range[] {
+  return vmas.filter((v) => v.path !== '[vsyscall]').map((v) => ({ start: v.start, end: v.end }));
+}
+
+/**
+ * Unmap everything the stub inherited from its helper except the injection area and the
+ * special mappings, then move [vvar], [vvar_vclock] and [vdso] to the target's addresses.
+ * They go through a temporary area first because moving one onto another evicts it, and the
+ * vDSO reaches vvar PC-relative, so only their final relative layout may be relied on.
+ */
+export function prepareAddressSpace(t: RestoreTask, target: Msg[]): void {
+  const tr = t.leader;
+  const areaEnd = t.area.base + BigInt(t.area.size);
+  const current = parseMaps(fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8'));
+  for (const v of current) {
+    if (isSpecialPath(v.path)) continue;
+    if (v.start >= t.area.base && v.end <= areaEnd) continue;
+    // Parts of a VMA outside the area (never the case unless the helper merged with it).
+    if (v.start < t.area.base) tr.syscall('munmap', v.start, (v.end < t.area.base ? v.end : t.area.base) - v.start);
+    if (v.end > areaEnd) tr.syscall('munmap', v.start > areaEnd ? v.start : areaEnd, v.end - (v.start > areaEnd ? v.start : areaEnd));
+  }
+  const stubSpecials = current.filter((v) => v.path === '[vdso]' || v.path === '[vvar]' || v.path === '[vvar_vclock]');
+  const want = target.filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR));
+  const pairs = matchSpecials(stubSpecials, want);
+  const total = pairs.reduce((s, p) => s + (p.from.end - p.from.start), 0n);
+  const temp = findHole([...vmaRanges(target), ...mapsRanges(current)], total);
+  let at = temp;
+  for (const p of pairs) {
+    const len = p.from.end - p.from.start;
+    tr.syscall('mremap', p.from.start, len, len, MREMAP.MAYMOVE | MREMAP.FIXED, at);
+    p.tmp = at;
+    at += len;
+  }
+  for (const p of pairs) {
+    const len = p.from.end - p.from.start;
+    tr.syscall('mremap', p.tmp, len, len, MREMAP.MAYMOVE | MREMAP.FIXED, p.to.start as bigint);
+  }
+}
+
+interface SpecialMove { from: Vma; to: Msg; tmp: bigint }
+
+function matchSpecials(stub: Vma[], want: Msg[]): SpecialMove[] {
+  const kindOf = (v: Vma) => (v.path === '[vdso]' ? 'vdso' : 'vvar');
+  const wantKind = (m: Msg) => ((m.status as number) & VMA.AREA_VDSO ? 'vdso' : 'vvar');
+  const out: SpecialMove[] = [];
+  for (const kind of ['vvar', 'vdso']) {
+    const a = stub.filter((v) => kindOf(v) === kind).sort((x, y) => (x.start < y.start ? -1 : 1));
+    const b = want.filter((m) => wantKind(m) === kind).sort((x, y) => ((x.start as bigint) < (y.start as bigint) ? -1 : 1));
+    if (a.length !== b.length) {
+      throw new Error(`the ${kind} layout of this kernel differs from the dump's (${a.length} vs ${b.length} areas); restoring on another kernel is not supported yet`);
+    }
+    a.forEach((v, i) => {
+      const m = b[i];
+      if (v.end - v.start !== (m.end as bigint) - (m.start as bigint)) {
+        throw new Error(`the ${kind} size of this kernel differs from the dump's; restoring on another kernel is not supported yet`);
+      }
+      out.push({ from: v, to: m, tmp: 0n });
+    });
+  }
+  return out;
+}
+
+/** Does any run of pages intersect [start, end)? Runs are sorted by address. */
+function makeHasPages(runs: PageSource[]): (start: bigint, end: bigint) => boolean {
+  let i = 0;
+  return (start, end) => {
+    while (i < runs.length && runs[i].vaddr + BigInt(runs[i].nrPages) * PAGE <= start) i++;
+    return i < runs.length && runs[i].vaddr < end;
+  };
+}
+
+export interface MmRestoreInput {
+  mm: Msg;
+  runs: PageSource[];
+  pagesPath: string;
+  /** files.img REG path by file id, for file mappings and the exe. */
+  pathOf(fileId: number): string;
+}
+
+/** Recreate every VMA and fill its pages. */
+export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
+  const tr = t.leader;
+  const vmas = (input.mm.vmas as Msg[]).filter((v) => {
+    const st = v.status as number;
+    return (st & VMA.AREA_REGULAR) && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
+  });
+  const hasPages = makeHasPages(input.runs);
+  const fds = new Map<string, bigint>();
+  const needMprotect: Msg[] = [];
+  try {
+    for (const v of vmas) {
+      const st = v.status as number;
+      const start = v.start as bigint, len = (v.end as bigint) - start;
+      const shared = (st & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
+      let prot = v.prot as number;
+      if (!shared && !(prot & PROT.WRITE) && hasPages(start, v.end as bigint)) {
+        prot |= PROT.WRITE | PROT.READ;
+        needMprotect.push(v);
+      }
+      const flags = ((v.flags as number) & ~MAP.LOCKED) | MAP.FIXED;
+      if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
+        const path = input.pathOf(Number(v.shmid));
+        const oflags = (v.fdflags as number | undefined) ?? O.RDONLY;
+        const key = `${oflags}:${path}`;
+        let fd = fds.get(key);
+        if (fd === undefined) {
+          t.area.reset();
+          fd = tr.syscall('openat', AT_FDCWD, t.area.putString(path), oflags | O.CLOEXEC, 0);
+          fds.set(key, fd);
+        }
+        tr.syscall('mmap', start, len, prot, flags, fd, v.pgoff as bigint);
+      } else if (st & VMA.ANON_SHARED) {
+        throw new Error(`shared anonymous memory at 0x${start.toString(16)} is not supported yet`);
+      } else {
+        tr.syscall('mmap', start, len, prot, flags, -1, 0);
+      }
+    }
+  } finally {
+    for (const fd of fds.values()) tr.syscallRaw('close', fd);
+  }
+  fillPages(t, input);
+  for (const v of needMprotect) {
+    tr.syscall('mprotect', v.start as bigint, (v.end as bigint) - (v.start as bigint), v.prot as number);
+  }
+  for (const v of vmas) applyMadvise(t, v);
+}
+
+function applyMadvise(t: RestoreTask, v: Msg): void {
+  const madv = v.madv as bigint | undefined;
+  if (!madv) return;
+  for (let bit = 0; bit < 64; bit++) {
+    if (!((madv >> BigInt(bit)) & 1n)) continue;
+    const r = t.leader.syscallRaw('madvise', v.start as bigint, (v.end as bigint) - (v.start as bigint), bit);
+    if (r < 0n) t.log.warn(`madvise(0x${(v.start as bigint).toString(16)}, ${bit}) failed: ${r}`);
+  }
+}
+
+/**
+ * Large runs: the tracee preads them from pages-N.img itself (one copy, no bounce through
+ * criu-ts). Small runs: batched file reads here plus one process_vm_writev per batch.
+ */
+function fillPages(t: RestoreTask, input: MmRestoreInput): void {
+  const present = input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined);
+  if (!present.length) return;
+  const tr = t.leader;
+  const local = fs.openSync(input.pagesPath, 'r');
+  let remoteFd = -1n;
+  const buf = Buffer.allocUnsafe(CHUNK);
+  let batch: PageSource[] = [];
+  let batchBytes = 0;
+  const flushBatch = (): void => {
+    if (!batch.length) return;
+    // Runs in a batch are consecutive in the file: one read covers them all.
+    const first = batch[0].offset as number;
+    readFully(local, buf.subarray(0, batchBytes), first);
+    const n = processVmWritev(t.pid, buf.subarray(0, batchBytes),
+      batch.map((r) => ({ addr: r.vaddr, len: r.nrPages * 4096 })));
+    if (n !== batchBytes) throw new Error(`short write of pages into task ${t.pid}`);
+    batch = [];
+    batchBytes = 0;
+  };
+  try {
+    for (const r of present) {
+      const bytes = r.nrPages * 4096;
+      if (bytes >= DIRECT_READ_MIN) {
+        flushBatch();
+        if (remoteFd < 0n) {
+          t.area.reset();
+          remoteFd = tr.syscall('openat', AT_FDCWD, t.area.putString(input.pagesPath), O.RDONLY | O.CLOEXEC, 0);
+        }
+        let done = 0;
+        while (done < bytes) {
+          const n = Number(tr.syscall('pread64', remoteFd, r.vaddr + BigInt(done), bytes - done, (r.offset as number) + done));
+          if (n <= 0) throw new Error(`pages image ${input.pagesPath} ends early`);
+          done += n;
+        }
+        continue;
+      }
+      const contiguous = batch.length === 0 ||
+        (batch[batch.length - 1].offset as number) + batch[batch.length - 1].nrPages * 4096 === r.offset;
+      if (!contiguous || batchBytes + bytes > CHUNK || batch.length === IOV_MAX) flushBatch();
+      batch.push(r);
+      batchBytes += bytes;
+    }
+    flushBatch();
+  } finally {
+    fs.closeSync(local);
+    if (remoteFd >= 0n) tr.syscallRaw('close', remoteFd);
+  }
+}
+
+function readFully(fd: number, b: Buffer, pos: number): void {
+  let off = 0;
+  while (off < b.length) {
+    const n = fs.readSync(fd, b, off, b.length - off, pos + off);
+    if (n === 0) throw new Error(`pages image ends early at offset ${pos + off}`);
+    off += n;
+  }
+}
+
+/** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */
+export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string): void {
+  const tr = t.leader;
+  t.area.reset();
+  const auxvWords = mm.mm_saved_auxv as bigint[];
+  const auxv = Buffer.alloc(auxvWords.length * 8);
+  auxvWords.forEach((w, i) => auxv.writeBigUInt64LE(w, i * 8));
+  const auxvAddr = t.area.put(auxv);
+  const exeFd = tr.syscall('openat', AT_FDCWD, t.area.putString(exePath), O.RDONLY | O.CLOEXEC, 0);
+  try {
+    const m = Buffer.alloc(104);
+    const fields = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_data', 'mm_start_brk', 'mm_brk',
+      'mm_start_stack', 'mm_arg_start', 'mm_arg_end', 'mm_env_start', 'mm_env_end'];
+    fields.forEach((f, i) => m.writeBigUInt64LE(mm[f] as bigint, i * 8));
+    m.writeBigUInt64LE(auxvAddr, 88);
+    m.writeUInt32LE(auxv.length, 96);
+    m.writeUInt32LE(Number(exeFd), 100);
+    tr.syscall('prctl', PR.SET_MM, PR_SET_MM_MAP, t.area.put(m), m.length, 0);
+  } finally {
+    tr.syscallRaw('close', exeFd);
+  }
+  if (mm.dumpable !== undefined) tr.syscallRaw('prctl', PR.SET_DUMPABLE, mm.dumpable as number, 0, 0, 0);
+  if (mm.thp_disabled) tr.syscallRaw('prctl', PR.SET_THP_DISABLE, 1, 0, 0, 0);
+}

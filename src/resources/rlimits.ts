@@ -1,0 +1,27 @@
+// Resource limits (task_rlimits_entry). Read from /proc/PID/limits: prlimit64 on another
+// user's process needs CAP_SYS_RESOURCE, which root lacks on these machines.
+import { readLimits } from '../proc/index.ts';
+import { RLIM_NLIMITS } from '../kernel/index.ts';
+import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { Logger, Msg } from './types.ts';
+
+export function dumpRlimits(pid: number): Msg {
+  const lim = readLimits(pid);
+  if (lim.length < RLIM_NLIMITS) throw new Error(`/proc/${pid}/limits lists ${lim.length} limits, expected ${RLIM_NLIMITS}`);
+  return { rlimits: lim.slice(0, RLIM_NLIMITS).map((l) => ({ cur: l.soft, max: l.hard })) };
+}
+
+/** The task sets its own limits; raising a hard limit above ours is refused without CAP_SYS_RESOURCE. */
+export function restoreRlimits(t: Tracee, area: InjectionArea, e: Msg, log: Logger): void {
+  const list = e.rlimits as Msg[];
+  area.reset();
+  const a = area.alloc(16);
+  const b = Buffer.alloc(16);
+  list.forEach((l, res) => {
+    b.writeBigUInt64LE(l.cur as bigint, 0);
+    b.writeBigUInt64LE(l.max as bigint, 8);
+    t.writeMem(a, b);
+    const r = t.syscallRaw('prlimit64', 0, res, a, 0);
+    if (r < 0n) log.warn(`task ${t.tid}: cannot restore rlimit ${res} (${l.cur}/${l.max}): errno ${-r}`);
+  });
+}

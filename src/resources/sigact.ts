@@ -1,0 +1,38 @@
+// Signal dispositions (sa_entry x 62, in the leader's task_core). Read and set from inside
+// the task with rt_sigaction, since /proc shows only which signals are caught.
+import { SIG, SIGMAX } from '../kernel/index.ts';
+import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { Msg } from './types.ts';
+
+const KSIGACTION = 32; // handler, flags, restorer, mask
+const signals = (): number[] => {
+  const out: number[] = [];
+  for (let s = 1; s <= SIGMAX; s++) if (s !== SIG.KILL && s !== SIG.STOP) out.push(s);
+  return out;
+};
+
+export function dumpSigactions(t: Tracee, area: InjectionArea): Msg[] {
+  area.reset();
+  const a = area.alloc(KSIGACTION);
+  return signals().map((sig) => {
+    t.syscall('rt_sigaction', sig, 0, a, 8);
+    const b = area.read(a, KSIGACTION);
+    return { sigaction: b.readBigUInt64LE(0), flags: b.readBigUInt64LE(8), restorer: b.readBigUInt64LE(16), mask: b.readBigUInt64LE(24) };
+  });
+}
+
+export function restoreSigactions(t: Tracee, area: InjectionArea, list: Msg[]): void {
+  const sigs = signals();
+  if (list.length !== sigs.length) throw new Error(`expected ${sigs.length} sigactions, image has ${list.length}`);
+  area.reset();
+  const a = area.alloc(KSIGACTION);
+  const b = Buffer.alloc(KSIGACTION);
+  list.forEach((sa, i) => {
+    b.writeBigUInt64LE(sa.sigaction as bigint, 0);
+    b.writeBigUInt64LE(sa.flags as bigint, 8);
+    b.writeBigUInt64LE(sa.restorer as bigint, 16);
+    b.writeBigUInt64LE(sa.mask as bigint, 24);
+    t.writeMem(a, b);
+    t.syscall('rt_sigaction', sigs[i], a, 0, 8);
+  });
+}

@@ -1,0 +1,66 @@
+// Shared shapes between the orchestrators (dump/, restore/) and the resource modules.
+// Image entries are plain objects with CRIU's field names (see src/images/schema).
+import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { Stat, Status, Vma } from '../proc/index.ts';
+
+/** A decoded or to-be-encoded image entry, keyed by CRIU's field names. */
+export type Msg = Record<string, unknown>;
+
+export interface Logger {
+  error(msg: string): void;
+  warn(msg: string): void;
+  info(msg: string): void;
+  debug(msg: string): void;
+}
+
+/** The file objects of a dump (files.img), shared by every task: one id per open file. */
+export interface FileTable {
+  /** Allocate the next file id (ids are shared by all fd types, as in CRIU). */
+  newId(): number;
+  /** Add a file_entry for files.img. */
+  add(entry: Msg): void;
+  /** Id of a REG entry for a path used by mappings, cwd, root or exe (deduplicated). */
+  regPath(path: string, flags: number, extra?: Msg): number;
+}
+
+/** One process being dumped, frozen, with an injection area mapped in its leader. */
+export interface DumpTask {
+  pid: number;
+  leader: Tracee;
+  /** Every thread including the leader (leader first). */
+  threads: Tracee[];
+  area: InjectionArea;
+  stat: Stat;
+  status: Status;
+  vmas: Vma[];
+  files: FileTable;
+  log: Logger;
+}
+
+export interface DumpOptions {
+  shellJob: boolean;
+}
+
+/** One process being restored: a stub at the right PID whose body we are rebuilding. */
+export interface RestoreTask {
+  pid: number;
+  leader: Tracee;
+  threads: Tracee[];
+  area: InjectionArea;
+  log: Logger;
+}
+
+/** Where a memory dump sends its pages: pagemap entries plus the page bytes, in order. */
+export interface PageSink {
+  addRun(vaddr: bigint, nrPages: number, flags: number): void;
+  writePages(buf: Buffer): void;
+}
+
+/** A run of dumped pages and where its bytes sit in pages-N.img. */
+export interface PageSource {
+  vaddr: bigint;
+  nrPages: number;
+  flags: number;
+  /** Byte offset in the pages file; undefined when the run has no data there (PE_PRESENT unset). */
+  offset?: number;
+}

@@ -1,0 +1,55 @@
+// Reading a dump for restore: every image the plan needs, with one-line errors that name
+// the file. Optional images that are absent read as empty, as in CRIU.
+import fs from 'node:fs';
+import path from 'node:path';
+import { readImage, readOne, PagemapReader, ImageError, type MessageName } from '../images/index.ts';
+import { CriuError } from '../errors.ts';
+import type { Msg } from '../resources/types.ts';
+import type { PageSource } from '../resources/types.ts';
+
+export class DumpImages {
+  readonly dir: string;
+  private cache = new Map<string, Array<{ entry: Msg; extra?: Buffer }>>();
+
+  constructor(dir: string) {
+    if (!fs.existsSync(dir)) throw new CriuError(`images directory ${dir} does not exist`);
+    if (!fs.statSync(dir).isDirectory()) throw new CriuError(`${dir} is not a directory`);
+    this.dir = dir;
+  }
+
+  file(name: string): string { return path.join(this.dir, name); }
+
+  one(name: string, msg: MessageName): Msg {
+    const m = readOne(this.file(name), msg, { required: true });
+    if (!m) throw new ImageError(this.file(name), 'empty image');
+    return m as unknown as Msg;
+  }
+
+  all(name: string): Array<{ entry: Msg; extra?: Buffer }> {
+    let l = this.cache.get(name);
+    if (!l) {
+      l = readImage(this.file(name)).map((e) => ({ entry: e.msg as unknown as Msg, extra: e.extra }));
+      this.cache.set(name, l);
+    }
+    return l;
+  }
+
+  required(name: string): Array<{ entry: Msg; extra?: Buffer }> {
+    if (!fs.existsSync(this.file(name))) throw new ImageError(this.file(name), 'missing');
+    return this.all(name);
+  }
+
+  /** Pagemap runs with their offsets in pages-N.img, checked against its size. */
+  pagemap(pid: number): { runs: PageSource[]; pagesPath: string } {
+    if (!fs.existsSync(this.file(`pagemap-${pid}.img`))) throw new ImageError(this.file(`pagemap-${pid}.img`), 'missing');
+    const r = new PagemapReader(this.dir, pid);
+    const runs = r.runs.map((x) => ({ vaddr: x.vaddr, nrPages: x.nrPages, flags: x.flags, offset: x.pagesOffset >= 0 ? x.pagesOffset : undefined }));
+    if (r.pagesBytes > 0) {
+      let size = -1;
+      try { size = fs.statSync(r.pagesPath).size; } catch { /* missing */ }
+      if (size < 0) throw new ImageError(r.pagesPath, 'missing');
+      if (size < r.pagesBytes) throw new ImageError(r.pagesPath, `truncated: ${size} bytes, the pagemap needs ${r.pagesBytes}`);
+    }
+    return { runs, pagesPath: r.pagesPath };
+  }
+}

@@ -1,0 +1,76 @@
+// Creating a task at its old PID: a helper process (any program) is made to clone3 with
+// set_tid, and the child, auto-attached through PTRACE_O_TRACEFORK, is the stub whose body
+// the restore replaces. The helper is then killed, so the stub's parent becomes criu-ts.
+import fs from 'node:fs';
+import { parseMaps } from '../proc/index.ts';
+import { posixSpawn, kill, waitpid, WALL, SIG, PTRACE_O, SysError, O } from '../kernel/index.ts';
+import { Tracee, InjectionArea, findSyscallInsn, AREA_SIZE, xsaveOffsets, RemoteSysError } from '../compel/index.ts';
+import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
+import { findHole, vmaRanges, mapsRanges } from '../resources/mm-restore.ts';
+import { CriuError } from '../errors.ts';
+import type { Msg } from '../resources/types.ts';
+
+export const TRACE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL;
+
+export interface Helper { tracee: Tracee; area: InjectionArea; offs: XsaveOffsets }
+
+const HELPER_BINARIES = ['/bin/sleep', '/usr/bin/sleep'];
+
+/** Start and seize the helper, with an injection area at an address free in the target layout. */
+export function startHelper(targetVmas: Msg[]): Helper {
+  const bin = HELPER_BINARIES.find((b) => fs.existsSync(b));
+  if (!bin) throw new CriuError('no helper program (sleep) found');
+  const pid = posixSpawn(bin, ['sleep', '3600'], [], [0, 1, 2].map((fd) => ({ fd, path: '/dev/null', flags: O.RDWR })));
+  let t: Tracee | undefined;
+  try {
+    t = Tracee.seize(pid, TRACE_OPTIONS);
+    const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
+    const vdso = maps.find((v) => v.path === '[vdso]');
+    if (!vdso) throw new CriuError('the helper has no [vdso]');
+    const insn = findSyscallInsn(t.readMem(vdso.start, Number(vdso.end - vdso.start)), vdso.start);
+    if (insn === undefined) throw new CriuError('no syscall instruction in the [vdso]');
+    t.useSyscallInsn(insn);
+    t.setSigmask(0xffffffffffffffffn);
+    const at = findHole([...vmaRanges(targetVmas), ...mapsRanges(maps)], BigInt(AREA_SIZE));
+    const area = InjectionArea.map(t, at);
+    return { tracee: t, area, offs: xsaveOffsets(area) };
+  } catch (e) {
+    killHelper(pid);
+    throw e;
+  }
+}
+
+export function killHelper(pid: number): void {
+  try { kill(pid, SIG.KILL); } catch { /* gone */ }
+  try { waitpid(pid, WALL); } catch { /* reaped */ }
+}
+
+const CLONE_ARGS = 88;
+
+/** clone3 with set_tid = [pid] inside `parent`; returns the new, stopped, traced stub. */
+export function cloneAt(parent: Tracee, area: InjectionArea, pid: number, flags: number, exitSignal: number): Tracee {
+  area.reset();
+  const tid = Buffer.alloc(4);
+  tid.writeInt32LE(pid, 0);
+  const tidAddr = area.put(tid);
+  const args = Buffer.alloc(CLONE_ARGS);
+  args.writeBigUInt64LE(BigInt(flags), 0);
+  args.writeBigUInt64LE(BigInt(exitSignal), 32);
+  args.writeBigUInt64LE(tidAddr, 64);
+  args.writeBigUInt64LE(1n, 72);
+  let child: bigint;
+  try {
+    child = parent.syscall('clone3', area.put(args), CLONE_ARGS);
+  } catch (e) {
+    if (e instanceof RemoteSysError && e.code === 'EEXIST') throw new CriuError(`pid ${pid} is already in use by another process`);
+    throw e;
+  }
+  if (Number(child) !== pid) throw new CriuError(`clone3 gave pid ${child}, not ${pid}`);
+  const stub = Tracee.adopt(pid);
+  stub.waitStop();
+  return stub;
+}
+
+export function pidInUse(pid: number): boolean {
+  try { kill(pid, 0); return true; } catch (e) { return !(e instanceof SysError && e.code === 'ESRCH'); }
+}
