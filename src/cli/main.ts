@@ -1,0 +1,149 @@
+// criu-ts command line, in CRIU's syntax: `criu-ts dump -t PID -D DIR`, `restore -D DIR -d`,
+// `check`. Errors are one line on stderr and exit code 1.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { setChildSubreaper } from '../kernel/index.ts';
+import { LevelLogger } from '../log.ts';
+import { CriuError } from '../errors.ts';
+import { ImageError } from '../images/index.ts';
+import { dump } from '../dump/dump.ts';
+import { restore } from '../restore/restore.ts';
+import { runCheck } from './check.ts';
+import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
+
+const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'swrk', 'service', 'dedup', 'cpuinfo', 'exec', 'show']);
+
+interface Opts {
+  tree?: string; imagesDir: string; workDir?: string; logFile?: string; verbosity?: string | boolean;
+  pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
+  timeout?: string; feature?: string; defaultConfig?: boolean;
+}
+
+function fail(msg: string): never { throw new CriuError(msg); }
+
+/** Refuse unimplemented CRIU options by name; drop internal tuning options. */
+function screen(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') { out.push(...argv.slice(i)); break; }
+    const name = a.startsWith('--') ? a.split('=')[0] : a;
+    if (NOT_SUPPORTED.has(name) || NOT_SUPPORTED.has(name.replace(/^--no-/, '--'))) fail(`not supported yet: ${name}`);
+    if (ACCEPTED_INTERNAL.has(name)) {
+      if (INTERNAL_WITH_VALUE.has(name) && !a.includes('=')) i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+function verbosityOf(v: string | boolean | undefined): number {
+  if (v === undefined) return 2;
+  if (v === true) return 3;
+  if (typeof v === 'string') {
+    if (/^v*$/.test(v)) return Math.min(4, 3 + v.length);
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) fail(`bad verbosity level ${v}`);
+    return Math.min(n, 4);
+  }
+  return 2;
+}
+
+function program(run: (cmd: string, o: Opts) => number): Command {
+  const p = new Command('criu-ts');
+  p.exitOverride();
+  p.configureOutput({ writeErr: () => {}, writeOut: (s) => process.stdout.write(s) });
+  p.helpOption('-h, --help');
+  p.version('criu-ts 0.1.0 (CRIU images v1.1)', '-V, --version');
+  const common = (c: Command) => c
+    .addOption(new Option('-D, --images-dir <dir>', 'directory with the images').default('.'))
+    .option('-W, --work-dir <dir>', 'directory for logs and stats (default: images dir)')
+    .option('-o, --log-file <file>', 'log file, relative to the work dir')
+    .option('-v, --verbosity [level]', 'log level 0..4, or -v/-vv...')
+    .option('--pidfile <file>', 'write the pid of the restored root here')
+    .option('-j, --shell-job', 'the tree is a shell job (its session is outside)')
+    .option('--no-default-config', 'do not read the default config files')
+    .option('--timeout <sec>', 'freezing time limit in seconds', '10');
+  common(p.command('dump').description('checkpoint a process tree'))
+    .option('-t, --tree <pid>', 'root of the tree to dump')
+    .option('-R, --leave-running', 'leave the tasks running after the dump')
+    .action((o: Opts) => { process.exitCode = run('dump', o); });
+  common(p.command('restore').description('restore a process tree'))
+    .option('-t, --tree <pid>', 'ignored (as in CRIU)')
+    .option('-d, --restore-detached', 'return once the tree runs')
+    .action((o: Opts) => { process.exitCode = run('restore', o); });
+  common(p.command('check').description('check the kernel features criu-ts relies on'))
+    .option('--feature <name>', 'check one feature; "list" names them')
+    .option('--extra', 'also optional features (always shown)')
+    .option('--experimental', 'same as --extra')
+    .option('--all', 'same as --extra')
+    .action((o: Opts) => { process.exitCode = run('check', o); });
+  return p;
+}
+
+function execute(cmd: string, o: Opts): number {
+  const imagesDir = path.resolve(o.imagesDir);
+  const workDir = path.resolve(imagesDir, o.workDir ?? '.');
+  const level = verbosityOf(o.verbosity);
+  const logFile = o.logFile ? path.resolve(workDir, o.logFile) : undefined;
+  if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
+  const log = new LevelLogger(level, logFile);
+  try {
+    switch (cmd) {
+      case 'check':
+        return runCheck(o.feature, (s) => process.stdout.write(s + '\n'));
+      case 'dump': {
+        if (o.tree === undefined) fail('pid not specified: dump needs -t PID');
+        const pid = Number(o.tree);
+        if (!Number.isInteger(pid) || pid <= 0) fail(`bad pid ${o.tree}`);
+        const timeout = Number(o.timeout ?? 10);
+        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log });
+        log.info(`Dumped ${pid}: ${r.pagesWritten} pages in ${r.frozenMs.toFixed(1)} ms`);
+        return 0;
+      }
+      case 'restore': {
+        if (o.tree !== undefined) log.warn('-t is ignored on restore');
+        const r = restore({ dir: imagesDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined, log });
+        log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
+        return r.exitCode ?? 0;
+      }
+    }
+    fail(`unknown command ${cmd}`);
+  } catch (e) {
+    log.error(messageOf(e));
+    if (logFile) process.stderr.write(`Error: ${messageOf(e)}\n`);
+    if (level >= 4 && e instanceof Error && !(e instanceof CriuError) && e.stack) log.debug(e.stack);
+    return 1;
+  } finally {
+    log.close();
+  }
+}
+
+function messageOf(e: unknown): string {
+  if (e instanceof CriuError || e instanceof ImageError) return e.message;
+  if (e instanceof Error) return e.message.split('\n')[0];
+  return String(e);
+}
+
+export function main(argv: string[]): number {
+  const cmd = argv.find((a) => !a.startsWith('-'));
+  try {
+    if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) fail(`not supported yet: ${cmd}`);
+    const args = screen(argv);
+    setChildSubreaper();
+    program(execute).parse(args, { from: 'user' });
+    return Number(process.exitCode ?? 0);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return 0;
+      process.stderr.write(`Error: ${e.message.replace(/^error: /, '')}\n`);
+      return 1;
+    }
+    process.stderr.write(`Error: ${messageOf(e)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = main(process.argv.slice(2));
