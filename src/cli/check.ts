@@ -68,11 +68,11 @@ function probeSoftDirty(): boolean {
   } finally { fs.closeSync(fd); }
 }
 
-export function runCheck(feature: string | undefined, out: (s: string) => void): number {
+export function runCheck(feature: string | undefined, out: (s: string) => void, err: (s: string) => void = out): number {
   if (feature === 'list') { out(FEATURES.map((f) => f.name).join(' ')); return 0; }
   if (feature !== undefined) {
     const f = FEATURES.find((x) => x.name === feature);
-    if (!f) { out(`Unknown feature ${feature}`); return 1; }
+    if (!f) { err(`unknown feature ${feature} (criu-ts check --feature list names them)`); return 1; }
     const present = f.probe();
     out(`${f.name} is ${present ? 'supported' : 'not supported'}`);
     return present ? 0 : 1;

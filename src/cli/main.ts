@@ -31,7 +31,8 @@ function screen(argv: string[]): string[] {
     const name = a.startsWith('--') ? a.split('=')[0] : a;
     if (NOT_SUPPORTED.has(name) || NOT_SUPPORTED.has(name.replace(/^--no-/, '--'))) fail(`not supported yet: ${name}`);
     if (ACCEPTED_INTERNAL.has(name)) {
-      if (INTERNAL_WITH_VALUE.has(name) && !a.includes('=')) i++;
+      const value = a.includes('=') ? a.slice(a.indexOf('=') + 1) : INTERNAL_WITH_VALUE.has(name) ? argv[++i] : undefined;
+      if (name === '--pre-dump-mode' && value !== 'splice' && value !== 'read') fail(`bad --pre-dump-mode ${value ?? ''}: use splice or read`);
       continue;
     }
     out.push(a);
@@ -88,12 +89,13 @@ function execute(cmd: string, o: Opts): number {
   const workDir = path.resolve(imagesDir, o.workDir ?? '.');
   const level = verbosityOf(o.verbosity);
   const logFile = o.logFile ? path.resolve(workDir, o.logFile) : undefined;
+  if (cmd === 'restore' && !fs.existsSync(imagesDir)) fail(`images directory ${imagesDir} does not exist`);
   if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const log = new LevelLogger(level, logFile);
   try {
     switch (cmd) {
       case 'check':
-        return runCheck(o.feature, (s) => process.stdout.write(s + '\n'));
+        return runCheck(o.feature, (s) => process.stdout.write(s + '\n'), (s) => process.stderr.write(s + '\n'));
       case 'dump': {
         if (o.tree === undefined) fail('pid not specified: dump needs -t PID');
         const pid = Number(o.tree);
@@ -113,7 +115,7 @@ function execute(cmd: string, o: Opts): number {
     fail(`unknown command ${cmd}`);
   } catch (e) {
     log.error(messageOf(e));
-    if (logFile) process.stderr.write(`Error: ${messageOf(e)}\n`);
+    if (logFile || level < 1) process.stderr.write(`${messageOf(e)}\n`);
     if (level >= 4 && e instanceof Error && !(e instanceof CriuError) && e.stack) log.debug(e.stack);
     return 1;
   } finally {
@@ -138,10 +140,10 @@ export function main(argv: string[]): number {
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.exitCode === 0) return 0;
-      process.stderr.write(`Error: ${e.message.replace(/^error: /, '')}\n`);
+      process.stderr.write(`${e.message.replace(/^error: /, '')}\n`);
       return 1;
     }
-    process.stderr.write(`Error: ${messageOf(e)}\n`);
+    process.stderr.write(`${messageOf(e)}\n`);
     return 1;
   }
 }

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { writeImage } from '../images/index.ts';
 import { randomUUID } from 'node:crypto';
-import { readStat, readStatus, readSmaps, parseMaps } from '../proc/index.ts';
+import { readStat, readStatus, readSmaps, parseMaps, listChildren, type Vma } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
 import { InjectionArea, findSyscallInsn, xsaveOffsets, type Tracee } from '../compel/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
@@ -45,6 +45,8 @@ function validateTarget(pid: number): void {
   try { stat = readStat(pid); } catch { throw new CriuError(`no process with pid ${pid}`); }
   if (stat.flags & PF_KTHREAD) throw new CriuError(`pid ${pid} is a kernel thread and cannot be dumped`);
   if (stat.state === 'Z') throw new CriuError(`pid ${pid} is a zombie`);
+  const children = listChildren(pid, pid);
+  if (children.length) throw new CriuError(`task ${pid} has child processes (${children.join(', ')}); dumping process trees is not supported yet`);
   // Dumping an ancestor would freeze criu-ts's own parent chain.
   for (let p = stat.ppid, n = 0; p > 1 && n < 64; n++) {
     if (p === getpid()) break;
@@ -52,7 +54,7 @@ function validateTarget(pid: number): void {
   }
 }
 
-interface Frozen { threads: Tracee[]; snaps: FrozenThread[]; area?: InjectionArea; vdsoInsn: bigint }
+interface Frozen { threads: Tracee[]; snaps: FrozenThread[]; area?: InjectionArea; vdsoInsn: bigint; vmas: Vma[] }
 
 /** Map an injection area in the leader via a syscall instruction of its vDSO. */
 function prepareInjection(f: Frozen, pid: number): void {
@@ -99,12 +101,17 @@ export function dump(req: DumpRequest): DumpResult {
   fs.mkdirSync(req.dir, { recursive: true });
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir);
-  const f: Frozen = { threads: [], snaps: [], vdsoInsn: 0n };
+  const f: Frozen = { threads: [], snaps: [], vdsoInsn: 0n, vmas: [] };
   let result: DumpResult;
   try {
     f.threads = freezeProcess(pid, Date.now() + req.timeoutSec * 1000);
+    if (f.threads.length > 1) throw new CriuError(`task ${pid} has ${f.threads.length} threads; multi-threaded processes are not supported yet`);
+    const kids = f.threads.flatMap((t) => listChildren(pid, t.tid));
+    if (kids.length) throw new CriuError(`task ${pid} has child processes (${kids.join(', ')}); dumping process trees is not supported yet`);
     f.snaps = f.threads.map(freezeSnapshot);
     faultPoint('freeze');
+    // The VMAs as the task has them, before our injection area joins them.
+    f.vmas = readSmaps(pid);
     prepareInjection(f, pid);
     const tFrozen = performance.now();
     result = collectAndWrite(req, f, imgs);
@@ -131,7 +138,7 @@ function collectAndWrite(req: DumpRequest, f: Frozen, imgs: ImageSet): DumpResul
   const status = readStatus(pid);
   const files = new DumpFileTable();
   const task: DumpTask = {
-    pid, leader, threads: f.threads, area, stat, status, vmas: readSmaps(pid), files, log,
+    pid, leader, threads: f.threads, area, stat, status, vmas: f.vmas, files, log,
   };
   if (!req.shellJob && stat.session !== pid) {
     throw new CriuError(`task ${pid} is in session ${stat.session}, which is outside the dumped tree; dump a session leader or pass --shell-job`);
@@ -150,7 +157,7 @@ function collectAndWrite(req: DumpRequest, f: Frozen, imgs: ImageSet): DumpResul
   const seen = new Set<string>();
   const fdinfo = dumpFds(pid, files, identity, {
     log, shellJob: req.shellJob, seen, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
-    addEntry: (image, entry, extra) => imgs.add(image, image === 'pipes-data.img' ? 'pipe_data_entry' : 'tty_info_entry', entry, extra),
+    addEntry: (image, entry, extra) => imgs.add(image, image === 'tty-info.img' ? 'tty_info_entry' : 'pipe_data_entry', entry, extra),
   });
   const filesId = 1;
   for (const e of fdinfo) imgs.add(`fdinfo-${filesId}.img`, 'fdinfo_entry', e);

@@ -13,7 +13,7 @@ function pipeIno(p: FdProbe): number {
 }
 
 /** Copy the bytes queued in a pipe without consuming them. */
-function peekPipe(p: FdProbe): { data: Buffer; size: number } {
+export function peekPipe(p: FdProbe): { data: Buffer; size: number } {
   // Opening /proc/PID/fd/N of a pipe gives a fresh end of the same pipe, like a FIFO.
   const src = fs.openSync(`/proc/${p.pid}/fd/${p.fd}`, O.RDONLY | O.NONBLOCK | O.CLOEXEC);
   const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);

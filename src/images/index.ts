@@ -1,0 +1,24 @@
+// Public API of the CRIU image layer.
+export {
+  ProtoError, ProtoRegistry, ProtoWriter, setUnknownFields, stringBytes, unknownFields,
+} from './proto.ts';
+export type {
+  EnumDef, FieldDef, FieldLabel, FieldOpts, FieldType, MessageDef, ProtoInput, ProtoObject, ProtoValue,
+  ScalarType, UnknownField,
+} from './proto.ts';
+export { decodeMessage, encodeMessage, registry } from './registry.ts';
+export { enums, messages } from './schema/index.ts';
+export type { EnumName, EnumValues, Message, MessageInput, MessageName } from './types.ts';
+export {
+  CRTOOLS_IMAGES_V1_1, IMAGE_KINDS, IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, MAGIC, RAW_IMAGE_MAGIC,
+  imageFileName, imageKind, imageKindForFile, imageKindsForMagic, parseImageName,
+} from './magic.ts';
+export type { ExtraKind, HeadKind, ImageKind, ImageKindId } from './magic.ts';
+export {
+  ImageDir, ImageError, ImageReader, ImageWriter, readImage, readMessages, readOne, writeImage,
+} from './image.ts';
+export type { ImageEntry, ReadOptions, WriteOptions } from './image.ts';
+export {
+  DEFAULT_PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, PagemapReader, PagemapWriter, pagemapRunFlags,
+} from './pages.ts';
+export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.ts';

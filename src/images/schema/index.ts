@@ -1,0 +1,40 @@
+// All CRIU image messages and enums, keyed by CRIU's proto names.
+import { archAarch64Enums, archAarch64Messages } from './arch-aarch64.ts';
+import { archOtherEnums, archOtherMessages } from './arch-other.ts';
+import { archX86Enums, archX86Messages } from './arch-x86.ts';
+import { coreEnums, coreMessages } from './core.ts';
+import { fdkindsEnums, fdkindsMessages } from './fdkinds.ts';
+import { filesEnums, filesMessages } from './files.ts';
+import { inventoryEnums, inventoryMessages } from './inventory.ts';
+import { mmEnums, mmMessages } from './mm.ts';
+import { netEnums, netMessages } from './net.ts';
+import { nsEnums, nsMessages } from './ns.ts';
+import { socketsEnums, socketsMessages } from './sockets.ts';
+
+export const messages = {
+  ...inventoryMessages,
+  ...coreMessages,
+  ...archX86Messages,
+  ...archAarch64Messages,
+  ...archOtherMessages,
+  ...mmMessages,
+  ...filesMessages,
+  ...fdkindsMessages,
+  ...socketsMessages,
+  ...nsMessages,
+  ...netMessages,
+};
+
+export const enums = {
+  ...inventoryEnums,
+  ...coreEnums,
+  ...archX86Enums,
+  ...archAarch64Enums,
+  ...archOtherEnums,
+  ...mmEnums,
+  ...filesEnums,
+  ...fdkindsEnums,
+  ...socketsEnums,
+  ...nsEnums,
+  ...netEnums,
+};

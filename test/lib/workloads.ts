@@ -1,0 +1,47 @@
+/**
+ * Test workloads: test/workloads/NAME.c compiled once per run with gcc into a
+ * cache dir keyed by a hash of the source and the flags.
+ *
+ * Cache: $CRIU_TS_CACHE/workloads, else <repo>/.cache/workloads. Each binary
+ * lives at <cache>/<hash>/<NAME>, so its comm is NAME.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
+export const WORKLOAD_DIR = join(REPO_ROOT, 'test', 'workloads');
+export const CFLAGS: readonly string[] = ['-O1', '-g', '-pthread', '-Wall', '-Wextra'];
+
+export function cacheDir(): string {
+  const base = process.env.CRIU_TS_CACHE ?? join(REPO_ROOT, '.cache');
+  return join(base, 'workloads');
+}
+
+const built = new Map<string, string>();
+
+/** Path to the compiled workload NAME (test/workloads/NAME.c), building it if needed. */
+export function workload(name: string): string {
+  const hit = built.get(name);
+  if (hit) return hit;
+  const src = join(WORKLOAD_DIR, `${name}.c`);
+  const text = readFileSync(src);
+  const hash = createHash('sha256').update(CFLAGS.join(' ')).update('\0').update(text).digest('hex').slice(0, 16);
+  const dir = join(cacheDir(), hash);
+  const bin = join(dir, name);
+  if (!existsSync(bin)) {
+    mkdirSync(dir, { recursive: true });
+    const tmp = `${bin}.tmp-${process.pid}`;
+    try {
+      execFileSync('gcc', [...CFLAGS, '-o', tmp, src], { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      const err = e as { stderr?: Buffer };
+      throw new Error(`gcc failed for ${src}:\n${err.stderr?.toString() ?? String(e)}`);
+    }
+    renameSync(tmp, bin); // atomic: concurrent runs see either nothing or a whole binary
+  }
+  built.set(name, bin);
+  return bin;
+}
