@@ -12,20 +12,13 @@ import {
   counterValues, assertConsecutive, SIGUSR1, SIGUSR2, type FdInfo,
 } from '../lib/proc.ts';
 import {
-  dump, restore, dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter, counterOf, DATA_HEADER,
+  dump, restore, dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter, counterOf, firstProgressFrom, DATA_HEADER,
 } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
 const CRIT = '/usr/bin/crit';
 
 const fdShape = (fds: FdInfo[]) => fds.map((f) => ({ fd: f.fd, target: f.target, flags: f.flags.toString(8) }));
-
-/** Index of the first progress line at or after `from`. */
-function firstProgressFrom(log: string, from: number): number {
-  const lines = readLines(log);
-  for (let k = from; k < lines.length; k++) if (counterOf(lines[k]) >= 0) return counterOf(lines[k]);
-  return -1;
-}
 
 e2e('foundation: dump + restore continues where it stopped, with all its state', async (c) => {
   const f = startFoundation(c);

@@ -7,20 +7,14 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  e2e, startTarget, readLines, lastCounter, killAndReap, waitExit, signal, sleep, procStatus, procStat, waitForLine,
+  e2e, startTarget, readLines, lastCounter, killAndReap, waitExit, signal, sleep, procStatus, procStat, procState, waitForLine, waitFor,
   assertRunningFree, counterValues, assertConsecutive, SIGTERM, SIGUSR1,
 } from '../lib/proc.ts';
-import { dumpAndReap, restoreDetached, waitForCounter, counterOf } from '../lib/cr.ts';
+import { dumpAndReap, restoreDetached, waitForCounter, firstProgressFrom } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
 const PYTHON = '/usr/bin/python3';
 const NR_CLOCK_NANOSLEEP = process.arch === 'arm64' ? 115 : 230;
-
-function firstProgressFrom(log: string, from: number): number {
-  const lines = readLines(log);
-  for (let k = from; k < lines.length; k++) if (counterOf(lines[k]) >= 0) return counterOf(lines[k]);
-  return -1;
-}
 
 /** Dump (killing), restore -d, and check that the counter in `log` goes on from where it was. */
 async function crossDump(pid: number, log: string, img: string): Promise<void> {
@@ -64,8 +58,7 @@ e2e('python3 running a loop survives dump + restore', async (c) => {
 e2e('sleep 1000 is still sleeping after restore, and killable', async (c) => {
   const t = startTarget(['/usr/bin/sleep', '1000'], { logFile: join(c.dir, 'sleep.log') });
   const syscallNr = () => Number(readFileSync(`/proc/${t.pid}/syscall`, 'latin1').split(' ')[0]);
-  await sleep(100);
-  assert.equal(syscallNr(), NR_CLOCK_NANOSLEEP, 'sleeping in clock_nanosleep before the dump');
+  await waitFor(() => procState(t.pid) === 'S' && syscallNr() === NR_CLOCK_NANOSLEEP, 5000, 'sleep to enter clock_nanosleep');
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   restoreDetached(img, t.pid);

@@ -135,6 +135,13 @@ export function counterOf(line: string, key = 'i'): number {
   return m ? Number(m[1]) : -1;
 }
 
+/** The counter of the first progress line at line index >= `from`, or -1. */
+export function firstProgressFrom(log: string, from: number): number {
+  const lines = readLines(log);
+  for (let k = from; k < lines.length; k++) if (counterOf(lines[k]) >= 0) return counterOf(lines[k]);
+  return -1;
+}
+
 /** Wait for a progress line with i > `after` (at index >= `from`); returns its parsed fields. */
 export async function waitForCounter(log: string, after: number, timeoutMs = 10_000, from = 0): Promise<Record<string, string>> {
   const { line } = await waitForLine(log, (l) => counterOf(l) > after, timeoutMs, from);

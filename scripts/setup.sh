@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what criu-ts and its tests need on a fresh Debian 12 machine (run as root):
+# gcc for the test workloads, Debian's criu package for its `crit`, and the npm packages,
+# which pin Node 24 (node_modules/.bin/node).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v crit >/dev/null || need+=(criu)
+command -v python3 >/dev/null || need+=(python3)
+command -v npm >/dev/null || need+=(npm)
+command -v setsid >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+stamp=node_modules/.criu-ts-installed
+if [ ! -x node_modules/.bin/node ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+  touch "$stamp"
+fi
+node_modules/.bin/node --version >/dev/null
