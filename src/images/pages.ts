@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageError, ImageReader, ImageWriter } from './image.ts';
 import { imageFileName } from './magic.ts';
-import { readVarint, u64, varintHi, varintLo } from './proto.ts';
+import { readVarint, u64, varintHi, varintLo } from './proto-read.ts';
 import type { Message } from './types.ts';
 
 /** Data is in the parent image set (incremental dumps). */

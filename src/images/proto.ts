@@ -7,7 +7,6 @@ import { ProtoWriter, encodeTop } from './proto-write.ts';
 import { KIND, ProtoError, wireOf } from './proto-types.ts';
 import type { CField, CMessage, EnumDef, MessageDef, ProtoInput, ProtoObject } from './proto-types.ts';
 
-export { readVarint, u64, varintHi, varintLo } from './proto-read.ts';
 export { ProtoWriter } from './proto-write.ts';
 export { ProtoError, setUnknownFields, unknownFields } from './proto-types.ts';
 export type {

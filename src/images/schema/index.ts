@@ -1,4 +1,7 @@
-// All CRIU image messages and enums, keyed by CRIU's proto names.
+// All CRIU image messages and enums, keyed by CRIU's proto names. Field tables follow
+// criu-image-format.md; messages it only outlines (netdev, mnt, cgroup, ipc, fsnotify, other
+// arches...) follow the field numbers of CRIU 4.2's images/*.proto. thread_info_aarch64.gcs and
+// user_aarch64_gcs_entry are from the GCS pull request (#2725), not yet in CRIU proper.
 import { archAarch64Enums, archAarch64Messages } from './arch-aarch64.ts';
 import { archOtherEnums, archOtherMessages } from './arch-other.ts';
 import { archX86Enums, archX86Messages } from './arch-x86.ts';
