@@ -1,13 +1,14 @@
-// Dump orchestration: freeze, collect every resource from outside, write the images, then
-// kill or resume. If anything fails before the images are complete, the tasks are resumed
-// exactly as they were and the partial images are removed.
+// Dump orchestration: freeze the tree, collect every resource from outside, write the
+// images, then kill or resume. If anything fails before the images are complete, every
+// task is resumed exactly as it was and the partial images are removed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeImage } from '../images/index.ts';
 import { randomUUID } from 'node:crypto';
-import { readStat, readStatus, readSmaps, parseMaps, listChildren, type Vma } from '../proc/index.ts';
-import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
+import { writeImage } from '../images/index.ts';
+import { readStat, readStatus, readSmaps, parseMaps, type Vma, type Stat } from '../proc/index.ts';
+import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
 import { InjectionArea, findSyscallInsn, xsaveOffsets, type Tracee } from '../compel/index.ts';
+import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, type FrozenThread } from '../resources/core.ts';
 import { dumpMm } from '../resources/mm-dump.ts';
@@ -16,12 +17,11 @@ import { dumpRlimits } from '../resources/rlimits.ts';
 import { dumpItimers } from '../resources/timers.ts';
 import { dumpCreds, readSecbits } from '../resources/creds.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, FileIdentity } from '../resources/files/index.ts';
-import { peekSiginfo } from '../kernel/index.ts';
-import { freezeProcess } from './freeze.ts';
+import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
-import { NsIds } from './nsids.ts';
+import { NsIds, KobjIds } from './nsids.ts';
 import type { DumpTask, Logger, Msg } from '../resources/types.ts';
 
 export interface DumpRequest {
@@ -34,7 +34,7 @@ export interface DumpRequest {
   log: Logger;
 }
 
-export interface DumpResult { pagesWritten: number; pagesScanned: number; frozenMs: number; freezingMs: number }
+export interface DumpResult { tasks: number; pagesWritten: number; pagesScanned: number; frozenMs: number; freezingMs: number }
 
 const PF_KTHREAD = 0x00200000;
 
@@ -45,54 +45,80 @@ function validateTarget(pid: number): void {
   try { stat = readStat(pid); } catch { throw new CriuError(`no process with pid ${pid}`); }
   if (stat.flags & PF_KTHREAD) throw new CriuError(`pid ${pid} is a kernel thread and cannot be dumped`);
   if (stat.state === 'Z') throw new CriuError(`pid ${pid} is a zombie`);
-  const children = listChildren(pid, pid);
-  if (children.length) throw new CriuError(`task ${pid} has child processes (${children.join(', ')}); dumping process trees is not supported yet`);
-  // Dumping an ancestor would freeze criu-ts's own parent chain.
-  for (let p = stat.ppid, n = 0; p > 1 && n < 64; n++) {
-    if (p === getpid()) break;
-    p = readStat(p).ppid;
+  // Freezing one of criu-ts's own ancestors would freeze criu-ts's parent chain.
+  for (let p = readStat(getpid()).ppid, n = 0; p > 1 && n < 64; n++) {
+    if (p === pid) throw new CriuError(`pid ${pid} is an ancestor of criu-ts and cannot be dumped`);
+    try { p = readStat(p).ppid; } catch { break; }
   }
 }
 
-interface Frozen { threads: Tracee[]; snaps: FrozenThread[]; area?: InjectionArea; vdsoInsn: bigint; vmas: Vma[] }
+/** A live task frozen for the dump, with what it looked like before we touched it. */
+interface LiveTask extends FrozenTask {
+  snaps: FrozenThread[];
+  vmas: Vma[];
+  stat: Stat;
+  area?: InjectionArea;
+  vdsoInsn: bigint;
+}
+
+type Task = LiveTask | FrozenTask;
+const isLive = (t: Task): t is LiveTask => !t.zombie;
 
 /** Map an injection area in the leader via a syscall instruction of its vDSO. */
-function prepareInjection(f: Frozen, pid: number): void {
-  const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
+function prepareInjection(t: LiveTask): void {
+  const maps = parseMaps(fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8'));
   const vdso = maps.find((v) => v.path === '[vdso]');
-  if (!vdso) throw new CriuError(`task ${pid} has no [vdso]; cannot run syscalls in it`);
-  const leader = f.threads[0];
+  if (!vdso) throw new CriuError(`task ${t.pid} has no [vdso]; cannot run syscalls in it`);
+  const leader = t.threads[0];
   const insn = findSyscallInsn(leader.readMem(vdso.start, Number(vdso.end - vdso.start)), vdso.start);
-  if (insn === undefined) throw new CriuError(`no syscall instruction found in the [vdso] of task ${pid}`);
-  f.vdsoInsn = insn;
+  if (insn === undefined) throw new CriuError(`no syscall instruction found in the [vdso] of task ${t.pid}`);
+  t.vdsoInsn = insn;
+  for (const th of t.threads) th.setSigmask(0xffffffffffffffffn);
   leader.useSyscallInsn(insn);
-  leader.setSigmask(0xffffffffffffffffn);
-  f.area = InjectionArea.map(leader);
+  t.area = InjectionArea.map(leader);
 }
 
 /** Put every thread back exactly as frozen: unmap our area, restore regs and masks, detach. */
-function thaw(f: Frozen, log: Logger): void {
-  const leader = f.threads[0];
+function thaw(t: LiveTask, log: Logger): void {
+  const leader = t.threads[0];
   try {
-    if (f.area) {
-      leader.useSyscallInsn(f.vdsoInsn);
-      leader.syscall('munmap', f.area.base, f.area.size);
+    if (t.area) {
+      leader.useSyscallInsn(t.vdsoInsn);
+      leader.syscall('munmap', t.area.base, t.area.size);
     }
-  } catch (e) { log.error(`cannot remove the injection area: ${(e as Error).message}`); }
-  for (const s of f.snaps) {
+  } catch (e) { log.error(`cannot remove the injection area of ${t.pid}: ${(e as Error).message}`); }
+  for (const s of t.snaps) {
     try {
       s.tracee.setRegs(s.regs);
       s.tracee.setSigmask(s.sigmask);
     } catch (e) { log.error(`cannot restore the state of thread ${s.tracee.tid}: ${(e as Error).message}`); }
   }
-  for (const t of f.threads) { try { t.detach(); } catch (e) { log.error(`detach ${t.tid}: ${(e as Error).message}`); } }
+  detachAll(t.threads);
 }
 
-function killFrozen(f: Frozen, pid: number): void {
-  for (const t of f.threads) t.release();
-  kill(pid, SIG.KILL);
-  // Collect the tracer's exit notifications; the real parent reaps the process.
-  for (const t of [...f.threads].reverse()) { try { waitpid(t.tid, WALL); } catch { /* already gone */ } }
+function killTree(tasks: Task[]): void {
+  for (const t of tasks) for (const th of t.threads) th.release();
+  for (const t of tasks) if (isLive(t)) { try { kill(t.pid, SIG.KILL); } catch { /* gone */ } }
+  // Collect the tracer's exit notifications; the real parents reap the processes.
+  for (const t of tasks) for (const th of [...t.threads].reverse()) { try { waitpid(th.tid, WALL); } catch { /* gone */ } }
+}
+
+function checkSessions(tasks: Task[], shellJob: boolean): void {
+  const pids = new Set(tasks.map((t) => t.pid));
+  const root = tasks[0] as LiveTask;
+  for (const t of tasks) {
+    if (!isLive(t)) continue;
+    const { session, pgrp } = t.stat;
+    const external = (id: number, rootId: number) => !pids.has(id) && !(shellJob && id === rootId);
+    if (external(session, root.stat.session)) {
+      throw new CriuError(t === root
+        ? `task ${t.pid} is in session ${session}, which is outside the dumped tree; dump a session leader or pass --shell-job`
+        : `task ${t.pid} is in session ${session}, whose leader is outside the dumped tree; not supported yet`);
+    }
+    if (external(pgrp, root.stat.pgrp)) {
+      throw new CriuError(`task ${t.pid} is in process group ${pgrp}, whose leader is outside the dumped tree; not supported yet`);
+    }
+  }
 }
 
 export function dump(req: DumpRequest): DumpResult {
@@ -101,49 +127,103 @@ export function dump(req: DumpRequest): DumpResult {
   fs.mkdirSync(req.dir, { recursive: true });
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir);
-  const f: Frozen = { threads: [], snaps: [], vdsoInsn: 0n, vmas: [] };
+  let tasks: Task[] = [];
   let result: DumpResult;
   try {
-    f.threads = freezeProcess(pid, Date.now() + req.timeoutSec * 1000);
-    if (f.threads.length > 1) throw new CriuError(`task ${pid} has ${f.threads.length} threads; multi-threaded processes are not supported yet`);
-    const kids = f.threads.flatMap((t) => listChildren(pid, t.tid));
-    if (kids.length) throw new CriuError(`task ${pid} has child processes (${kids.join(', ')}); dumping process trees is not supported yet`);
-    f.snaps = f.threads.map(freezeSnapshot);
+    tasks = freezeTree(pid, Date.now() + req.timeoutSec * 1000);
+    for (const t of tasks) {
+      if (!isLive(t)) continue;
+      const lt = t as LiveTask;
+      lt.snaps = t.threads.map(freezeSnapshot);
+      lt.stat = readStat(t.pid);
+    }
     faultPoint('freeze');
-    // The VMAs as the task has them, before our injection area joins them.
-    f.vmas = readSmaps(pid);
-    prepareInjection(f, pid);
+    checkSessions(tasks, req.shellJob);
+    for (const t of tasks) {
+      if (!isLive(t)) continue;
+      // The VMAs as the task has them, before our injection area joins them.
+      t.vmas = readSmaps(t.pid);
+      prepareInjection(t);
+    }
     const tFrozen = performance.now();
-    result = collectAndWrite(req, f, imgs);
+    result = collectAndWrite(req, tasks, imgs);
     faultPoint('write-images');
     imgs.closeAll();
     result.freezingMs = tFrozen - t0;
   } catch (e) {
     imgs.discard();
-    if (f.threads.length) thaw(f, log);
+    for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
     throw e;
   }
-  if (req.leaveRunning) thaw(f, log);
-  else killFrozen(f, pid);
+  if (req.leaveRunning) { for (const t of tasks) if (isLive(t)) thaw(t, log); }
+  else killTree(tasks);
   result.frozenMs = performance.now() - t0;
-  try { writeStats(req, result, result.freezingMs, result.frozenMs); } catch (e) { log.warn(`cannot write stats-dump: ${(e as Error).message}`); }
+  try { writeStats(req, result); } catch (e) { log.warn(`cannot write stats-dump: ${(e as Error).message}`); }
   return result;
 }
 
-function collectAndWrite(req: DumpRequest, f: Frozen, imgs: ImageSet): DumpResult {
-  const { pid, log } = req;
-  const area = f.area!;
-  const leader = f.threads[0];
-  const stat = readStat(pid);
-  const status = readStatus(pid);
+interface Shared { files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; offs: XsaveOffsets }
+
+function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
+  const live = tasks.filter(isLive);
   const files = new DumpFileTable();
-  const task: DumpTask = {
-    pid, leader, threads: f.threads, area, stat, status, vmas: f.vmas, files, log,
+  const shared: Shared = {
+    files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), offs: xsaveOffsets(live[0].area!),
+    fileCtx: {
+      log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      addEntry: (image, entry, extra) => imgs.add(image, image === 'tty-info.img' ? 'tty_info_entry' : 'pipe_data_entry', entry, extra),
+    },
   };
-  if (!req.shellJob && stat.session !== pid) {
-    throw new CriuError(`task ${pid} is in session ${stat.session}, which is outside the dumped tree; dump a session leader or pass --shell-job`);
+  const stats = { pagesWritten: 0, pagesScanned: 0 };
+  const writtenFdTables = new Set<number>();
+  for (const t of tasks) {
+    if (isLive(t)) {
+      const s = dumpTask(req, t, imgs, shared, writtenFdTables);
+      stats.pagesWritten += s.pagesWritten;
+      stats.pagesScanned += s.pagesScanned;
+    } else {
+      dumpZombie(t, imgs);
+    }
+    const st = isLive(t) ? t.stat : undefined;
+    imgs.add('pstree.img', 'pstree_entry', {
+      pid: t.pid, ppid: t.ppid, pgid: st?.pgrp ?? zombieIds(t).pgid, sid: st?.session ?? zombieIds(t).sid,
+      threads: t.threads.length ? t.threads.map((th) => th.tid) : [t.pid],
+    });
   }
-  const offs = xsaveOffsets(area);
+  imgs.closeImage('pstree.img');
+  for (const e of files.entries) imgs.add('files.img', 'file_entry', e);
+  imgs.closeImage('files.img');
+  imgs.one('seccomp.img', 'seccomp_entry', {});
+  const mono = clockGettime(1), boot = clockGettime(7);
+  imgs.one('timens-0.img', 'timens_entry', {
+    monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec }, boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
+  });
+  imgs.one('inventory.img', 'inventory_entry', {
+    img_version: 2, fdinfo_per_id: true,
+    root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
+    ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUUID(),
+  });
+  return { tasks: tasks.length, ...stats, frozenMs: 0, freezingMs: 0 };
+}
+
+function zombieIds(t: FrozenTask): { pgid: number; sid: number } {
+  try { const s = readStat(t.pid); return { pgid: s.pgrp, sid: s.session }; } catch { return { pgid: t.pid, sid: t.pid }; }
+}
+
+function dumpZombie(t: FrozenTask, imgs: ImageSet): void {
+  imgs.one(`core-${t.pid}.img`, 'core_entry', {
+    mtype: 1, tc: { task_state: 2, exit_code: t.zombie!.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: t.zombie!.comm },
+  });
+}
+
+function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, writtenFdTables: Set<number>): { pagesWritten: number; pagesScanned: number } {
+  const { pid, log } = req;
+  const area = t.area!;
+  const leader = t.threads[0];
+  const status = readStatus(pid);
+  const task: DumpTask = { pid, leader, threads: t.threads, area, stat: t.stat, status, vmas: t.vmas, files: sh.files, log };
+  const ids = sh.kobj.idsOf(pid);
+  if (ids.sharedWith) throw new CriuError(`task ${pid} shares its ${ids.sharedWith} with another task of the tree (CLONE_${ids.sharedWith.toUpperCase()}); not supported yet`);
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
   faultPoint('memory');
@@ -153,22 +233,20 @@ function collectAndWrite(req: DumpRequest, f: Frozen, imgs: ImageSet): DumpResul
   imgs.one(`mm-${pid}.img`, 'mm_entry', mm);
 
   faultPoint('files');
-  const identity = new FileIdentity();
-  const seen = new Set<string>();
-  const fdinfo = dumpFds(pid, files, identity, {
-    log, shellJob: req.shellJob, seen, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
-    addEntry: (image, entry, extra) => imgs.add(image, image === 'tty-info.img' ? 'tty_info_entry' : 'pipe_data_entry', entry, extra),
-  });
-  const filesId = 1;
-  for (const e of fdinfo) imgs.add(`fdinfo-${filesId}.img`, 'fdinfo_entry', e);
-  imgs.closeImage(`fdinfo-${filesId}.img`);
-  imgs.one(`fs-${pid}.img`, 'fs_entry', dumpFs(pid, status.umask, files));
+  if (!writtenFdTables.has(ids.files_id)) {
+    writtenFdTables.add(ids.files_id);
+    const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
+    const name = `fdinfo-${ids.files_id}.img`;
+    for (const e of fdinfo) imgs.add(name, 'fdinfo_entry', e);
+    if (fdinfo.length) imgs.closeImage(name);
+    else imgs.empty(name);
+  }
+  imgs.one(`fs-${pid}.img`, 'fs_entry', dumpFs(pid, status.umask, sh.files));
 
-  // Per-task and per-thread state, all gathered before anything is written.
   const secbits = readSecbits(leader);
   const tc: Msg = {
     task_state: 1, exit_code: 0, personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, 'utf8'), 16),
-    flags: stat.flags, blk_sigset: f.snaps[0].sigmask, comm: stat.comm,
+    flags: t.stat.flags, blk_sigset: t.snaps[0].sigmask, comm: t.stat.comm,
     timers: dumpItimers(leader, area), rlimits: dumpRlimits(pid),
     signals_s: siginfoEntries(peekSiginfo(pid, true)),
     loginuid: Number(fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8')),
@@ -176,35 +254,20 @@ function collectAndWrite(req: DumpRequest, f: Frozen, imgs: ImageSet): DumpResul
     sigactions: dumpSigactions(leader, area),
     child_subreaper: readSubreaper(leader, area),
   };
-  for (const snap of f.snaps) {
-    const t = snap.tracee;
-    const isLeader = t === leader;
-    if (!isLeader) t.useInjectionPage(area.base);
-    const thStatus = isLeader ? status : readStatus(pid, t.tid);
+  for (const snap of t.snaps) {
+    const th = snap.tracee;
+    const isLeader = th === leader;
+    if (!isLeader) th.useInjectionPage(area.base);
     const threadCore = dumpThreadCore(snap, pid, area, isLeader);
-    threadCore.creds = dumpCreds(thStatus, secbits);
-    const core: Msg = { mtype: 1, thread_info: dumpThreadInfo(snap, area, offs), thread_core: threadCore };
+    threadCore.creds = dumpCreds(isLeader ? status : readStatus(pid, th.tid), secbits);
+    const core: Msg = { mtype: 1, thread_info: dumpThreadInfo(snap, area, sh.offs), thread_core: threadCore };
     if (isLeader) core.tc = tc;
-    imgs.one(`core-${t.tid}.img`, 'core_entry', core);
+    imgs.one(`core-${th.tid}.img`, 'core_entry', core);
   }
-
-  const ns = new NsIds();
-  imgs.one(`ids-${pid}.img`, 'task_kobj_ids_entry', { vm_id: 1, files_id: filesId, fs_id: 1, sighand_id: 1, ...ns.idsOf(pid) });
-  imgs.one('pstree.img', 'pstree_entry', {
-    pid, ppid: 0, pgid: stat.pgrp, sid: stat.session, threads: f.threads.map((t) => t.tid),
+  imgs.one(`ids-${pid}.img`, 'task_kobj_ids_entry', {
+    vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),
   });
-  for (const e of files.entries) imgs.add('files.img', 'file_entry', e);
-  imgs.closeImage('files.img');
-  imgs.one('seccomp.img', 'seccomp_entry', {});
-  const mono = clockGettime(1), boot = clockGettime(7);
-  imgs.one('timens-0.img', 'timens_entry', {
-    monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec }, boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
-  });
-  imgs.one('inventory.img', 'inventory_entry', {
-    img_version: 2, fdinfo_per_id: true, root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...ns.idsOf(getpid()) },
-    ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUUID(),
-  });
-  return { pagesWritten: stats.pagesWritten, pagesScanned: stats.pagesScanned, frozenMs: 0, freezingMs: 0 };
+  return stats;
 }
 
 function readSubreaper(t: Tracee, area: InjectionArea): boolean {
@@ -215,11 +278,11 @@ function readSubreaper(t: Tracee, area: InjectionArea): boolean {
 }
 
 /** stats-dump in the work dir, as CRIU writes it (ZDTM checks pages_written against pages-*.img). */
-function writeStats(req: DumpRequest, r: DumpResult, freezeMs: number, totalMs: number): void {
+function writeStats(req: DumpRequest, r: DumpResult): void {
   const us = (ms: number) => Math.round(ms * 1000);
   writeImage(path.join(req.workDir, 'stats-dump'), 'stats_entry', [{
     dump: {
-      freezing_time: us(freezeMs), frozen_time: us(totalMs - freezeMs), memdump_time: 0, memwrite_time: 0,
+      freezing_time: us(r.freezingMs), frozen_time: us(r.frozenMs - r.freezingMs), memdump_time: 0, memwrite_time: 0,
       pages_scanned: BigInt(r.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(r.pagesWritten), pages_lazy: 0n,
     },
   }]);

@@ -1,13 +1,27 @@
-// Freezing a process: PTRACE_SEIZE + PTRACE_INTERRUPT on every thread, repeated until no
-// thread appears that we have not stopped yet.
-import { listThreads } from '../proc/index.ts';
+// Freezing: PTRACE_SEIZE + PTRACE_INTERRUPT on every thread of every task of the tree,
+// repeated until nothing new appears. A frozen task cannot fork or clone any more, so a
+// tree walked parent-first after each parent is frozen is complete.
+import { listThreads, listChildren, readStat } from '../proc/index.ts';
 import { PTRACE_O, SysError } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
 
 export const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
 
-export function freezeProcess(pid: number, deadline: number): Tracee[] {
+/** A task of the dumped tree: frozen threads (leader first), or a zombie. */
+export interface FrozenTask {
+  pid: number;
+  ppid: number;
+  threads: Tracee[];
+  zombie?: { exitCode: number; comm: string };
+}
+
+export function detachAll(threads: Tracee[]): void {
+  for (const t of threads) { try { t.detach(); } catch { /* gone */ } }
+}
+
+/** Freeze every thread of one process; undefined when it exited meanwhile. */
+export function freezeProcess(pid: number, deadline: number): Tracee[] | undefined {
   const frozen = new Map<number, Tracee>();
   try {
     for (;;) {
@@ -19,20 +33,59 @@ export function freezeProcess(pid: number, deadline: number): Tracee[] {
           frozen.set(tid, Tracee.seize(tid, SEIZE_OPTIONS));
         } catch (e) {
           // A thread that exited between listing and seizing is simply gone.
-          if (e instanceof SysError && e.code === 'ESRCH') continue;
+          if (e instanceof SysError && (e.code === 'ESRCH' || e.code === 'EPERM') || (e as Error).name === 'InjectionError') continue;
           throw e;
         }
       }
     }
   } catch (e) {
-    for (const t of frozen.values()) { try { t.detach(); } catch { /* gone */ } }
+    detachAll([...frozen.values()]);
     throw e;
   }
   const list = [...frozen.values()];
   const leader = list.find((t) => t.tid === pid);
-  if (!leader) {
-    for (const t of list) { try { t.detach(); } catch { /* gone */ } }
-    throw new CriuError(`task ${pid} exited while it was being frozen`);
+  if (!leader) { detachAll(list); return undefined; }
+  return [leader, ...list.filter((t) => t !== leader).sort((a, b) => a.tid - b.tid)];
+}
+
+/** Freeze the tree rooted at `root`, parents before children (pstree.img order). */
+export function freezeTree(root: number, deadline: number): FrozenTask[] {
+  const tasks: FrozenTask[] = [];
+  const seen = new Set<number>();
+  const visit = (pid: number, ppid: number): void => {
+    if (seen.has(pid)) return;
+    seen.add(pid);
+    let stat;
+    try { stat = readStat(pid); } catch { return; }
+    if (stat.state === 'Z' || stat.state === 'X') {
+      tasks.push({ pid, ppid, threads: [], zombie: { exitCode: stat.exitCode, comm: stat.comm } });
+      return;
+    }
+    const threads = freezeProcess(pid, deadline);
+    if (!threads) {
+      // Exited while we looked: now a zombie of its parent, or gone.
+      try {
+        const s = readStat(pid);
+        if (s.state === 'Z') tasks.push({ pid, ppid, threads: [], zombie: { exitCode: s.exitCode, comm: s.comm } });
+      } catch { /* reaped */ }
+      return;
+    }
+    tasks.push({ pid, ppid, threads });
+    const children = new Set<number>();
+    for (const t of threads) {
+      try { for (const c of listChildren(pid, t.tid)) children.add(c); } catch { /* thread gone */ }
+    }
+    for (const c of [...children].sort((a, b) => a - b)) visit(c, pid);
+  };
+  try {
+    visit(root, 0);
+  } catch (e) {
+    for (const t of tasks) detachAll(t.threads);
+    throw e;
   }
-  return [leader, ...list.filter((t) => t !== leader)];
+  if (!tasks.length || tasks[0].zombie) {
+    for (const t of tasks) detachAll(t.threads);
+    throw new CriuError(`task ${root} exited while it was being frozen`);
+  }
+  return tasks;
 }

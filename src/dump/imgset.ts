@@ -30,6 +30,13 @@ export class ImageSet {
     if (extra) w.writeRaw(extra);
   }
 
+  /** An image with a header and no entries. */
+  empty(image: string): void {
+    const file = path.join(this.dir, image);
+    this.track(file);
+    new ImageWriter(file).close();
+  }
+
   /** A whole single-entry image. */
   one(image: string, msg: MessageName, entry: Msg): void {
     this.add(image, msg, entry);

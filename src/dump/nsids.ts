@@ -1,5 +1,7 @@
-// Small ids for namespaces, as CRIU numbers them in ids-N.img and the inventory's root_ids.
+// Small ids for namespaces and for the kernel objects processes can share (mm, fd table,
+// fs_struct, signal handlers), as CRIU numbers them in ids-N.img and the inventory.
 import fs from 'node:fs';
+import { kcmp, KCMP } from '../kernel/index.ts';
 
 const KINDS: Array<[string, string]> = [
   ['pid', 'pid_ns_id'], ['net', 'net_ns_id'], ['ipc', 'ipc_ns_id'], ['uts', 'uts_ns_id'],
@@ -20,5 +22,27 @@ export class NsIds {
       out[field] = id;
     }
     return out;
+  }
+}
+
+export interface KobjIdSet { vm_id: number; files_id: number; fs_id: number; sighand_id: number; sharedWith?: string }
+
+/** Ids that are equal exactly when kcmp says two processes share the object. */
+export class KobjIds {
+  private seen: Array<{ pid: number; ids: KobjIdSet }> = [];
+  private next = 1;
+
+  idsOf(pid: number): KobjIdSet {
+    const ids: KobjIdSet = { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0 };
+    const kinds: Array<[keyof KobjIdSet, number, string]> = [
+      ['vm_id', KCMP.VM, 'vm'], ['files_id', KCMP.FILES, 'files'], ['fs_id', KCMP.FS, 'fs'], ['sighand_id', KCMP.SIGHAND, 'sighand'],
+    ];
+    for (const [field, type, name] of kinds) {
+      const other = this.seen.find((s) => kcmp(s.pid, pid, type, 0, 0) === 0);
+      if (other) { (ids as unknown as Record<string, number>)[field] = other.ids[field] as number; ids.sharedWith ??= name; }
+      else (ids as unknown as Record<string, number>)[field] = this.next++;
+    }
+    this.seen.push({ pid, ids });
+    return ids;
   }
 }

@@ -757,16 +757,17 @@ export function e2e(name: string, fn: (c: E2EContext) => Promise<void> | void, o
     } catch (e) {
       problems = [`sweep failed: ${(e as Error).message}`];
     }
+    // A failing todo test is expected: show why, but do not pile up its dirs.
+    const keep = !!process.env.CRIU_TS_KEEP || ((failure !== null || problems.length > 0) && !opts.todo);
     if (failure || problems.length) {
-      const diag: string[] = [`test dir kept: ${dir}`];
+      const diag: string[] = [keep ? `test dir kept: ${dir}` : `test dir: ${dir} (removed)`];
       for (const tg of currentTargets) diag.push(`--- target PID ${tg.pid} ${tg.argv.join(' ')} log (tail):\n${tail(tg.log, 15)}`);
       for (const r of criuRuns) diag.push(`--- ${describeRun(r)}`);
       const lt = logTails();
       if (lt) diag.push(lt);
       t.diagnostic(diag.join('\n'));
-    } else if (!process.env.CRIU_TS_KEEP) {
-      rmSync(dir, { recursive: true, force: true });
     }
+    if (!keep) rmSync(dir, { recursive: true, force: true });
     currentDir = null;
     if (failure) {
       if (problems.length && failure instanceof Error) failure.message += `\n(also leaked: ${problems.join('; ')})`;
