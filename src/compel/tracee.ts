@@ -194,6 +194,14 @@ export class Tracee {
     throw new InjectionError(this.tid, `unexpected ${describe(st.status)} during injected ${String(name)}`);
   }
 
+  /** Arrange for the thread to run one syscall as soon as it is let go (e.g. exit_group before detach). */
+  prepareResume(name: SyscallName, ...args: SysArg[]): void {
+    const r = this.getRegs();
+    arch.setIp(r, this.insnAddr);
+    arch.setSyscall(r, sysnr(name), args.map((a) => BigInt.asUintN(64, BigInt(a))));
+    this.setRegs(r);
+  }
+
   /** The last PTRACE_EVENT seen during injection (clone3 reports one). */
   lastEvent = 0;
 

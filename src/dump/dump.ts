@@ -217,7 +217,8 @@ function dumpZombie(t: FrozenTask, imgs: ImageSet): void {
 }
 
 function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, writtenFdTables: Set<number>): { pagesWritten: number; pagesScanned: number } {
-  const { pid, log } = req;
+  const { pid } = t;
+  const { log } = req;
   const area = t.area!;
   const leader = t.threads[0];
   const status = readStatus(pid);

@@ -42,6 +42,7 @@ export class KobjIds {
       if (other) { (ids as unknown as Record<string, number>)[field] = other.ids[field] as number; ids.sharedWith ??= name; }
       else (ids as unknown as Record<string, number>)[field] = this.next++;
     }
+
     this.seen.push({ pid, ids });
     return ids;
   }

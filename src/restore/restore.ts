@@ -1,8 +1,10 @@
-// Restore orchestration: read the dump, create each task at its PID from a helper, rebuild
-// it stage by stage through injected syscalls, install the registers and let it go.
+// Restore orchestration: read the dump, create every task at its PID (the root from a
+// helper, each child from its parent), rebuild them stage by stage through injected
+// syscalls, then install the registers and let the whole tree go at once.
 import fs from 'node:fs';
-import { kill, waitpid, W, WALL, SIG, getpid, PTRACE } from '../kernel/index.ts';
-import type { Tracee } from '../compel/index.ts';
+import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE } from '../kernel/index.ts';
+import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { prepareAddressSpace, restoreVmas, restoreMmFields } from '../resources/mm-restore.ts';
 import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, finalRegs, finalFpregs } from '../resources/core.ts';
@@ -11,8 +13,9 @@ import { restoreItimers } from '../resources/timers.ts';
 import { restoreRlimits } from '../resources/rlimits.ts';
 import { restoreCreds } from '../resources/creds.ts';
 import { restoreFs } from '../resources/fs.ts';
-import { openForRestore, installFds } from '../resources/files/index.ts';
+import { openForRestore, installFds, type RestoreFileCtx } from '../resources/files/index.ts';
 import { DumpImages } from './images.ts';
+import { plan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, cloneAt, pidInUse, type Helper } from './stub.ts';
 import type { Logger, Msg, RestoreTask } from '../resources/types.ts';
 
@@ -26,136 +29,203 @@ export interface RestoreRequest {
 
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
 
-interface TaskPlan {
-  pid: number;
-  entry: Msg;
-  cores: Map<number, Msg>;
-  mm: Msg;
-  fsEntry: Msg;
-  fdinfo: Msg[];
-  ids: Msg;
-}
+const ALL_SIGNALS = 0xffffffffffffffffn;
+const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM | CLONE.SETTLS | CLONE.CHILD_CLEARTID;
 
-function plan(imgs: DumpImages): { tasks: TaskPlan[]; files: Map<number, Msg> } {
-  const inv = imgs.one('inventory.img', 'inventory_entry');
-  if (inv.img_version !== 2) throw new CriuError(`inventory.img: unsupported image version ${inv.img_version as number}`);
-  const pstree = imgs.required('pstree.img').map((e) => e.entry);
-  if (!pstree.length) throw new CriuError('pstree.img: no tasks');
-  if (pstree.length > 1) throw new CriuError('pstree.img: restoring more than one process is not supported yet');
-  const files = new Map<number, Msg>();
-  for (const { entry } of imgs.all('files.img')) files.set(entry.id as number, entry);
-  const tasks = pstree.map((entry): TaskPlan => {
-    const pid = entry.pid as number;
-    const threads = entry.threads as number[];
-    if (threads[0] !== pid) throw new CriuError(`pstree.img: task ${pid} does not list its leader first`);
-    if (threads.length > 1) throw new CriuError(`task ${pid} has ${threads.length} threads; multi-threaded restore is not supported yet`);
-    const cores = new Map(threads.map((tid) => [tid, imgs.one(`core-${tid}.img`, 'core_entry')]));
-    const ids = imgs.one(`ids-${pid}.img`, 'task_kobj_ids_entry');
-    const core = cores.get(pid)!;
-    if (core.mtype !== 1) throw new CriuError(`core-${pid}.img: the dump is for another architecture (mtype ${core.mtype as number})`);
-    if (!core.tc || !core.thread_info) throw new CriuError(`core-${pid}.img: incomplete core (no tc or thread_info)`);
-    return {
-      pid, entry, cores, ids,
-      mm: imgs.one(`mm-${pid}.img`, 'mm_entry'),
-      fsEntry: imgs.one(`fs-${pid}.img`, 'fs_entry'),
-      fdinfo: imgs.all(`fdinfo-${ids.files_id as number}.img`).map((e) => e.entry),
-    };
-  });
-  return { tasks, files };
+/** A task being rebuilt: its stub and its threads, all stopped and traced. */
+interface Live { plan: TaskPlan; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
+
+interface Ctx {
+  req: RestoreRequest;
+  imgs: DumpImages;
+  files: Map<number, Msg>;
+  offs: XsaveOffsets;
+  fileCtx: RestoreFileCtx;
+  locals: Map<number, number>;
+  opened: number[];
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
   const t0 = performance.now();
   const imgs = new DumpImages(req.dir);
   const { tasks, files } = plan(imgs);
-  const task = tasks[0];
-  const pagemap = imgs.pagemap(task.pid);
-  const pathOf = (id: number): string => {
-    const f = files.get(id);
-    const reg = f?.reg as Msg | undefined;
-    if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
-    return reg.name as string;
-  };
-  if (pidInUse(task.pid)) throw new CriuError(`pid ${task.pid} is already in use by another process`);
-
+  for (const t of tasks) for (const tid of t.threads) {
+    if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`);
+  }
+  const root = tasks[0];
+  const created: number[] = [];
+  const live = new Map<number, Live>();
+  const opened: number[] = [];
   let helper: Helper | undefined;
-  let stub: Tracee | undefined;
-  const locals: number[] = [];
   try {
-    helper = startHelper(task.mm.vmas as Msg[]);
-    stub = cloneAt(helper.tracee, helper.area, task.pid, 0, SIG.CHLD);
+    helper = startHelper(tasks.flatMap((t) => (t.mm?.vmas as Msg[] | undefined) ?? []));
+    const ctx: Ctx = {
+      req, imgs, files, offs: helper.offs, locals: new Map(), opened,
+      fileCtx: {
+        log: req.log, shellJob: req.shellJob, files, memo: new Map(),
+        entries: (image) => imgs.all(image), keep: (fd) => { opened.push(fd); return fd; },
+      },
+    };
+    createTree(ctx, tasks, helper, live, created);
     killHelper(helper.tracee.tid);
-    const area = helper.area.forTracee(stub);
-    const offs = helper.offs;
     helper = undefined;
-    const rt: RestoreTask = { pid: task.pid, leader: stub, threads: [stub], area, log: req.log };
-    const core = task.cores.get(task.pid)!;
-    const tc = core.tc as Msg;
-    const info = core.thread_info as Msg;
-    const threadCore = core.thread_core as Msg;
-
-    faultPoint('restore-session');
-    const sid = task.entry.sid as number, pgid = task.entry.pgid as number;
-    if (!req.shellJob) {
-      if (sid === task.pid) stub.syscall('setsid');
-      else throw new CriuError(`task ${task.pid} was in session ${sid}, outside the dump; restore it with --shell-job`);
-      if (pgid !== sid) stub.syscall('setpgid', 0, pgid);
-    }
-
-    faultPoint('restore-memory');
-    unregisterInheritedRseq(stub);
-    prepareAddressSpace(rt, task.mm.vmas as Msg[]);
-    // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
-    // (the helper's program, possibly the same file as the target's) is still mapped.
-    restoreMmFields(rt, task.mm, pathOf(task.mm.exe_file_id as number));
-    restoreVmas(rt, { mm: task.mm, runs: pagemap.runs, pagesPath: pagemap.pagesPath, pathOf });
-
-    faultPoint('restore-files');
-    const local = openForRestore(task.fdinfo, {
-      log: req.log, shellJob: req.shellJob, files, memo: new Map(),
-      entries: (image) => imgs.all(image), keep: (fd) => { locals.push(fd); return fd; },
-    });
-    installFds(stub, area, task.fdinfo, local, getpid());
-    for (const fd of locals.splice(0)) fs.closeSync(fd);
-
-    restoreFs(stub, area, task.fsEntry, pathOf);
-    restoreSigactions(stub, area, tc.sigactions as Msg[]);
-    restoreItimers(stub, area, tc.timers as Msg | undefined);
-    if (tc.rlimits) restoreRlimits(stub, area, tc.rlimits as Msg, req.log);
-    stub.syscallRaw('personality', tc.personality as number);
-    restoreThreadCore(stub, area, info, threadCore);
-    requeueSignals(stub, area, task.pid, tc.signals_s as Msg | undefined, true);
-    requeueSignals(stub, area, task.pid, threadCore.signals_p as Msg | undefined, false);
-    if (threadCore.creds) restoreCreds(stub, area, threadCore.creds as Msg);
-
+    setGroups(ctx, tasks, live);
+    for (const t of tasks) if (!t.zombie) restoreTask(ctx, live.get(t.pid)!);
+    for (const fd of opened.splice(0)) fs.closeSync(fd);
     faultPoint('restore-release');
-    release(stub, area.base, area.size, info, finalFpregs(stub, info, offs), tc.blk_sigset as bigint);
-    stub = undefined;
+    for (const t of tasks) if (t.zombie) becomeZombie(live.get(t.pid)!);
+    for (const t of tasks) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!);
+    for (const t of tasks) if (!t.zombie) for (const th of live.get(t.pid)!.threads.values()) th.detach();
   } catch (e) {
-    for (const fd of locals) { try { fs.closeSync(fd); } catch { /* closed */ } }
+    for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
     if (helper) killHelper(helper.tracee.tid);
-    if (stub) { try { kill(stub.tid, SIG.KILL); } catch { /* gone */ } try { waitpid(stub.tid, WALL); } catch { /* reaped */ } }
+    killAll(created);
     throw e;
   }
-  if (req.pidfile) fs.writeFileSync(req.pidfile, `${task.pid}`);
+  if (req.pidfile) fs.writeFileSync(req.pidfile, `${root.pid}`);
   const ms = performance.now() - t0;
-  if (req.detach) return { pid: task.pid, ms };
-  const { status } = waitpid(task.pid, 0);
+  req.log.info(`restored ${tasks.length} task(s) in ${ms.toFixed(1)} ms`);
+  if (req.detach) return { pid: root.pid, ms };
+  const { status } = waitpid(root.pid, 0);
   const exitCode = W.exited(status) ? W.exitStatus(status) : 128 + W.termSig(status);
-  return { pid: task.pid, exitCode, ms };
+  return { pid: root.pid, exitCode, ms };
+}
+
+/** Kill what a failed restore created and reap it: no stray process is left behind. */
+function killAll(pids: number[]): void {
+  for (const pid of pids) { try { kill(pid, SIG.KILL); } catch { /* gone */ } }
+  for (const pid of [...pids].reverse()) {
+    for (let i = 0; i < 200; i++) {
+      try { if (waitpid(pid, WALL | WNOHANG).pid === pid && !pidInUse(pid)) break; } catch { break; }
+      if (!pidInUse(pid)) break;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+  }
 }
 
 /**
- * The last step: the stub unmaps the injection area by itself, from its own syscall
- * instruction, and stops at syscall exit, never running the trap after it. There the dumped
- * registers go in and the task is let go.
+ * Stubs at their PIDs: the root from the helper (its parent becomes criu-ts once the helper
+ * is gone), every other task from its parent's stub, so that parentage and inherited
+ * sessions come out as dumped. A task that led its session calls setsid before it has
+ * children.
  */
-function release(t: Tracee, base: bigint, size: number, info: Msg, fpregs: Buffer, sigmask: bigint): void {
-  t.useSyscallInsn(base);
-  t.syscall('munmap', base, size);
-  t.setFpRegs(fpregs);
-  t.setRegs(finalRegs(info));
-  t.setSigmask(sigmask);
-  t.detach();
-  void PTRACE;
+function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<number, Live>, created: number[]): void {
+  for (const t of tasks) {
+    const parentArea = t.ppid === 0 ? helper.area : live.get(t.ppid)?.area;
+    if (!parentArea) throw new CriuError(`task ${t.pid}: its parent ${t.ppid} is not restored before it`);
+    // The clone arguments go into the parent's own copy of the area.
+    const stub = cloneAt(parentArea.tracee, parentArea, t.pid, 0, SIG.CHLD);
+    created.push(t.pid);
+    stub.setSigmask(ALL_SIGNALS);
+    const area = helper.area.forTracee(stub);
+    live.set(t.pid, { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area });
+    if (t.sid === t.pid) stub.syscall('setsid');
+    else if (t.ppid === 0 && !ctx.req.shellJob) {
+      throw new CriuError(`task ${t.pid} was in session ${t.sid}, outside the dump; restore it with --shell-job`);
+    }
+  }
+}
+
+/** Process groups, once every group leader exists. A shell job's outside group is criu-ts's. */
+function setGroups(ctx: Ctx, tasks: TaskPlan[], live: Map<number, Live>): void {
+  const root = tasks[0];
+  const pids = new Set(tasks.map((t) => t.pid));
+  for (const t of tasks) {
+    let pgid = t.pgid;
+    if (!pids.has(pgid)) {
+      if (ctx.req.shellJob && pgid === root.pgid) continue;
+      throw new CriuError(`task ${t.pid} was in process group ${pgid}, whose leader is not in the dump; not supported yet`);
+    }
+    const stub = live.get(t.pid)!.leader;
+    if (Number(stub.syscall('getpgid', 0)) !== pgid) stub.syscall('setpgid', 0, pgid);
+    pgid = 0;
+  }
+}
+
+function restoreTask(ctx: Ctx, l: Live): void {
+  const t = l.plan;
+  const stub = l.leader;
+  const area = l.area;
+  const rt: RestoreTask = { pid: t.pid, leader: stub, threads: [stub], area, log: ctx.req.log };
+  const pathOf = (id: number): string => {
+    const reg = ctx.files.get(id)?.reg as Msg | undefined;
+    if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
+    return reg.name as string;
+  };
+  const core = t.cores.get(t.pid)!;
+  const tc = core.tc as Msg;
+
+  faultPoint('restore-memory');
+  unregisterInheritedRseq(stub);
+  prepareAddressSpace(rt, t.mm!.vmas as Msg[]);
+  // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
+  // (the helper's program, possibly the same file as the target's) is still mapped.
+  restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number));
+  restoreVmas(rt, { mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf });
+
+  faultPoint('restore-files');
+  const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
+  installFds(stub, area, t.fdinfo!, local, getpid());
+
+  restoreFs(stub, area, t.fsEntry!, pathOf);
+  restoreSigactions(stub, area, tc.sigactions as Msg[]);
+  restoreItimers(stub, area, tc.timers as Msg | undefined);
+  if (tc.rlimits) restoreRlimits(stub, area, tc.rlimits as Msg, ctx.req.log);
+  stub.syscallRaw('personality', tc.personality as number);
+
+  // Threads come once the memory they run on is back.
+  for (const tid of t.threads.slice(1)) {
+    const info = t.cores.get(tid)!.thread_info as Msg;
+    const gp = info.gpregs as Msg;
+    const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: info.clear_tid_addr as bigint, tls: gp.fs_base as bigint });
+    th.useInjectionPage(area.base);
+    th.setSigmask(ALL_SIGNALS);
+    l.threads.set(tid, th);
+  }
+  requeueSignals(stub, area, t.pid, tc.signals_s as Msg | undefined, true);
+  for (const [tid, th] of l.threads) {
+    const c = t.cores.get(tid)!;
+    const threadCore = c.thread_core as Msg;
+    restoreThreadCore(th, area, c.thread_info as Msg, threadCore);
+    requeueSignals(th, area, t.pid, threadCore.signals_p as Msg | undefined, false);
+  }
+  // Credentials are per thread in the kernel, and last: they may take away our rights.
+  for (const [tid, th] of l.threads) {
+    const creds = (t.cores.get(tid)!.thread_core as Msg).creds as Msg | undefined;
+    if (creds) restoreCreds(th, area, creds);
+  }
+}
+
+/** A dumped zombie: its stub exits the way the task did, and stays unreaped for its parent. */
+function becomeZombie(l: Live): void {
+  const code = l.plan.zombie!.exitCode;
+  const sig = code & 0x7f;
+  const stub = l.leader;
+  stub.setSigmask(0n);
+  if (sig) stub.prepareResume('kill', l.plan.pid, sig);
+  else stub.prepareResume('exit_group', (code >> 8) & 0xff);
+  stub.detach();
+}
+
+/** Everything but the last step: final registers of the non-leader threads. */
+function prepareRelease(ctx: Ctx, l: Live): void {
+  const t = l.plan;
+  for (const [tid, th] of l.threads) {
+    if (tid === t.pid) continue;
+    const c = t.cores.get(tid)!;
+    const info = c.thread_info as Msg;
+    th.setFpRegs(finalFpregs(th, info, ctx.offs));
+    th.setRegs(finalRegs(info));
+    th.setSigmask(((c.thread_core as Msg).blk_sigset as bigint | undefined) ?? 0n);
+  }
+  // The leader unmaps the injection area by itself, from its own syscall instruction, and
+  // stops at syscall exit, never running the trap after it; there its registers go in.
+  const core = t.cores.get(t.pid)!;
+  const info = core.thread_info as Msg;
+  const fp = finalFpregs(l.leader, info, ctx.offs);
+  l.leader.useSyscallInsn(l.area.base);
+  l.leader.syscall('munmap', l.area.base, l.area.size);
+  l.leader.setFpRegs(fp);
+  l.leader.setRegs(finalRegs(info));
+  l.leader.setSigmask((core.tc as Msg).blk_sigset as bigint);
 }

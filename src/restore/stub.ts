@@ -16,7 +16,7 @@ export interface Helper { tracee: Tracee; area: InjectionArea; offs: XsaveOffset
 
 const HELPER_BINARIES = ['/bin/sleep', '/usr/bin/sleep'];
 
-/** Start and seize the helper, with an injection area at an address free in the target layout. */
+/** Start and seize the helper, with an injection area at an address free in every target layout. */
 export function startHelper(targetVmas: Msg[]): Helper {
   const bin = HELPER_BINARIES.find((b) => fs.existsSync(b));
   if (!bin) throw new CriuError('no helper program (sleep) found');
@@ -47,15 +47,19 @@ export function killHelper(pid: number): void {
 
 const CLONE_ARGS = 88;
 
-/** clone3 with set_tid = [pid] inside `parent`; returns the new, stopped, traced stub. */
-export function cloneAt(parent: Tracee, area: InjectionArea, pid: number, flags: number, exitSignal: number): Tracee {
+export interface CloneExtra { childTid?: bigint; tls?: bigint }
+
+/** clone3 with set_tid = [pid] inside `parent`; returns the new, stopped, traced child. */
+export function cloneAt(parent: Tracee, area: InjectionArea, pid: number, flags: number, exitSignal: number, extra: CloneExtra = {}): Tracee {
   area.reset();
   const tid = Buffer.alloc(4);
   tid.writeInt32LE(pid, 0);
   const tidAddr = area.put(tid);
   const args = Buffer.alloc(CLONE_ARGS);
   args.writeBigUInt64LE(BigInt(flags), 0);
+  args.writeBigUInt64LE(extra.childTid ?? 0n, 16);
   args.writeBigUInt64LE(BigInt(exitSignal), 32);
+  args.writeBigUInt64LE(extra.tls ?? 0n, 56);
   args.writeBigUInt64LE(tidAddr, 64);
   args.writeBigUInt64LE(1n, 72);
   let child: bigint;

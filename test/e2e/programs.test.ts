@@ -114,7 +114,7 @@ e2e('a bash script with child processes (a process tree) survives dump + restore
   await waitForCounter(t.log, lastCounter(t.log) + 2, 5000);
   killAndReap(t.pid);
   assertConsecutive(counterValues(readLines(t.log)), 'bash counter', 1);
-}, { todo: 'process trees (a child `sleep` is usually running at dump time)' });
+});
 
 e2e('256 MiB of memory survive dump + restore', async (c) => {
   const t = startTarget([workload('memhog'), '256'], { logFile: join(c.dir, 'memhog.log') });

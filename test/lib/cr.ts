@@ -9,6 +9,7 @@ import {
   reap, runCriu, waitForLine, type CriuOptions, type CriuResult, type E2EContext, type Target, startTarget,
 } from './proc.ts';
 import { workload } from './workloads.ts';
+import { readMessages } from '../../src/images/index.ts';
 
 /** `criu-ts dump -t PID -D DIR -v4 -o dump.log [extra]`. */
 export function dump(pid: number, dir: string, extra: string[] = [], opts: CriuOptions = {}): CriuResult {
@@ -31,8 +32,10 @@ export function dumpAndReap(pid: number, dir: string, extra: string[] = []): Cri
   const ex = reap(pid, 10_000);
   assert.ok(ex, `PID ${pid} was not our child after the dump`);
   assert.equal(ex.signal, 9, `after a dump without -R the target should have been killed with SIGKILL, got ${JSON.stringify(ex)}`);
-  // The rest of the tree was killed too; its zombies are re-parented to us.
-  for (const d of tree) reap(d, 10_000);
+  // The rest of the tree was killed too; its zombies are re-parented to us. The tree may
+  // have changed since we looked (a shell forks all the time): pstree.img says what was dumped.
+  const dumped = readMessages(join(dir, 'pstree.img'), 'pstree_entry').map((e) => e.pid).filter((p) => p !== pid);
+  for (const d of new Set([...tree, ...dumped])) reap(d, 10_000);
   assert.ok(imageFiles(dir).length > 0, `no *.img files in ${dir}`);
   return r;
 }

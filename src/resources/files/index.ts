@@ -72,9 +72,11 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
   return out;
 }
 
-/** A local fd for each file id the task needs (shared ids share one local fd). */
-export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx): Map<number, number> {
-  const local = new Map<number, number>();
+/**
+ * A local fd for each file id the task needs. `local` is shared by all tasks of a restore:
+ * an id seen again (a description shared by fork or dup) reuses its fd, so it stays shared.
+ */
+export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx, local: Map<number, number>): Map<number, number> {
   for (const e of fdinfo) {
     const id = e.id as number;
     if (local.has(id)) continue;
