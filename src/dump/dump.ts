@@ -22,6 +22,7 @@ import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
+import { DumpShared } from './shared.ts';
 import type { DumpTask, Logger, Msg } from '../resources/types.ts';
 
 export interface DumpRequest {
@@ -162,15 +163,17 @@ export function dump(req: DumpRequest): DumpResult {
   return result;
 }
 
-interface Shared { files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; offs: XsaveOffsets }
+interface Shared { files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; offs: XsaveOffsets; objects: DumpShared }
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
+  const objects = new DumpShared(imgs, files);
   const shared: Shared = {
-    files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), offs: xsaveOffsets(live[0].area!),
+    files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), offs: xsaveOffsets(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      memfdInode: (link) => objects.memfdInode(link),
       addEntry: (image, entry, extra) => imgs.add(image, image === 'tty-info.img' ? 'tty_info_entry' : 'pipe_data_entry', entry, extra),
     },
   };
@@ -193,6 +196,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   imgs.closeImage('pstree.img');
   for (const e of files.entries) imgs.add('files.img', 'file_entry', e);
   imgs.closeImage('files.img');
+  imgs.closeImage('memfd.img');
   imgs.one('seccomp.img', 'seccomp_entry', {});
   const mono = clockGettime(1), boot = clockGettime(7);
   imgs.one('timens-0.img', 'timens_entry', {
@@ -222,7 +226,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   const area = t.area!;
   const leader = t.threads[0];
   const status = readStatus(pid);
-  const task: DumpTask = { pid, leader, threads: t.threads, area, stat: t.stat, status, vmas: t.vmas, files: sh.files, log };
+  const task: DumpTask = { pid, leader, threads: t.threads, area, stat: t.stat, status, vmas: t.vmas, files: sh.files, log, shared: sh.objects };
   const ids = sh.kobj.idsOf(pid);
   if (ids.sharedWith) throw new CriuError(`task ${pid} shares its ${ids.sharedWith} with another task of the tree (CLONE_${ids.sharedWith.toUpperCase()}); not supported yet`);
 

@@ -55,6 +55,13 @@ export class ImageSet {
     return new PagemapWriter(this.dir, pid, id);
   }
 
+  shmemPagemap(shmid: number): PagemapWriter {
+    const id = ++this.pagesId;
+    this.track(path.join(this.dir, `pagemap-shmem-${shmid}.img`));
+    this.track(path.join(this.dir, `pages-${id}.img`));
+    return new PagemapWriter(this.dir, shmid, id, { shmem: true });
+  }
+
   closeAll(): void {
     for (const w of this.open.values()) w.close();
     this.open.clear();

@@ -208,3 +208,18 @@ export function clockGettime(clock: number): { sec: bigint; nsec: bigint } {
   syscall('clock_gettime', NR.clock_gettime, clock, addressOf(b));
   return { sec: b.readBigInt64LE(0), nsec: b.readBigInt64LE(8) };
 }
+
+const NR2 = { mmap: sysnr('mmap'), munmap: sysnr('munmap'), memfd_create: sysnr('memfd_create') };
+
+/** A MAP_SHARED|MAP_ANONYMOUS object in criu-ts itself; returns its address. */
+export function mmapSharedAnon(size: bigint): bigint {
+  return BigInt(syscall('mmap(shared anon)', NR2.mmap, 0, size, 3, 0x21, -1, 0));
+}
+export function munmap(addr: bigint, size: bigint): void { syscall('munmap', NR2.munmap, addr, size); }
+
+export function memfdCreate(name: string, flags: number): number {
+  const b = Buffer.from(name + '\0');
+  return syscall(`memfd_create(${name})`, NR2.memfd_create, addressOf(b), flags);
+}
+export const MFD = { CLOEXEC: 1, ALLOW_SEALING: 2, HUGETLB: 4 } as const;
+export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;

@@ -21,18 +21,24 @@ function vmaEntry(t: DumpTask, v: Vma): Msg {
   if (madv !== 0n) e.madv = madv;
   const st = e.status as number;
   if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
-    if (v.deleted) throw new UnsupportedError(`task ${t.pid} maps the deleted file ${v.path}; deleted files are not supported yet`);
-    if (st & VMA.AREA_MEMFD) throw new UnsupportedError(`task ${t.pid} maps memfd ${v.path}; memfd is not supported yet`);
     const writable = v.shared && (v.prot & 2) !== 0;
     const flags = writable ? O.RDWR : O.RDONLY;
     const path = mapFilePath(t.pid, v);
+    if (st & VMA.AREA_MEMFD) {
+      e.shmid = BigInt(t.shared.memfd(t.pid, path, flags, 0n));
+      e.fdflags = flags;
+      return e;
+    }
+    if (v.deleted) throw new UnsupportedError(`task ${t.pid} maps the deleted file ${v.path}; deleted files are not supported yet`);
     let st2: fs.Stats | undefined;
     try { st2 = fs.statSync(path); } catch { /* reported below */ }
     if (!st2) throw new UnsupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
     e.shmid = BigInt(t.files.regPath(v.path, flags, { size: BigInt(st2.size), mode: st2.mode }));
     e.fdflags = flags;
   } else if (st & VMA.ANON_SHARED) {
-    throw new UnsupportedError(`task ${t.pid} has shared anonymous memory at 0x${v.start.toString(16)}; not supported yet`);
+    e.shmid = t.shared.anon(t.pid, v);
+  } else if (st & VMA.AREA_SYSVIPC) {
+    throw new UnsupportedError(`task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}; not supported yet`);
   }
   return e;
 }

@@ -21,6 +21,8 @@ export function vmaStatus(v: Vma): number {
   if (v.path === '[uprobes]') return s | VMA.AREA_UPROBES;
   if (v.path === '[heap]') s |= VMA.AREA_HEAP;
   if (v.vmFlags?.has('ss')) s |= VMA.AREA_SHSTK;
+  if (isSharedAnon(v)) return s | VMA.ANON_SHARED;
+  if (v.path.startsWith('/SYSV')) return s | VMA.AREA_SYSVIPC;
   if (isFileVma(v)) {
     if (v.path.startsWith('/memfd:')) s |= VMA.AREA_MEMFD;
     return s | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
@@ -28,14 +30,19 @@ export function vmaStatus(v: Vma): number {
   return s | (v.shared ? VMA.ANON_SHARED : VMA.ANON_PRIVATE);
 }
 
+/** MAP_SHARED|MAP_ANONYMOUS memory: a shmem file the kernel names /dev/zero (deleted). */
+export function isSharedAnon(v: Vma): boolean {
+  return v.shared && v.inode !== 0 && v.path === '/dev/zero' && v.deleted;
+}
+
 /** A VMA backed by a file we can reopen (as opposed to anonymous or a kernel special). */
 export function isFileVma(v: Vma): boolean {
-  return v.inode !== 0 && !v.path.startsWith('[');
+  return v.inode !== 0 && !v.path.startsWith('[') && !isSharedAnon(v);
 }
 
 export function vmaMapFlags(v: Vma): number {
   let f = v.shared ? MAP.SHARED : MAP.PRIVATE;
-  if (!isFileVma(v)) f |= MAP.ANONYMOUS;
+  if (!isFileVma(v) || isSharedAnon(v)) f |= MAP.ANONYMOUS;
   const fl = v.vmFlags;
   if (fl?.has('gd')) f |= MAP.GROWSDOWN;
   if (fl?.has('lo')) f |= MAP.LOCKED;

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { parseMaps, type Vma } from '../proc/index.ts';
 import { arch, processVmWritev, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP } from '../kernel/index.ts';
 import { VMA, PE } from './mm-layout.ts';
+import { pullFd } from './shmem.ts';
 import type { Msg, PageSource, RestoreTask } from './types.ts';
 
 const PAGE = 4096n;
@@ -112,6 +113,8 @@ export interface MmRestoreInput {
   pagesPath: string;
   /** files.img REG path by file id, for file mappings and the exe. */
   pathOf(fileId: number): string;
+  /** criu-ts's fd of the shared memory object behind a VMA (shared anonymous or memfd). */
+  shmemFd(v: Msg): number;
 }
 
 /** Recreate every VMA and fill its pages. */
@@ -135,7 +138,12 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
         needMprotect.push(v);
       }
       const flags = ((v.flags as number) & ~MAP.LOCKED) | MAP.FIXED;
-      if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
+      if (st & (VMA.ANON_SHARED | VMA.AREA_MEMFD)) {
+        const fd = pullFd(tr, t.area, input.shmemFd(v));
+        try {
+          tr.syscall('mmap', start, len, prot, flags & ~MAP.ANONYMOUS, fd, v.pgoff as bigint);
+        } finally { tr.syscallRaw('close', fd); }
+      } else if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         const path = input.pathOf(Number(v.shmid));
         const oflags = (v.fdflags as number | undefined) ?? O.RDONLY;
         const key = `${oflags}:${path}`;
@@ -146,8 +154,6 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
           fds.set(key, fd);
         }
         tr.syscall('mmap', start, len, prot, flags, fd, v.pgoff as bigint);
-      } else if (st & VMA.ANON_SHARED) {
-        throw new Error(`shared anonymous memory at 0x${start.toString(16)} is not supported yet`);
       } else {
         tr.syscall('mmap', start, len, prot, flags, -1, 0);
       }

@@ -35,6 +35,16 @@ export interface DumpTask {
   vmas: Vma[];
   files: FileTable;
   log: Logger;
+  /** Objects shared beyond this task, saved once for the whole dump. */
+  shared: SharedObjects;
+}
+
+/** Registry of shmem objects (shared anonymous memory, memfd) seen during a dump. */
+export interface SharedObjects {
+  /** shmid for a MAP_SHARED anonymous VMA of task `pid`; its content is saved on first sight. */
+  anon(pid: number, v: import('../proc/index.ts').Vma): bigint;
+  /** files.img id of a MEMFD entry for a memfd mapped by `pid` (link = map_files or fd path). */
+  memfd(pid: number, link: string, flags: number, pos: bigint): number;
 }
 
 export interface DumpOptions {

@@ -39,10 +39,17 @@ export class DumpImages {
     return this.all(name);
   }
 
+  /** Content of a shared memory object, or undefined when nothing of it was saved. */
+  shmemPagemap(shmid: number | bigint): { runs: PageSource[]; pagesPath: string } | undefined {
+    if (!fs.existsSync(this.file(`pagemap-shmem-${shmid}.img`))) return undefined;
+    return this.pagemap(shmid, true);
+  }
+
   /** Pagemap runs with their offsets in pages-N.img, checked against its size. */
-  pagemap(pid: number): { runs: PageSource[]; pagesPath: string } {
-    if (!fs.existsSync(this.file(`pagemap-${pid}.img`))) throw new ImageError(this.file(`pagemap-${pid}.img`), 'missing');
-    const r = new PagemapReader(this.dir, pid);
+  pagemap(pid: number | bigint, shmem = false): { runs: PageSource[]; pagesPath: string } {
+    const name = shmem ? `pagemap-shmem-${pid}.img` : `pagemap-${pid}.img`;
+    if (!fs.existsSync(this.file(name))) throw new ImageError(this.file(name), 'missing');
+    const r = new PagemapReader(this.dir, pid, { shmem });
     const runs = r.runs.map((x) => ({ vaddr: x.vaddr, nrPages: x.nrPages, flags: x.flags, offset: x.pagesOffset >= 0 ? x.pagesOffset : undefined }));
     if (r.pagesBytes > 0) {
       let size = -1;

@@ -14,6 +14,8 @@ import { restoreRlimits } from '../resources/rlimits.ts';
 import { restoreCreds } from '../resources/creds.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, type RestoreFileCtx } from '../resources/files/index.ts';
+import { ShmemObjects } from '../resources/shmem.ts';
+import { VMA } from '../resources/mm-layout.ts';
 import { DumpImages } from './images.ts';
 import { plan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, cloneAt, pidInUse, type Helper } from './stub.ts';
@@ -36,6 +38,8 @@ const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.T
 interface Live { plan: TaskPlan; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
 
 interface Ctx {
+  shmem: ShmemObjects;
+  shmemSize: Map<bigint, bigint>;
   req: RestoreRequest;
   imgs: DumpImages;
   files: Map<number, Msg>;
@@ -56,14 +60,16 @@ export function restore(req: RestoreRequest): RestoreResult {
   const created: number[] = [];
   const live = new Map<number, Live>();
   const opened: number[] = [];
+  const shmem = new ShmemObjects();
   let helper: Helper | undefined;
   try {
     helper = startHelper(tasks.flatMap((t) => (t.mm?.vmas as Msg[] | undefined) ?? []));
     const ctx: Ctx = {
-      req, imgs, files, offs: helper.offs, locals: new Map(), opened,
+      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, memo: new Map(),
         entries: (image) => imgs.all(image), keep: (fd) => { opened.push(fd); return fd; },
+        memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
       },
     };
     createTree(ctx, tasks, helper, live, created);
@@ -72,12 +78,15 @@ export function restore(req: RestoreRequest): RestoreResult {
     setGroups(ctx, tasks, live);
     for (const t of tasks) if (!t.zombie) restoreTask(ctx, live.get(t.pid)!);
     for (const fd of opened.splice(0)) fs.closeSync(fd);
+    shmem.sealAll();
+    shmem.close();
     faultPoint('restore-release');
     for (const t of tasks) if (t.zombie) becomeZombie(live.get(t.pid)!);
     for (const t of tasks) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!);
     for (const t of tasks) if (!t.zombie) for (const th of live.get(t.pid)!.threads.values()) th.detach();
   } catch (e) {
     for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
+    shmem.close();
     if (helper) killHelper(helper.tracee.tid);
     killAll(created);
     throw e;
@@ -89,6 +98,25 @@ export function restore(req: RestoreRequest): RestoreResult {
   const { status } = waitpid(root.pid, 0);
   const exitCode = W.exited(status) ? W.exitStatus(status) : 128 + W.termSig(status);
   return { pid: root.pid, exitCode, ms };
+}
+
+/** The size of each shared anonymous object: the furthest any task maps it. */
+function shmemSizes(tasks: TaskPlan[]): Map<bigint, bigint> {
+  const sizes = new Map<bigint, bigint>();
+  for (const t of tasks) for (const v of (t.mm?.vmas as Msg[] | undefined) ?? []) {
+    if (!((v.status as number) & VMA.ANON_SHARED)) continue;
+    const end = (v.pgoff as bigint) + (v.end as bigint) - (v.start as bigint);
+    const id = v.shmid as bigint;
+    if ((sizes.get(id) ?? 0n) < end) sizes.set(id, end);
+  }
+  return sizes;
+}
+
+function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): number {
+  const inode = imgs.all('memfd.img').map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
+  if (!inode) throw new CriuError(`memfd.img: no memfd inode ${inodeId}`);
+  return shmem.memfd(BigInt(inodeId), inode.name as string, inode.size as bigint, inode.seals as number,
+    () => imgs.shmemPagemap(inode.shmid as number));
 }
 
 /** Kill what a failed restore created and reap it: no stray process is left behind. */
@@ -161,7 +189,18 @@ function restoreTask(ctx: Ctx, l: Live): void {
   // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
   // (the helper's program, possibly the same file as the target's) is still mapped.
   restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number));
-  restoreVmas(rt, { mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf });
+  restoreVmas(rt, {
+    mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf,
+    shmemFd: (v) => {
+      if ((v.status as number) & VMA.ANON_SHARED) {
+        const id = v.shmid as bigint;
+        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => ctx.imgs.shmemPagemap(id));
+      }
+      const file = ctx.files.get(Number(v.shmid))?.memfd as Msg | undefined;
+      if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid as bigint}`);
+      return memfdObject(ctx.imgs, ctx.shmem, file.inode_id as number);
+    },
+  });
 
   faultPoint('restore-files');
   const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);

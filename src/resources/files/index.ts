@@ -7,6 +7,7 @@ import { regFile } from './reg.ts';
 import { pipeFile } from './pipe.ts';
 import { ttyFile } from './tty.ts';
 import { fifoFile } from './fifo.ts';
+import { memfdFile } from './memfd.ts';
 import type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
 import type { FileTable, Msg } from '../types.ts';
 
@@ -14,7 +15,7 @@ export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts'
 export { FD_TYPE } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, regFile];
+const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, regFile];
 
 function probe(pid: number, fd: number): FdProbe {
   const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);

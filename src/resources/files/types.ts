@@ -29,6 +29,8 @@ export interface DumpFileCtx {
   /** Process-wide memo, so that e.g. pipe data is saved once per pipe. */
   seen: Set<string>;
   regPath(path: string, flags: number, extra?: Msg): number;
+  /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
+  memfdInode(link: string): number;
 }
 
 export interface RestoreFileCtx {
@@ -41,6 +43,8 @@ export interface RestoreFileCtx {
   /** Process-wide memo (one kernel pipe per pipe_id). */
   memo: Map<string, unknown>;
   files: Map<number, Msg>;
+  /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
+  memfd(inodeId: number): number;
 }
 
 export interface FileKind {

@@ -1,0 +1,122 @@
+// Shared memory objects: MAP_SHARED anonymous regions and memfds. Their content is saved
+// once per object (pagemap-shmem-<shmid>.img + pages), whichever tasks map it, and on
+// restore the object is made once in criu-ts and pulled into every task that maps it,
+// so that a write by one is seen by the others.
+import fs from 'node:fs';
+import { lseek, SEEK, SysError, mmapSharedAnon, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../kernel/index.ts';
+import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { PageSink, PageSource } from './types.ts';
+import { PE } from './mm-layout.ts';
+
+const PAGE = 4096;
+const CHUNK = 4 << 20;
+
+/** Data ranges of a shmem file (SEEK_DATA/SEEK_HOLE), page aligned. */
+function dataRanges(fd: number, size: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let off = 0;
+  while (off < size) {
+    let d: number;
+    try { d = lseek(fd, off, SEEK.DATA); } catch (e) { if (e instanceof SysError && e.code === 'ENXIO') break; throw e; }
+    let h: number;
+    try { h = lseek(fd, d, SEEK.HOLE); } catch { h = size; }
+    const start = Math.floor(d / PAGE) * PAGE, end = Math.min(Math.ceil(h / PAGE) * PAGE, Math.ceil(size / PAGE) * PAGE);
+    if (end > start) out.push([start, end]);
+    off = h > d ? h : d + PAGE;
+  }
+  return out;
+}
+
+/** Save the content of the shmem object reachable at `path` (a map_files or fd link). */
+export function dumpShmemContent(path: string, sink: PageSink): number {
+  const fd = fs.openSync(path, O.RDONLY);
+  let pages = 0;
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (const [start, end] of dataRanges(fd, size)) {
+      sink.addRun(BigInt(start), (end - start) / PAGE, PE.PRESENT);
+      pages += (end - start) / PAGE;
+      for (let off = start; off < end; off += CHUNK) {
+        const n = Math.min(CHUNK, end - off);
+        const b = buf.subarray(0, n);
+        b.fill(0); // past EOF inside the last page
+        fs.readSync(fd, b, 0, n, off);
+        sink.writePages(b);
+      }
+    }
+  } finally { fs.closeSync(fd); }
+  return pages;
+}
+
+export interface ShmemSource { runs: PageSource[]; pagesPath: string }
+
+function fill(fd: number, src: ShmemSource | undefined): void {
+  if (!src) return;
+  const pages = fs.openSync(src.pagesPath, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (const r of src.runs) {
+      if (r.offset === undefined) continue;
+      const total = r.nrPages * PAGE;
+      for (let done = 0; done < total; done += CHUNK) {
+        const n = Math.min(CHUNK, total - done);
+        const got = fs.readSync(pages, buf, 0, n, r.offset + done);
+        if (got !== n) throw new Error(`${src.pagesPath}: ends early`);
+        fs.writeSync(fd, buf, 0, n, Number(r.vaddr) + done);
+      }
+    }
+  } finally { fs.closeSync(pages); }
+}
+
+/** The shmem objects of a restore, made in criu-ts on first use and kept open until the end. */
+export class ShmemObjects {
+  private fds = new Map<string, number>();
+  private seals: Array<[number, number]> = [];
+
+  /** A MAP_SHARED anonymous object (shows as /dev/zero (deleted), like the original). */
+  anon(shmid: bigint, size: bigint, content: () => ShmemSource | undefined): number {
+    const key = `anon:${shmid}`;
+    let fd = this.fds.get(key);
+    if (fd === undefined) {
+      const addr = mmapSharedAnon(size);
+      try {
+        fd = fs.openSync(`/proc/self/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`, O.RDWR | O.CLOEXEC);
+      } finally { munmap(addr, size); }
+      fill(fd, content());
+      this.fds.set(key, fd);
+    }
+    return fd;
+  }
+
+  /** A memfd with its name, size, content; seals are applied by sealAll, after every mapping exists. */
+  memfd(inodeId: bigint, name: string, size: bigint, seals: number, content: () => ShmemSource | undefined): number {
+    const key = `memfd:${inodeId}`;
+    let fd = this.fds.get(key);
+    if (fd === undefined) {
+      fd = memfdCreate(name.replace(/^memfd:/, ''), MFD.CLOEXEC | (seals ? MFD.ALLOW_SEALING : 0));
+      fs.ftruncateSync(fd, Number(size));
+      fill(fd, content());
+      this.fds.set(key, fd);
+      if (seals) this.seals.push([fd, seals]);
+    }
+    return fd;
+  }
+
+  sealAll(): void {
+    for (const [fd, seals] of this.seals) fcntl(fd, F.ADD_SEALS, seals);
+    this.seals = [];
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) { try { fs.closeSync(fd); } catch { /* closed */ } }
+    this.fds.clear();
+  }
+}
+
+/** Pull one of criu-ts's fds into a tracee (pidfd_open + pidfd_getfd); returns the tracee's fd. */
+export function pullFd(t: Tracee, area: InjectionArea, localFd: number): bigint {
+  void area;
+  const pidfd = t.syscall('pidfd_open', getpid(), 0);
+  try { return t.syscall('pidfd_getfd', pidfd, localFd, 0); } finally { t.syscallRaw('close', pidfd); }
+}
