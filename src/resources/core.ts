@@ -22,6 +22,12 @@ export function freezeSnapshot(t: Tracee): FrozenThread {
   return { tracee: t, regs: t.getRegs(), fpregs: t.getFpRegs(), sigmask: t.getSigmask() };
 }
 
+function restartable(regs: Buffer): Buffer {
+  const r = Buffer.from(regs);
+  arch.fixupRestart(r);
+  return r;
+}
+
 function regsToEntry(r: Buffer): Msg {
   const e: Msg = {};
   for (const name of X86_REG_NAMES) e[name] = r.readBigUInt64LE(X86[name]);
@@ -69,7 +75,9 @@ function tidAddress(t: Tracee, area: InjectionArea): bigint {
 export function dumpThreadInfo(f: FrozenThread, area: InjectionArea, offs: XsaveOffsets): Msg {
   return {
     clear_tid_addr: tidAddress(f.tracee, area),
-    gpregs: regsToEntry(f.regs),
+    // Saved already adjusted for an interrupted syscall, as CRIU does: its restorer does
+    // not adjust them again.
+    gpregs: regsToEntry(restartable(f.regs)),
     fpregs: xsaveToEntry(f.fpregs, offs),
     tls: readTlsDescs(f.tracee, area),
   };

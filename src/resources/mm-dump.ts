@@ -1,7 +1,7 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
 import { readAuxv, scanPagemap, madvBits, type Vma } from '../proc/index.ts';
-import { processVmReadv, zeroPagePfn, SysError, O, PR } from '../kernel/index.ts';
+import { processVmReadv, zeroPagePfn, SysError, O, PR, arch } from '../kernel/index.ts';
 import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './mm-layout.ts';
 import type { DumpTask, Msg, PageSink } from './types.ts';
 
@@ -57,6 +57,16 @@ function injectedMmFields(t: DumpTask): { brk: bigint; dumpable: number; thpDisa
   return { brk, dumpable, thpDisabled: thp !== 0 };
 }
 
+/**
+ * /proc/PID/auxv cut or padded to the size CRIU's format has (as CRIU itself saves it), so
+ * that CRIU can restore our images; the tail beyond it only feeds /proc/PID/auxv.
+ */
+function savedAuxv(pid: number): bigint[] {
+  const words = readAuxv(pid).slice(0, arch.auxvWords);
+  while (words.length < arch.auxvWords) words.push(0n);
+  return words;
+}
+
 export interface MmDumpStats { pagesScanned: number; pagesWritten: number }
 
 export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Msg; stats: MmDumpStats } {
@@ -68,7 +78,7 @@ export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Msg
     mm_start_code: s.startCode, mm_end_code: s.endCode, mm_start_data: s.startData, mm_end_data: s.endData,
     mm_start_stack: s.startStack, mm_start_brk: s.startBrk, mm_brk: inj.brk,
     mm_arg_start: s.argStart, mm_arg_end: s.argEnd, mm_env_start: s.envStart, mm_env_end: s.envEnd,
-    exe_file_id: exeId, mm_saved_auxv: readAuxv(t.pid), vmas, dumpable: inj.dumpable,
+    exe_file_id: exeId, mm_saved_auxv: savedAuxv(t.pid), vmas, dumpable: inj.dumpable,
     thp_disabled: inj.thpDisabled,
   };
   const stats = dumpPages(t, vmas, pages);
@@ -99,7 +109,10 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
   };
   try {
     for (const e of vmas) {
-      if (!vmaHasPrivatePages(e)) continue;
+      // The vDSO is restored from this kernel's own, but CRIU's restorer reads the dumped
+      // copy to map old symbols onto the new vDSO, so it is saved whole, as CRIU does.
+      const vdso = ((e.status as number) & VMA.AREA_VDSO) !== 0;
+      if (!vdso && !vmaHasPrivatePages(e)) continue;
       const start = e.start as bigint, end = e.end as bigint;
       const nPages = Number((end - start) / BigInt(PAGE));
       stats.pagesScanned += nPages;
@@ -107,8 +120,9 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
       const pmView = pmBuf.subarray(0, nPages * 8);
       readFully(pm, pmView, Number(start / BigInt(PAGE)) * 8);
       const anonOnly = ((e.status as number) & VMA.FILE_PRIVATE) !== 0;
-      const flags = anonOnly ? PE.PRESENT : PE.PRESENT | PE.LAZY;
-      for (const run of scanPagemap(pmView, start, { anonOnly, zeroPfn })) {
+      const flags = anonOnly || vdso ? PE.PRESENT : PE.PRESENT | PE.LAZY;
+      const runs = vdso ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
+      for (const run of runs) {
         sink.addRun(run.vaddr, run.nrPages, flags);
         stats.pagesWritten += run.nrPages;
         let vaddr = run.vaddr, left = run.nrPages * PAGE;

@@ -71,29 +71,33 @@ export function prepareAddressSpace(t: RestoreTask, target: Msg[]): void {
   }
   for (const p of pairs) {
     const len = p.from.end - p.from.start;
-    tr.syscall('mremap', p.tmp, len, len, MREMAP.MAYMOVE | MREMAP.FIXED, p.to.start as bigint);
+    tr.syscall('mremap', p.tmp, len, len, MREMAP.MAYMOVE | MREMAP.FIXED, p.to);
   }
 }
 
-interface SpecialMove { from: Vma; to: Msg; tmp: bigint }
+interface SpecialMove { from: Vma; to: bigint; tmp: bigint }
 
+/**
+ * Pair the stub's special mappings with the dump's. [vvar] and [vvar_vclock] sit side by side
+ * and CRIU records them as one VVAR area, so both sides are taken as one block and each piece
+ * keeps its offset inside it.
+ */
 function matchSpecials(stub: Vma[], want: Msg[]): SpecialMove[] {
-  const kindOf = (v: Vma) => (v.path === '[vdso]' ? 'vdso' : 'vvar');
-  const wantKind = (m: Msg) => ((m.status as number) & VMA.AREA_VDSO ? 'vdso' : 'vvar');
   const out: SpecialMove[] = [];
-  for (const kind of ['vvar', 'vdso']) {
-    const a = stub.filter((v) => kindOf(v) === kind).sort((x, y) => (x.start < y.start ? -1 : 1));
-    const b = want.filter((m) => wantKind(m) === kind).sort((x, y) => ((x.start as bigint) < (y.start as bigint) ? -1 : 1));
-    if (a.length !== b.length) {
-      throw new Error(`the ${kind} layout of this kernel differs from the dump's (${a.length} vs ${b.length} areas); restoring on another kernel is not supported yet`);
+  for (const kind of ['vvar', 'vdso'] as const) {
+    const pieces = stub.filter((v) => (v.path === '[vdso]') === (kind === 'vdso')).sort((x, y) => (x.start < y.start ? -1 : 1));
+    const dumped = want.filter((m) => (((m.status as number) & VMA.AREA_VDSO) !== 0) === (kind === 'vdso'))
+      .sort((x, y) => ((x.start as bigint) < (y.start as bigint) ? -1 : 1));
+    if (!pieces.length && !dumped.length) continue;
+    if (!pieces.length || !dumped.length) {
+      throw new Error(`the dump ${dumped.length ? 'has' : 'has no'} [${kind}] but this kernel ${pieces.length ? 'has' : 'has none'}; restoring on another kernel is not supported yet`);
     }
-    a.forEach((v, i) => {
-      const m = b[i];
-      if (v.end - v.start !== (m.end as bigint) - (m.start as bigint)) {
-        throw new Error(`the ${kind} size of this kernel differs from the dump's; restoring on another kernel is not supported yet`);
-      }
-      out.push({ from: v, to: m, tmp: 0n });
-    });
+    const stubStart = pieces[0].start, stubSize = pieces[pieces.length - 1].end - stubStart;
+    const dumpStart = dumped[0].start as bigint, dumpSize = (dumped[dumped.length - 1].end as bigint) - dumpStart;
+    if (stubSize !== dumpSize) {
+      throw new Error(`the [${kind}] of this kernel (${stubSize} bytes) differs from the dump's (${dumpSize}); restoring on another kernel is not supported yet`);
+    }
+    for (const v of pieces) out.push({ from: v, to: dumpStart + (v.start - stubStart), tmp: 0n });
   }
   return out;
 }
@@ -183,7 +187,10 @@ function applyMadvise(t: RestoreTask, v: Msg): void {
  * criu-ts). Small runs: batched file reads here plus one process_vm_writev per batch.
  */
 function fillPages(t: RestoreTask, input: MmRestoreInput): void {
-  const present = input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined);
+  // CRIU saves the vDSO's pages too; this kernel's own vDSO is used instead.
+  const special = (input.mm.vmas as Msg[]).filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR));
+  const inSpecial = (r: PageSource) => special.some((v) => r.vaddr >= (v.start as bigint) && r.vaddr < (v.end as bigint));
+  const present = input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined && !inSpecial(r));
   if (!present.length) return;
   const tr = t.leader;
   const local = fs.openSync(input.pagesPath, 'r');

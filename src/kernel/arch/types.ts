@@ -34,6 +34,8 @@ export interface Arch {
   readonly syscallTrap: Buffer;
   /** Byte length of the syscall instruction alone (for restart fix-ups). */
   readonly syscallInsnLen: number;
+  /** Words of mm_saved_auxv in CRIU's images (its AT_VECTOR_SIZE): CRIU rejects more. */
+  readonly auxvWords: number;
   /** Highest user address + 1. */
   readonly taskSize: bigint;
 

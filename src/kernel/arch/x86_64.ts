@@ -49,6 +49,7 @@ export const x86_64: Arch = {
   syscallTrap: Buffer.from([0x0f, 0x05, 0xcc]), // syscall; int3
   syscallInsnLen: 2,
   taskSize: 0x7ffffffff000n,
+  auxvWords: 44,
 
   ip: (r) => u64(r, X86.ip),
   setIp: (r, ip) => put(r, X86.ip, ip),
