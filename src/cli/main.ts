@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { setChildSubreaper } from '../kernel/index.ts';
 import { LevelLogger } from '../log.ts';
 import { CriuError } from '../errors.ts';
-import { ImageError } from '../images/index.ts';
+import { ImageError, readKeyFile } from '../images/index.ts';
 import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
 import { runCheck } from './check.ts';
@@ -18,6 +18,7 @@ interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string; verbosity?: string | boolean;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
+  compress?: string; encrypt?: string; skipVerify?: boolean;
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -70,10 +71,14 @@ function program(run: (cmd: string, o: Opts) => number): Command {
   common(p.command('dump').description('checkpoint a process tree'))
     .option('-t, --tree <pid>', 'root of the tree to dump')
     .option('-R, --leave-running', 'leave the tasks running after the dump')
+    .option('--compress <algo>', 'compress the page data (zstd)')
+    .option('--encrypt <keyfile>', 'encrypt the page data with AES-256-GCM (32-byte key, raw or hex)')
     .action((o: Opts) => { process.exitCode = run('dump', o); });
   common(p.command('restore').description('restore a process tree'))
     .option('-t, --tree <pid>', 'ignored (as in CRIU)')
     .option('-d, --restore-detached', 'return once the tree runs')
+    .option('--encrypt <keyfile>', 'key of encrypted page data')
+    .option('--skip-verify', 'do not check the checksum manifest')
     .action((o: Opts) => { process.exitCode = run('restore', o); });
   common(p.command('check').description('check the kernel features criu-ts relies on'))
     .option('--feature <name>', 'check one feature; "list" names them')
@@ -101,13 +106,19 @@ function execute(cmd: string, o: Opts): number {
         const pid = Number(o.tree);
         if (!Number.isInteger(pid) || pid <= 0) fail(`bad pid ${o.tree}`);
         const timeout = Number(o.timeout ?? 10);
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log });
+        if (o.compress !== undefined && o.compress !== 'zstd') fail(`unknown compression ${o.compress}: use zstd`);
+        const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
+        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages });
         log.info(`Dumped ${pid}: ${r.pagesWritten} pages in ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }
       case 'restore': {
         if (o.tree !== undefined) log.warn('-t is ignored on restore');
-        const r = restore({ dir: imagesDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined, log });
+        const key = o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined;
+        const r = restore({
+          dir: imagesDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify,
+          pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
+        });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;
       }

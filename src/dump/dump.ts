@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { writeImage } from '../images/index.ts';
+import { writeImage, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, parseMaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
 import { InjectionArea, findSyscallInsn, xsaveOffsets, type Tracee } from '../compel/index.ts';
@@ -33,9 +33,14 @@ export interface DumpRequest {
   shellJob: boolean;
   timeoutSec: number;
   log: Logger;
+  /** Compress and/or encrypt the page data. */
+  pages?: PagesCodecOptions;
 }
 
-export interface DumpResult { tasks: number; pagesWritten: number; pagesScanned: number; frozenMs: number; freezingMs: number }
+export interface DumpResult {
+  tasks: number; pagesWritten: number; pagesScanned: number; frozenMs: number; freezingMs: number;
+  pagesPlainBytes?: number; pagesStoredBytes?: number;
+}
 
 const PF_KTHREAD = 0x00200000;
 
@@ -127,7 +132,7 @@ export function dump(req: DumpRequest): DumpResult {
   validateTarget(pid);
   fs.mkdirSync(req.dir, { recursive: true });
   const t0 = performance.now();
-  const imgs = new ImageSet(req.dir);
+  const imgs = new ImageSet(req.dir, { pages: req.pages });
   let tasks: Task[] = [];
   let result: DumpResult;
   try {
@@ -149,7 +154,9 @@ export function dump(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     result = collectAndWrite(req, tasks, imgs);
     faultPoint('write-images');
-    imgs.closeAll();
+    imgs.finish();
+    const enc = imgs.pagesEncoding();
+    if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
     result.freezingMs = tFrozen - t0;
   } catch (e) {
     imgs.discard();

@@ -1,29 +1,54 @@
 // The image files of one dump being written: every writer goes through here so that a
-// failed dump can remove exactly the files it created.
+// failed dump can remove exactly the files it created, and so that each file is
+// checksummed for the manifest as it is written.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ImageWriter, PagemapWriter, type MessageName } from '../images/index.ts';
+import {
+  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
+} from '../images/index.ts';
 import type { Msg } from '../resources/types.ts';
+
+export interface ImageSetOptions {
+  /** Write criu-ts-manifest.json with a checksum of every file (default on). */
+  manifest?: boolean;
+  /** Compress and/or encrypt pages-N.img. */
+  pages?: PagesCodecOptions;
+}
 
 export class ImageSet {
   readonly dir: string;
   private readonly created: string[] = [];
   private readonly open = new Map<string, ImageWriter>();
+  private readonly manifest = new ManifestBuilder();
+  private readonly dones: Array<() => void> = [];
+  private readonly opts: ImageSetOptions;
+  private readonly encoders: PagesEncoder[] = [];
   private pagesId = 0;
 
-  constructor(dir: string) { this.dir = dir; }
+  constructor(dir: string, opts: ImageSetOptions = {}) {
+    this.dir = dir;
+    this.opts = opts;
+    if (opts.pages?.compress || opts.pages?.key) {
+      this.manifest.pages = {
+        ...(opts.pages.compress ? { compress: opts.pages.compress } : {}),
+        ...(opts.pages.key ? { encrypt: 'aes-256-gcm' as const, keyId: keyId(opts.pages.key) } : {}),
+      };
+    }
+  }
 
-  private track(file: string): void {
+  private track(name: string): (d: Uint8Array) => void {
+    const file = path.join(this.dir, name);
     if (!fs.existsSync(file)) this.created.push(file);
+    const t = this.manifest.tap(name);
+    this.dones.push(t.done);
+    return t.tap;
   }
 
   /** Append an entry (and its extra payload) to an image, opening it on first use. */
   add(image: string, msg: MessageName, entry: Msg, extra?: Buffer): void {
     let w = this.open.get(image);
     if (!w) {
-      const file = path.join(this.dir, image);
-      this.track(file);
-      w = new ImageWriter(file);
+      w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image) });
       this.open.set(image, w);
     }
     w.write(msg, entry as never);
@@ -32,9 +57,7 @@ export class ImageSet {
 
   /** An image with a header and no entries. */
   empty(image: string): void {
-    const file = path.join(this.dir, image);
-    this.track(file);
-    new ImageWriter(file).close();
+    new ImageWriter(path.join(this.dir, image), { tap: this.track(image) }).close();
   }
 
   /** A whole single-entry image. */
@@ -48,23 +71,36 @@ export class ImageSet {
     this.open.delete(image);
   }
 
-  pagemap(pid: number): PagemapWriter {
-    const id = ++this.pagesId;
-    this.track(path.join(this.dir, `pagemap-${pid}.img`));
-    this.track(path.join(this.dir, `pages-${id}.img`));
-    return new PagemapWriter(this.dir, pid, id);
+  private pagemapWriter(id: number | bigint, shmem: boolean): PagemapWriter {
+    const pagesId = ++this.pagesId;
+    const enc = this.opts.pages?.compress || this.opts.pages?.key ? new PagesEncoder(this.opts.pages) : undefined;
+    if (enc) this.encoders.push(enc);
+    return new PagemapWriter(this.dir, id, pagesId, {
+      shmem,
+      pagemapTap: this.track(shmem ? `pagemap-shmem-${id}.img` : `pagemap-${id}.img`),
+      pagesTap: this.track(`pages-${pagesId}.img`),
+      pagesTransform: enc,
+    });
   }
 
-  shmemPagemap(shmid: number): PagemapWriter {
-    const id = ++this.pagesId;
-    this.track(path.join(this.dir, `pagemap-shmem-${shmid}.img`));
-    this.track(path.join(this.dir, `pages-${id}.img`));
-    return new PagemapWriter(this.dir, shmid, id, { shmem: true });
+  pagemap(pid: number): PagemapWriter { return this.pagemapWriter(pid, false); }
+  shmemPagemap(shmid: number): PagemapWriter { return this.pagemapWriter(shmid, true); }
+
+  /** Plain and stored bytes of encoded pages (compression ratio), when encoding is on. */
+  pagesEncoding(): { plain: number; stored: number } | undefined {
+    if (!this.encoders.length) return undefined;
+    return this.encoders.reduce((a, e) => ({ plain: a.plain + e.plainBytes, stored: a.stored + e.storedBytes }), { plain: 0, stored: 0 });
   }
 
-  closeAll(): void {
+  /** Close everything and write the checksum manifest. */
+  finish(): void {
     for (const w of this.open.values()) w.close();
     this.open.clear();
+    for (const d of this.dones) d();
+    if (this.opts.manifest !== false) {
+      this.created.push(path.join(this.dir, MANIFEST));
+      this.manifest.write(this.dir);
+    }
   }
 
   /** Remove what this dump wrote: a failed dump leaves no partial images behind. */

@@ -15,6 +15,8 @@ export interface WriteOptions {
   readonly registry?: ProtoRegistry;
   /** File mode for a new file (default 0o600 like CRIU). */
   readonly mode?: number;
+  /** Sees every byte written, in order (e.g. to checksum the file while it is written). */
+  readonly tap?: (data: Uint8Array) => void;
 }
 
 const FLUSH_AT = 1 << 20;
@@ -26,10 +28,12 @@ export class ImageWriter {
   private readonly w = new ProtoWriter(64 * 1024);
   private written = 0;
   private readonly reg: ProtoRegistry;
+  private readonly tap?: (data: Uint8Array) => void;
 
   constructor(file: string, opts: WriteOptions = {}) {
     this.path = file;
     this.reg = opts.registry ?? defaultRegistry;
+    this.tap = opts.tap;
     const kind = kindOf(opts.kind) ?? imageKindForFile(path.basename(file));
     if (!kind) throw new ImageError(file, 'unknown image name and no kind given');
     this.kind = kind;
@@ -98,6 +102,7 @@ export class ImageWriter {
     } catch (e) {
       this.fail(`write error at offset ${this.written + off}: ${errnoText(e)}`);
     }
+    this.tap?.(data);
     this.written += data.length;
   }
 

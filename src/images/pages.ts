@@ -22,9 +22,20 @@ export interface PagemapOptions {
   readonly shmem?: boolean;
 }
 
+/** A transformation of the page data stream (compression, encryption) on its way to disk. */
+export interface PagesTransform {
+  header(): Uint8Array;
+  push(data: Uint8Array): Uint8Array[];
+  end(): Uint8Array[];
+}
+
 export interface PagemapWriterOptions extends PagemapOptions {
   /** Join a run with the previous one when contiguous with equal flags (default true). */
   readonly merge?: boolean;
+  /** Taps on the bytes written to the pagemap and the pages file (checksums). */
+  readonly pagemapTap?: (data: Uint8Array) => void;
+  readonly pagesTap?: (data: Uint8Array) => void;
+  readonly pagesTransform?: PagesTransform;
 }
 
 function pagemapName(id: number | bigint, shmem: boolean | undefined): string {
@@ -39,6 +50,7 @@ export class PagemapWriter {
   private readonly pagemap: ImageWriter;
   private readonly pages: ImageWriter;
   private readonly merge: boolean;
+  private readonly transform?: PagesTransform;
   // the run not yet written, so a contiguous next run can extend it
   private runStart = 0n;
   private runPages = 0;
@@ -55,9 +67,11 @@ export class PagemapWriter {
     this.pagesId = pagesId;
     this.pagemapPath = path.join(dir, pagemapName(id, opts.shmem));
     this.pagesPath = path.join(dir, imageFileName('PAGES', pagesId));
-    this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP' });
+    this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP', tap: opts.pagemapTap });
+    this.transform = opts.pagesTransform;
     try {
-      this.pages = new ImageWriter(this.pagesPath, { kind: 'PAGES' });
+      this.pages = new ImageWriter(this.pagesPath, { kind: 'PAGES', tap: opts.pagesTap });
+      if (this.transform) this.pages.writeRaw(this.transform.header());
     } catch (e) {
       this.pagemap.close();
       throw e;
@@ -94,7 +108,8 @@ export class PagemapWriter {
     if (this.writtenBytes + data.length > this.expectedBytes) {
       this.fail(`${this.writtenBytes + data.length} bytes of page data but runs announce only ${this.expectedBytes}`);
     }
-    this.pages.writeRaw(data);
+    if (this.transform) for (const c of this.transform.push(data)) this.pages.writeRaw(c);
+    else this.pages.writeRaw(data);
     this.writtenBytes += data.length;
   }
 
@@ -133,6 +148,7 @@ export class PagemapWriter {
     this.closed = true;
     try {
       this.flushRun();
+      if (this.transform) for (const c of this.transform.end()) this.pages.writeRaw(c);
     } finally {
       this.pagemap.close();
       this.pages.close();

@@ -6,6 +6,7 @@ import { parseMaps, type Vma } from '../proc/index.ts';
 import { arch, processVmWritev, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP } from '../kernel/index.ts';
 import { VMA, PE } from './mm-layout.ts';
 import { pullFd } from './shmem.ts';
+import { pagesInfo, PagesStream } from '../images/index.ts';
 import type { Msg, PageSource, RestoreTask } from './types.ts';
 
 const PAGE = 4096n;
@@ -119,6 +120,8 @@ export interface MmRestoreInput {
   pathOf(fileId: number): string;
   /** criu-ts's fd of the shared memory object behind a VMA (shared anonymous or memfd). */
   shmemFd(v: Msg): number;
+  /** Key for encrypted page data. */
+  key?: Buffer;
 }
 
 /** Recreate every VMA and fill its pages. */
@@ -192,6 +195,7 @@ function fillPages(t: RestoreTask, input: MmRestoreInput): void {
   const inSpecial = (r: PageSource) => special.some((v) => r.vaddr >= (v.start as bigint) && r.vaddr < (v.end as bigint));
   const present = input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined && !inSpecial(r));
   if (!present.length) return;
+  if (pagesInfo(input.pagesPath).encoded) { fillFromStream(t, input, present); return; }
   const tr = t.leader;
   const local = fs.openSync(input.pagesPath, 'r');
   let remoteFd = -1n;
@@ -237,6 +241,24 @@ function fillPages(t: RestoreTask, input: MmRestoreInput): void {
     fs.closeSync(local);
     if (remoteFd >= 0n) tr.syscallRaw('close', remoteFd);
   }
+}
+
+/** Encoded (compressed or encrypted) pages: decode in file order, write with process_vm_writev. */
+function fillFromStream(t: RestoreTask, input: MmRestoreInput, runs: PageSource[]): void {
+  const stream = new PagesStream(input.pagesPath, input.key);
+  const buf = Buffer.allocUnsafe(CHUNK);
+  try {
+    for (const r of runs) {
+      stream.skipTo(r.offset as number, buf);
+      const bytes = r.nrPages * 4096;
+      for (let done = 0; done < bytes; done += CHUNK) {
+        const n = Math.min(CHUNK, bytes - done);
+        stream.readInto(buf.subarray(0, n));
+        const w = processVmWritev(t.pid, buf.subarray(0, n), [{ addr: r.vaddr + BigInt(done), len: n }]);
+        if (w !== n) throw new Error(`short write of pages into task ${t.pid}`);
+      }
+    }
+  } finally { stream.close(); }
 }
 
 function readFully(fd: number, b: Buffer, pos: number): void {

@@ -7,6 +7,7 @@ import { lseek, SEEK, SysError, mmapSharedAnon, munmap, memfdCreate, MFD, fcntl,
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { PageSink, PageSource } from './types.ts';
 import { PE } from './mm-layout.ts';
+import { PagesStream } from '../images/index.ts';
 
 const PAGE = 4096;
 const CHUNK = 4 << 20;
@@ -49,24 +50,24 @@ export function dumpShmemContent(path: string, sink: PageSink): number {
   return pages;
 }
 
-export interface ShmemSource { runs: PageSource[]; pagesPath: string }
+export interface ShmemSource { runs: PageSource[]; pagesPath: string; key?: Buffer }
 
 function fill(fd: number, src: ShmemSource | undefined): void {
   if (!src) return;
-  const pages = fs.openSync(src.pagesPath, 'r');
+  const pages = new PagesStream(src.pagesPath, src.key);
   try {
     const buf = Buffer.allocUnsafe(CHUNK);
     for (const r of src.runs) {
       if (r.offset === undefined) continue;
+      pages.skipTo(r.offset, buf);
       const total = r.nrPages * PAGE;
       for (let done = 0; done < total; done += CHUNK) {
         const n = Math.min(CHUNK, total - done);
-        const got = fs.readSync(pages, buf, 0, n, r.offset + done);
-        if (got !== n) throw new Error(`${src.pagesPath}: ends early`);
+        pages.readInto(buf.subarray(0, n));
         fs.writeSync(fd, buf, 0, n, Number(r.vaddr) + done);
       }
     }
-  } finally { fs.closeSync(pages); }
+  } finally { pages.close(); }
 }
 
 /** The shmem objects of a restore, made in criu-ts on first use and kept open until the end. */

@@ -2,19 +2,35 @@
 // the file. Optional images that are absent read as empty, as in CRIU.
 import fs from 'node:fs';
 import path from 'node:path';
-import { readImage, readOne, PagemapReader, ImageError, type MessageName } from '../images/index.ts';
+import { readImage, readOne, PagemapReader, ImageError, readManifest, verifyManifest, keyId, pagesInfo, type MessageName } from '../images/index.ts';
 import { CriuError } from '../errors.ts';
 import type { Msg } from '../resources/types.ts';
 import type { PageSource } from '../resources/types.ts';
 
+export interface DumpImagesOptions {
+  /** Do not check the checksum manifest. */
+  skipVerify?: boolean;
+  /** Key for encrypted page data. */
+  key?: Buffer;
+}
+
 export class DumpImages {
   readonly dir: string;
+  readonly key?: Buffer;
   private cache = new Map<string, Array<{ entry: Msg; extra?: Buffer }>>();
 
-  constructor(dir: string) {
+  constructor(dir: string, opts: DumpImagesOptions = {}) {
     if (!fs.existsSync(dir)) throw new CriuError(`images directory ${dir} does not exist`);
     if (!fs.statSync(dir).isDirectory()) throw new CriuError(`${dir} is not a directory`);
     this.dir = dir;
+    this.key = opts.key;
+    const m = readManifest(dir);
+    if (m?.pages?.encrypt) {
+      if (!opts.key) throw new CriuError('the page data of this dump is encrypted; restore with --encrypt KEYFILE holding its key');
+      if (m.pages.keyId && keyId(opts.key) !== m.pages.keyId) throw new CriuError('the key given with --encrypt is not the key this dump was encrypted with');
+    }
+    // Before anything else reads the images, so that damage is reported by file, not as odd behaviour.
+    if (m && !opts.skipVerify) verifyManifest(dir, m);
   }
 
   file(name: string): string { return path.join(this.dir, name); }
@@ -51,7 +67,7 @@ export class DumpImages {
     if (!fs.existsSync(this.file(name))) throw new ImageError(this.file(name), 'missing');
     const r = new PagemapReader(this.dir, pid, { shmem });
     const runs = r.runs.map((x) => ({ vaddr: x.vaddr, nrPages: x.nrPages, flags: x.flags, offset: x.pagesOffset >= 0 ? x.pagesOffset : undefined }));
-    if (r.pagesBytes > 0) {
+    if (r.pagesBytes > 0 && !(fs.existsSync(r.pagesPath) && pagesInfo(r.pagesPath).encoded)) {
       let size = -1;
       try { size = fs.statSync(r.pagesPath).size; } catch { /* missing */ }
       if (size < 0) throw new ImageError(r.pagesPath, 'missing');

@@ -23,6 +23,8 @@ import type { Logger, Msg, RestoreTask } from '../resources/types.ts';
 
 export interface RestoreRequest {
   dir: string;
+  skipVerify?: boolean;
+  key?: Buffer;
   detach: boolean;
   shellJob: boolean;
   pidfile?: string;
@@ -51,7 +53,7 @@ interface Ctx {
 
 export function restore(req: RestoreRequest): RestoreResult {
   const t0 = performance.now();
-  const imgs = new DumpImages(req.dir);
+  const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key });
   const { tasks, files } = plan(imgs);
   for (const t of tasks) for (const tid of t.threads) {
     if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`);
@@ -100,6 +102,10 @@ export function restore(req: RestoreRequest): RestoreResult {
   return { pid: root.pid, exitCode, ms };
 }
 
+function withKey<T extends object>(imgs: DumpImages, src: T | undefined): (T & { key?: Buffer }) | undefined {
+  return src ? { ...src, key: imgs.key } : undefined;
+}
+
 /** The size of each shared anonymous object: the furthest any task maps it. */
 function shmemSizes(tasks: TaskPlan[]): Map<bigint, bigint> {
   const sizes = new Map<bigint, bigint>();
@@ -116,7 +122,7 @@ function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): nu
   const inode = imgs.all('memfd.img').map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
   if (!inode) throw new CriuError(`memfd.img: no memfd inode ${inodeId}`);
   return shmem.memfd(BigInt(inodeId), inode.name as string, inode.size as bigint, inode.seals as number,
-    () => imgs.shmemPagemap(inode.shmid as number));
+    () => withKey(imgs, imgs.shmemPagemap(inode.shmid as number)));
 }
 
 /** Kill what a failed restore created and reap it: no stray process is left behind. */
@@ -190,11 +196,11 @@ function restoreTask(ctx: Ctx, l: Live): void {
   // (the helper's program, possibly the same file as the target's) is still mapped.
   restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number));
   restoreVmas(rt, {
-    mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf,
+    mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf, key: ctx.imgs.key,
     shmemFd: (v) => {
       if ((v.status as number) & VMA.ANON_SHARED) {
         const id = v.shmid as bigint;
-        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => ctx.imgs.shmemPagemap(id));
+        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)));
       }
       const file = ctx.files.get(Number(v.shmid))?.memfd as Msg | undefined;
       if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid as bigint}`);
