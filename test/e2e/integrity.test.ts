@@ -1,0 +1,124 @@
+/**
+ * Images you can trust: the checksum manifest catches any damaged file, and page data
+ * can be compressed (zstd) or encrypted (AES-256-GCM) on request.
+ */
+import assert from 'node:assert/strict';
+import { cpSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import {
+  e2e, startTarget, assertCleanError, procStat, killAndReap, signal, waitForLine, readLines, SIGUSR1,
+} from '../lib/proc.ts';
+import { dump, restore, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
+
+const PYTHON = '/usr/bin/python3';
+
+function pagesBytes(dir: string): number {
+  return readdirSync(dir).filter((f) => /^pages-\d+\.img$/.test(f)).reduce((s, f) => s + statSync(join(dir, f)).size, 0);
+}
+
+e2e('flipping any single byte of any image file makes restore refuse, naming that file', async (c) => {
+  const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, 'counter.log') });
+  await waitForCounter(t.log, 2);
+  const good = c.subdir('good');
+  dumpAndReap(t.pid, good);
+  const files = readdirSync(good).filter((f) => f.endsWith('.img'));
+  assert.ok(files.some((f) => f.startsWith('pages-')), 'the dump has page data');
+  for (const f of files) {
+    const dir = join(c.dir, `flip-${f}`);
+    cpSync(good, dir, { recursive: true });
+    const p = join(dir, f);
+    const b = readFileSync(p);
+    const at = Math.floor(b.length / 2);
+    b[at] ^= 0x01;
+    writeFileSync(p, b);
+    const line = assertCleanError(restore(dir, ['-d']));
+    assert.ok(line.includes(f), `restore with a byte flipped at ${at} of ${f} must name it: ${line}`);
+    assert.equal(procStat(t.pid), null, `no process at PID ${t.pid} after the refused restore of ${f}`);
+  }
+  // Control: the intact copy restores.
+  restoreDetached(good, t.pid);
+  await waitForCounter(t.log, -1, 5000, readLines(t.log).length);
+  killAndReap(t.pid);
+});
+
+e2e('--skip-verify turns the check off: damage then goes unnoticed', async (c) => {
+  const t = startTarget([workload('memhog'), '8'], { logFile: join(c.dir, 'memhog.log') });
+  await waitForLine(t.log, /^ready /);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const pages = readdirSync(img).filter((f) => /^pages-\d+\.img$/.test(f)).sort((a, b) => statSync(join(img, b)).size - statSync(join(img, a)).size)[0];
+  const p = join(img, pages);
+  const b = readFileSync(p);
+  b[Math.floor(b.length / 2)] ^= 0x40;
+  writeFileSync(p, b);
+  assert.ok(assertCleanError(restore(img, ['-d'])).includes(pages), 'verified restore refuses');
+  restoreDetached(img, t.pid, ['--skip-verify']);
+  signal(t.pid, SIGUSR1);
+  await waitForLine(t.log, /^verify=1 (ok|BAD)$/);
+  assert.deepEqual(readLines(t.log).slice(-1), ['verify=1 BAD'], 'the flipped byte reached the restored memory');
+  killAndReap(t.pid);
+});
+
+const PY_TEXT = `
+import os, sys, time
+marker = ("criu" + "-ts-" + "secret-marker-") * 4
+words = {i: ("line %d of very compressible text " % i) * 8 + marker for i in range(60000)}
+print("start pid=%d" % os.getpid(), flush=True)
+i = 0
+while True:
+    i += 1
+    assert words[i % 60000].endswith(marker)
+    print("i=%d" % i, flush=True)
+    time.sleep(0.05)
+`;
+
+async function startPython(c: { dir: string }): Promise<{ pid: number; log: string }> {
+  const script = join(c.dir, 'words.py');
+  writeFileSync(script, PY_TEXT);
+  const t = startTarget([PYTHON, '-u', script], { logFile: join(c.dir, 'py.log') });
+  await waitForCounter(t.log, 2, 20_000);
+  return t;
+}
+
+e2e('--compress zstd: smaller pages for compressible memory, and the dump restores', async (c) => {
+  const t = await startPython(c);
+  const plain = c.subdir('plain');
+  assert.equal(dump(t.pid, plain, ['-R']).code, 0);
+  const packed = c.subdir('zstd');
+  dumpAndReap(t.pid, packed, ['--compress', 'zstd']);
+  const ratio = pagesBytes(plain) / pagesBytes(packed);
+  assert.ok(ratio > 2, `zstd should shrink python's pages well: ${pagesBytes(plain)} -> ${pagesBytes(packed)} bytes`);
+  const mark = readLines(t.log).length;
+  restoreDetached(packed, t.pid);
+  await waitForCounter(t.log, -1, 10_000, mark);
+  killAndReap(t.pid);
+});
+
+e2e('--encrypt: no plaintext page in any file, and it restores only with the key', async (c) => {
+  const t = await startPython(c);
+  const marker = Buffer.from('criu-ts-secret-marker-criu-ts-secret-marker-');
+  const key = join(c.dir, 'key');
+  writeFileSync(key, randomBytes(32).toString('hex'));
+  const wrong = join(c.dir, 'wrong-key');
+  writeFileSync(wrong, randomBytes(32));
+  // Control: without encryption the marker is in the page data, so the check below can fail.
+  const plain = c.subdir('plain');
+  assert.equal(dump(t.pid, plain, ['-R']).code, 0);
+  assert.ok(readdirSync(plain).some((f) => readFileSync(join(plain, f)).includes(marker)), 'the marker is in a plain dump');
+
+  const img = c.subdir('enc');
+  dumpAndReap(t.pid, img, ['--encrypt', key]);
+  for (const f of readdirSync(img)) {
+    assert.ok(!readFileSync(join(img, f)).includes(marker), `${f} holds the marker in plain text`);
+  }
+  assert.ok(assertCleanError(restore(img, ['-d'])).includes('encrypt'), 'without the key: refused');
+  assert.equal(procStat(t.pid), null);
+  assert.ok(/key/.test(assertCleanError(restore(img, ['-d', '--encrypt', wrong]))), 'with another key: refused');
+  assert.equal(procStat(t.pid), null);
+  const mark = readLines(t.log).length;
+  restoreDetached(img, t.pid, ['--encrypt', key]);
+  await waitForCounter(t.log, -1, 10_000, mark);
+  killAndReap(t.pid);
+}, { timeout: 180_000 });
