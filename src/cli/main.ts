@@ -18,7 +18,7 @@ interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string; verbosity?: string | boolean;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; skipVerify?: boolean;
+  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string;
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -72,6 +72,7 @@ function program(run: (cmd: string, o: Opts) => number): Command {
     .option('-t, --tree <pid>', 'root of the tree to dump')
     .option('-R, --leave-running', 'leave the tasks running after the dump')
     .option('--compress <algo>', 'compress the page data (zstd)')
+    .option('--freeze-cgroup <path>', 'freeze the tree with this cgroup freezer')
     .option('--encrypt <keyfile>', 'encrypt the page data with AES-256-GCM (32-byte key, raw or hex)')
     .action((o: Opts) => { process.exitCode = run('dump', o); });
   common(p.command('restore').description('restore a process tree'))
@@ -108,7 +109,7 @@ function execute(cmd: string, o: Opts): number {
         const timeout = Number(o.timeout ?? 10);
         if (o.compress !== undefined && o.compress !== 'zstd') fail(`unknown compression ${o.compress}: use zstd`);
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages });
+        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup });
         log.info(`Dumped ${pid}: ${r.pagesWritten} pages in ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }

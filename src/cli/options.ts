@@ -11,7 +11,7 @@ export const NOT_SUPPORTED = new Set([
   '--tcp-established', '--tcp-close', '--skip-in-flight', '--network-lock', '-l', '--file-locks', '--link-remap',
   '--ghost-limit', '--ghost-fiemap', '--no-ghost-fiemap', '-x', '--ext-unix-sk', '--external', '--manage-cgroups',
   '--cgroup-root', '--cgroup-props', '--cgroup-props-file', '--cgroup-dump-controller', '--cgroup-yard',
-  '--freeze-cgroup', '--track-mem', '--prev-images-dir', '--page-server', '--address', '--port', '--lazy-pages',
+  '--track-mem', '--prev-images-dir', '--page-server', '--address', '--port', '--lazy-pages',
   '--auto-dedup', '--cpu-cap', '--evasive-devices', '--force-irmap', '--irmap-scan-path', '--enable-fs', '--skip-mnt',
   '--file-validation', '--allow-uprobes', '--lsm-profile', '--lsm-mount-context', '-r', '--root', '-S',
   '--restore-sibling', '-s', '--leave-stopped', '--inherit-fd', '-J', '--join-ns', '--empty-ns', '--veth-pair',

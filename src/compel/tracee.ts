@@ -58,6 +58,16 @@ export class Tracee {
     return t;
   }
 
+  /**
+   * PTRACE_SEIZE + PTRACE_INTERRUPT without waiting: for tasks in a frozen cgroup, whose
+   * stop is reported only once the cgroup is thawed. Call waitStop() after the thaw.
+   */
+  static seizeDeferred(tid: number, options: number): Tracee {
+    ptrace(PTRACE.SEIZE, tid, 0, options, `PTRACE_SEIZE(${tid})`);
+    ptrace(PTRACE.INTERRUPT, tid, 0, 0);
+    return new Tracee(tid);
+  }
+
   /** A thread that is already traced by us (auto-attached clone child) and stopped. */
   static adopt(tid: number): Tracee { return new Tracee(tid); }
 

@@ -23,6 +23,7 @@ import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
+import { CgroupFreezer } from './cgfreezer.ts';
 import type { DumpTask, Logger, Msg } from '../resources/types.ts';
 
 export interface DumpRequest {
@@ -35,6 +36,8 @@ export interface DumpRequest {
   log: Logger;
   /** Compress and/or encrypt the page data. */
   pages?: PagesCodecOptions;
+  /** Freeze with this cgroup's freezer (--freeze-cgroup). */
+  freezeCgroup?: string;
 }
 
 export interface DumpResult {
@@ -136,7 +139,8 @@ export function dump(req: DumpRequest): DumpResult {
   let tasks: Task[] = [];
   let result: DumpResult;
   try {
-    tasks = freezeTree(pid, Date.now() + req.timeoutSec * 1000);
+    const freezer = req.freezeCgroup ? new CgroupFreezer(req.freezeCgroup) : undefined;
+    tasks = freezeTree(pid, Date.now() + req.timeoutSec * 1000, freezer);
     for (const t of tasks) {
       if (!isLive(t)) continue;
       const lt = t as LiveTask;

@@ -5,6 +5,7 @@ import { listThreads, listChildren, readStat } from '../proc/index.ts';
 import { PTRACE_O, SysError } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
+import type { CgroupFreezer } from './cgfreezer.ts';
 
 export const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
 
@@ -20,17 +21,20 @@ export function detachAll(threads: Tracee[]): void {
   for (const t of threads) { try { t.detach(); } catch { /* gone */ } }
 }
 
-/** Freeze every thread of one process; undefined when it exited meanwhile. */
-export function freezeProcess(pid: number, deadline: number): Tracee[] | undefined {
+/**
+ * Freeze every thread of one process; undefined when it exited meanwhile. With `deferred`
+ * the stops are not awaited (the caller thaws a frozen cgroup first, then waits).
+ */
+export function freezeProcess(pid: number, deadline: number, deferred = false): Tracee[] | undefined {
   const frozen = new Map<number, Tracee>();
   try {
     for (;;) {
       const tids = listThreads(pid).filter((t) => !frozen.has(t));
-      if (!tids.length) break;
+      if (!tids.length || (deferred && frozen.size)) break;
       if (Date.now() > deadline) throw new CriuError(`timed out freezing task ${pid}`);
       for (const tid of tids) {
         try {
-          frozen.set(tid, Tracee.seize(tid, SEIZE_OPTIONS));
+          frozen.set(tid, deferred ? Tracee.seizeDeferred(tid, SEIZE_OPTIONS) : Tracee.seize(tid, SEIZE_OPTIONS));
         } catch (e) {
           // A thread that exited between listing and seizing is simply gone.
           if (e instanceof SysError && (e.code === 'ESRCH' || e.code === 'EPERM') || (e as Error).name === 'InjectionError') continue;
@@ -48,8 +52,13 @@ export function freezeProcess(pid: number, deadline: number): Tracee[] | undefin
   return [leader, ...list.filter((t) => t !== leader).sort((a, b) => a.tid - b.tid)];
 }
 
-/** Freeze the tree rooted at `root`, parents before children (pstree.img order). */
-export function freezeTree(root: number, deadline: number): FrozenTask[] {
+/**
+ * Freeze the tree rooted at `root`, parents before children (pstree.img order). With a
+ * cgroup freezer the whole tree is already frozen: every thread is seized and interrupted,
+ * the cgroup is thawed, and only then are the stops awaited, so nothing runs in between.
+ */
+export function freezeTree(root: number, deadline: number, freezer?: CgroupFreezer): FrozenTask[] {
+  const deferred = freezer !== undefined;
   const tasks: FrozenTask[] = [];
   const seen = new Set<number>();
   const visit = (pid: number, ppid: number): void => {
@@ -61,7 +70,7 @@ export function freezeTree(root: number, deadline: number): FrozenTask[] {
       tasks.push({ pid, ppid, threads: [], zombie: { exitCode: stat.exitCode, comm: stat.comm } });
       return;
     }
-    const threads = freezeProcess(pid, deadline);
+    const threads = freezeProcess(pid, deadline, deferred);
     if (!threads) {
       // Exited while we looked: now a zombie of its parent, or gone.
       try {
@@ -78,9 +87,18 @@ export function freezeTree(root: number, deadline: number): FrozenTask[] {
     for (const c of [...children].sort((a, b) => a - b)) visit(c, pid);
   };
   try {
+    if (freezer) freezer.freeze(deadline);
     visit(root, 0);
+    if (freezer) {
+      const pids = new Set(tasks.map((t) => t.pid));
+      const outside = freezer.pids().filter((p) => !pids.has(p));
+      if (outside.length) throw new CriuError(`cgroup ${freezer.dir} holds processes outside the tree of ${root}: ${outside.join(', ')}`);
+      freezer.thaw();
+      for (const t of tasks) for (const th of t.threads) th.waitStop();
+    }
   } catch (e) {
     for (const t of tasks) detachAll(t.threads);
+    freezer?.thaw();
     throw e;
   }
   if (!tasks.length || tasks[0].zombie) {
