@@ -7,9 +7,11 @@ import { setChildSubreaper } from '../kernel/index.ts';
 import { LevelLogger } from '../log.ts';
 import { CriuError } from '../errors.ts';
 import { ImageError, readKeyFile } from '../images/index.ts';
-import { dump } from '../dump/dump.ts';
-import { restore } from '../restore/restore.ts';
-import { runCheck } from './check.ts';
+// Each command loads only its own modules: start-up time is most of a small dump.
+const loadDump = () => import('../dump/dump.ts');
+const loadRestore = () => import('../restore/restore.ts');
+const loadCheck = () => import('./check.ts');
+const loadCrit = () => import('./crit.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 
 const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'swrk', 'service', 'dedup', 'cpuinfo', 'exec', 'show']);
@@ -53,7 +55,7 @@ function verbosityOf(v: string | boolean | undefined): number {
   return 2;
 }
 
-function program(run: (cmd: string, o: Opts) => number): Command {
+function program(run: (cmd: string, o: Opts) => Promise<number>): Command {
   const p = new Command('criu-ts');
   p.exitOverride();
   p.configureOutput({ writeErr: () => {}, writeOut: (s) => process.stdout.write(s) });
@@ -74,23 +76,23 @@ function program(run: (cmd: string, o: Opts) => number): Command {
     .option('--compress <algo>', 'compress the page data (zstd)')
     .option('--freeze-cgroup <path>', 'freeze the tree with this cgroup freezer')
     .option('--encrypt <keyfile>', 'encrypt the page data with AES-256-GCM (32-byte key, raw or hex)')
-    .action((o: Opts) => { process.exitCode = run('dump', o); });
+    .action(async (o: Opts) => { process.exitCode = await run('dump', o); });
   common(p.command('restore').description('restore a process tree'))
     .option('-t, --tree <pid>', 'ignored (as in CRIU)')
     .option('-d, --restore-detached', 'return once the tree runs')
     .option('--encrypt <keyfile>', 'key of encrypted page data')
     .option('--skip-verify', 'do not check the checksum manifest')
-    .action((o: Opts) => { process.exitCode = run('restore', o); });
+    .action(async (o: Opts) => { process.exitCode = await run('restore', o); });
   common(p.command('check').description('check the kernel features criu-ts relies on'))
     .option('--feature <name>', 'check one feature; "list" names them')
     .option('--extra', 'also optional features (always shown)')
     .option('--experimental', 'same as --extra')
     .option('--all', 'same as --extra')
-    .action((o: Opts) => { process.exitCode = run('check', o); });
+    .action(async (o: Opts) => { process.exitCode = await run('check', o); });
   return p;
 }
 
-function execute(cmd: string, o: Opts): number {
+async function execute(cmd: string, o: Opts): Promise<number> {
   const imagesDir = path.resolve(o.imagesDir);
   const workDir = path.resolve(imagesDir, o.workDir ?? '.');
   const level = verbosityOf(o.verbosity);
@@ -101,7 +103,7 @@ function execute(cmd: string, o: Opts): number {
   try {
     switch (cmd) {
       case 'check':
-        return runCheck(o.feature, (s) => process.stdout.write(s + '\n'), (s) => process.stderr.write(s + '\n'));
+        return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), (s) => process.stderr.write(s + '\n'));
       case 'dump': {
         if (o.tree === undefined) fail('pid not specified: dump needs -t PID');
         const pid = Number(o.tree);
@@ -109,6 +111,7 @@ function execute(cmd: string, o: Opts): number {
         const timeout = Number(o.timeout ?? 10);
         if (o.compress !== undefined && o.compress !== 'zstd') fail(`unknown compression ${o.compress}: use zstd`);
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
+        const { dump } = await loadDump();
         const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup });
         log.info(`Dumped ${pid}: ${r.pagesWritten} pages in ${r.frozenMs.toFixed(1)} ms`);
         return 0;
@@ -116,6 +119,7 @@ function execute(cmd: string, o: Opts): number {
       case 'restore': {
         if (o.tree !== undefined) log.warn('-t is ignored on restore');
         const key = o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined;
+        const { restore } = await loadRestore();
         const r = restore({
           dir: imagesDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify,
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
@@ -141,13 +145,14 @@ function messageOf(e: unknown): string {
   return String(e);
 }
 
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const cmd = argv.find((a) => !a.startsWith('-'));
+  if (argv[0] === 'crit') return (await loadCrit()).runCrit(argv.slice(1));
   try {
     if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) fail(`not supported yet: ${cmd}`);
     const args = screen(argv);
     setChildSubreaper();
-    program(execute).parse(args, { from: 'user' });
+    await program(execute).parseAsync(args, { from: 'user' });
     return Number(process.exitCode ?? 0);
   } catch (e) {
     if (e instanceof CommanderError) {
@@ -160,4 +165,4 @@ export function main(argv: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));
