@@ -156,6 +156,7 @@ export function dump(req: DumpRequest): DumpResult {
       prepareInjection(t);
     }
     const tFrozen = performance.now();
+    imgs.expectPages(tasks.reduce((s, t) => s + (isLive(t) ? t.vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0) : 0), 0));
     result = collectAndWrite(req, tasks, imgs);
     faultPoint('write-images');
     imgs.finish();

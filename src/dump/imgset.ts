@@ -36,10 +36,15 @@ export class ImageSet {
     }
   }
 
-  private track(name: string): (d: Uint8Array) => void {
+  /** Expect this many bytes of page data: above 64 MiB, page checksums move to another thread. */
+  expectPages(bytes: number): void {
+    if (bytes > 64 << 20 && this.opts.manifest !== false) this.manifest.useWorker();
+  }
+
+  private track(name: string, big = false): (d: Uint8Array) => void {
     const file = path.join(this.dir, name);
     if (!fs.existsSync(file)) this.created.push(file);
-    const t = this.manifest.tap(name);
+    const t = this.manifest.tap(name, big);
     this.dones.push(t.done);
     return t.tap;
   }
@@ -78,7 +83,7 @@ export class ImageSet {
     return new PagemapWriter(this.dir, id, pagesId, {
       shmem,
       pagemapTap: this.track(shmem ? `pagemap-shmem-${id}.img` : `pagemap-${id}.img`),
-      pagesTap: this.track(`pages-${pagesId}.img`),
+      pagesTap: this.track(`pages-${pagesId}.img`, true),
       pagesTransform: enc,
     });
   }
@@ -97,6 +102,7 @@ export class ImageSet {
     for (const w of this.open.values()) w.close();
     this.open.clear();
     for (const d of this.dones) d();
+    this.manifest.close();
     if (this.opts.manifest !== false) {
       this.created.push(path.join(this.dir, MANIFEST));
       this.manifest.write(this.dir);
@@ -105,6 +111,7 @@ export class ImageSet {
 
   /** Remove what this dump wrote: a failed dump leaves no partial images behind. */
   discard(): void {
+    this.manifest.close();
     for (const w of this.open.values()) { try { w.close(); } catch { /* already failing */ } }
     this.open.clear();
     for (const f of this.created) { try { fs.unlinkSync(f); } catch { /* never created */ } }

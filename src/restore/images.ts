@@ -2,7 +2,7 @@
 // the file. Optional images that are absent read as empty, as in CRIU.
 import fs from 'node:fs';
 import path from 'node:path';
-import { readImage, readOne, PagemapReader, ImageError, readManifest, verifyManifest, keyId, pagesInfo, type MessageName } from '../images/index.ts';
+import { readImage, readOne, PagemapReader, ImageError, readManifest, verifyManifest, BackgroundVerify, keyId, pagesInfo, type MessageName } from '../images/index.ts';
 import { CriuError } from '../errors.ts';
 import type { Msg } from '../resources/types.ts';
 import type { PageSource } from '../resources/types.ts';
@@ -17,6 +17,8 @@ export interface DumpImagesOptions {
 export class DumpImages {
   readonly dir: string;
   readonly key?: Buffer;
+  /** Page data still being verified on another thread; join() before the tasks run. */
+  readonly verifying?: BackgroundVerify;
   private cache = new Map<string, Array<{ entry: Msg; extra?: Buffer }>>();
 
   constructor(dir: string, opts: DumpImagesOptions = {}) {
@@ -29,8 +31,13 @@ export class DumpImages {
       if (!opts.key) throw new CriuError('the page data of this dump is encrypted; restore with --encrypt KEYFILE holding its key');
       if (m.pages.keyId && keyId(opts.key) !== m.pages.keyId) throw new CriuError('the key given with --encrypt is not the key this dump was encrypted with');
     }
-    // Before anything else reads the images, so that damage is reported by file, not as odd behaviour.
-    if (m && !opts.skipVerify) verifyManifest(dir, m);
+    // Before anything else reads the images, so that damage is reported by file, not as odd
+    // behaviour. Page data, the bulk, is checked on another thread during the restore.
+    if (m && !opts.skipVerify) {
+      const isPages = (n: string) => /^pages-\d+\.img$/.test(n);
+      verifyManifest(dir, m, (n) => !isPages(n));
+      this.verifying = new BackgroundVerify(dir, m, isPages);
+    }
   }
 
   file(name: string): string { return path.join(this.dir, name); }

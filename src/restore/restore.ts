@@ -82,6 +82,8 @@ export function restore(req: RestoreRequest): RestoreResult {
     for (const fd of opened.splice(0)) fs.closeSync(fd);
     shmem.sealAll();
     shmem.close();
+    // Nothing runs before the page data is known to be intact.
+    imgs.verifying?.join();
     faultPoint('restore-release');
     for (const t of tasks) if (t.zombie) becomeZombie(live.get(t.pid)!);
     for (const t of tasks) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!);
@@ -89,6 +91,7 @@ export function restore(req: RestoreRequest): RestoreResult {
   } catch (e) {
     for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
     shmem.close();
+    imgs.verifying?.cancel();
     if (helper) killHelper(helper.tracee.tid);
     killAll(created);
     throw e;
