@@ -1,0 +1,188 @@
+/**
+ * Multi-threaded processes through dump and restore: a C program with 8
+ * counting threads, threads blocked in pthread_cond_wait and read(), and real
+ * multi-threaded programs (python3 threading, node).
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  e2e, startTarget, killAndReap, signal, sleep, readLines, waitForLine, waitFor, lastCounter, assertRunningFree,
+  counterValues, assertConsecutive, parseKV, SIGUSR1,
+} from '../lib/proc.ts';
+import { dumpAndReap, restoreDetached, waitForCounter, firstProgressFrom } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
+import { taskTids, threadStatus, syscallOf, NR } from '../lib/tree.ts';
+
+/** "c=1,2,3" of the last progress line. */
+function threadCounts(log: string): number[] {
+  const last = readLines(log).filter((l) => l.startsWith('i=')).at(-1);
+  assert.ok(last, `no progress line in ${log}`);
+  return parseKV(last).c.split(',').map(Number);
+}
+
+/** thread index -> tid, from the "thread k tid=T" lines. */
+function threadTids(log: string): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const l of readLines(log)) {
+    const r = /^thread (\d+) tid=(\d+)$/.exec(l);
+    if (r) m.set(Number(r[1]), Number(r[2]));
+  }
+  return m;
+}
+
+e2e('8 threads keep their TIDs, TLS counters and signal masks through dump + restore', async (c) => {
+  const t = startTarget([workload('threads'), '-n', '8', '-i', '50'], { logFile: join(c.dir, 'threads.log') });
+  await waitForLine(t.log, /^ready threads=8$/, 10_000);
+  await waitForCounter(t.log, 3);
+  const tids0 = taskTids(t.pid);
+  assert.equal(tids0.length, 8, 'eight threads');
+  assert.deepEqual([...threadTids(t.log).values()].sort((a, b) => a - b), tids0, 'the threads reported their tids');
+  const masks0 = threadStatus(t.pid, 'SigBlk');
+  assert.equal(new Set(masks0.values()).size, 8, `each thread has its own mask: ${[...masks0.values()].join(' ')}`);
+
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const atDump = lastCounter(t.log);
+  const countsAtDump = threadCounts(t.log);
+  const mark = readLines(t.log).length;
+
+  restoreDetached(img, t.pid);
+  assert.deepEqual(taskTids(t.pid), tids0, 'the same TIDs in /proc/PID/task');
+  assert.deepEqual(threadStatus(t.pid, 'SigBlk'), masks0, 'per-thread SigBlk');
+  await waitForCounter(t.log, atDump + 6, 10_000);
+  assert.equal(firstProgressFrom(t.log, mark), atDump + 1, 'main continues its counter');
+  const counts = threadCounts(t.log);
+  for (const [k, n] of counts.entries()) {
+    assert.ok(n >= countsAtDump[k] + 3, `thread ${k} kept counting with its TLS counter: ${countsAtDump[k]} at dump, ${n} now`);
+  }
+  assert.deepEqual(threadStatus(t.pid, 'SigBlk'), masks0, 'per-thread SigBlk, a moment later');
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
+  const progress = readLines(t.log).filter((l) => l.startsWith('i='));
+  assertConsecutive(counterValues(progress), 'main counter', 1);
+  for (const l of progress) assert.match(l, /^i=\d+ tls=ok mask=ok alt=ok /, 'every thread\'s TLS, mask and sigaltstack are intact');
+  assert.equal(readLines(t.log).filter((l) => l.startsWith('start ')).length, 1, 'started once');
+});
+
+e2e('threads blocked in pthread_cond_wait and read() at dump time wake up after restore', async (c) => {
+  const t = startTarget([workload('threads'), '-n', '2', '-i', '50', '-b'], { logFile: join(c.dir, 'threads.log') });
+  await waitForLine(t.log, /^ready threads=4$/, 10_000);
+  const tidOf = (what: string) => Number(/tid=(\d+)/.exec(readLines(t.log).find((l) => l.startsWith(`${what} tid=`))!)![1]);
+  const condTid = tidOf('cond'), readerTid = tidOf('reader');
+  // Once before the dump, to show the mechanism works.
+  signal(t.pid, SIGUSR1);
+  await waitForLine(t.log, /^cond woke gen=1$/, 5000);
+  await waitForLine(t.log, /^read got=gen=1$/, 5000);
+  await waitFor(() => syscallOf(t.pid, condTid) === NR.futex && syscallOf(t.pid, readerTid) === NR.read, 5000,
+    'the two threads to block again (futex, read)');
+
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const atDump = lastCounter(t.log);
+  restoreDetached(img, t.pid);
+  await waitForCounter(t.log, atDump + 3, 10_000);
+  assert.equal(syscallOf(t.pid, condTid), NR.futex, 'the condvar waiter is back in futex()');
+  assert.equal(syscallOf(t.pid, readerTid), NR.read, 'the reader is back in read()');
+  assert.equal(readLines(t.log).filter((l) => l.startsWith('cond woke') || l.startsWith('read ')).length, 2, 'no spurious wake-up');
+
+  const mark = readLines(t.log).length;
+  signal(t.pid, SIGUSR1);
+  await waitForLine(t.log, /^cond woke gen=2$/, 5000, mark);
+  await waitForLine(t.log, /^read got=gen=2$/, 5000, mark);
+  await sleep(200);
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
+  const events = readLines(t.log).filter((l) => l.startsWith('cond ') || l.startsWith('read '));
+  assert.deepEqual(events.filter((l) => !/tid=/.test(l)).sort(),
+    ['cond woke gen=1', 'cond woke gen=2', 'read got=gen=1', 'read got=gen=2'], 'each woke once per generation, no EINTR');
+  assertConsecutive(counterValues(readLines(t.log)), 'main counter', 1);
+});
+
+// python3 threading: four threads counting in thread-local storage, main reporting.
+const PY_THREADS = `
+import os, threading, time
+N = 4
+local = threading.local()
+counts = [0] * N
+bad = []
+def work(k):
+    local.n = 0
+    local.tid = threading.get_native_id()
+    while True:
+        local.n += 1
+        counts[k] = local.n
+        if threading.get_native_id() != local.tid:
+            bad.append(k)
+        time.sleep(0.02)
+ths = []
+for k in range(N):
+    th = threading.Thread(target=work, args=(k,), daemon=True)
+    th.start()
+    ths.append(th)
+print("start pid=%d threads=%d" % (os.getpid(), threading.active_count()), flush=True)
+i = 0
+while True:
+    i += 1
+    alive = all(th.is_alive() for th in ths)
+    print("i=%d c=%s ok=%s" % (i, ",".join(map(str, counts)), "yes" if alive and not bad else "NO"), flush=True)
+    time.sleep(0.05)
+`;
+
+e2e('python3 with threading threads survives dump + restore', async (c) => {
+  const t = startTarget(['/usr/bin/python3', '-c', PY_THREADS], { logFile: join(c.dir, 'python.log') });
+  await waitForCounter(t.log, 3, 10_000);
+  const tids0 = taskTids(t.pid);
+  assert.ok(tids0.length >= 5, `main + 4 threads: ${tids0.join(' ')}`);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const atDump = lastCounter(t.log);
+  const c0 = parseKV(readLines(t.log).filter((l) => l.startsWith('i=')).at(-1)!).c.split(',').map(Number);
+  restoreDetached(img, t.pid);
+  assert.deepEqual(taskTids(t.pid), tids0, 'the same TIDs');
+  await waitForCounter(t.log, atDump + 6, 10_000);
+  const c1 = parseKV(readLines(t.log).filter((l) => l.startsWith('i=')).at(-1)!).c.split(',').map(Number);
+  for (const k of c0.keys()) assert.ok(c1[k] > c0[k] + 3, `python thread ${k} goes on: ${c0[k]} -> ${c1[k]}`);
+  killAndReap(t.pid);
+  const lines = readLines(t.log);
+  const progress = lines.filter((l) => l.startsWith('i='));
+  assertConsecutive(counterValues(progress), 'python main counter', 1);
+  for (const l of progress) assert.match(l, /ok=yes$/);
+  assert.deepEqual(lines.filter((l) => !l.startsWith('i=') && !l.startsWith('start ')), [], 'no errors from python');
+});
+
+// node: a timer loop; the thread pool is kept busy (fs and crypto), V8 has its own threads.
+const NODE_LOOP = `
+const fs = require('fs'), crypto = require('crypto');
+let i = 0, pool = 0;
+console.log('start pid=' + process.pid);
+setInterval(() => {
+  i++;
+  fs.readFile('/proc/self/stat', () => { pool++; });
+  crypto.pbkdf2('pw', 'salt', 1000, 32, 'sha256', () => { pool++; });
+  console.log('i=' + i + ' pool=' + pool);
+}, 50);
+`;
+
+const NODE = existsSync('/usr/bin/node') ? '/usr/bin/node' : join(import.meta.dirname, '..', '..', 'node_modules', '.bin', 'node');
+
+e2e(`node (${NODE}) running a timer loop survives dump + restore`, async (c) => {
+  const t = startTarget([NODE, '-e', NODE_LOOP], { logFile: join(c.dir, 'node.log') });
+  await waitForCounter(t.log, 5, 15_000);
+  await waitFor(() => taskTids(t.pid).length >= 7, 5000, 'libuv and V8 threads');
+  const tids0 = taskTids(t.pid);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const atDump = lastCounter(t.log);
+  const pool0 = Number(parseKV(readLines(t.log).at(-1)!).pool);
+  restoreDetached(img, t.pid);
+  assert.deepEqual(taskTids(t.pid), tids0, 'the same TIDs');
+  await waitForCounter(t.log, atDump + 6, 10_000);
+  const last = parseKV(readLines(t.log).at(-1)!);
+  assert.ok(Number(last.pool) > pool0 + 6, `the thread pool still completes work: ${pool0} -> ${last.pool}`);
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
+  const lines = readLines(t.log);
+  assertConsecutive(counterValues(lines.filter((l) => l.startsWith('i='))), 'node counter', 1);
+  assert.deepEqual(lines.filter((l) => !l.startsWith('i=') && !l.startsWith('start ')), [], 'no errors from node');
+}, { todo: 'criu-ts does not dump eventpoll files yet ("fd 3 of task PID (anon_inode:[eventpoll]) is an [eventpoll] file; not supported yet"): libuv\'s loop is an epoll instance' });

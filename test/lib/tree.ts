@@ -1,0 +1,110 @@
+/**
+ * Helpers for process trees and threads: snapshots of a whole tree's /proc
+ * state, threads and their masks, pipe fill levels, syscall numbers.
+ */
+import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { descendants } from './proc.ts';
+import { ioctl } from '../../src/kernel/index.ts';
+
+/** The fields of /proc/PID/stat that a restore must reproduce. */
+export interface TaskStat { pid: number; comm: string; state: string; ppid: number; pgid: number; sid: number; threads: number; exitCode: number }
+
+export function taskStat(pid: number): TaskStat | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return null;
+  }
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  const f = text.slice(close + 2).trim().split(' ');
+  // f[0] is field 3 (state); field N is f[N - 3]
+  return {
+    pid,
+    comm: text.slice(open + 1, close),
+    state: f[0],
+    ppid: Number(f[1]),
+    pgid: Number(f[2]),
+    sid: Number(f[3]),
+    threads: Number(f[17]), // field 20 num_threads
+    exitCode: Number(f[49] ?? 0), // field 52 exit_code (the wait status of a zombie)
+  };
+}
+
+/** `root` and all its descendants, sorted by PID. Throws if one vanished while we looked. */
+export function treeSnapshot(root: number): TaskStat[] {
+  const pids = [root, ...descendants(root)].sort((a, b) => a - b);
+  return pids.map((p) => {
+    const s = taskStat(p);
+    if (!s) throw new Error(`PID ${p} vanished while the tree was being read`);
+    return s;
+  });
+}
+
+/** A one-line-per-task rendering, for readable diffs in assertion messages. */
+export function renderTree(tasks: TaskStat[]): string[] {
+  return tasks.map((t) => `${t.pid} ${t.comm} ${t.state} ppid=${t.ppid} pgid=${t.pgid} sid=${t.sid} thr=${t.threads}${t.state === 'Z' ? ` exit=${t.exitCode}` : ''}`);
+}
+
+/** TIDs of a process, sorted. */
+export function taskTids(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b);
+}
+
+/** tid -> a field of /proc/PID/task/TID/status (e.g. SigBlk, SigPnd). */
+export function threadStatus(pid: number, field: string): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const tid of taskTids(pid)) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/status`, 'latin1');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const m = new RegExp(`^${field}:\\s*(.*)$`, 'm').exec(text);
+    out.set(tid, m ? m[1].trim() : '');
+  }
+  return out;
+}
+
+/** The syscall a thread is blocked in (first field of /proc/PID/task/TID/syscall), or -1 when running. */
+export function syscallOf(pid: number, tid: number): number {
+  const text = readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'latin1').trim();
+  const n = Number(text.split(' ')[0]);
+  return Number.isInteger(n) ? n : -1;
+}
+
+export const NR = process.arch === 'arm64'
+  ? { read: 63, write: 64, futex: 98, pause: -1, rt_sigsuspend: 133, wait4: 260 }
+  : { read: 0, write: 1, futex: 202, pause: 34, rt_sigsuspend: 130, wait4: 61 };
+
+const FIONREAD = 0x541b;
+
+/**
+ * Bytes buffered in the pipe behind /proc/PID/fd/FD (FIONREAD on a second,
+ * non-blocking reader of the same pipe, opened through /proc and closed at once).
+ */
+export function pipeFill(pid: number, fd: number): number {
+  const f = openSync(`/proc/${pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const buf = Buffer.alloc(4);
+    ioctl(f, FIONREAD, buf);
+    return buf.readInt32LE(0);
+  } finally {
+    closeSync(f);
+  }
+}
+
+/** fd -> link target of every fd of a process ("pipe:[123]", "/dev/null", ...). */
+export function fdTargets(pid: number): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const name of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      out.set(Number(name), readlinkSync(`/proc/${pid}/fd/${name}`));
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
