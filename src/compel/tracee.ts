@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import {
   arch, ptrace, waitpid, getRegset, setRegset, getSigmask, setSigmask, getEventMsg, getSiginfo,
-  processVmReadv, processVmWritev, SysError, PTRACE, PTRACE_EVENT, NT, WALL, W, SIG, sysnr,
+  processVmReadv, processVmWritev, SysError, PTRACE, PTRACE_EVENT, NT, WALL, W, SIG, sysnr, tgkill,
   type SyscallName,
 } from '../kernel/index.ts';
 
@@ -249,6 +249,25 @@ export class Tracee {
     while (off < data.length) {
       off += fs.writeSync(this.memFd, data, off, data.length - off, Number(addr) + off);
     }
+  }
+
+  /**
+   * Put the (process of the) stopped tracee into a job-control stop, as if `sig` had been
+   * delivered, without running any of its code: after the next detach it stays stopped.
+   * Call with every other signal blocked, so that no handler runs first.
+   */
+  enterGroupStop(tgid: number, sig: number): void {
+    tgkill(tgid, this.tid, sig);
+    ptrace(PTRACE.CONT, this.tid, 0, 0);
+    for (;;) {
+      const st = this.waitStop();
+      if (st.event === 0 && st.sig === sig) break; // the signal-delivery stop
+      if (st.event === PTRACE_EVENT.STOP) { ptrace(PTRACE.CONT, this.tid, 0, 0); continue; }
+      throw new InjectionError(this.tid, `unexpected ${describe(st.status)} while stopping it with signal ${sig}`);
+    }
+    ptrace(PTRACE.CONT, this.tid, 0, sig);
+    const st = this.waitStop();
+    if (st.event !== PTRACE_EVENT.STOP) throw new InjectionError(this.tid, `expected a group stop, got ${describe(st.status)}`);
   }
 
   cont(sig = 0): void { ptrace(PTRACE.CONT, this.tid, 0, sig); }

@@ -55,7 +55,8 @@ function scalar(v: JsonValue): string | undefined {
     case 'bigint':
       return v.toString();
     case 'number':
-      return Number.isInteger(v) ? (Number.isSafeInteger(v) ? String(v) : BigInt(v).toString()) : floatRepr(v);
+      // integers as JSON.stringify would write them (beyond 1e21 only floats come from parsing)
+      return Number.isInteger(v) && Math.abs(v) < 1e21 ? BigInt(v).toString() : floatRepr(v);
     case 'string':
       return quote(v);
     default:
@@ -63,43 +64,59 @@ function scalar(v: JsonValue): string | undefined {
   }
 }
 
-/** Appends the text of v to out (compact: Python's default separators; pretty: indent=4). */
-export function writeJson(v: JsonValue, pretty: boolean, out: (s: string) => void, level = 0): void {
+/** The text of v (compact: Python's default separators; pretty: indent=4, starting at `level`). */
+export function toJson(v: JsonValue, pretty = false, level = 0): string {
   const s = scalar(v);
-  if (s !== undefined) return out(s);
-  const isArr = Array.isArray(v);
-  const keys = isArr ? undefined : Object.keys(v as JsonObject);
-  const n = isArr ? (v as JsonValue[]).length : keys!.length;
-  const [open, close] = isArr ? ['[', ']'] : ['{', '}'];
-  if (n === 0) return out(open + close);
+  if (s !== undefined) return s;
   const pad = pretty ? '\n' + '    '.repeat(level + 1) : '';
   const sep = pretty ? ',' + pad : ', ';
-  out(open + pad);
-  for (let i = 0; i < n; i++) {
-    if (i > 0) out(sep);
-    if (isArr) {
-      writeJson((v as JsonValue[])[i], pretty, out, level + 1);
-    } else {
-      out(quote(keys![i]) + ': ');
-      writeJson((v as JsonObject)[keys![i]], pretty, out, level + 1);
-    }
+  let out: string;
+  if (Array.isArray(v)) {
+    if (v.length === 0) return '[]';
+    out = '[' + pad;
+    for (let i = 0; i < v.length; i++) out += (i ? sep : '') + toJson(v[i], pretty, level + 1);
+    return out + (pretty ? '\n' + '    '.repeat(level) + ']' : ']');
   }
-  out(pretty ? '\n' + '    '.repeat(level) + close : close);
+  const o = v as JsonObject;
+  let first = true;
+  out = '{' + pad;
+  for (const k in o) {
+    out += (first ? '' : sep) + quote(k) + ': ' + toJson(o[k], pretty, level + 1);
+    first = false;
+  }
+  if (first) return '{}';
+  return out + (pretty ? '\n' + '    '.repeat(level) + '}' : '}');
 }
 
-export function toJson(v: JsonValue, pretty = false): string {
-  const parts: string[] = [];
-  writeJson(v, pretty, (s) => parts.push(s));
-  return parts.join('');
-}
+// Integer literals too long to be exact as doubles; strings are matched first so that digits
+// inside them are left alone.
+const LONG_INT = /"(?:[^"\\]|\\.)*"|(?<![\w.+-])-?\d{16,}(?![\d.eE])/g;
 
-const INT = /^-?\d+$/;
+function restore(v: JsonValue, tag: string): JsonValue {
+  if (typeof v === 'string') {
+    if (!v.startsWith(tag)) return v;
+    const b = BigInt(v.slice(tag.length));
+    return b >= -BigInt(Number.MAX_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+  }
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = restore(v[i], tag);
+  } else if (v !== null && typeof v === 'object') {
+    for (const k in v) v[k] = restore(v[k], tag);
+  }
+  return v;
+}
 
 /** JSON.parse that keeps integers beyond 2^53 exact (as bigint), like Python's json. */
 export function parseJson(text: string): JsonValue {
-  const reviver = function (this: unknown, _k: string, v: unknown, ctx?: { source?: string }): unknown {
-    if (typeof v === 'number' && !Number.isSafeInteger(v) && ctx?.source !== undefined && INT.test(ctx.source)) return BigInt(ctx.source);
-    return v;
-  };
-  return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, reviver as (k: string, v: unknown) => unknown) as JsonValue;
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  // long literals become tagged strings for the native parser, then bigints again
+  const nonce = `${Math.random().toString(36).slice(2)}:`;
+  let tagged = false;
+  const t = text.replace(LONG_INT, (m) => {
+    if (m.charCodeAt(0) === 0x22) return m;
+    tagged = true;
+    return `"\\u0000${nonce}${m}"`;
+  });
+  const v = JSON.parse(t) as JsonValue;
+  return tagged ? restore(v, `\u0000${nonce}`) : v;
 }

@@ -156,15 +156,12 @@ export function parseIp(text: string): number[] {
   const bad = () => new Error(`${JSON.stringify(text)} is not an IPv4 or IPv6 address`);
   if (!/^[0-9A-Fa-f:.]+$/.test(text)) throw bad();
   let s = text;
-  let tail: number[] = [];
-  const lastColon = s.lastIndexOf(':');
   if (s.includes('.')) {
-    const t = parseV4(s.slice(lastColon + 1));
-    if (!t) throw bad();
-    tail = [(t[0] << 8) | t[1], (t[2] << 8) | t[3]];
-    s = s.slice(0, lastColon + 1) + (s[lastColon - 1] === ':' ? '' : '0');
-    if (!s.endsWith('::') && s.endsWith(':0')) tail.unshift(0);
-    if (!s.endsWith('::')) s = s.slice(0, s.lastIndexOf(':'));
+    // a trailing dotted quad stands for the last two groups
+    const colon = s.lastIndexOf(':');
+    const t = parseV4(s.slice(colon + 1));
+    if (!t || colon < 0) throw bad();
+    s = `${s.slice(0, colon + 1)}${((t[0] << 8) | t[1]).toString(16)}:${((t[2] << 8) | t[3]).toString(16)}`;
   }
   const halves = s.split('::');
   if (halves.length > 2) throw bad();
@@ -172,14 +169,14 @@ export function parseIp(text: string): number[] {
   const head = groups(halves[0]);
   const back = halves.length === 2 ? groups(halves[1]) : [];
   if (![...head, ...back].every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) throw bad();
-  const given = head.length + back.length + tail.length;
+  const given = head.length + back.length;
   let h: number[];
   if (halves.length === 2) {
     if (given > 7) throw bad();
-    h = [...head.map((g) => parseInt(g, 16)), ...new Array(8 - given).fill(0), ...back.map((g) => parseInt(g, 16)), ...tail];
+    h = [...head.map((g) => parseInt(g, 16)), ...new Array(8 - given).fill(0), ...back.map((g) => parseInt(g, 16))];
   } else {
     if (given !== 8) throw bad();
-    h = [...head.map((g) => parseInt(g, 16)), ...tail];
+    h = head.map((g) => parseInt(g, 16));
   }
   const b = h.flatMap((x) => [x >> 8, x & 0xff]);
   return [0, 4, 8, 12].map((i) => wordOf(b, i));

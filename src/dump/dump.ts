@@ -99,6 +99,9 @@ function thaw(t: LiveTask, log: Logger): void {
   for (const s of t.snaps) {
     try {
       s.tracee.setRegs(s.regs);
+      // Injected syscalls resumed a task that was stopped; stop it again before any of its
+      // signals can be handled.
+      if (t.stopped && s.tracee === leader) leader.enterGroupStop(t.pid, SIG.STOP);
       s.tracee.setSigmask(s.sigmask);
     } catch (e) { log.error(`cannot restore the state of thread ${s.tracee.tid}: ${(e as Error).message}`); }
   }
@@ -110,6 +113,24 @@ function killTree(tasks: Task[]): void {
   for (const t of tasks) if (isLive(t)) { try { kill(t.pid, SIG.KILL); } catch { /* gone */ } }
   // Collect the tracer's exit notifications; the real parents reap the processes.
   for (const t of tasks) for (const th of [...t.threads].reverse()) { try { waitpid(th.tid, WALL); } catch { /* gone */ } }
+}
+
+const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'];
+
+/** criu-ts restores tasks into its own namespaces, so a tree that reaches into others is refused. */
+function checkNamespaces(tasks: Task[]): void {
+  const own = new Map(NAMESPACES.map((n) => [n, fs.readlinkSync(`/proc/self/ns/${n}`)]));
+  for (const t of tasks) {
+    if (!isLive(t)) continue;
+    for (const n of NAMESPACES) {
+      let link: string;
+      try { link = fs.readlinkSync(`/proc/${t.pid}/ns/${n}`); } catch { continue; }
+      if (link !== own.get(n)) {
+        const what = n === 'pid_for_children' ? 'creates its children in another PID namespace' : `is in another ${n} namespace (${link})`;
+        throw new CriuError(`task ${t.pid} ${what}; dumping namespaces is not supported yet`);
+      }
+    }
+  }
 }
 
 function checkSessions(tasks: Task[], shellJob: boolean): void {
@@ -148,6 +169,7 @@ export function dump(req: DumpRequest): DumpResult {
       lt.stat = readStat(t.pid);
     }
     faultPoint('freeze');
+    checkNamespaces(tasks);
     checkSessions(tasks, req.shellJob);
     for (const t of tasks) {
       if (!isLive(t)) continue;
@@ -168,7 +190,9 @@ export function dump(req: DumpRequest): DumpResult {
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
     throw e;
   }
-  if (req.leaveRunning) { for (const t of tasks) if (isLive(t)) thaw(t, log); }
+  if (req.leaveRunning) {
+    for (const t of tasks) if (isLive(t)) thaw(t, log);
+  }
   else killTree(tasks);
   result.frozenMs = performance.now() - t0;
   try { writeStats(req, result); } catch (e) { log.warn(`cannot write stats-dump: ${(e as Error).message}`); }
@@ -261,8 +285,9 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   imgs.one(`fs-${pid}.img`, 'fs_entry', dumpFs(pid, status.umask, sh.files));
 
   const secbits = readSecbits(leader);
+  const stopped = !!t.stopped;
   const tc: Msg = {
-    task_state: 1, exit_code: 0, personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, 'utf8'), 16),
+    task_state: stopped ? 3 : 1, exit_code: 0, ...(stopped ? { stop_signo: 19 } : {}), personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, 'utf8'), 16),
     flags: t.stat.flags, blk_sigset: t.snaps[0].sigmask, comm: t.stat.comm,
     timers: dumpItimers(leader, area), rlimits: dumpRlimits(pid),
     signals_s: siginfoEntries(peekSiginfo(pid, true)),

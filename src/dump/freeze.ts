@@ -15,6 +15,8 @@ export interface FrozenTask {
   ppid: number;
   threads: Tracee[];
   zombie?: { exitCode: number; comm: string };
+  /** Stopped by a job-control signal before we seized it (state T). */
+  stopped?: boolean;
 }
 
 export function detachAll(threads: Tracee[]): void {
@@ -27,17 +29,22 @@ export function detachAll(threads: Tracee[]): void {
  */
 export function freezeProcess(pid: number, deadline: number, deferred = false): Tracee[] | undefined {
   const frozen = new Map<number, Tracee>();
+  const gone = new Set<number>();
   try {
     for (;;) {
-      const tids = listThreads(pid).filter((t) => !frozen.has(t));
+      const tids = listThreads(pid).filter((t) => !frozen.has(t) && !gone.has(t));
       if (!tids.length || (deferred && frozen.size)) break;
       if (Date.now() > deadline) throw new CriuError(`timed out freezing task ${pid}`);
       for (const tid of tids) {
         try {
           frozen.set(tid, deferred ? Tracee.seizeDeferred(tid, SEIZE_OPTIONS) : Tracee.seize(tid, SEIZE_OPTIONS));
         } catch (e) {
-          // A thread that exited between listing and seizing is simply gone.
-          if (e instanceof SysError && (e.code === 'ESRCH' || e.code === 'EPERM') || (e as Error).name === 'InjectionError') continue;
+          // A thread that exited between listing and seizing, or is exiting now, is gone:
+          // it will not run again, so it is left out instead of retried until the deadline.
+          if (e instanceof SysError && (e.code === 'ESRCH' || e.code === 'EPERM') || (e as Error).name === 'InjectionError') {
+            if (isExiting(pid, tid)) gone.add(tid);
+            continue;
+          }
           throw e;
         }
       }
@@ -79,7 +86,7 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
       } catch { /* reaped */ }
       return;
     }
-    tasks.push({ pid, ppid, threads });
+    tasks.push({ pid, ppid, threads, stopped: stat.state === 'T' });
     const children = new Set<number>();
     for (const t of threads) {
       try { for (const c of listChildren(pid, t.tid)) children.add(c); } catch { /* thread gone */ }
@@ -106,4 +113,8 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
     throw new CriuError(`task ${root} exited while it was being frozen`);
   }
   return tasks;
+}
+
+function isExiting(pid: number, tid: number): boolean {
+  try { return /^[ZXx]$/.test(readStat(pid, tid).state); } catch { return true; }
 }

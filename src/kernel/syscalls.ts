@@ -223,3 +223,25 @@ export function memfdCreate(name: string, flags: number): number {
 }
 export const MFD = { CLOEXEC: 1, ALLOW_SEALING: 2, HUGETLB: 4 } as const;
 export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
+
+const NR3 = {
+  eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
+  timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
+};
+
+export function eventfd(initval: number, flags: number): number { return syscall('eventfd2', NR3.eventfd2, initval, flags); }
+export function epollCreate(flags: number): number { return syscall('epoll_create1', NR3.epoll_create1, flags); }
+export function signalfd(mask: bigint, flags: number): number {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(mask, 0);
+  return syscall('signalfd4', NR3.signalfd4, -1, addressOf(b), 8, flags);
+}
+export function timerfdCreate(clock: number, flags: number): number { return syscall('timerfd_create', NR3.timerfd_create, clock, flags); }
+/** timerfd_settime with a relative (or absolute, per flags) itimerspec {interval, value}. */
+export function timerfdSettime(fd: number, flags: number, interval: { sec: bigint; nsec: bigint }, value: { sec: bigint; nsec: bigint }): void {
+  const b = Buffer.alloc(32);
+  b.writeBigInt64LE(interval.sec, 0); b.writeBigInt64LE(interval.nsec, 8);
+  b.writeBigInt64LE(value.sec, 16); b.writeBigInt64LE(value.nsec, 24);
+  syscall('timerfd_settime', NR3.timerfd_settime, fd, flags, addressOf(b), 0);
+}
+export const TFD_IOC_SET_TICKS = 0x40085400;

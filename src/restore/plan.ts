@@ -10,7 +10,9 @@ export interface TaskPlan {
   sid: number;
   threads: number[];
   cores: Map<number, Msg>;
-  zombie?: { exitCode: number };
+  zombie?: { exitCode: number; comm: string };
+  /** Dumped stopped (task_state 3): stopped again with this signal once restored. */
+  stopSignal?: number;
   mm?: Msg;
   fsEntry?: Msg;
   fdinfo?: Msg[];
@@ -43,10 +45,11 @@ export function plan(imgs: DumpImages): RestorePlan {
       cores: new Map([[pid, leaderCore]]),
     };
     if (tc.task_state === 2) {
-      t.zombie = { exitCode: tc.exit_code as number };
+      t.zombie = { exitCode: tc.exit_code as number, comm: tc.comm as string };
       return t;
     }
-    if (tc.task_state !== 1) throw new CriuError(`core-${pid}.img: task state ${tc.task_state as number} is not supported yet`);
+    if (tc.task_state !== 1 && tc.task_state !== 3) throw new CriuError(`core-${pid}.img: task state ${tc.task_state as number} is not supported yet`);
+    if (tc.task_state === 3) t.stopSignal = (tc.stop_signo as number | undefined) ?? 19;
     if (!leaderCore.thread_info) throw new CriuError(`core-${pid}.img: no thread_info`);
     for (const tid of t.threads.slice(1)) t.cores.set(tid, imgs.one(`core-${tid}.img`, 'core_entry'));
     t.ids = imgs.one(`ids-${pid}.img`, 'task_kobj_ids_entry');

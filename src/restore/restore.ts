@@ -2,7 +2,7 @@
 // helper, each child from its parent), rebuild them stage by stage through injected
 // syscalls, then install the registers and let the whole tree go at once.
 import fs from 'node:fs';
-import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE } from '../kernel/index.ts';
+import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR } from '../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
 import { CriuError, faultPoint } from '../errors.ts';
@@ -13,7 +13,7 @@ import { restoreItimers } from '../resources/timers.ts';
 import { restoreRlimits } from '../resources/rlimits.ts';
 import { restoreCreds } from '../resources/creds.ts';
 import { restoreFs } from '../resources/fs.ts';
-import { openForRestore, installFds, type RestoreFileCtx } from '../resources/files/index.ts';
+import { openForRestore, installFds, afterInstall, type RestoreFileCtx } from '../resources/files/index.ts';
 import { ShmemObjects } from '../resources/shmem.ts';
 import { VMA } from '../resources/mm-layout.ts';
 import { DumpImages } from './images.ts';
@@ -40,6 +40,8 @@ const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.T
 interface Live { plan: TaskPlan; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
 
 interface Ctx {
+  /** Open files whose after-install step (epoll targets) is done. */
+  installedOnce: Set<number>;
   shmem: ShmemObjects;
   shmemSize: Map<bigint, bigint>;
   req: RestoreRequest;
@@ -67,7 +69,7 @@ export function restore(req: RestoreRequest): RestoreResult {
   try {
     helper = startHelper(tasks.flatMap((t) => (t.mm?.vmas as Msg[] | undefined) ?? []));
     const ctx: Ctx = {
-      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks),
+      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, memo: new Map(),
         entries: (image) => imgs.all(image), keep: (fd) => { opened.push(fd); return fd; },
@@ -88,6 +90,7 @@ export function restore(req: RestoreRequest): RestoreResult {
     for (const t of tasks) if (t.zombie) becomeZombie(live.get(t.pid)!);
     for (const t of tasks) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!);
     for (const t of tasks) if (!t.zombie) for (const th of live.get(t.pid)!.threads.values()) th.detach();
+
   } catch (e) {
     for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
     shmem.close();
@@ -214,6 +217,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
   faultPoint('restore-files');
   const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
   installFds(stub, area, t.fdinfo!, local, getpid());
+  afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
 
   restoreFs(stub, area, t.fsEntry!, pathOf);
   restoreSigactions(stub, area, tc.sigactions as Msg[]);
@@ -249,6 +253,8 @@ function becomeZombie(l: Live): void {
   const code = l.plan.zombie!.exitCode;
   const sig = code & 0x7f;
   const stub = l.leader;
+  l.area.reset();
+  stub.syscall('prctl', PR.SET_NAME, l.area.putString(l.plan.zombie!.comm), 0, 0, 0);
   stub.setSigmask(0n);
   if (sig) stub.prepareResume('kill', l.plan.pid, sig);
   else stub.prepareResume('exit_group', (code >> 8) & 0xff);
@@ -275,5 +281,8 @@ function prepareRelease(ctx: Ctx, l: Live): void {
   l.leader.syscall('munmap', l.area.base, l.area.size);
   l.leader.setFpRegs(fp);
   l.leader.setRegs(finalRegs(info));
+  // A task dumped stopped goes into its job-control stop before its own mask lets any
+  // pending signal through.
+  if (t.stopSignal) l.leader.enterGroupStop(t.pid, t.stopSignal);
   l.leader.setSigmask((core.tc as Msg).blk_sigset as bigint);
 }

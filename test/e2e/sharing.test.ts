@@ -197,4 +197,4 @@ e2e('dump --freeze-cgroup freezes the tree through a freezer cgroup', async (c) 
       }
     }
   }
-}, { todo: '--freeze-cgroup: not implemented yet' });
+});

@@ -100,5 +100,4 @@ e2e('a signal sent to a stopped process just before the dump is delivered once i
   assert.equal(got.usr1, '1/0', 'delivered exactly once (to main)');
   assert.equal(got.from, `${process.pid}:0`, 'siginfo of the signal sent before the dump');
   killAndReap(t.pid);
-}, { todo: 'criu-ts bug: a stopped task is dumped with task_state 1 (alive) instead of 3 (stopped), so it is restored running ' +
-  'and the pending SIGUSR1 is handled at once (exactly once, but the process is no longer stopped)' });
+});

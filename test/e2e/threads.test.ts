@@ -185,4 +185,4 @@ e2e(`node (${NODE}) running a timer loop survives dump + restore`, async (c) => 
   const lines = readLines(t.log);
   assertConsecutive(counterValues(lines.filter((l) => l.startsWith('i='))), 'node counter', 1);
   assert.deepEqual(lines.filter((l) => !l.startsWith('i=') && !l.startsWith('start ')), [], 'no errors from node');
-}, { todo: 'criu-ts does not dump eventpoll files yet ("fd 3 of task PID (anon_inode:[eventpoll]) is an [eventpoll] file; not supported yet"): libuv\'s loop is an epoll instance' });
+});

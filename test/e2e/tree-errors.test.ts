@@ -95,9 +95,6 @@ e2e('a task that exits while the tree is being frozen does not make the dump wai
   assert.deepEqual(slow.map((r) => `exit ${r.code} in ${r.ms} ms: ${r.stderr.trim()}`), [], 'every dump went on without the vanished tasks');
 }, {
   timeout: 90_000,
-  todo: 'criu-ts bug: a task that is exiting when the freezer reaches it (not yet a zombie, e.g. a grandchild whose ' +
-    'parent was just frozen) cannot be seized; freezeProcess retries its tid, still listed in /proc/PID/task as a zombie, ' +
-    'until the deadline: "timed out freezing task N" after the whole --timeout',
 });
 
 e2e('a tree that reaches into a PID namespace gives a clear error and is not harmed', async (c) => {
@@ -116,7 +113,7 @@ e2e('a tree that reaches into a PID namespace gives a clear error and is not har
   }
   assert.deepEqual(readLines(t.log), [], 'nothing complained');
   killAndReap(t.pid);
-}, { todo: 'criu-ts bug: it does not look at PID namespaces: dump -t of `unshare --pid --fork` exits 0 and, without -R, kills the tree' });
+});
 
 const SMALL = 'p(p*4 p(p*4))'; // 10 processes
 

@@ -77,7 +77,7 @@ e2e('a restored zombie keeps its comm and exit status', async (c) => {
   const after = treeSnapshot(t.pid);
   killAndReap(t.pid);
   assert.deepEqual(renderTree(after), renderTree(before), 'the restored tree, zombie included');
-}, { todo: 'criu-ts bug: a restored zombie has the comm of the restore helper ("sleep"), not its own ("tree")' });
+});
 
 e2e('crit decode reads every image of a tree with threads and a zombie, and crit x ps lists the whole tree', async (c) => {
   assert.ok(haveCrit(), `${CRIT} is required (Debian package criu)`);

@@ -8,6 +8,7 @@ import { pipeFile } from './pipe.ts';
 import { ttyFile } from './tty.ts';
 import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
+import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
 import type { FileTable, Msg } from '../types.ts';
 
@@ -15,7 +16,7 @@ export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts'
 export { FD_TYPE } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, regFile];
+const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, regFile];
 
 function probe(pid: number, fd: number): FdProbe {
   const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
@@ -26,7 +27,7 @@ function probe(pid: number, fd: number): FdProbe {
   }
   return {
     pid, fd, link, mode: st.mode, rdev: Number(st.rdev), ino: Number(st.ino), dev: Number(st.dev), size: Number(st.size),
-    flags: info.flags & ~O.CLOEXEC, pos: info.pos, cloexec: (info.flags & O.CLOEXEC) !== 0,
+    flags: info.flags & ~O.CLOEXEC, pos: info.pos, cloexec: (info.flags & O.CLOEXEC) !== 0, info,
   };
 }
 
@@ -116,5 +117,19 @@ export function installFds(t: import('../../compel/index.ts').Tracee, area: impo
     }
   } finally {
     t.syscallRaw('close', pidfd);
+  }
+}
+
+/** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets). */
+export function afterInstall(t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea,
+  fdinfo: Msg[], files: Map<number, Msg>, done: Set<number>): void {
+  for (const e of fdinfo) {
+    const id = e.id as number;
+    if (done.has(id)) continue;
+    const file = files.get(id)!;
+    const kind = kinds.find((k) => k.type === file.type);
+    if (!kind?.afterInstall) continue;
+    done.add(id);
+    kind.afterInstall(file, e.fd as number, t, area);
   }
 }

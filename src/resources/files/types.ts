@@ -19,6 +19,8 @@ export interface FdProbe {
   flags: number;
   pos: bigint;
   cloexec: boolean;
+  /** everything /proc/PID/fdinfo/N says */
+  info: import('../../proc/index.ts').Fdinfo;
 }
 
 export interface DumpFileCtx {
@@ -57,6 +59,8 @@ export interface FileKind {
   dump(p: FdProbe, id: number, ctx: DumpFileCtx): Msg;
   /** A local fd sharing the dumped open file description's state. */
   open(file: Msg, ctx: RestoreFileCtx): number;
+  /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
+  afterInstall?(file: Msg, fd: number, t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea): void;
 }
 
 export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18 } as const;
