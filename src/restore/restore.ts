@@ -159,7 +159,9 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     stub.setSigmask(ALL_SIGNALS);
     const area = helper.area.forTracee(stub);
     live.set(t.pid, { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area });
-    if (t.sid === t.pid) stub.syscall('setsid');
+    // A shell job joins the session (and terminal) of criu-ts itself, as in CRIU.
+    const shellRoot = ctx.req.shellJob && t.sid === tasks[0].sid;
+    if (t.sid === t.pid && !shellRoot) stub.syscall('setsid');
     else if (t.ppid === 0 && !ctx.req.shellJob) {
       throw new CriuError(`task ${t.pid} was in session ${t.sid}, outside the dump; restore it with --shell-job`);
     }
@@ -172,8 +174,8 @@ function setGroups(ctx: Ctx, tasks: TaskPlan[], live: Map<number, Live>): void {
   const pids = new Set(tasks.map((t) => t.pid));
   for (const t of tasks) {
     let pgid = t.pgid;
+    if (ctx.req.shellJob && pgid === root.pgid) continue;
     if (!pids.has(pgid)) {
-      if (ctx.req.shellJob && pgid === root.pgid) continue;
       throw new CriuError(`task ${t.pid} was in process group ${pgid}, whose leader is not in the dump; not supported yet`);
     }
     const stub = live.get(t.pid)!.leader;
