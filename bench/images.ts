@@ -1,6 +1,7 @@
 // Image throughput: encode and decode of page data (synthetic pagemap + pages, 1 GiB by
 // default), of protobuf images (core entries, pagemap entries) and of crit's JSON, each next to
-// `cp` of the same bytes in the same run, on the same file system.
+// `cp` of the same bytes in the same run, on the same file system: cp to a new file for the
+// write side, cp to /dev/null for the read side. Files are hot in the page cache, as after a dump.
 //
 //   node bench/images.ts [--pages-mib 1024] [--dir DIR]
 import { spawnSync } from 'node:child_process';
@@ -26,13 +27,13 @@ function time(fn: () => void): number {
   return (performance.now() - t) / 1000;
 }
 
-function cp(file: string): number {
-  const dst = `${file}.cp`;
+/** cp of the file to a new file (the write side), or to /dev/null (the read side). */
+function cp(file: string, dst = `${file}.cp`): number {
   const s = time(() => {
     const r = spawnSync('cp', [file, dst]);
     if (r.status !== 0) throw new Error(`cp failed: ${r.stderr}`);
   });
-  fs.rmSync(dst);
+  if (dst !== '/dev/null') fs.rmSync(dst);
   return s;
 }
 
@@ -72,8 +73,10 @@ function pagesBench(): void {
     for (let i = 0; i < r.length; i++) sum += r.readPages(i, 0, r.nrPages(i), into)[0];
     r.close();
   });
-  report('pages: decode (PagemapReader + readPages)', bytes, dec, sum === -1 ? '' : '');
-  report('pages: cp pages-1.img', bytes, cp(path.join(dir, 'pages-1.img')));
+  if (sum < 0) throw new Error('unreachable');
+  report('pages: decode (PagemapReader + readPages)', bytes, dec);
+  report('pages: cp pages-1.img to a file', bytes, cp(path.join(dir, 'pages-1.img')));
+  report('pages: cp pages-1.img to /dev/null', bytes, cp(path.join(dir, 'pages-1.img'), '/dev/null'));
   fs.rmSync(dir, { recursive: true });
 }
 
@@ -96,7 +99,8 @@ function protoBench(): void {
   report(`core_entry x${N}: decode (ImageReader)`, coreBytes, time(() => {
     for (const _ of new ImageReader(coreFile)) void _;
   }));
-  report(`core_entry x${N}: cp`, coreBytes, cp(coreFile));
+  report(`core_entry x${N}: cp to a file`, coreBytes, cp(coreFile));
+  report(`core_entry x${N}: cp to /dev/null`, coreBytes, cp(coreFile, '/dev/null'));
 
   const pmFile = path.join(dir, 'pagemap-1.img');
   const M = 1_000_000;
@@ -112,10 +116,24 @@ function protoBench(): void {
     for (const _ of new ImageReader(pmFile)) void _;
   }));
   report(`pagemap_entry x${M}: decode (PagemapReader)`, pmBytes, time(() => new PagemapReader(dir, 1).close()));
-  report(`pagemap_entry x${M}: cp`, pmBytes, cp(pmFile));
+  report(`pagemap_entry x${M}: cp to a file`, pmBytes, cp(pmFile));
+  report(`pagemap_entry x${M}: cp to /dev/null`, pmBytes, cp(pmFile, '/dev/null'));
 
-  // 3. crit: image <-> JSON text, per image byte
-  for (const [name, file, bytes] of [['core_entry', coreFile, coreBytes], ['pagemap_entry', pmFile, pmBytes]] as const) {
+  // 3. crit: image <-> JSON text, per image byte; smaller images, as JSON is ~10x their size
+  const critCore = path.join(dir, 'core-2.img');
+  const critPm = path.join(dir, 'pagemap-2.img');
+  fs.writeFileSync(critCore, fs.readFileSync(coreFile).subarray(0, 8 + (coreBytes - 8) / 20));
+  const pmr = new ImageReader(pmFile);
+  const pmw = new ImageWriter(critPm);
+  let k = 0;
+  for (const e of pmr) {
+    pmw.write(e.type, e.msg as never);
+    if (++k > 100_000) break;
+  }
+  pmr.close();
+  pmw.close();
+  for (const [name, file] of [[`core_entry x${N / 20}`, critCore], ['pagemap_entry x100000', critPm]] as const) {
+    const bytes = fs.statSync(file).size;
     for (const pretty of [false, true]) {
       let text = '';
       const dec = time(() => {

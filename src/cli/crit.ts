@@ -150,6 +150,10 @@ function decode(file: string, outFile: string | undefined, pretty: boolean, nopl
   let fd: number | undefined;
   const sink = new Sink(outFile === undefined ? (s) => io.stdout(s) : (s) => writeAllSync(fd!, Buffer.from(s)));
   if (outFile !== undefined) {
+    // output is written while the image is read: it must not be the image
+    const a = fs.statSync(file);
+    const b = fs.statSync(outFile, { throwIfNoEntry: false });
+    if (b && a.dev === b.dev && a.ino === b.ino) throw new ImageError(outFile, 'is the input image; write the JSON elsewhere');
     try {
       fd = fs.openSync(outFile, 'w', 0o644);
     } catch (e) {

@@ -47,27 +47,31 @@ function floatRepr(n: number): string {
   return neg ? `-${body}` : body;
 }
 
-function scalar(v: JsonValue): string | undefined {
-  if (v === null) return 'null';
-  switch (typeof v) {
-    case 'boolean':
-      return v ? 'true' : 'false';
-    case 'bigint':
-      return v.toString();
-    case 'number':
-      // integers as JSON.stringify would write them (beyond 1e21 only floats come from parsing)
-      return Number.isInteger(v) && Math.abs(v) < 1e21 ? BigInt(v).toString() : floatRepr(v);
-    case 'string':
-      return quote(v);
-    default:
-      return undefined;
+// field names recur in every entry
+const keyCache = new Map<string, string>();
+function quoteKey(k: string): string {
+  let q = keyCache.get(k);
+  if (q === undefined) {
+    q = quote(k);
+    if (keyCache.size < 10_000) keyCache.set(k, q);
   }
+  return q;
 }
 
 /** The text of v (compact: Python's default separators; pretty: indent=4, starting at `level`). */
 export function toJson(v: JsonValue, pretty = false, level = 0): string {
-  const s = scalar(v);
-  if (s !== undefined) return s;
+  switch (typeof v) {
+    case 'number':
+      // integers as JSON.stringify would write them (beyond 1e21 only floats come from parsing)
+      return Number.isInteger(v) && Math.abs(v) < 1e21 ? String(v) : floatRepr(v);
+    case 'string':
+      return quote(v);
+    case 'bigint':
+      return v.toString();
+    case 'boolean':
+      return v ? 'true' : 'false';
+  }
+  if (v === null) return 'null';
   const pad = pretty ? '\n' + '    '.repeat(level + 1) : '';
   const sep = pretty ? ',' + pad : ', ';
   let out: string;
@@ -81,16 +85,37 @@ export function toJson(v: JsonValue, pretty = false, level = 0): string {
   let first = true;
   out = '{' + pad;
   for (const k in o) {
-    out += (first ? '' : sep) + quote(k) + ': ' + toJson(o[k], pretty, level + 1);
+    out += (first ? '' : sep) + quoteKey(k) + ': ' + toJson(o[k], pretty, level + 1);
     first = false;
   }
   if (first) return '{}';
   return out + (pretty ? '\n' + '    '.repeat(level) + '}' : '}');
 }
 
-// Integer literals too long to be exact as doubles; strings are matched first so that digits
-// inside them are left alone.
-const LONG_INT = /"(?:[^"\\]|\\.)*"|(?<![\w.+-])-?\d{16,}(?![\d.eE])/g;
+// Integer literals too long to be exact as doubles (digits inside strings are told apart below).
+const LONG_INT = /(?<![\w.+-])-?\d{16,}(?![\d.eE])/g;
+
+/** The text with every long integer literal outside strings turned into a string "<tag><digits>". */
+function tagLongInts(text: string, tag: string): string | undefined {
+  let out = '';
+  let last = 0;
+  let pos = 0;
+  let inString = false;
+  LONG_INT.lastIndex = 0;
+  for (let m = LONG_INT.exec(text); m; m = LONG_INT.exec(text)) {
+    // follow the quotes up to the match to know whether it is inside a string
+    for (let q = text.indexOf('"', pos); q !== -1 && q < m.index; q = text.indexOf('"', q + 1)) {
+      let bs = 0;
+      while (text.charCodeAt(q - 1 - bs) === 0x5c) bs++;
+      if (bs % 2 === 0) inString = !inString;
+    }
+    pos = m.index;
+    if (inString) continue;
+    out += `${text.slice(last, m.index)}"${tag}${m[0]}"`;
+    last = m.index + m[0].length;
+  }
+  return last === 0 ? undefined : out + text.slice(last);
+}
 
 function restore(v: JsonValue, tag: string): JsonValue {
   if (typeof v === 'string') {
@@ -109,14 +134,9 @@ function restore(v: JsonValue, tag: string): JsonValue {
 /** JSON.parse that keeps integers beyond 2^53 exact (as bigint), like Python's json. */
 export function parseJson(text: string): JsonValue {
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  // long literals become tagged strings for the native parser, then bigints again
+  // long literals go through the native parser as tagged strings, then become bigints
   const nonce = `${Math.random().toString(36).slice(2)}:`;
-  let tagged = false;
-  const t = text.replace(LONG_INT, (m) => {
-    if (m.charCodeAt(0) === 0x22) return m;
-    tagged = true;
-    return `"\\u0000${nonce}${m}"`;
-  });
-  const v = JSON.parse(t) as JsonValue;
-  return tagged ? restore(v, `\u0000${nonce}`) : v;
+  const tagged = tagLongInts(text, `\\u0000${nonce}`);
+  if (tagged === undefined) return JSON.parse(text) as JsonValue;
+  return restore(JSON.parse(tagged) as JsonValue, `\u0000${nonce}`);
 }

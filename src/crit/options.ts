@@ -48,6 +48,17 @@ export function hexText(v: number | bigint): string {
 export function flagsText(table: string, v: number | bigint): string {
   const t = FLAG_TABLES[table];
   if (!t) return hexText(v);
+  if (typeof v === 'number' && v >= 0 && v <= 0xffffffff) {
+    // the usual case, a u32 field: no bigints
+    let s = '';
+    let named = 0;
+    for (const [name, bit] of t) {
+      if ((v & bit) !== 0) s += (s ? ' | ' : '') + name;
+      named |= bit;
+    }
+    const rest = (v & ~named) >>> 0;
+    return rest ? s + (s ? ' | ' : '') + hexText(rest) : s;
+  }
   let rest = BigInt(v);
   const names: string[] = [];
   let all = 0n;

@@ -137,6 +137,13 @@ describe('crit failures: one line, exit 1', () => {
     fails(crit(['decode', '-i', file]), /^fs-1\.img: truncated varint at byte 1 in entry at offset 16$/);
   });
 
+  it('decode -o onto its own input is refused, the image stays', () => {
+    const img = path.join(dir, 'pstree.img');
+    fs.copyFileSync(fixture('pstree.img'), img);
+    fails(crit(['decode', '-i', img, '-o', img]), /^pstree\.img: is the input image/);
+    assert.deepEqual(fs.readFileSync(img), fs.readFileSync(fixture('pstree.img')));
+  });
+
   it('bad JSON and bad documents', () => {
     const json = path.join(dir, 'bad.json');
     fs.writeFileSync(json, '{"magic": "PSTREE", "entries": [');

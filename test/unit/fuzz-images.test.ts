@@ -17,7 +17,7 @@ import { fileNameOf, sampleImages, scratchDir, writeGenImage } from '../fixtures
 const RUNS = Number(process.env.FUZZ_RUNS ?? 10_000);
 const SEED = Number(process.env.FUZZ_SEED ?? 20251130);
 /** Per input, for all readers together; the inputs are at most a few KiB. */
-const MAX_MS = 1000;
+const MAX_MS = 2000;
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'dump');
 
 interface Seed {
