@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { readManifest, verifyManifest, verifyListedFile } from '../images/index.ts';
 import { ImageError, ProtoError } from '../images/index.ts';
 import {
   DictError, EXPLORERS, EncodeError, checkImage, critEntries, detectImage, dumpImage, explore, imageInfo, parseJson,
@@ -219,7 +220,18 @@ function run(argv: string[], io: CritIo): number {
     io.stdout('criu-ts crit 0.1.0 (CRIU 4.2 images)\n');
     return 0;
   }
-  const a = parseArgs(argv);
+  // Like restore, crit checks files against the dump's checksum manifest unless told not to.
+  const skipVerify = argv.includes('--skip-verify');
+  const a = parseArgs(argv.filter((x) => x !== '--skip-verify'));
+  if (!skipVerify) {
+    if (a.cmd === 'x') {
+      const m = readManifest(a.pos[0]);
+      if (m) verifyManifest(a.pos[0], m, (n) => !/^pages-\d+\.img$/.test(n));
+    } else if (a.cmd !== 'encode') {
+      const f = a.cmd === 'decode' ? a.in : a.pos[0];
+      if (f !== undefined) verifyListedFile(f);
+    }
+  }
   switch (a.cmd) {
     case 'decode':
       withInput(a.in, io, (f) => decode(f, a.out, a.pretty, false, io));

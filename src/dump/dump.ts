@@ -199,14 +199,14 @@ export function dump(req: DumpRequest): DumpResult {
   return result;
 }
 
-interface Shared { files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; offs: XsaveOffsets; objects: DumpShared }
+interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; offs: XsaveOffsets; objects: DumpShared }
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
-    files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), offs: xsaveOffsets(live[0].area!), objects,
+    live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), offs: xsaveOffsets(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
@@ -262,7 +262,11 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   const area = t.area!;
   const leader = t.threads[0];
   const status = readStatus(pid);
-  const task: DumpTask = { pid, leader, threads: t.threads, area, stat: t.stat, status, vmas: t.vmas, files: sh.files, log, shared: sh.objects };
+  const parent = sh.live.get(t.ppid);
+  const task: DumpTask = {
+    pid, leader, threads: t.threads, area, stat: t.stat, status, vmas: t.vmas, files: sh.files, log, shared: sh.objects,
+    ...(parent ? { parent: { pid: parent.pid, vmas: parent.vmas } } : {}),
+  };
   const ids = sh.kobj.idsOf(pid);
   if (ids.sharedWith) throw new CriuError(`task ${pid} shares its ${ids.sharedWith} with another task of the tree (CLONE_${ids.sharedWith.toUpperCase()}); not supported yet`);
 

@@ -22,6 +22,6 @@ export {
   DEFAULT_PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, PagemapReader, PagemapWriter, pagemapRunFlags,
 } from './pages.ts';
 export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.ts';
-export { MANIFEST, ManifestBuilder, readManifest, verifyManifest, BackgroundVerify, keyId, type Manifest, type PagesEncoding } from './integrity.ts';
+export { MANIFEST, ManifestBuilder, readManifest, verifyManifest, verifyListedFile, BackgroundVerify, keyId, type Manifest, type PagesEncoding } from './integrity.ts';
 export { PagesEncoder, PagesStream, pagesInfo, readKeyFile, PAGES_MAGIC, type PagesCodecOptions } from './pagecodec.ts';
 export type { PagesTransform } from './pages.ts';

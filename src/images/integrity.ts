@@ -152,3 +152,11 @@ export class BackgroundVerify {
 
   cancel(): void { void this.worker.terminate(); }
 }
+
+/** If `file` sits in a dump with a checksum manifest that lists it, check it (crit does this). */
+export function verifyListedFile(file: string): void {
+  const dir = path.dirname(file);
+  const m = readManifest(dir);
+  const name = path.basename(file);
+  if (m?.files[name]) verifyManifest(dir, m, (n) => n === name);
+}

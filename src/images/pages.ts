@@ -12,6 +12,11 @@ export const PE_PARENT = 1;
 export const PE_LAZY = 2;
 /** Data is in this image set's pages file. */
 export const PE_PRESENT = 4;
+/**
+ * criu-ts extension: the pages are shared copy-on-write with the same pages of the parent
+ * process (same physical page at dump time); restore keeps them inherited. No data here.
+ */
+export const PE_COW_PARENT = 1 << 16;
 
 export const DEFAULT_PAGE_SIZE = 4096;
 
@@ -88,7 +93,7 @@ export class PagemapWriter {
     if (this.closed) this.fail('addRun after close');
     if (vaddr < 0n || vaddr % BigInt(this.pageSize) !== 0n) this.fail(`run at 0x${vaddr.toString(16)} is not page aligned`);
     if (!Number.isSafeInteger(nrPages) || nrPages <= 0) this.fail(`run at 0x${vaddr.toString(16)} has bad page count ${nrPages}`);
-    if (!Number.isInteger(flags) || flags < 0 || (flags & ~(PE_PARENT | PE_LAZY | PE_PRESENT)) !== 0) this.fail(`bad pagemap flags ${flags}`);
+    if (!Number.isInteger(flags) || flags < 0 || (flags & ~(PE_PARENT | PE_LAZY | PE_PRESENT | PE_COW_PARENT)) !== 0) this.fail(`bad pagemap flags ${flags}`);
     if (vaddr < this.end) this.fail(`run at 0x${vaddr.toString(16)} overlaps or precedes the previous run ending at 0x${this.end.toString(16)}`);
     if (this.runPages > 0 && this.merge && vaddr === this.end && flags === this.runFlags) {
       this.runPages += nrPages;

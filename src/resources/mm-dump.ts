@@ -67,7 +67,7 @@ function savedAuxv(pid: number): bigint[] {
   return words;
 }
 
-export interface MmDumpStats { pagesScanned: number; pagesWritten: number }
+export interface MmDumpStats { pagesScanned: number; pagesWritten: number; pagesInherited: number }
 
 export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Msg; stats: MmDumpStats } {
   const s = t.stat;
@@ -98,7 +98,7 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
   let pmBuf = Buffer.allocUnsafe(0);
   let pending: PendingRun[] = [];
   let used = 0;
-  const stats: MmDumpStats = { pagesScanned: 0, pagesWritten: 0 };
+  const stats: MmDumpStats = { pagesScanned: 0, pagesWritten: 0, pagesInherited: 0 };
 
   const flush = (): void => {
     if (!pending.length) return;
@@ -121,8 +121,14 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
       readFully(pm, pmView, Number(start / BigInt(PAGE)) * 8);
       const anonOnly = ((e.status as number) & VMA.FILE_PRIVATE) !== 0;
       const flags = anonOnly || vdso ? PE.PRESENT : PE.PRESENT | PE.LAZY;
-      const runs = vdso ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
-      for (const run of runs) {
+      const own = vdso ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
+      const parentPm = vdso ? undefined : parentPagemap(t, e, nPages);
+      for (const run of parentPm ? splitInherited(own, start, pmView, parentPm) : own) {
+        if ('inherited' in run && run.inherited) {
+          sink.addRun(run.vaddr, run.nrPages, PE.COW_PARENT);
+          stats.pagesInherited += run.nrPages;
+          continue;
+        }
         sink.addRun(run.vaddr, run.nrPages, flags);
         stats.pagesWritten += run.nrPages;
         let vaddr = run.vaddr, left = run.nrPages * PAGE;
@@ -141,6 +147,47 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
     fs.closeSync(pm);
   }
   return stats;
+}
+
+/** The parent's pagemap over the same VMA, when the parent has this very VMA (inherited by fork). */
+function parentPagemap(t: DumpTask, e: Msg, nPages: number): Buffer | undefined {
+  const p = t.parent;
+  if (!p) return undefined;
+  const pv = p.vmas.find((v) => v.start === e.start && v.end === e.end);
+  if (!pv || pv.shared || pv.prot !== e.prot) return undefined;
+  const b = Buffer.allocUnsafe(nPages * 8);
+  const fd = fs.openSync(`/proc/${p.pid}/pagemap`, 'r');
+  try { readFully(fd, b, Number((e.start as bigint) / BigInt(PAGE)) * 8); } finally { fs.closeSync(fd); }
+  return b;
+}
+
+interface SplitRun { vaddr: bigint; nrPages: number; inherited: boolean }
+
+/**
+ * Split runs into pages the child still shares with its parent (present in both, same
+ * physical page: copy-on-write since fork) and pages of its own.
+ */
+function splitInherited(runs: Array<{ vaddr: bigint; nrPages: number }>, start: bigint, child: Buffer, parent: Buffer): SplitRun[] {
+  const out: SplitRun[] = [];
+  const page = BigInt(PAGE);
+  for (const r of runs) {
+    const first = Number((r.vaddr - start) / page), end = first + r.nrPages;
+    for (let i = first; i < end;) {
+      const inherited = shared(child, parent, i);
+      let j = i + 1;
+      while (j < end && shared(child, parent, j) === inherited) j++;
+      out.push({ vaddr: start + BigInt(i) * page, nrPages: j - i, inherited });
+      i = j;
+    }
+  }
+  return out;
+}
+
+const PRESENT_HI = 0x80000000, SWAP_HI = 0x40000000, PFN_HI = 0x007fffff;
+function shared(child: Buffer, parent: Buffer, i: number): boolean {
+  const ch = child.readUInt32LE(i * 8 + 4), ph = parent.readUInt32LE(i * 8 + 4);
+  if (!(ch & PRESENT_HI) || !(ph & PRESENT_HI) || (ch & SWAP_HI) || (ph & SWAP_HI)) return false;
+  return (ch & PFN_HI) === (ph & PFN_HI) && child.readUInt32LE(i * 8) === parent.readUInt32LE(i * 8);
 }
 
 function readFully(fd: number, b: Buffer, pos: number): void {

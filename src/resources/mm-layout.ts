@@ -11,7 +11,8 @@ export const VMA = {
   AREA_GUARD: 1 << 16, AREA_UPROBES: 1 << 17,
 } as const;
 
-export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4 } as const;
+/** pagemap_entry flags; COW_PARENT is criu-ts's: inherited copy-on-write from the parent process. */
+export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4, COW_PARENT: 1 << 16 } as const;
 
 export function vmaStatus(v: Vma): number {
   if (v.path === '[vsyscall]') return VMA.AREA_VSYSCALL | VMA.ANON_PRIVATE;

@@ -37,6 +37,8 @@ export interface DumpTask {
   log: Logger;
   /** Objects shared beyond this task, saved once for the whole dump. */
   shared: SharedObjects;
+  /** The parent process, frozen too: pages still shared with it copy-on-write are not saved again. */
+  parent?: { pid: number; vmas: Vma[] };
 }
 
 /** Registry of shmem objects (shared anonymous memory, memfd) seen during a dump. */
