@@ -47,12 +47,12 @@ export function mapsRanges(vmas: Vma[]): Range[] {
  * They go through a temporary area first because moving one onto another evicts it, and the
  * vDSO reaches vvar PC-relative, so only their final relative layout may be relied on.
  */
-export function prepareAddressSpace(t: RestoreTask, target: Msg[]): void {
+export function prepareAddressSpace(t: RestoreTask, target: Msg[], keep: (v: Vma) => boolean = () => false): void {
   const tr = t.leader;
   const areaEnd = t.area.base + BigInt(t.area.size);
   const current = parseMaps(fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8'));
   for (const v of current) {
-    if (isSpecialPath(v.path)) continue;
+    if (isSpecialPath(v.path) || keep(v)) continue;
     if (v.start >= t.area.base && v.end <= areaEnd) continue;
     // Parts of a VMA outside the area (never the case unless the helper merged with it).
     if (v.start < t.area.base) tr.syscall('munmap', v.start, (v.end < t.area.base ? v.end : t.area.base) - v.start);
@@ -61,6 +61,8 @@ export function prepareAddressSpace(t: RestoreTask, target: Msg[]): void {
   const stubSpecials = current.filter((v) => v.path === '[vdso]' || v.path === '[vvar]' || v.path === '[vvar_vclock]');
   const want = target.filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR));
   const pairs = matchSpecials(stubSpecials, want);
+  // A child cloned from its restored parent already has them where they belong.
+  if (pairs.every((p) => p.from.start === p.to)) return;
   const total = pairs.reduce((s, p) => s + (p.from.end - p.from.start), 0n);
   const temp = findHole([...vmaRanges(target), ...mapsRanges(current)], total);
   let at = temp;
@@ -122,6 +124,10 @@ export interface MmRestoreInput {
   shmemFd(v: Msg): number;
   /** Key for encrypted page data. */
   key?: Buffer;
+  /** VMAs (by start) inherited from the parent and kept as they are, with their pages. */
+  kept?: Set<bigint>;
+  /** The parent's pagemap, to drop inherited pages the task did not have. */
+  parentRuns?: PageSource[];
 }
 
 /** Recreate every VMA and fill its pages. */
@@ -140,7 +146,13 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
       const start = v.start as bigint, len = (v.end as bigint) - start;
       const shared = (st & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
       let prot = v.prot as number;
-      if (!shared && !(prot & PROT.WRITE) && hasPages(start, v.end as bigint)) {
+      const writeTo = !shared && !(prot & PROT.WRITE) && hasPages(start, v.end as bigint);
+      if (input.kept?.has(start)) {
+        if (writeTo) { tr.syscall('mprotect', start, len, prot | PROT.WRITE | PROT.READ); needMprotect.push(v); }
+        dropUninherited(t, v, input);
+        continue;
+      }
+      if (writeTo) {
         prot |= PROT.WRITE | PROT.READ;
         needMprotect.push(v);
       }
@@ -173,6 +185,27 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
     tr.syscall('mprotect', v.start as bigint, (v.end as bigint) - (v.start as bigint), v.prot as number);
   }
   for (const v of vmas) applyMadvise(t, v);
+}
+
+/**
+ * In a VMA kept from the parent, pages the parent has but the task did not (never touched,
+ * zero page, or dropped with MADV_DONTNEED) must not show the parent's data.
+ */
+function dropUninherited(t: RestoreTask, v: Msg, input: MmRestoreInput): void {
+  const start = v.start as bigint, end = v.end as bigint;
+  const mine = input.runs.filter((r) => r.vaddr < end && r.vaddr + BigInt(r.nrPages) * PAGE > start);
+  const has = (a: bigint) => mine.some((r) => a >= r.vaddr && a < r.vaddr + BigInt(r.nrPages) * PAGE);
+  for (const r of input.parentRuns ?? []) {
+    const rEnd = r.vaddr + BigInt(r.nrPages) * PAGE;
+    if (rEnd <= start || r.vaddr >= end) continue;
+    let from = -1n;
+    const lo = r.vaddr > start ? r.vaddr : start, hi = rEnd < end ? rEnd : end;
+    for (let a = lo; a <= hi; a += PAGE) {
+      const drop = a < hi && !has(a);
+      if (drop && from < 0n) from = a;
+      if (!drop && from >= 0n) { t.leader.syscall('madvise', from, a - from, 4 /* MADV_DONTNEED */); from = -1n; }
+    }
+  }
 }
 
 function applyMadvise(t: RestoreTask, v: Msg): void {
@@ -278,7 +311,11 @@ export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string): void 
   const auxv = Buffer.alloc(auxvWords.length * 8);
   auxvWords.forEach((w, i) => auxv.writeBigUInt64LE(w, i * 8));
   const auxvAddr = t.area.put(auxv);
-  const exeFd = tr.syscall('openat', AT_FDCWD, t.area.putString(exePath), O.RDONLY | O.CLOEXEC, 0);
+  // A child cloned from its restored parent has the right exe link already, and may still
+  // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).
+  let current = '';
+  try { current = fs.readlinkSync(`/proc/${t.pid}/exe`); } catch { /* none */ }
+  const exeFd = current === exePath ? 0xffffffffn : tr.syscall('openat', AT_FDCWD, t.area.putString(exePath), O.RDONLY | O.CLOEXEC, 0);
   try {
     const m = Buffer.alloc(104);
     const fields = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_data', 'mm_start_brk', 'mm_brk',
@@ -289,7 +326,7 @@ export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string): void 
     m.writeUInt32LE(Number(exeFd), 100);
     tr.syscall('prctl', PR.SET_MM, PR_SET_MM_MAP, t.area.put(m), m.length, 0);
   } finally {
-    tr.syscallRaw('close', exeFd);
+    if (exeFd !== 0xffffffffn) tr.syscallRaw('close', exeFd);
   }
   if (mm.dumpable !== undefined) tr.syscallRaw('prctl', PR.SET_DUMPABLE, mm.dumpable as number, 0, 0, 0);
   if (mm.thp_disabled) tr.syscallRaw('prctl', PR.SET_THP_DISABLE, 1, 0, 0, 0);

@@ -15,7 +15,7 @@ import { restoreCreds } from '../resources/creds.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, afterInstall, type RestoreFileCtx } from '../resources/files/index.ts';
 import { ShmemObjects } from '../resources/shmem.ts';
-import { VMA } from '../resources/mm-layout.ts';
+import { VMA, PE } from '../resources/mm-layout.ts';
 import { DumpImages } from './images.ts';
 import { plan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, cloneAt, pidInUse, type Helper } from './stub.ts';
@@ -165,6 +165,8 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     else if (t.ppid === 0 && !ctx.req.shellJob) {
       throw new CriuError(`task ${t.pid} was in session ${t.sid}, outside the dump; restore it with --shell-job`);
     }
+    // Memory now, before this task has children: they are cloned from it and inherit it.
+    if (!t.zombie) restoreMemory(ctx, live.get(t.pid)!, t.ppid === 0 ? undefined : tasks.find((p) => p.pid === t.ppid));
   }
 }
 
@@ -184,27 +186,26 @@ function setGroups(ctx: Ctx, tasks: TaskPlan[], live: Map<number, Live>): void {
   }
 }
 
-function restoreTask(ctx: Ctx, l: Live): void {
+/**
+ * The task's address space. A child cloned from its parent after the parent's memory came
+ * back keeps the VMAs it still shares with it copy-on-write (PE_COW_PARENT in its pagemap),
+ * and with them the sharing itself, instead of getting a private copy of every page.
+ */
+function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined): void {
   const t = l.plan;
   const stub = l.leader;
-  const area = l.area;
-  const rt: RestoreTask = { pid: t.pid, leader: stub, threads: [stub], area, log: ctx.req.log };
-  const pathOf = (id: number): string => {
-    const reg = ctx.files.get(id)?.reg as Msg | undefined;
-    if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
-    return reg.name as string;
-  };
-  const core = t.cores.get(t.pid)!;
-  const tc = core.tc as Msg;
-
+  const rt: RestoreTask = { pid: t.pid, leader: stub, threads: [stub], area: l.area, log: ctx.req.log };
+  const pathOf = pathResolver(ctx);
+  const kept = parent ? inheritedVmas(t, parent) : new Set<bigint>();
   faultPoint('restore-memory');
   unregisterInheritedRseq(stub);
-  prepareAddressSpace(rt, t.mm!.vmas as Msg[]);
+  prepareAddressSpace(rt, t.mm!.vmas as Msg[], (v) => kept.has(v.start));
   // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
   // (the helper's program, possibly the same file as the target's) is still mapped.
   restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number));
   restoreVmas(rt, {
     mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf, key: ctx.imgs.key,
+    kept, parentRuns: parent?.pagemap?.runs,
     shmemFd: (v) => {
       if ((v.status as number) & VMA.ANON_SHARED) {
         const id = v.shmid as bigint;
@@ -215,6 +216,40 @@ function restoreTask(ctx: Ctx, l: Live): void {
       return memfdObject(ctx.imgs, ctx.shmem, file.inode_id as number);
     },
   });
+
+}
+
+/** VMAs of `t` that are exactly as its parent has them and hold pages shared with it. */
+function inheritedVmas(t: TaskPlan, parent: TaskPlan): Set<bigint> {
+  const kept = new Set<bigint>();
+  const pvmas = (parent.mm?.vmas as Msg[] | undefined) ?? [];
+  const cow = t.pagemap!.runs.filter((r) => r.flags & PE.COW_PARENT);
+  if (!cow.length) return kept;
+  const same = (a: Msg, b: Msg) => ['start', 'end', 'prot', 'flags', 'status', 'shmid', 'pgoff'].every((k) => a[k] === b[k]);
+  for (const v of (t.mm!.vmas as Msg[])) {
+    if (!((v.status as number) & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) || ((v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR))) continue;
+    const start = v.start as bigint, end = v.end as bigint;
+    if (!cow.some((r) => r.vaddr >= start && r.vaddr < end)) continue;
+    if (pvmas.some((p) => same(p, v))) kept.add(start);
+  }
+  return kept;
+}
+
+function pathResolver(ctx: Ctx): (id: number) => string {
+  return (id: number): string => {
+    const reg = ctx.files.get(id)?.reg as Msg | undefined;
+    if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
+    return reg.name as string;
+  };
+}
+
+function restoreTask(ctx: Ctx, l: Live): void {
+  const t = l.plan;
+  const stub = l.leader;
+  const area = l.area;
+  const pathOf = pathResolver(ctx);
+  const core = t.cores.get(t.pid)!;
+  const tc = core.tc as Msg;
 
   faultPoint('restore-files');
   const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
