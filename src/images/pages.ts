@@ -200,7 +200,7 @@ export class PagemapReader implements Iterable<PagemapRun> {
   private lo: Uint32Array;
   private hi: Uint32Array;
   private nr: Float64Array;
-  private fl: Uint8Array;
+  private fl: Uint32Array;
   private off: Float64Array;
   private cached: PagemapRun[] | undefined;
   private fd: number | undefined;
@@ -213,7 +213,7 @@ export class PagemapReader implements Iterable<PagemapRun> {
     let lo = new Uint32Array(cap);
     let hi = new Uint32Array(cap);
     let nrs = new Float64Array(cap);
-    let fls = new Uint8Array(cap);
+    let fls = new Uint32Array(cap);
     let offs = new Float64Array(cap);
     let n = 0;
     let off = 0;
@@ -231,7 +231,7 @@ export class PagemapReader implements Iterable<PagemapRun> {
           lo = grow(lo, new Uint32Array(cap));
           hi = grow(hi, new Uint32Array(cap));
           nrs = grow(nrs, new Float64Array(cap));
-          fls = grow(fls, new Uint8Array(cap));
+          fls = grow(fls, new Uint32Array(cap));
           offs = grow(offs, new Float64Array(cap));
         }
         // hand-decoded canonical pagemap_entry; anything unusual goes through the generic codec
@@ -266,7 +266,7 @@ export class PagemapReader implements Iterable<PagemapRun> {
           if (nr < 0) nr = compat;
         }
         if (!Number.isSafeInteger(nr)) bad(`bad page count ${nr}`);
-        if (flags > 0xff) bad(`unknown flags 0x${flags.toString(16)}`);
+        if (flags & ~(0xff | PE_COW_PARENT)) bad(`unknown flags 0x${flags.toString(16)}`);
         lo[n] = vlo;
         hi[n] = vhi;
         nrs[n] = nr;

@@ -85,7 +85,25 @@ export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Msg
   return { mm, stats };
 }
 
-interface PendingRun { vaddr: bigint; len: number }
+/** `shared`: pages mapped by more than one process, read through /proc/PID/mem (see readRemote). */
+interface PendingRun { vaddr: bigint; len: number; shared: boolean }
+
+const EXCLUSIVE_HI = 0x01000000; // PM_MMAP_EXCLUSIVE, bit 56
+
+/** Split a run into parts whose pages are mapped by this process only, or not. */
+function byExclusivity(run: { vaddr: bigint; nrPages: number }, start: bigint, pm: Buffer): Array<{ vaddr: bigint; nrPages: number; shared: boolean }> {
+  const out: Array<{ vaddr: bigint; nrPages: number; shared: boolean }> = [];
+  const page = BigInt(PAGE);
+  const first = Number((run.vaddr - start) / page), end = first + run.nrPages;
+  for (let i = first; i < end;) {
+    const shared = (pm.readUInt32LE(i * 8 + 4) & EXCLUSIVE_HI) === 0;
+    let j = i + 1;
+    while (j < end && ((pm.readUInt32LE(j * 8 + 4) & EXCLUSIVE_HI) === 0) === shared) j++;
+    out.push({ vaddr: start + BigInt(i) * page, nrPages: j - i, shared });
+    i = j;
+  }
+  return out;
+}
 
 /**
  * Choose pages through pagemap and copy them into the sink: process_vm_readv into one
@@ -131,14 +149,16 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
         }
         sink.addRun(run.vaddr, run.nrPages, flags);
         stats.pagesWritten += run.nrPages;
-        let vaddr = run.vaddr, left = run.nrPages * PAGE;
-        while (left > 0) {
-          if (used === CHUNK || pending.length === IOV_MAX) flush();
-          const n = Math.min(left, CHUNK - used);
-          pending.push({ vaddr, len: n });
-          used += n;
-          vaddr += BigInt(n);
-          left -= n;
+        for (const part of byExclusivity(run, start, pmView)) {
+          let vaddr = part.vaddr, left = part.nrPages * PAGE;
+          while (left > 0) {
+            if (used === CHUNK || pending.length === IOV_MAX || (pending.length && pending[0].shared !== part.shared)) flush();
+            const n = Math.min(left, CHUNK - used);
+            pending.push({ vaddr, len: n, shared: part.shared });
+            used += n;
+            vaddr += BigInt(n);
+            left -= n;
+          }
         }
       }
     }
@@ -199,13 +219,20 @@ function readFully(fd: number, b: Buffer, pos: number): void {
   }
 }
 
-/** process_vm_readv, falling back to /proc/PID/mem for pages it refuses (PROT_NONE areas). */
+/**
+ * process_vm_readv for pages only this process maps. It pins the pages it reads, and the
+ * kernel unshares a copy-on-write page before pinning it, which would silently copy pages
+ * the process shares with its parent or children; /proc/PID/mem reads without pinning. It
+ * is also the fallback for pages process_vm_readv refuses (PROT_NONE areas).
+ */
 function readRemote(t: DumpTask, dst: Buffer, runs: PendingRun[]): void {
   let n = 0;
-  try {
-    n = processVmReadv(t.pid, dst, runs.map((r) => ({ addr: r.vaddr, len: r.len })));
-  } catch (e) {
-    if (!(e instanceof SysError) || e.code !== 'EFAULT') throw e;
+  if (!runs[0]?.shared) {
+    try {
+      n = processVmReadv(t.pid, dst, runs.map((r) => ({ addr: r.vaddr, len: r.len })));
+    } catch (e) {
+      if (!(e instanceof SysError) || e.code !== 'EFAULT') throw e;
+    }
   }
   if (n === dst.length) return;
   const mem = fs.openSync(`/proc/${t.pid}/mem`, 'r');
