@@ -15,7 +15,7 @@ const DIRECT_READ_MIN = 1 << 20;
 const CHUNK = 8 << 20;
 const IOV_MAX = 1024;
 
-interface Range { start: bigint; end: bigint }
+export interface Range { start: bigint; end: bigint }
 
 const isSpecialPath = (p: string) => p === '[vdso]' || p === '[vvar]' || p === '[vvar_vclock]' || p === '[vsyscall]';
 
@@ -30,6 +30,21 @@ export function findHole(taken: Range[], size: bigint, from = 0x100000000n): big
   }
   if (cur + size <= arch.taskSize) return cur;
   throw new Error('no free address range for the injection area');
+}
+
+/** Parts of `r` outside every range of `holes`. */
+function subtract(r: Range, holes: Range[]): Range[] {
+  let parts: Range[] = [{ start: r.start, end: r.end }];
+  for (const h of holes) {
+    parts = parts.flatMap((p) => {
+      if (h.end <= p.start || h.start >= p.end) return [p];
+      const out: Range[] = [];
+      if (h.start > p.start) out.push({ start: p.start, end: h.start });
+      if (h.end < p.end) out.push({ start: h.end, end: p.end });
+      return out;
+    });
+  }
+  return parts;
 }
 
 export function vmaRanges(vmas: Msg[]): Range[] {
@@ -47,16 +62,15 @@ export function mapsRanges(vmas: Vma[]): Range[] {
  * They go through a temporary area first because moving one onto another evicts it, and the
  * vDSO reaches vvar PC-relative, so only their final relative layout may be relied on.
  */
-export function prepareAddressSpace(t: RestoreTask, target: Msg[], keep: (v: Vma) => boolean = () => false): void {
+export function prepareAddressSpace(t: RestoreTask, target: Msg[], keep: Range[] = []): void {
   const tr = t.leader;
-  const areaEnd = t.area.base + BigInt(t.area.size);
   const current = parseMaps(fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8'));
+  // Everything goes but the injection area and the ranges kept from the parent; the kernel
+  // may have merged a kept range with its neighbours, so ranges are cut, not whole VMAs.
+  const stay = [{ start: t.area.base, end: t.area.base + BigInt(t.area.size) }, ...keep];
   for (const v of current) {
-    if (isSpecialPath(v.path) || keep(v)) continue;
-    if (v.start >= t.area.base && v.end <= areaEnd) continue;
-    // Parts of a VMA outside the area (never the case unless the helper merged with it).
-    if (v.start < t.area.base) tr.syscall('munmap', v.start, (v.end < t.area.base ? v.end : t.area.base) - v.start);
-    if (v.end > areaEnd) tr.syscall('munmap', v.start > areaEnd ? v.start : areaEnd, v.end - (v.start > areaEnd ? v.start : areaEnd));
+    if (isSpecialPath(v.path)) continue;
+    for (const r of subtract(v, stay)) tr.syscall('munmap', r.start, r.end - r.start);
   }
   const stubSpecials = current.filter((v) => v.path === '[vdso]' || v.path === '[vvar]' || v.path === '[vvar_vclock]');
   const want = target.filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR));
@@ -128,6 +142,8 @@ export interface MmRestoreInput {
   kept?: Set<bigint>;
   /** The parent's pagemap, to drop inherited pages the task did not have. */
   parentRuns?: PageSource[];
+  /** The restored parent, whose memory holds the pages marked as shared with it. */
+  parentPid?: number;
 }
 
 /** Recreate every VMA and fill its pages. */
@@ -137,7 +153,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
     const st = v.status as number;
     return (st & VMA.AREA_REGULAR) && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
   });
-  const hasPages = makeHasPages(input.runs);
+  const hasPages = makeHasPages(input.runs.filter((r) => r.flags & (PE.PRESENT | PE.COW_PARENT)));
   const fds = new Map<string, bigint>();
   const needMprotect: Msg[] = [];
   try {
@@ -181,6 +197,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
     for (const fd of fds.values()) tr.syscallRaw('close', fd);
   }
   fillPages(t, input);
+  copyFromParent(t, input);
   for (const v of needMprotect) {
     tr.syscall('mprotect', v.start as bigint, (v.end as bigint) - (v.start as bigint), v.prot as number);
   }
@@ -294,6 +311,27 @@ function fillFromStream(t: RestoreTask, input: MmRestoreInput, runs: PageSource[
   } finally { stream.close(); }
 }
 
+/**
+ * Pages marked as shared with the parent but in a VMA that could not be kept as inherited:
+ * their content is the parent's (restored already), copied over.
+ */
+function copyFromParent(t: RestoreTask, input: MmRestoreInput): void {
+  const kept = input.kept ?? new Set<bigint>();
+  const vmas = (input.mm.vmas as Msg[]).filter((v) => kept.has(v.start as bigint));
+  const inKept = (a: bigint) => vmas.some((v) => a >= (v.start as bigint) && a < (v.end as bigint));
+  const runs = input.runs.filter((r) => r.flags & PE.COW_PARENT && !inKept(r.vaddr));
+  if (!runs.length) return;
+  if (input.parentPid === undefined) throw new Error(`task ${t.pid}: pages shared with a parent, but no parent restored`);
+  const mem = fs.openSync(`/proc/${input.parentPid}/mem`, 'r');
+  try {
+    for (const r of runs) {
+      const b = Buffer.allocUnsafe(r.nrPages * 4096);
+      readFully(mem, b, Number(r.vaddr));
+      t.leader.writeMem(r.vaddr, b);
+    }
+  } finally { fs.closeSync(mem); }
+}
+
 function readFully(fd: number, b: Buffer, pos: number): void {
   let off = 0;
   while (off < b.length) {
@@ -331,3 +369,4 @@ export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string): void 
   if (mm.dumpable !== undefined) tr.syscallRaw('prctl', PR.SET_DUMPABLE, mm.dumpable as number, 0, 0, 0);
   if (mm.thp_disabled) tr.syscallRaw('prctl', PR.SET_THP_DISABLE, 1, 0, 0, 0);
 }
+

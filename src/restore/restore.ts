@@ -199,13 +199,14 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined): void {
   const kept = parent ? inheritedVmas(t, parent) : new Set<bigint>();
   faultPoint('restore-memory');
   unregisterInheritedRseq(stub);
-  prepareAddressSpace(rt, t.mm!.vmas as Msg[], (v) => kept.has(v.start));
+  const keepRanges = (t.mm!.vmas as Msg[]).filter((v) => kept.has(v.start as bigint)).map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
+  prepareAddressSpace(rt, t.mm!.vmas as Msg[], keepRanges);
   // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
   // (the helper's program, possibly the same file as the target's) is still mapped.
   restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number));
   restoreVmas(rt, {
     mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf, key: ctx.imgs.key,
-    kept, parentRuns: parent?.pagemap?.runs,
+    kept, parentRuns: parent?.pagemap?.runs, parentPid: parent?.pid,
     shmemFd: (v) => {
       if ((v.status as number) & VMA.ANON_SHARED) {
         const id = v.shmid as bigint;
@@ -227,7 +228,9 @@ function inheritedVmas(t: TaskPlan, parent: TaskPlan): Set<bigint> {
   if (!cow.length) return kept;
   const same = (a: Msg, b: Msg) => ['start', 'end', 'prot', 'flags', 'status', 'shmid', 'pgoff'].every((k) => a[k] === b[k]);
   for (const v of (t.mm!.vmas as Msg[])) {
-    if (!((v.status as number) & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) || ((v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR))) continue;
+    // Anonymous memory only: a private file mapping is remapped, and its few pages shared
+    // with the parent are copied from it (copyFromParent).
+    if (!((v.status as number) & VMA.ANON_PRIVATE) || ((v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR))) continue;
     const start = v.start as bigint, end = v.end as bigint;
     if (!cow.some((r) => r.vaddr >= start && r.vaddr < end)) continue;
     if (pvmas.some((p) => same(p, v))) kept.add(start);
