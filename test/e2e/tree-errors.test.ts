@@ -89,12 +89,14 @@ e2e('a tree whose tasks come and go: dump -R goes on without them or fails clean
 
 e2e('a task that exits while the tree is being frozen does not make the dump wait for the freezing timeout', async (c) => {
   const { t, stable } = await startChurn(c);
-  const results = await churnDumps(c, t, stable, ['--timeout', '5']);
-  const slow = results.filter((r) => r.code !== 0 || r.ms > 4000);
+  // A dump stuck on a vanished task would fail at the 20 s timeout; a busy machine may make
+  // a good dump of this big, churning tree take a few seconds, so the line is drawn well below.
+  const results = await churnDumps(c, t, stable, ['--timeout', '20']);
+  const slow = results.filter((r) => r.code !== 0 || r.ms > 15_000);
   await killChurn(t.pid);
   assert.deepEqual(slow.map((r) => `exit ${r.code} in ${r.ms} ms: ${r.stderr.trim()}`), [], 'every dump went on without the vanished tasks');
 }, {
-  timeout: 90_000,
+  timeout: 150_000,
 });
 
 e2e('a tree that reaches into a PID namespace gives a clear error and is not harmed', async (c) => {
