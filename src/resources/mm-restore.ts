@@ -12,7 +12,7 @@ import type { Msg, PageSource, RestoreTask } from './types.ts';
 const PAGE = 4096n;
 /** Runs at least this large are read by the tracee straight from the image file. */
 const DIRECT_READ_MIN = 1 << 20;
-const CHUNK = 8 << 20;
+const CHUNK = 4 << 20;
 const IOV_MAX = 1024;
 
 export interface Range { start: bigint; end: bigint }
