@@ -5,3 +5,4 @@ export { posixSpawn, addressOf, type SpawnFd } from './ffi.ts';
 export { arch, sysnr, type Arch, type SyscallName } from './arch/index.ts';
 export { X86, X86_REG_NAMES, type X86Reg } from './arch/x86_64.ts';
 export { zeroPagePfn } from './zeropage.ts';
+export { preadFully } from './io.ts';

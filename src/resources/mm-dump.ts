@@ -1,7 +1,7 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
 import { readAuxv, scanPagemap, madvBits, type Vma } from '../proc/index.ts';
-import { processVmReadv, zeroPagePfn, SysError, O, PR, arch } from '../kernel/index.ts';
+import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../kernel/index.ts';
 import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './mm-layout.ts';
 import type { DumpTask, Msg, PageSink } from './types.ts';
 
@@ -136,7 +136,7 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
       stats.pagesScanned += nPages;
       if (pmBuf.length < nPages * 8) pmBuf = Buffer.allocUnsafe(Math.max(nPages * 8, 1 << 16));
       const pmView = pmBuf.subarray(0, nPages * 8);
-      readFully(pm, pmView, Number(start / BigInt(PAGE)) * 8);
+      preadFully(pm, pmView, Number(start / BigInt(PAGE)) * 8);
       const anonOnly = ((e.status as number) & VMA.FILE_PRIVATE) !== 0;
       const flags = anonOnly || vdso ? PE.PRESENT : PE.PRESENT | PE.LAZY;
       const own = vdso ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
@@ -177,7 +177,7 @@ function parentPagemap(t: DumpTask, e: Msg, nPages: number): Buffer | undefined 
   if (!pv || pv.shared || pv.prot !== e.prot) return undefined;
   const b = Buffer.allocUnsafe(nPages * 8);
   const fd = fs.openSync(`/proc/${p.pid}/pagemap`, 'r');
-  try { readFully(fd, b, Number((e.start as bigint) / BigInt(PAGE)) * 8); } finally { fs.closeSync(fd); }
+  try { preadFully(fd, b, Number((e.start as bigint) / BigInt(PAGE)) * 8); } finally { fs.closeSync(fd); }
   return b;
 }
 
@@ -210,14 +210,6 @@ function shared(child: Buffer, parent: Buffer, i: number): boolean {
   return (ch & PFN_HI) === (ph & PFN_HI) && child.readUInt32LE(i * 8) === parent.readUInt32LE(i * 8);
 }
 
-function readFully(fd: number, b: Buffer, pos: number): void {
-  let off = 0;
-  while (off < b.length) {
-    const n = fs.readSync(fd, b, off, b.length - off, pos + off);
-    if (n === 0) throw new Error(`short read of pagemap at ${pos + off}`);
-    off += n;
-  }
-}
 
 /**
  * process_vm_readv for pages only this process maps. It pins the pages it reads, and the
@@ -241,7 +233,7 @@ function readRemote(t: DumpTask, dst: Buffer, runs: PendingRun[]): void {
     for (const r of runs) {
       if (off + r.len > n) {
         const from = Math.max(off, n);
-        readFully(mem, dst.subarray(from, off + r.len), Number(r.vaddr) + (from - off));
+        preadFully(mem, dst.subarray(from, off + r.len), Number(r.vaddr) + (from - off));
       }
       off += r.len;
     }

@@ -3,7 +3,7 @@
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
 import { parseMaps, type Vma } from '../proc/index.ts';
-import { arch, processVmWritev, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP } from '../kernel/index.ts';
+import { arch, processVmWritev, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully } from '../kernel/index.ts';
 import { VMA, PE } from './mm-layout.ts';
 import { pullFd } from './shmem.ts';
 import { pagesInfo, PagesStream } from '../images/index.ts';
@@ -256,7 +256,7 @@ function fillPages(t: RestoreTask, input: MmRestoreInput): void {
     if (!batch.length) return;
     // Runs in a batch are consecutive in the file: one read covers them all.
     const first = batch[0].offset as number;
-    readFully(local, buf.subarray(0, batchBytes), first);
+    preadFully(local, buf.subarray(0, batchBytes), first);
     const n = processVmWritev(t.pid, buf.subarray(0, batchBytes),
       batch.map((r) => ({ addr: r.vaddr, len: r.nrPages * 4096 })));
     if (n !== batchBytes) throw new Error(`short write of pages into task ${t.pid}`);
@@ -326,20 +326,12 @@ function copyFromParent(t: RestoreTask, input: MmRestoreInput): void {
   try {
     for (const r of runs) {
       const b = Buffer.allocUnsafe(r.nrPages * 4096);
-      readFully(mem, b, Number(r.vaddr));
+      preadFully(mem, b, Number(r.vaddr));
       t.leader.writeMem(r.vaddr, b);
     }
   } finally { fs.closeSync(mem); }
 }
 
-function readFully(fd: number, b: Buffer, pos: number): void {
-  let off = 0;
-  while (off < b.length) {
-    const n = fs.readSync(fd, b, off, b.length - off, pos + off);
-    if (n === 0) throw new Error(`pages image ends early at offset ${pos + off}`);
-    off += n;
-  }
-}
 
 /** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */
 export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string): void {
