@@ -1,0 +1,70 @@
+/**
+ * Images exchanged with CRIU itself: a dump written by CRIU restores with criu-ts, and a
+ * criu-ts dump of the foundation workloads restores with CRIU. Needs a CRIU 4.x binary that
+ * works on this kernel: set CRIU_REF to it (Debian 12's criu 3.17 does not run here). Without
+ * it these tests are skipped, and say so.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, SIGUSR1 } from '../lib/proc.ts';
+import { dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
+
+const CRIU = process.env.CRIU_REF;
+const skip = CRIU && existsSync(CRIU) ? false : 'set CRIU_REF to a CRIU 4.x binary to run the interop tests';
+
+function criu(args: string[]): void {
+  const r = spawnSync(CRIU!, args, { encoding: 'utf8' });
+  assert.equal(r.status, 0, `criu ${args.join(' ')} failed:\n${r.stderr}`);
+}
+
+e2e('a criu-ts dump of the foundation workload restores with CRIU', async (c) => {
+  const f = startFoundation(c, { intervalMs: 50 });
+  await waitForCounter(f.log, 3);
+  signal(f.pid, SIGUSR1);
+  await waitForLine(f.log, /usr1=1 /, 5000);
+  const img = c.subdir('img');
+  dumpAndReap(f.pid, img);
+  const at = readLines(f.log).length;
+  criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log']);
+  adopt(f.pid);
+  await waitForCounter(f.log, -1, 10_000, at);
+  signal(f.pid, SIGUSR1);
+  await waitForLine(f.log, /usr1=2 .*pipe=ok$/, 5000);
+  killAndReap(f.pid);
+  checkFoundationLog(f.log);
+  checkDataFile(f.data!);
+}, { skip });
+
+e2e('a CRIU dump of the foundation workload restores with criu-ts', async (c) => {
+  const f = startFoundation(c, { intervalMs: 50 });
+  await waitForCounter(f.log, 3);
+  signal(f.pid, SIGUSR1);
+  await waitForLine(f.log, /usr1=1 /, 5000);
+  const img = c.subdir('img');
+  criu(['dump', '-t', String(f.pid), '-D', img, '-v4', '-o', 'criu-dump.log']);
+  reap(f.pid);
+  const at = readLines(f.log).length;
+  restoreDetached(img, f.pid);
+  await waitForCounter(f.log, -1, 10_000, at);
+  signal(f.pid, SIGUSR1);
+  await waitForLine(f.log, /usr1=2 .*pipe=ok$/, 5000);
+  killAndReap(f.pid);
+  checkFoundationLog(f.log);
+  checkDataFile(f.data!);
+}, { skip });
+
+e2e('a CRIU dump of python3 restores with criu-ts', async (c) => {
+  const t = startTarget(['/usr/bin/python3', '-u', '-c', 'import time\ni=0\nwhile True:\n  i+=1; print("i=%d" % i, flush=True); time.sleep(0.05)'], { logFile: join(c.dir, 'py.log') });
+  await waitForCounter(t.log, 3, 10_000);
+  const img = c.subdir('img');
+  criu(['dump', '-t', String(t.pid), '-D', img, '-v4', '-o', 'criu-dump.log']);
+  reap(t.pid);
+  const at = readLines(t.log).length;
+  restoreDetached(img, t.pid);
+  await waitForCounter(t.log, -1, 10_000, at);
+  killAndReap(t.pid);
+  void workload;
+}, { skip });
