@@ -4,6 +4,7 @@
 // write side, cp to /dev/null for the read side. Files are hot in the page cache, as after a dump.
 //
 //   node bench/images.ts [--pages-mib 1024] [--dir DIR]
+import { ManifestBuilder, readManifest, verifyManifest } from '../src/images/index.ts';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -75,6 +76,12 @@ function pagesBench(): void {
   });
   if (sum < 0) throw new Error('unreachable');
   report('pages: decode (PagemapReader + readPages)', bytes, dec);
+  // Checksums: the manifest of the same files, written then verified (restore's check).
+  const mb = new ManifestBuilder();
+  for (const f of fs.readdirSync(dir)) mb.addFromDisk(dir, f);
+  mb.write(dir);
+  const m = readManifest(dir)!;
+  report('pages: verify checksum manifest (sha256, streaming)', bytes, time(() => verifyManifest(dir, m)));
   report('pages: cp pages-1.img to a file', bytes, cp(path.join(dir, 'pages-1.img')));
   report('pages: cp pages-1.img to /dev/null', bytes, cp(path.join(dir, 'pages-1.img'), '/dev/null'));
   fs.rmSync(dir, { recursive: true });
