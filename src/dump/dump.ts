@@ -268,7 +268,12 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     ...(parent ? { parent: { pid: parent.pid, vmas: parent.vmas } } : {}),
   };
   const ids = sh.kobj.idsOf(pid);
-  if (ids.sharedWith) throw new CriuError(`task ${pid} shares its ${ids.sharedWith} with another task of the tree (CLONE_${ids.sharedWith.toUpperCase()}); not supported yet`);
+  // An fd table or fs_struct shared with the parent (clone with CLONE_FILES / CLONE_FS) is
+  // restored by cloning the child with the same flag; other sharing is not supported yet.
+  for (const [what, other] of ids.sharedWith) {
+    if ((what === 'files' || what === 'fs') && other === t.ppid) continue;
+    throw new CriuError(`task ${pid} shares its ${what} with task ${other} (CLONE_${what.toUpperCase()}); not supported yet`);
+  }
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
   faultPoint('memory');

@@ -25,7 +25,11 @@ export class NsIds {
   }
 }
 
-export interface KobjIdSet { vm_id: number; files_id: number; fs_id: number; sighand_id: number; sharedWith?: string }
+export interface KobjIdSet {
+  vm_id: number; files_id: number; fs_id: number; sighand_id: number;
+  /** For each object shared with an earlier task: that task's pid. */
+  sharedWith: Map<string, number>;
+}
 
 /** Ids that are equal exactly when kcmp says two processes share the object. */
 export class KobjIds {
@@ -33,13 +37,13 @@ export class KobjIds {
   private next = 1;
 
   idsOf(pid: number): KobjIdSet {
-    const ids: KobjIdSet = { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0 };
+    const ids: KobjIdSet = { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, sharedWith: new Map() };
     const kinds: Array<[keyof KobjIdSet, number, string]> = [
       ['vm_id', KCMP.VM, 'vm'], ['files_id', KCMP.FILES, 'files'], ['fs_id', KCMP.FS, 'fs'], ['sighand_id', KCMP.SIGHAND, 'sighand'],
     ];
     for (const [field, type, name] of kinds) {
       const other = this.seen.find((s) => kcmp(s.pid, pid, type, 0, 0) === 0);
-      if (other) { (ids as unknown as Record<string, number>)[field] = other.ids[field] as number; ids.sharedWith ??= name; }
+      if (other) { (ids as unknown as Record<string, number>)[field] = other.ids[field] as number; ids.sharedWith.set(name, other.pid); }
       else (ids as unknown as Record<string, number>)[field] = this.next++;
     }
 

@@ -40,6 +40,8 @@ const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.T
 interface Live { plan: TaskPlan; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
 
 interface Ctx {
+  /** fd tables and fs_structs already restored (shared ones are restored once). */
+  doneTables: Set<string>;
   /** Open files whose after-install step (epoll targets) is done. */
   installedOnce: Set<number>;
   shmem: ShmemObjects;
@@ -69,7 +71,7 @@ export function restore(req: RestoreRequest): RestoreResult {
   try {
     helper = startHelper(tasks.flatMap((t) => (t.mm?.vmas as Msg[] | undefined) ?? []));
     const ctx: Ctx = {
-      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(),
+      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, memo: new Map(),
         entries: (image) => imgs.all(image), keep: (fd) => { opened.push(fd); return fd; },
@@ -153,8 +155,12 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
   for (const t of tasks) {
     const parentArea = t.ppid === 0 ? helper.area : live.get(t.ppid)?.area;
     if (!parentArea) throw new CriuError(`task ${t.pid}: its parent ${t.ppid} is not restored before it`);
-    // The clone arguments go into the parent's own copy of the area.
-    const stub = cloneAt(parentArea.tracee, parentArea, t.pid, 0, SIG.CHLD);
+    // The clone arguments go into the parent's own copy of the area. A child that shared
+    // its parent's fd table or fs_struct is cloned sharing them again.
+    const parentPlan = tasks.find((p) => p.pid === t.ppid);
+    const same = (k: string) => parentPlan?.ids !== undefined && t.ids !== undefined && parentPlan.ids[k] === t.ids[k];
+    const flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0);
+    const stub = cloneAt(parentArea.tracee, parentArea, t.pid, flags, SIG.CHLD);
     created.push(t.pid);
     stub.setSigmask(ALL_SIGNALS);
     const area = helper.area.forTracee(stub);
@@ -255,11 +261,18 @@ function restoreTask(ctx: Ctx, l: Live): void {
   const tc = core.tc as Msg;
 
   faultPoint('restore-files');
-  const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
-  installFds(stub, area, t.fdinfo!, local, getpid());
-  afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
-
-  restoreFs(stub, area, t.fsEntry!, pathOf);
+  // A table or fs_struct shared with the parent was filled when the parent was restored.
+  const filesId = t.ids!.files_id as number, fsId = t.ids!.fs_id as number;
+  if (!ctx.doneTables.has(`files:${filesId}`)) {
+    ctx.doneTables.add(`files:${filesId}`);
+    const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
+    installFds(stub, area, t.fdinfo!, local, getpid());
+    afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
+  }
+  if (!ctx.doneTables.has(`fs:${fsId}`)) {
+    ctx.doneTables.add(`fs:${fsId}`);
+    restoreFs(stub, area, t.fsEntry!, pathOf);
+  }
   restoreSigactions(stub, area, tc.sigactions as Msg[]);
   restoreItimers(stub, area, tc.timers as Msg | undefined);
   if (tc.rlimits) restoreRlimits(stub, area, tc.rlimits as Msg, ctx.req.log);

@@ -125,7 +125,7 @@ e2e('clone(CLONE_FILES | CLONE_FS): parent and child still share the fd table an
   signal(t.pid, SIGUSR1); // the parent opens fd 100; the child sees it in the shared table
   await waitForLine(t.log, /^c=\d+ fd=100$/, 5000, mark);
   killAndReap(t.pid);
-}, { todo: 'CLONE_FILES / CLONE_FS shared between processes: not implemented yet' });
+});
 
 e2e('clone(CLONE_VM | CLONE_SIGHAND | CLONE_FILES | CLONE_FS): parent and child still share them after restore', async (c) => {
   const t = startTarget([workload('cloneshare'), '-s'], { logFile: join(c.dir, 'clone.log') });
