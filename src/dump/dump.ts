@@ -302,7 +302,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     signals_s: siginfoEntries(peekSiginfo(pid, true)),
     loginuid: Number(fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8')),
     oom_score_adj: Number(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8')),
-    sigactions: dumpSigactions(leader, area),
+    sigactions: dumpSigactions(leader, area, status.sigCgt | status.sigIgn),
     child_subreaper: readSubreaper(leader, area),
   };
   for (const snap of t.snaps) {

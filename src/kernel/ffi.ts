@@ -35,26 +35,40 @@ const cFileActionsInit = libc.func('int posix_spawn_file_actions_init(void *fa)'
 const cFileActionsAddOpen = libc.func('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, int mode)');
 const cFileActionsAddDup2 = libc.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)');
 const cFileActionsDestroy = libc.func('int posix_spawn_file_actions_destroy(void *fa)');
+const cAttrInit = libc.func('int posix_spawnattr_init(void *attr)');
+const cAttrSetFlags = libc.func('int posix_spawnattr_setflags(void *attr, short flags)');
+const cAttrSetSigDefault = libc.func('int posix_spawnattr_setsigdefault(void *attr, void *set)');
+const cAttrSetSigMask = libc.func('int posix_spawnattr_setsigmask(void *attr, void *set)');
+const cAttrDestroy = libc.func('int posix_spawnattr_destroy(void *attr)');
+const POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSIGDEF = 0x04;
 
 export interface SpawnFd { fd: number; path?: string; flags?: number; dupFrom?: number }
 
 /**
  * posix_spawn from native code: the child is unknown to libuv, so libuv's SIGCHLD
- * handler never reaps it or steals its ptrace stops.
+ * handler never reaps it or steals its ptrace stops. Every signal starts with its default
+ * action and unblocked (Node ignores some), so that what the child inherits is known.
  */
 export function posixSpawn(path: string, argv: string[], envp: string[], fds: SpawnFd[] = []): number {
   const fa = Buffer.alloc(256); // sizeof(posix_spawn_file_actions_t) is 80 on glibc; leave room
+  const attr = Buffer.alloc(512); // sizeof(posix_spawnattr_t) is 336 on glibc
   cFileActionsInit(fa);
+  cAttrInit(attr);
   try {
+    const all = Buffer.alloc(128, 0xff), none = Buffer.alloc(128);
+    cAttrSetSigDefault(attr, all);
+    cAttrSetSigMask(attr, none);
+    cAttrSetFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     for (const f of fds) {
       if (f.path !== undefined) cFileActionsAddOpen(fa, f.fd, f.path, f.flags ?? 0, 0o644);
       else if (f.dupFrom !== undefined) cFileActionsAddDup2(fa, f.dupFrom, f.fd);
     }
     const out = [0];
-    const rc = cPosixSpawn(out, path, fds.length ? fa : null, null, [...argv, null], [...envp, null]) as number;
+    const rc = cPosixSpawn(out, path, fds.length ? fa : null, attr, [...argv, null], [...envp, null]) as number;
     if (rc !== 0) throw new SysError(`posix_spawn ${path}`, rc);
     return out[0];
   } finally {
     cFileActionsDestroy(fa);
+    cAttrDestroy(attr);
   }
 }

@@ -1,4 +1,5 @@
 // Credentials (creds_entry): ids, capability sets, securebits, groups, no_new_privs.
+import fs from 'node:fs';
 import type { Status } from '../proc/index.ts';
 import { PR } from '../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
@@ -23,7 +24,21 @@ export function readSecbits(t: Tracee): number {
  * Switch the (root) stub to the dumped credentials. Order matters: groups and gids need
  * CAP_SETGID, uids drop capabilities unless KEEPCAPS, so capabilities are set last.
  */
-export function restoreCreds(t: Tracee, area: InjectionArea, c: Msg): void {
+/** Credentials of a thread as criu-ts sees them now, in creds_entry form, to skip what is equal. */
+function same(cur: Msg, want: Msg): boolean {
+  const keys = ['uid', 'gid', 'euid', 'egid', 'suid', 'sgid', 'fsuid', 'fsgid', 'secbits', 'no_new_privs'];
+  const arrays = ['cap_inh', 'cap_prm', 'cap_eff', 'cap_bnd', 'cap_amb', 'groups'];
+  return keys.every((k) => (cur[k] ?? 0) === (want[k] ?? 0)) &&
+    arrays.every((k) => JSON.stringify(cur[k] ?? []) === JSON.stringify(want[k] ?? []));
+}
+
+const capLastCap = (() => {
+  try { return Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')); } catch { return 63; }
+})();
+
+export function restoreCreds(t: Tracee, area: InjectionArea, c: Msg, current?: Msg): void {
+  // The stub has criu-ts's credentials; a task dumped with the same ones needs nothing.
+  if (current && same(current, c)) return;
   const groups = c.groups as number[];
   area.reset();
   const g = Buffer.alloc(Math.max(4, groups.length * 4));
@@ -37,7 +52,7 @@ export function restoreCreds(t: Tracee, area: InjectionArea, c: Msg): void {
   t.syscall('setfsuid', c.fsuid as number);
   const bnd = c.cap_bnd as number[];
   const bndMask = BigInt(bnd[0] >>> 0) | (BigInt(bnd[1] >>> 0) << 32n);
-  for (let cap = 0; cap < 64; cap++) {
+  for (let cap = 0; cap <= capLastCap; cap++) {
     if (!((bndMask >> BigInt(cap)) & 1n)) t.syscallRaw('prctl', PR.CAPBSET_DROP, cap, 0, 0, 0);
   }
   // capset(header{version 3, pid 0}, data[2]{effective, permitted, inheritable})

@@ -14,10 +14,13 @@ export function dumpRlimits(pid: number): Msg {
 /** The task sets its own limits; raising a hard limit above ours is refused without CAP_SYS_RESOURCE. */
 export function restoreRlimits(t: Tracee, area: InjectionArea, e: Msg, log: Logger): void {
   const list = e.rlimits as Msg[];
+  // Limits the stub already has (inherited from criu-ts) need no injected call.
+  const current = readLimits(t.tid);
   area.reset();
   const a = area.alloc(16);
   const b = Buffer.alloc(16);
   list.forEach((l, res) => {
+    if (current[res] && current[res].soft === l.cur && current[res].hard === l.max) return;
     b.writeBigUInt64LE(l.cur as bigint, 0);
     b.writeBigUInt64LE(l.max as bigint, 8);
     t.writeMem(a, b);

@@ -11,16 +11,25 @@ const signals = (): number[] => {
   return out;
 };
 
-export function dumpSigactions(t: Tracee, area: InjectionArea): Msg[] {
+const DEFAULT: Msg = { sigaction: 0n, flags: 0n, restorer: 0n, mask: 0n };
+
+/**
+ * Only signals that /proc shows as caught or ignored are read from the task (one injected
+ * call each); the others have the default action, whose flags matter only for SIGCHLD,
+ * which is always read.
+ */
+export function dumpSigactions(t: Tracee, area: InjectionArea, caughtOrIgnored: bigint): Msg[] {
   area.reset();
   const a = area.alloc(KSIGACTION);
   return signals().map((sig) => {
+    if (sig !== SIG.CHLD && !((caughtOrIgnored >> BigInt(sig - 1)) & 1n)) return { ...DEFAULT };
     t.syscall('rt_sigaction', sig, 0, a, 8);
     const b = area.read(a, KSIGACTION);
     return { sigaction: b.readBigUInt64LE(0), flags: b.readBigUInt64LE(8), restorer: b.readBigUInt64LE(16), mask: b.readBigUInt64LE(24) };
   });
 }
 
+/** The stub starts with every action at its default (posixSpawn), so only the others are set. */
 export function restoreSigactions(t: Tracee, area: InjectionArea, list: Msg[]): void {
   const sigs = signals();
   if (list.length !== sigs.length) throw new Error(`expected ${sigs.length} sigactions, image has ${list.length}`);
@@ -28,6 +37,7 @@ export function restoreSigactions(t: Tracee, area: InjectionArea, list: Msg[]): 
   const a = area.alloc(KSIGACTION);
   const b = Buffer.alloc(KSIGACTION);
   list.forEach((sa, i) => {
+    if (!sa.sigaction && !sa.flags && !sa.restorer && !sa.mask) return;
     b.writeBigUInt64LE(sa.sigaction as bigint, 0);
     b.writeBigUInt64LE(sa.flags as bigint, 8);
     b.writeBigUInt64LE(sa.restorer as bigint, 16);

@@ -11,7 +11,8 @@ import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, finalRegs, 
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreItimers } from '../resources/timers.ts';
 import { restoreRlimits } from '../resources/rlimits.ts';
-import { restoreCreds } from '../resources/creds.ts';
+import { restoreCreds, dumpCreds, readSecbits } from '../resources/creds.ts';
+import { readStatus } from '../proc/index.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, afterInstall, type RestoreFileCtx } from '../resources/files/index.ts';
 import { ShmemObjects } from '../resources/shmem.ts';
@@ -297,7 +298,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
   // Credentials are per thread in the kernel, and last: they may take away our rights.
   for (const [tid, th] of l.threads) {
     const creds = (t.cores.get(tid)!.thread_core as Msg).creds as Msg | undefined;
-    if (creds) restoreCreds(th, area, creds);
+    if (creds) restoreCreds(th, area, creds, dumpCreds(readStatus(t.pid, tid), readSecbits(th)));
   }
 }
 
