@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, SIGUSR1 } from '../lib/proc.ts';
+import { e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, SIGUSR1, type E2EContext } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
@@ -20,41 +20,32 @@ function criu(args: string[]): void {
   assert.equal(r.status, 0, `criu ${args.join(' ')} failed:\n${r.stderr}`);
 }
 
-e2e('a criu-ts dump of the foundation workload restores with CRIU', async (c) => {
+/** The foundation workload through one tool's dump and the other's restore. */
+async function foundationAcross(c: E2EContext, dumpWith: 'criu' | 'criu-ts'): Promise<void> {
   const f = startFoundation(c, { intervalMs: 50 });
   await waitForCounter(f.log, 3);
   signal(f.pid, SIGUSR1);
   await waitForLine(f.log, /usr1=1 /, 5000);
   const img = c.subdir('img');
-  dumpAndReap(f.pid, img);
+  if (dumpWith === 'criu') {
+    criu(['dump', '-t', String(f.pid), '-D', img, '-v4', '-o', 'criu-dump.log']);
+    reap(f.pid);
+  } else {
+    dumpAndReap(f.pid, img);
+  }
   const at = readLines(f.log).length;
-  criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log']);
-  adopt(f.pid);
+  if (dumpWith === 'criu') restoreDetached(img, f.pid);
+  else { criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log']); adopt(f.pid); }
   await waitForCounter(f.log, -1, 10_000, at);
   signal(f.pid, SIGUSR1);
   await waitForLine(f.log, /usr1=2 .*pipe=ok$/, 5000);
   killAndReap(f.pid);
   checkFoundationLog(f.log);
   checkDataFile(f.data!);
-}, { skip });
+}
 
-e2e('a CRIU dump of the foundation workload restores with criu-ts', async (c) => {
-  const f = startFoundation(c, { intervalMs: 50 });
-  await waitForCounter(f.log, 3);
-  signal(f.pid, SIGUSR1);
-  await waitForLine(f.log, /usr1=1 /, 5000);
-  const img = c.subdir('img');
-  criu(['dump', '-t', String(f.pid), '-D', img, '-v4', '-o', 'criu-dump.log']);
-  reap(f.pid);
-  const at = readLines(f.log).length;
-  restoreDetached(img, f.pid);
-  await waitForCounter(f.log, -1, 10_000, at);
-  signal(f.pid, SIGUSR1);
-  await waitForLine(f.log, /usr1=2 .*pipe=ok$/, 5000);
-  killAndReap(f.pid);
-  checkFoundationLog(f.log);
-  checkDataFile(f.data!);
-}, { skip });
+e2e('a criu-ts dump of the foundation workload restores with CRIU', (c) => foundationAcross(c, 'criu-ts'), { skip });
+e2e('a CRIU dump of the foundation workload restores with criu-ts', (c) => foundationAcross(c, 'criu'), { skip });
 
 e2e('a CRIU dump of python3 restores with criu-ts', async (c) => {
   const t = startTarget(['/usr/bin/python3', '-u', '-c', 'import time\ni=0\nwhile True:\n  i+=1; print("i=%d" % i, flush=True); time.sleep(0.05)'], { logFile: join(c.dir, 'py.log') });

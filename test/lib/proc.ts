@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { setChildSubreaper, waitpid, kill, WNOHANG, WALL } from '../../src/kernel/index.ts';
+import { readStat } from '../../src/proc/index.ts';
 import { REPO_ROOT } from './workloads.ts';
 
 export const SIGKILL = 9;
@@ -63,25 +64,9 @@ export async function waitFor<T>(fn: () => T | undefined | false | null, timeout
 export interface ProcStat { pid: number; comm: string; state: string; ppid: number; pgid: number; sid: number; starttime: number }
 
 export function procStat(pid: number): ProcStat | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return null;
-  }
-  const open = text.indexOf('(');
-  const close = text.lastIndexOf(')');
-  const rest = text.slice(close + 2).split(' ');
-  // rest[0] = state (field 3), rest[1] = ppid, rest[2] = pgrp, rest[3] = session, rest[19] = starttime (field 22)
-  return {
-    pid,
-    comm: text.slice(open + 1, close),
-    state: rest[0],
-    ppid: Number(rest[1]),
-    pgid: Number(rest[2]),
-    sid: Number(rest[3]),
-    starttime: Number(rest[19]),
-  };
+  let st;
+  try { st = readStat(pid); } catch { return null; }
+  return { pid, comm: st.comm, state: st.state, ppid: st.ppid, pgid: st.pgrp, sid: st.session, starttime: Number(st.startTime) };
 }
 
 /** /proc/PID/status as a key -> value map, or null if the process is gone. */

@@ -4,31 +4,18 @@
  */
 import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { descendants } from './proc.ts';
+import { readStat } from '../../src/proc/index.ts';
 import { ioctl } from '../../src/kernel/index.ts';
 
 /** The fields of /proc/PID/stat that a restore must reproduce. */
 export interface TaskStat { pid: number; comm: string; state: string; ppid: number; pgid: number; sid: number; threads: number; exitCode: number }
 
 export function taskStat(pid: number): TaskStat | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return null;
-  }
-  const open = text.indexOf('(');
-  const close = text.lastIndexOf(')');
-  const f = text.slice(close + 2).trim().split(' ');
-  // f[0] is field 3 (state); field N is f[N - 3]
+  let st;
+  try { st = readStat(pid); } catch { return null; }
   return {
-    pid,
-    comm: text.slice(open + 1, close),
-    state: f[0],
-    ppid: Number(f[1]),
-    pgid: Number(f[2]),
-    sid: Number(f[3]),
-    threads: Number(f[17]), // field 20 num_threads
-    exitCode: Number(f[49] ?? 0), // field 52 exit_code (the wait status of a zombie)
+    pid, comm: st.comm, state: st.state, ppid: st.ppid, pgid: st.pgrp, sid: st.session,
+    threads: st.numThreads, exitCode: st.exitCode, // exit_code: the wait status of a zombie
   };
 }
 
