@@ -11,6 +11,10 @@ command -v crit >/dev/null || need+=(criu)
 command -v python3 >/dev/null || need+=(python3)
 command -v npm >/dev/null || need+=(npm)
 command -v setsid >/dev/null || need+=(util-linux)
+command -v script >/dev/null || need+=(bsdutils)
+# A system Node for the "real node program" test: the pinned Node 24 uses io_uring, which
+# criu-ts (like CRIU) cannot checkpoint.
+[ -x /usr/bin/node ] || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
