@@ -133,20 +133,29 @@ function checkNamespaces(tasks: Task[]): void {
   }
 }
 
+/**
+ * Sessions and groups must be led from inside the tree, or have a leader that is gone
+ * (restore then recreates them with a short-lived helper at the leader's PID). A leader
+ * alive outside the tree is refused, except the shell job's own session and group.
+ */
 function checkSessions(tasks: Task[], shellJob: boolean): void {
   const pids = new Set(tasks.map((t) => t.pid));
   const root = tasks[0] as LiveTask;
+  const leaderAlive = (id: number, field: 'session' | 'pgrp') => {
+    try { return readStat(id)[field] === id; } catch { return false; }
+  };
   for (const t of tasks) {
     if (!isLive(t)) continue;
     const { session, pgrp } = t.stat;
-    const external = (id: number, rootId: number) => !pids.has(id) && !(shellJob && id === rootId);
-    if (external(session, root.stat.session)) {
+    const external = (id: number, rootId: number, field: 'session' | 'pgrp') =>
+      !pids.has(id) && !(shellJob && id === rootId) && leaderAlive(id, field);
+    if (external(session, root.stat.session, 'session')) {
       throw new CriuError(t === root
         ? `task ${t.pid} is in session ${session}, which is outside the dumped tree; dump a session leader or pass --shell-job`
-        : `task ${t.pid} is in session ${session}, whose leader is outside the dumped tree; not supported yet`);
+        : `task ${t.pid} is in session ${session}, whose leader is alive outside the dumped tree; not supported yet`);
     }
-    if (external(pgrp, root.stat.pgrp)) {
-      throw new CriuError(`task ${t.pid} is in process group ${pgrp}, whose leader is outside the dumped tree; not supported yet`);
+    if (external(pgrp, root.stat.pgrp, 'pgrp')) {
+      throw new CriuError(`task ${t.pid} is in process group ${pgrp}, whose leader is alive outside the dumped tree; not supported yet`);
     }
   }
 }

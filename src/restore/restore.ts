@@ -3,7 +3,7 @@
 // syscalls, then install the registers and let the whole tree go at once.
 import fs from 'node:fs';
 import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR } from '../kernel/index.ts';
-import type { Tracee, InjectionArea } from '../compel/index.ts';
+import { InjectionArea, type Tracee } from '../compel/index.ts';
 import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { prepareAddressSpace, restoreVmas, restoreMmFields } from '../resources/mm-restore.ts';
@@ -41,6 +41,10 @@ const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.T
 interface Live { plan: TaskPlan; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
 
 interface Ctx {
+  /** Helpers standing in for dead session ("s<sid>") and group ("g<pgid>") leaders. */
+  leaderHelpers: Map<string, LeaderHelper>;
+  /** The injection area as seen by a tracee of this restore. */
+  scratchOf(t: Tracee): InjectionArea;
   /** fd tables and fs_structs already restored (shared ones are restored once). */
   doneTables: Set<string>;
   /** Open files whose after-install step (epoll targets) is done. */
@@ -71,8 +75,10 @@ export function restore(req: RestoreRequest): RestoreResult {
   let helper: Helper | undefined;
   try {
     helper = startHelper(tasks.flatMap((t) => (t.mm?.vmas as Msg[] | undefined) ?? []));
+    const helperArea = helper.area;
     const ctx: Ctx = {
-      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(),
+      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(), leaderHelpers: new Map(),
+      scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, memo: new Map(),
         entries: (image) => imgs.all(image), keep: (fd) => { opened.push(fd); return fd; },
@@ -82,7 +88,8 @@ export function restore(req: RestoreRequest): RestoreResult {
     createTree(ctx, tasks, helper, live, created);
     killHelper(helper.tracee.tid);
     helper = undefined;
-    setGroups(ctx, tasks, live);
+    setGroups(ctx, tasks, live, created);
+    dropLeaderHelpers(ctx, created);
     for (const t of tasks) if (!t.zombie) restoreTask(ctx, live.get(t.pid)!);
     for (const fd of opened.splice(0)) fs.closeSync(fd);
     shmem.sealAll();
@@ -153,6 +160,7 @@ function killAll(pids: number[]): void {
  * children.
  */
 function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<number, Live>, created: number[]): void {
+  const pids = new Set(tasks.map((t) => t.pid));
   for (const t of tasks) {
     const parentArea = t.ppid === 0 ? helper.area : live.get(t.ppid)?.area;
     if (!parentArea) throw new CriuError(`task ${t.pid}: its parent ${t.ppid} is not restored before it`);
@@ -160,8 +168,18 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     // its parent's fd table or fs_struct is cloned sharing them again.
     const parentPlan = tasks.find((p) => p.pid === t.ppid);
     const same = (k: string) => parentPlan?.ids !== undefined && t.ids !== undefined && parentPlan.ids[k] === t.ids[k];
-    const flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0);
-    const stub = cloneAt(parentArea.tracee, parentArea, t.pid, flags, SIG.CHLD);
+    let flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0);
+    let from = parentArea, exitSignal: number = SIG.CHLD;
+    // A session whose leader is gone: a helper at the leader's PID starts it again with
+    // setsid, and the task is born in it, as a sibling of the helper (CLONE_PARENT), that
+    // is, still a child of its own parent.
+    const deadSession = t.sid !== t.pid && !pids.has(t.sid) && !(ctx.req.shellJob && t.sid === tasks[0].sid);
+    if (deadSession) {
+      from = sessionHelper(ctx, t.sid, parentArea, helper, created).area;
+      flags = CLONE.PARENT;
+      exitSignal = 0; // with CLONE_PARENT the kernel gives the child the helper's exit signal
+    }
+    const stub = cloneAt(from.tracee, from, t.pid, flags, exitSignal);
     created.push(t.pid);
     stub.setSigmask(ALL_SIGNALS);
     const area = helper.area.forTracee(stub);
@@ -169,7 +187,7 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     // A shell job joins the session (and terminal) of criu-ts itself, as in CRIU.
     const shellRoot = ctx.req.shellJob && t.sid === tasks[0].sid;
     if (t.sid === t.pid && !shellRoot) stub.syscall('setsid');
-    else if (t.ppid === 0 && !ctx.req.shellJob) {
+    else if (t.ppid === 0 && !ctx.req.shellJob && !deadSession) {
       throw new CriuError(`task ${t.pid} was in session ${t.sid}, outside the dump; restore it with --shell-job`);
     }
     // Memory now, before this task has children: they are cloned from it and inherit it.
@@ -177,20 +195,71 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
   }
 }
 
-/** Process groups, once every group leader exists. A shell job's outside group is criu-ts's. */
-function setGroups(ctx: Ctx, tasks: TaskPlan[], live: Map<number, Live>): void {
+/** A short-lived task at the PID of a dead session or group leader (see createTree, setGroups). */
+interface LeaderHelper { pid: number; tracee: Tracee; area: InjectionArea; parent: Tracee | undefined }
+
+function sessionHelper(ctx: Ctx, sid: number, creator: InjectionArea, helper: Helper, created: number[]): LeaderHelper {
+  let h = ctx.leaderHelpers.get(`s${sid}`);
+  if (!h) {
+    const t = cloneAt(creator.tracee, creator, sid, 0, SIG.CHLD);
+    created.push(sid);
+    t.setSigmask(ALL_SIGNALS);
+    const area = helper.area.forTracee(t);
+    t.syscall('setsid');
+    h = { pid: sid, tracee: t, area, parent: creator.tracee === helper.tracee ? undefined : creator.tracee };
+    ctx.leaderHelpers.set(`s${sid}`, h);
+  }
+  return h;
+}
+
+/**
+ * Process groups, once every group leader exists. A shell job's outside group is criu-ts's.
+ * A group whose leader is gone is started again by a helper at its PID, cloned from a
+ * member (so, in the member's session); the group lives on after the helper exits.
+ */
+function setGroups(ctx: Ctx, tasks: TaskPlan[], live: Map<number, Live>, created: number[]): void {
   const root = tasks[0];
   const pids = new Set(tasks.map((t) => t.pid));
   for (const t of tasks) {
-    let pgid = t.pgid;
+    const pgid = t.pgid;
     if (ctx.req.shellJob && pgid === root.pgid) continue;
-    if (!pids.has(pgid)) {
-      throw new CriuError(`task ${t.pid} was in process group ${pgid}, whose leader is not in the dump; not supported yet`);
+    const l = live.get(t.pid)!;
+    if (Number(l.leader.syscall('getpgid', 0)) === pgid) continue;
+    if (!pids.has(pgid) && !ctx.leaderHelpers.has(`g${pgid}`) && !ctx.leaderHelpers.has(`s${pgid}`)) {
+      const h = cloneAt(l.leader, l.area, pgid, 0, 0);
+      created.push(pgid);
+      h.useInjectionPage(l.area.base);
+      h.setSigmask(ALL_SIGNALS);
+      h.syscall('setpgid', 0, 0);
+      ctx.leaderHelpers.set(`g${pgid}`, { pid: pgid, tracee: h, area: l.area.forTracee(h), parent: l.leader });
+      l.leader.useInjectionPage(l.area.base);
     }
-    const stub = live.get(t.pid)!.leader;
-    if (Number(stub.syscall('getpgid', 0)) !== pgid) stub.syscall('setpgid', 0, pgid);
-    pgid = 0;
+    l.leader.syscall('setpgid', 0, pgid);
   }
+}
+
+/** The helpers exit and are reaped by their parents, which keep no trace of them. */
+function dropLeaderHelpers(ctx: Ctx, created: number[]): void {
+  const zero = Buffer.alloc(16);
+  for (const h of ctx.leaderHelpers.values()) {
+    h.tracee.prepareResume('exit_group', 0);
+    h.tracee.detach();
+    if (!h.parent) {
+      waitpid(h.pid, WALL); // re-parented to criu-ts when the first helper died
+    } else {
+      const p = h.parent;
+      p.syscall('wait4', h.pid, 0, WALL, 0);
+      // A session helper was made with SIGCHLD: take that signal back from the parent.
+      const a = ctx.scratchOf(p);
+      a.reset();
+      const set = Buffer.alloc(8);
+      set.writeBigUInt64LE(1n << BigInt(SIG.CHLD - 1), 0);
+      p.syscallRaw('rt_sigtimedwait', a.put(set), 0, a.put(zero), 8);
+    }
+    const i = created.indexOf(h.pid);
+    if (i >= 0) created.splice(i, 1);
+  }
+  ctx.leaderHelpers.clear();
 }
 
 /**

@@ -166,7 +166,7 @@ e2e('a process group and a session whose leaders are dead come back as they were
   restoreDetached(img, t.pid);
   assert.deepEqual(renderTree(treeSnapshot(t.pid)), renderTree(before), 'the restored tree');
   killAndReap(t.pid);
-}, { todo: 'sessions and groups whose leader is dead or outside the tree: not implemented yet' });
+});
 
 // ---------------------------------------------------------------- --freeze-cgroup
 
