@@ -277,10 +277,11 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     ...(parent ? { parent: { pid: parent.pid, vmas: parent.vmas } } : {}),
   };
   const ids = sh.kobj.idsOf(pid);
-  // An fd table or fs_struct shared with the parent (clone with CLONE_FILES / CLONE_FS) is
-  // restored by cloning the child with the same flag; other sharing is not supported yet.
+  // An mm, fd table, fs_struct or signal-handler table shared with the parent (clone with
+  // CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND) is restored by cloning the child with the
+  // same flags; sharing with another task than the parent is not supported yet.
   for (const [what, other] of ids.sharedWith) {
-    if ((what === 'files' || what === 'fs') && other === t.ppid) continue;
+    if (other === t.ppid) continue;
     throw new CriuError(`task ${pid} shares its ${what} with task ${other} (CLONE_${what.toUpperCase()}); not supported yet`);
   }
 

@@ -41,6 +41,8 @@ const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.T
 interface Live { plan: TaskPlan; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
 
 interface Ctx {
+  /** Tasks that share their parent's mm (CLONE_VM): no memory of their own to restore. */
+  sharedVm: Set<number>;
   /** Helpers standing in for dead session ("s<sid>") and group ("g<pgid>") leaders. */
   leaderHelpers: Map<string, LeaderHelper>;
   /** The injection area as seen by a tracee of this restore. */
@@ -77,7 +79,7 @@ export function restore(req: RestoreRequest): RestoreResult {
     helper = startHelper(tasks.flatMap((t) => (t.mm?.vmas as Msg[] | undefined) ?? []));
     const helperArea = helper.area;
     const ctx: Ctx = {
-      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(), leaderHelpers: new Map(),
+      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(), leaderHelpers: new Map(), sharedVm: new Set(),
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, memo: new Map(),
@@ -98,7 +100,8 @@ export function restore(req: RestoreRequest): RestoreResult {
     imgs.verifying?.join();
     faultPoint('restore-release');
     for (const t of tasks) if (t.zombie) becomeZombie(live.get(t.pid)!);
-    for (const t of tasks) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!);
+    // Tasks sharing an mm share the injection area too: the last of them removes it.
+    for (const t of [...tasks].reverse()) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!, ctx.sharedVm.has(t.pid));
     for (const t of tasks) if (!t.zombie) for (const th of live.get(t.pid)!.threads.values()) th.detach();
 
   } catch (e) {
@@ -168,7 +171,9 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     // its parent's fd table or fs_struct is cloned sharing them again.
     const parentPlan = tasks.find((p) => p.pid === t.ppid);
     const same = (k: string) => parentPlan?.ids !== undefined && t.ids !== undefined && parentPlan.ids[k] === t.ids[k];
-    let flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0);
+    const sharesVm = same('vm_id');
+    let flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0) |
+      (sharesVm ? CLONE.VM : 0) | (sharesVm && same('sighand_id') ? CLONE.SIGHAND : 0);
     let from = parentArea, exitSignal: number = SIG.CHLD;
     // A session whose leader is gone: a helper at the leader's PID starts it again with
     // setsid, and the task is born in it, as a sibling of the helper (CLONE_PARENT), that
@@ -190,8 +195,10 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     else if (t.ppid === 0 && !ctx.req.shellJob && !deadSession) {
       throw new CriuError(`task ${t.pid} was in session ${t.sid}, outside the dump; restore it with --shell-job`);
     }
-    // Memory now, before this task has children: they are cloned from it and inherit it.
-    if (!t.zombie) restoreMemory(ctx, live.get(t.pid)!, t.ppid === 0 ? undefined : tasks.find((p) => p.pid === t.ppid));
+    // Memory now, before this task has children: they are cloned from it and inherit it
+    // (or share it, with CLONE_VM).
+    if (!t.zombie && !sharesVm) restoreMemory(ctx, live.get(t.pid)!, t.ppid === 0 ? undefined : tasks.find((p) => p.pid === t.ppid));
+    if (sharesVm) ctx.sharedVm.add(t.pid);
   }
 }
 
@@ -343,7 +350,11 @@ function restoreTask(ctx: Ctx, l: Live): void {
     ctx.doneTables.add(`fs:${fsId}`);
     restoreFs(stub, area, t.fsEntry!, pathOf);
   }
-  restoreSigactions(stub, area, tc.sigactions as Msg[]);
+  const sighandId = t.ids!.sighand_id as number;
+  if (!ctx.doneTables.has(`sighand:${sighandId}`)) {
+    ctx.doneTables.add(`sighand:${sighandId}`);
+    restoreSigactions(stub, area, tc.sigactions as Msg[]);
+  }
   restoreItimers(stub, area, tc.timers as Msg | undefined);
   if (tc.rlimits) restoreRlimits(stub, area, tc.rlimits as Msg, ctx.req.log);
   stub.syscallRaw('personality', tc.personality as number);
@@ -385,7 +396,7 @@ function becomeZombie(l: Live): void {
 }
 
 /** Everything but the last step: final registers of the non-leader threads. */
-function prepareRelease(ctx: Ctx, l: Live): void {
+function prepareRelease(ctx: Ctx, l: Live, keepArea = false): void {
   const t = l.plan;
   for (const [tid, th] of l.threads) {
     if (tid === t.pid) continue;
@@ -400,8 +411,10 @@ function prepareRelease(ctx: Ctx, l: Live): void {
   const core = t.cores.get(t.pid)!;
   const info = core.thread_info as Msg;
   const fp = finalFpregs(l.leader, info, ctx.offs);
-  l.leader.useSyscallInsn(l.area.base);
-  l.leader.syscall('munmap', l.area.base, l.area.size);
+  if (!keepArea) {
+    l.leader.useSyscallInsn(l.area.base);
+    l.leader.syscall('munmap', l.area.base, l.area.size);
+  }
   l.leader.setFpRegs(fp);
   l.leader.setRegs(finalRegs(info));
   // A task dumped stopped goes into its job-control stop before its own mask lets any

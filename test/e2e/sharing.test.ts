@@ -142,7 +142,7 @@ e2e('clone(CLONE_VM | CLONE_SIGHAND | CLONE_FILES | CLONE_FS): parent and child 
   await waitFor(() => readLines(t.log).filter((l) => l.startsWith('p=')).length > atP + 3 &&
     readLines(t.log).filter((l) => l.startsWith('c=')).length > atC + 3, 10_000, 'both to go on');
   killAndReap(t.pid);
-}, { todo: 'CLONE_VM / CLONE_SIGHAND shared between processes: not implemented yet' });
+});
 
 // ---------------------------------------------------------------- sessions and groups without their leader
 
