@@ -38,7 +38,7 @@ export class ParallelHash {
   private next = 0;
   private nextFile = 1;
 
-  constructor(slots = 3, slotSize = 4 << 20) {
+  constructor(slots = 3, slotSize = 2 << 20) {
     this.slots = slots;
     this.slotSize = slotSize;
     this.ring = new SharedArrayBuffer(slots * slotSize);

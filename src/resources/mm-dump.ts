@@ -7,7 +7,7 @@ import type { DumpTask, Msg, PageSink } from './types.ts';
 
 const PAGE = 4096;
 /** Bytes moved per process_vm_readv + write: large enough to stream at memory speed, small for RSS. */
-const CHUNK = 4 << 20;
+const CHUNK = 2 << 20;
 const IOV_MAX = 1024;
 
 export class UnsupportedError extends Error {}
