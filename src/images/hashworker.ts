@@ -45,7 +45,10 @@ export class ParallelHash {
     const state = new SharedArrayBuffer(4 * slots);
     this.flags = new Int32Array(state);
     this.result = new SharedArrayBuffer(8 + 64);
-    this.worker = new Worker(WORKER, { eval: true, workerData: { ring: this.ring, state, result: this.result, slotSize } });
+    this.worker = new Worker(WORKER, {
+      eval: true, workerData: { ring: this.ring, state, result: this.result, slotSize },
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
+    });
     this.worker.unref();
   }
 
