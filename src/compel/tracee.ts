@@ -35,6 +35,9 @@ function describe(status: number): string {
   return `status 0x${status.toString(16)}`;
 }
 
+/** One buffer for every regset read: ptrace requests all come from one thread. */
+const fpScratch = Buffer.alloc(arch.fpRegsMaxSize);
+
 export class Tracee {
   readonly tid: number;
   /** Where injected syscalls run; see useSyscallInsn / useInjectionPage. */
@@ -102,9 +105,8 @@ export class Tracee {
 
   /** Extended FPU state (XSAVE area on x86_64), trimmed to what the kernel returned. */
   getFpRegs(): Buffer {
-    const b = Buffer.alloc(arch.fpRegsMaxSize);
-    const n = getRegset(this.tid, arch.fpRegset, b);
-    return Buffer.from(b.subarray(0, n));
+    const n = getRegset(this.tid, arch.fpRegset, fpScratch);
+    return Buffer.from(fpScratch.subarray(0, n));
   }
   setFpRegs(buf: Buffer): void { setRegset(this.tid, arch.fpRegset, buf); }
 
