@@ -174,7 +174,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
       }
       const flags = ((v.flags as number) & ~MAP.LOCKED) | MAP.FIXED;
       if (st & (VMA.ANON_SHARED | VMA.AREA_MEMFD)) {
-        const fd = pullFd(tr, t.area, input.shmemFd(v));
+        const fd = pullFd(tr, input.shmemFd(v));
         try {
           tr.syscall('mmap', start, len, prot, flags & ~MAP.ANONYMOUS, fd, v.pgoff as bigint);
         } finally { tr.syscallRaw('close', fd); }

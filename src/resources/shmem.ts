@@ -4,7 +4,7 @@
 // so that a write by one is seen by the others.
 import fs from 'node:fs';
 import { lseek, SEEK, SysError, mmapSharedAnon, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../kernel/index.ts';
-import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { Tracee } from '../compel/index.ts';
 import type { PageSink, PageSource } from './types.ts';
 import { PE } from './mm-layout.ts';
 import { PagesStream } from '../images/index.ts';
@@ -116,8 +116,7 @@ export class ShmemObjects {
 }
 
 /** Pull one of criu-ts's fds into a tracee (pidfd_open + pidfd_getfd); returns the tracee's fd. */
-export function pullFd(t: Tracee, area: InjectionArea, localFd: number): bigint {
-  void area;
+export function pullFd(t: Tracee, localFd: number): bigint {
   const pidfd = t.syscall('pidfd_open', getpid(), 0);
   try { return t.syscall('pidfd_getfd', pidfd, localFd, 0); } finally { t.syscallRaw('close', pidfd); }
 }

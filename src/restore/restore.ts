@@ -343,7 +343,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
     const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
-    installFds(stub, area, t.fdinfo!, local, getpid());
+    installFds(stub, t.fdinfo!, local, getpid());
     afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {

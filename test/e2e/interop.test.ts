@@ -10,7 +10,6 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, SIGUSR1, type E2EContext } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter } from '../lib/cr.ts';
-import { workload } from '../lib/workloads.ts';
 
 const CRIU = process.env.CRIU_REF;
 const skip = CRIU && existsSync(CRIU) ? false : 'set CRIU_REF to a CRIU 4.x binary to run the interop tests';
@@ -57,5 +56,4 @@ e2e('a CRIU dump of python3 restores with criu-ts', async (c) => {
   restoreDetached(img, t.pid);
   await waitForCounter(t.log, -1, 10_000, at);
   killAndReap(t.pid);
-  void workload;
 }, { skip });

@@ -52,7 +52,7 @@ export const eventpollFile: FileKind = {
   open(file, ctx) {
     const e = file.epfd as Record<string, unknown>;
     const fd = ctx.keep(epollCreate(O.CLOEXEC));
-    setStatusFlags(fd, (e.flags as number) | O.NONBLOCK);
+    // epoll_create1 takes no O_NONBLOCK; the descriptor gets it afterwards if it had it.
     if ((e.flags as number) & O.NONBLOCK) fcntl(fd, F.SETFL, O.NONBLOCK);
     return fd;
   },

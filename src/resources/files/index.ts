@@ -95,14 +95,12 @@ export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx, local: Map<nu
  * Move the prepared local fds into the task: it pulls each one from criu-ts with
  * pidfd_getfd and dup3s it onto its number. Everything the stub inherited is closed first.
  */
-export function installFds(t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea,
-  fdinfo: Msg[], local: Map<number, number>, selfPid: number): void {
+export function installFds(t: import('../../compel/index.ts').Tracee, fdinfo: Msg[], local: Map<number, number>, selfPid: number): void {
   t.syscall('close_range', 0, 0xffffffff, 0);
   const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd as number), 2);
   let pidfd = t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) { t.syscall('dup3', pidfd, high, O.CLOEXEC); t.syscall('close', pidfd); pidfd = high; }
-  void area;
   try {
     for (const e of fdinfo) {
       const fd = BigInt(e.fd as number);

@@ -31,4 +31,3 @@ export const regFile: FileKind = {
   },
 };
 
-void S_IFCHR;
