@@ -136,11 +136,17 @@ export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc:
   }
   const rs = tc.rseq_entry as Msg | undefined;
   if (rs) t.syscall('rseq', rs.rseq_abi_pointer as bigint, rs.rseq_abi_size as number, 0, rs.signature as number);
-  if (tc.sched_nice !== undefined) t.syscallRaw('setpriority', 0, 0, tc.sched_nice as number);
-  if (tc.comm !== undefined) {
+  // Nice value and name only when they differ from what the thread has already (each
+  // injected call costs two context switches).
+  if (tc.sched_nice !== undefined && tc.sched_nice !== getPriority(0, t.tid)) t.syscallRaw('setpriority', 0, 0, tc.sched_nice as number);
+  if (tc.comm !== undefined && tc.comm !== currentComm(t.tid)) {
     area.reset();
     t.syscall('prctl', PR.SET_NAME, area.putString(tc.comm as string), 0, 0, 0);
   }
+}
+
+function currentComm(tid: number): string {
+  try { return fs.readFileSync(`/proc/${tid}/comm`, 'utf8').replace(/\n$/, ''); } catch { return ''; }
 }
 
 /** Re-queue pending signals with their original siginfo (the task sends them to itself). */
