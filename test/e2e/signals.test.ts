@@ -97,7 +97,10 @@ e2e('a signal sent to a stopped process just before the dump is delivered once i
     signal(t.pid, SIGCONT);
   }
   const got = await settledGot(t.log);
-  assert.equal(got.usr1, '1/0', 'delivered exactly once (to main)');
+  // Neither thread blocks SIGUSR1 here, so a process-wide signal may go to either (POSIX);
+  // what must hold is that it is delivered once in all.
+  const [onMain, onWorker] = got.usr1.split('/').map(Number);
+  assert.equal(onMain + onWorker, 1, `delivered exactly once (main/worker: ${got.usr1})`);
   assert.equal(got.from, `${process.pid}:0`, 'siginfo of the signal sent before the dump');
   killAndReap(t.pid);
 });
