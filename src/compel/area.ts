@@ -68,3 +68,14 @@ export function findSyscallInsn(code: Buffer, start: bigint): bigint | undefined
   }
   return undefined;
 }
+
+/**
+ * A `syscall` instruction inside a tracee's [vdso], for its first injected calls (before it
+ * has an injection area). Throws with `who` in the message when there is none.
+ */
+export function vdsoSyscallInsn(t: Tracee, vdso: { start: bigint; end: bigint } | undefined, who: string): bigint {
+  if (!vdso) throw new Error(`${who} has no [vdso]; cannot run syscalls in it`);
+  const insn = findSyscallInsn(t.readMem(vdso.start, Number(vdso.end - vdso.start)), vdso.start);
+  if (insn === undefined) throw new Error(`no syscall instruction found in the [vdso] of ${who}`);
+  return insn;
+}

@@ -1,3 +1,3 @@
 export { Tracee, InjectionError, RemoteSysError, type SysArg, type StopInfo } from './tracee.ts';
-export { InjectionArea, findSyscallInsn, AREA_SIZE } from './area.ts';
+export { InjectionArea, findSyscallInsn, vdsoSyscallInsn, AREA_SIZE } from './area.ts';
 export { xsaveOffsets } from './cpuid.ts';

@@ -5,9 +5,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { writeImage, type PagesCodecOptions } from '../images/index.ts';
-import { readStat, readStatus, readSmaps, parseMaps, type Vma, type Stat } from '../proc/index.ts';
+import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
-import { InjectionArea, findSyscallInsn, xsaveOffsets, type Tracee } from '../compel/index.ts';
+import { InjectionArea, vdsoSyscallInsn, xsaveOffsets, type Tracee } from '../compel/index.ts';
 import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, type FrozenThread } from '../resources/core.ts';
@@ -75,12 +75,8 @@ const isLive = (t: Task): t is LiveTask => !t.zombie;
 
 /** Map an injection area in the leader via a syscall instruction of its vDSO. */
 function prepareInjection(t: LiveTask): void {
-  const maps = parseMaps(fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8'));
-  const vdso = maps.find((v) => v.path === '[vdso]');
-  if (!vdso) throw new CriuError(`task ${t.pid} has no [vdso]; cannot run syscalls in it`);
   const leader = t.threads[0];
-  const insn = findSyscallInsn(leader.readMem(vdso.start, Number(vdso.end - vdso.start)), vdso.start);
-  if (insn === undefined) throw new CriuError(`no syscall instruction found in the [vdso] of task ${t.pid}`);
+  const insn = vdsoSyscallInsn(leader, t.vmas.find((v) => v.path === '[vdso]'), `task ${t.pid}`);
   t.vdsoInsn = insn;
   for (const th of t.threads) th.setSigmask(0xffffffffffffffffn);
   leader.useSyscallInsn(insn);

@@ -13,6 +13,9 @@ const NR = {
   ioctl: sysnr('ioctl'), fcntl: sysnr('fcntl'), lseek: sysnr('lseek'), pipe2: sysnr('pipe2'),
   splice: sysnr('splice'), getpriority: sysnr('getpriority'), sched_getscheduler: sysnr('sched_getscheduler'),
   sched_getparam: sysnr('sched_getparam'), userfaultfd: sysnr('userfaultfd'), clock_gettime: sysnr('clock_gettime'),
+  mmap: sysnr('mmap'), munmap: sysnr('munmap'), memfd_create: sysnr('memfd_create'),
+  eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
+  timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
 };
 
 type PtraceData = Arg | Buffer;
@@ -209,39 +212,34 @@ export function clockGettime(clock: number): { sec: bigint; nsec: bigint } {
   return { sec: b.readBigInt64LE(0), nsec: b.readBigInt64LE(8) };
 }
 
-const NR2 = { mmap: sysnr('mmap'), munmap: sysnr('munmap'), memfd_create: sysnr('memfd_create') };
 
 /** A MAP_SHARED|MAP_ANONYMOUS object in criu-ts itself; returns its address. */
 export function mmapSharedAnon(size: bigint): bigint {
-  return BigInt(syscall('mmap(shared anon)', NR2.mmap, 0, size, 3, 0x21, -1, 0));
+  return BigInt(syscall('mmap(shared anon)', NR.mmap, 0, size, 3, 0x21, -1, 0));
 }
-export function munmap(addr: bigint, size: bigint): void { syscall('munmap', NR2.munmap, addr, size); }
+export function munmap(addr: bigint, size: bigint): void { syscall('munmap', NR.munmap, addr, size); }
 
 export function memfdCreate(name: string, flags: number): number {
   const b = Buffer.from(name + '\0');
-  return syscall(`memfd_create(${name})`, NR2.memfd_create, addressOf(b), flags);
+  return syscall(`memfd_create(${name})`, NR.memfd_create, addressOf(b), flags);
 }
 export const MFD = { CLOEXEC: 1, ALLOW_SEALING: 2, HUGETLB: 4 } as const;
 export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 
-const NR3 = {
-  eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
-  timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
-};
 
-export function eventfd(initval: number, flags: number): number { return syscall('eventfd2', NR3.eventfd2, initval, flags); }
-export function epollCreate(flags: number): number { return syscall('epoll_create1', NR3.epoll_create1, flags); }
+export function eventfd(initval: number, flags: number): number { return syscall('eventfd2', NR.eventfd2, initval, flags); }
+export function epollCreate(flags: number): number { return syscall('epoll_create1', NR.epoll_create1, flags); }
 export function signalfd(mask: bigint, flags: number): number {
   const b = Buffer.alloc(8);
   b.writeBigUInt64LE(mask, 0);
-  return syscall('signalfd4', NR3.signalfd4, -1, addressOf(b), 8, flags);
+  return syscall('signalfd4', NR.signalfd4, -1, addressOf(b), 8, flags);
 }
-export function timerfdCreate(clock: number, flags: number): number { return syscall('timerfd_create', NR3.timerfd_create, clock, flags); }
+export function timerfdCreate(clock: number, flags: number): number { return syscall('timerfd_create', NR.timerfd_create, clock, flags); }
 /** timerfd_settime with a relative (or absolute, per flags) itimerspec {interval, value}. */
 export function timerfdSettime(fd: number, flags: number, interval: { sec: bigint; nsec: bigint }, value: { sec: bigint; nsec: bigint }): void {
   const b = Buffer.alloc(32);
   b.writeBigInt64LE(interval.sec, 0); b.writeBigInt64LE(interval.nsec, 8);
   b.writeBigInt64LE(value.sec, 16); b.writeBigInt64LE(value.nsec, 24);
-  syscall('timerfd_settime', NR3.timerfd_settime, fd, flags, addressOf(b), 0);
+  syscall('timerfd_settime', NR.timerfd_settime, fd, flags, addressOf(b), 0);
 }
 export const TFD_IOC_SET_TICKS = 0x40085400;

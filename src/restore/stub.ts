@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { parseMaps } from '../proc/index.ts';
 import { posixSpawn, kill, waitpid, WALL, SIG, PTRACE_O, SysError, O } from '../kernel/index.ts';
-import { Tracee, InjectionArea, findSyscallInsn, AREA_SIZE, xsaveOffsets, RemoteSysError } from '../compel/index.ts';
+import { Tracee, InjectionArea, vdsoSyscallInsn, AREA_SIZE, xsaveOffsets, RemoteSysError } from '../compel/index.ts';
 import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
 import { findHole, vmaRanges, mapsRanges } from '../resources/mm-restore.ts';
 import { CriuError } from '../errors.ts';
@@ -25,11 +25,7 @@ export function startHelper(targetVmas: Msg[]): Helper {
   try {
     t = Tracee.seize(pid, TRACE_OPTIONS);
     const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
-    const vdso = maps.find((v) => v.path === '[vdso]');
-    if (!vdso) throw new CriuError('the helper has no [vdso]');
-    const insn = findSyscallInsn(t.readMem(vdso.start, Number(vdso.end - vdso.start)), vdso.start);
-    if (insn === undefined) throw new CriuError('no syscall instruction in the [vdso]');
-    t.useSyscallInsn(insn);
+    t.useSyscallInsn(vdsoSyscallInsn(t, maps.find((v) => v.path === '[vdso]'), 'the restore helper'));
     t.setSigmask(0xffffffffffffffffn);
     const at = findHole([...vmaRanges(targetVmas), ...mapsRanges(maps)], BigInt(AREA_SIZE));
     const area = InjectionArea.map(t, at);

@@ -25,17 +25,20 @@ e2e('flipping any single byte of any image file makes restore refuse, naming tha
   dumpAndReap(t.pid, good);
   const files = readdirSync(good).filter((f) => f.endsWith('.img'));
   assert.ok(files.some((f) => f.startsWith('pages-')), 'the dump has page data');
+  // The header, the middle and the very end of every file.
   for (const f of files) {
-    const dir = join(c.dir, `flip-${f}`);
-    cpSync(good, dir, { recursive: true });
-    const p = join(dir, f);
-    const b = readFileSync(p);
-    const at = Math.floor(b.length / 2);
-    b[at] ^= 0x01;
-    writeFileSync(p, b);
-    const line = assertCleanError(restore(dir, ['-d']));
-    assert.ok(line.includes(f), `restore with a byte flipped at ${at} of ${f} must name it: ${line}`);
-    assert.equal(procStat(t.pid), null, `no process at PID ${t.pid} after the refused restore of ${f}`);
+    const size = statSync(join(good, f)).size;
+    for (const at of new Set([0, Math.floor(size / 2), size - 1])) {
+      const dir = join(c.dir, `flip-${at}-${f}`);
+      cpSync(good, dir, { recursive: true });
+      const p = join(dir, f);
+      const b = readFileSync(p);
+      b[at] ^= 0x01;
+      writeFileSync(p, b);
+      const line = assertCleanError(restore(dir, ['-d']));
+      assert.ok(line.includes(f), `restore with a byte flipped at ${at} of ${f} must name it: ${line}`);
+      assert.equal(procStat(t.pid), null, `no process at PID ${t.pid} after the refused restore of ${f}`);
+    }
   }
   // Control: the intact copy restores.
   restoreDetached(good, t.pid);
