@@ -23,6 +23,7 @@ export class RemoteSysError extends SysError {
   constructor(tid: number, call: string, errno: number) { super(`${call} in task ${tid}`, errno); this.tid = tid; }
 }
 
+const NO_SYSCALL = Buffer.from([0xff, 0xff, 0xff, 0xff]);
 const FATAL = new Set<number>([SIG.SEGV, SIG.BUS, SIG.ILL, SIG.FPE, SIG.SYS]);
 const ALL_SIGNALS = 0xffffffffffffffffn;
 
@@ -147,6 +148,7 @@ export class Tracee {
       this.expectSyscallStop(name);
       ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
       this.expectSyscallStop(name);
+      if (arch.syscallNrRegset !== undefined) setRegset(this.tid, arch.syscallNrRegset, NO_SYSCALL);
     }
     return arch.syscallResult(this.getRegs(this.scratchRegs));
   }

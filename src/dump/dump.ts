@@ -7,8 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { writeImage, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
-import { InjectionArea, vdsoSyscallInsn, xsaveOffsets, type Tracee } from '../compel/index.ts';
-import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
+import { InjectionArea, vdsoSyscallInsn, type Tracee } from '../compel/index.ts';
+import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, type FrozenThread } from '../resources/core.ts';
 import { dumpMm } from '../resources/mm-dump.ts';
@@ -94,7 +94,7 @@ function thaw(t: LiveTask, log: Logger): void {
   } catch (e) { log.error(`cannot remove the injection area of ${t.pid}: ${(e as Error).message}`); }
   for (const s of t.snaps) {
     try {
-      s.tracee.setRegs(s.regs);
+      cpu.thaw(s.tracee, s.cpu);
       // Injected syscalls resumed a task that was stopped; stop it again before any of its
       // signals can be handled.
       if (t.stopped && s.tracee === leader) leader.enterGroupStop(t.pid, SIG.STOP);
@@ -204,14 +204,14 @@ export function dump(req: DumpRequest): DumpResult {
   return result;
 }
 
-interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; offs: XsaveOffsets; objects: DumpShared }
+interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
-    live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), offs: xsaveOffsets(live[0].area!), objects,
+    live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
@@ -257,7 +257,7 @@ function zombieIds(t: FrozenTask): { pgid: number; sid: number } {
 
 function dumpZombie(t: FrozenTask, imgs: ImageSet): void {
   imgs.one(`core-${t.pid}.img`, 'core_entry', {
-    mtype: 1, tc: { task_state: 2, exit_code: t.zombie!.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: t.zombie!.comm },
+    mtype: cpu.march, tc: { task_state: 2, exit_code: t.zombie!.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: t.zombie!.comm },
   });
 }
 
@@ -317,7 +317,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     if (!isLeader) th.useInjectionPage(area.base);
     const threadCore = dumpThreadCore(snap, pid, area, isLeader);
     threadCore.creds = dumpCreds(isLeader ? status : readStatus(pid, th.tid), secbits);
-    const core: Msg = { mtype: 1, thread_info: dumpThreadInfo(snap, area, sh.offs), thread_core: threadCore };
+    const core: Msg = { mtype: cpu.march, [cpu.infoField]: dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
     if (isLeader) core.tc = tc;
     imgs.one(`core-${th.tid}.img`, 'core_entry', core);
   }

@@ -1,67 +1,24 @@
-// Per-thread CPU state: general registers, FPU/XSAVE, TLS descriptors (thread_info_x86),
-// and the thread_core_entry fields that belong to a thread: robust list, sigaltstack,
-// rseq, scheduling, blocked mask, pending signals.
+// The thread_core_entry fields that belong to a thread and are the same on every
+// architecture: robust list, sigaltstack, rseq, scheduling, blocked mask, pending signals.
+// Registers and the rest of the CPU state are in cpu/.
 import fs from 'node:fs';
 import {
-  arch, X86, X86_REG_NAMES, getRobustList, getRseqConfig, peekSiginfo, getPriority, schedGetScheduler,
+  getRobustList, getRseqConfig, peekSiginfo, getPriority, schedGetScheduler,
   schedGetPriority, PR, RSEQ_FLAG_UNREGISTER, SIGINFO_SIZE,
 } from '../kernel/index.ts';
-import { xsaveToEntry, entryToXsave, type XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
+import { cpu, type CpuSnapshot, type CpuFacts } from './cpu/index.ts';
 import type { Msg } from './types.ts';
 
 /** What a thread looked like the moment it was frozen, before any injection touched it. */
 export interface FrozenThread {
   tracee: Tracee;
-  regs: Buffer;
-  fpregs: Buffer;
+  cpu: CpuSnapshot;
   sigmask: bigint;
 }
 
 export function freezeSnapshot(t: Tracee): FrozenThread {
-  return { tracee: t, regs: t.getRegs(), fpregs: t.getFpRegs(), sigmask: t.getSigmask() };
-}
-
-function restartable(regs: Buffer): Buffer {
-  const r = Buffer.from(regs);
-  arch.fixupRestart(r);
-  return r;
-}
-
-function regsToEntry(r: Buffer): Msg {
-  const e: Msg = {};
-  for (const name of X86_REG_NAMES) e[name] = r.readBigUInt64LE(X86[name]);
-  e.mode = 1; // NATIVE
-  return e;
-}
-
-export function entryToRegs(e: Msg): Buffer {
-  const r = Buffer.alloc(arch.gpRegsSize);
-  for (const name of X86_REG_NAMES) r.writeBigUInt64LE(BigInt.asUintN(64, e[name] as bigint), X86[name]);
-  return r;
-}
-
-const USER_DESC = 16;
-const GDT_TLS = [12, 13, 14];
-
-function readTlsDescs(t: Tracee, area: InjectionArea): Msg[] {
-  const out: Msg[] = [];
-  for (const n of GDT_TLS) {
-    area.reset();
-    const b = Buffer.alloc(USER_DESC);
-    b.writeUInt32LE(n, 0);
-    const a = area.put(b);
-    const r = t.syscallRaw('get_thread_area', a);
-    const d = r === 0n ? area.read(a, USER_DESC) : b;
-    const bits = d.readUInt32LE(12);
-    out.push({
-      entry_number: n, base_addr: d.readUInt32LE(4), limit: d.readUInt32LE(8),
-      seg_32bit: !!(bits & 1), contents_h: !!(bits & 4), contents_l: !!(bits & 2),
-      read_exec_only: r === 0n ? !!(bits & 8) : true, limit_in_pages: !!(bits & 16),
-      seg_not_present: r === 0n ? !!(bits & 32) : true, usable: !!(bits & 64),
-    });
-  }
-  return out;
+  return { tracee: t, cpu: cpu.snapshot(t), sigmask: t.getSigmask() };
 }
 
 function tidAddress(t: Tracee, area: InjectionArea): bigint {
@@ -71,16 +28,9 @@ function tidAddress(t: Tracee, area: InjectionArea): bigint {
   return area.read(a, 8).readBigUInt64LE(0);
 }
 
-/** thread_info_x86 for the core image. */
-export function dumpThreadInfo(f: FrozenThread, area: InjectionArea, offs: XsaveOffsets): Msg {
-  return {
-    clear_tid_addr: tidAddress(f.tracee, area),
-    // Saved already adjusted for an interrupted syscall, as CRIU does: its restorer does
-    // not adjust them again.
-    gpregs: regsToEntry(restartable(f.regs)),
-    fpregs: xsaveToEntry(f.fpregs, offs),
-    tls: readTlsDescs(f.tracee, area),
-  };
+/** This architecture's thread_info for the core image. */
+export function dumpThreadInfo(f: FrozenThread, area: InjectionArea, facts: CpuFacts): Msg {
+  return cpu.dumpInfo(f.tracee, f.cpu, area, facts, tidAddress(f.tracee, area));
 }
 
 function sigaltstack(t: Tracee, area: InjectionArea): Msg {
@@ -123,7 +73,7 @@ export function unregisterInheritedRseq(t: Tracee): void {
 
 /** Per-thread kernel state, once the memory it points into is back. */
 export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc: Msg): void {
-  t.syscall('set_tid_address', info.clear_tid_addr as bigint);
+  t.syscall('set_tid_address', cpu.clearTid(info));
   t.syscall('set_robust_list', tc.futex_rla as bigint, tc.futex_rla_len as number);
   const sas = tc.sas as Msg | undefined;
   if (sas && !((sas.ss_flags as number) & 2)) {
@@ -162,13 +112,3 @@ export function requeueSignals(t: Tracee, area: InjectionArea, pid: number, q: M
   }
 }
 
-/** The registers a thread resumes with, after the syscall-restart fix-up. */
-export function finalRegs(info: Msg): Buffer {
-  const r = entryToRegs(info.gpregs as Msg);
-  arch.fixupRestart(r);
-  return r;
-}
-
-export function finalFpregs(t: Tracee, info: Msg, offs: XsaveOffsets): Buffer {
-  return entryToXsave(info.fpregs as Msg, t.getFpRegs(), offs);
-}

@@ -6,6 +6,7 @@ import { parseMaps, type Vma } from '../proc/index.ts';
 import { arch, processVmWritev, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully } from '../kernel/index.ts';
 import { VMA, PE } from './mm-layout.ts';
 import { pullFd } from './shmem.ts';
+import { isShadowStack, convertShadowStacks } from './shstk.ts';
 import { pagesInfo, PagesStream } from '../images/index.ts';
 import type { Msg, PageSource, RestoreTask } from './types.ts';
 
@@ -198,7 +199,9 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
   }
   fillPages(t, input);
   copyFromParent(t, input);
+  convertShadowStacks(t, vmas.filter((v) => isShadowStack(v) && !input.kept?.has(v.start as bigint)), input.runs);
   for (const v of needMprotect) {
+    if (isShadowStack(v)) continue;
     tr.syscall('mprotect', v.start as bigint, (v.end as bigint) - (v.start as bigint), v.prot as number);
   }
   for (const v of vmas) applyMadvise(t, v);

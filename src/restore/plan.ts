@@ -2,6 +2,7 @@
 import { CriuError } from '../errors.ts';
 import type { DumpImages } from './images.ts';
 import type { Msg, PageSource } from '../resources/types.ts';
+import { cpu, threadInfo } from '../resources/cpu/index.ts';
 
 export interface TaskPlan {
   pid: number;
@@ -37,7 +38,7 @@ export function plan(imgs: DumpImages): RestorePlan {
     const threads = entry.threads as number[];
     if (threads.length && threads[0] !== pid) throw new CriuError(`pstree.img: task ${pid} does not list its leader first`);
     const leaderCore = imgs.one(`core-${pid}.img`, 'core_entry');
-    if (leaderCore.mtype !== 1) throw new CriuError(`core-${pid}.img: the dump is for another architecture (mtype ${leaderCore.mtype as number})`);
+    checkArch(leaderCore, `core-${pid}.img`);
     const tc = leaderCore.tc as Msg | undefined;
     if (!tc) throw new CriuError(`core-${pid}.img: no task core (tc)`);
     const t: TaskPlan = {
@@ -50,8 +51,15 @@ export function plan(imgs: DumpImages): RestorePlan {
     }
     if (tc.task_state !== 1 && tc.task_state !== 3) throw new CriuError(`core-${pid}.img: task state ${tc.task_state as number} is not supported yet`);
     if (tc.task_state === 3) t.stopSignal = (tc.stop_signo as number | undefined) ?? 19;
-    if (!leaderCore.thread_info) throw new CriuError(`core-${pid}.img: no thread_info`);
-    for (const tid of t.threads.slice(1)) t.cores.set(tid, imgs.one(`core-${tid}.img`, 'core_entry'));
+    for (const tid of t.threads) {
+      const file = `core-${tid}.img`;
+      if (tid !== pid) t.cores.set(tid, imgs.one(file, 'core_entry'));
+      const core = t.cores.get(tid)!;
+      checkArch(core, file);
+      const info = threadInfo(core);
+      if (!info) throw new CriuError(`${file}: no ${cpu.infoField}`);
+      cpu.check(info, file);
+    }
     t.ids = imgs.one(`ids-${pid}.img`, 'task_kobj_ids_entry');
     t.mm = imgs.one(`mm-${pid}.img`, 'mm_entry');
     t.fsEntry = imgs.one(`fs-${pid}.img`, 'fs_entry');
@@ -60,4 +68,11 @@ export function plan(imgs: DumpImages): RestorePlan {
     return t;
   });
   return { tasks, files };
+}
+
+const MARCH: Record<number, string> = { 1: 'x86_64', 2: 'arm', 3: 'aarch64', 4: 'ppc64', 5: 's390', 6: 'mips', 7: 'loongarch64', 8: 'riscv64' };
+
+function checkArch(core: Msg, file: string): void {
+  const m = core.mtype as number;
+  if (m !== cpu.march) throw new CriuError(`${file}: the dump is for ${MARCH[m] ?? `architecture ${m}`}, this machine is ${MARCH[cpu.march]}`);
 }

@@ -4,10 +4,10 @@
 import fs from 'node:fs';
 import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR } from '../kernel/index.ts';
 import { InjectionArea, type Tracee } from '../compel/index.ts';
-import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
+import { cpu, threadInfo, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { prepareAddressSpace, restoreVmas, restoreMmFields } from '../resources/mm-restore.ts';
-import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, finalRegs, finalFpregs } from '../resources/core.ts';
+import { unregisterInheritedRseq, restoreThreadCore, requeueSignals } from '../resources/core.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreItimers } from '../resources/timers.ts';
 import { restoreRlimits } from '../resources/rlimits.ts';
@@ -56,7 +56,7 @@ interface Ctx {
   req: RestoreRequest;
   imgs: DumpImages;
   files: Map<number, Msg>;
-  offs: XsaveOffsets;
+  cpuFacts: CpuFacts;
   fileCtx: RestoreFileCtx;
   locals: Map<number, number>;
   opened: number[];
@@ -79,7 +79,7 @@ export function restore(req: RestoreRequest): RestoreResult {
     helper = startHelper(tasks.flatMap((t) => (t.mm?.vmas as Msg[] | undefined) ?? []));
     const helperArea = helper.area;
     const ctx: Ctx = {
-      req, imgs, files, offs: helper.offs, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(), leaderHelpers: new Map(), sharedVm: new Set(),
+      req, imgs, files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(), leaderHelpers: new Map(), sharedVm: new Set(),
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, memo: new Map(),
@@ -361,9 +361,8 @@ function restoreTask(ctx: Ctx, l: Live): void {
 
   // Threads come once the memory they run on is back.
   for (const tid of t.threads.slice(1)) {
-    const info = t.cores.get(tid)!.thread_info as Msg;
-    const gp = info.gpregs as Msg;
-    const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: info.clear_tid_addr as bigint, tls: gp.fs_base as bigint });
+    const info = threadInfo(t.cores.get(tid)!)!;
+    const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: cpu.clearTid(info), tls: cpu.tls(info) });
     th.useInjectionPage(area.base);
     th.setSigmask(ALL_SIGNALS);
     l.threads.set(tid, th);
@@ -372,7 +371,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
   for (const [tid, th] of l.threads) {
     const c = t.cores.get(tid)!;
     const threadCore = c.thread_core as Msg;
-    restoreThreadCore(th, area, c.thread_info as Msg, threadCore);
+    restoreThreadCore(th, area, threadInfo(c)!, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p as Msg | undefined, false);
   }
   // Credentials are per thread in the kernel, and last: they may take away our rights.
@@ -403,22 +402,17 @@ function prepareRelease(ctx: Ctx, l: Live, keepArea = false): void {
   for (const [tid, th] of l.threads) {
     if (tid === t.pid) continue;
     const c = t.cores.get(tid)!;
-    const info = c.thread_info as Msg;
-    th.setFpRegs(finalFpregs(th, info, ctx.offs));
-    th.setRegs(finalRegs(info));
+    cpu.apply(th, threadInfo(c)!, ctx.cpuFacts);
     th.setSigmask(((c.thread_core as Msg).blk_sigset as bigint | undefined) ?? 0n);
   }
   // The leader unmaps the injection area by itself, from its own syscall instruction, and
   // stops at syscall exit, never running the trap after it; there its registers go in.
   const core = t.cores.get(t.pid)!;
-  const info = core.thread_info as Msg;
-  const fp = finalFpregs(l.leader, info, ctx.offs);
   if (!keepArea) {
     l.leader.useSyscallInsn(l.area.base);
     l.leader.syscall('munmap', l.area.base, l.area.size);
   }
-  l.leader.setFpRegs(fp);
-  l.leader.setRegs(finalRegs(info));
+  cpu.apply(l.leader, threadInfo(core)!, ctx.cpuFacts);
   // A task dumped stopped goes into its job-control stop before its own mask lets any
   // pending signal through.
   if (t.stopSignal) l.leader.enterGroupStop(t.pid, t.stopSignal);

@@ -4,15 +4,15 @@
 import fs from 'node:fs';
 import { parseMaps } from '../proc/index.ts';
 import { posixSpawn, kill, waitpid, WALL, SIG, PTRACE_O, SysError, O } from '../kernel/index.ts';
-import { Tracee, InjectionArea, vdsoSyscallInsn, AREA_SIZE, xsaveOffsets, RemoteSysError } from '../compel/index.ts';
-import type { XsaveOffsets } from '../kernel/arch/x86_64-xsave.ts';
+import { Tracee, InjectionArea, vdsoSyscallInsn, AREA_SIZE, RemoteSysError } from '../compel/index.ts';
+import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { findHole, vmaRanges, mapsRanges } from '../resources/mm-restore.ts';
 import { CriuError } from '../errors.ts';
 import type { Msg } from '../resources/types.ts';
 
 export const TRACE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL;
 
-export interface Helper { tracee: Tracee; area: InjectionArea; offs: XsaveOffsets }
+export interface Helper { tracee: Tracee; area: InjectionArea; cpuFacts: CpuFacts }
 
 const HELPER_BINARIES = ['/bin/sleep', '/usr/bin/sleep'];
 
@@ -29,7 +29,7 @@ export function startHelper(targetVmas: Msg[]): Helper {
     t.setSigmask(0xffffffffffffffffn);
     const at = findHole([...vmaRanges(targetVmas), ...mapsRanges(maps)], BigInt(AREA_SIZE));
     const area = InjectionArea.map(t, at);
-    return { tracee: t, area, offs: xsaveOffsets(area) };
+    return { tracee: t, area, cpuFacts: cpu.facts(area) };
   } catch (e) {
     killHelper(pid);
     throw e;

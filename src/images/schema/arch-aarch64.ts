@@ -56,6 +56,8 @@ export const archAarch64Messages = {
       { no: 4, name: 'fpsimd', label: 'req', type: 'message', ref: 'user_aarch64_fpsimd_context_entry' },
       { no: 5, name: 'pac_keys', label: 'opt', type: 'message', ref: 'pac_keys' },
       { no: 6, name: 'gcs', label: 'opt', type: 'message', ref: 'user_aarch64_gcs_entry' },
+      // criu-ts extension: the NT_ARM_SVE regset when the thread's live state was SVE.
+      { no: 100, name: 'sve', label: 'opt', type: 'bytes' },
     ],
   },
   user_aarch64_gcs_entry: {
@@ -63,6 +65,8 @@ export const archAarch64Messages = {
     fields: [
       { no: 1, name: 'gcspr_el0', label: 'req', type: 'uint64', opts: { hex: true } },
       { no: 2, name: 'features_enabled', label: 'req', type: 'uint64', opts: { hex: true } },
+      // criu-ts extension: CRIU's PR #2725 does not keep the locked bits.
+      { no: 100, name: 'features_locked', label: 'opt', type: 'uint64', opts: { hex: true } },
     ],
   },
 } as const satisfies Record<string, MessageDef>;

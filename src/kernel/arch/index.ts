@@ -1,9 +1,10 @@
 import type { Arch } from './types.ts';
 import { x86_64 } from './x86_64.ts';
+import { aarch64 } from './aarch64.ts';
 
 export type { Arch, SyscallName } from './types.ts';
 
-const byName: Record<string, Arch> = { x64: x86_64 };
+const byName: Record<string, Arch> = { x64: x86_64, arm64: aarch64 };
 
 /** The backend for the machine criu-ts runs on. */
 export const arch: Arch = (() => {

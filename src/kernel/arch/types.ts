@@ -38,6 +38,12 @@ export interface Arch {
   readonly auxvWords: number;
   /** Highest user address + 1. */
   readonly taskSize: bigint;
+  /**
+   * Regset holding the syscall number the kernel acts on (NT_ARM_SYSTEM_CALL), where the
+   * general registers do not carry it: reset after an injected call stopped at syscall exit,
+   * so that no restart logic can apply to the registers put back afterwards.
+   */
+  readonly syscallNrRegset?: number;
 
   ip(regs: Buffer): bigint;
   setIp(regs: Buffer, ip: bigint): void;

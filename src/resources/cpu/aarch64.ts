@@ -1,0 +1,185 @@
+// AArch64: user_pt_regs, FP/SIMD (and SVE when live), TPIDR_EL0, the pointer-authentication
+// keys and the Guarded Control Stack registers (thread_info_aarch64).
+import fs from 'node:fs';
+import { arch, NT } from '../../kernel/index.ts';
+import { parseAuxv, AT_HWCAP } from '../../proc/auxv.ts';
+import { CriuError } from '../../errors.ts';
+import type { Tracee } from '../../compel/index.ts';
+import type { Msg } from '../types.ts';
+import type { CpuBackend } from './types.ts';
+
+const HWCAP_SVE = 1n << 22n, HWCAP_PACA = 1n << 30n, HWCAP_PACG = 1n << 31n, HWCAP_GCS = 1n << 32n;
+let hwcapCache: bigint | undefined;
+/** AT_HWCAP of this machine, as the kernel gave it to criu-ts. */
+function hwcap(): bigint {
+  if (hwcapCache === undefined) {
+    const words = parseAuxv(fs.readFileSync('/proc/self/auxv'));
+    hwcapCache = 0n;
+    for (let i = 0; i + 1 < words.length; i += 2) if (words[i] === BigInt(AT_HWCAP)) hwcapCache = words[i + 1];
+  }
+  return hwcapCache;
+}
+export const hostHas = {
+  sve: () => (hwcap() & HWCAP_SVE) !== 0n,
+  pac: () => (hwcap() & (HWCAP_PACA | HWCAP_PACG)) !== 0n,
+  gcs: () => (hwcap() & HWCAP_GCS) !== 0n,
+};
+
+// struct user_sve_header: size, max_size (u32), vl, max_vl, flags (u16).
+const SVE_HEADER = 16, SVE_PT_REGS_SVE = 1;
+const GCS_SIZE = 24, PR_SHADOW_STACK_ENABLE = 1n;
+
+function regset(t: Tracee, note: number, size: number): Buffer | undefined {
+  try { return t.getRegset(note, size); } catch { return undefined; }
+}
+
+/** The full SVE register file when the thread's live state is SVE (not just FP/SIMD). */
+function liveSve(t: Tracee): Buffer | undefined {
+  if (!hostHas.sve()) return undefined;
+  const h = regset(t, NT.ARM_SVE, SVE_HEADER);
+  if (!h || h.length < SVE_HEADER || !(h.readUInt16LE(12) & SVE_PT_REGS_SVE)) return undefined;
+  return t.getRegset(NT.ARM_SVE, h.readUInt32LE(0));
+}
+
+const u64s = (b: Buffer, n: number, off = 0): bigint[] => Array.from({ length: n }, (_, i) => b.readBigUInt64LE(off + i * 8));
+
+function regsToEntry(r: Buffer): Msg {
+  return { regs: u64s(r, 31), sp: r.readBigUInt64LE(248), pc: r.readBigUInt64LE(256), pstate: r.readBigUInt64LE(264) };
+}
+function entryToRegs(e: Msg): Buffer {
+  const r = Buffer.alloc(arch.gpRegsSize);
+  (e.regs as bigint[]).slice(0, 31).forEach((v, i) => r.writeBigUInt64LE(v, i * 8));
+  r.writeBigUInt64LE(e.sp as bigint, 248);
+  r.writeBigUInt64LE(e.pc as bigint, 256);
+  r.writeBigUInt64LE(e.pstate as bigint, 264);
+  return r;
+}
+
+// struct user_fpsimd_state: 32 × 128-bit vregs, fpsr, fpcr.
+function fpsimdToEntry(f: Buffer): Msg {
+  return { vregs: u64s(f, 64), fpsr: f.readUInt32LE(512), fpcr: f.readUInt32LE(516) };
+}
+function entryToFpsimd(e: Msg): Buffer {
+  const f = Buffer.alloc(528);
+  (e.vregs as bigint[]).slice(0, 64).forEach((v, i) => f.writeBigUInt64LE(v, i * 8));
+  f.writeUInt32LE(e.fpsr as number, 512);
+  f.writeUInt32LE(e.fpcr as number, 516);
+  return f;
+}
+
+const ADDRESS_KEYS = ['apiakey', 'apibkey', 'apdakey', 'apdbkey'] as const;
+
+function dumpPacKeys(t: Tracee): Msg | undefined {
+  if (!hostHas.pac()) return undefined;
+  const out: Msg = {};
+  const a = regset(t, NT.ARM_PACA_KEYS, 64);
+  if (a?.length === 64) {
+    const e: Msg = {};
+    ADDRESS_KEYS.forEach((k, i) => { e[`${k}_lo`] = a.readBigUInt64LE(i * 16); e[`${k}_hi`] = a.readBigUInt64LE(i * 16 + 8); });
+    const en = regset(t, NT.ARM_PAC_ENABLED_KEYS, 8);
+    e.pac_enabled_key = en?.length === 8 ? en.readBigUInt64LE(0) : 0xfn;
+    out.pac_address_keys = e;
+  }
+  const g = regset(t, NT.ARM_PACG_KEYS, 16);
+  if (g?.length === 16) out.pac_generic_keys = { apgakey_lo: g.readBigUInt64LE(0), apgakey_hi: g.readBigUInt64LE(8) };
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
+ * The keys must be the dumped ones: Debian's arm64 code signs its return addresses, and a
+ * thread resumed with fresh keys faults on its first return.
+ */
+function restorePacKeys(t: Tracee, keys: Msg | undefined): void {
+  const a = keys?.pac_address_keys as Msg | undefined;
+  if (a) {
+    const b = Buffer.alloc(64);
+    ADDRESS_KEYS.forEach((k, i) => { b.writeBigUInt64LE(a[`${k}_lo`] as bigint, i * 16); b.writeBigUInt64LE(a[`${k}_hi`] as bigint, i * 16 + 8); });
+    t.setRegset(NT.ARM_PACA_KEYS, b);
+    const en = Buffer.alloc(8);
+    en.writeBigUInt64LE(a.pac_enabled_key as bigint);
+    t.setRegset(NT.ARM_PAC_ENABLED_KEYS, en);
+  }
+  const g = keys?.pac_generic_keys as Msg | undefined;
+  if (g) {
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64LE(g.apgakey_lo as bigint, 0);
+    b.writeBigUInt64LE(g.apgakey_hi as bigint, 8);
+    t.setRegset(NT.ARM_PACG_KEYS, b);
+  }
+}
+
+/** NT_ARM_GCS as CRIU's user_aarch64_gcs_entry, plus the locked bits (a criu-ts extension field). */
+function dumpGcs(t: Tracee): Msg | undefined {
+  if (!hostHas.gcs()) return undefined;
+  const b = regset(t, NT.ARM_GCS, GCS_SIZE);
+  if (!b || b.length < GCS_SIZE) return undefined;
+  const enabled = b.readBigUInt64LE(0), locked = b.readBigUInt64LE(8), gcspr = b.readBigUInt64LE(16);
+  if (!enabled && !locked && !gcspr) return undefined;
+  return { gcspr_el0: gcspr, features_enabled: enabled, features_locked: locked };
+}
+
+/**
+ * Set straight from outside: the kernel lets a tracer enable GCS and point GCSPR_EL0 anywhere,
+ * ignoring locks, and allocates nothing. The GCS VMA and its contents are back already
+ * (shstk.ts), and nothing runs in the thread before it resumes with these registers.
+ */
+function restoreGcs(t: Tracee, gcs: Msg | undefined): void {
+  if (!hostHas.gcs()) return;
+  const b = Buffer.alloc(GCS_SIZE);
+  if (gcs) {
+    b.writeBigUInt64LE(gcs.features_enabled as bigint, 0);
+    b.writeBigUInt64LE((gcs.features_locked as bigint | undefined) ?? 0n, 8);
+    b.writeBigUInt64LE(gcs.gcspr_el0 as bigint, 16);
+  }
+  // Without an entry the thread gets GCS off, whatever the stub had.
+  t.setRegset(NT.ARM_GCS, b);
+}
+
+export const aarch64Cpu: CpuBackend = {
+  march: 3,
+  infoField: 'ti_aarch64',
+  facts: () => ({}),
+  snapshot: (t) => ({ regs: t.getRegs(), fpregs: t.getFpRegs(), vector: liveSve(t) }),
+  thaw(t, s) {
+    // An injected syscall discards the SVE state beyond FP/SIMD: put the vector state back too.
+    if (s.vector) t.setRegset(NT.ARM_SVE, s.vector);
+    else t.setFpRegs(s.fpregs);
+    t.setRegs(s.regs);
+  },
+  dumpInfo(t, s, _area, _facts, clearTid) {
+    const info: Msg = {
+      clear_tid_addr: clearTid,
+      tls: t.getRegset(NT.ARM_TLS, 16).readBigUInt64LE(0),
+      gpregs: regsToEntry(s.regs),
+      fpsimd: fpsimdToEntry(s.fpregs),
+    };
+    const pac = dumpPacKeys(t);
+    if (pac) info.pac_keys = pac;
+    const gcs = dumpGcs(t);
+    if (gcs) info.gcs = gcs;
+    if (s.vector) info.sve = s.vector;
+    return info;
+  },
+  check(info, file) {
+    const gcs = info.gcs as Msg | undefined;
+    if (gcs && ((gcs.features_enabled as bigint) & PR_SHADOW_STACK_ENABLE) && !hostHas.gcs()) {
+      throw new CriuError(`${file}: the thread runs with the Guarded Control Stack (GCS), which this machine does not have`);
+    }
+    if (info.pac_keys && !hostHas.pac()) {
+      throw new CriuError(`${file}: the thread uses pointer authentication, which this machine does not have`);
+    }
+  },
+  tls: (info) => info.tls as bigint,
+  clearTid: (info) => info.clear_tid_addr as bigint,
+  apply(t, info) {
+    const tls = Buffer.alloc(8);
+    tls.writeBigUInt64LE(info.tls as bigint);
+    t.setRegset(NT.ARM_TLS, tls);
+    restorePacKeys(t, info.pac_keys as Msg | undefined);
+    const sve = info.sve as Buffer | undefined;
+    if (sve && hostHas.sve()) t.setRegset(NT.ARM_SVE, sve);
+    else t.setFpRegs(entryToFpsimd(info.fpsimd as Msg));
+    t.setRegs(entryToRegs(info.gpregs as Msg));
+    restoreGcs(t, info.gcs as Msg | undefined);
+  },
+};
