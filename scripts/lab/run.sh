@@ -50,6 +50,8 @@ trap cleanup EXIT
   printf 'export LAB_WORKDIR=%q\n' "$LAB_CHECKOUT"
   [ "$shell" = 1 ] && echo 'export LAB_SHELL=1'
   [ -n "${CI:-}" ] && printf 'export CI=%q\n' "$CI"
+  # Emulation runs 10-30 times slower: the tests scale their waits by this.
+  echo 'export CRIU_TS_SLOW=10'
   for e in ${envs[@]+"${envs[@]}"}; do printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"; done
 } >"$ctl/env"
 {

@@ -120,6 +120,23 @@ function matchSpecials(stub: Vma[], want: Msg[]): SpecialMove[] {
   return out;
 }
 
+/**
+ * The runs with the pages inside `ranges` cut out. A run may cross VMA boundaries (the vDSO
+ * is often right below ld.so on arm64), so runs are clipped, never dropped whole.
+ */
+export function withoutRanges(runs: PageSource[], ranges: Range[]): PageSource[] {
+  if (!ranges.length) return runs;
+  const out: PageSource[] = [];
+  for (const r of runs) {
+    const end = r.vaddr + BigInt(r.nrPages) * PAGE;
+    for (const piece of subtract({ start: r.vaddr, end }, ranges)) {
+      const skip = Number((piece.start - r.vaddr) / PAGE);
+      out.push({ ...r, vaddr: piece.start, nrPages: Number((piece.end - piece.start) / PAGE), offset: r.offset === undefined ? undefined : r.offset + skip * Number(PAGE) });
+    }
+  }
+  return out;
+}
+
 /** Does any run of pages intersect [start, end)? Runs are sorted by address. */
 function makeHasPages(runs: PageSource[]): (start: bigint, end: bigint) => boolean {
   let i = 0;
@@ -244,9 +261,9 @@ function applyMadvise(t: RestoreTask, v: Msg): void {
  */
 function fillPages(t: RestoreTask, input: MmRestoreInput): void {
   // CRIU saves the vDSO's pages too; this kernel's own vDSO is used instead.
-  const special = (input.mm.vmas as Msg[]).filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR));
-  const inSpecial = (r: PageSource) => special.some((v) => r.vaddr >= (v.start as bigint) && r.vaddr < (v.end as bigint));
-  const present = input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined && !inSpecial(r));
+  const special = (input.mm.vmas as Msg[]).filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR))
+    .map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
+  const present = withoutRanges(input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined), special);
   if (!present.length) return;
   if (pagesInfo(input.pagesPath).encoded) { fillFromStream(t, input, present); return; }
   const tr = t.leader;

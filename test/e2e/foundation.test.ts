@@ -10,6 +10,7 @@ import {
   e2e, signal, sleep, readLines, lastCounter, waitForLine, procMaps, diffMaps, fdTable, procStatus, cmdline,
   assertRunningFree, killAndReap, adopt, runCriuAsync, describeRun, imageFiles, procStat, startTarget,
   counterValues, assertConsecutive, SIGUSR1, SIGUSR2, type FdInfo,
+  SLOW,
 } from '../lib/proc.ts';
 import {
   dump, restore, dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter, counterOf, firstProgressFrom, DATA_HEADER,
@@ -127,12 +128,14 @@ e2e('dump -R leaves the process running, and the images restore after it is kill
 });
 
 e2e('restore without -d waits and exits with the process exit status', async (c) => {
-  const f = startFoundation(c, { dataFile: false, intervalMs: 50, exitAt: 40, exitCode: 7 });
+  // Long enough to outlive the dump on a slow (emulated) machine.
+  const exitAt = 40 * SLOW;
+  const f = startFoundation(c, { dataFile: false, intervalMs: 50, exitAt, exitCode: 7 });
   await waitForCounter(f.log, 5);
   const img = c.subdir('img');
   dumpAndReap(f.pid, img);
   const atDump = lastCounter(f.log);
-  assert.ok(atDump < 40, `dumped before the exit (i=${atDump})`);
+  assert.ok(atDump < exitAt, `dumped before the exit (i=${atDump})`);
   adopt(f.pid); // reaped by the sweep if criu-ts dies and it is re-parented to us
   const run = runCriuAsync(['restore', '-D', img, '-v4', '-o', 'restore.log'], { timeoutMs: 60_000 });
   await waitForCounter(f.log, atDump + 1, 10_000);
@@ -142,7 +145,7 @@ e2e('restore without -d waits and exits with the process exit status', async (c)
   assert.equal(procStat(f.pid)?.state ?? 'gone', 'gone', 'criu-ts reaped the restored process');
   assert.equal(readLines(f.log).at(-1), 'exit code=7');
   checkFoundationLog(f.log);
-  assert.equal(lastCounter(f.log), 40);
+  assert.equal(lastCounter(f.log), exitAt);
 });
 
 e2e('restore --pidfile writes the PID of the restored process', async (c) => {

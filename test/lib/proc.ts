@@ -31,6 +31,12 @@ export const SIGTERM = 15;
 export const SIGUSR1 = 10;
 export const SIGUSR2 = 12;
 
+/**
+ * How much slower than this VM the machine runs: the emulated arm64 lab sets
+ * CRIU_TS_SLOW=10, and every wait and timeout below scales by it.
+ */
+export const SLOW = Math.max(1, Number(process.env.CRIU_TS_SLOW ?? 1) || 1);
+
 /** The CLI under test: $CRIU_TS_BIN, else <repo>/bin/criu-ts. */
 export const CRIU_BIN = process.env.CRIU_TS_BIN ?? join(REPO_ROOT, 'bin', 'criu-ts');
 
@@ -50,7 +56,7 @@ export function sleepSync(ms: number): void {
 
 /** Poll `fn` until it returns something other than undefined/false/null. */
 export async function waitFor<T>(fn: () => T | undefined | false | null, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
+  const end = Date.now() + timeoutMs * SLOW;
   for (;;) {
     const v = fn();
     if (v !== undefined && v !== false && v !== null) return v;
@@ -320,7 +326,7 @@ function errnoCode(e: unknown): string | undefined {
  * about to be re-parented to us) is waited for. Throws on timeout.
  */
 export function reap(pid: number, timeoutMs = 10_000): ExitInfo | null {
-  const end = Date.now() + timeoutMs;
+  const end = Date.now() + timeoutMs * SLOW;
   for (;;) {
     try {
       const r = waitpid(pid, WNOHANG | WALL);
@@ -369,7 +375,7 @@ export function descendants(pid: number, map: Map<number, number[]> = childMap()
 
 /** Like reap() but does not block the event loop. */
 export async function waitExit(pid: number, timeoutMs = 10_000): Promise<ExitInfo | null> {
-  const end = Date.now() + timeoutMs;
+  const end = Date.now() + timeoutMs * SLOW;
   for (;;) {
     try {
       const r = waitpid(pid, WNOHANG | WALL);
@@ -516,7 +522,7 @@ export function startTarget(argv: string[], opts: StartOptions = {}): Target {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     encoding: 'utf8',
-    timeout: 10_000,
+    timeout: 10_000 * SLOW,
   });
   const pid = Number(r.stdout.trim());
   if (r.status !== 0 || !Number.isInteger(pid) || pid <= 0) {
@@ -526,7 +532,7 @@ export function startTarget(argv: string[], opts: StartOptions = {}): Target {
   currentTargets.push({ pid, log, argv });
   // The background job first runs `setsid`, which then execs the program.
   const want = argv.join('\0');
-  const end = Date.now() + (opts.timeoutMs ?? 5000);
+  const end = Date.now() + (opts.timeoutMs ?? 5000) * SLOW;
   for (;;) {
     const cl = cmdline(pid);
     if (cl && cl.join('\0') === want) break;
@@ -596,7 +602,7 @@ export function runCriu(args: string[], opts: CriuOptions = {}): CriuResult {
       cwd: opts.cwd ?? REPO_ROOT,
       env: { ...process.env, ...opts.env },
       stdio: ['ignore', outFd, errFd],
-      timeout: opts.timeoutMs ?? 60_000,
+      timeout: (opts.timeoutMs ?? 60_000) * SLOW,
       killSignal: 'SIGKILL',
     });
   } finally {
@@ -630,7 +636,7 @@ export function runCriuAsync(args: string[], opts: CriuOptions = {}): { pid: num
   });
   closeSync(outFd);
   closeSync(errFd);
-  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const timeoutMs = (opts.timeoutMs ?? 60_000) * SLOW;
   const done = new Promise<CriuResult>((resolve) => {
     let spawnError = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -720,7 +726,7 @@ export function e2e(name: string, fn: (c: E2EContext) => Promise<void> | void, o
       if (problems.length) throw new Error(`processes leaked by the test file:\n  ${problems.join('\n  ')}`);
     });
   }
-  test(name, { timeout: opts.timeout ?? 120_000, skip: opts.skip, todo: opts.todo }, async (t) => {
+  test(name, { timeout: (opts.timeout ?? 120_000) * SLOW, skip: opts.skip, todo: opts.todo }, async (t) => {
     const safe = name.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 40);
     const dir = mkdtempSync(join(tmpdir(), `criu-ts-e2e-${safe}-`));
     currentDir = dir;

@@ -21,20 +21,26 @@ export function cacheDir(): string {
 
 const built = new Map<string, string>();
 
-/** Path to the compiled workload NAME (test/workloads/NAME.c), building it if needed. */
-export function workload(name: string): string {
-  const hit = built.get(name);
+/**
+ * Path to the compiled workload NAME (test/workloads/NAME.c), building it if needed, with
+ * `extraFlags` after the usual ones. The cache is keyed by the machine's architecture too:
+ * the checkout (and its cache) is shared with the emulated arm64 lab.
+ */
+export function workload(name: string, extraFlags: readonly string[] = []): string {
+  const flags = [...CFLAGS, ...extraFlags];
+  const id = `${name}\0${flags.join(' ')}`;
+  const hit = built.get(id);
   if (hit) return hit;
   const src = join(WORKLOAD_DIR, `${name}.c`);
   const text = readFileSync(src);
-  const hash = createHash('sha256').update(CFLAGS.join(' ')).update('\0').update(text).digest('hex').slice(0, 16);
+  const hash = createHash('sha256').update(process.arch).update('\0').update(flags.join(' ')).update('\0').update(text).digest('hex').slice(0, 16);
   const dir = join(cacheDir(), hash);
   const bin = join(dir, name);
   if (!existsSync(bin)) {
     mkdirSync(dir, { recursive: true });
     const tmp = `${bin}.tmp-${process.pid}`;
     try {
-      execFileSync('gcc', [...CFLAGS, '-o', tmp, src], { stdio: ['ignore', 'pipe', 'pipe'] });
+      execFileSync('gcc', [...flags, '-o', tmp, src], { stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
       rmSync(tmp, { force: true });
       const err = e as { stderr?: Buffer };
@@ -42,6 +48,6 @@ export function workload(name: string): string {
     }
     renameSync(tmp, bin); // atomic: concurrent runs see either nothing or a whole binary
   }
-  built.set(name, bin);
+  built.set(id, bin);
   return bin;
 }
