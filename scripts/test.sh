@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite: typecheck, unit tests, then the end-to-end tests, which start real
 # processes and checkpoint and restore them (root needed). Does its own setup.
+#
+# On an x86_64 host it then runs the same suite on AArch64 with GCS, inside the emulated lab
+# (scripts/lab: built on first use, about 13 minutes, then cached in /var/cache/criu-ts-lab),
+# and the GCS-less restore check, which needs a second boot. CRIU_TS_LAB=0 skips the lab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 node=node_modules/.bin/node
 echo "== typecheck"
 node_modules/.bin/tsc -p tsconfig.json
-echo "== tests"
+echo "== tests ($(uname -m))"
 # e2e tests share the machine's PID space and timing: one file at a time.
-exec "$node" --test --test-concurrency=1 --test-reporter=spec test/unit/*.test.ts test/e2e/*.test.ts
+"$node" --test --test-concurrency=1 --test-reporter=spec test/unit/*.test.ts test/e2e/*.test.ts
+if [ "$(uname -m)" = x86_64 ] && [ "${CRIU_TS_LAB:-1}" != 0 ]; then
+  echo "== tests (aarch64 with GCS, in the emulated lab)"
+  scripts/lab/run.sh -t 4800 bash scripts/test.sh
+  echo "== GCS dump restored without GCS (two lab boots)"
+  scripts/lab/gcs-nogcs.sh
+fi

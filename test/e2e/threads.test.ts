@@ -13,6 +13,8 @@ import {
 import { dumpAndReap, restoreDetached, waitForCounter, firstProgressFrom } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { taskTids, threadStatus, syscallOf, NR } from '../lib/tree.ts';
+import { readMessages } from '../../src/images/index.ts';
+import { hostHas } from '../../src/resources/cpu/aarch64.ts';
 
 /** "c=1,2,3" of the last progress line. */
 function threadCounts(log: string): number[] {
@@ -186,3 +188,23 @@ e2e(`node (${NODE}) running a timer loop survives dump + restore`, async (c) => 
   assertConsecutive(counterValues(lines.filter((l) => l.startsWith('i='))), 'node counter', 1);
   assert.deepEqual(lines.filter((l) => !l.startsWith('i=') && !l.startsWith('start ')), [], 'no errors from node');
 });
+
+// arm64: a thread stopped in user mode has its SVE registers live, and they are wider than
+// the FP/SIMD state; the dump keeps them (NT_ARM_SVE) and the restore puts them back.
+const sveHere = process.arch === 'arm64' && hostHas.sve();
+e2e('arm64: live SVE registers survive dump + restore', async (c) => {
+  const log = join(c.dir, 'sve.log');
+  const t = startTarget([workload('sve', ['-march=armv8.2-a+sve']), '-n', '200000'], { logFile: log });
+  await waitForLine(log, /^ready vl=(\d+)/, 60_000);
+  const vl = Number(/vl=(\d+)/.exec(readLines(log)[0])![1]);
+  assert.ok(vl > 16, `the vector length (${vl} bytes) is wider than FP/SIMD's 16`);
+  await waitForCounter(log, 3, 60_000);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const atDump = lastCounter(log);
+  const core = readMessages(join(img, `core-${t.pid}.img`), 'core_entry')[0] as { ti_aarch64?: { sve?: Buffer } };
+  assert.ok(core.ti_aarch64?.sve?.length, 'the dump caught the thread with live SVE state and saved it');
+  restoreDetached(img, t.pid);
+  await waitForCounter(log, atDump + 3, 60_000);
+  for (const l of readLines(log).filter((x) => x.startsWith('i='))) assert.match(l, /sve=ok$/, 'z0 kept its pattern');
+}, { skip: sveHere ? false : 'needs arm64 with SVE' });
