@@ -16,6 +16,7 @@ import {
   dump, restore, dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter,
 } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
+import { readMessages, writeImage } from '../../src/images/index.ts';
 
 // ---------------------------------------------------------------- dump: bad targets
 
@@ -149,6 +150,18 @@ describe('restore rejects broken images', () => {
       writeFileSync(p, b);
     });
     expectCleanFailure(dir, 'pstree.img');
+  });
+
+  e2e('a dump made on another architecture', (c) => {
+    // x86_64 dumps say mtype 1 (X86_64), arm64 dumps 3 (AARCH64).
+    const [mine, other] = process.arch === 'arm64' ? ['aarch64', 'x86_64'] : ['x86_64', 'aarch64'];
+    const dir = broken(c, 'other-arch', (d) => {
+      const p = join(d, `core-${pid}.img`);
+      const core = readMessages(p, 'core_entry')[0];
+      writeImage(p, 'core_entry', [{ ...core, mtype: other === 'aarch64' ? 3 : 1 }]);
+      rmSync(join(d, 'criu-ts-manifest.json'));
+    });
+    expectCleanFailure(dir, `core-${pid}.img: the dump is for ${other}, this machine is ${mine}`);
   });
 
   e2e('the images still restore (control)', (c) => {

@@ -44,6 +44,12 @@ function gcsRegs(tid: number): { enabled: bigint; locked: bigint; gcspr: bigint 
   } finally { t.detach(); }
 }
 
+/** The pointer-authentication keys of a thread (NT_ARM_PACA_KEYS + NT_ARM_PACG_KEYS), hex. */
+function pacKeys(tid: number): string {
+  const t = Tracee.seize(tid, 0);
+  try { return t.getRegset(NT.ARM_PACA_KEYS, 64).toString('hex') + t.getRegset(NT.ARM_PACG_KEYS, 16).toString('hex'); } finally { t.detach(); }
+}
+
 /** The `ss` (shadow stack) VMAs of a process, as "start-end" strings. */
 function ssVmas(pid: number): string[] {
   const out: string[] = [];
@@ -88,6 +94,7 @@ async function roundTrip(c: { subdir(n: string): string; dir: string }, threads:
   const tids = taskTids(t.pid);
   assert.equal(tids.length, threads);
   const regs0 = new Map(tids.map((tid) => [tid, gcsRegs(tid)]));
+  const pac0 = new Map(tids.map((tid) => [tid, pacKeys(tid)]));
   const ss0 = ssVmas(t.pid);
   const before = lines(log);
   const pr0 = gcsprByThread(before);
@@ -105,6 +112,7 @@ async function roundTrip(c: { subdir(n: string): string; dir: string }, threads:
     const r = gcsRegs(tid), r0 = regs0.get(tid)!;
     assert.equal(r.enabled, r0.enabled, `thread ${tid}: enabled bits`);
     assert.equal(r.locked, r0.locked, `thread ${tid}: locked bits`);
+    assert.equal(pacKeys(tid), pac0.get(tid), `thread ${tid}: the same pointer-authentication keys`);
     assert.ok(r.gcspr === 0n ? r0.gcspr === 0n : inRange(r.gcspr, ss0), `thread ${tid}: GCSPR_EL0 0x${r.gcspr.toString(16)} lies in an ss VMA`);
   }
   await waitSteps(log, mark, threads, 3);
