@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
   e2e, startTarget, killAndReap, readLines, adopt, reap, signal, sleep, type CriuResult, type Target, waitForLine, waitFor, descendants, assertRunningFree, assertCleanError,
-  imageFiles, procStat, parseKV, lastCounter, describeRun, counterValues, assertConsecutive,
+  imageFiles, procStat, parseKV, lastCounter, describeRun, counterValues, assertConsecutive, SLOW,
 } from '../lib/proc.ts';
 import { dump, restore, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -91,8 +91,8 @@ e2e('a task that exits while the tree is being frozen does not make the dump wai
   const { t, stable } = await startChurn(c);
   // A dump stuck on a vanished task would fail at the 20 s timeout; a busy machine may make
   // a good dump of this big, churning tree take a few seconds, so the line is drawn well below.
-  const results = await churnDumps(c, t, stable, ['--timeout', '20']);
-  const slow = results.filter((r) => r.code !== 0 || r.ms > 15_000);
+  const results = await churnDumps(c, t, stable, ['--timeout', String(20 * SLOW)]);
+  const slow = results.filter((r) => r.code !== 0 || r.ms > 15_000 * SLOW);
   await killChurn(t.pid);
   assert.deepEqual(slow.map((r) => `exit ${r.code} in ${r.ms} ms: ${r.stderr.trim()}`), [], 'every dump went on without the vanished tasks');
 }, {

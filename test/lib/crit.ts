@@ -12,7 +12,10 @@ export const CRIT = '/usr/bin/crit';
 
 const DRIVER = `
 import json, sys
-from pycriu import cli
+try:
+    from pycriu import cli  # crit up to CRIU 3.x
+except ImportError:
+    import crit.__main__ as cli  # CRIU 4.x moved crit into its own package
 out_dir = sys.argv[1]
 res = {}
 for path in sys.argv[2:]:

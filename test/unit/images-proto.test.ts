@@ -353,6 +353,7 @@ describe('registry', () => {
     const gcs = ti.fields.find((f) => f.no === 6);
     assert.deepEqual([gcs?.name, gcs?.label, gcs?.type, gcs?.ref], ['gcs', 'opt', 'message', 'user_aarch64_gcs_entry']);
     const entry = registry.message('user_aarch64_gcs_entry').fields.map((f) => [f.no, f.name, f.label, f.type, f.opts?.hex]);
-    assert.deepEqual(entry, [[1, 'gcspr_el0', 'req', 'uint64', true], [2, 'features_enabled', 'req', 'uint64', true]]);
+    // Fields 1 and 2 as in CRIU's PR #2725; 100 is criu-ts's own (the locked bits), which CRIU skips.
+    assert.deepEqual(entry, [[1, 'gcspr_el0', 'req', 'uint64', true], [2, 'features_enabled', 'req', 'uint64', true], [100, 'features_locked', 'opt', 'uint64', true]]);
   });
 });
