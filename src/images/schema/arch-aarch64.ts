@@ -1,4 +1,5 @@
-// Field tables of CRIU's core-aarch64 (proto2).
+// Field tables of CRIU's core-aarch64 (proto2). Fields numbered from 100 are criu-ts's own
+// extensions, which CRIU skips as unknown fields.
 import type { EnumDef, MessageDef } from '../proto.ts';
 
 export const archAarch64Messages = {
