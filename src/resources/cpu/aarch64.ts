@@ -165,9 +165,6 @@ export const aarch64Cpu: CpuBackend = {
     if (gcs && ((gcs.features_enabled as bigint) & PR_SHADOW_STACK_ENABLE) && !hostHas.gcs()) {
       throw new CriuError(`${file}: the thread runs with the Guarded Control Stack (GCS), which this machine does not have`);
     }
-    if (info.pac_keys && !hostHas.pac()) {
-      throw new CriuError(`${file}: the thread uses pointer authentication, which this machine does not have`);
-    }
   },
   tls: (info) => info.tls as bigint,
   clearTid: (info) => info.clear_tid_addr as bigint,
@@ -175,7 +172,9 @@ export const aarch64Cpu: CpuBackend = {
     const tls = Buffer.alloc(8);
     tls.writeBigUInt64LE(info.tls as bigint);
     t.setRegset(NT.ARM_TLS, tls);
-    restorePacKeys(t, info.pac_keys as Msg | undefined);
+    // Without pointer authentication the PAC instructions Debian's code uses are NOPs (they
+    // sit in the HINT space), so the keys are not needed and there is nowhere to put them.
+    if (hostHas.pac()) restorePacKeys(t, info.pac_keys as Msg | undefined);
     const sve = info.sve as Buffer | undefined;
     if (sve && hostHas.sve()) t.setRegset(NT.ARM_SVE, sve);
     else t.setFpRegs(entryToFpsimd(info.fpsimd as Msg));
