@@ -31,11 +31,8 @@ export const SIGTERM = 15;
 export const SIGUSR1 = 10;
 export const SIGUSR2 = 12;
 
-/**
- * How much slower than this VM the machine runs: the emulated arm64 lab sets
- * CRIU_TS_SLOW=10, and every wait and timeout below scales by it.
- */
-export const SLOW = Math.max(1, Number(process.env.CRIU_TS_SLOW ?? 1) || 1);
+import { SLOW } from './slow.ts';
+export { SLOW };
 
 /** The CLI under test: $CRIU_TS_BIN, else <repo>/bin/criu-ts. */
 export const CRIU_BIN = process.env.CRIU_TS_BIN ?? join(REPO_ROOT, 'bin', 'criu-ts');

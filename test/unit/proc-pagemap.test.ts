@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
+import { SLOW } from '../lib/slow.ts';
 import {
   scanPagemap, entryFlags, entryPfn, entryPresent, entrySwapped, entryFile, entryExclusive, entrySoftDirty,
   pagemapEntry, pfnOf, runsPageCount, pagemapOffset, readPagemap,
@@ -137,8 +138,10 @@ test('pagemap: 262144 entries (1 GiB) scan well under 50 ms', () => {
   assert.equal(runsPageCount(runs), (40 + 8) * (n / 64));
   assert.equal(runs.length, n / 64 + 1);
   console.log(`scanPagemap 262144 entries: cold ${cold.toFixed(2)} ms, warm ${best.toFixed(2)} ms`);
-  assert.ok(cold < 50, `cold scan took ${cold.toFixed(2)} ms`);
-  assert.ok(best < 50, `scan took ${best.toFixed(2)} ms`);
+  // Under emulation (the arm64 lab) JavaScript runs 10-30 times slower.
+  const limit = SLOW > 1 ? 50 * SLOW * 3 : 50;
+  assert.ok(cold < limit, `cold scan took ${cold.toFixed(2)} ms`);
+  assert.ok(best < limit, `scan took ${best.toFixed(2)} ms`);
 });
 
 test('pagemap: readPagemap on this process finds present pages in its [stack]', () => {
