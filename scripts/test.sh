@@ -21,6 +21,11 @@ if [ -n "${LAB_WORKDIR:-}" ]; then
   # that restores once per flipped byte (7.6 minutes under emulation).
   unit=($(printf '%s\n' "${unit[@]}" | grep -v -e '/fuzz-' -e '/crit-'))
   e2e=($(printf '%s\n' "${e2e[@]}" | grep -v -e '/integrity\.'))
+  # The guest's Debian sid has CRIU 4.2, which works on its kernel: images are exchanged
+  # with it both ways (test/e2e/interop.test.ts).
+  if [ -z "${CRIU_REF:-}" ] && [ -x /usr/sbin/criu ] && /usr/sbin/criu --version | grep -q '^Version: 4\.'; then
+    export CRIU_REF=/usr/sbin/criu
+  fi
 fi
 # e2e tests share the machine's PID space and timing: one file at a time.
 if [ -z "${LAB_WORKDIR:-}" ]; then
