@@ -4,5 +4,6 @@ export { SysError, errnoName, errnoCode } from './errors.ts';
 export { posixSpawn, addressOf, type SpawnFd } from './ffi.ts';
 export { arch, sysnr, type Arch, type SyscallName } from './arch/index.ts';
 export { X86, X86_REG_NAMES, type X86Reg } from './arch/x86_64.ts';
+export { A64, FPSIMD_SIZE } from './arch/aarch64.ts';
 export { zeroPagePfn } from './zeropage.ts';
 export { preadFully } from './io.ts';

@@ -35,19 +35,19 @@ function lines(log: string, from = 0): Line[] {
   });
 }
 
-/** NT_ARM_GCS of a thread, read from outside: enabled and locked bits, GCSPR_EL0. */
-function gcsRegs(tid: number): { enabled: bigint; locked: bigint; gcspr: bigint } {
+interface ThreadRegs { enabled: bigint; locked: bigint; gcspr: bigint; pac: string }
+
+/**
+ * Read from outside, in one attach: NT_ARM_GCS (enabled and locked bits, GCSPR_EL0) and the
+ * pointer-authentication keys (NT_ARM_PACA_KEYS + NT_ARM_PACG_KEYS, as hex).
+ */
+function threadRegs(tid: number): ThreadRegs {
   const t = Tracee.seize(tid, 0);
   try {
     const b = t.getRegset(NT.ARM_GCS, 24);
-    return { enabled: b.readBigUInt64LE(0), locked: b.readBigUInt64LE(8), gcspr: b.readBigUInt64LE(16) };
+    const pac = t.getRegset(NT.ARM_PACA_KEYS, 64).toString('hex') + t.getRegset(NT.ARM_PACG_KEYS, 16).toString('hex');
+    return { enabled: b.readBigUInt64LE(0), locked: b.readBigUInt64LE(8), gcspr: b.readBigUInt64LE(16), pac };
   } finally { t.detach(); }
-}
-
-/** The pointer-authentication keys of a thread (NT_ARM_PACA_KEYS + NT_ARM_PACG_KEYS), hex. */
-function pacKeys(tid: number): string {
-  const t = Tracee.seize(tid, 0);
-  try { return t.getRegset(NT.ARM_PACA_KEYS, 64).toString('hex') + t.getRegset(NT.ARM_PACG_KEYS, 16).toString('hex'); } finally { t.detach(); }
 }
 
 /** The `ss` (shadow stack) VMAs of a process, as "start-end" strings. */
@@ -93,8 +93,7 @@ async function roundTrip(c: { subdir(n: string): string; dir: string }, threads:
   await waitSteps(log, 0, threads, 3);
   const tids = taskTids(t.pid);
   assert.equal(tids.length, threads);
-  const regs0 = new Map(tids.map((tid) => [tid, gcsRegs(tid)]));
-  const pac0 = new Map(tids.map((tid) => [tid, pacKeys(tid)]));
+  const regs0 = new Map(tids.map((tid) => [tid, threadRegs(tid)]));
   const ss0 = ssVmas(t.pid);
   const before = lines(log);
   const pr0 = gcsprByThread(before);
@@ -109,10 +108,10 @@ async function roundTrip(c: { subdir(n: string): string; dir: string }, threads:
   assert.deepEqual(taskTids(t.pid), tids, 'the same TIDs');
   assert.deepEqual(ssVmas(t.pid), ss0, 'the ss VMAs are where they were');
   for (const tid of tids) {
-    const r = gcsRegs(tid), r0 = regs0.get(tid)!;
+    const r = threadRegs(tid), r0 = regs0.get(tid)!;
     assert.equal(r.enabled, r0.enabled, `thread ${tid}: enabled bits`);
     assert.equal(r.locked, r0.locked, `thread ${tid}: locked bits`);
-    assert.equal(pacKeys(tid), pac0.get(tid), `thread ${tid}: the same pointer-authentication keys`);
+    assert.equal(r.pac, r0.pac, `thread ${tid}: the same pointer-authentication keys`);
     assert.ok(r.gcspr === 0n ? r0.gcspr === 0n : inRange(r.gcspr, ss0), `thread ${tid}: GCSPR_EL0 0x${r.gcspr.toString(16)} lies in an ss VMA`);
   }
   await waitSteps(log, mark, threads, 3);

@@ -3,6 +3,8 @@ import type { Arch, SyscallName } from './types.ts';
 // struct user_pt_regs (arch/arm64/include/uapi/asm/ptrace.h): x0..x30, sp, pc, pstate.
 export const A64 = { x0: 0, x8: 64, sp: 248, pc: 256, pstate: 264 } as const;
 const xreg = (n: number): number => n * 8;
+/** struct user_fpsimd_state: 32 × 128-bit vregs, fpsr, fpcr, 8 reserved bytes (NT_PRFPREG). */
+export const FPSIMD_SIZE = 528;
 
 // The generic syscall table (include/uapi/asm-generic/unistd.h), which arm64 uses as is.
 // test/unit/arch-sysnr.test.ts checks every number against the C library's <sys/syscall.h>.
@@ -36,7 +38,7 @@ export const aarch64: Arch = {
   sys,
   gpRegsSize: 34 * 8,
   fpRegset: 2, // NT_PRFPREG: struct user_fpsimd_state
-  fpRegsMaxSize: 528,
+  fpRegsMaxSize: FPSIMD_SIZE,
   syscallTrap: Buffer.from([0x01, 0x00, 0x00, 0xd4, 0x00, 0x00, 0x20, 0xd4]), // svc #0; brk #0
   syscallInsnLen: 4,
   taskSize: 1n << 48n,
@@ -51,8 +53,6 @@ export const aarch64: Arch = {
     for (let i = 0; i < 6; i++) put(r, xreg(i), args[i] ?? 0n);
   },
   syscallResult: (r) => r.readBigInt64LE(A64.x0),
-  // user_pt_regs carries neither orig_x0 nor the syscall number.
-  interruptedSyscall: () => -1n,
   // arm64's do_signal() rewinds an interrupted syscall before the thread can stop for
   // ptrace: pc is back on the svc, x0 holds orig_x0 again and x8 still holds the number.
   // What a tracer sees at an interrupt stop therefore restarts the call when resumed, and

@@ -52,8 +52,6 @@ export interface Arch {
   setSyscall(regs: Buffer, nr: number, args: readonly bigint[]): void;
   /** Syscall return value (signed) after the call completed. */
   syscallResult(regs: Buffer): bigint;
-  /** The syscall number the tracee was in when stopped, or -1. */
-  interruptedSyscall(regs: Buffer): bigint;
   /**
    * Make a set of dumped regs safe to resume with: undo an interrupted syscall so that
    * it restarts or returns EINTR as the kernel would have done, and mark the regs as not

@@ -62,7 +62,6 @@ export const x86_64: Arch = {
     for (let i = 0; i < 6; i++) put(r, argRegs[i], args[i] ?? 0n);
   },
   syscallResult: (r) => s64(r, X86.ax),
-  interruptedSyscall: (r) => s64(r, X86.orig_ax),
   fixupRestart(r) {
     const orig = s64(r, X86.orig_ax);
     if (orig < 0n) return;

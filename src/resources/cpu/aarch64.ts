@@ -1,8 +1,7 @@
 // AArch64: user_pt_regs, FP/SIMD (and SVE when live), TPIDR_EL0, the pointer-authentication
 // keys and the Guarded Control Stack registers (thread_info_aarch64).
-import fs from 'node:fs';
-import { arch, NT } from '../../kernel/index.ts';
-import { parseAuxv, AT_HWCAP } from '../../proc/auxv.ts';
+import { arch, NT, A64, FPSIMD_SIZE, SysError } from '../../kernel/index.ts';
+import { readAuxv, AT_HWCAP } from '../../proc/index.ts';
 import { CriuError } from '../../errors.ts';
 import type { Tracee } from '../../compel/index.ts';
 import type { Msg } from '../types.ts';
@@ -13,7 +12,7 @@ let hwcapCache: bigint | undefined;
 /** AT_HWCAP of this machine, as the kernel gave it to criu-ts. */
 function hwcap(): bigint {
   if (hwcapCache === undefined) {
-    const words = parseAuxv(fs.readFileSync('/proc/self/auxv'));
+    const words = readAuxv(process.pid);
     hwcapCache = 0n;
     for (let i = 0; i + 1 < words.length; i += 2) if (words[i] === BigInt(AT_HWCAP)) hwcapCache = words[i + 1];
   }
@@ -29,8 +28,9 @@ export const hostHas = {
 const SVE_HEADER = 16, SVE_PT_REGS_SVE = 1;
 const GCS_SIZE = 24, PR_SHADOW_STACK_ENABLE = 1n;
 
+/** An optional regset: undefined where this kernel or CPU does not have it. */
 function regset(t: Tracee, note: number, size: number): Buffer | undefined {
-  try { return t.getRegset(note, size); } catch { return undefined; }
+  try { return t.getRegset(note, size); } catch (e) { if (e instanceof SysError) return undefined; throw e; }
 }
 
 /** The full SVE register file when the thread's live state is SVE (not just FP/SIMD). */
@@ -44,14 +44,14 @@ function liveSve(t: Tracee): Buffer | undefined {
 const u64s = (b: Buffer, n: number, off = 0): bigint[] => Array.from({ length: n }, (_, i) => b.readBigUInt64LE(off + i * 8));
 
 function regsToEntry(r: Buffer): Msg {
-  return { regs: u64s(r, 31), sp: r.readBigUInt64LE(248), pc: r.readBigUInt64LE(256), pstate: r.readBigUInt64LE(264) };
+  return { regs: u64s(r, 31), sp: r.readBigUInt64LE(A64.sp), pc: r.readBigUInt64LE(A64.pc), pstate: r.readBigUInt64LE(A64.pstate) };
 }
 function entryToRegs(e: Msg): Buffer {
   const r = Buffer.alloc(arch.gpRegsSize);
   (e.regs as bigint[]).slice(0, 31).forEach((v, i) => r.writeBigUInt64LE(v, i * 8));
-  r.writeBigUInt64LE(e.sp as bigint, 248);
-  r.writeBigUInt64LE(e.pc as bigint, 256);
-  r.writeBigUInt64LE(e.pstate as bigint, 264);
+  r.writeBigUInt64LE(e.sp as bigint, A64.sp);
+  r.writeBigUInt64LE(e.pc as bigint, A64.pc);
+  r.writeBigUInt64LE(e.pstate as bigint, A64.pstate);
   return r;
 }
 
@@ -60,7 +60,7 @@ function fpsimdToEntry(f: Buffer): Msg {
   return { vregs: u64s(f, 64), fpsr: f.readUInt32LE(512), fpcr: f.readUInt32LE(516) };
 }
 function entryToFpsimd(e: Msg): Buffer {
-  const f = Buffer.alloc(528);
+  const f = Buffer.alloc(FPSIMD_SIZE);
   (e.vregs as bigint[]).slice(0, 64).forEach((v, i) => f.writeBigUInt64LE(v, i * 8));
   f.writeUInt32LE(e.fpsr as number, 512);
   f.writeUInt32LE(e.fpcr as number, 516);

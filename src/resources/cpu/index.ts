@@ -1,4 +1,5 @@
 import { arch } from '../../kernel/index.ts';
+import type { Msg } from '../types.ts';
 import type { CpuBackend } from './types.ts';
 import { x86_64Cpu } from './x86_64.ts';
 import { aarch64Cpu } from './aarch64.ts';
@@ -11,5 +12,3 @@ export const cpu: CpuBackend = arch.name === 'aarch64' ? aarch64Cpu : x86_64Cpu;
 export function threadInfo(core: Msg): Msg | undefined {
   return core[cpu.infoField] as Msg | undefined;
 }
-
-type Msg = Record<string, unknown>;
