@@ -30,6 +30,7 @@ export const SIGKILL = 9;
 export const SIGTERM = 15;
 export const SIGUSR1 = 10;
 export const SIGUSR2 = 12;
+const SIGSTOP = 19;
 
 import { SLOW } from './slow.ts';
 export { SLOW };
@@ -405,12 +406,39 @@ function sigkill(pid: number): void {
 }
 
 /**
+ * SIGSTOP `pid` and its descendants until the set no longer grows, and return
+ * the descendants. A running parent can fork between a listing of its children
+ * and its SIGKILL (a shell loop starting its next `sleep`), and that child
+ * would then be re-parented to us unknown; a stopped parent cannot fork.
+ */
+function stopTree(pid: number): number[] {
+  const end = Date.now() + 2000 * SLOW;
+  let known = new Set<number>([pid]);
+  for (;;) {
+    for (const p of known) {
+      try {
+        kill(p, SIGSTOP);
+      } catch (e) {
+        if (errnoCode(e) !== 'ESRCH') throw e;
+      }
+    }
+    while (Date.now() < end && [...known].some((p) => { const s = procState(p); return s === 'R' || s === 'S' || s === 'D'; })) sleepSync(1);
+    const now = new Set<number>([pid, ...descendants(pid)]);
+    if (now.size === known.size && [...now].every((p) => known.has(p))) break;
+    known = now;
+    if (Date.now() >= end) break;
+  }
+  known.delete(pid);
+  return [...known];
+}
+
+/**
  * SIGKILL `pid` and all its descendants, then reap them all (the descendants
  * are re-parented to us). Returns pid's exit info, or null if it was not (or
  * no longer) our child.
  */
 export function killAndReap(pid: number, timeoutMs = 10_000): ExitInfo | null {
-  const desc = descendants(pid);
+  const desc = stopTree(pid);
   sigkill(pid);
   for (const d of desc) sigkill(d);
   const ex = reap(pid, timeoutMs);
