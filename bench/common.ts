@@ -29,7 +29,7 @@ export async function waitFor(file: string, re: RegExp, ms = 60_000): Promise<vo
 
 /** Run criu-ts; returns wall ms and the peak RSS of the criu-ts process (KiB, from wait4). */
 export function criuTs(args: string[]): { ms: number; maxRssKiB: number } {
-  const py = 'import resource,subprocess,sys,time\nt=time.monotonic()\nr=subprocess.run(sys.argv[1:])\nd=time.monotonic()-t\n' +
+  const py = 'import resource,subprocess,sys,time\nt=time.monotonic()\nr=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL)\nd=time.monotonic()-t\n' +
     'print(d*1000, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\nsys.exit(r.returncode)';
   const r = spawnSync('python3', ['-c', py, criu, ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`criu-ts ${args.join(' ')} failed: ${r.stderr}`);

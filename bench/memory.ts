@@ -1,15 +1,38 @@
 // Dump and restore throughput for a process with 256 MiB and 1 GiB of touched anonymous
-// memory, next to the machine's own limits measured in the same run: cp of the same bytes
-// on the same file system (dump) and the first touch of as much fresh memory (restore).
+// memory, next to this machine's own limits measured in the same run, under the same
+// conditions:
+//   dump:    write(2) of as many bytes from memory into a new file, and cp of that file;
+//   restore: the first touch of as much fresh anonymous memory (in a child process).
+// This VM hands freed memory back to its host (virtio-balloon free page reporting) and
+// faults it back in on the next touch, so allocating memory is slow and its speed depends
+// on what was freed how recently. Each timed step therefore starts after a pause that lets
+// the reporting settle, and the reference files stay until the dump is done, so that
+// neither side runs on memory the other just freed.
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { workload } from '../test/lib/workloads.ts';
-import { criuTs, startDetached, waitFor, tmpdir, reap, killAndReap, timeMs } from './common.ts';
+import { criuTs, startDetached, waitFor, tmpdir, reap, killAndReap, timeMs, sleep } from './common.ts';
 
 const sizes = (process.argv[2] ?? '256,1024').split(',').map(Number);
+const SETTLE_MS = 3000;
 const memhog = workload('memhog');
 const gib = (bytes: number, ms: number) => (bytes / (1 << 30)) / (ms / 1000);
+const rate = (bytes: number, ms: number) => `${ms.toFixed(0).padStart(5)} ms ${gib(bytes, ms).toFixed(2)} GiB/s`;
+
+/** write(2) of `bytes` from a warm 2 MiB buffer into a new file. */
+function writeFile(file: string, bytes: number): void {
+  const buf = Buffer.alloc(2 << 20, 0x5a);
+  const fd = fs.openSync(file, 'w');
+  try { for (let off = 0; off < bytes; off += buf.length) fs.writeSync(fd, buf, 0, Math.min(buf.length, bytes - off)); } finally { fs.closeSync(fd); }
+}
+
+/** First touch of `bytes` of fresh anonymous memory, timed inside a child process (ms). */
+function firstTouchMs(bytes: number): number {
+  const py = 'import mmap,sys,time\nn=int(sys.argv[1])\nm=mmap.mmap(-1,n)\nt=time.perf_counter()\n' +
+    'for i in range(0,n,4096): m[i]=1\nprint((time.perf_counter()-t)*1000)';
+  return Number(execFileSync('python3', ['-c', py, String(bytes)], { encoding: 'utf8' }).trim());
+}
 
 for (const mib of sizes) {
   const dir = tmpdir(`mem${mib}`);
@@ -17,24 +40,31 @@ for (const mib of sizes) {
   const images = path.join(dir, 'img');
   const pid = startDetached([memhog, String(mib)], log);
   await waitFor(log, /^ready /m);
+  const bytes = mib << 20;
+
+  await sleep(SETTLE_MS);
+  const refWrite = path.join(dir, 'ref-write'), refCp = path.join(dir, 'ref-cp');
+  const writeMs = timeMs(() => writeFile(refWrite, bytes));
+  const cpMs = timeMs(() => execFileSync('cp', [refWrite, refCp]));
+  await sleep(SETTLE_MS);
   const d = criuTs(['dump', '-t', String(pid), '-D', images]);
   reap(pid);
   const pagesBytes = fs.statSync(path.join(images, 'pages-1.img')).size;
+  fs.rmSync(refWrite);
+  fs.rmSync(refCp);
+
+  await sleep(SETTLE_MS);
+  const touchMs = firstTouchMs(pagesBytes);
+  await sleep(SETTLE_MS);
   const r = criuTs(['restore', '-D', images, '-d']);
   process.kill(pid, 'SIGUSR1');
   await waitFor(log, /^verify=1 ok$/m);
   killAndReap(pid);
-
-  // References, same run: cp of the pages file, and first touch of fresh memory.
-  execFileSync('sync');
-  const cpMs = timeMs(() => execFileSync('cp', [path.join(images, 'pages-1.img'), path.join(dir, 'copy.img')]));
-  // cp copies in the kernel (copy_file_range); a dump has to write(2) from memory, which here is
-  // bound by allocating page-cache pages: `cat` of the same bytes into a new file measures that.
-  const catMs = timeMs(() => execFileSync('sh', ['-c', 'cat "$0" > "$1"', path.join(images, 'pages-1.img'), path.join(dir, 'cat.img')]));
-  const touchMs = timeMs(() => Buffer.alloc(pagesBytes).fill(1));
   fs.rmSync(dir, { recursive: true, force: true });
 
   console.log(`${mib} MiB (${(pagesBytes / (1 << 20)).toFixed(0)} MiB of pages):`);
-  console.log(`  dump    ${d.ms.toFixed(0).padStart(6)} ms  ${gib(pagesBytes, d.ms).toFixed(2)} GiB/s   cp ${cpMs.toFixed(0)} ms (${gib(pagesBytes, cpMs).toFixed(2)} GiB/s, ratio ${(d.ms / cpMs).toFixed(2)})   write(2) via cat ${catMs.toFixed(0)} ms (${gib(pagesBytes, catMs).toFixed(2)} GiB/s, ratio ${(d.ms / catMs).toFixed(2)})   peak RSS ${(d.maxRssKiB / 1024).toFixed(0)} MiB`);
-  console.log(`  restore ${r.ms.toFixed(0).padStart(6)} ms  ${gib(pagesBytes, r.ms).toFixed(2)} GiB/s   first touch ${touchMs.toFixed(0)} ms ${gib(pagesBytes, touchMs).toFixed(2)} GiB/s   ratio restore/touch ${(r.ms / touchMs).toFixed(2)}   peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`);
+  console.log(`  dump    ${rate(pagesBytes, d.ms)}   write(2) of as many bytes ${rate(bytes, writeMs)}, cp ${rate(bytes, cpMs)}` +
+    `   dump/write ${(d.ms / writeMs).toFixed(2)}, dump/cp ${(d.ms / cpMs).toFixed(2)}   peak RSS ${(d.maxRssKiB / 1024).toFixed(0)} MiB`);
+  console.log(`  restore ${rate(pagesBytes, r.ms)}   first touch ${rate(pagesBytes, touchMs)}` +
+    `   restore/touch ${(r.ms / touchMs).toFixed(2)}   peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`);
 }

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { writeImage, type PagesCodecOptions } from '../images/index.ts';
+import { writeImage, closing, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
 import { InjectionArea, vdsoSyscallInsn, type Tracee } from '../compel/index.ts';
@@ -285,7 +285,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   faultPoint('memory');
   const pm = imgs.pagemap(pid);
   const exe = fs.readlinkSync(`/proc/${pid}/exe`);
-  const { mm, stats } = (() => { try { return dumpMm(task, pm, exe); } finally { pm.close(); } })();
+  const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
   imgs.one(`mm-${pid}.img`, 'mm_entry', mm);
 
   faultPoint('files');

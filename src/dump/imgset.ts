@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
+  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PageWriterThread, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
 } from '../images/index.ts';
 import type { Msg } from '../resources/types.ts';
 
@@ -24,6 +24,7 @@ export class ImageSet {
   private readonly opts: ImageSetOptions;
   private readonly encoders: PagesEncoder[] = [];
   private pagesId = 0;
+  private writer?: PageWriterThread;
 
   constructor(dir: string, opts: ImageSetOptions = {}) {
     this.dir = dir;
@@ -36,15 +37,23 @@ export class ImageSet {
     }
   }
 
-  /** Expect this many bytes of page data: above 64 MiB, page checksums move to another thread. */
+  /**
+   * Expect this many bytes of page data. Above 32 MiB, plain page data is written and
+   * checksummed on another thread while this one reads the next pages; below, starting
+   * the thread costs more than it saves.
+   */
   expectPages(bytes: number): void {
-    if (bytes > 64 << 20 && this.opts.manifest !== false) this.manifest.useWorker();
+    if (bytes > 32 << 20 && !this.writer) this.writer = new PageWriterThread(this.opts.manifest !== false ? this.manifest.digest : undefined);
   }
 
-  private track(name: string, big = false): (d: Uint8Array) => void {
+  private noteCreated(name: string): void {
     const file = path.join(this.dir, name);
     if (!fs.existsSync(file)) this.created.push(file);
-    const t = this.manifest.tap(name, big);
+  }
+
+  private track(name: string): (d: Uint8Array) => void {
+    this.noteCreated(name);
+    const t = this.manifest.tap(name);
     this.dones.push(t.done);
     return t.tap;
   }
@@ -80,11 +89,19 @@ export class ImageSet {
     const pagesId = ++this.pagesId;
     const enc = this.opts.pages?.compress || this.opts.pages?.key ? new PagesEncoder(this.opts.pages) : undefined;
     if (enc) this.encoders.push(enc);
+    const pagesName = `pages-${pagesId}.img`;
+    const writer = this.writer;
     return new PagemapWriter(this.dir, id, pagesId, {
       shmem,
       pagemapTap: this.track(shmem ? `pagemap-shmem-${id}.img` : `pagemap-${id}.img`),
-      pagesTap: this.track(`pages-${pagesId}.img`, true),
-      pagesTransform: enc,
+      ...(writer && !enc ? {
+        pagesStream: (file: string) => {
+          this.noteCreated(pagesName);
+          const s = writer.create(file);
+          this.dones.push(() => { const r = s.close(); this.manifest.record(pagesName, r.size, r.digest); });
+          return s;
+        },
+      } : { pagesTap: this.track(pagesName), pagesTransform: enc }),
     });
   }
 
@@ -102,7 +119,7 @@ export class ImageSet {
     for (const w of this.open.values()) w.close();
     this.open.clear();
     for (const d of this.dones) d();
-    this.manifest.close();
+    this.writer?.close();
     if (this.opts.manifest !== false) {
       this.created.push(path.join(this.dir, MANIFEST));
       this.manifest.write(this.dir);
@@ -111,7 +128,7 @@ export class ImageSet {
 
   /** Remove what this dump wrote: a failed dump leaves no partial images behind. */
   discard(): void {
-    this.manifest.close();
+    this.writer?.close();
     for (const w of this.open.values()) { try { w.close(); } catch { /* already failing */ } }
     this.open.clear();
     for (const f of this.created) { try { fs.unlinkSync(f); } catch { /* never created */ } }

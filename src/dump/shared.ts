@@ -2,6 +2,7 @@
 // once (pagemap-shmem-<shmid>.img), whichever tasks map it or hold it open.
 import fs from 'node:fs';
 import { fcntl, F, O } from '../kernel/index.ts';
+import { closing } from '../images/index.ts';
 import type { Vma } from '../proc/index.ts';
 import { dumpShmemContent } from '../resources/shmem.ts';
 import { FD_TYPE } from '../resources/files/index.ts';
@@ -24,7 +25,7 @@ export class DumpShared implements SharedObjects {
 
   private saveContent(shmid: number, link: string): void {
     const pm = this.imgs.shmemPagemap(shmid);
-    try { this.pages += dumpShmemContent(link, pm); } finally { pm.close(); }
+    this.pages += closing(pm, () => dumpShmemContent(link, pm));
   }
 
   anon(pid: number, v: Vma): bigint {

@@ -19,9 +19,11 @@ export {
 } from './image.ts';
 export type { ImageEntry, ReadOptions, WriteOptions } from './image.ts';
 export {
-  DEFAULT_PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, PagemapReader, PagemapWriter, pagemapRunFlags,
+  DEFAULT_PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, PagemapReader, PagemapWriter, pagemapRunFlags, closing,
 } from './pages.ts';
 export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.ts';
 export { MANIFEST, ManifestBuilder, readManifest, verifyManifest, verifyListedFile, BackgroundVerify, keyId, type Manifest, type PagesEncoding } from './integrity.ts';
+export { PageWriterThread, PagesWriteStream } from './pagestream.ts';
+export { startChecksum, DEFAULT_CHECKSUM, type ChecksumKind } from './checksum.ts';
 export { PagesEncoder, PagesStream, pagesInfo, readKeyFile, PAGES_MAGIC, type PagesCodecOptions } from './pagecodec.ts';
 export type { PagesTransform } from './pages.ts';

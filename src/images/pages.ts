@@ -5,6 +5,7 @@ import { ImageError, ImageReader, ImageWriter } from './image.ts';
 import { imageFileName } from './magic.ts';
 import { readVarint, u64, varintHi, varintLo } from './proto-read.ts';
 import type { Message } from './types.ts';
+import type { PagesWriteStream } from './pagestream.ts';
 
 /** Data is in the parent image set (incremental dumps). */
 export const PE_PARENT = 1;
@@ -41,7 +42,12 @@ export interface PagemapWriterOptions extends PagemapOptions {
   readonly pagemapTap?: (data: Uint8Array) => void;
   readonly pagesTap?: (data: Uint8Array) => void;
   readonly pagesTransform?: PagesTransform;
+  /** Write the pages file through this stream (another thread) instead of directly. */
+  readonly pagesStream?: (file: string) => PagesWriteStream;
 }
+
+/** Size of the buffer pageBuffer() hands out when there is no stream. */
+const PAGE_BUFFER = 2 << 20;
 
 function pagemapName(id: number | bigint, shmem: boolean | undefined): string {
   return shmem ? imageFileName('SHMEM_PAGEMAP', id) : imageFileName('PAGEMAP', id);
@@ -53,8 +59,9 @@ export class PagemapWriter {
   readonly pagesId: number;
   readonly pageSize: number;
   private readonly pagemap: ImageWriter;
-  private readonly pages: ImageWriter;
+  private readonly pages: ImageWriter | PagesWriteStream;
   private readonly merge: boolean;
+  private ownBuffer?: Buffer;
   private readonly transform?: PagesTransform;
   // the run not yet written, so a contiguous next run can extend it
   private runStart = 0n;
@@ -75,8 +82,13 @@ export class PagemapWriter {
     this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP', tap: opts.pagemapTap });
     this.transform = opts.pagesTransform;
     try {
-      this.pages = new ImageWriter(this.pagesPath, { kind: 'PAGES', tap: opts.pagesTap });
-      if (this.transform) this.pages.writeRaw(this.transform.header());
+      if (opts.pagesStream && !this.transform) {
+        this.pages = opts.pagesStream(this.pagesPath);
+      } else {
+        const w = new ImageWriter(this.pagesPath, { kind: 'PAGES', tap: opts.pagesTap });
+        if (this.transform) w.writeRaw(this.transform.header());
+        this.pages = w;
+      }
     } catch (e) {
       this.pagemap.close();
       throw e;
@@ -113,9 +125,25 @@ export class PagemapWriter {
     if (this.writtenBytes + data.length > this.expectedBytes) {
       this.fail(`${this.writtenBytes + data.length} bytes of page data but runs announce only ${this.expectedBytes}`);
     }
-    if (this.transform) for (const c of this.transform.push(data)) this.pages.writeRaw(c);
-    else this.pages.writeRaw(data);
+    this.writeOut(data);
     this.writtenBytes += data.length;
+  }
+
+  private writeOut(data: Uint8Array): void {
+    const p = this.pages;
+    if (!(p instanceof ImageWriter)) p.write(data);
+    else if (this.transform) for (const c of this.transform.push(data)) p.writeRaw(c);
+    else p.writeRaw(data);
+  }
+
+  /**
+   * A buffer for the caller to fill with the next page data and pass to writePages, so that
+   * with a stream the data goes to disk from where it was read, without a copy.
+   */
+  pageBuffer(): Buffer {
+    const p = this.pages;
+    if (!(p instanceof ImageWriter)) return p.buffer();
+    return (this.ownBuffer ??= Buffer.allocUnsafe(PAGE_BUFFER));
   }
 
   /** addRun + writePages for data that is a whole number of pages. */
@@ -153,15 +181,28 @@ export class PagemapWriter {
     this.closed = true;
     try {
       this.flushRun();
-      if (this.transform) for (const c of this.transform.end()) this.pages.writeRaw(c);
+      if (this.transform && this.pages instanceof ImageWriter) for (const c of this.transform.end()) this.pages.writeRaw(c);
     } finally {
-      this.pagemap.close();
-      this.pages.close();
+      // Pages first: when the disk is full, their error is the one to report.
+      closing(this.pagemap, () => this.pages.close());
     }
     if (this.writtenBytes !== this.expectedBytes) {
       this.fail(`runs announce ${this.expectedBytes} bytes of page data but ${this.writtenBytes} were written`);
     }
   }
+}
+
+/** fn(w), then close w; when fn fails, its error wins over any from closing (a full disk fails both). */
+export function closing<W extends { close(): void }, T>(w: W, fn: (w: W) => T): T {
+  let r: T;
+  try {
+    r = fn(w);
+  } catch (e) {
+    try { w.close(); } catch { /* the first error says more */ }
+    throw e;
+  }
+  w.close();
+  return r;
 }
 
 export interface PagemapRun {

@@ -106,13 +106,14 @@ function byExclusivity(run: { vaddr: bigint; nrPages: number }, start: bigint, p
 }
 
 /**
- * Choose pages through pagemap and copy them into the sink: process_vm_readv into one
- * reused buffer, many runs per call, then one write per chunk.
+ * Choose pages through pagemap and copy them into the sink: process_vm_readv into the
+ * sink's buffer (or one of ours), many runs per call, then one write per chunk.
  */
 function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
   const zeroPfn = zeroPagePfn();
   const pm = fs.openSync(`/proc/${t.pid}/pagemap`, 'r');
-  const buf = Buffer.allocUnsafe(CHUNK);
+  const spare = sink.pageBuffer ? undefined : Buffer.allocUnsafe(CHUNK);
+  let buf: Buffer | undefined;
   let pmBuf = Buffer.allocUnsafe(0);
   let pending: PendingRun[] = [];
   let used = 0;
@@ -120,8 +121,9 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
 
   const flush = (): void => {
     if (!pending.length) return;
-    readRemote(t, buf.subarray(0, used), pending);
-    sink.writePages(buf.subarray(0, used));
+    readRemote(t, buf!.subarray(0, used), pending);
+    sink.writePages(buf!.subarray(0, used));
+    buf = undefined;
     pending = [];
     used = 0;
   };
@@ -152,8 +154,9 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
         for (const part of byExclusivity(run, start, pmView)) {
           let vaddr = part.vaddr, left = part.nrPages * PAGE;
           while (left > 0) {
-            if (used === CHUNK || pending.length === IOV_MAX || (pending.length && pending[0].shared !== part.shared)) flush();
-            const n = Math.min(left, CHUNK - used);
+            if ((buf && used === buf.length) || pending.length === IOV_MAX || (pending.length && pending[0].shared !== part.shared)) flush();
+            buf ??= sink.pageBuffer?.() ?? spare!;
+            const n = Math.min(left, buf.length - used);
             pending.push({ vaddr, len: n, shared: part.shared });
             used += n;
             vaddr += BigInt(n);

@@ -66,6 +66,8 @@ export interface RestoreTask {
 export interface PageSink {
   addRun(vaddr: bigint, nrPages: number, flags: number): void;
   writePages(buf: Buffer): void;
+  /** Where to put the next page data for writePages, if the sink has a place (saves a copy). */
+  pageBuffer?(): Buffer;
 }
 
 /** A run of dumped pages and where its bytes sit in pages-N.img. */

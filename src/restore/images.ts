@@ -14,6 +14,9 @@ export interface DumpImagesOptions {
   key?: Buffer;
 }
 
+/** Page data up to this size is verified before the restore starts, on this thread. */
+const BACKGROUND_VERIFY_FROM = 32 << 20;
+
 export class DumpImages {
   readonly dir: string;
   readonly key?: Buffer;
@@ -32,11 +35,16 @@ export class DumpImages {
       if (m.pages.keyId && keyId(opts.key) !== m.pages.keyId) throw new CriuError('the key given with --encrypt is not the key this dump was encrypted with');
     }
     // Before anything else reads the images, so that damage is reported by file, not as odd
-    // behaviour. Page data, the bulk, is checked on another thread during the restore.
+    // behaviour. Page data, the bulk, is checked on another thread during the restore when
+    // there is enough of it to pay for starting a thread.
     if (m && !opts.skipVerify) {
       const isPages = (n: string) => /^pages-\d+\.img$/.test(n);
-      verifyManifest(dir, m, (n) => !isPages(n));
-      this.verifying = new BackgroundVerify(dir, m, isPages);
+      const pageBytes = Object.entries(m.files).reduce((s, [n, f]) => s + (isPages(n) ? f.size : 0), 0);
+      if (pageBytes <= BACKGROUND_VERIFY_FROM) verifyManifest(dir, m);
+      else {
+        verifyManifest(dir, m, (n) => !isPages(n));
+        this.verifying = new BackgroundVerify(dir, m, isPages);
+      }
     }
   }
 

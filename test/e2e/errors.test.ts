@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import {
@@ -79,6 +80,30 @@ for (const step of ['freeze', 'memory', 'files', 'write-images']) {
     killAndReap(f.pid);
     checkFoundationLog(f.log);
     checkDataFile(f.data!);
+  });
+}
+
+// A full file system: the write error surfaces as one line naming the pages file, both when
+// this thread writes the pages (small dumps) and when the page writer thread does (large).
+for (const [mib, fsMiB] of [[8, 4], [64, 24]]) {
+  e2e(`a dump of ${mib} MiB into a ${fsMiB} MiB file system fails cleanly and the target runs on`, async (c) => {
+    const t = startTarget([workload('memhog'), String(mib)], { logFile: join(c.dir, 'memhog.log') });
+    await waitForLine(t.log, /^ready /);
+    const img = c.subdir('small');
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${fsMiB}m`, 'criu-ts-full', img], { encoding: 'utf8' });
+    assert.equal(m.status, 0, `mount tmpfs: ${m.stderr}`);
+    try {
+      const line = assertCleanError(dump(t.pid, img));
+      assert.match(line, /pages-1\.img.*(ENOSPC|No space left)/, line);
+      assert.deepEqual(imageFiles(img), [], 'no partial images');
+      assertRunningFree(t.pid, 'target after the failed dump');
+      signal(t.pid, SIGUSR1);
+      await waitForLine(t.log, /^verify=1 (ok|BAD)$/);
+      assert.deepEqual(readLines(t.log).slice(-1), ['verify=1 ok'], 'memory intact after the failed dump');
+    } finally {
+      spawnSync('umount', [img]);
+    }
+    killAndReap(t.pid);
   });
 }
 

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import {
   e2e, startTarget, assertCleanError, procStat, killAndReap, signal, waitForLine, readLines, SIGUSR1,
 } from '../lib/proc.ts';
@@ -61,6 +62,67 @@ e2e('--skip-verify turns the check off: damage then goes unnoticed', async (c) =
   signal(t.pid, SIGUSR1);
   await waitForLine(t.log, /^verify=1 (ok|BAD)$/);
   assert.deepEqual(readLines(t.log).slice(-1), ['verify=1 BAD'], 'the flipped byte reached the restored memory');
+  killAndReap(t.pid);
+});
+
+function manifestOf(dir: string): { digest: string; files: Record<string, Record<string, string | number>> } {
+  return JSON.parse(readFileSync(join(dir, 'criu-ts-manifest.json'), 'utf8'));
+}
+
+e2e('a large dump (pages written on the page writer thread) carries CRC-32s that catch a flipped page byte', async (c) => {
+  const t = startTarget([workload('memhog'), '48'], { logFile: join(c.dir, 'memhog.log') });
+  await waitForLine(t.log, /^ready /);
+  const good = c.subdir('good');
+  dumpAndReap(t.pid, good);
+  const m = manifestOf(good);
+  assert.equal(m.digest, 'crc32');
+  const names = readdirSync(good).filter((f) => f.endsWith('.img')).sort();
+  assert.deepEqual(Object.keys(m.files).filter((f) => f.endsWith('.img')).sort(), names, 'every image file is listed');
+  for (const f of names) {
+    const b = readFileSync(join(good, f));
+    assert.equal(m.files[f].size, b.length, `${f}: size`);
+    assert.equal(m.files[f].crc32, crc32(b).toString(16).padStart(8, '0'), `${f}: crc32 matches zlib's`);
+  }
+  assert.ok(pagesBytes(good) >= 48 << 20, 'the pages file holds the 48 MiB');
+  const bad = join(c.dir, 'bad');
+  cpSync(good, bad, { recursive: true });
+  const p = join(bad, 'pages-1.img');
+  const b = readFileSync(p);
+  b[b.length - 4096 - 17] ^= 0x10;
+  writeFileSync(p, b);
+  const line = assertCleanError(restore(bad, ['-d']));
+  assert.ok(line.includes('pages-1.img') && /checksum/.test(line), line);
+  assert.equal(procStat(t.pid), null, 'no process left at the PID by the refused restore');
+  restoreDetached(good, t.pid);
+  signal(t.pid, SIGUSR1);
+  await waitForLine(t.log, /^verify=1 (ok|BAD)$/);
+  assert.deepEqual(readLines(t.log).slice(-1), ['verify=1 ok']);
+  killAndReap(t.pid);
+});
+
+e2e('a manifest with sha256 digests, as older criu-ts wrote, is still verified', async (c) => {
+  const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, 'counter.log') });
+  await waitForCounter(t.log, 2);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const m = manifestOf(img);
+  const files: Record<string, { size: number; sha256: string }> = {};
+  for (const f of Object.keys(m.files)) {
+    const b = readFileSync(join(img, f));
+    files[f] = { size: b.length, sha256: createHash('sha256').update(b).digest('hex') };
+  }
+  writeFileSync(join(img, 'criu-ts-manifest.json'), JSON.stringify({ ...m, digest: 'sha256', files }));
+  const bad = join(c.dir, 'bad');
+  cpSync(img, bad, { recursive: true });
+  const core = readdirSync(bad).find((f) => /^core-\d+\.img$/.test(f))!;
+  const b = readFileSync(join(bad, core));
+  b[b.length >> 1] ^= 0x01;
+  writeFileSync(join(bad, core), b);
+  assert.ok(assertCleanError(restore(bad, ['-d'])).includes(core), 'a damaged file under a sha256 manifest is refused by name');
+  writeFileSync(join(bad, 'criu-ts-manifest.json'), JSON.stringify({ ...m, digest: 'md4', files }));
+  assert.match(assertCleanError(restore(bad, ['-d'])), /criu-ts-manifest\.json.*unknown digest "md4"/);
+  restoreDetached(img, t.pid);
+  await waitForCounter(t.log, -1, 5000, readLines(t.log).length);
   killAndReap(t.pid);
 });
 

@@ -1,0 +1,177 @@
+// Page data written and checksummed on another thread. A large dump reads the target's
+// memory straight into shared slots (process_vm_readv), and a worker writes each slot to
+// pages-N.img and adds it to the file's checksum while the main thread reads the next one.
+// Reading, writing and checksumming then overlap on the two cores, and no byte is copied
+// in user space. One worker serves every pages file of a dump, in order.
+import fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { ImageError, errnoText } from './image-common.ts';
+import type { ChecksumKind } from './checksum.ts';
+import type { Message, WorkerData } from './pagewriter-worker.ts';
+
+/** How long the main thread waits for the worker before calling it stuck. */
+const STUCK_MS = 60_000;
+
+export class PageWriterThread {
+  readonly slotSize: number;
+  private readonly slots: number;
+  private readonly worker: Worker;
+  private readonly ring: SharedArrayBuffer;
+  private readonly flags: Int32Array;
+  private readonly result = new SharedArrayBuffer(8 + 4096);
+  private next = 0;
+  private nextFile = 1;
+  private readonly open = new Set<PagesWriteStream>();
+
+  readonly digest: ChecksumKind | undefined;
+
+  constructor(digest: ChecksumKind | undefined, slots = 4, slotSize = 2 << 20) {
+    this.digest = digest;
+    this.slots = slots;
+    this.slotSize = slotSize;
+    this.ring = new SharedArrayBuffer(slots * slotSize);
+    const state = new SharedArrayBuffer(4 * (slots + 1));
+    this.flags = new Int32Array(state);
+    const workerData: WorkerData = { ring: this.ring, state, result: this.result, slotSize, slots, digest };
+    this.worker = new Worker(new URL('./pagewriter-worker.ts', import.meta.url), {
+      workerData,
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
+    });
+    this.worker.unref();
+  }
+
+  /** Create `file` and stream page data into it. */
+  create(file: string): PagesWriteStream {
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'w', 0o600);
+    } catch (e) {
+      throw new ImageError(file, `cannot create: ${errnoText(e)}`);
+    }
+    const s = new PagesWriteStream(this, file, fd, this.nextFile++);
+    this.open.add(s);
+    this.post({ op: 'open', file: s.id, fd });
+    return s;
+  }
+
+  /** The next free slot, waiting while the worker still writes it. */
+  acquire(): { slot: number; buf: Buffer } {
+    const slot = this.next;
+    this.next = (this.next + 1) % this.slots;
+    this.waitFree(slot);
+    return { slot, buf: Buffer.from(this.ring, slot * this.slotSize, this.slotSize) };
+  }
+
+  submit(file: number, slot: number, len: number): void {
+    Atomics.store(this.flags, slot, 1);
+    this.post({ op: 'data', file, slot, len });
+  }
+
+  private post(m: Message): void { this.worker.postMessage(m); }
+
+  /** A write failed on the worker; the stream's close() says which and why. */
+  get failed(): boolean { return Atomics.load(this.flags, this.slots) === 1; }
+
+  private waitFree(slot: number): void {
+    const end = Date.now() + STUCK_MS;
+    while (Atomics.load(this.flags, slot) === 1) {
+      if (Date.now() > end) throw new Error('the page writer thread is stuck');
+      Atomics.wait(this.flags, slot, 1, 1000);
+    }
+  }
+
+  /** Wait until the worker has taken every slot, then collect `file`'s result. */
+  finish(s: PagesWriteStream): { size: number; digest: string; err: string } {
+    for (let i = 0; i < this.slots; i++) this.waitFree(i);
+    const done = new Int32Array(this.result, 0, 2);
+    Atomics.store(done, 0, 0);
+    this.post({ op: 'close', file: s.id });
+    const end = Date.now() + STUCK_MS;
+    while (Atomics.load(done, 0) === 0) {
+      if (Date.now() > end) throw new Error('the page writer thread is stuck');
+      Atomics.wait(done, 0, 0, 1000);
+    }
+    this.open.delete(s);
+    return JSON.parse(Buffer.from(this.result, 8, Atomics.load(done, 1)).toString('utf8')) as { size: number; digest: string; err: string };
+  }
+
+  /** Close every stream still open (a failed dump) and stop the worker. */
+  close(): void {
+    for (const s of [...this.open]) s.abort();
+    void this.worker.terminate();
+  }
+}
+
+/** One pages-N.img being written by the worker. */
+export class PagesWriteStream {
+  private slot = -1;
+  private buf: Buffer | undefined;
+  private closed = false;
+  /** Bytes and checksum once closed. */
+  result?: { size: number; digest: string };
+
+  private readonly thread: PageWriterThread;
+  private readonly fd: number;
+  readonly path: string;
+  readonly id: number;
+
+  constructor(thread: PageWriterThread, path: string, fd: number, id: number) {
+    this.thread = thread;
+    this.path = path;
+    this.fd = fd;
+    this.id = id;
+  }
+
+  /** A slot to fill with the next page data; hand (a prefix of) it to write() next. */
+  buffer(): Buffer {
+    if (!this.buf) {
+      if (this.thread.failed) this.close();
+      ({ slot: this.slot, buf: this.buf } = this.thread.acquire());
+    }
+    return this.buf;
+  }
+
+  /** Page data, in file order: a prefix of buffer() goes as it is, anything else is copied into slots. */
+  write(data: Uint8Array): void {
+    if (this.closed) throw new ImageError(this.path, 'write after close');
+    if (this.buf && data.buffer === this.buf.buffer && data.byteOffset === this.buf.byteOffset) {
+      this.commit(data.length);
+      return;
+    }
+    for (let off = 0; off < data.length;) {
+      const b = this.buffer();
+      const n = Math.min(b.length, data.length - off);
+      b.set(data.subarray(off, off + n));
+      this.commit(n);
+      off += n;
+    }
+  }
+
+  private commit(len: number): void {
+    // An empty commit leaves the slot free: it was never marked busy.
+    if (len > 0) this.thread.submit(this.id, this.slot, len);
+    this.buf = undefined;
+  }
+
+  /** Wait for the worker to write everything; throws ImageError if a write failed. */
+  close(): { size: number; digest: string } {
+    if (this.result) return this.result;
+    if (this.closed) throw new ImageError(this.path, 'closed after a failure');
+    this.closed = true;
+    let r: { size: number; digest: string; err: string };
+    try {
+      r = this.thread.finish(this);
+    } finally {
+      fs.closeSync(this.fd);
+    }
+    if (r.err) throw new ImageError(this.path, r.err);
+    this.result = { size: r.size, digest: r.digest };
+    return this.result;
+  }
+
+  /** Stop without caring about the result (the dump failed; the file is about to go). */
+  abort(): void {
+    if (this.closed) return;
+    try { this.close(); } catch { /* already failing */ }
+  }
+}
