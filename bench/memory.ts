@@ -1,7 +1,8 @@
 // Dump and restore throughput for a process with 256 MiB and 1 GiB of touched anonymous
 // memory, next to this machine's own limits measured in the same run, under the same
 // conditions:
-//   dump:    write(2) of as many bytes from memory into a new file, and cp of that file;
+//   dump:    write(2) of as many bytes from memory into a new file, cp of that file, and
+//            dd with O_DIRECT (the disk itself; criu-ts writes large page data that way);
 //   restore: the first touch of as much fresh anonymous memory (in a child process).
 // This VM hands freed memory back to its host (virtio-balloon free page reporting) and
 // faults it back in on the next touch, so allocating memory is slow and its speed depends
@@ -46,12 +47,15 @@ for (const mib of sizes) {
   const refWrite = path.join(dir, 'ref-write'), refCp = path.join(dir, 'ref-cp');
   const writeMs = timeMs(() => writeFile(refWrite, bytes));
   const cpMs = timeMs(() => execFileSync('cp', [refWrite, refCp]));
+  const refDirect = path.join(dir, 'ref-direct');
+  const directMs = timeMs(() => execFileSync('dd', ['if=/dev/zero', `of=${refDirect}`, 'bs=2M', `count=${bytes / (2 << 20)}`, 'oflag=direct', 'status=none']));
   await sleep(SETTLE_MS);
   const d = criuTs(['dump', '-t', String(pid), '-D', images]);
   reap(pid);
   const pagesBytes = fs.statSync(path.join(images, 'pages-1.img')).size;
   fs.rmSync(refWrite);
   fs.rmSync(refCp);
+  fs.rmSync(refDirect);
 
   await sleep(SETTLE_MS);
   const touchMs = firstTouchMs(pagesBytes);
@@ -63,8 +67,9 @@ for (const mib of sizes) {
   fs.rmSync(dir, { recursive: true, force: true });
 
   console.log(`${mib} MiB (${(pagesBytes / (1 << 20)).toFixed(0)} MiB of pages):`);
-  console.log(`  dump    ${rate(pagesBytes, d.ms)}   write(2) of as many bytes ${rate(bytes, writeMs)}, cp ${rate(bytes, cpMs)}` +
-    `   dump/write ${(d.ms / writeMs).toFixed(2)}, dump/cp ${(d.ms / cpMs).toFixed(2)}   peak RSS ${(d.maxRssKiB / 1024).toFixed(0)} MiB`);
+  console.log(`  dump    ${rate(pagesBytes, d.ms)}   peak RSS ${(d.maxRssKiB / 1024).toFixed(0)} MiB`);
+  console.log(`    same bytes: write(2) ${rate(bytes, writeMs)}, cp ${rate(bytes, cpMs)}, dd O_DIRECT ${rate(bytes, directMs)}` +
+    `   dump/write ${(d.ms / writeMs).toFixed(2)}, dump/cp ${(d.ms / cpMs).toFixed(2)}, dump/dd ${(d.ms / directMs).toFixed(2)}`);
   console.log(`  restore ${rate(pagesBytes, r.ms)}   first touch ${rate(pagesBytes, touchMs)}` +
     `   restore/touch ${(r.ms / touchMs).toFixed(2)}   peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`);
 }

@@ -7,6 +7,7 @@ import {
   ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PageWriterThread, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
 } from '../images/index.ts';
 import type { Msg } from '../resources/types.ts';
+import { addressOf } from '../kernel/index.ts';
 
 export interface ImageSetOptions {
   /** Write criu-ts-manifest.json with a checksum of every file (default on). */
@@ -43,7 +44,7 @@ export class ImageSet {
    * the thread costs more than it saves.
    */
   expectPages(bytes: number): void {
-    if (bytes > 32 << 20 && !this.writer) this.writer = new PageWriterThread(this.opts.manifest !== false ? this.manifest.digest : undefined);
+    if (bytes > 32 << 20 && !this.writer) this.writer = new PageWriterThread(this.opts.manifest !== false ? this.manifest.digest : undefined, { addressOf });
   }
 
   private noteCreated(name: string): void {

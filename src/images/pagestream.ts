@@ -9,6 +9,8 @@ import { ImageError, errnoText } from './image-common.ts';
 import type { ChecksumKind } from './checksum.ts';
 import type { Message, WorkerData } from './pagewriter-worker.ts';
 
+const ALIGN = 4096;
+
 /** How long the main thread waits for the worker before calling it stuck. */
 const STUCK_MS = 60_000;
 
@@ -25,14 +27,26 @@ export class PageWriterThread {
 
   readonly digest: ChecksumKind | undefined;
 
-  constructor(digest: ChecksumKind | undefined, slots = 4, slotSize = 2 << 20) {
+  /** Offset of slot 0 in the ring: the first page boundary, which O_DIRECT needs. */
+  private readonly base: number;
+  private readonly direct: boolean;
+
+  /**
+   * `addressOf` (the kernel layer's) lets slots start on a page boundary, so that the
+   * pages file can be written with O_DIRECT; without it the page cache is used.
+   */
+  constructor(digest: ChecksumKind | undefined, opts: { addressOf?: (b: Uint8Array) => bigint; slots?: number; slotSize?: number } = {}) {
+    const slots = opts.slots ?? 4, slotSize = opts.slotSize ?? 2 << 20;
     this.digest = digest;
     this.slots = slots;
     this.slotSize = slotSize;
-    this.ring = new SharedArrayBuffer(slots * slotSize);
+    this.ring = new SharedArrayBuffer(slots * slotSize + ALIGN);
+    const misalign = opts.addressOf ? Number(opts.addressOf(new Uint8Array(this.ring, 0, 1)) % BigInt(ALIGN)) : -1;
+    this.direct = misalign >= 0;
+    this.base = misalign > 0 ? ALIGN - misalign : 0;
     const state = new SharedArrayBuffer(4 * (slots + 1));
     this.flags = new Int32Array(state);
-    const workerData: WorkerData = { ring: this.ring, state, result: this.result, slotSize, slots, digest };
+    const workerData: WorkerData = { ring: this.ring, base: this.base, state, result: this.result, slotSize, slots, digest };
     this.worker = new Worker(new URL('./pagewriter-worker.ts', import.meta.url), {
       workerData,
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
@@ -42,15 +56,23 @@ export class PageWriterThread {
 
   /** Create `file` and stream page data into it. */
   create(file: string): PagesWriteStream {
+    const { O_WRONLY, O_CREAT, O_TRUNC, O_DIRECT } = fs.constants;
     let fd: number;
+    let direct = this.direct;
     try {
-      fd = fs.openSync(file, 'w', 0o600);
+      try {
+        fd = fs.openSync(file, O_WRONLY | O_CREAT | O_TRUNC | (direct ? O_DIRECT : 0), 0o600);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+        direct = false; // tmpfs and some others have no O_DIRECT
+        fd = fs.openSync(file, 'w', 0o600);
+      }
     } catch (e) {
       throw new ImageError(file, `cannot create: ${errnoText(e)}`);
     }
     const s = new PagesWriteStream(this, file, fd, this.nextFile++);
     this.open.add(s);
-    this.post({ op: 'open', file: s.id, fd });
+    this.post({ op: 'open', file: s.id, fd, direct });
     return s;
   }
 
@@ -59,7 +81,7 @@ export class PageWriterThread {
     const slot = this.next;
     this.next = (this.next + 1) % this.slots;
     this.waitFree(slot);
-    return { slot, buf: Buffer.from(this.ring, slot * this.slotSize, this.slotSize) };
+    return { slot, buf: Buffer.from(this.ring, this.base + slot * this.slotSize, this.slotSize) };
   }
 
   submit(file: number, slot: number, len: number): void {

@@ -1,28 +1,45 @@
 // The worker side of PageWriterThread (pagestream.ts): writes each filled slot to its
 // pages file, adds it to the file's checksum and frees the slot, in the order posted.
+// The file is opened with O_DIRECT where the file system allows: page data then goes
+// from the slot to the disk without filling the page cache with a second copy of the
+// target's memory. A write O_DIRECT refuses (EINVAL: alignment) continues through a
+// buffered descriptor of the same file.
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { startChecksum, type Checksum, type ChecksumKind } from './checksum.ts';
 
-export interface WorkerData { ring: SharedArrayBuffer; state: SharedArrayBuffer; result: SharedArrayBuffer; slotSize: number; slots: number; digest?: ChecksumKind }
+export interface WorkerData { ring: SharedArrayBuffer; base: number; state: SharedArrayBuffer; result: SharedArrayBuffer; slotSize: number; slots: number; digest?: ChecksumKind }
 export type Message =
-  | { op: 'open'; file: number; fd: number }
+  | { op: 'open'; file: number; fd: number; direct: boolean }
   | { op: 'data'; file: number; slot: number; len: number }
   | { op: 'close'; file: number };
 
-const { ring, state, result, slotSize, slots, digest } = workerData as WorkerData;
+const { ring, base, state, result, slotSize, slots, digest } = workerData as WorkerData;
 const flags = new Int32Array(state);
-const files = new Map<number, { fd: number; sum?: Checksum; size: number; err: string }>();
+interface File { fd: number; direct: boolean; reopened?: number; sum?: Checksum; size: number; err: string }
+const files = new Map<number, File>();
+
+function writeAll(f: File, view: Uint8Array): void {
+  for (let off = 0; off < view.length;) {
+    try {
+      off += fs.writeSync(f.reopened ?? f.fd, view, off, view.length - off, f.size + off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EINVAL' || !f.direct) throw e;
+      f.direct = false;
+      f.reopened = fs.openSync(`/proc/self/fd/${f.fd}`, 'r+');
+    }
+  }
+}
 
 parentPort!.on('message', (m: Message) => {
   if (m.op === 'open') {
-    files.set(m.file, { fd: m.fd, sum: digest ? startChecksum(digest) : undefined, size: 0, err: '' });
+    files.set(m.file, { fd: m.fd, direct: m.direct, sum: digest ? startChecksum(digest) : undefined, size: 0, err: '' });
   } else if (m.op === 'data') {
     const f = files.get(m.file)!;
-    const view = new Uint8Array(ring, m.slot * slotSize, m.len);
+    const view = new Uint8Array(ring, base + m.slot * slotSize, m.len);
     if (!f.err) {
       try {
-        for (let off = 0; off < m.len;) off += fs.writeSync(f.fd, view, off, m.len - off);
+        writeAll(f, view);
         f.sum?.update(view);
         f.size += m.len;
       } catch (e) {
@@ -35,6 +52,7 @@ parentPort!.on('message', (m: Message) => {
   } else {
     const f = files.get(m.file)!;
     files.delete(m.file);
+    if (f.reopened !== undefined) fs.closeSync(f.reopened);
     const n = Buffer.from(result, 8).write(JSON.stringify({ size: f.size, digest: f.sum?.digest() ?? '', err: f.err }), 'utf8');
     const done = new Int32Array(result, 0, 2);
     Atomics.store(done, 1, n);

@@ -84,14 +84,24 @@ for (const step of ['freeze', 'memory', 'files', 'write-images']) {
 }
 
 // A full file system: the write error surfaces as one line naming the pages file, both when
-// this thread writes the pages (small dumps) and when the page writer thread does (large).
-for (const [mib, fsMiB] of [[8, 4], [64, 24]]) {
-  e2e(`a dump of ${mib} MiB into a ${fsMiB} MiB file system fails cleanly and the target runs on`, async (c) => {
+// this thread writes the pages (small dumps, tmpfs) and when the page writer thread does
+// (large dumps; ext4 on a loop device, where it writes with O_DIRECT).
+for (const [mib, fsMiB, fsType] of [[8, 4, 'tmpfs'], [64, 24, 'tmpfs'], [64, 24, 'ext4']] as const) {
+  e2e(`a dump of ${mib} MiB into a full ${fsMiB} MiB ${fsType} fails cleanly and the target runs on`, async (c) => {
     const t = startTarget([workload('memhog'), String(mib)], { logFile: join(c.dir, 'memhog.log') });
     await waitForLine(t.log, /^ready /);
     const img = c.subdir('small');
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${fsMiB}m`, 'criu-ts-full', img], { encoding: 'utf8' });
-    assert.equal(m.status, 0, `mount tmpfs: ${m.stderr}`);
+    let m;
+    if (fsType === 'tmpfs') m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${fsMiB}m`, 'criu-ts-full', img], { encoding: 'utf8' });
+    else {
+      const disk = join(c.dir, 'disk.ext4');
+      writeFileSync(disk, '');
+      truncateSync(disk, fsMiB << 20);
+      const mk = spawnSync('mkfs.ext4', ['-q', '-F', disk], { encoding: 'utf8' });
+      assert.equal(mk.status, 0, `mkfs.ext4: ${mk.stderr}`);
+      m = spawnSync('mount', ['-o', 'loop', disk, img], { encoding: 'utf8' });
+    }
+    assert.equal(m.status, 0, `mount ${fsType}: ${m.stderr}`);
     try {
       const line = assertCleanError(dump(t.pid, img));
       assert.match(line, /pages-1\.img.*(ENOSPC|No space left)/, line);
