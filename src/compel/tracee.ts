@@ -47,6 +47,13 @@ export class Tracee {
   private trapMode = false;
   private memFd = -1;
   private readonly scratchRegs: Buffer;
+  /**
+   * scratchRegs hold the thread's registers as the last injected call left them, and
+   * nothing has changed them since: the next call starts from them instead of reading
+   * them again (one ptrace call less per injected syscall). Anything that sets registers
+   * or lets the thread run clears it.
+   */
+  private regsKnown = false;
 
   private constructor(tid: number) {
     this.tid = tid;
@@ -92,6 +99,7 @@ export class Tracee {
       if (st.sig === SIG.TRAP && st.event === PTRACE_EVENT.STOP) return st;
       if (st.event === PTRACE_EVENT.STOP) return st; // group-stop while seized
       // A signal-delivery stop: re-deliver it on resume and interrupt again.
+      this.regsKnown = false;
       ptrace(PTRACE.CONT, this.tid, 0, st.sig);
       ptrace(PTRACE.INTERRUPT, this.tid, 0, 0);
     }
@@ -102,7 +110,7 @@ export class Tracee {
     getRegset(this.tid, NT.PRSTATUS, b);
     return b;
   }
-  setRegs(regs: Buffer): void { setRegset(this.tid, NT.PRSTATUS, regs); }
+  setRegs(regs: Buffer): void { this.regsKnown = false; setRegset(this.tid, NT.PRSTATUS, regs); }
 
   /** Extended FPU state (XSAVE area on x86_64), trimmed to what the kernel returned. */
   getFpRegs(): Buffer {
@@ -116,7 +124,13 @@ export class Tracee {
     const n = getRegset(this.tid, note, b);
     return Buffer.from(b.subarray(0, n));
   }
-  setRegset(note: number, buf: Buffer): void { setRegset(this.tid, note, buf); }
+  setRegset(note: number, buf: Buffer): void { this.regsKnown = false; setRegset(this.tid, note, buf); }
+
+  /** A ptrace request on this thread that no typed method covers (arch-specific ones). */
+  request(req: number, addr: bigint | number, data: Buffer | bigint | number = 0): number {
+    this.regsKnown = false;
+    return ptrace(req, this.tid, addr, data);
+  }
 
   getSigmask(): bigint { return getSigmask(this.tid); }
   setSigmask(mask: bigint): void { setSigmask(this.tid, mask); }
@@ -136,7 +150,7 @@ export class Tracee {
   syscallRaw(name: SyscallName | number, ...args: SysArg[]): bigint {
     if (this.insnAddr === 0n) throw new Error(`task ${this.tid}: no syscall instruction chosen for injection`);
     const nr = typeof name === 'number' ? name : sysnr(name);
-    const r = this.getRegs(this.scratchRegs);
+    const r = this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs);
     arch.setIp(r, this.insnAddr);
     arch.setSyscall(r, nr, args.map((a) => BigInt.asUintN(64, BigInt(a))));
     this.setRegs(r);
@@ -150,7 +164,9 @@ export class Tracee {
       this.expectSyscallStop(name);
       if (arch.syscallNrRegset !== undefined) setRegset(this.tid, arch.syscallNrRegset, NO_SYSCALL);
     }
-    return arch.syscallResult(this.getRegs(this.scratchRegs));
+    const after = this.getRegs(this.scratchRegs);
+    this.regsKnown = true;
+    return arch.syscallResult(after);
   }
 
   /** Resume with `regs` until the trap instruction that follows the code at their ip; returns the regs there. */
@@ -261,6 +277,7 @@ export class Tracee {
    * Call with every other signal blocked, so that no handler runs first.
    */
   enterGroupStop(tgid: number, sig: number): void {
+    this.regsKnown = false;
     tgkill(tgid, this.tid, sig);
     ptrace(PTRACE.CONT, this.tid, 0, 0);
     for (;;) {
@@ -274,11 +291,12 @@ export class Tracee {
     if (st.event !== PTRACE_EVENT.STOP) throw new InjectionError(this.tid, `expected a group stop, got ${describe(st.status)}`);
   }
 
-  cont(sig = 0): void { ptrace(PTRACE.CONT, this.tid, 0, sig); }
-  syscallStep(sig = 0): void { ptrace(PTRACE.SYSCALL, this.tid, 0, sig); }
+  cont(sig = 0): void { this.regsKnown = false; ptrace(PTRACE.CONT, this.tid, 0, sig); }
+  syscallStep(sig = 0): void { this.regsKnown = false; ptrace(PTRACE.SYSCALL, this.tid, 0, sig); }
   interrupt(): void { ptrace(PTRACE.INTERRUPT, this.tid, 0, 0); }
 
   detach(sig = 0): void {
+    this.regsKnown = false;
     this.release();
     ptrace(PTRACE.DETACH, this.tid, 0, sig);
   }

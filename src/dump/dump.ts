@@ -183,7 +183,8 @@ export function dump(req: DumpRequest): DumpResult {
       prepareInjection(t);
     }
     const tFrozen = performance.now();
-    imgs.expectPages(tasks.reduce((s, t) => s + (isLive(t) ? t.vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0) : 0), 0));
+    const live = tasks.filter(isLive);
+    imgs.expect(live.reduce((s, t) => s + t.vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0), 0), live.reduce((s, t) => s + t.threads.length, 0));
     result = collectAndWrite(req, tasks, imgs);
     faultPoint('write-images');
     imgs.finish();

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PageWriterThread, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
+  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, ImageWriterThread, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
 } from '../images/index.ts';
 import type { Msg } from '../resources/types.ts';
 import { addressOf } from '../kernel/index.ts';
@@ -25,10 +25,13 @@ export class ImageSet {
   private readonly opts: ImageSetOptions;
   private readonly encoders: PagesEncoder[] = [];
   private pagesId = 0;
-  private writer?: PageWriterThread;
+  private writer?: ImageWriterThread;
+  private readonly existing: Set<string>;
 
   constructor(dir: string, opts: ImageSetOptions = {}) {
     this.dir = dir;
+    // What was there before: a failed dump removes only what it created.
+    this.existing = new Set(fs.readdirSync(dir));
     this.opts = opts;
     if (opts.pages?.compress || opts.pages?.key) {
       this.manifest.pages = {
@@ -39,17 +42,25 @@ export class ImageSet {
   }
 
   /**
-   * Expect this many bytes of page data. Above 32 MiB, plain page data is written and
-   * checksummed on another thread while this one reads the next pages; below, starting
-   * the thread costs more than it saves.
+   * Expect this many bytes of page data and this many threads in all. Above 32 MiB of
+   * pages or from 8 threads on, image files are written on another thread while this one
+   * goes on with the tasks (see ImageWriterThread); below, starting the thread costs more
+   * than it saves.
    */
-  expectPages(bytes: number): void {
-    if (bytes > 32 << 20 && !this.writer) this.writer = new PageWriterThread(this.opts.manifest !== false ? this.manifest.digest : undefined, { addressOf });
+  expect(pagesBytes: number, threads: number): void {
+    if ((pagesBytes > 32 << 20 || threads >= 8) && !this.writer) {
+      this.writer = new ImageWriterThread(this.opts.manifest !== false ? this.manifest.digest : undefined, { addressOf });
+    }
+  }
+
+  /** Images are created by the writer thread, when there is one. */
+  private get defer(): ((file: string, data: Uint8Array<ArrayBuffer>) => void) | undefined {
+    const w = this.writer;
+    return w && ((file, data) => w.writeImage(file, data));
   }
 
   private noteCreated(name: string): void {
-    const file = path.join(this.dir, name);
-    if (!fs.existsSync(file)) this.created.push(file);
+    if (!this.existing.has(name)) this.created.push(path.join(this.dir, name));
   }
 
   private track(name: string): (d: Uint8Array) => void {
@@ -63,7 +74,7 @@ export class ImageSet {
   add(image: string, msg: MessageName, entry: Msg, extra?: Buffer): void {
     let w = this.open.get(image);
     if (!w) {
-      w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image) });
+      w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image), defer: this.defer });
       this.open.set(image, w);
     }
     w.write(msg, entry as never);
@@ -72,7 +83,7 @@ export class ImageSet {
 
   /** An image with a header and no entries. */
   empty(image: string): void {
-    new ImageWriter(path.join(this.dir, image), { tap: this.track(image) }).close();
+    new ImageWriter(path.join(this.dir, image), { tap: this.track(image), defer: this.defer }).close();
   }
 
   /** A whole single-entry image. */
@@ -95,6 +106,7 @@ export class ImageSet {
     return new PagemapWriter(this.dir, id, pagesId, {
       shmem,
       pagemapTap: this.track(shmem ? `pagemap-shmem-${id}.img` : `pagemap-${id}.img`),
+      pagemapDefer: this.defer,
       ...(writer && !enc ? {
         pagesStream: (file: string) => {
           this.noteCreated(pagesName);
@@ -120,6 +132,7 @@ export class ImageSet {
     for (const w of this.open.values()) w.close();
     this.open.clear();
     for (const d of this.dones) d();
+    this.writer?.sync();
     this.writer?.close();
     if (this.opts.manifest !== false) {
       this.created.push(path.join(this.dir, MANIFEST));

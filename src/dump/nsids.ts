@@ -31,23 +31,35 @@ export interface KobjIdSet {
   sharedWith: Map<string, number>;
 }
 
-/** Ids that are equal exactly when kcmp says two processes share the object. */
+/**
+ * Ids that are equal exactly when kcmp says two processes share the object. kcmp also
+ * orders objects, so each kind keeps its objects sorted and a new task is placed by binary
+ * search: log2(n) calls per task instead of one per task seen (CRIU keeps a tree the same way).
+ */
 export class KobjIds {
-  private seen: Array<{ pid: number; ids: KobjIdSet }> = [];
+  private readonly sorted = new Map<number, Array<{ pid: number; id: number }>>();
   private next = 1;
 
   idsOf(pid: number): KobjIdSet {
     const ids: KobjIdSet = { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, sharedWith: new Map() };
-    const kinds: Array<[keyof KobjIdSet, number, string]> = [
+    const kinds: Array<['vm_id' | 'files_id' | 'fs_id' | 'sighand_id', number, string]> = [
       ['vm_id', KCMP.VM, 'vm'], ['files_id', KCMP.FILES, 'files'], ['fs_id', KCMP.FS, 'fs'], ['sighand_id', KCMP.SIGHAND, 'sighand'],
     ];
     for (const [field, type, name] of kinds) {
-      const other = this.seen.find((s) => kcmp(s.pid, pid, type, 0, 0) === 0);
-      if (other) { (ids as unknown as Record<string, number>)[field] = other.ids[field] as number; ids.sharedWith.set(name, other.pid); }
-      else (ids as unknown as Record<string, number>)[field] = this.next++;
+      let list = this.sorted.get(type);
+      if (!list) this.sorted.set(type, (list = []));
+      // kcmp(a, b): 0 same object, 1 a's is lower, 2 a's is higher.
+      let lo = 0, hi = list.length;
+      let found: { pid: number; id: number } | undefined;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        const c = kcmp(list[mid].pid, pid, type, 0, 0);
+        if (c === 0) { found = list[mid]; break; }
+        if (c === 1) lo = mid + 1; else hi = mid;
+      }
+      if (found) { ids[field] = found.id; ids.sharedWith.set(name, found.pid); }
+      else { ids[field] = this.next++; list.splice(lo, 0, { pid, id: ids[field] }); }
     }
-
-    this.seen.push({ pid, ids });
     return ids;
   }
 }

@@ -9,6 +9,9 @@ export const PTRACE = {
   GET_RSEQ_CONFIGURATION: 0x420f,
 } as const;
 
+/** x86 only (arch/x86/include/uapi/asm/ptrace-abi.h): a GDT TLS slot, read without injecting. */
+export const PTRACE_X86 = { GET_THREAD_AREA: 25, SET_THREAD_AREA: 26 } as const;
+
 export const PTRACE_O = {
   TRACESYSGOOD: 1, TRACEFORK: 2, TRACEVFORK: 4, TRACECLONE: 8, TRACEEXEC: 0x10, TRACEVFORKDONE: 0x20,
   TRACEEXIT: 0x40, TRACESECCOMP: 0x80, EXITKILL: 0x100000, SUSPEND_SECCOMP: 0x200000,

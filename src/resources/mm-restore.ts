@@ -34,6 +34,21 @@ export function findHole(taken: Range[], size: bigint, from = 0x100000000n): big
 }
 
 /** Parts of `r` outside every range of `holes`. */
+/**
+ * Join ranges across the gaps between them unless one of `fences` lies in the gap: munmap
+ * of a range with holes in it is fine, and one injected call beats one per VMA.
+ */
+export function coalesce(ranges: Range[], fences: Range[]): Range[] {
+  const out: Range[] = [];
+  for (const r of [...ranges].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0))) {
+    const last = out[out.length - 1];
+    if (last && !fences.some((f) => f.start < r.start && f.end > last.end)) {
+      if (r.end > last.end) last.end = r.end;
+    } else out.push({ start: r.start, end: r.end });
+  }
+  return out;
+}
+
 function subtract(r: Range, holes: Range[]): Range[] {
   let parts: Range[] = [{ start: r.start, end: r.end }];
   for (const h of holes) {
@@ -69,10 +84,9 @@ export function prepareAddressSpace(t: RestoreTask, target: Msg[], keep: Range[]
   // Everything goes but the injection area and the ranges kept from the parent; the kernel
   // may have merged a kept range with its neighbours, so ranges are cut, not whole VMAs.
   const stay = [{ start: t.area.base, end: t.area.base + BigInt(t.area.size) }, ...keep];
-  for (const v of current) {
-    if (isSpecialPath(v.path)) continue;
-    for (const r of subtract(v, stay)) tr.syscall('munmap', r.start, r.end - r.start);
-  }
+  const fences = [...stay, ...current.filter((v) => isSpecialPath(v.path))];
+  const doomed = current.filter((v) => !isSpecialPath(v.path)).flatMap((v) => subtract(v, stay));
+  for (const r of coalesce(doomed, fences)) tr.syscall('munmap', r.start, r.end - r.start);
   const stubSpecials = current.filter((v) => v.path === '[vdso]' || v.path === '[vvar]' || v.path === '[vvar_vclock]');
   const want = target.filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR));
   const pairs = matchSpecials(stubSpecials, want);

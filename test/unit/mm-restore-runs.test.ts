@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { withoutRanges } from '../../src/resources/mm-restore.ts';
+import { withoutRanges, coalesce } from '../../src/resources/mm-restore.ts';
 
 const P = 4096n;
 
@@ -22,4 +22,12 @@ test('a hole in the middle of a run splits it, with the offsets of the pages aft
 test('no ranges: the runs as they are', () => {
   const runs = [{ vaddr: 0n, nrPages: 1, flags: 1, offset: 0 }];
   assert.equal(withoutRanges(runs, []), runs);
+});
+
+test('ranges to unmap join across gaps, but never across a fence (the injection area, the vDSO)', () => {
+  const r = (a: number, b: number) => ({ start: BigInt(a) * P, end: BigInt(b) * P });
+  const out = coalesce([r(30, 31), r(1, 2), r(4, 6), r(10, 12), r(20, 25)], [r(8, 9), r(26, 28)]);
+  assert.deepEqual(out, [r(1, 6), r(10, 25), r(30, 31)]);
+  assert.deepEqual(coalesce([r(1, 3), r(2, 4)], []), [r(1, 4)], 'overlaps merge');
+  assert.deepEqual(coalesce([], [r(1, 2)]), []);
 });

@@ -1,5 +1,5 @@
 // x86_64: user_regs_struct, the XSAVE area and the three GDT TLS descriptors (thread_info_x86).
-import { arch, X86, X86_REG_NAMES } from '../../kernel/index.ts';
+import { arch, X86, X86_REG_NAMES, PTRACE_X86, SysError } from '../../kernel/index.ts';
 import { xsaveToEntry, entryToXsave, type XsaveOffsets } from '../../kernel/arch/x86_64-xsave.ts';
 import { xsaveOffsets, type Tracee, type InjectionArea } from '../../compel/index.ts';
 import type { Msg } from '../types.ts';
@@ -21,21 +21,27 @@ function entryToRegs(e: Msg): Buffer {
 const USER_DESC = 16;
 const GDT_TLS = [12, 13, 14];
 
-function readTlsDescs(t: Tracee, area: InjectionArea): Msg[] {
+/**
+ * The three GDT TLS slots, by PTRACE_GET_THREAD_AREA (a plain ptrace request: no injected
+ * call). A kernel without 32-bit emulation refuses it and has no such slots in use either:
+ * they are then saved empty, as the kernel reports an unused one.
+ */
+function readTlsDescs(t: Tracee): Msg[] {
   const out: Msg[] = [];
+  const d = Buffer.alloc(USER_DESC);
   for (const n of GDT_TLS) {
-    area.reset();
-    const b = Buffer.alloc(USER_DESC);
-    b.writeUInt32LE(n, 0);
-    const a = area.put(b);
-    const r = t.syscallRaw('get_thread_area', a);
-    const d = r === 0n ? area.read(a, USER_DESC) : b;
+    d.fill(0);
+    let ok = true;
+    try { t.request(PTRACE_X86.GET_THREAD_AREA, n, d); } catch (e) {
+      if (!(e instanceof SysError)) throw e;
+      ok = false;
+    }
     const bits = d.readUInt32LE(12);
     out.push({
       entry_number: n, base_addr: d.readUInt32LE(4), limit: d.readUInt32LE(8),
       seg_32bit: !!(bits & 1), contents_h: !!(bits & 4), contents_l: !!(bits & 2),
-      read_exec_only: r === 0n ? !!(bits & 8) : true, limit_in_pages: !!(bits & 16),
-      seg_not_present: r === 0n ? !!(bits & 32) : true, usable: !!(bits & 64),
+      read_exec_only: ok ? !!(bits & 8) : true, limit_in_pages: !!(bits & 16),
+      seg_not_present: ok ? !!(bits & 32) : true, usable: !!(bits & 64),
     });
   }
   return out;
@@ -55,7 +61,7 @@ export const x86_64Cpu: CpuBackend = {
     // Saved already adjusted for an interrupted syscall, as CRIU does: its restorer does
     // not adjust them again.
     arch.fixupRestart(r);
-    return { clear_tid_addr: clearTid, gpregs: regsToEntry(r), fpregs: xsaveToEntry(s.fpregs, offsets(facts)), tls: readTlsDescs(t, area) };
+    return { clear_tid_addr: clearTid, gpregs: regsToEntry(r), fpregs: xsaveToEntry(s.fpregs, offsets(facts)), tls: readTlsDescs(t) };
   },
   check() { /* every x86_64 dump runs here */ },
   tls: (info) => (info.gpregs as Msg).fs_base as bigint,

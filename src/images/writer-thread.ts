@@ -1,20 +1,22 @@
-// Page data written and checksummed on another thread. A large dump reads the target's
-// memory straight into shared slots (process_vm_readv), and a worker writes each slot to
-// pages-N.img and adds it to the file's checksum while the main thread reads the next one.
-// Reading, writing and checksumming then overlap on the two cores, and no byte is copied
-// in user space. One worker serves every pages file of a dump, in order.
+// Image files written on another thread. A large dump reads the target's memory straight
+// into shared slots (process_vm_readv), and a worker writes each slot to pages-N.img and
+// adds it to the file's checksum while the main thread reads the next one: reading,
+// writing and checksumming overlap on the two cores, and no byte is copied in user space.
+// A dump of many tasks hands its small images over whole as they are closed, so that
+// creating hundreds of files overlaps with the ptrace work instead of adding to it.
+// One worker serves the whole dump, in order.
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { ImageError, errnoText } from './image-common.ts';
 import type { ChecksumKind } from './checksum.ts';
-import type { Message, WorkerData } from './pagewriter-worker.ts';
+import type { Message, WorkerData } from './writer-worker.ts';
 
 const ALIGN = 4096;
 
 /** How long the main thread waits for the worker before calling it stuck. */
 const STUCK_MS = 60_000;
 
-export class PageWriterThread {
+export class ImageWriterThread {
   readonly slotSize: number;
   private readonly slots: number;
   private readonly worker: Worker;
@@ -47,7 +49,7 @@ export class PageWriterThread {
     const state = new SharedArrayBuffer(4 * (slots + 1));
     this.flags = new Int32Array(state);
     const workerData: WorkerData = { ring: this.ring, base: this.base, state, result: this.result, slotSize, slots, digest };
-    this.worker = new Worker(new URL('./pagewriter-worker.ts', import.meta.url), {
+    this.worker = new Worker(new URL('./writer-worker.ts', import.meta.url), {
       workerData,
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
     });
@@ -97,29 +99,47 @@ export class PageWriterThread {
   private waitFree(slot: number): void {
     const end = Date.now() + STUCK_MS;
     while (Atomics.load(this.flags, slot) === 1) {
-      if (Date.now() > end) throw new Error('the page writer thread is stuck');
+      if (Date.now() > end) throw new Error('the image writer thread is stuck');
       Atomics.wait(this.flags, slot, 1, 1000);
     }
+  }
+
+  /** Post a request and wait for the worker's answer (everything posted before is done then). */
+  private ask(m: Message): unknown {
+    const done = new Int32Array(this.result, 0, 2);
+    Atomics.store(done, 0, 0);
+    this.post(m);
+    const end = Date.now() + STUCK_MS;
+    while (Atomics.load(done, 0) === 0) {
+      if (Date.now() > end) throw new Error('the image writer thread is stuck');
+      Atomics.wait(done, 0, 0, 1000);
+    }
+    return JSON.parse(Buffer.from(this.result, 8, Atomics.load(done, 1)).toString('utf8'));
   }
 
   /** Wait until the worker has taken every slot, then collect `file`'s result. */
   finish(s: PagesWriteStream): { size: number; digest: string; err: string } {
     for (let i = 0; i < this.slots; i++) this.waitFree(i);
-    const done = new Int32Array(this.result, 0, 2);
-    Atomics.store(done, 0, 0);
-    this.post({ op: 'close', file: s.id });
-    const end = Date.now() + STUCK_MS;
-    while (Atomics.load(done, 0) === 0) {
-      if (Date.now() > end) throw new Error('the page writer thread is stuck');
-      Atomics.wait(done, 0, 0, 1000);
-    }
+    const r = this.ask({ op: 'close', file: s.id }) as { size: number; digest: string; err: string };
     this.open.delete(s);
-    return JSON.parse(Buffer.from(this.result, 8, Atomics.load(done, 1)).toString('utf8')) as { size: number; digest: string; err: string };
+    return r;
   }
 
-  /** Close every stream still open (a failed dump) and stop the worker. */
+  /** Create `file` with these bytes (its own buffer: it is handed to the worker). */
+  writeImage(file: string, data: Uint8Array<ArrayBuffer>): void {
+    this.worker.postMessage({ op: 'image', path: file, data } satisfies Message, [data.buffer]);
+  }
+
+  /** Wait until every image handed over is on disk; throws ImageError for the first that is not. */
+  sync(): void {
+    const r = this.ask({ op: 'sync' }) as { path?: string; err?: string };
+    if (r.path) throw new ImageError(r.path, `cannot write: ${r.err}`);
+  }
+
+  /** Close every stream still open, let the worker finish what it was given, and stop it. */
   close(): void {
     for (const s of [...this.open]) s.abort();
+    try { this.ask({ op: 'sync' }); } catch { /* stopping anyway */ }
     void this.worker.terminate();
   }
 }
@@ -132,12 +152,12 @@ export class PagesWriteStream {
   /** Bytes and checksum once closed. */
   result?: { size: number; digest: string };
 
-  private readonly thread: PageWriterThread;
+  private readonly thread: ImageWriterThread;
   private readonly fd: number;
   readonly path: string;
   readonly id: number;
 
-  constructor(thread: PageWriterThread, path: string, fd: number, id: number) {
+  constructor(thread: ImageWriterThread, path: string, fd: number, id: number) {
     this.thread = thread;
     this.path = path;
     this.fd = fd;
