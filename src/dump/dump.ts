@@ -184,7 +184,7 @@ export function dump(req: DumpRequest): DumpResult {
     }
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
-    imgs.expect(live.reduce((s, t) => s + t.vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0), 0), live.reduce((s, t) => s + t.threads.length, 0));
+    imgs.expect(live.reduce((s, t) => s + t.vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0), 0), live.length);
     result = collectAndWrite(req, tasks, imgs);
     faultPoint('write-images');
     imgs.finish();

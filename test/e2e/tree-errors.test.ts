@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import {
   e2e, startTarget, killAndReap, readLines, adopt, reap, signal, sleep, type CriuResult, type Target, waitForLine, waitFor, descendants, assertRunningFree, assertCleanError,
   imageFiles, procStat, parseKV, lastCounter, describeRun, counterValues, assertConsecutive, SLOW,
@@ -176,3 +177,23 @@ e2e('a restore that fails halfway on a taken PID kills everything it created', a
   assertNoStray(pids, taken, g.pid);
   killAndReap(g.pid);
 });
+
+e2e('a 100-process tree dumped into a full file system: one line naming the image, no partial images, the tree runs on', async (c) => {
+  const t = startTarget([workload('tree'), 'p(p(p*9)*9 p*9)'], { logFile: join(c.dir, 'tree.log') });
+  await waitForLine(t.log, /^ready n=100$/, 20_000);
+  await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S'), 5000, 'the tree to settle');
+  const before = treeSnapshot(t.pid);
+  const img = c.subdir('small');
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'criu-ts-full', img], { encoding: 'utf8' });
+  assert.equal(m.status, 0, `mount tmpfs: ${m.stderr}`);
+  try {
+    const line = assertCleanError(dump(t.pid, img));
+    assert.match(line, /\.img.*(ENOSPC|No space left)/, line);
+    assert.deepEqual(imageFiles(img), [], 'no partial images');
+  } finally {
+    spawnSync('umount', [img]);
+  }
+  for (const x of before) assertRunningFree(x.pid, `PID ${x.pid} after the failed dump`);
+  assert.deepEqual(renderTree(treeSnapshot(t.pid)), renderTree(before), 'the tree is as it was');
+  killAndReap(t.pid);
+}, { timeout: 90_000 });

@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import {
   e2e, startTarget, killAndReap, signal, sleep, readLines, waitForLine, waitFor, descendants, assertRunningFree, imageFiles,
@@ -65,6 +67,32 @@ e2e('a 50-process tree comes back with the same PID, PPID, SID, PGID and state f
   assert.deepEqual(renderTree(treeSnapshot(t.pid).map(noZombieComm)), renderTree(before.map(noZombieComm)), 'the restored tree a moment later');
   killAndReap(t.pid);
 }, { timeout: 60_000 });
+
+/** 100 processes in three levels: enough for the dump to create its image files on the writer thread. */
+const TREE100 = 'p(p(p*9)*9 p*9)';
+
+e2e('a 100-process tree (image files created on the writer thread) comes back whole, each file checksummed', async (c) => {
+  const t = startTarget([workload('tree'), TREE100], { logFile: join(c.dir, 'tree.log') });
+  await waitForLine(t.log, /^ready n=100$/, 20_000);
+  await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S'), 5000, 'the tree to settle');
+  const before = treeSnapshot(t.pid);
+  assert.equal(before.length, 100, 'tree size');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const m = JSON.parse(readFileSync(join(img, 'criu-ts-manifest.json'), 'utf8')) as { files: Record<string, { size: number; crc32: string }> };
+  const files = imageFiles(img);
+  assert.ok(files.length >= 100 * 5, `${files.length} image files`);
+  assert.deepEqual(Object.keys(m.files).sort(), files, 'the manifest lists every image file');
+  for (const f of files) {
+    const b = readFileSync(join(img, f));
+    assert.equal(m.files[f].crc32, crc32(b).toString(16).padStart(8, '0'), `${f}: crc32`);
+  }
+  restoreDetached(img, t.pid);
+  const after = treeSnapshot(t.pid);
+  assert.deepEqual(renderTree(after), renderTree(before), 'the restored tree');
+  await pingTree(t.log, after);
+  killAndReap(t.pid);
+}, { timeout: 90_000 });
 
 e2e('a restored zombie keeps its comm and exit status', async (c) => {
   const t = startTarget([workload('tree'), 'p(z p)'], { logFile: join(c.dir, 'tree.log') });
