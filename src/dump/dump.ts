@@ -156,6 +156,9 @@ function checkSessions(tasks: Task[], shellJob: boolean): void {
   }
 }
 
+/** Anonymous bytes smaps counts in these VMAs: about the page data their dump writes. */
+const anonBytes = (vmas: Vma[]): number => vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0);
+
 export function dump(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
@@ -184,7 +187,7 @@ export function dump(req: DumpRequest): DumpResult {
     }
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
-    imgs.expect(live.reduce((s, t) => s + t.vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0), 0), live.length);
+    imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
     result = collectAndWrite(req, tasks, imgs);
     faultPoint('write-images');
     imgs.finish();
@@ -284,7 +287,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
   faultPoint('memory');
-  const pm = imgs.pagemap(pid);
+  const pm = imgs.pagemap(pid, anonBytes(task.vmas));
   const exe = fs.readlinkSync(`/proc/${pid}/exe`);
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
   imgs.one(`mm-${pid}.img`, 'mm_entry', mm);

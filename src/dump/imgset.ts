@@ -16,6 +16,9 @@ export interface ImageSetOptions {
   pages?: PagesCodecOptions;
 }
 
+/** Page data from this size on is streamed (see pagemapWriter). */
+const STREAM_FROM = 4 << 20;
+
 export class ImageSet {
   readonly dir: string;
   private readonly created: string[] = [];
@@ -42,23 +45,16 @@ export class ImageSet {
   }
 
   /**
-   * Expect this many bytes of page data and this many processes. Above 32 MiB of pages
-   * the page data, and from 64 processes on every image file, is written on another
-   * thread while this one goes on with the tasks (see ImageWriterThread). A Node worker
-   * takes 50-100 ms to start here, so below that the thread costs more than it saves
-   * (measured: a 10-process dump took 470 ms with it, 370 ms without; 100 processes
-   * 1176 ms with it, 1214 ms without).
+   * Expect this many bytes of page data. Above 32 MiB, page data is written and checksummed
+   * on another thread while this one reads the next pages (see ImageWriterThread). A Node
+   * worker takes 50-100 ms to start here, so below that the thread costs more than it saves.
+   * (Handing small images to it as well was tried for trees of many tasks and measured
+   * slower: 100 processes dumped in 1120-1200 ms with it, 1050-1150 ms without.)
    */
-  expect(pagesBytes: number, processes: number): void {
-    if ((pagesBytes > 32 << 20 || processes >= 64) && !this.writer) {
+  expect(pagesBytes: number): void {
+    if (pagesBytes > 32 << 20 && !this.writer) {
       this.writer = new ImageWriterThread(this.opts.manifest !== false ? this.manifest.digest : undefined, { addressOf });
     }
-  }
-
-  /** Images are created by the writer thread, when there is one. */
-  private get defer(): ((file: string, data: Uint8Array<ArrayBuffer>) => void) | undefined {
-    const w = this.writer;
-    return w && ((file, data) => w.writeImage(file, data));
   }
 
   private noteCreated(name: string): void {
@@ -76,7 +72,7 @@ export class ImageSet {
   add(image: string, msg: MessageName, entry: Msg, extra?: Buffer): void {
     let w = this.open.get(image);
     if (!w) {
-      w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image), defer: this.defer });
+      w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image) });
       this.open.set(image, w);
     }
     w.write(msg, entry as never);
@@ -85,7 +81,7 @@ export class ImageSet {
 
   /** An image with a header and no entries. */
   empty(image: string): void {
-    new ImageWriter(path.join(this.dir, image), { tap: this.track(image), defer: this.defer }).close();
+    new ImageWriter(path.join(this.dir, image), { tap: this.track(image) }).close();
   }
 
   /** A whole single-entry image. */
@@ -99,7 +95,11 @@ export class ImageSet {
     this.open.delete(image);
   }
 
-  private pagemapWriter(id: number | bigint, shmem: boolean): PagemapWriter {
+  /**
+   * Page data of `expect` bytes or more streams through the writer thread's slots (O_DIRECT);
+   * less is written here, so that a small task's dump never waits for a disk write.
+   */
+  private pagemapWriter(id: number | bigint, shmem: boolean, expect: number): PagemapWriter {
     const pagesId = ++this.pagesId;
     const enc = this.opts.pages?.compress || this.opts.pages?.key ? new PagesEncoder(this.opts.pages) : undefined;
     if (enc) this.encoders.push(enc);
@@ -108,8 +108,7 @@ export class ImageSet {
     return new PagemapWriter(this.dir, id, pagesId, {
       shmem,
       pagemapTap: this.track(shmem ? `pagemap-shmem-${id}.img` : `pagemap-${id}.img`),
-      pagemapDefer: this.defer,
-      ...(writer && !enc ? {
+      ...(writer && !enc && expect >= STREAM_FROM ? {
         pagesStream: (file: string) => {
           this.noteCreated(pagesName);
           const s = writer.create(file);
@@ -120,8 +119,9 @@ export class ImageSet {
     });
   }
 
-  pagemap(pid: number): PagemapWriter { return this.pagemapWriter(pid, false); }
-  shmemPagemap(shmid: number): PagemapWriter { return this.pagemapWriter(shmid, true); }
+  /** `expect`: about how many bytes of page data will follow. */
+  pagemap(pid: number, expect = Infinity): PagemapWriter { return this.pagemapWriter(pid, false, expect); }
+  shmemPagemap(shmid: number, expect = Infinity): PagemapWriter { return this.pagemapWriter(shmid, true, expect); }
 
   /** Plain and stored bytes of encoded pages (compression ratio), when encoding is on. */
   pagesEncoding(): { plain: number; stored: number } | undefined {
@@ -134,7 +134,6 @@ export class ImageSet {
     for (const w of this.open.values()) w.close();
     this.open.clear();
     for (const d of this.dones) d();
-    this.writer?.sync();
     this.writer?.close();
     if (this.opts.manifest !== false) {
       this.created.push(path.join(this.dir, MANIFEST));

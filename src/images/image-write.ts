@@ -17,16 +17,9 @@ export interface WriteOptions {
   readonly mode?: number;
   /** Sees every byte written, in order (e.g. to checksum the file while it is written). */
   readonly tap?: (data: Uint8Array) => void;
-  /**
-   * Keep the bytes in memory and hand the whole file to this on close instead of writing
-   * it here (another thread creates it). For small images only.
-   */
-  readonly defer?: (file: string, data: Uint8Array<ArrayBuffer>) => void;
 }
 
 const FLUSH_AT = 1 << 20;
-/** fd of a writer whose bytes are kept for `defer`. */
-const DEFERRED = -1;
 
 export class ImageWriter {
   readonly path: string;
@@ -36,8 +29,6 @@ export class ImageWriter {
   private written = 0;
   private readonly reg: ProtoRegistry;
   private readonly tap?: (data: Uint8Array) => void;
-  private readonly defer?: (file: string, data: Uint8Array<ArrayBuffer>) => void;
-  private chunks?: Uint8Array[];
 
   constructor(file: string, opts: WriteOptions = {}) {
     this.path = file;
@@ -46,16 +37,10 @@ export class ImageWriter {
     const kind = kindOf(opts.kind) ?? imageKindForFile(path.basename(file));
     if (!kind) throw new ImageError(file, 'unknown image name and no kind given');
     this.kind = kind;
-    if (opts.defer) {
-      this.defer = opts.defer;
-      this.chunks = [];
-      this.fd = DEFERRED;
-    } else {
-      try {
-        this.fd = fs.openSync(file, 'w', opts.mode ?? 0o600);
-      } catch (e) {
-        throw new ImageError(file, `cannot create: ${errnoText(e)}`);
-      }
+    try {
+      this.fd = fs.openSync(file, 'w', opts.mode ?? 0o600);
+    } catch (e) {
+      throw new ImageError(file, `cannot create: ${errnoText(e)}`);
     }
     if (kind.head === 'inventory') this.w.u32le(kind.magic);
     else if (kind.head !== 'raw') {
@@ -111,12 +96,6 @@ export class ImageWriter {
   }
 
   private writeOut(data: Uint8Array): void {
-    if (this.chunks) {
-      this.chunks.push(Uint8Array.prototype.slice.call(data));
-      this.tap?.(data);
-      this.written += data.length;
-      return;
-    }
     let off = 0;
     try {
       while (off < data.length) off += fs.writeSync(this.fd!, data, off, data.length - off);
@@ -135,16 +114,6 @@ export class ImageWriter {
 
   close(): void {
     if (this.fd === undefined) return;
-    if (this.chunks) {
-      this.flush();
-      this.fd = undefined;
-      const all = new Uint8Array(this.written);
-      let off = 0;
-      for (const c of this.chunks) { all.set(c, off); off += c.length; }
-      this.chunks = undefined;
-      this.defer!(this.path, all);
-      return;
-    }
     try {
       this.flush();
     } finally {

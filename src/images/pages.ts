@@ -44,8 +44,6 @@ export interface PagemapWriterOptions extends PagemapOptions {
   readonly pagesTransform?: PagesTransform;
   /** Write the pages file through this stream (another thread) instead of directly. */
   readonly pagesStream?: (file: string) => PagesWriteStream;
-  /** Hand the pagemap over whole on close (see ImageWriter's defer). */
-  readonly pagemapDefer?: (file: string, data: Uint8Array<ArrayBuffer>) => void;
 }
 
 /** Size of the buffer pageBuffer() hands out when there is no stream. */
@@ -81,7 +79,7 @@ export class PagemapWriter {
     this.pagesId = pagesId;
     this.pagemapPath = path.join(dir, pagemapName(id, opts.shmem));
     this.pagesPath = path.join(dir, imageFileName('PAGES', pagesId));
-    this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP', tap: opts.pagemapTap, defer: opts.pagemapDefer });
+    this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP', tap: opts.pagemapTap });
     this.transform = opts.pagesTransform;
     try {
       if (opts.pagesStream && !this.transform) {

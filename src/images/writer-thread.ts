@@ -1,9 +1,7 @@
-// Image files written on another thread. A large dump reads the target's memory straight
+// Page data written on another thread. A large dump reads the target's memory straight
 // into shared slots (process_vm_readv), and a worker writes each slot to pages-N.img and
 // adds it to the file's checksum while the main thread reads the next one: reading,
 // writing and checksumming overlap on the two cores, and no byte is copied in user space.
-// A dump of many tasks hands its small images over whole as they are closed, so that
-// creating hundreds of files overlaps with the ptrace work instead of adding to it.
 // One worker serves the whole dump, in order.
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -125,21 +123,9 @@ export class ImageWriterThread {
     return r;
   }
 
-  /** Create `file` with these bytes (its own buffer: it is handed to the worker). */
-  writeImage(file: string, data: Uint8Array<ArrayBuffer>): void {
-    this.worker.postMessage({ op: 'image', path: file, data } satisfies Message, [data.buffer]);
-  }
-
-  /** Wait until every image handed over is on disk; throws ImageError for the first that is not. */
-  sync(): void {
-    const r = this.ask({ op: 'sync' }) as { path?: string; err?: string };
-    if (r.path) throw new ImageError(r.path, `cannot write: ${r.err}`);
-  }
-
-  /** Close every stream still open, let the worker finish what it was given, and stop it. */
+  /** Close every stream still open (waiting for their writes) and stop the worker. */
   close(): void {
     for (const s of [...this.open]) s.abort();
-    try { this.ask({ op: 'sync' }); } catch { /* stopping anyway */ }
     void this.worker.terminate();
   }
 }

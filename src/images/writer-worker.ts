@@ -1,6 +1,5 @@
 // The worker side of ImageWriterThread (writer-thread.ts), in the order posted: writes each
-// filled slot to its pages file, adds it to the file's checksum and frees the slot; writes
-// whole small images handed over as they are closed.
+// filled slot to its pages file, adds it to the file's checksum and frees the slot.
 // The file is opened with O_DIRECT where the file system allows: page data then goes
 // from the slot to the disk without filling the page cache with a second copy of the
 // target's memory. A write O_DIRECT refuses (EINVAL: alignment) continues through a
@@ -13,16 +12,12 @@ export interface WorkerData { ring: SharedArrayBuffer; base: number; state: Shar
 export type Message =
   | { op: 'open'; file: number; fd: number; direct: boolean }
   | { op: 'data'; file: number; slot: number; len: number }
-  | { op: 'close'; file: number }
-  | { op: 'image'; path: string; data: Uint8Array }
-  | { op: 'sync' };
+  | { op: 'close'; file: number };
 
 const { ring, base, state, result, slotSize, slots, digest } = workerData as WorkerData;
 const flags = new Int32Array(state);
 interface File { fd: number; direct: boolean; reopened?: number; sum?: Checksum; size: number; err: string }
 const files = new Map<number, File>();
-/** The first failed whole-image write, reported at the next sync. */
-let imageErr: { path: string; err: string } | undefined;
 
 function reply(value: unknown): void {
   const n = Buffer.from(result, 8).write(JSON.stringify(value), 'utf8');
@@ -62,20 +57,10 @@ parentPort!.on('message', (m: Message) => {
     }
     Atomics.store(flags, m.slot, 0);
     Atomics.notify(flags, m.slot);
-  } else if (m.op === 'close') {
+  } else {
     const f = files.get(m.file)!;
     files.delete(m.file);
     if (f.reopened !== undefined) fs.closeSync(f.reopened);
     reply({ size: f.size, digest: f.sum?.digest() ?? '', err: f.err });
-  } else if (m.op === 'image') {
-    if (imageErr) return;
-    try {
-      fs.writeFileSync(m.path, m.data, { mode: 0o600 });
-    } catch (e) {
-      imageErr = { path: m.path, err: (e as NodeJS.ErrnoException).code ?? (e as Error).message };
-      Atomics.store(flags, slots, 1);
-    }
-  } else {
-    reply(imageErr ?? {});
   }
 });

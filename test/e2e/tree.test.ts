@@ -68,10 +68,10 @@ e2e('a 50-process tree comes back with the same PID, PPID, SID, PGID and state f
   killAndReap(t.pid);
 }, { timeout: 60_000 });
 
-/** 100 processes in three levels: enough for the dump to create its image files on the writer thread. */
+/** 100 processes in three levels. */
 const TREE100 = 'p(p(p*9)*9 p*9)';
 
-e2e('a 100-process tree (image files created on the writer thread) comes back whole, each file checksummed', async (c) => {
+e2e('a 100-process tree comes back whole, every image file listed and checksummed in the manifest', async (c) => {
   const t = startTarget([workload('tree'), TREE100], { logFile: join(c.dir, 'tree.log') });
   await waitForLine(t.log, /^ready n=100$/, 20_000);
   await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S'), 5000, 'the tree to settle');
