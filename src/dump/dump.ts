@@ -3,7 +3,6 @@
 // task is resumed exactly as it was and the partial images are removed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { writeImage, closing, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
@@ -156,6 +155,17 @@ function checkSessions(tasks: Task[], shellJob: boolean): void {
   }
 }
 
+/** A random (version 4) UUID from /dev/urandom: node:crypto costs more to load than this dump takes. */
+function randomUuid(): string {
+  const b = Buffer.alloc(16);
+  const fd = fs.openSync('/dev/urandom', 'r');
+  try { fs.readSync(fd, b, 0, 16, null); } finally { fs.closeSync(fd); }
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
 /** Anonymous bytes smaps counts in these VMAs: about the page data their dump writes. */
 const anonBytes = (vmas: Vma[]): number => vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0);
 
@@ -250,7 +260,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   imgs.one('inventory.img', 'inventory_entry', {
     img_version: 2, fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
-    ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUUID(),
+    ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
   });
   return { tasks: tasks.length, ...stats, frozenMs: 0, freezingMs: 0 };
 }

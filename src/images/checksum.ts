@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import crypto from 'node:crypto';
+import { nodeCrypto } from '../lazy.ts';
 
 export type ChecksumKind = 'crc32' | 'sha256';
 export const CHECKSUM_KINDS: readonly ChecksumKind[] = ['crc32', 'sha256'];
@@ -21,7 +21,7 @@ export interface Checksum {
 
 export function startChecksum(kind: ChecksumKind): Checksum {
   if (kind === 'sha256') {
-    const h = crypto.createHash('sha256');
+    const h = nodeCrypto().createHash('sha256');
     return { update: (d) => { h.update(d); }, digest: () => h.digest('hex') };
   }
   let crc = 0;

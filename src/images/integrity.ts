@@ -3,8 +3,8 @@
 // CRIU still reads them. It also records how pages-N.img were encoded, if they were.
 import fs from 'node:fs';
 import path from 'node:path';
-import crypto from 'node:crypto';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { nodeCrypto, workerThreads } from '../lazy.ts';
 import { ImageError } from './image.ts';
 import type { VerifyData } from './verify-worker.ts';
 import { CHECKSUM_KINDS, DEFAULT_CHECKSUM, startChecksum, checksumFile, checkListedFile, type ChecksumKind, type ManifestFile } from './checksum.ts';
@@ -71,7 +71,7 @@ export function verifyManifest(dir: string, m: Manifest, only?: (name: string) =
 }
 
 export function keyId(key: Buffer): string {
-  return crypto.createHash('sha256').update('criu-ts key id').update(key).digest('hex').slice(0, 16);
+  return nodeCrypto().createHash('sha256').update('criu-ts key id').update(key).digest('hex').slice(0, 16);
 }
 
 /**
@@ -88,7 +88,7 @@ export class BackgroundVerify {
     this.dir = dir;
     const files = Object.entries(m.files).filter(([n]) => only(n));
     const workerData: VerifyData = { dir, files, digest: m.digest, result: this.result };
-    this.worker = new Worker(new URL('./verify-worker.ts', import.meta.url), { workerData });
+    this.worker = new (workerThreads().Worker)(new URL('./verify-worker.ts', import.meta.url), { workerData });
     this.worker.unref();
   }
 

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import crypto from 'node:crypto';
+import { nodeCrypto } from '../lazy.ts';
 import { ImageError } from './image.ts';
 import type { PagesTransform } from './pages.ts';
 
@@ -46,7 +46,7 @@ export function readKeyFile(file: string): Buffer {
 /** The transform for PagemapWriter: buffers 1 MiB chunks, compresses and seals each. */
 export class PagesEncoder implements PagesTransform {
   private readonly opts: PagesCodecOptions;
-  private readonly base = crypto.randomBytes(8);
+  private readonly base = nodeCrypto().randomBytes(8);
   private readonly buf = Buffer.allocUnsafe(CHUNK);
   private used = 0;
   private index = 0;
@@ -87,7 +87,7 @@ export class PagesEncoder implements PagesTransform {
     const plain = this.buf.subarray(0, this.used);
     let body: Buffer = this.opts.compress ? zlib.zstdCompressSync(plain, { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } }) : Buffer.from(plain);
     if (this.opts.key) {
-      const c = crypto.createCipheriv('aes-256-gcm', this.opts.key, nonce(this.base, this.index));
+      const c = nodeCrypto().createCipheriv('aes-256-gcm', this.opts.key, nonce(this.base, this.index));
       c.setAAD(aad(this.index, plain.length));
       body = Buffer.concat([c.update(body), c.final(), c.getAuthTag()]);
     }
@@ -166,7 +166,7 @@ export class PagesStream {
     let body = this.readExact(storedLen);
     if (this.key) {
       if (storedLen < TAG) this.fail(`chunk ${this.index} too short`);
-      const d = crypto.createDecipheriv('aes-256-gcm', this.key, nonce(this.base, this.index));
+      const d = nodeCrypto().createDecipheriv('aes-256-gcm', this.key, nonce(this.base, this.index));
       d.setAAD(aad(this.index, plainLen));
       d.setAuthTag(body.subarray(storedLen - TAG));
       try { body = Buffer.concat([d.update(body.subarray(0, storedLen - TAG)), d.final()]); } catch {

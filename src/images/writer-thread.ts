@@ -4,7 +4,8 @@
 // writing and checksumming overlap on the two cores, and no byte is copied in user space.
 // One worker serves the whole dump, in order.
 import fs from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { workerThreads } from '../lazy.ts';
 import { ImageError, errnoText } from './image-common.ts';
 import type { ChecksumKind } from './checksum.ts';
 import type { Message, WorkerData } from './writer-worker.ts';
@@ -47,7 +48,7 @@ export class ImageWriterThread {
     const state = new SharedArrayBuffer(4 * (slots + 1));
     this.flags = new Int32Array(state);
     const workerData: WorkerData = { ring: this.ring, base: this.base, state, result: this.result, slotSize, slots, digest };
-    this.worker = new Worker(new URL('./writer-worker.ts', import.meta.url), {
+    this.worker = new (workerThreads().Worker)(new URL('./writer-worker.ts', import.meta.url), {
       workerData,
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
     });
