@@ -1,6 +1,7 @@
 // fs_entry: working directory, root and umask.
 import fs from 'node:fs';
 import { AT_FDCWD, O } from '../kernel/index.ts';
+import { CriuError } from '../errors.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Msg } from './types.ts';
 
@@ -17,10 +18,20 @@ export function dumpFs(pid: number, umask: number, files: FileTable): Msg {
   };
 }
 
-export function restoreFs(t: Tracee, area: InjectionArea, e: Msg, pathOf: (id: number) => string): void {
+/**
+ * Root, cwd and umask. `inherited` is what the task has already when it was forked from
+ * its restored parent: nothing is done when it is the same, and a chroot is only ever made
+ * from the real root (a second one would resolve inside the first).
+ */
+export function restoreFs(t: Tracee, area: InjectionArea, e: Msg, pathOf: (id: number) => string, inherited?: Msg): void {
+  if (inherited && inherited.root_id === e.root_id && inherited.cwd_id === e.cwd_id && inherited.umask === e.umask) return;
   const root = pathOf(e.root_id as number);
-  area.reset();
-  if (root !== '/') t.syscall('chroot', area.putString(root));
+  const had = inherited ? pathOf(inherited.root_id as number) : '/';
+  if (root !== had) {
+    if (had !== '/') throw new CriuError(`a task with root ${root} is the child of one with root ${had}; not supported yet`);
+    area.reset();
+    t.syscall('chroot', area.putString(root));
+  }
   area.reset();
   const cwd = pathOf(e.cwd_id as number);
   const fd = t.syscall('openat', AT_FDCWD, area.putString(cwd), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0);

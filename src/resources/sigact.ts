@@ -29,15 +29,21 @@ export function dumpSigactions(t: Tracee, area: InjectionArea, caughtOrIgnored: 
   });
 }
 
-/** The stub starts with every action at its default (posixSpawn), so only the others are set. */
-export function restoreSigactions(t: Tracee, area: InjectionArea, list: Msg[]): void {
+const same = (a: Msg, b: Msg): boolean => a.sigaction === b.sigaction && a.flags === b.flags && a.restorer === b.restorer && a.mask === b.mask;
+
+/**
+ * Set the actions that differ from what the task has: every default one for a stub from
+ * the helper (posixSpawn resets them), or `inherited`, its parent's, when it was forked
+ * from its restored parent.
+ */
+export function restoreSigactions(t: Tracee, area: InjectionArea, list: Msg[], inherited?: Msg[]): void {
   const sigs = signals();
   if (list.length !== sigs.length) throw new Error(`expected ${sigs.length} sigactions, image has ${list.length}`);
   area.reset();
   const a = area.alloc(KSIGACTION);
   const b = Buffer.alloc(KSIGACTION);
   list.forEach((sa, i) => {
-    if (!sa.sigaction && !sa.flags && !sa.restorer && !sa.mask) return;
+    if (same(sa, inherited?.[i] ?? DEFAULT)) return;
     b.writeBigUInt64LE(sa.sigaction as bigint, 0);
     b.writeBigUInt64LE(sa.flags as bigint, 8);
     b.writeBigUInt64LE(sa.restorer as bigint, 16);

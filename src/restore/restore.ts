@@ -199,6 +199,9 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     // (or share it, with CLONE_VM).
     if (!t.zombie && !sharesVm) restoreMemory(ctx, live.get(t.pid)!, t.ppid === 0 ? undefined : tasks.find((p) => p.pid === t.ppid));
     if (sharesVm) ctx.sharedVm.add(t.pid);
+    // Likewise the fd table, fs and signal actions, which fork copies: a child then only
+    // changes where it differs from its parent.
+    if (!t.zombie) restoreInheritable(ctx, live.get(t.pid)!, deadSession || t.ppid === 0 ? undefined : parentPlan);
   }
 }
 
@@ -329,35 +332,49 @@ function pathResolver(ctx: Ctx): (id: number) => string {
   };
 }
 
-function restoreTask(ctx: Ctx, l: Live): void {
+/**
+ * What a child copies from its parent at fork: the fd table, root/cwd/umask, the signal
+ * actions and the personality. Restored before the task has children, so that they start
+ * with it; `parent` is the task this one was forked from after its restore (none for the
+ * root and for tasks born from a session helper), and only differences are applied.
+ * Tables shared with the parent (CLONE_FILES, CLONE_FS, CLONE_SIGHAND) are done already.
+ */
+function restoreInheritable(ctx: Ctx, l: Live, parent: TaskPlan | undefined): void {
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
-  const pathOf = pathResolver(ctx);
-  const core = t.cores.get(t.pid)!;
-  const tc = core.tc as Msg;
-
+  const tc = t.cores.get(t.pid)!.tc as Msg;
+  const ptc = parent?.cores.get(parent.pid)?.tc as Msg | undefined;
   faultPoint('restore-files');
-  // A table or fs_struct shared with the parent was filled when the parent was restored.
   const filesId = t.ids!.files_id as number, fsId = t.ids!.fs_id as number;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
     const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
-    installFds(stub, t.fdinfo!, local, getpid());
-    afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
+    installFds(stub, t.fdinfo!, local, getpid(), parent?.fdinfo);
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
-    restoreFs(stub, area, t.fsEntry!, pathOf);
+    restoreFs(stub, area, t.fsEntry!, pathResolver(ctx), parent?.fsEntry);
   }
   const sighandId = t.ids!.sighand_id as number;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {
     ctx.doneTables.add(`sighand:${sighandId}`);
-    restoreSigactions(stub, area, tc.sigactions as Msg[]);
+    restoreSigactions(stub, area, tc.sigactions as Msg[], ptc?.sigactions as Msg[] | undefined);
   }
+  if (!ptc || tc.personality !== ptc.personality) stub.syscallRaw('personality', tc.personality as number);
+}
+
+function restoreTask(ctx: Ctx, l: Live): void {
+  const t = l.plan;
+  const stub = l.leader;
+  const area = l.area;
+  const core = t.cores.get(t.pid)!;
+  const tc = core.tc as Msg;
+
+  // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
+  afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
   restoreItimers(stub, area, tc.timers as Msg | undefined);
   if (tc.rlimits) restoreRlimits(stub, area, tc.rlimits as Msg, ctx.req.log);
-  stub.syscallRaw('personality', tc.personality as number);
 
   // Threads come once the memory they run on is back.
   for (const tid of t.threads.slice(1)) {

@@ -95,8 +95,22 @@ export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx, local: Map<nu
  * Move the prepared local fds into the task: it pulls each one from criu-ts with
  * pidfd_getfd and dup3s it onto its number. Everything the stub inherited is closed first.
  */
-export function installFds(t: import('../../compel/index.ts').Tracee, fdinfo: Msg[], local: Map<number, number>, selfPid: number): void {
-  t.syscall('close_range', 0, 0xffffffff, 0);
+/**
+ * Give the task its fd table. `inherited` is the table it has already, copied from its
+ * parent by fork: an fd there with the same file (so the same open file description) and
+ * the same close-on-exec flag stays as it is, every other inherited fd is closed, and only
+ * what is left is pulled from criu-ts.
+ */
+export function installFds(t: import('../../compel/index.ts').Tracee, fdinfo: Msg[], local: Map<number, number>, selfPid: number, inherited: Msg[] = []): void {
+  const had = new Map(inherited.map((e) => [e.fd as number, e]));
+  const kept = new Set<number>();
+  for (const e of fdinfo) {
+    const h = had.get(e.fd as number);
+    if (h && h.id === e.id && (((h.flags as number) ^ (e.flags as number)) & 1) === 0) kept.add(e.fd as number);
+  }
+  for (const [from, to] of closeRanges([...had.keys()], kept)) t.syscall('close_range', from, to, 0);
+  fdinfo = fdinfo.filter((e) => !kept.has(e.fd as number));
+  if (!fdinfo.length) return;
   const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd as number), 2);
   let pidfd = t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
@@ -119,6 +133,25 @@ export function installFds(t: import('../../compel/index.ts').Tracee, fdinfo: Ms
 }
 
 /** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets). */
+/**
+ * close_range spans that close every fd but the kept ones: the gaps between kept fds that
+ * hold an inherited fd, and everything above the last kept one. With nothing inherited
+ * (a stub from the helper), everything.
+ */
+export function closeRanges(inherited: number[], kept: Set<number>): Array<[number, number]> {
+  const MAX = 0xffffffff;
+  if (!inherited.length) return [[0, MAX]];
+  const out: Array<[number, number]> = [];
+  const keep = [...kept].sort((a, b) => a - b);
+  let from = 0;
+  for (const k of [...keep, MAX + 1]) {
+    const to = k - 1;
+    if (to >= from && inherited.some((fd) => fd >= from && fd <= to)) out.push([from, k > MAX ? MAX : to]);
+    from = k + 1;
+  }
+  return out;
+}
+
 export function afterInstall(t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea,
   fdinfo: Msg[], files: Map<number, Msg>, done: Set<number>): void {
   for (const e of fdinfo) {
