@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import {
   e2e, startTarget, killAndReap, signal, sleep, readLines, waitForLine, waitFor, descendants, assertRunningFree, imageFiles,
-  procStat, parseKV, assertConsecutive, SIGUSR1, SIGUSR2,
+  procStat, parseKV, assertConsecutive, procStatus, SIGUSR1, SIGUSR2,
 } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -93,6 +93,59 @@ e2e('a 100-process tree comes back whole, every image file listed and checksumme
   await pingTree(t.log, after);
   killAndReap(t.pid);
 }, { timeout: 90_000 });
+
+/** Parent and child that went separate ways after the fork: different fds, cwd, umask, signal actions. */
+const PY_DIVERGED = `
+import os, signal, sys, time
+out = sys.argv[1]
+pid = os.fork()
+if pid == 0:
+    os.close(0)
+    a = os.open("/etc/hostname", os.O_RDONLY)
+    b = os.open("/etc/passwd", os.O_RDONLY | os.O_CLOEXEC)
+    os.chdir("/usr")
+    os.umask(0o027)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, lambda *a: None)
+    print("child ready", os.getpid(), a, b, flush=True)
+else:
+    f = open(out, "w")
+    os.chdir("/var")
+    os.umask(0o077)
+    signal.signal(signal.SIGUSR1, lambda *a: None)
+    print("parent ready", os.getpid(), f.fileno(), flush=True)
+while True:
+    time.sleep(0.05)
+`;
+
+function fdState(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    const target = readlinkSync(`/proc/${pid}/fd/${fd}`).replace(/^(pipe|socket|anon_inode):.*/, '$1');
+    const flags = /^flags:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1];
+    out[fd] = `${target} flags=${flags}`;
+  }
+  const st = procStatus(pid)!;
+  out.cwd = readlinkSync(`/proc/${pid}/cwd`);
+  for (const k of ['Umask', 'SigIgn', 'SigCgt']) out[k] = st[k];
+  return out;
+}
+
+e2e('a child forked from its restored parent ends up with its own fds, cwd, umask and signal actions, not its parent\'s', async (c) => {
+  const script = join(c.dir, 'diverged.py');
+  writeFileSync(script, PY_DIVERGED);
+  const t = startTarget(['/usr/bin/python3', '-u', script, join(c.dir, 'parent.out')], { logFile: join(c.dir, 'py.log') });
+  await waitFor(() => readLines(t.log).filter((l) => l.endsWith('ready') || / ready /.test(l)).length >= 2, 10_000, 'both ready');
+  const child = descendants(t.pid)[0];
+  const before = { parent: fdState(t.pid), child: fdState(child) };
+  assert.notDeepEqual(before.parent, before.child, 'the two differ to begin with');
+  assert.equal(before.child.cwd, '/usr');
+  assert.equal(before.child.Umask, '0027');
+  dumpAndReap(t.pid, c.subdir('img'));
+  restoreDetached(join(c.dir, readdirSync(c.dir).find((d) => d.startsWith('img-'))!), t.pid);
+  assert.deepEqual({ parent: fdState(t.pid), child: fdState(child) }, before);
+  killAndReap(t.pid);
+});
 
 e2e('a restored zombie keeps its comm and exit status', async (c) => {
   const t = startTarget([workload('tree'), 'p(z p)'], { logFile: join(c.dir, 'tree.log') });
