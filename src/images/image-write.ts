@@ -25,7 +25,8 @@ export class ImageWriter {
   readonly path: string;
   readonly kind: ImageKind;
   private fd: number | undefined;
-  private readonly w = new ProtoWriter(64 * 1024);
+  // Grows as needed; most images are a few hundred bytes, and a dump writes hundreds of them.
+  private readonly w = new ProtoWriter(4096);
   private written = 0;
   private readonly reg: ProtoRegistry;
   private readonly tap?: (data: Uint8Array) => void;

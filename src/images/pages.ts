@@ -46,8 +46,6 @@ export interface PagemapWriterOptions extends PagemapOptions {
   readonly pagesStream?: (file: string) => PagesWriteStream;
 }
 
-/** Size of the buffer pageBuffer() hands out when there is no stream. */
-const PAGE_BUFFER = 2 << 20;
 
 function pagemapName(id: number | bigint, shmem: boolean | undefined): string {
   return shmem ? imageFileName('SHMEM_PAGEMAP', id) : imageFileName('PAGEMAP', id);
@@ -61,7 +59,6 @@ export class PagemapWriter {
   private readonly pagemap: ImageWriter;
   private readonly pages: ImageWriter | PagesWriteStream;
   private readonly merge: boolean;
-  private ownBuffer?: Buffer;
   private readonly transform?: PagesTransform;
   // the run not yet written, so a contiguous next run can extend it
   private runStart = 0n;
@@ -137,13 +134,12 @@ export class PagemapWriter {
   }
 
   /**
-   * A buffer for the caller to fill with the next page data and pass to writePages, so that
-   * with a stream the data goes to disk from where it was read, without a copy.
+   * With a stream, the slot for the caller to fill with the next page data and pass to
+   * writePages: the data goes to disk from where it was read, without a copy.
    */
-  pageBuffer(): Buffer {
+  pageBuffer(): Buffer | undefined {
     const p = this.pages;
-    if (!(p instanceof ImageWriter)) return p.buffer();
-    return (this.ownBuffer ??= Buffer.allocUnsafe(PAGE_BUFFER));
+    return p instanceof ImageWriter ? undefined : p.buffer();
   }
 
   /** addRun + writePages for data that is a whole number of pages. */

@@ -105,6 +105,9 @@ function byExclusivity(run: { vaddr: bigint; nrPages: number }, start: bigint, p
   return out;
 }
 
+/** One chunk buffer for every task of a dump: a fresh 2 MiB per task cost page faults and GC. */
+let spare: Buffer | undefined;
+
 /**
  * Choose pages through pagemap and copy them into the sink: process_vm_readv into the
  * sink's buffer (or one of ours), many runs per call, then one write per chunk.
@@ -112,7 +115,7 @@ function byExclusivity(run: { vaddr: bigint; nrPages: number }, start: bigint, p
 function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
   const zeroPfn = zeroPagePfn();
   const pm = fs.openSync(`/proc/${t.pid}/pagemap`, 'r');
-  const spare = sink.pageBuffer ? undefined : Buffer.allocUnsafe(CHUNK);
+  let parentFd: number | undefined;
   let buf: Buffer | undefined;
   let pmBuf = Buffer.allocUnsafe(0);
   let pending: PendingRun[] = [];
@@ -142,7 +145,7 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
       const anonOnly = ((e.status as number) & VMA.FILE_PRIVATE) !== 0;
       const flags = anonOnly || vdso ? PE.PRESENT : PE.PRESENT | PE.LAZY;
       const own = vdso ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
-      const parentPm = vdso ? undefined : parentPagemap(t, e, nPages);
+      const parentPm = vdso ? undefined : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
       for (const run of parentPm ? splitInherited(own, start, pmView, parentPm) : own) {
         if ('inherited' in run && run.inherited) {
           sink.addRun(run.vaddr, run.nrPages, PE.COW_PARENT);
@@ -155,7 +158,7 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
           let vaddr = part.vaddr, left = part.nrPages * PAGE;
           while (left > 0) {
             if ((buf && used === buf.length) || pending.length === IOV_MAX || (pending.length && pending[0].shared !== part.shared)) flush();
-            buf ??= sink.pageBuffer?.() ?? spare!;
+            buf ??= sink.pageBuffer?.() ?? (spare ??= Buffer.allocUnsafe(CHUNK));
             const n = Math.min(left, buf.length - used);
             pending.push({ vaddr, len: n, shared: part.shared });
             used += n;
@@ -168,19 +171,19 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
     flush();
   } finally {
     fs.closeSync(pm);
+    if (parentFd !== undefined) fs.closeSync(parentFd);
   }
   return stats;
 }
 
 /** The parent's pagemap over the same VMA, when the parent has this very VMA (inherited by fork). */
-function parentPagemap(t: DumpTask, e: Msg, nPages: number): Buffer | undefined {
+function parentPagemap(t: DumpTask, e: Msg, nPages: number, fd: () => number): Buffer | undefined {
   const p = t.parent;
   if (!p) return undefined;
   const pv = p.vmas.find((v) => v.start === e.start && v.end === e.end);
   if (!pv || pv.shared || pv.prot !== e.prot) return undefined;
   const b = Buffer.allocUnsafe(nPages * 8);
-  const fd = fs.openSync(`/proc/${p.pid}/pagemap`, 'r');
-  try { preadFully(fd, b, Number((e.start as bigint) / BigInt(PAGE)) * 8); } finally { fs.closeSync(fd); }
+  preadFully(fd(), b, Number((e.start as bigint) / BigInt(PAGE)) * 8);
   return b;
 }
 

@@ -67,7 +67,7 @@ export interface PageSink {
   addRun(vaddr: bigint, nrPages: number, flags: number): void;
   writePages(buf: Buffer): void;
   /** Where to put the next page data for writePages, if the sink has a place (saves a copy). */
-  pageBuffer?(): Buffer;
+  pageBuffer?(): Buffer | undefined;
 }
 
 /** A run of dumped pages and where its bytes sit in pages-N.img. */
