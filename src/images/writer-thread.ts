@@ -1,13 +1,14 @@
 // Page data written on another thread. A large dump reads the target's memory straight
-// into shared slots (process_vm_readv), and a worker writes each slot to pages-N.img and
-// adds it to the file's checksum while the main thread reads the next one: reading,
-// writing and checksumming overlap on the two cores, and no byte is copied in user space.
+// into shared slots (process_vm_readv) and checksums it there, and a worker writes each
+// slot to pages-N.img while the main thread goes on with the next one: reading and writing
+// overlap on the two cores, and no byte is copied in user space. (The checksum ran on the
+// worker at first, which then wrote and summed while this thread only read: slower.)
 // One worker serves the whole dump, in order.
 import fs from 'node:fs';
 import type { Worker } from 'node:worker_threads';
 import { workerThreads } from '../lazy.ts';
 import { ImageError, errnoText } from './image-common.ts';
-import type { ChecksumKind } from './checksum.ts';
+import { startChecksum, type Checksum, type ChecksumKind } from './checksum.ts';
 import type { Message, WorkerData } from './writer-worker.ts';
 
 const ALIGN = 4096;
@@ -47,7 +48,7 @@ export class ImageWriterThread {
     this.base = misalign > 0 ? ALIGN - misalign : 0;
     const state = new SharedArrayBuffer(4 * (slots + 1));
     this.flags = new Int32Array(state);
-    const workerData: WorkerData = { ring: this.ring, base: this.base, state, result: this.result, slotSize, slots, digest };
+    const workerData: WorkerData = { ring: this.ring, base: this.base, state, result: this.result, slotSize, slots };
     this.worker = new (workerThreads().Worker)(new URL('./writer-worker.ts', import.meta.url), {
       workerData,
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
@@ -117,9 +118,9 @@ export class ImageWriterThread {
   }
 
   /** Wait until the worker has taken every slot, then collect `file`'s result. */
-  finish(s: PagesWriteStream): { size: number; digest: string; err: string } {
+  finish(s: PagesWriteStream): { size: number; err: string } {
     for (let i = 0; i < this.slots; i++) this.waitFree(i);
-    const r = this.ask({ op: 'close', file: s.id }) as { size: number; digest: string; err: string };
+    const r = this.ask({ op: 'close', file: s.id }) as { size: number; err: string };
     this.open.delete(s);
     return r;
   }
@@ -141,6 +142,7 @@ export class PagesWriteStream {
 
   private readonly thread: ImageWriterThread;
   private readonly fd: number;
+  private readonly sum?: Checksum;
   readonly path: string;
   readonly id: number;
 
@@ -149,6 +151,7 @@ export class PagesWriteStream {
     this.path = path;
     this.fd = fd;
     this.id = id;
+    if (thread.digest) this.sum = startChecksum(thread.digest);
   }
 
   /** A slot to fill with the next page data; hand (a prefix of) it to write() next. */
@@ -178,7 +181,10 @@ export class PagesWriteStream {
 
   private commit(len: number): void {
     // An empty commit leaves the slot free: it was never marked busy.
-    if (len > 0) this.thread.submit(this.id, this.slot, len);
+    if (len > 0) {
+      this.sum?.update(this.buf!.subarray(0, len));
+      this.thread.submit(this.id, this.slot, len);
+    }
     this.buf = undefined;
   }
 
@@ -187,14 +193,14 @@ export class PagesWriteStream {
     if (this.result) return this.result;
     if (this.closed) throw new ImageError(this.path, 'closed after a failure');
     this.closed = true;
-    let r: { size: number; digest: string; err: string };
+    let r: { size: number; err: string };
     try {
       r = this.thread.finish(this);
     } finally {
       fs.closeSync(this.fd);
     }
     if (r.err) throw new ImageError(this.path, r.err);
-    this.result = { size: r.size, digest: r.digest };
+    this.result = { size: r.size, digest: this.sum?.digest() ?? '' };
     return this.result;
   }
 

@@ -1,22 +1,21 @@
 // The worker side of ImageWriterThread (writer-thread.ts), in the order posted: writes each
-// filled slot to its pages file, adds it to the file's checksum and frees the slot.
+// filled slot to its pages file and frees the slot.
 // The file is opened with O_DIRECT where the file system allows: page data then goes
 // from the slot to the disk without filling the page cache with a second copy of the
 // target's memory. A write O_DIRECT refuses (EINVAL: alignment) continues through a
 // buffered descriptor of the same file.
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { startChecksum, type Checksum, type ChecksumKind } from './checksum.ts';
 
-export interface WorkerData { ring: SharedArrayBuffer; base: number; state: SharedArrayBuffer; result: SharedArrayBuffer; slotSize: number; slots: number; digest?: ChecksumKind }
+export interface WorkerData { ring: SharedArrayBuffer; base: number; state: SharedArrayBuffer; result: SharedArrayBuffer; slotSize: number; slots: number }
 export type Message =
   | { op: 'open'; file: number; fd: number; direct: boolean }
   | { op: 'data'; file: number; slot: number; len: number }
   | { op: 'close'; file: number };
 
-const { ring, base, state, result, slotSize, slots, digest } = workerData as WorkerData;
+const { ring, base, state, result, slotSize, slots } = workerData as WorkerData;
 const flags = new Int32Array(state);
-interface File { fd: number; direct: boolean; reopened?: number; sum?: Checksum; size: number; err: string }
+interface File { fd: number; direct: boolean; reopened?: number; size: number; err: string }
 const files = new Map<number, File>();
 
 function reply(value: unknown): void {
@@ -41,14 +40,13 @@ function writeAll(f: File, view: Uint8Array): void {
 
 parentPort!.on('message', (m: Message) => {
   if (m.op === 'open') {
-    files.set(m.file, { fd: m.fd, direct: m.direct, sum: digest ? startChecksum(digest) : undefined, size: 0, err: '' });
+    files.set(m.file, { fd: m.fd, direct: m.direct, size: 0, err: '' });
   } else if (m.op === 'data') {
     const f = files.get(m.file)!;
     const view = new Uint8Array(ring, base + m.slot * slotSize, m.len);
     if (!f.err) {
       try {
         writeAll(f, view);
-        f.sum?.update(view);
         f.size += m.len;
       } catch (e) {
         f.err = `write error at offset ${f.size}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
@@ -61,6 +59,6 @@ parentPort!.on('message', (m: Message) => {
     const f = files.get(m.file)!;
     files.delete(m.file);
     if (f.reopened !== undefined) fs.closeSync(f.reopened);
-    reply({ size: f.size, digest: f.sum?.digest() ?? '', err: f.err });
+    reply({ size: f.size, err: f.err });
   }
 });
