@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, adopt, assertCleanError, procStat, sleep } from '../lib/proc.ts';
+import { e2e, startTarget, killAndReap, adopt, assertCleanError, procStat, sleep, SLOW } from '../lib/proc.ts';
 import { dump } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
@@ -18,7 +18,7 @@ function counters(file: string): number[] {
 }
 
 async function until<T>(what: string, fn: () => T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
+  const end = Date.now() + ms * SLOW;
   for (;;) {
     const v = fn();
     if (v !== undefined) return v;

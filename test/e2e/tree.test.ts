@@ -101,19 +101,19 @@ out = sys.argv[1]
 pid = os.fork()
 if pid == 0:
     os.close(0)
-    a = os.open("/etc/hostname", os.O_RDONLY)
+    a = os.open("/etc/group", os.O_RDONLY)
     b = os.open("/etc/passwd", os.O_RDONLY | os.O_CLOEXEC)
     os.chdir("/usr")
     os.umask(0o027)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, lambda *a: None)
-    print("child ready", os.getpid(), a, b, flush=True)
+    os.write(1, ("child ready %d %d %d\\n" % (os.getpid(), a, b)).encode())
 else:
     f = open(out, "w")
     os.chdir("/var")
     os.umask(0o077)
     signal.signal(signal.SIGUSR1, lambda *a: None)
-    print("parent ready", os.getpid(), f.fileno(), flush=True)
+    os.write(1, ("parent ready %d %d\\n" % (os.getpid(), f.fileno())).encode())
 while True:
     time.sleep(0.05)
 `;
@@ -135,7 +135,8 @@ e2e('a child forked from its restored parent ends up with its own fds, cwd, umas
   const script = join(c.dir, 'diverged.py');
   writeFileSync(script, PY_DIVERGED);
   const t = startTarget(['/usr/bin/python3', '-u', script, join(c.dir, 'parent.out')], { logFile: join(c.dir, 'py.log') });
-  await waitFor(() => readLines(t.log).filter((l) => l.endsWith('ready') || / ready /.test(l)).length >= 2, 10_000, 'both ready');
+  // One write(2) per line: python -u would write the parts of a print() one by one, and the two processes' lines would mix.
+  await waitFor(() => readLines(t.log).filter((l) => /^(parent|child) ready /.test(l)).length >= 2, 10_000, 'both ready');
   const child = descendants(t.pid)[0];
   const before = { parent: fdState(t.pid), child: fdState(child) };
   assert.notDeepEqual(before.parent, before.child, 'the two differ to begin with');
