@@ -274,8 +274,9 @@ function dropLeaderHelpers(ctx: Ctx, created: number[]): void {
 
 /**
  * The task's address space. A child cloned from its parent after the parent's memory came
- * back keeps the VMAs it still shares with it copy-on-write (PE_COW_PARENT in its pagemap),
- * and with them the sharing itself, instead of getting a private copy of every page.
+ * back keeps every private VMA that is exactly as the parent has it, and with it the pages
+ * it still shares copy-on-write (PE_COW_PARENT in its pagemap) and the file pages, instead
+ * of a private copy of every page and an mmap per VMA.
  */
 function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined): void {
   const t = l.plan;
@@ -306,20 +307,17 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined): void {
 
 }
 
-/** VMAs of `t` that are exactly as its parent has them and hold pages shared with it. */
+/** Private VMAs of `t` that are exactly as its parent has them (same range, flags, file and offset). */
 function inheritedVmas(t: TaskPlan, parent: TaskPlan): Set<bigint> {
   const kept = new Set<bigint>();
   const pvmas = (parent.mm?.vmas as Msg[] | undefined) ?? [];
-  const cow = t.pagemap!.runs.filter((r) => r.flags & PE.COW_PARENT);
-  if (!cow.length) return kept;
   const same = (a: Msg, b: Msg) => ['start', 'end', 'prot', 'flags', 'status', 'shmid', 'pgoff'].every((k) => a[k] === b[k]);
   for (const v of (t.mm!.vmas as Msg[])) {
-    // Anonymous memory only: a private file mapping is remapped, and its few pages shared
-    // with the parent are copied from it (copyFromParent).
-    if (!((v.status as number) & VMA.ANON_PRIVATE) || ((v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR))) continue;
-    const start = v.start as bigint, end = v.end as bigint;
-    if (!cow.some((r) => r.vaddr >= start && r.vaddr < end)) continue;
-    if (pvmas.some((p) => same(p, v))) kept.add(start);
+    // Private memory, anonymous or file-backed, exactly as the parent has it: kept with the
+    // parent's pages, and only the pages that differ are dropped or written.
+    const st = v.status as number;
+    if (!(st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) || (st & (VMA.AREA_VDSO | VMA.AREA_VVAR))) continue;
+    if (pvmas.some((p) => same(p, v))) kept.add(v.start as bigint);
   }
   return kept;
 }
