@@ -71,9 +71,12 @@ export function unregisterInheritedRseq(t: Tracee): void {
   if (rs.ptr !== 0n) t.syscall('rseq', rs.ptr, rs.size, RSEQ_FLAG_UNREGISTER, rs.signature);
 }
 
-/** Per-thread kernel state, once the memory it points into is back. */
-export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc: Msg): void {
-  t.syscall('set_tid_address', cpu.clearTid(info));
+/**
+ * Per-thread kernel state, once the memory it points into is back. `clearTidSet`: the
+ * thread was cloned with CLONE_CHILD_CLEARTID at its clear_child_tid already.
+ */
+export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc: Msg, clearTidSet = false): void {
+  if (!clearTidSet) t.syscall('set_tid_address', cpu.clearTid(info));
   t.syscall('set_robust_list', tc.futex_rla as bigint, tc.futex_rla_len as number);
   const sas = tc.sas as Msg | undefined;
   if (sas && !((sas.ss_flags as number) & 2)) {

@@ -386,7 +386,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
   for (const [tid, th] of l.threads) {
     const c = t.cores.get(tid)!;
     const threadCore = c.thread_core as Msg;
-    restoreThreadCore(th, area, threadInfo(c)!, threadCore);
+    restoreThreadCore(th, area, threadInfo(c)!, threadCore, tid !== t.pid);
     requeueSignals(th, area, t.pid, threadCore.signals_p as Msg | undefined, false);
   }
   // Credentials are per thread in the kernel, and last: they may take away our rights.

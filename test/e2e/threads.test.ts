@@ -11,7 +11,7 @@ import {
   e2e, startTarget, killAndReap, signal, sleep, readLines, waitForLine, waitFor, lastCounter, assertRunningFree,
   counterValues, assertConsecutive, parseKV, SIGUSR1,
 } from '../lib/proc.ts';
-import { dumpAndReap, restoreDetached, waitForCounter, firstProgressFrom } from '../lib/cr.ts';
+import { dump, dumpAndReap, restoreDetached, waitForCounter, firstProgressFrom } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { taskTids, threadStatus, syscallOf, NR } from '../lib/tree.ts';
 import { readMessages } from '../../src/images/index.ts';
@@ -61,6 +61,18 @@ e2e('8 threads keep their TIDs, TLS counters and signal masks through dump + res
   }
   assert.deepEqual(threadStatus(t.pid, 'SigBlk'), masks0, 'per-thread SigBlk, a moment later');
   assertRunningFree(t.pid);
+  // What only an injected call can read back: a second dump (-R) of the restored process
+  // must find each thread's clear_child_tid, robust list, rseq and sigaltstack as the first.
+  const again = c.subdir('again');
+  const r = dump(t.pid, again, ['-R']);
+  assert.equal(r.code, 0, r.stderr);
+  const perThread = (dir: string) => Object.fromEntries(tids0.map((tid) => {
+    const core = readMessages(join(dir, `core-${tid}.img`), 'core_entry')[0];
+    const tc = core.thread_core as Record<string, unknown>;
+    const info = (core.thread_info ?? core.ti_aarch64) as Record<string, unknown>;
+    return [tid, { clear_tid_addr: info.clear_tid_addr, futex_rla: tc.futex_rla, futex_rla_len: tc.futex_rla_len, rseq: tc.rseq_entry, sas: tc.sas }];
+  }));
+  assert.deepEqual(perThread(again), perThread(img), 'per-thread kernel state read back by a second dump');
   killAndReap(t.pid);
   const progress = readLines(t.log).filter((l) => l.startsWith('i='));
   assertConsecutive(counterValues(progress), 'main counter', 1);
