@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, ImageWriterThread, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
+  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
 } from '../images/index.ts';
 import type { Msg } from '../resources/types.ts';
 import { addressOf } from '../kernel/index.ts';
@@ -28,7 +28,7 @@ export class ImageSet {
   private readonly opts: ImageSetOptions;
   private readonly encoders: PagesEncoder[] = [];
   private pagesId = 0;
-  private writer?: ImageWriterThread;
+  private writer?: PagesWriterThread;
   private readonly existing: Set<string>;
 
   constructor(dir: string, opts: ImageSetOptions = {}) {
@@ -45,15 +45,15 @@ export class ImageSet {
   }
 
   /**
-   * Expect this many bytes of page data. Above 32 MiB, page data is written and checksummed
-   * on another thread while this one reads the next pages (see ImageWriterThread). A Node
+   * Expect this many bytes of page data. Above 32 MiB, page data is written on another
+   * thread while this one reads and checksums the next pages (see PagesWriterThread). A Node
    * worker takes 50-100 ms to start here, so below that the thread costs more than it saves.
    * (Handing small images to it as well was tried for trees of many tasks and measured
    * slower: 100 processes dumped in 1120-1200 ms with it, 1050-1150 ms without.)
    */
   expect(pagesBytes: number): void {
     if (pagesBytes > 32 << 20 && !this.writer) {
-      this.writer = new ImageWriterThread(this.opts.manifest !== false ? this.manifest.digest : undefined, { addressOf });
+      this.writer = new PagesWriterThread(this.opts.manifest !== false ? this.manifest.digest : undefined, { addressOf });
     }
   }
 

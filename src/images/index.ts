@@ -23,7 +23,6 @@ export {
 } from './pages.ts';
 export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.ts';
 export { MANIFEST, ManifestBuilder, readManifest, verifyManifest, verifyListedFile, BackgroundVerify, keyId, type Manifest, type PagesEncoding } from './integrity.ts';
-export { ImageWriterThread, PagesWriteStream } from './writer-thread.ts';
-export { startChecksum, DEFAULT_CHECKSUM, type ChecksumKind } from './checksum.ts';
+export { PagesWriterThread, PagesWriteStream } from './writer-thread.ts';
 export { PagesEncoder, PagesStream, pagesInfo, readKeyFile, PAGES_MAGIC, type PagesCodecOptions } from './pagecodec.ts';
 export type { PagesTransform } from './pages.ts';

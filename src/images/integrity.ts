@@ -31,7 +31,7 @@ export class ManifestBuilder {
     };
   }
 
-  /** A file checksummed elsewhere (page data, on the page writer thread). */
+  /** A file checksummed elsewhere (page data, by its PagesWriteStream). */
   record(name: string, size: number, digest: string): void { this.files[name] = { size, [this.digest]: digest }; }
 
   /** A file written some other way: checksum it from disk. */

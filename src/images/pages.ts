@@ -46,7 +46,6 @@ export interface PagemapWriterOptions extends PagemapOptions {
   readonly pagesStream?: (file: string) => PagesWriteStream;
 }
 
-
 function pagemapName(id: number | bigint, shmem: boolean | undefined): string {
   return shmem ? imageFileName('SHMEM_PAGEMAP', id) : imageFileName('PAGEMAP', id);
 }

@@ -16,8 +16,8 @@ const ALIGN = 4096;
 /** How long the main thread waits for the worker before calling it stuck. */
 const STUCK_MS = 60_000;
 
-export class ImageWriterThread {
-  readonly slotSize: number;
+export class PagesWriterThread {
+  private readonly slotSize: number;
   private readonly slots: number;
   private readonly worker: Worker;
   private readonly ring: SharedArrayBuffer;
@@ -140,13 +140,13 @@ export class PagesWriteStream {
   /** Bytes and checksum once closed. */
   result?: { size: number; digest: string };
 
-  private readonly thread: ImageWriterThread;
+  private readonly thread: PagesWriterThread;
   private readonly fd: number;
   private readonly sum?: Checksum;
   readonly path: string;
   readonly id: number;
 
-  constructor(thread: ImageWriterThread, path: string, fd: number, id: number) {
+  constructor(thread: PagesWriterThread, path: string, fd: number, id: number) {
     this.thread = thread;
     this.path = path;
     this.fd = fd;

@@ -1,4 +1,4 @@
-// The worker side of ImageWriterThread (writer-thread.ts), in the order posted: writes each
+// The worker side of PagesWriterThread (writer-thread.ts), in the order posted: writes each
 // filled slot to its pages file and frees the slot.
 // The file is opened with O_DIRECT where the file system allows: page data then goes
 // from the slot to the disk without filling the page cache with a second copy of the

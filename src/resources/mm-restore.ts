@@ -33,7 +33,6 @@ export function findHole(taken: Range[], size: bigint, from = 0x100000000n): big
   throw new Error('no free address range for the injection area');
 }
 
-/** Parts of `r` outside every range of `holes`. */
 /**
  * Join ranges across the gaps between them unless one of `fences` lies in the gap: munmap
  * of a range with holes in it is fine, and one injected call beats one per VMA.
@@ -49,6 +48,7 @@ export function coalesce(ranges: Range[], fences: Range[]): Range[] {
   return out;
 }
 
+/** Parts of `r` outside every range of `holes`. */
 function subtract(r: Range, holes: Range[]): Range[] {
   let parts: Range[] = [{ start: r.start, end: r.end }];
   for (const h of holes) {
@@ -244,18 +244,12 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
  */
 function dropUninherited(t: RestoreTask, v: Msg, input: MmRestoreInput): void {
   const start = v.start as bigint, end = v.end as bigint;
-  const mine = input.runs.filter((r) => r.vaddr < end && r.vaddr + BigInt(r.nrPages) * PAGE > start);
-  const has = (a: bigint) => mine.some((r) => a >= r.vaddr && a < r.vaddr + BigInt(r.nrPages) * PAGE);
-  for (const r of input.parentRuns ?? []) {
-    const rEnd = r.vaddr + BigInt(r.nrPages) * PAGE;
-    if (rEnd <= start || r.vaddr >= end) continue;
-    let from = -1n;
-    const lo = r.vaddr > start ? r.vaddr : start, hi = rEnd < end ? rEnd : end;
-    for (let a = lo; a <= hi; a += PAGE) {
-      const drop = a < hi && !has(a);
-      if (drop && from < 0n) from = a;
-      if (!drop && from >= 0n) { t.leader.syscall('madvise', from, a - from, 4 /* MADV_DONTNEED */); from = -1n; }
-    }
+  const span = (r: PageSource): Range => ({ start: r.vaddr, end: r.vaddr + BigInt(r.nrPages) * PAGE });
+  const mine = input.runs.map(span).filter((r) => r.start < end && r.end > start);
+  for (const p of (input.parentRuns ?? []).map(span)) {
+    if (p.end <= start || p.start >= end) continue;
+    const clipped = { start: p.start > start ? p.start : start, end: p.end < end ? p.end : end };
+    for (const gap of subtract(clipped, mine)) t.leader.syscall('madvise', gap.start, gap.end - gap.start, 4 /* MADV_DONTNEED */);
   }
 }
 

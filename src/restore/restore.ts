@@ -16,7 +16,7 @@ import { readStatus } from '../proc/index.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, afterInstall, type RestoreFileCtx } from '../resources/files/index.ts';
 import { ShmemObjects } from '../resources/shmem.ts';
-import { VMA, PE } from '../resources/mm-layout.ts';
+import { VMA } from '../resources/mm-layout.ts';
 import { DumpImages } from './images.ts';
 import { plan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, cloneAt, pidInUse, type Helper } from './stub.ts';
@@ -197,11 +197,11 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     }
     // Memory now, before this task has children: they are cloned from it and inherit it
     // (or share it, with CLONE_VM).
-    if (!t.zombie && !sharesVm) restoreMemory(ctx, live.get(t.pid)!, t.ppid === 0 ? undefined : tasks.find((p) => p.pid === t.ppid));
+    if (!t.zombie && !sharesVm) restoreMemory(ctx, live.get(t.pid)!, parentPlan);
     if (sharesVm) ctx.sharedVm.add(t.pid);
     // Likewise the fd table, fs and signal actions, which fork copies: a child then only
     // changes where it differs from its parent.
-    if (!t.zombie) restoreInheritable(ctx, live.get(t.pid)!, deadSession || t.ppid === 0 ? undefined : parentPlan);
+    if (!t.zombie) restoreInheritable(ctx, live.get(t.pid)!, deadSession ? undefined : parentPlan);
   }
 }
 

@@ -92,14 +92,11 @@ export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx, local: Map<nu
 }
 
 /**
- * Move the prepared local fds into the task: it pulls each one from criu-ts with
- * pidfd_getfd and dup3s it onto its number. Everything the stub inherited is closed first.
- */
-/**
- * Give the task its fd table. `inherited` is the table it has already, copied from its
+ * Give the task its fd table: it pulls each prepared local fd from criu-ts with pidfd_getfd
+ * and dup3s it onto its number. `inherited` is the table it has already, copied from its
  * parent by fork: an fd there with the same file (so the same open file description) and
- * the same close-on-exec flag stays as it is, every other inherited fd is closed, and only
- * what is left is pulled from criu-ts.
+ * the same close-on-exec flag stays as it is, and every other inherited fd is closed first
+ * (all of them for a stub from the helper).
  */
 export function installFds(t: import('../../compel/index.ts').Tracee, fdinfo: Msg[], local: Map<number, number>, selfPid: number, inherited: Msg[] = []): void {
   const had = new Map(inherited.map((e) => [e.fd as number, e]));
@@ -132,7 +129,6 @@ export function installFds(t: import('../../compel/index.ts').Tracee, fdinfo: Ms
   }
 }
 
-/** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets). */
 /**
  * close_range spans that close every fd but the kept ones: the gaps between kept fds that
  * hold an inherited fd, and everything above the last kept one. With nothing inherited
@@ -152,6 +148,7 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
   return out;
 }
 
+/** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets). */
 export function afterInstall(t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea,
   fdinfo: Msg[], files: Map<number, Msg>, done: Set<number>): void {
   for (const e of fdinfo) {
