@@ -2,7 +2,7 @@
 // helper, each child from its parent), rebuild them stage by stage through injected
 // syscalls, then install the registers and let the whole tree go at once.
 import fs from 'node:fs';
-import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR } from '../kernel/index.ts';
+import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR, SysError } from '../kernel/index.ts';
 import { InjectionArea, type Tracee } from '../compel/index.ts';
 import { cpu, threadInfo, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
@@ -102,7 +102,7 @@ export function restore(req: RestoreRequest): RestoreResult {
     for (const t of tasks) if (t.zombie) becomeZombie(live.get(t.pid)!);
     // Tasks sharing an mm share the injection area too: the last of them removes it.
     for (const t of [...tasks].reverse()) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!, ctx.sharedVm.has(t.pid));
-    for (const t of tasks) if (!t.zombie) for (const th of live.get(t.pid)!.threads.values()) th.detach();
+    for (const t of tasks) if (!t.zombie) release(live.get(t.pid)!);
 
   } catch (e) {
     for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
@@ -395,6 +395,24 @@ function restoreTask(ctx: Ctx, l: Live): void {
   for (const [tid, th] of l.threads) {
     const creds = (t.cores.get(tid)!.thread_core as Msg).creds as Msg | undefined;
     if (creds) restoreCreds(th, area, creds, dumpCreds(readStatus(t.pid, tid), secbits));
+  }
+}
+
+/**
+ * Let every thread of the task go. A thread that is no longer in its ptrace stop when its
+ * turn comes was taken down with its process by a thread let go before it (a crash right
+ * after restore): its exit status says how.
+ */
+function release(l: Live): void {
+  for (const th of l.threads.values()) {
+    try {
+      th.detach();
+    } catch (e) {
+      if (!(e instanceof SysError && e.code === 'ESRCH')) throw e;
+      const { status } = waitpid(th.tid, WALL);
+      const how = W.signaled(status) ? `killed by signal ${W.termSig(status)}` : `exited with status ${W.exitStatus(status)}`;
+      throw new CriuError(`task ${l.plan.pid} died as soon as its first threads were let go: thread ${th.tid} ${how}`);
+    }
   }
 }
 
