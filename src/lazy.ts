@@ -1,8 +1,19 @@
 // Builtins that cost start-up time and that most commands never touch, loaded on first use:
 // importing node:crypto alone takes 11-15 ms here, out of a tiny dump's ~250 ms.
-import { createRequire } from 'node:module';
+import type { Worker, WorkerOptions } from 'node:worker_threads';
 
-const require = createRequire(import.meta.url);
+export const nodeCrypto = (): typeof import('node:crypto') => process.getBuiltinModule('node:crypto');
+export const workerThreads = (): typeof import('node:worker_threads') => process.getBuiltinModule('node:worker_threads');
 
-export const nodeCrypto = (): typeof import('node:crypto') => require('node:crypto');
-export const workerThreads = (): typeof import('node:worker_threads') => require('node:worker_threads');
+let spawnAround = <T>(fn: () => T): T => fn();
+
+/**
+ * A worker thread. Threads inherit the CPU affinity of the thread that creates them, and the
+ * tracer is pinned to one CPU while it holds a tree (compel/colocate.ts), which registers
+ * here how to create threads outside that pin.
+ */
+export function newWorker(url: URL, options: WorkerOptions): Worker {
+  return spawnAround(() => new (workerThreads().Worker)(url, options));
+}
+
+export function setWorkerSpawn(around: <T>(fn: () => T) => T): void { spawnAround = around; }

@@ -8,6 +8,7 @@ import {
   processVmReadv, processVmWritev, SysError, PTRACE, PTRACE_EVENT, NT, WALL, W, SIG, sysnr, tgkill,
   type SyscallName,
 } from '../kernel/index.ts';
+import { pinTracee, unpinTracee } from './colocate.ts';
 
 export type SysArg = number | bigint;
 
@@ -55,15 +56,19 @@ export class Tracee {
    */
   private regsKnown = false;
 
-  private constructor(tid: number) {
+  /** The affinity to give back at detach, when the tracee was pinned to our CPU (colocate.ts). */
+  private home: Buffer | undefined;
+
+  private constructor(tid: number, born: boolean) {
     this.tid = tid;
     this.scratchRegs = Buffer.alloc(arch.gpRegsSize);
+    this.home = pinTracee(tid, born);
   }
 
   /** PTRACE_SEIZE + PTRACE_INTERRUPT, and wait until the thread is in a ptrace stop. */
   static seize(tid: number, options: number): Tracee {
     ptrace(PTRACE.SEIZE, tid, 0, options, `PTRACE_SEIZE(${tid})`);
-    const t = new Tracee(tid);
+    const t = new Tracee(tid, false);
     ptrace(PTRACE.INTERRUPT, tid, 0, 0);
     t.waitStop();
     return t;
@@ -76,11 +81,11 @@ export class Tracee {
   static seizeDeferred(tid: number, options: number): Tracee {
     ptrace(PTRACE.SEIZE, tid, 0, options, `PTRACE_SEIZE(${tid})`);
     ptrace(PTRACE.INTERRUPT, tid, 0, 0);
-    return new Tracee(tid);
+    return new Tracee(tid, false);
   }
 
   /** A thread that is already traced by us (auto-attached clone child) and stopped. */
-  static adopt(tid: number): Tracee { return new Tracee(tid); }
+  static adopt(tid: number): Tracee { return new Tracee(tid, true); }
 
   /** Wait for the next stop of this thread; throws if it died. */
   waitStop(): StopInfo {
@@ -298,6 +303,8 @@ export class Tracee {
   detach(sig = 0): void {
     this.regsKnown = false;
     this.release();
+    unpinTracee(this.tid, this.home);
+    this.home = undefined;
     ptrace(PTRACE.DETACH, this.tid, 0, sig);
   }
 

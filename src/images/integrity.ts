@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
-import { nodeCrypto, workerThreads } from '../lazy.ts';
+import { nodeCrypto, newWorker } from '../lazy.ts';
 import { ImageError } from './image.ts';
 import type { VerifyData } from './verify-worker.ts';
 import { CHECKSUM_KINDS, DEFAULT_CHECKSUM, startChecksum, checksumFile, checkListedFile, type ChecksumKind, type ManifestFile } from './checksum.ts';
@@ -88,7 +88,7 @@ export class BackgroundVerify {
     this.dir = dir;
     const files = Object.entries(m.files).filter(([n]) => only(n));
     const workerData: VerifyData = { dir, files, digest: m.digest, result: this.result };
-    this.worker = new (workerThreads().Worker)(new URL('./verify-worker.ts', import.meta.url), { workerData });
+    this.worker = newWorker(new URL('./verify-worker.ts', import.meta.url), { workerData });
     this.worker.unref();
   }
 

@@ -6,7 +6,7 @@
 // One worker serves the whole dump, in order.
 import fs from 'node:fs';
 import type { Worker } from 'node:worker_threads';
-import { workerThreads } from '../lazy.ts';
+import { newWorker } from '../lazy.ts';
 import { ImageError, errnoText } from './image-common.ts';
 import { startChecksum, type Checksum, type ChecksumKind } from './checksum.ts';
 import type { Message, WorkerData } from './writer-worker.ts';
@@ -49,7 +49,7 @@ export class PagesWriterThread {
     const state = new SharedArrayBuffer(4 * (slots + 1));
     this.flags = new Int32Array(state);
     const workerData: WorkerData = { ring: this.ring, base: this.base, state, result: this.result, slotSize, slots };
-    this.worker = new (workerThreads().Worker)(new URL('./writer-worker.ts', import.meta.url), {
+    this.worker = newWorker(new URL('./writer-worker.ts', import.meta.url), {
       workerData,
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
     });

@@ -16,6 +16,7 @@ const NR = {
   mmap: sysnr('mmap'), munmap: sysnr('munmap'), memfd_create: sysnr('memfd_create'),
   eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
   timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
+  sched_getaffinity: sysnr('sched_getaffinity'), sched_setaffinity: sysnr('sched_setaffinity'), getcpu: sysnr('getcpu'),
 };
 
 type PtraceData = Arg | Buffer;
@@ -243,3 +244,22 @@ export function timerfdSettime(fd: number, flags: number, interval: { sec: bigin
   syscall('timerfd_settime', NR.timerfd_settime, fd, flags, addressOf(b), 0);
 }
 export const TFD_IOC_SET_TICKS = 0x40085400;
+
+/** A thread's CPU affinity mask (tid 0: the calling thread), as many bytes as the kernel's cpumask. */
+export function schedGetaffinity(tid: number): Buffer {
+  const mask = Buffer.alloc(128);
+  const n = syscall(`sched_getaffinity(${tid})`, NR.sched_getaffinity, tid, mask.length, addressOf(mask));
+  return mask.subarray(0, n);
+}
+
+/** -errno instead of throwing: a cpuset may not allow the mask (EINVAL), and callers then go on without it. */
+export function schedSetaffinity(tid: number, mask: Buffer): number {
+  return syscallErr(NR.sched_setaffinity, tid, mask.length, addressOf(mask));
+}
+
+const cpuBuf = Buffer.alloc(4);
+/** The CPU the calling thread runs on. */
+export function getcpu(): number {
+  syscall('getcpu', NR.getcpu, addressOf(cpuBuf), 0, 0);
+  return cpuBuf.readUInt32LE(0);
+}

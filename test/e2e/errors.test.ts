@@ -71,6 +71,8 @@ for (const step of ['freeze', 'memory', 'files', 'write-images']) {
     assert.deepEqual(diffMaps(maps0, procMaps(f.pid)), [], 'memory layout after the failed dump');
     const sig1 = procStatus(f.pid)!;
     for (const k of ['SigBlk', 'SigCgt', 'SigIgn', 'ShdPnd', 'SigPnd']) assert.equal(sig1[k], sig0[k], k);
+    // criu-ts pins what it traces to its own CPU; the target gets its own affinity back.
+    assert.equal(sig1.Cpus_allowed_list, sig0.Cpus_allowed_list, 'CPU affinity after the failed dump');
     const mark = readLines(f.log).length;
     signal(f.pid, SIGUSR1);
     await waitForLine(f.log, /^i=\d+ .*usr1=2 .*pipe=ok$/, 5000, mark);

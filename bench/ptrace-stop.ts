@@ -1,0 +1,58 @@
+// The cost of one injected syscall (a resume and a stop of the tracee) with the tracer and
+// the tracee on one CPU (what criu-ts does while it holds a tree: src/compel/colocate.ts),
+// left to the scheduler, and forced onto two different CPUs; back to back, and with 100 us
+// of tracer work between calls, as in a real dump, during which an idle CPU goes to sleep
+// and must be woken for the next call. Median of many calls.
+//
+//   node bench/ptrace-stop.ts [calls]
+import fs from 'node:fs';
+import os from 'node:os';
+import { Tracee, vdsoSyscallInsn, colocate, endColocation } from '../src/compel/index.ts';
+import { parseMaps } from '../src/proc/index.ts';
+import { posixSpawn, kill, waitpid, WALL, PTRACE_O, schedSetaffinity, getcpu } from '../src/kernel/index.ts';
+import './common.ts';
+
+const calls = Number(process.argv[2] ?? 2000);
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const oneCpu = (cpu: number) => { const m = Buffer.alloc(128); m[cpu >> 3] |= 1 << (cpu & 7); return m; };
+
+type Placement = 'one CPU (colocated)' | 'scheduler\'s choice' | 'two CPUs (forced)';
+
+function measure(placement: Placement, workUs: number): number {
+  const pid = posixSpawn('/bin/sleep', ['sleep', '600'], []);
+  let t: Tracee | undefined;
+  const home = Buffer.alloc(128, 0xff);
+  try {
+    if (placement === 'one CPU (colocated)') colocate();
+    t = Tracee.seize(pid, PTRACE_O.TRACESYSGOOD);
+    if (placement === 'two CPUs (forced)') {
+      const cpu = getcpu();
+      schedSetaffinity(0, oneCpu(cpu));
+      schedSetaffinity(pid, oneCpu((cpu + 1) % os.availableParallelism()));
+    }
+    const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
+    t.useSyscallInsn(vdsoSyscallInsn(t, maps.find((v) => v.path === '[vdso]'), 'the benchmark'));
+    const us: number[] = [];
+    for (let i = 0; i < calls; i++) {
+      const w = performance.now();
+      while ((performance.now() - w) * 1000 < workUs) { /* the tracer's own work */ }
+      const a = performance.now();
+      t.syscall('getppid');
+      us.push((performance.now() - a) * 1000);
+    }
+    return median(us);
+  } finally {
+    endColocation();
+    schedSetaffinity(0, home.subarray(0, 32));
+    kill(pid, 9);
+    waitpid(pid, WALL);
+  }
+}
+
+const placements: Placement[] = ['one CPU (colocated)', 'scheduler\'s choice', 'two CPUs (forced)'];
+console.log(`one injected getppid (resume to syscall entry, to exit, registers back), median of ${calls}, in us:`);
+console.log(`  ${'placement'.padEnd(22)} ${'back to back'.padStart(14)} ${'after 100 us of work'.padStart(22)}`);
+const r = placements.map((p) => ({ p, b2b: measure(p, 0), work: measure(p, 100) }));
+const [base] = r;
+const cell = (us: number, ref: number) => `${us.toFixed(1)} (${(us / ref).toFixed(2)}x)`;
+for (const { p, b2b, work } of r) console.log(`  ${p.padEnd(22)} ${cell(b2b, base.b2b).padStart(14)} ${cell(work, base.work).padStart(22)}`);
