@@ -59,3 +59,8 @@ export function pinTracee(tid: number, born: boolean): Buffer | undefined {
 export function unpinTracee(tid: number, home: Buffer | undefined): void {
   if (home) schedSetaffinity(tid, home);
 }
+
+/** Pin a tracee that was let run on its own (unpinTracee) back to the tracer's CPU. */
+export function repinTracee(tid: number): void {
+  if (pin) schedSetaffinity(tid, pin.one);
+}

@@ -8,7 +8,7 @@ import {
   processVmReadv, processVmWritev, SysError, PTRACE, PTRACE_EVENT, NT, WALL, W, SIG, sysnr, tgkill,
   type SyscallName,
 } from '../kernel/index.ts';
-import { pinTracee, unpinTracee } from './colocate.ts';
+import { pinTracee, unpinTracee, repinTracee } from './colocate.ts';
 
 export type SysArg = number | bigint;
 
@@ -55,6 +55,8 @@ export class Tracee {
    * or lets the thread run clears it.
    */
   private regsKnown = false;
+  /** The syscall the tracee runs on its own since startSyscall, until finishSyscall. */
+  private running: string | undefined;
 
   /** The affinity to give back at detach, when the tracee was pinned to our CPU (colocate.ts). */
   private home: Buffer | undefined;
@@ -115,7 +117,11 @@ export class Tracee {
     getRegset(this.tid, NT.PRSTATUS, b);
     return b;
   }
-  setRegs(regs: Buffer): void { this.regsKnown = false; setRegset(this.tid, NT.PRSTATUS, regs); }
+  setRegs(regs: Buffer): void { this.idle(); this.regsKnown = false; setRegset(this.tid, NT.PRSTATUS, regs); }
+
+  private idle(): void {
+    if (this.running) throw new Error(`task ${this.tid} is still running its ${this.running}`);
+  }
 
   /** Extended FPU state (XSAVE area on x86_64), trimmed to what the kernel returned. */
   getFpRegs(): Buffer {
@@ -129,7 +135,7 @@ export class Tracee {
     const n = getRegset(this.tid, note, b);
     return Buffer.from(b.subarray(0, n));
   }
-  setRegset(note: number, buf: Buffer): void { this.regsKnown = false; setRegset(this.tid, note, buf); }
+  setRegset(note: number, buf: Buffer): void { this.idle(); this.regsKnown = false; setRegset(this.tid, note, buf); }
 
   /** A ptrace request on this thread that no typed method covers (arch-specific ones). */
   request(req: number, addr: bigint | number, data: Buffer | bigint | number = 0): number {
@@ -153,12 +159,7 @@ export class Tracee {
    * All signals are blocked meanwhile so that no handler runs in the middle.
    */
   syscallRaw(name: SyscallName | number, ...args: SysArg[]): bigint {
-    if (this.insnAddr === 0n) throw new Error(`task ${this.tid}: no syscall instruction chosen for injection`);
-    const nr = typeof name === 'number' ? name : sysnr(name);
-    const r = this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs);
-    arch.setIp(r, this.insnAddr);
-    arch.setSyscall(r, nr, args.map((a) => BigInt.asUintN(64, BigInt(a))));
-    this.setRegs(r);
+    this.loadSyscall(name, args);
     if (this.trapMode) {
       ptrace(PTRACE.CONT, this.tid, 0, 0);
       this.expectTrap(name);
@@ -169,6 +170,40 @@ export class Tracee {
       this.expectSyscallStop(name);
       if (arch.syscallNrRegset !== undefined) setRegset(this.tid, arch.syscallNrRegset, NO_SYSCALL);
     }
+    const after = this.getRegs(this.scratchRegs);
+    this.regsKnown = true;
+    return arch.syscallResult(after);
+  }
+
+  private loadSyscall(name: SyscallName | number, args: SysArg[]): void {
+    if (this.insnAddr === 0n) throw new Error(`task ${this.tid}: no syscall instruction chosen for injection`);
+    const nr = typeof name === 'number' ? name : sysnr(name);
+    const r = this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs);
+    arch.setIp(r, this.insnAddr);
+    arch.setSyscall(r, nr, args.map((a) => BigInt.asUintN(64, BigInt(a))));
+    this.setRegs(r);
+  }
+
+  /**
+   * Start an injected syscall and return at once: the tracee runs it on its own, off our CPU,
+   * while we go on (with other tracees, or with work of our own). Nothing else may be done
+   * with this tracee until finishSyscall. Needs the injection page (one stop per call).
+   */
+  startSyscall(name: SyscallName, ...args: SysArg[]): void {
+    if (!this.trapMode) throw new Error(`task ${this.tid}: startSyscall needs the injection page`);
+    this.loadSyscall(name, args);
+    unpinTracee(this.tid, this.home);
+    ptrace(PTRACE.CONT, this.tid, 0, 0);
+    this.running = name;
+  }
+
+  /** Wait for the syscall startSyscall began; returns its raw result. */
+  finishSyscall(): bigint {
+    const name = this.running;
+    if (name === undefined) throw new Error(`task ${this.tid}: no syscall started`);
+    this.running = undefined;
+    this.expectTrap(name);
+    if (this.home) repinTracee(this.tid);
     const after = this.getRegs(this.scratchRegs);
     this.regsKnown = true;
     return arch.syscallResult(after);
@@ -301,6 +336,7 @@ export class Tracee {
   interrupt(): void { ptrace(PTRACE.INTERRUPT, this.tid, 0, 0); }
 
   detach(sig = 0): void {
+    this.idle();
     this.regsKnown = false;
     this.release();
     unpinTracee(this.tid, this.home);

@@ -3,18 +3,14 @@
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
 import { parseMaps, type Vma } from '../proc/index.ts';
-import { arch, processVmWritev, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully } from '../kernel/index.ts';
+import { arch, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully } from '../kernel/index.ts';
 import { VMA, PE } from './mm-layout.ts';
 import { pullFd } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
-import { pagesInfo, PagesStream } from '../images/index.ts';
+import { fillPages } from './mm-fill.ts';
 import type { Msg, PageSource, RestoreTask } from './types.ts';
 
 const PAGE = 4096n;
-/** Runs at least this large are read by the tracee straight from the image file. */
-const DIRECT_READ_MIN = 1 << 20;
-const CHUNK = 4 << 20;
-const IOV_MAX = 1024;
 
 export interface Range { start: bigint; end: bigint }
 
@@ -178,8 +174,12 @@ export interface MmRestoreInput {
   parentPid?: number;
 }
 
-/** Recreate every VMA and fill its pages. */
-export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
+/**
+ * Recreate every VMA and start filling its pages; the returned function waits for the fill
+ * (see mm-fill.ts) and does what must follow it (copy-on-write pages from the parent, shadow
+ * stacks, protections, madvise). Nothing else may touch the task before it has run.
+ */
+export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
   const tr = t.leader;
   const vmas = (input.mm.vmas as Msg[]).filter((v) => {
     const st = v.status as number;
@@ -228,14 +228,20 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): void {
   } finally {
     for (const fd of fds.values()) tr.syscallRaw('close', fd);
   }
-  fillPages(t, input);
-  copyFromParent(t, input);
-  convertShadowStacks(t, vmas.filter((v) => isShadowStack(v) && !input.kept?.has(v.start as bigint)), input.runs);
-  for (const v of needMprotect) {
-    if (isShadowStack(v)) continue;
-    tr.syscall('mprotect', v.start as bigint, (v.end as bigint) - (v.start as bigint), v.prot as number);
-  }
-  for (const v of vmas) applyMadvise(t, v);
+  // CRIU saves the vDSO's pages too; this kernel's own vDSO is used instead.
+  const special = (input.mm.vmas as Msg[]).filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR))
+    .map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
+  const fill = fillPages(t, input.pagesPath, withoutRanges(input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined), special), input.key);
+  return () => {
+    fill?.finish();
+    copyFromParent(t, input);
+    convertShadowStacks(t, vmas.filter((v) => isShadowStack(v) && !input.kept?.has(v.start as bigint)), input.runs);
+    for (const v of needMprotect) {
+      if (isShadowStack(v)) continue;
+      tr.syscall('mprotect', v.start as bigint, (v.end as bigint) - (v.start as bigint), v.prot as number);
+    }
+    for (const v of vmas) applyMadvise(t, v);
+  };
 }
 
 /**
@@ -261,82 +267,6 @@ function applyMadvise(t: RestoreTask, v: Msg): void {
     const r = t.leader.syscallRaw('madvise', v.start as bigint, (v.end as bigint) - (v.start as bigint), bit);
     if (r < 0n) t.log.warn(`madvise(0x${(v.start as bigint).toString(16)}, ${bit}) failed: ${r}`);
   }
-}
-
-/**
- * Large runs: the tracee preads them from pages-N.img itself (one copy, no bounce through
- * criu-ts). Small runs: batched file reads here plus one process_vm_writev per batch.
- */
-function fillPages(t: RestoreTask, input: MmRestoreInput): void {
-  // CRIU saves the vDSO's pages too; this kernel's own vDSO is used instead.
-  const special = (input.mm.vmas as Msg[]).filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR))
-    .map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
-  const present = withoutRanges(input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined), special);
-  if (!present.length) return;
-  if (pagesInfo(input.pagesPath).encoded) { fillFromStream(t, input, present); return; }
-  const tr = t.leader;
-  const local = fs.openSync(input.pagesPath, 'r');
-  let remoteFd = -1n;
-  const buf = Buffer.allocUnsafe(CHUNK);
-  let batch: PageSource[] = [];
-  let batchBytes = 0;
-  const flushBatch = (): void => {
-    if (!batch.length) return;
-    // Runs in a batch are consecutive in the file: one read covers them all.
-    const first = batch[0].offset as number;
-    preadFully(local, buf.subarray(0, batchBytes), first);
-    const n = processVmWritev(t.pid, buf.subarray(0, batchBytes),
-      batch.map((r) => ({ addr: r.vaddr, len: r.nrPages * 4096 })));
-    if (n !== batchBytes) throw new Error(`short write of pages into task ${t.pid}`);
-    batch = [];
-    batchBytes = 0;
-  };
-  try {
-    for (const r of present) {
-      const bytes = r.nrPages * 4096;
-      if (bytes >= DIRECT_READ_MIN) {
-        flushBatch();
-        if (remoteFd < 0n) {
-          t.area.reset();
-          remoteFd = tr.syscall('openat', AT_FDCWD, t.area.putString(input.pagesPath), O.RDONLY | O.CLOEXEC, 0);
-        }
-        let done = 0;
-        while (done < bytes) {
-          const n = Number(tr.syscall('pread64', remoteFd, r.vaddr + BigInt(done), bytes - done, (r.offset as number) + done));
-          if (n <= 0) throw new Error(`pages image ${input.pagesPath} ends early`);
-          done += n;
-        }
-        continue;
-      }
-      const contiguous = batch.length === 0 ||
-        (batch[batch.length - 1].offset as number) + batch[batch.length - 1].nrPages * 4096 === r.offset;
-      if (!contiguous || batchBytes + bytes > CHUNK || batch.length === IOV_MAX) flushBatch();
-      batch.push(r);
-      batchBytes += bytes;
-    }
-    flushBatch();
-  } finally {
-    fs.closeSync(local);
-    if (remoteFd >= 0n) tr.syscallRaw('close', remoteFd);
-  }
-}
-
-/** Encoded (compressed or encrypted) pages: decode in file order, write with process_vm_writev. */
-function fillFromStream(t: RestoreTask, input: MmRestoreInput, runs: PageSource[]): void {
-  const stream = new PagesStream(input.pagesPath, input.key);
-  const buf = Buffer.allocUnsafe(CHUNK);
-  try {
-    for (const r of runs) {
-      stream.skipTo(r.offset as number, buf);
-      const bytes = r.nrPages * 4096;
-      for (let done = 0; done < bytes; done += CHUNK) {
-        const n = Math.min(CHUNK, bytes - done);
-        stream.readInto(buf.subarray(0, n));
-        const w = processVmWritev(t.pid, buf.subarray(0, n), [{ addr: r.vaddr + BigInt(done), len: n }]);
-        if (w !== n) throw new Error(`short write of pages into task ${t.pid}`);
-      }
-    }
-  } finally { stream.close(); }
 }
 
 /**

@@ -170,7 +170,12 @@ function killAll(pids: number[]): void {
  */
 function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<number, Live>, created: number[]): void {
   const pids = new Set(tasks.map((t) => t.pid));
+  // Tasks whose page data is still being read in by the tasks themselves: one is waited for
+  // only when it is needed again (to fork a child, which must inherit its memory whole).
+  const filling = new Map<number, () => void>();
+  const settle = (pid: number): void => { const f = filling.get(pid); filling.delete(pid); f?.(); };
   for (const t of tasks) {
+    settle(t.ppid);
     const parentArea = t.ppid === 0 ? helper.area : live.get(t.ppid)?.area;
     if (!parentArea) throw new CriuError(`task ${t.pid}: its parent ${t.ppid} is not restored before it`);
     // The clone arguments go into the parent's own copy of the area. A child that shared
@@ -201,14 +206,15 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     else if (t.ppid === 0 && !ctx.req.shellJob && !deadSession) {
       throw new CriuError(`task ${t.pid} was in session ${t.sid}, outside the dump; restore it with --shell-job`);
     }
-    // Memory now, before this task has children: they are cloned from it and inherit it
-    // (or share it, with CLONE_VM).
-    if (!t.zombie && !sharesVm) restoreMemory(ctx, live.get(t.pid)!, parentPlan);
-    if (sharesVm) ctx.sharedVm.add(t.pid);
-    // Likewise the fd table, fs and signal actions, which fork copies: a child then only
-    // changes where it differs from its parent.
+    // The fd table, fs and signal actions, which fork copies, before this task has children:
+    // a child then only changes where it differs from its parent.
     if (!t.zombie) restoreInheritable(ctx, live.get(t.pid)!, deadSession ? undefined : parentPlan);
+    // Likewise memory: children are cloned from the task and inherit it (or share it, with
+    // CLONE_VM). Its page data goes on being read in while other tasks are created.
+    if (!t.zombie && !sharesVm) filling.set(t.pid, restoreMemory(ctx, live.get(t.pid)!, parentPlan));
+    if (sharesVm) ctx.sharedVm.add(t.pid);
   }
+  for (const pid of [...filling.keys()]) settle(pid);
 }
 
 /** A short-lived task at the PID of a dead session or group leader (see createTree, setGroups). */
@@ -284,7 +290,7 @@ function dropLeaderHelpers(ctx: Ctx, created: number[]): void {
  * it still shares copy-on-write (PE_COW_PARENT in its pagemap) and the file pages, instead
  * of a private copy of every page and an mmap per VMA.
  */
-function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined): void {
+function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined): () => void {
   const t = l.plan;
   const stub = l.leader;
   const rt: RestoreTask = { pid: t.pid, leader: stub, threads: [stub], area: l.area, log: ctx.req.log };
@@ -297,7 +303,7 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined): void {
   // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
   // (the helper's program, possibly the same file as the target's) is still mapped.
   restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number));
-  restoreVmas(rt, {
+  return restoreVmas(rt, {
     mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf, key: ctx.imgs.key,
     kept, parentRuns: parent?.pagemap?.runs, parentPid: parent?.pid,
     shmemFd: (v) => {

@@ -3,7 +3,7 @@
  * can be compressed (zstd) or encrypted (AES-256-GCM) on request.
  */
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
@@ -62,6 +62,31 @@ e2e('--skip-verify turns the check off: damage then goes unnoticed', async (c) =
   signal(t.pid, SIGUSR1);
   await waitForLine(t.log, /^verify=1 (ok|BAD)$/);
   assert.deepEqual(readLines(t.log).slice(-1), ['verify=1 BAD'], 'the flipped byte reached the restored memory');
+  killAndReap(t.pid);
+});
+
+e2e('a pages image cut short, restored with --skip-verify, fails in one line naming it and leaves no process', async (c) => {
+  const t = startTarget([workload('memhog'), '16'], { logFile: join(c.dir, 'memhog.log') });
+  await waitForLine(t.log, /^ready /);
+  const good = c.subdir('good');
+  dumpAndReap(t.pid, good);
+  const pages = readdirSync(good).filter((f) => /^pages-\d+\.img$/.test(f)).sort((a, b) => statSync(join(good, b)).size - statSync(join(good, a)).size)[0];
+  // Without the manifest, the size the pagemap announces is still checked before any
+  // process is made, wherever the cut falls (the task itself reads the first half, criu-ts
+  // the second).
+  for (const keep of [0.75, 0.25]) {
+    const dir = join(c.dir, `cut-${keep}`);
+    cpSync(good, dir, { recursive: true });
+    const p = join(dir, pages);
+    truncateSync(p, Math.floor(statSync(p).size * keep));
+    const line = assertCleanError(restore(dir, ['-d', '--skip-verify']));
+    assert.match(line, new RegExp(`^${pages}: truncated: \\d+ bytes, the pagemap needs \\d+$`), line);
+    assert.equal(procStat(t.pid), null, `no process at PID ${t.pid} after the failed restore (${keep})`);
+  }
+  restoreDetached(good, t.pid);
+  signal(t.pid, SIGUSR1);
+  await waitForLine(t.log, /^verify=1 (ok|BAD)$/);
+  assert.deepEqual(readLines(t.log).slice(-1), ['verify=1 ok'], 'the intact images restore');
   killAndReap(t.pid);
 });
 
