@@ -23,15 +23,17 @@ function vmaEntry(t: DumpTask, v: Vma): Msg {
   if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
     const writable = v.shared && (v.prot & 2) !== 0;
     const flags = writable ? O.RDWR : O.RDONLY;
-    const path = mapFilePath(t.pid, v);
+    // map_files gives the mapped file even when its path is shadowed; stat follows the link.
+    const link = `/proc/${t.pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+    let st2 = statOrNone(link);
+    const path = st2 ? link : v.path;
     if (st & VMA.AREA_MEMFD) {
       e.shmid = BigInt(t.shared.memfd(t.pid, path, flags, 0n));
       e.fdflags = flags;
       return e;
     }
     if (v.deleted) throw new UnsupportedError(`task ${t.pid} maps the deleted file ${v.path}; deleted files are not supported yet`);
-    let st2: fs.Stats | undefined;
-    try { st2 = fs.statSync(path); } catch { /* reported below */ }
+    st2 ??= statOrNone(v.path);
     if (!st2) throw new UnsupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
     e.shmid = BigInt(t.files.regPath(v.path, flags, { size: BigInt(st2.size), mode: st2.mode }));
     e.fdflags = flags;
@@ -43,10 +45,8 @@ function vmaEntry(t: DumpTask, v: Vma): Msg {
   return e;
 }
 
-/** map_files gives the mapped file even when its path is shadowed; fall back to the path. */
-function mapFilePath(pid: number, v: Vma): string {
-  const link = `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
-  return fs.existsSync(link) ? link : v.path;
+function statOrNone(path: string): fs.Stats | undefined {
+  try { return fs.statSync(path); } catch { return undefined; }
 }
 
 /** Read the mm fields that /proc does not show, from inside the task. */
