@@ -92,10 +92,14 @@ export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc:
   // Nice value and name only when they differ from what the thread has already (each
   // injected call costs two context switches).
   if (tc.sched_nice !== undefined && tc.sched_nice !== getPriority(0, t.tid)) t.syscallRaw('setpriority', 0, 0, tc.sched_nice as number);
-  if (tc.comm !== undefined && tc.comm !== currentComm(t.tid)) {
-    area.reset();
-    t.syscall('prctl', PR.SET_NAME, area.putString(tc.comm as string), 0, 0, 0);
-  }
+  restoreComm(t, area, tc.comm as string | undefined);
+}
+
+/** The thread's name, when it differs: threads cloned after their leader's is set inherit it. */
+export function restoreComm(t: Tracee, area: InjectionArea, comm: string | undefined): void {
+  if (comm === undefined || comm === currentComm(t.tid)) return;
+  area.reset();
+  t.syscall('prctl', PR.SET_NAME, area.putString(comm), 0, 0, 0);
 }
 
 function currentComm(tid: number): string {

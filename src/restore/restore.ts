@@ -7,7 +7,7 @@ import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/i
 import { cpu, threadInfo, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { prepareAddressSpace, restoreVmas, restoreMmFields } from '../resources/mm-restore.ts';
-import { unregisterInheritedRseq, restoreThreadCore, requeueSignals } from '../resources/core.ts';
+import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm } from '../resources/core.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreItimers } from '../resources/timers.ts';
 import { restoreRlimits } from '../resources/rlimits.ts';
@@ -386,7 +386,9 @@ function restoreTask(ctx: Ctx, l: Live): void {
   restoreItimers(stub, area, tc.timers as Msg | undefined);
   if (tc.rlimits) restoreRlimits(stub, area, tc.rlimits as Msg, ctx.req.log);
 
-  // Threads come once the memory they run on is back.
+  // Threads come once the memory they run on is back, and with the leader's name, which
+  // most of them share.
+  if (t.threads.length > 1) restoreComm(stub, area, (core.thread_core as Msg).comm as string | undefined);
   for (const tid of t.threads.slice(1)) {
     const info = threadInfo(t.cores.get(tid)!)!;
     const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: cpu.clearTid(info), tls: cpu.tls(info) });

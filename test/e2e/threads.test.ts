@@ -43,6 +43,8 @@ e2e('8 threads keep their TIDs, TLS counters and signal masks through dump + res
   assert.equal(tids0.length, 8, 'eight threads');
   assert.deepEqual([...threadTids(t.log).values()].sort((a, b) => a - b), tids0, 'the threads reported their tids');
   const masks0 = threadStatus(t.pid, 'SigBlk');
+  const names0 = threadStatus(t.pid, 'Name');
+  assert.ok(new Set(names0.values()).size > 1, `some threads have names of their own: ${[...names0.values()].join(' ')}`);
   assert.equal(new Set(masks0.values()).size, 8, `each thread has its own mask: ${[...masks0.values()].join(' ')}`);
 
   const img = c.subdir('img');
@@ -54,6 +56,7 @@ e2e('8 threads keep their TIDs, TLS counters and signal masks through dump + res
   restoreDetached(img, t.pid);
   assert.deepEqual(taskTids(t.pid), tids0, 'the same TIDs in /proc/PID/task');
   assert.deepEqual(threadStatus(t.pid, 'SigBlk'), masks0, 'per-thread SigBlk');
+  assert.deepEqual(threadStatus(t.pid, 'Name'), names0, 'per-thread names');
   await waitForCounter(t.log, atDump + 6, 10_000);
   assert.equal(firstProgressFrom(t.log, mark), atDump + 1, 'main continues its counter');
   const counts = threadCounts(t.log);

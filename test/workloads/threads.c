@@ -13,7 +13,8 @@
  *  alt   every thread's sigaltstack is still its own;
  *  c     each thread's count so far (from its __thread counter).
  *
- * At start each thread prints "thread k tid=T".
+ * At start each thread prints "thread k tid=T". Every third worker (k % 3 == 2)
+ * names itself "worker-k"; the others keep the program's name.
  *
  * -b adds two threads that block: "cond" waits in pthread_cond_wait and
  * "reader" in read() on a pipe. A SIGUSR1 (handled by main, the only thread
@@ -102,6 +103,11 @@ static void *setup_thread(int k, sigset_t *want)
 	void *alt = malloc(ALT_SIZE);
 	stack_t ss = { .ss_sp = alt, .ss_size = ALT_SIZE, .ss_flags = 0 };
 	sigaltstack(&ss, NULL);
+	if (k % 3 == 2) {
+		char name[16];
+		snprintf(name, sizeof name, "worker-%d", k);
+		pthread_setname_np(pthread_self(), name);
+	}
 	printf("thread %d tid=%d\n", k, (int)gettid());
 	fflush(stdout);
 	return alt;
