@@ -33,6 +33,10 @@ export function fillPages(t: RestoreTask, pagesPath: string, runs: PageSource[],
   return inFlight;
 }
 
+/** One bounce buffer for the whole restore: a tree of many tasks would otherwise leave one per task to the GC. */
+let chunkBuf: Buffer | undefined;
+const chunk = (): Buffer => (chunkBuf ??= Buffer.allocUnsafe(CHUNK));
+
 const bytesOf = (segs: Segment[]): number => segs.reduce((a, s) => a + s.len, 0);
 const mib = (bytes: number): string => (bytes / (1 << 20)).toFixed(1);
 
@@ -55,7 +59,7 @@ function splitAt(segs: Segment[], bytes: number): [Segment[], Segment[]] {
 function writeLocal(t: RestoreTask, pagesPath: string, segs: Segment[]): void {
   if (!segs.length) return;
   const local = fs.openSync(pagesPath, 'r');
-  const buf = Buffer.allocUnsafe(CHUNK);
+  const buf = chunk();
   let batch: Segment[] = [];
   let bytes = 0;
   const flush = (): void => {
@@ -133,7 +137,7 @@ function contiguousCalls(segs: Segment[]): Segment[][] {
 /** Encoded (compressed or encrypted) pages: decode in file order, write with process_vm_writev. */
 function fillFromStream(t: RestoreTask, pagesPath: string, runs: PageSource[], key?: Buffer): void {
   const stream = new PagesStream(pagesPath, key);
-  const buf = Buffer.allocUnsafe(CHUNK);
+  const buf = chunk();
   try {
     for (const r of runs) {
       stream.skipTo(r.offset as number, buf);
