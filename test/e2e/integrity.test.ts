@@ -15,6 +15,11 @@ import { workload } from '../lib/workloads.ts';
 
 const PYTHON = '/usr/bin/python3';
 
+/** The largest pages-N.img of a dump. */
+function largestPages(dir: string): string {
+  return readdirSync(dir).filter((f) => /^pages-\d+\.img$/.test(f)).sort((a, b) => statSync(join(dir, b)).size - statSync(join(dir, a)).size)[0];
+}
+
 function pagesBytes(dir: string): number {
   return readdirSync(dir).filter((f) => /^pages-\d+\.img$/.test(f)).reduce((s, f) => s + statSync(join(dir, f)).size, 0);
 }
@@ -52,7 +57,7 @@ e2e('--skip-verify turns the check off: damage then goes unnoticed', async (c) =
   await waitForLine(t.log, /^ready /);
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
-  const pages = readdirSync(img).filter((f) => /^pages-\d+\.img$/.test(f)).sort((a, b) => statSync(join(img, b)).size - statSync(join(img, a)).size)[0];
+  const pages = largestPages(img);
   const p = join(img, pages);
   const b = readFileSync(p);
   b[Math.floor(b.length / 2)] ^= 0x40;
@@ -70,7 +75,7 @@ e2e('a pages image cut short, restored with --skip-verify, fails in one line nam
   await waitForLine(t.log, /^ready /);
   const good = c.subdir('good');
   dumpAndReap(t.pid, good);
-  const pages = readdirSync(good).filter((f) => /^pages-\d+\.img$/.test(f)).sort((a, b) => statSync(join(good, b)).size - statSync(join(good, a)).size)[0];
+  const pages = largestPages(good);
   // Without the manifest, the size the pagemap announces is still checked before any
   // process is made, wherever the cut falls (the task itself reads the first half, criu-ts
   // the second).

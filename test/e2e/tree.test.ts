@@ -148,7 +148,7 @@ e2e('a child forked from its restored parent ends up with its own fds, cwd, umas
   killAndReap(t.pid);
 });
 
-e2e('siblings with large memory of their own get their pages concurrently and come back intact', async (c) => {
+e2e('siblings with large memory of their own each read half of their pages into themselves and come back intact', async (c) => {
   const hog = workload('memhog');
   const t = startTarget(['bash', '-c', `${hog} 24 & ${hog} 24 & ${hog} 24 & wait`], { logFile: join(c.dir, 'hogs.log') });
   await waitFor(() => readLines(t.log).filter((l) => l.startsWith('ready')).length === 3, 20_000, 'three memhogs ready');
