@@ -1,6 +1,7 @@
 // End to end dump + restore of a tiny process, criu-ts start-up included, next to CRIU 4.2
 // in the same run when its binary is there (CRIU_BIN, default /work/criu-ref/criu/criu), and
-// to the floor any Node program pays here: two bare `node -e 0` start-ups. Median of runs.
+// to the floor any Node program pays here: two bare `node -e 0` start-ups, and to criu-ts run
+// from its unbundled sources (bin/criu-ts). Median of runs.
 //
 //   node bench/tiny.ts [runs]
 import fs from 'node:fs';
@@ -45,10 +46,15 @@ const node = path.join(root, 'node_modules', '.bin', 'node');
 const nodeStart = median(Array.from({ length: runs }, () => timeMs(() => spawnSync(node, ['-e', '0']))));
 const startup = median(Array.from({ length: runs }, () => criuTs(['check', '--feature', 'kcmp']).ms));
 const ours = await measure(criuTsRun);
+// The same commands on the unbundled sources (bin/criu-ts: CRIU_TS_SOURCES=1), for what the bundle saves.
+process.env.CRIU_TS_SOURCES = '1';
+const sources = await measure(criuTsRun);
+delete process.env.CRIU_TS_SOURCES;
 const line = (name: string, m: { dump: number; restore: number }) =>
   `  ${name.padEnd(9)} dump ${m.dump.toFixed(0).padStart(4)} ms + restore ${m.restore.toFixed(0).padStart(4)} ms = ${(m.dump + m.restore).toFixed(0).padStart(4)} ms`;
 console.log(`tiny process, median of ${runs} runs:`);
 console.log(line('criu-ts', ours));
+console.log(line('sources', sources) + `   criu-ts run from its unbundled sources (bundle/sources ${((ours.dump + ours.restore) / (sources.dump + sources.restore)).toFixed(2)})`);
 if (fs.existsSync(CRIU)) {
   const theirs = await measure(criuRun);
   console.log(line('CRIU 4.2', theirs) + `   ratio ${((ours.dump + ours.restore) / (theirs.dump + theirs.restore)).toFixed(2)} (target <= 1.5)`);

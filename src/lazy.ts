@@ -8,11 +8,14 @@ export const workerThreads = (): typeof import('node:worker_threads') => process
 let spawnAround = <T>(fn: () => T): T => fn();
 
 /**
- * A worker thread. Threads inherit the CPU affinity of the thread that creates them, and the
- * tracer is pinned to one CPU while it holds a tree (compel/colocate.ts), which registers
- * here how to create threads outside that pin.
+ * A worker thread running module `name`, which sits next to the caller (`callerUrl` is its
+ * import.meta.url). In the bundled CLI (bin/criu-ts) the caller is the bundle, and each worker is
+ * a bundle of its own beside it. Threads inherit the CPU affinity of the thread that creates
+ * them, and the tracer is pinned to one CPU while it holds a tree (compel/colocate.ts), which
+ * registers here how to create threads outside that pin.
  */
-export function newWorker(url: URL, options: WorkerOptions): Worker {
+export function newWorker(callerUrl: string, name: string, options: WorkerOptions): Worker {
+  const url = new URL(`./${name}${callerUrl.endsWith('.ts') ? '.ts' : '.mjs'}`, callerUrl);
   return spawnAround(() => new (workerThreads().Worker)(url, options));
 }
 

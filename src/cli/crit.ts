@@ -270,4 +270,5 @@ export function runCrit(argv: string[], io: CritIo = defaultIo): number {
   }
 }
 
-if (import.meta.main) process.exitCode = runCrit(process.argv.slice(2));
+// `node src/cli/crit.ts ARGS`; inside the bundled CLI, import.meta.main is the bundle's.
+if (import.meta.main && import.meta.url.endsWith('/crit.ts')) process.exitCode = runCrit(process.argv.slice(2));

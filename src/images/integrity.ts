@@ -88,7 +88,7 @@ export class BackgroundVerify {
     this.dir = dir;
     const files = Object.entries(m.files).filter(([n]) => only(n));
     const workerData: VerifyData = { dir, files, digest: m.digest, result: this.result };
-    this.worker = newWorker(new URL('./verify-worker.ts', import.meta.url), { workerData });
+    this.worker = newWorker(import.meta.url, 'verify-worker', { workerData });
     this.worker.unref();
   }
 

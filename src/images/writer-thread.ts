@@ -49,7 +49,7 @@ export class PagesWriterThread {
     const state = new SharedArrayBuffer(4 * (slots + 1));
     this.flags = new Int32Array(state);
     const workerData: WorkerData = { ring: this.ring, base: this.base, state, result: this.result, slotSize, slots };
-    this.worker = newWorker(new URL('./writer-worker.ts', import.meta.url), {
+    this.worker = newWorker(import.meta.url, 'writer-worker', {
       workerData,
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
     });

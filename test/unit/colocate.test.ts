@@ -4,7 +4,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
 import { colocate, endColocation } from '../../src/compel/index.ts';
 import { newWorker } from '../../src/lazy.ts';
@@ -13,7 +16,10 @@ const allowed = (status: string) => status.match(/^Cpus_allowed_list:\s*(\S+)$/m
 const mine = () => allowed(readFileSync('/proc/thread-self/status', 'utf8'));
 
 const WORKER = `import { parentPort } from 'node:worker_threads';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 parentPort.postMessage(readFileSync('/proc/thread-self/status', 'utf8'));`;
 
 test('the tracer is pinned to one CPU while colocated, its workers are not, and it gets its affinity back', async () => {
@@ -23,9 +29,13 @@ test('the tracer is pinned to one CPU while colocated, its workers are not, and 
     const pinned = mine();
     assert.match(pinned, /^\d+$/, `one CPU while colocated (was ${home})`);
     if (availableParallelism() > 1) assert.notEqual(pinned, home);
-    const w = newWorker(new URL(`data:text/javascript,${encodeURIComponent(WORKER)}`), {});
+    // As in the bundled CLI: the worker is a .mjs module beside its (non-.ts) caller.
+    const dir = mkdtempSync(join(tmpdir(), 'criu-ts-colocate-'));
+    writeFileSync(join(dir, 'probe.mjs'), WORKER);
+    const w = newWorker(pathToFileURL(join(dir, 'caller.mjs')).href, 'probe', {});
     const status = await new Promise<string>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
     await w.terminate();
+    rmSync(dir, { recursive: true });
     assert.equal(allowed(status), home, 'a worker started while colocated has the affinity the tracer had');
     assert.equal(mine(), pinned, 'still pinned after starting it');
   } finally {
