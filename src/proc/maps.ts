@@ -118,34 +118,40 @@ export function parseMaps(text: string): Vma[] {
   return out;
 }
 
-/** Parse /proc/PID/smaps: the maps header lines plus per-VMA fields and VmFlags. */
+const SMAPS_FIELDS: ReadonlyMap<string, 'size' | 'rss' | 'anonymous' | 'swap' | 'locked' | 'kernelPageSize'> = new Map([
+  ['Size', 'size'], ['Rss', 'rss'], ['Anonymous', 'anonymous'], ['Swap', 'swap'], ['Locked', 'locked'], ['KernelPageSize', 'kernelPageSize'],
+]);
+
+/**
+ * Parse /proc/PID/smaps: the maps header lines plus per-VMA fields and VmFlags. A dump reads
+ * every task's smaps, about 25 lines per VMA of which it keeps a few, so lines are scanned in
+ * place and only the kept ones are cut out of the text.
+ */
 export function parseSmaps(text: string): Vma[] {
   const out: Vma[] = [];
   let cur: Vma | undefined;
-  for (const line of splitLines(text)) {
-    if (line === '') continue;
-    if (isVmaRangeLine(line)) {
+  for (let at = 0; at < text.length;) {
+    let eol = text.indexOf('\n', at);
+    if (eol < 0) eol = text.length;
+    const from = at;
+    at = eol + 1;
+    if (eol === from) continue;
+    const c = text.charCodeAt(from);
+    if (c < 65 || c > 90) { // not 'A'..'Z': field names are capitalised, VMA headers start with a hex digit
+      const line = text.slice(from, eol);
+      if (!isVmaRangeLine(line)) throw new ProcParseError('smaps', 'cannot parse line', line);
       cur = parseMapsLine(line);
       out.push(cur);
       continue;
     }
-    if (!cur) throw new ProcParseError('smaps', 'field before the first VMA', line);
-    if (line.startsWith('VmFlags:')) {
-      cur.vmFlags = parseVmFlagsLine(line.slice(8));
-      continue;
-    }
-    const colon = line.indexOf(':');
-    if (colon < 0) continue;
-    const key = line.slice(0, colon);
-    switch (key) {
-      case 'Size': cur.size = kbValue(line, colon); break;
-      case 'Rss': cur.rss = kbValue(line, colon); break;
-      case 'Anonymous': cur.anonymous = kbValue(line, colon); break;
-      case 'Swap': cur.swap = kbValue(line, colon); break;
-      case 'Locked': cur.locked = kbValue(line, colon); break;
-      case 'KernelPageSize': cur.kernelPageSize = kbValue(line, colon); break;
-      default: break; // Pss, Shared_*, Private_*, THPeligible, ProtectionKey, ... ignored
-    }
+    if (!cur) throw new ProcParseError('smaps', 'field before the first VMA', text.slice(from, eol));
+    const colon = text.indexOf(':', from);
+    if (colon < 0 || colon > eol) continue;
+    const key = text.slice(from, colon);
+    if (key === 'VmFlags') { cur.vmFlags = parseVmFlagsLine(text.slice(colon + 1, eol)); continue; }
+    const field = SMAPS_FIELDS.get(key);
+    if (field) cur[field] = kbValue(text.slice(from, eol), colon - from);
+    // Pss, Shared_*, Private_*, THPeligible, ProtectionKey, ... are not kept
   }
   return out;
 }

@@ -240,7 +240,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
       if (isShadowStack(v)) continue;
       tr.syscall('mprotect', v.start as bigint, (v.end as bigint) - (v.start as bigint), v.prot as number);
     }
-    for (const v of vmas) applyMadvise(t, v);
+    applyMadvise(t, vmas);
   };
 }
 
@@ -259,13 +259,23 @@ function dropUninherited(t: RestoreTask, v: Msg, input: MmRestoreInput): void {
   }
 }
 
-function applyMadvise(t: RestoreTask, v: Msg): void {
-  const madv = v.madv as bigint | undefined;
-  if (!madv) return;
-  for (let bit = 0; bit < 64; bit++) {
-    if (!((madv >> BigInt(bit)) & 1n)) continue;
-    const r = t.leader.syscallRaw('madvise', v.start as bigint, (v.end as bigint) - (v.start as bigint), bit);
-    if (r < 0n) t.log.warn(`madvise(0x${(v.start as bigint).toString(16)}, ${bit}) failed: ${r}`);
+/**
+ * The advice recorded for each VMA, one call per run of adjacent VMAs with the same advice:
+ * glibc marks every thread stack and its guard page MADV_NOHUGEPAGE, and each call is an
+ * injected syscall. The end state is the same as VMA by VMA.
+ */
+function applyMadvise(t: RestoreTask, vmas: Msg[]): void {
+  for (let i = 0; i < vmas.length;) {
+    const madv = vmas[i].madv as bigint | undefined;
+    let j = i + 1;
+    while (madv && j < vmas.length && vmas[j].madv === madv && vmas[j].start === vmas[j - 1].end) j++;
+    const start = vmas[i].start as bigint, end = vmas[j - 1].end as bigint;
+    for (let bit = 0; madv && bit < 64; bit++) {
+      if (!((madv >> BigInt(bit)) & 1n)) continue;
+      const r = t.leader.syscallRaw('madvise', start, end - start, bit);
+      if (r < 0n) t.log.warn(`madvise(0x${start.toString(16)}, ${bit}) failed: ${r}`);
+    }
+    i = j;
   }
 }
 

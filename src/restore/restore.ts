@@ -405,11 +405,11 @@ function restoreTask(ctx: Ctx, l: Live): void {
     requeueSignals(th, area, t.pid, threadCore.signals_p as Msg | undefined, false);
   }
   // Credentials are per thread in the kernel, and last: they may take away our rights.
-  // Securebits are the same in every thread of the stub: read once.
-  const secbits = readSecbits(stub);
+  // Every thread was cloned from the stub and has its credentials until now: read them once.
+  const current = dumpCreds(readStatus(t.pid), readSecbits(stub));
   for (const [tid, th] of l.threads) {
     const creds = (t.cores.get(tid)!.thread_core as Msg).creds as Msg | undefined;
-    if (creds) restoreCreds(th, area, creds, dumpCreds(readStatus(t.pid, tid), secbits));
+    if (creds) restoreCreds(th, area, creds, current);
   }
 }
 

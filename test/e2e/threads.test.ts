@@ -14,7 +14,7 @@ import {
 } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached, waitForCounter, firstProgressFrom } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
-import { taskTids, threadStatus, syscallOf, NR } from '../lib/tree.ts';
+import { taskTids, threadStatus, vmaAdvice, syscallOf, NR } from '../lib/tree.ts';
 import { readMessages } from '../../src/images/index.ts';
 import { hostHas } from '../../src/resources/cpu/aarch64.ts';
 
@@ -46,6 +46,10 @@ e2e('8 threads keep their TIDs, TLS counters and signal masks through dump + res
   const names0 = threadStatus(t.pid, 'Name');
   assert.ok(new Set(names0.values()).size > 1, `some threads have names of their own: ${[...names0.values()].join(' ')}`);
   assert.equal(new Set(masks0.values()).size, 8, `each thread has its own mask: ${[...masks0.values()].join(' ')}`);
+  // glibc here marks each thread stack and its guard page MADV_NOHUGEPAGE: adjacent VMAs with
+  // the same advice, which restore re-applies in one call per run.
+  const advice0 = vmaAdvice(t.pid);
+  if (process.arch === 'x64') assert.ok(advice0.filter((a) => a.endsWith(' nh')).length >= 14, `thread stacks and guards carry nh: ${advice0.join(', ')}`);
 
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
@@ -57,6 +61,7 @@ e2e('8 threads keep their TIDs, TLS counters and signal masks through dump + res
   assert.deepEqual(taskTids(t.pid), tids0, 'the same TIDs in /proc/PID/task');
   assert.deepEqual(threadStatus(t.pid, 'SigBlk'), masks0, 'per-thread SigBlk');
   assert.deepEqual(threadStatus(t.pid, 'Name'), names0, 'per-thread names');
+  assert.deepEqual(vmaAdvice(t.pid), advice0, 'the madvise advice of every VMA');
   await waitForCounter(t.log, atDump + 6, 10_000);
   assert.equal(firstProgressFrom(t.log, mark), atDump + 1, 'main continues its counter');
   const counts = threadCounts(t.log);

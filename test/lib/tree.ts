@@ -40,6 +40,23 @@ export function taskTids(pid: number): number[] {
 }
 
 /** tid -> a field of /proc/PID/task/TID/status (e.g. SigBlk, SigPnd). */
+/**
+ * "start-end advice" for every VMA that carries madvise advice restore must re-apply (the
+ * VmFlags tokens CRIU records in vma_entry.madv).
+ */
+export function vmaAdvice(pid: number): string[] {
+  const out: string[] = [];
+  let range = '';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'latin1').split('\n')) {
+    const r = /^([0-9a-f]+-[0-9a-f]+) /.exec(line);
+    if (r) { range = r[1]; continue; }
+    if (!line.startsWith('VmFlags:')) continue;
+    const advice = line.slice(8).trim().split(/\s+/).filter((f) => ['sr', 'rr', 'dc', 'dd', 'mg', 'hg', 'nh', 'wf'].includes(f));
+    if (advice.length) out.push(`${range} ${advice.join(' ')}`);
+  }
+  return out;
+}
+
 export function threadStatus(pid: number, field: string): Map<number, string> {
   const out = new Map<number, string>();
   for (const tid of taskTids(pid)) {

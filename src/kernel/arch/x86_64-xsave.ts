@@ -8,15 +8,32 @@ export type XsaveOffsets = Map<number, { offset: number; size: number }>;
 export const XFEATURE = { YMM: 2, BNDREGS: 3, BNDCSR: 4, OPMASK: 5, ZMM_HI256: 6, HI16_ZMM: 7, PKRU: 9 } as const;
 const XSAVE_HDR = 512;
 
+// Components are read and written as typed arrays (little-endian host), not value by value:
+// a thread's AVX-512 state is ~200 64-bit words, and a core image carries one per thread.
+function aligned(b: Buffer, off: number, bytes: number, align: number): { buf: ArrayBufferLike; at: number } {
+  const at = b.byteOffset + off;
+  if (at % align === 0) return { buf: b.buffer, at };
+  const copy = new Uint8Array(bytes);
+  copy.set(b.subarray(off, off + bytes));
+  return { buf: copy.buffer, at: 0 };
+}
 function u32s(b: Buffer, off: number, n: number): number[] {
-  const a = new Array<number>(n);
-  for (let i = 0; i < n; i++) a[i] = b.readUInt32LE(off + i * 4);
-  return a;
+  const { buf, at } = aligned(b, off, n * 4, 4);
+  return Array.from(new Uint32Array(buf, at, n));
 }
 function u64s(b: Buffer, off: number, n: number): bigint[] {
-  const a = new Array<bigint>(n);
-  for (let i = 0; i < n; i++) a[i] = b.readBigUInt64LE(off + i * 8);
-  return a;
+  const { buf, at } = aligned(b, off, n * 8, 8);
+  return Array.from(new BigUint64Array(buf, at, n));
+}
+/** Write `vals` at x[off], as many as fit before the end of x. */
+function put(x: Buffer, off: number, vals: readonly number[] | readonly bigint[], wide: boolean): void {
+  const size = wide ? 8 : 4;
+  const n = Math.max(0, Math.min(vals.length, Math.floor((x.length - off) / size)));
+  if (n === 0) return;
+  const words = wide ? new BigUint64Array(n) : new Uint32Array(n);
+  if (wide) (words as BigUint64Array).set((vals as bigint[]).length === n ? vals as bigint[] : (vals as bigint[]).slice(0, n));
+  else for (let i = 0; i < n; i++) (words as Uint32Array)[i] = (vals as number[])[i] >>> 0;
+  x.set(new Uint8Array(words.buffer), off);
 }
 
 type Entry = Record<string, unknown>;
@@ -55,21 +72,18 @@ export function entryToXsave(e: Entry, base: Buffer, offs: XsaveOffsets): Buffer
   x.writeUInt16LE(e.cwd as number, 0); x.writeUInt16LE(e.swd as number, 2); x.writeUInt8((e.twd as number) & 0xff, 4);
   x.writeUInt16LE(e.fop as number, 6); x.writeBigUInt64LE(e.rip as bigint, 8); x.writeBigUInt64LE(e.rdp as bigint, 16);
   x.writeUInt32LE(e.mxcsr as number, 24); x.writeUInt32LE(e.mxcsr_mask as number, 28);
-  (e.st_space as number[]).forEach((v, i) => x.writeUInt32LE(v >>> 0, 32 + i * 4));
-  (e.xmm_space as number[]).forEach((v, i) => x.writeUInt32LE(v >>> 0, 160 + i * 4));
+  put(x.subarray(0, 160), 32, e.st_space as number[], false);
+  put(x.subarray(0, 416), 160, e.xmm_space as number[], false);
   const xs = e.xsave as Entry | undefined;
   if (!xs || x.length <= XSAVE_HDR) return x;
   let bv = xs.xstate_bv as bigint;
-  const put32 = (bit: number, vals: unknown) => {
+  const component = (bit: number, vals: unknown, wide: boolean) => {
     const o = offs.get(bit);
     if (!o || !Array.isArray(vals)) { bv &= ~(1n << BigInt(bit)); return; }
-    (vals as number[]).forEach((v, i) => { if (o.offset + i * 4 + 4 <= x.length) x.writeUInt32LE(v >>> 0, o.offset + i * 4); });
+    put(x, o.offset, vals as number[] | bigint[], wide);
   };
-  const put64 = (bit: number, vals: unknown) => {
-    const o = offs.get(bit);
-    if (!o || !Array.isArray(vals)) { bv &= ~(1n << BigInt(bit)); return; }
-    (vals as bigint[]).forEach((v, i) => { if (o.offset + i * 8 + 8 <= x.length) x.writeBigUInt64LE(v, o.offset + i * 8); });
-  };
+  const put32 = (bit: number, vals: unknown) => component(bit, vals, false);
+  const put64 = (bit: number, vals: unknown) => component(bit, vals, true);
   if ((bv >> 2n) & 1n) put32(XFEATURE.YMM, xs.ymmh_space);
   if ((bv >> 3n) & 1n) put64(XFEATURE.BNDREGS, xs.bndreg_state);
   if ((bv >> 4n) & 1n) put64(XFEATURE.BNDCSR, xs.bndcsr_state);
