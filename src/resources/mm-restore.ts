@@ -302,6 +302,22 @@ function copyFromParent(t: RestoreTask, input: MmRestoreInput): void {
 
 
 /** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */
+/** prctl_mm_map's fields, in its order. */
+const MM_MAP_FIELDS = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_data', 'mm_start_brk', 'mm_brk',
+  'mm_start_stack', 'mm_arg_start', 'mm_arg_end', 'mm_env_start', 'mm_env_end'];
+
+/**
+ * Whether restoreMmFields would set in a child just what it inherits from its parent: a child
+ * cloned from its restored parent has the parent's mm fields, auxv, exe link and dumpable/THP
+ * flags (fork copies them), and most children of a fork never change them.
+ */
+export function sameMmFields(mm: Msg, parent: Msg, pathOf: (id: number) => string): boolean {
+  const auxv = mm.mm_saved_auxv as bigint[], pauxv = parent.mm_saved_auxv as bigint[];
+  return [...MM_MAP_FIELDS, 'dumpable', 'thp_disabled'].every((k) => mm[k] === parent[k]) &&
+    auxv.length === pauxv.length && auxv.every((w, i) => w === pauxv[i]) &&
+    pathOf(mm.exe_file_id as number) === pathOf(parent.exe_file_id as number);
+}
+
 export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string): void {
   const tr = t.leader;
   t.area.reset();
@@ -316,9 +332,7 @@ export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string): void 
   const exeFd = current === exePath ? 0xffffffffn : tr.syscall('openat', AT_FDCWD, t.area.putString(exePath), O.RDONLY | O.CLOEXEC, 0);
   try {
     const m = Buffer.alloc(104);
-    const fields = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_data', 'mm_start_brk', 'mm_brk',
-      'mm_start_stack', 'mm_arg_start', 'mm_arg_end', 'mm_env_start', 'mm_env_end'];
-    fields.forEach((f, i) => m.writeBigUInt64LE(mm[f] as bigint, i * 8));
+    MM_MAP_FIELDS.forEach((f, i) => m.writeBigUInt64LE(mm[f] as bigint, i * 8));
     m.writeBigUInt64LE(auxvAddr, 88);
     m.writeUInt32LE(auxv.length, 96);
     m.writeUInt32LE(Number(exeFd), 100);

@@ -6,7 +6,7 @@ import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR, SysError } fro
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import { cpu, threadInfo, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
-import { prepareAddressSpace, restoreVmas, restoreMmFields } from '../resources/mm-restore.ts';
+import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields } from '../resources/mm-restore.ts';
 import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm } from '../resources/core.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreItimers } from '../resources/timers.ts';
@@ -187,13 +187,19 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     let flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0) |
       (sharesVm ? CLONE.VM : 0) | (sharesVm && same('sighand_id') ? CLONE.SIGHAND : 0);
     let from = parentArea, exitSignal: number = SIG.CHLD;
+    // Whose memory, mm fields, fds, fs and signal actions the task is born with.
+    let bornOf: TaskPlan | undefined = parentPlan;
     // A session whose leader is gone: a helper at the leader's PID starts it again with
     // setsid, and the task is born in it, as a sibling of the helper (CLONE_PARENT), that
     // is, still a child of its own parent.
     const deadSession = t.sid !== t.pid && !pids.has(t.sid) && !(ctx.req.shellJob && t.sid === tasks[0].sid);
     if (deadSession) {
-      from = sessionHelper(ctx, t.sid, parentArea, helper, created).area;
+      const h = sessionHelper(ctx, t.sid, parentArea, helper, created);
+      from = h.area;
       flags = CLONE.PARENT;
+      // The helper has the memory of the task it was cloned from, which for a second task
+      // in the same session may be another parent; fds and the rest are the stub's own.
+      bornOf = undefined;
       exitSignal = 0; // with CLONE_PARENT the kernel gives the child the helper's exit signal
     }
     const stub = cloneAt(from.tracee, from, t.pid, flags, exitSignal);
@@ -209,10 +215,10 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     }
     // The fd table, fs and signal actions, which fork copies, before this task has children:
     // a child then only changes where it differs from its parent.
-    if (!t.zombie) restoreInheritable(ctx, live.get(t.pid)!, deadSession ? undefined : parentPlan);
+    if (!t.zombie) restoreInheritable(ctx, live.get(t.pid)!, bornOf);
     // Likewise memory: children are cloned from the task and inherit it (or share it, with
     // CLONE_VM). Its page data goes on being read in while other tasks are created.
-    if (!t.zombie && !sharesVm) filling.set(t.pid, restoreMemory(ctx, live.get(t.pid)!, parentPlan));
+    if (!t.zombie && !sharesVm) filling.set(t.pid, restoreMemory(ctx, live.get(t.pid)!, parentPlan, bornOf === parentPlan));
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
@@ -289,21 +295,22 @@ function dropLeaderHelpers(ctx: Ctx, created: number[]): void {
  * The task's address space. A child cloned from its parent after the parent's memory came
  * back keeps every private VMA that is exactly as the parent has it, and with it the pages
  * it still shares copy-on-write (PE_COW_PARENT in its pagemap) and the file pages, instead
- * of a private copy of every page and an mmap per VMA.
+ * of a private copy of every page and an mmap per VMA. `bornOfParent`: the task was cloned
+ * from its parent itself, not from a session helper, and so starts with its address space.
  */
-function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined): () => void {
+function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfParent: boolean): () => void {
   const t = l.plan;
   const stub = l.leader;
   const rt: RestoreTask = { pid: t.pid, leader: stub, threads: [stub], area: l.area, log: ctx.req.log };
   const pathOf = pathResolver(ctx);
-  const kept = parent ? inheritedVmas(t, parent) : new Set<bigint>();
+  const kept = parent && bornOfParent ? inheritedVmas(t, parent) : new Set<bigint>();
   faultPoint('restore-memory');
   unregisterInheritedRseq(stub);
   const keepRanges = (t.mm!.vmas as Msg[]).filter((v) => kept.has(v.start as bigint)).map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
   prepareAddressSpace(rt, t.mm!.vmas as Msg[], keepRanges);
   // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
   // (the helper's program, possibly the same file as the target's) is still mapped.
-  restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number));
+  if (!bornOfParent || !parent?.mm || !sameMmFields(t.mm!, parent.mm, pathOf)) restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number));
   return restoreVmas(rt, {
     mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf, key: ctx.imgs.key,
     kept, parentRuns: parent?.pagemap?.runs, parentPid: parent?.pid,

@@ -15,7 +15,7 @@ import {
 import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { CRIT, critDecodeAll, haveCrit } from '../lib/crit.ts';
-import { treeSnapshot, renderTree, taskTids, fdTargets, pipeFill, syscallOf, NR, type TaskStat } from '../lib/tree.ts';
+import { treeSnapshot, renderTree, mmFields, taskTids, fdTargets, pipeFill, syscallOf, NR, type TaskStat } from '../lib/tree.ts';
 
 /**
  * 50 processes: the root; a zombie (exit 42); a plain child with 9 children;
@@ -51,12 +51,16 @@ e2e('a 50-process tree comes back with the same PID, PPID, SID, PGID and state f
   assert.equal(zombies.length, 1, 'one zombie');
   assert.equal(zombies[0].exitCode, 42 << 8, 'the zombie exited with 42');
   assert.ok(before.some((x) => x.ppid !== t.pid && x.ppid !== process.pid && procStat(x.ppid)?.ppid !== t.pid), 'great-grandchildren');
+  // Children inherit these from their restored parent, and criu-ts sets them only where they differ.
+  const mm = () => new Map(before.filter((x) => x.state !== 'Z').map((x) => [x.pid, mmFields(x.pid)]));
+  const mm0 = mm();
 
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   for (const x of before) assert.equal(procStat(x.pid), null, `PID ${x.pid} is free after the dump`);
 
   restoreDetached(img, t.pid);
+  assert.deepEqual(mm(), mm0, 'every task\'s mm fields, auxv and exe');
   const after = treeSnapshot(t.pid);
   // (a zombie's comm is checked on its own, below in this file)
   const noZombieComm = (x: TaskStat) => (x.state === 'Z' ? { ...x, comm: '-' } : x);

@@ -29,6 +29,18 @@ export function treeSnapshot(root: number): TaskStat[] {
   });
 }
 
+/**
+ * What prctl(PR_SET_MM_MAP) sets and /proc shows: code, data, brk start, stack, arguments and
+ * environment, the end of the heap VMA (the brk, page-aligned), the saved auxv and the exe link.
+ */
+export function mmFields(pid: number): string {
+  const st = readStat(pid);
+  const heap = /^[0-9a-f]+-([0-9a-f]+) .*\[heap\]$/m.exec(readFileSync(`/proc/${pid}/maps`, 'latin1'))?.[1] ?? '-';
+  const auxv = readFileSync(`/proc/${pid}/auxv`).toString('hex');
+  return [st.startCode, st.endCode, st.startData, st.endData, st.startBrk, heap, st.startStack, st.argStart, st.argEnd,
+    st.envStart, st.envEnd, readlinkSync(`/proc/${pid}/exe`), auxv].join(' ');
+}
+
 /** A one-line-per-task rendering, for readable diffs in assertion messages. */
 export function renderTree(tasks: TaskStat[]): string[] {
   return tasks.map((t) => `${t.pid} ${t.comm} ${t.state} ppid=${t.ppid} pgid=${t.pgid} sid=${t.sid} thr=${t.threads}${t.state === 'Z' ? ` exit=${t.exitCode}` : ''}`);
