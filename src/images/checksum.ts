@@ -48,13 +48,41 @@ export function checksumFile(file: string, kind: ChecksumKind, expectSize?: numb
   } finally { fs.closeSync(fd); }
 }
 
-/** The first problem with one listed file, or '' if it matches. */
-export function checkListedFile(dir: string, name: string, want: ManifestFile, kind: ChecksumKind, buf?: Buffer): string {
+/** Listed files up to this size are read whole when their bytes are wanted afterwards. */
+export const WHOLE_FILE_MAX = 1 << 20;
+
+/**
+ * The first problem with one listed file, or '' if it matches. With `keep`, a file of at most
+ * WHOLE_FILE_MAX bytes is read whole and, when it matches, handed to keep.
+ */
+export function checkListedFile(dir: string, name: string, want: ManifestFile, kind: ChecksumKind, buf?: Buffer, keep?: (bytes: Buffer) => void): string {
   const file = path.join(dir, name);
+  if (keep && want.size <= WHOLE_FILE_MAX) {
+    let fd: number;
+    try { fd = fs.openSync(file, 'r'); } catch { return MISSING; }
+    const bytes = Buffer.allocUnsafe(want.size);
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size !== want.size) return sizeProblem(size, want.size);
+      for (let got = 0, n = 1; got < size; got += n) {
+        n = fs.readSync(fd, bytes, got, size - got, got);
+        if (n === 0) return sizeProblem(got, want.size);
+      }
+    } finally { fs.closeSync(fd); }
+    const sum = startChecksum(kind);
+    sum.update(bytes);
+    if (sum.digest() !== want[kind]) return CHECKSUM_PROBLEM;
+    keep(bytes);
+    return '';
+  }
   let st: fs.Stats;
-  try { st = fs.statSync(file); } catch { return 'missing (listed in the checksum manifest)'; }
-  if (st.size !== want.size) return `size ${st.size} differs from the ${want.size} bytes the checksum manifest records (the file is damaged)`;
-  if (checksumFile(file, kind, want.size, buf).digest !== want[kind]) return 'checksum mismatch: the file is damaged';
+  try { st = fs.statSync(file); } catch { return MISSING; }
+  if (st.size !== want.size) return sizeProblem(st.size, want.size);
+  if (checksumFile(file, kind, want.size, buf).digest !== want[kind]) return CHECKSUM_PROBLEM;
   return '';
 }
+
+const MISSING = 'missing (listed in the checksum manifest)';
+const CHECKSUM_PROBLEM = 'checksum mismatch: the file is damaged';
+const sizeProblem = (have: number, want: number) => `size ${have} differs from the ${want} bytes the checksum manifest records (the file is damaged)`;
 

@@ -60,12 +60,15 @@ export function readManifest(dir: string): Manifest | undefined {
   return m;
 }
 
-/** Check every file the manifest lists, streaming; throws ImageError naming the first bad one. */
-export function verifyManifest(dir: string, m: Manifest, only?: (name: string) => boolean): void {
+/**
+ * Check every file the manifest lists, streaming; throws ImageError naming the first bad one.
+ * With `keep`, small files are read whole and their checked bytes handed to it.
+ */
+export function verifyManifest(dir: string, m: Manifest, only?: (name: string) => boolean, keep?: (name: string, bytes: Buffer) => void): void {
   const buf = Buffer.allocUnsafe(4 << 20);
   for (const [name, want] of Object.entries(m.files)) {
     if (only && !only(name)) continue;
-    const problem = checkListedFile(dir, name, want, m.digest, buf);
+    const problem = checkListedFile(dir, name, want, m.digest, buf, keep && ((bytes) => keep(name, bytes)));
     if (problem) throw new ImageError(path.join(dir, name), problem);
   }
 }

@@ -2,7 +2,7 @@
 // the file. Optional images that are absent read as empty, as in CRIU.
 import fs from 'node:fs';
 import path from 'node:path';
-import { readImage, readOne, PagemapReader, ImageError, readManifest, verifyManifest, BackgroundVerify, keyId, pagesInfo, type MessageName } from '../images/index.ts';
+import { readImage, readOne, PagemapReader, ImageError, readManifest, verifyManifest, BackgroundVerify, keyId, pagesInfo, preloadImage, dropPreloaded, type MessageName } from '../images/index.ts';
 import { CriuError } from '../errors.ts';
 import type { Msg } from '../resources/types.ts';
 import type { PageSource } from '../resources/types.ts';
@@ -40,15 +40,20 @@ export class DumpImages {
     if (m && !opts.skipVerify) {
       const isPages = (n: string) => /^pages-\d+\.img$/.test(n);
       const pageBytes = Object.entries(m.files).reduce((s, [n, f]) => s + (isPages(n) ? f.size : 0), 0);
-      if (pageBytes <= BACKGROUND_VERIFY_FROM) verifyManifest(dir, m);
+      // The images read for the check are kept for the readers that follow.
+      const keep = (name: string, bytes: Buffer) => { if (!isPages(name)) preloadImage(this.file(name), bytes); };
+      if (pageBytes <= BACKGROUND_VERIFY_FROM) verifyManifest(dir, m, undefined, keep);
       else {
-        verifyManifest(dir, m, (n) => !isPages(n));
+        verifyManifest(dir, m, (n) => !isPages(n), keep);
         this.verifying = new BackgroundVerify(dir, m, isPages);
       }
     }
   }
 
   file(name: string): string { return path.join(this.dir, name); }
+
+  /** Forget images read for the checksum check and not read since. */
+  close(): void { dropPreloaded(this.dir); }
 
   one(name: string, msg: MessageName): Msg {
     const m = readOne(this.file(name), msg, { required: true });

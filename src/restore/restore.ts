@@ -72,6 +72,10 @@ export function restore(req: RestoreRequest): RestoreResult {
 function restoreColocated(req: RestoreRequest): RestoreResult {
   const t0 = performance.now();
   const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key });
+  try { return restoreImages(req, imgs, t0); } finally { imgs.close(); }
+}
+
+function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): RestoreResult {
   const { tasks, files } = plan(imgs);
   for (const t of tasks) for (const tid of t.threads) {
     if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`);

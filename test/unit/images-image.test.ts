@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   IMAGE_KINDS, IMG_COMMON_MAGIC, ImageDir, ImageError, ImageReader, ImageWriter, MAGIC, imageFileName,
-  imageKindForFile, parseImageName, readImage, readMessages, readOne, registry, writeImage,
+  imageKindForFile, parseImageName, readImage, readMessages, readOne, registry, writeImage, preloadImage, dropPreloaded,
 } from '../../src/images/index.ts';
 import type { ImageKind, MessageName, ProtoObject, ProtoValue } from '../../src/images/index.ts';
 
@@ -108,6 +108,19 @@ describe('file names and magics', () => {
 });
 
 describe('framing', () => {
+  it('reads preloaded bytes once instead of the file, then the file again', () => {
+    const f = p('pstree.img');
+    writeImage(f, 'pstree_entry', [{ pid: 53, ppid: 0, pgid: 53, sid: 1, threads: [53] }]);
+    const other = path.join(fs.mkdtempSync(path.join(dir, 'other-')), 'pstree.img');
+    writeImage(other, 'pstree_entry', [{ pid: 54, ppid: 0, pgid: 54, sid: 1, threads: [54] }]);
+    preloadImage(f, fs.readFileSync(other));
+    assert.equal(readOne(f, 'pstree_entry')!.pid, 54, 'the preloaded bytes');
+    assert.equal(readOne(f, 'pstree_entry')!.pid, 53, 'taken once: the file itself next time');
+    preloadImage(f, fs.readFileSync(other));
+    dropPreloaded(dir);
+    assert.equal(readOne(f, 'pstree_entry')!.pid, 53, 'dropped');
+  });
+
   it('writes the observed pstree bytes', () => {
     const f = p('pstree.img');
     writeImage(f, 'pstree_entry', [{ pid: 53, ppid: 0, pgid: 53, sid: 1, threads: [53, 32725] }]);
