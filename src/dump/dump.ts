@@ -23,7 +23,7 @@ import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
-import type { DumpTask, Logger, Msg } from '../resources/types.ts';
+import type { DumpTask, Logger, Msg, ParentMm } from '../resources/types.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -63,6 +63,8 @@ function validateTarget(pid: number): void {
 /** A live task frozen for the dump, with what it looked like before we touched it. */
 interface LiveTask extends FrozenTask {
   snaps: FrozenThread[];
+  /** What its children's memory dumps read of it (ParentMm). */
+  asParent?: ParentMm;
   vmas: Vma[];
   stat: Stat;
   area?: InjectionArea;
@@ -291,7 +293,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   const parent = sh.live.get(t.ppid);
   const task: DumpTask = {
     pid, leader, threads: t.threads, area, stat: t.stat, status, vmas: t.vmas, files: sh.files, log, shared: sh.objects,
-    ...(parent ? { parent: { pid: parent.pid, vmas: parent.vmas } } : {}),
+    ...(parent ? { parent: parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() } } : {}),
   };
   const ids = sh.kobj.idsOf(pid);
   // An mm, fd table, fs_struct or signal-handler table shared with the parent (clone with

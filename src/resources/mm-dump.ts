@@ -182,8 +182,12 @@ function parentPagemap(t: DumpTask, e: Msg, nPages: number, fd: () => number): B
   if (!p) return undefined;
   const pv = p.vmas.find((v) => v.start === e.start && v.end === e.end);
   if (!pv || pv.shared || pv.prot !== e.prot) return undefined;
-  const b = Buffer.allocUnsafe(nPages * 8);
-  preadFully(fd(), b, Number((e.start as bigint) / BigInt(PAGE)) * 8);
+  let b = p.pagemaps.get(pv.start);
+  if (!b) {
+    b = Buffer.allocUnsafe(nPages * 8);
+    preadFully(fd(), b, Number((e.start as bigint) / BigInt(PAGE)) * 8);
+    p.pagemaps.set(pv.start, b);
+  }
   return b;
 }
 

@@ -38,7 +38,15 @@ export interface DumpTask {
   /** Objects shared beyond this task, saved once for the whole dump. */
   shared: SharedObjects;
   /** The parent process, frozen too: pages still shared with it copy-on-write are not saved again. */
-  parent?: { pid: number; vmas: Vma[] };
+  parent?: ParentMm;
+}
+
+/** A dumped task's parent, as its children's memory dump sees it. */
+export interface ParentMm {
+  pid: number;
+  vmas: Vma[];
+  /** The parent's pagemap over VMAs its children have too, by VMA start: read once for all of them. */
+  pagemaps: Map<bigint, Buffer>;
 }
 
 /** Registry of shmem objects (shared anonymous memory, memfd) seen during a dump. */
