@@ -338,8 +338,9 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const th = snap.tracee;
     const isLeader = th === leader;
     if (!isLeader) th.useInjectionPage(area.base);
-    const threadCore = dumpThreadCore(snap, pid, area, isLeader);
-    threadCore.creds = dumpCreds(isLeader ? status : readStatus(pid, th.tid), secbits);
+    const thStatus = isLeader ? status : readStatus(pid, th.tid);
+    const threadCore = dumpThreadCore(snap, thStatus.name, area, isLeader);
+    threadCore.creds = dumpCreds(thStatus, secbits);
     const core: Msg = { mtype: cpu.march, [cpu.infoField]: dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
     if (isLeader) core.tc = tc;
     imgs.one(`core-${th.tid}.img`, 'core_entry', core);

@@ -45,8 +45,8 @@ export function siginfoEntries(list: Buffer[]): Msg {
   return { signals: list.map((s) => ({ siginfo: s })) };
 }
 
-/** thread_core_entry without creds (the caller adds them). */
-export function dumpThreadCore(f: FrozenThread, pid: number, area: InjectionArea, isLeader: boolean): Msg {
+/** thread_core_entry without creds (the caller adds them); `comm` from the thread's status. */
+export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionArea, isLeader: boolean): Msg {
   const tid = f.tracee.tid;
   const rl = getRobustList(tid);
   const policy = schedGetScheduler(tid);
@@ -57,7 +57,7 @@ export function dumpThreadCore(f: FrozenThread, pid: number, area: InjectionArea
   if (!isLeader) e.blk_sigset = f.sigmask;
   e.sas = sigaltstack(f.tracee, area);
   e.signals_p = siginfoEntries(peekSiginfo(tid, false));
-  e.comm = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').replace(/\n$/, '');
+  e.comm = comm;
   const rs = getRseqConfig(tid);
   if (rs.ptr !== 0n) e.rseq_entry = { rseq_abi_pointer: rs.ptr, rseq_abi_size: rs.size, signature: rs.signature };
   return e;
@@ -73,9 +73,10 @@ export function unregisterInheritedRseq(t: Tracee): void {
 
 /**
  * Per-thread kernel state, once the memory it points into is back. `clearTidSet`: the
- * thread was cloned with CLONE_CHILD_CLEARTID at its clear_child_tid already.
+ * thread was cloned with CLONE_CHILD_CLEARTID at its clear_child_tid already. `comm`: its
+ * name now, when known (a thread cloned after its leader's name was set has that name).
  */
-export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc: Msg, clearTidSet = false): void {
+export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc: Msg, clearTidSet = false, comm?: string): void {
   if (!clearTidSet) t.syscall('set_tid_address', cpu.clearTid(info));
   t.syscall('set_robust_list', tc.futex_rla as bigint, tc.futex_rla_len as number);
   const sas = tc.sas as Msg | undefined;
@@ -92,12 +93,12 @@ export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc:
   // Nice value and name only when they differ from what the thread has already (each
   // injected call costs two context switches).
   if (tc.sched_nice !== undefined && tc.sched_nice !== getPriority(0, t.tid)) t.syscallRaw('setpriority', 0, 0, tc.sched_nice as number);
-  restoreComm(t, area, tc.comm as string | undefined);
+  restoreComm(t, area, tc.comm as string | undefined, comm);
 }
 
-/** The thread's name, when it differs: threads cloned after their leader's is set inherit it. */
-export function restoreComm(t: Tracee, area: InjectionArea, comm: string | undefined): void {
-  if (comm === undefined || comm === currentComm(t.tid)) return;
+/** The thread's name, when it differs from `current` (read from /proc when not given). */
+export function restoreComm(t: Tracee, area: InjectionArea, comm: string | undefined, current?: string): void {
+  if (comm === undefined || comm === (current ?? currentComm(t.tid))) return;
   area.reset();
   t.syscall('prctl', PR.SET_NAME, area.putString(comm), 0, 0, 0);
 }

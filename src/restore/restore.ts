@@ -400,7 +400,8 @@ function restoreTask(ctx: Ctx, l: Live): void {
 
   // Threads come once the memory they run on is back, and with the leader's name, which
   // most of them share.
-  if (t.threads.length > 1) restoreComm(stub, area, (core.thread_core as Msg).comm as string | undefined);
+  const leaderComm = (core.thread_core as Msg).comm as string | undefined;
+  if (t.threads.length > 1) restoreComm(stub, area, leaderComm);
   for (const tid of t.threads.slice(1)) {
     const info = threadInfo(t.cores.get(tid)!)!;
     const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: cpu.clearTid(info), tls: cpu.tls(info) });
@@ -412,7 +413,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
   for (const [tid, th] of l.threads) {
     const c = t.cores.get(tid)!;
     const threadCore = c.thread_core as Msg;
-    restoreThreadCore(th, area, threadInfo(c)!, threadCore, tid !== t.pid);
+    restoreThreadCore(th, area, threadInfo(c)!, threadCore, tid !== t.pid, tid !== t.pid ? leaderComm : undefined);
     requeueSignals(th, area, t.pid, threadCore.signals_p as Msg | undefined, false);
   }
   // Credentials are per thread in the kernel, and last: they may take away our rights.

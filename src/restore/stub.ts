@@ -47,20 +47,21 @@ export interface CloneExtra { childTid?: bigint; tls?: bigint }
 
 /** clone3 with set_tid = [pid] inside `parent`; returns the new, stopped, traced child. */
 export function cloneAt(parent: Tracee, area: InjectionArea, pid: number, flags: number, exitSignal: number, extra: CloneExtra = {}): Tracee {
+  // clone_args and, right after it, the set_tid array: one write into the tracee.
   area.reset();
-  const tid = Buffer.alloc(4);
-  tid.writeInt32LE(pid, 0);
-  const tidAddr = area.put(tid);
-  const args = Buffer.alloc(CLONE_ARGS);
-  args.writeBigUInt64LE(BigInt(flags), 0);
-  args.writeBigUInt64LE(extra.childTid ?? 0n, 16);
-  args.writeBigUInt64LE(BigInt(exitSignal), 32);
-  args.writeBigUInt64LE(extra.tls ?? 0n, 56);
-  args.writeBigUInt64LE(tidAddr, 64);
-  args.writeBigUInt64LE(1n, 72);
+  const b = Buffer.alloc(CLONE_ARGS + 8);
+  const at = area.alloc(b.length);
+  b.writeBigUInt64LE(BigInt(flags), 0);
+  b.writeBigUInt64LE(extra.childTid ?? 0n, 16);
+  b.writeBigUInt64LE(BigInt(exitSignal), 32);
+  b.writeBigUInt64LE(extra.tls ?? 0n, 56);
+  b.writeBigUInt64LE(at + BigInt(CLONE_ARGS), 64);
+  b.writeBigUInt64LE(1n, 72);
+  b.writeInt32LE(pid, CLONE_ARGS);
+  area.tracee.writeMem(at, b);
   let child: bigint;
   try {
-    child = parent.syscall('clone3', area.put(args), CLONE_ARGS);
+    child = parent.syscall('clone3', at, CLONE_ARGS);
   } catch (e) {
     if (e instanceof RemoteSysError && e.code === 'EEXIST') throw new CriuError(`pid ${pid} is already in use by another process`);
     throw e;
