@@ -49,7 +49,7 @@ export function checksumFile(file: string, kind: ChecksumKind, expectSize?: numb
 }
 
 /** Listed files up to this size are read whole when their bytes are wanted afterwards. */
-export const WHOLE_FILE_MAX = 1 << 20;
+const WHOLE_FILE_MAX = 1 << 20;
 
 /**
  * The first problem with one listed file, or '' if it matches. With `keep`, a file of at most

@@ -74,7 +74,7 @@ export function unregisterInheritedRseq(t: Tracee): void {
 /**
  * Per-thread kernel state, once the memory it points into is back. `clearTidSet`: the
  * thread was cloned with CLONE_CHILD_CLEARTID at its clear_child_tid already. `comm`: its
- * name now, when known (a thread cloned after its leader's name was set has that name).
+ * name now, when known (once the leader's name is set, threads cloned after it have it too).
  */
 export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc: Msg, clearTidSet = false, comm?: string): void {
   if (!clearTidSet) t.syscall('set_tid_address', cpu.clearTid(info));

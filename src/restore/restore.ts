@@ -191,19 +191,13 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     let flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0) |
       (sharesVm ? CLONE.VM : 0) | (sharesVm && same('sighand_id') ? CLONE.SIGHAND : 0);
     let from = parentArea, exitSignal: number = SIG.CHLD;
-    // Whose memory, mm fields, fds, fs and signal actions the task is born with.
-    let bornOf: TaskPlan | undefined = parentPlan;
     // A session whose leader is gone: a helper at the leader's PID starts it again with
     // setsid, and the task is born in it, as a sibling of the helper (CLONE_PARENT), that
     // is, still a child of its own parent.
     const deadSession = t.sid !== t.pid && !pids.has(t.sid) && !(ctx.req.shellJob && t.sid === tasks[0].sid);
     if (deadSession) {
-      const h = sessionHelper(ctx, t.sid, parentArea, helper, created);
-      from = h.area;
+      from = sessionHelper(ctx, t.sid, parentArea, helper, created).area;
       flags = CLONE.PARENT;
-      // The helper has the memory of the task it was cloned from, which for a second task
-      // in the same session may be another parent; fds and the rest are the stub's own.
-      bornOf = undefined;
       exitSignal = 0; // with CLONE_PARENT the kernel gives the child the helper's exit signal
     }
     const stub = cloneAt(from.tracee, from, t.pid, flags, exitSignal);
@@ -219,10 +213,12 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     }
     // The fd table, fs and signal actions, which fork copies, before this task has children:
     // a child then only changes where it differs from its parent.
-    if (!t.zombie) restoreInheritable(ctx, live.get(t.pid)!, bornOf);
+    // A task born of a session helper has the helper's memory, fds and the rest, and the helper
+    // may have been cloned from another parent: it inherits nothing from its own.
+    if (!t.zombie) restoreInheritable(ctx, live.get(t.pid)!, deadSession ? undefined : parentPlan);
     // Likewise memory: children are cloned from the task and inherit it (or share it, with
     // CLONE_VM). Its page data goes on being read in while other tasks are created.
-    if (!t.zombie && !sharesVm) filling.set(t.pid, restoreMemory(ctx, live.get(t.pid)!, parentPlan, bornOf === parentPlan));
+    if (!t.zombie && !sharesVm) filling.set(t.pid, restoreMemory(ctx, live.get(t.pid)!, parentPlan, !deadSession));
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
@@ -413,7 +409,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
   for (const [tid, th] of l.threads) {
     const c = t.cores.get(tid)!;
     const threadCore = c.thread_core as Msg;
-    restoreThreadCore(th, area, threadInfo(c)!, threadCore, tid !== t.pid, tid !== t.pid ? leaderComm : undefined);
+    restoreThreadCore(th, area, threadInfo(c)!, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
     requeueSignals(th, area, t.pid, threadCore.signals_p as Msg | undefined, false);
   }
   // Credentials are per thread in the kernel, and last: they may take away our rights.
