@@ -221,6 +221,22 @@ export class Tracee {
     return this.getRegs();
   }
 
+  /**
+   * The injected call from whose syscall-exit stop the thread is let go with `final` as its
+   * general registers (the call that removes the injection area). The register syscall stops
+   * borrow (arm64's x7) takes its final value before the call: written at the stop, it
+   * would be lost.
+   */
+  lastSyscall(final: Buffer, name: SyscallName, ...args: SysArg[]): bigint {
+    const at = arch.syscallStopReg;
+    if (at !== undefined && !this.trapMode) {
+      const r = this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs);
+      final.copy(r, at, at, at + 8);
+      this.regsKnown = true;
+    }
+    return this.syscall(name, ...args);
+  }
+
   /** Like syscallRaw, but a -errno result throws RemoteSysError. */
   syscall(name: SyscallName | number, ...args: SysArg[]): bigint {
     const r = this.syscallRaw(name, ...args);

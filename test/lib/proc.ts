@@ -109,12 +109,23 @@ export function cmdline(pid: number): string[] | null {
   }
 }
 
+/** How a zombie ended, from the wait status in /proc/PID/stat (field 52, exit_code). */
+export function zombieStatus(pid: number): string {
+  let raw: string;
+  try { raw = readFileSync(`/proc/${pid}/stat`, 'latin1'); } catch { return 'gone'; }
+  const fields = raw.slice(raw.lastIndexOf(')') + 2).trim().split(' ');
+  const ws = Number(fields[52 - 3]);
+  if (!Number.isInteger(ws)) return 'wait status unknown';
+  const sig = ws & 0x7f;
+  return sig ? `killed by signal ${sig}${ws & 0x80 ? ' (core dumped)' : ''}` : `exited with ${(ws >> 8) & 0xff}`;
+}
+
 /** Throws unless the process runs freely: not stopped, not traced, not a zombie. */
 export function assertRunningFree(pid: number, what = `PID ${pid}`): void {
   const st = procStatus(pid);
   if (!st) throw new Error(`${what} is gone`);
   const state = st.State?.[0];
-  if (state === 'Z' || state === 'X') throw new Error(`${what} is a zombie (${st.State})`);
+  if (state === 'Z' || state === 'X') throw new Error(`${what} is a zombie (${st.State}): ${zombieStatus(pid)}`);
   if (state === 't' || state === 'T') throw new Error(`${what} is stopped (${st.State})`);
   if (st.TracerPid !== '0') throw new Error(`${what} is traced by ${st.TracerPid}`);
 }

@@ -44,6 +44,7 @@ export const aarch64: Arch = {
   taskSize: 1n << 48n,
   auxvWords: 40,
   syscallNrRegset: 0x404, // NT_ARM_SYSTEM_CALL
+  syscallStopReg: xreg(7),
 
   ip: (r) => u64(r, A64.pc),
   setIp: (r, ip) => put(r, A64.pc, ip),

@@ -44,6 +44,12 @@ export interface Arch {
    * so that no restart logic can apply to the registers put back afterwards.
    */
   readonly syscallNrRegset?: number;
+  /**
+   * Byte offset in the general registers of the one that syscall stops borrow to say entry
+   * or exit (arm64's x7): the kernel puts back the value it had when the stop began, so a
+   * tracer's write to it there is lost.
+   */
+  readonly syscallStopReg?: number;
 
   ip(regs: Buffer): bigint;
   setIp(regs: Buffer, ip: bigint): void;

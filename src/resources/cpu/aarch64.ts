@@ -168,6 +168,7 @@ export const aarch64Cpu: CpuBackend = {
   },
   tls: (info) => info.tls as bigint,
   clearTid: (info) => info.clear_tid_addr as bigint,
+  regs: (info) => entryToRegs(info.gpregs as Msg),
   apply(t, info) {
     const tls = Buffer.alloc(8);
     tls.writeBigUInt64LE(info.tls as bigint);
@@ -178,7 +179,7 @@ export const aarch64Cpu: CpuBackend = {
     const sve = info.sve as Buffer | undefined;
     if (sve && hostHas.sve()) t.setRegset(NT.ARM_SVE, sve);
     else t.setFpRegs(entryToFpsimd(info.fpsimd as Msg));
-    t.setRegs(entryToRegs(info.gpregs as Msg));
+    t.setRegs(aarch64Cpu.regs(info));
     restoreGcs(t, info.gcs as Msg | undefined);
   },
 };

@@ -31,6 +31,8 @@ export interface CpuBackend {
   /** The TLS value a restored thread is cloned with (clone3's tls). */
   tls(info: Msg): bigint;
   clearTid(info: Msg): bigint;
+  /** The general registers apply() puts in. */
+  regs(info: Msg): Buffer;
   /**
    * The thread's final CPU state, after its last injected syscall: from here it may only be
    * resumed.

@@ -49,6 +49,12 @@ function readTlsDescs(t: Tracee): Msg[] {
 
 const offsets = (f: CpuFacts): XsaveOffsets => f.xsave as XsaveOffsets;
 
+function finalRegs(info: Msg): Buffer {
+  const r = entryToRegs(info.gpregs as Msg);
+  arch.fixupRestart(r);
+  return r;
+}
+
 export const x86_64Cpu: CpuBackend = {
   march: 1,
   infoField: 'thread_info',
@@ -66,11 +72,10 @@ export const x86_64Cpu: CpuBackend = {
   check() { /* every x86_64 dump runs here */ },
   tls: (info) => (info.gpregs as Msg).fs_base as bigint,
   clearTid: (info) => info.clear_tid_addr as bigint,
+  regs: finalRegs,
   apply(t, info, facts) {
     // Laid over the thread's own XSAVE buffer, so that its size and unknown components are this machine's.
     t.setFpRegs(entryToXsave(info.fpregs as Msg, t.getFpRegs(), offsets(facts)));
-    const r = entryToRegs(info.gpregs as Msg);
-    arch.fixupRestart(r);
-    t.setRegs(r);
+    t.setRegs(finalRegs(info));
   },
 };
