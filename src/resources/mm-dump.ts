@@ -59,12 +59,16 @@ function injectedMmFields(t: DumpTask): { brk: bigint; dumpable: number; thpDisa
 
 /**
  * /proc/PID/auxv cut or padded to the size CRIU's format has (as CRIU itself saves it), so
- * that CRIU can restore our images; the tail beyond it only feeds /proc/PID/auxv.
+ * that CRIU can restore our images, and the entries past that cut (an arm64 kernel has more
+ * than CRIU's 40 words) in criu-ts's extension field, without the AT_NULL pair.
  */
-function savedAuxv(pid: number): bigint[] {
-  const words = readAuxv(pid).slice(0, arch.auxvWords);
-  while (words.length < arch.auxvWords) words.push(0n);
-  return words;
+function savedAuxv(pid: number): { mm_saved_auxv: bigint[]; mm_saved_auxv_tail?: bigint[] } {
+  const words = readAuxv(pid);
+  const saved = words.slice(0, arch.auxvWords);
+  while (saved.length < arch.auxvWords) saved.push(0n);
+  const tail = words.slice(arch.auxvWords);
+  if (tail.length >= 2 && tail[tail.length - 2] === 0n) tail.length -= 2;
+  return tail.length ? { mm_saved_auxv: saved, mm_saved_auxv_tail: tail } : { mm_saved_auxv: saved };
 }
 
 export interface MmDumpStats { pagesScanned: number; pagesWritten: number; pagesInherited: number }
@@ -78,7 +82,7 @@ export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Msg
     mm_start_code: s.startCode, mm_end_code: s.endCode, mm_start_data: s.startData, mm_end_data: s.endData,
     mm_start_stack: s.startStack, mm_start_brk: s.startBrk, mm_brk: inj.brk,
     mm_arg_start: s.argStart, mm_arg_end: s.argEnd, mm_env_start: s.envStart, mm_env_end: s.envEnd,
-    exe_file_id: exeId, mm_saved_auxv: savedAuxv(t.pid), vmas, dumpable: inj.dumpable,
+    exe_file_id: exeId, ...savedAuxv(t.pid), vmas, dumpable: inj.dumpable,
     thp_disabled: inj.thpDisabled,
   };
   const stats = dumpPages(t, vmas, pages);

@@ -8,7 +8,8 @@ import { VMA, PE } from './mm-layout.ts';
 import { pullFd } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
 import { fillPages } from './mm-fill.ts';
-import type { Msg, PageSource, RestoreTask } from './types.ts';
+import { RemoteSysError } from '../compel/index.ts';
+import type { Logger, Msg, PageSource, RestoreTask } from './types.ts';
 
 const PAGE = 4096n;
 
@@ -312,18 +313,24 @@ const MM_MAP_FIELDS = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_
  * flags (fork copies them), and most children of a fork never change them.
  */
 export function sameMmFields(mm: Msg, parent: Msg, pathOf: (id: number) => string): boolean {
-  const auxv = mm.mm_saved_auxv as bigint[], pauxv = parent.mm_saved_auxv as bigint[];
+  const auxv = fullAuxv(mm), pauxv = fullAuxv(parent);
   return [...MM_MAP_FIELDS, 'dumpable', 'thp_disabled'].every((k) => mm[k] === parent[k]) &&
     auxv.length === pauxv.length && auxv.every((w, i) => w === pauxv[i]) &&
     pathOf(mm.exe_file_id as number) === pathOf(parent.exe_file_id as number);
 }
 
-export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string): void {
+/** The saved auxv with criu-ts's tail (the entries past CRIU's size), as the task had it. */
+function fullAuxv(mm: Msg): bigint[] {
+  const tail = mm.mm_saved_auxv_tail as bigint[] | undefined;
+  return tail?.length ? [...(mm.mm_saved_auxv as bigint[]), ...tail] : mm.mm_saved_auxv as bigint[];
+}
+
+export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string, log?: Logger): void {
   const tr = t.leader;
   t.area.reset();
-  const auxvWords = mm.mm_saved_auxv as bigint[];
-  const auxv = Buffer.alloc(auxvWords.length * 8);
-  auxvWords.forEach((w, i) => auxv.writeBigUInt64LE(w, i * 8));
+  const words = fullAuxv(mm);
+  const auxv = Buffer.alloc(words.length * 8);
+  words.forEach((w, i) => auxv.writeBigUInt64LE(w, i * 8));
   const auxvAddr = t.area.put(auxv);
   // A child cloned from its restored parent has the right exe link already, and may still
   // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).
@@ -336,7 +343,18 @@ export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string): void 
     m.writeBigUInt64LE(auxvAddr, 88);
     m.writeUInt32LE(auxv.length, 96);
     m.writeUInt32LE(Number(exeFd), 100);
-    tr.syscall('prctl', PR.SET_MM, PR_SET_MM_MAP, t.area.put(m), m.length, 0);
+    const mapAt = t.area.put(m);
+    const saved = (mm.mm_saved_auxv as bigint[]).length * 8;
+    try {
+      tr.syscall('prctl', PR.SET_MM, PR_SET_MM_MAP, mapAt, m.length, 0);
+    } catch (e) {
+      if (!(e instanceof RemoteSysError && e.code === 'EINVAL' && auxv.length > saved)) throw e;
+      // A kernel whose saved_auxv is smaller than the dumping one's: what CRIU's format holds.
+      log?.warn(`task ${t.pid}: this kernel has no room for the last ${(auxv.length - saved) / 16} auxv entries; /proc/${t.pid}/auxv lacks them`);
+      m.writeUInt32LE(saved, 96);
+      tr.writeMem(mapAt, m);
+      tr.syscall('prctl', PR.SET_MM, PR_SET_MM_MAP, mapAt, m.length, 0);
+    }
   } finally {
     if (exeFd !== 0xffffffffn) tr.syscallRaw('close', exeFd);
   }

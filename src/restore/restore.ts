@@ -310,7 +310,7 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfPa
   prepareAddressSpace(rt, t.mm!.vmas as Msg[], keepRanges);
   // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
   // (the helper's program, possibly the same file as the target's) is still mapped.
-  if (!bornOfParent || !parent?.mm || !sameMmFields(t.mm!, parent.mm, pathOf)) restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number));
+  if (!bornOfParent || !parent?.mm || !sameMmFields(t.mm!, parent.mm, pathOf)) restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number), ctx.req.log);
   return restoreVmas(rt, {
     mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf, key: ctx.imgs.key,
     kept, parentRuns: parent?.pagemap?.runs, parentPid: parent?.pid,

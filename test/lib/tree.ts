@@ -5,7 +5,7 @@
 import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { descendants } from './proc.ts';
 import { readStat } from '../../src/proc/index.ts';
-import { arch, ioctl } from '../../src/kernel/index.ts';
+import { ioctl } from '../../src/kernel/index.ts';
 
 /** The fields of /proc/PID/stat that a restore must reproduce. */
 export interface TaskStat { pid: number; comm: string; state: string; ppid: number; pgid: number; sid: number; threads: number; exitCode: number }
@@ -32,13 +32,13 @@ export function treeSnapshot(root: number): TaskStat[] {
 /**
  * What prctl(PR_SET_MM_MAP) sets and /proc shows: code, data, brk start, stack, arguments and
  * environment, the end of the heap VMA (the brk, page-aligned), the saved auxv and the exe link.
- * The auxv as far as CRIU's image format holds it (arch.auxvWords words, as CRIU saves it): an
- * arm64 kernel's auxv has entries past that, which criu-ts, like CRIU, does not save.
+ * The whole auxv: an arm64 kernel's has entries past what CRIU's format holds (arch.auxvWords
+ * words), which criu-ts keeps in an extension field.
  */
 export function mmFields(pid: number): string {
   const st = readStat(pid);
   const heap = /^[0-9a-f]+-([0-9a-f]+) .*\[heap\]$/m.exec(readFileSync(`/proc/${pid}/maps`, 'latin1'))?.[1] ?? '-';
-  const auxv = readFileSync(`/proc/${pid}/auxv`).subarray(0, arch.auxvWords * 8).toString('hex');
+  const auxv = readFileSync(`/proc/${pid}/auxv`).toString('hex');
   return [st.startCode, st.endCode, st.startData, st.endData, st.startBrk, heap, st.startStack, st.argStart, st.argEnd,
     st.envStart, st.envEnd, readlinkSync(`/proc/${pid}/exe`), auxv].join(' ');
 }

@@ -30,6 +30,8 @@ export const mmMessages = {
       { no: 15, name: 'dumpable', label: 'opt', type: 'int32' },
       { no: 16, name: 'aios', label: 'rep', type: 'message', ref: 'aio_ring_entry' },
       { no: 17, name: 'thp_disabled', label: 'opt', type: 'bool' },
+      // criu-ts extension: the auxv words past mm_saved_auxv's AT_VECTOR_SIZE, without AT_NULL.
+      { no: 100, name: 'mm_saved_auxv_tail', label: 'rep', type: 'uint64' },
     ],
   },
   vma_entry: {
