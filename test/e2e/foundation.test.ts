@@ -17,6 +17,7 @@ import {
 } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { runCrit } from '../../src/cli/crit.ts';
+import { parseJson, toJson, type JsonValue } from '../../src/crit/index.ts';
 import { arch } from '../../src/kernel/index.ts';
 
 const CRIT = '/usr/bin/crit';
@@ -170,10 +171,11 @@ e2e('an auxv tail the kernel has no room for is left out with a warning, and the
   const json = join(c.dir, 'mm.json');
   const io = { stdout: () => {}, stderr: (s: string) => { throw new Error(s); }, stdin: () => Buffer.alloc(0) };
   assert.equal(runCrit(['decode', '-i', mmImg, '-o', json], io), 0);
-  const doc = JSON.parse(readFileSync(json, 'utf8')) as { entries: Record<string, unknown>[] };
+  // crit's parser: JSON.parse would round the auxv's 64-bit words (arm64's AT_HWCAP) to doubles.
+  const doc = parseJson(readFileSync(json, 'utf8')) as { entries: Record<string, JsonValue>[] };
   // AT_IGNORE (1) entries: 64 more words than any kernel's saved_auxv has room for.
   doc.entries[0].mm_saved_auxv_tail = Array.from({ length: 64 }, (_, i) => (i % 2 ? 0 : 1));
-  writeFileSync(json, JSON.stringify(doc));
+  writeFileSync(json, toJson(doc as unknown as JsonValue));
   assert.equal(runCrit(['encode', '-i', json, '-o', mmImg], io), 0);
   const r = restoreDetached(img, t.pid, ['--skip-verify']);
   assert.match(readFileSync(join(img, 'restore.log'), 'utf8') + r.stderr, /no room for the last 32 auxv entries/);
