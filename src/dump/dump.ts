@@ -90,9 +90,7 @@ function thaw(t: LiveTask, log: Logger): void {
   try {
     if (t.area) {
       leader.useSyscallInsn(t.vdsoInsn);
-      const snap = t.snaps.find((s) => s.tracee === leader);
-      if (snap) leader.lastSyscall(snap.cpu.regs, 'munmap', t.area.base, t.area.size);
-      else leader.syscall('munmap', t.area.base, t.area.size);
+      leader.lastSyscall(t.snaps[0].cpu.regs, 'munmap', t.area.base, t.area.size);
     }
   } catch (e) { log.error(`cannot remove the injection area of ${t.pid}: ${(e as Error).message}`); }
   for (const s of t.snaps) {
