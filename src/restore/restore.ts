@@ -463,7 +463,8 @@ function prepareRelease(ctx: Ctx, l: Live, keepArea = false): void {
   }
   // The leader unmaps the injection area by itself, from its own syscall instruction, and
   // stops at syscall exit, never running the trap after it; there its registers go in.
-  const info = threadInfo(t.cores.get(t.pid)!)!;
+  const core = t.cores.get(t.pid)!;
+  const info = threadInfo(core)!;
   if (!keepArea) {
     l.leader.useSyscallInsn(l.area.base);
     l.leader.lastSyscall(cpu.regs(info), 'munmap', l.area.base, l.area.size);
@@ -472,5 +473,5 @@ function prepareRelease(ctx: Ctx, l: Live, keepArea = false): void {
   // A task dumped stopped goes into its job-control stop before its own mask lets any
   // pending signal through.
   if (t.stopSignal) l.leader.enterGroupStop(t.pid, t.stopSignal);
-  l.leader.setSigmask((t.cores.get(t.pid)!.tc as Msg).blk_sigset as bigint);
+  l.leader.setSigmask((core.tc as Msg).blk_sigset as bigint);
 }

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { setChildSubreaper, waitpid, kill, WNOHANG, WALL } from '../../src/kernel/index.ts';
+import { setChildSubreaper, waitpid, kill, WNOHANG, WALL, W } from '../../src/kernel/index.ts';
 import { readStat } from '../../src/proc/index.ts';
 import { REPO_ROOT } from './workloads.ts';
 
@@ -111,13 +111,9 @@ export function cmdline(pid: number): string[] | null {
 
 /** How a zombie ended, from the wait status in /proc/PID/stat (field 52, exit_code). */
 export function zombieStatus(pid: number): string {
-  let raw: string;
-  try { raw = readFileSync(`/proc/${pid}/stat`, 'latin1'); } catch { return 'gone'; }
-  const fields = raw.slice(raw.lastIndexOf(')') + 2).trim().split(' ');
-  const ws = Number(fields[52 - 3]);
-  if (!Number.isInteger(ws)) return 'wait status unknown';
-  const sig = ws & 0x7f;
-  return sig ? `killed by signal ${sig}${ws & 0x80 ? ' (core dumped)' : ''}` : `exited with ${(ws >> 8) & 0xff}`;
+  let ws: number;
+  try { ws = readStat(pid).exitCode; } catch { return 'gone'; }
+  return W.signaled(ws) ? `killed by signal ${W.termSig(ws)}${ws & 0x80 ? ' (core dumped)' : ''}` : `exited with ${W.exitStatus(ws)}`;
 }
 
 /** Throws unless the process runs freely: not stopped, not traced, not a zombie. */
