@@ -24,6 +24,7 @@ import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import type { DumpTask, Logger, Msg, ParentMm } from '../resources/types.ts';
+import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -41,6 +42,8 @@ export interface DumpRequest {
 
 export interface DumpResult {
   tasks: number; pagesWritten: number; pagesScanned: number; frozenMs: number; freezingMs: number;
+  /** Pages of shared memory (MAP_SHARED anonymous, memfd), in pages-*.img as well. */
+  shpagesWritten: number; memdumpMs: number;
   pagesPlainBytes?: number; pagesStoredBytes?: number;
 }
 
@@ -188,7 +191,9 @@ function dumpColocated(req: DumpRequest): DumpResult {
   let result: DumpResult;
   try {
     const freezer = req.freezeCgroup ? new CgroupFreezer(req.freezeCgroup) : undefined;
+    step(log, `freezing the tree of ${pid}${freezer ? ` with the freezer of ${req.freezeCgroup}` : ''} (timeout ${req.timeoutSec} s)`);
     tasks = freezeTree(pid, Date.now() + req.timeoutSec * 1000, freezer);
+    logTree(log, tasks, t0);
     for (const t of tasks) {
       if (!isLive(t)) continue;
       const lt = t as LiveTask;
@@ -209,7 +214,9 @@ function dumpColocated(req: DumpRequest): DumpResult {
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
     result = collectAndWrite(req, tasks, imgs);
     faultPoint('write-images');
+    step(log, `writing the images to ${req.dir}`);
     imgs.finish();
+    logImages(log, req.dir);
     const enc = imgs.pagesEncoding();
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
     result.freezingMs = tFrozen - t0;
@@ -218,6 +225,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
     throw e;
   }
+  step(log, req.leaveRunning ? 'resuming the tree (--leave-running)' : 'killing the tree');
   if (req.leaveRunning) {
     for (const t of tasks) if (isLive(t)) thaw(t, log);
   }
@@ -241,14 +249,16 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
       addEntry: (image, entry, extra) => imgs.add(image, image === 'tty-info.img' ? 'tty_info_entry' : 'pipe_data_entry', entry, extra),
     },
   };
-  const stats = { pagesWritten: 0, pagesScanned: 0 };
+  const stats = { pagesWritten: 0, pagesScanned: 0, memdumpMs: 0 };
   const writtenFdTables = new Set<number>();
   for (const t of tasks) {
     if (isLive(t)) {
       const s = dumpTask(req, t, imgs, shared, writtenFdTables);
       stats.pagesWritten += s.pagesWritten;
       stats.pagesScanned += s.pagesScanned;
+      stats.memdumpMs += s.memdumpMs;
     } else {
+      step(req.log, `task ${t.pid}: zombie (exit status 0x${t.zombie!.exitCode.toString(16)}) to core-${t.pid}.img`);
       dumpZombie(t, imgs);
     }
     const st = isLive(t) ? t.stat : undefined;
@@ -271,7 +281,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
     ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
   });
-  return { tasks: tasks.length, ...stats, frozenMs: 0, freezingMs: 0 };
+  return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }
 
 function zombieIds(t: FrozenTask): { pgid: number; sid: number } {
@@ -284,7 +294,7 @@ function dumpZombie(t: FrozenTask, imgs: ImageSet): void {
   });
 }
 
-function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, writtenFdTables: Set<number>): { pagesWritten: number; pagesScanned: number } {
+function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, writtenFdTables: Set<number>): { pagesWritten: number; pagesScanned: number; memdumpMs: number } {
   const { pid } = t;
   const { log } = req;
   const area = t.area!;
@@ -306,21 +316,31 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
   faultPoint('memory');
+  step(log, `task ${pid}: memory, ${task.vmas.length} VMAs, to mm-${pid}.img and pagemap-${pid}.img`);
+  if (debugOn(log)) for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
+  const tMem = performance.now();
   const pm = imgs.pagemap(pid, anonBytes(task.vmas));
   const exe = fs.readlinkSync(`/proc/${pid}/exe`);
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
   imgs.one(`mm-${pid}.img`, 'mm_entry', mm);
+  const memdumpMs = performance.now() - tMem;
+  log.debug(`task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`);
 
   faultPoint('files');
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
+    step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);
     const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
     const name = `fdinfo-${ids.files_id}.img`;
+    if (debugOn(log)) for (const e of fdinfo) log.debug(fdLine(e, sh.files.entries.find((f) => f.id === e.id)));
     for (const e of fdinfo) imgs.add(name, 'fdinfo_entry', e);
     if (fdinfo.length) imgs.closeImage(name);
     else imgs.empty(name);
   }
+  else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
+  step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
   imgs.one(`fs-${pid}.img`, 'fs_entry', dumpFs(pid, status.umask, sh.files));
+  step(log, `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`);
 
   const secbits = readSecbits(leader);
   const stopped = !!t.stopped;
@@ -348,7 +368,8 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   imgs.one(`ids-${pid}.img`, 'task_kobj_ids_entry', {
     vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),
   });
-  return stats;
+  log.debug(`task ${pid}: threads ${t.snaps.map((x) => x.tracee.tid).join(' ')}; ids-${pid}.img: vm ${ids.vm_id}, files ${ids.files_id}, fs ${ids.fs_id}, sighand ${ids.sighand_id}`);
+  return { ...stats, memdumpMs };
 }
 
 function readSubreaper(t: Tracee, area: InjectionArea): boolean {
@@ -363,8 +384,28 @@ function writeStats(req: DumpRequest, r: DumpResult): void {
   const us = (ms: number) => Math.round(ms * 1000);
   writeImage(path.join(req.workDir, 'stats-dump'), 'stats_entry', [{
     dump: {
-      freezing_time: us(r.freezingMs), frozen_time: us(r.frozenMs - r.freezingMs), memdump_time: 0, memwrite_time: 0,
-      pages_scanned: BigInt(r.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(r.pagesWritten), pages_lazy: 0n,
+      freezing_time: us(r.freezingMs), frozen_time: us(r.frozenMs - r.freezingMs), memdump_time: us(r.memdumpMs), memwrite_time: 0,
+      pages_scanned: BigInt(r.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(r.pagesWritten), irmap_resolve: 0,
+      pages_lazy: 0n, page_pipes: 0n, page_pipe_bufs: 0n,
+      shpages_scanned: BigInt(r.shpagesWritten), shpages_skipped_parent: 0n, shpages_written: BigInt(r.shpagesWritten),
     },
   }]);
+}
+
+/** The frozen tree, task by task (level 3), with its threads (level 4). */
+function logTree(log: Logger, tasks: Task[], t0: number): void {
+  log.info(`frozen ${tasks.length} task(s) in ${ms(t0)}`);
+  for (const t of tasks) {
+    const state = t.zombie ? ', a zombie' : t.stopped ? ', stopped' : '';
+    log.info(`task ${t.pid}: parent ${t.ppid}, ${t.threads.length} thread(s)${state}`);
+    if (t.threads.length > 1) log.debug(`task ${t.pid}: threads ${t.threads.map((th) => th.tid).join(' ')}`);
+  }
+}
+
+/** Every image of the dump with its size (level 4). */
+function logImages(log: Logger, dir: string): void {
+  if (!debugOn(log)) return;
+  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.img')).sort()) {
+    try { log.debug(`  image ${name}: ${fs.statSync(path.join(dir, name)).size} bytes`); } catch { /* not ours */ }
+  }
 }

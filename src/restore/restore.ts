@@ -21,6 +21,8 @@ import { DumpImages } from './images.ts';
 import { plan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, cloneAt, pidInUse, type Helper } from './stub.ts';
 import type { Logger, Msg, RestoreTask } from '../resources/types.ts';
+import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
+import { writeRestoreStats, pageCounts } from './stats.ts';
 
 export interface RestoreRequest {
   dir: string;
@@ -30,6 +32,8 @@ export interface RestoreRequest {
   shellJob: boolean;
   pidfile?: string;
   log: Logger;
+  /** Where stats-restore goes (default: the images dir). */
+  workDir?: string;
 }
 
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
@@ -76,7 +80,9 @@ function restoreColocated(req: RestoreRequest): RestoreResult {
 }
 
 function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): RestoreResult {
+  step(req.log, `reading the images of ${req.dir}`);
   const { tasks, files } = plan(imgs);
+  logPlan(req.log, tasks);
   for (const t of tasks) for (const tid of t.threads) {
     if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`);
   }
@@ -86,6 +92,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const opened: number[] = [];
   const shmem = new ShmemObjects();
   let helper: Helper | undefined;
+  let forkMs = 0;
   try {
     helper = startHelper(tasks.flatMap((t) => (t.mm?.vmas as Msg[] | undefined) ?? []));
     const helperArea = helper.area;
@@ -98,7 +105,10 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
       },
     };
+    const tFork = performance.now();
     createTree(ctx, tasks, helper, live, created);
+    forkMs = performance.now() - tFork;
+    req.log.info(`created ${tasks.length} task(s) in ${ms(tFork)}`);
     killHelper(helper.tracee.tid);
     helper = undefined;
     setGroups(ctx, tasks, live, created);
@@ -108,12 +118,14 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     shmem.sealAll();
     shmem.close();
     // Nothing runs before the page data is known to be intact.
+    if (imgs.verifying) step(req.log, 'waiting for the checksums of the page data');
     imgs.verifying?.join();
     faultPoint('restore-release');
-    for (const t of tasks) if (t.zombie) becomeZombie(live.get(t.pid)!);
+    step(req.log, `releasing ${tasks.length} task(s)`);
+    for (const t of tasks) if (t.zombie) becomeZombie(live.get(t.pid)!, req.log);
     // Tasks sharing an mm share the injection area too: the last of them removes it.
     for (const t of [...tasks].reverse()) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!, ctx.sharedVm.has(t.pid));
-    for (const t of tasks) if (!t.zombie) release(live.get(t.pid)!);
+    for (const t of tasks) if (!t.zombie) release(live.get(t.pid)!, req.log);
 
   } catch (e) {
     for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
@@ -124,12 +136,13 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     throw e;
   }
   if (req.pidfile) fs.writeFileSync(req.pidfile, `${root.pid}`);
-  const ms = performance.now() - t0;
-  req.log.info(`restored ${tasks.length} task(s) in ${ms.toFixed(1)} ms`);
-  if (req.detach) return { pid: root.pid, ms };
+  const total = performance.now() - t0;
+  req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
+  try { writeRestoreStats(req.workDir ?? req.dir, { forkMs, totalMs: total, ...pageCounts(tasks) }); } catch (e) { req.log.warn(`cannot write stats-restore: ${(e as Error).message}`); }
+  if (req.detach) return { pid: root.pid, ms: total };
   const { status } = waitpid(root.pid, 0);
   const exitCode = W.exited(status) ? W.exitStatus(status) : 128 + W.termSig(status);
-  return { pid: root.pid, exitCode, ms };
+  return { pid: root.pid, exitCode, ms: total };
 }
 
 function withKey<T extends object>(imgs: DumpImages, src: T | undefined): (T & { key?: Buffer }) | undefined {
@@ -200,6 +213,7 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
       flags = CLONE.PARENT;
       exitSignal = 0; // with CLONE_PARENT the kernel gives the child the helper's exit signal
     }
+    step(ctx.req.log, `task ${t.pid}: created at its pid by ${from === helper.area ? 'the helper' : deadSession ? `the helper of session ${t.sid}` : `its parent ${t.ppid}`} (clone flags 0x${flags.toString(16)})`);
     const stub = cloneAt(from.tracee, from, t.pid, flags, exitSignal);
     created.push(t.pid);
     stub.setSigmask(ALL_SIGNALS);
@@ -207,7 +221,7 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     live.set(t.pid, { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area });
     // A shell job joins the session (and terminal) of criu-ts itself, as in CRIU.
     const shellRoot = ctx.req.shellJob && t.sid === tasks[0].sid;
-    if (t.sid === t.pid && !shellRoot) stub.syscall('setsid');
+    if (t.sid === t.pid && !shellRoot) { ctx.req.log.debug(`task ${t.pid}: setsid`); stub.syscall('setsid'); }
     else if (t.ppid === 0 && !ctx.req.shellJob && !deadSession) {
       throw new CriuError(`task ${t.pid} was in session ${t.sid}, outside the dump; restore it with --shell-job`);
     }
@@ -263,6 +277,7 @@ function setGroups(ctx: Ctx, tasks: TaskPlan[], live: Map<number, Live>, created
       ctx.leaderHelpers.set(`g${pgid}`, { pid: pgid, tracee: h, area: l.area.forTracee(h), parent: l.leader });
       l.leader.useInjectionPage(l.area.base);
     }
+    ctx.req.log.debug(`task ${t.pid}: process group ${pgid}`);
     l.leader.syscall('setpgid', 0, pgid);
   }
 }
@@ -305,6 +320,7 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfPa
   const pathOf = pathResolver(ctx);
   const kept = parent && bornOfParent ? inheritedVmas(t, parent) : new Set<bigint>();
   faultPoint('restore-memory');
+  logMemory(ctx.req.log, t, kept.size);
   unregisterInheritedRseq(stub);
   const keepRanges = (t.mm!.vmas as Msg[]).filter((v) => kept.has(v.start as bigint)).map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
   prepareAddressSpace(rt, t.mm!.vmas as Msg[], keepRanges);
@@ -367,16 +383,20 @@ function restoreInheritable(ctx: Ctx, l: Live, parent: TaskPlan | undefined): vo
   const filesId = t.ids!.files_id as number, fsId = t.ids!.fs_id as number;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
+    step(ctx.req.log, `task ${t.pid}: ${t.fdinfo!.length} fd(s) from fdinfo-${filesId}.img and files.img`);
+    if (debugOn(ctx.req.log)) for (const e of t.fdinfo!) ctx.req.log.debug(fdLine(e as Msg, ctx.files.get(Number((e as Msg).id))));
     const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
     installFds(stub, t.fdinfo!, local, getpid(), parent?.fdinfo);
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
+    step(ctx.req.log, `task ${t.pid}: cwd, root and umask from fs-${t.pid}.img`);
     restoreFs(stub, area, t.fsEntry!, pathResolver(ctx), parent?.fsEntry);
   }
   const sighandId = t.ids!.sighand_id as number;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {
     ctx.doneTables.add(`sighand:${sighandId}`);
+    step(ctx.req.log, `task ${t.pid}: signal actions from core-${t.pid}.img`);
     restoreSigactions(stub, area, tc.sigactions as Msg[], ptc?.sigactions as Msg[] | undefined);
   }
   if (!ptc || tc.personality !== ptc.personality) stub.syscallRaw('personality', tc.personality as number);
@@ -390,6 +410,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
   const tc = core.tc as Msg;
 
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
+  step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
   restoreItimers(stub, area, tc.timers as Msg | undefined);
   if (tc.rlimits) restoreRlimits(stub, area, tc.rlimits as Msg, ctx.req.log);
@@ -399,12 +420,14 @@ function restoreTask(ctx: Ctx, l: Live): void {
   const leaderComm = (core.thread_core as Msg).comm as string | undefined;
   if (t.threads.length > 1) restoreComm(stub, area, leaderComm);
   for (const tid of t.threads.slice(1)) {
+    step(ctx.req.log, `task ${t.pid}: thread ${tid} created from core-${tid}.img`);
     const info = threadInfo(t.cores.get(tid)!)!;
     const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: cpu.clearTid(info), tls: cpu.tls(info) });
     th.useInjectionPage(area.base);
     th.setSigmask(ALL_SIGNALS);
     l.threads.set(tid, th);
   }
+  step(ctx.req.log, `task ${t.pid}: pending signals, thread state (rseq, sigaltstack, robust list) of ${l.threads.size} thread(s) from core-*.img`);
   requeueSignals(stub, area, t.pid, tc.signals_s as Msg | undefined, true);
   for (const [tid, th] of l.threads) {
     const c = t.cores.get(tid)!;
@@ -414,6 +437,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
   }
   // Credentials are per thread in the kernel, and last: they may take away our rights.
   // Every thread was cloned from the stub and has its credentials until now: read them once.
+  step(ctx.req.log, `task ${t.pid}: credentials of ${l.threads.size} thread(s) from core-*.img`);
   const current = dumpCreds(readStatus(t.pid), readSecbits(stub));
   for (const [tid, th] of l.threads) {
     const creds = (t.cores.get(tid)!.thread_core as Msg).creds as Msg | undefined;
@@ -426,7 +450,8 @@ function restoreTask(ctx: Ctx, l: Live): void {
  * turn comes was taken down with its process by a thread let go before it (a crash right
  * after restore): its exit status says how.
  */
-function release(l: Live): void {
+function release(l: Live, log: Logger): void {
+  log.debug(`task ${l.plan.pid}: let go (${l.threads.size} thread(s))`);
   for (const th of l.threads.values()) {
     try {
       th.detach();
@@ -440,8 +465,9 @@ function release(l: Live): void {
 }
 
 /** A dumped zombie: its stub exits the way the task did, and stays unreaped for its parent. */
-function becomeZombie(l: Live): void {
+function becomeZombie(l: Live, log: Logger): void {
   const code = l.plan.zombie!.exitCode;
+  step(log, `task ${l.plan.pid}: becomes a zombie (exit status 0x${code.toString(16)}) as in core-${l.plan.pid}.img`);
   const sig = code & 0x7f;
   const stub = l.leader;
   l.area.reset();
@@ -455,6 +481,7 @@ function becomeZombie(l: Live): void {
 /** Everything but the last step: final registers of the non-leader threads. */
 function prepareRelease(ctx: Ctx, l: Live, keepArea = false): void {
   const t = l.plan;
+  step(ctx.req.log, `task ${t.pid}: registers and signal masks of ${l.threads.size} thread(s) from core-*.img`);
   for (const [tid, th] of l.threads) {
     if (tid === t.pid) continue;
     const c = t.cores.get(tid)!;
@@ -474,4 +501,22 @@ function prepareRelease(ctx: Ctx, l: Live, keepArea = false): void {
   // pending signal through.
   if (t.stopSignal) l.leader.enterGroupStop(t.pid, t.stopSignal);
   l.leader.setSigmask((core.tc as Msg).blk_sigset as bigint);
+}
+
+/** The tree to restore (level 3). */
+function logPlan(log: Logger, tasks: TaskPlan[]): void {
+  log.info(`${tasks.length} task(s) to restore`);
+  for (const t of tasks) {
+    log.info(`task ${t.pid}: parent ${t.ppid}, group ${t.pgid}, session ${t.sid}, ${t.threads.length} thread(s)${t.zombie ? ', a zombie' : ''}`);
+  }
+}
+
+/** A task's memory step (level 3) and its VMAs (level 4). */
+function logMemory(log: Logger, t: TaskPlan, inherited: number): void {
+  const vmas = (t.mm?.vmas as Msg[] | undefined) ?? [];
+  const { pagesRestored, pagesSkippedCow } = pageCounts([t]);
+  const pages = t.pagemap?.pagesPath.replace(/.*\//, '') ?? 'no page data';
+  step(log, `task ${t.pid}: memory from mm-${t.pid}.img, pagemap-${t.pid}.img and ${pages}: ${vmas.length} VMAs (${inherited} as inherited), ${pagesRestored} pages to write, ${pagesSkippedCow} kept from the parent`);
+  if (!debugOn(log)) return;
+  for (const v of vmas) log.debug(vmaLine(v.start as bigint, v.end as bigint, v.prot as number, ((v.flags as number) & 1) !== 0, `status 0x${(v.status as number).toString(16)}`));
 }
