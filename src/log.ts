@@ -29,7 +29,8 @@ export class LevelLogger implements Logger {
   /** The error that ends the run, with the step it happened in; a stack only when asked for. */
   failed(msg: string, stack?: string): void {
     this.error(this.current ? `${msg} (while: ${this.current})` : msg);
-    if (stack) this.out(1, '', stack);
+    // The frames only: the message is in the line above.
+    if (stack) this.out(1, '', stack.slice(Math.max(0, stack.indexOf('\n    at ') + 1)));
   }
   close(): void { if (this.fd !== 2) { fs.closeSync(this.fd); this.fd = 2; } }
 }

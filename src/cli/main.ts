@@ -164,6 +164,12 @@ function debugStack(e: unknown): string | undefined {
 
 function messageOf(e: unknown): string {
   if (e instanceof CriuError || e instanceof ImageError) return e.message;
+  // Node's own system errors ("ENOENT: no such file or directory, open '/x'"): the call and path first.
+  const sys = e as NodeJS.ErrnoException;
+  if (e instanceof Error && sys.syscall && sys.code && sys.path !== undefined) {
+    const what = /^\w+: ([^,]+)/.exec(e.message)?.[1] ?? e.message;
+    return `${sys.syscall} ${sys.path}: ${what} (${sys.code})`;
+  }
   if (e instanceof Error) return e.message.split('\n')[0];
   return String(e);
 }

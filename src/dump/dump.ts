@@ -315,8 +315,8 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   }
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
-  faultPoint('memory');
   step(log, `task ${pid}: memory, ${task.vmas.length} VMAs, to mm-${pid}.img and pagemap-${pid}.img`);
+  faultPoint('memory');
   if (debugOn(log)) for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
   const tMem = performance.now();
   const pm = imgs.pagemap(pid, anonBytes(task.vmas));

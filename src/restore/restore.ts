@@ -319,8 +319,8 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfPa
   const rt: RestoreTask = { pid: t.pid, leader: stub, threads: [stub], area: l.area, log: ctx.req.log };
   const pathOf = pathResolver(ctx);
   const kept = parent && bornOfParent ? inheritedVmas(t, parent) : new Set<bigint>();
-  faultPoint('restore-memory');
   logMemory(ctx.req.log, t, kept.size);
+  faultPoint('restore-memory');
   unregisterInheritedRseq(stub);
   const keepRanges = (t.mm!.vmas as Msg[]).filter((v) => kept.has(v.start as bigint)).map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
   prepareAddressSpace(rt, t.mm!.vmas as Msg[], keepRanges);
