@@ -115,6 +115,8 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   const workDir = path.resolve(imagesDir, o.workDir ?? '.');
   const level = argv.level;
   const logFile = o.logFile && o.logFile !== '-' ? path.resolve(workDir, o.logFile) : undefined;
+  // The log goes into the images dir by default: a restore from a missing one creates nothing.
+  if (cmd === 'restore' && !fs.existsSync(imagesDir)) fail(`images directory ${imagesDir} does not exist`);
   if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const log = new LevelLogger(level, logFile);
   try {
@@ -135,7 +137,6 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         return 0;
       }
       case 'restore': {
-        if (!fs.existsSync(imagesDir)) fail(`images directory ${imagesDir} does not exist`);
         if (!fs.existsSync(path.join(imagesDir, 'inventory.img'))) fail(`no dump in ${imagesDir}: it has no inventory.img`);
         const key = o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined;
         const { restore } = await loadRestore();

@@ -206,6 +206,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     for (const t of tasks) {
       if (!isLive(t)) continue;
       // The VMAs as the task has them, before our injection area joins them.
+      step(log, `task ${t.pid}: reading its VMAs and mapping criu-ts's injection area`);
       t.vmas = readSmaps(t.pid);
       prepareInjection(t);
     }
