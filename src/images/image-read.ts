@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageError, errnoText, hex, kindOf } from './image-common.ts';
+import { openImage, openImageRead } from './open.ts';
 import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, MAGIC, imageKind, imageKindForFile, imageKindsForMagic } from './magic.ts';
 import type { ImageKind, ImageKindId } from './magic.ts';
 import { ProtoError } from './proto.ts';
@@ -82,10 +83,8 @@ export class ImageReader implements Iterable<ImageEntry> {
     const pre = preloaded.get(file);
     let fd: number | undefined;
     if (pre) preloaded.delete(file);
-    else try {
-      fd = fs.openSync(file, 'r');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || opts.required) this.fail(`cannot open: ${errnoText(e)}`);
+    else fd = openImageRead(file, !opts.required);
+    if (!pre && fd === undefined) {
       if (!kind) this.fail('unknown image name and no kind given');
       this.kind = kind;
       this.empty = true;
@@ -377,7 +376,7 @@ export class ImageReader implements Iterable<ImageEntry> {
   /** Reads `length` bytes at a file offset, e.g. an extra skipped with loadExtra: false. */
   readAtOffset(offset: number, length: number): Buffer {
     if (this.fd === undefined) {
-      const fd = fs.openSync(this.path, 'r');
+      const fd = openImage(this.path);
       try {
         const b = Buffer.allocUnsafe(length);
         const n = fs.readSync(fd, b, 0, length, offset);

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageError, errnoText, kindOf } from './image-common.ts';
+import { createImage } from './open.ts';
 import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, imageFileName, imageKindForFile } from './magic.ts';
 import type { ImageKind, ImageKindId } from './magic.ts';
 import { ProtoError, ProtoWriter } from './proto.ts';
@@ -38,11 +39,7 @@ export class ImageWriter {
     const kind = kindOf(opts.kind) ?? imageKindForFile(path.basename(file));
     if (!kind) throw new ImageError(file, 'unknown image name and no kind given');
     this.kind = kind;
-    try {
-      this.fd = fs.openSync(file, 'w', opts.mode ?? 0o600);
-    } catch (e) {
-      throw new ImageError(file, `cannot create: ${errnoText(e)}`);
-    }
+    this.fd = createImage(file);
     if (kind.head === 'inventory') this.w.u32le(kind.magic);
     else if (kind.head !== 'raw') {
       this.w.u32le(kind.head === 'service' ? IMG_SERVICE_MAGIC : IMG_COMMON_MAGIC);

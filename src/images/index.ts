@@ -24,5 +24,6 @@ export {
 export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.ts';
 export { MANIFEST, ManifestBuilder, readManifest, verifyManifest, verifyListedFile, BackgroundVerify, keyId, type Manifest, type PagesEncoding } from './integrity.ts';
 export { PagesWriterThread, PagesWriteStream } from './writer-thread.ts';
+export { openImage, openImageRead, createImage, readImageFile, writeImageFile, setImageOpener, type ImageOpener } from './open.ts';
 export { PagesEncoder, PagesStream, pagesInfo, readKeyFile, PAGES_MAGIC, type PagesCodecOptions } from './pagecodec.ts';
 export type { PagesTransform } from './pages.ts';

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { nodeCrypto, newWorker } from '../lazy.ts';
 import { ImageError } from './image.ts';
+import { readImageFile, writeImageFile } from './open.ts';
 import type { VerifyData } from './verify-worker.ts';
 import { CHECKSUM_KINDS, DEFAULT_CHECKSUM, startChecksum, checksumFile, checkListedFile, type ChecksumKind, type ManifestFile } from './checksum.ts';
 
@@ -42,9 +43,7 @@ export class ManifestBuilder {
 
   write(dir: string): void {
     const m: Manifest = { format: 'criu-ts-manifest', version: 1, digest: this.digest, ...(this.pages ? { pages: this.pages } : {}), files: this.files };
-    const tmp = path.join(dir, `.${MANIFEST}.tmp`);
-    fs.writeFileSync(tmp, JSON.stringify(m, null, 1) + '\n');
-    fs.renameSync(tmp, path.join(dir, MANIFEST));
+    writeImageFile(path.join(dir, MANIFEST), JSON.stringify(m, null, 1) + '\n');
   }
 }
 
@@ -52,7 +51,8 @@ export function readManifest(dir: string): Manifest | undefined {
   const file = path.join(dir, MANIFEST);
   if (!fs.existsSync(file)) return undefined;
   let m: Manifest;
-  try { m = JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest; } catch (e) {
+  const text = readImageFile(file).toString('utf8');
+  try { m = JSON.parse(text) as Manifest; } catch (e) {
     throw new ImageError(file, `unreadable manifest: ${(e as Error).message.split('\n')[0]}`);
   }
   if (m === null || m.format !== 'criu-ts-manifest' || m.version !== 1 || typeof m.files !== 'object' || m.files === null) throw new ImageError(file, 'not a criu-ts manifest of version 1');

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageError, ImageReader, ImageWriter } from './image.ts';
 import { imageFileName } from './magic.ts';
+import { openImage } from './open.ts';
 import { readVarint, u64, varintHi, varintLo } from './proto-read.ts';
 import type { Message } from './types.ts';
 import type { PagesWriteStream } from './writer-thread.ts';
@@ -369,11 +370,7 @@ export class PagemapReader implements Iterable<PagemapRun> {
   /** Descriptor of the pages file (opened on first use), e.g. for preadv straight into a tracee. */
   pagesFd(): number {
     if (this.fd === undefined) {
-      try {
-        this.fd = fs.openSync(this.pagesPath, 'r');
-      } catch (e) {
-        throw new ImageError(this.pagesPath, `cannot open: ${e instanceof Error ? e.message : String(e)}`);
-      }
+      this.fd = openImage(this.pagesPath);
     }
     return this.fd;
   }

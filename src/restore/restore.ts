@@ -6,6 +6,7 @@ import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR, SysError } fro
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import { cpu, threadInfo, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
+import { writeImageFile } from '../images/index.ts';
 import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields } from '../resources/mm-restore.ts';
 import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm } from '../resources/core.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
@@ -123,7 +124,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     killAll(created);
     throw e;
   }
-  if (req.pidfile) fs.writeFileSync(req.pidfile, `${root.pid}`);
+  if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
   const ms = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${ms.toFixed(1)} ms`);
   if (req.detach) return { pid: root.pid, ms };
