@@ -50,10 +50,18 @@ const WINDOW = 1 << 20;
  * a 100-task tree reads ~600 small images, and each read is an open, fstat, read and close.
  */
 const preloaded = new Map<string, Buffer>();
+/**
+ * Directories of encrypted dumps: their images are read only as the restore decrypted and
+ * preloaded them (kept for every read), never from disk, where a file that was not in the
+ * authenticated manifest could have been put.
+ */
+const sealedDirs = new Set<string>();
 export function preloadImage(file: string, bytes: Buffer): void { preloaded.set(file, bytes); }
+export function sealDir(dir: string): void { sealedDirs.add(dir); }
 /** Forget what was preloaded from `dir` and not read since. */
 export function dropPreloaded(dir: string): void {
   for (const f of preloaded.keys()) if (path.dirname(f) === dir) preloaded.delete(f);
+  sealedDirs.delete(dir);
 }
 
 export class ImageReader implements Iterable<ImageEntry> {
@@ -81,9 +89,13 @@ export class ImageReader implements Iterable<ImageEntry> {
     this.reg = opts.registry ?? defaultRegistry;
     let kind = kindOf(opts.kind) ?? imageKindForFile(path.basename(file));
     const pre = preloaded.get(file);
+    const sealed = sealedDirs.has(path.dirname(file));
     let fd: number | undefined;
-    if (pre) preloaded.delete(file);
-    else fd = openImageRead(file, !opts.required);
+    if (pre) { if (!sealed) preloaded.delete(file); }
+    else if (sealed) {
+      if (fs.existsSync(file)) this.fail('not in the encrypted dump\'s authenticated manifest; refused');
+      if (opts.required) this.fail('missing');
+    } else fd = openImageRead(file, !opts.required);
     if (!pre && fd === undefined) {
       if (!kind) this.fail('unknown image name and no kind given');
       this.kind = kind;

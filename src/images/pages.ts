@@ -42,6 +42,8 @@ export interface PagemapWriterOptions extends PagemapOptions {
   /** Taps on the bytes written to the pagemap and the pages file (checksums). */
   readonly pagemapTap?: (data: Uint8Array) => void;
   readonly pagesTap?: (data: Uint8Array) => void;
+  /** Seal the pagemap image (an encrypted dump; seal.ts). */
+  readonly pagemapSeal?: (plain: Buffer) => Buffer;
   readonly pagesTransform?: PagesTransform;
   /** Write the pages file through this stream (another thread) instead of directly. */
   readonly pagesStream?: (file: string) => PagesWriteStream;
@@ -76,7 +78,7 @@ export class PagemapWriter {
     this.pagesId = pagesId;
     this.pagemapPath = path.join(dir, pagemapName(id, opts.shmem));
     this.pagesPath = path.join(dir, imageFileName('PAGES', pagesId));
-    this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP', tap: opts.pagemapTap });
+    this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP', tap: opts.pagemapTap, seal: opts.pagemapSeal });
     this.transform = opts.pagesTransform;
     try {
       if (opts.pagesStream && !this.transform) {

@@ -72,7 +72,7 @@ export function restore(req: RestoreRequest): RestoreResult {
 
 function restoreColocated(req: RestoreRequest): RestoreResult {
   const t0 = performance.now();
-  const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key });
+  const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key, warn: (m) => req.log.warn(m) });
   try { return restoreImages(req, imgs, t0); } finally { imgs.close(); }
 }
 

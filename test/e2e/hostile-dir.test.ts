@@ -47,7 +47,7 @@ e2e('restore refuses an image that is a symlink, naming it, and leaves nothing b
   const moved = join(c.dir, 'core-elsewhere.img');
   execFileSync('mv', [core, moved]);
   symlinkSync(moved, core);
-  const line = assertCleanError(runCriu(['restore', '-D', img, '-d', '--skip-verify']));
+  const line = assertCleanError(restore(img, ['-d', '--skip-verify']));
   assert.match(line, new RegExp(`core-${f.pid}\\.img: .*symbolic link`), line);
   assert.ok(!existsSync(`/proc/${f.pid}`), 'nothing restored');
 });
@@ -60,7 +60,7 @@ e2e('restore refuses a FIFO named like an image at once instead of hanging', asy
   const name = `fs-${f.pid}.img`;
   execFileSync('rm', [join(img, name)]);
   execFileSync('mkfifo', [join(img, name)]);
-  const r = runCriu(['restore', '-D', img, '-d', '--skip-verify'], { timeoutMs: 20_000 });
+  const r = restore(img, ['-d', '--skip-verify'], { timeoutMs: 20_000 });
   const line = assertCleanError(r);
   assert.match(line, new RegExp(`${name.replace('.', '\\.')}: .*not a regular file`), line);
   assert.ok(r.ms < 10_000, `answered in ${r.ms} ms`);
