@@ -178,6 +178,8 @@ export class ImageReader implements Iterable<ImageEntry> {
   }
 
   private badMagic(got: number, k: ImageKind): never {
+    // "CRTS" of "CRTSSEAL": an image of an encrypted dump (seal.ts).
+    if (got === 0x53545243) this.fail('sealed: the dump was made with --encrypt, and only a restore given its key reads it');
     const other = got === MAGIC.INVENTORY ? imageKind('INVENTORY') : imageKindsForMagic(got, 'common')[0] ?? imageKindsForMagic(got, 'service')[0];
     const hint = other ? `, a ${other.id.toLowerCase()} image` : '';
     this.fail(`bad magic ${hex(got)}${hint} (expected ${k.id.toLowerCase()} ${hex(k.magic)})`);
