@@ -6,6 +6,7 @@ import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR, SysError } fro
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import { cpu, threadInfo, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
+import { writeImageFile } from '../images/index.ts';
 import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields } from '../resources/mm-restore.ts';
 import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm } from '../resources/core.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
@@ -75,7 +76,7 @@ export function restore(req: RestoreRequest): RestoreResult {
 
 function restoreColocated(req: RestoreRequest): RestoreResult {
   const t0 = performance.now();
-  const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key });
+  const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key, warn: (m) => req.log.warn(m) });
   try { return restoreImages(req, imgs, t0); } finally { imgs.close(); }
 }
 
@@ -135,7 +136,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     killAll(created);
     throw e;
   }
-  if (req.pidfile) fs.writeFileSync(req.pidfile, `${root.pid}`);
+  if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
   const total = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
   try { writeRestoreStats(req.workDir ?? req.dir, { forkMs, totalMs: total, ...pageCounts(tasks) }); } catch (e) { req.log.warn(`cannot write stats-restore: ${(e as Error).message}`); }
