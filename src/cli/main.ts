@@ -53,7 +53,7 @@ type Cmd = 'dump' | 'restore' | 'check';
  */
 const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-t, --tree <pid>', desc: 'root of the tree to dump', cmds: ['dump'] },
-  { flags: '-D, --images-dir <dir>', desc: 'directory with the images (default: .)', cmds: ['dump', 'restore', 'check'], dflt: '.' },
+  { flags: '-D, --images-dir <dir>', desc: 'directory with the images', cmds: ['dump', 'restore', 'check'], dflt: '.' },
   { flags: '-W, --work-dir <dir>', desc: 'directory for the log and stats (default: the images dir)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-o, --log-file <file>', desc: 'log file, relative to the work dir (truncated)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-v, --verbosity [level]', desc: 'log level 0..4 (default 2), or -v, -vv...: 1 errors, 2 warnings, 3 steps, 4 every task, VMA, fd and image', cmds: ['dump', 'restore', 'check'] },
@@ -195,6 +195,7 @@ export async function main(argv: string[]): Promise<number> {
     const cmd = args[0];
     if (cmd === 'crit') return (await loadCrit()).runCrit(args.slice(1));
     if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) fail(`not supported yet: ${cmd}`);
+    if (cmd === undefined) fail('no command: criu-ts dump|restore|check|crit (criu-ts --help)');
     const screened = screen(args);
     setChildSubreaper();
     setImageOpener(openBeneath);
