@@ -115,6 +115,9 @@ e2e('a missing or empty images directory, and a refused option, are one line eac
   const line = assertCleanError(runCriu(['restore', '-D', empty, '-v4', '-o', 'restore.log']));
   assert.match(line, /^no dump in .*empty-\w+: it has no inventory\.img$/);
   assert.ok(readFileSync(join(empty, 'restore.log'), 'utf8').includes(`Error: ${line}`), 'the log says it too');
+  assert.match(assertCleanError(runCriu(['crit', 'x', missing, 'ps'])), /^images directory .*no-such-dir does not exist$/);
+  assert.match(assertCleanError(runCriu(['crit', 'x', empty, 'ps'])), /^no dump in .*empty-\w+: it has no pstree\.img$/);
+  assert.match(assertCleanError(runCriu([])), /^no command: /);
   // ZDTM reads dump.log after every dump, also one whose options were refused.
   const d = c.subdir('refused');
   writeFileSync(join(d, 'dump.log'), 'STALE\n');
