@@ -2,6 +2,7 @@
 // `check`, `crit`. Errors are one line on stderr (and in the log, with -o) and exit code 1.
 // CRIU_TS_DEBUG=1 adds the JavaScript stack of an unexpected error to the log.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { setChildSubreaper, openBeneath } from '../kernel/index.ts';
@@ -16,6 +17,7 @@ const loadCrit = () => import('./crit.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 
+const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
 const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'swrk', 'service', 'dedup', 'cpuinfo', 'exec', 'show']);
 const COMMANDS = new Set(['dump', 'restore', 'check', 'crit', ...UNSUPPORTED_COMMANDS]);
 
@@ -84,7 +86,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
   p.exitOverride();
   p.configureOutput({ writeErr: () => {}, writeOut: (s) => process.stdout.write(s) });
   p.helpOption('-h, --help');
-  p.version('criu-ts 0.1.0 (CRIU images v1.1)', '-V, --version');
+  p.version(VERSION, '-V, --version');
   const command = (name: Cmd, desc: string) => {
     const c = p.command(name).description(desc);
     for (const o of OPTIONS) {
@@ -120,7 +122,8 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const log = new LevelLogger(level, logFile);
   try {
-    log.info(`criu-ts ${cmd}: ${process.argv.slice(2).join(' ')}`);
+    log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid}`);
+    log.info(`command line: ${process.argv.slice(2).join(' ')}`);
     switch (cmd) {
       case 'check':
         return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), log);

@@ -85,6 +85,18 @@ e2e('-v4 logs of a 10-process tree name every task\'s steps, VMAs, fds and image
   killAndReap(t.pid);
 }, { timeout: 60_000 });
 
+e2e('stats-dump counts shared memory pages (MAP_SHARED anonymous and memfd) in shpages_written, as ZDTM checks', async (c) => {
+  const t = startTarget([workload('sharer'), '-f', join(c.dir, 'shared.txt'), '-m', '-M'], { logFile: join(c.dir, 'sharer.log') });
+  await waitForLine(t.log, /^C n=3 /);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const stats = readMessages(join(img, 'stats-dump'), 'stats_entry')[0].dump as Record<string, unknown>;
+  const pagesBytes = readdirSync(img).filter((n) => /^pages-\d+\.img$/.test(n)).reduce((a, n) => a + statSync(join(img, n)).size, 0);
+  assert.ok(Number(stats.shpages_written) >= 2, `a shared anonymous page and a memfd page: ${stats.shpages_written}`);
+  assert.equal(Number(stats.pages_written) + Number(stats.shpages_written), pagesBytes / 4096, 'stats count every page in pages-*.img');
+  assert.match(readFileSync(join(img, 'dump.log'), 'utf8'), /Dumped 2 task\(s\) of \d+: \d+ pages, [1-9]\d* shared pages/);
+});
+
 e2e('a failing restore: one line on stderr, the log names the step, the task and the image, no stack trace unless CRIU_TS_DEBUG', async (c) => {
   const out = join(c.dir, 'counter.out');
   const t = startTarget([workload('counter'), '50'], { logFile: out });
