@@ -23,7 +23,7 @@ import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
-import type { DumpTask, Logger, Msg, ParentMm } from '../resources/types.ts';
+import type { DumpTask, Logger, MessageInput, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 
 export interface DumpRequest {
@@ -247,7 +247,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
     fileCtx: {
       log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
-      addEntry: (image, entry, extra) => imgs.add(image, image === 'tty-info.img' ? 'tty_info_entry' : 'pipe_data_entry', entry, extra),
+      addEntry: (image, msg, entry, extra) => imgs.add(image, msg, entry, extra),
     },
   };
   const stats = { pagesWritten: 0, pagesScanned: 0, memdumpMs: 0 };
@@ -345,7 +345,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
 
   const secbits = readSecbits(leader);
   const stopped = !!t.stopped;
-  const tc: Msg = {
+  const tc: MessageInput<'task_core_entry'> = {
     task_state: stopped ? 3 : 1, exit_code: 0, ...(stopped ? { stop_signo: 19 } : {}), personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, 'utf8'), 16),
     flags: t.stat.flags, blk_sigset: t.snaps[0].sigmask, comm: t.stat.comm,
     timers: dumpItimers(leader, area), rlimits: dumpRlimits(pid),
@@ -362,7 +362,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
     const threadCore = dumpThreadCore(snap, thStatus.name, area, isLeader);
     threadCore.creds = dumpCreds(thStatus, secbits);
-    const core: Msg = { mtype: cpu.march, [cpu.infoField]: dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
+    const core: MessageInput<'core_entry'> = { mtype: cpu.march, ...dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
     if (isLeader) core.tc = tc;
     imgs.one(`core-${th.tid}.img`, 'core_entry', core);
   }

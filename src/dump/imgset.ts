@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, sealImage, type MessageName, type PagesCodecOptions,
+  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, sealImage, type MessageInput, type MessageName,
+  type PagesCodecOptions,
 } from '../images/index.ts';
-import type { Msg } from '../resources/types.ts';
 import { addressOf } from '../kernel/index.ts';
 
 export interface ImageSetOptions {
@@ -76,13 +76,13 @@ export class ImageSet {
   }
 
   /** Append an entry (and its extra payload) to an image, opening it on first use. */
-  add(image: string, msg: MessageName, entry: Msg, extra?: Buffer): void {
+  add<N extends MessageName>(image: string, msg: N, entry: MessageInput<N>, extra?: Buffer): void {
     let w = this.open.get(image);
     if (!w) {
       w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image), seal: this.seal(image) });
       this.open.set(image, w);
     }
-    w.write(msg, entry as never);
+    w.write(msg, entry);
     if (extra) w.writeRaw(extra);
   }
 
@@ -92,7 +92,7 @@ export class ImageSet {
   }
 
   /** A whole single-entry image. */
-  one(image: string, msg: MessageName, entry: Msg): void {
+  one<N extends MessageName>(image: string, msg: N, entry: MessageInput<N>): void {
     this.add(image, msg, entry);
     this.closeImage(image);
   }

@@ -435,10 +435,24 @@ export function readImage(file: string, opts: ReadOptions = {}): ImageEntry[] {
   }
 }
 
+/**
+ * Whether an entry holds a `name` message, and so has its static type: the decoder built it
+ * field by field from that message's schema, which is what Message<N> is derived from.
+ */
+export function isMessage<N extends MessageName>(e: ImageEntry, name: N): e is ImageEntry & { readonly type: N; readonly msg: Message<N> } {
+  return e.type === name;
+}
+
+/** The entry's message, which must be a `name`. */
+export function messageOf<N extends MessageName>(e: ImageEntry, name: N, file: string): Message<N> {
+  if (!isMessage(e, name)) throw new ImageError(file, `holds ${e.type}, not ${name}`);
+  return e.msg;
+}
+
 /** The `name` messages of an image, typed; e.g. readMessages(p, 'pagemap_entry'). */
 export function readMessages<N extends MessageName>(file: string, name: N, opts: ReadOptions = {}): Message<N>[] {
   const out: Message<N>[] = [];
-  for (const e of readImage(file, opts)) if (e.type === name) out.push(e.msg as Message<N>);
+  for (const e of readImage(file, opts)) if (isMessage(e, name)) out.push(e.msg);
   return out;
 }
 
@@ -448,8 +462,7 @@ export function readOne<N extends MessageName>(file: string, name: N, opts: Read
   try {
     const e = r.next();
     if (e === undefined) return undefined;
-    if (e.type !== name) throw new ImageError(file, `holds ${e.type}, not ${name}`);
-    return e.msg as Message<N>;
+    return messageOf(e, name, file);
   } finally {
     r.close();
   }

@@ -15,7 +15,7 @@ export {
 } from './magic.ts';
 export type { ExtraKind, HeadKind, ImageKind, ImageKindId } from './magic.ts';
 export {
-  ImageDir, ImageError, ImageReader, ImageWriter, readImage, readMessages, readOne, writeImage, preloadImage, dropPreloaded, sealDir,
+  ImageDir, ImageError, ImageReader, ImageWriter, readImage, readMessages, readOne, isMessage, messageOf, writeImage, preloadImage, dropPreloaded, sealDir,
 } from './image.ts';
 export type { ImageEntry, ReadOptions, WriteOptions } from './image.ts';
 export {

@@ -1,7 +1,7 @@
 // pagemap-<id>.img (which pages were saved) + pages-<pages_id>.img (their bytes, raw, in pagemap order).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ImageError, ImageReader, ImageWriter } from './image.ts';
+import { ImageError, ImageReader, ImageWriter, isMessage } from './image.ts';
 import { imageFileName } from './magic.ts';
 import { openImage } from './open.ts';
 import { readVarint, u64, varintHi, varintLo } from './proto-read.ts';
@@ -263,7 +263,7 @@ export class PagemapReader implements Iterable<PagemapRun> {
     };
     try {
       const head = r.next();
-      if (head) pagesId = (head.msg as Message<'pagemap_head'>).pages_id;
+      if (head && isMessage(head, 'pagemap_head')) pagesId = head.msg.pages_id;
       r.eachRaw((buf, start, end, offset) => {
         if (n === cap) {
           cap *= 2;

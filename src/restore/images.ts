@@ -3,13 +3,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  readImage, readOne, PagemapReader, ImageError, readManifest, verifyManifest, BackgroundVerify, keyId, pagesInfo, preloadImage, dropPreloaded,
-  authenticateManifest, openSealed, readImageFile, sealDir, MANIFEST, type Manifest, type MessageName,
+  readImage, readOne, messageOf, PagemapReader, ImageError, readManifest, verifyManifest, BackgroundVerify, keyId, pagesInfo,
+  preloadImage, dropPreloaded, authenticateManifest, openSealed, readImageFile, sealDir, MANIFEST, type Manifest, type ImageEntry,
+  type Message, type MessageName,
 } from '../images/index.ts';
 import { nodeCrypto } from '../lazy.ts';
 import { CriuError } from '../errors.ts';
-import type { Msg } from '../resources/types.ts';
 import type { PageSource } from '../resources/types.ts';
+
+/** An image entry with the raw payload that follows it (pipe data...). */
+export interface Entry<N extends MessageName> { entry: Message<N>; extra?: Buffer }
 
 export interface DumpImagesOptions {
   /** Do not check the checksum manifest. */
@@ -33,7 +36,7 @@ export class DumpImages {
   verifying?: BackgroundVerify;
   /** Every image but the page data is sealed (an encrypted dump). */
   sealed = false;
-  private cache = new Map<string, Array<{ entry: Msg; extra?: Buffer }>>();
+  private cache = new Map<string, ImageEntry[]>();
 
   constructor(dir: string, opts: DumpImagesOptions = {}) {
     if (!fs.existsSync(dir)) throw new CriuError(`images directory ${dir} does not exist`);
@@ -105,24 +108,24 @@ export class DumpImages {
   /** Forget images read for the checksum check and not read since. */
   close(): void { dropPreloaded(this.dir); }
 
-  one(name: string, msg: MessageName): Msg {
+  one<N extends MessageName>(name: string, msg: N): Message<N> {
     const m = readOne(this.file(name), msg, { required: true });
     if (!m) throw new ImageError(this.file(name), 'empty image');
-    return m as unknown as Msg;
+    return m;
   }
 
-  all(name: string): Array<{ entry: Msg; extra?: Buffer }> {
+  all<N extends MessageName>(name: string, msg: N): Entry<N>[] {
     let l = this.cache.get(name);
     if (!l) {
-      l = readImage(this.file(name)).map((e) => ({ entry: e.msg as unknown as Msg, extra: e.extra }));
+      l = readImage(this.file(name));
       this.cache.set(name, l);
     }
-    return l;
+    return l.map((e) => ({ entry: messageOf(e, msg, this.file(name)), extra: e.extra }));
   }
 
-  required(name: string): Array<{ entry: Msg; extra?: Buffer }> {
+  required<N extends MessageName>(name: string, msg: N): Entry<N>[] {
     if (!fs.existsSync(this.file(name))) throw new ImageError(this.file(name), 'missing');
-    return this.all(name);
+    return this.all(name, msg);
   }
 
   /** Content of a shared memory object, or undefined when nothing of it was saved. */
