@@ -321,7 +321,7 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfPa
   const rt: RestoreTask = { pid: t.pid, leader: stub, threads: [stub], area: l.area, log: ctx.req.log };
   const pathOf = pathResolver(ctx);
   const kept = parent && bornOfParent ? inheritedVmas(t, parent) : new Set<bigint>();
-  logMemory(ctx.req.log, t, kept.size);
+  logMemory(ctx.req.log, t, kept.size, (id) => { const f = ctx.files.get(id); return f?.reg?.name ?? `${f?.memfd ? 'memfd, ' : ''}file id ${id}`; });
   faultPoint('restore-memory');
   unregisterInheritedRseq(stub);
   const keepRanges = t.mm!.vmas.filter((v) => kept.has(v.start)).map((v) => ({ start: v.start, end: v.end }));
@@ -511,11 +511,22 @@ function logPlan(log: Logger, tasks: TaskPlan[]): void {
 }
 
 /** A task's memory step (level 3) and its VMAs (level 4). */
-function logMemory(log: Logger, t: TaskPlan, inherited: number): void {
+function logMemory(log: Logger, t: TaskPlan, inherited: number, pathOf: (id: number) => string): void {
   const vmas = t.mm?.vmas ?? [];
   const { pagesRestored, pagesSkippedCow } = pageCounts([t]);
   const pages = t.pagemap?.pagesPath.replace(/.*\//, '') ?? 'no page data';
   step(log, `task ${t.pid}: memory from mm-${t.pid}.img, pagemap-${t.pid}.img and ${pages}: ${vmas.length} VMAs (${inherited} as inherited), ${pagesRestored} pages to write, ${pagesSkippedCow} kept from the parent`);
   if (!debugOn(log)) return;
-  for (const v of vmas) log.debug(vmaLine(v.start, v.end, v.prot, (v.flags & 1) !== 0, `status 0x${v.status.toString(16)}`));
+  const what = (v: (typeof vmas)[number]): string => {
+    const st = v.status;
+    if (st & VMA.AREA_VDSO) return '[vdso]';
+    if (st & VMA.AREA_VSYSCALL) return '[vsyscall]';
+    if (st & VMA.AREA_VVAR) return '[vvar]';
+    if (st & VMA.AREA_HEAP) return '[heap]';
+    if (st & VMA.AREA_STACK) return '[stack]';
+    if (st & VMA.ANON_SHARED) return `shared anonymous memory ${v.shmid}`;
+    if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED | VMA.AREA_MEMFD)) return pathOf(Number(v.shmid));
+    return '';
+  };
+  for (const v of vmas) log.debug(vmaLine(v.start, v.end, v.prot, (v.flags & 1) !== 0, `${what(v)} (status 0x${v.status.toString(16)})`.trimStart()));
 }
