@@ -69,8 +69,8 @@ export function fdLine(fde: Entry, file: Entry | undefined): string {
   const kind = file ? Object.keys(file).find((k) => k !== 'type' && k !== 'id') : undefined;
   const body = kind ? file![kind] as Entry | undefined : undefined;
   // A path or a pipe, else the kind's own scalar fields (an eventfd's counter, a timerfd's clock and times).
-  const state = () => Object.entries(body ?? {}).filter(([k, v]) => !['id', 'flags', 'fown', 'pos'].includes(k) && typeof v !== 'object')
-    .map(([k, v]) => `${k}=${String(v)}`).join(' ');
+  const state = () => Object.entries(body ?? {}).filter(([k, v]) => !['id', 'flags', 'fown', 'pos'].includes(k) && (typeof v !== 'object' || Array.isArray(v)))
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.length}]` : String(v)}`).join(' ');
   const name = body?.name ?? (body?.pipe_id !== undefined ? `pipe:[${String(body.pipe_id)}]` : state());
   return `  fd ${String(fde.fd)}: ${kind ?? `type ${String(fde.type)}`} ${String(name)} (file id ${String(fde.id)}${fde.flags ? ', cloexec' : ''})`;
 }

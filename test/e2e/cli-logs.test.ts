@@ -47,7 +47,7 @@ e2e('-v4 logs of a 10-process tree name every task\'s steps, VMAs, fds and image
       `task ${pid}: signal actions, .* to core-\\*.img`, `  image core-${pid}.img: \\d+ bytes`,
     ]) assert.match(d, new RegExp(re), `dump.log: ${re}`);
   }
-  assert.match(d, /^\(.*\)   vma [0-9a-f]+-[0-9a-f]+ r-xp \d+ kB .*tree$/m, 'a VMA line: the program text');
+  assert.match(d, /^\(.*\) {3}vma [0-9a-f]+-[0-9a-f]+ r-xp \d+ kB .*tree$/m, 'a VMA line: the program text');
   assert.match(d, new RegExp(`^\\(.*\\)   fd 1: reg ${t.log}`, 'm'), 'an fd line: stdout to the log');
   assert.match(d, /killing the tree/);
 
