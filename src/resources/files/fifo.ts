@@ -1,6 +1,7 @@
 // Named pipes (FIFO): reopened by path; their queued bytes go to fifo-data.img like a pipe's.
 import fs from 'node:fs';
 import { fcntl, F, O } from '../../kernel/index.ts';
+import { IMG } from '../../images/index.ts';
 import { peekPipe } from './pipe.ts';
 import { FD_TYPE, S_IFMT, S_IFIFO, fileKind } from './types.ts';
 
@@ -14,7 +15,7 @@ export const fifoFile = fileKind({
     if (!ctx.seen.has(key)) {
       ctx.seen.add(key);
       const { data, size } = peekPipe(p);
-      if (data.length) ctx.addEntry('fifo-data.img', 'pipe_data_entry', { pipe_id: p.ino, bytes: data.length, size }, data);
+      if (data.length) ctx.addEntry(IMG.FIFO_DATA, { pipe_id: p.ino, bytes: data.length, size }, data);
     }
     const regfId = ctx.regPath(p.link, p.flags);
     return { id, pipe_id: p.ino, regf_id: regfId };
@@ -28,7 +29,7 @@ export const fifoFile = fileKind({
     if (holder === undefined) {
       holder = ctx.keep(fs.openSync(reg.name, O.RDWR | O.NONBLOCK | O.CLOEXEC));
       ctx.memo.set(key, holder);
-      const rec = ctx.entries('fifo-data.img', 'pipe_data_entry').find((e) => e.entry.pipe_id === fe.pipe_id);
+      const rec = ctx.entries(IMG.FIFO_DATA).find((e) => e.entry.pipe_id === fe.pipe_id);
       if (rec?.extra?.length) {
         const size = rec.entry.size;
         if (size) try { fcntl(holder, F.SETPIPE_SZ, size); } catch { /* keep the default */ }

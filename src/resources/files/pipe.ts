@@ -2,6 +2,7 @@
 // once per pipe in pipes-data.img, read with tee so the task's own reader still gets them.
 import fs from 'node:fs';
 import { pipe2, tee, fcntl, F, O, SPLICE_F_NONBLOCK } from '../../kernel/index.ts';
+import { IMG } from '../../images/index.ts';
 import { FD_TYPE, S_IFMT, S_IFIFO, fown, fileKind, type FdProbe, type DumpFileCtx } from './types.ts';
 
 const MAX_PIPE = 1 << 20; // pipes cannot grow past 1 MiB for us (no CAP_SYS_RESOURCE)
@@ -36,7 +37,7 @@ function savePipeData(p: FdProbe, ctx: DumpFileCtx): void {
   if (ctx.seen.has(key)) return;
   ctx.seen.add(key);
   const { data, size } = peekPipe(p);
-  ctx.addEntry('pipes-data.img', 'pipe_data_entry', { pipe_id: ino, bytes: data.length, size }, data);
+  ctx.addEntry(IMG.PIPES_DATA, { pipe_id: ino, bytes: data.length, size }, data);
 }
 
 export const pipeFile = fileKind({
@@ -55,7 +56,7 @@ export const pipeFile = fileKind({
     if (!ends) {
       const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
       ctx.keep(r); ctx.keep(w);
-      const rec = ctx.entries('pipes-data.img', 'pipe_data_entry').find((e) => e.entry.pipe_id === pipeId);
+      const rec = ctx.entries(IMG.PIPES_DATA).find((e) => e.entry.pipe_id === pipeId);
       if (rec) {
         const size = rec.entry.size;
         if (size && size !== fcntl(w, F.GETPIPE_SZ)) fcntl(w, F.SETPIPE_SZ, Math.min(size, MAX_PIPE));

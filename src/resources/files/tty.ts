@@ -3,6 +3,7 @@
 // external ttys.
 import fs from 'node:fs';
 import { O } from '../../kernel/index.ts';
+import { IMG } from '../../images/index.ts';
 import { FD_TYPE, S_IFMT, S_IFCHR, fown, fileKind } from './types.ts';
 
 const major = (rdev: number) => (rdev >> 8) & 0xfff;
@@ -33,7 +34,7 @@ export const ttyFile = fileKind({
     const key = `tty:${infoId}`;
     if (!ctx.seen.has(key)) {
       ctx.seen.add(key);
-      ctx.addEntry('tty-info.img', 'tty_info_entry', {
+      ctx.addEntry(IMG.TTY_INFO, {
         id: infoId, type: ttyType(p.rdev), locked: false, exclusive: false, packet_mode: false,
         sid: 0, pgrp: 0, rdev: p.rdev, ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
       });

@@ -2,7 +2,8 @@
 // how to produce a local descriptor for it at restore time, which the orchestrator then
 // moves into the task with pidfd_getfd.
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
-import type { Logger, Message, MessageInput, MessageName, RegExtra } from '../types.ts';
+import type { AddArgs, EntryKind, EntryOf, ImageArgs } from '../../images/index.ts';
+import type { Logger, Message, MessageInput, RegExtra } from '../types.ts';
 
 /** An fd of a frozen task, with what /proc says about it. */
 export interface FdProbe {
@@ -27,8 +28,8 @@ export interface FdProbe {
 export interface DumpFileCtx {
   log: Logger;
   shellJob: boolean;
-  /** Add an extra image entry (pipes-data.img, tty-info.img ...). */
-  addEntry<N extends MessageName>(image: string, msg: N, entry: MessageInput<N>, extra?: Buffer): void;
+  /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
+  addEntry<K extends EntryKind>(kind: K, ...a: AddArgs<K>): void;
   /** Process-wide memo, so that e.g. pipe data is saved once per pipe. */
   seen: Set<string>;
   regPath(path: string, flags: number, extra?: RegExtra): number;
@@ -39,8 +40,8 @@ export interface DumpFileCtx {
 export interface RestoreFileCtx {
   log: Logger;
   shellJob: boolean;
-  /** Entries of an extra image, read lazily and cached. */
-  entries<N extends MessageName>(image: string, msg: N): Array<{ entry: Message<N>; extra?: Buffer }>;
+  /** Entries of an image of the fd kind's own, read lazily and cached. */
+  entries<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Array<{ entry: Message<EntryOf<K>>; extra?: Buffer }>;
   /** Local fds opened for restore; closed by the orchestrator at the end. */
   keep(fd: number): number;
   /** Process-wide memo (one kernel pipe per pipe_id). */
