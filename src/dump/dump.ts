@@ -10,7 +10,7 @@ import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, type Tracee } 
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, type FrozenThread } from '../resources/core.ts';
-import { dumpMm } from '../resources/mm-dump.ts';
+import { dumpMm } from '../resources/mm/index.ts';
 import { dumpSigactions } from '../resources/sigact.ts';
 import { dumpRlimits } from '../resources/rlimits.ts';
 import { dumpItimers } from '../resources/timers.ts';
@@ -236,7 +236,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   const shared: Shared = {
     live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
-      log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },

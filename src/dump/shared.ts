@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { fcntl, F, O } from '../kernel/index.ts';
 import { closing, IMG } from '../images/index.ts';
 import type { Vma } from '../proc/index.ts';
-import { dumpShmemContent } from '../resources/shmem.ts';
+import { dumpShmemContent } from '../resources/mm/index.ts';
 import { FD_TYPE, fown } from '../resources/files/index.ts';
 import type { SharedObjects } from '../resources/types.ts';
 import type { ImageSet } from './imgset.ts';

@@ -6,7 +6,7 @@ import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR, SysError } fro
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
-import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields } from '../resources/mm-restore.ts';
+import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm } from '../resources/core.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreItimers } from '../resources/timers.ts';
@@ -15,8 +15,6 @@ import { restoreCreds, dumpCreds, readSecbits } from '../resources/creds.ts';
 import { readStatus } from '../proc/index.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, afterInstall, type RestoreFileCtx } from '../resources/files/index.ts';
-import { ShmemObjects } from '../resources/shmem.ts';
-import { VMA } from '../resources/mm-layout.ts';
 import { IMG } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type TaskPlan } from './plan.ts';
@@ -95,7 +93,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       req, imgs, files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(), leaderHelpers: new Map(), sharedVm: new Set(),
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
-        log: req.log, shellJob: req.shellJob, files, memo: new Map(),
+        log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
         entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
       },
