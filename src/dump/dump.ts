@@ -5,16 +5,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { writeImage, closing, IMG, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
-import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
-import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, type Tracee } from '../compel/index.ts';
+import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
+import { InjectionArea, vdsoSyscallInsn, colocate, endColocation } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
-import { freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, type FrozenThread } from '../resources/core.ts';
+import {
+  freezeSnapshot, dumpThreadInfo, dumpThreadCore, dumpCreds, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
+  checkNamespaces, checkSessions, type FrozenThread,
+} from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
-import { dumpSigactions } from '../resources/sigact.ts';
-import { dumpRlimits } from '../resources/rlimits.ts';
-import { dumpItimers } from '../resources/timers.ts';
-import { dumpCreds, readSecbits } from '../resources/creds.ts';
 import { dumpFs } from '../resources/fs.ts';
 import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
 import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
@@ -112,51 +111,6 @@ function killTree(tasks: Task[]): void {
   for (const t of tasks) for (const th of [...t.threads].reverse()) { try { waitpid(th.tid, WALL); } catch { /* gone */ } }
 }
 
-const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'];
-
-/** criu-ts restores tasks into its own namespaces, so a tree that reaches into others is refused. */
-function checkNamespaces(tasks: Task[]): void {
-  const own = new Map(NAMESPACES.map((n) => [n, fs.readlinkSync(`/proc/self/ns/${n}`)]));
-  for (const t of tasks) {
-    if (!isLive(t)) continue;
-    for (const n of NAMESPACES) {
-      let link: string;
-      try { link = fs.readlinkSync(`/proc/${t.pid}/ns/${n}`); } catch { continue; }
-      if (link !== own.get(n)) {
-        const what = n === 'pid_for_children' ? 'creates its children in another PID namespace' : `is in another ${n} namespace (${link})`;
-        throw new CriuError(`task ${t.pid} ${what}; dumping namespaces is not supported yet`);
-      }
-    }
-  }
-}
-
-/**
- * Sessions and groups must be led from inside the tree, or have a leader that is gone
- * (restore then recreates them with a short-lived helper at the leader's PID). A leader
- * alive outside the tree is refused, except the shell job's own session and group.
- */
-function checkSessions(tasks: Task[], shellJob: boolean): void {
-  const pids = new Set(tasks.map((t) => t.pid));
-  const root = tasks[0] as LiveTask;
-  const leaderAlive = (id: number, field: 'session' | 'pgrp') => {
-    try { return readStat(id)[field] === id; } catch { return false; }
-  };
-  for (const t of tasks) {
-    if (!isLive(t)) continue;
-    const { session, pgrp } = t.stat;
-    const external = (id: number, rootId: number, field: 'session' | 'pgrp') =>
-      !pids.has(id) && !(shellJob && id === rootId) && leaderAlive(id, field);
-    if (external(session, root.stat.session, 'session')) {
-      throw new CriuError(t === root
-        ? `task ${t.pid} is in session ${session}, which is outside the dumped tree; dump a session leader or pass --shell-job`
-        : `task ${t.pid} is in session ${session}, whose leader is alive outside the dumped tree; not supported yet`);
-    }
-    if (external(pgrp, root.stat.pgrp, 'pgrp')) {
-      throw new CriuError(`task ${t.pid} is in process group ${pgrp}, whose leader is alive outside the dumped tree; not supported yet`);
-    }
-  }
-}
-
 /** A random (version 4) UUID from /dev/urandom: node:crypto costs more to load than this dump takes. */
 function randomUuid(): string {
   const b = Buffer.alloc(16);
@@ -196,8 +150,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
       lt.stat = readStat(t.pid);
     }
     faultPoint('freeze');
-    checkNamespaces(tasks);
-    checkSessions(tasks, req.shellJob);
+    checkNamespaces(tasks.filter(isLive).map((t) => t.pid));
+    checkSessions(tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })), req.shellJob);
     for (const t of tasks) {
       if (!isLive(t)) continue;
       // The VMAs as the task has them, before our injection area joins them.
@@ -248,14 +202,10 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
       const s = dumpTask(req, t, imgs, shared, writtenFdTables);
       stats.pagesWritten += s.pagesWritten;
       stats.pagesScanned += s.pagesScanned;
-    } else {
-      dumpZombie(t, imgs);
+    } else if (t.zombie) {
+      imgs.one(IMG.CORE, t.pid, dumpZombieCore(t.zombie));
     }
-    const st = isLive(t) ? t.stat : undefined;
-    imgs.add(IMG.PSTREE, {
-      pid: t.pid, ppid: t.ppid, pgid: st?.pgrp ?? zombieIds(t).pgid, sid: st?.session ?? zombieIds(t).sid,
-      threads: t.threads.length ? t.threads.map((th) => th.tid) : [t.pid],
-    });
+    imgs.add(IMG.PSTREE, dumpPstreeEntry(t.pid, t.ppid, t.threads.map((th) => th.tid), isLive(t) ? t.stat : undefined));
   }
   imgs.closeImage(IMG.PSTREE);
   for (const e of files.entries) imgs.add(IMG.FILES, e);
@@ -272,16 +222,6 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
     ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
   });
   return { tasks: tasks.length, ...stats, frozenMs: 0, freezingMs: 0 };
-}
-
-function zombieIds(t: FrozenTask): { pgid: number; sid: number } {
-  try { const s = readStat(t.pid); return { pgid: s.pgrp, sid: s.session }; } catch { return { pgid: t.pid, sid: t.pid }; }
-}
-
-function dumpZombie(t: FrozenTask, imgs: ImageSet): void {
-  imgs.one(IMG.CORE, t.pid, {
-    mtype: cpu.march, tc: { task_state: 2, exit_code: t.zombie!.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: t.zombie!.comm },
-  });
 }
 
 function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, writtenFdTables: Set<number>): { pagesWritten: number; pagesScanned: number } {
@@ -322,17 +262,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   imgs.one(IMG.FS, pid, dumpFs(pid, status.umask, sh.files));
 
   const secbits = readSecbits(leader);
-  const stopped = !!t.stopped;
-  const tc: MessageInput<'task_core_entry'> = {
-    task_state: stopped ? 3 : 1, exit_code: 0, ...(stopped ? { stop_signo: 19 } : {}), personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, 'utf8'), 16),
-    flags: t.stat.flags, blk_sigset: t.snaps[0].sigmask, comm: t.stat.comm,
-    timers: dumpItimers(leader, area), rlimits: dumpRlimits(pid),
-    signals_s: siginfoEntries(peekSiginfo(pid, true)),
-    loginuid: Number(fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8')),
-    oom_score_adj: Number(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8')),
-    sigactions: dumpSigactions(leader, area, status.sigCgt | status.sigIgn),
-    child_subreaper: readSubreaper(leader, area),
-  };
+  const tc = dumpTaskCore(task, t.snaps[0].sigmask, !!t.stopped);
   for (const snap of t.snaps) {
     const th = snap.tracee;
     const isLeader = th === leader;
@@ -348,13 +278,6 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),
   });
   return stats;
-}
-
-function readSubreaper(t: Tracee, area: InjectionArea): boolean {
-  area.reset();
-  const a = area.alloc(4);
-  t.syscall('prctl', 37 /* PR_GET_CHILD_SUBREAPER */, a, 0, 0, 0);
-  return area.read(a, 4).readInt32LE(0) !== 0;
 }
 
 /** stats-dump in the work dir, as CRIU writes it (ZDTM checks pages_written against pages-*.img). */
