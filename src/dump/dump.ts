@@ -3,14 +3,14 @@
 // task is resumed exactly as it was and the partial images are removed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeImage, closing, type PagesCodecOptions } from '../images/index.ts';
+import { writeImage, closing, IMG, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
 import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, type FrozenThread } from '../resources/core.ts';
-import { dumpMm } from '../resources/mm-dump.ts';
+import { dumpMm } from '../resources/mm/index.ts';
 import { dumpSigactions } from '../resources/sigact.ts';
 import { dumpRlimits } from '../resources/rlimits.ts';
 import { dumpItimers } from '../resources/timers.ts';
@@ -236,9 +236,9 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   const shared: Shared = {
     live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
-      log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
-      addEntry: (image, msg, entry, extra) => imgs.add(image, msg, entry, extra),
+      addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
   };
   const stats = { pagesWritten: 0, pagesScanned: 0 };
@@ -252,21 +252,21 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
       dumpZombie(t, imgs);
     }
     const st = isLive(t) ? t.stat : undefined;
-    imgs.add('pstree.img', 'pstree_entry', {
+    imgs.add(IMG.PSTREE, {
       pid: t.pid, ppid: t.ppid, pgid: st?.pgrp ?? zombieIds(t).pgid, sid: st?.session ?? zombieIds(t).sid,
       threads: t.threads.length ? t.threads.map((th) => th.tid) : [t.pid],
     });
   }
-  imgs.closeImage('pstree.img');
-  for (const e of files.entries) imgs.add('files.img', 'file_entry', e);
-  imgs.closeImage('files.img');
-  imgs.closeImage('memfd.img');
-  imgs.one('seccomp.img', 'seccomp_entry', {});
+  imgs.closeImage(IMG.PSTREE);
+  for (const e of files.entries) imgs.add(IMG.FILES, e);
+  imgs.closeImage(IMG.FILES);
+  imgs.closeImage(IMG.MEMFD_INODE);
+  imgs.one(IMG.SECCOMP, {});
   const mono = clockGettime(1), boot = clockGettime(7);
-  imgs.one('timens-0.img', 'timens_entry', {
+  imgs.one(IMG.TIMENS, 0, {
     monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec }, boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
   });
-  imgs.one('inventory.img', 'inventory_entry', {
+  imgs.one(IMG.INVENTORY, {
     img_version: 2, fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
     ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
@@ -279,7 +279,7 @@ function zombieIds(t: FrozenTask): { pgid: number; sid: number } {
 }
 
 function dumpZombie(t: FrozenTask, imgs: ImageSet): void {
-  imgs.one(`core-${t.pid}.img`, 'core_entry', {
+  imgs.one(IMG.CORE, t.pid, {
     mtype: cpu.march, tc: { task_state: 2, exit_code: t.zombie!.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: t.zombie!.comm },
   });
 }
@@ -309,18 +309,17 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   const pm = imgs.pagemap(pid, anonBytes(task.vmas));
   const exe = fs.readlinkSync(`/proc/${pid}/exe`);
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
-  imgs.one(`mm-${pid}.img`, 'mm_entry', mm);
+  imgs.one(IMG.MM, pid, mm);
 
   faultPoint('files');
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
     const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
-    const name = `fdinfo-${ids.files_id}.img`;
-    for (const e of fdinfo) imgs.add(name, 'fdinfo_entry', e);
-    if (fdinfo.length) imgs.closeImage(name);
-    else imgs.empty(name);
+    for (const e of fdinfo) imgs.add(IMG.FDINFO, ids.files_id, e);
+    if (fdinfo.length) imgs.closeImage(IMG.FDINFO, ids.files_id);
+    else imgs.empty(IMG.FDINFO, ids.files_id);
   }
-  imgs.one(`fs-${pid}.img`, 'fs_entry', dumpFs(pid, status.umask, sh.files));
+  imgs.one(IMG.FS, pid, dumpFs(pid, status.umask, sh.files));
 
   const secbits = readSecbits(leader);
   const stopped = !!t.stopped;
@@ -343,9 +342,9 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     threadCore.creds = dumpCreds(thStatus, secbits);
     const core: MessageInput<'core_entry'> = { mtype: cpu.march, ...dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
     if (isLeader) core.tc = tc;
-    imgs.one(`core-${th.tid}.img`, 'core_entry', core);
+    imgs.one(IMG.CORE, th.tid, core);
   }
-  imgs.one(`ids-${pid}.img`, 'task_kobj_ids_entry', {
+  imgs.one(IMG.IDS, pid, {
     vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),
   });
   return stats;

@@ -11,9 +11,9 @@ export { enums, messages } from './schema/index.ts';
 export type { EnumName, EnumValues, Message, MessageInput, MessageName } from './types.ts';
 export {
   CRTOOLS_IMAGES_V1_1, IMAGE_KINDS, IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, MAGIC, RAW_IMAGE_MAGIC,
-  imageFileName, imageKind, imageKindForFile, imageKindsForMagic, parseImageName,
+  IMG, entryMessage, imageFileName, imageKind, imageKindForFile, imageKindsForMagic, parseImageName, splitImageArgs,
 } from './magic.ts';
-export type { ExtraKind, HeadKind, ImageKind, ImageKindId } from './magic.ts';
+export type { AddArgs, EntryKind, EntryOf, ExtraKind, HeadKind, ImageArgs, ImageKind, ImageKindId } from './magic.ts';
 export {
   ImageDir, ImageError, ImageReader, ImageWriter, readImage, readMessages, readOne, isMessage, messageOf, writeImage, preloadImage, dropPreloaded, sealDir,
 } from './image.ts';

@@ -7,7 +7,7 @@ import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/i
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { writeImageFile } from '../images/index.ts';
-import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields } from '../resources/mm-restore.ts';
+import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm } from '../resources/core.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreItimers } from '../resources/timers.ts';
@@ -16,8 +16,7 @@ import { restoreCreds, dumpCreds, readSecbits } from '../resources/creds.ts';
 import { readStatus } from '../proc/index.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, afterInstall, type RestoreFileCtx } from '../resources/files/index.ts';
-import { ShmemObjects } from '../resources/shmem.ts';
-import { VMA } from '../resources/mm-layout.ts';
+import { IMG } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, cloneAt, pidInUse, type Helper } from './stub.ts';
@@ -95,8 +94,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       req, imgs, files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(), leaderHelpers: new Map(), sharedVm: new Set(),
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
-        log: req.log, shellJob: req.shellJob, files, memo: new Map(),
-        entries: (image, msg) => imgs.all(image, msg), keep: (fd) => { opened.push(fd); return fd; },
+        log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
+        entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
       },
     };
@@ -151,7 +150,7 @@ function shmemSizes(tasks: TaskPlan[]): Map<bigint, bigint> {
 }
 
 function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): number {
-  const inode = imgs.all('memfd.img', 'memfd_inode_entry').map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
+  const inode = imgs.all(IMG.MEMFD_INODE).map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
   if (!inode) throw new CriuError(`memfd.img: no memfd inode ${inodeId}`);
   return shmem.memfd(BigInt(inodeId), inode.name, inode.size, inode.seals,
     () => withKey(imgs, imgs.shmemPagemap(inode.shmid)));

@@ -6,7 +6,7 @@ import { parseMaps } from '../proc/index.ts';
 import { posixSpawn, kill, waitpid, WALL, SIG, PTRACE_O, SysError, O } from '../kernel/index.ts';
 import { Tracee, InjectionArea, vdsoSyscallInsn, AREA_SIZE, RemoteSysError } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
-import { findHole, vmaRanges, mapsRanges } from '../resources/mm-restore.ts';
+import { findHole, vmaRanges, mapsRanges } from '../resources/mm/index.ts';
 import { CriuError } from '../errors.ts';
 import type { Message } from '../resources/types.ts';
 

@@ -3,11 +3,11 @@
 // restore the object is made once in criu-ts and pulled into every task that maps it,
 // so that a write by one is seen by the others.
 import fs from 'node:fs';
-import { lseek, SEEK, SysError, mmapSharedAnon, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../kernel/index.ts';
-import type { Tracee } from '../compel/index.ts';
-import type { PageSink, PageSource } from './types.ts';
-import { PE } from './mm-layout.ts';
-import { PagesStream } from '../images/index.ts';
+import { lseek, SEEK, SysError, mmapSharedAnon, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../../kernel/index.ts';
+import type { Tracee } from '../../compel/index.ts';
+import type { PageSink, PageSource } from '../types.ts';
+import { PE } from './layout.ts';
+import { PagesStream } from '../../images/index.ts';
 
 const PAGE = 4096;
 const CHUNK = 4 << 20;
