@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, IMG, entryMessage, imageFileName,
-  splitImageArgs, type AddArgs, type EntryKind, type EntryOf, type ImageArgs, type ImageKindId, type MessageInput, type PagesCodecOptions,
+  splitImageArgs, sealImage, type AddArgs, type EntryKind, type EntryOf, type ImageArgs, type ImageKindId, type MessageInput, type PagesCodecOptions,
 } from '../images/index.ts';
 import { addressOf } from '../kernel/index.ts';
 
@@ -23,7 +23,7 @@ export class ImageSet {
   readonly dir: string;
   private readonly created: string[] = [];
   private readonly open = new Map<string, ImageWriter>();
-  private readonly manifest = new ManifestBuilder();
+  private readonly manifest: ManifestBuilder;
   private readonly dones: Array<() => void> = [];
   private readonly opts: ImageSetOptions;
   private readonly encoders: PagesEncoder[] = [];
@@ -36,6 +36,7 @@ export class ImageSet {
     // What was there before: a failed dump removes only what it created.
     this.existing = new Set(fs.readdirSync(dir));
     this.opts = opts;
+    this.manifest = new ManifestBuilder(opts.pages?.key);
     if (opts.pages?.compress || opts.pages?.key) {
       this.manifest.pages = {
         ...(opts.pages.compress ? { compress: opts.pages.compress } : {}),
@@ -61,6 +62,12 @@ export class ImageSet {
     if (!this.existing.has(name)) this.created.push(path.join(this.dir, name));
   }
 
+  /** With --encrypt, every image is sealed whole (seal.ts). */
+  private seal(name: string): ((plain: Buffer) => Buffer) | undefined {
+    const key = this.opts.pages?.key;
+    return key ? (plain) => sealImage(key, name, plain) : undefined;
+  }
+
   private track(name: string): (d: Uint8Array) => void {
     this.noteCreated(name);
     const t = this.manifest.tap(name);
@@ -76,7 +83,7 @@ export class ImageSet {
     const { name, rest: [entry, extra] } = splitImageArgs<K, [MessageInput<EntryOf<K>>, Buffer?]>(kind, a);
     let w = this.open.get(name);
     if (!w) {
-      w = new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name) });
+      w = new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) });
       this.open.set(name, w);
     }
     w.write(entryMessage(kind), entry);
@@ -86,7 +93,7 @@ export class ImageSet {
   /** An image with a header and no entries. */
   empty<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): void {
     const name = imageFileName(kind, ...args);
-    new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name) }).close();
+    new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) }).close();
   }
 
   /** A whole single-entry image. */
@@ -115,9 +122,11 @@ export class ImageSet {
     if (enc) this.encoders.push(enc);
     const pagesName = imageFileName(IMG.PAGES, pagesId);
     const writer = this.writer;
+    const pagemapName = shmem ? imageFileName(IMG.SHMEM_PAGEMAP, id) : imageFileName(IMG.PAGEMAP, id);
     return new PagemapWriter(this.dir, id, pagesId, {
       shmem,
-      pagemapTap: this.track(shmem ? imageFileName(IMG.SHMEM_PAGEMAP, id) : imageFileName(IMG.PAGEMAP, id)),
+      pagemapTap: this.track(pagemapName),
+      pagemapSeal: this.seal(pagemapName),
       ...(writer && !enc && expect >= STREAM_FROM ? {
         pagesStream: (file: string) => {
           this.noteCreated(pagesName);

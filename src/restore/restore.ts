@@ -15,7 +15,7 @@ import {
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, afterInstall, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
-import { IMG } from '../images/index.ts';
+import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
@@ -74,7 +74,7 @@ export function restore(req: RestoreRequest): RestoreResult {
 
 function restoreColocated(req: RestoreRequest): RestoreResult {
   const t0 = performance.now();
-  const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key });
+  const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key, warn: (m) => req.log.warn(m) });
   try { return restoreImages(req, imgs, t0); } finally { imgs.close(); }
 }
 
@@ -114,7 +114,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     killAll(created);
     throw e;
   }
-  if (req.pidfile) fs.writeFileSync(req.pidfile, `${root.pid}`);
+  if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
   const ms = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${ms.toFixed(1)} ms`);
   if (req.detach) return { pid: root.pid, ms };

@@ -6,7 +6,7 @@
 // meanwhile goes on with other tasks.
 import fs from 'node:fs';
 import { processVmWritev, AT_FDCWD, O, preadFully } from '../../kernel/index.ts';
-import { pagesInfo, PagesStream } from '../../images/index.ts';
+import { pagesInfo, PagesStream, openImage } from '../../images/index.ts';
 import type { PageSource, RestoreTask } from '../types.ts';
 
 /** Below this much page data the tracer writes it all: two CPUs would not pay for the extra syscalls. */
@@ -63,7 +63,7 @@ function splitAt(segs: Segment[], bytes: number): [Segment[], Segment[]] {
 /** Batched reads here, one process_vm_writev per batch of runs that follow each other in the file. */
 function writeLocal(t: RestoreTask, pagesPath: string, segs: Segment[]): void {
   if (!segs.length) return;
-  const local = fs.openSync(pagesPath, 'r');
+  const local = openImage(pagesPath);
   const buf = chunk();
   let batch: Segment[] = [];
   let bytes = 0;
