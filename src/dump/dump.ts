@@ -11,7 +11,7 @@ import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import {
   freezeSnapshot, dumpThreadInfo, dumpThreadCore, dumpCreds, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
-  checkNamespaces, checkSessions, type FrozenThread,
+  checkNamespaces, checkSessions, checkSharing, type FrozenThread,
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
@@ -236,13 +236,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     ...(parent ? { parent: parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() } } : {}),
   };
   const ids = sh.kobj.idsOf(pid);
-  // An mm, fd table, fs_struct or signal-handler table shared with the parent (clone with
-  // CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND) is restored by cloning the child with the
-  // same flags; sharing with another task than the parent is not supported yet.
-  for (const [what, other] of ids.sharedWith) {
-    if (other === t.ppid) continue;
-    throw new CriuError(`task ${pid} shares its ${what} with task ${other} (CLONE_${what.toUpperCase()}); not supported yet`);
-  }
+  checkSharing(pid, t.ppid, ids.sharedWith);
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
   faultPoint('memory');

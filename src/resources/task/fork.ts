@@ -50,6 +50,19 @@ export function pidInUse(pid: number): boolean {
 type Ids = Message<'task_kobj_ids_entry'>;
 
 /**
+ * An mm, fd table, fs_struct or signal-handler table shared with the parent (clone with
+ * CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND) is restored by cloning the child with the
+ * same flags (sharingFlags); sharing with another task than the parent is refused at dump.
+ * `sharedWith`: the task each shared object ("vm", "files"...) was first seen in.
+ */
+export function checkSharing(pid: number, ppid: number, sharedWith: Map<string, number>): void {
+  for (const [what, other] of sharedWith) {
+    if (other === ppid) continue;
+    throw new CriuError(`task ${pid} shares its ${what} with task ${other} (CLONE_${what.toUpperCase()}); not supported yet`);
+  }
+}
+
+/**
  * The clone flags that give a child what it shared with its parent: an mm, fd table,
  * fs_struct or signal-handler table with the same id (CLONE_SIGHAND needs CLONE_VM).
  */

@@ -9,7 +9,7 @@
 export { dumpPstreeEntry } from './pstree.ts';
 export { checkSessions, SessionRestore, type SessionMember, type Birthplace } from './sessions.ts';
 export { checkNamespaces } from './namespaces.ts';
-export { cloneAt, pidInUse, sharingFlags, ALL_SIGNALS, type CloneExtra } from './fork.ts';
+export { cloneAt, pidInUse, sharingFlags, checkSharing, ALL_SIGNALS, type CloneExtra } from './fork.ts';
 export { TASK_STATE, dumpTaskCore, dumpZombieCore, restorePersonality, restoreTimersAndLimits, becomeZombie } from './core.ts';
 export {
   freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, cloneThread, unregisterInheritedRseq, restoreThreadCore,
