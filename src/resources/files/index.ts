@@ -9,14 +9,14 @@ import { ttyFile } from './tty.ts';
 import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
-import type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
+import { kindSession, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message } from '../types.ts';
 import type { FileEntry } from './types.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
-export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry } from './types.ts';
+export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
@@ -70,7 +70,7 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
     let id = identity.find(p);
     if (id === undefined) {
       id = files.newId();
-      files.add(kind.dump(p, id, ctx));
+      files.add(kindSession(kind, ctx.kinds).dump(p, id, ctx));
       identity.add(p, id);
     }
     out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
@@ -90,7 +90,7 @@ export function openForRestore(fdinfo: Fdinfo[], ctx: RestoreFileCtx, local: Map
     if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd})`);
     const kind = kinds.find((k) => k.type === file.type);
     if (!kind) throw new Error(`fd ${e.fd}: file type ${file.type} is not supported yet`);
-    local.set(id, kind.open(file, ctx));
+    local.set(id, kindSession(kind, ctx.kinds).open(file, ctx));
   }
   return local;
 }

@@ -3,7 +3,8 @@
 // external ttys.
 import fs from 'node:fs';
 import { O } from '../../kernel/index.ts';
-import { FD_TYPE, S_IFMT, S_IFCHR, fown, fileKind } from './types.ts';
+import { IMG } from '../../images/index.ts';
+import { FD_TYPE, S_IFMT, S_IFCHR, fown, statefulKind } from './types.ts';
 
 const major = (rdev: number) => (rdev >> 8) & 0xfff;
 const minor = (rdev: number) => (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
@@ -20,20 +21,21 @@ function ttyType(rdev: number): number {
   return 0;
 }
 
-export const ttyFile = fileKind({
+export const ttyFile = statefulKind({
   type: FD_TYPE.TTY,
   field: 'tty',
   name: 'terminal',
   matches: (p) => (p.mode & S_IFMT) === S_IFCHR && ttyType(p.rdev) !== 0,
-  dump(p, id, ctx) {
+  /** Terminals (tty-info ids) whose tty_info_entry a dump has written. */
+  state: () => new Set<number>(),
+  dump(p, id, ctx, infos) {
     if (!ctx.shellJob) {
       throw new Error(`fd ${p.fd} of task ${p.pid} is the terminal ${p.link}; dump it as a shell job (--shell-job)`);
     }
     const infoId = p.rdev;
-    const key = `tty:${infoId}`;
-    if (!ctx.seen.has(key)) {
-      ctx.seen.add(key);
-      ctx.addEntry('tty-info.img', 'tty_info_entry', {
+    if (!infos.has(infoId)) {
+      infos.add(infoId);
+      ctx.addEntry(IMG.TTY_INFO, {
         id: infoId, type: ttyType(p.rdev), locked: false, exclusive: false, packet_mode: false,
         sid: 0, pgrp: 0, rdev: p.rdev, ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
       });
