@@ -145,9 +145,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
     tasks = freezeTree(pid, Date.now() + req.timeoutSec * 1000, freezer);
     for (const t of tasks) {
       if (!isLive(t)) continue;
-      const lt = t as LiveTask;
-      lt.snaps = t.threads.map(freezeSnapshot);
-      lt.stat = readStat(t.pid);
+      t.snaps = t.threads.map(freezeSnapshot);
+      t.stat = readStat(t.pid);
     }
     faultPoint('freeze');
     checkNamespaces(tasks.filter(isLive).map((t) => t.pid));
