@@ -209,10 +209,10 @@ function createTree(ctx: Ctx): void {
     settle(t.ppid);
     const parentArea = t.ppid === 0 ? ctx.helper?.area : live.get(t.ppid)?.area;
     if (!parentArea) throw new CriuError(`task ${t.pid}: its parent ${t.ppid} is not restored before it`);
-    // The clone arguments go into the parent's own copy of the area. A child that shared
-    // its parent's fd table or fs_struct is cloned sharing them again.
     // A zombie has no children: they were given to another parent when it died.
     const parentPlan = tasks.find((p): p is LivePlan => p.pid === t.ppid && !p.zombie);
+    // The clone arguments go into the parent's own copy of the area. A child that shared
+    // its parent's fd table, fs_struct, mm or signal actions is cloned sharing them again.
     const { flags, sharesVm } = sharingFlags(t.zombie ? undefined : t.ids, parentPlan?.ids);
     const born = ctx.sessions.birthplace(t, parentArea, flags);
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
