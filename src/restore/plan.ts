@@ -6,6 +6,7 @@ import type { Message, PageSource } from '../resources/types.ts';
 import type { FileEntry } from '../resources/files/index.ts';
 import { TASK_STATE } from '../resources/task/index.ts';
 import { cpu } from '../resources/cpu/index.ts';
+import { SIG } from '../kernel/index.ts';
 
 export type Core = Message<'core_entry'>;
 export type TaskCore = Message<'task_core_entry'>;
@@ -84,7 +85,7 @@ export function plan(imgs: DumpImages): RestorePlan {
     const ids = imgs.one(IMG.IDS, pid);
     return {
       ...base, threadCores, ids,
-      ...(tc.task_state === TASK_STATE.STOPPED ? { stopSignal: tc.stop_signo ?? 19 } : {}),
+      ...(tc.task_state === TASK_STATE.STOPPED ? { stopSignal: tc.stop_signo ?? SIG.STOP } : {}),
       mm: imgs.one(IMG.MM, pid),
       fsEntry: imgs.one(IMG.FS, pid),
       fdinfo: imgs.all(IMG.FDINFO, ids.files_id).map((e) => e.entry),
