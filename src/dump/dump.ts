@@ -10,7 +10,7 @@ import { InjectionArea, vdsoSyscallInsn, colocate, endColocation } from '../comp
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import {
-  freezeSnapshot, dumpThreadInfo, dumpThreadCore, dumpCreds, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
+  freezeSnapshot, dumpCoreEntry, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
   checkNamespaces, checkSessions, checkSharing, type FrozenThread,
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
@@ -22,7 +22,7 @@ import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
-import type { DumpTask, Logger, MessageInput, ParentMm } from '../resources/types.ts';
+import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
 
@@ -151,9 +151,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
     logTree(log, tasks, t0);
     for (const t of tasks) {
       if (!isLive(t)) continue;
-      const lt = t as LiveTask;
-      lt.snaps = t.threads.map(freezeSnapshot);
-      lt.stat = readStat(t.pid);
+      t.snaps = t.threads.map(freezeSnapshot);
+      t.stat = readStat(t.pid);
     }
     faultPoint('freeze');
     checkNamespaces(tasks.filter(isLive).map((t) => t.pid));
@@ -284,11 +283,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const isLeader = th === leader;
     if (!isLeader) th.useInjectionPage(area.base);
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
-    const threadCore = dumpThreadCore(snap, thStatus.name, area, isLeader);
-    threadCore.creds = dumpCreds(thStatus, secbits);
-    const core: MessageInput<'core_entry'> = { mtype: cpu.march, ...dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
-    if (isLeader) core.tc = tc;
-    imgs.one(IMG.CORE, th.tid, core);
+    imgs.one(IMG.CORE, th.tid, dumpCoreEntry(snap, area, sh.cpuFacts, thStatus, secbits, isLeader ? tc : undefined));
   }
   imgs.one(IMG.IDS, pid, {
     vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),

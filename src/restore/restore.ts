@@ -17,7 +17,7 @@ import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, afterInstall, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
-import { plan, threadOf, type TaskPlan } from './plan.ts';
+import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, RestoreTask } from '../resources/types.ts';
@@ -39,7 +39,10 @@ export interface RestoreRequest {
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
 
 /** A task being rebuilt: its stub and its threads, all stopped and traced. */
-interface Live { plan: TaskPlan; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
+interface Live<P extends TaskPlan = TaskPlan> { plan: P; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
+
+const isLive = (l: Live): l is Live<LivePlan> => !l.plan.zombie;
+const liveMm = (tasks: TaskPlan[]) => tasks.flatMap((t) => (t.zombie ? [] : [t.mm]));
 
 interface Ctx {
   req: RestoreRequest;
@@ -97,11 +100,11 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const shmem = new ShmemObjects();
   let ctx: Ctx | undefined;
   try {
-    const helper = startHelper(tasks.flatMap((t) => t.mm?.vmas ?? []));
+    const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas));
     const helperArea = helper.area;
     ctx = {
       req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
-      files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks.flatMap((t) => (t.mm ? [t.mm] : []))),
+      files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
       installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
@@ -186,8 +189,8 @@ function liveTask(ctx: Ctx, pid: number): Live {
 }
 
 /** The tasks that are not zombies, in pstree order. */
-function liveTasks(ctx: Ctx): Live[] {
-  return ctx.tasks.filter((t) => !t.zombie).map((t) => liveTask(ctx, t.pid));
+function liveTasks(ctx: Ctx): Live<LivePlan>[] {
+  return ctx.tasks.map((t) => liveTask(ctx, t.pid)).filter(isLive);
 }
 
 function withKey<T extends object>(imgs: DumpImages, src: T | undefined): (T & { key?: Buffer }) | undefined {
@@ -227,10 +230,11 @@ function createTree(ctx: Ctx): void {
     settle(t.ppid);
     const parentArea = t.ppid === 0 ? ctx.helper?.area : live.get(t.ppid)?.area;
     if (!parentArea) throw new CriuError(`task ${t.pid}: its parent ${t.ppid} is not restored before it`);
+    // A zombie has no children: they were given to another parent when it died.
+    const parentPlan = tasks.find((p): p is LivePlan => p.pid === t.ppid && !p.zombie);
     // The clone arguments go into the parent's own copy of the area. A child that shared
-    // its parent's fd table or fs_struct is cloned sharing them again.
-    const parentPlan = tasks.find((p) => p.pid === t.ppid);
-    const { flags, sharesVm } = sharingFlags(t.ids, parentPlan?.ids);
+    // its parent's fd table, fs_struct, mm or signal actions is cloned sharing them again.
+    const { flags, sharesVm } = sharingFlags(t.zombie ? undefined : t.ids, parentPlan?.ids);
     const born = ctx.sessions.birthplace(t, parentArea, flags);
     step(ctx.req.log, `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`);
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
@@ -239,12 +243,14 @@ function createTree(ctx: Ctx): void {
     const l: Live = { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area: parentArea.forTracee(stub) };
     live.set(t.pid, l);
     ctx.sessions.enter(t, stub, born);
-    // A task born of a session helper has the helper's memory, fds and the rest, and the helper
-    // may have been cloned from another parent: it inherits nothing from its own.
-    if (!t.zombie) restoreInheritable(ctx, l, born.ofParent ? parentPlan : undefined);
-    // Likewise memory: children are cloned from the task and inherit it (or share it, with
-    // CLONE_VM). Its page data goes on being read in while other tasks are created.
-    if (!t.zombie && !sharesVm) filling.set(t.pid, restoreMemory(ctx, l, parentPlan, born.ofParent));
+    if (isLive(l)) {
+      // A task born of a session helper has the helper's memory, fds and the rest, and the helper
+      // may have been cloned from another parent: it inherits nothing from its own.
+      restoreInheritable(ctx, l, born.ofParent ? parentPlan : undefined);
+      // Likewise memory: children are cloned from the task and inherit it (or share it, with
+      // CLONE_VM). Its page data goes on being read in while other tasks are created.
+      if (!sharesVm) filling.set(t.pid, restoreMemory(ctx, l, parentPlan, born.ofParent));
+    }
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
@@ -254,15 +260,15 @@ function createTree(ctx: Ctx): void {
  * The task's address space (see restoreAddressSpace). `bornOfParent`: the task was cloned
  * from its parent itself, not from a session helper, and so starts with its address space.
  */
-function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfParent: boolean): () => void {
+function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined, bornOfParent: boolean): () => void {
   const t = l.plan;
   const rt: RestoreTask = { pid: t.pid, leader: l.leader, threads: [l.leader], area: l.area, log: ctx.req.log };
   logMemory(ctx.req.log, t, (id) => { const f = ctx.files.get(id); return f?.reg?.name ?? `${f?.memfd ? 'memfd, ' : ''}file id ${id}`; });
   faultPoint('restore-memory');
   unregisterInheritedRseq(l.leader);
   return restoreAddressSpace(rt, {
-    mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf: pathResolver(ctx), key: ctx.imgs.key,
-    parent: parent ? { pid: parent.pid, mm: parent.mm, runs: parent.pagemap?.runs } : undefined, bornOfParent,
+    mm: t.mm, runs: t.pagemap.runs, pagesPath: t.pagemap.pagesPath, pathOf: pathResolver(ctx), key: ctx.imgs.key,
+    parent: parent ? { pid: parent.pid, mm: parent.mm, runs: parent.pagemap.runs } : undefined, bornOfParent,
     shmemFd: (v) => {
       if (v.status & VMA.ANON_SHARED) {
         const id = v.shmid;
@@ -290,25 +296,25 @@ function pathResolver(ctx: Ctx): (id: number) => string {
  * root and for tasks born from a session helper), and only differences are applied.
  * Tables shared with the parent (CLONE_FILES, CLONE_FS, CLONE_SIGHAND) are done already.
  */
-function restoreInheritable(ctx: Ctx, l: Live, parent: TaskPlan | undefined): void {
+function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined): void {
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
   faultPoint('restore-files');
-  const filesId = t.ids!.files_id, fsId = t.ids!.fs_id;
+  const filesId = t.ids.files_id, fsId = t.ids.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
-    step(ctx.req.log, `task ${t.pid}: ${t.fdinfo!.length} fd(s) from fdinfo-${filesId}.img and files.img`);
-    if (debugOn(ctx.req.log)) for (const e of t.fdinfo!) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
-    const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
-    installFds(stub, t.fdinfo!, local, getpid(), parent?.fdinfo);
+    step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
+    if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
+    const local = openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals);
+    installFds(stub, t.fdinfo, local, getpid(), parent?.fdinfo);
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
     step(ctx.req.log, `task ${t.pid}: cwd, root and umask from fs-${t.pid}.img`);
-    restoreFs(stub, area, t.fsEntry!, pathResolver(ctx), parent?.fsEntry);
+    restoreFs(stub, area, t.fsEntry, pathResolver(ctx), parent?.fsEntry);
   }
-  const sighandId = t.ids!.sighand_id;
+  const sighandId = t.ids.sighand_id;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {
     ctx.doneTables.add(`sighand:${sighandId}`);
     step(ctx.req.log, `task ${t.pid}: signal actions from core-${t.pid}.img`);
@@ -318,14 +324,14 @@ function restoreInheritable(ctx: Ctx, l: Live, parent: TaskPlan | undefined): vo
 }
 
 /** Everything of a task but its credentials, once the whole tree exists. */
-function restoreTask(ctx: Ctx, l: Live): void {
+function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
 
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
-  afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
+  afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
   restoreTimersAndLimits(stub, area, t.tc, ctx.req.log);
 
   // Threads come once the memory they run on is back, and with the leader's name, which
@@ -346,7 +352,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
 }
 
 /** Everything but the last step: the final state of every thread, the leader last. */
-function prepareRelease(ctx: Ctx, l: Live, keepArea: boolean): void {
+function prepareRelease(ctx: Ctx, l: Live<LivePlan>, keepArea: boolean): void {
   const t = l.plan;
   step(ctx.req.log, `task ${t.pid}: registers and signal masks of ${l.threads.size} thread(s) from core-*.img`);
   for (const [tid, th] of l.threads) {
@@ -366,8 +372,8 @@ function logPlan(log: Logger, tasks: TaskPlan[]): void {
 }
 
 /** A task's memory step (level 3) and its VMAs, with what backs each (level 4). */
-function logMemory(log: Logger, t: TaskPlan, pathOf: (id: number) => string): void {
-  const vmas = t.mm?.vmas ?? [];
+function logMemory(log: Logger, t: LivePlan, pathOf: (id: number) => string): void {
+  const vmas = t.mm.vmas;
   const { pagesRestored, pagesSkippedCow } = pageCounts([t]);
   const pages = t.pagemap?.pagesPath.replace(/.*\//, '') ?? 'no page data';
   step(log, `task ${t.pid}: memory from mm-${t.pid}.img, pagemap-${t.pid}.img and ${pages}: ${vmas.length} VMAs, ${pagesRestored} pages to write, ${pagesSkippedCow} kept from the parent`);

@@ -9,7 +9,7 @@ export interface RestoreCounts { pagesRestored: number; pagesSkippedCow: number 
 /** Pages written from the page data, and pages left shared copy-on-write with the parent. */
 export function pageCounts(tasks: TaskPlan[]): RestoreCounts {
   const c: RestoreCounts = { pagesRestored: 0, pagesSkippedCow: 0 };
-  for (const t of tasks) for (const r of t.pagemap?.runs ?? []) {
+  for (const t of tasks) for (const r of (t.zombie ? undefined : t.pagemap)?.runs ?? []) {
     if (r.flags & PE_COW_PARENT) c.pagesSkippedCow += r.nrPages;
     else if (r.flags & PE_PRESENT) c.pagesRestored += r.nrPages;
   }
