@@ -139,7 +139,7 @@ export function dump(req: DumpRequest): DumpResult {
 function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
-  fs.mkdirSync(req.dir, { recursive: true });
+  fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir, { pages: req.pages });
   let tasks: Task[] = [];
