@@ -1,7 +1,7 @@
 // Freezing: PTRACE_SEIZE + PTRACE_INTERRUPT on every thread of every task of the tree,
 // repeated until nothing new appears. A frozen task cannot fork or clone any more, so a
 // tree walked parent-first after each parent is frozen is complete.
-import { listThreads, listChildren, readStat } from '../proc/index.ts';
+import { listThreads, listChildren, readStat, readStatus } from '../proc/index.ts';
 import { PTRACE_O, SysError } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
@@ -43,6 +43,7 @@ export function freezeProcess(pid: number, deadline: number, deferred = false): 
           // it will not run again, so it is left out instead of retried until the deadline.
           if (e instanceof SysError && (e.code === 'ESRCH' || e.code === 'EPERM') || (e as Error).name === 'InjectionError') {
             if (isExiting(pid, tid)) gone.add(tid);
+            else if (e instanceof SysError && e.code === 'EPERM') throw ptraceRefused(pid, tid);
             continue;
           }
           throw e;
@@ -117,4 +118,16 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
 
 function isExiting(pid: number, tid: number): boolean {
   try { return /^[ZXx]$/.test(readStat(pid, tid).state); } catch { return true; }
+}
+
+/** EPERM from a thread that is not exiting will not change by retrying: say why at once. */
+function ptraceRefused(pid: number, tid: number): CriuError {
+  let why = 'ptrace_scope or a security module forbids it';
+  try {
+    const st = readStatus(pid, tid);
+    const uid = process.getuid?.() ?? 0;
+    if (st.tracerPid) why = `it is traced already by ${st.tracerPid}`;
+    else if (uid !== 0 && st.uid.some((u) => u !== uid)) why = `it runs as uid ${st.uid[1]} and criu-ts as uid ${uid}, without CAP_SYS_PTRACE`;
+  } catch { /* gone: the generic reason */ }
+  return new CriuError(`cannot freeze task ${pid}: ptrace refused (EPERM) on thread ${tid}: ${why}`);
 }

@@ -10,6 +10,7 @@ import { isShadowStack, convertShadowStacks } from './shstk.ts';
 import { fillPages } from './fill.ts';
 import { RemoteSysError } from '../../compel/index.ts';
 import type { Logger, Message, PageSource, RestoreTask } from '../types.ts';
+import { openInTask } from '../../compel/open.ts';
 
 type VmaEntry = Message<'vma_entry'>;
 type MmEntry = Message<'mm_entry'>;
@@ -221,7 +222,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         let fd = fds.get(key);
         if (fd === undefined) {
           t.area.reset();
-          fd = tr.syscall('openat', AT_FDCWD, t.area.putString(path), oflags | O.CLOEXEC, 0);
+          fd = openInTask(tr, t.area, path, oflags | O.CLOEXEC);
           fds.set(key, fd);
         }
         tr.syscall('mmap', start, len, prot, flags, fd, v.pgoff);
@@ -339,7 +340,7 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).
   let current = '';
   try { current = fs.readlinkSync(`/proc/${t.pid}/exe`); } catch { /* none */ }
-  const exeFd = current === exePath ? 0xffffffffn : tr.syscall('openat', AT_FDCWD, t.area.putString(exePath), O.RDONLY | O.CLOEXEC, 0);
+  const exeFd = current === exePath ? 0xffffffffn : openInTask(tr, t.area, exePath, O.RDONLY | O.CLOEXEC);
   try {
     const m = Buffer.alloc(104);
     MM_MAP_FIELDS.forEach((f, i) => m.writeBigUInt64LE(mm[f], i * 8));
