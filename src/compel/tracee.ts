@@ -67,6 +67,9 @@ export class Tracee {
     this.home = pinTracee(tid, born);
   }
 
+  /** The thread's own CPU affinity while we pin it to ours; undefined when it is not pinned. */
+  get homeAffinity(): Buffer | undefined { return this.home; }
+
   /** PTRACE_SEIZE + PTRACE_INTERRUPT, and wait until the thread is in a ptrace stop. */
   static seize(tid: number, options: number): Tracee {
     ptrace(PTRACE.SEIZE, tid, 0, options, `PTRACE_SEIZE(${tid})`);

@@ -23,6 +23,8 @@ import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
+import { checkClaims } from './claims.ts';
+import { dumpOomScoreAdj, readSubreaper, dumpPdeathSig } from '../resources/taskprops.ts';
 import type { DumpTask, Logger, Msg, ParentMm } from '../resources/types.ts';
 
 export interface DumpRequest {
@@ -112,24 +114,6 @@ function killTree(tasks: Task[]): void {
   for (const t of tasks) for (const th of [...t.threads].reverse()) { try { waitpid(th.tid, WALL); } catch { /* gone */ } }
 }
 
-const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'];
-
-/** criu-ts restores tasks into its own namespaces, so a tree that reaches into others is refused. */
-function checkNamespaces(tasks: Task[]): void {
-  const own = new Map(NAMESPACES.map((n) => [n, fs.readlinkSync(`/proc/self/ns/${n}`)]));
-  for (const t of tasks) {
-    if (!isLive(t)) continue;
-    for (const n of NAMESPACES) {
-      let link: string;
-      try { link = fs.readlinkSync(`/proc/${t.pid}/ns/${n}`); } catch { continue; }
-      if (link !== own.get(n)) {
-        const what = n === 'pid_for_children' ? 'creates its children in another PID namespace' : `is in another ${n} namespace (${link})`;
-        throw new CriuError(`task ${t.pid} ${what}; dumping namespaces is not supported yet`);
-      }
-    }
-  }
-}
-
 /**
  * Sessions and groups must be led from inside the tree, or have a leader that is gone
  * (restore then recreates them with a short-lived helper at the leader's PID). A leader
@@ -196,7 +180,6 @@ function dumpColocated(req: DumpRequest): DumpResult {
       lt.stat = readStat(t.pid);
     }
     faultPoint('freeze');
-    checkNamespaces(tasks);
     checkSessions(tasks, req.shellJob);
     for (const t of tasks) {
       if (!isLive(t)) continue;
@@ -204,6 +187,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
       t.vmas = readSmaps(t.pid);
       prepareInjection(t);
     }
+    // Whatever no resource module saves refuses the dump here, before anything is written.
+    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup });
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
@@ -238,6 +223,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
     fileCtx: {
       log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
+      inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (image, entry, extra) => imgs.add(image, image === 'tty-info.img' ? 'tty_info_entry' : 'pipe_data_entry', entry, extra),
     },
   };
@@ -330,7 +316,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     timers: dumpItimers(leader, area), rlimits: dumpRlimits(pid),
     signals_s: siginfoEntries(peekSiginfo(pid, true)),
     loginuid: Number(fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8')),
-    oom_score_adj: Number(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8')),
+    oom_score_adj: dumpOomScoreAdj(pid),
     sigactions: dumpSigactions(leader, area, status.sigCgt | status.sigIgn),
     child_subreaper: readSubreaper(leader, area),
   };
@@ -341,6 +327,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
     const threadCore = dumpThreadCore(snap, thStatus.name, area, isLeader);
     threadCore.creds = dumpCreds(thStatus, secbits);
+    threadCore.pdeath_sig = dumpPdeathSig(th, area);
     const core: Msg = { mtype: cpu.march, [cpu.infoField]: dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
     if (isLeader) core.tc = tc;
     imgs.one(`core-${th.tid}.img`, 'core_entry', core);
@@ -349,13 +336,6 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),
   });
   return stats;
-}
-
-function readSubreaper(t: Tracee, area: InjectionArea): boolean {
-  area.reset();
-  const a = area.alloc(4);
-  t.syscall('prctl', 37 /* PR_GET_CHILD_SUBREAPER */, a, 0, 0, 0);
-  return area.read(a, 4).readInt32LE(0) !== 0;
 }
 
 /** stats-dump in the work dir, as CRIU writes it (ZDTM checks pages_written against pages-*.img). */

@@ -9,6 +9,20 @@ import {
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import { cpu, type CpuSnapshot, type CpuFacts } from './cpu/index.ts';
 import type { Msg } from './types.ts';
+import type { ResourceClaims, Check } from './claims.ts';
+
+/** Pending signals come back with their siginfo: a signal pending without one would be lost. */
+const queued = (shared: boolean): Check => (v, at) => {
+  let pending = BigInt(`0x${v}`);
+  for (const si of peekSiginfo(shared ? at.pid : at.tid, shared)) pending &= ~(1n << BigInt(si.readInt32LE(0) - 1));
+  for (let s = 1; s <= 64; s++) if ((pending >> BigInt(s - 1)) & 1n) return `signal ${s} is pending without a siginfo to queue it again`;
+  return undefined;
+};
+
+export const coreClaims: ResourceClaims = {
+  status: { Name: true, SigBlk: true, SigPnd: queued(false), ShdPnd: queued(true) },
+  files: { comm: true, personality: true },
+};
 
 /** What a thread looked like the moment it was frozen, before any injection touched it. */
 export interface FrozenThread {

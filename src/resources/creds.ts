@@ -4,6 +4,11 @@ import type { Status } from '../proc/index.ts';
 import { PR } from '../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { Msg } from './types.ts';
+import type { ResourceClaims } from './claims.ts';
+
+export const credsClaims: ResourceClaims = {
+  status: Object.fromEntries(['Uid', 'Gid', 'Groups', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs'].map((k) => [k, true])),
+};
 
 const capWords = (c: bigint): number[] => [Number(c & 0xffffffffn), Number(c >> 32n)];
 

@@ -3,6 +3,9 @@
 import { SIG, SIGMAX } from '../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { Msg } from './types.ts';
+import type { ResourceClaims } from './claims.ts';
+
+export const sigactClaims: ResourceClaims = { status: { SigIgn: true, SigCgt: true } };
 
 const KSIGACTION = 32; // handler, flags, restorer, mask
 const signals = (): number[] => {

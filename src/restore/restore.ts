@@ -14,7 +14,9 @@ import { restoreRlimits } from '../resources/rlimits.ts';
 import { restoreCreds, dumpCreds, readSecbits } from '../resources/creds.ts';
 import { readStatus } from '../proc/index.ts';
 import { restoreFs } from '../resources/fs.ts';
-import { openForRestore, installFds, afterInstall, type RestoreFileCtx } from '../resources/files/index.ts';
+import { openForRestore, installFds, afterInstall, restoreOwners, type RestoreFileCtx } from '../resources/files/index.ts';
+import { restoreTaskProps, restorePdeathSig } from '../resources/taskprops.ts';
+import { restoreSched } from '../resources/sched.ts';
 import { ShmemObjects } from '../resources/shmem.ts';
 import { VMA } from '../resources/mm-layout.ts';
 import { DumpImages } from './images.ts';
@@ -104,6 +106,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     setGroups(ctx, tasks, live, created);
     dropLeaderHelpers(ctx, created);
     for (const t of tasks) if (!t.zombie) restoreTask(ctx, live.get(t.pid)!);
+    // File owners may be any task or thread of the tree: all exist now.
+    restoreOwners(ctx.locals, files);
     for (const fd of opened.splice(0)) fs.closeSync(fd);
     shmem.sealAll();
     shmem.close();
@@ -410,6 +414,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
     const c = t.cores.get(tid)!;
     const threadCore = c.thread_core as Msg;
     restoreThreadCore(th, area, threadInfo(c)!, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
+    restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p as Msg | undefined, false);
   }
   // Credentials are per thread in the kernel, and last: they may take away our rights.
@@ -418,7 +423,9 @@ function restoreTask(ctx: Ctx, l: Live): void {
   for (const [tid, th] of l.threads) {
     const creds = (t.cores.get(tid)!.thread_core as Msg).creds as Msg | undefined;
     if (creds) restoreCreds(th, area, creds, current);
+    restorePdeathSig(th, (t.cores.get(tid)!.thread_core as Msg).pdeath_sig as number | undefined, t.ppid === 0, ctx.req.log);
   }
+  restoreTaskProps(stub, t.pid, tc);
 }
 
 /**

@@ -2,11 +2,12 @@
 import fs from 'node:fs';
 import { fcntl, F, O } from '../../kernel/index.ts';
 import { peekPipe } from './pipe.ts';
-import { FD_TYPE, S_IFMT, S_IFIFO, type FileKind } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFIFO, OPEN_FLAGS, type FileKind } from './types.ts';
 
 export const fifoFile: FileKind = {
   type: FD_TYPE.FIFO,
   name: 'fifo',
+  claims: { flags: OPEN_FLAGS },
   matches: (p) => (p.mode & S_IFMT) === S_IFIFO && p.link.startsWith('/'),
   dump(p, id, ctx) {
     const key = `fifo:${p.ino}`;

@@ -2,13 +2,14 @@
 // finding shared open file descriptions, and dispatching to the kind that handles each.
 import fs from 'node:fs';
 import { listFds, readFdinfo } from '../../proc/index.ts';
-import { kcmp, KCMP, O } from '../../kernel/index.ts';
+import { kcmp, KCMP, O, pidfdOpen, close } from '../../kernel/index.ts';
 import { regFile } from './reg.ts';
 import { pipeFile } from './pipe.ts';
 import { ttyFile } from './tty.ts';
 import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
+import { dumpFown, restoreFown } from './fown.ts';
 import type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
 import type { FileTable, Msg } from '../types.ts';
 
@@ -18,7 +19,7 @@ export { FD_TYPE } from './types.ts';
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, regFile];
 
-function probe(pid: number, fd: number): FdProbe {
+export function probeFd(pid: number, fd: number): FdProbe {
   const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
   const info = readFdinfo(pid, fd);
   let st: fs.Stats;
@@ -35,6 +36,15 @@ function describeUnsupported(p: FdProbe): string {
   if (p.link.startsWith('socket:')) return 'a socket';
   if (p.link.startsWith('anon_inode:')) return `an ${p.link.slice(11)} file`;
   return `of an unsupported kind (mode 0${(p.mode >>> 0).toString(8)})`;
+}
+
+/** The kind that saves this fd, if any. */
+export function fdKind(p: FdProbe): FileKind | undefined { return kinds.find((k) => k.matches(p)); }
+
+/** The entry of one kind inside a file_entry ({ reg: {...} }, { pipe: {...} }, ...). */
+function kindEntry(file: Msg): Msg | undefined {
+  for (const [k, v] of Object.entries(file)) if (k !== 'type' && k !== 'id' && typeof v === 'object' && v !== null) return v as Msg;
+  return undefined;
 }
 
 /** Open file descriptions already given an id, for sharing detection with kcmp. */
@@ -59,19 +69,43 @@ export class FileIdentity {
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
 export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Msg[] {
   const out: Msg[] = [];
-  for (const fd of listFds(pid)) {
-    const p = probe(pid, fd);
-    const kind = kinds.find((k) => k.matches(p));
-    if (!kind) throw new Error(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}; not supported yet`);
-    let id = identity.find(p);
-    if (id === undefined) {
-      id = files.newId();
-      files.add({ type: kind.type, id, ...kind.dump(p, id, ctx) });
-      identity.add(p, id);
+  const pidfd = pidfdOpen(pid);
+  try {
+    for (const fd of listFds(pid)) {
+      const p = probeFd(pid, fd);
+      const kind = fdKind(p);
+      if (!kind) throw new Error(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}; not supported yet`);
+      let id = identity.find(p);
+      if (id === undefined) {
+        id = files.newId();
+        const file: Msg = { type: kind.type, id, ...kind.dump(p, id, ctx) };
+        saveFown(file, dumpFown(pidfd, p, ctx.inTree), kind, p);
+        files.add(file);
+        identity.add(p, id);
+      }
+      out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
     }
-    out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
+  } finally {
+    close(pidfd);
   }
   return out;
+}
+
+function saveFown(file: Msg, fown: Msg, kind: FileKind, p: FdProbe): void {
+  const e = kindEntry(file);
+  if (e && 'fown' in e) e.fown = fown;
+  else if (fown.pid || fown.signum) throw new Error(`task ${p.pid}: fd ${p.fd} (${p.link}): a ${kind.name} with an owner or F_SETSIG (its image cannot hold them); not supported yet`);
+}
+
+/**
+ * Owners and F_SETSIG of the open files (fown.ts), on criu-ts's fds of them, once every task
+ * and thread that may own one exists.
+ */
+export function restoreOwners(local: Map<number, number>, files: Map<number, Msg>): void {
+  for (const [id, fd] of local) {
+    const e = kindEntry(files.get(id) ?? {});
+    if (e) restoreFown(fd, e.fown as Msg | undefined, (e.flags as number | undefined) ?? 0);
+  }
 }
 
 /**

@@ -2,11 +2,12 @@
 // pagemap-shmem; each open description is a MEMFD entry with its own flags and offset.
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
-import { FD_TYPE, fown, type FileKind } from './types.ts';
+import { FD_TYPE, OPEN_FLAGS, fown, type FileKind } from './types.ts';
 
 export const memfdFile: FileKind = {
   type: FD_TYPE.MEMFD,
   name: 'memfd',
+  claims: { flags: OPEN_FLAGS },
   matches: (p) => p.link.startsWith('/memfd:'),
   dump(p, id, ctx) {
     const inodeId = ctx.memfdInode(`/proc/${p.pid}/fd/${p.fd}`);

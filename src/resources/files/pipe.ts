@@ -2,7 +2,7 @@
 // once per pipe in pipes-data.img, read with tee so the task's own reader still gets them.
 import fs from 'node:fs';
 import { pipe2, tee, fcntl, F, O, SPLICE_F_NONBLOCK } from '../../kernel/index.ts';
-import { FD_TYPE, S_IFMT, S_IFIFO, fown, type FileKind, type FdProbe, type DumpFileCtx } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFIFO, FASYNC, fown, type FileKind, type FdProbe, type DumpFileCtx } from './types.ts';
 
 const MAX_PIPE = 1 << 20; // pipes cannot grow past 1 MiB for us (no CAP_SYS_RESOURCE)
 
@@ -42,6 +42,8 @@ function savePipeData(p: FdProbe, ctx: DumpFileCtx): void {
 export const pipeFile: FileKind = {
   type: FD_TYPE.PIPE,
   name: 'pipe',
+  // Not O_DIRECT (a packet-mode pipe): only pipe2() makes one.
+  claims: { flags: O.NONBLOCK | O.APPEND | FASYNC },
   matches: (p) => (p.mode & S_IFMT) === S_IFIFO && p.link.startsWith('pipe:'),
   dump(p, id, ctx) {
     savePipeData(p, ctx);
@@ -70,8 +72,14 @@ export const pipeFile: FileKind = {
       ctx.memo.set(key, ends);
     }
     const flags = pe.flags as number;
-    const fd = (flags & O.ACCMODE) === O.WRONLY ? ends[1] : ends[0];
-    fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND | 0o20000 /* O_ASYNC */));
+    const write = (flags & O.ACCMODE) === O.WRONLY;
+    // Each file id is an open file description of its own, with its own flags: the second
+    // one of the same end is the pipe opened again through /proc.
+    const usedKey = `${key}:${write ? 'w' : 'r'}`;
+    let fd = write ? ends[1] : ends[0];
+    if (ctx.memo.has(usedKey)) fd = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (write ? O.WRONLY : O.RDONLY) | O.NONBLOCK | O.CLOEXEC));
+    ctx.memo.set(usedKey, true);
+    fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND | FASYNC));
     return fd;
   },
 };

@@ -3,7 +3,8 @@
 // external ttys.
 import fs from 'node:fs';
 import { O } from '../../kernel/index.ts';
-import { FD_TYPE, S_IFMT, S_IFCHR, fown, type FileKind } from './types.ts';
+import { readStat } from '../../proc/index.ts';
+import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, type FileKind, type FdProbe } from './types.ts';
 
 const major = (rdev: number) => (rdev >> 8) & 0xfff;
 const minor = (rdev: number) => (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
@@ -20,9 +21,21 @@ function ttyType(rdev: number): number {
   return 0;
 }
 
+const CTTY_RDEV = (5 << 8) | 0; // /dev/tty
+
+/** Every terminal fd comes back as criu-ts's own terminal: right only for the task's controlling one. */
+function ttyCheck(p: FdProbe): string | undefined {
+  if (p.rdev === CTTY_RDEV) return undefined;
+  if (major(p.rdev) === 5 && minor(p.rdev) === 2) return `fd ${p.fd} is a pseudo-terminal master (${p.link})`;
+  let ctty = 0;
+  try { ctty = readStat(p.pid).ttyNr; } catch { /* gone: the dump fails elsewhere */ }
+  return p.rdev === ctty ? undefined : `fd ${p.fd} is the terminal ${p.link}, which is not its controlling terminal`;
+}
+
 export const ttyFile: FileKind = {
   type: FD_TYPE.TTY,
   name: 'terminal',
+  claims: { flags: OPEN_FLAGS, check: ttyCheck },
   matches: (p) => (p.mode & S_IFMT) === S_IFCHR && ttyType(p.rdev) !== 0,
   dump(p, id, ctx) {
     if (!ctx.shellJob) {

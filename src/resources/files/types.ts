@@ -33,6 +33,8 @@ export interface DumpFileCtx {
   regPath(path: string, flags: number, extra?: Msg): number;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
   memfdInode(link: string): number;
+  /** Is this a thread, process or process group of the dumped tree (a file owner that comes back)? */
+  inTree(id: number): boolean;
 }
 
 export interface RestoreFileCtx {
@@ -59,9 +61,25 @@ export interface FileKind {
   dump(p: FdProbe, id: number, ctx: DumpFileCtx): Msg;
   /** A local fd sharing the dumped open file description's state. */
   open(file: Msg, ctx: RestoreFileCtx): number;
+  /** What of an open file of this kind /proc shows and the kind saves (see src/dump/claims.ts). */
+  readonly claims: FdClaims;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
   afterInstall?(file: Msg, fd: number, t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea): void;
 }
+
+export interface FdClaims {
+  /** Status flags (fdinfo "flags") that come back; the access mode and O_LARGEFILE always do. */
+  readonly flags: number;
+  /** fdinfo lines (by key) the kind saves, besides pos, flags, mnt_id and ino. */
+  readonly fields?: readonly string[];
+  /** Why this particular file cannot be saved, when its kind alone does not say. */
+  check?(p: FdProbe): string | undefined;
+}
+
+/** O_ASYNC: set again on every kind, with the file's owner (fown.ts). */
+export const FASYNC = 0o20000;
+/** Every flag open(2) keeps in the open file description: a file reopened with its flags has them all. */
+export const OPEN_FLAGS = 0xffffffff;
 
 export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18 } as const;
 

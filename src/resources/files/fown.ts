@@ -1,0 +1,55 @@
+// The owner of an open file (F_SETOWN_EX) and the signal it is sent (F_SETSIG): fown_entry,
+// part of every kind's entry. Read on a copy of the task's fd (pidfd_getfd: the same open
+// file description), and set on criu-ts's fd before the task gets it.
+import { fcntl, F, O, close, pidfdGetfd } from '../../kernel/index.ts';
+import { FASYNC, type FdProbe } from './types.ts';
+import type { Msg } from '../types.ts';
+
+/** fown_entry.pid_type is F_OWNER_TID 0, F_OWNER_PID 1 or F_OWNER_PGRP 2, as in CRIU. */
+const OWNER_TYPES = ['thread', 'process', 'process group'];
+
+export const noFown = (): Msg => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
+
+/**
+ * The owner of fd `fd` of the task behind `pidfd`. Throws a one-line reason when it cannot
+ * be restored: an owner that is not in the dumped tree (`inTree`), or one set by another user
+ * than root (the owner's credentials decide who may be signalled, and criu-ts sets them as root).
+ */
+export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => boolean): Msg {
+  if (p.flags & O.PATH) return noFown();
+  const local = pidfdGetfd(pidfd, p.fd);
+  try {
+    const owner = Buffer.alloc(8);
+    fcntl(local, F.GETOWN_EX, owner);
+    const type = owner.readInt32LE(0), pid = owner.readInt32LE(4);
+    const signum = fcntl(local, F.GETSIG);
+    if (pid === 0) return { ...noFown(), signum };
+    const uids = Buffer.alloc(8);
+    fcntl(local, F.GETOWNER_UIDS, uids);
+    const uid = uids.readUInt32LE(0), euid = uids.readUInt32LE(4);
+    const who = `the ${OWNER_TYPES[type] ?? 'owner'} ${pid}`;
+    const at = `task ${p.pid}: fd ${p.fd} (${p.link})`;
+    if (!inTree(pid)) throw new Error(`${at}: its owner (F_SETOWN) is ${who}, outside the dumped tree; not supported yet`);
+    if (uid !== 0 || euid !== 0) throw new Error(`${at}: its owner (F_SETOWN) ${who} was set by uid ${uid}/${euid}; not supported yet`);
+    return { uid, euid, signum, pid_type: type, pid };
+  } finally {
+    close(local);
+  }
+}
+
+/** Owner, signal and O_ASYNC (which needs the owner first) on criu-ts's fd of the file. */
+export function restoreFown(fd: number, fown: Msg | undefined, flags: number): void {
+  const signum = (fown?.signum as number | undefined) ?? 0;
+  if (signum) fcntl(fd, F.SETSIG, signum);
+  const pid = (fown?.pid as number | undefined) ?? 0;
+  if (pid) {
+    const owner = Buffer.alloc(8);
+    owner.writeInt32LE(fown!.pid_type as number, 0);
+    owner.writeInt32LE(pid, 4);
+    fcntl(fd, F.SETOWN_EX, owner);
+  }
+  if (flags & FASYNC) {
+    const now = fcntl(fd, F.GETFL);
+    if (!(now & FASYNC)) fcntl(fd, F.SETFL, now | FASYNC);
+  }
+}
