@@ -9,7 +9,6 @@ import type { ClaimSite } from '../resources/claims.ts';
 export const NEUTRAL_STATUS: ReadonlySet<string> = new Set([
   'Pid', 'Tgid', 'PPid', 'TracerPid', 'State', 'Ngid', 'FDSize', 'NStgid', 'NSpid', 'NSpgid', 'NSsid', 'Kthread',
   'Threads', 'SigQ', 'voluntary_ctxt_switches', 'nonvoluntary_ctxt_switches',
-  'Cpus_allowed', 'Cpus_allowed_list', // while frozen, pinned to criu-ts's CPU: the affinity is checked from before
 ]);
 
 export const RESOURCE_NAMES: Readonly<Record<string, string>> = {

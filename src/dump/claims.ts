@@ -5,8 +5,8 @@
 // `task PID: <resource>: <why>; not supported yet`.
 import fs from 'node:fs';
 import { readStatus, readStat, readTimers, listFds, type Vma, type Stat } from '../proc/index.ts';
-import { schedGetaffinity, getpid } from '../kernel/index.ts';
-import { tracerAffinity, type Tracee } from '../compel/index.ts';
+import { getpid } from '../kernel/index.ts';
+import type { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
 import { coreClaims } from '../resources/core.ts';
@@ -71,14 +71,11 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     checkProcFiles(t.pid, claims.files, own, site, refuse);
     if (t.stat.ttyNr !== 0 && !opts.shellJob) refuse('controlling terminal', 'it has one; dump it as a shell job (--shell-job)');
     if (t.stat.exitSignal !== 17) refuse('exit signal', `its parent is sent signal ${t.stat.exitSignal} when it exits, not SIGCHLD`);
-    const home = tracerAffinity() ?? schedGetaffinity(0);
     for (const th of t.threads) {
       const at = { pid: t.pid, tid: th.tid };
       checkStatus(readStatus(t.pid, th.tid).raw, claims.status, own, at, refuse);
       const st = th.tid === t.pid ? t.stat : readStat(t.pid, th.tid);
       for (const k of ['policy', 'rtPriority', 'nice'] as const) checkValue(`scheduling (${k})`, String(st[k]), claims.stat.get(k), undefined, at, refuse);
-      const aff = th.homeAffinity ?? schedGetaffinity(th.tid);
-      if (!aff.equals(home)) refuse('CPU affinity', `it is ${maskString(aff)}, where a restored task has ${maskString(home)}`, th.tid);
     }
   }
   // Locks on files that no fd shows (an fd shows its own, checkFds).
@@ -159,10 +156,4 @@ function checkLocks(ids: Set<number>): void {
     const pid = Number(f[pidAt]);
     if (ids.has(pid)) throw new NotClaimedError({ pid, tid: pid }, `file lock (${f.slice(1, pidAt).join(' ')} on ${f[pidAt + 1]})`, 'locks are not saved');
   }
-}
-
-function maskString(b: Buffer): string {
-  const cpus: number[] = [];
-  for (let i = 0; i < b.length * 8; i++) if (b[i >> 3] & (1 << (i & 7))) cpus.push(i);
-  return `CPUs ${cpus.join(',') || 'none'}`;
 }

@@ -25,6 +25,7 @@ import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims } from './claims.ts';
 import { dumpOomScoreAdj, readSubreaper, dumpPdeathSig } from '../resources/taskprops.ts';
+import { dumpAffinity } from '../resources/sched.ts';
 import type { DumpTask, Logger, Msg, ParentMm } from '../resources/types.ts';
 
 export interface DumpRequest {
@@ -328,6 +329,8 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const threadCore = dumpThreadCore(snap, thStatus.name, area, isLeader);
     threadCore.creds = dumpCreds(thStatus, secbits);
     threadCore.pdeath_sig = dumpPdeathSig(th, area);
+    const affinity = dumpAffinity(th);
+    if (affinity) threadCore.cpu_affinity = affinity;
     const core: Msg = { mtype: cpu.march, [cpu.infoField]: dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
     if (isLeader) core.tc = tc;
     imgs.one(`core-${th.tid}.img`, 'core_entry', core);

@@ -67,7 +67,8 @@ export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionAre
   const e: Msg = {
     futex_rla: rl.head, futex_rla_len: rl.len, sched_nice: getPriority(0, tid), sched_policy: policy,
   };
-  if (policy === 1 || policy === 2) e.sched_prio = schedGetPriority(tid);
+  const rt = policy & ~0x40000000; // without SCHED_RESET_ON_FORK
+  if (rt === 1 || rt === 2) e.sched_prio = schedGetPriority(tid);
   if (!isLeader) e.blk_sigset = f.sigmask;
   e.sas = sigaltstack(f.tracee, area);
   e.signals_p = siginfoEntries(peekSiginfo(tid, false));

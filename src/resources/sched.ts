@@ -1,8 +1,9 @@
 // Scheduling policy and real-time priority of a thread (thread_core_entry's sched_policy and
 // sched_prio; the nice value goes with the rest of the thread core, core.ts).
-import type { Tracee, InjectionArea } from '../compel/index.ts';
+import { schedGetaffinity, schedSetaffinity } from '../kernel/index.ts';
+import { tracerAffinity, type Tracee, type InjectionArea } from '../compel/index.ts';
 import type { ResourceClaims } from './claims.ts';
-import type { Msg } from './types.ts';
+import type { Logger, Msg } from './types.ts';
 
 const SCHED_FIFO = 1, SCHED_RR = 2, SCHED_DEADLINE = 6;
 const SCHED_RESET_ON_FORK = 0x40000000;
@@ -14,7 +15,26 @@ export const schedClaims: ResourceClaims = {
     rtPriority: true,
     nice: true,
   },
+  // While frozen, pinned to criu-ts's CPU; saved as it was before (dumpAffinity).
+  status: { Cpus_allowed: true, Cpus_allowed_list: true },
 };
+
+/**
+ * thread_core_entry.cpu_affinity (criu-ts's field 100): the thread's own CPU affinity, when
+ * it is not criu-ts's, which a restored thread inherits.
+ */
+export function dumpAffinity(t: Tracee): Buffer | undefined {
+  const mask = t.homeAffinity ?? schedGetaffinity(t.tid);
+  const inherited = tracerAffinity() ?? schedGetaffinity(0);
+  return mask.equals(inherited) ? undefined : Buffer.from(mask);
+}
+
+/** Once the thread is let go (until then it is pinned to criu-ts's CPU). */
+export function restoreAffinity(tid: number, mask: Buffer | undefined, log: Logger): void {
+  if (!mask) return;
+  const r = schedSetaffinity(tid, mask);
+  if (r < 0) log.warn(`thread ${tid}: cannot set its CPU affinity back (${-r}): this machine's CPUs or cpuset differ`);
+}
 
 /**
  * sched_setscheduler from inside the thread, when the dumped policy (with its

@@ -16,7 +16,7 @@ import { readStatus } from '../proc/index.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, afterInstall, restoreOwners, type RestoreFileCtx } from '../resources/files/index.ts';
 import { restoreTaskProps, restorePdeathSig } from '../resources/taskprops.ts';
-import { restoreSched } from '../resources/sched.ts';
+import { restoreSched, restoreAffinity } from '../resources/sched.ts';
 import { ShmemObjects } from '../resources/shmem.ts';
 import { VMA } from '../resources/mm-layout.ts';
 import { DumpImages } from './images.ts';
@@ -118,6 +118,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     // Tasks sharing an mm share the injection area too: the last of them removes it.
     for (const t of [...tasks].reverse()) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!, ctx.sharedVm.has(t.pid));
     for (const t of tasks) if (!t.zombie) release(live.get(t.pid)!);
+    for (const t of tasks) for (const [tid, c] of t.cores) restoreAffinity(tid, (c.thread_core as Msg | undefined)?.cpu_affinity as Buffer | undefined, req.log);
 
   } catch (e) {
     for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }

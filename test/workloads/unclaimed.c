@@ -7,7 +7,6 @@
 //   ofdlock    an open-file-description lock (F_OFD_SETLK) on FILE
 //   mlock      a locked page (mlock)
 //   pipedirect a packet-mode pipe (pipe2(O_DIRECT))
-//   affinity   bound to CPU 0 only
 //   timens     children would be born in a new time namespace (unshare(CLONE_NEWTIME))
 //   slack      a timer slack of 1 ms (PR_SET_TIMERSLACK)
 #define _GNU_SOURCE
@@ -70,11 +69,6 @@ int main(int argc, char **argv) {
   } else if (!strcmp(mode, "pipedirect")) {
     int p[2];
     if (pipe2(p, O_DIRECT)) die("pipe2");
-  } else if (!strcmp(mode, "affinity")) {
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    CPU_SET(0, &s);
-    if (sched_setaffinity(0, sizeof s, &s)) die("sched_setaffinity");
   } else if (!strcmp(mode, "timens")) {
     if (unshare(CLONE_NEWTIME)) die("unshare");
   } else if (!strcmp(mode, "slack")) {

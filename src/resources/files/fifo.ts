@@ -39,7 +39,7 @@ export const fifoFile: FileKind = {
     }
     const flags = reg.flags as number;
     const fd = ctx.keep(fs.openSync(`/proc/self/fd/${holder}`, (flags & ~(O.CREAT | O.TRUNC)) | O.NONBLOCK | O.CLOEXEC));
-    if (!(flags & O.NONBLOCK)) fcntl(fd, F.SETFL, flags & (O.APPEND | 0o20000));
+    if (!(flags & O.NONBLOCK)) fcntl(fd, F.SETFL, flags & O.APPEND); // O_ASYNC: afterInstall
     return fd;
   },
 };

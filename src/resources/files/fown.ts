@@ -1,8 +1,9 @@
-// The owner of an open file (F_SETOWN_EX) and the signal it is sent (F_SETSIG): fown_entry,
-// part of every kind's entry. Read on a copy of the task's fd (pidfd_getfd: the same open
-// file description), and set on criu-ts's fd before the task gets it.
+// The owner of an open file (F_SETOWN_EX), the signal it is sent (F_SETSIG) and O_ASYNC:
+// fown_entry, part of every kind's entry. Read on a copy of the task's fd (pidfd_getfd: the
+// same open file description); set on criu-ts's fd, and O_ASYNC by the task itself.
 import { fcntl, F, O, close, pidfdGetfd } from '../../kernel/index.ts';
 import { FASYNC, type FdProbe } from './types.ts';
+import type { Tracee } from '../../compel/index.ts';
 import type { Msg } from '../types.ts';
 
 /** fown_entry.pid_type is F_OWNER_TID 0, F_OWNER_PID 1 or F_OWNER_PGRP 2, as in CRIU. */
@@ -37,8 +38,8 @@ export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => bool
   }
 }
 
-/** Owner, signal and O_ASYNC (which needs the owner first) on criu-ts's fd of the file. */
-export function restoreFown(fd: number, fown: Msg | undefined, flags: number): void {
+/** Owner and signal, on criu-ts's fd of the file. */
+export function restoreFown(fd: number, fown: Msg | undefined): void {
   const signum = (fown?.signum as number | undefined) ?? 0;
   if (signum) fcntl(fd, F.SETSIG, signum);
   const pid = (fown?.pid as number | undefined) ?? 0;
@@ -48,8 +49,13 @@ export function restoreFown(fd: number, fown: Msg | undefined, flags: number): v
     owner.writeInt32LE(pid, 4);
     fcntl(fd, F.SETOWN_EX, owner);
   }
-  if (flags & FASYNC) {
-    const now = fcntl(fd, F.GETFL);
-    if (!(now & FASYNC)) fcntl(fd, F.SETFL, now | FASYNC);
-  }
+}
+
+/**
+ * O_ASYNC, set by the task on its own fd: the kernel sends the owner the fd number of the
+ * F_SETFL call that set it (si_fd), which must be the task's, not criu-ts's.
+ */
+export function setAsync(t: Tracee, fd: number): void {
+  const now = Number(t.syscall('fcntl', fd, F.GETFL));
+  t.syscall('fcntl', fd, F.SETFL, now | FASYNC);
 }

@@ -9,8 +9,8 @@ import { ttyFile } from './tty.ts';
 import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
-import { dumpFown, restoreFown } from './fown.ts';
-import type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
+import { dumpFown, restoreFown, setAsync } from './fown.ts';
+import { FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { FileTable, Msg } from '../types.ts';
 
 export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
@@ -104,7 +104,7 @@ function saveFown(file: Msg, fown: Msg, kind: FileKind, p: FdProbe): void {
 export function restoreOwners(local: Map<number, number>, files: Map<number, Msg>): void {
   for (const [id, fd] of local) {
     const e = kindEntry(files.get(id) ?? {});
-    if (e) restoreFown(fd, e.fown as Msg | undefined, (e.flags as number | undefined) ?? 0);
+    if (e) restoreFown(fd, e.fown as Msg | undefined);
   }
 }
 
@@ -190,8 +190,10 @@ export function afterInstall(t: import('../../compel/index.ts').Tracee, area: im
     if (done.has(id)) continue;
     const file = files.get(id)!;
     const kind = kinds.find((k) => k.type === file.type);
-    if (!kind?.afterInstall) continue;
+    const async = (((kindEntry(file)?.flags as number | undefined) ?? 0) & FASYNC) !== 0;
+    if (!kind?.afterInstall && !async) continue;
     done.add(id);
-    kind.afterInstall(file, e.fd as number, t, area);
+    if (async) setAsync(t, e.fd as number);
+    kind?.afterInstall?.(file, e.fd as number, t, area);
   }
 }

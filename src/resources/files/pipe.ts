@@ -79,7 +79,7 @@ export const pipeFile: FileKind = {
     let fd = write ? ends[1] : ends[0];
     if (ctx.memo.has(usedKey)) fd = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (write ? O.WRONLY : O.RDONLY) | O.NONBLOCK | O.CLOEXEC));
     ctx.memo.set(usedKey, true);
-    fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND | FASYNC));
+    fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND)); // O_ASYNC: afterInstall
     return fd;
   },
 };
