@@ -181,7 +181,6 @@ function dumpColocated(req: DumpRequest): DumpResult {
       lt.stat = readStat(t.pid);
     }
     faultPoint('freeze');
-    checkSessions(tasks, req.shellJob);
     for (const t of tasks) {
       if (!isLive(t)) continue;
       // The VMAs as the task has them, before our injection area joins them.
@@ -190,6 +189,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     }
     // Whatever no resource module saves refuses the dump here, before anything is written.
     checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup });
+    checkSessions(tasks, req.shellJob);
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));

@@ -157,7 +157,7 @@ function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): nu
   const inode = imgs.all('memfd.img').map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
   if (!inode) throw new CriuError(`memfd.img: no memfd inode ${inodeId}`);
   return shmem.memfd(BigInt(inodeId), inode.name as string, inode.size as bigint, inode.seals as number,
-    () => withKey(imgs, imgs.shmemPagemap(inode.shmid as number)));
+    () => withKey(imgs, imgs.shmemPagemap(inode.shmid as number)), { mode: inode.mode as number | undefined, uid: inode.uid as number, gid: inode.gid as number });
 }
 
 /** Kill what a failed restore created and reap it: no stray process is left behind. */

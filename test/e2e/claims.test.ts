@@ -60,9 +60,9 @@ async function checks(log: string, pids: number[], mark: number): Promise<string
   return readLines(log).slice(mark).filter((l) => l.startsWith('check '));
 }
 
-const EXPECTED_CHECKS = 17;
+const EXPECTED_CHECKS = 18;
 
-e2e('oom_score_adj, child_subreaper, pdeath_sig, scheduling, CPU affinity, fd flags and file owners come back', async (c) => {
+e2e('oom_score_adj, child_subreaper, pdeath_sig, scheduling, CPU affinity, fd flags, file owners and the mode of a memfd come back', async (c) => {
   const t = startTarget([workload('taskprops'), join(c.dir, 'append.txt')], { logFile: join(c.dir, 'taskprops.log') });
   await waitForLine(t.log, (l) => l === `ready pid=${t.pid}`);
   const childLine = await waitForLine(t.log, (l) => l.startsWith('ready ') && l !== `ready pid=${t.pid}`);

@@ -4,7 +4,7 @@
 // open file descriptions of one pipe's read end (only the second O_NONBLOCK), a pipe write
 // end O_NONBLOCK, FILE opened O_APPEND, and a pipe whose read end is owned by the process
 // (F_SETOWN_EX), signals SIGUSR1 (F_SETSIG) and is O_ASYNC; its main thread runs on CPU 0
-// only (the other thread on every CPU). The child: parent-death signal
+// only (the other thread on every CPU); a memfd has mode 0640. The child: parent-death signal
 // SIGPWR and SCHED_IDLE. Both print "ready" and count ("i=N", every 50 ms); on SIGUSR2 each
 // prints "check NAME ok" or "check NAME BAD: ..." for each item, then "checked".
 #define _GNU_SOURCE
@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,7 +28,7 @@
 #endif
 
 static volatile sig_atomic_t want_check, sigio_hits;
-static int p[2], p2, q[2], fa;
+static int p[2], p2, q[2], fa, mfd;
 static pid_t rr_tid;
 
 static void on_usr2(int s) { (void)s; want_check = 1; }
@@ -81,6 +83,9 @@ static void check_parent(void) {
   check("pipe_write_nonblock", (f1 & O_NONBLOCK) != 0, "flags %#lo%.0ld", f1, 0);
   int ff = fcntl(fa, F_GETFL);
   check("file_append", (ff & O_APPEND) != 0, "flags %#lo%.0ld", ff, 0);
+  struct stat st = { 0 };
+  fstat(mfd, &st);
+  check("memfd_mode", (st.st_mode & 07777) == 0640, "%#lo, want %#lo", st.st_mode & 07777, 0640);
   struct f_owner_ex own = { 0 };
   fcntl(q[0], F_GETOWN_EX, &own);
   check("owner", own.type == F_OWNER_PID && own.pid == getpid(), "type %ld pid %ld", own.type, own.pid);
@@ -147,6 +152,7 @@ int main(int argc, char **argv) {
   if ((p2 = open(path, O_RDONLY | O_NONBLOCK)) < 0) die("reopen pipe");
   if (fcntl(p[1], F_SETFL, O_NONBLOCK)) die("setfl");
   if ((fa = open(argv[1], O_WRONLY | O_CREAT | O_APPEND, 0600)) < 0) die("open append");
+  if ((mfd = memfd_create("props", 0)) < 0 || fchmod(mfd, 0640)) die("memfd");
   struct sigaction sa = { .sa_sigaction = on_io, .sa_flags = SA_SIGINFO | SA_RESTART };
   sigaction(SIGUSR1, &sa, NULL);
   if (pipe(q)) die("pipe q");

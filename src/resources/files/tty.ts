@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { O } from '../../kernel/index.ts';
 import { readStat } from '../../proc/index.ts';
 import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, type FileKind, type FdProbe } from './types.ts';
+import { dumpTermios, restoreTermios } from './termios.ts';
 
 const major = (rdev: number) => (rdev >> 8) & 0xfff;
 const minor = (rdev: number) => (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
@@ -47,7 +48,7 @@ export const ttyFile: FileKind = {
       ctx.seen.add(key);
       ctx.addEntry('tty-info.img', {
         id: infoId, type: ttyType(p.rdev), locked: false, exclusive: false, packet_mode: false,
-        sid: 0, pgrp: 0, rdev: p.rdev, ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
+        sid: 0, pgrp: 0, rdev: p.rdev, termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`), ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
       });
     }
     const regfId = ctx.regPath(p.link, p.flags);
@@ -59,7 +60,14 @@ export const ttyFile: FileKind = {
     for (const fd of [0, 1, 2]) {
       let isTty = false;
       try { isTty = (fs.fstatSync(fd).mode & S_IFMT) === S_IFCHR && ttyType(Number(fs.fstatSync(fd).rdev)) !== 0; } catch { /* closed */ }
-      if (isTty) return ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, ((tty.flags as number) & ~O.CREAT) | O.NOCTTY | O.CLOEXEC));
+      if (!isTty) continue;
+      const local = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, ((tty.flags as number) & ~O.CREAT) | O.NOCTTY | O.CLOEXEC));
+      // The job's line settings (raw mode, echo...) go to criu-ts's terminal, once.
+      const key = `termios:${tty.tty_info_id as number}`;
+      const info = ctx.entries('tty-info.img').find((e) => e.entry.id === tty.tty_info_id)?.entry;
+      if (!ctx.memo.has(key) && info?.termios) restoreTermios(local, info.termios as Record<string, unknown>);
+      ctx.memo.set(key, true);
+      return local;
     }
     throw new Error('the dump holds a terminal but criu-ts is not running on one; restore it from a terminal');
   },
