@@ -6,7 +6,7 @@ import path from 'node:path';
 import { writeImage, closing, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
-import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, type Tracee } from '../compel/index.ts';
+import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, INJECTION_SIGMASK, type Tracee } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, type FrozenThread } from '../resources/core.ts';
@@ -82,7 +82,7 @@ function prepareInjection(t: LiveTask): void {
   const leader = t.threads[0];
   const insn = vdsoSyscallInsn(leader, t.vmas.find((v) => v.path === '[vdso]'), `task ${t.pid}`);
   t.vdsoInsn = insn;
-  for (const th of t.threads) th.setSigmask(0xffffffffffffffffn);
+  for (const th of t.threads) th.setSigmask(INJECTION_SIGMASK);
   leader.useSyscallInsn(insn);
   t.area = InjectionArea.map(leader);
 }
@@ -181,15 +181,13 @@ function dumpColocated(req: DumpRequest): DumpResult {
       lt.stat = readStat(t.pid);
     }
     faultPoint('freeze');
-    for (const t of tasks) {
-      if (!isLive(t)) continue;
-      // The VMAs as the task has them, before our injection area joins them.
-      t.vmas = readSmaps(t.pid);
-      prepareInjection(t);
-    }
-    // Whatever no resource module saves refuses the dump here, before anything is written.
+    // The VMAs as the tasks have them, before our injection areas join them.
+    for (const t of tasks) if (isLive(t)) t.vmas = readSmaps(t.pid);
+    // Whatever no resource module saves refuses the dump here, before anything is written
+    // or injected (a pending SIGTRAP would be taken by the first injected call).
     checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup });
     checkSessions(tasks, req.shellJob);
+    for (const t of tasks) if (isLive(t)) prepareInjection(t);
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));

@@ -11,9 +11,15 @@ import { cpu, type CpuSnapshot, type CpuFacts } from './cpu/index.ts';
 import type { Msg } from './types.ts';
 import type { ResourceClaims, Check } from './claims.ts';
 
-/** Pending signals come back with their siginfo: a signal pending without one would be lost. */
+const TRAP_BIT = 1n << 4n; // SIGTRAP
+
+/**
+ * Pending signals come back with their siginfo: a signal pending without one would be lost.
+ * Not SIGTRAP: the traps that end injected calls would take it (as CRIU, which refuses it too).
+ */
 const queued = (shared: boolean): Check => (v, at) => {
   let pending = BigInt(`0x${v}`);
+  if (pending & TRAP_BIT) return 'SIGTRAP is pending; criu-ts\'s injected calls end with traps that would take it';
   for (const si of peekSiginfo(shared ? at.pid : at.tid, shared)) pending &= ~(1n << BigInt(si.readInt32LE(0) - 1));
   for (let s = 1; s <= 64; s++) if ((pending >> BigInt(s - 1)) & 1n) return `signal ${s} is pending without a siginfo to queue it again`;
   return undefined;

@@ -5,7 +5,13 @@ import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { Msg } from './types.ts';
 import type { ResourceClaims } from './claims.ts';
 
-export const sigactClaims: ResourceClaims = { status: { SigIgn: true, SigCgt: true } };
+/** An ignored SIGTRAP is reset to SIG_DFL by the kernel at the traps that end injected calls. */
+export const sigactClaims: ResourceClaims = {
+  status: {
+    SigIgn: (v) => (BigInt(`0x${v}`) & (1n << 4n) ? 'SIGTRAP is ignored (SIG_IGN), which the traps of criu-ts\'s injected calls would undo' : undefined),
+    SigCgt: true,
+  },
+};
 
 const KSIGACTION = 32; // handler, flags, restorer, mask
 const signals = (): number[] => {

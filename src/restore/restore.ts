@@ -3,7 +3,7 @@
 // syscalls, then install the registers and let the whole tree go at once.
 import fs from 'node:fs';
 import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR, SysError } from '../kernel/index.ts';
-import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
+import { InjectionArea, colocate, endColocation, INJECTION_SIGMASK, type Tracee } from '../compel/index.ts';
 import { cpu, threadInfo, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields } from '../resources/mm-restore.ts';
@@ -36,7 +36,6 @@ export interface RestoreRequest {
 
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
 
-const ALL_SIGNALS = 0xffffffffffffffffn;
 const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM | CLONE.SETTLS | CLONE.CHILD_CLEARTID;
 
 /** A task being rebuilt: its stub and its threads, all stopped and traced. */
@@ -207,7 +206,7 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     }
     const stub = cloneAt(from.tracee, from, t.pid, flags, exitSignal);
     created.push(t.pid);
-    stub.setSigmask(ALL_SIGNALS);
+    stub.setSigmask(INJECTION_SIGMASK);
     const area = helper.area.forTracee(stub);
     live.set(t.pid, { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area });
     // A shell job joins the session (and terminal) of criu-ts itself, as in CRIU.
@@ -237,7 +236,7 @@ function sessionHelper(ctx: Ctx, sid: number, creator: InjectionArea, helper: He
   if (!h) {
     const t = cloneAt(creator.tracee, creator, sid, 0, SIG.CHLD);
     created.push(sid);
-    t.setSigmask(ALL_SIGNALS);
+    t.setSigmask(INJECTION_SIGMASK);
     const area = helper.area.forTracee(t);
     t.syscall('setsid');
     h = { pid: sid, tracee: t, area, parent: creator.tracee === helper.tracee ? undefined : creator.tracee };
@@ -263,7 +262,7 @@ function setGroups(ctx: Ctx, tasks: TaskPlan[], live: Map<number, Live>, created
       const h = cloneAt(l.leader, l.area, pgid, 0, 0);
       created.push(pgid);
       h.useInjectionPage(l.area.base);
-      h.setSigmask(ALL_SIGNALS);
+      h.setSigmask(INJECTION_SIGMASK);
       h.syscall('setpgid', 0, 0);
       ctx.leaderHelpers.set(`g${pgid}`, { pid: pgid, tracee: h, area: l.area.forTracee(h), parent: l.leader });
       l.leader.useInjectionPage(l.area.base);
@@ -407,7 +406,7 @@ function restoreTask(ctx: Ctx, l: Live): void {
     const info = threadInfo(t.cores.get(tid)!)!;
     const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: cpu.clearTid(info), tls: cpu.tls(info) });
     th.useInjectionPage(area.base);
-    th.setSigmask(ALL_SIGNALS);
+    th.setSigmask(INJECTION_SIGMASK);
     l.threads.set(tid, th);
   }
   requeueSignals(stub, area, t.pid, tc.signals_s as Msg | undefined, true);

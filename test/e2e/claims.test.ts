@@ -32,6 +32,8 @@ const REFUSALS: Refusal[] = [
   { mode: 'mlock', line: /memory at 0x[0-9a-f]+-0x[0-9a-f]+.*: it is locked in memory \(mlock\)/, still: (pid) => procStatus(pid)!.VmLck !== '0 kB' },
   { mode: 'pipedirect', line: /fd \d+ \(pipe:\[\d+\]\): a pipe with O_DIRECT/, still: () => true },
   { mode: 'timens', line: /namespaces: it creates its children in another time namespace/, still: () => true },
+  { mode: 'sigtrap', line: /SIGTRAP is pending/, still: (pid) => procStatus(pid)!.ShdPnd === '0000000000000010' },
+  { mode: 'trapign', line: /SIGTRAP is ignored \(SIG_IGN\)/, still: (pid) => (BigInt(`0x${procStatus(pid)!.SigIgn}`) & 0x10n) !== 0n },
   { mode: 'slack', line: /timer slack \(PR_SET_TIMERSLACK\): it is "1000000"/, still: (pid) => readFileSync(`/proc/${pid}/timerslack_ns`, 'utf8').trim() === '1000000' },
 ];
 
@@ -60,9 +62,9 @@ async function checks(log: string, pids: number[], mark: number): Promise<string
   return readLines(log).slice(mark).filter((l) => l.startsWith('check '));
 }
 
-const EXPECTED_CHECKS = 18;
+const EXPECTED_CHECKS = 19;
 
-e2e('oom_score_adj, child_subreaper, pdeath_sig, scheduling, CPU affinity, fd flags, file owners and the mode of a memfd come back', async (c) => {
+e2e('oom_score_adj, child_subreaper, pdeath_sig, scheduling, CPU affinity, fd flags, file owners, the mode of a memfd and a SIGTRAP handler come back', async (c) => {
   const t = startTarget([workload('taskprops'), join(c.dir, 'append.txt')], { logFile: join(c.dir, 'taskprops.log') });
   await waitForLine(t.log, (l) => l === `ready pid=${t.pid}`);
   const childLine = await waitForLine(t.log, (l) => l.startsWith('ready ') && l !== `ready pid=${t.pid}`);

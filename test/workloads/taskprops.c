@@ -4,7 +4,8 @@
 // open file descriptions of one pipe's read end (only the second O_NONBLOCK), a pipe write
 // end O_NONBLOCK, FILE opened O_APPEND, and a pipe whose read end is owned by the process
 // (F_SETOWN_EX), signals SIGUSR1 (F_SETSIG) and is O_ASYNC; its main thread runs on CPU 0
-// only (the other thread on every CPU); a memfd has mode 0640. The child: parent-death signal
+// only (the other thread on every CPU); a memfd has mode 0640; SIGTRAP has a handler (which
+// the kernel resets when a trap hits a thread that blocks SIGTRAP). The child: parent-death signal
 // SIGPWR and SCHED_IDLE. Both print "ready" and count ("i=N", every 50 ms); on SIGUSR2 each
 // prints "check NAME ok" or "check NAME BAD: ..." for each item, then "checked".
 #define _GNU_SOURCE
@@ -34,6 +35,7 @@ static pid_t rr_tid;
 static void on_usr2(int s) { (void)s; want_check = 1; }
 static void on_io(int s, siginfo_t *si, void *uc) { (void)s; (void)uc; if (si->si_fd == q[0]) sigio_hits++; }
 static void on_pwr(int s) { (void)s; }
+static void on_trap(int s) { (void)s; }
 
 static void die(const char *what) { perror(what); exit(2); }
 
@@ -85,6 +87,9 @@ static void check_parent(void) {
   check("file_append", (ff & O_APPEND) != 0, "flags %#lo%.0ld", ff, 0);
   struct stat st = { 0 };
   fstat(mfd, &st);
+  struct sigaction tr;
+  sigaction(SIGTRAP, NULL, &tr);
+  check("sigtrap_handler", tr.sa_handler == on_trap, "%#lx%.0ld", (long)tr.sa_handler, 0);
   check("memfd_mode", (st.st_mode & 07777) == 0640, "%#lo, want %#lo", st.st_mode & 07777, 0640);
   struct f_owner_ex own = { 0 };
   fcntl(q[0], F_GETOWN_EX, &own);
@@ -153,6 +158,7 @@ int main(int argc, char **argv) {
   if (fcntl(p[1], F_SETFL, O_NONBLOCK)) die("setfl");
   if ((fa = open(argv[1], O_WRONLY | O_CREAT | O_APPEND, 0600)) < 0) die("open append");
   if ((mfd = memfd_create("props", 0)) < 0 || fchmod(mfd, 0640)) die("memfd");
+  signal(SIGTRAP, on_trap);
   struct sigaction sa = { .sa_sigaction = on_io, .sa_flags = SA_SIGINFO | SA_RESTART };
   sigaction(SIGUSR1, &sa, NULL);
   if (pipe(q)) die("pipe q");

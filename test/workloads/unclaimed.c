@@ -9,6 +9,8 @@
 //   pipedirect a packet-mode pipe (pipe2(O_DIRECT))
 //   timens     children would be born in a new time namespace (unshare(CLONE_NEWTIME))
 //   slack      a timer slack of 1 ms (PR_SET_TIMERSLACK)
+//   sigtrap    a SIGTRAP sent to itself, blocked and pending
+//   trapign    SIGTRAP ignored (SIG_IGN)
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -73,6 +75,14 @@ int main(int argc, char **argv) {
     if (unshare(CLONE_NEWTIME)) die("unshare");
   } else if (!strcmp(mode, "slack")) {
     if (prctl(PR_SET_TIMERSLACK, 1000000, 0, 0, 0)) die("timerslack");
+  } else if (!strcmp(mode, "sigtrap")) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTRAP);
+    sigprocmask(SIG_BLOCK, &s, NULL);
+    kill(getpid(), SIGTRAP);
+  } else if (!strcmp(mode, "trapign")) {
+    signal(SIGTRAP, SIG_IGN);
   } else {
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
