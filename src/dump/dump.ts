@@ -26,7 +26,7 @@ import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims } from './claims.ts';
 import { dumpOomScoreAdj, readSubreaper, dumpPdeathSig } from '../resources/taskprops.ts';
 import { dumpAffinity } from '../resources/sched.ts';
-import type { DumpTask, Logger, Msg, ParentMm } from '../resources/types.ts';
+import type { DumpTask, Logger, MessageInput, ParentMm } from '../resources/types.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -223,7 +223,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
       log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
-      addEntry: (image, entry, extra) => imgs.add(image, image === 'tty-info.img' ? 'tty_info_entry' : 'pipe_data_entry', entry, extra),
+      addEntry: (image, msg, entry, extra) => imgs.add(image, msg, entry, extra),
     },
   };
   const stats = { pagesWritten: 0, pagesScanned: 0 };
@@ -309,7 +309,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
 
   const secbits = readSecbits(leader);
   const stopped = !!t.stopped;
-  const tc: Msg = {
+  const tc: MessageInput<'task_core_entry'> = {
     task_state: stopped ? 3 : 1, exit_code: 0, ...(stopped ? { stop_signo: 19 } : {}), personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, 'utf8'), 16),
     flags: t.stat.flags, blk_sigset: t.snaps[0].sigmask, comm: t.stat.comm,
     timers: dumpItimers(leader, area), rlimits: dumpRlimits(pid),
@@ -329,7 +329,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     threadCore.pdeath_sig = dumpPdeathSig(th, area);
     const affinity = dumpAffinity(th);
     if (affinity) threadCore.cpu_affinity = affinity;
-    const core: Msg = { mtype: cpu.march, [cpu.infoField]: dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
+    const core: MessageInput<'core_entry'> = { mtype: cpu.march, ...dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
     if (isLeader) core.tc = tc;
     imgs.one(`core-${th.tid}.img`, 'core_entry', core);
   }

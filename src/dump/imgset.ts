@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
+  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, sealImage, type MessageInput, type MessageName,
+  type PagesCodecOptions,
 } from '../images/index.ts';
-import type { Msg } from '../resources/types.ts';
 import { addressOf } from '../kernel/index.ts';
 
 export interface ImageSetOptions {
@@ -23,7 +23,7 @@ export class ImageSet {
   readonly dir: string;
   private readonly created: string[] = [];
   private readonly open = new Map<string, ImageWriter>();
-  private readonly manifest = new ManifestBuilder();
+  private readonly manifest: ManifestBuilder;
   private readonly dones: Array<() => void> = [];
   private readonly opts: ImageSetOptions;
   private readonly encoders: PagesEncoder[] = [];
@@ -36,6 +36,7 @@ export class ImageSet {
     // What was there before: a failed dump removes only what it created.
     this.existing = new Set(fs.readdirSync(dir));
     this.opts = opts;
+    this.manifest = new ManifestBuilder(opts.pages?.key);
     if (opts.pages?.compress || opts.pages?.key) {
       this.manifest.pages = {
         ...(opts.pages.compress ? { compress: opts.pages.compress } : {}),
@@ -61,6 +62,12 @@ export class ImageSet {
     if (!this.existing.has(name)) this.created.push(path.join(this.dir, name));
   }
 
+  /** With --encrypt, every image is sealed whole (seal.ts). */
+  private seal(name: string): ((plain: Buffer) => Buffer) | undefined {
+    const key = this.opts.pages?.key;
+    return key ? (plain) => sealImage(key, name, plain) : undefined;
+  }
+
   private track(name: string): (d: Uint8Array) => void {
     this.noteCreated(name);
     const t = this.manifest.tap(name);
@@ -69,23 +76,23 @@ export class ImageSet {
   }
 
   /** Append an entry (and its extra payload) to an image, opening it on first use. */
-  add(image: string, msg: MessageName, entry: Msg, extra?: Buffer): void {
+  add<N extends MessageName>(image: string, msg: N, entry: MessageInput<N>, extra?: Buffer): void {
     let w = this.open.get(image);
     if (!w) {
-      w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image) });
+      w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image), seal: this.seal(image) });
       this.open.set(image, w);
     }
-    w.write(msg, entry as never);
+    w.write(msg, entry);
     if (extra) w.writeRaw(extra);
   }
 
   /** An image with a header and no entries. */
   empty(image: string): void {
-    new ImageWriter(path.join(this.dir, image), { tap: this.track(image) }).close();
+    new ImageWriter(path.join(this.dir, image), { tap: this.track(image), seal: this.seal(image) }).close();
   }
 
   /** A whole single-entry image. */
-  one(image: string, msg: MessageName, entry: Msg): void {
+  one<N extends MessageName>(image: string, msg: N, entry: MessageInput<N>): void {
     this.add(image, msg, entry);
     this.closeImage(image);
   }
@@ -105,9 +112,11 @@ export class ImageSet {
     if (enc) this.encoders.push(enc);
     const pagesName = `pages-${pagesId}.img`;
     const writer = this.writer;
+    const pagemapName = shmem ? `pagemap-shmem-${id}.img` : `pagemap-${id}.img`;
     return new PagemapWriter(this.dir, id, pagesId, {
       shmem,
-      pagemapTap: this.track(shmem ? `pagemap-shmem-${id}.img` : `pagemap-${id}.img`),
+      pagemapTap: this.track(pagemapName),
+      pagemapSeal: this.seal(pagemapName),
       ...(writer && !enc && expect >= STREAM_FROM ? {
         pagesStream: (file: string) => {
           this.noteCreated(pagesName);

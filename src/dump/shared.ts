@@ -5,12 +5,10 @@ import { fcntl, F, O } from '../kernel/index.ts';
 import { closing } from '../images/index.ts';
 import type { Vma } from '../proc/index.ts';
 import { dumpShmemContent } from '../resources/shmem.ts';
-import { FD_TYPE } from '../resources/files/index.ts';
-import type { SharedObjects, Msg } from '../resources/types.ts';
+import { FD_TYPE, fown } from '../resources/files/index.ts';
+import type { SharedObjects } from '../resources/types.ts';
 import type { ImageSet } from './imgset.ts';
 import type { DumpFileTable } from './filetable.ts';
-
-const fown = (): Msg => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 export class DumpShared implements SharedObjects {
   private readonly imgs: ImageSet;

@@ -15,14 +15,16 @@ export {
 } from './magic.ts';
 export type { ExtraKind, HeadKind, ImageKind, ImageKindId } from './magic.ts';
 export {
-  ImageDir, ImageError, ImageReader, ImageWriter, readImage, readMessages, readOne, writeImage, preloadImage, dropPreloaded,
+  ImageDir, ImageError, ImageReader, ImageWriter, readImage, readMessages, readOne, isMessage, messageOf, writeImage, preloadImage, dropPreloaded, sealDir,
 } from './image.ts';
 export type { ImageEntry, ReadOptions, WriteOptions } from './image.ts';
 export {
   DEFAULT_PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, PagemapReader, PagemapWriter, pagemapRunFlags, closing,
 } from './pages.ts';
 export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.ts';
-export { MANIFEST, ManifestBuilder, readManifest, verifyManifest, verifyListedFile, BackgroundVerify, keyId, type Manifest, type PagesEncoding } from './integrity.ts';
+export { MANIFEST, ManifestBuilder, readManifest, authenticateManifest, verifyManifest, verifyListedFile, BackgroundVerify, keyId, type Manifest, type PagesEncoding } from './integrity.ts';
 export { PagesWriterThread, PagesWriteStream } from './writer-thread.ts';
+export { sealImage, openSealed, isSealed, SEAL_MAGIC } from './seal.ts';
+export { openImage, openImageRead, createImage, readImageFile, writeImageFile, setImageOpener, type ImageOpener } from './open.ts';
 export { PagesEncoder, PagesStream, pagesInfo, readKeyFile, PAGES_MAGIC, type PagesCodecOptions } from './pagecodec.ts';
 export type { PagesTransform } from './pages.ts';

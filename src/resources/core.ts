@@ -7,8 +7,8 @@ import {
   schedGetPriority, PR, RSEQ_FLAG_UNREGISTER, SIGINFO_SIZE,
 } from '../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
-import { cpu, type CpuSnapshot, type CpuFacts } from './cpu/index.ts';
-import type { Msg } from './types.ts';
+import { cpu, type CpuSnapshot, type CpuFacts, type CoreThreadInfo } from './cpu/index.ts';
+import type { Message, MessageInput } from './types.ts';
 import type { ResourceClaims, Check } from './claims.ts';
 
 const TRAP_BIT = 1n << 4n; // SIGTRAP
@@ -49,11 +49,11 @@ function tidAddress(t: Tracee, area: InjectionArea): bigint {
 }
 
 /** This architecture's thread_info for the core image. */
-export function dumpThreadInfo(f: FrozenThread, area: InjectionArea, facts: CpuFacts): Msg {
+export function dumpThreadInfo(f: FrozenThread, area: InjectionArea, facts: CpuFacts): CoreThreadInfo {
   return cpu.dumpInfo(f.tracee, f.cpu, area, facts, tidAddress(f.tracee, area));
 }
 
-function sigaltstack(t: Tracee, area: InjectionArea): Msg {
+function sigaltstack(t: Tracee, area: InjectionArea): Message<'thread_sas_entry'> {
   area.reset();
   const a = area.alloc(24);
   t.syscall('sigaltstack', 0, a);
@@ -61,16 +61,16 @@ function sigaltstack(t: Tracee, area: InjectionArea): Msg {
   return { ss_sp: b.readBigUInt64LE(0), ss_size: b.readBigUInt64LE(16), ss_flags: b.readInt32LE(8) >>> 0 };
 }
 
-export function siginfoEntries(list: Buffer[]): Msg {
+export function siginfoEntries(list: Buffer[]): Message<'signal_queue_entry'> {
   return { signals: list.map((s) => ({ siginfo: s })) };
 }
 
 /** thread_core_entry without creds (the caller adds them); `comm` from the thread's status. */
-export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionArea, isLeader: boolean): Msg {
+export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionArea, isLeader: boolean): MessageInput<'thread_core_entry'> {
   const tid = f.tracee.tid;
   const rl = getRobustList(tid);
   const policy = schedGetScheduler(tid);
-  const e: Msg = {
+  const e: MessageInput<'thread_core_entry'> = {
     futex_rla: rl.head, futex_rla_len: rl.len, sched_nice: getPriority(0, tid), sched_policy: policy,
   };
   const rt = policy & ~0x40000000; // without SCHED_RESET_ON_FORK
@@ -97,24 +97,24 @@ export function unregisterInheritedRseq(t: Tracee): void {
  * thread was cloned with CLONE_CHILD_CLEARTID at its clear_child_tid already. `comm`: its
  * name now, when known (once the leader's name is set, threads cloned after it have it too).
  */
-export function restoreThreadCore(t: Tracee, area: InjectionArea, info: Msg, tc: Msg, clearTidSet = false, comm?: string): void {
-  if (!clearTidSet) t.syscall('set_tid_address', cpu.clearTid(info));
-  t.syscall('set_robust_list', tc.futex_rla as bigint, tc.futex_rla_len as number);
-  const sas = tc.sas as Msg | undefined;
-  if (sas && !((sas.ss_flags as number) & 2)) {
+export function restoreThreadCore(t: Tracee, area: InjectionArea, core: Message<'core_entry'>, tc: Message<'thread_core_entry'>, clearTidSet = false, comm?: string): void {
+  if (!clearTidSet) t.syscall('set_tid_address', cpu.clearTid(core));
+  t.syscall('set_robust_list', tc.futex_rla, tc.futex_rla_len);
+  const sas = tc.sas;
+  if (sas && !(sas.ss_flags & 2)) {
     area.reset();
     const b = Buffer.alloc(24);
-    b.writeBigUInt64LE(sas.ss_sp as bigint, 0);
-    b.writeInt32LE(sas.ss_flags as number, 8);
-    b.writeBigUInt64LE(sas.ss_size as bigint, 16);
+    b.writeBigUInt64LE(sas.ss_sp, 0);
+    b.writeInt32LE(sas.ss_flags, 8);
+    b.writeBigUInt64LE(sas.ss_size, 16);
     t.syscall('sigaltstack', area.put(b), 0);
   }
-  const rs = tc.rseq_entry as Msg | undefined;
-  if (rs) t.syscall('rseq', rs.rseq_abi_pointer as bigint, rs.rseq_abi_size as number, 0, rs.signature as number);
+  const rs = tc.rseq_entry;
+  if (rs) t.syscall('rseq', rs.rseq_abi_pointer, rs.rseq_abi_size, 0, rs.signature);
   // Nice value and name only when they differ from what the thread has already (each
   // injected call costs two context switches).
-  if (tc.sched_nice !== undefined && tc.sched_nice !== getPriority(0, t.tid)) t.syscallRaw('setpriority', 0, 0, tc.sched_nice as number);
-  restoreComm(t, area, tc.comm as string | undefined, comm);
+  if (tc.sched_nice !== undefined && tc.sched_nice !== getPriority(0, t.tid)) t.syscallRaw('setpriority', 0, 0, tc.sched_nice);
+  restoreComm(t, area, tc.comm, comm);
 }
 
 /** The thread's name, when it differs from `current` (read from /proc when not given). */
@@ -129,9 +129,9 @@ function currentComm(tid: number): string {
 }
 
 /** Re-queue pending signals with their original siginfo (the task sends them to itself). */
-export function requeueSignals(t: Tracee, area: InjectionArea, pid: number, q: Msg | undefined, shared: boolean): void {
-  for (const s of ((q?.signals as Msg[] | undefined) ?? [])) {
-    const si = s.siginfo as Buffer;
+export function requeueSignals(t: Tracee, area: InjectionArea, pid: number, q: Message<'signal_queue_entry'> | undefined, shared: boolean): void {
+  for (const s of q?.signals ?? []) {
+    const si = s.siginfo;
     if (si.length !== SIGINFO_SIZE) throw new Error(`bad siginfo size ${si.length}`);
     area.reset();
     const a = area.put(si);

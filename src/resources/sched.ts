@@ -3,7 +3,7 @@
 import { schedGetaffinity, schedSetaffinity } from '../kernel/index.ts';
 import { tracerAffinity, type Tracee, type InjectionArea } from '../compel/index.ts';
 import type { ResourceClaims } from './claims.ts';
-import type { Logger, Msg } from './types.ts';
+import type { Logger, Message } from './types.ts';
 
 const SCHED_FIFO = 1, SCHED_RR = 2, SCHED_DEADLINE = 6;
 const SCHED_RESET_ON_FORK = 0x40000000;
@@ -40,10 +40,10 @@ export function restoreAffinity(tid: number, mask: Buffer | undefined, log: Logg
  * sched_setscheduler from inside the thread, when the dumped policy (with its
  * SCHED_RESET_ON_FORK bit) or priority is not what it has now. The nice value is kept.
  */
-export function restoreSched(t: Tracee, area: InjectionArea, tc: Msg): void {
-  const policy = tc.sched_policy as number | undefined;
+export function restoreSched(t: Tracee, area: InjectionArea, tc: Message<'thread_core_entry'>): void {
+  const policy = tc.sched_policy;
   if (policy === undefined) return;
-  const prio = (tc.sched_prio as number | undefined) ?? 0;
+  const prio = tc.sched_prio ?? 0;
   const now = Number(t.syscall('sched_getscheduler', 0));
   area.reset();
   const p = area.alloc(4);

@@ -5,7 +5,7 @@ import { PR } from '../kernel/index.ts';
 import { CriuError } from '../errors.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { ResourceClaims } from './claims.ts';
-import type { Logger, Msg } from './types.ts';
+import type { Logger, Message } from './types.ts';
 
 export const taskPropsClaims: ResourceClaims = {
   files: { oom_score_adj: true, oom_adj: true },
@@ -37,8 +37,8 @@ export function dumpPdeathSig(t: Tracee, area: InjectionArea): number {
  * lowering it below what the task inherited needs CAP_SYS_RESOURCE, and a restore without it
  * fails rather than leave the value behind.
  */
-export function restoreTaskProps(t: Tracee, pid: number, tc: Msg): void {
-  const adj = tc.oom_score_adj as number | undefined;
+export function restoreTaskProps(t: Tracee, pid: number, tc: Message<'task_core_entry'>): void {
+  const adj = tc.oom_score_adj;
   if (adj !== undefined && adj !== dumpOomScoreAdj(pid)) {
     try { fs.writeFileSync(oomPath(pid), String(adj)); } catch (e) {
       throw new CriuError(`task ${pid}: cannot set oom_score_adj to ${adj}: ${(e as Error).message}`);

@@ -4,8 +4,9 @@
 import fs from 'node:fs';
 import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR, SysError } from '../kernel/index.ts';
 import { InjectionArea, colocate, endColocation, INJECTION_SIGMASK, type Tracee } from '../compel/index.ts';
-import { cpu, threadInfo, type CpuFacts } from '../resources/cpu/index.ts';
+import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
+import { writeImageFile } from '../images/index.ts';
 import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields } from '../resources/mm-restore.ts';
 import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm } from '../resources/core.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
@@ -20,9 +21,10 @@ import { restoreSched, restoreAffinity } from '../resources/sched.ts';
 import { ShmemObjects } from '../resources/shmem.ts';
 import { VMA } from '../resources/mm-layout.ts';
 import { DumpImages } from './images.ts';
-import { plan, type TaskPlan } from './plan.ts';
+import { plan, threadOf, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, cloneAt, pidInUse, type Helper } from './stub.ts';
-import type { Logger, Msg, RestoreTask } from '../resources/types.ts';
+import type { Logger, Message, RestoreTask } from '../resources/types.ts';
+import type { FileEntry } from '../resources/files/index.ts';
 
 export interface RestoreRequest {
   dir: string;
@@ -56,7 +58,7 @@ interface Ctx {
   shmemSize: Map<bigint, bigint>;
   req: RestoreRequest;
   imgs: DumpImages;
-  files: Map<number, Msg>;
+  files: Map<number, FileEntry>;
   cpuFacts: CpuFacts;
   fileCtx: RestoreFileCtx;
   locals: Map<number, number>;
@@ -72,7 +74,7 @@ export function restore(req: RestoreRequest): RestoreResult {
 
 function restoreColocated(req: RestoreRequest): RestoreResult {
   const t0 = performance.now();
-  const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key });
+  const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key, warn: (m) => req.log.warn(m) });
   try { return restoreImages(req, imgs, t0); } finally { imgs.close(); }
 }
 
@@ -88,14 +90,14 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const shmem = new ShmemObjects();
   let helper: Helper | undefined;
   try {
-    helper = startHelper(tasks.flatMap((t) => (t.mm?.vmas as Msg[] | undefined) ?? []));
+    helper = startHelper(tasks.flatMap((t) => t.mm?.vmas ?? []));
     const helperArea = helper.area;
     const ctx: Ctx = {
       req, imgs, files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks), installedOnce: new Set(), doneTables: new Set(), leaderHelpers: new Map(), sharedVm: new Set(),
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, memo: new Map(),
-        entries: (image) => imgs.all(image), keep: (fd) => { opened.push(fd); return fd; },
+        entries: (image, msg) => imgs.all(image, msg), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
       },
     };
@@ -117,7 +119,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     // Tasks sharing an mm share the injection area too: the last of them removes it.
     for (const t of [...tasks].reverse()) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!, ctx.sharedVm.has(t.pid));
     for (const t of tasks) if (!t.zombie) release(live.get(t.pid)!);
-    for (const t of tasks) for (const [tid, c] of t.cores) restoreAffinity(tid, (c.thread_core as Msg | undefined)?.cpu_affinity as Buffer | undefined, req.log);
+    for (const t of tasks) for (const [tid, c] of t.cores) restoreAffinity(tid, c.thread_core?.cpu_affinity, req.log);
 
   } catch (e) {
     for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
@@ -127,7 +129,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     killAll(created);
     throw e;
   }
-  if (req.pidfile) fs.writeFileSync(req.pidfile, `${root.pid}`);
+  if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
   const ms = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${ms.toFixed(1)} ms`);
   if (req.detach) return { pid: root.pid, ms };
@@ -143,20 +145,20 @@ function withKey<T extends object>(imgs: DumpImages, src: T | undefined): (T & {
 /** The size of each shared anonymous object: the furthest any task maps it. */
 function shmemSizes(tasks: TaskPlan[]): Map<bigint, bigint> {
   const sizes = new Map<bigint, bigint>();
-  for (const t of tasks) for (const v of (t.mm?.vmas as Msg[] | undefined) ?? []) {
-    if (!((v.status as number) & VMA.ANON_SHARED)) continue;
-    const end = (v.pgoff as bigint) + (v.end as bigint) - (v.start as bigint);
-    const id = v.shmid as bigint;
+  for (const t of tasks) for (const v of t.mm?.vmas ?? []) {
+    if (!(v.status & VMA.ANON_SHARED)) continue;
+    const end = v.pgoff + v.end - v.start;
+    const id = v.shmid;
     if ((sizes.get(id) ?? 0n) < end) sizes.set(id, end);
   }
   return sizes;
 }
 
 function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): number {
-  const inode = imgs.all('memfd.img').map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
+  const inode = imgs.all('memfd.img', 'memfd_inode_entry').map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
   if (!inode) throw new CriuError(`memfd.img: no memfd inode ${inodeId}`);
-  return shmem.memfd(BigInt(inodeId), inode.name as string, inode.size as bigint, inode.seals as number,
-    () => withKey(imgs, imgs.shmemPagemap(inode.shmid as number)), { mode: inode.mode as number | undefined, uid: inode.uid as number, gid: inode.gid as number });
+  return shmem.memfd(BigInt(inodeId), inode.name, inode.size, inode.seals,
+    () => withKey(imgs, imgs.shmemPagemap(inode.shmid)), { mode: inode.mode, uid: inode.uid, gid: inode.gid });
 }
 
 /** Kill what a failed restore created and reap it: no stray process is left behind. */
@@ -190,7 +192,7 @@ function createTree(ctx: Ctx, tasks: TaskPlan[], helper: Helper, live: Map<numbe
     // The clone arguments go into the parent's own copy of the area. A child that shared
     // its parent's fd table or fs_struct is cloned sharing them again.
     const parentPlan = tasks.find((p) => p.pid === t.ppid);
-    const same = (k: string) => parentPlan?.ids !== undefined && t.ids !== undefined && parentPlan.ids[k] === t.ids[k];
+    const same = (k: 'vm_id' | 'files_id' | 'fs_id' | 'sighand_id') => parentPlan?.ids !== undefined && t.ids !== undefined && parentPlan.ids[k] === t.ids[k];
     const sharesVm = same('vm_id');
     let flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0) |
       (sharesVm ? CLONE.VM : 0) | (sharesVm && same('sighand_id') ? CLONE.SIGHAND : 0);
@@ -310,22 +312,22 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfPa
   const kept = parent && bornOfParent ? inheritedVmas(t, parent) : new Set<bigint>();
   faultPoint('restore-memory');
   unregisterInheritedRseq(stub);
-  const keepRanges = (t.mm!.vmas as Msg[]).filter((v) => kept.has(v.start as bigint)).map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
-  prepareAddressSpace(rt, t.mm!.vmas as Msg[], keepRanges);
+  const keepRanges = t.mm!.vmas.filter((v) => kept.has(v.start)).map((v) => ({ start: v.start, end: v.end }));
+  prepareAddressSpace(rt, t.mm!.vmas, keepRanges);
   // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
   // (the helper's program, possibly the same file as the target's) is still mapped.
-  if (!bornOfParent || !parent?.mm || !sameMmFields(t.mm!, parent.mm, pathOf)) restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id as number), ctx.req.log);
+  if (!bornOfParent || !parent?.mm || !sameMmFields(t.mm!, parent.mm, pathOf)) restoreMmFields(rt, t.mm!, pathOf(t.mm!.exe_file_id), ctx.req.log);
   return restoreVmas(rt, {
     mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf, key: ctx.imgs.key,
     kept, parentRuns: parent?.pagemap?.runs, parentPid: parent?.pid,
     shmemFd: (v) => {
-      if ((v.status as number) & VMA.ANON_SHARED) {
-        const id = v.shmid as bigint;
+      if (v.status & VMA.ANON_SHARED) {
+        const id = v.shmid;
         return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)));
       }
-      const file = ctx.files.get(Number(v.shmid))?.memfd as Msg | undefined;
-      if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid as bigint}`);
-      return memfdObject(ctx.imgs, ctx.shmem, file.inode_id as number);
+      const file = ctx.files.get(Number(v.shmid))?.memfd;
+      if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid}`);
+      return memfdObject(ctx.imgs, ctx.shmem, file.inode_id);
     },
   });
 
@@ -334,23 +336,23 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfPa
 /** Private VMAs of `t` that are exactly as its parent has them (same range, flags, file and offset). */
 function inheritedVmas(t: TaskPlan, parent: TaskPlan): Set<bigint> {
   const kept = new Set<bigint>();
-  const pvmas = (parent.mm?.vmas as Msg[] | undefined) ?? [];
-  const same = (a: Msg, b: Msg) => ['start', 'end', 'prot', 'flags', 'status', 'shmid', 'pgoff'].every((k) => a[k] === b[k]);
-  for (const v of (t.mm!.vmas as Msg[])) {
+  const pvmas = parent.mm?.vmas ?? [];
+  const same = (a: Message<'vma_entry'>, b: Message<'vma_entry'>) => (['start', 'end', 'prot', 'flags', 'status', 'shmid', 'pgoff'] as const).every((k) => a[k] === b[k]);
+  for (const v of t.mm!.vmas) {
     // Private memory, anonymous or file-backed, exactly as the parent has it: kept with the
     // parent's pages, and only the pages that differ are dropped or written.
-    const st = v.status as number;
+    const st = v.status;
     if (!(st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) || (st & (VMA.AREA_VDSO | VMA.AREA_VVAR))) continue;
-    if (pvmas.some((p) => same(p, v))) kept.add(v.start as bigint);
+    if (pvmas.some((p) => same(p, v))) kept.add(v.start);
   }
   return kept;
 }
 
 function pathResolver(ctx: Ctx): (id: number) => string {
   return (id: number): string => {
-    const reg = ctx.files.get(id)?.reg as Msg | undefined;
+    const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
-    return reg.name as string;
+    return reg.name;
   };
 }
 
@@ -365,10 +367,10 @@ function restoreInheritable(ctx: Ctx, l: Live, parent: TaskPlan | undefined): vo
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
-  const tc = t.cores.get(t.pid)!.tc as Msg;
-  const ptc = parent?.cores.get(parent.pid)?.tc as Msg | undefined;
+  const tc = t.tc;
+  const ptc = parent?.tc;
   faultPoint('restore-files');
-  const filesId = t.ids!.files_id as number, fsId = t.ids!.fs_id as number;
+  const filesId = t.ids!.files_id, fsId = t.ids!.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
     const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
@@ -378,52 +380,50 @@ function restoreInheritable(ctx: Ctx, l: Live, parent: TaskPlan | undefined): vo
     ctx.doneTables.add(`fs:${fsId}`);
     restoreFs(stub, area, t.fsEntry!, pathResolver(ctx), parent?.fsEntry);
   }
-  const sighandId = t.ids!.sighand_id as number;
+  const sighandId = t.ids!.sighand_id;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {
     ctx.doneTables.add(`sighand:${sighandId}`);
-    restoreSigactions(stub, area, tc.sigactions as Msg[], ptc?.sigactions as Msg[] | undefined);
+    restoreSigactions(stub, area, tc.sigactions, ptc?.sigactions);
   }
-  if (!ptc || tc.personality !== ptc.personality) stub.syscallRaw('personality', tc.personality as number);
+  if (!ptc || tc.personality !== ptc.personality) stub.syscallRaw('personality', tc.personality);
 }
 
 function restoreTask(ctx: Ctx, l: Live): void {
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
-  const core = t.cores.get(t.pid)!;
-  const tc = core.tc as Msg;
+  const tc = t.tc;
 
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
-  restoreItimers(stub, area, tc.timers as Msg | undefined);
-  if (tc.rlimits) restoreRlimits(stub, area, tc.rlimits as Msg, ctx.req.log);
+  restoreItimers(stub, area, tc.timers);
+  if (tc.rlimits) restoreRlimits(stub, area, tc.rlimits, ctx.req.log);
 
   // Threads come once the memory they run on is back, and with the leader's name, which
   // most of them share.
-  const leaderComm = (core.thread_core as Msg).comm as string | undefined;
+  const leaderComm = threadOf(t, t.pid).threadCore.comm;
   if (t.threads.length > 1) restoreComm(stub, area, leaderComm);
   for (const tid of t.threads.slice(1)) {
-    const info = threadInfo(t.cores.get(tid)!)!;
-    const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: cpu.clearTid(info), tls: cpu.tls(info) });
+    const { core } = threadOf(t, tid);
+    const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: cpu.clearTid(core), tls: cpu.tls(core) });
     th.useInjectionPage(area.base);
     th.setSigmask(INJECTION_SIGMASK);
     l.threads.set(tid, th);
   }
-  requeueSignals(stub, area, t.pid, tc.signals_s as Msg | undefined, true);
+  requeueSignals(stub, area, t.pid, tc.signals_s, true);
   for (const [tid, th] of l.threads) {
-    const c = t.cores.get(tid)!;
-    const threadCore = c.thread_core as Msg;
-    restoreThreadCore(th, area, threadInfo(c)!, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
+    const { core, threadCore } = threadOf(t, tid);
+    restoreThreadCore(th, area, core, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
     restoreSched(th, area, threadCore);
-    requeueSignals(th, area, t.pid, threadCore.signals_p as Msg | undefined, false);
+    requeueSignals(th, area, t.pid, threadCore.signals_p, false);
   }
   // Credentials are per thread in the kernel, and last: they may take away our rights.
   // Every thread was cloned from the stub and has its credentials until now: read them once.
   const current = dumpCreds(readStatus(t.pid), readSecbits(stub));
   for (const [tid, th] of l.threads) {
-    const creds = (t.cores.get(tid)!.thread_core as Msg).creds as Msg | undefined;
+    const { creds, pdeath_sig } = threadOf(t, tid).threadCore;
     if (creds) restoreCreds(th, area, creds, current);
-    restorePdeathSig(th, (t.cores.get(tid)!.thread_core as Msg).pdeath_sig as number | undefined, t.ppid === 0, ctx.req.log);
+    restorePdeathSig(th, pdeath_sig, t.ppid === 0, ctx.req.log);
   }
   restoreTaskProps(stub, t.pid, tc);
 }
@@ -464,21 +464,20 @@ function prepareRelease(ctx: Ctx, l: Live, keepArea = false): void {
   const t = l.plan;
   for (const [tid, th] of l.threads) {
     if (tid === t.pid) continue;
-    const c = t.cores.get(tid)!;
-    cpu.apply(th, threadInfo(c)!, ctx.cpuFacts);
-    th.setSigmask(((c.thread_core as Msg).blk_sigset as bigint | undefined) ?? 0n);
+    const { core, threadCore } = threadOf(t, tid);
+    cpu.apply(th, core, ctx.cpuFacts);
+    th.setSigmask(threadCore.blk_sigset ?? 0n);
   }
   // The leader unmaps the injection area by itself, from its own syscall instruction, and
   // stops at syscall exit, never running the trap after it; there its registers go in.
-  const core = t.cores.get(t.pid)!;
-  const info = threadInfo(core)!;
+  const { core } = threadOf(t, t.pid);
   if (!keepArea) {
     l.leader.useSyscallInsn(l.area.base);
-    l.leader.lastSyscall(cpu.regs(info), 'munmap', l.area.base, l.area.size);
+    l.leader.lastSyscall(cpu.regs(core), 'munmap', l.area.base, l.area.size);
   }
-  cpu.apply(l.leader, info, ctx.cpuFacts);
+  cpu.apply(l.leader, core, ctx.cpuFacts);
   // A task dumped stopped goes into its job-control stop before its own mask lets any
   // pending signal through.
   if (t.stopSignal) l.leader.enterGroupStop(t.pid, t.stopSignal);
-  l.leader.setSigmask((core.tc as Msg).blk_sigset as bigint);
+  l.leader.setSigmask(t.tc.blk_sigset);
 }

@@ -8,7 +8,7 @@ import { Tracee, InjectionArea, vdsoSyscallInsn, AREA_SIZE, RemoteSysError, INJE
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { findHole, vmaRanges, mapsRanges } from '../resources/mm-restore.ts';
 import { CriuError } from '../errors.ts';
-import type { Msg } from '../resources/types.ts';
+import type { Message } from '../resources/types.ts';
 
 export const TRACE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL;
 
@@ -17,7 +17,7 @@ export interface Helper { tracee: Tracee; area: InjectionArea; cpuFacts: CpuFact
 const HELPER_BINARIES = ['/bin/sleep', '/usr/bin/sleep'];
 
 /** Start and seize the helper, with an injection area at an address free in every target layout. */
-export function startHelper(targetVmas: Msg[]): Helper {
+export function startHelper(targetVmas: Message<'vma_entry'>[]): Helper {
   const bin = HELPER_BINARIES.find((b) => fs.existsSync(b));
   if (!bin) throw new CriuError('no helper program (sleep) found');
   const pid = posixSpawn(bin, ['sleep', '3600'], [], [0, 1, 2].map((fd) => ({ fd, path: '/dev/null', flags: O.RDWR })));

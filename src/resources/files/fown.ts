@@ -4,19 +4,21 @@
 import { fcntl, F, O, close, pidfdGetfd } from '../../kernel/index.ts';
 import { FASYNC, type FdProbe } from './types.ts';
 import type { Tracee } from '../../compel/index.ts';
-import type { Msg } from '../types.ts';
+import type { MessageInput } from '../types.ts';
+
+type Fown = MessageInput<'fown_entry'>;
 
 /** fown_entry.pid_type is F_OWNER_TID 0, F_OWNER_PID 1 or F_OWNER_PGRP 2, as in CRIU. */
 const OWNER_TYPES = ['thread', 'process', 'process group'];
 
-export const noFown = (): Msg => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
+export const noFown = (): Fown => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 /**
  * The owner of fd `fd` of the task behind `pidfd`. Throws a one-line reason when it cannot
  * be restored: an owner that is not in the dumped tree (`inTree`), or one set by another user
  * than root (the owner's credentials decide who may be signalled, and criu-ts sets them as root).
  */
-export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => boolean): Msg {
+export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => boolean): Fown {
   if (p.flags & O.PATH) return noFown();
   const local = pidfdGetfd(pidfd, p.fd);
   try {
@@ -39,13 +41,13 @@ export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => bool
 }
 
 /** Owner and signal, on criu-ts's fd of the file. */
-export function restoreFown(fd: number, fown: Msg | undefined): void {
-  const signum = (fown?.signum as number | undefined) ?? 0;
+export function restoreFown(fd: number, fown: Fown | undefined): void {
+  const signum = fown?.signum ?? 0;
   if (signum) fcntl(fd, F.SETSIG, signum);
-  const pid = (fown?.pid as number | undefined) ?? 0;
+  const pid = fown?.pid ?? 0;
   if (pid) {
     const owner = Buffer.alloc(8);
-    owner.writeInt32LE(fown!.pid_type as number, 0);
+    owner.writeInt32LE(fown!.pid_type ?? 0, 0);
     owner.writeInt32LE(pid, 4);
     fcntl(fd, F.SETOWN_EX, owner);
   }

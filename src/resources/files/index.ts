@@ -11,10 +11,14 @@ import { memfdFile } from './memfd.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
-import type { FileTable, Msg } from '../types.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import type { FileTable, Message, MessageInput } from '../types.ts';
+import type { FileEntry } from './types.ts';
 
-export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
-export { FD_TYPE } from './types.ts';
+type Fdinfo = Message<'fdinfo_entry'>;
+
+export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry } from './types.ts';
+export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, regFile];
@@ -41,10 +45,11 @@ function describeUnsupported(p: FdProbe): string {
 /** The kind that saves this fd, if any. */
 export function fdKind(p: FdProbe): FileKind | undefined { return kinds.find((k) => k.matches(p)); }
 
-/** The entry of one kind inside a file_entry ({ reg: {...} }, { pipe: {...} }, ...). */
-function kindEntry(file: Msg): Msg | undefined {
-  for (const [k, v] of Object.entries(file)) if (k !== 'type' && k !== 'id' && typeof v === 'object' && v !== null) return v as Msg;
-  return undefined;
+type Fown = MessageInput<'fown_entry'>;
+
+/** The kind's own entry in a file_entry, with its flags and owner where its message has them (not fifo_entry). */
+function kindEntry(kind: FileKind, file: FileEntry | MessageInput<'file_entry'>): { flags?: number; fown?: Fown } | undefined {
+  return (file as Record<string, unknown>)[kind.field] as { flags?: number; fown?: Fown } | undefined;
 }
 
 /** Open file descriptions already given an id, for sharing detection with kcmp. */
@@ -67,8 +72,8 @@ export class FileIdentity {
 }
 
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
-export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Msg[] {
-  const out: Msg[] = [];
+export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Fdinfo[] {
+  const out: Fdinfo[] = [];
   const pidfd = pidfdOpen(pid);
   try {
     for (const fd of listFds(pid)) {
@@ -78,8 +83,8 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
       let id = identity.find(p);
       if (id === undefined) {
         id = files.newId();
-        const file: Msg = { type: kind.type, id, ...kind.dump(p, id, ctx) };
-        saveFown(file, dumpFown(pidfd, p, ctx.inTree), kind, p);
+        const file = kind.dump(p, id, ctx);
+        saveFown(kind, file, dumpFown(pidfd, p, ctx.inTree), p);
         files.add(file);
         identity.add(p, id);
       }
@@ -91,8 +96,8 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
   return out;
 }
 
-function saveFown(file: Msg, fown: Msg, kind: FileKind, p: FdProbe): void {
-  const e = kindEntry(file);
+function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, p: FdProbe): void {
+  const e = kindEntry(kind, file);
   if (e && 'fown' in e) e.fown = fown;
   else if (fown.pid || fown.signum) throw new Error(`task ${p.pid}: fd ${p.fd} (${p.link}): a ${kind.name} with an owner or F_SETSIG (its image cannot hold them); not supported yet`);
 }
@@ -101,10 +106,12 @@ function saveFown(file: Msg, fown: Msg, kind: FileKind, p: FdProbe): void {
  * Owners and F_SETSIG of the open files (fown.ts), on criu-ts's fds of them, once every task
  * and thread that may own one exists.
  */
-export function restoreOwners(local: Map<number, number>, files: Map<number, Msg>): void {
+export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>): void {
   for (const [id, fd] of local) {
-    const e = kindEntry(files.get(id) ?? {});
-    if (e) restoreFown(fd, e.fown as Msg | undefined);
+    const file = files.get(id);
+    const kind = file && kinds.find((k) => k.type === file.type);
+    const e = kind && kindEntry(kind, file);
+    if (e?.fown) restoreFown(fd, e.fown);
   }
 }
 
@@ -112,14 +119,14 @@ export function restoreOwners(local: Map<number, number>, files: Map<number, Msg
  * A local fd for each file id the task needs. `local` is shared by all tasks of a restore:
  * an id seen again (a description shared by fork or dup) reuses its fd, so it stays shared.
  */
-export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx, local: Map<number, number>): Map<number, number> {
+export function openForRestore(fdinfo: Fdinfo[], ctx: RestoreFileCtx, local: Map<number, number>): Map<number, number> {
   for (const e of fdinfo) {
-    const id = e.id as number;
+    const id = e.id;
     if (local.has(id)) continue;
     const file = ctx.files.get(id);
-    if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd as number})`);
+    if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd})`);
     const kind = kinds.find((k) => k.type === file.type);
-    if (!kind) throw new Error(`fd ${e.fd as number}: file type ${file.type as number} is not supported yet`);
+    if (!kind) throw new Error(`fd ${e.fd}: file type ${file.type} is not supported yet`);
     local.set(id, kind.open(file, ctx));
   }
   return local;
@@ -132,25 +139,27 @@ export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx, local: Map<nu
  * the same close-on-exec flag stays as it is, and every other inherited fd is closed first
  * (all of them for a stub from the helper).
  */
-export function installFds(t: import('../../compel/index.ts').Tracee, fdinfo: Msg[], local: Map<number, number>, selfPid: number, inherited: Msg[] = []): void {
-  const had = new Map(inherited.map((e) => [e.fd as number, e]));
+export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, selfPid: number, inherited: Fdinfo[] = []): void {
+  const had = new Map(inherited.map((e) => [e.fd, e]));
   const kept = new Set<number>();
   for (const e of fdinfo) {
-    const h = had.get(e.fd as number);
-    if (h && h.id === e.id && (((h.flags as number) ^ (e.flags as number)) & 1) === 0) kept.add(e.fd as number);
+    const h = had.get(e.fd);
+    if (h && h.id === e.id && ((h.flags ^ e.flags) & 1) === 0) kept.add(e.fd);
   }
   for (const [from, to] of closeRanges([...had.keys()], kept)) t.syscall('close_range', from, to, 0);
-  fdinfo = fdinfo.filter((e) => !kept.has(e.fd as number));
+  fdinfo = fdinfo.filter((e) => !kept.has(e.fd));
   if (!fdinfo.length) return;
-  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd as number), 2);
+  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd), 2);
   let pidfd = t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) { t.syscall('dup3', pidfd, high, O.CLOEXEC); t.syscall('close', pidfd); pidfd = high; }
   try {
     for (const e of fdinfo) {
-      const fd = BigInt(e.fd as number);
-      const cloexec = ((e.flags as number) & 1) !== 0;
-      const tmp = t.syscall('pidfd_getfd', pidfd, local.get(e.id as number) as number, 0);
+      const fd = BigInt(e.fd);
+      const cloexec = (e.flags & 1) !== 0;
+      const src = local.get(e.id);
+      if (src === undefined) throw new Error(`fd ${e.fd}: file ${e.id} was not opened for restore`);
+      const tmp = t.syscall('pidfd_getfd', pidfd, src, 0);
       if (tmp !== fd) {
         t.syscall('dup3', tmp, fd, cloexec ? O.CLOEXEC : 0);
         t.syscall('close', tmp);
@@ -183,17 +192,16 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
 }
 
 /** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets). */
-export function afterInstall(t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea,
-  fdinfo: Msg[], files: Map<number, Msg>, done: Set<number>): void {
+export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], files: Map<number, FileEntry>, done: Set<number>): void {
   for (const e of fdinfo) {
-    const id = e.id as number;
+    const id = e.id;
     if (done.has(id)) continue;
     const file = files.get(id)!;
     const kind = kinds.find((k) => k.type === file.type);
-    const async = (((kindEntry(file)?.flags as number | undefined) ?? 0) & FASYNC) !== 0;
+    const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
     if (!kind?.afterInstall && !async) continue;
     done.add(id);
-    if (async) setAsync(t, e.fd as number);
-    kind?.afterInstall?.(file, e.fd as number, t, area);
+    if (async) setAsync(t, e.fd);
+    kind?.afterInstall?.(file, e.fd, t, area);
   }
 }

@@ -2,7 +2,7 @@
 // once per pipe in pipes-data.img, read with tee so the task's own reader still gets them.
 import fs from 'node:fs';
 import { pipe2, tee, fcntl, F, O, SPLICE_F_NONBLOCK } from '../../kernel/index.ts';
-import { FD_TYPE, S_IFMT, S_IFIFO, FASYNC, fown, type FileKind, type FdProbe, type DumpFileCtx } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFIFO, FASYNC, fown, fileKind, type FdProbe, type DumpFileCtx } from './types.ts';
 
 const MAX_PIPE = 1 << 20; // pipes cannot grow past 1 MiB for us (no CAP_SYS_RESOURCE)
 
@@ -36,30 +36,30 @@ function savePipeData(p: FdProbe, ctx: DumpFileCtx): void {
   if (ctx.seen.has(key)) return;
   ctx.seen.add(key);
   const { data, size } = peekPipe(p);
-  ctx.addEntry('pipes-data.img', { pipe_id: ino, bytes: data.length, size }, data);
+  ctx.addEntry('pipes-data.img', 'pipe_data_entry', { pipe_id: ino, bytes: data.length, size }, data);
 }
 
-export const pipeFile: FileKind = {
+export const pipeFile = fileKind({
   type: FD_TYPE.PIPE,
+  field: 'pipe',
   name: 'pipe',
   // Not O_DIRECT (a packet-mode pipe): only pipe2() makes one.
   claims: { flags: O.NONBLOCK | O.APPEND | FASYNC },
   matches: (p) => (p.mode & S_IFMT) === S_IFIFO && p.link.startsWith('pipe:'),
   dump(p, id, ctx) {
     savePipeData(p, ctx);
-    return { pipe: { id, pipe_id: pipeIno(p), flags: p.flags, fown: fown() } };
+    return { id, pipe_id: pipeIno(p), flags: p.flags, fown: fown() };
   },
-  open(file, ctx) {
-    const pe = file.pipe as Record<string, unknown>;
-    const pipeId = pe.pipe_id as number;
+  open(pe, ctx) {
+    const pipeId = pe.pipe_id;
     const key = `pipe:${pipeId}`;
     let ends = ctx.memo.get(key) as [number, number] | undefined;
     if (!ends) {
       const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
       ctx.keep(r); ctx.keep(w);
-      const rec = ctx.entries('pipes-data.img').find((e) => e.entry.pipe_id === pipeId);
+      const rec = ctx.entries('pipes-data.img', 'pipe_data_entry').find((e) => e.entry.pipe_id === pipeId);
       if (rec) {
-        const size = rec.entry.size as number | undefined;
+        const size = rec.entry.size;
         if (size && size !== fcntl(w, F.GETPIPE_SZ)) fcntl(w, F.SETPIPE_SZ, Math.min(size, MAX_PIPE));
         const data = rec.extra ?? Buffer.alloc(0);
         let off = 0;
@@ -71,7 +71,7 @@ export const pipeFile: FileKind = {
       ends = [r, w];
       ctx.memo.set(key, ends);
     }
-    const flags = pe.flags as number;
+    const flags = pe.flags;
     const write = (flags & O.ACCMODE) === O.WRONLY;
     // Each file id is an open file description of its own, with its own flags: the second
     // one of the same end is the pipe opened again through /proc.
@@ -82,4 +82,4 @@ export const pipeFile: FileKind = {
     fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND)); // O_ASYNC: afterInstall
     return fd;
   },
-};
+});

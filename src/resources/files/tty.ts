@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { O } from '../../kernel/index.ts';
 import { readStat } from '../../proc/index.ts';
-import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, type FileKind, type FdProbe } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, fileKind, type FdProbe } from './types.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
 
 const major = (rdev: number) => (rdev >> 8) & 0xfff;
@@ -33,8 +33,9 @@ function ttyCheck(p: FdProbe): string | undefined {
   return p.rdev === ctty ? undefined : `fd ${p.fd} is the terminal ${p.link}, which is not its controlling terminal`;
 }
 
-export const ttyFile: FileKind = {
+export const ttyFile = fileKind({
   type: FD_TYPE.TTY,
+  field: 'tty',
   name: 'terminal',
   claims: { flags: OPEN_FLAGS, check: ttyCheck },
   matches: (p) => (p.mode & S_IFMT) === S_IFCHR && ttyType(p.rdev) !== 0,
@@ -46,29 +47,28 @@ export const ttyFile: FileKind = {
     const key = `tty:${infoId}`;
     if (!ctx.seen.has(key)) {
       ctx.seen.add(key);
-      ctx.addEntry('tty-info.img', {
+      ctx.addEntry('tty-info.img', 'tty_info_entry', {
         id: infoId, type: ttyType(p.rdev), locked: false, exclusive: false, packet_mode: false,
         sid: 0, pgrp: 0, rdev: p.rdev, termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`), ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
       });
     }
     const regfId = ctx.regPath(p.link, p.flags);
-    return { tty: { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId } };
+    return { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId };
   },
-  open(file, ctx) {
+  open(tty, ctx) {
     if (!ctx.shellJob) throw new Error('the dump holds a terminal; restore it as a shell job (--shell-job)');
-    const tty = file.tty as Record<string, unknown>;
     for (const fd of [0, 1, 2]) {
       let isTty = false;
       try { isTty = (fs.fstatSync(fd).mode & S_IFMT) === S_IFCHR && ttyType(Number(fs.fstatSync(fd).rdev)) !== 0; } catch { /* closed */ }
       if (!isTty) continue;
-      const local = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, ((tty.flags as number) & ~O.CREAT) | O.NOCTTY | O.CLOEXEC));
+      const local = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (tty.flags & ~O.CREAT) | O.NOCTTY | O.CLOEXEC));
       // The job's line settings (raw mode, echo...) go to criu-ts's terminal, once.
-      const key = `termios:${tty.tty_info_id as number}`;
-      const info = ctx.entries('tty-info.img').find((e) => e.entry.id === tty.tty_info_id)?.entry;
-      if (!ctx.memo.has(key) && info?.termios) restoreTermios(local, info.termios as Record<string, unknown>);
+      const key = `termios:${tty.tty_info_id}`;
+      const info = ctx.entries('tty-info.img', 'tty_info_entry').find((e) => e.entry.id === tty.tty_info_id)?.entry;
+      if (!ctx.memo.has(key) && info?.termios) restoreTermios(local, info.termios);
       ctx.memo.set(key, true);
       return local;
     }
     throw new Error('the dump holds a terminal but criu-ts is not running on one; restore it from a terminal');
   },
-};
+});

@@ -1,7 +1,8 @@
 // The interface every fd kind implements: how to describe an open file at dump time, and
 // how to produce a local descriptor for it at restore time, which the orchestrator then
 // moves into the task with pidfd_getfd.
-import type { Logger, Msg } from '../types.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import type { Logger, Message, MessageInput, MessageName, RegExtra } from '../types.ts';
 
 /** An fd of a frozen task, with what /proc says about it. */
 export interface FdProbe {
@@ -27,10 +28,10 @@ export interface DumpFileCtx {
   log: Logger;
   shellJob: boolean;
   /** Add an extra image entry (pipes-data.img, tty-info.img ...). */
-  addEntry(image: string, entry: Msg, extra?: Buffer): void;
+  addEntry<N extends MessageName>(image: string, msg: N, entry: MessageInput<N>, extra?: Buffer): void;
   /** Process-wide memo, so that e.g. pipe data is saved once per pipe. */
   seen: Set<string>;
-  regPath(path: string, flags: number, extra?: Msg): number;
+  regPath(path: string, flags: number, extra?: RegExtra): number;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
   memfdInode(link: string): number;
   /** Is this a thread, process or process group of the dumped tree (a file owner that comes back)? */
@@ -41,30 +42,70 @@ export interface RestoreFileCtx {
   log: Logger;
   shellJob: boolean;
   /** Entries of an extra image, read lazily and cached. */
-  entries(image: string): Array<{ entry: Msg; extra?: Buffer }>;
+  entries<N extends MessageName>(image: string, msg: N): Array<{ entry: Message<N>; extra?: Buffer }>;
   /** Local fds opened for restore; closed by the orchestrator at the end. */
   keep(fd: number): number;
   /** Process-wide memo (one kernel pipe per pipe_id). */
   memo: Map<string, unknown>;
-  files: Map<number, Msg>;
+  files: Map<number, FileEntry>;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
   memfd(inodeId: number): number;
 }
 
-export interface FileKind {
+export type FileEntry = Message<'file_entry'>;
+/** The file_entry fields that hold one kind's entry (reg, pipe, ...). */
+export type FileField = Exclude<keyof FileEntry & keyof MessageInput<'file_entry'>, 'type' | 'id'>;
+/** A kind's own entry in file_entry, as read. */
+export type KindEntry<F extends FileField> = NonNullable<FileEntry[F]>;
+
+/** What a module for one fd kind provides; `field` is where its entry sits in file_entry. */
+export interface FileKindDef<F extends FileField> {
   /** fd_types value in CRIU's images. */
   readonly type: number;
   readonly name: string;
+  readonly field: F;
   /** Does this kind handle the probed fd? */
   matches(p: FdProbe): boolean;
-  /** The file_entry for files.img (the caller fills type and id). */
-  dump(p: FdProbe, id: number, ctx: DumpFileCtx): Msg;
+  /** The kind's entry for files.img. */
+  dump(p: FdProbe, id: number, ctx: DumpFileCtx): NonNullable<MessageInput<'file_entry'>[F]>;
   /** A local fd sharing the dumped open file description's state. */
-  open(file: Msg, ctx: RestoreFileCtx): number;
+  open(e: KindEntry<F>, ctx: RestoreFileCtx): number;
   /** What of an open file of this kind /proc shows and the kind saves (see src/dump/claims.ts). */
   readonly claims: FdClaims;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
-  afterInstall?(file: Msg, fd: number, t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea): void;
+  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
+}
+
+/** An fd kind as the fd table sees it, whichever field of file_entry it uses. */
+export interface FileKind {
+  readonly type: number;
+  readonly name: string;
+  readonly field: FileField;
+  readonly claims: FdClaims;
+  matches(p: FdProbe): boolean;
+  /** The whole file_entry for files.img. */
+  dump(p: FdProbe, id: number, ctx: DumpFileCtx): MessageInput<'file_entry'>;
+  open(file: FileEntry, ctx: RestoreFileCtx): number;
+  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea): void;
+}
+
+export function fileKind<F extends FileField>(def: FileKindDef<F>): FileKind {
+  const entry = (file: FileEntry): KindEntry<F> => {
+    const e = file[def.field];
+    if (e === undefined) throw new Error(`files.img: ${def.name} file ${file.id} has no ${def.field} entry`);
+    return e;
+  };
+  const { afterInstall } = def;
+  return {
+    type: def.type,
+    name: def.name,
+    field: def.field,
+    claims: def.claims,
+    matches: (p) => def.matches(p),
+    dump: (p, id, ctx) => ({ type: def.type, id, [def.field]: def.dump(p, id, ctx) }),
+    open: (file, ctx) => def.open(entry(file), ctx),
+    ...(afterInstall ? { afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea) => afterInstall(entry(file), fd, t, area) } : {}),
+  };
 }
 
 export interface FdClaims {
@@ -86,4 +127,4 @@ export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD
 export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFCHR = 0o020000, S_IFIFO = 0o010000, S_IFSOCK = 0o140000, S_IFBLK = 0o060000;
 
-export const fown = (): Msg => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
+export const fown = (): MessageInput<'fown_entry'> => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
