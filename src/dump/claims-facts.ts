@@ -18,7 +18,7 @@ export const RESOURCE_NAMES: Readonly<Record<string, string>> = {
   SpeculationIndirectBranch: 'speculation control (PR_SET_SPECULATION_CTRL)',
   VmLck: 'locked memory (mlock)', VmPin: 'pinned memory', untag_mask: 'address tagging',
   x86_Thread_features: 'x86 thread features (shadow stack)', x86_Thread_features_locked: 'x86 thread features (shadow stack)',
-  timerslack_ns: 'timer slack (PR_SET_TIMERSLACK)', coredump_filter: 'coredump_filter', loginuid: 'audit login uid',
+  coredump_filter: 'coredump_filter', loginuid: 'audit login uid',
   sessionid: 'audit session id', 'attr/current': 'security label (LSM)', ksm_stat: 'KSM merging (PR_SET_MEMORY_MERGE)',
 };
 
@@ -26,7 +26,7 @@ const same = (s: string | undefined): string => s ?? '';
 
 /** Files of /proc/PID compared with criu-ts's own unless a module claims them, and the part of each that counts. */
 export const PROC_FILES: ReadonlyArray<[string, (s: string | undefined) => string]> = [
-  ['oom_score_adj', same], ['personality', same], ['timerslack_ns', same], ['coredump_filter', same],
+  ['oom_score_adj', same], ['personality', same], ['coredump_filter', same], // timer slack: claims-probes.ts, per thread
   ['loginuid', same], ['sessionid', same], ['attr/current', same],
   ['ksm_stat', (s) => /^ksm_merge_any: *(\S+)/m.exec(s ?? '')?.[1] ?? ''],
 ];

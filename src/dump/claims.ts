@@ -18,6 +18,7 @@ import { schedClaims } from '../resources/sched.ts';
 import { taskPropsClaims } from '../resources/taskprops.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkNamespaces, checkCgroups, PROC_FILES } from './claims-facts.ts';
+import { checkProbes, type ProbedTask } from './claims-probes.ts';
 
 const MODULES: ResourceClaims[] = [coreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims];
 
@@ -80,6 +81,16 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
   }
   // Locks on files that no fd shows (an fd shows its own, checkFds).
   checkLocks(treeIds);
+}
+
+const refuseProbe = (at: ClaimSite, resource: string, why: string): never => { throw new NotClaimedError(at, resource, why); };
+
+/**
+ * What only an injected call shows (claims-probes.ts): with `early`, in the leader before its
+ * injection area is mapped (through its vDSO), else in every thread once the areas are.
+ */
+export function checkInjectedClaims(tasks: ProbedTask[], early = false): void {
+  for (const t of tasks) checkProbes(t, refuseProbe, early);
 }
 
 type Refuse = (resource: string, why: string, tid?: number) => never;

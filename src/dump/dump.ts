@@ -23,7 +23,7 @@ import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
-import { checkClaims } from './claims.ts';
+import { checkClaims, checkInjectedClaims } from './claims.ts';
 import { dumpOomScoreAdj, readSubreaper, dumpPdeathSig } from '../resources/taskprops.ts';
 import { dumpAffinity } from '../resources/sched.ts';
 import type { DumpTask, Logger, MessageInput, ParentMm } from '../resources/types.ts';
@@ -84,6 +84,7 @@ function prepareInjection(t: LiveTask): void {
   t.vdsoInsn = insn;
   for (const th of t.threads) th.setSigmask(INJECTION_SIGMASK);
   leader.useSyscallInsn(insn);
+  checkInjectedClaims([t], true);
   t.area = InjectionArea.map(leader);
 }
 
@@ -188,6 +189,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup });
     checkSessions(tasks, req.shellJob);
     for (const t of tasks) if (isLive(t)) prepareInjection(t);
+    checkInjectedClaims(tasks.filter(isLive));
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));

@@ -11,6 +11,9 @@
 //   slack      a timer slack of 1 ms (PR_SET_TIMERSLACK)
 //   sigtrap    a SIGTRAP sent to itself, blocked and pending
 //   trapign    SIGTRAP ignored (SIG_IGN)
+//   mempolicy  its memory bound to node 0 (set_mempolicy(MPOL_BIND))
+//   tsc        rdtsc faults (PR_SET_TSC, PR_TSC_SIGSEGV)
+//   mdwe       memory-deny-write-execute (PR_SET_MDWE)
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -83,6 +86,13 @@ int main(int argc, char **argv) {
     kill(getpid(), SIGTRAP);
   } else if (!strcmp(mode, "trapign")) {
     signal(SIGTRAP, SIG_IGN);
+  } else if (!strcmp(mode, "mempolicy")) {
+    unsigned long node0 = 1;
+    if (syscall(SYS_set_mempolicy, 2 /* MPOL_BIND */, &node0, 8 * sizeof node0)) die("set_mempolicy");
+  } else if (!strcmp(mode, "tsc")) {
+    if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0)) die("PR_SET_TSC");
+  } else if (!strcmp(mode, "mdwe")) {
+    if (prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0)) die("PR_SET_MDWE");
   } else {
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
