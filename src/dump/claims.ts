@@ -162,9 +162,10 @@ function checkLocks(ids: Set<number>): void {
   const text = readOptional('/proc/locks') ?? '';
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
-    // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; blocked waiters start with "->"
-    const pidAt = f[1] === '->' ? 5 : 4;
-    const pid = Number(f[pidAt]);
-    if (ids.has(pid)) throw new NotClaimedError({ pid, tid: pid }, `file lock (${f.slice(1, pidAt).join(' ')} on ${f[pidAt + 1]})`, 'locks are not saved');
+    // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF". A waiter ("1: -> POSIX ...") holds
+    // nothing: its blocked call starts again after restore.
+    if (f[1] === '->') continue;
+    const pid = Number(f[4]);
+    if (ids.has(pid)) throw new NotClaimedError({ pid, tid: pid }, `file lock (${f.slice(1, 4).join(' ')} on ${f[5]})`, 'locks are not saved');
   }
 }
