@@ -1,9 +1,8 @@
 // The facts the dump-time check (claims.ts) goes by: which /proc values are identity or
-// statistics rather than state, names for what the kernel shows, and the checks of
-// namespaces and cgroups, which no resource module saves yet.
+// statistics rather than state, names for what the kernel shows, and the check of
+// cgroups, which no resource module saves yet.
 import fs from 'node:fs';
 import { O } from '../kernel/index.ts';
-import type { ClaimSite } from '../resources/claims.ts';
 
 /** status lines that identify the task or count things, or that other checks cover. */
 export const NEUTRAL_STATUS: ReadonlySet<string> = new Set([
@@ -51,26 +50,6 @@ export function flagNames(bits: number): string {
   for (const [bit, name] of FLAG_NAMES) if ((left & bit) === bit && bit) { out.push(name); left &= ~bit; }
   if (left) out.push(`0${left.toString(8)}`);
   return out.join('|');
-}
-
-const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time', 'time_for_children'];
-
-type MakeError = (at: ClaimSite, resource: string, why: string) => Error;
-
-/** criu-ts restores tasks into its own namespaces, so a tree that reaches into others is refused. */
-export function checkNamespaces(pids: number[], error: MakeError): void {
-  const own = new Map(NAMESPACES.map((n) => [n, fs.readlinkSync(`/proc/self/ns/${n}`)]));
-  for (const pid of pids) {
-    for (const n of NAMESPACES) {
-      let link: string;
-      try { link = fs.readlinkSync(`/proc/${pid}/ns/${n}`); } catch { continue; }
-      if (link === own.get(n)) continue;
-      const what = n === 'pid_for_children' ? 'it creates its children in another PID namespace'
-        : n === 'time_for_children' ? 'it creates its children in another time namespace'
-          : `it is in another ${n} namespace (${link})`;
-      throw error({ pid, tid: pid }, 'namespaces', what);
-    }
-  }
 }
 
 /**

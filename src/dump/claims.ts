@@ -9,18 +9,15 @@ import { getpid } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
-import { coreClaims } from '../resources/core.ts';
-import { credsClaims } from '../resources/creds.ts';
+import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, checkNamespaces } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
 import { fsClaims } from '../resources/fs.ts';
-import { mmClaims } from '../resources/mm-dump.ts';
-import { schedClaims } from '../resources/sched.ts';
-import { taskPropsClaims } from '../resources/taskprops.ts';
+import { mmClaims } from '../resources/mm/index.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
-import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkNamespaces, checkCgroups, PROC_FILES } from './claims-facts.ts';
+import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
 
-const MODULES: ResourceClaims[] = [coreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims];
+const MODULES: ResourceClaims[] = [threadClaims, taskCoreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims];
 
 function merged(part: 'status' | 'stat' | 'files'): Map<string, Claim> {
   const m = new Map<string, Claim>();
@@ -57,7 +54,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
   const own = new Own();
   const claims = { status: merged('status'), stat: merged('stat'), files: merged('files') };
   const treeIds = new Set(tasks.flatMap((t) => t.threads.map((th) => th.tid)));
-  checkNamespaces(tasks.map((t) => t.pid), (at, resource, why) => new NotClaimedError(at, resource, why));
+  checkNamespaces(tasks.map((t) => t.pid));
   for (const t of tasks) {
     const site = { pid: t.pid, tid: t.pid };
     const refuse = (resource: string, why: string, tid = t.pid): never => { throw new NotClaimedError({ pid: t.pid, tid }, resource, why); };

@@ -4,8 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, sealImage, type MessageInput, type MessageName,
-  type PagesCodecOptions,
+  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, IMG, entryMessage, imageFileName,
+  splitImageArgs, sealImage, type AddArgs, type EntryKind, type EntryOf, type ImageArgs, type ImageKindId, type MessageInput, type PagesCodecOptions,
 } from '../images/index.ts';
 import { addressOf } from '../kernel/index.ts';
 
@@ -75,31 +75,41 @@ export class ImageSet {
     return t.tap;
   }
 
-  /** Append an entry (and its extra payload) to an image, opening it on first use. */
-  add<N extends MessageName>(image: string, msg: N, entry: MessageInput<N>, extra?: Buffer): void {
-    let w = this.open.get(image);
+  /**
+   * Append an entry (and its extra payload) to an image of kind K, opening it on first use:
+   * add(IMG.CORE, tid, entry). The kind fixes the file name and the entry's message.
+   */
+  add<K extends EntryKind>(kind: K, ...a: AddArgs<K>): void {
+    const { name, rest: [entry, extra] } = splitImageArgs<K, [MessageInput<EntryOf<K>>, Buffer?]>(kind, a);
+    let w = this.open.get(name);
     if (!w) {
-      w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image), seal: this.seal(image) });
-      this.open.set(image, w);
+      w = new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) });
+      this.open.set(name, w);
     }
-    w.write(msg, entry);
+    w.write(entryMessage(kind), entry);
     if (extra) w.writeRaw(extra);
   }
 
   /** An image with a header and no entries. */
-  empty(image: string): void {
-    new ImageWriter(path.join(this.dir, image), { tap: this.track(image), seal: this.seal(image) }).close();
+  empty<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): void {
+    const name = imageFileName(kind, ...args);
+    new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) }).close();
   }
 
   /** A whole single-entry image. */
-  one<N extends MessageName>(image: string, msg: N, entry: MessageInput<N>): void {
-    this.add(image, msg, entry);
-    this.closeImage(image);
+  one<K extends EntryKind>(kind: K, ...a: [...ImageArgs<K>, entry: MessageInput<EntryOf<K>>]): void {
+    const { name } = splitImageArgs<K, [MessageInput<EntryOf<K>>]>(kind, a);
+    this.add<K>(kind, ...a);
+    this.closeByName(name);
   }
 
-  closeImage(image: string): void {
-    this.open.get(image)?.close();
-    this.open.delete(image);
+  closeImage<K extends ImageKindId>(kind: K, ...args: ImageArgs<K>): void {
+    this.closeByName(imageFileName(kind, ...args));
+  }
+
+  private closeByName(name: string): void {
+    this.open.get(name)?.close();
+    this.open.delete(name);
   }
 
   /**
@@ -110,9 +120,9 @@ export class ImageSet {
     const pagesId = ++this.pagesId;
     const enc = this.opts.pages?.compress || this.opts.pages?.key ? new PagesEncoder(this.opts.pages) : undefined;
     if (enc) this.encoders.push(enc);
-    const pagesName = `pages-${pagesId}.img`;
+    const pagesName = imageFileName(IMG.PAGES, pagesId);
     const writer = this.writer;
-    const pagemapName = shmem ? `pagemap-shmem-${id}.img` : `pagemap-${id}.img`;
+    const pagemapName = shmem ? imageFileName(IMG.SHMEM_PAGEMAP, id) : imageFileName(IMG.PAGEMAP, id);
     return new PagemapWriter(this.dir, id, pagesId, {
       shmem,
       pagemapTap: this.track(pagemapName),

@@ -93,3 +93,43 @@ export function writeImageFile(file: string, data: string | Uint8Array): void {
   try { fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data); } finally { fs.closeSync(fd); }
   fs.renameSync(tmp, file);
 }
+
+const euid = (): number => process.geteuid?.() ?? 0;
+const egid = (): number => process.getegid?.() ?? 0;
+
+/** Why a directory or file can be written by someone other than criu-ts's user, or ''. */
+function foreignWrite(st: fs.Stats): string {
+  if (st.uid !== euid()) return `belongs to uid ${st.uid}, not to criu-ts's user (uid ${euid()})`;
+  if (st.mode & 0o002) return 'is writable by others';
+  if (st.mode & 0o020 && st.gid !== egid()) return `is writable by group ${st.gid}`;
+  return '';
+}
+
+/**
+ * A dump writes a process's memory and secrets into `dir`: one that another user owns or can
+ * write (who could read the images or replace them before a restore) is refused unless forced.
+ */
+export function checkDumpDir(dir: string, force: boolean): void {
+  let st: fs.Stats;
+  try { st = fs.statSync(dir); } catch { return; /* created by the dump, 0700 */ }
+  const why = foreignWrite(st);
+  if (why && !force) throw new ImageError(dir, `the images directory ${why}; refused (--force dumps there anyway)`);
+}
+
+/**
+ * A root restore recreates whatever credentials, files and memory the images say, so they must
+ * be trusted: a directory or image that another user owns or can write is refused unless
+ * --trust-images says otherwise. `names`: the image files to check (the manifest's list).
+ */
+export function checkRestoreDir(dir: string, names: readonly string[], trust: boolean): void {
+  if (trust || euid() !== 0) return;
+  const hint = '; refused for a restore as root (--trust-images restores it anyway)';
+  const why = foreignWrite(fs.statSync(dir));
+  if (why) throw new ImageError(dir, `the images directory ${why}${hint}`);
+  for (const name of names) {
+    let st: fs.Stats;
+    try { st = fs.lstatSync(path.join(dir, name)); } catch { continue; /* missing: reported by the reader */ }
+    const whyFile = foreignWrite(st);
+    if (whyFile) throw new ImageError(path.join(dir, name), `${whyFile}${hint}`);
+  }
+}

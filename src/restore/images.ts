@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   readImage, readOne, messageOf, PagemapReader, ImageError, readManifest, verifyManifest, BackgroundVerify, keyId, pagesInfo,
-  preloadImage, dropPreloaded, authenticateManifest, openSealed, readImageFile, sealDir, MANIFEST, type Manifest, type ImageEntry,
+  preloadImage, dropPreloaded, authenticateManifest, openSealed, readImageFile, sealDir, MANIFEST, IMG, entryMessage, imageFileName,
+  type Manifest, type EntryKind, type EntryOf, type ImageArgs, type ImageEntry,
   type Message, type MessageName,
 } from '../images/index.ts';
 import { nodeCrypto } from '../lazy.ts';
@@ -108,35 +109,41 @@ export class DumpImages {
   /** Forget images read for the checksum check and not read since. */
   close(): void { dropPreloaded(this.dir); }
 
-  one<N extends MessageName>(name: string, msg: N): Message<N> {
-    const m = readOne(this.file(name), msg, { required: true });
-    if (!m) throw new ImageError(this.file(name), 'empty image');
+  /** The single entry of an image that must be there: one(IMG.CORE, tid). */
+  one<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Message<EntryOf<K>> {
+    const file = this.file(imageFileName(kind, ...args));
+    const m = readOne(file, entryMessage(kind), { required: true, kind });
+    if (!m) throw new ImageError(file, 'empty image');
     return m;
   }
 
-  all<N extends MessageName>(name: string, msg: N): Entry<N>[] {
+  /** Every entry of an image, none when it is absent. */
+  all<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {
+    const name = imageFileName(kind, ...args);
     let l = this.cache.get(name);
     if (!l) {
-      l = readImage(this.file(name));
+      l = readImage(this.file(name), { kind });
       this.cache.set(name, l);
     }
+    const msg = entryMessage(kind);
     return l.map((e) => ({ entry: messageOf(e, msg, this.file(name)), extra: e.extra }));
   }
 
-  required<N extends MessageName>(name: string, msg: N): Entry<N>[] {
-    if (!fs.existsSync(this.file(name))) throw new ImageError(this.file(name), 'missing');
-    return this.all(name, msg);
+  required<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {
+    const file = this.file(imageFileName(kind, ...args));
+    if (!fs.existsSync(file)) throw new ImageError(file, 'missing');
+    return this.all(kind, ...args);
   }
 
   /** Content of a shared memory object, or undefined when nothing of it was saved. */
   shmemPagemap(shmid: number | bigint): { runs: PageSource[]; pagesPath: string } | undefined {
-    if (!fs.existsSync(this.file(`pagemap-shmem-${shmid}.img`))) return undefined;
+    if (!fs.existsSync(this.file(imageFileName(IMG.SHMEM_PAGEMAP, shmid)))) return undefined;
     return this.pagemap(shmid, true);
   }
 
   /** Pagemap runs with their offsets in pages-N.img, checked against its size. */
   pagemap(pid: number | bigint, shmem = false): { runs: PageSource[]; pagesPath: string } {
-    const name = shmem ? `pagemap-shmem-${pid}.img` : `pagemap-${pid}.img`;
+    const name = shmem ? imageFileName(IMG.SHMEM_PAGEMAP, pid) : imageFileName(IMG.PAGEMAP, pid);
     if (!fs.existsSync(this.file(name))) throw new ImageError(this.file(name), 'missing');
     const r = new PagemapReader(this.dir, pid, { shmem });
     const runs = r.runs.map((x) => ({ vaddr: x.vaddr, nrPages: x.nrPages, flags: x.flags, offset: x.pagesOffset >= 0 ? x.pagesOffset : undefined }));

@@ -1,5 +1,6 @@
 // What a dump asks to restore: the process tree in pstree order, with each task's images.
 import { CriuError } from '../errors.ts';
+import { IMG, imageFileName } from '../images/index.ts';
 import type { DumpImages } from './images.ts';
 import type { Message, PageSource } from '../resources/types.ts';
 import type { FileEntry } from '../resources/files/index.ts';
@@ -33,12 +34,12 @@ export interface TaskPlan {
 export interface RestorePlan { tasks: TaskPlan[]; files: Map<number, FileEntry> }
 
 export function plan(imgs: DumpImages): RestorePlan {
-  const inv = imgs.one('inventory.img', 'inventory_entry');
+  const inv = imgs.one(IMG.INVENTORY);
   if (inv.img_version !== 2) throw new CriuError(`inventory.img: unsupported image version ${inv.img_version}`);
-  const pstree = imgs.required('pstree.img', 'pstree_entry').map((e) => e.entry);
+  const pstree = imgs.required(IMG.PSTREE).map((e) => e.entry);
   if (!pstree.length) throw new CriuError('pstree.img: no tasks');
   const files = new Map<number, FileEntry>();
-  for (const { entry } of imgs.all('files.img', 'file_entry')) files.set(entry.id, entry);
+  for (const { entry } of imgs.all(IMG.FILES)) files.set(entry.id, entry);
   const known = new Set<number>();
   const tasks = pstree.map((entry, i): TaskPlan => {
     const { pid, ppid } = entry;
@@ -46,10 +47,11 @@ export function plan(imgs: DumpImages): RestorePlan {
     known.add(pid);
     const threads = entry.threads;
     if (threads.length && threads[0] !== pid) throw new CriuError(`pstree.img: task ${pid} does not list its leader first`);
-    const leaderCore = imgs.one(`core-${pid}.img`, 'core_entry');
-    checkArch(leaderCore, `core-${pid}.img`);
+    const leaderFile = imageFileName(IMG.CORE, pid);
+    const leaderCore = imgs.one(IMG.CORE, pid);
+    checkArch(leaderCore, leaderFile);
     const tc = leaderCore.tc;
-    if (!tc) throw new CriuError(`core-${pid}.img: no task core (tc)`);
+    if (!tc) throw new CriuError(`${leaderFile}: no task core (tc)`);
     const t: TaskPlan = {
       pid, ppid, pgid: entry.pgid, sid: entry.sid, threads: threads.length ? threads : [pid],
       cores: new Map([[pid, leaderCore]]), threadCores: new Map(), tc,
@@ -58,21 +60,21 @@ export function plan(imgs: DumpImages): RestorePlan {
       t.zombie = { exitCode: tc.exit_code, comm: tc.comm };
       return t;
     }
-    if (tc.task_state !== 1 && tc.task_state !== 3) throw new CriuError(`core-${pid}.img: task state ${tc.task_state} is not supported yet`);
+    if (tc.task_state !== 1 && tc.task_state !== 3) throw new CriuError(`${leaderFile}: task state ${tc.task_state} is not supported yet`);
     if (tc.task_state === 3) t.stopSignal = tc.stop_signo ?? 19;
     for (const tid of t.threads) {
-      const file = `core-${tid}.img`;
-      const core = tid === pid ? leaderCore : imgs.one(file, 'core_entry');
+      const file = imageFileName(IMG.CORE, tid);
+      const core = tid === pid ? leaderCore : imgs.one(IMG.CORE, tid);
       t.cores.set(tid, core);
       checkArch(core, file);
       cpu.check(core, file);
       if (!core.thread_core) throw new CriuError(`${file}: no thread core (thread_core)`);
       t.threadCores.set(tid, core.thread_core);
     }
-    t.ids = imgs.one(`ids-${pid}.img`, 'task_kobj_ids_entry');
-    t.mm = imgs.one(`mm-${pid}.img`, 'mm_entry');
-    t.fsEntry = imgs.one(`fs-${pid}.img`, 'fs_entry');
-    t.fdinfo = imgs.all(`fdinfo-${t.ids.files_id}.img`, 'fdinfo_entry').map((e) => e.entry);
+    t.ids = imgs.one(IMG.IDS, pid);
+    t.mm = imgs.one(IMG.MM, pid);
+    t.fsEntry = imgs.one(IMG.FS, pid);
+    t.fdinfo = imgs.all(IMG.FDINFO, t.ids.files_id).map((e) => e.entry);
     t.pagemap = imgs.pagemap(pid);
     return t;
   });

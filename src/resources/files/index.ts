@@ -10,14 +10,14 @@ import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
-import { FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
+import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
-export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry } from './types.ts';
+export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
@@ -83,7 +83,7 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
       let id = identity.find(p);
       if (id === undefined) {
         id = files.newId();
-        const file = kind.dump(p, id, ctx);
+        const file = kindSession(kind, ctx.kinds).dump(p, id, ctx);
         saveFown(kind, file, dumpFown(pidfd, p, ctx.inTree), p);
         files.add(file);
         identity.add(p, id);
@@ -127,7 +127,7 @@ export function openForRestore(fdinfo: Fdinfo[], ctx: RestoreFileCtx, local: Map
     if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd})`);
     const kind = kinds.find((k) => k.type === file.type);
     if (!kind) throw new Error(`fd ${e.fd}: file type ${file.type} is not supported yet`);
-    local.set(id, kind.open(file, ctx));
+    local.set(id, kindSession(kind, ctx.kinds).open(file, ctx));
   }
   return local;
 }

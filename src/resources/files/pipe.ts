@@ -2,7 +2,8 @@
 // once per pipe in pipes-data.img, read with tee so the task's own reader still gets them.
 import fs from 'node:fs';
 import { pipe2, tee, fcntl, F, O, SPLICE_F_NONBLOCK } from '../../kernel/index.ts';
-import { FD_TYPE, S_IFMT, S_IFIFO, FASYNC, fown, fileKind, type FdProbe, type DumpFileCtx } from './types.ts';
+import { IMG } from '../../images/index.ts';
+import { FD_TYPE, S_IFMT, S_IFIFO, FASYNC, fown, statefulKind, type FdProbe, type DumpFileCtx } from './types.ts';
 
 const MAX_PIPE = 1 << 20; // pipes cannot grow past 1 MiB for us (no CAP_SYS_RESOURCE)
 
@@ -30,34 +31,39 @@ export function peekPipe(p: FdProbe): { data: Buffer; size: number } {
   }
 }
 
-function savePipeData(p: FdProbe, ctx: DumpFileCtx): void {
+/**
+ * Pipes, by pipe_id: whose data a dump has saved, the kernel pipe a restore made for both
+ * ends, and which of its ends ("ID:r", "ID:w") a file of the restore has already.
+ */
+interface PipeState { saved: Set<number>; ends: Map<number, [number, number]>; used: Set<string> }
+
+function savePipeData(p: FdProbe, ctx: DumpFileCtx, saved: Set<number>): void {
   const ino = pipeIno(p);
-  const key = `pipe:${ino}`;
-  if (ctx.seen.has(key)) return;
-  ctx.seen.add(key);
+  if (saved.has(ino)) return;
+  saved.add(ino);
   const { data, size } = peekPipe(p);
-  ctx.addEntry('pipes-data.img', 'pipe_data_entry', { pipe_id: ino, bytes: data.length, size }, data);
+  ctx.addEntry(IMG.PIPES_DATA, { pipe_id: ino, bytes: data.length, size }, data);
 }
 
-export const pipeFile = fileKind({
+export const pipeFile = statefulKind({
   type: FD_TYPE.PIPE,
   field: 'pipe',
   name: 'pipe',
   // Not O_DIRECT (a packet-mode pipe): only pipe2() makes one.
   claims: { flags: O.NONBLOCK | O.APPEND | FASYNC },
   matches: (p) => (p.mode & S_IFMT) === S_IFIFO && p.link.startsWith('pipe:'),
-  dump(p, id, ctx) {
-    savePipeData(p, ctx);
+  state: (): PipeState => ({ saved: new Set(), ends: new Map(), used: new Set() }),
+  dump(p, id, ctx, state) {
+    savePipeData(p, ctx, state.saved);
     return { id, pipe_id: pipeIno(p), flags: p.flags, fown: fown() };
   },
-  open(pe, ctx) {
+  open(pe, ctx, state) {
     const pipeId = pe.pipe_id;
-    const key = `pipe:${pipeId}`;
-    let ends = ctx.memo.get(key) as [number, number] | undefined;
+    let ends = state.ends.get(pipeId);
     if (!ends) {
       const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
       ctx.keep(r); ctx.keep(w);
-      const rec = ctx.entries('pipes-data.img', 'pipe_data_entry').find((e) => e.entry.pipe_id === pipeId);
+      const rec = ctx.entries(IMG.PIPES_DATA).find((e) => e.entry.pipe_id === pipeId);
       if (rec) {
         const size = rec.entry.size;
         if (size && size !== fcntl(w, F.GETPIPE_SZ)) fcntl(w, F.SETPIPE_SZ, Math.min(size, MAX_PIPE));
@@ -69,16 +75,16 @@ export const pipeFile = fileKind({
       fcntl(r, F.SETFL, 0);
       fcntl(w, F.SETFL, 0);
       ends = [r, w];
-      ctx.memo.set(key, ends);
+      state.ends.set(pipeId, ends);
     }
     const flags = pe.flags;
     const write = (flags & O.ACCMODE) === O.WRONLY;
     // Each file id is an open file description of its own, with its own flags: the second
     // one of the same end is the pipe opened again through /proc.
-    const usedKey = `${key}:${write ? 'w' : 'r'}`;
+    const end = `${pipeId}:${write ? 'w' : 'r'}`;
     let fd = write ? ends[1] : ends[0];
-    if (ctx.memo.has(usedKey)) fd = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (write ? O.WRONLY : O.RDONLY) | O.NONBLOCK | O.CLOEXEC));
-    ctx.memo.set(usedKey, true);
+    if (state.used.has(end)) fd = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (write ? O.WRONLY : O.RDONLY) | O.NONBLOCK | O.CLOEXEC));
+    state.used.add(end);
     fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND)); // O_ASYNC: afterInstall
     return fd;
   },

@@ -3,8 +3,9 @@
 // external ttys.
 import fs from 'node:fs';
 import { O } from '../../kernel/index.ts';
+import { IMG } from '../../images/index.ts';
 import { readStat } from '../../proc/index.ts';
-import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, fileKind, type FdProbe } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, statefulKind, type FdProbe } from './types.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
 
 const major = (rdev: number) => (rdev >> 8) & 0xfff;
@@ -33,21 +34,22 @@ function ttyCheck(p: FdProbe): string | undefined {
   return p.rdev === ctty ? undefined : `fd ${p.fd} is the terminal ${p.link}, which is not its controlling terminal`;
 }
 
-export const ttyFile = fileKind({
+export const ttyFile = statefulKind({
   type: FD_TYPE.TTY,
   field: 'tty',
   name: 'terminal',
   claims: { flags: OPEN_FLAGS, check: ttyCheck },
   matches: (p) => (p.mode & S_IFMT) === S_IFCHR && ttyType(p.rdev) !== 0,
-  dump(p, id, ctx) {
+  /** Terminals (tty-info ids) whose tty_info_entry a dump has written, or whose termios a restore has set. */
+  state: () => new Set<number>(),
+  dump(p, id, ctx, infos) {
     if (!ctx.shellJob) {
       throw new Error(`fd ${p.fd} of task ${p.pid} is the terminal ${p.link}; dump it as a shell job (--shell-job)`);
     }
     const infoId = p.rdev;
-    const key = `tty:${infoId}`;
-    if (!ctx.seen.has(key)) {
-      ctx.seen.add(key);
-      ctx.addEntry('tty-info.img', 'tty_info_entry', {
+    if (!infos.has(infoId)) {
+      infos.add(infoId);
+      ctx.addEntry(IMG.TTY_INFO, {
         id: infoId, type: ttyType(p.rdev), locked: false, exclusive: false, packet_mode: false,
         sid: 0, pgrp: 0, rdev: p.rdev, termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`), ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
       });
@@ -55,7 +57,7 @@ export const ttyFile = fileKind({
     const regfId = ctx.regPath(p.link, p.flags);
     return { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId };
   },
-  open(tty, ctx) {
+  open(tty, ctx, termiosSet) {
     if (!ctx.shellJob) throw new Error('the dump holds a terminal; restore it as a shell job (--shell-job)');
     for (const fd of [0, 1, 2]) {
       let isTty = false;
@@ -63,10 +65,11 @@ export const ttyFile = fileKind({
       if (!isTty) continue;
       const local = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (tty.flags & ~O.CREAT) | O.NOCTTY | O.CLOEXEC));
       // The job's line settings (raw mode, echo...) go to criu-ts's terminal, once.
-      const key = `termios:${tty.tty_info_id}`;
-      const info = ctx.entries('tty-info.img', 'tty_info_entry').find((e) => e.entry.id === tty.tty_info_id)?.entry;
-      if (!ctx.memo.has(key) && info?.termios) restoreTermios(local, info.termios);
-      ctx.memo.set(key, true);
+      if (!termiosSet.has(tty.tty_info_id)) {
+        termiosSet.add(tty.tty_info_id);
+        const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry;
+        if (info?.termios) restoreTermios(local, info.termios);
+      }
       return local;
     }
     throw new Error('the dump holds a terminal but criu-ts is not running on one; restore it from a terminal');

@@ -2,14 +2,14 @@
 // kernel's special mappings into place, recreate every VMA, fill the pages, then hand
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
-import { parseMaps, type Vma } from '../proc/index.ts';
-import { arch, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully } from '../kernel/index.ts';
-import { VMA, PE } from './mm-layout.ts';
+import { parseMaps, type Vma } from '../../proc/index.ts';
+import { arch, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully } from '../../kernel/index.ts';
+import { VMA, PE } from './layout.ts';
 import { pullFd } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
-import { fillPages } from './mm-fill.ts';
-import { RemoteSysError } from '../compel/index.ts';
-import type { Logger, Message, PageSource, RestoreTask } from './types.ts';
+import { fillPages } from './fill.ts';
+import { RemoteSysError } from '../../compel/index.ts';
+import type { Logger, Message, PageSource, RestoreTask } from '../types.ts';
 
 type VmaEntry = Message<'vma_entry'>;
 type MmEntry = Message<'mm_entry'>;
@@ -180,7 +180,7 @@ export interface MmRestoreInput {
 
 /**
  * Recreate every VMA and start filling its pages; the returned function waits for the fill
- * (see mm-fill.ts) and does what must follow it (copy-on-write pages from the parent, shadow
+ * (see fill.ts) and does what must follow it (copy-on-write pages from the parent, shadow
  * stacks, protections, madvise). Nothing else may touch the task before it has run.
  */
 export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {

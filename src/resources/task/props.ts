@@ -1,11 +1,11 @@
-// Small per-task state of task_core_entry and thread_core_entry: oom_score_adj,
-// child_subreaper and the parent-death signal.
+// Small per-task state of task_core_entry and thread_core_entry: oom_score_adj and
+// child_subreaper (dumped with the task core, core.ts) and the parent-death signal.
 import fs from 'node:fs';
-import { PR } from '../kernel/index.ts';
-import { CriuError } from '../errors.ts';
-import type { Tracee, InjectionArea } from '../compel/index.ts';
-import type { ResourceClaims } from './claims.ts';
-import type { Logger, Message } from './types.ts';
+import { PR } from '../../kernel/index.ts';
+import { CriuError } from '../../errors.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import type { ResourceClaims } from '../claims.ts';
+import type { Logger, Message } from '../types.ts';
 
 export const taskPropsClaims: ResourceClaims = {
   files: { oom_score_adj: true, oom_adj: true },
@@ -13,16 +13,7 @@ export const taskPropsClaims: ResourceClaims = {
 
 const oomPath = (pid: number) => `/proc/${pid}/oom_score_adj`;
 
-export function dumpOomScoreAdj(pid: number): number {
-  return Number(fs.readFileSync(oomPath(pid), 'utf8'));
-}
-
-export function readSubreaper(t: Tracee, area: InjectionArea): boolean {
-  area.reset();
-  const a = area.alloc(4);
-  t.syscall('prctl', PR.GET_CHILD_SUBREAPER, a, 0, 0, 0);
-  return area.read(a, 4).readInt32LE(0) !== 0;
-}
+const oomScoreAdj = (pid: number): number => Number(fs.readFileSync(oomPath(pid), 'utf8'));
 
 /** PR_GET_PDEATHSIG of one thread (the signal is per thread in the kernel). */
 export function dumpPdeathSig(t: Tracee, area: InjectionArea): number {
@@ -39,7 +30,7 @@ export function dumpPdeathSig(t: Tracee, area: InjectionArea): number {
  */
 export function restoreTaskProps(t: Tracee, pid: number, tc: Message<'task_core_entry'>): void {
   const adj = tc.oom_score_adj;
-  if (adj !== undefined && adj !== dumpOomScoreAdj(pid)) {
+  if (adj !== undefined && adj !== oomScoreAdj(pid)) {
     try { fs.writeFileSync(oomPath(pid), String(adj)); } catch (e) {
       throw new CriuError(`task ${pid}: cannot set oom_score_adj to ${adj}: ${(e as Error).message}`);
     }

@@ -7,10 +7,10 @@
 // the pages go back through /proc/PID/mem, a ptrace-forced write that the kernel allows into
 // shadow-stack memory. The registers that point into it (GCSPR_EL0) come with the thread's
 // final CPU state, once nothing of the stub runs any more.
-import { CriuError } from '../errors.ts';
-import { RemoteSysError } from '../compel/index.ts';
-import { VMA, PE } from './mm-layout.ts';
-import type { Message, PageSource, RestoreTask } from './types.ts';
+import { CriuError } from '../../errors.ts';
+import { RemoteSysError } from '../../compel/index.ts';
+import { VMA, PE } from './layout.ts';
+import type { Message, PageSource, RestoreTask } from '../types.ts';
 
 type VmaEntry = Message<'vma_entry'>;
 

@@ -3,13 +3,16 @@
 // Registers and the rest of the CPU state are in cpu/.
 import fs from 'node:fs';
 import {
+  waitpid, W, WALL, SysError,
   getRobustList, getRseqConfig, peekSiginfo, getPriority, schedGetScheduler,
   schedGetPriority, PR, RSEQ_FLAG_UNREGISTER, SIGINFO_SIZE,
-} from '../kernel/index.ts';
-import type { Tracee, InjectionArea } from '../compel/index.ts';
-import { cpu, type CpuSnapshot, type CpuFacts, type CoreThreadInfo } from './cpu/index.ts';
-import type { Message, MessageInput } from './types.ts';
-import type { ResourceClaims, Check } from './claims.ts';
+} from '../../kernel/index.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import { cpu, type CpuSnapshot, type CpuFacts, type CoreThreadInfo } from '../cpu/index.ts';
+import { cloneAt, THREAD_FLAGS, ALL_SIGNALS } from './fork.ts';
+import { CriuError } from '../../errors.ts';
+import type { Message, MessageInput } from '../types.ts';
+import type { ResourceClaims, Check } from '../claims.ts';
 
 const TRAP_BIT = 1n << 4n; // SIGTRAP
 
@@ -17,7 +20,7 @@ const TRAP_BIT = 1n << 4n; // SIGTRAP
  * Pending signals come back with their siginfo: a signal pending without one would be lost.
  * Not SIGTRAP: the traps that end injected calls would take it (as CRIU, which refuses it too).
  */
-const queued = (shared: boolean): Check => (v, at) => {
+export const queued = (shared: boolean): Check => (v, at) => {
   let pending = BigInt(`0x${v}`);
   if (pending & TRAP_BIT) return 'SIGTRAP is pending; criu-ts\'s injected calls end with traps that would take it';
   for (const si of peekSiginfo(shared ? at.pid : at.tid, shared)) pending &= ~(1n << BigInt(si.readInt32LE(0) - 1));
@@ -25,9 +28,9 @@ const queued = (shared: boolean): Check => (v, at) => {
   return undefined;
 };
 
-export const coreClaims: ResourceClaims = {
-  status: { Name: true, SigBlk: true, SigPnd: queued(false), ShdPnd: queued(true) },
-  files: { comm: true, personality: true },
+export const threadClaims: ResourceClaims = {
+  status: { Name: true, SigBlk: true, SigPnd: queued(false) },
+  files: { comm: true },
 };
 
 /** What a thread looked like the moment it was frozen, before any injection touched it. */
@@ -86,6 +89,17 @@ export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionAre
 
 // ---- restore -------------------------------------------------------------------------
 
+/**
+ * A thread of the task at its TID, cloned by the stub with the TLS and clear_child_tid of its
+ * core, every signal blocked, and the stub's injection page to run syscalls through.
+ */
+export function cloneThread(stub: Tracee, area: InjectionArea, tid: number, core: Message<'core_entry'>): Tracee {
+  const th = cloneAt(stub, area, tid, THREAD_FLAGS, 0, { childTid: cpu.clearTid(core), tls: cpu.tls(core) });
+  th.useInjectionPage(area.base);
+  th.setSigmask(ALL_SIGNALS);
+  return th;
+}
+
 /** Drop the rseq registration the stub inherited from its helper: its area is about to vanish. */
 export function unregisterInheritedRseq(t: Tracee): void {
   const rs = getRseqConfig(t.tid);
@@ -141,3 +155,46 @@ export function requeueSignals(t: Tracee, area: InjectionArea, pid: number, q: M
   }
 }
 
+
+// ---- release -------------------------------------------------------------------------
+
+/** A thread's final CPU state and signal mask, after its last injected syscall. */
+export function finishThread(th: Tracee, core: Message<'core_entry'>, tc: Message<'thread_core_entry'>, facts: CpuFacts): void {
+  cpu.apply(th, core, facts);
+  th.setSigmask(tc.blk_sigset ?? 0n);
+}
+
+/**
+ * The leader's final state. It unmaps the injection area by itself, from its own syscall
+ * instruction, and stops at syscall exit, never running the trap after it; there its
+ * registers go in. `keepArea`: a task sharing its mm still needs the area. A task dumped
+ * stopped goes into its job-control stop before its own mask lets any pending signal through.
+ */
+export function finishLeader(leader: Tracee, area: InjectionArea, core: Message<'core_entry'>, task: Message<'task_core_entry'>,
+  facts: CpuFacts, opts: { keepArea: boolean; stopSignal?: number }): void {
+  if (!opts.keepArea) {
+    leader.useSyscallInsn(area.base);
+    leader.lastSyscall(cpu.regs(core), 'munmap', area.base, area.size);
+  }
+  cpu.apply(leader, core, facts);
+  if (opts.stopSignal) leader.enterGroupStop(leader.tid, opts.stopSignal);
+  leader.setSigmask(task.blk_sigset);
+}
+
+/**
+ * Let every thread of the task go. A thread that is no longer in its ptrace stop when its
+ * turn comes was taken down with its process by a thread let go before it (a crash right
+ * after restore): its exit status says how.
+ */
+export function releaseThreads(pid: number, threads: Iterable<Tracee>): void {
+  for (const th of threads) {
+    try {
+      th.detach();
+    } catch (e) {
+      if (!(e instanceof SysError && e.code === 'ESRCH')) throw e;
+      const { status } = waitpid(th.tid, WALL);
+      const how = W.signaled(status) ? `killed by signal ${W.termSig(status)}` : `exited with status ${W.exitStatus(status)}`;
+      throw new CriuError(`task ${pid} died as soon as its first threads were let go: thread ${th.tid} ${how}`);
+    }
+  }
+}

@@ -1,10 +1,10 @@
 // Credentials (creds_entry): ids, capability sets, securebits, groups, no_new_privs.
 import fs from 'node:fs';
-import type { Status } from '../proc/index.ts';
-import { PR } from '../kernel/index.ts';
-import type { Tracee, InjectionArea } from '../compel/index.ts';
-import type { Message } from './types.ts';
-import type { ResourceClaims } from './claims.ts';
+import { readStatus, type Status } from '../../proc/index.ts';
+import { PR } from '../../kernel/index.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import type { Message } from '../types.ts';
+import type { ResourceClaims } from '../claims.ts';
 
 type Creds = Message<'creds_entry'>;
 
@@ -75,4 +75,13 @@ export function restoreCreds(t: Tracee, area: InjectionArea, c: Creds, current?:
   t.syscall('capset', area.put(hdr), area.put(data));
   t.syscallRaw('prctl', PR.SET_SECUREBITS, c.secbits, 0, 0, 0);
   if (c.no_new_privs) t.syscall('prctl', PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+/**
+ * Every thread's credentials, which the kernel keeps per thread. Every thread was cloned
+ * from the stub (`leader`) and has its credentials until now: they are read once.
+ */
+export function restoreThreadCreds(leader: Tracee, area: InjectionArea, pid: number, threads: Array<{ tracee: Tracee; creds?: Creds }>): void {
+  const current = dumpCreds(readStatus(pid), readSecbits(leader));
+  for (const { tracee, creds } of threads) if (creds) restoreCreds(tracee, area, creds, current);
 }

@@ -1,12 +1,12 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
-import { readAuxv, scanPagemap, madvBits, type Vma } from '../proc/index.ts';
-import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../kernel/index.ts';
-import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './mm-layout.ts';
-import type { DumpTask, Message, MessageInput, PageSink } from './types.ts';
+import { readAuxv, scanPagemap, madvBits, type Vma } from '../../proc/index.ts';
+import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
+import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './layout.ts';
+import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
 
 type VmaEntry = Message<'vma_entry'>;
-import type { ResourceClaims } from './claims.ts';
+import type { ResourceClaims } from '../claims.ts';
 
 const PROT_BTI = 0x10; // arm64: the VMA's code is checked for branch targets ('bt')
 

@@ -5,9 +5,9 @@
 // half is only waited for when the task is next needed (see FillInFlight), so the restore
 // meanwhile goes on with other tasks.
 import fs from 'node:fs';
-import { processVmWritev, AT_FDCWD, O, preadFully } from '../kernel/index.ts';
-import { pagesInfo, PagesStream, openImage } from '../images/index.ts';
-import type { PageSource, RestoreTask } from './types.ts';
+import { processVmWritev, AT_FDCWD, O, preadFully } from '../../kernel/index.ts';
+import { pagesInfo, PagesStream, openImage } from '../../images/index.ts';
+import type { PageSource, RestoreTask } from '../types.ts';
 
 /** Below this much page data the tracer writes it all: two CPUs would not pay for the extra syscalls. */
 const SPLIT_MIN = 4 << 20;

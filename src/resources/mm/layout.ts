@@ -1,8 +1,8 @@
 // VMA classification shared by the mm dump and restore: CRIU's vma_entry status bits and
 // how a /proc VMA maps onto them.
-import type { Vma } from '../proc/index.ts';
-import { MAP, PROT } from '../kernel/index.ts';
-import type { Message } from './types.ts';
+import type { Vma } from '../../proc/index.ts';
+import { MAP, PROT } from '../../kernel/index.ts';
+import type { Message } from '../types.ts';
 
 export const VMA = {
   AREA_REGULAR: 1 << 0, AREA_STACK: 1 << 1, AREA_VSYSCALL: 1 << 2, AREA_VDSO: 1 << 3, AREA_HEAP: 1 << 5,

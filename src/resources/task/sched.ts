@@ -1,9 +1,9 @@
 // Scheduling policy and real-time priority of a thread (thread_core_entry's sched_policy and
 // sched_prio; the nice value goes with the rest of the thread core, core.ts).
-import { schedGetaffinity, schedSetaffinity } from '../kernel/index.ts';
-import { tracerAffinity, type Tracee, type InjectionArea } from '../compel/index.ts';
-import type { ResourceClaims } from './claims.ts';
-import type { Logger, Message } from './types.ts';
+import { schedGetaffinity, schedSetaffinity } from '../../kernel/index.ts';
+import { tracerAffinity, type Tracee, type InjectionArea } from '../../compel/index.ts';
+import type { ResourceClaims } from '../claims.ts';
+import type { Logger, Message } from '../types.ts';
 
 const SCHED_FIFO = 1, SCHED_RR = 2, SCHED_DEADLINE = 6;
 const SCHED_RESET_ON_FORK = 0x40000000;
