@@ -5,6 +5,9 @@ import { CriuError } from '../errors.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
 import { openInTask } from '../compel/open.ts';
+import type { ResourceClaims } from './claims.ts';
+
+export const fsClaims: ResourceClaims = { status: { Umask: true }, files: { root: true, cwd: true } };
 
 type FsEntry = Message<'fs_entry'>;
 
