@@ -16,7 +16,7 @@ import {
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
 import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
-import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
+import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
@@ -174,7 +174,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = collectAndWrite(req, tasks, imgs);
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs));
     faultPoint('write-images');
     step(log, `writing the images to ${req.dir}`);
     imgs.finish();

@@ -2,7 +2,7 @@
 // repeated until nothing new appears. A frozen task cannot fork or clone any more, so a
 // tree walked parent-first after each parent is frozen is complete.
 import { listThreads, listChildren, readStat, readStatus } from '../proc/index.ts';
-import { PTRACE_O, SysError } from '../kernel/index.ts';
+import { PTRACE_O, SysError, W, SIG } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
 import type { CgroupFreezer } from './cgfreezer.ts';
@@ -130,4 +130,44 @@ function ptraceRefused(pid: number, tid: number): CriuError {
     else if (uid !== 0 && st.uid.some((u) => u !== uid)) why = `it runs as uid ${st.uid[1]} and criu-ts as uid ${uid}, without CAP_SYS_PTRACE`;
   } catch { /* gone: the generic reason */ }
   return new CriuError(`cannot freeze task ${pid}: ptrace refused (EPERM) on thread ${tid}: ${why}`);
+}
+
+/**
+ * A task of the tree that dies while it is dumped makes the next call on it fail with ESRCH
+ * or end an injected call early: say which task died and how, not which call noticed.
+ */
+export function explainDeath<T>(tasks: FrozenTask[], collect: () => T): T {
+  try { return collect(); } catch (e) {
+    if (e instanceof CriuError) throw e;
+    for (const t of tasks) {
+      if (t.zombie) continue;
+      for (const th of t.threads) {
+        const how = deathOf(t.pid, th.tid);
+        if (how) throw new CriuError(`task ${t.pid}${th.tid === t.pid ? '' : ` (thread ${th.tid})`} died during the dump (${how}); the rest of the tree is left running`);
+      }
+    }
+    throw e;
+  }
+}
+
+const PF_EXITING = 0x4;
+
+/** How a thread died, waiting a little for a dying one (freeing its memory) to end; undefined if alive. */
+function deathOf(pid: number, tid: number): string | undefined {
+  const until = Date.now() + 500;
+  for (let dying = false; ;) {
+    let s;
+    try { s = readStat(pid, tid); } catch { return 'exited'; }
+    if (s.state === 'Z' || s.state === 'X') return exitOf(s.exitCode);
+    if (!(s.flags & PF_EXITING)) return dying ? 'exiting' : undefined;
+    dying = true;
+    if (Date.now() > until) return 'exiting';
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  }
+}
+
+function exitOf(status: number): string {
+  if (W.signaled(status)) return W.termSig(status) === SIG.KILL ? 'killed by SIGKILL' : `killed by signal ${W.termSig(status)}`;
+  if (W.exited(status)) return `exited with status ${W.exitStatus(status)}`;
+  return 'exited';
 }
