@@ -10,6 +10,7 @@ import type { FileEntry } from '../resources/files/index.ts';
 import type { LivePlan, RestorePlan } from './plan.ts';
 
 const PAGE = BigInt(arch.pageSize);
+const FD_CLOEXEC = 1;
 const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 
 function sysctl(path: string, fallback: number): number {
@@ -75,6 +76,7 @@ function checkFile(file: string, id: number, e: FileEntry): void {
   if (reg) {
     if (!reg.name) throw new ImageError(file, `file ${id}: reg.name is empty`);
     if (reg.name.includes('\0')) throw new ImageError(file, `file ${id}: reg.name holds a NUL byte`);
+    if (reg.fown.signum > 64) throw new ImageError(file, `file ${id}: reg.fown.signum ${reg.fown.signum} is not a signal`);
   }
 }
 
@@ -90,6 +92,7 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     if (v.end > arch.taskSize) throw new ImageError(file, `${at}${what}: end ${hex(v.end)} is above the top of user space ${hex(arch.taskSize)}`);
     if (v.start < prevEnd) throw new ImageError(file, `${at}${what}: start ${hex(v.start)} overlaps the area before it or is out of order`);
     if (v.pgoff % PAGE) throw new ImageError(file, `${at}: pgoff ${hex(v.pgoff)} is not page aligned`);
+    if ((v.flags & 3) !== 1 && (v.flags & 3) !== 2) throw new ImageError(file, `${at}: flags ${hex(v.flags)} are neither MAP_SHARED nor MAP_PRIVATE`);
     if (v.prot & ~7) throw new ImageError(file, `${at}: prot ${hex(v.prot)} has bits other than PROT_READ|WRITE|EXEC`);
     if ((v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) && !(v.status & VMA.AREA_MEMFD) && !files.has(Number(v.shmid))) {
       throw new ImageError(file, `${at}: shmid ${v.shmid} (its file) is not in files.img`);
@@ -113,6 +116,7 @@ function checkFdinfo(file: string, t: LivePlan, files: Map<number, FileEntry>): 
   const fds = new Set<number>();
   for (const e of t.fdinfo) {
     if (e.fd >= nrOpen) throw new ImageError(file, `fd ${e.fd} is not below nr_open (${nrOpen})`);
+    if (e.flags & ~FD_CLOEXEC) throw new ImageError(file, `fd ${e.fd}: flags ${hex(e.flags)} has bits other than FD_CLOEXEC`);
     if (fds.has(e.fd)) throw new ImageError(file, `fd ${e.fd} appears twice`);
     fds.add(e.fd);
     const fe = files.get(e.id);
@@ -130,6 +134,7 @@ function checkPagemap(file: string, t: LivePlan): void {
     const end = r.vaddr + BigInt(r.nrPages) * PAGE;
     if (!r.nrPages) throw new ImageError(file, `run at ${hex(r.vaddr)}: nr_pages is 0`);
     if (r.flags & ~(PE.PARENT | PE.LAZY | PE.PRESENT | PE.COW_PARENT)) throw new ImageError(file, `run at ${hex(r.vaddr)}: flags ${hex(r.flags)} are unknown`);
+    if (r.flags & PE.PARENT) throw new ImageError(file, `run at ${hex(r.vaddr)}: flags say PE_PARENT (pages in a parent dump): incremental dumps are not supported yet`);
     // Runs are in address order, as VMAs are: one walk finds the area of each.
     while (k < vmas.length && vmas[k].end <= r.vaddr) k++;
     let covered = r.vaddr, j = k;
