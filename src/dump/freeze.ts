@@ -1,7 +1,7 @@
 // Freezing: PTRACE_SEIZE + PTRACE_INTERRUPT on every thread of every task of the tree,
 // repeated until nothing new appears. A frozen task cannot fork or clone any more, so a
 // tree walked parent-first after each parent is frozen is complete.
-import { listThreads, listChildren, readStat, readStatus } from '../proc/index.ts';
+import { listThreads, listChildren, readStat, readStatus, type Stat } from '../proc/index.ts';
 import { PTRACE_O, SysError, W, SIG } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
@@ -156,7 +156,7 @@ const PF_EXITING = 0x4;
 function deathOf(pid: number, tid: number): string | undefined {
   const until = Date.now() + 500;
   for (let dying = false; ;) {
-    let s;
+    let s: Stat;
     try { s = readStat(pid, tid); } catch { return 'exited'; }
     if (s.state === 'Z' || s.state === 'X') return exitOf(s.exitCode);
     if (!(s.flags & PF_EXITING)) return dying ? 'exiting' : undefined;

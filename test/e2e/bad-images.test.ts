@@ -112,7 +112,7 @@ describe('restore names the image and the field of a bad value', () => {
   });
 });
 
-e2e('an unprivileged dump of another user\'s process is refused at once, with the reason', (c) => {
+e2e('an unprivileged dump of another user\'s process is refused at once, with the reason', () => {
   const t = startTarget(['sleep', '600']);
   // Build the bundle as root first: the unprivileged run may not write the cache.
   runCriu(['check']);
