@@ -6,7 +6,7 @@ import { ImageError, IMG, imageFileName } from '../images/index.ts';
 import { arch } from '../kernel/index.ts';
 import { VMA, PE } from '../resources/mm/index.ts';
 import type { Message } from '../resources/types.ts';
-import type { FileEntry } from '../resources/files/index.ts';
+import { fileEntryProblem, type FileEntry } from '../resources/files/index.ts';
 import type { LivePlan, RestorePlan } from './plan.ts';
 
 const PAGE = BigInt(arch.pageSize);
@@ -94,20 +94,25 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     if (v.pgoff % PAGE) throw new ImageError(file, `${at}: pgoff ${hex(v.pgoff)} is not page aligned`);
     if ((v.flags & 3) !== 1 && (v.flags & 3) !== 2) throw new ImageError(file, `${at}: flags ${hex(v.flags)} are neither MAP_SHARED nor MAP_PRIVATE`);
     if (v.prot & ~7) throw new ImageError(file, `${at}: prot ${hex(v.prot)} has bits other than PROT_READ|WRITE|EXEC`);
-    if ((v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) && !(v.status & VMA.AREA_MEMFD) && !files.has(Number(v.shmid))) {
-      throw new ImageError(file, `${at}: shmid ${v.shmid} (its file) is not in files.img`);
-    }
+    if ((v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) && !(v.status & VMA.AREA_MEMFD)) regFile(file, `${at}: shmid`, Number(v.shmid), files);
     prevEnd = v.end;
   });
   if (mm.mm_brk < mm.mm_start_brk) throw new ImageError(file, `mm_brk ${hex(mm.mm_brk)} is below mm_start_brk ${hex(mm.mm_start_brk)}`);
   if (mm.mm_saved_auxv.length % 2) throw new ImageError(file, `mm_saved_auxv has an odd number of words (${mm.mm_saved_auxv.length})`);
-  if (mm.exe_file_id && !files.has(mm.exe_file_id)) throw new ImageError(file, `exe_file_id ${mm.exe_file_id} is not in files.img`);
+  if (mm.exe_file_id) regFile(file, 'exe_file_id', mm.exe_file_id, files);
+}
+
+/** A reference by path: a file of files.img with its reg entry. */
+function regFile(file: string, field: string, id: number, files: Map<number, FileEntry>): void {
+  const e = files.get(id);
+  if (!e) throw new ImageError(file, `${field} ${id} is not in files.img`);
+  if (!e.reg) throw new ImageError(file, `${field} ${id} is not a regular file in files.img (type ${e.type})`);
 }
 
 function checkFs(file: string, t: LivePlan, files: Map<number, FileEntry>): void {
   const { cwd_id, root_id, umask } = t.fsEntry;
-  if (!files.has(cwd_id)) throw new ImageError(file, `cwd_id ${cwd_id} is not in files.img`);
-  if (!files.has(root_id)) throw new ImageError(file, `root_id ${root_id} is not in files.img`);
+  regFile(file, 'cwd_id', cwd_id, files);
+  regFile(file, 'root_id', root_id, files);
   if (umask !== undefined && umask > 0o777) throw new ImageError(file, `umask 0${umask.toString(8)} has bits beyond 0777`);
 }
 
@@ -122,6 +127,8 @@ function checkFdinfo(file: string, t: LivePlan, files: Map<number, FileEntry>): 
     const fe = files.get(e.id);
     if (!fe) throw new ImageError(file, `fd ${e.fd}: id ${e.id} is not in files.img`);
     if (fe.type !== e.type) throw new ImageError(file, `fd ${e.fd}: type ${e.type} is not the type of file ${e.id} in files.img (${fe.type})`);
+    const problem = fileEntryProblem(fe);
+    if (problem) throw new ImageError(file, `fd ${e.fd}: file ${e.id} in files.img: ${problem}`);
   }
 }
 
