@@ -73,14 +73,15 @@ export async function makeBases(dir: string): Promise<string[]> {
 /** Runs the inputs in a worker; the main thread watches for an input that takes too long. */
 export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
   const t0 = performance.now();
-  const progress = new Int32Array(new SharedArrayBuffer(8));
+  // The input being run and the counts so far, shared so that a worker stopped for a hang loses nothing.
+  const progress = new Int32Array(new SharedArrayBuffer(4 * 5));
   const total: FuzzResult = { n: o.n, planned: 0, refused: 0, crashes: 0, hangs: 0, maxIterMs: 0, peakRssMiB: 0, ms: 0, examples: [] };
   let from = 0;
   while (from < o.n) {
     Atomics.store(progress, 0, from);
     const w = new Worker(fileURLToPath(import.meta.url), { workerData: { ...o, from, progress } });
-    const done = new Promise<Partial<FuzzResult> | undefined>((resolve, reject) => {
-      w.once('message', (m: Partial<FuzzResult>) => resolve(m));
+    const done = new Promise<string[] | undefined>((resolve, reject) => {
+      w.once('message', (m: string[]) => resolve(m));
       w.once('error', reject);
       w.once('exit', () => resolve(undefined));
     });
@@ -90,21 +91,20 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
       if (i !== last) { last = i; since = Date.now(); return; }
       if (Date.now() - since > o.hangMs) { hung = i; void w.terminate(); }
     }, 100);
-    const r = await done;
+    const examples = await done;
     clearInterval(timer);
-    if (r) {
-      total.planned += r.planned ?? 0; total.refused += r.refused ?? 0; total.crashes += r.crashes ?? 0;
-      total.maxIterMs = Math.max(total.maxIterMs, r.maxIterMs ?? 0);
-      total.examples.push(...(r.examples ?? []));
-    }
+    total.examples.push(...(examples ?? []));
     if (hung < 0) break;
     total.hangs++;
     const dir = path.join(o.crashDir, `hang-${hung}`);
-    fs.mkdirSync(dir, { recursive: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.cpSync(path.join(o.work, `in-${hung % 2}`), dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'what.txt'), `input ${hung} (seed ${o.seed}) took more than ${o.hangMs} ms\n`);
     total.examples.push(`hang at input ${hung}: ${dir}`);
     from = hung + 1;
   }
+  [, total.planned, total.refused, total.crashes] = progress;
+  total.maxIterMs = progress[4] / 1000;
   total.peakRssMiB = process.resourceUsage().maxRSS / 1024;
   total.ms = performance.now() - t0;
   return total;
@@ -113,11 +113,12 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
 function work(): void {
   const o = workerData as FuzzOptions & { from: number; progress: Int32Array };
   const bases: Base[] = o.bases.map(loadBase);
-  const res = { planned: 0, refused: 0, crashes: 0, maxIterMs: 0, examples: [] as string[] };
+  const p = o.progress;
+  const examples: string[] = [];
   fs.mkdirSync(o.work, { recursive: true });
   const scratch = fs.mkdtempSync(path.join(o.work, 'scratch-'));
   for (let i = o.from; i < o.n; i++) {
-    Atomics.store(o.progress, 0, i);
+    Atomics.store(p, 0, i);
     // Each input from its own seed: an input can be made again from (seed, i) alone.
     const rng = new Rng(o.seed * 1_000_003 + i);
     const k = rng.int(bases.length);
@@ -127,20 +128,20 @@ function work(): void {
     materialize(base, m, dir);
     const t = performance.now();
     const r = restoreFront(dir);
-    res.maxIterMs = Math.max(res.maxIterMs, performance.now() - t);
-    if (r.kind === 'planned') res.planned++;
-    else if (r.kind === 'refused') res.refused++;
+    p[4] = Math.max(p[4], Math.round((performance.now() - t) * 1000));
+    if (r.kind === 'planned') Atomics.add(p, 1, 1);
+    else if (r.kind === 'refused') Atomics.add(p, 2, 1);
     else {
-      res.crashes++;
+      Atomics.add(p, 3, 1);
       const keep = path.join(o.crashDir, `crash-${i}`);
       fs.rmSync(keep, { recursive: true, force: true });
       fs.cpSync(dir, keep, { recursive: true });
       fs.writeFileSync(path.join(keep, 'what.txt'), `input ${i} (seed ${o.seed}) of ${path.basename(base.dir)}\n${m.what.join('\n')}\n\n${r.error}\n`);
-      if (res.examples.length < 10) res.examples.push(`input ${i}: ${m.what.join('; ')}: ${r.error.split('\n').slice(0, 2).join(' ')}`);
+      if (examples.length < 10) examples.push(`input ${i}: ${m.what.join('; ')}: ${r.error.split('\n').slice(0, 2).join(' ')}`);
     }
   }
   fs.rmSync(scratch, { recursive: true, force: true });
-  parentPort!.postMessage(res);
+  parentPort!.postMessage(examples);
 }
 
 function arg(name: string, dflt: number): number {
