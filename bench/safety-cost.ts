@@ -6,10 +6,12 @@
 //
 //   node bench/safety-cost.ts [runs=3]      BEFORE=/path/to/old/bin/criu-ts (default ../before)
 //
-// Medians of `runs`; wall time of the whole command, as a user sees it.
+// Medians of `runs` of the whole command as a user runs it: wall time, and CPU time (user +
+// system of criu-ts and what it waits for), which a loaded shared machine disturbs less.
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
+import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { workload } from '../test/lib/workloads.ts';
 import { root, startDetached, waitFor, tmpdir, killAndReap, sleep } from './common.ts';
@@ -21,12 +23,16 @@ const NOW = path.join(root, 'bin', 'criu-ts');
 const tools = [{ name: 'before', bin: BEFORE }, { name: 'now', bin: NOW }];
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
-function run(bin: string, args: string[]): number {
-  const t = performance.now();
-  const r = spawnSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const ms = performance.now() - t;
+interface Cost { ms: number; cpu: number }
+
+/** Wall and CPU ms of one criu-ts command (python's wait4 gives the child's rusage). */
+function run(bin: string, args: string[]): Cost {
+  const py = 'import resource,subprocess,sys,time\nt=time.monotonic()\nr=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.PIPE)\n' +
+    'u=resource.getrusage(resource.RUSAGE_CHILDREN)\nprint((time.monotonic()-t)*1000,(u.ru_utime+u.ru_stime)*1000)\nsys.stderr.write(r.stderr.decode())\nsys.exit(r.returncode)';
+  const r = spawnSync('python3', ['-c', py, bin, ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${bin} ${args.join(' ')} failed (${r.status}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
-  return ms;
+  const [ms, cpu] = r.stdout.trim().split(/\s+/).map(Number);
+  return { ms, cpu };
 }
 
 function treeOf(pid: number): number[] {
@@ -46,7 +52,7 @@ const CASES: Case[] = [
 ];
 
 /** One dump (killing the target) and one restore -d; ms of each. */
-async function once(bin: string, c: Case, extra: string[] = []): Promise<{ dump: number; restore: number }> {
+async function once(bin: string, c: Case, extra: string[] = []): Promise<{ dump: Cost; restore: Cost }> {
   const dir = tmpdir('safety');
   const log = path.join(dir, 'target.log');
   const pid = startDetached(c.argv, log);
@@ -65,13 +71,15 @@ async function once(bin: string, c: Case, extra: string[] = []): Promise<{ dump:
   }
 }
 
-const fmt = (d: number[], r: number[]) => `${median(d).toFixed(0).padStart(6)} ${median(r).toFixed(0).padStart(8)}`;
+const col = (a: Cost[]) => `${median(a.map((x) => x.ms)).toFixed(0).padStart(5)} (${median(a.map((x) => x.cpu)).toFixed(0).padStart(4)})`;
+const spread = (a: Cost[]) => `${Math.min(...a.map((x) => x.ms)).toFixed(0)}-${Math.max(...a.map((x) => x.ms)).toFixed(0)}`;
+const pct = (a: number, b: number) => `${b >= a ? '+' : ''}${(((b - a) / a) * 100).toFixed(0)}%`;
 
 console.log(`${os.loadavg().map((l) => l.toFixed(2)).join(' ')} load average at the start; ${os.cpus().length} CPUs (shared machine)`);
-console.log(`before: ${BEFORE}\nnow:    ${NOW}\nmedian of ${runs}, ms (dump, restore -d), the two run alternately`);
-console.log(`${'case'.padEnd(14)}${tools.map((t) => `${t.name.padStart(7)}: dump  restore`).join(' |')}   change`);
+console.log(`before: ${BEFORE}\nnow:    ${NOW}\nmedian of ${runs}, run alternately: wall ms (CPU ms) of dump and of restore -d; the change of the CPU time; the range of wall times`);
+console.log(`${'case'.padEnd(12)}${tools.map((t) => `${t.name.padStart(8)} dump        restore    `).join('|')}| CPU change         | wall ranges`);
 for (const c of CASES) {
-  const t: Record<string, { d: number[]; r: number[] }> = { before: { d: [], r: [] }, now: { d: [], r: [] } };
+  const t: Record<string, { d: Cost[]; r: Cost[] }> = { before: { d: [], r: [] }, now: { d: [], r: [] } };
   for (let k = 0; k < runs; k++) {
     for (const tool of k % 2 ? [...tools].reverse() : tools) {
       const x = await once(tool.bin, c);
@@ -79,8 +87,9 @@ for (const c of CASES) {
       t[tool.name].r.push(x.restore);
     }
   }
-  const pct = (a: number[], b: number[]) => `${(((median(b) - median(a)) / median(a)) * 100).toFixed(0)}%`;
-  console.log(`${c.label.padEnd(14)}${tools.map((x) => `${''.padStart(7)}${fmt(t[x.name].d, t[x.name].r)}`).join(' |')}   dump ${pct(t.before.d, t.now.d)}, restore ${pct(t.before.r, t.now.r)}`);
+  const cpu = (a: Cost[]) => median(a.map((x) => x.cpu));
+  console.log(`${c.label.padEnd(12)}${tools.map((x) => `${''.padStart(6)}${col(t[x.name].d)} ${col(t[x.name].r)} `).join('|')}| dump ${pct(cpu(t.before.d), cpu(t.now.d))}, restore ${pct(cpu(t.before.r), cpu(t.now.r))} | ` +
+    tools.map((x) => `${x.name} ${spread(t[x.name].d)}/${spread(t[x.name].r)}`).join(', '));
 }
 
 // Encryption: AES-256-GCM of the page data and the sealed images, against a plain dump.
@@ -88,7 +97,7 @@ const keyDir = tmpdir('key');
 const key = path.join(keyDir, 'key');
 fs.writeFileSync(key, Buffer.alloc(32, 7), { mode: 0o600 });
 const mem = CASES[0];
-const enc: Record<string, { d: number[]; r: number[] }> = { plain: { d: [], r: [] }, encrypted: { d: [], r: [] } };
+const enc: Record<string, { d: Cost[]; r: Cost[] }> = { plain: { d: [], r: [] }, encrypted: { d: [], r: [] } };
 for (let k = 0; k < runs; k++) {
   for (const [name, extra] of (k % 2 ? [['encrypted', ['--encrypt', key]], ['plain', []]] : [['plain', []], ['encrypted', ['--encrypt', key]]]) as [string, string[]][]) {
     const x = await once(NOW, mem, extra);
@@ -98,8 +107,20 @@ for (let k = 0; k < runs; k++) {
 }
 fs.rmSync(keyDir, { recursive: true, force: true });
 const gibs = (ms: number) => ((mem.mib! / 1024) / (ms / 1000)).toFixed(2);
-console.log(`\n${mem.label} with this criu-ts, median of ${runs}: ms and GiB/s of the whole command`);
+console.log(`\n${mem.label} with this criu-ts, median of ${runs}: wall ms (CPU ms) of the whole command, GiB/s of the wall time`);
 for (const [name, v] of Object.entries(enc)) {
-  console.log(`${name.padEnd(10)} dump ${median(v.d).toFixed(0).padStart(5)} ms ${gibs(median(v.d)).padStart(5)} GiB/s   restore ${median(v.r).toFixed(0).padStart(5)} ms ${gibs(median(v.r)).padStart(5)} GiB/s`);
+  const w = (a: Cost[]) => median(a.map((x) => x.ms));
+  console.log(`${name.padEnd(10)} dump ${col(v.d)} ${gibs(w(v.d)).padStart(5)} GiB/s   restore ${col(v.r)} ${gibs(w(v.r)).padStart(5)} GiB/s`);
 }
+// The cipher alone, in this process: what encryption costs per byte, apart from criu-ts.
+const buf = Buffer.alloc(256 << 20, 0x5a);
+const times: number[] = [];
+for (let k = 0; k < runs; k++) {
+  const t0 = performance.now();
+  const c = crypto.createCipheriv('aes-256-gcm', Buffer.alloc(32, 7), Buffer.alloc(12, k));
+  for (let off = 0; off < buf.length; off += 1 << 20) c.update(buf.subarray(off, off + (1 << 20)));
+  c.final();
+  times.push(performance.now() - t0);
+}
+console.log(`AES-256-GCM alone (node:crypto, 1 MiB chunks): ${((256 / 1024) / (median(times) / 1000)).toFixed(2)} GiB/s`);
 console.log(`${os.loadavg().map((l) => l.toFixed(2)).join(' ')} load average at the end`);
