@@ -7,11 +7,13 @@ import { setChildSubreaper } from '../kernel/index.ts';
 import { LevelLogger } from '../log.ts';
 import { CriuError } from '../errors.ts';
 import { ImageError, readKeyFile } from '../images/index.ts';
+import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 // Each command loads only its own modules: start-up time is most of a small dump.
 const loadDump = () => import('../dump/dump.ts');
 const loadRestore = () => import('../restore/restore.ts');
 const loadCheck = () => import('./check.ts');
 const loadCrit = () => import('./crit.ts');
+const loadJournal = () => import('../dump/journal.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 
 const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'swrk', 'service', 'dedup', 'cpuinfo', 'exec', 'show']);
@@ -101,6 +103,10 @@ async function execute(cmd: string, o: Opts): Promise<number> {
   if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const log = new LevelLogger(level, logFile);
   try {
+    // SIGINT, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly (interrupt.ts).
+    if (cmd === 'dump' || cmd === 'restore') armInterrupts();
+    // What a criu-ts killed in the middle of a dump left behind is undone first.
+    (await loadJournal()).cleanStale(log);
     switch (cmd) {
       case 'check':
         return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), (s) => process.stderr.write(s + '\n'));
@@ -153,6 +159,7 @@ export async function main(argv: string[]): Promise<number> {
     const args = screen(argv);
     setChildSubreaper();
     await program(execute).parseAsync(args, { from: 'user' });
+    dieOfInterrupt();
     return Number(process.exitCode ?? 0);
   } catch (e) {
     if (e instanceof CommanderError) {

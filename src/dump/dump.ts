@@ -6,9 +6,10 @@ import path from 'node:path';
 import { writeImage, closing, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
-import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, type Tracee } from '../compel/index.ts';
+import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, unsafeWindow, type Tracee } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
+import { checkInterrupt } from '../interrupt.ts';
 import { freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, type FrozenThread } from '../resources/core.ts';
 import { dumpMm } from '../resources/mm-dump.ts';
 import { dumpSigactions } from '../resources/sigact.ts';
@@ -23,6 +24,7 @@ import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
+import { DumpJournal } from './journal.ts';
 import type { DumpTask, Logger, Msg, ParentMm } from '../resources/types.ts';
 
 export interface DumpRequest {
@@ -74,12 +76,16 @@ interface LiveTask extends FrozenTask {
 type Task = LiveTask | FrozenTask;
 const isLive = (t: Task): t is LiveTask => !t.zombie;
 
-/** Map an injection area in the leader via a syscall instruction of its vDSO. */
+/**
+ * Map an injection area in the leader via a syscall instruction of its vDSO. From here on,
+ * every thread holds its own registers and signal mask between injected calls, so that
+ * criu-ts can die at any moment outside one without taking the task with it.
+ */
 function prepareInjection(t: LiveTask): void {
   const leader = t.threads[0];
   const insn = vdsoSyscallInsn(leader, t.vmas.find((v) => v.path === '[vdso]'), `task ${t.pid}`);
   t.vdsoInsn = insn;
-  for (const th of t.threads) th.setSigmask(0xffffffffffffffffn);
+  for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thaw(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);
   t.area = InjectionArea.map(leader);
 }
@@ -95,10 +101,14 @@ function thaw(t: LiveTask, log: Logger): void {
   } catch (e) { log.error(`cannot remove the injection area of ${t.pid}: ${(e as Error).message}`); }
   for (const s of t.snaps) {
     try {
+      s.tracee.dropOwnState();
       cpu.thaw(s.tracee, s.cpu);
       // Injected syscalls resumed a task that was stopped; stop it again before any of its
       // signals can be handled.
-      if (t.stopped && s.tracee === leader) leader.enterGroupStop(t.pid, SIG.STOP);
+      if (t.stopped && s.tracee === leader) {
+        leader.setSigmask(0xffffffffffffffffn);
+        leader.enterGroupStop(t.pid, SIG.STOP);
+      }
       s.tracee.setSigmask(s.sigmask);
     } catch (e) { log.error(`cannot restore the state of thread ${s.tracee.tid}: ${(e as Error).message}`); }
   }
@@ -181,14 +191,19 @@ export function dump(req: DumpRequest): DumpResult {
 function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
+  const createdDir = !fs.existsSync(req.dir);
   fs.mkdirSync(req.dir, { recursive: true });
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir, { pages: req.pages });
+  const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   let tasks: Task[] = [];
   let result: DumpResult;
+  unsafeWindow.calls = 0;
+  unsafeWindow.ms = 0;
   try {
     const freezer = req.freezeCgroup ? new CgroupFreezer(req.freezeCgroup) : undefined;
     tasks = freezeTree(pid, Date.now() + req.timeoutSec * 1000, freezer);
+    journal.tasks(tasks.filter(isLive).map((t) => t.pid));
     for (const t of tasks) {
       if (!isLive(t)) continue;
       const lt = t as LiveTask;
@@ -196,6 +211,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
       lt.stat = readStat(t.pid);
     }
     faultPoint('freeze');
+    checkInterrupt();
     checkNamespaces(tasks);
     checkSessions(tasks, req.shellJob);
     for (const t of tasks) {
@@ -209,6 +225,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
     result = collectAndWrite(req, tasks, imgs);
     faultPoint('write-images');
+    // The last safe point: past it, the dump completes.
+    checkInterrupt(true);
     imgs.finish();
     const enc = imgs.pagesEncoding();
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
@@ -216,15 +234,24 @@ function dumpColocated(req: DumpRequest): DumpResult {
   } catch (e) {
     imgs.discard();
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
+    journal.close();
+    logUnsafeWindow(log);
     throw e;
   }
   if (req.leaveRunning) {
     for (const t of tasks) if (isLive(t)) thaw(t, log);
   }
   else killTree(tasks);
+  journal.close();
+  logUnsafeWindow(log);
   result.frozenMs = performance.now() - t0;
   try { writeStats(req, result); } catch (e) { log.warn(`cannot write stats-dump: ${(e as Error).message}`); }
   return result;
+}
+
+/** The time the tasks could not have survived criu-ts's death (inside injected calls). */
+function logUnsafeWindow(log: Logger): void {
+  log.debug(`unsafe window: ${unsafeWindow.ms.toFixed(3)} ms inside ${unsafeWindow.calls} injected calls`);
 }
 
 interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
@@ -244,6 +271,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   const stats = { pagesWritten: 0, pagesScanned: 0 };
   const writtenFdTables = new Set<number>();
   for (const t of tasks) {
+    checkInterrupt();
     if (isLive(t)) {
       const s = dumpTask(req, t, imgs, shared, writtenFdTables);
       stats.pagesWritten += s.pagesWritten;
@@ -312,6 +340,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   imgs.one(`mm-${pid}.img`, 'mm_entry', mm);
 
   faultPoint('files');
+  checkInterrupt();
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
     const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);

@@ -6,6 +6,7 @@ import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, CLONE, PR, SysError } fro
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import { cpu, threadInfo, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
+import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
 import { prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields } from '../resources/mm-restore.ts';
 import { unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm } from '../resources/core.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
@@ -103,13 +104,18 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     helper = undefined;
     setGroups(ctx, tasks, live, created);
     dropLeaderHelpers(ctx, created);
-    for (const t of tasks) if (!t.zombie) restoreTask(ctx, live.get(t.pid)!);
+    for (const t of tasks) {
+      checkInterrupt();
+      if (!t.zombie) restoreTask(ctx, live.get(t.pid)!);
+    }
     for (const fd of opened.splice(0)) fs.closeSync(fd);
     shmem.sealAll();
     shmem.close();
     // Nothing runs before the page data is known to be intact.
     imgs.verifying?.join();
     faultPoint('restore-release');
+    // The last safe point: past it, the tree is let go.
+    checkInterrupt(true);
     for (const t of tasks) if (t.zombie) becomeZombie(live.get(t.pid)!);
     // Tasks sharing an mm share the injection area too: the last of them removes it.
     for (const t of [...tasks].reverse()) if (!t.zombie) prepareRelease(ctx, live.get(t.pid)!, ctx.sharedVm.has(t.pid));
@@ -123,6 +129,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     killAll(created);
     throw e;
   }
+  disarmInterrupts();
   if (req.pidfile) fs.writeFileSync(req.pidfile, `${root.pid}`);
   const ms = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${ms.toFixed(1)} ms`);
@@ -305,6 +312,7 @@ function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfPa
   const pathOf = pathResolver(ctx);
   const kept = parent && bornOfParent ? inheritedVmas(t, parent) : new Set<bigint>();
   faultPoint('restore-memory');
+  checkInterrupt();
   unregisterInheritedRseq(stub);
   const keepRanges = (t.mm!.vmas as Msg[]).filter((v) => kept.has(v.start as bigint)).map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
   prepareAddressSpace(rt, t.mm!.vmas as Msg[], keepRanges);
@@ -364,6 +372,7 @@ function restoreInheritable(ctx: Ctx, l: Live, parent: TaskPlan | undefined): vo
   const tc = t.cores.get(t.pid)!.tc as Msg;
   const ptc = parent?.cores.get(parent.pid)?.tc as Msg | undefined;
   faultPoint('restore-files');
+  checkInterrupt();
   const filesId = t.ids!.files_id as number, fsId = t.ids!.fs_id as number;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
