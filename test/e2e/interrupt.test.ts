@@ -1,0 +1,197 @@
+/**
+ * criu-ts can die at any moment without harming its target. SIGKILL, SIGTERM and SIGINT
+ * reach criu-ts at 20 evenly spaced moments of a dump (-R) of a 512 MiB process, and of a
+ * restore of it: after each, a dumped process is alive, untraced, with its own signal mask,
+ * and counting; a restore leaves either the whole restored process running or nothing; and
+ * once the next criu-ts command has run, nothing is stale (no journal, no injection area,
+ * no partial images). SIGTERM and SIGINT need no next command: they abort cleanly at once.
+ *
+ * The one window that cannot be closed is a SIGKILL inside an injected call (see
+ * src/compel/tracee.ts): the dump logs its length, which this test reports.
+ *
+ * CRIU_TS_INTERRUPT_MOMENTS=N changes the number of moments.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  e2e, startTarget, runCriu, runCriuAsync, assertOk, waitForLine, waitFor, lastCounter, procStatus, procStat, readLines,
+  reap, adopt, killAndReap, signal, sleep, imageFiles, describeRun, SIGKILL, SIGTERM, SIGUSR1, type Target, type CriuResult,
+} from '../lib/proc.ts';
+import { dumpAndReap } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
+import { parseMaps } from '../../src/proc/index.ts';
+import { isInjectionArea } from '../../src/compel/index.ts';
+
+const SIGINT = 2;
+const MIB = 512;
+const MOMENTS = Number(process.env.CRIU_TS_INTERRUPT_MOMENTS ?? 20);
+const SIGNALS: [number, string][] = [[SIGKILL, 'SIGKILL'], [SIGTERM, 'SIGTERM'], [SIGINT, 'SIGINT']];
+
+/** Injection areas (marked) mapped in `pid`. */
+function areas(pid: number): string[] {
+  const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'));
+  return maps.filter((v) => isInjectionArea(pid, v.start, v.end - v.start)).map((v) => v.start.toString(16));
+}
+
+/** The journals in `run` (what a killed dump leaves for the next command). */
+const journals = (run: string): string[] => (existsSync(run) ? readdirSync(run) : []);
+
+/** "unsafe window: X ms inside N injected calls" of a dump log. */
+function unsafeWindow(log: string): { ms: number; calls: number } | undefined {
+  const m = /unsafe window: ([\d.]+) ms inside (\d+) injected calls/.exec(readFileSync(log, 'utf8'));
+  return m ? { ms: Number(m[1]), calls: Number(m[2]) } : undefined;
+}
+
+async function startCounter(dir: string): Promise<Target> {
+  const t = startTarget([workload('memcounter'), String(MIB), '20'], { logFile: join(dir, 'memcounter.log') });
+  await waitForLine(t.log, /^i=3$/, 60_000);
+  return t;
+}
+
+/** The target is alive, untraced, not stopped, with its own (empty) signal mask, and counts on. */
+async function assertCounting(t: Target, what: string): Promise<void> {
+  const st = procStatus(t.pid);
+  assert.ok(st, `${what}: the target is gone`);
+  assert.ok(/^[RS]/.test(st.State), `${what}: the target is in state ${st.State}`);
+  assert.equal(st.TracerPid, '0', `${what}: the target is still traced`);
+  assert.equal(st.SigBlk, '0000000000000000', `${what}: the target's signal mask is not its own`);
+  const n = lastCounter(t.log);
+  await waitFor(() => lastCounter(t.log) > n + 2, 10_000, `${what}: the counter to go on past ${n}`);
+  const bad = readLines(t.log).filter((l) => l.includes('BAD'));
+  assert.deepEqual(bad, [], `${what}: the target reports`);
+}
+
+/** What a killed criu-ts may leave: none of it may be there. */
+function assertNothingStale(pid: number | undefined, img: string, run: string, what: string): void {
+  assert.deepEqual(journals(run), [], `${what}: a journal is left in ${run}`);
+  assert.deepEqual(imageFiles(img), [], `${what}: partial images are left in ${img}`);
+  if (pid !== undefined) assert.deepEqual(areas(pid), [], `${what}: injection areas are left in the target`);
+}
+
+/** Send `sig` to a criu-ts run `ms` after its start; returns how it ended. */
+async function interrupt(args: string[], env: Record<string, string>, ms: number, sig: number): Promise<CriuResult> {
+  const run = runCriuAsync(args, { env });
+  await sleep(ms);
+  try { process.kill(run.pid, sig); } catch { /* it has ended */ }
+  return run.done;
+}
+
+/** Criu-ts ended by the signal, or (its abort done) died of it, or finished before it came. */
+function assertEndedBy(r: CriuResult, name: string): boolean {
+  if (r.code === 0) return false;
+  assert.equal(r.signal, name, `criu-ts should have died of ${name}: ${describeRun(r)}`);
+  return true;
+}
+
+for (const [sig, name] of SIGNALS) {
+  e2e(`${name} of criu-ts at ${MOMENTS} moments of a dump of a ${MIB} MiB process leaves it counting, and nothing stale`, async (c) => {
+    const t = await startCounter(c.dir);
+    const run = c.subdir('run');
+    const env = { CRIU_TS_RUN_DIR: run };
+    // How long a whole dump takes, start-up included: the moments spread over it. The
+    // shorter of two (the first one of a process is slower).
+    const wholes = [];
+    for (const n of [1, 2]) {
+      const img = c.subdir(`img-whole-${n}`);
+      wholes.push({ r: assertOk(runCriu(['dump', '-t', String(t.pid), '-D', img, '-R', '-v4', '-o', 'dump.log'], { env })), img });
+      await assertCounting(t, 'after a whole dump');
+    }
+    const whole = wholes.map((w) => w.r).sort((a, b) => a.ms - b.ms)[0];
+    const unsafe = wholes.map((w) => unsafeWindow(join(w.img, 'dump.log')));
+    let interrupted = 0;
+    for (let k = 1; k <= MOMENTS; k++) {
+      const at = Math.round((whole.ms * k) / (MOMENTS + 1));
+      const what = `${name} at ${at} ms (moment ${k} of ${MOMENTS})`;
+      const img = c.subdir(`img-${k}`);
+      const r = await interrupt(['dump', '-t', String(t.pid), '-D', img, '-R', '-v4', '-o', 'dump.log'], env, at, sig);
+      const cut = assertEndedBy(r, name);
+      if (cut) interrupted++;
+      await assertCounting(t, what);
+      // Killed after the dump was complete (manifest written, journal removed): the images stay.
+      if (!cut || (existsSync(join(img, 'criu-ts-manifest.json')) && !journals(run).length)) continue;
+      if (sig !== SIGKILL) {
+        // A clean abort: nothing is left for the next command to find.
+        assertNothingStale(t.pid, img, run, what);
+        if (existsSync(join(img, 'dump.log')) && readFileSync(join(img, 'dump.log'), 'utf8').includes('Error')) {
+          assert.match(readFileSync(join(img, 'dump.log'), 'utf8'), new RegExp(`interrupted by ${name}`), `${what}: the log says why`);
+        }
+      }
+      assertOk(runCriu(['check'], { env }));
+      assertNothingStale(t.pid, img, run, `${what}, after the next command`);
+      await assertCounting(t, `${what}, after the next command`);
+    }
+    assert.ok(interrupted >= MOMENTS / 4, `only ${interrupted} of ${MOMENTS} signals came before the dump ended`);
+    // Its memory is intact, and it can still be dumped.
+    signal(t.pid, SIGUSR1);
+    await waitForLine(t.log, /^verify=1 ok$/, 60_000);
+    assertOk(runCriu(['dump', '-t', String(t.pid), '-D', c.subdir('img-last'), '-R'], { env }));
+    await assertCounting(t, 'after a last dump');
+    const window = unsafe.map((u) => (u ? `${u.ms} ms in ${u.calls} injected calls` : 'not logged')).join(', ');
+    c.t.diagnostic(`whole dump ${whole.ms} ms; unsafe window ${window}; ${interrupted} of ${MOMENTS} runs interrupted`);
+  }, { timeout: 900_000 });
+}
+
+/** Our children that are not targets: what a killed restore left (killed by PTRACE_O_EXITKILL). */
+function orphans(known: Set<number>): number[] {
+  return readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number)
+    .filter((p) => !known.has(p) && procStat(p)?.ppid === process.pid);
+}
+
+for (const [sig, name] of SIGNALS) {
+  e2e(`${name} of criu-ts at ${MOMENTS} moments of a restore of a ${MIB} MiB process leaves it whole or gone`, async (c) => {
+    const t = await startCounter(c.dir);
+    const img = c.subdir('img');
+    const run = c.subdir('run');
+    const env = { CRIU_TS_RUN_DIR: run };
+    dumpAndReap(t.pid, img);
+    const restoreArgs = (log: string) => ['restore', '-D', img, '-d', '-v4', '-o', log];
+    // How long a whole restore takes: the shorter of two.
+    const wholes = [];
+    for (const n of [1, 2]) {
+      const r = runCriu(restoreArgs(`restore-whole-${n}.log`), { env });
+      adopt(t.pid);
+      wholes.push(assertOk(r));
+      await assertCounting(t, 'after a whole restore');
+      killAndReap(t.pid);
+    }
+    const whole = wholes.sort((a, b) => a.ms - b.ms)[0];
+    let interrupted = 0;
+    for (let k = 1; k <= MOMENTS; k++) {
+      const at = Math.round((whole.ms * k) / (MOMENTS + 1));
+      const what = `${name} at ${at} ms (moment ${k} of ${MOMENTS})`;
+      const mark = readLines(t.log).length;
+      const r = await interrupt(restoreArgs(`restore-${k}.log`), env, at, sig);
+      if (assertEndedBy(r, name)) interrupted++;
+      // Whatever criu-ts had created was killed with it (EXITKILL) and is re-parented to us,
+      // unless the restore was complete: then the process runs whole. (A killed 512 MiB
+      // process takes a while to exit.)
+      const outcome = await waitFor(() => {
+        const st = procStat(t.pid);
+        if (!st || st.state === 'Z') return 'gone';
+        return readLines(t.log).slice(mark).some((l) => /^i=/.test(l)) ? 'restored' : undefined;
+      }, 10_000, `${what}: PID ${t.pid} to be restored whole or to die`);
+      if (outcome === 'restored') {
+        adopt(t.pid);
+        await assertCounting(t, `${what}: restored`);
+        killAndReap(t.pid);
+      }
+      for (const p of orphans(new Set())) {
+        const dead = await waitFor(() => procStat(p)?.state === 'Z' || procStat(p) === null, 5000, `${what}: PID ${p} to die`).catch(() => false);
+        assert.ok(dead, `${what}: PID ${p} (${procStat(p)?.comm}, state ${procStat(p)?.state}) is half-restored and alive`);
+        reap(p);
+      }
+      assert.equal(procStat(t.pid), null, `${what}: PID ${t.pid} is still there`);
+      assert.ok(!readLines(t.log).slice(mark).some((l) => l.includes('BAD')), `${what}: a restored run reported BAD`);
+      assertOk(runCriu(['check'], { env }));
+      assert.deepEqual(journals(run), [], `${what}: a journal is left`);
+    }
+    assert.ok(interrupted >= MOMENTS / 4, `only ${interrupted} of ${MOMENTS} signals came before the restore ended`);
+    // The images are intact: a last restore works.
+    const last = runCriu(restoreArgs('restore-last.log'), { env });
+    adopt(t.pid);
+    assertOk(last);
+    await assertCounting(t, 'after a last restore');
+    c.t.diagnostic(`whole restore ${whole.ms} ms; ${interrupted} of ${MOMENTS} runs interrupted`);
+  }, { timeout: 900_000 });
+}
