@@ -180,8 +180,9 @@ export class Tracee {
 
   /**
    * Make the tracee execute one syscall and return its raw result (negative errno on
-   * failure). Registers are clobbered: callers save and restore them around a batch.
-   * All signals are blocked meanwhile so that no handler runs in the middle.
+   * failure). All signals are blocked meanwhile so that no handler runs in the middle.
+   * Registers are clobbered, unless the thread keeps its own state (keepOwnState), which
+   * goes back at once after the call.
    */
   syscallRaw(name: SyscallName | number, ...args: SysArg[]): bigint {
     this.loadSyscall(name, args);

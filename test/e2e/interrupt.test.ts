@@ -1,7 +1,7 @@
 /**
  * criu-ts can die at any moment without harming its target. SIGKILL, SIGTERM and SIGINT
  * reach criu-ts at 20 evenly spaced moments of a dump (-R) of a 512 MiB process, and of a
- * restore of it: after each, a dumped process is alive, untraced, with its own signal mask,
+ * restore of it (memhog, counting): after each, a dumped process is alive, untraced, with its own signal mask,
  * and counting; a restore leaves either the whole restored process running or nothing; and
  * once the next criu-ts command has run, nothing is stale (no journal, no injection area,
  * no partial images). SIGTERM and SIGINT need no next command: they abort cleanly at once.
@@ -12,15 +12,15 @@
  * CRIU_TS_INTERRUPT_MOMENTS=N changes the number of moments.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e, startTarget, runCriu, runCriuAsync, assertOk, waitForLine, waitFor, lastCounter, procStatus, procStat, readLines,
-  reap, adopt, killAndReap, signal, sleep, imageFiles, describeRun, SIGKILL, SIGTERM, SIGUSR1, type Target, type CriuResult,
+  reap, adopt, killAndReap, signal, sleep, imageFiles, describeRun, unusedPid, SIGKILL, SIGTERM, SIGUSR1, type Target, type CriuResult,
 } from '../lib/proc.ts';
 import { dumpAndReap } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
-import { parseMaps } from '../../src/proc/index.ts';
+import { parseMaps, readStat } from '../../src/proc/index.ts';
 import { isInjectionArea } from '../../src/compel/index.ts';
 
 const SIGINT = 2;
@@ -44,7 +44,7 @@ function unsafeWindow(log: string): { ms: number; calls: number } | undefined {
 }
 
 async function startCounter(dir: string): Promise<Target> {
-  const t = startTarget([workload('memcounter'), String(MIB), '20'], { logFile: join(dir, 'memcounter.log') });
+  const t = startTarget([workload('memhog'), String(MIB), '20', '1'], { logFile: join(dir, 'memhog.log') });
   await waitForLine(t.log, /^i=3$/, 60_000);
   return t;
 }
@@ -195,3 +195,40 @@ for (const [sig, name] of SIGNALS) {
     c.t.diagnostic(`whole restore ${whole.ms} ms; ${interrupted} of ${MOMENTS} runs interrupted`);
   }, { timeout: 900_000 });
 }
+
+const FREEZER = [
+  { root: '/sys/fs/cgroup/unified', freeze: 'cgroup.freeze', on: '1', frozen: (d: string) => readFileSync(join(d, 'cgroup.events'), 'utf8').includes('frozen 1') },
+  { root: '/sys/fs/cgroup/freezer', freeze: 'freezer.state', on: 'FROZEN', frozen: (d: string) => readFileSync(join(d, 'freezer.state'), 'utf8').trim() !== 'THAWED' },
+].find((f) => existsSync(f.root));
+
+e2e('the journal of a killed dump: the next command thaws its cgroup and removes its partial images; a live one is left alone', async (c) => {
+  const run = c.subdir('run');
+  const env = { CRIU_TS_RUN_DIR: run };
+  const img = c.subdir('img');
+  writeFileSync(join(img, 'inventory.img'), 'from before');
+  writeFileSync(join(img, 'core-1.img'), 'partial');
+  writeFileSync(join(img, 'notes.txt'), 'not an image');
+  const cg = FREEZER ? join(FREEZER.root, `criu-ts-test-${process.pid}-journal`) : undefined;
+  const t = startTarget([workload('counter'), '20'], { logFile: join(c.dir, 'counter.log') });
+  try {
+    if (cg && FREEZER) {
+      mkdirSync(cg, { recursive: true });
+      writeFileSync(join(cg, 'cgroup.procs'), String(t.pid));
+      writeFileSync(join(cg, FREEZER.freeze), FREEZER.on);
+      await waitFor(() => FREEZER.frozen(cg), 5000, 'the cgroup to freeze');
+    }
+    const dead = { pid: unusedPid(), start: '1' };
+    const me = { pid: process.pid, start: String(readStat(process.pid).startTime) };
+    const journal = (owner: typeof me) => JSON.stringify({ owner, dir: img, existing: ['inventory.img'], createdDir: false, ...(cg ? { cgroup: cg } : {}), tasks: [{ pid: t.pid, start: String(readStat(t.pid).startTime) }] });
+    writeFileSync(join(run, `dump-${me.pid}.json`), journal(me));
+    writeFileSync(join(run, `dump-${dead.pid}.json`), journal(dead));
+    assertOk(runCriu(['check'], { env }));
+    assert.deepEqual(journals(run), [`dump-${me.pid}.json`], 'the dead owner\'s journal is gone, the live one\'s stays');
+    assert.deepEqual(readdirSync(img).sort(), ['inventory.img', 'notes.txt'], 'only the partial image is removed');
+    if (cg && FREEZER) assert.ok(!FREEZER.frozen(cg), 'the cgroup is thawed');
+    await assertCounting(t, 'after the next command');
+  } finally {
+    killAndReap(t.pid);
+    if (cg) try { rmdirSync(cg); } catch { /* the sweep kills what is inside */ }
+  }
+});
