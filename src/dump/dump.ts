@@ -228,6 +228,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     // The last safe point: past it, the dump completes.
     checkInterrupt(true);
     imgs.finish();
+    journal.imagesDone();
     const enc = imgs.pagesEncoding();
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
     result.freezingMs = tFrozen - t0;

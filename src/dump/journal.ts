@@ -22,6 +22,8 @@ interface Record {
   /** Image files that were in `dir` before the dump (they are left alone). */
   existing: string[];
   createdDir: boolean;
+  /** The images are whole: a criu-ts killed after this leaves them. */
+  imagesDone?: boolean;
   cgroup?: string;
   tasks: Task[];
 }
@@ -44,6 +46,12 @@ export class DumpJournal {
   tasks(pids: number[]): void {
     this.rec.tasks = [];
     for (const pid of pids) { try { this.rec.tasks.push({ pid, start: startOf(pid) }); } catch { /* gone */ } }
+    this.write();
+  }
+
+  /** The images are complete (their manifest is written): from now on they stay. */
+  imagesDone(): void {
+    this.rec.imagesDone = true;
     this.write();
   }
 
@@ -84,7 +92,7 @@ export function cleanStale(log?: Logger): string[] {
     if (rec.cgroup) {
       try { new CgroupFreezer(rec.cgroup).thaw(); done.push(`thawed cgroup ${rec.cgroup}`); } catch { /* gone */ }
     }
-    const n = removeImages(rec);
+    const n = rec.imagesDone ? 0 : removeImages(rec);
     if (n) done.push(`removed ${n} partial image file(s) from ${rec.dir}`);
     try { fs.unlinkSync(file); } catch { /* another criu-ts did */ }
   }

@@ -63,9 +63,9 @@ async function assertCounting(t: Target, what: string): Promise<void> {
 }
 
 /** What a killed criu-ts may leave: none of it may be there. */
-function assertNothingStale(pid: number | undefined, img: string, run: string, what: string): void {
+function assertNothingStale(pid: number | undefined, img: string | undefined, run: string, what: string): void {
   assert.deepEqual(journals(run), [], `${what}: a journal is left in ${run}`);
-  assert.deepEqual(imageFiles(img), [], `${what}: partial images are left in ${img}`);
+  if (img !== undefined) assert.deepEqual(imageFiles(img), [], `${what}: partial images are left in ${img}`);
   if (pid !== undefined) assert.deepEqual(areas(pid), [], `${what}: injection areas are left in the target`);
 }
 
@@ -108,17 +108,18 @@ for (const [sig, name] of SIGNALS) {
       const cut = assertEndedBy(r, name);
       if (cut) interrupted++;
       await assertCounting(t, what);
-      // Killed after the dump was complete (manifest written, journal removed): the images stay.
-      if (!cut || (existsSync(join(img, 'criu-ts-manifest.json')) && !journals(run).length)) continue;
-      if (sig !== SIGKILL) {
+      if (!cut) continue;
+      // Killed once the images were complete (their manifest written): they stay.
+      const partial = existsSync(join(img, 'criu-ts-manifest.json')) ? undefined : img;
+      if (sig !== SIGKILL && partial) {
         // A clean abort: nothing is left for the next command to find.
-        assertNothingStale(t.pid, img, run, what);
+        assertNothingStale(t.pid, partial, run, what);
         if (existsSync(join(img, 'dump.log')) && readFileSync(join(img, 'dump.log'), 'utf8').includes('Error')) {
           assert.match(readFileSync(join(img, 'dump.log'), 'utf8'), new RegExp(`interrupted by ${name}`), `${what}: the log says why`);
         }
       }
       assertOk(runCriu(['check'], { env }));
-      assertNothingStale(t.pid, img, run, `${what}, after the next command`);
+      assertNothingStale(t.pid, partial, run, `${what}, after the next command`);
       await assertCounting(t, `${what}, after the next command`);
     }
     assert.ok(interrupted >= MOMENTS / 4, `only ${interrupted} of ${MOMENTS} signals came before the dump ended`);
@@ -222,9 +223,14 @@ e2e('the journal of a killed dump: the next command thaws its cgroup and removes
     const journal = (owner: typeof me) => JSON.stringify({ owner, dir: img, existing: ['inventory.img'], createdDir: false, ...(cg ? { cgroup: cg } : {}), tasks: [{ pid: t.pid, start: String(readStat(t.pid).startTime) }] });
     writeFileSync(join(run, `dump-${me.pid}.json`), journal(me));
     writeFileSync(join(run, `dump-${dead.pid}.json`), journal(dead));
+    // Killed after its images were complete: they stay.
+    const whole = c.subdir('whole');
+    writeFileSync(join(whole, 'core-1.img'), 'whole');
+    writeFileSync(join(run, `dump-${dead.pid + 1}.json`), JSON.stringify({ owner: { pid: dead.pid + 1, start: '1' }, dir: whole, existing: [], createdDir: false, imagesDone: true, tasks: [] }));
     assertOk(runCriu(['check'], { env }));
-    assert.deepEqual(journals(run), [`dump-${me.pid}.json`], 'the dead owner\'s journal is gone, the live one\'s stays');
+    assert.deepEqual(journals(run), [`dump-${me.pid}.json`], 'the dead owners\' journals are gone, the live one\'s stays');
     assert.deepEqual(readdirSync(img).sort(), ['inventory.img', 'notes.txt'], 'only the partial image is removed');
+    assert.deepEqual(readdirSync(whole), ['core-1.img'], 'complete images stay');
     if (cg && FREEZER) assert.ok(!FREEZER.frozen(cg), 'the cgroup is thawed');
     await assertCounting(t, 'after the next command');
   } finally {
