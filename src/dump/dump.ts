@@ -203,13 +203,13 @@ function dumpColocated(req: DumpRequest): DumpResult {
   try {
     const freezer = req.freezeCgroup ? new CgroupFreezer(req.freezeCgroup) : undefined;
     tasks = freezeTree(pid, Date.now() + req.timeoutSec * 1000, freezer);
-    journal.tasks(tasks.filter(isLive).map((t) => t.pid));
     for (const t of tasks) {
       if (!isLive(t)) continue;
       const lt = t as LiveTask;
       lt.snaps = t.threads.map(freezeSnapshot);
       lt.stat = readStat(t.pid);
     }
+    journal.tasks(tasks.filter(isLive).map((t) => ({ pid: t.pid, startTime: t.stat.startTime })));
     faultPoint('freeze');
     checkInterrupt();
     checkNamespaces(tasks);

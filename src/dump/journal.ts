@@ -39,13 +39,13 @@ export class DumpJournal {
     this.file = path.join(JOURNAL_DIR, `dump-${me}.json`);
     const existing = fs.readdirSync(dir).filter((n) => IMAGE_FILE.test(n));
     this.rec = { owner: { pid: me, start: startOf(me) }, dir, existing, createdDir, ...(cgroup ? { cgroup } : {}), tasks: [] };
+    try { fs.mkdirSync(JOURNAL_DIR, { recursive: true }); } catch { /* read-only /run: see write() */ }
     this.write();
   }
 
-  /** The frozen tasks, before any area is mapped in them. */
-  tasks(pids: number[]): void {
-    this.rec.tasks = [];
-    for (const pid of pids) { try { this.rec.tasks.push({ pid, start: startOf(pid) }); } catch { /* gone */ } }
+  /** The frozen tasks (with their start times from /proc/PID/stat), before any area is mapped in them. */
+  tasks(tasks: { pid: number; startTime: bigint }[]): void {
+    this.rec.tasks = tasks.map((t) => ({ pid: t.pid, start: String(t.startTime) }));
     this.write();
   }
 
@@ -58,7 +58,6 @@ export class DumpJournal {
   /** Best effort: without a journal the dump works, only a killed one is not undone. */
   private write(): void {
     try {
-      fs.mkdirSync(JOURNAL_DIR, { recursive: true });
       // Whole or not at all: a criu-ts killed while writing leaves the previous version.
       fs.writeFileSync(`${this.file}.tmp`, JSON.stringify(this.rec));
       fs.renameSync(`${this.file}.tmp`, this.file);
