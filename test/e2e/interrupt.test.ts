@@ -133,6 +133,23 @@ for (const [sig, name] of SIGNALS) {
   }, { timeout: 900_000 });
 }
 
+e2e('SIGHUP and SIGQUIT of criu-ts in the middle of a dump abort it cleanly too', async (c) => {
+  const t = await startCounter(c.dir);
+  const run = c.subdir('run');
+  const env = { CRIU_TS_RUN_DIR: run };
+  const whole = assertOk(runCriu(['dump', '-t', String(t.pid), '-D', c.subdir('img-whole'), '-R'], { env }));
+  for (const [sig, name] of [[1, 'SIGHUP'], [3, 'SIGQUIT']] as const) {
+    for (const part of [0.4, 0.6, 0.8]) {
+      const what = `${name} at ${Math.round(whole.ms * part)} ms`;
+      const img = c.subdir('img');
+      const r = await interrupt(['dump', '-t', String(t.pid), '-D', img, '-R', '-v4', '-o', 'dump.log'], env, whole.ms * part, sig);
+      await assertCounting(t, what);
+      if (!assertEndedBy(r, name) || existsSync(join(img, 'criu-ts-manifest.json'))) continue;
+      assertNothingStale(t.pid, img, run, what);
+    }
+  }
+});
+
 /** Our children that are not targets: what a killed restore left (killed by PTRACE_O_EXITKILL). */
 function orphans(known: Set<number>): number[] {
   return readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number)
