@@ -12,6 +12,7 @@
  * CRIU_TS_INTERRUPT_MOMENTS=N changes the number of moments.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -19,7 +20,7 @@ import {
   reap, adopt, killAndReap, signal, sleep, imageFiles, describeRun, unusedPid, SIGKILL, SIGTERM, SIGUSR1, type Target, type CriuResult,
 } from '../lib/proc.ts';
 import { dumpAndReap } from '../lib/cr.ts';
-import { workload } from '../lib/workloads.ts';
+import { workload, REPO_ROOT } from '../lib/workloads.ts';
 import { parseMaps, readStat } from '../../src/proc/index.ts';
 import { isInjectionArea } from '../../src/compel/index.ts';
 
@@ -146,6 +147,28 @@ e2e('SIGHUP and SIGQUIT of criu-ts in the middle of a dump abort it cleanly too'
       await assertCounting(t, what);
       if (!assertEndedBy(r, name) || existsSync(join(img, 'criu-ts-manifest.json'))) continue;
       assertNothingStale(t.pid, img, run, what);
+    }
+  }
+});
+
+e2e('a tracer killed between injected calls leaves its tracee running as it was, when the tracee kept its own state', async (c) => {
+  const node = join(REPO_ROOT, 'node_modules', '.bin', 'node');
+  for (const mode of ['own', 'clobbered']) {
+    const t = startTarget([workload('counter'), '20'], { logFile: join(c.dir, `counter-${mode}.log`) });
+    await waitForLine(t.log, /^i=3$/, 10_000);
+    const tracer = spawn(node, [join(REPO_ROOT, 'test', 'fixtures', 'tracer.ts'), String(t.pid), mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => tracer.on('exit', resolve));
+    await new Promise<void>((resolve) => tracer.stdout.on('data', (d: Buffer) => { if (d.includes('idle')) resolve(); }));
+    tracer.kill('SIGKILL');
+    await exited;
+    if (mode === 'own') {
+      await assertCounting(t, 'the tracee of a tracer killed between calls');
+      assert.equal(areas(t.pid).length, 1, 'the area stays, marked, for the next criu-ts to remove');
+      killAndReap(t.pid);
+    } else {
+      // The control: registers left in the area and every signal blocked kill it.
+      const ex = reap(t.pid, 10_000);
+      assert.ok(ex && ex.signal !== null && ex.signal !== SIGKILL, `a tracee left with the registers of an injected call dies of a fault: ${JSON.stringify(ex)}`);
     }
   }
 });
