@@ -1,6 +1,6 @@
 // Dump and restore throughput for a process with 256 MiB and 1 GiB of touched anonymous
 // memory, and for a tree of four processes with 128 MiB each (a bash with memhogs: their
-// pages are read in concurrently, see src/resources/mm-fill.ts), next to this machine's own
+// pages are read in concurrently, see src/resources/mm/fill.ts), next to this machine's own
 // limits measured in the same run, under the same conditions:
 //   dump:    write(2) of as many bytes from memory into a new file, cp of that file, and
 //            dd with O_DIRECT (the disk itself; criu-ts writes large page data that way);

@@ -3,10 +3,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { setChildSubreaper } from '../kernel/index.ts';
+import { setChildSubreaper, openBeneath } from '../kernel/index.ts';
 import { LevelLogger } from '../log.ts';
 import { CriuError } from '../errors.ts';
-import { ImageError, readKeyFile } from '../images/index.ts';
+import { ImageError, readKeyFile, setImageOpener } from '../images/index.ts';
 import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 // Each command loads only its own modules: start-up time is most of a small dump.
 const loadDump = () => import('../dump/dump.ts');
@@ -158,6 +158,7 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) fail(`not supported yet: ${cmd}`);
     const args = screen(argv);
     setChildSubreaper();
+    setImageOpener(openBeneath);
     await program(execute).parseAsync(args, { from: 'user' });
     dieOfInterrupt();
     return Number(process.exitCode ?? 0);

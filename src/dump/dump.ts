@@ -3,19 +3,18 @@
 // task is resumed exactly as it was and the partial images are removed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeImage, closing, type PagesCodecOptions } from '../images/index.ts';
+import { writeImage, closing, IMG, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
-import { kill, waitpid, clockGettime, WALL, SIG, getpid, peekSiginfo } from '../kernel/index.ts';
-import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, unsafeWindow, type Tracee } from '../compel/index.ts';
+import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
+import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, unsafeWindow } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { checkInterrupt } from '../interrupt.ts';
-import { freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, type FrozenThread } from '../resources/core.ts';
-import { dumpMm } from '../resources/mm-dump.ts';
-import { dumpSigactions } from '../resources/sigact.ts';
-import { dumpRlimits } from '../resources/rlimits.ts';
-import { dumpItimers } from '../resources/timers.ts';
-import { dumpCreds, readSecbits } from '../resources/creds.ts';
+import {
+  freezeSnapshot, dumpThreadInfo, dumpThreadCore, dumpCreds, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
+  checkNamespaces, checkSessions, checkSharing, type FrozenThread,
+} from '../resources/task/index.ts';
+import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
 import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
 import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
@@ -25,7 +24,7 @@ import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { DumpJournal } from './journal.ts';
-import type { DumpTask, Logger, Msg, ParentMm } from '../resources/types.ts';
+import type { DumpTask, Logger, MessageInput, ParentMm } from '../resources/types.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -122,51 +121,6 @@ function killTree(tasks: Task[]): void {
   for (const t of tasks) for (const th of [...t.threads].reverse()) { try { waitpid(th.tid, WALL); } catch { /* gone */ } }
 }
 
-const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'];
-
-/** criu-ts restores tasks into its own namespaces, so a tree that reaches into others is refused. */
-function checkNamespaces(tasks: Task[]): void {
-  const own = new Map(NAMESPACES.map((n) => [n, fs.readlinkSync(`/proc/self/ns/${n}`)]));
-  for (const t of tasks) {
-    if (!isLive(t)) continue;
-    for (const n of NAMESPACES) {
-      let link: string;
-      try { link = fs.readlinkSync(`/proc/${t.pid}/ns/${n}`); } catch { continue; }
-      if (link !== own.get(n)) {
-        const what = n === 'pid_for_children' ? 'creates its children in another PID namespace' : `is in another ${n} namespace (${link})`;
-        throw new CriuError(`task ${t.pid} ${what}; dumping namespaces is not supported yet`);
-      }
-    }
-  }
-}
-
-/**
- * Sessions and groups must be led from inside the tree, or have a leader that is gone
- * (restore then recreates them with a short-lived helper at the leader's PID). A leader
- * alive outside the tree is refused, except the shell job's own session and group.
- */
-function checkSessions(tasks: Task[], shellJob: boolean): void {
-  const pids = new Set(tasks.map((t) => t.pid));
-  const root = tasks[0] as LiveTask;
-  const leaderAlive = (id: number, field: 'session' | 'pgrp') => {
-    try { return readStat(id)[field] === id; } catch { return false; }
-  };
-  for (const t of tasks) {
-    if (!isLive(t)) continue;
-    const { session, pgrp } = t.stat;
-    const external = (id: number, rootId: number, field: 'session' | 'pgrp') =>
-      !pids.has(id) && !(shellJob && id === rootId) && leaderAlive(id, field);
-    if (external(session, root.stat.session, 'session')) {
-      throw new CriuError(t === root
-        ? `task ${t.pid} is in session ${session}, which is outside the dumped tree; dump a session leader or pass --shell-job`
-        : `task ${t.pid} is in session ${session}, whose leader is alive outside the dumped tree; not supported yet`);
-    }
-    if (external(pgrp, root.stat.pgrp, 'pgrp')) {
-      throw new CriuError(`task ${t.pid} is in process group ${pgrp}, whose leader is alive outside the dumped tree; not supported yet`);
-    }
-  }
-}
-
 /** A random (version 4) UUID from /dev/urandom: node:crypto costs more to load than this dump takes. */
 function randomUuid(): string {
   const b = Buffer.alloc(16);
@@ -212,8 +166,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
     journal.tasks(tasks.filter(isLive).map((t) => ({ pid: t.pid, startTime: t.stat.startTime })));
     faultPoint('freeze');
     checkInterrupt();
-    checkNamespaces(tasks);
-    checkSessions(tasks, req.shellJob);
+    checkNamespaces(tasks.filter(isLive).map((t) => t.pid));
+    checkSessions(tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })), req.shellJob);
     for (const t of tasks) {
       if (!isLive(t)) continue;
       // The VMAs as the task has them, before our injection area joins them.
@@ -264,9 +218,9 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   const shared: Shared = {
     live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
-      log: req.log, shellJob: req.shellJob, seen: new Set(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
-      addEntry: (image, entry, extra) => imgs.add(image, image === 'tty-info.img' ? 'tty_info_entry' : 'pipe_data_entry', entry, extra),
+      addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
   };
   const stats = { pagesWritten: 0, pagesScanned: 0 };
@@ -277,40 +231,26 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
       const s = dumpTask(req, t, imgs, shared, writtenFdTables);
       stats.pagesWritten += s.pagesWritten;
       stats.pagesScanned += s.pagesScanned;
-    } else {
-      dumpZombie(t, imgs);
+    } else if (t.zombie) {
+      imgs.one(IMG.CORE, t.pid, dumpZombieCore(t.zombie));
     }
-    const st = isLive(t) ? t.stat : undefined;
-    imgs.add('pstree.img', 'pstree_entry', {
-      pid: t.pid, ppid: t.ppid, pgid: st?.pgrp ?? zombieIds(t).pgid, sid: st?.session ?? zombieIds(t).sid,
-      threads: t.threads.length ? t.threads.map((th) => th.tid) : [t.pid],
-    });
+    imgs.add(IMG.PSTREE, dumpPstreeEntry(t.pid, t.ppid, t.threads.map((th) => th.tid), isLive(t) ? t.stat : undefined));
   }
-  imgs.closeImage('pstree.img');
-  for (const e of files.entries) imgs.add('files.img', 'file_entry', e);
-  imgs.closeImage('files.img');
-  imgs.closeImage('memfd.img');
-  imgs.one('seccomp.img', 'seccomp_entry', {});
+  imgs.closeImage(IMG.PSTREE);
+  for (const e of files.entries) imgs.add(IMG.FILES, e);
+  imgs.closeImage(IMG.FILES);
+  imgs.closeImage(IMG.MEMFD_INODE);
+  imgs.one(IMG.SECCOMP, {});
   const mono = clockGettime(1), boot = clockGettime(7);
-  imgs.one('timens-0.img', 'timens_entry', {
+  imgs.one(IMG.TIMENS, 0, {
     monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec }, boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
   });
-  imgs.one('inventory.img', 'inventory_entry', {
+  imgs.one(IMG.INVENTORY, {
     img_version: 2, fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
     ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
   });
   return { tasks: tasks.length, ...stats, frozenMs: 0, freezingMs: 0 };
-}
-
-function zombieIds(t: FrozenTask): { pgid: number; sid: number } {
-  try { const s = readStat(t.pid); return { pgid: s.pgrp, sid: s.session }; } catch { return { pgid: t.pid, sid: t.pid }; }
-}
-
-function dumpZombie(t: FrozenTask, imgs: ImageSet): void {
-  imgs.one(`core-${t.pid}.img`, 'core_entry', {
-    mtype: cpu.march, tc: { task_state: 2, exit_code: t.zombie!.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: t.zombie!.comm },
-  });
 }
 
 function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, writtenFdTables: Set<number>): { pagesWritten: number; pagesScanned: number } {
@@ -325,45 +265,28 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     ...(parent ? { parent: parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() } } : {}),
   };
   const ids = sh.kobj.idsOf(pid);
-  // An mm, fd table, fs_struct or signal-handler table shared with the parent (clone with
-  // CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND) is restored by cloning the child with the
-  // same flags; sharing with another task than the parent is not supported yet.
-  for (const [what, other] of ids.sharedWith) {
-    if (other === t.ppid) continue;
-    throw new CriuError(`task ${pid} shares its ${what} with task ${other} (CLONE_${what.toUpperCase()}); not supported yet`);
-  }
+  checkSharing(pid, t.ppid, ids.sharedWith);
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
   faultPoint('memory');
   const pm = imgs.pagemap(pid, anonBytes(task.vmas));
   const exe = fs.readlinkSync(`/proc/${pid}/exe`);
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
-  imgs.one(`mm-${pid}.img`, 'mm_entry', mm);
+  imgs.one(IMG.MM, pid, mm);
 
   faultPoint('files');
   checkInterrupt();
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
     const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
-    const name = `fdinfo-${ids.files_id}.img`;
-    for (const e of fdinfo) imgs.add(name, 'fdinfo_entry', e);
-    if (fdinfo.length) imgs.closeImage(name);
-    else imgs.empty(name);
+    for (const e of fdinfo) imgs.add(IMG.FDINFO, ids.files_id, e);
+    if (fdinfo.length) imgs.closeImage(IMG.FDINFO, ids.files_id);
+    else imgs.empty(IMG.FDINFO, ids.files_id);
   }
-  imgs.one(`fs-${pid}.img`, 'fs_entry', dumpFs(pid, status.umask, sh.files));
+  imgs.one(IMG.FS, pid, dumpFs(pid, status.umask, sh.files));
 
   const secbits = readSecbits(leader);
-  const stopped = !!t.stopped;
-  const tc: Msg = {
-    task_state: stopped ? 3 : 1, exit_code: 0, ...(stopped ? { stop_signo: 19 } : {}), personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, 'utf8'), 16),
-    flags: t.stat.flags, blk_sigset: t.snaps[0].sigmask, comm: t.stat.comm,
-    timers: dumpItimers(leader, area), rlimits: dumpRlimits(pid),
-    signals_s: siginfoEntries(peekSiginfo(pid, true)),
-    loginuid: Number(fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8')),
-    oom_score_adj: Number(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8')),
-    sigactions: dumpSigactions(leader, area, status.sigCgt | status.sigIgn),
-    child_subreaper: readSubreaper(leader, area),
-  };
+  const tc = dumpTaskCore(task, t.snaps[0].sigmask, !!t.stopped);
   for (const snap of t.snaps) {
     const th = snap.tracee;
     const isLeader = th === leader;
@@ -371,21 +294,14 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
     const threadCore = dumpThreadCore(snap, thStatus.name, area, isLeader);
     threadCore.creds = dumpCreds(thStatus, secbits);
-    const core: Msg = { mtype: cpu.march, [cpu.infoField]: dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
+    const core: MessageInput<'core_entry'> = { mtype: cpu.march, ...dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
     if (isLeader) core.tc = tc;
-    imgs.one(`core-${th.tid}.img`, 'core_entry', core);
+    imgs.one(IMG.CORE, th.tid, core);
   }
-  imgs.one(`ids-${pid}.img`, 'task_kobj_ids_entry', {
+  imgs.one(IMG.IDS, pid, {
     vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),
   });
   return stats;
-}
-
-function readSubreaper(t: Tracee, area: InjectionArea): boolean {
-  area.reset();
-  const a = area.alloc(4);
-  t.syscall('prctl', 37 /* PR_GET_CHILD_SUBREAPER */, a, 0, 0, 0);
-  return area.read(a, 4).readInt32LE(0) !== 0;
 }
 
 /** stats-dump in the work dir, as CRIU writes it (ZDTM checks pages_written against pages-*.img). */

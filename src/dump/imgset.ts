@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, type MessageName, type PagesCodecOptions,
+  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, IMG, entryMessage, imageFileName,
+  splitImageArgs, sealImage, type AddArgs, type EntryKind, type EntryOf, type ImageArgs, type ImageKindId, type MessageInput, type PagesCodecOptions,
 } from '../images/index.ts';
-import type { Msg } from '../resources/types.ts';
 import { addressOf } from '../kernel/index.ts';
 
 export interface ImageSetOptions {
@@ -23,7 +23,7 @@ export class ImageSet {
   readonly dir: string;
   private readonly created: string[] = [];
   private readonly open = new Map<string, ImageWriter>();
-  private readonly manifest = new ManifestBuilder();
+  private readonly manifest: ManifestBuilder;
   private readonly dones: Array<() => void> = [];
   private readonly opts: ImageSetOptions;
   private readonly encoders: PagesEncoder[] = [];
@@ -36,6 +36,7 @@ export class ImageSet {
     // What was there before: a failed dump removes only what it created.
     this.existing = new Set(fs.readdirSync(dir));
     this.opts = opts;
+    this.manifest = new ManifestBuilder(opts.pages?.key);
     if (opts.pages?.compress || opts.pages?.key) {
       this.manifest.pages = {
         ...(opts.pages.compress ? { compress: opts.pages.compress } : {}),
@@ -61,6 +62,12 @@ export class ImageSet {
     if (!this.existing.has(name)) this.created.push(path.join(this.dir, name));
   }
 
+  /** With --encrypt, every image is sealed whole (seal.ts). */
+  private seal(name: string): ((plain: Buffer) => Buffer) | undefined {
+    const key = this.opts.pages?.key;
+    return key ? (plain) => sealImage(key, name, plain) : undefined;
+  }
+
   private track(name: string): (d: Uint8Array) => void {
     this.noteCreated(name);
     const t = this.manifest.tap(name);
@@ -68,31 +75,41 @@ export class ImageSet {
     return t.tap;
   }
 
-  /** Append an entry (and its extra payload) to an image, opening it on first use. */
-  add(image: string, msg: MessageName, entry: Msg, extra?: Buffer): void {
-    let w = this.open.get(image);
+  /**
+   * Append an entry (and its extra payload) to an image of kind K, opening it on first use:
+   * add(IMG.CORE, tid, entry). The kind fixes the file name and the entry's message.
+   */
+  add<K extends EntryKind>(kind: K, ...a: AddArgs<K>): void {
+    const { name, rest: [entry, extra] } = splitImageArgs<K, [MessageInput<EntryOf<K>>, Buffer?]>(kind, a);
+    let w = this.open.get(name);
     if (!w) {
-      w = new ImageWriter(path.join(this.dir, image), { tap: this.track(image) });
-      this.open.set(image, w);
+      w = new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) });
+      this.open.set(name, w);
     }
-    w.write(msg, entry as never);
+    w.write(entryMessage(kind), entry);
     if (extra) w.writeRaw(extra);
   }
 
   /** An image with a header and no entries. */
-  empty(image: string): void {
-    new ImageWriter(path.join(this.dir, image), { tap: this.track(image) }).close();
+  empty<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): void {
+    const name = imageFileName(kind, ...args);
+    new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) }).close();
   }
 
   /** A whole single-entry image. */
-  one(image: string, msg: MessageName, entry: Msg): void {
-    this.add(image, msg, entry);
-    this.closeImage(image);
+  one<K extends EntryKind>(kind: K, ...a: [...ImageArgs<K>, entry: MessageInput<EntryOf<K>>]): void {
+    const { name } = splitImageArgs<K, [MessageInput<EntryOf<K>>]>(kind, a);
+    this.add<K>(kind, ...a);
+    this.closeByName(name);
   }
 
-  closeImage(image: string): void {
-    this.open.get(image)?.close();
-    this.open.delete(image);
+  closeImage<K extends ImageKindId>(kind: K, ...args: ImageArgs<K>): void {
+    this.closeByName(imageFileName(kind, ...args));
+  }
+
+  private closeByName(name: string): void {
+    this.open.get(name)?.close();
+    this.open.delete(name);
   }
 
   /**
@@ -103,11 +120,13 @@ export class ImageSet {
     const pagesId = ++this.pagesId;
     const enc = this.opts.pages?.compress || this.opts.pages?.key ? new PagesEncoder(this.opts.pages) : undefined;
     if (enc) this.encoders.push(enc);
-    const pagesName = `pages-${pagesId}.img`;
+    const pagesName = imageFileName(IMG.PAGES, pagesId);
     const writer = this.writer;
+    const pagemapName = shmem ? imageFileName(IMG.SHMEM_PAGEMAP, id) : imageFileName(IMG.PAGEMAP, id);
     return new PagemapWriter(this.dir, id, pagesId, {
       shmem,
-      pagemapTap: this.track(shmem ? `pagemap-shmem-${id}.img` : `pagemap-${id}.img`),
+      pagemapTap: this.track(pagemapName),
+      pagemapSeal: this.seal(pagemapName),
       ...(writer && !enc && expect >= STREAM_FROM ? {
         pagesStream: (file: string) => {
           this.noteCreated(pagesName);

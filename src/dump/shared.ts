@@ -2,15 +2,13 @@
 // once (pagemap-shmem-<shmid>.img), whichever tasks map it or hold it open.
 import fs from 'node:fs';
 import { fcntl, F, O } from '../kernel/index.ts';
-import { closing } from '../images/index.ts';
+import { closing, IMG } from '../images/index.ts';
 import type { Vma } from '../proc/index.ts';
-import { dumpShmemContent } from '../resources/shmem.ts';
-import { FD_TYPE } from '../resources/files/index.ts';
-import type { SharedObjects, Msg } from '../resources/types.ts';
+import { dumpShmemContent } from '../resources/mm/index.ts';
+import { FD_TYPE, fown } from '../resources/files/index.ts';
+import type { SharedObjects } from '../resources/types.ts';
 import type { ImageSet } from './imgset.ts';
 import type { DumpFileTable } from './filetable.ts';
-
-const fown = (): Msg => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 export class DumpShared implements SharedObjects {
   private readonly imgs: ImageSet;
@@ -47,7 +45,7 @@ export class DumpShared implements SharedObjects {
     const fd = fs.openSync(link, O.RDONLY);
     let seals = 0;
     try { seals = fcntl(fd, F.GET_SEALS); } catch { /* not sealable */ } finally { fs.closeSync(fd); }
-    this.imgs.add('memfd.img', 'memfd_inode_entry', {
+    this.imgs.add(IMG.MEMFD_INODE, {
       name, uid: st.uid, gid: st.gid, size: BigInt(st.size), shmid: ino, seals, inode_id: BigInt(id), mode: st.mode & 0o7777,
     });
     this.saveContent(ino, link);

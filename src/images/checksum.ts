@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { nodeCrypto } from '../lazy.ts';
+import { openImage } from './open.ts';
 
 export type ChecksumKind = 'crc32' | 'sha256';
 export const CHECKSUM_KINDS: readonly ChecksumKind[] = ['crc32', 'sha256'];
@@ -33,7 +34,7 @@ export type ManifestFile = { size: number } & Partial<Record<ChecksumKind, strin
 
 /** Streams a file through a checksum; stops reading once past expectSize (it is wrong anyway). */
 export function checksumFile(file: string, kind: ChecksumKind, expectSize?: number, buf: Buffer = Buffer.allocUnsafe(4 << 20)): { size: number; digest: string } {
-  const fd = fs.openSync(file, 'r');
+  const fd = openImage(file);
   try {
     const sum = startChecksum(kind);
     let size = 0;
@@ -59,7 +60,7 @@ export function checkListedFile(dir: string, name: string, want: ManifestFile, k
   const file = path.join(dir, name);
   if (keep && want.size <= WHOLE_FILE_MAX) {
     let fd: number;
-    try { fd = fs.openSync(file, 'r'); } catch { return MISSING; }
+    try { fd = openImage(file); } catch (e) { return (e as Error).message.endsWith('missing (ENOENT)') ? MISSING : (e as Error).message.replace(/^[^:]*: /, ''); }
     const bytes = Buffer.allocUnsafe(want.size);
     try {
       const size = fs.fstatSync(fd).size;

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageError, errnoText, hex, kindOf } from './image-common.ts';
+import { openImage, openImageRead } from './open.ts';
 import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, MAGIC, imageKind, imageKindForFile, imageKindsForMagic } from './magic.ts';
 import type { ImageKind, ImageKindId } from './magic.ts';
 import { ProtoError } from './proto.ts';
@@ -49,10 +50,18 @@ const WINDOW = 1 << 20;
  * a 100-task tree reads ~600 small images, and each read is an open, fstat, read and close.
  */
 const preloaded = new Map<string, Buffer>();
+/**
+ * Directories of encrypted dumps: their images are read only as the restore decrypted and
+ * preloaded them (kept for every read), never from disk, where a file that was not in the
+ * authenticated manifest could have been put.
+ */
+const sealedDirs = new Set<string>();
 export function preloadImage(file: string, bytes: Buffer): void { preloaded.set(file, bytes); }
+export function sealDir(dir: string): void { sealedDirs.add(dir); }
 /** Forget what was preloaded from `dir` and not read since. */
 export function dropPreloaded(dir: string): void {
   for (const f of preloaded.keys()) if (path.dirname(f) === dir) preloaded.delete(f);
+  sealedDirs.delete(dir);
 }
 
 export class ImageReader implements Iterable<ImageEntry> {
@@ -80,12 +89,14 @@ export class ImageReader implements Iterable<ImageEntry> {
     this.reg = opts.registry ?? defaultRegistry;
     let kind = kindOf(opts.kind) ?? imageKindForFile(path.basename(file));
     const pre = preloaded.get(file);
+    const sealed = sealedDirs.has(path.dirname(file));
     let fd: number | undefined;
-    if (pre) preloaded.delete(file);
-    else try {
-      fd = fs.openSync(file, 'r');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || opts.required) this.fail(`cannot open: ${errnoText(e)}`);
+    if (pre) { if (!sealed) preloaded.delete(file); }
+    else if (sealed) {
+      if (fs.existsSync(file)) this.fail('not in the encrypted dump\'s authenticated manifest; refused');
+      if (opts.required) this.fail('missing');
+    } else fd = openImageRead(file, !opts.required);
+    if (!pre && fd === undefined) {
       if (!kind) this.fail('unknown image name and no kind given');
       this.kind = kind;
       this.empty = true;
@@ -167,6 +178,8 @@ export class ImageReader implements Iterable<ImageEntry> {
   }
 
   private badMagic(got: number, k: ImageKind): never {
+    // "CRTS" of "CRTSSEAL": an image of an encrypted dump (seal.ts).
+    if (got === 0x53545243) this.fail('sealed: the dump was made with --encrypt, and only a restore given its key reads it');
     const other = got === MAGIC.INVENTORY ? imageKind('INVENTORY') : imageKindsForMagic(got, 'common')[0] ?? imageKindsForMagic(got, 'service')[0];
     const hint = other ? `, a ${other.id.toLowerCase()} image` : '';
     this.fail(`bad magic ${hex(got)}${hint} (expected ${k.id.toLowerCase()} ${hex(k.magic)})`);
@@ -377,7 +390,7 @@ export class ImageReader implements Iterable<ImageEntry> {
   /** Reads `length` bytes at a file offset, e.g. an extra skipped with loadExtra: false. */
   readAtOffset(offset: number, length: number): Buffer {
     if (this.fd === undefined) {
-      const fd = fs.openSync(this.path, 'r');
+      const fd = openImage(this.path);
       try {
         const b = Buffer.allocUnsafe(length);
         const n = fs.readSync(fd, b, 0, length, offset);
@@ -422,10 +435,24 @@ export function readImage(file: string, opts: ReadOptions = {}): ImageEntry[] {
   }
 }
 
+/**
+ * Whether an entry holds a `name` message, and so has its static type: the decoder built it
+ * field by field from that message's schema, which is what Message<N> is derived from.
+ */
+export function isMessage<N extends MessageName>(e: ImageEntry, name: N): e is ImageEntry & { readonly type: N; readonly msg: Message<N> } {
+  return e.type === name;
+}
+
+/** The entry's message, which must be a `name`. */
+export function messageOf<N extends MessageName>(e: ImageEntry, name: N, file: string): Message<N> {
+  if (!isMessage(e, name)) throw new ImageError(file, `holds ${e.type}, not ${name}`);
+  return e.msg;
+}
+
 /** The `name` messages of an image, typed; e.g. readMessages(p, 'pagemap_entry'). */
 export function readMessages<N extends MessageName>(file: string, name: N, opts: ReadOptions = {}): Message<N>[] {
   const out: Message<N>[] = [];
-  for (const e of readImage(file, opts)) if (e.type === name) out.push(e.msg as Message<N>);
+  for (const e of readImage(file, opts)) if (isMessage(e, name)) out.push(e.msg);
   return out;
 }
 
@@ -435,8 +462,7 @@ export function readOne<N extends MessageName>(file: string, name: N, opts: Read
   try {
     const e = r.next();
     if (e === undefined) return undefined;
-    if (e.type !== name) throw new ImageError(file, `holds ${e.type}, not ${name}`);
-    return e.msg as Message<N>;
+    return messageOf(e, name, file);
   } finally {
     r.close();
   }

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageError, errnoText, kindOf } from './image-common.ts';
+import { createImage } from './open.ts';
 import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, imageFileName, imageKindForFile } from './magic.ts';
 import type { ImageKind, ImageKindId } from './magic.ts';
 import { ProtoError, ProtoWriter } from './proto.ts';
@@ -17,6 +18,8 @@ export interface WriteOptions {
   readonly mode?: number;
   /** Sees every byte written, in order (e.g. to checksum the file while it is written). */
   readonly tap?: (data: Uint8Array) => void;
+  /** Encrypt the whole content at close (seal.ts): nothing reaches the file before. */
+  readonly seal?: (plain: Buffer) => Buffer;
 }
 
 const FLUSH_AT = 1 << 20;
@@ -30,19 +33,18 @@ export class ImageWriter {
   private written = 0;
   private readonly reg: ProtoRegistry;
   private readonly tap?: (data: Uint8Array) => void;
+  private readonly seal?: (plain: Buffer) => Buffer;
+  private readonly held: Buffer[] = [];
 
   constructor(file: string, opts: WriteOptions = {}) {
     this.path = file;
     this.reg = opts.registry ?? defaultRegistry;
     this.tap = opts.tap;
+    this.seal = opts.seal;
     const kind = kindOf(opts.kind) ?? imageKindForFile(path.basename(file));
     if (!kind) throw new ImageError(file, 'unknown image name and no kind given');
     this.kind = kind;
-    try {
-      this.fd = fs.openSync(file, 'w', opts.mode ?? 0o600);
-    } catch (e) {
-      throw new ImageError(file, `cannot create: ${errnoText(e)}`);
-    }
+    this.fd = createImage(file);
     if (kind.head === 'inventory') this.w.u32le(kind.magic);
     else if (kind.head !== 'raw') {
       this.w.u32le(kind.head === 'service' ? IMG_SERVICE_MAGIC : IMG_COMMON_MAGIC);
@@ -97,14 +99,23 @@ export class ImageWriter {
   }
 
   private writeOut(data: Uint8Array): void {
+    if (this.seal) {
+      this.held.push(Buffer.from(data));
+      this.written += data.length;
+      return;
+    }
+    this.writeFile(data, this.written);
+    this.written += data.length;
+  }
+
+  private writeFile(data: Uint8Array, at: number): void {
     let off = 0;
     try {
       while (off < data.length) off += fs.writeSync(this.fd!, data, off, data.length - off);
     } catch (e) {
-      this.fail(`write error at offset ${this.written + off}: ${errnoText(e)}`);
+      this.fail(`write error at offset ${at + off}: ${errnoText(e)}`);
     }
     this.tap?.(data);
-    this.written += data.length;
   }
 
   flush(): void {
@@ -117,6 +128,7 @@ export class ImageWriter {
     if (this.fd === undefined) return;
     try {
       this.flush();
+      if (this.seal) this.writeFile(this.seal(Buffer.concat(this.held)), 0);
     } finally {
       fs.closeSync(this.fd);
       this.fd = undefined;

@@ -6,7 +6,7 @@ import { imageFileName } from './magic.ts';
 import type { ImageKindId } from './magic.ts';
 
 export { ImageError } from './image-common.ts';
-export { ImageReader, readImage, readMessages, readOne, preloadImage, dropPreloaded } from './image-read.ts';
+export { ImageReader, readImage, readMessages, readOne, isMessage, messageOf, preloadImage, dropPreloaded, sealDir } from './image-read.ts';
 export type { ImageEntry, ReadOptions } from './image-read.ts';
 export { ImageWriter, writeImage } from './image-write.ts';
 export type { WriteOptions } from './image-write.ts';

@@ -6,6 +6,8 @@ import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { nodeCrypto, newWorker } from '../lazy.ts';
 import { ImageError } from './image.ts';
+import { readImageFile, writeImageFile } from './open.ts';
+import { manifestMac } from './seal.ts';
 import type { VerifyData } from './verify-worker.ts';
 import { CHECKSUM_KINDS, DEFAULT_CHECKSUM, startChecksum, checksumFile, checkListedFile, type ChecksumKind, type ManifestFile } from './checksum.ts';
 
@@ -14,13 +16,27 @@ export type { ManifestFile };
 export const MANIFEST = 'criu-ts-manifest.json';
 
 export interface PagesEncoding { compress?: 'zstd'; encrypt?: 'aes-256-gcm'; keyId?: string }
-export interface Manifest { format: 'criu-ts-manifest'; version: 1; digest: ChecksumKind; pages?: PagesEncoding; files: Record<string, ManifestFile> }
+/**
+ * `sealed`: every image but the page data is sealed (seal.ts); `mac` then authenticates the
+ * manifest itself with the dump's key, and the digest is sha256.
+ */
+export interface Manifest {
+  format: 'criu-ts-manifest'; version: 1; digest: ChecksumKind; pages?: PagesEncoding; sealed?: boolean;
+  files: Record<string, ManifestFile>; mac?: string;
+}
 
 /** Checksums of files as they are written: hand the tap to ImageWriter, call done() after close. */
 export class ManifestBuilder {
-  readonly digest: ChecksumKind = DEFAULT_CHECKSUM;
+  readonly digest: ChecksumKind;
   private readonly files: Record<string, ManifestFile> = {};
   pages?: PagesEncoding;
+  /** The key of an encrypted dump: images are sealed, the manifest authenticated. */
+  private readonly key?: Buffer;
+
+  constructor(key?: Buffer) {
+    this.key = key;
+    this.digest = key ? 'sha256' : DEFAULT_CHECKSUM;
+  }
 
   tap(name: string): { tap: (d: Uint8Array) => void; done: () => void } {
     let size = 0;
@@ -41,10 +57,12 @@ export class ManifestBuilder {
   }
 
   write(dir: string): void {
-    const m: Manifest = { format: 'criu-ts-manifest', version: 1, digest: this.digest, ...(this.pages ? { pages: this.pages } : {}), files: this.files };
-    const tmp = path.join(dir, `.${MANIFEST}.tmp`);
-    fs.writeFileSync(tmp, JSON.stringify(m, null, 1) + '\n');
-    fs.renameSync(tmp, path.join(dir, MANIFEST));
+    const m: Manifest = {
+      format: 'criu-ts-manifest', version: 1, digest: this.digest, ...(this.pages ? { pages: this.pages } : {}),
+      ...(this.key ? { sealed: true } : {}), files: this.files,
+    };
+    if (this.key) m.mac = manifestMac(this.key, m);
+    writeImageFile(path.join(dir, MANIFEST), JSON.stringify(m, null, 1) + '\n');
   }
 }
 
@@ -52,12 +70,28 @@ export function readManifest(dir: string): Manifest | undefined {
   const file = path.join(dir, MANIFEST);
   if (!fs.existsSync(file)) return undefined;
   let m: Manifest;
-  try { m = JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest; } catch (e) {
+  const text = readImageFile(file).toString('utf8');
+  try { m = JSON.parse(text) as Manifest; } catch (e) {
     throw new ImageError(file, `unreadable manifest: ${(e as Error).message.split('\n')[0]}`);
   }
   if (m === null || m.format !== 'criu-ts-manifest' || m.version !== 1 || typeof m.files !== 'object' || m.files === null) throw new ImageError(file, 'not a criu-ts manifest of version 1');
   if (!CHECKSUM_KINDS.includes(m.digest)) throw new ImageError(file, `unknown digest ${JSON.stringify(m.digest)} (criu-ts knows ${CHECKSUM_KINDS.join(', ')})`);
   return m;
+}
+
+/**
+ * Refuse a manifest that the key did not authenticate: one without a MAC (a dump made without
+ * --encrypt, or a manifest replaced by one), a wrong MAC, or one that does not seal its images.
+ */
+export function authenticateManifest(dir: string, m: Manifest, key: Buffer): void {
+  const file = path.join(dir, MANIFEST);
+  if (!m.mac) throw new ImageError(file, 'not authenticated (this dump was not encrypted, or its manifest was replaced); refused with --encrypt');
+  const want = Buffer.from(manifestMac(key, m), 'hex');
+  const got = Buffer.from(m.mac, 'hex');
+  if (got.length !== want.length || !nodeCrypto().timingSafeEqual(got, want)) {
+    throw new ImageError(file, 'does not authenticate with this key (altered, or another key); refused');
+  }
+  if (!m.sealed || m.digest !== 'sha256') throw new ImageError(file, 'authenticated but does not seal its images; refused');
 }
 
 /**

@@ -1,5 +1,5 @@
 // Image magics and the image-file table: which file name holds which messages, behind which header.
-import type { MessageName } from './types.ts';
+import type { MessageInput, MessageName } from './types.ts';
 
 /** First word of every protobuf image except inventory (images v1.1, "Sarov"). */
 export const IMG_COMMON_MAGIC = 0x54564319;
@@ -131,10 +131,10 @@ export interface ImageKind {
   readonly legacy?: boolean;
 }
 
-type KindSpec = [ImageKindId, string, HeadKind, MessageName[], ExtraKind?, 'legacy'?];
+type KindSpec = readonly [ImageKindId, string, HeadKind, readonly MessageName[], ExtraKind?, 'legacy'?];
 
 // Order matters where patterns coincide: the first match wins (pages-%u before the legacy pages-%d).
-const SPECS: KindSpec[] = [
+const SPECS = [
   ['INVENTORY', 'inventory.img', 'inventory', ['inventory_entry']],
   ['PSTREE', 'pstree.img', 'common', ['pstree_entry']],
   ['CORE', 'core-%u.img', 'common', ['core_entry']],
@@ -222,9 +222,27 @@ const SPECS: KindSpec[] = [
   // Same name as PAGES; told apart by content (a PAGEMAP header instead of raw page data).
   ['PAGES_OLD', 'pages-%d.img', 'common', ['pagemap_head', 'pagemap_entry'], undefined, 'legacy'],
   ['SHM_PAGES_OLD', 'pages-shmem-%ld.img', 'common', ['pagemap_head', 'pagemap_entry'], undefined, 'legacy'],
-];
+] as const satisfies readonly KindSpec[];
 
-export const IMAGE_KINDS: readonly ImageKind[] = SPECS.map(([id, pattern, head, entries, extra, legacy]) => {
+// The table at the type level: each kind fixes its file name pattern and its entry message,
+// so that what is written to or read from an image is checked against that message.
+type Spec<K extends ImageKindId> = Extract<(typeof SPECS)[number], readonly [K, ...unknown[]]>;
+/** Kinds that hold protobuf entries (not raw data), as written by current CRIU. */
+export type EntryKind = { [K in ImageKindId]: Spec<K> extends readonly [K, string, HeadKind, readonly [MessageName, ...MessageName[]], ...unknown[]] ? K : never }[ImageKindId];
+/** The (first) entry message of a kind: IMG.CORE holds core_entry. */
+export type EntryOf<K extends EntryKind> = Spec<K>[3][0];
+/** What fills the placeholder of a kind's file name: none for "pstree.img", one for "core-%u.img". */
+export type ImageArgs<K extends ImageKindId> = Spec<K>[1] extends `${string}%s${string}` ? [name: string]
+  : Spec<K>[1] extends `${string}%${string}` ? [id: number | bigint] : [];
+
+/** What adds an entry to an image of kind K: the file name's argument, the entry, any raw payload. */
+export type AddArgs<K extends EntryKind> = [...ImageArgs<K>, entry: MessageInput<EntryOf<K>>, extra?: Buffer];
+
+/** Image kinds by name, as CRIU's CR_FD_* and pycriu's handler table name them: IMG.CORE. */
+export const IMG = Object.fromEntries(SPECS.map(([id]) => [id, id])) as { readonly [K in ImageKindId]: K };
+
+export const IMAGE_KINDS: readonly ImageKind[] = SPECS.map((spec: KindSpec) => {
+  const [id, pattern, head, entries, extra, legacy] = spec;
   const k: ImageKind = { id, pattern, magic: MAGIC[id], head, entries, extra, legacy: legacy === 'legacy' };
   return Object.freeze(k);
 });
@@ -247,6 +265,25 @@ export function imageKind(id: ImageKindId | string): ImageKind {
 /** The image kind a file name denotes, e.g. "core-5.img" -> CORE; undefined for unknown names. */
 export function imageKindForFile(basename: string): ImageKind | undefined {
   return parseImageName(basename)?.kind;
+}
+
+/** The entry message of a kind, as EntryOf<K> names it. */
+export function entryMessage<K extends EntryKind>(id: K): EntryOf<K> {
+  // BY_ID holds SPECS row by row, which is what EntryOf<K> reads.
+  return imageKind(id).entries[0] as EntryOf<K>;
+}
+
+const PLACEHOLDER = /%(l?u|l?d|x|s)/g;
+
+/**
+ * The file name of `kind` from the front of `a` (as many arguments as its pattern has
+ * placeholders, which ImageArgs<K> counts the same way), and what follows them.
+ */
+export function splitImageArgs<K extends ImageKindId, R extends unknown[]>(kind: K, a: [...ImageArgs<K>, ...R]): { name: string; rest: R } {
+  const n = imageKind(kind).pattern.match(PLACEHOLDER)?.length ?? 0;
+  // ImageArgs<K> is made of numbers and strings, and the rest is R: the compiler cannot split
+  // a generic tuple at a runtime length.
+  return { name: imageFileName(kind, ...(a.slice(0, n) as (number | bigint | string)[])), rest: a.slice(n) as R };
 }
 
 /** Kind plus the numbers/text filled into its pattern: "tcp-stream-1f.img" -> [0x1f]. */

@@ -9,6 +9,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { nodeCrypto } from '../lazy.ts';
 import { ImageError } from './image.ts';
+import { openImage } from './open.ts';
 import type { PagesTransform } from './pages.ts';
 
 export const PAGES_MAGIC = Buffer.from('CRTSPAGE');
@@ -105,7 +106,7 @@ export class PagesEncoder implements PagesTransform {
 export interface PagesInfo { encoded: boolean; compressed: boolean; encrypted: boolean }
 
 export function pagesInfo(file: string): PagesInfo {
-  const fd = fs.openSync(file, 'r');
+  const fd = openImage(file);
   try {
     const h = Buffer.alloc(HEADER);
     const n = fs.readSync(fd, h, 0, HEADER, 0);
@@ -130,7 +131,7 @@ export class PagesStream {
 
   constructor(file: string, key?: Buffer) {
     this.file = file;
-    this.fd = fs.openSync(file, 'r');
+    this.fd = openImage(file);
     const info = pagesInfo(file);
     this.encoded = info.encoded;
     if (info.encoded) {

@@ -1,8 +1,9 @@
 // pagemap-<id>.img (which pages were saved) + pages-<pages_id>.img (their bytes, raw, in pagemap order).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ImageError, ImageReader, ImageWriter } from './image.ts';
+import { ImageError, ImageReader, ImageWriter, isMessage } from './image.ts';
 import { imageFileName } from './magic.ts';
+import { openImage } from './open.ts';
 import { readVarint, u64, varintHi, varintLo } from './proto-read.ts';
 import type { Message } from './types.ts';
 import type { PagesWriteStream } from './writer-thread.ts';
@@ -41,6 +42,8 @@ export interface PagemapWriterOptions extends PagemapOptions {
   /** Taps on the bytes written to the pagemap and the pages file (checksums). */
   readonly pagemapTap?: (data: Uint8Array) => void;
   readonly pagesTap?: (data: Uint8Array) => void;
+  /** Seal the pagemap image (an encrypted dump; seal.ts). */
+  readonly pagemapSeal?: (plain: Buffer) => Buffer;
   readonly pagesTransform?: PagesTransform;
   /** Write the pages file through this stream (another thread) instead of directly. */
   readonly pagesStream?: (file: string) => PagesWriteStream;
@@ -75,7 +78,7 @@ export class PagemapWriter {
     this.pagesId = pagesId;
     this.pagemapPath = path.join(dir, pagemapName(id, opts.shmem));
     this.pagesPath = path.join(dir, imageFileName('PAGES', pagesId));
-    this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP', tap: opts.pagemapTap });
+    this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP', tap: opts.pagemapTap, seal: opts.pagemapSeal });
     this.transform = opts.pagesTransform;
     try {
       if (opts.pagesStream && !this.transform) {
@@ -260,7 +263,7 @@ export class PagemapReader implements Iterable<PagemapRun> {
     };
     try {
       const head = r.next();
-      if (head) pagesId = (head.msg as Message<'pagemap_head'>).pages_id;
+      if (head && isMessage(head, 'pagemap_head')) pagesId = head.msg.pages_id;
       r.eachRaw((buf, start, end, offset) => {
         if (n === cap) {
           cap *= 2;
@@ -369,11 +372,7 @@ export class PagemapReader implements Iterable<PagemapRun> {
   /** Descriptor of the pages file (opened on first use), e.g. for preadv straight into a tracee. */
   pagesFd(): number {
     if (this.fd === undefined) {
-      try {
-        this.fd = fs.openSync(this.pagesPath, 'r');
-      } catch (e) {
-        throw new ImageError(this.pagesPath, `cannot open: ${e instanceof Error ? e.message : String(e)}`);
-      }
+      this.fd = openImage(this.pagesPath);
     }
     return this.fd;
   }

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import type { Worker } from 'node:worker_threads';
 import { newWorker } from '../lazy.ts';
 import { ImageError, errnoText } from './image-common.ts';
+import { createImage } from './open.ts';
 import { startChecksum, type Checksum, type ChecksumKind } from './checksum.ts';
 import type { Message, WorkerData } from './writer-worker.ts';
 
@@ -58,19 +59,14 @@ export class PagesWriterThread {
 
   /** Create `file` and stream page data into it. */
   create(file: string): PagesWriteStream {
-    const { O_WRONLY, O_CREAT, O_TRUNC, O_DIRECT } = fs.constants;
     let fd: number;
     let direct = this.direct;
     try {
-      try {
-        fd = fs.openSync(file, O_WRONLY | O_CREAT | O_TRUNC | (direct ? O_DIRECT : 0), 0o600);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
-        direct = false; // tmpfs and some others have no O_DIRECT
-        fd = fs.openSync(file, 'w', 0o600);
-      }
+      fd = createImage(file, direct ? fs.constants.O_DIRECT : 0);
     } catch (e) {
-      throw new ImageError(file, `cannot create: ${errnoText(e)}`);
+      if (!direct || !/EINVAL/.test((e as Error).message)) throw e;
+      direct = false; // tmpfs and some others have no O_DIRECT
+      fd = createImage(file);
     }
     const s = new PagesWriteStream(this, file, fd, this.nextFile++);
     this.open.add(s);

@@ -6,4 +6,4 @@ export { arch, sysnr, type Arch, type SyscallName } from './arch/index.ts';
 export { X86, X86_REG_NAMES, type X86Reg } from './arch/x86_64.ts';
 export { A64, FPSIMD_SIZE } from './arch/aarch64.ts';
 export { zeroPagePfn } from './zeropage.ts';
-export { preadFully } from './io.ts';
+export { preadFully, openBeneath } from './io.ts';

@@ -16,6 +16,7 @@ const NR = {
   mmap: sysnr('mmap'), munmap: sysnr('munmap'), memfd_create: sysnr('memfd_create'),
   eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
   timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
+  openat2: sysnr('openat2'), unlinkat: sysnr('unlinkat'),
   sched_getaffinity: sysnr('sched_getaffinity'), sched_setaffinity: sysnr('sched_setaffinity'), getcpu: sysnr('getcpu'),
 };
 
@@ -262,4 +263,20 @@ const cpuBuf = Buffer.alloc(4);
 export function getcpu(): number {
   syscall('getcpu', NR.getcpu, addressOf(cpuBuf), 0, 0);
   return cpuBuf.readUInt32LE(0);
+}
+
+/** openat2's resolve flags (linux/openat2.h). */
+export const RESOLVE = { NO_XDEV: 0x01, NO_MAGICLINKS: 0x02, NO_SYMLINKS: 0x04, BENEATH: 0x08 } as const;
+const openHow = Buffer.alloc(24);
+/** openat2(2): `name` resolved under `dirfd` as `resolve` allows (struct open_how). */
+export function openat2(dirfd: number, name: string, flags: number, mode: number, resolve: number): number {
+  const b = Buffer.from(name + '\0');
+  openHow.writeBigUInt64LE(BigInt(flags), 0);
+  openHow.writeBigUInt64LE(BigInt(mode), 8);
+  openHow.writeBigUInt64LE(BigInt(resolve), 16);
+  return syscall(`openat2(${name})`, NR.openat2, dirfd, addressOf(b), addressOf(openHow), 24);
+}
+export function unlinkat(dirfd: number, name: string, flags = 0): void {
+  const b = Buffer.from(name + '\0');
+  syscall(`unlinkat(${name})`, NR.unlinkat, dirfd, addressOf(b), flags);
 }

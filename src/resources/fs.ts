@@ -3,9 +3,11 @@ import fs from 'node:fs';
 import { AT_FDCWD, O } from '../kernel/index.ts';
 import { CriuError } from '../errors.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
-import type { FileTable, Msg } from './types.ts';
+import type { FileTable, Message } from './types.ts';
 
-export function dumpFs(pid: number, umask: number, files: FileTable): Msg {
+type FsEntry = Message<'fs_entry'>;
+
+export function dumpFs(pid: number, umask: number, files: FileTable): FsEntry {
   const cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
   const root = fs.readlinkSync(`/proc/${pid}/root`);
   for (const [what, p] of [['working directory', cwd], ['root', root]]) {
@@ -23,18 +25,18 @@ export function dumpFs(pid: number, umask: number, files: FileTable): Msg {
  * its restored parent: nothing is done when it is the same, and a chroot is only ever made
  * from the real root (a second one would resolve inside the first).
  */
-export function restoreFs(t: Tracee, area: InjectionArea, e: Msg, pathOf: (id: number) => string, inherited?: Msg): void {
+export function restoreFs(t: Tracee, area: InjectionArea, e: FsEntry, pathOf: (id: number) => string, inherited?: FsEntry): void {
   if (inherited && inherited.root_id === e.root_id && inherited.cwd_id === e.cwd_id && inherited.umask === e.umask) return;
-  const root = pathOf(e.root_id as number);
-  const had = inherited ? pathOf(inherited.root_id as number) : '/';
+  const root = pathOf(e.root_id);
+  const had = inherited ? pathOf(inherited.root_id) : '/';
   if (root !== had) {
     if (had !== '/') throw new CriuError(`a task with root ${root} is the child of one with root ${had}; not supported yet`);
     area.reset();
     t.syscall('chroot', area.putString(root));
   }
   area.reset();
-  const cwd = pathOf(e.cwd_id as number);
+  const cwd = pathOf(e.cwd_id);
   const fd = t.syscall('openat', AT_FDCWD, area.putString(cwd), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0);
   try { t.syscall('fchdir', fd); } finally { t.syscallRaw('close', fd); }
-  if (e.umask !== undefined) t.syscall('umask', e.umask as number);
+  if (e.umask !== undefined) t.syscall('umask', e.umask);
 }

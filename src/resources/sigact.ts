@@ -2,7 +2,9 @@
 // the task with rt_sigaction, since /proc shows only which signals are caught.
 import { SIG, SIGMAX } from '../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
-import type { Msg } from './types.ts';
+import type { Message } from './types.ts';
+
+type Sigaction = Message<'sa_entry'>;
 
 const KSIGACTION = 32; // handler, flags, restorer, mask
 const signals = (): number[] => {
@@ -11,14 +13,14 @@ const signals = (): number[] => {
   return out;
 };
 
-const DEFAULT: Msg = { sigaction: 0n, flags: 0n, restorer: 0n, mask: 0n };
+const DEFAULT: Sigaction = { sigaction: 0n, flags: 0n, restorer: 0n, mask: 0n };
 
 /**
  * Only signals that /proc shows as caught or ignored are read from the task (one injected
  * call each); the others have the default action, whose flags matter only for SIGCHLD,
  * which is always read.
  */
-export function dumpSigactions(t: Tracee, area: InjectionArea, caughtOrIgnored: bigint): Msg[] {
+export function dumpSigactions(t: Tracee, area: InjectionArea, caughtOrIgnored: bigint): Sigaction[] {
   area.reset();
   const a = area.alloc(KSIGACTION);
   return signals().map((sig) => {
@@ -29,14 +31,14 @@ export function dumpSigactions(t: Tracee, area: InjectionArea, caughtOrIgnored: 
   });
 }
 
-const same = (a: Msg, b: Msg): boolean => a.sigaction === b.sigaction && a.flags === b.flags && a.restorer === b.restorer && a.mask === b.mask;
+const same = (a: Sigaction, b: Sigaction): boolean => a.sigaction === b.sigaction && a.flags === b.flags && a.restorer === b.restorer && a.mask === b.mask;
 
 /**
  * Set the actions that differ from what the task has: every default one for a stub from
  * the helper (posixSpawn resets them), or `inherited`, its parent's, when it was forked
  * from its restored parent.
  */
-export function restoreSigactions(t: Tracee, area: InjectionArea, list: Msg[], inherited?: Msg[]): void {
+export function restoreSigactions(t: Tracee, area: InjectionArea, list: Sigaction[], inherited?: Sigaction[]): void {
   const sigs = signals();
   if (list.length !== sigs.length) throw new Error(`expected ${sigs.length} sigactions, image has ${list.length}`);
   area.reset();
@@ -44,10 +46,10 @@ export function restoreSigactions(t: Tracee, area: InjectionArea, list: Msg[], i
   const b = Buffer.alloc(KSIGACTION);
   list.forEach((sa, i) => {
     if (same(sa, inherited?.[i] ?? DEFAULT)) return;
-    b.writeBigUInt64LE(sa.sigaction as bigint, 0);
-    b.writeBigUInt64LE(sa.flags as bigint, 8);
-    b.writeBigUInt64LE(sa.restorer as bigint, 16);
-    b.writeBigUInt64LE(sa.mask as bigint, 24);
+    b.writeBigUInt64LE(sa.sigaction, 0);
+    b.writeBigUInt64LE(sa.flags, 8);
+    b.writeBigUInt64LE(sa.restorer, 16);
+    b.writeBigUInt64LE(sa.mask, 24);
     t.writeMem(a, b);
     t.syscall('rt_sigaction', sigs[i], a, 0, 8);
   });

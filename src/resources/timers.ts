@@ -1,13 +1,13 @@
 // Interval timers (ITIMER_REAL/VIRTUAL/PROF) of task_timers_entry.
 import type { Tracee, InjectionArea } from '../compel/index.ts';
-import type { Msg } from './types.ts';
+import type { Message, MessageInput } from './types.ts';
 
 const ITIMERVAL = 32;
 
-export function dumpItimers(t: Tracee, area: InjectionArea): Msg {
+export function dumpItimers(t: Tracee, area: InjectionArea): MessageInput<'task_timers_entry'> {
   area.reset();
   const a = area.alloc(ITIMERVAL);
-  const one = (which: number): Msg => {
+  const one = (which: number): Message<'itimer_entry'> => {
     t.syscall('getitimer', which, a);
     const b = area.read(a, ITIMERVAL);
     return { isec: b.readBigUInt64LE(0), iusec: b.readBigUInt64LE(8), vsec: b.readBigUInt64LE(16), vusec: b.readBigUInt64LE(24) };
@@ -15,16 +15,16 @@ export function dumpItimers(t: Tracee, area: InjectionArea): Msg {
   return { real: one(0), virt: one(1), prof: one(2), posix: [] };
 }
 
-export function restoreItimers(t: Tracee, area: InjectionArea, timers: Msg | undefined): void {
+export function restoreItimers(t: Tracee, area: InjectionArea, timers: Message<'task_timers_entry'> | undefined): void {
   if (!timers) return;
   area.reset();
   const a = area.alloc(ITIMERVAL);
   const b = Buffer.alloc(ITIMERVAL);
   (['real', 'virt', 'prof'] as const).forEach((k, which) => {
-    const it = timers[k] as Msg;
+    const it = timers[k];
     if (it.vsec === 0n && it.vusec === 0n) return;
-    b.writeBigUInt64LE(it.isec as bigint, 0); b.writeBigUInt64LE(it.iusec as bigint, 8);
-    b.writeBigUInt64LE(it.vsec as bigint, 16); b.writeBigUInt64LE(it.vusec as bigint, 24);
+    b.writeBigUInt64LE(it.isec, 0); b.writeBigUInt64LE(it.iusec, 8);
+    b.writeBigUInt64LE(it.vsec, 16); b.writeBigUInt64LE(it.vusec, 24);
     t.writeMem(a, b);
     t.syscall('setitimer', which, a, 0);
   });

@@ -1,10 +1,11 @@
 // Shared shapes between the orchestrators (dump/, restore/) and the resource modules.
-// Image entries are plain objects with CRIU's field names (see src/images/schema).
+// Image entries are typed by their message (see src/images/types.ts): Message<N> as read,
+// MessageInput<N> as written.
 import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { MessageInput } from '../images/index.ts';
 import type { Stat, Status, Vma } from '../proc/index.ts';
 
-/** A decoded or to-be-encoded image entry, keyed by CRIU's field names. */
-export type Msg = Record<string, unknown>;
+export type { Message, MessageInput, MessageName } from '../images/index.ts';
 
 export interface Logger {
   error(msg: string): void;
@@ -18,10 +19,13 @@ export interface FileTable {
   /** Allocate the next file id (ids are shared by all fd types, as in CRIU). */
   newId(): number;
   /** Add a file_entry for files.img. */
-  add(entry: Msg): void;
+  add(entry: MessageInput<'file_entry'>): void;
   /** Id of a REG entry for a path used by mappings, cwd, root or exe (deduplicated). */
-  regPath(path: string, flags: number, extra?: Msg): number;
+  regPath(path: string, flags: number, extra?: RegExtra): number;
 }
+
+/** What a REG entry made for a path may say about the file besides its name and flags. */
+export type RegExtra = Pick<MessageInput<'reg_file_entry'>, 'size' | 'mode'>;
 
 /** One process being dumped, frozen, with an injection area mapped in its leader. */
 export interface DumpTask {
@@ -52,7 +56,7 @@ export interface ParentMm {
 /** Registry of shmem objects (shared anonymous memory, memfd) seen during a dump. */
 export interface SharedObjects {
   /** shmid for a MAP_SHARED anonymous VMA of task `pid`; its content is saved on first sight. */
-  anon(pid: number, v: import('../proc/index.ts').Vma): bigint;
+  anon(pid: number, v: Vma): bigint;
   /** files.img id of a MEMFD entry for a memfd mapped by `pid` (link = map_files or fd path). */
   memfd(pid: number, link: string, flags: number, pos: bigint): number;
 }

@@ -2,17 +2,30 @@
 // the file. Optional images that are absent read as empty, as in CRIU.
 import fs from 'node:fs';
 import path from 'node:path';
-import { readImage, readOne, PagemapReader, ImageError, readManifest, verifyManifest, BackgroundVerify, keyId, pagesInfo, preloadImage, dropPreloaded, type MessageName } from '../images/index.ts';
+import {
+  readImage, readOne, messageOf, PagemapReader, ImageError, readManifest, verifyManifest, BackgroundVerify, keyId, pagesInfo,
+  preloadImage, dropPreloaded, authenticateManifest, openSealed, readImageFile, sealDir, MANIFEST, IMG, entryMessage, imageFileName,
+  type Manifest, type EntryKind, type EntryOf, type ImageArgs, type ImageEntry,
+  type Message, type MessageName,
+} from '../images/index.ts';
+import { nodeCrypto } from '../lazy.ts';
 import { CriuError } from '../errors.ts';
-import type { Msg } from '../resources/types.ts';
 import type { PageSource } from '../resources/types.ts';
+
+/** An image entry with the raw payload that follows it (pipe data...). */
+export interface Entry<N extends MessageName> { entry: Message<N>; extra?: Buffer }
 
 export interface DumpImagesOptions {
   /** Do not check the checksum manifest. */
   skipVerify?: boolean;
-  /** Key for encrypted page data. */
+  /** Key of an encrypted dump (--encrypt). */
   key?: Buffer;
+  /** Where warnings go (a check that is skipped). */
+  warn?: (msg: string) => void;
 }
+
+const isPages = (n: string) => /^pages-\d+\.img$/.test(n);
+const sha256 = (b: Buffer) => nodeCrypto().createHash('sha256').update(b).digest('hex');
 
 /** Page data up to this size is verified before the restore starts, on this thread. */
 const BACKGROUND_VERIFY_FROM = 32 << 20;
@@ -21,69 +34,116 @@ export class DumpImages {
   readonly dir: string;
   readonly key?: Buffer;
   /** Page data still being verified on another thread; join() before the tasks run. */
-  readonly verifying?: BackgroundVerify;
-  private cache = new Map<string, Array<{ entry: Msg; extra?: Buffer }>>();
+  verifying?: BackgroundVerify;
+  /** Every image but the page data is sealed (an encrypted dump). */
+  sealed = false;
+  private cache = new Map<string, ImageEntry[]>();
 
   constructor(dir: string, opts: DumpImagesOptions = {}) {
     if (!fs.existsSync(dir)) throw new CriuError(`images directory ${dir} does not exist`);
     if (!fs.statSync(dir).isDirectory()) throw new CriuError(`${dir} is not a directory`);
     this.dir = dir;
     this.key = opts.key;
+    const warn = opts.warn ?? (() => {});
     const m = readManifest(dir);
-    if (m?.pages?.encrypt) {
-      if (!opts.key) throw new CriuError('the page data of this dump is encrypted; restore with --encrypt KEYFILE holding its key');
-      if (m.pages.keyId && keyId(opts.key) !== m.pages.keyId) throw new CriuError('the key given with --encrypt is not the key this dump was encrypted with');
+    if (!m) {
+      // Only --skip-verify turns the check off: deleting the manifest must not.
+      if (opts.key) throw new ImageError(this.file(MANIFEST), 'missing, in a restore with --encrypt; refused');
+      if (!opts.skipVerify) throw new ImageError(this.file(MANIFEST), 'missing: the images cannot be checked (a dump made by CRIU has none: restore it with --skip-verify)');
+      warn(`--skip-verify: the images are not checked (no ${MANIFEST})`);
+      return;
     }
+    if (m.sealed || m.pages?.encrypt) {
+      if (!opts.key) throw new CriuError('this dump is encrypted; restore with --encrypt KEYFILE holding its key');
+      if (m.pages?.keyId && keyId(opts.key) !== m.pages.keyId) throw new CriuError('the key given with --encrypt is not the key this dump was encrypted with');
+    }
+    if (opts.key) {
+      authenticateManifest(dir, m, opts.key);
+      if (opts.skipVerify) warn('--skip-verify does not apply to an encrypted dump: every image is checked');
+      this.sealed = true;
+      this.openSealed(m, opts.key);
+      return;
+    }
+    if (opts.skipVerify) { warn(`--skip-verify: the images are not checked against ${MANIFEST}`); return; }
     // Before anything else reads the images, so that damage is reported by file, not as odd
     // behaviour. Page data, the bulk, is checked on another thread during the restore when
     // there is enough of it to pay for starting a thread.
-    if (m && !opts.skipVerify) {
-      const isPages = (n: string) => /^pages-\d+\.img$/.test(n);
-      const pageBytes = Object.entries(m.files).reduce((s, [n, f]) => s + (isPages(n) ? f.size : 0), 0);
-      // The images read for the check are kept for the readers that follow.
-      const keep = (name: string, bytes: Buffer) => { if (!isPages(name)) preloadImage(this.file(name), bytes); };
-      if (pageBytes <= BACKGROUND_VERIFY_FROM) verifyManifest(dir, m, undefined, keep);
-      else {
-        verifyManifest(dir, m, (n) => !isPages(n), keep);
-        this.verifying = new BackgroundVerify(dir, m, isPages);
-      }
+    const pageBytes = Object.entries(m.files).reduce((s, [n, f]) => s + (isPages(n) ? f.size : 0), 0);
+    // The images read for the check are kept for the readers that follow.
+    const keep = (name: string, bytes: Buffer) => { if (!isPages(name)) preloadImage(this.file(name), bytes); };
+    if (pageBytes <= BACKGROUND_VERIFY_FROM) verifyManifest(dir, m, undefined, keep);
+    else {
+      verifyManifest(dir, m, (n) => !isPages(n), keep);
+      this.verifying = new BackgroundVerify(dir, m, isPages);
     }
   }
 
   file(name: string): string { return path.join(this.dir, name); }
 
+  /**
+   * An encrypted dump: each image is read once, its hash checked against the authenticated
+   * manifest, decrypted and kept for the readers, which read nothing else from the directory
+   * (sealDir). Page data stays on disk, checked here or on another thread, decrypted as read.
+   */
+  private openSealed(m: Manifest, key: Buffer): void {
+    const pageBytes = Object.entries(m.files).reduce((s, [n, f]) => s + (isPages(n) ? f.size : 0), 0);
+    for (const [name, want] of Object.entries(m.files)) {
+      if (isPages(name)) continue;
+      const file = this.file(name);
+      let bytes: Buffer;
+      try { bytes = readImageFile(file); } catch (e) {
+        if (e instanceof ImageError && /missing/.test(e.message)) throw new ImageError(file, 'missing (listed in the checksum manifest)');
+        throw e;
+      }
+      if (bytes.length !== want.size || sha256(bytes) !== want.sha256) throw new ImageError(file, 'does not match the authenticated manifest; refused');
+      preloadImage(file, openSealed(key, file, bytes));
+    }
+    sealDir(this.dir);
+    for (const name of Object.keys(m.files)) {
+      if (isPages(name) && !pagesInfo(this.file(name)).encrypted) throw new ImageError(this.file(name), 'not encrypted, in a dump that is; refused');
+    }
+    if (pageBytes <= BACKGROUND_VERIFY_FROM) verifyManifest(this.dir, m, isPages);
+    else this.verifying = new BackgroundVerify(this.dir, m, isPages);
+  }
+
   /** Forget images read for the checksum check and not read since. */
   close(): void { dropPreloaded(this.dir); }
 
-  one(name: string, msg: MessageName): Msg {
-    const m = readOne(this.file(name), msg, { required: true });
-    if (!m) throw new ImageError(this.file(name), 'empty image');
-    return m as unknown as Msg;
+  /** The single entry of an image that must be there: one(IMG.CORE, tid). */
+  one<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Message<EntryOf<K>> {
+    const file = this.file(imageFileName(kind, ...args));
+    const m = readOne(file, entryMessage(kind), { required: true, kind });
+    if (!m) throw new ImageError(file, 'empty image');
+    return m;
   }
 
-  all(name: string): Array<{ entry: Msg; extra?: Buffer }> {
+  /** Every entry of an image, none when it is absent. */
+  all<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {
+    const name = imageFileName(kind, ...args);
     let l = this.cache.get(name);
     if (!l) {
-      l = readImage(this.file(name)).map((e) => ({ entry: e.msg as unknown as Msg, extra: e.extra }));
+      l = readImage(this.file(name), { kind });
       this.cache.set(name, l);
     }
-    return l;
+    const msg = entryMessage(kind);
+    return l.map((e) => ({ entry: messageOf(e, msg, this.file(name)), extra: e.extra }));
   }
 
-  required(name: string): Array<{ entry: Msg; extra?: Buffer }> {
-    if (!fs.existsSync(this.file(name))) throw new ImageError(this.file(name), 'missing');
-    return this.all(name);
+  required<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {
+    const file = this.file(imageFileName(kind, ...args));
+    if (!fs.existsSync(file)) throw new ImageError(file, 'missing');
+    return this.all(kind, ...args);
   }
 
   /** Content of a shared memory object, or undefined when nothing of it was saved. */
   shmemPagemap(shmid: number | bigint): { runs: PageSource[]; pagesPath: string } | undefined {
-    if (!fs.existsSync(this.file(`pagemap-shmem-${shmid}.img`))) return undefined;
+    if (!fs.existsSync(this.file(imageFileName(IMG.SHMEM_PAGEMAP, shmid)))) return undefined;
     return this.pagemap(shmid, true);
   }
 
   /** Pagemap runs with their offsets in pages-N.img, checked against its size. */
   pagemap(pid: number | bigint, shmem = false): { runs: PageSource[]; pagesPath: string } {
-    const name = shmem ? `pagemap-shmem-${pid}.img` : `pagemap-${pid}.img`;
+    const name = shmem ? imageFileName(IMG.SHMEM_PAGEMAP, pid) : imageFileName(IMG.PAGEMAP, pid);
     if (!fs.existsSync(this.file(name))) throw new ImageError(this.file(name), 'missing');
     const r = new PagemapReader(this.dir, pid, { shmem });
     const runs = r.runs.map((x) => ({ vaddr: x.vaddr, nrPages: x.nrPages, flags: x.flags, offset: x.pagesOffset >= 0 ? x.pagesOffset : undefined }));

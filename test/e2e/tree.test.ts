@@ -164,7 +164,7 @@ e2e('siblings with large memory of their own each read half of their pages into 
   restoreDetached(img, t.pid);
   assert.deepEqual(renderTree(treeSnapshot(t.pid)), renderTree(before), 'the same tree');
   // Each memhog read half of its pages into itself while criu-ts wrote the other half and
-  // went on to its siblings (src/resources/mm-fill.ts).
+  // went on to its siblings (src/resources/mm/fill.ts).
   const log = readFileSync(join(img, 'restore.log'), 'utf8');
   for (const pid of hogs) assert.match(log, new RegExp(`task ${pid}: page data 1[0-9.]+ MiB read by the task itself, 1[0-9.]+ MiB by criu-ts`));
   const mark = readLines(t.log).length;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { withoutRanges, coalesce } from '../../src/resources/mm-restore.ts';
+import { withoutRanges, coalesce } from '../../src/resources/mm/index.ts';
 
 const P = 4096n;
 

@@ -1,6 +1,7 @@
 // Conversion between the kernel's XSAVE buffer (NT_X86_XSTATE, standard format) and CRIU's
 // user_x86_fpregs_entry. Component offsets are the CPU's own (CPUID leaf 0xD), which differ
 // between vendors, so callers pass them in.
+import type { Message, MessageInput } from '../../images/index.ts';
 
 /** Standard-format offset of each user xstate component, by feature bit. */
 export type XsaveOffsets = Map<number, { offset: number; size: number }>;
@@ -25,28 +26,36 @@ function u64s(b: Buffer, off: number, n: number): bigint[] {
   const { buf, at } = aligned(b, off, n * 8, 8);
   return Array.from(new BigUint64Array(buf, at, n));
 }
-/** Write `vals` at x[off], as many as fit before the end of x. */
-function put(x: Buffer, off: number, vals: readonly number[] | readonly bigint[], wide: boolean): void {
-  const size = wide ? 8 : 4;
-  const n = Math.max(0, Math.min(vals.length, Math.floor((x.length - off) / size)));
+/** How many words of `size` bytes from `vals` fit at x[off]. */
+const fit = (x: Buffer, off: number, count: number, size: number): number => Math.max(0, Math.min(count, Math.floor((x.length - off) / size)));
+/** Write 32-bit `vals` at x[off], as many as fit before the end of x. */
+function put32(x: Buffer, off: number, vals: readonly number[]): void {
+  const n = fit(x, off, vals.length, 4);
   if (n === 0) return;
-  const words = wide ? new BigUint64Array(n) : new Uint32Array(n);
-  if (wide) (words as BigUint64Array).set((vals as bigint[]).length === n ? vals as bigint[] : (vals as bigint[]).slice(0, n));
-  else for (let i = 0; i < n; i++) (words as Uint32Array)[i] = (vals as number[])[i] >>> 0;
+  const words = new Uint32Array(n);
+  for (let i = 0; i < n; i++) words[i] = vals[i] >>> 0;
+  x.set(new Uint8Array(words.buffer), off);
+}
+/** Write 64-bit `vals` at x[off], as many as fit before the end of x. */
+function put64(x: Buffer, off: number, vals: readonly bigint[]): void {
+  const n = fit(x, off, vals.length, 8);
+  if (n === 0) return;
+  const words = new BigUint64Array(n);
+  words.set(vals.length === n ? vals : vals.slice(0, n));
   x.set(new Uint8Array(words.buffer), off);
 }
 
-type Entry = Record<string, unknown>;
+type Fpregs = Message<'user_x86_fpregs_entry'>;
 
 /** XSAVE buffer -> user_x86_fpregs_entry. */
-export function xsaveToEntry(x: Buffer, offs: XsaveOffsets): Entry {
-  const e: Entry = {
+export function xsaveToEntry(x: Buffer, offs: XsaveOffsets): MessageInput<'user_x86_fpregs_entry'> {
+  const e: MessageInput<'user_x86_fpregs_entry'> = {
     cwd: x.readUInt16LE(0), swd: x.readUInt16LE(2), twd: x.readUInt8(4), fop: x.readUInt16LE(6),
     rip: x.readBigUInt64LE(8), rdp: x.readBigUInt64LE(16), mxcsr: x.readUInt32LE(24), mxcsr_mask: x.readUInt32LE(28),
     st_space: u32s(x, 32, 32), xmm_space: u32s(x, 160, 64),
   };
   if (x.length <= XSAVE_HDR) return e;
-  const xs: Entry = { xstate_bv: x.readBigUInt64LE(XSAVE_HDR) };
+  const xs: MessageInput<'user_x86_xsave_entry'> = { xstate_bv: x.readBigUInt64LE(XSAVE_HDR) };
   const comp = (bit: number) => {
     const o = offs.get(bit);
     return o && o.offset + o.size <= x.length ? o : undefined;
@@ -67,30 +76,30 @@ export function xsaveToEntry(x: Buffer, offs: XsaveOffsets): Entry {
  * user_x86_fpregs_entry -> XSAVE buffer, laid over `base` (a buffer read from the restoring
  * thread, so that its size, sw_reserved bytes and unknown components are this machine's).
  */
-export function entryToXsave(e: Entry, base: Buffer, offs: XsaveOffsets): Buffer {
+export function entryToXsave(e: Fpregs, base: Buffer, offs: XsaveOffsets): Buffer {
   const x = Buffer.from(base);
-  x.writeUInt16LE(e.cwd as number, 0); x.writeUInt16LE(e.swd as number, 2); x.writeUInt8((e.twd as number) & 0xff, 4);
-  x.writeUInt16LE(e.fop as number, 6); x.writeBigUInt64LE(e.rip as bigint, 8); x.writeBigUInt64LE(e.rdp as bigint, 16);
-  x.writeUInt32LE(e.mxcsr as number, 24); x.writeUInt32LE(e.mxcsr_mask as number, 28);
-  put(x.subarray(0, 160), 32, e.st_space as number[], false);
-  put(x.subarray(0, 416), 160, e.xmm_space as number[], false);
-  const xs = e.xsave as Entry | undefined;
+  x.writeUInt16LE(e.cwd, 0); x.writeUInt16LE(e.swd, 2); x.writeUInt8(e.twd & 0xff, 4);
+  x.writeUInt16LE(e.fop, 6); x.writeBigUInt64LE(e.rip, 8); x.writeBigUInt64LE(e.rdp, 16);
+  x.writeUInt32LE(e.mxcsr, 24); x.writeUInt32LE(e.mxcsr_mask, 28);
+  put32(x.subarray(0, 160), 32, e.st_space);
+  put32(x.subarray(0, 416), 160, e.xmm_space);
+  const xs = e.xsave;
   if (!xs || x.length <= XSAVE_HDR) return x;
-  let bv = xs.xstate_bv as bigint;
-  const component = (bit: number, vals: unknown, wide: boolean) => {
+  let bv = xs.xstate_bv;
+  // A component is written where this CPU has it; where it has not, it is left in its init state.
+  const component = <T>(bit: number, vals: T, put: (x: Buffer, off: number, v: T) => void) => {
+    if (!((bv >> BigInt(bit)) & 1n)) return;
     const o = offs.get(bit);
-    if (!o || !Array.isArray(vals)) { bv &= ~(1n << BigInt(bit)); return; }
-    put(x, o.offset, vals as number[] | bigint[], wide);
+    if (!o) { bv &= ~(1n << BigInt(bit)); return; }
+    put(x, o.offset, vals);
   };
-  const put32 = (bit: number, vals: unknown) => component(bit, vals, false);
-  const put64 = (bit: number, vals: unknown) => component(bit, vals, true);
-  if ((bv >> 2n) & 1n) put32(XFEATURE.YMM, xs.ymmh_space);
-  if ((bv >> 3n) & 1n) put64(XFEATURE.BNDREGS, xs.bndreg_state);
-  if ((bv >> 4n) & 1n) put64(XFEATURE.BNDCSR, xs.bndcsr_state);
-  if ((bv >> 5n) & 1n) put64(XFEATURE.OPMASK, xs.opmask_reg);
-  if ((bv >> 6n) & 1n) put64(XFEATURE.ZMM_HI256, xs.zmm_upper);
-  if ((bv >> 7n) & 1n) put64(XFEATURE.HI16_ZMM, xs.hi16_zmm);
-  if ((bv >> 9n) & 1n) put32(XFEATURE.PKRU, xs.pkru);
+  component(XFEATURE.YMM, xs.ymmh_space, put32);
+  component(XFEATURE.BNDREGS, xs.bndreg_state, put64);
+  component(XFEATURE.BNDCSR, xs.bndcsr_state, put64);
+  component(XFEATURE.OPMASK, xs.opmask_reg, put64);
+  component(XFEATURE.ZMM_HI256, xs.zmm_upper, put64);
+  component(XFEATURE.HI16_ZMM, xs.hi16_zmm, put64);
+  component(XFEATURE.PKRU, xs.pkru, put32);
   // Components the image does not carry go back to their init state.
   bv &= 0x2e7n;
   x.writeBigUInt64LE(bv, XSAVE_HDR);

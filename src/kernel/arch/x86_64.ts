@@ -21,13 +21,13 @@ const sys: Partial<Record<SyscallName, number>> = {
   sched_setaffinity: 203, sched_getaffinity: 204, set_thread_area: 205, get_thread_area: 211,
   set_tid_address: 218, restart_syscall: 219, timer_create: 222, timer_settime: 223, timer_gettime: 224,
   timer_getoverrun: 225, timer_delete: 226, clock_gettime: 228, clock_nanosleep: 230, exit_group: 231,
-  epoll_ctl: 233, tgkill: 234, waitid: 247, openat: 257, unshare: 272, set_robust_list: 273,
+  epoll_ctl: 233, tgkill: 234, waitid: 247, openat: 257, unlinkat: 263, unshare: 272, set_robust_list: 273,
   get_robust_list: 274, splice: 275, tee: 276, vmsplice: 278, timerfd_create: 283, fallocate: 285,
   timerfd_settime: 286, timerfd_gettime: 287, signalfd4: 289, eventfd2: 290, epoll_create1: 291, dup3: 292,
   pipe2: 293, preadv: 295, pwritev: 296, rt_tgsigqueueinfo: 297, prlimit64: 302, setns: 308, getcpu: 309,
   process_vm_readv: 310, process_vm_writev: 311, kcmp: 312, seccomp: 317, memfd_create: 319,
   userfaultfd: 323, membarrier: 324, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434, clone3: 435,
-  close_range: 436, pidfd_getfd: 438, map_shadow_stack: 453,
+  close_range: 436, openat2: 437, pidfd_getfd: 438, map_shadow_stack: 453,
 };
 
 const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n;

@@ -4,8 +4,11 @@ import { arch, NT, A64, FPSIMD_SIZE, SysError } from '../../kernel/index.ts';
 import { readAuxv, AT_HWCAP } from '../../proc/index.ts';
 import { CriuError } from '../../errors.ts';
 import type { Tracee } from '../../compel/index.ts';
-import type { Msg } from '../types.ts';
+import type { Message, MessageInput } from '../types.ts';
 import type { CpuBackend } from './types.ts';
+
+type Info = Message<'thread_info_aarch64'>;
+type Core = Message<'core_entry'>;
 
 const HWCAP_SVE = 1n << 22n, HWCAP_PACA = 1n << 30n, HWCAP_PACG = 1n << 31n, HWCAP_GCS = 1n << 32n;
 let hwcapCache: bigint | undefined;
@@ -43,42 +46,45 @@ function liveSve(t: Tracee): Buffer | undefined {
 
 const u64s = (b: Buffer, n: number, off = 0): bigint[] => Array.from({ length: n }, (_, i) => b.readBigUInt64LE(off + i * 8));
 
-function regsToEntry(r: Buffer): Msg {
+function regsToEntry(r: Buffer): MessageInput<'user_aarch64_regs_entry'> {
   return { regs: u64s(r, 31), sp: r.readBigUInt64LE(A64.sp), pc: r.readBigUInt64LE(A64.pc), pstate: r.readBigUInt64LE(A64.pstate) };
 }
-function entryToRegs(e: Msg): Buffer {
+function entryToRegs(e: Message<'user_aarch64_regs_entry'>): Buffer {
   const r = Buffer.alloc(arch.gpRegsSize);
-  (e.regs as bigint[]).slice(0, 31).forEach((v, i) => r.writeBigUInt64LE(v, i * 8));
-  r.writeBigUInt64LE(e.sp as bigint, A64.sp);
-  r.writeBigUInt64LE(e.pc as bigint, A64.pc);
-  r.writeBigUInt64LE(e.pstate as bigint, A64.pstate);
+  e.regs.slice(0, 31).forEach((v, i) => r.writeBigUInt64LE(v, i * 8));
+  r.writeBigUInt64LE(e.sp, A64.sp);
+  r.writeBigUInt64LE(e.pc, A64.pc);
+  r.writeBigUInt64LE(e.pstate, A64.pstate);
   return r;
 }
 
 // struct user_fpsimd_state: 32 × 128-bit vregs, fpsr, fpcr.
-function fpsimdToEntry(f: Buffer): Msg {
+function fpsimdToEntry(f: Buffer): MessageInput<'user_aarch64_fpsimd_context_entry'> {
   return { vregs: u64s(f, 64), fpsr: f.readUInt32LE(512), fpcr: f.readUInt32LE(516) };
 }
-function entryToFpsimd(e: Msg): Buffer {
+function entryToFpsimd(e: Message<'user_aarch64_fpsimd_context_entry'>): Buffer {
   const f = Buffer.alloc(FPSIMD_SIZE);
-  (e.vregs as bigint[]).slice(0, 64).forEach((v, i) => f.writeBigUInt64LE(v, i * 8));
-  f.writeUInt32LE(e.fpsr as number, 512);
-  f.writeUInt32LE(e.fpcr as number, 516);
+  e.vregs.slice(0, 64).forEach((v, i) => f.writeBigUInt64LE(v, i * 8));
+  f.writeUInt32LE(e.fpsr, 512);
+  f.writeUInt32LE(e.fpcr, 516);
   return f;
 }
 
-const ADDRESS_KEYS = ['apiakey', 'apibkey', 'apdakey', 'apdbkey'] as const;
+/** NT_ARM_PACA_KEYS: the four 128-bit address keys, low half first. */
+const ADDRESS_KEY_WORDS = ['apiakey_lo', 'apiakey_hi', 'apibkey_lo', 'apibkey_hi', 'apdakey_lo', 'apdakey_hi', 'apdbkey_lo', 'apdbkey_hi'] as const;
 
-function dumpPacKeys(t: Tracee): Msg | undefined {
+function dumpPacKeys(t: Tracee): MessageInput<'pac_keys'> | undefined {
   if (!hostHas.pac()) return undefined;
-  const out: Msg = {};
+  const out: MessageInput<'pac_keys'> = {};
   const a = regset(t, NT.ARM_PACA_KEYS, 64);
   if (a?.length === 64) {
-    const e: Msg = {};
-    ADDRESS_KEYS.forEach((k, i) => { e[`${k}_lo`] = a.readBigUInt64LE(i * 16); e[`${k}_hi`] = a.readBigUInt64LE(i * 16 + 8); });
     const en = regset(t, NT.ARM_PAC_ENABLED_KEYS, 8);
-    e.pac_enabled_key = en?.length === 8 ? en.readBigUInt64LE(0) : 0xfn;
-    out.pac_address_keys = e;
+    const w = (i: number) => a.readBigUInt64LE(i * 8);
+    out.pac_address_keys = {
+      apiakey_lo: w(0), apiakey_hi: w(1), apibkey_lo: w(2), apibkey_hi: w(3),
+      apdakey_lo: w(4), apdakey_hi: w(5), apdbkey_lo: w(6), apdbkey_hi: w(7),
+      pac_enabled_key: en?.length === 8 ? en.readBigUInt64LE(0) : 0xfn,
+    };
   }
   const g = regset(t, NT.ARM_PACG_KEYS, 16);
   if (g?.length === 16) out.pac_generic_keys = { apgakey_lo: g.readBigUInt64LE(0), apgakey_hi: g.readBigUInt64LE(8) };
@@ -89,27 +95,27 @@ function dumpPacKeys(t: Tracee): Msg | undefined {
  * The keys must be the dumped ones: Debian's arm64 code signs its return addresses, and a
  * thread resumed with fresh keys faults on its first return.
  */
-function restorePacKeys(t: Tracee, keys: Msg | undefined): void {
-  const a = keys?.pac_address_keys as Msg | undefined;
+function restorePacKeys(t: Tracee, keys: Message<'pac_keys'> | undefined): void {
+  const a = keys?.pac_address_keys;
   if (a) {
     const b = Buffer.alloc(64);
-    ADDRESS_KEYS.forEach((k, i) => { b.writeBigUInt64LE(a[`${k}_lo`] as bigint, i * 16); b.writeBigUInt64LE(a[`${k}_hi`] as bigint, i * 16 + 8); });
+    ADDRESS_KEY_WORDS.forEach((k, i) => b.writeBigUInt64LE(a[k], i * 8));
     t.setRegset(NT.ARM_PACA_KEYS, b);
     const en = Buffer.alloc(8);
-    en.writeBigUInt64LE(a.pac_enabled_key as bigint);
+    en.writeBigUInt64LE(a.pac_enabled_key);
     t.setRegset(NT.ARM_PAC_ENABLED_KEYS, en);
   }
-  const g = keys?.pac_generic_keys as Msg | undefined;
+  const g = keys?.pac_generic_keys;
   if (g) {
     const b = Buffer.alloc(16);
-    b.writeBigUInt64LE(g.apgakey_lo as bigint, 0);
-    b.writeBigUInt64LE(g.apgakey_hi as bigint, 8);
+    b.writeBigUInt64LE(g.apgakey_lo, 0);
+    b.writeBigUInt64LE(g.apgakey_hi, 8);
     t.setRegset(NT.ARM_PACG_KEYS, b);
   }
 }
 
 /** NT_ARM_GCS as CRIU's user_aarch64_gcs_entry, plus the locked bits (a criu-ts extension field). */
-function dumpGcs(t: Tracee): Msg | undefined {
+function dumpGcs(t: Tracee): MessageInput<'user_aarch64_gcs_entry'> | undefined {
   if (!hostHas.gcs()) return undefined;
   const b = regset(t, NT.ARM_GCS, GCS_SIZE);
   if (!b || b.length < GCS_SIZE) return undefined;
@@ -123,16 +129,21 @@ function dumpGcs(t: Tracee): Msg | undefined {
  * ignoring locks, and allocates nothing. The GCS VMA and its contents are back already
  * (shstk.ts), and nothing runs in the thread before it resumes with these registers.
  */
-function restoreGcs(t: Tracee, gcs: Msg | undefined): void {
+function restoreGcs(t: Tracee, gcs: Message<'user_aarch64_gcs_entry'> | undefined): void {
   if (!hostHas.gcs()) return;
   const b = Buffer.alloc(GCS_SIZE);
   if (gcs) {
-    b.writeBigUInt64LE(gcs.features_enabled as bigint, 0);
-    b.writeBigUInt64LE((gcs.features_locked as bigint | undefined) ?? 0n, 8);
-    b.writeBigUInt64LE(gcs.gcspr_el0 as bigint, 16);
+    b.writeBigUInt64LE(gcs.features_enabled, 0);
+    b.writeBigUInt64LE(gcs.features_locked ?? 0n, 8);
+    b.writeBigUInt64LE(gcs.gcspr_el0, 16);
   }
   // Without an entry the thread gets GCS off, whatever the stub had.
   t.setRegset(NT.ARM_GCS, b);
+}
+
+function info(core: Core): Info {
+  if (!core.ti_aarch64) throw new Error('core entry without ti_aarch64');
+  return core.ti_aarch64;
 }
 
 export const aarch64Cpu: CpuBackend = {
@@ -147,7 +158,7 @@ export const aarch64Cpu: CpuBackend = {
     t.setRegs(s.regs);
   },
   dumpInfo(t, s, _area, _facts, clearTid) {
-    const info: Msg = {
+    const info: MessageInput<'thread_info_aarch64'> = {
       clear_tid_addr: clearTid,
       tls: t.getRegset(NT.ARM_TLS, 16).readBigUInt64LE(0),
       gpregs: regsToEntry(s.regs),
@@ -158,28 +169,29 @@ export const aarch64Cpu: CpuBackend = {
     const gcs = dumpGcs(t);
     if (gcs) info.gcs = gcs;
     if (s.vector) info.sve = s.vector;
-    return info;
+    return { ti_aarch64: info };
   },
-  check(info, file) {
-    const gcs = info.gcs as Msg | undefined;
-    if (gcs && ((gcs.features_enabled as bigint) & PR_SHADOW_STACK_ENABLE) && !hostHas.gcs()) {
+  check(core, file) {
+    if (!core.ti_aarch64) throw new CriuError(`${file}: no ti_aarch64`);
+    const gcs = core.ti_aarch64.gcs;
+    if (gcs && (gcs.features_enabled & PR_SHADOW_STACK_ENABLE) && !hostHas.gcs()) {
       throw new CriuError(`${file}: the thread runs with the Guarded Control Stack (GCS), which this machine does not have`);
     }
   },
-  tls: (info) => info.tls as bigint,
-  clearTid: (info) => info.clear_tid_addr as bigint,
-  regs: (info) => entryToRegs(info.gpregs as Msg),
-  apply(t, info) {
+  tls: (core) => info(core).tls,
+  clearTid: (core) => info(core).clear_tid_addr,
+  regs: (core) => entryToRegs(info(core).gpregs),
+  apply(t, core) {
+    const ti = info(core);
     const tls = Buffer.alloc(8);
-    tls.writeBigUInt64LE(info.tls as bigint);
+    tls.writeBigUInt64LE(ti.tls);
     t.setRegset(NT.ARM_TLS, tls);
     // Without pointer authentication the PAC instructions Debian's code uses are NOPs (they
     // sit in the HINT space), so the keys are not needed and there is nowhere to put them.
-    if (hostHas.pac()) restorePacKeys(t, info.pac_keys as Msg | undefined);
-    const sve = info.sve as Buffer | undefined;
-    if (sve && hostHas.sve()) t.setRegset(NT.ARM_SVE, sve);
-    else t.setFpRegs(entryToFpsimd(info.fpsimd as Msg));
-    t.setRegs(aarch64Cpu.regs(info));
-    restoreGcs(t, info.gcs as Msg | undefined);
+    if (hostHas.pac()) restorePacKeys(t, ti.pac_keys);
+    if (ti.sve && hostHas.sve()) t.setRegset(NT.ARM_SVE, ti.sve);
+    else t.setFpRegs(entryToFpsimd(ti.fpsimd));
+    t.setRegs(entryToRegs(ti.gpregs));
+    restoreGcs(t, ti.gcs);
   },
 };

@@ -2,7 +2,8 @@
 // and the per-thread extras (TLS descriptors, pointer-authentication keys, shadow stacks).
 // core.ts holds what is the same everywhere.
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
-import type { Msg } from '../types.ts';
+import type { XsaveOffsets } from '../../kernel/arch/x86_64-xsave.ts';
+import type { Message, MessageInput } from '../types.ts';
 
 /** Registers read the moment a thread is frozen, before any injected call can disturb them. */
 export interface CpuSnapshot {
@@ -12,30 +13,41 @@ export interface CpuSnapshot {
   vector?: Buffer;
 }
 
-/** Facts about this machine's CPU, found once per run (x86: XSAVE layout by CPUID). */
-export type CpuFacts = Record<string, unknown>;
+/** Facts about this machine's CPU, found once per run. */
+export interface CpuFacts {
+  /** x86: where each XSAVE component sits, by CPUID. */
+  xsave?: XsaveOffsets;
+}
 
+type Core = Message<'core_entry'>;
+/** The core_entry fields that hold a thread_info, one per architecture. */
+export type CoreThreadInfo = Pick<MessageInput<'core_entry'>, 'thread_info' | 'ti_aarch64'>;
+
+/**
+ * Each architecture reads its own thread_info out of a core entry (`core.thread_info` on
+ * x86_64, `core.ti_aarch64` on arm64), so that callers never handle another architecture's.
+ */
 export interface CpuBackend {
   /** core_entry.mtype. */
   readonly march: number;
   /** The core_entry field that holds this architecture's thread_info. */
-  readonly infoField: 'thread_info' | 'ti_aarch64';
+  readonly infoField: keyof CoreThreadInfo;
   facts(area: InjectionArea): CpuFacts;
   snapshot(t: Tracee): CpuSnapshot;
   /** Put a snapshot back (the dump leaves the task running, or failed). */
   thaw(t: Tracee, s: CpuSnapshot): void;
-  /** The thread_info message; `clearTid` is the thread's clear_child_tid address. */
-  dumpInfo(t: Tracee, s: CpuSnapshot, area: InjectionArea, facts: CpuFacts, clearTid: bigint): Msg;
-  /** Refuse, with a CriuError naming `file`, a thread this machine cannot run. */
-  check(info: Msg, file: string): void;
+  /** The thread_info in its core_entry field; `clearTid` is the thread's clear_child_tid address. */
+  dumpInfo(t: Tracee, s: CpuSnapshot, area: InjectionArea, facts: CpuFacts, clearTid: bigint): CoreThreadInfo;
+  /** Refuse, with a CriuError naming `file`, a thread this machine cannot run (or without a thread_info). */
+  check(core: Core, file: string): void;
   /** The TLS value a restored thread is cloned with (clone3's tls). */
-  tls(info: Msg): bigint;
-  clearTid(info: Msg): bigint;
+  tls(core: Core): bigint;
+  clearTid(core: Core): bigint;
   /** The general registers apply() puts in. */
-  regs(info: Msg): Buffer;
+  regs(core: Core): Buffer;
   /**
    * The thread's final CPU state, after its last injected syscall: from here it may only be
    * resumed.
    */
-  apply(t: Tracee, info: Msg, facts: CpuFacts): void;
+  apply(t: Tracee, core: Core, facts: CpuFacts): void;
 }

@@ -1,20 +1,23 @@
 // x86_64: user_regs_struct, the XSAVE area and the three GDT TLS descriptors (thread_info_x86).
-import { arch, X86, X86_REG_NAMES, PTRACE_X86, SysError } from '../../kernel/index.ts';
+import { arch, X86, X86_REG_NAMES, PTRACE_X86, SysError, type X86Reg } from '../../kernel/index.ts';
 import { xsaveToEntry, entryToXsave, type XsaveOffsets } from '../../kernel/arch/x86_64-xsave.ts';
-import { xsaveOffsets, type Tracee, type InjectionArea } from '../../compel/index.ts';
-import type { Msg } from '../types.ts';
+import { xsaveOffsets, type Tracee } from '../../compel/index.ts';
+import { CriuError } from '../../errors.ts';
+import type { Message, MessageInput } from '../types.ts';
 import type { CpuBackend, CpuFacts } from './types.ts';
 
-function regsToEntry(r: Buffer): Msg {
-  const e: Msg = {};
-  for (const name of X86_REG_NAMES) e[name] = r.readBigUInt64LE(X86[name]);
-  e.mode = 1; // NATIVE
-  return e;
+type Info = Message<'thread_info_x86'>;
+type Core = Message<'core_entry'>;
+
+function regsToEntry(r: Buffer): MessageInput<'user_x86_regs_entry'> {
+  // Every name of X86_REG_NAMES is filled in: the record is whole.
+  const regs = Object.fromEntries(X86_REG_NAMES.map((name) => [name, r.readBigUInt64LE(X86[name])])) as Record<X86Reg, bigint>;
+  return { ...regs, mode: 1 /* NATIVE */ };
 }
 
-function entryToRegs(e: Msg): Buffer {
+function entryToRegs(e: Message<'user_x86_regs_entry'>): Buffer {
   const r = Buffer.alloc(arch.gpRegsSize);
-  for (const name of X86_REG_NAMES) r.writeBigUInt64LE(BigInt.asUintN(64, e[name] as bigint), X86[name]);
+  for (const name of X86_REG_NAMES) r.writeBigUInt64LE(BigInt.asUintN(64, e[name]), X86[name]);
   return r;
 }
 
@@ -26,8 +29,8 @@ const GDT_TLS = [12, 13, 14];
  * call). A kernel without 32-bit emulation refuses it and has no such slots in use either:
  * they are then saved empty, as the kernel reports an unused one.
  */
-function readTlsDescs(t: Tracee): Msg[] {
-  const out: Msg[] = [];
+function readTlsDescs(t: Tracee): MessageInput<'user_desc_t'>[] {
+  const out: MessageInput<'user_desc_t'>[] = [];
   const d = Buffer.alloc(USER_DESC);
   for (const n of GDT_TLS) {
     d.fill(0);
@@ -47,10 +50,18 @@ function readTlsDescs(t: Tracee): Msg[] {
   return out;
 }
 
-const offsets = (f: CpuFacts): XsaveOffsets => f.xsave as XsaveOffsets;
+function offsets(f: CpuFacts): XsaveOffsets {
+  if (!f.xsave) throw new Error('the XSAVE layout of this CPU is not known');
+  return f.xsave;
+}
 
-function finalRegs(info: Msg): Buffer {
-  const r = entryToRegs(info.gpregs as Msg);
+function info(core: Core): Info {
+  if (!core.thread_info) throw new Error('core entry without thread_info');
+  return core.thread_info;
+}
+
+function finalRegs(core: Core): Buffer {
+  const r = entryToRegs(info(core).gpregs);
   arch.fixupRestart(r);
   return r;
 }
@@ -67,15 +78,18 @@ export const x86_64Cpu: CpuBackend = {
     // Saved already adjusted for an interrupted syscall, as CRIU does: its restorer does
     // not adjust them again.
     arch.fixupRestart(r);
-    return { clear_tid_addr: clearTid, gpregs: regsToEntry(r), fpregs: xsaveToEntry(s.fpregs, offsets(facts)), tls: readTlsDescs(t) };
+    return { thread_info: { clear_tid_addr: clearTid, gpregs: regsToEntry(r), fpregs: xsaveToEntry(s.fpregs, offsets(facts)), tls: readTlsDescs(t) } };
   },
-  check() { /* every x86_64 dump runs here */ },
-  tls: (info) => (info.gpregs as Msg).fs_base as bigint,
-  clearTid: (info) => info.clear_tid_addr as bigint,
+  check(core, file) {
+    // Every x86_64 dump runs here.
+    if (!core.thread_info) throw new CriuError(`${file}: no thread_info`);
+  },
+  tls: (core) => info(core).gpregs.fs_base,
+  clearTid: (core) => info(core).clear_tid_addr,
   regs: finalRegs,
-  apply(t, info, facts) {
+  apply(t, core, facts) {
     // Laid over the thread's own XSAVE buffer, so that its size and unknown components are this machine's.
-    t.setFpRegs(entryToXsave(info.fpregs as Msg, t.getFpRegs(), offsets(facts)));
-    t.setRegs(finalRegs(info));
+    t.setFpRegs(entryToXsave(info(core).fpregs, t.getFpRegs(), offsets(facts)));
+    t.setRegs(finalRegs(core));
   },
 };

@@ -2,7 +2,7 @@
 // each is made again in criu-ts with that state and moved into the task like any fd.
 import fs from 'node:fs';
 import { eventfd, epollCreate, signalfd, timerfdCreate, timerfdSettime, ioctl, fcntl, F, O, TFD_IOC_SET_TICKS, arch } from '../../kernel/index.ts';
-import { FD_TYPE, fown, type FileKind } from './types.ts';
+import { FD_TYPE, fown, fileKind } from './types.ts';
 
 const anon = (name: string) => (p: { link: string }) => p.link === `anon_inode:[${name}]` || p.link === `anon_inode:${name}`;
 const O_FLAGS = O.NONBLOCK;
@@ -14,19 +14,19 @@ function setStatusFlags(fd: number, flags: number): void {
   if (!(flags & O.NONBLOCK)) fcntl(fd, F.SETFL, flags & O.APPEND);
 }
 
-export const eventfdFile: FileKind = {
+export const eventfdFile = fileKind({
   type: FD_TYPE.EVENTFD,
+  field: 'efd',
   name: 'eventfd',
   matches: anon('eventfd'),
   dump(p, id) {
     const flags = (p.flags & ~EFD_SEMAPHORE) | (p.info.eventfdSemaphore ? EFD_SEMAPHORE : 0);
-    return { efd: { id, flags, fown: fown(), counter: p.info.eventfdCount ?? 0n } };
+    return { id, flags, fown: fown(), counter: p.info.eventfdCount ?? 0n };
   },
-  open(file, ctx) {
-    const e = file.efd as Record<string, unknown>;
-    const flags = e.flags as number;
+  open(e, ctx) {
+    const flags = e.flags;
     const fd = ctx.keep(eventfd(0, O.CLOEXEC | O_FLAGS | (flags & EFD_SEMAPHORE)));
-    const counter = e.counter as bigint;
+    const counter = e.counter;
     if (counter > 0n) {
       const b = Buffer.alloc(8);
       b.writeBigUInt64LE(counter, 0);
@@ -35,10 +35,11 @@ export const eventfdFile: FileKind = {
     setStatusFlags(fd, flags);
     return fd;
   },
-};
+});
 
-export const eventpollFile: FileKind = {
+export const eventpollFile = fileKind({
   type: FD_TYPE.EVENTPOLL,
+  field: 'epfd',
   name: 'epoll',
   matches: anon('eventpoll'),
   dump(p, id) {
@@ -47,72 +48,68 @@ export const eventpollFile: FileKind = {
       ...(t.sdev !== undefined ? { dev: t.sdev } : {}), ...(t.ino !== undefined ? { inode: BigInt(t.ino) } : {}),
       ...(t.pos !== undefined ? { pos: t.pos } : {}),
     }));
-    return { epfd: { id, flags: p.flags, fown: fown(), tfd } };
+    return { id, flags: p.flags, fown: fown(), tfd };
   },
-  open(file, ctx) {
-    const e = file.epfd as Record<string, unknown>;
+  open(e, ctx) {
     const fd = ctx.keep(epollCreate(O.CLOEXEC));
     // epoll_create1 takes no O_NONBLOCK; the descriptor gets it afterwards if it had it.
-    if ((e.flags as number) & O.NONBLOCK) fcntl(fd, F.SETFL, O.NONBLOCK);
+    if (e.flags & O.NONBLOCK) fcntl(fd, F.SETFL, O.NONBLOCK);
     return fd;
   },
   // Targets are registered by the task itself: epoll keys each item by the task's fd number,
   // which the task later uses for EPOLL_CTL_MOD and DEL.
-  afterInstall(file, fd, t, area) {
-    const e = file.epfd as Record<string, unknown>;
+  afterInstall(e, fd, t, area) {
     const size = arch.name === 'x86_64' ? 12 : 16; // struct epoll_event is packed on x86_64
     const ev = Buffer.alloc(size);
-    for (const tf of (e.tfd as Array<Record<string, unknown>>)) {
+    for (const tf of e.tfd) {
       area.reset();
-      ev.writeUInt32LE(tf.events as number, 0);
-      ev.writeBigUInt64LE(tf.data as bigint, size - 8);
-      t.syscall('epoll_ctl', fd, 1 /* EPOLL_CTL_ADD */, tf.tfd as number, area.put(ev));
+      ev.writeUInt32LE(tf.events, 0);
+      ev.writeBigUInt64LE(tf.data, size - 8);
+      t.syscall('epoll_ctl', fd, 1 /* EPOLL_CTL_ADD */, tf.tfd, area.put(ev));
     }
   },
-};
+});
 
-export const signalfdFile: FileKind = {
+export const signalfdFile = fileKind({
   type: FD_TYPE.SIGNALFD,
+  field: 'sgfd',
   name: 'signalfd',
   matches: anon('signalfd'),
-  dump(p, id) { return { sgfd: { id, flags: p.flags, fown: fown(), sigmask: p.info.sigmask ?? 0n } }; },
-  open(file, ctx) {
-    const e = file.sgfd as Record<string, unknown>;
-    const fd = ctx.keep(signalfd(e.sigmask as bigint, O.CLOEXEC | O.NONBLOCK));
-    setStatusFlags(fd, e.flags as number);
+  dump(p, id) { return { id, flags: p.flags, fown: fown(), sigmask: p.info.sigmask ?? 0n }; },
+  open(e, ctx) {
+    const fd = ctx.keep(signalfd(e.sigmask, O.CLOEXEC | O.NONBLOCK));
+    setStatusFlags(fd, e.flags);
     return fd;
   },
-};
+});
 
-export const timerfdFile: FileKind = {
+export const timerfdFile = fileKind({
   type: FD_TYPE.TIMERFD,
+  field: 'tfd',
   name: 'timerfd',
   matches: anon('timerfd'),
   dump(p, id) {
     const t = p.info.timerfd;
     if (!t) throw new Error(`fd ${p.fd} of task ${p.pid}: timerfd without its fdinfo state`);
     return {
-      tfd: {
-        id, flags: p.flags, fown: fown(), clockid: t.clockid, ticks: t.ticks, settime_flags: t.settimeFlags,
-        vsec: t.itValue.sec, vnsec: t.itValue.nsec, isec: t.itInterval.sec, insec: t.itInterval.nsec,
-      },
+      id, flags: p.flags, fown: fown(), clockid: t.clockid, ticks: t.ticks, settime_flags: t.settimeFlags,
+      vsec: t.itValue.sec, vnsec: t.itValue.nsec, isec: t.itInterval.sec, insec: t.itInterval.nsec,
     };
   },
-  open(file, ctx) {
-    const e = file.tfd as Record<string, unknown>;
-    const fd = ctx.keep(timerfdCreate(e.clockid as number, O.CLOEXEC | O.NONBLOCK));
-    const value = { sec: e.vsec as bigint, nsec: e.vnsec as bigint };
+  open(e, ctx) {
+    const fd = ctx.keep(timerfdCreate(e.clockid, O.CLOEXEC | O.NONBLOCK));
+    const value = { sec: e.vsec, nsec: e.vnsec };
     // fdinfo shows the time left, so the timer is armed relative to now.
     if (value.sec !== 0n || value.nsec !== 0n) {
-      timerfdSettime(fd, (e.settime_flags as number) & 2, { sec: e.isec as bigint, nsec: e.insec as bigint }, value);
+      timerfdSettime(fd, e.settime_flags & 2, { sec: e.isec, nsec: e.insec }, value);
     }
-    const ticks = e.ticks as bigint;
+    const ticks = e.ticks;
     if (ticks > 0n) {
       const b = Buffer.alloc(8);
       b.writeBigUInt64LE(ticks, 0);
       ioctl(fd, TFD_IOC_SET_TICKS, b);
     }
-    setStatusFlags(fd, e.flags as number);
+    setStatusFlags(fd, e.flags);
     return fd;
   },
-};
+});

@@ -9,11 +9,15 @@ import { ttyFile } from './tty.ts';
 import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
-import type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
-import type { FileTable, Msg } from '../types.ts';
+import { kindSession, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import type { FileTable, Message } from '../types.ts';
+import type { FileEntry } from './types.ts';
 
-export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx } from './types.ts';
-export { FD_TYPE } from './types.ts';
+type Fdinfo = Message<'fdinfo_entry'>;
+
+export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions } from './types.ts';
+export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, regFile];
@@ -57,8 +61,8 @@ export class FileIdentity {
 }
 
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
-export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Msg[] {
-  const out: Msg[] = [];
+export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Fdinfo[] {
+  const out: Fdinfo[] = [];
   for (const fd of listFds(pid)) {
     const p = probe(pid, fd);
     const kind = kinds.find((k) => k.matches(p));
@@ -66,7 +70,7 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
     let id = identity.find(p);
     if (id === undefined) {
       id = files.newId();
-      files.add({ type: kind.type, id, ...kind.dump(p, id, ctx) });
+      files.add(kindSession(kind, ctx.kinds).dump(p, id, ctx));
       identity.add(p, id);
     }
     out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
@@ -78,15 +82,15 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
  * A local fd for each file id the task needs. `local` is shared by all tasks of a restore:
  * an id seen again (a description shared by fork or dup) reuses its fd, so it stays shared.
  */
-export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx, local: Map<number, number>): Map<number, number> {
+export function openForRestore(fdinfo: Fdinfo[], ctx: RestoreFileCtx, local: Map<number, number>): Map<number, number> {
   for (const e of fdinfo) {
-    const id = e.id as number;
+    const id = e.id;
     if (local.has(id)) continue;
     const file = ctx.files.get(id);
-    if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd as number})`);
+    if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd})`);
     const kind = kinds.find((k) => k.type === file.type);
-    if (!kind) throw new Error(`fd ${e.fd as number}: file type ${file.type as number} is not supported yet`);
-    local.set(id, kind.open(file, ctx));
+    if (!kind) throw new Error(`fd ${e.fd}: file type ${file.type} is not supported yet`);
+    local.set(id, kindSession(kind, ctx.kinds).open(file, ctx));
   }
   return local;
 }
@@ -98,25 +102,27 @@ export function openForRestore(fdinfo: Msg[], ctx: RestoreFileCtx, local: Map<nu
  * the same close-on-exec flag stays as it is, and every other inherited fd is closed first
  * (all of them for a stub from the helper).
  */
-export function installFds(t: import('../../compel/index.ts').Tracee, fdinfo: Msg[], local: Map<number, number>, selfPid: number, inherited: Msg[] = []): void {
-  const had = new Map(inherited.map((e) => [e.fd as number, e]));
+export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, selfPid: number, inherited: Fdinfo[] = []): void {
+  const had = new Map(inherited.map((e) => [e.fd, e]));
   const kept = new Set<number>();
   for (const e of fdinfo) {
-    const h = had.get(e.fd as number);
-    if (h && h.id === e.id && (((h.flags as number) ^ (e.flags as number)) & 1) === 0) kept.add(e.fd as number);
+    const h = had.get(e.fd);
+    if (h && h.id === e.id && ((h.flags ^ e.flags) & 1) === 0) kept.add(e.fd);
   }
   for (const [from, to] of closeRanges([...had.keys()], kept)) t.syscall('close_range', from, to, 0);
-  fdinfo = fdinfo.filter((e) => !kept.has(e.fd as number));
+  fdinfo = fdinfo.filter((e) => !kept.has(e.fd));
   if (!fdinfo.length) return;
-  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd as number), 2);
+  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd), 2);
   let pidfd = t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) { t.syscall('dup3', pidfd, high, O.CLOEXEC); t.syscall('close', pidfd); pidfd = high; }
   try {
     for (const e of fdinfo) {
-      const fd = BigInt(e.fd as number);
-      const cloexec = ((e.flags as number) & 1) !== 0;
-      const tmp = t.syscall('pidfd_getfd', pidfd, local.get(e.id as number) as number, 0);
+      const fd = BigInt(e.fd);
+      const cloexec = (e.flags & 1) !== 0;
+      const src = local.get(e.id);
+      if (src === undefined) throw new Error(`fd ${e.fd}: file ${e.id} was not opened for restore`);
+      const tmp = t.syscall('pidfd_getfd', pidfd, src, 0);
       if (tmp !== fd) {
         t.syscall('dup3', tmp, fd, cloexec ? O.CLOEXEC : 0);
         t.syscall('close', tmp);
@@ -149,15 +155,14 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
 }
 
 /** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets). */
-export function afterInstall(t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea,
-  fdinfo: Msg[], files: Map<number, Msg>, done: Set<number>): void {
+export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], files: Map<number, FileEntry>, done: Set<number>): void {
   for (const e of fdinfo) {
-    const id = e.id as number;
+    const id = e.id;
     if (done.has(id)) continue;
     const file = files.get(id)!;
     const kind = kinds.find((k) => k.type === file.type);
     if (!kind?.afterInstall) continue;
     done.add(id);
-    kind.afterInstall(file, e.fd as number, t, area);
+    kind.afterInstall(file, e.fd, t, area);
   }
 }

@@ -2,22 +2,22 @@
 // pagemap-shmem; each open description is a MEMFD entry with its own flags and offset.
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
-import { FD_TYPE, fown, type FileKind } from './types.ts';
+import { FD_TYPE, fown, fileKind } from './types.ts';
 
-export const memfdFile: FileKind = {
+export const memfdFile = fileKind({
   type: FD_TYPE.MEMFD,
+  field: 'memfd',
   name: 'memfd',
   matches: (p) => p.link.startsWith('/memfd:'),
   dump(p, id, ctx) {
     const inodeId = ctx.memfdInode(`/proc/${p.pid}/fd/${p.fd}`);
-    return { memfd: { id, flags: p.flags, pos: p.pos, fown: fown(), inode_id: inodeId } };
+    return { id, flags: p.flags, pos: p.pos, fown: fown(), inode_id: inodeId };
   },
-  open(file, ctx) {
-    const m = file.memfd as Record<string, unknown>;
-    const base = ctx.memfd(m.inode_id as number);
+  open(m, ctx) {
+    const base = ctx.memfd(m.inode_id);
     // A fresh open file description of the same memfd, with its own flags and offset.
-    const fd = ctx.keep(fs.openSync(`/proc/self/fd/${base}`, ((m.flags as number) & ~(O.CREAT | O.TRUNC)) | O.CLOEXEC));
-    if ((m.pos as bigint) !== 0n) lseek(fd, m.pos as bigint, 0);
+    const fd = ctx.keep(fs.openSync(`/proc/self/fd/${base}`, (m.flags & ~(O.CREAT | O.TRUNC)) | O.CLOEXEC));
+    if (m.pos !== 0n) lseek(fd, m.pos, 0);
     return fd;
   },
-};
+});

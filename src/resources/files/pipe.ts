@@ -2,7 +2,8 @@
 // once per pipe in pipes-data.img, read with tee so the task's own reader still gets them.
 import fs from 'node:fs';
 import { pipe2, tee, fcntl, F, O, SPLICE_F_NONBLOCK } from '../../kernel/index.ts';
-import { FD_TYPE, S_IFMT, S_IFIFO, fown, type FileKind, type FdProbe, type DumpFileCtx } from './types.ts';
+import { IMG } from '../../images/index.ts';
+import { FD_TYPE, S_IFMT, S_IFIFO, fown, statefulKind, type FdProbe, type DumpFileCtx } from './types.ts';
 
 const MAX_PIPE = 1 << 20; // pipes cannot grow past 1 MiB for us (no CAP_SYS_RESOURCE)
 
@@ -30,34 +31,36 @@ export function peekPipe(p: FdProbe): { data: Buffer; size: number } {
   }
 }
 
-function savePipeData(p: FdProbe, ctx: DumpFileCtx): void {
+/** Pipes, by pipe_id: whose data a dump has saved, and the kernel pipe a restore made for both ends. */
+interface PipeState { saved: Set<number>; ends: Map<number, [number, number]> }
+
+function savePipeData(p: FdProbe, ctx: DumpFileCtx, saved: Set<number>): void {
   const ino = pipeIno(p);
-  const key = `pipe:${ino}`;
-  if (ctx.seen.has(key)) return;
-  ctx.seen.add(key);
+  if (saved.has(ino)) return;
+  saved.add(ino);
   const { data, size } = peekPipe(p);
-  ctx.addEntry('pipes-data.img', { pipe_id: ino, bytes: data.length, size }, data);
+  ctx.addEntry(IMG.PIPES_DATA, { pipe_id: ino, bytes: data.length, size }, data);
 }
 
-export const pipeFile: FileKind = {
+export const pipeFile = statefulKind({
   type: FD_TYPE.PIPE,
+  field: 'pipe',
   name: 'pipe',
   matches: (p) => (p.mode & S_IFMT) === S_IFIFO && p.link.startsWith('pipe:'),
-  dump(p, id, ctx) {
-    savePipeData(p, ctx);
-    return { pipe: { id, pipe_id: pipeIno(p), flags: p.flags, fown: fown() } };
+  state: (): PipeState => ({ saved: new Set(), ends: new Map() }),
+  dump(p, id, ctx, state) {
+    savePipeData(p, ctx, state.saved);
+    return { id, pipe_id: pipeIno(p), flags: p.flags, fown: fown() };
   },
-  open(file, ctx) {
-    const pe = file.pipe as Record<string, unknown>;
-    const pipeId = pe.pipe_id as number;
-    const key = `pipe:${pipeId}`;
-    let ends = ctx.memo.get(key) as [number, number] | undefined;
+  open(pe, ctx, state) {
+    const pipeId = pe.pipe_id;
+    let ends = state.ends.get(pipeId);
     if (!ends) {
       const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
       ctx.keep(r); ctx.keep(w);
-      const rec = ctx.entries('pipes-data.img').find((e) => e.entry.pipe_id === pipeId);
+      const rec = ctx.entries(IMG.PIPES_DATA).find((e) => e.entry.pipe_id === pipeId);
       if (rec) {
-        const size = rec.entry.size as number | undefined;
+        const size = rec.entry.size;
         if (size && size !== fcntl(w, F.GETPIPE_SZ)) fcntl(w, F.SETPIPE_SZ, Math.min(size, MAX_PIPE));
         const data = rec.extra ?? Buffer.alloc(0);
         let off = 0;
@@ -67,11 +70,11 @@ export const pipeFile: FileKind = {
       fcntl(r, F.SETFL, 0);
       fcntl(w, F.SETFL, 0);
       ends = [r, w];
-      ctx.memo.set(key, ends);
+      state.ends.set(pipeId, ends);
     }
-    const flags = pe.flags as number;
+    const flags = pe.flags;
     const fd = (flags & O.ACCMODE) === O.WRONLY ? ends[1] : ends[0];
     fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND | 0o20000 /* O_ASYNC */));
     return fd;
   },
-};
+});

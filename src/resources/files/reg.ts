@@ -2,10 +2,11 @@
 // reopened by path with the same flags and offset.
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
-import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, fown, type FileKind } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, fown, fileKind } from './types.ts';
 
-export const regFile: FileKind = {
+export const regFile = fileKind({
   type: FD_TYPE.REG,
+  field: 'reg',
   name: 'regular file',
   matches(p) {
     const fmt = p.mode & S_IFMT;
@@ -16,18 +17,17 @@ export const regFile: FileKind = {
       throw new Error(`fd ${p.fd} of task ${p.pid} is the deleted file ${p.link.slice(0, -10)}; deleted files are not supported yet`);
     }
     if (!p.link.startsWith('/')) throw new Error(`fd ${p.fd} of task ${p.pid} (${p.link}) is not a file reachable by path`);
-    return { reg: { id, flags: p.flags, pos: p.pos, fown: fown(), name: p.link, size: BigInt(p.size), mode: p.mode } };
+    return { id, flags: p.flags, pos: p.pos, fown: fown(), name: p.link, size: BigInt(p.size), mode: p.mode };
   },
-  open(file, ctx) {
-    const reg = file.reg as Record<string, unknown>;
-    const flags = (reg.flags as number) & ~(O.CREAT | O.TRUNC | O.EXCL);
-    const fd = ctx.keep(fs.openSync(reg.name as string, flags | O.CLOEXEC));
-    const mode = reg.mode as number | undefined;
+  open(reg, ctx) {
+    const flags = reg.flags & ~(O.CREAT | O.TRUNC | O.EXCL);
+    const fd = ctx.keep(fs.openSync(reg.name, flags | O.CLOEXEC));
+    const mode = reg.mode;
     if (mode === undefined || (mode & S_IFMT) === S_IFREG || (mode & S_IFMT) === S_IFDIR) {
-      const pos = reg.pos as bigint;
+      const pos = reg.pos;
       if (pos !== 0n) lseek(fd, pos, 0);
     }
     return fd;
   },
-};
+});
 

@@ -1,7 +1,9 @@
 // The interface every fd kind implements: how to describe an open file at dump time, and
 // how to produce a local descriptor for it at restore time, which the orchestrator then
 // moves into the task with pidfd_getfd.
-import type { Logger, Msg } from '../types.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import type { AddArgs, EntryKind, EntryOf, ImageArgs } from '../../images/index.ts';
+import type { Logger, Message, MessageInput, RegExtra } from '../types.ts';
 
 /** An fd of a frozen task, with what /proc says about it. */
 export interface FdProbe {
@@ -26,11 +28,11 @@ export interface FdProbe {
 export interface DumpFileCtx {
   log: Logger;
   shellJob: boolean;
-  /** Add an extra image entry (pipes-data.img, tty-info.img ...). */
-  addEntry(image: string, entry: Msg, extra?: Buffer): void;
-  /** Process-wide memo, so that e.g. pipe data is saved once per pipe. */
-  seen: Set<string>;
-  regPath(path: string, flags: number, extra?: Msg): number;
+  /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
+  addEntry<K extends EntryKind>(kind: K, ...a: AddArgs<K>): void;
+  /** Each fd kind for this dump, with its state (kindSession makes them). */
+  kinds: KindSessions;
+  regPath(path: string, flags: number, extra?: RegExtra): number;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
   memfdInode(link: string): number;
 }
@@ -38,29 +40,109 @@ export interface DumpFileCtx {
 export interface RestoreFileCtx {
   log: Logger;
   shellJob: boolean;
-  /** Entries of an extra image, read lazily and cached. */
-  entries(image: string): Array<{ entry: Msg; extra?: Buffer }>;
+  /** Entries of an image of the fd kind's own, read lazily and cached. */
+  entries<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Array<{ entry: Message<EntryOf<K>>; extra?: Buffer }>;
   /** Local fds opened for restore; closed by the orchestrator at the end. */
   keep(fd: number): number;
-  /** Process-wide memo (one kernel pipe per pipe_id). */
-  memo: Map<string, unknown>;
-  files: Map<number, Msg>;
+  /** Each fd kind for this restore, with its state (kindSession makes them). */
+  kinds: KindSessions;
+  files: Map<number, FileEntry>;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
   memfd(inodeId: number): number;
 }
 
-export interface FileKind {
+export type FileEntry = Message<'file_entry'>;
+/** The file_entry fields that hold one kind's entry (reg, pipe, ...). */
+export type FileField = Exclude<keyof FileEntry & keyof MessageInput<'file_entry'>, 'type' | 'id'>;
+/** A kind's own entry in file_entry, as read. */
+export type KindEntry<F extends FileField> = NonNullable<FileEntry[F]>;
+/** A kind's own entry in file_entry, as written. */
+export type KindInput<F extends FileField> = NonNullable<MessageInput<'file_entry'>[F]>;
+
+interface KindBase<F extends FileField> {
   /** fd_types value in CRIU's images. */
   readonly type: number;
   readonly name: string;
+  /** Where the kind's entry sits in file_entry. */
+  readonly field: F;
   /** Does this kind handle the probed fd? */
   matches(p: FdProbe): boolean;
-  /** The file_entry for files.img (the caller fills type and id). */
-  dump(p: FdProbe, id: number, ctx: DumpFileCtx): Msg;
-  /** A local fd sharing the dumped open file description's state. */
-  open(file: Msg, ctx: RestoreFileCtx): number;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
-  afterInstall?(file: Msg, fd: number, t: import('../../compel/index.ts').Tracee, area: import('../../compel/index.ts').InjectionArea): void;
+  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
+}
+
+/** An fd kind whose fds are each dumped and opened on their own. */
+export interface PlainKindDef<F extends FileField> extends KindBase<F> {
+  /** The kind's entry for files.img. */
+  dump(p: FdProbe, id: number, ctx: DumpFileCtx): KindInput<F>;
+  /** A local fd sharing the dumped open file description's state. */
+  open(e: KindEntry<F>, ctx: RestoreFileCtx): number;
+}
+
+/**
+ * An fd kind with state across the fds of one dump or one restore (data saved once per
+ * pipe, one kernel pipe for both ends): `state()` makes it fresh for each.
+ */
+export interface StatefulKindDef<F extends FileField, S> extends KindBase<F> {
+  state(): S;
+  dump(p: FdProbe, id: number, ctx: DumpFileCtx, state: S): KindInput<F>;
+  open(e: KindEntry<F>, ctx: RestoreFileCtx, state: S): number;
+}
+
+/** One fd kind within one dump or one restore. */
+export interface KindSession {
+  /** The whole file_entry for files.img. */
+  dump(p: FdProbe, id: number, ctx: DumpFileCtx): MessageInput<'file_entry'>;
+  open(file: FileEntry, ctx: RestoreFileCtx): number;
+}
+
+export type KindSessions = Map<FileKind, KindSession>;
+
+/** An fd kind as the fd table sees it, whichever field of file_entry it uses. */
+export interface FileKind {
+  readonly type: number;
+  readonly name: string;
+  matches(p: FdProbe): boolean;
+  /** The kind for one dump or one restore, with fresh state. */
+  session(): KindSession;
+  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea): void;
+}
+
+/** An fd kind whose fds are each dumped and opened on their own. */
+export function fileKind<F extends FileField>(def: PlainKindDef<F>): FileKind {
+  return statefulKind<F, undefined>({
+    ...def, state: () => undefined, dump: (p, id, ctx) => def.dump(p, id, ctx), open: (e, ctx) => def.open(e, ctx),
+  });
+}
+
+/** An fd kind with state across the fds of one dump or one restore. */
+export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>): FileKind {
+  const entry = (file: FileEntry): KindEntry<F> => {
+    const e = file[def.field];
+    if (e === undefined) throw new Error(`files.img: ${def.name} file ${file.id} has no ${def.field} entry`);
+    return e;
+  };
+  const { afterInstall } = def;
+  return {
+    type: def.type,
+    name: def.name,
+    matches: (p) => def.matches(p),
+    session(): KindSession {
+      const state = def.state();
+      return {
+        dump: (p, id, ctx) => ({ type: def.type, id, [def.field]: def.dump(p, id, ctx, state) }),
+        open: (file, ctx) => def.open(entry(file), ctx, state),
+      };
+    },
+    ...(afterInstall ? { afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea) => afterInstall(entry(file), fd, t, area) } : {}),
+  };
+}
+
+/** The kind's session in this dump or restore, made on first use. */
+export function kindSession(kind: FileKind, sessions: KindSessions): KindSession {
+  let s = sessions.get(kind);
+  if (!s) { s = kind.session(); sessions.set(kind, s); }
+  return s;
 }
 
 export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18 } as const;
@@ -68,4 +150,4 @@ export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD
 export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFCHR = 0o020000, S_IFIFO = 0o010000, S_IFSOCK = 0o140000, S_IFBLK = 0o060000;
 
-export const fown = (): Msg => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
+export const fown = (): MessageInput<'fown_entry'> => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });

@@ -2,14 +2,17 @@
 // kernel's special mappings into place, recreate every VMA, fill the pages, then hand
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
-import { parseMaps, type Vma } from '../proc/index.ts';
-import { arch, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully } from '../kernel/index.ts';
-import { VMA, PE } from './mm-layout.ts';
+import { parseMaps, type Vma } from '../../proc/index.ts';
+import { arch, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully } from '../../kernel/index.ts';
+import { VMA, PE } from './layout.ts';
 import { pullFd } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
-import { fillPages } from './mm-fill.ts';
-import { RemoteSysError } from '../compel/index.ts';
-import type { Logger, Msg, PageSource, RestoreTask } from './types.ts';
+import { fillPages } from './fill.ts';
+import { RemoteSysError } from '../../compel/index.ts';
+import type { Logger, Message, PageSource, RestoreTask } from '../types.ts';
+
+type VmaEntry = Message<'vma_entry'>;
+type MmEntry = Message<'mm_entry'>;
 
 const PAGE = 4096n;
 
@@ -60,9 +63,9 @@ function subtract(r: Range, holes: Range[]): Range[] {
   return parts;
 }
 
-export function vmaRanges(vmas: Msg[]): Range[] {
-  return vmas.filter((v) => !((v.status as number) & VMA.AREA_VSYSCALL))
-    .map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
+export function vmaRanges(vmas: VmaEntry[]): Range[] {
+  return vmas.filter((v) => !(v.status & VMA.AREA_VSYSCALL))
+    .map((v) => ({ start: v.start, end: v.end }));
 }
 
 export function mapsRanges(vmas: Vma[]): Range[] {
@@ -75,7 +78,7 @@ export function mapsRanges(vmas: Vma[]): Range[] {
  * They go through a temporary area first because moving one onto another evicts it, and the
  * vDSO reaches vvar PC-relative, so only their final relative layout may be relied on.
  */
-export function prepareAddressSpace(t: RestoreTask, target: Msg[], keep: Range[] = []): void {
+export function prepareAddressSpace(t: RestoreTask, target: VmaEntry[], keep: Range[] = []): void {
   const tr = t.leader;
   const current = parseMaps(fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8'));
   // Everything goes but the injection area and the ranges kept from the parent; the kernel
@@ -85,7 +88,7 @@ export function prepareAddressSpace(t: RestoreTask, target: Msg[], keep: Range[]
   const doomed = current.filter((v) => !isSpecialPath(v.path)).flatMap((v) => subtract(v, stay));
   for (const r of coalesce(doomed, fences)) tr.syscall('munmap', r.start, r.end - r.start);
   const stubSpecials = current.filter((v) => v.path === '[vdso]' || v.path === '[vvar]' || v.path === '[vvar_vclock]');
-  const want = target.filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR));
+  const want = target.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR));
   const pairs = matchSpecials(stubSpecials, want);
   // A child cloned from its restored parent already has them where they belong.
   if (pairs.every((p) => p.from.start === p.to)) return;
@@ -111,18 +114,18 @@ interface SpecialMove { from: Vma; to: bigint; tmp: bigint }
  * and CRIU records them as one VVAR area, so both sides are taken as one block and each piece
  * keeps its offset inside it.
  */
-function matchSpecials(stub: Vma[], want: Msg[]): SpecialMove[] {
+function matchSpecials(stub: Vma[], want: VmaEntry[]): SpecialMove[] {
   const out: SpecialMove[] = [];
   for (const kind of ['vvar', 'vdso'] as const) {
     const pieces = stub.filter((v) => (v.path === '[vdso]') === (kind === 'vdso')).sort((x, y) => (x.start < y.start ? -1 : 1));
-    const dumped = want.filter((m) => (((m.status as number) & VMA.AREA_VDSO) !== 0) === (kind === 'vdso'))
-      .sort((x, y) => ((x.start as bigint) < (y.start as bigint) ? -1 : 1));
+    const dumped = want.filter((m) => ((m.status & VMA.AREA_VDSO) !== 0) === (kind === 'vdso'))
+      .sort((x, y) => (x.start < y.start ? -1 : 1));
     if (!pieces.length && !dumped.length) continue;
     if (!pieces.length || !dumped.length) {
       throw new Error(`the dump ${dumped.length ? 'has' : 'has no'} [${kind}] but this kernel ${pieces.length ? 'has' : 'has none'}; restoring on another kernel is not supported yet`);
     }
     const stubStart = pieces[0].start, stubSize = pieces[pieces.length - 1].end - stubStart;
-    const dumpStart = dumped[0].start as bigint, dumpSize = (dumped[dumped.length - 1].end as bigint) - dumpStart;
+    const dumpStart = dumped[0].start, dumpSize = (dumped[dumped.length - 1].end) - dumpStart;
     if (stubSize !== dumpSize) {
       throw new Error(`the [${kind}] of this kernel (${stubSize} bytes) differs from the dump's (${dumpSize}); restoring on another kernel is not supported yet`);
     }
@@ -158,13 +161,13 @@ function makeHasPages(runs: PageSource[]): (start: bigint, end: bigint) => boole
 }
 
 export interface MmRestoreInput {
-  mm: Msg;
+  mm: MmEntry;
   runs: PageSource[];
   pagesPath: string;
   /** files.img REG path by file id, for file mappings and the exe. */
   pathOf(fileId: number): string;
   /** criu-ts's fd of the shared memory object behind a VMA (shared anonymous or memfd). */
-  shmemFd(v: Msg): number;
+  shmemFd(v: VmaEntry): number;
   /** Key for encrypted page data. */
   key?: Buffer;
   /** VMAs (by start) inherited from the parent and kept as they are, with their pages. */
@@ -177,25 +180,25 @@ export interface MmRestoreInput {
 
 /**
  * Recreate every VMA and start filling its pages; the returned function waits for the fill
- * (see mm-fill.ts) and does what must follow it (copy-on-write pages from the parent, shadow
+ * (see fill.ts) and does what must follow it (copy-on-write pages from the parent, shadow
  * stacks, protections, madvise). Nothing else may touch the task before it has run.
  */
 export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
   const tr = t.leader;
-  const vmas = (input.mm.vmas as Msg[]).filter((v) => {
-    const st = v.status as number;
+  const vmas = input.mm.vmas.filter((v) => {
+    const st = v.status;
     return (st & VMA.AREA_REGULAR) && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
   });
   const hasPages = makeHasPages(input.runs.filter((r) => r.flags & (PE.PRESENT | PE.COW_PARENT)));
   const fds = new Map<string, bigint>();
-  const needMprotect: Msg[] = [];
+  const needMprotect: VmaEntry[] = [];
   try {
     for (const v of vmas) {
-      const st = v.status as number;
-      const start = v.start as bigint, len = (v.end as bigint) - start;
+      const st = v.status;
+      const start = v.start, len = v.end - start;
       const shared = (st & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
-      let prot = v.prot as number;
-      const writeTo = !shared && !(prot & PROT.WRITE) && hasPages(start, v.end as bigint);
+      let prot = v.prot;
+      const writeTo = !shared && !(prot & PROT.WRITE) && hasPages(start, v.end);
       if (input.kept?.has(start)) {
         if (writeTo) { tr.syscall('mprotect', start, len, prot | PROT.WRITE | PROT.READ); needMprotect.push(v); }
         dropUninherited(t, v, input);
@@ -205,15 +208,15 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         prot |= PROT.WRITE | PROT.READ;
         needMprotect.push(v);
       }
-      const flags = ((v.flags as number) & ~MAP.LOCKED) | MAP.FIXED;
+      const flags = (v.flags & ~MAP.LOCKED) | MAP.FIXED;
       if (st & (VMA.ANON_SHARED | VMA.AREA_MEMFD)) {
         const fd = pullFd(tr, input.shmemFd(v));
         try {
-          tr.syscall('mmap', start, len, prot, flags & ~MAP.ANONYMOUS, fd, v.pgoff as bigint);
+          tr.syscall('mmap', start, len, prot, flags & ~MAP.ANONYMOUS, fd, v.pgoff);
         } finally { tr.syscallRaw('close', fd); }
       } else if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         const path = input.pathOf(Number(v.shmid));
-        const oflags = (v.fdflags as number | undefined) ?? O.RDONLY;
+        const oflags = v.fdflags ?? O.RDONLY;
         const key = `${oflags}:${path}`;
         let fd = fds.get(key);
         if (fd === undefined) {
@@ -221,7 +224,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
           fd = tr.syscall('openat', AT_FDCWD, t.area.putString(path), oflags | O.CLOEXEC, 0);
           fds.set(key, fd);
         }
-        tr.syscall('mmap', start, len, prot, flags, fd, v.pgoff as bigint);
+        tr.syscall('mmap', start, len, prot, flags, fd, v.pgoff);
       } else {
         tr.syscall('mmap', start, len, prot, flags, -1, 0);
       }
@@ -230,16 +233,16 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
     for (const fd of fds.values()) tr.syscallRaw('close', fd);
   }
   // CRIU saves the vDSO's pages too; this kernel's own vDSO is used instead.
-  const special = (input.mm.vmas as Msg[]).filter((v) => (v.status as number) & (VMA.AREA_VDSO | VMA.AREA_VVAR))
-    .map((v) => ({ start: v.start as bigint, end: v.end as bigint }));
+  const special = input.mm.vmas.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR))
+    .map((v) => ({ start: v.start, end: v.end }));
   const fill = fillPages(t, input.pagesPath, withoutRanges(input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined), special), input.key);
   return () => {
     fill?.finish();
     copyFromParent(t, input);
-    convertShadowStacks(t, vmas.filter((v) => isShadowStack(v) && !input.kept?.has(v.start as bigint)), input.runs);
+    convertShadowStacks(t, vmas.filter((v) => isShadowStack(v) && !input.kept?.has(v.start)), input.runs);
     for (const v of needMprotect) {
       if (isShadowStack(v)) continue;
-      tr.syscall('mprotect', v.start as bigint, (v.end as bigint) - (v.start as bigint), v.prot as number);
+      tr.syscall('mprotect', v.start, v.end - v.start, v.prot);
     }
     applyMadvise(t, vmas);
   };
@@ -249,8 +252,8 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
  * In a VMA kept from the parent, pages the parent has but the task did not (never touched,
  * zero page, or dropped with MADV_DONTNEED) must not show the parent's data.
  */
-function dropUninherited(t: RestoreTask, v: Msg, input: MmRestoreInput): void {
-  const start = v.start as bigint, end = v.end as bigint;
+function dropUninherited(t: RestoreTask, v: VmaEntry, input: MmRestoreInput): void {
+  const start = v.start, end = v.end;
   const span = (r: PageSource): Range => ({ start: r.vaddr, end: r.vaddr + BigInt(r.nrPages) * PAGE });
   const mine = input.runs.map(span).filter((r) => r.start < end && r.end > start);
   for (const p of (input.parentRuns ?? []).map(span)) {
@@ -265,12 +268,12 @@ function dropUninherited(t: RestoreTask, v: Msg, input: MmRestoreInput): void {
  * glibc marks every thread stack and its guard page MADV_NOHUGEPAGE, and each call is an
  * injected syscall. The end state is the same as VMA by VMA.
  */
-function applyMadvise(t: RestoreTask, vmas: Msg[]): void {
+function applyMadvise(t: RestoreTask, vmas: VmaEntry[]): void {
   for (let i = 0; i < vmas.length;) {
-    const madv = vmas[i].madv as bigint | undefined;
+    const madv = vmas[i].madv;
     let j = i + 1;
     while (madv && j < vmas.length && vmas[j].madv === madv && vmas[j].start === vmas[j - 1].end) j++;
-    const start = vmas[i].start as bigint, end = vmas[j - 1].end as bigint;
+    const start = vmas[i].start, end = vmas[j - 1].end;
     for (let bit = 0; madv && bit < 64; bit++) {
       if (!((madv >> BigInt(bit)) & 1n)) continue;
       const r = t.leader.syscallRaw('madvise', start, end - start, bit);
@@ -286,8 +289,8 @@ function applyMadvise(t: RestoreTask, vmas: Msg[]): void {
  */
 function copyFromParent(t: RestoreTask, input: MmRestoreInput): void {
   const kept = input.kept ?? new Set<bigint>();
-  const vmas = (input.mm.vmas as Msg[]).filter((v) => kept.has(v.start as bigint));
-  const inKept = (a: bigint) => vmas.some((v) => a >= (v.start as bigint) && a < (v.end as bigint));
+  const vmas = input.mm.vmas.filter((v) => kept.has(v.start));
+  const inKept = (a: bigint) => vmas.some((v) => a >= v.start && a < v.end);
   const runs = input.runs.filter((r) => r.flags & PE.COW_PARENT && !inKept(r.vaddr));
   if (!runs.length) return;
   if (input.parentPid === undefined) throw new Error(`task ${t.pid}: pages shared with a parent, but no parent restored`);
@@ -302,30 +305,30 @@ function copyFromParent(t: RestoreTask, input: MmRestoreInput): void {
 }
 
 
-/** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */
 /** prctl_mm_map's fields, in its order. */
 const MM_MAP_FIELDS = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_data', 'mm_start_brk', 'mm_brk',
-  'mm_start_stack', 'mm_arg_start', 'mm_arg_end', 'mm_env_start', 'mm_env_end'];
+  'mm_start_stack', 'mm_arg_start', 'mm_arg_end', 'mm_env_start', 'mm_env_end'] as const;
 
 /**
  * Whether restoreMmFields would set in a child just what it inherits from its parent: a child
  * cloned from its restored parent has the parent's mm fields, auxv, exe link and dumpable/THP
  * flags (fork copies them), and most children of a fork never change them.
  */
-export function sameMmFields(mm: Msg, parent: Msg, pathOf: (id: number) => string): boolean {
+export function sameMmFields(mm: MmEntry, parent: MmEntry, pathOf: (id: number) => string): boolean {
   const auxv = fullAuxv(mm), pauxv = fullAuxv(parent);
-  return [...MM_MAP_FIELDS, 'dumpable', 'thp_disabled'].every((k) => mm[k] === parent[k]) &&
+  return MM_MAP_FIELDS.every((k) => mm[k] === parent[k]) && mm.dumpable === parent.dumpable && mm.thp_disabled === parent.thp_disabled &&
     auxv.length === pauxv.length && auxv.every((w, i) => w === pauxv[i]) &&
-    pathOf(mm.exe_file_id as number) === pathOf(parent.exe_file_id as number);
+    pathOf(mm.exe_file_id) === pathOf(parent.exe_file_id);
 }
 
 /** The saved auxv with criu-ts's tail (the entries past CRIU's size), as the task had it. */
-function fullAuxv(mm: Msg): bigint[] {
-  const tail = mm.mm_saved_auxv_tail as bigint[] | undefined;
-  return tail?.length ? [...(mm.mm_saved_auxv as bigint[]), ...tail] : mm.mm_saved_auxv as bigint[];
+function fullAuxv(mm: MmEntry): bigint[] {
+  const tail = mm.mm_saved_auxv_tail;
+  return tail.length ? [...mm.mm_saved_auxv, ...tail] : mm.mm_saved_auxv;
 }
 
-export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string, log?: Logger): void {
+/** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */
+export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, log?: Logger): void {
   const tr = t.leader;
   t.area.reset();
   const words = fullAuxv(mm);
@@ -339,12 +342,12 @@ export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string, log?: 
   const exeFd = current === exePath ? 0xffffffffn : tr.syscall('openat', AT_FDCWD, t.area.putString(exePath), O.RDONLY | O.CLOEXEC, 0);
   try {
     const m = Buffer.alloc(104);
-    MM_MAP_FIELDS.forEach((f, i) => m.writeBigUInt64LE(mm[f] as bigint, i * 8));
+    MM_MAP_FIELDS.forEach((f, i) => m.writeBigUInt64LE(mm[f], i * 8));
     m.writeBigUInt64LE(auxvAddr, 88);
     m.writeUInt32LE(auxv.length, 96);
     m.writeUInt32LE(Number(exeFd), 100);
     const mapAt = t.area.put(m);
-    const saved = (mm.mm_saved_auxv as bigint[]).length * 8;
+    const saved = mm.mm_saved_auxv.length * 8;
     try {
       tr.syscall('prctl', PR.SET_MM, PR_SET_MM_MAP, mapAt, m.length, 0);
     } catch (e) {
@@ -358,7 +361,7 @@ export function restoreMmFields(t: RestoreTask, mm: Msg, exePath: string, log?: 
   } finally {
     if (exeFd !== 0xffffffffn) tr.syscallRaw('close', exeFd);
   }
-  if (mm.dumpable !== undefined) tr.syscallRaw('prctl', PR.SET_DUMPABLE, mm.dumpable as number, 0, 0, 0);
+  if (mm.dumpable !== undefined) tr.syscallRaw('prctl', PR.SET_DUMPABLE, mm.dumpable, 0, 0, 0);
   if (mm.thp_disabled) tr.syscallRaw('prctl', PR.SET_THP_DISABLE, 1, 0, 0, 0);
 }
 

@@ -3,11 +3,11 @@
 // restore the object is made once in criu-ts and pulled into every task that maps it,
 // so that a write by one is seen by the others.
 import fs from 'node:fs';
-import { lseek, SEEK, SysError, mmapSharedAnon, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../kernel/index.ts';
-import type { Tracee } from '../compel/index.ts';
-import type { PageSink, PageSource } from './types.ts';
-import { PE } from './mm-layout.ts';
-import { PagesStream } from '../images/index.ts';
+import { lseek, SEEK, SysError, mmapSharedAnon, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../../kernel/index.ts';
+import type { Tracee } from '../../compel/index.ts';
+import type { Message, PageSink, PageSource } from '../types.ts';
+import { PE, VMA } from './layout.ts';
+import { PagesStream } from '../../images/index.ts';
 
 const PAGE = 4096;
 const CHUNK = 4 << 20;
@@ -113,6 +113,17 @@ export class ShmemObjects {
     for (const fd of this.fds.values()) { try { fs.closeSync(fd); } catch { /* closed */ } }
     this.fds.clear();
   }
+}
+
+/** The size of each shared anonymous object: the furthest any of the tasks maps it. */
+export function shmemSizes(mms: Message<'mm_entry'>[]): Map<bigint, bigint> {
+  const sizes = new Map<bigint, bigint>();
+  for (const mm of mms) for (const v of mm.vmas) {
+    if (!(v.status & VMA.ANON_SHARED)) continue;
+    const end = v.pgoff + v.end - v.start;
+    if ((sizes.get(v.shmid) ?? 0n) < end) sizes.set(v.shmid, end);
+  }
+  return sizes;
 }
 
 /** Pull one of criu-ts's fds into a tracee (pidfd_open + pidfd_getfd); returns the tracee's fd. */

@@ -1,10 +1,12 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
-import { readAuxv, scanPagemap, madvBits, type Vma } from '../proc/index.ts';
-import { checkInterrupt } from '../interrupt.ts';
-import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../kernel/index.ts';
-import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './mm-layout.ts';
-import type { DumpTask, Msg, PageSink } from './types.ts';
+import { readAuxv, scanPagemap, madvBits, type Vma } from '../../proc/index.ts';
+import { checkInterrupt } from '../../interrupt.ts';
+import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
+import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './layout.ts';
+import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
+
+type VmaEntry = Message<'vma_entry'>;
 
 const PAGE = 4096;
 /** Bytes moved per process_vm_readv + write: large enough to stream at memory speed, small for RSS. */
@@ -13,14 +15,14 @@ const IOV_MAX = 1024;
 
 export class UnsupportedError extends Error {}
 
-function vmaEntry(t: DumpTask, v: Vma): Msg {
-  const e: Msg = {
+function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
+  const e: VmaEntry = {
     start: v.start, end: v.end, pgoff: v.pgoff, shmid: 0n, prot: v.prot, flags: vmaMapFlags(v),
     status: vmaStatus(v), fd: -1n,
   };
   const madv = madvBits(v.vmFlags);
   if (madv !== 0n) e.madv = madv;
-  const st = e.status as number;
+  const st = e.status;
   if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
     const writable = v.shared && (v.prot & 2) !== 0;
     const flags = writable ? O.RDWR : O.RDONLY;
@@ -74,12 +76,12 @@ function savedAuxv(pid: number): { mm_saved_auxv: bigint[]; mm_saved_auxv_tail?:
 
 export interface MmDumpStats { pagesScanned: number; pagesWritten: number; pagesInherited: number }
 
-export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Msg; stats: MmDumpStats } {
+export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: MessageInput<'mm_entry'>; stats: MmDumpStats } {
   const s = t.stat;
   const inj = injectedMmFields(t);
   const vmas = t.vmas.map((v) => vmaEntry(t, v));
   const exeId = t.files.regPath(exePath, O.RDONLY);
-  const mm: Msg = {
+  const mm: MessageInput<'mm_entry'> = {
     mm_start_code: s.startCode, mm_end_code: s.endCode, mm_start_data: s.startData, mm_end_data: s.endData,
     mm_start_stack: s.startStack, mm_start_brk: s.startBrk, mm_brk: inj.brk,
     mm_arg_start: s.argStart, mm_arg_end: s.argEnd, mm_env_start: s.envStart, mm_env_end: s.envEnd,
@@ -117,7 +119,7 @@ let spare: Buffer | undefined;
  * Choose pages through pagemap and copy them into the sink: process_vm_readv into the
  * sink's buffer (or one of ours), many runs per call, then one write per chunk.
  */
-function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
+function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
   const zeroPfn = zeroPagePfn();
   const pm = fs.openSync(`/proc/${t.pid}/pagemap`, 'r');
   let parentFd: number | undefined;
@@ -140,15 +142,15 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
     for (const e of vmas) {
       // The vDSO is restored from this kernel's own, but CRIU's restorer reads the dumped
       // copy to map old symbols onto the new vDSO, so it is saved whole, as CRIU does.
-      const vdso = ((e.status as number) & VMA.AREA_VDSO) !== 0;
+      const vdso = (e.status & VMA.AREA_VDSO) !== 0;
       if (!vdso && !vmaHasPrivatePages(e)) continue;
-      const start = e.start as bigint, end = e.end as bigint;
+      const start = e.start, end = e.end;
       const nPages = Number((end - start) / BigInt(PAGE));
       stats.pagesScanned += nPages;
       if (pmBuf.length < nPages * 8) pmBuf = Buffer.allocUnsafe(Math.max(nPages * 8, 1 << 16));
       const pmView = pmBuf.subarray(0, nPages * 8);
       preadFully(pm, pmView, Number(start / BigInt(PAGE)) * 8);
-      const anonOnly = ((e.status as number) & VMA.FILE_PRIVATE) !== 0;
+      const anonOnly = (e.status & VMA.FILE_PRIVATE) !== 0;
       const flags = anonOnly || vdso ? PE.PRESENT : PE.PRESENT | PE.LAZY;
       const own = vdso ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
       const parentPm = vdso ? undefined : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
@@ -183,7 +185,7 @@ function dumpPages(t: DumpTask, vmas: Msg[], sink: PageSink): MmDumpStats {
 }
 
 /** The parent's pagemap over the same VMA, when the parent has this very VMA (inherited by fork). */
-function parentPagemap(t: DumpTask, e: Msg, nPages: number, fd: () => number): Buffer | undefined {
+function parentPagemap(t: DumpTask, e: VmaEntry, nPages: number, fd: () => number): Buffer | undefined {
   const p = t.parent;
   if (!p) return undefined;
   const pv = p.vmas.find((v) => v.start === e.start && v.end === e.end);
@@ -191,7 +193,7 @@ function parentPagemap(t: DumpTask, e: Msg, nPages: number, fd: () => number): B
   let b = p.pagemaps.get(pv.start);
   if (!b) {
     b = Buffer.allocUnsafe(nPages * 8);
-    preadFully(fd(), b, Number((e.start as bigint) / BigInt(PAGE)) * 8);
+    preadFully(fd(), b, Number(e.start / BigInt(PAGE)) * 8);
     p.pagemaps.set(pv.start, b);
   }
   return b;

@@ -7,19 +7,21 @@
 // the pages go back through /proc/PID/mem, a ptrace-forced write that the kernel allows into
 // shadow-stack memory. The registers that point into it (GCSPR_EL0) come with the thread's
 // final CPU state, once nothing of the stub runs any more.
-import { CriuError } from '../errors.ts';
-import { RemoteSysError } from '../compel/index.ts';
-import { VMA, PE } from './mm-layout.ts';
-import type { Msg, PageSource, RestoreTask } from './types.ts';
+import { CriuError } from '../../errors.ts';
+import { RemoteSysError } from '../../compel/index.ts';
+import { VMA, PE } from './layout.ts';
+import type { Message, PageSource, RestoreTask } from '../types.ts';
+
+type VmaEntry = Message<'vma_entry'>;
 
 const PAGE = 4096n;
 
-export const isShadowStack = (v: Msg): boolean => ((v.status as number) & VMA.AREA_SHSTK) !== 0;
+export const isShadowStack = (v: VmaEntry): boolean => (v.status & VMA.AREA_SHSTK) !== 0;
 
-export function convertShadowStacks(t: RestoreTask, vmas: Msg[], runs: PageSource[]): void {
+export function convertShadowStacks(t: RestoreTask, vmas: VmaEntry[], runs: PageSource[]): void {
   const tr = t.leader;
   for (const v of vmas) {
-    const start = v.start as bigint, end = v.end as bigint;
+    const start = v.start, end = v.end;
     const pieces: { addr: bigint; data: Buffer }[] = [];
     for (const r of runs) {
       if (!(r.flags & (PE.PRESENT | PE.COW_PARENT))) continue;

@@ -5,9 +5,9 @@
 // half is only waited for when the task is next needed (see FillInFlight), so the restore
 // meanwhile goes on with other tasks.
 import fs from 'node:fs';
-import { processVmWritev, AT_FDCWD, O, preadFully } from '../kernel/index.ts';
-import { pagesInfo, PagesStream } from '../images/index.ts';
-import type { PageSource, RestoreTask } from './types.ts';
+import { processVmWritev, AT_FDCWD, O, preadFully } from '../../kernel/index.ts';
+import { pagesInfo, PagesStream, openImage } from '../../images/index.ts';
+import type { PageSource, RestoreTask } from '../types.ts';
 
 /** Below this much page data the tracer writes it all: two CPUs would not pay for the extra syscalls. */
 const SPLIT_MIN = 4 << 20;
@@ -20,11 +20,16 @@ interface Segment { vaddr: bigint; len: number; offset: number }
 /** The tracee's share, still being read; `finish` waits for it (and reads any rest). */
 export interface FillInFlight { finish(): void }
 
+function offsetOf(r: PageSource): number {
+  if (r.offset === undefined) throw new Error(`the pages at 0x${r.vaddr.toString(16)} have no data in the pages file`);
+  return r.offset;
+}
+
 /** Fill `runs` (PE_PRESENT, with offsets in file order) from `pagesPath`. */
 export function fillPages(t: RestoreTask, pagesPath: string, runs: PageSource[], key?: Buffer): FillInFlight | undefined {
   if (!runs.length) return undefined;
   if (pagesInfo(pagesPath).encoded) { fillFromStream(t, pagesPath, runs, key); return undefined; }
-  const segs = runs.map((r) => ({ vaddr: r.vaddr, len: r.nrPages * 4096, offset: r.offset as number }));
+  const segs = runs.map((r) => ({ vaddr: r.vaddr, len: r.nrPages * 4096, offset: offsetOf(r) }));
   const total = bytesOf(segs);
   const [theirs, ours] = total >= SPLIT_MIN ? splitAt(segs, Math.floor(total / 2 / 4096) * 4096) : [[], segs];
   const inFlight = theirs.length ? startRemoteRead(t, pagesPath, theirs) : undefined;
@@ -58,7 +63,7 @@ function splitAt(segs: Segment[], bytes: number): [Segment[], Segment[]] {
 /** Batched reads here, one process_vm_writev per batch of runs that follow each other in the file. */
 function writeLocal(t: RestoreTask, pagesPath: string, segs: Segment[]): void {
   if (!segs.length) return;
-  const local = fs.openSync(pagesPath, 'r');
+  const local = openImage(pagesPath);
   const buf = chunk();
   let batch: Segment[] = [];
   let bytes = 0;
@@ -140,7 +145,7 @@ function fillFromStream(t: RestoreTask, pagesPath: string, runs: PageSource[], k
   const buf = chunk();
   try {
     for (const r of runs) {
-      stream.skipTo(r.offset as number, buf);
+      stream.skipTo(offsetOf(r), buf);
       const bytes = r.nrPages * 4096;
       for (let done = 0; done < bytes; done += CHUNK) {
         const n = Math.min(CHUNK, bytes - done);

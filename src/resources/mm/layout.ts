@@ -1,8 +1,8 @@
 // VMA classification shared by the mm dump and restore: CRIU's vma_entry status bits and
 // how a /proc VMA maps onto them.
-import type { Vma } from '../proc/index.ts';
-import { MAP, PROT } from '../kernel/index.ts';
-import type { Msg } from './types.ts';
+import type { Vma } from '../../proc/index.ts';
+import { MAP, PROT } from '../../kernel/index.ts';
+import type { Message } from '../types.ts';
 
 export const VMA = {
   AREA_REGULAR: 1 << 0, AREA_STACK: 1 << 1, AREA_VSYSCALL: 1 << 2, AREA_VDSO: 1 << 3, AREA_HEAP: 1 << 5,
@@ -53,8 +53,8 @@ export function vmaMapFlags(v: Vma): number {
 }
 
 /** Pages of this VMA that go into the task's own pagemap: private memory only. */
-export function vmaHasPrivatePages(e: Msg): boolean {
-  const st = e.status as number;
+export function vmaHasPrivatePages(e: Pick<Message<'vma_entry'>, 'status'>): boolean {
+  const st = e.status;
   if (!(st & VMA.AREA_REGULAR)) return false;
   if (st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_UPROBES)) return false;
   return (st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0;

@@ -1,0 +1,75 @@
+// Creating a task or a thread at its dumped PID/TID: clone3 with set_tid, run by the task
+// that is to be its parent, so that the child is born where it was (its parent, and what it
+// shares with it, come from who clones it and with which flags).
+import { kill, SysError, CLONE } from '../../kernel/index.ts';
+import { Tracee, RemoteSysError, type InjectionArea } from '../../compel/index.ts';
+import { CriuError } from '../../errors.ts';
+import type { Message } from '../types.ts';
+
+const CLONE_ARGS = 88;
+
+/** Blocks every signal in a new task or thread until its own mask goes in, last. */
+export const ALL_SIGNALS = 0xffffffffffffffffn;
+
+/** A thread of a restored task shares all a thread shares; it gets its TLS and clear_child_tid at birth. */
+export const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM | CLONE.SETTLS | CLONE.CHILD_CLEARTID;
+
+export interface CloneExtra { childTid?: bigint; tls?: bigint }
+
+/** clone3 with set_tid = [pid] inside `parent`; returns the new, stopped, traced child. */
+export function cloneAt(parent: Tracee, area: InjectionArea, pid: number, flags: number, exitSignal: number, extra: CloneExtra = {}): Tracee {
+  // clone_args and, right after it, the set_tid array: one write into the tracee.
+  area.reset();
+  const b = Buffer.alloc(CLONE_ARGS + 8);
+  const at = area.alloc(b.length);
+  b.writeBigUInt64LE(BigInt(flags), 0);
+  b.writeBigUInt64LE(extra.childTid ?? 0n, 16);
+  b.writeBigUInt64LE(BigInt(exitSignal), 32);
+  b.writeBigUInt64LE(extra.tls ?? 0n, 56);
+  b.writeBigUInt64LE(at + BigInt(CLONE_ARGS), 64);
+  b.writeBigUInt64LE(1n, 72);
+  b.writeInt32LE(pid, CLONE_ARGS);
+  area.tracee.writeMem(at, b);
+  let child: bigint;
+  try {
+    child = parent.syscall('clone3', at, CLONE_ARGS);
+  } catch (e) {
+    if (e instanceof RemoteSysError && e.code === 'EEXIST') throw new CriuError(`pid ${pid} is already in use by another process`);
+    throw e;
+  }
+  if (Number(child) !== pid) throw new CriuError(`clone3 gave pid ${child}, not ${pid}`);
+  const stub = Tracee.adopt(pid);
+  stub.waitStop();
+  return stub;
+}
+
+export function pidInUse(pid: number): boolean {
+  try { kill(pid, 0); return true; } catch (e) { return !(e instanceof SysError && e.code === 'ESRCH'); }
+}
+
+type Ids = Message<'task_kobj_ids_entry'>;
+
+/**
+ * An mm, fd table, fs_struct or signal-handler table shared with the parent (clone with
+ * CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND) is restored by cloning the child with the
+ * same flags (sharingFlags); sharing with another task than the parent is refused at dump.
+ * `sharedWith`: the task each shared object ("vm", "files"...) was first seen in.
+ */
+export function checkSharing(pid: number, ppid: number, sharedWith: Map<string, number>): void {
+  for (const [what, other] of sharedWith) {
+    if (other === ppid) continue;
+    throw new CriuError(`task ${pid} shares its ${what} with task ${other} (CLONE_${what.toUpperCase()}); not supported yet`);
+  }
+}
+
+/**
+ * The clone flags that give a child what it shared with its parent: an mm, fd table,
+ * fs_struct or signal-handler table with the same id (CLONE_SIGHAND needs CLONE_VM).
+ */
+export function sharingFlags(ids: Ids | undefined, parentIds: Ids | undefined): { flags: number; sharesVm: boolean } {
+  const same = (k: 'vm_id' | 'files_id' | 'fs_id' | 'sighand_id') => ids !== undefined && parentIds !== undefined && parentIds[k] === ids[k];
+  const sharesVm = same('vm_id');
+  const flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0) |
+    (sharesVm ? CLONE.VM : 0) | (sharesVm && same('sighand_id') ? CLONE.SIGHAND : 0);
+  return { flags, sharesVm };
+}

@@ -1,0 +1,18 @@
+// Task-level state, dump and restore side by side:
+//   pstree.ts      pstree_entry: parent, group, session, threads
+//   sessions.ts    sessions and groups: refused when led from outside; helpers for dead leaders
+//   namespaces.ts  trees reaching into other namespaces are refused
+//   fork.ts        a task or thread created at its PID, with the clone flags of what it shares
+//   core.ts        task_core_entry: state, personality, timers, limits, zombies' exit
+//   thread.ts      thread_core_entry: robust list, sigaltstack, rseq, scheduling, signals
+//   creds.ts       creds_entry, per thread
+export { dumpPstreeEntry } from './pstree.ts';
+export { checkSessions, SessionRestore, type SessionMember, type Birthplace } from './sessions.ts';
+export { checkNamespaces } from './namespaces.ts';
+export { cloneAt, pidInUse, sharingFlags, checkSharing, ALL_SIGNALS, type CloneExtra } from './fork.ts';
+export { TASK_STATE, dumpTaskCore, dumpZombieCore, restorePersonality, restoreTimersAndLimits, becomeZombie } from './core.ts';
+export {
+  freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, cloneThread, unregisterInheritedRseq, restoreThreadCore,
+  requeueSignals, restoreComm, finishThread, finishLeader, releaseThreads, type FrozenThread,
+} from './thread.ts';
+export { dumpCreds, readSecbits, restoreCreds, restoreThreadCreds } from './creds.ts';

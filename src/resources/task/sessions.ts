@@ -1,0 +1,170 @@
+// Sessions and process groups. A dump refuses a session or group whose leader is alive
+// outside the tree (but for a shell job's own); a restore puts every task back in its
+// session and group, and where their leader is gone, a short-lived helper at the leader's
+// PID starts them again.
+import { readStat, type Stat } from '../../proc/index.ts';
+import { waitpid, WALL, SIG, CLONE } from '../../kernel/index.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import { CriuError } from '../../errors.ts';
+import { cloneAt, ALL_SIGNALS } from './fork.ts';
+
+/**
+ * Sessions and groups must be led from inside the tree, or have a leader that is gone
+ * (restore then recreates them with a short-lived helper at the leader's PID). A leader
+ * alive outside the tree is refused, except the shell job's own session and group.
+ * `tasks` is the tree, root first; zombies have no `stat`.
+ */
+export function checkSessions(tasks: Array<{ pid: number; stat?: Stat }>, shellJob: boolean): void {
+  const pids = new Set(tasks.map((t) => t.pid));
+  const root = tasks[0];
+  if (!root.stat) throw new CriuError(`task ${root.pid} is a zombie`);
+  const rootStat = root.stat;
+  const leaderAlive = (id: number, field: 'session' | 'pgrp') => {
+    try { return readStat(id)[field] === id; } catch { return false; }
+  };
+  for (const t of tasks) {
+    if (!t.stat) continue;
+    const { session, pgrp } = t.stat;
+    const external = (id: number, rootId: number, field: 'session' | 'pgrp') =>
+      !pids.has(id) && !(shellJob && id === rootId) && leaderAlive(id, field);
+    if (external(session, rootStat.session, 'session')) {
+      throw new CriuError(t === root
+        ? `task ${t.pid} is in session ${session}, which is outside the dumped tree; dump a session leader or pass --shell-job`
+        : `task ${t.pid} is in session ${session}, whose leader is alive outside the dumped tree; not supported yet`);
+    }
+    if (external(pgrp, rootStat.pgrp, 'pgrp')) {
+      throw new CriuError(`task ${t.pid} is in process group ${pgrp}, whose leader is alive outside the dumped tree; not supported yet`);
+    }
+  }
+}
+
+// ---- restore -------------------------------------------------------------------------
+
+/** A task as its session and group see it (pstree_entry's ids). */
+export interface SessionMember { pid: number; ppid: number; pgid: number; sid: number }
+
+/** A short-lived task at the PID of a dead session or group leader. */
+interface LeaderHelper { pid: number; tracee: Tracee; area: InjectionArea; parent: Tracee | undefined }
+
+/** Where a task is cloned from: its parent, or the helper of its session whose leader is gone. */
+export interface Birthplace {
+  area: InjectionArea;
+  flags: number;
+  exitSignal: number;
+  /** Born of its own parent, with the parent's memory, fds and the rest. */
+  ofParent: boolean;
+}
+
+/** Sessions and groups of one restore, and the helpers that stand in for their dead leaders. */
+export class SessionRestore {
+  private readonly helpers = new Map<string, LeaderHelper>();
+  private readonly pids: Set<number>;
+  private readonly root: SessionMember;
+  private readonly shellJob: boolean;
+  /** Every PID the restore made, to kill on failure: helpers join and leave it. */
+  private readonly created: number[];
+  /** The restore's first helper, whose injection area every task of the restore has too. */
+  private readonly first: { tracee: Tracee; area: InjectionArea };
+
+  constructor(tasks: SessionMember[], shellJob: boolean, created: number[], first: { tracee: Tracee; area: InjectionArea }) {
+    this.pids = new Set(tasks.map((t) => t.pid));
+    this.root = tasks[0];
+    this.shellJob = shellJob;
+    this.created = created;
+    this.first = first;
+  }
+
+  /** A shell job's outside session and group are criu-ts's own. */
+  private shellOwned(id: number, field: 'sid' | 'pgid'): boolean {
+    return this.shellJob && id === this.root[field];
+  }
+
+  /**
+   * A task whose session leader is gone is born from a helper at the leader's PID that
+   * starts the session again with setsid, as a sibling of the helper (CLONE_PARENT), that
+   * is, still a child of its own parent. Any other task is cloned by its parent with
+   * `sharing` (the CLONE_* flags of what it shares with it).
+   */
+  birthplace(t: SessionMember, parentArea: InjectionArea, sharing: number): Birthplace {
+    const leaderGone = t.sid !== t.pid && !this.pids.has(t.sid) && !this.shellOwned(t.sid, 'sid');
+    if (!leaderGone) return { area: parentArea, flags: sharing, exitSignal: SIG.CHLD, ofParent: true };
+    // With CLONE_PARENT the kernel gives the child the helper's exit signal.
+    return { area: this.sessionHelper(t.sid, parentArea).area, flags: CLONE.PARENT, exitSignal: 0, ofParent: false };
+  }
+
+  private sessionHelper(sid: number, creator: InjectionArea): LeaderHelper {
+    let h = this.helpers.get(`s${sid}`);
+    if (!h) {
+      const t = cloneAt(creator.tracee, creator, sid, 0, SIG.CHLD);
+      this.created.push(sid);
+      t.setSigmask(ALL_SIGNALS);
+      const area = this.first.area.forTracee(t);
+      t.syscall('setsid');
+      h = { pid: sid, tracee: t, area, parent: creator.tracee === this.first.tracee ? undefined : creator.tracee };
+      this.helpers.set(`s${sid}`, h);
+    }
+    return h;
+  }
+
+  /**
+   * The new stub of `t` leads its session again when it led it. A shell job joins the
+   * session (and terminal) of criu-ts itself, as in CRIU; any other root must lead its own.
+   */
+  enter(t: SessionMember, stub: Tracee, born: Birthplace): void {
+    if (t.sid === t.pid && !this.shellOwned(t.sid, 'sid')) stub.syscall('setsid');
+    else if (t.ppid === 0 && !this.shellJob && born.ofParent) {
+      throw new CriuError(`task ${t.pid} was in session ${t.sid}, outside the dump; restore it with --shell-job`);
+    }
+  }
+
+  /**
+   * Process groups, once every group leader exists. A group whose leader is gone is started
+   * again by a helper at its PID, cloned from a member (so, in the member's session); the
+   * group lives on after the helper exits.
+   */
+  setGroups(tasks: SessionMember[], live: (pid: number) => { leader: Tracee; area: InjectionArea }): void {
+    for (const t of tasks) {
+      const pgid = t.pgid;
+      if (this.shellOwned(pgid, 'pgid')) continue;
+      const l = live(t.pid);
+      if (Number(l.leader.syscall('getpgid', 0)) === pgid) continue;
+      if (!this.pids.has(pgid) && !this.helpers.has(`g${pgid}`) && !this.helpers.has(`s${pgid}`)) {
+        const h = cloneAt(l.leader, l.area, pgid, 0, 0);
+        this.created.push(pgid);
+        h.useInjectionPage(l.area.base);
+        h.setSigmask(ALL_SIGNALS);
+        h.syscall('setpgid', 0, 0);
+        this.helpers.set(`g${pgid}`, { pid: pgid, tracee: h, area: l.area.forTracee(h), parent: l.leader });
+        l.leader.useInjectionPage(l.area.base);
+      }
+      l.leader.syscall('setpgid', 0, pgid);
+    }
+  }
+
+  /**
+   * The helpers exit and are reaped by their parents, which keep no trace of them.
+   * `scratchOf`: the injection area as a given tracee sees it.
+   */
+  dropHelpers(scratchOf: (t: Tracee) => InjectionArea): void {
+    const zero = Buffer.alloc(16);
+    for (const h of this.helpers.values()) {
+      h.tracee.prepareResume('exit_group', 0);
+      h.tracee.detach();
+      if (!h.parent) {
+        waitpid(h.pid, WALL); // re-parented to criu-ts when the first helper died
+      } else {
+        const p = h.parent;
+        p.syscall('wait4', h.pid, 0, WALL, 0);
+        // A session helper was made with SIGCHLD: take that signal back from the parent.
+        const a = scratchOf(p);
+        a.reset();
+        const set = Buffer.alloc(8);
+        set.writeBigUInt64LE(1n << BigInt(SIG.CHLD - 1), 0);
+        p.syscallRaw('rt_sigtimedwait', a.put(set), 0, a.put(zero), 8);
+      }
+      const i = this.created.indexOf(h.pid);
+      if (i >= 0) this.created.splice(i, 1);
+    }
+    this.helpers.clear();
+  }
+}
