@@ -10,7 +10,7 @@ import { getpid, PTRACE_O, SIG } from '../kernel/index.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import type { Logger } from '../resources/types.ts';
 
-export const JOURNAL_DIR = process.env.CRIU_TS_RUN_DIR ?? '/run/criu-ts';
+import { RUN_DIR as JOURNAL_DIR } from '../rundir.ts';
 const ALL_SIGNALS = 0xffffffffffffffffn;
 /** The files a dump writes in its images directory. */
 const IMAGE_FILE = /^(.*\.img|criu-ts-manifest\.json)$/;

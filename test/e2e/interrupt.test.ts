@@ -36,7 +36,7 @@ function areas(pid: number): string[] {
 }
 
 /** The journals in `run` (what a killed dump leaves for the next command). */
-const journals = (run: string): string[] => (existsSync(run) ? readdirSync(run) : []);
+const journals = (run: string): string[] => (existsSync(run) ? readdirSync(run).filter((n) => n.startsWith('dump-')) : []);
 
 /** "unsafe window: X ms inside N injected calls" of a dump log. */
 function unsafeWindow(log: string): { ms: number; calls: number } | undefined {
@@ -44,8 +44,8 @@ function unsafeWindow(log: string): { ms: number; calls: number } | undefined {
   return m ? { ms: Number(m[1]), calls: Number(m[2]) } : undefined;
 }
 
-async function startCounter(dir: string): Promise<Target> {
-  const t = startTarget([workload('memhog'), String(MIB), '20', '1'], { logFile: join(dir, 'memhog.log') });
+async function startCounter(dir: string, log = 'memhog.log'): Promise<Target> {
+  const t = startTarget([workload('memhog'), String(MIB), '20', '1'], { logFile: join(dir, log) });
   await waitForLine(t.log, /^i=3$/, 60_000);
   return t;
 }
@@ -61,6 +61,28 @@ async function assertCounting(t: Target, what: string): Promise<void> {
   await waitFor(() => lastCounter(t.log) > n + 2, 10_000, `${what}: the counter to go on past ${n}`);
   const bad = readLines(t.log).filter((l) => l.includes('BAD'));
   assert.deepEqual(bad, [], `${what}: the target reports`);
+}
+
+const FAULTS = new Set([4, 5, 7, 8, 11]); // SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
+const ALL_BLOCKED = 'fffffffffffbfeff'; // every signal but SIGKILL and SIGSTOP
+
+/**
+ * How a SIGKILL inside an injected call (src/compel/tracee.ts) shows: the target runs on
+ * from the registers of the call and dies of a fault, or, killed just around the call,
+ * lives on with every signal blocked. Anything else is not this window and is left to
+ * the assertions.
+ */
+async function harmedInCall(t: Target): Promise<string | undefined> {
+  const n = lastCounter(t.log);
+  const outcome = await waitFor(() => {
+    const st = procStat(t.pid);
+    if (!st || st.state === 'Z') return 'ended';
+    return lastCounter(t.log) > n ? 'counting' : undefined;
+  }, 10_000, 'the target to count on or to end');
+  if (outcome === 'counting') return procStatus(t.pid)?.SigBlk === ALL_BLOCKED ? 'lives on with every signal blocked' : undefined;
+  const ex = reap(t.pid);
+  assert.ok(ex?.signal && FAULTS.has(ex.signal), `the target ended after criu-ts was killed: ${JSON.stringify(ex)}`);
+  return `died of signal ${ex.signal}`;
 }
 
 /** What a killed criu-ts may leave: none of it may be there. */
@@ -87,7 +109,7 @@ function assertEndedBy(r: CriuResult, name: string): boolean {
 
 for (const [sig, name] of SIGNALS) {
   e2e(`${name} of criu-ts at ${MOMENTS} moments of a dump of a ${MIB} MiB process leaves it counting, and nothing stale`, async (c) => {
-    const t = await startCounter(c.dir);
+    let t = await startCounter(c.dir);
     const run = c.subdir('run');
     const env = { CRIU_TS_RUN_DIR: run };
     // How long a whole dump takes, start-up included: the moments spread over it. The
@@ -101,6 +123,7 @@ for (const [sig, name] of SIGNALS) {
     const whole = wholes.map((w) => w.r).sort((a, b) => a.ms - b.ms)[0];
     const unsafe = wholes.map((w) => unsafeWindow(join(w.img, 'dump.log')));
     let interrupted = 0;
+    const inCall: string[] = [];
     for (let k = 1; k <= MOMENTS; k++) {
       const at = Math.round((whole.ms * k) / (MOMENTS + 1));
       const what = `${name} at ${at} ms (moment ${k} of ${MOMENTS})`;
@@ -108,6 +131,16 @@ for (const [sig, name] of SIGNALS) {
       const r = await interrupt(['dump', '-t', String(t.pid), '-D', img, '-R', '-v4', '-o', 'dump.log'], env, at, sig);
       const cut = assertEndedBy(r, name);
       if (cut) interrupted++;
+      const harm = sig === SIGKILL ? await harmedInCall(t) : undefined;
+      if (harm) {
+        // The one window that stays open: the target goes on with a fresh one.
+        inCall.push(`${what}: the target ${harm}`);
+        killAndReap(t.pid);
+        assertOk(runCriu(['check'], { env }));
+        assertNothingStale(undefined, existsSync(join(img, 'criu-ts-manifest.json')) ? undefined : img, run, `${what}, after the next command`);
+        t = await startCounter(c.dir, `memhog-${k}.log`);
+        continue;
+      }
       await assertCounting(t, what);
       if (!cut) continue;
       // Killed once the images were complete (their manifest written): they stay.
@@ -124,13 +157,16 @@ for (const [sig, name] of SIGNALS) {
       await assertCounting(t, `${what}, after the next command`);
     }
     assert.ok(interrupted >= MOMENTS / 4, `only ${interrupted} of ${MOMENTS} signals came before the dump ended`);
+    // Inside injected calls is a few ms of a dump (reported below): more than one kill of
+    // twenty landing there means a window larger than it should be.
+    assert.ok(inCall.length <= 1, `kills inside an injected call:\n${inCall.join('\n')}`);
     // Its memory is intact, and it can still be dumped.
     signal(t.pid, SIGUSR1);
     await waitForLine(t.log, /^verify=1 ok$/, 60_000);
     assertOk(runCriu(['dump', '-t', String(t.pid), '-D', c.subdir('img-last'), '-R'], { env }));
     await assertCounting(t, 'after a last dump');
     const window = unsafe.map((u) => (u ? `${u.ms} ms in ${u.calls} injected calls` : 'not logged')).join(', ');
-    c.t.diagnostic(`whole dump ${whole.ms} ms; unsafe window ${window}; ${interrupted} of ${MOMENTS} runs interrupted`);
+    c.t.diagnostic(`whole dump ${whole.ms} ms; unsafe window ${window}; ${interrupted} of ${MOMENTS} runs interrupted; inside an injected call: ${inCall.join('; ') || 'none'}`);
   }, { timeout: 900_000 });
 }
 
