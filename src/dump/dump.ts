@@ -6,7 +6,7 @@ import path from 'node:path';
 import { writeImage, closing, IMG, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
-import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, unsafeWindow } from '../compel/index.ts';
+import { InjectionArea, vdsoSyscallInsn, isInjectionArea, colocate, endColocation, unsafeWindow } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { checkInterrupt } from '../interrupt.ts';
@@ -87,6 +87,11 @@ function prepareInjection(t: LiveTask): void {
   for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thaw(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);
   t.area = InjectionArea.map(leader);
+  // An area that a criu-ts killed in the middle of a dump left there (its journal lost) is
+  // not the task's memory: it goes, and is not dumped.
+  const stale = t.vmas.filter((v) => v.prot === 7 && !v.path && isInjectionArea(t.pid, v.start, v.end - v.start));
+  for (const v of stale) leader.syscall('munmap', v.start, v.end - v.start);
+  if (stale.length) t.vmas = t.vmas.filter((v) => !stale.includes(v));
 }
 
 /** Put every thread back exactly as frozen: unmap our area, restore regs and masks, detach. */
