@@ -223,6 +223,7 @@ function run(argv: string[], io: CritIo): number {
   // Like restore, crit checks files against the dump's checksum manifest unless told not to.
   const skipVerify = argv.includes('--skip-verify');
   const a = parseArgs(argv.filter((x) => x !== '--skip-verify'));
+  if (a.cmd === 'x') checkDumpDir(a.pos[0]);
   if (!skipVerify) {
     if (a.cmd === 'x') {
       const m = readManifest(a.pos[0]);
@@ -255,6 +256,12 @@ function run(argv: string[], io: CritIo): number {
     }
   }
   return 0;
+}
+
+/** An images directory to explore: there, and holding a dump (its pstree.img). */
+function checkDumpDir(dir: string): void {
+  if (!fs.existsSync(dir)) throw new UsageError(`images directory ${dir} does not exist`);
+  if (!fs.existsSync(path.join(dir, 'pstree.img'))) throw new UsageError(`no dump in ${dir}: it has no pstree.img`);
 }
 
 /** `crit` with CRIU's arguments; returns the exit code. */

@@ -1,12 +1,14 @@
 // criu-ts command line, in CRIU's syntax: `criu-ts dump -t PID -D DIR`, `restore -D DIR -d`,
-// `check`. Errors are one line on stderr and exit code 1.
+// `check`, `crit`. Errors are one line on stderr (and in the log, with -o) and exit code 1.
+// CRIU_TS_DEBUG=1 adds the JavaScript stack of an unexpected error to the log.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { setChildSubreaper, openBeneath } from '../kernel/index.ts';
-import { LevelLogger } from '../log.ts';
+import { LevelLogger, writeLogLine } from '../log.ts';
 import { CriuError } from '../errors.ts';
-import { ImageError, readKeyFile, setImageOpener } from '../images/index.ts';
+import { ImageError, readKeyFile, setImageOpener, checkDumpDir, checkRestoreDir, UntrustedDirError } from '../images/index.ts';
 import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 // Each command loads only its own modules: start-up time is most of a small dump.
 const loadDump = () => import('../dump/dump.ts');
@@ -15,14 +17,17 @@ const loadCheck = () => import('./check.ts');
 const loadCrit = () => import('./crit.ts');
 const loadJournal = () => import('../dump/journal.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
+import { normalize, type Argv } from './argv.ts';
 
+const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
 const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'swrk', 'service', 'dedup', 'cpuinfo', 'exec', 'show']);
+const COMMANDS = new Set(['dump', 'restore', 'check', 'crit', ...UNSUPPORTED_COMMANDS]);
 
 interface Opts {
-  tree?: string; imagesDir: string; workDir?: string; logFile?: string; verbosity?: string | boolean;
+  tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string;
+  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean;
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -45,71 +50,94 @@ function screen(argv: string[]): string[] {
   return out;
 }
 
-function verbosityOf(v: string | boolean | undefined): number {
-  if (v === undefined) return 2;
-  if (v === true) return 3;
-  if (typeof v === 'string') {
-    if (/^v*$/.test(v)) return Math.min(4, 3 + v.length);
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) fail(`bad verbosity level ${v}`);
-    return Math.min(n, 4);
-  }
-  return 2;
-}
+type Cmd = 'dump' | 'restore' | 'check';
+/**
+ * Every option, with the commands it is for. As in CRIU, a command accepts the others'
+ * options too (ZDTM passes --pidfile to dump) and ignores them; its help lists only its own.
+ */
+const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
+  { flags: '-t, --tree <pid>', desc: 'root of the tree to dump', cmds: ['dump'] },
+  { flags: '-D, --images-dir <dir>', desc: 'directory with the images', cmds: ['dump', 'restore', 'check'], dflt: '.' },
+  { flags: '-W, --work-dir <dir>', desc: 'directory for the log and stats (default: the images dir)', cmds: ['dump', 'restore', 'check'] },
+  { flags: '-o, --log-file <file>', desc: 'log file, relative to the work dir (truncated)', cmds: ['dump', 'restore', 'check'] },
+  { flags: '-v, --verbosity [level]', desc: 'log level 0..4 (default 2), or -v, -vv...: 1 errors, 2 warnings, 3 steps, 4 every task, VMA, fd and image', cmds: ['dump', 'restore', 'check'] },
+  { flags: '--no-default-config', desc: 'read no configuration file (none is read anyway)', cmds: ['dump', 'restore', 'check'] },
+  { flags: '-R, --leave-running', desc: 'leave the tasks running after the dump', cmds: ['dump'] },
+  { flags: '-j, --shell-job', desc: 'the tree is a shell job (its session is outside)', cmds: ['dump', 'restore'] },
+  { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
+  { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
+  { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
+  { flags: '--encrypt <keyfile>', desc: 'seal every image with AES-256-GCM and authenticate the manifest (dump), or require that (restore); 32-byte key, raw or hex', cmds: ['dump', 'restore'] },
+  { flags: '--force', desc: 'dump into a directory that another user owns or can write', cmds: ['dump'] },
+  { flags: '--trust-images', desc: 'restore as root images that another user owns or can write', cmds: ['restore'] },
+  { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
+  { flags: '--pidfile <file>', desc: 'write the pid of the restored root here', cmds: ['restore'] },
+  { flags: '--skip-verify', desc: 'do not check the checksum manifest', cmds: ['restore'] },
+  { flags: '--feature <name>', desc: 'check one feature (CRIU\'s names); "list" names them', cmds: ['check'] },
+  { flags: '--extra', desc: 'also the optional features (always shown)', cmds: ['check'] },
+  { flags: '--experimental', desc: 'same as --extra', cmds: ['check'] },
+  { flags: '--all', desc: 'same as --extra', cmds: ['check'] },
+];
 
-function program(run: (cmd: string, o: Opts) => Promise<number>): Command {
+/** Long options taking a value: their value is never taken for an option or the command. */
+const LONG_WITH_VALUE = new Set([
+  ...OPTIONS.filter((o) => o.flags.includes('<')).map((o) => /--[\w-]+/.exec(o.flags)![0]),
+  ...INTERNAL_WITH_VALUE,
+]);
+
+function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
   const p = new Command('criu-ts');
   p.exitOverride();
   p.configureOutput({ writeErr: () => {}, writeOut: (s) => process.stdout.write(s) });
   p.helpOption('-h, --help');
-  p.version('criu-ts 0.1.0 (CRIU images v1.1)', '-V, --version');
-  const common = (c: Command) => c
-    .addOption(new Option('-D, --images-dir <dir>', 'directory with the images').default('.'))
-    .option('-W, --work-dir <dir>', 'directory for logs and stats (default: images dir)')
-    .option('-o, --log-file <file>', 'log file, relative to the work dir')
-    .option('-v, --verbosity [level]', 'log level 0..4, or -v/-vv...')
-    .option('--pidfile <file>', 'write the pid of the restored root here')
-    .option('-j, --shell-job', 'the tree is a shell job (its session is outside)')
-    .option('--no-default-config', 'do not read the default config files')
-    .option('--timeout <sec>', 'freezing time limit in seconds', '10');
-  common(p.command('dump').description('checkpoint a process tree'))
-    .option('-t, --tree <pid>', 'root of the tree to dump')
-    .option('-R, --leave-running', 'leave the tasks running after the dump')
-    .option('--compress <algo>', 'compress the page data (zstd)')
-    .option('--freeze-cgroup <path>', 'freeze the tree with this cgroup freezer')
-    .option('--encrypt <keyfile>', 'encrypt the page data with AES-256-GCM (32-byte key, raw or hex)')
-    .action(async (o: Opts) => { process.exitCode = await run('dump', o); });
-  common(p.command('restore').description('restore a process tree'))
-    .option('-t, --tree <pid>', 'ignored (as in CRIU)')
-    .option('-d, --restore-detached', 'return once the tree runs')
-    .option('--encrypt <keyfile>', 'key of encrypted page data')
-    .option('--skip-verify', 'do not check the checksum manifest')
-    .action(async (o: Opts) => { process.exitCode = await run('restore', o); });
-  common(p.command('check').description('check the kernel features criu-ts relies on'))
-    .option('--feature <name>', 'check one feature; "list" names them')
-    .option('--extra', 'also optional features (always shown)')
-    .option('--experimental', 'same as --extra')
-    .option('--all', 'same as --extra')
-    .action(async (o: Opts) => { process.exitCode = await run('check', o); });
+  p.version(VERSION, '-V, --version');
+  const command = (name: Cmd, desc: string) => {
+    const c = p.command(name).description(desc);
+    for (const o of OPTIONS) {
+      const opt = new Option(o.flags, o.desc);
+      if (o.dflt !== undefined) opt.default(o.dflt);
+      if (!o.cmds.includes(name)) opt.hideHelp();
+      c.addOption(opt);
+    }
+    c.action(async (o: Opts) => { process.exitCode = await run(name, o); });
+  };
+  command('dump', 'checkpoint a process tree');
+  command('restore', 'restore a process tree');
+  command('check', 'check the kernel features criu-ts relies on');
+  // Run by main() before the parsing here; listed for --help.
+  p.command('crit').description('decode, encode and explore images (criu-ts crit --help)').helpOption(false).allowUnknownOption();
   return p;
 }
 
-async function execute(cmd: string, o: Opts): Promise<number> {
+/** The log file of this run (absolute), from the options before they are parsed. */
+function logPathOf(a: Argv): string | undefined {
+  if (a.logFile === undefined || a.logFile === '-') return undefined;
+  const imagesDir = path.resolve(a.imagesDir ?? '.');
+  return path.resolve(path.resolve(imagesDir, a.workDir ?? '.'), a.logFile);
+}
+
+async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   const imagesDir = path.resolve(o.imagesDir);
   const workDir = path.resolve(imagesDir, o.workDir ?? '.');
-  const level = verbosityOf(o.verbosity);
-  const logFile = o.logFile ? path.resolve(workDir, o.logFile) : undefined;
+  const level = argv.level;
+  const logFile = o.logFile && o.logFile !== '-' ? path.resolve(workDir, o.logFile) : undefined;
+  // The log goes into the images dir by default: a restore from a missing one creates nothing.
   if (cmd === 'restore' && !fs.existsSync(imagesDir)) fail(`images directory ${imagesDir} does not exist`);
-  if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
+  // Before anything is written there (the log): a directory someone else controls is refused.
+  if (cmd === 'dump') for (const d of new Set([imagesDir, workDir])) checkDumpDir(d, !!o.force);
+  if (cmd === 'restore') checkRestoreDir(imagesDir, fs.readdirSync(imagesDir), !!o.trustImages);
+  if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const log = new LevelLogger(level, logFile);
   try {
+    log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid}`);
+    log.info(`command line: ${process.argv.slice(2).join(' ')}`);
     // SIGINT, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly (interrupt.ts).
     if (cmd === 'dump' || cmd === 'restore') armInterrupts();
     // What a criu-ts killed in the middle of a dump left behind is undone first.
     (await loadJournal()).cleanStale(log);
     switch (cmd) {
       case 'check':
-        return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), (s) => process.stderr.write(s + '\n'));
+        return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), log);
       case 'dump': {
         if (o.tree === undefined) fail('pid not specified: dump needs -t PID');
         const pid = Number(o.tree);
@@ -119,56 +147,82 @@ async function execute(cmd: string, o: Opts): Promise<number> {
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
         const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup });
-        log.info(`Dumped ${pid}: ${r.pagesWritten} pages in ${r.frozenMs.toFixed(1)} ms`);
+        log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }
       case 'restore': {
-        if (o.tree !== undefined) log.warn('-t is ignored on restore');
+        if (!fs.existsSync(path.join(imagesDir, 'inventory.img'))) fail(`no dump in ${imagesDir}: it has no inventory.img`);
         const key = o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined;
         const { restore } = await loadRestore();
         const r = restore({
-          dir: imagesDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify,
+          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify,
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;
       }
     }
-    fail(`unknown command ${cmd}`);
   } catch (e) {
-    log.error(messageOf(e));
+    log.failed(messageOf(e), debugStack(e));
     if (logFile || level < 1) process.stderr.write(`${messageOf(e)}\n`);
-    if (level >= 4 && e instanceof Error && !(e instanceof CriuError) && e.stack) log.debug(e.stack);
     return 1;
   } finally {
     log.close();
   }
 }
 
+/** The stack of an unexpected error, with CRIU_TS_DEBUG=1 only: users get one line. */
+function debugStack(e: unknown): string | undefined {
+  if (!process.env.CRIU_TS_DEBUG || !(e instanceof Error) || e instanceof CriuError) return undefined;
+  return e.stack;
+}
+
 function messageOf(e: unknown): string {
   if (e instanceof CriuError || e instanceof ImageError) return e.message;
+  // Node's own system errors ("ENOENT: no such file or directory, open '/x'"): the call and path first.
+  const sys = e as NodeJS.ErrnoException;
+  if (e instanceof Error && sys.syscall && sys.code && sys.path !== undefined) {
+    const what = /^\w+: ([^,]+)/.exec(e.message)?.[1] ?? e.message;
+    return `${sys.syscall} ${sys.path}: ${what} (${sys.code})`;
+  }
   if (e instanceof Error) return e.message.split('\n')[0];
   return String(e);
 }
 
+/** getopt permutes: the command may come after options (`criu -v4 dump ...`). */
+function commandFirst(args: string[]): string[] {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--') break;
+    if (a.startsWith('-')) { if (/^-[tDoWrJLM]$/.test(a) || LONG_WITH_VALUE.has(a)) i++; continue; }
+    if (i === 0 || !COMMANDS.has(a)) return args;
+    return [a, ...args.slice(0, i), ...args.slice(i + 1)];
+  }
+  return args;
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const cmd = argv.find((a) => !a.startsWith('-'));
   if (argv[0] === 'crit') return (await loadCrit()).runCrit(argv.slice(1));
+  const parsed = normalize(argv, LONG_WITH_VALUE);
   try {
+    const args = commandFirst(parsed.args);
+    const cmd = args[0];
+    if (cmd === 'crit') return (await loadCrit()).runCrit(args.slice(1));
     if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) fail(`not supported yet: ${cmd}`);
-    const args = screen(argv);
+    if (cmd === undefined) fail('no command: criu-ts dump|restore|check|crit (criu-ts --help)');
+    const screened = screen(args);
     setChildSubreaper();
     setImageOpener(openBeneath);
-    await program(execute).parseAsync(args, { from: 'user' });
+    await program((c, o) => execute(c, o, parsed)).parseAsync(screened, { from: 'user' });
     dieOfInterrupt();
     return Number(process.exitCode ?? 0);
   } catch (e) {
-    if (e instanceof CommanderError) {
-      if (e.exitCode === 0) return 0;
-      process.stderr.write(`${e.message.replace(/^error: /, '')}\n`);
-      return 1;
-    }
-    process.stderr.write(`${messageOf(e)}\n`);
+    if (e instanceof CommanderError && e.exitCode === 0) return 0;
+    const msg = e instanceof CommanderError ? e.message.replace(/^error: /, '') : messageOf(e);
+    // The harness reads the log even when the command line was refused: it must exist.
+    const logFile = logPathOf(parsed);
+    if (logFile && !(e instanceof UntrustedDirError)) writeLogLine(logFile, parsed.level, msg);
+    process.stderr.write(`${msg}\n`);
     return 1;
   }
 }

@@ -3,7 +3,7 @@
 // task is resumed exactly as it was and the partial images are removed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeImage, closing, IMG, type PagesCodecOptions } from '../images/index.ts';
+import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
 import { InjectionArea, vdsoSyscallInsn, isInjectionArea, colocate, endColocation, unsafeWindow } from '../compel/index.ts';
@@ -11,7 +11,7 @@ import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { checkInterrupt } from '../interrupt.ts';
 import {
-  freezeSnapshot, dumpThreadInfo, dumpThreadCore, dumpCreds, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
+  freezeSnapshot, dumpCoreEntry, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
   checkNamespaces, checkSessions, checkSharing, type FrozenThread,
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
@@ -24,7 +24,9 @@ import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { DumpJournal } from './journal.ts';
-import type { DumpTask, Logger, MessageInput, ParentMm } from '../resources/types.ts';
+import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
+import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
+import { writeDumpStats } from './stats.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -42,6 +44,8 @@ export interface DumpRequest {
 
 export interface DumpResult {
   tasks: number; pagesWritten: number; pagesScanned: number; frozenMs: number; freezingMs: number;
+  /** Pages of shared memory (MAP_SHARED anonymous, memfd), in pages-*.img as well. */
+  shpagesWritten: number; memdumpMs: number;
   pagesPlainBytes?: number; pagesStoredBytes?: number;
 }
 
@@ -151,7 +155,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
   const createdDir = !fs.existsSync(req.dir);
-  fs.mkdirSync(req.dir, { recursive: true });
+  fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir, { pages: req.pages });
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
@@ -161,12 +165,13 @@ function dumpColocated(req: DumpRequest): DumpResult {
   unsafeWindow.ms = 0;
   try {
     const freezer = req.freezeCgroup ? new CgroupFreezer(req.freezeCgroup) : undefined;
+    step(log, `freezing the tree of ${pid}${freezer ? ` with the freezer of ${req.freezeCgroup}` : ''} (timeout ${req.timeoutSec} s)`);
     tasks = freezeTree(pid, Date.now() + req.timeoutSec * 1000, freezer);
+    logTree(log, tasks, t0);
     for (const t of tasks) {
       if (!isLive(t)) continue;
-      const lt = t as LiveTask;
-      lt.snaps = t.threads.map(freezeSnapshot);
-      lt.stat = readStat(t.pid);
+      t.snaps = t.threads.map(freezeSnapshot);
+      t.stat = readStat(t.pid);
     }
     journal.tasks(tasks.filter(isLive).map((t) => ({ pid: t.pid, startTime: t.stat.startTime })));
     faultPoint('freeze');
@@ -176,6 +181,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     for (const t of tasks) {
       if (!isLive(t)) continue;
       // The VMAs as the task has them, before our injection area joins them.
+      step(log, `task ${t.pid}: reading its VMAs and mapping criu-ts's injection area`);
       t.vmas = readSmaps(t.pid);
       prepareInjection(t);
     }
@@ -186,8 +192,10 @@ function dumpColocated(req: DumpRequest): DumpResult {
     faultPoint('write-images');
     // The last safe point: past it, the dump completes.
     checkInterrupt(true);
+    step(log, `writing the images to ${req.dir}`);
     imgs.finish();
     journal.imagesDone();
+    logImages(log, req.dir);
     const enc = imgs.pagesEncoding();
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
     result.freezingMs = tFrozen - t0;
@@ -198,6 +206,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     logUnsafeWindow(log);
     throw e;
   }
+  step(log, req.leaveRunning ? 'resuming the tree (--leave-running)' : 'killing the tree');
   if (req.leaveRunning) {
     for (const t of tasks) if (isLive(t)) thaw(t, log);
   }
@@ -205,7 +214,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   journal.close();
   logUnsafeWindow(log);
   result.frozenMs = performance.now() - t0;
-  try { writeStats(req, result); } catch (e) { log.warn(`cannot write stats-dump: ${(e as Error).message}`); }
+  try { writeDumpStats(req.workDir, result); } catch (e) { log.warn(`cannot write stats-dump: ${(e as Error).message}`); }
   return result;
 }
 
@@ -228,7 +237,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
   };
-  const stats = { pagesWritten: 0, pagesScanned: 0 };
+  const stats = { pagesWritten: 0, pagesScanned: 0, memdumpMs: 0 };
   const writtenFdTables = new Set<number>();
   for (const t of tasks) {
     checkInterrupt();
@@ -236,7 +245,9 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
       const s = dumpTask(req, t, imgs, shared, writtenFdTables);
       stats.pagesWritten += s.pagesWritten;
       stats.pagesScanned += s.pagesScanned;
+      stats.memdumpMs += s.memdumpMs;
     } else if (t.zombie) {
+      step(req.log, `task ${t.pid}: zombie (exit status 0x${t.zombie.exitCode.toString(16)}) to core-${t.pid}.img`);
       imgs.one(IMG.CORE, t.pid, dumpZombieCore(t.zombie));
     }
     imgs.add(IMG.PSTREE, dumpPstreeEntry(t.pid, t.ppid, t.threads.map((th) => th.tid), isLive(t) ? t.stat : undefined));
@@ -255,10 +266,10 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
     ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
   });
-  return { tasks: tasks.length, ...stats, frozenMs: 0, freezingMs: 0 };
+  return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }
 
-function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, writtenFdTables: Set<number>): { pagesWritten: number; pagesScanned: number } {
+function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, writtenFdTables: Set<number>): { pagesWritten: number; pagesScanned: number; memdumpMs: number } {
   const { pid } = t;
   const { log } = req;
   const area = t.area!;
@@ -273,22 +284,32 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   checkSharing(pid, t.ppid, ids.sharedWith);
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
+  step(log, `task ${pid}: memory, ${task.vmas.length} VMAs, to mm-${pid}.img and pagemap-${pid}.img`);
   faultPoint('memory');
+  if (debugOn(log)) for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
+  const tMem = performance.now();
   const pm = imgs.pagemap(pid, anonBytes(task.vmas));
   const exe = fs.readlinkSync(`/proc/${pid}/exe`);
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
   imgs.one(IMG.MM, pid, mm);
+  const memdumpMs = performance.now() - tMem;
+  log.debug(`task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`);
 
   faultPoint('files');
   checkInterrupt();
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
+    step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);
     const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
+    if (debugOn(log)) for (const e of fdinfo) log.debug(fdLine(e, sh.files.entries.find((f) => f.id === e.id)));
     for (const e of fdinfo) imgs.add(IMG.FDINFO, ids.files_id, e);
     if (fdinfo.length) imgs.closeImage(IMG.FDINFO, ids.files_id);
     else imgs.empty(IMG.FDINFO, ids.files_id);
   }
+  else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
+  step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
   imgs.one(IMG.FS, pid, dumpFs(pid, status.umask, sh.files));
+  step(log, `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`);
 
   const secbits = readSecbits(leader);
   const tc = dumpTaskCore(task, t.snaps[0].sigmask, !!t.stopped);
@@ -297,25 +318,29 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const isLeader = th === leader;
     if (!isLeader) th.useInjectionPage(area.base);
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
-    const threadCore = dumpThreadCore(snap, thStatus.name, area, isLeader);
-    threadCore.creds = dumpCreds(thStatus, secbits);
-    const core: MessageInput<'core_entry'> = { mtype: cpu.march, ...dumpThreadInfo(snap, area, sh.cpuFacts), thread_core: threadCore };
-    if (isLeader) core.tc = tc;
-    imgs.one(IMG.CORE, th.tid, core);
+    imgs.one(IMG.CORE, th.tid, dumpCoreEntry(snap, area, sh.cpuFacts, thStatus, secbits, isLeader ? tc : undefined));
   }
   imgs.one(IMG.IDS, pid, {
     vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),
   });
-  return stats;
+  log.debug(`task ${pid}: ids-${pid}.img: vm ${ids.vm_id}, files ${ids.files_id}, fs ${ids.fs_id}, sighand ${ids.sighand_id}`);
+  return { ...stats, memdumpMs };
 }
 
-/** stats-dump in the work dir, as CRIU writes it (ZDTM checks pages_written against pages-*.img). */
-function writeStats(req: DumpRequest, r: DumpResult): void {
-  const us = (ms: number) => Math.round(ms * 1000);
-  writeImage(path.join(req.workDir, 'stats-dump'), 'stats_entry', [{
-    dump: {
-      freezing_time: us(r.freezingMs), frozen_time: us(r.frozenMs - r.freezingMs), memdump_time: 0, memwrite_time: 0,
-      pages_scanned: BigInt(r.pagesScanned), pages_skipped_parent: 0n, pages_written: BigInt(r.pagesWritten), pages_lazy: 0n,
-    },
-  }]);
+/** The frozen tree, task by task (level 3), with its threads (level 4). */
+function logTree(log: Logger, tasks: Task[], t0: number): void {
+  log.info(`frozen ${tasks.length} task(s) in ${ms(t0)}`);
+  for (const t of tasks) {
+    const state = t.zombie ? ', a zombie' : t.stopped ? ', stopped' : '';
+    log.info(`task ${t.pid}: parent ${t.ppid}, ${t.threads.length} thread(s)${state}`);
+    if (t.threads.length > 1) log.debug(`task ${t.pid}: threads ${t.threads.map((th) => th.tid).join(' ')}`);
+  }
+}
+
+/** Every image of the dump with its size (level 4). */
+function logImages(log: Logger, dir: string): void {
+  if (!debugOn(log)) return;
+  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.img')).sort()) {
+    try { log.debug(`  image ${name}: ${fs.statSync(path.join(dir, name)).size} bytes`); } catch { /* not ours */ }
+  }
 }

@@ -1,6 +1,5 @@
 // The registry of all CRIU image messages; encode/decode by CRIU message name.
 import { ProtoRegistry } from './proto.ts';
-import type { ProtoObject } from './proto.ts';
 import { enums, messages } from './schema/index.ts';
 import type { Message, MessageInput, MessageName } from './types.ts';
 
@@ -10,6 +9,7 @@ export function encodeMessage<N extends MessageName>(name: N, obj: MessageInput<
   return registry.encode(name, obj);
 }
 
+/** The decoder builds the object field by field from `name`'s schema, which Message<N> is derived from. */
 export function decodeMessage<N extends MessageName>(name: N, buf: Uint8Array, start?: number, end?: number): Message<N> {
-  return registry.decode(name, buf, start, end) as ProtoObject as Message<N>;
+  return registry.decode(name, buf, start, end) as Message<N>;
 }

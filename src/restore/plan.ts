@@ -4,32 +4,45 @@ import { IMG, imageFileName } from '../images/index.ts';
 import type { DumpImages } from './images.ts';
 import type { Message, PageSource } from '../resources/types.ts';
 import type { FileEntry } from '../resources/files/index.ts';
+import { TASK_STATE } from '../resources/task/index.ts';
 import { cpu } from '../resources/cpu/index.ts';
+import { SIG } from '../kernel/index.ts';
 
 export type Core = Message<'core_entry'>;
 export type TaskCore = Message<'task_core_entry'>;
 export type ThreadCore = Message<'thread_core_entry'>;
 
-export interface TaskPlan {
+interface PlanBase {
   pid: number;
   ppid: number;
   pgid: number;
   sid: number;
   threads: number[];
   cores: Map<number, Core>;
-  /** Each thread's thread_core (cores.get(tid).thread_core), for a task that is not a zombie. */
-  threadCores: Map<number, ThreadCore>;
   /** The leader's task core (cores.get(pid).tc). */
   tc: TaskCore;
-  zombie?: { exitCode: number; comm: string };
+}
+
+/** A dumped zombie: only its place in the tree and its exit are left. */
+export interface ZombiePlan extends PlanBase {
+  zombie: { exitCode: number; comm: string };
+}
+
+/** A live task, with every image it needs. */
+export interface LivePlan extends PlanBase {
+  zombie?: undefined;
+  /** Each thread's thread_core (cores.get(tid).thread_core). */
+  threadCores: Map<number, ThreadCore>;
   /** Dumped stopped (task_state 3): stopped again with this signal once restored. */
   stopSignal?: number;
-  mm?: Message<'mm_entry'>;
-  fsEntry?: Message<'fs_entry'>;
-  fdinfo?: Message<'fdinfo_entry'>[];
-  ids?: Message<'task_kobj_ids_entry'>;
-  pagemap?: { runs: PageSource[]; pagesPath: string };
+  mm: Message<'mm_entry'>;
+  fsEntry: Message<'fs_entry'>;
+  fdinfo: Message<'fdinfo_entry'>[];
+  ids: Message<'task_kobj_ids_entry'>;
+  pagemap: { runs: PageSource[]; pagesPath: string };
 }
+
+export type TaskPlan = LivePlan | ZombiePlan;
 
 export interface RestorePlan { tasks: TaskPlan[]; files: Map<number, FileEntry> }
 
@@ -52,37 +65,38 @@ export function plan(imgs: DumpImages): RestorePlan {
     checkArch(leaderCore, leaderFile);
     const tc = leaderCore.tc;
     if (!tc) throw new CriuError(`${leaderFile}: no task core (tc)`);
-    const t: TaskPlan = {
-      pid, ppid, pgid: entry.pgid, sid: entry.sid, threads: threads.length ? threads : [pid],
-      cores: new Map([[pid, leaderCore]]), threadCores: new Map(), tc,
+    const base: PlanBase = {
+      pid, ppid, pgid: entry.pgid, sid: entry.sid, threads: threads.length ? threads : [pid], cores: new Map([[pid, leaderCore]]), tc,
     };
-    if (tc.task_state === 2) {
-      t.zombie = { exitCode: tc.exit_code, comm: tc.comm };
-      return t;
+    if (tc.task_state === TASK_STATE.DEAD) return { ...base, zombie: { exitCode: tc.exit_code, comm: tc.comm } };
+    if (tc.task_state !== TASK_STATE.ALIVE && tc.task_state !== TASK_STATE.STOPPED) {
+      throw new CriuError(`${leaderFile}: task state ${tc.task_state} is not supported yet`);
     }
-    if (tc.task_state !== 1 && tc.task_state !== 3) throw new CriuError(`${leaderFile}: task state ${tc.task_state} is not supported yet`);
-    if (tc.task_state === 3) t.stopSignal = tc.stop_signo ?? 19;
-    for (const tid of t.threads) {
+    const threadCores = new Map<number, ThreadCore>();
+    for (const tid of base.threads) {
       const file = imageFileName(IMG.CORE, tid);
       const core = tid === pid ? leaderCore : imgs.one(IMG.CORE, tid);
-      t.cores.set(tid, core);
+      base.cores.set(tid, core);
       checkArch(core, file);
       cpu.check(core, file);
       if (!core.thread_core) throw new CriuError(`${file}: no thread core (thread_core)`);
-      t.threadCores.set(tid, core.thread_core);
+      threadCores.set(tid, core.thread_core);
     }
-    t.ids = imgs.one(IMG.IDS, pid);
-    t.mm = imgs.one(IMG.MM, pid);
-    t.fsEntry = imgs.one(IMG.FS, pid);
-    t.fdinfo = imgs.all(IMG.FDINFO, t.ids.files_id).map((e) => e.entry);
-    t.pagemap = imgs.pagemap(pid);
-    return t;
+    const ids = imgs.one(IMG.IDS, pid);
+    return {
+      ...base, threadCores, ids,
+      ...(tc.task_state === TASK_STATE.STOPPED ? { stopSignal: tc.stop_signo ?? SIG.STOP } : {}),
+      mm: imgs.one(IMG.MM, pid),
+      fsEntry: imgs.one(IMG.FS, pid),
+      fdinfo: imgs.all(IMG.FDINFO, ids.files_id).map((e) => e.entry),
+      pagemap: imgs.pagemap(pid),
+    };
   });
   return { tasks, files };
 }
 
 /** A thread's core entry and its thread core, which plan() checked are there. */
-export function threadOf(t: TaskPlan, tid: number): { core: Core; threadCore: ThreadCore } {
+export function threadOf(t: LivePlan, tid: number): { core: Core; threadCore: ThreadCore } {
   const core = t.cores.get(tid), threadCore = t.threadCores.get(tid);
   if (!core || !threadCore) throw new CriuError(`task ${t.pid}: no core image for thread ${tid}`);
   return { core, threadCore };

@@ -18,10 +18,12 @@ import { restoreFs } from '../resources/fs.ts';
 import { openForRestore, installFds, afterInstall, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
-import { plan, threadOf, type TaskPlan } from './plan.ts';
+import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, RestoreTask } from '../resources/types.ts';
+import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
+import { writeRestoreStats, pageCounts } from './stats.ts';
 
 export interface RestoreRequest {
   dir: string;
@@ -31,12 +33,17 @@ export interface RestoreRequest {
   shellJob: boolean;
   pidfile?: string;
   log: Logger;
+  /** Where stats-restore goes (default: the images dir). */
+  workDir?: string;
 }
 
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
 
 /** A task being rebuilt: its stub and its threads, all stopped and traced. */
-interface Live { plan: TaskPlan; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
+interface Live<P extends TaskPlan = TaskPlan> { plan: P; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
+
+const isLive = (l: Live): l is Live<LivePlan> => !l.plan.zombie;
+const liveMm = (tasks: TaskPlan[]) => tasks.flatMap((t) => (t.zombie ? [] : [t.mm]));
 
 interface Ctx {
   req: RestoreRequest;
@@ -64,6 +71,8 @@ interface Ctx {
   fileCtx: RestoreFileCtx;
   locals: Map<number, number>;
   opened: number[];
+  /** How long FORKING took (stats-restore). */
+  forkMs: number;
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
@@ -80,7 +89,9 @@ function restoreColocated(req: RestoreRequest): RestoreResult {
 }
 
 function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): RestoreResult {
+  step(req.log, `reading the images of ${req.dir}`);
   const { tasks, files } = plan(imgs);
+  logPlan(req.log, tasks);
   for (const t of tasks) for (const tid of t.threads) {
     if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`);
   }
@@ -90,12 +101,12 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const shmem = new ShmemObjects();
   let ctx: Ctx | undefined;
   try {
-    const helper = startHelper(tasks.flatMap((t) => t.mm?.vmas ?? []));
+    const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas));
     const helperArea = helper.area;
     ctx = {
       req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
-      files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(tasks.flatMap((t) => (t.mm ? [t.mm] : []))),
-      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(),
+      files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
+      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
@@ -119,18 +130,22 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   }
   disarmInterrupts();
   if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
-  const ms = performance.now() - t0;
-  req.log.info(`restored ${tasks.length} task(s) in ${ms.toFixed(1)} ms`);
-  if (req.detach) return { pid: root.pid, ms };
+  const total = performance.now() - t0;
+  req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
+  try { writeRestoreStats(req.workDir ?? req.dir, { forkMs: ctx.forkMs, totalMs: total, ...pageCounts(tasks) }); } catch (e) { req.log.warn(`cannot write stats-restore: ${(e as Error).message}`); }
+  if (req.detach) return { pid: root.pid, ms: total };
   const { status } = waitpid(root.pid, 0);
   const exitCode = W.exited(status) ? W.exitStatus(status) : 128 + W.termSig(status);
-  return { pid: root.pid, exitCode, ms };
+  return { pid: root.pid, exitCode, ms: total };
 }
 
 /** What each stage does; stages.ts orders them and says why. */
 const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
   FORKING: (ctx) => {
+    const t0 = performance.now();
     createTree(ctx);
+    ctx.forkMs = performance.now() - t0;
+    ctx.req.log.info(`created ${ctx.tasks.length} task(s) in ${ms(t0)}`);
     if (ctx.helper) killHelper(ctx.helper.tracee.tid);
     ctx.helper = undefined;
   },
@@ -141,6 +156,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
   RESTORE: (ctx) => { for (const l of liveTasks(ctx)) { checkInterrupt(); restoreTask(ctx, l); } },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
+      step(ctx.req.log, `task ${l.plan.pid}: credentials of ${l.threads.size} thread(s) from core-*.img`);
       restoreThreadCreds(l.leader, l.area, l.plan.pid, [...l.threads].map(([tid, tracee]) => ({ tracee, creds: threadOf(l.plan, tid).threadCore.creds })));
     }
   },
@@ -148,6 +164,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.shmem.sealAll();
     ctx.shmem.close();
+    if (ctx.imgs.verifying) step(ctx.req.log, 'waiting for the checksums of the page data');
     ctx.imgs.verifying?.join();
     faultPoint('restore-release');
   },
@@ -155,11 +172,18 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     for (const t of ctx.tasks) {
       if (!t.zombie) continue;
       const l = liveTask(ctx, t.pid);
+      step(ctx.req.log, `task ${t.pid}: becomes a zombie (exit status 0x${t.zombie.exitCode.toString(16)}) as in core-${t.pid}.img`);
       becomeZombie(l.leader, l.area, t.pid, t.zombie);
     }
   },
   PREPARE_RELEASE: (ctx) => { for (const l of liveTasks(ctx).reverse()) prepareRelease(ctx, l, ctx.sharedVm.has(l.plan.pid)); },
-  COMPLETE: (ctx) => { for (const l of liveTasks(ctx)) releaseThreads(l.plan.pid, l.threads.values()); },
+  COMPLETE: (ctx) => {
+    step(ctx.req.log, `releasing ${ctx.tasks.length} task(s)`);
+    for (const l of liveTasks(ctx)) {
+      ctx.req.log.debug(`task ${l.plan.pid}: let go (${l.threads.size} thread(s))`);
+      releaseThreads(l.plan.pid, l.threads.values());
+    }
+  },
 };
 
 function liveTask(ctx: Ctx, pid: number): Live {
@@ -169,8 +193,8 @@ function liveTask(ctx: Ctx, pid: number): Live {
 }
 
 /** The tasks that are not zombies, in pstree order. */
-function liveTasks(ctx: Ctx): Live[] {
-  return ctx.tasks.filter((t) => !t.zombie).map((t) => liveTask(ctx, t.pid));
+function liveTasks(ctx: Ctx): Live<LivePlan>[] {
+  return ctx.tasks.map((t) => liveTask(ctx, t.pid)).filter(isLive);
 }
 
 function withKey<T extends object>(imgs: DumpImages, src: T | undefined): (T & { key?: Buffer }) | undefined {
@@ -210,23 +234,27 @@ function createTree(ctx: Ctx): void {
     settle(t.ppid);
     const parentArea = t.ppid === 0 ? ctx.helper?.area : live.get(t.ppid)?.area;
     if (!parentArea) throw new CriuError(`task ${t.pid}: its parent ${t.ppid} is not restored before it`);
+    // A zombie has no children: they were given to another parent when it died.
+    const parentPlan = tasks.find((p): p is LivePlan => p.pid === t.ppid && !p.zombie);
     // The clone arguments go into the parent's own copy of the area. A child that shared
-    // its parent's fd table or fs_struct is cloned sharing them again.
-    const parentPlan = tasks.find((p) => p.pid === t.ppid);
-    const { flags, sharesVm } = sharingFlags(t.ids, parentPlan?.ids);
+    // its parent's fd table, fs_struct, mm or signal actions is cloned sharing them again.
+    const { flags, sharesVm } = sharingFlags(t.zombie ? undefined : t.ids, parentPlan?.ids);
     const born = ctx.sessions.birthplace(t, parentArea, flags);
+    step(ctx.req.log, `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`);
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
     ctx.created.push(t.pid);
     stub.setSigmask(ALL_SIGNALS);
     const l: Live = { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area: parentArea.forTracee(stub) };
     live.set(t.pid, l);
     ctx.sessions.enter(t, stub, born);
-    // A task born of a session helper has the helper's memory, fds and the rest, and the helper
-    // may have been cloned from another parent: it inherits nothing from its own.
-    if (!t.zombie) restoreInheritable(ctx, l, born.ofParent ? parentPlan : undefined);
-    // Likewise memory: children are cloned from the task and inherit it (or share it, with
-    // CLONE_VM). Its page data goes on being read in while other tasks are created.
-    if (!t.zombie && !sharesVm) filling.set(t.pid, restoreMemory(ctx, l, parentPlan, born.ofParent));
+    if (isLive(l)) {
+      // A task born of a session helper has the helper's memory, fds and the rest, and the helper
+      // may have been cloned from another parent: it inherits nothing from its own.
+      restoreInheritable(ctx, l, born.ofParent ? parentPlan : undefined);
+      // Likewise memory: children are cloned from the task and inherit it (or share it, with
+      // CLONE_VM). Its page data goes on being read in while other tasks are created.
+      if (!sharesVm) filling.set(t.pid, restoreMemory(ctx, l, parentPlan, born.ofParent));
+    }
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
@@ -236,15 +264,16 @@ function createTree(ctx: Ctx): void {
  * The task's address space (see restoreAddressSpace). `bornOfParent`: the task was cloned
  * from its parent itself, not from a session helper, and so starts with its address space.
  */
-function restoreMemory(ctx: Ctx, l: Live, parent: TaskPlan | undefined, bornOfParent: boolean): () => void {
+function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined, bornOfParent: boolean): () => void {
   const t = l.plan;
   const rt: RestoreTask = { pid: t.pid, leader: l.leader, threads: [l.leader], area: l.area, log: ctx.req.log };
+  logMemory(ctx.req.log, t, (id) => { const f = ctx.files.get(id); return f?.reg?.name ?? `${f?.memfd ? 'memfd, ' : ''}file id ${id}`; });
   faultPoint('restore-memory');
   checkInterrupt();
   unregisterInheritedRseq(l.leader);
   return restoreAddressSpace(rt, {
-    mm: t.mm!, runs: t.pagemap!.runs, pagesPath: t.pagemap!.pagesPath, pathOf: pathResolver(ctx), key: ctx.imgs.key,
-    parent: parent ? { pid: parent.pid, mm: parent.mm, runs: parent.pagemap?.runs } : undefined, bornOfParent,
+    mm: t.mm, runs: t.pagemap.runs, pagesPath: t.pagemap.pagesPath, pathOf: pathResolver(ctx), key: ctx.imgs.key,
+    parent: parent ? { pid: parent.pid, mm: parent.mm, runs: parent.pagemap.runs } : undefined, bornOfParent,
     shmemFd: (v) => {
       if (v.status & VMA.ANON_SHARED) {
         const id = v.shmid;
@@ -272,45 +301,54 @@ function pathResolver(ctx: Ctx): (id: number) => string {
  * root and for tasks born from a session helper), and only differences are applied.
  * Tables shared with the parent (CLONE_FILES, CLONE_FS, CLONE_SIGHAND) are done already.
  */
-function restoreInheritable(ctx: Ctx, l: Live, parent: TaskPlan | undefined): void {
+function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined): void {
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
   faultPoint('restore-files');
   checkInterrupt();
-  const filesId = t.ids!.files_id, fsId = t.ids!.fs_id;
+  const filesId = t.ids.files_id, fsId = t.ids.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
-    const local = openForRestore(t.fdinfo!, ctx.fileCtx, ctx.locals);
-    installFds(stub, t.fdinfo!, local, getpid(), parent?.fdinfo);
+    step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
+    if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
+    const local = openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals);
+    installFds(stub, t.fdinfo, local, getpid(), parent?.fdinfo);
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
-    restoreFs(stub, area, t.fsEntry!, pathResolver(ctx), parent?.fsEntry);
+    step(ctx.req.log, `task ${t.pid}: cwd, root and umask from fs-${t.pid}.img`);
+    restoreFs(stub, area, t.fsEntry, pathResolver(ctx), parent?.fsEntry);
   }
-  const sighandId = t.ids!.sighand_id;
+  const sighandId = t.ids.sighand_id;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {
     ctx.doneTables.add(`sighand:${sighandId}`);
+    step(ctx.req.log, `task ${t.pid}: signal actions from core-${t.pid}.img`);
     restoreSigactions(stub, area, t.tc.sigactions, parent?.tc.sigactions);
   }
   restorePersonality(stub, t.tc, parent?.tc);
 }
 
 /** Everything of a task but its credentials, once the whole tree exists. */
-function restoreTask(ctx: Ctx, l: Live): void {
+function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
 
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
-  afterInstall(stub, area, t.fdinfo!, ctx.files, ctx.installedOnce);
+  step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
+  afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
   restoreTimersAndLimits(stub, area, t.tc, ctx.req.log);
 
   // Threads come once the memory they run on is back, and with the leader's name, which
   // most of them share.
   const leaderComm = threadOf(t, t.pid).threadCore.comm;
   if (t.threads.length > 1) restoreComm(stub, area, leaderComm);
-  for (const tid of t.threads.slice(1)) l.threads.set(tid, cloneThread(stub, area, tid, threadOf(t, tid).core));
+  for (const tid of t.threads.slice(1)) {
+    step(ctx.req.log, `task ${t.pid}: thread ${tid} created from core-${tid}.img`);
+    l.threads.set(tid, cloneThread(stub, area, tid, threadOf(t, tid).core));
+  }
+  step(ctx.req.log, `task ${t.pid}: pending signals, thread state (rseq, sigaltstack, robust list) of ${l.threads.size} thread(s) from core-*.img`);
   requeueSignals(stub, area, t.pid, t.tc.signals_s, true);
   for (const [tid, th] of l.threads) {
     const { core, threadCore } = threadOf(t, tid);
@@ -320,12 +358,42 @@ function restoreTask(ctx: Ctx, l: Live): void {
 }
 
 /** Everything but the last step: the final state of every thread, the leader last. */
-function prepareRelease(ctx: Ctx, l: Live, keepArea: boolean): void {
+function prepareRelease(ctx: Ctx, l: Live<LivePlan>, keepArea: boolean): void {
   const t = l.plan;
+  step(ctx.req.log, `task ${t.pid}: registers and signal masks of ${l.threads.size} thread(s) from core-*.img`);
   for (const [tid, th] of l.threads) {
     if (tid === t.pid) continue;
     const { core, threadCore } = threadOf(t, tid);
     finishThread(th, core, threadCore, ctx.cpuFacts);
   }
   finishLeader(l.leader, l.area, threadOf(t, t.pid).core, t.tc, ctx.cpuFacts, { keepArea, stopSignal: t.stopSignal });
+}
+
+/** The tree to restore (level 3). */
+function logPlan(log: Logger, tasks: TaskPlan[]): void {
+  log.info(`${tasks.length} task(s) to restore`);
+  for (const t of tasks) {
+    log.info(`task ${t.pid}: parent ${t.ppid}, group ${t.pgid}, session ${t.sid}, ${t.threads.length} thread(s)${t.zombie ? ', a zombie' : ''}`);
+  }
+}
+
+/** A task's memory step (level 3) and its VMAs, with what backs each (level 4). */
+function logMemory(log: Logger, t: LivePlan, pathOf: (id: number) => string): void {
+  const vmas = t.mm.vmas;
+  const { pagesRestored, pagesSkippedCow } = pageCounts([t]);
+  const pages = t.pagemap?.pagesPath.replace(/.*\//, '') ?? 'no page data';
+  step(log, `task ${t.pid}: memory from mm-${t.pid}.img, pagemap-${t.pid}.img and ${pages}: ${vmas.length} VMAs, ${pagesRestored} pages to write, ${pagesSkippedCow} kept from the parent`);
+  if (!debugOn(log)) return;
+  const what = (v: (typeof vmas)[number]): string => {
+    const st = v.status;
+    if (st & VMA.AREA_VDSO) return '[vdso]';
+    if (st & VMA.AREA_VSYSCALL) return '[vsyscall]';
+    if (st & VMA.AREA_VVAR) return '[vvar]';
+    if (st & VMA.AREA_HEAP) return '[heap]';
+    if (st & VMA.AREA_STACK) return '[stack]';
+    if (st & VMA.ANON_SHARED) return `shared anonymous memory ${v.shmid}`;
+    if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED | VMA.AREA_MEMFD)) return pathOf(Number(v.shmid));
+    return '';
+  };
+  for (const v of vmas) log.debug(vmaLine(v.start, v.end, v.prot, (v.flags & 1) !== 0, `${what(v)} (status 0x${v.status.toString(16)})`.trimStart()));
 }

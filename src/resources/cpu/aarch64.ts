@@ -51,7 +51,7 @@ function regsToEntry(r: Buffer): MessageInput<'user_aarch64_regs_entry'> {
 }
 function entryToRegs(e: Message<'user_aarch64_regs_entry'>): Buffer {
   const r = Buffer.alloc(arch.gpRegsSize);
-  e.regs.slice(0, 31).forEach((v, i) => r.writeBigUInt64LE(v, i * 8));
+  e.regs.slice(0, 31).forEach((v, i) => { r.writeBigUInt64LE(v, i * 8); });
   r.writeBigUInt64LE(e.sp, A64.sp);
   r.writeBigUInt64LE(e.pc, A64.pc);
   r.writeBigUInt64LE(e.pstate, A64.pstate);
@@ -64,7 +64,7 @@ function fpsimdToEntry(f: Buffer): MessageInput<'user_aarch64_fpsimd_context_ent
 }
 function entryToFpsimd(e: Message<'user_aarch64_fpsimd_context_entry'>): Buffer {
   const f = Buffer.alloc(FPSIMD_SIZE);
-  e.vregs.slice(0, 64).forEach((v, i) => f.writeBigUInt64LE(v, i * 8));
+  e.vregs.slice(0, 64).forEach((v, i) => { f.writeBigUInt64LE(v, i * 8); });
   f.writeUInt32LE(e.fpsr, 512);
   f.writeUInt32LE(e.fpcr, 516);
   return f;
@@ -99,7 +99,7 @@ function restorePacKeys(t: Tracee, keys: Message<'pac_keys'> | undefined): void 
   const a = keys?.pac_address_keys;
   if (a) {
     const b = Buffer.alloc(64);
-    ADDRESS_KEY_WORDS.forEach((k, i) => b.writeBigUInt64LE(a[k], i * 8));
+    ADDRESS_KEY_WORDS.forEach((k, i) => { b.writeBigUInt64LE(a[k], i * 8); });
     t.setRegset(NT.ARM_PACA_KEYS, b);
     const en = Buffer.alloc(8);
     en.writeBigUInt64LE(a.pac_enabled_key);

@@ -73,7 +73,7 @@ export const x86_64Cpu: CpuBackend = {
   snapshot: (t) => ({ regs: t.getRegs(), fpregs: t.getFpRegs() }),
   // Injected syscalls leave the FPU state alone on x86_64.
   thaw: (t, s) => t.setRegs(s.regs),
-  dumpInfo(t, s, area, facts, clearTid) {
+  dumpInfo(t, s, _area, facts, clearTid) {
     const r = Buffer.from(s.regs);
     // Saved already adjusted for an interrupted syscall, as CRIU does: its restorer does
     // not adjust them again.

@@ -45,7 +45,7 @@ export function restoreCreds(t: Tracee, area: InjectionArea, c: Creds, current?:
   const groups = c.groups;
   area.reset();
   const g = Buffer.alloc(Math.max(4, groups.length * 4));
-  groups.forEach((v, i) => g.writeUInt32LE(v, i * 4));
+  groups.forEach((v, i) => { g.writeUInt32LE(v, i * 4); });
   t.syscall('setgroups', groups.length, area.put(g));
   t.syscall('setresgid', c.gid, c.egid, c.sgid);
   t.syscall('setfsgid', c.fsgid);

@@ -12,7 +12,7 @@ export { checkNamespaces } from './namespaces.ts';
 export { cloneAt, pidInUse, sharingFlags, checkSharing, ALL_SIGNALS, type CloneExtra } from './fork.ts';
 export { TASK_STATE, dumpTaskCore, dumpZombieCore, restorePersonality, restoreTimersAndLimits, becomeZombie } from './core.ts';
 export {
-  freezeSnapshot, dumpThreadInfo, dumpThreadCore, siginfoEntries, cloneThread, unregisterInheritedRseq, restoreThreadCore,
+  freezeSnapshot, dumpThreadInfo, dumpThreadCore, dumpCoreEntry, siginfoEntries, cloneThread, unregisterInheritedRseq, restoreThreadCore,
   requeueSignals, restoreComm, finishThread, finishLeader, releaseThreads, type FrozenThread,
 } from './thread.ts';
 export { dumpCreds, readSecbits, restoreCreds, restoreThreadCreds } from './creds.ts';

@@ -11,6 +11,8 @@ import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { cpu, type CpuSnapshot, type CpuFacts, type CoreThreadInfo } from '../cpu/index.ts';
 import { cloneAt, THREAD_FLAGS, ALL_SIGNALS } from './fork.ts';
 import { CriuError } from '../../errors.ts';
+import { dumpCreds } from './creds.ts';
+import type { Status } from '../../proc/index.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 /** What a thread looked like the moment it was frozen, before any injection touched it. */
@@ -64,6 +66,17 @@ export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionAre
   const rs = getRseqConfig(tid);
   if (rs.ptr !== 0n) e.rseq_entry = { rseq_abi_pointer: rs.ptr, rseq_abi_size: rs.size, signature: rs.signature };
   return e;
+}
+
+/**
+ * A thread's whole core_entry: its CPU state, thread core and credentials (`status` is the
+ * thread's, `secbits` the task's), and for the leader the task core `tc`.
+ */
+export function dumpCoreEntry(f: FrozenThread, area: InjectionArea, facts: CpuFacts, status: Status, secbits: number,
+  tc?: MessageInput<'task_core_entry'>): MessageInput<'core_entry'> {
+  const threadCore = dumpThreadCore(f, status.name, area, tc !== undefined);
+  threadCore.creds = dumpCreds(status, secbits);
+  return { mtype: cpu.march, ...dumpThreadInfo(f, area, facts), thread_core: threadCore, ...(tc ? { tc } : {}) };
 }
 
 // ---- restore -------------------------------------------------------------------------
