@@ -97,7 +97,15 @@ async function interrupt(args: string[], env: Record<string, string>, ms: number
   const run = runCriuAsync(args, { env });
   await sleep(ms);
   try { process.kill(run.pid, sig); } catch { /* it has ended */ }
-  return run.done;
+  const r = await run.done;
+  // Killed before it execs node, bin/criu-ts (a shell script) leaves its own children
+  // (dirname, find) to us, the subreaper.
+  for (const p of orphans(new Set())) {
+    if (procStat(p)?.comm === 'memhog') continue;
+    await waitFor(() => procStat(p)?.state === 'Z', 5000, `PID ${p} (${procStat(p)?.comm}) left by bin/criu-ts to end`);
+    reap(p);
+  }
+  return r;
 }
 
 /** Criu-ts ended by the signal, or (its abort done) died of it, or finished before it came. */
