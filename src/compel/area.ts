@@ -24,7 +24,9 @@ function header(): Buffer {
 export function isInjectionArea(pid: number, start: bigint, size: bigint): boolean {
   if (size !== BigInt(AREA_SIZE)) return false;
   const b = Buffer.alloc(MARKER.length);
-  try { if (processVmReadv(pid, b, [{ addr: start + BigInt(MARKER_AT), len: b.length }]) !== b.length) return false; } catch { return false; }
+  try {
+    if (processVmReadv(pid, b, [{ addr: start + BigInt(MARKER_AT), len: b.length }]) !== b.length) return false;
+  } catch { return false; }
   return b.equals(MARKER);
 }
 

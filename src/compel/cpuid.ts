@@ -13,7 +13,9 @@ let cached: XsaveOffsets | undefined;
 
 /** The offsets found on this boot, or undefined. */
 function load(file: string): XsaveOffsets | undefined {
-  try { return new Map(JSON.parse(fs.readFileSync(file, 'utf8')) as [number, { offset: number; size: number }][]); } catch { return undefined; }
+  try {
+    return new Map(JSON.parse(fs.readFileSync(file, 'utf8')) as [number, { offset: number; size: number }][]);
+  } catch { return undefined; }
 }
 
 function save(file: string, offs: XsaveOffsets): void {

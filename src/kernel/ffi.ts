@@ -77,7 +77,8 @@ export function posixSpawn(path: string, argv: string[], envp: string[], fds: Sp
 // glibc's sigaction() supplies the signal-return trampoline the kernel needs on x86_64.
 const SIGACTION_SIZE = 152, SA_FLAGS_AT = 136;
 const SA_RESTART = 0x10000000, SA_RESETHAND = 0x80000000;
-const cSigaction = libc.func('int sigaction(int sig, const void *act, _Out_ void *oact)') as (sig: number, act: Buffer | null, oact: Buffer | null) => number;
+type SigactionFn = (sig: number, act: Buffer | null, oact: Buffer | null) => number;
+const cSigaction = libc.func('int sigaction(int sig, const void *act, _Out_ void *oact)') as SigactionFn;
 const cDlsym = libc.func('void *dlsym(void *handle, const char *name)');
 let noopHandler: bigint | undefined;
 const oldAction = Buffer.alloc(SIGACTION_SIZE);

@@ -174,7 +174,8 @@ for (const [sig, name] of SIGNALS) {
     assertOk(runCriu(['dump', '-t', String(t.pid), '-D', c.subdir('img-last'), '-R'], { env }));
     await assertCounting(t, 'after a last dump');
     const window = unsafe.map((u) => (u ? `${u.ms} ms in ${u.calls} injected calls` : 'not logged')).join(', ');
-    c.t.diagnostic(`whole dump ${whole.ms} ms; unsafe window ${window}; ${interrupted} of ${MOMENTS} runs interrupted; inside an injected call: ${inCall.join('; ') || 'none'}`);
+    c.t.diagnostic(`whole dump ${whole.ms} ms; unsafe window ${window}; ${interrupted} of ${MOMENTS} runs interrupted; ` +
+      `inside an injected call: ${inCall.join('; ') || 'none'}`);
   }, { timeout: 900_000 });
 }
 
@@ -309,13 +310,16 @@ e2e('the journal of a killed dump: the next command thaws its cgroup and removes
     }
     const dead = { pid: unusedPid(), start: '1' };
     const me = { pid: process.pid, start: String(readStat(process.pid).startTime) };
-    const journal = (owner: typeof me) => JSON.stringify({ owner, dir: img, existing: ['inventory.img'], createdDir: false, ...(cg ? { cgroup: cg } : {}), tasks: [{ pid: t.pid, start: String(readStat(t.pid).startTime) }] });
+    const tasks = [{ pid: t.pid, start: String(readStat(t.pid).startTime) }];
+    const journal = (owner: typeof me) =>
+      JSON.stringify({ owner, dir: img, existing: ['inventory.img'], createdDir: false, ...(cg ? { cgroup: cg } : {}), tasks });
     writeFileSync(join(run, `dump-${me.pid}.json`), journal(me));
     writeFileSync(join(run, `dump-${dead.pid}.json`), journal(dead));
     // Killed after its images were complete: they stay.
     const whole = c.subdir('whole');
     writeFileSync(join(whole, 'core-1.img'), 'whole');
-    writeFileSync(join(run, `dump-${dead.pid + 1}.json`), JSON.stringify({ owner: { pid: dead.pid + 1, start: '1' }, dir: whole, existing: [], createdDir: false, imagesDone: true, tasks: [] }));
+    const done = { owner: { pid: dead.pid + 1, start: '1' }, dir: whole, existing: [], createdDir: false, imagesDone: true, tasks: [] };
+    writeFileSync(join(run, `dump-${dead.pid + 1}.json`), JSON.stringify(done));
     assertOk(runCriu(['check'], { env }));
     assert.deepEqual(journals(run), [`dump-${me.pid}.json`], 'the dead owners\' journals are gone, the live one\'s stays');
     assert.deepEqual(readdirSync(img).sort(), ['inventory.img', 'notes.txt'], 'only the partial image is removed');
