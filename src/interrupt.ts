@@ -45,6 +45,20 @@ export function checkInterrupt(now = false): void {
 }
 
 /**
+ * Test hook: CRIU_TS_HANG=<step> holds the work at that step, as a slow dump would, until
+ * one of the signals aborts it (the step names are CRIU_TS_FAULT's).
+ */
+export function hangPoint(step: string): void {
+  if (process.env.CRIU_TS_HANG !== step) return;
+  process.stderr.write(`hanging at step "${step}" (CRIU_TS_HANG)\n`);
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    Atomics.wait(cell, 0, 0, EVERY_MS);
+    checkInterrupt(true);
+  }
+}
+
+/**
  * The work is done or past its last safe point: the signals get their default actions back,
  * and one that came since the last look is raised again, to end criu-ts as it would have.
  */

@@ -9,7 +9,7 @@ import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.
 import { InjectionArea, vdsoSyscallInsn, isInjectionArea, colocate, endColocation, unsafeWindow } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
-import { checkInterrupt } from '../interrupt.ts';
+import { checkInterrupt, hangPoint } from '../interrupt.ts';
 import {
   freezeSnapshot, dumpCoreEntry, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
   checkNamespaces, checkSessions, checkSharing, type FrozenThread,
@@ -297,6 +297,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
 
   faultPoint('files');
   checkInterrupt();
+  hangPoint('files');
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
     step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);

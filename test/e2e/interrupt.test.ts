@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileS
 import { join } from 'node:path';
 import {
   e2e, startTarget, runCriu, runCriuAsync, assertOk, waitForLine, waitFor, lastCounter, procStatus, procStat, readLines,
-  reap, adopt, killAndReap, signal, sleep, imageFiles, describeRun, unusedPid, SIGKILL, SIGTERM, SIGUSR1, type Target, type CriuResult,
+  reap, adopt, killAndReap, signal, sleep, imageFiles, describeRun, unusedPid, CRIU_BIN, SIGKILL, SIGTERM, SIGUSR1, type Target, type CriuResult,
 } from '../lib/proc.ts';
 import { dumpAndReap } from '../lib/cr.ts';
 import { workload, REPO_ROOT } from '../lib/workloads.ts';
@@ -222,6 +222,48 @@ e2e('a tracer killed between injected calls leaves its tracee running as it was,
     }
   }
 });
+
+/** The tasks of a tree (root first), from /proc. */
+function treePids(root: number): number[] {
+  const kids = readFileSync(`/proc/${root}/task/${root}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return [root, ...kids];
+}
+
+for (const [sig, name] of [[SIGKILL, 'SIGKILL'], [SIGTERM, 'SIGTERM']] as const) {
+  e2e(`${name} of criu-ts held between injected calls in a dump of a tree with threads: every task and thread runs on as it was`, async (c) => {
+    const [tlog, clog] = [join(c.dir, 'threads.log'), join(c.dir, 'counter.log')];
+    const t = startTarget(['/usr/bin/bash', '-c', `${workload('threads')} -n 4 -i 30 > ${tlog} & ${workload('counter')} 30 > ${clog} & wait`],
+      { logFile: join(c.dir, 'bash.log') });
+    await waitForLine(tlog, /^i=3 /, 10_000);
+    await waitForLine(clog, /^i=3$/, 10_000);
+    const pids = treePids(t.pid);
+    assert.equal(pids.length, 3, 'bash and its two children');
+    const run = c.subdir('run');
+    const img = c.subdir('img');
+    // Held at the "files" step of the first task: every task has its injection area by then.
+    const criu = spawn(CRIU_BIN, ['dump', '-t', String(t.pid), '-D', img, '-R'], {
+      env: { ...process.env, CRIU_TS_RUN_DIR: run, CRIU_TS_HANG: 'files' }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const ended = new Promise<number | string | null>((resolve) => criu.on('exit', (code, s) => resolve(s ?? code)));
+    await new Promise<void>((resolve) => criu.stderr.on('data', (d: Buffer) => { if (d.includes('hanging')) resolve(); }));
+    for (const p of pids) assert.equal(areas(p).length, 1, `task ${p} has its injection area`);
+    criu.kill(name);
+    assert.equal(await ended, name, `criu-ts dies of ${name}`);
+    for (const [log, what] of [[tlog, 'the threads'], [clog, 'the counter']]) {
+      const n = lastCounter(log);
+      await waitFor(() => lastCounter(log) > n + 2, 10_000, `${what} to count on`);
+    }
+    const bad = readLines(tlog).filter((l) => l.startsWith('i=') && !/ tls=ok mask=ok alt=ok /.test(l));
+    assert.deepEqual(bad, [], 'every thread keeps its TLS, signal mask and sigaltstack');
+    for (const p of pids) assert.equal(procStatus(p)?.TracerPid, '0', `task ${p} is not traced`);
+    if (sig === SIGKILL) {
+      assert.equal(journals(run).length, 1, 'the killed dump left its journal');
+      assertOk(runCriu(['check'], { env: { CRIU_TS_RUN_DIR: run } }));
+    }
+    for (const p of pids) assertNothingStale(p, img, run, `task ${p}`);
+    killAndReap(t.pid);
+  });
+}
 
 /** Our children that are not targets: what a killed restore left (killed by PTRACE_O_EXITKILL). */
 function orphans(known: Set<number>): number[] {
