@@ -1,6 +1,6 @@
 // fs_entry: working directory, root and umask.
 import { AT_FDCWD, O } from '../kernel/index.ts';
-import { CriuError, NotSupportedError } from '../errors.ts';
+import { NotSupportedError } from '../errors.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
 import type { ResourceClaims } from './claims.ts';
