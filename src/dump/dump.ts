@@ -201,6 +201,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
     fileCtx: {
       log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
+      treePids: live.map((t) => t.pid), netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
   };

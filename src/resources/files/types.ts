@@ -33,6 +33,10 @@ export interface DumpFileCtx {
   /** Each fd kind for this dump, with its state (kindSession makes them). */
   kinds: KindSessions;
   regPath(path: string, flags: number, extra?: RegExtra): number;
+  /** Every live task of the dumped tree (which sockets are inside it). */
+  treePids: number[];
+  /** The id of a task's network namespace, as in its ids image. */
+  netNsId(pid: number): number;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
   memfdInode(link: string): number;
 }
