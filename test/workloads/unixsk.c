@@ -1,7 +1,7 @@
 /*
  * unixsk: unix sockets of every shape, with data queued, checked after SIGUSR1.
  *
- *   unixsk DIR
+ *   unixsk DIR [solo]
  *
  * Sets up, prints READY, and waits for SIGUSR1 (sent after a restore, or
  * straight away as a control). Then it checks that every socket still holds
@@ -9,7 +9,8 @@
  * still talks, printing "OK what" or "FAIL what: why" per check, then DONE.
  *
  *  - stream, seqpacket and datagram socketpairs with data queued both ways;
- *  - a stream pair shared with a child process (the child echoes after SIGUSR1);
+ *  - a stream pair shared with a child process (the child echoes after SIGUSR1),
+ *    unless "solo" (one process: CRIU restores criu-ts's single processes);
  *  - a stream listener bound to DIR/lsn: one accepted connection with data
  *    queued both ways, two connections still in its backlog;
  *  - a datagram server bound to an abstract name, one client connected to it
@@ -133,8 +134,9 @@ static void wait_go(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2)
+	if (argc < 2)
 		return 2;
+	int solo = argc > 2 && !strcmp(argv[2], "solo");
 	if (chdir(argv[1]))
 		die("chdir");
 	sigset_t usr1;
@@ -152,8 +154,8 @@ int main(int argc, char **argv)
 	    socketpair(AF_UNIX, SOCK_STREAM, 0, sh))
 		die("socketpair");
 
-	pid_t child = fork();
-	if (child == 0) {
+	pid_t child = solo ? 0 : fork();
+	if (!solo && child == 0) {
 		close(ch[0]);
 		wait_go();
 		char buf[64];
@@ -167,7 +169,8 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
-	close(ch[1]);
+	if (!solo)
+		close(ch[1]);
 
 	put(st[0], "st-a1"); put(st[0], "st-a2"); put(st[1], "st-b1");
 	put(sq[0], "q1"); put(sq[0], "q22"); put(sq[0], "q333"); put(sq[1], "r1");
@@ -208,7 +211,7 @@ int main(int argc, char **argv)
 	int sndbuf = 65536, rcvbuf = 98304, one = 1;
 	setsockopt(st[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	setsockopt(st[1], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-	setsockopt(sa, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+	setsockopt(sc, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
 	int want_snd, want_rcv;
 	socklen_t ol = sizeof(int);
 	getsockopt(st[0], SOL_SOCKET, SO_SNDBUF, &want_snd, &ol);
@@ -217,7 +220,8 @@ int main(int argc, char **argv)
 	printf("READY child=%d\n", child);
 	fflush(stdout);
 	wait_go();
-	kill(child, SIGUSR1);
+	if (!solo)
+		kill(child, SIGUSR1);
 
 	check(got(st[1], "st-a1st-a2") && got(st[0], "st-b1") && empty(st[0]) && empty(st[1]), "stream pair queues", "wrong data");
 	check(talks(st[0], st[1]), "stream pair talks", "no");
@@ -225,7 +229,7 @@ int main(int argc, char **argv)
 	check(talks(sq[0], sq[1]), "seqpacket pair talks", "no");
 	check(got(dg[1], "d1") && got(dg[1], "d22") && got(dg[0], "e1") && empty(dg[1]), "dgram pair datagrams", "wrong datagrams");
 	check(talks(dg[0], dg[1]), "dgram pair talks", "no");
-	{
+	if (!solo) {
 		char buf[64];
 		ssize_t n = read(ch[0], buf, sizeof(buf) - 1);
 		buf[n > 0 ? n : 0] = 0;
@@ -279,7 +283,7 @@ int main(int argc, char **argv)
 		check(talks(sc2, sa2), "seqpacket listener by relative name", "no");
 		int v = 0;
 		socklen_t vl = sizeof(v);
-		getsockopt(sa, SOL_SOCKET, SO_PASSCRED, &v, &vl);
+		getsockopt(sc, SOL_SOCKET, SO_PASSCRED, &v, &vl);
 		check(v == 1, "SO_PASSCRED kept", "off");
 	}
 	{
@@ -296,7 +300,8 @@ int main(int argc, char **argv)
 	}
 	close(ch[0]);
 	int status = 0;
-	waitpid(child, &status, 0);
+	if (!solo)
+		waitpid(child, &status, 0);
 	check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child ends cleanly", "bad status");
 	unlink(lsn);
 	unlink("rel-seq");
