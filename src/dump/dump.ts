@@ -15,7 +15,7 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
 import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
@@ -201,6 +201,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
     fileCtx: {
       log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
+      fileId: (pid, fd) => dumpFd(pid, fd, files, shared.identity, shared.fileCtx).id,
       treePids: live.map((t) => t.pid), netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },

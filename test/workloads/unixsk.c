@@ -19,7 +19,11 @@
  *    accepted connection;
  *  - an unbound, unconnected stream socket;
  *  - a pair where one end sent "bye" and shut down writing;
- *  - SO_SNDBUF, SO_RCVBUF and SO_PASSCRED set on sockets, checked after.
+ *  - SO_SNDBUF, SO_RCVBUF and SO_PASSCRED set on sockets, checked after;
+ *  - pipes in flight (SCM_RIGHTS) on a stream and a datagram pair, with data in
+ *    them, closed by the sender;
+ *  - unless solo (CRIU cannot dump it): a message with its credentials
+ *    (SCM_CREDENTIALS) queued at a SO_PASSCRED socket, and SO_PEEK_OFF 3.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -121,6 +125,64 @@ static int connected(int type, const char *path, int abstract)
 	return fd;
 }
 
+/* Send a pipe's read end with `data` in the pipe, and close it here. */
+static void send_pipe(int sk, const char *msg, const char *data)
+{
+	int p[2];
+	if (pipe(p) || write(p[1], data, strlen(data)) != (ssize_t)strlen(data))
+		die("pipe");
+	close(p[1]);
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { (void *)msg, strlen(msg) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &p[0], sizeof(int));
+	if (sendmsg(sk, &mh, 0) < 0)
+		die("sendmsg");
+	close(p[0]);
+}
+
+/* The next message is `msg` with a pipe holding `data`; with want_pid, also credentials of that pid. */
+static int got_pipe(int sk, const char *msg, const char *data)
+{
+	char buf[64] = { 0 }, cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { buf, sizeof(buf) - 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	ssize_t n = recvmsg(sk, &mh, MSG_DONTWAIT);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	if (n < 0 || strcmp(buf, msg) || !c || c->cmsg_type != SCM_RIGHTS) {
+		printf("  got \"%s\" for \"%s\"\n", buf, msg);
+		return 0;
+	}
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	char pbuf[64] = { 0 };
+	n = read(fd, pbuf, sizeof(pbuf) - 1);
+	close(fd);
+	return n == (ssize_t)strlen(data) && !strcmp(pbuf, data);
+}
+
+static int got_creds(int sk, const char *msg, pid_t pid)
+{
+	char buf[64] = { 0 }, cbuf[CMSG_SPACE(sizeof(struct ucred))];
+	struct iovec iov = { buf, sizeof(buf) - 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	ssize_t n = recvmsg(sk, &mh, MSG_DONTWAIT);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	if (n < 0 || strcmp(buf, msg) || !c || c->cmsg_type != SCM_CREDENTIALS)
+		return 0;
+	struct ucred u;
+	memcpy(&u, CMSG_DATA(c), sizeof(u));
+	if (u.pid != pid || u.uid != getuid() || u.gid != getgid()) {
+		printf("  creds pid %d uid %d gid %d\n", u.pid, u.uid, u.gid);
+		return 0;
+	}
+	return 1;
+}
+
 static volatile sig_atomic_t go;
 static void on_usr1(int s) { (void)s; go = 1; }
 
@@ -217,6 +279,22 @@ int main(int argc, char **argv)
 	getsockopt(st[0], SOL_SOCKET, SO_SNDBUF, &want_snd, &ol);
 	getsockopt(st[1], SOL_SOCKET, SO_RCVBUF, &want_rcv, &ol);
 
+	int rs[2], rd[2], cr[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, rs) || socketpair(AF_UNIX, SOCK_DGRAM, 0, rd) ||
+	    socketpair(AF_UNIX, SOCK_DGRAM, 0, cr))
+		die("socketpair");
+	put(rs[0], "plain-");
+	send_pipe(rs[0], "with-fd", "pipe-data-1");
+	send_pipe(rd[0], "dg-fd-1", "pipe-data-2");
+	send_pipe(rd[0], "dg-fd-2", "pipe-data-3");
+	if (!solo) {
+		setsockopt(cr[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+		put(cr[0], "cred-1");
+		put(cr[0], "cred-2");
+		int off = 3;
+		setsockopt(cr[1], SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
+	}
+
 	printf("READY child=%d\n", child);
 	fflush(stdout);
 	wait_go();
@@ -297,6 +375,37 @@ int main(int argc, char **argv)
 		socklen_t len;
 		struct sockaddr_un a = unaddr(lsn, 0, &len);
 		check(type == SOCK_STREAM && connect(lone, (struct sockaddr *)&a, len) == 0, "unbound socket connects", "no");
+	}
+	/* The stream peek glues "plain-" and "with-fd": the fd may come with either read. */
+	{
+		char buf[64] = { 0 }, pbuf[64] = { 0 };
+		int fds = 0, len = 0;
+		for (int i = 0; i < 2; i++) {
+			char cbuf[CMSG_SPACE(sizeof(int))];
+			struct iovec iov = { buf + len, i ? sizeof(buf) - 1 - len : 6 };
+			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+			ssize_t n = recvmsg(rs[1], &mh, MSG_DONTWAIT);
+			if (n <= 0)
+				break;
+			len += n;
+			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+			if (c && c->cmsg_type == SCM_RIGHTS) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c), sizeof(int));
+				if (read(fd, pbuf, sizeof(pbuf) - 1) > 0)
+					fds++;
+				close(fd);
+			}
+		}
+		check(!strcmp(buf, "plain-with-fd") && fds == 1 && !strcmp(pbuf, "pipe-data-1") && empty(rs[1]), "a pipe in flight on a stream pair", buf);
+	}
+	check(got_pipe(rd[1], "dg-fd-1", "pipe-data-2") && got_pipe(rd[1], "dg-fd-2", "pipe-data-3") && empty(rd[1]), "pipes in flight on a datagram pair", "lost");
+	if (!solo) {
+		char buf[8] = { 0 };
+		check(recv(cr[1], buf, sizeof(buf) - 1, MSG_PEEK | MSG_DONTWAIT) == 3 && !strcmp(buf, "d-1"), "SO_PEEK_OFF kept", buf);
+		int off = -1;
+		setsockopt(cr[1], SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
+		check(got_creds(cr[1], "cred-1", getpid()) && got_creds(cr[1], "cred-2", getpid()), "credentials of queued messages", "wrong");
 	}
 	close(ch[0]);
 	int status = 0;

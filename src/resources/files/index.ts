@@ -61,22 +61,36 @@ export class FileIdentity {
   }
 }
 
+/** The fd's file id, adding a file_entry when its open file description is new (also criu-ts's own fds, for files in flight). */
+export function dumpFd(pid: number, fd: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Fdinfo {
+  const p = probe(pid, fd);
+  const kind = kinds.find((k) => k.matches(p));
+  if (!kind) throw new Error(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}; not supported yet`);
+  let id = identity.find(p);
+  if (id === undefined) {
+    id = files.newId();
+    identity.add(p, id);
+    files.add(kindSession(kind, ctx.kinds).dump(p, id, ctx));
+  }
+  return { id, flags: p.cloexec ? 1 : 0, type: kind.type, fd };
+}
+
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
 export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Fdinfo[] {
-  const out: Fdinfo[] = [];
-  for (const fd of listFds(pid)) {
-    const p = probe(pid, fd);
-    const kind = kinds.find((k) => k.matches(p));
-    if (!kind) throw new Error(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}; not supported yet`);
-    let id = identity.find(p);
-    if (id === undefined) {
-      id = files.newId();
-      files.add(kindSession(kind, ctx.kinds).dump(p, id, ctx));
-      identity.add(p, id);
-    }
-    out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
-  }
-  return out;
+  return listFds(pid).map((fd) => dumpFd(pid, fd, files, identity, ctx));
+}
+
+/** A local fd for a file id, opened on first use; `local` is shared by the whole restore. */
+export function openFileId(id: number, ctx: RestoreFileCtx, local: Map<number, number>, what = `file ${id}`): number {
+  const have = local.get(id);
+  if (have !== undefined) return have;
+  const file = ctx.files.get(id);
+  if (!file) throw new Error(`files.img has no file with id ${id} (${what})`);
+  const kind = kinds.find((k) => k.type === file.type);
+  if (!kind) throw new Error(`${what}: file type ${file.type} is not supported yet`);
+  const fd = kindSession(kind, ctx.kinds).open(file, ctx);
+  local.set(id, fd);
+  return fd;
 }
 
 /**
@@ -84,15 +98,7 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
  * an id seen again (a description shared by fork or dup) reuses its fd, so it stays shared.
  */
 export function openForRestore(fdinfo: Fdinfo[], ctx: RestoreFileCtx, local: Map<number, number>): Map<number, number> {
-  for (const e of fdinfo) {
-    const id = e.id;
-    if (local.has(id)) continue;
-    const file = ctx.files.get(id);
-    if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd})`);
-    const kind = kinds.find((k) => k.type === file.type);
-    if (!kind) throw new Error(`fd ${e.fd}: file type ${file.type} is not supported yet`);
-    local.set(id, kindSession(kind, ctx.kinds).open(file, ctx));
-  }
+  for (const e of fdinfo) openFileId(e.id, ctx, local, `fd ${e.fd}`);
   return local;
 }
 

@@ -33,6 +33,8 @@ export interface DumpFileCtx {
   /** Each fd kind for this dump, with its state (kindSession makes them). */
   kinds: KindSessions;
   regPath(path: string, flags: number, extra?: RegExtra): number;
+  /** The file id of a task's fd (or criu-ts's own, for a file in flight), dumping the file on first sight. */
+  fileId(pid: number, fd: number): number;
   /** Every live task of the dumped tree (which sockets are inside it). */
   treePids: number[];
   /** The id of a task's network namespace, as in its ids image. */
@@ -51,6 +53,8 @@ export interface RestoreFileCtx {
   /** Each fd kind for this restore, with its state (kindSession makes them). */
   kinds: KindSessions;
   files: Map<number, FileEntry>;
+  /** criu-ts's local fd of a file id (a file in flight), opened on first use and shared with the tasks' fds. */
+  fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
   memfd(inodeId: number): number;
 }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import {
   AF_UNIX, SOCK, SOL_SOCKET, SO, SIOCUNIXFILE, UDIAG_SHOW, socket, socketpair, bindUnix, connectUnix, listen, shutdown,
   getsockoptInt, setsockoptInt, getsockoptBuf, setsockoptBuf, peekMsg, sendMsg, sockDiagOpen, unixDiag, type UnixDiag, type SockMsg,
-  pidfdOpen, pidfdGetfd, ioctl, fcntl, close, F, O, SysError,
+  pidfdOpen, pidfdGetfd, ioctl, fcntl, close, getpid, F, O, SysError, SCM_RIGHTS, type Ucred,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { FD_TYPE, S_IFMT, S_IFSOCK, fown, statefulKind, type FdProbe, type DumpFileCtx, type RestoreFileCtx, type KindEntry } from '../files/types.ts';
@@ -101,18 +101,22 @@ function boundFile(copy: number, d: UnixDiag, name: Buffer, where: string): Pick
   } finally { close(fd); }
 }
 
-/** Every queued message of a socket, peeked on a copy with the owner's peek offset put back. */
-function peekQueue(copy: number, where: string): SockMsg[] {
+/**
+ * Every queued message of a socket, peeked on a copy with the owner's peek offset put back.
+ * Files in flight land in criu-ts, which dumps them as its own and keeps them open until
+ * it exits (their ids are matched with the tasks' fds by kcmp).
+ */
+function peekQueue(copy: number, where: string, ctx: DumpFileCtx): Array<{ m: SockMsg; ids: number[] }> {
   const saved = getsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF);
   setsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF, 0);
-  const out: SockMsg[] = [];
+  const out: Array<{ m: SockMsg; ids: number[] }> = [];
   try {
     for (let m = peekMsg(copy, PEEK_SIZE); m; m = peekMsg(copy, PEEK_SIZE)) {
-      out.push(m);
-      if (m.fds.length) {
-        for (const x of out) for (const f of x.fds) close(f);
-        throw new Error(`${where}: its queue holds file descriptors in flight (SCM_RIGHTS); not supported yet`);
+      if (m.fds.some((f) => (fs.fstatSync(f).mode & S_IFMT) === S_IFSOCK)) {
+        for (const f of m.fds) close(f);
+        throw new Error(`${where}: its queue holds a socket in flight (SCM_RIGHTS); not supported yet`);
       }
+      out.push({ m, ids: m.fds.map((f) => ctx.fileId(getpid(), f)) });
     }
   } finally { setsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF, saved); }
   return out;
@@ -155,20 +159,20 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       }
     }
     const peekOff = getsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF);
-    if (peekOff >= 0) ctx.log.warn(`${where}: unix socket ${ino}: SO_PEEK_OFF ${peekOff} has no place in CRIU's images and is reset`);
     const entry: MessageInput<'unix_sk_entry'> = {
       id, ino, type: d.type, state: d.state, flags: p.flags, uflags: 0,
       backlog: d.state === TCP_LISTEN ? d.rqlen?.wqueue ?? 0 : 0, peer, fown: fown(), opts: dumpOpts(copy), name,
-      ...(shut ? { shutdown: shut } : {}), ns_id: ctx.netNsId(p.pid),
+      ...(shut ? { shutdown: shut } : {}), ns_id: ctx.netNsId(p.pid), ...(peekOff >= 0 ? { peek_off: peekOff } : {}),
       ...(isPathName(name) ? boundFile(copy, d, name, where) : {}),
     };
     if (entry.deleted) throw new Error(`${where}: unix socket ${showName(name)} is bound to a deleted or replaced file; not supported yet`);
     if (d.state !== TCP_LISTEN && d.rqlen?.rqueue) {
-      const msgs = peekQueue(copy, where);
-      if (msgs.some((m) => m.creds) && entry.opts.so_passcred) {
-        ctx.log.debug(`${where}: the credentials of ${msgs.length} queued message(s) are not kept (CRIU's images have no place for them)`);
+      for (const { m, ids } of peekQueue(copy, where, ctx)) {
+        ctx.addEntry(IMG.SK_QUEUES, {
+          id_for: id, length: m.data.length, scm: ids.length ? [{ type: SCM_RIGHTS, rights: ids }] : [],
+          ...(m.creds ? { ucred: { uid: m.creds.uid, gid: m.creds.gid, pid: m.creds.pid } } : {}),
+        }, m.data);
       }
-      for (const m of msgs) ctx.addEntry(IMG.SK_QUEUES, { id_for: id, length: m.data.length }, m.data);
     }
     ctx.log.debug(`${where}: unix ${TYPE_NAMES[d.type]} socket ${ino} state ${d.state} peer ${peer}${name.length ? ` name ${showName(name)}` : ''}`);
     return entry;
@@ -233,22 +237,34 @@ function setOpts(fd: number, o: UnixEntry['opts']): void {
   if (o.so_reuseport) set(SO.REUSEPORT, 1);
 }
 
+/** Credentials to send a message with: the dumped ones, with criu-ts's pid if the sender's is not there (yet). */
+function credsFor(c: { uid: number; gid: number; pid: number }, ctx: RestoreFileCtx): Ucred {
+  if (fs.existsSync(`/proc/${c.pid}`)) return { ...c };
+  ctx.log.warn(`unix socket queue: a message's sender pid ${c.pid} does not exist now; it arrives with criu-ts's`);
+  return { uid: c.uid, gid: c.gid, pid: getpid() };
+}
+
 /** Make every unix socket of the dump, connected as dumped, with its queue, options and shutdown state. */
 function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
   const all = unixEntries(ctx);
   const fds = new Map<number, number>();
   const mutual = (e: UnixEntry): UnixEntry | undefined => {
     const p = e.peer ? all.get(e.peer) : undefined;
-    return p && p.peer === e.ino ? p : undefined;
+    return p && p !== e && p.peer === e.ino ? p : undefined;
   };
   const connectStream = (e: UnixEntry): boolean => e.state === TCP_ESTABLISHED && e.type !== SOCK.DGRAM;
+  /**
+   * Connected once, its peer closed since: a pair whose other end sends the queue and closes.
+   * A named datagram socket is ESTABLISHED with no peer also when others connected to it.
+   */
+  const orphan = (e: UnixEntry): boolean => e.state === TCP_ESTABLISHED && !e.peer && (e.type !== SOCK.DGRAM || !e.name.length);
   /** The other end of a connection whose peer is gone: it sends the queue, then closes. */
   const orphanEnds = new Map<number, number>();
   // Sockets, pairs and names.
   for (const e of all.values()) {
     if (fds.has(e.ino)) continue;
     const p = mutual(e);
-    if (p || (connectStream(e) && !e.peer)) {
+    if (p || orphan(e)) {
       const [a, b] = socketpair(AF_UNIX, e.type | SOCK.NONBLOCK);
       fds.set(e.ino, ctx.keep(a));
       if (p) fds.set(p.ino, ctx.keep(b)); else orphanEnds.set(e.ino, b);
@@ -270,14 +286,17 @@ function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     if (r < 0) throw new SysError(`connect(unix socket ${e.ino} to ${showName(p.name)})`, -r);
   }
   // Queues, sent again from the peer (or a temporary socket for a datagram socket with several senders).
-  const queues = new Map<number, Array<{ data: Buffer }>>();
+  const queues = new Map<number, SockMsg[]>();
   const byId = new Map([...all.values()].map((e) => [e.id, e]));
   for (const { entry, extra } of ctx.entries(IMG.SK_QUEUES)) {
     const e = byId.get(entry.id_for);
     if (!e) continue; // another socket family's queue
-    if (entry.scm?.length) throw new Error(`sk-queues: socket ${e.ino} has file descriptors in flight (SCM_RIGHTS); not supported yet`);
+    const fdsInFlight = (entry.scm ?? []).flatMap((s) => {
+      if (s.type !== SCM_RIGHTS) throw new Error(`sk-queues: socket ${e.ino}: control message type ${s.type} is not supported`);
+      return s.rights.map((r) => ctx.fileFd(r));
+    });
     const l = queues.get(e.ino) ?? [];
-    l.push({ data: extra ?? Buffer.alloc(0) });
+    l.push({ data: extra ?? Buffer.alloc(0), fds: fdsInFlight, ...(entry.ucred ? { creds: credsFor(entry.ucred, ctx) } : {}) });
     queues.set(e.ino, l);
   }
   for (const [ino, msgs] of queues) {
@@ -295,7 +314,7 @@ function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     } else throw new Error(`sk-queues: no way to send the queue of unix socket ${ino} again`);
     try {
       setsockoptInt(sender, SOL_SOCKET, SO.SNDBUFFORCE, 1 << 30);
-      for (const m of msgs) sendMsg(sender, { data: m.data, fds: [] }, to);
+      for (const m of msgs) sendMsg(sender, m, to);
     } finally { if (temp) close(sender); }
   }
   for (const fd of orphanEnds.values()) close(fd);
@@ -303,6 +322,7 @@ function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
   for (const e of all.values()) {
     const fd = fds.get(e.ino)!;
     setOpts(fd, e.opts);
+    if (e.peek_off !== undefined) setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, e.peek_off);
     if (e.shutdown) shutdown(fd, e.shutdown - 1);
     fcntl(fd, F.SETFL, e.flags & (O.NONBLOCK | 0o20000 /* O_ASYNC */));
   }
