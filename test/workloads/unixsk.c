@@ -22,6 +22,9 @@
  *  - SO_SNDBUF, SO_RCVBUF and SO_PASSCRED set on sockets, checked after;
  *  - pipes in flight (SCM_RIGHTS) on a stream and a datagram pair, with data in
  *    them, closed by the sender;
+ *  - a datagram server bound to DIR/gone/dsk, with a connected client and a
+ *    message queued, whose file and directory were removed; a listener bound
+ *    to DIR/repl whose file was replaced by a regular file;
  *  - unless solo (CRIU cannot dump it): a message with its credentials
  *    (SCM_CREDENTIALS) queued at a SO_PASSCRED socket, and SO_PEEK_OFF 3.
  */
@@ -34,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -295,6 +299,24 @@ int main(int argc, char **argv)
 		setsockopt(cr[1], SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
 	}
 
+	char gone_dir[220], gone[240], repl[220];
+	snprintf(gone_dir, sizeof(gone_dir), "%s/gone", argv[1]);
+	snprintf(gone, sizeof(gone), "%s/dsk", gone_dir);
+	snprintf(repl, sizeof(repl), "%s/repl", argv[1]);
+	if (mkdir(gone_dir, 0755))
+		die("mkdir");
+	int gs = bound(SOCK_DGRAM, gone, 0);
+	int gc = connected(SOCK_DGRAM, gone, 0);
+	put(gc, "ghost-1");
+	if (unlink(gone) || rmdir(gone_dir))
+		die("unlink");
+	int rl = bound(SOCK_STREAM, repl, 0);
+	if (listen(rl, 1) || unlink(repl))
+		die("listen");
+	FILE *rf = fopen(repl, "w");
+	if (!rf || fputs("new", rf) < 0 || fclose(rf))
+		die("replace");
+
 	printf("READY child=%d\n", child);
 	fflush(stdout);
 	wait_go();
@@ -406,6 +428,20 @@ int main(int argc, char **argv)
 		int off = -1;
 		setsockopt(cr[1], SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
 		check(got_creds(cr[1], "cred-1", getpid()) && got_creds(cr[1], "cred-2", getpid()), "credentials of queued messages", "wrong");
+	}
+	put(gc, "ghost-2");
+	check(got(gs, "ghost-1") && got(gs, "ghost-2") && access(gone_dir, F_OK) < 0, "socket bound to a deleted file", "no");
+	{
+		char buf[8] = { 0 };
+		FILE *f = fopen(repl, "r");
+		int ok = f && fread(buf, 1, sizeof(buf) - 1, f) == 3 && !strcmp(buf, "new");
+		if (f)
+			fclose(f);
+		struct sockaddr_un a;
+		socklen_t al = sizeof(a);
+		ok = ok && !getsockname(rl, (struct sockaddr *)&a, &al) && !strcmp(a.sun_path, repl);
+		check(ok, "socket whose file was replaced; the new file kept", buf);
+		unlink(repl);
 	}
 	close(ch[0]);
 	int status = 0;
