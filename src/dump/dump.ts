@@ -38,6 +38,8 @@ export interface DumpRequest {
   pages?: PagesCodecOptions;
   /** Freeze with this cgroup's freezer (--freeze-cgroup). */
   freezeCgroup?: string;
+  /** --ext-unix-sk: datagram sockets may be connected to a named socket outside the tree. */
+  extUnixSk?: boolean;
 }
 
 export interface DumpResult {
@@ -199,7 +201,8 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   const shared: Shared = {
     live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
-      log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      log: req.log, shellJob: req.shellJob, extUnixSk: !!req.extUnixSk, kinds: new Map(),
+      addFile: (make) => { const id = files.newId(); files.add(make(id)); return id; }, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
       fileId: (pid, fd) => dumpFd(pid, fd, files, shared.identity, shared.fileCtx).id,
       treePids: live.map((t) => t.pid), netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,

@@ -119,7 +119,28 @@ e2e('a unix socket connected outside the tree is refused in one line and the tar
   const lines = r.stderr.trim().split('\n');
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], /outside the dumped tree \(--ext-unix-sk/);
+  const ext = dump(t.pid, c.subdir('img-ext'), ['--ext-unix-sk']);
+  assert.equal(ext.code, 1);
+  assert.match(ext.stderr, /only datagram peers can be external/);
   assertRunningFree(t.pid, 'the target after a refused dump');
   killAndReap(t.pid);
   killAndReap(srv.pid);
+});
+
+e2e('with --ext-unix-sk a datagram socket connected to a server outside the tree reconnects to it', async (c) => {
+  const path = join(c.dir, 'ext-dgram.sock');
+  const srv = startTarget(['/usr/bin/python3', '-u', '-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nwhile True: print(s.recv(64).decode(),flush=True)', path], { logFile: join(c.dir, 'srv.log') });
+  await waitFor(() => existsSync(path), 5000, 'the server to bind');
+  const cli = 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.connect(sys.argv[1])\ni=0\nwhile True:\n  i+=1; s.send(b"n=%d" % i); time.sleep(0.02)';
+  const t = startTarget(['/usr/bin/python3', '-c', cli, path], { logFile: join(c.dir, 'cli.log') });
+  await waitForLine(srv.log, /^n=5$/, 5000);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img, ['--ext-unix-sk']);
+  const at = readLines(srv.log).length;
+  restoreDetached(img, t.pid, ['--ext-unix-sk']);
+  await waitForLine(srv.log, /^n=\d+$/, 10_000, at + 5);
+  killAndReap(t.pid);
+  killAndReap(srv.pid);
+  const nums = readLines(srv.log).map((l) => Number(/^n=(\d+)$/.exec(l)?.[1]));
+  assert.ok(nums.every((n, i) => n === i + 1), `datagrams lost or repeated: ${nums.join(',')}`);
 });

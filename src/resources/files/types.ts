@@ -28,6 +28,10 @@ export interface FdProbe {
 export interface DumpFileCtx {
   log: Logger;
   shellJob: boolean;
+  /** --ext-unix-sk: a datagram unix socket may be connected to a named socket outside the tree. */
+  extUnixSk: boolean;
+  /** A file_entry that no fd of the tree has (an external peer), with a new id. */
+  addFile(make: (id: number) => MessageInput<'file_entry'>): number;
   /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
   addEntry<K extends EntryKind>(kind: K, ...a: AddArgs<K>): void;
   /** Each fd kind for this dump, with its state (kindSession makes them). */

@@ -26,8 +26,29 @@ const isPathName = (name: Uint8Array): boolean => name.length > 0 && name[0] !==
 const showName = (name: Uint8Array): string =>
   isPathName(name) ? Buffer.from(name).toString().replace(/\0$/, '') : `@${Buffer.from(name).subarray(1).toString()}`;
 
-/** What a dump knows across fds: the tree's unix socket inodes and which listener holds each pending client. */
-interface DumpState { treeInos?: Set<number>; pendingOf?: Map<number, number>; diag?: number }
+/** What a dump knows across fds: the tree's unix socket inodes, which listener holds each pending client, external peers saved. */
+interface DumpState { treeInos?: Set<number>; pendingOf?: Map<number, number>; diag?: number; externs?: Set<number> }
+
+const USK_EXTERN = 1;
+const noOpts = (): MessageInput<'sk_opts_entry'> => ({ so_sndbuf: 0, so_rcvbuf: 0, so_snd_tmo_sec: 0n, so_snd_tmo_usec: 0n, so_rcv_tmo_sec: 0n, so_rcv_tmo_usec: 0n });
+
+/**
+ * A peer outside the tree: with --ext-unix-sk, a named datagram socket is saved once as an
+ * external entry (USK_EXTERN, no fd), which a restore connects to by name, as CRIU does.
+ */
+function externalPeer(ctx: DumpFileCtx, st: DumpState, peer: number, what: string): void {
+  if (!ctx.extUnixSk) throw new Error(`${what} is connected to socket ${peer} outside the dumped tree (--ext-unix-sk allows a named datagram peer)`);
+  const pd = diagOf(st, peer);
+  if (pd?.type !== SOCK.DGRAM) throw new Error(`${what} is one half of a connection with socket ${peer} outside the dumped tree; only datagram peers can be external`);
+  if (!pd.name?.length) throw new Error(`${what} is connected to socket ${peer} outside the dumped tree, which has no name to connect to again`);
+  st.externs ??= new Set();
+  if (st.externs.has(peer)) return;
+  st.externs.add(peer);
+  ctx.addFile((id) => ({
+    type: FD_TYPE.UNIXSK, id,
+    usk: { id, ino: peer, type: SOCK.DGRAM, state: TCP_LISTEN, flags: 0, uflags: USK_EXTERN, backlog: 0, peer: 0, fown: fown(), opts: noOpts(), name: pd.name! },
+  }));
+}
 
 function treeSockets(ctx: DumpFileCtx, st: DumpState): Set<number> {
   if (st.treeInos) return st.treeInos;
@@ -140,9 +161,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
     const tree = treeSockets(ctx, st);
     let peer = d.peer ?? 0;
     const shut = d.shutdown ?? 0;
-    if (peer && !tree.has(peer)) {
-      throw new Error(`${where}: unix socket ${ino} is connected to socket ${peer} outside the dumped tree (--ext-unix-sk is not supported yet)`);
-    }
+    if (peer && !tree.has(peer)) externalPeer(ctx, st, peer, `${where}: unix socket ${ino}`);
     if (d.state === TCP_ESTABLISHED && !peer && d.type !== SOCK.DGRAM) {
       const listener = pendingClients(ctx, st).get(ino);
       if (listener !== undefined) {
@@ -289,7 +308,8 @@ function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
   function restoreSockets(): void {
     // Sockets, pairs and names.
     for (const e of all.values()) {
-      if (fds.has(e.ino)) continue;
+      if (fds.has(e.ino) || e.uflags & USK_EXTERN) continue;
+      if (e.uflags) throw new Error(`unixsk: socket ${e.ino} has uflags 0x${e.uflags.toString(16)} (a plugin's or an inherited socket); not supported yet`);
       const p = mutual(e);
       if (p || orphan(e)) {
         const [a, b] = socketpair(AF_UNIX, e.type | SOCK.NONBLOCK);
@@ -305,7 +325,7 @@ function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     }
     // One-way connections (datagram senders, pending clients of a listener), once every name is bound.
     for (const e of all.values()) {
-      if (!e.peer || mutual(e)) continue;
+      if (!e.peer || mutual(e) || e.uflags & USK_EXTERN) continue;
       const p = all.get(e.peer);
       if (!p) throw new Error(`unixsk: socket ${e.ino} is connected to socket ${e.peer}, which is not in the images (external peers are not supported yet)`);
       if (!p.name.length) throw new Error(`unixsk: socket ${e.ino} is connected to socket ${p.ino}, which has no name to connect to`);
@@ -347,6 +367,7 @@ function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     for (const fd of orphanEnds.values()) close(fd);
     // Options, shutdown and file flags last: SO_PASSCRED and a shutdown would get in the way of the queues.
     for (const e of all.values()) {
+      if (e.uflags & USK_EXTERN) continue;
       const fd = fds.get(e.ino)!;
       setOpts(fd, e.opts);
       if (e.peek_off !== undefined) setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, e.peek_off);
