@@ -114,7 +114,7 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
   try {
     restoreSockets();
   } finally {
-    for (const g of ghosts) unlinkGhost(g);
+    for (const g of [...ghosts].reverse()) unlinkGhost(g); // the last made the fewest directories
   }
   return fds;
 

@@ -114,6 +114,16 @@ function boundFile(copy: number, d: UnixDiag, name: Buffer, where: string): Pick
 }
 
 /**
+ * Files in flight that criu-ts cannot dump as its own yet: sockets (their peers and queues)
+ * and epolls (their targets are fd numbers of a task).
+ */
+function inFlightUnsupported(fd: number): string | undefined {
+  if ((fs.fstatSync(fd).mode & S_IFMT) === S_IFSOCK) return 'a socket';
+  if (fs.readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventpoll]') return 'an epoll';
+  return undefined;
+}
+
+/**
  * Every queued message of a socket, peeked on a copy with the owner's peek offset put back.
  * Files in flight land in criu-ts, which dumps them as its own and keeps them open until
  * it exits (their ids are matched with the tasks' fds by kcmp).
@@ -124,9 +134,10 @@ function peekQueue(copy: number, where: string, ctx: DumpFileCtx): Array<{ m: So
   const out: Array<{ m: SockMsg; ids: number[] }> = [];
   try {
     for (let m = peekMsg(copy, PEEK_SIZE); m; m = peekMsg(copy, PEEK_SIZE)) {
-      if (m.fds.some((f) => (fs.fstatSync(f).mode & S_IFMT) === S_IFSOCK)) {
+      const unsupported = m.fds.map(inFlightUnsupported).find((w) => w);
+      if (unsupported) {
         for (const f of m.fds) close(f);
-        throw new Error(`${where}: its queue holds a socket in flight (SCM_RIGHTS); not supported yet`);
+        throw new Error(`${where}: its queue holds ${unsupported} in flight (SCM_RIGHTS); not supported yet`);
       }
       out.push({ m, ids: m.fds.map((f) => ctx.fileId(getpid(), f)) });
     }
