@@ -25,11 +25,11 @@ interface Ghost { full: string; parked?: string; madeDirs: string[] }
 /**
  * bind() in criu-ts's root and cwd: a relative name from its directory, a stale socket file
  * replaced. A name whose file was deleted is bound on a file made for it: whatever has the
- * name now is parked aside, and missing directories are made; `ghosts` undoes it later.
+ * name now is parked aside, and missing directories are made; unlinkGhost undoes it.
  */
-function bindName(fd: number, e: UnixEntry, ghosts: Ghost[]): void {
+function bindName(fd: number, e: UnixEntry): Ghost | undefined {
   const name = Buffer.from(e.name);
-  if (!isPathName(name)) { bindUnix(fd, name); return; }
+  if (!isPathName(name)) { bindUnix(fd, name); return undefined; }
   const rel = showName(name);
   const full = e.name_dir ? path.resolve(e.name_dir, rel) : path.resolve(rel);
   const ghost: Ghost | undefined = e.deleted ? { full, madeDirs: [] } : undefined;
@@ -47,7 +47,7 @@ function bindName(fd: number, e: UnixEntry, ghosts: Ghost[]): void {
     fs.chownSync(full, e.file_perms.uid, e.file_perms.gid);
     fs.chmodSync(full, e.file_perms.mode & 0o7777);
   }
-  if (ghost) ghosts.push(ghost);
+  return ghost;
 }
 
 function unlinkGhost(g: Ghost): void {
@@ -94,10 +94,34 @@ function credsFor(c: { uid: number; gid: number; pid: number }, ctx: RestoreFile
   return { uid: c.uid, gid: c.gid, pid: getpid() };
 }
 
-/** Make every unix socket of the dump, connected as dumped, with its queue, options and shutdown state. */
+/** Queued messages by receiving socket inode, with local fds of the files in flight. */
+function readQueues(ctx: RestoreFileCtx, all: Map<number, UnixEntry>): Map<number, SockMsg[]> {
+  const queues = new Map<number, SockMsg[]>();
+  const byId = new Map([...all.values()].map((e) => [e.id, e]));
+  for (const { entry, extra } of ctx.entries(IMG.SK_QUEUES)) {
+    const e = byId.get(entry.id_for);
+    if (!e) continue; // another socket family's queue
+    const fdsInFlight = (entry.scm ?? []).flatMap((sc) => {
+      if (sc.type !== SCM_RIGHTS) throw new Error(`sk-queues: socket ${e.ino}: control message type ${sc.type} is not supported`);
+      return sc.rights.map((r) => ctx.fileFd(r));
+    });
+    const l = queues.get(e.ino) ?? [];
+    l.push({ data: extra ?? Buffer.alloc(0), fds: fdsInFlight, ...(entry.ucred ? { creds: credsFor(entry.ucred, ctx) } : {}) });
+    queues.set(e.ino, l);
+  }
+  return queues;
+}
+
+/**
+ * Make every unix socket of the dump, connected as dumped, with its queue, options and
+ * shutdown state. A socket bound to a deleted file is settled at once (its clients connect,
+ * its queue is sent by name, the file is removed), so that another can bind the same name.
+ */
 export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
   const all = unixEntries(ctx);
   const fds = new Map<number, number>();
+  const queues = readQueues(ctx, all);
+  const connected = new Set<number>(), queued = new Set<number>();
   const mutual = (e: UnixEntry): UnixEntry | undefined => {
     const p = e.peer ? all.get(e.peer) : undefined;
     return p && p !== e && p.peer === e.ino ? p : undefined;
@@ -110,82 +134,78 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
   const orphan = (e: UnixEntry): boolean => e.state === TCP_ESTABLISHED && !e.peer && (e.type !== SOCK.DGRAM || !e.name.length);
   /** The other end of a connection whose peer is gone: it sends the queue, then closes. */
   const orphanEnds = new Map<number, number>();
-  const ghosts: Ghost[] = [];
-  try {
-    restoreSockets();
-  } finally {
-    for (const g of [...ghosts].reverse()) unlinkGhost(g); // the last made the fewest directories
+
+  /** bind() and listen(); a name on a deleted file is settled before the next bind. */
+  const bind = (fd: number, e: UnixEntry): void => {
+    const ghost = e.name.length && !connectStream(e) ? bindName(fd, e) : undefined;
+    if (e.state === TCP_LISTEN) listen(fd, e.backlog);
+    if (!ghost) return;
+    try {
+      for (const c of all.values()) if (c.peer === e.ino && !mutual(c) && !(c.uflags & USK_EXTERN)) connectOne(c);
+      sendQueue(e.ino);
+    } finally { unlinkGhost(ghost); }
+  };
+  const make = (e: UnixEntry): void => {
+    if (fds.has(e.ino) || e.uflags & USK_EXTERN) return;
+    if (e.uflags) throw new Error(`unixsk: socket ${e.ino} has uflags 0x${e.uflags.toString(16)} (a plugin's or an inherited socket); not supported yet`);
+    const p = mutual(e);
+    if (p || orphan(e)) {
+      const [a, b] = socketpair(AF_UNIX, e.type | SOCK.NONBLOCK);
+      fds.set(e.ino, ctx.keep(a));
+      if (p) fds.set(p.ino, ctx.keep(b)); else orphanEnds.set(e.ino, b);
+      for (const x of p ? [e, p] : [e]) bind(fds.get(x.ino)!, x);
+      return;
+    }
+    const fd = ctx.keep(socket(AF_UNIX, e.type | SOCK.NONBLOCK));
+    fds.set(e.ino, fd);
+    bind(fd, e);
+  };
+  /** A one-way connection: a datagram sender, or a pending client of a listener. */
+  const connectOne = (e: UnixEntry): void => {
+    if (connected.has(e.ino)) return;
+    connected.add(e.ino);
+    make(e);
+    const p = all.get(e.peer);
+    if (!p) throw new Error(`unixsk: socket ${e.ino} is connected to socket ${e.peer}, which is not in the images`);
+    if (!p.name.length) throw new Error(`unixsk: socket ${e.ino} is connected to socket ${p.ino}, which has no name to connect to`);
+    const r = connectUnix(fds.get(e.ino)!, addressOfEntry(p));
+    if (r < 0) throw new SysError(`connect(unix socket ${e.ino} to ${showName(p.name)})`, -r);
+  };
+  /** A queue is sent again from the peer, or from a temporary socket to a datagram socket's name. */
+  const sendQueue = (ino: number): void => {
+    const msgs = queues.get(ino);
+    if (!msgs || queued.has(ino)) return;
+    queued.add(ino);
+    const e = all.get(ino)!;
+    setsockoptInt(fds.get(ino)!, SOL_SOCKET, SO.RCVBUFFORCE, 1 << 30);
+    const p = e.peer ? all.get(e.peer) : undefined;
+    let sender: number | undefined, to: Buffer | undefined;
+    if (p && mutual(e)) sender = fds.get(p.ino)!;
+    else if (orphanEnds.has(ino)) sender = orphanEnds.get(ino)!;
+    else if (e.type === SOCK.DGRAM && e.name.length) {
+      to = addressOfEntry(e);
+      if (p) { make(p); sender = fds.get(p.ino); }
+    } else throw new Error(`sk-queues: no way to send the queue of unix socket ${ino} again`);
+    const temp = sender === undefined;
+    const fd = sender ?? socket(AF_UNIX, SOCK.DGRAM | SOCK.NONBLOCK);
+    try {
+      setsockoptInt(fd, SOL_SOCKET, SO.SNDBUFFORCE, 1 << 30);
+      for (const m of msgs) sendMsg(fd, m, to);
+    } finally { if (temp) close(fd); }
+  };
+
+  for (const e of all.values()) make(e);
+  for (const e of all.values()) if (e.peer && !mutual(e) && !(e.uflags & USK_EXTERN)) connectOne(e);
+  for (const ino of queues.keys()) sendQueue(ino);
+  for (const fd of orphanEnds.values()) close(fd);
+  // Options, shutdown and file flags last: SO_PASSCRED and a shutdown would get in the way of the queues.
+  for (const e of all.values()) {
+    if (e.uflags & USK_EXTERN) continue;
+    const fd = fds.get(e.ino)!;
+    setOpts(fd, e.opts);
+    if (e.peek_off !== undefined) setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, e.peek_off);
+    if (e.shutdown) shutdown(fd, e.shutdown - 1);
+    fcntl(fd, F.SETFL, e.flags & (O.NONBLOCK | 0o20000 /* O_ASYNC */));
   }
   return fds;
-
-  function restoreSockets(): void {
-    // Sockets, pairs and names.
-    for (const e of all.values()) {
-      if (fds.has(e.ino) || e.uflags & USK_EXTERN) continue;
-      if (e.uflags) throw new Error(`unixsk: socket ${e.ino} has uflags 0x${e.uflags.toString(16)} (a plugin's or an inherited socket); not supported yet`);
-      const p = mutual(e);
-      if (p || orphan(e)) {
-        const [a, b] = socketpair(AF_UNIX, e.type | SOCK.NONBLOCK);
-        fds.set(e.ino, ctx.keep(a));
-        if (p) fds.set(p.ino, ctx.keep(b)); else orphanEnds.set(e.ino, b);
-        for (const x of p ? [e, p] : [e]) if (x.name.length && !connectStream(x)) bindName(fds.get(x.ino)!, x, ghosts);
-        continue;
-      }
-      const fd = ctx.keep(socket(AF_UNIX, e.type | SOCK.NONBLOCK));
-      fds.set(e.ino, fd);
-      if (e.name.length && !connectStream(e)) bindName(fd, e, ghosts);
-      if (e.state === TCP_LISTEN) listen(fd, e.backlog);
-    }
-    // One-way connections (datagram senders, pending clients of a listener), once every name is bound.
-    for (const e of all.values()) {
-      if (!e.peer || mutual(e) || e.uflags & USK_EXTERN) continue;
-      const p = all.get(e.peer);
-      if (!p) throw new Error(`unixsk: socket ${e.ino} is connected to socket ${e.peer}, which is not in the images (external peers are not supported yet)`);
-      if (!p.name.length) throw new Error(`unixsk: socket ${e.ino} is connected to socket ${p.ino}, which has no name to connect to`);
-      const r = connectUnix(fds.get(e.ino)!, addressOfEntry(p));
-      if (r < 0) throw new SysError(`connect(unix socket ${e.ino} to ${showName(p.name)})`, -r);
-    }
-    // Queues, sent again from the peer (or a temporary socket for a datagram socket with several senders).
-    const queues = new Map<number, SockMsg[]>();
-    const byId = new Map([...all.values()].map((e) => [e.id, e]));
-    for (const { entry, extra } of ctx.entries(IMG.SK_QUEUES)) {
-      const e = byId.get(entry.id_for);
-      if (!e) continue; // another socket family's queue
-      const fdsInFlight = (entry.scm ?? []).flatMap((s) => {
-        if (s.type !== SCM_RIGHTS) throw new Error(`sk-queues: socket ${e.ino}: control message type ${s.type} is not supported`);
-        return s.rights.map((r) => ctx.fileFd(r));
-      });
-      const l = queues.get(e.ino) ?? [];
-      l.push({ data: extra ?? Buffer.alloc(0), fds: fdsInFlight, ...(entry.ucred ? { creds: credsFor(entry.ucred, ctx) } : {}) });
-      queues.set(e.ino, l);
-    }
-    for (const [ino, msgs] of queues) {
-      const e = all.get(ino)!;
-      const rfd = fds.get(ino)!;
-      setsockoptInt(rfd, SOL_SOCKET, SO.RCVBUFFORCE, 1 << 30);
-      const p = e.peer ? all.get(e.peer) : undefined;
-      let sender: number, to: Buffer | undefined, temp = false;
-      if (p && mutual(e)) sender = fds.get(p.ino)!;
-      else if (orphanEnds.has(ino)) sender = orphanEnds.get(ino)!;
-      else if (e.type === SOCK.DGRAM && e.name.length) {
-        to = addressOfEntry(e);
-        if (p) sender = fds.get(p.ino)!;
-        else { sender = socket(AF_UNIX, SOCK.DGRAM | SOCK.NONBLOCK); temp = true; }
-      } else throw new Error(`sk-queues: no way to send the queue of unix socket ${ino} again`);
-      try {
-        setsockoptInt(sender, SOL_SOCKET, SO.SNDBUFFORCE, 1 << 30);
-        for (const m of msgs) sendMsg(sender, m, to);
-      } finally { if (temp) close(sender); }
-    }
-    for (const fd of orphanEnds.values()) close(fd);
-    // Options, shutdown and file flags last: SO_PASSCRED and a shutdown would get in the way of the queues.
-    for (const e of all.values()) {
-      if (e.uflags & USK_EXTERN) continue;
-      const fd = fds.get(e.ino)!;
-      setOpts(fd, e.opts);
-      if (e.peek_off !== undefined) setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, e.peek_off);
-      if (e.shutdown) shutdown(fd, e.shutdown - 1);
-      fcntl(fd, F.SETFL, e.flags & (O.NONBLOCK | 0o20000 /* O_ASYNC */));
-    }
-  }
 }
