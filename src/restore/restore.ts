@@ -7,14 +7,16 @@ import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid } from '../kernel/index.ts
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import type { CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
+import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
 import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
   SessionRestore, cloneAt, pidInUse, sharingFlags, ALL_SIGNALS, restorePersonality, restoreTimersAndLimits, becomeZombie, cloneThread,
   unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm, restoreThreadCreds, finishThread, finishLeader, releaseThreads,
+  restoreSched, restoreAffinity, restoreTaskProps, restorePdeathSig,
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
-import { openForRestore, openFileId, installFds, afterInstall, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
+import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
@@ -116,6 +118,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     };
     for (const { stage } of RESTORE_STAGES) {
       req.log.debug(`restore stage ${stage}`);
+      // The last safe point is before the release: past it, the tree is let go.
+      checkInterrupt(stage === 'ZOMBIES');
       STAGES[stage](ctx);
     }
   } catch (e) {
@@ -126,6 +130,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     killAll(created);
     throw e;
   }
+  disarmInterrupts();
   if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
   const total = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
@@ -150,11 +155,15 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.sessions.setGroups(ctx.tasks, (pid) => liveTask(ctx, pid));
     ctx.sessions.dropHelpers(ctx.scratchOf);
   },
-  RESTORE: (ctx) => { for (const l of liveTasks(ctx)) restoreTask(ctx, l); },
+  RESTORE: (ctx) => {
+    for (const l of liveTasks(ctx)) { checkInterrupt(); restoreTask(ctx, l); }
+    restoreOwners(ctx.locals, ctx.files);
+  },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
       step(ctx.req.log, `task ${l.plan.pid}: credentials of ${l.threads.size} thread(s) from core-*.img`);
       restoreThreadCreds(l.leader, l.area, l.plan.pid, [...l.threads].map(([tid, tracee]) => ({ tracee, creds: threadOf(l.plan, tid).threadCore.creds })));
+      for (const [tid, th] of l.threads) restorePdeathSig(th, threadOf(l.plan, tid).threadCore.pdeath_sig, l.plan.ppid === 0, ctx.req.log);
     }
   },
   SEAL: (ctx) => {
@@ -180,6 +189,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       ctx.req.log.debug(`task ${l.plan.pid}: let go (${l.threads.size} thread(s))`);
       releaseThreads(l.plan.pid, l.threads.values());
     }
+    for (const l of liveTasks(ctx)) for (const tid of l.threads.keys()) restoreAffinity(tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
   },
 };
 
@@ -202,7 +212,7 @@ function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): nu
   const inode = imgs.all(IMG.MEMFD_INODE).map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
   if (!inode) throw new CriuError(`memfd.img: no memfd inode ${inodeId}`);
   return shmem.memfd(BigInt(inodeId), inode.name, inode.size, inode.seals,
-    () => withKey(imgs, imgs.shmemPagemap(inode.shmid)));
+    () => withKey(imgs, imgs.shmemPagemap(inode.shmid)), { mode: inode.mode, uid: inode.uid, gid: inode.gid });
 }
 
 /** Kill what a failed restore created and reap it: no stray process is left behind. */
@@ -266,6 +276,7 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
   const rt: RestoreTask = { pid: t.pid, leader: l.leader, threads: [l.leader], area: l.area, log: ctx.req.log };
   logMemory(ctx.req.log, t, (id) => { const f = ctx.files.get(id); return f?.reg?.name ?? `${f?.memfd ? 'memfd, ' : ''}file id ${id}`; });
   faultPoint('restore-memory');
+  checkInterrupt();
   unregisterInheritedRseq(l.leader);
   return restoreAddressSpace(rt, {
     mm: t.mm, runs: t.pagemap.runs, pagesPath: t.pagemap.pagesPath, pathOf: pathResolver(ctx), key: ctx.imgs.key,
@@ -302,6 +313,7 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   const stub = l.leader;
   const area = l.area;
   faultPoint('restore-files');
+  checkInterrupt();
   const filesId = t.ids.files_id, fsId = t.ids.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
@@ -348,8 +360,10 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   for (const [tid, th] of l.threads) {
     const { core, threadCore } = threadOf(t, tid);
     restoreThreadCore(th, area, core, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
+    restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
   }
+  restoreTaskProps(stub, t.pid, t.tc);
 }
 
 /** Everything but the last step: the final state of every thread, the leader last. */

@@ -10,6 +10,7 @@ import {
   sendMsg, fcntl, close, getpid, F, O, SysError, SCM_RIGHTS, type SockMsg, type Ucred,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
+import { NotSupportedError } from '../../errors.ts';
 import type { RestoreFileCtx } from '../files/types.ts';
 import { TCP_ESTABLISHED, TCP_LISTEN, USK_EXTERN, isPathName, showName, type UnixEntry } from './unix-common.ts';
 
@@ -147,7 +148,7 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
   };
   const make = (e: UnixEntry): void => {
     if (fds.has(e.ino) || e.uflags & USK_EXTERN) return;
-    if (e.uflags) throw new Error(`unixsk: socket ${e.ino} has uflags 0x${e.uflags.toString(16)} (a plugin's or an inherited socket); not supported yet`);
+    if (e.uflags) throw new NotSupportedError(`unixsk: socket ${e.ino} has uflags 0x${e.uflags.toString(16)} (a plugin's or an inherited socket)`);
     const p = mutual(e);
     if (p || orphan(e)) {
       const [a, b] = socketpair(AF_UNIX, e.type | SOCK.NONBLOCK);
@@ -205,7 +206,7 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     setOpts(fd, e.opts);
     if (e.peek_off !== undefined) setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, e.peek_off);
     if (e.shutdown) shutdown(fd, e.shutdown - 1);
-    fcntl(fd, F.SETFL, e.flags & (O.NONBLOCK | 0o20000 /* O_ASYNC */));
+    fcntl(fd, F.SETFL, e.flags & O.NONBLOCK); // O_ASYNC: with the owner, after install
   }
   return fds;
 }

@@ -4,10 +4,11 @@
 import fs from 'node:fs';
 import {
   AF_UNIX, SOCK, SOL_SOCKET, SO, SIOCUNIXFILE, UDIAG_SHOW, getsockoptInt, setsockoptInt, getsockoptBuf, peekMsg, sockDiagOpen, unixDiag,
-  pidfdOpen, pidfdGetfd, ioctl, close, getpid, SCM_RIGHTS, type UnixDiag, type SockMsg,
+  pidfdOpen, pidfdGetfd, ioctl, close, getpid, O, SCM_RIGHTS, type UnixDiag, type SockMsg,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
-import { FD_TYPE, S_IFMT, S_IFSOCK, fown, statefulKind, type FdProbe, type DumpFileCtx } from '../files/types.ts';
+import { NotSupportedError } from '../../errors.ts';
+import { FD_TYPE, FASYNC, S_IFMT, S_IFSOCK, fown, statefulKind, type FdProbe, type DumpFileCtx } from '../files/types.ts';
 import type { MessageInput } from '../types.ts';
 import { TCP_ESTABLISHED, TCP_LISTEN, USK_EXTERN, isPathName, showName } from './unix-common.ts';
 import { restoreAll } from './unix-restore.ts';
@@ -137,7 +138,7 @@ function peekQueue(copy: number, where: string, ctx: DumpFileCtx): Array<{ m: So
       const unsupported = m.fds.map(inFlightUnsupported).find((w) => w);
       if (unsupported) {
         for (const f of m.fds) close(f);
-        throw new Error(`${where}: its queue holds ${unsupported} in flight (SCM_RIGHTS); not supported yet`);
+        throw new NotSupportedError(`${where}: its queue holds ${unsupported} in flight (SCM_RIGHTS)`);
       }
       out.push({ m, ids: m.fds.map((f) => ctx.fileId(getpid(), f)) });
     }
@@ -153,12 +154,12 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
   try { copy = pidfdGetfd(pidfd, p.fd); } finally { close(pidfd); }
   try {
     const domain = getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN);
-    if (domain !== AF_UNIX) throw new Error(`${where} is a socket of family ${domain}; not supported yet`);
+    if (domain !== AF_UNIX) throw new NotSupportedError(`${where} is a socket of family ${domain}`);
     const d = diagOf(st, ino);
-    if (!d) throw new Error(`${where}: unix socket ${ino} is in another network namespace; not supported yet`);
-    if (!TYPE_NAMES[d.type]) throw new Error(`${where}: unix socket ${ino} of type ${d.type}; not supported yet`);
+    if (!d) throw new NotSupportedError(`${where}: unix socket ${ino} is in another network namespace`);
+    if (!TYPE_NAMES[d.type]) throw new NotSupportedError(`${where}: unix socket ${ino} of type ${d.type}`);
     const filterLen = getsockoptBuf(copy, SOL_SOCKET, 26 /* SO_GET_FILTER */, 0).length;
-    if (filterLen) throw new Error(`${where}: unix socket ${ino} has a socket filter attached; not supported yet`);
+    if (filterLen) throw new NotSupportedError(`${where}: unix socket ${ino} has a socket filter attached`);
     const name = d.name ?? Buffer.alloc(0);
     const tree = treeSockets(ctx, st);
     let peer = d.peer ?? 0;
@@ -206,6 +207,8 @@ export const unixSocketFile = statefulKind({
   type: FD_TYPE.UNIXSK,
   field: 'usk',
   name: 'unix socket',
+  // Files in flight (scm_fds) are saved with the queues.
+  claims: { flags: O.NONBLOCK | FASYNC, fields: ['scm_fds'] },
   matches: (p) => (p.mode & S_IFMT) === S_IFSOCK,
   state: (): DumpState & RestoreState => ({}),
   dump: (p, id, ctx, st) => dumpUnix(p, id, ctx, st),
