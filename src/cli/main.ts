@@ -7,13 +7,15 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { setChildSubreaper, openBeneath } from '../kernel/index.ts';
 import { LevelLogger, writeLogLine } from '../log.ts';
-import { CriuError } from '../errors.ts';
+import { CriuError, NotSupportedError } from '../errors.ts';
 import { ImageError, readKeyFile, setImageOpener, checkDumpDir, checkRestoreDir, UntrustedDirError } from '../images/index.ts';
+import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 // Each command loads only its own modules: start-up time is most of a small dump.
 const loadDump = () => import('../dump/dump.ts');
 const loadRestore = () => import('../restore/restore.ts');
 const loadCheck = () => import('./check.ts');
 const loadCrit = () => import('./crit.ts');
+const loadJournal = () => import('../dump/journal.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 
@@ -26,6 +28,7 @@ interface Opts {
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
   compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean;
+  extUnixSk?: boolean | string;
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -37,7 +40,7 @@ function screen(argv: string[]): string[] {
     const a = argv[i];
     if (a === '--') { out.push(...argv.slice(i)); break; }
     const name = a.startsWith('--') ? a.split('=')[0] : a;
-    if (NOT_SUPPORTED.has(name) || NOT_SUPPORTED.has(name.replace(/^--no-/, '--'))) fail(`not supported yet: ${name}`);
+    if (NOT_SUPPORTED.has(name) || NOT_SUPPORTED.has(name.replace(/^--no-/, '--'))) throw NotSupportedError.option(name);
     if (ACCEPTED_INTERNAL.has(name)) {
       const value = a.includes('=') ? a.slice(a.indexOf('=') + 1) : INTERNAL_WITH_VALUE.has(name) ? argv[++i] : undefined;
       if (name === '--pre-dump-mode' && value !== 'splice' && value !== 'read') fail(`bad --pre-dump-mode ${value ?? ''}: use splice or read`);
@@ -62,6 +65,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--no-default-config', desc: 'read no configuration file (none is read anyway)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-R, --leave-running', desc: 'leave the tasks running after the dump', cmds: ['dump'] },
   { flags: '-j, --shell-job', desc: 'the tree is a shell job (its session is outside)', cmds: ['dump', 'restore'] },
+  { flags: '-x, --ext-unix-sk', desc: 'allow datagram unix sockets connected to a named socket outside the tree', cmds: ['dump', 'restore'] },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
@@ -129,6 +133,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   try {
     log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid}`);
     log.info(`command line: ${process.argv.slice(2).join(' ')}`);
+    // SIGINT, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly (interrupt.ts).
+    if (cmd === 'dump' || cmd === 'restore') armInterrupts();
+    // What a criu-ts killed in the middle of a dump left behind is undone first.
+    (await loadJournal()).cleanStale(log);
     switch (cmd) {
       case 'check':
         return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), log);
@@ -140,7 +148,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         if (o.compress !== undefined && o.compress !== 'zstd') fail(`unknown compression ${o.compress}: use zstd`);
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup });
+        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk });
         log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }
@@ -202,12 +210,13 @@ export async function main(argv: string[]): Promise<number> {
     const args = commandFirst(parsed.args);
     const cmd = args[0];
     if (cmd === 'crit') return (await loadCrit()).runCrit(args.slice(1));
-    if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) fail(`not supported yet: ${cmd}`);
+    if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) throw NotSupportedError.option(cmd);
     if (cmd === undefined) fail('no command: criu-ts dump|restore|check|crit (criu-ts --help)');
     const screened = screen(args);
     setChildSubreaper();
     setImageOpener(openBeneath);
     await program((c, o) => execute(c, o, parsed)).parseAsync(screened, { from: 'user' });
+    dieOfInterrupt();
     return Number(process.exitCode ?? 0);
   } catch (e) {
     if (e instanceof CommanderError && e.exitCode === 0) return 0;

@@ -5,6 +5,7 @@ import { listThreads, listChildren, readStat, readStatus, type Stat } from '../p
 import { PTRACE_O, SysError, W, SIG } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
+import { checkInterrupt } from '../interrupt.ts';
 import type { CgroupFreezer } from './cgfreezer.ts';
 
 export const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
@@ -72,6 +73,7 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
   const visit = (pid: number, ppid: number): void => {
     if (seen.has(pid)) return;
     seen.add(pid);
+    checkInterrupt();
     let stat;
     try { stat = readStat(pid); } catch { return; }
     if (stat.state === 'Z' || stat.state === 'X') {

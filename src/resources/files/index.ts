@@ -1,19 +1,21 @@
 // The fd table of a task (fdinfo-N.img + file_entry objects in files.img): probing fds,
 // finding shared open file descriptions, and dispatching to the kind that handles each.
 import fs from 'node:fs';
-import { listFds, readFdinfo } from '../../proc/index.ts';
+import { listFds, readFdinfo, readLink } from '../../proc/index.ts';
 import { kcmp, KCMP, O, pidfdOpen, close } from '../../kernel/index.ts';
 import { regFile } from './reg.ts';
 import { pipeFile } from './pipe.ts';
 import { ttyFile } from './tty.ts';
 import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
+import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
+import { NotSupportedError } from '../../errors.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
@@ -21,10 +23,10 @@ export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSes
 export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, regFile];
+const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, unixSocketFile, regFile];
 
 export function probeFd(pid: number, fd: number): FdProbe {
-  const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+  const link = readLink(pid, `fd/${fd}`);
   const info = readFdinfo(pid, fd);
   let st: fs.Stats;
   try { st = fs.statSync(`/proc/${pid}/fd/${fd}`); } catch (e) {
@@ -81,33 +83,50 @@ export class FileIdentity {
 
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
 export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Fdinfo[] {
-  const out: Fdinfo[] = [];
   const pidfd = pidfdOpen(pid);
   try {
-    for (const fd of listFds(pid)) {
-      const p = probeFd(pid, fd);
-      const kind = fdKind(p);
-      if (!kind) throw new Error(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}; not supported yet`);
-      let id = identity.find(p);
-      if (id === undefined) {
-        id = files.newId();
-        const file = kindSession(kind, ctx.kinds).dump(p, id, ctx);
-        saveFown(kind, file, dumpFown(pidfd, p, ctx.inTree), p);
-        files.add(file);
-        identity.add(p, id);
-      }
-      out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
-    }
+    return listFds(pid).map((fd) => dumpFd(pid, fd, files, identity, ctx, pidfd));
   } finally {
     close(pidfd);
   }
-  return out;
+}
+
+/**
+ * The fd's file id, adding a file_entry when its open file description is new: a task's fd,
+ * or criu-ts's own for a file in flight in a socket queue. `pidfd` is the fd owner's.
+ */
+export function dumpFd(pid: number, fd: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx, pidfd: number): Fdinfo {
+  const p = probeFd(pid, fd);
+  const kind = fdKind(p);
+  if (!kind) throw new NotSupportedError(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}`);
+  let id = identity.find(p);
+  if (id === undefined) {
+    id = files.newId();
+    const file = kindSession(kind, ctx.kinds).dump(p, id, ctx);
+    saveFown(kind, file, dumpFown(pidfd, p, ctx.inTree), p);
+    files.add(file);
+    identity.add(p, id);
+  }
+  return { id, flags: p.cloexec ? 1 : 0, type: kind.type, fd };
+}
+
+/** A local fd for a file id, opened on first use; `local` is shared by the whole restore. */
+export function openFileId(id: number, ctx: RestoreFileCtx, local: Map<number, number>, what = `file ${id}`): number {
+  const have = local.get(id);
+  if (have !== undefined) return have;
+  const file = ctx.files.get(id);
+  if (!file) throw new Error(`files.img has no file with id ${id} (${what})`);
+  const kind = kinds.find((k) => k.type === file.type);
+  if (!kind) throw new NotSupportedError(`${what}: file type ${file.type}`);
+  const fd = kindSession(kind, ctx.kinds).open(file, ctx);
+  local.set(id, fd);
+  return fd;
 }
 
 function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, p: FdProbe): void {
   const e = kindEntry(kind, file);
   if (e && 'fown' in e) e.fown = fown;
-  else if (fown.pid || fown.signum) throw new Error(`task ${p.pid}: fd ${p.fd} (${p.link}): a ${kind.name} with an owner or F_SETSIG (its image cannot hold them); not supported yet`);
+  else if (fown.pid || fown.signum) throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (${p.link}): a ${kind.name} with an owner or F_SETSIG (its image cannot hold them)`);
 }
 
 /**
@@ -128,15 +147,7 @@ export function restoreOwners(local: Map<number, number>, files: Map<number, Fil
  * an id seen again (a description shared by fork or dup) reuses its fd, so it stays shared.
  */
 export function openForRestore(fdinfo: Fdinfo[], ctx: RestoreFileCtx, local: Map<number, number>): Map<number, number> {
-  for (const e of fdinfo) {
-    const id = e.id;
-    if (local.has(id)) continue;
-    const file = ctx.files.get(id);
-    if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd})`);
-    const kind = kinds.find((k) => k.type === file.type);
-    if (!kind) throw new Error(`fd ${e.fd}: file type ${file.type} is not supported yet`);
-    local.set(id, kindSession(kind, ctx.kinds).open(file, ctx));
-  }
+  for (const e of fdinfo) openFileId(e.id, ctx, local, `fd ${e.fd}`);
   return local;
 }
 

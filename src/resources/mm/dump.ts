@@ -1,12 +1,14 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
 import { readAuxv, scanPagemap, madvBits, type Vma } from '../../proc/index.ts';
+import { checkInterrupt } from '../../interrupt.ts';
 import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
-import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './layout.ts';
+import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, PE, VMA } from './layout.ts';
 import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
 
 type VmaEntry = Message<'vma_entry'>;
 import type { ResourceClaims } from '../claims.ts';
+import { NotSupportedError } from '../../errors.ts';
 
 const PROT_BTI = 0x10; // arm64: the VMA's code is checked for branch targets ('bt')
 
@@ -27,7 +29,6 @@ const PAGE = 4096;
 const CHUNK = 2 << 20;
 const IOV_MAX = 1024;
 
-export class UnsupportedError extends Error {}
 
 function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
   const e: VmaEntry = {
@@ -49,15 +50,15 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
       e.fdflags = flags;
       return e;
     }
-    if (v.deleted) throw new UnsupportedError(`task ${t.pid} maps the deleted file ${v.path}; deleted files are not supported yet`);
+    if (v.deleted) throw new NotSupportedError(`task ${t.pid} maps the deleted file ${v.path}`);
     st2 ??= statOrNone(v.path);
-    if (!st2) throw new UnsupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
+    if (!st2) throw new NotSupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
     e.shmid = BigInt(t.files.regPath(v.path, flags, { size: BigInt(st2.size), mode: st2.mode }));
     e.fdflags = flags;
   } else if (st & VMA.ANON_SHARED) {
     e.shmid = t.shared.anon(t.pid, v);
   } else if (st & VMA.AREA_SYSVIPC) {
-    throw new UnsupportedError(`task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}; not supported yet`);
+    throw new NotSupportedError(`task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}`);
   }
   return e;
 }
@@ -144,6 +145,7 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
   const stats: MmDumpStats = { pagesScanned: 0, pagesWritten: 0, pagesInherited: 0 };
 
   const flush = (): void => {
+    checkInterrupt();
     if (!pending.length) return;
     readRemote(t, buf!.subarray(0, used), pending);
     sink.writePages(buf!.subarray(0, used));
