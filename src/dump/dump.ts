@@ -17,7 +17,7 @@ import {
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
 import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
-import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
+import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
@@ -197,7 +197,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = collectAndWrite(req, tasks, imgs);
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs));
     faultPoint('write-images');
     // The last safe point: past it, the dump completes.
     checkInterrupt(true);

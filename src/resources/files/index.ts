@@ -54,6 +54,14 @@ function kindEntry(kind: FileKind, file: FileEntry | MessageInput<'file_entry'>)
   return (file as Record<string, unknown>)[kind.field] as { flags?: number; fown?: Fown } | undefined;
 }
 
+/** Why a file_entry cannot be restored, checked before any process exists; undefined if it can. */
+export function fileEntryProblem(file: FileEntry): string | undefined {
+  const kind = kinds.find((k) => k.type === file.type);
+  if (!kind) return `type ${file.type} is not supported yet`;
+  if (!(file as Record<string, unknown>)[kind.field]) return `type ${file.type} has no ${kind.field} entry`;
+  return undefined;
+}
+
 /** Open file descriptions already given an id, for sharing detection with kcmp. */
 export class FileIdentity {
   private byIno = new Map<string, Array<{ pid: number; fd: number; id: number }>>();
