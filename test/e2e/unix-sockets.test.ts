@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, assertRunningFree, waitFor, SIGUSR1, type E2EContext,
+  e2e, startTarget, runCriu, assertOk, killAndReap, adopt, reap, readLines, signal, waitForLine, assertRunningFree, waitFor, SIGUSR1, type E2EContext,
 } from '../lib/proc.ts';
-import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
 const CRIU = process.env.CRIU_REF;
@@ -143,4 +143,21 @@ e2e('with --ext-unix-sk a datagram socket connected to a server outside the tree
   killAndReap(srv.pid);
   const nums = readLines(srv.log).map((l) => Number(/^n=(\d+)$/.exec(l)?.[1]));
   assert.ok(nums.every((n, i) => n === i + 1), `datagrams lost or repeated: ${nums.join(',')}`);
+});
+
+e2e('a unix socket entry no socket can be made from is refused in one line before any process is created', async (c) => {
+  const t = await startUnixsk(c, true);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const json = join(c.dir, 'files.json');
+  writeFileSync(json, assertOk(runCriu(['crit', 'decode', '-i', join(img, 'files.img')])).stdout);
+  const files = JSON.parse(readFileSync(json, 'utf8')) as { entries: Array<{ usk?: { type: number } }> };
+  const usk = files.entries.find((e) => e.usk)!.usk!;
+  usk.type = 9;
+  writeFileSync(json, JSON.stringify(files));
+  assertOk(runCriu(['crit', 'encode', '-i', json, '-o', join(img, 'files.img')]));
+  const r = restore(img, ['-d', '--skip-verify']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr.trim(), /^[^\n]*files\.img.*usk type 9 is not stream, datagram or seqpacket$/);
+  assert.equal(existsSync(`/proc/${t.pid}`), false, 'no process was created');
 });
