@@ -2,7 +2,8 @@
 import type { KindEntry } from '../files/types.ts';
 
 export type UnixEntry = KindEntry<'usk'>;
-export const TCP_ESTABLISHED = 1, TCP_LISTEN = 10;
+export const TCP_ESTABLISHED = 1,
+  TCP_LISTEN = 10;
 /** unix_sk_entry.uflags: a peer outside the tree, saved without an fd. */
 export const USK_EXTERN = 1;
 
