@@ -25,6 +25,7 @@ import { CgroupFreezer } from './cgfreezer.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
+import type { RunAction } from '../actions.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -38,6 +39,8 @@ export interface DumpRequest {
   pages?: PagesCodecOptions;
   /** Freeze with this cgroup's freezer (--freeze-cgroup). */
   freezeCgroup?: string;
+  /** Action scripts: pre-dump, query-ext-files once frozen, post-dump once the images are written. */
+  actions?: RunAction;
 }
 
 export interface DumpResult {
@@ -139,6 +142,7 @@ export function dump(req: DumpRequest): DumpResult {
 function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
+  req.actions?.('pre-dump');
   fs.mkdirSync(req.dir, { recursive: true });
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir, { pages: req.pages });
@@ -155,6 +159,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
       t.stat = readStat(t.pid);
     }
     faultPoint('freeze');
+    req.actions?.('query-ext-files');
     checkNamespaces(tasks.filter(isLive).map((t) => t.pid));
     checkSessions(tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })), req.shellJob);
     for (const t of tasks) {
@@ -175,6 +180,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const enc = imgs.pagesEncoding();
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
     result.freezingMs = tFrozen - t0;
+    // A failing post-dump script fails the dump: the tree runs on.
+    req.actions?.('post-dump');
   } catch (e) {
     imgs.discard();
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
