@@ -97,10 +97,10 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
   let log: LevelLogger | undefined;
   try {
     const opts: CriuOpts = req.opts ?? { images_dir_fd: -1, veths: [], exec_cmd: [], ext_mnt: [], cg_root: [], inherit_fd: [], skip_mnt: [], enable_fs: [], unix_sk_ino: [], irmap_scan_paths: [], external: [], join_ns: [], cgroup_dump_controller: [] };
-    screenOpts(opts, kind, o.mode);
     const paths = resolvePaths(opts, conn.peer, kind !== 'check');
     log = new LevelLogger(paths.level, paths.logFile);
     log.info(`RPC ${typeName(type)} from pid ${conn.peer} (${o.mode})`);
+    screenOpts(opts, kind, o.mode);
     const actions = actionRunner(conn, !!opts.notify_scripts, o.scripts(paths.imagesDir), log);
     const resp = runners[kind](opts, paths, conn.peer, actions, log);
     return reply(conn, resp);

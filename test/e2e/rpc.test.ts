@@ -1,0 +1,148 @@
+/**
+ * CRIU's RPC: pycriu (Debian's criu package) drives criu-ts over `swrk` as it drives CRIU;
+ * `criu-ts service` serves many requests and clients and survives bad ones; notifications
+ * come in CRIU's order; a client that fails a notification or goes away mid-dump leaves the
+ * tree running as it was.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { e2e, startTarget, assertRunningFree, killAndReap, readLines, adopt, procStat, isAlive, waitFor, CRIU_BIN, SLOW } from '../lib/proc.ts';
+import { waitForCounter } from '../lib/cr.ts';
+import { REPO_ROOT, workload } from '../lib/workloads.ts';
+
+const PYTHON = '/usr/bin/python3';
+const CLIENT = join(REPO_ROOT, 'test', 'fixtures', 'rpc-client.py');
+const EBADRQC = 56, ENOTSUP = 95;
+const hasPycriu = spawnSync(PYTHON, ['-c', 'import pycriu'], { stdio: 'ignore' }).status === 0;
+const skip = hasPycriu ? false : 'pycriu is not installed (Debian package criu)';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function client(...args: string[]): Json {
+  const r = spawnSync(PYTHON, [CLIENT, ...args], { encoding: 'utf8', timeout: 120_000 * SLOW });
+  assert.equal(r.status, 0, `rpc-client ${args[0]}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Json;
+}
+
+async function counter(c: { dir: string }, name = 'counter.log') {
+  const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, name) });
+  await waitForCounter(t.log, 2);
+  return t;
+}
+
+/** The tree runs untraced and still counts, and the dump left no images behind. */
+async function runsOn(t: { pid: number; log: string }, images?: string): Promise<void> {
+  assertRunningFree(t.pid);
+  await waitForCounter(t.log, -1, 5000, readLines(t.log).length);
+  if (images) assert.deepEqual(readdirSync(images).filter((f) => f.endsWith('.img')), [], 'no partial images');
+}
+
+e2e('pycriu over swrk: dump and restore of a C workload; an unsupported request gets CRIU\'s error shape', async (c) => {
+  const t = await counter(c);
+  const img = c.subdir('img');
+  const d = client('dump', CRIU_BIN, img, String(t.pid), '0');
+  assert.equal(d.ok, true, JSON.stringify(d));
+  await waitFor(() => !isAlive(t.pid) || procStat(t.pid)?.state === 'Z', 5000 * SLOW, 'the dumped tree to be killed');
+  killAndReap(t.pid);
+  assert.match(readFileSync(join(img, 'dump.log'), 'utf8'), /RPC DUMP from pid \d+ \(swrk\)/);
+  const mark = readLines(t.log).length;
+  const r = client('restore', CRIU_BIN, img);
+  adopt(t.pid);
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.match(r.resp, new RegExp(`pid: ${t.pid}\\b`));
+  assertRunningFree(t.pid);
+  await waitForCounter(t.log, -1, 10_000, mark);
+  killAndReap(t.pid);
+
+  const t2 = await counter(c, 'counter2.log');
+  const bad = c.subdir('bad');
+  const e = client('refused', CRIU_BIN, bad, String(t2.pid));
+  assert.deepEqual([e.ok, e.external, e.errno, e.typ, e.resp_typ], [false, true, EBADRQC, 1, 1], JSON.stringify(e));
+  assert.match(readFileSync(join(bad, 'dump.log'), 'utf8'), /not supported yet: tcp_established/);
+  assert.deepEqual([e.pre_dump.ok, e.pre_dump.external, e.pre_dump.errno, e.pre_dump.resp_typ], [false, true, ENOTSUP, 4], JSON.stringify(e.pre_dump));
+  await runsOn(t2);
+  killAndReap(t2.pid);
+}, { skip });
+
+e2e('notifications in CRIU\'s order for dump and restore; a failed post-dump leaves the tree running', async (c) => {
+  const t = await counter(c);
+  const img = c.subdir('img');
+  const n: Json = {};
+  n.dump = client('notify', CRIU_BIN, c.subdir('img-R'), String(t.pid), 'dump');
+  n['dump-kill'] = client('notify', CRIU_BIN, img, String(t.pid), 'dump-kill');
+  await waitFor(() => !isAlive(t.pid) || procStat(t.pid)?.state === 'Z', 5000 * SLOW, 'the dumped tree to be killed');
+  killAndReap(t.pid);
+  n.restore = client('notify', CRIU_BIN, img, String(t.pid), 'restore');
+  adopt(t.pid);
+  const names = (k: string) => (n[k].notes as [string, number | null][]).map(([s]) => s);
+  assert.deepEqual(names('dump'), ['pre-dump', 'query-ext-files', 'post-dump']);
+  assert.deepEqual(names('dump-kill'), ['pre-dump', 'query-ext-files', 'post-dump']);
+  assert.deepEqual(names('restore'), ['pre-restore', 'post-restore', 'pre-resume', 'post-resume'], JSON.stringify(n.restore));
+  assert.equal(n.restore.notes[1][1], t.pid, 'post-restore carries the root pid');
+  for (const k of ['dump', 'dump-kill', 'restore']) assert.deepEqual([n[k].final.success, n[k].exit], [true, 0], `${k}: ${JSON.stringify(n[k])}`);
+  assert.equal(n.restore.final.pid, t.pid);
+  assertRunningFree(t.pid);
+  const nack = client('nack', CRIU_BIN, c.subdir('nack'), String(t.pid));
+  assert.deepEqual([nack.final.type, nack.final.success, nack.exit], ['DUMP', false, 1], JSON.stringify(nack));
+  assert.match(nack.final.cr_errmsg, /script error at post-dump/);
+  await runsOn(t);
+  killAndReap(t.pid);
+}, { skip });
+
+e2e('an RPC client that disconnects mid-dump leaves the tree running as it was', async (c) => {
+  const t = await counter(c);
+  for (const at of ['pre-dump', 'query-ext-files', 'post-dump', 'none']) {
+    const img = c.subdir(`img-${at}`);
+    const r = client('disconnect', CRIU_BIN, img, String(t.pid), at);
+    if (at !== 'none') assert.equal(r.at, at, JSON.stringify(r));
+    assert.notEqual(r.exit, 0, `swrk exit status after a disconnect at ${at}`);
+    await runsOn(t, img);
+  }
+  killAndReap(t.pid);
+}, { skip });
+
+e2e('criu-ts service: 1000 requests from one client, several clients in turn, malformed requests answered', async (c) => {
+  const sock = join(c.dir, 'criu_service.socket'), pidfile = join(c.dir, 'service.pid');
+  const svc = spawn(CRIU_BIN, ['service', '--address', sock, '--pidfile', pidfile, '--status-fd', '3', '-v4', '-o', join(c.dir, 'service.log')],
+    { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  svc.stderr!.on('data', (b: Buffer) => { stderr += b; });
+  try {
+    const status = svc.stdio[3] as NodeJS.ReadableStream;
+    await new Promise<void>((resolve, reject) => {
+      status.once('data', (b: Buffer) => (b[0] === 0 ? resolve() : reject(new Error(`status byte ${b[0]}`))));
+      svc.once('exit', (code) => reject(new Error(`service exited with ${code}: ${stderr}`)));
+    });
+    assert.equal(readFileSync(pidfile, 'utf8').trim(), String(svc.pid));
+    const many = client('service-many', sock, '1000');
+    assert.deepEqual(many, { ok: 1000, kept: 1000 });
+
+    const t = await counter(c);
+    for (let i = 0; i < 3; i++) {
+      const img = c.subdir(`svc-${i}`);
+      const p = client('service-pycriu', sock, img);
+      assert.equal(p.check.ok, true, JSON.stringify(p.check));
+      assert.deepEqual([p.refused.ok, p.refused.errno, p.refused.resp_typ], [false, EBADRQC, 1], JSON.stringify(p.refused));
+      const d = client('dump', CRIU_BIN, img, String(t.pid), '1');
+      assert.equal(d.ok, true, JSON.stringify(d));
+      await runsOn(t);
+    }
+
+    const m = client('malformed', sock);
+    for (const k of ['truncated', 'garbage', 'huge_length', 'no_type', 'unknown_type']) {
+      assert.deepEqual([m[k]?.type, m[k]?.success], ['EMPTY', false], `${k}: ${JSON.stringify(m[k])}`);
+      assert.ok(m[k].cr_errmsg, `${k} has a message`);
+    }
+    for (const k of ['notify_outside', 'keep_open_dump']) assert.deepEqual([m[k]?.type, m[k]?.success, m[k]?.cr_errno], ['EMPTY', false, EBADRQC], `${k}: ${JSON.stringify(m[k])}`);
+    assert.deepEqual([m.big_unknown_field?.type, m.big_unknown_field?.success], ['VERSION', true], JSON.stringify(m.big_unknown_field));
+    assert.deepEqual([m.after.type, m.after.success], ['VERSION', true], 'the service answers after the malformed requests');
+    assert.equal(svc.exitCode, null, 'the service is still up');
+    assert.ok(!existsSync(join(c.dir, 'core')), 'no core dump');
+    killAndReap(t.pid);
+  } finally {
+    svc.kill('SIGKILL');
+    await new Promise((r) => (svc.exitCode !== null ? r(null) : svc.once('exit', r)));
+  }
+}, { skip });
