@@ -6,7 +6,7 @@ import { SysError } from './errors.ts';
 
 const NR = {
   socket: sysnr('socket'), bind: sysnr('bind'), listen: sysnr('listen'), accept4: sysnr('accept4'),
-  sendto: sysnr('sendto'), recvfrom: sysnr('recvfrom'), getsockopt: sysnr('getsockopt'),
+  connect: sysnr('connect'), socketpair: sysnr('socketpair'), sendto: sysnr('sendto'), recvfrom: sysnr('recvfrom'), getsockopt: sysnr('getsockopt'),
 };
 
 const AF_UNIX = 1, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000;
@@ -42,6 +42,22 @@ export function seqpacketListen(path: string, backlog = 16): number {
     syscall('listen', NR.listen, fd, backlog);
   } catch (e) { syscallErr(sysnr('close'), fd); throw e; }
   return fd;
+}
+
+/** A connection to the SOCK_SEQPACKET socket at `path`, close-on-exec. */
+export function seqpacketConnect(path: string): number {
+  const fd = syscall('socket(AF_UNIX, SOCK_SEQPACKET)', NR.socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  const sa = sockaddrUn(path);
+  const r = syscallErr(NR.connect, fd, addressOf(sa), sa.length);
+  if (r < 0) { syscallErr(sysnr('close'), fd); throw new SysError(`connect(${path})`, -r); }
+  return fd;
+}
+
+/** Both ends of a SOCK_SEQPACKET socketpair, close-on-exec (a swrk child gets one by dup2). */
+export function seqpacketPair(): [number, number] {
+  const b = Buffer.alloc(8);
+  syscall('socketpair(AF_UNIX, SOCK_SEQPACKET)', NR.socketpair, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, addressOf(b));
+  return [b.readInt32LE(0), b.readInt32LE(4)];
 }
 
 /** The next connection, close-on-exec. */

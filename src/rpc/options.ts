@@ -18,9 +18,10 @@ export interface RpcPaths { imagesDir: string; workDir: string; logFile?: string
 const refuse = (what: string): never => { throw new CriuError(`not supported yet: ${what}`, EBADRQC); };
 
 /**
- * Fields criu-ts does not implement: refused when set to anything but their default. Fields
- * whose subject criu-ts refuses anyway are accepted instead (see ACCEPTED), so that the
- * refusal names what is really missing (a namespace, a socket).
+ * Fields criu-ts does not implement: refused when set to anything but their default. A dump's
+ * root, ext_mnt, external and empty_ns only concern namespaces and external resources, which
+ * the dump refuses anyway: they are accepted so that the refusal names what is really missing
+ * (runc sends them all).
  */
 const REFUSED_BOOL = [
   'ext_unix_sk', 'tcp_established', 'file_locks', 'track_mem', 'auto_dedup', 'link_remap', 'force_irmap',
@@ -35,12 +36,22 @@ const REFUSED_SET = [
   'ps', 'parent_img', 'cgroup_props', 'cgroup_props_file', 'lsm_profile', 'tls_cacert', 'tls_cacrl', 'tls_cert',
   'tls_key', 'cgroup_yard', 'pidfd_store_sk', 'lsm_mount_context', 'status_fd',
 ] as const satisfies readonly (keyof CriuOpts)[];
+/** Fields checked for their value below, or honoured by the dump and restore. */
+const CHECKED = ['cpu_cap', 'network_lock', 'empty_ns', 'root', 'ext_mnt', 'external', 'manage_cgroups', 'manage_cgroups_mode', 'config_file'] as const satisfies readonly (keyof CriuOpts)[];
+const HONOURED = [
+  'images_dir_fd', 'images_dir', 'work_dir_fd', 'pid', 'leave_running', 'shell_job', 'log_level', 'log_file', 'log_to_stderr',
+  'notify_scripts', 'timeout', 'freeze_cgroup',
+] as const satisfies readonly (keyof CriuOpts)[];
 /**
- * Accepted: evasive_devices (device files are reopened by path anyway), ghost_limit (deleted
- * files are refused), empty_ns (net namespaces are refused), orphan_pts_master (no pty is
- * restored but a shell job's), pre_dump_mode and display_stats (internal), ext_mnt, external
- * and a dump's root (they only concern mount namespaces and external resources, refused).
+ * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by
+ * path anyway), ghost_limit (deleted files are refused), orphan_pts_master (no pty is restored
+ * but a shell job's, which has a master), pre_dump_mode and display_stats (how CRIU works inside).
  */
+const NO_EFFECT = ['evasive_devices', 'ghost_limit', 'orphan_pts_master', 'pre_dump_mode', 'display_stats'] as const satisfies readonly (keyof CriuOpts)[];
+
+/** Every criu_opts field criu-ts knows what to do with (a unit test holds it to rpc.proto). */
+export const OPTS_FIELDS: readonly string[] = [...REFUSED_BOOL, ...REFUSED_LIST, ...REFUSED_SET, ...CHECKED, ...HONOURED, ...NO_EFFECT];
+
 const CRIU_CG_MODE_IGNORE = 0, CRIU_CG_MODE_SOFT = 3;
 const DEFAULT_CPU_CAP = 0xffffffff, NETWORK_LOCK_IPTABLES = 1, CLONE_NEWNET = 0x40000000;
 
