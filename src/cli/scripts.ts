@@ -9,6 +9,8 @@ export function shellActions(scripts: readonly string[], imagesDir: string): Run
   if (scripts.length === 0) return undefined;
   let initPid: number | undefined;
   return (name, pid) => {
+    // An RPC-only question (external files to add), not a script action.
+    if (name === 'query-ext-files') return;
     initPid ??= pid;
     const env: NodeJS.ProcessEnv = { ...process.env, CRTOOLS_SCRIPT_ACTION: name, CRTOOLS_IMAGE_DIR: imagesDir };
     if (initPid !== undefined) env.CRTOOLS_INIT_PID = String(initPid);

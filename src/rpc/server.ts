@@ -163,6 +163,6 @@ function actionRunner(conn: RpcConn, notify: boolean, scripts: RunAction | undef
     } else if (name === 'post-dump' && conn.gone()) {
       throw new CriuError('RPC client went away during the dump');
     }
-    if (name !== 'query-ext-files') scripts?.(name, pid);
+    scripts?.(name, pid);
   };
 }

@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, assertRunningFree, killAndReap, readLines, adopt, procStat, isAlive, waitFor, CRIU_BIN, SLOW } from '../lib/proc.ts';
-import { waitForCounter } from '../lib/cr.ts';
+import { e2e, startTarget, assertRunningFree, assertCleanError, killAndReap, readLines, adopt, procStat, isAlive, waitFor, CRIU_BIN, SLOW } from '../lib/proc.ts';
+import { dump, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
 import { REPO_ROOT, workload } from '../lib/workloads.ts';
 
 const PYTHON = '/usr/bin/python3';
@@ -102,6 +102,26 @@ e2e('an RPC client that disconnects mid-dump leaves the tree running as it was',
   }
   killAndReap(t.pid);
 }, { skip });
+
+e2e('--action-script on the command line: CRIU\'s actions and environment; a failing script fails the dump', async (c) => {
+  const out = join(c.dir, 'actions.txt'), script = join(c.dir, 'action.sh');
+  writeFileSync(script, `#!/bin/sh\necho "$CRTOOLS_SCRIPT_ACTION \${CRTOOLS_INIT_PID:--} $CRTOOLS_IMAGE_DIR" >> ${out}\n[ "$CRTOOLS_SCRIPT_ACTION" != "$FAIL_AT" ]\n`);
+  chmodSync(script, 0o755);
+  const t = await counter(c);
+  const bad = c.subdir('bad');
+  const line = assertCleanError(dump(t.pid, bad, ['--action-script', script], { env: { FAIL_AT: 'post-dump' } }));
+  assert.match(line, /action script .* failed at post-dump with exit code 1/);
+  await runsOn(t, bad);
+  writeFileSync(out, '');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img, ['--action-script', script]);
+  restoreDetached(img, t.pid, ['--action-script', script]);
+  assert.deepEqual(readLines(out), [
+    `pre-dump - ${img}`, `post-dump - ${img}`,
+    `pre-restore - ${img}`, `post-restore ${t.pid} ${img}`, `pre-resume ${t.pid} ${img}`, `post-resume ${t.pid} ${img}`,
+  ]);
+  killAndReap(t.pid);
+});
 
 e2e('criu-ts service: 1000 requests from one client, several clients in turn, malformed requests answered', async (c) => {
   const sock = join(c.dir, 'criu_service.socket'), pidfile = join(c.dir, 'service.pid');
