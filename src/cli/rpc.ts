@@ -1,6 +1,7 @@
 // `criu-ts swrk FD` and `criu-ts service`: CRIU's RPC (src/rpc) from the command line.
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { fcntl, socketType, SOCK_SEQPACKET } from '../kernel/index.ts';
 import { CriuError } from '../errors.ts';
 import { LevelLogger } from '../log.ts';
@@ -46,8 +47,33 @@ function fdNumber(s: string, what: string): number {
   return n;
 }
 
+/**
+ * service -d: the same command again without -d, in a session of its own with its stdio on
+ * /dev/null (CRIU calls daemon(3)); this one returns once the service listens, after passing
+ * the news on to the caller's --status-fd.
+ */
+async function daemonize(args: string[], statusFd: number | undefined): Promise<number> {
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '-d' || a === '--daemon' || a.startsWith('--status-fd=')) continue;
+    if (a === '--status-fd') { i++; continue; }
+    rest.push(a);
+  }
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...rest, '--status-fd', '3'], { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  const ready = await new Promise<boolean>((resolve) => {
+    (child.stdio[3] as NodeJS.ReadableStream).once('data', () => resolve(true));
+    child.once('exit', () => resolve(false));
+  });
+  if (!ready) throw new CriuError('service -d: the service did not start (run it without -d to see why)');
+  child.unref();
+  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+  if (statusFd !== undefined) { fs.writeSync(statusFd, Buffer.alloc(1)); fs.closeSync(statusFd); }
+  return 0;
+}
+
 /** swrk: serve the inherited socket, then exit with the result (0, 1, or 255 for a protocol error). */
-export function runRpc(argv: Argv): number {
+export async function runRpc(argv: Argv): Promise<number> {
   const o = parse(argv.args);
   const cmd = o.words[0];
   const scripts = (dir: string) => shellActions(o.scripts.map((s) => path.resolve(s)), dir);
@@ -62,7 +88,7 @@ export function runRpc(argv: Argv): number {
     return serveConnection(new RpcConn(fd), { mode: 'swrk', scripts });
   }
   if (o.words.length !== 1) throw new CriuError('Usage: criu-ts service [--address PATH] [--pidfile FILE] [--status-fd FD]');
-  if (o.daemon) throw new CriuError('not supported yet: service --daemon (run it in the background instead)');
+  if (o.daemon) return daemonize(argv.args, o.statusFd);
   const workDir = path.resolve(o.workDir ?? '.');
   const logFile = o.logFile && o.logFile !== '-' ? path.resolve(workDir, o.logFile) : undefined;
   const log = new LevelLogger(argv.level, logFile);

@@ -209,3 +209,14 @@ e2e('runc checkpoint --criu criu-ts: past the version check, refused at the cont
     runc('delete', '-f', id);
   }
 }, { skip: hasRunc ? skip : 'runc or busybox-static is not installed (scripts/setup.sh)' });
+
+e2e('criu-ts service -d returns once the daemon listens, in its own session, its pid in --pidfile', (c) => {
+  const sock = join(c.dir, 'd.socket'), pidfile = join(c.dir, 'd.pid');
+  const r = spawnSync(CRIU_BIN, ['service', '-d', '--address', sock, '--pidfile', pidfile], { encoding: 'utf8', timeout: 30_000 * SLOW });
+  assert.equal(r.status, 0, r.stderr);
+  const pid = Number(readFileSync(pidfile, 'utf8'));
+  adopt(pid);
+  assert.equal(procStat(pid)?.sid, pid, 'the daemon leads its own session');
+  assert.deepEqual(client('service-many', sock, '5'), { ok: 5, kept: 5 });
+  killAndReap(pid);
+}, { skip });
