@@ -7,8 +7,8 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { setChildSubreaper, openBeneath } from '../kernel/index.ts';
 import { LevelLogger, writeLogLine } from '../log.ts';
-import { CriuError } from '../errors.ts';
-import { ImageError, readKeyFile, setImageOpener } from '../images/index.ts';
+import { CriuError, NotSupportedError } from '../errors.ts';
+import { ImageError, readKeyFile, setImageOpener, checkDumpDir, checkRestoreDir, UntrustedDirError } from '../images/index.ts';
 // Each command loads only its own modules: start-up time is most of a small dump.
 const loadDump = () => import('../dump/dump.ts');
 const loadRestore = () => import('../restore/restore.ts');
@@ -28,7 +28,7 @@ interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; actionScript?: string[];
+  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean; actionScript?: string[];
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -40,7 +40,7 @@ function screen(argv: string[]): string[] {
     const a = argv[i];
     if (a === '--') { out.push(...argv.slice(i)); break; }
     const name = a.startsWith('--') ? a.split('=')[0] : a;
-    if (NOT_SUPPORTED.has(name) || NOT_SUPPORTED.has(name.replace(/^--no-/, '--'))) fail(`not supported yet: ${name}`);
+    if (NOT_SUPPORTED.has(name) || NOT_SUPPORTED.has(name.replace(/^--no-/, '--'))) throw NotSupportedError.option(name);
     if (ACCEPTED_INTERNAL.has(name)) {
       const value = a.includes('=') ? a.slice(a.indexOf('=') + 1) : INTERNAL_WITH_VALUE.has(name) ? argv[++i] : undefined;
       if (name === '--pre-dump-mode' && value !== 'splice' && value !== 'read') fail(`bad --pre-dump-mode ${value ?? ''}: use splice or read`);
@@ -68,7 +68,9 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
-  { flags: '--encrypt <keyfile>', desc: 'encrypt (dump) or decrypt (restore) the page data with AES-256-GCM (32-byte key, raw or hex)', cmds: ['dump', 'restore'] },
+  { flags: '--encrypt <keyfile>', desc: 'seal every image with AES-256-GCM and authenticate the manifest (dump), or require that (restore); 32-byte key, raw or hex', cmds: ['dump', 'restore'] },
+  { flags: '--force', desc: 'dump into a directory that another user owns or can write', cmds: ['dump'] },
+  { flags: '--trust-images', desc: 'restore as root images that another user owns or can write', cmds: ['restore'] },
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
   { flags: '--pidfile <file>', desc: 'write the pid of the restored root here', cmds: ['restore'] },
   { flags: '--skip-verify', desc: 'do not check the checksum manifest', cmds: ['restore'] },
@@ -125,7 +127,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   const logFile = o.logFile && o.logFile !== '-' ? path.resolve(workDir, o.logFile) : undefined;
   // The log goes into the images dir by default: a restore from a missing one creates nothing.
   if (cmd === 'restore' && !fs.existsSync(imagesDir)) fail(`images directory ${imagesDir} does not exist`);
-  if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
+  // Before anything is written there (the log): a directory someone else controls is refused.
+  if (cmd === 'dump') for (const d of new Set([imagesDir, workDir])) checkDumpDir(d, !!o.force);
+  if (cmd === 'restore') checkRestoreDir(imagesDir, fs.readdirSync(imagesDir), !!o.trustImages);
+  if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const log = new LevelLogger(level, logFile);
   try {
     log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid}`);
@@ -205,7 +210,7 @@ export async function main(argv: string[]): Promise<number> {
     const args = commandFirst(parsed.args);
     const cmd = args[0];
     if (cmd === 'crit') return (await loadCrit()).runCrit(args.slice(1));
-    if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) fail(`not supported yet: ${cmd}`);
+    if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) throw NotSupportedError.option(cmd);
     if (cmd && RPC_COMMANDS.has(cmd)) {
       setChildSubreaper();
       setImageOpener(openBeneath);
@@ -222,7 +227,7 @@ export async function main(argv: string[]): Promise<number> {
     const msg = e instanceof CommanderError ? e.message.replace(/^error: /, '') : messageOf(e);
     // The harness reads the log even when the command line was refused: it must exist.
     const logFile = logPathOf(parsed);
-    if (logFile) writeLogLine(logFile, parsed.level, msg);
+    if (logFile && !(e instanceof UntrustedDirError)) writeLogLine(logFile, parsed.level, msg);
     process.stderr.write(`${msg}\n`);
     return 1;
   }

@@ -8,3 +8,4 @@ export { A64, FPSIMD_SIZE } from './arch/aarch64.ts';
 export { zeroPagePfn } from './zeropage.ts';
 export { preadFully, openBeneath } from './io.ts';
 export { seqpacketListen, seqpacketConnect, seqpacketPair, acceptConn, socketType, peerCred, recvDatagram, sendDatagram, peerGone, SOCK_SEQPACKET } from './socket.ts';
+export * from './structs.ts';

@@ -1,23 +1,26 @@
 // The anon-inode file kinds: eventfd, epoll, signalfd and timerfd. Their state is in fdinfo;
 // each is made again in criu-ts with that state and moved into the task like any fd.
 import fs from 'node:fs';
-import { eventfd, epollCreate, signalfd, timerfdCreate, timerfdSettime, ioctl, fcntl, F, O, TFD_IOC_SET_TICKS, arch } from '../../kernel/index.ts';
-import { FD_TYPE, fown, fileKind } from './types.ts';
+import { eventfd, epollCreate, signalfd, timerfdCreate, timerfdSettime, ioctl, fcntl, F, O, TFD_IOC_SET_TICKS, epollEvent } from '../../kernel/index.ts';
+import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
 
 const anon = (name: string) => (p: { link: string }) => p.link === `anon_inode:[${name}]` || p.link === `anon_inode:${name}`;
 const O_FLAGS = O.NONBLOCK;
 // eventfd files are always O_RDWR, so bit 0 of the saved flags is free to carry EFD_SEMAPHORE.
 const EFD_SEMAPHORE = 1;
 
+const STATUS_FLAGS = O.NONBLOCK | O.APPEND;
+
 /** Give a descriptor made with O_NONBLOCK the status flags the task had. */
 function setStatusFlags(fd: number, flags: number): void {
-  if (!(flags & O.NONBLOCK)) fcntl(fd, F.SETFL, flags & O.APPEND);
+  if ((flags & STATUS_FLAGS) !== O.NONBLOCK) fcntl(fd, F.SETFL, flags & STATUS_FLAGS);
 }
 
 export const eventfdFile = fileKind({
   type: FD_TYPE.EVENTFD,
   field: 'efd',
   name: 'eventfd',
+  claims: { flags: STATUS_FLAGS | FASYNC, fields: ['eventfd-count', 'eventfd-id', 'eventfd-semaphore'] },
   matches: anon('eventfd'),
   dump(p, id) {
     const flags = (p.flags & ~EFD_SEMAPHORE) | (p.info.eventfdSemaphore ? EFD_SEMAPHORE : 0);
@@ -41,6 +44,7 @@ export const eventpollFile = fileKind({
   type: FD_TYPE.EVENTPOLL,
   field: 'epfd',
   name: 'epoll',
+  claims: { flags: O.NONBLOCK | FASYNC },
   matches: anon('eventpoll'),
   dump(p, id) {
     const tfd = p.info.tfds.map((t) => ({
@@ -59,13 +63,9 @@ export const eventpollFile = fileKind({
   // Targets are registered by the task itself: epoll keys each item by the task's fd number,
   // which the task later uses for EPOLL_CTL_MOD and DEL.
   afterInstall(e, fd, t, area) {
-    const size = arch.name === 'x86_64' ? 12 : 16; // struct epoll_event is packed on x86_64
-    const ev = Buffer.alloc(size);
     for (const tf of e.tfd) {
       area.reset();
-      ev.writeUInt32LE(tf.events, 0);
-      ev.writeBigUInt64LE(tf.data, size - 8);
-      t.syscall('epoll_ctl', fd, 1 /* EPOLL_CTL_ADD */, tf.tfd, area.put(ev));
+      t.syscall('epoll_ctl', fd, 1 /* EPOLL_CTL_ADD */, tf.tfd, area.put(epollEvent(tf.events, tf.data)));
     }
   },
 });
@@ -74,6 +74,7 @@ export const signalfdFile = fileKind({
   type: FD_TYPE.SIGNALFD,
   field: 'sgfd',
   name: 'signalfd',
+  claims: { flags: STATUS_FLAGS | FASYNC, fields: ['sigmask'] },
   matches: anon('signalfd'),
   dump(p, id) { return { id, flags: p.flags, fown: fown(), sigmask: p.info.sigmask ?? 0n }; },
   open(e, ctx) {
@@ -87,6 +88,7 @@ export const timerfdFile = fileKind({
   type: FD_TYPE.TIMERFD,
   field: 'tfd',
   name: 'timerfd',
+  claims: { flags: STATUS_FLAGS | FASYNC, fields: ['clockid', 'ticks', 'settime flags', 'it_value', 'it_interval'] },
   matches: anon('timerfd'),
   dump(p, id) {
     const t = p.info.timerfd;

@@ -2,19 +2,21 @@
 // reopened by path with the same flags and offset.
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
-import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, fown, fileKind } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, OPEN_FLAGS, fown, fileKind } from './types.ts';
+import { NotSupportedError } from '../../errors.ts';
 
 export const regFile = fileKind({
   type: FD_TYPE.REG,
   field: 'reg',
   name: 'regular file',
+  claims: { flags: OPEN_FLAGS },
   matches(p) {
     const fmt = p.mode & S_IFMT;
     return fmt === S_IFREG || fmt === S_IFDIR || fmt === S_IFCHR;
   },
   dump(p, id) {
     if (p.link.endsWith(' (deleted)')) {
-      throw new Error(`fd ${p.fd} of task ${p.pid} is the deleted file ${p.link.slice(0, -10)}; deleted files are not supported yet`);
+      throw new NotSupportedError(`fd ${p.fd} of task ${p.pid} is the deleted file ${p.link.slice(0, -10)}`);
     }
     if (!p.link.startsWith('/')) throw new Error(`fd ${p.fd} of task ${p.pid} (${p.link}) is not a file reachable by path`);
     return { id, flags: p.flags, pos: p.pos, fown: fown(), name: p.link, size: BigInt(p.size), mode: p.mode };

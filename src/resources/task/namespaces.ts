@@ -1,19 +1,21 @@
 // Namespaces: criu-ts restores tasks into its own, so a dump of a tree that reaches into
 // others is refused (CRIU's ns ids in task_kobj_ids_entry are those of criu-ts's).
 import fs from 'node:fs';
-import { CriuError } from '../../errors.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
+import { readLink } from '../../proc/index.ts';
 
-const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'];
+const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time', 'time_for_children'];
 
 export function checkNamespaces(pids: number[]): void {
   const own = new Map(NAMESPACES.map((n) => [n, fs.readlinkSync(`/proc/self/ns/${n}`)]));
   for (const pid of pids) {
     for (const n of NAMESPACES) {
       let link: string;
-      try { link = fs.readlinkSync(`/proc/${pid}/ns/${n}`); } catch { continue; }
+      try { link = readLink(pid, `ns/${n}`); } catch { continue; }
       if (link !== own.get(n)) {
-        const what = n === 'pid_for_children' ? 'creates its children in another PID namespace' : `is in another ${n} namespace (${link})`;
-        throw new CriuError(`task ${pid} ${what}; dumping namespaces is not supported yet`);
+        const what = n === 'pid_for_children' ? 'it creates its children in another PID namespace'
+          : n === 'time_for_children' ? 'it creates its children in another time namespace' : `it is in another ${n} namespace (${link})`;
+        throw new NotSupportedError(`task ${pid}: namespaces: ${what}`);
       }
     }
   }
