@@ -197,7 +197,7 @@ e2e('runc checkpoint --criu criu-ts: past the version check, refused at the cont
     assert.match(cp.stderr, /criu failed: type DUMP/);
     assert.match(cp.stderr, /container still running/);
     const log = readFileSync(join(img, 'dump.log'), 'utf8');
-    assert.match(log, /Error: task \d+ is in another pid namespace \(pid:\[\d+\]\); dumping namespaces is not supported yet/);
+    assert.match(log, /Error: task \d+: namespaces: it is in another pid namespace \(pid:\[\d+\]\); not supported yet/);
     assert.doesNotMatch(log, /\n\s+at /, 'no stack trace');
     assert.equal(JSON.parse(runc('state', id).stdout).status, 'running');
     assertRunningFree(pid);
