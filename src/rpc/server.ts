@@ -10,7 +10,7 @@ import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
 import { runCheck } from '../cli/check.ts';
 import type { ActionName, RunAction } from '../actions.ts';
-import { BadRequest, REQ, RpcConn, typeName, type CriuReq, type CriuResp } from './conn.ts';
+import { BadRequest, REQ, type RpcConn, typeName, type CriuReq, type CriuResp } from './conn.ts';
 import { EBADRQC, resolvePaths, screenOpts, type CriuOpts, type RpcMode, type RpcPaths } from './options.ts';
 
 /** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */

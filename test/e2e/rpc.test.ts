@@ -18,7 +18,8 @@ const EBADRQC = 56, ENOTSUP = 95;
 const hasPycriu = spawnSync(PYTHON, ['-c', 'import pycriu'], { stdio: 'ignore' }).status === 0;
 const skip = hasPycriu ? false : 'pycriu is not installed (Debian package criu)';
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: the Python client's JSON, read field by field by the assertions
+type Json = Record<string, any>;
 
 function client(...args: string[]): Json {
   const r = spawnSync(PYTHON, [CLIENT, ...args], { encoding: 'utf8', timeout: 120_000 * SLOW });
