@@ -55,6 +55,10 @@ e2e('pycriu over swrk: dump and restore of a C workload; an unsupported request 
   assert.match(r.resp, new RegExp(`pid: ${t.pid}\\b`));
   assertRunningFree(t.pid);
   await waitForCounter(t.log, -1, 10_000, mark);
+  // Again, while the restored tree runs: its pid is taken, EEXIST as CRIU answers.
+  const again = client('restore', CRIU_BIN, img);
+  assert.deepEqual([again.ok, again.errno, again.resp_typ], [false, 17, 2], JSON.stringify(again));
+  assertRunningFree(t.pid);
   killAndReap(t.pid);
 
   const t2 = await counter(c, 'counter2.log');
