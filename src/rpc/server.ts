@@ -72,7 +72,9 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
     }
     case REQ.WAIT_PID: {
       try {
-        const { status } = waitpid(req.pid ?? 0, 0);
+        // 0 would wait for any child of the process group: a pid is required.
+        if (!req.pid) throw new CriuError('WAIT_PID needs a pid', 22 /* EINVAL */);
+        const { status } = waitpid(req.pid, 0);
         return reply(conn, { type: REQ.WAIT_PID, success: true, status });
       } catch (e) { reply(conn, failure(REQ.WAIT_PID, e)); return false; }
     }

@@ -155,6 +155,14 @@ e2e('criu-ts service: 1000 requests from one client, several clients in turn, ma
       await runsOn(t);
     }
 
+    const q = client('requests', sock);
+    assert.deepEqual([q.feature_check.type, q.feature_check.success, q.feature_check.features], ['FEATURE_CHECK', true, [false, false, false]]);
+    assert.deepEqual([q.wait_pid_none.type, q.wait_pid_none.success, q.wait_pid_none.cr_errno], ['WAIT_PID', false, 22]);
+    assert.deepEqual([q.wait_pid_stranger.type, q.wait_pid_stranger.success, q.wait_pid_stranger.cr_errno], ['WAIT_PID', false, 10 /* ECHILD */]);
+    for (const [k, type] of [['cpuinfo_dump', 'CPUINFO_DUMP'], ['page_server', 'PAGE_SERVER'], ['pre_dump', 'PRE_DUMP']]) {
+      assert.deepEqual([q[k].type, q[k].success, q[k].cr_errno], [type, false, ENOTSUP], `${k}: ${JSON.stringify(q[k])}`);
+    }
+
     const m = client('malformed', sock);
     for (const k of ['truncated', 'garbage', 'huge_length', 'no_type', 'unknown_type']) {
       assert.deepEqual([m[k]?.type, m[k]?.success], ['EMPTY', false], `${k}: ${JSON.stringify(m[k])}`);
