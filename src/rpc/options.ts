@@ -93,9 +93,15 @@ export function resolvePaths(opts: CriuOpts, peer: number, needsImages: boolean)
   if (opts.images_dir_fd !== -1) imagesDir = viaFd(opts.images_dir_fd, 'images_dir');
   else if (opts.images_dir !== undefined) imagesDir = path.resolve(opts.images_dir);
   if (imagesDir === undefined && needsImages) throw new CriuError('Neither images_dir_fd nor images_dir was passed by RPC client', EBADRQC);
-  const workDir = opts.work_dir_fd !== undefined ? viaFd(opts.work_dir_fd, 'work_dir') : imagesDir ?? process.cwd();
+  const workDir = opts.work_dir_fd !== undefined ? viaFd(opts.work_dir_fd, 'work_dir') : imagesDir;
   if (opts.log_file?.includes('/')) throw new CriuError('No subdirs are allowed in log_file name', EBADRQC);
+  let level = Math.max(0, Math.min(opts.log_level ?? 2, 4));
+  // A CHECK with no directory at all logs nowhere rather than into the server's cwd.
+  if (workDir === undefined) {
+    if (opts.log_file !== undefined) throw new CriuError('images-dir or work-dir is required when using log file', EBADRQC);
+    if (!opts.log_to_stderr) level = 0;
+    return { imagesDir: process.cwd(), workDir: process.cwd(), level };
+  }
   const logFile = opts.log_to_stderr && opts.log_file === undefined ? undefined : path.join(workDir, opts.log_file ?? 'criu.log');
-  const level = Math.max(0, Math.min(opts.log_level ?? 2, 4));
   return { imagesDir: imagesDir ?? workDir, workDir, logFile, level };
 }

@@ -61,6 +61,9 @@ test('directories come from the client\'s fds; the log stays in the work dir', (
     assert.deepEqual(p, { imagesDir: fs.realpathSync(dir), workDir: fs.realpathSync(dir), logFile: path.join(fs.realpathSync(dir), 'x.log'), level: 4 });
     assert.match(refusal(() => resolvePaths({ ...empty(), images_dir_fd: fd, log_file: '../x.log' }, process.pid, true)), /No subdirs/);
     assert.match(refusal(() => resolvePaths(empty(), process.pid, true)), /Neither images_dir_fd nor images_dir/);
+    // A CHECK without directories: no log file, none in the server's cwd.
+    assert.deepEqual(resolvePaths(empty(), process.pid, false), { imagesDir: process.cwd(), workDir: process.cwd(), level: 0 });
+    assert.match(refusal(() => resolvePaths({ ...empty(), log_file: 'c.log' }, process.pid, false)), /images-dir or work-dir is required/);
     assert.match(refusal(() => resolvePaths({ ...empty(), images_dir_fd: 999 }, process.pid, true)), /cannot open images_dir fd 999/);
   } finally { fs.closeSync(fd); fs.rmSync(dir, { recursive: true }); }
 });
