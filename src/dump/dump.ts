@@ -188,7 +188,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
     result.freezingMs = tFrozen - t0;
     // A failing post-dump script fails the dump: the tree runs on.
-    req.actions?.('post-dump');
+    if (req.actions) { step(log, 'post-dump action'); req.actions('post-dump'); }
   } catch (e) {
     imgs.discard();
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
