@@ -12,6 +12,8 @@ import { shellActions } from './scripts.ts';
 import type { Argv } from './argv.ts';
 
 const F_SETFD = 2, FD_CLOEXEC = 1;
+/** A service client must send each request within this time (others wait meanwhile). */
+const SERVICE_REQUEST_TIMEOUT_MS = 10_000;
 
 interface RpcArgs { words: string[]; address?: string; pidfile?: string; statusFd?: number; daemon: boolean; scripts: string[]; logFile?: string; workDir?: string }
 
@@ -96,7 +98,7 @@ export async function runRpc(argv: Argv): Promise<number> {
   try {
     runService({
       address: path.resolve(workDir, o.address ?? 'criu_service.socket'), pidfile: o.pidfile && path.resolve(workDir, o.pidfile),
-      statusFd: o.statusFd, log, serve: { mode: 'service', scripts },
+      statusFd: o.statusFd, log, serve: { mode: 'service', scripts, requestTimeoutMs: SERVICE_REQUEST_TIMEOUT_MS },
     });
   } finally { log.close(); }
   return 0;

@@ -6,11 +6,11 @@ import { SysError } from './errors.ts';
 
 const NR = {
   socket: sysnr('socket'), bind: sysnr('bind'), listen: sysnr('listen'), accept4: sysnr('accept4'),
-  connect: sysnr('connect'), socketpair: sysnr('socketpair'), sendto: sysnr('sendto'), recvfrom: sysnr('recvfrom'), getsockopt: sysnr('getsockopt'),
+  connect: sysnr('connect'), socketpair: sysnr('socketpair'), sendto: sysnr('sendto'), recvfrom: sysnr('recvfrom'), getsockopt: sysnr('getsockopt'), setsockopt: sysnr('setsockopt'),
 };
 
 const AF_UNIX = 1, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000;
-const SOL_SOCKET = 1, SO_TYPE = 3, SO_PEERCRED = 17;
+const SOL_SOCKET = 1, SO_TYPE = 3, SO_PEERCRED = 17, SO_RCVTIMEO = 20;
 const MSG_PEEK = 2, MSG_TRUNC = 0x20, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
 const EINTR = 4, EAGAIN = 11;
 export { SOCK_SEQPACKET };
@@ -70,6 +70,14 @@ function getsockoptInt(fd: number, opt: number, size: number): Buffer {
   len.writeUInt32LE(size, 0);
   syscall(`getsockopt(${fd}, ${opt})`, NR.getsockopt, fd, SOL_SOCKET, opt, addressOf(b), addressOf(len));
   return b;
+}
+
+/** How long a receive may wait (0: forever); past it, the receive fails with EAGAIN. */
+export function setRecvTimeout(fd: number, ms: number): void {
+  const tv = Buffer.alloc(16);
+  tv.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
+  tv.writeBigInt64LE(BigInt((ms % 1000) * 1000), 8);
+  syscall(`setsockopt(${fd}, SO_RCVTIMEO)`, NR.setsockopt, fd, SOL_SOCKET, SO_RCVTIMEO, addressOf(tv), tv.length);
 }
 
 export function socketType(fd: number): number { return getsockoptInt(fd, SO_TYPE, 4).readInt32LE(0); }

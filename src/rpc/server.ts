@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { CriuError } from '../errors.ts';
 import { LevelLogger } from '../log.ts';
-import { waitpid, SysError } from '../kernel/index.ts';
+import { setRecvTimeout, waitpid, SysError } from '../kernel/index.ts';
 import { checkNamespaces } from '../resources/task/index.ts';
 import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
@@ -15,12 +15,17 @@ import { EBADRQC, resolvePaths, screenOpts, type CriuOpts, type RpcMode, type Rp
 
 /** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */
 export const RPC_VERSION = { major_number: 4, minor_number: 2, name: 'criu-ts' };
-const ENOTSUP = 95;
+const ENOTSUP = 95, EAGAIN = 11, ETIMEDOUT = 110;
 /** The only request types a session may stay open after (CRIU's chk_keepopen_req). */
 const KEEP_OPEN_OK = new Set<number>([REQ.PAGE_SERVER, REQ.PAGE_SERVER_CHLD, REQ.CPUINFO_DUMP, REQ.CPUINFO_CHECK, REQ.FEATURE_CHECK, REQ.VERSION]);
 
 export interface ServeOptions {
   mode: RpcMode;
+  /**
+   * How long the client may take to send each request (service: one silent client would hold
+   * every other, as they are served in turn); notifications' answers may take any time.
+   */
+  requestTimeoutMs?: number;
   /** Command-line --action-script programs, run after each notification is acknowledged. */
   scripts: (imagesDir: string) => RunAction | undefined;
 }
@@ -32,10 +37,15 @@ export function serveConnection(conn: RpcConn, o: ServeOptions): ServeResult {
   for (;;) {
     let req: CriuReq | undefined;
     try {
+      if (o.requestTimeoutMs) setRecvTimeout(conn.fd, o.requestTimeoutMs);
       req = conn.recv();
+      if (o.requestTimeoutMs) setRecvTimeout(conn.fd, 0);
     } catch (e) {
-      if (!(e instanceof BadRequest)) throw e;
-      reply(conn, { type: REQ.EMPTY, success: false, cr_errno: e.crErrno, cr_errmsg: e.message });
+      let err: { cr_errno: number; cr_errmsg: string };
+      if (e instanceof BadRequest) err = { cr_errno: e.crErrno, cr_errmsg: e.message };
+      else if (e instanceof SysError && e.errno === EAGAIN) err = { cr_errno: ETIMEDOUT, cr_errmsg: `no request within ${o.requestTimeoutMs} ms` };
+      else throw e;
+      reply(conn, { type: REQ.EMPTY, success: false, ...err });
       return 255;
     }
     if (!req) return 255;

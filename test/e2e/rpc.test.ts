@@ -171,6 +171,11 @@ e2e('criu-ts service: 1000 requests from one client, several clients in turn, ma
     for (const k of ['notify_outside', 'keep_open_dump']) assert.deepEqual([m[k]?.type, m[k]?.success, m[k]?.cr_errno], ['EMPTY', false, EBADRQC], `${k}: ${JSON.stringify(m[k])}`);
     assert.deepEqual([m.big_unknown_field?.type, m.big_unknown_field?.success], ['VERSION', true], JSON.stringify(m.big_unknown_field));
     assert.deepEqual([m.after.type, m.after.success], ['VERSION', true], 'the service answers after the malformed requests');
+    // A silent client holds the others for 10 s at most, then gets ETIMEDOUT.
+    const quiet = client('silent', sock);
+    assert.deepEqual([quiet.silent?.type, quiet.silent?.success, quiet.silent?.cr_errno], ['EMPTY', false, 110], JSON.stringify(quiet));
+    assert.deepEqual([quiet.second?.type, quiet.second?.success], ['VERSION', true]);
+    assert.ok(quiet.second_after_s >= 9 && quiet.second_after_s < 20, `served after ${quiet.second_after_s} s`);
     assert.equal(svc.exitCode, null, 'the service is still up');
     assert.ok(!existsSync(join(c.dir, 'core')), 'no core dump');
     killAndReap(t.pid);

@@ -21,7 +21,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   tgkill: 131, sigaltstack: 132, rt_sigaction: 134, rt_sigprocmask: 135, rt_sigtimedwait: 137,
   rt_sigqueueinfo: 138, setpriority: 140, getpriority: 141, setresuid: 147, setresgid: 149, setfsuid: 151,
   setfsgid: 152, setpgid: 154, getpgid: 155, getsid: 156, setsid: 157, setgroups: 159, umask: 166, prctl: 167,
-  getcpu: 168, getpid: 172, getppid: 173, gettid: 178, socket: 198, bind: 200, listen: 201, sendto: 206, recvfrom: 207, getsockopt: 209, sendmsg: 211, recvmsg: 212,
+  getcpu: 168, getpid: 172, getppid: 173, gettid: 178, socket: 198, bind: 200, listen: 201, sendto: 206, recvfrom: 207, setsockopt: 208, getsockopt: 209, sendmsg: 211, recvmsg: 212,
   socketpair: 199, connect: 203, accept4: 242, brk: 214,
   munmap: 215, mremap: 216, mmap: 222, mprotect: 226, madvise: 233, get_mempolicy: 236, rt_tgsigqueueinfo: 240, wait4: 260,
   prlimit64: 261, setns: 268, process_vm_readv: 270, process_vm_writev: 271, kcmp: 272, seccomp: 277,
