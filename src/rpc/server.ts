@@ -9,6 +9,9 @@ import { checkNamespaces } from '../resources/task/index.ts';
 import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
 import { runCheck } from '../cli/check.ts';
+import { cleanStale } from '../dump/journal.ts';
+import { checkDumpDir, checkRestoreDir } from '../images/index.ts';
+import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 import type { ActionName, RunAction } from '../actions.ts';
 import { BadRequest, REQ, type RpcConn, typeName, type CriuReq, type CriuResp } from './conn.ts';
 import { EBADRQC, resolvePaths, screenOpts, type CriuOpts, type RpcMode, type RpcPaths } from './options.ts';
@@ -110,10 +113,18 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
   try {
     const opts: CriuOpts = req.opts ?? { images_dir_fd: -1, veths: [], exec_cmd: [], ext_mnt: [], cg_root: [], inherit_fd: [], skip_mnt: [], enable_fs: [], unix_sk_ino: [], irmap_scan_paths: [], external: [], join_ns: [], cgroup_dump_controller: [] };
     const paths = resolvePaths(opts, conn.peer, kind !== 'check');
+    // As on the command line, before the log is written there: a directory someone else controls is refused.
+    if (kind === 'dump') for (const d of new Set([paths.imagesDir, paths.workDir])) checkDumpDir(d, false);
+    if (kind === 'restore') checkRestoreDir(paths.imagesDir, fs.readdirSync(paths.imagesDir), false);
     log = new LevelLogger(paths.level, paths.logFile);
     log.info(`RPC ${typeName(type)} from pid ${conn.peer} (${o.mode})`);
     screenOpts(opts, kind, o.mode);
     const actions = actionRunner(conn, !!opts.notify_scripts, o.scripts(paths.imagesDir), log);
+    if (kind !== 'check') {
+      // A signal aborts the operation cleanly (interrupt.ts); the server dies of it once it has answered.
+      armInterrupts();
+      cleanStale(log);
+    }
     const resp = runners[kind](opts, paths, conn.peer, actions, log);
     return reply(conn, resp);
   } catch (e) {
@@ -122,6 +133,7 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
     return false;
   } finally {
     log?.close();
+    dieOfInterrupt();
   }
 }
 
