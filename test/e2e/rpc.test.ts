@@ -21,8 +21,9 @@ const skip = hasPycriu ? false : 'pycriu is not installed (Debian package criu)'
 // biome-ignore lint/suspicious/noExplicitAny: the Python client's JSON, read field by field by the assertions
 type Json = Record<string, any>;
 
-function client(...args: string[]): Json {
-  const r = spawnSync(PYTHON, [CLIENT, ...args], { encoding: 'utf8', timeout: 120_000 * SLOW });
+function client(...args: [...string[], string | Record<string, string>]): Json {
+  const env = typeof args.at(-1) === 'object' ? args.pop() as Record<string, string> : {};
+  const r = spawnSync(PYTHON, [CLIENT, ...(args as string[])], { encoding: 'utf8', timeout: 120_000 * SLOW, env: { ...process.env, ...env } });
   assert.equal(r.status, 0, `rpc-client ${args[0]}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Json;
 }
@@ -105,6 +106,12 @@ e2e('an RPC client that disconnects mid-dump leaves the tree running as it was',
     assert.notEqual(r.exit, 0, `swrk exit status after a disconnect at ${at}`);
     await runsOn(t, img);
   }
+  // Killed while it dumps: it answers, puts the tree back and dies of the signal.
+  const img = c.subdir('img-sigterm');
+  const k = client('sigterm', CRIU_BIN, img, String(t.pid), { CRIU_TS_HANG: 'files' });
+  assert.deepEqual([k.final?.type, k.final?.success, k.exit], ['DUMP', false, -15], JSON.stringify(k));
+  assert.match(k.final.cr_errmsg, /interrupted by SIGTERM/);
+  await runsOn(t, img);
   killAndReap(t.pid);
 }, { skip });
 
