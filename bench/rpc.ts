@@ -110,6 +110,7 @@ async function one(r: Runner, acc: Map<string, { dump: number[]; restore: number
 }
 
 const haveCriu = fs.existsSync(CRIU);
+const loadBefore = os.loadavg()[0];
 const ours = await service('criu-ts service', CRIU_TS);
 const theirsSvc = haveCriu ? await service('CRIU 4.2 service', CRIU) : undefined;
 const runners: Runner[] = [
@@ -127,7 +128,7 @@ try {
 }
 
 const total = (n: string) => { const m = acc.get(n)!; return median(m.dump) + median(m.restore); };
-console.log(`tiny process, dump + restore, median of ${runs} runs each, runners alternating; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(`tiny process, dump + restore, median of ${runs} runs each, runners alternating; 1-min load average ${loadBefore.toFixed(2)} before, ${os.loadavg()[0].toFixed(2)} after`);
 for (const r of runners) {
   const m = acc.get(r.name)!;
   console.log(`  ${r.name.padEnd(17)} dump ${median(m.dump).toFixed(0).padStart(4)} ms + restore ${median(m.restore).toFixed(0).padStart(4)} ms = ${total(r.name).toFixed(0).padStart(4)} ms`);
