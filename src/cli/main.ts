@@ -30,7 +30,8 @@ interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean; actionScript?: string[];
+  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean;
+  extUnixSk?: boolean | string; actionScript?: string[];
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -67,6 +68,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--no-default-config', desc: 'read no configuration file (none is read anyway)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-R, --leave-running', desc: 'leave the tasks running after the dump', cmds: ['dump'] },
   { flags: '-j, --shell-job', desc: 'the tree is a shell job (its session is outside)', cmds: ['dump', 'restore'] },
+  { flags: '-x, --ext-unix-sk', desc: 'allow datagram unix sockets connected to a named socket outside the tree', cmds: ['dump', 'restore'] },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
@@ -153,7 +155,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
         const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, actions });
+        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, actions });
         log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { fcntl, socketType, SOCK_SEQPACKET } from '../kernel/index.ts';
+import { fcntl, socketType, SOCK } from '../kernel/index.ts';
 import { CriuError } from '../errors.ts';
 import { LevelLogger } from '../log.ts';
 import { RpcConn } from '../rpc/conn.ts';
@@ -84,7 +84,7 @@ export async function runRpc(argv: Argv): Promise<number> {
     const fd = fdNumber(o.words[1], 'swrk fd');
     let type: number;
     try { type = socketType(fd); } catch { throw new CriuError(`swrk: fd ${fd} is not a socket`); }
-    if (type !== SOCK_SEQPACKET) throw new CriuError(`swrk: fd ${fd} is not a SOCK_SEQPACKET socket`);
+    if (type !== SOCK.SEQPACKET) throw new CriuError(`swrk: fd ${fd} is not a SOCK_SEQPACKET socket`);
     // Restored trees and action scripts must not hold the client's socket open.
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     return serveConnection(new RpcConn(fd), { mode: 'swrk', scripts });
