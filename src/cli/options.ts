@@ -16,6 +16,6 @@ export const NOT_SUPPORTED = new Set([
   '--file-validation', '--allow-uprobes', '--lsm-profile', '--lsm-mount-context', '-r', '--root', '-S',
   '--restore-sibling', '-s', '--leave-stopped', '--inherit-fd', '-J', '--join-ns', '--empty-ns', '--veth-pair',
   '-M', '--ext-mount-map', '--weak-sysctls', '--mntns-compat-mode', '--skip-file-rwx-check', '--stream',
-  '--action-script', '--unprivileged', '--close', '--config', '--tls', '--tls-cacert', '--tls-cacrl', '--tls-cert',
+  '--unprivileged', '--close', '--config', '--tls', '--tls-cacert', '--tls-cacrl', '--tls-cert',
   '--tls-key', '--tls-no-cn-verify', '--status-fd', '--ps-socket', '--exec-cmd', '--deprecated', '--timens',
 ]);

@@ -28,6 +28,7 @@ import { DumpJournal } from './journal.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
+import type { RunAction } from '../actions.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -43,6 +44,8 @@ export interface DumpRequest {
   freezeCgroup?: string;
   /** --ext-unix-sk: datagram sockets may be connected to a named socket outside the tree. */
   extUnixSk?: boolean;
+  /** Action scripts: pre-dump, query-ext-files once frozen, post-dump once the images are written. */
+  actions?: RunAction;
 }
 
 export interface DumpResult {
@@ -158,6 +161,7 @@ export function dump(req: DumpRequest): DumpResult {
 function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
+  req.actions?.('pre-dump');
   const createdDir = !fs.existsSync(req.dir);
   fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
@@ -179,6 +183,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     }
     journal.tasks(tasks.filter(isLive).map((t) => ({ pid: t.pid, startTime: t.stat.startTime })));
     faultPoint('freeze');
+    req.actions?.('query-ext-files');
     checkInterrupt();
     // The VMAs as the tasks have them, before our injection areas join them.
     step(log, 'reading the VMAs of every task');
@@ -208,6 +213,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const enc = imgs.pagesEncoding();
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
     result.freezingMs = tFrozen - t0;
+    // A failing post-dump script fails the dump: the tree runs on.
+    if (req.actions) { step(log, 'post-dump action'); req.actions('post-dump'); }
   } catch (e) {
     imgs.discard();
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);

@@ -14,7 +14,7 @@ export type SyscallName =
   | 'setpriority' | 'getpriority' | 'sched_setscheduler' | 'sched_getscheduler' | 'sched_getparam'
   | 'sched_setaffinity' | 'sched_getaffinity' | 'getcpu' | 'membarrier' | 'userfaultfd' | 'map_shadow_stack'
   | 'socket' | 'socketpair' | 'bind' | 'connect' | 'listen' | 'getsockopt' | 'setsockopt' | 'shutdown' | 'getsockname'
-  | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
+  | 'accept4' | 'sendto' | 'recvfrom' | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
   | 'eventfd2' | 'signalfd4' | 'epoll_create1' | 'epoll_ctl' | 'timerfd_create' | 'timerfd_settime' | 'timerfd_gettime'
   | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy';
 
