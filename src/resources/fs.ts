@@ -1,5 +1,5 @@
 // fs_entry: working directory, root and umask.
-import { AT_FDCWD, O } from '../kernel/index.ts';
+import { O } from '../kernel/index.ts';
 import { NotSupportedError } from '../errors.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';

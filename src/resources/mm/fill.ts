@@ -5,7 +5,7 @@
 // half is only waited for when the task is next needed (see FillInFlight), so the restore
 // meanwhile goes on with other tasks.
 import fs from 'node:fs';
-import { processVmWritev, AT_FDCWD, O, preadFully } from '../../kernel/index.ts';
+import { processVmWritev, O, preadFully } from '../../kernel/index.ts';
 import { pagesInfo, PagesStream, openImage } from '../../images/index.ts';
 import type { PageSource, RestoreTask } from '../types.ts';
 import { openInTask } from '../../compel/open.ts';

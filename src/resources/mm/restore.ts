@@ -3,7 +3,7 @@
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
 import { type Vma, readMaps, readLink } from '../../proc/index.ts';
-import { arch, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully, PRCTL_MM_MAP_FIELDS, prctlMmMap, setPrctlMmMapAuxvSize } from '../../kernel/index.ts';
+import { arch, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully, PRCTL_MM_MAP_FIELDS, prctlMmMap, setPrctlMmMapAuxvSize } from '../../kernel/index.ts';
 import { VMA, PE } from './layout.ts';
 import { pullFd } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
