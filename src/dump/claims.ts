@@ -13,11 +13,12 @@ import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims
 import { sigactClaims } from '../resources/sigact.ts';
 import { fsClaims } from '../resources/fs.ts';
 import { mmClaims } from '../resources/mm/index.ts';
+import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
 
-const MODULES: ResourceClaims[] = [threadClaims, taskCoreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims];
+const MODULES: ResourceClaims[] = [threadClaims, taskCoreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims, posixTimerClaims];
 
 function merged(part: 'status' | 'stat' | 'files'): Map<string, Claim> {
   const m = new Map<string, Claim>();
@@ -59,11 +60,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     const site = { pid: t.pid, tid: t.pid };
     const refuse = (resource: string, why: string, tid = t.pid): never => { throw new NotClaimedError({ pid: t.pid, tid }, resource, why); };
     checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
-    const timers = readTimers(t.pid);
-    if (timers.length) {
-      const tm = timers[0];
-      refuse(`POSIX timer ${tm.id} (signal ${tm.signo}, clock ${tm.clockId})`, 'it would not fire after restore');
-    }
+    checkTimers(t, refuse);
     checkFds(t.pid, opts, refuse);
     checkVmas(t.vmas, refuse);
     checkProcFiles(t.pid, claims.files, own, site, refuse);
@@ -136,6 +133,19 @@ function checkFds(pid: number, opts: ClaimOptions, refuse: Refuse): void {
     for (const key of p.info.fields.keys()) {
       if (key === 'pos' || key === 'flags' || key === 'mnt_id' || key === 'ino' || kind.claims.fields?.includes(key)) continue;
       refuse(what, `fdinfo shows "${key}: ${p.info.fields.get(key)}", which a ${kind.name} does not save`);
+    }
+  }
+}
+
+function checkTimers(t: ClaimedTask, refuse: Refuse): void {
+  const tids = new Set(t.threads.map((th) => th.tid));
+  for (const tm of readTimers(t.pid)) {
+    const what = `POSIX timer ${tm.id} (signal ${tm.signo}, clock ${tm.clockId})`;
+    const checks = MODULES.flatMap((c) => c.posixTimers ?? []);
+    if (!checks.length) refuse(what, 'it would not fire after restore');
+    for (const check of checks) {
+      const why = check(tm, { pid: t.pid, tid: t.pid }, tids);
+      if (why) refuse(what, why);
     }
   }
 }

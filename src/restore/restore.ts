@@ -15,6 +15,7 @@ import {
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
+import { restorePosixTimers } from '../resources/posix-timers.ts';
 import { openForRestore, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
@@ -356,6 +357,8 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
   }
+  // POSIX timers once the threads they may signal exist.
+  restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
   restoreTaskProps(stub, t.pid, t.tc);
 }
 

@@ -25,7 +25,7 @@ const locks = (): string => readFileSync('/proc/locks', 'utf8');
 const lockedBy = (pid: number) => locks().split('\n').some((l) => l.trim().split(/\s+/)[4] === String(pid));
 
 const REFUSALS: Refusal[] = [
-  { mode: 'timer', line: /POSIX timer \d+ \(signal 14, clock 1\)/, still: (pid) => readFileSync(`/proc/${pid}/timers`, 'utf8').includes('ID:') },
+  { mode: 'timer', line: /POSIX timer \d+ \(signal 14, clock -\d+\): its clock is the CPU clock of \d+, outside the tree/, still: (pid) => readFileSync(`/proc/${pid}/timers`, 'utf8').includes('ID:') },
   { mode: 'seccomp', line: /seccomp mode: it is "2"/, still: (pid) => procStatus(pid)!.Seccomp === '2' },
   { mode: 'flock', line: /fd \d+ \(.*flock\.lock\): it holds a file lock \(.*FLOCK/, still: lockedBy },
   { mode: 'posixlock', line: /fd \d+ \(.*posixlock\.lock\): it holds a file lock \(.*POSIX/, still: lockedBy },

@@ -1,6 +1,6 @@
 // unclaimed MODE FILE: put itself into one kind of state criu-ts does not save, print
 // "ready", then count once every 50 ms ("i=N") until killed. MODE:
-//   timer      a POSIX timer (timer_create), armed and firing
+//   timer      a POSIX timer (timer_create) on the CPU clock of its parent, outside the tree
 //   seccomp    a seccomp filter that allows everything
 //   flock      flock(LOCK_EX) on FILE
 //   posixlock  an fcntl(F_SETLK) write lock on FILE
@@ -54,7 +54,9 @@ int main(int argc, char **argv) {
     signal(SIGALRM, on_alarm);
     timer_t t;
     struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGALRM };
-    if (timer_create(CLOCK_MONOTONIC, &ev, &t)) die("timer_create");
+    clockid_t clk;
+    if (clock_getcpuclockid(getppid(), &clk)) die("clock_getcpuclockid");
+    if (timer_create(clk, &ev, &t)) die("timer_create");
     struct itimerspec its = { .it_interval = { 0, 20000000 }, .it_value = { 0, 20000000 } };
     if (timer_settime(t, 0, &its, NULL)) die("timer_settime");
   } else if (!strcmp(mode, "seccomp")) {

@@ -1,0 +1,44 @@
+/**
+ * POSIX timers, seccomp filters and file locks through dump and restore: each workload
+ * checks its own state after restore (timers firing at their ids, to their threads, with
+ * their values; a filter still denying; a lock still excluding).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { e2e, startTarget, killAndReap, readLines, waitForLine, waitFor, parseKV, assertRunningFree } from '../lib/proc.ts';
+import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
+import { taskTids } from '../lib/tree.ts';
+
+const ticks = (log: string, from = 0): Record<string, string>[] =>
+  readLines(log).slice(from).filter((l) => l.startsWith('tick ')).map(parseKV);
+
+e2e('POSIX timers come back at their ids with their clocks, signals, values, threads and remaining time, and fire on', async (c) => {
+  const t = startTarget([workload('ptimers')], { logFile: join(c.dir, 'ptimers.log') });
+  const ready = parseKV((await waitForLine(t.log, /^ready /, 5000)).line);
+  await waitFor(() => ticks(t.log).length >= 4, 5000, 'a few ticks');
+  const before = ticks(t.log).at(-1)!;
+  assert.ok(Number(before.a) > 0 && Number(before.b) > 0 && Number(before.d) > 0, `every timer fired before the dump: ${JSON.stringify(before)}`);
+  assert.equal(before.bad, '0');
+  const timers0 = readFileSync(`/proc/${t.pid}/timers`, 'utf8');
+  assert.match(timers0, /notify: signal\/tid\./, 'a timer signals a thread');
+  assert.doesNotMatch(timers0, /^ID: 1$/m, 'a gap in the ids');
+  const tids0 = taskTids(t.pid);
+
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const mark = readLines(t.log).length;
+  const last = ticks(t.log).at(-1)!;
+  restoreDetached(img, t.pid);
+  assert.equal(readFileSync(`/proc/${t.pid}/timers`, 'utf8'), timers0, '/proc/PID/timers as before the dump');
+  assert.deepEqual(taskTids(t.pid), tids0, 'the worker and glibc\'s timer thread are back');
+  await waitFor(() => ticks(t.log, mark).length >= 6, 5000, 'ticks after restore');
+  const after = ticks(t.log, mark).at(-1)!;
+  for (const k of ['a', 'b', 'd']) assert.ok(Number(after[k]) > Number(last[k]) + 1, `timer ${k} fires after restore: ${last[k]} -> ${after[k]}`);
+  assert.equal(after.bad, '0', 'every signal came with its value and timer id, B\'s on the worker, and the unarmed timer stayed so');
+  assert.ok(Number(after.left) >= 990 && Number(after.left) <= Number(last.left), `the one-shot timer keeps its remaining time: ${last.left} -> ${after.left}`);
+  assert.equal(ready.worker, String(tids0[1]));
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
+});
