@@ -9,7 +9,7 @@ import { getpid } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
-import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, checkNamespaces } from '../resources/task/index.ts';
+import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, seccompClaims, checkNamespaces } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
 import { fsClaims } from '../resources/fs.ts';
 import { mmClaims } from '../resources/mm/index.ts';
@@ -18,7 +18,7 @@ import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/clai
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
 
-const MODULES: ResourceClaims[] = [threadClaims, taskCoreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims, posixTimerClaims];
+const MODULES: ResourceClaims[] = [threadClaims, taskCoreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims, posixTimerClaims, seccompClaims];
 
 function merged(part: 'status' | 'stat' | 'files'): Map<string, Claim> {
   const m = new Map<string, Claim>();

@@ -11,7 +11,7 @@ import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import {
   freezeSnapshot, dumpCoreEntry, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
-  checkSessions, checkSharing, dumpPdeathSig, dumpAffinity, type FrozenThread,
+  checkSessions, checkSharing, dumpPdeathSig, dumpAffinity, SeccompDump, type FrozenThread,
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
@@ -197,14 +197,14 @@ function dumpColocated(req: DumpRequest): DumpResult {
   return result;
 }
 
-interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
+interface Shared { seccomp: SeccompDump; live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
-    live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
+    seccomp: new SeccompDump(), live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
@@ -230,7 +230,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   for (const e of files.entries) imgs.add(IMG.FILES, e);
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
-  imgs.one(IMG.SECCOMP, {});
+  imgs.one(IMG.SECCOMP, shared.seccomp.entry());
   const mono = clockGettime(1), boot = clockGettime(7);
   imgs.one(IMG.TIMENS, 0, {
     monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec }, boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
@@ -286,6 +286,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
 
   const secbits = readSecbits(leader);
   const tc = dumpTaskCore(task, t.snaps[0].sigmask, !!t.stopped);
+  const seccomp = sh.seccomp.collect(pid, t.snaps.map((s) => s.tracee.tid));
   for (const snap of t.snaps) {
     const th = snap.tracee;
     const isLeader = th === leader;
@@ -293,7 +294,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
     const core = dumpCoreEntry(snap, area, sh.cpuFacts, thStatus, secbits, isLeader ? tc : undefined);
     const affinity = dumpAffinity(th);
-    core.thread_core = { ...core.thread_core!, pdeath_sig: dumpPdeathSig(th, area), ...(affinity ? { cpu_affinity: affinity } : {}) };
+    core.thread_core = { ...core.thread_core!, ...seccomp.get(th.tid), pdeath_sig: dumpPdeathSig(th, area), ...(affinity ? { cpu_affinity: affinity } : {}) };
     imgs.one(IMG.CORE, th.tid, core);
   }
   imgs.one(IMG.IDS, pid, {

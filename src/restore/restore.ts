@@ -11,7 +11,7 @@ import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources
 import {
   SessionRestore, cloneAt, pidInUse, sharingFlags, ALL_SIGNALS, restorePersonality, restoreTimersAndLimits, becomeZombie, cloneThread,
   unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm, restoreThreadCreds, finishThread, finishLeader, releaseThreads,
-  restoreSched, restoreAffinity, restoreTaskProps, restorePdeathSig,
+  restoreSched, restoreAffinity, restoreTaskProps, restorePdeathSig, restoreSeccomp, seccompChain,
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
@@ -102,7 +102,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const shmem = new ShmemObjects();
   let ctx: Ctx | undefined;
   try {
-    const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas));
+    const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas), tasks.some((t) => !t.zombie && [...t.threadCores.values()].some((tc) => tc.seccomp_mode)));
     const helperArea = helper.area;
     ctx = {
       req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
@@ -176,6 +176,17 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       const l = liveTask(ctx, t.pid);
       step(ctx.req.log, `task ${t.pid}: becomes a zombie (exit status 0x${t.zombie.exitCode.toString(16)}) as in core-${t.pid}.img`);
       becomeZombie(l.leader, l.area, t.pid, t.zombie);
+    }
+  },
+  SECCOMP: (ctx) => {
+    const image = ctx.imgs.all(IMG.SECCOMP)[0]?.entry;
+    for (const l of liveTasks(ctx)) {
+      for (const [tid, th] of l.threads) {
+        const tc = threadOf(l.plan, tid).threadCore;
+        if (!tc.seccomp_mode) continue;
+        step(ctx.req.log, `task ${l.plan.pid}: seccomp mode ${tc.seccomp_mode} of thread ${tid} from core-${tid}.img and seccomp.img`);
+        restoreSeccomp(th, l.area, tc.seccomp_mode, tc.seccomp_mode === 2 ? seccompChain(image, tc.seccomp_filter ?? 0, tid) : []);
+      }
     }
   },
   PREPARE_RELEASE: (ctx) => { for (const l of liveTasks(ctx).reverse()) prepareRelease(ctx, l, ctx.sharedVm.has(l.plan.pid)); },

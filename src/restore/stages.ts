@@ -35,6 +35,12 @@ export const RESTORE_STAGES = [
     why: 'Zombies exit the way they did before any task of the tree runs, so that their parents find them as dumped.',
   },
   {
+    stage: 'SECCOMP',
+    why: 'Seccomp mode and filters after every other change, just before the release: the restore\'s own injected calls must not be '
+      + 'filtered, and TSYNC needs every thread in place. The tasks are traced with PTRACE_O_SUSPEND_SECCOMP, so that what is left '
+      + '(final registers, the injection area\'s munmap) still runs; the filters apply once the tasks are let go.',
+  },
+  {
     stage: 'PREPARE_RELEASE',
     why: 'Final registers and signal masks, in reverse pstree order: tasks that share an mm share the injection area too, and the last '
       + 'of them (the first in pstree order) removes it.',

@@ -10,6 +10,7 @@ import { e2e, startTarget, killAndReap, readLines, waitForLine, waitFor, parseKV
 import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { taskTids } from '../lib/tree.ts';
+import { readMessages } from '../../src/images/index.ts';
 
 const ticks = (log: string, from = 0): Record<string, string>[] =>
   readLines(log).slice(from).filter((l) => l.startsWith('tick ')).map(parseKV);
@@ -39,6 +40,50 @@ e2e('POSIX timers come back at their ids with their clocks, signals, values, thr
   assert.equal(after.bad, '0', 'every signal came with its value and timer id, B\'s on the worker, and the unarmed timer stayed so');
   assert.ok(Number(after.left) >= 990 && Number(after.left) <= Number(last.left), `the one-shot timer keeps its remaining time: ${last.left} -> ${after.left}`);
   assert.equal(ready.worker, String(tids0[1]));
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
+});
+
+const statusOf = (pid: number, tid: number): Map<string, string> =>
+  new Map(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8').split('\n').map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+const EPERM = '1', EACCES = '13';
+
+e2e('a sandboxed program (seccomp filters shared by its threads with TSYNC) is still sandboxed after restore', async (c) => {
+  const t = startTarget([workload('seccompd', ['-lpthread'])], { logFile: join(c.dir, 'seccompd.log') });
+  const worker = Number(parseKV((await waitForLine(t.log, /^ready /, 5000)).line).worker);
+  for (const tid of [t.pid, worker]) {
+    const st = statusOf(t.pid, tid);
+    assert.deepEqual([st.get('Seccomp'), st.get('Seccomp_filters'), st.get('NoNewPrivs')], ['2', '2', '1'], `thread ${tid} before the dump`);
+  }
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const filters = readMessages(join(img, 'seccomp.img'), 'seccomp_entry')[0]?.seccomp_filters ?? [];
+  assert.equal(filters.length, 2, 'one chain of two filters, the leader\'s (the worker shares it)');
+  assert.deepEqual(filters.map((f) => f.flags), [1, 3], 'TSYNC on both, LOG on the older');
+  const mark = readLines(t.log).length;
+  restoreDetached(img, t.pid);
+  for (const tid of [t.pid, worker]) {
+    const st = statusOf(t.pid, tid);
+    assert.deepEqual([st.get('Seccomp'), st.get('Seccomp_filters'), st.get('NoNewPrivs')], ['2', '2', '1'], `thread ${tid} after restore`);
+  }
+  await waitFor(() => readLines(t.log).slice(mark).filter((l) => l.startsWith('tick ')).length >= 3, 5000, 'ticks after restore');
+  const tick = parseKV(readLines(t.log).slice(mark).filter((l) => l.startsWith('tick ')).at(-1)!);
+  assert.equal(tick.main, `${EPERM},${EACCES}`, 'getppid and getpgid are still denied in main');
+  assert.equal(tick.worker, `${EPERM},${EACCES}`, 'and in the worker');
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
+});
+
+e2e('a task in seccomp strict mode comes back in strict mode and runs on', async (c) => {
+  const t = startTarget([workload('seccompd', ['-lpthread']), '-s'], { logFile: join(c.dir, 'strict.log') });
+  await waitFor(() => readLines(t.log).filter((l) => l.startsWith('tick ')).length >= 2, 5000, 'ticks');
+  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), '1');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const mark = readLines(t.log).length;
+  restoreDetached(img, t.pid);
+  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), '1', 'strict mode after restore');
+  await waitFor(() => readLines(t.log).slice(mark).filter((l) => l.startsWith('tick ')).length >= 2, 10_000, 'ticks after restore');
   assertRunningFree(t.pid);
   killAndReap(t.pid);
 });
