@@ -26,7 +26,6 @@ const lockedBy = (pid: number) => locks().split('\n').some((l) => l.trim().split
 
 const REFUSALS: Refusal[] = [
   { mode: 'timer', line: /POSIX timer \d+ \(signal 14, clock -\d+\): its clock is the CPU clock of \d+, outside the tree/, still: (pid) => readFileSync(`/proc/${pid}/timers`, 'utf8').includes('ID:') },
-  { mode: 'seccomp', line: /seccomp mode: it is "2"/, still: (pid) => procStatus(pid)!.Seccomp === '2' },
   { mode: 'flock', line: /fd \d+ \(.*flock\.lock\): it holds a file lock \(.*FLOCK/, still: lockedBy },
   { mode: 'posixlock', line: /fd \d+ \(.*posixlock\.lock\): it holds a file lock \(.*POSIX/, still: lockedBy },
   { mode: 'ofdlock', line: /fd \d+ \(.*ofdlock\.lock\): it holds a file lock \(.*OFDLCK/, still: () => locks().includes('OFDLCK') },
