@@ -12,6 +12,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v npm >/dev/null || need+=(npm)
 command -v setsid >/dev/null || need+=(util-linux)
 command -v script >/dev/null || need+=(bsdutils)
+# sqlite3 for the file-lock test: a shell holding a write lock on its database.
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 # A system Node for the "real node program" test: the pinned Node 24 uses io_uring, which
 # criu-ts (like CRIU) cannot checkpoint.
 [ -x /usr/bin/node ] || need+=(nodejs)

@@ -25,7 +25,7 @@ interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean;
+  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean; fileLocks?: boolean;
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -62,6 +62,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--no-default-config', desc: 'read no configuration file (none is read anyway)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-R, --leave-running', desc: 'leave the tasks running after the dump', cmds: ['dump'] },
   { flags: '-j, --shell-job', desc: 'the tree is a shell job (its session is outside)', cmds: ['dump', 'restore'] },
+  { flags: '-l, --file-locks', desc: 'dump and restore file locks (flock, POSIX and OFD locks)', cmds: ['dump', 'restore'] },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
@@ -140,7 +141,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         if (o.compress !== undefined && o.compress !== 'zstd') fail(`unknown compression ${o.compress}: use zstd`);
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup });
+        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, fileLocks: !!o.fileLocks });
         log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }

@@ -16,6 +16,7 @@ import {
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
 import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
@@ -39,6 +40,8 @@ export interface DumpRequest {
   pages?: PagesCodecOptions;
   /** Freeze with this cgroup's freezer (--freeze-cgroup). */
   freezeCgroup?: string;
+  /** Save the file locks the tree holds (--file-locks); without it they refuse the dump. */
+  fileLocks?: boolean;
 }
 
 export interface DumpResult {
@@ -163,7 +166,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     step(log, 'checking that every piece of state the kernel shows is saved');
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
-    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup });
+    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup, fileLocks: req.fileLocks });
     checkSessions(tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })), req.shellJob);
     for (const t of tasks) {
       if (!isLive(t)) continue;
@@ -197,14 +200,14 @@ function dumpColocated(req: DumpRequest): DumpResult {
   return result;
 }
 
-interface Shared { seccomp: SeccompDump; live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
+interface Shared { seccomp: SeccompDump; locksSeen: Set<string>; live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
-    seccomp: new SeccompDump(), live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
+    seccomp: new SeccompDump(), locksSeen: new Set(), live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
@@ -231,6 +234,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
   imgs.one(IMG.SECCOMP, shared.seccomp.entry());
+  if (req.fileLocks) { if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS); else imgs.empty(IMG.FILE_LOCKS); }
   const mono = clockGettime(1), boot = clockGettime(7);
   imgs.one(IMG.TIMENS, 0, {
     monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec }, boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
@@ -278,6 +282,11 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     for (const e of fdinfo) imgs.add(IMG.FDINFO, ids.files_id, e);
     if (fdinfo.length) imgs.closeImage(IMG.FDINFO, ids.files_id);
     else imgs.empty(IMG.FDINFO, ids.files_id);
+    if (req.fileLocks) {
+      const locks = dumpFileLocks(pid, new Map(fdinfo.map((e) => [e.fd, e.id])), sh.locksSeen);
+      if (locks.length) step(log, `task ${pid}: ${locks.length} file lock(s) to filelocks.img`);
+      for (const e of locks) imgs.add(IMG.FILE_LOCKS, e);
+    }
   }
   else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);

@@ -16,6 +16,7 @@ import {
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { restorePosixTimers } from '../resources/posix-timers.ts';
+import { restoreFileLocks } from '../resources/files/locks.ts';
 import { openForRestore, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
@@ -350,6 +351,9 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
+  const locks = ctx.imgs.all(IMG.FILE_LOCKS).map((e) => e.entry).filter((e) => e.pid === t.pid);
+  if (locks.length) step(ctx.req.log, `task ${t.pid}: ${locks.length} file lock(s) from filelocks.img`);
+  restoreFileLocks(stub, area, locks, ctx.req.log);
   restoreTimersAndLimits(stub, area, t.tc, ctx.req.log);
 
   // Threads come once the memory they run on is back, and with the leader's name, which

@@ -4,10 +4,11 @@
  * their values; a filter still denying; a lock still excluding).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, readLines, waitForLine, waitFor, parseKV, assertRunningFree } from '../lib/proc.ts';
-import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { taskTids } from '../lib/tree.ts';
 import { readMessages } from '../../src/images/index.ts';
@@ -86,4 +87,71 @@ e2e('a task in seccomp strict mode comes back in strict mode and runs on', async
   await waitFor(() => readLines(t.log).slice(mark).filter((l) => l.startsWith('tick ')).length >= 2, 10_000, 'ticks after restore');
   assertRunningFree(t.pid);
   killAndReap(t.pid);
+});
+
+/** The fdinfo lock lines of each of `fds` of `pid`, without their ordinals. */
+const fdLocks = (pid: number, fds: number[]): string[] =>
+  fds.flatMap((fd) => readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').split('\n').filter((l) => l.startsWith('lock:')).map((l) => `${fd} ${l.replace(/^lock:\s*\d+:\s*/, '').replace(/\s+/g, ' ')}`));
+
+/** Exit status of a python3 that tries a lock of each kind on `file` without waiting (0: got it). */
+function tryLock(kind: 'flock' | 'posix' | 'ofd', file: string, start = 0, len = 1): number {
+  const code = {
+    flock: 'fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)',
+    posix: `fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, ${len}, ${start})`,
+    ofd: `fcntl.fcntl(f, fcntl.F_OFD_SETLK, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, ${start}, ${len}, 0))`,
+  }[kind];
+  const r = spawnSync('python3', ['-c', `import fcntl, struct, sys\nf = open(sys.argv[1], 'r+')\ntry:\n  ${code}\nexcept OSError:\n  sys.exit(1)`, file]);
+  return r.status ?? -1;
+}
+
+e2e('flock, POSIX and OFD locks come back with --file-locks and still exclude others; without it the dump is refused', async (c) => {
+  const t = startTarget([workload('flocks'), c.dir], { logFile: join(c.dir, 'flocks.log') });
+  const child = Number(parseKV((await waitForLine(t.log, /^ready /, 5000)).line).child);
+  const locks0 = fdLocks(t.pid, [3, 4, 5]);
+  assert.equal(locks0.length, 4, `four locks: ${locks0.join('; ')}`);
+  const f = (n: string) => join(c.dir, n);
+  assert.deepEqual([tryLock('flock', f('flock')), tryLock('posix', f('posix')), tryLock('posix', f('posix'), 200), tryLock('ofd', f('ofd'), 15)], [1, 1, 1, 1], 'each lock excludes before the dump');
+  assert.equal(tryLock('posix', f('posix'), 50), 0, 'bytes 10-99 are free');
+
+  const refused = dump(t.pid, c.subdir('refused'));
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /it holds a file lock \(.*\), saved only with --file-locks; not supported yet/);
+  assertRunningFree(t.pid);
+
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img, ['--file-locks']);
+  assert.equal(readMessages(join(img, 'filelocks.img'), 'file_lock_entry').length, 4, 'the shared flock is saved once');
+  restoreDetached(img, t.pid, ['--file-locks']);
+  assert.deepEqual(fdLocks(t.pid, [3, 4, 5]), locks0, 'the same locks, held by the same task');
+  assert.deepEqual([tryLock('flock', f('flock')), tryLock('posix', f('posix')), tryLock('posix', f('posix'), 200), tryLock('ofd', f('ofd'), 15)], [1, 1, 1, 1], 'each lock still excludes');
+  assert.equal(tryLock('posix', f('posix'), 50), 0, 'bytes 10-99 are still free');
+  assert.ok(fdLocks(child, [3]).length === 1, 'the child still shares the flock');
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
+});
+
+e2e('an sqlite3 shell holding a write lock is restored with --file-locks and its lock still excludes a second writer', async (c) => {
+  const db = join(c.dir, 'test.db');
+  const fifo = join(c.dir, 'in.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const w = openSync(fifo, 'r+'); // keeps the FIFO open: sqlite3 reads its commands from it
+  try {
+    const t = startTarget(['sqlite3', db], { logFile: join(c.dir, 'sqlite.log'), stdin: fifo });
+    writeSync(w, "CREATE TABLE t(x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1); SELECT 'locked';\n");
+    await waitForLine(t.log, /^locked$/, 5000);
+    const second = () => spawnSync('sqlite3', [db, 'BEGIN EXCLUSIVE; SELECT 1;'], { encoding: 'utf8' });
+    assert.match(second().stderr, /database is locked/, 'a second writer is locked out before the dump');
+    const img = c.subdir('img');
+    dumpAndReap(t.pid, img, ['--file-locks']);
+    assert.doesNotMatch(second().stderr, /database is locked/, 'while the shell is gone the database is free');
+    restoreDetached(img, t.pid, ['--file-locks']);
+    assert.match(second().stderr, /database is locked/, 'a second writer is locked out after restore');
+    writeSync(w, "COMMIT; SELECT 'n=' || count(*) FROM t;\n");
+    await waitForLine(t.log, /^n=1$/, 5000);
+    assert.equal(second().stdout.trim(), '1', 'once the shell commits, the database is free again');
+    assertRunningFree(t.pid);
+    killAndReap(t.pid);
+  } finally {
+    closeSync(w);
+  }
 });

@@ -1,0 +1,85 @@
+// File locks held through the tree's fds (`--file-locks`, as in CRIU): flock, POSIX (fcntl)
+// and OFD locks, in CRIU's filelocks.img (file_lock_entry). A lock is read from the fdinfo
+// `lock:` lines of the fd it was taken through, and taken again after restore through the
+// same fd, in the task that held it. Leases and locks no fd of the tree shows stay refused.
+import { readFdinfo } from '../../proc/index.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import { CriuError } from '../../errors.ts';
+import type { Logger, Message, MessageInput } from '../types.ts';
+
+/** file_lock_entry.flag, as CRIU numbers the kinds. */
+export const FL = { POSIX: 1, FLOCK: 2, OFD: 4, LEASE: 8 } as const;
+const KIND: Readonly<Record<string, number>> = { POSIX: FL.POSIX, FLOCK: FL.FLOCK, OFDLCK: FL.OFD };
+const F_RDLCK = 0, F_WRLCK = 1;
+const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
+const F_SETLK = 6, F_OFD_SETLK = 37;
+const FLOCK_SIZE = 32; // struct flock: l_type, l_whence, l_start@8, l_len@16, l_pid@24
+
+export interface HeldLock { flag: number; type: number; start: bigint; len: bigint; key: string }
+
+/**
+ * One `lock:` line ("1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"), or why it cannot be
+ * saved. `key` is the line without its ordinal, as /proc/locks shows the same lock.
+ */
+export function parseLockLine(line: string): HeldLock | string {
+  const f = line.trim().split(/\s+/);
+  const key = f.slice(1).join(' ');
+  if (f[1] === '->') return `it waits for a lock (${key})`;
+  const flag = KIND[f[1]];
+  if (flag === undefined) return `it holds a ${f[1] === 'LEASE' || f[1] === 'DELEG' ? 'lease' : `${f[1]} lock`} (${key})`;
+  if (f[2] !== 'ADVISORY') return `it holds a ${f[2].toLowerCase()} lock (${key})`;
+  if (f[3] !== 'READ' && f[3] !== 'WRITE') return `it holds a lock of type ${f[3]} (${key})`;
+  const start = BigInt(f[6]);
+  const len = f[7] === 'EOF' ? 0n : BigInt(f[7]) + 1n - start;
+  return { flag, type: f[3] === 'WRITE' ? F_WRLCK : F_RDLCK, start, len, key };
+}
+
+/** The key of a /proc/locks line, to match it with the fdinfo line of the same lock. */
+export const procLocksKey = (line: string): string => line.trim().split(/\s+/).slice(1).join(' ');
+
+/**
+ * The locks task `pid` holds through its fds (`ids`: fd -> files.img id). A flock or OFD
+ * lock belongs to the open file, which fds of several tasks may share: it is saved once
+ * (`seen`, across the dump), in the first task that shows it.
+ */
+export function dumpFileLocks(pid: number, ids: ReadonlyMap<number, number>, seen: Set<string>): MessageInput<'file_lock_entry'>[] {
+  const out: MessageInput<'file_lock_entry'>[] = [];
+  for (const [fd, id] of ids) {
+    let lines: string[];
+    try { lines = readFdinfo(pid, fd).locks; } catch { continue; }
+    for (const line of lines) {
+      const l = parseLockLine(line);
+      if (typeof l === 'string') throw new Error(`task ${pid}: fd ${fd}: ${l}`); // the claims check refused it already
+      const once = l.flag === FL.POSIX ? `${pid}:${l.key}` : `${id}:${l.flag}:${l.type}:${l.start}:${l.len}`;
+      if (seen.has(once)) continue;
+      seen.add(once);
+      out.push({ flag: l.flag, type: l.type, pid, fd, start: l.start, len: l.len });
+    }
+  }
+  return out;
+}
+
+/**
+ * The task's locks taken again through its fds, without waiting: a lock someone outside the
+ * tree took meanwhile fails the restore with what it is.
+ */
+export function restoreFileLocks(t: Tracee, area: InjectionArea, locks: readonly Message<'file_lock_entry'>[], log: Logger): void {
+  for (const l of locks) {
+    const what = `${l.flag === FL.FLOCK ? 'flock' : l.flag === FL.OFD ? 'OFD lock' : 'POSIX lock'} on fd ${l.fd}`;
+    let r: bigint;
+    if (l.flag === FL.FLOCK) {
+      r = t.syscallRaw('flock', l.fd, (l.type === F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB);
+    } else if (l.flag === FL.POSIX || l.flag === FL.OFD) {
+      area.reset();
+      const b = Buffer.alloc(FLOCK_SIZE);
+      b.writeInt16LE(l.type, 0);
+      b.writeBigInt64LE(l.start, 8);
+      b.writeBigInt64LE(l.len, 16);
+      r = t.syscallRaw('fcntl', l.fd, l.flag === FL.OFD ? F_OFD_SETLK : F_SETLK, area.put(b));
+    } else {
+      throw new CriuError(`task ${l.pid}: filelocks.img: lock kind ${l.flag} on fd ${l.fd} is not one criu-ts restores`);
+    }
+    if (r < 0n) throw new CriuError(`task ${l.pid}: the ${what} cannot be taken again (errno ${-r}): another process holds a conflicting lock`);
+    log.debug(`task ${l.pid}: ${what} taken again (${l.type === F_WRLCK ? 'write' : 'read'}, from ${l.start}, length ${l.len || 'to EOF'})`);
+  }
+}
