@@ -9,7 +9,7 @@ import { getpid } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
 import { CriuError, NotSupportedError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
-import { parseLockLine, procLocksKey } from '../resources/files/locks.ts';
+import { parseLockLine, checkLockOwner, procLocksKey } from '../resources/files/locks.ts';
 import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, seccompClaims, checkNamespaces } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
 import { fsClaims } from '../resources/fs.ts';
@@ -63,7 +63,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     const refuse = (resource: string, why: string, tid = t.pid): never => { throw new NotClaimedError({ pid: t.pid, tid }, resource, why); };
     checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
     checkTimers(t, refuse);
-    checkFds(t.pid, opts, shownLocks, refuse);
+    checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);
     checkProcFiles(t.pid, claims.files, own, site, refuse);
     if (t.stat.ttyNr !== 0 && !opts.shellJob) refuse('controlling terminal', 'it has one; dump it as a shell job (--shell-job)');
@@ -121,7 +121,7 @@ function checkProcFiles(pid: number, claims: Map<string, Claim>, own: Own, at: C
  * Every fd of a kind some module saves, with flags and fdinfo lines that kind brings back, and
  * locks only with --file-locks and of a kind resources/files/locks.ts takes again (`shown` collects them).
  */
-function checkFds(pid: number, opts: ClaimOptions, shown: Set<string>, refuse: Refuse): void {
+function checkFds(pid: number, opts: ClaimOptions, treeIds: Set<number>, shown: Set<string>, refuse: Refuse): void {
   for (const fd of listFds(pid)) {
     let p;
     try { p = probeFd(pid, fd); } catch { continue; } // closed meanwhile by another task sharing the table: the dump sees it
@@ -138,7 +138,9 @@ function checkFds(pid: number, opts: ClaimOptions, shown: Set<string>, refuse: R
       if (!opts.fileLocks) refuse(what, `it holds a file lock (${line.replace(/\s+/g, ' ')}), saved only with --file-locks`);
       const l = parseLockLine(line);
       if (typeof l === 'string') refuse(what, l);
-      else shown.add(l.key);
+      const outside = checkLockOwner(l, treeIds);
+      if (outside) refuse(what, outside);
+      shown.add(l.key);
     }
     for (const key of p.info.fields.keys()) {
       if (key === 'pos' || key === 'flags' || key === 'mnt_id' || key === 'ino' || kind.claims.fields?.includes(key)) continue;

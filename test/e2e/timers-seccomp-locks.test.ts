@@ -117,6 +117,10 @@ e2e('flock, POSIX and OFD locks come back with --file-locks and still exclude ot
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /it holds a file lock \(.*\), saved only with --file-locks; not supported yet/);
   assertRunningFree(t.pid);
+  // The child alone: the flock it shares was taken by its parent, which would keep it.
+  const alone = dump(child, c.subdir('alone'), ['--file-locks']);
+  assert.match(alone.stderr, new RegExp(`^task ${child}: fd 3 \\(.*flock\\): its lock was taken by ${t.pid}, outside the tree \\(FLOCK .*\\); not supported yet`));
+  assertRunningFree(child);
 
   const img = c.subdir('img');
   dumpAndReap(t.pid, img, ['--file-locks']);

@@ -5,6 +5,7 @@
 //   flock      flock(LOCK_EX) on FILE
 //   posixlock  an fcntl(F_SETLK) write lock on FILE
 //   ofdlock    an open-file-description lock (F_OFD_SETLK) on FILE
+//   lease      a read lease (F_SETLEASE) on FILE
 //   mlock      a locked page (mlock)
 //   pipedirect a packet-mode pipe (pipe2(O_DIRECT))
 //   timens     children would be born in a new time namespace (unshare(CLONE_NEWTIME))
@@ -70,6 +71,10 @@ int main(int argc, char **argv) {
     lock(open_file(file), F_SETLK);
   } else if (!strcmp(mode, "ofdlock")) {
     lock(open_file(file), F_OFD_SETLK);
+  } else if (!strcmp(mode, "lease")) {
+    close(open_file(file));
+    int fd = open(file, O_RDONLY);
+    if (fd < 0 || fcntl(fd, F_SETLEASE, F_RDLCK)) die("F_SETLEASE");
   } else if (!strcmp(mode, "mlock")) {
     static char page[4096] __attribute__((aligned(4096)));
     if (mlock(page, sizeof page)) die("mlock");

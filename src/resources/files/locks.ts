@@ -15,7 +15,8 @@ const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
 const F_SETLK = 6, F_OFD_SETLK = 37;
 const FLOCK_SIZE = 32; // struct flock: l_type, l_whence, l_start@8, l_len@16, l_pid@24
 
-export interface HeldLock { flag: number; type: number; start: bigint; len: bigint; key: string }
+/** `pid`: who took it (-1 for an OFD lock, which belongs to the open file alone). */
+export interface HeldLock { flag: number; type: number; start: bigint; len: bigint; pid: number; key: string }
 
 /**
  * One `lock:` line ("1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"), or why it cannot be
@@ -31,7 +32,16 @@ export function parseLockLine(line: string): HeldLock | string {
   if (f[3] !== 'READ' && f[3] !== 'WRITE') return `it holds a lock of type ${f[3]} (${key})`;
   const start = BigInt(f[6]);
   const len = f[7] === 'EOF' ? 0n : BigInt(f[7]) + 1n - start;
-  return { flag, type: f[3] === 'WRITE' ? F_WRLCK : F_RDLCK, start, len, key };
+  return { flag, type: f[3] === 'WRITE' ? F_WRLCK : F_RDLCK, start, len, pid: Number(f[4]), key };
+}
+
+/**
+ * Why a lock an fd of the tree shows cannot be saved: one taken by a process outside the tree
+ * on an open file it shares would still be held there, and the restored one would clash.
+ */
+export function checkLockOwner(l: HeldLock, treeIds: ReadonlySet<number>): string | undefined {
+  if (l.pid > 0 && !treeIds.has(l.pid)) return `its lock was taken by ${l.pid}, outside the tree (${l.key})`;
+  return undefined;
 }
 
 /** The key of a /proc/locks line, to match it with the fdinfo line of the same lock. */
