@@ -58,12 +58,13 @@ export const FEATURES: Feature[] = [
     probe: () => ok(() => withSeizedHelper((t) => ptrace(PTRACE.SETOPTIONS, t.tid, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP))),
   },
   { name: 'seccomp_filters', what: 'seccomp filters read by PTRACE_SECCOMP_GET_FILTER', probe: () => /^Seccomp_filters:/m.test(fs.readFileSync('/proc/self/status', 'utf8')) },
+  { name: 'fdinfo_lock', what: 'file locks in /proc/PID/fdinfo (--file-locks)', probe: () => kernelAtLeast(4, 1) },
   { name: 'timer_cr_ids', what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)', probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)) },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...([
     ['mnt_id', 'mount ids of files (mount namespaces)'], ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
     ['aio_remap', 'AIO rings'], ['tun', 'tun/tap devices'], ['tun_ns', 'tun/tap devices in network namespaces'],
-    ['userns', 'user namespaces'], ['fdinfo_lock', 'file locks (--file-locks)'], ['loginuid', 'restoring the login uid'], ['cgroupns', 'cgroup namespaces'],
+    ['userns', 'user namespaces'], ['loginuid', 'restoring the login uid'], ['cgroupns', 'cgroup namespaces'],
     ['autofs', 'autofs mounts'], ['tcp_half_closed', 'half-closed TCP connections'], ['compat_cr', '32-bit (compat) tasks'],
     ['uffd', 'lazy pages (userfaultfd)'], ['uffd-noncoop', 'lazy pages of trees that fork (userfaultfd events)'],
     ['can_map_vdso', 'mapping the vDSO by arch_prctl (criu-ts moves it with mremap)'], ['sk_ns', 'sockets of other network namespaces'],
