@@ -171,6 +171,9 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.imgs.verifying?.join();
     faultPoint('restore-release');
   },
+  LEASES: (ctx) => {
+    for (const l of liveTasks(ctx)) restoreFileLocks(l.leader, l.area, fileLocksOf(ctx, l.plan.pid), ctx.req.log, true);
+  },
   ZOMBIES: (ctx) => {
     for (const t of ctx.tasks) {
       if (!t.zombie) continue;
@@ -200,6 +203,8 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     for (const l of liveTasks(ctx)) for (const tid of l.threads.keys()) restoreAffinity(tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
   },
 };
+
+const fileLocksOf = (ctx: Ctx, pid: number) => ctx.imgs.all(IMG.FILE_LOCKS).map((e) => e.entry).filter((e) => e.pid === pid);
 
 function liveTask(ctx: Ctx, pid: number): Live {
   const l = ctx.live.get(pid);
@@ -351,8 +356,8 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
-  const locks = ctx.imgs.all(IMG.FILE_LOCKS).map((e) => e.entry).filter((e) => e.pid === t.pid);
-  if (locks.length) step(ctx.req.log, `task ${t.pid}: ${locks.length} file lock(s) from filelocks.img`);
+  const locks = fileLocksOf(ctx, t.pid);
+  if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
   restoreFileLocks(stub, area, locks, ctx.req.log);
   restoreTimersAndLimits(stub, area, t.tc, ctx.req.log);
 

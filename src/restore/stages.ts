@@ -31,6 +31,10 @@ export const RESTORE_STAGES = [
       + 'the page data checksum is awaited, so that nothing runs before its pages are known to be intact.',
   },
   {
+    stage: 'LEASES',
+    why: 'File leases once criu-ts\'s own fds are closed: a write lease is granted only on a file open nowhere else.',
+  },
+  {
     stage: 'ZOMBIES',
     why: 'Zombies exit the way they did before any task of the tree runs, so that their parents find them as dumped.',
   },

@@ -31,7 +31,7 @@ const REFUSALS: Refusal[] = [
   { mode: 'flock', line: /fd \d+ \(.*flock\.lock\): it holds a file lock \(.*FLOCK/, still: lockedBy },
   { mode: 'posixlock', line: /fd \d+ \(.*posixlock\.lock\): it holds a file lock \(.*POSIX/, still: lockedBy },
   { mode: 'ofdlock', line: /fd \d+ \(.*ofdlock\.lock\): it holds a file lock \(.*OFDLCK/, still: () => locks().includes('OFDLCK') },
-  { mode: 'lease', args: ['--file-locks'], line: /fd \d+ \(.*lease\.lock\): it holds a lease \(LEASE/, still: lockedBy },
+  { mode: 'lease', args: ['--file-locks'], line: /fd \d+ \(.*lease\.lock\): it holds a lease being broken \(LEASE/, still: lockedBy },
   { mode: 'mlock', line: /memory at 0x[0-9a-f]+-0x[0-9a-f]+.*: it is locked in memory \(mlock\)/, still: (pid) => procStatus(pid)!.VmLck !== '0 kB' },
   { mode: 'pipedirect', line: /fd \d+ \(pipe:\[\d+\]\): a pipe with O_DIRECT/, still: () => true },
   { mode: 'timens', line: /namespaces: it creates its children in another time namespace/, still: () => true },

@@ -104,11 +104,11 @@ function tryLock(kind: 'flock' | 'posix' | 'ofd', file: string, start = 0, len =
   return r.status ?? -1;
 }
 
-e2e('flock, POSIX and OFD locks come back with --file-locks and still exclude others; without it the dump is refused', async (c) => {
+e2e('flock, POSIX and OFD locks and a lease come back with --file-locks and still exclude others; without it the dump is refused', async (c) => {
   const t = startTarget([workload('flocks'), c.dir], { logFile: join(c.dir, 'flocks.log') });
   const child = Number(parseKV((await waitForLine(t.log, /^ready /, 5000)).line).child);
-  const locks0 = fdLocks(t.pid, [3, 4, 5]);
-  assert.equal(locks0.length, 4, `four locks: ${locks0.join('; ')}`);
+  const locks0 = fdLocks(t.pid, [3, 4, 5, 6]);
+  assert.equal(locks0.length, 5, `four locks and a lease: ${locks0.join('; ')}`);
   const f = (n: string) => join(c.dir, n);
   assert.deepEqual([tryLock('flock', f('flock')), tryLock('posix', f('posix')), tryLock('posix', f('posix'), 200), tryLock('ofd', f('ofd'), 15)], [1, 1, 1, 1], 'each lock excludes before the dump');
   assert.equal(tryLock('posix', f('posix'), 50), 0, 'bytes 10-99 are free');
@@ -124,9 +124,9 @@ e2e('flock, POSIX and OFD locks come back with --file-locks and still exclude ot
 
   const img = c.subdir('img');
   dumpAndReap(t.pid, img, ['--file-locks']);
-  assert.equal(readMessages(join(img, 'filelocks.img'), 'file_lock_entry').length, 4, 'the shared flock is saved once');
+  assert.equal(readMessages(join(img, 'filelocks.img'), 'file_lock_entry').length, 5, 'the shared flock is saved once');
   restoreDetached(img, t.pid, ['--file-locks']);
-  assert.deepEqual(fdLocks(t.pid, [3, 4, 5]), locks0, 'the same locks, held by the same task');
+  assert.deepEqual(fdLocks(t.pid, [3, 4, 5, 6]), locks0, 'the same locks and lease, held by the same task');
   assert.deepEqual([tryLock('flock', f('flock')), tryLock('posix', f('posix')), tryLock('posix', f('posix'), 200), tryLock('ofd', f('ofd'), 15)], [1, 1, 1, 1], 'each lock still excludes');
   assert.equal(tryLock('posix', f('posix'), 50), 0, 'bytes 10-99 are still free');
   assert.ok(fdLocks(child, [3]).length === 1, 'the child still shares the flock');

@@ -5,7 +5,7 @@
 //   flock      flock(LOCK_EX) on FILE
 //   posixlock  an fcntl(F_SETLK) write lock on FILE
 //   ofdlock    an open-file-description lock (F_OFD_SETLK) on FILE
-//   lease      a read lease (F_SETLEASE) on FILE
+//   lease      a read lease (F_SETLEASE) on FILE being broken: a child waits to open it for writing
 //   mlock      a locked page (mlock)
 //   pipedirect a packet-mode pipe (pipe2(O_DIRECT))
 //   timens     children would be born in a new time namespace (unshare(CLONE_NEWTIME))
@@ -75,6 +75,18 @@ int main(int argc, char **argv) {
     close(open_file(file));
     int fd = open(file, O_RDONLY);
     if (fd < 0 || fcntl(fd, F_SETLEASE, F_RDLCK)) die("F_SETLEASE");
+    signal(SIGIO, SIG_IGN);
+    if (fork() == 0) { open(file, O_WRONLY); _exit(0); }
+    for (int i = 0; i < 500; i++) {
+      char path[64], buf[4096] = "";
+      snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+      FILE *f = fopen(path, "r");
+      size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+      if (f) fclose(f);
+      buf[n] = 0;
+      if (strstr(buf, "BREAKING")) break;
+      usleep(10000);
+    }
   } else if (!strcmp(mode, "mlock")) {
     static char page[4096] __attribute__((aligned(4096)));
     if (mlock(page, sizeof page)) die("mlock");

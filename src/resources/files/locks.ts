@@ -1,7 +1,8 @@
 // File locks held through the tree's fds (`--file-locks`, as in CRIU): flock, POSIX (fcntl)
-// and OFD locks, in CRIU's filelocks.img (file_lock_entry). A lock is read from the fdinfo
-// `lock:` lines of the fd it was taken through, and taken again after restore through the
-// same fd, in the task that held it. Leases and locks no fd of the tree shows stay refused.
+// and OFD locks and active leases, in CRIU's filelocks.img (file_lock_entry). A lock is read
+// from the fdinfo `lock:` lines of the fd it was taken through, and taken again after restore
+// through the same fd, in the task that held it. A lease being broken, and locks no fd of the
+// tree shows, stay refused.
 import { readFdinfo } from '../../proc/index.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { CriuError } from '../../errors.ts';
@@ -9,10 +10,10 @@ import type { Logger, Message, MessageInput } from '../types.ts';
 
 /** file_lock_entry.flag, as CRIU numbers the kinds. */
 export const FL = { POSIX: 1, FLOCK: 2, OFD: 4, LEASE: 8 } as const;
-const KIND: Readonly<Record<string, number>> = { POSIX: FL.POSIX, FLOCK: FL.FLOCK, OFDLCK: FL.OFD };
+const KIND: Readonly<Record<string, number>> = { POSIX: FL.POSIX, FLOCK: FL.FLOCK, OFDLCK: FL.OFD, LEASE: FL.LEASE };
 const F_RDLCK = 0, F_WRLCK = 1;
 const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
-const F_SETLK = 6, F_OFD_SETLK = 37;
+const F_SETLK = 6, F_OFD_SETLK = 37, F_SETLEASE = 1024;
 const FLOCK_SIZE = 32; // struct flock: l_type, l_whence, l_start@8, l_len@16, l_pid@24
 
 /** `pid`: who took it (-1 for an OFD lock, which belongs to the open file alone). */
@@ -27,8 +28,9 @@ export function parseLockLine(line: string): HeldLock | string {
   const key = f.slice(1).join(' ');
   if (f[1] === '->') return `it waits for a lock (${key})`;
   const flag = KIND[f[1]];
-  if (flag === undefined) return `it holds a ${f[1] === 'LEASE' || f[1] === 'DELEG' ? 'lease' : `${f[1]} lock`} (${key})`;
-  if (f[2] !== 'ADVISORY') return `it holds a ${f[2].toLowerCase()} lock (${key})`;
+  if (f[1] === 'LEASE' && f[2] !== 'ACTIVE') return `it holds a lease being broken (${key})`;
+  if (flag === undefined) return `it holds a ${f[1] === 'DELEG' ? 'delegation' : `${f[1]} lock`} (${key})`;
+  if (f[2] !== 'ADVISORY' && f[1] !== 'LEASE') return `it holds a ${f[2].toLowerCase()} lock (${key})`;
   if (f[3] !== 'READ' && f[3] !== 'WRITE') return `it holds a lock of type ${f[3]} (${key})`;
   const start = BigInt(f[6]);
   const len = f[7] === 'EOF' ? 0n : BigInt(f[7]) + 1n - start;
@@ -69,15 +71,20 @@ export function dumpFileLocks(pid: number, ids: ReadonlyMap<number, number>, see
   return out;
 }
 
+const NAMES: Readonly<Record<number, string>> = { [FL.POSIX]: 'POSIX lock', [FL.FLOCK]: 'flock', [FL.OFD]: 'OFD lock', [FL.LEASE]: 'lease' };
+
 /**
- * The task's locks taken again through its fds, without waiting: a lock someone outside the
- * tree took meanwhile fails the restore with what it is.
+ * The task's locks (or with `leases`, its leases) taken again through its fds, without
+ * waiting: a lock someone outside the tree took meanwhile fails the restore with what it is.
+ * A lease comes once criu-ts holds the file open no more: a write lease needs it open nowhere else.
  */
-export function restoreFileLocks(t: Tracee, area: InjectionArea, locks: readonly Message<'file_lock_entry'>[], log: Logger): void {
-  for (const l of locks) {
-    const what = `${l.flag === FL.FLOCK ? 'flock' : l.flag === FL.OFD ? 'OFD lock' : 'POSIX lock'} on fd ${l.fd}`;
+export function restoreFileLocks(t: Tracee, area: InjectionArea, all: readonly Message<'file_lock_entry'>[], log: Logger, leases = false): void {
+  for (const l of all.filter((x) => (x.flag === FL.LEASE) === leases)) {
+    const what = `${NAMES[l.flag] ?? `lock of kind ${l.flag}`} on fd ${l.fd}`;
     let r: bigint;
-    if (l.flag === FL.FLOCK) {
+    if (l.flag === FL.LEASE) {
+      r = t.syscallRaw('fcntl', l.fd, F_SETLEASE, l.type);
+    } else if (l.flag === FL.FLOCK) {
       r = t.syscallRaw('flock', l.fd, (l.type === F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB);
     } else if (l.flag === FL.POSIX || l.flag === FL.OFD) {
       area.reset();
