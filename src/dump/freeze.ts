@@ -5,6 +5,7 @@ import { listThreads, listChildren, readStat, readStatus } from '../proc/index.t
 import { PTRACE, PTRACE_O, SysError, ptrace } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
+import { checkInterrupt } from '../interrupt.ts';
 import type { CgroupFreezer } from './cgfreezer.ts';
 
 export const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
@@ -91,6 +92,7 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
   const visit = (pid: number, ppid: number): void => {
     if (seen.has(pid)) return;
     seen.add(pid);
+    checkInterrupt();
     let stat;
     try { stat = readStat(pid); } catch { return; }
     if (stat.state === 'Z' || stat.state === 'X') {
