@@ -4,7 +4,7 @@ import { parseLockLine, checkLockOwner, procLocksKey, FL } from '../../src/resou
 import { checkPosixTimer } from '../../src/resources/posix-timers.ts';
 import { parseTimers } from '../../src/proc/index.ts';
 
-test('lock lines of fdinfo: kind, type, range, owner; leases, waiters and mandatory locks are not saved', () => {
+test('lock lines of fdinfo: kind, type, range, owner; leases being broken, waiters and mandatory locks are not saved', () => {
   const w = parseLockLine('1: POSIX  ADVISORY  WRITE 1234 fe:00:5678 0 9');
   assert.ok(typeof w !== 'string');
   assert.deepEqual([w.flag, w.type, w.start, w.len, w.pid], [FL.POSIX, 1, 0n, 10n, 1234]);
@@ -12,7 +12,10 @@ test('lock lines of fdinfo: kind, type, range, owner; leases, waiters and mandat
   assert.ok(typeof r !== 'string');
   assert.deepEqual([r.flag, r.type, r.start, r.len, r.pid], [FL.OFD, 0, 100n, 0n, -1]);
   assert.equal(r.key, procLocksKey('7: OFDLCK ADVISORY  READ -1 fe:00:5678 100 EOF'), 'the same lock in /proc/locks');
-  assert.match(String(parseLockLine('1: LEASE  ACTIVE    READ 1 fe:00:1 0 EOF')), /^it holds a lease/);
+  const l = parseLockLine('1: LEASE  ACTIVE    WRITE 1 fe:00:1 0 EOF');
+  assert.ok(typeof l !== 'string');
+  assert.deepEqual([l.flag, l.type, l.start, l.len], [FL.LEASE, 1, 0n, 0n]);
+  assert.match(String(parseLockLine('1: LEASE  BREAKING  READ 1 fe:00:1 0 EOF')), /^it holds a lease being broken/);
   assert.match(String(parseLockLine('1: -> FLOCK  ADVISORY  WRITE 1 fe:00:1 0 EOF')), /^it waits/);
   assert.match(String(parseLockLine('1: FLOCK  MSNFS  WRITE 1 fe:00:1 0 EOF')), /msnfs lock/);
   const f = parseLockLine('1: FLOCK  ADVISORY  WRITE 99 fe:00:1 0 EOF');
