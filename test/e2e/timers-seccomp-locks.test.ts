@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, readLines, waitForLine, waitFor, parseKV, assertRunningFree } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
@@ -100,7 +100,7 @@ function tryLock(kind: 'flock' | 'posix' | 'ofd', file: string, start = 0, len =
     posix: `fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, ${len}, ${start})`,
     ofd: `fcntl.fcntl(f, fcntl.F_OFD_SETLK, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, ${start}, ${len}, 0))`,
   }[kind];
-  const r = spawnSync('python3', ['-c', `import fcntl, struct, sys\nf = open(sys.argv[1], 'r+')\ntry:\n  ${code}\nexcept OSError:\n  sys.exit(1)`, file]);
+  const r = spawnSync('/usr/bin/python3', ['-c', `import fcntl, struct, sys\nf = open(sys.argv[1], 'r+')\ntry:\n  ${code}\nexcept OSError:\n  sys.exit(1)`, file]);
   return r.status ?? -1;
 }
 
@@ -158,4 +158,44 @@ e2e('an sqlite3 shell holding a write lock is restored with --file-locks and its
   } finally {
     closeSync(w);
   }
+});
+
+// A real program sandboxes itself: python3 installs, through ctypes, a filter that makes
+// getpgid fail with EACCES, then reports what os.getpgid does.
+const SANDBOXED_PY = `
+import ctypes, os, struct, sys, time
+nr = {'x86_64': 121, 'aarch64': 155}[os.uname().machine]
+code = [(0x20, 0, 0, 0), (0x15, 0, 1, nr), (0x06, 0, 0, 0x00050000 | 13), (0x06, 0, 0, 0x7fff0000)]
+insns = b''.join(struct.pack('HBBI', *i) for i in code)
+buf = ctypes.create_string_buffer(insns)
+prog = struct.pack('HxxxxxxQ', len(code), ctypes.addressof(buf))
+pbuf = ctypes.create_string_buffer(prog)
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.prctl(22, 2, ctypes.c_void_p(ctypes.addressof(pbuf)), 0, 0) == 0, ctypes.get_errno()
+print('ready', flush=True)
+while True:
+    try:
+        os.getpgid(0)
+        print('tick allowed', flush=True)
+    except OSError as e:
+        print('tick errno=%d' % e.errno, flush=True)
+    time.sleep(0.05)
+`;
+
+e2e('python3 that put itself in a seccomp sandbox is still sandboxed after restore', async (c) => {
+  const script = join(c.dir, 'sandboxed.py');
+  writeFileSync(script, SANDBOXED_PY);
+  const t = startTarget(['/usr/bin/python3', script], { logFile: join(c.dir, 'py.log') });
+  await waitForLine(t.log, /^tick errno=13$/, 10_000);
+  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), '2');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const mark = readLines(t.log).length;
+  restoreDetached(img, t.pid);
+  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), '2', 'Seccomp: 2 after restore');
+  await waitFor(() => readLines(t.log).slice(mark).filter((l) => l.startsWith('tick ')).length >= 3, 5000, 'ticks after restore');
+  assert.deepEqual([...new Set(readLines(t.log).slice(mark).filter((l) => l.startsWith('tick ')))], ['tick errno=13'], 'getpgid is still denied');
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
 });
