@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat, readLink } from '../proc/index.ts';
-import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
+import { kill, waitpid, clockGettime, WALL, SIG, getpid, pidfdOpen, close } from '../kernel/index.ts';
 import { InjectionArea, vdsoSyscallInsn, isInjectionArea, colocate, endColocation, unsafeWindow, INJECTION_SIGMASK } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
@@ -16,9 +16,9 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
 import { dumpFileLocks } from '../resources/files/locks.ts';
-import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
+import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
@@ -44,6 +44,8 @@ export interface DumpRequest {
   freezeCgroup?: string;
   /** Save the file locks the tree holds (--file-locks); without it they refuse the dump. */
   fileLocks?: boolean;
+  /** --ext-unix-sk: datagram sockets may be connected to a named socket outside the tree. */
+  extUnixSk?: boolean;
 }
 
 export interface DumpResult {
@@ -198,7 +200,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = collectAndWrite(req, tasks, imgs);
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs));
     faultPoint('write-images');
     // The last safe point: past it, the dump completes.
     checkInterrupt(true);
@@ -242,8 +244,11 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   const shared: Shared = {
     seccomp: new SeccompDump(), locksSeen: new Set(), live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
-      log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      log: req.log, shellJob: req.shellJob, extUnixSk: !!req.extUnixSk, kinds: new Map(),
+      addFile: (make) => { const id = files.newId(); files.add(make(id)); return id; }, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       memfdInode: (link) => objects.memfdInode(link),
+      fileId: (pid, fd) => { const pidfd = pidfdOpen(pid); try { return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id; } finally { close(pidfd); } },
+      treePids: live.map((t) => t.pid), netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },

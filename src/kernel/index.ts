@@ -1,5 +1,6 @@
 export * from './constants.ts';
 export * from './syscalls.ts';
+export * from './socket.ts';
 export { SysError, errnoName, errnoCode } from './errors.ts';
 export { posixSpawn, addressOf, catchSignalOnce, signalCaught, defaultSignal, type SpawnFd } from './ffi.ts';
 export { arch, sysnr, type Arch, type SyscallName } from './arch/index.ts';

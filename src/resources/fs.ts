@@ -1,8 +1,9 @@
 // fs_entry: working directory, root and umask.
 import { AT_FDCWD, O } from '../kernel/index.ts';
-import { CriuError, NotSupportedError } from '../errors.ts';
+import { NotSupportedError } from '../errors.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
+import { openInTask } from '../compel/open.ts';
 import type { ResourceClaims } from './claims.ts';
 import { readLink } from '../proc/index.ts';
 
@@ -39,7 +40,7 @@ export function restoreFs(t: Tracee, area: InjectionArea, e: FsEntry, pathOf: (i
   }
   area.reset();
   const cwd = pathOf(e.cwd_id);
-  const fd = t.syscall('openat', AT_FDCWD, area.putString(cwd), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0);
+  const fd = openInTask(t, area, cwd, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
   try { t.syscall('fchdir', fd); } finally { t.syscallRaw('close', fd); }
   if (e.umask !== undefined) t.syscall('umask', e.umask);
 }

@@ -18,7 +18,7 @@ import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { restorePosixTimers } from '../resources/posix-timers.ts';
 import { restoreFileLocks } from '../resources/files/locks.ts';
-import { openForRestore, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
+import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
@@ -115,6 +115,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
         log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
         entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
+        fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
       },
     };
     for (const { stage } of RESTORE_STAGES) {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, linkSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, runCriu, assertCleanError, assertRunningFree, killAndReap, adopt } from '../lib/proc.ts';
+import { e2e, assertCleanError, assertRunningFree, killAndReap, adopt } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, startFoundation, waitForCounter } from '../lib/cr.ts';
 
 const VICTIM = 'root-owned secret\n';

@@ -10,6 +10,7 @@ import { isShadowStack, convertShadowStacks } from './shstk.ts';
 import { fillPages } from './fill.ts';
 import { RemoteSysError } from '../../compel/index.ts';
 import type { Logger, Message, PageSource, RestoreTask } from '../types.ts';
+import { openInTask } from '../../compel/open.ts';
 import { NotSupportedError } from '../../errors.ts';
 
 type VmaEntry = Message<'vma_entry'>;
@@ -222,7 +223,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         let fd = fds.get(key);
         if (fd === undefined) {
           t.area.reset();
-          fd = tr.syscall('openat', AT_FDCWD, t.area.putString(path), oflags | O.CLOEXEC, 0);
+          fd = openInTask(tr, t.area, path, oflags | O.CLOEXEC);
           fds.set(key, fd);
         }
         tr.syscall('mmap', start, len, prot, flags, fd, v.pgoff);
@@ -330,13 +331,13 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   t.area.reset();
   const words = fullAuxv(mm);
   const auxv = Buffer.alloc(words.length * 8);
-  words.forEach((w, i) => auxv.writeBigUInt64LE(w, i * 8));
+  words.forEach((w, i) => { auxv.writeBigUInt64LE(w, i * 8); });
   const auxvAddr = t.area.put(auxv);
   // A child cloned from its restored parent has the right exe link already, and may still
   // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).
   let current = '';
   try { current = readLink(t.pid, 'exe'); } catch { /* none */ }
-  const exeFd = current === exePath ? 0xffffffffn : tr.syscall('openat', AT_FDCWD, t.area.putString(exePath), O.RDONLY | O.CLOEXEC, 0);
+  const exeFd = current === exePath ? 0xffffffffn : openInTask(tr, t.area, exePath, O.RDONLY | O.CLOEXEC);
   try {
     const m = prctlMmMap(mm, auxvAddr, auxv.length, Number(exeFd));
     const mapAt = t.area.put(m);
