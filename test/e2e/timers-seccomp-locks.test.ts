@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, readLines, waitForLine, waitFor, parseKV, assertRunningFree } from '../lib/proc.ts';
+import { type E2EContext, type Target, e2e, startTarget, killAndReap, readLines, waitForLine, waitFor, parseKV, assertRunningFree } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { taskTids } from '../lib/tree.ts';
@@ -75,16 +75,23 @@ e2e('a sandboxed program (seccomp filters shared by its threads with TSYNC) is s
   killAndReap(t.pid);
 });
 
-e2e('a task in seccomp strict mode comes back in strict mode and runs on', async (c) => {
-  const t = startTarget([workload('seccompd', ['-lpthread']), '-s'], { logFile: join(c.dir, 'strict.log') });
-  await waitFor(() => readLines(t.log).filter((l) => l.startsWith('tick ')).length >= 2, 5000, 'ticks');
-  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), '1');
+/** Dump and restore `t`, whose seccomp mode must be `mode` on both sides; its "tick" lines since the restore, once there are `n`. */
+async function crSeccomp(c: E2EContext, t: Target, mode: string, n: number): Promise<string[]> {
+  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), mode, 'seccomp mode before the dump');
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   const mark = readLines(t.log).length;
   restoreDetached(img, t.pid);
-  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), '1', 'strict mode after restore');
-  await waitFor(() => readLines(t.log).slice(mark).filter((l) => l.startsWith('tick ')).length >= 2, 10_000, 'ticks after restore');
+  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), mode, 'seccomp mode after restore');
+  const ticks = () => readLines(t.log).slice(mark).filter((l) => l.startsWith('tick '));
+  await waitFor(() => ticks().length >= n, 10_000, 'ticks after restore');
+  return ticks();
+}
+
+e2e('a task in seccomp strict mode comes back in strict mode and runs on', async (c) => {
+  const t = startTarget([workload('seccompd', ['-lpthread']), '-s'], { logFile: join(c.dir, 'strict.log') });
+  await waitFor(() => readLines(t.log).filter((l) => l.startsWith('tick ')).length >= 2, 5000, 'ticks');
+  await crSeccomp(c, t, '1', 2);
   assertRunningFree(t.pid);
   killAndReap(t.pid);
 });
@@ -188,14 +195,7 @@ e2e('python3 that put itself in a seccomp sandbox is still sandboxed after resto
   writeFileSync(script, SANDBOXED_PY);
   const t = startTarget(['/usr/bin/python3', script], { logFile: join(c.dir, 'py.log') });
   await waitForLine(t.log, /^tick errno=13$/, 10_000);
-  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), '2');
-  const img = c.subdir('img');
-  dumpAndReap(t.pid, img);
-  const mark = readLines(t.log).length;
-  restoreDetached(img, t.pid);
-  assert.equal(statusOf(t.pid, t.pid).get('Seccomp'), '2', 'Seccomp: 2 after restore');
-  await waitFor(() => readLines(t.log).slice(mark).filter((l) => l.startsWith('tick ')).length >= 3, 5000, 'ticks after restore');
-  assert.deepEqual([...new Set(readLines(t.log).slice(mark).filter((l) => l.startsWith('tick ')))], ['tick errno=13'], 'getpgid is still denied');
+  assert.deepEqual([...new Set(await crSeccomp(c, t, '2', 3))], ['tick errno=13'], 'getpgid is still denied');
   assertRunningFree(t.pid);
   killAndReap(t.pid);
 });
