@@ -30,7 +30,7 @@ interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean;
+  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean; fileLocks?: boolean;
   extUnixSk?: boolean | string; actionScript?: string[];
 }
 
@@ -68,6 +68,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--no-default-config', desc: 'read no configuration file (none is read anyway)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-R, --leave-running', desc: 'leave the tasks running after the dump', cmds: ['dump'] },
   { flags: '-j, --shell-job', desc: 'the tree is a shell job (its session is outside)', cmds: ['dump', 'restore'] },
+  { flags: '-l, --file-locks', desc: 'dump and restore file locks (flock, POSIX and OFD locks)', cmds: ['dump', 'restore'] },
   { flags: '-x, --ext-unix-sk', desc: 'allow datagram unix sockets connected to a named socket outside the tree', cmds: ['dump', 'restore'] },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
@@ -155,7 +156,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
         const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, actions });
+        const r = dump({
+          pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages,
+          freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, fileLocks: !!o.fileLocks, actions,
+        });
         log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }

@@ -12,11 +12,12 @@ import { CriuError, faultPoint } from '../errors.ts';
 import { checkInterrupt, hangPoint } from '../interrupt.ts';
 import {
   freezeSnapshot, dumpCoreEntry, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
-  checkSessions, checkSharing, dumpPdeathSig, dumpAffinity, type FrozenThread,
+  checkSessions, checkSharing, dumpPdeathSig, dumpAffinity, SeccompDump, type FrozenThread,
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
 import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
@@ -42,6 +43,8 @@ export interface DumpRequest {
   pages?: PagesCodecOptions;
   /** Freeze with this cgroup's freezer (--freeze-cgroup). */
   freezeCgroup?: string;
+  /** Save the file locks the tree holds (--file-locks); without it they refuse the dump. */
+  fileLocks?: boolean;
   /** --ext-unix-sk: datagram sockets may be connected to a named socket outside the tree. */
   extUnixSk?: boolean;
   /** Action scripts: pre-dump, query-ext-files once frozen, post-dump once the images are written. */
@@ -191,7 +194,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     step(log, 'checking that every piece of state the kernel shows is saved');
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
-    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup });
+    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup, fileLocks: req.fileLocks });
     checkSessions(tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })), req.shellJob);
     for (const t of tasks) {
       if (!isLive(t)) continue;
@@ -239,14 +242,14 @@ function logUnsafeWindow(log: Logger): void {
   log.debug(`unsafe window: ${unsafeWindow.ms.toFixed(3)} ms inside ${unsafeWindow.calls} injected calls`);
 }
 
-interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
+interface Shared { seccomp: SeccompDump; locksSeen: Set<string>; live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
-    live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
+    seccomp: new SeccompDump(), locksSeen: new Set(), live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, extUnixSk: !!req.extUnixSk, kinds: new Map(),
       addFile: (make) => { const id = files.newId(); files.add(make(id)); return id; }, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
@@ -276,7 +279,8 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   for (const e of files.entries) imgs.add(IMG.FILES, e);
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
-  imgs.one(IMG.SECCOMP, {});
+  imgs.one(IMG.SECCOMP, shared.seccomp.entry());
+  if (req.fileLocks) { if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS); else imgs.empty(IMG.FILE_LOCKS); }
   const mono = clockGettime(1), boot = clockGettime(7);
   imgs.one(IMG.TIMENS, 0, {
     monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec }, boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
@@ -326,6 +330,11 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     for (const e of fdinfo) imgs.add(IMG.FDINFO, ids.files_id, e);
     if (fdinfo.length) imgs.closeImage(IMG.FDINFO, ids.files_id);
     else imgs.empty(IMG.FDINFO, ids.files_id);
+    if (req.fileLocks) {
+      const locks = dumpFileLocks(pid, new Map(fdinfo.map((e) => [e.fd, e.id])), sh.locksSeen);
+      if (locks.length) step(log, `task ${pid}: ${locks.length} file lock(s) to filelocks.img`);
+      for (const e of locks) imgs.add(IMG.FILE_LOCKS, e);
+    }
   }
   else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
@@ -334,6 +343,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
 
   const secbits = readSecbits(leader);
   const tc = dumpTaskCore(task, t.snaps[0].sigmask, !!t.stopped);
+  const seccomp = sh.seccomp.collect(pid, t.snaps.map((s) => s.tracee.tid));
   for (const snap of t.snaps) {
     const th = snap.tracee;
     const isLeader = th === leader;
@@ -341,7 +351,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
     const core = dumpCoreEntry(snap, area, sh.cpuFacts, thStatus, secbits, isLeader ? tc : undefined);
     const affinity = dumpAffinity(th);
-    core.thread_core = { ...core.thread_core!, pdeath_sig: dumpPdeathSig(th, area), ...(affinity ? { cpu_affinity: affinity } : {}) };
+    core.thread_core = { ...core.thread_core!, ...seccomp.get(th.tid), pdeath_sig: dumpPdeathSig(th, area), ...(affinity ? { cpu_affinity: affinity } : {}) };
     imgs.one(IMG.CORE, th.tid, core);
   }
   imgs.one(IMG.IDS, pid, {

@@ -12,10 +12,12 @@ import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources
 import {
   SessionRestore, cloneAt, pidInUse, sharingFlags, ALL_SIGNALS, restorePersonality, restoreTimersAndLimits, becomeZombie, cloneThread,
   unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm, restoreThreadCreds, finishThread, finishLeader, releaseThreads,
-  restoreSched, restoreAffinity, restoreTaskProps, restorePdeathSig,
+  restoreSched, restoreAffinity, restoreTaskProps, restorePdeathSig, restoreSeccomp, seccompChain,
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
+import { restorePosixTimers } from '../resources/posix-timers.ts';
+import { restoreFileLocks } from '../resources/files/locks.ts';
 import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
@@ -106,7 +108,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const shmem = new ShmemObjects();
   let ctx: Ctx | undefined;
   try {
-    const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas));
+    const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas), tasks.some((t) => !t.zombie && [...t.threadCores.values()].some((tc) => tc.seccomp_mode)));
     const helperArea = helper.area;
     ctx = {
       req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
@@ -182,12 +184,26 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.imgs.verifying?.join();
     faultPoint('restore-release');
   },
+  LEASES: (ctx) => {
+    for (const l of liveTasks(ctx)) restoreFileLocks(l.leader, l.area, fileLocksOf(ctx, l.plan.pid), ctx.req.log, true);
+  },
   ZOMBIES: (ctx) => {
     for (const t of ctx.tasks) {
       if (!t.zombie) continue;
       const l = liveTask(ctx, t.pid);
       step(ctx.req.log, `task ${t.pid}: becomes a zombie (exit status 0x${t.zombie.exitCode.toString(16)}) as in core-${t.pid}.img`);
       becomeZombie(l.leader, l.area, t.pid, t.zombie);
+    }
+  },
+  SECCOMP: (ctx) => {
+    const image = ctx.imgs.all(IMG.SECCOMP)[0]?.entry;
+    for (const l of liveTasks(ctx)) {
+      for (const [tid, th] of l.threads) {
+        const tc = threadOf(l.plan, tid).threadCore;
+        if (!tc.seccomp_mode) continue;
+        step(ctx.req.log, `task ${l.plan.pid}: seccomp mode ${tc.seccomp_mode} of thread ${tid} from core-${tid}.img and seccomp.img`);
+        restoreSeccomp(th, l.area, tc.seccomp_mode, tc.seccomp_mode === 2 ? seccompChain(image, tc.seccomp_filter ?? 0, tid) : []);
+      }
     }
   },
   PREPARE_RELEASE: (ctx) => { for (const l of liveTasks(ctx).reverse()) prepareRelease(ctx, l, ctx.sharedVm.has(l.plan.pid)); },
@@ -200,6 +216,8 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     for (const l of liveTasks(ctx)) for (const tid of l.threads.keys()) restoreAffinity(tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
   },
 };
+
+const fileLocksOf = (ctx: Ctx, pid: number) => ctx.imgs.all(IMG.FILE_LOCKS).map((e) => e.entry).filter((e) => e.pid === pid);
 
 function liveTask(ctx: Ctx, pid: number): Live {
   const l = ctx.live.get(pid);
@@ -353,6 +371,9 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
+  const locks = fileLocksOf(ctx, t.pid);
+  if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
+  restoreFileLocks(stub, area, locks, ctx.req.log);
   restoreTimersAndLimits(stub, area, t.tc, ctx.req.log);
 
   // Threads come once the memory they run on is back, and with the leader's name, which
@@ -371,6 +392,8 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
   }
+  // POSIX timers once the threads they may signal exist.
+  restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
   restoreTaskProps(stub, t.pid, t.tc);
 }
 

@@ -2,7 +2,7 @@
 export type SyscallName =
   | 'read' | 'write' | 'openat' | 'openat2' | 'unlinkat' | 'close' | 'lseek' | 'mmap' | 'mprotect' | 'munmap' | 'brk' | 'mremap' | 'madvise'
   | 'rt_sigaction' | 'rt_sigprocmask' | 'rt_sigtimedwait' | 'rt_sigqueueinfo' | 'rt_tgsigqueueinfo' | 'sigaltstack'
-  | 'pread64' | 'pwrite64' | 'preadv' | 'pwritev' | 'ioctl' | 'fcntl' | 'dup' | 'dup3' | 'pipe2'
+  | 'pread64' | 'pwrite64' | 'preadv' | 'pwritev' | 'ioctl' | 'fcntl' | 'flock' | 'dup' | 'dup3' | 'pipe2'
   | 'getpid' | 'gettid' | 'getppid' | 'kill' | 'tgkill' | 'exit' | 'exit_group' | 'wait4' | 'waitid'
   | 'chdir' | 'fchdir' | 'chroot' | 'umask' | 'prctl' | 'prlimit64' | 'personality'
   | 'setsid' | 'setpgid' | 'getpgid' | 'getsid' | 'setresuid' | 'setresgid' | 'setgroups' | 'setfsuid' | 'setfsgid'
