@@ -1,5 +1,5 @@
-// Socket calls criu-ts makes on its own descriptors (fresh sockets, or pidfd_getfd copies of
-// a task's): options, names, peeks and sends. Each throws SysError on failure.
+// Socket calls criu-ts makes on inet sockets it holds (fresh ones, or pidfd_getfd copies of a
+// task's): options, names, repair-queue peeks and sends. Each throws SysError on failure.
 import { addressOf, syscall, syscallErr } from './ffi.ts';
 import { sysnr } from './arch/index.ts';
 import { SysError } from './errors.ts';
