@@ -26,6 +26,7 @@ interface Opts {
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
   compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string;
+  tcpEstablished?: boolean; tcpClose?: boolean; skipInFlight?: boolean;
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -66,6 +67,9 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
   { flags: '--encrypt <keyfile>', desc: 'encrypt (dump) or decrypt (restore) the page data with AES-256-GCM (32-byte key, raw or hex)', cmds: ['dump', 'restore'] },
+  { flags: '--tcp-established', desc: 'dump and restore established TCP connections (TCP repair mode)', cmds: ['dump', 'restore'] },
+  { flags: '--tcp-close', desc: 'do not dump established TCP connections: they come back closed', cmds: ['dump', 'restore'] },
+  { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
   { flags: '--pidfile <file>', desc: 'write the pid of the restored root here', cmds: ['restore'] },
   { flags: '--skip-verify', desc: 'do not check the checksum manifest', cmds: ['restore'] },
@@ -135,7 +139,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         if (o.compress !== undefined && o.compress !== 'zstd') fail(`unknown compression ${o.compress}: use zstd`);
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup });
+        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, tcp: tcpMode(o) });
         log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }
@@ -144,7 +148,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         const key = o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined;
         const { restore } = await loadRestore();
         const r = restore({
-          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify,
+          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify, tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
@@ -158,6 +162,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   } finally {
     log.close();
   }
+}
+
+function tcpMode(o: Opts): { established: boolean; close: boolean; skipInFlight: boolean } {
+  return { established: !!o.tcpEstablished, close: !!o.tcpClose, skipInFlight: !!o.skipInFlight };
 }
 
 /** The stack of an unexpected error, with CRIU_TS_DEBUG=1 only: users get one line. */

@@ -15,7 +15,7 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { dumpFds, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
 import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
@@ -38,6 +38,17 @@ export interface DumpRequest {
   pages?: PagesCodecOptions;
   /** Freeze with this cgroup's freezer (--freeze-cgroup). */
   freezeCgroup?: string;
+  /** --tcp-established, --tcp-close, --skip-in-flight */
+  tcp?: TcpMode;
+}
+
+type EndHook = (how: DumpOutcome) => void;
+
+/** The fd kinds' end-of-dump work, last registered first (a socket's repair off before its copy closes). */
+function runEndHooks(hooks: EndHook[], how: DumpOutcome, log: Logger): void {
+  for (const h of hooks.splice(0).reverse()) {
+    try { h(how); } catch (e) { log.error(`at the end of the dump: ${(e as Error).message}`); }
+  }
 }
 
 export interface DumpResult {
@@ -144,6 +155,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const imgs = new ImageSet(req.dir, { pages: req.pages });
   let tasks: Task[] = [];
   let result: DumpResult;
+  const endHooks: EndHook[] = [];
   try {
     const freezer = req.freezeCgroup ? new CgroupFreezer(req.freezeCgroup) : undefined;
     step(log, `freezing the tree of ${pid}${freezer ? ` with the freezer of ${req.freezeCgroup}` : ''} (timeout ${req.timeoutSec} s)`);
@@ -167,7 +179,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = collectAndWrite(req, tasks, imgs);
+    result = collectAndWrite(req, tasks, imgs, endHooks);
     faultPoint('write-images');
     step(log, `writing the images to ${req.dir}`);
     imgs.finish();
@@ -177,14 +189,18 @@ function dumpColocated(req: DumpRequest): DumpResult {
     result.freezingMs = tFrozen - t0;
   } catch (e) {
     imgs.discard();
+    runEndHooks(endHooks, 'failed', log);
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
     throw e;
   }
   step(log, req.leaveRunning ? 'resuming the tree (--leave-running)' : 'killing the tree');
   if (req.leaveRunning) {
+    runEndHooks(endHooks, 'resumed', log);
     for (const t of tasks) if (isLive(t)) thaw(t, log);
+  } else {
+    killTree(tasks);
+    runEndHooks(endHooks, 'killed', log);
   }
-  else killTree(tasks);
   result.frozenMs = performance.now() - t0;
   try { writeDumpStats(req.workDir, result); } catch (e) { log.warn(`cannot write stats-dump: ${(e as Error).message}`); }
   return result;
@@ -192,7 +208,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
 
 interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
 
-function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
+function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
   const objects = new DumpShared(imgs, files);
@@ -200,6 +216,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
     live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      tcp: req.tcp ?? { established: false, close: false, skipInFlight: false }, atEnd: (fn) => { endHooks.push(fn); },
       memfdInode: (link) => objects.memfdInode(link),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
@@ -230,7 +247,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   imgs.one(IMG.INVENTORY, {
     img_version: 2, fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
-    ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
+    ns_per_id: true, lsmtype: 0, ...(req.tcp?.close ? { tcp_close: true } : {}), network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
   });
   return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }

@@ -14,7 +14,7 @@ import {
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
-import { openForRestore, installFds, afterInstall, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
+import { openForRestore, installFds, afterInstall, type RestoreFileCtx, type FileEntry, type TcpMode } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
@@ -34,6 +34,8 @@ export interface RestoreRequest {
   log: Logger;
   /** Where stats-restore goes (default: the images dir). */
   workDir?: string;
+  /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
+  tcp?: TcpMode;
 }
 
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
@@ -109,6 +111,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
+        tcp: { established: !!req.tcp?.established, close: !!req.tcp?.close || !!imgs.one(IMG.INVENTORY).tcp_close, skipInFlight: false },
         entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
       },

@@ -9,6 +9,7 @@ import { ttyFile } from './tty.ts';
 import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
+import { inetFile } from '../net/inet.ts';
 import { kindSession, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message } from '../types.ts';
@@ -16,11 +17,11 @@ import type { FileEntry } from './types.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
-export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions } from './types.ts';
+export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, regFile];
+const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inetFile, regFile];
 
 function probe(pid: number, fd: number): FdProbe {
   const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
