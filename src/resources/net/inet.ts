@@ -38,6 +38,11 @@ export function entryEndpoints(e: InetEntry): { src: Endpoint; dst: Endpoint } {
 
 const int = (fd: number, level: number, opt: number): number => sock.getsockoptInt(fd, level, opt);
 const bool = (fd: number, level: number, opt: number): boolean => int(fd, level, opt) !== 0;
+/** An option some kernels refuse on inet sockets (SO_PASSCRED is unix and netlink only since 6.16). */
+const maybeBool = (fd: number, level: number, opt: number): boolean | undefined => {
+  const v = sock.getsockoptIntMaybe(fd, level, opt);
+  return v === undefined ? undefined : v !== 0;
+};
 
 function timeo(fd: number, opt: number): [bigint, bigint] {
   const b = sock.getsockoptBuf(fd, SOL.SOCKET, opt, 16);
@@ -58,8 +63,8 @@ function dumpSkOpts(fd: number, where: string): SkOpts {
     so_snd_tmo_sec: sndSec, so_snd_tmo_usec: sndUsec, so_rcv_tmo_sec: rcvSec, so_rcv_tmo_usec: rcvUsec,
     reuseaddr: bool(fd, SOL.SOCKET, SO.REUSEADDR), so_reuseport: bool(fd, SOL.SOCKET, SO.REUSEPORT),
     so_priority: int(fd, SOL.SOCKET, SO.PRIORITY), so_rcvlowat: int(fd, SOL.SOCKET, SO.RCVLOWAT),
-    so_mark: int(fd, SOL.SOCKET, SO.MARK), so_passcred: bool(fd, SOL.SOCKET, SO.PASSCRED),
-    so_passsec: bool(fd, SOL.SOCKET, SO.PASSSEC), so_dontroute: bool(fd, SOL.SOCKET, SO.DONTROUTE),
+    so_mark: int(fd, SOL.SOCKET, SO.MARK), so_passcred: maybeBool(fd, SOL.SOCKET, SO.PASSCRED),
+    so_passsec: maybeBool(fd, SOL.SOCKET, SO.PASSSEC), so_dontroute: bool(fd, SOL.SOCKET, SO.DONTROUTE),
     so_no_check: bool(fd, SOL.SOCKET, SO.NO_CHECK), so_broadcast: bool(fd, SOL.SOCKET, SO.BROADCAST),
     so_keepalive: bool(fd, SOL.SOCKET, SO.KEEPALIVE), so_oobinline: int(fd, SOL.SOCKET, SO.OOBINLINE),
     ...(linger.readInt32LE(0) ? { so_linger: linger.readInt32LE(4) } : {}),
@@ -197,22 +202,37 @@ function dumpInet(p: { pid: number; fd: number; ino: number; flags: number }, id
   return e;
 }
 
+/**
+ * Bind to the dumped address. The old socket's TIME_WAIT children may still hold the port,
+ * and they keep the reuse flags they had: a TCP socket in repair mode binds regardless
+ * (SK_FORCE_REUSE), and leaves repair before it listens.
+ */
+function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
+  const freebind = e.family === AF.INET6 && e.ip_opts?.freebind !== true;
+  const repair = e.proto === IPPROTO.TCP;
+  if (freebind) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 1);
+  if (repair) sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, 1);
+  try {
+    sock.bind(fd, sockaddr(src));
+  } finally {
+    if (repair) sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, -1);
+    if (freebind) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 0);
+  }
+}
+
 function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
   const where = `inet socket ${e.id} (ino ${e.ino})`;
   const fd = ctx.keep(sock.socket(e.family, e.type | sock.SOCK.CLOEXEC, e.proto));
   if (e.v6only) sock.setsockoptInt(fd, SOL.IPV6, IPV6.V6ONLY, 1);
   // Bound on top of the old socket's leftovers (TIME_WAIT, a listener's port); the task's
-  // own SO_REUSEADDR comes back last.
+  // own SO_REUSEADDR and SO_REUSEPORT come back last.
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);
+  sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEPORT, 1);
   const { src, dst } = entryEndpoints(e);
   if (e.proto === IPPROTO.TCP && isConnection(e.state)) {
     restoreConnection(fd, e, { src, dst }, where, ctx);
   } else {
-    if (e.src_port || e.state === TCP_STATE.LISTEN) {
-      if (e.family === AF.INET6 && e.ip_opts?.freebind !== true) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 1);
-      sock.bind(fd, sockaddr(src));
-      if (e.family === AF.INET6 && e.ip_opts?.freebind !== true) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 0);
-    }
+    if (e.src_port || e.state === TCP_STATE.LISTEN) bindBack(fd, e, src);
     if (e.state === TCP_STATE.LISTEN) sock.listen(fd, e.backlog);
     else if (e.dst_port) sock.connect(fd, sockaddr(dst));
   }
