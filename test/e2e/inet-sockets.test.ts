@@ -10,8 +10,8 @@ import dgram from 'node:dgram';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, assertCleanError, assertRunningFree, waitForLine, lastCounter, readLines, sleep, SLOW } from '../lib/proc.ts';
-import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { e2e, startTarget, killAndReap, assertCleanError, assertRunningFree, assertOk, adopt, waitExit, waitForLine, lastCounter, readLines, sleep, SLOW } from '../lib/proc.ts';
+import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
 /** A base port for this run, clear of the ephemeral range (32768-60999). */
@@ -158,17 +158,21 @@ e2e('--tcp-close: an established connection comes back closed; --skip-in-flight 
   const img = c.subdir('img');
   dumpAndReap(client.pid, img, ['--tcp-close']);
   assert.ok(!readLines(join(img, 'dump.log')).some((l) => /tcp-stream/.test(l)), 'no stream saved');
-  restoreDetached(img, client.pid, ['--tcp-close']);
-  // The client finds its socket closed: its next send fails.
-  await waitForLine(client.log, /^ERR send/, 5000 * SLOW);
+  // The peer saw the connection end when the client was killed; the restored client finds
+  // its socket closed, and its next send fails.
+  await waitForLine(peer.log, /^ERR/, 5000 * SLOW);
+  const from = readLines(client.log).length;
+  adopt(client.pid);
+  assertOk(restore(img, ['-d', '--tcp-close']));
+  assert.equal((await waitExit(client.pid, 5000 * SLOW))?.code, 4);
+  assert.match(readLines(client.log).slice(from).join('\n'), /^ERR send: (Broken pipe|Transport endpoint is not connected)/m);
   killAndReap(peer.pid);
 
   // A listener with a connection nobody accepted yet: refused, or dropped on request.
   const b = base(4);
   const srv = startTarget([workload('inetsrv'), String(b)], { logFile: join(c.dir, 'inetsrv.log') });
   await waitForLine(srv.log, /^i=1 ok/);
-  const sigstop = () => execFileSync('kill', ['-STOP', String(srv.pid)]);
-  sigstop();
+  execFileSync('kill', ['-STOP', String(srv.pid)]);
   const pending = net.connect({ port: b, host: '127.0.0.1' });
   pending.on('error', () => {});
   await new Promise((r) => pending.on('connect', r));
@@ -177,7 +181,9 @@ e2e('--tcp-close: an established connection comes back closed; --skip-in-flight 
   const img2 = c.subdir('skip');
   dumpAndReap(srv.pid, img2, ['--skip-in-flight']);
   pending.destroy();
-  restoreDetached(img2, srv.pid);
+  // It was dumped stopped, and comes back stopped.
+  adopt(srv.pid);
+  assertOk(restore(img2, ['-d']));
   execFileSync('kill', ['-CONT', String(srv.pid)]);
   await checkServer(b, srv.log);
   killAndReap(srv.pid);
