@@ -3,6 +3,7 @@
 // A log file is truncated when opened, as CRIU's is. Lines from level 3 on carry the time since
 // start, in seconds, as CRIU's do.
 import fs from 'node:fs';
+import { createImage } from './images/open.ts';
 import type { Logger } from './resources/types.ts';
 
 export class LevelLogger implements Logger {
@@ -13,7 +14,7 @@ export class LevelLogger implements Logger {
   private current?: string;
   constructor(level: number, file?: string) {
     this.level = level;
-    this.fd = file ? fs.openSync(file, 'w', 0o600) : 2;
+    this.fd = file ? createImage(file) : 2;
   }
   private out(lvl: number, tag: string, msg: string): void {
     if (lvl > this.level) return;

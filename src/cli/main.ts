@@ -8,7 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { setChildSubreaper, openBeneath } from '../kernel/index.ts';
 import { LevelLogger, writeLogLine } from '../log.ts';
 import { CriuError } from '../errors.ts';
-import { ImageError, readKeyFile, setImageOpener } from '../images/index.ts';
+import { ImageError, readKeyFile, setImageOpener, checkDumpDir, checkRestoreDir, UntrustedDirError } from '../images/index.ts';
 // Each command loads only its own modules: start-up time is most of a small dump.
 const loadDump = () => import('../dump/dump.ts');
 const loadRestore = () => import('../restore/restore.ts');
@@ -25,7 +25,7 @@ interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string;
+  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean;
   tcpEstablished?: boolean; tcpClose?: boolean; skipInFlight?: boolean;
 }
 
@@ -66,7 +66,9 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
-  { flags: '--encrypt <keyfile>', desc: 'encrypt (dump) or decrypt (restore) the page data with AES-256-GCM (32-byte key, raw or hex)', cmds: ['dump', 'restore'] },
+  { flags: '--encrypt <keyfile>', desc: 'seal every image with AES-256-GCM and authenticate the manifest (dump), or require that (restore); 32-byte key, raw or hex', cmds: ['dump', 'restore'] },
+  { flags: '--force', desc: 'dump into a directory that another user owns or can write', cmds: ['dump'] },
+  { flags: '--trust-images', desc: 'restore as root images that another user owns or can write', cmds: ['restore'] },
   { flags: '--tcp-established', desc: 'dump and restore established TCP connections (TCP repair mode)', cmds: ['dump', 'restore'] },
   { flags: '--tcp-close', desc: 'do not dump established TCP connections: they come back closed', cmds: ['dump', 'restore'] },
   { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
@@ -123,7 +125,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   const logFile = o.logFile && o.logFile !== '-' ? path.resolve(workDir, o.logFile) : undefined;
   // The log goes into the images dir by default: a restore from a missing one creates nothing.
   if (cmd === 'restore' && !fs.existsSync(imagesDir)) fail(`images directory ${imagesDir} does not exist`);
-  if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
+  // Before anything is written there (the log): a directory someone else controls is refused.
+  if (cmd === 'dump') for (const d of new Set([imagesDir, workDir])) checkDumpDir(d, !!o.force);
+  if (cmd === 'restore') checkRestoreDir(imagesDir, fs.readdirSync(imagesDir), !!o.trustImages);
+  if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const log = new LevelLogger(level, logFile);
   try {
     log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid}`);
@@ -217,7 +222,7 @@ export async function main(argv: string[]): Promise<number> {
     const msg = e instanceof CommanderError ? e.message.replace(/^error: /, '') : messageOf(e);
     // The harness reads the log even when the command line was refused: it must exist.
     const logFile = logPathOf(parsed);
-    if (logFile) writeLogLine(logFile, parsed.level, msg);
+    if (logFile && !(e instanceof UntrustedDirError)) writeLogLine(logFile, parsed.level, msg);
     process.stderr.write(`${msg}\n`);
     return 1;
   }

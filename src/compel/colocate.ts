@@ -25,6 +25,9 @@ export function colocate(): void {
   }
 }
 
+/** The tracing thread's affinity before it was pinned (what a task cloned under our control gets); undefined when not pinned. */
+export function tracerAffinity(): Buffer | undefined { return pin?.tracerHome; }
+
 /** Give the tracing thread its own affinity back. */
 export function endColocation(): void {
   if (!pin) return;

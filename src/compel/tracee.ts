@@ -26,7 +26,12 @@ export class RemoteSysError extends SysError {
 
 const NO_SYSCALL = Buffer.from([0xff, 0xff, 0xff, 0xff]);
 const FATAL = new Set<number>([SIG.SEGV, SIG.BUS, SIG.ILL, SIG.FPE, SIG.SYS]);
-const ALL_SIGNALS = 0xffffffffffffffffn;
+/**
+ * The mask a tracee has while it runs injected code: every signal but SIGTRAP. The trap that
+ * ends an injected call on the injection page is a forced SIGTRAP, and the kernel resets the
+ * handler of a forced signal that is blocked (or ignored) to SIG_DFL.
+ */
+export const INJECTION_SIGMASK = 0xffffffffffffffffn & ~(1n << BigInt(SIG.TRAP - 1));
 
 export interface StopInfo { status: number; sig: number; event: number; exited: boolean }
 
@@ -66,6 +71,9 @@ export class Tracee {
     this.scratchRegs = Buffer.alloc(arch.gpRegsSize);
     this.home = pinTracee(tid, born);
   }
+
+  /** The thread's own CPU affinity while we pin it to ours; undefined when it is not pinned. */
+  get homeAffinity(): Buffer | undefined { return this.home; }
 
   /** PTRACE_SEIZE + PTRACE_INTERRUPT, and wait until the thread is in a ptrace stop. */
   static seize(tid: number, options: number): Tracee {
@@ -294,7 +302,7 @@ export class Tracee {
   /** Block every signal for the duration of `fn`, so injected work is never interrupted by a handler. */
   withSignalsBlocked<T>(fn: () => T): T {
     const old = this.getSigmask();
-    this.setSigmask(ALL_SIGNALS);
+    this.setSigmask(INJECTION_SIGMASK);
     try { return fn(); } finally { this.setSigmask(old); }
   }
 

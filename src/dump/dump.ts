@@ -6,12 +6,12 @@ import path from 'node:path';
 import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
-import { InjectionArea, vdsoSyscallInsn, colocate, endColocation } from '../compel/index.ts';
+import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, INJECTION_SIGMASK } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import {
   freezeSnapshot, dumpCoreEntry, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
-  checkNamespaces, checkSessions, checkSharing, type FrozenThread,
+  checkSessions, checkSharing, dumpPdeathSig, dumpAffinity, type FrozenThread,
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
@@ -22,6 +22,7 @@ import { DumpFileTable } from './filetable.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
+import { checkClaims, checkInjectedClaims } from './claims.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
@@ -93,8 +94,9 @@ function prepareInjection(t: LiveTask): void {
   const leader = t.threads[0];
   const insn = vdsoSyscallInsn(leader, t.vmas.find((v) => v.path === '[vdso]'), `task ${t.pid}`);
   t.vdsoInsn = insn;
-  for (const th of t.threads) th.setSigmask(0xffffffffffffffffn);
+  for (const th of t.threads) th.setSigmask(INJECTION_SIGMASK);
   leader.useSyscallInsn(insn);
+  checkInjectedClaims([t], true);
   t.area = InjectionArea.map(leader);
 }
 
@@ -150,7 +152,7 @@ export function dump(req: DumpRequest): DumpResult {
 function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
-  fs.mkdirSync(req.dir, { recursive: true });
+  fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir, { pages: req.pages });
   let tasks: Task[] = [];
@@ -167,15 +169,20 @@ function dumpColocated(req: DumpRequest): DumpResult {
       t.stat = readStat(t.pid);
     }
     faultPoint('freeze');
-    checkNamespaces(tasks.filter(isLive).map((t) => t.pid));
+    // The VMAs as the tasks have them, before our injection areas join them.
+    step(log, 'reading the VMAs of every task');
+    for (const t of tasks) if (isLive(t)) t.vmas = readSmaps(t.pid);
+    step(log, 'checking that every piece of state the kernel shows is saved');
+    // Whatever no resource module saves refuses the dump here, before anything is written
+    // or injected (a pending SIGTRAP would be taken by the first injected call).
+    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup });
     checkSessions(tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })), req.shellJob);
     for (const t of tasks) {
       if (!isLive(t)) continue;
-      // The VMAs as the task has them, before our injection area joins them.
-      step(log, `task ${t.pid}: reading its VMAs and mapping criu-ts's injection area`);
-      t.vmas = readSmaps(t.pid);
+      step(log, `task ${t.pid}: mapping criu-ts's injection area`);
       prepareInjection(t);
     }
+    checkInjectedClaims(tasks.filter(isLive));
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
@@ -218,6 +225,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       tcp: req.tcp ?? { established: false, close: false, skipInFlight: false }, atEnd: (fn) => { endHooks.push(fn); },
       memfdInode: (link) => objects.memfdInode(link),
+      inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
   };
@@ -300,7 +308,10 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const isLeader = th === leader;
     if (!isLeader) th.useInjectionPage(area.base);
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
-    imgs.one(IMG.CORE, th.tid, dumpCoreEntry(snap, area, sh.cpuFacts, thStatus, secbits, isLeader ? tc : undefined));
+    const core = dumpCoreEntry(snap, area, sh.cpuFacts, thStatus, secbits, isLeader ? tc : undefined);
+    const affinity = dumpAffinity(th);
+    core.thread_core = { ...core.thread_core!, pdeath_sig: dumpPdeathSig(th, area), ...(affinity ? { cpu_affinity: affinity } : {}) };
+    imgs.one(IMG.CORE, th.tid, core);
   }
   imgs.one(IMG.IDS, pid, {
     vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),

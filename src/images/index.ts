@@ -25,6 +25,6 @@ export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.t
 export { MANIFEST, ManifestBuilder, readManifest, authenticateManifest, verifyManifest, verifyListedFile, BackgroundVerify, keyId, type Manifest, type PagesEncoding } from './integrity.ts';
 export { PagesWriterThread, PagesWriteStream } from './writer-thread.ts';
 export { sealImage, openSealed, isSealed, SEAL_MAGIC } from './seal.ts';
-export { openImage, openImageRead, createImage, readImageFile, writeImageFile, setImageOpener, checkDumpDir, checkRestoreDir, type ImageOpener } from './open.ts';
+export { openImage, openImageRead, createImage, readImageFile, writeImageFile, setImageOpener, checkDumpDir, checkRestoreDir, UntrustedDirError, type ImageOpener } from './open.ts';
 export { PagesEncoder, PagesStream, pagesInfo, readKeyFile, PAGES_MAGIC, type PagesCodecOptions } from './pagecodec.ts';
 export type { PagesTransform } from './pages.ts';

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ImageError } from './image-common.ts';
+import { CriuError } from '../errors.ts';
 
 /** Opens `name`, one path component, in `dir`; returns the fd or throws (errno in `code`). */
 export type ImageOpener = (dir: string, name: string, flags: number, mode: number) => number;
@@ -97,9 +98,13 @@ export function writeImageFile(file: string, data: string | Uint8Array): void {
 const euid = (): number => process.geteuid?.() ?? 0;
 const egid = (): number => process.getegid?.() ?? 0;
 
+/** A directory criu-ts will not write to or restore from: nothing, not even a log, goes there. */
+export class UntrustedDirError extends CriuError {}
+
 /** Why a directory or file can be written by someone other than criu-ts's user, or ''. */
 function foreignWrite(st: fs.Stats): string {
   if (st.uid !== euid()) return `belongs to uid ${st.uid}, not to criu-ts's user (uid ${euid()})`;
+  if (st.isSymbolicLink()) return ''; // its mode means nothing; opening it is refused anyway
   if (st.mode & 0o002) return 'is writable by others';
   if (st.mode & 0o020 && st.gid !== egid()) return `is writable by group ${st.gid}`;
   return '';
@@ -113,7 +118,7 @@ export function checkDumpDir(dir: string, force: boolean): void {
   let st: fs.Stats;
   try { st = fs.statSync(dir); } catch { return; /* created by the dump, 0700 */ }
   const why = foreignWrite(st);
-  if (why && !force) throw new ImageError(dir, `the images directory ${why}; refused (--force dumps there anyway)`);
+  if (why && !force) throw new UntrustedDirError(`${dir}: the directory ${why}; refused (--force dumps there anyway)`);
 }
 
 /**
@@ -125,11 +130,11 @@ export function checkRestoreDir(dir: string, names: readonly string[], trust: bo
   if (trust || euid() !== 0) return;
   const hint = '; refused for a restore as root (--trust-images restores it anyway)';
   const why = foreignWrite(fs.statSync(dir));
-  if (why) throw new ImageError(dir, `the images directory ${why}${hint}`);
+  if (why) throw new UntrustedDirError(`${dir}: the images directory ${why}${hint}`);
   for (const name of names) {
     let st: fs.Stats;
     try { st = fs.lstatSync(path.join(dir, name)); } catch { continue; /* missing: reported by the reader */ }
     const whyFile = foreignWrite(st);
-    if (whyFile) throw new ImageError(path.join(dir, name), `${whyFile}${hint}`);
+    if (whyFile) throw new UntrustedDirError(`${name}: ${whyFile}${hint}`);
   }
 }

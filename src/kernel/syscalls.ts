@@ -167,7 +167,9 @@ export function pipe2(flags: number): [number, number] {
   return [b.readInt32LE(0), b.readInt32LE(4)];
 }
 
-export function fcntl(fd: number, cmd: number, arg: Arg = 0): number { return syscall(`fcntl(${fd}, ${cmd})`, NR.fcntl, fd, cmd, arg); }
+export function fcntl(fd: number, cmd: number, arg: Arg | Buffer = 0): number {
+  return syscall(`fcntl(${fd}, ${cmd})`, NR.fcntl, fd, cmd, typeof arg === 'object' ? addressOf(arg) : arg);
+}
 export function ioctl(fd: number, req: number, arg: Arg | Buffer = 0): number {
   return syscall(`ioctl(${fd}, 0x${req.toString(16)})`, NR.ioctl, fd, req, typeof arg === 'object' ? addressOf(arg) : arg);
 }

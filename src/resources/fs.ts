@@ -4,6 +4,9 @@ import { AT_FDCWD, O } from '../kernel/index.ts';
 import { CriuError } from '../errors.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
+import type { ResourceClaims } from './claims.ts';
+
+export const fsClaims: ResourceClaims = { status: { Umask: true }, files: { root: true, cwd: true } };
 
 type FsEntry = Message<'fs_entry'>;
 

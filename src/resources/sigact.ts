@@ -3,8 +3,17 @@
 import { SIG, SIGMAX } from '../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { Message } from './types.ts';
+import type { ResourceClaims } from './claims.ts';
 
 type Sigaction = Message<'sa_entry'>;
+
+/** An ignored SIGTRAP is reset to SIG_DFL by the kernel at the traps that end injected calls. */
+export const sigactClaims: ResourceClaims = {
+  status: {
+    SigIgn: (v) => (BigInt(`0x${v}`) & (1n << 4n) ? 'SIGTRAP is ignored (SIG_IGN), which the traps of criu-ts\'s injected calls would undo' : undefined),
+    SigCgt: true,
+  },
+};
 
 const KSIGACTION = 32; // handler, flags, restorer, mask
 const signals = (): number[] => {

@@ -11,10 +11,11 @@ import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources
 import {
   SessionRestore, cloneAt, pidInUse, sharingFlags, ALL_SIGNALS, restorePersonality, restoreTimersAndLimits, becomeZombie, cloneThread,
   unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm, restoreThreadCreds, finishThread, finishLeader, releaseThreads,
+  restoreSched, restoreAffinity, restoreTaskProps, restorePdeathSig,
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
-import { openForRestore, installFds, afterInstall, type RestoreFileCtx, type FileEntry, type TcpMode } from '../resources/files/index.ts';
+import { openForRestore, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry, type TcpMode } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
@@ -152,11 +153,15 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.sessions.setGroups(ctx.tasks, (pid) => liveTask(ctx, pid));
     ctx.sessions.dropHelpers(ctx.scratchOf);
   },
-  RESTORE: (ctx) => { for (const l of liveTasks(ctx)) restoreTask(ctx, l); },
+  RESTORE: (ctx) => {
+    for (const l of liveTasks(ctx)) restoreTask(ctx, l);
+    restoreOwners(ctx.locals, ctx.files);
+  },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
       step(ctx.req.log, `task ${l.plan.pid}: credentials of ${l.threads.size} thread(s) from core-*.img`);
       restoreThreadCreds(l.leader, l.area, l.plan.pid, [...l.threads].map(([tid, tracee]) => ({ tracee, creds: threadOf(l.plan, tid).threadCore.creds })));
+      for (const [tid, th] of l.threads) restorePdeathSig(th, threadOf(l.plan, tid).threadCore.pdeath_sig, l.plan.ppid === 0, ctx.req.log);
     }
   },
   SEAL: (ctx) => {
@@ -182,6 +187,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       ctx.req.log.debug(`task ${l.plan.pid}: let go (${l.threads.size} thread(s))`);
       releaseThreads(l.plan.pid, l.threads.values());
     }
+    for (const l of liveTasks(ctx)) for (const tid of l.threads.keys()) restoreAffinity(tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
   },
 };
 
@@ -204,7 +210,7 @@ function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): nu
   const inode = imgs.all(IMG.MEMFD_INODE).map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
   if (!inode) throw new CriuError(`memfd.img: no memfd inode ${inodeId}`);
   return shmem.memfd(BigInt(inodeId), inode.name, inode.size, inode.seals,
-    () => withKey(imgs, imgs.shmemPagemap(inode.shmid)));
+    () => withKey(imgs, imgs.shmemPagemap(inode.shmid)), { mode: inode.mode, uid: inode.uid, gid: inode.gid });
 }
 
 /** Kill what a failed restore created and reap it: no stray process is left behind. */
@@ -350,8 +356,10 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   for (const [tid, th] of l.threads) {
     const { core, threadCore } = threadOf(t, tid);
     restoreThreadCore(th, area, core, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
+    restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
   }
+  restoreTaskProps(stub, t.pid, t.tc);
 }
 
 /** Everything but the last step: the final state of every thread, the leader last. */

@@ -16,12 +16,14 @@ export const RESTORE_STAGES = [
   },
   {
     stage: 'RESTORE',
-    why: 'The rest of each task: what needs the whole tree\'s fds in place (pipe data, epoll targets), timers, limits, then its threads, '
-      + 'once the memory they run on is back, its pending signals and each thread\'s core.',
+    why: 'The rest of each task: what needs the whole tree\'s fds in place (pipe data, epoll targets, O_ASYNC), timers, limits, then its '
+      + 'threads, once the memory they run on is back, its pending signals, each thread\'s core and scheduling, oom_score_adj and '
+      + 'subreaper; then the owners of open files, which may be any task or thread of the tree.',
   },
   {
     stage: 'RESTORE_CREDS',
-    why: 'Credentials last: they may take away the rights criu-ts needs to change the task.',
+    why: 'Credentials last: they may take away the rights criu-ts needs to change the task. The parent-death signal after them, '
+      + 'since a change of credentials clears it.',
   },
   {
     stage: 'SEAL',
@@ -39,7 +41,8 @@ export const RESTORE_STAGES = [
   },
   {
     stage: 'COMPLETE',
-    why: 'Every thread is let go, one task right after another, so that no task runs while another is still being changed.',
+    why: 'Every thread is let go, one task right after another, so that no task runs while another is still being changed; then a '
+      + 'thread with a CPU affinity of its own gets it (until let go it is pinned to criu-ts\'s CPU).',
   },
 ] as const;
 

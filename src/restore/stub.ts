@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { parseMaps } from '../proc/index.ts';
 import { posixSpawn, kill, waitpid, WALL, SIG, PTRACE_O, O } from '../kernel/index.ts';
-import { Tracee, InjectionArea, vdsoSyscallInsn, AREA_SIZE } from '../compel/index.ts';
+import { Tracee, InjectionArea, vdsoSyscallInsn, AREA_SIZE, INJECTION_SIGMASK } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { findHole, vmaRanges, mapsRanges } from '../resources/mm/index.ts';
 import { CriuError } from '../errors.ts';
@@ -26,7 +26,7 @@ export function startHelper(targetVmas: Message<'vma_entry'>[]): Helper {
     t = Tracee.seize(pid, TRACE_OPTIONS);
     const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
     t.useSyscallInsn(vdsoSyscallInsn(t, maps.find((v) => v.path === '[vdso]'), 'the restore helper'));
-    t.setSigmask(0xffffffffffffffffn);
+    t.setSigmask(INJECTION_SIGMASK);
     const at = findHole([...vmaRanges(targetVmas), ...mapsRanges(maps)], BigInt(AREA_SIZE));
     const area = InjectionArea.map(t, at);
     return { tracee: t, area, cpuFacts: cpu.facts(area) };

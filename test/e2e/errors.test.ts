@@ -96,7 +96,7 @@ for (const [mib, fsMiB, fsType] of [[8, 4, 'tmpfs'], [64, 24, 'tmpfs'], [64, 24,
     await waitForLine(t.log, /^ready /);
     const img = c.subdir('small');
     let m;
-    if (fsType === 'tmpfs') m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${fsMiB}m`, 'criu-ts-full', img], { encoding: 'utf8' });
+    if (fsType === 'tmpfs') m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${fsMiB}m,mode=0700`, 'criu-ts-full', img], { encoding: 'utf8' });
     else {
       const disk = join(c.dir, 'disk.ext4');
       writeFileSync(disk, '');

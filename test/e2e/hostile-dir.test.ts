@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, linkSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, runCriu, assertCleanError, assertRunningFree, killAndReap, adopt } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, startFoundation, waitForCounter } from '../lib/cr.ts';
@@ -23,13 +23,14 @@ e2e('dump replaces planted symlinks and hard links in the images dir instead of 
   symlinkSync(victim, join(img, 'pages-1.img'));
   symlinkSync(victim, join(img, 'inventory.img'));
   symlinkSync(victim, join(img, 'criu-ts-manifest.json'));
+  symlinkSync(victim, join(img, 'dump.log'));
   linkSync(linked, join(img, `core-${f.pid}.img`));
   const r = dump(f.pid, img, ['-R']);
   assert.equal(r.code, 0, r.stderr);
   assertRunningFree(f.pid);
   assert.equal(readFileSync(victim, 'utf8'), VICTIM, 'the symlinks\' target is untouched');
   assert.equal(readFileSync(linked, 'utf8'), VICTIM, 'the hard link\'s other name is untouched');
-  for (const n of readdirSync(img).filter((x) => !x.endsWith('.log'))) {
+  for (const n of readdirSync(img)) {
     const st = statSync(join(img, n));
     assert.ok(st.isFile(), `${n} is a regular file of its own`);
     assert.equal(st.mode & 0o777, 0o600, `${n} is 0600`);
@@ -82,5 +83,40 @@ e2e('--pidfile replaces a planted symlink instead of writing through it', async 
   assert.equal(readFileSync(victim, 'utf8'), VICTIM, 'the symlink\'s target is untouched');
   assert.equal(readFileSync(pidfile, 'utf8').trim(), String(f.pid));
   assert.equal(statSync(pidfile).mode & 0o777, 0o600);
+  killAndReap(f.pid);
+});
+
+e2e('a dump into a directory another user owns or can write is refused unless --force', async (c) => {
+  const f = startFoundation(c, { intervalMs: 50 });
+  await waitForCounter(f.log, 2);
+  const theirs = c.subdir('theirs');
+  chownSync(theirs, 65534, 65534);
+  assert.match(assertCleanError(dump(f.pid, theirs, ['-R'])), /belongs to uid 65534.*--force/);
+  const open = c.subdir('open');
+  chmodSync(open, 0o777);
+  assert.match(assertCleanError(dump(f.pid, open, ['-R'])), /writable by others.*--force/);
+  assert.deepEqual([readdirSync(theirs), readdirSync(open)], [[], []], 'nothing written');
+  assertRunningFree(f.pid);
+  assert.equal(dump(f.pid, open, ['-R', '--force']).code, 0, '--force dumps there');
+  assertRunningFree(f.pid);
+  killAndReap(f.pid);
+});
+
+e2e('a root restore of images another user owns or can write is refused unless --trust-images', async (c) => {
+  const f = startFoundation(c, { intervalMs: 50 });
+  await waitForCounter(f.log, 2);
+  const img = c.subdir('img');
+  dumpAndReap(f.pid, img);
+  const core = join(img, `core-${f.pid}.img`);
+  chownSync(core, 65534, 65534);
+  assert.match(assertCleanError(restore(img, ['-d'])), new RegExp(`core-${f.pid}\\.img: belongs to uid 65534.*--trust-images`));
+  chownSync(core, 0, 0);
+  chmodSync(img, 0o777);
+  assert.match(assertCleanError(restore(img, ['-d'])), /images directory is writable by others.*--trust-images/);
+  assert.ok(!existsSync(`/proc/${f.pid}`), 'nothing restored');
+  const r = restore(img, ['-d', '--trust-images']);
+  adopt(f.pid);
+  assert.equal(r.code, 0, r.stderr);
+  assertRunningFree(f.pid);
   killAndReap(f.pid);
 });

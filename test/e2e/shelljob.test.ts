@@ -60,3 +60,27 @@ e2e('a program on a terminal is dumped and restored as a shell job onto criu-ts\
   killAndReap(counter);
   killAndReap(s2.pid);
 });
+
+e2e('a shell job in raw mode comes back in raw mode on criu-ts\'s terminal (termios)', async (c) => {
+  const out1 = join(c.dir, 'pty1.out');
+  const s1 = startTarget(['/usr/bin/script', '-qfec', `exec ${workload('rawtty')}`, out1], { logFile: join(c.dir, 'script1.log') });
+  const raw = (file: string) => (existsSync(file) ? readFileSync(file, 'latin1').split('\n').map((l) => /raw=(\w+)/.exec(l)?.[1]).filter((v) => v !== undefined) : []);
+  await until('the raw-mode program on the first terminal', () => (raw(out1).length >= 2 ? true : undefined));
+  assert.deepEqual([...new Set(raw(out1))], ['yes'], 'raw mode before the dump');
+  const prog = Number(readFileSync(`/proc/${s1.pid}/task/${s1.pid}/children`, 'utf8').trim());
+  adopt(prog);
+  const img = c.subdir('img');
+  const d = dump(prog, img, ['--shell-job']);
+  assert.equal(d.code, 0, d.stderr);
+  await until('the dumped program to be gone', () => (procStat(prog) === null ? true : undefined));
+  killAndReap(s1.pid);
+
+  // The second terminal starts in cooked mode, with echo.
+  const out2 = join(c.dir, 'pty2.out');
+  const s2 = startTarget(['/usr/bin/script', '-qfec', `${BIN} restore -D ${img} --shell-job -v4 -o restore.log`, out2], { logFile: join(c.dir, 'script2.log') });
+  const after = await until('the restored program on the second terminal', () => (raw(out2).length >= 3 ? raw(out2) : undefined));
+  assert.deepEqual([...new Set(after)], ['yes'], 'still in raw mode after restore');
+  adopt(prog);
+  killAndReap(prog);
+  killAndReap(s2.pid);
+});

@@ -184,7 +184,7 @@ e2e('a 100-process tree dumped into a full file system: one line naming the imag
   await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S'), 5000, 'the tree to settle');
   const before = treeSnapshot(t.pid);
   const img = c.subdir('small');
-  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'criu-ts-full', img], { encoding: 'utf8' });
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'criu-ts-full', img], { encoding: 'utf8' });
   assert.equal(m.status, 0, `mount tmpfs: ${m.stderr}`);
   try {
     const line = assertCleanError(dump(t.pid, img));

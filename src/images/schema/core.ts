@@ -70,6 +70,8 @@ export const coreMessages = {
       { no: 14, name: 'blk_sigset_extended', label: 'opt', type: 'uint64' },
       { no: 15, name: 'rseq_entry', label: 'opt', type: 'message', ref: 'rseq_entry' },
       { no: 16, name: 'cg_set', label: 'opt', type: 'uint32' },
+      // criu-ts: the thread's CPU affinity mask, when it is not what a restored thread inherits
+      { no: 100, name: 'cpu_affinity', label: 'opt', type: 'bytes' },
     ],
   },
   task_rlimits_entry: {

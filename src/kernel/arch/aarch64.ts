@@ -22,7 +22,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   rt_sigqueueinfo: 138, setpriority: 140, getpriority: 141, setresuid: 147, setresgid: 149, setfsuid: 151,
   setfsgid: 152, setpgid: 154, getpgid: 155, getsid: 156, setsid: 157, setgroups: 159, umask: 166, prctl: 167,
   getcpu: 168, getpid: 172, getppid: 173, gettid: 178, socket: 198, sendmsg: 211, recvmsg: 212, brk: 214,
-  munmap: 215, mremap: 216, mmap: 222, mprotect: 226, madvise: 233, rt_tgsigqueueinfo: 240, wait4: 260,
+  munmap: 215, mremap: 216, mmap: 222, mprotect: 226, madvise: 233, get_mempolicy: 236, rt_tgsigqueueinfo: 240, wait4: 260,
   prlimit64: 261, setns: 268, process_vm_readv: 270, process_vm_writev: 271, kcmp: 272, seccomp: 277,
   memfd_create: 279, userfaultfd: 282, membarrier: 283, rseq: 293, pidfd_send_signal: 424, pidfd_open: 434,
   clone3: 435, close_range: 436, openat2: 437, pidfd_getfd: 438, map_shadow_stack: 453,

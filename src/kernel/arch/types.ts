@@ -15,7 +15,7 @@ export type SyscallName =
   | 'sched_setaffinity' | 'sched_getaffinity' | 'getcpu' | 'membarrier' | 'userfaultfd' | 'map_shadow_stack'
   | 'socket' | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
   | 'eventfd2' | 'signalfd4' | 'epoll_create1' | 'epoll_ctl' | 'timerfd_create' | 'timerfd_settime' | 'timerfd_gettime'
-  | 'get_thread_area' | 'set_thread_area' | 'arch_prctl'
+  | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy'
   | 'bind' | 'listen' | 'connect' | 'getsockname' | 'getpeername' | 'sendto' | 'recvfrom' | 'setsockopt' | 'getsockopt'
   | 'shutdown' | 'getxattr';
 

@@ -2,22 +2,25 @@
 // each is made again in criu-ts with that state and moved into the task like any fd.
 import fs from 'node:fs';
 import { eventfd, epollCreate, signalfd, timerfdCreate, timerfdSettime, ioctl, fcntl, F, O, TFD_IOC_SET_TICKS, arch } from '../../kernel/index.ts';
-import { FD_TYPE, fown, fileKind } from './types.ts';
+import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
 
 const anon = (name: string) => (p: { link: string }) => p.link === `anon_inode:[${name}]` || p.link === `anon_inode:${name}`;
 const O_FLAGS = O.NONBLOCK;
 // eventfd files are always O_RDWR, so bit 0 of the saved flags is free to carry EFD_SEMAPHORE.
 const EFD_SEMAPHORE = 1;
 
+const STATUS_FLAGS = O.NONBLOCK | O.APPEND;
+
 /** Give a descriptor made with O_NONBLOCK the status flags the task had. */
 function setStatusFlags(fd: number, flags: number): void {
-  if (!(flags & O.NONBLOCK)) fcntl(fd, F.SETFL, flags & O.APPEND);
+  if ((flags & STATUS_FLAGS) !== O.NONBLOCK) fcntl(fd, F.SETFL, flags & STATUS_FLAGS);
 }
 
 export const eventfdFile = fileKind({
   type: FD_TYPE.EVENTFD,
   field: 'efd',
   name: 'eventfd',
+  claims: { flags: STATUS_FLAGS | FASYNC, fields: ['eventfd-count', 'eventfd-id', 'eventfd-semaphore'] },
   matches: anon('eventfd'),
   dump(p, id) {
     const flags = (p.flags & ~EFD_SEMAPHORE) | (p.info.eventfdSemaphore ? EFD_SEMAPHORE : 0);
@@ -41,6 +44,7 @@ export const eventpollFile = fileKind({
   type: FD_TYPE.EVENTPOLL,
   field: 'epfd',
   name: 'epoll',
+  claims: { flags: O.NONBLOCK | FASYNC },
   matches: anon('eventpoll'),
   dump(p, id) {
     const tfd = p.info.tfds.map((t) => ({
@@ -74,6 +78,7 @@ export const signalfdFile = fileKind({
   type: FD_TYPE.SIGNALFD,
   field: 'sgfd',
   name: 'signalfd',
+  claims: { flags: STATUS_FLAGS | FASYNC, fields: ['sigmask'] },
   matches: anon('signalfd'),
   dump(p, id) { return { id, flags: p.flags, fown: fown(), sigmask: p.info.sigmask ?? 0n }; },
   open(e, ctx) {
@@ -87,6 +92,7 @@ export const timerfdFile = fileKind({
   type: FD_TYPE.TIMERFD,
   field: 'tfd',
   name: 'timerfd',
+  claims: { flags: STATUS_FLAGS | FASYNC, fields: ['clockid', 'ticks', 'settime flags', 'it_value', 'it_interval'] },
   matches: anon('timerfd'),
   dump(p, id) {
     const t = p.info.timerfd;

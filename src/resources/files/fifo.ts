@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { fcntl, F, O } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { peekPipe } from './pipe.ts';
-import { FD_TYPE, S_IFMT, S_IFIFO, statefulKind } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFIFO, OPEN_FLAGS, FASYNC, statefulKind } from './types.ts';
 
 /** FIFOs, by inode (pipe_id): whose data a dump has saved, and the fd a restore keeps each open with. */
 interface FifoState { saved: Set<number>; holders: Map<number, number> }
@@ -12,6 +12,8 @@ export const fifoFile = statefulKind({
   type: FD_TYPE.FIFO,
   field: 'fifo',
   name: 'fifo',
+  // Reopened with its flags, but for O_ASYNC, whose owner fifo_entry has no place for.
+  claims: { flags: OPEN_FLAGS & ~FASYNC },
   matches: (p) => (p.mode & S_IFMT) === S_IFIFO && p.link.startsWith('/'),
   state: (): FifoState => ({ saved: new Set(), holders: new Map() }),
   dump(p, id, ctx, state) {

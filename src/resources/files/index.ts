@@ -2,7 +2,7 @@
 // finding shared open file descriptions, and dispatching to the kind that handles each.
 import fs from 'node:fs';
 import { listFds, readFdinfo } from '../../proc/index.ts';
-import { kcmp, KCMP, O } from '../../kernel/index.ts';
+import { kcmp, KCMP, O, pidfdOpen, close } from '../../kernel/index.ts';
 import { regFile } from './reg.ts';
 import { pipeFile } from './pipe.ts';
 import { ttyFile } from './tty.ts';
@@ -10,9 +10,10 @@ import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { inetFile } from '../net/inet.ts';
-import { kindSession, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
+import { dumpFown, restoreFown, setAsync } from './fown.ts';
+import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
-import type { FileTable, Message } from '../types.ts';
+import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
@@ -23,7 +24,7 @@ export { FD_TYPE, fown } from './types.ts';
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inetFile, regFile];
 
-function probe(pid: number, fd: number): FdProbe {
+export function probeFd(pid: number, fd: number): FdProbe {
   const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
   const info = readFdinfo(pid, fd);
   let st: fs.Stats;
@@ -40,6 +41,16 @@ function describeUnsupported(p: FdProbe): string {
   if (p.link.startsWith('socket:')) return 'a socket';
   if (p.link.startsWith('anon_inode:')) return `an ${p.link.slice(11)} file`;
   return `of an unsupported kind (mode 0${(p.mode >>> 0).toString(8)})`;
+}
+
+/** The kind that saves this fd, if any. */
+export function fdKind(p: FdProbe): FileKind | undefined { return kinds.find((k) => k.matches(p)); }
+
+type Fown = MessageInput<'fown_entry'>;
+
+/** The kind's own entry in a file_entry, with its flags and owner where its message has them (not fifo_entry). */
+function kindEntry(kind: FileKind, file: FileEntry | MessageInput<'file_entry'>): { flags?: number; fown?: Fown } | undefined {
+  return (file as Record<string, unknown>)[kind.field] as { flags?: number; fown?: Fown } | undefined;
 }
 
 /** Open file descriptions already given an id, for sharing detection with kcmp. */
@@ -64,19 +75,45 @@ export class FileIdentity {
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
 export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Fdinfo[] {
   const out: Fdinfo[] = [];
-  for (const fd of listFds(pid)) {
-    const p = probe(pid, fd);
-    const kind = kinds.find((k) => k.matches(p));
-    if (!kind) throw new Error(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}; not supported yet`);
-    let id = identity.find(p);
-    if (id === undefined) {
-      id = files.newId();
-      files.add(kindSession(kind, ctx.kinds).dump(p, id, ctx));
-      identity.add(p, id);
+  const pidfd = pidfdOpen(pid);
+  try {
+    for (const fd of listFds(pid)) {
+      const p = probeFd(pid, fd);
+      const kind = fdKind(p);
+      if (!kind) throw new Error(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}; not supported yet`);
+      let id = identity.find(p);
+      if (id === undefined) {
+        id = files.newId();
+        const file = kindSession(kind, ctx.kinds).dump(p, id, ctx);
+        saveFown(kind, file, dumpFown(pidfd, p, ctx.inTree), p);
+        files.add(file);
+        identity.add(p, id);
+      }
+      out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
     }
-    out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
+  } finally {
+    close(pidfd);
   }
   return out;
+}
+
+function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, p: FdProbe): void {
+  const e = kindEntry(kind, file);
+  if (e && 'fown' in e) e.fown = fown;
+  else if (fown.pid || fown.signum) throw new Error(`task ${p.pid}: fd ${p.fd} (${p.link}): a ${kind.name} with an owner or F_SETSIG (its image cannot hold them); not supported yet`);
+}
+
+/**
+ * Owners and F_SETSIG of the open files (fown.ts), on criu-ts's fds of them, once every task
+ * and thread that may own one exists.
+ */
+export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>): void {
+  for (const [id, fd] of local) {
+    const file = files.get(id);
+    const kind = file && kinds.find((k) => k.type === file.type);
+    const e = kind && kindEntry(kind, file);
+    if (e?.fown) restoreFown(fd, e.fown);
+  }
 }
 
 /**
@@ -162,8 +199,10 @@ export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], f
     if (done.has(id)) continue;
     const file = files.get(id)!;
     const kind = kinds.find((k) => k.type === file.type);
-    if (!kind?.afterInstall) continue;
+    const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
+    if (!kind?.afterInstall && !async) continue;
     done.add(id);
-    kind.afterInstall(file, e.fd, t, area);
+    if (async) setAsync(t, e.fd);
+    kind?.afterInstall?.(file, e.fd, t, area);
   }
 }

@@ -2,12 +2,13 @@
 // pagemap-shmem; each open description is a MEMFD entry with its own flags and offset.
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
-import { FD_TYPE, fown, fileKind } from './types.ts';
+import { FD_TYPE, OPEN_FLAGS, fown, fileKind } from './types.ts';
 
 export const memfdFile = fileKind({
   type: FD_TYPE.MEMFD,
   field: 'memfd',
   name: 'memfd',
+  claims: { flags: OPEN_FLAGS },
   matches: (p) => p.link.startsWith('/memfd:'),
   dump(p, id, ctx) {
     const inodeId = ctx.memfdInode(`/proc/${p.pid}/fd/${p.fd}`);

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { pipe2, tee, fcntl, F, O, SPLICE_F_NONBLOCK } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
-import { FD_TYPE, S_IFMT, S_IFIFO, fown, statefulKind, type FdProbe, type DumpFileCtx } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFIFO, FASYNC, fown, statefulKind, type FdProbe, type DumpFileCtx } from './types.ts';
 
 const MAX_PIPE = 1 << 20; // pipes cannot grow past 1 MiB for us (no CAP_SYS_RESOURCE)
 
@@ -31,8 +31,11 @@ export function peekPipe(p: FdProbe): { data: Buffer; size: number } {
   }
 }
 
-/** Pipes, by pipe_id: whose data a dump has saved, and the kernel pipe a restore made for both ends. */
-interface PipeState { saved: Set<number>; ends: Map<number, [number, number]> }
+/**
+ * Pipes, by pipe_id: whose data a dump has saved, the kernel pipe a restore made for both
+ * ends, and which of its ends ("ID:r", "ID:w") a file of the restore has already.
+ */
+interface PipeState { saved: Set<number>; ends: Map<number, [number, number]>; used: Set<string> }
 
 function savePipeData(p: FdProbe, ctx: DumpFileCtx, saved: Set<number>): void {
   const ino = pipeIno(p);
@@ -46,8 +49,10 @@ export const pipeFile = statefulKind({
   type: FD_TYPE.PIPE,
   field: 'pipe',
   name: 'pipe',
+  // Not O_DIRECT (a packet-mode pipe): only pipe2() makes one.
+  claims: { flags: O.NONBLOCK | O.APPEND | FASYNC },
   matches: (p) => (p.mode & S_IFMT) === S_IFIFO && p.link.startsWith('pipe:'),
-  state: (): PipeState => ({ saved: new Set(), ends: new Map() }),
+  state: (): PipeState => ({ saved: new Set(), ends: new Map(), used: new Set() }),
   dump(p, id, ctx, state) {
     savePipeData(p, ctx, state.saved);
     return { id, pipe_id: pipeIno(p), flags: p.flags, fown: fown() };
@@ -73,8 +78,14 @@ export const pipeFile = statefulKind({
       state.ends.set(pipeId, ends);
     }
     const flags = pe.flags;
-    const fd = (flags & O.ACCMODE) === O.WRONLY ? ends[1] : ends[0];
-    fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND | 0o20000 /* O_ASYNC */));
+    const write = (flags & O.ACCMODE) === O.WRONLY;
+    // Each file id is an open file description of its own, with its own flags: the second
+    // one of the same end is the pipe opened again through /proc.
+    const end = `${pipeId}:${write ? 'w' : 'r'}`;
+    let fd = write ? ends[1] : ends[0];
+    if (state.used.has(end)) fd = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (write ? O.WRONLY : O.RDONLY) | O.NONBLOCK | O.CLOEXEC));
+    state.used.add(end);
+    fcntl(fd, F.SETFL, flags & (O.NONBLOCK | O.APPEND)); // O_ASYNC: afterInstall
     return fd;
   },
 });

@@ -2,12 +2,13 @@
 // reopened by path with the same flags and offset.
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
-import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, fown, fileKind } from './types.ts';
+import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, OPEN_FLAGS, fown, fileKind } from './types.ts';
 
 export const regFile = fileKind({
   type: FD_TYPE.REG,
   field: 'reg',
   name: 'regular file',
+  claims: { flags: OPEN_FLAGS },
   matches(p) {
     const fmt = p.mode & S_IFMT;
     return fmt === S_IFREG || fmt === S_IFDIR || fmt === S_IFCHR;

@@ -4,7 +4,9 @@
 import fs from 'node:fs';
 import { O } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
-import { FD_TYPE, S_IFMT, S_IFCHR, fown, statefulKind } from './types.ts';
+import { readStat } from '../../proc/index.ts';
+import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, statefulKind, type FdProbe } from './types.ts';
+import { dumpTermios, restoreTermios } from './termios.ts';
 
 const major = (rdev: number) => (rdev >> 8) & 0xfff;
 const minor = (rdev: number) => (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
@@ -21,12 +23,24 @@ function ttyType(rdev: number): number {
   return 0;
 }
 
+const CTTY_RDEV = (5 << 8) | 0; // /dev/tty
+
+/** Every terminal fd comes back as criu-ts's own terminal: right only for the task's controlling one. */
+function ttyCheck(p: FdProbe): string | undefined {
+  if (p.rdev === CTTY_RDEV) return undefined;
+  if (major(p.rdev) === 5 && minor(p.rdev) === 2) return `fd ${p.fd} is a pseudo-terminal master (${p.link})`;
+  let ctty = 0;
+  try { ctty = readStat(p.pid).ttyNr; } catch { /* gone: the dump fails elsewhere */ }
+  return p.rdev === ctty ? undefined : `fd ${p.fd} is the terminal ${p.link}, which is not its controlling terminal`;
+}
+
 export const ttyFile = statefulKind({
   type: FD_TYPE.TTY,
   field: 'tty',
   name: 'terminal',
+  claims: { flags: OPEN_FLAGS, check: ttyCheck },
   matches: (p) => (p.mode & S_IFMT) === S_IFCHR && ttyType(p.rdev) !== 0,
-  /** Terminals (tty-info ids) whose tty_info_entry a dump has written. */
+  /** Terminals (tty-info ids) whose tty_info_entry a dump has written, or whose termios a restore has set. */
   state: () => new Set<number>(),
   dump(p, id, ctx, infos) {
     if (!ctx.shellJob) {
@@ -37,18 +51,26 @@ export const ttyFile = statefulKind({
       infos.add(infoId);
       ctx.addEntry(IMG.TTY_INFO, {
         id: infoId, type: ttyType(p.rdev), locked: false, exclusive: false, packet_mode: false,
-        sid: 0, pgrp: 0, rdev: p.rdev, ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
+        sid: 0, pgrp: 0, rdev: p.rdev, termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`), ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
       });
     }
     const regfId = ctx.regPath(p.link, p.flags);
     return { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId };
   },
-  open(tty, ctx) {
+  open(tty, ctx, termiosSet) {
     if (!ctx.shellJob) throw new Error('the dump holds a terminal; restore it as a shell job (--shell-job)');
     for (const fd of [0, 1, 2]) {
       let isTty = false;
       try { isTty = (fs.fstatSync(fd).mode & S_IFMT) === S_IFCHR && ttyType(Number(fs.fstatSync(fd).rdev)) !== 0; } catch { /* closed */ }
-      if (isTty) return ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (tty.flags & ~O.CREAT) | O.NOCTTY | O.CLOEXEC));
+      if (!isTty) continue;
+      const local = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (tty.flags & ~O.CREAT) | O.NOCTTY | O.CLOEXEC));
+      // The job's line settings (raw mode, echo...) go to criu-ts's terminal, once.
+      if (!termiosSet.has(tty.tty_info_id)) {
+        termiosSet.add(tty.tty_info_id);
+        const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry;
+        if (info?.termios) restoreTermios(local, info.termios);
+      }
+      return local;
     }
     throw new Error('the dump holds a terminal but criu-ts is not running on one; restore it from a terminal');
   },

@@ -44,6 +44,8 @@ export interface DumpFileCtx {
   regPath(path: string, flags: number, extra?: RegExtra): number;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
   memfdInode(link: string): number;
+  /** Is this a thread, process or process group of the dumped tree (a file owner that comes back)? */
+  inTree(id: number): boolean;
 }
 
 export interface RestoreFileCtx {
@@ -75,11 +77,27 @@ interface KindBase<F extends FileField> {
   readonly name: string;
   /** Where the kind's entry sits in file_entry. */
   readonly field: F;
+  /** What of an open file of this kind /proc shows and the kind saves (see src/dump/claims.ts). */
+  readonly claims: FdClaims;
   /** Does this kind handle the probed fd? */
   matches(p: FdProbe): boolean;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
   afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
 }
+
+export interface FdClaims {
+  /** Status flags (fdinfo "flags") that come back; the access mode and O_LARGEFILE always do. */
+  readonly flags: number;
+  /** fdinfo lines (by key) the kind saves, besides pos, flags, mnt_id and ino. */
+  readonly fields?: readonly string[];
+  /** Why this particular file cannot be saved, when its kind alone does not say. */
+  check?(p: FdProbe): string | undefined;
+}
+
+/** O_ASYNC: set again on every kind, with the file's owner (fown.ts). */
+export const FASYNC = 0o20000;
+/** Every flag open(2) keeps in the open file description: a file reopened with its flags has them all. */
+export const OPEN_FLAGS = 0xffffffff;
 
 /** An fd kind whose fds are each dumped and opened on their own. */
 export interface PlainKindDef<F extends FileField> extends KindBase<F> {
@@ -112,6 +130,8 @@ export type KindSessions = Map<FileKind, KindSession>;
 export interface FileKind {
   readonly type: number;
   readonly name: string;
+  readonly field: FileField;
+  readonly claims: FdClaims;
   matches(p: FdProbe): boolean;
   /** The kind for one dump or one restore, with fresh state. */
   session(): KindSession;
@@ -136,6 +156,8 @@ export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>)
   return {
     type: def.type,
     name: def.name,
+    field: def.field,
+    claims: def.claims,
     matches: (p) => def.matches(p),
     session(): KindSession {
       const state = def.state();

@@ -6,6 +6,21 @@ import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from '
 import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
 
 type VmaEntry = Message<'vma_entry'>;
+import type { ResourceClaims } from '../claims.ts';
+
+const PROT_BTI = 0x10; // arm64: the VMA's code is checked for branch targets ('bt')
+
+/** Memory is saved whole: its sizes in status, and the VmFlags that mmap, madvise and prot give back. */
+export const mmClaims: ResourceClaims = {
+  status: Object.fromEntries(['VmPeak', 'VmSize', 'VmHWM', 'VmRSS', 'RssAnon', 'RssFile', 'RssShmem', 'VmData', 'VmStk',
+    'VmExe', 'VmLib', 'VmPTE', 'VmSwap', 'HugetlbPages', 'THP_enabled'].map((k) => [k, true])),
+  files: { exe: true, environ: true, cmdline: true, auxv: true },
+  vmFlags: [
+    'rd', 'wr', 'ex', 'sh', 'mr', 'mw', 'me', 'ms', // protections and shared/private (mmap, mprotect)
+    'gd', 'nr', 'ac', 'sd', 'ss', 'bt', // growsdown, noreserve, accounted, soft-dirty, shadow stack (shstk.ts), BTI
+    'sr', 'rr', 'dc', 'dd', 'mg', 'hg', 'nh', 'wf', // madvise advice (vma_entry.madv)
+  ],
+};
 
 const PAGE = 4096;
 /** Bytes moved per process_vm_readv + write: large enough to stream at memory speed, small for RSS. */
@@ -16,7 +31,7 @@ export class UnsupportedError extends Error {}
 
 function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
   const e: VmaEntry = {
-    start: v.start, end: v.end, pgoff: v.pgoff, shmid: 0n, prot: v.prot, flags: vmaMapFlags(v),
+    start: v.start, end: v.end, pgoff: v.pgoff, shmid: 0n, prot: v.prot | (v.vmFlags?.has('bt') ? PROT_BTI : 0), flags: vmaMapFlags(v),
     status: vmaStatus(v), fd: -1n,
   };
   const madv = madvBits(v.vmFlags);
@@ -187,7 +202,7 @@ function parentPagemap(t: DumpTask, e: VmaEntry, nPages: number, fd: () => numbe
   const p = t.parent;
   if (!p) return undefined;
   const pv = p.vmas.find((v) => v.start === e.start && v.end === e.end);
-  if (!pv || pv.shared || pv.prot !== e.prot) return undefined;
+  if (!pv || pv.shared || pv.prot !== ((e.prot as number) & ~PROT_BTI)) return undefined;
   let b = p.pagemaps.get(pv.start);
   if (!b) {
     b = Buffer.allocUnsafe(nPages * 8);

@@ -90,13 +90,15 @@ export class ShmemObjects {
     return fd;
   }
 
-  /** A memfd with its name, size, content; seals are applied by sealAll, after every mapping exists. */
-  memfd(inodeId: bigint, name: string, size: bigint, seals: number, content: () => ShmemSource | undefined): number {
+  /** A memfd with its name, size, mode, owner and content; seals are applied by sealAll, after every mapping exists. */
+  memfd(inodeId: bigint, name: string, size: bigint, seals: number, content: () => ShmemSource | undefined, attrs?: { mode?: number; uid?: number; gid?: number }): number {
     const key = `memfd:${inodeId}`;
     let fd = this.fds.get(key);
     if (fd === undefined) {
       fd = memfdCreate(name.replace(/^memfd:/, ''), MFD.CLOEXEC | (seals ? MFD.ALLOW_SEALING : 0));
       fs.ftruncateSync(fd, Number(size));
+      if (attrs?.mode !== undefined) fs.fchmodSync(fd, attrs.mode);
+      if (attrs?.uid !== undefined && attrs.gid !== undefined) fs.fchownSync(fd, attrs.uid, attrs.gid);
       fill(fd, content());
       this.fds.set(key, fd);
       if (seals) this.seals.push([fd, seals]);

@@ -2,7 +2,7 @@
 // on a pidfd_getfd copy of the task's socket; restore makes a fresh socket in criu-ts, binds,
 // listens or connects it, and sets its options. Established TCP connections go through tcp.ts.
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
-import { FD_TYPE, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
+import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
 import { dumpConnection, restoreConnection, isConnection } from './tcp.ts';
 import type { Message, MessageInput } from '../types.ts';
@@ -240,7 +240,8 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
   restoreSkOpts(fd, e.opts);
   restoreTcpOpts(fd, e.tcp_opts);
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, e.opts.reuseaddr ? 1 : 0);
-  fcntl(fd, F.SETFL, e.flags & (O.NONBLOCK | 0o20000 /* O_ASYNC */));
+  // O_ASYNC comes back with the owner (fown.ts).
+  fcntl(fd, F.SETFL, e.flags & O.NONBLOCK);
   return fd;
 }
 
@@ -248,6 +249,7 @@ export const inetFile = statefulKind({
   type: FD_TYPE.INETSK,
   field: 'isk',
   name: 'inet socket',
+  claims: { flags: O.NONBLOCK | FASYNC },
   matches: (p) => p.link.startsWith('socket:') && PROTO_NAMES.has(protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? ''),
   state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),

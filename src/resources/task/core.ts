@@ -9,8 +9,12 @@ import { cpu } from '../cpu/index.ts';
 import { dumpItimers, restoreItimers } from '../timers.ts';
 import { dumpRlimits, restoreRlimits } from '../rlimits.ts';
 import { dumpSigactions } from '../sigact.ts';
-import { siginfoEntries } from './thread.ts';
+import { siginfoEntries, queued } from './thread.ts';
 import type { DumpTask, Logger, Message, MessageInput } from '../types.ts';
+import type { ResourceClaims } from '../claims.ts';
+
+/** Process-wide pending signals, the personality (and oom_score_adj and subreaper: props.ts). */
+export const taskCoreClaims: ResourceClaims = { status: { ShdPnd: queued(true) }, files: { personality: true } };
 
 /** task_core_entry.task_state, as CRIU numbers them. */
 export const TASK_STATE = { ALIVE: 1, DEAD: 2, STOPPED: 3 } as const;

@@ -4,8 +4,13 @@ import { readStatus, type Status } from '../../proc/index.ts';
 import { PR } from '../../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { Message } from '../types.ts';
+import type { ResourceClaims } from '../claims.ts';
 
 type Creds = Message<'creds_entry'>;
+
+export const credsClaims: ResourceClaims = {
+  status: Object.fromEntries(['Uid', 'Gid', 'Groups', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs'].map((k) => [k, true])),
+};
 
 const capWords = (c: bigint): number[] => [Number(c & 0xffffffffn), Number(c >> 32n)];
 

@@ -2,14 +2,17 @@
 // that is to be its parent, so that the child is born where it was (its parent, and what it
 // shares with it, come from who clones it and with which flags).
 import { kill, SysError, CLONE } from '../../kernel/index.ts';
-import { Tracee, RemoteSysError, type InjectionArea } from '../../compel/index.ts';
+import { Tracee, RemoteSysError, INJECTION_SIGMASK, type InjectionArea } from '../../compel/index.ts';
 import { CriuError } from '../../errors.ts';
 import type { Message } from '../types.ts';
 
 const CLONE_ARGS = 88;
 
-/** Blocks every signal in a new task or thread until its own mask goes in, last. */
-export const ALL_SIGNALS = 0xffffffffffffffffn;
+/**
+ * Blocks every signal in a new task or thread until its own mask goes in, last; all but
+ * SIGTRAP, which ends injected calls (INJECTION_SIGMASK).
+ */
+export const ALL_SIGNALS = INJECTION_SIGMASK;
 
 /** A thread of a restored task shares all a thread shares; it gets its TLS and clear_child_tid at birth. */
 export const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM | CLONE.SETTLS | CLONE.CHILD_CLEARTID;

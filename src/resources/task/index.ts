@@ -6,13 +6,17 @@
 //   core.ts        task_core_entry: state, personality, timers, limits, zombies' exit
 //   thread.ts      thread_core_entry: robust list, sigaltstack, rseq, scheduling, signals
 //   creds.ts       creds_entry, per thread
+//   props.ts       oom_score_adj, child subreaper, parent-death signal
+//   sched.ts       scheduling policy and priority, CPU affinity (per thread)
 export { dumpPstreeEntry } from './pstree.ts';
 export { checkSessions, SessionRestore, type SessionMember, type Birthplace } from './sessions.ts';
 export { checkNamespaces } from './namespaces.ts';
 export { cloneAt, pidInUse, sharingFlags, checkSharing, ALL_SIGNALS, type CloneExtra } from './fork.ts';
-export { TASK_STATE, dumpTaskCore, dumpZombieCore, restorePersonality, restoreTimersAndLimits, becomeZombie } from './core.ts';
+export { TASK_STATE, taskCoreClaims, dumpTaskCore, dumpZombieCore, restorePersonality, restoreTimersAndLimits, becomeZombie } from './core.ts';
 export {
   freezeSnapshot, dumpThreadInfo, dumpThreadCore, dumpCoreEntry, siginfoEntries, cloneThread, unregisterInheritedRseq, restoreThreadCore,
-  requeueSignals, restoreComm, finishThread, finishLeader, releaseThreads, type FrozenThread,
+  requeueSignals, restoreComm, finishThread, finishLeader, releaseThreads, threadClaims, type FrozenThread,
 } from './thread.ts';
-export { dumpCreds, readSecbits, restoreCreds, restoreThreadCreds } from './creds.ts';
+export { dumpCreds, readSecbits, restoreCreds, restoreThreadCreds, credsClaims } from './creds.ts';
+export { taskPropsClaims, dumpPdeathSig, restoreTaskProps, restorePdeathSig } from './props.ts';
+export { schedClaims, dumpAffinity, restoreAffinity, restoreSched } from './sched.ts';

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { CriuError } from '../../errors.ts';
 
-const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time'];
+const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time', 'time_for_children'];
 
 export function checkNamespaces(pids: number[]): void {
   const own = new Map(NAMESPACES.map((n) => [n, fs.readlinkSync(`/proc/self/ns/${n}`)]));
@@ -12,8 +12,9 @@ export function checkNamespaces(pids: number[]): void {
       let link: string;
       try { link = fs.readlinkSync(`/proc/${pid}/ns/${n}`); } catch { continue; }
       if (link !== own.get(n)) {
-        const what = n === 'pid_for_children' ? 'creates its children in another PID namespace' : `is in another ${n} namespace (${link})`;
-        throw new CriuError(`task ${pid} ${what}; dumping namespaces is not supported yet`);
+        const what = n === 'pid_for_children' ? 'it creates its children in another PID namespace'
+          : n === 'time_for_children' ? 'it creates its children in another time namespace' : `it is in another ${n} namespace (${link})`;
+        throw new CriuError(`task ${pid}: namespaces: ${what}; not supported yet`);
       }
     }
   }

@@ -14,6 +14,26 @@ import { CriuError } from '../../errors.ts';
 import { dumpCreds } from './creds.ts';
 import type { Status } from '../../proc/index.ts';
 import type { Message, MessageInput } from '../types.ts';
+import type { ResourceClaims, Check } from '../claims.ts';
+
+const TRAP_BIT = 1n << 4n; // SIGTRAP
+
+/**
+ * Pending signals come back with their siginfo: a signal pending without one would be lost.
+ * Not SIGTRAP: the traps that end injected calls would take it (as CRIU, which refuses it too).
+ */
+export const queued = (shared: boolean): Check => (v, at) => {
+  let pending = BigInt(`0x${v}`);
+  if (pending & TRAP_BIT) return 'SIGTRAP is pending; criu-ts\'s injected calls end with traps that would take it';
+  for (const si of peekSiginfo(shared ? at.pid : at.tid, shared)) pending &= ~(1n << BigInt(si.readInt32LE(0) - 1));
+  for (let s = 1; s <= 64; s++) if ((pending >> BigInt(s - 1)) & 1n) return `signal ${s} is pending without a siginfo to queue it again`;
+  return undefined;
+};
+
+export const threadClaims: ResourceClaims = {
+  status: { Name: true, SigBlk: true, SigPnd: queued(false) },
+  files: { comm: true },
+};
 
 /** What a thread looked like the moment it was frozen, before any injection touched it. */
 export interface FrozenThread {
@@ -58,7 +78,8 @@ export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionAre
   const e: MessageInput<'thread_core_entry'> = {
     futex_rla: rl.head, futex_rla_len: rl.len, sched_nice: getPriority(0, tid), sched_policy: policy,
   };
-  if (policy === 1 || policy === 2) e.sched_prio = schedGetPriority(tid);
+  const rt = policy & ~0x40000000; // without SCHED_RESET_ON_FORK
+  if (rt === 1 || rt === 2) e.sched_prio = schedGetPriority(tid);
   if (!isLeader) e.blk_sigset = f.sigmask;
   e.sas = sigaltstack(f.tracee, area);
   e.signals_p = siginfoEntries(peekSiginfo(tid, false));

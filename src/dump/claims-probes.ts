@@ -1,0 +1,89 @@
+// State that /proc does not show, read by an injected call in each thread (or task), which
+// no resource module saves: it must be what a restored task has, or the dump is refused.
+import fs from 'node:fs';
+import { arch, schedGetScheduler } from '../kernel/index.ts';
+import type { Tracee, InjectionArea } from '../compel/index.ts';
+import type { ClaimSite } from '../resources/claims.ts';
+
+interface Probe {
+  resource: string;
+  /** Per thread in the kernel (else per process: read in the leader only). */
+  perThread: boolean;
+  only?: 'x86_64';
+  /** Read in the leader before the injection area is mapped, which it would make fail. */
+  early?: true;
+  /** The value in the tracee; undefined when the kernel does not have the call. */
+  read(t: Tracee, area: InjectionArea): number | undefined;
+  /** What a restored thread has; `rt`: it runs a real-time policy. */
+  restored(rt: boolean): number;
+}
+
+const PR_GET_TSC = 25, PR_GET_TIMERSLACK = 30, PR_MCE_KILL_GET = 34, PR_GET_MDWE = 66;
+const ARCH_GET_CPUID = 0x1011;
+
+/** An int the call writes at its first pointer argument. */
+function intOut(t: Tracee, area: InjectionArea, call: (a: bigint) => bigint): number | undefined {
+  area.reset();
+  const a = area.alloc(8);
+  if (call(a) < 0n) return undefined;
+  return area.read(a, 4).readInt32LE(0);
+}
+
+const ret = (r: bigint): number | undefined => (r < 0n ? undefined : Number(r));
+// Stubs are spawned by criu-ts's main thread and inherit its slack.
+const selfSlack = (): number => Number(fs.readFileSync('/proc/self/timerslack_ns', 'utf8'));
+
+const PROBES: Probe[] = [
+  {
+    resource: 'timer slack (PR_SET_TIMERSLACK)', perThread: true,
+    // The kernel gives real-time threads no slack.
+    read: (t) => ret(t.syscallRaw('prctl', PR_GET_TIMERSLACK, 0, 0, 0, 0)), restored: (rt) => (rt ? 0 : selfSlack()),
+  },
+  {
+    resource: 'NUMA memory policy (set_mempolicy)', perThread: true,
+    read: (t, area) => intOut(t, area, (a) => t.syscallRaw('get_mempolicy', a, 0, 0, 0, 0)), restored: () => 0 /* MPOL_DEFAULT */,
+  },
+  {
+    resource: 'machine-check policy (PR_MCE_KILL)', perThread: true,
+    read: (t) => ret(t.syscallRaw('prctl', PR_MCE_KILL_GET, 0, 0, 0, 0)), restored: () => 2 /* PR_MCE_KILL_DEFAULT */,
+  },
+  {
+    resource: 'memory-deny-write-execute (PR_SET_MDWE)', perThread: false, early: true,
+    read: (t) => ret(t.syscallRaw('prctl', PR_GET_MDWE, 0, 0, 0, 0)), restored: () => 0,
+  },
+  {
+    resource: 'time stamp counter access (PR_SET_TSC)', perThread: true, only: 'x86_64',
+    read: (t, area) => intOut(t, area, (a) => t.syscallRaw('prctl', PR_GET_TSC, a, 0, 0, 0)), restored: () => 1 /* PR_TSC_ENABLE */,
+  },
+  {
+    resource: 'CPUID faulting (ARCH_SET_CPUID)', perThread: true, only: 'x86_64',
+    read: (t) => ret(t.syscallRaw('arch_prctl', ARCH_GET_CPUID, 0)), restored: () => 1,
+  },
+];
+
+export interface ProbedTask { pid: number; threads: Tracee[]; area?: InjectionArea }
+
+type Refuse = (at: ClaimSite, resource: string, why: string) => never;
+
+/**
+ * Run the probes in every thread of a task whose injection area is mapped, or with `early`,
+ * those of the leader that need no memory (it injects through its vDSO then); `refuse` throws.
+ * Threads other than the leader are switched to the injection page, as the dump does anyway.
+ */
+export function checkProbes(t: ProbedTask, refuse: Refuse, early = false): void {
+  const area = t.area;
+  for (const th of early ? t.threads.slice(0, 1) : t.threads) {
+    const leader = th.tid === t.pid;
+    if (!early && !area) throw new Error(`task ${t.pid}: no injection area to probe its threads`);
+    if (!leader) th.useInjectionPage(area!.base);
+    const policy = schedGetScheduler(th.tid) & ~0x40000000; // without SCHED_RESET_ON_FORK
+    const rt = policy === 1 || policy === 2;
+    for (const p of PROBES) {
+      if ((p.only && p.only !== arch.name) || (!p.perThread && !leader) || !!p.early !== early) continue;
+      const v = p.read(th, area!);
+      if (v === undefined) continue;
+      const want = p.restored(rt);
+      if (v !== want) refuse({ pid: t.pid, tid: th.tid }, p.resource, `it is ${v}, where a restored task has ${want}`);
+    }
+  }
+}

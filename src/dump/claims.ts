@@ -1,0 +1,168 @@
+// Nothing is lost silently. Before anything is written, every piece of state /proc shows for
+// each task and thread of the tree is either claimed by a resource module (their
+// declarations, src/resources/claims.ts) or is what a restored task gets anyway: criu-ts's own
+// value, which the stubs inherit. Anything else refuses the dump with one line,
+// `task PID: <resource>: <why>; not supported yet`.
+import fs from 'node:fs';
+import { readStatus, readStat, readTimers, listFds, type Vma, type Stat } from '../proc/index.ts';
+import { getpid } from '../kernel/index.ts';
+import type { Tracee } from '../compel/index.ts';
+import { CriuError } from '../errors.ts';
+import { probeFd, fdKind } from '../resources/files/index.ts';
+import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, checkNamespaces } from '../resources/task/index.ts';
+import { sigactClaims } from '../resources/sigact.ts';
+import { fsClaims } from '../resources/fs.ts';
+import { mmClaims } from '../resources/mm/index.ts';
+import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
+import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
+import { checkProbes, type ProbedTask } from './claims-probes.ts';
+
+const MODULES: ResourceClaims[] = [threadClaims, taskCoreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims];
+
+function merged(part: 'status' | 'stat' | 'files'): Map<string, Claim> {
+  const m = new Map<string, Claim>();
+  for (const c of MODULES) for (const [k, v] of Object.entries(c[part] ?? {} as Claims)) m.set(k, v);
+  return m;
+}
+
+export interface ClaimedTask { pid: number; threads: Tracee[]; vmas: Vma[]; stat: Stat }
+export interface ClaimOptions { shellJob: boolean; freezeCgroup?: string }
+
+/** The one error of a refused dump. */
+export class NotClaimedError extends CriuError {
+  constructor(at: ClaimSite, resource: string, why: string) {
+    super(`task ${at.pid}${at.tid !== at.pid ? ` (thread ${at.tid})` : ''}: ${resource}: ${why}; not supported yet`);
+    this.name = 'NotClaimedError';
+  }
+}
+
+/** What a task restored by criu-ts has: criu-ts's own values. */
+class Own {
+  readonly status = readStatus(getpid()).raw;
+  private files = new Map<string, string | undefined>();
+  file(name: string): string | undefined {
+    if (!this.files.has(name)) this.files.set(name, readOptional(`/proc/self/${name}`));
+    return this.files.get(name);
+  }
+}
+
+function readOptional(path: string): string | undefined {
+  try { return fs.readFileSync(path, 'utf8').trim(); } catch { return undefined; }
+}
+
+export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
+  const own = new Own();
+  const claims = { status: merged('status'), stat: merged('stat'), files: merged('files') };
+  const treeIds = new Set(tasks.flatMap((t) => t.threads.map((th) => th.tid)));
+  checkNamespaces(tasks.map((t) => t.pid));
+  for (const t of tasks) {
+    const site = { pid: t.pid, tid: t.pid };
+    const refuse = (resource: string, why: string, tid = t.pid): never => { throw new NotClaimedError({ pid: t.pid, tid }, resource, why); };
+    checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
+    const timers = readTimers(t.pid);
+    if (timers.length) {
+      const tm = timers[0];
+      refuse(`POSIX timer ${tm.id} (signal ${tm.signo}, clock ${tm.clockId})`, 'it would not fire after restore');
+    }
+    checkFds(t.pid, opts, refuse);
+    checkVmas(t.vmas, refuse);
+    checkProcFiles(t.pid, claims.files, own, site, refuse);
+    if (t.stat.ttyNr !== 0 && !opts.shellJob) refuse('controlling terminal', 'it has one; dump it as a shell job (--shell-job)');
+    if (t.stat.exitSignal !== 17) refuse('exit signal', `its parent is sent signal ${t.stat.exitSignal} when it exits, not SIGCHLD`);
+    for (const th of t.threads) {
+      const at = { pid: t.pid, tid: th.tid };
+      checkStatus(readStatus(t.pid, th.tid).raw, claims.status, own, at, refuse);
+      const st = th.tid === t.pid ? t.stat : readStat(t.pid, th.tid);
+      for (const k of ['policy', 'rtPriority', 'nice'] as const) checkValue(`scheduling (${k})`, String(st[k]), claims.stat.get(k), undefined, at, refuse);
+    }
+  }
+  // Locks on files that no fd shows (an fd shows its own, checkFds).
+  checkLocks(treeIds);
+}
+
+const refuseProbe = (at: ClaimSite, resource: string, why: string): never => { throw new NotClaimedError(at, resource, why); };
+
+/**
+ * What only an injected call shows (claims-probes.ts): with `early`, in the leader before its
+ * injection area is mapped (through its vDSO), else in every thread once the areas are.
+ */
+export function checkInjectedClaims(tasks: ProbedTask[], early = false): void {
+  for (const t of tasks) checkProbes(t, refuseProbe, early);
+}
+
+type Refuse = (resource: string, why: string, tid?: number) => never;
+
+/** A value claimed by a module (and within its check), or equal to criu-ts's own (`ownValue`). */
+function checkValue(resource: string, value: string, claim: Claim | undefined, ownValue: string | undefined, at: ClaimSite, refuse: Refuse): void {
+  if (claim === true) return;
+  if (claim) {
+    const why = claim(value, at);
+    if (why) refuse(resource, why, at.tid);
+    return;
+  }
+  if (value !== ownValue) refuse(resource, `it is ${JSON.stringify(value)}, where a restored task has ${JSON.stringify(ownValue ?? '(nothing)')}`, at.tid);
+}
+
+function checkStatus(status: Map<string, string>, claims: Map<string, Claim>, own: Own, at: ClaimSite, refuse: Refuse): void {
+  for (const [k, v] of status) {
+    if (NEUTRAL_STATUS.has(k)) continue;
+    checkValue(RESOURCE_NAMES[k] ?? `status ${k}`, v, claims.get(k), own.status.get(k), at, refuse);
+  }
+}
+
+function checkProcFiles(pid: number, claims: Map<string, Claim>, own: Own, at: ClaimSite, refuse: Refuse): void {
+  for (const [name, filter] of PROC_FILES) {
+    if (claims.get(name) === true) continue;
+    const mine = readOptional(`/proc/${pid}/${name}`);
+    checkValue(RESOURCE_NAMES[name] ?? `/proc/PID/${name}`, filter(mine), claims.get(name), filter(own.file(name)), at, refuse);
+  }
+}
+
+/** Every fd of a kind some module saves, with flags and fdinfo lines that kind brings back, and no locks. */
+function checkFds(pid: number, opts: ClaimOptions, refuse: Refuse): void {
+  for (const fd of listFds(pid)) {
+    let p;
+    try { p = probeFd(pid, fd); } catch { continue; } // closed meanwhile by another task sharing the table: the dump sees it
+    const what = `fd ${fd} (${p.link})`;
+    const kind = fdKind(p);
+    if (!kind) continue; // refused by the fd table's dump with what it is
+    if (kind.name === 'terminal' && !opts.shellJob) continue; // likewise, with the way out (--shell-job)
+    const extra = p.flags & ~(kind.claims.flags | 3 /* O_ACCMODE */);
+    const lost = flagNames(extra);
+    if (lost) refuse(what, `a ${kind.name} with ${lost}, which would not come back`);
+    const why = kind.claims.check?.(p);
+    if (why) refuse(what, why);
+    if (p.info.locks.length) refuse(what, `it holds a file lock (${p.info.locks[0].replace(/\s+/g, ' ')})`);
+    for (const key of p.info.fields.keys()) {
+      if (key === 'pos' || key === 'flags' || key === 'mnt_id' || key === 'ino' || kind.claims.fields?.includes(key)) continue;
+      refuse(what, `fdinfo shows "${key}: ${p.info.fields.get(key)}", which a ${kind.name} does not save`);
+    }
+  }
+}
+
+const SPECIAL_VMAS = new Set(['[vdso]', '[vvar]', '[vvar_vclock]', '[vsyscall]', '[vectors]', '[uprobes]']);
+
+function checkVmas(vmas: Vma[], refuse: Refuse): void {
+  const claimed = new Set(mmClaims.vmFlags);
+  for (const v of vmas) {
+    if (SPECIAL_VMAS.has(v.path)) continue;
+    const where = `memory at 0x${v.start.toString(16)}-0x${v.end.toString(16)}${v.path ? ` (${v.path})` : ''}`;
+    if (/^\[anon(_shmem)?:/.test(v.path)) refuse(where, 'its name (PR_SET_VMA_ANON_NAME) would be lost');
+    for (const f of v.vmFlags ?? []) {
+      if (!claimed.has(f)) refuse(where, `it is ${VMFLAG_NAMES[f] ?? `marked '${f}' in VmFlags`}`);
+    }
+  }
+}
+
+/** flock, POSIX and OFD locks and leases held by the tree, also those on files no fd shows. */
+function checkLocks(ids: Set<number>): void {
+  const text = readOptional('/proc/locks') ?? '';
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF". A waiter ("1: -> POSIX ...") holds
+    // nothing: its blocked call starts again after restore.
+    if (f[1] === '->') continue;
+    const pid = Number(f[4]);
+    if (ids.has(pid)) throw new NotClaimedError({ pid, tid: pid }, `file lock (${f.slice(1, 4).join(' ')} on ${f[5]})`, 'locks are not saved');
+  }
+}

@@ -1,0 +1,63 @@
+// The owner of an open file (F_SETOWN_EX), the signal it is sent (F_SETSIG) and O_ASYNC:
+// fown_entry, part of every kind's entry. Read on a copy of the task's fd (pidfd_getfd: the
+// same open file description); set on criu-ts's fd, and O_ASYNC by the task itself.
+import { fcntl, F, O, close, pidfdGetfd } from '../../kernel/index.ts';
+import { FASYNC, type FdProbe } from './types.ts';
+import type { Tracee } from '../../compel/index.ts';
+import type { MessageInput } from '../types.ts';
+
+type Fown = MessageInput<'fown_entry'>;
+
+/** fown_entry.pid_type is F_OWNER_TID 0, F_OWNER_PID 1 or F_OWNER_PGRP 2, as in CRIU. */
+const OWNER_TYPES = ['thread', 'process', 'process group'];
+
+export const noFown = (): Fown => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
+
+/**
+ * The owner of fd `fd` of the task behind `pidfd`. Throws a one-line reason when it cannot
+ * be restored: an owner that is not in the dumped tree (`inTree`), or one set by another user
+ * than root (the owner's credentials decide who may be signalled, and criu-ts sets them as root).
+ */
+export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => boolean): Fown {
+  if (p.flags & O.PATH) return noFown();
+  const local = pidfdGetfd(pidfd, p.fd);
+  try {
+    const owner = Buffer.alloc(8);
+    fcntl(local, F.GETOWN_EX, owner);
+    const type = owner.readInt32LE(0), pid = owner.readInt32LE(4);
+    const signum = fcntl(local, F.GETSIG);
+    if (pid === 0) return { ...noFown(), signum };
+    const uids = Buffer.alloc(8);
+    fcntl(local, F.GETOWNER_UIDS, uids);
+    const uid = uids.readUInt32LE(0), euid = uids.readUInt32LE(4);
+    const who = `the ${OWNER_TYPES[type] ?? 'owner'} ${pid}`;
+    const at = `task ${p.pid}: fd ${p.fd} (${p.link})`;
+    if (!inTree(pid)) throw new Error(`${at}: its owner (F_SETOWN) is ${who}, outside the dumped tree; not supported yet`);
+    if (uid !== 0 || euid !== 0) throw new Error(`${at}: its owner (F_SETOWN) ${who} was set by uid ${uid}/${euid}; not supported yet`);
+    return { uid, euid, signum, pid_type: type, pid };
+  } finally {
+    close(local);
+  }
+}
+
+/** Owner and signal, on criu-ts's fd of the file. */
+export function restoreFown(fd: number, fown: Fown | undefined): void {
+  const signum = fown?.signum ?? 0;
+  if (signum) fcntl(fd, F.SETSIG, signum);
+  const pid = fown?.pid ?? 0;
+  if (pid) {
+    const owner = Buffer.alloc(8);
+    owner.writeInt32LE(fown!.pid_type ?? 0, 0);
+    owner.writeInt32LE(pid, 4);
+    fcntl(fd, F.SETOWN_EX, owner);
+  }
+}
+
+/**
+ * O_ASYNC, set by the task on its own fd: the kernel sends the owner the fd number of the
+ * F_SETFL call that set it (si_fd), which must be the task's, not criu-ts's.
+ */
+export function setAsync(t: Tracee, fd: number): void {
+  const now = Number(t.syscall('fcntl', fd, F.GETFL));
+  t.syscall('fcntl', fd, F.SETFL, now | FASYNC);
+}

@@ -1,0 +1,49 @@
+// Small per-task state of task_core_entry and thread_core_entry: oom_score_adj and
+// child_subreaper (dumped with the task core, core.ts) and the parent-death signal.
+import fs from 'node:fs';
+import { PR } from '../../kernel/index.ts';
+import { CriuError } from '../../errors.ts';
+import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import type { ResourceClaims } from '../claims.ts';
+import type { Logger, Message } from '../types.ts';
+
+export const taskPropsClaims: ResourceClaims = {
+  files: { oom_score_adj: true, oom_adj: true },
+};
+
+const oomPath = (pid: number) => `/proc/${pid}/oom_score_adj`;
+
+const oomScoreAdj = (pid: number): number => Number(fs.readFileSync(oomPath(pid), 'utf8'));
+
+/** PR_GET_PDEATHSIG of one thread (the signal is per thread in the kernel). */
+export function dumpPdeathSig(t: Tracee, area: InjectionArea): number {
+  area.reset();
+  const a = area.alloc(4);
+  t.syscall('prctl', PR.GET_PDEATHSIG, a, 0, 0, 0);
+  return area.read(a, 4).readInt32LE(0);
+}
+
+/**
+ * oom_score_adj and child_subreaper of a restored task. oom_score_adj is written by criu-ts:
+ * lowering it below what the task inherited needs CAP_SYS_RESOURCE, and a restore without it
+ * fails rather than leave the value behind.
+ */
+export function restoreTaskProps(t: Tracee, pid: number, tc: Message<'task_core_entry'>): void {
+  const adj = tc.oom_score_adj;
+  if (adj !== undefined && adj !== oomScoreAdj(pid)) {
+    try { fs.writeFileSync(oomPath(pid), String(adj)); } catch (e) {
+      throw new CriuError(`task ${pid}: cannot set oom_score_adj to ${adj}: ${(e as Error).message}`);
+    }
+  }
+  if (tc.child_subreaper) t.syscall('prctl', PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
+/**
+ * The parent-death signal, after the credentials (a change of credentials clears it). The
+ * root's parent at restore is criu-ts: with -d it gets the signal when criu-ts exits.
+ */
+export function restorePdeathSig(t: Tracee, sig: number | undefined, isRoot: boolean, log: Logger): void {
+  if (!sig) return;
+  if (isRoot) log.warn(`task ${t.tid} has a parent-death signal (${sig}): it gets it when criu-ts, its parent now, exits`);
+  t.syscall('prctl', PR.SET_PDEATHSIG, sig, 0, 0, 0);
+}

@@ -1,0 +1,108 @@
+// unclaimed MODE FILE: put itself into one kind of state criu-ts does not save, print
+// "ready", then count once every 50 ms ("i=N") until killed. MODE:
+//   timer      a POSIX timer (timer_create), armed and firing
+//   seccomp    a seccomp filter that allows everything
+//   flock      flock(LOCK_EX) on FILE
+//   posixlock  an fcntl(F_SETLK) write lock on FILE
+//   ofdlock    an open-file-description lock (F_OFD_SETLK) on FILE
+//   mlock      a locked page (mlock)
+//   pipedirect a packet-mode pipe (pipe2(O_DIRECT))
+//   timens     children would be born in a new time namespace (unshare(CLONE_NEWTIME))
+//   slack      a timer slack of 1 ms (PR_SET_TIMERSLACK)
+//   sigtrap    a SIGTRAP sent to itself, blocked and pending
+//   trapign    SIGTRAP ignored (SIG_IGN)
+//   mempolicy  its memory bound to node 0 (set_mempolicy(MPOL_BIND))
+//   tsc        rdtsc faults (PR_SET_TSC, PR_TSC_SIGSEGV)
+//   mdwe       memory-deny-write-execute (PR_SET_MDWE)
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t ticks;
+static void on_alarm(int s) { (void)s; ticks++; }
+
+static void die(const char *what) { perror(what); exit(2); }
+
+static int open_file(const char *path) {
+  int fd = open(path, O_RDWR | O_CREAT, 0600);
+  if (fd < 0) die("open");
+  return fd;
+}
+
+static void lock(int fd, int cmd) {
+  struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+  if (fcntl(fd, cmd, &fl)) die("fcntl lock");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) { fprintf(stderr, "usage: unclaimed MODE [FILE]\n"); return 2; }
+  const char *mode = argv[1], *file = argc > 2 ? argv[2] : "/tmp/unclaimed.lock";
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (!strcmp(mode, "timer")) {
+    signal(SIGALRM, on_alarm);
+    timer_t t;
+    struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGALRM };
+    if (timer_create(CLOCK_MONOTONIC, &ev, &t)) die("timer_create");
+    struct itimerspec its = { .it_interval = { 0, 20000000 }, .it_value = { 0, 20000000 } };
+    if (timer_settime(t, 0, &its, NULL)) die("timer_settime");
+  } else if (!strcmp(mode, "seccomp")) {
+    struct sock_filter allow[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW) };
+    struct sock_fprog prog = { .len = 1, .filter = allow };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) die("no_new_privs");
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) die("seccomp");
+  } else if (!strcmp(mode, "flock")) {
+    if (flock(open_file(file), LOCK_EX)) die("flock");
+  } else if (!strcmp(mode, "posixlock")) {
+    lock(open_file(file), F_SETLK);
+  } else if (!strcmp(mode, "ofdlock")) {
+    lock(open_file(file), F_OFD_SETLK);
+  } else if (!strcmp(mode, "mlock")) {
+    static char page[4096] __attribute__((aligned(4096)));
+    if (mlock(page, sizeof page)) die("mlock");
+  } else if (!strcmp(mode, "pipedirect")) {
+    int p[2];
+    if (pipe2(p, O_DIRECT)) die("pipe2");
+  } else if (!strcmp(mode, "timens")) {
+    if (unshare(CLONE_NEWTIME)) die("unshare");
+  } else if (!strcmp(mode, "slack")) {
+    if (prctl(PR_SET_TIMERSLACK, 1000000, 0, 0, 0)) die("timerslack");
+  } else if (!strcmp(mode, "sigtrap")) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTRAP);
+    sigprocmask(SIG_BLOCK, &s, NULL);
+    kill(getpid(), SIGTRAP);
+  } else if (!strcmp(mode, "trapign")) {
+    signal(SIGTRAP, SIG_IGN);
+  } else if (!strcmp(mode, "mempolicy")) {
+    unsigned long node0 = 1;
+    if (syscall(SYS_set_mempolicy, 2 /* MPOL_BIND */, &node0, 8 * sizeof node0)) die("set_mempolicy");
+  } else if (!strcmp(mode, "tsc")) {
+    if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0)) die("PR_SET_TSC");
+  } else if (!strcmp(mode, "mdwe")) {
+    if (prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0)) die("PR_SET_MDWE");
+  } else {
+    fprintf(stderr, "unknown mode %s\n", mode);
+    return 2;
+  }
+  printf("ready pid=%d\n", getpid());
+  struct timespec d = { 0, 50000000 };
+  for (long i = 1;; i++) {
+    // A timer signal cuts the sleep short: sleep the rest.
+    struct timespec left = d;
+    while (nanosleep(&left, &left)) {}
+    printf("i=%ld\n", i);
+  }
+}
