@@ -124,6 +124,14 @@ for (const [name, host] of [['IPv4', '127.0.0.1'], ['IPv6', '::1']] as const) {
     assert.match(line, /an established TCP connection; --tcp-established dumps it/);
     assertRunningFree(client.pid);
 
+    // A dump that fails once the connection is in repair mode turns repair off again.
+    const fdir = c.subdir('failed');
+    const failed = dump(client.pid, fdir, ['--tcp-established'], { env: { CRIU_TS_FAULT: 'write-images' } });
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.ok(readLines(join(fdir, 'dump.log')).some((l) => /TCP \d+ bytes to read/.test(l)), 'the connection was frozen and saved');
+    assertRunningFree(client.pid);
+    await streamsGoOn([client, peer], [rxOf(client.log), rxOf(peer.log)]);
+
     const r1 = dump(client.pid, c.subdir('leave-running'), ['-R', '--tcp-established']);
     assert.equal(r1.code, 0, r1.stderr);
     assertRunningFree(client.pid);
