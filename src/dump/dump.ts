@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
-import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
+import { readStat, readStatus, readSmaps, type Vma, type Stat, readLink } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
 import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, INJECTION_SIGMASK } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
@@ -280,7 +280,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   if (debugOn(log)) for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
   const tMem = performance.now();
   const pm = imgs.pagemap(pid, anonBytes(task.vmas));
-  const exe = fs.readlinkSync(`/proc/${pid}/exe`);
+  const exe = readLink(pid, 'exe');
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
   imgs.one(IMG.MM, pid, mm);
   const memdumpMs = performance.now() - tMem;

@@ -1,20 +1,20 @@
 // fs_entry: working directory, root and umask.
-import fs from 'node:fs';
 import { AT_FDCWD, O } from '../kernel/index.ts';
-import { CriuError } from '../errors.ts';
+import { CriuError, NotSupportedError } from '../errors.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
 import type { ResourceClaims } from './claims.ts';
+import { readLink } from '../proc/index.ts';
 
 export const fsClaims: ResourceClaims = { status: { Umask: true }, files: { root: true, cwd: true } };
 
 type FsEntry = Message<'fs_entry'>;
 
 export function dumpFs(pid: number, umask: number, files: FileTable): FsEntry {
-  const cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
-  const root = fs.readlinkSync(`/proc/${pid}/root`);
+  const cwd = readLink(pid, 'cwd');
+  const root = readLink(pid, 'root');
   for (const [what, p] of [['working directory', cwd], ['root', root]]) {
-    if (p.endsWith(' (deleted)')) throw new Error(`task ${pid}: its ${what} ${p.slice(0, -10)} was deleted; not supported yet`);
+    if (p.endsWith(' (deleted)')) throw new NotSupportedError(`task ${pid}: its ${what} ${p.slice(0, -10)} was deleted`);
   }
   return {
     cwd_id: files.regPath(cwd, O.RDONLY | O.DIRECTORY),
@@ -33,7 +33,7 @@ export function restoreFs(t: Tracee, area: InjectionArea, e: FsEntry, pathOf: (i
   const root = pathOf(e.root_id);
   const had = inherited ? pathOf(inherited.root_id) : '/';
   if (root !== had) {
-    if (had !== '/') throw new CriuError(`a task with root ${root} is the child of one with root ${had}; not supported yet`);
+    if (had !== '/') throw new NotSupportedError(`a task with root ${root} is the child of one with root ${had}`);
     area.reset();
     t.syscall('chroot', area.putString(root));
   }

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
 import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, OPEN_FLAGS, fown, fileKind } from './types.ts';
+import { NotSupportedError } from '../../errors.ts';
 
 export const regFile = fileKind({
   type: FD_TYPE.REG,
@@ -15,7 +16,7 @@ export const regFile = fileKind({
   },
   dump(p, id) {
     if (p.link.endsWith(' (deleted)')) {
-      throw new Error(`fd ${p.fd} of task ${p.pid} is the deleted file ${p.link.slice(0, -10)}; deleted files are not supported yet`);
+      throw new NotSupportedError(`fd ${p.fd} of task ${p.pid} is the deleted file ${p.link.slice(0, -10)}`);
     }
     if (!p.link.startsWith('/')) throw new Error(`fd ${p.fd} of task ${p.pid} (${p.link}) is not a file reachable by path`);
     return { id, flags: p.flags, pos: p.pos, fown: fown(), name: p.link, size: BigInt(p.size), mode: p.mode };

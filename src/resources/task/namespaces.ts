@@ -1,7 +1,8 @@
 // Namespaces: criu-ts restores tasks into its own, so a dump of a tree that reaches into
 // others is refused (CRIU's ns ids in task_kobj_ids_entry are those of criu-ts's).
 import fs from 'node:fs';
-import { CriuError } from '../../errors.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
+import { readLink } from '../../proc/index.ts';
 
 const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time', 'time_for_children'];
 
@@ -10,11 +11,11 @@ export function checkNamespaces(pids: number[]): void {
   for (const pid of pids) {
     for (const n of NAMESPACES) {
       let link: string;
-      try { link = fs.readlinkSync(`/proc/${pid}/ns/${n}`); } catch { continue; }
+      try { link = readLink(pid, `ns/${n}`); } catch { continue; }
       if (link !== own.get(n)) {
         const what = n === 'pid_for_children' ? 'it creates its children in another PID namespace'
           : n === 'time_for_children' ? 'it creates its children in another time namespace' : `it is in another ${n} namespace (${link})`;
-        throw new CriuError(`task ${pid}: namespaces: ${what}; not supported yet`);
+        throw new NotSupportedError(`task ${pid}: namespaces: ${what}`);
       }
     }
   }
