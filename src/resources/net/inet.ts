@@ -5,6 +5,7 @@ import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
 import { dumpConnection, restoreConnection, isConnection } from './tcp.ts';
+import { NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO } = sock;
@@ -13,6 +14,8 @@ type SkOpts = MessageInput<'sk_opts_entry'>;
 
 /** The sockets this kind handles, by the name their "system.sockprotoname" xattr gives. */
 const PROTO_NAMES = new Set(['TCP', 'TCPv6', 'UDP', 'UDPv6', 'UDP-Lite', 'UDPLITEv6']);
+/** Other IPv4/IPv6 sockets: claimed here so that they are refused by name. */
+const OTHER_INET = new Set(['RAW', 'RAWv6', 'PING', 'PINGv6', 'MPTCP', 'MPTCPv6', 'SCTP', 'SCTPv6', 'L2TP/IP', 'L2TP/IPv6']);
 
 function protoName(path: string): string | undefined {
   try { return sock.sockProtoName(path); } catch { return undefined; }
@@ -53,7 +56,7 @@ function dumpSkOpts(fd: number, where: string): SkOpts {
   const filter = sock.getsockoptIntMaybe(fd, SOL.SOCKET, SO.GET_FILTER);
   // SO_GET_FILTER with a 4-byte buffer fails with EINVAL when a filter is attached (it needs
   // room for every instruction), and returns 0 bytes without one.
-  if (filter === undefined) throw new Error(`${where}: a socket filter (SO_ATTACH_FILTER) is not supported yet`);
+  if (filter === undefined) throw new NotSupportedError(`${where}: a socket filter (SO_ATTACH_FILTER)`);
   const [sndSec, sndUsec] = timeo(fd, SO.SNDTIMEO), [rcvSec, rcvUsec] = timeo(fd, SO.RCVTIMEO);
   const linger = sock.getsockoptBuf(fd, SOL.SOCKET, SO.LINGER, 8);
   const dev = sock.getsockoptBuf(fd, SOL.SOCKET, SO.BINDTODEVICE, 16).toString('latin1').replace(/\0.*$/s, '');
@@ -166,6 +169,8 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
 
 function dumpInet(p: { pid: number; fd: number; ino: number; flags: number }, id: number, ctx: DumpFileCtx, st: DumpState): MessageInput<'inet_sk_entry'> {
   const where = `fd ${p.fd} of task ${p.pid} (socket:[${p.ino}])`;
+  const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '?';
+  if (!PROTO_NAMES.has(name)) throw new NotSupportedError(`${where}: a ${name} socket`);
   const c = copyOf(p.pid, p.fd, ctx, st);
   const family = int(c, SOL.SOCKET, SO.DOMAIN), type = int(c, SOL.SOCKET, SO.TYPE), proto = int(c, SOL.SOCKET, SO.PROTOCOL);
   const src = endpoint(sock.getsockname(c));
@@ -183,10 +188,10 @@ function dumpInet(p: { pid: number; fd: number; ino: number; flags: number }, id
         ctx.log.warn(`${where}: ${ti.unacked} connection(s) not yet accepted are dropped (--skip-in-flight)`);
       }
     } else if (state !== TCP_STATE.CLOSE && state !== TCP_STATE.ESTABLISHED) {
-      throw new Error(`${where}: TCP sockets in ${stateName(state)} are not supported yet`);
+      throw new NotSupportedError(`${where}: a TCP socket in ${stateName(state)}`);
     }
   } else {
-    if (sock.getsockoptIntMaybe(c, IPPROTO.UDP, sock.UDP.CORK)) throw new Error(`${where}: a corked UDP socket cannot be dumped`);
+    if (sock.getsockoptIntMaybe(c, IPPROTO.UDP, sock.UDP.CORK)) throw new NotSupportedError(`${where}: a corked UDP socket`);
     const inq = Buffer.alloc(4);
     try { ioctl(c, sock.SIOCINQ, inq); } catch { /* no queue */ }
     if (inq.readInt32LE(0) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
@@ -250,7 +255,11 @@ export const inetFile = statefulKind({
   field: 'isk',
   name: 'inet socket',
   claims: { flags: O.NONBLOCK | FASYNC },
-  matches: (p) => p.link.startsWith('socket:') && PROTO_NAMES.has(protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? ''),
+  matches: (p) => {
+    if (!p.link.startsWith('socket:')) return false;
+    const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
+    return PROTO_NAMES.has(name) || OTHER_INET.has(name);
+  },
   state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
