@@ -73,6 +73,8 @@ interface Ctx {
   fileCtx: RestoreFileCtx;
   locals: Map<number, number>;
   opened: number[];
+  /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */
+  releaseHooks: Array<() => void>;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
 }
@@ -100,6 +102,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const root = tasks[0];
   const created: number[] = [];
   const opened: number[] = [];
+  const releaseHooks: Array<() => void> = [];
   const shmem = new ShmemObjects();
   let ctx: Ctx | undefined;
   try {
@@ -108,13 +111,14 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     ctx = {
       req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
       files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
-      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0,
+      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0, releaseHooks,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
         tcp: { established: !!req.tcp?.established, close: !!req.tcp?.close || !!imgs.one(IMG.INVENTORY).tcp_close, skipInFlight: false },
         entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
+        beforeRelease: (fn) => { releaseHooks.push(fn); },
       },
     };
     for (const { stage } of RESTORE_STAGES) {
@@ -165,6 +169,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     }
   },
   SEAL: (ctx) => {
+    for (const fn of ctx.releaseHooks.splice(0)) fn();
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.shmem.sealAll();
     ctx.shmem.close();

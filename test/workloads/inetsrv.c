@@ -1,6 +1,6 @@
 /*
  * inetsrv BASE: TCP listeners (IPv4, IPv6-only, dual-stack), UDP sockets bound and connected,
- * UDP-Lite and an unbound TCP socket, each with options set. Every 50 ms it prints i=N, checks
+ * UDP-Lite, a UDP socket shut for writing and an unbound TCP socket, each with options set. Every 50 ms it prints i=N, checks
  * that every option is still what it set (prints "BAD ..." otherwise), greets each accepted
  * connection with "hello\n", echoes UDP and UDP-Lite datagrams, and sends "tick N" from
  * its connected UDP socket to [::1]:BASE+5.
@@ -101,6 +101,12 @@ int main(int argc, char **argv) {
 
 	int ul = sock4(SOCK_DGRAM, IPPROTO_UDPLITE, base + 6);
 
+	/* A UDP socket shut for writing: only sock_diag shows it. */
+	int us = sock4(SOCK_DGRAM, 0, base + 7);
+	shutdown(us, SHUT_WR); /* ENOTCONN, but the shutdown holds */
+	struct sockaddr_in self = { .sin_family = AF_INET, .sin_port = htons(base + 7) };
+	inet_pton(AF_INET, "127.0.0.1", &self.sin_addr);
+
 	int tu = socket(AF_INET, SOCK_STREAM, 0);
 	setopt(tu, IPPROTO_TCP, TCP_NODELAY, 1);
 
@@ -122,6 +128,7 @@ int main(int argc, char **argv) {
 		expect(ul, SOL_SOCKET, SO_PROTOCOL, IPPROTO_UDPLITE, "ul protocol");
 		expect(tu, IPPROTO_TCP, TCP_NODELAY, 1, "tu TCP_NODELAY");
 		expect(t4, SOL_SOCKET, SO_TYPE, SOCK_STREAM, "t4 type");
+		if (sendto(us, "x", 1, MSG_DONTWAIT, (struct sockaddr *)&self, sizeof(self)) != -1 || errno != EPIPE) { printf("BAD us sends after SHUT_WR\n"); bad = 1; }
 		if ((fcntl(t4, F_GETFL) & O_NONBLOCK) == 0 || (fcntl(tu, F_GETFL) & O_NONBLOCK)) { printf("BAD O_NONBLOCK\n"); bad = 1; }
 		printf("i=%d%s\n", i, bad ? " bad" : " ok");
 		greet(t4); greet(t6); greet(td);

@@ -52,6 +52,8 @@ export interface RestoreFileCtx {
   log: Logger;
   shellJob: boolean;
   tcp: TcpMode;
+  /** Run once every fd of the tree is open, before criu-ts closes its own (TCP repair off). */
+  beforeRelease(fn: () => void): void;
   /** Entries of an image of the fd kind's own, read lazily and cached. */
   entries<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Array<{ entry: Message<EntryOf<K>>; extra?: Buffer }>;
   /** Local fds opened for restore; closed by the orchestrator at the end. */

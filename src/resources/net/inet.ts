@@ -5,6 +5,7 @@ import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
 import { dumpConnection, restoreConnection, isConnection } from './tcp.ts';
+import { inetShutdowns } from './diag.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
@@ -148,7 +149,7 @@ function restoreTcpOpts(fd: number, o: Message<'tcp_opts_entry'> | undefined): v
 }
 
 /** pidfds of the dumped tasks, and the copies of their sockets, held until the dump ends. */
-interface DumpState { pidfds: Map<number, number>; copies: number[]; registered: boolean }
+interface DumpState { pidfds: Map<number, number>; copies: number[]; registered: boolean; shutdowns: Map<string, Map<number, number>> }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
   if (!st.registered) {
@@ -196,12 +197,17 @@ function dumpInet(p: { pid: number; fd: number; ino: number; flags: number }, id
     try { ioctl(c, sock.SIOCINQ, inq); } catch { /* no queue */ }
     if (inq.readInt32LE(0) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
   }
+  const key = `${family}:${proto}`;
+  let shutdowns = st.shutdowns.get(key);
+  if (!shutdowns) { shutdowns = inetShutdowns(family, proto); st.shutdowns.set(key, shutdowns); }
+  const shutdown = shutdowns.get(p.ino) ?? 0;
   const e: MessageInput<'inet_sk_entry'> = {
     id, ino: p.ino, family, type, proto, state, src_port: src.port, dst_port: dst.port, flags: p.flags, backlog,
     src_addr: words(src.addr), dst_addr: words(dst.addr), fown: fown(), opts: dumpSkOpts(c, where),
     ip_opts: dumpIpOpts(c, family),
     ...(family === AF.INET6 ? { v6only: bool(c, SOL.IPV6, IPV6.V6ONLY) } : {}),
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
+    ...(shutdown ? { shutdown } : {}),
   };
   if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p.ino, where, ctx);
   return e;
@@ -241,6 +247,11 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
     if (e.state === TCP_STATE.LISTEN) sock.listen(fd, e.backlog);
     else if (e.dst_port) sock.connect(fd, sockaddr(dst));
   }
+  if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && isConnection(e.state))) {
+    // sk_shutdown READ 1, WRITE 2, BOTH 3 are SHUT_RD, SHUT_WR and SHUT_RDWR plus one. An
+    // unconnected socket takes the shutdown and still says ENOTCONN.
+    try { sock.shutdown(fd, e.shutdown - 1); } catch (err) { if (!(err instanceof SysError && err.code === 'ENOTCONN')) throw err; }
+  }
   restoreIpOpts(fd, e.family, e.ip_opts);
   restoreSkOpts(fd, e.opts);
   restoreTcpOpts(fd, e.tcp_opts);
@@ -260,7 +271,7 @@ export const inetFile = statefulKind({
     const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false }),
+  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, shutdowns: new Map() }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
     try { return openInet(e, ctx); } catch (err) {

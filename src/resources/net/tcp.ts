@@ -59,8 +59,8 @@ export function restoreConnection(fd: number, e: Message<'inet_sk_entry'>, eps: 
   // Room for the whole saved queues; the task's own sizes are set afterwards.
   for (const opt of [SO.SNDBUFFORCE, SO.RCVBUFFORCE]) { try { sock.setsockoptInt(fd, SOL.SOCKET, opt, BIG_BUF); } catch { /* not in the initial user ns */ } }
   soccr.restore(fd, st);
-  // No network lock is held, so the connection is let go at once: its window probe tells
-  // the peer to go on, and what the peer sends meanwhile waits in the receive queue.
-  soccr.resume(soccr.frozen(fd, e.opts.reuseaddr ? 1 : 0));
-  ctx.log.debug(`${where}: TCP connection ${st.inq.length}/${st.outq.length} bytes queued, restored`);
+  ctx.log.debug(`${where}: TCP connection ${st.inq.length}/${st.outq.length} bytes queued, restored in repair mode`);
+  // Out of repair once every socket of the tree exists: a connection whose two ends are both
+  // in the tree must not answer the other's segments (the window probe) before it is there.
+  ctx.beforeRelease(() => { soccr.resume(soccr.frozen(fd, e.opts.reuseaddr ? 1 : 0)); });
 }
