@@ -8,7 +8,7 @@ const NR = {
   socket: sysnr('socket'), bind: sysnr('bind'), listen: sysnr('listen'), connect: sysnr('connect'),
   getsockname: sysnr('getsockname'), getpeername: sysnr('getpeername'), sendto: sysnr('sendto'),
   recvfrom: sysnr('recvfrom'), setsockopt: sysnr('setsockopt'), getsockopt: sysnr('getsockopt'),
-  shutdown: sysnr('shutdown'), getxattr: sysnr('getxattr'),
+  shutdown: sysnr('shutdown'), getxattr: sysnr('getxattr'), ppoll: sysnr('ppoll'),
 };
 
 export const AF = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16, PACKET: 17 } as const;
@@ -108,4 +108,15 @@ export function sockProtoName(path: string): string {
   const b = Buffer.alloc(64);
   const n = syscall(`getxattr(${path}, system.sockprotoname)`, NR.getxattr, addressOf(p), addressOf(name), addressOf(b), b.length);
   return b.subarray(0, n).toString('latin1').replace(/\0.*$/s, '');
+}
+
+export const POLL = { IN: 1, OUT: 4, HUP: 0x10, RDHUP: 0x2000 } as const;
+
+/** The poll events of one fd now (ppoll with a zero timeout). */
+export function pollNow(fd: number, events: number): number {
+  const pfd = Buffer.alloc(8), ts = Buffer.alloc(16);
+  pfd.writeInt32LE(fd, 0);
+  pfd.writeInt16LE(events, 4);
+  const n = syscall('ppoll', NR.ppoll, addressOf(pfd), 1, addressOf(ts), 0, 8);
+  return n ? pfd.readInt16LE(6) & 0xffff : 0;
 }

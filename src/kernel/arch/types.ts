@@ -17,7 +17,7 @@ export type SyscallName =
   | 'eventfd2' | 'signalfd4' | 'epoll_create1' | 'epoll_ctl' | 'timerfd_create' | 'timerfd_settime' | 'timerfd_gettime'
   | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy'
   | 'bind' | 'listen' | 'connect' | 'getsockname' | 'getpeername' | 'sendto' | 'recvfrom' | 'setsockopt' | 'getsockopt'
-  | 'shutdown' | 'getxattr';
+  | 'shutdown' | 'getxattr' | 'ppoll';
 
 /** What an architecture backend provides: syscall numbers, register layouts and opcodes. */
 export interface Arch {

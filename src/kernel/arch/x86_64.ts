@@ -29,7 +29,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   userfaultfd: 323, membarrier: 324, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434, clone3: 435,
   close_range: 436, openat2: 437, pidfd_getfd: 438, map_shadow_stack: 453,
   connect: 42, sendto: 44, recvfrom: 45, shutdown: 48, bind: 49, listen: 50, getsockname: 51, getpeername: 52,
-  setsockopt: 54, getsockopt: 55, getxattr: 191,
+  setsockopt: 54, getsockopt: 55, getxattr: 191, ppoll: 271,
 };
 
 const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n;

@@ -200,7 +200,10 @@ function dumpInet(p: { pid: number; fd: number; ino: number; flags: number }, id
   const key = `${family}:${proto}`;
   let shutdowns = st.shutdowns.get(key);
   if (!shutdowns) { shutdowns = inetShutdowns(family, proto); st.shutdowns.set(key, shutdowns); }
-  const shutdown = shutdowns.get(p.ino) ?? 0;
+  // sock_diag does not list a TCP socket that is neither bound to a connection nor listening:
+  // poll tells a read shutdown there (as CRIU does), which a write one comes with on close.
+  const hup = sock.POLL.RDHUP | sock.POLL.HUP;
+  const shutdown = shutdowns.get(p.ino) ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
   const e: MessageInput<'inet_sk_entry'> = {
     id, ino: p.ino, family, type, proto, state, src_port: src.port, dst_port: dst.port, flags: p.flags, backlog,
     src_addr: words(src.addr), dst_addr: words(dst.addr), fown: fown(), opts: dumpSkOpts(c, where),
