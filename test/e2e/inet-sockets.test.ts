@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, assertCleanError, assertRunningFree, assertOk, adopt, waitExit, waitForLine, lastCounter, readLines, sleep, SLOW } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
@@ -194,5 +194,41 @@ e2e('--tcp-close: an established connection comes back closed; --skip-in-flight 
   assertOk(restore(img2, ['-d']));
   execFileSync('kill', ['-CONT', String(srv.pid)]);
   await checkServer(b, srv.log);
+  killAndReap(srv.pid);
+});
+
+e2e('python3 -m http.server with a client in the middle of a request: dump + restore, then the request is answered', async (c) => {
+  const port = base(5);
+  const www = c.subdir('www');
+  writeFileSync(join(www, 'hello.txt'), 'hello from before the dump\n');
+  const srv = startTarget(['/usr/bin/python3', '-m', 'http.server', '--bind', '127.0.0.1', '--directory', www, String(port)], { logFile: join(c.dir, 'http.log') });
+  await waitForLine(srv.log, /Serving HTTP/);
+  // The client sends half a request: the server's handler thread waits for the rest.
+  const client = net.connect({ port, host: '127.0.0.1' });
+  await new Promise((r) => client.on('connect', r));
+  let reply = '';
+  client.on('data', (d) => { reply += d.toString(); });
+  client.write('GET /hello.txt HTTP/1.1\r\nHost: x\r\n');
+  await sleep(300);
+  const cport = client.localPort!;
+  const rules = [['--sport', String(port), '--dport', String(cport)], ['--sport', String(cport), '--dport', String(port)]]
+    .map((r) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...r, '-j', 'DROP']);
+  for (const r of rules) execFileSync('iptables', ['-w', '-I', ...r]);
+  try {
+    const img = c.subdir('img');
+    dumpAndReap(srv.pid, img, ['--tcp-established']);
+    restoreDetached(img, srv.pid, ['--tcp-established']);
+  } finally {
+    for (const r of rules) execFileSync('iptables', ['-w', '-D', ...r]);
+  }
+  client.write('\r\n');
+  const deadline = Date.now() + 5000 * SLOW;
+  while (!reply.includes('hello from before the dump') && Date.now() < deadline) await sleep(50);
+  assert.match(reply, /^HTTP\/1\.0 200 OK/);
+  assert.match(reply, /hello from before the dump/);
+  client.destroy();
+  // The restored listener serves new clients too.
+  const res = await fetch(`http://127.0.0.1:${port}/hello.txt`);
+  assert.equal(await res.text(), 'hello from before the dump\n');
   killAndReap(srv.pid);
 });
