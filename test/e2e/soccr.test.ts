@@ -6,6 +6,11 @@ import net from 'node:net';
 import { once } from 'node:events';
 import * as soccr from '../../src/soccr/index.ts';
 import { sock, close } from '../../src/kernel/index.ts';
+import { RepairGuard } from '../../src/soccr/guard.ts';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const GUARD = [process.execPath, join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'), '__soccr-guard'];
 
 const { AF, SOCK, IPPROTO, SOL, SO, TCP } = sock;
 
@@ -113,6 +118,32 @@ test('soccr: a connection in another state than ESTABLISHED is refused by name',
     assert.throws(() => soccr.save(fd), /TCP connections in FIN_WAIT2 are not supported yet/);
     soccr.resume(h);
     assert.equal(sock.getsockoptInt(fd, SOL.TCP, TCP.REPAIR), 0);
+  } finally {
+    close(fd);
+    peer.destroy();
+    server.close();
+  }
+});
+
+test('soccr: the guardian turns repair off when the freezer gives up, and leaves the socket alone after done', async () => {
+  const { fd, peer, server } = await connected(AF.INET, '127.0.0.1');
+  try {
+    const ino = statSync(`/proc/self/fd/${fd}`).ino;
+    sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);
+    const g = RepairGuard.start(GUARD);
+    g.note(process.pid, fd, ino, 1);
+    soccr.freeze(fd);
+    g.abandon();
+    assert.equal(sock.getsockoptInt(fd, SOL.TCP, TCP.REPAIR), 0, 'repair is off');
+    assert.equal(sock.getsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR), 1, 'SO_REUSEADDR is back');
+    sendAll(fd, Buffer.from('x'));
+
+    const g2 = RepairGuard.start(GUARD);
+    g2.note(process.pid, fd, ino, 1);
+    soccr.freeze(fd);
+    g2.done();
+    assert.equal(sock.getsockoptInt(fd, SOL.TCP, TCP.REPAIR), 1, 'after done the guardian touches nothing');
+    soccr.resume(soccr.frozen(fd, 1));
   } finally {
     close(fd);
     peer.destroy();

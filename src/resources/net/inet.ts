@@ -4,7 +4,8 @@
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
-import { dumpConnection, restoreConnection, isConnection } from './tcp.ts';
+import { dumpConnection, restoreConnection, isConnection, startGuard } from './tcp.ts';
+import type { RepairGuard } from '../../soccr/guard.ts';
 import { inetShutdowns } from './diag.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
@@ -149,7 +150,7 @@ function restoreTcpOpts(fd: number, o: Message<'tcp_opts_entry'> | undefined): v
 }
 
 /** pidfds of the dumped tasks, and the copies of their sockets, held until the dump ends. */
-interface DumpState { pidfds: Map<number, number>; copies: number[]; registered: boolean; shutdowns: Map<string, Map<number, number>> }
+interface DumpState { pidfds: Map<number, number>; copies: number[]; registered: boolean; shutdowns: Map<string, Map<number, number>>; guard?: RepairGuard }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
   if (!st.registered) {
@@ -212,7 +213,7 @@ function dumpInet(p: { pid: number; fd: number; ino: number; flags: number }, id
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p.ino, where, ctx);
+  if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p, where, ctx, () => (st.guard ??= startGuard(ctx)));
   return e;
 }
 

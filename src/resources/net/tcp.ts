@@ -4,11 +4,23 @@
 import { sock, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import * as soccr from '../../soccr/index.ts';
+import { RepairGuard } from '../../soccr/guard.ts';
 import type { DumpFileCtx, RestoreFileCtx } from '../files/types.ts';
 import type { Message } from '../types.ts';
 
 const { SOL, SO } = sock;
 const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put back
+
+/** The guardian is criu-ts itself, started with this hidden command (src/cli/main.ts). */
+export const GUARD_COMMAND = '__soccr-guard';
+
+/** One guardian for the dump, started with the first connection and told at its end that all is done. */
+export function startGuard(ctx: DumpFileCtx): RepairGuard {
+  const g = RepairGuard.start([process.execPath, process.argv[1], GUARD_COMMAND]);
+  ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
+  ctx.atEnd(() => g.done());
+  return g;
+}
 
 /** A TCP socket state that is a connection (or was one), not a listener or a fresh socket. */
 export const isConnection = (state: number): boolean => state !== soccr.TCP_STATE.LISTEN && state !== soccr.TCP_STATE.CLOSE;
@@ -18,9 +30,12 @@ export const isConnection = (state: number): boolean => state !== soccr.TCP_STAT
  * ends: a killed tree's socket then closes without a word to the peer (the copy is closed
  * after the kill), and a resumed or failed dump turns it off again.
  */
-export function dumpConnection(copy: number, ino: number, where: string, ctx: DumpFileCtx): void {
+export function dumpConnection(copy: number, target: { pid: number; fd: number; ino: number }, where: string, ctx: DumpFileCtx, guard: () => RepairGuard): void {
   if (ctx.tcp.close) return;
   if (!ctx.tcp.established) throw new Error(`${where}: an established TCP connection; --tcp-established dumps it (or --tcp-close)`);
+  const { ino } = target;
+  // The guardian turns repair off again if criu-ts dies before the dump ends.
+  guard().note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
   const frozen = soccr.freeze(copy);
   ctx.atEnd((how) => {
     if (how === 'killed') return;
