@@ -3,12 +3,8 @@ export class CriuError extends Error {
   constructor(message: string) { super(message); this.name = 'CriuError'; }
 }
 
-/**
- * The fault-injection switch: CRIU_TS_FAULT=<step> makes that step fail, to test cleanup paths;
- * CRIU_TS_FAULT=<step>:kill makes criu-ts die there by SIGKILL, to test what outlives it.
- */
+/** The fault-injection switch: CRIU_TS_FAULT=<step> makes that step fail, to test cleanup paths. */
 export function faultPoint(step: string): void {
-  if (process.env.CRIU_TS_FAULT === `${step}:kill`) process.kill(process.pid, 'SIGKILL');
   if (process.env.CRIU_TS_FAULT === step) throw new CriuError(`injected fault at step "${step}" (CRIU_TS_FAULT)`);
 }
 
