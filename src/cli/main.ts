@@ -211,7 +211,7 @@ function commandFirst(args: string[]): string[] {
 
 export async function main(argv: string[]): Promise<number> {
   // criu-ts's own guardian of sockets it puts in TCP repair mode (src/soccr/guard.ts).
-  if (argv[0] === '__soccr-guard') return (await import('../soccr/guard.ts')).runGuardian(0);
+  if (argv[0] === '__soccr-guard') return (await import('../soccr/guard.ts')).runGuardian(0, 1);
   if (argv[0] === 'crit') return (await loadCrit()).runCrit(argv.slice(1));
   const parsed = normalize(argv, LONG_WITH_VALUE);
   try {

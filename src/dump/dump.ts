@@ -209,6 +209,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
     result = collectAndWrite(req, tasks, imgs, endHooks);
     faultPoint('write-images');
+    hangPoint('write-images');
     // The last safe point: past it, the dump completes.
     checkInterrupt(true);
     step(log, `writing the images to ${req.dir}`);

@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import dgram from 'node:dgram';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { sock, pidfdOpen, pidfdGetfd, close } from '../../src/kernel/index.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, assertCleanError, assertRunningFree, assertOk, adopt, waitExit, waitForLine, lastCounter, readLines, sleep, SLOW } from '../lib/proc.ts';
+import { CRIU_BIN, e2e, startTarget, killAndReap, assertCleanError, assertRunningFree, assertOk, adopt, waitExit, waitForLine, lastCounter, readLines, sleep, SLOW } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
@@ -80,10 +81,10 @@ e2e('listening TCP v4/v6/dual-stack and UDP/UDP-Lite sockets come back with thei
 });
 
 /** A peer outside the tree, and the dumped client connected to it (v4 or v6). */
-async function connection(c: { dir: string }, port: number, host: string): Promise<{ peer: { pid: number; log: string }; client: { pid: number; log: string } }> {
+async function connection(c: { dir: string }, port: number, host: string, env: Record<string, string> = {}): Promise<{ peer: { pid: number; log: string }; client: { pid: number; log: string } }> {
   const peer = startTarget([workload('tcpconn'), 'peer', String(port)], { logFile: join(c.dir, `peer-${port}.log`) });
   await waitForLine(peer.log, /^listening/);
-  const client = startTarget([workload('tcpconn'), 'client', host, String(port)], { logFile: join(c.dir, `client-${port}.log`) });
+  const client = startTarget([workload('tcpconn'), 'client', host, String(port)], { logFile: join(c.dir, `client-${port}.log`), env });
   await waitForLine(client.log, /^rx=[1-9]/);
   await waitForLine(peer.log, /^rx=[1-9]/);
   return { peer, client };
@@ -103,6 +104,16 @@ async function streamsGoOn(ends: Array<{ log: string }>, past: number[]): Promis
   for (const e of ends) assert.deepEqual(readLines(e.log).filter((l) => /^(BAD|ERR)/.test(l)), [], readFileSync(e.log, 'utf8').slice(-300));
 }
 
+/** A copy of the client's socket (fd 3), closed at once but for the caller's one look. */
+function copyOfSocket(pid: number): number {
+  const pidfd = pidfdOpen(pid);
+  try {
+    const c = pidfdGetfd(pidfd, 3);
+    setImmediate(() => close(c));
+    return c;
+  } finally { close(pidfd); }
+}
+
 /** The client's local port, from /proc/net/tcp{,6}. */
 function localPort(pid: number, peerPort: number): number {
   const out = execFileSync('ss', ['-Htnp', 'state', 'established'], { encoding: 'utf8' });
@@ -117,7 +128,10 @@ function localPort(pid: number, peerPort: number): number {
 for (const [name, host] of [['IPv4', '127.0.0.1'], ['IPv6', '::1']] as const) {
   e2e(`an established ${name} connection to a peer outside the tree survives dump -R and dump + restore (--tcp-established)`, async (c) => {
     const port = base(host === '::1' ? 2 : 1);
-    const { peer, client } = await connection(c, port, host);
+    // The client lives through a killed criu-ts below, which can leave it one call that meets
+    // repair mode before the guardian turns it off: it reports that call and goes on.
+    const { peer, client } = await connection(c, port, host, { TCPCONN_TOLERATE: '1' });
+    const transient = (): string[] => readLines(client.log).filter((l) => l.startsWith('TRANSIENT'));
 
     // Without --tcp-established the connection is refused, and both ends go on.
     const line = assertCleanError(dump(client.pid, c.subdir('refused')));
@@ -131,6 +145,24 @@ for (const [name, host] of [['IPv4', '127.0.0.1'], ['IPv6', '::1']] as const) {
     assert.ok(readLines(join(fdir, 'dump.log')).some((l) => /TCP \d+ bytes to read/.test(l)), 'the connection was frozen and saved');
     assertRunningFree(client.pid);
     await streamsGoOn([client, peer], [rxOf(client.log), rxOf(peer.log)]);
+
+    // criu-ts killed (SIGKILL) with the connection in repair mode: its guardian turns repair off.
+    const kdir = c.subdir('killed');
+    const criu = spawn(CRIU_BIN, ['dump', '-t', String(client.pid), '-D', kdir, '-v4', '-o', 'dump.log', '--tcp-established'], {
+      env: { ...process.env, CRIU_TS_RUN_DIR: c.subdir('run'), CRIU_TS_HANG: 'write-images' }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const ended = new Promise<number | string | null>((resolve) => criu.on('exit', (code, s) => resolve(s ?? code)));
+    await new Promise<void>((resolve) => criu.stderr.on('data', (d: Buffer) => { if (d.includes('hanging')) resolve(); }));
+    assert.equal(sock.getsockoptInt(copyOfSocket(client.pid), sock.SOL.TCP, sock.TCP.REPAIR), 1, 'the connection is in repair mode');
+    assert.deepEqual(transient(), [], 'no call met repair mode while criu-ts ran');
+    const guardian = Number(/TCP repair guardian: pid (\d+)/.exec(readFileSync(join(kdir, 'dump.log'), 'utf8'))?.[1]);
+    assert.ok(guardian > 0, 'the dump started a guardian');
+    adopt(guardian); // ours once criu-ts is gone
+    criu.kill('SIGKILL');
+    assert.equal(await ended, 'SIGKILL');
+    await streamsGoOn([client, peer], [rxOf(client.log), rxOf(peer.log)]);
+    const seen = transient().length;
+    assert.ok(seen <= 2, `a moment of repair mode at most: ${seen} calls met it`);
 
     const r1 = dump(client.pid, c.subdir('leave-running'), ['-R', '--tcp-established']);
     assert.equal(r1.code, 0, r1.stderr);
@@ -155,6 +187,7 @@ for (const [name, host] of [['IPv4', '127.0.0.1'], ['IPv6', '::1']] as const) {
       for (const r of rules) execFileSync(family, ['-w', '-D', ...r]);
     }
     await streamsGoOn([client, peer], [rxOf(client.log), rxOf(peer.log)]);
+    assert.equal(transient().length, seen, 'no call met repair mode after the killed dump');
     killAndReap(client.pid);
     killAndReap(peer.pid);
   });

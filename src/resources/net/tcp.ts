@@ -18,7 +18,7 @@ export const GUARD_COMMAND = '__soccr-guard';
 export function startGuard(ctx: DumpFileCtx): RepairGuard {
   const g = RepairGuard.start([process.execPath, process.argv[1], GUARD_COMMAND]);
   ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
-  ctx.atEnd(() => g.done());
+  ctx.atEnd((how) => g.done(how === 'killed'));
   return g;
 }
 
