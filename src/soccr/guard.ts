@@ -16,10 +16,8 @@
  * ```
  */
 import fs from 'node:fs';
-import { posixSpawn, pipe2, close, pidfdOpen, pidfdGetfd, waitpid, O } from '../kernel/index.ts';
+import { posixSpawn, pipe2, close, pidfdOpen, pidfdGetfd, waitpid, O, WNOHANG } from '../kernel/index.ts';
 import { heal } from './index.ts';
-
-const WNOHANG = 1;
 
 export class RepairGuard {
   private readonly fd: number;
