@@ -16,7 +16,7 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
 import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
@@ -49,6 +49,17 @@ export interface DumpRequest {
   extUnixSk?: boolean;
   /** Action scripts: pre-dump, query-ext-files once frozen, post-dump once the images are written. */
   actions?: RunAction;
+  /** --tcp-established, --tcp-close, --skip-in-flight */
+  tcp?: TcpMode;
+}
+
+type EndHook = (how: DumpOutcome) => void;
+
+/** The fd kinds' end-of-dump work, last registered first (a socket's repair off before its copy closes). */
+function runEndHooks(hooks: EndHook[], how: DumpOutcome, log: Logger): void {
+  for (const h of hooks.splice(0).reverse()) {
+    try { h(how); } catch (e) { log.error(`at the end of the dump: ${(e as Error).message}`); }
+  }
 }
 
 export interface DumpResult {
@@ -172,6 +183,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   let tasks: Task[] = [];
   let result: DumpResult;
+  const endHooks: EndHook[] = [];
   unsafeWindow.calls = 0;
   unsafeWindow.ms = 0;
   try {
@@ -205,8 +217,9 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs));
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks));
     faultPoint('write-images');
+    hangPoint('write-images');
     // The last safe point: past it, the dump completes.
     checkInterrupt(true);
     step(log, `writing the images to ${req.dir}`);
@@ -220,6 +233,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     if (req.actions) { step(log, 'post-dump action'); req.actions('post-dump'); }
   } catch (e) {
     imgs.discard();
+    runEndHooks(endHooks, 'failed', log);
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
     journal.close();
     logUnsafeWindow(log);
@@ -227,9 +241,12 @@ function dumpColocated(req: DumpRequest): DumpResult {
   }
   step(log, req.leaveRunning ? 'resuming the tree (--leave-running)' : 'killing the tree');
   if (req.leaveRunning) {
+    runEndHooks(endHooks, 'resumed', log);
     for (const t of tasks) if (isLive(t)) thaw(t, log);
+  } else {
+    killTree(tasks);
+    runEndHooks(endHooks, 'killed', log);
   }
-  else killTree(tasks);
   journal.close();
   logUnsafeWindow(log);
   result.frozenMs = performance.now() - t0;
@@ -244,7 +261,7 @@ function logUnsafeWindow(log: Logger): void {
 
 interface Shared { seccomp: SeccompDump; locksSeen: Set<string>; live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
 
-function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
+function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
   const objects = new DumpShared(imgs, files);
@@ -253,6 +270,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
     fileCtx: {
       log: req.log, shellJob: req.shellJob, extUnixSk: !!req.extUnixSk, kinds: new Map(),
       addFile: (make) => { const id = files.newId(); files.add(make(id)); return id; }, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      tcp: req.tcp ?? { established: false, close: false, skipInFlight: false }, atEnd: (fn) => { endHooks.push(fn); },
       memfdInode: (link) => objects.memfdInode(link),
       fileId: (pid, fd) => { const pidfd = pidfdOpen(pid); try { return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id; } finally { close(pidfd); } },
       treePids: live.map((t) => t.pid), netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
@@ -288,7 +306,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   imgs.one(IMG.INVENTORY, {
     img_version: 2, fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
-    ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
+    ns_per_id: true, lsmtype: 0, ...(req.tcp?.close ? { tcp_close: true } : {}), network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
   });
   return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }

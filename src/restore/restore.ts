@@ -18,7 +18,7 @@ import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { restorePosixTimers } from '../resources/posix-timers.ts';
 import { restoreFileLocks } from '../resources/files/locks.ts';
-import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
+import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry, type TcpMode } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
@@ -41,6 +41,8 @@ export interface RestoreRequest {
   workDir?: string;
   /** Action scripts: pre-restore, post-restore (tasks still stopped), pre-resume, post-resume. */
   actions?: RunAction;
+  /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
+  tcp?: TcpMode;
 }
 
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
@@ -77,6 +79,8 @@ interface Ctx {
   fileCtx: RestoreFileCtx;
   locals: Map<number, number>;
   opened: number[];
+  /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */
+  releaseHooks: Array<() => void>;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
 }
@@ -105,6 +109,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const root = tasks[0];
   const created: number[] = [];
   const opened: number[] = [];
+  const releaseHooks: Array<() => void> = [];
   const shmem = new ShmemObjects();
   let ctx: Ctx | undefined;
   try {
@@ -113,13 +118,15 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     ctx = {
       req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
       files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
-      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0,
+      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0, releaseHooks,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
+        tcp: { established: !!req.tcp?.established, close: !!req.tcp?.close || !!imgs.one(IMG.INVENTORY).tcp_close, skipInFlight: false },
         entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
+        beforeRelease: (fn) => { releaseHooks.push(fn); },
       },
     };
     for (const { stage } of RESTORE_STAGES) {
@@ -177,6 +184,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     }
   },
   SEAL: (ctx) => {
+    for (const fn of ctx.releaseHooks.splice(0)) fn();
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.shmem.sealAll();
     ctx.shmem.close();

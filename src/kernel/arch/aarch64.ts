@@ -27,6 +27,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   prlimit64: 261, setns: 268, process_vm_readv: 270, process_vm_writev: 271, kcmp: 272, seccomp: 277,
   memfd_create: 279, userfaultfd: 282, membarrier: 283, rseq: 293, pidfd_send_signal: 424, pidfd_open: 434,
   clone3: 435, close_range: 436, openat2: 437, pidfd_getfd: 438, map_shadow_stack: 453,
+  getxattr: 8, ppoll: 73, getpeername: 205,
 };
 
 const u64 = (r: Buffer, off: number): bigint => r.readBigUInt64LE(off);

@@ -16,7 +16,9 @@ export type SyscallName =
   | 'socket' | 'socketpair' | 'bind' | 'connect' | 'listen' | 'getsockopt' | 'setsockopt' | 'shutdown' | 'getsockname'
   | 'accept4' | 'sendto' | 'recvfrom' | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
   | 'eventfd2' | 'signalfd4' | 'epoll_create1' | 'epoll_ctl' | 'timerfd_create' | 'timerfd_settime' | 'timerfd_gettime'
-  | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy';
+  | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy'
+  | 'bind' | 'listen' | 'connect' | 'getsockname' | 'getpeername' | 'sendto' | 'recvfrom' | 'setsockopt' | 'getsockopt'
+  | 'shutdown' | 'getxattr' | 'ppoll';
 
 /** What an architecture backend provides: syscall numbers, register layouts and opcodes. */
 export interface Arch {

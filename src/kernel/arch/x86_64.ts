@@ -29,6 +29,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   process_vm_readv: 310, process_vm_writev: 311, kcmp: 312, seccomp: 317, memfd_create: 319,
   userfaultfd: 323, membarrier: 324, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434, clone3: 435,
   close_range: 436, openat2: 437, pidfd_getfd: 438, map_shadow_stack: 453,
+  getpeername: 52, getxattr: 191, ppoll: 271,
 };
 
 const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n;
