@@ -24,7 +24,7 @@ export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSes
 export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, unixSocketFile, inetFile, regFile];
+const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inetFile, unixSocketFile, regFile];
 
 export function probeFd(pid: number, fd: number): FdProbe {
   const link = readLink(pid, `fd/${fd}`);
