@@ -19,6 +19,7 @@ import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/inde
 import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
+import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
@@ -39,6 +40,8 @@ export interface DumpRequest {
   pages?: PagesCodecOptions;
   /** Freeze with this cgroup's freezer (--freeze-cgroup). */
   freezeCgroup?: string;
+  /** Largest deleted file saved, in bytes of its blocks (--ghost-limit). */
+  ghostLimit?: number;
 }
 
 export interface DumpResult {
@@ -201,12 +204,14 @@ interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: 
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
   const live = tasks.filter(isLive);
-  const files = new DumpFileTable();
+  const ghosts = new GhostDump((kind, ...a) => imgs.add(kind, ...a), req.ghostLimit);
+  const files = new DumpFileTable(ghosts);
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
     live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex), ghosts,
       memfdInode: (link) => objects.memfdInode(link),
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),

@@ -16,7 +16,7 @@ const NR = {
   mmap: sysnr('mmap'), munmap: sysnr('munmap'), memfd_create: sysnr('memfd_create'),
   eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
   timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
-  openat2: sysnr('openat2'), unlinkat: sysnr('unlinkat'),
+  openat2: sysnr('openat2'), unlinkat: sysnr('unlinkat'), mknodat: sysnr('mknodat'),
   sched_getaffinity: sysnr('sched_getaffinity'), sched_setaffinity: sysnr('sched_setaffinity'), getcpu: sysnr('getcpu'),
 };
 
@@ -277,6 +277,11 @@ export function openat2(dirfd: number, name: string, flags: number, mode: number
   openHow.writeBigUInt64LE(BigInt(mode), 8);
   openHow.writeBigUInt64LE(BigInt(resolve), 16);
   return syscall(`openat2(${name})`, NR.openat2, dirfd, addressOf(b), addressOf(openHow), 24);
+}
+/** mknodat(2): a FIFO, device or empty regular file at `name`. */
+export function mknodat(dirfd: number, name: string, mode: number, dev = 0): void {
+  const b = Buffer.from(name + '\0');
+  syscall(`mknodat(${name})`, NR.mknodat, dirfd, addressOf(b), mode, dev);
 }
 export function unlinkat(dirfd: number, name: string, flags = 0): void {
   const b = Buffer.from(name + '\0');

@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import { AT_FDCWD, O } from '../kernel/index.ts';
 import { CriuError } from '../errors.ts';
+import { deletedName } from './files/ghost.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
 import type { ResourceClaims } from './claims.ts';
@@ -11,16 +12,15 @@ export const fsClaims: ResourceClaims = { status: { Umask: true }, files: { root
 type FsEntry = Message<'fs_entry'>;
 
 export function dumpFs(pid: number, umask: number, files: FileTable): FsEntry {
-  const cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
-  const root = fs.readlinkSync(`/proc/${pid}/root`);
-  for (const [what, p] of [['working directory', cwd], ['root', root]]) {
-    if (p.endsWith(' (deleted)')) throw new Error(`task ${pid}: its ${what} ${p.slice(0, -10)} was deleted; not supported yet`);
-  }
-  return {
-    cwd_id: files.regPath(cwd, O.RDONLY | O.DIRECTORY),
-    root_id: files.regPath(root, O.RDONLY | O.DIRECTORY),
-    umask,
+  const dir = (what: 'cwd' | 'root'): number => {
+    const link = fs.readlinkSync(`/proc/${pid}/${what}`);
+    const deleted = deletedName(link);
+    if (deleted === undefined) return files.regPath(link, O.RDONLY | O.DIRECTORY);
+    if (what === 'root') throw new Error(`task ${pid}: its root ${deleted} was deleted; not supported yet`);
+    // An empty directory that no name leads to: made again as a ghost, entered, and removed.
+    return files.regDeleted(deleted, `/proc/${pid}/cwd`, O.RDONLY | O.DIRECTORY);
   };
+  return { cwd_id: dir('cwd'), root_id: dir('root'), umask };
 }
 
 /**

@@ -15,6 +15,7 @@ import {
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
+import { GhostRestore } from '../resources/files/ghost.ts';
 import { openForRestore, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
@@ -69,6 +70,8 @@ interface Ctx {
   files: Map<number, FileEntry>;
   cpuFacts: CpuFacts;
   fileCtx: RestoreFileCtx;
+  /** Deleted files made again for the restore, unlinked once every task holds them. */
+  ghosts: GhostRestore;
   locals: Map<number, number>;
   opened: number[];
   /** How long FORKING took (stats-restore). */
@@ -99,19 +102,21 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const created: number[] = [];
   const opened: number[] = [];
   const shmem = new ShmemObjects();
+  const ghosts = new GhostRestore(imgs.all(IMG.REMAP_FPATH).map((e) => e.entry), (id) => imgs.ghost(id));
   let ctx: Ctx | undefined;
   try {
     const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas));
     const helperArea = helper.area;
     ctx = {
       req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
-      files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
+      files, ghosts, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
       installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
         entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
+        pathOf: (reg) => ghosts.path(reg.id, reg.name),
       },
     };
     for (const { stage } of RESTORE_STAGES) {
@@ -121,6 +126,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   } catch (e) {
     for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
     shmem.close();
+    ghosts.unlinkAll();
     imgs.verifying?.cancel();
     if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
     killAll(created);
@@ -163,6 +169,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
   },
   SEAL: (ctx) => {
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
+    ctx.ghosts.unlinkAll();
     ctx.shmem.sealAll();
     ctx.shmem.close();
     if (ctx.imgs.verifying) step(ctx.req.log, 'waiting for the checksums of the page data');
@@ -291,7 +298,7 @@ function pathResolver(ctx: Ctx): (id: number) => string {
   return (id: number): string => {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
-    return reg.name;
+    return ctx.ghosts.path(reg.id, reg.name);
   };
 }
 

@@ -33,6 +33,10 @@ export interface DumpFileCtx {
   /** Each fd kind for this dump, with its state (kindSession makes them). */
   kinds: KindSessions;
   regPath(path: string, flags: number, extra?: RegExtra): number;
+  /** A REG entry for a deleted file reached through `source`, saved as a ghost file (FileTable.regDeleted). */
+  regDeleted(name: string, source: string, flags: number, extra?: RegExtra): number;
+  /** The dump's ghost files: a deleted file's content, saved once per inode. */
+  ghosts: import('./ghost.ts').GhostDump;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
   memfdInode(link: string): number;
   /** Is this a thread, process or process group of the dumped tree (a file owner that comes back)? */
@@ -49,6 +53,8 @@ export interface RestoreFileCtx {
   /** Each fd kind for this restore, with its state (kindSession makes them). */
   kinds: KindSessions;
   files: Map<number, FileEntry>;
+  /** The path to open for the REG entry `reg`: its name, or where its ghost file was made. */
+  pathOf(reg: { id: number; name: string }): string;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
   memfd(inodeId: number): number;
 }

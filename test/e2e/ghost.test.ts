@@ -1,0 +1,44 @@
+/**
+ * Deleted files (CRIU's ghost files): open, mapped shared and private, sparse, an unlinked
+ * FIFO with queued data, a deleted working directory. The task checks each from inside
+ * after restore; no ghost is left with a name; --ghost-limit refuses a larger one.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { e2e, startTarget, killAndReap, signal, waitForLine, readLines, assertCleanError, assertRunningFree, SIGUSR1 } from '../lib/proc.ts';
+import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
+import { readMessages } from '../../src/images/index.ts';
+
+async function startGhost(c: { dir: string }): Promise<{ pid: number; log: string; files: string }> {
+  const files = join(c.dir, 'files');
+  mkdirSync(files);
+  const t = startTarget([workload('ghost'), '-d', files], { logFile: join(c.dir, 'ghost.log') });
+  await waitForLine(t.log, /^tick n=3$/);
+  return { pid: t.pid, log: t.log, files };
+}
+
+e2e('deleted files, an unlinked FIFO and a deleted cwd come back and are deleted again', async (c) => {
+  const g = await startGhost(c);
+  const img = c.subdir('img');
+  dumpAndReap(g.pid, img);
+  const remaps = readMessages(join(img, 'remap-fpath.img'), 'remap_file_path_entry');
+  assert.equal(new Set(remaps.map((r) => r.remap_id)).size, 5, 'one ghost per deleted inode (open+shared map, private map, sparse, fifo, cwd)');
+  restoreDetached(img, g.pid);
+  assert.deepEqual(readdirSync(g.files), [], 'the ghosts made for the restore have no names left');
+  const from = readLines(g.log).length;
+  signal(g.pid, SIGUSR1);
+  const { line } = await waitForLine(g.log, /^CHECK /, 10_000, from);
+  assert.equal(line, 'CHECK ok');
+  killAndReap(g.pid);
+});
+
+e2e('a deleted file larger than --ghost-limit refuses the dump and the task runs on', async (c) => {
+  const g = await startGhost(c);
+  const r = dump(g.pid, c.subdir('img'), ['--ghost-limit', '4K']);
+  const msg = assertCleanError(r);
+  assert.match(msg, /more than the ghost limit of 4096 \(--ghost-limit\)/);
+  assertRunningFree(g.pid, 'the target after a refused dump');
+  killAndReap(g.pid);
+});
