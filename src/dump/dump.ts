@@ -204,7 +204,7 @@ interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: 
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
   const live = tasks.filter(isLive);
-  const ghosts = new GhostDump((kind, ...a) => imgs.add(kind, ...a), req.ghostLimit);
+  const ghosts = new GhostDump({ remap: (e) => imgs.add(IMG.REMAP_FPATH, e), ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks) }, req.ghostLimit);
   const files = new DumpFileTable(ghosts);
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {

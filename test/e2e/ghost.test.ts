@@ -27,6 +27,8 @@ e2e('deleted files, an unlinked FIFO and a deleted cwd come back and are deleted
   assert.equal(new Set(remaps.map((r) => r.remap_id)).size, 5, 'one ghost per deleted inode (open+shared map, private map, sparse, fifo, cwd)');
   restoreDetached(img, g.pid);
   assert.deepEqual(readdirSync(g.files), [], 'the ghosts made for the restore have no names left');
+  const sparse = readMessages(join(img, 'ghost-file-3.img'), 'ghost_chunk_entry');
+  assert.deepEqual(sparse.map((e) => e.off), [256n * 1024n], 'the sparse file\'s hole is not saved, only its data');
   const from = readLines(g.log).length;
   signal(g.pid, SIGUSR1);
   const { line } = await waitForLine(g.log, /^CHECK /, 10_000, from);

@@ -55,6 +55,7 @@ static const char *verify(int fd, unsigned char *shared, unsigned char *priv, in
 	for (long i = 4096; i < SIZE; i++) if (priv[i] != pat(1, i)) return "private mapping content";
 	if (fstat(sparse, &st) || st.st_size != SPARSE_AT + 5 || pread(sparse, buf, 5, SPARSE_AT) != 5 || memcmp(buf, "tail!", 5)) return "sparse file";
 	if (pread(sparse, buf, 1, 1000) != 1 || buf[0] != 0) return "sparse file hole";
+	if (lseek(sparse, 0, SEEK_DATA) != SPARSE_AT) return "sparse file's hole was filled";
 	char q[16] = {0};
 	if (read(fifo, q, sizeof q) != 6 || strcmp(q, "queued")) return "fifo data";
 	if (fstat(fifo, &st) || !S_ISFIFO(st.st_mode) || st.st_nlink != 0) return "fifo kind or name";

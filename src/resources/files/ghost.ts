@@ -3,8 +3,7 @@
 // A restore makes the ghost again under a temporary name next to the old one, every user
 // opens or maps it there, and the name is removed once the tasks hold it.
 import fs from 'node:fs';
-import { mknodat, AT_FDCWD, O } from '../../kernel/index.ts';
-import { IMG, type AddArgs } from '../../images/index.ts';
+import { mknodat, lseek, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
 import { S_IFMT, S_IFREG, S_IFDIR, S_IFIFO } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
 
@@ -18,15 +17,19 @@ export function deletedName(link: string): string | undefined {
   return link.endsWith(DELETED) ? link.slice(0, -DELETED.length) : undefined;
 }
 
-export type AddImageEntry = <K extends typeof IMG.GHOST_FILE | typeof IMG.REMAP_FPATH>(kind: K, ...a: AddArgs<K>) => void;
+/** Where a dump's ghost files go: remap-fpath.img entries, and ghost-file-N.img in chunks. */
+export interface GhostSink {
+  remap(entry: MessageInput<'remap_file_path_entry'>): void;
+  ghost(id: number, entry: MessageInput<'ghost_file_entry'>, chunks: Iterable<{ off: bigint; data: Buffer }>): void;
+}
 
 /** The ghost files of one dump: each inode saved once, whatever number of entries use it. */
 export class GhostDump {
   private byInode = new Map<string, number>();
   private next = 1;
-  private readonly add: AddImageEntry;
+  private readonly sink: GhostSink;
   private readonly limit: number;
-  constructor(add: AddImageEntry, limit = GHOST_LIMIT) { this.add = add; this.limit = limit; }
+  constructor(sink: GhostSink, limit = GHOST_LIMIT) { this.sink = sink; this.limit = limit; }
 
   /**
    * Save the deleted file that `source` (/proc/PID/fd/N, map_files or cwd) leads to, and
@@ -41,7 +44,7 @@ export class GhostDump {
       this.save(ghostId, source, name, st);
       this.byInode.set(key, ghostId);
     }
-    this.add(IMG.REMAP_FPATH, { orig_id: id, remap_id: ghostId, remap_type: REMAP_GHOST });
+    this.sink.remap({ orig_id: id, remap_id: ghostId, remap_type: REMAP_GHOST });
   }
 
   private save(ghostId: number, source: string, name: string, st: fs.BigIntStats): void {
@@ -50,30 +53,50 @@ export class GhostDump {
       throw new Error(`the deleted file ${name} is of a kind that cannot be saved (mode 0${st.mode.toString(8)}); not supported yet`);
     }
     const usage = Number(st.blocks) * 512;
-    if (fmt === S_IFREG && (usage > this.limit || Number(st.size) > Math.max(this.limit, 64 << 20))) {
-      throw new Error(`the deleted file ${name} holds ${Math.max(usage, Number(st.size))} bytes, more than the ghost limit of ${this.limit} (--ghost-limit)`);
+    // As CRIU, what counts is the space the file takes: its holes are not saved.
+    if (fmt === S_IFREG && usage > this.limit) {
+      throw new Error(`the deleted file ${name} takes ${usage} bytes, more than the ghost limit of ${this.limit} (--ghost-limit)`);
     }
     const tv = (ns: bigint): MessageInput<'timeval'> => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
     const entry: MessageInput<'ghost_file_entry'> = {
       uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode), dev: Number(st.dev), ino: st.ino,
       atim: tv(st.atimeNs), mtim: tv(st.mtimeNs), size: st.size,
     };
-    this.add(IMG.GHOST_FILE, ghostId, entry, fmt === S_IFREG ? readWhole(source, Number(st.size)) : undefined);
+    if (fmt !== S_IFREG) { this.sink.ghost(ghostId, entry, []); return; }
+    const fd = fs.openSync(source, O.RDONLY | O.CLOEXEC);
+    try { this.sink.ghost(ghostId, entry, dataExtents(fd, Number(st.size))); } finally { fs.closeSync(fd); }
   }
 }
 
-function readWhole(source: string, size: number): Buffer {
-  const fd = fs.openSync(source, O.RDONLY | O.CLOEXEC);
-  try {
-    const buf = Buffer.alloc(size);
-    let off = 0;
-    while (off < size) {
-      const n = fs.readSync(fd, buf, off, size - off, off);
-      if (n === 0) break;
-      off += n;
+const PIECE = 1 << 20;
+
+/** The file's data, skipping holes (SEEK_DATA/SEEK_HOLE), in pieces of at most PIECE bytes. */
+function* dataExtents(fd: number, size: number): Generator<{ off: bigint; data: Buffer }> {
+  let pos = 0;
+  while (pos < size) {
+    const start = seek(fd, pos, SEEK.DATA);
+    if (start === undefined || start >= size) return;
+    const end = Math.min(seek(fd, start, SEEK.HOLE) ?? size, size);
+    for (let off = start; off < end; off += PIECE) {
+      const data = Buffer.alloc(Math.min(PIECE, end - off));
+      let got = 0;
+      while (got < data.length) {
+        const n = fs.readSync(fd, data, got, data.length - got, off + got);
+        if (n === 0) break;
+        got += n;
+      }
+      yield { off: BigInt(off), data: data.subarray(0, got) };
     }
-    return buf.subarray(0, off);
-  } finally { fs.closeSync(fd); }
+    pos = end;
+  }
+}
+
+/** lseek's answer, or undefined past the last data (ENXIO). */
+function seek(fd: number, off: number, whence: number): number | undefined {
+  try { return lseek(fd, off, whence); } catch (e) {
+    if (e instanceof SysError && e.code === 'ENXIO') return undefined;
+    throw e;
+  }
 }
 
 /** A ghost file as read back: its entry, and its content as (offset, bytes) pieces. */
