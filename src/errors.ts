@@ -7,3 +7,13 @@ export class CriuError extends Error {
 export function faultPoint(step: string): void {
   if (process.env.CRIU_TS_FAULT === step) throw new CriuError(`injected fault at step "${step}" (CRIU_TS_FAULT)`);
 }
+
+/**
+ * What criu-ts refuses because it cannot do it yet (a resource, an option, a command): one line
+ * ending "; not supported yet", so a refusal reads differently from a failure.
+ */
+export class NotSupportedError extends CriuError {
+  constructor(what: string, message = `${what}; not supported yet`) { super(message); this.name = 'NotSupportedError'; }
+  /** A CRIU option or command criu-ts does not implement, as CRIU users grep for it. */
+  static option(name: string): NotSupportedError { return new NotSupportedError(name, `not supported yet: ${name}`); }
+}

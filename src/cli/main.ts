@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { setChildSubreaper, openBeneath } from '../kernel/index.ts';
 import { LevelLogger, writeLogLine } from '../log.ts';
-import { CriuError } from '../errors.ts';
+import { CriuError, NotSupportedError } from '../errors.ts';
 import { ImageError, readKeyFile, setImageOpener, checkDumpDir, checkRestoreDir, UntrustedDirError } from '../images/index.ts';
 // Each command loads only its own modules: start-up time is most of a small dump.
 const loadDump = () => import('../dump/dump.ts');
@@ -37,7 +37,7 @@ function screen(argv: string[]): string[] {
     const a = argv[i];
     if (a === '--') { out.push(...argv.slice(i)); break; }
     const name = a.startsWith('--') ? a.split('=')[0] : a;
-    if (NOT_SUPPORTED.has(name) || NOT_SUPPORTED.has(name.replace(/^--no-/, '--'))) fail(`not supported yet: ${name}`);
+    if (NOT_SUPPORTED.has(name) || NOT_SUPPORTED.has(name.replace(/^--no-/, '--'))) throw NotSupportedError.option(name);
     if (ACCEPTED_INTERNAL.has(name)) {
       const value = a.includes('=') ? a.slice(a.indexOf('=') + 1) : INTERNAL_WITH_VALUE.has(name) ? argv[++i] : undefined;
       if (name === '--pre-dump-mode' && value !== 'splice' && value !== 'read') fail(`bad --pre-dump-mode ${value ?? ''}: use splice or read`);
@@ -210,7 +210,7 @@ export async function main(argv: string[]): Promise<number> {
     const args = commandFirst(parsed.args);
     const cmd = args[0];
     if (cmd === 'crit') return (await loadCrit()).runCrit(args.slice(1));
-    if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) fail(`not supported yet: ${cmd}`);
+    if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) throw NotSupportedError.option(cmd);
     if (cmd === undefined) fail('no command: criu-ts dump|restore|check|crit (criu-ts --help)');
     const screened = screen(args);
     setChildSubreaper();

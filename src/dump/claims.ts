@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { readStatus, readStat, readTimers, listFds, type Vma, type Stat } from '../proc/index.ts';
 import { getpid } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
-import { CriuError } from '../errors.ts';
+import { CriuError, NotSupportedError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
 import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, checkNamespaces } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
@@ -29,9 +29,9 @@ export interface ClaimedTask { pid: number; threads: Tracee[]; vmas: Vma[]; stat
 export interface ClaimOptions { shellJob: boolean; freezeCgroup?: string }
 
 /** The one error of a refused dump. */
-export class NotClaimedError extends CriuError {
+export class NotClaimedError extends NotSupportedError {
   constructor(at: ClaimSite, resource: string, why: string) {
-    super(`task ${at.pid}${at.tid !== at.pid ? ` (thread ${at.tid})` : ''}: ${resource}: ${why}; not supported yet`);
+    super(`task ${at.pid}${at.tid !== at.pid ? ` (thread ${at.tid})` : ''}: ${resource}: ${why}`);
     this.name = 'NotClaimedError';
   }
 }

@@ -1,7 +1,7 @@
 // fs_entry: working directory, root and umask.
 import fs from 'node:fs';
 import { AT_FDCWD, O } from '../kernel/index.ts';
-import { CriuError } from '../errors.ts';
+import { CriuError, NotSupportedError } from '../errors.ts';
 import { deletedName } from './files/ghost.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
@@ -16,7 +16,7 @@ export function dumpFs(pid: number, umask: number, files: FileTable): FsEntry {
     const link = fs.readlinkSync(`/proc/${pid}/${what}`);
     const deleted = deletedName(link);
     if (deleted === undefined) return files.regPath(link, O.RDONLY | O.DIRECTORY);
-    if (what === 'root') throw new Error(`task ${pid}: its root ${deleted} was deleted; not supported yet`);
+    if (what === 'root') throw new NotSupportedError(`task ${pid}: its root ${deleted} was deleted`);
     // An empty directory that no name leads to: made again as a ghost, entered, and removed.
     return files.regDeleted(deleted, `/proc/${pid}/cwd`, O.RDONLY | O.DIRECTORY);
   };
@@ -33,7 +33,7 @@ export function restoreFs(t: Tracee, area: InjectionArea, e: FsEntry, pathOf: (i
   const root = pathOf(e.root_id);
   const had = inherited ? pathOf(inherited.root_id) : '/';
   if (root !== had) {
-    if (had !== '/') throw new CriuError(`a task with root ${root} is the child of one with root ${had}; not supported yet`);
+    if (had !== '/') throw new NotSupportedError(`a task with root ${root} is the child of one with root ${had}`);
     area.reset();
     t.syscall('chroot', area.putString(root));
   }

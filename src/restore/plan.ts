@@ -1,5 +1,5 @@
 // What a dump asks to restore: the process tree in pstree order, with each task's images.
-import { CriuError } from '../errors.ts';
+import { CriuError, NotSupportedError } from '../errors.ts';
 import { IMG, imageFileName } from '../images/index.ts';
 import type { DumpImages } from './images.ts';
 import type { Message, PageSource } from '../resources/types.ts';
@@ -70,7 +70,7 @@ export function plan(imgs: DumpImages): RestorePlan {
     };
     if (tc.task_state === TASK_STATE.DEAD) return { ...base, zombie: { exitCode: tc.exit_code, comm: tc.comm } };
     if (tc.task_state !== TASK_STATE.ALIVE && tc.task_state !== TASK_STATE.STOPPED) {
-      throw new CriuError(`${leaderFile}: task state ${tc.task_state} is not supported yet`);
+      throw new NotSupportedError(`${leaderFile}: task state ${tc.task_state}`);
     }
     const threadCores = new Map<number, ThreadCore>();
     for (const tid of base.threads) {

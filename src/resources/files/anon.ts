@@ -1,7 +1,7 @@
 // The anon-inode file kinds: eventfd, epoll, signalfd and timerfd. Their state is in fdinfo;
 // each is made again in criu-ts with that state and moved into the task like any fd.
 import fs from 'node:fs';
-import { eventfd, epollCreate, signalfd, timerfdCreate, timerfdSettime, ioctl, fcntl, F, O, TFD_IOC_SET_TICKS, arch } from '../../kernel/index.ts';
+import { eventfd, epollCreate, signalfd, timerfdCreate, timerfdSettime, ioctl, fcntl, F, O, TFD_IOC_SET_TICKS, epollEvent } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
 
 const anon = (name: string) => (p: { link: string }) => p.link === `anon_inode:[${name}]` || p.link === `anon_inode:${name}`;
@@ -63,13 +63,9 @@ export const eventpollFile = fileKind({
   // Targets are registered by the task itself: epoll keys each item by the task's fd number,
   // which the task later uses for EPOLL_CTL_MOD and DEL.
   afterInstall(e, fd, t, area) {
-    const size = arch.name === 'x86_64' ? 12 : 16; // struct epoll_event is packed on x86_64
-    const ev = Buffer.alloc(size);
     for (const tf of e.tfd) {
       area.reset();
-      ev.writeUInt32LE(tf.events, 0);
-      ev.writeBigUInt64LE(tf.data, size - 8);
-      t.syscall('epoll_ctl', fd, 1 /* EPOLL_CTL_ADD */, tf.tfd, area.put(ev));
+      t.syscall('epoll_ctl', fd, 1 /* EPOLL_CTL_ADD */, tf.tfd, area.put(epollEvent(tf.events, tf.data)));
     }
   },
 });

@@ -5,6 +5,7 @@ import { fcntl, F, O, close, pidfdGetfd } from '../../kernel/index.ts';
 import { FASYNC, type FdProbe } from './types.ts';
 import type { Tracee } from '../../compel/index.ts';
 import type { MessageInput } from '../types.ts';
+import { NotSupportedError } from '../../errors.ts';
 
 type Fown = MessageInput<'fown_entry'>;
 
@@ -32,8 +33,8 @@ export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => bool
     const uid = uids.readUInt32LE(0), euid = uids.readUInt32LE(4);
     const who = `the ${OWNER_TYPES[type] ?? 'owner'} ${pid}`;
     const at = `task ${p.pid}: fd ${p.fd} (${p.link})`;
-    if (!inTree(pid)) throw new Error(`${at}: its owner (F_SETOWN) is ${who}, outside the dumped tree; not supported yet`);
-    if (uid !== 0 || euid !== 0) throw new Error(`${at}: its owner (F_SETOWN) ${who} was set by uid ${uid}/${euid}; not supported yet`);
+    if (!inTree(pid)) throw new NotSupportedError(`${at}: its owner (F_SETOWN) is ${who}, outside the dumped tree`);
+    if (uid !== 0 || euid !== 0) throw new NotSupportedError(`${at}: its owner (F_SETOWN) ${who} was set by uid ${uid}/${euid}`);
     return { uid, euid, signum, pid_type: type, pid };
   } finally {
     close(local);

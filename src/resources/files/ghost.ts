@@ -4,6 +4,7 @@
 // opens or maps it there, and the name is removed once the tasks hold it.
 import fs from 'node:fs';
 import { mknodat, lseek, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 import { S_IFMT, S_IFREG, S_IFDIR, S_IFIFO } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
 
@@ -50,12 +51,12 @@ export class GhostDump {
   private save(ghostId: number, source: string, name: string, st: fs.BigIntStats): void {
     const fmt = Number(st.mode) & S_IFMT;
     if (fmt !== S_IFREG && fmt !== S_IFDIR && fmt !== S_IFIFO) {
-      throw new Error(`the deleted file ${name} is of a kind that cannot be saved (mode 0${st.mode.toString(8)}); not supported yet`);
+      throw new NotSupportedError(`the deleted file ${name} is of a kind that cannot be saved (mode 0${st.mode.toString(8)})`);
     }
     const usage = Number(st.blocks) * 512;
     // As CRIU, what counts is the space the file takes: its holes are not saved.
     if (fmt === S_IFREG && usage > this.limit) {
-      throw new Error(`the deleted file ${name} takes ${usage} bytes, more than the ghost limit of ${this.limit} (--ghost-limit)`);
+      throw new CriuError(`the deleted file ${name} takes ${usage} bytes, more than the ghost limit of ${this.limit} (--ghost-limit)`);
     }
     const tv = (ns: bigint): MessageInput<'timeval'> => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
     const entry: MessageInput<'ghost_file_entry'> = {
@@ -113,7 +114,7 @@ export class GhostRestore {
   constructor(remaps: Array<Message<'remap_file_path_entry'>>, image: (ghostId: number) => GhostImage) {
     this.image = image;
     for (const r of remaps) {
-      if ((r.remap_type ?? 0) !== REMAP_GHOST) throw new Error(`remap-fpath.img: file ${r.orig_id} is remapped by type ${r.remap_type ?? 0}; not supported yet`);
+      if ((r.remap_type ?? 0) !== REMAP_GHOST) throw new NotSupportedError(`remap-fpath.img: file ${r.orig_id} is remapped by type ${r.remap_type ?? 0}`);
       this.remaps.set(r.orig_id, r.remap_id);
     }
   }
@@ -142,7 +143,7 @@ export class GhostRestore {
         for (const { off, data } of g.pieces) fs.writeSync(fd, data, 0, data.length, off);
         if (e.size !== undefined) fs.ftruncateSync(fd, Number(e.size));
       } finally { fs.closeSync(fd); }
-    } else throw new Error(`ghost file for ${p}: mode 0${e.mode.toString(8)} is not supported yet`);
+    } else throw new NotSupportedError(`ghost file for ${p}: mode 0${e.mode.toString(8)}`);
     fs.chmodSync(p, e.mode & 0o7777);
     fs.lchownSync(p, e.uid, e.gid);
     const sec = (t: Message<'timeval'> | undefined): number | undefined => t === undefined ? undefined : Number(t.tv_sec) + Number(t.tv_usec) / 1e6;

@@ -14,6 +14,7 @@ import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, typ
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
+import { NotSupportedError } from '../../errors.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
@@ -79,7 +80,7 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
     for (const fd of listFds(pid)) {
       const p = probeFd(pid, fd);
       const kind = fdKind(p);
-      if (!kind) throw new Error(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}; not supported yet`);
+      if (!kind) throw new NotSupportedError(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}`);
       let id = identity.find(p);
       if (id === undefined) {
         id = files.newId();
@@ -99,7 +100,7 @@ export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, c
 function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, p: FdProbe): void {
   const e = kindEntry(kind, file);
   if (e && 'fown' in e) e.fown = fown;
-  else if (fown.pid || fown.signum) throw new Error(`task ${p.pid}: fd ${p.fd} (${p.link}): a ${kind.name} with an owner or F_SETSIG (its image cannot hold them); not supported yet`);
+  else if (fown.pid || fown.signum) throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (${p.link}): a ${kind.name} with an owner or F_SETSIG (its image cannot hold them)`);
 }
 
 /**
@@ -126,7 +127,7 @@ export function openForRestore(fdinfo: Fdinfo[], ctx: RestoreFileCtx, local: Map
     const file = ctx.files.get(id);
     if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd})`);
     const kind = kinds.find((k) => k.type === file.type);
-    if (!kind) throw new Error(`fd ${e.fd}: file type ${file.type} is not supported yet`);
+    if (!kind) throw new NotSupportedError(`fd ${e.fd}: file type ${file.type}`);
     local.set(id, kindSession(kind, ctx.kinds).open(file, ctx));
   }
   return local;

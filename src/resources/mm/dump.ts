@@ -7,6 +7,7 @@ import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
 
 type VmaEntry = Message<'vma_entry'>;
 import type { ResourceClaims } from '../claims.ts';
+import { NotSupportedError } from '../../errors.ts';
 
 const PROT_BTI = 0x10; // arm64: the VMA's code is checked for branch targets ('bt')
 
@@ -27,7 +28,6 @@ const PAGE = 4096;
 const CHUNK = 2 << 20;
 const IOV_MAX = 1024;
 
-export class UnsupportedError extends Error {}
 
 function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
   const e: VmaEntry = {
@@ -50,19 +50,19 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
       return e;
     }
     if (v.deleted) {
-      if (!st2) throw new UnsupportedError(`task ${t.pid} maps the deleted file ${v.path}, which map_files does not show`);
+      if (!st2) throw new NotSupportedError(`task ${t.pid} maps the deleted file ${v.path}, which map_files does not show`);
       e.shmid = BigInt(t.files.regDeleted(v.path, link, flags, { size: BigInt(st2.size), mode: st2.mode }));
       e.fdflags = flags;
       return e;
     }
     st2 ??= statOrNone(v.path);
-    if (!st2) throw new UnsupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
+    if (!st2) throw new NotSupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
     e.shmid = BigInt(t.files.regPath(v.path, flags, { size: BigInt(st2.size), mode: st2.mode }));
     e.fdflags = flags;
   } else if (st & VMA.ANON_SHARED) {
     e.shmid = t.shared.anon(t.pid, v);
   } else if (st & VMA.AREA_SYSVIPC) {
-    throw new UnsupportedError(`task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}; not supported yet`);
+    throw new NotSupportedError(`task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}`);
   }
   return e;
 }

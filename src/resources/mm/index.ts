@@ -7,7 +7,7 @@
 //   fill.ts     page data into a restored task (part of it read in by the task itself)
 //   shmem.ts    shared memory objects, saved once and made once in criu-ts on restore
 //   shstk.ts    shadow-stack VMAs (arm64 GCS), recreated with map_shadow_stack
-export { dumpMm, UnsupportedError, mmClaims, type MmDumpStats } from './dump.ts';
+export { dumpMm, mmClaims, type MmDumpStats } from './dump.ts';
 export { VMA, PE } from './layout.ts';
 export {
   prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields, findHole, vmaRanges, mapsRanges, withoutRanges, coalesce,

@@ -3,13 +3,14 @@
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
 import { parseMaps, type Vma } from '../../proc/index.ts';
-import { arch, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully } from '../../kernel/index.ts';
+import { arch, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully, PRCTL_MM_MAP_FIELDS, prctlMmMap, setPrctlMmMapAuxvSize } from '../../kernel/index.ts';
 import { VMA, PE } from './layout.ts';
 import { pullFd } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
 import { fillPages } from './fill.ts';
 import { RemoteSysError } from '../../compel/index.ts';
 import type { Logger, Message, PageSource, RestoreTask } from '../types.ts';
+import { NotSupportedError } from '../../errors.ts';
 
 type VmaEntry = Message<'vma_entry'>;
 type MmEntry = Message<'mm_entry'>;
@@ -122,12 +123,12 @@ function matchSpecials(stub: Vma[], want: VmaEntry[]): SpecialMove[] {
       .sort((x, y) => (x.start < y.start ? -1 : 1));
     if (!pieces.length && !dumped.length) continue;
     if (!pieces.length || !dumped.length) {
-      throw new Error(`the dump ${dumped.length ? 'has' : 'has no'} [${kind}] but this kernel ${pieces.length ? 'has' : 'has none'}; restoring on another kernel is not supported yet`);
+      throw new NotSupportedError(`the dump ${dumped.length ? 'has' : 'has no'} [${kind}] but this kernel ${pieces.length ? 'has' : 'has none'}; restoring on another kernel`);
     }
     const stubStart = pieces[0].start, stubSize = pieces[pieces.length - 1].end - stubStart;
     const dumpStart = dumped[0].start, dumpSize = (dumped[dumped.length - 1].end) - dumpStart;
     if (stubSize !== dumpSize) {
-      throw new Error(`the [${kind}] of this kernel (${stubSize} bytes) differs from the dump's (${dumpSize}); restoring on another kernel is not supported yet`);
+      throw new NotSupportedError(`the [${kind}] of this kernel (${stubSize} bytes) differs from the dump's (${dumpSize}); restoring on another kernel`);
     }
     for (const v of pieces) out.push({ from: v, to: dumpStart + (v.start - stubStart), tmp: 0n });
   }
@@ -305,10 +306,6 @@ function copyFromParent(t: RestoreTask, input: MmRestoreInput): void {
 }
 
 
-/** prctl_mm_map's fields, in its order. */
-const MM_MAP_FIELDS = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_data', 'mm_start_brk', 'mm_brk',
-  'mm_start_stack', 'mm_arg_start', 'mm_arg_end', 'mm_env_start', 'mm_env_end'] as const;
-
 /**
  * Whether restoreMmFields would set in a child just what it inherits from its parent: a child
  * cloned from its restored parent has the parent's mm fields, auxv, exe link and dumpable/THP
@@ -316,7 +313,7 @@ const MM_MAP_FIELDS = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_
  */
 export function sameMmFields(mm: MmEntry, parent: MmEntry, pathOf: (id: number) => string): boolean {
   const auxv = fullAuxv(mm), pauxv = fullAuxv(parent);
-  return MM_MAP_FIELDS.every((k) => mm[k] === parent[k]) && mm.dumpable === parent.dumpable && mm.thp_disabled === parent.thp_disabled &&
+  return PRCTL_MM_MAP_FIELDS.every((k) => mm[k] === parent[k]) && mm.dumpable === parent.dumpable && mm.thp_disabled === parent.thp_disabled &&
     auxv.length === pauxv.length && auxv.every((w, i) => w === pauxv[i]) &&
     pathOf(mm.exe_file_id) === pathOf(parent.exe_file_id);
 }
@@ -341,11 +338,7 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   try { current = fs.readlinkSync(`/proc/${t.pid}/exe`); } catch { /* none */ }
   const exeFd = current === exePath ? 0xffffffffn : tr.syscall('openat', AT_FDCWD, t.area.putString(exePath), O.RDONLY | O.CLOEXEC, 0);
   try {
-    const m = Buffer.alloc(104);
-    MM_MAP_FIELDS.forEach((f, i) => m.writeBigUInt64LE(mm[f], i * 8));
-    m.writeBigUInt64LE(auxvAddr, 88);
-    m.writeUInt32LE(auxv.length, 96);
-    m.writeUInt32LE(Number(exeFd), 100);
+    const m = prctlMmMap(mm, auxvAddr, auxv.length, Number(exeFd));
     const mapAt = t.area.put(m);
     const saved = mm.mm_saved_auxv.length * 8;
     try {
@@ -354,7 +347,7 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
       if (!(e instanceof RemoteSysError && e.code === 'EINVAL' && auxv.length > saved)) throw e;
       // A kernel whose saved_auxv is smaller than the dumping one's: what CRIU's format holds.
       log?.warn(`task ${t.pid}: this kernel has no room for the last ${(auxv.length - saved) / 16} auxv entries; /proc/${t.pid}/auxv lacks them`);
-      m.writeUInt32LE(saved, 96);
+      setPrctlMmMapAuxvSize(m, saved);
       tr.writeMem(mapAt, m);
       tr.syscall('prctl', PR.SET_MM, PR_SET_MM_MAP, mapAt, m.length, 0);
     }

@@ -1,12 +1,11 @@
 // Creating a task or a thread at its dumped PID/TID: clone3 with set_tid, run by the task
 // that is to be its parent, so that the child is born where it was (its parent, and what it
 // shares with it, come from who clones it and with which flags).
-import { kill, SysError, CLONE } from '../../kernel/index.ts';
+import { kill, SysError, CLONE, cloneArgs, CLONE_ARGS_SIZE } from '../../kernel/index.ts';
 import { Tracee, RemoteSysError, INJECTION_SIGMASK, type InjectionArea } from '../../compel/index.ts';
-import { CriuError } from '../../errors.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { Message } from '../types.ts';
 
-const CLONE_ARGS = 88;
 
 /**
  * Blocks every signal in a new task or thread until its own mask goes in, last; all but
@@ -23,19 +22,11 @@ export interface CloneExtra { childTid?: bigint; tls?: bigint }
 export function cloneAt(parent: Tracee, area: InjectionArea, pid: number, flags: number, exitSignal: number, extra: CloneExtra = {}): Tracee {
   // clone_args and, right after it, the set_tid array: one write into the tracee.
   area.reset();
-  const b = Buffer.alloc(CLONE_ARGS + 8);
-  const at = area.alloc(b.length);
-  b.writeBigUInt64LE(BigInt(flags), 0);
-  b.writeBigUInt64LE(extra.childTid ?? 0n, 16);
-  b.writeBigUInt64LE(BigInt(exitSignal), 32);
-  b.writeBigUInt64LE(extra.tls ?? 0n, 56);
-  b.writeBigUInt64LE(at + BigInt(CLONE_ARGS), 64);
-  b.writeBigUInt64LE(1n, 72);
-  b.writeInt32LE(pid, CLONE_ARGS);
-  area.tracee.writeMem(at, b);
+  const at = area.alloc(CLONE_ARGS_SIZE + 8);
+  area.tracee.writeMem(at, cloneArgs({ flags, exitSignal, childTid: extra.childTid, tls: extra.tls, setTid: pid }, at));
   let child: bigint;
   try {
-    child = parent.syscall('clone3', at, CLONE_ARGS);
+    child = parent.syscall('clone3', at, CLONE_ARGS_SIZE);
   } catch (e) {
     if (e instanceof RemoteSysError && e.code === 'EEXIST') throw new CriuError(`pid ${pid} is already in use by another process`);
     throw e;
@@ -61,7 +52,7 @@ type Ids = Message<'task_kobj_ids_entry'>;
 export function checkSharing(pid: number, ppid: number, sharedWith: Map<string, number>): void {
   for (const [what, other] of sharedWith) {
     if (other === ppid) continue;
-    throw new CriuError(`task ${pid} shares its ${what} with task ${other} (CLONE_${what.toUpperCase()}); not supported yet`);
+    throw new NotSupportedError(`task ${pid} shares its ${what} with task ${other} (CLONE_${what.toUpperCase()})`);
   }
 }
 

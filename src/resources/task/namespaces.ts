@@ -1,7 +1,7 @@
 // Namespaces: criu-ts restores tasks into its own, so a dump of a tree that reaches into
 // others is refused (CRIU's ns ids in task_kobj_ids_entry are those of criu-ts's).
 import fs from 'node:fs';
-import { CriuError } from '../../errors.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 
 const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time', 'time_for_children'];
 
@@ -14,7 +14,7 @@ export function checkNamespaces(pids: number[]): void {
       if (link !== own.get(n)) {
         const what = n === 'pid_for_children' ? 'it creates its children in another PID namespace'
           : n === 'time_for_children' ? 'it creates its children in another time namespace' : `it is in another ${n} namespace (${link})`;
-        throw new CriuError(`task ${pid}: namespaces: ${what}; not supported yet`);
+        throw new NotSupportedError(`task ${pid}: namespaces: ${what}`);
       }
     }
   }

@@ -5,7 +5,7 @@
 import { readStat, type Stat } from '../../proc/index.ts';
 import { waitpid, WALL, SIG, CLONE } from '../../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
-import { CriuError } from '../../errors.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 import { cloneAt, ALL_SIGNALS } from './fork.ts';
 
 /**
@@ -28,12 +28,12 @@ export function checkSessions(tasks: Array<{ pid: number; stat?: Stat }>, shellJ
     const external = (id: number, rootId: number, field: 'session' | 'pgrp') =>
       !pids.has(id) && !(shellJob && id === rootId) && leaderAlive(id, field);
     if (external(session, rootStat.session, 'session')) {
-      throw new CriuError(t === root
-        ? `task ${t.pid} is in session ${session}, which is outside the dumped tree; dump a session leader or pass --shell-job`
-        : `task ${t.pid} is in session ${session}, whose leader is alive outside the dumped tree; not supported yet`);
+      throw t === root
+        ? new CriuError(`task ${t.pid} is in session ${session}, which is outside the dumped tree; dump a session leader or pass --shell-job`)
+        : new NotSupportedError(`task ${t.pid} is in session ${session}, whose leader is alive outside the dumped tree`);
     }
     if (external(pgrp, rootStat.pgrp, 'pgrp')) {
-      throw new CriuError(`task ${t.pid} is in process group ${pgrp}, whose leader is alive outside the dumped tree; not supported yet`);
+      throw new NotSupportedError(`task ${t.pid} is in process group ${pgrp}, whose leader is alive outside the dumped tree`);
     }
   }
 }

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import {
   waitpid, W, WALL, SysError,
   getRobustList, getRseqConfig, peekSiginfo, getPriority, schedGetScheduler,
-  schedGetPriority, PR, RSEQ_FLAG_UNREGISTER, SIGINFO_SIZE,
+  schedGetPriority, PR, RSEQ_FLAG_UNREGISTER, SIGINFO_SIZE, STACK_T_SIZE, parseStackT, stackT,
 } from '../../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { cpu, type CpuSnapshot, type CpuFacts, type CoreThreadInfo } from '../cpu/index.ts';
@@ -60,10 +60,10 @@ export function dumpThreadInfo(f: FrozenThread, area: InjectionArea, facts: CpuF
 
 function sigaltstack(t: Tracee, area: InjectionArea): Message<'thread_sas_entry'> {
   area.reset();
-  const a = area.alloc(24);
+  const a = area.alloc(STACK_T_SIZE);
   t.syscall('sigaltstack', 0, a);
-  const b = area.read(a, 24);
-  return { ss_sp: b.readBigUInt64LE(0), ss_size: b.readBigUInt64LE(16), ss_flags: b.readInt32LE(8) >>> 0 };
+  const s = parseStackT(area.read(a, STACK_T_SIZE));
+  return { ss_sp: s.sp, ss_size: s.size, ss_flags: s.flags };
 }
 
 export function siginfoEntries(list: Buffer[]): Message<'signal_queue_entry'> {
@@ -130,11 +130,7 @@ export function restoreThreadCore(t: Tracee, area: InjectionArea, core: Message<
   const sas = tc.sas;
   if (sas && !(sas.ss_flags & 2)) {
     area.reset();
-    const b = Buffer.alloc(24);
-    b.writeBigUInt64LE(sas.ss_sp, 0);
-    b.writeInt32LE(sas.ss_flags, 8);
-    b.writeBigUInt64LE(sas.ss_size, 16);
-    t.syscall('sigaltstack', area.put(b), 0);
+    t.syscall('sigaltstack', area.put(stackT({ sp: sas.ss_sp, flags: sas.ss_flags, size: sas.ss_size })), 0);
   }
   const rs = tc.rseq_entry;
   if (rs) t.syscall('rseq', rs.rseq_abi_pointer, rs.rseq_abi_size, 0, rs.signature);
