@@ -17,6 +17,8 @@ const NR = {
   eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
   timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
   openat2: sysnr('openat2'), unlinkat: sysnr('unlinkat'), mknodat: sysnr('mknodat'),
+  inotify_init1: sysnr('inotify_init1'), inotify_add_watch: sysnr('inotify_add_watch'), inotify_rm_watch: sysnr('inotify_rm_watch'),
+  open_by_handle_at: sysnr('open_by_handle_at'), fanotify_init: sysnr('fanotify_init'), fanotify_mark: sysnr('fanotify_mark'),
   sched_getaffinity: sysnr('sched_getaffinity'), sched_setaffinity: sysnr('sched_setaffinity'), getcpu: sysnr('getcpu'),
 };
 
@@ -232,6 +234,25 @@ export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 
 
 export function eventfd(initval: number, flags: number): number { return syscall('eventfd2', NR.eventfd2, initval, flags); }
+export function inotifyInit(flags: number): number { return syscall('inotify_init1', NR.inotify_init1, flags); }
+export function inotifyAddWatch(fd: number, path: string, mask: number): number {
+  const b = Buffer.from(path + '\0');
+  return syscall(`inotify_add_watch(${path})`, NR.inotify_add_watch, fd, addressOf(b), mask);
+}
+export function inotifyRmWatch(fd: number, wd: number): void { syscall('inotify_rm_watch', NR.inotify_rm_watch, fd, wd); }
+/** open_by_handle_at(2): `handle` is struct file_handle's f_handle bytes, of handle type `type`. */
+export function openByHandleAt(mountFd: number, type: number, handle: Buffer, flags: number): number {
+  const fh = Buffer.alloc(8 + handle.length);
+  fh.writeUInt32LE(handle.length, 0);
+  fh.writeInt32LE(type, 4);
+  handle.copy(fh, 8);
+  return syscall('open_by_handle_at', NR.open_by_handle_at, mountFd, addressOf(fh), flags);
+}
+export function fanotifyInit(flags: number, eventFlags: number): number { return syscall('fanotify_init', NR.fanotify_init, flags, eventFlags); }
+export function fanotifyMark(fd: number, flags: number, mask: bigint, dirfd: number, path: string | null): void {
+  const b = path === null ? null : Buffer.from(path + '\0');
+  syscall('fanotify_mark', NR.fanotify_mark, fd, flags, mask, dirfd, b ? addressOf(b) : 0);
+}
 export function epollCreate(flags: number): number { return syscall('epoll_create1', NR.epoll_create1, flags); }
 export function signalfd(mask: bigint, flags: number): number {
   const b = Buffer.alloc(8);
