@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import { mknodat, lseek, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
-import { S_IFMT, S_IFREG, S_IFDIR, S_IFIFO } from './types.ts';
+import { S_IFMT, S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR, S_IFBLK } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 /** CRIU's default --ghost-limit: 1 MiB of the file's blocks. */
@@ -50,7 +50,7 @@ export class GhostDump {
 
   private save(ghostId: number, source: string, name: string, st: fs.BigIntStats): void {
     const fmt = Number(st.mode) & S_IFMT;
-    if (fmt !== S_IFREG && fmt !== S_IFDIR && fmt !== S_IFIFO) {
+    if (fmt !== S_IFREG && fmt !== S_IFDIR && fmt !== S_IFIFO && fmt !== S_IFCHR && fmt !== S_IFBLK) {
       throw new NotSupportedError(`the deleted file ${name} is of a kind that cannot be saved (mode 0${st.mode.toString(8)})`);
     }
     const usage = Number(st.blocks) * 512;
@@ -62,6 +62,7 @@ export class GhostDump {
     const entry: MessageInput<'ghost_file_entry'> = {
       uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode), dev: Number(st.dev), ino: st.ino,
       atim: tv(st.atimeNs), mtim: tv(st.mtimeNs), size: st.size,
+      ...(fmt === S_IFCHR || fmt === S_IFBLK ? { rdev: Number(st.rdev) } : {}),
     };
     if (fmt !== S_IFREG) { this.sink.ghost(ghostId, entry, []); return; }
     const fd = fs.openSync(source, O.RDONLY | O.CLOEXEC);
@@ -125,8 +126,11 @@ export class GhostRestore {
     if (ghostId === undefined) return name;
     let p = this.made.get(ghostId);
     if (p === undefined) {
-      p = `${name}.cr.${ghostId.toString(16)}.ghost`;
-      this.create(p, this.image(ghostId));
+      const g = this.image(ghostId);
+      // A directory comes back at its own path (as in CRIU): nothing else can be there, since
+      // it was removed empty, and the task sees the same name for its cwd.
+      p = (g.entry.mode & S_IFMT) === S_IFDIR ? name : `${name}.cr.${ghostId.toString(16)}.ghost`;
+      this.create(p, g);
       this.made.set(ghostId, p);
     }
     return p;
@@ -137,6 +141,7 @@ export class GhostRestore {
     const fmt = e.mode & S_IFMT;
     if (fmt === S_IFDIR) fs.mkdirSync(p, e.mode & 0o7777);
     else if (fmt === S_IFIFO) mknodat(AT_FDCWD, p, e.mode);
+    else if (fmt === S_IFCHR || fmt === S_IFBLK) mknodat(AT_FDCWD, p, e.mode, e.rdev ?? 0);
     else if (fmt === S_IFREG) {
       const fd = fs.openSync(p, O.WRONLY | O.CREAT | O.EXCL | O.CLOEXEC, e.mode & 0o7777);
       try {

@@ -5,6 +5,8 @@ import { lseek, O } from '../../kernel/index.ts';
 import { deletedName } from './ghost.ts';
 import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, OPEN_FLAGS, fown, fileKind } from './types.ts';
 
+const O_TMPFILE_BIT = 0o20000000;
+
 export const regFile = fileKind({
   type: FD_TYPE.REG,
   field: 'reg',
@@ -26,7 +28,9 @@ export const regFile = fileKind({
     return entry;
   },
   open(reg, ctx) {
-    const flags = reg.flags & ~(O.CREAT | O.TRUNC | O.EXCL);
+    // O_TMPFILE (__O_TMPFILE with O_DIRECTORY) made the file: it is reopened as the file it is now.
+    const tmpfile = (reg.flags & O_TMPFILE_BIT) !== 0 ? O_TMPFILE_BIT | O.DIRECTORY : 0;
+    const flags = reg.flags & ~(O.CREAT | O.TRUNC | O.EXCL | tmpfile);
     const fd = ctx.keep(fs.openSync(ctx.pathOf(reg), flags | O.CLOEXEC));
     const mode = reg.mode;
     if (mode === undefined || (mode & S_IFMT) === S_IFREG || (mode & S_IFMT) === S_IFDIR) {
