@@ -42,6 +42,8 @@ export interface DumpRequest {
   freezeCgroup?: string;
   /** Largest deleted file saved, in bytes of its blocks (--ghost-limit). */
   ghostLimit?: number;
+  /** A deleted file with other names is saved by a link to it (--link-remap). */
+  linkRemap?: boolean;
 }
 
 export interface DumpResult {
@@ -204,8 +206,12 @@ interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: 
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
   const live = tasks.filter(isLive);
-  const ghosts = new GhostDump({ remap: (e) => imgs.add(IMG.REMAP_FPATH, e), ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks) }, req.ghostLimit);
-  const files = new DumpFileTable(ghosts);
+  const files = new DumpFileTable();
+  const ghosts = new GhostDump({
+    remap: (e) => imgs.add(IMG.REMAP_FPATH, e), ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks),
+    linked: (link, flags) => { imgs.madeOutside(link); return files.regPath(link, flags); },
+  }, { limit: req.ghostLimit, linkRemap: req.linkRemap });
+  files.ghosts = ghosts;
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
     live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,

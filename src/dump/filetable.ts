@@ -9,8 +9,8 @@ export class DumpFileTable implements FileTable {
   private next = 1;
   private byPath = new Map<string, number>();
 
-  private readonly ghosts?: GhostDump;
-  constructor(ghosts?: GhostDump) { this.ghosts = ghosts; }
+  /** Where deleted files go (set once the dump's ghost files are). */
+  ghosts?: GhostDump;
 
   newId(): number { return this.next++; }
   add(entry: MessageInput<'file_entry'>): void { this.entries.push(entry); }

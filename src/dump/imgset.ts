@@ -177,6 +177,9 @@ export class ImageSet {
   }
 
   /** Remove what this dump wrote: a failed dump leaves no partial images behind. */
+  /** A file the dump made outside the images directory (a link-remap link), removed if the dump fails. */
+  madeOutside(file: string): void { this.created.push(file); }
+
   discard(): void {
     this.writer?.close();
     for (const w of this.open.values()) { try { w.close(); } catch { /* already failing */ } }

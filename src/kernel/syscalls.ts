@@ -16,7 +16,7 @@ const NR = {
   mmap: sysnr('mmap'), munmap: sysnr('munmap'), memfd_create: sysnr('memfd_create'),
   eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
   timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
-  openat2: sysnr('openat2'), unlinkat: sysnr('unlinkat'), mknodat: sysnr('mknodat'),
+  openat2: sysnr('openat2'), unlinkat: sysnr('unlinkat'), mknodat: sysnr('mknodat'), linkat: sysnr('linkat'),
   inotify_init1: sysnr('inotify_init1'), inotify_add_watch: sysnr('inotify_add_watch'), inotify_rm_watch: sysnr('inotify_rm_watch'),
   open_by_handle_at: sysnr('open_by_handle_at'), fanotify_init: sysnr('fanotify_init'), fanotify_mark: sysnr('fanotify_mark'),
   sched_getaffinity: sysnr('sched_getaffinity'), sched_setaffinity: sysnr('sched_setaffinity'), getcpu: sysnr('getcpu'),
@@ -299,6 +299,12 @@ export function openat2(dirfd: number, name: string, flags: number, mode: number
   openHow.writeBigUInt64LE(BigInt(resolve), 16);
   return syscall(`openat2(${name})`, NR.openat2, dirfd, addressOf(b), addressOf(openHow), 24);
 }
+/** linkat(2) with AT_SYMLINK_FOLLOW: a new name for the file `from` leads to (/proc/PID/fd/N included). */
+export function linkFollow(from: string, to: string): void {
+  const a = Buffer.from(from + '\0'), b = Buffer.from(to + '\0');
+  syscall(`linkat(${to})`, NR.linkat, AT_FDCWD_NR, addressOf(a), AT_FDCWD_NR, addressOf(b), 0x400 /* AT_SYMLINK_FOLLOW */);
+}
+const AT_FDCWD_NR = -100;
 /** mknodat(2): a FIFO, device or empty regular file at `name`. */
 export function mknodat(dirfd: number, name: string, mode: number, dev = 0): void {
   const b = Buffer.from(name + '\0');

@@ -102,7 +102,11 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const created: number[] = [];
   const opened: number[] = [];
   const shmem = new ShmemObjects();
-  const ghosts = new GhostRestore(imgs.all(IMG.REMAP_FPATH).map((e) => e.entry), (id) => imgs.ghost(id));
+  const ghosts = new GhostRestore(imgs.all(IMG.REMAP_FPATH).map((e) => e.entry), (id) => imgs.ghost(id), (id) => {
+    const reg = files.get(id)?.reg;
+    if (!reg) throw new CriuError(`remap-fpath.img: no regular file with id ${id} in files.img`);
+    return reg.name;
+  });
   let ctx: Ctx | undefined;
   try {
     const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas));

@@ -11,10 +11,10 @@ import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { readMessages } from '../../src/images/index.ts';
 
-async function startGhost(c: { dir: string }): Promise<{ pid: number; log: string; files: string }> {
+async function startGhost(c: { dir: string }, flags: string[] = []): Promise<{ pid: number; log: string; files: string }> {
   const files = join(c.dir, 'files');
   mkdirSync(files);
-  const t = startTarget([workload('ghost'), '-d', files], { logFile: join(c.dir, 'ghost.log') });
+  const t = startTarget([workload('ghost'), '-d', files, ...flags], { logFile: join(c.dir, 'ghost.log') });
   await waitForLine(t.log, /^tick n=3$/);
   return { pid: t.pid, log: t.log, files };
 }
@@ -42,5 +42,25 @@ e2e('a deleted file larger than --ghost-limit refuses the dump and the task runs
   const msg = assertCleanError(r);
   assert.match(msg, /more than the ghost limit of 4096 \(--ghost-limit\)/);
   assertRunningFree(g.pid, 'the target after a refused dump');
+  killAndReap(g.pid);
+});
+
+e2e('a deleted name of a file with another name: refused without --link-remap, the same inode with it', async (c) => {
+  const g = await startGhost(c, ['-l']);
+  const msg = assertCleanError(dump(g.pid, c.subdir('refused')));
+  assert.match(msg, /files\/linked was deleted but the file has other names: --link-remap saves it by a temporary link; not supported yet$/);
+  assertRunningFree(g.pid, 'the target after a refused dump');
+  assert.deepEqual(readdirSync(g.files), ['other'], 'a refused dump leaves no link behind');
+  const img = c.subdir('img');
+  dumpAndReap(g.pid, img, ['--link-remap']);
+  const names = readdirSync(g.files).sort();
+  assert.equal(names.length, 2);
+  assert.match(names[0], /^link_remap\.\d+$/, 'the dump links the file as link_remap.N');
+  restoreDetached(img, g.pid);
+  assert.deepEqual(readdirSync(g.files), ['other'], 'the restore removes the link');
+  const from = readLines(g.log).length;
+  signal(g.pid, SIGUSR1);
+  const { line } = await waitForLine(g.log, /^CHECK /, 10_000, from);
+  assert.equal(line, 'CHECK ok');
   killAndReap(g.pid);
 });

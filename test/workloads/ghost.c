@@ -1,13 +1,15 @@
 /*
  * ghost: a task that keeps deleted things (CRIU's ghost files).
  *
- *   ghost -d DIR
+ *   ghost -d DIR [-l]
  *
  * In DIR it makes, then unlinks: "open" (an fd, RDWR at offset 1234, also mapped
  * MAP_SHARED), "mapped" (only mapped, MAP_PRIVATE, one page changed copy-on-write),
  * "sparse" (an fd of a file with a hole), a FIFO with queued bytes held open O_RDWR, and
  * the directory "cwd", its working directory. It prints "tick n=N" every 50 ms; on
  * SIGUSR1 it checks each from inside and prints "CHECK ok" or "CHECK fail: WHY".
+ * With -l, only an fd of "linked", which keeps another name, "other", and loses its own: it
+ * must still be the inode "other" names.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -66,15 +68,41 @@ static const char *verify(int fd, unsigned char *shared, unsigned char *priv, in
 	return NULL;
 }
 
+static int linked_only(const char *dir)
+{
+	char path[4096], other[4096];
+	int fd = make(dir, "linked", 0, path);
+	snprintf(other, sizeof other, "%s/other", dir);
+	if (link(path, other) || unlink(path)) return 3;
+	signal(SIGUSR1, on_usr1);
+	for (long n = 1;; n++) {
+		if (check) {
+			struct stat a, b;
+			check = 0;
+			if (fstat(fd, &a) || stat(other, &b)) printf("CHECK fail: stat\n");
+			else if (a.st_ino != b.st_ino || a.st_nlink != 1) printf("CHECK fail: not the inode of other (nlink %ld)\n", (long)a.st_nlink);
+			else if (write(fd, "w", 1) != 1) printf("CHECK fail: write\n");
+			else printf("CHECK ok\n");
+			fflush(stdout);
+		}
+		printf("tick n=%ld\n", n);
+		fflush(stdout);
+		struct timespec ts = { 0, 50000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = NULL;
-	int opt;
-	while ((opt = getopt(argc, argv, "d:")) != -1) {
+	int opt, linked = 0;
+	while ((opt = getopt(argc, argv, "d:l")) != -1) {
 		if (opt == 'd') dir = optarg;
+		else if (opt == 'l') linked = 1;
 		else return 2;
 	}
 	if (!dir) return 2;
+	if (linked) return linked_only(dir);
 	char path[4096];
 	int fd = make(dir, "open", 0, path);
 	unsigned char *shared = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

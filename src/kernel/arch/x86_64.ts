@@ -21,7 +21,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   sched_setaffinity: 203, sched_getaffinity: 204, set_thread_area: 205, get_thread_area: 211,
   set_tid_address: 218, restart_syscall: 219, timer_create: 222, timer_settime: 223, timer_gettime: 224,
   timer_getoverrun: 225, timer_delete: 226, clock_gettime: 228, clock_nanosleep: 230, exit_group: 231,
-  epoll_ctl: 233, tgkill: 234, get_mempolicy: 239, waitid: 247, openat: 257, mknodat: 259, inotify_init1: 294, inotify_add_watch: 254, inotify_rm_watch: 255,
+  epoll_ctl: 233, tgkill: 234, get_mempolicy: 239, waitid: 247, openat: 257, mknodat: 259, linkat: 265, inotify_init1: 294, inotify_add_watch: 254, inotify_rm_watch: 255,
   open_by_handle_at: 304, fanotify_init: 300, fanotify_mark: 301, unlinkat: 263, unshare: 272, set_robust_list: 273,
   get_robust_list: 274, splice: 275, tee: 276, vmsplice: 278, timerfd_create: 283, fallocate: 285,
   timerfd_settime: 286, timerfd_gettime: 287, signalfd4: 289, eventfd2: 290, epoll_create1: 291, dup3: 292,

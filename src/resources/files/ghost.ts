@@ -3,14 +3,15 @@
 // A restore makes the ghost again under a temporary name next to the old one, every user
 // opens or maps it there, and the name is removed once the tasks hold it.
 import fs from 'node:fs';
-import { mknodat, lseek, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
+import path from 'node:path';
+import { mknodat, linkFollow, lseek, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import { S_IFMT, S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR, S_IFBLK } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 /** CRIU's default --ghost-limit: 1 MiB of the file's blocks. */
 export const GHOST_LIMIT = 1 << 20;
-const REMAP_GHOST = 1;
+const REMAP_LINKED = 0, REMAP_GHOST = 1;
 const DELETED = ' (deleted)';
 
 /** The name a deleted file had: the link without the kernel's " (deleted)". */
@@ -21,6 +22,8 @@ export function deletedName(link: string): string | undefined {
 /** Where a dump's ghost files go: remap-fpath.img entries, and ghost-file-N.img in chunks. */
 export interface GhostSink {
   remap(entry: MessageInput<'remap_file_path_entry'>): void;
+  /** A REG entry for the link made for a file with other names (--link-remap); the link is removed if the dump fails. */
+  linked(path: string, flags: number): number;
   ghost(id: number, entry: MessageInput<'ghost_file_entry'>, chunks: Iterable<{ off: bigint; data: Buffer }>): void;
 }
 
@@ -30,7 +33,11 @@ export class GhostDump {
   private next = 1;
   private readonly sink: GhostSink;
   private readonly limit: number;
-  constructor(sink: GhostSink, limit = GHOST_LIMIT) { this.sink = sink; this.limit = limit; }
+  private readonly linkRemap: boolean;
+  private links = new Map<string, number>();
+  constructor(sink: GhostSink, opts: { limit?: number; linkRemap?: boolean } = {}) {
+    this.sink = sink; this.limit = opts.limit ?? GHOST_LIMIT; this.linkRemap = opts.linkRemap ?? false;
+  }
 
   /**
    * Save the deleted file that `source` (/proc/PID/fd/N, map_files or cwd) leads to, and
@@ -39,6 +46,7 @@ export class GhostDump {
   remap(id: number, source: string, name: string): void {
     const st = fs.statSync(source, { bigint: true });
     const key = `${st.dev}:${st.ino}`;
+    if (st.nlink > 0n && !st.isDirectory()) { this.remapLinked(id, source, name, key); return; }
     let ghostId = this.byInode.get(key);
     if (ghostId === undefined) {
       ghostId = this.next++;
@@ -46,6 +54,23 @@ export class GhostDump {
       this.byInode.set(key, ghostId);
     }
     this.sink.remap({ orig_id: id, remap_id: ghostId, remap_type: REMAP_GHOST });
+  }
+
+  /**
+   * The file lost the name it was opened by but has others (hard links): it must stay that
+   * inode, so it gets a link of its own next to the old name, link_remap.N, which the
+   * restore opens and removes (CRIU's linked remap, with --link-remap).
+   */
+  private remapLinked(id: number, source: string, name: string, key: string): void {
+    if (!this.linkRemap) throw new NotSupportedError(`${name} was deleted but the file has other names: --link-remap saves it by a temporary link`);
+    let linkId = this.links.get(key);
+    if (linkId === undefined) {
+      const link = path.join(path.dirname(name), `link_remap.${id}`);
+      linkFollow(source, link);
+      linkId = this.sink.linked(link, O.RDONLY);
+      this.links.set(key, linkId);
+    }
+    this.sink.remap({ orig_id: id, remap_id: linkId, remap_type: REMAP_LINKED });
   }
 
   private save(ghostId: number, source: string, name: string, st: fs.BigIntStats): void {
@@ -110,18 +135,30 @@ export interface GhostImage {
 /** The ghost files of one restore, made on first use and unlinked by `unlinkAll`. */
 export class GhostRestore {
   private remaps = new Map<number, number>();
+  private linked = new Map<number, number>();
   private made = new Map<number, string>();
+  private links = new Set<string>();
   private readonly image: (ghostId: number) => GhostImage;
-  constructor(remaps: Array<Message<'remap_file_path_entry'>>, image: (ghostId: number) => GhostImage) {
+  private readonly regName: (id: number) => string;
+  constructor(remaps: Array<Message<'remap_file_path_entry'>>, image: (ghostId: number) => GhostImage, regName: (id: number) => string) {
     this.image = image;
+    this.regName = regName;
     for (const r of remaps) {
-      if ((r.remap_type ?? 0) !== REMAP_GHOST) throw new NotSupportedError(`remap-fpath.img: file ${r.orig_id} is remapped by type ${r.remap_type ?? 0}`);
-      this.remaps.set(r.orig_id, r.remap_id);
+      const type = r.remap_type ?? REMAP_LINKED;
+      if (type === REMAP_GHOST) this.remaps.set(r.orig_id, r.remap_id);
+      else if (type === REMAP_LINKED) this.linked.set(r.orig_id, r.remap_id);
+      else throw new NotSupportedError(`remap-fpath.img: file ${r.orig_id} is remapped by type ${type}`);
     }
   }
 
   /** The path to open for the file entry `id` whose path was `name`. */
   path(id: number, name: string): string {
+    const linkId = this.linked.get(id);
+    if (linkId !== undefined) {
+      const link = this.regName(linkId);
+      this.links.add(link);
+      return link;
+    }
     const ghostId = this.remaps.get(id);
     if (ghostId === undefined) return name;
     let p = this.made.get(ghostId);
@@ -162,5 +199,7 @@ export class GhostRestore {
       try { fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p); } catch { /* gone already */ }
     }
     this.made.clear();
+    for (const l of this.links) { try { fs.unlinkSync(l); } catch { /* gone already */ } }
+    this.links.clear();
   }
 }
