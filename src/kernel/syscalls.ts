@@ -143,6 +143,8 @@ export function processVmWritev(pid: number, local: Buffer, remote: RemoteRange[
   return vmIo(NR.pvw, 'process_vm_writev', pid, local, remote);
 }
 
+/** pidfd_open(2) with flags (PIDFD_NONBLOCK is O_NONBLOCK); the result is close-on-exec. */
+export function pidfdOpen2(pid: number, flags: number): number { return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, flags); }
 export function pidfdOpen(pid: number): number { return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, 0); }
 export function pidfdGetfd(pidfd: number, fd: number): number { return syscall(`pidfd_getfd(${fd})`, NR.pidfd_getfd, pidfd, fd, 0); }
 export function pidfdSendSignal(pidfd: number, sig: number): void { syscall('pidfd_send_signal', NR.pidfd_send_signal, pidfd, sig, 0, 0); }
