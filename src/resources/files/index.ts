@@ -194,13 +194,14 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
   return out;
 }
 
-/** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets). */
+/** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets), or once per fd (`eachFd`). */
 export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], files: Map<number, FileEntry>, done: Set<number>): void {
   for (const e of fdinfo) {
     const id = e.id;
-    if (done.has(id)) continue;
     const file = files.get(id)!;
     const kind = kinds.find((k) => k.type === file.type);
+    if (kind?.eachFd) { kind.afterInstall?.(file, e.fd, t, area); continue; }
+    if (done.has(id)) continue;
     const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
     if (!kind?.afterInstall && !async) continue;
     done.add(id);

@@ -1,22 +1,19 @@
-// pidfds: made again with pidfd_open of the same pid, which the restore has brought back at
-// its number (a task of the tree) or which is still there (a process outside it).
-import fs from 'node:fs';
-import { pidfdOpen2, O } from '../../kernel/index.ts';
-import { CriuError, NotSupportedError } from '../../errors.ts';
+// pidfds. A pidfd names a process, which may be a task of the tree made after the one that
+// holds it (its child): each fd is made by the task itself with pidfd_open once every task
+// exists. A pidfd of a process that had exited is one of a process that exits at once.
+import { pidfdOpen2, posixSpawn, kill, waitpid, getpid, SIG, O } from '../../kernel/index.ts';
+import { CriuError } from '../../errors.ts';
 import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
 
-/** The parent of `pid`, from /proc/PID/stat, or 0 when it is gone. */
-function parentOf(pid: number): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch { return 0; }
-}
+const F_GETFD = 1;
 
-/** Is `pid` a descendant of `of`? */
-function descendantOf(pid: number, of: number): boolean {
-  for (let p = parentOf(pid); p > 1; p = parentOf(p)) if (p === of) return true;
-  return false;
+/** A pidfd of a process that has exited: a child spawned, opened, killed and reaped. */
+function deadPidfd(flags: number): number {
+  const pid = posixSpawn('/bin/sleep', ['sleep', '1000'], []);
+  try { return pidfdOpen2(pid, flags); } finally {
+    kill(pid, SIG.KILL);
+    waitpid(pid, 0);
+  }
 }
 
 export const pidfdFile = fileKind({
@@ -26,24 +23,22 @@ export const pidfdFile = fileKind({
   claims: {
     flags: O.NONBLOCK | FASYNC,
     fields: ['Pid', 'NSpid'],
-    check(p) {
-      const pid = p.info.pidfdPid;
-      if (pid === undefined || pid <= 0) return 'a pidfd of a process that has exited';
-      // Tasks are made again parents first: a pidfd of a descendant would be opened before it exists.
-      if (descendantOf(pid, p.pid)) return `a pidfd of its descendant ${pid}`;
-      return undefined;
-    },
   },
   matches: (p) => p.link === 'anon_inode:[pidfd]' || p.link.startsWith('pidfd:'),
   dump(p, id) {
     return { id, ino: p.ino, flags: p.flags, nspid: p.info.pidfdPid ?? -1, fown: fown() };
   },
+  // Until every task exists: a pidfd of a dead process, or of criu-ts (replaced in afterInstall).
   open(e, ctx) {
-    try {
-      return ctx.keep(pidfdOpen2(e.nspid, e.flags & O.NONBLOCK));
-    } catch (err) {
-      if (e.nspid <= 0) throw new NotSupportedError(`pidfd ${e.id} of a process that had exited`);
-      throw new CriuError(`pidfd ${e.id}: process ${e.nspid} is not there: ${(err as Error).message}`);
-    }
+    return ctx.keep(e.nspid > 0 ? pidfdOpen2(getpid(), e.flags & O.NONBLOCK) : deadPidfd(e.flags & O.NONBLOCK));
+  },
+  eachFd: true,
+  afterInstall(e, fd, t) {
+    if (e.nspid <= 0) return;
+    const cloexec = Number(t.syscall('fcntl', fd, F_GETFD, 0)) & 1;
+    const raw = t.syscallRaw('pidfd_open', e.nspid, e.flags & O.NONBLOCK);
+    if (raw < 0n) throw new CriuError(`pidfd ${fd} of task ${t.tid}: process ${e.nspid} is not there (errno ${-raw})`);
+    t.syscall('dup3', raw, fd, cloexec ? O.CLOEXEC : 0);
+    t.syscall('close', raw);
   },
 });

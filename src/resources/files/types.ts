@@ -79,6 +79,8 @@ interface KindBase<F extends FileField> {
   matches(p: FdProbe): boolean;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
   afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
+  /** afterInstall runs for every fd of every task that has the file, not once per file. */
+  readonly eachFd?: boolean;
 }
 
 export interface FdClaims {
@@ -132,6 +134,7 @@ export interface FileKind {
   /** The kind for one dump or one restore, with fresh state. */
   session(): KindSession;
   afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea): void;
+  readonly eachFd?: boolean;
 }
 
 /** An fd kind whose fds are each dumped and opened on their own. */
@@ -155,6 +158,7 @@ export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>)
     field: def.field,
     claims: def.claims,
     matches: (p) => def.matches(p),
+    ...(def.eachFd ? { eachFd: true } : {}),
     session(): KindSession {
       const state = def.state();
       return {
