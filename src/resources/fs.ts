@@ -1,7 +1,7 @@
 // fs_entry: working directory, root and umask.
 import fs from 'node:fs';
 import { AT_FDCWD, O } from '../kernel/index.ts';
-import { CriuError, NotSupportedError } from '../errors.ts';
+import { NotSupportedError } from '../errors.ts';
 import { deletedName } from './files/ghost.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
@@ -32,14 +32,32 @@ export function restoreFs(t: Tracee, area: InjectionArea, e: FsEntry, pathOf: (i
   if (inherited && inherited.root_id === e.root_id && inherited.cwd_id === e.cwd_id && inherited.umask === e.umask) return;
   const root = pathOf(e.root_id);
   const had = inherited ? pathOf(inherited.root_id) : '/';
+  const cwd = pathOf(e.cwd_id);
+  const openDir = (p: string): bigint => {
+    area.reset();
+    return t.syscall('openat', AT_FDCWD, area.putString(p), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0);
+  };
+  // Paths are as criu-ts sees them, from its own root: the working directory is opened before
+  // a chroot, or inside the root the task has already.
+  let fd: bigint;
   if (root !== had) {
     if (had !== '/') throw new NotSupportedError(`a task with root ${root} is the child of one with root ${had}`);
-    area.reset();
-    t.syscall('chroot', area.putString(root));
+    fd = openDir(cwd);
+    try {
+      area.reset();
+      t.syscall('chroot', area.putString(root));
+    } catch (err) { t.syscallRaw('close', fd); throw err; }
+  } else {
+    fd = openDir(within(had, cwd));
   }
-  area.reset();
-  const cwd = pathOf(e.cwd_id);
-  const fd = t.syscall('openat', AT_FDCWD, area.putString(cwd), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0);
   try { t.syscall('fchdir', fd); } finally { t.syscallRaw('close', fd); }
   if (e.umask !== undefined) t.syscall('umask', e.umask);
+}
+
+/** `p` (a path from criu-ts's root) as a task whose root is `root` names it. */
+function within(root: string, p: string): string {
+  if (root === '/') return p;
+  if (p === root) return '/';
+  if (p.startsWith(root + '/')) return p.slice(root.length);
+  throw new NotSupportedError(`the working directory ${p} is outside the task's root ${root}`);
 }

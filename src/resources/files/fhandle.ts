@@ -16,7 +16,7 @@ export function fhEntry(h: FileHandle): MessageInput<'fh_entry'> {
 
 function handleBytes(e: Message<'fh_entry'>): Buffer {
   const b = Buffer.alloc(e.handle.length * 8);
-  e.handle.forEach((w, i) => b.writeBigUInt64LE(w, i * 8));
+  e.handle.forEach((w, i) => { b.writeBigUInt64LE(w, i * 8); });
   return b.subarray(0, e.bytes);
 }
 
