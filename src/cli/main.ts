@@ -9,11 +9,13 @@ import { setChildSubreaper, openBeneath } from '../kernel/index.ts';
 import { LevelLogger, writeLogLine } from '../log.ts';
 import { CriuError, NotSupportedError } from '../errors.ts';
 import { ImageError, readKeyFile, setImageOpener, checkDumpDir, checkRestoreDir, UntrustedDirError } from '../images/index.ts';
+import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 // Each command loads only its own modules: start-up time is most of a small dump.
 const loadDump = () => import('../dump/dump.ts');
 const loadRestore = () => import('../restore/restore.ts');
 const loadCheck = () => import('./check.ts');
 const loadCrit = () => import('./crit.ts');
+const loadJournal = () => import('../dump/journal.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 
@@ -138,6 +140,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   try {
     log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid}`);
     log.info(`command line: ${process.argv.slice(2).join(' ')}`);
+    // SIGINT, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly (interrupt.ts).
+    if (cmd === 'dump' || cmd === 'restore') armInterrupts();
+    // What a criu-ts killed in the middle of a dump left behind is undone first.
+    (await loadJournal()).cleanStale(log);
     switch (cmd) {
       case 'check':
         return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), log);
@@ -217,6 +223,7 @@ export async function main(argv: string[]): Promise<number> {
     setChildSubreaper();
     setImageOpener(openBeneath);
     await program((c, o) => execute(c, o, parsed)).parseAsync(screened, { from: 'user' });
+    dieOfInterrupt();
     return Number(process.exitCode ?? 0);
   } catch (e) {
     if (e instanceof CommanderError && e.exitCode === 0) return 0;

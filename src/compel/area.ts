@@ -1,10 +1,34 @@
 // The injection area: a small anonymous mapping in a tracee holding a `syscall; trap`
 // sequence and scratch memory for syscall arguments (paths, structs, result buffers).
-import { arch, MAP, PROT } from '../kernel/index.ts';
+import { arch, MAP, PROT, processVmReadv } from '../kernel/index.ts';
 import type { Tracee } from './tracee.ts';
 
 export const AREA_SIZE = 64 * 1024;
 const SCRATCH_START = 64;
+/**
+ * Written into every area, after its code (cpuid.ts uses offset 16): a criu-ts that finds one
+ * in a process it is not tracing knows that a criu-ts died there and can remove it.
+ */
+const MARKER = Buffer.from('criu-ts injection area\0');
+const MARKER_AT = 32;
+
+/** The header of an area: its `syscall; trap` code and the marker. */
+function header(): Buffer {
+  const b = Buffer.alloc(MARKER_AT + MARKER.length);
+  arch.syscallTrap.copy(b, 0);
+  MARKER.copy(b, MARKER_AT);
+  return b;
+}
+
+/** Whether the mapping at `start` of process `pid` is an injection area (read from outside, no ptrace). */
+export function isInjectionArea(pid: number, start: bigint, size: bigint): boolean {
+  if (size !== BigInt(AREA_SIZE)) return false;
+  const b = Buffer.alloc(MARKER.length);
+  try {
+    if (processVmReadv(pid, b, [{ addr: start + BigInt(MARKER_AT), len: b.length }]) !== b.length) return false;
+  } catch { return false; }
+  return b.equals(MARKER);
+}
 
 export class InjectionArea {
   readonly tracee: Tracee;
@@ -26,7 +50,7 @@ export class InjectionArea {
     const flags = MAP.PRIVATE | MAP.ANONYMOUS | (at !== undefined ? MAP.FIXED_NOREPLACE : 0);
     const base = t.syscall('mmap', at ?? 0n, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0);
     if (at !== undefined && base !== at) throw new Error(`task ${t.tid}: injection area landed at 0x${base.toString(16)}, not 0x${at.toString(16)}`);
-    t.writeMem(base, arch.syscallTrap);
+    t.writeMem(base, header());
     const area = new InjectionArea(t, base, size);
     t.useInjectionPage(base);
     return area;

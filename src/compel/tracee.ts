@@ -35,6 +35,18 @@ export const INJECTION_SIGMASK = 0xffffffffffffffffn & ~(1n << BigInt(SIG.TRAP -
 
 export interface StopInfo { status: number; sig: number; event: number; exited: boolean }
 
+/**
+ * The state a thread holds between injected calls when it must stay resumable: its own
+ * general registers and signal mask, and `more` to put back what a syscall discards (arm64's
+ * SVE state). If criu-ts dies while the thread is in a ptrace stop, the kernel lets it run
+ * from its current registers (measured on 6.18: also from the SIGTRAP stop of an injected
+ * call's trap, whose signal is not delivered then), so only the time inside a call is unsafe.
+ */
+interface OwnState { regs: Buffer; mask: bigint; more?: () => void }
+
+/** Injected calls made while threads held their own state between calls, and the time spent inside them. */
+export const unsafeWindow = { calls: 0, ms: 0 };
+
 function describe(status: number): string {
   if (W.exited(status)) return `exited with status ${W.exitStatus(status)}`;
   if (W.signaled(status)) return `killed by signal ${W.termSig(status)}`;
@@ -65,6 +77,10 @@ export class Tracee {
 
   /** The affinity to give back at detach, when the tracee was pinned to our CPU (colocate.ts). */
   private home: Buffer | undefined;
+  /** See keepOwnState. */
+  private own: OwnState | undefined;
+  /** When the current injected call began (performance.now()), for unsafeWindow. */
+  private callStart = 0;
 
   private constructor(tid: number, born: boolean) {
     this.tid = tid;
@@ -151,6 +167,15 @@ export class Tracee {
     return ptrace(req, this.tid, addr, data);
   }
 
+  /**
+   * From now on, put `regs` and `mask` back after every injected call, and block all
+   * signals only during one (see OwnState). Injected calls then start from `regs`.
+   */
+  keepOwnState(regs: Buffer, mask: bigint, more?: () => void): void {
+    this.own = { regs: Buffer.from(regs), mask, more };
+  }
+  dropOwnState(): void { this.own = undefined; }
+
   getSigmask(): bigint { return getSigmask(this.tid); }
   setSigmask(mask: bigint): void { setSigmask(this.tid, mask); }
   eventMsg(): number { return getEventMsg(this.tid); }
@@ -163,33 +188,65 @@ export class Tracee {
 
   /**
    * Make the tracee execute one syscall and return its raw result (negative errno on
-   * failure). Registers are clobbered: callers save and restore them around a batch.
-   * All signals are blocked meanwhile so that no handler runs in the middle.
+   * failure). All signals are blocked meanwhile so that no handler runs in the middle.
+   * Registers are clobbered, unless the thread keeps its own state (keepOwnState), which
+   * goes back at once after the call.
    */
   syscallRaw(name: SyscallName | number, ...args: SysArg[]): bigint {
     this.loadSyscall(name, args);
-    if (this.trapMode) {
-      ptrace(PTRACE.CONT, this.tid, 0, 0);
-      this.expectTrap(name);
-    } else {
-      ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
-      this.expectSyscallStop(name);
-      ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
-      this.expectSyscallStop(name);
-      if (arch.syscallNrRegset !== undefined) setRegset(this.tid, arch.syscallNrRegset, NO_SYSCALL);
-    }
+    try {
+      if (this.trapMode) {
+        ptrace(PTRACE.CONT, this.tid, 0, 0);
+        this.expectTrap(name);
+      } else {
+        ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
+        this.expectSyscallStop(name);
+        ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
+        this.expectSyscallStop(name);
+        if (arch.syscallNrRegset !== undefined) setRegset(this.tid, arch.syscallNrRegset, NO_SYSCALL);
+      }
+    } catch (e) { this.settleQuietly(); throw e; }
     const after = this.getRegs(this.scratchRegs);
     this.regsKnown = true;
+    this.settle();
     return arch.syscallResult(after);
   }
 
   private loadSyscall(name: SyscallName | number, args: SysArg[]): void {
     if (this.insnAddr === 0n) throw new Error(`task ${this.tid}: no syscall instruction chosen for injection`);
     const nr = typeof name === 'number' ? name : sysnr(name);
-    const r = this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs);
+    let r: Buffer;
+    if (this.own) {
+      this.enterCall();
+      r = this.scratchRegs;
+      this.own.regs.copy(r);
+    } else r = this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs);
     arch.setIp(r, this.insnAddr);
     arch.setSyscall(r, nr, args.map((a) => BigInt.asUintN(64, BigInt(a))));
     this.setRegs(r);
+  }
+
+  /** Start of an injected call of a thread that keeps its own state: block every signal but SIGTRAP (INJECTION_SIGMASK). */
+  private enterCall(): void {
+    this.callStart = performance.now();
+    if (this.own!.mask !== INJECTION_SIGMASK) setSigmask(this.tid, INJECTION_SIGMASK);
+  }
+
+  /** End of an injected call: the thread's own registers and mask go back at once. */
+  private settle(): void {
+    const own = this.own;
+    if (!own) return;
+    setRegset(this.tid, NT.PRSTATUS, own.regs);
+    own.more?.();
+    if (own.mask !== INJECTION_SIGMASK) setSigmask(this.tid, own.mask);
+    this.regsKnown = false;
+    unsafeWindow.calls++;
+    unsafeWindow.ms += performance.now() - this.callStart;
+  }
+
+  /** settle() after a failed call, when the thread may be gone. */
+  private settleQuietly(): void {
+    try { this.settle(); } catch { /* the thread is gone or not stopped */ }
   }
 
   /**
@@ -210,23 +267,27 @@ export class Tracee {
     const name = this.running;
     if (name === undefined) throw new Error(`task ${this.tid}: no syscall started`);
     this.running = undefined;
-    this.expectTrap(name);
+    try { this.expectTrap(name); } catch (e) { this.settleQuietly(); throw e; }
     if (this.home) repinTracee(this.tid);
     const after = this.getRegs(this.scratchRegs);
     this.regsKnown = true;
+    this.settle();
     return arch.syscallResult(after);
   }
 
   /** Resume with `regs` until the trap instruction that follows the code at their ip; returns the regs there. */
   runUntilTrap(regs: Buffer): Buffer {
+    if (this.own) this.enterCall();
     this.setRegs(regs);
     const was = this.trapMode;
     this.trapMode = true;
     try {
       ptrace(PTRACE.CONT, this.tid, 0, 0);
       this.expectTrap('code');
-    } finally { this.trapMode = was; }
-    return this.getRegs();
+    } catch (e) { this.settleQuietly(); throw e; } finally { this.trapMode = was; }
+    const out = this.getRegs();
+    this.settle();
+    return out;
   }
 
   /**
@@ -362,6 +423,7 @@ export class Tracee {
   detach(sig = 0): void {
     this.idle();
     this.regsKnown = false;
+    this.own = undefined;
     this.release();
     unpinTracee(this.tid, this.home);
     this.home = undefined;

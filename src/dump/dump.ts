@@ -4,11 +4,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
-import { readStat, readStatus, readSmaps, type Vma, type Stat } from '../proc/index.ts';
+import { readStat, readStatus, readSmaps, type Vma, type Stat, readLink } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
-import { InjectionArea, vdsoSyscallInsn, colocate, endColocation, INJECTION_SIGMASK } from '../compel/index.ts';
+import { InjectionArea, vdsoSyscallInsn, isInjectionArea, colocate, endColocation, unsafeWindow, INJECTION_SIGMASK } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
+import { checkInterrupt, hangPoint } from '../interrupt.ts';
 import {
   freezeSnapshot, dumpCoreEntry, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
   checkSessions, checkSharing, dumpPdeathSig, dumpAffinity, type FrozenThread,
@@ -24,6 +25,7 @@ import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
+import { DumpJournal } from './journal.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
@@ -83,15 +85,24 @@ interface LiveTask extends FrozenTask {
 type Task = LiveTask | FrozenTask;
 const isLive = (t: Task): t is LiveTask => !t.zombie;
 
-/** Map an injection area in the leader via a syscall instruction of its vDSO. */
+/**
+ * Map an injection area in the leader via a syscall instruction of its vDSO. From here on,
+ * every thread holds its own registers and signal mask between injected calls, so that
+ * criu-ts can die at any moment outside one without taking the task with it.
+ */
 function prepareInjection(t: LiveTask): void {
   const leader = t.threads[0];
   const insn = vdsoSyscallInsn(leader, t.vmas.find((v) => v.path === '[vdso]'), `task ${t.pid}`);
   t.vdsoInsn = insn;
-  for (const th of t.threads) th.setSigmask(INJECTION_SIGMASK);
+  for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thaw(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);
   checkInjectedClaims([t], true);
   t.area = InjectionArea.map(leader);
+  // An area that a criu-ts killed in the middle of a dump left there (its journal lost) is
+  // not the task's memory: it goes, and is not dumped.
+  const stale = t.vmas.filter((v) => v.prot === 7 && !v.path && isInjectionArea(t.pid, v.start, v.end - v.start));
+  for (const v of stale) leader.syscall('munmap', v.start, v.end - v.start);
+  if (stale.length) t.vmas = t.vmas.filter((v) => !stale.includes(v));
 }
 
 /** Put every thread back exactly as frozen: unmap our area, restore regs and masks, detach. */
@@ -105,10 +116,14 @@ function thaw(t: LiveTask, log: Logger): void {
   } catch (e) { log.error(`cannot remove the injection area of ${t.pid}: ${(e as Error).message}`); }
   for (const s of t.snaps) {
     try {
+      s.tracee.dropOwnState();
       cpu.thaw(s.tracee, s.cpu);
       // Injected syscalls resumed a task that was stopped; stop it again before any of its
       // signals can be handled.
-      if (t.stopped && s.tracee === leader) leader.enterGroupStop(t.pid, SIG.STOP);
+      if (t.stopped && s.tracee === leader) {
+        leader.setSigmask(INJECTION_SIGMASK);
+        leader.enterGroupStop(t.pid, SIG.STOP);
+      }
       s.tracee.setSigmask(s.sigmask);
     } catch (e) { log.error(`cannot restore the state of thread ${s.tracee.tid}: ${(e as Error).message}`); }
   }
@@ -146,11 +161,15 @@ export function dump(req: DumpRequest): DumpResult {
 function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
+  const createdDir = !fs.existsSync(req.dir);
   fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir, { pages: req.pages });
+  const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   let tasks: Task[] = [];
   let result: DumpResult;
+  unsafeWindow.calls = 0;
+  unsafeWindow.ms = 0;
   try {
     const freezer = req.freezeCgroup ? new CgroupFreezer(req.freezeCgroup) : undefined;
     step(log, `freezing the tree of ${pid}${freezer ? ` with the freezer of ${req.freezeCgroup}` : ''} (timeout ${req.timeoutSec} s)`);
@@ -161,7 +180,9 @@ function dumpColocated(req: DumpRequest): DumpResult {
       t.snaps = t.threads.map(freezeSnapshot);
       t.stat = readStat(t.pid);
     }
+    journal.tasks(tasks.filter(isLive).map((t) => ({ pid: t.pid, startTime: t.stat.startTime })));
     faultPoint('freeze');
+    checkInterrupt();
     // The VMAs as the tasks have them, before our injection areas join them.
     step(log, 'reading the VMAs of every task');
     for (const t of tasks) if (isLive(t)) t.vmas = readSmaps(t.pid);
@@ -181,8 +202,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
     result = collectAndWrite(req, tasks, imgs);
     faultPoint('write-images');
+    // The last safe point: past it, the dump completes.
+    checkInterrupt(true);
     step(log, `writing the images to ${req.dir}`);
     imgs.finish();
+    journal.imagesDone();
     logImages(log, req.dir);
     const enc = imgs.pagesEncoding();
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
@@ -190,6 +214,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
   } catch (e) {
     imgs.discard();
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
+    journal.close();
+    logUnsafeWindow(log);
     throw e;
   }
   step(log, req.leaveRunning ? 'resuming the tree (--leave-running)' : 'killing the tree');
@@ -197,9 +223,16 @@ function dumpColocated(req: DumpRequest): DumpResult {
     for (const t of tasks) if (isLive(t)) thaw(t, log);
   }
   else killTree(tasks);
+  journal.close();
+  logUnsafeWindow(log);
   result.frozenMs = performance.now() - t0;
   try { writeDumpStats(req.workDir, result); } catch (e) { log.warn(`cannot write stats-dump: ${(e as Error).message}`); }
   return result;
+}
+
+/** The time the tasks could not have survived criu-ts's death (inside injected calls). */
+function logUnsafeWindow(log: Logger): void {
+  log.debug(`unsafe window: ${unsafeWindow.ms.toFixed(3)} ms inside ${unsafeWindow.calls} injected calls`);
 }
 
 interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
@@ -226,6 +259,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   const stats = { pagesWritten: 0, pagesScanned: 0, memdumpMs: 0 };
   const writtenFdTables = new Set<number>();
   for (const t of tasks) {
+    checkInterrupt();
     if (isLive(t)) {
       const s = dumpTask(req, t, imgs, shared, writtenFdTables);
       stats.pagesWritten += s.pagesWritten;
@@ -274,13 +308,15 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   if (debugOn(log)) for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
   const tMem = performance.now();
   const pm = imgs.pagemap(pid, anonBytes(task.vmas));
-  const exe = fs.readlinkSync(`/proc/${pid}/exe`);
+  const exe = readLink(pid, 'exe');
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
   imgs.one(IMG.MM, pid, mm);
   const memdumpMs = performance.now() - tMem;
   log.debug(`task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`);
 
   faultPoint('files');
+  checkInterrupt();
+  hangPoint('files');
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
     step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);

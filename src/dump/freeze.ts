@@ -5,6 +5,7 @@ import { listThreads, listChildren, readStat } from '../proc/index.ts';
 import { PTRACE_O, SysError } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
+import { checkInterrupt } from '../interrupt.ts';
 import type { CgroupFreezer } from './cgfreezer.ts';
 
 export const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
@@ -71,6 +72,7 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
   const visit = (pid: number, ppid: number): void => {
     if (seen.has(pid)) return;
     seen.add(pid);
+    checkInterrupt();
     let stat;
     try { stat = readStat(pid); } catch { return; }
     if (stat.state === 'Z' || stat.state === 'X') {

@@ -1,7 +1,7 @@
 // Small ids for namespaces and for the kernel objects processes can share (mm, fd table,
 // fs_struct, signal handlers), as CRIU numbers them in ids-N.img and the inventory.
-import fs from 'node:fs';
 import { kcmp, KCMP } from '../kernel/index.ts';
+import { readLink } from '../proc/index.ts';
 
 const KINDS: Array<[string, string]> = [
   ['pid', 'pid_ns_id'], ['net', 'net_ns_id'], ['ipc', 'ipc_ns_id'], ['uts', 'uts_ns_id'],
@@ -16,7 +16,7 @@ export class NsIds {
     const out: Record<string, number> = {};
     for (const [kind, field] of KINDS) {
       let link: string;
-      try { link = fs.readlinkSync(`/proc/${pid}/ns/${kind}`); } catch { continue; }
+      try { link = readLink(pid, `ns/${kind}`); } catch { continue; }
       let id = this.byIno.get(link);
       if (id === undefined) { id = this.next++; this.byIno.set(link, id); }
       out[field] = id;

@@ -72,3 +72,38 @@ export function posixSpawn(path: string, argv: string[], envp: string[], fds: Sp
     cAttrDestroy(attr);
   }
 }
+
+// glibc's struct sigaction (x86_64 and AArch64): handler, 1024-bit mask, flags, restorer.
+// glibc's sigaction() supplies the signal-return trampoline the kernel needs on x86_64.
+const SIGACTION_SIZE = 152, SA_FLAGS_AT = 136;
+const SA_RESTART = 0x10000000, SA_RESETHAND = 0x80000000;
+type SigactionFn = (sig: number, act: Buffer | null, oact: Buffer | null) => number;
+const cSigaction = libc.func('int sigaction(int sig, const void *act, _Out_ void *oact)') as SigactionFn;
+const cDlsym = libc.func('void *dlsym(void *handle, const char *name)');
+let noopHandler: bigint | undefined;
+const oldAction = Buffer.alloc(SIGACTION_SIZE);
+
+/**
+ * Catch `sig` once with a handler that does nothing: the kernel puts the default action back
+ * as it delivers it (SA_RESETHAND), which signalCaught() sees. The handler is libc's getpid,
+ * native code that is safe in a signal handler on any thread, so that a signal arriving while
+ * JavaScript runs or a synchronous call is in progress only leaves its trace.
+ */
+export function catchSignalOnce(sig: number): void {
+  noopHandler ??= koffi.address(cDlsym(null, 'getpid'));
+  const act = Buffer.alloc(SIGACTION_SIZE);
+  act.writeBigUInt64LE(noopHandler, 0);
+  act.writeUInt32LE((SA_RESTART | SA_RESETHAND) >>> 0, SA_FLAGS_AT);
+  if (cSigaction(sig, act, null) !== 0) throw new SysError(`sigaction(${sig})`, koffi.errno());
+}
+
+/** Whether a signal caught by catchSignalOnce has come (its action is the default again). */
+export function signalCaught(sig: number): boolean {
+  if (cSigaction(sig, null, oldAction) !== 0) throw new SysError(`sigaction(${sig})`, koffi.errno());
+  return oldAction.readBigUInt64LE(0) === 0n;
+}
+
+/** Give `sig` its default action. */
+export function defaultSignal(sig: number): void {
+  if (cSigaction(sig, Buffer.alloc(SIGACTION_SIZE), null) !== 0) throw new SysError(`sigaction(${sig})`, koffi.errno());
+}

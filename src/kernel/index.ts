@@ -1,7 +1,7 @@
 export * from './constants.ts';
 export * from './syscalls.ts';
 export { SysError, errnoName, errnoCode } from './errors.ts';
-export { posixSpawn, addressOf, type SpawnFd } from './ffi.ts';
+export { posixSpawn, addressOf, catchSignalOnce, signalCaught, defaultSignal, type SpawnFd } from './ffi.ts';
 export { arch, sysnr, type Arch, type SyscallName } from './arch/index.ts';
 export { X86, X86_REG_NAMES, type X86Reg } from './arch/x86_64.ts';
 export { A64, FPSIMD_SIZE } from './arch/aarch64.ts';

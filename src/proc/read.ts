@@ -47,6 +47,11 @@ export function readLimits(pid: number): Rlimit[] { return parseLimits(readUtf8(
 export function readMountinfo(pid: number): MountInfo[] { return parseMountinfo(readUtf8(procPath(pid, 'mountinfo'))); }
 export function readTimers(pid: number): PosixTimerInfo[] { return parseTimers(readUtf8(procPath(pid, 'timers'))); }
 
+/** A /proc/PID file that holds one number (oom_score_adj, loginuid; personality in hex). */
+export function readProcNumber(pid: number, name: string, radix = 10): number {
+  return parseInt(readUtf8(procPath(pid, name)), radix);
+}
+
 /** /proc/PID/comm without the trailing newline. */
 export function readComm(pid: number, tid?: number): string {
   return readUtf8(taskPath(pid, tid, 'comm')).replace(/\n$/, '');

@@ -1,11 +1,11 @@
 // fs_entry: working directory, root and umask.
-import fs from 'node:fs';
 import { AT_FDCWD, O } from '../kernel/index.ts';
 import { NotSupportedError } from '../errors.ts';
 import { deletedName } from './files/ghost.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
 import type { ResourceClaims } from './claims.ts';
+import { readLink } from '../proc/index.ts';
 
 export const fsClaims: ResourceClaims = { status: { Umask: true }, files: { root: true, cwd: true } };
 
@@ -13,7 +13,7 @@ type FsEntry = Message<'fs_entry'>;
 
 export function dumpFs(pid: number, umask: number, files: FileTable): FsEntry {
   const dir = (what: 'cwd' | 'root'): number => {
-    const link = fs.readlinkSync(`/proc/${pid}/${what}`);
+    const link = readLink(pid, what);
     const deleted = deletedName(link);
     if (deleted === undefined) return files.regPath(link, O.RDONLY | O.DIRECTORY);
     if (what === 'root') throw new NotSupportedError(`task ${pid}: its root ${deleted} was deleted`);

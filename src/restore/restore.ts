@@ -7,6 +7,7 @@ import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid } from '../kernel/index.ts
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import type { CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
+import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
 import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
   SessionRestore, cloneAt, pidInUse, sharingFlags, ALL_SIGNALS, restorePersonality, restoreTimersAndLimits, becomeZombie, cloneThread,
@@ -125,6 +126,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     };
     for (const { stage } of RESTORE_STAGES) {
       req.log.debug(`restore stage ${stage}`);
+      // The last safe point is before the release: past it, the tree is let go.
+      checkInterrupt(stage === 'ZOMBIES');
       STAGES[stage](ctx);
     }
   } catch (e) {
@@ -136,6 +139,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     killAll(created);
     throw e;
   }
+  disarmInterrupts();
   if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
   const total = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
@@ -161,7 +165,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.sessions.dropHelpers(ctx.scratchOf);
   },
   RESTORE: (ctx) => {
-    for (const l of liveTasks(ctx)) restoreTask(ctx, l);
+    for (const l of liveTasks(ctx)) { checkInterrupt(); restoreTask(ctx, l); }
     restoreOwners(ctx.locals, ctx.files);
   },
   RESTORE_CREDS: (ctx) => {
@@ -282,6 +286,7 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
   const rt: RestoreTask = { pid: t.pid, leader: l.leader, threads: [l.leader], area: l.area, log: ctx.req.log };
   logMemory(ctx.req.log, t, (id) => { const f = ctx.files.get(id); return f?.reg?.name ?? `${f?.memfd ? 'memfd, ' : ''}file id ${id}`; });
   faultPoint('restore-memory');
+  checkInterrupt();
   unregisterInheritedRseq(l.leader);
   return restoreAddressSpace(rt, {
     mm: t.mm, runs: t.pagemap.runs, pagesPath: t.pagemap.pagesPath, pathOf: pathResolver(ctx), key: ctx.imgs.key,
@@ -318,6 +323,7 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   const stub = l.leader;
   const area = l.area;
   faultPoint('restore-files');
+  checkInterrupt();
   const filesId = t.ids.files_id, fsId = t.ids.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);

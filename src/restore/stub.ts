@@ -2,7 +2,7 @@
 // resources/task/fork.ts) and is then killed, so that the stub's parent becomes criu-ts. Its
 // injection area, at an address free in every target's layout, is every stub's too.
 import fs from 'node:fs';
-import { parseMaps } from '../proc/index.ts';
+import { readMaps } from '../proc/index.ts';
 import { posixSpawn, kill, waitpid, WALL, SIG, PTRACE_O, O } from '../kernel/index.ts';
 import { Tracee, InjectionArea, vdsoSyscallInsn, AREA_SIZE, INJECTION_SIGMASK } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
@@ -24,7 +24,7 @@ export function startHelper(targetVmas: Message<'vma_entry'>[]): Helper {
   let t: Tracee | undefined;
   try {
     t = Tracee.seize(pid, TRACE_OPTIONS);
-    const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
+    const maps = readMaps(pid);
     t.useSyscallInsn(vdsoSyscallInsn(t, maps.find((v) => v.path === '[vdso]'), 'the restore helper'));
     t.setSigmask(INJECTION_SIGMASK);
     const at = findHole([...vmaRanges(targetVmas), ...mapsRanges(maps)], BigInt(AREA_SIZE));

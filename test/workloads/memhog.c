@@ -3,12 +3,15 @@
  * then waits. Each SIGUSR1 makes it re-verify every word and print
  * "verify=N ok" or "verify=N BAD" (N counts the checks).
  *
- *   memhog MIB [interval_ms]
+ *   memhog MIB [interval_ms [count]]
  *
  * While waiting it prints nothing, so its only writes after "ready" are the
  * verify lines. interval_ms (default 50) is how often it looks for the signal.
+ * With count 1 it also prints "i=N" every interval_ms, and "sleep=BAD errno=E"
+ * when its sleep ends in an error other than EINTR (a syscall restart gone wrong).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,11 +40,12 @@ static inline uint64_t splitmix64(uint64_t x)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s MIB [interval_ms]\n", argv[0]);
+		fprintf(stderr, "usage: %s MIB [interval_ms [count]]\n", argv[0]);
 		return 2;
 	}
 	size_t mib = strtoul(argv[1], NULL, 10);
 	long interval_ms = argc > 2 ? atol(argv[2]) : 50;
+	int count = argc > 3 && atoi(argv[3]);
 	size_t words = mib * 1024 * 1024 / sizeof(uint64_t);
 
 	uint64_t *mem = mmap(NULL, words * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -62,7 +66,11 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	int seen = 0;
-	for (;;) {
+	for (long i = 1;; i++) {
+		if (count) {
+			printf("i=%ld\n", i);
+			fflush(stdout);
+		}
 		if (usr1_count != seen) {
 			seen = usr1_count;
 			size_t bad = 0;
@@ -74,6 +82,12 @@ int main(int argc, char **argv)
 			fflush(stdout);
 		}
 		struct timespec ts = { interval_ms / 1000, (interval_ms % 1000) * 1000000L };
-		nanosleep(&ts, NULL);
+		while (nanosleep(&ts, &ts) != 0) {
+			if (errno != EINTR) {
+				printf("sleep=BAD errno=%d\n", errno);
+				fflush(stdout);
+				break;
+			}
+		}
 	}
 }

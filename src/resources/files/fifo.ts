@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { fcntl, F, O } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
-import { peekPipe } from './pipe.ts';
+import { peekPipe, refillPipe } from './pipe.ts';
 import { deletedName } from './ghost.ts';
 import { FD_TYPE, S_IFMT, S_IFIFO, OPEN_FLAGS, FASYNC, statefulKind } from './types.ts';
 
@@ -36,12 +36,7 @@ export const fifoFile = statefulKind({
       holder = ctx.keep(fs.openSync(ctx.pathOf(reg), O.RDWR | O.NONBLOCK | O.CLOEXEC));
       state.holders.set(fe.pipe_id, holder);
       const rec = ctx.entries(IMG.FIFO_DATA).find((e) => e.entry.pipe_id === fe.pipe_id);
-      if (rec?.extra?.length) {
-        const size = rec.entry.size;
-        if (size) try { fcntl(holder, F.SETPIPE_SZ, size); } catch { /* keep the default */ }
-        let off = 0;
-        while (off < rec.extra.length) off += fs.writeSync(holder, rec.extra, off, rec.extra.length - off);
-      }
+      if (rec) refillPipe(holder, rec.entry.size, rec.extra);
     }
     const flags = reg.flags;
     const fd = ctx.keep(fs.openSync(`/proc/self/fd/${holder}`, (flags & ~(O.CREAT | O.TRUNC)) | O.NONBLOCK | O.CLOEXEC));

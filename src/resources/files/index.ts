@@ -1,7 +1,7 @@
 // The fd table of a task (fdinfo-N.img + file_entry objects in files.img): probing fds,
 // finding shared open file descriptions, and dispatching to the kind that handles each.
 import fs from 'node:fs';
-import { listFds, readFdinfo } from '../../proc/index.ts';
+import { listFds, readFdinfo, readLink } from '../../proc/index.ts';
 import { kcmp, KCMP, O, pidfdOpen, close } from '../../kernel/index.ts';
 import { regFile } from './reg.ts';
 import { pipeFile } from './pipe.ts';
@@ -27,7 +27,7 @@ export { FD_TYPE, fown } from './types.ts';
 const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inotifyFile, pidfdFile, regFile];
 
 export function probeFd(pid: number, fd: number): FdProbe {
-  const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+  const link = readLink(pid, `fd/${fd}`);
   const info = readFdinfo(pid, fd);
   let st: fs.Stats;
   try { st = fs.statSync(`/proc/${pid}/fd/${fd}`); } catch (e) {

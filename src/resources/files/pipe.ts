@@ -45,6 +45,16 @@ function savePipeData(p: FdProbe, ctx: DumpFileCtx, saved: Set<number>): void {
   ctx.addEntry(IMG.PIPES_DATA, { pipe_id: ino, bytes: data.length, size }, data);
 }
 
+/**
+ * Give a new pipe (or FIFO) its dumped buffer size and queued bytes, written through `w`, a
+ * non-blocking write end.
+ */
+export function refillPipe(w: number, size: number | undefined, data: Buffer | undefined): void {
+  if (size && size !== fcntl(w, F.GETPIPE_SZ)) fcntl(w, F.SETPIPE_SZ, Math.min(size, MAX_PIPE));
+  if (!data) return;
+  for (let off = 0; off < data.length;) off += fs.writeSync(w, data, off, data.length - off);
+}
+
 export const pipeFile = statefulKind({
   type: FD_TYPE.PIPE,
   field: 'pipe',
@@ -64,13 +74,7 @@ export const pipeFile = statefulKind({
       const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
       ctx.keep(r); ctx.keep(w);
       const rec = ctx.entries(IMG.PIPES_DATA).find((e) => e.entry.pipe_id === pipeId);
-      if (rec) {
-        const size = rec.entry.size;
-        if (size && size !== fcntl(w, F.GETPIPE_SZ)) fcntl(w, F.SETPIPE_SZ, Math.min(size, MAX_PIPE));
-        const data = rec.extra ?? Buffer.alloc(0);
-        let off = 0;
-        while (off < data.length) off += fs.writeSync(w, data, off, data.length - off);
-      }
+      if (rec) refillPipe(w, rec.entry.size, rec.extra);
       // The kernel keeps O_NONBLOCK per open file description; put back what the task had.
       fcntl(r, F.SETFL, 0);
       fcntl(w, F.SETFL, 0);

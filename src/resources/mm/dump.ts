@@ -1,6 +1,7 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
 import { readAuxv, scanPagemap, madvBits, type Vma } from '../../proc/index.ts';
+import { checkInterrupt } from '../../interrupt.ts';
 import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
 import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './layout.ts';
 import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
@@ -149,6 +150,7 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
   const stats: MmDumpStats = { pagesScanned: 0, pagesWritten: 0, pagesInherited: 0 };
 
   const flush = (): void => {
+    checkInterrupt();
     if (!pending.length) return;
     readRemote(t, buf!.subarray(0, used), pending);
     sink.writePages(buf!.subarray(0, used));

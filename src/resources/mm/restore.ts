@@ -2,7 +2,7 @@
 // kernel's special mappings into place, recreate every VMA, fill the pages, then hand
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
-import { parseMaps, type Vma } from '../../proc/index.ts';
+import { type Vma, readMaps, readLink } from '../../proc/index.ts';
 import { arch, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully, PRCTL_MM_MAP_FIELDS, prctlMmMap, setPrctlMmMapAuxvSize } from '../../kernel/index.ts';
 import { VMA, PE } from './layout.ts';
 import { pullFd, openPulled } from './shmem.ts';
@@ -81,7 +81,7 @@ export function mapsRanges(vmas: Vma[]): Range[] {
  */
 export function prepareAddressSpace(t: RestoreTask, target: VmaEntry[], keep: Range[] = []): void {
   const tr = t.leader;
-  const current = parseMaps(fs.readFileSync(`/proc/${t.pid}/maps`, 'utf8'));
+  const current = readMaps(t.pid);
   // Everything goes but the injection area and the ranges kept from the parent; the kernel
   // may have merged a kept range with its neighbours, so ranges are cut, not whole VMAs.
   const stay = [{ start: t.area.base, end: t.area.base + BigInt(t.area.size) }, ...keep];
@@ -334,7 +334,7 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   // A child cloned from its restored parent has the right exe link already, and may still
   // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).
   let current = '';
-  try { current = fs.readlinkSync(`/proc/${t.pid}/exe`); } catch { /* none */ }
+  try { current = readLink(t.pid, 'exe'); } catch { /* none */ }
   const exeFd = current === exePath ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
   try {
     const m = prctlMmMap(mm, auxvAddr, auxv.length, Number(exeFd));

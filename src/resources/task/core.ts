@@ -2,7 +2,6 @@
 // state (alive, stopped, a zombie's exit), personality, the leader's blocked signals, comm,
 // interval timers, limits, signal actions, process-wide pending signals, loginuid,
 // oom_score_adj and whether it is a child subreaper.
-import fs from 'node:fs';
 import { peekSiginfo, PR, SIG } from '../../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { cpu } from '../cpu/index.ts';
@@ -12,6 +11,7 @@ import { dumpSigactions } from '../sigact.ts';
 import { siginfoEntries, queued } from './thread.ts';
 import type { DumpTask, Logger, Message, MessageInput } from '../types.ts';
 import type { ResourceClaims } from '../claims.ts';
+import { readProcNumber } from '../../proc/index.ts';
 
 /** Process-wide pending signals, the personality (and oom_score_adj and subreaper: props.ts). */
 export const taskCoreClaims: ResourceClaims = { status: { ShdPnd: queued(true) }, files: { personality: true } };
@@ -36,12 +36,12 @@ export function dumpTaskCore(t: DumpTask, sigmask: bigint, stopped: boolean): Me
   const { pid, leader, area } = t;
   return {
     task_state: stopped ? TASK_STATE.STOPPED : TASK_STATE.ALIVE, exit_code: 0, ...(stopped ? { stop_signo: SIG.STOP } : {}),
-    personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, 'utf8'), 16),
+    personality: readProcNumber(pid, 'personality', 16),
     flags: t.stat.flags, blk_sigset: sigmask, comm: t.stat.comm,
     timers: dumpItimers(leader, area), rlimits: dumpRlimits(pid),
     signals_s: siginfoEntries(peekSiginfo(pid, true)),
-    loginuid: Number(fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8')),
-    oom_score_adj: Number(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8')),
+    loginuid: readProcNumber(pid, 'loginuid'),
+    oom_score_adj: readProcNumber(pid, 'oom_score_adj'),
     sigactions: dumpSigactions(leader, area, t.status.sigCgt | t.status.sigIgn),
     child_subreaper: readSubreaper(leader, area),
   };

@@ -2,6 +2,7 @@
 // others is refused (CRIU's ns ids in task_kobj_ids_entry are those of criu-ts's).
 import fs from 'node:fs';
 import { CriuError, NotSupportedError } from '../../errors.ts';
+import { readLink } from '../../proc/index.ts';
 
 const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time', 'time_for_children'];
 
@@ -10,7 +11,7 @@ export function checkNamespaces(pids: number[]): void {
   for (const pid of pids) {
     for (const n of NAMESPACES) {
       let link: string;
-      try { link = fs.readlinkSync(`/proc/${pid}/ns/${n}`); } catch { continue; }
+      try { link = readLink(pid, `ns/${n}`); } catch { continue; }
       if (link !== own.get(n)) {
         const what = n === 'pid_for_children' ? 'it creates its children in another PID namespace'
           : n === 'time_for_children' ? 'it creates its children in another time namespace' : `it is in another ${n} namespace (${link})`;

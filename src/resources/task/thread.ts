@@ -1,7 +1,6 @@
 // The thread_core_entry fields that belong to a thread and are the same on every
 // architecture: robust list, sigaltstack, rseq, scheduling, blocked mask, pending signals.
 // Registers and the rest of the CPU state are in cpu/.
-import fs from 'node:fs';
 import {
   waitpid, W, WALL, SysError,
   getRobustList, getRseqConfig, peekSiginfo, getPriority, schedGetScheduler,
@@ -15,6 +14,7 @@ import { dumpCreds } from './creds.ts';
 import type { Status } from '../../proc/index.ts';
 import type { Message, MessageInput } from '../types.ts';
 import type { ResourceClaims, Check } from '../claims.ts';
+import { readComm } from '../../proc/index.ts';
 
 const TRAP_BIT = 1n << 4n; // SIGTRAP
 
@@ -148,7 +148,7 @@ export function restoreComm(t: Tracee, area: InjectionArea, comm: string | undef
 }
 
 function currentComm(tid: number): string {
-  try { return fs.readFileSync(`/proc/${tid}/comm`, 'utf8').replace(/\n$/, ''); } catch { return ''; }
+  try { return readComm(tid); } catch { return ''; }
 }
 
 /** Re-queue pending signals with their original siginfo (the task sends them to itself). */
