@@ -122,7 +122,7 @@ function thaw(t: LiveTask, log: Logger): void {
       // signals can be handled.
       if (t.stopped && s.tracee === leader) {
         leader.setSigmask(INJECTION_SIGMASK);
-        leader.enterGroupStop(t.pid, SIG.STOP);
+        leader.enterGroupStop(t.pid, leader.stopSignal() ?? SIG.STOP);
       }
       s.tracee.setSigmask(s.sigmask);
     } catch (e) { log.error(`cannot restore the state of thread ${s.tracee.tid}: ${(e as Error).message}`); }
@@ -332,7 +332,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   step(log, `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`);
 
   const secbits = readSecbits(leader);
-  const tc = dumpTaskCore(task, t.snaps[0].sigmask, !!t.stopped);
+  const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? leader.stopSignal() ?? SIG.STOP : undefined);
   for (const snap of t.snaps) {
     const th = snap.tracee;
     const isLeader = th === leader;

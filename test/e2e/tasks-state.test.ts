@@ -3,10 +3,11 @@
  * that was stopped by a signal when it was dumped.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, signal, waitForLine, readLines, SIGUSR1 } from '../lib/proc.ts';
-import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { e2e, startTarget, killAndReap, signal, waitForLine, readLines, waitFor, procState, adopt, assertOk, SIGUSR1 } from '../lib/proc.ts';
+import { dumpAndReap, restore, restoreDetached, waitForCounter } from '../lib/cr.ts';
+import { readMessages } from '../../src/images/index.ts';
 import { workload } from '../lib/workloads.ts';
 
 e2e('a task in a chroot comes back in it, with its working directory inside', async (c) => {
@@ -21,5 +22,28 @@ e2e('a task in a chroot comes back in it, with its working directory inside', as
   const from = readLines(t.log).length;
   signal(t.pid, SIGUSR1);
   assert.equal((await waitForLine(t.log, /^CHECK /, 10_000, from)).line, 'CHECK ok');
+  killAndReap(t.pid);
+});
+
+const SIGSTOP = 19, SIGCONT = 18;
+
+e2e('a task stopped by SIGSTOP, with a second SIGSTOP pending, comes back stopped and goes on after SIGCONT', async (c) => {
+  const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, 'counter.log') });
+  await waitForCounter(t.log, 2);
+  signal(t.pid, SIGSTOP);
+  await waitFor(() => procState(t.pid) === 'T', 5000, 'the task to stop');
+  signal(t.pid, SIGSTOP); // stays pending: the task is stopped already
+  assert.match(readFileSync(`/proc/${t.pid}/status`, 'latin1'), /^ShdPnd:\s+0*40000$/m, 'SIGSTOP pending');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const core = readMessages(join(img, `core-${t.pid}.img`), 'core_entry')[0];
+  assert.equal(core.tc?.stop_signo, SIGSTOP);
+  const r = restore(img, ['-d']);
+  adopt(t.pid);
+  assertOk(r);
+  await waitFor(() => procState(t.pid) === 'T', 5000, 'the restored task to be stopped');
+  const at = readLines(t.log).length;
+  signal(t.pid, SIGCONT);
+  await waitFor(() => readLines(t.log).length >= at + 2, 5000, 'the counter to go on');
   killAndReap(t.pid);
 });
