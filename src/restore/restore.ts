@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid } from '../kernel/index.ts';
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import type { CpuFacts } from '../resources/cpu/index.ts';
-import { CriuError, faultPoint } from '../errors.ts';
+import { CriuError, faultPoint, faultAt } from '../errors.ts';
 import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
 import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
@@ -144,7 +144,16 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const total = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
   try { writeRestoreStats(req.workDir ?? req.dir, { forkMs: ctx.forkMs, totalMs: total, ...pageCounts(tasks) }); } catch (e) { req.log.warn(`cannot write stats-restore: ${(e as Error).message}`); }
-  if (req.detach) return { pid: root.pid, ms: total };
+  if (req.detach) {
+    if (faultAt('root-dies')) kill(root.pid, SIG.KILL);
+    // criu-ts is the root's parent until it exits: a root that is gone already failed the restore.
+    const w = waitpid(root.pid, WNOHANG);
+    if (w.pid === root.pid) {
+      const how = W.exited(w.status) ? `exited with status ${W.exitStatus(w.status)}` : `was killed by signal ${W.termSig(w.status)}`;
+      throw new CriuError(`the restored task ${root.pid} ${how} before criu-ts let go of it`);
+    }
+    return { pid: root.pid, ms: total };
+  }
   const { status } = waitpid(root.pid, 0);
   const exitCode = W.exited(status) ? W.exitStatus(status) : 128 + W.termSig(status);
   return { pid: root.pid, exitCode, ms: total };

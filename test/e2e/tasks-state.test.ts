@@ -1,11 +1,11 @@
 /**
- * Task states issue 11 names: a task in a chroot (paths resolved in its root) and a task
- * that was stopped by a signal when it was dumped.
+ * Task states: a task in a chroot (paths resolved in its root), a task that was stopped by a
+ * signal when it was dumped, and a root that dies before restore -d lets go of it.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, signal, waitForLine, readLines, waitFor, procState, adopt, assertOk, SIGUSR1 } from '../lib/proc.ts';
+import { e2e, startTarget, killAndReap, signal, waitForLine, readLines, waitFor, procState, adopt, assertOk, assertCleanError, SIGUSR1 } from '../lib/proc.ts';
 import { dumpAndReap, restore, restoreDetached, waitForCounter } from '../lib/cr.ts';
 import { readMessages } from '../../src/images/index.ts';
 import { workload } from '../lib/workloads.ts';
@@ -46,4 +46,15 @@ e2e('a task stopped by SIGSTOP, with a second SIGSTOP pending, comes back stoppe
   signal(t.pid, SIGCONT);
   await waitFor(() => readLines(t.log).length >= at + 2, 5000, 'the counter to go on');
   killAndReap(t.pid);
+});
+
+e2e('restore -d fails when the restored root dies before criu-ts lets go of it', async (c) => {
+  const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, 'counter.log') });
+  await waitForCounter(t.log, 2);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  // The fault kills the root after its release, before criu-ts looks at it and exits.
+  const r = restore(img, ['-d'], { env: { CRIU_TS_FAULT: 'root-dies' } });
+  assert.equal(assertCleanError(r), `the restored task ${t.pid} was killed by signal 9 before criu-ts let go of it`);
+  assert.equal(procState(t.pid), null, 'the dead root was reaped');
 });
