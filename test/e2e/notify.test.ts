@@ -1,4 +1,5 @@
 /**
+ * fanotify groups with an inode and a mount mark get their events after restore.
  * inotify instances and their watches: `tail -f` keeps following its file, and a workload
  * whose watch numbers have a gap gets its events under the same numbers after restore. A
  * watch whose file is gone refuses the dump.
@@ -55,5 +56,21 @@ e2e('a watch on a deleted file refuses the dump, and the task runs on', async (c
   closeSync(held);
   assert.match(msg, /inotify\): the inode of watch 3: its file was deleted; not supported yet$/);
   assertRunningFree(t.pid);
+  killAndReap(t.pid);
+});
+
+e2e('a fanotify group with an inode mark and a mount mark gets its events after restore', async (c) => {
+  const dir = join(c.dir, 'marked');
+  mkdirSync(dir);
+  const t = startTarget([workload('fanotify'), '-d', dir], { logFile: join(c.dir, 'fanotify.log') });
+  await waitForLine(t.log, /^tick n=2$/);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const marks = readMessages(join(img, 'files.img'), 'file_entry').flatMap((f) => f.ffy?.mark ?? []);
+  assert.deepEqual(marks.map((m) => m.type).sort(), [1, 2], 'an inode mark and a mount mark saved');
+  restoreDetached(img, t.pid);
+  const from = readLines(t.log).length;
+  signal(t.pid, SIGUSR1);
+  assert.equal((await waitForLine(t.log, /^CHECK /, 10_000, from)).line, 'CHECK ok');
   killAndReap(t.pid);
 });

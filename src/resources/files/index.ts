@@ -10,6 +10,7 @@ import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { inotifyFile } from './inotify.ts';
 import { pidfdFile } from './pidfd.ts';
+import { fanotifyFile } from './fanotify.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
@@ -24,7 +25,7 @@ export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSes
 export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inotifyFile, pidfdFile, regFile];
+const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inotifyFile, fanotifyFile, pidfdFile, regFile];
 
 export function probeFd(pid: number, fd: number): FdProbe {
   const link = readLink(pid, `fd/${fd}`);

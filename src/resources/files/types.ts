@@ -177,7 +177,7 @@ export function kindSession(kind: FileKind, sessions: KindSessions): KindSession
   return s;
 }
 
-export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18, PIDFD: 20 } as const;
+export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18, FANOTIFY: 12, PIDFD: 20 } as const;
 
 export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFCHR = 0o020000, S_IFIFO = 0o010000, S_IFSOCK = 0o140000, S_IFBLK = 0o060000;
