@@ -8,15 +8,21 @@
  * or "CHECK fail: WHY".
  */
 #define _GNU_SOURCE
-#include <signal.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
+#include "checkloop.h"
 
-static volatile sig_atomic_t check;
-static void on_usr1(int s) { (void)s; check = 1; }
+static const char *verify(void *arg)
+{
+	char cwd[256];
+	struct stat st;
+	(void)arg;
+	if (!getcwd(cwd, sizeof cwd) || strcmp(cwd, "/sub")) return "cwd is not /sub";
+	if (stat("/marker", &st)) return "/marker is not in the root";
+	if (stat("../sub", &st)) return "cwd is not inside the root";
+	return NULL;
+}
 
 int main(int argc, char **argv)
 {
@@ -27,21 +33,5 @@ int main(int argc, char **argv)
 		else return 2;
 	}
 	if (!dir || chroot(dir) || chdir("/sub")) return 3;
-	signal(SIGUSR1, on_usr1);
-	for (long n = 1;; n++) {
-		if (check) {
-			char cwd[256];
-			struct stat st;
-			check = 0;
-			if (!getcwd(cwd, sizeof cwd) || strcmp(cwd, "/sub")) printf("CHECK fail: cwd %s\n", cwd);
-			else if (stat("/marker", &st)) printf("CHECK fail: /marker is not in the root\n");
-			else if (stat("../sub", &st)) printf("CHECK fail: cwd is not inside the root\n");
-			else printf("CHECK ok\n");
-			fflush(stdout);
-		}
-		printf("tick n=%ld\n", n);
-		fflush(stdout);
-		struct timespec ts = { 0, 50000000L };
-		nanosleep(&ts, NULL);
-	}
+	check_loop(verify, NULL);
 }

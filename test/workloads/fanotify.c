@@ -9,18 +9,18 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/fanotify.h>
-#include <time.h>
 #include <unistd.h>
+#include "checkloop.h"
 
-static volatile sig_atomic_t check;
-static void on_usr1(int s) { (void)s; check = 1; }
+struct group { int fan; const char *a; };
 
-static const char *verify(int fan, const char *a)
+static const char *verify(void *arg)
 {
+	struct group *g = arg;
+	int fan = g->fan;
+	const char *a = g->a;
 	char buf[8192];
 	if (!(fcntl(fan, F_GETFL) & O_NONBLOCK)) return "FAN_NONBLOCK lost";
 	ssize_t got;
@@ -62,17 +62,6 @@ int main(int argc, char **argv)
 	if (fan < 0) return 4;
 	if (fanotify_mark(fan, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, a)) return 5;
 	if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_CLOSE_WRITE, AT_FDCWD, dir)) return 6;
-	signal(SIGUSR1, on_usr1);
-	for (long n = 1;; n++) {
-		if (check) {
-			check = 0;
-			const char *why = verify(fan, a);
-			printf(why ? "CHECK fail: %s\n" : "CHECK ok\n", why);
-			fflush(stdout);
-		}
-		printf("tick n=%ld\n", n);
-		fflush(stdout);
-		struct timespec ts = { 0, 50000000L };
-		nanosleep(&ts, NULL);
-	}
+	struct group g = { fan, a };
+	check_loop(verify, &g);
 }

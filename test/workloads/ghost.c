@@ -13,19 +13,16 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
+#include "checkloop.h"
 
 #define SIZE 20000
 #define SPARSE_AT (256 * 1024)
-static volatile sig_atomic_t check;
-static void on_usr1(int s) { (void)s; check = 1; }
+struct kept { int fd, sparse, fifo; unsigned char *shared, *priv; int linked; const char *other; };
 
 static unsigned char pat(int which, long i) { return (unsigned char)(i * (which ? 13 : 7) + which); }
 
@@ -40,8 +37,21 @@ static int make(const char *dir, const char *name, int which, char *path)
 	return fd;
 }
 
-static const char *verify(int fd, unsigned char *shared, unsigned char *priv, int sparse, int fifo)
+static const char *verify_linked(struct kept *k)
 {
+	struct stat a, b;
+	if (fstat(k->fd, &a) || stat(k->other, &b)) return "stat";
+	if (a.st_ino != b.st_ino || a.st_nlink != 1) return "not the inode of other";
+	if (write(k->fd, "w", 1) != 1) return "write";
+	return NULL;
+}
+
+static const char *verify(void *arg)
+{
+	struct kept *k = arg;
+	if (k->linked) return verify_linked(k);
+	int fd = k->fd, sparse = k->sparse, fifo = k->fifo;
+	unsigned char *shared = k->shared, *priv = k->priv;
 	struct stat st;
 	static unsigned char buf[SIZE];
 	if (fstat(fd, &st) || st.st_nlink != 0) return "open file has a name again";
@@ -68,28 +78,15 @@ static const char *verify(int fd, unsigned char *shared, unsigned char *priv, in
 	return NULL;
 }
 
-static int linked_only(const char *dir)
+static void linked_only(const char *dir)
 {
-	char path[4096], other[4096];
+	char path[4096];
+	static char other[4096];
 	int fd = make(dir, "linked", 0, path);
 	snprintf(other, sizeof other, "%s/other", dir);
-	if (link(path, other) || unlink(path)) return 3;
-	signal(SIGUSR1, on_usr1);
-	for (long n = 1;; n++) {
-		if (check) {
-			struct stat a, b;
-			check = 0;
-			if (fstat(fd, &a) || stat(other, &b)) printf("CHECK fail: stat\n");
-			else if (a.st_ino != b.st_ino || a.st_nlink != 1) printf("CHECK fail: not the inode of other (nlink %ld)\n", (long)a.st_nlink);
-			else if (write(fd, "w", 1) != 1) printf("CHECK fail: write\n");
-			else printf("CHECK ok\n");
-			fflush(stdout);
-		}
-		printf("tick n=%ld\n", n);
-		fflush(stdout);
-		struct timespec ts = { 0, 50000000L };
-		nanosleep(&ts, NULL);
-	}
+	if (link(path, other) || unlink(path)) exit(3);
+	struct kept k = { .fd = fd, .linked = 1, .other = other };
+	check_loop(verify, &k);
 }
 
 int main(int argc, char **argv)
@@ -102,7 +99,7 @@ int main(int argc, char **argv)
 		else return 2;
 	}
 	if (!dir) return 2;
-	if (linked) return linked_only(dir);
+	if (linked) linked_only(dir);
 	char path[4096];
 	int fd = make(dir, "open", 0, path);
 	unsigned char *shared = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -126,18 +123,6 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof path, "%s/cwd", dir);
 	if (mkdir(path, 0700) || chdir(path) || rmdir(path)) return 3;
 	if (shared == MAP_FAILED || priv == MAP_FAILED) return 3;
-	signal(SIGUSR1, on_usr1);
-	for (long n = 1;; n++) {
-		if (check) {
-			check = 0;
-			const char *why = verify(fd, shared, priv, sparse, fifo);
-			if (why) printf("CHECK fail: %s\n", why);
-			else printf("CHECK ok\n");
-			fflush(stdout);
-		}
-		printf("tick n=%ld\n", n);
-		fflush(stdout);
-		struct timespec ts = { 0, 50000000L };
-		nanosleep(&ts, NULL);
-	}
+	struct kept k = { fd, sparse, fifo, shared, priv, 0, NULL };
+	check_loop(verify, &k);
 }

@@ -10,16 +10,13 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <time.h>
 #include <unistd.h>
+#include "checkloop.h"
 
-static volatile sig_atomic_t check;
-static void on_usr1(int s) { (void)s; check = 1; }
+struct watches { const char *dir; int in, wa, wc, wd; };
 
 static void touch(const char *dir, const char *name)
 {
@@ -39,8 +36,11 @@ static int watch(int in, const char *dir, const char *name, unsigned mask)
 	return wd;
 }
 
-static const char *verify(int in, const char *dir, int wa, int wc, int wd)
+static const char *verify(void *arg)
 {
+	struct watches *w = arg;
+	int in = w->in, wa = w->wa, wc = w->wc, wd = w->wd;
+	const char *dir = w->dir;
 	if (!(fcntl(in, F_GETFL) & O_NONBLOCK)) return "O_NONBLOCK lost";
 	char buf[8192];
 	if (read(in, buf, sizeof buf) >= 0) return "events queued before any change";
@@ -83,19 +83,8 @@ int main(int argc, char **argv)
 	char buf[4096];
 	while (read(in, buf, sizeof buf) > 0)
 		;
-	signal(SIGUSR1, on_usr1);
 	printf("ready wds=%d,%d,%d\n", wa, wc, wd);
 	fflush(stdout);
-	for (long n = 1;; n++) {
-		if (check) {
-			check = 0;
-			const char *why = verify(in, dir, wa, wc, wd);
-			printf(why ? "CHECK fail: %s\n" : "CHECK ok\n", why);
-			fflush(stdout);
-		}
-		printf("tick n=%ld\n", n);
-		fflush(stdout);
-		struct timespec ts = { 0, 50000000L };
-		nanosleep(&ts, NULL);
-	}
+	struct watches w = { dir, in, wa, wc, wd };
+	check_loop(verify, &w);
 }
