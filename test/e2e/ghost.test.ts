@@ -6,16 +6,15 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, signal, waitForLine, readLines, assertCleanError, assertRunningFree, SIGUSR1 } from '../lib/proc.ts';
+import { e2e, killAndReap, assertCleanError, assertRunningFree } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
-import { workload } from '../lib/workloads.ts';
+import { startChecking, askCheck } from '../lib/selfcheck.ts';
 import { readMessages } from '../../src/images/index.ts';
 
 async function startGhost(c: { dir: string }, flags: string[] = []): Promise<{ pid: number; log: string; files: string }> {
   const files = join(c.dir, 'files');
   mkdirSync(files);
-  const t = startTarget([workload('ghost'), '-d', files, ...flags], { logFile: join(c.dir, 'ghost.log') });
-  await waitForLine(t.log, /^tick n=3$/);
+  const t = await startChecking(c, 'ghost', ['-d', files, ...flags]);
   return { pid: t.pid, log: t.log, files };
 }
 
@@ -29,10 +28,7 @@ e2e('deleted files, an unlinked FIFO and a deleted cwd come back and are deleted
   assert.deepEqual(readdirSync(g.files), [], 'the ghosts made for the restore have no names left');
   const sparse = readMessages(join(img, 'ghost-file-3.img'), 'ghost_chunk_entry');
   assert.deepEqual(sparse.map((e) => e.off), [256n * 1024n], 'the sparse file\'s hole is not saved, only its data');
-  const from = readLines(g.log).length;
-  signal(g.pid, SIGUSR1);
-  const { line } = await waitForLine(g.log, /^CHECK /, 10_000, from);
-  assert.equal(line, 'CHECK ok');
+  assert.equal(await askCheck(g), 'CHECK ok');
   killAndReap(g.pid);
 });
 
@@ -58,9 +54,6 @@ e2e('a deleted name of a file with another name: refused without --link-remap, t
   assert.match(names[0], /^link_remap\.\d+$/, 'the dump links the file as link_remap.N');
   restoreDetached(img, g.pid);
   assert.deepEqual(readdirSync(g.files), ['other'], 'the restore removes the link');
-  const from = readLines(g.log).length;
-  signal(g.pid, SIGUSR1);
-  const { line } = await waitForLine(g.log, /^CHECK /, 10_000, from);
-  assert.equal(line, 'CHECK ok');
+  assert.equal(await askCheck(g), 'CHECK ok');
   killAndReap(g.pid);
 });

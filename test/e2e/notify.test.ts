@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, signal, waitForLine, readLines, waitFor, assertCleanError, assertRunningFree, SIGUSR1 } from '../lib/proc.ts';
+import { e2e, startTarget, killAndReap, waitForLine, readLines, waitFor, assertCleanError, assertRunningFree } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
-import { workload } from '../lib/workloads.ts';
+import { startChecking, askCheck } from '../lib/selfcheck.ts';
 import { readMessages } from '../../src/images/index.ts';
 
 e2e('tail -f keeps following its file after restore', async (c) => {
@@ -31,15 +31,11 @@ e2e('tail -f keeps following its file after restore', async (c) => {
 e2e('inotify watches come back with their numbers, masks and non-blocking mode', async (c) => {
   const dir = join(c.dir, 'watched');
   mkdirSync(dir);
-  const t = startTarget([workload('inotify'), '-d', dir], { logFile: join(c.dir, 'inotify.log') });
-  await waitForLine(t.log, /^tick n=2$/);
+  const t = await startChecking(c, 'inotify', ['-d', dir]);
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   restoreDetached(img, t.pid);
-  const from = readLines(t.log).length;
-  signal(t.pid, SIGUSR1);
-  const { line } = await waitForLine(t.log, /^CHECK /, 10_000, from);
-  assert.equal(line, 'CHECK ok');
+  assert.equal(await askCheck(t), 'CHECK ok');
   assert.match(readLines(t.log)[0], /^ready wds=1,3,4$/);
   killAndReap(t.pid);
 });
@@ -47,8 +43,7 @@ e2e('inotify watches come back with their numbers, masks and non-blocking mode',
 e2e('a watch on a deleted file refuses the dump, and the task runs on', async (c) => {
   const dir = join(c.dir, 'watched');
   mkdirSync(dir);
-  const t = startTarget([workload('inotify'), '-d', dir], { logFile: join(c.dir, 'inotify.log') });
-  await waitForLine(t.log, /^tick n=2$/);
+  const t = await startChecking(c, 'inotify', ['-d', dir]);
   // c is deleted while an fd outside the tree keeps it, and so the watch: no handle finds it again.
   const held = openSync(join(dir, 'c'), 'r');
   rmSync(join(dir, 'c'));
@@ -62,15 +57,12 @@ e2e('a watch on a deleted file refuses the dump, and the task runs on', async (c
 e2e('a fanotify group with an inode mark and a mount mark gets its events after restore', async (c) => {
   const dir = join(c.dir, 'marked');
   mkdirSync(dir);
-  const t = startTarget([workload('fanotify'), '-d', dir], { logFile: join(c.dir, 'fanotify.log') });
-  await waitForLine(t.log, /^tick n=2$/);
+  const t = await startChecking(c, 'fanotify', ['-d', dir]);
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   const marks = readMessages(join(img, 'files.img'), 'file_entry').flatMap((f) => f.ffy?.mark ?? []);
   assert.deepEqual(marks.map((m) => m.type).sort(), [1, 2], 'an inode mark and a mount mark saved');
   restoreDetached(img, t.pid);
-  const from = readLines(t.log).length;
-  signal(t.pid, SIGUSR1);
-  assert.equal((await waitForLine(t.log, /^CHECK /, 10_000, from)).line, 'CHECK ok');
+  assert.equal(await askCheck(t), 'CHECK ok');
   killAndReap(t.pid);
 });

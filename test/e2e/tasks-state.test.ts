@@ -5,23 +5,21 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, signal, waitForLine, readLines, waitFor, procState, adopt, assertOk, assertCleanError, SIGUSR1 } from '../lib/proc.ts';
+import { e2e, startTarget, killAndReap, signal, readLines, waitFor, procState, adopt, assertOk, assertCleanError } from '../lib/proc.ts';
 import { dumpAndReap, restore, restoreDetached, waitForCounter } from '../lib/cr.ts';
 import { readMessages } from '../../src/images/index.ts';
 import { workload } from '../lib/workloads.ts';
+import { startChecking, askCheck } from '../lib/selfcheck.ts';
 
 e2e('a task in a chroot comes back in it, with its working directory inside', async (c) => {
   const root = join(c.dir, 'root');
   mkdirSync(join(root, 'sub'), { recursive: true });
   writeFileSync(join(root, 'marker'), 'x');
-  const t = startTarget([workload('chroot'), '-d', root], { logFile: join(c.dir, 'chroot.log') });
-  await waitForLine(t.log, /^tick n=2$/);
+  const t = await startChecking(c, 'chroot', ['-d', root]);
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   restoreDetached(img, t.pid);
-  const from = readLines(t.log).length;
-  signal(t.pid, SIGUSR1);
-  assert.equal((await waitForLine(t.log, /^CHECK /, 10_000, from)).line, 'CHECK ok');
+  assert.equal(await askCheck(t), 'CHECK ok');
   killAndReap(t.pid);
 });
 
