@@ -11,6 +11,10 @@ bash scripts/setup.sh
 node=node_modules/.bin/node
 echo "== typecheck"
 node_modules/.bin/tsc -p tsconfig.json
+if [ -z "${LAB_WORKDIR:-}" ]; then
+  echo "== format and lint (biome)"
+  node_modules/.bin/biome ci --reporter=summary .
+fi
 echo "== tests ($(uname -m))"
 unit=(test/unit/*.test.ts)
 e2e=(test/e2e/*.test.ts)

@@ -15,19 +15,23 @@ const loadDump = () => import('../dump/dump.ts');
 const loadRestore = () => import('../restore/restore.ts');
 const loadCheck = () => import('./check.ts');
 const loadCrit = () => import('./crit.ts');
+const loadRpc = () => import('./rpc.ts');
+const loadScripts = () => import('./scripts.ts');
 const loadJournal = () => import('../dump/journal.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
-const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'swrk', 'service', 'dedup', 'cpuinfo', 'exec', 'show']);
-const COMMANDS = new Set(['dump', 'restore', 'check', 'crit', ...UNSUPPORTED_COMMANDS]);
+const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
+const RPC_COMMANDS = new Set(['swrk', 'service']);
+const COMMANDS = new Set(['dump', 'restore', 'check', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
 
 interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
   compress?: string; encrypt?: string; ghostLimit?: string; linkRemap?: boolean; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean;
+  extUnixSk?: boolean | string; actionScript?: string[];
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -64,6 +68,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--no-default-config', desc: 'read no configuration file (none is read anyway)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-R, --leave-running', desc: 'leave the tasks running after the dump', cmds: ['dump'] },
   { flags: '-j, --shell-job', desc: 'the tree is a shell job (its session is outside)', cmds: ['dump', 'restore'] },
+  { flags: '-x, --ext-unix-sk', desc: 'allow datagram unix sockets connected to a named socket outside the tree', cmds: ['dump', 'restore'] },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--link-remap', desc: 'save a deleted file that has other names by a temporary link to it', cmds: ['dump'] },
   { flags: '--ghost-limit <size>', desc: 'largest deleted file to save, in bytes (K, M, G suffixes; default 1M)', cmds: ['dump'] },
@@ -75,6 +80,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
   { flags: '--pidfile <file>', desc: 'write the pid of the restored root here', cmds: ['restore'] },
   { flags: '--skip-verify', desc: 'do not check the checksum manifest', cmds: ['restore'] },
+  { flags: '--action-script <file>', desc: 'run this program at each action (pre-dump, post-dump, pre-restore, post-restore...), repeatable', cmds: ['dump', 'restore'] },
   { flags: '--feature <name>', desc: 'check one feature (CRIU\'s names); "list" names them', cmds: ['check'] },
   { flags: '--extra', desc: 'also the optional features (always shown)', cmds: ['check'] },
   { flags: '--experimental', desc: 'same as --extra', cmds: ['check'] },
@@ -85,6 +91,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
 const LONG_WITH_VALUE = new Set([
   ...OPTIONS.filter((o) => o.flags.includes('<')).map((o) => /--[\w-]+/.exec(o.flags)![0]),
   ...INTERNAL_WITH_VALUE,
+  '--address', '--status-fd',
 ]);
 
 /** A size as CRIU reads one: a number with an optional K, M or G suffix. */
@@ -105,6 +112,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
+      if (o.flags.startsWith('--action-script')) opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
     }
@@ -155,7 +163,9 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         if (o.compress !== undefined && o.compress !== 'zstd') fail(`unknown compression ${o.compress}: use zstd`);
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit), linkRemap: !!o.linkRemap });
+        const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
+        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, actions,
+          ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit), linkRemap: !!o.linkRemap });
         log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }
@@ -163,8 +173,9 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         if (!fs.existsSync(path.join(imagesDir, 'inventory.img'))) fail(`no dump in ${imagesDir}: it has no inventory.img`);
         const key = o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined;
         const { restore } = await loadRestore();
+        const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
         const r = restore({
-          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify,
+          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify, actions,
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
@@ -218,6 +229,11 @@ export async function main(argv: string[]): Promise<number> {
     const cmd = args[0];
     if (cmd === 'crit') return (await loadCrit()).runCrit(args.slice(1));
     if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) throw NotSupportedError.option(cmd);
+    if (cmd && RPC_COMMANDS.has(cmd)) {
+      setChildSubreaper();
+      setImageOpener(openBeneath);
+      return (await loadRpc()).runRpc({ ...parsed, args });
+    }
     if (cmd === undefined) fail('no command: criu-ts dump|restore|check|crit (criu-ts --help)');
     const screened = screen(args);
     setChildSubreaper();

@@ -62,7 +62,7 @@ class Dir {
     if (s !== undefined) return s;
     if (type === 'REG') {
       const rf = this.find('reg', 'reg-files.img', id);
-      s = rf && rf.name ? String(rf.name) : 'unknown path';
+      s = rf?.name ? String(rf.name) : 'unknown path';
     } else if (type === 'PIPE') {
       const p = this.find('pipe', 'pipes.img', id);
       s = p ? `pipe[${p.pipe_id}]` : 'pipe[?]';

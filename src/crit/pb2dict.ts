@@ -140,7 +140,7 @@ function valueFromJson(f: Field, v: unknown, path: string): unknown {
       bad(path, `${describe(v)} is not a ${f.def.ref} name`);
     case 'bool':
       if (typeof v === 'boolean') return v;
-      if (typeof v === 'number' || typeof v === 'bigint') return v != 0;
+      if (typeof v === 'number' || typeof v === 'bigint') return v !== 0 && v !== 0n;
       bad(path, `${describe(v)} is not a boolean`);
     case 'string':
       if (typeof v === 'string') return v;

@@ -64,7 +64,7 @@ export function checkCgroups(pid: number, freezeCgroup: string | undefined, own:
   for (const line of mine.split('\n')) {
     if (ownLines.get(line.replace(/:[^:]*$/, '')) === line) continue;
     const path = line.slice(line.lastIndexOf(':') + 1);
-    if (frozen && frozen.endsWith(path)) continue;
+    if (frozen?.endsWith(path)) continue;
     refuse('cgroup', `it is in ${line}, where a restored task joins ${ownLines.get(line.replace(/:[^:]*$/, '')) ?? 'none'}`);
   }
 }

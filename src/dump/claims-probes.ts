@@ -22,7 +22,7 @@ const PR_GET_TSC = 25, PR_GET_TIMERSLACK = 30, PR_MCE_KILL_GET = 34, PR_GET_MDWE
 const ARCH_GET_CPUID = 0x1011;
 
 /** An int the call writes at its first pointer argument. */
-function intOut(t: Tracee, area: InjectionArea, call: (a: bigint) => bigint): number | undefined {
+function intOut(_t: Tracee, area: InjectionArea, call: (a: bigint) => bigint): number | undefined {
   area.reset();
   const a = area.alloc(8);
   if (call(a) < 0n) return undefined;

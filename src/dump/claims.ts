@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { readStatus, readStat, readTimers, listFds, type Vma, type Stat } from '../proc/index.ts';
 import { getpid } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
-import { CriuError, NotSupportedError } from '../errors.ts';
+import { NotSupportedError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
 import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, checkNamespaces } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';

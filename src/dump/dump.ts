@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat, readLink } from '../proc/index.ts';
-import { kill, waitpid, clockGettime, WALL, SIG, getpid } from '../kernel/index.ts';
+import { kill, waitpid, clockGettime, WALL, SIG, getpid, pidfdOpen, close } from '../kernel/index.ts';
 import { InjectionArea, vdsoSyscallInsn, isInjectionArea, colocate, endColocation, unsafeWindow, INJECTION_SIGMASK } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
@@ -16,8 +16,8 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
-import { freezeTree, detachAll, type FrozenTask } from './freeze.ts';
+import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
@@ -29,6 +29,7 @@ import { DumpJournal } from './journal.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
+import type { RunAction } from '../actions.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -46,6 +47,10 @@ export interface DumpRequest {
   ghostLimit?: number;
   /** A deleted file with other names is saved by a link to it (--link-remap). */
   linkRemap?: boolean;
+  /** --ext-unix-sk: datagram sockets may be connected to a named socket outside the tree. */
+  extUnixSk?: boolean;
+  /** Action scripts: pre-dump, query-ext-files once frozen, post-dump once the images are written. */
+  actions?: RunAction;
 }
 
 export interface DumpResult {
@@ -161,6 +166,7 @@ export function dump(req: DumpRequest): DumpResult {
 function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
+  req.actions?.('pre-dump');
   const createdDir = !fs.existsSync(req.dir);
   fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
@@ -182,6 +188,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     }
     journal.tasks(tasks.filter(isLive).map((t) => ({ pid: t.pid, startTime: t.stat.startTime })));
     faultPoint('freeze');
+    req.actions?.('query-ext-files');
     checkInterrupt();
     // The VMAs as the tasks have them, before our injection areas join them.
     step(log, 'reading the VMAs of every task');
@@ -200,7 +207,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = collectAndWrite(req, tasks, imgs);
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs));
     faultPoint('write-images');
     // The last safe point: past it, the dump completes.
     checkInterrupt(true);
@@ -211,6 +218,8 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const enc = imgs.pagesEncoding();
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
     result.freezingMs = tFrozen - t0;
+    // A failing post-dump script fails the dump: the tree runs on.
+    if (req.actions) { step(log, 'post-dump action'); req.actions('post-dump'); }
   } catch (e) {
     imgs.discard();
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
@@ -249,9 +258,12 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   const shared: Shared = {
     live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
-      log: req.log, shellJob: req.shellJob, kinds: new Map(), regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      log: req.log, shellJob: req.shellJob, extUnixSk: !!req.extUnixSk, kinds: new Map(),
+      addFile: (make) => { const id = files.newId(); files.add(make(id)); return id; }, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex), ghosts,
       memfdInode: (link) => objects.memfdInode(link),
+      fileId: (pid, fd) => { const pidfd = pidfdOpen(pid); try { return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id; } finally { close(pidfd); } },
+      treePids: live.map((t) => t.pid), netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },

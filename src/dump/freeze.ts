@@ -1,8 +1,8 @@
 // Freezing: PTRACE_SEIZE + PTRACE_INTERRUPT on every thread of every task of the tree,
 // repeated until nothing new appears. A frozen task cannot fork or clone any more, so a
 // tree walked parent-first after each parent is frozen is complete.
-import { listThreads, listChildren, readStat } from '../proc/index.ts';
-import { PTRACE_O, SysError } from '../kernel/index.ts';
+import { listThreads, listChildren, readStat, readStatus, type Stat } from '../proc/index.ts';
+import { PTRACE_O, SysError, W, SIG } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
 import { checkInterrupt } from '../interrupt.ts';
@@ -44,6 +44,7 @@ export function freezeProcess(pid: number, deadline: number, deferred = false): 
           // it will not run again, so it is left out instead of retried until the deadline.
           if (e instanceof SysError && (e.code === 'ESRCH' || e.code === 'EPERM') || (e as Error).name === 'InjectionError') {
             if (isExiting(pid, tid)) gone.add(tid);
+            else if (e instanceof SysError && e.code === 'EPERM') throw ptraceRefused(pid, tid);
             continue;
           }
           throw e;
@@ -119,4 +120,56 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
 
 function isExiting(pid: number, tid: number): boolean {
   try { return /^[ZXx]$/.test(readStat(pid, tid).state); } catch { return true; }
+}
+
+/** EPERM from a thread that is not exiting will not change by retrying: say why at once. */
+function ptraceRefused(pid: number, tid: number): CriuError {
+  let why = 'ptrace_scope or a security module forbids it';
+  try {
+    const st = readStatus(pid, tid);
+    const uid = process.getuid?.() ?? 0;
+    if (st.tracerPid) why = `it is traced already by ${st.tracerPid}`;
+    else if (uid !== 0 && st.uid.some((u) => u !== uid)) why = `it runs as uid ${st.uid[1]} and criu-ts as uid ${uid}, without CAP_SYS_PTRACE`;
+  } catch { /* gone: the generic reason */ }
+  return new CriuError(`cannot freeze task ${pid}: ptrace refused (EPERM) on thread ${tid}: ${why}`);
+}
+
+/**
+ * A task of the tree that dies while it is dumped makes the next call on it fail with ESRCH
+ * or end an injected call early: say which task died and how, not which call noticed.
+ */
+export function explainDeath<T>(tasks: FrozenTask[], collect: () => T): T {
+  try { return collect(); } catch (e) {
+    if (e instanceof CriuError) throw e;
+    for (const t of tasks) {
+      if (t.zombie) continue;
+      for (const th of t.threads) {
+        const how = deathOf(t.pid, th.tid);
+        if (how) throw new CriuError(`task ${t.pid}${th.tid === t.pid ? '' : ` (thread ${th.tid})`} died during the dump (${how}); the rest of the tree is left running`);
+      }
+    }
+    throw e;
+  }
+}
+
+const PF_EXITING = 0x4;
+
+/** How a thread died, waiting a little for a dying one (freeing its memory) to end; undefined if alive. */
+function deathOf(pid: number, tid: number): string | undefined {
+  const until = Date.now() + 500;
+  for (let dying = false; ;) {
+    let s: Stat;
+    try { s = readStat(pid, tid); } catch { return 'exited'; }
+    if (s.state === 'Z' || s.state === 'X') return exitOf(s.exitCode);
+    if (!(s.flags & PF_EXITING)) return dying ? 'exiting' : undefined;
+    dying = true;
+    if (Date.now() > until) return 'exiting';
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  }
+}
+
+function exitOf(status: number): string {
+  if (W.signaled(status)) return W.termSig(status) === SIG.KILL ? 'killed by SIGKILL' : `killed by signal ${W.termSig(status)}`;
+  if (W.exited(status)) return `exited with status ${W.exitStatus(status)}`;
+  return 'exited';
 }

@@ -49,7 +49,7 @@ export class ProtoWriter {
       lo >>>= 7;
     }
     // byte 4 carries lo bits 28..31 and hi bits 0..2
-    let b = lo | ((hi & 7) << 4);
+    const b = lo | ((hi & 7) << 4);
     hi >>>= 3;
     if (hi === 0) {
       buf[pos++] = b;

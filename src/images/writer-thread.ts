@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import type { Worker } from 'node:worker_threads';
 import { newWorker } from '../lazy.ts';
-import { ImageError, errnoText } from './image-common.ts';
+import { ImageError, } from './image-common.ts';
 import { createImage } from './open.ts';
 import { startChecksum, type Checksum, type ChecksumKind } from './checksum.ts';
 import type { Message, WorkerData } from './writer-worker.ts';

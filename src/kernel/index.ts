@@ -1,5 +1,6 @@
 export * from './constants.ts';
 export * from './syscalls.ts';
+export * from './socket.ts';
 export { SysError, errnoName, errnoCode } from './errors.ts';
 export { posixSpawn, addressOf, catchSignalOnce, signalCaught, defaultSignal, type SpawnFd } from './ffi.ts';
 export { arch, sysnr, type Arch, type SyscallName } from './arch/index.ts';
@@ -7,4 +8,5 @@ export { X86, X86_REG_NAMES, type X86Reg } from './arch/x86_64.ts';
 export { A64, FPSIMD_SIZE } from './arch/aarch64.ts';
 export { zeroPagePfn } from './zeropage.ts';
 export { preadFully, openBeneath } from './io.ts';
+export { seqpacketListen, seqpacketConnect, seqpacketPair, acceptConn, setRecvTimeout, socketType, peerCred, recvDatagram, sendDatagram, peerGone } from './seqpacket.ts';
 export * from './structs.ts';

@@ -58,7 +58,7 @@ export type PrctlMmMapField = (typeof PRCTL_MM_MAP_FIELDS)[number];
 /** struct prctl_mm_map (PR_SET_MM_MAP): the bounds, the auxv's address and size, the exe fd. */
 export function prctlMmMap(bounds: Record<PrctlMmMapField, bigint>, auxvAddr: bigint, auxvSize: number, exeFd: number): Buffer {
   const m = Buffer.alloc(104);
-  PRCTL_MM_MAP_FIELDS.forEach((f, i) => m.writeBigUInt64LE(bounds[f], i * 8));
+  PRCTL_MM_MAP_FIELDS.forEach((f, i) => { m.writeBigUInt64LE(bounds[f], i * 8); });
   m.writeBigUInt64LE(auxvAddr, 88);
   m.writeUInt32LE(auxvSize, 96);
   m.writeUInt32LE(exeFd >>> 0, 100);

@@ -1,9 +1,10 @@
 // fs_entry: working directory, root and umask.
-import { AT_FDCWD, O } from '../kernel/index.ts';
+import { O } from '../kernel/index.ts';
 import { NotSupportedError } from '../errors.ts';
 import { deletedName } from './files/ghost.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
+import { openInTask } from '../compel/open.ts';
 import type { ResourceClaims } from './claims.ts';
 import { readLink } from '../proc/index.ts';
 
@@ -35,7 +36,7 @@ export function restoreFs(t: Tracee, area: InjectionArea, e: FsEntry, pathOf: (i
   const cwd = pathOf(e.cwd_id);
   const openDir = (p: string): bigint => {
     area.reset();
-    return t.syscall('openat', AT_FDCWD, area.putString(p), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0);
+    return openInTask(t, area, p, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
   };
   // Paths are as criu-ts sees them, from its own root: the working directory is opened before
   // a chroot, or inside the root the task has already.

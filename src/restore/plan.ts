@@ -7,6 +7,7 @@ import type { FileEntry } from '../resources/files/index.ts';
 import { TASK_STATE } from '../resources/task/index.ts';
 import { cpu } from '../resources/cpu/index.ts';
 import { SIG } from '../kernel/index.ts';
+import { checkPstree, validatePlan } from './validate.ts';
 
 export type Core = Message<'core_entry'>;
 export type TaskCore = Message<'task_core_entry'>;
@@ -51,6 +52,7 @@ export function plan(imgs: DumpImages): RestorePlan {
   if (inv.img_version !== 2) throw new CriuError(`inventory.img: unsupported image version ${inv.img_version}`);
   const pstree = imgs.required(IMG.PSTREE).map((e) => e.entry);
   if (!pstree.length) throw new CriuError('pstree.img: no tasks');
+  checkPstree(imgs.dir, pstree);
   const files = new Map<number, FileEntry>();
   for (const { entry } of imgs.all(IMG.FILES)) files.set(entry.id, entry);
   const known = new Set<number>();
@@ -88,11 +90,14 @@ export function plan(imgs: DumpImages): RestorePlan {
       ...(tc.task_state === TASK_STATE.STOPPED ? { stopSignal: tc.stop_signo ?? SIG.STOP } : {}),
       mm: imgs.one(IMG.MM, pid),
       fsEntry: imgs.one(IMG.FS, pid),
-      fdinfo: imgs.all(IMG.FDINFO, ids.files_id).map((e) => e.entry),
+      // A dump writes it even for a task without fds: missing, it was lost.
+      fdinfo: imgs.required(IMG.FDINFO, ids.files_id).map((e) => e.entry),
       pagemap: imgs.pagemap(pid),
     };
   });
-  return { tasks, files };
+  const p = { tasks, files };
+  validatePlan(imgs.dir, p);
+  return p;
 }
 
 /** A thread's core entry and its thread core, which plan() checked are there. */

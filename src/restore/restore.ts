@@ -17,11 +17,12 @@ import {
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { GhostRestore } from '../resources/files/ghost.ts';
-import { openForRestore, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
+import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
+import type { RunAction } from '../actions.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, RestoreTask } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
@@ -37,6 +38,8 @@ export interface RestoreRequest {
   log: Logger;
   /** Where stats-restore goes (default: the images dir). */
   workDir?: string;
+  /** Action scripts: pre-restore, post-restore (tasks still stopped), pre-resume, post-resume. */
+  actions?: RunAction;
 }
 
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
@@ -93,11 +96,12 @@ function restoreColocated(req: RestoreRequest): RestoreResult {
 }
 
 function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): RestoreResult {
+  req.actions?.('pre-restore');
   step(req.log, `reading the images of ${req.dir}`);
   const { tasks, files } = plan(imgs);
   logPlan(req.log, tasks);
   for (const t of tasks) for (const tid of t.threads) {
-    if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`);
+    if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`, 17 /* EEXIST */);
   }
   const root = tasks[0];
   const created: number[] = [];
@@ -122,9 +126,12 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
         entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
         pathOf: (reg) => ghosts.path(reg.id, reg.name),
+        fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
       },
     };
     for (const { stage } of RESTORE_STAGES) {
+      if (stage === 'RESTORE_CREDS') req.actions?.('post-restore', root.pid);
+      if (stage === 'COMPLETE') req.actions?.('pre-resume');
       req.log.debug(`restore stage ${stage}`);
       // The last safe point is before the release: past it, the tree is let go.
       checkInterrupt(stage === 'ZOMBIES');
@@ -141,6 +148,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   }
   disarmInterrupts();
   if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
+  // The tree runs already: a failure here is only reported.
+  try { req.actions?.('post-resume'); } catch (e) { req.log.error(`post-resume: ${(e as Error).message}`); }
   const total = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
   try { writeRestoreStats(req.workDir ?? req.dir, { forkMs: ctx.forkMs, totalMs: total, ...pageCounts(tasks) }); } catch (e) { req.log.warn(`cannot write stats-restore: ${(e as Error).message}`); }

@@ -34,7 +34,7 @@ e2e('startTarget: a session-leading orphan of ours; killAndReap reaps it', async
   assert.deepEqual(fds.map((f) => [f.fd, f.target]), [[0, '/dev/null'], [1, t.log], [2, t.log]]);
   assert.equal(fds[1].flags & 0o2003, 0o2001, 'stdout is O_WRONLY|O_APPEND');
   const ex = killAndReap(t.pid);
-  assert.deepEqual(ex && ex.signal, 9);
+  assert.deepEqual(ex?.signal, 9);
   assert.equal(procStat(t.pid), null, 'gone after reaping');
   assert.ok(!tracked().includes(t.pid));
 });
@@ -42,7 +42,7 @@ e2e('startTarget: a session-leading orphan of ours; killAndReap reaps it', async
 e2e('exit status of a target is observed', async (c) => {
   const t = startTarget([workload('counter'), '10', '3', '7'], { logFile: join(c.dir, 'c.log') });
   const ex = await waitExit(t.pid, 5000);
-  assert.deepEqual(ex && ex.code, 7);
+  assert.deepEqual(ex?.code, 7);
   assert.deepEqual(readLines(t.log), [`start pid=${t.pid}`, 'i=1', 'i=2', 'i=3']);
 });
 
@@ -80,7 +80,7 @@ e2e('foundation runs: every check ok, signals, pipe, data file, exit code', asyn
   await waitForLine(f.log, /usr1=2 .*pipe=ok$/);
   assert.deepEqual(diffMaps(maps0, procMaps(f.pid)), [], 'maps are stable while it runs');
   const ex = await waitExit(f.pid, 10_000);
-  assert.deepEqual(ex && ex.code, 7);
+  assert.deepEqual(ex?.code, 7);
   const parsed = checkFoundationLog(f.log);
   assert.equal(parsed.length, 40);
   assert.equal(checkDataFile(f.data!), 40);
@@ -101,7 +101,7 @@ e2e('foundation: heap corruption is detected (sum=BAD, exit 3)', async (c) => {
     closeSync(fd);
   }
   const ex = await waitExit(f.pid, 5000);
-  assert.deepEqual(ex && ex.code, 3);
+  assert.deepEqual(ex?.code, 3);
   assert.ok(readLines(f.log).some((l) => /^i=\d+ .*sum=BAD/.test(l)), 'a sum=BAD line');
 });
 

@@ -69,7 +69,7 @@ e2e('sleep 1000 is still sleeping after restore, and killable', async (c) => {
   assert.equal(procStat(t.pid)!.comm, 'sleep');
   signal(t.pid, SIGTERM);
   const ex = await waitExit(t.pid, 5000);
-  assert.deepEqual(ex && ex.signal, SIGTERM, 'SIGTERM (default action) ends it');
+  assert.deepEqual(ex?.signal, SIGTERM, 'SIGTERM (default action) ends it');
   assert.deepEqual(readLines(t.log), [], 'sleep printed nothing (no error)');
 });
 

@@ -1,7 +1,6 @@
 // Reading the logs that targets and criu-ts write: lines, tails, progress counters.
 import { readFileSync } from 'node:fs';
-import { SLOW } from './slow.ts';
-import { sleep, waitFor } from './procfs.ts';
+import { waitFor } from './procfs.ts';
 
 /** Complete lines of a file (a trailing partial line is left out); [] if missing. */
 export function readLines(file: string): string[] {

@@ -98,7 +98,7 @@ describe('crit decode / encode / show', () => {
     const lines = r.out.toString().split('\n');
     assert.equal(lines[0], '    PID   PGID    SID   COMM');
     assert.match(lines[1], new RegExp(`^ *${pidOf()} +\\d+ +\\d+   fixture$`));
-    assert.match(lines[2], /^ *\d+ +\d+ +\d+       fixture$/);
+    assert.match(lines[2], /^ *\d+ +\d+ +\d+ {7}fixture$/);
   });
 
   it('encode refuses a payload that disagrees with its entry', () => {

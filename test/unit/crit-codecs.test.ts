@@ -95,7 +95,7 @@ describe('crit text forms against Python', { skip: havePy ? false : 'no /usr/bin
   });
 
   it('json.dumps of strings and of documents with indent=4', () => {
-    strs.forEach((s, i) => assert.equal(toJson(s), py.json[i]));
+    strs.forEach((s, i) => { assert.equal(toJson(s), py.json[i]); });
     docs.forEach((d, i) => {
       assert.equal(toJson(d, true), py.jsonp[i]);
       assert.deepEqual(parseJson(toJson(d)), parseJson(py.jsonp[i]!));
@@ -103,7 +103,7 @@ describe('crit text forms against Python', { skip: havePy ? false : 'no /usr/bin
   });
 
   it('int(text, 0)', () => {
-    ints.forEach((s, i) => assert.equal(parsePyInt(s)?.toString() ?? null, py.int[i], JSON.stringify(s)));
+    ints.forEach((s, i) => { assert.equal(parsePyInt(s)?.toString() ?? null, py.int[i], JSON.stringify(s)); });
   });
 
   it('ipaddress: compressed text, and back', () => {
@@ -114,7 +114,7 @@ describe('crit text forms against Python', { skip: havePy ? false : 'no /usr/bin
   });
 
   it('human_readable sizes of show --nopl', () => {
-    hrs.forEach((n, i) => assert.equal(humanReadable(n), py.hr[i], String(n)));
+    hrs.forEach((n, i) => { assert.equal(humanReadable(n), py.hr[i], String(n)); });
   });
 });
 

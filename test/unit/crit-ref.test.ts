@@ -76,7 +76,7 @@ function suite(ref: RefCrit): void {
     // the second batch needs the first one's output
     const r1 = ref.run(first);
     const r2 = ref.run(second);
-    [...r1, ...r2].forEach((r, i) => res.set(key(all[i]), r));
+    [...r1, ...r2].forEach((r, i) => { res.set(key(all[i]), r); });
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -26,7 +26,7 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Every (container, key) in a document, the top level included. */
 function slots(v: JsonValue, out: [JsonObject | JsonValue[], string | number][] = []): typeof out {
-  if (Array.isArray(v)) v.forEach((x, i) => (out.push([v, i]), slots(x, out)));
+  if (Array.isArray(v)) v.forEach((x, i) => { out.push([v, i]); slots(x, out); });
   else if (v !== null && typeof v === 'object') for (const k of Object.keys(v)) (out.push([v, k]), slots(v[k], out));
   return out;
 }

@@ -11,7 +11,7 @@ import {
 
 function build(entries: bigint[]): Buffer {
   const b = Buffer.alloc(entries.length * 8);
-  entries.forEach((e, i) => b.writeBigUInt64LE(e, i * 8));
+  entries.forEach((e, i) => { b.writeBigUInt64LE(e, i * 8); });
   return b;
 }
 

@@ -60,6 +60,8 @@ export const socketsMessages = {
       { no: 15, name: 'deleted', label: 'opt', type: 'bool' },
       { no: 16, name: 'ns_id', label: 'opt', type: 'uint32' },
       { no: 17, name: 'mnt_id', label: 'opt', type: 'sint32', default: -1 },
+      // criu-ts: SO_PEEK_OFF when the owner set one; CRIU has no field for it.
+      { no: 100, name: 'peek_off', label: 'opt', type: 'sint32' },
     ],
   },
   ip_opts_raw_entry: {
@@ -119,6 +121,16 @@ export const socketsMessages = {
       { no: 1, name: 'id_for', label: 'req', type: 'uint32' },
       { no: 2, name: 'length', label: 'req', type: 'uint32' },
       { no: 4, name: 'scm', label: 'rep', type: 'message', ref: 'scm_entry' },
+      // criu-ts: the SCM_CREDENTIALS the receiver saw (SO_PASSCRED); CRIU has no field for them.
+      { no: 100, name: 'ucred', label: 'opt', type: 'message', ref: 'sk_ucred_entry' },
+    ],
+  },
+  sk_ucred_entry: {
+    name: 'sk_ucred_entry',
+    fields: [
+      { no: 1, name: 'uid', label: 'req', type: 'uint32' },
+      { no: 2, name: 'gid', label: 'req', type: 'uint32' },
+      { no: 3, name: 'pid', label: 'req', type: 'uint32' },
     ],
   },
   packet_mclist: {

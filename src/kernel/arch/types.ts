@@ -13,7 +13,8 @@ export type SyscallName =
   | 'memfd_create' | 'pidfd_open' | 'pidfd_getfd' | 'pidfd_send_signal' | 'clone3' | 'close_range' | 'ptrace'
   | 'setpriority' | 'getpriority' | 'sched_setscheduler' | 'sched_getscheduler' | 'sched_getparam'
   | 'sched_setaffinity' | 'sched_getaffinity' | 'getcpu' | 'membarrier' | 'userfaultfd' | 'map_shadow_stack'
-  | 'socket' | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
+  | 'socket' | 'socketpair' | 'bind' | 'connect' | 'listen' | 'getsockopt' | 'setsockopt' | 'shutdown' | 'getsockname'
+  | 'accept4' | 'sendto' | 'recvfrom' | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
   | 'eventfd2' | 'signalfd4' | 'epoll_create1' | 'epoll_ctl' | 'timerfd_create' | 'timerfd_settime' | 'timerfd_gettime'
   | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy';
 

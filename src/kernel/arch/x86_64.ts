@@ -12,7 +12,8 @@ export const X86_REG_NAMES = Object.keys(X86) as X86Reg[];
 const sys: Partial<Record<SyscallName, number>> = {
   read: 0, write: 1, close: 3, lseek: 8, mmap: 9, mprotect: 10, munmap: 11, brk: 12,
   rt_sigaction: 13, rt_sigprocmask: 14, rt_sigtimedwait: 128, ioctl: 16, pread64: 17, pwrite64: 18, mremap: 25, madvise: 28,
-  dup: 32, nanosleep: 35, getitimer: 36, setitimer: 38, getpid: 39, socket: 41, sendmsg: 46, recvmsg: 47,
+  dup: 32, nanosleep: 35, getitimer: 36, setitimer: 38, getpid: 39, socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47,
+  shutdown: 48, bind: 49, listen: 50, getsockname: 51, socketpair: 53, setsockopt: 54, getsockopt: 55, accept4: 288,
   exit: 60, wait4: 61, kill: 62, fcntl: 72, ftruncate: 77, chdir: 80, fchdir: 81, fchmod: 91, fchown: 93, umask: 95,
   ptrace: 101, setpgid: 109, getppid: 110, setsid: 112, setgroups: 116, setresuid: 117, setresgid: 119,
   getpgid: 121, setfsuid: 122, setfsgid: 123, getsid: 124, capget: 125, capset: 126, rt_sigqueueinfo: 129,

@@ -11,6 +11,7 @@ import { memfdFile } from './memfd.ts';
 import { inotifyFile } from './inotify.ts';
 import { pidfdFile } from './pidfd.ts';
 import { fanotifyFile } from './fanotify.ts';
+import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
@@ -25,7 +26,7 @@ export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSes
 export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inotifyFile, fanotifyFile, pidfdFile, regFile];
+const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inotifyFile, fanotifyFile, pidfdFile, unixSocketFile, regFile];
 
 export function probeFd(pid: number, fd: number): FdProbe {
   const link = readLink(pid, `fd/${fd}`);
@@ -56,6 +57,14 @@ function kindEntry(kind: FileKind, file: FileEntry | MessageInput<'file_entry'>)
   return (file as Record<string, unknown>)[kind.field] as { flags?: number; fown?: Fown } | undefined;
 }
 
+/** Why a file_entry cannot be restored, checked before any process exists; undefined if it can. */
+export function fileEntryProblem(file: FileEntry): string | undefined {
+  const kind = kinds.find((k) => k.type === file.type);
+  if (!kind) return `type ${file.type} is not supported yet`;
+  if (!(file as Record<string, unknown>)[kind.field]) return `type ${file.type} has no ${kind.field} entry`;
+  return undefined;
+}
+
 /** Open file descriptions already given an id, for sharing detection with kcmp. */
 export class FileIdentity {
   private byIno = new Map<string, Array<{ pid: number; fd: number; id: number }>>();
@@ -77,27 +86,44 @@ export class FileIdentity {
 
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
 export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Fdinfo[] {
-  const out: Fdinfo[] = [];
   const pidfd = pidfdOpen(pid);
   try {
-    for (const fd of listFds(pid)) {
-      const p = probeFd(pid, fd);
-      const kind = fdKind(p);
-      if (!kind) throw new NotSupportedError(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}`);
-      let id = identity.find(p);
-      if (id === undefined) {
-        id = files.newId();
-        const file = kindSession(kind, ctx.kinds).dump(p, id, ctx);
-        saveFown(kind, file, dumpFown(pidfd, p, ctx.inTree), p);
-        files.add(file);
-        identity.add(p, id);
-      }
-      out.push({ id, flags: p.cloexec ? 1 : 0, type: kind.type, fd });
-    }
+    return listFds(pid).map((fd) => dumpFd(pid, fd, files, identity, ctx, pidfd));
   } finally {
     close(pidfd);
   }
-  return out;
+}
+
+/**
+ * The fd's file id, adding a file_entry when its open file description is new: a task's fd,
+ * or criu-ts's own for a file in flight in a socket queue. `pidfd` is the fd owner's.
+ */
+export function dumpFd(pid: number, fd: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx, pidfd: number): Fdinfo {
+  const p = probeFd(pid, fd);
+  const kind = fdKind(p);
+  if (!kind) throw new NotSupportedError(`fd ${fd} of task ${pid} (${p.link}) is ${describeUnsupported(p)}`);
+  let id = identity.find(p);
+  if (id === undefined) {
+    id = files.newId();
+    const file = kindSession(kind, ctx.kinds).dump(p, id, ctx);
+    saveFown(kind, file, dumpFown(pidfd, p, ctx.inTree), p);
+    files.add(file);
+    identity.add(p, id);
+  }
+  return { id, flags: p.cloexec ? 1 : 0, type: kind.type, fd };
+}
+
+/** A local fd for a file id, opened on first use; `local` is shared by the whole restore. */
+export function openFileId(id: number, ctx: RestoreFileCtx, local: Map<number, number>, what = `file ${id}`): number {
+  const have = local.get(id);
+  if (have !== undefined) return have;
+  const file = ctx.files.get(id);
+  if (!file) throw new Error(`files.img has no file with id ${id} (${what})`);
+  const kind = kinds.find((k) => k.type === file.type);
+  if (!kind) throw new NotSupportedError(`${what}: file type ${file.type}`);
+  const fd = kindSession(kind, ctx.kinds).open(file, ctx);
+  local.set(id, fd);
+  return fd;
 }
 
 function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, p: FdProbe): void {
@@ -124,15 +150,7 @@ export function restoreOwners(local: Map<number, number>, files: Map<number, Fil
  * an id seen again (a description shared by fork or dup) reuses its fd, so it stays shared.
  */
 export function openForRestore(fdinfo: Fdinfo[], ctx: RestoreFileCtx, local: Map<number, number>): Map<number, number> {
-  for (const e of fdinfo) {
-    const id = e.id;
-    if (local.has(id)) continue;
-    const file = ctx.files.get(id);
-    if (!file) throw new Error(`files.img has no file with id ${id} (fd ${e.fd})`);
-    const kind = kinds.find((k) => k.type === file.type);
-    if (!kind) throw new NotSupportedError(`fd ${e.fd}: file type ${file.type}`);
-    local.set(id, kindSession(kind, ctx.kinds).open(file, ctx));
-  }
+  for (const e of fdinfo) openFileId(e.id, ctx, local, `fd ${e.fd}`);
   return local;
 }
 

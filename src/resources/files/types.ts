@@ -28,6 +28,10 @@ export interface FdProbe {
 export interface DumpFileCtx {
   log: Logger;
   shellJob: boolean;
+  /** --ext-unix-sk: a datagram unix socket may be connected to a named socket outside the tree. */
+  extUnixSk: boolean;
+  /** A file_entry that no fd of the tree has (an external peer), with a new id. */
+  addFile(make: (id: number) => MessageInput<'file_entry'>): number;
   /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
   addEntry<K extends EntryKind>(kind: K, ...a: AddArgs<K>): void;
   /** Each fd kind for this dump, with its state (kindSession makes them). */
@@ -37,6 +41,12 @@ export interface DumpFileCtx {
   regDeleted(name: string, source: string, flags: number, extra?: RegExtra): number;
   /** The dump's ghost files: a deleted file's content, saved once per inode. */
   ghosts: import('./ghost.ts').GhostDump;
+  /** The file id of a task's fd (or criu-ts's own, for a file in flight), dumping the file on first sight. */
+  fileId(pid: number, fd: number): number;
+  /** Every live task of the dumped tree (which sockets are inside it). */
+  treePids: number[];
+  /** The id of a task's network namespace, as in its ids image. */
+  netNsId(pid: number): number;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
   memfdInode(link: string): number;
   /** Is this a thread, process or process group of the dumped tree (a file owner that comes back)? */
@@ -55,6 +65,8 @@ export interface RestoreFileCtx {
   files: Map<number, FileEntry>;
   /** The path to open for the REG entry `reg`: its name, or where its ghost file was made. */
   pathOf(reg: { id: number; name: string }): string;
+  /** criu-ts's local fd of a file id (a file in flight), opened on first use and shared with the tasks' fds. */
+  fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
   memfd(inodeId: number): number;
 }

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { readAuxv, scanPagemap, madvBits, type Vma } from '../../proc/index.ts';
 import { checkInterrupt } from '../../interrupt.ts';
 import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
-import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, isFileVma, PE, VMA } from './layout.ts';
+import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, PE, VMA } from './layout.ts';
 import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
 
 type VmaEntry = Message<'vma_entry'>;

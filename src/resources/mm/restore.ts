@@ -329,7 +329,7 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   t.area.reset();
   const words = fullAuxv(mm);
   const auxv = Buffer.alloc(words.length * 8);
-  words.forEach((w, i) => auxv.writeBigUInt64LE(w, i * 8));
+  words.forEach((w, i) => { auxv.writeBigUInt64LE(w, i * 8); });
   const auxvAddr = t.area.put(auxv);
   // A child cloned from its restored parent has the right exe link already, and may still
   // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).

@@ -1,7 +1,7 @@
 // Namespaces: criu-ts restores tasks into its own, so a dump of a tree that reaches into
 // others is refused (CRIU's ns ids in task_kobj_ids_entry are those of criu-ts's).
 import fs from 'node:fs';
-import { CriuError, NotSupportedError } from '../../errors.ts';
+import { NotSupportedError } from '../../errors.ts';
 import { readLink } from '../../proc/index.ts';
 
 const NAMESPACES = ['pid', 'pid_for_children', 'mnt', 'net', 'ipc', 'uts', 'user', 'cgroup', 'time', 'time_for_children'];
