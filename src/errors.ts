@@ -10,6 +10,9 @@ export function faultPoint(step: string): void {
   if (process.env.CRIU_TS_FAULT === step) throw new CriuError(`injected fault at step "${step}" (CRIU_TS_FAULT)`);
 }
 
+/** CRIU_TS_FAULT=<step> for a fault that is not a failure of criu-ts (a task dying at a given moment). */
+export function faultAt(step: string): boolean { return process.env.CRIU_TS_FAULT === step; }
+
 /**
  * What criu-ts refuses because it cannot do it yet (a resource, an option, a command): one line
  * ending "; not supported yet", so a refusal reads differently from a failure.

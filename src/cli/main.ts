@@ -30,8 +30,9 @@ interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean; fileLocks?: boolean;
-  extUnixSk?: boolean | string; actionScript?: string[]; tcpEstablished?: boolean; tcpClose?: boolean; skipInFlight?: boolean;
+  compress?: string; encrypt?: string; ghostLimit?: string; linkRemap?: boolean; skipVerify?: boolean; freezeCgroup?: string; force?: boolean;
+  trustImages?: boolean; fileLocks?: boolean; extUnixSk?: boolean | string; actionScript?: string[]; tcpEstablished?: boolean; tcpClose?: boolean;
+  skipInFlight?: boolean;
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -71,6 +72,8 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-l, --file-locks', desc: 'dump and restore file locks (flock, POSIX and OFD locks)', cmds: ['dump', 'restore'] },
   { flags: '-x, --ext-unix-sk', desc: 'allow datagram unix sockets connected to a named socket outside the tree', cmds: ['dump', 'restore'] },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
+  { flags: '--link-remap', desc: 'save a deleted file that has other names by a temporary link to it', cmds: ['dump'] },
+  { flags: '--ghost-limit <size>', desc: 'largest deleted file to save, in bytes (K, M, G suffixes; default 1M)', cmds: ['dump'] },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
   { flags: '--encrypt <keyfile>', desc: 'seal every image with AES-256-GCM and authenticate the manifest (dump), or require that (restore); 32-byte key, raw or hex', cmds: ['dump', 'restore'] },
@@ -95,6 +98,13 @@ const LONG_WITH_VALUE = new Set([
   ...INTERNAL_WITH_VALUE,
   '--address', '--status-fd',
 ]);
+
+/** A size as CRIU reads one: a number with an optional K, M or G suffix. */
+function parseSize(s: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(s);
+  if (!m) fail(`bad size ${s}: a number with an optional K, M or G suffix`);
+  return Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
+}
 
 function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
   const p = new Command('criu-ts');
@@ -162,6 +172,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         const r = dump({
           pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages,
           freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, fileLocks: !!o.fileLocks, actions, tcp: tcpMode(o),
+          ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit), linkRemap: !!o.linkRemap,
         });
         log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;

@@ -3,13 +3,12 @@
 // accepted and have no effect.
 
 /** Accepted, no effect: they tune how CRIU works inside, not what a dump or restore is. */
-export const ACCEPTED_INTERNAL = new Set(['--pre-dump-mode', '--libdir', '-L', '--log-pid', '--no-display-stats', '--display-stats']);
+export const ACCEPTED_INTERNAL = new Set(['--ghost-fiemap', '--no-ghost-fiemap', '--pre-dump-mode', '--libdir', '-L', '--log-pid', '--no-display-stats', '--display-stats']);
 /** Of these, the ones that take a value. */
 export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']);
 
 export const NOT_SUPPORTED = new Set([
-  '--network-lock', '--link-remap',
-  '--ghost-limit', '--ghost-fiemap', '--no-ghost-fiemap', '--external', '--manage-cgroups',
+  '--network-lock', '--external', '--manage-cgroups',
   '--cgroup-root', '--cgroup-props', '--cgroup-props-file', '--cgroup-dump-controller', '--cgroup-yard',
   '--track-mem', '--prev-images-dir', '--page-server', '--address', '--port', '--lazy-pages',
   '--auto-dedup', '--cpu-cap', '--evasive-devices', '--force-irmap', '--irmap-scan-path', '--enable-fs', '--skip-mnt',

@@ -21,6 +21,7 @@ import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
+import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
@@ -45,6 +46,10 @@ export interface DumpRequest {
   freezeCgroup?: string;
   /** Save the file locks the tree holds (--file-locks); without it they refuse the dump. */
   fileLocks?: boolean;
+  /** Largest deleted file saved, in bytes of its blocks (--ghost-limit). */
+  ghostLimit?: number;
+  /** A deleted file with other names is saved by a link to it (--link-remap). */
+  linkRemap?: boolean;
   /** --ext-unix-sk: datagram sockets may be connected to a named socket outside the tree. */
   extUnixSk?: boolean;
   /** Action scripts: pre-dump, query-ext-files once frozen, post-dump once the images are written. */
@@ -136,7 +141,7 @@ function thaw(t: LiveTask, log: Logger): void {
       // signals can be handled.
       if (t.stopped && s.tracee === leader) {
         leader.setSigmask(INJECTION_SIGMASK);
-        leader.enterGroupStop(t.pid, SIG.STOP);
+        leader.enterGroupStop(t.pid, leader.stopSignal() ?? SIG.STOP);
       }
       s.tracee.setSigmask(s.sigmask);
     } catch (e) { log.error(`cannot restore the state of thread ${s.tracee.tid}: ${(e as Error).message}`); }
@@ -264,6 +269,11 @@ interface Shared { seccomp: SeccompDump; locksSeen: Set<string>; live: Map<numbe
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
+  const ghosts = new GhostDump({
+    remap: (e) => imgs.add(IMG.REMAP_FPATH, e), ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks),
+    linked: (link, flags) => { imgs.madeOutside(link); return files.regPath(link, flags); },
+  }, { limit: req.ghostLimit, linkRemap: req.linkRemap });
+  files.ghosts = ghosts;
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
     seccomp: new SeccompDump(), locksSeen: new Set(), live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
@@ -271,6 +281,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       log: req.log, shellJob: req.shellJob, extUnixSk: !!req.extUnixSk, kinds: new Map(),
       addFile: (make) => { const id = files.newId(); files.add(make(id)); return id; }, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
       tcp: req.tcp ?? { established: false, close: false, skipInFlight: false }, atEnd: (fn) => { endHooks.push(fn); },
+      regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex), ghosts,
       memfdInode: (link) => objects.memfdInode(link),
       fileId: (pid, fd) => { const pidfd = pidfdOpen(pid); try { return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id; } finally { close(pidfd); } },
       treePids: live.map((t) => t.pid), netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
@@ -360,7 +371,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   step(log, `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`);
 
   const secbits = readSecbits(leader);
-  const tc = dumpTaskCore(task, t.snaps[0].sigmask, !!t.stopped);
+  const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? leader.stopSignal() ?? SIG.STOP : undefined);
   const seccomp = sh.seccomp.collect(pid, t.snaps.map((s) => s.tracee.tid));
   for (const snap of t.snaps) {
     const th = snap.tracee;

@@ -11,6 +11,7 @@ import {
 import { nodeCrypto } from '../lazy.ts';
 import { CriuError } from '../errors.ts';
 import type { PageSource } from '../resources/types.ts';
+import type { GhostImage } from '../resources/files/ghost.ts';
 
 /** An image entry with the raw payload that follows it (pipe data...). */
 export interface Entry<N extends MessageName> { entry: Message<N>; extra?: Buffer }
@@ -115,6 +116,17 @@ export class DumpImages {
     const m = readOne(file, entryMessage(kind), { required: true, kind });
     if (!m) throw new ImageError(file, 'empty image');
     return m;
+  }
+
+  /** A ghost file (ghost-file-N.img): its entry and content, whole or in chunks. */
+  ghost(id: number): GhostImage {
+    const file = this.file(imageFileName(IMG.GHOST_FILE, id));
+    const [head, ...rest] = readImage(file, { kind: IMG.GHOST_FILE, required: true });
+    if (!head) throw new ImageError(file, 'empty image');
+    const entry = messageOf(head, 'ghost_file_entry', file);
+    if (!entry.chunks) return { entry, pieces: head.extra ? [{ off: 0, data: head.extra }] : [] };
+    const pieces = rest.map((e) => ({ off: Number(messageOf(e, 'ghost_chunk_entry', file).off), data: e.extra ?? Buffer.alloc(0) }));
+    return { entry, pieces };
   }
 
   /** Every entry of an image, none when it is absent. */

@@ -24,7 +24,7 @@ const refuse = (what: string): never => { throw new CriuError(`not supported yet
  * (runc sends them all).
  */
 const REFUSED_BOOL = [
-  'tcp_established', 'track_mem', 'auto_dedup', 'link_remap', 'force_irmap',
+  'tcp_established', 'track_mem', 'auto_dedup', 'force_irmap',
   'auto_ext_mnt', 'ext_sharing', 'ext_masters', 'tcp_skip_in_flight', 'weak_sysctls', 'lazy_pages', 'tcp_close',
   'tls', 'tls_no_cn_verify', 'mntns_compat_mode', 'skip_file_rwx_check', 'unprivileged', 'leave_stopped', 'rst_sibling',
 ] as const satisfies readonly (keyof CriuOpts)[];
@@ -40,14 +40,14 @@ const REFUSED_SET = [
 const CHECKED = ['cpu_cap', 'network_lock', 'empty_ns', 'root', 'ext_mnt', 'external', 'manage_cgroups', 'manage_cgroups_mode', 'config_file'] as const satisfies readonly (keyof CriuOpts)[];
 const HONOURED = [
   'images_dir_fd', 'images_dir', 'work_dir_fd', 'pid', 'leave_running', 'shell_job', 'log_level', 'log_file', 'log_to_stderr',
-  'notify_scripts', 'timeout', 'freeze_cgroup', 'ext_unix_sk', 'file_locks',
+  'notify_scripts', 'timeout', 'freeze_cgroup', 'ext_unix_sk', 'file_locks', 'ghost_limit', 'link_remap',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by
- * path anyway), ghost_limit (deleted files are refused), orphan_pts_master (no pty is restored
- * but a shell job's, which has a master), pre_dump_mode and display_stats (how CRIU works inside).
+ * path anyway), orphan_pts_master (no pty is restored but a shell job's, which has a
+ * master), pre_dump_mode and display_stats (how CRIU works inside).
  */
-const NO_EFFECT = ['evasive_devices', 'ghost_limit', 'orphan_pts_master', 'pre_dump_mode', 'display_stats'] as const satisfies readonly (keyof CriuOpts)[];
+const NO_EFFECT = ['evasive_devices', 'orphan_pts_master', 'pre_dump_mode', 'display_stats'] as const satisfies readonly (keyof CriuOpts)[];
 
 /** Every criu_opts field criu-ts knows what to do with (a unit test holds it to rpc.proto). */
 export const OPTS_FIELDS: readonly string[] = [...REFUSED_BOOL, ...REFUSED_LIST, ...REFUSED_SET, ...CHECKED, ...HONOURED, ...NO_EFFECT];

@@ -10,7 +10,8 @@ export const FPSIMD_SIZE = 528;
 // test/unit/arch-sysnr.test.ts checks every number against the C library's <sys/syscall.h>.
 const sys: Partial<Record<SyscallName, number>> = {
   eventfd2: 19, epoll_create1: 20, epoll_ctl: 21, dup: 23, dup3: 24, fcntl: 25, ioctl: 29, flock: 32,
-  unlinkat: 35, openat: 56, close: 57, pipe2: 59, lseek: 62, read: 63, write: 64, pread64: 67, pwrite64: 68, preadv: 69,
+  inotify_init1: 26, inotify_add_watch: 27, inotify_rm_watch: 28, open_by_handle_at: 265, fanotify_init: 262, fanotify_mark: 263,
+  mknodat: 33, linkat: 37, unlinkat: 35, openat: 56, close: 57, pipe2: 59, lseek: 62, read: 63, write: 64, pread64: 67, pwrite64: 68, preadv: 69,
   pwritev: 70, signalfd4: 74, vmsplice: 75, splice: 76, tee: 77, ftruncate: 46, fallocate: 47, chdir: 49,
   fchdir: 50, chroot: 51, fchmod: 52, fchown: 55, timerfd_create: 85, timerfd_settime: 86, timerfd_gettime: 87,
   capget: 90, capset: 91, personality: 92, exit: 93, exit_group: 94, waitid: 95, set_tid_address: 96,

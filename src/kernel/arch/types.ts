@@ -1,6 +1,6 @@
 /** Syscalls criu-ts calls itself or injects into tracees. */
 export type SyscallName =
-  | 'read' | 'write' | 'openat' | 'openat2' | 'unlinkat' | 'close' | 'lseek' | 'mmap' | 'mprotect' | 'munmap' | 'brk' | 'mremap' | 'madvise'
+  | 'read' | 'write' | 'openat' | 'openat2' | 'unlinkat' | 'mknodat' | 'linkat' | 'inotify_init1' | 'inotify_add_watch' | 'inotify_rm_watch' | 'open_by_handle_at' | 'fanotify_init' | 'fanotify_mark' | 'close' | 'lseek' | 'mmap' | 'mprotect' | 'munmap' | 'brk' | 'mremap' | 'madvise'
   | 'rt_sigaction' | 'rt_sigprocmask' | 'rt_sigtimedwait' | 'rt_sigqueueinfo' | 'rt_tgsigqueueinfo' | 'sigaltstack'
   | 'pread64' | 'pwrite64' | 'preadv' | 'pwritev' | 'ioctl' | 'fcntl' | 'flock' | 'dup' | 'dup3' | 'pipe2'
   | 'getpid' | 'gettid' | 'getppid' | 'kill' | 'tgkill' | 'exit' | 'exit_group' | 'wait4' | 'waitid'

@@ -46,6 +46,10 @@ export interface DumpFileCtx {
   /** Each fd kind for this dump, with its state (kindSession makes them). */
   kinds: KindSessions;
   regPath(path: string, flags: number, extra?: RegExtra): number;
+  /** A REG entry for a deleted file reached through `source`, saved as a ghost file (FileTable.regDeleted). */
+  regDeleted(name: string, source: string, flags: number, extra?: RegExtra): number;
+  /** The dump's ghost files: a deleted file's content, saved once per inode. */
+  ghosts: import('./ghost.ts').GhostDump;
   /** The file id of a task's fd (or criu-ts's own, for a file in flight), dumping the file on first sight. */
   fileId(pid: number, fd: number): number;
   /** Every live task of the dumped tree (which sockets are inside it). */
@@ -71,6 +75,8 @@ export interface RestoreFileCtx {
   /** Each fd kind for this restore, with its state (kindSession makes them). */
   kinds: KindSessions;
   files: Map<number, FileEntry>;
+  /** The path to open for the REG entry `reg`: its name, or where its ghost file was made. */
+  pathOf(reg: { id: number; name: string }): string;
   /** criu-ts's local fd of a file id (a file in flight), opened on first use and shared with the tasks' fds. */
   fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
@@ -97,6 +103,8 @@ interface KindBase<F extends FileField> {
   matches(p: FdProbe): boolean;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
   afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
+  /** afterInstall runs for every fd of every task that has the file, not once per file. */
+  readonly eachFd?: boolean;
 }
 
 export interface FdClaims {
@@ -150,6 +158,7 @@ export interface FileKind {
   /** The kind for one dump or one restore, with fresh state. */
   session(): KindSession;
   afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea): void;
+  readonly eachFd?: boolean;
 }
 
 /** An fd kind whose fds are each dumped and opened on their own. */
@@ -173,6 +182,7 @@ export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>)
     field: def.field,
     claims: def.claims,
     matches: (p) => def.matches(p),
+    ...(def.eachFd ? { eachFd: true } : {}),
     session(): KindSession {
       const state = def.state();
       return {
@@ -191,7 +201,7 @@ export function kindSession(kind: FileKind, sessions: KindSessions): KindSession
   return s;
 }
 
-export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18 } as const;
+export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18, FANOTIFY: 12, PIDFD: 20 } as const;
 
 export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFCHR = 0o020000, S_IFIFO = 0o010000, S_IFSOCK = 0o140000, S_IFBLK = 0o060000;
