@@ -23,8 +23,8 @@ type Fdinfo = Message<'fdinfo_entry'>;
 export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
 
-/** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, unixSocketFile, inetFile, regFile];
+/** Order matters: a tty is a character device too; the unix kind takes every socket the inet kind leaves. */
+const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inetFile, unixSocketFile, regFile];
 
 export function probeFd(pid: number, fd: number): FdProbe {
   const link = readLink(pid, `fd/${fd}`);
