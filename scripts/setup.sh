@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what criu-ts and its tests need on a fresh Debian 12 machine (run as root):
-# gcc for the test workloads, Debian's criu package for its `crit`, and the npm packages,
-# which pin Node 24 (node_modules/.bin/node).
+# gcc for the test workloads, Debian's criu package for its `crit` and `pycriu`, runc and
+# busybox-static for the container test of the RPC, and the npm packages, which pin Node 24
+# (node_modules/.bin/node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v npm >/dev/null || need+=(npm)
 command -v setsid >/dev/null || need+=(util-linux)
 command -v script >/dev/null || need+=(bsdutils)
+command -v runc >/dev/null || need+=(runc)
+[ -x /bin/busybox ] || need+=(busybox-static)
 # sqlite3 for the file-lock test: a shell holding a write lock on its database.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 # A system Node for the "real node program" test: the pinned Node 24 uses io_uring, which

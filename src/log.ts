@@ -12,6 +12,8 @@ export class LevelLogger implements Logger {
   private readonly t0 = performance.now();
   /** The step under way: a failure is reported as having happened there. */
   private current?: string;
+  /** The first error logged, whatever the level (an RPC reply's cr_errmsg). */
+  firstError?: string;
   constructor(level: number, file?: string) {
     this.level = level;
     this.fd = file ? createImage(file) : 2;
@@ -21,7 +23,7 @@ export class LevelLogger implements Logger {
     const ts = this.level >= 3 ? `(${((performance.now() - this.t0) / 1000).toFixed(6).padStart(9, '0')}) ` : '';
     try { fs.writeSync(this.fd, `${ts}${tag}${msg}\n`); } catch { /* log target gone */ }
   }
-  error(msg: string): void { this.out(1, 'Error: ', msg); }
+  error(msg: string): void { this.firstError ??= msg; this.out(1, 'Error: ', msg); }
   warn(msg: string): void { this.out(2, 'Warn: ', msg); }
   info(msg: string): void { this.out(3, '', msg); }
   debug(msg: string): void { this.out(4, '', msg); }

@@ -15,20 +15,24 @@ const loadDump = () => import('../dump/dump.ts');
 const loadRestore = () => import('../restore/restore.ts');
 const loadCheck = () => import('./check.ts');
 const loadCrit = () => import('./crit.ts');
+const loadRpc = () => import('./rpc.ts');
+const loadScripts = () => import('./scripts.ts');
 const loadJournal = () => import('../dump/journal.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
-const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'swrk', 'service', 'dedup', 'cpuinfo', 'exec', 'show']);
-const COMMANDS = new Set(['dump', 'restore', 'check', 'crit', ...UNSUPPORTED_COMMANDS]);
+const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
+const RPC_COMMANDS = new Set(['swrk', 'service']);
+const COMMANDS = new Set(['dump', 'restore', 'check', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
 
 interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean; fileLocks?: boolean;
-  extUnixSk?: boolean | string;
+  compress?: string; encrypt?: string; ghostLimit?: string; linkRemap?: boolean; skipVerify?: boolean; freezeCgroup?: string; force?: boolean;
+  trustImages?: boolean; fileLocks?: boolean; extUnixSk?: boolean | string; actionScript?: string[]; tcpEstablished?: boolean; tcpClose?: boolean;
+  skipInFlight?: boolean;
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -68,14 +72,20 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-l, --file-locks', desc: 'dump and restore file locks (flock, POSIX and OFD locks)', cmds: ['dump', 'restore'] },
   { flags: '-x, --ext-unix-sk', desc: 'allow datagram unix sockets connected to a named socket outside the tree', cmds: ['dump', 'restore'] },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
+  { flags: '--link-remap', desc: 'save a deleted file that has other names by a temporary link to it', cmds: ['dump'] },
+  { flags: '--ghost-limit <size>', desc: 'largest deleted file to save, in bytes (K, M, G suffixes; default 1M)', cmds: ['dump'] },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
   { flags: '--encrypt <keyfile>', desc: 'seal every image with AES-256-GCM and authenticate the manifest (dump), or require that (restore); 32-byte key, raw or hex', cmds: ['dump', 'restore'] },
   { flags: '--force', desc: 'dump into a directory that another user owns or can write', cmds: ['dump'] },
   { flags: '--trust-images', desc: 'restore as root images that another user owns or can write', cmds: ['restore'] },
+  { flags: '--tcp-established', desc: 'dump and restore established TCP connections (TCP repair mode)', cmds: ['dump', 'restore'] },
+  { flags: '--tcp-close', desc: 'do not dump established TCP connections: they come back closed', cmds: ['dump', 'restore'] },
+  { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
   { flags: '--pidfile <file>', desc: 'write the pid of the restored root here', cmds: ['restore'] },
   { flags: '--skip-verify', desc: 'do not check the checksum manifest', cmds: ['restore'] },
+  { flags: '--action-script <file>', desc: 'run this program at each action (pre-dump, post-dump, pre-restore, post-restore...), repeatable', cmds: ['dump', 'restore'] },
   { flags: '--feature <name>', desc: 'check one feature (CRIU\'s names); "list" names them', cmds: ['check'] },
   { flags: '--extra', desc: 'also the optional features (always shown)', cmds: ['check'] },
   { flags: '--experimental', desc: 'same as --extra', cmds: ['check'] },
@@ -86,7 +96,15 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
 const LONG_WITH_VALUE = new Set([
   ...OPTIONS.filter((o) => o.flags.includes('<')).map((o) => /--[\w-]+/.exec(o.flags)![0]),
   ...INTERNAL_WITH_VALUE,
+  '--address', '--status-fd',
 ]);
+
+/** A size as CRIU reads one: a number with an optional K, M or G suffix. */
+function parseSize(s: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(s);
+  if (!m) fail(`bad size ${s}: a number with an optional K, M or G suffix`);
+  return Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
+}
 
 function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
   const p = new Command('criu-ts');
@@ -99,6 +117,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
+      if (o.flags.startsWith('--action-script')) opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
     }
@@ -149,7 +168,12 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         if (o.compress !== undefined && o.compress !== 'zstd') fail(`unknown compression ${o.compress}: use zstd`);
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, fileLocks: !!o.fileLocks });
+        const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
+        const r = dump({
+          pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages,
+          freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, fileLocks: !!o.fileLocks, actions, tcp: tcpMode(o),
+          ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit), linkRemap: !!o.linkRemap,
+        });
         log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }
@@ -157,8 +181,9 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         if (!fs.existsSync(path.join(imagesDir, 'inventory.img'))) fail(`no dump in ${imagesDir}: it has no inventory.img`);
         const key = o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined;
         const { restore } = await loadRestore();
+        const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
         const r = restore({
-          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify,
+          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify, actions, tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
@@ -172,6 +197,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   } finally {
     log.close();
   }
+}
+
+function tcpMode(o: Opts): { established: boolean; close: boolean; skipInFlight: boolean } {
+  return { established: !!o.tcpEstablished, close: !!o.tcpClose, skipInFlight: !!o.skipInFlight };
 }
 
 /** The stack of an unexpected error, with CRIU_TS_DEBUG=1 only: users get one line. */
@@ -205,6 +234,8 @@ function commandFirst(args: string[]): string[] {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // criu-ts's own guardian of sockets it puts in TCP repair mode (src/soccr/guard.ts).
+  if (argv[0] === '__soccr-guard') return (await import('../soccr/guard.ts')).runGuardian(0, 1);
   if (argv[0] === 'crit') return (await loadCrit()).runCrit(argv.slice(1));
   const parsed = normalize(argv, LONG_WITH_VALUE);
   try {
@@ -212,6 +243,11 @@ export async function main(argv: string[]): Promise<number> {
     const cmd = args[0];
     if (cmd === 'crit') return (await loadCrit()).runCrit(args.slice(1));
     if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) throw NotSupportedError.option(cmd);
+    if (cmd && RPC_COMMANDS.has(cmd)) {
+      setChildSubreaper();
+      setImageOpener(openBeneath);
+      return (await loadRpc()).runRpc({ ...parsed, args });
+    }
     if (cmd === undefined) fail('no command: criu-ts dump|restore|check|crit (criu-ts --help)');
     const screened = screen(args);
     setChildSubreaper();

@@ -3,19 +3,18 @@
 // accepted and have no effect.
 
 /** Accepted, no effect: they tune how CRIU works inside, not what a dump or restore is. */
-export const ACCEPTED_INTERNAL = new Set(['--pre-dump-mode', '--libdir', '-L', '--log-pid', '--no-display-stats', '--display-stats']);
+export const ACCEPTED_INTERNAL = new Set(['--ghost-fiemap', '--no-ghost-fiemap', '--pre-dump-mode', '--libdir', '-L', '--log-pid', '--no-display-stats', '--display-stats']);
 /** Of these, the ones that take a value. */
 export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']);
 
 export const NOT_SUPPORTED = new Set([
-  '--tcp-established', '--tcp-close', '--skip-in-flight', '--network-lock', '--link-remap',
-  '--ghost-limit', '--ghost-fiemap', '--no-ghost-fiemap', '--external', '--manage-cgroups',
+  '--network-lock', '--external', '--manage-cgroups',
   '--cgroup-root', '--cgroup-props', '--cgroup-props-file', '--cgroup-dump-controller', '--cgroup-yard',
   '--track-mem', '--prev-images-dir', '--page-server', '--address', '--port', '--lazy-pages',
   '--auto-dedup', '--cpu-cap', '--evasive-devices', '--force-irmap', '--irmap-scan-path', '--enable-fs', '--skip-mnt',
   '--file-validation', '--allow-uprobes', '--lsm-profile', '--lsm-mount-context', '-r', '--root', '-S',
   '--restore-sibling', '-s', '--leave-stopped', '--inherit-fd', '-J', '--join-ns', '--empty-ns', '--veth-pair',
   '-M', '--ext-mount-map', '--weak-sysctls', '--mntns-compat-mode', '--skip-file-rwx-check', '--stream',
-  '--action-script', '--unprivileged', '--close', '--config', '--tls', '--tls-cacert', '--tls-cacrl', '--tls-cert',
+  '--unprivileged', '--close', '--config', '--tls', '--tls-cacert', '--tls-cacrl', '--tls-cert',
   '--tls-key', '--tls-no-cn-verify', '--status-fd', '--ps-socket', '--exec-cmd', '--deprecated', '--timens',
 ]);

@@ -12,6 +12,8 @@ import { pinTracee, unpinTracee, repinTracee } from './colocate.ts';
 
 export type SysArg = number | bigint;
 
+const STOP_SIGNALS: ReadonlySet<number> = new Set([SIG.STOP, SIG.TSTP, SIG.TTIN, SIG.TTOU]);
+
 /** A fatal signal or an unexpected stop while the tracee ran an injected syscall. */
 export class InjectionError extends Error {
   readonly tid: number;
@@ -60,6 +62,8 @@ const fpScratch = Buffer.alloc(arch.fpRegsMaxSize);
 export class Tracee {
   readonly tid: number;
   /** Where injected syscalls run; see useSyscallInsn / useInjectionPage. */
+  /** The first stop seen after seizing: for a task stopped by a signal, its group-stop names that signal. */
+  firstStop: StopInfo | undefined;
   private insnAddr = 0n;
   /** True when insnAddr is our injection page ending with a trap; false for a bare syscall insn. */
   private trapMode = false;
@@ -117,7 +121,9 @@ export class Tracee {
   waitStop(): StopInfo {
     const { status } = waitpid(this.tid, WALL);
     if (!W.stopped(status)) throw new InjectionError(this.tid, describe(status));
-    return { status, sig: W.stopSig(status), event: W.event(status), exited: false };
+    const st = { status, sig: W.stopSig(status), event: W.event(status), exited: false };
+    this.firstStop ??= st;
+    return st;
   }
 
   /**
@@ -340,6 +346,13 @@ export class Tracee {
       ptrace(this.trapMode ? PTRACE.CONT : PTRACE.SYSCALL, this.tid, 0, 0);
       return;
     }
+    if (st.event === 0 && STOP_SIGNALS.has(st.sig) && this.stopSignal() !== undefined) {
+      // A stop signal sent again to a task already stopped stays pending, and is taken
+      // before the injected call runs: it would do nothing (the task is stopped, and SIGCONT
+      // discards it), so it is dropped; the task is stopped again when it is let go.
+      ptrace(this.trapMode ? PTRACE.CONT : PTRACE.SYSCALL, this.tid, 0, 0);
+      return;
+    }
     if (st.event !== 0) {
       // clone/fork events while injecting clone3: the caller collects the child.
       this.lastEvent = st.event;
@@ -347,6 +360,12 @@ export class Tracee {
       return;
     }
     throw new InjectionError(this.tid, `unexpected ${describe(st.status)} during injected ${String(name)}`);
+  }
+
+  /** The signal that had stopped the thread when it was seized (its group-stop), if one had. */
+  stopSignal(): number | undefined {
+    const f = this.firstStop;
+    return f && f.event === PTRACE_EVENT.STOP && STOP_SIGNALS.has(f.sig) ? f.sig : undefined;
   }
 
   /** Arrange for the thread to run one syscall as soon as it is let go (e.g. exit_group before detach). */

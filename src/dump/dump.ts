@@ -16,11 +16,12 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
 import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
+import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
@@ -29,6 +30,7 @@ import { DumpJournal } from './journal.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
+import type { RunAction } from '../actions.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -44,8 +46,25 @@ export interface DumpRequest {
   freezeCgroup?: string;
   /** Save the file locks the tree holds (--file-locks); without it they refuse the dump. */
   fileLocks?: boolean;
+  /** Largest deleted file saved, in bytes of its blocks (--ghost-limit). */
+  ghostLimit?: number;
+  /** A deleted file with other names is saved by a link to it (--link-remap). */
+  linkRemap?: boolean;
   /** --ext-unix-sk: datagram sockets may be connected to a named socket outside the tree. */
   extUnixSk?: boolean;
+  /** Action scripts: pre-dump, query-ext-files once frozen, post-dump once the images are written. */
+  actions?: RunAction;
+  /** --tcp-established, --tcp-close, --skip-in-flight */
+  tcp?: TcpMode;
+}
+
+type EndHook = (how: DumpOutcome) => void;
+
+/** The fd kinds' end-of-dump work, last registered first (a socket's repair off before its copy closes). */
+function runEndHooks(hooks: EndHook[], how: DumpOutcome, log: Logger): void {
+  for (const h of hooks.splice(0).reverse()) {
+    try { h(how); } catch (e) { log.error(`at the end of the dump: ${(e as Error).message}`); }
+  }
 }
 
 export interface DumpResult {
@@ -122,7 +141,7 @@ function thaw(t: LiveTask, log: Logger): void {
       // signals can be handled.
       if (t.stopped && s.tracee === leader) {
         leader.setSigmask(INJECTION_SIGMASK);
-        leader.enterGroupStop(t.pid, SIG.STOP);
+        leader.enterGroupStop(t.pid, leader.stopSignal() ?? SIG.STOP);
       }
       s.tracee.setSigmask(s.sigmask);
     } catch (e) { log.error(`cannot restore the state of thread ${s.tracee.tid}: ${(e as Error).message}`); }
@@ -161,6 +180,7 @@ export function dump(req: DumpRequest): DumpResult {
 function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
+  req.actions?.('pre-dump');
   const createdDir = !fs.existsSync(req.dir);
   fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
@@ -168,6 +188,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   let tasks: Task[] = [];
   let result: DumpResult;
+  const endHooks: EndHook[] = [];
   unsafeWindow.calls = 0;
   unsafeWindow.ms = 0;
   try {
@@ -182,6 +203,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     }
     journal.tasks(tasks.filter(isLive).map((t) => ({ pid: t.pid, startTime: t.stat.startTime })));
     faultPoint('freeze');
+    req.actions?.('query-ext-files');
     checkInterrupt();
     // The VMAs as the tasks have them, before our injection areas join them.
     step(log, 'reading the VMAs of every task');
@@ -200,8 +222,9 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs));
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks));
     faultPoint('write-images');
+    hangPoint('write-images');
     // The last safe point: past it, the dump completes.
     checkInterrupt(true);
     step(log, `writing the images to ${req.dir}`);
@@ -211,8 +234,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const enc = imgs.pagesEncoding();
     if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
     result.freezingMs = tFrozen - t0;
+    // A failing post-dump script fails the dump: the tree runs on.
+    if (req.actions) { step(log, 'post-dump action'); req.actions('post-dump'); }
   } catch (e) {
     imgs.discard();
+    runEndHooks(endHooks, 'failed', log);
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
     journal.close();
     logUnsafeWindow(log);
@@ -220,9 +246,12 @@ function dumpColocated(req: DumpRequest): DumpResult {
   }
   step(log, req.leaveRunning ? 'resuming the tree (--leave-running)' : 'killing the tree');
   if (req.leaveRunning) {
+    runEndHooks(endHooks, 'resumed', log);
     for (const t of tasks) if (isLive(t)) thaw(t, log);
+  } else {
+    killTree(tasks);
+    runEndHooks(endHooks, 'killed', log);
   }
-  else killTree(tasks);
   journal.close();
   logUnsafeWindow(log);
   result.frozenMs = performance.now() - t0;
@@ -237,15 +266,22 @@ function logUnsafeWindow(log: Logger): void {
 
 interface Shared { seccomp: SeccompDump; locksSeen: Set<string>; live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
 
-function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
+function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
+  const ghosts = new GhostDump({
+    remap: (e) => imgs.add(IMG.REMAP_FPATH, e), ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks),
+    linked: (link, flags) => { imgs.madeOutside(link); return files.regPath(link, flags); },
+  }, { limit: req.ghostLimit, linkRemap: req.linkRemap });
+  files.ghosts = ghosts;
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
     seccomp: new SeccompDump(), locksSeen: new Set(), live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, extUnixSk: !!req.extUnixSk, kinds: new Map(),
       addFile: (make) => { const id = files.newId(); files.add(make(id)); return id; }, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      tcp: req.tcp ?? { established: false, close: false, skipInFlight: false }, atEnd: (fn) => { endHooks.push(fn); },
+      regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex), ghosts,
       memfdInode: (link) => objects.memfdInode(link),
       fileId: (pid, fd) => { const pidfd = pidfdOpen(pid); try { return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id; } finally { close(pidfd); } },
       treePids: live.map((t) => t.pid), netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
@@ -281,7 +317,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   imgs.one(IMG.INVENTORY, {
     img_version: 2, fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
-    ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
+    ns_per_id: true, lsmtype: 0, ...(req.tcp?.close ? { tcp_close: true } : {}), network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
   });
   return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }
@@ -335,7 +371,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   step(log, `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`);
 
   const secbits = readSecbits(leader);
-  const tc = dumpTaskCore(task, t.snaps[0].sigmask, !!t.stopped);
+  const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? leader.stopSignal() ?? SIG.STOP : undefined);
   const seccomp = sh.seccomp.collect(pid, t.snaps.map((s) => s.tracee.tid));
   for (const snap of t.snaps) {
     const th = snap.tracee;

@@ -90,6 +90,22 @@ export class ImageSet {
     if (extra) w.writeRaw(extra);
   }
 
+  /**
+   * A ghost file image: its entry, then each piece of content as a ghost_chunk_entry and its
+   * bytes (CRIU's chunked form, which keeps the file's holes).
+   */
+  ghostFile(id: number, entry: MessageInput<'ghost_file_entry'>, chunks: Iterable<{ off: bigint; data: Buffer }>): void {
+    const name = imageFileName(IMG.GHOST_FILE, id);
+    const w = new ImageWriter(path.join(this.dir, name), { kind: IMG.GHOST_FILE, tap: this.track(name), seal: this.seal(name) });
+    try {
+      w.write('ghost_file_entry', { ...entry, chunks: true });
+      for (const c of chunks) {
+        w.write('ghost_chunk_entry', { len: BigInt(c.data.length), off: c.off });
+        w.writeRaw(c.data);
+      }
+    } finally { w.close(); }
+  }
+
   /** An image with a header and no entries. */
   empty<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): void {
     const name = imageFileName(kind, ...args);
@@ -161,6 +177,9 @@ export class ImageSet {
   }
 
   /** Remove what this dump wrote: a failed dump leaves no partial images behind. */
+  /** A file the dump made outside the images directory (a link-remap link), removed if the dump fails. */
+  madeOutside(file: string): void { this.created.push(file); }
+
   discard(): void {
     this.writer?.close();
     for (const w of this.open.values()) { try { w.close(); } catch { /* already failing */ } }

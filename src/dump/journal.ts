@@ -15,7 +15,10 @@ import { RUN_DIR as JOURNAL_DIR } from '../rundir.ts';
 const IMAGE_FILE = /^(.*\.img|criu-ts-manifest\.json)$/;
 
 interface Task { pid: number; start: string }
+/** A journal of another format (another criu-ts version) is left alone, never undone. */
+const VERSION = 1;
 interface Record {
+  version: number;
   owner: Task;
   dir: string;
   /** Image files that were in `dir` before the dump (they are left alone). */
@@ -37,7 +40,7 @@ export class DumpJournal {
     const me = getpid();
     this.file = path.join(JOURNAL_DIR, `dump-${me}.json`);
     const existing = fs.readdirSync(dir).filter((n) => IMAGE_FILE.test(n));
-    this.rec = { owner: { pid: me, start: startOf(me) }, dir, existing, createdDir, ...(cgroup ? { cgroup } : {}), tasks: [] };
+    this.rec = { version: VERSION, owner: { pid: me, start: startOf(me) }, dir, existing, createdDir, ...(cgroup ? { cgroup } : {}), tasks: [] };
     try { fs.mkdirSync(JOURNAL_DIR, { recursive: true }); } catch { /* read-only /run: see write() */ }
     this.write();
   }
@@ -79,7 +82,7 @@ export function cleanStale(log?: Logger): string[] {
     const file = path.join(JOURNAL_DIR, name);
     let rec: Record;
     try { rec = JSON.parse(fs.readFileSync(file, 'utf8')) as Record; } catch { continue; }
-    if (alive(rec.owner)) continue;
+    if (rec.version !== VERSION || alive(rec.owner)) continue;
     for (const t of rec.tasks) {
       if (!alive(t)) continue;
       try {

@@ -101,7 +101,7 @@ const egid = (): number => process.getegid?.() ?? 0;
 /** A directory criu-ts will not write to or restore from: nothing, not even a log, goes there. */
 export class UntrustedDirError extends CriuError {}
 
-/** Why a directory or file can be written by someone other than criu-ts's user, or ''. */
+/** Why a file can be written by someone other than criu-ts's user, or ''. */
 function foreignWrite(st: fs.Stats): string {
   if (st.uid !== euid()) return `belongs to uid ${st.uid}, not to criu-ts's user (uid ${euid()})`;
   if (st.isSymbolicLink()) return ''; // its mode means nothing; opening it is refused anyway
@@ -111,26 +111,29 @@ function foreignWrite(st: fs.Stats): string {
 }
 
 /**
- * A dump writes a process's memory and secrets into `dir`: one that another user owns or can
- * write (who could read the images or replace them before a restore) is refused unless forced.
+ * A dump writes a process's memory and secrets into `dir`: one that another user owns (who could
+ * change its permissions, or read what a mistake left readable) is refused unless forced. A
+ * directory criu-ts's user owns but others may write (ZDTM makes every images directory 0777)
+ * is accepted: every file criu-ts makes there is created anew, 0600, never through a link, so
+ * others can neither read nor redirect it, and what they could do afterwards (remove or swap
+ * files) is what the restore's checks catch.
  */
 export function checkDumpDir(dir: string, force: boolean): void {
   let st: fs.Stats;
   try { st = fs.statSync(dir); } catch { return; /* created by the dump, 0700 */ }
-  const why = foreignWrite(st);
-  if (why && !force) throw new UntrustedDirError(`${dir}: the directory ${why}; refused (--force dumps there anyway)`);
+  if (st.uid !== euid() && !force) {
+    throw new UntrustedDirError(`${dir}: the directory belongs to uid ${st.uid}, not to criu-ts's user (uid ${euid()}); refused (--force dumps there anyway)`);
+  }
 }
 
 /**
  * A root restore recreates whatever credentials, files and memory the images say, so they must
- * be trusted: a directory or image that another user owns or can write is refused unless
- * --trust-images says otherwise. `names`: the image files to check (the manifest's list).
+ * be trusted: an image that another user owns or can write is refused unless --trust-images
+ * says otherwise (a file another user put in the directory is theirs). `names`: the files to check.
  */
 export function checkRestoreDir(dir: string, names: readonly string[], trust: boolean): void {
   if (trust || euid() !== 0) return;
   const hint = '; refused for a restore as root (--trust-images restores it anyway)';
-  const why = foreignWrite(fs.statSync(dir));
-  if (why) throw new UntrustedDirError(`${dir}: the images directory ${why}${hint}`);
   for (const name of names) {
     let st: fs.Stats;
     try { st = fs.lstatSync(path.join(dir, name)); } catch { continue; /* missing: reported by the reader */ }

@@ -6,23 +6,58 @@ import { sysnr } from './arch/index.ts';
 import { SysError } from './errors.ts';
 
 const NR = {
-  socket: sysnr('socket'), socketpair: sysnr('socketpair'), bind: sysnr('bind'), connect: sysnr('connect'),
-  listen: sysnr('listen'), getsockopt: sysnr('getsockopt'), setsockopt: sysnr('setsockopt'),
-  shutdown: sysnr('shutdown'), sendmsg: sysnr('sendmsg'), recvmsg: sysnr('recvmsg'), getsockname: sysnr('getsockname'),
+  socket: sysnr('socket'),
+  socketpair: sysnr('socketpair'),
+  bind: sysnr('bind'),
+  connect: sysnr('connect'),
+  listen: sysnr('listen'),
+  getsockopt: sysnr('getsockopt'),
+  setsockopt: sysnr('setsockopt'),
+  shutdown: sysnr('shutdown'),
+  sendmsg: sysnr('sendmsg'),
+  recvmsg: sysnr('recvmsg'),
+  getsockname: sysnr('getsockname'),
 };
 
-export const AF_UNIX = 1, AF_NETLINK = 16;
+export const AF_UNIX = 1,
+  AF_NETLINK = 16;
 export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
 export const SOL_SOCKET = 1;
 /** asm-generic/socket.h values, shared by x86_64 and arm64. */
 export const SO = {
-  REUSEADDR: 2, TYPE: 3, DONTROUTE: 5, BROADCAST: 6, SNDBUF: 7, RCVBUF: 8, KEEPALIVE: 9, OOBINLINE: 10,
-  PRIORITY: 12, LINGER: 13, REUSEPORT: 15, PASSCRED: 16, RCVLOWAT: 18, RCVTIMEO: 20, SNDTIMEO: 21,
-  ACCEPTCONN: 30, SNDBUFFORCE: 32, RCVBUFFORCE: 33, PASSSEC: 34, MARK: 36, PROTOCOL: 38, DOMAIN: 39,
-  PEEK_OFF: 42, BUF_LOCK: 72,
+  REUSEADDR: 2,
+  TYPE: 3,
+  DONTROUTE: 5,
+  BROADCAST: 6,
+  SNDBUF: 7,
+  RCVBUF: 8,
+  KEEPALIVE: 9,
+  OOBINLINE: 10,
+  PRIORITY: 12,
+  LINGER: 13,
+  REUSEPORT: 15,
+  PASSCRED: 16,
+  RCVLOWAT: 18,
+  RCVTIMEO: 20,
+  SNDTIMEO: 21,
+  ACCEPTCONN: 30,
+  SNDBUFFORCE: 32,
+  RCVBUFFORCE: 33,
+  PASSSEC: 34,
+  MARK: 36,
+  PROTOCOL: 38,
+  DOMAIN: 39,
+  PEEK_OFF: 42,
+  BUF_LOCK: 72,
 } as const;
-export const SCM_RIGHTS = 1, SCM_CREDENTIALS = 2;
-const MSG_CTRUNC = 8, MSG_TRUNC = 0x20, MSG_PEEK = 2, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000;
+export const SCM_RIGHTS = 1,
+  SCM_CREDENTIALS = 2;
+const MSG_CTRUNC = 8,
+  MSG_TRUNC = 0x20,
+  MSG_PEEK = 2,
+  MSG_DONTWAIT = 0x40,
+  MSG_NOSIGNAL = 0x4000,
+  MSG_CMSG_CLOEXEC = 0x40000000;
 /** SIOCPROTOPRIVATE + 0: an O_PATH fd of a bound unix socket's file. */
 export const SIOCUNIXFILE = 0x89e0;
 
@@ -56,18 +91,24 @@ export function connectUnix(fd: number, name: Buffer): number {
   return Math.min(0, syscallErr(NR.connect, fd, addressOf(a), a.length));
 }
 
-export function listen(fd: number, backlog: number): void { syscall('listen', NR.listen, fd, backlog); }
-export function shutdown(fd: number, how: number): void { syscall('shutdown', NR.shutdown, fd, how); }
+export function listen(fd: number, backlog: number): void {
+  syscall('listen', NR.listen, fd, backlog);
+}
+export function shutdown(fd: number, how: number): void {
+  syscall('shutdown', NR.shutdown, fd, how);
+}
 
 export function getsockname(fd: number): Buffer {
-  const a = Buffer.alloc(128), len = Buffer.alloc(4);
+  const a = Buffer.alloc(128),
+    len = Buffer.alloc(4);
   len.writeUInt32LE(a.length);
   syscall('getsockname', NR.getsockname, fd, addressOf(a), addressOf(len));
   return a.subarray(0, len.readUInt32LE(0));
 }
 
 export function getsockoptBuf(fd: number, level: number, opt: number, size: number): Buffer {
-  const v = Buffer.alloc(size), len = Buffer.alloc(4);
+  const v = Buffer.alloc(size),
+    len = Buffer.alloc(4);
   len.writeUInt32LE(size);
   syscall(`getsockopt(${opt})`, NR.getsockopt, fd, level, opt, addressOf(v), addressOf(len));
   return v.subarray(0, len.readUInt32LE(0));
@@ -87,9 +128,17 @@ export function setsockoptInt(fd: number, level: number, opt: number, value: num
   setsockoptBuf(fd, level, opt, v);
 }
 
-export interface Ucred { pid: number; uid: number; gid: number }
+export interface Ucred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
 /** One peeked or to-be-sent message: its bytes, the fds it carries, its credentials. */
-export interface SockMsg { data: Buffer; fds: number[]; creds?: Ucred }
+export interface SockMsg {
+  data: Buffer;
+  fds: number[];
+  creds?: Ucred;
+}
 
 const CMSG_HDR = 16;
 const align8 = (n: number): number => (n + 7) & ~7;
@@ -113,7 +162,8 @@ function msghdr(data: Buffer, control: Buffer): { hdr: Buffer; iov: Buffer } {
  * has no more. Fds it carries are installed in criu-ts (close-on-exec) and returned.
  */
 export function peekMsg(fd: number, size: number): SockMsg | undefined {
-  const data = Buffer.alloc(size), control = Buffer.alloc(4096);
+  const data = Buffer.alloc(size),
+    control = Buffer.alloc(4096);
   const { hdr, iov } = msghdr(data, control);
   const n = syscallErr(NR.recvmsg, fd, addressOf(hdr), MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   void iov;
@@ -122,10 +172,11 @@ export function peekMsg(fd: number, size: number): SockMsg | undefined {
   const flags = hdr.readInt32LE(48);
   const msg: SockMsg = { data: Buffer.from(data.subarray(0, n)), fds: [] };
   const clen = Number(hdr.readBigUInt64LE(40));
-  for (let off = 0; off + CMSG_HDR <= clen;) {
+  for (let off = 0; off + CMSG_HDR <= clen; ) {
     const len = Number(control.readBigUInt64LE(off));
     if (len < CMSG_HDR) break;
-    const level = control.readInt32LE(off + 8), type = control.readInt32LE(off + 12);
+    const level = control.readInt32LE(off + 8),
+      type = control.readInt32LE(off + 12);
     const body = control.subarray(off + CMSG_HDR, off + len);
     if (level === SOL_SOCKET && type === SCM_RIGHTS) {
       for (let i = 0; i + 4 <= body.length; i += 4) msg.fds.push(body.readInt32LE(i));
@@ -152,15 +203,21 @@ export function sendMsg(fd: number, m: SockMsg, to?: Buffer): number {
   if (m.fds.length) {
     const c = Buffer.alloc(align8(CMSG_HDR + 4 * m.fds.length));
     c.writeBigUInt64LE(BigInt(CMSG_HDR + 4 * m.fds.length), 0);
-    c.writeInt32LE(SOL_SOCKET, 8); c.writeInt32LE(SCM_RIGHTS, 12);
-    m.fds.forEach((f, i) => { c.writeInt32LE(f, CMSG_HDR + 4 * i); });
+    c.writeInt32LE(SOL_SOCKET, 8);
+    c.writeInt32LE(SCM_RIGHTS, 12);
+    m.fds.forEach((f, i) => {
+      c.writeInt32LE(f, CMSG_HDR + 4 * i);
+    });
     parts.push(c);
   }
   if (m.creds) {
     const c = Buffer.alloc(align8(CMSG_HDR + 12));
     c.writeBigUInt64LE(BigInt(CMSG_HDR + 12), 0);
-    c.writeInt32LE(SOL_SOCKET, 8); c.writeInt32LE(SCM_CREDENTIALS, 12);
-    c.writeInt32LE(m.creds.pid, 16); c.writeUInt32LE(m.creds.uid, 20); c.writeUInt32LE(m.creds.gid, 24);
+    c.writeInt32LE(SOL_SOCKET, 8);
+    c.writeInt32LE(SCM_CREDENTIALS, 12);
+    c.writeInt32LE(m.creds.pid, 16);
+    c.writeUInt32LE(m.creds.uid, 20);
+    c.writeUInt32LE(m.creds.gid, 24);
     parts.push(c);
   }
   if (parts.length) control = Buffer.concat(parts);
@@ -168,22 +225,36 @@ export function sendMsg(fd: number, m: SockMsg, to?: Buffer): number {
   const { hdr, iov } = msghdr(data, control);
   if (!m.data.length) iov.writeBigUInt64LE(0n, 8);
   const addr = to ? sockaddrUn(to) : undefined;
-  if (addr) { hdr.writeBigUInt64LE(addressOf(addr), 0); hdr.writeUInt32LE(addr.length, 8); }
+  if (addr) {
+    hdr.writeBigUInt64LE(addressOf(addr), 0);
+    hdr.writeUInt32LE(addr.length, 8);
+  }
   return syscall('sendmsg', NR.sendmsg, fd, addressOf(hdr), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /** UNIX_DIAG_* show bits and what a lookup returns. */
 export const UDIAG_SHOW = { NAME: 1, VFS: 2, PEER: 4, ICONS: 8, RQLEN: 0x10, MEMINFO: 0x20, UID: 0x40 } as const;
 export interface UnixDiag {
-  type: number; state: number; ino: number;
-  name?: Buffer; vfs?: { ino: number; dev: number }; peer?: number; icons?: number[];
-  rqlen?: { rqueue: number; wqueue: number }; shutdown?: number; uid?: number;
+  type: number;
+  state: number;
+  ino: number;
+  name?: Buffer;
+  vfs?: { ino: number; dev: number };
+  peer?: number;
+  icons?: number[];
+  rqlen?: { rqueue: number; wqueue: number };
+  shutdown?: number;
+  uid?: number;
 }
 
-const NLMSG_ERROR = 2, SOCK_DIAG_BY_FAMILY = 20, NLM_F_REQUEST = 1;
+const NLMSG_ERROR = 2,
+  SOCK_DIAG_BY_FAMILY = 20,
+  NLM_F_REQUEST = 1;
 
 /** A NETLINK_SOCK_DIAG socket: sees the sockets of criu-ts's network namespace. */
-export function sockDiagOpen(): number { return socket(AF_NETLINK, SOCK.RAW, 4); }
+export function sockDiagOpen(): number {
+  return socket(AF_NETLINK, SOCK.RAW, 4);
+}
 
 /** One unix socket by inode (exact lookup); undefined if the diag socket's netns has no such socket. */
 export function unixDiag(diagFd: number, ino: number, show: number): UnixDiag | undefined {
@@ -196,7 +267,8 @@ export function unixDiag(diagFd: number, ino: number, show: number): UnixDiag | 
   req.writeUInt32LE(0xffffffff, 20); // all states
   req.writeUInt32LE(ino, 24);
   req.writeUInt32LE(show, 28);
-  req.writeUInt32LE(0xffffffff, 32); req.writeUInt32LE(0xffffffff, 36); // no cookie
+  req.writeUInt32LE(0xffffffff, 32);
+  req.writeUInt32LE(0xffffffff, 36); // no cookie
   fs.writeSync(diagFd, req);
   const buf = Buffer.alloc(65536);
   const n = fs.readSync(diagFd, buf, 0, buf.length, null);
@@ -209,18 +281,34 @@ export function unixDiag(diagFd: number, ino: number, show: number): UnixDiag | 
   }
   const end = Math.min(n, buf.readUInt32LE(0));
   const d: UnixDiag = { type: buf.readUInt8(17), state: buf.readUInt8(18), ino: buf.readUInt32LE(20) };
-  for (let off = 32; off + 4 <= end;) {
-    const len = buf.readUInt16LE(off), at = buf.readUInt16LE(off + 2);
+  for (let off = 32; off + 4 <= end; ) {
+    const len = buf.readUInt16LE(off),
+      at = buf.readUInt16LE(off + 2);
     if (len < 4) break;
     const v = buf.subarray(off + 4, off + len);
     switch (at) {
-      case 0: d.name = Buffer.from(v); break;
-      case 1: d.vfs = { ino: v.readUInt32LE(0), dev: v.readUInt32LE(4) }; break;
-      case 2: d.peer = v.readUInt32LE(0); break;
-      case 3: d.icons = []; for (let i = 0; i + 4 <= v.length; i += 4) d.icons.push(v.readUInt32LE(i)); break;
-      case 4: d.rqlen = { rqueue: v.readUInt32LE(0), wqueue: v.readUInt32LE(4) }; break;
-      case 6: d.shutdown = v.readUInt8(0); break;
-      case 7: d.uid = v.readUInt32LE(0); break;
+      case 0:
+        d.name = Buffer.from(v);
+        break;
+      case 1:
+        d.vfs = { ino: v.readUInt32LE(0), dev: v.readUInt32LE(4) };
+        break;
+      case 2:
+        d.peer = v.readUInt32LE(0);
+        break;
+      case 3:
+        d.icons = [];
+        for (let i = 0; i + 4 <= v.length; i += 4) d.icons.push(v.readUInt32LE(i));
+        break;
+      case 4:
+        d.rqlen = { rqueue: v.readUInt32LE(0), wqueue: v.readUInt32LE(4) };
+        break;
+      case 6:
+        d.shutdown = v.readUInt8(0);
+        break;
+      case 7:
+        d.uid = v.readUInt32LE(0);
+        break;
     }
     off += (len + 3) & ~3;
   }

@@ -16,7 +16,9 @@ const NR = {
   mmap: sysnr('mmap'), munmap: sysnr('munmap'), memfd_create: sysnr('memfd_create'),
   eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
   timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
-  openat2: sysnr('openat2'), unlinkat: sysnr('unlinkat'),
+  openat2: sysnr('openat2'), unlinkat: sysnr('unlinkat'), mknodat: sysnr('mknodat'), linkat: sysnr('linkat'),
+  inotify_init1: sysnr('inotify_init1'), inotify_add_watch: sysnr('inotify_add_watch'), inotify_rm_watch: sysnr('inotify_rm_watch'),
+  open_by_handle_at: sysnr('open_by_handle_at'), fanotify_init: sysnr('fanotify_init'), fanotify_mark: sysnr('fanotify_mark'),
   sched_getaffinity: sysnr('sched_getaffinity'), sched_setaffinity: sysnr('sched_setaffinity'), getcpu: sysnr('getcpu'),
 };
 
@@ -162,6 +164,8 @@ export function processVmWritev(pid: number, local: Buffer, remote: RemoteRange[
   return vmIo(NR.pvw, 'process_vm_writev', pid, local, remote);
 }
 
+/** pidfd_open(2) with flags (PIDFD_NONBLOCK is O_NONBLOCK); the result is close-on-exec. */
+export function pidfdOpen2(pid: number, flags: number): number { return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, flags); }
 export function pidfdOpen(pid: number): number { return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, 0); }
 export function pidfdGetfd(pidfd: number, fd: number): number { return syscall(`pidfd_getfd(${fd})`, NR.pidfd_getfd, pidfd, fd, 0); }
 export function pidfdSendSignal(pidfd: number, sig: number): void { syscall('pidfd_send_signal', NR.pidfd_send_signal, pidfd, sig, 0, 0); }
@@ -253,6 +257,25 @@ export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 
 
 export function eventfd(initval: number, flags: number): number { return syscall('eventfd2', NR.eventfd2, initval, flags); }
+export function inotifyInit(flags: number): number { return syscall('inotify_init1', NR.inotify_init1, flags); }
+export function inotifyAddWatch(fd: number, path: string, mask: number): number {
+  const b = Buffer.from(path + '\0');
+  return syscall(`inotify_add_watch(${path})`, NR.inotify_add_watch, fd, addressOf(b), mask);
+}
+export function inotifyRmWatch(fd: number, wd: number): void { syscall('inotify_rm_watch', NR.inotify_rm_watch, fd, wd); }
+/** open_by_handle_at(2): `handle` is struct file_handle's f_handle bytes, of handle type `type`. */
+export function openByHandleAt(mountFd: number, type: number, handle: Buffer, flags: number): number {
+  const fh = Buffer.alloc(8 + handle.length);
+  fh.writeUInt32LE(handle.length, 0);
+  fh.writeInt32LE(type, 4);
+  handle.copy(fh, 8);
+  return syscall('open_by_handle_at', NR.open_by_handle_at, mountFd, addressOf(fh), flags);
+}
+export function fanotifyInit(flags: number, eventFlags: number): number { return syscall('fanotify_init', NR.fanotify_init, flags, eventFlags); }
+export function fanotifyMark(fd: number, flags: number, mask: bigint, dirfd: number, path: string | null): void {
+  const b = path === null ? null : Buffer.from(path + '\0');
+  syscall('fanotify_mark', NR.fanotify_mark, fd, flags, mask, dirfd, b ? addressOf(b) : 0);
+}
 export function epollCreate(flags: number): number { return syscall('epoll_create1', NR.epoll_create1, flags); }
 export function signalfd(mask: bigint, flags: number): number {
   const b = Buffer.alloc(8);
@@ -298,6 +321,17 @@ export function openat2(dirfd: number, name: string, flags: number, mode: number
   openHow.writeBigUInt64LE(BigInt(mode), 8);
   openHow.writeBigUInt64LE(BigInt(resolve), 16);
   return syscall(`openat2(${name})`, NR.openat2, dirfd, addressOf(b), addressOf(openHow), 24);
+}
+/** linkat(2) with AT_SYMLINK_FOLLOW: a new name for the file `from` leads to (/proc/PID/fd/N included). */
+export function linkFollow(from: string, to: string): void {
+  const a = Buffer.from(from + '\0'), b = Buffer.from(to + '\0');
+  syscall(`linkat(${to})`, NR.linkat, AT_FDCWD_NR, addressOf(a), AT_FDCWD_NR, addressOf(b), 0x400 /* AT_SYMLINK_FOLLOW */);
+}
+const AT_FDCWD_NR = -100;
+/** mknodat(2): a FIFO, device or empty regular file at `name`. */
+export function mknodat(dirfd: number, name: string, mode: number, dev = 0): void {
+  const b = Buffer.from(name + '\0');
+  syscall(`mknodat(${name})`, NR.mknodat, dirfd, addressOf(b), mode, dev);
 }
 export function unlinkat(dirfd: number, name: string, flags = 0): void {
   const b = Buffer.from(name + '\0');

@@ -1,6 +1,7 @@
 // fs_entry: working directory, root and umask.
-import { AT_FDCWD, O } from '../kernel/index.ts';
+import { O } from '../kernel/index.ts';
 import { NotSupportedError } from '../errors.ts';
+import { deletedName } from './files/ghost.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { FileTable, Message } from './types.ts';
 import { openInTask } from '../compel/open.ts';
@@ -12,16 +13,15 @@ export const fsClaims: ResourceClaims = { status: { Umask: true }, files: { root
 type FsEntry = Message<'fs_entry'>;
 
 export function dumpFs(pid: number, umask: number, files: FileTable): FsEntry {
-  const cwd = readLink(pid, 'cwd');
-  const root = readLink(pid, 'root');
-  for (const [what, p] of [['working directory', cwd], ['root', root]]) {
-    if (p.endsWith(' (deleted)')) throw new NotSupportedError(`task ${pid}: its ${what} ${p.slice(0, -10)} was deleted`);
-  }
-  return {
-    cwd_id: files.regPath(cwd, O.RDONLY | O.DIRECTORY),
-    root_id: files.regPath(root, O.RDONLY | O.DIRECTORY),
-    umask,
+  const dir = (what: 'cwd' | 'root'): number => {
+    const link = readLink(pid, what);
+    const deleted = deletedName(link);
+    if (deleted === undefined) return files.regPath(link, O.RDONLY | O.DIRECTORY);
+    if (what === 'root') throw new NotSupportedError(`task ${pid}: its root ${deleted} was deleted`);
+    // An empty directory that no name leads to: made again as a ghost, entered, and removed.
+    return files.regDeleted(deleted, `/proc/${pid}/cwd`, O.RDONLY | O.DIRECTORY);
   };
+  return { cwd_id: dir('cwd'), root_id: dir('root'), umask };
 }
 
 /**
@@ -33,14 +33,32 @@ export function restoreFs(t: Tracee, area: InjectionArea, e: FsEntry, pathOf: (i
   if (inherited && inherited.root_id === e.root_id && inherited.cwd_id === e.cwd_id && inherited.umask === e.umask) return;
   const root = pathOf(e.root_id);
   const had = inherited ? pathOf(inherited.root_id) : '/';
+  const cwd = pathOf(e.cwd_id);
+  const openDir = (p: string): bigint => {
+    area.reset();
+    return openInTask(t, area, p, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
+  };
+  // Paths are as criu-ts sees them, from its own root: the working directory is opened before
+  // a chroot, or inside the root the task has already.
+  let fd: bigint;
   if (root !== had) {
     if (had !== '/') throw new NotSupportedError(`a task with root ${root} is the child of one with root ${had}`);
-    area.reset();
-    t.syscall('chroot', area.putString(root));
+    fd = openDir(cwd);
+    try {
+      area.reset();
+      t.syscall('chroot', area.putString(root));
+    } catch (err) { t.syscallRaw('close', fd); throw err; }
+  } else {
+    fd = openDir(within(had, cwd));
   }
-  area.reset();
-  const cwd = pathOf(e.cwd_id);
-  const fd = openInTask(t, area, cwd, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
   try { t.syscall('fchdir', fd); } finally { t.syscallRaw('close', fd); }
   if (e.umask !== undefined) t.syscall('umask', e.umask);
+}
+
+/** `p` (a path from criu-ts's root) as a task whose root is `root` names it. */
+function within(root: string, p: string): string {
+  if (root === '/') return p;
+  if (p === root) return '/';
+  if (p.startsWith(root + '/')) return p.slice(root.length);
+  throw new NotSupportedError(`the working directory ${p} is outside the task's root ${root}`);
 }

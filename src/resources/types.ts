@@ -22,6 +22,11 @@ export interface FileTable {
   add(entry: MessageInput<'file_entry'>): void;
   /** Id of a REG entry for a path used by mappings, cwd, root or exe (deduplicated). */
   regPath(path: string, flags: number, extra?: RegExtra): number;
+  /**
+   * Id of a REG entry for a deleted file reached through `source` (/proc/PID/fd/N, map_files,
+   * cwd), its content saved as a ghost file; `name` is the path it had.
+   */
+  regDeleted(name: string, source: string, flags: number, extra?: RegExtra): number;
 }
 
 /** What a REG entry made for a path may say about the file besides its name and flags. */

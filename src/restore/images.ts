@@ -11,6 +11,7 @@ import {
 import { nodeCrypto } from '../lazy.ts';
 import { CriuError } from '../errors.ts';
 import type { PageSource } from '../resources/types.ts';
+import type { GhostImage } from '../resources/files/ghost.ts';
 
 /** An image entry with the raw payload that follows it (pipe data...). */
 export interface Entry<N extends MessageName> { entry: Message<N>; extra?: Buffer }
@@ -117,6 +118,17 @@ export class DumpImages {
     return m;
   }
 
+  /** A ghost file (ghost-file-N.img): its entry and content, whole or in chunks. */
+  ghost(id: number): GhostImage {
+    const file = this.file(imageFileName(IMG.GHOST_FILE, id));
+    const [head, ...rest] = readImage(file, { kind: IMG.GHOST_FILE, required: true });
+    if (!head) throw new ImageError(file, 'empty image');
+    const entry = messageOf(head, 'ghost_file_entry', file);
+    if (!entry.chunks) return { entry, pieces: head.extra ? [{ off: 0, data: head.extra }] : [] };
+    const pieces = rest.map((e) => ({ off: Number(messageOf(e, 'ghost_chunk_entry', file).off), data: e.extra ?? Buffer.alloc(0) }));
+    return { entry, pieces };
+  }
+
   /** Every entry of an image, none when it is absent. */
   all<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {
     const name = imageFileName(kind, ...args);
@@ -126,7 +138,8 @@ export class DumpImages {
       this.cache.set(name, l);
     }
     const msg = entryMessage(kind);
-    return l.map((e) => ({ entry: messageOf(e, msg, this.file(name)), extra: e.extra }));
+    // A tcp-stream's two queues come back as one payload, in image order.
+    return l.map((e) => ({ entry: messageOf(e, msg, this.file(name)), extra: e.extra ?? (e.inq && e.outq ? Buffer.concat([e.inq, e.outq]) : undefined) }));
   }
 
   required<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid } from '../kernel/index.ts';
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import type { CpuFacts } from '../resources/cpu/index.ts';
-import { CriuError, faultPoint } from '../errors.ts';
+import { CriuError, faultPoint, faultAt } from '../errors.ts';
 import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
 import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
@@ -18,11 +18,13 @@ import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { restorePosixTimers } from '../resources/posix-timers.ts';
 import { restoreFileLocks } from '../resources/files/locks.ts';
-import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
+import { GhostRestore } from '../resources/files/ghost.ts';
+import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry, type TcpMode } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
+import type { RunAction } from '../actions.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, RestoreTask } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
@@ -38,6 +40,10 @@ export interface RestoreRequest {
   log: Logger;
   /** Where stats-restore goes (default: the images dir). */
   workDir?: string;
+  /** Action scripts: pre-restore, post-restore (tasks still stopped), pre-resume, post-resume. */
+  actions?: RunAction;
+  /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
+  tcp?: TcpMode;
 }
 
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
@@ -72,8 +78,12 @@ interface Ctx {
   files: Map<number, FileEntry>;
   cpuFacts: CpuFacts;
   fileCtx: RestoreFileCtx;
+  /** Deleted files made again for the restore, unlinked once every task holds them. */
+  ghosts: GhostRestore;
   locals: Map<number, number>;
   opened: number[];
+  /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */
+  releaseHooks: Array<() => void>;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
 }
@@ -92,33 +102,45 @@ function restoreColocated(req: RestoreRequest): RestoreResult {
 }
 
 function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): RestoreResult {
+  req.actions?.('pre-restore');
   step(req.log, `reading the images of ${req.dir}`);
   const { tasks, files } = plan(imgs);
   logPlan(req.log, tasks);
   for (const t of tasks) for (const tid of t.threads) {
-    if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`);
+    if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`, 17 /* EEXIST */);
   }
   const root = tasks[0];
   const created: number[] = [];
   const opened: number[] = [];
+  const releaseHooks: Array<() => void> = [];
   const shmem = new ShmemObjects();
+  const ghosts = new GhostRestore(imgs.all(IMG.REMAP_FPATH).map((e) => e.entry), (id) => imgs.ghost(id), (id) => {
+    const reg = files.get(id)?.reg;
+    if (!reg) throw new CriuError(`remap-fpath.img: no regular file with id ${id} in files.img`);
+    return reg.name;
+  });
   let ctx: Ctx | undefined;
   try {
     const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas), tasks.some((t) => !t.zombie && [...t.threadCores.values()].some((tc) => tc.seccomp_mode)));
     const helperArea = helper.area;
     ctx = {
       req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
-      files, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
-      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0,
+      files, ghosts, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
+      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0, releaseHooks,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
+        tcp: { established: !!req.tcp?.established, close: !!req.tcp?.close || !!imgs.one(IMG.INVENTORY).tcp_close, skipInFlight: false },
         entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
+        pathOf: (reg) => ghosts.path(reg.id, reg.name),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
+        beforeRelease: (fn) => { releaseHooks.push(fn); },
       },
     };
     for (const { stage } of RESTORE_STAGES) {
+      if (stage === 'RESTORE_CREDS') req.actions?.('post-restore', root.pid);
+      if (stage === 'COMPLETE') req.actions?.('pre-resume');
       req.log.debug(`restore stage ${stage}`);
       // The last safe point is before the release: past it, the tree is let go.
       checkInterrupt(stage === 'ZOMBIES');
@@ -127,6 +149,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   } catch (e) {
     for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
     shmem.close();
+    ghosts.unlinkAll();
     imgs.verifying?.cancel();
     if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
     killAll(created);
@@ -134,10 +157,21 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   }
   disarmInterrupts();
   if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
+  // The tree runs already: a failure here is only reported.
+  try { req.actions?.('post-resume'); } catch (e) { req.log.error(`post-resume: ${(e as Error).message}`); }
   const total = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
   try { writeRestoreStats(req.workDir ?? req.dir, { forkMs: ctx.forkMs, totalMs: total, ...pageCounts(tasks) }); } catch (e) { req.log.warn(`cannot write stats-restore: ${(e as Error).message}`); }
-  if (req.detach) return { pid: root.pid, ms: total };
+  if (req.detach) {
+    if (faultAt('root-dies')) kill(root.pid, SIG.KILL);
+    // criu-ts is the root's parent until it exits: a root that is gone already failed the restore.
+    const w = waitpid(root.pid, WNOHANG);
+    if (w.pid === root.pid) {
+      const how = W.exited(w.status) ? `exited with status ${W.exitStatus(w.status)}` : `was killed by signal ${W.termSig(w.status)}`;
+      throw new CriuError(`the restored task ${root.pid} ${how} before criu-ts let go of it`);
+    }
+    return { pid: root.pid, ms: total };
+  }
   const { status } = waitpid(root.pid, 0);
   const exitCode = W.exited(status) ? W.exitStatus(status) : 128 + W.termSig(status);
   return { pid: root.pid, exitCode, ms: total };
@@ -169,7 +203,9 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     }
   },
   SEAL: (ctx) => {
+    for (const fn of ctx.releaseHooks.splice(0)) fn();
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
+    ctx.ghosts.unlinkAll();
     ctx.shmem.sealAll();
     ctx.shmem.close();
     if (ctx.imgs.verifying) step(ctx.req.log, 'waiting for the checksums of the page data');
@@ -315,7 +351,7 @@ function pathResolver(ctx: Ctx): (id: number) => string {
   return (id: number): string => {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
-    return reg.name;
+    return ctx.ghosts.path(reg.id, reg.name);
   };
 }
 

@@ -35,7 +35,8 @@ export const RESTORE_STAGES = [
   },
   {
     stage: 'SEAL',
-    why: 'criu-ts\'s own fds of the restore are closed and memfds sealed once every mapping exists (a seal may forbid new ones); '
+    why: 'TCP connections leave repair mode together once both ends of those inside the tree exist (one alone would answer its peer\'s '
+      + 'segments with a reset); criu-ts\'s own fds of the restore are closed and memfds sealed once every mapping exists (a seal may forbid new ones); '
       + 'the page data checksum is awaited, so that nothing runs before its pages are known to be intact.',
   },
   {

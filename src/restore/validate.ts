@@ -7,6 +7,7 @@ import { arch } from '../kernel/index.ts';
 import { VMA, PE } from '../resources/mm/index.ts';
 import type { Message } from '../resources/types.ts';
 import { fileEntryProblem, type FileEntry } from '../resources/files/index.ts';
+import { unixEntryProblem } from '../resources/net/unix-common.ts';
 import type { LivePlan, RestorePlan } from './plan.ts';
 
 const PAGE = BigInt(arch.pageSize);
@@ -78,6 +79,8 @@ function checkFile(file: string, id: number, e: FileEntry): void {
     if (reg.name.includes('\0')) throw new ImageError(file, `file ${id}: reg.name holds a NUL byte`);
     if (reg.fown.signum > 64) throw new ImageError(file, `file ${id}: reg.fown.signum ${reg.fown.signum} is not a signal`);
   }
+  const why = e.usk && unixEntryProblem(e.usk);
+  if (why) throw new ImageError(file, `file ${id}: usk ${why}`);
 }
 
 function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void {

@@ -6,12 +6,25 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, assertRunningFree, waitFor, SIGUSR1, type E2EContext,
+  e2e,
+  startTarget,
+  runCriu,
+  assertOk,
+  killAndReap,
+  adopt,
+  reap,
+  readLines,
+  signal,
+  waitForLine,
+  assertRunningFree,
+  waitFor,
+  SIGUSR1,
+  type E2EContext,
 } from '../lib/proc.ts';
-import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
 const CRIU = process.env.CRIU_REF;
@@ -52,23 +65,31 @@ e2e('unix socket pairs, names, listeners with a backlog and queued data survive 
   await checkUnixsk(t);
 });
 
-e2e('a criu-ts dump of unix sockets restores with CRIU', async (c) => {
-  const t = await startUnixsk(c, true);
-  const img = c.subdir('img');
-  dumpAndReap(t.pid, img);
-  criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log']);
-  adopt(t.pid);
-  await checkUnixsk(t);
-}, { skip: skipCriu });
+e2e(
+  'a criu-ts dump of unix sockets restores with CRIU',
+  async (c) => {
+    const t = await startUnixsk(c, true);
+    const img = c.subdir('img');
+    dumpAndReap(t.pid, img);
+    criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log']);
+    adopt(t.pid);
+    await checkUnixsk(t);
+  },
+  { skip: skipCriu },
+);
 
-e2e('a CRIU dump of unix sockets restores with criu-ts', async (c) => {
-  const t = await startUnixsk(c, true);
-  const img = c.subdir('img');
-  criu(['dump', '-t', String(t.pid), '-D', img, '-v4', '-o', 'criu-dump.log']);
-  reap(t.pid);
-  restoreDetached(img, t.pid, ['--skip-verify']);
-  await checkUnixsk(t);
-}, { skip: skipCriu });
+e2e(
+  'a CRIU dump of unix sockets restores with criu-ts',
+  async (c) => {
+    const t = await startUnixsk(c, true);
+    const img = c.subdir('img');
+    criu(['dump', '-t', String(t.pid), '-D', img, '-v4', '-o', 'criu-dump.log']);
+    reap(t.pid);
+    restoreDetached(img, t.pid, ['--skip-verify']);
+    await checkUnixsk(t);
+  },
+  { skip: skipCriu },
+);
 
 const PY_SERVER = `
 import os, socket, sys, time
@@ -108,9 +129,17 @@ e2e('a python3 unix socket server and its client keep talking across dump + rest
 });
 
 e2e('a unix socket connected outside the tree is refused in one line and the target runs on', async (c) => {
-  const py = 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint("connected",flush=True)\ntime.sleep(600)';
+  const py =
+    'import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint("connected",flush=True)\ntime.sleep(600)';
   const srvPath = join(c.dir, 'ext.sock');
-  const srv = startTarget(['/usr/bin/python3', '-c', `import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind("${srvPath}")\ns.listen(1)\nc,_=s.accept()\nprint("accepted",flush=True)\ntime.sleep(600)`], { logFile: join(c.dir, 'srv.log') });
+  const srv = startTarget(
+    [
+      '/usr/bin/python3',
+      '-c',
+      `import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind("${srvPath}")\ns.listen(1)\nc,_=s.accept()\nprint("accepted",flush=True)\ntime.sleep(600)`,
+    ],
+    { logFile: join(c.dir, 'srv.log') },
+  );
   await waitFor(() => existsSync(srvPath), 5000, 'the server to bind');
   const t = startTarget(['/usr/bin/python3', '-u', '-c', py, srvPath], { logFile: join(c.dir, 'cli.log') });
   await waitForLine(t.log, /^connected/, 5000);
@@ -129,9 +158,19 @@ e2e('a unix socket connected outside the tree is refused in one line and the tar
 
 e2e('with --ext-unix-sk a datagram socket connected to a server outside the tree reconnects to it', async (c) => {
   const path = join(c.dir, 'ext-dgram.sock');
-  const srv = startTarget(['/usr/bin/python3', '-u', '-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nwhile True: print(s.recv(64).decode(),flush=True)', path], { logFile: join(c.dir, 'srv.log') });
+  const srv = startTarget(
+    [
+      '/usr/bin/python3',
+      '-u',
+      '-c',
+      'import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nwhile True: print(s.recv(64).decode(),flush=True)',
+      path,
+    ],
+    { logFile: join(c.dir, 'srv.log') },
+  );
   await waitFor(() => existsSync(path), 5000, 'the server to bind');
-  const cli = 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.connect(sys.argv[1])\ni=0\nwhile True:\n  i+=1; s.send(b"n=%d" % i); time.sleep(0.02)';
+  const cli =
+    'import socket,sys,time\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.connect(sys.argv[1])\ni=0\nwhile True:\n  i+=1; s.send(b"n=%d" % i); time.sleep(0.02)';
   const t = startTarget(['/usr/bin/python3', '-c', cli, path], { logFile: join(c.dir, 'cli.log') });
   await waitForLine(srv.log, /^n=5$/, 5000);
   const img = c.subdir('img');
@@ -142,5 +181,25 @@ e2e('with --ext-unix-sk a datagram socket connected to a server outside the tree
   killAndReap(t.pid);
   killAndReap(srv.pid);
   const nums = readLines(srv.log).map((l) => Number(/^n=(\d+)$/.exec(l)?.[1]));
-  assert.ok(nums.every((n, i) => n === i + 1), `datagrams lost or repeated: ${nums.join(',')}`);
+  assert.ok(
+    nums.every((n, i) => n === i + 1),
+    `datagrams lost or repeated: ${nums.join(',')}`,
+  );
+});
+
+e2e('a unix socket entry no socket can be made from is refused in one line before any process is created', async (c) => {
+  const t = await startUnixsk(c, true);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const json = join(c.dir, 'files.json');
+  writeFileSync(json, assertOk(runCriu(['crit', 'decode', '-i', join(img, 'files.img')])).stdout);
+  const files = JSON.parse(readFileSync(json, 'utf8')) as { entries: Array<{ usk?: { type: number } }> };
+  const usk = files.entries.find((e) => e.usk)!.usk!;
+  usk.type = 9;
+  writeFileSync(json, JSON.stringify(files));
+  assertOk(runCriu(['crit', 'encode', '-i', json, '-o', join(img, 'files.img')]));
+  const r = restore(img, ['-d', '--skip-verify']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr.trim(), /^[^\n]*files\.img.*usk type 9 is not stream, datagram or seqpacket$/);
+  assert.equal(existsSync(`/proc/${t.pid}`), false, 'no process was created');
 });

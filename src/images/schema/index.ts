@@ -1,6 +1,6 @@
 // All CRIU image messages and enums, keyed by CRIU's proto names. Field tables follow
 // criu-image-format.md; messages it only outlines (netdev, mnt, cgroup, ipc, fsnotify, other
-// arches...) follow the field numbers of CRIU 4.2's images/*.proto. thread_info_aarch64.gcs and
+// arches...) and RPC (rpc.ts) follow the field numbers of CRIU 4.2's images/*.proto. thread_info_aarch64.gcs and
 // user_aarch64_gcs_entry are from the GCS pull request (#2725), not yet in CRIU proper.
 import { archAarch64Enums, archAarch64Messages } from './arch-aarch64.ts';
 import { archOtherEnums, archOtherMessages } from './arch-other.ts';
@@ -13,6 +13,7 @@ import { mmEnums, mmMessages } from './mm.ts';
 import { netEnums, netMessages } from './net.ts';
 import { nsEnums, nsMessages } from './ns.ts';
 import { socketsEnums, socketsMessages } from './sockets.ts';
+import { rpcEnums, rpcMessages } from './rpc.ts';
 
 export const messages = {
   ...inventoryMessages,
@@ -26,6 +27,7 @@ export const messages = {
   ...socketsMessages,
   ...nsMessages,
   ...netMessages,
+  ...rpcMessages,
 };
 
 export const enums = {
@@ -40,4 +42,5 @@ export const enums = {
   ...socketsEnums,
   ...nsEnums,
   ...netEnums,
+  ...rpcEnums,
 };

@@ -10,7 +10,8 @@ export const FPSIMD_SIZE = 528;
 // test/unit/arch-sysnr.test.ts checks every number against the C library's <sys/syscall.h>.
 const sys: Partial<Record<SyscallName, number>> = {
   eventfd2: 19, epoll_create1: 20, epoll_ctl: 21, dup: 23, dup3: 24, fcntl: 25, ioctl: 29, flock: 32,
-  unlinkat: 35, openat: 56, close: 57, pipe2: 59, lseek: 62, read: 63, write: 64, pread64: 67, pwrite64: 68, preadv: 69,
+  inotify_init1: 26, inotify_add_watch: 27, inotify_rm_watch: 28, open_by_handle_at: 265, fanotify_init: 262, fanotify_mark: 263,
+  mknodat: 33, linkat: 37, unlinkat: 35, openat: 56, close: 57, pipe2: 59, lseek: 62, read: 63, write: 64, pread64: 67, pwrite64: 68, preadv: 69,
   pwritev: 70, signalfd4: 74, vmsplice: 75, splice: 76, tee: 77, ftruncate: 46, fallocate: 47, chdir: 49,
   fchdir: 50, chroot: 51, fchmod: 52, fchown: 55, timerfd_create: 85, timerfd_settime: 86, timerfd_gettime: 87,
   capget: 90, capset: 91, personality: 92, exit: 93, exit_group: 94, waitid: 95, set_tid_address: 96,
@@ -22,11 +23,12 @@ const sys: Partial<Record<SyscallName, number>> = {
   rt_sigqueueinfo: 138, setpriority: 140, getpriority: 141, setresuid: 147, setresgid: 149, setfsuid: 151,
   setfsgid: 152, setpgid: 154, getpgid: 155, getsid: 156, setsid: 157, setgroups: 159, umask: 166, prctl: 167,
   getcpu: 168, getpid: 172, getppid: 173, gettid: 178, socket: 198, socketpair: 199, bind: 200, listen: 201, connect: 203, getsockname: 204,
-  setsockopt: 208, getsockopt: 209, shutdown: 210, sendmsg: 211, recvmsg: 212, brk: 214,
+  sendto: 206, recvfrom: 207, setsockopt: 208, getsockopt: 209, shutdown: 210, sendmsg: 211, recvmsg: 212, accept4: 242, brk: 214,
   munmap: 215, mremap: 216, mmap: 222, mprotect: 226, madvise: 233, get_mempolicy: 236, rt_tgsigqueueinfo: 240, wait4: 260,
   prlimit64: 261, setns: 268, process_vm_readv: 270, process_vm_writev: 271, kcmp: 272, seccomp: 277,
   memfd_create: 279, userfaultfd: 282, membarrier: 283, rseq: 293, pidfd_send_signal: 424, pidfd_open: 434,
   clone3: 435, close_range: 436, openat2: 437, pidfd_getfd: 438, map_shadow_stack: 453,
+  getxattr: 8, ppoll: 73, getpeername: 205,
 };
 
 const u64 = (r: Buffer, off: number): bigint => r.readBigUInt64LE(off);

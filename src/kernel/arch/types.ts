@@ -1,6 +1,6 @@
 /** Syscalls criu-ts calls itself or injects into tracees. */
 export type SyscallName =
-  | 'read' | 'write' | 'openat' | 'openat2' | 'unlinkat' | 'close' | 'lseek' | 'mmap' | 'mprotect' | 'munmap' | 'brk' | 'mremap' | 'madvise'
+  | 'read' | 'write' | 'openat' | 'openat2' | 'unlinkat' | 'mknodat' | 'linkat' | 'inotify_init1' | 'inotify_add_watch' | 'inotify_rm_watch' | 'open_by_handle_at' | 'fanotify_init' | 'fanotify_mark' | 'close' | 'lseek' | 'mmap' | 'mprotect' | 'munmap' | 'brk' | 'mremap' | 'madvise'
   | 'rt_sigaction' | 'rt_sigprocmask' | 'rt_sigtimedwait' | 'rt_sigqueueinfo' | 'rt_tgsigqueueinfo' | 'sigaltstack'
   | 'pread64' | 'pwrite64' | 'preadv' | 'pwritev' | 'ioctl' | 'fcntl' | 'flock' | 'dup' | 'dup3' | 'pipe2'
   | 'getpid' | 'gettid' | 'getppid' | 'kill' | 'tgkill' | 'exit' | 'exit_group' | 'wait4' | 'waitid'
@@ -14,9 +14,11 @@ export type SyscallName =
   | 'setpriority' | 'getpriority' | 'sched_setscheduler' | 'sched_getscheduler' | 'sched_getparam'
   | 'sched_setaffinity' | 'sched_getaffinity' | 'getcpu' | 'membarrier' | 'userfaultfd' | 'map_shadow_stack'
   | 'socket' | 'socketpair' | 'bind' | 'connect' | 'listen' | 'getsockopt' | 'setsockopt' | 'shutdown' | 'getsockname'
-  | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
+  | 'accept4' | 'sendto' | 'recvfrom' | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
   | 'eventfd2' | 'signalfd4' | 'epoll_create1' | 'epoll_ctl' | 'timerfd_create' | 'timerfd_settime' | 'timerfd_gettime'
-  | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy';
+  | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy'
+  | 'bind' | 'listen' | 'connect' | 'getsockname' | 'getpeername' | 'sendto' | 'recvfrom' | 'setsockopt' | 'getsockopt'
+  | 'shutdown' | 'getxattr' | 'ppoll';
 
 /** What an architecture backend provides: syscall numbers, register layouts and opcodes. */
 export interface Arch {

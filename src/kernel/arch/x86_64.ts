@@ -12,8 +12,8 @@ export const X86_REG_NAMES = Object.keys(X86) as X86Reg[];
 const sys: Partial<Record<SyscallName, number>> = {
   read: 0, write: 1, close: 3, lseek: 8, mmap: 9, mprotect: 10, munmap: 11, brk: 12,
   rt_sigaction: 13, rt_sigprocmask: 14, rt_sigtimedwait: 128, ioctl: 16, pread64: 17, pwrite64: 18, mremap: 25, madvise: 28,
-  dup: 32, nanosleep: 35, getitimer: 36, setitimer: 38, getpid: 39, socket: 41, connect: 42, sendmsg: 46, recvmsg: 47,
-  shutdown: 48, bind: 49, listen: 50, getsockname: 51, socketpair: 53, setsockopt: 54, getsockopt: 55,
+  dup: 32, nanosleep: 35, getitimer: 36, setitimer: 38, getpid: 39, socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47,
+  shutdown: 48, bind: 49, listen: 50, getsockname: 51, socketpair: 53, setsockopt: 54, getsockopt: 55, accept4: 288,
   exit: 60, wait4: 61, kill: 62, fcntl: 72, flock: 73, ftruncate: 77, chdir: 80, fchdir: 81, fchmod: 91, fchown: 93, umask: 95,
   ptrace: 101, setpgid: 109, getppid: 110, setsid: 112, setgroups: 116, setresuid: 117, setresgid: 119,
   getpgid: 121, setfsuid: 122, setfsgid: 123, getsid: 124, capget: 125, capset: 126, rt_sigqueueinfo: 129,
@@ -22,13 +22,15 @@ const sys: Partial<Record<SyscallName, number>> = {
   sched_setaffinity: 203, sched_getaffinity: 204, set_thread_area: 205, get_thread_area: 211,
   set_tid_address: 218, restart_syscall: 219, timer_create: 222, timer_settime: 223, timer_gettime: 224,
   timer_getoverrun: 225, timer_delete: 226, clock_gettime: 228, clock_nanosleep: 230, exit_group: 231,
-  epoll_ctl: 233, tgkill: 234, get_mempolicy: 239, waitid: 247, openat: 257, unlinkat: 263, unshare: 272, set_robust_list: 273,
+  epoll_ctl: 233, tgkill: 234, get_mempolicy: 239, waitid: 247, openat: 257, mknodat: 259, linkat: 265, inotify_init1: 294, inotify_add_watch: 254, inotify_rm_watch: 255,
+  open_by_handle_at: 304, fanotify_init: 300, fanotify_mark: 301, unlinkat: 263, unshare: 272, set_robust_list: 273,
   get_robust_list: 274, splice: 275, tee: 276, vmsplice: 278, timerfd_create: 283, fallocate: 285,
   timerfd_settime: 286, timerfd_gettime: 287, signalfd4: 289, eventfd2: 290, epoll_create1: 291, dup3: 292,
   pipe2: 293, preadv: 295, pwritev: 296, rt_tgsigqueueinfo: 297, prlimit64: 302, setns: 308, getcpu: 309,
   process_vm_readv: 310, process_vm_writev: 311, kcmp: 312, seccomp: 317, memfd_create: 319,
   userfaultfd: 323, membarrier: 324, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434, clone3: 435,
   close_range: 436, openat2: 437, pidfd_getfd: 438, map_shadow_stack: 453,
+  getpeername: 52, getxattr: 191, ppoll: 271,
 };
 
 const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n;

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { fcntl, F, O } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { peekPipe, refillPipe } from './pipe.ts';
+import { deletedName } from './ghost.ts';
 import { FD_TYPE, S_IFMT, S_IFIFO, OPEN_FLAGS, FASYNC, statefulKind } from './types.ts';
 
 /** FIFOs, by inode (pipe_id): whose data a dump has saved, and the fd a restore keeps each open with. */
@@ -22,7 +23,8 @@ export const fifoFile = statefulKind({
       const { data, size } = peekPipe(p);
       if (data.length) ctx.addEntry(IMG.FIFO_DATA, { pipe_id: p.ino, bytes: data.length, size }, data);
     }
-    const regfId = ctx.regPath(p.link, p.flags);
+    const deleted = deletedName(p.link);
+    const regfId = deleted === undefined ? ctx.regPath(p.link, p.flags) : ctx.regDeleted(deleted, `/proc/${p.pid}/fd/${p.fd}`, p.flags);
     return { id, pipe_id: p.ino, regf_id: regfId };
   },
   open(fe, ctx, state) {
@@ -31,7 +33,7 @@ export const fifoFile = statefulKind({
     // O_RDWR never blocks on a FIFO; it keeps the FIFO open while the real ends are made.
     let holder = state.holders.get(fe.pipe_id);
     if (holder === undefined) {
-      holder = ctx.keep(fs.openSync(reg.name, O.RDWR | O.NONBLOCK | O.CLOEXEC));
+      holder = ctx.keep(fs.openSync(ctx.pathOf(reg), O.RDWR | O.NONBLOCK | O.CLOEXEC));
       state.holders.set(fe.pipe_id, holder);
       const rec = ctx.entries(IMG.FIFO_DATA).find((e) => e.entry.pipe_id === fe.pipe_id);
       if (rec) refillPipe(holder, rec.entry.size, rec.extra);

@@ -8,8 +8,12 @@ import { pipeFile } from './pipe.ts';
 import { ttyFile } from './tty.ts';
 import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
+import { inotifyFile } from './inotify.ts';
+import { pidfdFile } from './pidfd.ts';
+import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
+import { inetFile } from '../net/inet.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
@@ -19,11 +23,14 @@ import { NotSupportedError } from '../../errors.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
-export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions } from './types.ts';
+export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, unixSocketFile, regFile];
+const kinds: FileKind[] = [
+  ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inotifyFile, fanotifyFile, pidfdFile, inetFile,
+  unixSocketFile, regFile,
+];
 
 export function probeFd(pid: number, fd: number): FdProbe {
   const link = readLink(pid, `fd/${fd}`);
@@ -210,13 +217,14 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
   return out;
 }
 
-/** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets). */
+/** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets), or once per fd (`eachFd`). */
 export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], files: Map<number, FileEntry>, done: Set<number>): void {
   for (const e of fdinfo) {
     const id = e.id;
-    if (done.has(id)) continue;
     const file = files.get(id)!;
     const kind = kinds.find((k) => k.type === file.type);
+    if (kind?.eachFd) { kind.afterInstall?.(file, e.fd, t, area); continue; }
+    if (done.has(id)) continue;
     const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
     if (!kind?.afterInstall && !async) continue;
     done.add(id);

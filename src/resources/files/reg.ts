@@ -2,8 +2,10 @@
 // reopened by path with the same flags and offset.
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
+import { deletedName } from './ghost.ts';
 import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, OPEN_FLAGS, fown, fileKind } from './types.ts';
-import { NotSupportedError } from '../../errors.ts';
+
+const O_TMPFILE_BIT = 0o20000000;
 
 export const regFile = fileKind({
   type: FD_TYPE.REG,
@@ -14,16 +16,22 @@ export const regFile = fileKind({
     const fmt = p.mode & S_IFMT;
     return fmt === S_IFREG || fmt === S_IFDIR || fmt === S_IFCHR;
   },
-  dump(p, id) {
-    if (p.link.endsWith(' (deleted)')) {
-      throw new NotSupportedError(`fd ${p.fd} of task ${p.pid} is the deleted file ${p.link.slice(0, -10)}`);
+  dump(p, id, ctx) {
+    const entry = { id, flags: p.flags, pos: p.pos, fown: fown(), name: p.link, size: BigInt(p.size), mode: p.mode };
+    const deleted = deletedName(p.link);
+    if (deleted !== undefined && p.ino !== 0) {
+      // Its content goes to a ghost file, once per inode; this open file keeps its own entry.
+      ctx.ghosts.remap(id, `/proc/${p.pid}/fd/${p.fd}`, deleted);
+      return { ...entry, name: deleted };
     }
     if (!p.link.startsWith('/')) throw new Error(`fd ${p.fd} of task ${p.pid} (${p.link}) is not a file reachable by path`);
-    return { id, flags: p.flags, pos: p.pos, fown: fown(), name: p.link, size: BigInt(p.size), mode: p.mode };
+    return entry;
   },
   open(reg, ctx) {
-    const flags = reg.flags & ~(O.CREAT | O.TRUNC | O.EXCL);
-    const fd = ctx.keep(fs.openSync(reg.name, flags | O.CLOEXEC));
+    // O_TMPFILE (__O_TMPFILE with O_DIRECTORY) made the file: it is reopened as the file it is now.
+    const tmpfile = (reg.flags & O_TMPFILE_BIT) !== 0 ? O_TMPFILE_BIT | O.DIRECTORY : 0;
+    const flags = reg.flags & ~(O.CREAT | O.TRUNC | O.EXCL | tmpfile);
+    const fd = ctx.keep(fs.openSync(ctx.pathOf(reg), flags | O.CLOEXEC));
     const mode = reg.mode;
     if (mode === undefined || (mode & S_IFMT) === S_IFREG || (mode & S_IFMT) === S_IFDIR) {
       const pos = reg.pos;

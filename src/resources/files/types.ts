@@ -25,6 +25,12 @@ export interface FdProbe {
   info: import('../../proc/index.ts').Fdinfo;
 }
 
+/** How established TCP connections are handled (--tcp-established, --tcp-close, --skip-in-flight). */
+export interface TcpMode { established: boolean; close: boolean; skipInFlight: boolean }
+
+/** How a dump ended, for kinds that hold something until then (sockets in repair mode). */
+export type DumpOutcome = 'killed' | 'resumed' | 'failed';
+
 export interface DumpFileCtx {
   log: Logger;
   shellJob: boolean;
@@ -32,11 +38,18 @@ export interface DumpFileCtx {
   extUnixSk: boolean;
   /** A file_entry that no fd of the tree has (an external peer), with a new id. */
   addFile(make: (id: number) => MessageInput<'file_entry'>): number;
+  tcp: TcpMode;
+  /** Run when the dump ends: after the tree is killed, or before it is resumed. */
+  atEnd(fn: (how: DumpOutcome) => void): void;
   /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
   addEntry<K extends EntryKind>(kind: K, ...a: AddArgs<K>): void;
   /** Each fd kind for this dump, with its state (kindSession makes them). */
   kinds: KindSessions;
   regPath(path: string, flags: number, extra?: RegExtra): number;
+  /** A REG entry for a deleted file reached through `source`, saved as a ghost file (FileTable.regDeleted). */
+  regDeleted(name: string, source: string, flags: number, extra?: RegExtra): number;
+  /** The dump's ghost files: a deleted file's content, saved once per inode. */
+  ghosts: import('./ghost.ts').GhostDump;
   /** The file id of a task's fd (or criu-ts's own, for a file in flight), dumping the file on first sight. */
   fileId(pid: number, fd: number): number;
   /** Every live task of the dumped tree (which sockets are inside it). */
@@ -52,6 +65,9 @@ export interface DumpFileCtx {
 export interface RestoreFileCtx {
   log: Logger;
   shellJob: boolean;
+  tcp: TcpMode;
+  /** Run once every fd of the tree is open, before criu-ts closes its own (TCP repair off). */
+  beforeRelease(fn: () => void): void;
   /** Entries of an image of the fd kind's own, read lazily and cached. */
   entries<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Array<{ entry: Message<EntryOf<K>>; extra?: Buffer }>;
   /** Local fds opened for restore; closed by the orchestrator at the end. */
@@ -59,6 +75,8 @@ export interface RestoreFileCtx {
   /** Each fd kind for this restore, with its state (kindSession makes them). */
   kinds: KindSessions;
   files: Map<number, FileEntry>;
+  /** The path to open for the REG entry `reg`: its name, or where its ghost file was made. */
+  pathOf(reg: { id: number; name: string }): string;
   /** criu-ts's local fd of a file id (a file in flight), opened on first use and shared with the tasks' fds. */
   fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
@@ -85,6 +103,8 @@ interface KindBase<F extends FileField> {
   matches(p: FdProbe): boolean;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
   afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
+  /** afterInstall runs for every fd of every task that has the file, not once per file. */
+  readonly eachFd?: boolean;
 }
 
 export interface FdClaims {
@@ -138,6 +158,7 @@ export interface FileKind {
   /** The kind for one dump or one restore, with fresh state. */
   session(): KindSession;
   afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea): void;
+  readonly eachFd?: boolean;
 }
 
 /** An fd kind whose fds are each dumped and opened on their own. */
@@ -161,6 +182,7 @@ export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>)
     field: def.field,
     claims: def.claims,
     matches: (p) => def.matches(p),
+    ...(def.eachFd ? { eachFd: true } : {}),
     session(): KindSession {
       const state = def.state();
       return {
@@ -179,7 +201,7 @@ export function kindSession(kind: FileKind, sessions: KindSessions): KindSession
   return s;
 }
 
-export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18 } as const;
+export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18, FANOTIFY: 12, PIDFD: 20 } as const;
 
 export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFCHR = 0o020000, S_IFIFO = 0o010000, S_IFSOCK = 0o140000, S_IFBLK = 0o060000;

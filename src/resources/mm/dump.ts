@@ -50,7 +50,12 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
       e.fdflags = flags;
       return e;
     }
-    if (v.deleted) throw new NotSupportedError(`task ${t.pid} maps the deleted file ${v.path}`);
+    if (v.deleted) {
+      if (!st2) throw new NotSupportedError(`task ${t.pid} maps the deleted file ${v.path}, which map_files does not show`);
+      e.shmid = BigInt(t.files.regDeleted(v.path, link, flags, { size: BigInt(st2.size), mode: st2.mode }));
+      e.fdflags = flags;
+      return e;
+    }
     st2 ??= statOrNone(v.path);
     if (!st2) throw new NotSupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
     e.shmid = BigInt(t.files.regPath(v.path, flags, { size: BigInt(st2.size), mode: st2.mode }));

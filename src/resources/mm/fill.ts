@@ -5,10 +5,10 @@
 // half is only waited for when the task is next needed (see FillInFlight), so the restore
 // meanwhile goes on with other tasks.
 import fs from 'node:fs';
-import { processVmWritev, AT_FDCWD, O, preadFully } from '../../kernel/index.ts';
+import { processVmWritev, O, preadFully } from '../../kernel/index.ts';
 import { pagesInfo, PagesStream, openImage } from '../../images/index.ts';
 import type { PageSource, RestoreTask } from '../types.ts';
-import { openInTask } from '../../compel/open.ts';
+import { openPulled } from './shmem.ts';
 
 /** Below this much page data the tracer writes it all: two CPUs would not pay for the extra syscalls. */
 const SPLIT_MIN = 4 << 20;
@@ -100,8 +100,7 @@ function writeLocal(t: RestoreTask, pagesPath: string, segs: Segment[]): void {
  */
 function startRemoteRead(t: RestoreTask, pagesPath: string, segs: Segment[]): FillInFlight {
   const tr = t.leader;
-  t.area.reset();
-  const fd = openInTask(tr, t.area, pagesPath, O.RDONLY | O.CLOEXEC);
+  const fd = openPulled(tr, pagesPath, O.RDONLY);
   const calls = contiguousCalls(segs);
   // iovecs live in the injection area, which nothing else touches until finish().
   const start = (c: Segment[]): number => {

@@ -3,14 +3,13 @@
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
 import { type Vma, readMaps, readLink } from '../../proc/index.ts';
-import { arch, AT_FDCWD, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully, PRCTL_MM_MAP_FIELDS, prctlMmMap, setPrctlMmMapAuxvSize } from '../../kernel/index.ts';
+import { arch, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully, PRCTL_MM_MAP_FIELDS, prctlMmMap, setPrctlMmMapAuxvSize } from '../../kernel/index.ts';
 import { VMA, PE } from './layout.ts';
-import { pullFd } from './shmem.ts';
+import { pullFd, openPulled } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
 import { fillPages } from './fill.ts';
 import { RemoteSysError } from '../../compel/index.ts';
 import type { Logger, Message, PageSource, RestoreTask } from '../types.ts';
-import { openInTask } from '../../compel/open.ts';
 import { NotSupportedError } from '../../errors.ts';
 
 type VmaEntry = Message<'vma_entry'>;
@@ -222,8 +221,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         const key = `${oflags}:${path}`;
         let fd = fds.get(key);
         if (fd === undefined) {
-          t.area.reset();
-          fd = openInTask(tr, t.area, path, oflags | O.CLOEXEC);
+          fd = openPulled(tr, path, oflags);
           fds.set(key, fd);
         }
         tr.syscall('mmap', start, len, prot, flags, fd, v.pgoff);
@@ -337,7 +335,7 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).
   let current = '';
   try { current = readLink(t.pid, 'exe'); } catch { /* none */ }
-  const exeFd = current === exePath ? 0xffffffffn : openInTask(tr, t.area, exePath, O.RDONLY | O.CLOEXEC);
+  const exeFd = current === exePath ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
   try {
     const m = prctlMmMap(mm, auxvAddr, auxv.length, Number(exeFd));
     const mapAt = t.area.put(m);

@@ -133,3 +133,12 @@ export function pullFd(t: Tracee, localFd: number): bigint {
   const pidfd = t.syscall('pidfd_open', getpid(), 0);
   try { return t.syscall('pidfd_getfd', pidfd, localFd, 0); } finally { t.syscallRaw('close', pidfd); }
 }
+
+/**
+ * Open `path` as criu-ts sees it and pull it into a tracee: a task in a chroot (or about to
+ * inherit one) would resolve the path in its own root.
+ */
+export function openPulled(t: Tracee, path: string, flags: number): bigint {
+  const local = fs.openSync(path, flags | O.CLOEXEC);
+  try { return pullFd(t, local); } finally { fs.closeSync(local); }
+}

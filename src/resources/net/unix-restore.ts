@@ -6,8 +6,28 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  AF_UNIX, SOCK, SOL_SOCKET, SO, socket, socketpair, bindUnix, connectUnix, listen, shutdown, setsockoptInt, setsockoptBuf,
-  sendMsg, fcntl, close, getpid, F, O, SysError, SCM_RIGHTS, type SockMsg, type Ucred,
+  AF_UNIX,
+  SOCK,
+  SOL_SOCKET,
+  SO,
+  socket,
+  socketpair,
+  bindUnix,
+  connectUnix,
+  listen,
+  shutdown,
+  setsockoptInt,
+  setsockoptBuf,
+  sendMsg,
+  fcntl,
+  close,
+  getpid,
+  F,
+  O,
+  SysError,
+  SCM_RIGHTS,
+  type SockMsg,
+  type Ucred,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
@@ -21,7 +41,11 @@ function unixEntries(ctx: RestoreFileCtx): Map<number, UnixEntry> {
 }
 
 /** What a bind to a deleted file left to undo once every socket has connected and sent to it. */
-interface Ghost { full: string; parked?: string; madeDirs: string[] }
+interface Ghost {
+  full: string;
+  parked?: string;
+  madeDirs: string[];
+}
 
 /**
  * bind() in criu-ts's root and cwd: a relative name from its directory, a stale socket file
@@ -30,20 +54,34 @@ interface Ghost { full: string; parked?: string; madeDirs: string[] }
  */
 function bindName(fd: number, e: UnixEntry): Ghost | undefined {
   const name = Buffer.from(e.name);
-  if (!isPathName(name)) { bindUnix(fd, name); return undefined; }
+  if (!isPathName(name)) {
+    bindUnix(fd, name);
+    return undefined;
+  }
   const rel = showName(name);
   const full = e.name_dir ? path.resolve(e.name_dir, rel) : path.resolve(rel);
   const ghost: Ghost | undefined = e.deleted ? { full, madeDirs: [] } : undefined;
   let st: fs.Stats | undefined;
-  try { st = fs.lstatSync(full); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
+  try {
+    st = fs.lstatSync(full);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
   if (ghost) {
     for (let d = path.dirname(full); !fs.existsSync(d); d = path.dirname(d)) ghost.madeDirs.unshift(d);
     for (const d of ghost.madeDirs) fs.mkdirSync(d);
-    if (st) { ghost.parked = `${full}.criu-sk-ghost`; fs.renameSync(full, ghost.parked); }
+    if (st) {
+      ghost.parked = `${full}.criu-sk-ghost`;
+      fs.renameSync(full, ghost.parked);
+    }
   } else if (st?.isSocket()) fs.unlinkSync(full);
   const cwd = process.cwd();
   if (e.name_dir) process.chdir(e.name_dir);
-  try { bindUnix(fd, name); } finally { if (e.name_dir) process.chdir(cwd); }
+  try {
+    bindUnix(fd, name);
+  } finally {
+    if (e.name_dir) process.chdir(cwd);
+  }
   if (e.file_perms) {
     fs.chownSync(full, e.file_perms.uid, e.file_perms.gid);
     fs.chmodSync(full, e.file_perms.mode & 0o7777);
@@ -67,12 +105,19 @@ function addressOfEntry(e: UnixEntry): Buffer {
 function setOpts(fd: number, o: UnixEntry['opts']): void {
   const set = (opt: number, v: number): void => setsockoptInt(fd, SOL_SOCKET, opt, v);
   const force = (f: number, plain: number, v: number): void => {
-    try { set(f, v); } catch (e) { if (e instanceof SysError && e.code === 'EPERM') set(plain, v); else throw e; }
+    try {
+      set(f, v);
+    } catch (e) {
+      if (e instanceof SysError && e.code === 'EPERM') set(plain, v);
+      else throw e;
+    }
   };
   force(SO.SNDBUFFORCE, SO.SNDBUF, Math.floor(o.so_sndbuf / 2));
   force(SO.RCVBUFFORCE, SO.RCVBUF, Math.floor(o.so_rcvbuf / 2));
   const tv = (opt: number, s: bigint, us: bigint): void => {
-    const b = Buffer.alloc(16); b.writeBigInt64LE(s, 0); b.writeBigInt64LE(us, 8);
+    const b = Buffer.alloc(16);
+    b.writeBigInt64LE(s, 0);
+    b.writeBigInt64LE(us, 8);
     setsockoptBuf(fd, SOL_SOCKET, opt, b);
   };
   tv(SO.SNDTIMEO, o.so_snd_tmo_sec, o.so_snd_tmo_usec);
@@ -122,7 +167,8 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
   const all = unixEntries(ctx);
   const fds = new Map<number, number>();
   const queues = readQueues(ctx, all);
-  const connected = new Set<number>(), queued = new Set<number>();
+  const connected = new Set<number>(),
+    queued = new Set<number>();
   const mutual = (e: UnixEntry): UnixEntry | undefined => {
     const p = e.peer ? all.get(e.peer) : undefined;
     return p && p !== e && p.peer === e.ino ? p : undefined;
@@ -144,16 +190,20 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     try {
       for (const c of all.values()) if (c.peer === e.ino && !mutual(c) && !(c.uflags & USK_EXTERN)) connectOne(c);
       sendQueue(e.ino);
-    } finally { unlinkGhost(ghost); }
+    } finally {
+      unlinkGhost(ghost);
+    }
   };
   const make = (e: UnixEntry): void => {
     if (fds.has(e.ino) || e.uflags & USK_EXTERN) return;
-    if (e.uflags) throw new NotSupportedError(`unixsk: socket ${e.ino} has uflags 0x${e.uflags.toString(16)} (a plugin's or an inherited socket)`);
+    if (e.uflags)
+      throw new NotSupportedError(`unixsk: socket ${e.ino} has uflags 0x${e.uflags.toString(16)} (a plugin's or an inherited socket)`);
     const p = mutual(e);
     if (p || orphan(e)) {
       const [a, b] = socketpair(AF_UNIX, e.type | SOCK.NONBLOCK);
       fds.set(e.ino, ctx.keep(a));
-      if (p) fds.set(p.ino, ctx.keep(b)); else orphanEnds.set(e.ino, b);
+      if (p) fds.set(p.ino, ctx.keep(b));
+      else orphanEnds.set(e.ino, b);
       for (const x of p ? [e, p] : [e]) bind(fds.get(x.ino)!, x);
       return;
     }
@@ -185,14 +235,19 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     else if (orphanEnds.has(ino)) sender = orphanEnds.get(ino)!;
     else if (e.type === SOCK.DGRAM && e.name.length) {
       to = addressOfEntry(e);
-      if (p) { make(p); sender = fds.get(p.ino); }
+      if (p) {
+        make(p);
+        sender = fds.get(p.ino);
+      }
     } else throw new Error(`sk-queues: no way to send the queue of unix socket ${ino} again`);
     const temp = sender === undefined;
     const fd = sender ?? socket(AF_UNIX, SOCK.DGRAM | SOCK.NONBLOCK);
     try {
       setsockoptInt(fd, SOL_SOCKET, SO.SNDBUFFORCE, 1 << 30);
       for (const m of msgs) sendMsg(fd, m, to);
-    } finally { if (temp) close(fd); }
+    } finally {
+      if (temp) close(fd);
+    }
   };
 
   for (const e of all.values()) make(e);

@@ -3,8 +3,27 @@
 // queues are peeked (SO_PEEK_OFF saved and put back). The restore is in unix-restore.ts.
 import fs from 'node:fs';
 import {
-  AF_UNIX, SOCK, SOL_SOCKET, SO, SIOCUNIXFILE, UDIAG_SHOW, getsockoptInt, setsockoptInt, getsockoptBuf, peekMsg, sockDiagOpen, unixDiag,
-  pidfdOpen, pidfdGetfd, ioctl, close, getpid, O, SCM_RIGHTS, type UnixDiag, type SockMsg,
+  AF_UNIX,
+  SOCK,
+  SOL_SOCKET,
+  SO,
+  SIOCUNIXFILE,
+  UDIAG_SHOW,
+  getsockoptInt,
+  setsockoptInt,
+  getsockoptBuf,
+  peekMsg,
+  sockDiagOpen,
+  unixDiag,
+  pidfdOpen,
+  pidfdGetfd,
+  ioctl,
+  close,
+  getpid,
+  O,
+  SCM_RIGHTS,
+  type UnixDiag,
+  type SockMsg,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
@@ -20,25 +39,53 @@ const PEEK_SIZE = 4 << 20;
 const sockIno = (p: FdProbe): number => Number(/^socket:\[(\d+)\]$/.exec(p.link)?.[1] ?? p.ino);
 
 /** What a dump knows across fds: the tree's unix socket inodes, which listener holds each pending client, external peers saved. */
-interface DumpState { treeInos?: Set<number>; pendingOf?: Map<number, number>; diag?: number; externs?: Set<number> }
+interface DumpState {
+  treeInos?: Set<number>;
+  pendingOf?: Map<number, number>;
+  diag?: number;
+  externs?: Set<number>;
+}
 
-const noOpts = (): MessageInput<'sk_opts_entry'> => ({ so_sndbuf: 0, so_rcvbuf: 0, so_snd_tmo_sec: 0n, so_snd_tmo_usec: 0n, so_rcv_tmo_sec: 0n, so_rcv_tmo_usec: 0n });
+const noOpts = (): MessageInput<'sk_opts_entry'> => ({
+  so_sndbuf: 0,
+  so_rcvbuf: 0,
+  so_snd_tmo_sec: 0n,
+  so_snd_tmo_usec: 0n,
+  so_rcv_tmo_sec: 0n,
+  so_rcv_tmo_usec: 0n,
+});
 
 /**
  * A peer outside the tree: with --ext-unix-sk, a named datagram socket is saved once as an
  * external entry (USK_EXTERN, no fd), which a restore connects to by name, as CRIU does.
  */
 function externalPeer(ctx: DumpFileCtx, st: DumpState, peer: number, what: string): void {
-  if (!ctx.extUnixSk) throw new Error(`${what} is connected to socket ${peer} outside the dumped tree (--ext-unix-sk allows a named datagram peer)`);
+  if (!ctx.extUnixSk)
+    throw new Error(`${what} is connected to socket ${peer} outside the dumped tree (--ext-unix-sk allows a named datagram peer)`);
   const pd = diagOf(st, peer);
-  if (pd?.type !== SOCK.DGRAM) throw new Error(`${what} is one half of a connection with socket ${peer} outside the dumped tree; only datagram peers can be external`);
-  if (!pd.name?.length) throw new Error(`${what} is connected to socket ${peer} outside the dumped tree, which has no name to connect to again`);
+  if (pd?.type !== SOCK.DGRAM)
+    throw new Error(`${what} is one half of a connection with socket ${peer} outside the dumped tree; only datagram peers can be external`);
+  if (!pd.name?.length)
+    throw new Error(`${what} is connected to socket ${peer} outside the dumped tree, which has no name to connect to again`);
   st.externs ??= new Set();
   if (st.externs.has(peer)) return;
   st.externs.add(peer);
   ctx.addFile((id) => ({
-    type: FD_TYPE.UNIXSK, id,
-    usk: { id, ino: peer, type: SOCK.DGRAM, state: TCP_LISTEN, flags: 0, uflags: USK_EXTERN, backlog: 0, peer: 0, fown: fown(), opts: noOpts(), name: pd.name! },
+    type: FD_TYPE.UNIXSK,
+    id,
+    usk: {
+      id,
+      ino: peer,
+      type: SOCK.DGRAM,
+      state: TCP_LISTEN,
+      flags: 0,
+      uflags: USK_EXTERN,
+      backlog: 0,
+      peer: 0,
+      fown: fown(),
+      opts: noOpts(),
+      name: pd.name!,
+    },
   }));
 }
 
@@ -48,7 +95,11 @@ function treeSockets(ctx: DumpFileCtx, st: DumpState): Set<number> {
   for (const pid of ctx.treePids) {
     for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
       let link: string;
-      try { link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { continue; }
+      try {
+        link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
       const m = /^socket:\[(\d+)\]$/.exec(link);
       if (m) inos.add(Number(m[1]));
     }
@@ -78,23 +129,44 @@ function dumpOpts(fd: number): MessageInput<'sk_opts_entry'> {
     const b = getsockoptBuf(fd, SOL_SOCKET, o, 16);
     return [b.readBigInt64LE(0), b.readBigInt64LE(8)];
   };
-  const [sndS, sndU] = tmo(SO.SNDTIMEO), [rcvS, rcvU] = tmo(SO.RCVTIMEO);
+  const [sndS, sndU] = tmo(SO.SNDTIMEO),
+    [rcvS, rcvU] = tmo(SO.RCVTIMEO);
   const linger = getsockoptBuf(fd, SOL_SOCKET, SO.LINGER, 8);
   return {
-    so_sndbuf: int(SO.SNDBUF), so_rcvbuf: int(SO.RCVBUF),
-    so_snd_tmo_sec: sndS, so_snd_tmo_usec: sndU, so_rcv_tmo_sec: rcvS, so_rcv_tmo_usec: rcvU,
-    reuseaddr: int(SO.REUSEADDR) !== 0, so_priority: int(SO.PRIORITY), so_rcvlowat: int(SO.RCVLOWAT),
-    so_mark: int(SO.MARK), so_passcred: int(SO.PASSCRED) !== 0, so_passsec: int(SO.PASSSEC) !== 0,
-    so_dontroute: int(SO.DONTROUTE) !== 0, so_no_check: false, so_reuseport: int(SO.REUSEPORT) !== 0,
-    so_broadcast: int(SO.BROADCAST) !== 0, so_keepalive: int(SO.KEEPALIVE) !== 0, so_oobinline: int(SO.OOBINLINE),
-    so_linger: linger.readInt32LE(0) ? linger.readInt32LE(4) : 0, so_buf_lock: int(SO.BUF_LOCK),
+    so_sndbuf: int(SO.SNDBUF),
+    so_rcvbuf: int(SO.RCVBUF),
+    so_snd_tmo_sec: sndS,
+    so_snd_tmo_usec: sndU,
+    so_rcv_tmo_sec: rcvS,
+    so_rcv_tmo_usec: rcvU,
+    reuseaddr: int(SO.REUSEADDR) !== 0,
+    so_priority: int(SO.PRIORITY),
+    so_rcvlowat: int(SO.RCVLOWAT),
+    so_mark: int(SO.MARK),
+    so_passcred: int(SO.PASSCRED) !== 0,
+    so_passsec: int(SO.PASSSEC) !== 0,
+    so_dontroute: int(SO.DONTROUTE) !== 0,
+    so_no_check: false,
+    so_reuseport: int(SO.REUSEPORT) !== 0,
+    so_broadcast: int(SO.BROADCAST) !== 0,
+    so_keepalive: int(SO.KEEPALIVE) !== 0,
+    so_oobinline: int(SO.OOBINLINE),
+    so_linger: linger.readInt32LE(0) ? linger.readInt32LE(4) : 0,
+    so_buf_lock: int(SO.BUF_LOCK),
   };
 }
 
 /** The bound file of a path-named socket: its path now, whether it is gone, and its owner and mode. */
-function boundFile(copy: number, d: UnixDiag, name: Buffer, where: string): Pick<MessageInput<'unix_sk_entry'>, 'deleted' | 'file_perms' | 'name_dir'> {
+function boundFile(
+  copy: number,
+  d: UnixDiag,
+  name: Buffer,
+  where: string,
+): Pick<MessageInput<'unix_sk_entry'>, 'deleted' | 'file_perms' | 'name_dir'> {
   let fd: number;
-  try { fd = ioctl(copy, SIOCUNIXFILE); } catch (e) {
+  try {
+    fd = ioctl(copy, SIOCUNIXFILE);
+  } catch (e) {
     throw new Error(`${where}: cannot find the file of unix socket ${showName(name)}: ${(e as Error).message}`);
   }
   try {
@@ -107,11 +179,14 @@ function boundFile(copy: number, d: UnixDiag, name: Buffer, where: string): Pick
     if (deleted) out.deleted = true;
     const rel = showName(name);
     if (!rel.startsWith('/')) {
-      if (!now.endsWith(`/${rel}`)) throw new Error(`${where}: the relative name ${rel} of a unix socket is not where its file is (${now})`);
+      if (!now.endsWith(`/${rel}`))
+        throw new Error(`${where}: the relative name ${rel} of a unix socket is not where its file is (${now})`);
       out.name_dir = now.slice(0, -rel.length - 1) || '/';
     }
     return out;
-  } finally { close(fd); }
+  } finally {
+    close(fd);
+  }
 }
 
 /**
@@ -142,7 +217,9 @@ function peekQueue(copy: number, where: string, ctx: DumpFileCtx): Array<{ m: So
       }
       out.push({ m, ids: m.fds.map((f) => ctx.fileId(getpid(), f)) });
     }
-  } finally { setsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF, saved); }
+  } finally {
+    setsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF, saved);
+  }
   return out;
 }
 
@@ -151,7 +228,11 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
   const where = `fd ${p.fd} of task ${p.pid}`;
   const pidfd = pidfdOpen(p.pid);
   let copy: number;
-  try { copy = pidfdGetfd(pidfd, p.fd); } finally { close(pidfd); }
+  try {
+    copy = pidfdGetfd(pidfd, p.fd);
+  } finally {
+    close(pidfd);
+  }
   try {
     const domain = getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN);
     if (domain !== AF_UNIX) throw new NotSupportedError(`${where} is a socket of family ${domain}`);
@@ -168,7 +249,8 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
     if (d.state === TCP_ESTABLISHED && !peer && d.type !== SOCK.DGRAM) {
       const listener = pendingClients(ctx, st).get(ino);
       if (listener !== undefined) {
-        if (d.rqlen?.wqueue) throw new Error(`${where}: unix socket ${ino} has sent data on a connection its listener has not accepted yet; not supported`);
+        if (d.rqlen?.wqueue)
+          throw new Error(`${where}: unix socket ${ino} has sent data on a connection its listener has not accepted yet; not supported`);
         peer = listener;
       } else if (shut !== SHUT_BOTH) {
         throw new Error(`${where}: unix socket ${ino} is connected, but its peer is gone (dangling connection)`);
@@ -177,31 +259,57 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
     if (d.state === TCP_LISTEN) {
       for (const c of d.icons ?? []) {
         if (!c) throw new Error(`${where}: listening unix socket ${ino} has a pending connection whose client is closed; not supported`);
-        if (!tree.has(c)) throw new Error(`${where}: listening unix socket ${ino} has a pending connection from socket ${c} outside the dumped tree; not supported`);
+        if (!tree.has(c))
+          throw new Error(
+            `${where}: listening unix socket ${ino} has a pending connection from socket ${c} outside the dumped tree; not supported`,
+          );
       }
     }
     const peekOff = getsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF);
     const entry: MessageInput<'unix_sk_entry'> = {
-      id, ino, type: d.type, state: d.state, flags: p.flags, uflags: 0,
-      backlog: d.state === TCP_LISTEN ? d.rqlen?.wqueue ?? 0 : 0, peer, fown: fown(), opts: dumpOpts(copy), name,
-      ...(shut ? { shutdown: shut } : {}), ns_id: ctx.netNsId(p.pid), ...(peekOff >= 0 ? { peek_off: peekOff } : {}),
+      id,
+      ino,
+      type: d.type,
+      state: d.state,
+      flags: p.flags,
+      uflags: 0,
+      backlog: d.state === TCP_LISTEN ? (d.rqlen?.wqueue ?? 0) : 0,
+      peer,
+      fown: fown(),
+      opts: dumpOpts(copy),
+      name,
+      ...(shut ? { shutdown: shut } : {}),
+      ns_id: ctx.netNsId(p.pid),
+      ...(peekOff >= 0 ? { peek_off: peekOff } : {}),
       ...(isPathName(name) ? boundFile(copy, d, name, where) : {}),
     };
     if (d.state !== TCP_LISTEN && d.rqlen?.rqueue) {
       for (const { m, ids } of peekQueue(copy, where, ctx)) {
-        ctx.addEntry(IMG.SK_QUEUES, {
-          id_for: id, length: m.data.length, scm: ids.length ? [{ type: SCM_RIGHTS, rights: ids }] : [],
-          ...(m.creds ? { ucred: { uid: m.creds.uid, gid: m.creds.gid, pid: m.creds.pid } } : {}),
-        }, m.data);
+        ctx.addEntry(
+          IMG.SK_QUEUES,
+          {
+            id_for: id,
+            length: m.data.length,
+            scm: ids.length ? [{ type: SCM_RIGHTS, rights: ids }] : [],
+            ...(m.creds ? { ucred: { uid: m.creds.uid, gid: m.creds.gid, pid: m.creds.pid } } : {}),
+          },
+          m.data,
+        );
       }
     }
-    ctx.log.debug(`${where}: unix ${TYPE_NAMES[d.type]} socket ${ino} state ${d.state} peer ${peer}${name.length ? ` name ${showName(name)}` : ''}`);
+    ctx.log.debug(
+      `${where}: unix ${TYPE_NAMES[d.type]} socket ${ino} state ${d.state} peer ${peer}${name.length ? ` name ${showName(name)}` : ''}`,
+    );
     return entry;
-  } finally { close(copy); }
+  } finally {
+    close(copy);
+  }
 }
 
 /** Sockets made for a restore, by inode; all of them are made at the first open. */
-interface RestoreState { fds?: Map<number, number> }
+interface RestoreState {
+  fds?: Map<number, number>;
+}
 
 export const unixSocketFile = statefulKind({
   type: FD_TYPE.UNIXSK,

@@ -2,7 +2,7 @@
 // state (alive, stopped, a zombie's exit), personality, the leader's blocked signals, comm,
 // interval and POSIX timers, limits, signal actions, process-wide pending signals, loginuid,
 // oom_score_adj and whether it is a child subreaper.
-import { peekSiginfo, PR, SIG } from '../../kernel/index.ts';
+import { peekSiginfo, PR } from '../../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { cpu } from '../cpu/index.ts';
 import { dumpItimers, restoreItimers } from '../timers.ts';
@@ -30,13 +30,13 @@ function readSubreaper(t: Tracee, area: InjectionArea): boolean {
 }
 
 /**
- * The task core of a live task: `sigmask` is the leader's as frozen, `stopped` whether it
- * was in a job-control stop.
+ * The task core of a live task: `sigmask` is the leader's as frozen, `stopSignal` the signal
+ * of its job-control stop, if it was in one.
  */
-export function dumpTaskCore(t: DumpTask, sigmask: bigint, stopped: boolean): MessageInput<'task_core_entry'> {
+export function dumpTaskCore(t: DumpTask, sigmask: bigint, stopSignal: number | undefined): MessageInput<'task_core_entry'> {
   const { pid, leader, area } = t;
   return {
-    task_state: stopped ? TASK_STATE.STOPPED : TASK_STATE.ALIVE, exit_code: 0, ...(stopped ? { stop_signo: SIG.STOP } : {}),
+    task_state: stopSignal ? TASK_STATE.STOPPED : TASK_STATE.ALIVE, exit_code: 0, ...(stopSignal ? { stop_signo: stopSignal } : {}),
     personality: readProcNumber(pid, 'personality', 16),
     flags: t.stat.flags, blk_sigset: sigmask, comm: t.stat.comm,
     timers: { ...dumpItimers(leader, area), posix: dumpPosixTimers(leader, area, pid) }, rlimits: dumpRlimits(pid),

@@ -1,0 +1,72 @@
+// fanotify groups with their marks: on inodes (found again by file handle, like inotify
+// watches) and on mounts (by mount point). Queued events are not saved (nor by CRIU).
+import fs from 'node:fs';
+import { fanotifyInit, fanotifyMark, close, O, AT_FDCWD } from '../../kernel/index.ts';
+import { parseMountinfo, type FanotifyMark } from '../../proc/index.ts';
+import { CriuError } from '../../errors.ts';
+import { fhEntry, openHandle, checkHandle } from './fhandle.ts';
+import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
+import type { MessageInput } from '../types.ts';
+
+const FAN = { CLOEXEC: 0x1, NONBLOCK: 0x2, MARK_ADD: 0x1, MARK_MOUNT: 0x10, MARK_IGNORED_MASK: 0x20 } as const;
+const MARK_INODE = 1, MARK_MOUNT = 2;
+
+type MarkEntry = MessageInput<'fanotify_mark_entry'>;
+
+function mountPoint(pid: number, mntId: number): string | undefined {
+  return parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).find((m) => m.mntId === mntId)?.mountPoint;
+}
+
+function markEntry(pid: number, id: number, m: FanotifyMark): MarkEntry {
+  const base = { id, mflags: m.mflags, mask: m.mask, ignored_mask: m.ignoredMask };
+  if (m.kind === 'inode') return { ...base, type: MARK_INODE, s_dev: m.sdev, ie: { i_ino: m.ino, f_handle: fhEntry(m.fhandle) } };
+  if (m.kind === 'mount') return { ...base, type: MARK_MOUNT, s_dev: 0, me: { mnt_id: m.mntId, path: mountPoint(pid, m.mntId) ?? '' } };
+  throw new CriuError('a fanotify mark on a whole file system cannot be saved');
+}
+
+export const fanotifyFile = fileKind({
+  type: FD_TYPE.FANOTIFY,
+  field: 'ffy',
+  name: 'fanotify',
+  claims: {
+    flags: O.NONBLOCK | FASYNC,
+    check(p) {
+      for (const m of p.info.fanotifyMarks) {
+        if (m.kind === 'sb') return 'a fanotify mark on a whole file system';
+        if (m.kind === 'mount' && mountPoint(p.pid, m.mntId) === undefined) return `a fanotify mark on mount ${m.mntId}, which the task's mountinfo does not show`;
+        if (m.kind === 'inode') {
+          const why = checkHandle(m.sdev, m.fhandle);
+          if (why) return `the inode of a fanotify mark: ${why}`;
+        }
+      }
+      return undefined;
+    },
+  },
+  matches: (p) => p.link === 'anon_inode:[fanotify]',
+  dump(p, id) {
+    const fa = p.info.fanotify ?? { flags: 0, eventFlags: 0 };
+    return { id, flags: p.flags, fown: fown(), faflags: fa.flags, evflags: fa.eventFlags, mark: p.info.fanotifyMarks.map((m) => markEntry(p.pid, id, m)) };
+  },
+  open(e, ctx) {
+    const fd = ctx.keep(fanotifyInit(e.faflags | FAN.CLOEXEC | (e.flags & O.NONBLOCK ? FAN.NONBLOCK : 0), e.evflags));
+    for (const m of e.mark) {
+      let target: number | undefined;
+      let path: string;
+      let how = FAN.MARK_ADD | m.mflags;
+      if (m.type === MARK_MOUNT && m.me) {
+        path = m.me.path ?? '';
+        how |= FAN.MARK_MOUNT;
+      } else if (m.ie) {
+        const t = openHandle(m.s_dev, m.ie.f_handle);
+        if (typeof t === 'string') throw new CriuError(`fanotify mark on inode ${m.ie.i_ino}: ${t}`);
+        target = t;
+        path = `/proc/self/fd/${t}`;
+      } else throw new CriuError(`files.img: fanotify mark of file ${e.id} has neither an inode nor a mount`);
+      try {
+        if (m.mask) fanotifyMark(fd, how, BigInt(m.mask), AT_FDCWD, path);
+        if (m.ignored_mask) fanotifyMark(fd, how | FAN.MARK_IGNORED_MASK, BigInt(m.ignored_mask), AT_FDCWD, path);
+      } finally { if (target !== undefined) close(target); }
+    }
+    return fd;
+  },
+});

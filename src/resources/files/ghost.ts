@@ -1,0 +1,205 @@
+// Deleted files still open, mapped or used as a working directory (CRIU's ghost files): the
+// inode's content goes to ghost-file-N.img and remap-fpath.img points the file's entry at it.
+// A restore makes the ghost again under a temporary name next to the old one, every user
+// opens or maps it there, and the name is removed once the tasks hold it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { mknodat, linkFollow, lseek, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
+import { S_IFMT, S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR, S_IFBLK } from './types.ts';
+import type { Message, MessageInput } from '../types.ts';
+
+/** CRIU's default --ghost-limit: 1 MiB of the file's blocks. */
+export const GHOST_LIMIT = 1 << 20;
+const REMAP_LINKED = 0, REMAP_GHOST = 1;
+const DELETED = ' (deleted)';
+
+/** The name a deleted file had: the link without the kernel's " (deleted)". */
+export function deletedName(link: string): string | undefined {
+  return link.endsWith(DELETED) ? link.slice(0, -DELETED.length) : undefined;
+}
+
+/** Where a dump's ghost files go: remap-fpath.img entries, and ghost-file-N.img in chunks. */
+export interface GhostSink {
+  remap(entry: MessageInput<'remap_file_path_entry'>): void;
+  /** A REG entry for the link made for a file with other names (--link-remap); the link is removed if the dump fails. */
+  linked(path: string, flags: number): number;
+  ghost(id: number, entry: MessageInput<'ghost_file_entry'>, chunks: Iterable<{ off: bigint; data: Buffer }>): void;
+}
+
+/** The ghost files of one dump: each inode saved once, whatever number of entries use it. */
+export class GhostDump {
+  private byInode = new Map<string, number>();
+  private next = 1;
+  private readonly sink: GhostSink;
+  private readonly limit: number;
+  private readonly linkRemap: boolean;
+  private links = new Map<string, number>();
+  constructor(sink: GhostSink, opts: { limit?: number; linkRemap?: boolean } = {}) {
+    this.sink = sink; this.limit = opts.limit ?? GHOST_LIMIT; this.linkRemap = opts.linkRemap ?? false;
+  }
+
+  /**
+   * Save the deleted file that `source` (/proc/PID/fd/N, map_files or cwd) leads to, and
+   * remap the file entry `id` to it. `name` is the file's old path, for messages.
+   */
+  remap(id: number, source: string, name: string): void {
+    const st = fs.statSync(source, { bigint: true });
+    const key = `${st.dev}:${st.ino}`;
+    if (st.nlink > 0n && !st.isDirectory()) { this.remapLinked(id, source, name, key); return; }
+    let ghostId = this.byInode.get(key);
+    if (ghostId === undefined) {
+      ghostId = this.next++;
+      this.save(ghostId, source, name, st);
+      this.byInode.set(key, ghostId);
+    }
+    this.sink.remap({ orig_id: id, remap_id: ghostId, remap_type: REMAP_GHOST });
+  }
+
+  /**
+   * The file lost the name it was opened by but has others (hard links): it must stay that
+   * inode, so it gets a link of its own next to the old name, link_remap.N, which the
+   * restore opens and removes (CRIU's linked remap, with --link-remap).
+   */
+  private remapLinked(id: number, source: string, name: string, key: string): void {
+    if (!this.linkRemap) throw new NotSupportedError(`${name} was deleted but the file has other names: --link-remap saves it by a temporary link`);
+    let linkId = this.links.get(key);
+    if (linkId === undefined) {
+      const link = path.join(path.dirname(name), `link_remap.${id}`);
+      linkFollow(source, link);
+      linkId = this.sink.linked(link, O.RDONLY);
+      this.links.set(key, linkId);
+    }
+    this.sink.remap({ orig_id: id, remap_id: linkId, remap_type: REMAP_LINKED });
+  }
+
+  private save(ghostId: number, source: string, name: string, st: fs.BigIntStats): void {
+    const fmt = Number(st.mode) & S_IFMT;
+    if (fmt !== S_IFREG && fmt !== S_IFDIR && fmt !== S_IFIFO && fmt !== S_IFCHR && fmt !== S_IFBLK) {
+      throw new NotSupportedError(`the deleted file ${name} is of a kind that cannot be saved (mode 0${st.mode.toString(8)})`);
+    }
+    const usage = Number(st.blocks) * 512;
+    // As CRIU, what counts is the space the file takes: its holes are not saved.
+    if (fmt === S_IFREG && usage > this.limit) {
+      throw new CriuError(`the deleted file ${name} takes ${usage} bytes, more than the ghost limit of ${this.limit} (--ghost-limit)`);
+    }
+    const tv = (ns: bigint): MessageInput<'timeval'> => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
+    const entry: MessageInput<'ghost_file_entry'> = {
+      uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode), dev: Number(st.dev), ino: st.ino,
+      atim: tv(st.atimeNs), mtim: tv(st.mtimeNs), size: st.size,
+      ...(fmt === S_IFCHR || fmt === S_IFBLK ? { rdev: Number(st.rdev) } : {}),
+    };
+    if (fmt !== S_IFREG) { this.sink.ghost(ghostId, entry, []); return; }
+    const fd = fs.openSync(source, O.RDONLY | O.CLOEXEC);
+    try { this.sink.ghost(ghostId, entry, dataExtents(fd, Number(st.size))); } finally { fs.closeSync(fd); }
+  }
+}
+
+const PIECE = 1 << 20;
+
+/** The file's data, skipping holes (SEEK_DATA/SEEK_HOLE), in pieces of at most PIECE bytes. */
+function* dataExtents(fd: number, size: number): Generator<{ off: bigint; data: Buffer }> {
+  let pos = 0;
+  while (pos < size) {
+    const start = seek(fd, pos, SEEK.DATA);
+    if (start === undefined || start >= size) return;
+    const end = Math.min(seek(fd, start, SEEK.HOLE) ?? size, size);
+    for (let off = start; off < end; off += PIECE) {
+      const data = Buffer.alloc(Math.min(PIECE, end - off));
+      let got = 0;
+      while (got < data.length) {
+        const n = fs.readSync(fd, data, got, data.length - got, off + got);
+        if (n === 0) break;
+        got += n;
+      }
+      yield { off: BigInt(off), data: data.subarray(0, got) };
+    }
+    pos = end;
+  }
+}
+
+/** lseek's answer, or undefined past the last data (ENXIO). */
+function seek(fd: number, off: number, whence: number): number | undefined {
+  try { return lseek(fd, off, whence); } catch (e) {
+    if (e instanceof SysError && e.code === 'ENXIO') return undefined;
+    throw e;
+  }
+}
+
+/** A ghost file as read back: its entry, and its content as (offset, bytes) pieces. */
+export interface GhostImage {
+  entry: Message<'ghost_file_entry'>;
+  pieces: Array<{ off: number; data: Buffer }>;
+}
+
+/** The ghost files of one restore, made on first use and unlinked by `unlinkAll`. */
+export class GhostRestore {
+  private remaps = new Map<number, number>();
+  private linked = new Map<number, number>();
+  private made = new Map<number, string>();
+  private links = new Set<string>();
+  private readonly image: (ghostId: number) => GhostImage;
+  private readonly regName: (id: number) => string;
+  constructor(remaps: Array<Message<'remap_file_path_entry'>>, image: (ghostId: number) => GhostImage, regName: (id: number) => string) {
+    this.image = image;
+    this.regName = regName;
+    for (const r of remaps) {
+      const type = r.remap_type ?? REMAP_LINKED;
+      if (type === REMAP_GHOST) this.remaps.set(r.orig_id, r.remap_id);
+      else if (type === REMAP_LINKED) this.linked.set(r.orig_id, r.remap_id);
+      else throw new NotSupportedError(`remap-fpath.img: file ${r.orig_id} is remapped by type ${type}`);
+    }
+  }
+
+  /** The path to open for the file entry `id` whose path was `name`. */
+  path(id: number, name: string): string {
+    const linkId = this.linked.get(id);
+    if (linkId !== undefined) {
+      const link = this.regName(linkId);
+      this.links.add(link);
+      return link;
+    }
+    const ghostId = this.remaps.get(id);
+    if (ghostId === undefined) return name;
+    let p = this.made.get(ghostId);
+    if (p === undefined) {
+      const g = this.image(ghostId);
+      // A directory comes back at its own path (as in CRIU): nothing else can be there, since
+      // it was removed empty, and the task sees the same name for its cwd.
+      p = (g.entry.mode & S_IFMT) === S_IFDIR ? name : `${name}.cr.${ghostId.toString(16)}.ghost`;
+      this.create(p, g);
+      this.made.set(ghostId, p);
+    }
+    return p;
+  }
+
+  private create(p: string, g: GhostImage): void {
+    const e = g.entry;
+    const fmt = e.mode & S_IFMT;
+    if (fmt === S_IFDIR) fs.mkdirSync(p, e.mode & 0o7777);
+    else if (fmt === S_IFIFO) mknodat(AT_FDCWD, p, e.mode);
+    else if (fmt === S_IFCHR || fmt === S_IFBLK) mknodat(AT_FDCWD, p, e.mode, e.rdev ?? 0);
+    else if (fmt === S_IFREG) {
+      const fd = fs.openSync(p, O.WRONLY | O.CREAT | O.EXCL | O.CLOEXEC, e.mode & 0o7777);
+      try {
+        for (const { off, data } of g.pieces) fs.writeSync(fd, data, 0, data.length, off);
+        if (e.size !== undefined) fs.ftruncateSync(fd, Number(e.size));
+      } finally { fs.closeSync(fd); }
+    } else throw new NotSupportedError(`ghost file for ${p}: mode 0${e.mode.toString(8)}`);
+    fs.chmodSync(p, e.mode & 0o7777);
+    fs.lchownSync(p, e.uid, e.gid);
+    const sec = (t: Message<'timeval'> | undefined): number | undefined => t === undefined ? undefined : Number(t.tv_sec) + Number(t.tv_usec) / 1e6;
+    const at = sec(e.atim), mt = sec(e.mtim);
+    if (at !== undefined && mt !== undefined) fs.utimesSync(p, at, mt);
+  }
+
+  /** Remove every ghost's name: the tasks that use them keep them open or mapped. */
+  unlinkAll(): void {
+    for (const p of this.made.values()) {
+      try { fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p); } catch { /* gone already */ }
+    }
+    this.made.clear();
+    for (const l of this.links) { try { fs.unlinkSync(l); } catch { /* gone already */ } }
+    this.links.clear();
+  }
+}

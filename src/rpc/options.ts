@@ -1,0 +1,107 @@
+// criu_opts of an RPC request, mapped to what the command line gives a dump or restore.
+// Every field is either honoured or refused by name with EBADRQC, as CRIU refuses options
+// it cannot set up; none is dropped silently.
+import fs from 'node:fs';
+import path from 'node:path';
+import { CriuError } from '../errors.ts';
+import type { Message } from '../images/index.ts';
+
+export type CriuOpts = Message<'criu_opts'>;
+export const EBADRQC = 56;
+
+/** The mode a request is served in: swrk has one client that may pass fds at exec time. */
+export type RpcMode = 'swrk' | 'service';
+
+/** Paths and logging common to every request that carries opts. */
+export interface RpcPaths { imagesDir: string; workDir: string; logFile?: string; level: number }
+
+const refuse = (what: string): never => { throw new CriuError(`not supported yet: ${what}`, EBADRQC); };
+
+/**
+ * Fields criu-ts does not implement: refused when set to anything but their default. A dump's
+ * root, ext_mnt, external and empty_ns only concern namespaces and external resources, which
+ * the dump refuses anyway: they are accepted so that the refusal names what is really missing
+ * (runc sends them all).
+ */
+const REFUSED_BOOL = [
+  'tcp_established', 'track_mem', 'auto_dedup', 'force_irmap',
+  'auto_ext_mnt', 'ext_sharing', 'ext_masters', 'tcp_skip_in_flight', 'weak_sysctls', 'lazy_pages', 'tcp_close',
+  'tls', 'tls_no_cn_verify', 'mntns_compat_mode', 'skip_file_rwx_check', 'unprivileged', 'leave_stopped', 'rst_sibling',
+] as const satisfies readonly (keyof CriuOpts)[];
+const REFUSED_LIST = [
+  'veths', 'exec_cmd', 'cg_root', 'inherit_fd', 'skip_mnt', 'enable_fs', 'unix_sk_ino', 'irmap_scan_paths',
+  'join_ns', 'cgroup_dump_controller',
+] as const satisfies readonly (keyof CriuOpts)[];
+const REFUSED_SET = [
+  'ps', 'parent_img', 'cgroup_props', 'cgroup_props_file', 'lsm_profile', 'tls_cacert', 'tls_cacrl', 'tls_cert',
+  'tls_key', 'cgroup_yard', 'pidfd_store_sk', 'lsm_mount_context', 'status_fd',
+] as const satisfies readonly (keyof CriuOpts)[];
+/** Fields checked for their value below, or honoured by the dump and restore. */
+const CHECKED = ['cpu_cap', 'network_lock', 'empty_ns', 'root', 'ext_mnt', 'external', 'manage_cgroups', 'manage_cgroups_mode', 'config_file'] as const satisfies readonly (keyof CriuOpts)[];
+const HONOURED = [
+  'images_dir_fd', 'images_dir', 'work_dir_fd', 'pid', 'leave_running', 'shell_job', 'log_level', 'log_file', 'log_to_stderr',
+  'notify_scripts', 'timeout', 'freeze_cgroup', 'ext_unix_sk', 'file_locks', 'ghost_limit', 'link_remap',
+] as const satisfies readonly (keyof CriuOpts)[];
+/**
+ * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by
+ * path anyway), orphan_pts_master (no pty is restored but a shell job's, which has a
+ * master), pre_dump_mode and display_stats (how CRIU works inside).
+ */
+const NO_EFFECT = ['evasive_devices', 'orphan_pts_master', 'pre_dump_mode', 'display_stats'] as const satisfies readonly (keyof CriuOpts)[];
+
+/** Every criu_opts field criu-ts knows what to do with (a unit test holds it to rpc.proto). */
+export const OPTS_FIELDS: readonly string[] = [...REFUSED_BOOL, ...REFUSED_LIST, ...REFUSED_SET, ...CHECKED, ...HONOURED, ...NO_EFFECT];
+
+const CRIU_CG_MODE_IGNORE = 0, CRIU_CG_MODE_SOFT = 3;
+const DEFAULT_CPU_CAP = 0xffffffff, NETWORK_LOCK_IPTABLES = 1, CLONE_NEWNET = 0x40000000;
+
+/** Refuses what criu-ts cannot honour in `opts` for a request of `kind`. */
+export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', mode: RpcMode): void {
+  if (mode === 'service' && opts.rst_sibling) throw new CriuError('rst_sibling is not allowed in standalone service', EBADRQC);
+  if (mode === 'service' && opts.inherit_fd.length) throw new CriuError('inherit_fd is not allowed in standalone service', EBADRQC);
+  for (const f of REFUSED_BOOL) if (opts[f]) refuse(f);
+  for (const f of REFUSED_LIST) if (opts[f].length) refuse(f);
+  for (const f of REFUSED_SET) if (opts[f] !== undefined) refuse(f);
+  if (opts.cpu_cap !== undefined && opts.cpu_cap !== DEFAULT_CPU_CAP) refuse('cpu_cap');
+  if (opts.network_lock !== undefined && opts.network_lock !== NETWORK_LOCK_IPTABLES) refuse('network_lock');
+  if (opts.empty_ns !== undefined && (opts.empty_ns & ~CLONE_NEWNET) !== 0) throw new CriuError(`empty_ns 0x${opts.empty_ns.toString(16)}: only CLONE_NEWNET may be empty`, EBADRQC);
+  if (kind === 'restore' && opts.root !== undefined && path.resolve(opts.root) !== '/') refuse('root');
+  if (kind === 'restore' && opts.ext_mnt.length) refuse('ext_mnt');
+  if (kind === 'restore' && opts.external.length) refuse('external');
+  const cg = opts.manage_cgroups_mode ?? (opts.manage_cgroups ? CRIU_CG_MODE_SOFT : CRIU_CG_MODE_IGNORE);
+  // Soft mode of a tree in criu-ts's own cgroups saves and restores nothing in CRIU either.
+  if (cg !== CRIU_CG_MODE_IGNORE && cg !== CRIU_CG_MODE_SOFT && cg !== 6 /* DEFAULT = soft */) refuse('manage_cgroups_mode');
+  if (opts.config_file !== undefined && hasSettings(opts.config_file)) refuse(`config_file ${opts.config_file}`);
+}
+
+/** Whether a CRIU config file sets anything (runc always names /etc/criu/runc.conf, usually absent). */
+function hasSettings(file: string): boolean {
+  let text: string;
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return false; }
+  return text.split('\n').some((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+}
+
+/**
+ * The directories of a request: fds are the client's, opened through /proc/<peer>/fd as CRIU
+ * does. The log goes to `log_file` (no '/') in the work dir, criu.log by default.
+ */
+export function resolvePaths(opts: CriuOpts, peer: number, needsImages: boolean): RpcPaths {
+  const viaFd = (fd: number, what: string): string => {
+    try { return fs.realpathSync(`/proc/${peer}/fd/${fd}`); } catch { throw new CriuError(`cannot open ${what} fd ${fd} of the client ${peer}`, EBADRQC); }
+  };
+  let imagesDir: string | undefined;
+  if (opts.images_dir_fd !== -1) imagesDir = viaFd(opts.images_dir_fd, 'images_dir');
+  else if (opts.images_dir !== undefined) imagesDir = path.resolve(opts.images_dir);
+  if (imagesDir === undefined && needsImages) throw new CriuError('Neither images_dir_fd nor images_dir was passed by RPC client', EBADRQC);
+  const workDir = opts.work_dir_fd !== undefined ? viaFd(opts.work_dir_fd, 'work_dir') : imagesDir;
+  if (opts.log_file?.includes('/')) throw new CriuError('No subdirs are allowed in log_file name', EBADRQC);
+  let level = Math.max(0, Math.min(opts.log_level ?? 2, 4));
+  // A CHECK with no directory at all logs nowhere rather than into the server's cwd.
+  if (workDir === undefined) {
+    if (opts.log_file !== undefined) throw new CriuError('images-dir or work-dir is required when using log file', EBADRQC);
+    if (!opts.log_to_stderr) level = 0;
+    return { imagesDir: process.cwd(), workDir: process.cwd(), level };
+  }
+  const logFile = opts.log_to_stderr && opts.log_file === undefined ? undefined : path.join(workDir, opts.log_file ?? 'criu.log');
+  return { imagesDir: imagesDir ?? workDir, workDir, logFile, level };
+}

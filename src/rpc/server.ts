@@ -1,0 +1,193 @@
+// Serving one RPC connection (CRIU's cr_service_work): read a request, answer it, and go on
+// while the client asked to keep the session open. Every failure is a reply with the request's
+// type, success false, cr_errno and cr_errmsg; a request that cannot be read gets an EMPTY one.
+import fs from 'node:fs';
+import { CriuError } from '../errors.ts';
+import { LevelLogger } from '../log.ts';
+import { setRecvTimeout, waitpid, SysError } from '../kernel/index.ts';
+import { checkNamespaces } from '../resources/task/index.ts';
+import { dump } from '../dump/dump.ts';
+import { restore } from '../restore/restore.ts';
+import { runCheck } from '../cli/check.ts';
+import { cleanStale } from '../dump/journal.ts';
+import { checkDumpDir, checkRestoreDir } from '../images/index.ts';
+import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
+import type { ActionName, RunAction } from '../actions.ts';
+import { BadRequest, REQ, type RpcConn, typeName, type CriuReq, type CriuResp } from './conn.ts';
+import { EBADRQC, resolvePaths, screenOpts, type CriuOpts, type RpcMode, type RpcPaths } from './options.ts';
+
+/** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */
+export const RPC_VERSION = { major_number: 4, minor_number: 2, name: 'criu-ts' };
+const ENOTSUP = 95, EAGAIN = 11, ETIMEDOUT = 110;
+/** The only request types a session may stay open after (CRIU's chk_keepopen_req). */
+const KEEP_OPEN_OK = new Set<number>([REQ.PAGE_SERVER, REQ.PAGE_SERVER_CHLD, REQ.CPUINFO_DUMP, REQ.CPUINFO_CHECK, REQ.FEATURE_CHECK, REQ.VERSION]);
+
+export interface ServeOptions {
+  mode: RpcMode;
+  /**
+   * How long the client may take to send each request (service: one silent client would hold
+   * every other, as they are served in turn); notifications' answers may take any time.
+   */
+  requestTimeoutMs?: number;
+  /** Command-line --action-script programs, run after each notification is acknowledged. */
+  scripts: (imagesDir: string) => RunAction | undefined;
+}
+
+/** How a connection ended: 0 served, 1 a request failed, 255 the client broke the protocol. */
+export type ServeResult = 0 | 1 | 255;
+
+export function serveConnection(conn: RpcConn, o: ServeOptions): ServeResult {
+  for (;;) {
+    let req: CriuReq | undefined;
+    try {
+      if (o.requestTimeoutMs) setRecvTimeout(conn.fd, o.requestTimeoutMs);
+      req = conn.recv();
+      if (o.requestTimeoutMs) setRecvTimeout(conn.fd, 0);
+    } catch (e) {
+      let err: { cr_errno: number; cr_errmsg: string };
+      if (e instanceof BadRequest) err = { cr_errno: e.crErrno, cr_errmsg: e.message };
+      else if (e instanceof SysError && e.errno === EAGAIN) err = { cr_errno: ETIMEDOUT, cr_errmsg: `no request within ${o.requestTimeoutMs} ms` };
+      else throw e;
+      reply(conn, { type: REQ.EMPTY, success: false, ...err });
+      return 255;
+    }
+    if (!req) return 255;
+    if (req.keep_open && !KEEP_OPEN_OK.has(req.type)) {
+      reply(conn, { type: REQ.EMPTY, success: false, cr_errno: EBADRQC, cr_errmsg: `keep_open is not allowed for ${typeName(req.type)}` });
+      return 255;
+    }
+    const ok = handle(conn, req, o);
+    if (!ok) return 1;
+    if (!req.keep_open) return 0;
+  }
+}
+
+/** Sends a reply; a client that has gone is not an error of the server. */
+function reply(conn: RpcConn, resp: CriuResp): boolean {
+  try { conn.send(resp); return true; } catch (e) { if (e instanceof SysError) return false; throw e; }
+}
+
+function failure(type: number, e: unknown, log?: LevelLogger): CriuResp {
+  const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+  const crErrno = e instanceof CriuError ? e.crErrno : e instanceof SysError ? e.errno : undefined;
+  return { type, success: false, cr_errno: crErrno, cr_errmsg: log?.firstError ?? msg };
+}
+
+function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
+  switch (req.type) {
+    case REQ.VERSION:
+      return reply(conn, { type: REQ.VERSION, success: true, version: RPC_VERSION });
+    case REQ.FEATURE_CHECK: {
+      // Answered for criu-ts: memory tracking (pre-dump), lazy pages and the pidfd store are not used yet.
+      const f = req.features ?? {};
+      const features = { mem_track: f.mem_track ? false : undefined, lazy_pages: f.lazy_pages ? false : undefined, pidfd_store: f.pidfd_store ? false : undefined };
+      return reply(conn, { type: REQ.FEATURE_CHECK, success: true, features });
+    }
+    case REQ.WAIT_PID: {
+      try {
+        // 0 would wait for any child of the process group: a pid is required.
+        if (!req.pid) throw new CriuError('WAIT_PID needs a pid', 22 /* EINVAL */);
+        const { status } = waitpid(req.pid, 0);
+        return reply(conn, { type: REQ.WAIT_PID, success: true, status });
+      } catch (e) { reply(conn, failure(REQ.WAIT_PID, e)); return false; }
+    }
+    case REQ.DUMP: case REQ.RESTORE: case REQ.CHECK:
+      return withOpts(conn, req, o);
+    case REQ.PRE_DUMP: case REQ.SINGLE_PRE_DUMP: case REQ.PAGE_SERVER: case REQ.PAGE_SERVER_CHLD:
+    case REQ.CPUINFO_DUMP: case REQ.CPUINFO_CHECK:
+      reply(conn, { type: req.type, success: false, cr_errno: ENOTSUP, cr_errmsg: `not supported yet: ${typeName(req.type)}` });
+      return false;
+    default:
+      // EMPTY, or NOTIFY outside a notification.
+      reply(conn, { type: REQ.EMPTY, success: false, cr_errno: EBADRQC, cr_errmsg: `Invalid req: ${typeName(req.type)}` });
+      return false;
+  }
+}
+
+/** DUMP, RESTORE, CHECK: options screened and mapped, a log opened, the operation run. */
+function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
+  const type = req.type;
+  const kind = type === REQ.DUMP ? 'dump' : type === REQ.RESTORE ? 'restore' : 'check';
+  const restoreFailed = (r: CriuResp): CriuResp => (kind === 'restore' ? { ...r, restore: { pid: -1 } } : r);
+  let log: LevelLogger | undefined;
+  try {
+    const opts: CriuOpts = req.opts ?? { images_dir_fd: -1, veths: [], exec_cmd: [], ext_mnt: [], cg_root: [], inherit_fd: [], skip_mnt: [], enable_fs: [], unix_sk_ino: [], irmap_scan_paths: [], external: [], join_ns: [], cgroup_dump_controller: [] };
+    const paths = resolvePaths(opts, conn.peer, kind !== 'check');
+    // As on the command line, before the log is written there: a directory someone else controls is refused.
+    if (kind === 'dump') for (const d of new Set([paths.imagesDir, paths.workDir])) checkDumpDir(d, false);
+    if (kind === 'restore') checkRestoreDir(paths.imagesDir, fs.readdirSync(paths.imagesDir), false);
+    log = new LevelLogger(paths.level, paths.logFile);
+    log.info(`RPC ${typeName(type)} from pid ${conn.peer} (${o.mode})`);
+    screenOpts(opts, kind, o.mode);
+    const actions = actionRunner(conn, !!opts.notify_scripts, o.scripts(paths.imagesDir), log);
+    if (kind !== 'check') {
+      // A signal aborts the operation cleanly (interrupt.ts); the server dies of it once it has answered.
+      armInterrupts();
+      cleanStale(log);
+    }
+    const resp = runners[kind](opts, paths, conn.peer, actions, log);
+    return reply(conn, resp);
+  } catch (e) {
+    log?.failed(e instanceof Error ? e.message.split('\n')[0] : String(e));
+    reply(conn, restoreFailed(failure(type, e, log)));
+    return false;
+  } finally {
+    log?.close();
+    dieOfInterrupt();
+  }
+}
+
+type Runner = (opts: CriuOpts, paths: RpcPaths, peer: number, actions: RunAction, log: LevelLogger) => CriuResp;
+const runners: Record<'dump' | 'restore' | 'check', Runner> = {
+  dump: (opts, paths, peer, actions, log) => {
+    // No pid: the client dumps itself, as with CRIU.
+    const pid = opts.pid ?? peer;
+    checkNamespaces([pid]);
+    checkCgroups(pid, opts);
+    dump({
+      pid, dir: paths.imagesDir, workDir: paths.workDir, leaveRunning: !!opts.leave_running, shellJob: !!opts.shell_job,
+      timeoutSec: opts.timeout || 10, log, freezeCgroup: opts.freeze_cgroup, extUnixSk: !!opts.ext_unix_sk, fileLocks: !!opts.file_locks, actions,
+      ghostLimit: opts.ghost_limit, linkRemap: !!opts.link_remap,
+    });
+    return { type: REQ.DUMP, success: true, dump: { restored: false } };
+  },
+  restore: (opts, paths, _peer, actions, log) => {
+    if (!fs.existsSync(`${paths.imagesDir}/inventory.img`)) throw new CriuError(`no dump in ${paths.imagesDir}: it has no inventory.img`);
+    const r = restore({ dir: paths.imagesDir, workDir: paths.workDir, detach: true, shellJob: !!opts.shell_job, log, actions });
+    return { type: REQ.RESTORE, success: true, restore: { pid: r.pid } };
+  },
+  check: (_opts, _paths, _peer, _actions, log) => {
+    const rc = runCheck(undefined, (s) => log.info(s), log);
+    if (rc !== 0) throw new CriuError('criu-ts check failed: see the log');
+    return { type: REQ.CHECK, success: true };
+  },
+};
+
+/** manage_cgroups: criu-ts saves no cgroups, which is right only for a tree in its own cgroups. */
+function checkCgroups(pid: number, opts: CriuOpts): void {
+  if (!opts.manage_cgroups && !opts.manage_cgroups_mode) return;
+  const own = fs.readFileSync('/proc/self/cgroup', 'utf8'), theirs = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  if (own !== theirs) throw new CriuError(`not supported yet: manage_cgroups (task ${pid} is in other cgroups than criu-ts)`, EBADRQC);
+}
+
+/**
+ * Actions of an RPC operation: with notify_scripts each is a NOTIFY round trip the client must
+ * acknowledge, then the command line's scripts. Without notifications the client is still
+ * checked before post-dump, the last point where a dump can leave the tree as it was.
+ */
+function actionRunner(conn: RpcConn, notify: boolean, scripts: RunAction | undefined, log: LevelLogger): RunAction {
+  return (name: ActionName, pid?: number) => {
+    if (notify) {
+      log.debug(`RPC notification ${name}${pid !== undefined ? ` (pid ${pid})` : ''}`);
+      if (!reply(conn, { type: REQ.NOTIFY, success: true, notify: { script: name, pid } })) throw new CriuError(`RPC client went away at ${name}`);
+      let ack: CriuReq | undefined;
+      try { ack = conn.recv(); } catch (e) { throw new CriuError(`RPC client answered ${name} with a bad message: ${(e as Error).message}`); }
+      if (!ack) throw new CriuError(`RPC client went away at ${name}`);
+      if (ack.type !== REQ.NOTIFY || !ack.notify_success) throw new CriuError(`RPC client reported script error at ${name}`);
+      if (name === 'query-ext-files' && ack.opts?.external.length) throw new CriuError('not supported yet: external files from query-ext-files', EBADRQC);
+    } else if (name === 'post-dump' && conn.gone()) {
+      throw new CriuError('RPC client went away during the dump');
+    }
+    scripts?.(name, pid);
+  };
+}
