@@ -21,6 +21,14 @@ export const RESTORE_STAGES = [
       + 'subreaper; then the owners of open files, which may be any task or thread of the tree.',
   },
   {
+    stage: 'SECCOMP',
+    why: 'Seccomp mode and filters after everything but the credentials. The tasks are traced with PTRACE_O_SUSPEND_SECCOMP, so that '
+      + 'no injected call of the restore is filtered, not even those that restore the credentials (setresuid...) or release the tasks; '
+      + 'the filters apply once the tasks are let go. Before the credentials: a filter is installed only with no_new_privs or '
+      + 'CAP_SYS_ADMIN, which a task that installed its filters as root and then changed its uid has no more. TSYNC needs every '
+      + 'thread in place.',
+  },
+  {
     stage: 'RESTORE_CREDS',
     why: 'Credentials last: they may take away the rights criu-ts needs to change the task. The parent-death signal after them, '
       + 'since a change of credentials clears it.',
@@ -38,12 +46,6 @@ export const RESTORE_STAGES = [
   {
     stage: 'ZOMBIES',
     why: 'Zombies exit the way they did before any task of the tree runs, so that their parents find them as dumped.',
-  },
-  {
-    stage: 'SECCOMP',
-    why: 'Seccomp mode and filters after every other change, just before the release: the restore\'s own injected calls must not be '
-      + 'filtered, and TSYNC needs every thread in place. The tasks are traced with PTRACE_O_SUSPEND_SECCOMP, so that what is left '
-      + '(final registers, the injection area\'s munmap) still runs; the filters apply once the tasks are let go.',
   },
   {
     stage: 'PREPARE_RELEASE',

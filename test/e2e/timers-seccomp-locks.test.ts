@@ -199,3 +199,16 @@ e2e('python3 that put itself in a seccomp sandbox is still sandboxed after resto
   assertRunningFree(t.pid);
   killAndReap(t.pid);
 });
+
+e2e('filters installed as root, by a task that then became another user, come back; the restore of its uids is not filtered', async (c) => {
+  const t = startTarget([workload('seccompd', ['-lpthread']), '-u'], { logFile: join(c.dir, 'seccompd.log') });
+  const worker = Number(parseKV((await waitForLine(t.log, /^ready /, 5000)).line).worker);
+  const state = () => [t.pid, worker].map((tid) => ['Seccomp_filters', 'NoNewPrivs', 'Uid', 'CapEff'].map((k) => statusOf(t.pid, tid).get(k)).join(' '));
+  const before = state();
+  assert.deepEqual(before, Array(2).fill('3 0 1000\t1000\t1000\t1000 0000000000000000'), 'three filters, no no_new_privs, uid 1000, no capabilities');
+  const ticks = await crSeccomp(c, t, '2', 3);
+  assert.deepEqual(state(), before, 'the same after restore');
+  assert.equal(ticks.at(-1)!.replace(/^tick i=\d+ /, ''), `main=${EPERM},${EACCES} worker=${EPERM},${EACCES}`, 'getppid and getpgid still denied in both threads');
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
+});

@@ -1,7 +1,7 @@
 /*
  * seccompd: a sandboxed process (seccomp filters) that must still be sandboxed after restore.
  *
- *   seccompd [-s]
+ *   seccompd [-s|-u]
  *
  * Two threads; with no_new_privs set, two filters are installed with
  * SECCOMP_FILTER_FLAG_TSYNC, so both threads share them:
@@ -10,6 +10,9 @@
  * Prints "ready pid=P worker=TID", then every 50 ms
  *   tick i=N main=E1,E2 worker=E1,E2
  * E1, E2: the errno of getppid and getpgid in that thread (0 when it was allowed).
+ * -u: as root without no_new_privs, with a third filter that makes setresuid fail with EPERM,
+ * then setuid(1000): the task keeps its filters but could not install them again, and a
+ * restore that sets its uids with setresuid must not be filtered.
  * -s: strict mode instead (SECCOMP_MODE_STRICT, main thread only): main then writes
  * "tick i=N" lines only, with write(2), and sleeps by spinning on the counter.
  */
@@ -76,9 +79,14 @@ int main(int argc, char **argv) {
   pthread_t w;
   pthread_create(&w, NULL, worker, NULL);
   while (!worker_tid) usleep(1000);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) { perror("no_new_privs"); return 1; }
+  int as_user = argc > 1 && !strcmp(argv[1], "-u");
+  if (!as_user && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) { perror("no_new_privs"); return 1; }
   deny(SYS_getppid, EPERM, SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_LOG);
   deny(SYS_getpgid, EACCES, SECCOMP_FILTER_FLAG_TSYNC);
+  if (as_user) {
+    deny(SYS_setresuid, EPERM, SECCOMP_FILTER_FLAG_TSYNC);
+    if (setuid(1000)) { perror("setuid"); return 1; } /* setuid(2), in every thread: not what the filter denies */
+  }
   while (w_e1 < 0 || w_e2 < 0) usleep(1000);
   printf("ready pid=%d worker=%d\n", getpid(), worker_tid);
   for (int i = 0;; i++) {
