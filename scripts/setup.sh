@@ -15,6 +15,8 @@ command -v setsid >/dev/null || need+=(util-linux)
 command -v script >/dev/null || need+=(bsdutils)
 command -v runc >/dev/null || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# sqlite3 for the file-lock test: a shell holding a write lock on its database.
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 # A system Node for the "real node program" test: the pinned Node 24 uses io_uring, which
 # criu-ts (like CRIU) cannot checkpoint.
 [ -x /usr/bin/node ] || need+=(nodejs)

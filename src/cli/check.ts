@@ -5,7 +5,7 @@
 // whether a dump or restore relying on it can work.
 import fs from 'node:fs';
 import {
-  pidfdOpen, pidfdGetfd, close, kcmp, KCMP, getpid, processVmReadv, zeroPagePfn, posixSpawn, kill, waitpid,
+  ptrace, PTRACE, pidfdOpen, pidfdGetfd, close, kcmp, KCMP, getpid, processVmReadv, zeroPagePfn, posixSpawn, kill, waitpid,
   WALL, SIG, getRseqConfig, ioctl, O, PTRACE_O, timerfdCreate, TFD_IOC_SET_TICKS, SysError, prctl, PR, PR_SET_MM_MAP_SIZE, addressOf,
 } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
@@ -53,12 +53,18 @@ export const FEATURES: Feature[] = [
   { name: 'mm_map', what: 'prctl(PR_SET_MM_MAP) (CONFIG_CHECKPOINT_RESTORE)', required: true, probe: () => ok(() => { const b = Buffer.alloc(4); prctl(PR.SET_MM, PR_SET_MM_MAP_SIZE, addressOf(b), 0, 0); }) },
   { name: 'pagemap_pfn', what: 'physical frame numbers in /proc/PID/pagemap (zero-page detection)', probe: () => ok(() => { if (zeroPagePfn() <= 0) throw new Error('no pfn'); }) },
   { name: 'timerfd', what: 'timerfd expirations put back (TFD_IOC_SET_TICKS)', probe: probeTimerfd },
+  {
+    name: 'seccomp_suspend', what: 'tasks under seccomp traced with their filters suspended (PTRACE_O_SUSPEND_SECCOMP)',
+    probe: () => ok(() => withSeizedHelper((t) => ptrace(PTRACE.SETOPTIONS, t.tid, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP))),
+  },
+  { name: 'seccomp_filters', what: 'seccomp filters read by PTRACE_SECCOMP_GET_FILTER', probe: () => /^Seccomp_filters:/m.test(fs.readFileSync('/proc/self/status', 'utf8')) },
+  { name: 'fdinfo_lock', what: 'file locks in /proc/PID/fdinfo (--file-locks)', probe: () => kernelAtLeast(4, 1) },
+  { name: 'timer_cr_ids', what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)', probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)) },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...([
     ['mnt_id', 'mount ids of files (mount namespaces)'], ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
     ['aio_remap', 'AIO rings'], ['tun', 'tun/tap devices'], ['tun_ns', 'tun/tap devices in network namespaces'],
-    ['userns', 'user namespaces'], ['fdinfo_lock', 'file locks (--file-locks)'], ['seccomp_suspend', 'tasks in seccomp strict mode'],
-    ['seccomp_filters', 'seccomp filters'], ['loginuid', 'restoring the login uid'], ['cgroupns', 'cgroup namespaces'],
+    ['userns', 'user namespaces'], ['loginuid', 'restoring the login uid'], ['cgroupns', 'cgroup namespaces'],
     ['autofs', 'autofs mounts'], ['tcp_half_closed', 'half-closed TCP connections'], ['compat_cr', '32-bit (compat) tasks'],
     ['uffd', 'lazy pages (userfaultfd)'], ['uffd-noncoop', 'lazy pages of trees that fork (userfaultfd events)'],
     ['can_map_vdso', 'mapping the vDSO by arch_prctl (criu-ts moves it with mremap)'], ['sk_ns', 'sockets of other network namespaces'],
@@ -70,7 +76,7 @@ export const FEATURES: Feature[] = [
     ['apparmor_stacking', 'AppArmor namespaces'], ['network_lock_nftables', 'the network lock'],
     ['sockopt_buf_lock', 'socket buffer-size locks'], ['memfd_hugetlb', 'hugetlb memfds'], ['move_mount_set_group', 'mount sharing groups'],
     ['openat2', 'opening files with openat2'], ['ipv6_freebind', 'IPv6 sockets'], ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],
-    ['timer_cr_ids', 'POSIX timers at their ids'], ['overlayfs_maps', 'mappings of files on overlayfs'],
+    ['overlayfs_maps', 'mappings of files on overlayfs'],
     ['breakpoints', 'hardware breakpoints'], ['pagemap_scan_guard_pages', 'guard regions (MADV_GUARD_INSTALL)'],
   ] as const).map(([name, what]): Feature => ({ name, what })),
 ];

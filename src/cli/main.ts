@@ -30,8 +30,9 @@ interface Opts {
   tree?: string; imagesDir: string; workDir?: string; logFile?: string;
   pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
   timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; ghostLimit?: string; linkRemap?: boolean; skipVerify?: boolean; freezeCgroup?: string; force?: boolean; trustImages?: boolean;
-  extUnixSk?: boolean | string; actionScript?: string[];
+  compress?: string; encrypt?: string; ghostLimit?: string; linkRemap?: boolean; skipVerify?: boolean; freezeCgroup?: string; force?: boolean;
+  trustImages?: boolean; fileLocks?: boolean; extUnixSk?: boolean | string; actionScript?: string[]; tcpEstablished?: boolean; tcpClose?: boolean;
+  skipInFlight?: boolean;
 }
 
 function fail(msg: string): never { throw new CriuError(msg); }
@@ -68,6 +69,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--no-default-config', desc: 'read no configuration file (none is read anyway)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-R, --leave-running', desc: 'leave the tasks running after the dump', cmds: ['dump'] },
   { flags: '-j, --shell-job', desc: 'the tree is a shell job (its session is outside)', cmds: ['dump', 'restore'] },
+  { flags: '-l, --file-locks', desc: 'dump and restore file locks (flock, POSIX and OFD locks)', cmds: ['dump', 'restore'] },
   { flags: '-x, --ext-unix-sk', desc: 'allow datagram unix sockets connected to a named socket outside the tree', cmds: ['dump', 'restore'] },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--link-remap', desc: 'save a deleted file that has other names by a temporary link to it', cmds: ['dump'] },
@@ -77,6 +79,9 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--encrypt <keyfile>', desc: 'seal every image with AES-256-GCM and authenticate the manifest (dump), or require that (restore); 32-byte key, raw or hex', cmds: ['dump', 'restore'] },
   { flags: '--force', desc: 'dump into a directory that another user owns or can write', cmds: ['dump'] },
   { flags: '--trust-images', desc: 'restore as root images that another user owns or can write', cmds: ['restore'] },
+  { flags: '--tcp-established', desc: 'dump and restore established TCP connections (TCP repair mode)', cmds: ['dump', 'restore'] },
+  { flags: '--tcp-close', desc: 'do not dump established TCP connections: they come back closed', cmds: ['dump', 'restore'] },
+  { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
   { flags: '--pidfile <file>', desc: 'write the pid of the restored root here', cmds: ['restore'] },
   { flags: '--skip-verify', desc: 'do not check the checksum manifest', cmds: ['restore'] },
@@ -164,8 +169,11 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
         const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
-        const r = dump({ pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages, freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, actions,
-          ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit), linkRemap: !!o.linkRemap });
+        const r = dump({
+          pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages,
+          freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, fileLocks: !!o.fileLocks, actions, tcp: tcpMode(o),
+          ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit), linkRemap: !!o.linkRemap,
+        });
         log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
         return 0;
       }
@@ -175,7 +183,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         const { restore } = await loadRestore();
         const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
         const r = restore({
-          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify, actions,
+          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify, actions, tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
@@ -189,6 +197,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   } finally {
     log.close();
   }
+}
+
+function tcpMode(o: Opts): { established: boolean; close: boolean; skipInFlight: boolean } {
+  return { established: !!o.tcpEstablished, close: !!o.tcpClose, skipInFlight: !!o.skipInFlight };
 }
 
 /** The stack of an unexpected error, with CRIU_TS_DEBUG=1 only: users get one line. */
@@ -222,6 +234,8 @@ function commandFirst(args: string[]): string[] {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // criu-ts's own guardian of sockets it puts in TCP repair mode (src/soccr/guard.ts).
+  if (argv[0] === '__soccr-guard') return (await import('../soccr/guard.ts')).runGuardian(0, 1);
   if (argv[0] === 'crit') return (await loadCrit()).runCrit(argv.slice(1));
   const parsed = normalize(argv, LONG_WITH_VALUE);
   try {

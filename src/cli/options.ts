@@ -8,8 +8,7 @@ export const ACCEPTED_INTERNAL = new Set(['--ghost-fiemap', '--no-ghost-fiemap',
 export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']);
 
 export const NOT_SUPPORTED = new Set([
-  '--tcp-established', '--tcp-close', '--skip-in-flight', '--network-lock', '-l', '--file-locks',
-  '--external', '--manage-cgroups',
+  '--network-lock', '--external', '--manage-cgroups',
   '--cgroup-root', '--cgroup-props', '--cgroup-props-file', '--cgroup-dump-controller', '--cgroup-yard',
   '--track-mem', '--prev-images-dir', '--page-server', '--address', '--port', '--lazy-pages',
   '--auto-dedup', '--cpu-cap', '--evasive-devices', '--force-irmap', '--irmap-scan-path', '--enable-fs', '--skip-mnt',

@@ -2,6 +2,7 @@
 // no resource module saves: it must be what a restored task has, or the dump is refused.
 import fs from 'node:fs';
 import { arch, schedGetScheduler } from '../kernel/index.ts';
+import { readStatus } from '../proc/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { ClaimSite } from '../resources/claims.ts';
 
@@ -14,8 +15,8 @@ interface Probe {
   early?: true;
   /** The value in the tracee; undefined when the kernel does not have the call. */
   read(t: Tracee, area: InjectionArea): number | undefined;
-  /** What a restored thread has; `rt`: it runs a real-time policy. */
-  restored(rt: boolean): number;
+  /** What a restored thread has; `rt`: it runs a real-time policy, `strict`: it is in seccomp strict mode. */
+  restored(th: { rt: boolean; strict: boolean }): number;
 }
 
 const PR_GET_TSC = 25, PR_GET_TIMERSLACK = 30, PR_MCE_KILL_GET = 34, PR_GET_MDWE = 66;
@@ -37,7 +38,7 @@ const PROBES: Probe[] = [
   {
     resource: 'timer slack (PR_SET_TIMERSLACK)', perThread: true,
     // The kernel gives real-time threads no slack.
-    read: (t) => ret(t.syscallRaw('prctl', PR_GET_TIMERSLACK, 0, 0, 0, 0)), restored: (rt) => (rt ? 0 : selfSlack()),
+    read: (t) => ret(t.syscallRaw('prctl', PR_GET_TIMERSLACK, 0, 0, 0, 0)), restored: ({ rt }) => (rt ? 0 : selfSlack()),
   },
   {
     resource: 'NUMA memory policy (set_mempolicy)', perThread: true,
@@ -53,7 +54,8 @@ const PROBES: Probe[] = [
   },
   {
     resource: 'time stamp counter access (PR_SET_TSC)', perThread: true, only: 'x86_64',
-    read: (t, area) => intOut(t, area, (a) => t.syscallRaw('prctl', PR_GET_TSC, a, 0, 0, 0)), restored: () => 1 /* PR_TSC_ENABLE */,
+    // Seccomp strict mode turns the TSC off (PR_TSC_SIGSEGV), and its restore does again.
+    read: (t, area) => intOut(t, area, (a) => t.syscallRaw('prctl', PR_GET_TSC, a, 0, 0, 0)), restored: ({ strict }) => (strict ? 2 : 1 /* PR_TSC_ENABLE */),
   },
   {
     resource: 'CPUID faulting (ARCH_SET_CPUID)', perThread: true, only: 'x86_64',
@@ -77,12 +79,12 @@ export function checkProbes(t: ProbedTask, refuse: Refuse, early = false): void 
     if (!early && !area) throw new Error(`task ${t.pid}: no injection area to probe its threads`);
     if (!leader) th.useInjectionPage(area!.base);
     const policy = schedGetScheduler(th.tid) & ~0x40000000; // without SCHED_RESET_ON_FORK
-    const rt = policy === 1 || policy === 2;
+    const at = { rt: policy === 1 || policy === 2, strict: readStatus(t.pid, th.tid).seccomp === 1 };
     for (const p of PROBES) {
       if ((p.only && p.only !== arch.name) || (!p.perThread && !leader) || !!p.early !== early) continue;
       const v = p.read(th, area!);
       if (v === undefined) continue;
-      const want = p.restored(rt);
+      const want = p.restored(at);
       if (v !== want) refuse({ pid: t.pid, tid: th.tid }, p.resource, `it is ${v}, where a restored task has ${want}`);
     }
   }

@@ -9,15 +9,17 @@ import { getpid } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
 import { NotSupportedError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
-import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, checkNamespaces } from '../resources/task/index.ts';
+import { parseLockLine, checkLockOwner, procLocksKey } from '../resources/files/locks.ts';
+import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, seccompClaims, checkNamespaces } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
 import { fsClaims } from '../resources/fs.ts';
 import { mmClaims } from '../resources/mm/index.ts';
+import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
 
-const MODULES: ResourceClaims[] = [threadClaims, taskCoreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims];
+const MODULES: ResourceClaims[] = [threadClaims, taskCoreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims, posixTimerClaims, seccompClaims];
 
 function merged(part: 'status' | 'stat' | 'files'): Map<string, Claim> {
   const m = new Map<string, Claim>();
@@ -26,7 +28,7 @@ function merged(part: 'status' | 'stat' | 'files'): Map<string, Claim> {
 }
 
 export interface ClaimedTask { pid: number; threads: Tracee[]; vmas: Vma[]; stat: Stat }
-export interface ClaimOptions { shellJob: boolean; freezeCgroup?: string }
+export interface ClaimOptions { shellJob: boolean; freezeCgroup?: string; fileLocks?: boolean }
 
 /** The one error of a refused dump. */
 export class NotClaimedError extends NotSupportedError {
@@ -54,17 +56,14 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
   const own = new Own();
   const claims = { status: merged('status'), stat: merged('stat'), files: merged('files') };
   const treeIds = new Set(tasks.flatMap((t) => t.threads.map((th) => th.tid)));
+  const shownLocks = new Set<string>();
   checkNamespaces(tasks.map((t) => t.pid));
   for (const t of tasks) {
     const site = { pid: t.pid, tid: t.pid };
     const refuse = (resource: string, why: string, tid = t.pid): never => { throw new NotClaimedError({ pid: t.pid, tid }, resource, why); };
     checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
-    const timers = readTimers(t.pid);
-    if (timers.length) {
-      const tm = timers[0];
-      refuse(`POSIX timer ${tm.id} (signal ${tm.signo}, clock ${tm.clockId})`, 'it would not fire after restore');
-    }
-    checkFds(t.pid, opts, refuse);
+    checkTimers(t, refuse);
+    checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);
     checkProcFiles(t.pid, claims.files, own, site, refuse);
     if (t.stat.ttyNr !== 0 && !opts.shellJob) refuse('controlling terminal', 'it has one; dump it as a shell job (--shell-job)');
@@ -77,7 +76,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     }
   }
   // Locks on files that no fd shows (an fd shows its own, checkFds).
-  checkLocks(treeIds);
+  checkLocks(treeIds, shownLocks);
 }
 
 const refuseProbe = (at: ClaimSite, resource: string, why: string): never => { throw new NotClaimedError(at, resource, why); };
@@ -118,8 +117,11 @@ function checkProcFiles(pid: number, claims: Map<string, Claim>, own: Own, at: C
   }
 }
 
-/** Every fd of a kind some module saves, with flags and fdinfo lines that kind brings back, and no locks. */
-function checkFds(pid: number, opts: ClaimOptions, refuse: Refuse): void {
+/**
+ * Every fd of a kind some module saves, with flags and fdinfo lines that kind brings back, and
+ * locks only with --file-locks and of a kind resources/files/locks.ts takes again (`shown` collects them).
+ */
+function checkFds(pid: number, opts: ClaimOptions, treeIds: Set<number>, shown: Set<string>, refuse: Refuse): void {
   for (const fd of listFds(pid)) {
     let p;
     try { p = probeFd(pid, fd); } catch { continue; } // closed meanwhile by another task sharing the table: the dump sees it
@@ -132,10 +134,30 @@ function checkFds(pid: number, opts: ClaimOptions, refuse: Refuse): void {
     if (lost) refuse(what, `a ${kind.name} with ${lost}, which would not come back`);
     const why = kind.claims.check?.(p);
     if (why) refuse(what, why);
-    if (p.info.locks.length) refuse(what, `it holds a file lock (${p.info.locks[0].replace(/\s+/g, ' ')})`);
+    for (const line of p.info.locks) {
+      if (!opts.fileLocks) refuse(what, `it holds a file lock (${line.replace(/\s+/g, ' ')}), saved only with --file-locks`);
+      const l = parseLockLine(line);
+      if (typeof l === 'string') refuse(what, l);
+      const outside = checkLockOwner(l, treeIds);
+      if (outside) refuse(what, outside);
+      shown.add(l.key);
+    }
     for (const key of p.info.fields.keys()) {
       if (key === 'pos' || key === 'flags' || key === 'mnt_id' || key === 'ino' || kind.claims.fields?.includes(key)) continue;
       refuse(what, `fdinfo shows "${key}: ${p.info.fields.get(key)}", which a ${kind.name} does not save`);
+    }
+  }
+}
+
+function checkTimers(t: ClaimedTask, refuse: Refuse): void {
+  const tids = new Set(t.threads.map((th) => th.tid));
+  for (const tm of readTimers(t.pid)) {
+    const what = `POSIX timer ${tm.id} (signal ${tm.signo}, clock ${tm.clockId})`;
+    const checks = MODULES.flatMap((c) => c.posixTimers ?? []);
+    if (!checks.length) refuse(what, 'it would not fire after restore');
+    for (const check of checks) {
+      const why = check(tm, { pid: t.pid, tid: t.pid }, tids);
+      if (why) refuse(what, why);
     }
   }
 }
@@ -154,14 +176,14 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
   }
 }
 
-/** flock, POSIX and OFD locks and leases held by the tree, also those on files no fd shows. */
-function checkLocks(ids: Set<number>): void {
+/** flock, POSIX and OFD locks and leases held by the tree that no fd of it shows (`shown`). */
+function checkLocks(ids: Set<number>, shown: Set<string>): void {
   const text = readOptional('/proc/locks') ?? '';
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF". A waiter ("1: -> POSIX ...") holds
     // nothing: its blocked call starts again after restore.
-    if (f[1] === '->') continue;
+    if (f[1] === '->' || shown.has(procLocksKey(line))) continue;
     const pid = Number(f[4]);
     if (ids.has(pid)) throw new NotClaimedError({ pid, tid: pid }, `file lock (${f.slice(1, 4).join(' ')} on ${f[5]})`, 'locks are not saved');
   }

@@ -12,11 +12,12 @@ import { CriuError, faultPoint } from '../errors.ts';
 import { checkInterrupt, hangPoint } from '../interrupt.ts';
 import {
   freezeSnapshot, dumpCoreEntry, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
-  checkSessions, checkSharing, dumpPdeathSig, dumpAffinity, type FrozenThread,
+  checkSessions, checkSharing, dumpPdeathSig, dumpAffinity, SeccompDump, type FrozenThread,
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
+import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
+import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
@@ -43,6 +44,8 @@ export interface DumpRequest {
   pages?: PagesCodecOptions;
   /** Freeze with this cgroup's freezer (--freeze-cgroup). */
   freezeCgroup?: string;
+  /** Save the file locks the tree holds (--file-locks); without it they refuse the dump. */
+  fileLocks?: boolean;
   /** Largest deleted file saved, in bytes of its blocks (--ghost-limit). */
   ghostLimit?: number;
   /** A deleted file with other names is saved by a link to it (--link-remap). */
@@ -51,6 +54,17 @@ export interface DumpRequest {
   extUnixSk?: boolean;
   /** Action scripts: pre-dump, query-ext-files once frozen, post-dump once the images are written. */
   actions?: RunAction;
+  /** --tcp-established, --tcp-close, --skip-in-flight */
+  tcp?: TcpMode;
+}
+
+type EndHook = (how: DumpOutcome) => void;
+
+/** The fd kinds' end-of-dump work, last registered first (a socket's repair off before its copy closes). */
+function runEndHooks(hooks: EndHook[], how: DumpOutcome, log: Logger): void {
+  for (const h of hooks.splice(0).reverse()) {
+    try { h(how); } catch (e) { log.error(`at the end of the dump: ${(e as Error).message}`); }
+  }
 }
 
 export interface DumpResult {
@@ -174,6 +188,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   let tasks: Task[] = [];
   let result: DumpResult;
+  const endHooks: EndHook[] = [];
   unsafeWindow.calls = 0;
   unsafeWindow.ms = 0;
   try {
@@ -196,7 +211,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     step(log, 'checking that every piece of state the kernel shows is saved');
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
-    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup });
+    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup, fileLocks: req.fileLocks });
     checkSessions(tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })), req.shellJob);
     for (const t of tasks) {
       if (!isLive(t)) continue;
@@ -207,8 +222,9 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs));
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks));
     faultPoint('write-images');
+    hangPoint('write-images');
     // The last safe point: past it, the dump completes.
     checkInterrupt(true);
     step(log, `writing the images to ${req.dir}`);
@@ -222,6 +238,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     if (req.actions) { step(log, 'post-dump action'); req.actions('post-dump'); }
   } catch (e) {
     imgs.discard();
+    runEndHooks(endHooks, 'failed', log);
     for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
     journal.close();
     logUnsafeWindow(log);
@@ -229,9 +246,12 @@ function dumpColocated(req: DumpRequest): DumpResult {
   }
   step(log, req.leaveRunning ? 'resuming the tree (--leave-running)' : 'killing the tree');
   if (req.leaveRunning) {
+    runEndHooks(endHooks, 'resumed', log);
     for (const t of tasks) if (isLive(t)) thaw(t, log);
+  } else {
+    killTree(tasks);
+    runEndHooks(endHooks, 'killed', log);
   }
-  else killTree(tasks);
   journal.close();
   logUnsafeWindow(log);
   result.frozenMs = performance.now() - t0;
@@ -244,9 +264,9 @@ function logUnsafeWindow(log: Logger): void {
   log.debug(`unsafe window: ${unsafeWindow.ms.toFixed(3)} ms inside ${unsafeWindow.calls} injected calls`);
 }
 
-interface Shared { live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
+interface Shared { seccomp: SeccompDump; locksSeen: Set<string>; live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
 
-function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpResult {
+function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
   const ghosts = new GhostDump({
@@ -256,10 +276,11 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   files.ghosts = ghosts;
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
-    live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
+    seccomp: new SeccompDump(), locksSeen: new Set(), live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
     fileCtx: {
       log: req.log, shellJob: req.shellJob, extUnixSk: !!req.extUnixSk, kinds: new Map(),
       addFile: (make) => { const id = files.newId(); files.add(make(id)); return id; }, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      tcp: req.tcp ?? { established: false, close: false, skipInFlight: false }, atEnd: (fn) => { endHooks.push(fn); },
       regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex), ghosts,
       memfdInode: (link) => objects.memfdInode(link),
       fileId: (pid, fd) => { const pidfd = pidfdOpen(pid); try { return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id; } finally { close(pidfd); } },
@@ -287,7 +308,8 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   for (const e of files.entries) imgs.add(IMG.FILES, e);
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
-  imgs.one(IMG.SECCOMP, {});
+  imgs.one(IMG.SECCOMP, shared.seccomp.entry());
+  if (req.fileLocks) { if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS); else imgs.empty(IMG.FILE_LOCKS); }
   const mono = clockGettime(1), boot = clockGettime(7);
   imgs.one(IMG.TIMENS, 0, {
     monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec }, boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
@@ -295,7 +317,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet): DumpR
   imgs.one(IMG.INVENTORY, {
     img_version: 2, fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
-    ns_per_id: true, lsmtype: 0, network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
+    ns_per_id: true, lsmtype: 0, ...(req.tcp?.close ? { tcp_close: true } : {}), network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
   });
   return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }
@@ -337,6 +359,11 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     for (const e of fdinfo) imgs.add(IMG.FDINFO, ids.files_id, e);
     if (fdinfo.length) imgs.closeImage(IMG.FDINFO, ids.files_id);
     else imgs.empty(IMG.FDINFO, ids.files_id);
+    if (req.fileLocks) {
+      const locks = dumpFileLocks(pid, new Map(fdinfo.map((e) => [e.fd, e.id])), sh.locksSeen);
+      if (locks.length) step(log, `task ${pid}: ${locks.length} file lock(s) to filelocks.img`);
+      for (const e of locks) imgs.add(IMG.FILE_LOCKS, e);
+    }
   }
   else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
@@ -345,6 +372,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
 
   const secbits = readSecbits(leader);
   const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? leader.stopSignal() ?? SIG.STOP : undefined);
+  const seccomp = sh.seccomp.collect(pid, t.snaps.map((s) => s.tracee.tid));
   for (const snap of t.snaps) {
     const th = snap.tracee;
     const isLeader = th === leader;
@@ -352,7 +380,7 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
     const core = dumpCoreEntry(snap, area, sh.cpuFacts, thStatus, secbits, isLeader ? tc : undefined);
     const affinity = dumpAffinity(th);
-    core.thread_core = { ...core.thread_core!, pdeath_sig: dumpPdeathSig(th, area), ...(affinity ? { cpu_affinity: affinity } : {}) };
+    core.thread_core = { ...core.thread_core!, ...seccomp.get(th.tid), pdeath_sig: dumpPdeathSig(th, area), ...(affinity ? { cpu_affinity: affinity } : {}) };
     imgs.one(IMG.CORE, th.tid, core);
   }
   imgs.one(IMG.IDS, pid, {

@@ -2,13 +2,32 @@
 // repeated until nothing new appears. A frozen task cannot fork or clone any more, so a
 // tree walked parent-first after each parent is frozen is complete.
 import { listThreads, listChildren, readStat, readStatus, type Stat } from '../proc/index.ts';
-import { PTRACE_O, SysError, W, SIG } from '../kernel/index.ts';
+import { PTRACE, PTRACE_O, SysError, W, SIG, ptrace } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import { CriuError } from '../errors.ts';
 import { checkInterrupt } from '../interrupt.ts';
 import type { CgroupFreezer } from './cgfreezer.ts';
 
 export const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
+
+/**
+ * A thread under seccomp is seized with its filters suspended (PTRACE_O_SUSPEND_SECCOMP), so
+ * that the dump's injected calls are neither filtered nor fatal. Only then: the option needs
+ * CAP_SYS_ADMIN and a tracer outside seccomp. A thread cannot leave seccomp mode; one that
+ * entered it between this look and its stop gets the option once stopped (suspendSeccomp).
+ */
+function seizeOptions(pid: number, tid: number): number {
+  return seccompMode(pid, tid) ? SEIZE_OPTIONS | PTRACE_O.SUSPEND_SECCOMP : SEIZE_OPTIONS;
+}
+
+function seccompMode(pid: number, tid: number): number {
+  try { return readStatus(pid, tid).seccomp; } catch { return 0; /* gone: the seize says so */ }
+}
+
+function suspendSeccomp(pid: number, t: Tracee, opts: number): Tracee {
+  if (!(opts & PTRACE_O.SUSPEND_SECCOMP) && seccompMode(pid, t.tid)) ptrace(PTRACE.SETOPTIONS, t.tid, 0, opts | PTRACE_O.SUSPEND_SECCOMP);
+  return t;
+}
 
 /** A task of the dumped tree: frozen threads (leader first), or a zombie. */
 export interface FrozenTask {
@@ -38,7 +57,8 @@ export function freezeProcess(pid: number, deadline: number, deferred = false): 
       if (Date.now() > deadline) throw new CriuError(`timed out freezing task ${pid}`);
       for (const tid of tids) {
         try {
-          frozen.set(tid, deferred ? Tracee.seizeDeferred(tid, SEIZE_OPTIONS) : Tracee.seize(tid, SEIZE_OPTIONS));
+          const opts = seizeOptions(pid, tid);
+          frozen.set(tid, deferred ? Tracee.seizeDeferred(tid, opts) : suspendSeccomp(pid, Tracee.seize(tid, opts), opts));
         } catch (e) {
           // A thread that exited between listing and seizing, or is exiting now, is gone:
           // it will not run again, so it is left out instead of retried until the deadline.

@@ -40,7 +40,7 @@ const cAttrSetFlags = libc.func('int posix_spawnattr_setflags(void *attr, short 
 const cAttrSetSigDefault = libc.func('int posix_spawnattr_setsigdefault(void *attr, void *set)');
 const cAttrSetSigMask = libc.func('int posix_spawnattr_setsigmask(void *attr, void *set)');
 const cAttrDestroy = libc.func('int posix_spawnattr_destroy(void *attr)');
-const POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSID = 0x80;
 
 export interface SpawnFd { fd: number; path?: string; flags?: number; dupFrom?: number }
 
@@ -49,7 +49,7 @@ export interface SpawnFd { fd: number; path?: string; flags?: number; dupFrom?: 
  * handler never reaps it or steals its ptrace stops. Every signal starts with its default
  * action and unblocked (Node ignores some), so that what the child inherits is known.
  */
-export function posixSpawn(path: string, argv: string[], envp: string[], fds: SpawnFd[] = []): number {
+export function posixSpawn(path: string, argv: string[], envp: string[], fds: SpawnFd[] = [], setsid = false): number {
   const fa = Buffer.alloc(256); // sizeof(posix_spawn_file_actions_t) is 80 on glibc; leave room
   const attr = Buffer.alloc(512); // sizeof(posix_spawnattr_t) is 336 on glibc
   cFileActionsInit(fa);
@@ -58,7 +58,7 @@ export function posixSpawn(path: string, argv: string[], envp: string[], fds: Sp
     const all = Buffer.alloc(128, 0xff), none = Buffer.alloc(128);
     cAttrSetSigDefault(attr, all);
     cAttrSetSigMask(attr, none);
-    cAttrSetFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    cAttrSetFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (setsid ? POSIX_SPAWN_SETSID : 0));
     for (const f of fds) {
       if (f.path !== undefined) cFileActionsAddOpen(fa, f.fd, f.path, f.flags ?? 0, 0o644);
       else if (f.dupFrom !== undefined) cFileActionsAddDup2(fa, f.dupFrom, f.fd);

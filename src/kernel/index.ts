@@ -10,3 +10,4 @@ export { zeroPagePfn } from './zeropage.ts';
 export { preadFully, openBeneath } from './io.ts';
 export { seqpacketListen, seqpacketConnect, seqpacketPair, acceptConn, setRecvTimeout, socketType, peerCred, recvDatagram, sendDatagram, peerGone } from './seqpacket.ts';
 export * from './structs.ts';
+export * as sock from './inet.ts';

@@ -95,6 +95,27 @@ export function peekSiginfo(pid: number, shared: boolean): Buffer[] {
   }
 }
 
+/**
+ * The classic BPF programs of a thread's seccomp filters, oldest first, each with its
+ * SECCOMP_FILTER_FLAG_* from PTRACE_SECCOMP_GET_METADATA (LOG, ...).
+ */
+export function seccompFilters(tid: number): Array<{ insns: Buffer; flags: number }> {
+  const out: Array<{ insns: Buffer; flags: number }> = [];
+  const buf = Buffer.alloc(8 * 4096); // BPF_MAXINSNS instructions of 8 bytes
+  const meta = Buffer.alloc(16);
+  for (let i = 0; ; i++) {
+    let n: number;
+    try { n = ptrace(PTRACE.SECCOMP_GET_FILTER, tid, i, buf); } catch (e) {
+      if (e instanceof SysError && e.code === 'ENOENT') return out;
+      throw e;
+    }
+    meta.writeBigUInt64LE(BigInt(i), 0);
+    meta.writeBigUInt64LE(0n, 8);
+    ptrace(PTRACE.SECCOMP_GET_METADATA, tid, meta.length, meta);
+    out.push({ insns: Buffer.from(buf.subarray(0, n * 8)), flags: Number(meta.readBigUInt64LE(8)) });
+  }
+}
+
 const statusBuf = Buffer.alloc(4);
 export interface WaitResult { pid: number; status: number }
 /** wait4 on one pid (never -1: other code owns other children). pid 0 = nothing yet (WNOHANG). */

@@ -1,6 +1,7 @@
 // What a resource module saves and restores, declared next to its code for the dump-time
 // check (src/dump/claims.ts). Whatever /proc shows that no module claims must be what a
 // restored task gets anyway (criu-ts's own value), or the dump is refused.
+import type { PosixTimerInfo } from '../proc/index.ts';
 
 /** Where a value was read: the task and the thread. */
 export interface ClaimSite { pid: number; tid: number }
@@ -22,4 +23,6 @@ export interface ResourceClaims {
   files?: Claims;
   /** VmFlags tokens of a VMA the module saves and restores. */
   vmFlags?: readonly string[];
+  /** POSIX timers of /proc/PID/timers, as far as the check allows; `tids` are the task's threads. */
+  posixTimers?: (timer: PosixTimerInfo, at: ClaimSite, tids: ReadonlySet<number>) => string | undefined;
 }

@@ -138,7 +138,8 @@ export class DumpImages {
       this.cache.set(name, l);
     }
     const msg = entryMessage(kind);
-    return l.map((e) => ({ entry: messageOf(e, msg, this.file(name)), extra: e.extra }));
+    // A tcp-stream's two queues come back as one payload, in image order.
+    return l.map((e) => ({ entry: messageOf(e, msg, this.file(name)), extra: e.extra ?? (e.inq && e.outq ? Buffer.concat([e.inq, e.outq]) : undefined) }));
   }
 
   required<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {

@@ -12,12 +12,14 @@ import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources
 import {
   SessionRestore, cloneAt, pidInUse, sharingFlags, ALL_SIGNALS, restorePersonality, restoreTimersAndLimits, becomeZombie, cloneThread,
   unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm, restoreThreadCreds, finishThread, finishLeader, releaseThreads,
-  restoreSched, restoreAffinity, restoreTaskProps, restorePdeathSig,
+  restoreSched, restoreAffinity, restoreTaskProps, restorePdeathSig, restoreSeccomp, seccompChain,
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
+import { restorePosixTimers } from '../resources/posix-timers.ts';
+import { restoreFileLocks } from '../resources/files/locks.ts';
 import { GhostRestore } from '../resources/files/ghost.ts';
-import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry } from '../resources/files/index.ts';
+import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry, type TcpMode } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
@@ -41,6 +43,8 @@ export interface RestoreRequest {
   workDir?: string;
   /** Action scripts: pre-restore, post-restore (tasks still stopped), pre-resume, post-resume. */
   actions?: RunAction;
+  /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
+  tcp?: TcpMode;
 }
 
 export interface RestoreResult { pid: number; exitCode?: number; ms: number }
@@ -79,6 +83,8 @@ interface Ctx {
   ghosts: GhostRestore;
   locals: Map<number, number>;
   opened: number[];
+  /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */
+  releaseHooks: Array<() => void>;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
 }
@@ -107,6 +113,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const root = tasks[0];
   const created: number[] = [];
   const opened: number[] = [];
+  const releaseHooks: Array<() => void> = [];
   const shmem = new ShmemObjects();
   const ghosts = new GhostRestore(imgs.all(IMG.REMAP_FPATH).map((e) => e.entry), (id) => imgs.ghost(id), (id) => {
     const reg = files.get(id)?.reg;
@@ -115,19 +122,21 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   });
   let ctx: Ctx | undefined;
   try {
-    const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas));
+    const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas), tasks.some((t) => !t.zombie && [...t.threadCores.values()].some((tc) => tc.seccomp_mode)));
     const helperArea = helper.area;
     ctx = {
       req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
       files, ghosts, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
-      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0,
+      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0, releaseHooks,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
+        tcp: { established: !!req.tcp?.established, close: !!req.tcp?.close || !!imgs.one(IMG.INVENTORY).tcp_close, skipInFlight: false },
         entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
         pathOf: (reg) => ghosts.path(reg.id, reg.name),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
+        beforeRelease: (fn) => { releaseHooks.push(fn); },
       },
     };
     for (const { stage } of RESTORE_STAGES) {
@@ -195,6 +204,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     }
   },
   SEAL: (ctx) => {
+    for (const fn of ctx.releaseHooks.splice(0)) fn();
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
     ctx.shmem.sealAll();
@@ -203,12 +213,26 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.imgs.verifying?.join();
     faultPoint('restore-release');
   },
+  LEASES: (ctx) => {
+    for (const l of liveTasks(ctx)) restoreFileLocks(l.leader, l.area, fileLocksOf(ctx, l.plan.pid), ctx.req.log, true);
+  },
   ZOMBIES: (ctx) => {
     for (const t of ctx.tasks) {
       if (!t.zombie) continue;
       const l = liveTask(ctx, t.pid);
       step(ctx.req.log, `task ${t.pid}: becomes a zombie (exit status 0x${t.zombie.exitCode.toString(16)}) as in core-${t.pid}.img`);
       becomeZombie(l.leader, l.area, t.pid, t.zombie);
+    }
+  },
+  SECCOMP: (ctx) => {
+    const image = ctx.imgs.all(IMG.SECCOMP)[0]?.entry;
+    for (const l of liveTasks(ctx)) {
+      for (const [tid, th] of l.threads) {
+        const tc = threadOf(l.plan, tid).threadCore;
+        if (!tc.seccomp_mode) continue;
+        step(ctx.req.log, `task ${l.plan.pid}: seccomp mode ${tc.seccomp_mode} of thread ${tid} from core-${tid}.img and seccomp.img`);
+        restoreSeccomp(th, l.area, tc.seccomp_mode, tc.seccomp_mode === 2 ? seccompChain(image, tc.seccomp_filter ?? 0, tid) : []);
+      }
     }
   },
   PREPARE_RELEASE: (ctx) => { for (const l of liveTasks(ctx).reverse()) prepareRelease(ctx, l, ctx.sharedVm.has(l.plan.pid)); },
@@ -221,6 +245,8 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     for (const l of liveTasks(ctx)) for (const tid of l.threads.keys()) restoreAffinity(tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
   },
 };
+
+const fileLocksOf = (ctx: Ctx, pid: number) => ctx.imgs.all(IMG.FILE_LOCKS).map((e) => e.entry).filter((e) => e.pid === pid);
 
 function liveTask(ctx: Ctx, pid: number): Live {
   const l = ctx.live.get(pid);
@@ -383,6 +409,9 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
+  const locks = fileLocksOf(ctx, t.pid);
+  if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
+  restoreFileLocks(stub, area, locks, ctx.req.log);
   restoreTimersAndLimits(stub, area, t.tc, ctx.req.log);
 
   // Threads come once the memory they run on is back, and with the leader's name, which
@@ -401,6 +430,8 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
   }
+  // POSIX timers once the threads they may signal exist.
+  restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
   restoreTaskProps(stub, t.pid, t.tc);
 }
 

@@ -27,12 +27,23 @@ export const RESTORE_STAGES = [
   },
   {
     stage: 'SEAL',
-    why: 'criu-ts\'s own fds of the restore are closed and memfds sealed once every mapping exists (a seal may forbid new ones); '
+    why: 'TCP connections leave repair mode together once both ends of those inside the tree exist (one alone would answer its peer\'s '
+      + 'segments with a reset); criu-ts\'s own fds of the restore are closed and memfds sealed once every mapping exists (a seal may forbid new ones); '
       + 'the page data checksum is awaited, so that nothing runs before its pages are known to be intact.',
+  },
+  {
+    stage: 'LEASES',
+    why: 'File leases once criu-ts\'s own fds are closed: a write lease is granted only on a file open nowhere else.',
   },
   {
     stage: 'ZOMBIES',
     why: 'Zombies exit the way they did before any task of the tree runs, so that their parents find them as dumped.',
+  },
+  {
+    stage: 'SECCOMP',
+    why: 'Seccomp mode and filters after every other change, just before the release: the restore\'s own injected calls must not be '
+      + 'filtered, and TSYNC needs every thread in place. The tasks are traced with PTRACE_O_SUSPEND_SECCOMP, so that what is left '
+      + '(final registers, the injection area\'s munmap) still runs; the filters apply once the tasks are let go.',
   },
   {
     stage: 'PREPARE_RELEASE',

@@ -16,14 +16,19 @@ export interface Helper { tracee: Tracee; area: InjectionArea; cpuFacts: CpuFact
 
 const HELPER_BINARIES = ['/bin/sleep', '/usr/bin/sleep'];
 
-/** Start and seize the helper, with an injection area at an address free in every target layout. */
-export function startHelper(targetVmas: Message<'vma_entry'>[]): Helper {
+/**
+ * Start and seize the helper, with an injection area at an address free in every target layout.
+ * With `seccomp`, every task it begets is traced with its seccomp filters suspended
+ * (PTRACE_O_SUSPEND_SECCOMP, inherited through TRACEFORK/TRACECLONE): the filters restored
+ * before the release then do not apply to the restore's own calls, until the detach.
+ */
+export function startHelper(targetVmas: Message<'vma_entry'>[], seccomp = false): Helper {
   const bin = HELPER_BINARIES.find((b) => fs.existsSync(b));
   if (!bin) throw new CriuError('no helper program (sleep) found');
   const pid = posixSpawn(bin, ['sleep', '3600'], [], [0, 1, 2].map((fd) => ({ fd, path: '/dev/null', flags: O.RDWR })));
   let t: Tracee | undefined;
   try {
-    t = Tracee.seize(pid, TRACE_OPTIONS);
+    t = Tracee.seize(pid, TRACE_OPTIONS | (seccomp ? PTRACE_O.SUSPEND_SECCOMP : 0));
     const maps = readMaps(pid);
     t.useSyscallInsn(vdsoSyscallInsn(t, maps.find((v) => v.path === '[vdso]'), 'the restore helper'));
     t.setSigmask(INJECTION_SIGMASK);

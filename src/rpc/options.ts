@@ -24,7 +24,7 @@ const refuse = (what: string): never => { throw new CriuError(`not supported yet
  * (runc sends them all).
  */
 const REFUSED_BOOL = [
-  'tcp_established', 'file_locks', 'track_mem', 'auto_dedup', 'force_irmap',
+  'tcp_established', 'track_mem', 'auto_dedup', 'force_irmap',
   'auto_ext_mnt', 'ext_sharing', 'ext_masters', 'tcp_skip_in_flight', 'weak_sysctls', 'lazy_pages', 'tcp_close',
   'tls', 'tls_no_cn_verify', 'mntns_compat_mode', 'skip_file_rwx_check', 'unprivileged', 'leave_stopped', 'rst_sibling',
 ] as const satisfies readonly (keyof CriuOpts)[];
@@ -40,7 +40,7 @@ const REFUSED_SET = [
 const CHECKED = ['cpu_cap', 'network_lock', 'empty_ns', 'root', 'ext_mnt', 'external', 'manage_cgroups', 'manage_cgroups_mode', 'config_file'] as const satisfies readonly (keyof CriuOpts)[];
 const HONOURED = [
   'images_dir_fd', 'images_dir', 'work_dir_fd', 'pid', 'leave_running', 'shell_job', 'log_level', 'log_file', 'log_to_stderr',
-  'notify_scripts', 'timeout', 'freeze_cgroup', 'ext_unix_sk', 'ghost_limit', 'link_remap',
+  'notify_scripts', 'timeout', 'freeze_cgroup', 'ext_unix_sk', 'file_locks', 'ghost_limit', 'link_remap',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by

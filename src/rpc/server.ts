@@ -146,7 +146,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
     checkCgroups(pid, opts);
     dump({
       pid, dir: paths.imagesDir, workDir: paths.workDir, leaveRunning: !!opts.leave_running, shellJob: !!opts.shell_job,
-      timeoutSec: opts.timeout || 10, log, freezeCgroup: opts.freeze_cgroup, extUnixSk: !!opts.ext_unix_sk, actions,
+      timeoutSec: opts.timeout || 10, log, freezeCgroup: opts.freeze_cgroup, extUnixSk: !!opts.ext_unix_sk, fileLocks: !!opts.file_locks, actions,
       ghostLimit: opts.ghost_limit, linkRemap: !!opts.link_remap,
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };

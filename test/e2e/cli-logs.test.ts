@@ -133,9 +133,9 @@ e2e('a missing or empty images directory, and a refused option, are one line eac
   // ZDTM reads dump.log after every dump, also one whose options were refused.
   const d = c.subdir('refused');
   writeFileSync(join(d, 'dump.log'), 'STALE\n');
-  assert.equal(assertCleanError(runCriu(['dump', '--log-file', 'dump.log', '--images-dir', d, '--verbosity=4', '-t', '1', '--file-locks'])), 'not supported yet: --file-locks');
+  assert.equal(assertCleanError(runCriu(['dump', '--log-file', 'dump.log', '--images-dir', d, '--verbosity=4', '-t', '1', '--link-remap'])), 'not supported yet: --link-remap');
   const log = readFileSync(join(d, 'dump.log'), 'utf8');
-  assert.match(log, /^\(\d\d\.\d{6}\) Error: not supported yet: --file-locks\n$/, log);
+  assert.match(log, /^\(\d\d\.\d{6}\) Error: not supported yet: --link-remap\n$/, log);
   assert.deepEqual(imageFiles(d), []);
 });
 

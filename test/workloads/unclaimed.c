@@ -1,10 +1,11 @@
 // unclaimed MODE FILE: put itself into one kind of state criu-ts does not save, print
 // "ready", then count once every 50 ms ("i=N") until killed. MODE:
-//   timer      a POSIX timer (timer_create), armed and firing
+//   timer      a POSIX timer (timer_create) on the CPU clock of its parent, outside the tree
 //   seccomp    a seccomp filter that allows everything
 //   flock      flock(LOCK_EX) on FILE
 //   posixlock  an fcntl(F_SETLK) write lock on FILE
 //   ofdlock    an open-file-description lock (F_OFD_SETLK) on FILE
+//   lease      a read lease (F_SETLEASE) on FILE being broken: a child waits to open it for writing
 //   mlock      a locked page (mlock)
 //   pipedirect a packet-mode pipe (pipe2(O_DIRECT))
 //   timens     children would be born in a new time namespace (unshare(CLONE_NEWTIME))
@@ -54,7 +55,9 @@ int main(int argc, char **argv) {
     signal(SIGALRM, on_alarm);
     timer_t t;
     struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGALRM };
-    if (timer_create(CLOCK_MONOTONIC, &ev, &t)) die("timer_create");
+    clockid_t clk;
+    if (clock_getcpuclockid(getppid(), &clk)) die("clock_getcpuclockid");
+    if (timer_create(clk, &ev, &t)) die("timer_create");
     struct itimerspec its = { .it_interval = { 0, 20000000 }, .it_value = { 0, 20000000 } };
     if (timer_settime(t, 0, &its, NULL)) die("timer_settime");
   } else if (!strcmp(mode, "seccomp")) {
@@ -68,6 +71,22 @@ int main(int argc, char **argv) {
     lock(open_file(file), F_SETLK);
   } else if (!strcmp(mode, "ofdlock")) {
     lock(open_file(file), F_OFD_SETLK);
+  } else if (!strcmp(mode, "lease")) {
+    close(open_file(file));
+    int fd = open(file, O_RDONLY);
+    if (fd < 0 || fcntl(fd, F_SETLEASE, F_RDLCK)) die("F_SETLEASE");
+    signal(SIGIO, SIG_IGN);
+    if (fork() == 0) { open(file, O_WRONLY); _exit(0); }
+    for (int i = 0; i < 500; i++) {
+      char path[64], buf[4096] = "";
+      snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+      FILE *f = fopen(path, "r");
+      size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+      if (f) fclose(f);
+      buf[n] = 0;
+      if (strstr(buf, "BREAKING")) break;
+      usleep(10000);
+    }
   } else if (!strcmp(mode, "mlock")) {
     static char page[4096] __attribute__((aligned(4096)));
     if (mlock(page, sizeof page)) die("mlock");

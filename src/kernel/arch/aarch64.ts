@@ -9,7 +9,7 @@ export const FPSIMD_SIZE = 528;
 // The generic syscall table (include/uapi/asm-generic/unistd.h), which arm64 uses as is.
 // test/unit/arch-sysnr.test.ts checks every number against the C library's <sys/syscall.h>.
 const sys: Partial<Record<SyscallName, number>> = {
-  eventfd2: 19, epoll_create1: 20, epoll_ctl: 21, dup: 23, dup3: 24, fcntl: 25, ioctl: 29,
+  eventfd2: 19, epoll_create1: 20, epoll_ctl: 21, dup: 23, dup3: 24, fcntl: 25, ioctl: 29, flock: 32,
   inotify_init1: 26, inotify_add_watch: 27, inotify_rm_watch: 28, open_by_handle_at: 265, fanotify_init: 262, fanotify_mark: 263,
   mknodat: 33, linkat: 37, unlinkat: 35, openat: 56, close: 57, pipe2: 59, lseek: 62, read: 63, write: 64, pread64: 67, pwrite64: 68, preadv: 69,
   pwritev: 70, signalfd4: 74, vmsplice: 75, splice: 76, tee: 77, ftruncate: 46, fallocate: 47, chdir: 49,
@@ -28,6 +28,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   prlimit64: 261, setns: 268, process_vm_readv: 270, process_vm_writev: 271, kcmp: 272, seccomp: 277,
   memfd_create: 279, userfaultfd: 282, membarrier: 283, rseq: 293, pidfd_send_signal: 424, pidfd_open: 434,
   clone3: 435, close_range: 436, openat2: 437, pidfd_getfd: 438, map_shadow_stack: 453,
+  getxattr: 8, ppoll: 73, getpeername: 205,
 };
 
 const u64 = (r: Buffer, off: number): bigint => r.readBigUInt64LE(off);

@@ -2,7 +2,7 @@
 export type SyscallName =
   | 'read' | 'write' | 'openat' | 'openat2' | 'unlinkat' | 'mknodat' | 'linkat' | 'inotify_init1' | 'inotify_add_watch' | 'inotify_rm_watch' | 'open_by_handle_at' | 'fanotify_init' | 'fanotify_mark' | 'close' | 'lseek' | 'mmap' | 'mprotect' | 'munmap' | 'brk' | 'mremap' | 'madvise'
   | 'rt_sigaction' | 'rt_sigprocmask' | 'rt_sigtimedwait' | 'rt_sigqueueinfo' | 'rt_tgsigqueueinfo' | 'sigaltstack'
-  | 'pread64' | 'pwrite64' | 'preadv' | 'pwritev' | 'ioctl' | 'fcntl' | 'dup' | 'dup3' | 'pipe2'
+  | 'pread64' | 'pwrite64' | 'preadv' | 'pwritev' | 'ioctl' | 'fcntl' | 'flock' | 'dup' | 'dup3' | 'pipe2'
   | 'getpid' | 'gettid' | 'getppid' | 'kill' | 'tgkill' | 'exit' | 'exit_group' | 'wait4' | 'waitid'
   | 'chdir' | 'fchdir' | 'chroot' | 'umask' | 'prctl' | 'prlimit64' | 'personality'
   | 'setsid' | 'setpgid' | 'getpgid' | 'getsid' | 'setresuid' | 'setresgid' | 'setgroups' | 'setfsuid' | 'setfsgid'
@@ -16,7 +16,9 @@ export type SyscallName =
   | 'socket' | 'socketpair' | 'bind' | 'connect' | 'listen' | 'getsockopt' | 'setsockopt' | 'shutdown' | 'getsockname'
   | 'accept4' | 'sendto' | 'recvfrom' | 'sendmsg' | 'recvmsg' | 'setns' | 'unshare' | 'fchmod' | 'fchown' | 'ftruncate' | 'fallocate'
   | 'eventfd2' | 'signalfd4' | 'epoll_create1' | 'epoll_ctl' | 'timerfd_create' | 'timerfd_settime' | 'timerfd_gettime'
-  | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy';
+  | 'get_thread_area' | 'set_thread_area' | 'arch_prctl' | 'get_mempolicy'
+  | 'bind' | 'listen' | 'connect' | 'getsockname' | 'getpeername' | 'sendto' | 'recvfrom' | 'setsockopt' | 'getsockopt'
+  | 'shutdown' | 'getxattr' | 'ppoll';
 
 /** What an architecture backend provides: syscall numbers, register layouts and opcodes. */
 export interface Arch {

@@ -14,7 +14,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   rt_sigaction: 13, rt_sigprocmask: 14, rt_sigtimedwait: 128, ioctl: 16, pread64: 17, pwrite64: 18, mremap: 25, madvise: 28,
   dup: 32, nanosleep: 35, getitimer: 36, setitimer: 38, getpid: 39, socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47,
   shutdown: 48, bind: 49, listen: 50, getsockname: 51, socketpair: 53, setsockopt: 54, getsockopt: 55, accept4: 288,
-  exit: 60, wait4: 61, kill: 62, fcntl: 72, ftruncate: 77, chdir: 80, fchdir: 81, fchmod: 91, fchown: 93, umask: 95,
+  exit: 60, wait4: 61, kill: 62, fcntl: 72, flock: 73, ftruncate: 77, chdir: 80, fchdir: 81, fchmod: 91, fchown: 93, umask: 95,
   ptrace: 101, setpgid: 109, getppid: 110, setsid: 112, setgroups: 116, setresuid: 117, setresgid: 119,
   getpgid: 121, setfsuid: 122, setfsgid: 123, getsid: 124, capget: 125, capset: 126, rt_sigqueueinfo: 129,
   sigaltstack: 131, personality: 135, getpriority: 140, setpriority: 141, sched_getparam: 143,
@@ -30,6 +30,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   process_vm_readv: 310, process_vm_writev: 311, kcmp: 312, seccomp: 317, memfd_create: 319,
   userfaultfd: 323, membarrier: 324, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434, clone3: 435,
   close_range: 436, openat2: 437, pidfd_getfd: 438, map_shadow_stack: 453,
+  getpeername: 52, getxattr: 191, ppoll: 271,
 };
 
 const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n;

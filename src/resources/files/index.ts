@@ -13,6 +13,7 @@ import { pidfdFile } from './pidfd.ts';
 import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
+import { inetFile } from '../net/inet.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
@@ -22,11 +23,14 @@ import { NotSupportedError } from '../../errors.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
-export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions } from './types.ts';
+export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
-const kinds: FileKind[] = [ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inotifyFile, fanotifyFile, pidfdFile, unixSocketFile, regFile];
+const kinds: FileKind[] = [
+  ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inotifyFile, fanotifyFile, pidfdFile, inetFile,
+  unixSocketFile, regFile,
+];
 
 export function probeFd(pid: number, fd: number): FdProbe {
   const link = readLink(pid, `fd/${fd}`);

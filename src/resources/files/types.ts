@@ -25,6 +25,12 @@ export interface FdProbe {
   info: import('../../proc/index.ts').Fdinfo;
 }
 
+/** How established TCP connections are handled (--tcp-established, --tcp-close, --skip-in-flight). */
+export interface TcpMode { established: boolean; close: boolean; skipInFlight: boolean }
+
+/** How a dump ended, for kinds that hold something until then (sockets in repair mode). */
+export type DumpOutcome = 'killed' | 'resumed' | 'failed';
+
 export interface DumpFileCtx {
   log: Logger;
   shellJob: boolean;
@@ -32,6 +38,9 @@ export interface DumpFileCtx {
   extUnixSk: boolean;
   /** A file_entry that no fd of the tree has (an external peer), with a new id. */
   addFile(make: (id: number) => MessageInput<'file_entry'>): number;
+  tcp: TcpMode;
+  /** Run when the dump ends: after the tree is killed, or before it is resumed. */
+  atEnd(fn: (how: DumpOutcome) => void): void;
   /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
   addEntry<K extends EntryKind>(kind: K, ...a: AddArgs<K>): void;
   /** Each fd kind for this dump, with its state (kindSession makes them). */
@@ -56,6 +65,9 @@ export interface DumpFileCtx {
 export interface RestoreFileCtx {
   log: Logger;
   shellJob: boolean;
+  tcp: TcpMode;
+  /** Run once every fd of the tree is open, before criu-ts closes its own (TCP repair off). */
+  beforeRelease(fn: () => void): void;
   /** Entries of an image of the fd kind's own, read lazily and cached. */
   entries<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Array<{ entry: Message<EntryOf<K>>; extra?: Buffer }>;
   /** Local fds opened for restore; closed by the orchestrator at the end. */

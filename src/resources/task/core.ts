@@ -1,11 +1,12 @@
 // task_core_entry: what belongs to the whole task rather than to one of its threads. Its
 // state (alive, stopped, a zombie's exit), personality, the leader's blocked signals, comm,
-// interval timers, limits, signal actions, process-wide pending signals, loginuid,
+// interval and POSIX timers, limits, signal actions, process-wide pending signals, loginuid,
 // oom_score_adj and whether it is a child subreaper.
 import { peekSiginfo, PR } from '../../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { cpu } from '../cpu/index.ts';
 import { dumpItimers, restoreItimers } from '../timers.ts';
+import { dumpPosixTimers } from '../posix-timers.ts';
 import { dumpRlimits, restoreRlimits } from '../rlimits.ts';
 import { dumpSigactions } from '../sigact.ts';
 import { siginfoEntries, queued } from './thread.ts';
@@ -38,7 +39,7 @@ export function dumpTaskCore(t: DumpTask, sigmask: bigint, stopSignal: number | 
     task_state: stopSignal ? TASK_STATE.STOPPED : TASK_STATE.ALIVE, exit_code: 0, ...(stopSignal ? { stop_signo: stopSignal } : {}),
     personality: readProcNumber(pid, 'personality', 16),
     flags: t.stat.flags, blk_sigset: sigmask, comm: t.stat.comm,
-    timers: dumpItimers(leader, area), rlimits: dumpRlimits(pid),
+    timers: { ...dumpItimers(leader, area), posix: dumpPosixTimers(leader, area, pid) }, rlimits: dumpRlimits(pid),
     signals_s: siginfoEntries(peekSiginfo(pid, true)),
     loginuid: readProcNumber(pid, 'loginuid'),
     oom_score_adj: readProcNumber(pid, 'oom_score_adj'),

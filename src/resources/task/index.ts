@@ -8,6 +8,7 @@
 //   creds.ts       creds_entry, per thread
 //   props.ts       oom_score_adj, child subreaper, parent-death signal
 //   sched.ts       scheduling policy and priority, CPU affinity (per thread)
+//   seccomp.ts     seccomp mode and filters (per thread), seccomp.img
 export { dumpPstreeEntry } from './pstree.ts';
 export { checkSessions, SessionRestore, type SessionMember, type Birthplace } from './sessions.ts';
 export { checkNamespaces } from './namespaces.ts';
@@ -19,4 +20,5 @@ export {
 } from './thread.ts';
 export { dumpCreds, readSecbits, restoreCreds, restoreThreadCreds, credsClaims } from './creds.ts';
 export { taskPropsClaims, dumpPdeathSig, restoreTaskProps, restorePdeathSig } from './props.ts';
+export { seccompClaims, SeccompDump, seccompChain, restoreSeccomp } from './seccomp.ts';
 export { schedClaims, dumpAffinity, restoreAffinity, restoreSched } from './sched.ts';

@@ -1,0 +1,124 @@
+/**
+ * A guardian for sockets put in repair mode in another process: if whoever froze them dies
+ * before it says it is done (SIGKILL, a crash), the guardian turns repair off on each of
+ * them, so that their owner can use its connections again.
+ *
+ * The guardian is a process of its own, in its own session, that reads lines on a pipe:
+ * `pid fd ino reuseaddr` for each socket before it is frozen, and `done` at the end. For each
+ * socket it takes a copy from its process (pidfd_getfd), checks that it is still that socket
+ * (inode), and acknowledges on another pipe. At end of file without `done`, it turns repair
+ * off through its copies at once.
+ *
+ * ```ts
+ * const g = RepairGuard.start([process.execPath, 'guardian-entry.js']); // runs runGuardian(0, 1)
+ * g.note(pid, fd, ino, reuseaddr);  // before freezing that socket
+ * g.done(true);                      // once every frozen socket is resumed or its owner dead
+ * ```
+ */
+import fs from 'node:fs';
+import { posixSpawn, pipe2, close, pidfdOpen, pidfdGetfd, waitpid, O, WNOHANG } from '../kernel/index.ts';
+import { heal } from './index.ts';
+
+export class RepairGuard {
+  private readonly fd: number;
+  private readonly acks: number;
+  /** The guardian's pid. */
+  readonly pid: number;
+  private constructor(fd: number, acks: number, pid: number) { this.fd = fd; this.acks = acks; this.pid = pid; }
+
+  /** Start the guardian: `argv` runs a program that calls runGuardian(0, 1). */
+  static start(argv: string[]): RepairGuard {
+    const [r, w] = pipe2(O.CLOEXEC);
+    const [ar, aw] = pipe2(O.CLOEXEC);
+    let pid: number;
+    try {
+      pid = posixSpawn(argv[0], argv, [], [{ fd: 0, dupFrom: r }, { fd: 1, dupFrom: aw }, { fd: 2, path: '/dev/null', flags: O.RDWR }], true);
+    } finally {
+      close(r);
+      close(aw);
+    }
+    return new RepairGuard(w, ar, pid);
+  }
+
+  /**
+   * Record a socket about to be put in repair mode; returns once the guardian holds a copy
+   * of it, so that it can heal it at once whenever this process dies.
+   */
+  note(pid: number, fd: number, ino: number, reuseaddr: number): void {
+    fs.writeSync(this.fd, `${pid} ${fd} ${ino} ${reuseaddr}\n`);
+    if (fs.readSync(this.acks, Buffer.alloc(1), 0, 1, null) !== 1) throw new Error('the TCP repair guardian is gone');
+  }
+
+  /** Give up as if the freezer had died: the guardian turns repair off on every noted socket. */
+  abandon(): void {
+    close(this.acks);
+    close(this.fd);
+    try { waitpid(this.pid, 0); } catch { /* reaped elsewhere */ }
+  }
+
+  /**
+   * Nothing is left in repair mode: the guardian closes its copies and exits without touching
+   * anything. `wait` when the sockets' owners are dead: their 4-tuples are free only once the
+   * guardian's copies are closed too. Otherwise it is reaped when this process exits.
+   */
+  done(wait: boolean): void {
+    try { fs.writeSync(this.fd, 'done\n'); } finally { close(this.fd); close(this.acks); }
+    const pid = this.pid;
+    let gone = false;
+    try { gone = waitpid(pid, wait ? 0 : WNOHANG).pid === pid; } catch { gone = true; }
+    if (!gone) process.once('exit', () => { try { waitpid(pid, 0); } catch { /* reaped elsewhere */ } });
+  }
+}
+
+/** A noted socket: a copy taken as soon as the note is read, so that healing is one call. */
+interface Noted { pid: number; fd: number; ino: number; reuseaddr: number; copy: number }
+
+/** A copy of fd `fd` of task `pid` if it is still socket `ino`, else -1. */
+function copyOf(pid: number, fd: number, ino: number): number {
+  let pidfd = -1;
+  try {
+    pidfd = pidfdOpen(pid);
+    const copy = pidfdGetfd(pidfd, fd);
+    if (fs.fstatSync(copy).ino === ino) return copy;
+    close(copy);
+  } catch { /* the task or its socket is gone */ } finally {
+    if (pidfd >= 0) close(pidfd);
+  }
+  return -1;
+}
+
+/**
+ * The guardian's body: read the notes from `input` until end of file, taking a copy of each
+ * socket as its note comes; unless the last line is `done`, turn repair off on each. The
+ * freezer's tracees run again a moment after its pipe closes: one of their calls may still
+ * meet repair mode (send EINVAL, recv EPERM) before the guardian gets to it.
+ */
+export function runGuardian(input: number, acks: number): number {
+  const noted: Noted[] = [];
+  const buf = Buffer.alloc(4096);
+  let rest = '', last = '';
+  for (;;) {
+    let n: number;
+    try { n = fs.readSync(input, buf, 0, buf.length, null); } catch { break; }
+    if (n <= 0) break;
+    const lines = (rest + buf.toString('latin1', 0, n)).split('\n');
+    rest = lines.pop() ?? '';
+    for (const l of lines) {
+      last = l;
+      const [pid, fd, ino, reuseaddr] = l.split(' ').map(Number);
+      if (l === 'done') continue;
+      noted.push({ pid, fd, ino, reuseaddr, copy: copyOf(pid, fd, ino) });
+      try { fs.writeSync(acks, 'k'); } catch { /* the freezer is gone: its EOF comes next */ }
+    }
+  }
+  for (const s of noted) {
+    if (last !== 'done') {
+      const copy = s.copy >= 0 ? s.copy : copyOf(s.pid, s.fd, s.ino);
+      if (copy >= 0) heal(copy, s.reuseaddr);
+      if (copy >= 0 && copy !== s.copy) close(copy);
+    }
+    // Closed in repair mode after done: the socket's owner is dead or has it back.
+    if (s.copy >= 0) close(s.copy);
+  }
+  return 0;
+}
