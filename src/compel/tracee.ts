@@ -422,6 +422,10 @@ export class Tracee {
    */
   enterGroupStop(tgid: number, sig: number): void {
     this.regsKnown = false;
+    // SIGSTOP cannot be blocked, but SIGTSTP, SIGTTIN and SIGTTOU can: it must get through.
+    const mask = this.getSigmask();
+    const bit = 1n << BigInt(sig - 1);
+    if (mask & bit) this.setSigmask(mask & ~bit);
     tgkill(tgid, this.tid, sig);
     ptrace(PTRACE.CONT, this.tid, 0, 0);
     for (;;) {
@@ -433,6 +437,7 @@ export class Tracee {
     ptrace(PTRACE.CONT, this.tid, 0, sig);
     const st = this.waitStop();
     if (st.event !== PTRACE_EVENT.STOP) throw new InjectionError(this.tid, `expected a group stop, got ${describe(st.status)}`);
+    if (mask & bit) this.setSigmask(mask);
   }
 
   cont(sig = 0): void { this.regsKnown = false; ptrace(PTRACE.CONT, this.tid, 0, sig); }

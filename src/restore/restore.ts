@@ -22,6 +22,7 @@ import { GhostRestore } from '../resources/files/ghost.ts';
 import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry, type TcpMode } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
+import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
 import type { RunAction } from '../actions.ts';
@@ -163,7 +164,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
   try { writeRestoreStats(req.workDir ?? req.dir, { forkMs: ctx.forkMs, totalMs: total, ...pageCounts(tasks) }); } catch (e) { req.log.warn(`cannot write stats-restore: ${(e as Error).message}`); }
   if (req.detach) {
-    if (faultAt('root-dies')) kill(root.pid, SIG.KILL);
+    if (faultAt('root-dies')) killAndAwaitZombie(root.pid);
     // criu-ts is the root's parent until it exits: a root that is gone already failed the restore.
     const w = waitpid(root.pid, WNOHANG);
     if (w.pid === root.pid) {
@@ -267,6 +268,15 @@ function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): nu
   if (!inode) throw new CriuError(`memfd.img: no memfd inode ${inodeId}`);
   return shmem.memfd(BigInt(inodeId), inode.name, inode.size, inode.seals,
     () => withKey(imgs, imgs.shmemPagemap(inode.shmid)), { mode: inode.mode, uid: inode.uid, gid: inode.gid });
+}
+
+/** For CRIU_TS_FAULT=root-dies: SIGKILL takes effect when the task runs next, so wait for its zombie. */
+function killAndAwaitZombie(pid: number): void {
+  kill(pid, SIG.KILL);
+  for (let i = 0; i < 1000; i++) {
+    try { if (readStat(pid).state === 'Z') return; } catch { return; }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+  }
 }
 
 /** Kill what a failed restore created and reap it: no stray process is left behind. */
