@@ -14,8 +14,11 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const tmpdir = (name: string) => fs.mkdtempSync(path.join(os.tmpdir(), `criu-ts-bench-${name}-`));
 
 export function startDetached(argv: string[], log: string): number {
-  return Number(execFileSync('bash', ['-c', 'setsid "$@" </dev/null >"$LOG" 2>&1 & echo $!', 'bash', ...argv],
-    { env: { ...process.env, LOG: log } }).toString());
+  return Number(
+    execFileSync('bash', ['-c', 'setsid "$@" </dev/null >"$LOG" 2>&1 & echo $!', 'bash', ...argv], {
+      env: { ...process.env, LOG: log },
+    }).toString(),
+  );
 }
 
 export async function waitFor(file: string, re: RegExp, ms = 60_000): Promise<void> {
@@ -29,7 +32,8 @@ export async function waitFor(file: string, re: RegExp, ms = 60_000): Promise<vo
 
 /** Run criu-ts; returns wall ms and the peak RSS of the criu-ts process (KiB, from wait4). */
 export function criuTs(args: string[]): { ms: number; maxRssKiB: number } {
-  const py = 'import resource,subprocess,sys,time\nt=time.monotonic()\nr=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL)\nd=time.monotonic()-t\n' +
+  const py =
+    'import resource,subprocess,sys,time\nt=time.monotonic()\nr=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL)\nd=time.monotonic()-t\n' +
     'print(d*1000, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\nsys.exit(r.returncode)';
   const r = spawnSync('python3', ['-c', py, criu, ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`criu-ts ${args.join(' ')} failed: ${r.stderr}`);
@@ -37,10 +41,27 @@ export function criuTs(args: string[]): { ms: number; maxRssKiB: number } {
   return { ms, maxRssKiB: rss };
 }
 
-export function reap(pid: number): void { try { waitpid(pid, WNOHANG); } catch { /* not ours */ } }
+export function reap(pid: number): void {
+  try {
+    waitpid(pid, WNOHANG);
+  } catch {
+    /* not ours */
+  }
+}
 export function killAndReap(pid: number): void {
-  try { kill(pid, 9); } catch { /* gone */ }
-  for (let i = 0; i < 100; i++) { try { if (waitpid(pid, WNOHANG).pid) return; } catch { return; } spawnSync('sleep', ['0.01']); }
+  try {
+    kill(pid, 9);
+  } catch {
+    /* gone */
+  }
+  for (let i = 0; i < 100; i++) {
+    try {
+      if (waitpid(pid, WNOHANG).pid) return;
+    } catch {
+      return;
+    }
+    spawnSync('sleep', ['0.01']);
+  }
 }
 
 export function timeMs(fn: () => void): number {

@@ -40,21 +40,25 @@ function cp(file: string, dst = `${file}.cp`): number {
 
 const rows: [string, string, string][] = [];
 function report(what: string, bytes: number, secs: number, extra = ''): void {
-  rows.push([what, `${(bytes / MB / secs).toFixed(0).padStart(6)} MB/s`, `${(bytes / MB).toFixed(1)} MB in ${(secs * 1000).toFixed(0)} ms${extra}`]);
+  rows.push([
+    what,
+    `${(bytes / MB / secs).toFixed(0).padStart(6)} MB/s`,
+    `${(bytes / MB).toFixed(1)} MB in ${(secs * 1000).toFixed(0)} ms${extra}`,
+  ]);
 }
 
 // 1. Page data: runs of 1..512 pages with holes, like a real address space.
 function pagesBench(): void {
   const dir = path.join(base, 'pages');
   fs.mkdirSync(dir);
-  const total = PAGES_MIB * 1024 * 1024 / PAGE;
+  const total = (PAGES_MIB * 1024 * 1024) / PAGE;
   const src = Buffer.alloc(512 * PAGE);
-  for (let i = 0; i < src.length; i += 8) src.writeUInt32LE(i * 2654435761 >>> 0, i);
+  for (let i = 0; i < src.length; i += 8) src.writeUInt32LE((i * 2654435761) >>> 0, i);
   let seed = 12345;
   const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   const runs: [bigint, number][] = [];
   let vaddr = 0x7f0000000000n;
-  for (let done = 0; done < total;) {
+  for (let done = 0; done < total; ) {
     const n = Math.min(total - done, 1 + Math.floor(rnd() * 512));
     runs.push([vaddr, n]);
     vaddr += BigInt((n + 1 + Math.floor(rnd() * 16)) * PAGE);
@@ -81,7 +85,11 @@ function pagesBench(): void {
   for (const f of fs.readdirSync(dir)) mb.addFromDisk(dir, f);
   mb.write(dir);
   const m = readManifest(dir)!;
-  report('pages: verify checksum manifest (sha256, streaming)', bytes, time(() => verifyManifest(dir, m)));
+  report(
+    'pages: verify checksum manifest (sha256, streaming)',
+    bytes,
+    time(() => verifyManifest(dir, m)),
+  );
   report('pages: cp pages-1.img to a file', bytes, cp(path.join(dir, 'pages-1.img')));
   report('pages: cp pages-1.img to /dev/null', bytes, cp(path.join(dir, 'pages-1.img'), '/dev/null'));
   fs.rmSync(dir, { recursive: true });
@@ -103,9 +111,13 @@ function protoBench(): void {
   });
   const coreBytes = fs.statSync(coreFile).size;
   report(`core_entry x${N}: encode (ImageWriter)`, coreBytes, encCore);
-  report(`core_entry x${N}: decode (ImageReader)`, coreBytes, time(() => {
-    for (const _ of new ImageReader(coreFile)) void _;
-  }));
+  report(
+    `core_entry x${N}: decode (ImageReader)`,
+    coreBytes,
+    time(() => {
+      for (const _ of new ImageReader(coreFile)) void _;
+    }),
+  );
   report(`core_entry x${N}: cp to a file`, coreBytes, cp(coreFile));
   report(`core_entry x${N}: cp to /dev/null`, coreBytes, cp(coreFile, '/dev/null'));
 
@@ -114,15 +126,24 @@ function protoBench(): void {
   const encPm = time(() => {
     const w = new ImageWriter(pmFile);
     w.write('pagemap_head', { pages_id: 1 });
-    for (let i = 0; i < M; i++) w.write('pagemap_entry', { vaddr: 0x7f0000000000n + BigInt(i) * 0x3000n, compat_nr_pages: 0, flags: 6, nr_pages: 1 + (i & 7) });
+    for (let i = 0; i < M; i++)
+      w.write('pagemap_entry', { vaddr: 0x7f0000000000n + BigInt(i) * 0x3000n, compat_nr_pages: 0, flags: 6, nr_pages: 1 + (i & 7) });
     w.close();
   });
   const pmBytes = fs.statSync(pmFile).size;
   report(`pagemap_entry x${M}: encode (ImageWriter)`, pmBytes, encPm);
-  report(`pagemap_entry x${M}: decode (ImageReader)`, pmBytes, time(() => {
-    for (const _ of new ImageReader(pmFile)) void _;
-  }));
-  report(`pagemap_entry x${M}: decode (PagemapReader)`, pmBytes, time(() => new PagemapReader(dir, 1).close()));
+  report(
+    `pagemap_entry x${M}: decode (ImageReader)`,
+    pmBytes,
+    time(() => {
+      for (const _ of new ImageReader(pmFile)) void _;
+    }),
+  );
+  report(
+    `pagemap_entry x${M}: decode (PagemapReader)`,
+    pmBytes,
+    time(() => new PagemapReader(dir, 1).close()),
+  );
   report(`pagemap_entry x${M}: cp to a file`, pmBytes, cp(pmFile));
   report(`pagemap_entry x${M}: cp to /dev/null`, pmBytes, cp(pmFile, '/dev/null'));
 
@@ -139,7 +160,10 @@ function protoBench(): void {
   }
   pmr.close();
   pmw.close();
-  for (const [name, file] of [[`core_entry x${N / 20}`, critCore], ['pagemap_entry x100000', critPm]] as const) {
+  for (const [name, file] of [
+    [`core_entry x${N / 20}`, critCore],
+    ['pagemap_entry x100000', critPm],
+  ] as const) {
     const bytes = fs.statSync(file).size;
     for (const pretty of [false, true]) {
       let text = '';

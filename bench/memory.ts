@@ -24,24 +24,33 @@ const cases = (process.argv[2] ?? '256,1024,4x128').split(',').map((c) => {
 });
 const SETTLE_MS = 3000;
 const memhog = workload('memhog');
-const gib = (bytes: number, ms: number) => (bytes / (1 << 30)) / (ms / 1000);
+const gib = (bytes: number, ms: number) => bytes / (1 << 30) / (ms / 1000);
 const rate = (bytes: number, ms: number) => `${ms.toFixed(0).padStart(5)} ms ${gib(bytes, ms).toFixed(2)} GiB/s`;
 
 /** write(2) of `bytes` from a warm 2 MiB buffer into a new file. */
 function writeFile(file: string, bytes: number): void {
   const buf = Buffer.alloc(2 << 20, 0x5a);
   const fd = fs.openSync(file, 'w');
-  try { for (let off = 0; off < bytes; off += buf.length) fs.writeSync(fd, buf, 0, Math.min(buf.length, bytes - off)); } finally { fs.closeSync(fd); }
+  try {
+    for (let off = 0; off < bytes; off += buf.length) fs.writeSync(fd, buf, 0, Math.min(buf.length, bytes - off));
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** First touch of `bytes` of fresh anonymous memory, timed inside a child process (ms). */
 function firstTouchMs(bytes: number): number {
-  const py = 'import mmap,sys,time\nn=int(sys.argv[1])\nm=mmap.mmap(-1,n)\nt=time.perf_counter()\n' +
+  const py =
+    'import mmap,sys,time\nn=int(sys.argv[1])\nm=mmap.mmap(-1,n)\nt=time.perf_counter()\n' +
     'for i in range(0,n,4096): m[i]=1\nprint((time.perf_counter()-t)*1000)';
   return Number(execFileSync('python3', ['-c', py, String(bytes)], { encoding: 'utf8' }).trim());
 }
 
-const pagesOf = (dir: string) => fs.readdirSync(dir).filter((f) => /^pages-\d+\.img$/.test(f)).reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
+const pagesOf = (dir: string) =>
+  fs
+    .readdirSync(dir)
+    .filter((f) => /^pages-\d+\.img$/.test(f))
+    .reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
 
 for (const { procs, mib } of cases) {
   const dir = tmpdir(`mem${mib}`);
@@ -54,11 +63,14 @@ for (const { procs, mib } of cases) {
   const bytes = (mib << 20) * procs;
 
   await sleep(SETTLE_MS);
-  const refWrite = path.join(dir, 'ref-write'), refCp = path.join(dir, 'ref-cp');
+  const refWrite = path.join(dir, 'ref-write'),
+    refCp = path.join(dir, 'ref-cp');
   const writeMs = timeMs(() => writeFile(refWrite, bytes));
   const cpMs = timeMs(() => execFileSync('cp', [refWrite, refCp]));
   const refDirect = path.join(dir, 'ref-direct');
-  const directMs = timeMs(() => execFileSync('dd', ['if=/dev/zero', `of=${refDirect}`, 'bs=2M', `count=${bytes / (2 << 20)}`, 'oflag=direct', 'status=none']));
+  const directMs = timeMs(() =>
+    execFileSync('dd', ['if=/dev/zero', `of=${refDirect}`, 'bs=2M', `count=${bytes / (2 << 20)}`, 'oflag=direct', 'status=none']),
+  );
   await sleep(SETTLE_MS);
   const d = criuTs(['dump', '-t', String(pid), '-D', images]);
   for (const p of [pid, ...members]) killAndReap(p); // reaped, so that their PIDs are free again
@@ -78,8 +90,12 @@ for (const { procs, mib } of cases) {
 
   console.log(`${procs === 1 ? `${mib} MiB` : `${procs} processes x ${mib} MiB`} (${(pagesBytes / (1 << 20)).toFixed(0)} MiB of pages):`);
   console.log(`  dump    ${rate(pagesBytes, d.ms)}   peak RSS ${(d.maxRssKiB / 1024).toFixed(0)} MiB`);
-  console.log(`    same bytes: write(2) ${rate(bytes, writeMs)}, cp ${rate(bytes, cpMs)}, dd O_DIRECT ${rate(bytes, directMs)}` +
-    `   dump/write ${(d.ms / writeMs).toFixed(2)}, dump/cp ${(d.ms / cpMs).toFixed(2)}, dump/dd ${(d.ms / directMs).toFixed(2)}`);
-  console.log(`  restore ${rate(pagesBytes, r.ms)}   first touch ${rate(pagesBytes, touchMs)}` +
-    `   restore/touch ${(r.ms / touchMs).toFixed(2)}   peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`);
+  console.log(
+    `    same bytes: write(2) ${rate(bytes, writeMs)}, cp ${rate(bytes, cpMs)}, dd O_DIRECT ${rate(bytes, directMs)}` +
+      `   dump/write ${(d.ms / writeMs).toFixed(2)}, dump/cp ${(d.ms / cpMs).toFixed(2)}, dump/dd ${(d.ms / directMs).toFixed(2)}`,
+  );
+  console.log(
+    `  restore ${rate(pagesBytes, r.ms)}   first touch ${rate(pagesBytes, touchMs)}` +
+      `   restore/touch ${(r.ms / touchMs).toFixed(2)}   peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`,
+  );
 }

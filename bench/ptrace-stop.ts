@@ -16,9 +16,13 @@ const calls = Number(process.argv[2] ?? 2000);
 /** This thread's own affinity, given back after each placement. */
 const home = schedGetaffinity(0);
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-const oneCpu = (cpu: number) => { const m = Buffer.alloc(128); m[cpu >> 3] |= 1 << (cpu & 7); return m; };
+const oneCpu = (cpu: number) => {
+  const m = Buffer.alloc(128);
+  m[cpu >> 3] |= 1 << (cpu & 7);
+  return m;
+};
 
-type Placement = 'one CPU (colocated)' | 'scheduler\'s choice' | 'two CPUs (forced)';
+type Placement = 'one CPU (colocated)' | "scheduler's choice" | 'two CPUs (forced)';
 
 function measure(placement: Placement, workUs: number): number {
   const pid = posixSpawn('/bin/sleep', ['sleep', '600'], []);
@@ -32,11 +36,19 @@ function measure(placement: Placement, workUs: number): number {
       schedSetaffinity(pid, oneCpu((cpu + 1) % os.availableParallelism()));
     }
     const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
-    t.useSyscallInsn(vdsoSyscallInsn(t, maps.find((v) => v.path === '[vdso]'), 'the benchmark'));
+    t.useSyscallInsn(
+      vdsoSyscallInsn(
+        t,
+        maps.find((v) => v.path === '[vdso]'),
+        'the benchmark',
+      ),
+    );
     const us: number[] = [];
     for (let i = 0; i < calls; i++) {
       const w = performance.now();
-      while ((performance.now() - w) * 1000 < workUs) { /* the tracer's own work */ }
+      while ((performance.now() - w) * 1000 < workUs) {
+        /* the tracer's own work */
+      }
       const a = performance.now();
       t.syscall('getppid');
       us.push((performance.now() - a) * 1000);
@@ -50,11 +62,12 @@ function measure(placement: Placement, workUs: number): number {
   }
 }
 
-const placements: Placement[] = ['one CPU (colocated)', 'scheduler\'s choice', 'two CPUs (forced)'];
+const placements: Placement[] = ['one CPU (colocated)', "scheduler's choice", 'two CPUs (forced)'];
 console.log(`one injected getppid (resume to syscall entry, to exit, registers back), median of ${calls}, in us:`);
 console.log(`  ${'placement'.padEnd(22)} ${'back to back'.padStart(14)} ${'after 100 us of work'.padStart(22)}`);
-measure('scheduler\'s choice', 0); // warm-up: the first placement measured must not pay for JIT compilation
+measure("scheduler's choice", 0); // warm-up: the first placement measured must not pay for JIT compilation
 const r = placements.map((p) => ({ p, b2b: measure(p, 0), work: measure(p, 100) }));
 const [base] = r;
 const cell = (us: number, ref: number) => `${us.toFixed(1)} (${(us / ref).toFixed(2)}x)`;
-for (const { p, b2b, work } of r) console.log(`  ${p.padEnd(22)} ${cell(b2b, base.b2b).padStart(14)} ${cell(work, base.work).padStart(22)}`);
+for (const { p, b2b, work } of r)
+  console.log(`  ${p.padEnd(22)} ${cell(b2b, base.b2b).padStart(14)} ${cell(work, base.work).padStart(22)}`);

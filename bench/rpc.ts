@@ -29,24 +29,34 @@ function call(fd: number, req: Req): void {
     const d = recvDatagram(fd, 1 << 20);
     if (!d) throw new Error('the server closed the connection');
     const resp = decodeMessage('criu_resp', d.bytes);
-    if (resp.type === REQ.NOTIFY) { sendDatagram(fd, encodeMessage('criu_req', { type: REQ.NOTIFY, notify_success: true })); continue; }
+    if (resp.type === REQ.NOTIFY) {
+      sendDatagram(fd, encodeMessage('criu_req', { type: REQ.NOTIFY, notify_success: true }));
+      continue;
+    }
     if (!resp.success) throw new Error(`request ${req.type} failed: ${resp.cr_errmsg ?? `errno ${resp.cr_errno}`}`);
     return;
   }
 }
 
-const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
+const exited = (c: ChildProcess) =>
+  new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
 
 type Runner = { name: string; dump: (pid: number, img: string) => Promise<number>; restore: (img: string) => Promise<number> };
 
 function cli(name: string, bin: string): Runner {
   const run = (args: string[]) => {
     let r: ReturnType<typeof spawnSync> | undefined;
-    const ms = timeMs(() => { r = spawnSync(bin, [...args, '-v0'], { stdio: ['ignore', 'ignore', 'pipe'] }); });
+    const ms = timeMs(() => {
+      r = spawnSync(bin, [...args, '-v0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    });
     if (r!.status !== 0) throw new Error(`${name} ${args.join(' ')}: ${String(r!.stderr).trim().split('\n').pop()}`);
     return ms;
   };
-  return { name, dump: async (pid, img) => run(['dump', '-t', String(pid), '-D', img]), restore: async (img) => run(['restore', '-D', img, '-d']) };
+  return {
+    name,
+    dump: async (pid, img) => run(['dump', '-t', String(pid), '-D', img]),
+    restore: async (img) => run(['restore', '-D', img, '-d']),
+  };
 }
 
 const dumpReq = (dirFd: number, pid: number): Req => ({ type: REQ.DUMP, opts: { images_dir_fd: dirFd, pid, log_level: 0 } });
@@ -54,7 +64,11 @@ const restoreReq = (dirFd: number): Req => ({ type: REQ.RESTORE, opts: { images_
 
 async function withDirFd(img: string, fn: (fd: number) => Promise<number>): Promise<number> {
   const fd = fs.openSync(img, 'r');
-  try { return await fn(fd); } finally { fs.closeSync(fd); }
+  try {
+    return await fn(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function swrk(name: string, bin: string): Runner {
@@ -63,29 +77,50 @@ function swrk(name: string, bin: string): Runner {
     const t0 = performance.now();
     const child = spawn(bin, ['swrk', '3'], { stdio: ['ignore', 'ignore', 'inherit', theirs] });
     close(theirs);
-    try { call(mine, req); } finally { close(mine); }
+    try {
+      call(mine, req);
+    } finally {
+      close(mine);
+    }
     await exited(child);
     if (child.exitCode !== 0) throw new Error(`${name}: swrk exited with ${child.exitCode ?? child.signalCode}`);
     return performance.now() - t0;
   };
-  return { name, dump: (pid, img) => withDirFd(img, (fd) => once(dumpReq(fd, pid))), restore: (img) => withDirFd(img, (fd) => once(restoreReq(fd))) };
+  return {
+    name,
+    dump: (pid, img) => withDirFd(img, (fd) => once(dumpReq(fd, pid))),
+    restore: (img) => withDirFd(img, (fd) => once(restoreReq(fd))),
+  };
 }
 
 async function service(name: string, bin: string): Promise<Runner & { stop: () => Promise<void> }> {
   const dir = tmpdir('rpc-service');
   const sock = path.join(dir, 'criu_service.socket');
-  const child = spawn(bin, ['service', '--address', sock, '--status-fd', '3', '-o', path.join(dir, 'service.log')], { stdio: ['ignore', 'ignore', 'inherit', 'pipe'] });
+  const child = spawn(bin, ['service', '--address', sock, '--status-fd', '3', '-o', path.join(dir, 'service.log')], {
+    stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+  });
   await new Promise<void>((resolve, reject) => {
     (child.stdio[3] as NodeJS.ReadableStream).once('data', () => resolve());
     child.once('exit', (c) => reject(new Error(`${name} exited with ${c}`)));
   });
-  const once = async (req: Req) => timeMs(() => {
-    const fd = seqpacketConnect(sock);
-    try { call(fd, req); } finally { close(fd); }
-  });
+  const once = async (req: Req) =>
+    timeMs(() => {
+      const fd = seqpacketConnect(sock);
+      try {
+        call(fd, req);
+      } finally {
+        close(fd);
+      }
+    });
   return {
-    name, dump: (pid, img) => withDirFd(img, (fd) => once(dumpReq(fd, pid))), restore: (img) => withDirFd(img, (fd) => once(restoreReq(fd))),
-    stop: async () => { child.kill('SIGKILL'); await exited(child); fs.rmSync(dir, { recursive: true, force: true }); },
+    name,
+    dump: (pid, img) => withDirFd(img, (fd) => once(dumpReq(fd, pid))),
+    restore: (img) => withDirFd(img, (fd) => once(restoreReq(fd))),
+    stop: async () => {
+      child.kill('SIGKILL');
+      await exited(child);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 
@@ -115,7 +150,9 @@ const ours = await service('criu-ts service', CRIU_TS);
 const theirsSvc = haveCriu ? await service('CRIU 4.2 service', CRIU) : undefined;
 const runners: Runner[] = [
   ...(haveCriu ? [cli('CRIU 4.2 cli', CRIU), swrk('CRIU 4.2 swrk', CRIU), theirsSvc!] : []),
-  cli('criu-ts cli', CRIU_TS), swrk('criu-ts swrk', CRIU_TS), ours,
+  cli('criu-ts cli', CRIU_TS),
+  swrk('criu-ts swrk', CRIU_TS),
+  ours,
 ];
 const acc = new Map<string, { dump: number[]; restore: number[] }>();
 try {
@@ -127,11 +164,18 @@ try {
   await theirsSvc?.stop();
 }
 
-const total = (n: string) => { const m = acc.get(n)!; return median(m.dump) + median(m.restore); };
-console.log(`tiny process, dump + restore, median of ${runs} runs each, runners alternating; 1-min load average ${loadBefore.toFixed(2)} before, ${os.loadavg()[0].toFixed(2)} after`);
+const total = (n: string) => {
+  const m = acc.get(n)!;
+  return median(m.dump) + median(m.restore);
+};
+console.log(
+  `tiny process, dump + restore, median of ${runs} runs each, runners alternating; 1-min load average ${loadBefore.toFixed(2)} before, ${os.loadavg()[0].toFixed(2)} after`,
+);
 for (const r of runners) {
   const m = acc.get(r.name)!;
-  console.log(`  ${r.name.padEnd(17)} dump ${median(m.dump).toFixed(0).padStart(4)} ms + restore ${median(m.restore).toFixed(0).padStart(4)} ms = ${total(r.name).toFixed(0).padStart(4)} ms`);
+  console.log(
+    `  ${r.name.padEnd(17)} dump ${median(m.dump).toFixed(0).padStart(4)} ms + restore ${median(m.restore).toFixed(0).padStart(4)} ms = ${total(r.name).toFixed(0).padStart(4)} ms`,
+  );
 }
 if (haveCriu) {
   const base = total('CRIU 4.2 cli');

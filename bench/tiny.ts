@@ -19,13 +19,16 @@ type Runner = (args: string[]) => number;
 const criuTsRun: Runner = (args) => criuTs(args).ms;
 const criuRun: Runner = (args) => {
   let r: ReturnType<typeof spawnSync> | undefined;
-  const ms = timeMs(() => { r = spawnSync(CRIU, [...args, '-v0'], { stdio: ['ignore', 'ignore', 'pipe'] }); });
+  const ms = timeMs(() => {
+    r = spawnSync(CRIU, [...args, '-v0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  });
   if (r!.status !== 0) throw new Error(`criu ${args.join(' ')} failed: ${String(r!.stderr).trim().split('\n').pop()}`);
   return ms;
 };
 
 async function measure(run: Runner): Promise<{ dump: number; restore: number }> {
-  const dumps: number[] = [], restores: number[] = [];
+  const dumps: number[] = [],
+    restores: number[] = [];
   for (let i = 0; i < runs; i++) {
     const dir = tmpdir('tiny');
     const log = path.join(dir, 'counter.log');
@@ -54,9 +57,16 @@ const line = (name: string, m: { dump: number; restore: number }) =>
   `  ${name.padEnd(9)} dump ${m.dump.toFixed(0).padStart(4)} ms + restore ${m.restore.toFixed(0).padStart(4)} ms = ${(m.dump + m.restore).toFixed(0).padStart(4)} ms`;
 console.log(`tiny process, median of ${runs} runs:`);
 console.log(line('criu-ts', ours));
-console.log(line('sources', sources) + `   criu-ts run from its unbundled sources (bundle/sources ${((ours.dump + ours.restore) / (sources.dump + sources.restore)).toFixed(2)})`);
+console.log(
+  line('sources', sources) +
+    `   criu-ts run from its unbundled sources (bundle/sources ${((ours.dump + ours.restore) / (sources.dump + sources.restore)).toFixed(2)})`,
+);
 if (fs.existsSync(CRIU)) {
   const theirs = await measure(criuRun);
-  console.log(line('CRIU 4.2', theirs) + `   ratio ${((ours.dump + ours.restore) / (theirs.dump + theirs.restore)).toFixed(2)} (target <= 1.5)`);
+  console.log(
+    line('CRIU 4.2', theirs) + `   ratio ${((ours.dump + ours.restore) / (theirs.dump + theirs.restore)).toFixed(2)} (target <= 1.5)`,
+  );
 } else console.log(`  CRIU 4.2 not found at ${CRIU} (issue figure: 58 + 49 ms)`);
-console.log(`  floor: bare node -e 0 ${nodeStart.toFixed(0)} ms per command (x2 = ${(2 * nodeStart).toFixed(0)} ms); criu-ts check --feature (start-up, no work) ${startup.toFixed(0)} ms`);
+console.log(
+  `  floor: bare node -e 0 ${nodeStart.toFixed(0)} ms per command (x2 = ${(2 * nodeStart).toFixed(0)} ms); criu-ts check --feature (start-up, no work) ${startup.toFixed(0)} ms`,
+);

@@ -18,7 +18,12 @@ const CRIU = process.env.CRIU_BIN ?? '/work/criu-ref/criu/criu';
 const haveCriu = fs.existsSync(CRIU);
 const CRIU_TS = path.join(root, 'bin', 'criu-ts');
 
-interface Tool { name: string; bin: string; dumpArgs: string[]; restoreArgs: string[] }
+interface Tool {
+  name: string;
+  bin: string;
+  dumpArgs: string[];
+  restoreArgs: string[];
+}
 const tools: Tool[] = [{ name: 'criu-ts', bin: CRIU_TS, dumpArgs: [], restoreArgs: [] }];
 if (haveCriu) tools.push({ name: 'CRIU 4.2', bin: CRIU, dumpArgs: ['-v0'], restoreArgs: ['-v0'] });
 
@@ -26,7 +31,8 @@ function run(bin: string, args: string[]): number {
   const t = performance.now();
   const r = spawnSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const ms = performance.now() - t;
-  if (r.status !== 0) throw new Error(`${path.basename(bin)} ${args.join(' ')} failed (${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  if (r.status !== 0)
+    throw new Error(`${path.basename(bin)} ${args.join(' ')} failed (${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   return ms;
 }
 
@@ -36,10 +42,15 @@ function children(): Map<number, number[]> {
   for (const n of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(n)) continue;
     let s: string;
-    try { s = fs.readFileSync(`/proc/${n}/stat`, 'latin1'); } catch { continue; }
+    try {
+      s = fs.readFileSync(`/proc/${n}/stat`, 'latin1');
+    } catch {
+      continue;
+    }
     const ppid = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);
     const l = m.get(ppid);
-    if (l) l.push(Number(n)); else m.set(ppid, [Number(n)]);
+    if (l) l.push(Number(n));
+    else m.set(ppid, [Number(n)]);
   }
   return m;
 }
@@ -53,18 +64,35 @@ function treeOf(pid: number): number[] {
 
 /** Wait (blocking) for each pid that is our child; others are ignored. */
 function reapAll(pids: number[]): void {
-  for (const p of pids) { try { waitpid(p, WALL); } catch { /* not ours or gone */ } }
+  for (const p of pids) {
+    try {
+      waitpid(p, WALL);
+    } catch {
+      /* not ours or gone */
+    }
+  }
 }
 
 function killTree(pid: number): void {
   const pids = treeOf(pid);
-  for (const p of pids) { try { kill(p, 9); } catch { /* gone */ } }
+  for (const p of pids) {
+    try {
+      kill(p, 9);
+    } catch {
+      /* gone */
+    }
+  }
   reapAll(pids);
 }
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
-interface Case { label: string; tasks: number; argv: string[]; ready: RegExp }
+interface Case {
+  label: string;
+  tasks: number;
+  argv: string[];
+  ready: RegExp;
+}
 
 /** Dump (killing) and restore -d one case with one tool; returns ms for each. */
 async function once(tool: Tool, c: Case): Promise<{ dump: number; restore: number }> {
@@ -85,8 +113,18 @@ async function once(tool: Tool, c: Case): Promise<{ dump: number; restore: numbe
 
 const treeSpec = (n: number) => (n === 1 ? 'p' : n === 10 ? 'p(p*9)' : n === 100 ? 'p(p(p*9)*9 p*9)' : '');
 const cases: Case[] = [
-  ...[1, 10, 100].map((n) => ({ label: `tree of ${n}`, tasks: n, argv: [workload('tree'), treeSpec(n)], ready: new RegExp(`^ready n=${n}$`, 'm') })),
-  ...[1, 8, 64].map((n) => ({ label: `${n} thread${n > 1 ? 's' : ''}`, tasks: n, argv: [workload('threads'), '-n', String(n), '-i', '100'], ready: new RegExp(`^ready threads=${n}$`, 'm') })),
+  ...[1, 10, 100].map((n) => ({
+    label: `tree of ${n}`,
+    tasks: n,
+    argv: [workload('tree'), treeSpec(n)],
+    ready: new RegExp(`^ready n=${n}$`, 'm'),
+  })),
+  ...[1, 8, 64].map((n) => ({
+    label: `${n} thread${n > 1 ? 's' : ''}`,
+    tasks: n,
+    argv: [workload('threads'), '-n', String(n), '-i', '100'],
+    ready: new RegExp(`^ready threads=${n}$`, 'm'),
+  })),
 ];
 
 if (!cowOnly) await timings();
@@ -97,15 +135,19 @@ async function timings(): Promise<void> {
   for (const c of cases) {
     const cols: string[] = [];
     for (const tool of tools) {
-      const d: number[] = [], r: number[] = [];
+      const d: number[] = [],
+        r: number[] = [];
       try {
         for (let k = 0; k < runs; k++) {
           const x = await once(tool, c);
           d.push(x.dump);
           r.push(x.restore);
         }
-        const md = median(d), mr = median(r);
-        cols.push(`${md.toFixed(0).padStart(9)} ${mr.toFixed(0).padStart(9)}   ${(md / c.tasks).toFixed(1).padStart(6)} + ${(mr / c.tasks).toFixed(1).padStart(6)}`);
+        const md = median(d),
+          mr = median(r);
+        cols.push(
+          `${md.toFixed(0).padStart(9)} ${mr.toFixed(0).padStart(9)}   ${(md / c.tasks).toFixed(1).padStart(6)} + ${(mr / c.tasks).toFixed(1).padStart(6)}`,
+        );
       } catch (e) {
         cols.push(`  failed: ${(e as Error).message.slice(0, 120)}`);
       }
@@ -127,7 +169,10 @@ function pssKiB(pids: number[]): number {
 }
 
 function dirBytes(dir: string, re: RegExp): number {
-  return fs.readdirSync(dir).filter((n) => re.test(n)).reduce((s, n) => s + fs.statSync(path.join(dir, n)).size, 0);
+  return fs
+    .readdirSync(dir)
+    .filter((n) => re.test(n))
+    .reduce((s, n) => s + fs.statSync(path.join(dir, n)).size, 0);
 }
 
 const mib = (bytes: number) => (bytes / (1 << 20)).toFixed(1);
@@ -152,9 +197,11 @@ for (const tool of tools) {
     const verify = /^verify (ok|BAD)$/m.exec(fs.readFileSync(log, 'utf8'))![1];
     const pages = dirBytes(img, /^pages-\d+\.img$/);
     const all = dirBytes(img, /\.img$/);
-    console.log(`  ${tool.name.padEnd(9)} images ${mib(all)} MiB (pages ${mib(pages)} MiB) for 66 MiB unique; ` +
-      `Pss ${mib(pssBefore * 1024)} MiB before dump, ${mib(pssAfter * 1024)} MiB after restore (${after.length} tasks, memory ${verify}); ` +
-      `dump ${dumpMs.toFixed(0)} ms, restore ${restoreMs.toFixed(0)} ms`);
+    console.log(
+      `  ${tool.name.padEnd(9)} images ${mib(all)} MiB (pages ${mib(pages)} MiB) for 66 MiB unique; ` +
+        `Pss ${mib(pssBefore * 1024)} MiB before dump, ${mib(pssAfter * 1024)} MiB after restore (${after.length} tasks, memory ${verify}); ` +
+        `dump ${dumpMs.toFixed(0)} ms, restore ${restoreMs.toFixed(0)} ms`,
+    );
   } catch (e) {
     console.log(`  ${tool.name.padEnd(9)} failed: ${(e as Error).message.slice(0, 200)}`);
   } finally {

@@ -18,7 +18,13 @@ const run = (args: string[]) => {
   const r = spawnSync(criu, args, { stdio: 'inherit' });
   if (r.status !== 0) throw new Error(`criu-ts ${args[0]} failed`);
 };
-const reap = (pid: number) => { try { waitpid(pid, WNOHANG); } catch { /* not ours */ } };
+const reap = (pid: number) => {
+  try {
+    waitpid(pid, WNOHANG);
+  } catch {
+    /* not ours */
+  }
+};
 
 setChildSubreaper();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'criu-ts-demo-'));
@@ -35,24 +41,48 @@ try {
   run(['dump', '-t', String(pid), '-D', images, '-v3', '-o', 'dump.log']);
   reap(pid);
   const stopped = tail(log, 1);
-  console.log(`images: ${fs.readdirSync(images).filter((f) => f.endsWith('.img')).join(' ')}`);
+  console.log(
+    `images: ${fs
+      .readdirSync(images)
+      .filter((f) => f.endsWith('.img'))
+      .join(' ')}`,
+  );
 
   say('3. It is gone:');
   await sleep(1000);
-  console.log(`ps -p ${pid}: ${spawnSync('ps', ['-o', 'pid=,stat=,comm=', '-p', String(pid)]).stdout.toString().trim() || '(no such process)'}`);
+  console.log(
+    `ps -p ${pid}: ${
+      spawnSync('ps', ['-o', 'pid=,stat=,comm=', '-p', String(pid)])
+        .stdout.toString()
+        .trim() || '(no such process)'
+    }`,
+  );
   console.log(`its log still ends with: ${tail(log, 1)} (it stopped at ${stopped})`);
 
   say('4. Restore it, at the same PID:');
   run(['restore', '-D', images, '-d', '-v3', '-o', 'restore.log']);
   await sleep(1500);
-  console.log(`ps -p ${pid}: ${spawnSync('ps', ['-o', 'pid=,stat=,comm=', '-p', String(pid)]).stdout.toString().trim()}`);
+  console.log(
+    `ps -p ${pid}: ${spawnSync('ps', ['-o', 'pid=,stat=,comm=', '-p', String(pid)])
+      .stdout.toString()
+      .trim()}`,
+  );
 
   say('5. It counts on from where it stopped:');
   const lines = fs.readFileSync(log, 'utf8').trimEnd().split('\n');
   const at = lines.indexOf(stopped);
-  console.log(lines.slice(Math.max(0, at - 2), at + 6).map((l, i) => (Math.max(0, at - 2) + i === at ? `${l}   <- checkpoint` : l)).join('\n'));
+  console.log(
+    lines
+      .slice(Math.max(0, at - 2), at + 6)
+      .map((l, i) => (Math.max(0, at - 2) + i === at ? `${l}   <- checkpoint` : l))
+      .join('\n'),
+  );
 } finally {
-  try { kill(pid, 9); } catch { /* gone */ }
+  try {
+    kill(pid, 9);
+  } catch {
+    /* gone */
+  }
   await sleep(100);
   reap(pid);
   fs.rmSync(dir, { recursive: true, force: true });

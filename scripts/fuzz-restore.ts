@@ -19,8 +19,25 @@ import { waitpid, WNOHANG, kill, setChildSubreaper } from '../src/kernel/index.t
 
 const root = path.resolve(import.meta.dirname, '..');
 
-export interface FuzzOptions { n: number; seed: number; bases: string[]; crashDir: string; hangMs: number; work: string }
-export interface FuzzResult { n: number; planned: number; refused: number; crashes: number; hangs: number; maxIterMs: number; peakRssMiB: number; ms: number; examples: string[] }
+export interface FuzzOptions {
+  n: number;
+  seed: number;
+  bases: string[];
+  crashDir: string;
+  hangMs: number;
+  work: string;
+}
+export interface FuzzResult {
+  n: number;
+  planned: number;
+  refused: number;
+  crashes: number;
+  hangs: number;
+  maxIterMs: number;
+  peakRssMiB: number;
+  ms: number;
+  examples: string[];
+}
 
 async function waitFor(file: string, re: RegExp, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
@@ -34,7 +51,11 @@ async function waitFor(file: string, re: RegExp, ms = 30_000): Promise<void> {
 function treeOf(pid: number): number[] {
   const out = [pid];
   for (let k = 0; k < out.length; k++) {
-    try { out.push(...fs.readFileSync(`/proc/${out[k]}/task/${out[k]}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number)); } catch { /* gone */ }
+    try {
+      out.push(...fs.readFileSync(`/proc/${out[k]}/task/${out[k]}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number));
+    } catch {
+      /* gone */
+    }
   }
   return out;
 }
@@ -49,7 +70,11 @@ export async function makeBases(dir: string): Promise<string[]> {
   fs.writeFileSync(path.join(dir, 'data'), 'fuzz data\n');
   for (const [name, argv, ready] of cases) {
     const log = path.join(dir, `${name}.log`);
-    const pid = Number(execFileSync('bash', ['-c', 'setsid "$@" </dev/null >"$LOG" 2>&1 & echo $!', 'bash', ...argv], { env: { ...process.env, LOG: log } }).toString());
+    const pid = Number(
+      execFileSync('bash', ['-c', 'setsid "$@" </dev/null >"$LOG" 2>&1 & echo $!', 'bash', ...argv], {
+        env: { ...process.env, LOG: log },
+      }).toString(),
+    );
     let tree = [pid];
     try {
       await waitFor(log, ready);
@@ -62,8 +87,19 @@ export async function makeBases(dir: string): Promise<string[]> {
     } finally {
       // The dump killed the tree; its members are ours to reap (we or the test are subreapers).
       for (const p of tree) {
-        try { kill(p, 9); } catch { /* killed by the dump */ }
-        for (let i = 0; i < 100; i++) { try { if (waitpid(p, WNOHANG).pid) break; } catch { break; } spawnSync('sleep', ['0.01']); }
+        try {
+          kill(p, 9);
+        } catch {
+          /* killed by the dump */
+        }
+        for (let i = 0; i < 100; i++) {
+          try {
+            if (waitpid(p, WNOHANG).pid) break;
+          } catch {
+            break;
+          }
+          spawnSync('sleep', ['0.01']);
+        }
       }
     }
   }
@@ -85,11 +121,20 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
       w.once('error', reject);
       w.once('exit', () => resolve(undefined));
     });
-    let last = -1, since = Date.now(), hung = -1;
+    let last = -1,
+      since = Date.now(),
+      hung = -1;
     const timer = setInterval(() => {
       const i = Atomics.load(progress, 0);
-      if (i !== last) { last = i; since = Date.now(); return; }
-      if (Date.now() - since > o.hangMs) { hung = i; void w.terminate(); }
+      if (i !== last) {
+        last = i;
+        since = Date.now();
+        return;
+      }
+      if (Date.now() - since > o.hangMs) {
+        hung = i;
+        void w.terminate();
+      }
     }, 100);
     const examples = await done;
     clearInterval(timer);
@@ -122,7 +167,8 @@ function work(): void {
     // Each input from its own seed: an input can be made again from (seed, i) alone.
     const rng = new Rng(o.seed * 1_000_003 + i);
     const k = rng.int(bases.length);
-    const base = bases[k], other = bases[(k + 1) % bases.length];
+    const base = bases[k],
+      other = bases[(k + 1) % bases.length];
     const m = mutate(rng, base, other, scratch);
     const dir = path.join(o.work, `in-${i % 2}`);
     materialize(base, m, dir);
@@ -136,7 +182,10 @@ function work(): void {
       const keep = path.join(o.crashDir, `crash-${i}`);
       fs.rmSync(keep, { recursive: true, force: true });
       fs.cpSync(dir, keep, { recursive: true });
-      fs.writeFileSync(path.join(keep, 'what.txt'), `input ${i} (seed ${o.seed}) of ${path.basename(base.dir)}\n${m.what.join('\n')}\n\n${r.error}\n`);
+      fs.writeFileSync(
+        path.join(keep, 'what.txt'),
+        `input ${i} (seed ${o.seed}) of ${path.basename(base.dir)}\n${m.what.join('\n')}\n\n${r.error}\n`,
+      );
       if (examples.length < 10) examples.push(`input ${i}: ${m.what.join('; ')}: ${r.error.split('\n').slice(0, 2).join(' ')}`);
     }
   }
@@ -159,8 +208,10 @@ async function main(): Promise<void> {
   setChildSubreaper();
   const bases = await makeBases(tmp);
   const r = await runFuzz({ n, seed, bases, crashDir, hangMs: arg('--hang-ms', 5000), work: path.join(tmp, 'work') });
-  console.log(`${r.n} inputs (seed ${seed}) in ${(r.ms / 1000).toFixed(1)} s: ${r.planned} planned, ${r.refused} refused with one line, ` +
-    `${r.crashes} crashes, ${r.hangs} hangs; slowest input ${r.maxIterMs.toFixed(1)} ms; peak RSS ${r.peakRssMiB.toFixed(0)} MiB (bound ${maxRss} MiB)`);
+  console.log(
+    `${r.n} inputs (seed ${seed}) in ${(r.ms / 1000).toFixed(1)} s: ${r.planned} planned, ${r.refused} refused with one line, ` +
+      `${r.crashes} crashes, ${r.hangs} hangs; slowest input ${r.maxIterMs.toFixed(1)} ms; peak RSS ${r.peakRssMiB.toFixed(0)} MiB (bound ${maxRss} MiB)`,
+  );
   for (const e of r.examples) console.log(`  ${e}`);
   if (r.crashes || r.hangs) console.log(`inputs kept in ${crashDir}`);
   fs.rmSync(path.join(tmp, 'work'), { recursive: true, force: true });

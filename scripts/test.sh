@@ -13,7 +13,7 @@ echo "== typecheck"
 node_modules/.bin/tsc -p tsconfig.json
 if [ -z "${LAB_WORKDIR:-}" ]; then
   echo "== format and lint (biome)"
-  node_modules/.bin/biome ci --reporter=summary .
+  node_modules/.bin/biome ci --colors=off --reporter=summary .
 fi
 echo "== tests ($(uname -m))"
 unit=(test/unit/*.test.ts)

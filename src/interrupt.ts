@@ -18,7 +18,11 @@ let next = 0;
 
 export class InterruptedError extends CriuError {
   readonly signal: number;
-  constructor(signal: number) { super(`interrupted by ${NAMES[signal]}`); this.name = 'InterruptedError'; this.signal = signal; }
+  constructor(signal: number) {
+    super(`interrupted by ${NAMES[signal]}`);
+    this.name = 'InterruptedError';
+    this.signal = signal;
+  }
 }
 
 /** Catch the four signals from now on. */
@@ -75,7 +79,10 @@ export function disarmInterrupts(): void {
  * without a handler would; else disarm.
  */
 export function dieOfInterrupt(): void {
-  if (!received) { disarmInterrupts(); return; }
+  if (!received) {
+    disarmInterrupts();
+    return;
+  }
   defaultSignal(received);
   kill(getpid(), received);
 }

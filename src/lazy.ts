@@ -19,4 +19,6 @@ export function newWorker(callerUrl: string, name: string, options: WorkerOption
   return spawnAround(() => new (workerThreads().Worker)(url, options));
 }
 
-export function setWorkerSpawn(around: <T>(fn: () => T) => T): void { spawnAround = around; }
+export function setWorkerSpawn(around: <T>(fn: () => T) => T): void {
+  spawnAround = around;
+}

@@ -21,21 +21,42 @@ export class LevelLogger implements Logger {
   private out(lvl: number, tag: string, msg: string): void {
     if (lvl > this.level) return;
     const ts = this.level >= 3 ? `(${((performance.now() - this.t0) / 1000).toFixed(6).padStart(9, '0')}) ` : '';
-    try { fs.writeSync(this.fd, `${ts}${tag}${msg}\n`); } catch { /* log target gone */ }
+    try {
+      fs.writeSync(this.fd, `${ts}${tag}${msg}\n`);
+    } catch {
+      /* log target gone */
+    }
   }
-  error(msg: string): void { this.firstError ??= msg; this.out(1, 'Error: ', msg); }
-  warn(msg: string): void { this.out(2, 'Warn: ', msg); }
-  info(msg: string): void { this.out(3, '', msg); }
-  debug(msg: string): void { this.out(4, '', msg); }
+  error(msg: string): void {
+    this.firstError ??= msg;
+    this.out(1, 'Error: ', msg);
+  }
+  warn(msg: string): void {
+    this.out(2, 'Warn: ', msg);
+  }
+  info(msg: string): void {
+    this.out(3, '', msg);
+  }
+  debug(msg: string): void {
+    this.out(4, '', msg);
+  }
   /** Start a step (level 3): a task and what is done to it, with the images it reads or writes. */
-  step(what: string): void { this.current = what; this.info(what); }
+  step(what: string): void {
+    this.current = what;
+    this.info(what);
+  }
   /** The error that ends the run, with the step it happened in; a stack only when asked for. */
   failed(msg: string, stack?: string): void {
     this.error(this.current ? `${msg} (while: ${this.current})` : msg);
     // The frames only: the message is in the line above.
     if (stack) this.out(1, '', stack.slice(Math.max(0, stack.indexOf('\n    at ') + 1)));
   }
-  close(): void { if (this.fd !== 2) { fs.closeSync(this.fd); this.fd = 2; } }
+  close(): void {
+    if (this.fd !== 2) {
+      fs.closeSync(this.fd);
+      this.fd = 2;
+    }
+  }
 }
 
 /** A step of an orchestrator: logged at level 3, and named by the error line if it fails. */
@@ -53,7 +74,9 @@ export function writeLogLine(file: string, level: number, msg: string): void {
     const l = new LevelLogger(level, file);
     l.error(msg);
     l.close();
-  } catch { /* no place for a log: stderr has the message */ }
+  } catch {
+    /* no place for a log: stderr has the message */
+  }
 }
 
 export const nullLogger: Logger = { error() {}, warn() {}, info() {}, debug() {} };
@@ -70,10 +93,13 @@ export function vmaLine(start: bigint, end: bigint, prot: number, shared: boolea
 /** One fd for a -v4 log, from its fdinfo entry and its file object (files.img). */
 export function fdLine(fde: Entry, file: Entry | undefined): string {
   const kind = file ? Object.keys(file).find((k) => k !== 'type' && k !== 'id') : undefined;
-  const body = kind ? file![kind] as Entry | undefined : undefined;
+  const body = kind ? (file![kind] as Entry | undefined) : undefined;
   // A path or a pipe, else the kind's own scalar fields (an eventfd's counter, a timerfd's clock and times).
-  const state = () => Object.entries(body ?? {}).filter(([k, v]) => !['id', 'flags', 'fown', 'pos'].includes(k) && (typeof v !== 'object' || Array.isArray(v)))
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.length}]` : String(v)}`).join(' ');
+  const state = () =>
+    Object.entries(body ?? {})
+      .filter(([k, v]) => !['id', 'flags', 'fown', 'pos'].includes(k) && (typeof v !== 'object' || Array.isArray(v)))
+      .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.length}]` : String(v)}`)
+      .join(' ');
   const name = body?.name ?? (body?.pipe_id !== undefined ? `pipe:[${String(body.pipe_id)}]` : state());
   return `  fd ${String(fde.fd)}: ${kind ?? `type ${String(fde.type)}`} ${String(name)} (file id ${String(fde.id)}${fde.flags ? ', cloexec' : ''})`;
 }

@@ -36,10 +36,19 @@ export interface Argv {
   /** Log level 0..4 (CRIU's loglevel, clamped). */
   level: number;
   /** Where the log goes, as given (-o), and the directories it is relative to. */
-  logFile?: string; imagesDir?: string; workDir?: string;
+  logFile?: string;
+  imagesDir?: string;
+  workDir?: string;
 }
 
-const VALUE_OF: Record<string, keyof Argv> = { '-o': 'logFile', '--log-file': 'logFile', '-D': 'imagesDir', '--images-dir': 'imagesDir', '-W': 'workDir', '--work-dir': 'workDir' };
+const VALUE_OF: Record<string, keyof Argv> = {
+  '-o': 'logFile',
+  '--log-file': 'logFile',
+  '-D': 'imagesDir',
+  '--images-dir': 'imagesDir',
+  '-W': 'workDir',
+  '--work-dir': 'workDir',
+};
 
 /** Long options that take a value (so that their value is never read as an option or a command). */
 export function normalize(argv: string[], longWithValue: ReadonlySet<string>): Argv {
@@ -52,11 +61,17 @@ export function normalize(argv: string[], longWithValue: ReadonlySet<string>): A
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--') { args.push(...argv.slice(i)); break; }
+    if (a === '--') {
+      args.push(...argv.slice(i));
+      break;
+    }
     if (a.startsWith('--')) {
       const eq = a.indexOf('=');
       const name = eq < 0 ? a : a.slice(0, eq);
-      if (name === '--verbosity') { level = applyVerbosity(level, eq < 0 ? undefined : a.slice(eq + 1)); continue; }
+      if (name === '--verbosity') {
+        level = applyVerbosity(level, eq < 0 ? undefined : a.slice(eq + 1));
+        continue;
+      }
       if (eq < 0 && longWithValue.has(name) && i + 1 < argv.length) {
         note(name, argv[i + 1]);
         args.push(a, argv[++i]);
@@ -66,13 +81,20 @@ export function normalize(argv: string[], longWithValue: ReadonlySet<string>): A
       args.push(a);
       continue;
     }
-    if (!a.startsWith('-') || a === '-') { args.push(a); continue; }
+    if (!a.startsWith('-') || a === '-') {
+      args.push(a);
+      continue;
+    }
     for (let j = 1; j < a.length; j++) {
-      const c = a[j], rest = a.slice(j + 1);
+      const c = a[j],
+        rest = a.slice(j + 1);
       const n = arity(c);
       if (n === 1) {
         const value = rest !== '' ? rest : argv[++i];
-        if (value === undefined) { args.push(`-${c}`); break; }
+        if (value === undefined) {
+          args.push(`-${c}`);
+          break;
+        }
         note(`-${c}`, value);
         args.push(`-${c}`, value);
         break;

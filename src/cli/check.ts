@@ -5,14 +5,43 @@
 // whether a dump or restore relying on it can work.
 import fs from 'node:fs';
 import {
-  ptrace, PTRACE, pidfdOpen, pidfdGetfd, close, kcmp, KCMP, getpid, processVmReadv, zeroPagePfn, posixSpawn, kill, waitpid,
-  WALL, SIG, getRseqConfig, ioctl, O, PTRACE_O, timerfdCreate, TFD_IOC_SET_TICKS, SysError, prctl, PR, PR_SET_MM_MAP_SIZE, addressOf,
+  ptrace,
+  PTRACE,
+  pidfdOpen,
+  pidfdGetfd,
+  close,
+  kcmp,
+  KCMP,
+  getpid,
+  processVmReadv,
+  zeroPagePfn,
+  posixSpawn,
+  kill,
+  waitpid,
+  WALL,
+  SIG,
+  getRseqConfig,
+  ioctl,
+  O,
+  PTRACE_O,
+  timerfdCreate,
+  TFD_IOC_SET_TICKS,
+  SysError,
+  prctl,
+  PR,
+  PR_SET_MM_MAP_SIZE,
+  addressOf,
 } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import type { Logger } from '../resources/types.ts';
 
 /** A feature: probed when criu-ts uses it; without a probe, `what` says what it would serve. */
-export interface Feature { name: string; what: string; required?: boolean; probe?: () => boolean }
+export interface Feature {
+  name: string;
+  what: string;
+  required?: boolean;
+  probe?: () => boolean;
+}
 
 function kernelAtLeast(major: number, minor: number): boolean {
   const m = /^(\d+)\.(\d+)/.exec(fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8'));
@@ -22,7 +51,12 @@ function kernelAtLeast(major: number, minor: number): boolean {
 }
 
 function withSeizedHelper<T>(fn: (t: Tracee) => T): T {
-  const pid = posixSpawn('/bin/sleep', ['sleep', '60'], [], [0, 1, 2].map((fd) => ({ fd, path: '/dev/null', flags: O.RDWR })));
+  const pid = posixSpawn(
+    '/bin/sleep',
+    ['sleep', '60'],
+    [],
+    [0, 1, 2].map((fd) => ({ fd, path: '/dev/null', flags: O.RDWR })),
+  );
   try {
     const t = Tracee.seize(pid, PTRACE_O.TRACESYSGOOD);
     return fn(t);
@@ -32,75 +66,183 @@ function withSeizedHelper<T>(fn: (t: Tracee) => T): T {
   }
 }
 
-const ok = (fn: () => unknown): boolean => { try { fn(); return true; } catch { return false; } };
+const ok = (fn: () => unknown): boolean => {
+  try {
+    fn();
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /** The timerfd ticks ioctl, which puts a timerfd's expirations back: with a null argument it fails with EFAULT where it exists. */
 function probeTimerfd(): boolean {
   const fd = timerfdCreate(1 /* CLOCK_MONOTONIC */, 0);
-  try { ioctl(fd, TFD_IOC_SET_TICKS, 0); return true; } catch (e) { return e instanceof SysError && e.code === 'EFAULT'; } finally { close(fd); }
+  try {
+    ioctl(fd, TFD_IOC_SET_TICKS, 0);
+    return true;
+  } catch (e) {
+    return e instanceof SysError && e.code === 'EFAULT';
+  } finally {
+    close(fd);
+  }
 }
 
-const pidfds = (): boolean => ok(() => { const p = pidfdOpen(getpid()); try { close(pidfdGetfd(p, 0)); } finally { close(p); } });
+const pidfds = (): boolean =>
+  ok(() => {
+    const p = pidfdOpen(getpid());
+    try {
+      close(pidfdGetfd(p, 0));
+    } finally {
+      close(p);
+    }
+  });
 
 /** criu-ts's own requirements (names of its own), then every name of CRIU 4.2's `check --feature`. */
 export const FEATURES: Feature[] = [
   { name: 'ptrace_seize', what: 'PTRACE_SEIZE and PTRACE_INTERRUPT', required: true, probe: () => ok(() => withSeizedHelper(() => 0)) },
-  { name: 'get_rseq_conf', what: 'PTRACE_GET_RSEQ_CONFIGURATION', required: true, probe: () => ok(() => withSeizedHelper((t) => getRseqConfig(t.tid))) },
+  {
+    name: 'get_rseq_conf',
+    what: 'PTRACE_GET_RSEQ_CONFIGURATION',
+    required: true,
+    probe: () => ok(() => withSeizedHelper((t) => getRseqConfig(t.tid))),
+  },
   { name: 'clone3_set_tid', what: 'clone3 with set_tid (tasks at their old PIDs)', required: true, probe: () => kernelAtLeast(5, 5) },
   { name: 'pidfd_getfd', what: 'pidfd_open and pidfd_getfd', required: true, probe: pidfds },
-  { name: 'kcmp', what: 'kcmp(KCMP_FILE) for shared files', required: true, probe: () => ok(() => kcmp(getpid(), getpid(), KCMP.FILE, 0, 0)) },
-  { name: 'process_vm', what: 'process_vm_readv/writev', required: true, probe: () => ok(() => processVmReadv(getpid(), Buffer.alloc(8), [{ addr: 0n, len: 0 }])) },
-  { name: 'mm_map', what: 'prctl(PR_SET_MM_MAP) (CONFIG_CHECKPOINT_RESTORE)', required: true, probe: () => ok(() => { const b = Buffer.alloc(4); prctl(PR.SET_MM, PR_SET_MM_MAP_SIZE, addressOf(b), 0, 0); }) },
-  { name: 'pagemap_pfn', what: 'physical frame numbers in /proc/PID/pagemap (zero-page detection)', probe: () => ok(() => { if (zeroPagePfn() <= 0) throw new Error('no pfn'); }) },
+  {
+    name: 'kcmp',
+    what: 'kcmp(KCMP_FILE) for shared files',
+    required: true,
+    probe: () => ok(() => kcmp(getpid(), getpid(), KCMP.FILE, 0, 0)),
+  },
+  {
+    name: 'process_vm',
+    what: 'process_vm_readv/writev',
+    required: true,
+    probe: () => ok(() => processVmReadv(getpid(), Buffer.alloc(8), [{ addr: 0n, len: 0 }])),
+  },
+  {
+    name: 'mm_map',
+    what: 'prctl(PR_SET_MM_MAP) (CONFIG_CHECKPOINT_RESTORE)',
+    required: true,
+    probe: () =>
+      ok(() => {
+        const b = Buffer.alloc(4);
+        prctl(PR.SET_MM, PR_SET_MM_MAP_SIZE, addressOf(b), 0, 0);
+      }),
+  },
+  {
+    name: 'pagemap_pfn',
+    what: 'physical frame numbers in /proc/PID/pagemap (zero-page detection)',
+    probe: () =>
+      ok(() => {
+        if (zeroPagePfn() <= 0) throw new Error('no pfn');
+      }),
+  },
   { name: 'timerfd', what: 'timerfd expirations put back (TFD_IOC_SET_TICKS)', probe: probeTimerfd },
   {
-    name: 'seccomp_suspend', what: 'tasks under seccomp traced with their filters suspended (PTRACE_O_SUSPEND_SECCOMP)',
+    name: 'seccomp_suspend',
+    what: 'tasks under seccomp traced with their filters suspended (PTRACE_O_SUSPEND_SECCOMP)',
     probe: () => ok(() => withSeizedHelper((t) => ptrace(PTRACE.SETOPTIONS, t.tid, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP))),
   },
-  { name: 'seccomp_filters', what: 'seccomp filters read by PTRACE_SECCOMP_GET_FILTER', probe: () => /^Seccomp_filters:/m.test(fs.readFileSync('/proc/self/status', 'utf8')) },
+  {
+    name: 'seccomp_filters',
+    what: 'seccomp filters read by PTRACE_SECCOMP_GET_FILTER',
+    probe: () => /^Seccomp_filters:/m.test(fs.readFileSync('/proc/self/status', 'utf8')),
+  },
   { name: 'fdinfo_lock', what: 'file locks in /proc/PID/fdinfo (--file-locks)', probe: () => kernelAtLeast(4, 1) },
-  { name: 'timer_cr_ids', what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)', probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)) },
+  {
+    name: 'timer_cr_ids',
+    what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)',
+    probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)),
+  },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
-  ...([
-    ['mnt_id', 'mount ids of files (mount namespaces)'], ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
-    ['aio_remap', 'AIO rings'], ['tun', 'tun/tap devices'], ['tun_ns', 'tun/tap devices in network namespaces'],
-    ['userns', 'user namespaces'], ['loginuid', 'restoring the login uid'], ['cgroupns', 'cgroup namespaces'],
-    ['autofs', 'autofs mounts'], ['tcp_half_closed', 'half-closed TCP connections'], ['compat_cr', '32-bit (compat) tasks'],
-    ['uffd', 'lazy pages (userfaultfd)'], ['uffd-noncoop', 'lazy pages of trees that fork (userfaultfd events)'],
-    ['can_map_vdso', 'mapping the vDSO by arch_prctl (criu-ts moves it with mremap)'], ['sk_ns', 'sockets of other network namespaces'],
-    ['sk_unix_file', 'unix sockets bound in other mount namespaces'], ['net_diag_raw', 'raw sockets'], ['nsid', 'network namespace ids'],
-    ['link_nsid', 'links into other network namespaces'], ['kcmp_epoll', 'epoll targets compared by kcmp (criu-ts reads fdinfo)'],
-    ['timens', 'time namespaces'], ['external_net_ns', 'external network namespaces'], ['newifindex', 'network devices at new indexes'],
-    ['nftables', 'nftables in network namespaces'], ['has_ipt_legacy', 'iptables (legacy) in network namespaces'],
-    ['pidfd_store', 'the pidfd store of iterative dumps (RPC)'], ['ns_pid', 'nested PID namespaces'],
-    ['apparmor_stacking', 'AppArmor namespaces'], ['network_lock_nftables', 'the network lock'],
-    ['sockopt_buf_lock', 'socket buffer-size locks'], ['memfd_hugetlb', 'hugetlb memfds'], ['move_mount_set_group', 'mount sharing groups'],
-    ['openat2', 'opening files with openat2'], ['ipv6_freebind', 'IPv6 sockets'], ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],
-    ['overlayfs_maps', 'mappings of files on overlayfs'],
-    ['breakpoints', 'hardware breakpoints'], ['pagemap_scan_guard_pages', 'guard regions (MADV_GUARD_INSTALL)'],
-  ] as const).map(([name, what]): Feature => ({ name, what })),
+  ...(
+    [
+      ['mnt_id', 'mount ids of files (mount namespaces)'],
+      ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
+      ['aio_remap', 'AIO rings'],
+      ['tun', 'tun/tap devices'],
+      ['tun_ns', 'tun/tap devices in network namespaces'],
+      ['userns', 'user namespaces'],
+      ['loginuid', 'restoring the login uid'],
+      ['cgroupns', 'cgroup namespaces'],
+      ['autofs', 'autofs mounts'],
+      ['tcp_half_closed', 'half-closed TCP connections'],
+      ['compat_cr', '32-bit (compat) tasks'],
+      ['uffd', 'lazy pages (userfaultfd)'],
+      ['uffd-noncoop', 'lazy pages of trees that fork (userfaultfd events)'],
+      ['can_map_vdso', 'mapping the vDSO by arch_prctl (criu-ts moves it with mremap)'],
+      ['sk_ns', 'sockets of other network namespaces'],
+      ['sk_unix_file', 'unix sockets bound in other mount namespaces'],
+      ['net_diag_raw', 'raw sockets'],
+      ['nsid', 'network namespace ids'],
+      ['link_nsid', 'links into other network namespaces'],
+      ['kcmp_epoll', 'epoll targets compared by kcmp (criu-ts reads fdinfo)'],
+      ['timens', 'time namespaces'],
+      ['external_net_ns', 'external network namespaces'],
+      ['newifindex', 'network devices at new indexes'],
+      ['nftables', 'nftables in network namespaces'],
+      ['has_ipt_legacy', 'iptables (legacy) in network namespaces'],
+      ['pidfd_store', 'the pidfd store of iterative dumps (RPC)'],
+      ['ns_pid', 'nested PID namespaces'],
+      ['apparmor_stacking', 'AppArmor namespaces'],
+      ['network_lock_nftables', 'the network lock'],
+      ['sockopt_buf_lock', 'socket buffer-size locks'],
+      ['memfd_hugetlb', 'hugetlb memfds'],
+      ['move_mount_set_group', 'mount sharing groups'],
+      ['openat2', 'opening files with openat2'],
+      ['ipv6_freebind', 'IPv6 sockets'],
+      ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],
+      ['overlayfs_maps', 'mappings of files on overlayfs'],
+      ['breakpoints', 'hardware breakpoints'],
+      ['pagemap_scan_guard_pages', 'guard regions (MADV_GUARD_INSTALL)'],
+    ] as const
+  ).map(([name, what]): Feature => ({ name, what })),
 ];
 
 /** Every name `check --feature` answers, CRIU's and criu-ts's own. */
 export const FEATURE_NAMES = FEATURES.map((f) => f.name);
 
 export function runCheck(feature: string | undefined, out: (s: string) => void, log: Logger): number {
-  if (feature === 'list') { out(FEATURE_NAMES.join(' ')); return 0; }
+  if (feature === 'list') {
+    out(FEATURE_NAMES.join(' '));
+    return 0;
+  }
   if (feature !== undefined) {
     const f = FEATURES.find((x) => x.name === feature);
-    if (!f) { log.error(`Unknown feature ${feature} (criu-ts check --feature list names them)`); return 1; }
-    if (!f.probe) { log.warn(`${f.name} is not supported: criu-ts does not handle ${f.what} yet`); return 1; }
-    if (!f.probe()) { log.warn(`${f.name} is not supported by this kernel: ${f.what}`); return 1; }
+    if (!f) {
+      log.error(`Unknown feature ${feature} (criu-ts check --feature list names them)`);
+      return 1;
+    }
+    if (!f.probe) {
+      log.warn(`${f.name} is not supported: criu-ts does not handle ${f.what} yet`);
+      return 1;
+    }
+    if (!f.probe()) {
+      log.warn(`${f.name} is not supported by this kernel: ${f.what}`);
+      return 1;
+    }
     out(`${f.name} is supported`);
     return 0;
   }
-  let missingRequired = false, missingExtra = false;
+  let missingRequired = false,
+    missingExtra = false;
   for (const f of FEATURES) {
     if (!f.probe) continue;
     const present = f.probe();
     out(`${present ? 'ok     ' : 'MISSING'} ${f.name.padEnd(16)} ${f.what}${f.required ? '' : ' (optional)'}`);
-    if (!present) { if (f.required) missingRequired = true; else missingExtra = true; }
+    if (!present) {
+      if (f.required) missingRequired = true;
+      else missingExtra = true;
+    }
   }
-  out(missingRequired ? 'Does not look good.' : missingExtra ? 'Looks good but some kernel features are missing\nwhich, depending on your process tree, may cause\ndump or restore failure.' : 'Looks good.');
+  out(
+    missingRequired
+      ? 'Does not look good.'
+      : missingExtra
+        ? 'Looks good but some kernel features are missing\nwhich, depending on your process tree, may cause\ndump or restore failure.'
+        : 'Looks good.',
+  );
   return missingRequired ? 1 : 0;
 }

@@ -6,8 +6,18 @@ import * as path from 'node:path';
 import { readManifest, verifyManifest, verifyListedFile } from '../images/index.ts';
 import { ImageError, ProtoError } from '../images/index.ts';
 import {
-  DictError, EXPLORERS, EncodeError, checkImage, critEntries, detectImage, dumpImage, explore, imageInfo, parseJson,
-  quote, toJson,
+  DictError,
+  EXPLORERS,
+  EncodeError,
+  checkImage,
+  critEntries,
+  detectImage,
+  dumpImage,
+  explore,
+  imageInfo,
+  parseJson,
+  quote,
+  toJson,
 } from '../crit/index.ts';
 import type { Explorer, JsonValue } from '../crit/index.ts';
 
@@ -123,7 +133,8 @@ function parseArgs(argv: string[]): Parsed {
     }
   }
   const want = cmd === 'x' ? 2 : cmd === 'info' || cmd === 'show' ? 1 : 0;
-  if (p.pos.length < want) throw new UsageError(`crit ${cmd}: missing argument${want > 1 ? 's' : ''}: ${cmd === 'x' ? 'DIR {ps,fds,mems,rss}' : 'IN'}`);
+  if (p.pos.length < want)
+    throw new UsageError(`crit ${cmd}: missing argument${want > 1 ? 's' : ''}: ${cmd === 'x' ? 'DIR {ps,fds,mems,rss}' : 'IN'}`);
   if (p.pos.length > want) throw new UsageError(`crit ${cmd}: unrecognized argument ${p.pos[want]}`);
   if (cmd === 'x' && !(EXPLORERS as readonly string[]).includes(p.pos[1])) {
     throw new UsageError(`crit x: invalid choice ${JSON.stringify(p.pos[1])} (choose from ps, fds, mems, rss)`);

@@ -27,27 +27,52 @@ const RPC_COMMANDS = new Set(['swrk', 'service']);
 const COMMANDS = new Set(['dump', 'restore', 'check', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
 
 interface Opts {
-  tree?: string; imagesDir: string; workDir?: string; logFile?: string;
-  pidfile?: string; restoreDetached?: boolean; leaveRunning?: boolean; shellJob?: boolean;
-  timeout?: string; feature?: string; defaultConfig?: boolean;
-  compress?: string; encrypt?: string; ghostLimit?: string; linkRemap?: boolean; skipVerify?: boolean; freezeCgroup?: string; force?: boolean;
-  trustImages?: boolean; fileLocks?: boolean; extUnixSk?: boolean | string; actionScript?: string[]; tcpEstablished?: boolean; tcpClose?: boolean;
+  tree?: string;
+  imagesDir: string;
+  workDir?: string;
+  logFile?: string;
+  pidfile?: string;
+  restoreDetached?: boolean;
+  leaveRunning?: boolean;
+  shellJob?: boolean;
+  timeout?: string;
+  feature?: string;
+  defaultConfig?: boolean;
+  compress?: string;
+  encrypt?: string;
+  ghostLimit?: string;
+  linkRemap?: boolean;
+  skipVerify?: boolean;
+  freezeCgroup?: string;
+  force?: boolean;
+  trustImages?: boolean;
+  fileLocks?: boolean;
+  extUnixSk?: boolean | string;
+  actionScript?: string[];
+  tcpEstablished?: boolean;
+  tcpClose?: boolean;
   skipInFlight?: boolean;
 }
 
-function fail(msg: string): never { throw new CriuError(msg); }
+function fail(msg: string): never {
+  throw new CriuError(msg);
+}
 
 /** Refuse unimplemented CRIU options by name; drop internal tuning options. */
 function screen(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--') { out.push(...argv.slice(i)); break; }
+    if (a === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
     const name = a.startsWith('--') ? a.split('=')[0] : a;
     if (NOT_SUPPORTED.has(name) || NOT_SUPPORTED.has(name.replace(/^--no-/, '--'))) throw NotSupportedError.option(name);
     if (ACCEPTED_INTERNAL.has(name)) {
       const value = a.includes('=') ? a.slice(a.indexOf('=') + 1) : INTERNAL_WITH_VALUE.has(name) ? argv[++i] : undefined;
-      if (name === '--pre-dump-mode' && value !== 'splice' && value !== 'read') fail(`bad --pre-dump-mode ${value ?? ''}: use splice or read`);
+      if (name === '--pre-dump-mode' && value !== 'splice' && value !== 'read')
+        fail(`bad --pre-dump-mode ${value ?? ''}: use splice or read`);
       continue;
     }
     out.push(a);
@@ -65,18 +90,30 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-D, --images-dir <dir>', desc: 'directory with the images', cmds: ['dump', 'restore', 'check'], dflt: '.' },
   { flags: '-W, --work-dir <dir>', desc: 'directory for the log and stats (default: the images dir)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-o, --log-file <file>', desc: 'log file, relative to the work dir (truncated)', cmds: ['dump', 'restore', 'check'] },
-  { flags: '-v, --verbosity [level]', desc: 'log level 0..4 (default 2), or -v, -vv...: 1 errors, 2 warnings, 3 steps, 4 every task, VMA, fd and image', cmds: ['dump', 'restore', 'check'] },
+  {
+    flags: '-v, --verbosity [level]',
+    desc: 'log level 0..4 (default 2), or -v, -vv...: 1 errors, 2 warnings, 3 steps, 4 every task, VMA, fd and image',
+    cmds: ['dump', 'restore', 'check'],
+  },
   { flags: '--no-default-config', desc: 'read no configuration file (none is read anyway)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-R, --leave-running', desc: 'leave the tasks running after the dump', cmds: ['dump'] },
   { flags: '-j, --shell-job', desc: 'the tree is a shell job (its session is outside)', cmds: ['dump', 'restore'] },
   { flags: '-l, --file-locks', desc: 'dump and restore file locks (flock, POSIX and OFD locks)', cmds: ['dump', 'restore'] },
-  { flags: '-x, --ext-unix-sk', desc: 'allow datagram unix sockets connected to a named socket outside the tree', cmds: ['dump', 'restore'] },
+  {
+    flags: '-x, --ext-unix-sk',
+    desc: 'allow datagram unix sockets connected to a named socket outside the tree',
+    cmds: ['dump', 'restore'],
+  },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--link-remap', desc: 'save a deleted file that has other names by a temporary link to it', cmds: ['dump'] },
   { flags: '--ghost-limit <size>', desc: 'largest deleted file to save, in bytes (K, M, G suffixes; default 1M)', cmds: ['dump'] },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
-  { flags: '--encrypt <keyfile>', desc: 'seal every image with AES-256-GCM and authenticate the manifest (dump), or require that (restore); 32-byte key, raw or hex', cmds: ['dump', 'restore'] },
+  {
+    flags: '--encrypt <keyfile>',
+    desc: 'seal every image with AES-256-GCM and authenticate the manifest (dump), or require that (restore); 32-byte key, raw or hex',
+    cmds: ['dump', 'restore'],
+  },
   { flags: '--force', desc: 'dump into a directory that another user owns or can write', cmds: ['dump'] },
   { flags: '--trust-images', desc: 'restore as root images that another user owns or can write', cmds: ['restore'] },
   { flags: '--tcp-established', desc: 'dump and restore established TCP connections (TCP repair mode)', cmds: ['dump', 'restore'] },
@@ -85,7 +122,11 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
   { flags: '--pidfile <file>', desc: 'write the pid of the restored root here', cmds: ['restore'] },
   { flags: '--skip-verify', desc: 'do not check the checksum manifest', cmds: ['restore'] },
-  { flags: '--action-script <file>', desc: 'run this program at each action (pre-dump, post-dump, pre-restore, post-restore...), repeatable', cmds: ['dump', 'restore'] },
+  {
+    flags: '--action-script <file>',
+    desc: 'run this program at each action (pre-dump, post-dump, pre-restore, post-restore...), repeatable',
+    cmds: ['dump', 'restore'],
+  },
   { flags: '--feature <name>', desc: 'check one feature (CRIU\'s names); "list" names them', cmds: ['check'] },
   { flags: '--extra', desc: 'also the optional features (always shown)', cmds: ['check'] },
   { flags: '--experimental', desc: 'same as --extra', cmds: ['check'] },
@@ -96,7 +137,8 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
 const LONG_WITH_VALUE = new Set([
   ...OPTIONS.filter((o) => o.flags.includes('<')).map((o) => /--[\w-]+/.exec(o.flags)![0]),
   ...INTERNAL_WITH_VALUE,
-  '--address', '--status-fd',
+  '--address',
+  '--status-fd',
 ]);
 
 /** A size as CRIU reads one: a number with an optional K, M or G suffix. */
@@ -121,7 +163,9 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
     }
-    c.action(async (o: Opts) => { process.exitCode = await run(name, o); });
+    c.action(async (o: Opts) => {
+      process.exitCode = await run(name, o);
+    });
   };
   command('dump', 'checkpoint a process tree');
   command('restore', 'restore a process tree');
@@ -168,22 +212,50 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         if (o.compress !== undefined && o.compress !== 'zstd') fail(`unknown compression ${o.compress}: use zstd`);
         const pages = { compress: o.compress as 'zstd' | undefined, key: o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined };
         const { dump } = await loadDump();
-        const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
+        const actions = (await loadScripts()).shellActions(
+          (o.actionScript ?? []).map((s) => path.resolve(s)),
+          imagesDir,
+        );
         const r = dump({
-          pid, dir: imagesDir, workDir, leaveRunning: !!o.leaveRunning, shellJob: !!o.shellJob, timeoutSec: timeout, log, pages,
-          freezeCgroup: o.freezeCgroup, extUnixSk: !!o.extUnixSk, fileLocks: !!o.fileLocks, actions, tcp: tcpMode(o),
-          ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit), linkRemap: !!o.linkRemap,
+          pid,
+          dir: imagesDir,
+          workDir,
+          leaveRunning: !!o.leaveRunning,
+          shellJob: !!o.shellJob,
+          timeoutSec: timeout,
+          log,
+          pages,
+          freezeCgroup: o.freezeCgroup,
+          extUnixSk: !!o.extUnixSk,
+          fileLocks: !!o.fileLocks,
+          actions,
+          tcp: tcpMode(o),
+          ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
+          linkRemap: !!o.linkRemap,
         });
-        log.info(`Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`);
+        log.info(
+          `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
+        );
         return 0;
       }
       case 'restore': {
         if (!fs.existsSync(path.join(imagesDir, 'inventory.img'))) fail(`no dump in ${imagesDir}: it has no inventory.img`);
         const key = o.encrypt ? readKeyFile(path.resolve(o.encrypt)) : undefined;
         const { restore } = await loadRestore();
-        const actions = (await loadScripts()).shellActions((o.actionScript ?? []).map((s) => path.resolve(s)), imagesDir);
+        const actions = (await loadScripts()).shellActions(
+          (o.actionScript ?? []).map((s) => path.resolve(s)),
+          imagesDir,
+        );
         const r = restore({
-          dir: imagesDir, workDir, detach: !!o.restoreDetached, shellJob: !!o.shellJob, log, key, skipVerify: !!o.skipVerify, actions, tcp: tcpMode(o),
+          dir: imagesDir,
+          workDir,
+          detach: !!o.restoreDetached,
+          shellJob: !!o.shellJob,
+          log,
+          key,
+          skipVerify: !!o.skipVerify,
+          actions,
+          tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
@@ -226,7 +298,10 @@ function commandFirst(args: string[]): string[] {
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === '--') break;
-    if (a.startsWith('-')) { if (/^-[tDoWrJLM]$/.test(a) || LONG_WITH_VALUE.has(a)) i++; continue; }
+    if (a.startsWith('-')) {
+      if (/^-[tDoWrJLM]$/.test(a) || LONG_WITH_VALUE.has(a)) i++;
+      continue;
+    }
     if (i === 0 || !COMMANDS.has(a)) return args;
     return [a, ...args.slice(0, i), ...args.slice(i + 1)];
   }

@@ -11,13 +11,34 @@ import { runService } from '../rpc/service.ts';
 import { shellActions } from './scripts.ts';
 import type { Argv } from './argv.ts';
 
-const F_SETFD = 2, FD_CLOEXEC = 1;
+const F_SETFD = 2,
+  FD_CLOEXEC = 1;
 /** A service client must send each request within this time (others wait meanwhile). */
 const SERVICE_REQUEST_TIMEOUT_MS = 10_000;
 
-interface RpcArgs { words: string[]; address?: string; pidfile?: string; statusFd?: number; daemon: boolean; scripts: string[]; logFile?: string; workDir?: string }
+interface RpcArgs {
+  words: string[];
+  address?: string;
+  pidfile?: string;
+  statusFd?: number;
+  daemon: boolean;
+  scripts: string[];
+  logFile?: string;
+  workDir?: string;
+}
 
-const WITH_VALUE = new Set(['--address', '--pidfile', '--status-fd', '--action-script', '-o', '--log-file', '-W', '--work-dir', '-D', '--images-dir']);
+const WITH_VALUE = new Set([
+  '--address',
+  '--pidfile',
+  '--status-fd',
+  '--action-script',
+  '-o',
+  '--log-file',
+  '-W',
+  '--work-dir',
+  '-D',
+  '--images-dir',
+]);
 
 function parse(args: string[]): RpcArgs {
   const o: RpcArgs = { words: [], daemon: false, scripts: [] };
@@ -25,19 +46,40 @@ function parse(args: string[]): RpcArgs {
     const a = args[i];
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
     const name = eq > 0 ? a.slice(0, eq) : a;
-    if (!name.startsWith('-')) { o.words.push(a); continue; }
-    if (name === '-d' || name === '--daemon') { o.daemon = true; continue; }
+    if (!name.startsWith('-')) {
+      o.words.push(a);
+      continue;
+    }
+    if (name === '-d' || name === '--daemon') {
+      o.daemon = true;
+      continue;
+    }
     if (!WITH_VALUE.has(name)) throw new CriuError(`not supported yet with ${o.words[0] ?? 'swrk'}: ${name}`);
     const value = eq > 0 ? a.slice(eq + 1) : args[++i];
     if (value === undefined) throw new CriuError(`${name} needs a value`);
     switch (name) {
-      case '--address': o.address = value; break;
-      case '--pidfile': o.pidfile = value; break;
-      case '--status-fd': o.statusFd = fdNumber(value, name); break;
-      case '--action-script': o.scripts.push(value); break;
-      case '-o': case '--log-file': o.logFile = value; break;
-      case '-W': case '--work-dir': o.workDir = value; break;
-      default: break; // -D: each request names its own images dir
+      case '--address':
+        o.address = value;
+        break;
+      case '--pidfile':
+        o.pidfile = value;
+        break;
+      case '--status-fd':
+        o.statusFd = fdNumber(value, name);
+        break;
+      case '--action-script':
+        o.scripts.push(value);
+        break;
+      case '-o':
+      case '--log-file':
+        o.logFile = value;
+        break;
+      case '-W':
+      case '--work-dir':
+        o.workDir = value;
+        break;
+      default:
+        break; // -D: each request names its own images dir
     }
   }
   return o;
@@ -59,10 +101,16 @@ async function daemonize(args: string[], statusFd: number | undefined): Promise<
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === '-d' || a === '--daemon' || a.startsWith('--status-fd=')) continue;
-    if (a === '--status-fd') { i++; continue; }
+    if (a === '--status-fd') {
+      i++;
+      continue;
+    }
     rest.push(a);
   }
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...rest, '--status-fd', '3'], { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...rest, '--status-fd', '3'], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+  });
   const ready = await new Promise<boolean>((resolve) => {
     (child.stdio[3] as NodeJS.ReadableStream).once('data', () => resolve(true));
     child.once('exit', () => resolve(false));
@@ -70,7 +118,10 @@ async function daemonize(args: string[], statusFd: number | undefined): Promise<
   if (!ready) throw new CriuError('service -d: the service did not start (run it without -d to see why)');
   child.unref();
   (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-  if (statusFd !== undefined) { fs.writeSync(statusFd, Buffer.alloc(1)); fs.closeSync(statusFd); }
+  if (statusFd !== undefined) {
+    fs.writeSync(statusFd, Buffer.alloc(1));
+    fs.closeSync(statusFd);
+  }
   return 0;
 }
 
@@ -78,12 +129,20 @@ async function daemonize(args: string[], statusFd: number | undefined): Promise<
 export async function runRpc(argv: Argv): Promise<number> {
   const o = parse(argv.args);
   const cmd = o.words[0];
-  const scripts = (dir: string) => shellActions(o.scripts.map((s) => path.resolve(s)), dir);
+  const scripts = (dir: string) =>
+    shellActions(
+      o.scripts.map((s) => path.resolve(s)),
+      dir,
+    );
   if (cmd === 'swrk') {
     if (o.words.length !== 2) throw new CriuError('Usage: criu-ts swrk <fd>');
     const fd = fdNumber(o.words[1], 'swrk fd');
     let type: number;
-    try { type = socketType(fd); } catch { throw new CriuError(`swrk: fd ${fd} is not a socket`); }
+    try {
+      type = socketType(fd);
+    } catch {
+      throw new CriuError(`swrk: fd ${fd} is not a socket`);
+    }
     if (type !== SOCK.SEQPACKET) throw new CriuError(`swrk: fd ${fd} is not a SOCK_SEQPACKET socket`);
     // Restored trees and action scripts must not hold the client's socket open.
     fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -94,12 +153,18 @@ export async function runRpc(argv: Argv): Promise<number> {
   const workDir = path.resolve(o.workDir ?? '.');
   const logFile = o.logFile && o.logFile !== '-' ? path.resolve(workDir, o.logFile) : undefined;
   const log = new LevelLogger(argv.level, logFile);
-  if (o.statusFd !== undefined && !fs.existsSync(`/proc/self/fd/${o.statusFd}`)) throw new CriuError(`--status-fd ${o.statusFd} is not open`);
+  if (o.statusFd !== undefined && !fs.existsSync(`/proc/self/fd/${o.statusFd}`))
+    throw new CriuError(`--status-fd ${o.statusFd} is not open`);
   try {
     runService({
-      address: path.resolve(workDir, o.address ?? 'criu_service.socket'), pidfile: o.pidfile && path.resolve(workDir, o.pidfile),
-      statusFd: o.statusFd, log, serve: { mode: 'service', scripts, requestTimeoutMs: SERVICE_REQUEST_TIMEOUT_MS },
+      address: path.resolve(workDir, o.address ?? 'criu_service.socket'),
+      pidfile: o.pidfile && path.resolve(workDir, o.pidfile),
+      statusFd: o.statusFd,
+      log,
+      serve: { mode: 'service', scripts, requestTimeoutMs: SERVICE_REQUEST_TIMEOUT_MS },
     });
-  } finally { log.close(); }
+  } finally {
+    log.close();
+  }
   return 0;
 }

@@ -17,7 +17,10 @@ export function shellActions(scripts: readonly string[], imagesDir: string): Run
     for (const script of scripts) {
       const r = spawnSync(script, [], { env, stdio: ['ignore', 'inherit', 'inherit'] });
       if (r.error) throw new CriuError(`action script ${script} (${name}): ${r.error.message}`);
-      if (r.status !== 0) throw new CriuError(`action script ${script} failed at ${name} with ${r.status === null ? `signal ${r.signal}` : `exit code ${r.status}`}`);
+      if (r.status !== 0)
+        throw new CriuError(
+          `action script ${script} failed at ${name} with ${r.status === null ? `signal ${r.signal}` : `exit code ${r.status}`}`,
+        );
     }
   };
 }

@@ -26,7 +26,9 @@ export function isInjectionArea(pid: number, start: bigint, size: bigint): boole
   const b = Buffer.alloc(MARKER.length);
   try {
     if (processVmReadv(pid, b, [{ addr: start + BigInt(MARKER_AT), len: b.length }]) !== b.length) return false;
-  } catch { return false; }
+  } catch {
+    return false;
+  }
   return b.equals(MARKER);
 }
 
@@ -49,7 +51,8 @@ export class InjectionArea {
   static map(t: Tracee, at?: bigint, size = AREA_SIZE): InjectionArea {
     const flags = MAP.PRIVATE | MAP.ANONYMOUS | (at !== undefined ? MAP.FIXED_NOREPLACE : 0);
     const base = t.syscall('mmap', at ?? 0n, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0);
-    if (at !== undefined && base !== at) throw new Error(`task ${t.tid}: injection area landed at 0x${base.toString(16)}, not 0x${at.toString(16)}`);
+    if (at !== undefined && base !== at)
+      throw new Error(`task ${t.tid}: injection area landed at 0x${base.toString(16)}, not 0x${at.toString(16)}`);
     t.writeMem(base, header());
     const area = new InjectionArea(t, base, size);
     t.useInjectionPage(base);
@@ -62,7 +65,9 @@ export class InjectionArea {
     return new InjectionArea(t, this.base, this.size);
   }
 
-  reset(): void { this.next = SCRATCH_START; }
+  reset(): void {
+    this.next = SCRATCH_START;
+  }
 
   alloc(len: number): bigint {
     const off = (this.next + 15) & ~15;
@@ -78,9 +83,13 @@ export class InjectionArea {
     return a;
   }
 
-  putString(s: string): bigint { return this.put(Buffer.from(s + '\0')); }
+  putString(s: string): bigint {
+    return this.put(Buffer.from(s + '\0'));
+  }
 
-  read(addr: bigint, len: number): Buffer { return this.tracee.readMem(addr, len); }
+  read(addr: bigint, len: number): Buffer {
+    return this.tracee.readMem(addr, len);
+  }
 }
 
 /** Address of a `syscall` instruction inside a code buffer that starts at `start`, or undefined. */

@@ -9,7 +9,10 @@
 import { schedGetaffinity, schedSetaffinity, getcpu } from '../kernel/index.ts';
 import { setWorkerSpawn } from '../lazy.ts';
 
-interface Pin { one: Buffer; tracerHome: Buffer }
+interface Pin {
+  one: Buffer;
+  tracerHome: Buffer;
+}
 let pin: Pin | undefined;
 
 /** Pin the calling (tracing) thread to the CPU it runs on; no-op when already done. */
@@ -26,7 +29,9 @@ export function colocate(): void {
 }
 
 /** The tracing thread's affinity before it was pinned (what a task cloned under our control gets); undefined when not pinned. */
-export function tracerAffinity(): Buffer | undefined { return pin?.tracerHome; }
+export function tracerAffinity(): Buffer | undefined {
+  return pin?.tracerHome;
+}
 
 /** Give the tracing thread its own affinity back. */
 export function endColocation(): void {
@@ -43,7 +48,11 @@ export function unpinned<T>(fn: () => T): T {
   if (!pin) return fn();
   const p = pin;
   schedSetaffinity(0, p.tracerHome);
-  try { return fn(); } finally { schedSetaffinity(0, p.one); }
+  try {
+    return fn();
+  } finally {
+    schedSetaffinity(0, p.one);
+  }
 }
 
 /**
@@ -55,7 +64,11 @@ export function unpinned<T>(fn: () => T): T {
 export function pinTracee(tid: number, born: boolean): Buffer | undefined {
   if (!pin) return undefined;
   let home: Buffer;
-  try { home = born ? pin.tracerHome : schedGetaffinity(tid); } catch { return undefined; }
+  try {
+    home = born ? pin.tracerHome : schedGetaffinity(tid);
+  } catch {
+    return undefined;
+  }
   return schedSetaffinity(tid, pin.one) === 0 ? home : undefined;
 }
 

@@ -15,7 +15,9 @@ let cached: XsaveOffsets | undefined;
 function load(file: string): XsaveOffsets | undefined {
   try {
     return new Map(JSON.parse(fs.readFileSync(file, 'utf8')) as [number, { offset: number; size: number }][]);
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 function save(file: string, offs: XsaveOffsets): void {
@@ -23,7 +25,9 @@ function save(file: string, offs: XsaveOffsets): void {
     fs.mkdirSync(RUN_DIR, { recursive: true });
     fs.writeFileSync(`${file}.${process.pid}`, JSON.stringify([...offs]));
     fs.renameSync(`${file}.${process.pid}`, file);
-  } catch { /* found again next time */ }
+  } catch {
+    /* found again next time */
+  }
 }
 
 export function xsaveOffsets(area: InjectionArea): XsaveOffsets {

@@ -4,8 +4,26 @@
 // that sits on an injection page we mapped.
 import fs from 'node:fs';
 import {
-  arch, ptrace, waitpid, getRegset, setRegset, getSigmask, setSigmask, getEventMsg, getSiginfo,
-  processVmReadv, processVmWritev, SysError, PTRACE, PTRACE_EVENT, NT, WALL, W, SIG, sysnr, tgkill,
+  arch,
+  ptrace,
+  waitpid,
+  getRegset,
+  setRegset,
+  getSigmask,
+  setSigmask,
+  getEventMsg,
+  getSiginfo,
+  processVmReadv,
+  processVmWritev,
+  SysError,
+  PTRACE,
+  PTRACE_EVENT,
+  NT,
+  WALL,
+  W,
+  SIG,
+  sysnr,
+  tgkill,
   type SyscallName,
 } from '../kernel/index.ts';
 import { pinTracee, unpinTracee, repinTracee } from './colocate.ts';
@@ -17,13 +35,20 @@ const STOP_SIGNALS: ReadonlySet<number> = new Set([SIG.STOP, SIG.TSTP, SIG.TTIN,
 /** A fatal signal or an unexpected stop while the tracee ran an injected syscall. */
 export class InjectionError extends Error {
   readonly tid: number;
-  constructor(tid: number, message: string) { super(`task ${tid}: ${message}`); this.name = 'InjectionError'; this.tid = tid; }
+  constructor(tid: number, message: string) {
+    super(`task ${tid}: ${message}`);
+    this.name = 'InjectionError';
+    this.tid = tid;
+  }
 }
 
 /** An injected syscall that returned -errno. */
 export class RemoteSysError extends SysError {
   readonly tid: number;
-  constructor(tid: number, call: string, errno: number) { super(`${call} in task ${tid}`, errno); this.tid = tid; }
+  constructor(tid: number, call: string, errno: number) {
+    super(`${call} in task ${tid}`, errno);
+    this.tid = tid;
+  }
 }
 
 const NO_SYSCALL = Buffer.from([0xff, 0xff, 0xff, 0xff]);
@@ -35,7 +60,12 @@ const FATAL = new Set<number>([SIG.SEGV, SIG.BUS, SIG.ILL, SIG.FPE, SIG.SYS]);
  */
 export const INJECTION_SIGMASK = 0xffffffffffffffffn & ~(1n << BigInt(SIG.TRAP - 1));
 
-export interface StopInfo { status: number; sig: number; event: number; exited: boolean }
+export interface StopInfo {
+  status: number;
+  sig: number;
+  event: number;
+  exited: boolean;
+}
 
 /**
  * The state a thread holds between injected calls when it must stay resumable: its own
@@ -44,7 +74,11 @@ export interface StopInfo { status: number; sig: number; event: number; exited: 
  * from its current registers (measured on 6.18: also from the SIGTRAP stop of an injected
  * call's trap, whose signal is not delivered then), so only the time inside a call is unsafe.
  */
-interface OwnState { regs: Buffer; mask: bigint; more?: () => void }
+interface OwnState {
+  regs: Buffer;
+  mask: bigint;
+  more?: () => void;
+}
 
 /** Injected calls made while threads held their own state between calls, and the time spent inside them. */
 export const unsafeWindow = { calls: 0, ms: 0 };
@@ -93,7 +127,9 @@ export class Tracee {
   }
 
   /** The thread's own CPU affinity while we pin it to ours; undefined when it is not pinned. */
-  get homeAffinity(): Buffer | undefined { return this.home; }
+  get homeAffinity(): Buffer | undefined {
+    return this.home;
+  }
 
   /** PTRACE_SEIZE + PTRACE_INTERRUPT, and wait until the thread is in a ptrace stop. */
   static seize(tid: number, options: number): Tracee {
@@ -115,7 +151,9 @@ export class Tracee {
   }
 
   /** A thread that is already traced by us (auto-attached clone child) and stopped. */
-  static adopt(tid: number): Tracee { return new Tracee(tid, true); }
+  static adopt(tid: number): Tracee {
+    return new Tracee(tid, true);
+  }
 
   /** Wait for the next stop of this thread; throws if it died. */
   waitStop(): StopInfo {
@@ -147,7 +185,11 @@ export class Tracee {
     getRegset(this.tid, NT.PRSTATUS, b);
     return b;
   }
-  setRegs(regs: Buffer): void { this.idle(); this.regsKnown = false; setRegset(this.tid, NT.PRSTATUS, regs); }
+  setRegs(regs: Buffer): void {
+    this.idle();
+    this.regsKnown = false;
+    setRegset(this.tid, NT.PRSTATUS, regs);
+  }
 
   private idle(): void {
     if (this.running) throw new Error(`task ${this.tid} is still running its ${this.running}`);
@@ -158,14 +200,20 @@ export class Tracee {
     const n = getRegset(this.tid, arch.fpRegset, fpScratch);
     return Buffer.from(fpScratch.subarray(0, n));
   }
-  setFpRegs(buf: Buffer): void { setRegset(this.tid, arch.fpRegset, buf); }
+  setFpRegs(buf: Buffer): void {
+    setRegset(this.tid, arch.fpRegset, buf);
+  }
 
   getRegset(note: number, maxSize: number): Buffer {
     const b = Buffer.alloc(maxSize);
     const n = getRegset(this.tid, note, b);
     return Buffer.from(b.subarray(0, n));
   }
-  setRegset(note: number, buf: Buffer): void { this.idle(); this.regsKnown = false; setRegset(this.tid, note, buf); }
+  setRegset(note: number, buf: Buffer): void {
+    this.idle();
+    this.regsKnown = false;
+    setRegset(this.tid, note, buf);
+  }
 
   /** A ptrace request on this thread that no typed method covers (arch-specific ones). */
   request(req: number, addr: bigint | number, data: Buffer | bigint | number = 0): number {
@@ -180,17 +228,33 @@ export class Tracee {
   keepOwnState(regs: Buffer, mask: bigint, more?: () => void): void {
     this.own = { regs: Buffer.from(regs), mask, more };
   }
-  dropOwnState(): void { this.own = undefined; }
+  dropOwnState(): void {
+    this.own = undefined;
+  }
 
-  getSigmask(): bigint { return getSigmask(this.tid); }
-  setSigmask(mask: bigint): void { setSigmask(this.tid, mask); }
-  eventMsg(): number { return getEventMsg(this.tid); }
+  getSigmask(): bigint {
+    return getSigmask(this.tid);
+  }
+  setSigmask(mask: bigint): void {
+    setSigmask(this.tid, mask);
+  }
+  eventMsg(): number {
+    return getEventMsg(this.tid);
+  }
 
   /** Run injected syscalls through an existing `syscall` instruction (stops at syscall exit). */
-  useSyscallInsn(addr: bigint): void { this.insnAddr = addr; this.trapMode = false; }
+  useSyscallInsn(addr: bigint): void {
+    this.insnAddr = addr;
+    this.trapMode = false;
+  }
   /** Run injected syscalls through our injection page (`syscall; trap`), one stop per call. */
-  useInjectionPage(addr: bigint): void { this.insnAddr = addr; this.trapMode = true; }
-  get injectionAddr(): bigint { return this.insnAddr; }
+  useInjectionPage(addr: bigint): void {
+    this.insnAddr = addr;
+    this.trapMode = true;
+  }
+  get injectionAddr(): bigint {
+    return this.insnAddr;
+  }
 
   /**
    * Make the tracee execute one syscall and return its raw result (negative errno on
@@ -211,7 +275,10 @@ export class Tracee {
         this.expectSyscallStop(name);
         if (arch.syscallNrRegset !== undefined) setRegset(this.tid, arch.syscallNrRegset, NO_SYSCALL);
       }
-    } catch (e) { this.settleQuietly(); throw e; }
+    } catch (e) {
+      this.settleQuietly();
+      throw e;
+    }
     const after = this.getRegs(this.scratchRegs);
     this.regsKnown = true;
     this.settle();
@@ -228,7 +295,11 @@ export class Tracee {
       this.own.regs.copy(r);
     } else r = this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs);
     arch.setIp(r, this.insnAddr);
-    arch.setSyscall(r, nr, args.map((a) => BigInt.asUintN(64, BigInt(a))));
+    arch.setSyscall(
+      r,
+      nr,
+      args.map((a) => BigInt.asUintN(64, BigInt(a))),
+    );
     this.setRegs(r);
   }
 
@@ -252,7 +323,11 @@ export class Tracee {
 
   /** settle() after a failed call, when the thread may be gone. */
   private settleQuietly(): void {
-    try { this.settle(); } catch { /* the thread is gone or not stopped */ }
+    try {
+      this.settle();
+    } catch {
+      /* the thread is gone or not stopped */
+    }
   }
 
   /**
@@ -273,7 +348,12 @@ export class Tracee {
     const name = this.running;
     if (name === undefined) throw new Error(`task ${this.tid}: no syscall started`);
     this.running = undefined;
-    try { this.expectTrap(name); } catch (e) { this.settleQuietly(); throw e; }
+    try {
+      this.expectTrap(name);
+    } catch (e) {
+      this.settleQuietly();
+      throw e;
+    }
     if (this.home) repinTracee(this.tid);
     const after = this.getRegs(this.scratchRegs);
     this.regsKnown = true;
@@ -290,7 +370,12 @@ export class Tracee {
     try {
       ptrace(PTRACE.CONT, this.tid, 0, 0);
       this.expectTrap('code');
-    } catch (e) { this.settleQuietly(); throw e; } finally { this.trapMode = was; }
+    } catch (e) {
+      this.settleQuietly();
+      throw e;
+    } finally {
+      this.trapMode = was;
+    }
     const out = this.getRegs();
     this.settle();
     return out;
@@ -339,7 +424,10 @@ export class Tracee {
     if (FATAL.has(st.sig) && st.event === 0) {
       const si = getSiginfo(this.tid);
       const addr = si.readBigUInt64LE(16);
-      throw new InjectionError(this.tid, `signal ${st.sig} (code ${si.readInt32LE(8)}, addr 0x${addr.toString(16)}) during injected ${String(name)}`);
+      throw new InjectionError(
+        this.tid,
+        `signal ${st.sig} (code ${si.readInt32LE(8)}, addr 0x${addr.toString(16)}) during injected ${String(name)}`,
+      );
     }
     if (st.event === PTRACE_EVENT.STOP) {
       // A group stop or a stray interrupt: the injected call has not run yet; resume.
@@ -372,7 +460,11 @@ export class Tracee {
   prepareResume(name: SyscallName, ...args: SysArg[]): void {
     const r = this.getRegs();
     arch.setIp(r, this.insnAddr);
-    arch.setSyscall(r, sysnr(name), args.map((a) => BigInt.asUintN(64, BigInt(a))));
+    arch.setSyscall(
+      r,
+      sysnr(name),
+      args.map((a) => BigInt.asUintN(64, BigInt(a))),
+    );
     this.setRegs(r);
   }
 
@@ -383,7 +475,11 @@ export class Tracee {
   withSignalsBlocked<T>(fn: () => T): T {
     const old = this.getSigmask();
     this.setSigmask(INJECTION_SIGMASK);
-    try { return fn(); } finally { this.setSigmask(old); }
+    try {
+      return fn();
+    } finally {
+      this.setSigmask(old);
+    }
   }
 
   readMem(addr: bigint, len: number): Buffer {
@@ -431,7 +527,10 @@ export class Tracee {
     for (;;) {
       const st = this.waitStop();
       if (st.event === 0 && st.sig === sig) break; // the signal-delivery stop
-      if (st.event === PTRACE_EVENT.STOP) { ptrace(PTRACE.CONT, this.tid, 0, 0); continue; }
+      if (st.event === PTRACE_EVENT.STOP) {
+        ptrace(PTRACE.CONT, this.tid, 0, 0);
+        continue;
+      }
       throw new InjectionError(this.tid, `unexpected ${describe(st.status)} while stopping it with signal ${sig}`);
     }
     ptrace(PTRACE.CONT, this.tid, 0, sig);
@@ -440,9 +539,17 @@ export class Tracee {
     if (mask & bit) this.setSigmask(mask);
   }
 
-  cont(sig = 0): void { this.regsKnown = false; ptrace(PTRACE.CONT, this.tid, 0, sig); }
-  syscallStep(sig = 0): void { this.regsKnown = false; ptrace(PTRACE.SYSCALL, this.tid, 0, sig); }
-  interrupt(): void { ptrace(PTRACE.INTERRUPT, this.tid, 0, 0); }
+  cont(sig = 0): void {
+    this.regsKnown = false;
+    ptrace(PTRACE.CONT, this.tid, 0, sig);
+  }
+  syscallStep(sig = 0): void {
+    this.regsKnown = false;
+    ptrace(PTRACE.SYSCALL, this.tid, 0, sig);
+  }
+  interrupt(): void {
+    ptrace(PTRACE.INTERRUPT, this.tid, 0, 0);
+  }
 
   detach(sig = 0): void {
     this.idle();
@@ -456,6 +563,9 @@ export class Tracee {
 
   /** Close our handles without touching the tracee. */
   release(): void {
-    if (this.memFd >= 0) { fs.closeSync(this.memFd); this.memFd = -1; }
+    if (this.memFd >= 0) {
+      fs.closeSync(this.memFd);
+      this.memFd = -1;
+    }
   }
 }

@@ -77,10 +77,16 @@ class Dir {
   }
 }
 
-const taskId = (p: Obj, key: string): JsonValue => (key in p ? p[key] : (p[`ns_${key}`] as JsonValue[] | undefined)?.[0] ?? null);
+const taskId = (p: Obj, key: string): JsonValue => (key in p ? p[key] : ((p[`ns_${key}`] as JsonValue[] | undefined)?.[0] ?? null));
 
 function ps(d: Dir, out: (line: string) => void): void {
-  interface Item { pid: JsonValue; ppid: JsonValue; p: Obj; comm: string; kids: Item[] }
+  interface Item {
+    pid: JsonValue;
+    ppid: JsonValue;
+    p: Obj;
+    comm: string;
+    kids: Item[];
+  }
   const items = new Map<string, Item>();
   for (const p of d.pstree()) {
     const pid = taskId(p, 'pid');
@@ -102,7 +108,9 @@ function ps(d: Dir, out: (line: string) => void): void {
   if (!root) throw new ImageError('pstree.img', 'no root task (ppid 0)');
   out(`${rpad('PID', 7)}${rpad('PGID', 7)}${rpad('SID', 7)}   COMM`);
   const show = (it: Item, depth: number) => {
-    out(`${rpad(String(it.pid), 7)}${rpad(String(taskId(it.p, 'pgid')), 7)}${rpad(String(taskId(it.p, 'sid')), 7)}   ${' '.repeat(4 * depth)}${it.comm}`);
+    out(
+      `${rpad(String(it.pid), 7)}${rpad(String(taskId(it.p, 'pgid')), 7)}${rpad(String(taskId(it.p, 'sid')), 7)}   ${' '.repeat(4 * depth)}${it.comm}`,
+    );
     for (const k of it.kids) show(k, depth + 1);
   };
   show(root, 0);
@@ -121,9 +129,15 @@ function fds(d: Dir, out: (line: string) => void): void {
   }
 }
 
-const VMA_REGULAR = 1n << 0n, VMA_STACK = 1n << 1n, VMA_VSYSCALL = 1n << 2n, VMA_VDSO = 1n << 3n;
-const VMA_FILE_PRIVATE = 1n << 6n, VMA_FILE_SHARED = 1n << 7n, VMA_ANON_SHARED = 1n << 8n;
-const VMA_SYSVIPC = 1n << 10n, VMA_SOCKET = 1n << 11n;
+const VMA_REGULAR = 1n << 0n,
+  VMA_STACK = 1n << 1n,
+  VMA_VSYSCALL = 1n << 2n,
+  VMA_VDSO = 1n << 3n;
+const VMA_FILE_PRIVATE = 1n << 6n,
+  VMA_FILE_SHARED = 1n << 7n,
+  VMA_ANON_SHARED = 1n << 8n;
+const VMA_SYSVIPC = 1n << 10n,
+  VMA_SOCKET = 1n << 11n;
 
 function mems(d: Dir, out: (line: string) => void): void {
   // crit numbers the shared objects it meets, across all tasks

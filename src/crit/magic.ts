@@ -5,7 +5,9 @@ import type { ImageKind } from '../images/index.ts';
 const byValue = new Map<number, string>();
 const byName = new Map<string, number>();
 for (const [name, value] of [
-  ['CRTOOLS_IMAGES_V1_1', CRTOOLS_IMAGES_V1_1], ['IMG_COMMON', IMG_COMMON_MAGIC], ['IMG_SERVICE', IMG_SERVICE_MAGIC],
+  ['CRTOOLS_IMAGES_V1_1', CRTOOLS_IMAGES_V1_1],
+  ['IMG_COMMON', IMG_COMMON_MAGIC],
+  ['IMG_SERVICE', IMG_SERVICE_MAGIC],
   ...Object.entries(MAGIC),
 ] as [string, number][]) {
   // value 0 marks raw images, which have no magic; later names of a value are aliases

@@ -5,9 +5,7 @@ import { registry } from '../images/index.ts';
 import type { FieldDef, ProtoObject, ProtoValue } from '../images/index.ts';
 import { base64Lines, fromBase64, fromQuotedPrintable, toQuotedPrintable } from './codecs.ts';
 import type { JsonObject, JsonValue } from './json.ts';
-import {
-  devText, dictText, flagsText, hasDict, hexText, intOf, ipText, parseDev, parseDict, parseFlags, parseIp,
-} from './options.ts';
+import { devText, dictText, flagsText, hasDict, hexText, intOf, ipText, parseDev, parseDict, parseFlags, parseIp } from './options.ts';
 
 interface Field {
   readonly def: FieldDef;
@@ -24,15 +22,17 @@ const cache = new Map<string, Field[]>();
 function fieldsOf(type: string): Field[] {
   let fs = cache.get(type);
   if (fs) return fs;
-  fs = [...registry.message(type).fields].sort((a, b) => a.no - b.no).map((def): Field => {
-    const f = { def, name: def.name, rep: def.label === 'rep', int: INT_TYPES.has(def.type) };
-    if (def.type !== 'enum') return f;
-    const values = registry.enum(def.ref!).values;
-    const names = new Map<number, string>();
-    // protobuf's values_by_number keeps the first name of an aliased number
-    for (const [n, v] of Object.entries(values)) if (!names.has(v)) names.set(v, n);
-    return { ...f, enumNames: names, enumValues: values };
-  });
+  fs = [...registry.message(type).fields]
+    .sort((a, b) => a.no - b.no)
+    .map((def): Field => {
+      const f = { def, name: def.name, rep: def.label === 'rep', int: INT_TYPES.has(def.type) };
+      if (def.type !== 'enum') return f;
+      const values = registry.enum(def.ref!).values;
+      const names = new Map<number, string>();
+      // protobuf's values_by_number keeps the first name of an aliased number
+      for (const [n, v] of Object.entries(values)) if (!names.has(v)) names.set(v, n);
+      return { ...f, enumNames: names, enumValues: values };
+    });
   cache.set(type, fs);
   return fs;
 }
@@ -97,7 +97,13 @@ function bad(path: string, problem: string): never {
 }
 
 function describe(v: unknown): string {
-  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : JSON.stringify(typeof v === 'bigint' ? String(v) : v);
+  return v === null
+    ? 'null'
+    : Array.isArray(v)
+      ? 'an array'
+      : typeof v === 'object'
+        ? 'an object'
+        : JSON.stringify(typeof v === 'bigint' ? String(v) : v);
 }
 
 function intFromJson(f: Field, v: unknown, path: string): number | bigint {

@@ -24,7 +24,10 @@ export class CgroupFreezer {
     if (this.v2) fs.writeFileSync(path.join(this.dir, 'cgroup.freeze'), '1');
     else fs.writeFileSync(path.join(this.dir, 'freezer.state'), 'FROZEN');
     while (!this.frozen()) {
-      if (Date.now() > deadline) { this.thaw(); throw new CriuError(`timed out freezing cgroup ${this.dir}`); }
+      if (Date.now() > deadline) {
+        this.thaw();
+        throw new CriuError(`timed out freezing cgroup ${this.dir}`);
+      }
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
     }
   }
@@ -33,7 +36,9 @@ export class CgroupFreezer {
     try {
       if (this.v2) fs.writeFileSync(path.join(this.dir, 'cgroup.freeze'), '0');
       else fs.writeFileSync(path.join(this.dir, 'freezer.state'), 'THAWED');
-    } catch { /* the cgroup is gone */ }
+    } catch {
+      /* the cgroup is gone */
+    }
   }
 
   /** Processes in the cgroup (every one of them must belong to the dumped tree). */

@@ -6,40 +6,86 @@ import { O } from '../kernel/index.ts';
 
 /** status lines that identify the task or count things, or that other checks cover. */
 export const NEUTRAL_STATUS: ReadonlySet<string> = new Set([
-  'Pid', 'Tgid', 'PPid', 'TracerPid', 'State', 'Ngid', 'FDSize', 'NStgid', 'NSpid', 'NSpgid', 'NSsid', 'Kthread',
-  'Threads', 'SigQ', 'voluntary_ctxt_switches', 'nonvoluntary_ctxt_switches',
+  'Pid',
+  'Tgid',
+  'PPid',
+  'TracerPid',
+  'State',
+  'Ngid',
+  'FDSize',
+  'NStgid',
+  'NSpid',
+  'NSpgid',
+  'NSsid',
+  'Kthread',
+  'Threads',
+  'SigQ',
+  'voluntary_ctxt_switches',
+  'nonvoluntary_ctxt_switches',
 ]);
 
 export const RESOURCE_NAMES: Readonly<Record<string, string>> = {
-  Seccomp: 'seccomp mode', Seccomp_filters: 'seccomp filters', CoreDumping: 'core dump in progress',
-  Mems_allowed: 'NUMA nodes allowed (cpuset)', Mems_allowed_list: 'NUMA nodes allowed (cpuset)',
+  Seccomp: 'seccomp mode',
+  Seccomp_filters: 'seccomp filters',
+  CoreDumping: 'core dump in progress',
+  Mems_allowed: 'NUMA nodes allowed (cpuset)',
+  Mems_allowed_list: 'NUMA nodes allowed (cpuset)',
   Speculation_Store_Bypass: 'speculation control (PR_SET_SPECULATION_CTRL)',
   SpeculationIndirectBranch: 'speculation control (PR_SET_SPECULATION_CTRL)',
-  VmLck: 'locked memory (mlock)', VmPin: 'pinned memory', untag_mask: 'address tagging',
-  x86_Thread_features: 'x86 thread features (shadow stack)', x86_Thread_features_locked: 'x86 thread features (shadow stack)',
-  coredump_filter: 'coredump_filter', loginuid: 'audit login uid',
-  sessionid: 'audit session id', 'attr/current': 'security label (LSM)', ksm_stat: 'KSM merging (PR_SET_MEMORY_MERGE)',
+  VmLck: 'locked memory (mlock)',
+  VmPin: 'pinned memory',
+  untag_mask: 'address tagging',
+  x86_Thread_features: 'x86 thread features (shadow stack)',
+  x86_Thread_features_locked: 'x86 thread features (shadow stack)',
+  coredump_filter: 'coredump_filter',
+  loginuid: 'audit login uid',
+  sessionid: 'audit session id',
+  'attr/current': 'security label (LSM)',
+  ksm_stat: 'KSM merging (PR_SET_MEMORY_MERGE)',
 };
 
 const same = (s: string | undefined): string => s ?? '';
 
 /** Files of /proc/PID compared with criu-ts's own unless a module claims them, and the part of each that counts. */
 export const PROC_FILES: ReadonlyArray<[string, (s: string | undefined) => string]> = [
-  ['oom_score_adj', same], ['personality', same], ['coredump_filter', same], // timer slack: claims-probes.ts, per thread
-  ['loginuid', same], ['sessionid', same], ['attr/current', same],
+  ['oom_score_adj', same],
+  ['personality', same],
+  ['coredump_filter', same], // timer slack: claims-probes.ts, per thread
+  ['loginuid', same],
+  ['sessionid', same],
+  ['attr/current', same],
   ['ksm_stat', (s) => /^ksm_merge_any: *(\S+)/m.exec(s ?? '')?.[1] ?? ''],
 ];
 
 export const VMFLAG_NAMES: Readonly<Record<string, string>> = {
-  lo: 'locked in memory (mlock)', lf: 'locked on fault (mlock2)', ht: 'hugetlb memory', de: 'not expandable (VM_DONTEXPAND)',
-  pf: 'a PFN mapping of a device', io: 'a device I/O mapping', mm: 'a mixed device mapping', dp: 'droppable (MAP_DROPPABLE)',
-  um: 'registered with userfaultfd', uw: 'registered with userfaultfd', ui: 'registered with userfaultfd',
-  sl: 'sealed (mseal)', mt: 'tagged memory (PROT_MTE)', ar: 'an architecture-specific mapping', gu: 'guarded (MADV_GUARD_INSTALL)',
+  lo: 'locked in memory (mlock)',
+  lf: 'locked on fault (mlock2)',
+  ht: 'hugetlb memory',
+  de: 'not expandable (VM_DONTEXPAND)',
+  pf: 'a PFN mapping of a device',
+  io: 'a device I/O mapping',
+  mm: 'a mixed device mapping',
+  dp: 'droppable (MAP_DROPPABLE)',
+  um: 'registered with userfaultfd',
+  uw: 'registered with userfaultfd',
+  ui: 'registered with userfaultfd',
+  sl: 'sealed (mseal)',
+  mt: 'tagged memory (PROT_MTE)',
+  ar: 'an architecture-specific mapping',
+  gu: 'guarded (MADV_GUARD_INSTALL)',
 };
 
 const FLAG_NAMES: Array<[number, string]> = [
-  [O.APPEND, 'O_APPEND'], [O.NONBLOCK, 'O_NONBLOCK'], [0o20000, 'O_ASYNC'], [O.DIRECT, 'O_DIRECT'], [0o1000000, 'O_NOATIME'],
-  [0o4010000, 'O_SYNC'], [0o10000, 'O_DSYNC'], [O.PATH, 'O_PATH'], [O.DIRECTORY, 'O_DIRECTORY'], [O.NOFOLLOW, 'O_NOFOLLOW'],
+  [O.APPEND, 'O_APPEND'],
+  [O.NONBLOCK, 'O_NONBLOCK'],
+  [0o20000, 'O_ASYNC'],
+  [O.DIRECT, 'O_DIRECT'],
+  [0o1000000, 'O_NOATIME'],
+  [0o4010000, 'O_SYNC'],
+  [0o10000, 'O_DSYNC'],
+  [O.PATH, 'O_PATH'],
+  [O.DIRECTORY, 'O_DIRECTORY'],
+  [O.NOFOLLOW, 'O_NOFOLLOW'],
   [O.LARGEFILE, 'O_LARGEFILE'],
 ];
 
@@ -47,7 +93,11 @@ const FLAG_NAMES: Array<[number, string]> = [
 export function flagNames(bits: number): string {
   const out: string[] = [];
   let left = bits & ~O.LARGEFILE; // open() adds it on 64-bit, and every reopened file has it
-  for (const [bit, name] of FLAG_NAMES) if ((left & bit) === bit && bit) { out.push(name); left &= ~bit; }
+  for (const [bit, name] of FLAG_NAMES)
+    if ((left & bit) === bit && bit) {
+      out.push(name);
+      left &= ~bit;
+    }
   if (left) out.push(`0${left.toString(8)}`);
   return out.join('|');
 }
@@ -56,9 +106,18 @@ export function flagNames(bits: number): string {
  * A restored task joins criu-ts's cgroups. The freezer cgroup given with --freeze-cgroup is
  * the tool of this dump, not state of the tree: its membership is not compared.
  */
-export function checkCgroups(pid: number, freezeCgroup: string | undefined, own: string | undefined, refuse: (resource: string, why: string) => never): void {
+export function checkCgroups(
+  pid: number,
+  freezeCgroup: string | undefined,
+  own: string | undefined,
+  refuse: (resource: string, why: string) => never,
+): void {
   let mine: string;
-  try { mine = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim(); } catch { return; }
+  try {
+    mine = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim();
+  } catch {
+    return;
+  }
   const ownLines = new Map((own ?? '').split('\n').map((l) => [l.replace(/:[^:]*$/, ''), l]));
   const frozen = freezeCgroup ? fs.realpathSync(freezeCgroup) : undefined;
   for (const line of mine.split('\n')) {

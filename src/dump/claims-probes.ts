@@ -19,7 +19,10 @@ interface Probe {
   restored(th: { rt: boolean; strict: boolean }): number;
 }
 
-const PR_GET_TSC = 25, PR_GET_TIMERSLACK = 30, PR_MCE_KILL_GET = 34, PR_GET_MDWE = 66;
+const PR_GET_TSC = 25,
+  PR_GET_TIMERSLACK = 30,
+  PR_MCE_KILL_GET = 34,
+  PR_GET_MDWE = 66;
 const ARCH_GET_CPUID = 0x1011;
 
 /** An int the call writes at its first pointer argument. */
@@ -36,34 +39,53 @@ const selfSlack = (): number => Number(fs.readFileSync('/proc/self/timerslack_ns
 
 const PROBES: Probe[] = [
   {
-    resource: 'timer slack (PR_SET_TIMERSLACK)', perThread: true,
+    resource: 'timer slack (PR_SET_TIMERSLACK)',
+    perThread: true,
     // The kernel gives real-time threads no slack.
-    read: (t) => ret(t.syscallRaw('prctl', PR_GET_TIMERSLACK, 0, 0, 0, 0)), restored: ({ rt }) => (rt ? 0 : selfSlack()),
+    read: (t) => ret(t.syscallRaw('prctl', PR_GET_TIMERSLACK, 0, 0, 0, 0)),
+    restored: ({ rt }) => (rt ? 0 : selfSlack()),
   },
   {
-    resource: 'NUMA memory policy (set_mempolicy)', perThread: true,
-    read: (t, area) => intOut(t, area, (a) => t.syscallRaw('get_mempolicy', a, 0, 0, 0, 0)), restored: () => 0 /* MPOL_DEFAULT */,
+    resource: 'NUMA memory policy (set_mempolicy)',
+    perThread: true,
+    read: (t, area) => intOut(t, area, (a) => t.syscallRaw('get_mempolicy', a, 0, 0, 0, 0)),
+    restored: () => 0 /* MPOL_DEFAULT */,
   },
   {
-    resource: 'machine-check policy (PR_MCE_KILL)', perThread: true,
-    read: (t) => ret(t.syscallRaw('prctl', PR_MCE_KILL_GET, 0, 0, 0, 0)), restored: () => 2 /* PR_MCE_KILL_DEFAULT */,
+    resource: 'machine-check policy (PR_MCE_KILL)',
+    perThread: true,
+    read: (t) => ret(t.syscallRaw('prctl', PR_MCE_KILL_GET, 0, 0, 0, 0)),
+    restored: () => 2 /* PR_MCE_KILL_DEFAULT */,
   },
   {
-    resource: 'memory-deny-write-execute (PR_SET_MDWE)', perThread: false, early: true,
-    read: (t) => ret(t.syscallRaw('prctl', PR_GET_MDWE, 0, 0, 0, 0)), restored: () => 0,
+    resource: 'memory-deny-write-execute (PR_SET_MDWE)',
+    perThread: false,
+    early: true,
+    read: (t) => ret(t.syscallRaw('prctl', PR_GET_MDWE, 0, 0, 0, 0)),
+    restored: () => 0,
   },
   {
-    resource: 'time stamp counter access (PR_SET_TSC)', perThread: true, only: 'x86_64',
+    resource: 'time stamp counter access (PR_SET_TSC)',
+    perThread: true,
+    only: 'x86_64',
     // Seccomp strict mode turns the TSC off (PR_TSC_SIGSEGV), and its restore does again.
-    read: (t, area) => intOut(t, area, (a) => t.syscallRaw('prctl', PR_GET_TSC, a, 0, 0, 0)), restored: ({ strict }) => (strict ? 2 : 1 /* PR_TSC_ENABLE */),
+    read: (t, area) => intOut(t, area, (a) => t.syscallRaw('prctl', PR_GET_TSC, a, 0, 0, 0)),
+    restored: ({ strict }) => (strict ? 2 : 1 /* PR_TSC_ENABLE */),
   },
   {
-    resource: 'CPUID faulting (ARCH_SET_CPUID)', perThread: true, only: 'x86_64',
-    read: (t) => ret(t.syscallRaw('arch_prctl', ARCH_GET_CPUID, 0)), restored: () => 1,
+    resource: 'CPUID faulting (ARCH_SET_CPUID)',
+    perThread: true,
+    only: 'x86_64',
+    read: (t) => ret(t.syscallRaw('arch_prctl', ARCH_GET_CPUID, 0)),
+    restored: () => 1,
   },
 ];
 
-export interface ProbedTask { pid: number; threads: Tracee[]; area?: InjectionArea }
+export interface ProbedTask {
+  pid: number;
+  threads: Tracee[];
+  area?: InjectionArea;
+}
 
 type Refuse = (at: ClaimSite, resource: string, why: string) => never;
 

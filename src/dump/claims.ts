@@ -10,7 +10,15 @@ import type { Tracee } from '../compel/index.ts';
 import { NotSupportedError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
 import { parseLockLine, checkLockOwner, procLocksKey } from '../resources/files/locks.ts';
-import { threadClaims, taskCoreClaims, credsClaims, schedClaims, taskPropsClaims, seccompClaims, checkNamespaces } from '../resources/task/index.ts';
+import {
+  threadClaims,
+  taskCoreClaims,
+  credsClaims,
+  schedClaims,
+  taskPropsClaims,
+  seccompClaims,
+  checkNamespaces,
+} from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
 import { fsClaims } from '../resources/fs.ts';
 import { mmClaims } from '../resources/mm/index.ts';
@@ -19,16 +27,36 @@ import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/clai
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
 
-const MODULES: ResourceClaims[] = [threadClaims, taskCoreClaims, credsClaims, sigactClaims, fsClaims, mmClaims, schedClaims, taskPropsClaims, posixTimerClaims, seccompClaims];
+const MODULES: ResourceClaims[] = [
+  threadClaims,
+  taskCoreClaims,
+  credsClaims,
+  sigactClaims,
+  fsClaims,
+  mmClaims,
+  schedClaims,
+  taskPropsClaims,
+  posixTimerClaims,
+  seccompClaims,
+];
 
 function merged(part: 'status' | 'stat' | 'files'): Map<string, Claim> {
   const m = new Map<string, Claim>();
-  for (const c of MODULES) for (const [k, v] of Object.entries(c[part] ?? {} as Claims)) m.set(k, v);
+  for (const c of MODULES) for (const [k, v] of Object.entries(c[part] ?? ({} as Claims))) m.set(k, v);
   return m;
 }
 
-export interface ClaimedTask { pid: number; threads: Tracee[]; vmas: Vma[]; stat: Stat }
-export interface ClaimOptions { shellJob: boolean; freezeCgroup?: string; fileLocks?: boolean }
+export interface ClaimedTask {
+  pid: number;
+  threads: Tracee[];
+  vmas: Vma[];
+  stat: Stat;
+}
+export interface ClaimOptions {
+  shellJob: boolean;
+  freezeCgroup?: string;
+  fileLocks?: boolean;
+}
 
 /** The one error of a refused dump. */
 export class NotClaimedError extends NotSupportedError {
@@ -49,7 +77,11 @@ class Own {
 }
 
 function readOptional(path: string): string | undefined {
-  try { return fs.readFileSync(path, 'utf8').trim(); } catch { return undefined; }
+  try {
+    return fs.readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
 }
 
 export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
@@ -60,7 +92,9 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
   checkNamespaces(tasks.map((t) => t.pid));
   for (const t of tasks) {
     const site = { pid: t.pid, tid: t.pid };
-    const refuse = (resource: string, why: string, tid = t.pid): never => { throw new NotClaimedError({ pid: t.pid, tid }, resource, why); };
+    const refuse = (resource: string, why: string, tid = t.pid): never => {
+      throw new NotClaimedError({ pid: t.pid, tid }, resource, why);
+    };
     checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
     checkTimers(t, refuse);
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
@@ -72,14 +106,17 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
       const at = { pid: t.pid, tid: th.tid };
       checkStatus(readStatus(t.pid, th.tid).raw, claims.status, own, at, refuse);
       const st = th.tid === t.pid ? t.stat : readStat(t.pid, th.tid);
-      for (const k of ['policy', 'rtPriority', 'nice'] as const) checkValue(`scheduling (${k})`, String(st[k]), claims.stat.get(k), undefined, at, refuse);
+      for (const k of ['policy', 'rtPriority', 'nice'] as const)
+        checkValue(`scheduling (${k})`, String(st[k]), claims.stat.get(k), undefined, at, refuse);
     }
   }
   // Locks on files that no fd shows (an fd shows its own, checkFds).
   checkLocks(treeIds, shownLocks);
 }
 
-const refuseProbe = (at: ClaimSite, resource: string, why: string): never => { throw new NotClaimedError(at, resource, why); };
+const refuseProbe = (at: ClaimSite, resource: string, why: string): never => {
+  throw new NotClaimedError(at, resource, why);
+};
 
 /**
  * What only an injected call shows (claims-probes.ts): with `early`, in the leader before its
@@ -92,14 +129,22 @@ export function checkInjectedClaims(tasks: ProbedTask[], early = false): void {
 type Refuse = (resource: string, why: string, tid?: number) => never;
 
 /** A value claimed by a module (and within its check), or equal to criu-ts's own (`ownValue`). */
-function checkValue(resource: string, value: string, claim: Claim | undefined, ownValue: string | undefined, at: ClaimSite, refuse: Refuse): void {
+function checkValue(
+  resource: string,
+  value: string,
+  claim: Claim | undefined,
+  ownValue: string | undefined,
+  at: ClaimSite,
+  refuse: Refuse,
+): void {
   if (claim === true) return;
   if (claim) {
     const why = claim(value, at);
     if (why) refuse(resource, why, at.tid);
     return;
   }
-  if (value !== ownValue) refuse(resource, `it is ${JSON.stringify(value)}, where a restored task has ${JSON.stringify(ownValue ?? '(nothing)')}`, at.tid);
+  if (value !== ownValue)
+    refuse(resource, `it is ${JSON.stringify(value)}, where a restored task has ${JSON.stringify(ownValue ?? '(nothing)')}`, at.tid);
 }
 
 function checkStatus(status: Map<string, string>, claims: Map<string, Claim>, own: Own, at: ClaimSite, refuse: Refuse): void {
@@ -124,12 +169,16 @@ function checkProcFiles(pid: number, claims: Map<string, Claim>, own: Own, at: C
 function checkFds(pid: number, opts: ClaimOptions, treeIds: Set<number>, shown: Set<string>, refuse: Refuse): void {
   for (const fd of listFds(pid)) {
     let p;
-    try { p = probeFd(pid, fd); } catch { continue; } // closed meanwhile by another task sharing the table: the dump sees it
+    try {
+      p = probeFd(pid, fd);
+    } catch {
+      continue;
+    } // closed meanwhile by another task sharing the table: the dump sees it
     const what = `fd ${fd} (${p.link})`;
     const kind = fdKind(p);
     if (!kind) continue; // refused by the fd table's dump with what it is
     if (kind.name === 'terminal' && !opts.shellJob) continue; // likewise, with the way out (--shell-job)
-    const extra = p.flags & ~(kind.claims.flags | 3 /* O_ACCMODE */);
+    const extra = p.flags & ~((kind.claims.flags | 3) /* O_ACCMODE */);
     const lost = flagNames(extra);
     if (lost) refuse(what, `a ${kind.name} with ${lost}, which would not come back`);
     const why = kind.claims.check?.(p);
@@ -185,6 +234,7 @@ function checkLocks(ids: Set<number>, shown: Set<string>): void {
     // nothing: its blocked call starts again after restore.
     if (f[1] === '->' || shown.has(procLocksKey(line))) continue;
     const pid = Number(f[4]);
-    if (ids.has(pid)) throw new NotClaimedError({ pid, tid: pid }, `file lock (${f.slice(1, 4).join(' ')} on ${f[5]})`, 'locks are not saved');
+    if (ids.has(pid))
+      throw new NotClaimedError({ pid, tid: pid }, `file lock (${f.slice(1, 4).join(' ')} on ${f[5]})`, 'locks are not saved');
   }
 }

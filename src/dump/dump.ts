@@ -6,13 +6,31 @@ import path from 'node:path';
 import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat, readLink } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, pidfdOpen, close } from '../kernel/index.ts';
-import { InjectionArea, vdsoSyscallInsn, isInjectionArea, colocate, endColocation, unsafeWindow, INJECTION_SIGMASK } from '../compel/index.ts';
+import {
+  InjectionArea,
+  vdsoSyscallInsn,
+  isInjectionArea,
+  colocate,
+  endColocation,
+  unsafeWindow,
+  INJECTION_SIGMASK,
+} from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint } from '../errors.ts';
 import { checkInterrupt, hangPoint } from '../interrupt.ts';
 import {
-  freezeSnapshot, dumpCoreEntry, readSecbits, dumpTaskCore, dumpZombieCore, dumpPstreeEntry,
-  checkSessions, checkSharing, dumpPdeathSig, dumpAffinity, SeccompDump, type FrozenThread,
+  freezeSnapshot,
+  dumpCoreEntry,
+  readSecbits,
+  dumpTaskCore,
+  dumpZombieCore,
+  dumpPstreeEntry,
+  checkSessions,
+  checkSharing,
+  dumpPdeathSig,
+  dumpAffinity,
+  SeccompDump,
+  type FrozenThread,
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
@@ -63,15 +81,25 @@ type EndHook = (how: DumpOutcome) => void;
 /** The fd kinds' end-of-dump work, last registered first (a socket's repair off before its copy closes). */
 function runEndHooks(hooks: EndHook[], how: DumpOutcome, log: Logger): void {
   for (const h of hooks.splice(0).reverse()) {
-    try { h(how); } catch (e) { log.error(`at the end of the dump: ${(e as Error).message}`); }
+    try {
+      h(how);
+    } catch (e) {
+      log.error(`at the end of the dump: ${(e as Error).message}`);
+    }
   }
 }
 
 export interface DumpResult {
-  tasks: number; pagesWritten: number; pagesScanned: number; frozenMs: number; freezingMs: number;
+  tasks: number;
+  pagesWritten: number;
+  pagesScanned: number;
+  frozenMs: number;
+  freezingMs: number;
   /** Pages of shared memory (MAP_SHARED anonymous, memfd), in pages-*.img as well. */
-  shpagesWritten: number; memdumpMs: number;
-  pagesPlainBytes?: number; pagesStoredBytes?: number;
+  shpagesWritten: number;
+  memdumpMs: number;
+  pagesPlainBytes?: number;
+  pagesStoredBytes?: number;
 }
 
 const PF_KTHREAD = 0x00200000;
@@ -80,13 +108,21 @@ function validateTarget(pid: number): void {
   if (!Number.isInteger(pid) || pid <= 0) throw new CriuError(`invalid pid ${pid}`);
   if (pid === getpid()) throw new CriuError('criu-ts cannot dump itself');
   let stat;
-  try { stat = readStat(pid); } catch { throw new CriuError(`no process with pid ${pid}`); }
+  try {
+    stat = readStat(pid);
+  } catch {
+    throw new CriuError(`no process with pid ${pid}`);
+  }
   if (stat.flags & PF_KTHREAD) throw new CriuError(`pid ${pid} is a kernel thread and cannot be dumped`);
   if (stat.state === 'Z') throw new CriuError(`pid ${pid} is a zombie`);
   // Freezing one of criu-ts's own ancestors would freeze criu-ts's parent chain.
   for (let p = readStat(getpid()).ppid, n = 0; p > 1 && n < 64; n++) {
     if (p === pid) throw new CriuError(`pid ${pid} is an ancestor of criu-ts and cannot be dumped`);
-    try { p = readStat(p).ppid; } catch { break; }
+    try {
+      p = readStat(p).ppid;
+    } catch {
+      break;
+    }
   }
 }
 
@@ -111,7 +147,11 @@ const isLive = (t: Task): t is LiveTask => !t.zombie;
  */
 function prepareInjection(t: LiveTask): void {
   const leader = t.threads[0];
-  const insn = vdsoSyscallInsn(leader, t.vmas.find((v) => v.path === '[vdso]'), `task ${t.pid}`);
+  const insn = vdsoSyscallInsn(
+    leader,
+    t.vmas.find((v) => v.path === '[vdso]'),
+    `task ${t.pid}`,
+  );
   t.vdsoInsn = insn;
   for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thaw(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);
@@ -132,7 +172,9 @@ function thaw(t: LiveTask, log: Logger): void {
       leader.useSyscallInsn(t.vdsoInsn);
       leader.lastSyscall(t.snaps[0].cpu.regs, 'munmap', t.area.base, t.area.size);
     }
-  } catch (e) { log.error(`cannot remove the injection area of ${t.pid}: ${(e as Error).message}`); }
+  } catch (e) {
+    log.error(`cannot remove the injection area of ${t.pid}: ${(e as Error).message}`);
+  }
   for (const s of t.snaps) {
     try {
       s.tracee.dropOwnState();
@@ -144,23 +186,43 @@ function thaw(t: LiveTask, log: Logger): void {
         leader.enterGroupStop(t.pid, leader.stopSignal() ?? SIG.STOP);
       }
       s.tracee.setSigmask(s.sigmask);
-    } catch (e) { log.error(`cannot restore the state of thread ${s.tracee.tid}: ${(e as Error).message}`); }
+    } catch (e) {
+      log.error(`cannot restore the state of thread ${s.tracee.tid}: ${(e as Error).message}`);
+    }
   }
   detachAll(t.threads);
 }
 
 function killTree(tasks: Task[]): void {
   for (const t of tasks) for (const th of t.threads) th.release();
-  for (const t of tasks) if (isLive(t)) { try { kill(t.pid, SIG.KILL); } catch { /* gone */ } }
+  for (const t of tasks)
+    if (isLive(t)) {
+      try {
+        kill(t.pid, SIG.KILL);
+      } catch {
+        /* gone */
+      }
+    }
   // Collect the tracer's exit notifications; the real parents reap the processes.
-  for (const t of tasks) for (const th of [...t.threads].reverse()) { try { waitpid(th.tid, WALL); } catch { /* gone */ } }
+  for (const t of tasks)
+    for (const th of [...t.threads].reverse()) {
+      try {
+        waitpid(th.tid, WALL);
+      } catch {
+        /* gone */
+      }
+    }
 }
 
 /** A random (version 4) UUID from /dev/urandom: node:crypto costs more to load than this dump takes. */
 function randomUuid(): string {
   const b = Buffer.alloc(16);
   const fd = fs.openSync('/dev/urandom', 'r');
-  try { fs.readSync(fd, b, 0, 16, null); } finally { fs.closeSync(fd); }
+  try {
+    fs.readSync(fd, b, 0, 16, null);
+  } finally {
+    fs.closeSync(fd);
+  }
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
   const h = b.toString('hex');
@@ -174,7 +236,11 @@ export function dump(req: DumpRequest): DumpResult {
   // Every injected syscall is a stop and a resume, cheaper with tracer and tracee on one CPU
   // (36 against 44-50 us here; colocate.ts).
   colocate();
-  try { return dumpColocated(req); } finally { endColocation(); }
+  try {
+    return dumpColocated(req);
+  } finally {
+    endColocation();
+  }
 }
 
 function dumpColocated(req: DumpRequest): DumpResult {
@@ -212,7 +278,10 @@ function dumpColocated(req: DumpRequest): DumpResult {
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
     checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup, fileLocks: req.fileLocks });
-    checkSessions(tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })), req.shellJob);
+    checkSessions(
+      tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
+      req.shellJob,
+    );
     for (const t of tasks) {
       if (!isLive(t)) continue;
       step(log, `task ${t.pid}: mapping criu-ts's injection area`);
@@ -232,14 +301,22 @@ function dumpColocated(req: DumpRequest): DumpResult {
     journal.imagesDone();
     logImages(log, req.dir);
     const enc = imgs.pagesEncoding();
-    if (enc) { result.pagesPlainBytes = enc.plain; result.pagesStoredBytes = enc.stored; }
+    if (enc) {
+      result.pagesPlainBytes = enc.plain;
+      result.pagesStoredBytes = enc.stored;
+    }
     result.freezingMs = tFrozen - t0;
     // A failing post-dump script fails the dump: the tree runs on.
-    if (req.actions) { step(log, 'post-dump action'); req.actions('post-dump'); }
+    if (req.actions) {
+      step(log, 'post-dump action');
+      req.actions('post-dump');
+    }
   } catch (e) {
     imgs.discard();
     runEndHooks(endHooks, 'failed', log);
-    for (const t of tasks) if (isLive(t) && t.snaps) thaw(t, log); else detachAll(t.threads);
+    for (const t of tasks)
+      if (isLive(t) && t.snaps) thaw(t, log);
+      else detachAll(t.threads);
     journal.close();
     logUnsafeWindow(log);
     throw e;
@@ -255,7 +332,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
   journal.close();
   logUnsafeWindow(log);
   result.frozenMs = performance.now() - t0;
-  try { writeDumpStats(req.workDir, result); } catch (e) { log.warn(`cannot write stats-dump: ${(e as Error).message}`); }
+  try {
+    writeDumpStats(req.workDir, result);
+  } catch (e) {
+    log.warn(`cannot write stats-dump: ${(e as Error).message}`);
+  }
   return result;
 }
 
@@ -264,27 +345,73 @@ function logUnsafeWindow(log: Logger): void {
   log.debug(`unsafe window: ${unsafeWindow.ms.toFixed(3)} ms inside ${unsafeWindow.calls} injected calls`);
 }
 
-interface Shared { seccomp: SeccompDump; locksSeen: Set<string>; live: Map<number, LiveTask>; files: DumpFileTable; identity: FileIdentity; fileCtx: DumpFileCtx; kobj: KobjIds; ns: NsIds; cpuFacts: CpuFacts; objects: DumpShared }
+interface Shared {
+  seccomp: SeccompDump;
+  locksSeen: Set<string>;
+  live: Map<number, LiveTask>;
+  files: DumpFileTable;
+  identity: FileIdentity;
+  fileCtx: DumpFileCtx;
+  kobj: KobjIds;
+  ns: NsIds;
+  cpuFacts: CpuFacts;
+  objects: DumpShared;
+}
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
   const live = tasks.filter(isLive);
   const files = new DumpFileTable();
-  const ghosts = new GhostDump({
-    remap: (e) => imgs.add(IMG.REMAP_FPATH, e), ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks),
-    linked: (link, flags) => { imgs.madeOutside(link); return files.regPath(link, flags); },
-  }, { limit: req.ghostLimit, linkRemap: req.linkRemap });
+  const ghosts = new GhostDump(
+    {
+      remap: (e) => imgs.add(IMG.REMAP_FPATH, e),
+      ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks),
+      linked: (link, flags) => {
+        imgs.madeOutside(link);
+        return files.regPath(link, flags);
+      },
+    },
+    { limit: req.ghostLimit, linkRemap: req.linkRemap },
+  );
   files.ghosts = ghosts;
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
-    seccomp: new SeccompDump(), locksSeen: new Set(), live: new Map(live.map((t) => [t.pid, t])), files, identity: new FileIdentity(), kobj: new KobjIds(), ns: new NsIds(), cpuFacts: cpu.facts(live[0].area!), objects,
+    seccomp: new SeccompDump(),
+    locksSeen: new Set(),
+    live: new Map(live.map((t) => [t.pid, t])),
+    files,
+    identity: new FileIdentity(),
+    kobj: new KobjIds(),
+    ns: new NsIds(),
+    cpuFacts: cpu.facts(live[0].area!),
+    objects,
     fileCtx: {
-      log: req.log, shellJob: req.shellJob, extUnixSk: !!req.extUnixSk, kinds: new Map(),
-      addFile: (make) => { const id = files.newId(); files.add(make(id)); return id; }, regPath: (p, fl, ex) => files.regPath(p, fl, ex),
-      tcp: req.tcp ?? { established: false, close: false, skipInFlight: false }, atEnd: (fn) => { endHooks.push(fn); },
-      regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex), ghosts,
+      log: req.log,
+      shellJob: req.shellJob,
+      extUnixSk: !!req.extUnixSk,
+      kinds: new Map(),
+      addFile: (make) => {
+        const id = files.newId();
+        files.add(make(id));
+        return id;
+      },
+      regPath: (p, fl, ex) => files.regPath(p, fl, ex),
+      tcp: req.tcp ?? { established: false, close: false, skipInFlight: false },
+      atEnd: (fn) => {
+        endHooks.push(fn);
+      },
+      regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex),
+      ghosts,
       memfdInode: (link) => objects.memfdInode(link),
-      fileId: (pid, fd) => { const pidfd = pidfdOpen(pid); try { return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id; } finally { close(pidfd); } },
-      treePids: live.map((t) => t.pid), netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
+      fileId: (pid, fd) => {
+        const pidfd = pidfdOpen(pid);
+        try {
+          return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id;
+        } finally {
+          close(pidfd);
+        }
+      },
+      treePids: live.map((t) => t.pid),
+      netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
@@ -302,27 +429,52 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       step(req.log, `task ${t.pid}: zombie (exit status 0x${t.zombie.exitCode.toString(16)}) to core-${t.pid}.img`);
       imgs.one(IMG.CORE, t.pid, dumpZombieCore(t.zombie));
     }
-    imgs.add(IMG.PSTREE, dumpPstreeEntry(t.pid, t.ppid, t.threads.map((th) => th.tid), isLive(t) ? t.stat : undefined));
+    imgs.add(
+      IMG.PSTREE,
+      dumpPstreeEntry(
+        t.pid,
+        t.ppid,
+        t.threads.map((th) => th.tid),
+        isLive(t) ? t.stat : undefined,
+      ),
+    );
   }
   imgs.closeImage(IMG.PSTREE);
   for (const e of files.entries) imgs.add(IMG.FILES, e);
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
   imgs.one(IMG.SECCOMP, shared.seccomp.entry());
-  if (req.fileLocks) { if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS); else imgs.empty(IMG.FILE_LOCKS); }
-  const mono = clockGettime(1), boot = clockGettime(7);
+  if (req.fileLocks) {
+    if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS);
+    else imgs.empty(IMG.FILE_LOCKS);
+  }
+  const mono = clockGettime(1),
+    boot = clockGettime(7);
   imgs.one(IMG.TIMENS, 0, {
-    monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec }, boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
+    monotonic: { tv_sec: mono.sec, tv_nsec: mono.nsec },
+    boottime: { tv_sec: boot.sec, tv_nsec: boot.nsec },
   });
   imgs.one(IMG.INVENTORY, {
-    img_version: 2, fdinfo_per_id: true,
+    img_version: 2,
+    fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
-    ns_per_id: true, lsmtype: 0, ...(req.tcp?.close ? { tcp_close: true } : {}), network_lock_method: 0, plugins_entry: {}, dump_criu_run_id: randomUuid(),
+    ns_per_id: true,
+    lsmtype: 0,
+    ...(req.tcp?.close ? { tcp_close: true } : {}),
+    network_lock_method: 0,
+    plugins_entry: {},
+    dump_criu_run_id: randomUuid(),
   });
   return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }
 
-function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, writtenFdTables: Set<number>): { pagesWritten: number; pagesScanned: number; memdumpMs: number } {
+function dumpTask(
+  req: DumpRequest,
+  t: LiveTask,
+  imgs: ImageSet,
+  sh: Shared,
+  writtenFdTables: Set<number>,
+): { pagesWritten: number; pagesScanned: number; memdumpMs: number } {
   const { pid } = t;
   const { log } = req;
   const area = t.area!;
@@ -330,8 +482,17 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   const status = readStatus(pid);
   const parent = sh.live.get(t.ppid);
   const task: DumpTask = {
-    pid, leader, threads: t.threads, area, stat: t.stat, status, vmas: t.vmas, files: sh.files, log, shared: sh.objects,
-    ...(parent ? { parent: parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() } } : {}),
+    pid,
+    leader,
+    threads: t.threads,
+    area,
+    stat: t.stat,
+    status,
+    vmas: t.vmas,
+    files: sh.files,
+    log,
+    shared: sh.objects,
+    ...(parent ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
   };
   const ids = sh.kobj.idsOf(pid);
   checkSharing(pid, t.ppid, ids.sharedWith);
@@ -339,14 +500,17 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
   step(log, `task ${pid}: memory, ${task.vmas.length} VMAs, to mm-${pid}.img and pagemap-${pid}.img`);
   faultPoint('memory');
-  if (debugOn(log)) for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
+  if (debugOn(log))
+    for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
   const tMem = performance.now();
   const pm = imgs.pagemap(pid, anonBytes(task.vmas));
   const exe = readLink(pid, 'exe');
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
   imgs.one(IMG.MM, pid, mm);
   const memdumpMs = performance.now() - tMem;
-  log.debug(`task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`);
+  log.debug(
+    `task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`,
+  );
 
   faultPoint('files');
   checkInterrupt();
@@ -355,7 +519,14 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     writtenFdTables.add(ids.files_id);
     step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);
     const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
-    if (debugOn(log)) for (const e of fdinfo) log.debug(fdLine(e, sh.files.entries.find((f) => f.id === e.id)));
+    if (debugOn(log))
+      for (const e of fdinfo)
+        log.debug(
+          fdLine(
+            e,
+            sh.files.entries.find((f) => f.id === e.id),
+          ),
+        );
     for (const e of fdinfo) imgs.add(IMG.FDINFO, ids.files_id, e);
     if (fdinfo.length) imgs.closeImage(IMG.FDINFO, ids.files_id);
     else imgs.empty(IMG.FDINFO, ids.files_id);
@@ -364,15 +535,20 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
       if (locks.length) step(log, `task ${pid}: ${locks.length} file lock(s) to filelocks.img`);
       for (const e of locks) imgs.add(IMG.FILE_LOCKS, e);
     }
-  }
-  else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
+  } else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
   imgs.one(IMG.FS, pid, dumpFs(pid, status.umask, sh.files));
-  step(log, `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`);
+  step(
+    log,
+    `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`,
+  );
 
   const secbits = readSecbits(leader);
-  const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? leader.stopSignal() ?? SIG.STOP : undefined);
-  const seccomp = sh.seccomp.collect(pid, t.snaps.map((s) => s.tracee.tid));
+  const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? (leader.stopSignal() ?? SIG.STOP) : undefined);
+  const seccomp = sh.seccomp.collect(
+    pid,
+    t.snaps.map((s) => s.tracee.tid),
+  );
   for (const snap of t.snaps) {
     const th = snap.tracee;
     const isLeader = th === leader;
@@ -380,11 +556,20 @@ function dumpTask(req: DumpRequest, t: LiveTask, imgs: ImageSet, sh: Shared, wri
     const thStatus = isLeader ? status : readStatus(pid, th.tid);
     const core = dumpCoreEntry(snap, area, sh.cpuFacts, thStatus, secbits, isLeader ? tc : undefined);
     const affinity = dumpAffinity(th);
-    core.thread_core = { ...core.thread_core!, ...seccomp.get(th.tid), pdeath_sig: dumpPdeathSig(th, area), ...(affinity ? { cpu_affinity: affinity } : {}) };
+    core.thread_core = {
+      ...core.thread_core!,
+      ...seccomp.get(th.tid),
+      pdeath_sig: dumpPdeathSig(th, area),
+      ...(affinity ? { cpu_affinity: affinity } : {}),
+    };
     imgs.one(IMG.CORE, th.tid, core);
   }
   imgs.one(IMG.IDS, pid, {
-    vm_id: ids.vm_id, files_id: ids.files_id, fs_id: ids.fs_id, sighand_id: ids.sighand_id, ...sh.ns.idsOf(pid),
+    vm_id: ids.vm_id,
+    files_id: ids.files_id,
+    fs_id: ids.fs_id,
+    sighand_id: ids.sighand_id,
+    ...sh.ns.idsOf(pid),
   });
   log.debug(`task ${pid}: ids-${pid}.img: vm ${ids.vm_id}, files ${ids.files_id}, fs ${ids.fs_id}, sighand ${ids.sighand_id}`);
   return { ...stats, memdumpMs };
@@ -403,7 +588,14 @@ function logTree(log: Logger, tasks: Task[], t0: number): void {
 /** Every image of the dump with its size (level 4). */
 function logImages(log: Logger, dir: string): void {
   if (!debugOn(log)) return;
-  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.img')).sort()) {
-    try { log.debug(`  image ${name}: ${fs.statSync(path.join(dir, name)).size} bytes`); } catch { /* not ours */ }
+  for (const name of fs
+    .readdirSync(dir)
+    .filter((n) => n.endsWith('.img'))
+    .sort()) {
+    try {
+      log.debug(`  image ${name}: ${fs.statSync(path.join(dir, name)).size} bytes`);
+    } catch {
+      /* not ours */
+    }
   }
 }

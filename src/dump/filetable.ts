@@ -12,8 +12,12 @@ export class DumpFileTable implements FileTable {
   /** Where deleted files go (set once the dump's ghost files are). */
   ghosts?: GhostDump;
 
-  newId(): number { return this.next++; }
-  add(entry: MessageInput<'file_entry'>): void { this.entries.push(entry); }
+  newId(): number {
+    return this.next++;
+  }
+  add(entry: MessageInput<'file_entry'>): void {
+    this.entries.push(entry);
+  }
 
   regPath(path: string, flags: number, extra: RegExtra = {}): number {
     return this.reg(`${flags}:${path}`, path, flags, extra);

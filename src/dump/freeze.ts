@@ -21,7 +21,11 @@ function seizeOptions(pid: number, tid: number): number {
 }
 
 function seccompMode(pid: number, tid: number): number {
-  try { return readStatus(pid, tid).seccomp; } catch { return 0; /* gone: the seize says so */ }
+  try {
+    return readStatus(pid, tid).seccomp;
+  } catch {
+    return 0; /* gone: the seize says so */
+  }
 }
 
 function suspendSeccomp(pid: number, t: Tracee, opts: number): Tracee {
@@ -40,7 +44,13 @@ export interface FrozenTask {
 }
 
 export function detachAll(threads: Tracee[]): void {
-  for (const t of threads) { try { t.detach(); } catch { /* gone */ } }
+  for (const t of threads) {
+    try {
+      t.detach();
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 /**
@@ -62,7 +72,7 @@ export function freezeProcess(pid: number, deadline: number, deferred = false): 
         } catch (e) {
           // A thread that exited between listing and seizing, or is exiting now, is gone:
           // it will not run again, so it is left out instead of retried until the deadline.
-          if (e instanceof SysError && (e.code === 'ESRCH' || e.code === 'EPERM') || (e as Error).name === 'InjectionError') {
+          if ((e instanceof SysError && (e.code === 'ESRCH' || e.code === 'EPERM')) || (e as Error).name === 'InjectionError') {
             if (isExiting(pid, tid)) gone.add(tid);
             else if (e instanceof SysError && e.code === 'EPERM') throw ptraceRefused(pid, tid);
             continue;
@@ -77,7 +87,10 @@ export function freezeProcess(pid: number, deadline: number, deferred = false): 
   }
   const list = [...frozen.values()];
   const leader = list.find((t) => t.tid === pid);
-  if (!leader) { detachAll(list); return undefined; }
+  if (!leader) {
+    detachAll(list);
+    return undefined;
+  }
   return [leader, ...list.filter((t) => t !== leader).sort((a, b) => a.tid - b.tid)];
 }
 
@@ -95,7 +108,11 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
     seen.add(pid);
     checkInterrupt();
     let stat;
-    try { stat = readStat(pid); } catch { return; }
+    try {
+      stat = readStat(pid);
+    } catch {
+      return;
+    }
     if (stat.state === 'Z' || stat.state === 'X') {
       tasks.push({ pid, ppid, threads: [], zombie: { exitCode: stat.exitCode, comm: stat.comm } });
       return;
@@ -106,13 +123,19 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
       try {
         const s = readStat(pid);
         if (s.state === 'Z') tasks.push({ pid, ppid, threads: [], zombie: { exitCode: s.exitCode, comm: s.comm } });
-      } catch { /* reaped */ }
+      } catch {
+        /* reaped */
+      }
       return;
     }
     tasks.push({ pid, ppid, threads, stopped: stat.state === 'T' });
     const children = new Set<number>();
     for (const t of threads) {
-      try { for (const c of listChildren(pid, t.tid)) children.add(c); } catch { /* thread gone */ }
+      try {
+        for (const c of listChildren(pid, t.tid)) children.add(c);
+      } catch {
+        /* thread gone */
+      }
     }
     for (const c of [...children].sort((a, b) => a - b)) visit(c, pid);
   };
@@ -139,7 +162,11 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
 }
 
 function isExiting(pid: number, tid: number): boolean {
-  try { return /^[ZXx]$/.test(readStat(pid, tid).state); } catch { return true; }
+  try {
+    return /^[ZXx]$/.test(readStat(pid, tid).state);
+  } catch {
+    return true;
+  }
 }
 
 /** EPERM from a thread that is not exiting will not change by retrying: say why at once. */
@@ -149,8 +176,11 @@ function ptraceRefused(pid: number, tid: number): CriuError {
     const st = readStatus(pid, tid);
     const uid = process.getuid?.() ?? 0;
     if (st.tracerPid) why = `it is traced already by ${st.tracerPid}`;
-    else if (uid !== 0 && st.uid.some((u) => u !== uid)) why = `it runs as uid ${st.uid[1]} and criu-ts as uid ${uid}, without CAP_SYS_PTRACE`;
-  } catch { /* gone: the generic reason */ }
+    else if (uid !== 0 && st.uid.some((u) => u !== uid))
+      why = `it runs as uid ${st.uid[1]} and criu-ts as uid ${uid}, without CAP_SYS_PTRACE`;
+  } catch {
+    /* gone: the generic reason */
+  }
   return new CriuError(`cannot freeze task ${pid}: ptrace refused (EPERM) on thread ${tid}: ${why}`);
 }
 
@@ -159,13 +189,18 @@ function ptraceRefused(pid: number, tid: number): CriuError {
  * or end an injected call early: say which task died and how, not which call noticed.
  */
 export function explainDeath<T>(tasks: FrozenTask[], collect: () => T): T {
-  try { return collect(); } catch (e) {
+  try {
+    return collect();
+  } catch (e) {
     if (e instanceof CriuError) throw e;
     for (const t of tasks) {
       if (t.zombie) continue;
       for (const th of t.threads) {
         const how = deathOf(t.pid, th.tid);
-        if (how) throw new CriuError(`task ${t.pid}${th.tid === t.pid ? '' : ` (thread ${th.tid})`} died during the dump (${how}); the rest of the tree is left running`);
+        if (how)
+          throw new CriuError(
+            `task ${t.pid}${th.tid === t.pid ? '' : ` (thread ${th.tid})`} died during the dump (${how}); the rest of the tree is left running`,
+          );
       }
     }
     throw e;
@@ -177,9 +212,13 @@ const PF_EXITING = 0x4;
 /** How a thread died, waiting a little for a dying one (freeing its memory) to end; undefined if alive. */
 function deathOf(pid: number, tid: number): string | undefined {
   const until = Date.now() + 500;
-  for (let dying = false; ;) {
+  for (let dying = false; ; ) {
     let s: Stat;
-    try { s = readStat(pid, tid); } catch { return 'exited'; }
+    try {
+      s = readStat(pid, tid);
+    } catch {
+      return 'exited';
+    }
     if (s.state === 'Z' || s.state === 'X') return exitOf(s.exitCode);
     if (!(s.flags & PF_EXITING)) return dying ? 'exiting' : undefined;
     dying = true;

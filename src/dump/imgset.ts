@@ -4,8 +4,25 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ImageWriter, PagemapWriter, ManifestBuilder, PagesEncoder, PagesWriterThread, MANIFEST, keyId, IMG, entryMessage, imageFileName,
-  splitImageArgs, sealImage, type AddArgs, type EntryKind, type EntryOf, type ImageArgs, type ImageKindId, type MessageInput, type PagesCodecOptions,
+  ImageWriter,
+  PagemapWriter,
+  ManifestBuilder,
+  PagesEncoder,
+  PagesWriterThread,
+  MANIFEST,
+  keyId,
+  IMG,
+  entryMessage,
+  imageFileName,
+  splitImageArgs,
+  sealImage,
+  type AddArgs,
+  type EntryKind,
+  type EntryOf,
+  type ImageArgs,
+  type ImageKindId,
+  type MessageInput,
+  type PagesCodecOptions,
 } from '../images/index.ts';
 import { addressOf } from '../kernel/index.ts';
 
@@ -80,7 +97,10 @@ export class ImageSet {
    * add(IMG.CORE, tid, entry). The kind fixes the file name and the entry's message.
    */
   add<K extends EntryKind>(kind: K, ...a: AddArgs<K>): void {
-    const { name, rest: [entry, extra] } = splitImageArgs<K, [MessageInput<EntryOf<K>>, Buffer?]>(kind, a);
+    const {
+      name,
+      rest: [entry, extra],
+    } = splitImageArgs<K, [MessageInput<EntryOf<K>>, Buffer?]>(kind, a);
     let w = this.open.get(name);
     if (!w) {
       w = new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) });
@@ -103,7 +123,9 @@ export class ImageSet {
         w.write('ghost_chunk_entry', { len: BigInt(c.data.length), off: c.off });
         w.writeRaw(c.data);
       }
-    } finally { w.close(); }
+    } finally {
+      w.close();
+    }
   }
 
   /** An image with a header and no entries. */
@@ -143,20 +165,29 @@ export class ImageSet {
       shmem,
       pagemapTap: this.track(pagemapName),
       pagemapSeal: this.seal(pagemapName),
-      ...(writer && !enc && expect >= STREAM_FROM ? {
-        pagesStream: (file: string) => {
-          this.noteCreated(pagesName);
-          const s = writer.create(file);
-          this.dones.push(() => { const r = s.close(); this.manifest.record(pagesName, r.size, r.digest); });
-          return s;
-        },
-      } : { pagesTap: this.track(pagesName), pagesTransform: enc }),
+      ...(writer && !enc && expect >= STREAM_FROM
+        ? {
+            pagesStream: (file: string) => {
+              this.noteCreated(pagesName);
+              const s = writer.create(file);
+              this.dones.push(() => {
+                const r = s.close();
+                this.manifest.record(pagesName, r.size, r.digest);
+              });
+              return s;
+            },
+          }
+        : { pagesTap: this.track(pagesName), pagesTransform: enc }),
     });
   }
 
   /** `expect`: about how many bytes of page data will follow. */
-  pagemap(pid: number, expect = Infinity): PagemapWriter { return this.pagemapWriter(pid, false, expect); }
-  shmemPagemap(shmid: number, expect = Infinity): PagemapWriter { return this.pagemapWriter(shmid, true, expect); }
+  pagemap(pid: number, expect = Infinity): PagemapWriter {
+    return this.pagemapWriter(pid, false, expect);
+  }
+  shmemPagemap(shmid: number, expect = Infinity): PagemapWriter {
+    return this.pagemapWriter(shmid, true, expect);
+  }
 
   /** Plain and stored bytes of encoded pages (compression ratio), when encoding is on. */
   pagesEncoding(): { plain: number; stored: number } | undefined {
@@ -178,12 +209,26 @@ export class ImageSet {
 
   /** Remove what this dump wrote: a failed dump leaves no partial images behind. */
   /** A file the dump made outside the images directory (a link-remap link), removed if the dump fails. */
-  madeOutside(file: string): void { this.created.push(file); }
+  madeOutside(file: string): void {
+    this.created.push(file);
+  }
 
   discard(): void {
     this.writer?.close();
-    for (const w of this.open.values()) { try { w.close(); } catch { /* already failing */ } }
+    for (const w of this.open.values()) {
+      try {
+        w.close();
+      } catch {
+        /* already failing */
+      }
+    }
     this.open.clear();
-    for (const f of this.created) { try { fs.unlinkSync(f); } catch { /* never created */ } }
+    for (const f of this.created) {
+      try {
+        fs.unlinkSync(f);
+      } catch {
+        /* never created */
+      }
+    }
   }
 }

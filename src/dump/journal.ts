@@ -14,7 +14,10 @@ import { RUN_DIR as JOURNAL_DIR } from '../rundir.ts';
 /** The files a dump writes in its images directory. */
 const IMAGE_FILE = /^(.*\.img|criu-ts-manifest\.json)$/;
 
-interface Task { pid: number; start: string }
+interface Task {
+  pid: number;
+  start: string;
+}
 /** A journal of another format (another criu-ts version) is left alone, never undone. */
 const VERSION = 1;
 interface Record {
@@ -40,8 +43,20 @@ export class DumpJournal {
     const me = getpid();
     this.file = path.join(JOURNAL_DIR, `dump-${me}.json`);
     const existing = fs.readdirSync(dir).filter((n) => IMAGE_FILE.test(n));
-    this.rec = { version: VERSION, owner: { pid: me, start: startOf(me) }, dir, existing, createdDir, ...(cgroup ? { cgroup } : {}), tasks: [] };
-    try { fs.mkdirSync(JOURNAL_DIR, { recursive: true }); } catch { /* read-only /run: see write() */ }
+    this.rec = {
+      version: VERSION,
+      owner: { pid: me, start: startOf(me) },
+      dir,
+      existing,
+      createdDir,
+      ...(cgroup ? { cgroup } : {}),
+      tasks: [],
+    };
+    try {
+      fs.mkdirSync(JOURNAL_DIR, { recursive: true });
+    } catch {
+      /* read-only /run: see write() */
+    }
     this.write();
   }
 
@@ -63,10 +78,18 @@ export class DumpJournal {
       // Whole or not at all: a criu-ts killed while writing leaves the previous version.
       fs.writeFileSync(`${this.file}.tmp`, JSON.stringify(this.rec));
       fs.renameSync(`${this.file}.tmp`, this.file);
-    } catch { /* read-only /run */ }
+    } catch {
+      /* read-only /run */
+    }
   }
 
-  close(): void { try { fs.unlinkSync(this.file); } catch { /* gone */ } }
+  close(): void {
+    try {
+      fs.unlinkSync(this.file);
+    } catch {
+      /* gone */
+    }
+  }
 }
 
 /**
@@ -75,46 +98,84 @@ export class DumpJournal {
  */
 export function cleanStale(log?: Logger): string[] {
   let names: string[];
-  try { names = fs.readdirSync(JOURNAL_DIR); } catch { return []; }
+  try {
+    names = fs.readdirSync(JOURNAL_DIR);
+  } catch {
+    return [];
+  }
   const done: string[] = [];
   for (const name of names) {
     if (!/^dump-\d+\.json$/.test(name)) continue;
     const file = path.join(JOURNAL_DIR, name);
     let rec: Record;
-    try { rec = JSON.parse(fs.readFileSync(file, 'utf8')) as Record; } catch { continue; }
+    try {
+      rec = JSON.parse(fs.readFileSync(file, 'utf8')) as Record;
+    } catch {
+      continue;
+    }
     if (rec.version !== VERSION || alive(rec.owner)) continue;
     for (const t of rec.tasks) {
       if (!alive(t)) continue;
       try {
         const n = removeAreas(t.pid);
         if (n) done.push(`removed ${n} injection area(s) that a killed criu-ts left in task ${t.pid}`);
-      } catch (e) { log?.warn(`cannot remove the injection area a killed criu-ts left in task ${t.pid}: ${(e as Error).message}`); }
+      } catch (e) {
+        log?.warn(`cannot remove the injection area a killed criu-ts left in task ${t.pid}: ${(e as Error).message}`);
+      }
     }
     if (rec.cgroup) {
-      try { new CgroupFreezer(rec.cgroup).thaw(); done.push(`thawed cgroup ${rec.cgroup}`); } catch { /* gone */ }
+      try {
+        new CgroupFreezer(rec.cgroup).thaw();
+        done.push(`thawed cgroup ${rec.cgroup}`);
+      } catch {
+        /* gone */
+      }
     }
     const n = rec.imagesDone ? 0 : removeImages(rec);
     if (n) done.push(`removed ${n} partial image file(s) from ${rec.dir}`);
-    try { fs.unlinkSync(file); } catch { /* another criu-ts did */ }
+    try {
+      fs.unlinkSync(file);
+    } catch {
+      /* another criu-ts did */
+    }
   }
   for (const d of done) log?.warn(d);
   return done;
 }
 
 function alive(t: Task): boolean {
-  try { return startOf(t.pid) === t.start; } catch { return false; }
+  try {
+    return startOf(t.pid) === t.start;
+  } catch {
+    return false;
+  }
 }
 
 function removeImages(rec: Record): number {
   const keep = new Set(rec.existing);
   let n = 0;
   let left: string[];
-  try { left = fs.readdirSync(rec.dir); } catch { return 0; }
+  try {
+    left = fs.readdirSync(rec.dir);
+  } catch {
+    return 0;
+  }
   for (const f of left) {
     if (!IMAGE_FILE.test(f) || keep.has(f)) continue;
-    try { fs.unlinkSync(path.join(rec.dir, f)); n++; } catch { /* gone */ }
+    try {
+      fs.unlinkSync(path.join(rec.dir, f));
+      n++;
+    } catch {
+      /* gone */
+    }
   }
-  if (rec.createdDir) { try { fs.rmdirSync(rec.dir); } catch { /* not empty: the log stays */ } }
+  if (rec.createdDir) {
+    try {
+      fs.rmdirSync(rec.dir);
+    } catch {
+      /* not empty: the log stays */
+    }
+  }
   return n;
 }
 
@@ -129,9 +190,16 @@ function removeAreas(pid: number): number {
   const stopped = readStat(pid).state === 'T';
   const t = Tracee.seize(pid, PTRACE_O.TRACESYSGOOD);
   try {
-    const regs = t.getRegs(), mask = t.getSigmask();
+    const regs = t.getRegs(),
+      mask = t.getSigmask();
     t.keepOwnState(regs, mask);
-    t.useSyscallInsn(vdsoSyscallInsn(t, maps.find((v) => v.path === '[vdso]'), `task ${pid}`));
+    t.useSyscallInsn(
+      vdsoSyscallInsn(
+        t,
+        maps.find((v) => v.path === '[vdso]'),
+        `task ${pid}`,
+      ),
+    );
     for (const a of areas) t.syscall('munmap', a.start, a.end - a.start);
     if (stopped) {
       // Back into the job-control stop it was in, before any of its signals is handled.
@@ -141,6 +209,8 @@ function removeAreas(pid: number): number {
       t.setRegs(regs);
       t.setSigmask(mask);
     }
-  } finally { t.detach(); }
+  } finally {
+    t.detach();
+  }
   return areas.length;
 }

@@ -4,8 +4,14 @@ import { kcmp, KCMP } from '../kernel/index.ts';
 import { readLink } from '../proc/index.ts';
 
 const KINDS: Array<[string, string]> = [
-  ['pid', 'pid_ns_id'], ['net', 'net_ns_id'], ['ipc', 'ipc_ns_id'], ['uts', 'uts_ns_id'],
-  ['mnt', 'mnt_ns_id'], ['user', 'user_ns_id'], ['cgroup', 'cgroup_ns_id'], ['time', 'time_ns_id'],
+  ['pid', 'pid_ns_id'],
+  ['net', 'net_ns_id'],
+  ['ipc', 'ipc_ns_id'],
+  ['uts', 'uts_ns_id'],
+  ['mnt', 'mnt_ns_id'],
+  ['user', 'user_ns_id'],
+  ['cgroup', 'cgroup_ns_id'],
+  ['time', 'time_ns_id'],
 ];
 
 export class NsIds {
@@ -16,9 +22,16 @@ export class NsIds {
     const out: Record<string, number> = {};
     for (const [kind, field] of KINDS) {
       let link: string;
-      try { link = readLink(pid, `ns/${kind}`); } catch { continue; }
+      try {
+        link = readLink(pid, `ns/${kind}`);
+      } catch {
+        continue;
+      }
       let id = this.byIno.get(link);
-      if (id === undefined) { id = this.next++; this.byIno.set(link, id); }
+      if (id === undefined) {
+        id = this.next++;
+        this.byIno.set(link, id);
+      }
       out[field] = id;
     }
     return out;
@@ -26,7 +39,10 @@ export class NsIds {
 }
 
 export interface KobjIdSet {
-  vm_id: number; files_id: number; fs_id: number; sighand_id: number;
+  vm_id: number;
+  files_id: number;
+  fs_id: number;
+  sighand_id: number;
   /** For each object shared with an earlier task: that task's pid. */
   sharedWith: Map<string, number>;
 }
@@ -43,22 +59,35 @@ export class KobjIds {
   idsOf(pid: number): KobjIdSet {
     const ids: KobjIdSet = { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, sharedWith: new Map() };
     const kinds: Array<['vm_id' | 'files_id' | 'fs_id' | 'sighand_id', number, string]> = [
-      ['vm_id', KCMP.VM, 'vm'], ['files_id', KCMP.FILES, 'files'], ['fs_id', KCMP.FS, 'fs'], ['sighand_id', KCMP.SIGHAND, 'sighand'],
+      ['vm_id', KCMP.VM, 'vm'],
+      ['files_id', KCMP.FILES, 'files'],
+      ['fs_id', KCMP.FS, 'fs'],
+      ['sighand_id', KCMP.SIGHAND, 'sighand'],
     ];
     for (const [field, type, name] of kinds) {
       let list = this.sorted.get(type);
       if (!list) this.sorted.set(type, (list = []));
       // kcmp(a, b): 0 same object, 1 a's is lower, 2 a's is higher.
-      let lo = 0, hi = list.length;
+      let lo = 0,
+        hi = list.length;
       let found: { pid: number; id: number } | undefined;
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
         const c = kcmp(list[mid].pid, pid, type, 0, 0);
-        if (c === 0) { found = list[mid]; break; }
-        if (c === 1) lo = mid + 1; else hi = mid;
+        if (c === 0) {
+          found = list[mid];
+          break;
+        }
+        if (c === 1) lo = mid + 1;
+        else hi = mid;
       }
-      if (found) { ids[field] = found.id; ids.sharedWith.set(name, found.pid); }
-      else { ids[field] = this.next++; list.splice(lo, 0, { pid, id: ids[field] }); }
+      if (found) {
+        ids[field] = found.id;
+        ids.sharedWith.set(name, found.pid);
+      } else {
+        ids[field] = this.next++;
+        list.splice(lo, 0, { pid, id: ids[field] });
+      }
     }
     return ids;
   }

@@ -19,7 +19,10 @@ export class DumpShared implements SharedObjects {
   private nextInode = 1;
   pages = 0;
 
-  constructor(imgs: ImageSet, files: DumpFileTable) { this.imgs = imgs; this.files = files; }
+  constructor(imgs: ImageSet, files: DumpFileTable) {
+    this.imgs = imgs;
+    this.files = files;
+  }
 
   private saveContent(shmid: number, link: string): void {
     const pm = this.imgs.shmemPagemap(shmid);
@@ -41,12 +44,28 @@ export class DumpShared implements SharedObjects {
     if (id !== undefined) return id;
     id = this.nextInode++;
     this.memfdInodes.set(ino, id);
-    const name = fs.readlinkSync(link).replace(/^\//, '').replace(/ \(deleted\)$/, '');
+    const name = fs
+      .readlinkSync(link)
+      .replace(/^\//, '')
+      .replace(/ \(deleted\)$/, '');
     const fd = fs.openSync(link, O.RDONLY);
     let seals = 0;
-    try { seals = fcntl(fd, F.GET_SEALS); } catch { /* not sealable */ } finally { fs.closeSync(fd); }
+    try {
+      seals = fcntl(fd, F.GET_SEALS);
+    } catch {
+      /* not sealable */
+    } finally {
+      fs.closeSync(fd);
+    }
     this.imgs.add(IMG.MEMFD_INODE, {
-      name, uid: st.uid, gid: st.gid, size: BigInt(st.size), shmid: ino, seals, inode_id: BigInt(id), mode: st.mode & 0o7777,
+      name,
+      uid: st.uid,
+      gid: st.gid,
+      size: BigInt(st.size),
+      shmid: ino,
+      seals,
+      inode_id: BigInt(id),
+      mode: st.mode & 0o7777,
     });
     this.saveContent(ino, link);
     return id;

@@ -23,4 +23,3 @@ export function kindOf(k: ImageKind | ImageKindId | undefined): ImageKind | unde
 export function errnoText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
-

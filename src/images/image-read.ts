@@ -56,8 +56,12 @@ const preloaded = new Map<string, Buffer>();
  * authenticated manifest could have been put.
  */
 const sealedDirs = new Set<string>();
-export function preloadImage(file: string, bytes: Buffer): void { preloaded.set(file, bytes); }
-export function sealDir(dir: string): void { sealedDirs.add(dir); }
+export function preloadImage(file: string, bytes: Buffer): void {
+  preloaded.set(file, bytes);
+}
+export function sealDir(dir: string): void {
+  sealedDirs.add(dir);
+}
 /** Forget what was preloaded from `dir` and not read since. */
 export function dropPreloaded(dir: string): void {
   for (const f of preloaded.keys()) if (path.dirname(f) === dir) preloaded.delete(f);
@@ -91,9 +95,10 @@ export class ImageReader implements Iterable<ImageEntry> {
     const pre = preloaded.get(file);
     const sealed = sealedDirs.has(path.dirname(file));
     let fd: number | undefined;
-    if (pre) { if (!sealed) preloaded.delete(file); }
-    else if (sealed) {
-      if (fs.existsSync(file)) this.fail('not in the encrypted dump\'s authenticated manifest; refused');
+    if (pre) {
+      if (!sealed) preloaded.delete(file);
+    } else if (sealed) {
+      if (fs.existsSync(file)) this.fail("not in the encrypted dump's authenticated manifest; refused");
       if (opts.required) this.fail('missing');
     } else fd = openImageRead(file, !opts.required);
     if (!pre && fd === undefined) {
@@ -108,7 +113,10 @@ export class ImageReader implements Iterable<ImageEntry> {
     this.fd = fd;
     try {
       this.size = pre ? pre.length : fs.fstatSync(fd!).size;
-      if (pre) { this.buf = pre; this.bufLen = pre.length; }
+      if (pre) {
+        this.buf = pre;
+        this.bufLen = pre.length;
+      }
       if (this.size === 0) {
         if (!kind) this.fail('unknown image name and no kind given');
         this.kind = kind;
@@ -180,7 +188,8 @@ export class ImageReader implements Iterable<ImageEntry> {
   private badMagic(got: number, k: ImageKind): never {
     // "CRTS" of "CRTSSEAL": an image of an encrypted dump (seal.ts).
     if (got === 0x53545243) this.fail('sealed: the dump was made with --encrypt, and only a restore given its key reads it');
-    const other = got === MAGIC.INVENTORY ? imageKind('INVENTORY') : imageKindsForMagic(got, 'common')[0] ?? imageKindsForMagic(got, 'service')[0];
+    const other =
+      got === MAGIC.INVENTORY ? imageKind('INVENTORY') : (imageKindsForMagic(got, 'common')[0] ?? imageKindsForMagic(got, 'service')[0]);
     const hint = other ? `, a ${other.id.toLowerCase()} image` : '';
     this.fail(`bad magic ${hex(got)}${hint} (expected ${k.id.toLowerCase()} ${hex(k.magic)})`);
   }
@@ -280,7 +289,8 @@ export class ImageReader implements Iterable<ImageEntry> {
     }
     const k = this.kind;
     let type = k.entries[0];
-    if ((k.id === 'PAGEMAP' || k.id === 'SHMEM_PAGEMAP' || k.id === 'PAGES_OLD' || k.id === 'SHM_PAGES_OLD') && this.index > 0) type = k.entries[1];
+    if ((k.id === 'PAGEMAP' || k.id === 'SHMEM_PAGEMAP' || k.id === 'PAGES_OLD' || k.id === 'SHM_PAGES_OLD') && this.index > 0)
+      type = k.entries[1];
     if (k.extra === 'ghost' && this.index > 0) type = k.entries[1];
     try {
       const { msg, offset } = this.readMessage(type);
@@ -400,7 +410,8 @@ export class ImageReader implements Iterable<ImageEntry> {
         fs.closeSync(fd);
       }
     }
-    if (offset < 0 || offset + length > this.size) this.fail(`read past end at offset ${offset} (need ${length} bytes, have ${Math.max(0, this.size - offset)})`);
+    if (offset < 0 || offset + length > this.size)
+      this.fail(`read past end at offset ${offset} (need ${length} bytes, have ${Math.max(0, this.size - offset)})`);
     const b = Buffer.allocUnsafe(length);
     this.readAt(b, 0, length, offset);
     return b;

@@ -137,7 +137,12 @@ export class ImageWriter {
 }
 
 /** Writes a whole image of `name` entries in one go. */
-export function writeImage<N extends MessageName>(file: string, name: N, entries: readonly MessageInput<N>[], opts: WriteOptions = {}): void {
+export function writeImage<N extends MessageName>(
+  file: string,
+  name: N,
+  entries: readonly MessageInput<N>[],
+  opts: WriteOptions = {},
+): void {
   const w = new ImageWriter(file, opts);
   try {
     for (const e of entries) w.write(name, e);

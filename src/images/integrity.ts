@@ -9,20 +9,37 @@ import { ImageError } from './image.ts';
 import { readImageFile, writeImageFile } from './open.ts';
 import { manifestMac } from './seal.ts';
 import type { VerifyData } from './verify-worker.ts';
-import { CHECKSUM_KINDS, DEFAULT_CHECKSUM, startChecksum, checksumFile, checkListedFile, type ChecksumKind, type ManifestFile } from './checksum.ts';
+import {
+  CHECKSUM_KINDS,
+  DEFAULT_CHECKSUM,
+  startChecksum,
+  checksumFile,
+  checkListedFile,
+  type ChecksumKind,
+  type ManifestFile,
+} from './checksum.ts';
 
 export type { ManifestFile };
 
 export const MANIFEST = 'criu-ts-manifest.json';
 
-export interface PagesEncoding { compress?: 'zstd'; encrypt?: 'aes-256-gcm'; keyId?: string }
+export interface PagesEncoding {
+  compress?: 'zstd';
+  encrypt?: 'aes-256-gcm';
+  keyId?: string;
+}
 /**
  * `sealed`: every image but the page data is sealed (seal.ts); `mac` then authenticates the
  * manifest itself with the dump's key, and the digest is sha256.
  */
 export interface Manifest {
-  format: 'criu-ts-manifest'; version: 1; digest: ChecksumKind; pages?: PagesEncoding; sealed?: boolean;
-  files: Record<string, ManifestFile>; mac?: string;
+  format: 'criu-ts-manifest';
+  version: 1;
+  digest: ChecksumKind;
+  pages?: PagesEncoding;
+  sealed?: boolean;
+  files: Record<string, ManifestFile>;
+  mac?: string;
 }
 
 /** Checksums of files as they are written: hand the tap to ImageWriter, call done() after close. */
@@ -42,13 +59,18 @@ export class ManifestBuilder {
     let size = 0;
     const sum = startChecksum(this.digest);
     return {
-      tap: (d) => { sum.update(d); size += d.length; },
+      tap: (d) => {
+        sum.update(d);
+        size += d.length;
+      },
       done: () => this.record(name, size, sum.digest()),
     };
   }
 
   /** A file checksummed elsewhere (page data, by its PagesWriteStream). */
-  record(name: string, size: number, digest: string): void { this.files[name] = { size, [this.digest]: digest }; }
+  record(name: string, size: number, digest: string): void {
+    this.files[name] = { size, [this.digest]: digest };
+  }
 
   /** A file written some other way: checksum it from disk. */
   addFromDisk(dir: string, name: string): void {
@@ -58,8 +80,12 @@ export class ManifestBuilder {
 
   write(dir: string): void {
     const m: Manifest = {
-      format: 'criu-ts-manifest', version: 1, digest: this.digest, ...(this.pages ? { pages: this.pages } : {}),
-      ...(this.key ? { sealed: true } : {}), files: this.files,
+      format: 'criu-ts-manifest',
+      version: 1,
+      digest: this.digest,
+      ...(this.pages ? { pages: this.pages } : {}),
+      ...(this.key ? { sealed: true } : {}),
+      files: this.files,
     };
     if (this.key) m.mac = manifestMac(this.key, m);
     writeImageFile(path.join(dir, MANIFEST), JSON.stringify(m, null, 1) + '\n');
@@ -71,11 +97,15 @@ export function readManifest(dir: string): Manifest | undefined {
   if (!fs.existsSync(file)) return undefined;
   let m: Manifest;
   const text = readImageFile(file).toString('utf8');
-  try { m = JSON.parse(text) as Manifest; } catch (e) {
+  try {
+    m = JSON.parse(text) as Manifest;
+  } catch (e) {
     throw new ImageError(file, `unreadable manifest: ${(e as Error).message.split('\n')[0]}`);
   }
-  if (m === null || m.format !== 'criu-ts-manifest' || m.version !== 1 || typeof m.files !== 'object' || m.files === null) throw new ImageError(file, 'not a criu-ts manifest of version 1');
-  if (!CHECKSUM_KINDS.includes(m.digest)) throw new ImageError(file, `unknown digest ${JSON.stringify(m.digest)} (criu-ts knows ${CHECKSUM_KINDS.join(', ')})`);
+  if (m === null || m.format !== 'criu-ts-manifest' || m.version !== 1 || typeof m.files !== 'object' || m.files === null)
+    throw new ImageError(file, 'not a criu-ts manifest of version 1');
+  if (!CHECKSUM_KINDS.includes(m.digest))
+    throw new ImageError(file, `unknown digest ${JSON.stringify(m.digest)} (criu-ts knows ${CHECKSUM_KINDS.join(', ')})`);
   return m;
 }
 
@@ -85,7 +115,8 @@ export function readManifest(dir: string): Manifest | undefined {
  */
 export function authenticateManifest(dir: string, m: Manifest, key: Buffer): void {
   const file = path.join(dir, MANIFEST);
-  if (!m.mac) throw new ImageError(file, 'not authenticated (this dump was not encrypted, or its manifest was replaced); refused with --encrypt');
+  if (!m.mac)
+    throw new ImageError(file, 'not authenticated (this dump was not encrypted, or its manifest was replaced); refused with --encrypt');
   const want = Buffer.from(manifestMac(key, m), 'hex');
   const got = Buffer.from(m.mac, 'hex');
   if (got.length !== want.length || !nodeCrypto().timingSafeEqual(got, want)) {
@@ -98,7 +129,12 @@ export function authenticateManifest(dir: string, m: Manifest, key: Buffer): voi
  * Check every file the manifest lists, streaming; throws ImageError naming the first bad one.
  * With `keep`, small files are read whole and their checked bytes handed to it.
  */
-export function verifyManifest(dir: string, m: Manifest, only?: (name: string) => boolean, keep?: (name: string, bytes: Buffer) => void): void {
+export function verifyManifest(
+  dir: string,
+  m: Manifest,
+  only?: (name: string) => boolean,
+  keep?: (name: string, bytes: Buffer) => void,
+): void {
   const buf = Buffer.allocUnsafe(4 << 20);
   for (const [name, want] of Object.entries(m.files)) {
     if (only && !only(name)) continue;
@@ -139,7 +175,9 @@ export class BackgroundVerify {
     }
   }
 
-  cancel(): void { void this.worker.terminate(); }
+  cancel(): void {
+    void this.worker.terminate();
+  }
 }
 
 /** If `file` sits in a dump with a checksum manifest that lists it, check it (crit does this). */

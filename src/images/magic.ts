@@ -228,12 +228,17 @@ const SPECS = [
 // so that what is written to or read from an image is checked against that message.
 type Spec<K extends ImageKindId> = Extract<(typeof SPECS)[number], readonly [K, ...unknown[]]>;
 /** Kinds that hold protobuf entries (not raw data), as written by current CRIU. */
-export type EntryKind = { [K in ImageKindId]: Spec<K> extends readonly [K, string, HeadKind, readonly [MessageName, ...MessageName[]], ...unknown[]] ? K : never }[ImageKindId];
+export type EntryKind = {
+  [K in ImageKindId]: Spec<K> extends readonly [K, string, HeadKind, readonly [MessageName, ...MessageName[]], ...unknown[]] ? K : never;
+}[ImageKindId];
 /** The (first) entry message of a kind: IMG.CORE holds core_entry. */
 export type EntryOf<K extends EntryKind> = Spec<K>[3][0];
 /** What fills the placeholder of a kind's file name: none for "pstree.img", one for "core-%u.img". */
-export type ImageArgs<K extends ImageKindId> = Spec<K>[1] extends `${string}%s${string}` ? [name: string]
-  : Spec<K>[1] extends `${string}%${string}` ? [id: number | bigint] : [];
+export type ImageArgs<K extends ImageKindId> = Spec<K>[1] extends `${string}%s${string}`
+  ? [name: string]
+  : Spec<K>[1] extends `${string}%${string}`
+    ? [id: number | bigint]
+    : [];
 
 /** What adds an entry to an image of kind K: the file name's argument, the entry, any raw payload. */
 export type AddArgs<K extends EntryKind> = [...ImageArgs<K>, entry: MessageInput<EntryOf<K>>, extra?: Buffer];
@@ -251,8 +256,11 @@ const BY_ID = new Map<string, ImageKind>(IMAGE_KINDS.map((k) => [k.id, k]));
 
 const ESC = /[.*+?^${}()|[\]\\]/g;
 const MATCHERS = IMAGE_KINDS.map((k) => {
-  const src = k.pattern.replace(ESC, '\\$&').replace(/%(l?u|l?d|x|s)/g, (_m, c: string) =>
-    c === 'x' ? '([0-9a-f]+)' : c === 's' ? '(.+)' : c.endsWith('d') ? '(-?\\d+)' : '(\\d+)');
+  const src = k.pattern
+    .replace(ESC, '\\$&')
+    .replace(/%(l?u|l?d|x|s)/g, (_m, c: string) =>
+      c === 'x' ? '([0-9a-f]+)' : c === 's' ? '(.+)' : c.endsWith('d') ? '(-?\\d+)' : '(\\d+)',
+    );
   return { kind: k, re: new RegExp(`^${src}$`) };
 });
 

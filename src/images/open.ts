@@ -16,18 +16,25 @@ export type ImageOpener = (dir: string, name: string, flags: number, mode: numbe
 const nodeOpener: ImageOpener = (dir, name, flags, mode) => fs.openSync(path.join(dir, name), flags, mode);
 let opener: ImageOpener = nodeOpener;
 
-export function setImageOpener(o: ImageOpener): void { opener = o; }
+export function setImageOpener(o: ImageOpener): void {
+  opener = o;
+}
 
 const C = fs.constants;
 const errCode = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 
 function refusal(e: unknown, creating = false): string {
   switch (errCode(e)) {
-    case 'ELOOP': return 'is a symbolic link; refused';
-    case 'EXDEV': return 'resolves outside its directory; refused';
-    case 'ENOENT': return creating ? 'its directory does not exist (ENOENT)' : 'missing (ENOENT)';
-    case 'EEXIST': return 'was created by someone else while criu-ts replaced it; refused';
-    default: return (e as Error).message.split('\n')[0];
+    case 'ELOOP':
+      return 'is a symbolic link; refused';
+    case 'EXDEV':
+      return 'resolves outside its directory; refused';
+    case 'ENOENT':
+      return creating ? 'its directory does not exist (ENOENT)' : 'missing (ENOENT)';
+    case 'EEXIST':
+      return 'was created by someone else while criu-ts replaced it; refused';
+    default:
+      return (e as Error).message.split('\n')[0];
   }
 }
 
@@ -52,7 +59,12 @@ export function openImageRead(file: string, missingOk = false): number | undefin
     throw new ImageError(file, `cannot open: ${refusal(e)}`);
   }
   let st: fs.Stats;
-  try { st = fs.fstatSync(fd); } catch (e) { fs.closeSync(fd); throw new ImageError(file, `cannot stat: ${refusal(e)}`); }
+  try {
+    st = fs.fstatSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw new ImageError(file, `cannot stat: ${refusal(e)}`);
+  }
   if (!st.isFile()) {
     fs.closeSync(fd);
     throw new ImageError(file, 'not a regular file; refused');
@@ -71,7 +83,9 @@ export function openImage(file: string): number {
  */
 export function createImage(file: string, extraFlags = 0): number {
   const [dir, name] = split(file);
-  try { fs.unlinkSync(file); } catch (e) {
+  try {
+    fs.unlinkSync(file);
+  } catch (e) {
     if (errCode(e) !== 'ENOENT') throw new ImageError(file, `cannot replace: ${refusal(e)}`);
   }
   try {
@@ -84,14 +98,22 @@ export function createImage(file: string, extraFlags = 0): number {
 /** A whole small file (manifest), read as openImageRead reads. */
 export function readImageFile(file: string): Buffer {
   const fd = openImage(file);
-  try { return fs.readFileSync(fd); } finally { fs.closeSync(fd); }
+  try {
+    return fs.readFileSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** A whole small file written as createImage writes, through a temporary name renamed over it. */
 export function writeImageFile(file: string, data: string | Uint8Array): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp`);
   const fd = createImage(tmp);
-  try { fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data); } finally { fs.closeSync(fd); }
+  try {
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+  } finally {
+    fs.closeSync(fd);
+  }
   fs.renameSync(tmp, file);
 }
 
@@ -120,9 +142,15 @@ function foreignWrite(st: fs.Stats): string {
  */
 export function checkDumpDir(dir: string, force: boolean): void {
   let st: fs.Stats;
-  try { st = fs.statSync(dir); } catch { return; /* created by the dump, 0700 */ }
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    return; /* created by the dump, 0700 */
+  }
   if (st.uid !== euid() && !force) {
-    throw new UntrustedDirError(`${dir}: the directory belongs to uid ${st.uid}, not to criu-ts's user (uid ${euid()}); refused (--force dumps there anyway)`);
+    throw new UntrustedDirError(
+      `${dir}: the directory belongs to uid ${st.uid}, not to criu-ts's user (uid ${euid()}); refused (--force dumps there anyway)`,
+    );
   }
 }
 
@@ -136,7 +164,11 @@ export function checkRestoreDir(dir: string, names: readonly string[], trust: bo
   const hint = '; refused for a restore as root (--trust-images restores it anyway)';
   for (const name of names) {
     let st: fs.Stats;
-    try { st = fs.lstatSync(path.join(dir, name)); } catch { continue; /* missing: reported by the reader */ }
+    try {
+      st = fs.lstatSync(path.join(dir, name));
+    } catch {
+      continue; /* missing: reported by the reader */
+    }
     const whyFile = foreignWrite(st);
     if (whyFile) throw new UntrustedDirError(`${name}: ${whyFile}${hint}`);
   }

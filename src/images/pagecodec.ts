@@ -14,11 +14,15 @@ import type { PagesTransform } from './pages.ts';
 
 export const PAGES_MAGIC = Buffer.from('CRTSPAGE');
 const HEADER = 8 + 4 + 4 + 4 + 8;
-const FLAG_ZSTD = 1, FLAG_AES = 2;
+const FLAG_ZSTD = 1,
+  FLAG_AES = 2;
 const CHUNK = 1 << 20;
 const TAG = 16;
 
-export interface PagesCodecOptions { compress?: 'zstd'; key?: Buffer }
+export interface PagesCodecOptions {
+  compress?: 'zstd';
+  key?: Buffer;
+}
 
 function nonce(base: Buffer, index: number): Buffer {
   const n = Buffer.alloc(12);
@@ -37,7 +41,11 @@ function aad(index: number, plainLen: number): Buffer {
 /** Reads a key file: 32 raw bytes, or 64 hex digits. */
 export function readKeyFile(file: string): Buffer {
   let raw: Buffer;
-  try { raw = fs.readFileSync(file); } catch (e) { throw new ImageError(file, `cannot read key: ${(e as Error).message}`); }
+  try {
+    raw = fs.readFileSync(file);
+  } catch (e) {
+    throw new ImageError(file, `cannot read key: ${(e as Error).message}`);
+  }
   const hex = raw.toString('utf8').trim();
   if (/^[0-9a-fA-F]{64}$/.test(hex)) return Buffer.from(hex, 'hex');
   if (raw.length === 32) return raw;
@@ -82,11 +90,15 @@ export class PagesEncoder implements PagesTransform {
     return out;
   }
 
-  end(): Uint8Array[] { return this.used ? this.seal() : []; }
+  end(): Uint8Array[] {
+    return this.used ? this.seal() : [];
+  }
 
   private seal(): Uint8Array[] {
     const plain = this.buf.subarray(0, this.used);
-    let body: Buffer = this.opts.compress ? zlib.zstdCompressSync(plain, { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } }) : Buffer.from(plain);
+    let body: Buffer = this.opts.compress
+      ? zlib.zstdCompressSync(plain, { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } })
+      : Buffer.from(plain);
     if (this.opts.key) {
       const c = nodeCrypto().createCipheriv('aes-256-gcm', this.opts.key, nonce(this.base, this.index));
       c.setAAD(aad(this.index, plain.length));
@@ -103,7 +115,11 @@ export class PagesEncoder implements PagesTransform {
   }
 }
 
-export interface PagesInfo { encoded: boolean; compressed: boolean; encrypted: boolean }
+export interface PagesInfo {
+  encoded: boolean;
+  compressed: boolean;
+  encrypted: boolean;
+}
 
 export function pagesInfo(file: string): PagesInfo {
   const fd = openImage(file);
@@ -113,7 +129,9 @@ export function pagesInfo(file: string): PagesInfo {
     if (n < HEADER || !h.subarray(0, 8).equals(PAGES_MAGIC)) return { encoded: false, compressed: false, encrypted: false };
     const flags = h.readUInt32LE(12);
     return { encoded: true, compressed: !!(flags & FLAG_ZSTD), encrypted: !!(flags & FLAG_AES) };
-  } finally { fs.closeSync(fd); }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Sequential reader of page data, raw or encoded: read(n) returns the next n plain bytes. */
@@ -146,7 +164,9 @@ export class PagesStream {
     }
   }
 
-  private fail(problem: string): never { throw new ImageError(this.file, problem); }
+  private fail(problem: string): never {
+    throw new ImageError(this.file, problem);
+  }
 
   private readExact(n: number): Buffer {
     const b = Buffer.allocUnsafe(n);
@@ -162,7 +182,8 @@ export class PagesStream {
 
   private nextChunk(): void {
     const head = this.readExact(8);
-    const plainLen = head.readUInt32LE(0), storedLen = head.readUInt32LE(4);
+    const plainLen = head.readUInt32LE(0),
+      storedLen = head.readUInt32LE(4);
     if (plainLen > CHUNK * 4 || storedLen > CHUNK * 8) this.fail(`bad chunk ${this.index} header`);
     let body = this.readExact(storedLen);
     if (this.key) {
@@ -170,12 +191,18 @@ export class PagesStream {
       const d = nodeCrypto().createDecipheriv('aes-256-gcm', this.key, nonce(this.base, this.index));
       d.setAAD(aad(this.index, plainLen));
       d.setAuthTag(body.subarray(storedLen - TAG));
-      try { body = Buffer.concat([d.update(body.subarray(0, storedLen - TAG)), d.final()]); } catch {
+      try {
+        body = Buffer.concat([d.update(body.subarray(0, storedLen - TAG)), d.final()]);
+      } catch {
         this.fail(`chunk ${this.index} fails authentication (wrong key, or the file is damaged)`);
       }
     }
     if (this.flags & FLAG_ZSTD) {
-      try { body = zlib.zstdDecompressSync(body); } catch { this.fail(`chunk ${this.index} does not decompress`); }
+      try {
+        body = zlib.zstdDecompressSync(body);
+      } catch {
+        this.fail(`chunk ${this.index} does not decompress`);
+      }
     }
     if (body.length !== plainLen) this.fail(`chunk ${this.index} holds ${body.length} bytes, expected ${plainLen}`);
     this.pending = body;
@@ -211,12 +238,22 @@ export class PagesStream {
 
   /** Move to plain offset `off` (forward only for encoded data). */
   skipTo(off: number, scratch: Buffer): void {
-    if (!this.encoded) { this.pos = off; this.plainPos = off; return; }
+    if (!this.encoded) {
+      this.pos = off;
+      this.plainPos = off;
+      return;
+    }
     if (off < this.plainPos) this.fail('page data read out of order');
     while (this.plainPos < off) this.readInto(scratch.subarray(0, Math.min(scratch.length, off - this.plainPos)));
   }
 
-  close(): void { fs.closeSync(this.fd); }
-  get isEncoded(): boolean { return this.encoded; }
-  get name(): string { return path.basename(this.file); }
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+  get isEncoded(): boolean {
+    return this.encoded;
+  }
+  get name(): string {
+    return path.basename(this.file);
+  }
 }

@@ -78,7 +78,11 @@ export class PagemapWriter {
     this.pagesId = pagesId;
     this.pagemapPath = path.join(dir, pagemapName(id, opts.shmem));
     this.pagesPath = path.join(dir, imageFileName('PAGES', pagesId));
-    this.pagemap = new ImageWriter(this.pagemapPath, { kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP', tap: opts.pagemapTap, seal: opts.pagemapSeal });
+    this.pagemap = new ImageWriter(this.pagemapPath, {
+      kind: opts.shmem ? 'SHMEM_PAGEMAP' : 'PAGEMAP',
+      tap: opts.pagemapTap,
+      seal: opts.pagemapSeal,
+    });
     this.transform = opts.pagesTransform;
     try {
       if (opts.pagesStream && !this.transform) {
@@ -104,8 +108,10 @@ export class PagemapWriter {
     if (this.closed) this.fail('addRun after close');
     if (vaddr < 0n || vaddr % BigInt(this.pageSize) !== 0n) this.fail(`run at 0x${vaddr.toString(16)} is not page aligned`);
     if (!Number.isSafeInteger(nrPages) || nrPages <= 0) this.fail(`run at 0x${vaddr.toString(16)} has bad page count ${nrPages}`);
-    if (!Number.isInteger(flags) || flags < 0 || (flags & ~(PE_PARENT | PE_LAZY | PE_PRESENT | PE_COW_PARENT)) !== 0) this.fail(`bad pagemap flags ${flags}`);
-    if (vaddr < this.end) this.fail(`run at 0x${vaddr.toString(16)} overlaps or precedes the previous run ending at 0x${this.end.toString(16)}`);
+    if (!Number.isInteger(flags) || flags < 0 || (flags & ~(PE_PARENT | PE_LAZY | PE_PRESENT | PE_COW_PARENT)) !== 0)
+      this.fail(`bad pagemap flags ${flags}`);
+    if (vaddr < this.end)
+      this.fail(`run at 0x${vaddr.toString(16)} overlaps or precedes the previous run ending at 0x${this.end.toString(16)}`);
     if (this.runPages > 0 && this.merge && vaddr === this.end && flags === this.runFlags) {
       this.runPages += nrPages;
     } else {
@@ -146,7 +152,8 @@ export class PagemapWriter {
 
   /** addRun + writePages for data that is a whole number of pages. */
   addPages(vaddr: bigint, data: Uint8Array, flags: number = PE_PRESENT): void {
-    if (data.length === 0 || data.length % this.pageSize !== 0) this.fail(`${data.length} bytes at 0x${vaddr.toString(16)} are not whole pages`);
+    if (data.length === 0 || data.length % this.pageSize !== 0)
+      this.fail(`${data.length} bytes at 0x${vaddr.toString(16)} are not whole pages`);
     if (!(flags & PE_PRESENT)) this.fail('addPages needs PE_PRESENT');
     this.addRun(vaddr, data.length / this.pageSize, flags);
     this.writePages(data);
@@ -196,7 +203,11 @@ export function closing<W extends { close(): void }, T>(w: W, fn: (w: W) => T): 
   try {
     r = fn(w);
   } catch (e) {
-    try { w.close(); } catch { /* the first error says more */ }
+    try {
+      w.close();
+    } catch {
+      /* the first error says more */
+    }
     throw e;
   }
   w.close();
@@ -274,7 +285,13 @@ export class PagemapReader implements Iterable<PagemapRun> {
           offs = grow(offs, new Float64Array(cap));
         }
         // hand-decoded canonical pagemap_entry; anything unusual goes through the generic codec
-        let vlo = 0, vhi = 0, compat = -1, flags = -1, nr = -1, inParent = false, simple = true;
+        let vlo = 0,
+          vhi = 0,
+          compat = -1,
+          flags = -1,
+          nr = -1,
+          inParent = false,
+          simple = true;
         let pos = start;
         try {
           while (pos < end) {
@@ -282,12 +299,17 @@ export class PagemapReader implements Iterable<PagemapRun> {
             pos = readVarint(buf, pos, end);
             const l = varintLo();
             const h = varintHi();
-            if (tag === 0x08) { vlo = l; vhi = h; }
-            else if (tag === 0x10) compat = l;
+            if (tag === 0x08) {
+              vlo = l;
+              vhi = h;
+            } else if (tag === 0x10) compat = l;
             else if (tag === 0x18) inParent = (l | h) !== 0;
             else if (tag === 0x20) flags = l;
             else if (tag === 0x28) nr = h * 4294967296 + l;
-            else { simple = false; break; }
+            else {
+              simple = false;
+              break;
+            }
           }
         } catch {
           simple = false;
@@ -382,7 +404,8 @@ export class PagemapReader implements Iterable<PagemapRun> {
     const off = this.pagesOffset(i);
     if (off === undefined) throw new RangeError(`run ${i} of ${this.length}`);
     if (off < 0) throw new ImageError(this.pagesPath, `run at 0x${this.vaddr(i).toString(16)} has no data here (flags ${this.flags(i)})`);
-    if (first < 0 || count < 0 || first + count > this.nrPages(i)) throw new ImageError(this.pagesPath, `pages ${first}+${count} outside run of ${this.nrPages(i)}`);
+    if (first < 0 || count < 0 || first + count > this.nrPages(i))
+      throw new ImageError(this.pagesPath, `pages ${first}+${count} outside run of ${this.nrPages(i)}`);
     const len = count * this.pageSize;
     const buf = into ?? Buffer.allocUnsafe(len);
     if (buf.length < len) throw new ImageError(this.pagesPath, `buffer of ${buf.length} bytes too small for ${len}`);

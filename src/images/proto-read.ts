@@ -1,7 +1,23 @@
 // Decoding: a hand-written loop over the compiled schema, with no per-byte allocation.
 import {
-  K_BOOL, K_BYTES, K_DOUBLE, K_ENUM, K_FIXED32, K_FIXED64, K_FLOAT, K_INT32, K_INT64, K_SFIXED32,
-  K_SFIXED64, K_SINT32, K_SINT64, K_STRING, K_UINT32, K_UINT64, fail, setUnknownFields,
+  K_BOOL,
+  K_BYTES,
+  K_DOUBLE,
+  K_ENUM,
+  K_FIXED32,
+  K_FIXED64,
+  K_FLOAT,
+  K_INT32,
+  K_INT64,
+  K_SFIXED32,
+  K_SFIXED64,
+  K_SINT32,
+  K_SINT64,
+  K_STRING,
+  K_UINT32,
+  K_UINT64,
+  fail,
+  setUnknownFields,
 } from './proto-types.ts';
 import type { CField, CMessage, ProtoObject, ProtoValue, UnknownField } from './proto-types.ts';
 import { decodeString } from './utf8.ts';

@@ -1,7 +1,20 @@
 // Schema types, errors and the compiled form the codec runs on.
 export type ScalarType =
-  | 'uint32' | 'uint64' | 'int32' | 'int64' | 'sint32' | 'sint64' | 'bool' | 'string' | 'bytes'
-  | 'fixed32' | 'fixed64' | 'sfixed32' | 'sfixed64' | 'float' | 'double';
+  | 'uint32'
+  | 'uint64'
+  | 'int32'
+  | 'int64'
+  | 'sint32'
+  | 'sint64'
+  | 'bool'
+  | 'string'
+  | 'bytes'
+  | 'fixed32'
+  | 'fixed64'
+  | 'sfixed32'
+  | 'sfixed64'
+  | 'float'
+  | 'double';
 export type FieldType = ScalarType | 'enum' | 'message';
 export type FieldLabel = 'req' | 'opt' | 'rep';
 
@@ -65,15 +78,42 @@ export function fail(msg: string): never {
 // ---------------------------------------------------------------------------------------------
 // Compiled schema: numeric kinds and arrays indexed by field number keep the decode loop cheap.
 
-export const K_UINT32 = 0, K_INT32 = 1, K_SINT32 = 2, K_UINT64 = 3, K_INT64 = 4, K_SINT64 = 5,
-  K_BOOL = 6, K_ENUM = 7, K_FIXED32 = 8, K_SFIXED32 = 9, K_FLOAT = 10, K_FIXED64 = 11,
-  K_SFIXED64 = 12, K_DOUBLE = 13, K_STRING = 14, K_BYTES = 15, K_MESSAGE = 16;
+export const K_UINT32 = 0,
+  K_INT32 = 1,
+  K_SINT32 = 2,
+  K_UINT64 = 3,
+  K_INT64 = 4,
+  K_SINT64 = 5,
+  K_BOOL = 6,
+  K_ENUM = 7,
+  K_FIXED32 = 8,
+  K_SFIXED32 = 9,
+  K_FLOAT = 10,
+  K_FIXED64 = 11,
+  K_SFIXED64 = 12,
+  K_DOUBLE = 13,
+  K_STRING = 14,
+  K_BYTES = 15,
+  K_MESSAGE = 16;
 
 export const KIND: Record<FieldType, number> = {
-  uint32: K_UINT32, int32: K_INT32, sint32: K_SINT32, uint64: K_UINT64, int64: K_INT64,
-  sint64: K_SINT64, bool: K_BOOL, enum: K_ENUM, fixed32: K_FIXED32, sfixed32: K_SFIXED32,
-  float: K_FLOAT, fixed64: K_FIXED64, sfixed64: K_SFIXED64, double: K_DOUBLE, string: K_STRING,
-  bytes: K_BYTES, message: K_MESSAGE,
+  uint32: K_UINT32,
+  int32: K_INT32,
+  sint32: K_SINT32,
+  uint64: K_UINT64,
+  int64: K_INT64,
+  sint64: K_SINT64,
+  bool: K_BOOL,
+  enum: K_ENUM,
+  fixed32: K_FIXED32,
+  sfixed32: K_SFIXED32,
+  float: K_FLOAT,
+  fixed64: K_FIXED64,
+  sfixed64: K_SFIXED64,
+  double: K_DOUBLE,
+  string: K_STRING,
+  bytes: K_BYTES,
+  message: K_MESSAGE,
 };
 
 export function wireOf(kind: number): number {
@@ -117,4 +157,3 @@ export function unknownFields(obj: object): readonly UnknownField[] {
 export function setUnknownFields(obj: object, fields: readonly UnknownField[]): void {
   Object.defineProperty(obj, '$unknown', { value: fields, enumerable: false, writable: true, configurable: true });
 }
-

@@ -1,7 +1,23 @@
 // Encoding: fields in ascending number order like protobuf-c, unknown fields put back in place.
 import {
-  K_BOOL, K_BYTES, K_DOUBLE, K_ENUM, K_FIXED32, K_FIXED64, K_FLOAT, K_INT32, K_INT64, K_SFIXED32,
-  K_SFIXED64, K_SINT32, K_SINT64, K_STRING, K_UINT32, K_UINT64, fail, unknownFields,
+  K_BOOL,
+  K_BYTES,
+  K_DOUBLE,
+  K_ENUM,
+  K_FIXED32,
+  K_FIXED64,
+  K_FLOAT,
+  K_INT32,
+  K_INT64,
+  K_SFIXED32,
+  K_SFIXED64,
+  K_SINT32,
+  K_SINT64,
+  K_STRING,
+  K_UINT32,
+  K_UINT64,
+  fail,
+  unknownFields,
 } from './proto-types.ts';
 import type { CField, CMessage, ProtoInput } from './proto-types.ts';
 import { stringBytes } from './utf8.ts';

@@ -10,8 +10,17 @@ import type { CField, CMessage, EnumDef, MessageDef, ProtoInput, ProtoObject } f
 export { ProtoWriter } from './proto-write.ts';
 export { ProtoError, setUnknownFields, unknownFields } from './proto-types.ts';
 export type {
-  EnumDef, FieldDef, FieldLabel, FieldOpts, FieldType, MessageDef, ProtoInput, ProtoObject, ProtoValue,
-  ScalarType, UnknownField,
+  EnumDef,
+  FieldDef,
+  FieldLabel,
+  FieldOpts,
+  FieldType,
+  MessageDef,
+  ProtoInput,
+  ProtoObject,
+  ProtoValue,
+  ScalarType,
+  UnknownField,
 } from './proto-types.ts';
 export { stringBytes } from './utf8.ts';
 
@@ -30,12 +39,21 @@ export class ProtoRegistry {
         .map((fd): CField => {
           const kind = KIND[fd.type];
           if (kind === undefined) throw new ProtoError(`${def.name}.${fd.name}: unknown type ${fd.type}`);
-          if (!Number.isInteger(fd.no) || fd.no < 1 || fd.no > 0x1fffffff) throw new ProtoError(`${def.name}.${fd.name}: bad field number ${fd.no}`);
+          if (!Number.isInteger(fd.no) || fd.no < 1 || fd.no > 0x1fffffff)
+            throw new ProtoError(`${def.name}.${fd.name}: bad field number ${fd.no}`);
           const wire = wireOf(kind);
           return {
-            def: fd, name: fd.name, no: fd.no, kind, wire, tag: ((fd.no << 3) | wire) >>> 0,
-            rep: fd.label === 'rep', req: fd.label === 'req', path: `${def.name}.${fd.name}`,
-            msg: undefined, enumDef: undefined,
+            def: fd,
+            name: fd.name,
+            no: fd.no,
+            kind,
+            wire,
+            tag: ((fd.no << 3) | wire) >>> 0,
+            rep: fd.label === 'rep',
+            req: fd.label === 'req',
+            path: `${def.name}.${fd.name}`,
+            msg: undefined,
+            enumDef: undefined,
           };
         })
         .sort((a, b) => a.no - b.no);
@@ -49,7 +67,10 @@ export class ProtoRegistry {
         }
       }
       this.compiled.set(def.name, {
-        def, name: def.name, fields, byNo,
+        def,
+        name: def.name,
+        fields,
+        byNo,
         required: fields.filter((f) => f.req),
         repeated: fields.filter((f) => f.rep),
       });
@@ -100,7 +121,8 @@ export class ProtoRegistry {
   decode(name: string, buf: Uint8Array, start = 0, end = buf.length): ProtoObject {
     const cm = this.get(name);
     const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-    if (!(start >= 0 && end <= b.length && start <= end)) throw new ProtoError(`bad range [${start}, ${end}) for a ${b.length}-byte buffer`);
+    if (!(start >= 0 && end <= b.length && start <= end))
+      throw new ProtoError(`bad range [${start}, ${end}) for a ${b.length}-byte buffer`);
     try {
       return decodeTop(cm, b, start, end);
     } catch (e) {

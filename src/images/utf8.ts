@@ -14,12 +14,25 @@ function decodeEscaped(buf: Buffer, s: number, e: number): string {
     } else if (b0 >= 0xc2 && b0 <= 0xdf && cont(i + 1)) {
       cps.push(((b0 & 0x1f) << 6) | (buf[i + 1] & 0x3f));
       i += 2;
-    } else if (b0 >= 0xe0 && b0 <= 0xef && cont(i + 1) && cont(i + 2)
-      && !(b0 === 0xe0 && buf[i + 1] < 0xa0) && !(b0 === 0xed && buf[i + 1] >= 0xa0)) {
+    } else if (
+      b0 >= 0xe0 &&
+      b0 <= 0xef &&
+      cont(i + 1) &&
+      cont(i + 2) &&
+      !(b0 === 0xe0 && buf[i + 1] < 0xa0) &&
+      !(b0 === 0xed && buf[i + 1] >= 0xa0)
+    ) {
       cps.push(((b0 & 0x0f) << 12) | ((buf[i + 1] & 0x3f) << 6) | (buf[i + 2] & 0x3f));
       i += 3;
-    } else if (b0 >= 0xf0 && b0 <= 0xf4 && cont(i + 1) && cont(i + 2) && cont(i + 3)
-      && !(b0 === 0xf0 && buf[i + 1] < 0x90) && !(b0 === 0xf4 && buf[i + 1] >= 0x90)) {
+    } else if (
+      b0 >= 0xf0 &&
+      b0 <= 0xf4 &&
+      cont(i + 1) &&
+      cont(i + 2) &&
+      cont(i + 3) &&
+      !(b0 === 0xf0 && buf[i + 1] < 0x90) &&
+      !(b0 === 0xf4 && buf[i + 1] >= 0x90)
+    ) {
       cps.push(((b0 & 0x07) << 18) | ((buf[i + 1] & 0x3f) << 12) | ((buf[i + 2] & 0x3f) << 6) | (buf[i + 3] & 0x3f));
       i += 4;
     } else {
@@ -54,4 +67,3 @@ export function stringBytes(s: string): Buffer {
   }
   return Buffer.from(out);
 }
-

@@ -3,7 +3,12 @@
 import { workerData } from 'node:worker_threads';
 import { checkListedFile, type ChecksumKind, type ManifestFile } from './checksum.ts';
 
-export interface VerifyData { dir: string; files: Array<[string, ManifestFile]>; digest: ChecksumKind; result: SharedArrayBuffer }
+export interface VerifyData {
+  dir: string;
+  files: Array<[string, ManifestFile]>;
+  digest: ChecksumKind;
+  result: SharedArrayBuffer;
+}
 
 const { dir, files, digest, result } = workerData as VerifyData;
 const flag = new Int32Array(result, 0, 1);
@@ -12,7 +17,10 @@ try {
   const buf = Buffer.allocUnsafe(4 << 20);
   for (const [name, want] of files) {
     const problem = checkListedFile(dir, name, want, digest, buf);
-    if (problem) { err = `${name}: ${problem}`; break; }
+    if (problem) {
+      err = `${name}: ${problem}`;
+      break;
+    }
   }
 } catch (e) {
   err = `checksum verification failed: ${String((e as Error)?.message ?? e).split('\n')[0]}`;

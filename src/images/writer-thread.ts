@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import type { Worker } from 'node:worker_threads';
 import { newWorker } from '../lazy.ts';
-import { ImageError, } from './image-common.ts';
+import { ImageError } from './image-common.ts';
 import { createImage } from './open.ts';
 import { startChecksum, type Checksum, type ChecksumKind } from './checksum.ts';
 import type { Message, WorkerData } from './writer-worker.ts';
@@ -39,7 +39,8 @@ export class PagesWriterThread {
    * pages file can be written with O_DIRECT; without it the page cache is used.
    */
   constructor(digest: ChecksumKind | undefined, opts: { addressOf?: (b: Uint8Array) => bigint; slots?: number; slotSize?: number } = {}) {
-    const slots = opts.slots ?? 4, slotSize = opts.slotSize ?? 2 << 20;
+    const slots = opts.slots ?? 4,
+      slotSize = opts.slotSize ?? 2 << 20;
     this.digest = digest;
     this.slots = slots;
     this.slotSize = slotSize;
@@ -87,10 +88,14 @@ export class PagesWriterThread {
     this.post({ op: 'data', file, slot, len });
   }
 
-  private post(m: Message): void { this.worker.postMessage(m); }
+  private post(m: Message): void {
+    this.worker.postMessage(m);
+  }
 
   /** A write failed on the worker; the stream's close() says which and why. */
-  get failed(): boolean { return Atomics.load(this.flags, this.slots) === 1; }
+  get failed(): boolean {
+    return Atomics.load(this.flags, this.slots) === 1;
+  }
 
   private waitFree(slot: number): void {
     const end = Date.now() + STUCK_MS;
@@ -166,7 +171,7 @@ export class PagesWriteStream {
       this.commit(data.length);
       return;
     }
-    for (let off = 0; off < data.length;) {
+    for (let off = 0; off < data.length; ) {
       const b = this.buffer();
       const n = Math.min(b.length, data.length - off);
       b.set(data.subarray(off, off + n));
@@ -203,6 +208,10 @@ export class PagesWriteStream {
   /** Stop without caring about the result (the dump failed; the file is about to go). */
   abort(): void {
     if (this.closed) return;
-    try { this.close(); } catch { /* already failing */ }
+    try {
+      this.close();
+    } catch {
+      /* already failing */
+    }
   }
 }

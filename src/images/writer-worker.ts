@@ -7,7 +7,14 @@
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
-export interface WorkerData { ring: SharedArrayBuffer; base: number; state: SharedArrayBuffer; result: SharedArrayBuffer; slotSize: number; slots: number }
+export interface WorkerData {
+  ring: SharedArrayBuffer;
+  base: number;
+  state: SharedArrayBuffer;
+  result: SharedArrayBuffer;
+  slotSize: number;
+  slots: number;
+}
 export type Message =
   | { op: 'open'; file: number; fd: number; direct: boolean }
   | { op: 'data'; file: number; slot: number; len: number }
@@ -15,7 +22,13 @@ export type Message =
 
 const { ring, base, state, result, slotSize, slots } = workerData as WorkerData;
 const flags = new Int32Array(state);
-interface File { fd: number; direct: boolean; reopened?: number; size: number; err: string }
+interface File {
+  fd: number;
+  direct: boolean;
+  reopened?: number;
+  size: number;
+  err: string;
+}
 const files = new Map<number, File>();
 
 function reply(value: unknown): void {
@@ -27,7 +40,7 @@ function reply(value: unknown): void {
 }
 
 function writeAll(f: File, view: Uint8Array): void {
-  for (let off = 0; off < view.length;) {
+  for (let off = 0; off < view.length; ) {
     try {
       off += fs.writeSync(f.reopened ?? f.fd, view, off, view.length - off, f.size + off);
     } catch (e) {

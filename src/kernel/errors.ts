@@ -7,7 +7,10 @@ for (const [name, num] of Object.entries(koffi.os.errno)) {
 // Kernel-internal restart codes never reach userspace as errno, but they show up in
 // the return register of a tracee stopped inside a syscall.
 const internal: Record<number, string> = {
-  512: 'ERESTARTSYS', 513: 'ERESTARTNOINTR', 514: 'ERESTARTNOHAND', 516: 'ERESTART_RESTARTBLOCK',
+  512: 'ERESTARTSYS',
+  513: 'ERESTARTNOINTR',
+  514: 'ERESTARTNOHAND',
+  516: 'ERESTART_RESTARTBLOCK',
 };
 
 export function errnoName(errno: number): string {
@@ -36,12 +39,25 @@ export class SysError extends Error {
 }
 
 const messages: Record<string, string> = {
-  EPERM: 'Operation not permitted', ENOENT: 'No such file or directory', ESRCH: 'No such process',
-  EINTR: 'Interrupted system call', EIO: 'Input/output error', EBADF: 'Bad file descriptor',
-  ECHILD: 'No child processes', EAGAIN: 'Resource temporarily unavailable', ENOMEM: 'Cannot allocate memory',
-  EACCES: 'Permission denied', EFAULT: 'Bad address', EBUSY: 'Device or resource busy', EEXIST: 'File exists',
-  EINVAL: 'Invalid argument', EMFILE: 'Too many open files', ENOSPC: 'No space left on device',
-  ENOSYS: 'Function not implemented', ENOTSUP: 'Operation not supported', EOPNOTSUPP: 'Operation not supported',
+  EPERM: 'Operation not permitted',
+  ENOENT: 'No such file or directory',
+  ESRCH: 'No such process',
+  EINTR: 'Interrupted system call',
+  EIO: 'Input/output error',
+  EBADF: 'Bad file descriptor',
+  ECHILD: 'No child processes',
+  EAGAIN: 'Resource temporarily unavailable',
+  ENOMEM: 'Cannot allocate memory',
+  EACCES: 'Permission denied',
+  EFAULT: 'Bad address',
+  EBUSY: 'Device or resource busy',
+  EEXIST: 'File exists',
+  EINVAL: 'Invalid argument',
+  EMFILE: 'Too many open files',
+  ENOSPC: 'No space left on device',
+  ENOSYS: 'Function not implemented',
+  ENOTSUP: 'Operation not supported',
+  EOPNOTSUPP: 'Operation not supported',
 };
 
 export function strerror(errno: number): string {

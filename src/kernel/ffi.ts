@@ -7,8 +7,15 @@ const libc = koffi.load('libc.so.6');
 
 // A fixed 7-argument prototype is ABI-compatible with variadic syscall(2) on x86_64 and
 // AArch64 Linux, and avoids koffi's slower variadic path.
-const rawSyscall = libc.func('long syscall(long nr, long a, long b, long c, long d, long e, long f)') as
-  (nr: number, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg, f: Arg) => number;
+const rawSyscall = libc.func('long syscall(long nr, long a, long b, long c, long d, long e, long f)') as (
+  nr: number,
+  a: Arg,
+  b: Arg,
+  c: Arg,
+  d: Arg,
+  e: Arg,
+  f: Arg,
+) => number;
 
 export type Arg = number | bigint;
 
@@ -30,7 +37,9 @@ export function syscallErr(nr: number, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Ar
   return r === -1 ? -koffi.errno() : r;
 }
 
-const cPosixSpawn = libc.func('int posix_spawn(_Out_ int *pid, const char *path, void *file_actions, void *attrp, const char **argv, const char **envp)');
+const cPosixSpawn = libc.func(
+  'int posix_spawn(_Out_ int *pid, const char *path, void *file_actions, void *attrp, const char **argv, const char **envp)',
+);
 const cFileActionsInit = libc.func('int posix_spawn_file_actions_init(void *fa)');
 const cFileActionsAddOpen = libc.func('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, int mode)');
 const cFileActionsAddDup2 = libc.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)');
@@ -40,9 +49,16 @@ const cAttrSetFlags = libc.func('int posix_spawnattr_setflags(void *attr, short 
 const cAttrSetSigDefault = libc.func('int posix_spawnattr_setsigdefault(void *attr, void *set)');
 const cAttrSetSigMask = libc.func('int posix_spawnattr_setsigmask(void *attr, void *set)');
 const cAttrDestroy = libc.func('int posix_spawnattr_destroy(void *attr)');
-const POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSID = 0x80;
+const POSIX_SPAWN_SETSIGMASK = 0x08,
+  POSIX_SPAWN_SETSIGDEF = 0x04,
+  POSIX_SPAWN_SETSID = 0x80;
 
-export interface SpawnFd { fd: number; path?: string; flags?: number; dupFrom?: number }
+export interface SpawnFd {
+  fd: number;
+  path?: string;
+  flags?: number;
+  dupFrom?: number;
+}
 
 /**
  * posix_spawn from native code: the child is unknown to libuv, so libuv's SIGCHLD
@@ -55,7 +71,8 @@ export function posixSpawn(path: string, argv: string[], envp: string[], fds: Sp
   cFileActionsInit(fa);
   cAttrInit(attr);
   try {
-    const all = Buffer.alloc(128, 0xff), none = Buffer.alloc(128);
+    const all = Buffer.alloc(128, 0xff),
+      none = Buffer.alloc(128);
     cAttrSetSigDefault(attr, all);
     cAttrSetSigMask(attr, none);
     cAttrSetFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (setsid ? POSIX_SPAWN_SETSID : 0));
@@ -75,8 +92,10 @@ export function posixSpawn(path: string, argv: string[], envp: string[], fds: Sp
 
 // glibc's struct sigaction (x86_64 and AArch64): handler, 1024-bit mask, flags, restorer.
 // glibc's sigaction() supplies the signal-return trampoline the kernel needs on x86_64.
-const SIGACTION_SIZE = 152, SA_FLAGS_AT = 136;
-const SA_RESTART = 0x10000000, SA_RESETHAND = 0x80000000;
+const SIGACTION_SIZE = 152,
+  SA_FLAGS_AT = 136;
+const SA_RESTART = 0x10000000,
+  SA_RESETHAND = 0x80000000;
 type SigactionFn = (sig: number, act: Buffer | null, oact: Buffer | null) => number;
 const cSigaction = libc.func('int sigaction(int sig, const void *act, _Out_ void *oact)') as SigactionFn;
 const cDlsym = libc.func('void *dlsym(void *handle, const char *name)');

@@ -8,6 +8,17 @@ export { X86, X86_REG_NAMES, type X86Reg } from './arch/x86_64.ts';
 export { A64, FPSIMD_SIZE } from './arch/aarch64.ts';
 export { zeroPagePfn } from './zeropage.ts';
 export { preadFully, openBeneath } from './io.ts';
-export { seqpacketListen, seqpacketConnect, seqpacketPair, acceptConn, setRecvTimeout, socketType, peerCred, recvDatagram, sendDatagram, peerGone } from './seqpacket.ts';
+export {
+  seqpacketListen,
+  seqpacketConnect,
+  seqpacketPair,
+  acceptConn,
+  setRecvTimeout,
+  socketType,
+  peerCred,
+  recvDatagram,
+  sendDatagram,
+  peerGone,
+} from './seqpacket.ts';
 export * from './structs.ts';
 export * as sock from './inet.ts';

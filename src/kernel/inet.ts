@@ -5,10 +5,19 @@ import { sysnr } from './arch/index.ts';
 import { SysError } from './errors.ts';
 
 const NR = {
-  socket: sysnr('socket'), bind: sysnr('bind'), listen: sysnr('listen'), connect: sysnr('connect'),
-  getsockname: sysnr('getsockname'), getpeername: sysnr('getpeername'), sendto: sysnr('sendto'),
-  recvfrom: sysnr('recvfrom'), setsockopt: sysnr('setsockopt'), getsockopt: sysnr('getsockopt'),
-  shutdown: sysnr('shutdown'), getxattr: sysnr('getxattr'), ppoll: sysnr('ppoll'),
+  socket: sysnr('socket'),
+  bind: sysnr('bind'),
+  listen: sysnr('listen'),
+  connect: sysnr('connect'),
+  getsockname: sysnr('getsockname'),
+  getpeername: sysnr('getpeername'),
+  sendto: sysnr('sendto'),
+  recvfrom: sysnr('recvfrom'),
+  setsockopt: sysnr('setsockopt'),
+  getsockopt: sysnr('getsockopt'),
+  shutdown: sysnr('shutdown'),
+  getxattr: sysnr('getxattr'),
+  ppoll: sysnr('ppoll'),
 };
 
 export const AF = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16, PACKET: 17 } as const;
@@ -16,30 +25,75 @@ export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o400
 export const IPPROTO = { IP: 0, ICMP: 1, TCP: 6, UDP: 17, IPV6: 41, ICMPV6: 58, UDPLITE: 136, RAW: 255 } as const;
 export const SOL = { SOCKET: 1, IP: 0, IPV6: 41, TCP: 6, UDPLITE: 136 } as const;
 export const SO = {
-  DEBUG: 1, REUSEADDR: 2, TYPE: 3, DONTROUTE: 5, BROADCAST: 6, SNDBUF: 7, RCVBUF: 8, KEEPALIVE: 9,
-  OOBINLINE: 10, NO_CHECK: 11, PRIORITY: 12, LINGER: 13, REUSEPORT: 15, PASSCRED: 16, RCVLOWAT: 18,
-  RCVTIMEO: 20, SNDTIMEO: 21, BINDTODEVICE: 25, GET_FILTER: 26, ACCEPTCONN: 30, SNDBUFFORCE: 32,
-  RCVBUFFORCE: 33, PASSSEC: 34, MARK: 36, PROTOCOL: 38, DOMAIN: 39, PEEK_OFF: 42, BUF_LOCK: 72,
+  DEBUG: 1,
+  REUSEADDR: 2,
+  TYPE: 3,
+  DONTROUTE: 5,
+  BROADCAST: 6,
+  SNDBUF: 7,
+  RCVBUF: 8,
+  KEEPALIVE: 9,
+  OOBINLINE: 10,
+  NO_CHECK: 11,
+  PRIORITY: 12,
+  LINGER: 13,
+  REUSEPORT: 15,
+  PASSCRED: 16,
+  RCVLOWAT: 18,
+  RCVTIMEO: 20,
+  SNDTIMEO: 21,
+  BINDTODEVICE: 25,
+  GET_FILTER: 26,
+  ACCEPTCONN: 30,
+  SNDBUFFORCE: 32,
+  RCVBUFFORCE: 33,
+  PASSSEC: 34,
+  MARK: 36,
+  PROTOCOL: 38,
+  DOMAIN: 39,
+  PEEK_OFF: 42,
+  BUF_LOCK: 72,
 } as const;
 export const IP = { TOS: 1, TTL: 2, PKTINFO: 8, FREEBIND: 15 } as const;
 export const IPV6 = { V6ONLY: 26, RECVPKTINFO: 49, TCLASS: 67, FREEBIND: 78 } as const;
 export const UDP = { CORK: 1 } as const;
 export const TCP = {
-  NODELAY: 1, MAXSEG: 2, CORK: 3, KEEPIDLE: 4, KEEPINTVL: 5, KEEPCNT: 6, INFO: 11, REPAIR: 19,
-  REPAIR_QUEUE: 20, QUEUE_SEQ: 21, REPAIR_OPTIONS: 22, TIMESTAMP: 24, REPAIR_WINDOW: 29,
+  NODELAY: 1,
+  MAXSEG: 2,
+  CORK: 3,
+  KEEPIDLE: 4,
+  KEEPINTVL: 5,
+  KEEPCNT: 6,
+  INFO: 11,
+  REPAIR: 19,
+  REPAIR_QUEUE: 20,
+  QUEUE_SEQ: 21,
+  REPAIR_OPTIONS: 22,
+  TIMESTAMP: 24,
+  REPAIR_WINDOW: 29,
 } as const;
 export const MSG = { PEEK: 2, DONTWAIT: 0x40 } as const;
 export const SHUT = { RD: 0, WR: 1, RDWR: 2 } as const;
-export const SIOCINQ = 0x541b, SIOCOUTQ = 0x5411, SIOCOUTQNSD = 0x894b;
+export const SIOCINQ = 0x541b,
+  SIOCOUTQ = 0x5411,
+  SIOCOUTQNSD = 0x894b;
 
 export function socket(family: number, type: number, proto: number): number {
   return syscall(`socket(${family}, ${type}, ${proto})`, NR.socket, family, type, proto);
 }
 
-export function bind(fd: number, addr: Buffer): void { syscall('bind', NR.bind, fd, addressOf(addr), addr.length); }
-export function listen(fd: number, backlog: number): void { syscall('listen', NR.listen, fd, backlog); }
-export function connect(fd: number, addr: Buffer): void { syscall('connect', NR.connect, fd, addressOf(addr), addr.length); }
-export function shutdown(fd: number, how: number): void { syscall('shutdown', NR.shutdown, fd, how); }
+export function bind(fd: number, addr: Buffer): void {
+  syscall('bind', NR.bind, fd, addressOf(addr), addr.length);
+}
+export function listen(fd: number, backlog: number): void {
+  syscall('listen', NR.listen, fd, backlog);
+}
+export function connect(fd: number, addr: Buffer): void {
+  syscall('connect', NR.connect, fd, addressOf(addr), addr.length);
+}
+export function shutdown(fd: number, how: number): void {
+  syscall('shutdown', NR.shutdown, fd, how);
+}
 
 function sockName(nr: number, what: string, fd: number): Buffer {
   const b = Buffer.alloc(128);
@@ -48,10 +102,14 @@ function sockName(nr: number, what: string, fd: number): Buffer {
   syscall(what, nr, fd, addressOf(b), addressOf(len));
   return b.subarray(0, len.readUInt32LE(0));
 }
-export function getsockname(fd: number): Buffer { return sockName(NR.getsockname, 'getsockname', fd); }
+export function getsockname(fd: number): Buffer {
+  return sockName(NR.getsockname, 'getsockname', fd);
+}
 /** The peer's address, or undefined when not connected (ENOTCONN). */
 export function getpeername(fd: number): Buffer | undefined {
-  try { return sockName(NR.getpeername, 'getpeername', fd); } catch (e) {
+  try {
+    return sockName(NR.getpeername, 'getpeername', fd);
+  } catch (e) {
     if (e instanceof SysError && e.code === 'ENOTCONN') return undefined;
     throw e;
   }
@@ -104,7 +162,8 @@ export function sendRaw(fd: number, buf: Buffer, flags: number): number {
  * UDP-Lite, UNIX-STREAM...), read through a path such as /proc/PID/fd/N.
  */
 export function sockProtoName(path: string): string {
-  const p = Buffer.from(`${path}\0`), name = Buffer.from('system.sockprotoname\0');
+  const p = Buffer.from(`${path}\0`),
+    name = Buffer.from('system.sockprotoname\0');
   const b = Buffer.alloc(64);
   const n = syscall(`getxattr(${path}, system.sockprotoname)`, NR.getxattr, addressOf(p), addressOf(name), addressOf(b), b.length);
   return b.subarray(0, n).toString('latin1').replace(/\0.*$/s, '');
@@ -114,7 +173,8 @@ export const POLL = { IN: 1, OUT: 4, HUP: 0x10, RDHUP: 0x2000 } as const;
 
 /** The poll events of one fd now (ppoll with a zero timeout). */
 export function pollNow(fd: number, events: number): number {
-  const pfd = Buffer.alloc(8), ts = Buffer.alloc(16);
+  const pfd = Buffer.alloc(8),
+    ts = Buffer.alloc(16);
   pfd.writeInt32LE(fd, 0);
   pfd.writeInt16LE(events, 4);
   const n = syscall('ppoll', NR.ppoll, addressOf(pfd), 1, addressOf(ts), 0, 8);

@@ -24,8 +24,13 @@ export function openBeneath(dir: string, name: string, flags: number, mode: numb
   try {
     return openat2(dirfd, name, flags | O.CLOEXEC, mode, RESOLVE.BENEATH | RESOLVE.NO_SYMLINKS);
   } catch (e) {
-    if (e instanceof SysError && e.code === 'ENOSYS') { openat2Works = false; return openBeneath(dir, name, flags, mode); }
+    if (e instanceof SysError && e.code === 'ENOSYS') {
+      openat2Works = false;
+      return openBeneath(dir, name, flags, mode);
+    }
     throw e;
-  } finally { fs.closeSync(dirfd); }
+  } finally {
+    fs.closeSync(dirfd);
+  }
 }
 let openat2Works = true;

@@ -4,12 +4,30 @@ import { addressOf, syscallErr } from './ffi.ts';
 import { sysnr } from './arch/index.ts';
 import { SysError } from './errors.ts';
 import { close } from './syscalls.ts';
-import { AF_UNIX, SO, SOCK, SOL_SOCKET, bindUnix, connectUnix, getsockoptBuf, getsockoptInt, listen, setsockoptBuf, socket, socketpair, type Ucred } from './socket.ts';
+import {
+  AF_UNIX,
+  SO,
+  SOCK,
+  SOL_SOCKET,
+  bindUnix,
+  connectUnix,
+  getsockoptBuf,
+  getsockoptInt,
+  listen,
+  setsockoptBuf,
+  socket,
+  socketpair,
+  type Ucred,
+} from './socket.ts';
 
 const NR = { accept4: sysnr('accept4'), sendto: sysnr('sendto'), recvfrom: sysnr('recvfrom') };
 const SO_PEERCRED = 17;
-const MSG_PEEK = 2, MSG_TRUNC = 0x20, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
-const EINTR = 4, EAGAIN = 11;
+const MSG_PEEK = 2,
+  MSG_TRUNC = 0x20,
+  MSG_DONTWAIT = 0x40,
+  MSG_NOSIGNAL = 0x4000;
+const EINTR = 4,
+  EAGAIN = 11;
 
 /** Retries a call interrupted by a signal (SIGCHLD of a restored tree, for one). */
 function retrying(call: string, f: () => number): number {
@@ -29,7 +47,10 @@ export function seqpacketListen(path: string, backlog = 16): number {
   try {
     bindUnix(fd, pathName(path));
     listen(fd, backlog);
-  } catch (e) { close(fd); throw e; }
+  } catch (e) {
+    close(fd);
+    throw e;
+  }
   return fd;
 }
 
@@ -37,7 +58,10 @@ export function seqpacketListen(path: string, backlog = 16): number {
 export function seqpacketConnect(path: string): number {
   const fd = socket(AF_UNIX, SOCK.SEQPACKET);
   const r = connectUnix(fd, pathName(path));
-  if (r < 0) { close(fd); throw new SysError(`connect(${path})`, -r); }
+  if (r < 0) {
+    close(fd);
+    throw new SysError(`connect(${path})`, -r);
+  }
   return fd;
 }
 

@@ -5,7 +5,13 @@ import { arch } from './arch/index.ts';
 /** sizeof(struct clone_args) up to cgroup (CLONE_ARGS_SIZE_VER2). */
 export const CLONE_ARGS_SIZE = 88;
 
-export interface CloneArgs { flags: number; exitSignal: number; childTid?: bigint; tls?: bigint; setTid?: number }
+export interface CloneArgs {
+  flags: number;
+  exitSignal: number;
+  childTid?: bigint;
+  tls?: bigint;
+  setTid?: number;
+}
 
 /**
  * struct clone_args, followed by its set_tid array of one pid when `setTid` is given; `at` is
@@ -34,7 +40,11 @@ export function epollEvent(events: number, data: bigint): Buffer {
   return b;
 }
 
-export interface StackT { sp: bigint; flags: number; size: bigint }
+export interface StackT {
+  sp: bigint;
+  flags: number;
+  size: bigint;
+}
 export const STACK_T_SIZE = 24;
 
 /** stack_t (sigaltstack). */
@@ -51,14 +61,27 @@ export function parseStackT(b: Buffer): StackT {
 }
 
 /** struct prctl_mm_map's address fields, in its order. */
-export const PRCTL_MM_MAP_FIELDS = ['mm_start_code', 'mm_end_code', 'mm_start_data', 'mm_end_data', 'mm_start_brk', 'mm_brk',
-  'mm_start_stack', 'mm_arg_start', 'mm_arg_end', 'mm_env_start', 'mm_env_end'] as const;
+export const PRCTL_MM_MAP_FIELDS = [
+  'mm_start_code',
+  'mm_end_code',
+  'mm_start_data',
+  'mm_end_data',
+  'mm_start_brk',
+  'mm_brk',
+  'mm_start_stack',
+  'mm_arg_start',
+  'mm_arg_end',
+  'mm_env_start',
+  'mm_env_end',
+] as const;
 export type PrctlMmMapField = (typeof PRCTL_MM_MAP_FIELDS)[number];
 
 /** struct prctl_mm_map (PR_SET_MM_MAP): the bounds, the auxv's address and size, the exe fd. */
 export function prctlMmMap(bounds: Record<PrctlMmMapField, bigint>, auxvAddr: bigint, auxvSize: number, exeFd: number): Buffer {
   const m = Buffer.alloc(104);
-  PRCTL_MM_MAP_FIELDS.forEach((f, i) => { m.writeBigUInt64LE(bounds[f], i * 8); });
+  PRCTL_MM_MAP_FIELDS.forEach((f, i) => {
+    m.writeBigUInt64LE(bounds[f], i * 8);
+  });
   m.writeBigUInt64LE(auxvAddr, 88);
   m.writeUInt32LE(auxvSize, 96);
   m.writeUInt32LE(exeFd >>> 0, 100);
@@ -66,4 +89,6 @@ export function prctlMmMap(bounds: Record<PrctlMmMapField, bigint>, auxvAddr: bi
 }
 
 /** The auxv size field of a prctl_mm_map built by prctlMmMap. */
-export function setPrctlMmMapAuxvSize(m: Buffer, size: number): void { m.writeUInt32LE(size, 96); }
+export function setPrctlMmMapAuxvSize(m: Buffer, size: number): void {
+  m.writeUInt32LE(size, 96);
+}

@@ -5,21 +5,54 @@ import { SysError } from './errors.ts';
 import { PTRACE, PR } from './constants.ts';
 
 const NR = {
-  ptrace: sysnr('ptrace'), wait4: sysnr('wait4'), kill: sysnr('kill'), tgkill: sysnr('tgkill'),
-  pvr: sysnr('process_vm_readv'), pvw: sysnr('process_vm_writev'), pidfd_open: sysnr('pidfd_open'),
-  pidfd_getfd: sysnr('pidfd_getfd'), kcmp: sysnr('kcmp'), tee: sysnr('tee'), prctl: sysnr('prctl'),
-  prlimit64: sysnr('prlimit64'), get_robust_list: sysnr('get_robust_list'), getpid: sysnr('getpid'),
-  gettid: sysnr('gettid'), close: sysnr('close'), pidfd_send_signal: sysnr('pidfd_send_signal'),
-  ioctl: sysnr('ioctl'), fcntl: sysnr('fcntl'), lseek: sysnr('lseek'), pipe2: sysnr('pipe2'),
-  splice: sysnr('splice'), getpriority: sysnr('getpriority'), sched_getscheduler: sysnr('sched_getscheduler'),
-  sched_getparam: sysnr('sched_getparam'), userfaultfd: sysnr('userfaultfd'), clock_gettime: sysnr('clock_gettime'),
-  mmap: sysnr('mmap'), munmap: sysnr('munmap'), memfd_create: sysnr('memfd_create'),
-  eventfd2: sysnr('eventfd2'), epoll_create1: sysnr('epoll_create1'), signalfd4: sysnr('signalfd4'),
-  timerfd_create: sysnr('timerfd_create'), timerfd_settime: sysnr('timerfd_settime'),
-  openat2: sysnr('openat2'), unlinkat: sysnr('unlinkat'), mknodat: sysnr('mknodat'), linkat: sysnr('linkat'),
-  inotify_init1: sysnr('inotify_init1'), inotify_add_watch: sysnr('inotify_add_watch'), inotify_rm_watch: sysnr('inotify_rm_watch'),
-  open_by_handle_at: sysnr('open_by_handle_at'), fanotify_init: sysnr('fanotify_init'), fanotify_mark: sysnr('fanotify_mark'),
-  sched_getaffinity: sysnr('sched_getaffinity'), sched_setaffinity: sysnr('sched_setaffinity'), getcpu: sysnr('getcpu'),
+  ptrace: sysnr('ptrace'),
+  wait4: sysnr('wait4'),
+  kill: sysnr('kill'),
+  tgkill: sysnr('tgkill'),
+  pvr: sysnr('process_vm_readv'),
+  pvw: sysnr('process_vm_writev'),
+  pidfd_open: sysnr('pidfd_open'),
+  pidfd_getfd: sysnr('pidfd_getfd'),
+  kcmp: sysnr('kcmp'),
+  tee: sysnr('tee'),
+  prctl: sysnr('prctl'),
+  prlimit64: sysnr('prlimit64'),
+  get_robust_list: sysnr('get_robust_list'),
+  getpid: sysnr('getpid'),
+  gettid: sysnr('gettid'),
+  close: sysnr('close'),
+  pidfd_send_signal: sysnr('pidfd_send_signal'),
+  ioctl: sysnr('ioctl'),
+  fcntl: sysnr('fcntl'),
+  lseek: sysnr('lseek'),
+  pipe2: sysnr('pipe2'),
+  splice: sysnr('splice'),
+  getpriority: sysnr('getpriority'),
+  sched_getscheduler: sysnr('sched_getscheduler'),
+  sched_getparam: sysnr('sched_getparam'),
+  userfaultfd: sysnr('userfaultfd'),
+  clock_gettime: sysnr('clock_gettime'),
+  mmap: sysnr('mmap'),
+  munmap: sysnr('munmap'),
+  memfd_create: sysnr('memfd_create'),
+  eventfd2: sysnr('eventfd2'),
+  epoll_create1: sysnr('epoll_create1'),
+  signalfd4: sysnr('signalfd4'),
+  timerfd_create: sysnr('timerfd_create'),
+  timerfd_settime: sysnr('timerfd_settime'),
+  openat2: sysnr('openat2'),
+  unlinkat: sysnr('unlinkat'),
+  mknodat: sysnr('mknodat'),
+  linkat: sysnr('linkat'),
+  inotify_init1: sysnr('inotify_init1'),
+  inotify_add_watch: sysnr('inotify_add_watch'),
+  inotify_rm_watch: sysnr('inotify_rm_watch'),
+  open_by_handle_at: sysnr('open_by_handle_at'),
+  fanotify_init: sysnr('fanotify_init'),
+  fanotify_mark: sysnr('fanotify_mark'),
+  sched_getaffinity: sysnr('sched_getaffinity'),
+  sched_setaffinity: sysnr('sched_setaffinity'),
+  getcpu: sysnr('getcpu'),
 };
 
 type PtraceData = Arg | Buffer;
@@ -65,7 +98,12 @@ export function getEventMsg(pid: number): number {
   return Number(u64buf.readBigUInt64LE(0));
 }
 
-export interface RseqConfig { ptr: bigint; size: number; signature: number; flags: number }
+export interface RseqConfig {
+  ptr: bigint;
+  size: number;
+  signature: number;
+  flags: number;
+}
 export function getRseqConfig(pid: number): RseqConfig {
   const b = Buffer.alloc(24);
   ptrace(PTRACE.GET_RSEQ_CONFIGURATION, pid, 24, b);
@@ -105,7 +143,9 @@ export function seccompFilters(tid: number): Array<{ insns: Buffer; flags: numbe
   const meta = Buffer.alloc(16);
   for (let i = 0; ; i++) {
     let n: number;
-    try { n = ptrace(PTRACE.SECCOMP_GET_FILTER, tid, i, buf); } catch (e) {
+    try {
+      n = ptrace(PTRACE.SECCOMP_GET_FILTER, tid, i, buf);
+    } catch (e) {
       if (e instanceof SysError && e.code === 'ENOENT') return out;
       throw e;
     }
@@ -117,7 +157,10 @@ export function seccompFilters(tid: number): Array<{ insns: Buffer; flags: numbe
 }
 
 const statusBuf = Buffer.alloc(4);
-export interface WaitResult { pid: number; status: number }
+export interface WaitResult {
+  pid: number;
+  status: number;
+}
 /** wait4 on one pid (never -1: other code owns other children). pid 0 = nothing yet (WNOHANG). */
 export function waitpid(pid: number, flags: number): WaitResult {
   for (;;) {
@@ -139,20 +182,36 @@ export const W = {
   event: (s: number) => (s >> 16) & 0xff,
 };
 
-export function kill(pid: number, sig: number): void { syscall(`kill(${pid}, ${sig})`, NR.kill, pid, sig); }
-export function tgkill(tgid: number, tid: number, sig: number): void { syscall(`tgkill(${tid})`, NR.tgkill, tgid, tid, sig); }
-export function getpid(): number { return syscall('getpid', NR.getpid); }
-export function gettid(): number { return syscall('gettid', NR.gettid); }
-export function close(fd: number): void { syscall(`close(${fd})`, NR.close, fd); }
+export function kill(pid: number, sig: number): void {
+  syscall(`kill(${pid}, ${sig})`, NR.kill, pid, sig);
+}
+export function tgkill(tgid: number, tid: number, sig: number): void {
+  syscall(`tgkill(${tid})`, NR.tgkill, tgid, tid, sig);
+}
+export function getpid(): number {
+  return syscall('getpid', NR.getpid);
+}
+export function gettid(): number {
+  return syscall('gettid', NR.gettid);
+}
+export function close(fd: number): void {
+  syscall(`close(${fd})`, NR.close, fd);
+}
 
-export interface RemoteRange { addr: bigint; len: number }
+export interface RemoteRange {
+  addr: bigint;
+  len: number;
+}
 
 function vmIo(nr: number, name: string, pid: number, local: Buffer, remote: RemoteRange[]): number {
   const liov = Buffer.alloc(16);
   liov.writeBigUInt64LE(addressOf(local), 0);
   liov.writeBigUInt64LE(BigInt(local.length), 8);
   const riov = Buffer.alloc(16 * remote.length);
-  remote.forEach((r, i) => { riov.writeBigUInt64LE(r.addr, i * 16); riov.writeBigUInt64LE(BigInt(r.len), i * 16 + 8); });
+  remote.forEach((r, i) => {
+    riov.writeBigUInt64LE(r.addr, i * 16);
+    riov.writeBigUInt64LE(BigInt(r.len), i * 16 + 8);
+  });
   return syscall(`${name}(${pid})`, nr, pid, addressOf(liov), 1, addressOf(riov), remote.length, 0);
 }
 
@@ -165,10 +224,18 @@ export function processVmWritev(pid: number, local: Buffer, remote: RemoteRange[
 }
 
 /** pidfd_open(2) with flags (PIDFD_NONBLOCK is O_NONBLOCK); the result is close-on-exec. */
-export function pidfdOpen2(pid: number, flags: number): number { return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, flags); }
-export function pidfdOpen(pid: number): number { return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, 0); }
-export function pidfdGetfd(pidfd: number, fd: number): number { return syscall(`pidfd_getfd(${fd})`, NR.pidfd_getfd, pidfd, fd, 0); }
-export function pidfdSendSignal(pidfd: number, sig: number): void { syscall('pidfd_send_signal', NR.pidfd_send_signal, pidfd, sig, 0, 0); }
+export function pidfdOpen2(pid: number, flags: number): number {
+  return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, flags);
+}
+export function pidfdOpen(pid: number): number {
+  return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, 0);
+}
+export function pidfdGetfd(pidfd: number, fd: number): number {
+  return syscall(`pidfd_getfd(${fd})`, NR.pidfd_getfd, pidfd, fd, 0);
+}
+export function pidfdSendSignal(pidfd: number, sig: number): void {
+  syscall('pidfd_send_signal', NR.pidfd_send_signal, pidfd, sig, 0, 0);
+}
 
 export function kcmp(pid1: number, pid2: number, type: number, idx1: Arg, idx2: Arg): number {
   return syscall('kcmp', NR.kcmp, pid1, pid2, type, idx1, idx2);
@@ -198,13 +265,17 @@ export function fcntl(fd: number, cmd: number, arg: Arg | Buffer = 0): number {
 export function ioctl(fd: number, req: number, arg: Arg | Buffer = 0): number {
   return syscall(`ioctl(${fd}, 0x${req.toString(16)})`, NR.ioctl, fd, req, typeof arg === 'object' ? addressOf(arg) : arg);
 }
-export function lseek(fd: number, off: Arg, whence: number): number { return syscall(`lseek(${fd})`, NR.lseek, fd, off, whence); }
+export function lseek(fd: number, off: Arg, whence: number): number {
+  return syscall(`lseek(${fd})`, NR.lseek, fd, off, whence);
+}
 
 export function prctl(option: number, a2: Arg = 0, a3: Arg = 0, a4: Arg = 0, a5: Arg = 0): number {
   return syscall(`prctl(${option})`, NR.prctl, option, a2, a3, a4, a5);
 }
 
-export function setChildSubreaper(): void { prctl(PR.SET_CHILD_SUBREAPER, 1); }
+export function setChildSubreaper(): void {
+  prctl(PR.SET_CHILD_SUBREAPER, 1);
+}
 
 /** prlimit64 read of another process's limit: [soft, hard]. */
 export function getRlimit(pid: number, resource: number): [bigint, bigint] {
@@ -214,12 +285,14 @@ export function getRlimit(pid: number, resource: number): [bigint, bigint] {
 }
 export function setRlimit(pid: number, resource: number, soft: bigint, hard: bigint): void {
   const b = Buffer.alloc(16);
-  b.writeBigUInt64LE(soft, 0); b.writeBigUInt64LE(hard, 8);
+  b.writeBigUInt64LE(soft, 0);
+  b.writeBigUInt64LE(hard, 8);
   syscall(`prlimit64(${pid}, ${resource})`, NR.prlimit64, pid, resource, addressOf(b), 0);
 }
 
 export function getRobustList(tid: number): { head: bigint; len: number } {
-  const head = Buffer.alloc(8), len = Buffer.alloc(8);
+  const head = Buffer.alloc(8),
+    len = Buffer.alloc(8);
   syscall(`get_robust_list(${tid})`, NR.get_robust_list, tid, addressOf(head), addressOf(len));
   return { head: head.readBigUInt64LE(0), len: Number(len.readBigUInt64LE(0)) };
 }
@@ -228,7 +301,9 @@ export function getPriority(which: number, who: number): number {
   // The raw syscall returns 20 - nice to stay non-negative.
   return 20 - syscall('getpriority', NR.getpriority, which, who);
 }
-export function schedGetScheduler(tid: number): number { return syscall('sched_getscheduler', NR.sched_getscheduler, tid); }
+export function schedGetScheduler(tid: number): number {
+  return syscall('sched_getscheduler', NR.sched_getscheduler, tid);
+}
 export function schedGetPriority(tid: number): number {
   const b = Buffer.alloc(4);
   syscall('sched_getparam', NR.sched_getparam, tid, addressOf(b));
@@ -241,12 +316,13 @@ export function clockGettime(clock: number): { sec: bigint; nsec: bigint } {
   return { sec: b.readBigInt64LE(0), nsec: b.readBigInt64LE(8) };
 }
 
-
 /** A MAP_SHARED|MAP_ANONYMOUS object in criu-ts itself; returns its address. */
 export function mmapSharedAnon(size: bigint): bigint {
   return BigInt(syscall('mmap(shared anon)', NR.mmap, 0, size, 3, 0x21, -1, 0));
 }
-export function munmap(addr: bigint, size: bigint): void { syscall('munmap', NR.munmap, addr, size); }
+export function munmap(addr: bigint, size: bigint): void {
+  syscall('munmap', NR.munmap, addr, size);
+}
 
 export function memfdCreate(name: string, flags: number): number {
   const b = Buffer.from(name + '\0');
@@ -255,14 +331,19 @@ export function memfdCreate(name: string, flags: number): number {
 export const MFD = { CLOEXEC: 1, ALLOW_SEALING: 2, HUGETLB: 4 } as const;
 export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 
-
-export function eventfd(initval: number, flags: number): number { return syscall('eventfd2', NR.eventfd2, initval, flags); }
-export function inotifyInit(flags: number): number { return syscall('inotify_init1', NR.inotify_init1, flags); }
+export function eventfd(initval: number, flags: number): number {
+  return syscall('eventfd2', NR.eventfd2, initval, flags);
+}
+export function inotifyInit(flags: number): number {
+  return syscall('inotify_init1', NR.inotify_init1, flags);
+}
 export function inotifyAddWatch(fd: number, path: string, mask: number): number {
   const b = Buffer.from(path + '\0');
   return syscall(`inotify_add_watch(${path})`, NR.inotify_add_watch, fd, addressOf(b), mask);
 }
-export function inotifyRmWatch(fd: number, wd: number): void { syscall('inotify_rm_watch', NR.inotify_rm_watch, fd, wd); }
+export function inotifyRmWatch(fd: number, wd: number): void {
+  syscall('inotify_rm_watch', NR.inotify_rm_watch, fd, wd);
+}
 /** open_by_handle_at(2): `handle` is struct file_handle's f_handle bytes, of handle type `type`. */
 export function openByHandleAt(mountFd: number, type: number, handle: Buffer, flags: number): number {
   const fh = Buffer.alloc(8 + handle.length);
@@ -271,23 +352,36 @@ export function openByHandleAt(mountFd: number, type: number, handle: Buffer, fl
   handle.copy(fh, 8);
   return syscall('open_by_handle_at', NR.open_by_handle_at, mountFd, addressOf(fh), flags);
 }
-export function fanotifyInit(flags: number, eventFlags: number): number { return syscall('fanotify_init', NR.fanotify_init, flags, eventFlags); }
+export function fanotifyInit(flags: number, eventFlags: number): number {
+  return syscall('fanotify_init', NR.fanotify_init, flags, eventFlags);
+}
 export function fanotifyMark(fd: number, flags: number, mask: bigint, dirfd: number, path: string | null): void {
   const b = path === null ? null : Buffer.from(path + '\0');
   syscall('fanotify_mark', NR.fanotify_mark, fd, flags, mask, dirfd, b ? addressOf(b) : 0);
 }
-export function epollCreate(flags: number): number { return syscall('epoll_create1', NR.epoll_create1, flags); }
+export function epollCreate(flags: number): number {
+  return syscall('epoll_create1', NR.epoll_create1, flags);
+}
 export function signalfd(mask: bigint, flags: number): number {
   const b = Buffer.alloc(8);
   b.writeBigUInt64LE(mask, 0);
   return syscall('signalfd4', NR.signalfd4, -1, addressOf(b), 8, flags);
 }
-export function timerfdCreate(clock: number, flags: number): number { return syscall('timerfd_create', NR.timerfd_create, clock, flags); }
+export function timerfdCreate(clock: number, flags: number): number {
+  return syscall('timerfd_create', NR.timerfd_create, clock, flags);
+}
 /** timerfd_settime with a relative (or absolute, per flags) itimerspec {interval, value}. */
-export function timerfdSettime(fd: number, flags: number, interval: { sec: bigint; nsec: bigint }, value: { sec: bigint; nsec: bigint }): void {
+export function timerfdSettime(
+  fd: number,
+  flags: number,
+  interval: { sec: bigint; nsec: bigint },
+  value: { sec: bigint; nsec: bigint },
+): void {
   const b = Buffer.alloc(32);
-  b.writeBigInt64LE(interval.sec, 0); b.writeBigInt64LE(interval.nsec, 8);
-  b.writeBigInt64LE(value.sec, 16); b.writeBigInt64LE(value.nsec, 24);
+  b.writeBigInt64LE(interval.sec, 0);
+  b.writeBigInt64LE(interval.nsec, 8);
+  b.writeBigInt64LE(value.sec, 16);
+  b.writeBigInt64LE(value.nsec, 24);
   syscall('timerfd_settime', NR.timerfd_settime, fd, flags, addressOf(b), 0);
 }
 export const TFD_IOC_SET_TICKS = 0x40085400;
@@ -324,7 +418,8 @@ export function openat2(dirfd: number, name: string, flags: number, mode: number
 }
 /** linkat(2) with AT_SYMLINK_FOLLOW: a new name for the file `from` leads to (/proc/PID/fd/N included). */
 export function linkFollow(from: string, to: string): void {
-  const a = Buffer.from(from + '\0'), b = Buffer.from(to + '\0');
+  const a = Buffer.from(from + '\0'),
+    b = Buffer.from(to + '\0');
   syscall(`linkat(${to})`, NR.linkat, AT_FDCWD_NR, addressOf(a), AT_FDCWD_NR, addressOf(b), 0x400 /* AT_SYMLINK_FOLLOW */);
 }
 const AT_FDCWD_NR = -100;

@@ -20,7 +20,9 @@ export function zeroPagePfn(): number {
       fs.readSync(fd, b, 0, 8, Number(addr / 4096n) * 8);
       const e = b.readBigUInt64LE(0);
       cached = (e >> 63n) & 1n ? Number(e & ((1n << 55n) - 1n)) : -1;
-    } finally { fs.closeSync(fd); }
+    } finally {
+      fs.closeSync(fd);
+    }
   } finally {
     syscall('munmap', sysnr('munmap'), addr, 4096);
   }

@@ -123,14 +123,24 @@ function timespec(v: string, line: string): Timespec64 {
 /** Parse /proc/PID/fdinfo/FD. */
 export function parseFdinfo(text: string): Fdinfo {
   const fi: Fdinfo = {
-    pos: 0n, flags: 0, mntId: -1, fields: new Map(), tfds: [], inotify: [], fanotifyMarks: [], locks: [],
+    pos: 0n,
+    flags: 0,
+    mntId: -1,
+    fields: new Map(),
+    tfds: [],
+    inotify: [],
+    fanotifyMarks: [],
+    locks: [],
   };
   let seenPos = false;
   for (const line of splitLines(text)) {
     if (line === '') continue;
     // Multi-valued lines first: their "key" is followed by more "k:v" pairs on the same line.
     if (line.startsWith('tfd:')) {
-      const m = /^tfd:\s*(\d+)\s+events:\s*([0-9a-fA-F]+)\s+data:\s*([0-9a-fA-F]+)(?:\s+pos:\s*(\d+)\s+ino:\s*([0-9a-fA-F]+)\s+sdev:\s*([0-9a-fA-F]+))?/.exec(line);
+      const m =
+        /^tfd:\s*(\d+)\s+events:\s*([0-9a-fA-F]+)\s+data:\s*([0-9a-fA-F]+)(?:\s+pos:\s*(\d+)\s+ino:\s*([0-9a-fA-F]+)\s+sdev:\s*([0-9a-fA-F]+))?/.exec(
+          line,
+        );
       if (!m) throw new ProcParseError(F, 'bad tfd line', line);
       const e: EpollTfd = { tfd: Number(m[1]), events: parseInt(m[2], 16), data: BigInt('0x' + m[3]) };
       if (m[4] !== undefined) {
@@ -198,22 +208,57 @@ export function parseFdinfo(text: string): Fdinfo {
     }
     fi.fields.set(key, v);
     switch (key) {
-      case 'pos': fi.pos = decBig(F, v, line); seenPos = true; break;
-      case 'flags': fi.flags = octInt(F, v, line); break;
-      case 'mnt_id': fi.mntId = decInt(F, v, line); break;
-      case 'ino': fi.ino = decInt(F, v, line); break;
-      case 'eventfd-count': fi.eventfdCount = hexBig(F, v, line); break;
-      case 'eventfd-id': fi.eventfdId = decInt(F, v, line); break;
-      case 'eventfd-semaphore': fi.eventfdSemaphore = decInt(F, v, line) !== 0; break;
-      case 'sigmask': fi.sigmask = hexBig(F, v, line); break;
-      case 'clockid': timerfdOf(fi).clockid = decInt(F, v, line); break;
-      case 'ticks': timerfdOf(fi).ticks = decBig(F, v, line); break;
-      case 'settime flags': timerfdOf(fi).settimeFlags = octInt(F, v, line); break;
-      case 'it_value': timerfdOf(fi).itValue = timespec(v, line); break;
-      case 'it_interval': timerfdOf(fi).itInterval = timespec(v, line); break;
-      case 'Pid': fi.pidfdPid = decInt(F, v, line); break;
-      case 'NSpid': fi.pidfdNsPid = v.split(/\s+/).filter((x) => x !== '').map((x) => decInt(F, x, line)); break;
-      default: break;
+      case 'pos':
+        fi.pos = decBig(F, v, line);
+        seenPos = true;
+        break;
+      case 'flags':
+        fi.flags = octInt(F, v, line);
+        break;
+      case 'mnt_id':
+        fi.mntId = decInt(F, v, line);
+        break;
+      case 'ino':
+        fi.ino = decInt(F, v, line);
+        break;
+      case 'eventfd-count':
+        fi.eventfdCount = hexBig(F, v, line);
+        break;
+      case 'eventfd-id':
+        fi.eventfdId = decInt(F, v, line);
+        break;
+      case 'eventfd-semaphore':
+        fi.eventfdSemaphore = decInt(F, v, line) !== 0;
+        break;
+      case 'sigmask':
+        fi.sigmask = hexBig(F, v, line);
+        break;
+      case 'clockid':
+        timerfdOf(fi).clockid = decInt(F, v, line);
+        break;
+      case 'ticks':
+        timerfdOf(fi).ticks = decBig(F, v, line);
+        break;
+      case 'settime flags':
+        timerfdOf(fi).settimeFlags = octInt(F, v, line);
+        break;
+      case 'it_value':
+        timerfdOf(fi).itValue = timespec(v, line);
+        break;
+      case 'it_interval':
+        timerfdOf(fi).itInterval = timespec(v, line);
+        break;
+      case 'Pid':
+        fi.pidfdPid = decInt(F, v, line);
+        break;
+      case 'NSpid':
+        fi.pidfdNsPid = v
+          .split(/\s+/)
+          .filter((x) => x !== '')
+          .map((x) => decInt(F, x, line));
+        break;
+      default:
+        break;
     }
   }
   if (!seenPos) throw new ProcParseError(F, 'no pos line');

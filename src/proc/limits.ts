@@ -7,10 +7,22 @@ export const RLIM_INFINITY = (1n << 64n) - 1n;
 
 /** The names /proc/PID/limits prints, indexed by RLIMIT_* number (RLIMIT_CPU 0 .. RLIMIT_RTTIME 15). */
 export const RLIMIT_NAMES: readonly string[] = [
-  'Max cpu time', 'Max file size', 'Max data size', 'Max stack size', 'Max core file size',
-  'Max resident set', 'Max processes', 'Max open files', 'Max locked memory', 'Max address space',
-  'Max file locks', 'Max pending signals', 'Max msgqueue size', 'Max nice priority',
-  'Max realtime priority', 'Max realtime timeout',
+  'Max cpu time',
+  'Max file size',
+  'Max data size',
+  'Max stack size',
+  'Max core file size',
+  'Max resident set',
+  'Max processes',
+  'Max open files',
+  'Max locked memory',
+  'Max address space',
+  'Max file locks',
+  'Max pending signals',
+  'Max msgqueue size',
+  'Max nice priority',
+  'Max realtime priority',
+  'Max realtime timeout',
 ];
 
 export interface Rlimit {
@@ -44,6 +56,7 @@ export function parseLimits(text: string): Rlimit[] {
       out[Math.max(out.length, RLIMIT_NAMES.length)] = r;
     }
   }
-  for (let i = 0; i < out.length; i++) if (out[i] === undefined) throw new ProcParseError('limits', `missing ${RLIMIT_NAMES[i] ?? `limit ${i}`}`);
+  for (let i = 0; i < out.length; i++)
+    if (out[i] === undefined) throw new ProcParseError('limits', `missing ${RLIMIT_NAMES[i] ?? `limit ${i}`}`);
   return out;
 }

@@ -119,7 +119,12 @@ export function parseMaps(text: string): Vma[] {
 }
 
 const SMAPS_FIELDS: ReadonlyMap<string, 'size' | 'rss' | 'anonymous' | 'swap' | 'locked' | 'kernelPageSize'> = new Map([
-  ['Size', 'size'], ['Rss', 'rss'], ['Anonymous', 'anonymous'], ['Swap', 'swap'], ['Locked', 'locked'], ['KernelPageSize', 'kernelPageSize'],
+  ['Size', 'size'],
+  ['Rss', 'rss'],
+  ['Anonymous', 'anonymous'],
+  ['Swap', 'swap'],
+  ['Locked', 'locked'],
+  ['KernelPageSize', 'kernelPageSize'],
 ]);
 
 /**
@@ -130,14 +135,15 @@ const SMAPS_FIELDS: ReadonlyMap<string, 'size' | 'rss' | 'anonymous' | 'swap' | 
 export function parseSmaps(text: string): Vma[] {
   const out: Vma[] = [];
   let cur: Vma | undefined;
-  for (let at = 0; at < text.length;) {
+  for (let at = 0; at < text.length; ) {
     let eol = text.indexOf('\n', at);
     if (eol < 0) eol = text.length;
     const from = at;
     at = eol + 1;
     if (eol === from) continue;
     const c = text.charCodeAt(from);
-    if (c < 65 || c > 90) { // not 'A'..'Z': field names are capitalised, VMA headers start with a hex digit
+    if (c < 65 || c > 90) {
+      // not 'A'..'Z': field names are capitalised, VMA headers start with a hex digit
       const line = text.slice(from, eol);
       if (!isVmaRangeLine(line)) throw new ProcParseError('smaps', 'cannot parse line', line);
       cur = parseMapsLine(line);
@@ -148,7 +154,10 @@ export function parseSmaps(text: string): Vma[] {
     const colon = text.indexOf(':', from);
     if (colon < 0 || colon > eol) continue;
     const key = text.slice(from, colon);
-    if (key === 'VmFlags') { cur.vmFlags = parseVmFlagsLine(text.slice(colon + 1, eol)); continue; }
+    if (key === 'VmFlags') {
+      cur.vmFlags = parseVmFlagsLine(text.slice(colon + 1, eol));
+      continue;
+    }
     const field = SMAPS_FIELDS.get(key);
     if (field) cur[field] = kbValue(text.slice(from, eol), colon - from);
     // Pss, Shared_*, Private_*, THPeligible, ProtectionKey, ... are not kept
@@ -237,15 +246,34 @@ export function vmFlagsInfo(vmFlags: Iterable<string> | undefined): VmFlagsInfo 
   for (const tok of vmFlags) {
     const t = tok.slice(0, 2);
     switch (t) {
-      case 'gd': info.mapFlags |= MAP_GROWSDOWN; break;
-      case 'lo': info.mapFlags |= MAP_LOCKED; break;
-      case 'nr': info.mapFlags |= MAP_NORESERVE; break;
-      case 'ht': info.mapFlags |= MAP_HUGETLB; break;
-      case 'dp': info.mapFlags |= MAP_DROPPABLE; break;
-      case 'io': case 'pf': info.ioPf = true; break;
-      case 'ss': info.shadowStack = true; break;
-      case 'sh': sh = true; break;
-      case 'mw': mw = true; break;
+      case 'gd':
+        info.mapFlags |= MAP_GROWSDOWN;
+        break;
+      case 'lo':
+        info.mapFlags |= MAP_LOCKED;
+        break;
+      case 'nr':
+        info.mapFlags |= MAP_NORESERVE;
+        break;
+      case 'ht':
+        info.mapFlags |= MAP_HUGETLB;
+        break;
+      case 'dp':
+        info.mapFlags |= MAP_DROPPABLE;
+        break;
+      case 'io':
+      case 'pf':
+        info.ioPf = true;
+        break;
+      case 'ss':
+        info.shadowStack = true;
+        break;
+      case 'sh':
+        sh = true;
+        break;
+      case 'mw':
+        mw = true;
+        break;
       default: {
         const adv = MADV_BY_VMFLAG.get(t);
         if (adv !== undefined) info.madv |= 1n << BigInt(adv);
@@ -257,6 +285,12 @@ export function vmFlagsInfo(vmFlags: Iterable<string> | undefined): VmFlagsInfo 
 }
 
 /** Kernel special mappings by name. */
-export function isVdso(v: Vma): boolean { return v.path === '[vdso]'; }
-export function isVvar(v: Vma): boolean { return v.path === '[vvar]' || v.path === '[vvar_vclock]'; }
-export function isVsyscall(v: Vma): boolean { return v.path === '[vsyscall]' || v.path === '[vectors]'; }
+export function isVdso(v: Vma): boolean {
+  return v.path === '[vdso]';
+}
+export function isVvar(v: Vma): boolean {
+  return v.path === '[vvar]' || v.path === '[vvar_vclock]';
+}
+export function isVsyscall(v: Vma): boolean {
+  return v.path === '[vsyscall]' || v.path === '[vectors]';
+}

@@ -60,11 +60,21 @@ export function entryFlags(buf: Buffer, i: number): PagemapEntryFlags {
   };
 }
 
-export function entryPresent(buf: Buffer, i: number): boolean { return (buf.readUInt32LE(i * 8 + 4) & HI_PRESENT) !== 0; }
-export function entrySwapped(buf: Buffer, i: number): boolean { return (buf.readUInt32LE(i * 8 + 4) & HI_SWAP) !== 0; }
-export function entryFile(buf: Buffer, i: number): boolean { return (buf.readUInt32LE(i * 8 + 4) & HI_FILE) !== 0; }
-export function entryExclusive(buf: Buffer, i: number): boolean { return (buf.readUInt32LE(i * 8 + 4) & HI_EXCLUSIVE) !== 0; }
-export function entrySoftDirty(buf: Buffer, i: number): boolean { return (buf.readUInt32LE(i * 8 + 4) & HI_SOFT_DIRTY) !== 0; }
+export function entryPresent(buf: Buffer, i: number): boolean {
+  return (buf.readUInt32LE(i * 8 + 4) & HI_PRESENT) !== 0;
+}
+export function entrySwapped(buf: Buffer, i: number): boolean {
+  return (buf.readUInt32LE(i * 8 + 4) & HI_SWAP) !== 0;
+}
+export function entryFile(buf: Buffer, i: number): boolean {
+  return (buf.readUInt32LE(i * 8 + 4) & HI_FILE) !== 0;
+}
+export function entryExclusive(buf: Buffer, i: number): boolean {
+  return (buf.readUInt32LE(i * 8 + 4) & HI_EXCLUSIVE) !== 0;
+}
+export function entrySoftDirty(buf: Buffer, i: number): boolean {
+  return (buf.readUInt32LE(i * 8 + 4) & HI_SOFT_DIRTY) !== 0;
+}
 
 /** PFN of the entry at index `i` as a number (PFNs stay far below 2^53). */
 export function entryPfn(buf: Buffer, i: number): number {
@@ -123,7 +133,7 @@ export function scanPagemap(buf: Buffer, startVaddr: bigint, opts: PagemapScanOp
   }
   const zeroLoI = zeroLo | 0;
   const present = HI_PRESENT | 0;
-  const live = (HI_PRESENT | HI_SWAP) | 0;
+  const live = HI_PRESENT | HI_SWAP | 0;
   let runStart = -1;
   for (let i = 0; i < n; i++) {
     const hi = w[2 * i + 1];

@@ -14,8 +14,12 @@ import { parseTimers, type PosixTimerInfo } from './timers.ts';
 
 /** Root of procfs; tests may point it elsewhere. */
 let procRoot = '/proc';
-export function setProcRoot(root: string): void { procRoot = root; }
-export function getProcRoot(): string { return procRoot; }
+export function setProcRoot(root: string): void {
+  procRoot = root;
+}
+export function getProcRoot(): string {
+  return procRoot;
+}
 
 export function procPath(pid: number | 'self', ...rest: string[]): string {
   return [procRoot, String(pid), ...rest].join('/');
@@ -37,15 +41,33 @@ function readUtf8(path: string): string {
   return fs.readFileSync(path, 'utf8');
 }
 
-export function readMaps(pid: number): Vma[] { return parseMaps(readUtf8(procPath(pid, 'maps'))); }
-export function readSmaps(pid: number): Vma[] { return parseSmaps(readUtf8(procPath(pid, 'smaps'))); }
-export function readStatus(pid: number, tid?: number): Status { return parseStatus(readUtf8(taskPath(pid, tid, 'status'))); }
-export function readStat(pid: number, tid?: number): Stat { return parseStat(readUtf8(taskPath(pid, tid, 'stat'))); }
-export function readFdinfo(pid: number, fd: number): Fdinfo { return parseFdinfo(readUtf8(procPath(pid, 'fdinfo', String(fd)))); }
-export function readAuxv(pid: number): bigint[] { return parseAuxv(fs.readFileSync(procPath(pid, 'auxv'))); }
-export function readLimits(pid: number): Rlimit[] { return parseLimits(readUtf8(procPath(pid, 'limits'))); }
-export function readMountinfo(pid: number): MountInfo[] { return parseMountinfo(readUtf8(procPath(pid, 'mountinfo'))); }
-export function readTimers(pid: number): PosixTimerInfo[] { return parseTimers(readUtf8(procPath(pid, 'timers'))); }
+export function readMaps(pid: number): Vma[] {
+  return parseMaps(readUtf8(procPath(pid, 'maps')));
+}
+export function readSmaps(pid: number): Vma[] {
+  return parseSmaps(readUtf8(procPath(pid, 'smaps')));
+}
+export function readStatus(pid: number, tid?: number): Status {
+  return parseStatus(readUtf8(taskPath(pid, tid, 'status')));
+}
+export function readStat(pid: number, tid?: number): Stat {
+  return parseStat(readUtf8(taskPath(pid, tid, 'stat')));
+}
+export function readFdinfo(pid: number, fd: number): Fdinfo {
+  return parseFdinfo(readUtf8(procPath(pid, 'fdinfo', String(fd))));
+}
+export function readAuxv(pid: number): bigint[] {
+  return parseAuxv(fs.readFileSync(procPath(pid, 'auxv')));
+}
+export function readLimits(pid: number): Rlimit[] {
+  return parseLimits(readUtf8(procPath(pid, 'limits')));
+}
+export function readMountinfo(pid: number): MountInfo[] {
+  return parseMountinfo(readUtf8(procPath(pid, 'mountinfo')));
+}
+export function readTimers(pid: number): PosixTimerInfo[] {
+  return parseTimers(readUtf8(procPath(pid, 'timers')));
+}
 
 /** A /proc/PID file that holds one number (oom_score_adj, loginuid; personality in hex). */
 export function readProcNumber(pid: number, name: string, radix = 10): number {
@@ -64,13 +86,19 @@ function numericEntries(dir: string): number[] {
 }
 
 /** Thread ids of a process, ascending. */
-export function listThreads(pid: number): number[] { return numericEntries(procPath(pid, 'task')); }
+export function listThreads(pid: number): number[] {
+  return numericEntries(procPath(pid, 'task'));
+}
 
 /** Open fd numbers of a process, ascending. */
-export function listFds(pid: number): number[] { return numericEntries(procPath(pid, 'fd')); }
+export function listFds(pid: number): number[] {
+  return numericEntries(procPath(pid, 'fd'));
+}
 
 /** readlink of /proc/PID/<name>, e.g. "exe", "cwd", "root", "fd/3", "ns/mnt", "map_files/7f00-7f01". */
-export function readLink(pid: number, name: string): string { return fs.readlinkSync(procPath(pid, name)); }
+export function readLink(pid: number, name: string): string {
+  return fs.readlinkSync(procPath(pid, name));
+}
 
 /** Parse the space-separated list of /proc/PID/task/TID/children. */
 export function parseChildren(text: string): number[] {

@@ -74,7 +74,10 @@ export function parseStat(text: string): Stat {
   const pidStr = t.slice(0, open);
   if (!/^\d+$/.test(pidStr)) throw new ProcParseError(F, 'bad pid', t);
   const comm = t.slice(open + 2, close);
-  const f = t.slice(close + 1).trim().split(/\s+/);
+  const f = t
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
   if (f.length < NFIELDS) throw new ProcParseError(F, `expected ${NFIELDS} fields after comm, got ${f.length}`, t);
   const num = (i: number): number => {
     const s = f[i];

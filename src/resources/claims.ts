@@ -4,7 +4,10 @@
 import type { PosixTimerInfo } from '../proc/index.ts';
 
 /** Where a value was read: the task and the thread. */
-export interface ClaimSite { pid: number; tid: number }
+export interface ClaimSite {
+  pid: number;
+  tid: number;
+}
 
 /** Why this value cannot be saved; undefined when it can. */
 export type Check = (value: string, at: ClaimSite) => string | undefined;

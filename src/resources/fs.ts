@@ -47,11 +47,18 @@ export function restoreFs(t: Tracee, area: InjectionArea, e: FsEntry, pathOf: (i
     try {
       area.reset();
       t.syscall('chroot', area.putString(root));
-    } catch (err) { t.syscallRaw('close', fd); throw err; }
+    } catch (err) {
+      t.syscallRaw('close', fd);
+      throw err;
+    }
   } else {
     fd = openDir(within(had, cwd));
   }
-  try { t.syscall('fchdir', fd); } finally { t.syscallRaw('close', fd); }
+  try {
+    t.syscall('fchdir', fd);
+  } finally {
+    t.syscallRaw('close', fd);
+  }
   if (e.umask !== undefined) t.syscall('umask', e.umask);
 }
 

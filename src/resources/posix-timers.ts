@@ -34,8 +34,16 @@ export function dumpPosixTimers(t: Tracee, area: InjectionArea, pid: number): Me
     const b = area.read(a, ITIMERSPEC);
     const overrun = Number(t.syscall('timer_getoverrun', tm.id));
     return {
-      it_id: tm.id, clock_id: tm.clockId >>> 0, si_signo: tm.signo, it_sigev_notify: tm.sigevNotify, sival_ptr: tm.sigval, overrun,
-      isec: b.readBigUInt64LE(0), insec: b.readBigUInt64LE(8), vsec: b.readBigUInt64LE(16), vnsec: b.readBigUInt64LE(24),
+      it_id: tm.id,
+      clock_id: tm.clockId >>> 0,
+      si_signo: tm.signo,
+      it_sigev_notify: tm.sigevNotify,
+      sival_ptr: tm.sigval,
+      overrun,
+      isec: b.readBigUInt64LE(0),
+      insec: b.readBigUInt64LE(8),
+      vsec: b.readBigUInt64LE(16),
+      vnsec: b.readBigUInt64LE(24),
       ...(tm.sigevNotify === SIGEV_THREAD_ID ? { notify_thread_id: tm.notifyPid } : {}),
     };
   });
@@ -88,8 +96,10 @@ export function restorePosixTimers(t: Tracee, area: InjectionArea, timers: reado
   for (const tm of byId) {
     const left = tm.vsec === 0n && tm.vnsec === 0n;
     const b = Buffer.alloc(ITIMERSPEC);
-    b.writeBigUInt64LE(tm.isec, 0); b.writeBigUInt64LE(tm.insec, 8);
-    b.writeBigUInt64LE(left ? tm.isec : tm.vsec, 16); b.writeBigUInt64LE(left ? tm.insec : tm.vnsec, 24);
+    b.writeBigUInt64LE(tm.isec, 0);
+    b.writeBigUInt64LE(tm.insec, 8);
+    b.writeBigUInt64LE(left ? tm.isec : tm.vsec, 16);
+    b.writeBigUInt64LE(left ? tm.insec : tm.vnsec, 24);
     t.writeMem(its, b);
     t.syscall('timer_settime', tm.it_id, 0, its, 0);
   }

@@ -10,7 +10,8 @@ type Sigaction = Message<'sa_entry'>;
 /** An ignored SIGTRAP is reset to SIG_DFL by the kernel at the traps that end injected calls. */
 export const sigactClaims: ResourceClaims = {
   status: {
-    SigIgn: (v) => (BigInt(`0x${v}`) & (1n << 4n) ? 'SIGTRAP is ignored (SIG_IGN), which the traps of criu-ts\'s injected calls would undo' : undefined),
+    SigIgn: (v) =>
+      BigInt(`0x${v}`) & (1n << 4n) ? "SIGTRAP is ignored (SIG_IGN), which the traps of criu-ts's injected calls would undo" : undefined,
     SigCgt: true,
   },
 };
@@ -40,7 +41,8 @@ export function dumpSigactions(t: Tracee, area: InjectionArea, caughtOrIgnored: 
   });
 }
 
-const same = (a: Sigaction, b: Sigaction): boolean => a.sigaction === b.sigaction && a.flags === b.flags && a.restorer === b.restorer && a.mask === b.mask;
+const same = (a: Sigaction, b: Sigaction): boolean =>
+  a.sigaction === b.sigaction && a.flags === b.flags && a.restorer === b.restorer && a.mask === b.mask;
 
 /**
  * Set the actions that differ from what the task has: every default one for a stub from

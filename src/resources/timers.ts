@@ -23,8 +23,10 @@ export function restoreItimers(t: Tracee, area: InjectionArea, timers: Message<'
   (['real', 'virt', 'prof'] as const).forEach((k, which) => {
     const it = timers[k];
     if (it.vsec === 0n && it.vusec === 0n) return;
-    b.writeBigUInt64LE(it.isec, 0); b.writeBigUInt64LE(it.iusec, 8);
-    b.writeBigUInt64LE(it.vsec, 16); b.writeBigUInt64LE(it.vusec, 24);
+    b.writeBigUInt64LE(it.isec, 0);
+    b.writeBigUInt64LE(it.iusec, 8);
+    b.writeBigUInt64LE(it.vsec, 16);
+    b.writeBigUInt64LE(it.vusec, 24);
     t.writeMem(a, b);
     t.syscall('setitimer', which, a, 0);
   });

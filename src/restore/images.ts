@@ -3,10 +3,33 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  readImage, readOne, messageOf, PagemapReader, ImageError, readManifest, verifyManifest, BackgroundVerify, keyId, pagesInfo,
-  preloadImage, dropPreloaded, authenticateManifest, openSealed, readImageFile, sealDir, MANIFEST, IMG, entryMessage, imageFileName,
-  type Manifest, type EntryKind, type EntryOf, type ImageArgs, type ImageEntry,
-  type Message, type MessageName,
+  readImage,
+  readOne,
+  messageOf,
+  PagemapReader,
+  ImageError,
+  readManifest,
+  verifyManifest,
+  BackgroundVerify,
+  keyId,
+  pagesInfo,
+  preloadImage,
+  dropPreloaded,
+  authenticateManifest,
+  openSealed,
+  readImageFile,
+  sealDir,
+  MANIFEST,
+  IMG,
+  entryMessage,
+  imageFileName,
+  type Manifest,
+  type EntryKind,
+  type EntryOf,
+  type ImageArgs,
+  type ImageEntry,
+  type Message,
+  type MessageName,
 } from '../images/index.ts';
 import { nodeCrypto } from '../lazy.ts';
 import { CriuError } from '../errors.ts';
@@ -14,7 +37,10 @@ import type { PageSource } from '../resources/types.ts';
 import type { GhostImage } from '../resources/files/ghost.ts';
 
 /** An image entry with the raw payload that follows it (pipe data...). */
-export interface Entry<N extends MessageName> { entry: Message<N>; extra?: Buffer }
+export interface Entry<N extends MessageName> {
+  entry: Message<N>;
+  extra?: Buffer;
+}
 
 export interface DumpImagesOptions {
   /** Do not check the checksum manifest. */
@@ -50,13 +76,18 @@ export class DumpImages {
     if (!m) {
       // Only --skip-verify turns the check off: deleting the manifest must not.
       if (opts.key) throw new ImageError(this.file(MANIFEST), 'missing, in a restore with --encrypt; refused');
-      if (!opts.skipVerify) throw new ImageError(this.file(MANIFEST), 'missing: the images cannot be checked (a dump made by CRIU has none: restore it with --skip-verify)');
+      if (!opts.skipVerify)
+        throw new ImageError(
+          this.file(MANIFEST),
+          'missing: the images cannot be checked (a dump made by CRIU has none: restore it with --skip-verify)',
+        );
       warn(`--skip-verify: the images are not checked (no ${MANIFEST})`);
       return;
     }
     if (m.sealed || m.pages?.encrypt) {
       if (!opts.key) throw new CriuError('this dump is encrypted; restore with --encrypt KEYFILE holding its key');
-      if (m.pages?.keyId && keyId(opts.key) !== m.pages.keyId) throw new CriuError('the key given with --encrypt is not the key this dump was encrypted with');
+      if (m.pages?.keyId && keyId(opts.key) !== m.pages.keyId)
+        throw new CriuError('the key given with --encrypt is not the key this dump was encrypted with');
     }
     if (opts.key) {
       authenticateManifest(dir, m, opts.key);
@@ -65,13 +96,18 @@ export class DumpImages {
       this.openSealed(m, opts.key);
       return;
     }
-    if (opts.skipVerify) { warn(`--skip-verify: the images are not checked against ${MANIFEST}`); return; }
+    if (opts.skipVerify) {
+      warn(`--skip-verify: the images are not checked against ${MANIFEST}`);
+      return;
+    }
     // Before anything else reads the images, so that damage is reported by file, not as odd
     // behaviour. Page data, the bulk, is checked on another thread during the restore when
     // there is enough of it to pay for starting a thread.
     const pageBytes = Object.entries(m.files).reduce((s, [n, f]) => s + (isPages(n) ? f.size : 0), 0);
     // The images read for the check are kept for the readers that follow.
-    const keep = (name: string, bytes: Buffer) => { if (!isPages(name)) preloadImage(this.file(name), bytes); };
+    const keep = (name: string, bytes: Buffer) => {
+      if (!isPages(name)) preloadImage(this.file(name), bytes);
+    };
     if (pageBytes <= BACKGROUND_VERIFY_FROM) verifyManifest(dir, m, undefined, keep);
     else {
       verifyManifest(dir, m, (n) => !isPages(n), keep);
@@ -79,7 +115,9 @@ export class DumpImages {
     }
   }
 
-  file(name: string): string { return path.join(this.dir, name); }
+  file(name: string): string {
+    return path.join(this.dir, name);
+  }
 
   /**
    * An encrypted dump: each image is read once, its hash checked against the authenticated
@@ -92,23 +130,29 @@ export class DumpImages {
       if (isPages(name)) continue;
       const file = this.file(name);
       let bytes: Buffer;
-      try { bytes = readImageFile(file); } catch (e) {
+      try {
+        bytes = readImageFile(file);
+      } catch (e) {
         if (e instanceof ImageError && /missing/.test(e.message)) throw new ImageError(file, 'missing (listed in the checksum manifest)');
         throw e;
       }
-      if (bytes.length !== want.size || sha256(bytes) !== want.sha256) throw new ImageError(file, 'does not match the authenticated manifest; refused');
+      if (bytes.length !== want.size || sha256(bytes) !== want.sha256)
+        throw new ImageError(file, 'does not match the authenticated manifest; refused');
       preloadImage(file, openSealed(key, file, bytes));
     }
     sealDir(this.dir);
     for (const name of Object.keys(m.files)) {
-      if (isPages(name) && !pagesInfo(this.file(name)).encrypted) throw new ImageError(this.file(name), 'not encrypted, in a dump that is; refused');
+      if (isPages(name) && !pagesInfo(this.file(name)).encrypted)
+        throw new ImageError(this.file(name), 'not encrypted, in a dump that is; refused');
     }
     if (pageBytes <= BACKGROUND_VERIFY_FROM) verifyManifest(this.dir, m, isPages);
     else this.verifying = new BackgroundVerify(this.dir, m, isPages);
   }
 
   /** Forget images read for the checksum check and not read since. */
-  close(): void { dropPreloaded(this.dir); }
+  close(): void {
+    dropPreloaded(this.dir);
+  }
 
   /** The single entry of an image that must be there: one(IMG.CORE, tid). */
   one<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Message<EntryOf<K>> {
@@ -139,7 +183,10 @@ export class DumpImages {
     }
     const msg = entryMessage(kind);
     // A tcp-stream's two queues come back as one payload, in image order.
-    return l.map((e) => ({ entry: messageOf(e, msg, this.file(name)), extra: e.extra ?? (e.inq && e.outq ? Buffer.concat([e.inq, e.outq]) : undefined) }));
+    return l.map((e) => ({
+      entry: messageOf(e, msg, this.file(name)),
+      extra: e.extra ?? (e.inq && e.outq ? Buffer.concat([e.inq, e.outq]) : undefined),
+    }));
   }
 
   required<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {
@@ -159,10 +206,19 @@ export class DumpImages {
     const name = shmem ? imageFileName(IMG.SHMEM_PAGEMAP, pid) : imageFileName(IMG.PAGEMAP, pid);
     if (!fs.existsSync(this.file(name))) throw new ImageError(this.file(name), 'missing');
     const r = new PagemapReader(this.dir, pid, { shmem });
-    const runs = r.runs.map((x) => ({ vaddr: x.vaddr, nrPages: x.nrPages, flags: x.flags, offset: x.pagesOffset >= 0 ? x.pagesOffset : undefined }));
+    const runs = r.runs.map((x) => ({
+      vaddr: x.vaddr,
+      nrPages: x.nrPages,
+      flags: x.flags,
+      offset: x.pagesOffset >= 0 ? x.pagesOffset : undefined,
+    }));
     if (r.pagesBytes > 0 && !(fs.existsSync(r.pagesPath) && pagesInfo(r.pagesPath).encoded)) {
       let size = -1;
-      try { size = fs.statSync(r.pagesPath).size; } catch { /* missing */ }
+      try {
+        size = fs.statSync(r.pagesPath).size;
+      } catch {
+        /* missing */
+      }
       if (size < 0) throw new ImageError(r.pagesPath, 'missing');
       if (size < r.pagesBytes) throw new ImageError(r.pagesPath, `truncated: ${size} bytes, the pagemap needs ${r.pagesBytes}`);
     }

@@ -45,7 +45,10 @@ export interface LivePlan extends PlanBase {
 
 export type TaskPlan = LivePlan | ZombiePlan;
 
-export interface RestorePlan { tasks: TaskPlan[]; files: Map<number, FileEntry> }
+export interface RestorePlan {
+  tasks: TaskPlan[];
+  files: Map<number, FileEntry>;
+}
 
 export function plan(imgs: DumpImages): RestorePlan {
   const inv = imgs.one(IMG.INVENTORY);
@@ -68,7 +71,13 @@ export function plan(imgs: DumpImages): RestorePlan {
     const tc = leaderCore.tc;
     if (!tc) throw new CriuError(`${leaderFile}: no task core (tc)`);
     const base: PlanBase = {
-      pid, ppid, pgid: entry.pgid, sid: entry.sid, threads: threads.length ? threads : [pid], cores: new Map([[pid, leaderCore]]), tc,
+      pid,
+      ppid,
+      pgid: entry.pgid,
+      sid: entry.sid,
+      threads: threads.length ? threads : [pid],
+      cores: new Map([[pid, leaderCore]]),
+      tc,
     };
     if (tc.task_state === TASK_STATE.DEAD) return { ...base, zombie: { exitCode: tc.exit_code, comm: tc.comm } };
     if (tc.task_state !== TASK_STATE.ALIVE && tc.task_state !== TASK_STATE.STOPPED) {
@@ -86,7 +95,9 @@ export function plan(imgs: DumpImages): RestorePlan {
     }
     const ids = imgs.one(IMG.IDS, pid);
     return {
-      ...base, threadCores, ids,
+      ...base,
+      threadCores,
+      ids,
       ...(tc.task_state === TASK_STATE.STOPPED ? { stopSignal: tc.stop_signo ?? SIG.STOP } : {}),
       mm: imgs.one(IMG.MM, pid),
       fsEntry: imgs.one(IMG.FS, pid),
@@ -102,14 +113,25 @@ export function plan(imgs: DumpImages): RestorePlan {
 
 /** A thread's core entry and its thread core, which plan() checked are there. */
 export function threadOf(t: LivePlan, tid: number): { core: Core; threadCore: ThreadCore } {
-  const core = t.cores.get(tid), threadCore = t.threadCores.get(tid);
+  const core = t.cores.get(tid),
+    threadCore = t.threadCores.get(tid);
   if (!core || !threadCore) throw new CriuError(`task ${t.pid}: no core image for thread ${tid}`);
   return { core, threadCore };
 }
 
-const MARCH: Record<number, string> = { 1: 'x86_64', 2: 'arm', 3: 'aarch64', 4: 'ppc64', 5: 's390', 6: 'mips', 7: 'loongarch64', 8: 'riscv64' };
+const MARCH: Record<number, string> = {
+  1: 'x86_64',
+  2: 'arm',
+  3: 'aarch64',
+  4: 'ppc64',
+  5: 's390',
+  6: 'mips',
+  7: 'loongarch64',
+  8: 'riscv64',
+};
 
 function checkArch(core: Core, file: string): void {
   const m = core.mtype;
-  if (m !== cpu.march) throw new CriuError(`${file}: the dump is for ${MARCH[m] ?? `architecture ${m}`}, this machine is ${MARCH[cpu.march]}`);
+  if (m !== cpu.march)
+    throw new CriuError(`${file}: the dump is for ${MARCH[m] ?? `architecture ${m}`}, this machine is ${MARCH[cpu.march]}`);
 }

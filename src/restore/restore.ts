@@ -10,16 +10,45 @@ import { CriuError, faultPoint, faultAt } from '../errors.ts';
 import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
 import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
-  SessionRestore, cloneAt, pidInUse, sharingFlags, ALL_SIGNALS, restorePersonality, restoreTimersAndLimits, becomeZombie, cloneThread,
-  unregisterInheritedRseq, restoreThreadCore, requeueSignals, restoreComm, restoreThreadCreds, finishThread, finishLeader, releaseThreads,
-  restoreSched, restoreAffinity, restoreTaskProps, restorePdeathSig, restoreSeccomp, seccompChain,
+  SessionRestore,
+  cloneAt,
+  pidInUse,
+  sharingFlags,
+  ALL_SIGNALS,
+  restorePersonality,
+  restoreTimersAndLimits,
+  becomeZombie,
+  cloneThread,
+  unregisterInheritedRseq,
+  restoreThreadCore,
+  requeueSignals,
+  restoreComm,
+  restoreThreadCreds,
+  finishThread,
+  finishLeader,
+  releaseThreads,
+  restoreSched,
+  restoreAffinity,
+  restoreTaskProps,
+  restorePdeathSig,
+  restoreSeccomp,
+  seccompChain,
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { restorePosixTimers } from '../resources/posix-timers.ts';
 import { restoreFileLocks } from '../resources/files/locks.ts';
 import { GhostRestore } from '../resources/files/ghost.ts';
-import { openForRestore, openFileId, installFds, afterInstall, restoreOwners, type RestoreFileCtx, type FileEntry, type TcpMode } from '../resources/files/index.ts';
+import {
+  openForRestore,
+  openFileId,
+  installFds,
+  afterInstall,
+  restoreOwners,
+  type RestoreFileCtx,
+  type FileEntry,
+  type TcpMode,
+} from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
@@ -47,10 +76,19 @@ export interface RestoreRequest {
   tcp?: TcpMode;
 }
 
-export interface RestoreResult { pid: number; exitCode?: number; ms: number }
+export interface RestoreResult {
+  pid: number;
+  exitCode?: number;
+  ms: number;
+}
 
 /** A task being rebuilt: its stub and its threads, all stopped and traced. */
-interface Live<P extends TaskPlan = TaskPlan> { plan: P; leader: Tracee; threads: Map<number, Tracee>; area: InjectionArea }
+interface Live<P extends TaskPlan = TaskPlan> {
+  plan: P;
+  leader: Tracee;
+  threads: Map<number, Tracee>;
+  area: InjectionArea;
+}
 
 const isLive = (l: Live): l is Live<LivePlan> => !l.plan.zombie;
 const liveMm = (tasks: TaskPlan[]) => tasks.flatMap((t) => (t.zombie ? [] : [t.mm]));
@@ -93,13 +131,21 @@ export function restore(req: RestoreRequest): RestoreResult {
   // Every injected syscall is a stop and a resume, cheaper with tracer and tracee on one CPU
   // (36 against 44-50 us here; colocate.ts).
   colocate();
-  try { return restoreColocated(req); } finally { endColocation(); }
+  try {
+    return restoreColocated(req);
+  } finally {
+    endColocation();
+  }
 }
 
 function restoreColocated(req: RestoreRequest): RestoreResult {
   const t0 = performance.now();
   const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key, warn: (m) => req.log.warn(m) });
-  try { return restoreImages(req, imgs, t0); } finally { imgs.close(); }
+  try {
+    return restoreImages(req, imgs, t0);
+  } finally {
+    imgs.close();
+  }
 }
 
 function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): RestoreResult {
@@ -107,36 +153,69 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   step(req.log, `reading the images of ${req.dir}`);
   const { tasks, files } = plan(imgs);
   logPlan(req.log, tasks);
-  for (const t of tasks) for (const tid of t.threads) {
-    if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`, 17 /* EEXIST */);
-  }
+  for (const t of tasks)
+    for (const tid of t.threads) {
+      if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`, 17 /* EEXIST */);
+    }
   const root = tasks[0];
   const created: number[] = [];
   const opened: number[] = [];
   const releaseHooks: Array<() => void> = [];
   const shmem = new ShmemObjects();
-  const ghosts = new GhostRestore(imgs.all(IMG.REMAP_FPATH).map((e) => e.entry), (id) => imgs.ghost(id), (id) => {
-    const reg = files.get(id)?.reg;
-    if (!reg) throw new CriuError(`remap-fpath.img: no regular file with id ${id} in files.img`);
-    return reg.name;
-  });
+  const ghosts = new GhostRestore(
+    imgs.all(IMG.REMAP_FPATH).map((e) => e.entry),
+    (id) => imgs.ghost(id),
+    (id) => {
+      const reg = files.get(id)?.reg;
+      if (!reg) throw new CriuError(`remap-fpath.img: no regular file with id ${id} in files.img`);
+      return reg.name;
+    },
+  );
   let ctx: Ctx | undefined;
   try {
-    const helper = startHelper(liveMm(tasks).flatMap((mm) => mm.vmas), tasks.some((t) => !t.zombie && [...t.threadCores.values()].some((tc) => tc.seccomp_mode)));
+    const helper = startHelper(
+      liveMm(tasks).flatMap((mm) => mm.vmas),
+      tasks.some((t) => !t.zombie && [...t.threadCores.values()].some((tc) => tc.seccomp_mode)),
+    );
     const helperArea = helper.area;
     ctx = {
-      req, imgs, tasks, live: new Map(), created, helper, sessions: new SessionRestore(tasks, req.shellJob, created, helper),
-      files, ghosts, cpuFacts: helper.cpuFacts, locals: new Map(), opened, shmem, shmemSize: shmemSizes(liveMm(tasks)),
-      installedOnce: new Set(), doneTables: new Set(), sharedVm: new Set(), forkMs: 0, releaseHooks,
+      req,
+      imgs,
+      tasks,
+      live: new Map(),
+      created,
+      helper,
+      sessions: new SessionRestore(tasks, req.shellJob, created, helper),
+      files,
+      ghosts,
+      cpuFacts: helper.cpuFacts,
+      locals: new Map(),
+      opened,
+      shmem,
+      shmemSize: shmemSizes(liveMm(tasks)),
+      installedOnce: new Set(),
+      doneTables: new Set(),
+      sharedVm: new Set(),
+      forkMs: 0,
+      releaseHooks,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
-        log: req.log, shellJob: req.shellJob, files, kinds: new Map(),
+        log: req.log,
+        shellJob: req.shellJob,
+        files,
+        kinds: new Map(),
         tcp: { established: !!req.tcp?.established, close: !!req.tcp?.close || !!imgs.one(IMG.INVENTORY).tcp_close, skipInFlight: false },
-        entries: (kind, ...args) => imgs.all(kind, ...args), keep: (fd) => { opened.push(fd); return fd; },
+        entries: (kind, ...args) => imgs.all(kind, ...args),
+        keep: (fd) => {
+          opened.push(fd);
+          return fd;
+        },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
         pathOf: (reg) => ghosts.path(reg.id, reg.name),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
-        beforeRelease: (fn) => { releaseHooks.push(fn); },
+        beforeRelease: (fn) => {
+          releaseHooks.push(fn);
+        },
       },
     };
     for (const { stage } of RESTORE_STAGES) {
@@ -148,7 +227,13 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       STAGES[stage](ctx);
     }
   } catch (e) {
-    for (const fd of opened) { try { fs.closeSync(fd); } catch { /* closed */ } }
+    for (const fd of opened) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* closed */
+      }
+    }
     shmem.close();
     ghosts.unlinkAll();
     imgs.verifying?.cancel();
@@ -159,10 +244,18 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   disarmInterrupts();
   if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
   // The tree runs already: a failure here is only reported.
-  try { req.actions?.('post-resume'); } catch (e) { req.log.error(`post-resume: ${(e as Error).message}`); }
+  try {
+    req.actions?.('post-resume');
+  } catch (e) {
+    req.log.error(`post-resume: ${(e as Error).message}`);
+  }
   const total = performance.now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
-  try { writeRestoreStats(req.workDir ?? req.dir, { forkMs: ctx.forkMs, totalMs: total, ...pageCounts(tasks) }); } catch (e) { req.log.warn(`cannot write stats-restore: ${(e as Error).message}`); }
+  try {
+    writeRestoreStats(req.workDir ?? req.dir, { forkMs: ctx.forkMs, totalMs: total, ...pageCounts(tasks) });
+  } catch (e) {
+    req.log.warn(`cannot write stats-restore: ${(e as Error).message}`);
+  }
   if (req.detach) {
     if (faultAt('root-dies')) killAndAwaitZombie(root.pid);
     // criu-ts is the root's parent until it exits: a root that is gone already failed the restore.
@@ -193,13 +286,21 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.sessions.dropHelpers(ctx.scratchOf);
   },
   RESTORE: (ctx) => {
-    for (const l of liveTasks(ctx)) { checkInterrupt(); restoreTask(ctx, l); }
+    for (const l of liveTasks(ctx)) {
+      checkInterrupt();
+      restoreTask(ctx, l);
+    }
     restoreOwners(ctx.locals, ctx.files);
   },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
       step(ctx.req.log, `task ${l.plan.pid}: credentials of ${l.threads.size} thread(s) from core-*.img`);
-      restoreThreadCreds(l.leader, l.area, l.plan.pid, [...l.threads].map(([tid, tracee]) => ({ tracee, creds: threadOf(l.plan, tid).threadCore.creds })));
+      restoreThreadCreds(
+        l.leader,
+        l.area,
+        l.plan.pid,
+        [...l.threads].map(([tid, tracee]) => ({ tracee, creds: threadOf(l.plan, tid).threadCore.creds })),
+      );
       for (const [tid, th] of l.threads) restorePdeathSig(th, threadOf(l.plan, tid).threadCore.pdeath_sig, l.plan.ppid === 0, ctx.req.log);
     }
   },
@@ -235,18 +336,25 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       }
     }
   },
-  PREPARE_RELEASE: (ctx) => { for (const l of liveTasks(ctx).reverse()) prepareRelease(ctx, l, ctx.sharedVm.has(l.plan.pid)); },
+  PREPARE_RELEASE: (ctx) => {
+    for (const l of liveTasks(ctx).reverse()) prepareRelease(ctx, l, ctx.sharedVm.has(l.plan.pid));
+  },
   COMPLETE: (ctx) => {
     step(ctx.req.log, `releasing ${ctx.tasks.length} task(s)`);
     for (const l of liveTasks(ctx)) {
       ctx.req.log.debug(`task ${l.plan.pid}: let go (${l.threads.size} thread(s))`);
       releaseThreads(l.plan.pid, l.threads.values());
     }
-    for (const l of liveTasks(ctx)) for (const tid of l.threads.keys()) restoreAffinity(tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
+    for (const l of liveTasks(ctx))
+      for (const tid of l.threads.keys()) restoreAffinity(tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
   },
 };
 
-const fileLocksOf = (ctx: Ctx, pid: number) => ctx.imgs.all(IMG.FILE_LOCKS).map((e) => e.entry).filter((e) => e.pid === pid);
+const fileLocksOf = (ctx: Ctx, pid: number) =>
+  ctx.imgs
+    .all(IMG.FILE_LOCKS)
+    .map((e) => e.entry)
+    .filter((e) => e.pid === pid);
 
 function liveTask(ctx: Ctx, pid: number): Live {
   const l = ctx.live.get(pid);
@@ -264,27 +372,47 @@ function withKey<T extends object>(imgs: DumpImages, src: T | undefined): (T & {
 }
 
 function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): number {
-  const inode = imgs.all(IMG.MEMFD_INODE).map((e) => e.entry).find((e) => Number(e.inode_id) === inodeId);
+  const inode = imgs
+    .all(IMG.MEMFD_INODE)
+    .map((e) => e.entry)
+    .find((e) => Number(e.inode_id) === inodeId);
   if (!inode) throw new CriuError(`memfd.img: no memfd inode ${inodeId}`);
-  return shmem.memfd(BigInt(inodeId), inode.name, inode.size, inode.seals,
-    () => withKey(imgs, imgs.shmemPagemap(inode.shmid)), { mode: inode.mode, uid: inode.uid, gid: inode.gid });
+  return shmem.memfd(BigInt(inodeId), inode.name, inode.size, inode.seals, () => withKey(imgs, imgs.shmemPagemap(inode.shmid)), {
+    mode: inode.mode,
+    uid: inode.uid,
+    gid: inode.gid,
+  });
 }
 
 /** For CRIU_TS_FAULT=root-dies: SIGKILL takes effect when the task runs next, so wait for its zombie. */
 function killAndAwaitZombie(pid: number): void {
   kill(pid, SIG.KILL);
   for (let i = 0; i < 1000; i++) {
-    try { if (readStat(pid).state === 'Z') return; } catch { return; }
+    try {
+      if (readStat(pid).state === 'Z') return;
+    } catch {
+      return;
+    }
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
   }
 }
 
 /** Kill what a failed restore created and reap it: no stray process is left behind. */
 function killAll(pids: number[]): void {
-  for (const pid of pids) { try { kill(pid, SIG.KILL); } catch { /* gone */ } }
+  for (const pid of pids) {
+    try {
+      kill(pid, SIG.KILL);
+    } catch {
+      /* gone */
+    }
+  }
   for (const pid of [...pids].reverse()) {
     for (let i = 0; i < 200; i++) {
-      try { if (waitpid(pid, WALL | WNOHANG).pid === pid && !pidInUse(pid)) break; } catch { break; }
+      try {
+        if (waitpid(pid, WALL | WNOHANG).pid === pid && !pidInUse(pid)) break;
+      } catch {
+        break;
+      }
       if (!pidInUse(pid)) break;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
     }
@@ -300,7 +428,11 @@ function createTree(ctx: Ctx): void {
   // Tasks whose page data is still being read in by the tasks themselves: one is waited for
   // only when it is needed again (to fork a child, which must inherit its memory whole).
   const filling = new Map<number, () => void>();
-  const settle = (pid: number): void => { const f = filling.get(pid); filling.delete(pid); f?.(); };
+  const settle = (pid: number): void => {
+    const f = filling.get(pid);
+    filling.delete(pid);
+    f?.();
+  };
   for (const t of tasks) {
     settle(t.ppid);
     const parentArea = t.ppid === 0 ? ctx.helper?.area : live.get(t.ppid)?.area;
@@ -311,7 +443,10 @@ function createTree(ctx: Ctx): void {
     // its parent's fd table, fs_struct, mm or signal actions is cloned sharing them again.
     const { flags, sharesVm } = sharingFlags(t.zombie ? undefined : t.ids, parentPlan?.ids);
     const born = ctx.sessions.birthplace(t, parentArea, flags);
-    step(ctx.req.log, `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`);
+    step(
+      ctx.req.log,
+      `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
+    );
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
     ctx.created.push(t.pid);
     stub.setSigmask(ALL_SIGNALS);
@@ -338,13 +473,21 @@ function createTree(ctx: Ctx): void {
 function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined, bornOfParent: boolean): () => void {
   const t = l.plan;
   const rt: RestoreTask = { pid: t.pid, leader: l.leader, threads: [l.leader], area: l.area, log: ctx.req.log };
-  logMemory(ctx.req.log, t, (id) => { const f = ctx.files.get(id); return f?.reg?.name ?? `${f?.memfd ? 'memfd, ' : ''}file id ${id}`; });
+  logMemory(ctx.req.log, t, (id) => {
+    const f = ctx.files.get(id);
+    return f?.reg?.name ?? `${f?.memfd ? 'memfd, ' : ''}file id ${id}`;
+  });
   faultPoint('restore-memory');
   checkInterrupt();
   unregisterInheritedRseq(l.leader);
   return restoreAddressSpace(rt, {
-    mm: t.mm, runs: t.pagemap.runs, pagesPath: t.pagemap.pagesPath, pathOf: pathResolver(ctx), key: ctx.imgs.key,
-    parent: parent ? { pid: parent.pid, mm: parent.mm, runs: parent.pagemap.runs } : undefined, bornOfParent,
+    mm: t.mm,
+    runs: t.pagemap.runs,
+    pagesPath: t.pagemap.pagesPath,
+    pathOf: pathResolver(ctx),
+    key: ctx.imgs.key,
+    parent: parent ? { pid: parent.pid, mm: parent.mm, runs: parent.pagemap.runs } : undefined,
+    bornOfParent,
     shmemFd: (v) => {
       if (v.status & VMA.ANON_SHARED) {
         const id = v.shmid;
@@ -378,7 +521,8 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   const area = l.area;
   faultPoint('restore-files');
   checkInterrupt();
-  const filesId = t.ids.files_id, fsId = t.ids.fs_id;
+  const filesId = t.ids.files_id,
+    fsId = t.ids.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
@@ -422,7 +566,10 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
     step(ctx.req.log, `task ${t.pid}: thread ${tid} created from core-${tid}.img`);
     l.threads.set(tid, cloneThread(stub, area, tid, threadOf(t, tid).core));
   }
-  step(ctx.req.log, `task ${t.pid}: pending signals, thread state (rseq, sigaltstack, robust list) of ${l.threads.size} thread(s) from core-*.img`);
+  step(
+    ctx.req.log,
+    `task ${t.pid}: pending signals, thread state (rseq, sigaltstack, robust list) of ${l.threads.size} thread(s) from core-*.img`,
+  );
   requeueSignals(stub, area, t.pid, t.tc.signals_s, true);
   for (const [tid, th] of l.threads) {
     const { core, threadCore } = threadOf(t, tid);
@@ -451,7 +598,9 @@ function prepareRelease(ctx: Ctx, l: Live<LivePlan>, keepArea: boolean): void {
 function logPlan(log: Logger, tasks: TaskPlan[]): void {
   log.info(`${tasks.length} task(s) to restore`);
   for (const t of tasks) {
-    log.info(`task ${t.pid}: parent ${t.ppid}, group ${t.pgid}, session ${t.sid}, ${t.threads.length} thread(s)${t.zombie ? ', a zombie' : ''}`);
+    log.info(
+      `task ${t.pid}: parent ${t.ppid}, group ${t.pgid}, session ${t.sid}, ${t.threads.length} thread(s)${t.zombie ? ', a zombie' : ''}`,
+    );
   }
 }
 
@@ -460,7 +609,10 @@ function logMemory(log: Logger, t: LivePlan, pathOf: (id: number) => string): vo
   const vmas = t.mm.vmas;
   const { pagesRestored, pagesSkippedCow } = pageCounts([t]);
   const pages = t.pagemap?.pagesPath.replace(/.*\//, '') ?? 'no page data';
-  step(log, `task ${t.pid}: memory from mm-${t.pid}.img, pagemap-${t.pid}.img and ${pages}: ${vmas.length} VMAs, ${pagesRestored} pages to write, ${pagesSkippedCow} kept from the parent`);
+  step(
+    log,
+    `task ${t.pid}: memory from mm-${t.pid}.img, pagemap-${t.pid}.img and ${pages}: ${vmas.length} VMAs, ${pagesRestored} pages to write, ${pagesSkippedCow} kept from the parent`,
+  );
   if (!debugOn(log)) return;
   const what = (v: (typeof vmas)[number]): string => {
     const st = v.status;
@@ -473,5 +625,6 @@ function logMemory(log: Logger, t: LivePlan, pathOf: (id: number) => string): vo
     if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED | VMA.AREA_MEMFD)) return pathOf(Number(v.shmid));
     return '';
   };
-  for (const v of vmas) log.debug(vmaLine(v.start, v.end, v.prot, (v.flags & 1) !== 0, `${what(v)} (status 0x${v.status.toString(16)})`.trimStart()));
+  for (const v of vmas)
+    log.debug(vmaLine(v.start, v.end, v.prot, (v.flags & 1) !== 0, `${what(v)} (status 0x${v.status.toString(16)})`.trimStart()));
 }

@@ -12,7 +12,11 @@ import type { Message } from '../resources/types.ts';
 
 export const TRACE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL;
 
-export interface Helper { tracee: Tracee; area: InjectionArea; cpuFacts: CpuFacts }
+export interface Helper {
+  tracee: Tracee;
+  area: InjectionArea;
+  cpuFacts: CpuFacts;
+}
 
 const HELPER_BINARIES = ['/bin/sleep', '/usr/bin/sleep'];
 
@@ -25,12 +29,23 @@ const HELPER_BINARIES = ['/bin/sleep', '/usr/bin/sleep'];
 export function startHelper(targetVmas: Message<'vma_entry'>[], seccomp = false): Helper {
   const bin = HELPER_BINARIES.find((b) => fs.existsSync(b));
   if (!bin) throw new CriuError('no helper program (sleep) found');
-  const pid = posixSpawn(bin, ['sleep', '3600'], [], [0, 1, 2].map((fd) => ({ fd, path: '/dev/null', flags: O.RDWR })));
+  const pid = posixSpawn(
+    bin,
+    ['sleep', '3600'],
+    [],
+    [0, 1, 2].map((fd) => ({ fd, path: '/dev/null', flags: O.RDWR })),
+  );
   let t: Tracee | undefined;
   try {
     t = Tracee.seize(pid, TRACE_OPTIONS | (seccomp ? PTRACE_O.SUSPEND_SECCOMP : 0));
     const maps = readMaps(pid);
-    t.useSyscallInsn(vdsoSyscallInsn(t, maps.find((v) => v.path === '[vdso]'), 'the restore helper'));
+    t.useSyscallInsn(
+      vdsoSyscallInsn(
+        t,
+        maps.find((v) => v.path === '[vdso]'),
+        'the restore helper',
+      ),
+    );
     t.setSigmask(INJECTION_SIGMASK);
     const at = findHole([...vmaRanges(targetVmas), ...mapsRanges(maps)], BigInt(AREA_SIZE));
     const area = InjectionArea.map(t, at);
@@ -42,6 +57,14 @@ export function startHelper(targetVmas: Message<'vma_entry'>[], seccomp = false)
 }
 
 export function killHelper(pid: number): void {
-  try { kill(pid, SIG.KILL); } catch { /* gone */ }
-  try { waitpid(pid, WALL); } catch { /* reaped */ }
+  try {
+    kill(pid, SIG.KILL);
+  } catch {
+    /* gone */
+  }
+  try {
+    waitpid(pid, WALL);
+  } catch {
+    /* reaped */
+  }
 }

@@ -15,7 +15,11 @@ const FD_CLOEXEC = 1;
 const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 
 function sysctl(path: string, fallback: number): number {
-  try { return Number(fs.readFileSync(path, 'latin1').trim()) || fallback; } catch { return fallback; }
+  try {
+    return Number(fs.readFileSync(path, 'latin1').trim()) || fallback;
+  } catch {
+    return fallback;
+  }
 }
 
 /** The largest PID this kernel hands out, plus one (/proc/sys/kernel/pid_max). */
@@ -29,7 +33,8 @@ export function checkPstree(dir: string, entries: Message<'pstree_entry'>[]): vo
   entries.forEach((e, i) => {
     const at = `entry ${i}`;
     const inRange = (field: string, v: number, min: number) => {
-      if (!Number.isInteger(v) || v < min || v >= max) throw new ImageError(file, `${at}: ${field} ${v} is outside 1..${max - 1} (pid_max ${max})`);
+      if (!Number.isInteger(v) || v < min || v >= max)
+        throw new ImageError(file, `${at}: ${field} ${v} is outside 1..${max - 1} (pid_max ${max})`);
     };
     inRange('pid', e.pid, 1);
     inRange('ppid', e.ppid, i === 0 ? 0 : 1);
@@ -53,13 +58,16 @@ export function validatePlan(dir: string, p: RestorePlan): void {
   for (const [id, e] of p.files) checkFile(f('files.img'), id, e);
   for (const t of p.tasks) {
     const core = f(imageFileName(IMG.CORE, t.pid));
-    if (Buffer.byteLength(t.tc.comm) > 15) throw new ImageError(core, `tc.comm is ${Buffer.byteLength(t.tc.comm)} bytes, more than TASK_COMM_LEN-1 (15)`);
+    if (Buffer.byteLength(t.tc.comm) > 15)
+      throw new ImageError(core, `tc.comm is ${Buffer.byteLength(t.tc.comm)} bytes, more than TASK_COMM_LEN-1 (15)`);
     if (t.zombie) {
       if (t.zombie.exitCode > 0xffff) throw new ImageError(core, `tc.exit_code ${hex(t.zombie.exitCode)} is not a wait status`);
       continue;
     }
-    if (t.stopSignal !== undefined && (t.stopSignal < 1 || t.stopSignal > 64)) throw new ImageError(core, `tc.stop_signo ${t.stopSignal} is not a signal`);
-    if (t.tc.sigactions.length > 64) throw new ImageError(core, `tc.sigactions has ${t.tc.sigactions.length} entries, more than the 64 signals`);
+    if (t.stopSignal !== undefined && (t.stopSignal < 1 || t.stopSignal > 64))
+      throw new ImageError(core, `tc.stop_signo ${t.stopSignal} is not a signal`);
+    if (t.tc.sigactions.length > 64)
+      throw new ImageError(core, `tc.sigactions has ${t.tc.sigactions.length} entries, more than the 64 signals`);
     for (const [tid, tcore] of t.threadCores) {
       const file = f(imageFileName(IMG.CORE, tid));
       const nice = tcore.sched_nice;
@@ -90,14 +98,19 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     const at = `vmas[${i}]`;
     if (v.status & VMA.AREA_VSYSCALL) return;
     const what = v.status & VMA.AREA_VDSO ? ' ([vdso])' : v.status & VMA.AREA_VVAR ? ' ([vvar])' : '';
-    if (v.start % PAGE || v.end % PAGE) throw new ImageError(file, `${at}${what}: start ${hex(v.start)} or end ${hex(v.end)} is not page aligned`);
-    if (v.end <= v.start) throw new ImageError(file, `${at}${what}: end ${hex(v.end)} is not above start ${hex(v.start)} (size ${v.end - v.start})`);
-    if (v.end > arch.taskSize) throw new ImageError(file, `${at}${what}: end ${hex(v.end)} is above the top of user space ${hex(arch.taskSize)}`);
+    if (v.start % PAGE || v.end % PAGE)
+      throw new ImageError(file, `${at}${what}: start ${hex(v.start)} or end ${hex(v.end)} is not page aligned`);
+    if (v.end <= v.start)
+      throw new ImageError(file, `${at}${what}: end ${hex(v.end)} is not above start ${hex(v.start)} (size ${v.end - v.start})`);
+    if (v.end > arch.taskSize)
+      throw new ImageError(file, `${at}${what}: end ${hex(v.end)} is above the top of user space ${hex(arch.taskSize)}`);
     if (v.start < prevEnd) throw new ImageError(file, `${at}${what}: start ${hex(v.start)} overlaps the area before it or is out of order`);
     if (v.pgoff % PAGE) throw new ImageError(file, `${at}: pgoff ${hex(v.pgoff)} is not page aligned`);
-    if ((v.flags & 3) !== 1 && (v.flags & 3) !== 2) throw new ImageError(file, `${at}: flags ${hex(v.flags)} are neither MAP_SHARED nor MAP_PRIVATE`);
+    if ((v.flags & 3) !== 1 && (v.flags & 3) !== 2)
+      throw new ImageError(file, `${at}: flags ${hex(v.flags)} are neither MAP_SHARED nor MAP_PRIVATE`);
     if (v.prot & ~7) throw new ImageError(file, `${at}: prot ${hex(v.prot)} has bits other than PROT_READ|WRITE|EXEC`);
-    if ((v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) && !(v.status & VMA.AREA_MEMFD)) regFile(file, `${at}: shmid`, Number(v.shmid), files);
+    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & VMA.AREA_MEMFD))
+      regFile(file, `${at}: shmid`, Number(v.shmid), files);
     prevEnd = v.end;
   });
   if (mm.mm_brk < mm.mm_start_brk) throw new ImageError(file, `mm_brk ${hex(mm.mm_brk)} is below mm_start_brk ${hex(mm.mm_start_brk)}`);
@@ -129,7 +142,8 @@ function checkFdinfo(file: string, t: LivePlan, files: Map<number, FileEntry>): 
     fds.add(e.fd);
     const fe = files.get(e.id);
     if (!fe) throw new ImageError(file, `fd ${e.fd}: id ${e.id} is not in files.img`);
-    if (fe.type !== e.type) throw new ImageError(file, `fd ${e.fd}: type ${e.type} is not the type of file ${e.id} in files.img (${fe.type})`);
+    if (fe.type !== e.type)
+      throw new ImageError(file, `fd ${e.fd}: type ${e.type} is not the type of file ${e.id} in files.img (${fe.type})`);
     const problem = fileEntryProblem(fe);
     if (problem) throw new ImageError(file, `fd ${e.fd}: file ${e.id} in files.img: ${problem}`);
   }
@@ -137,18 +151,26 @@ function checkFdinfo(file: string, t: LivePlan, files: Map<number, FileEntry>): 
 
 function checkPagemap(file: string, t: LivePlan): void {
   const vmas = t.mm.vmas;
-  let k = 0, last = 0n;
+  let k = 0,
+    last = 0n;
   for (const r of t.pagemap.runs) {
     if (r.vaddr < last) k = 0;
     last = r.vaddr;
     const end = r.vaddr + BigInt(r.nrPages) * PAGE;
     if (!r.nrPages) throw new ImageError(file, `run at ${hex(r.vaddr)}: nr_pages is 0`);
-    if (r.flags & ~(PE.PARENT | PE.LAZY | PE.PRESENT | PE.COW_PARENT)) throw new ImageError(file, `run at ${hex(r.vaddr)}: flags ${hex(r.flags)} are unknown`);
-    if (r.flags & PE.PARENT) throw new ImageError(file, `run at ${hex(r.vaddr)}: flags say PE_PARENT (pages in a parent dump): incremental dumps are not supported yet`);
+    if (r.flags & ~(PE.PARENT | PE.LAZY | PE.PRESENT | PE.COW_PARENT))
+      throw new ImageError(file, `run at ${hex(r.vaddr)}: flags ${hex(r.flags)} are unknown`);
+    if (r.flags & PE.PARENT)
+      throw new ImageError(
+        file,
+        `run at ${hex(r.vaddr)}: flags say PE_PARENT (pages in a parent dump): incremental dumps are not supported yet`,
+      );
     // Runs are in address order, as VMAs are: one walk finds the area of each.
     while (k < vmas.length && vmas[k].end <= r.vaddr) k++;
-    let covered = r.vaddr, j = k;
+    let covered = r.vaddr,
+      j = k;
     while (j < vmas.length && vmas[j].start <= covered && covered < end) covered = vmas[j++].end;
-    if (covered < end) throw new ImageError(file, `run at ${hex(r.vaddr)} of ${r.nrPages} pages is outside the task's memory areas (mm-${t.pid}.img)`);
+    if (covered < end)
+      throw new ImageError(file, `run at ${hex(r.vaddr)} of ${r.nrPages} pages is outside the task's memory areas (mm-${t.pid}.img)`);
   }
 }

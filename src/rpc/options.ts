@@ -13,9 +13,16 @@ export const EBADRQC = 56;
 export type RpcMode = 'swrk' | 'service';
 
 /** Paths and logging common to every request that carries opts. */
-export interface RpcPaths { imagesDir: string; workDir: string; logFile?: string; level: number }
+export interface RpcPaths {
+  imagesDir: string;
+  workDir: string;
+  logFile?: string;
+  level: number;
+}
 
-const refuse = (what: string): never => { throw new CriuError(`not supported yet: ${what}`, EBADRQC); };
+const refuse = (what: string): never => {
+  throw new CriuError(`not supported yet: ${what}`, EBADRQC);
+};
 
 /**
  * Fields criu-ts does not implement: refused when set to anything but their default. A dump's
@@ -24,23 +31,81 @@ const refuse = (what: string): never => { throw new CriuError(`not supported yet
  * (runc sends them all).
  */
 const REFUSED_BOOL = [
-  'tcp_established', 'track_mem', 'auto_dedup', 'force_irmap',
-  'auto_ext_mnt', 'ext_sharing', 'ext_masters', 'tcp_skip_in_flight', 'weak_sysctls', 'lazy_pages', 'tcp_close',
-  'tls', 'tls_no_cn_verify', 'mntns_compat_mode', 'skip_file_rwx_check', 'unprivileged', 'leave_stopped', 'rst_sibling',
+  'tcp_established',
+  'track_mem',
+  'auto_dedup',
+  'force_irmap',
+  'auto_ext_mnt',
+  'ext_sharing',
+  'ext_masters',
+  'tcp_skip_in_flight',
+  'weak_sysctls',
+  'lazy_pages',
+  'tcp_close',
+  'tls',
+  'tls_no_cn_verify',
+  'mntns_compat_mode',
+  'skip_file_rwx_check',
+  'unprivileged',
+  'leave_stopped',
+  'rst_sibling',
 ] as const satisfies readonly (keyof CriuOpts)[];
 const REFUSED_LIST = [
-  'veths', 'exec_cmd', 'cg_root', 'inherit_fd', 'skip_mnt', 'enable_fs', 'unix_sk_ino', 'irmap_scan_paths',
-  'join_ns', 'cgroup_dump_controller',
+  'veths',
+  'exec_cmd',
+  'cg_root',
+  'inherit_fd',
+  'skip_mnt',
+  'enable_fs',
+  'unix_sk_ino',
+  'irmap_scan_paths',
+  'join_ns',
+  'cgroup_dump_controller',
 ] as const satisfies readonly (keyof CriuOpts)[];
 const REFUSED_SET = [
-  'ps', 'parent_img', 'cgroup_props', 'cgroup_props_file', 'lsm_profile', 'tls_cacert', 'tls_cacrl', 'tls_cert',
-  'tls_key', 'cgroup_yard', 'pidfd_store_sk', 'lsm_mount_context', 'status_fd',
+  'ps',
+  'parent_img',
+  'cgroup_props',
+  'cgroup_props_file',
+  'lsm_profile',
+  'tls_cacert',
+  'tls_cacrl',
+  'tls_cert',
+  'tls_key',
+  'cgroup_yard',
+  'pidfd_store_sk',
+  'lsm_mount_context',
+  'status_fd',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /** Fields checked for their value below, or honoured by the dump and restore. */
-const CHECKED = ['cpu_cap', 'network_lock', 'empty_ns', 'root', 'ext_mnt', 'external', 'manage_cgroups', 'manage_cgroups_mode', 'config_file'] as const satisfies readonly (keyof CriuOpts)[];
+const CHECKED = [
+  'cpu_cap',
+  'network_lock',
+  'empty_ns',
+  'root',
+  'ext_mnt',
+  'external',
+  'manage_cgroups',
+  'manage_cgroups_mode',
+  'config_file',
+] as const satisfies readonly (keyof CriuOpts)[];
 const HONOURED = [
-  'images_dir_fd', 'images_dir', 'work_dir_fd', 'pid', 'leave_running', 'shell_job', 'log_level', 'log_file', 'log_to_stderr',
-  'notify_scripts', 'timeout', 'freeze_cgroup', 'ext_unix_sk', 'file_locks', 'ghost_limit', 'link_remap',
+  'images_dir_fd',
+  'images_dir',
+  'work_dir_fd',
+  'pid',
+  'leave_running',
+  'shell_job',
+  'log_level',
+  'log_file',
+  'log_to_stderr',
+  'notify_scripts',
+  'timeout',
+  'freeze_cgroup',
+  'ext_unix_sk',
+  'file_locks',
+  'ghost_limit',
+  'link_remap',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by
@@ -52,8 +117,11 @@ const NO_EFFECT = ['evasive_devices', 'orphan_pts_master', 'pre_dump_mode', 'dis
 /** Every criu_opts field criu-ts knows what to do with (a unit test holds it to rpc.proto). */
 export const OPTS_FIELDS: readonly string[] = [...REFUSED_BOOL, ...REFUSED_LIST, ...REFUSED_SET, ...CHECKED, ...HONOURED, ...NO_EFFECT];
 
-const CRIU_CG_MODE_IGNORE = 0, CRIU_CG_MODE_SOFT = 3;
-const DEFAULT_CPU_CAP = 0xffffffff, NETWORK_LOCK_IPTABLES = 1, CLONE_NEWNET = 0x40000000;
+const CRIU_CG_MODE_IGNORE = 0,
+  CRIU_CG_MODE_SOFT = 3;
+const DEFAULT_CPU_CAP = 0xffffffff,
+  NETWORK_LOCK_IPTABLES = 1,
+  CLONE_NEWNET = 0x40000000;
 
 /** Refuses what criu-ts cannot honour in `opts` for a request of `kind`. */
 export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', mode: RpcMode): void {
@@ -64,7 +132,8 @@ export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', m
   for (const f of REFUSED_SET) if (opts[f] !== undefined) refuse(f);
   if (opts.cpu_cap !== undefined && opts.cpu_cap !== DEFAULT_CPU_CAP) refuse('cpu_cap');
   if (opts.network_lock !== undefined && opts.network_lock !== NETWORK_LOCK_IPTABLES) refuse('network_lock');
-  if (opts.empty_ns !== undefined && (opts.empty_ns & ~CLONE_NEWNET) !== 0) throw new CriuError(`empty_ns 0x${opts.empty_ns.toString(16)}: only CLONE_NEWNET may be empty`, EBADRQC);
+  if (opts.empty_ns !== undefined && (opts.empty_ns & ~CLONE_NEWNET) !== 0)
+    throw new CriuError(`empty_ns 0x${opts.empty_ns.toString(16)}: only CLONE_NEWNET may be empty`, EBADRQC);
   if (kind === 'restore' && opts.root !== undefined && path.resolve(opts.root) !== '/') refuse('root');
   if (kind === 'restore' && opts.ext_mnt.length) refuse('ext_mnt');
   if (kind === 'restore' && opts.external.length) refuse('external');
@@ -77,7 +146,11 @@ export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', m
 /** Whether a CRIU config file sets anything (runc always names /etc/criu/runc.conf, usually absent). */
 function hasSettings(file: string): boolean {
   let text: string;
-  try { text = fs.readFileSync(file, 'utf8'); } catch { return false; }
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return false;
+  }
   return text.split('\n').some((l) => l.trim() !== '' && !l.trim().startsWith('#'));
 }
 
@@ -87,7 +160,11 @@ function hasSettings(file: string): boolean {
  */
 export function resolvePaths(opts: CriuOpts, peer: number, needsImages: boolean): RpcPaths {
   const viaFd = (fd: number, what: string): string => {
-    try { return fs.realpathSync(`/proc/${peer}/fd/${fd}`); } catch { throw new CriuError(`cannot open ${what} fd ${fd} of the client ${peer}`, EBADRQC); }
+    try {
+      return fs.realpathSync(`/proc/${peer}/fd/${fd}`);
+    } catch {
+      throw new CriuError(`cannot open ${what} fd ${fd} of the client ${peer}`, EBADRQC);
+    }
   };
   let imagesDir: string | undefined;
   if (opts.images_dir_fd !== -1) imagesDir = viaFd(opts.images_dir_fd, 'images_dir');

@@ -18,9 +18,18 @@ import { EBADRQC, resolvePaths, screenOpts, type CriuOpts, type RpcMode, type Rp
 
 /** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */
 export const RPC_VERSION = { major_number: 4, minor_number: 2, name: 'criu-ts' };
-const ENOTSUP = 95, EAGAIN = 11, ETIMEDOUT = 110;
+const ENOTSUP = 95,
+  EAGAIN = 11,
+  ETIMEDOUT = 110;
 /** The only request types a session may stay open after (CRIU's chk_keepopen_req). */
-const KEEP_OPEN_OK = new Set<number>([REQ.PAGE_SERVER, REQ.PAGE_SERVER_CHLD, REQ.CPUINFO_DUMP, REQ.CPUINFO_CHECK, REQ.FEATURE_CHECK, REQ.VERSION]);
+const KEEP_OPEN_OK = new Set<number>([
+  REQ.PAGE_SERVER,
+  REQ.PAGE_SERVER_CHLD,
+  REQ.CPUINFO_DUMP,
+  REQ.CPUINFO_CHECK,
+  REQ.FEATURE_CHECK,
+  REQ.VERSION,
+]);
 
 export interface ServeOptions {
   mode: RpcMode;
@@ -46,7 +55,8 @@ export function serveConnection(conn: RpcConn, o: ServeOptions): ServeResult {
     } catch (e) {
       let err: { cr_errno: number; cr_errmsg: string };
       if (e instanceof BadRequest) err = { cr_errno: e.crErrno, cr_errmsg: e.message };
-      else if (e instanceof SysError && e.errno === EAGAIN) err = { cr_errno: ETIMEDOUT, cr_errmsg: `no request within ${o.requestTimeoutMs} ms` };
+      else if (e instanceof SysError && e.errno === EAGAIN)
+        err = { cr_errno: ETIMEDOUT, cr_errmsg: `no request within ${o.requestTimeoutMs} ms` };
       else throw e;
       reply(conn, { type: REQ.EMPTY, success: false, ...err });
       return 255;
@@ -64,7 +74,13 @@ export function serveConnection(conn: RpcConn, o: ServeOptions): ServeResult {
 
 /** Sends a reply; a client that has gone is not an error of the server. */
 function reply(conn: RpcConn, resp: CriuResp): boolean {
-  try { conn.send(resp); return true; } catch (e) { if (e instanceof SysError) return false; throw e; }
+  try {
+    conn.send(resp);
+    return true;
+  } catch (e) {
+    if (e instanceof SysError) return false;
+    throw e;
+  }
 }
 
 function failure(type: number, e: unknown, log?: LevelLogger): CriuResp {
@@ -80,7 +96,11 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
     case REQ.FEATURE_CHECK: {
       // Answered for criu-ts: memory tracking (pre-dump), lazy pages and the pidfd store are not used yet.
       const f = req.features ?? {};
-      const features = { mem_track: f.mem_track ? false : undefined, lazy_pages: f.lazy_pages ? false : undefined, pidfd_store: f.pidfd_store ? false : undefined };
+      const features = {
+        mem_track: f.mem_track ? false : undefined,
+        lazy_pages: f.lazy_pages ? false : undefined,
+        pidfd_store: f.pidfd_store ? false : undefined,
+      };
       return reply(conn, { type: REQ.FEATURE_CHECK, success: true, features });
     }
     case REQ.WAIT_PID: {
@@ -89,12 +109,21 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
         if (!req.pid) throw new CriuError('WAIT_PID needs a pid', 22 /* EINVAL */);
         const { status } = waitpid(req.pid, 0);
         return reply(conn, { type: REQ.WAIT_PID, success: true, status });
-      } catch (e) { reply(conn, failure(REQ.WAIT_PID, e)); return false; }
+      } catch (e) {
+        reply(conn, failure(REQ.WAIT_PID, e));
+        return false;
+      }
     }
-    case REQ.DUMP: case REQ.RESTORE: case REQ.CHECK:
+    case REQ.DUMP:
+    case REQ.RESTORE:
+    case REQ.CHECK:
       return withOpts(conn, req, o);
-    case REQ.PRE_DUMP: case REQ.SINGLE_PRE_DUMP: case REQ.PAGE_SERVER: case REQ.PAGE_SERVER_CHLD:
-    case REQ.CPUINFO_DUMP: case REQ.CPUINFO_CHECK:
+    case REQ.PRE_DUMP:
+    case REQ.SINGLE_PRE_DUMP:
+    case REQ.PAGE_SERVER:
+    case REQ.PAGE_SERVER_CHLD:
+    case REQ.CPUINFO_DUMP:
+    case REQ.CPUINFO_CHECK:
       reply(conn, { type: req.type, success: false, cr_errno: ENOTSUP, cr_errmsg: `not supported yet: ${typeName(req.type)}` });
       return false;
     default:
@@ -111,7 +140,21 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
   const restoreFailed = (r: CriuResp): CriuResp => (kind === 'restore' ? { ...r, restore: { pid: -1 } } : r);
   let log: LevelLogger | undefined;
   try {
-    const opts: CriuOpts = req.opts ?? { images_dir_fd: -1, veths: [], exec_cmd: [], ext_mnt: [], cg_root: [], inherit_fd: [], skip_mnt: [], enable_fs: [], unix_sk_ino: [], irmap_scan_paths: [], external: [], join_ns: [], cgroup_dump_controller: [] };
+    const opts: CriuOpts = req.opts ?? {
+      images_dir_fd: -1,
+      veths: [],
+      exec_cmd: [],
+      ext_mnt: [],
+      cg_root: [],
+      inherit_fd: [],
+      skip_mnt: [],
+      enable_fs: [],
+      unix_sk_ino: [],
+      irmap_scan_paths: [],
+      external: [],
+      join_ns: [],
+      cgroup_dump_controller: [],
+    };
     const paths = resolvePaths(opts, conn.peer, kind !== 'check');
     // As on the command line, before the log is written there: a directory someone else controls is refused.
     if (kind === 'dump') for (const d of new Set([paths.imagesDir, paths.workDir])) checkDumpDir(d, false);
@@ -145,9 +188,19 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
     checkNamespaces([pid]);
     checkCgroups(pid, opts);
     dump({
-      pid, dir: paths.imagesDir, workDir: paths.workDir, leaveRunning: !!opts.leave_running, shellJob: !!opts.shell_job,
-      timeoutSec: opts.timeout || 10, log, freezeCgroup: opts.freeze_cgroup, extUnixSk: !!opts.ext_unix_sk, fileLocks: !!opts.file_locks, actions,
-      ghostLimit: opts.ghost_limit, linkRemap: !!opts.link_remap,
+      pid,
+      dir: paths.imagesDir,
+      workDir: paths.workDir,
+      leaveRunning: !!opts.leave_running,
+      shellJob: !!opts.shell_job,
+      timeoutSec: opts.timeout || 10,
+      log,
+      freezeCgroup: opts.freeze_cgroup,
+      extUnixSk: !!opts.ext_unix_sk,
+      fileLocks: !!opts.file_locks,
+      actions,
+      ghostLimit: opts.ghost_limit,
+      linkRemap: !!opts.link_remap,
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
   },
@@ -166,7 +219,8 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
 /** manage_cgroups: criu-ts saves no cgroups, which is right only for a tree in its own cgroups. */
 function checkCgroups(pid: number, opts: CriuOpts): void {
   if (!opts.manage_cgroups && !opts.manage_cgroups_mode) return;
-  const own = fs.readFileSync('/proc/self/cgroup', 'utf8'), theirs = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  const own = fs.readFileSync('/proc/self/cgroup', 'utf8'),
+    theirs = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
   if (own !== theirs) throw new CriuError(`not supported yet: manage_cgroups (task ${pid} is in other cgroups than criu-ts)`, EBADRQC);
 }
 
@@ -179,12 +233,18 @@ function actionRunner(conn: RpcConn, notify: boolean, scripts: RunAction | undef
   return (name: ActionName, pid?: number) => {
     if (notify) {
       log.debug(`RPC notification ${name}${pid !== undefined ? ` (pid ${pid})` : ''}`);
-      if (!reply(conn, { type: REQ.NOTIFY, success: true, notify: { script: name, pid } })) throw new CriuError(`RPC client went away at ${name}`);
+      if (!reply(conn, { type: REQ.NOTIFY, success: true, notify: { script: name, pid } }))
+        throw new CriuError(`RPC client went away at ${name}`);
       let ack: CriuReq | undefined;
-      try { ack = conn.recv(); } catch (e) { throw new CriuError(`RPC client answered ${name} with a bad message: ${(e as Error).message}`); }
+      try {
+        ack = conn.recv();
+      } catch (e) {
+        throw new CriuError(`RPC client answered ${name} with a bad message: ${(e as Error).message}`);
+      }
       if (!ack) throw new CriuError(`RPC client went away at ${name}`);
       if (ack.type !== REQ.NOTIFY || !ack.notify_success) throw new CriuError(`RPC client reported script error at ${name}`);
-      if (name === 'query-ext-files' && ack.opts?.external.length) throw new CriuError('not supported yet: external files from query-ext-files', EBADRQC);
+      if (name === 'query-ext-files' && ack.opts?.external.length)
+        throw new CriuError('not supported yet: external files from query-ext-files', EBADRQC);
     } else if (name === 'post-dump' && conn.gone()) {
       throw new CriuError('RPC client went away during the dump');
     }

@@ -19,7 +19,11 @@ export interface ServiceOptions {
 const WNOHANG = 1;
 
 export function runService(o: ServiceOptions): void {
-  try { fs.unlinkSync(o.address); } catch { /* none there */ }
+  try {
+    fs.unlinkSync(o.address);
+  } catch {
+    /* none there */
+  }
   const sk = seqpacketListen(o.address);
   fs.chmodSync(o.address, 0o666);
   if (o.pidfile) fs.writeFileSync(o.pidfile, `${process.pid}`);
@@ -49,6 +53,11 @@ export function runService(o: ServiceOptions): void {
 /** Restored trees are the service's children (it is their subreaper): reap those that ended. */
 function reapChildren(): void {
   for (;;) {
-    try { if (waitpid(-1, WNOHANG).pid <= 0) return; } catch (e) { if (e instanceof SysError) return; throw e; }
+    try {
+      if (waitpid(-1, WNOHANG).pid <= 0) return;
+    } catch (e) {
+      if (e instanceof SysError) return;
+      throw e;
+    }
   }
 }

@@ -24,7 +24,11 @@ export class RepairGuard {
   private readonly acks: number;
   /** The guardian's pid. */
   readonly pid: number;
-  private constructor(fd: number, acks: number, pid: number) { this.fd = fd; this.acks = acks; this.pid = pid; }
+  private constructor(fd: number, acks: number, pid: number) {
+    this.fd = fd;
+    this.acks = acks;
+    this.pid = pid;
+  }
 
   /** Start the guardian: `argv` runs a program that calls runGuardian(0, 1). */
   static start(argv: string[]): RepairGuard {
@@ -32,7 +36,17 @@ export class RepairGuard {
     const [ar, aw] = pipe2(O.CLOEXEC);
     let pid: number;
     try {
-      pid = posixSpawn(argv[0], argv, [], [{ fd: 0, dupFrom: r }, { fd: 1, dupFrom: aw }, { fd: 2, path: '/dev/null', flags: O.RDWR }], true);
+      pid = posixSpawn(
+        argv[0],
+        argv,
+        [],
+        [
+          { fd: 0, dupFrom: r },
+          { fd: 1, dupFrom: aw },
+          { fd: 2, path: '/dev/null', flags: O.RDWR },
+        ],
+        true,
+      );
     } finally {
       close(r);
       close(aw);
@@ -53,7 +67,11 @@ export class RepairGuard {
   abandon(): void {
     close(this.acks);
     close(this.fd);
-    try { waitpid(this.pid, 0); } catch { /* reaped elsewhere */ }
+    try {
+      waitpid(this.pid, 0);
+    } catch {
+      /* reaped elsewhere */
+    }
   }
 
   /**
@@ -62,16 +80,38 @@ export class RepairGuard {
    * guardian's copies are closed too. Otherwise it is reaped when this process exits.
    */
   done(wait: boolean): void {
-    try { fs.writeSync(this.fd, 'done\n'); } finally { close(this.fd); close(this.acks); }
+    try {
+      fs.writeSync(this.fd, 'done\n');
+    } finally {
+      close(this.fd);
+      close(this.acks);
+    }
     const pid = this.pid;
     let gone = false;
-    try { gone = waitpid(pid, wait ? 0 : WNOHANG).pid === pid; } catch { gone = true; }
-    if (!gone) process.once('exit', () => { try { waitpid(pid, 0); } catch { /* reaped elsewhere */ } });
+    try {
+      gone = waitpid(pid, wait ? 0 : WNOHANG).pid === pid;
+    } catch {
+      gone = true;
+    }
+    if (!gone)
+      process.once('exit', () => {
+        try {
+          waitpid(pid, 0);
+        } catch {
+          /* reaped elsewhere */
+        }
+      });
   }
 }
 
 /** A noted socket: a copy taken as soon as the note is read, so that healing is one call. */
-interface Noted { pid: number; fd: number; ino: number; reuseaddr: number; copy: number }
+interface Noted {
+  pid: number;
+  fd: number;
+  ino: number;
+  reuseaddr: number;
+  copy: number;
+}
 
 /** A copy of fd `fd` of task `pid` if it is still socket `ino`, else -1. */
 function copyOf(pid: number, fd: number, ino: number): number {
@@ -81,7 +121,9 @@ function copyOf(pid: number, fd: number, ino: number): number {
     const copy = pidfdGetfd(pidfd, fd);
     if (fs.fstatSync(copy).ino === ino) return copy;
     close(copy);
-  } catch { /* the task or its socket is gone */ } finally {
+  } catch {
+    /* the task or its socket is gone */
+  } finally {
     if (pidfd >= 0) close(pidfd);
   }
   return -1;
@@ -96,10 +138,15 @@ function copyOf(pid: number, fd: number, ino: number): number {
 export function runGuardian(input: number, acks: number): number {
   const noted: Noted[] = [];
   const buf = Buffer.alloc(4096);
-  let rest = '', last = '';
+  let rest = '',
+    last = '';
   for (;;) {
     let n: number;
-    try { n = fs.readSync(input, buf, 0, buf.length, null); } catch { break; }
+    try {
+      n = fs.readSync(input, buf, 0, buf.length, null);
+    } catch {
+      break;
+    }
     if (n <= 0) break;
     const lines = (rest + buf.toString('latin1', 0, n)).split('\n');
     rest = lines.pop() ?? '';
@@ -108,7 +155,11 @@ export function runGuardian(input: number, acks: number): number {
       const [pid, fd, ino, reuseaddr] = l.split(' ').map(Number);
       if (l === 'done') continue;
       noted.push({ pid, fd, ino, reuseaddr, copy: copyOf(pid, fd, ino) });
-      try { fs.writeSync(acks, 'k'); } catch { /* the freezer is gone: its EOF comes next */ }
+      try {
+        fs.writeSync(acks, 'k');
+      } catch {
+        /* the freezer is gone: its EOF comes next */
+      }
     }
   }
   for (const s of noted) {

@@ -26,8 +26,17 @@ const { SOL, SO, TCP, MSG, AF } = sock;
 
 /** TCP states (include/net/tcp_states.h). */
 export const TCP_STATE = {
-  ESTABLISHED: 1, SYN_SENT: 2, SYN_RECV: 3, FIN_WAIT1: 4, FIN_WAIT2: 5, TIME_WAIT: 6, CLOSE: 7,
-  CLOSE_WAIT: 8, LAST_ACK: 9, LISTEN: 10, CLOSING: 11,
+  ESTABLISHED: 1,
+  SYN_SENT: 2,
+  SYN_RECV: 3,
+  FIN_WAIT1: 4,
+  FIN_WAIT2: 5,
+  TIME_WAIT: 6,
+  CLOSE: 7,
+  CLOSE_WAIT: 8,
+  LAST_ACK: 9,
+  LISTEN: 10,
+  CLOSING: 11,
 } as const;
 const STATE_NAME = Object.fromEntries(Object.entries(TCP_STATE).map(([k, v]) => [v, k])) as Record<number, string>;
 export const stateName = (s: number): string => STATE_NAME[s] ?? `state ${s}`;
@@ -38,7 +47,12 @@ const TCPOPT = { MAXSEG: 2, WINDOW: 3, SACK_PERM: 4, TIMESTAMP: 8 } as const;
 const QUEUE = { NO: 0, RECV: 1, SEND: 2 } as const;
 
 /** An IPv4 or IPv6 endpoint: `addr` holds 4 or 16 bytes in network order. */
-export interface Endpoint { family: number; addr: Buffer; port: number; scopeId?: number }
+export interface Endpoint {
+  family: number;
+  addr: Buffer;
+  port: number;
+  scopeId?: number;
+}
 
 /** Everything needed to recreate one connection (CRIU's tcp_stream_entry plus the endpoints). */
 export interface TcpState {
@@ -63,17 +77,25 @@ export interface TcpState {
 }
 
 /** A socket in repair mode, with what repair mode changes and `resume` puts back. */
-export interface Frozen { fd: number; reuseaddr: number }
+export interface Frozen {
+  fd: number;
+  reuseaddr: number;
+}
 
 /** sockaddr_in / sockaddr_in6 bytes for an endpoint. */
 export function sockaddr(e: Endpoint): Buffer {
   if (e.family === AF.INET) {
     const b = Buffer.alloc(16);
-    b.writeUInt16LE(AF.INET, 0); b.writeUInt16BE(e.port, 2); e.addr.copy(b, 4, 0, 4);
+    b.writeUInt16LE(AF.INET, 0);
+    b.writeUInt16BE(e.port, 2);
+    e.addr.copy(b, 4, 0, 4);
     return b;
   }
   const b = Buffer.alloc(28);
-  b.writeUInt16LE(AF.INET6, 0); b.writeUInt16BE(e.port, 2); e.addr.copy(b, 8, 0, 16); b.writeUInt32LE(e.scopeId ?? 0, 24);
+  b.writeUInt16LE(AF.INET6, 0);
+  b.writeUInt16BE(e.port, 2);
+  e.addr.copy(b, 8, 0, 16);
+  b.writeUInt32LE(e.scopeId ?? 0, 24);
   return b;
 }
 
@@ -86,9 +108,23 @@ export function endpoint(sa: Buffer): Endpoint {
 }
 
 /** The first bytes of tcp_info: state, negotiated options and window scales. */
-export function tcpInfo(fd: number): { state: number; options: number; sndWscale: number; rcvWscale: number; unacked: number; sacked: number } {
+export function tcpInfo(fd: number): {
+  state: number;
+  options: number;
+  sndWscale: number;
+  rcvWscale: number;
+  unacked: number;
+  sacked: number;
+} {
   const b = sock.getsockoptBuf(fd, SOL.TCP, TCP.INFO, 104);
-  return { state: b[0], options: b[5], sndWscale: b[6] & 0xf, rcvWscale: b[6] >> 4, unacked: b.readUInt32LE(24), sacked: b.readUInt32LE(28) };
+  return {
+    state: b[0],
+    options: b[5],
+    sndWscale: b[6] & 0xf,
+    rcvWscale: b[6] >> 4,
+    unacked: b.readUInt32LE(24),
+    sacked: b.readUInt32LE(28),
+  };
 }
 
 /** Turn repair mode on. */
@@ -100,7 +136,9 @@ export function freeze(fd: number): Frozen {
 }
 
 /** A socket this process put in repair mode itself (after `restore`). */
-export function frozen(fd: number, reuseaddr = 0): Frozen { return { fd, reuseaddr }; }
+export function frozen(fd: number, reuseaddr = 0): Frozen {
+  return { fd, reuseaddr };
+}
 
 /** Turn repair mode off and put SO_REUSEADDR back. `probe` false skips the window probe. */
 export function resume(f: Frozen, probe = true): void {
@@ -110,7 +148,9 @@ export function resume(f: Frozen, probe = true): void {
 
 /** Turn repair off on a socket someone else left in repair mode; false if it was not. */
 export function heal(fd: number, reuseaddr = 0): boolean {
-  try { sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, 0); } catch (e) {
+  try {
+    sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, 0);
+  } catch (e) {
     if (e instanceof SysError) return false;
     throw e;
   }
@@ -137,11 +177,19 @@ function peekQueue(fd: number, q: number, len: number): Buffer {
 export function save(fd: number): TcpState {
   const ti = tcpInfo(fd);
   if (ti.state !== TCP_STATE.ESTABLISHED) throw new Error(`TCP connections in ${stateName(ti.state)} are not supported yet`);
-  const outqLen = ioctlInt(fd, sock.SIOCOUTQ), unsqLen = ioctlInt(fd, sock.SIOCOUTQNSD), inqLen = ioctlInt(fd, sock.SIOCINQ);
+  const outqLen = ioctlInt(fd, sock.SIOCOUTQ),
+    unsqLen = ioctlInt(fd, sock.SIOCOUTQNSD),
+    inqLen = ioctlInt(fd, sock.SIOCINQ);
   const mssClamp = sock.getsockoptInt(fd, SOL.TCP, TCP.MAXSEG);
   const timestamp = ti.options & TCPI_OPT.TIMESTAMPS ? sock.getsockoptInt(fd, SOL.TCP, TCP.TIMESTAMP) >>> 0 : undefined;
   const w = sock.getsockoptBuf(fd, SOL.TCP, TCP.REPAIR_WINDOW, 20);
-  const window = { sndWl1: w.readUInt32LE(0), sndWnd: w.readUInt32LE(4), maxWindow: w.readUInt32LE(8), rcvWnd: w.readUInt32LE(12), rcvWup: w.readUInt32LE(16) };
+  const window = {
+    sndWl1: w.readUInt32LE(0),
+    sndWnd: w.readUInt32LE(4),
+    maxWindow: w.readUInt32LE(8),
+    rcvWnd: w.readUInt32LE(12),
+    rcvWup: w.readUInt32LE(16),
+  };
   const peekOff = sock.getsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF);
   if (peekOff !== -1) sock.setsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF, -1);
   let inq: Buffer, outq: Buffer, inqSeq: number, outqSeq: number;
@@ -157,8 +205,20 @@ export function save(fd: number): TcpState {
   const peer = sock.getpeername(fd);
   if (!peer) throw new Error('TCP connection without a peer address');
   return {
-    state: ti.state, src: endpoint(sock.getsockname(fd)), dst: endpoint(peer), inqSeq, inq, outqSeq, outq, unsqLen,
-    optMask: ti.options, sndWscale: ti.sndWscale, rcvWscale: ti.rcvWscale, mssClamp, timestamp, window,
+    state: ti.state,
+    src: endpoint(sock.getsockname(fd)),
+    dst: endpoint(peer),
+    inqSeq,
+    inq,
+    outqSeq,
+    outq,
+    unsqLen,
+    optMask: ti.options,
+    sndWscale: ti.sndWscale,
+    rcvWscale: ti.rcvWscale,
+    mssClamp,
+    timestamp,
+    window,
   };
 }
 
@@ -174,12 +234,19 @@ export function socketFor(st: TcpState): number {
 }
 
 function sendAll(fd: number, data: Buffer, what: string): void {
-  let off = 0, chunk = data.length;
+  let off = 0,
+    chunk = data.length;
   while (off < data.length) {
     const n = sock.sendRaw(fd, data.subarray(off, off + Math.min(chunk, data.length - off)), 0);
-    if (n > 0) { off += n; continue; }
+    if (n > 0) {
+      off += n;
+      continue;
+    }
     // In repair mode the receive queue takes one linear skb per send: halve until it fits.
-    if (chunk > 1024) { chunk >>= 1; continue; }
+    if (chunk > 1024) {
+      chunk >>= 1;
+      continue;
+    }
     throw new SysError(`restoring the TCP ${what} queue (${off} of ${data.length} bytes)`, n < 0 ? -n : 5);
   }
 }
@@ -205,7 +272,10 @@ export function restore(fd: number, st: TcpState): void {
   if (st.optMask & TCPI_OPT.TIMESTAMPS) opts.push([TCPOPT.TIMESTAMP, 0]);
   opts.push([TCPOPT.MAXSEG, st.mssClamp]);
   const ob = Buffer.alloc(opts.length * 8);
-  opts.forEach(([code, val], i) => { ob.writeUInt32LE(code, i * 8); ob.writeUInt32LE(val >>> 0, i * 8 + 4); });
+  opts.forEach(([code, val], i) => {
+    ob.writeUInt32LE(code, i * 8);
+    ob.writeUInt32LE(val >>> 0, i * 8 + 4);
+  });
   sock.setsockoptBuf(fd, SOL.TCP, TCP.REPAIR_OPTIONS, ob);
   if (st.timestamp !== undefined && st.optMask & TCPI_OPT.TIMESTAMPS) sock.setsockoptInt(fd, SOL.TCP, TCP.TIMESTAMP, st.timestamp | 0);
   if (st.inq.length) {
@@ -227,7 +297,9 @@ export function restore(fd: number, st: TcpState): void {
   if (st.window) {
     const w = Buffer.alloc(20);
     const { sndWl1, sndWnd, maxWindow, rcvWnd, rcvWup } = st.window;
-    [sndWl1, sndWnd, maxWindow, rcvWnd, rcvWup].forEach((v, i) => { w.writeUInt32LE(v >>> 0, i * 4); });
+    [sndWl1, sndWnd, maxWindow, rcvWnd, rcvWup].forEach((v, i) => {
+      w.writeUInt32LE(v >>> 0, i * 4);
+    });
     sock.setsockoptBuf(fd, SOL.TCP, TCP.REPAIR_WINDOW, w);
   }
 }

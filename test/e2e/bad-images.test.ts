@@ -12,7 +12,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import {
-  e2e, startTarget, runCriu, runCriuAsync, assertCleanError, assertRunningFree, killAndReap, procStat, waitForLine, CRIU_BIN, type E2EContext,
+  e2e,
+  startTarget,
+  runCriu,
+  runCriuAsync,
+  assertCleanError,
+  assertRunningFree,
+  killAndReap,
+  procStat,
+  waitForLine,
+  CRIU_BIN,
+  type E2EContext,
 } from '../lib/proc.ts';
 import { restore, dumpAndReap, startFoundation, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -32,7 +42,9 @@ describe('restore names the image and the field of a bad value', () => {
     await waitForCounter(f.log, 2);
     dumpAndReap(pid, good);
   });
-  after(() => { if (!process.env.CRIU_TS_KEEP) rmSync(base, { recursive: true, force: true }); });
+  after(() => {
+    if (!process.env.CRIU_TS_KEEP) rmSync(base, { recursive: true, force: true });
+  });
 
   function broken(c: { dir: string }, name: string, breakIt: (dir: string) => void): string {
     const dir = join(c.dir, name);
@@ -68,7 +80,10 @@ describe('restore names the image and the field of a bad value', () => {
       mm.vmas[i].end = mm.vmas[i].start - 4096n;
       writeImage(p, 'mm_entry', [mm]);
     });
-    expectLine(dir, new RegExp(`^mm-${pid}\\.img: vmas\\[\\d+\\] \\(\\[vdso\\]\\): end 0x[0-9a-f]+ is not above start 0x[0-9a-f]+ \\(size -4096\\)$`));
+    expectLine(
+      dir,
+      new RegExp(`^mm-${pid}\\.img: vmas\\[\\d+\\] \\(\\[vdso\\]\\): end 0x[0-9a-f]+ is not above start 0x[0-9a-f]+ \\(size -4096\\)$`),
+    );
   });
 
   e2e('a missing fdinfo image is an error, not a process without fds', (c) => {
@@ -84,10 +99,17 @@ describe('restore names the image and the field of a bad value', () => {
     const dir = broken(c, 'half', (d) => {
       const p = join(d, 'files.img');
       // What another dump's files.img looks like to these fdinfo entries: other ids.
-      const files = readMessages(p, 'file_entry').map((e) => ({ ...e, id: e.id + 1000, ...(e.reg ? { reg: { ...e.reg, id: e.reg.id + 1000 } } : {}) }));
+      const files = readMessages(p, 'file_entry').map((e) => ({
+        ...e,
+        id: e.id + 1000,
+        ...(e.reg ? { reg: { ...e.reg, id: e.reg.id + 1000 } } : {}),
+      }));
       writeImage(p, 'file_entry', files);
     });
-    expectLine(dir, /^(fdinfo-\d+\.img: fd \d+: id \d+ is not in files\.img|mm-\d+\.img: .* is not in files\.img|fs-\d+\.img: \w+_id \d+ is not in files\.img)$/);
+    expectLine(
+      dir,
+      /^(fdinfo-\d+\.img: fd \d+: id \d+ is not in files\.img|mm-\d+\.img: .* is not in files\.img|fs-\d+\.img: \w+_id \d+ is not in files\.img)$/,
+    );
   });
 
   e2e('a failed openat in a task names the path', (c) => {
@@ -112,7 +134,7 @@ describe('restore names the image and the field of a bad value', () => {
   });
 });
 
-e2e('an unprivileged dump of another user\'s process is refused at once, with the reason', () => {
+e2e("an unprivileged dump of another user's process is refused at once, with the reason", () => {
   const t = startTarget(['sleep', '600']);
   // Build the bundle as root first: the unprivileged run may not write the cache.
   runCriu(['check']);
@@ -120,13 +142,31 @@ e2e('an unprivileged dump of another user\'s process is refused at once, with th
   try {
     chownSync(dir, 65534, 65534);
     const t0 = Date.now();
-    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', CRIU_BIN, 'dump', '-t', String(t.pid), '-D', join(dir, 'img'), '--timeout', '10'],
-      { encoding: 'utf8', cwd: dir, timeout: 60_000 });
+    const r = spawnSync(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        CRIU_BIN,
+        'dump',
+        '-t',
+        String(t.pid),
+        '-D',
+        join(dir, 'img'),
+        '--timeout',
+        '10',
+      ],
+      { encoding: 'utf8', cwd: dir, timeout: 60_000 },
+    );
     const ms = Date.now() - t0;
     const lines = r.stderr.trim().split('\n');
     assert.equal(r.status, 1, r.stderr);
     assert.equal(lines.length, 1, r.stderr);
-    assert.match(lines[0], new RegExp(`cannot freeze task ${t.pid}: ptrace refused \\(EPERM\\) on thread ${t.pid}: it runs as uid 0 and criu-ts as uid 65534`));
+    assert.match(
+      lines[0],
+      new RegExp(`cannot freeze task ${t.pid}: ptrace refused \\(EPERM\\) on thread ${t.pid}: it runs as uid 0 and criu-ts as uid 65534`),
+    );
     assert.ok(ms < 5000, `refused after ${ms} ms, not after the 10 s freeze timeout`);
     assertRunningFree(t.pid);
   } finally {
@@ -148,10 +188,17 @@ e2e('a target killed in the middle of its dump is named, with how it died', asyn
     process.kill(t.pid, 'SIGKILL');
     const r = await run.done;
     killAndReap(t.pid);
-    if (r.code === 0) { last = 'the dump finished before the kill'; continue; }
+    if (r.code === 0) {
+      last = 'the dump finished before the kill';
+      continue;
+    }
     const line = assertCleanError(r);
     assert.equal(line, `task ${t.pid} died during the dump (killed by SIGKILL); the rest of the tree is left running`);
-    assert.deepEqual(readdirSync(img).filter((n) => n.endsWith('.img')), [], 'no images are left');
+    assert.deepEqual(
+      readdirSync(img).filter((n) => n.endsWith('.img')),
+      [],
+      'no images are left',
+    );
     return;
   }
   assert.fail(last);

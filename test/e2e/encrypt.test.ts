@@ -7,7 +7,18 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { cpSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, runCriu, assertCleanError, assertRunningFree, killAndReap, waitForLine, procStat, adopt, reap } from '../lib/proc.ts';
+import {
+  e2e,
+  startTarget,
+  runCriu,
+  assertCleanError,
+  assertRunningFree,
+  killAndReap,
+  waitForLine,
+  procStat,
+  adopt,
+  reap,
+} from '../lib/proc.ts';
 import { restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { readMessages } from '../../src/images/index.ts';
@@ -15,7 +26,8 @@ import { readMessages } from '../../src/images/index.ts';
 /** Every repeated numeric field of a message, as the bytes the registers held (xmm_space, vregs...). */
 function registerArrays(v: unknown): Buffer[] {
   if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'number')) return [Buffer.from(Uint32Array.from(v as number[]).buffer)];
-  if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'bigint')) return [Buffer.from(BigUint64Array.from(v as bigint[]).buffer)];
+  if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'bigint'))
+    return [Buffer.from(BigUint64Array.from(v as bigint[]).buffer)];
   if (v && typeof v === 'object' && !Buffer.isBuffer(v)) return Object.values(v).flatMap(registerArrays);
   return [];
 }
@@ -32,21 +44,33 @@ e2e('an encrypted dump holds no secret of the process in any file, and only its 
   const wrong = join(c.dir, 'wrong-key');
   writeFileSync(wrong, randomBytes(32));
   const needles = [marker, marker.slice(0, 16), comm];
-  const leaks = (dir: string) => readdirSync(dir).flatMap((f) => {
-    const b = readFileSync(join(dir, f));
-    return needles.filter((n) => b.includes(n)).map((n) => `${f} holds ${n}`);
-  });
+  const leaks = (dir: string) =>
+    readdirSync(dir).flatMap((f) => {
+      const b = readFileSync(join(dir, f));
+      return needles.filter((n) => b.includes(n)).map((n) => `${f} holds ${n}`);
+    });
 
   // Control: a plain dump holds the marker, so the scan below can fail.
   const plain = c.subdir('plain');
   assert.equal(runCriu(['dump', '-t', String(t.pid), '-D', plain, '-R']).code, 0);
   const plainLeaks = leaks(plain);
-  assert.ok(plainLeaks.some((l) => l.startsWith('pages-')), `heap/stack in plain page data: ${plainLeaks.join(', ')}`);
-  assert.ok(registerArrays(readMessages(join(plain, `core-${t.pid}.img`), 'core_entry')[0]).some((b) => b.includes(marker.slice(0, 16))),
-    'the vector register holds the marker in the plain core');
+  assert.ok(
+    plainLeaks.some((l) => l.startsWith('pages-')),
+    `heap/stack in plain page data: ${plainLeaks.join(', ')}`,
+  );
+  assert.ok(
+    registerArrays(readMessages(join(plain, `core-${t.pid}.img`), 'core_entry')[0]).some((b) => b.includes(marker.slice(0, 16))),
+    'the vector register holds the marker in the plain core',
+  );
   assert.ok(plainLeaks.includes(`core-${t.pid}.img holds ${comm}`), `comm in the plain core: ${plainLeaks.join(', ')}`);
-  assert.ok(plainLeaks.some((l) => l.startsWith('reg-files') || l.startsWith('files')), `paths in plain files.img: ${plainLeaks.join(', ')}`);
-  assert.ok(plainLeaks.some((l) => l.startsWith('pipes-data')), `pipe data in plain: ${plainLeaks.join(', ')}`);
+  assert.ok(
+    plainLeaks.some((l) => l.startsWith('reg-files') || l.startsWith('files')),
+    `paths in plain files.img: ${plainLeaks.join(', ')}`,
+  );
+  assert.ok(
+    plainLeaks.some((l) => l.startsWith('pipes-data')),
+    `pipe data in plain: ${plainLeaks.join(', ')}`,
+  );
 
   const enc1 = c.subdir('enc1');
   assert.equal(runCriu(['dump', '-t', String(t.pid), '-D', enc1, '-R', '--encrypt', key, '-v4', '-o', join(c.dir, 'enc1.log')]).code, 0);
@@ -78,21 +102,37 @@ e2e('an encrypted dump holds no secret of the process in any file, and only its 
   attack('no-key', () => {}, /encrypt/, []);
   attack('wrong-key', () => {}, /key/, ['--encrypt', wrong]);
   attack('manifest-deleted', (d) => rmSync(join(d, 'criu-ts-manifest.json')), /criu-ts-manifest\.json: missing/);
-  attack('manifest-deleted-skip-verify', (d) => rmSync(join(d, 'criu-ts-manifest.json')), /criu-ts-manifest\.json: missing/, ['--encrypt', key, '--skip-verify']);
-  attack('manifest-replaced', (d) => cpSync(join(plain, 'criu-ts-manifest.json'), join(d, 'criu-ts-manifest.json')), /criu-ts-manifest\.json: not authenticated/);
-  attack('manifest-edited', (d) => {
-    const f = join(d, 'criu-ts-manifest.json');
-    const m = JSON.parse(readFileSync(f, 'utf8'));
-    m.files[core].size += 1;
-    writeFileSync(f, JSON.stringify(m));
-  }, /criu-ts-manifest\.json: does not authenticate/);
+  attack('manifest-deleted-skip-verify', (d) => rmSync(join(d, 'criu-ts-manifest.json')), /criu-ts-manifest\.json: missing/, [
+    '--encrypt',
+    key,
+    '--skip-verify',
+  ]);
+  attack(
+    'manifest-replaced',
+    (d) => cpSync(join(plain, 'criu-ts-manifest.json'), join(d, 'criu-ts-manifest.json')),
+    /criu-ts-manifest\.json: not authenticated/,
+  );
+  attack(
+    'manifest-edited',
+    (d) => {
+      const f = join(d, 'criu-ts-manifest.json');
+      const m = JSON.parse(readFileSync(f, 'utf8'));
+      m.files[core].size += 1;
+      writeFileSync(f, JSON.stringify(m));
+    },
+    /criu-ts-manifest\.json: does not authenticate/,
+  );
   attack('plain-core', (d) => cpSync(join(plain, core), join(d, core)), new RegExp(`${core.replace('.', '\\.')}: does not match`));
   attack('plain-pages', (d) => cpSync(join(plain, 'pages-1.img'), join(d, 'pages-1.img')), /pages-1\.img: /);
   attack('swapped-core', (d) => cpSync(join(enc1, core), join(d, core)), new RegExp(`${core.replace('.', '\\.')}: does not match`));
   attack('swapped-pages', (d) => cpSync(join(enc1, 'pages-1.img'), join(d, 'pages-1.img')), /pages-1\.img: /);
-  attack('renamed', (d) => {
-    cpSync(join(d, `fs-${t.pid}.img`), join(d, `mm-${t.pid}.img`));
-  }, new RegExp(`mm-${t.pid}\\.img: does not match`));
+  attack(
+    'renamed',
+    (d) => {
+      cpSync(join(d, `fs-${t.pid}.img`), join(d, `mm-${t.pid}.img`));
+    },
+    new RegExp(`mm-${t.pid}\\.img: does not match`),
+  );
 
   restoreDetached(enc, t.pid, ['--encrypt', key]);
   adopt(t.pid);

@@ -10,11 +10,35 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import {
-  e2e, startTarget, runCriu, assertCleanError, assertRunningFree, imageFiles, unusedPid, procStatus, procStat,
-  procMaps, diffMaps, readLines, lastCounter, killAndReap, signal, waitForLine, describeRun, sleepSync, SIGUSR1,
+  e2e,
+  startTarget,
+  runCriu,
+  assertCleanError,
+  assertRunningFree,
+  imageFiles,
+  unusedPid,
+  procStatus,
+  procStat,
+  procMaps,
+  diffMaps,
+  readLines,
+  lastCounter,
+  killAndReap,
+  signal,
+  waitForLine,
+  describeRun,
+  sleepSync,
+  SIGUSR1,
 } from '../lib/proc.ts';
 import {
-  dump, restore, dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter,
+  dump,
+  restore,
+  dumpAndReap,
+  restoreDetached,
+  startFoundation,
+  checkFoundationLog,
+  checkDataFile,
+  waitForCounter,
 } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { readMessages, writeImage } from '../../src/images/index.ts';
@@ -89,36 +113,45 @@ for (const step of ['freeze', 'memory', 'files', 'write-images']) {
 // this thread writes the pages (small dumps, tmpfs) and when the page writer thread does
 // (large dumps; ext4 on a loop device, where it writes with O_DIRECT).
 const canMkfs = spawnSync('sh', ['-c', 'command -v mkfs.ext4 && test -e /dev/loop-control']).status === 0;
-for (const [mib, fsMiB, fsType] of [[8, 4, 'tmpfs'], [64, 24, 'tmpfs'], [64, 24, 'ext4']] as const) {
+for (const [mib, fsMiB, fsType] of [
+  [8, 4, 'tmpfs'],
+  [64, 24, 'tmpfs'],
+  [64, 24, 'ext4'],
+] as const) {
   const skip = fsType === 'ext4' && !canMkfs ? 'needs mkfs.ext4 and loop devices (the AArch64 lab has neither)' : false;
-  e2e(`a dump of ${mib} MiB into a full ${fsMiB} MiB ${fsType} fails cleanly and the target runs on`, async (c) => {
-    const t = startTarget([workload('memhog'), String(mib)], { logFile: join(c.dir, 'memhog.log') });
-    await waitForLine(t.log, /^ready /);
-    const img = c.subdir('small');
-    let m;
-    if (fsType === 'tmpfs') m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${fsMiB}m,mode=0700`, 'criu-ts-full', img], { encoding: 'utf8' });
-    else {
-      const disk = join(c.dir, 'disk.ext4');
-      writeFileSync(disk, '');
-      truncateSync(disk, fsMiB << 20);
-      const mk = spawnSync('mkfs.ext4', ['-q', '-F', disk], { encoding: 'utf8' });
-      assert.equal(mk.status, 0, `mkfs.ext4: ${mk.stderr}`);
-      m = spawnSync('mount', ['-o', 'loop', disk, img], { encoding: 'utf8' });
-    }
-    assert.equal(m.status, 0, `mount ${fsType}: ${m.stderr}`);
-    try {
-      const line = assertCleanError(dump(t.pid, img));
-      assert.match(line, /pages-1\.img.*(ENOSPC|No space left)/, line);
-      assert.deepEqual(imageFiles(img), [], 'no partial images');
-      assertRunningFree(t.pid, 'target after the failed dump');
-      signal(t.pid, SIGUSR1);
-      await waitForLine(t.log, /^verify=1 (ok|BAD)$/);
-      assert.deepEqual(readLines(t.log).slice(-1), ['verify=1 ok'], 'memory intact after the failed dump');
-    } finally {
-      spawnSync('umount', [img]);
-    }
-    killAndReap(t.pid);
-  }, { skip });
+  e2e(
+    `a dump of ${mib} MiB into a full ${fsMiB} MiB ${fsType} fails cleanly and the target runs on`,
+    async (c) => {
+      const t = startTarget([workload('memhog'), String(mib)], { logFile: join(c.dir, 'memhog.log') });
+      await waitForLine(t.log, /^ready /);
+      const img = c.subdir('small');
+      let m;
+      if (fsType === 'tmpfs')
+        m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${fsMiB}m,mode=0700`, 'criu-ts-full', img], { encoding: 'utf8' });
+      else {
+        const disk = join(c.dir, 'disk.ext4');
+        writeFileSync(disk, '');
+        truncateSync(disk, fsMiB << 20);
+        const mk = spawnSync('mkfs.ext4', ['-q', '-F', disk], { encoding: 'utf8' });
+        assert.equal(mk.status, 0, `mkfs.ext4: ${mk.stderr}`);
+        m = spawnSync('mount', ['-o', 'loop', disk, img], { encoding: 'utf8' });
+      }
+      assert.equal(m.status, 0, `mount ${fsType}: ${m.stderr}`);
+      try {
+        const line = assertCleanError(dump(t.pid, img));
+        assert.match(line, /pages-1\.img.*(ENOSPC|No space left)/, line);
+        assert.deepEqual(imageFiles(img), [], 'no partial images');
+        assertRunningFree(t.pid, 'target after the failed dump');
+        signal(t.pid, SIGUSR1);
+        await waitForLine(t.log, /^verify=1 (ok|BAD)$/);
+        assert.deepEqual(readLines(t.log).slice(-1), ['verify=1 ok'], 'memory intact after the failed dump');
+      } finally {
+        spawnSync('umount', [img]);
+      }
+      killAndReap(t.pid);
+    },
+    { skip },
+  );
 }
 
 // ---------------------------------------------------------------- restore: broken images

@@ -7,13 +7,44 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  e2e, signal, sleep, readLines, lastCounter, waitForLine, procMaps, diffMaps, fdTable, procStatus, cmdline,
-  assertRunningFree, killAndReap, adopt, runCriuAsync, describeRun, imageFiles, procStat, startTarget,
-  counterValues, assertConsecutive, SIGUSR1, SIGUSR2, type FdInfo,
+  e2e,
+  signal,
+  sleep,
+  readLines,
+  lastCounter,
+  waitForLine,
+  procMaps,
+  diffMaps,
+  fdTable,
+  procStatus,
+  cmdline,
+  assertRunningFree,
+  killAndReap,
+  adopt,
+  runCriuAsync,
+  describeRun,
+  imageFiles,
+  procStat,
+  startTarget,
+  counterValues,
+  assertConsecutive,
+  SIGUSR1,
+  SIGUSR2,
+  type FdInfo,
   SLOW,
 } from '../lib/proc.ts';
 import {
-  dump, restore, dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter, counterOf, firstProgressFrom, DATA_HEADER,
+  dump,
+  restore,
+  dumpAndReap,
+  restoreDetached,
+  startFoundation,
+  checkFoundationLog,
+  checkDataFile,
+  waitForCounter,
+  counterOf,
+  firstProgressFrom,
+  DATA_HEADER,
 } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { runCrit } from '../../src/cli/crit.ts';
@@ -121,11 +152,15 @@ e2e('dump -R leaves the process running, and the images restore after it is kill
   restoreDetached(img, f.pid);
   await waitForCounter(f.log, -1, 10_000, mark);
   const first = firstProgressFrom(f.log, mark);
-  assert.ok(first >= l0 + 1 && first <= l1 + 1,
-    `restored from the dump-time state: first line i=${first}, dump ran between i=${l0} and i=${l1} (killed at ${killedAt})`);
+  assert.ok(
+    first >= l0 + 1 && first <= l1 + 1,
+    `restored from the dump-time state: first line i=${first}, dump ran between i=${l0} and i=${l1} (killed at ${killedAt})`,
+  );
   await waitForCounter(f.log, first + 2, 5000, mark);
   killAndReap(f.pid);
-  const after = readLines(f.log).slice(mark).filter((l) => l.startsWith('i='));
+  const after = readLines(f.log)
+    .slice(mark)
+    .filter((l) => l.startsWith('i='));
   assertConsecutive(counterValues(after), 'counter after restore', first);
   for (const l of after) assert.match(l, /tls=ok errno=ok sum=ok .*mask=ok .*vdso=ok cpu=ok rseq=ok/);
 });
@@ -154,7 +189,9 @@ e2e('every general register keeps its value through dump -R and through restore'
   await waitForCounter(log, -1, 60_000, mark);
   await waitForCounter(log, firstProgressFrom(log, mark) + 2, 60_000, mark);
   killAndReap(t.pid);
-  const restored = readLines(log).slice(mark).filter((l) => l.startsWith('i='));
+  const restored = readLines(log)
+    .slice(mark)
+    .filter((l) => l.startsWith('i='));
   for (const l of restored) assert.match(l, /regs=ok$/, 'after restore');
 });
 
@@ -169,7 +206,13 @@ e2e('an auxv tail the kernel has no room for is left out with a warning, and the
   dumpAndReap(t.pid, img);
   const mmImg = join(img, `mm-${t.pid}.img`);
   const json = join(c.dir, 'mm.json');
-  const io = { stdout: () => {}, stderr: (s: string) => { throw new Error(s); }, stdin: () => Buffer.alloc(0) };
+  const io = {
+    stdout: () => {},
+    stderr: (s: string) => {
+      throw new Error(s);
+    },
+    stdin: () => Buffer.alloc(0),
+  };
   assert.equal(runCrit(['decode', '-i', mmImg, '-o', json], io), 0);
   // crit's parser: JSON.parse would round the auxv's 64-bit words (arm64's AT_HWCAP) to doubles.
   const doc = parseJson(readFileSync(json, 'utf8')) as { entries: Record<string, JsonValue>[] };
@@ -181,7 +224,11 @@ e2e('an auxv tail the kernel has no room for is left out with a warning, and the
   assert.match(readFileSync(join(img, 'restore.log'), 'utf8') + r.stderr, /no room for the last 32 auxv entries/);
   const at = lastCounter(t.log);
   await waitForCounter(t.log, at + 2);
-  assert.deepEqual(readFileSync(`/proc/${t.pid}/auxv`).subarray(0, arch.auxvWords * 8), before.subarray(0, arch.auxvWords * 8), 'what the format holds is back');
+  assert.deepEqual(
+    readFileSync(`/proc/${t.pid}/auxv`).subarray(0, arch.auxvWords * 8),
+    before.subarray(0, arch.auxvWords * 8),
+    'what the format holds is back',
+  );
   killAndReap(t.pid);
 });
 
@@ -223,8 +270,10 @@ e2e('restore --pidfile writes the PID of the restored process', async (c) => {
 });
 
 e2e('crit decodes every image and crit x ps lists the process', async (c) => {
-  assert.ok(spawnSync(CRIT, ['--help'], { encoding: 'utf8' }).status === 0,
-    `${CRIT} is required (Debian package criu; .ci/run installs it)`);
+  assert.ok(
+    spawnSync(CRIT, ['--help'], { encoding: 'utf8' }).status === 0,
+    `${CRIT} is required (Debian package criu; .ci/run installs it)`,
+  );
   const f = startFoundation(c);
   await waitForCounter(f.log, 2);
   const img = c.subdir('img');
@@ -233,7 +282,10 @@ e2e('crit decodes every image and crit x ps lists the process', async (c) => {
   for (const must of ['inventory.img', 'pstree.img', `core-${f.pid}.img`, `mm-${f.pid}.img`, `pagemap-${f.pid}.img`]) {
     assert.ok(files.includes(must), `${must} is missing (have: ${files.join(' ')})`);
   }
-  assert.ok(files.some((n) => /^pages-\d+\.img$/.test(n)), 'a pages-N.img');
+  assert.ok(
+    files.some((n) => /^pages-\d+\.img$/.test(n)),
+    'a pages-N.img',
+  );
   for (const name of files) {
     if (/^pages-\d+\.img$/.test(name)) continue; // raw page data, no magic: crit cannot decode it by design
     const r = spawnSync(CRIT, ['decode', '-i', join(img, name)], { encoding: 'utf8', maxBuffer: 256 << 20 });
@@ -243,7 +295,11 @@ e2e('crit decodes every image and crit x ps lists the process', async (c) => {
   }
   const ps = spawnSync(CRIT, ['decode', '-i', join(img, 'pstree.img')], { encoding: 'utf8' });
   const tree = JSON.parse(ps.stdout) as { entries: { pid: number; ppid: number; pgid: number; sid: number }[] };
-  assert.deepEqual(tree.entries.map((e) => [e.pid, e.ppid, e.pgid, e.sid]), [[f.pid, 0, f.pid, f.pid]], 'pstree entries');
+  assert.deepEqual(
+    tree.entries.map((e) => [e.pid, e.ppid, e.pgid, e.sid]),
+    [[f.pid, 0, f.pid, f.pid]],
+    'pstree entries',
+  );
   const x = spawnSync(CRIT, ['x', img, 'ps'], { encoding: 'utf8' });
   assert.equal(x.status, 0, `crit x ps failed: ${x.stderr}`);
   const row = x.stdout.split('\n').find((l) => l.trim().split(/\s+/)[0] === String(f.pid));

@@ -10,8 +10,16 @@ import { dump, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts
 import { workload } from '../lib/workloads.ts';
 
 const FREEZERS = [
-  { name: 'v2', root: '/sys/fs/cgroup/unified', state: (d: string) => readFileSync(join(d, 'cgroup.events'), 'utf8').includes('frozen 0') ? 'thawed' : 'frozen' },
-  { name: 'v1', root: '/sys/fs/cgroup/freezer', state: (d: string) => readFileSync(join(d, 'freezer.state'), 'utf8').trim() === 'THAWED' ? 'thawed' : 'frozen' },
+  {
+    name: 'v2',
+    root: '/sys/fs/cgroup/unified',
+    state: (d: string) => (readFileSync(join(d, 'cgroup.events'), 'utf8').includes('frozen 0') ? 'thawed' : 'frozen'),
+  },
+  {
+    name: 'v1',
+    root: '/sys/fs/cgroup/freezer',
+    state: (d: string) => (readFileSync(join(d, 'freezer.state'), 'utf8').trim() === 'THAWED' ? 'thawed' : 'frozen'),
+  },
 ].filter((f) => existsSync(f.root));
 
 for (const f of FREEZERS) {
@@ -48,7 +56,11 @@ for (const f of FREEZERS) {
       await waitForCounter(t.log, -1, 10_000, mark);
       killAndReap(t.pid);
     } finally {
-      try { rmdirSync(cg); } catch { /* processes still inside: the sweep kills them */ }
+      try {
+        rmdirSync(cg);
+      } catch {
+        /* processes still inside: the sweep kills them */
+      }
     }
   });
 }

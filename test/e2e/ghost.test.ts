@@ -23,11 +23,19 @@ e2e('deleted files, an unlinked FIFO and a deleted cwd come back and are deleted
   const img = c.subdir('img');
   dumpAndReap(g.pid, img);
   const remaps = readMessages(join(img, 'remap-fpath.img'), 'remap_file_path_entry');
-  assert.equal(new Set(remaps.map((r) => r.remap_id)).size, 5, 'one ghost per deleted inode (open+shared map, private map, sparse, fifo, cwd)');
+  assert.equal(
+    new Set(remaps.map((r) => r.remap_id)).size,
+    5,
+    'one ghost per deleted inode (open+shared map, private map, sparse, fifo, cwd)',
+  );
   restoreDetached(img, g.pid);
   assert.deepEqual(readdirSync(g.files), [], 'the ghosts made for the restore have no names left');
   const sparse = readMessages(join(img, 'ghost-file-3.img'), 'ghost_chunk_entry');
-  assert.deepEqual(sparse.map((e) => e.off), [256n * 1024n], 'the sparse file\'s hole is not saved, only its data');
+  assert.deepEqual(
+    sparse.map((e) => e.off),
+    [256n * 1024n],
+    "the sparse file's hole is not saved, only its data",
+  );
   assert.equal(await askCheck(g), 'CHECK ok');
   killAndReap(g.pid);
 });
@@ -44,7 +52,10 @@ e2e('a deleted file larger than --ghost-limit refuses the dump and the task runs
 e2e('a deleted name of a file with another name: refused without --link-remap, the same inode with it', async (c) => {
   const g = await startGhost(c, ['-l']);
   const msg = assertCleanError(dump(g.pid, c.subdir('refused')));
-  assert.match(msg, /files\/linked was deleted but the file has other names: --link-remap saves it by a temporary link; not supported yet$/);
+  assert.match(
+    msg,
+    /files\/linked was deleted but the file has other names: --link-remap saves it by a temporary link; not supported yet$/,
+  );
   assertRunningFree(g.pid, 'the target after a refused dump');
   assert.deepEqual(readdirSync(g.files), ['other'], 'a refused dump leaves no link behind');
   const img = c.subdir('img');

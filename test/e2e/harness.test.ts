@@ -6,8 +6,26 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
-  e2e, startTarget, killAndReap, procStat, procStatus, ourChildren, tracked, sweep, waitExit, signal, sleep,
-  waitForLine, readLines, diffMaps, procMaps, fdTable, assertRunningFree, descendants, SIGUSR1, SIGUSR2,
+  e2e,
+  startTarget,
+  killAndReap,
+  procStat,
+  procStatus,
+  ourChildren,
+  tracked,
+  sweep,
+  waitExit,
+  signal,
+  sleep,
+  waitForLine,
+  readLines,
+  diffMaps,
+  procMaps,
+  fdTable,
+  assertRunningFree,
+  descendants,
+  SIGUSR1,
+  SIGUSR2,
 } from '../lib/proc.ts';
 import { checkDataFile, checkFoundationLog, startFoundation, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -31,7 +49,14 @@ e2e('startTarget: a session-leading orphan of ours; killAndReap reaps it', async
   await waitForLine(t.log, /^i=5$/, 5000);
   assertRunningFree(t.pid);
   const fds = fdTable(t.pid);
-  assert.deepEqual(fds.map((f) => [f.fd, f.target]), [[0, '/dev/null'], [1, t.log], [2, t.log]]);
+  assert.deepEqual(
+    fds.map((f) => [f.fd, f.target]),
+    [
+      [0, '/dev/null'],
+      [1, t.log],
+      [2, t.log],
+    ],
+  );
   assert.equal(fds[1].flags & 0o2003, 0o2001, 'stdout is O_WRONLY|O_APPEND');
   const ex = killAndReap(t.pid);
   assert.deepEqual(ex?.signal, 9);
@@ -55,8 +80,14 @@ e2e('sweep reports a stopped target and an unknown child, and reaps both', async
   await sleep(50);
   assert.ok(ourChildren().includes(stray), 'the stray is our child');
   const problems = await sweep();
-  assert.ok(problems.some((p) => p.includes(`PID ${t.pid}`) && p.includes('stopped')), problems.join('\n'));
-  assert.ok(problems.some((p) => p.includes(`PID ${stray}`) && p.includes('did not start')), problems.join('\n'));
+  assert.ok(
+    problems.some((p) => p.includes(`PID ${t.pid}`) && p.includes('stopped')),
+    problems.join('\n'),
+  );
+  assert.ok(
+    problems.some((p) => p.includes(`PID ${stray}`) && p.includes('did not start')),
+    problems.join('\n'),
+  );
   assert.equal(procStat(t.pid), null);
   assert.equal(procStat(stray), null);
   assert.deepEqual(ourChildren(), []);
@@ -67,7 +98,10 @@ e2e('foundation runs: every check ok, signals, pipe, data file, exit code', asyn
   await waitForCounter(f.log, 2);
   const maps0 = procMaps(f.pid);
   const fds0 = fdTable(f.pid);
-  assert.deepEqual(fds0.map((x) => x.target), ['/dev/null', f.log, f.log, f.data, 'pipe:#1', 'pipe:#1']);
+  assert.deepEqual(
+    fds0.map((x) => x.target),
+    ['/dev/null', f.log, f.log, f.data, 'pipe:#1', 'pipe:#1'],
+  );
   signal(f.pid, SIGUSR1);
   const l1 = await waitForLine(f.log, /usr1=1 /);
   signal(f.pid, SIGUSR2);
@@ -102,7 +136,10 @@ e2e('foundation: heap corruption is detected (sum=BAD, exit 3)', async (c) => {
   }
   const ex = await waitExit(f.pid, 5000);
   assert.deepEqual(ex?.code, 3);
-  assert.ok(readLines(f.log).some((l) => /^i=\d+ .*sum=BAD/.test(l)), 'a sum=BAD line');
+  assert.ok(
+    readLines(f.log).some((l) => /^i=\d+ .*sum=BAD/.test(l)),
+    'a sum=BAD line',
+  );
 });
 
 e2e('memhog verifies on SIGUSR1', async (c) => {
@@ -113,7 +150,7 @@ e2e('memhog verifies on SIGUSR1', async (c) => {
   killAndReap(t.pid);
 });
 
-e2e('killAndReap takes the target\'s children with it', async (c) => {
+e2e("killAndReap takes the target's children with it", async (c) => {
   const t = startTarget(['/usr/bin/bash', '-c', 'sleep 1000 & sleep 1000 & echo started; wait'], { logFile: join(c.dir, 'b.log') });
   await waitForLine(t.log, /^started$/);
   await sleep(50);

@@ -28,8 +28,8 @@ e2e('dump replaces planted symlinks and hard links in the images dir instead of 
   const r = dump(f.pid, img, ['-R']);
   assert.equal(r.code, 0, r.stderr);
   assertRunningFree(f.pid);
-  assert.equal(readFileSync(victim, 'utf8'), VICTIM, 'the symlinks\' target is untouched');
-  assert.equal(readFileSync(linked, 'utf8'), VICTIM, 'the hard link\'s other name is untouched');
+  assert.equal(readFileSync(victim, 'utf8'), VICTIM, "the symlinks' target is untouched");
+  assert.equal(readFileSync(linked, 'utf8'), VICTIM, "the hard link's other name is untouched");
   for (const n of readdirSync(img)) {
     const st = statSync(join(img, n));
     assert.ok(st.isFile(), `${n} is a regular file of its own`);
@@ -80,7 +80,7 @@ e2e('--pidfile replaces a planted symlink instead of writing through it', async 
   const r = restore(img, ['-d', '--pidfile', pidfile]);
   adopt(f.pid);
   assert.equal(r.code, 0, r.stderr);
-  assert.equal(readFileSync(victim, 'utf8'), VICTIM, 'the symlink\'s target is untouched');
+  assert.equal(readFileSync(victim, 'utf8'), VICTIM, "the symlink's target is untouched");
   assert.equal(readFileSync(pidfile, 'utf8').trim(), String(f.pid));
   assert.equal(statSync(pidfile).mode & 0o777, 0o600);
   killAndReap(f.pid);

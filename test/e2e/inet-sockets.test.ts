@@ -11,7 +11,22 @@ import { execFileSync, spawn } from 'node:child_process';
 import { sock, pidfdOpen, pidfdGetfd, close } from '../../src/kernel/index.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CRIU_BIN, e2e, startTarget, killAndReap, assertCleanError, assertRunningFree, assertOk, adopt, waitExit, waitForLine, lastCounter, readLines, sleep, SLOW } from '../lib/proc.ts';
+import {
+  CRIU_BIN,
+  e2e,
+  startTarget,
+  killAndReap,
+  assertCleanError,
+  assertRunningFree,
+  assertOk,
+  adopt,
+  waitExit,
+  waitForLine,
+  lastCounter,
+  readLines,
+  sleep,
+  SLOW,
+} from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
@@ -22,18 +37,30 @@ function greeting(port: number, host: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ port, host });
     let got = '';
-    s.on('data', (d) => { got += d.toString(); });
+    s.on('data', (d) => {
+      got += d.toString();
+    });
     s.on('end', () => resolve(got));
     s.on('error', reject);
-    s.setTimeout(3000 * SLOW, () => { s.destroy(); reject(new Error(`no greeting from ${host}:${port}`)); });
+    s.setTimeout(3000 * SLOW, () => {
+      s.destroy();
+      reject(new Error(`no greeting from ${host}:${port}`));
+    });
   });
 }
 
 function udpEcho(type: 'udp4', port: number, msg: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = dgram.createSocket(type);
-    const t = setTimeout(() => { s.close(); reject(new Error(`no echo from port ${port}`)); }, 3000 * SLOW);
-    s.on('message', (m) => { clearTimeout(t); s.close(); resolve(m.toString()); });
+    const t = setTimeout(() => {
+      s.close();
+      reject(new Error(`no echo from port ${port}`));
+    }, 3000 * SLOW);
+    s.on('message', (m) => {
+      clearTimeout(t);
+      s.close();
+      resolve(m.toString());
+    });
     s.send(msg, port, '127.0.0.1');
   });
 }
@@ -42,8 +69,15 @@ function udpEcho(type: 'udp4', port: number, msg: string): Promise<string> {
 function tick(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = dgram.createSocket('udp6');
-    const t = setTimeout(() => { s.close(); reject(new Error(`no tick on [::1]:${port}`)); }, 3000 * SLOW);
-    s.on('message', (m) => { clearTimeout(t); s.close(); resolve(Number(/^tick (\d+)$/.exec(m.toString())?.[1])); });
+    const t = setTimeout(() => {
+      s.close();
+      reject(new Error(`no tick on [::1]:${port}`));
+    }, 3000 * SLOW);
+    s.on('message', (m) => {
+      clearTimeout(t);
+      s.close();
+      resolve(Number(/^tick (\d+)$/.exec(m.toString())?.[1]));
+    });
     s.bind(port, '::1');
   });
 }
@@ -75,13 +109,22 @@ e2e('listening TCP v4/v6/dual-stack and UDP/UDP-Lite sockets come back with thei
   await waitForLine(t.log, (l) => /^i=(\d+)/.test(l) && Number(/^i=(\d+)/.exec(l)![1]) > before + 1, 5000 * SLOW);
   await checkServer(b, t.log);
   // UDP-Lite came back as UDP-Lite: the workload checks SO_PROTOCOL; crit reads the entry.
-  const files = execFileSync(process.execPath, [join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'), 'crit', 'show', join(img, 'files.img')], { encoding: 'utf8' });
+  const files = execFileSync(
+    process.execPath,
+    [join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'), 'crit', 'show', join(img, 'files.img')],
+    { encoding: 'utf8' },
+  );
   assert.match(files, /"proto": "UDPLITE"/);
   killAndReap(t.pid);
 });
 
 /** A peer outside the tree, and the dumped client connected to it (v4 or v6). */
-async function connection(c: { dir: string }, port: number, host: string, env: Record<string, string> = {}): Promise<{ peer: { pid: number; log: string }; client: { pid: number; log: string } }> {
+async function connection(
+  c: { dir: string },
+  port: number,
+  host: string,
+  env: Record<string, string> = {},
+): Promise<{ peer: { pid: number; log: string }; client: { pid: number; log: string } }> {
   const peer = startTarget([workload('tcpconn'), 'peer', String(port)], { logFile: join(c.dir, `peer-${port}.log`) });
   await waitForLine(peer.log, /^listening/);
   const client = startTarget([workload('tcpconn'), 'client', host, String(port)], { logFile: join(c.dir, `client-${port}.log`), env });
@@ -91,7 +134,9 @@ async function connection(c: { dir: string }, port: number, host: string, env: R
 }
 
 const rxOf = (log: string): number => {
-  const l = readLines(log).filter((x) => x.startsWith('rx=')).pop();
+  const l = readLines(log)
+    .filter((x) => x.startsWith('rx='))
+    .pop();
   return l ? Number(/^rx=(\d+)/.exec(l)![1]) : 0;
 };
 
@@ -101,7 +146,12 @@ async function streamsGoOn(ends: Array<{ log: string }>, past: number[]): Promis
     const want = past[i] + 20_000;
     await waitForLine(e.log, (l) => /^rx=(\d+)/.test(l) && Number(/^rx=(\d+)/.exec(l)![1]) > want, 10_000 * SLOW);
   }
-  for (const e of ends) assert.deepEqual(readLines(e.log).filter((l) => /^(BAD|ERR)/.test(l)), [], readFileSync(e.log, 'utf8').slice(-300));
+  for (const e of ends)
+    assert.deepEqual(
+      readLines(e.log).filter((l) => /^(BAD|ERR)/.test(l)),
+      [],
+      readFileSync(e.log, 'utf8').slice(-300),
+    );
 }
 
 /** A copy of the client's socket (fd 3), closed at once but for the caller's one look. */
@@ -111,7 +161,9 @@ function copyOfSocket(pid: number): number {
     const c = pidfdGetfd(pidfd, 3);
     setImmediate(() => close(c));
     return c;
-  } finally { close(pidfd); }
+  } finally {
+    close(pidfd);
+  }
 }
 
 /** The client's local port, from /proc/net/tcp{,6}. */
@@ -125,7 +177,10 @@ function localPort(pid: number, peerPort: number): number {
   throw new Error(`no connection of ${pid} to port ${peerPort}`);
 }
 
-for (const [name, host] of [['IPv4', '127.0.0.1'], ['IPv6', '::1']] as const) {
+for (const [name, host] of [
+  ['IPv4', '127.0.0.1'],
+  ['IPv6', '::1'],
+] as const) {
   e2e(`an established ${name} connection to a peer outside the tree survives dump -R and dump + restore (--tcp-established)`, async (c) => {
     const port = base(host === '::1' ? 2 : 1);
     // The client lives through a killed criu-ts below, which can leave it one call that meets
@@ -142,17 +197,25 @@ for (const [name, host] of [['IPv4', '127.0.0.1'], ['IPv6', '::1']] as const) {
     const fdir = c.subdir('failed');
     const failed = dump(client.pid, fdir, ['--tcp-established'], { env: { CRIU_TS_FAULT: 'write-images' } });
     assert.equal(failed.code, 1, failed.stderr);
-    assert.ok(readLines(join(fdir, 'dump.log')).some((l) => /TCP \d+ bytes to read/.test(l)), 'the connection was frozen and saved');
+    assert.ok(
+      readLines(join(fdir, 'dump.log')).some((l) => /TCP \d+ bytes to read/.test(l)),
+      'the connection was frozen and saved',
+    );
     assertRunningFree(client.pid);
     await streamsGoOn([client, peer], [rxOf(client.log), rxOf(peer.log)]);
 
     // criu-ts killed (SIGKILL) with the connection in repair mode: its guardian turns repair off.
     const kdir = c.subdir('killed');
     const criu = spawn(CRIU_BIN, ['dump', '-t', String(client.pid), '-D', kdir, '-v4', '-o', 'dump.log', '--tcp-established'], {
-      env: { ...process.env, CRIU_TS_RUN_DIR: c.subdir('run'), CRIU_TS_HANG: 'write-images' }, stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, CRIU_TS_RUN_DIR: c.subdir('run'), CRIU_TS_HANG: 'write-images' },
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
     const ended = new Promise<number | string | null>((resolve) => criu.on('exit', (code, s) => resolve(s ?? code)));
-    await new Promise<void>((resolve) => criu.stderr.on('data', (d: Buffer) => { if (d.includes('hanging')) resolve(); }));
+    await new Promise<void>((resolve) =>
+      criu.stderr.on('data', (d: Buffer) => {
+        if (d.includes('hanging')) resolve();
+      }),
+    );
     assert.equal(sock.getsockoptInt(copyOfSocket(client.pid), sock.SOL.TCP, sock.TCP.REPAIR), 1, 'the connection is in repair mode');
     assert.deepEqual(transient(), [], 'no call met repair mode while criu-ts ran');
     const guardian = Number(/TCP repair guardian: pid (\d+)/.exec(readFileSync(join(kdir, 'dump.log'), 'utf8'))?.[1]);
@@ -174,13 +237,18 @@ for (const [name, host] of [['IPv4', '127.0.0.1'], ['IPv6', '::1']] as const) {
     // segments wait for the restored socket instead of drawing a reset from the host.
     const cport = localPort(client.pid, port);
     const family = host === '::1' ? 'ip6tables' : 'iptables';
-    const rules = [['--sport', String(port), '--dport', String(cport)], ['--sport', String(cport), '--dport', String(port)]]
-      .map((r) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...r, '-j', 'DROP']);
+    const rules = [
+      ['--sport', String(port), '--dport', String(cport)],
+      ['--sport', String(cport), '--dport', String(port)],
+    ].map((r) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...r, '-j', 'DROP']);
     for (const r of rules) execFileSync(family, ['-w', '-I', ...r]);
     try {
       const img = c.subdir('img');
       dumpAndReap(client.pid, img, ['--tcp-established']);
-      assert.ok(readLines(join(img, 'dump.log')).some((l) => /image tcp-stream-[0-9a-f]+\.img/.test(l)), 'a tcp-stream image');
+      assert.ok(
+        readLines(join(img, 'dump.log')).some((l) => /image tcp-stream-[0-9a-f]+\.img/.test(l)),
+        'a tcp-stream image',
+      );
       await sleep(300);
       restoreDetached(img, client.pid, ['--tcp-established']);
     } finally {
@@ -234,18 +302,24 @@ e2e('python3 -m http.server with a client in the middle of a request: dump + res
   const port = base(5);
   const www = c.subdir('www');
   writeFileSync(join(www, 'hello.txt'), 'hello from before the dump\n');
-  const srv = startTarget(['/usr/bin/python3', '-m', 'http.server', '--bind', '127.0.0.1', '--directory', www, String(port)], { logFile: join(c.dir, 'http.log') });
+  const srv = startTarget(['/usr/bin/python3', '-m', 'http.server', '--bind', '127.0.0.1', '--directory', www, String(port)], {
+    logFile: join(c.dir, 'http.log'),
+  });
   await waitForLine(srv.log, /Serving HTTP/);
   // The client sends half a request: the server's handler thread waits for the rest.
   const client = net.connect({ port, host: '127.0.0.1' });
   await new Promise((r) => client.on('connect', r));
   let reply = '';
-  client.on('data', (d) => { reply += d.toString(); });
+  client.on('data', (d) => {
+    reply += d.toString();
+  });
   client.write('GET /hello.txt HTTP/1.1\r\nHost: x\r\n');
   await sleep(300);
   const cport = client.localPort!;
-  const rules = [['--sport', String(port), '--dport', String(cport)], ['--sport', String(cport), '--dport', String(port)]]
-    .map((r) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...r, '-j', 'DROP']);
+  const rules = [
+    ['--sport', String(port), '--dport', String(cport)],
+    ['--sport', String(cport), '--dport', String(port)],
+  ].map((r) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...r, '-j', 'DROP']);
   for (const r of rules) execFileSync('iptables', ['-w', '-I', ...r]);
   try {
     const img = c.subdir('img');

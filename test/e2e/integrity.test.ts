@@ -7,9 +7,7 @@ import { cpSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSyn
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import {
-  e2e, startTarget, assertCleanError, procStat, killAndReap, signal, waitForLine, readLines, SIGUSR1, reap,
-} from '../lib/proc.ts';
+import { e2e, startTarget, assertCleanError, procStat, killAndReap, signal, waitForLine, readLines, SIGUSR1, reap } from '../lib/proc.ts';
 import { dump, restore, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
@@ -17,11 +15,15 @@ const PYTHON = '/usr/bin/python3';
 
 /** The largest pages-N.img of a dump. */
 function largestPages(dir: string): string {
-  return readdirSync(dir).filter((f) => /^pages-\d+\.img$/.test(f)).sort((a, b) => statSync(join(dir, b)).size - statSync(join(dir, a)).size)[0];
+  return readdirSync(dir)
+    .filter((f) => /^pages-\d+\.img$/.test(f))
+    .sort((a, b) => statSync(join(dir, b)).size - statSync(join(dir, a)).size)[0];
 }
 
 function pagesBytes(dir: string): number {
-  return readdirSync(dir).filter((f) => /^pages-\d+\.img$/.test(f)).reduce((s, f) => s + statSync(join(dir, f)).size, 0);
+  return readdirSync(dir)
+    .filter((f) => /^pages-\d+\.img$/.test(f))
+    .reduce((s, f) => s + statSync(join(dir, f)).size, 0);
 }
 
 e2e('flipping any single byte of any image file makes restore refuse, naming that file', async (c) => {
@@ -30,7 +32,10 @@ e2e('flipping any single byte of any image file makes restore refuse, naming tha
   const good = c.subdir('good');
   dumpAndReap(t.pid, good);
   const files = readdirSync(good).filter((f) => f.endsWith('.img'));
-  assert.ok(files.some((f) => f.startsWith('pages-')), 'the dump has page data');
+  assert.ok(
+    files.some((f) => f.startsWith('pages-')),
+    'the dump has page data',
+  );
   // The header, the middle and the very end of every file.
   for (const f of files) {
     const size = statSync(join(good, f)).size;
@@ -106,8 +111,16 @@ e2e('a large dump (pages written on the page writer thread) carries CRC-32s that
   dumpAndReap(t.pid, good);
   const m = manifestOf(good);
   assert.equal(m.digest, 'crc32');
-  const names = readdirSync(good).filter((f) => f.endsWith('.img')).sort();
-  assert.deepEqual(Object.keys(m.files).filter((f) => f.endsWith('.img')).sort(), names, 'every image file is listed');
+  const names = readdirSync(good)
+    .filter((f) => f.endsWith('.img'))
+    .sort();
+  assert.deepEqual(
+    Object.keys(m.files)
+      .filter((f) => f.endsWith('.img'))
+      .sort(),
+    names,
+    'every image file is listed',
+  );
   for (const f of names) {
     const b = readFileSync(join(good, f));
     assert.equal(m.files[f].size, b.length, `${f}: size`);
@@ -191,31 +204,38 @@ e2e('--compress zstd: smaller pages for compressible memory, and the dump restor
   killAndReap(t.pid);
 });
 
-e2e('--encrypt: no plaintext page in any file, and it restores only with the key', async (c) => {
-  const t = await startPython(c);
-  const marker = Buffer.from('criu-ts-secret-marker-criu-ts-secret-marker-');
-  const key = join(c.dir, 'key');
-  writeFileSync(key, randomBytes(32).toString('hex'));
-  const wrong = join(c.dir, 'wrong-key');
-  writeFileSync(wrong, randomBytes(32));
-  // Control: without encryption the marker is in the page data, so the check below can fail.
-  const plain = c.subdir('plain');
-  assert.equal(dump(t.pid, plain, ['-R']).code, 0);
-  assert.ok(readdirSync(plain).some((f) => readFileSync(join(plain, f)).includes(marker)), 'the marker is in a plain dump');
+e2e(
+  '--encrypt: no plaintext page in any file, and it restores only with the key',
+  async (c) => {
+    const t = await startPython(c);
+    const marker = Buffer.from('criu-ts-secret-marker-criu-ts-secret-marker-');
+    const key = join(c.dir, 'key');
+    writeFileSync(key, randomBytes(32).toString('hex'));
+    const wrong = join(c.dir, 'wrong-key');
+    writeFileSync(wrong, randomBytes(32));
+    // Control: without encryption the marker is in the page data, so the check below can fail.
+    const plain = c.subdir('plain');
+    assert.equal(dump(t.pid, plain, ['-R']).code, 0);
+    assert.ok(
+      readdirSync(plain).some((f) => readFileSync(join(plain, f)).includes(marker)),
+      'the marker is in a plain dump',
+    );
 
-  const img = c.subdir('enc');
-  // A sealed pstree cannot be read back to find the tree: python3 is one process.
-  assert.equal(dump(t.pid, img, ['--encrypt', key]).code, 0);
-  assert.equal(reap(t.pid)?.signal, 9);
-  for (const f of readdirSync(img)) {
-    assert.ok(!readFileSync(join(img, f)).includes(marker), `${f} holds the marker in plain text`);
-  }
-  assert.ok(assertCleanError(restore(img, ['-d'])).includes('encrypt'), 'without the key: refused');
-  assert.equal(procStat(t.pid), null);
-  assert.ok(/key/.test(assertCleanError(restore(img, ['-d', '--encrypt', wrong]))), 'with another key: refused');
-  assert.equal(procStat(t.pid), null);
-  const mark = readLines(t.log).length;
-  restoreDetached(img, t.pid, ['--encrypt', key]);
-  await waitForCounter(t.log, -1, 10_000, mark);
-  killAndReap(t.pid);
-}, { timeout: 180_000 });
+    const img = c.subdir('enc');
+    // A sealed pstree cannot be read back to find the tree: python3 is one process.
+    assert.equal(dump(t.pid, img, ['--encrypt', key]).code, 0);
+    assert.equal(reap(t.pid)?.signal, 9);
+    for (const f of readdirSync(img)) {
+      assert.ok(!readFileSync(join(img, f)).includes(marker), `${f} holds the marker in plain text`);
+    }
+    assert.ok(assertCleanError(restore(img, ['-d'])).includes('encrypt'), 'without the key: refused');
+    assert.equal(procStat(t.pid), null);
+    assert.ok(/key/.test(assertCleanError(restore(img, ['-d', '--encrypt', wrong]))), 'with another key: refused');
+    assert.equal(procStat(t.pid), null);
+    const mark = readLines(t.log).length;
+    restoreDetached(img, t.pid, ['--encrypt', key]);
+    await waitForCounter(t.log, -1, 10_000, mark);
+    killAndReap(t.pid);
+  },
+  { timeout: 180_000 },
+);

@@ -34,7 +34,10 @@ async function foundationAcross(c: E2EContext, dumpWith: 'criu' | 'criu-ts'): Pr
   }
   const at = readLines(f.log).length;
   if (dumpWith === 'criu') restoreDetached(img, f.pid, ['--skip-verify']);
-  else { criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log']); adopt(f.pid); }
+  else {
+    criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log']);
+    adopt(f.pid);
+  }
   await waitForCounter(f.log, -1, 10_000, at);
   signal(f.pid, SIGUSR1);
   await waitForLine(f.log, /usr1=2 .*pipe=ok$/, 5000);
@@ -46,14 +49,21 @@ async function foundationAcross(c: E2EContext, dumpWith: 'criu' | 'criu-ts'): Pr
 e2e('a criu-ts dump of the foundation workload restores with CRIU', (c) => foundationAcross(c, 'criu-ts'), { skip });
 e2e('a CRIU dump of the foundation workload restores with criu-ts', (c) => foundationAcross(c, 'criu'), { skip });
 
-e2e('a CRIU dump of python3 restores with criu-ts', async (c) => {
-  const t = startTarget(['/usr/bin/python3', '-u', '-c', 'import time\ni=0\nwhile True:\n  i+=1; print("i=%d" % i, flush=True); time.sleep(0.05)'], { logFile: join(c.dir, 'py.log') });
-  await waitForCounter(t.log, 3, 10_000);
-  const img = c.subdir('img');
-  criu(['dump', '-t', String(t.pid), '-D', img, '-v4', '-o', 'criu-dump.log']);
-  reap(t.pid);
-  const at = readLines(t.log).length;
-  restoreDetached(img, t.pid, ['--skip-verify']);
-  await waitForCounter(t.log, -1, 10_000, at);
-  killAndReap(t.pid);
-}, { skip });
+e2e(
+  'a CRIU dump of python3 restores with criu-ts',
+  async (c) => {
+    const t = startTarget(
+      ['/usr/bin/python3', '-u', '-c', 'import time\ni=0\nwhile True:\n  i+=1; print("i=%d" % i, flush=True); time.sleep(0.05)'],
+      { logFile: join(c.dir, 'py.log') },
+    );
+    await waitForCounter(t.log, 3, 10_000);
+    const img = c.subdir('img');
+    criu(['dump', '-t', String(t.pid), '-D', img, '-v4', '-o', 'criu-dump.log']);
+    reap(t.pid);
+    const at = readLines(t.log).length;
+    restoreDetached(img, t.pid, ['--skip-verify']);
+    await waitForCounter(t.log, -1, 10_000, at);
+    killAndReap(t.pid);
+  },
+  { skip },
+);

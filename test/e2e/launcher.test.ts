@@ -20,7 +20,8 @@ function checkout(noEsbuild = false): string {
   if (!noEsbuild) fs.symlinkSync(nm, path.join(top, 'node_modules'));
   else {
     fs.mkdirSync(path.join(top, 'node_modules', '.bin'), { recursive: true });
-    for (const e of fs.readdirSync(nm)) if (e !== '.bin' && e !== 'esbuild') fs.symlinkSync(path.join(nm, e), path.join(top, 'node_modules', e));
+    for (const e of fs.readdirSync(nm))
+      if (e !== '.bin' && e !== 'esbuild') fs.symlinkSync(path.join(nm, e), path.join(top, 'node_modules', e));
     fs.symlinkSync(path.join(nm, '.bin', 'node'), path.join(top, 'node_modules', '.bin', 'node'));
   }
   return top;
@@ -32,7 +33,8 @@ function run(top: string, env: Record<string, string> = {}): string {
   const probe = path.join(top, 'entry-probe.mjs');
   fs.writeFileSync(probe, 'console.error(`entry=${process.argv[1]}`);\n');
   const r = spawnSync(path.join(top, 'bin', 'criu-ts'), ['check', '--feature', 'kcmp'], {
-    encoding: 'utf8', env: { ...process.env, ...env, NODE_OPTIONS: `--import=${probe}` },
+    encoding: 'utf8',
+    env: { ...process.env, ...env, NODE_OPTIONS: `--import=${probe}` },
   });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /kcmp is supported/);

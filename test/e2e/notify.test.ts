@@ -21,7 +21,10 @@ e2e('tail -f keeps following its file after restore', async (c) => {
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   const files = readMessages(join(img, 'files.img'), 'file_entry');
-  assert.ok(files.some((f) => (f.ify?.wd.length ?? 0) > 0), 'an inotify file with a watch was saved');
+  assert.ok(
+    files.some((f) => (f.ify?.wd.length ?? 0) > 0),
+    'an inotify file with a watch was saved',
+  );
   restoreDetached(img, t.pid);
   appendFileSync(file, 'after\n');
   await waitForLine(t.log, /^after$/, 5000);

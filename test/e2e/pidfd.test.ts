@@ -29,9 +29,15 @@ e2e('pidfds of itself and of a process outside the tree come back', async (c) =>
     await gone;
     from = readLines(t.log).length;
     signal(t.pid, SIGUSR2);
-    assert.equal((await waitForLine(t.log, /^EXITED /, 10_000, from)).line, 'EXITED yes', 'the restored pidfd tells that its process exited');
+    assert.equal(
+      (await waitForLine(t.log, /^EXITED /, 10_000, from)).line,
+      'EXITED yes',
+      'the restored pidfd tells that its process exited',
+    );
     killAndReap(t.pid);
-  } finally { outside.kill('SIGKILL'); }
+  } finally {
+    outside.kill('SIGKILL');
+  }
 });
 
 e2e('a pidfd of a process that has exited comes back as one', async (c) => {

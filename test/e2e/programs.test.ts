@@ -7,8 +7,24 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  e2e, startTarget, readLines, lastCounter, killAndReap, waitExit, signal, sleep, procStatus, procStat, procState, waitForLine, waitFor,
-  assertRunningFree, counterValues, assertConsecutive, SIGTERM, SIGUSR1,
+  e2e,
+  startTarget,
+  readLines,
+  lastCounter,
+  killAndReap,
+  waitExit,
+  signal,
+  sleep,
+  procStatus,
+  procStat,
+  procState,
+  waitForLine,
+  waitFor,
+  assertRunningFree,
+  counterValues,
+  assertConsecutive,
+  SIGTERM,
+  SIGUSR1,
 } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached, waitForCounter, firstProgressFrom } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -52,7 +68,11 @@ e2e('python3 running a loop survives dump + restore', async (c) => {
   const progress = lines.filter((l) => l.startsWith('i='));
   assertConsecutive(counterValues(progress), 'python counter', 1);
   for (const l of progress) assert.match(l, /state=ok$/);
-  assert.deepEqual(lines.filter((l) => !l.startsWith('i=') && !l.startsWith('start ')), [], 'no errors from python');
+  assert.deepEqual(
+    lines.filter((l) => !l.startsWith('i=') && !l.startsWith('start ')),
+    [],
+    'no errors from python',
+  );
 });
 
 e2e('sleep 1000 is still sleeping after restore, and killable', async (c) => {
@@ -103,12 +123,17 @@ e2e('a bash script loop writing to a file survives dump + restore', async (c) =>
   for (const l of progress) assert.match(l, /acc=ok$/);
   assertConsecutive(counterValues(progress), 'bash counter', 1);
   assertConsecutive(counterValues(readLines(out)), `lines of ${out}`, 1);
-  assert.deepEqual(lines.filter((l) => !l.startsWith('i=') && !l.startsWith('start ')), [], 'no errors from bash');
+  assert.deepEqual(
+    lines.filter((l) => !l.startsWith('i=') && !l.startsWith('start ')),
+    [],
+    'no errors from bash',
+  );
 });
 
 e2e('a bash script with child processes (a process tree) survives dump + restore', async (c) => {
-  const t = startTarget(['/usr/bin/bash', '-c', 'i=0; while :; do i=$((i + 1)); echo "i=$i"; sleep 0.2; done'],
-    { logFile: join(c.dir, 'tree.log') });
+  const t = startTarget(['/usr/bin/bash', '-c', 'i=0; while :; do i=$((i + 1)); echo "i=$i"; sleep 0.2; done'], {
+    logFile: join(c.dir, 'tree.log'),
+  });
   await waitForCounter(t.log, 3, 5000);
   await crossDump(t.pid, t.log, c.subdir('img'));
   await waitForCounter(t.log, lastCounter(t.log) + 2, 5000);
@@ -116,18 +141,22 @@ e2e('a bash script with child processes (a process tree) survives dump + restore
   assertConsecutive(counterValues(readLines(t.log)), 'bash counter', 1);
 });
 
-e2e('256 MiB of memory survive dump + restore', async (c) => {
-  const t = startTarget([workload('memhog'), '256'], { logFile: join(c.dir, 'memhog.log') });
-  await waitForLine(t.log, /^ready /, 20_000);
-  signal(t.pid, SIGUSR1);
-  await waitForLine(t.log, /^verify=1 ok$/, 20_000);
-  const img = c.subdir('img');
-  dumpAndReap(t.pid, img);
-  restoreDetached(img, t.pid);
-  signal(t.pid, SIGUSR1);
-  await waitForLine(t.log, /^verify=2 /, 20_000);
-  assert.deepEqual(readLines(t.log).slice(1), ['verify=1 ok', 'verify=2 ok']);
-  const rss = Number(/(\d+)/.exec(procStatus(t.pid)!.VmRSS)![1]);
-  assert.ok(rss >= 256 * 1024, `RSS after restore is ${rss} kB`);
-  killAndReap(t.pid);
-}, { timeout: 180_000 });
+e2e(
+  '256 MiB of memory survive dump + restore',
+  async (c) => {
+    const t = startTarget([workload('memhog'), '256'], { logFile: join(c.dir, 'memhog.log') });
+    await waitForLine(t.log, /^ready /, 20_000);
+    signal(t.pid, SIGUSR1);
+    await waitForLine(t.log, /^verify=1 ok$/, 20_000);
+    const img = c.subdir('img');
+    dumpAndReap(t.pid, img);
+    restoreDetached(img, t.pid);
+    signal(t.pid, SIGUSR1);
+    await waitForLine(t.log, /^verify=2 /, 20_000);
+    assert.deepEqual(readLines(t.log).slice(1), ['verify=1 ok', 'verify=2 ok']);
+    const rss = Number(/(\d+)/.exec(procStatus(t.pid)!.VmRSS)![1]);
+    assert.ok(rss >= 256 * 1024, `RSS after restore is ${rss} kB`);
+    killAndReap(t.pid);
+  },
+  { timeout: 180_000 },
+);

@@ -8,13 +8,27 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, assertRunningFree, assertCleanError, killAndReap, readLines, adopt, procStat, isAlive, waitFor, CRIU_BIN, SLOW } from '../lib/proc.ts';
+import {
+  e2e,
+  startTarget,
+  assertRunningFree,
+  assertCleanError,
+  killAndReap,
+  readLines,
+  adopt,
+  procStat,
+  isAlive,
+  waitFor,
+  CRIU_BIN,
+  SLOW,
+} from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
 import { REPO_ROOT, workload } from '../lib/workloads.ts';
 
 const PYTHON = '/usr/bin/python3';
 const CLIENT = join(REPO_ROOT, 'test', 'fixtures', 'rpc-client.py');
-const EBADRQC = 56, ENOTSUP = 95;
+const EBADRQC = 56,
+  ENOTSUP = 95;
 const hasPycriu = spawnSync(PYTHON, ['-c', 'import pycriu'], { stdio: 'ignore' }).status === 0;
 const skip = hasPycriu ? false : 'pycriu is not installed (Debian package criu)';
 
@@ -22,8 +36,12 @@ const skip = hasPycriu ? false : 'pycriu is not installed (Debian package criu)'
 type Json = Record<string, any>;
 
 function client(...args: [...string[], string | Record<string, string>]): Json {
-  const env = typeof args.at(-1) === 'object' ? args.pop() as Record<string, string> : {};
-  const r = spawnSync(PYTHON, [CLIENT, ...(args as string[])], { encoding: 'utf8', timeout: 120_000 * SLOW, env: { ...process.env, ...env } });
+  const env = typeof args.at(-1) === 'object' ? (args.pop() as Record<string, string>) : {};
+  const r = spawnSync(PYTHON, [CLIENT, ...(args as string[])], {
+    encoding: 'utf8',
+    timeout: 120_000 * SLOW,
+    env: { ...process.env, ...env },
+  });
   assert.equal(r.status, 0, `rpc-client ${args[0]}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Json;
 }
@@ -38,86 +56,112 @@ async function counter(c: { dir: string }, name = 'counter.log') {
 async function runsOn(t: { pid: number; log: string }, images?: string): Promise<void> {
   assertRunningFree(t.pid);
   await waitForCounter(t.log, -1, 5000, readLines(t.log).length);
-  if (images) assert.deepEqual(readdirSync(images).filter((f) => f.endsWith('.img')), [], 'no partial images');
+  if (images)
+    assert.deepEqual(
+      readdirSync(images).filter((f) => f.endsWith('.img')),
+      [],
+      'no partial images',
+    );
 }
 
-e2e('pycriu over swrk: dump and restore of a C workload; an unsupported request gets CRIU\'s error shape', async (c) => {
-  const t = await counter(c);
-  const img = c.subdir('img');
-  const d = client('dump', CRIU_BIN, img, String(t.pid), '0');
-  assert.equal(d.ok, true, JSON.stringify(d));
-  await waitFor(() => !isAlive(t.pid) || procStat(t.pid)?.state === 'Z', 5000 * SLOW, 'the dumped tree to be killed');
-  killAndReap(t.pid);
-  assert.match(readFileSync(join(img, 'dump.log'), 'utf8'), /RPC DUMP from pid \d+ \(swrk\)/);
-  const mark = readLines(t.log).length;
-  const r = client('restore', CRIU_BIN, img);
-  adopt(t.pid);
-  assert.equal(r.ok, true, JSON.stringify(r));
-  assert.match(r.resp, new RegExp(`pid: ${t.pid}\\b`));
-  assertRunningFree(t.pid);
-  await waitForCounter(t.log, -1, 10_000, mark);
-  // Again, while the restored tree runs: its pid is taken, EEXIST as CRIU answers.
-  const again = client('restore', CRIU_BIN, img);
-  assert.deepEqual([again.ok, again.errno, again.resp_typ], [false, 17, 2], JSON.stringify(again));
-  assertRunningFree(t.pid);
-  killAndReap(t.pid);
+e2e(
+  "pycriu over swrk: dump and restore of a C workload; an unsupported request gets CRIU's error shape",
+  async (c) => {
+    const t = await counter(c);
+    const img = c.subdir('img');
+    const d = client('dump', CRIU_BIN, img, String(t.pid), '0');
+    assert.equal(d.ok, true, JSON.stringify(d));
+    await waitFor(() => !isAlive(t.pid) || procStat(t.pid)?.state === 'Z', 5000 * SLOW, 'the dumped tree to be killed');
+    killAndReap(t.pid);
+    assert.match(readFileSync(join(img, 'dump.log'), 'utf8'), /RPC DUMP from pid \d+ \(swrk\)/);
+    const mark = readLines(t.log).length;
+    const r = client('restore', CRIU_BIN, img);
+    adopt(t.pid);
+    assert.equal(r.ok, true, JSON.stringify(r));
+    assert.match(r.resp, new RegExp(`pid: ${t.pid}\\b`));
+    assertRunningFree(t.pid);
+    await waitForCounter(t.log, -1, 10_000, mark);
+    // Again, while the restored tree runs: its pid is taken, EEXIST as CRIU answers.
+    const again = client('restore', CRIU_BIN, img);
+    assert.deepEqual([again.ok, again.errno, again.resp_typ], [false, 17, 2], JSON.stringify(again));
+    assertRunningFree(t.pid);
+    killAndReap(t.pid);
 
-  const t2 = await counter(c, 'counter2.log');
-  const bad = c.subdir('bad');
-  const e = client('refused', CRIU_BIN, bad, String(t2.pid));
-  assert.deepEqual([e.ok, e.external, e.errno, e.typ, e.resp_typ], [false, true, EBADRQC, 1, 1], JSON.stringify(e));
-  assert.match(readFileSync(join(bad, 'dump.log'), 'utf8'), /not supported yet: tcp_established/);
-  assert.deepEqual([e.pre_dump.ok, e.pre_dump.external, e.pre_dump.errno, e.pre_dump.resp_typ], [false, true, ENOTSUP, 4], JSON.stringify(e.pre_dump));
-  await runsOn(t2);
-  killAndReap(t2.pid);
-}, { skip });
+    const t2 = await counter(c, 'counter2.log');
+    const bad = c.subdir('bad');
+    const e = client('refused', CRIU_BIN, bad, String(t2.pid));
+    assert.deepEqual([e.ok, e.external, e.errno, e.typ, e.resp_typ], [false, true, EBADRQC, 1, 1], JSON.stringify(e));
+    assert.match(readFileSync(join(bad, 'dump.log'), 'utf8'), /not supported yet: tcp_established/);
+    assert.deepEqual(
+      [e.pre_dump.ok, e.pre_dump.external, e.pre_dump.errno, e.pre_dump.resp_typ],
+      [false, true, ENOTSUP, 4],
+      JSON.stringify(e.pre_dump),
+    );
+    await runsOn(t2);
+    killAndReap(t2.pid);
+  },
+  { skip },
+);
 
-e2e('notifications in CRIU\'s order for dump and restore; a failed post-dump leaves the tree running', async (c) => {
-  const t = await counter(c);
-  const img = c.subdir('img');
-  const n: Json = {};
-  n.dump = client('notify', CRIU_BIN, c.subdir('img-R'), String(t.pid), 'dump');
-  n['dump-kill'] = client('notify', CRIU_BIN, img, String(t.pid), 'dump-kill');
-  await waitFor(() => !isAlive(t.pid) || procStat(t.pid)?.state === 'Z', 5000 * SLOW, 'the dumped tree to be killed');
-  killAndReap(t.pid);
-  n.restore = client('notify', CRIU_BIN, img, String(t.pid), 'restore');
-  adopt(t.pid);
-  const names = (k: string) => (n[k].notes as [string, number | null][]).map(([s]) => s);
-  assert.deepEqual(names('dump'), ['pre-dump', 'query-ext-files', 'post-dump']);
-  assert.deepEqual(names('dump-kill'), ['pre-dump', 'query-ext-files', 'post-dump']);
-  assert.deepEqual(names('restore'), ['pre-restore', 'post-restore', 'pre-resume', 'post-resume'], JSON.stringify(n.restore));
-  assert.equal(n.restore.notes[1][1], t.pid, 'post-restore carries the root pid');
-  for (const k of ['dump', 'dump-kill', 'restore']) assert.deepEqual([n[k].final.success, n[k].exit], [true, 0], `${k}: ${JSON.stringify(n[k])}`);
-  assert.equal(n.restore.final.pid, t.pid);
-  assertRunningFree(t.pid);
-  const nack = client('nack', CRIU_BIN, c.subdir('nack'), String(t.pid));
-  assert.deepEqual([nack.final.type, nack.final.success, nack.exit], ['DUMP', false, 1], JSON.stringify(nack));
-  assert.match(nack.final.cr_errmsg, /script error at post-dump/);
-  await runsOn(t);
-  killAndReap(t.pid);
-}, { skip });
+e2e(
+  "notifications in CRIU's order for dump and restore; a failed post-dump leaves the tree running",
+  async (c) => {
+    const t = await counter(c);
+    const img = c.subdir('img');
+    const n: Json = {};
+    n.dump = client('notify', CRIU_BIN, c.subdir('img-R'), String(t.pid), 'dump');
+    n['dump-kill'] = client('notify', CRIU_BIN, img, String(t.pid), 'dump-kill');
+    await waitFor(() => !isAlive(t.pid) || procStat(t.pid)?.state === 'Z', 5000 * SLOW, 'the dumped tree to be killed');
+    killAndReap(t.pid);
+    n.restore = client('notify', CRIU_BIN, img, String(t.pid), 'restore');
+    adopt(t.pid);
+    const names = (k: string) => (n[k].notes as [string, number | null][]).map(([s]) => s);
+    assert.deepEqual(names('dump'), ['pre-dump', 'query-ext-files', 'post-dump']);
+    assert.deepEqual(names('dump-kill'), ['pre-dump', 'query-ext-files', 'post-dump']);
+    assert.deepEqual(names('restore'), ['pre-restore', 'post-restore', 'pre-resume', 'post-resume'], JSON.stringify(n.restore));
+    assert.equal(n.restore.notes[1][1], t.pid, 'post-restore carries the root pid');
+    for (const k of ['dump', 'dump-kill', 'restore'])
+      assert.deepEqual([n[k].final.success, n[k].exit], [true, 0], `${k}: ${JSON.stringify(n[k])}`);
+    assert.equal(n.restore.final.pid, t.pid);
+    assertRunningFree(t.pid);
+    const nack = client('nack', CRIU_BIN, c.subdir('nack'), String(t.pid));
+    assert.deepEqual([nack.final.type, nack.final.success, nack.exit], ['DUMP', false, 1], JSON.stringify(nack));
+    assert.match(nack.final.cr_errmsg, /script error at post-dump/);
+    await runsOn(t);
+    killAndReap(t.pid);
+  },
+  { skip },
+);
 
-e2e('an RPC client that disconnects mid-dump leaves the tree running as it was', async (c) => {
-  const t = await counter(c);
-  for (const at of ['pre-dump', 'query-ext-files', 'post-dump', 'none']) {
-    const img = c.subdir(`img-${at}`);
-    const r = client('disconnect', CRIU_BIN, img, String(t.pid), at);
-    if (at !== 'none') assert.equal(r.at, at, JSON.stringify(r));
-    assert.notEqual(r.exit, 0, `swrk exit status after a disconnect at ${at}`);
+e2e(
+  'an RPC client that disconnects mid-dump leaves the tree running as it was',
+  async (c) => {
+    const t = await counter(c);
+    for (const at of ['pre-dump', 'query-ext-files', 'post-dump', 'none']) {
+      const img = c.subdir(`img-${at}`);
+      const r = client('disconnect', CRIU_BIN, img, String(t.pid), at);
+      if (at !== 'none') assert.equal(r.at, at, JSON.stringify(r));
+      assert.notEqual(r.exit, 0, `swrk exit status after a disconnect at ${at}`);
+      await runsOn(t, img);
+    }
+    // Killed while it dumps: it answers, puts the tree back and dies of the signal.
+    const img = c.subdir('img-sigterm');
+    const k = client('sigterm', CRIU_BIN, img, String(t.pid), { CRIU_TS_HANG: 'files' });
+    assert.deepEqual([k.final?.type, k.final?.success, k.exit], ['DUMP', false, -15], JSON.stringify(k));
+    assert.match(k.final.cr_errmsg, /interrupted by SIGTERM/);
     await runsOn(t, img);
-  }
-  // Killed while it dumps: it answers, puts the tree back and dies of the signal.
-  const img = c.subdir('img-sigterm');
-  const k = client('sigterm', CRIU_BIN, img, String(t.pid), { CRIU_TS_HANG: 'files' });
-  assert.deepEqual([k.final?.type, k.final?.success, k.exit], ['DUMP', false, -15], JSON.stringify(k));
-  assert.match(k.final.cr_errmsg, /interrupted by SIGTERM/);
-  await runsOn(t, img);
-  killAndReap(t.pid);
-}, { skip });
+    killAndReap(t.pid);
+  },
+  { skip },
+);
 
-e2e('--action-script on the command line: CRIU\'s actions and environment; a failing script fails the dump', async (c) => {
-  const out = join(c.dir, 'actions.txt'), script = join(c.dir, 'action.sh');
-  writeFileSync(script, `#!/bin/sh\necho "$CRTOOLS_SCRIPT_ACTION \${CRTOOLS_INIT_PID:--} $CRTOOLS_IMAGE_DIR" >> ${out}\n[ "$CRTOOLS_SCRIPT_ACTION" != "$FAIL_AT" ]\n`);
+e2e("--action-script on the command line: CRIU's actions and environment; a failing script fails the dump", async (c) => {
+  const out = join(c.dir, 'actions.txt'),
+    script = join(c.dir, 'action.sh');
+  writeFileSync(
+    script,
+    `#!/bin/sh\necho "$CRTOOLS_SCRIPT_ACTION \${CRTOOLS_INIT_PID:--} $CRTOOLS_IMAGE_DIR" >> ${out}\n[ "$CRTOOLS_SCRIPT_ACTION" != "$FAIL_AT" ]\n`,
+  );
   chmodSync(script, 0o755);
   const t = await counter(c);
   const bad = c.subdir('bad');
@@ -129,68 +173,93 @@ e2e('--action-script on the command line: CRIU\'s actions and environment; a fai
   dumpAndReap(t.pid, img, ['--action-script', script]);
   restoreDetached(img, t.pid, ['--action-script', script]);
   assert.deepEqual(readLines(out), [
-    `pre-dump - ${img}`, `post-dump - ${img}`,
-    `pre-restore - ${img}`, `post-restore ${t.pid} ${img}`, `pre-resume ${t.pid} ${img}`, `post-resume ${t.pid} ${img}`,
+    `pre-dump - ${img}`,
+    `post-dump - ${img}`,
+    `pre-restore - ${img}`,
+    `post-restore ${t.pid} ${img}`,
+    `pre-resume ${t.pid} ${img}`,
+    `post-resume ${t.pid} ${img}`,
   ]);
   killAndReap(t.pid);
 });
 
-e2e('criu-ts service: 1000 requests from one client, several clients in turn, malformed requests answered', async (c) => {
-  const sock = join(c.dir, 'criu_service.socket'), pidfile = join(c.dir, 'service.pid');
-  const svc = spawn(CRIU_BIN, ['service', '--address', sock, '--pidfile', pidfile, '--status-fd', '3', '-v4', '-o', join(c.dir, 'service.log')],
-    { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  svc.stderr!.on('data', (b: Buffer) => { stderr += b; });
-  try {
-    const status = svc.stdio[3] as NodeJS.ReadableStream;
-    await new Promise<void>((resolve, reject) => {
-      status.once('data', (b: Buffer) => (b[0] === 0 ? resolve() : reject(new Error(`status byte ${b[0]}`))));
-      svc.once('exit', (code) => reject(new Error(`service exited with ${code}: ${stderr}`)));
+e2e(
+  'criu-ts service: 1000 requests from one client, several clients in turn, malformed requests answered',
+  async (c) => {
+    const sock = join(c.dir, 'criu_service.socket'),
+      pidfile = join(c.dir, 'service.pid');
+    const svc = spawn(
+      CRIU_BIN,
+      ['service', '--address', sock, '--pidfile', pidfile, '--status-fd', '3', '-v4', '-o', join(c.dir, 'service.log')],
+      { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    svc.stderr!.on('data', (b: Buffer) => {
+      stderr += b;
     });
-    assert.equal(readFileSync(pidfile, 'utf8').trim(), String(svc.pid));
-    const many = client('service-many', sock, '1000');
-    assert.deepEqual(many, { ok: 1000, kept: 1000 });
+    try {
+      const status = svc.stdio[3] as NodeJS.ReadableStream;
+      await new Promise<void>((resolve, reject) => {
+        status.once('data', (b: Buffer) => (b[0] === 0 ? resolve() : reject(new Error(`status byte ${b[0]}`))));
+        svc.once('exit', (code) => reject(new Error(`service exited with ${code}: ${stderr}`)));
+      });
+      assert.equal(readFileSync(pidfile, 'utf8').trim(), String(svc.pid));
+      const many = client('service-many', sock, '1000');
+      assert.deepEqual(many, { ok: 1000, kept: 1000 });
 
-    const t = await counter(c);
-    for (let i = 0; i < 3; i++) {
-      const img = c.subdir(`svc-${i}`);
-      const p = client('service-pycriu', sock, img);
-      assert.equal(p.check.ok, true, JSON.stringify(p.check));
-      assert.deepEqual([p.refused.ok, p.refused.errno, p.refused.resp_typ], [false, EBADRQC, 1], JSON.stringify(p.refused));
-      const d = client('dump', CRIU_BIN, img, String(t.pid), '1');
-      assert.equal(d.ok, true, JSON.stringify(d));
-      await runsOn(t);
-    }
+      const t = await counter(c);
+      for (let i = 0; i < 3; i++) {
+        const img = c.subdir(`svc-${i}`);
+        const p = client('service-pycriu', sock, img);
+        assert.equal(p.check.ok, true, JSON.stringify(p.check));
+        assert.deepEqual([p.refused.ok, p.refused.errno, p.refused.resp_typ], [false, EBADRQC, 1], JSON.stringify(p.refused));
+        const d = client('dump', CRIU_BIN, img, String(t.pid), '1');
+        assert.equal(d.ok, true, JSON.stringify(d));
+        await runsOn(t);
+      }
 
-    const q = client('requests', sock);
-    assert.deepEqual([q.feature_check.type, q.feature_check.success, q.feature_check.features], ['FEATURE_CHECK', true, [false, false, false]]);
-    assert.deepEqual([q.wait_pid_none.type, q.wait_pid_none.success, q.wait_pid_none.cr_errno], ['WAIT_PID', false, 22]);
-    assert.deepEqual([q.wait_pid_stranger.type, q.wait_pid_stranger.success, q.wait_pid_stranger.cr_errno], ['WAIT_PID', false, 10 /* ECHILD */]);
-    for (const [k, type] of [['cpuinfo_dump', 'CPUINFO_DUMP'], ['page_server', 'PAGE_SERVER'], ['pre_dump', 'PRE_DUMP']]) {
-      assert.deepEqual([q[k].type, q[k].success, q[k].cr_errno], [type, false, ENOTSUP], `${k}: ${JSON.stringify(q[k])}`);
-    }
+      const q = client('requests', sock);
+      assert.deepEqual(
+        [q.feature_check.type, q.feature_check.success, q.feature_check.features],
+        ['FEATURE_CHECK', true, [false, false, false]],
+      );
+      assert.deepEqual([q.wait_pid_none.type, q.wait_pid_none.success, q.wait_pid_none.cr_errno], ['WAIT_PID', false, 22]);
+      assert.deepEqual(
+        [q.wait_pid_stranger.type, q.wait_pid_stranger.success, q.wait_pid_stranger.cr_errno],
+        ['WAIT_PID', false, 10 /* ECHILD */],
+      );
+      for (const [k, type] of [
+        ['cpuinfo_dump', 'CPUINFO_DUMP'],
+        ['page_server', 'PAGE_SERVER'],
+        ['pre_dump', 'PRE_DUMP'],
+      ]) {
+        assert.deepEqual([q[k].type, q[k].success, q[k].cr_errno], [type, false, ENOTSUP], `${k}: ${JSON.stringify(q[k])}`);
+      }
 
-    const m = client('malformed', sock);
-    for (const k of ['truncated', 'garbage', 'huge_length', 'no_type', 'unknown_type']) {
-      assert.deepEqual([m[k]?.type, m[k]?.success], ['EMPTY', false], `${k}: ${JSON.stringify(m[k])}`);
-      assert.ok(m[k].cr_errmsg, `${k} has a message`);
+      const m = client('malformed', sock);
+      for (const k of ['truncated', 'garbage', 'huge_length', 'no_type', 'unknown_type']) {
+        assert.deepEqual([m[k]?.type, m[k]?.success], ['EMPTY', false], `${k}: ${JSON.stringify(m[k])}`);
+        assert.ok(m[k].cr_errmsg, `${k} has a message`);
+      }
+      for (const k of ['notify_outside', 'keep_open_dump'])
+        assert.deepEqual([m[k]?.type, m[k]?.success, m[k]?.cr_errno], ['EMPTY', false, EBADRQC], `${k}: ${JSON.stringify(m[k])}`);
+      assert.deepEqual([m.big_unknown_field?.type, m.big_unknown_field?.success], ['VERSION', true], JSON.stringify(m.big_unknown_field));
+      assert.deepEqual([m.after.type, m.after.success], ['VERSION', true], 'the service answers after the malformed requests');
+      // A silent client holds the others for 10 s at most, then gets ETIMEDOUT.
+      const quiet = client('silent', sock);
+      assert.deepEqual([quiet.silent?.type, quiet.silent?.success, quiet.silent?.cr_errno], ['EMPTY', false, 110], JSON.stringify(quiet));
+      assert.deepEqual([quiet.second?.type, quiet.second?.success], ['VERSION', true]);
+      assert.ok(quiet.second_after_s >= 9 && quiet.second_after_s < 20, `served after ${quiet.second_after_s} s`);
+      assert.equal(svc.exitCode, null, 'the service is still up');
+      assert.ok(!existsSync(join(c.dir, 'core')), 'no core dump');
+      killAndReap(t.pid);
+    } finally {
+      svc.kill('SIGKILL');
+      await new Promise((r) => (svc.exitCode !== null ? r(null) : svc.once('exit', r)));
     }
-    for (const k of ['notify_outside', 'keep_open_dump']) assert.deepEqual([m[k]?.type, m[k]?.success, m[k]?.cr_errno], ['EMPTY', false, EBADRQC], `${k}: ${JSON.stringify(m[k])}`);
-    assert.deepEqual([m.big_unknown_field?.type, m.big_unknown_field?.success], ['VERSION', true], JSON.stringify(m.big_unknown_field));
-    assert.deepEqual([m.after.type, m.after.success], ['VERSION', true], 'the service answers after the malformed requests');
-    // A silent client holds the others for 10 s at most, then gets ETIMEDOUT.
-    const quiet = client('silent', sock);
-    assert.deepEqual([quiet.silent?.type, quiet.silent?.success, quiet.silent?.cr_errno], ['EMPTY', false, 110], JSON.stringify(quiet));
-    assert.deepEqual([quiet.second?.type, quiet.second?.success], ['VERSION', true]);
-    assert.ok(quiet.second_after_s >= 9 && quiet.second_after_s < 20, `served after ${quiet.second_after_s} s`);
-    assert.equal(svc.exitCode, null, 'the service is still up');
-    assert.ok(!existsSync(join(c.dir, 'core')), 'no core dump');
-    killAndReap(t.pid);
-  } finally {
-    svc.kill('SIGKILL');
-    await new Promise((r) => (svc.exitCode !== null ? r(null) : svc.once('exit', r)));
-  }
-}, { skip });
+  },
+  { skip },
+);
 
 const hasRunc = spawnSync('runc', ['--version'], { stdio: 'ignore' }).status === 0 && existsSync('/bin/busybox');
 
@@ -198,50 +267,62 @@ const hasRunc = spawnSync('runc', ['--version'], { stdio: 'ignore' }).status ===
  * runc 1.1.5 drives criu-ts as its criu: the version check passes, then the dump is refused
  * because a container lives in namespaces criu-ts does not dump yet; the container runs on.
  */
-e2e('runc checkpoint --criu criu-ts: past the version check, refused at the container\'s pid namespace', (c) => {
-  const bundle = c.subdir('bundle'), rootfs = join(bundle, 'rootfs'), id = `criu-ts-rpc-${process.pid}`;
-  mkdirSync(join(rootfs, 'bin'), { recursive: true });
-  copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
-  for (const l of ['sh', 'sleep']) symlinkSync('busybox', join(rootfs, 'bin', l));
-  const runc = (...args: string[]) => spawnSync('runc', args, { cwd: bundle, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 * SLOW });
-  assert.equal(runc('spec').status, 0);
-  const config = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
-  config.process.terminal = false;
-  config.process.args = ['sleep', '1000'];
-  writeFileSync(join(bundle, 'config.json'), JSON.stringify(config));
-  // The container keeps runc's stdio: pipes would hold spawnSync until it ends.
-  const run = spawnSync('runc', ['run', '-d', id], { cwd: bundle, stdio: 'ignore', timeout: 60_000 * SLOW });
-  assert.equal(run.status, 0, 'runc run -d');
-  try {
-    const pid = JSON.parse(runc('state', id).stdout).pid as number;
-    adopt(pid);
-    const img = c.subdir('img');
-    const cp = runc('--criu', CRIU_BIN, 'checkpoint', '--image-path', img, '--work-path', img, id);
-    assert.notEqual(cp.status, 0);
-    assert.doesNotMatch(cp.stderr, /version check failed/);
-    assert.match(cp.stderr, /criu failed: type DUMP/);
-    assert.match(cp.stderr, /container still running/);
-    const log = readFileSync(join(img, 'dump.log'), 'utf8');
-    assert.match(log, /Error: task \d+: namespaces: it is in another pid namespace \(pid:\[\d+\]\); not supported yet/);
-    assert.doesNotMatch(log, /\n\s+at /, 'no stack trace');
-    assert.equal(JSON.parse(runc('state', id).stdout).status, 'running');
-    assertRunningFree(pid);
-    // Pre-dump needs memory tracking, which criu-ts reports it does not have (FEATURE_CHECK).
-    const pre = runc('--criu', CRIU_BIN, 'checkpoint', '--pre-dump', '--image-path', c.subdir('pre'), id);
-    assert.match(pre.stderr, /CRIU is missing features/);
-    assertRunningFree(pid);
-  } finally {
-    runc('delete', '-f', id);
-  }
-}, { skip: hasRunc ? skip : 'runc or busybox-static is not installed (scripts/setup.sh)' });
+e2e(
+  "runc checkpoint --criu criu-ts: past the version check, refused at the container's pid namespace",
+  (c) => {
+    const bundle = c.subdir('bundle'),
+      rootfs = join(bundle, 'rootfs'),
+      id = `criu-ts-rpc-${process.pid}`;
+    mkdirSync(join(rootfs, 'bin'), { recursive: true });
+    copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
+    for (const l of ['sh', 'sleep']) symlinkSync('busybox', join(rootfs, 'bin', l));
+    const runc = (...args: string[]) =>
+      spawnSync('runc', args, { cwd: bundle, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 * SLOW });
+    assert.equal(runc('spec').status, 0);
+    const config = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+    config.process.terminal = false;
+    config.process.args = ['sleep', '1000'];
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(config));
+    // The container keeps runc's stdio: pipes would hold spawnSync until it ends.
+    const run = spawnSync('runc', ['run', '-d', id], { cwd: bundle, stdio: 'ignore', timeout: 60_000 * SLOW });
+    assert.equal(run.status, 0, 'runc run -d');
+    try {
+      const pid = JSON.parse(runc('state', id).stdout).pid as number;
+      adopt(pid);
+      const img = c.subdir('img');
+      const cp = runc('--criu', CRIU_BIN, 'checkpoint', '--image-path', img, '--work-path', img, id);
+      assert.notEqual(cp.status, 0);
+      assert.doesNotMatch(cp.stderr, /version check failed/);
+      assert.match(cp.stderr, /criu failed: type DUMP/);
+      assert.match(cp.stderr, /container still running/);
+      const log = readFileSync(join(img, 'dump.log'), 'utf8');
+      assert.match(log, /Error: task \d+: namespaces: it is in another pid namespace \(pid:\[\d+\]\); not supported yet/);
+      assert.doesNotMatch(log, /\n\s+at /, 'no stack trace');
+      assert.equal(JSON.parse(runc('state', id).stdout).status, 'running');
+      assertRunningFree(pid);
+      // Pre-dump needs memory tracking, which criu-ts reports it does not have (FEATURE_CHECK).
+      const pre = runc('--criu', CRIU_BIN, 'checkpoint', '--pre-dump', '--image-path', c.subdir('pre'), id);
+      assert.match(pre.stderr, /CRIU is missing features/);
+      assertRunningFree(pid);
+    } finally {
+      runc('delete', '-f', id);
+    }
+  },
+  { skip: hasRunc ? skip : 'runc or busybox-static is not installed (scripts/setup.sh)' },
+);
 
-e2e('criu-ts service -d returns once the daemon listens, in its own session, its pid in --pidfile', (c) => {
-  const sock = join(c.dir, 'd.socket'), pidfile = join(c.dir, 'd.pid');
-  const r = spawnSync(CRIU_BIN, ['service', '-d', '--address', sock, '--pidfile', pidfile], { encoding: 'utf8', timeout: 30_000 * SLOW });
-  assert.equal(r.status, 0, r.stderr);
-  const pid = Number(readFileSync(pidfile, 'utf8'));
-  adopt(pid);
-  assert.equal(procStat(pid)?.sid, pid, 'the daemon leads its own session');
-  assert.deepEqual(client('service-many', sock, '5'), { ok: 5, kept: 5 });
-  killAndReap(pid);
-}, { skip });
+e2e(
+  'criu-ts service -d returns once the daemon listens, in its own session, its pid in --pidfile',
+  (c) => {
+    const sock = join(c.dir, 'd.socket'),
+      pidfile = join(c.dir, 'd.pid');
+    const r = spawnSync(CRIU_BIN, ['service', '-d', '--address', sock, '--pidfile', pidfile], { encoding: 'utf8', timeout: 30_000 * SLOW });
+    assert.equal(r.status, 0, r.stderr);
+    const pid = Number(readFileSync(pidfile, 'utf8'));
+    adopt(pid);
+    assert.equal(procStat(pid)?.sid, pid, 'the daemon leads its own session');
+    assert.deepEqual(client('service-many', sock, '5'), { ok: 5, kept: 5 });
+    killAndReap(pid);
+  },
+  { skip },
+);

@@ -8,8 +8,20 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  e2e, startTarget, killAndReap, signal, sleep, readLines, waitForLine, waitFor, descendants, assertRunningFree, parseKV,
-  assertConsecutive, procStat, SIGUSR1,
+  e2e,
+  startTarget,
+  killAndReap,
+  signal,
+  sleep,
+  readLines,
+  waitForLine,
+  waitFor,
+  descendants,
+  assertRunningFree,
+  parseKV,
+  assertConsecutive,
+  procStat,
+  SIGUSR1,
 } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -18,7 +30,9 @@ import { treeSnapshot, renderTree, fdTargets } from '../lib/tree.ts';
 
 /** "P n=3 peer=2 mpeer=-1" lines of one role, parsed. */
 function roleLines(log: string, role: 'P' | 'C'): Record<string, string>[] {
-  return readLines(log).filter((l) => l.startsWith(`${role} `)).map(parseKV);
+  return readLines(log)
+    .filter((l) => l.startsWith(`${role} `))
+    .map(parseKV);
 }
 
 /** The data file has only whole "P n=N" / "C n=N" lines, each role consecutive from 1. */
@@ -48,13 +62,17 @@ async function startSharer(c: { dir: string }, flags: string[]): Promise<{ pid: 
 }
 
 /** Dump, restore, and wait for both to have written `more` lines each since. */
-async function crossDumpPair(c: { subdir(n: string): string }, s: { pid: number; child: number; log: string }, more = 4): Promise<{ p: number; c: number }> {
+async function crossDumpPair(
+  c: { subdir(n: string): string },
+  s: { pid: number; child: number; log: string },
+  more = 4,
+): Promise<{ p: number; c: number }> {
   const img = c.subdir('img');
   dumpAndReap(s.pid, img);
   const at = { p: roleLines(s.log, 'P').length, c: roleLines(s.log, 'C').length };
   restoreDetached(img, s.pid);
   assertRunningFree(s.child, 'the restored child');
-  assert.equal(procStat(s.child)!.ppid, s.pid, 'the child\'s parent');
+  assert.equal(procStat(s.child)!.ppid, s.pid, "the child's parent");
   await waitFor(() => roleLines(s.log, 'P').length >= at.p + more && roleLines(s.log, 'C').length >= at.c + more, 10_000, 'both to go on');
   return at;
 }
@@ -73,8 +91,10 @@ e2e('a parent and a child keep sharing one file offset through dump + restore', 
 
 /** After restore each must see the other's new values in the shared page. */
 async function checkPeers(s: { log: string }, key: 'peer' | 'mpeer', at: { p: number; c: number }): Promise<void> {
-  const pLines = roleLines(s.log, 'P'), cLines = roleLines(s.log, 'C');
-  const pAfter = pLines.slice(at.p), cAfter = cLines.slice(at.c);
+  const pLines = roleLines(s.log, 'P'),
+    cLines = roleLines(s.log, 'C');
+  const pAfter = pLines.slice(at.p),
+    cAfter = cLines.slice(at.c);
   // The newest value each side saw of the other is past what the other had written at dump time.
   const pSaw = Math.max(...pAfter.map((l) => Number(l[key])));
   const cSaw = Math.max(...cAfter.map((l) => Number(l[key])));
@@ -84,7 +104,9 @@ async function checkPeers(s: { log: string }, key: 'peer' | 'mpeer', at: { p: nu
 
 /** The inode of the shared mapping named like `path` in /proc/PID/maps (e.g. "/dev/zero (deleted)"). */
 function sharedInode(pid: number, path: RegExp): string {
-  const line = readFileSync(`/proc/${pid}/maps`, 'latin1').split('\n').find((l) => / rw-s /.test(l) && path.test(l));
+  const line = readFileSync(`/proc/${pid}/maps`, 'latin1')
+    .split('\n')
+    .find((l) => / rw-s /.test(l) && path.test(l));
   assert.ok(line, `no shared writable mapping matching ${path} in ${pid}`);
   return line.trim().split(/\s+/)[4];
 }
@@ -136,11 +158,21 @@ e2e('clone(CLONE_VM | CLONE_SIGHAND | CLONE_FILES | CLONE_FS): parent and child 
   const atP = readLines(t.log).filter((l) => l.startsWith('p=')).length;
   const atC = readLines(t.log).filter((l) => l.startsWith('c=')).length;
   restoreDetached(img, t.pid);
-  for (const [kind, name] of [[KCMP.VM, 'vm'], [KCMP.SIGHAND, 'sighand'], [KCMP.FILES, 'files'], [KCMP.FS, 'fs']] as const) {
+  for (const [kind, name] of [
+    [KCMP.VM, 'vm'],
+    [KCMP.SIGHAND, 'sighand'],
+    [KCMP.FILES, 'files'],
+    [KCMP.FS, 'fs'],
+  ] as const) {
     assert.equal(kcmp(t.pid, child, kind, 0, 0), 0, `shared ${name} after restore`);
   }
-  await waitFor(() => readLines(t.log).filter((l) => l.startsWith('p=')).length > atP + 3 &&
-    readLines(t.log).filter((l) => l.startsWith('c=')).length > atC + 3, 10_000, 'both to go on');
+  await waitFor(
+    () =>
+      readLines(t.log).filter((l) => l.startsWith('p=')).length > atP + 3 &&
+      readLines(t.log).filter((l) => l.startsWith('c=')).length > atC + 3,
+    10_000,
+    'both to go on',
+  );
   killAndReap(t.pid);
 });
 
@@ -157,10 +189,17 @@ e2e('a process group and a session whose leaders are dead come back as they were
   await waitForLine(t.log, /^ready n=8$/, 5000);
   await waitFor(() => descendants(t.pid).length === 5, 5000, 'the two leaders to be reaped');
   const before = treeSnapshot(t.pid);
-  const pgids = new Set(before.map((x) => x.pgid)), sids = new Set(before.map((x) => x.sid));
+  const pgids = new Set(before.map((x) => x.pgid)),
+    sids = new Set(before.map((x) => x.sid));
   const pids = new Set(before.map((x) => x.pid));
-  assert.ok([...pgids].some((g) => !pids.has(g)), `a group without its leader:\n${renderTree(before).join('\n')}`);
-  assert.ok([...sids].some((s) => !pids.has(s)), 'a session without its leader');
+  assert.ok(
+    [...pgids].some((g) => !pids.has(g)),
+    `a group without its leader:\n${renderTree(before).join('\n')}`,
+  );
+  assert.ok(
+    [...sids].some((s) => !pids.has(s)),
+    'a session without its leader',
+  );
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   restoreDetached(img, t.pid);
@@ -173,9 +212,10 @@ e2e('a process group and a session whose leaders are dead come back as they were
 // The v1 freezer where the machine has one (Debian 12 with systemd), else cgroup v2 (the lab).
 const V2_ROOT = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((d) => existsSync(join(d, 'cgroup.controllers')));
 const FREEZER = existsSync('/sys/fs/cgroup/freezer') ? { root: '/sys/fs/cgroup/freezer', v1: true } : { root: V2_ROOT, v1: false };
-const thawed = (cg: string): boolean => FREEZER.v1
-  ? readFileSync(join(cg, 'freezer.state'), 'utf8').trim() === 'THAWED'
-  : readFileSync(join(cg, 'cgroup.events'), 'utf8').includes('frozen 0');
+const thawed = (cg: string): boolean =>
+  FREEZER.v1
+    ? readFileSync(join(cg, 'freezer.state'), 'utf8').trim() === 'THAWED'
+    : readFileSync(join(cg, 'cgroup.events'), 'utf8').includes('frozen 0');
 
 e2e('dump --freeze-cgroup freezes the tree through a freezer cgroup', async (c) => {
   assert.ok(FREEZER.root, 'a cgroup v1 freezer or a cgroup v2 hierarchy');

@@ -14,7 +14,11 @@ const BIN = join(import.meta.dirname, '..', '..', 'bin', 'criu-ts');
 /** Counter values printed on a terminal that script(1) records (lines end with \r\n). */
 function counters(file: string): number[] {
   if (!existsSync(file)) return [];
-  return readFileSync(file, 'latin1').split('\n').map((l) => /^i=(\d+)/.exec(l.trim())).filter((m) => m !== null).map((m) => Number(m![1]));
+  return readFileSync(file, 'latin1')
+    .split('\n')
+    .map((l) => /^i=(\d+)/.exec(l.trim()))
+    .filter((m) => m !== null)
+    .map((m) => Number(m![1]));
 }
 
 async function until<T>(what: string, fn: () => T | undefined, ms = 10_000): Promise<T> {
@@ -27,7 +31,7 @@ async function until<T>(what: string, fn: () => T | undefined, ms = 10_000): Pro
   }
 }
 
-e2e('a program on a terminal is dumped and restored as a shell job onto criu-ts\'s terminal', async (c) => {
+e2e("a program on a terminal is dumped and restored as a shell job onto criu-ts's terminal", async (c) => {
   // script(1) gives the counter a pty as its controlling terminal and stdio.
   const out1 = join(c.dir, 'pty1.out');
   const s1 = startTarget(['/usr/bin/script', '-qfec', `exec ${workload('counter')} 50`, out1], { logFile: join(c.dir, 'script1.log') });
@@ -51,7 +55,9 @@ e2e('a program on a terminal is dumped and restored as a shell job onto criu-ts\
 
   // Restore from inside another terminal, without -d: criu-ts stays and waits for it.
   const out2 = join(c.dir, 'pty2.out');
-  const s2 = startTarget(['/usr/bin/script', '-qfec', `${BIN} restore -D ${img} --shell-job -v4 -o restore.log`, out2], { logFile: join(c.dir, 'script2.log') });
+  const s2 = startTarget(['/usr/bin/script', '-qfec', `${BIN} restore -D ${img} --shell-job -v4 -o restore.log`, out2], {
+    logFile: join(c.dir, 'script2.log'),
+  });
   const after = await until('the restored counter on the second terminal', () => (counters(out2).length >= 3 ? counters(out2) : undefined));
   assert.equal(after[0], before[before.length - 1] + 1, `it continues where it stopped (${before.slice(-2)} then ${after.slice(0, 2)})`);
   const st = procStat(counter);
@@ -61,10 +67,16 @@ e2e('a program on a terminal is dumped and restored as a shell job onto criu-ts\
   killAndReap(s2.pid);
 });
 
-e2e('a shell job in raw mode comes back in raw mode on criu-ts\'s terminal (termios)', async (c) => {
+e2e("a shell job in raw mode comes back in raw mode on criu-ts's terminal (termios)", async (c) => {
   const out1 = join(c.dir, 'pty1.out');
   const s1 = startTarget(['/usr/bin/script', '-qfec', `exec ${workload('rawtty')}`, out1], { logFile: join(c.dir, 'script1.log') });
-  const raw = (file: string) => (existsSync(file) ? readFileSync(file, 'latin1').split('\n').map((l) => /raw=(\w+)/.exec(l)?.[1]).filter((v) => v !== undefined) : []);
+  const raw = (file: string) =>
+    existsSync(file)
+      ? readFileSync(file, 'latin1')
+          .split('\n')
+          .map((l) => /raw=(\w+)/.exec(l)?.[1])
+          .filter((v) => v !== undefined)
+      : [];
   await until('the raw-mode program on the first terminal', () => (raw(out1).length >= 2 ? true : undefined));
   assert.deepEqual([...new Set(raw(out1))], ['yes'], 'raw mode before the dump');
   const prog = Number(readFileSync(`/proc/${s1.pid}/task/${s1.pid}/children`, 'utf8').trim());
@@ -77,7 +89,9 @@ e2e('a shell job in raw mode comes back in raw mode on criu-ts\'s terminal (term
 
   // The second terminal starts in cooked mode, with echo.
   const out2 = join(c.dir, 'pty2.out');
-  const s2 = startTarget(['/usr/bin/script', '-qfec', `${BIN} restore -D ${img} --shell-job -v4 -o restore.log`, out2], { logFile: join(c.dir, 'script2.log') });
+  const s2 = startTarget(['/usr/bin/script', '-qfec', `${BIN} restore -D ${img} --shell-job -v4 -o restore.log`, out2], {
+    logFile: join(c.dir, 'script2.log'),
+  });
   const after = await until('the restored program on the second terminal', () => (raw(out2).length >= 3 ? raw(out2) : undefined));
   assert.deepEqual([...new Set(after)], ['yes'], 'still in raw mode after restore');
   adopt(prog);

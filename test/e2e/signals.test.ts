@@ -7,8 +7,21 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  e2e, startTarget, killAndReap, signal, sleep, readLines, waitForLine, waitFor, procStatus, procState, parseKV, adopt,
-  assertOk, assertRunningFree, SIGUSR1,
+  e2e,
+  startTarget,
+  killAndReap,
+  signal,
+  sleep,
+  readLines,
+  waitForLine,
+  waitFor,
+  procStatus,
+  procState,
+  parseKV,
+  adopt,
+  assertOk,
+  assertRunningFree,
+  SIGUSR1,
 } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached, restore } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -26,14 +39,21 @@ const bits = (hex: string | undefined) => BigInt('0x' + (hex ?? '0'));
 async function settledGot(log: string, quietMs = 400): Promise<Record<string, string>> {
   let last = '';
   let since = Date.now();
-  await waitFor(() => {
-    const l = readLines(log).filter((x) => x.startsWith('got ')).at(-1) ?? '';
-    if (l !== last) {
-      last = l;
-      since = Date.now();
-    }
-    return l !== '' && Date.now() - since >= quietMs;
-  }, 10_000, `the "got" lines of ${log} to settle`);
+  await waitFor(
+    () => {
+      const l =
+        readLines(log)
+          .filter((x) => x.startsWith('got '))
+          .at(-1) ?? '';
+      if (l !== last) {
+        last = l;
+        since = Date.now();
+      }
+      return l !== '' && Date.now() - since >= quietMs;
+    },
+    10_000,
+    `the "got" lines of ${log} to settle`,
+  );
   return parseKV(last);
 }
 
@@ -52,7 +72,11 @@ e2e('pending signals, per thread and process-wide, are delivered exactly once af
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   restoreDetached(img, t.pid);
-  assert.deepEqual(taskTids(t.pid), [t.pid, worker].sort((a, b) => a - b), 'same threads');
+  assert.deepEqual(
+    taskTids(t.pid),
+    [t.pid, worker].sort((a, b) => a - b),
+    'same threads',
+  );
   assert.equal(procStatus(t.pid)!.ShdPnd, shared0, 'process-wide pending set after restore');
   assert.deepEqual(threadStatus(t.pid, 'SigPnd'), private0, 'per-thread pending sets after restore');
   await sleep(200);

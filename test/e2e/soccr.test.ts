@@ -29,7 +29,11 @@ async function connected(family: number, host: string): Promise<{ fd: number; pe
 
 function sendAll(fd: number, b: Buffer): void {
   let off = 0;
-  while (off < b.length) { const n = sock.sendRaw(fd, b.subarray(off), 0); assert.ok(n > 0, `send: ${n}`); off += n; }
+  while (off < b.length) {
+    const n = sock.sendRaw(fd, b.subarray(off), 0);
+    assert.ok(n > 0, `send: ${n}`);
+    off += n;
+  }
 }
 
 async function recvExactly(fd: number, len: number): Promise<Buffer> {
@@ -39,7 +43,11 @@ async function recvExactly(fd: number, len: number): Promise<Buffer> {
   while (got < len) {
     const b = Buffer.alloc(len - got);
     const n = sock.recvRaw(fd, b, sock.MSG.DONTWAIT);
-    if (n > 0) { out.push(b.subarray(0, n)); got += n; continue; }
+    if (n > 0) {
+      out.push(b.subarray(0, n));
+      got += n;
+      continue;
+    }
     assert.ok(n === -11 && Date.now() < deadline, `recv: ${n} after ${got} of ${len} bytes`);
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -52,13 +60,21 @@ function readPeer(peer: net.Socket, len: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`peer got ${got} of ${len} bytes`)), 5000);
     peer.on('data', (d: Buffer) => {
-      chunks.push(d); got += d.length;
-      if (got >= len) { clearTimeout(t); peer.pause(); resolve(Buffer.concat(chunks)); }
+      chunks.push(d);
+      got += d.length;
+      if (got >= len) {
+        clearTimeout(t);
+        peer.pause();
+        resolve(Buffer.concat(chunks));
+      }
     });
   });
 }
 
-for (const [family, host] of [[AF.INET, '127.0.0.1'], [AF.INET6, '::1']] as const) {
+for (const [family, host] of [
+  [AF.INET, '127.0.0.1'],
+  [AF.INET6, '::1'],
+] as const) {
   test(`soccr: a loopback ${family === AF.INET ? 'IPv4' : 'IPv6'} connection is saved and recreated with its queues`, async () => {
     const { fd, peer, server } = await connected(family, host);
     let fresh = -1;

@@ -23,7 +23,8 @@ e2e('a task in a chroot comes back in it, with its working directory inside', as
   killAndReap(t.pid);
 });
 
-const SIGSTOP = 19, SIGCONT = 18;
+const SIGSTOP = 19,
+  SIGCONT = 18;
 
 e2e('a task stopped by SIGSTOP, with a second SIGSTOP pending, comes back stopped and goes on after SIGCONT', async (c) => {
   const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, 'counter.log') });

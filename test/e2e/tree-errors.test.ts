@@ -9,8 +9,29 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import {
-  e2e, startTarget, killAndReap, readLines, adopt, reap, signal, sleep, type CriuResult, type Target, waitForLine, waitFor, descendants, assertRunningFree, assertCleanError,
-  imageFiles, procStat, parseKV, lastCounter, describeRun, counterValues, assertConsecutive, SLOW,
+  e2e,
+  startTarget,
+  killAndReap,
+  readLines,
+  adopt,
+  reap,
+  signal,
+  sleep,
+  type CriuResult,
+  type Target,
+  waitForLine,
+  waitFor,
+  descendants,
+  assertRunningFree,
+  assertCleanError,
+  imageFiles,
+  procStat,
+  parseKV,
+  lastCounter,
+  describeRun,
+  counterValues,
+  assertConsecutive,
+  SLOW,
 } from '../lib/proc.ts';
 import { dump, restore, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -20,7 +41,12 @@ import { treeSnapshot, renderTree } from '../lib/tree.ts';
 const SIGSTOP = 19;
 
 /** Four dumps -R of a churning tree; returns the results. Each must succeed or fail cleanly and leave the tree running. */
-async function churnDumps(c: { subdir(n: string): string }, t: { pid: number; log: string }, stable: number[], extra: string[]): Promise<CriuResult[]> {
+async function churnDumps(
+  c: { subdir(n: string): string },
+  t: { pid: number; log: string },
+  stable: number[],
+  extra: string[],
+): Promise<CriuResult[]> {
   const out: CriuResult[] = [];
   for (let round = 1; round <= 4; round++) {
     const img = c.subdir(`img${round}`);
@@ -58,54 +84,81 @@ async function startChurn(c: { dir: string }): Promise<{ t: Target; stable: numb
   return { t, stable: [Number(s.a), Number(s.b)] };
 }
 
-e2e('a tree whose tasks come and go: dump -R goes on without them or fails cleanly, and the tree runs on', async (c) => {
-  const { t, stable } = await startChurn(c);
-  // A short freezing limit: a dump that fails on a vanished task should not cost 10 s here.
-  const results = await churnDumps(c, t, stable, ['--timeout', '3']);
-  assert.ok(results.some((r) => r.code === 0), 'at least one of four dumps of the churning tree succeeded');
+e2e(
+  'a tree whose tasks come and go: dump -R goes on without them or fails cleanly, and the tree runs on',
+  async (c) => {
+    const { t, stable } = await startChurn(c);
+    // A short freezing limit: a dump that fails on a vanished task should not cost 10 s here.
+    const results = await churnDumps(c, t, stable, ['--timeout', '3']);
+    assert.ok(
+      results.some((r) => r.code === 0),
+      'at least one of four dumps of the churning tree succeeded',
+    );
 
-  // And a dump that kills it restores into a tree that churns on (a clean failure is retried).
-  let img = '';
-  for (let attempt = 1; ; attempt++) {
-    img = c.subdir(`img-final${attempt}`);
-    for (const d of descendants(t.pid)) adopt(d);
-    const r = dump(t.pid, img, ['--timeout', '3']);
-    if (r.code === 0) break;
-    assertCleanError(r);
-    assertRunningFree(t.pid, 'after a failed dump');
-    if (attempt === 3) assert.fail(`three dumps of the churning tree failed:\n${describeRun(r)}`);
-  }
-  reap(t.pid);
-  for (const p of readMessages(join(img, 'pstree.img'), 'pstree_entry').map((e) => e.pid as number)) if (p !== t.pid) reap(p);
-  const atDump = lastCounter(t.log);
-  restoreDetached(img, t.pid);
-  await waitForCounter(t.log, atDump + 3, 10_000);
-  const last = parseKV(readLines(t.log).at(-1)!);
-  for (const p of stable) assertRunningFree(p, `stable child ${p} after restore`);
-  const before = parseKV(readLines(t.log).filter((l) => l.startsWith(`i=${atDump} `))[0] ?? 'forks=0 threads=0');
-  assert.ok(Number(last.forks) > Number(before.forks) && Number(last.threads) > Number(before.threads), 'children and threads still come and go');
-  await killChurn(t.pid);
-  assertConsecutive(counterValues(readLines(t.log)), 'churn counter', 1);
-}, { timeout: 90_000 });
+    // And a dump that kills it restores into a tree that churns on (a clean failure is retried).
+    let img = '';
+    for (let attempt = 1; ; attempt++) {
+      img = c.subdir(`img-final${attempt}`);
+      for (const d of descendants(t.pid)) adopt(d);
+      const r = dump(t.pid, img, ['--timeout', '3']);
+      if (r.code === 0) break;
+      assertCleanError(r);
+      assertRunningFree(t.pid, 'after a failed dump');
+      if (attempt === 3) assert.fail(`three dumps of the churning tree failed:\n${describeRun(r)}`);
+    }
+    reap(t.pid);
+    for (const p of readMessages(join(img, 'pstree.img'), 'pstree_entry').map((e) => e.pid as number)) if (p !== t.pid) reap(p);
+    const atDump = lastCounter(t.log);
+    restoreDetached(img, t.pid);
+    await waitForCounter(t.log, atDump + 3, 10_000);
+    const last = parseKV(readLines(t.log).at(-1)!);
+    for (const p of stable) assertRunningFree(p, `stable child ${p} after restore`);
+    const before = parseKV(readLines(t.log).filter((l) => l.startsWith(`i=${atDump} `))[0] ?? 'forks=0 threads=0');
+    assert.ok(
+      Number(last.forks) > Number(before.forks) && Number(last.threads) > Number(before.threads),
+      'children and threads still come and go',
+    );
+    await killChurn(t.pid);
+    assertConsecutive(counterValues(readLines(t.log)), 'churn counter', 1);
+  },
+  { timeout: 90_000 },
+);
 
-e2e('a task that exits while the tree is being frozen does not make the dump wait for the freezing timeout', async (c) => {
-  const { t, stable } = await startChurn(c);
-  // A dump stuck on a vanished task would fail at the 20 s timeout; a busy machine may make
-  // a good dump of this big, churning tree take a few seconds, so the line is drawn well below.
-  const results = await churnDumps(c, t, stable, ['--timeout', String(20 * SLOW)]);
-  const slow = results.filter((r) => r.code !== 0 || r.ms > 15_000 * SLOW);
-  await killChurn(t.pid);
-  assert.deepEqual(slow.map((r) => `exit ${r.code} in ${r.ms} ms: ${r.stderr.trim()}`), [], 'every dump went on without the vanished tasks');
-}, {
-  timeout: 150_000,
-});
+e2e(
+  'a task that exits while the tree is being frozen does not make the dump wait for the freezing timeout',
+  async (c) => {
+    const { t, stable } = await startChurn(c);
+    // A dump stuck on a vanished task would fail at the 20 s timeout; a busy machine may make
+    // a good dump of this big, churning tree take a few seconds, so the line is drawn well below.
+    const results = await churnDumps(c, t, stable, ['--timeout', String(20 * SLOW)]);
+    const slow = results.filter((r) => r.code !== 0 || r.ms > 15_000 * SLOW);
+    await killChurn(t.pid);
+    assert.deepEqual(
+      slow.map((r) => `exit ${r.code} in ${r.ms} ms: ${r.stderr.trim()}`),
+      [],
+      'every dump went on without the vanished tasks',
+    );
+  },
+  {
+    timeout: 150_000,
+  },
+);
 
 e2e('a tree that reaches into a PID namespace gives a clear error and is not harmed', async (c) => {
-  const t = startTarget(['/usr/bin/unshare', '--pid', '--fork', '--mount-proc', '/usr/bin/sleep', '1000'], { logFile: join(c.dir, 'unshare.log') });
-  const inner = await waitFor(() => descendants(t.pid).find((p) => procStat(p)?.comm === 'sleep'), 5000, 'the sleep in the new PID namespace');
+  const t = startTarget(['/usr/bin/unshare', '--pid', '--fork', '--mount-proc', '/usr/bin/sleep', '1000'], {
+    logFile: join(c.dir, 'unshare.log'),
+  });
+  const inner = await waitFor(
+    () => descendants(t.pid).find((p) => procStat(p)?.comm === 'sleep'),
+    5000,
+    'the sleep in the new PID namespace',
+  );
   adopt(inner); // reaped by the sweep even if a dump wrongly kills the tree
   const before = renderTree(treeSnapshot(t.pid));
-  for (const [what, pid] of [['the unshare process', t.pid], ['the process inside the namespace', inner]] as const) {
+  for (const [what, pid] of [
+    ['the unshare process', t.pid],
+    ['the process inside the namespace', inner],
+  ] as const) {
     const img = c.subdir('img');
     const line = assertCleanError(dump(pid, img));
     assert.match(line, /pid namespace|PID namespace|pidns/i, `dump of ${what}: the error names the PID namespace: ${line}`);
@@ -130,7 +183,10 @@ function assertNoStray(pids: number[], holder: number, grabber: number): void {
   for (const p of pids) {
     const st = procStat(p);
     if (p === holder) {
-      assert.ok(st && st.ppid === grabber && st.comm === 'pidgrab' && st.state === 'S', `the process holding ${p} is unharmed: ${JSON.stringify(st)}`);
+      assert.ok(
+        st && st.ppid === grabber && st.comm === 'pidgrab' && st.state === 'S',
+        `the process holding ${p} is unharmed: ${JSON.stringify(st)}`,
+      );
     } else {
       assert.equal(st, null, `stray process at PID ${p} after the failed restore: ${JSON.stringify(st)}`);
     }
@@ -178,22 +234,26 @@ e2e('a restore that fails halfway on a taken PID kills everything it created', a
   killAndReap(g.pid);
 });
 
-e2e('a 100-process tree dumped into a full file system: one line naming the image, no partial images, the tree runs on', async (c) => {
-  const t = startTarget([workload('tree'), 'p(p(p*9)*9 p*9)'], { logFile: join(c.dir, 'tree.log') });
-  await waitForLine(t.log, /^ready n=100$/, 20_000);
-  await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S'), 5000, 'the tree to settle');
-  const before = treeSnapshot(t.pid);
-  const img = c.subdir('small');
-  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'criu-ts-full', img], { encoding: 'utf8' });
-  assert.equal(m.status, 0, `mount tmpfs: ${m.stderr}`);
-  try {
-    const line = assertCleanError(dump(t.pid, img));
-    assert.match(line, /\.img.*(ENOSPC|No space left)/, line);
-    assert.deepEqual(imageFiles(img), [], 'no partial images');
-  } finally {
-    spawnSync('umount', [img]);
-  }
-  for (const x of before) assertRunningFree(x.pid, `PID ${x.pid} after the failed dump`);
-  assert.deepEqual(renderTree(treeSnapshot(t.pid)), renderTree(before), 'the tree is as it was');
-  killAndReap(t.pid);
-}, { timeout: 90_000 });
+e2e(
+  'a 100-process tree dumped into a full file system: one line naming the image, no partial images, the tree runs on',
+  async (c) => {
+    const t = startTarget([workload('tree'), 'p(p(p*9)*9 p*9)'], { logFile: join(c.dir, 'tree.log') });
+    await waitForLine(t.log, /^ready n=100$/, 20_000);
+    await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S'), 5000, 'the tree to settle');
+    const before = treeSnapshot(t.pid);
+    const img = c.subdir('small');
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'criu-ts-full', img], { encoding: 'utf8' });
+    assert.equal(m.status, 0, `mount tmpfs: ${m.stderr}`);
+    try {
+      const line = assertCleanError(dump(t.pid, img));
+      assert.match(line, /\.img.*(ENOSPC|No space left)/, line);
+      assert.deepEqual(imageFiles(img), [], 'no partial images');
+    } finally {
+      spawnSync('umount', [img]);
+    }
+    for (const x of before) assertRunningFree(x.pid, `PID ${x.pid} after the failed dump`);
+    assert.deepEqual(renderTree(treeSnapshot(t.pid)), renderTree(before), 'the tree is as it was');
+    killAndReap(t.pid);
+  },
+  { timeout: 90_000 },
+);

@@ -9,8 +9,23 @@ import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import {
-  e2e, startTarget, killAndReap, signal, sleep, readLines, waitForLine, waitFor, descendants, assertRunningFree, imageFiles,
-  procStat, parseKV, assertConsecutive, procStatus, SIGUSR1, SIGUSR2,
+  e2e,
+  startTarget,
+  killAndReap,
+  signal,
+  sleep,
+  readLines,
+  waitForLine,
+  waitFor,
+  descendants,
+  assertRunningFree,
+  imageFiles,
+  procStat,
+  parseKV,
+  assertConsecutive,
+  procStatus,
+  SIGUSR1,
+  SIGUSR2,
 } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -31,72 +46,98 @@ async function pingTree(log: string, tasks: ReturnType<typeof treeSnapshot>): Pr
   const live = tasks.filter((t) => t.state !== 'Z');
   for (const t of live) signal(t.pid, SIGUSR2);
   const want = live.map((t) => `alive pid=${t.pid} ppid=${t.ppid} pgid=${t.pgid} sid=${t.sid}`).sort();
-  await waitFor(() => readLines(log).slice(mark).filter((l) => l.startsWith('alive ')).length >= want.length, 10_000,
-    `${want.length} "alive" answers`);
+  await waitFor(
+    () =>
+      readLines(log)
+        .slice(mark)
+        .filter((l) => l.startsWith('alive ')).length >= want.length,
+    10_000,
+    `${want.length} "alive" answers`,
+  );
   await sleep(100);
-  const got = readLines(log).slice(mark).filter((l) => l.startsWith('alive ')).sort();
+  const got = readLines(log)
+    .slice(mark)
+    .filter((l) => l.startsWith('alive '))
+    .sort();
   assert.deepEqual(got, want, 'every live task answers once, with the ids it had');
 }
 
-e2e('a 50-process tree comes back with the same PID, PPID, SID, PGID and state for every process', async (c) => {
-  const t = startTarget([workload('tree'), TREE50], { logFile: join(c.dir, 'tree.log') });
-  await waitForLine(t.log, /^ready n=50$/, 10_000);
-  await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S' || x.state === 'Z'), 5000, 'the tree to settle');
-  const before = treeSnapshot(t.pid);
-  assert.equal(before.length, 50, 'tree size');
-  // The tree is what the test means it to be.
-  assert.equal(new Set(before.map((x) => x.sid)).size, 2, 'two sessions');
-  assert.ok(new Set(before.map((x) => x.pgid)).size >= 7, 'several process groups');
-  const zombies = before.filter((x) => x.state === 'Z');
-  assert.equal(zombies.length, 1, 'one zombie');
-  assert.equal(zombies[0].exitCode, 42 << 8, 'the zombie exited with 42');
-  assert.ok(before.some((x) => x.ppid !== t.pid && x.ppid !== process.pid && procStat(x.ppid)?.ppid !== t.pid), 'great-grandchildren');
-  // Children inherit these from their restored parent, and criu-ts sets them only where they differ.
-  const mm = () => new Map(before.filter((x) => x.state !== 'Z').map((x) => [x.pid, mmFields(x.pid)]));
-  const mm0 = mm();
+e2e(
+  'a 50-process tree comes back with the same PID, PPID, SID, PGID and state for every process',
+  async (c) => {
+    const t = startTarget([workload('tree'), TREE50], { logFile: join(c.dir, 'tree.log') });
+    await waitForLine(t.log, /^ready n=50$/, 10_000);
+    await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S' || x.state === 'Z'), 5000, 'the tree to settle');
+    const before = treeSnapshot(t.pid);
+    assert.equal(before.length, 50, 'tree size');
+    // The tree is what the test means it to be.
+    assert.equal(new Set(before.map((x) => x.sid)).size, 2, 'two sessions');
+    assert.ok(new Set(before.map((x) => x.pgid)).size >= 7, 'several process groups');
+    const zombies = before.filter((x) => x.state === 'Z');
+    assert.equal(zombies.length, 1, 'one zombie');
+    assert.equal(zombies[0].exitCode, 42 << 8, 'the zombie exited with 42');
+    assert.ok(
+      before.some((x) => x.ppid !== t.pid && x.ppid !== process.pid && procStat(x.ppid)?.ppid !== t.pid),
+      'great-grandchildren',
+    );
+    // Children inherit these from their restored parent, and criu-ts sets them only where they differ.
+    const mm = () => new Map(before.filter((x) => x.state !== 'Z').map((x) => [x.pid, mmFields(x.pid)]));
+    const mm0 = mm();
 
-  const img = c.subdir('img');
-  dumpAndReap(t.pid, img);
-  for (const x of before) assert.equal(procStat(x.pid), null, `PID ${x.pid} is free after the dump`);
+    const img = c.subdir('img');
+    dumpAndReap(t.pid, img);
+    for (const x of before) assert.equal(procStat(x.pid), null, `PID ${x.pid} is free after the dump`);
 
-  restoreDetached(img, t.pid);
-  assert.deepEqual(mm(), mm0, 'every task\'s mm fields, auxv and exe');
-  const after = treeSnapshot(t.pid);
-  // (a zombie's comm is checked on its own, below in this file)
-  const noZombieComm = (x: TaskStat) => (x.state === 'Z' ? { ...x, comm: '-' } : x);
-  assert.deepEqual(renderTree(after.map(noZombieComm)), renderTree(before.map(noZombieComm)), 'the restored tree');
-  for (const x of after) if (x.state !== 'Z') assertRunningFree(x.pid);
-  await pingTree(t.log, after);
-  // And once more: nothing changed by running.
-  assert.deepEqual(renderTree(treeSnapshot(t.pid).map(noZombieComm)), renderTree(before.map(noZombieComm)), 'the restored tree a moment later');
-  killAndReap(t.pid);
-}, { timeout: 60_000 });
+    restoreDetached(img, t.pid);
+    assert.deepEqual(mm(), mm0, "every task's mm fields, auxv and exe");
+    const after = treeSnapshot(t.pid);
+    // (a zombie's comm is checked on its own, below in this file)
+    const noZombieComm = (x: TaskStat) => (x.state === 'Z' ? { ...x, comm: '-' } : x);
+    assert.deepEqual(renderTree(after.map(noZombieComm)), renderTree(before.map(noZombieComm)), 'the restored tree');
+    for (const x of after) if (x.state !== 'Z') assertRunningFree(x.pid);
+    await pingTree(t.log, after);
+    // And once more: nothing changed by running.
+    assert.deepEqual(
+      renderTree(treeSnapshot(t.pid).map(noZombieComm)),
+      renderTree(before.map(noZombieComm)),
+      'the restored tree a moment later',
+    );
+    killAndReap(t.pid);
+  },
+  { timeout: 60_000 },
+);
 
 /** 100 processes in three levels. */
 const TREE100 = 'p(p(p*9)*9 p*9)';
 
-e2e('a 100-process tree comes back whole, every image file listed and checksummed in the manifest', async (c) => {
-  const t = startTarget([workload('tree'), TREE100], { logFile: join(c.dir, 'tree.log') });
-  await waitForLine(t.log, /^ready n=100$/, 20_000);
-  await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S'), 5000, 'the tree to settle');
-  const before = treeSnapshot(t.pid);
-  assert.equal(before.length, 100, 'tree size');
-  const img = c.subdir('img');
-  dumpAndReap(t.pid, img);
-  const m = JSON.parse(readFileSync(join(img, 'criu-ts-manifest.json'), 'utf8')) as { files: Record<string, { size: number; crc32: string }> };
-  const files = imageFiles(img);
-  assert.ok(files.length >= 100 * 5, `${files.length} image files`);
-  assert.deepEqual(Object.keys(m.files).sort(), files, 'the manifest lists every image file');
-  for (const f of files) {
-    const b = readFileSync(join(img, f));
-    assert.equal(m.files[f].crc32, crc32(b).toString(16).padStart(8, '0'), `${f}: crc32`);
-  }
-  restoreDetached(img, t.pid);
-  const after = treeSnapshot(t.pid);
-  assert.deepEqual(renderTree(after), renderTree(before), 'the restored tree');
-  await pingTree(t.log, after);
-  killAndReap(t.pid);
-}, { timeout: 90_000 });
+e2e(
+  'a 100-process tree comes back whole, every image file listed and checksummed in the manifest',
+  async (c) => {
+    const t = startTarget([workload('tree'), TREE100], { logFile: join(c.dir, 'tree.log') });
+    await waitForLine(t.log, /^ready n=100$/, 20_000);
+    await waitFor(() => treeSnapshot(t.pid).every((x) => x.state === 'S'), 5000, 'the tree to settle');
+    const before = treeSnapshot(t.pid);
+    assert.equal(before.length, 100, 'tree size');
+    const img = c.subdir('img');
+    dumpAndReap(t.pid, img);
+    const m = JSON.parse(readFileSync(join(img, 'criu-ts-manifest.json'), 'utf8')) as {
+      files: Record<string, { size: number; crc32: string }>;
+    };
+    const files = imageFiles(img);
+    assert.ok(files.length >= 100 * 5, `${files.length} image files`);
+    assert.deepEqual(Object.keys(m.files).sort(), files, 'the manifest lists every image file');
+    for (const f of files) {
+      const b = readFileSync(join(img, f));
+      assert.equal(m.files[f].crc32, crc32(b).toString(16).padStart(8, '0'), `${f}: crc32`);
+    }
+    restoreDetached(img, t.pid);
+    const after = treeSnapshot(t.pid);
+    assert.deepEqual(renderTree(after), renderTree(before), 'the restored tree');
+    await pingTree(t.log, after);
+    killAndReap(t.pid);
+  },
+  { timeout: 90_000 },
+);
 
 /** Parent and child that went separate ways after the fork: different fds, cwd, umask, signal actions. */
 const PY_DIVERGED = `
@@ -135,7 +176,7 @@ function fdState(pid: number): Record<string, string> {
   return out;
 }
 
-e2e('a child forked from its restored parent ends up with its own fds, cwd, umask and signal actions, not its parent\'s', async (c) => {
+e2e("a child forked from its restored parent ends up with its own fds, cwd, umask and signal actions, not its parent's", async (c) => {
   const script = join(c.dir, 'diverged.py');
   writeFileSync(script, PY_DIVERGED);
   const t = startTarget(['/usr/bin/python3', '-u', script, join(c.dir, 'parent.out')], { logFile: join(c.dir, 'py.log') });
@@ -166,10 +207,18 @@ e2e('siblings with large memory of their own each read half of their pages into 
   // Each memhog read half of its pages into itself while criu-ts wrote the other half and
   // went on to its siblings (src/resources/mm/fill.ts).
   const log = readFileSync(join(img, 'restore.log'), 'utf8');
-  for (const pid of hogs) assert.match(log, new RegExp(`task ${pid}: page data 1[0-9.]+ MiB read by the task itself, 1[0-9.]+ MiB by criu-ts`));
+  for (const pid of hogs)
+    assert.match(log, new RegExp(`task ${pid}: page data 1[0-9.]+ MiB read by the task itself, 1[0-9.]+ MiB by criu-ts`));
   const mark = readLines(t.log).length;
   for (const pid of hogs) signal(pid, SIGUSR1);
-  await waitFor(() => readLines(t.log).slice(mark).filter((l) => l.startsWith('verify=')).length === 3, 20_000, 'three verify lines');
+  await waitFor(
+    () =>
+      readLines(t.log)
+        .slice(mark)
+        .filter((l) => l.startsWith('verify=')).length === 3,
+    20_000,
+    'three verify lines',
+  );
   assert.deepEqual(readLines(t.log).slice(mark), ['verify=1 ok', 'verify=1 ok', 'verify=1 ok'], 'every memhog finds its 24 MiB intact');
   killAndReap(t.pid);
 });
@@ -190,7 +239,9 @@ e2e('a restored zombie keeps its comm and exit status', async (c) => {
 e2e('crit decode reads every image of a tree with threads and a zombie, and crit x ps lists the whole tree', async (c) => {
   assert.ok(haveCrit(), `${CRIT} is required (Debian package criu)`);
   const script = `"$1" -n 4 -i 50 & "$2" 'p(z g(p*2) s(p p))' & echo started; wait`;
-  const t = startTarget(['/usr/bin/bash', '-c', script, 'bash', workload('threads'), workload('tree')], { logFile: join(c.dir, 'mix.log') });
+  const t = startTarget(['/usr/bin/bash', '-c', script, 'bash', workload('threads'), workload('tree')], {
+    logFile: join(c.dir, 'mix.log'),
+  });
   await waitForLine(t.log, /^ready n=8$/, 10_000);
   await waitForLine(t.log, /^ready threads=4$/, 10_000);
   const before = treeSnapshot(t.pid);
@@ -222,10 +273,16 @@ e2e('crit decode reads every image of a tree with threads and a zombie, and crit
 
   const x = spawnSync(CRIT, ['x', img, 'ps'], { encoding: 'utf8' });
   assert.equal(x.status, 0, `crit x ps failed: ${x.stderr}`);
-  const rows = new Map(x.stdout.split('\n').slice(1).filter((l) => l.trim()).map((l) => {
-    const f = l.trim().split(/\s+/);
-    return [Number(f[0]), f];
-  }));
+  const rows = new Map(
+    x.stdout
+      .split('\n')
+      .slice(1)
+      .filter((l) => l.trim())
+      .map((l) => {
+        const f = l.trim().split(/\s+/);
+        return [Number(f[0]), f];
+      }),
+  );
   for (const p of before) {
     const row = rows.get(p.pid);
     assert.ok(row, `crit x ps does not list PID ${p.pid}:\n${x.stdout}`);
@@ -236,12 +293,15 @@ e2e('crit decode reads every image of a tree with threads and a zombie, and crit
 
 e2e('a shell pipeline of real programs continues without lost or duplicated lines', async (c) => {
   const out = join(c.dir, 'pipeline.out');
-  const t = startTarget(['/usr/bin/bash', '-c', 'while :; do date +%s.%N; sleep 0.1; done | cat -n | grep --line-buffered .'], { logFile: out });
-  const numbers = () => readLines(out).map((l) => {
-    const m = /^\s*(\d+)\t(\d+\.\d+)$/.exec(l);
-    assert.ok(m, `unexpected line ${JSON.stringify(l)}`);
-    return { n: Number(m[1]), ts: Number(m[2]) };
+  const t = startTarget(['/usr/bin/bash', '-c', 'while :; do date +%s.%N; sleep 0.1; done | cat -n | grep --line-buffered .'], {
+    logFile: out,
   });
+  const numbers = () =>
+    readLines(out).map((l) => {
+      const m = /^\s*(\d+)\t(\d+\.\d+)$/.exec(l);
+      assert.ok(m, `unexpected line ${JSON.stringify(l)}`);
+      return { n: Number(m[1]), ts: Number(m[2]) };
+    });
   await waitFor(() => numbers().length >= 5, 10_000, '5 lines');
   const stages = () => {
     const tree = treeSnapshot(t.pid);
@@ -250,7 +310,8 @@ e2e('a shell pipeline of real programs continues without lost or duplicated line
   const s0 = stages();
   assert.ok(s0.cat && s0.grep, `cat and grep in the tree:\n${renderTree(s0.tree).join('\n')}`);
   // The loop's subshell writes into cat's stdin; cat's stdout is grep's stdin.
-  const catIn = fdTargets(s0.cat.pid).get(0)!, catOut = fdTargets(s0.cat.pid).get(1)!;
+  const catIn = fdTargets(s0.cat.pid).get(0)!,
+    catOut = fdTargets(s0.cat.pid).get(1)!;
   assert.match(catIn, /^pipe:/);
   assert.equal(fdTargets(s0.grep.pid).get(0), catOut, 'cat | grep share a pipe');
 
@@ -264,8 +325,13 @@ e2e('a shell pipeline of real programs continues without lost or duplicated line
   await waitFor(() => numbers().length >= atDump + 8, 10_000, '8 more lines after restore');
   const s1 = stages();
   assert.ok(s1.cat && s1.grep, 'cat and grep are back');
-  assert.deepEqual([s1.cat.pid, s1.cat.ppid, s1.grep.pid, s1.grep.ppid], [s0.cat.pid, s0.cat.ppid, s0.grep.pid, s0.grep.ppid], 'same pids and parents');
-  const catIn1 = fdTargets(s1.cat.pid).get(0)!, catOut1 = fdTargets(s1.cat.pid).get(1)!;
+  assert.deepEqual(
+    [s1.cat.pid, s1.cat.ppid, s1.grep.pid, s1.grep.ppid],
+    [s0.cat.pid, s0.cat.ppid, s0.grep.pid, s0.grep.ppid],
+    'same pids and parents',
+  );
+  const catIn1 = fdTargets(s1.cat.pid).get(0)!,
+    catOut1 = fdTargets(s1.cat.pid).get(1)!;
   assert.match(catIn1, /^pipe:/);
   assert.notEqual(catIn1, catOut1);
   assert.equal(fdTargets(s1.grep.pid).get(0), catOut1, 'cat | grep still share a pipe');
@@ -274,7 +340,11 @@ e2e('a shell pipeline of real programs continues without lost or duplicated line
 
   killAndReap(t.pid);
   const all = numbers();
-  assertConsecutive(all.map((x) => x.n), 'cat -n numbering', 1);
+  assertConsecutive(
+    all.map((x) => x.n),
+    'cat -n numbering',
+    1,
+  );
   for (let k = 1; k < all.length; k++) assert.ok(all[k].ts > all[k - 1].ts, `timestamps go forward at line ${all[k].n}`);
 });
 
@@ -282,7 +352,10 @@ e2e('pipes that hold data keep exactly their bytes, and a writer blocked on a fu
   const t = startTarget([workload('pipefill'), '-k', '1000'], { logFile: join(c.dir, 'pipefill.log') });
   const ready = parseKV((await waitForLine(t.log, /^ready /, 10_000)).line);
   const [full, partial, fa, fb] = [ready.full, ready.partial, ready.a, ready.b].map(Number);
-  assert.deepEqual(descendants(t.pid).sort((a, b) => a - b), [full, partial].sort((a, b) => a - b));
+  assert.deepEqual(
+    descendants(t.pid).sort((a, b) => a - b),
+    [full, partial].sort((a, b) => a - b),
+  );
   await waitFor(() => syscallOf(full, full) === NR.write, 5000, 'the full writer to block in write()');
   const fill0 = { a: pipeFill(t.pid, fa), b: pipeFill(t.pid, fb) };
   assert.equal(fill0.a, 65536, 'pipe A is full');

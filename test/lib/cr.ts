@@ -5,8 +5,24 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  adopt, assertOk, assertRunningFree, descendants, counterValues, assertConsecutive, imageFiles, parseKV, procStat, readLines,
-  reap, runCriu, waitForLine, type CriuOptions, type CriuResult, type E2EContext, type Target, startTarget,
+  adopt,
+  assertOk,
+  assertRunningFree,
+  descendants,
+  counterValues,
+  assertConsecutive,
+  imageFiles,
+  parseKV,
+  procStat,
+  readLines,
+  reap,
+  runCriu,
+  waitForLine,
+  type CriuOptions,
+  type CriuResult,
+  type E2EContext,
+  type Target,
+  startTarget,
 } from './proc.ts';
 import { workload } from './workloads.ts';
 import { readMessages } from '../../src/images/index.ts';
@@ -34,7 +50,9 @@ export function dumpAndReap(pid: number, dir: string, extra: string[] = []): Cri
   assert.equal(ex.signal, 9, `after a dump without -R the target should have been killed with SIGKILL, got ${JSON.stringify(ex)}`);
   // The rest of the tree was killed too; its zombies are re-parented to us. The tree may
   // have changed since we looked (a shell forks all the time): pstree.img says what was dumped.
-  const dumped = readMessages(join(dir, 'pstree.img'), 'pstree_entry').map((e) => e.pid).filter((p) => p !== pid);
+  const dumped = readMessages(join(dir, 'pstree.img'), 'pstree_entry')
+    .map((e) => e.pid)
+    .filter((p) => p !== pid);
   for (const d of new Set([...tree, ...dumped])) reap(d, 10_000);
   assert.ok(imageFiles(dir).length > 0, `no *.img files in ${dir}`);
   return r;
@@ -64,7 +82,9 @@ export function restoreDetached(dir: string, pid: number, extra: string[] = []):
 
 export const DATA_HEADER = 'criu-ts foundation data file\n'.repeat(171); // 4959 bytes: not page aligned
 
-export interface Foundation extends Target { data: string | null }
+export interface Foundation extends Target {
+  data: string | null;
+}
 
 export interface FoundationOptions {
   /** Write the data file (-f). Default true. */

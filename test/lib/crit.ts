@@ -30,7 +30,10 @@ for path in sys.argv[2:]:
 print(json.dumps(res))
 `;
 
-export interface Decoded { magic: string; entries: unknown[] }
+export interface Decoded {
+  magic: string;
+  entries: unknown[];
+}
 
 /** Whether crit is installed (the Debian package criu). */
 export function haveCrit(): boolean {
@@ -43,7 +46,10 @@ export function haveCrit(): boolean {
  */
 export function critDecodeAll(dir: string, names: string[], scratch: string): Map<string, Decoded> {
   mkdirSync(scratch, { recursive: true });
-  const r = spawnSync('/usr/bin/python3', ['-c', DRIVER, scratch, ...names.map((n) => join(dir, n))], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const r = spawnSync('/usr/bin/python3', ['-c', DRIVER, scratch, ...names.map((n) => join(dir, n))], {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
   if (r.status !== 0) throw new Error(`crit decode driver failed: ${r.stderr}`);
   const res = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, string>;
   const bad = Object.entries(res).filter(([, v]) => v !== 'ok');

@@ -20,7 +20,11 @@ export interface E2EContext {
   subdir(name: string): string;
 }
 
-export interface E2EOptions { timeout?: number; skip?: boolean | string; todo?: boolean | string }
+export interface E2EOptions {
+  timeout?: number;
+  skip?: boolean | string;
+  todo?: boolean | string;
+}
 
 /**
  * A node:test test with process hygiene. Whatever happens in `fn`, every
@@ -90,5 +94,7 @@ export function unusedPid(): number {
 /** *.img files in a directory ([] if the directory does not exist). */
 export function imageFiles(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((n) => n.endsWith('.img')).sort();
+  return readdirSync(dir)
+    .filter((n) => n.endsWith('.img'))
+    .sort();
 }

@@ -17,7 +17,10 @@ export function readLines(file: string): string[] {
 
 export function tail(file: string, n: number): string {
   try {
-    return readFileSync(file, 'utf8').split('\n').slice(-n - 1).join('\n');
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .slice(-n - 1)
+      .join('\n');
   } catch (e) {
     return `(${(e as Error).message})`;
   }
@@ -27,16 +30,25 @@ export function tail(file: string, n: number): string {
  * Wait until a complete line at index >= `from` matches `re` (a RegExp or a
  * predicate). Returns the line and its index.
  */
-export async function waitForLine(file: string, re: RegExp | ((line: string) => boolean), timeoutMs = 10_000, from = 0): Promise<{ line: string; index: number }> {
+export async function waitForLine(
+  file: string,
+  re: RegExp | ((line: string) => boolean),
+  timeoutMs = 10_000,
+  from = 0,
+): Promise<{ line: string; index: number }> {
   let seen = 0;
   const match = typeof re === 'function' ? re : (l: string) => re.test(l);
   try {
-    return await waitFor(() => {
-      const lines = readLines(file);
-      seen = lines.length;
-      for (let k = from; k < lines.length; k++) if (match(lines[k])) return { line: lines[k], index: k };
-      return undefined;
-    }, timeoutMs, `a line matching ${re} in ${file}`);
+    return await waitFor(
+      () => {
+        const lines = readLines(file);
+        seen = lines.length;
+        for (let k = from; k < lines.length; k++) if (match(lines[k])) return { line: lines[k], index: k };
+        return undefined;
+      },
+      timeoutMs,
+      `a line matching ${re} in ${file}`,
+    );
   } catch (e) {
     throw new Error(`${(e as Error).message} (${seen} lines; last ones:\n${tail(file, 8)})`);
   }

@@ -33,11 +33,23 @@ export async function waitFor<T>(fn: () => T | undefined | false | null, timeout
 
 // ---------------------------------------------------------------- /proc
 
-export interface ProcStat { pid: number; comm: string; state: string; ppid: number; pgid: number; sid: number; starttime: number }
+export interface ProcStat {
+  pid: number;
+  comm: string;
+  state: string;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  starttime: number;
+}
 
 export function procStat(pid: number): ProcStat | null {
   let st;
-  try { st = readStat(pid); } catch { return null; }
+  try {
+    st = readStat(pid);
+  } catch {
+    return null;
+  }
   return { pid, comm: st.comm, state: st.state, ppid: st.ppid, pgid: st.pgrp, sid: st.session, starttime: Number(st.startTime) };
 }
 
@@ -80,7 +92,11 @@ export function cmdline(pid: number): string[] | null {
 /** How a zombie ended, from the wait status in /proc/PID/stat (field 52, exit_code). */
 export function zombieStatus(pid: number): string {
   let ws: number;
-  try { ws = readStat(pid).exitCode; } catch { return 'gone'; }
+  try {
+    ws = readStat(pid).exitCode;
+  } catch {
+    return 'gone';
+  }
   return W.signaled(ws) ? `killed by signal ${W.termSig(ws)}${ws & 0x80 ? ' (core dumped)' : ''}` : `exited with ${W.exitStatus(ws)}`;
 }
 
@@ -107,7 +123,12 @@ export function ourChildren(): number[] {
   return out;
 }
 
-export interface FdInfo { fd: number; target: string; flags: number; pos: number }
+export interface FdInfo {
+  fd: number;
+  target: string;
+  flags: number;
+  pos: number;
+}
 
 /**
  * /proc/PID/fd as a sorted list. Anonymous objects' inode numbers (pipe:[123])
@@ -115,7 +136,9 @@ export interface FdInfo { fd: number; target: string; flags: number; pos: number
  * (pipe:#1, pipe:#2, ...): two fds on one pipe keep the same label.
  */
 export function fdTable(pid: number): FdInfo[] {
-  const fds = readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
+  const fds = readdirSync(`/proc/${pid}/fd`)
+    .map(Number)
+    .sort((a, b) => a - b);
   const labels = new Map<string, string>();
   const perKind = new Map<string, number>();
   const out: FdInfo[] = [];
@@ -140,7 +163,13 @@ export function fdTable(pid: number): FdInfo[] {
   return out;
 }
 
-export interface MapEntry { start: bigint; end: bigint; perms: string; offset: bigint; path: string }
+export interface MapEntry {
+  start: bigint;
+  end: bigint;
+  perms: string;
+  offset: bigint;
+  path: string;
+}
 
 export function procMaps(pid: number): MapEntry[] {
   const text = readFileSync(`/proc/${pid}/maps`, 'latin1');
@@ -169,8 +198,10 @@ export function diffMaps(a: MapEntry[], b: MapEntry[]): string[] {
       while (at < e.end) {
         const o = to.find((x) => x.start <= at && at < x.end);
         if (!o || o.perms !== e.perms || o.path !== e.path) {
-          diffs.push(`${label}: ${hex(e.start)}-${hex(e.end)} ${e.perms} ${e.path} at ${hex(at)}: ` +
-            (o ? `${hex(o.start)}-${hex(o.end)} ${o.perms} ${o.path}` : 'unmapped'));
+          diffs.push(
+            `${label}: ${hex(e.start)}-${hex(e.end)} ${e.perms} ${e.path} at ${hex(at)}: ` +
+              (o ? `${hex(o.start)}-${hex(o.end)} ${o.perms} ${o.path}` : 'unmapped'),
+          );
           break;
         }
         at = o.end;

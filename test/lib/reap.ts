@@ -22,7 +22,11 @@ export function tracked(): number[] {
   return [...registry];
 }
 
-export interface ExitInfo { status: number; code: number | null; signal: number | null }
+export interface ExitInfo {
+  status: number;
+  code: number | null;
+  signal: number | null;
+}
 
 export function decodeStatus(status: number): ExitInfo {
   const low = status & 0x7f;
@@ -56,7 +60,8 @@ export function reap(pid: number, timeoutMs = 10_000): ExitInfo | null {
         return null;
       }
     }
-    if (Date.now() > end) throw new Error(`PID ${pid} did not end within ${timeoutMs} ms (state ${procState(pid)}, ppid ${procStat(pid)?.ppid})`);
+    if (Date.now() > end)
+      throw new Error(`PID ${pid} did not end within ${timeoutMs} ms (state ${procState(pid)}, ppid ${procStat(pid)?.ppid})`);
     sleepSync(5);
   }
 }
@@ -139,7 +144,14 @@ function stopTree(pid: number): number[] {
         if (errnoCode(e) !== 'ESRCH') throw e;
       }
     }
-    while (Date.now() < end && [...known].some((p) => { const s = procState(p); return s === 'R' || s === 'S' || s === 'D'; })) sleepSync(1);
+    while (
+      Date.now() < end &&
+      [...known].some((p) => {
+        const s = procState(p);
+        return s === 'R' || s === 'S' || s === 'D';
+      })
+    )
+      sleepSync(1);
     const now = new Set<number>([pid, ...descendants(pid)]);
     if (now.size === known.size && [...now].every((p) => known.has(p))) break;
     known = now;

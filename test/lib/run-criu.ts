@@ -10,7 +10,14 @@ import { current, logTails, scratchDir } from './scratch.ts';
 /** The CLI under test: $CRIU_TS_BIN, else <repo>/bin/criu-ts. */
 export const CRIU_BIN = process.env.CRIU_TS_BIN ?? join(REPO_ROOT, 'bin', 'criu-ts');
 
-export interface CriuResult { code: number; signal: string | null; stdout: string; stderr: string; ms: number; args: string[] }
+export interface CriuResult {
+  code: number;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  args: string[];
+}
 
 export interface CriuOptions {
   /** Added to this process's environment. */
@@ -101,11 +108,20 @@ export function runCriuAsync(args: string[], opts: CriuOptions = {}): { pid: num
   const done = new Promise<CriuResult>((resolve) => {
     let spawnError = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => { spawnError = `\n[harness] spawn failed: ${e.message}`; });
+    child.on('error', (e) => {
+      spawnError = `\n[harness] spawn failed: ${e.message}`;
+    });
     child.on('close', (code, sig) => {
       clearTimeout(timer);
       if (child.pid) liveSpawns.delete(child.pid);
-      const res: CriuResult = { code: code ?? -1, signal: sig, stdout: readAndRemove(f.out), stderr: readAndRemove(f.err) + spawnError, ms: Date.now() - t0, args };
+      const res: CriuResult = {
+        code: code ?? -1,
+        signal: sig,
+        stdout: readAndRemove(f.out),
+        stderr: readAndRemove(f.err) + spawnError,
+        ms: Date.now() - t0,
+        args,
+      };
       current.runs.push(res);
       resolve(res);
     });
@@ -117,8 +133,10 @@ export function runCriuAsync(args: string[], opts: CriuOptions = {}): { pid: num
 
 /** A readable account of a criu-ts run, for assertion messages. */
 export function describeRun(r: CriuResult): string {
-  return `criu-ts ${r.args.join(' ')} -> exit ${r.code}${r.signal ? ` (signal ${r.signal})` : ''} in ${r.ms} ms\n` +
-    `stderr: ${r.stderr.trim() || '(empty)'}\nstdout: ${r.stdout.trim().slice(0, 2000) || '(empty)'}`;
+  return (
+    `criu-ts ${r.args.join(' ')} -> exit ${r.code}${r.signal ? ` (signal ${r.signal})` : ''} in ${r.ms} ms\n` +
+    `stderr: ${r.stderr.trim() || '(empty)'}\nstdout: ${r.stdout.trim().slice(0, 2000) || '(empty)'}`
+  );
 }
 
 /** Throws (with stderr and the tail of any criu-ts log under the test dir) unless exit 0. */

@@ -22,7 +22,11 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
-export interface Target { pid: number; log: string; argv: string[] }
+export interface Target {
+  pid: number;
+  log: string;
+  argv: string[];
+}
 
 let logSeq = 0;
 
@@ -36,7 +40,8 @@ export function startTarget(argv: string[], opts: StartOptions = {}): Target {
   const useSetsid = opts.setsid ?? true;
   // The background job closes every fd above 2 it inherited (from whoever ran
   // the test), then execs the program with stdin/stdout/stderr redirected.
-  const script = 'log=$1; in=$2; shift 2; { for p in /proc/self/fd/*; do n=${p##*/}; ' +
+  const script =
+    'log=$1; in=$2; shift 2; { for p in /proc/self/fd/*; do n=${p##*/}; ' +
     'if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done; ' +
     `${useSetsid ? 'exec setsid "$@"' : 'exec "$@"'} <"$in" >>"$log" 2>&1; } & echo $!`;
   const r = spawnSync('bash', ['-c', script, 'bash', log, opts.stdin ?? '/dev/null', ...argv], {
@@ -48,7 +53,9 @@ export function startTarget(argv: string[], opts: StartOptions = {}): Target {
   });
   const pid = Number(r.stdout.trim());
   if (r.status !== 0 || !Number.isInteger(pid) || pid <= 0) {
-    throw new Error(`startTarget(${argv.join(' ')}) failed: status ${r.status}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}`);
+    throw new Error(
+      `startTarget(${argv.join(' ')}) failed: status ${r.status}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}`,
+    );
   }
   registry.add(pid);
   current.targets.push({ pid, log, argv });
@@ -64,7 +71,8 @@ export function startTarget(argv: string[], opts: StartOptions = {}): Target {
     sleepSync(2);
   }
   const s = procStat(pid);
-  if (s && s.ppid !== process.pid) throw new Error(`startTarget: PID ${pid}'s parent is ${s.ppid}, not us (${process.pid}): are we a subreaper?`);
+  if (s && s.ppid !== process.pid)
+    throw new Error(`startTarget: PID ${pid}'s parent is ${s.ppid}, not us (${process.pid}): are we a subreaper?`);
   if (useSetsid && s && s.sid !== pid) throw new Error(`startTarget: PID ${pid} is not a session leader (sid ${s.sid})`);
   return { pid, log, argv };
 }

@@ -8,14 +8,33 @@ import { readStat } from '../../src/proc/index.ts';
 import { ioctl } from '../../src/kernel/index.ts';
 
 /** The fields of /proc/PID/stat that a restore must reproduce. */
-export interface TaskStat { pid: number; comm: string; state: string; ppid: number; pgid: number; sid: number; threads: number; exitCode: number }
+export interface TaskStat {
+  pid: number;
+  comm: string;
+  state: string;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  threads: number;
+  exitCode: number;
+}
 
 export function taskStat(pid: number): TaskStat | null {
   let st;
-  try { st = readStat(pid); } catch { return null; }
+  try {
+    st = readStat(pid);
+  } catch {
+    return null;
+  }
   return {
-    pid, comm: st.comm, state: st.state, ppid: st.ppid, pgid: st.pgrp, sid: st.session,
-    threads: st.numThreads, exitCode: st.exitCode, // exit_code: the wait status of a zombie
+    pid,
+    comm: st.comm,
+    state: st.state,
+    ppid: st.ppid,
+    pgid: st.pgrp,
+    sid: st.session,
+    threads: st.numThreads,
+    exitCode: st.exitCode, // exit_code: the wait status of a zombie
   };
 }
 
@@ -39,18 +58,36 @@ export function mmFields(pid: number): string {
   const st = readStat(pid);
   const heap = /^[0-9a-f]+-([0-9a-f]+) .*\[heap\]$/m.exec(readFileSync(`/proc/${pid}/maps`, 'latin1'))?.[1] ?? '-';
   const auxv = readFileSync(`/proc/${pid}/auxv`).toString('hex');
-  return [st.startCode, st.endCode, st.startData, st.endData, st.startBrk, heap, st.startStack, st.argStart, st.argEnd,
-    st.envStart, st.envEnd, readlinkSync(`/proc/${pid}/exe`), auxv].join(' ');
+  return [
+    st.startCode,
+    st.endCode,
+    st.startData,
+    st.endData,
+    st.startBrk,
+    heap,
+    st.startStack,
+    st.argStart,
+    st.argEnd,
+    st.envStart,
+    st.envEnd,
+    readlinkSync(`/proc/${pid}/exe`),
+    auxv,
+  ].join(' ');
 }
 
 /** A one-line-per-task rendering, for readable diffs in assertion messages. */
 export function renderTree(tasks: TaskStat[]): string[] {
-  return tasks.map((t) => `${t.pid} ${t.comm} ${t.state} ppid=${t.ppid} pgid=${t.pgid} sid=${t.sid} thr=${t.threads}${t.state === 'Z' ? ` exit=${t.exitCode}` : ''}`);
+  return tasks.map(
+    (t) =>
+      `${t.pid} ${t.comm} ${t.state} ppid=${t.ppid} pgid=${t.pgid} sid=${t.sid} thr=${t.threads}${t.state === 'Z' ? ` exit=${t.exitCode}` : ''}`,
+  );
 }
 
 /** TIDs of a process, sorted. */
 export function taskTids(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b);
+  return readdirSync(`/proc/${pid}/task`)
+    .map(Number)
+    .sort((a, b) => a - b);
 }
 
 /** tid -> a field of /proc/PID/task/TID/status (e.g. SigBlk, SigPnd). */
@@ -63,9 +100,16 @@ export function vmaAdvice(pid: number): string[] {
   let range = '';
   for (const line of readFileSync(`/proc/${pid}/smaps`, 'latin1').split('\n')) {
     const r = /^([0-9a-f]+-[0-9a-f]+) /.exec(line);
-    if (r) { range = r[1]; continue; }
+    if (r) {
+      range = r[1];
+      continue;
+    }
     if (!line.startsWith('VmFlags:')) continue;
-    const advice = line.slice(8).trim().split(/\s+/).filter((f) => ['sr', 'rr', 'dc', 'dd', 'mg', 'hg', 'nh', 'wf'].includes(f));
+    const advice = line
+      .slice(8)
+      .trim()
+      .split(/\s+/)
+      .filter((f) => ['sr', 'rr', 'dc', 'dd', 'mg', 'hg', 'nh', 'wf'].includes(f));
     if (advice.length) out.push(`${range} ${advice.join(' ')}`);
   }
   return out;
@@ -93,9 +137,10 @@ export function syscallOf(pid: number, tid: number): number {
   return Number.isInteger(n) ? n : -1;
 }
 
-export const NR = process.arch === 'arm64'
-  ? { read: 63, write: 64, futex: 98, pause: -1, rt_sigsuspend: 133, wait4: 260 }
-  : { read: 0, write: 1, futex: 202, pause: 34, rt_sigsuspend: 130, wait4: 61 };
+export const NR =
+  process.arch === 'arm64'
+    ? { read: 63, write: 64, futex: 98, pause: -1, rt_sigsuspend: 133, wait4: 260 }
+    : { read: 0, write: 1, futex: 202, pause: 34, rt_sigsuspend: 130, wait4: 61 };
 
 const FIONREAD = 0x541b;
 

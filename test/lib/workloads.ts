@@ -35,7 +35,8 @@ export function workload(name: string, extraFlags: readonly string[] = []): stri
   const text = readFileSync(src);
   const h = createHash('sha256').update(process.arch).update('\0').update(flags.join(' ')).update('\0').update(text);
   // Headers of test/workloads it includes ("x.h") are part of what it is built from.
-  for (const m of text.toString('latin1').matchAll(/^#include "([\w.-]+\.h)"/gm)) h.update('\0').update(readFileSync(join(WORKLOAD_DIR, m[1])));
+  for (const m of text.toString('latin1').matchAll(/^#include "([\w.-]+\.h)"/gm))
+    h.update('\0').update(readFileSync(join(WORKLOAD_DIR, m[1])));
   const hash = h.digest('hex').slice(0, 16);
   const dir = join(cacheDir(), hash);
   const bin = join(dir, name);

@@ -12,15 +12,25 @@ import { arch } from '../../src/kernel/index.ts';
 
 test(`every ${arch.name} syscall number matches <sys/syscall.h>`, () => {
   const names = Object.keys(arch.sys);
-  const src = ['#include <stdio.h>', '#include <sys/syscall.h>', 'int main(void) {',
+  const src = [
+    '#include <stdio.h>',
+    '#include <sys/syscall.h>',
+    'int main(void) {',
     ...names.map((n) => `#ifdef SYS_${n}\n  printf("${n} %ld\\n", (long)SYS_${n});\n#else\n  printf("${n} none\\n");\n#endif`),
-    '  return 0;', '}'].join('\n');
+    '  return 0;',
+    '}',
+  ].join('\n');
   const dir = mkdtempSync(join(tmpdir(), 'sysnr-'));
   try {
     writeFileSync(join(dir, 'nr.c'), src);
     execFileSync('gcc', ['-o', join(dir, 'nr'), join(dir, 'nr.c')]);
     const out = execFileSync(join(dir, 'nr'), { encoding: 'utf8' });
-    const libc = new Map(out.trim().split('\n').map((l) => l.split(' ') as [string, string]));
+    const libc = new Map(
+      out
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ') as [string, string]),
+    );
     assert.equal(libc.size, names.length);
     for (const n of names) {
       const want = libc.get(n);
@@ -30,5 +40,7 @@ test(`every ${arch.name} syscall number matches <sys/syscall.h>`, () => {
     }
     // The calls every dump and restore makes must be known to the headers.
     for (const n of ['mmap', 'munmap', 'clone3', 'openat', 'process_vm_readv', 'rt_sigaction']) assert.notEqual(libc.get(n), 'none', n);
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -17,8 +17,20 @@ test('-verbosity=0 is -v with the value "erbosity=0", which atoi reads as 0', ()
 
 test('log levels: default 2, -v adds one, -vv two, -vN and --verbosity=N set, --verbosity adds one, clamped to 0..4', () => {
   const cases: [string[], number][] = [
-    [[], 2], [['-v'], 3], [['-vv'], 4], [['-vvvv'], 4], [['-v0'], 0], [['-v1'], 1], [['-v4'], 4], [['-v9'], 4],
-    [['--verbosity=4'], 4], [['--verbosity=0'], 0], [['--verbosity'], 3], [['-v', '-v'], 4], [['-v-3'], 0], [['-vfoo'], 0],
+    [[], 2],
+    [['-v'], 3],
+    [['-vv'], 4],
+    [['-vvvv'], 4],
+    [['-v0'], 0],
+    [['-v1'], 1],
+    [['-v4'], 4],
+    [['-v9'], 4],
+    [['--verbosity=4'], 4],
+    [['--verbosity=0'], 0],
+    [['--verbosity'], 3],
+    [['-v', '-v'], 4],
+    [['-v-3'], 0],
+    [['-vfoo'], 0],
   ];
   for (const [args, level] of cases) assert.equal(n('dump', ...args).level, level, args.join(' '));
 });

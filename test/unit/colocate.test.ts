@@ -33,7 +33,10 @@ test('the tracer is pinned to one CPU while colocated, its workers are not, and 
     const dir = mkdtempSync(join(tmpdir(), 'criu-ts-colocate-'));
     writeFileSync(join(dir, 'probe.mjs'), WORKER);
     const w = newWorker(pathToFileURL(join(dir, 'caller.mjs')).href, 'probe', {});
-    const status = await new Promise<string>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+    const status = await new Promise<string>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
     await w.terminate();
     rmSync(dir, { recursive: true });
     assert.equal(allowed(status), home, 'a worker started while colocated has the affinity the tracer had');
@@ -41,5 +44,5 @@ test('the tracer is pinned to one CPU while colocated, its workers are not, and 
   } finally {
     endColocation();
   }
-  assert.equal(mine(), home, 'the tracer\'s own affinity is back');
+  assert.equal(mine(), home, "the tracer's own affinity is back");
 });

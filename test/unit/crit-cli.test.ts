@@ -26,7 +26,9 @@ function crit(args: string[], stdin: Buffer = Buffer.alloc(0)): Run {
   let err = '';
   const rc = runCrit(args, {
     stdout: (d) => out.push(Buffer.from(d)),
-    stderr: (t) => { err += t; },
+    stderr: (t) => {
+      err += t;
+    },
     stdin: () => stdin,
   });
   return { rc, out: Buffer.concat(out), err };
@@ -80,9 +82,15 @@ describe('crit decode / encode / show', () => {
     const r = crit(['show', fixture('pipes-data.img'), '--nopl']);
     assert.equal(r.rc, 0, r.err);
     const doc = parseJson(r.out.toString()) as { entries: { bytes: number; extra: string }[] };
-    assert.deepEqual(doc.entries.map((e) => e.extra), doc.entries.map((e) => `... <${e.bytes}B>`));
+    assert.deepEqual(
+      doc.entries.map((e) => e.extra),
+      doc.entries.map((e) => `... <${e.bytes}B>`),
+    );
     const full = crit(['show', fixture('pipes-data.img')]);
-    assert.equal(Buffer.from((parseJson(full.out.toString()) as { entries: { extra: string }[] }).entries[0].extra, 'base64').toString(), 'pipe data\n');
+    assert.equal(
+      Buffer.from((parseJson(full.out.toString()) as { entries: { extra: string }[] }).entries[0].extra, 'base64').toString(),
+      'pipe data\n',
+    );
   });
 
   it('info: magic and entries, pagemap without its head', () => {

@@ -6,7 +6,14 @@ import fc from 'fast-check';
 import * as fs from 'node:fs';
 import { describe, it } from 'node:test';
 import {
-  base64Lines, fromBase64, fromQuotedPrintable, humanReadable, parseJson, parsePyInt, toJson, toQuotedPrintable,
+  base64Lines,
+  fromBase64,
+  fromQuotedPrintable,
+  humanReadable,
+  parseJson,
+  parsePyInt,
+  toJson,
+  toQuotedPrintable,
 } from '../../src/crit/index.ts';
 import type { JsonValue } from '../../src/crit/index.ts';
 import { devText, flagsText, ipText, parseDev, parseFlags, parseIp } from '../../src/crit/options.ts';
@@ -73,9 +80,22 @@ describe('crit text forms against Python', { skip: havePy ? false : 'no /usr/bin
   const strs = fc.sample(fc.string({ unit: 'binary', maxLength: 20 }), { seed: 3, numRuns: N });
   const docs = fc.sample(fc.jsonValue({ maxDepth: 3 }), { seed: 4, numRuns: 100 }) as JsonValue[];
   const ints = fc.sample(intText, { seed: 5, numRuns: N });
-  const ips = fc.sample(fc.oneof(fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 1, maxLength: 1 }),
-    fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffffffff })), { minLength: 4, maxLength: 4 })), { seed: 6, numRuns: N });
-  const hrs = [...fc.sample(fc.integer({ min: 0, max: 2 ** 40 }), { seed: 7, numRuns: N }), 0, 1023, 1024, 1280, 1536, 10 * 1024 * 1024 + 52429];
+  const ips = fc.sample(
+    fc.oneof(
+      fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 1, maxLength: 1 }),
+      fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffffffff })), { minLength: 4, maxLength: 4 }),
+    ),
+    { seed: 6, numRuns: N },
+  );
+  const hrs = [
+    ...fc.sample(fc.integer({ min: 0, max: 2 ** 40 }), { seed: 7, numRuns: N }),
+    0,
+    1023,
+    1024,
+    1280,
+    1536,
+    10 * 1024 * 1024 + 52429,
+  ];
   const py = python({ qp: qp.map(hex), b64: b64.map(hex), json: strs, jsonp: docs, int: ints, ip: ips, hr: hrs });
 
   it('quoted-printable: binascii.b2a_qp where that is lossless, and always reversible', () => {
@@ -95,7 +115,9 @@ describe('crit text forms against Python', { skip: havePy ? false : 'no /usr/bin
   });
 
   it('json.dumps of strings and of documents with indent=4', () => {
-    strs.forEach((s, i) => { assert.equal(toJson(s), py.json[i]); });
+    strs.forEach((s, i) => {
+      assert.equal(toJson(s), py.json[i]);
+    });
     docs.forEach((d, i) => {
       assert.equal(toJson(d, true), py.jsonp[i]);
       assert.deepEqual(parseJson(toJson(d)), parseJson(py.jsonp[i]!));
@@ -103,7 +125,9 @@ describe('crit text forms against Python', { skip: havePy ? false : 'no /usr/bin
   });
 
   it('int(text, 0)', () => {
-    ints.forEach((s, i) => { assert.equal(parsePyInt(s)?.toString() ?? null, py.int[i], JSON.stringify(s)); });
+    ints.forEach((s, i) => {
+      assert.equal(parsePyInt(s)?.toString() ?? null, py.int[i], JSON.stringify(s));
+    });
   });
 
   it('ipaddress: compressed text, and back', () => {
@@ -114,7 +138,9 @@ describe('crit text forms against Python', { skip: havePy ? false : 'no /usr/bin
   });
 
   it('human_readable sizes of show --nopl', () => {
-    hrs.forEach((n, i) => { assert.equal(humanReadable(n), py.hr[i], String(n)); });
+    hrs.forEach((n, i) => {
+      assert.equal(humanReadable(n), py.hr[i], String(n));
+    });
   });
 });
 
@@ -149,7 +175,15 @@ describe('crit field options', () => {
     assert.deepEqual(v, { a: 18446744073709551615n, b: -9223372036854775808n, c: 9007199254740993n, d: 5 });
     assert.equal(toJson(v), '{"a": 18446744073709551615, "b": -9223372036854775808, "c": 9007199254740993, "d": 5}');
     // digits in strings stay text, however the quotes before them are escaped
-    const tricky = '["x 12345678901234567890", "q\\\\", 12345678901234567890, "\\"12345678901234567890", 1e12345678901234567, 1000000000000000]';
-    assert.deepEqual(parseJson(tricky), ['x 12345678901234567890', 'q\\', 12345678901234567890n, '"12345678901234567890', Infinity, 1000000000000000]);
+    const tricky =
+      '["x 12345678901234567890", "q\\\\", 12345678901234567890, "\\"12345678901234567890", 1e12345678901234567, 1000000000000000]';
+    assert.deepEqual(parseJson(tricky), [
+      'x 12345678901234567890',
+      'q\\',
+      12345678901234567890n,
+      '"12345678901234567890',
+      Infinity,
+      1000000000000000,
+    ]);
   });
 });

@@ -21,7 +21,13 @@ const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'dump');
 const SAMPLE_SEED = 4242;
 const SAMPLES_PER_KIND = 4;
 
-const quiet = { stdout: () => {}, stderr: (s: string) => { throw new Error(s); }, stdin: () => Buffer.alloc(0) };
+const quiet = {
+  stdout: () => {},
+  stderr: (s: string) => {
+    throw new Error(s);
+  },
+  stdin: () => Buffer.alloc(0),
+};
 const ours = (args: string[]) => assert.equal(runCrit(args, quiet), 0);
 const read = (f: string) => fs.readFileSync(f, 'utf8');
 
@@ -36,7 +42,9 @@ function isImage(file: string): boolean {
 
 /** crit cannot encode these extras at all (base64.decodebytes on a str raises TypeError). */
 function critCannotEncode(doc: Doc): boolean {
-  return (doc.magic === 'BPFMAP_DATA' || doc.magic === 'IPCNS_SHM') && doc.entries.some((e) => typeof e.extra === 'string' && e.extra !== '');
+  return (
+    (doc.magic === 'BPFMAP_DATA' || doc.magic === 'IPCNS_SHM') && doc.entries.some((e) => typeof e.extra === 'string' && e.extra !== '')
+  );
 }
 
 function suite(ref: RefCrit): void {
@@ -59,7 +67,13 @@ function suite(ref: RefCrit): void {
     const generated = sampleImages(SAMPLE_SEED, SAMPLES_PER_KIND, { critSafe: true })
       .filter((im) => handled.has(im.kind.id) && CRIT_KINDS.has(im.kind.id))
       .map((im, i) => writeGenImage(gen, im, `${i}-${fileNameOf(im.kind)}`));
-    images = [...fs.readdirSync(dumpDir).map((f) => path.join(dumpDir, f)).filter(isImage), ...generated];
+    images = [
+      ...fs
+        .readdirSync(dumpDir)
+        .map((f) => path.join(dumpDir, f))
+        .filter(isImage),
+      ...generated,
+    ];
 
     const first: RefOp[] = [];
     for (const img of images) {
@@ -71,12 +85,16 @@ function suite(ref: RefCrit): void {
       first.push({ op: 'info', in: img, out: `${img}.ref.info` });
     }
     for (const what of ['ps', 'fds', 'mems', 'rss']) first.push({ op: 'x', in: dumpDir, what, out: path.join(dir, `x-${what}.ref`) });
-    const second: RefOp[] = images.flatMap((img) => modes.map((pretty): RefOp => ({ op: 'encode', in: json(img, 'ref', pretty), out: `${json(img, 'ref', pretty)}.ref.img` })));
+    const second: RefOp[] = images.flatMap((img) =>
+      modes.map((pretty): RefOp => ({ op: 'encode', in: json(img, 'ref', pretty), out: `${json(img, 'ref', pretty)}.ref.img` })),
+    );
     const all = [...first, ...second];
     // the second batch needs the first one's output
     const r1 = ref.run(first);
     const r2 = ref.run(second);
-    [...r1, ...r2].forEach((r, i) => { res.set(key(all[i]), r); });
+    [...r1, ...r2].forEach((r, i) => {
+      res.set(key(all[i]), r);
+    });
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -94,7 +112,10 @@ function suite(ref: RefCrit): void {
         const mine = loadImage(img, { pretty }) as Doc;
         const seen = asSeenBy(mine, schema, !ref.exact, pretty);
         const theirs = refDoc(img, pretty);
-        assert.ok(isDeepStrictEqual(seen, theirs), `${path.basename(img)}${pretty ? ' --pretty' : ''}: ours\n${toJson(seen as never, true)}\n${ref.name}\n${toJson(theirs as JsonValue, true)}`);
+        assert.ok(
+          isDeepStrictEqual(seen, theirs),
+          `${path.basename(img)}${pretty ? ' --pretty' : ''}: ours\n${toJson(seen as never, true)}\n${ref.name}\n${toJson(theirs as JsonValue, true)}`,
+        );
         // where nothing had to be left out, the text is the same bytes too
         if (toJson(seen as never) === toJson(mine as never)) {
           assert.equal(read(json(img, 'ours', pretty)), read(json(img, 'ref', pretty)), `${path.basename(img)}: JSON text`);
@@ -111,7 +132,12 @@ function suite(ref: RefCrit): void {
         refDoc(img, pretty);
         const r = res.get(key({ op: 'encode', in: theirs, out: '' }));
         let err = '';
-        const rc = runCrit(['encode', '-i', theirs, '-o', `${theirs}.ours.img`], { ...quiet, stderr: (t) => { err += t; } });
+        const rc = runCrit(['encode', '-i', theirs, '-o', `${theirs}.ours.img`], {
+          ...quiet,
+          stderr: (t) => {
+            err += t;
+          },
+        });
         if (rc !== 0) {
           // only where that crit cannot encode it either (a required field it dropped)
           assert.notEqual(r, 'ok', `our encode of ${path.basename(theirs)}: ${err}`);
@@ -131,7 +157,11 @@ function suite(ref: RefCrit): void {
       for (const img of images) {
         const doc = loadImage(img, { pretty }) as Doc;
         // an older crit cannot take names it lacks (enum values, flags): nothing to compare there
-        if (loses(doc, schema) || toJson(asSeenBy(doc, schema, !ref.exact, pretty) as never) !== toJson(asSeenBy(doc, schema, false, pretty) as never)) continue;
+        if (
+          loses(doc, schema) ||
+          toJson(asSeenBy(doc, schema, !ref.exact, pretty) as never) !== toJson(asSeenBy(doc, schema, false, pretty) as never)
+        )
+          continue;
         const r = res.get(key({ op: 'encode', in: json(img, 'ours', pretty), out: '' }));
         if (critCannotEncode(doc)) continue;
         assert.equal(r, 'ok', `${ref.name} encode of our ${path.basename(img)} JSON: ${r}`);
@@ -150,7 +180,15 @@ function suite(ref: RefCrit): void {
       if (kind.extra !== undefined) continue;
       assert.equal(res.get(key({ op: 'info', in: img, out: '' })), 'ok');
       let out = '';
-      assert.equal(runCrit(['info', img], { ...quiet, stdout: (s) => { out += String(s); } }), 0);
+      assert.equal(
+        runCrit(['info', img], {
+          ...quiet,
+          stdout: (s) => {
+            out += String(s);
+          },
+        }),
+        0,
+      );
       assert.equal(out, read(`${img}.ref.info`), path.basename(img));
     }
   });
@@ -161,14 +199,26 @@ function suite(ref: RefCrit): void {
     it(`x ${what}: the same text as ${ref.name}`, { skip }, () => {
       assert.equal(res.get(key({ op: 'x', in: dumpDir, out: '', what })), 'ok');
       let out = '';
-      assert.equal(runCrit(['x', dumpDir, what], { ...quiet, stdout: (s) => { out += String(s); } }), 0);
+      assert.equal(
+        runCrit(['x', dumpDir, what], {
+          ...quiet,
+          stdout: (s) => {
+            out += String(s);
+          },
+        }),
+        0,
+      );
       assert.equal(out, read(path.join(dir, `x-${what}.ref`)));
     });
   }
 }
 
 const debian = debianCrit();
-describe('our crit vs Debian crit 3.17', { skip: debian ? false : 'crit 3.17 not installed (Debian package "criu")' }, () => suite(debian!));
+describe('our crit vs Debian crit 3.17', { skip: debian ? false : 'crit 3.17 not installed (Debian package "criu")' }, () =>
+  suite(debian!),
+);
 
 const ref42 = refCrit();
-describe('our crit vs CRIU 4.2 crit', { skip: ref42 ? false : 'set CRIU_REF_CRIT to CRIU 4.2\'s crit (see src/crit/README.md)' }, () => suite(ref42!));
+describe('our crit vs CRIU 4.2 crit', { skip: ref42 ? false : "set CRIU_REF_CRIT to CRIU 4.2's crit (see src/crit/README.md)" }, () =>
+  suite(ref42!),
+);

@@ -31,9 +31,12 @@ describe('crit round trip', () => {
   for (const kind of genKinds()) {
     it(`${kind.id}: random images decode and encode to the same bytes`, () => {
       let n = 0;
-      fc.assert(fc.property(imageArb(kind), (img) => {
-        roundTrip(writeGenImage(dir, img, `rt-${n++}-${kind.id}`));
-      }), { numRuns: RUNS, seed: 1 + kind.id.length * 7919 });
+      fc.assert(
+        fc.property(imageArb(kind), (img) => {
+          roundTrip(writeGenImage(dir, img, `rt-${n++}-${kind.id}`));
+        }),
+        { numRuns: RUNS, seed: 1 + kind.id.length * 7919 },
+      );
     });
   }
 

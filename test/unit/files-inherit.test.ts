@@ -7,6 +7,9 @@ test('inherited fds: close_range spans around the kept ones, only where inherite
   assert.deepEqual(closeRanges([], new Set()), [[0, MAX]], 'a stub from the helper: everything');
   assert.deepEqual(closeRanges([0, 1, 2], new Set([0, 1, 2])), [], 'all kept');
   assert.deepEqual(closeRanges([0, 1, 2, 5, 9], new Set([0, 1, 2])), [[3, MAX]]);
-  assert.deepEqual(closeRanges([0, 1, 2, 5, 9], new Set([0, 2, 9])), [[1, 1], [3, 8]]);
+  assert.deepEqual(closeRanges([0, 1, 2, 5, 9], new Set([0, 2, 9])), [
+    [1, 1],
+    [3, 8],
+  ]);
   assert.deepEqual(closeRanges([3, 4], new Set([0])), [[1, MAX]], 'kept fds need not be inherited');
 });

@@ -33,9 +33,14 @@ before(() => {
   dir = scratchDir('fuzz-images-');
   const gen = path.join(dir, 'gen');
   fs.mkdirSync(gen);
-  seeds = fs.readdirSync(FIXTURES).filter((f) => !f.startsWith('pages-')).map((f) => ({
-    name: f, kind: imageKindForFile(f)!, bytes: fs.readFileSync(path.join(FIXTURES, f)),
-  }));
+  seeds = fs
+    .readdirSync(FIXTURES)
+    .filter((f) => !f.startsWith('pages-'))
+    .map((f) => ({
+      name: f,
+      kind: imageKindForFile(f)!,
+      bytes: fs.readFileSync(path.join(FIXTURES, f)),
+    }));
   for (const img of sampleImages(SEED, 2)) {
     const file = writeGenImage(gen, img, `${seeds.length}-${fileNameOf(img.kind)}`);
     seeds.push({ name: fileNameOf(img.kind), kind: img.kind, bytes: fs.readFileSync(file) });
@@ -94,54 +99,97 @@ const u32 = fc.oneof(
 const at = fc.oneof(fc.noBias(fc.nat()), fc.nat());
 const pos = (b: Buffer, r: number) => r % (b.length + 1);
 
-const truncate = at.map((r): Mutation => (b) => b.subarray(0, pos(b, r)));
-const flipBit = fc.tuple(at, fc.integer({ min: 0, max: 7 })).map(([r, bit]): Mutation => (b) => {
-  const c = Buffer.from(b);
-  const i = Math.min(pos(c, r), c.length - 1);
-  if (i >= 0) c[i] ^= 1 << bit;
-  return c;
-});
-const setBytes = fc.tuple(at, fc.uint8Array({ minLength: 1, maxLength: 12 })).map(([r, bytes]): Mutation => (b) => {
-  const c = Buffer.from(b);
-  c.set(bytes.subarray(0, Math.max(0, c.length - pos(c, r))), pos(c, r));
-  return c;
-});
+const truncate = at.map(
+  (r): Mutation =>
+    (b) =>
+      b.subarray(0, pos(b, r)),
+);
+const flipBit = fc.tuple(at, fc.integer({ min: 0, max: 7 })).map(
+  ([r, bit]): Mutation =>
+    (b) => {
+      const c = Buffer.from(b);
+      const i = Math.min(pos(c, r), c.length - 1);
+      if (i >= 0) c[i] ^= 1 << bit;
+      return c;
+    },
+);
+const setBytes = fc.tuple(at, fc.uint8Array({ minLength: 1, maxLength: 12 })).map(
+  ([r, bytes]): Mutation =>
+    (b) => {
+      const c = Buffer.from(b);
+      c.set(bytes.subarray(0, Math.max(0, c.length - pos(c, r))), pos(c, r));
+      return c;
+    },
+);
 // a size word or a field length: the likeliest to make a reader allocate or loop
-const setU32 = fc.tuple(at, u32).map(([r, v]): Mutation => (b) => {
-  const c = Buffer.from(b);
-  const i = pos(c, r);
-  if (i + 4 <= c.length) c.writeUInt32LE(v, i);
-  return c;
-});
-const insert = fc.tuple(at, fc.uint8Array({ minLength: 1, maxLength: 16 })).map(([r, bytes]): Mutation => (b) => Buffer.concat([b.subarray(0, pos(b, r)), bytes, b.subarray(pos(b, r))]));
-const cut = fc.tuple(at, fc.integer({ min: 1, max: 64 })).map(([r, n]): Mutation => (b) => Buffer.concat([b.subarray(0, pos(b, r)), b.subarray(pos(b, r) + n)]));
-const splice = fc.tuple(at, at, fc.integer({ min: 1, max: 64 })).map(([r, s, n]): Mutation => (b) => Buffer.concat([b.subarray(0, pos(b, r)), b.subarray(pos(b, s), pos(b, s) + n), b.subarray(pos(b, r))]));
-const longVarint = at.map((r): Mutation => (b) => Buffer.concat([b.subarray(0, pos(b, r)), Buffer.alloc(11, 0xff), b.subarray(pos(b, r))]));
-const otherMagic = fc.constantFrom(...new Set(Object.values(MAGIC))).map((m): Mutation => (b) => {
-  const c = Buffer.from(b);
-  if (c.length >= 8) c.writeUInt32LE(m, c.readUInt32LE(0) === IMG_COMMON_MAGIC ? 4 : 0);
-  return c;
-});
+const setU32 = fc.tuple(at, u32).map(
+  ([r, v]): Mutation =>
+    (b) => {
+      const c = Buffer.from(b);
+      const i = pos(c, r);
+      if (i + 4 <= c.length) c.writeUInt32LE(v, i);
+      return c;
+    },
+);
+const insert = fc.tuple(at, fc.uint8Array({ minLength: 1, maxLength: 16 })).map(
+  ([r, bytes]): Mutation =>
+    (b) =>
+      Buffer.concat([b.subarray(0, pos(b, r)), bytes, b.subarray(pos(b, r))]),
+);
+const cut = fc.tuple(at, fc.integer({ min: 1, max: 64 })).map(
+  ([r, n]): Mutation =>
+    (b) =>
+      Buffer.concat([b.subarray(0, pos(b, r)), b.subarray(pos(b, r) + n)]),
+);
+const splice = fc.tuple(at, at, fc.integer({ min: 1, max: 64 })).map(
+  ([r, s, n]): Mutation =>
+    (b) =>
+      Buffer.concat([b.subarray(0, pos(b, r)), b.subarray(pos(b, s), pos(b, s) + n), b.subarray(pos(b, r))]),
+);
+const longVarint = at.map(
+  (r): Mutation =>
+    (b) =>
+      Buffer.concat([b.subarray(0, pos(b, r)), Buffer.alloc(11, 0xff), b.subarray(pos(b, r))]),
+);
+const otherMagic = fc.constantFrom(...new Set(Object.values(MAGIC))).map(
+  (m): Mutation =>
+    (b) => {
+      const c = Buffer.from(b);
+      if (c.length >= 8) c.writeUInt32LE(m, c.readUInt32LE(0) === IMG_COMMON_MAGIC ? 4 : 0);
+      return c;
+    },
+);
 
 // value changes keep many images valid, so that the decoded-then-encoded path gets exercised too
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  { arbitrary: flipBit, weight: 6 }, { arbitrary: setBytes, weight: 3 }, { arbitrary: setU32, weight: 2 },
-  { arbitrary: truncate, weight: 1 }, { arbitrary: insert, weight: 1 }, { arbitrary: cut, weight: 1 },
-  { arbitrary: splice, weight: 1 }, { arbitrary: longVarint, weight: 1 }, { arbitrary: otherMagic, weight: 1 },
+  { arbitrary: flipBit, weight: 6 },
+  { arbitrary: setBytes, weight: 3 },
+  { arbitrary: setU32, weight: 2 },
+  { arbitrary: truncate, weight: 1 },
+  { arbitrary: insert, weight: 1 },
+  { arbitrary: cut, weight: 1 },
+  { arbitrary: splice, weight: 1 },
+  { arbitrary: longVarint, weight: 1 },
+  { arbitrary: otherMagic, weight: 1 },
 );
 
 describe('fuzz: image readers on mutated images', () => {
   it(`${RUNS} mutated and truncated images (seed ${SEED})`, { timeout: 600_000 }, () => {
-    fc.assert(fc.property(fc.nat(), fc.array(mutation, { minLength: 1, maxLength: 3 }), (si, muts) => {
-      const seed = seeds[si % seeds.length];
-      const bytes = muts.reduce((b, m) => m(b), seed.bytes);
-      const file = path.join(dir, seed.name);
-      fs.writeFileSync(file, bytes);
-      stats.inputs++;
-      if (check(file, seed.kind)) stats.decoded++;
-      else stats.refused++;
-    }), { numRuns: RUNS, seed: SEED, endOnFailure: true });
-    console.log(`fuzz: ${stats.inputs} inputs from ${seeds.length} seed images, ${stats.decoded} decoded, ${stats.refused} refused, slowest ${stats.slowest.toFixed(1)} ms`);
+    fc.assert(
+      fc.property(fc.nat(), fc.array(mutation, { minLength: 1, maxLength: 3 }), (si, muts) => {
+        const seed = seeds[si % seeds.length];
+        const bytes = muts.reduce((b, m) => m(b), seed.bytes);
+        const file = path.join(dir, seed.name);
+        fs.writeFileSync(file, bytes);
+        stats.inputs++;
+        if (check(file, seed.kind)) stats.decoded++;
+        else stats.refused++;
+      }),
+      { numRuns: RUNS, seed: SEED, endOnFailure: true },
+    );
+    console.log(
+      `fuzz: ${stats.inputs} inputs from ${seeds.length} seed images, ${stats.decoded} decoded, ${stats.refused} refused, slowest ${stats.slowest.toFixed(1)} ms`,
+    );
     // mutations that leave a valid image and ones that break it must both be common
     assert.ok(stats.decoded > RUNS / 20 && stats.refused > RUNS / 20, JSON.stringify(stats));
   });
@@ -161,19 +209,22 @@ describe('fuzz: image readers on mutated images', () => {
     ['unknown magic', () => Buffer.from('1943565412345678', 'hex')],
     ['raw pages', () => Buffer.alloc(4096, 0xaa)],
     // cgroup_dir_entry nests in itself: 200 levels deep
-    ['deep nesting', () => {
-      let body = Buffer.alloc(0);
-      for (let i = 0; i < 200; i++) {
-        const name = Buffer.from([0x0a, 1, 0x61]);
-        // dir_name, then the child as field 2 (children)
-        body = Buffer.concat([name, body.length ? Buffer.concat([Buffer.from([0x12]), varint(body.length), body]) : Buffer.alloc(0)]);
-      }
-      const dirField = Buffer.concat([Buffer.from([0x12]), varint(body.length), body]);
-      const ctl = Buffer.concat([Buffer.from([0x12]), varint(dirField.length), dirField]);
-      const size = Buffer.alloc(4);
-      size.writeUInt32LE(ctl.length);
-      return Buffer.concat([Buffer.from('1943565430333859', 'hex'), size, ctl]);
-    }],
+    [
+      'deep nesting',
+      () => {
+        let body = Buffer.alloc(0);
+        for (let i = 0; i < 200; i++) {
+          const name = Buffer.from([0x0a, 1, 0x61]);
+          // dir_name, then the child as field 2 (children)
+          body = Buffer.concat([name, body.length ? Buffer.concat([Buffer.from([0x12]), varint(body.length), body]) : Buffer.alloc(0)]);
+        }
+        const dirField = Buffer.concat([Buffer.from([0x12]), varint(body.length), body]);
+        const ctl = Buffer.concat([Buffer.from([0x12]), varint(dirField.length), dirField]);
+        const size = Buffer.alloc(4);
+        size.writeUInt32LE(ctl.length);
+        return Buffer.concat([Buffer.from('1943565430333859', 'hex'), size, ctl]);
+      },
+    ],
   ];
   for (const [what, make] of special) {
     it(`refuses or reads: ${what}`, () => {
@@ -190,10 +241,13 @@ describe('fuzz: image readers on mutated images', () => {
     fs.ftruncateSync(fd, MAX_IMAGE + 1);
     fs.closeSync(fd);
     const t0 = performance.now();
-    assert.throws(() => loadImage(file), (e) => {
-      expectImageError(e, file, 'crit decode');
-      return /too big/.test((e as Error).message);
-    });
+    assert.throws(
+      () => loadImage(file),
+      (e) => {
+        expectImageError(e, file, 'crit decode');
+        return /too big/.test((e as Error).message);
+      },
+    );
     assert.ok(performance.now() - t0 < 100);
     fs.rmSync(file);
   });

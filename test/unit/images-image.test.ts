@@ -4,8 +4,23 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
-  IMAGE_KINDS, IMG_COMMON_MAGIC, ImageDir, ImageError, ImageReader, ImageWriter, MAGIC, imageFileName,
-  imageKindForFile, parseImageName, readImage, readMessages, readOne, registry, writeImage, preloadImage, dropPreloaded,
+  IMAGE_KINDS,
+  IMG_COMMON_MAGIC,
+  ImageDir,
+  ImageError,
+  ImageReader,
+  ImageWriter,
+  MAGIC,
+  imageFileName,
+  imageKindForFile,
+  parseImageName,
+  readImage,
+  readMessages,
+  readOne,
+  registry,
+  writeImage,
+  preloadImage,
+  dropPreloaded,
 } from '../../src/images/index.ts';
 import type { ImageKind, MessageName, ProtoObject, ProtoValue } from '../../src/images/index.ts';
 
@@ -26,13 +41,30 @@ function zero(name: string): ProtoObject {
     if (f.label !== 'req' || f.default !== undefined) continue;
     let v: ProtoValue;
     switch (f.type) {
-      case 'uint64': case 'int64': case 'sint64': case 'fixed64': case 'sfixed64': v = 0n; break;
-      case 'bool': v = false; break;
-      case 'string': v = ''; break;
-      case 'bytes': v = Buffer.alloc(0); break;
-      case 'message': v = zero(f.ref!); break;
-      case 'enum': v = Object.values(registry.enum(f.ref!).values)[0]; break;
-      default: v = 0;
+      case 'uint64':
+      case 'int64':
+      case 'sint64':
+      case 'fixed64':
+      case 'sfixed64':
+        v = 0n;
+        break;
+      case 'bool':
+        v = false;
+        break;
+      case 'string':
+        v = '';
+        break;
+      case 'bytes':
+        v = Buffer.alloc(0);
+        break;
+      case 'message':
+        v = zero(f.ref!);
+        break;
+      case 'enum':
+        v = Object.values(registry.enum(f.ref!).values)[0];
+        break;
+      default:
+        v = 0;
     }
     o[f.name] = v;
   }
@@ -58,15 +90,31 @@ function errorLine(fn: () => unknown): string {
 describe('file names and magics', () => {
   it('maps names to kinds', () => {
     const cases: [string, string, (number | string)[]][] = [
-      ['inventory.img', 'INVENTORY', []], ['pstree.img', 'PSTREE', []], ['core-5.img', 'CORE', [5]],
-      ['pagemap-17.img', 'PAGEMAP', [17]], ['pagemap-shmem-123456.img', 'SHMEM_PAGEMAP', [123456]],
-      ['pages-1.img', 'PAGES', [1]], ['fdinfo-2.img', 'FDINFO', [2]], ['files.img', 'FILES', []],
-      ['tcp-stream-1f2e.img', 'TCP_STREAM', [0x1f2e]], ['ghost-file-a.img', 'GHOST_FILE', [10]],
-      ['stats-dump', 'STATS', ['dump']], ['stats-restore', 'STATS', ['restore']], ['irmap-cache', 'IRMAP_CACHE', []],
-      ['pages-shmem-9.img', 'SHM_PAGES_OLD', [9]], ['reg-files.img', 'REG_FILES', []], ['vmas-3.img', 'VMAS', [3]],
-      ['signal-p-7.img', 'PSIGNAL', [7]], ['tmpfs-dev-66.tar.gz.img', 'TMPFS_DEV', [66]], ['netns-ct-4.img', 'NETNF_CT', [4]],
-      ['netns-4.img', 'NETNS', [4]], ['binfmt-misc.img', 'BINFMT_MISC', []], ['binfmt-misc-2.img', 'BINFMT_MISC_OLD', [2]],
-      ['memfd.img', 'MEMFD_INODE', []], ['seccomp.img', 'SECCOMP', []], ['timens-0.img', 'TIMENS', [0]],
+      ['inventory.img', 'INVENTORY', []],
+      ['pstree.img', 'PSTREE', []],
+      ['core-5.img', 'CORE', [5]],
+      ['pagemap-17.img', 'PAGEMAP', [17]],
+      ['pagemap-shmem-123456.img', 'SHMEM_PAGEMAP', [123456]],
+      ['pages-1.img', 'PAGES', [1]],
+      ['fdinfo-2.img', 'FDINFO', [2]],
+      ['files.img', 'FILES', []],
+      ['tcp-stream-1f2e.img', 'TCP_STREAM', [0x1f2e]],
+      ['ghost-file-a.img', 'GHOST_FILE', [10]],
+      ['stats-dump', 'STATS', ['dump']],
+      ['stats-restore', 'STATS', ['restore']],
+      ['irmap-cache', 'IRMAP_CACHE', []],
+      ['pages-shmem-9.img', 'SHM_PAGES_OLD', [9]],
+      ['reg-files.img', 'REG_FILES', []],
+      ['vmas-3.img', 'VMAS', [3]],
+      ['signal-p-7.img', 'PSIGNAL', [7]],
+      ['tmpfs-dev-66.tar.gz.img', 'TMPFS_DEV', [66]],
+      ['netns-ct-4.img', 'NETNF_CT', [4]],
+      ['netns-4.img', 'NETNS', [4]],
+      ['binfmt-misc.img', 'BINFMT_MISC', []],
+      ['binfmt-misc-2.img', 'BINFMT_MISC_OLD', [2]],
+      ['memfd.img', 'MEMFD_INODE', []],
+      ['seccomp.img', 'SECCOMP', []],
+      ['timens-0.img', 'TIMENS', [0]],
     ];
     for (const [name, id, args] of cases) {
       assert.equal(imageKindForFile(name)?.id, id, name);
@@ -127,7 +175,12 @@ describe('framing', () => {
     const b = fs.readFileSync(f);
     assert.equal(b.subarray(0, 8).toString('hex'), '1943565430302750');
     assert.equal(b.readUInt32LE(8), b.length - 12);
-    assert.ok(b.subarray(12).toString('hex').endsWith('2835' + '28d5ff01'));
+    assert.ok(
+      b
+        .subarray(12)
+        .toString('hex')
+        .endsWith('2835' + '28d5ff01'),
+    );
     assert.deepEqual(readMessages(f, 'pstree_entry'), [{ pid: 53, ppid: 0, pgid: 53, sid: 1, threads: [53, 32725] }]);
   });
 
@@ -135,7 +188,10 @@ describe('framing', () => {
     const f = p('seccomp.img');
     writeImage(f, 'seccomp_entry', [{}]);
     assert.equal(fs.readFileSync(f).toString('hex'), '194356544930416400000000');
-    assert.deepEqual(readImage(f).map((e) => e.msg), [{ seccomp_filters: [] }]);
+    assert.deepEqual(
+      readImage(f).map((e) => e.msg),
+      [{ seccomp_filters: [] }],
+    );
   });
 
   it('writes inventory with a single-word header and stats with the service magic', () => {
@@ -144,9 +200,28 @@ describe('framing', () => {
     const b = fs.readFileSync(inv);
     assert.equal(b.subarray(0, 4).toString('hex'), '16313158');
     assert.equal(b.subarray(8, 10).toString('hex'), '0802');
-    assert.deepEqual(readOne(inv, 'inventory_entry'), { img_version: 2, fdinfo_per_id: true, ns_per_id: true, lsmtype: 0, plugins_entry: { plugins: [] } });
+    assert.deepEqual(readOne(inv, 'inventory_entry'), {
+      img_version: 2,
+      fdinfo_per_id: true,
+      ns_per_id: true,
+      lsmtype: 0,
+      plugins_entry: { plugins: [] },
+    });
     const st = p('stats-dump');
-    writeImage(st, 'stats_entry', [{ dump: { freezing_time: 1, frozen_time: 2, memdump_time: 3, memwrite_time: 4, pages_scanned: 5n, pages_skipped_parent: 0n, pages_written: 5n, pages_lazy: 0n } }]);
+    writeImage(st, 'stats_entry', [
+      {
+        dump: {
+          freezing_time: 1,
+          frozen_time: 2,
+          memdump_time: 3,
+          memwrite_time: 4,
+          pages_scanned: 5n,
+          pages_skipped_parent: 0n,
+          pages_written: 5n,
+          pages_lazy: 0n,
+        },
+      },
+    ]);
     assert.equal(fs.readFileSync(st).subarray(0, 8).toString('hex'), '4059105506330957');
     assert.equal(readOne(st, 'stats_entry')?.dump?.pages_written, 5n);
   });
@@ -160,7 +235,11 @@ describe('framing', () => {
       for (const e of k.entries) w.write(e, zero(e) as never);
       w.close();
       const got = readImage(f, { kind: k });
-      assert.deepEqual(got.map((e) => [e.type, e.msg]), k.entries.map((e) => [e, decodedZero(e)]), k.id);
+      assert.deepEqual(
+        got.map((e) => [e.type, e.msg]),
+        k.entries.map((e) => [e, decodedZero(e)]),
+        k.id,
+      );
       // the kind is recognised from the name too
       assert.equal(new ImageReader(f).kind.id, k.id);
     }
@@ -172,7 +251,10 @@ describe('framing', () => {
     fs.writeFileSync(f, Buffer.concat([u32(IMG_COMMON_MAGIC, MAGIC.FS, payload.length), payload]));
     const r = new ImageReader(f);
     assert.equal(r.kind.id, 'FS');
-    assert.deepEqual([...r].map((e) => e.msg), [{ cwd_id: 1, root_id: 2 }]);
+    assert.deepEqual(
+      [...r].map((e) => e.msg),
+      [{ cwd_id: 1, root_id: 2 }],
+    );
     const v1 = p('fs-9.img');
     fs.writeFileSync(v1, Buffer.concat([u32(MAGIC.FS, payload.length), payload]));
     const r1 = new ImageReader(v1);
@@ -186,7 +268,10 @@ describe('framing', () => {
     fs.writeFileSync(p('core-405.img'), '');
     assert.deepEqual(readImage(p('core-405.img')), []);
     assert.equal(readOne(p('core-405.img'), 'core_entry'), undefined);
-    assert.match(errorLine(() => readImage(p('core-404.img'), { required: true })), /^core-404\.img: cannot open: missing \(ENOENT\)$/);
+    assert.match(
+      errorLine(() => readImage(p('core-404.img'), { required: true })),
+      /^core-404\.img: cannot open: missing \(ENOENT\)$/,
+    );
   });
 
   it('ImageDir and ImageWriter.create name files by kind', () => {
@@ -214,7 +299,14 @@ describe('extra payloads', () => {
       w.writeRaw(Buffer.from('xyz'));
       w.close();
       const es = readImage(p(name));
-      assert.deepEqual(es.map((e) => [e.msg.pipe_id, e.extra?.toString()]), [[141484, 'hello-pipe'], [7, ''], [8, 'xyz']]);
+      assert.deepEqual(
+        es.map((e) => [e.msg.pipe_id, e.extra?.toString()]),
+        [
+          [141484, 'hello-pipe'],
+          [7, ''],
+          [8, 'xyz'],
+        ],
+      );
       const lazy = readImage(p(name), { loadExtra: false });
       assert.equal(lazy[0].extra, undefined);
       const r = new ImageReader(p(name));
@@ -264,7 +356,14 @@ describe('extra payloads', () => {
     w.writeRaw(Buffer.from('cde'));
     w.close();
     const c = readImage(p('ghost-file-2.img'));
-    assert.deepEqual(c.map((e) => [e.type, e.extra?.toString()]), [['ghost_file_entry', undefined], ['ghost_chunk_entry', 'ab'], ['ghost_chunk_entry', 'cde']]);
+    assert.deepEqual(
+      c.map((e) => [e.type, e.extra?.toString()]),
+      [
+        ['ghost_file_entry', undefined],
+        ['ghost_chunk_entry', 'ab'],
+        ['ghost_chunk_entry', 'cde'],
+      ],
+    );
   });
 
   it('ipcns shm, sem and msg with their padding', () => {
@@ -275,7 +374,10 @@ describe('extra payloads', () => {
     w.write('ipc_shm_entry', { desc, size: 4096n, in_pagemaps: true });
     w.close();
     const shm = readImage(p('ipcns-shm-1.img'));
-    assert.deepEqual(shm.map((e) => e.extra?.toString('latin1')), ['12345', undefined]);
+    assert.deepEqual(
+      shm.map((e) => e.extra?.toString('latin1')),
+      ['12345', undefined],
+    );
 
     w = new ImageWriter(p('ipcns-sem-1.img'));
     w.write('ipc_sem_entry', { desc, nsems: 3 });
@@ -284,7 +386,10 @@ describe('extra payloads', () => {
     w.writeRaw(Buffer.from([9, 0, 0, 0, 0, 0, 0, 0]));
     w.close();
     const sem = readImage(p('ipcns-sem-1.img'));
-    assert.deepEqual(sem.map((e) => e.extra?.toString('hex')), ['010002000300', '0900']);
+    assert.deepEqual(
+      sem.map((e) => e.extra?.toString('hex')),
+      ['010002000300', '0900'],
+    );
 
     w = new ImageWriter(p('ipcns-msg-1.img'));
     w.write('ipc_msg_entry', { desc, qbytes: 100, qnum: 2 });
@@ -296,7 +401,13 @@ describe('extra payloads', () => {
     w.close();
     const msg = readImage(p('ipcns-msg-1.img'));
     assert.equal(msg.length, 2);
-    assert.deepEqual(msg[0].ipcMsgs?.map((m) => [m.msg.mtype, m.data.toString()]), [[1n, 'abc'], [2n, '12345678']]);
+    assert.deepEqual(
+      msg[0].ipcMsgs?.map((m) => [m.msg.mtype, m.data.toString()]),
+      [
+        [1n, 'abc'],
+        [2n, '12345678'],
+      ],
+    );
     assert.deepEqual(msg[1].ipcMsgs, []);
   });
 });
@@ -307,41 +418,77 @@ describe('errors are one-line ImageErrors', () => {
   it('truncated entry', () => {
     assert.equal(pstreePayload.length, 22);
     fs.writeFileSync(p('pstree.img'), Buffer.concat([u32(IMG_COMMON_MAGIC, MAGIC.PSTREE, 22), pstreePayload.subarray(0, 3)]));
-    assert.equal(errorLine(() => readImage(p('pstree.img'))), 'pstree.img: truncated entry at offset 12 (need 22 bytes, have 3)');
+    assert.equal(
+      errorLine(() => readImage(p('pstree.img'))),
+      'pstree.img: truncated entry at offset 12 (need 22 bytes, have 3)',
+    );
   });
 
   it('truncated size word and header', () => {
     fs.writeFileSync(p('fs-1.img'), Buffer.concat([u32(IMG_COMMON_MAGIC, MAGIC.FS), Buffer.from([5, 0])]));
-    assert.equal(errorLine(() => readImage(p('fs-1.img'))), 'fs-1.img: truncated entry size at offset 8 (need 4 bytes, have 2)');
+    assert.equal(
+      errorLine(() => readImage(p('fs-1.img'))),
+      'fs-1.img: truncated entry size at offset 8 (need 4 bytes, have 2)',
+    );
     fs.writeFileSync(p('fs-2.img'), Buffer.from([0x19, 0x43, 0x56]));
-    assert.equal(errorLine(() => readImage(p('fs-2.img'))), 'fs-2.img: truncated header (need 8 bytes, have 3)');
+    assert.equal(
+      errorLine(() => readImage(p('fs-2.img'))),
+      'fs-2.img: truncated header (need 8 bytes, have 3)',
+    );
     fs.writeFileSync(p('fs-3.img'), u32(IMG_COMMON_MAGIC));
-    assert.equal(errorLine(() => readImage(p('fs-3.img'))), 'fs-3.img: truncated header (need 8 bytes, have 4)');
+    assert.equal(
+      errorLine(() => readImage(p('fs-3.img'))),
+      'fs-3.img: truncated header (need 8 bytes, have 4)',
+    );
   });
 
   it('oversized length prefix does not allocate', () => {
     fs.writeFileSync(p('pstree.img'), Buffer.concat([u32(IMG_COMMON_MAGIC, MAGIC.PSTREE, 0xffffffff), Buffer.alloc(10)]));
-    assert.equal(errorLine(() => readImage(p('pstree.img'))), 'pstree.img: truncated entry at offset 12 (need 4294967295 bytes, have 10)');
+    assert.equal(
+      errorLine(() => readImage(p('pstree.img'))),
+      'pstree.img: truncated entry at offset 12 (need 4294967295 bytes, have 10)',
+    );
     const w = new ImageWriter(p('pipes-data.img'));
     w.write('pipe_data_entry', { pipe_id: 1, bytes: 0xfffffff0 });
     w.writeRaw(Buffer.from('short'));
     w.close();
-    assert.match(errorLine(() => readImage(p('pipes-data.img'))), /^pipes-data\.img: truncated pipe data at offset \d+ \(need 4294967280 bytes, have 5\)$/);
+    assert.match(
+      errorLine(() => readImage(p('pipes-data.img'))),
+      /^pipes-data\.img: truncated pipe data at offset \d+ \(need 4294967280 bytes, have 5\)$/,
+    );
   });
 
   it('bad magic', () => {
     fs.writeFileSync(p('core-5.img'), Buffer.concat([u32(IMG_COMMON_MAGIC, 0x12345678, 0)]));
-    assert.equal(errorLine(() => readImage(p('core-5.img'))), 'core-5.img: bad magic 0x12345678 (expected core 0x55053847)');
+    assert.equal(
+      errorLine(() => readImage(p('core-5.img'))),
+      'core-5.img: bad magic 0x12345678 (expected core 0x55053847)',
+    );
     fs.writeFileSync(p('core-6.img'), Buffer.concat([u32(IMG_COMMON_MAGIC, MAGIC.PSTREE, 0)]));
-    assert.equal(errorLine(() => readImage(p('core-6.img'))), 'core-6.img: bad magic 0x50273030, a pstree image (expected core 0x55053847)');
+    assert.equal(
+      errorLine(() => readImage(p('core-6.img'))),
+      'core-6.img: bad magic 0x50273030, a pstree image (expected core 0x55053847)',
+    );
     fs.writeFileSync(p('core-7.img'), Buffer.from('not an image at all'));
-    assert.equal(errorLine(() => readImage(p('core-7.img'))), 'core-7.img: bad magic 0x20746f6e (expected core 0x55053847)');
+    assert.equal(
+      errorLine(() => readImage(p('core-7.img'))),
+      'core-7.img: bad magic 0x20746f6e (expected core 0x55053847)',
+    );
     fs.writeFileSync(p('inventory.img'), u32(MAGIC.CORE));
-    assert.equal(errorLine(() => readImage(p('inventory.img'))), 'inventory.img: bad magic 0x55053847, a core image (expected inventory 0x58313116)');
+    assert.equal(
+      errorLine(() => readImage(p('inventory.img'))),
+      'inventory.img: bad magic 0x55053847, a core image (expected inventory 0x58313116)',
+    );
     fs.writeFileSync(p('stats-dump'), u32(IMG_COMMON_MAGIC, MAGIC.STATS));
-    assert.equal(errorLine(() => readImage(p('stats-dump'))), 'stats-dump: bad head magic 0x54564319 (expected IMG_SERVICE 0x55105940)');
+    assert.equal(
+      errorLine(() => readImage(p('stats-dump'))),
+      'stats-dump: bad head magic 0x54564319 (expected IMG_SERVICE 0x55105940)',
+    );
     fs.writeFileSync(p('mystery'), u32(0x11111111, 2));
-    assert.equal(errorLine(() => readImage(p('mystery'))), 'mystery: unknown image name and unknown magic 0x11111111');
+    assert.equal(
+      errorLine(() => readImage(p('mystery'))),
+      'mystery: unknown image name and unknown magic 0x11111111',
+    );
   });
 
   it('proto errors name the field and the entry offset', () => {
@@ -350,23 +497,47 @@ describe('errors are one-line ImageErrors', () => {
     const i = full.indexOf(Buffer.from([0x38, 0x00]));
     const bytes = Buffer.concat([full.subarray(0, i), full.subarray(i + 2)]);
     fs.writeFileSync(p('mm-5.img'), Buffer.concat([u32(IMG_COMMON_MAGIC, MAGIC.MM, bytes.length), bytes]));
-    assert.equal(errorLine(() => readImage(p('mm-5.img'))), 'mm-5.img: missing required field mm_entry.mm_brk in entry at offset 8');
+    assert.equal(
+      errorLine(() => readImage(p('mm-5.img'))),
+      'mm-5.img: missing required field mm_entry.mm_brk in entry at offset 8',
+    );
     fs.writeFileSync(p('mm-6.img'), Buffer.concat([u32(IMG_COMMON_MAGIC, MAGIC.MM, 2), Buffer.from([0x08, 0xff])]));
-    assert.equal(errorLine(() => readImage(p('mm-6.img'))), 'mm-6.img: truncated varint at byte 1 in entry at offset 8');
+    assert.equal(
+      errorLine(() => readImage(p('mm-6.img'))),
+      'mm-6.img: truncated varint at byte 1 in entry at offset 8',
+    );
   });
 
   it('raw images, wrong message types, writes after close', () => {
     fs.writeFileSync(p('pages-3.img'), Buffer.alloc(4096));
-    assert.equal(errorLine(() => readImage(p('pages-3.img'))), 'pages-3.img: raw pages image has no entries to read');
+    assert.equal(
+      errorLine(() => readImage(p('pages-3.img'))),
+      'pages-3.img: raw pages image has no entries to read',
+    );
     const w = new ImageWriter(p('pstree.img'));
-    assert.equal(errorLine(() => w.write('core_entry', { mtype: 1 })), 'pstree.img: pstree images hold pstree_entry, not core_entry');
-    assert.equal(errorLine(() => w.write('pstree_entry', { pid: 1 } as never)), 'pstree.img: missing required field pstree_entry.ppid');
+    assert.equal(
+      errorLine(() => w.write('core_entry', { mtype: 1 })),
+      'pstree.img: pstree images hold pstree_entry, not core_entry',
+    );
+    assert.equal(
+      errorLine(() => w.write('pstree_entry', { pid: 1 } as never)),
+      'pstree.img: missing required field pstree_entry.ppid',
+    );
     w.close();
-    assert.equal(errorLine(() => w.write('pstree_entry', { pid: 1, ppid: 0, pgid: 1, sid: 1 })), 'pstree.img: write after close');
+    assert.equal(
+      errorLine(() => w.write('pstree_entry', { pid: 1, ppid: 0, pgid: 1, sid: 1 })),
+      'pstree.img: write after close',
+    );
     // the failed writes left nothing behind
     assert.equal(fs.readFileSync(p('pstree.img')).length, 8);
-    assert.equal(errorLine(() => new ImageWriter(p('no-such-dir/core-1.img'))), 'core-1.img: cannot create: its directory does not exist (ENOENT)');
-    assert.equal(errorLine(() => new ImageWriter(p('whatever.bin'))), 'whatever.bin: unknown image name and no kind given');
+    assert.equal(
+      errorLine(() => new ImageWriter(p('no-such-dir/core-1.img'))),
+      'core-1.img: cannot create: its directory does not exist (ENOENT)',
+    );
+    assert.equal(
+      errorLine(() => new ImageWriter(p('whatever.bin'))),
+      'whatever.bin: unknown image name and no kind given',
+    );
   });
 
   it('truncated extras and padding', () => {
@@ -374,12 +545,18 @@ describe('errors are one-line ImageErrors', () => {
     w.write('tcp_stream_entry', { inq_len: 3, inq_seq: 1, outq_len: 5, outq_seq: 2, opt_mask: 0, snd_wscale: 7, mss_clamp: 1460 });
     w.writeRaw(Buffer.from('in!ou'));
     w.close();
-    assert.match(errorLine(() => readImage(p('tcp-stream-1.img'))), /truncated tcp send queue at offset \d+ \(need 5 bytes, have 2\)/);
+    assert.match(
+      errorLine(() => readImage(p('tcp-stream-1.img'))),
+      /truncated tcp send queue at offset \d+ \(need 5 bytes, have 2\)/,
+    );
     const s = new ImageWriter(p('ipcns-sem-2.img'));
     s.write('ipc_sem_entry', { desc: zero('ipc_desc_entry') as never, nsems: 1 });
     s.writeRaw(Buffer.from([1, 0]));
     s.close();
-    assert.match(errorLine(() => readImage(p('ipcns-sem-2.img'))), /truncated ipc semaphore values padding/);
+    assert.match(
+      errorLine(() => readImage(p('ipcns-sem-2.img'))),
+      /truncated ipc semaphore values padding/,
+    );
   });
 
   it('random files give ImageErrors only', () => {
@@ -409,7 +586,10 @@ describe('resources', () => {
   const openFds = () => fs.readdirSync('/proc/self/fd').length;
 
   it('closes files on success, early stop and errors', () => {
-    writeImage(p('fs-21.img'), 'fs_entry', [{ cwd_id: 1, root_id: 1 }, { cwd_id: 2, root_id: 2 }]);
+    writeImage(p('fs-21.img'), 'fs_entry', [
+      { cwd_id: 1, root_id: 1 },
+      { cwd_id: 2, root_id: 2 },
+    ]);
     fs.writeFileSync(p('core-21.img'), u32(IMG_COMMON_MAGIC, 0x1234));
     fs.writeFileSync(p('core-22.img'), Buffer.concat([u32(IMG_COMMON_MAGIC, MAGIC.CORE, 9), Buffer.alloc(2)]));
     const before = openFds();
@@ -437,15 +617,24 @@ describe('resources', () => {
     w.close();
     const r = new ImageReader(f);
     assert.equal(r.kind.id, 'PAGES_OLD');
-    assert.deepEqual([...r].map((e) => e.type), ['pagemap_head', 'pagemap_entry']);
+    assert.deepEqual(
+      [...r].map((e) => e.type),
+      ['pagemap_head', 'pagemap_entry'],
+    );
   });
 
   it('eachRaw hands out undecoded payloads', () => {
-    writeImage(p('fs-23.img'), 'fs_entry', [{ cwd_id: 1, root_id: 1 }, { cwd_id: 2, root_id: 3 }]);
+    writeImage(p('fs-23.img'), 'fs_entry', [
+      { cwd_id: 1, root_id: 1 },
+      { cwd_id: 2, root_id: 3 },
+    ]);
     const r = new ImageReader(p('fs-23.img'));
     const got: ProtoObject[] = [];
     r.eachRaw((buf, start, end, offset) => got.push(r.decodeRaw('fs_entry', buf, start, end, offset)));
-    assert.deepEqual(got, [{ cwd_id: 1, root_id: 1 }, { cwd_id: 2, root_id: 3 }]);
+    assert.deepEqual(got, [
+      { cwd_id: 1, root_id: 1 },
+      { cwd_id: 2, root_id: 3 },
+    ]);
     assert.throws(() => new ImageReader(p('pipes-data.img')).eachRaw(() => {}), /eachRaw on an image with extra payloads/);
   });
 });
@@ -453,7 +642,10 @@ describe('resources', () => {
 describe('typed helpers', () => {
   it('readOne rejects an image of another message type', () => {
     writeImage(p('fs-11.img'), 'fs_entry', [{ cwd_id: 1, root_id: 1, umask: 0o22 }]);
-    assert.equal(errorLine(() => readOne(p('fs-11.img'), 'core_entry' as MessageName)), 'fs-11.img: holds fs_entry, not core_entry');
+    assert.equal(
+      errorLine(() => readOne(p('fs-11.img'), 'core_entry' as MessageName)),
+      'fs-11.img: holds fs_entry, not core_entry',
+    );
     assert.equal(readOne(p('fs-11.img'), 'fs_entry')?.umask, 0o22);
   });
 });

@@ -4,7 +4,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
-  ImageError, ImageWriter, PE_LAZY, PE_PARENT, PE_PRESENT, PagemapReader, PagemapWriter, readImage, readMessages,
+  ImageError,
+  ImageWriter,
+  PE_LAZY,
+  PE_PARENT,
+  PE_PRESENT,
+  PagemapReader,
+  PagemapWriter,
+  readImage,
+  readMessages,
 } from '../../src/images/index.ts';
 
 let dir = '';
@@ -55,7 +63,10 @@ describe('PagemapWriter / PagemapReader', () => {
     assert.equal(r.readPages(2, 0, 2, into).length, 8192);
     assert.throws(() => r.readPages(1), /has no data here/);
     assert.throws(() => r.readPages(0, 1, 2), /outside run/);
-    assert.deepEqual([...r].map((x) => x.vaddr), r.runs.map((x) => x.vaddr));
+    assert.deepEqual(
+      [...r].map((x) => x.vaddr),
+      r.runs.map((x) => x.vaddr),
+    );
     r.close();
   });
 
@@ -68,9 +79,21 @@ describe('PagemapWriter / PagemapReader', () => {
       w.addPages(0x5000n, page(4), PE_PRESENT | PE_LAZY);
       w.close();
       const r = new PagemapReader(dir, merge ? 11 : 12);
-      assert.deepEqual(r.runs.map((x) => [Number(x.vaddr), x.nrPages]), merge
-        ? [[0x1000, 2], [0x3000, 1], [0x5000, 1]]
-        : [[0x1000, 1], [0x2000, 1], [0x3000, 1], [0x5000, 1]]);
+      assert.deepEqual(
+        r.runs.map((x) => [Number(x.vaddr), x.nrPages]),
+        merge
+          ? [
+              [0x1000, 2],
+              [0x3000, 1],
+              [0x5000, 1],
+            ]
+          : [
+              [0x1000, 1],
+              [0x2000, 1],
+              [0x3000, 1],
+              [0x5000, 1],
+            ],
+      );
       assert.deepEqual(r.readPages(merge ? 0 : 1, merge ? 1 : 0, 1), page(2));
     }
   });
@@ -95,7 +118,11 @@ describe('PagemapWriter / PagemapReader', () => {
     assert.throws(() => w.addRun(0x11000n, 1, PE_PRESENT), /overlaps or precedes the previous run ending at 0x12000/);
     assert.throws(() => w.writePages(page(0, 3)), /12288 bytes of page data but runs announce only 8192/);
     w.writePages(page(0));
-    assert.throws(() => w.close(), (e: unknown) => e instanceof ImageError && e.message === 'pagemap-13.img: runs announce 8192 bytes of page data but 4096 were written');
+    assert.throws(
+      () => w.close(),
+      (e: unknown) =>
+        e instanceof ImageError && e.message === 'pagemap-13.img: runs announce 8192 bytes of page data but 4096 were written',
+    );
   });
 
   it('applies the compat rules to old-style entries', () => {
@@ -134,8 +161,12 @@ describe('PagemapWriter / PagemapReader', () => {
     fs.writeFileSync(f, Buffer.concat([head, entry('0801'), entry('08802010002004')]));
     assert.equal(new PagemapReader(dir, 15).length, 1);
     fs.writeFileSync(f, Buffer.concat([head, entry('0801'), entry('088020')]));
-    assert.throws(() => new PagemapReader(dir, 15), (e: unknown) => e instanceof ImageError
-      && e.message === 'pagemap-15.img: missing required field pagemap_entry.compat_nr_pages in entry at offset 14');
+    assert.throws(
+      () => new PagemapReader(dir, 15),
+      (e: unknown) =>
+        e instanceof ImageError &&
+        e.message === 'pagemap-15.img: missing required field pagemap_entry.compat_nr_pages in entry at offset 14',
+    );
   });
 
   it('treats a missing pagemap as empty', () => {

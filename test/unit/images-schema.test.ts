@@ -7,7 +7,13 @@ import { messages, registry } from '../../src/images/index.ts';
 const REF = '/work/shared/reference/criu-image-format.md';
 const haveRef = fs.existsSync(REF);
 
-interface RefField { no: number; name: string; label: string; type: string; opts: string }
+interface RefField {
+  no: number;
+  name: string;
+  label: string;
+  type: string;
+  opts: string;
+}
 
 function parseReference(text: string): { msgs: Map<string, RefField[]>; enums: Map<string, Record<string, number>> } {
   const msgs = new Map<string, RefField[]>();
@@ -28,10 +34,15 @@ function parseReference(text: string): { msgs: Map<string, RefField[]>; enums: M
     if (line.trim() !== '' && !line.startsWith('|')) cur = undefined;
     const en = /^`(\w+)` \([\w.-]+\): (.*)$/.exec(line);
     if (en) {
-      enums.set(en[1], Object.fromEntries(en[2].split(',').map((kv) => {
-        const [k, v] = kv.trim().split('=');
-        return [k, Number(v)];
-      })));
+      enums.set(
+        en[1],
+        Object.fromEntries(
+          en[2].split(',').map((kv) => {
+            const [k, v] = kv.trim().split('=');
+            return [k, Number(v)];
+          }),
+        ),
+      );
     }
   }
   return { msgs, enums };
@@ -61,7 +72,8 @@ describe('schema vs reference tables', { skip: haveRef ? false : `${REF} not pre
         const opts: string[] = [];
         for (const [k, v] of Object.entries(f.opts ?? {})) opts.push(`${k}=${v}`);
         if (f.default !== undefined) {
-          const d = f.type === 'enum' ? Object.entries(registry.enum(f.ref!).values).find(([, v]) => v === f.default)?.[0] : String(f.default);
+          const d =
+            f.type === 'enum' ? Object.entries(registry.enum(f.ref!).values).find(([, v]) => v === f.default)?.[0] : String(f.default);
           opts.push(`default=${d}`);
         }
         assert.equal(opts.join(', '), rf.opts, `${name}.${rf.name} opts`);

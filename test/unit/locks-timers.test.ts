@@ -25,12 +25,26 @@ test('lock lines of fdinfo: kind, type, range, owner; leases being broken, waite
 });
 
 test('POSIX timers: CPU clocks of the task are kept, those of others and unknown clocks refused', () => {
-  const [own, other, thread, odd] = parseTimers([
-    'ID: 0', 'signal: 14/0000000000000000', 'notify: signal/pid.10', 'ClockID: -6',
-    'ID: 1', 'signal: 14/0000000000000000', 'notify: signal/pid.10', 'ClockID: ' + String(~77 << 3 | 2),
-    'ID: 2', 'signal: 34/00000000000000ff', 'notify: signal/tid.12', 'ClockID: 1',
-    'ID: 3', 'signal: 14/0000000000000000', 'notify: signal/pid.10', 'ClockID: 5',
-  ].join('\n')).sort((a, b) => a.id - b.id);
+  const [own, other, thread, odd] = parseTimers(
+    [
+      'ID: 0',
+      'signal: 14/0000000000000000',
+      'notify: signal/pid.10',
+      'ClockID: -6',
+      'ID: 1',
+      'signal: 14/0000000000000000',
+      'notify: signal/pid.10',
+      'ClockID: ' + String((~77 << 3) | 2),
+      'ID: 2',
+      'signal: 34/00000000000000ff',
+      'notify: signal/tid.12',
+      'ClockID: 1',
+      'ID: 3',
+      'signal: 14/0000000000000000',
+      'notify: signal/pid.10',
+      'ClockID: 5',
+    ].join('\n'),
+  ).sort((a, b) => a.id - b.id);
   const at = { pid: 10, tid: 10 };
   assert.equal(checkPosixTimer(own, at, new Set([10, 12])), undefined);
   assert.match(checkPosixTimer(other, at, new Set([10, 12]))!, /CPU clock of 77, outside the tree/);

@@ -6,7 +6,10 @@ const P = 4096n;
 
 test('a run that crosses from the vDSO into the next VMA keeps the pages after the vDSO', () => {
   // [vdso] 2 pages at 0x10000, then ld.so's pages: one pagemap run of 5 pages.
-  const runs = [{ vaddr: 0x10000n, nrPages: 5, flags: 1, offset: 8192 }, { vaddr: 0x20000n, nrPages: 1, flags: 1, offset: 8192 + 5 * 4096 }];
+  const runs = [
+    { vaddr: 0x10000n, nrPages: 5, flags: 1, offset: 8192 },
+    { vaddr: 0x20000n, nrPages: 1, flags: 1, offset: 8192 + 5 * 4096 },
+  ];
   const out = withoutRanges(runs, [{ start: 0x10000n, end: 0x10000n + 2n * P }]);
   assert.deepEqual(out, [
     { vaddr: 0x12000n, nrPages: 3, flags: 1, offset: 8192 + 2 * 4096 },
@@ -16,7 +19,13 @@ test('a run that crosses from the vDSO into the next VMA keeps the pages after t
 
 test('a hole in the middle of a run splits it, with the offsets of the pages after it', () => {
   const out = withoutRanges([{ vaddr: 0n, nrPages: 4, flags: 1, offset: 0 }], [{ start: P, end: 2n * P }]);
-  assert.deepEqual(out.map((r) => [r.vaddr, r.nrPages, r.offset]), [[0n, 1, 0], [2n * P, 2, 8192]]);
+  assert.deepEqual(
+    out.map((r) => [r.vaddr, r.nrPages, r.offset]),
+    [
+      [0n, 1, 0],
+      [2n * P, 2, 8192],
+    ],
+  );
 });
 
 test('no ranges: the runs as they are', () => {

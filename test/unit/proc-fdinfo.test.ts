@@ -42,10 +42,15 @@ test('fdinfo: eventpoll tfds', () => {
 test('fdinfo: timerfd', () => {
   const f = parseFdinfo(sample('cworkload.fdinfo.5'));
   assert.deepEqual(f.timerfd, {
-    clockid: 1, ticks: 0n, settimeFlags: 0,
-    itValue: { sec: 97n, nsec: 162526908n }, itInterval: { sec: 1n, nsec: 0n },
+    clockid: 1,
+    ticks: 0n,
+    settimeFlags: 0,
+    itValue: { sec: 97n, nsec: 162526908n },
+    itInterval: { sec: 1n, nsec: 0n },
   });
-  const abs = parseFdinfo('pos:\t0\nflags:\t02\nmnt_id:\t17\nclockid: 0\nticks: 5\nsettime flags: 03\nit_value: (0, 0)\nit_interval: (0, 0)\n');
+  const abs = parseFdinfo(
+    'pos:\t0\nflags:\t02\nmnt_id:\t17\nclockid: 0\nticks: 5\nsettime flags: 03\nit_value: (0, 0)\nit_interval: (0, 0)\n',
+  );
   assert.equal(abs.timerfd!.settimeFlags, 3);
   assert.equal(abs.timerfd!.ticks, 5n);
 });
@@ -71,15 +76,20 @@ test('fdinfo: inotify', () => {
 });
 
 test('fdinfo: fanotify, locks, pidfd (hand-made in the kernel formats)', () => {
-  const f = parseFdinfo([
-    'pos:\t0', 'flags:\t02', 'mnt_id:\t15', 'ino:\t1039',
-    'fanotify flags:10 event-flags:8002',
-    'fanotify ino:3f7e8 sdev:fe00000 mflags:0 mask:3b ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:e8f7030000000000',
-    'fanotify mnt_id:1a mflags:0 mask:1 ignored_mask:40000000',
-    'fanotify sdev:800001 mflags:0 mask:8 ignored_mask:0',
-    'lock:\t1: POSIX  ADVISORY  WRITE 4078 fe:00:2146670 0 EOF',
-    'lock:\t',
-  ].join('\n') + '\n');
+  const f = parseFdinfo(
+    [
+      'pos:\t0',
+      'flags:\t02',
+      'mnt_id:\t15',
+      'ino:\t1039',
+      'fanotify flags:10 event-flags:8002',
+      'fanotify ino:3f7e8 sdev:fe00000 mflags:0 mask:3b ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:e8f7030000000000',
+      'fanotify mnt_id:1a mflags:0 mask:1 ignored_mask:40000000',
+      'fanotify sdev:800001 mflags:0 mask:8 ignored_mask:0',
+      'lock:\t1: POSIX  ADVISORY  WRITE 4078 fe:00:2146670 0 EOF',
+      'lock:\t',
+    ].join('\n') + '\n',
+  );
   assert.deepEqual(f.fanotify, { flags: 0x10, eventFlags: 0x8002 });
   assert.equal(f.fanotifyMarks.length, 3);
   const [ino, mnt, sb] = f.fanotifyMarks;

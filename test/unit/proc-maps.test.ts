@@ -2,8 +2,22 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  parseMaps, parseSmaps, parseMapsLine, madvBits, vmFlagsInfo, isVmaRangeLine, isVvar, isVdso, isVsyscall,
-  PROT_READ, PROT_WRITE, PROT_EXEC, MAP_GROWSDOWN, MAP_LOCKED, MAP_NORESERVE, ProcParseError,
+  parseMaps,
+  parseSmaps,
+  parseMapsLine,
+  madvBits,
+  vmFlagsInfo,
+  isVmaRangeLine,
+  isVvar,
+  isVdso,
+  isVsyscall,
+  PROT_READ,
+  PROT_WRITE,
+  PROT_EXEC,
+  MAP_GROWSDOWN,
+  MAP_LOCKED,
+  MAP_NORESERVE,
+  ProcParseError,
 } from '../../src/proc/index.ts';
 
 const sample = (name: string) => readFileSync(new URL(`./samples/proc/${name}`, import.meta.url), 'utf8');

@@ -2,11 +2,31 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  parseAuxv, auxvGet, readAuxv, AT_PAGESZ, AT_SYSINFO_EHDR, AT_ENTRY, AT_NULL,
-  parseLimits, readLimits, RLIM_INFINITY, RLIMIT_NAMES,
-  parseMountinfo, readMountinfo, unescapeOctal,
-  parseTimers, readTimers, SIGEV_SIGNAL, SIGEV_THREAD_ID, SIGEV_THREAD, SIGEV_NONE,
-  parseChildren, listChildren, readComm, parseMaps, ProcParseError,
+  parseAuxv,
+  auxvGet,
+  readAuxv,
+  AT_PAGESZ,
+  AT_SYSINFO_EHDR,
+  AT_ENTRY,
+  AT_NULL,
+  parseLimits,
+  readLimits,
+  RLIM_INFINITY,
+  RLIMIT_NAMES,
+  parseMountinfo,
+  readMountinfo,
+  unescapeOctal,
+  parseTimers,
+  readTimers,
+  SIGEV_SIGNAL,
+  SIGEV_THREAD_ID,
+  SIGEV_THREAD,
+  SIGEV_NONE,
+  parseChildren,
+  listChildren,
+  readComm,
+  parseMaps,
+  ProcParseError,
 } from '../../src/proc/index.ts';
 
 const sampleBuf = (name: string) => readFileSync(new URL(`./samples/proc/${name}`, import.meta.url));
@@ -28,9 +48,12 @@ test('auxv: real sample up to and including AT_NULL', () => {
 
 test('auxv: stops at AT_NULL, rejects partial pairs', () => {
   const b = Buffer.alloc(48);
-  b.writeBigUInt64LE(6n, 0); b.writeBigUInt64LE(4096n, 8);
-  b.writeBigUInt64LE(BigInt(AT_NULL), 16); b.writeBigUInt64LE(0n, 24);
-  b.writeBigUInt64LE(9n, 32); b.writeBigUInt64LE(1n, 40); // junk after AT_NULL
+  b.writeBigUInt64LE(6n, 0);
+  b.writeBigUInt64LE(4096n, 8);
+  b.writeBigUInt64LE(BigInt(AT_NULL), 16);
+  b.writeBigUInt64LE(0n, 24);
+  b.writeBigUInt64LE(9n, 32);
+  b.writeBigUInt64LE(1n, 40); // junk after AT_NULL
   assert.deepEqual(parseAuxv(b), [6n, 4096n, 0n, 0n]);
   assert.equal(auxvGet(parseAuxv(b), 9), undefined);
   assert.throws(() => parseAuxv(Buffer.alloc(12)), ProcParseError);
@@ -40,7 +63,10 @@ test('auxv: stops at AT_NULL, rejects partial pairs', () => {
 test('limits: RLIMIT order, unlimited = 2^64-1', () => {
   const l = parseLimits(sample('cworkload.limits'));
   assert.equal(l.length, 16);
-  assert.deepEqual(l.map((x) => x.name), RLIMIT_NAMES);
+  assert.deepEqual(
+    l.map((x) => x.name),
+    RLIMIT_NAMES,
+  );
   assert.deepEqual(l[0], { name: 'Max cpu time', soft: RLIM_INFINITY, hard: RLIM_INFINITY, units: 'seconds' });
   assert.equal(RLIM_INFINITY, 18446744073709551615n);
   assert.equal(l[3].soft, 8388608n); // RLIMIT_STACK
@@ -59,8 +85,18 @@ test('mountinfo: real sample and escapes', () => {
   assert.ok(m.length >= 5);
   const proc = m.find((x) => x.mountPoint === '/proc')!;
   assert.deepEqual(proc, {
-    mntId: 21, parentId: 26, major: 0, minor: 20, root: '/', rootDeleted: false, mountPoint: '/proc',
-    options: 'rw,relatime', optionalFields: [], fstype: 'proc', source: 'proc', superOptions: 'rw',
+    mntId: 21,
+    parentId: 26,
+    major: 0,
+    minor: 20,
+    root: '/',
+    rootDeleted: false,
+    mountPoint: '/proc',
+    options: 'rw,relatime',
+    optionalFields: [],
+    fstype: 'proc',
+    source: 'proc',
+    superOptions: 'rw',
   });
   const [e] = parseMountinfo('36 35 98:0 /mnt1\\040x /mnt\\134a\\011b rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue\n');
   assert.equal(e.root, '/mnt1 x');
@@ -83,7 +119,9 @@ test('timers: real sample (SIGEV_SIGNAL with sigval, SIGEV_THREAD_ID)', () => {
     { id: 1, signo: 35, sigval: 0n, notify: 'signal', toThread: true, notifyPid: 4078, sigevNotify: SIGEV_THREAD_ID, clockId: 0 },
     { id: 0, signo: 12, sigval: 0xdeadbeefn, notify: 'signal', toThread: false, notifyPid: 4078, sigevNotify: SIGEV_SIGNAL, clockId: 1 },
   ]);
-  const h = parseTimers('ID: 3\nsignal: 14/(null)\nnotify: thread/pid.9\nClockID: -6\nID: 4\nsignal: 0/0000000000000000\nnotify: none/pid.9\nClockID: 7\n');
+  const h = parseTimers(
+    'ID: 3\nsignal: 14/(null)\nnotify: thread/pid.9\nClockID: -6\nID: 4\nsignal: 0/0000000000000000\nnotify: none/pid.9\nClockID: 7\n',
+  );
   assert.equal(h[0].sigval, 0n);
   assert.equal(h[0].sigevNotify, SIGEV_THREAD);
   assert.equal(h[0].clockId, -6);

@@ -4,14 +4,33 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { SLOW } from '../lib/slow.ts';
 import {
-  scanPagemap, entryFlags, entryPfn, entryPresent, entrySwapped, entryFile, entryExclusive, entrySoftDirty,
-  pagemapEntry, pfnOf, runsPageCount, pagemapOffset, readPagemap,
-  PM_PRESENT, PM_SWAP, PM_FILE, PM_MMAP_EXCLUSIVE, PM_SOFT_DIRTY, PM_GUARD_REGION, type PageRun,
+  scanPagemap,
+  entryFlags,
+  entryPfn,
+  entryPresent,
+  entrySwapped,
+  entryFile,
+  entryExclusive,
+  entrySoftDirty,
+  pagemapEntry,
+  pfnOf,
+  runsPageCount,
+  pagemapOffset,
+  readPagemap,
+  PM_PRESENT,
+  PM_SWAP,
+  PM_FILE,
+  PM_MMAP_EXCLUSIVE,
+  PM_SOFT_DIRTY,
+  PM_GUARD_REGION,
+  type PageRun,
 } from '../../src/proc/index.ts';
 
 function build(entries: bigint[]): Buffer {
   const b = Buffer.alloc(entries.length * 8);
-  entries.forEach((e, i) => { b.writeBigUInt64LE(e, i * 8); });
+  entries.forEach((e, i) => {
+    b.writeBigUInt64LE(e, i * 8);
+  });
   return b;
 }
 
@@ -42,21 +61,41 @@ test('pagemap: constants and single-entry helpers', () => {
   assert.equal(pagemapEntry(b, 0), e);
   assert.equal(pfnOf(e), 0x7f_1234_5678n);
   assert.equal(entryPfn(b, 0), 0x7f_1234_5678);
-  assert.deepEqual(entryFlags(b, 0), { present: true, swap: false, file: false, guard: false, uffdWp: false, exclusive: true, softDirty: true });
-  assert.deepEqual(entryFlags(b, 1), { present: false, swap: true, file: true, guard: false, uffdWp: false, exclusive: false, softDirty: false });
+  assert.deepEqual(entryFlags(b, 0), {
+    present: true,
+    swap: false,
+    file: false,
+    guard: false,
+    uffdWp: false,
+    exclusive: true,
+    softDirty: true,
+  });
+  assert.deepEqual(entryFlags(b, 1), {
+    present: false,
+    swap: true,
+    file: true,
+    guard: false,
+    uffdWp: false,
+    exclusive: false,
+    softDirty: false,
+  });
   assert.ok(entryPresent(b, 0) && !entryPresent(b, 1) && !entryPresent(b, 2));
   assert.ok(entrySwapped(b, 1) && entryFile(b, 1) && entryExclusive(b, 0) && entrySoftDirty(b, 0));
-  assert.equal(pagemapOffset(0xffffffffff600000n), 0xffffffffff600000n / 4096n * 8n);
+  assert.equal(pagemapOffset(0xffffffffff600000n), (0xffffffffff600000n / 4096n) * 8n);
 });
 
 test('pagemap: scan coalesces runs; anonOnly, zero page, swap, guard', () => {
-  const P = PM_PRESENT, S = PM_SWAP, F = PM_FILE;
+  const P = PM_PRESENT,
+    S = PM_SWAP,
+    F = PM_FILE;
   const entries = [
-    P | 100n, P | 101n, // run A (2)
+    P | 100n,
+    P | 101n, // run A (2)
     0n,
     P | F | 5n, // file page: only without anonOnly
     P | 7n, // zero page pfn 7
-    S | 0x4000n, S | F | 3n, // swapped anon, swapped shmem
+    S | 0x4000n,
+    S | F | 3n, // swapped anon, swapped shmem
     P | PM_GUARD_REGION, // never
     P | 200n,
   ];
@@ -89,21 +128,37 @@ test('pagemap: scan coalesces runs; anonOnly, zero page, swap, guard', () => {
   assert.deepEqual(scanPagemap(Buffer.alloc(0), 0n, { anonOnly: true }), []);
   // zero page with a PFN above 2^32
   const bigZero = 0x12_0000_0001;
-  assert.deepEqual(scanPagemap(build([P | BigInt(bigZero), P | 1n]), 0n, { anonOnly: true, zeroPfn: bigZero }), [{ vaddr: 4096n, nrPages: 1 }]);
+  assert.deepEqual(scanPagemap(build([P | BigInt(bigZero), P | 1n]), 0n, { anonOnly: true, zeroPfn: bigZero }), [
+    { vaddr: 4096n, nrPages: 1 },
+  ]);
 });
 
 test('pagemap: scan equals the BigInt reference on random input', () => {
-  const P = PM_PRESENT, S = PM_SWAP, F = PM_FILE;
-  const entryArb = fc.constantFrom(0n, P | 3n, P | 9n, P | F | 3n, S | 1n, S | F | 2n, P | PM_MMAP_EXCLUSIVE | 9n, P | PM_GUARD_REGION, PM_SOFT_DIRTY);
-  fc.assert(fc.property(fc.array(entryArb, { maxLength: 200 }), fc.boolean(), fc.constantFrom(undefined, 3, 9), (entries, anonOnly, zeroPfn) => {
-    const start = 0x10000n;
-    const want = reference(entries, start, anonOnly, zeroPfn);
-    assert.deepEqual(scanPagemap(build(entries), start, { anonOnly, zeroPfn }), want);
-    // unaligned view, with a trailing partial entry that must be ignored
-    const raw = Buffer.alloc(entries.length * 8 + 4);
-    build(entries).copy(raw, 1);
-    assert.deepEqual(scanPagemap(raw.subarray(1, 1 + entries.length * 8 + 3), start, { anonOnly, zeroPfn }), want);
-  }));
+  const P = PM_PRESENT,
+    S = PM_SWAP,
+    F = PM_FILE;
+  const entryArb = fc.constantFrom(
+    0n,
+    P | 3n,
+    P | 9n,
+    P | F | 3n,
+    S | 1n,
+    S | F | 2n,
+    P | PM_MMAP_EXCLUSIVE | 9n,
+    P | PM_GUARD_REGION,
+    PM_SOFT_DIRTY,
+  );
+  fc.assert(
+    fc.property(fc.array(entryArb, { maxLength: 200 }), fc.boolean(), fc.constantFrom(undefined, 3, 9), (entries, anonOnly, zeroPfn) => {
+      const start = 0x10000n;
+      const want = reference(entries, start, anonOnly, zeroPfn);
+      assert.deepEqual(scanPagemap(build(entries), start, { anonOnly, zeroPfn }), want);
+      // unaligned view, with a trailing partial entry that must be ignored
+      const raw = Buffer.alloc(entries.length * 8 + 4);
+      build(entries).copy(raw, 1);
+      assert.deepEqual(scanPagemap(raw.subarray(1, 1 + entries.length * 8 + 3), start, { anonOnly, zeroPfn }), want);
+    }),
+  );
 });
 
 test('pagemap: real sample (1 MiB anon VMA, first two pages touched)', () => {
@@ -120,7 +175,10 @@ test('pagemap: 262144 entries (1 GiB) scan well under 50 ms', () => {
   for (let i = 0; i < n; i++) {
     const k = i % 64;
     let hi = 0;
-    if (k < 40) hi = 0x81000000; else if (k < 48) hi = 0; else if (k < 56) hi = 0xa0000000; else hi = 0x40000000;
+    if (k < 40) hi = 0x81000000;
+    else if (k < 48) hi = 0;
+    else if (k < 56) hi = 0xa0000000;
+    else hi = 0x40000000;
     b.writeUInt32LE(i & 0xffff, i * 8);
     b.writeUInt32LE(hi, i * 8 + 4);
   }
@@ -147,7 +205,10 @@ test('pagemap: 262144 entries (1 GiB) scan well under 50 ms', () => {
 test('pagemap: readPagemap on this process finds present pages in its [stack]', () => {
   const self = readFileSync('/proc/self/maps', 'utf8');
   const line = self.split('\n').find((l) => l.endsWith('[stack]'))!;
-  const [s, e] = line.split(' ')[0].split('-').map((x) => BigInt('0x' + x));
+  const [s, e] = line
+    .split(' ')[0]
+    .split('-')
+    .map((x) => BigInt('0x' + x));
   const pm = readPagemap(process.pid, s, e);
   assert.equal(pm.length, Number((e - s) / 4096n) * 8);
   assert.ok(runsPageCount(scanPagemap(pm, s, { anonOnly: true })) > 0);

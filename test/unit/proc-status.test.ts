@@ -50,19 +50,29 @@ test('status: python3 thread and bash', () => {
 });
 
 test('status: hand-made (groups, nested pid ns, seccomp, escapes, errors)', () => {
-  const text = [
-    'Name:\ta\\\\b\\nc ',
-    'State:\tt (tracing stop)',
-    'Tgid:\t7', 'Pid:\t8', 'PPid:\t1', 'TracerPid:\t99',
-    'Uid:\t1000\t1001\t1002\t1003', 'Gid:\t5\t6\t7\t8',
-    'Groups:\t4 24 27 ',
-    'NStgid:\t7\t1', 'NSpid:\t8\t2', 'NSpgid:\t7\t1', 'NSsid:\t7\t1',
-    'SigQ:\t0/100',
-    'ShdPnd:\t0000000000000100',
-    'CapAmb:\t0000000000000400',
-    'NoNewPrivs:\t1', 'Seccomp:\t2', 'Seccomp_filters:\t3',
-    'Future_field:\t  x y ',
-  ].join('\n') + '\n';
+  const text =
+    [
+      'Name:\ta\\\\b\\nc ',
+      'State:\tt (tracing stop)',
+      'Tgid:\t7',
+      'Pid:\t8',
+      'PPid:\t1',
+      'TracerPid:\t99',
+      'Uid:\t1000\t1001\t1002\t1003',
+      'Gid:\t5\t6\t7\t8',
+      'Groups:\t4 24 27 ',
+      'NStgid:\t7\t1',
+      'NSpid:\t8\t2',
+      'NSpgid:\t7\t1',
+      'NSsid:\t7\t1',
+      'SigQ:\t0/100',
+      'ShdPnd:\t0000000000000100',
+      'CapAmb:\t0000000000000400',
+      'NoNewPrivs:\t1',
+      'Seccomp:\t2',
+      'Seccomp_filters:\t3',
+      'Future_field:\t  x y ',
+    ].join('\n') + '\n';
   const s = parseStatus(text);
   assert.equal(s.name, 'a\\b\nc ');
   assert.equal(s.state, 't');

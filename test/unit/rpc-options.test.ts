@@ -13,12 +13,25 @@ import { CriuError } from '../../src/errors.ts';
 import { EBADRQC, OPTS_FIELDS, resolvePaths, screenOpts, type CriuOpts } from '../../src/rpc/options.ts';
 
 const empty = (): CriuOpts => ({
-  images_dir_fd: -1, veths: [], exec_cmd: [], ext_mnt: [], cg_root: [], inherit_fd: [], skip_mnt: [], enable_fs: [],
-  unix_sk_ino: [], irmap_scan_paths: [], external: [], join_ns: [], cgroup_dump_controller: [],
+  images_dir_fd: -1,
+  veths: [],
+  exec_cmd: [],
+  ext_mnt: [],
+  cg_root: [],
+  inherit_fd: [],
+  skip_mnt: [],
+  enable_fs: [],
+  unix_sk_ino: [],
+  irmap_scan_paths: [],
+  external: [],
+  join_ns: [],
+  cgroup_dump_controller: [],
 });
 
 function refusal(fn: () => void): string {
-  try { fn(); } catch (e) {
+  try {
+    fn();
+  } catch (e) {
     assert.ok(e instanceof CriuError, String(e));
     assert.equal(e.crErrno, EBADRQC);
     return e.message;
@@ -34,36 +47,92 @@ test('every criu_opts field of rpc.proto is honoured or refused, once', () => {
 
 test('fields criu-ts does not implement are refused by name', () => {
   const cases: [Partial<Message<'criu_opts'>>, string][] = [
-    [{ tcp_established: true }, 'tcp_established'], [{ lazy_pages: true }, 'lazy_pages'], [{ inherit_fd: [{ key: 'pipe:[1]', fd: 4 }] }, 'inherit_fd'],
-    [{ parent_img: '../pre' }, 'parent_img'], [{ ps: { port: 27 } }, 'ps'], [{ cpu_cap: 1 }, 'cpu_cap'], [{ network_lock: 2 }, 'network_lock'],
-    [{ manage_cgroups_mode: 4 }, 'manage_cgroups_mode'], [{ status_fd: 5 }, 'status_fd'],
+    [{ tcp_established: true }, 'tcp_established'],
+    [{ lazy_pages: true }, 'lazy_pages'],
+    [{ inherit_fd: [{ key: 'pipe:[1]', fd: 4 }] }, 'inherit_fd'],
+    [{ parent_img: '../pre' }, 'parent_img'],
+    [{ ps: { port: 27 } }, 'ps'],
+    [{ cpu_cap: 1 }, 'cpu_cap'],
+    [{ network_lock: 2 }, 'network_lock'],
+    [{ manage_cgroups_mode: 4 }, 'manage_cgroups_mode'],
+    [{ status_fd: 5 }, 'status_fd'],
   ];
-  for (const [o, name] of cases) assert.equal(refusal(() => screenOpts({ ...empty(), ...o }, 'dump', 'swrk')), `not supported yet: ${name}`);
-  assert.match(refusal(() => screenOpts({ ...empty(), rst_sibling: true }, 'restore', 'service')), /not allowed in standalone service/);
-  assert.match(refusal(() => screenOpts({ ...empty(), empty_ns: 0x20000 }, 'dump', 'swrk')), /only CLONE_NEWNET/);
-  assert.equal(refusal(() => screenOpts({ ...empty(), root: '/tmp/rootfs' }, 'restore', 'swrk')), 'not supported yet: root');
+  for (const [o, name] of cases)
+    assert.equal(
+      refusal(() => screenOpts({ ...empty(), ...o }, 'dump', 'swrk')),
+      `not supported yet: ${name}`,
+    );
+  assert.match(
+    refusal(() => screenOpts({ ...empty(), rst_sibling: true }, 'restore', 'service')),
+    /not allowed in standalone service/,
+  );
+  assert.match(
+    refusal(() => screenOpts({ ...empty(), empty_ns: 0x20000 }, 'dump', 'swrk')),
+    /only CLONE_NEWNET/,
+  );
+  assert.equal(
+    refusal(() => screenOpts({ ...empty(), root: '/tmp/rootfs' }, 'restore', 'swrk')),
+    'not supported yet: root',
+  );
 });
 
-test('runc 1.1.5\'s dump options are accepted', () => {
-  screenOpts({
-    ...empty(), images_dir_fd: 8, pid: 1234, leave_running: false, ext_unix_sk: false, log_level: 4, log_file: 'dump.log', notify_scripts: true,
-    root: '/run/bundle/rootfs', work_dir_fd: 9, ext_mnt: [{ key: '/dev/null', val: '/dev/null' }], manage_cgroups: true, empty_ns: 0x40000000,
-    freeze_cgroup: '/sys/fs/cgroup/freezer/x', orphan_pts_master: true, config_file: '/nonexistent/runc.conf',
-  }, 'dump', 'swrk');
+test("runc 1.1.5's dump options are accepted", () => {
+  screenOpts(
+    {
+      ...empty(),
+      images_dir_fd: 8,
+      pid: 1234,
+      leave_running: false,
+      ext_unix_sk: false,
+      log_level: 4,
+      log_file: 'dump.log',
+      notify_scripts: true,
+      root: '/run/bundle/rootfs',
+      work_dir_fd: 9,
+      ext_mnt: [{ key: '/dev/null', val: '/dev/null' }],
+      manage_cgroups: true,
+      empty_ns: 0x40000000,
+      freeze_cgroup: '/sys/fs/cgroup/freezer/x',
+      orphan_pts_master: true,
+      config_file: '/nonexistent/runc.conf',
+    },
+    'dump',
+    'swrk',
+  );
   screenOpts({ ...empty(), evasive_devices: true, manage_cgroups: true, manage_cgroups_mode: 6, root: '/' }, 'restore', 'swrk');
 });
 
-test('directories come from the client\'s fds; the log stays in the work dir', () => {
+test("directories come from the client's fds; the log stays in the work dir", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rpc-opts-'));
   const fd = fs.openSync(dir, 'r');
   try {
     const p = resolvePaths({ ...empty(), images_dir_fd: fd, log_file: 'x.log', log_level: 9 }, process.pid, true);
-    assert.deepEqual(p, { imagesDir: fs.realpathSync(dir), workDir: fs.realpathSync(dir), logFile: path.join(fs.realpathSync(dir), 'x.log'), level: 4 });
-    assert.match(refusal(() => resolvePaths({ ...empty(), images_dir_fd: fd, log_file: '../x.log' }, process.pid, true)), /No subdirs/);
-    assert.match(refusal(() => resolvePaths(empty(), process.pid, true)), /Neither images_dir_fd nor images_dir/);
+    assert.deepEqual(p, {
+      imagesDir: fs.realpathSync(dir),
+      workDir: fs.realpathSync(dir),
+      logFile: path.join(fs.realpathSync(dir), 'x.log'),
+      level: 4,
+    });
+    assert.match(
+      refusal(() => resolvePaths({ ...empty(), images_dir_fd: fd, log_file: '../x.log' }, process.pid, true)),
+      /No subdirs/,
+    );
+    assert.match(
+      refusal(() => resolvePaths(empty(), process.pid, true)),
+      /Neither images_dir_fd nor images_dir/,
+    );
     // A CHECK without directories: no log file, none in the server's cwd.
     assert.deepEqual(resolvePaths(empty(), process.pid, false), { imagesDir: process.cwd(), workDir: process.cwd(), level: 0 });
-    assert.match(refusal(() => resolvePaths({ ...empty(), log_file: 'c.log' }, process.pid, false)), /images-dir or work-dir is required/);
-    assert.match(refusal(() => resolvePaths({ ...empty(), images_dir_fd: 999 }, process.pid, true)), /cannot open images_dir fd 999/);
-  } finally { fs.closeSync(fd); fs.rmSync(dir, { recursive: true }); }
+    assert.match(
+      refusal(() => resolvePaths({ ...empty(), log_file: 'c.log' }, process.pid, false)),
+      /images-dir or work-dir is required/,
+    );
+    assert.match(
+      refusal(() => resolvePaths({ ...empty(), images_dir_fd: 999 }, process.pid, true)),
+      /cannot open images_dir fd 999/,
+    );
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(dir, { recursive: true });
+  }
 });

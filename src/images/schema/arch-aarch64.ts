@@ -72,5 +72,4 @@ export const archAarch64Messages = {
   },
 } as const satisfies Record<string, MessageDef>;
 
-export const archAarch64Enums = {
-} as const satisfies Record<string, EnumDef>;
+export const archAarch64Enums = {} as const satisfies Record<string, EnumDef>;

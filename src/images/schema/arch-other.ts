@@ -63,9 +63,7 @@ export const archOtherMessages = {
   },
   user_ppc64_fpstate_entry: {
     name: 'user_ppc64_fpstate_entry',
-    fields: [
-      { no: 1, name: 'fpregs', label: 'rep', type: 'uint64' },
-    ],
+    fields: [{ no: 1, name: 'fpregs', label: 'rep', type: 'uint64' }],
   },
   user_ppc64_vrstate_entry: {
     name: 'user_ppc64_vrstate_entry',
@@ -76,9 +74,7 @@ export const archOtherMessages = {
   },
   user_ppc64_vsxstate_entry: {
     name: 'user_ppc64_vsxstate_entry',
-    fields: [
-      { no: 1, name: 'vsxregs', label: 'rep', type: 'uint64' },
-    ],
+    fields: [{ no: 1, name: 'vsxregs', label: 'rep', type: 'uint64' }],
   },
   user_ppc64_tm_regs_entry: {
     name: 'user_ppc64_tm_regs_entry',
@@ -113,15 +109,11 @@ export const archOtherMessages = {
   },
   user_s390_vxrs_low_entry: {
     name: 'user_s390_vxrs_low_entry',
-    fields: [
-      { no: 1, name: 'regs', label: 'rep', type: 'uint64' },
-    ],
+    fields: [{ no: 1, name: 'regs', label: 'rep', type: 'uint64' }],
   },
   user_s390_vxrs_high_entry: {
     name: 'user_s390_vxrs_high_entry',
-    fields: [
-      { no: 1, name: 'regs', label: 'rep', type: 'uint64' },
-    ],
+    fields: [{ no: 1, name: 'regs', label: 'rep', type: 'uint64' }],
   },
   user_s390_fpregs_entry: {
     name: 'user_s390_fpregs_entry',
@@ -132,9 +124,7 @@ export const archOtherMessages = {
   },
   user_s390_gs_cb_entry: {
     name: 'user_s390_gs_cb_entry',
-    fields: [
-      { no: 1, name: 'regs', label: 'rep', type: 'uint64' },
-    ],
+    fields: [{ no: 1, name: 'regs', label: 'rep', type: 'uint64' }],
   },
   user_s390_ri_entry: {
     name: 'user_s390_ri_entry',
@@ -328,5 +318,4 @@ export const archOtherMessages = {
   },
 } as const satisfies Record<string, MessageDef>;
 
-export const archOtherEnums = {
-} as const satisfies Record<string, EnumDef>;
+export const archOtherEnums = {} as const satisfies Record<string, EnumDef>;

@@ -76,9 +76,7 @@ export const coreMessages = {
   },
   task_rlimits_entry: {
     name: 'task_rlimits_entry',
-    fields: [
-      { no: 1, name: 'rlimits', label: 'rep', type: 'message', ref: 'rlimit_entry' },
-    ],
+    fields: [{ no: 1, name: 'rlimits', label: 'rep', type: 'message', ref: 'rlimit_entry' }],
   },
   core_entry: {
     name: 'core_entry',
@@ -175,15 +173,11 @@ export const coreMessages = {
   },
   siginfo_entry: {
     name: 'siginfo_entry',
-    fields: [
-      { no: 1, name: 'siginfo', label: 'req', type: 'bytes' },
-    ],
+    fields: [{ no: 1, name: 'siginfo', label: 'req', type: 'bytes' }],
   },
   signal_queue_entry: {
     name: 'signal_queue_entry',
-    fields: [
-      { no: 1, name: 'signals', label: 'rep', type: 'message', ref: 'siginfo_entry' },
-    ],
+    fields: [{ no: 1, name: 'signals', label: 'rep', type: 'message', ref: 'siginfo_entry' }],
   },
   rseq_entry: {
     name: 'rseq_entry',
@@ -204,9 +198,7 @@ export const coreMessages = {
   },
   seccomp_entry: {
     name: 'seccomp_entry',
-    fields: [
-      { no: 1, name: 'seccomp_filters', label: 'rep', type: 'message', ref: 'seccomp_filter' },
-    ],
+    fields: [{ no: 1, name: 'seccomp_filters', label: 'rep', type: 'message', ref: 'seccomp_filter' }],
   },
 } as const satisfies Record<string, MessageDef>;
 

@@ -157,9 +157,7 @@ export const fdkindsMessages = {
   },
   tty_pty_entry: {
     name: 'tty_pty_entry',
-    fields: [
-      { no: 1, name: 'index', label: 'req', type: 'uint32' },
-    ],
+    fields: [{ no: 1, name: 'index', label: 'req', type: 'uint32' }],
   },
   tty_data_entry: {
     name: 'tty_data_entry',

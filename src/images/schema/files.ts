@@ -223,6 +223,33 @@ export const filesMessages = {
 } as const satisfies Record<string, MessageDef>;
 
 export const filesEnums = {
-  fd_types: { name: 'fd_types', values: { UND: 0, REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, FANOTIFY: 12, NETLINKSK: 13, NS: 14, TUNF: 15, EXT: 16, TIMERFD: 17, MEMFD: 18, BPFMAP: 19, PIDFD: 20, CTL_TTY: 65534, AUTOFS_PIPE: 65535 } },
+  fd_types: {
+    name: 'fd_types',
+    values: {
+      UND: 0,
+      REG: 1,
+      PIPE: 2,
+      FIFO: 3,
+      INETSK: 4,
+      UNIXSK: 5,
+      EVENTFD: 6,
+      EVENTPOLL: 7,
+      INOTIFY: 8,
+      SIGNALFD: 9,
+      PACKETSK: 10,
+      TTY: 11,
+      FANOTIFY: 12,
+      NETLINKSK: 13,
+      NS: 14,
+      TUNF: 15,
+      EXT: 16,
+      TIMERFD: 17,
+      MEMFD: 18,
+      BPFMAP: 19,
+      PIDFD: 20,
+      CTL_TTY: 65534,
+      AUTOFS_PIPE: 65535,
+    },
+  },
   remap_type: { name: 'remap_type', values: { LINKED: 0, GHOST: 1, PROCFS: 2 } },
 } as const satisfies Record<string, EnumDef>;

@@ -4,9 +4,7 @@ import type { EnumDef, MessageDef } from '../proto.ts';
 export const inventoryMessages = {
   plugins_entry: {
     name: 'plugins_entry',
-    fields: [
-      { no: 12, name: 'plugins', label: 'rep', type: 'string' },
-    ],
+    fields: [{ no: 12, name: 'plugins', label: 'rep', type: 'string' }],
   },
   inventory_entry: {
     name: 'inventory_entry',
@@ -96,9 +94,7 @@ export const inventoryMessages = {
   },
   cpuinfo_s390_entry: {
     name: 'cpuinfo_s390_entry',
-    fields: [
-      { no: 2, name: 'hwcap', label: 'rep', type: 'uint64' },
-    ],
+    fields: [{ no: 2, name: 'hwcap', label: 'rep', type: 'uint64' }],
   },
   cpuinfo_entry: {
     name: 'cpuinfo_entry',
@@ -110,15 +106,11 @@ export const inventoryMessages = {
   },
   img_streamer_request_entry: {
     name: 'img_streamer_request_entry',
-    fields: [
-      { no: 1, name: 'filename', label: 'req', type: 'string' },
-    ],
+    fields: [{ no: 1, name: 'filename', label: 'req', type: 'string' }],
   },
   img_streamer_reply_entry: {
     name: 'img_streamer_reply_entry',
-    fields: [
-      { no: 1, name: 'exists', label: 'req', type: 'bool' },
-    ],
+    fields: [{ no: 1, name: 'exists', label: 'req', type: 'bool' }],
   },
 } as const satisfies Record<string, MessageDef>;
 

@@ -51,9 +51,7 @@ export const mmMessages = {
   },
   pagemap_head: {
     name: 'pagemap_head',
-    fields: [
-      { no: 1, name: 'pages_id', label: 'req', type: 'uint32' },
-    ],
+    fields: [{ no: 1, name: 'pages_id', label: 'req', type: 'uint32' }],
   },
   pagemap_entry: {
     name: 'pagemap_entry',
@@ -67,5 +65,4 @@ export const mmMessages = {
   },
 } as const satisfies Record<string, MessageDef>;
 
-export const mmEnums = {
-} as const satisfies Record<string, EnumDef>;
+export const mmEnums = {} as const satisfies Record<string, EnumDef>;

@@ -114,9 +114,7 @@ export const nsMessages = {
   },
   pidns_entry: {
     name: 'pidns_entry',
-    fields: [
-      { no: 1, name: 'ext_key', label: 'opt', type: 'string' },
-    ],
+    fields: [{ no: 1, name: 'ext_key', label: 'opt', type: 'string' }],
   },
   mnt_entry: {
     name: 'mnt_entry',
@@ -213,9 +211,7 @@ export const nsMessages = {
   },
   apparmor_entry: {
     name: 'apparmor_entry',
-    fields: [
-      { no: 1, name: 'namespaces', label: 'rep', type: 'message', ref: 'aa_namespace' },
-    ],
+    fields: [{ no: 1, name: 'namespaces', label: 'rep', type: 'message', ref: 'aa_namespace' }],
   },
   autofs_entry: {
     name: 'autofs_entry',
@@ -247,5 +243,30 @@ export const nsMessages = {
 } as const satisfies Record<string, MessageDef>;
 
 export const nsEnums = {
-  fstype: { name: 'fstype', values: { UNSUPPORTED: 0, PROC: 1, SYSFS: 2, DEVTMPFS: 3, BINFMT_MISC: 4, TMPFS: 5, DEVPTS: 6, SIMFS: 7, PSTORE: 8, SECURITYFS: 9, FUSECTL: 10, DEBUGFS: 11, CGROUP: 12, AUFS: 13, MQUEUE: 14, FUSE: 15, AUTO: 16, OVERLAYFS: 17, AUTOFS: 18, TRACEFS: 19, CGROUP2: 23 } },
+  fstype: {
+    name: 'fstype',
+    values: {
+      UNSUPPORTED: 0,
+      PROC: 1,
+      SYSFS: 2,
+      DEVTMPFS: 3,
+      BINFMT_MISC: 4,
+      TMPFS: 5,
+      DEVPTS: 6,
+      SIMFS: 7,
+      PSTORE: 8,
+      SECURITYFS: 9,
+      FUSECTL: 10,
+      DEBUGFS: 11,
+      CGROUP: 12,
+      AUFS: 13,
+      MQUEUE: 14,
+      FUSE: 15,
+      AUTO: 16,
+      OVERLAYFS: 17,
+      AUTOFS: 18,
+      TRACEFS: 19,
+      CGROUP2: 23,
+    },
+  },
 } as const satisfies Record<string, EnumDef>;

@@ -49,9 +49,7 @@ export const rpcMessages = {
   },
   unix_sk: {
     name: 'unix_sk',
-    fields: [
-      { no: 1, name: 'inode', label: 'req', type: 'uint32' },
-    ],
+    fields: [{ no: 1, name: 'inode', label: 'req', type: 'uint32' }],
   },
   criu_opts: {
     name: 'criu_opts',
@@ -130,15 +128,11 @@ export const rpcMessages = {
   },
   criu_dump_resp: {
     name: 'criu_dump_resp',
-    fields: [
-      { no: 1, name: 'restored', label: 'opt', type: 'bool' },
-    ],
+    fields: [{ no: 1, name: 'restored', label: 'opt', type: 'bool' }],
   },
   criu_restore_resp: {
     name: 'criu_restore_resp',
-    fields: [
-      { no: 1, name: 'pid', label: 'req', type: 'int32' },
-    ],
+    fields: [{ no: 1, name: 'pid', label: 'req', type: 'int32' }],
   },
   criu_notify: {
     name: 'criu_notify',
@@ -199,5 +193,23 @@ export const rpcEnums = {
   criu_cg_mode: { name: 'criu_cg_mode', values: { IGNORE: 0, CG_NONE: 1, PROPS: 2, SOFT: 3, FULL: 4, STRICT: 5, DEFAULT: 6 } },
   criu_network_lock_method: { name: 'criu_network_lock_method', values: { IPTABLES: 1, NFTABLES: 2, SKIP: 3 } },
   criu_pre_dump_mode: { name: 'criu_pre_dump_mode', values: { SPLICE: 1, VM_READ: 2 } },
-  criu_req_type: { name: 'criu_req_type', values: { EMPTY: 0, DUMP: 1, RESTORE: 2, CHECK: 3, PRE_DUMP: 4, PAGE_SERVER: 5, NOTIFY: 6, CPUINFO_DUMP: 7, CPUINFO_CHECK: 8, FEATURE_CHECK: 9, VERSION: 10, WAIT_PID: 11, PAGE_SERVER_CHLD: 12, SINGLE_PRE_DUMP: 13 } },
+  criu_req_type: {
+    name: 'criu_req_type',
+    values: {
+      EMPTY: 0,
+      DUMP: 1,
+      RESTORE: 2,
+      CHECK: 3,
+      PRE_DUMP: 4,
+      PAGE_SERVER: 5,
+      NOTIFY: 6,
+      CPUINFO_DUMP: 7,
+      CPUINFO_CHECK: 8,
+      FEATURE_CHECK: 9,
+      VERSION: 10,
+      WAIT_PID: 11,
+      PAGE_SERVER_CHLD: 12,
+      SINGLE_PRE_DUMP: 13,
+    },
+  },
 } as const satisfies Record<string, EnumDef>;

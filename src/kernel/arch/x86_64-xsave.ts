@@ -27,7 +27,8 @@ function u64s(b: Buffer, off: number, n: number): bigint[] {
   return Array.from(new BigUint64Array(buf, at, n));
 }
 /** How many words of `size` bytes from `vals` fit at x[off]. */
-const fit = (x: Buffer, off: number, count: number, size: number): number => Math.max(0, Math.min(count, Math.floor((x.length - off) / size)));
+const fit = (x: Buffer, off: number, count: number, size: number): number =>
+  Math.max(0, Math.min(count, Math.floor((x.length - off) / size)));
 /** Write 32-bit `vals` at x[off], as many as fit before the end of x. */
 function put32(x: Buffer, off: number, vals: readonly number[]): void {
   const n = fit(x, off, vals.length, 4);
@@ -50,9 +51,16 @@ type Fpregs = Message<'user_x86_fpregs_entry'>;
 /** XSAVE buffer -> user_x86_fpregs_entry. */
 export function xsaveToEntry(x: Buffer, offs: XsaveOffsets): MessageInput<'user_x86_fpregs_entry'> {
   const e: MessageInput<'user_x86_fpregs_entry'> = {
-    cwd: x.readUInt16LE(0), swd: x.readUInt16LE(2), twd: x.readUInt8(4), fop: x.readUInt16LE(6),
-    rip: x.readBigUInt64LE(8), rdp: x.readBigUInt64LE(16), mxcsr: x.readUInt32LE(24), mxcsr_mask: x.readUInt32LE(28),
-    st_space: u32s(x, 32, 32), xmm_space: u32s(x, 160, 64),
+    cwd: x.readUInt16LE(0),
+    swd: x.readUInt16LE(2),
+    twd: x.readUInt8(4),
+    fop: x.readUInt16LE(6),
+    rip: x.readBigUInt64LE(8),
+    rdp: x.readBigUInt64LE(16),
+    mxcsr: x.readUInt32LE(24),
+    mxcsr_mask: x.readUInt32LE(28),
+    st_space: u32s(x, 32, 32),
+    xmm_space: u32s(x, 160, 64),
   };
   if (x.length <= XSAVE_HDR) return e;
   const xs: MessageInput<'user_x86_xsave_entry'> = { xstate_bv: x.readBigUInt64LE(XSAVE_HDR) };
@@ -78,9 +86,14 @@ export function xsaveToEntry(x: Buffer, offs: XsaveOffsets): MessageInput<'user_
  */
 export function entryToXsave(e: Fpregs, base: Buffer, offs: XsaveOffsets): Buffer {
   const x = Buffer.from(base);
-  x.writeUInt16LE(e.cwd, 0); x.writeUInt16LE(e.swd, 2); x.writeUInt8(e.twd & 0xff, 4);
-  x.writeUInt16LE(e.fop, 6); x.writeBigUInt64LE(e.rip, 8); x.writeBigUInt64LE(e.rdp, 16);
-  x.writeUInt32LE(e.mxcsr, 24); x.writeUInt32LE(e.mxcsr_mask, 28);
+  x.writeUInt16LE(e.cwd, 0);
+  x.writeUInt16LE(e.swd, 2);
+  x.writeUInt8(e.twd & 0xff, 4);
+  x.writeUInt16LE(e.fop, 6);
+  x.writeBigUInt64LE(e.rip, 8);
+  x.writeBigUInt64LE(e.rdp, 16);
+  x.writeUInt32LE(e.mxcsr, 24);
+  x.writeUInt32LE(e.mxcsr_mask, 28);
   put32(x.subarray(0, 160), 32, e.st_space);
   put32(x.subarray(0, 416), 160, e.xmm_space);
   const xs = e.xsave;
@@ -90,7 +103,10 @@ export function entryToXsave(e: Fpregs, base: Buffer, offs: XsaveOffsets): Buffe
   const component = <T>(bit: number, vals: T, put: (x: Buffer, off: number, v: T) => void) => {
     if (!((bv >> BigInt(bit)) & 1n)) return;
     const o = offs.get(bit);
-    if (!o) { bv &= ~(1n << BigInt(bit)); return; }
+    if (!o) {
+      bv &= ~(1n << BigInt(bit));
+      return;
+    }
     put(x, o.offset, vals);
   };
   component(XFEATURE.YMM, xs.ymmh_space, put32);

@@ -10,7 +10,10 @@ import type { CpuBackend } from './types.ts';
 type Info = Message<'thread_info_aarch64'>;
 type Core = Message<'core_entry'>;
 
-const HWCAP_SVE = 1n << 22n, HWCAP_PACA = 1n << 30n, HWCAP_PACG = 1n << 31n, HWCAP_GCS = 1n << 32n;
+const HWCAP_SVE = 1n << 22n,
+  HWCAP_PACA = 1n << 30n,
+  HWCAP_PACG = 1n << 31n,
+  HWCAP_GCS = 1n << 32n;
 let hwcapCache: bigint | undefined;
 /** AT_HWCAP of this machine, as the kernel gave it to criu-ts. */
 function hwcap(): bigint {
@@ -28,12 +31,19 @@ export const hostHas = {
 };
 
 // struct user_sve_header: size, max_size (u32), vl, max_vl, flags (u16).
-const SVE_HEADER = 16, SVE_PT_REGS_SVE = 1;
-const GCS_SIZE = 24, PR_SHADOW_STACK_ENABLE = 1n;
+const SVE_HEADER = 16,
+  SVE_PT_REGS_SVE = 1;
+const GCS_SIZE = 24,
+  PR_SHADOW_STACK_ENABLE = 1n;
 
 /** An optional regset: undefined where this kernel or CPU does not have it. */
 function regset(t: Tracee, note: number, size: number): Buffer | undefined {
-  try { return t.getRegset(note, size); } catch (e) { if (e instanceof SysError) return undefined; throw e; }
+  try {
+    return t.getRegset(note, size);
+  } catch (e) {
+    if (e instanceof SysError) return undefined;
+    throw e;
+  }
 }
 
 /** The full SVE register file when the thread's live state is SVE (not just FP/SIMD). */
@@ -51,7 +61,9 @@ function regsToEntry(r: Buffer): MessageInput<'user_aarch64_regs_entry'> {
 }
 function entryToRegs(e: Message<'user_aarch64_regs_entry'>): Buffer {
   const r = Buffer.alloc(arch.gpRegsSize);
-  e.regs.slice(0, 31).forEach((v, i) => { r.writeBigUInt64LE(v, i * 8); });
+  e.regs.slice(0, 31).forEach((v, i) => {
+    r.writeBigUInt64LE(v, i * 8);
+  });
   r.writeBigUInt64LE(e.sp, A64.sp);
   r.writeBigUInt64LE(e.pc, A64.pc);
   r.writeBigUInt64LE(e.pstate, A64.pstate);
@@ -64,14 +76,25 @@ function fpsimdToEntry(f: Buffer): MessageInput<'user_aarch64_fpsimd_context_ent
 }
 function entryToFpsimd(e: Message<'user_aarch64_fpsimd_context_entry'>): Buffer {
   const f = Buffer.alloc(FPSIMD_SIZE);
-  e.vregs.slice(0, 64).forEach((v, i) => { f.writeBigUInt64LE(v, i * 8); });
+  e.vregs.slice(0, 64).forEach((v, i) => {
+    f.writeBigUInt64LE(v, i * 8);
+  });
   f.writeUInt32LE(e.fpsr, 512);
   f.writeUInt32LE(e.fpcr, 516);
   return f;
 }
 
 /** NT_ARM_PACA_KEYS: the four 128-bit address keys, low half first. */
-const ADDRESS_KEY_WORDS = ['apiakey_lo', 'apiakey_hi', 'apibkey_lo', 'apibkey_hi', 'apdakey_lo', 'apdakey_hi', 'apdbkey_lo', 'apdbkey_hi'] as const;
+const ADDRESS_KEY_WORDS = [
+  'apiakey_lo',
+  'apiakey_hi',
+  'apibkey_lo',
+  'apibkey_hi',
+  'apdakey_lo',
+  'apdakey_hi',
+  'apdbkey_lo',
+  'apdbkey_hi',
+] as const;
 
 function dumpPacKeys(t: Tracee): MessageInput<'pac_keys'> | undefined {
   if (!hostHas.pac()) return undefined;
@@ -81,8 +104,14 @@ function dumpPacKeys(t: Tracee): MessageInput<'pac_keys'> | undefined {
     const en = regset(t, NT.ARM_PAC_ENABLED_KEYS, 8);
     const w = (i: number) => a.readBigUInt64LE(i * 8);
     out.pac_address_keys = {
-      apiakey_lo: w(0), apiakey_hi: w(1), apibkey_lo: w(2), apibkey_hi: w(3),
-      apdakey_lo: w(4), apdakey_hi: w(5), apdbkey_lo: w(6), apdbkey_hi: w(7),
+      apiakey_lo: w(0),
+      apiakey_hi: w(1),
+      apibkey_lo: w(2),
+      apibkey_hi: w(3),
+      apdakey_lo: w(4),
+      apdakey_hi: w(5),
+      apdbkey_lo: w(6),
+      apdbkey_hi: w(7),
       pac_enabled_key: en?.length === 8 ? en.readBigUInt64LE(0) : 0xfn,
     };
   }
@@ -99,7 +128,9 @@ function restorePacKeys(t: Tracee, keys: Message<'pac_keys'> | undefined): void 
   const a = keys?.pac_address_keys;
   if (a) {
     const b = Buffer.alloc(64);
-    ADDRESS_KEY_WORDS.forEach((k, i) => { b.writeBigUInt64LE(a[k], i * 8); });
+    ADDRESS_KEY_WORDS.forEach((k, i) => {
+      b.writeBigUInt64LE(a[k], i * 8);
+    });
     t.setRegset(NT.ARM_PACA_KEYS, b);
     const en = Buffer.alloc(8);
     en.writeBigUInt64LE(a.pac_enabled_key);
@@ -119,7 +150,9 @@ function dumpGcs(t: Tracee): MessageInput<'user_aarch64_gcs_entry'> | undefined 
   if (!hostHas.gcs()) return undefined;
   const b = regset(t, NT.ARM_GCS, GCS_SIZE);
   if (!b || b.length < GCS_SIZE) return undefined;
-  const enabled = b.readBigUInt64LE(0), locked = b.readBigUInt64LE(8), gcspr = b.readBigUInt64LE(16);
+  const enabled = b.readBigUInt64LE(0),
+    locked = b.readBigUInt64LE(8),
+    gcspr = b.readBigUInt64LE(16);
   if (!enabled && !locked && !gcspr) return undefined;
   return { gcspr_el0: gcspr, features_enabled: enabled, features_locked: locked };
 }
@@ -174,7 +207,7 @@ export const aarch64Cpu: CpuBackend = {
   check(core, file) {
     if (!core.ti_aarch64) throw new CriuError(`${file}: no ti_aarch64`);
     const gcs = core.ti_aarch64.gcs;
-    if (gcs && (gcs.features_enabled & PR_SHADOW_STACK_ENABLE) && !hostHas.gcs()) {
+    if (gcs && gcs.features_enabled & PR_SHADOW_STACK_ENABLE && !hostHas.gcs()) {
       throw new CriuError(`${file}: the thread runs with the Guarded Control Stack (GCS), which this machine does not have`);
     }
   },

@@ -35,16 +35,24 @@ function readTlsDescs(t: Tracee): MessageInput<'user_desc_t'>[] {
   for (const n of GDT_TLS) {
     d.fill(0);
     let ok = true;
-    try { t.request(PTRACE_X86.GET_THREAD_AREA, n, d); } catch (e) {
+    try {
+      t.request(PTRACE_X86.GET_THREAD_AREA, n, d);
+    } catch (e) {
       if (!(e instanceof SysError)) throw e;
       ok = false;
     }
     const bits = d.readUInt32LE(12);
     out.push({
-      entry_number: n, base_addr: d.readUInt32LE(4), limit: d.readUInt32LE(8),
-      seg_32bit: !!(bits & 1), contents_h: !!(bits & 4), contents_l: !!(bits & 2),
-      read_exec_only: ok ? !!(bits & 8) : true, limit_in_pages: !!(bits & 16),
-      seg_not_present: ok ? !!(bits & 32) : true, usable: !!(bits & 64),
+      entry_number: n,
+      base_addr: d.readUInt32LE(4),
+      limit: d.readUInt32LE(8),
+      seg_32bit: !!(bits & 1),
+      contents_h: !!(bits & 4),
+      contents_l: !!(bits & 2),
+      read_exec_only: ok ? !!(bits & 8) : true,
+      limit_in_pages: !!(bits & 16),
+      seg_not_present: ok ? !!(bits & 32) : true,
+      usable: !!(bits & 64),
     });
   }
   return out;
@@ -78,7 +86,14 @@ export const x86_64Cpu: CpuBackend = {
     // Saved already adjusted for an interrupted syscall, as CRIU does: its restorer does
     // not adjust them again.
     arch.fixupRestart(r);
-    return { thread_info: { clear_tid_addr: clearTid, gpregs: regsToEntry(r), fpregs: xsaveToEntry(s.fpregs, offsets(facts)), tls: readTlsDescs(t) } };
+    return {
+      thread_info: {
+        clear_tid_addr: clearTid,
+        gpregs: regsToEntry(r),
+        fpregs: xsaveToEntry(s.fpregs, offsets(facts)),
+        tls: readTlsDescs(t),
+      },
+    };
   },
   check(core, file) {
     // Every x86_64 dump runs here.

@@ -1,7 +1,19 @@
 // The anon-inode file kinds: eventfd, epoll, signalfd and timerfd. Their state is in fdinfo;
 // each is made again in criu-ts with that state and moved into the task like any fd.
 import fs from 'node:fs';
-import { eventfd, epollCreate, signalfd, timerfdCreate, timerfdSettime, ioctl, fcntl, F, O, TFD_IOC_SET_TICKS, epollEvent } from '../../kernel/index.ts';
+import {
+  eventfd,
+  epollCreate,
+  signalfd,
+  timerfdCreate,
+  timerfdSettime,
+  ioctl,
+  fcntl,
+  F,
+  O,
+  TFD_IOC_SET_TICKS,
+  epollEvent,
+} from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
 
 const anon = (name: string) => (p: { link: string }) => p.link === `anon_inode:[${name}]` || p.link === `anon_inode:${name}`;
@@ -48,8 +60,12 @@ export const eventpollFile = fileKind({
   matches: anon('eventpoll'),
   dump(p, id) {
     const tfd = p.info.tfds.map((t) => ({
-      id: 0, tfd: t.tfd, events: t.events, data: t.data,
-      ...(t.sdev !== undefined ? { dev: t.sdev } : {}), ...(t.ino !== undefined ? { inode: BigInt(t.ino) } : {}),
+      id: 0,
+      tfd: t.tfd,
+      events: t.events,
+      data: t.data,
+      ...(t.sdev !== undefined ? { dev: t.sdev } : {}),
+      ...(t.ino !== undefined ? { inode: BigInt(t.ino) } : {}),
       ...(t.pos !== undefined ? { pos: t.pos } : {}),
     }));
     return { id, flags: p.flags, fown: fown(), tfd };
@@ -76,7 +92,9 @@ export const signalfdFile = fileKind({
   name: 'signalfd',
   claims: { flags: STATUS_FLAGS | FASYNC, fields: ['sigmask'] },
   matches: anon('signalfd'),
-  dump(p, id) { return { id, flags: p.flags, fown: fown(), sigmask: p.info.sigmask ?? 0n }; },
+  dump(p, id) {
+    return { id, flags: p.flags, fown: fown(), sigmask: p.info.sigmask ?? 0n };
+  },
   open(e, ctx) {
     const fd = ctx.keep(signalfd(e.sigmask, O.CLOEXEC | O.NONBLOCK));
     setStatusFlags(fd, e.flags);
@@ -94,8 +112,16 @@ export const timerfdFile = fileKind({
     const t = p.info.timerfd;
     if (!t) throw new Error(`fd ${p.fd} of task ${p.pid}: timerfd without its fdinfo state`);
     return {
-      id, flags: p.flags, fown: fown(), clockid: t.clockid, ticks: t.ticks, settime_flags: t.settimeFlags,
-      vsec: t.itValue.sec, vnsec: t.itValue.nsec, isec: t.itInterval.sec, insec: t.itInterval.nsec,
+      id,
+      flags: p.flags,
+      fown: fown(),
+      clockid: t.clockid,
+      ticks: t.ticks,
+      settime_flags: t.settimeFlags,
+      vsec: t.itValue.sec,
+      vnsec: t.itValue.nsec,
+      isec: t.itInterval.sec,
+      insec: t.itInterval.nsec,
     };
   },
   open(e, ctx) {

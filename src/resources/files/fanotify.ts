@@ -9,7 +9,8 @@ import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
 import type { MessageInput } from '../types.ts';
 
 const FAN = { CLOEXEC: 0x1, NONBLOCK: 0x2, MARK_ADD: 0x1, MARK_MOUNT: 0x10, MARK_IGNORED_MASK: 0x20 } as const;
-const MARK_INODE = 1, MARK_MOUNT = 2;
+const MARK_INODE = 1,
+  MARK_MOUNT = 2;
 
 type MarkEntry = MessageInput<'fanotify_mark_entry'>;
 
@@ -33,7 +34,8 @@ export const fanotifyFile = fileKind({
     check(p) {
       for (const m of p.info.fanotifyMarks) {
         if (m.kind === 'sb') return 'a fanotify mark on a whole file system';
-        if (m.kind === 'mount' && mountPoint(p.pid, m.mntId) === undefined) return `a fanotify mark on mount ${m.mntId}, which the task's mountinfo does not show`;
+        if (m.kind === 'mount' && mountPoint(p.pid, m.mntId) === undefined)
+          return `a fanotify mark on mount ${m.mntId}, which the task's mountinfo does not show`;
         if (m.kind === 'inode') {
           const why = checkHandle(m.sdev, m.fhandle);
           if (why) return `the inode of a fanotify mark: ${why}`;
@@ -45,7 +47,14 @@ export const fanotifyFile = fileKind({
   matches: (p) => p.link === 'anon_inode:[fanotify]',
   dump(p, id) {
     const fa = p.info.fanotify ?? { flags: 0, eventFlags: 0 };
-    return { id, flags: p.flags, fown: fown(), faflags: fa.flags, evflags: fa.eventFlags, mark: p.info.fanotifyMarks.map((m) => markEntry(p.pid, id, m)) };
+    return {
+      id,
+      flags: p.flags,
+      fown: fown(),
+      faflags: fa.flags,
+      evflags: fa.eventFlags,
+      mark: p.info.fanotifyMarks.map((m) => markEntry(p.pid, id, m)),
+    };
   },
   open(e, ctx) {
     const fd = ctx.keep(fanotifyInit(e.faflags | FAN.CLOEXEC | (e.flags & O.NONBLOCK ? FAN.NONBLOCK : 0), e.evflags));
@@ -65,7 +74,9 @@ export const fanotifyFile = fileKind({
       try {
         if (m.mask) fanotifyMark(fd, how, BigInt(m.mask), AT_FDCWD, path);
         if (m.ignored_mask) fanotifyMark(fd, how | FAN.MARK_IGNORED_MASK, BigInt(m.ignored_mask), AT_FDCWD, path);
-      } finally { if (target !== undefined) close(target); }
+      } finally {
+        if (target !== undefined) close(target);
+      }
     }
     return fd;
   },

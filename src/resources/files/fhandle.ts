@@ -16,7 +16,9 @@ export function fhEntry(h: FileHandle): MessageInput<'fh_entry'> {
 
 function handleBytes(e: Message<'fh_entry'>): Buffer {
   const b = Buffer.alloc(e.handle.length * 8);
-  e.handle.forEach((w, i) => { b.writeBigUInt64LE(w, i * 8); });
+  e.handle.forEach((w, i) => {
+    b.writeBigUInt64LE(w, i * 8);
+  });
   return b.subarray(0, e.bytes);
 }
 
@@ -44,7 +46,9 @@ function openRaw(sdev: number, type: number, handle: Buffer): number | string {
   } catch (e) {
     if (e instanceof SysError) return `its inode cannot be opened by its handle (${e.code}): the file is gone`;
     throw e;
-  } finally { close(mfd); }
+  } finally {
+    close(mfd);
+  }
 }
 
 /** Why the inode behind a handle cannot be found again, or undefined when it can. */
@@ -52,5 +56,9 @@ export function checkHandle(sdev: number, h: FileHandle): string | undefined {
   const fd = openRaw(sdev, h.type, h.handle.subarray(0, h.bytes));
   if (typeof fd === 'string') return fd;
   // Only the watch keeps a deleted inode: it is gone once the dumped task is.
-  try { return fs.fstatSync(fd).nlink === 0 ? 'its file was deleted' : undefined; } finally { close(fd); }
+  try {
+    return fs.fstatSync(fd).nlink === 0 ? 'its file was deleted' : undefined;
+  } finally {
+    close(fd);
+  }
 }

@@ -7,7 +7,10 @@ import { deletedName } from './ghost.ts';
 import { FD_TYPE, S_IFMT, S_IFIFO, OPEN_FLAGS, FASYNC, statefulKind } from './types.ts';
 
 /** FIFOs, by inode (pipe_id): whose data a dump has saved, and the fd a restore keeps each open with. */
-interface FifoState { saved: Set<number>; holders: Map<number, number> }
+interface FifoState {
+  saved: Set<number>;
+  holders: Map<number, number>;
+}
 
 export const fifoFile = statefulKind({
   type: FD_TYPE.FIFO,

@@ -25,12 +25,14 @@ export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => bool
   try {
     const owner = Buffer.alloc(8);
     fcntl(local, F.GETOWN_EX, owner);
-    const type = owner.readInt32LE(0), pid = owner.readInt32LE(4);
+    const type = owner.readInt32LE(0),
+      pid = owner.readInt32LE(4);
     const signum = fcntl(local, F.GETSIG);
     if (pid === 0) return { ...noFown(), signum };
     const uids = Buffer.alloc(8);
     fcntl(local, F.GETOWNER_UIDS, uids);
-    const uid = uids.readUInt32LE(0), euid = uids.readUInt32LE(4);
+    const uid = uids.readUInt32LE(0),
+      euid = uids.readUInt32LE(4);
     const who = `the ${OWNER_TYPES[type] ?? 'owner'} ${pid}`;
     const at = `task ${p.pid}: fd ${p.fd} (${p.link})`;
     if (!inTree(pid)) throw new NotSupportedError(`${at}: its owner (F_SETOWN) is ${who}, outside the dumped tree`);

@@ -11,7 +11,8 @@ import type { Message, MessageInput } from '../types.ts';
 
 /** CRIU's default --ghost-limit: 1 MiB of the file's blocks. */
 export const GHOST_LIMIT = 1 << 20;
-const REMAP_LINKED = 0, REMAP_GHOST = 1;
+const REMAP_LINKED = 0,
+  REMAP_GHOST = 1;
 const DELETED = ' (deleted)';
 
 /** The name a deleted file had: the link without the kernel's " (deleted)". */
@@ -36,7 +37,9 @@ export class GhostDump {
   private readonly linkRemap: boolean;
   private links = new Map<string, number>();
   constructor(sink: GhostSink, opts: { limit?: number; linkRemap?: boolean } = {}) {
-    this.sink = sink; this.limit = opts.limit ?? GHOST_LIMIT; this.linkRemap = opts.linkRemap ?? false;
+    this.sink = sink;
+    this.limit = opts.limit ?? GHOST_LIMIT;
+    this.linkRemap = opts.linkRemap ?? false;
   }
 
   /**
@@ -46,7 +49,10 @@ export class GhostDump {
   remap(id: number, source: string, name: string): void {
     const st = fs.statSync(source, { bigint: true });
     const key = `${st.dev}:${st.ino}`;
-    if (st.nlink > 0n && !st.isDirectory()) { this.remapLinked(id, source, name, key); return; }
+    if (st.nlink > 0n && !st.isDirectory()) {
+      this.remapLinked(id, source, name, key);
+      return;
+    }
     let ghostId = this.byInode.get(key);
     if (ghostId === undefined) {
       ghostId = this.next++;
@@ -62,7 +68,8 @@ export class GhostDump {
    * restore opens and removes (CRIU's linked remap, with --link-remap).
    */
   private remapLinked(id: number, source: string, name: string, key: string): void {
-    if (!this.linkRemap) throw new NotSupportedError(`${name} was deleted but the file has other names: --link-remap saves it by a temporary link`);
+    if (!this.linkRemap)
+      throw new NotSupportedError(`${name} was deleted but the file has other names: --link-remap saves it by a temporary link`);
     let linkId = this.links.get(key);
     if (linkId === undefined) {
       const link = path.join(path.dirname(name), `link_remap.${id}`);
@@ -85,13 +92,26 @@ export class GhostDump {
     }
     const tv = (ns: bigint): MessageInput<'timeval'> => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
     const entry: MessageInput<'ghost_file_entry'> = {
-      uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode), dev: Number(st.dev), ino: st.ino,
-      atim: tv(st.atimeNs), mtim: tv(st.mtimeNs), size: st.size,
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      mode: Number(st.mode),
+      dev: Number(st.dev),
+      ino: st.ino,
+      atim: tv(st.atimeNs),
+      mtim: tv(st.mtimeNs),
+      size: st.size,
       ...(fmt === S_IFCHR || fmt === S_IFBLK ? { rdev: Number(st.rdev) } : {}),
     };
-    if (fmt !== S_IFREG) { this.sink.ghost(ghostId, entry, []); return; }
+    if (fmt !== S_IFREG) {
+      this.sink.ghost(ghostId, entry, []);
+      return;
+    }
     const fd = fs.openSync(source, O.RDONLY | O.CLOEXEC);
-    try { this.sink.ghost(ghostId, entry, dataExtents(fd, Number(st.size))); } finally { fs.closeSync(fd); }
+    try {
+      this.sink.ghost(ghostId, entry, dataExtents(fd, Number(st.size)));
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 }
 
@@ -120,7 +140,9 @@ function* dataExtents(fd: number, size: number): Generator<{ off: bigint; data: 
 
 /** lseek's answer, or undefined past the last data (ENXIO). */
 function seek(fd: number, off: number, whence: number): number | undefined {
-  try { return lseek(fd, off, whence); } catch (e) {
+  try {
+    return lseek(fd, off, whence);
+  } catch (e) {
     if (e instanceof SysError && e.code === 'ENXIO') return undefined;
     throw e;
   }
@@ -184,22 +206,36 @@ export class GhostRestore {
       try {
         for (const { off, data } of g.pieces) fs.writeSync(fd, data, 0, data.length, off);
         if (e.size !== undefined) fs.ftruncateSync(fd, Number(e.size));
-      } finally { fs.closeSync(fd); }
+      } finally {
+        fs.closeSync(fd);
+      }
     } else throw new NotSupportedError(`ghost file for ${p}: mode 0${e.mode.toString(8)}`);
     fs.chmodSync(p, e.mode & 0o7777);
     fs.lchownSync(p, e.uid, e.gid);
-    const sec = (t: Message<'timeval'> | undefined): number | undefined => t === undefined ? undefined : Number(t.tv_sec) + Number(t.tv_usec) / 1e6;
-    const at = sec(e.atim), mt = sec(e.mtim);
+    const sec = (t: Message<'timeval'> | undefined): number | undefined =>
+      t === undefined ? undefined : Number(t.tv_sec) + Number(t.tv_usec) / 1e6;
+    const at = sec(e.atim),
+      mt = sec(e.mtim);
     if (at !== undefined && mt !== undefined) fs.utimesSync(p, at, mt);
   }
 
   /** Remove every ghost's name: the tasks that use them keep them open or mapped. */
   unlinkAll(): void {
     for (const p of this.made.values()) {
-      try { fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p); } catch { /* gone already */ }
+      try {
+        fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p);
+      } catch {
+        /* gone already */
+      }
     }
     this.made.clear();
-    for (const l of this.links) { try { fs.unlinkSync(l); } catch { /* gone already */ } }
+    for (const l of this.links) {
+      try {
+        fs.unlinkSync(l);
+      } catch {
+        /* gone already */
+      }
+    }
     this.links.clear();
   }
 }

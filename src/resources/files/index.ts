@@ -28,20 +28,44 @@ export { FD_TYPE, fown } from './types.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [
-  ttyFile, pipeFile, fifoFile, memfdFile, eventfdFile, eventpollFile, signalfdFile, timerfdFile, inotifyFile, fanotifyFile, pidfdFile, inetFile,
-  unixSocketFile, regFile,
+  ttyFile,
+  pipeFile,
+  fifoFile,
+  memfdFile,
+  eventfdFile,
+  eventpollFile,
+  signalfdFile,
+  timerfdFile,
+  inotifyFile,
+  fanotifyFile,
+  pidfdFile,
+  inetFile,
+  unixSocketFile,
+  regFile,
 ];
 
 export function probeFd(pid: number, fd: number): FdProbe {
   const link = readLink(pid, `fd/${fd}`);
   const info = readFdinfo(pid, fd);
   let st: fs.Stats;
-  try { st = fs.statSync(`/proc/${pid}/fd/${fd}`); } catch (e) {
+  try {
+    st = fs.statSync(`/proc/${pid}/fd/${fd}`);
+  } catch (e) {
     throw new Error(`fd ${fd} of task ${pid} (${link}) cannot be examined: ${(e as Error).message}`);
   }
   return {
-    pid, fd, link, mode: st.mode, rdev: Number(st.rdev), ino: Number(st.ino), dev: Number(st.dev), size: Number(st.size),
-    flags: info.flags & ~O.CLOEXEC, pos: info.pos, cloexec: (info.flags & O.CLOEXEC) !== 0, info,
+    pid,
+    fd,
+    link,
+    mode: st.mode,
+    rdev: Number(st.rdev),
+    ino: Number(st.ino),
+    dev: Number(st.dev),
+    size: Number(st.size),
+    flags: info.flags & ~O.CLOEXEC,
+    pos: info.pos,
+    cloexec: (info.flags & O.CLOEXEC) !== 0,
+    info,
   };
 }
 
@@ -52,7 +76,9 @@ function describeUnsupported(p: FdProbe): string {
 }
 
 /** The kind that saves this fd, if any. */
-export function fdKind(p: FdProbe): FileKind | undefined { return kinds.find((k) => k.matches(p)); }
+export function fdKind(p: FdProbe): FileKind | undefined {
+  return kinds.find((k) => k.matches(p));
+}
 
 type Fown = MessageInput<'fown_entry'>;
 
@@ -133,7 +159,10 @@ export function openFileId(id: number, ctx: RestoreFileCtx, local: Map<number, n
 function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, p: FdProbe): void {
   const e = kindEntry(kind, file);
   if (e && 'fown' in e) e.fown = fown;
-  else if (fown.pid || fown.signum) throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (${p.link}): a ${kind.name} with an owner or F_SETSIG (its image cannot hold them)`);
+  else if (fown.pid || fown.signum)
+    throw new NotSupportedError(
+      `task ${p.pid}: fd ${p.fd} (${p.link}): a ${kind.name} with an owner or F_SETSIG (its image cannot hold them)`,
+    );
 }
 
 /**
@@ -178,7 +207,11 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
   const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd), 2);
   let pidfd = t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
-  if (pidfd !== high) { t.syscall('dup3', pidfd, high, O.CLOEXEC); t.syscall('close', pidfd); pidfd = high; }
+  if (pidfd !== high) {
+    t.syscall('dup3', pidfd, high, O.CLOEXEC);
+    t.syscall('close', pidfd);
+    pidfd = high;
+  }
   try {
     for (const e of fdinfo) {
       const fd = BigInt(e.fd);
@@ -223,7 +256,10 @@ export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], f
     const id = e.id;
     const file = files.get(id)!;
     const kind = kinds.find((k) => k.type === file.type);
-    if (kind?.eachFd) { kind.afterInstall?.(file, e.fd, t, area); continue; }
+    if (kind?.eachFd) {
+      kind.afterInstall?.(file, e.fd, t, area);
+      continue;
+    }
     if (done.has(id)) continue;
     const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
     if (!kind?.afterInstall && !async) continue;

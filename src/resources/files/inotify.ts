@@ -28,7 +28,13 @@ export const inotifyFile = fileKind({
   matches: (p) => p.link === 'anon_inode:inotify',
   dump(p, id) {
     const wd = p.info.inotify.map((w) => ({
-      id, i_ino: w.ino, mask: w.mask, ignored_mask: w.ignoredMask, s_dev: w.sdev, wd: w.wd, f_handle: fhEntry(w.fhandle),
+      id,
+      i_ino: w.ino,
+      mask: w.mask,
+      ignored_mask: w.ignoredMask,
+      s_dev: w.sdev,
+      wd: w.wd,
+      f_handle: fhEntry(w.fhandle),
     }));
     return { id, flags: p.flags, fown: fown(), wd };
   },
@@ -44,7 +50,9 @@ export const inotifyFile = fileKind({
           if (got > w.wd) throw new CriuError(`inotify watch ${w.wd} came back as ${got}`);
           inotifyRmWatch(fd, got);
         }
-      } finally { close(target); }
+      } finally {
+        close(target);
+      }
     }
     drain(fd);
     if (!(e.flags & O.NONBLOCK)) fcntl(fd, F.SETFL, 0);
@@ -56,6 +64,10 @@ export const inotifyFile = fileKind({
 function drain(fd: number): void {
   const buf = Buffer.alloc(4096);
   for (;;) {
-    try { if (fs.readSync(fd, buf) <= 0) return; } catch { return; }
+    try {
+      if (fs.readSync(fd, buf) <= 0) return;
+    } catch {
+      return;
+    }
   }
 }

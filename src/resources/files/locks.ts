@@ -11,13 +11,25 @@ import type { Logger, Message, MessageInput } from '../types.ts';
 /** file_lock_entry.flag, as CRIU numbers the kinds. */
 export const FL = { POSIX: 1, FLOCK: 2, OFD: 4, LEASE: 8 } as const;
 const KIND: Readonly<Record<string, number>> = { POSIX: FL.POSIX, FLOCK: FL.FLOCK, OFDLCK: FL.OFD, LEASE: FL.LEASE };
-const F_RDLCK = 0, F_WRLCK = 1;
-const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
-const F_SETLK = 6, F_OFD_SETLK = 37, F_SETLEASE = 1024;
+const F_RDLCK = 0,
+  F_WRLCK = 1;
+const LOCK_SH = 1,
+  LOCK_EX = 2,
+  LOCK_NB = 4;
+const F_SETLK = 6,
+  F_OFD_SETLK = 37,
+  F_SETLEASE = 1024;
 const FLOCK_SIZE = 32; // struct flock: l_type, l_whence, l_start@8, l_len@16, l_pid@24
 
 /** `pid`: who took it (-1 for an OFD lock, which belongs to the open file alone). */
-export interface HeldLock { flag: number; type: number; start: bigint; len: bigint; pid: number; key: string }
+export interface HeldLock {
+  flag: number;
+  type: number;
+  start: bigint;
+  len: bigint;
+  pid: number;
+  key: string;
+}
 
 /**
  * One `lock:` line ("1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"), or why it cannot be
@@ -58,7 +70,11 @@ export function dumpFileLocks(pid: number, ids: ReadonlyMap<number, number>, see
   const out: MessageInput<'file_lock_entry'>[] = [];
   for (const [fd, id] of ids) {
     let lines: string[];
-    try { lines = readFdinfo(pid, fd).locks; } catch { continue; }
+    try {
+      lines = readFdinfo(pid, fd).locks;
+    } catch {
+      continue;
+    }
     for (const line of lines) {
       const l = parseLockLine(line);
       if (typeof l === 'string') throw new Error(`task ${pid}: fd ${fd}: ${l}`); // the claims check refused it already
@@ -71,14 +87,25 @@ export function dumpFileLocks(pid: number, ids: ReadonlyMap<number, number>, see
   return out;
 }
 
-const NAMES: Readonly<Record<number, string>> = { [FL.POSIX]: 'POSIX lock', [FL.FLOCK]: 'flock', [FL.OFD]: 'OFD lock', [FL.LEASE]: 'lease' };
+const NAMES: Readonly<Record<number, string>> = {
+  [FL.POSIX]: 'POSIX lock',
+  [FL.FLOCK]: 'flock',
+  [FL.OFD]: 'OFD lock',
+  [FL.LEASE]: 'lease',
+};
 
 /**
  * The task's locks (or with `leases`, its leases) taken again through its fds, without
  * waiting: a lock someone outside the tree took meanwhile fails the restore with what it is.
  * A lease comes once criu-ts holds the file open no more: a write lease needs it open nowhere else.
  */
-export function restoreFileLocks(t: Tracee, area: InjectionArea, all: readonly Message<'file_lock_entry'>[], log: Logger, leases = false): void {
+export function restoreFileLocks(
+  t: Tracee,
+  area: InjectionArea,
+  all: readonly Message<'file_lock_entry'>[],
+  log: Logger,
+  leases = false,
+): void {
   for (const l of all.filter((x) => (x.flag === FL.LEASE) === leases)) {
     const what = `${NAMES[l.flag] ?? `lock of kind ${l.flag}`} on fd ${l.fd}`;
     let r: bigint;
@@ -96,7 +123,10 @@ export function restoreFileLocks(t: Tracee, area: InjectionArea, all: readonly M
     } else {
       throw new CriuError(`task ${l.pid}: filelocks.img: lock kind ${l.flag} on fd ${l.fd} is not one criu-ts restores`);
     }
-    if (r < 0n) throw new CriuError(`task ${l.pid}: the ${what} cannot be taken again (errno ${-r}): another process holds a conflicting lock`);
-    log.debug(`task ${l.pid}: ${what} taken again (${l.type === F_WRLCK ? 'write' : 'read'}, from ${l.start}, length ${l.len || 'to EOF'})`);
+    if (r < 0n)
+      throw new CriuError(`task ${l.pid}: the ${what} cannot be taken again (errno ${-r}): another process holds a conflicting lock`);
+    log.debug(
+      `task ${l.pid}: ${what} taken again (${l.type === F_WRLCK ? 'write' : 'read'}, from ${l.start}, length ${l.len || 'to EOF'})`,
+    );
   }
 }

@@ -35,7 +35,11 @@ export function peekPipe(p: FdProbe): { data: Buffer; size: number } {
  * Pipes, by pipe_id: whose data a dump has saved, the kernel pipe a restore made for both
  * ends, and which of its ends ("ID:r", "ID:w") a file of the restore has already.
  */
-interface PipeState { saved: Set<number>; ends: Map<number, [number, number]>; used: Set<string> }
+interface PipeState {
+  saved: Set<number>;
+  ends: Map<number, [number, number]>;
+  used: Set<string>;
+}
 
 function savePipeData(p: FdProbe, ctx: DumpFileCtx, saved: Set<number>): void {
   const ino = pipeIno(p);
@@ -52,7 +56,7 @@ function savePipeData(p: FdProbe, ctx: DumpFileCtx, saved: Set<number>): void {
 export function refillPipe(w: number, size: number | undefined, data: Buffer | undefined): void {
   if (size && size !== fcntl(w, F.GETPIPE_SZ)) fcntl(w, F.SETPIPE_SZ, Math.min(size, MAX_PIPE));
   if (!data) return;
-  for (let off = 0; off < data.length;) off += fs.writeSync(w, data, off, data.length - off);
+  for (let off = 0; off < data.length; ) off += fs.writeSync(w, data, off, data.length - off);
 }
 
 export const pipeFile = statefulKind({
@@ -72,7 +76,8 @@ export const pipeFile = statefulKind({
     let ends = state.ends.get(pipeId);
     if (!ends) {
       const [r, w] = pipe2(O.CLOEXEC | O.NONBLOCK);
-      ctx.keep(r); ctx.keep(w);
+      ctx.keep(r);
+      ctx.keep(w);
       const rec = ctx.entries(IMG.PIPES_DATA).find((e) => e.entry.pipe_id === pipeId);
       if (rec) refillPipe(w, rec.entry.size, rec.extra);
       // The kernel keeps O_NONBLOCK per open file description; put back what the task had.

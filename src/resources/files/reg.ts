@@ -40,4 +40,3 @@ export const regFile = fileKind({
     return fd;
   },
 });
-

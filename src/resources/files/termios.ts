@@ -6,26 +6,44 @@ import { ioctl, O } from '../../kernel/index.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 // struct termios2 (asm-generic): four flag words, c_line, c_cc[19], c_ispeed, c_ospeed.
-const TERMIOS2 = 44, NCCS = 19, CC = 17;
-const TCGETS2 = 0x802c542a, TCSETS2 = 0x402c542b;
+const TERMIOS2 = 44,
+  NCCS = 19,
+  CC = 17;
+const TCGETS2 = 0x802c542a,
+  TCSETS2 = 0x402c542b;
 
 /** The settings of the terminal behind `path` (a /proc/PID/fd link). */
 export function dumpTermios(path: string): MessageInput<'termios_entry'> {
   const b = Buffer.alloc(TERMIOS2);
   const fd = fs.openSync(path, O.RDONLY | O.NOCTTY | O.NONBLOCK | O.CLOEXEC);
-  try { ioctl(fd, TCGETS2, b); } finally { fs.closeSync(fd); }
+  try {
+    ioctl(fd, TCGETS2, b);
+  } finally {
+    fs.closeSync(fd);
+  }
   return {
-    c_iflag: b.readUInt32LE(0), c_oflag: b.readUInt32LE(4), c_cflag: b.readUInt32LE(8), c_lflag: b.readUInt32LE(12),
-    c_line: b[16], c_cc: [...b.subarray(CC, CC + NCCS)], c_ispeed: b.readUInt32LE(36), c_ospeed: b.readUInt32LE(40),
+    c_iflag: b.readUInt32LE(0),
+    c_oflag: b.readUInt32LE(4),
+    c_cflag: b.readUInt32LE(8),
+    c_lflag: b.readUInt32LE(12),
+    c_line: b[16],
+    c_cc: [...b.subarray(CC, CC + NCCS)],
+    c_ispeed: b.readUInt32LE(36),
+    c_ospeed: b.readUInt32LE(40),
   };
 }
 
 export function restoreTermios(fd: number, t: Message<'termios_entry'>): void {
   const b = Buffer.alloc(TERMIOS2);
-  b.writeUInt32LE(t.c_iflag, 0); b.writeUInt32LE(t.c_oflag, 4);
-  b.writeUInt32LE(t.c_cflag, 8); b.writeUInt32LE(t.c_lflag, 12);
+  b.writeUInt32LE(t.c_iflag, 0);
+  b.writeUInt32LE(t.c_oflag, 4);
+  b.writeUInt32LE(t.c_cflag, 8);
+  b.writeUInt32LE(t.c_lflag, 12);
   b[16] = t.c_line;
-  t.c_cc.slice(0, NCCS).forEach((v, i) => { b[CC + i] = v; });
-  b.writeUInt32LE(t.c_ispeed, 36); b.writeUInt32LE(t.c_ospeed, 40);
+  t.c_cc.slice(0, NCCS).forEach((v, i) => {
+    b[CC + i] = v;
+  });
+  b.writeUInt32LE(t.c_ispeed, 36);
+  b.writeUInt32LE(t.c_ospeed, 40);
   ioctl(fd, TCSETS2, b);
 }

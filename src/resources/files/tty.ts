@@ -13,7 +13,8 @@ const minor = (rdev: number) => (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
 
 /** CRIU's TtyType for a terminal device number. */
 function ttyType(rdev: number): number {
-  const ma = major(rdev), mi = minor(rdev);
+  const ma = major(rdev),
+    mi = minor(rdev);
   if (ma >= 136 && ma <= 143) return 1; // PTY slave
   if (ma === 5 && mi === 2) return 1; // ptmx
   if (ma === 5 && mi === 1) return 2; // CONSOLE
@@ -30,7 +31,11 @@ function ttyCheck(p: FdProbe): string | undefined {
   if (p.rdev === CTTY_RDEV) return undefined;
   if (major(p.rdev) === 5 && minor(p.rdev) === 2) return `fd ${p.fd} is a pseudo-terminal master (${p.link})`;
   let ctty = 0;
-  try { ctty = readStat(p.pid).ttyNr; } catch { /* gone: the dump fails elsewhere */ }
+  try {
+    ctty = readStat(p.pid).ttyNr;
+  } catch {
+    /* gone: the dump fails elsewhere */
+  }
   return p.rdev === ctty ? undefined : `fd ${p.fd} is the terminal ${p.link}, which is not its controlling terminal`;
 }
 
@@ -50,8 +55,16 @@ export const ttyFile = statefulKind({
     if (!infos.has(infoId)) {
       infos.add(infoId);
       ctx.addEntry(IMG.TTY_INFO, {
-        id: infoId, type: ttyType(p.rdev), locked: false, exclusive: false, packet_mode: false,
-        sid: 0, pgrp: 0, rdev: p.rdev, termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`), ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
+        id: infoId,
+        type: ttyType(p.rdev),
+        locked: false,
+        exclusive: false,
+        packet_mode: false,
+        sid: 0,
+        pgrp: 0,
+        rdev: p.rdev,
+        termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`),
+        ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
       });
     }
     const regfId = ctx.regPath(p.link, p.flags);
@@ -61,7 +74,11 @@ export const ttyFile = statefulKind({
     if (!ctx.shellJob) throw new Error('the dump holds a terminal; restore it as a shell job (--shell-job)');
     for (const fd of [0, 1, 2]) {
       let isTty = false;
-      try { isTty = (fs.fstatSync(fd).mode & S_IFMT) === S_IFCHR && ttyType(Number(fs.fstatSync(fd).rdev)) !== 0; } catch { /* closed */ }
+      try {
+        isTty = (fs.fstatSync(fd).mode & S_IFMT) === S_IFCHR && ttyType(Number(fs.fstatSync(fd).rdev)) !== 0;
+      } catch {
+        /* closed */
+      }
       if (!isTty) continue;
       const local = ctx.keep(fs.openSync(`/proc/self/fd/${fd}`, (tty.flags & ~O.CREAT) | O.NOCTTY | O.CLOEXEC));
       // The job's line settings (raw mode, echo...) go to criu-ts's terminal, once.

@@ -26,7 +26,11 @@ export interface FdProbe {
 }
 
 /** How established TCP connections are handled (--tcp-established, --tcp-close, --skip-in-flight). */
-export interface TcpMode { established: boolean; close: boolean; skipInFlight: boolean }
+export interface TcpMode {
+  established: boolean;
+  close: boolean;
+  skipInFlight: boolean;
+}
 
 /** How a dump ended, for kinds that hold something until then (sockets in repair mode). */
 export type DumpOutcome = 'killed' | 'resumed' | 'failed';
@@ -164,7 +168,10 @@ export interface FileKind {
 /** An fd kind whose fds are each dumped and opened on their own. */
 export function fileKind<F extends FileField>(def: PlainKindDef<F>): FileKind {
   return statefulKind<F, undefined>({
-    ...def, state: () => undefined, dump: (p, id, ctx) => def.dump(p, id, ctx), open: (e, ctx) => def.open(e, ctx),
+    ...def,
+    state: () => undefined,
+    dump: (p, id, ctx) => def.dump(p, id, ctx),
+    open: (e, ctx) => def.open(e, ctx),
   });
 }
 
@@ -190,20 +197,46 @@ export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>)
         open: (file, ctx) => def.open(entry(file), ctx, state),
       };
     },
-    ...(afterInstall ? { afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea) => afterInstall(entry(file), fd, t, area) } : {}),
+    ...(afterInstall
+      ? { afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea) => afterInstall(entry(file), fd, t, area) }
+      : {}),
   };
 }
 
 /** The kind's session in this dump or restore, made on first use. */
 export function kindSession(kind: FileKind, sessions: KindSessions): KindSession {
   let s = sessions.get(kind);
-  if (!s) { s = kind.session(); sessions.set(kind, s); }
+  if (!s) {
+    s = kind.session();
+    sessions.set(kind, s);
+  }
   return s;
 }
 
-export const FD_TYPE = { REG: 1, PIPE: 2, FIFO: 3, INETSK: 4, UNIXSK: 5, EVENTFD: 6, EVENTPOLL: 7, INOTIFY: 8, SIGNALFD: 9, PACKETSK: 10, TTY: 11, TIMERFD: 17, MEMFD: 18, FANOTIFY: 12, PIDFD: 20 } as const;
+export const FD_TYPE = {
+  REG: 1,
+  PIPE: 2,
+  FIFO: 3,
+  INETSK: 4,
+  UNIXSK: 5,
+  EVENTFD: 6,
+  EVENTPOLL: 7,
+  INOTIFY: 8,
+  SIGNALFD: 9,
+  PACKETSK: 10,
+  TTY: 11,
+  TIMERFD: 17,
+  MEMFD: 18,
+  FANOTIFY: 12,
+  PIDFD: 20,
+} as const;
 
 export const S_IFMT = 0o170000;
-export const S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFCHR = 0o020000, S_IFIFO = 0o010000, S_IFSOCK = 0o140000, S_IFBLK = 0o060000;
+export const S_IFREG = 0o100000,
+  S_IFDIR = 0o040000,
+  S_IFCHR = 0o020000,
+  S_IFIFO = 0o010000,
+  S_IFSOCK = 0o140000,
+  S_IFBLK = 0o060000;
 
 export const fown = (): MessageInput<'fown_entry'> => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });

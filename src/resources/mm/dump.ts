@@ -14,13 +14,49 @@ const PROT_BTI = 0x10; // arm64: the VMA's code is checked for branch targets ('
 
 /** Memory is saved whole: its sizes in status, and the VmFlags that mmap, madvise and prot give back. */
 export const mmClaims: ResourceClaims = {
-  status: Object.fromEntries(['VmPeak', 'VmSize', 'VmHWM', 'VmRSS', 'RssAnon', 'RssFile', 'RssShmem', 'VmData', 'VmStk',
-    'VmExe', 'VmLib', 'VmPTE', 'VmSwap', 'HugetlbPages', 'THP_enabled'].map((k) => [k, true])),
+  status: Object.fromEntries(
+    [
+      'VmPeak',
+      'VmSize',
+      'VmHWM',
+      'VmRSS',
+      'RssAnon',
+      'RssFile',
+      'RssShmem',
+      'VmData',
+      'VmStk',
+      'VmExe',
+      'VmLib',
+      'VmPTE',
+      'VmSwap',
+      'HugetlbPages',
+      'THP_enabled',
+    ].map((k) => [k, true]),
+  ),
   files: { exe: true, environ: true, cmdline: true, auxv: true },
   vmFlags: [
-    'rd', 'wr', 'ex', 'sh', 'mr', 'mw', 'me', 'ms', // protections and shared/private (mmap, mprotect)
-    'gd', 'nr', 'ac', 'sd', 'ss', 'bt', // growsdown, noreserve, accounted, soft-dirty, shadow stack (shstk.ts), BTI
-    'sr', 'rr', 'dc', 'dd', 'mg', 'hg', 'nh', 'wf', // madvise advice (vma_entry.madv)
+    'rd',
+    'wr',
+    'ex',
+    'sh',
+    'mr',
+    'mw',
+    'me',
+    'ms', // protections and shared/private (mmap, mprotect)
+    'gd',
+    'nr',
+    'ac',
+    'sd',
+    'ss',
+    'bt', // growsdown, noreserve, accounted, soft-dirty, shadow stack (shstk.ts), BTI
+    'sr',
+    'rr',
+    'dc',
+    'dd',
+    'mg',
+    'hg',
+    'nh',
+    'wf', // madvise advice (vma_entry.madv)
   ],
 };
 
@@ -29,11 +65,16 @@ const PAGE = 4096;
 const CHUNK = 2 << 20;
 const IOV_MAX = 1024;
 
-
 function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
   const e: VmaEntry = {
-    start: v.start, end: v.end, pgoff: v.pgoff, shmid: 0n, prot: v.prot | (v.vmFlags?.has('bt') ? PROT_BTI : 0), flags: vmaMapFlags(v),
-    status: vmaStatus(v), fd: -1n,
+    start: v.start,
+    end: v.end,
+    pgoff: v.pgoff,
+    shmid: 0n,
+    prot: v.prot | (v.vmFlags?.has('bt') ? PROT_BTI : 0),
+    flags: vmaMapFlags(v),
+    status: vmaStatus(v),
+    fd: -1n,
   };
   const madv = madvBits(v.vmFlags);
   if (madv !== 0n) e.madv = madv;
@@ -69,7 +110,11 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
 }
 
 function statOrNone(path: string): fs.Stats | undefined {
-  try { return fs.statSync(path); } catch { return undefined; }
+  try {
+    return fs.statSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Read the mm fields that /proc does not show, from inside the task. */
@@ -94,7 +139,11 @@ function savedAuxv(pid: number): { mm_saved_auxv: bigint[]; mm_saved_auxv_tail?:
   return tail.length ? { mm_saved_auxv: saved, mm_saved_auxv_tail: tail } : { mm_saved_auxv: saved };
 }
 
-export interface MmDumpStats { pagesScanned: number; pagesWritten: number; pagesInherited: number }
+export interface MmDumpStats {
+  pagesScanned: number;
+  pagesWritten: number;
+  pagesInherited: number;
+}
 
 export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: MessageInput<'mm_entry'>; stats: MmDumpStats } {
   const s = t.stat;
@@ -102,10 +151,21 @@ export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Mes
   const vmas = t.vmas.map((v) => vmaEntry(t, v));
   const exeId = t.files.regPath(exePath, O.RDONLY);
   const mm: MessageInput<'mm_entry'> = {
-    mm_start_code: s.startCode, mm_end_code: s.endCode, mm_start_data: s.startData, mm_end_data: s.endData,
-    mm_start_stack: s.startStack, mm_start_brk: s.startBrk, mm_brk: inj.brk,
-    mm_arg_start: s.argStart, mm_arg_end: s.argEnd, mm_env_start: s.envStart, mm_env_end: s.envEnd,
-    exe_file_id: exeId, ...savedAuxv(t.pid), vmas, dumpable: inj.dumpable,
+    mm_start_code: s.startCode,
+    mm_end_code: s.endCode,
+    mm_start_data: s.startData,
+    mm_end_data: s.endData,
+    mm_start_stack: s.startStack,
+    mm_start_brk: s.startBrk,
+    mm_brk: inj.brk,
+    mm_arg_start: s.argStart,
+    mm_arg_end: s.argEnd,
+    mm_env_start: s.envStart,
+    mm_env_end: s.envEnd,
+    exe_file_id: exeId,
+    ...savedAuxv(t.pid),
+    vmas,
+    dumpable: inj.dumpable,
     thp_disabled: inj.thpDisabled,
   };
   const stats = dumpPages(t, vmas, pages);
@@ -113,16 +173,25 @@ export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Mes
 }
 
 /** `shared`: pages mapped by more than one process, read through /proc/PID/mem (see readRemote). */
-interface PendingRun { vaddr: bigint; len: number; shared: boolean }
+interface PendingRun {
+  vaddr: bigint;
+  len: number;
+  shared: boolean;
+}
 
 const EXCLUSIVE_HI = 0x01000000; // PM_MMAP_EXCLUSIVE, bit 56
 
 /** Split a run into parts whose pages are mapped by this process only, or not. */
-function byExclusivity(run: { vaddr: bigint; nrPages: number }, start: bigint, pm: Buffer): Array<{ vaddr: bigint; nrPages: number; shared: boolean }> {
+function byExclusivity(
+  run: { vaddr: bigint; nrPages: number },
+  start: bigint,
+  pm: Buffer,
+): Array<{ vaddr: bigint; nrPages: number; shared: boolean }> {
   const out: Array<{ vaddr: bigint; nrPages: number; shared: boolean }> = [];
   const page = BigInt(PAGE);
-  const first = Number((run.vaddr - start) / page), end = first + run.nrPages;
-  for (let i = first; i < end;) {
+  const first = Number((run.vaddr - start) / page),
+    end = first + run.nrPages;
+  for (let i = first; i < end; ) {
     const shared = (pm.readUInt32LE(i * 8 + 4) & EXCLUSIVE_HI) === 0;
     let j = i + 1;
     while (j < end && ((pm.readUInt32LE(j * 8 + 4) & EXCLUSIVE_HI) === 0) === shared) j++;
@@ -164,7 +233,8 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
       // copy to map old symbols onto the new vDSO, so it is saved whole, as CRIU does.
       const vdso = (e.status & VMA.AREA_VDSO) !== 0;
       if (!vdso && !vmaHasPrivatePages(e)) continue;
-      const start = e.start, end = e.end;
+      const start = e.start,
+        end = e.end;
       const nPages = Number((end - start) / BigInt(PAGE));
       stats.pagesScanned += nPages;
       if (pmBuf.length < nPages * 8) pmBuf = Buffer.allocUnsafe(Math.max(nPages * 8, 1 << 16));
@@ -173,7 +243,9 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
       const anonOnly = (e.status & VMA.FILE_PRIVATE) !== 0;
       const flags = anonOnly || vdso ? PE.PRESENT : PE.PRESENT | PE.LAZY;
       const own = vdso ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
-      const parentPm = vdso ? undefined : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
+      const parentPm = vdso
+        ? undefined
+        : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
       for (const run of parentPm ? splitInherited(own, start, pmView, parentPm) : own) {
         if ('inherited' in run && run.inherited) {
           sink.addRun(run.vaddr, run.nrPages, PE.COW_PARENT);
@@ -183,9 +255,11 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
         sink.addRun(run.vaddr, run.nrPages, flags);
         stats.pagesWritten += run.nrPages;
         for (const part of byExclusivity(run, start, pmView)) {
-          let vaddr = part.vaddr, left = part.nrPages * PAGE;
+          let vaddr = part.vaddr,
+            left = part.nrPages * PAGE;
           while (left > 0) {
-            if ((buf && used === buf.length) || pending.length === IOV_MAX || (pending.length && pending[0].shared !== part.shared)) flush();
+            if ((buf && used === buf.length) || pending.length === IOV_MAX || (pending.length && pending[0].shared !== part.shared))
+              flush();
             buf ??= sink.pageBuffer?.() ?? (spare ??= Buffer.allocUnsafe(CHUNK));
             const n = Math.min(left, buf.length - used);
             pending.push({ vaddr, len: n, shared: part.shared });
@@ -219,7 +293,11 @@ function parentPagemap(t: DumpTask, e: VmaEntry, nPages: number, fd: () => numbe
   return b;
 }
 
-interface SplitRun { vaddr: bigint; nrPages: number; inherited: boolean }
+interface SplitRun {
+  vaddr: bigint;
+  nrPages: number;
+  inherited: boolean;
+}
 
 /**
  * Split runs into pages the child still shares with its parent (present in both, same
@@ -229,8 +307,9 @@ function splitInherited(runs: Array<{ vaddr: bigint; nrPages: number }>, start: 
   const out: SplitRun[] = [];
   const page = BigInt(PAGE);
   for (const r of runs) {
-    const first = Number((r.vaddr - start) / page), end = first + r.nrPages;
-    for (let i = first; i < end;) {
+    const first = Number((r.vaddr - start) / page),
+      end = first + r.nrPages;
+    for (let i = first; i < end; ) {
       const inherited = shared(child, parent, i);
       let j = i + 1;
       while (j < end && shared(child, parent, j) === inherited) j++;
@@ -241,13 +320,15 @@ function splitInherited(runs: Array<{ vaddr: bigint; nrPages: number }>, start: 
   return out;
 }
 
-const PRESENT_HI = 0x80000000, SWAP_HI = 0x40000000, PFN_HI = 0x007fffff;
+const PRESENT_HI = 0x80000000,
+  SWAP_HI = 0x40000000,
+  PFN_HI = 0x007fffff;
 function shared(child: Buffer, parent: Buffer, i: number): boolean {
-  const ch = child.readUInt32LE(i * 8 + 4), ph = parent.readUInt32LE(i * 8 + 4);
-  if (!(ch & PRESENT_HI) || !(ph & PRESENT_HI) || (ch & SWAP_HI) || (ph & SWAP_HI)) return false;
+  const ch = child.readUInt32LE(i * 8 + 4),
+    ph = parent.readUInt32LE(i * 8 + 4);
+  if (!(ch & PRESENT_HI) || !(ph & PRESENT_HI) || ch & SWAP_HI || ph & SWAP_HI) return false;
   return (ch & PFN_HI) === (ph & PFN_HI) && child.readUInt32LE(i * 8) === parent.readUInt32LE(i * 8);
 }
-
 
 /**
  * process_vm_readv for pages only this process maps. It pins the pages it reads, and the
@@ -259,7 +340,11 @@ function readRemote(t: DumpTask, dst: Buffer, runs: PendingRun[]): void {
   let n = 0;
   if (!runs[0]?.shared) {
     try {
-      n = processVmReadv(t.pid, dst, runs.map((r) => ({ addr: r.vaddr, len: r.len })));
+      n = processVmReadv(
+        t.pid,
+        dst,
+        runs.map((r) => ({ addr: r.vaddr, len: r.len })),
+      );
     } catch (e) {
       if (!(e instanceof SysError) || e.code !== 'EFAULT') throw e;
     }

@@ -16,10 +16,16 @@ const CHUNK = 4 << 20;
 const IOV_MAX = 1024;
 
 /** A piece of a run: `len` bytes at `vaddr`, found at `offset` in the pages file. */
-interface Segment { vaddr: bigint; len: number; offset: number }
+interface Segment {
+  vaddr: bigint;
+  len: number;
+  offset: number;
+}
 
 /** The tracee's share, still being read; `finish` waits for it (and reads any rest). */
-export interface FillInFlight { finish(): void }
+export interface FillInFlight {
+  finish(): void;
+}
 
 function offsetOf(r: PageSource): number {
   if (r.offset === undefined) throw new Error(`the pages at 0x${r.vaddr.toString(16)} have no data in the pages file`);
@@ -29,12 +35,16 @@ function offsetOf(r: PageSource): number {
 /** Fill `runs` (PE_PRESENT, with offsets in file order) from `pagesPath`. */
 export function fillPages(t: RestoreTask, pagesPath: string, runs: PageSource[], key?: Buffer): FillInFlight | undefined {
   if (!runs.length) return undefined;
-  if (pagesInfo(pagesPath).encoded) { fillFromStream(t, pagesPath, runs, key); return undefined; }
+  if (pagesInfo(pagesPath).encoded) {
+    fillFromStream(t, pagesPath, runs, key);
+    return undefined;
+  }
   const segs = runs.map((r) => ({ vaddr: r.vaddr, len: r.nrPages * 4096, offset: offsetOf(r) }));
   const total = bytesOf(segs);
   const [theirs, ours] = total >= SPLIT_MIN ? splitAt(segs, Math.floor(total / 2 / 4096) * 4096) : [[], segs];
   const inFlight = theirs.length ? startRemoteRead(t, pagesPath, theirs) : undefined;
-  if (inFlight) t.log.debug(`task ${t.pid}: page data ${mib(total - bytesOf(ours))} MiB read by the task itself, ${mib(bytesOf(ours))} MiB by criu-ts`);
+  if (inFlight)
+    t.log.debug(`task ${t.pid}: page data ${mib(total - bytesOf(ours))} MiB read by the task itself, ${mib(bytesOf(ours))} MiB by criu-ts`);
   writeLocal(t, pagesPath, ours);
   return inFlight;
 }
@@ -48,10 +58,15 @@ const mib = (bytes: number): string => (bytes / (1 << 20)).toFixed(1);
 
 /** The segments holding the first `bytes` bytes of data, and the rest; a segment may be cut in two. */
 function splitAt(segs: Segment[], bytes: number): [Segment[], Segment[]] {
-  const head: Segment[] = [], tail: Segment[] = [];
+  const head: Segment[] = [],
+    tail: Segment[] = [];
   let left = bytes;
   for (const s of segs) {
-    if (left >= s.len) { head.push(s); left -= s.len; continue; }
+    if (left >= s.len) {
+      head.push(s);
+      left -= s.len;
+      continue;
+    }
     if (left > 0) {
       head.push({ vaddr: s.vaddr, len: left, offset: s.offset });
       tail.push({ vaddr: s.vaddr + BigInt(left), len: s.len - left, offset: s.offset + left });
@@ -71,7 +86,11 @@ function writeLocal(t: RestoreTask, pagesPath: string, segs: Segment[]): void {
   const flush = (): void => {
     if (!batch.length) return;
     preadFully(local, buf.subarray(0, bytes), batch[0].offset, `pages image ${pagesPath}`);
-    const n = processVmWritev(t.pid, buf.subarray(0, bytes), batch.map((s) => ({ addr: s.vaddr, len: s.len })));
+    const n = processVmWritev(
+      t.pid,
+      buf.subarray(0, bytes),
+      batch.map((s) => ({ addr: s.vaddr, len: s.len })),
+    );
     if (n !== bytes) throw new Error(`short write of pages into task ${t.pid}`);
     batch = [];
     bytes = 0;
@@ -79,7 +98,7 @@ function writeLocal(t: RestoreTask, pagesPath: string, segs: Segment[]): void {
   try {
     for (const s of segs) {
       // A segment larger than the buffer goes in buffer-sized pieces.
-      for (let done = 0; done < s.len;) {
+      for (let done = 0; done < s.len; ) {
         const piece = Math.min(s.len - done, CHUNK);
         const p = { vaddr: s.vaddr + BigInt(done), len: piece, offset: s.offset + done };
         const last = batch.at(-1);
@@ -90,7 +109,9 @@ function writeLocal(t: RestoreTask, pagesPath: string, segs: Segment[]): void {
       }
     }
     flush();
-  } finally { fs.closeSync(local); }
+  } finally {
+    fs.closeSync(local);
+  }
 }
 
 /**
@@ -106,7 +127,10 @@ function startRemoteRead(t: RestoreTask, pagesPath: string, segs: Segment[]): Fi
   const start = (c: Segment[]): number => {
     t.area.reset();
     const iov = Buffer.alloc(16 * c.length);
-    c.forEach((s, i) => { iov.writeBigUInt64LE(s.vaddr, i * 16); iov.writeBigUInt64LE(BigInt(s.len), i * 16 + 8); });
+    c.forEach((s, i) => {
+      iov.writeBigUInt64LE(s.vaddr, i * 16);
+      iov.writeBigUInt64LE(BigInt(s.len), i * 16 + 8);
+    });
     tr.startSyscall('preadv', fd, t.area.put(iov), c.length, c[0].offset, 0); // pos_l, pos_h
     return bytesOf(c);
   };
@@ -122,7 +146,9 @@ function startRemoteRead(t: RestoreTask, pagesPath: string, segs: Segment[]): Fi
           if (k + 1 === calls.length) break;
           want = start(calls[k + 1]);
         }
-      } finally { tr.syscallRaw('close', fd); }
+      } finally {
+        tr.syscallRaw('close', fd);
+      }
     },
   };
 }
@@ -154,5 +180,7 @@ function fillFromStream(t: RestoreTask, pagesPath: string, runs: PageSource[], k
         if (w !== n) throw new Error(`short write of pages into task ${t.pid}`);
       }
     }
-  } finally { stream.close(); }
+  } finally {
+    stream.close();
+  }
 }

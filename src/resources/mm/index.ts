@@ -10,8 +10,17 @@
 export { dumpMm, mmClaims, type MmDumpStats } from './dump.ts';
 export { VMA, PE } from './layout.ts';
 export {
-  prepareAddressSpace, restoreVmas, restoreMmFields, sameMmFields, findHole, vmaRanges, mapsRanges, withoutRanges, coalesce,
-  type MmRestoreInput, type Range,
+  prepareAddressSpace,
+  restoreVmas,
+  restoreMmFields,
+  sameMmFields,
+  findHole,
+  vmaRanges,
+  mapsRanges,
+  withoutRanges,
+  coalesce,
+  type MmRestoreInput,
+  type Range,
 } from './restore.ts';
 export { restoreAddressSpace, inheritedVmas, type AddressSpaceInput } from './inherit.ts';
 export { ShmemObjects, dumpShmemContent, shmemSizes, pullFd, type ShmemSource } from './shmem.ts';

@@ -9,7 +9,8 @@ import type { Message, PageSource, RestoreTask } from '../types.ts';
 type MmEntry = Message<'mm_entry'>;
 type VmaEntry = Message<'vma_entry'>;
 
-const same = (a: VmaEntry, b: VmaEntry) => (['start', 'end', 'prot', 'flags', 'status', 'shmid', 'pgoff'] as const).every((k) => a[k] === b[k]);
+const same = (a: VmaEntry, b: VmaEntry) =>
+  (['start', 'end', 'prot', 'flags', 'status', 'shmid', 'pgoff'] as const).every((k) => a[k] === b[k]);
 
 /** Private VMAs of `mm` that are exactly as the parent has them (same range, flags, file and offset). */
 export function inheritedVmas(mm: MmEntry, parent: MmEntry): Set<bigint> {
@@ -18,7 +19,7 @@ export function inheritedVmas(mm: MmEntry, parent: MmEntry): Set<bigint> {
     // Private memory, anonymous or file-backed, exactly as the parent has it: kept with the
     // parent's pages, and only the pages that differ are dropped or written.
     const st = v.status;
-    if (!(st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) || (st & (VMA.AREA_VDSO | VMA.AREA_VVAR))) continue;
+    if (!(st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) || st & (VMA.AREA_VDSO | VMA.AREA_VVAR)) continue;
     if (parent.vmas.some((p) => same(p, v))) kept.add(v.start);
   }
   return kept;
@@ -43,6 +44,7 @@ export function restoreAddressSpace(t: RestoreTask, input: AddressSpaceInput): (
   prepareAddressSpace(t, mm.vmas, keepRanges);
   // Before the target's VMAs exist: the kernel refuses a new exe link while the old exe
   // (the helper's program, possibly the same file as the target's) is still mapped.
-  if (!bornOfParent || !parent?.mm || !sameMmFields(mm, parent.mm, input.pathOf)) restoreMmFields(t, mm, input.pathOf(mm.exe_file_id), t.log);
+  if (!bornOfParent || !parent?.mm || !sameMmFields(mm, parent.mm, input.pathOf))
+    restoreMmFields(t, mm, input.pathOf(mm.exe_file_id), t.log);
   return restoreVmas(t, { ...input, kept, parentRuns: parent?.runs, parentPid: parent?.pid });
 }

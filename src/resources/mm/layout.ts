@@ -5,10 +5,23 @@ import { MAP, PROT } from '../../kernel/index.ts';
 import type { Message } from '../types.ts';
 
 export const VMA = {
-  AREA_REGULAR: 1 << 0, AREA_STACK: 1 << 1, AREA_VSYSCALL: 1 << 2, AREA_VDSO: 1 << 3, AREA_HEAP: 1 << 5,
-  FILE_PRIVATE: 1 << 6, FILE_SHARED: 1 << 7, ANON_SHARED: 1 << 8, ANON_PRIVATE: 1 << 9, AREA_SYSVIPC: 1 << 10,
-  AREA_SOCKET: 1 << 11, AREA_VVAR: 1 << 12, AREA_AIORING: 1 << 13, AREA_MEMFD: 1 << 14, AREA_SHSTK: 1 << 15,
-  AREA_GUARD: 1 << 16, AREA_UPROBES: 1 << 17,
+  AREA_REGULAR: 1 << 0,
+  AREA_STACK: 1 << 1,
+  AREA_VSYSCALL: 1 << 2,
+  AREA_VDSO: 1 << 3,
+  AREA_HEAP: 1 << 5,
+  FILE_PRIVATE: 1 << 6,
+  FILE_SHARED: 1 << 7,
+  ANON_SHARED: 1 << 8,
+  ANON_PRIVATE: 1 << 9,
+  AREA_SYSVIPC: 1 << 10,
+  AREA_SOCKET: 1 << 11,
+  AREA_VVAR: 1 << 12,
+  AREA_AIORING: 1 << 13,
+  AREA_MEMFD: 1 << 14,
+  AREA_SHSTK: 1 << 15,
+  AREA_GUARD: 1 << 16,
+  AREA_UPROBES: 1 << 17,
 } as const;
 
 /** pagemap_entry flags; COW_PARENT is criu-ts's: inherited copy-on-write from the parent process. */
@@ -60,5 +73,4 @@ export function vmaHasPrivatePages(e: Pick<Message<'vma_entry'>, 'status'>): boo
   return (st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0;
 }
 
-export const protString = (p: number): string =>
-  `${p & PROT.READ ? 'r' : '-'}${p & PROT.WRITE ? 'w' : '-'}${p & PROT.EXEC ? 'x' : '-'}`;
+export const protString = (p: number): string => `${p & PROT.READ ? 'r' : '-'}${p & PROT.WRITE ? 'w' : '-'}${p & PROT.EXEC ? 'x' : '-'}`;

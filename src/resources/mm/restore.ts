@@ -3,7 +3,19 @@
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
 import { type Vma, readMaps, readLink } from '../../proc/index.ts';
-import { arch, MAP, MREMAP, O, PROT, PR, PR_SET_MM_MAP, preadFully, PRCTL_MM_MAP_FIELDS, prctlMmMap, setPrctlMmMapAuxvSize } from '../../kernel/index.ts';
+import {
+  arch,
+  MAP,
+  MREMAP,
+  O,
+  PROT,
+  PR,
+  PR_SET_MM_MAP,
+  preadFully,
+  PRCTL_MM_MAP_FIELDS,
+  prctlMmMap,
+  setPrctlMmMapAuxvSize,
+} from '../../kernel/index.ts';
 import { VMA, PE } from './layout.ts';
 import { pullFd, openPulled } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
@@ -17,7 +29,10 @@ type MmEntry = Message<'mm_entry'>;
 
 const PAGE = 4096n;
 
-export interface Range { start: bigint; end: bigint }
+export interface Range {
+  start: bigint;
+  end: bigint;
+}
 
 const isSpecialPath = (p: string) => p === '[vdso]' || p === '[vvar]' || p === '[vvar_vclock]' || p === '[vsyscall]';
 
@@ -65,8 +80,7 @@ function subtract(r: Range, holes: Range[]): Range[] {
 }
 
 export function vmaRanges(vmas: VmaEntry[]): Range[] {
-  return vmas.filter((v) => !(v.status & VMA.AREA_VSYSCALL))
-    .map((v) => ({ start: v.start, end: v.end }));
+  return vmas.filter((v) => !(v.status & VMA.AREA_VSYSCALL)).map((v) => ({ start: v.start, end: v.end }));
 }
 
 export function mapsRanges(vmas: Vma[]): Range[] {
@@ -108,7 +122,11 @@ export function prepareAddressSpace(t: RestoreTask, target: VmaEntry[], keep: Ra
   }
 }
 
-interface SpecialMove { from: Vma; to: bigint; tmp: bigint }
+interface SpecialMove {
+  from: Vma;
+  to: bigint;
+  tmp: bigint;
+}
 
 /**
  * Pair the stub's special mappings with the dump's. [vvar] and [vvar_vclock] sit side by side
@@ -119,16 +137,23 @@ function matchSpecials(stub: Vma[], want: VmaEntry[]): SpecialMove[] {
   const out: SpecialMove[] = [];
   for (const kind of ['vvar', 'vdso'] as const) {
     const pieces = stub.filter((v) => (v.path === '[vdso]') === (kind === 'vdso')).sort((x, y) => (x.start < y.start ? -1 : 1));
-    const dumped = want.filter((m) => ((m.status & VMA.AREA_VDSO) !== 0) === (kind === 'vdso'))
+    const dumped = want
+      .filter((m) => ((m.status & VMA.AREA_VDSO) !== 0) === (kind === 'vdso'))
       .sort((x, y) => (x.start < y.start ? -1 : 1));
     if (!pieces.length && !dumped.length) continue;
     if (!pieces.length || !dumped.length) {
-      throw new NotSupportedError(`the dump ${dumped.length ? 'has' : 'has no'} [${kind}] but this kernel ${pieces.length ? 'has' : 'has none'}; restoring on another kernel`);
+      throw new NotSupportedError(
+        `the dump ${dumped.length ? 'has' : 'has no'} [${kind}] but this kernel ${pieces.length ? 'has' : 'has none'}; restoring on another kernel`,
+      );
     }
-    const stubStart = pieces[0].start, stubSize = pieces[pieces.length - 1].end - stubStart;
-    const dumpStart = dumped[0].start, dumpSize = (dumped[dumped.length - 1].end) - dumpStart;
+    const stubStart = pieces[0].start,
+      stubSize = pieces[pieces.length - 1].end - stubStart;
+    const dumpStart = dumped[0].start,
+      dumpSize = dumped[dumped.length - 1].end - dumpStart;
     if (stubSize !== dumpSize) {
-      throw new NotSupportedError(`the [${kind}] of this kernel (${stubSize} bytes) differs from the dump's (${dumpSize}); restoring on another kernel`);
+      throw new NotSupportedError(
+        `the [${kind}] of this kernel (${stubSize} bytes) differs from the dump's (${dumpSize}); restoring on another kernel`,
+      );
     }
     for (const v of pieces) out.push({ from: v, to: dumpStart + (v.start - stubStart), tmp: 0n });
   }
@@ -146,7 +171,12 @@ export function withoutRanges(runs: PageSource[], ranges: Range[]): PageSource[]
     const end = r.vaddr + BigInt(r.nrPages) * PAGE;
     for (const piece of subtract({ start: r.vaddr, end }, ranges)) {
       const skip = Number((piece.start - r.vaddr) / PAGE);
-      out.push({ ...r, vaddr: piece.start, nrPages: Number((piece.end - piece.start) / PAGE), offset: r.offset === undefined ? undefined : r.offset + skip * Number(PAGE) });
+      out.push({
+        ...r,
+        vaddr: piece.start,
+        nrPages: Number((piece.end - piece.start) / PAGE),
+        offset: r.offset === undefined ? undefined : r.offset + skip * Number(PAGE),
+      });
     }
   }
   return out;
@@ -188,7 +218,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
   const tr = t.leader;
   const vmas = input.mm.vmas.filter((v) => {
     const st = v.status;
-    return (st & VMA.AREA_REGULAR) && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
+    return st & VMA.AREA_REGULAR && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
   });
   const hasPages = makeHasPages(input.runs.filter((r) => r.flags & (PE.PRESENT | PE.COW_PARENT)));
   const fds = new Map<string, bigint>();
@@ -196,12 +226,16 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
   try {
     for (const v of vmas) {
       const st = v.status;
-      const start = v.start, len = v.end - start;
+      const start = v.start,
+        len = v.end - start;
       const shared = (st & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
       let prot = v.prot;
       const writeTo = !shared && !(prot & PROT.WRITE) && hasPages(start, v.end);
       if (input.kept?.has(start)) {
-        if (writeTo) { tr.syscall('mprotect', start, len, prot | PROT.WRITE | PROT.READ); needMprotect.push(v); }
+        if (writeTo) {
+          tr.syscall('mprotect', start, len, prot | PROT.WRITE | PROT.READ);
+          needMprotect.push(v);
+        }
         dropUninherited(t, v, input);
         continue;
       }
@@ -214,7 +248,9 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         const fd = pullFd(tr, input.shmemFd(v));
         try {
           tr.syscall('mmap', start, len, prot, flags & ~MAP.ANONYMOUS, fd, v.pgoff);
-        } finally { tr.syscallRaw('close', fd); }
+        } finally {
+          tr.syscallRaw('close', fd);
+        }
       } else if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         const path = input.pathOf(Number(v.shmid));
         const oflags = v.fdflags ?? O.RDONLY;
@@ -233,13 +269,24 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
     for (const fd of fds.values()) tr.syscallRaw('close', fd);
   }
   // CRIU saves the vDSO's pages too; this kernel's own vDSO is used instead.
-  const special = input.mm.vmas.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR))
-    .map((v) => ({ start: v.start, end: v.end }));
-  const fill = fillPages(t, input.pagesPath, withoutRanges(input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined), special), input.key);
+  const special = input.mm.vmas.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)).map((v) => ({ start: v.start, end: v.end }));
+  const fill = fillPages(
+    t,
+    input.pagesPath,
+    withoutRanges(
+      input.runs.filter((r) => r.flags & PE.PRESENT && r.offset !== undefined),
+      special,
+    ),
+    input.key,
+  );
   return () => {
     fill?.finish();
     copyFromParent(t, input);
-    convertShadowStacks(t, vmas.filter((v) => isShadowStack(v) && !input.kept?.has(v.start)), input.runs);
+    convertShadowStacks(
+      t,
+      vmas.filter((v) => isShadowStack(v) && !input.kept?.has(v.start)),
+      input.runs,
+    );
     for (const v of needMprotect) {
       if (isShadowStack(v)) continue;
       tr.syscall('mprotect', v.start, v.end - v.start, v.prot);
@@ -253,7 +300,8 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
  * zero page, or dropped with MADV_DONTNEED) must not show the parent's data.
  */
 function dropUninherited(t: RestoreTask, v: VmaEntry, input: MmRestoreInput): void {
-  const start = v.start, end = v.end;
+  const start = v.start,
+    end = v.end;
   const span = (r: PageSource): Range => ({ start: r.vaddr, end: r.vaddr + BigInt(r.nrPages) * PAGE });
   const mine = input.runs.map(span).filter((r) => r.start < end && r.end > start);
   for (const p of (input.parentRuns ?? []).map(span)) {
@@ -269,11 +317,12 @@ function dropUninherited(t: RestoreTask, v: VmaEntry, input: MmRestoreInput): vo
  * injected syscall. The end state is the same as VMA by VMA.
  */
 function applyMadvise(t: RestoreTask, vmas: VmaEntry[]): void {
-  for (let i = 0; i < vmas.length;) {
+  for (let i = 0; i < vmas.length; ) {
     const madv = vmas[i].madv;
     let j = i + 1;
     while (madv && j < vmas.length && vmas[j].madv === madv && vmas[j].start === vmas[j - 1].end) j++;
-    const start = vmas[i].start, end = vmas[j - 1].end;
+    const start = vmas[i].start,
+      end = vmas[j - 1].end;
     for (let bit = 0; madv && bit < 64; bit++) {
       if (!((madv >> BigInt(bit)) & 1n)) continue;
       const r = t.leader.syscallRaw('madvise', start, end - start, bit);
@@ -301,9 +350,10 @@ function copyFromParent(t: RestoreTask, input: MmRestoreInput): void {
       preadFully(mem, b, Number(r.vaddr));
       t.leader.writeMem(r.vaddr, b);
     }
-  } finally { fs.closeSync(mem); }
+  } finally {
+    fs.closeSync(mem);
+  }
 }
-
 
 /**
  * Whether restoreMmFields would set in a child just what it inherits from its parent: a child
@@ -311,10 +361,16 @@ function copyFromParent(t: RestoreTask, input: MmRestoreInput): void {
  * flags (fork copies them), and most children of a fork never change them.
  */
 export function sameMmFields(mm: MmEntry, parent: MmEntry, pathOf: (id: number) => string): boolean {
-  const auxv = fullAuxv(mm), pauxv = fullAuxv(parent);
-  return PRCTL_MM_MAP_FIELDS.every((k) => mm[k] === parent[k]) && mm.dumpable === parent.dumpable && mm.thp_disabled === parent.thp_disabled &&
-    auxv.length === pauxv.length && auxv.every((w, i) => w === pauxv[i]) &&
-    pathOf(mm.exe_file_id) === pathOf(parent.exe_file_id);
+  const auxv = fullAuxv(mm),
+    pauxv = fullAuxv(parent);
+  return (
+    PRCTL_MM_MAP_FIELDS.every((k) => mm[k] === parent[k]) &&
+    mm.dumpable === parent.dumpable &&
+    mm.thp_disabled === parent.thp_disabled &&
+    auxv.length === pauxv.length &&
+    auxv.every((w, i) => w === pauxv[i]) &&
+    pathOf(mm.exe_file_id) === pathOf(parent.exe_file_id)
+  );
 }
 
 /** The saved auxv with criu-ts's tail (the entries past CRIU's size), as the task had it. */
@@ -329,12 +385,18 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   t.area.reset();
   const words = fullAuxv(mm);
   const auxv = Buffer.alloc(words.length * 8);
-  words.forEach((w, i) => { auxv.writeBigUInt64LE(w, i * 8); });
+  words.forEach((w, i) => {
+    auxv.writeBigUInt64LE(w, i * 8);
+  });
   const auxvAddr = t.area.put(auxv);
   // A child cloned from its restored parent has the right exe link already, and may still
   // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).
   let current = '';
-  try { current = readLink(t.pid, 'exe'); } catch { /* none */ }
+  try {
+    current = readLink(t.pid, 'exe');
+  } catch {
+    /* none */
+  }
   const exeFd = current === exePath ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
   try {
     const m = prctlMmMap(mm, auxvAddr, auxv.length, Number(exeFd));
@@ -345,7 +407,9 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
     } catch (e) {
       if (!(e instanceof RemoteSysError && e.code === 'EINVAL' && auxv.length > saved)) throw e;
       // A kernel whose saved_auxv is smaller than the dumping one's: what CRIU's format holds.
-      log?.warn(`task ${t.pid}: this kernel has no room for the last ${(auxv.length - saved) / 16} auxv entries; /proc/${t.pid}/auxv lacks them`);
+      log?.warn(
+        `task ${t.pid}: this kernel has no room for the last ${(auxv.length - saved) / 16} auxv entries; /proc/${t.pid}/auxv lacks them`,
+      );
       setPrctlMmMapAuxvSize(m, saved);
       tr.writeMem(mapAt, m);
       tr.syscall('prctl', PR.SET_MM, PR_SET_MM_MAP, mapAt, m.length, 0);
@@ -356,4 +420,3 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   if (mm.dumpable !== undefined) tr.syscallRaw('prctl', PR.SET_DUMPABLE, mm.dumpable, 0, 0, 0);
   if (mm.thp_disabled) tr.syscallRaw('prctl', PR.SET_THP_DISABLE, 1, 0, 0, 0);
 }
-

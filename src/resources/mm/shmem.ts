@@ -18,10 +18,20 @@ function dataRanges(fd: number, size: number): Array<[number, number]> {
   let off = 0;
   while (off < size) {
     let d: number;
-    try { d = lseek(fd, off, SEEK.DATA); } catch (e) { if (e instanceof SysError && e.code === 'ENXIO') break; throw e; }
+    try {
+      d = lseek(fd, off, SEEK.DATA);
+    } catch (e) {
+      if (e instanceof SysError && e.code === 'ENXIO') break;
+      throw e;
+    }
     let h: number;
-    try { h = lseek(fd, d, SEEK.HOLE); } catch { h = size; }
-    const start = Math.floor(d / PAGE) * PAGE, end = Math.min(Math.ceil(h / PAGE) * PAGE, Math.ceil(size / PAGE) * PAGE);
+    try {
+      h = lseek(fd, d, SEEK.HOLE);
+    } catch {
+      h = size;
+    }
+    const start = Math.floor(d / PAGE) * PAGE,
+      end = Math.min(Math.ceil(h / PAGE) * PAGE, Math.ceil(size / PAGE) * PAGE);
     if (end > start) out.push([start, end]);
     off = h > d ? h : d + PAGE;
   }
@@ -46,11 +56,17 @@ export function dumpShmemContent(path: string, sink: PageSink): number {
         sink.writePages(b);
       }
     }
-  } finally { fs.closeSync(fd); }
+  } finally {
+    fs.closeSync(fd);
+  }
   return pages;
 }
 
-export interface ShmemSource { runs: PageSource[]; pagesPath: string; key?: Buffer }
+export interface ShmemSource {
+  runs: PageSource[];
+  pagesPath: string;
+  key?: Buffer;
+}
 
 function fill(fd: number, src: ShmemSource | undefined): void {
   if (!src) return;
@@ -67,7 +83,9 @@ function fill(fd: number, src: ShmemSource | undefined): void {
         fs.writeSync(fd, buf, 0, n, Number(r.vaddr) + done);
       }
     }
-  } finally { pages.close(); }
+  } finally {
+    pages.close();
+  }
 }
 
 /** The shmem objects of a restore, made in criu-ts on first use and kept open until the end. */
@@ -83,7 +101,9 @@ export class ShmemObjects {
       const addr = mmapSharedAnon(size);
       try {
         fd = fs.openSync(`/proc/self/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`, O.RDWR | O.CLOEXEC);
-      } finally { munmap(addr, size); }
+      } finally {
+        munmap(addr, size);
+      }
       fill(fd, content());
       this.fds.set(key, fd);
     }
@@ -91,7 +111,14 @@ export class ShmemObjects {
   }
 
   /** A memfd with its name, size, mode, owner and content; seals are applied by sealAll, after every mapping exists. */
-  memfd(inodeId: bigint, name: string, size: bigint, seals: number, content: () => ShmemSource | undefined, attrs?: { mode?: number; uid?: number; gid?: number }): number {
+  memfd(
+    inodeId: bigint,
+    name: string,
+    size: bigint,
+    seals: number,
+    content: () => ShmemSource | undefined,
+    attrs?: { mode?: number; uid?: number; gid?: number },
+  ): number {
     const key = `memfd:${inodeId}`;
     let fd = this.fds.get(key);
     if (fd === undefined) {
@@ -112,7 +139,13 @@ export class ShmemObjects {
   }
 
   close(): void {
-    for (const fd of this.fds.values()) { try { fs.closeSync(fd); } catch { /* closed */ } }
+    for (const fd of this.fds.values()) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* closed */
+      }
+    }
     this.fds.clear();
   }
 }
@@ -120,18 +153,23 @@ export class ShmemObjects {
 /** The size of each shared anonymous object: the furthest any of the tasks maps it. */
 export function shmemSizes(mms: Message<'mm_entry'>[]): Map<bigint, bigint> {
   const sizes = new Map<bigint, bigint>();
-  for (const mm of mms) for (const v of mm.vmas) {
-    if (!(v.status & VMA.ANON_SHARED)) continue;
-    const end = v.pgoff + v.end - v.start;
-    if ((sizes.get(v.shmid) ?? 0n) < end) sizes.set(v.shmid, end);
-  }
+  for (const mm of mms)
+    for (const v of mm.vmas) {
+      if (!(v.status & VMA.ANON_SHARED)) continue;
+      const end = v.pgoff + v.end - v.start;
+      if ((sizes.get(v.shmid) ?? 0n) < end) sizes.set(v.shmid, end);
+    }
   return sizes;
 }
 
 /** Pull one of criu-ts's fds into a tracee (pidfd_open + pidfd_getfd); returns the tracee's fd. */
 export function pullFd(t: Tracee, localFd: number): bigint {
   const pidfd = t.syscall('pidfd_open', getpid(), 0);
-  try { return t.syscall('pidfd_getfd', pidfd, localFd, 0); } finally { t.syscallRaw('close', pidfd); }
+  try {
+    return t.syscall('pidfd_getfd', pidfd, localFd, 0);
+  } finally {
+    t.syscallRaw('close', pidfd);
+  }
 }
 
 /**
@@ -140,5 +178,9 @@ export function pullFd(t: Tracee, localFd: number): bigint {
  */
 export function openPulled(t: Tracee, path: string, flags: number): bigint {
   const local = fs.openSync(path, flags | O.CLOEXEC);
-  try { return pullFd(t, local); } finally { fs.closeSync(local); }
+  try {
+    return pullFd(t, local);
+  } finally {
+    fs.closeSync(local);
+  }
 }

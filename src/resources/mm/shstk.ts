@@ -21,7 +21,8 @@ export const isShadowStack = (v: VmaEntry): boolean => (v.status & VMA.AREA_SHST
 export function convertShadowStacks(t: RestoreTask, vmas: VmaEntry[], runs: PageSource[]): void {
   const tr = t.leader;
   for (const v of vmas) {
-    const start = v.start, end = v.end;
+    const start = v.start,
+      end = v.end;
     const pieces: { addr: bigint; data: Buffer }[] = [];
     for (const r of runs) {
       if (!(r.flags & (PE.PRESENT | PE.COW_PARENT))) continue;
@@ -36,7 +37,9 @@ export function convertShadowStacks(t: RestoreTask, vmas: VmaEntry[], runs: Page
       got = tr.syscall('map_shadow_stack', start, end - start, 0);
     } catch (e) {
       if (e instanceof RemoteSysError) {
-        throw new CriuError(`cannot recreate the shadow stack at 0x${start.toString(16)} (${e.code}); does this machine support shadow stacks?`);
+        throw new CriuError(
+          `cannot recreate the shadow stack at 0x${start.toString(16)} (${e.code}); does this machine support shadow stacks?`,
+        );
       }
       throw e;
     }

@@ -3,10 +3,15 @@
 // matched by inode; it sees the sockets of criu-ts's network namespace.
 import { sock, close } from '../../kernel/index.ts';
 
-const NETLINK_SOCK_DIAG = 4, SOCK_DIAG_BY_FAMILY = 20;
-const NLM_F_REQUEST = 1, NLM_F_DUMP = 0x300, NLMSG_DONE = 3, NLMSG_ERROR = 2;
+const NETLINK_SOCK_DIAG = 4,
+  SOCK_DIAG_BY_FAMILY = 20;
+const NLM_F_REQUEST = 1,
+  NLM_F_DUMP = 0x300,
+  NLMSG_DONE = 3,
+  NLMSG_ERROR = 2;
 const INET_DIAG_SHUTDOWN = 8;
-const MSG_HDR = 16, DIAG_MSG = 72;
+const MSG_HDR = 16,
+  DIAG_MSG = 72;
 
 /** Shutdown bits (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2) of every socket of one family and protocol, by inode. */
 export function inetShutdowns(family: number, proto: number): Map<number, number> {
@@ -26,15 +31,17 @@ export function inetShutdowns(family: number, proto: number): Map<number, number
     for (;;) {
       const n = sock.recvRaw(fd, buf, 0);
       if (n < 0) throw new Error(`sock_diag: recv failed (errno ${-n})`);
-      for (let off = 0; off + MSG_HDR <= n;) {
-        const len = buf.readUInt32LE(off), type = buf.readUInt16LE(off + 4);
+      for (let off = 0; off + MSG_HDR <= n; ) {
+        const len = buf.readUInt32LE(off),
+          type = buf.readUInt16LE(off + 4);
         if (type === NLMSG_DONE) return out;
         if (type === NLMSG_ERROR) throw new Error(`sock_diag: error ${-buf.readInt32LE(off + MSG_HDR)}`);
         const msg = off + MSG_HDR;
         const ino = buf.readUInt32LE(msg + 68);
         let shutdown = 0;
-        for (let a = msg + DIAG_MSG; a + 4 <= off + len;) {
-          const alen = buf.readUInt16LE(a), atype = buf.readUInt16LE(a + 2);
+        for (let a = msg + DIAG_MSG; a + 4 <= off + len; ) {
+          const alen = buf.readUInt16LE(a),
+            atype = buf.readUInt16LE(a + 2);
           if (alen < 4) break;
           if (atype === INET_DIAG_SHUTDOWN) shutdown = buf.readUInt8(a + 4);
           a += (alen + 3) & ~3;

@@ -20,7 +20,11 @@ const PROTO_NAMES = new Set(['TCP', 'TCPv6', 'UDP', 'UDPv6', 'UDP-Lite', 'UDPLIT
 const OTHER_INET = new Set(['RAW', 'RAWv6', 'PING', 'PINGv6', 'MPTCP', 'MPTCPv6', 'SCTP', 'SCTPv6', 'L2TP/IP', 'L2TP/IPv6']);
 
 function protoName(path: string): string | undefined {
-  try { return sock.sockProtoName(path); } catch { return undefined; }
+  try {
+    return sock.sockProtoName(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Address words as CRIU stores them: the bytes in network order, read as host u32s. */
@@ -31,7 +35,9 @@ function words(addr: Buffer): number[] {
 }
 function bytesOf(w: number[], family: number): Buffer {
   const b = Buffer.alloc(family === AF.INET ? 4 : 16);
-  w.forEach((v, i) => { if (i * 4 < b.length) b.writeUInt32LE(v >>> 0, i * 4); });
+  w.forEach((v, i) => {
+    if (i * 4 < b.length) b.writeUInt32LE(v >>> 0, i * 4);
+  });
   return b;
 }
 export function entryEndpoints(e: InetEntry): { src: Endpoint; dst: Endpoint } {
@@ -59,19 +65,30 @@ function dumpSkOpts(fd: number, where: string): SkOpts {
   // SO_GET_FILTER with a 4-byte buffer fails with EINVAL when a filter is attached (it needs
   // room for every instruction), and returns 0 bytes without one.
   if (filter === undefined) throw new NotSupportedError(`${where}: a socket filter (SO_ATTACH_FILTER)`);
-  const [sndSec, sndUsec] = timeo(fd, SO.SNDTIMEO), [rcvSec, rcvUsec] = timeo(fd, SO.RCVTIMEO);
+  const [sndSec, sndUsec] = timeo(fd, SO.SNDTIMEO),
+    [rcvSec, rcvUsec] = timeo(fd, SO.RCVTIMEO);
   const linger = sock.getsockoptBuf(fd, SOL.SOCKET, SO.LINGER, 8);
   const dev = sock.getsockoptBuf(fd, SOL.SOCKET, SO.BINDTODEVICE, 16).toString('latin1').replace(/\0.*$/s, '');
   const bufLock = sock.getsockoptIntMaybe(fd, SOL.SOCKET, SO.BUF_LOCK);
   return {
-    so_sndbuf: int(fd, SOL.SOCKET, SO.SNDBUF), so_rcvbuf: int(fd, SOL.SOCKET, SO.RCVBUF),
-    so_snd_tmo_sec: sndSec, so_snd_tmo_usec: sndUsec, so_rcv_tmo_sec: rcvSec, so_rcv_tmo_usec: rcvUsec,
-    reuseaddr: bool(fd, SOL.SOCKET, SO.REUSEADDR), so_reuseport: bool(fd, SOL.SOCKET, SO.REUSEPORT),
-    so_priority: int(fd, SOL.SOCKET, SO.PRIORITY), so_rcvlowat: int(fd, SOL.SOCKET, SO.RCVLOWAT),
-    so_mark: int(fd, SOL.SOCKET, SO.MARK), so_passcred: maybeBool(fd, SOL.SOCKET, SO.PASSCRED),
-    so_passsec: maybeBool(fd, SOL.SOCKET, SO.PASSSEC), so_dontroute: bool(fd, SOL.SOCKET, SO.DONTROUTE),
-    so_no_check: bool(fd, SOL.SOCKET, SO.NO_CHECK), so_broadcast: bool(fd, SOL.SOCKET, SO.BROADCAST),
-    so_keepalive: bool(fd, SOL.SOCKET, SO.KEEPALIVE), so_oobinline: int(fd, SOL.SOCKET, SO.OOBINLINE),
+    so_sndbuf: int(fd, SOL.SOCKET, SO.SNDBUF),
+    so_rcvbuf: int(fd, SOL.SOCKET, SO.RCVBUF),
+    so_snd_tmo_sec: sndSec,
+    so_snd_tmo_usec: sndUsec,
+    so_rcv_tmo_sec: rcvSec,
+    so_rcv_tmo_usec: rcvUsec,
+    reuseaddr: bool(fd, SOL.SOCKET, SO.REUSEADDR),
+    so_reuseport: bool(fd, SOL.SOCKET, SO.REUSEPORT),
+    so_priority: int(fd, SOL.SOCKET, SO.PRIORITY),
+    so_rcvlowat: int(fd, SOL.SOCKET, SO.RCVLOWAT),
+    so_mark: int(fd, SOL.SOCKET, SO.MARK),
+    so_passcred: maybeBool(fd, SOL.SOCKET, SO.PASSCRED),
+    so_passsec: maybeBool(fd, SOL.SOCKET, SO.PASSSEC),
+    so_dontroute: bool(fd, SOL.SOCKET, SO.DONTROUTE),
+    so_no_check: bool(fd, SOL.SOCKET, SO.NO_CHECK),
+    so_broadcast: bool(fd, SOL.SOCKET, SO.BROADCAST),
+    so_keepalive: bool(fd, SOL.SOCKET, SO.KEEPALIVE),
+    so_oobinline: int(fd, SOL.SOCKET, SO.OOBINLINE),
     ...(linger.readInt32LE(0) ? { so_linger: linger.readInt32LE(4) } : {}),
     ...(dev ? { so_bound_dev: dev } : {}),
     ...(bufLock !== undefined ? { so_buf_lock: bufLock } : {}),
@@ -87,25 +104,45 @@ function setInt(fd: number, level: number, opt: number, v: number | boolean | un
 
 function restoreSkOpts(fd: number, o: Message<'sk_opts_entry'>): void {
   // The kernel doubles what it is given: the dumped values are already doubled.
-  for (const [force, plain, v] of [[SO.SNDBUFFORCE, SO.SNDBUF, o.so_sndbuf], [SO.RCVBUFFORCE, SO.RCVBUF, o.so_rcvbuf]]) {
-    try { sock.setsockoptInt(fd, SOL.SOCKET, force, Math.floor(v / 2)); } catch { sock.setsockoptInt(fd, SOL.SOCKET, plain, Math.floor(v / 2)); }
+  for (const [force, plain, v] of [
+    [SO.SNDBUFFORCE, SO.SNDBUF, o.so_sndbuf],
+    [SO.RCVBUFFORCE, SO.RCVBUF, o.so_rcvbuf],
+  ]) {
+    try {
+      sock.setsockoptInt(fd, SOL.SOCKET, force, Math.floor(v / 2));
+    } catch {
+      sock.setsockoptInt(fd, SOL.SOCKET, plain, Math.floor(v / 2));
+    }
   }
   setInt(fd, SOL.SOCKET, SO.BUF_LOCK, o.so_buf_lock);
   setInt(fd, SOL.SOCKET, SO.PRIORITY, o.so_priority);
   setInt(fd, SOL.SOCKET, SO.RCVLOWAT, o.so_rcvlowat);
   setInt(fd, SOL.SOCKET, SO.MARK, o.so_mark, true);
-  for (const [opt, v] of [[SO.PASSCRED, o.so_passcred], [SO.PASSSEC, o.so_passsec], [SO.DONTROUTE, o.so_dontroute],
-    [SO.NO_CHECK, o.so_no_check], [SO.BROADCAST, o.so_broadcast], [SO.OOBINLINE, o.so_oobinline], [SO.KEEPALIVE, o.so_keepalive],
-    [SO.REUSEPORT, o.so_reuseport]] as const) setInt(fd, SOL.SOCKET, opt, v, opt !== SO.REUSEPORT);
+  for (const [opt, v] of [
+    [SO.PASSCRED, o.so_passcred],
+    [SO.PASSSEC, o.so_passsec],
+    [SO.DONTROUTE, o.so_dontroute],
+    [SO.NO_CHECK, o.so_no_check],
+    [SO.BROADCAST, o.so_broadcast],
+    [SO.OOBINLINE, o.so_oobinline],
+    [SO.KEEPALIVE, o.so_keepalive],
+    [SO.REUSEPORT, o.so_reuseport],
+  ] as const)
+    setInt(fd, SOL.SOCKET, opt, v, opt !== SO.REUSEPORT);
   if (o.so_linger !== undefined) {
     const l = Buffer.alloc(8);
-    l.writeInt32LE(1, 0); l.writeInt32LE(o.so_linger, 4);
+    l.writeInt32LE(1, 0);
+    l.writeInt32LE(o.so_linger, 4);
     sock.setsockoptBuf(fd, SOL.SOCKET, SO.LINGER, l);
   }
-  for (const [opt, sec, usec] of [[SO.SNDTIMEO, o.so_snd_tmo_sec, o.so_snd_tmo_usec], [SO.RCVTIMEO, o.so_rcv_tmo_sec, o.so_rcv_tmo_usec]] as const) {
+  for (const [opt, sec, usec] of [
+    [SO.SNDTIMEO, o.so_snd_tmo_sec, o.so_snd_tmo_usec],
+    [SO.RCVTIMEO, o.so_rcv_tmo_sec, o.so_rcv_tmo_usec],
+  ] as const) {
     if (!sec && !usec) continue;
     const t = Buffer.alloc(16);
-    t.writeBigInt64LE(BigInt(sec), 0); t.writeBigInt64LE(BigInt(usec), 8);
+    t.writeBigInt64LE(BigInt(sec), 0);
+    t.writeBigInt64LE(BigInt(usec), 8);
     sock.setsockoptBuf(fd, SOL.SOCKET, opt, t);
   }
   if (o.so_bound_dev) sock.setsockoptBuf(fd, SOL.SOCKET, SO.BINDTODEVICE, Buffer.from(`${o.so_bound_dev}\0`));
@@ -113,9 +150,18 @@ function restoreSkOpts(fd: number, o: Message<'sk_opts_entry'>): void {
 
 function dumpIpOpts(fd: number, family: number): MessageInput<'ip_opts_entry'> {
   if (family === AF.INET) {
-    return { freebind: bool(fd, SOL.IP, IP.FREEBIND), pktinfo: bool(fd, SOL.IP, IP.PKTINFO), tos: int(fd, SOL.IP, IP.TOS), ttl: int(fd, SOL.IP, IP.TTL) };
+    return {
+      freebind: bool(fd, SOL.IP, IP.FREEBIND),
+      pktinfo: bool(fd, SOL.IP, IP.PKTINFO),
+      tos: int(fd, SOL.IP, IP.TOS),
+      ttl: int(fd, SOL.IP, IP.TTL),
+    };
   }
-  return { freebind: bool(fd, SOL.IPV6, IPV6.FREEBIND), pktinfo: bool(fd, SOL.IPV6, IPV6.RECVPKTINFO), tos: int(fd, SOL.IPV6, IPV6.TCLASS) };
+  return {
+    freebind: bool(fd, SOL.IPV6, IPV6.FREEBIND),
+    pktinfo: bool(fd, SOL.IPV6, IPV6.RECVPKTINFO),
+    tos: int(fd, SOL.IPV6, IPV6.TCLASS),
+  };
 }
 
 function restoreIpOpts(fd: number, family: number, o: Message<'ip_opts_entry'> | undefined): void {
@@ -135,8 +181,11 @@ function restoreIpOpts(fd: number, family: number, o: Message<'ip_opts_entry'> |
 
 function dumpTcpOpts(fd: number): MessageInput<'tcp_opts_entry'> {
   return {
-    nodelay: bool(fd, SOL.TCP, TCP.NODELAY), cork: bool(fd, SOL.TCP, TCP.CORK),
-    keepcnt: int(fd, SOL.TCP, TCP.KEEPCNT), keepidle: int(fd, SOL.TCP, TCP.KEEPIDLE), keepintvl: int(fd, SOL.TCP, TCP.KEEPINTVL),
+    nodelay: bool(fd, SOL.TCP, TCP.NODELAY),
+    cork: bool(fd, SOL.TCP, TCP.CORK),
+    keepcnt: int(fd, SOL.TCP, TCP.KEEPCNT),
+    keepidle: int(fd, SOL.TCP, TCP.KEEPIDLE),
+    keepintvl: int(fd, SOL.TCP, TCP.KEEPINTVL),
   };
 }
 
@@ -150,31 +199,59 @@ function restoreTcpOpts(fd: number, o: Message<'tcp_opts_entry'> | undefined): v
 }
 
 /** pidfds of the dumped tasks, and the copies of their sockets, held until the dump ends. */
-interface DumpState { pidfds: Map<number, number>; copies: number[]; registered: boolean; shutdowns: Map<string, Map<number, number>>; guard?: RepairGuard }
+interface DumpState {
+  pidfds: Map<number, number>;
+  copies: number[];
+  registered: boolean;
+  shutdowns: Map<string, Map<number, number>>;
+  guard?: RepairGuard;
+}
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
   if (!st.registered) {
     st.registered = true;
     // Copies go only once the tree is dead: a connection in repair mode then closes silently.
     ctx.atEnd(() => {
-      for (const c of st.copies.splice(0)) { try { close(c); } catch { /* closed */ } }
-      for (const p of st.pidfds.values()) { try { close(p); } catch { /* closed */ } }
+      for (const c of st.copies.splice(0)) {
+        try {
+          close(c);
+        } catch {
+          /* closed */
+        }
+      }
+      for (const p of st.pidfds.values()) {
+        try {
+          close(p);
+        } catch {
+          /* closed */
+        }
+      }
       st.pidfds.clear();
     });
   }
   let pidfd = st.pidfds.get(pid);
-  if (pidfd === undefined) { pidfd = pidfdOpen(pid); st.pidfds.set(pid, pidfd); }
+  if (pidfd === undefined) {
+    pidfd = pidfdOpen(pid);
+    st.pidfds.set(pid, pidfd);
+  }
   const c = pidfdGetfd(pidfd, fd);
   st.copies.push(c);
   return c;
 }
 
-function dumpInet(p: { pid: number; fd: number; ino: number; flags: number }, id: number, ctx: DumpFileCtx, st: DumpState): MessageInput<'inet_sk_entry'> {
+function dumpInet(
+  p: { pid: number; fd: number; ino: number; flags: number },
+  id: number,
+  ctx: DumpFileCtx,
+  st: DumpState,
+): MessageInput<'inet_sk_entry'> {
   const where = `fd ${p.fd} of task ${p.pid} (socket:[${p.ino}])`;
   const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '?';
   if (!PROTO_NAMES.has(name)) throw new NotSupportedError(`${where}: a ${name} socket`);
   const c = copyOf(p.pid, p.fd, ctx, st);
-  const family = int(c, SOL.SOCKET, SO.DOMAIN), type = int(c, SOL.SOCKET, SO.TYPE), proto = int(c, SOL.SOCKET, SO.PROTOCOL);
+  const family = int(c, SOL.SOCKET, SO.DOMAIN),
+    type = int(c, SOL.SOCKET, SO.TYPE),
+    proto = int(c, SOL.SOCKET, SO.PROTOCOL);
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
   const dst = peerName ? endpoint(peerName) : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
@@ -186,7 +263,10 @@ function dumpInet(p: { pid: number; fd: number; ino: number; flags: number }, id
     if (state === TCP_STATE.LISTEN) {
       backlog = ti.sacked;
       if (ti.unacked > 0) {
-        if (!ctx.tcp.skipInFlight) throw new Error(`${where}: a listening TCP socket with ${ti.unacked} connection(s) not accepted yet; --skip-in-flight drops them`);
+        if (!ctx.tcp.skipInFlight)
+          throw new Error(
+            `${where}: a listening TCP socket with ${ti.unacked} connection(s) not accepted yet; --skip-in-flight drops them`,
+          );
         ctx.log.warn(`${where}: ${ti.unacked} connection(s) not yet accepted are dropped (--skip-in-flight)`);
       }
     } else if (state !== TCP_STATE.CLOSE && state !== TCP_STATE.ESTABLISHED) {
@@ -195,19 +275,38 @@ function dumpInet(p: { pid: number; fd: number; ino: number; flags: number }, id
   } else {
     if (sock.getsockoptIntMaybe(c, IPPROTO.UDP, sock.UDP.CORK)) throw new NotSupportedError(`${where}: a corked UDP socket`);
     const inq = Buffer.alloc(4);
-    try { ioctl(c, sock.SIOCINQ, inq); } catch { /* no queue */ }
+    try {
+      ioctl(c, sock.SIOCINQ, inq);
+    } catch {
+      /* no queue */
+    }
     if (inq.readInt32LE(0) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
   }
   const key = `${family}:${proto}`;
   let shutdowns = st.shutdowns.get(key);
-  if (!shutdowns) { shutdowns = inetShutdowns(family, proto); st.shutdowns.set(key, shutdowns); }
+  if (!shutdowns) {
+    shutdowns = inetShutdowns(family, proto);
+    st.shutdowns.set(key, shutdowns);
+  }
   // sock_diag does not list a TCP socket that is neither bound to a connection nor listening:
   // poll tells a read shutdown there (as CRIU does), which a write one comes with on close.
   const hup = sock.POLL.RDHUP | sock.POLL.HUP;
   const shutdown = shutdowns.get(p.ino) ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
   const e: MessageInput<'inet_sk_entry'> = {
-    id, ino: p.ino, family, type, proto, state, src_port: src.port, dst_port: dst.port, flags: p.flags, backlog,
-    src_addr: words(src.addr), dst_addr: words(dst.addr), fown: fown(), opts: dumpSkOpts(c, where),
+    id,
+    ino: p.ino,
+    family,
+    type,
+    proto,
+    state,
+    src_port: src.port,
+    dst_port: dst.port,
+    flags: p.flags,
+    backlog,
+    src_addr: words(src.addr),
+    dst_addr: words(dst.addr),
+    fown: fown(),
+    opts: dumpSkOpts(c, where),
     ip_opts: dumpIpOpts(c, family),
     ...(family === AF.INET6 ? { v6only: bool(c, SOL.IPV6, IPV6.V6ONLY) } : {}),
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
@@ -254,7 +353,11 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
   if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && isConnection(e.state))) {
     // sk_shutdown READ 1, WRITE 2, BOTH 3 are SHUT_RD, SHUT_WR and SHUT_RDWR plus one. An
     // unconnected socket takes the shutdown and still says ENOTCONN.
-    try { sock.shutdown(fd, e.shutdown - 1); } catch (err) { if (!(err instanceof SysError && err.code === 'ENOTCONN')) throw err; }
+    try {
+      sock.shutdown(fd, e.shutdown - 1);
+    } catch (err) {
+      if (!(err instanceof SysError && err.code === 'ENOTCONN')) throw err;
+    }
   }
   restoreIpOpts(fd, e.family, e.ip_opts);
   restoreSkOpts(fd, e.opts);
@@ -278,7 +381,9 @@ export const inetFile = statefulKind({
   state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, shutdowns: new Map() }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
-    try { return openInet(e, ctx); } catch (err) {
+    try {
+      return openInet(e, ctx);
+    } catch (err) {
       if (err instanceof SysError) throw new Error(`inet socket ${e.id} (${stateName(e.state)}, port ${e.src_port}): ${err.message}`);
       throw err;
     }

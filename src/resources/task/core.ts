@@ -36,10 +36,15 @@ function readSubreaper(t: Tracee, area: InjectionArea): boolean {
 export function dumpTaskCore(t: DumpTask, sigmask: bigint, stopSignal: number | undefined): MessageInput<'task_core_entry'> {
   const { pid, leader, area } = t;
   return {
-    task_state: stopSignal ? TASK_STATE.STOPPED : TASK_STATE.ALIVE, exit_code: 0, ...(stopSignal ? { stop_signo: stopSignal } : {}),
+    task_state: stopSignal ? TASK_STATE.STOPPED : TASK_STATE.ALIVE,
+    exit_code: 0,
+    ...(stopSignal ? { stop_signo: stopSignal } : {}),
     personality: readProcNumber(pid, 'personality', 16),
-    flags: t.stat.flags, blk_sigset: sigmask, comm: t.stat.comm,
-    timers: { ...dumpItimers(leader, area), posix: dumpPosixTimers(leader, area, pid) }, rlimits: dumpRlimits(pid),
+    flags: t.stat.flags,
+    blk_sigset: sigmask,
+    comm: t.stat.comm,
+    timers: { ...dumpItimers(leader, area), posix: dumpPosixTimers(leader, area, pid) },
+    rlimits: dumpRlimits(pid),
     signals_s: siginfoEntries(peekSiginfo(pid, true)),
     loginuid: readProcNumber(pid, 'loginuid'),
     oom_score_adj: readProcNumber(pid, 'oom_score_adj'),

@@ -9,17 +9,31 @@ import type { ResourceClaims } from '../claims.ts';
 type Creds = Message<'creds_entry'>;
 
 export const credsClaims: ResourceClaims = {
-  status: Object.fromEntries(['Uid', 'Gid', 'Groups', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs'].map((k) => [k, true])),
+  status: Object.fromEntries(
+    ['Uid', 'Gid', 'Groups', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs'].map((k) => [k, true]),
+  ),
 };
 
 const capWords = (c: bigint): number[] => [Number(c & 0xffffffffn), Number(c >> 32n)];
 
 export function dumpCreds(st: Status, secbits: number): Creds {
   return {
-    uid: st.uid[0], gid: st.gid[0], euid: st.uid[1], egid: st.gid[1], suid: st.uid[2], sgid: st.gid[2],
-    fsuid: st.uid[3], fsgid: st.gid[3], cap_inh: capWords(st.capInh), cap_prm: capWords(st.capPrm),
-    cap_eff: capWords(st.capEff), cap_bnd: capWords(st.capBnd), secbits, groups: st.groups,
-    no_new_privs: st.noNewPrivs ? 1 : 0, cap_amb: capWords(st.capAmb),
+    uid: st.uid[0],
+    gid: st.gid[0],
+    euid: st.uid[1],
+    egid: st.gid[1],
+    suid: st.uid[2],
+    sgid: st.gid[2],
+    fsuid: st.uid[3],
+    fsgid: st.gid[3],
+    cap_inh: capWords(st.capInh),
+    cap_prm: capWords(st.capPrm),
+    cap_eff: capWords(st.capEff),
+    cap_bnd: capWords(st.capBnd),
+    secbits,
+    groups: st.groups,
+    no_new_privs: st.noNewPrivs ? 1 : 0,
+    cap_amb: capWords(st.capAmb),
   };
 }
 
@@ -32,12 +46,18 @@ const ARRAYS = ['cap_inh', 'cap_prm', 'cap_eff', 'cap_bnd', 'cap_amb', 'groups']
 
 /** Whether the credentials a thread has now (`cur`) are the dumped ones, so nothing is to be done. */
 function same(cur: Creds, want: Creds): boolean {
-  return SCALARS.every((k) => (cur[k] ?? 0) === (want[k] ?? 0)) &&
-    ARRAYS.every((k) => cur[k].length === want[k].length && cur[k].every((v, i) => v === want[k][i]));
+  return (
+    SCALARS.every((k) => (cur[k] ?? 0) === (want[k] ?? 0)) &&
+    ARRAYS.every((k) => cur[k].length === want[k].length && cur[k].every((v, i) => v === want[k][i]))
+  );
 }
 
 const capLastCap = (() => {
-  try { return Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8')); } catch { return 63; }
+  try {
+    return Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'));
+  } catch {
+    return 63;
+  }
 })();
 
 /**
@@ -50,7 +70,9 @@ export function restoreCreds(t: Tracee, area: InjectionArea, c: Creds, current?:
   const groups = c.groups;
   area.reset();
   const g = Buffer.alloc(Math.max(4, groups.length * 4));
-  groups.forEach((v, i) => { g.writeUInt32LE(v, i * 4); });
+  groups.forEach((v, i) => {
+    g.writeUInt32LE(v, i * 4);
+  });
   t.syscall('setgroups', groups.length, area.put(g));
   t.syscall('setresgid', c.gid, c.egid, c.sgid);
   t.syscall('setfsgid', c.fsgid);
@@ -68,9 +90,13 @@ export function restoreCreds(t: Tracee, area: InjectionArea, c: Creds, current?:
   const hdr = Buffer.alloc(8);
   hdr.writeUInt32LE(0x20080522, 0);
   const data = Buffer.alloc(24);
-  const eff = c.cap_eff, prm = c.cap_prm, inh = c.cap_inh;
+  const eff = c.cap_eff,
+    prm = c.cap_prm,
+    inh = c.cap_inh;
   for (let i = 0; i < 2; i++) {
-    data.writeUInt32LE(eff[i] >>> 0, i * 12); data.writeUInt32LE(prm[i] >>> 0, i * 12 + 4); data.writeUInt32LE(inh[i] >>> 0, i * 12 + 8);
+    data.writeUInt32LE(eff[i] >>> 0, i * 12);
+    data.writeUInt32LE(prm[i] >>> 0, i * 12 + 4);
+    data.writeUInt32LE(inh[i] >>> 0, i * 12 + 8);
   }
   t.syscall('capset', area.put(hdr), area.put(data));
   t.syscallRaw('prctl', PR.SET_SECUREBITS, c.secbits, 0, 0, 0);
@@ -81,7 +107,12 @@ export function restoreCreds(t: Tracee, area: InjectionArea, c: Creds, current?:
  * Every thread's credentials, which the kernel keeps per thread. Every thread was cloned
  * from the stub (`leader`) and has its credentials until now: they are read once.
  */
-export function restoreThreadCreds(leader: Tracee, area: InjectionArea, pid: number, threads: Array<{ tracee: Tracee; creds?: Creds }>): void {
+export function restoreThreadCreds(
+  leader: Tracee,
+  area: InjectionArea,
+  pid: number,
+  threads: Array<{ tracee: Tracee; creds?: Creds }>,
+): void {
   const current = dumpCreds(readStatus(pid), readSecbits(leader));
   for (const { tracee, creds } of threads) if (creds) restoreCreds(tracee, area, creds, current);
 }

@@ -6,7 +6,6 @@ import { Tracee, RemoteSysError, INJECTION_SIGMASK, type InjectionArea } from '.
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { Message } from '../types.ts';
 
-
 /**
  * Blocks every signal in a new task or thread until its own mask goes in, last; all but
  * SIGTRAP, which ends injected calls (INJECTION_SIGMASK).
@@ -14,12 +13,23 @@ import type { Message } from '../types.ts';
 export const ALL_SIGNALS = INJECTION_SIGMASK;
 
 /** A thread of a restored task shares all a thread shares; it gets its TLS and clear_child_tid at birth. */
-export const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM | CLONE.SETTLS | CLONE.CHILD_CLEARTID;
+export const THREAD_FLAGS =
+  CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM | CLONE.SETTLS | CLONE.CHILD_CLEARTID;
 
-export interface CloneExtra { childTid?: bigint; tls?: bigint }
+export interface CloneExtra {
+  childTid?: bigint;
+  tls?: bigint;
+}
 
 /** clone3 with set_tid = [pid] inside `parent`; returns the new, stopped, traced child. */
-export function cloneAt(parent: Tracee, area: InjectionArea, pid: number, flags: number, exitSignal: number, extra: CloneExtra = {}): Tracee {
+export function cloneAt(
+  parent: Tracee,
+  area: InjectionArea,
+  pid: number,
+  flags: number,
+  exitSignal: number,
+  extra: CloneExtra = {},
+): Tracee {
   // clone_args and, right after it, the set_tid array: one write into the tracee.
   area.reset();
   const at = area.alloc(CLONE_ARGS_SIZE + 8);
@@ -38,7 +48,12 @@ export function cloneAt(parent: Tracee, area: InjectionArea, pid: number, flags:
 }
 
 export function pidInUse(pid: number): boolean {
-  try { kill(pid, 0); return true; } catch (e) { return !(e instanceof SysError && e.code === 'ESRCH'); }
+  try {
+    kill(pid, 0);
+    return true;
+  } catch (e) {
+    return !(e instanceof SysError && e.code === 'ESRCH');
+  }
 }
 
 type Ids = Message<'task_kobj_ids_entry'>;
@@ -61,9 +76,13 @@ export function checkSharing(pid: number, ppid: number, sharedWith: Map<string, 
  * fs_struct or signal-handler table with the same id (CLONE_SIGHAND needs CLONE_VM).
  */
 export function sharingFlags(ids: Ids | undefined, parentIds: Ids | undefined): { flags: number; sharesVm: boolean } {
-  const same = (k: 'vm_id' | 'files_id' | 'fs_id' | 'sighand_id') => ids !== undefined && parentIds !== undefined && parentIds[k] === ids[k];
+  const same = (k: 'vm_id' | 'files_id' | 'fs_id' | 'sighand_id') =>
+    ids !== undefined && parentIds !== undefined && parentIds[k] === ids[k];
   const sharesVm = same('vm_id');
-  const flags = (same('files_id') ? CLONE.FILES : 0) | (same('fs_id') ? CLONE.FS : 0) |
-    (sharesVm ? CLONE.VM : 0) | (sharesVm && same('sighand_id') ? CLONE.SIGHAND : 0);
+  const flags =
+    (same('files_id') ? CLONE.FILES : 0) |
+    (same('fs_id') ? CLONE.FS : 0) |
+    (sharesVm ? CLONE.VM : 0) |
+    (sharesVm && same('sighand_id') ? CLONE.SIGHAND : 0);
   return { flags, sharesVm };
 }

@@ -13,10 +13,31 @@ export { dumpPstreeEntry } from './pstree.ts';
 export { checkSessions, SessionRestore, type SessionMember, type Birthplace } from './sessions.ts';
 export { checkNamespaces } from './namespaces.ts';
 export { cloneAt, pidInUse, sharingFlags, checkSharing, ALL_SIGNALS, type CloneExtra } from './fork.ts';
-export { TASK_STATE, taskCoreClaims, dumpTaskCore, dumpZombieCore, restorePersonality, restoreTimersAndLimits, becomeZombie } from './core.ts';
 export {
-  freezeSnapshot, dumpThreadInfo, dumpThreadCore, dumpCoreEntry, siginfoEntries, cloneThread, unregisterInheritedRseq, restoreThreadCore,
-  requeueSignals, restoreComm, finishThread, finishLeader, releaseThreads, threadClaims, type FrozenThread,
+  TASK_STATE,
+  taskCoreClaims,
+  dumpTaskCore,
+  dumpZombieCore,
+  restorePersonality,
+  restoreTimersAndLimits,
+  becomeZombie,
+} from './core.ts';
+export {
+  freezeSnapshot,
+  dumpThreadInfo,
+  dumpThreadCore,
+  dumpCoreEntry,
+  siginfoEntries,
+  cloneThread,
+  unregisterInheritedRseq,
+  restoreThreadCore,
+  requeueSignals,
+  restoreComm,
+  finishThread,
+  finishLeader,
+  releaseThreads,
+  threadClaims,
+  type FrozenThread,
 } from './thread.ts';
 export { dumpCreds, readSecbits, restoreCreds, restoreThreadCreds, credsClaims } from './creds.ts';
 export { taskPropsClaims, dumpPdeathSig, restoreTaskProps, restorePdeathSig } from './props.ts';

@@ -11,10 +11,18 @@ export function checkNamespaces(pids: number[]): void {
   for (const pid of pids) {
     for (const n of NAMESPACES) {
       let link: string;
-      try { link = readLink(pid, `ns/${n}`); } catch { continue; }
+      try {
+        link = readLink(pid, `ns/${n}`);
+      } catch {
+        continue;
+      }
       if (link !== own.get(n)) {
-        const what = n === 'pid_for_children' ? 'it creates its children in another PID namespace'
-          : n === 'time_for_children' ? 'it creates its children in another time namespace' : `it is in another ${n} namespace (${link})`;
+        const what =
+          n === 'pid_for_children'
+            ? 'it creates its children in another PID namespace'
+            : n === 'time_for_children'
+              ? 'it creates its children in another time namespace'
+              : `it is in another ${n} namespace (${link})`;
         throw new NotSupportedError(`task ${pid}: namespaces: ${what}`);
       }
     }

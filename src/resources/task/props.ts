@@ -31,7 +31,9 @@ export function dumpPdeathSig(t: Tracee, area: InjectionArea): number {
 export function restoreTaskProps(t: Tracee, pid: number, tc: Message<'task_core_entry'>): void {
   const adj = tc.oom_score_adj;
   if (adj !== undefined && adj !== oomScoreAdj(pid)) {
-    try { fs.writeFileSync(oomPath(pid), String(adj)); } catch (e) {
+    try {
+      fs.writeFileSync(oomPath(pid), String(adj));
+    } catch (e) {
       throw new CriuError(`task ${pid}: cannot set oom_score_adj to ${adj}: ${(e as Error).message}`);
     }
   }

@@ -12,5 +12,10 @@ export function dumpPstreeEntry(pid: number, ppid: number, tids: number[], stat:
 }
 
 function zombieIds(pid: number): { pgid: number; sid: number } {
-  try { const s = readStat(pid); return { pgid: s.pgrp, sid: s.session }; } catch { return { pgid: pid, sid: pid }; }
+  try {
+    const s = readStat(pid);
+    return { pgid: s.pgrp, sid: s.session };
+  } catch {
+    return { pgid: pid, sid: pid };
+  }
 }

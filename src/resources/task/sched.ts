@@ -5,7 +5,9 @@ import { tracerAffinity, type Tracee, type InjectionArea } from '../../compel/in
 import type { ResourceClaims } from '../claims.ts';
 import type { Logger, Message } from '../types.ts';
 
-const SCHED_FIFO = 1, SCHED_RR = 2, SCHED_DEADLINE = 6;
+const SCHED_FIFO = 1,
+  SCHED_RR = 2,
+  SCHED_DEADLINE = 6;
 const SCHED_RESET_ON_FORK = 0x40000000;
 
 export const schedClaims: ResourceClaims = {

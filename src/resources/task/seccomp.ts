@@ -28,18 +28,22 @@ export class SeccompDump {
     const out = new Map<number, ThreadSeccomp>();
     const modes = tids.map((tid) => readStatus(pid, tid).seccomp);
     const chains = tids.map((tid, i) => (modes[i] === SECCOMP_MODE.FILTER ? seccompFilters(tid) : []));
-    const same = (a: typeof chains[number], b: typeof chains[number]) =>
+    const same = (a: (typeof chains)[number], b: (typeof chains)[number]) =>
       a.length === b.length && a.every((f, j) => f.insns.equals(b[j].insns));
     const tsync = tids.length > 1 && modes.every((m) => m === SECCOMP_MODE.FILTER) && chains.every((c) => same(c, chains[0]));
     tids.forEach((tid, i) => {
       if (tsync && i > 0) return; // gets the leader's filters through TSYNC
       if (modes[i] === SECCOMP_MODE.DISABLED) return;
-      if (modes[i] === SECCOMP_MODE.STRICT) { out.set(tid, { seccomp_mode: SECCOMP_MODE.STRICT }); return; }
+      if (modes[i] === SECCOMP_MODE.STRICT) {
+        out.set(tid, { seccomp_mode: SECCOMP_MODE.STRICT });
+        return;
+      }
       const chain = chains[i];
       for (let j = chain.length - 1; j >= 0; j--) {
         const newest = j === chain.length - 1;
         this.filters.push({
-          filter: chain[j].insns, flags: chain[j].flags | (tsync ? FILTER_FLAG_TSYNC : 0),
+          filter: chain[j].insns,
+          flags: chain[j].flags | (tsync ? FILTER_FLAG_TSYNC : 0),
           ...(newest ? {} : { prev: this.filters.length - 1 }),
         });
       }
@@ -48,7 +52,9 @@ export class SeccompDump {
     return out;
   }
 
-  entry(): MessageInput<'seccomp_entry'> { return { seccomp_filters: this.filters }; }
+  entry(): MessageInput<'seccomp_entry'> {
+    return { seccomp_filters: this.filters };
+  }
 }
 
 /** A thread's filters in the order they are installed (oldest first), from seccomp.img. */
@@ -57,7 +63,8 @@ export function seccompChain(image: Message<'seccomp_entry'> | undefined, first:
   const chain: Message<'seccomp_filter'>[] = [];
   for (let i: number | undefined = first; i !== undefined; i = all[i].prev) {
     if (i >= all.length || chain.length >= all.length) throw new Error(`seccomp.img: filter ${i} of thread ${tid} is not there`);
-    if (all[i].filter.length % 8 || !all[i].filter.length) throw new Error(`seccomp.img: filter ${i} of thread ${tid} is not a BPF program`);
+    if (all[i].filter.length % 8 || !all[i].filter.length)
+      throw new Error(`seccomp.img: filter ${i} of thread ${tid} is not a BPF program`);
     chain.push(all[i]);
   }
   return chain;
@@ -67,8 +74,16 @@ export function seccompChain(image: Message<'seccomp_entry'> | undefined, first:
  * The thread's mode back: strict mode, or its filters installed in order. Injected calls
  * after this run unfiltered only because the restore traces with PTRACE_O_SUSPEND_SECCOMP.
  */
-export function restoreSeccomp(th: Tracee, area: InjectionArea, mode: number | undefined, chain: readonly Message<'seccomp_filter'>[]): void {
-  if (mode === SECCOMP_MODE.STRICT) { th.syscall('prctl', PR.SET_SECCOMP, SECCOMP_MODE.STRICT, 0, 0, 0); return; }
+export function restoreSeccomp(
+  th: Tracee,
+  area: InjectionArea,
+  mode: number | undefined,
+  chain: readonly Message<'seccomp_filter'>[],
+): void {
+  if (mode === SECCOMP_MODE.STRICT) {
+    th.syscall('prctl', PR.SET_SECCOMP, SECCOMP_MODE.STRICT, 0, 0, 0);
+    return;
+  }
   if (mode !== SECCOMP_MODE.FILTER) return;
   for (const f of chain) {
     area.reset();

@@ -20,7 +20,11 @@ export function checkSessions(tasks: Array<{ pid: number; stat?: Stat }>, shellJ
   if (!root.stat) throw new CriuError(`task ${root.pid} is a zombie`);
   const rootStat = root.stat;
   const leaderAlive = (id: number, field: 'session' | 'pgrp') => {
-    try { return readStat(id)[field] === id; } catch { return false; }
+    try {
+      return readStat(id)[field] === id;
+    } catch {
+      return false;
+    }
   };
   for (const t of tasks) {
     if (!t.stat) continue;
@@ -29,7 +33,9 @@ export function checkSessions(tasks: Array<{ pid: number; stat?: Stat }>, shellJ
       !pids.has(id) && !(shellJob && id === rootId) && leaderAlive(id, field);
     if (external(session, rootStat.session, 'session')) {
       throw t === root
-        ? new CriuError(`task ${t.pid} is in session ${session}, which is outside the dumped tree; dump a session leader or pass --shell-job`)
+        ? new CriuError(
+            `task ${t.pid} is in session ${session}, which is outside the dumped tree; dump a session leader or pass --shell-job`,
+          )
         : new NotSupportedError(`task ${t.pid} is in session ${session}, whose leader is alive outside the dumped tree`);
     }
     if (external(pgrp, rootStat.pgrp, 'pgrp')) {
@@ -41,10 +47,20 @@ export function checkSessions(tasks: Array<{ pid: number; stat?: Stat }>, shellJ
 // ---- restore -------------------------------------------------------------------------
 
 /** A task as its session and group see it (pstree_entry's ids). */
-export interface SessionMember { pid: number; ppid: number; pgid: number; sid: number }
+export interface SessionMember {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+}
 
 /** A short-lived task at the PID of a dead session or group leader. */
-interface LeaderHelper { pid: number; tracee: Tracee; area: InjectionArea; parent: Tracee | undefined }
+interface LeaderHelper {
+  pid: number;
+  tracee: Tracee;
+  area: InjectionArea;
+  parent: Tracee | undefined;
+}
 
 /** Where a task is cloned from: its parent, or the helper of its session whose leader is gone. */
 export interface Birthplace {

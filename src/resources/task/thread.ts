@@ -2,9 +2,22 @@
 // architecture: robust list, sigaltstack, rseq, scheduling, blocked mask, pending signals.
 // Registers and the rest of the CPU state are in cpu/.
 import {
-  waitpid, W, WALL, SysError,
-  getRobustList, getRseqConfig, peekSiginfo, getPriority, schedGetScheduler,
-  schedGetPriority, PR, RSEQ_FLAG_UNREGISTER, SIGINFO_SIZE, STACK_T_SIZE, parseStackT, stackT,
+  waitpid,
+  W,
+  WALL,
+  SysError,
+  getRobustList,
+  getRseqConfig,
+  peekSiginfo,
+  getPriority,
+  schedGetScheduler,
+  schedGetPriority,
+  PR,
+  RSEQ_FLAG_UNREGISTER,
+  SIGINFO_SIZE,
+  STACK_T_SIZE,
+  parseStackT,
+  stackT,
 } from '../../kernel/index.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { cpu, type CpuSnapshot, type CpuFacts, type CoreThreadInfo } from '../cpu/index.ts';
@@ -22,13 +35,15 @@ const TRAP_BIT = 1n << 4n; // SIGTRAP
  * Pending signals come back with their siginfo: a signal pending without one would be lost.
  * Not SIGTRAP: the traps that end injected calls would take it (as CRIU, which refuses it too).
  */
-export const queued = (shared: boolean): Check => (v, at) => {
-  let pending = BigInt(`0x${v}`);
-  if (pending & TRAP_BIT) return 'SIGTRAP is pending; criu-ts\'s injected calls end with traps that would take it';
-  for (const si of peekSiginfo(shared ? at.pid : at.tid, shared)) pending &= ~(1n << BigInt(si.readInt32LE(0) - 1));
-  for (let s = 1; s <= 64; s++) if ((pending >> BigInt(s - 1)) & 1n) return `signal ${s} is pending without a siginfo to queue it again`;
-  return undefined;
-};
+export const queued =
+  (shared: boolean): Check =>
+  (v, at) => {
+    let pending = BigInt(`0x${v}`);
+    if (pending & TRAP_BIT) return "SIGTRAP is pending; criu-ts's injected calls end with traps that would take it";
+    for (const si of peekSiginfo(shared ? at.pid : at.tid, shared)) pending &= ~(1n << BigInt(si.readInt32LE(0) - 1));
+    for (let s = 1; s <= 64; s++) if ((pending >> BigInt(s - 1)) & 1n) return `signal ${s} is pending without a siginfo to queue it again`;
+    return undefined;
+  };
 
 export const threadClaims: ResourceClaims = {
   status: { Name: true, SigBlk: true, SigPnd: queued(false) },
@@ -76,7 +91,10 @@ export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionAre
   const rl = getRobustList(tid);
   const policy = schedGetScheduler(tid);
   const e: MessageInput<'thread_core_entry'> = {
-    futex_rla: rl.head, futex_rla_len: rl.len, sched_nice: getPriority(0, tid), sched_policy: policy,
+    futex_rla: rl.head,
+    futex_rla_len: rl.len,
+    sched_nice: getPriority(0, tid),
+    sched_policy: policy,
   };
   const rt = policy & ~0x40000000; // without SCHED_RESET_ON_FORK
   if (rt === 1 || rt === 2) e.sched_prio = schedGetPriority(tid);
@@ -93,8 +111,14 @@ export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionAre
  * A thread's whole core_entry: its CPU state, thread core and credentials (`status` is the
  * thread's, `secbits` the task's), and for the leader the task core `tc`.
  */
-export function dumpCoreEntry(f: FrozenThread, area: InjectionArea, facts: CpuFacts, status: Status, secbits: number,
-  tc?: MessageInput<'task_core_entry'>): MessageInput<'core_entry'> {
+export function dumpCoreEntry(
+  f: FrozenThread,
+  area: InjectionArea,
+  facts: CpuFacts,
+  status: Status,
+  secbits: number,
+  tc?: MessageInput<'task_core_entry'>,
+): MessageInput<'core_entry'> {
   const threadCore = dumpThreadCore(f, status.name, area, tc !== undefined);
   threadCore.creds = dumpCreds(status, secbits);
   return { mtype: cpu.march, ...dumpThreadInfo(f, area, facts), thread_core: threadCore, ...(tc ? { tc } : {}) };
@@ -124,7 +148,14 @@ export function unregisterInheritedRseq(t: Tracee): void {
  * thread was cloned with CLONE_CHILD_CLEARTID at its clear_child_tid already. `comm`: its
  * name now, when known (once the leader's name is set, threads cloned after it have it too).
  */
-export function restoreThreadCore(t: Tracee, area: InjectionArea, core: Message<'core_entry'>, tc: Message<'thread_core_entry'>, clearTidSet = false, comm?: string): void {
+export function restoreThreadCore(
+  t: Tracee,
+  area: InjectionArea,
+  core: Message<'core_entry'>,
+  tc: Message<'thread_core_entry'>,
+  clearTidSet = false,
+  comm?: string,
+): void {
   if (!clearTidSet) t.syscall('set_tid_address', cpu.clearTid(core));
   t.syscall('set_robust_list', tc.futex_rla, tc.futex_rla_len);
   const sas = tc.sas;
@@ -148,11 +179,21 @@ export function restoreComm(t: Tracee, area: InjectionArea, comm: string | undef
 }
 
 function currentComm(tid: number): string {
-  try { return readComm(tid); } catch { return ''; }
+  try {
+    return readComm(tid);
+  } catch {
+    return '';
+  }
 }
 
 /** Re-queue pending signals with their original siginfo (the task sends them to itself). */
-export function requeueSignals(t: Tracee, area: InjectionArea, pid: number, q: Message<'signal_queue_entry'> | undefined, shared: boolean): void {
+export function requeueSignals(
+  t: Tracee,
+  area: InjectionArea,
+  pid: number,
+  q: Message<'signal_queue_entry'> | undefined,
+  shared: boolean,
+): void {
   for (const s of q?.signals ?? []) {
     const si = s.siginfo;
     if (si.length !== SIGINFO_SIZE) throw new Error(`bad siginfo size ${si.length}`);
@@ -163,7 +204,6 @@ export function requeueSignals(t: Tracee, area: InjectionArea, pid: number, q: M
     else t.syscall('rt_tgsigqueueinfo', pid, t.tid, signo, a);
   }
 }
-
 
 // ---- release -------------------------------------------------------------------------
 
@@ -179,8 +219,14 @@ export function finishThread(th: Tracee, core: Message<'core_entry'>, tc: Messag
  * registers go in. `keepArea`: a task sharing its mm still needs the area. A task dumped
  * stopped goes into its job-control stop before its own mask lets any pending signal through.
  */
-export function finishLeader(leader: Tracee, area: InjectionArea, core: Message<'core_entry'>, task: Message<'task_core_entry'>,
-  facts: CpuFacts, opts: { keepArea: boolean; stopSignal?: number }): void {
+export function finishLeader(
+  leader: Tracee,
+  area: InjectionArea,
+  core: Message<'core_entry'>,
+  task: Message<'task_core_entry'>,
+  facts: CpuFacts,
+  opts: { keepArea: boolean; stopSignal?: number },
+): void {
   if (!opts.keepArea) {
     leader.useSyscallInsn(area.base);
     leader.lastSyscall(cpu.regs(core), 'munmap', area.base, area.size);
