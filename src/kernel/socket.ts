@@ -24,32 +24,8 @@ export const AF_UNIX = 1,
 export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
 export const SOL_SOCKET = 1;
 /** asm-generic/socket.h values, shared by x86_64 and arm64. */
-export const SO = {
-  REUSEADDR: 2,
-  TYPE: 3,
-  DONTROUTE: 5,
-  BROADCAST: 6,
-  SNDBUF: 7,
-  RCVBUF: 8,
-  KEEPALIVE: 9,
-  OOBINLINE: 10,
-  PRIORITY: 12,
-  LINGER: 13,
-  REUSEPORT: 15,
-  PASSCRED: 16,
-  RCVLOWAT: 18,
-  RCVTIMEO: 20,
-  SNDTIMEO: 21,
-  ACCEPTCONN: 30,
-  SNDBUFFORCE: 32,
-  RCVBUFFORCE: 33,
-  PASSSEC: 34,
-  MARK: 36,
-  PROTOCOL: 38,
-  DOMAIN: 39,
-  PEEK_OFF: 42,
-  BUF_LOCK: 72,
-} as const;
+
+export { SO, listen, shutdown, getsockname, getsockoptBuf, getsockoptInt, setsockoptBuf, setsockoptInt } from './inet.ts';
 export const SCM_RIGHTS = 1,
   SCM_CREDENTIALS = 2;
 const MSG_CTRUNC = 8,
@@ -89,43 +65,6 @@ export function bindUnix(fd: number, name: Buffer): void {
 export function connectUnix(fd: number, name: Buffer): number {
   const a = sockaddrUn(name);
   return Math.min(0, syscallErr(NR.connect, fd, addressOf(a), a.length));
-}
-
-export function listen(fd: number, backlog: number): void {
-  syscall('listen', NR.listen, fd, backlog);
-}
-export function shutdown(fd: number, how: number): void {
-  syscall('shutdown', NR.shutdown, fd, how);
-}
-
-export function getsockname(fd: number): Buffer {
-  const a = Buffer.alloc(128),
-    len = Buffer.alloc(4);
-  len.writeUInt32LE(a.length);
-  syscall('getsockname', NR.getsockname, fd, addressOf(a), addressOf(len));
-  return a.subarray(0, len.readUInt32LE(0));
-}
-
-export function getsockoptBuf(fd: number, level: number, opt: number, size: number): Buffer {
-  const v = Buffer.alloc(size),
-    len = Buffer.alloc(4);
-  len.writeUInt32LE(size);
-  syscall(`getsockopt(${opt})`, NR.getsockopt, fd, level, opt, addressOf(v), addressOf(len));
-  return v.subarray(0, len.readUInt32LE(0));
-}
-
-export function getsockoptInt(fd: number, level: number, opt: number): number {
-  return getsockoptBuf(fd, level, opt, 4).readInt32LE(0);
-}
-
-export function setsockoptBuf(fd: number, level: number, opt: number, v: Buffer): void {
-  syscall(`setsockopt(${opt})`, NR.setsockopt, fd, level, opt, addressOf(v), v.length);
-}
-
-export function setsockoptInt(fd: number, level: number, opt: number, value: number): void {
-  const v = Buffer.alloc(4);
-  v.writeInt32LE(value);
-  setsockoptBuf(fd, level, opt, v);
 }
 
 export interface Ucred {
