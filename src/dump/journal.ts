@@ -19,9 +19,15 @@ interface Task {
   start: string;
 }
 /** A journal of another format (another criu-ts version) is left alone, never undone. */
-const VERSION = 1;
+const VERSION = 2;
+/**
+ * The PID namespace the journal's PIDs belong to. A criu-ts in another one (ZDTM runs criu in
+ * a PID namespace of its own) would read them as other processes: it leaves the journal alone.
+ */
+const pidns = (): string => fs.readlinkSync('/proc/self/ns/pid');
 interface Record {
   version: number;
+  pidns: string;
   owner: Task;
   dir: string;
   /** Image files that were in `dir` before the dump (they are left alone). */
@@ -41,10 +47,11 @@ export class DumpJournal {
 
   constructor(dir: string, createdDir: boolean, cgroup: string | undefined) {
     const me = getpid();
-    this.file = path.join(JOURNAL_DIR, `dump-${me}.json`);
+    this.file = path.join(JOURNAL_DIR, `dump-${pidns().replace(/\D/g, '')}-${me}.json`);
     const existing = fs.readdirSync(dir).filter((n) => IMAGE_FILE.test(n));
     this.rec = {
       version: VERSION,
+      pidns: pidns(),
       owner: { pid: me, start: startOf(me) },
       dir,
       existing,

@@ -13,7 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -63,7 +63,12 @@ function areas(pid: number): string[] {
 }
 
 /** The journals in `run` (what a killed dump leaves for the next command). */
-const journals = (run: string): string[] => (existsSync(run) ? readdirSync(run).filter((n) => n.startsWith('dump-')) : []);
+const journals = (run: string): string[] =>
+  existsSync(run)
+    ? readdirSync(run)
+        .filter((n) => n.startsWith('dump-'))
+        .sort()
+    : [];
 
 /** "unsafe window: X ms inside N injected calls" of a dump log. */
 function unsafeWindow(log: string): { ms: number; calls: number } | undefined {
@@ -460,17 +465,45 @@ e2e(
       const dead = { pid: unusedPid(), start: '1' };
       const me = { pid: process.pid, start: String(readStat(process.pid).startTime) };
       const tasks = [{ pid: t.pid, start: String(readStat(t.pid).startTime) }];
-      const journal = (owner: typeof me) =>
-        JSON.stringify({ owner, dir: img, existing: ['inventory.img'], createdDir: false, ...(cg ? { cgroup: cg } : {}), tasks });
+      const pidns = readlinkSync('/proc/self/ns/pid');
+      const journal = (owner: typeof me, dir = img, ns = pidns) =>
+        JSON.stringify({
+          version: 2,
+          pidns: ns,
+          owner,
+          dir,
+          existing: ['inventory.img'],
+          createdDir: false,
+          ...(cg ? { cgroup: cg } : {}),
+          tasks,
+        });
       writeFileSync(join(run, `dump-${me.pid}.json`), journal(me));
       writeFileSync(join(run, `dump-${dead.pid}.json`), journal(dead));
+      // A dump in another PID namespace (as ZDTM runs criu): its PIDs mean other processes here, so it is left alone.
+      const other = c.subdir('otherns');
+      writeFileSync(join(other, 'core-1.img'), 'being written');
+      writeFileSync(join(run, `dump-1-${dead.pid}.json`), journal(dead, other, 'pid:[1]'));
       // Killed after its images were complete: they stay.
       const whole = c.subdir('whole');
       writeFileSync(join(whole, 'core-1.img'), 'whole');
-      const done = { owner: { pid: dead.pid + 1, start: '1' }, dir: whole, existing: [], createdDir: false, imagesDone: true, tasks: [] };
+      const done = {
+        version: 2,
+        pidns,
+        owner: { pid: dead.pid + 1, start: '1' },
+        dir: whole,
+        existing: [],
+        createdDir: false,
+        imagesDone: true,
+        tasks: [],
+      };
       writeFileSync(join(run, `dump-${dead.pid + 1}.json`), JSON.stringify(done));
       assertOk(runCriu(['check'], { env }));
-      assert.deepEqual(journals(run), [`dump-${me.pid}.json`], "the dead owners' journals are gone, the live one's stays");
+      assert.deepEqual(
+        journals(run),
+        [`dump-1-${dead.pid}.json`, `dump-${me.pid}.json`],
+        "the dead owners' journals are gone, the live one's and another namespace's stay",
+      );
+      assert.deepEqual(readdirSync(other), ['core-1.img'], "another PID namespace's dump is not touched");
       assert.deepEqual(readdirSync(img).sort(), ['inventory.img', 'notes.txt'], 'only the partial image is removed');
       assert.deepEqual(readdirSync(whole), ['core-1.img'], 'complete images stay');
       if (cg && FREEZER) assert.ok(!FREEZER.frozen(cg), 'the cgroup is thawed');
