@@ -16,10 +16,16 @@ const IMAGE_FILE = /^(.*\.img|criu-ts-manifest\.json)$/;
 
 interface Task { pid: number; start: string }
 /** A journal of another format (another criu-ts version) is left alone, never undone. */
-const VERSION = 1;
+const VERSION = 2;
 interface Record {
   version: number;
   owner: Task;
+  /**
+   * The PID namespace its pids are numbers in (/proc/self/ns/pid). /run may be shared with
+   * criu-ts processes in other PID namespaces (ZDTM's ns flavor), where those numbers name
+   * other processes or none: only a criu-ts in the same namespace can tell that the owner died.
+   */
+  pidns: string;
   dir: string;
   /** Image files that were in `dir` before the dump (they are left alone). */
   existing: string[];
@@ -40,7 +46,7 @@ export class DumpJournal {
     const me = getpid();
     this.file = path.join(JOURNAL_DIR, `dump-${me}.json`);
     const existing = fs.readdirSync(dir).filter((n) => IMAGE_FILE.test(n));
-    this.rec = { version: VERSION, owner: { pid: me, start: startOf(me) }, dir, existing, createdDir, ...(cgroup ? { cgroup } : {}), tasks: [] };
+    this.rec = { version: VERSION, owner: { pid: me, start: startOf(me) }, pidns: ownPidns(), dir, existing, createdDir, ...(cgroup ? { cgroup } : {}), tasks: [] };
     try { fs.mkdirSync(JOURNAL_DIR, { recursive: true }); } catch { /* read-only /run: see write() */ }
     this.write();
   }
@@ -82,7 +88,7 @@ export function cleanStale(log?: Logger): string[] {
     const file = path.join(JOURNAL_DIR, name);
     let rec: Record;
     try { rec = JSON.parse(fs.readFileSync(file, 'utf8')) as Record; } catch { continue; }
-    if (rec.version !== VERSION || alive(rec.owner)) continue;
+    if (rec.version !== VERSION || rec.pidns !== ownPidns() || alive(rec.owner)) continue;
     for (const t of rec.tasks) {
       if (!alive(t)) continue;
       try {
@@ -99,6 +105,10 @@ export function cleanStale(log?: Logger): string[] {
   }
   for (const d of done) log?.warn(d);
   return done;
+}
+
+function ownPidns(): string {
+  try { return fs.readlinkSync('/proc/self/ns/pid'); } catch { return ''; }
 }
 
 function alive(t: Task): boolean {

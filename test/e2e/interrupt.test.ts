@@ -13,7 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e, startTarget, runCriu, runCriuAsync, assertOk, waitForLine, waitFor, lastCounter, procStatus, procStat, readLines,
@@ -353,17 +353,23 @@ e2e('the journal of a killed dump: the next command thaws its cgroup and removes
     const dead = { pid: unusedPid(), start: '1' };
     const me = { pid: process.pid, start: String(readStat(process.pid).startTime) };
     const tasks = [{ pid: t.pid, start: String(readStat(t.pid).startTime) }];
+    // Journals as criu-ts writes them (version 2), by owners in this PID namespace.
+    const pidns = readlinkSync('/proc/self/ns/pid');
     const journal = (owner: typeof me) =>
-      JSON.stringify({ owner, dir: img, existing: ['inventory.img'], createdDir: false, ...(cg ? { cgroup: cg } : {}), tasks });
+      JSON.stringify({ version: 2, owner, pidns, dir: img, existing: ['inventory.img'], createdDir: false, ...(cg ? { cgroup: cg } : {}), tasks });
     writeFileSync(join(run, `dump-${me.pid}.json`), journal(me));
     writeFileSync(join(run, `dump-${dead.pid}.json`), journal(dead));
     // Killed after its images were complete: they stay.
     const whole = c.subdir('whole');
     writeFileSync(join(whole, 'core-1.img'), 'whole');
-    const done = { owner: { pid: dead.pid + 1, start: '1' }, dir: whole, existing: [], createdDir: false, imagesDone: true, tasks: [] };
+    const done = { version: 2, owner: { pid: dead.pid + 1, start: '1' }, pidns, dir: whole, existing: [], createdDir: false, imagesDone: true, tasks: [] };
     writeFileSync(join(run, `dump-${dead.pid + 1}.json`), JSON.stringify(done));
+    // A dump in another PID namespace sharing /run: its owner's pid means nothing here.
+    const foreign = `dump-${dead.pid + 2}.json`;
+    writeFileSync(join(run, foreign), JSON.stringify({ ...JSON.parse(journal(dead)), pidns: 'pid:[1]', existing: [] }));
     assertOk(runCriu(['check'], { env }));
-    assert.deepEqual(journals(run), [`dump-${me.pid}.json`], 'the dead owners\' journals are gone, the live one\'s stays');
+    assert.deepEqual(journals(run).sort(), [`dump-${me.pid}.json`, foreign].sort(), 'the dead owners\' journals are gone, the live one\'s and the other namespace\'s stay');
+    rmSync(join(run, foreign));
     assert.deepEqual(readdirSync(img).sort(), ['inventory.img', 'notes.txt'], 'only the partial image is removed');
     assert.deepEqual(readdirSync(whole), ['core-1.img'], 'complete images stay');
     if (cg && FREEZER) assert.ok(!FREEZER.frozen(cg), 'the cgroup is thawed');
