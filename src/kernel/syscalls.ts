@@ -2,7 +2,7 @@
 import { addressOf, syscall, syscallErr, type Arg } from './ffi.ts';
 import { sysnr } from './arch/index.ts';
 import { SysError } from './errors.ts';
-import { PTRACE, PR } from './constants.ts';
+import { PTRACE, PR, KCMP } from './constants.ts';
 
 const NR = {
   ptrace: sysnr('ptrace'),
@@ -239,6 +239,18 @@ export function pidfdSendSignal(pidfd: number, sig: number): void {
 
 export function kcmp(pid1: number, pid2: number, type: number, idx1: Arg, idx2: Arg): number {
   return syscall('kcmp', NR.kcmp, pid1, pid2, type, idx1, idx2);
+}
+
+/**
+ * Whether fd `fd` of `pid` is the file that epoll `epfd` of `pid` watches as target `tfd`
+ * (KCMP_EPOLL_TFD with struct kcmp_epoll_slot; toff: which registration of that number).
+ */
+export function kcmpEpollTfd(pid: number, fd: number, epfd: number, tfd: number, toff = 0): boolean {
+  const slot = Buffer.alloc(12);
+  slot.writeUInt32LE(epfd, 0);
+  slot.writeUInt32LE(tfd, 4);
+  slot.writeUInt32LE(toff, 8);
+  return syscallErr(NR.kcmp, pid, pid, KCMP.EPOLL_TFD, fd, addressOf(slot)) === 0;
 }
 
 /** Duplicate up to `len` bytes from one pipe into another without consuming them. */

@@ -13,8 +13,10 @@ import {
   O,
   TFD_IOC_SET_TICKS,
   epollEvent,
+  kcmpEpollTfd,
 } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
+import { NotSupportedError } from '../../errors.ts';
 
 const anon = (name: string) => (p: { link: string }) => p.link === `anon_inode:[${name}]` || p.link === `anon_inode:${name}`;
 const O_FLAGS = O.NONBLOCK;
@@ -59,6 +61,13 @@ export const eventpollFile = fileKind({
   claims: { flags: O.NONBLOCK | FASYNC },
   matches: anon('eventpoll'),
   dump(p, id) {
+    // The restore registers each target by its fd number in the task: a target whose fd was
+    // closed or now holds another file would come back wrong, or not at all.
+    for (const t of p.info.tfds) {
+      if (!kcmpEpollTfd(p.pid, t.tfd, p.fd, t.tfd)) {
+        throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (epoll): its target fd ${t.tfd} was closed or replaced after it was added`);
+      }
+    }
     const tfd = p.info.tfds.map((t) => ({
       id: 0,
       tfd: t.tfd,
