@@ -112,7 +112,7 @@ export function cleanStale(log?: Logger): string[] {
   }
   const done: string[] = [];
   for (const name of names) {
-    if (!/^dump-\d+\.json$/.test(name)) continue;
+    if (!/^dump-(\d+-)?\d+\.json$/.test(name)) continue;
     const file = path.join(JOURNAL_DIR, name);
     let rec: Record;
     try {
@@ -120,7 +120,7 @@ export function cleanStale(log?: Logger): string[] {
     } catch {
       continue;
     }
-    if (rec.version !== VERSION || alive(rec.owner)) continue;
+    if (rec.version !== VERSION || rec.pidns !== pidns() || alive(rec.owner)) continue;
     for (const t of rec.tasks) {
       if (!alive(t)) continue;
       try {
