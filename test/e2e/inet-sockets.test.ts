@@ -211,11 +211,15 @@ for (const [name, host] of [
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const ended = new Promise<number | string | null>((resolve) => criu.on('exit', (code, s) => resolve(s ?? code)));
-    await new Promise<void>((resolve) =>
+    // Until it says it hangs at that step; if it exits first, the test fails with what it said.
+    let said = '';
+    await new Promise<void>((resolve, reject) => {
       criu.stderr.on('data', (d: Buffer) => {
-        if (d.includes('hanging')) resolve();
-      }),
-    );
+        said += d.toString();
+        if (said.includes('hanging')) resolve();
+      });
+      criu.on('exit', (code, sig) => reject(new Error(`criu-ts dump ended (${sig ?? code}) before hanging: ${said}`)));
+    });
     assert.equal(sock.getsockoptInt(copyOfSocket(client.pid), sock.SOL.TCP, sock.TCP.REPAIR), 1, 'the connection is in repair mode');
     assert.deepEqual(transient(), [], 'no call met repair mode while criu-ts ran');
     const guardian = Number(/TCP repair guardian: pid (\d+)/.exec(readFileSync(join(kdir, 'dump.log'), 'utf8'))?.[1]);
