@@ -108,7 +108,11 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     if (v.pgoff % PAGE) throw new ImageError(file, `${at}: pgoff ${hex(v.pgoff)} is not page aligned`);
     if ((v.flags & 3) !== 1 && (v.flags & 3) !== 2)
       throw new ImageError(file, `${at}: flags ${hex(v.flags)} are neither MAP_SHARED nor MAP_PRIVATE`);
-    if (v.prot & ~7) throw new ImageError(file, `${at}: prot ${hex(v.prot)} has bits other than PROT_READ|WRITE|EXEC`);
+    // arm64 keeps PROT_BTI (0x10) for a VMA whose code is checked for branch targets.
+    const protMask = arch.name === 'aarch64' ? 0x17 : 7;
+    if (v.prot & ~protMask) {
+      throw new ImageError(file, `${at}: prot ${hex(v.prot)} has bits other than PROT_READ|WRITE|EXEC${protMask & 0x10 ? '|BTI' : ''}`);
+    }
     if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & VMA.AREA_MEMFD))
       regFile(file, `${at}: shmid`, Number(v.shmid), files);
     prevEnd = v.end;
