@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import { ImageError, IMG, imageFileName } from '../images/index.ts';
 import { arch } from '../kernel/index.ts';
+import { MAP_DROPPABLE } from '../proc/index.ts';
 import { VMA, PE } from '../resources/mm/index.ts';
 import type { Message } from '../resources/types.ts';
 import { fileEntryProblem, type FileEntry } from '../resources/files/index.ts';
@@ -106,8 +107,8 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
       throw new ImageError(file, `${at}${what}: end ${hex(v.end)} is above the top of user space ${hex(arch.taskSize)}`);
     if (v.start < prevEnd) throw new ImageError(file, `${at}${what}: start ${hex(v.start)} overlaps the area before it or is out of order`);
     if (v.pgoff % PAGE) throw new ImageError(file, `${at}: pgoff ${hex(v.pgoff)} is not page aligned`);
-    if ((v.flags & 3) !== 1 && (v.flags & 3) !== 2)
-      throw new ImageError(file, `${at}: flags ${hex(v.flags)} are neither MAP_SHARED nor MAP_PRIVATE`);
+    if ((v.flags & 3) !== 1 && (v.flags & 3) !== 2 && (v.flags & 0xf) !== MAP_DROPPABLE)
+      throw new ImageError(file, `${at}: flags ${hex(v.flags)} are neither MAP_SHARED, MAP_PRIVATE nor MAP_DROPPABLE`);
     // arm64 keeps PROT_BTI (0x10) for a VMA whose code is checked for branch targets.
     const protMask = arch.name === 'aarch64' ? 0x17 : 7;
     if (v.prot & ~protMask) {

@@ -57,6 +57,8 @@ export const mmClaims: ResourceClaims = {
     'hg',
     'nh',
     'wf', // madvise advice (vma_entry.madv)
+    'dp', // MAP_DROPPABLE: mapped so again (layout.ts)
+    'gu', // guard regions (MADV_GUARD_INSTALL): not restored, with a warning at dump (vmaEntry)
   ],
 };
 
@@ -66,6 +68,11 @@ const CHUNK = 2 << 20;
 const IOV_MAX = 1024;
 
 function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
+  if (v.vmFlags?.has('gu')) {
+    t.log.warn(
+      `task ${t.pid}: memory at 0x${v.start.toString(16)}-0x${v.end.toString(16)} has guard regions (MADV_GUARD_INSTALL); they come back as ordinary pages`,
+    );
+  }
   const e: VmaEntry = {
     start: v.start,
     end: v.end,

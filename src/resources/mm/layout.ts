@@ -1,6 +1,6 @@
 // VMA classification shared by the mm dump and restore: CRIU's vma_entry status bits and
 // how a /proc VMA maps onto them.
-import type { Vma } from '../../proc/index.ts';
+import { MAP_DROPPABLE, type Vma } from '../../proc/index.ts';
 import { MAP, PROT } from '../../kernel/index.ts';
 import type { Message } from '../types.ts';
 
@@ -55,9 +55,10 @@ export function isFileVma(v: Vma): boolean {
 }
 
 export function vmaMapFlags(v: Vma): number {
-  let f = v.shared ? MAP.SHARED : MAP.PRIVATE;
-  if (!isFileVma(v) || isSharedAnon(v)) f |= MAP.ANONYMOUS;
   const fl = v.vmFlags;
+  // MAP_DROPPABLE is a mapping type of its own (glibc's vgetrandom state), as CRIU saves it.
+  let f = v.shared ? MAP.SHARED : fl?.has('dp') ? MAP_DROPPABLE : MAP.PRIVATE;
+  if (!isFileVma(v) || isSharedAnon(v)) f |= MAP.ANONYMOUS;
   if (fl?.has('gd')) f |= MAP.GROWSDOWN;
   if (fl?.has('lo')) f |= MAP.LOCKED;
   if (fl?.has('nr')) f |= MAP.NORESERVE;
