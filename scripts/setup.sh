@@ -17,6 +17,10 @@ command -v runc >/dev/null || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
 # sqlite3 for the file-lock test: a shell holding a write lock on its database.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+# iptables and ip6tables: the TCP tests drop a connection's packets between dump and restore
+# (criu-ts takes no network lock yet); ss and ip (iproute2) find sockets and addresses.
+command -v iptables >/dev/null || need+=(iptables)
+command -v ss >/dev/null || need+=(iproute2)
 # A system Node for the "real node program" test: the pinned Node 24 uses io_uring, which
 # criu-ts (like CRIU) cannot checkpoint.
 [ -x /usr/bin/node ] || need+=(nodejs)
