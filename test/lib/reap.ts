@@ -38,6 +38,21 @@ function errnoCode(e: unknown): string | undefined {
   return (e as { code?: string }).code;
 }
 
+/** One WNOHANG look at `pid`: its exit info, null if it is gone unreaped, undefined if it runs on. */
+function reapOnce(pid: number): ExitInfo | null | undefined {
+  try {
+    const r = waitpid(pid, WNOHANG | WALL);
+    if (r.pid !== pid) return undefined;
+    registry.delete(pid);
+    return decodeStatus(r.status);
+  } catch (e) {
+    if (errnoCode(e) !== 'ECHILD') throw e;
+    if (procStat(pid) !== null) return undefined;
+    registry.delete(pid);
+    return null;
+  }
+}
+
 /**
  * Wait (polling, WNOHANG) for our child `pid` to end and reap it. Returns its
  * exit info, or null if it disappeared without us reaping it (someone else's
@@ -47,19 +62,8 @@ function errnoCode(e: unknown): string | undefined {
 export function reap(pid: number, timeoutMs = 10_000): ExitInfo | null {
   const end = Date.now() + timeoutMs * SLOW;
   for (;;) {
-    try {
-      const r = waitpid(pid, WNOHANG | WALL);
-      if (r.pid === pid) {
-        registry.delete(pid);
-        return decodeStatus(r.status);
-      }
-    } catch (e) {
-      if (errnoCode(e) !== 'ECHILD') throw e;
-      if (procStat(pid) === null) {
-        registry.delete(pid);
-        return null;
-      }
-    }
+    const r = reapOnce(pid);
+    if (r !== undefined) return r;
     if (Date.now() > end)
       throw new Error(`PID ${pid} did not end within ${timeoutMs} ms (state ${procState(pid)}, ppid ${procStat(pid)?.ppid})`);
     sleepSync(5);
@@ -97,19 +101,8 @@ export function descendants(pid: number, map: Map<number, number[]> = childMap()
 export async function waitExit(pid: number, timeoutMs = 10_000): Promise<ExitInfo | null> {
   const end = Date.now() + timeoutMs * SLOW;
   for (;;) {
-    try {
-      const r = waitpid(pid, WNOHANG | WALL);
-      if (r.pid === pid) {
-        registry.delete(pid);
-        return decodeStatus(r.status);
-      }
-    } catch (e) {
-      if (errnoCode(e) !== 'ECHILD') throw e;
-      if (procStat(pid) === null) {
-        registry.delete(pid);
-        return null;
-      }
-    }
+    const r = reapOnce(pid);
+    if (r !== undefined) return r;
     if (Date.now() > end) throw new Error(`PID ${pid} did not exit within ${timeoutMs} ms (state ${procState(pid)})`);
     await sleep(20);
   }
