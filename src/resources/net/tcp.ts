@@ -37,6 +37,13 @@ export interface TcpDump {
 /** A TCP socket state that is a connection (or was one), not a listener or a fresh socket. */
 export const isConnection = (state: number): boolean => state !== soccr.TCP_STATE.LISTEN && state !== soccr.TCP_STATE.CLOSE;
 
+/**
+ * Saved through repair mode: a connection in any state but a listener's, including one reset
+ * (CLOSE) that still knows its peer: its unread data stays readable after restore, as in CRIU.
+ */
+export const repaired = (state: number, dstPort: number): boolean =>
+  isConnection(state) || (state === soccr.TCP_STATE.CLOSE && dstPort !== 0);
+
 /** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
 export const defaultLockMethod = (): LockMethod => (lockAvailable('nftables') ? 'nftables' : 'iptables');
 
@@ -131,7 +138,7 @@ export function dumpConnection(
   // The guardian turns repair off again if criu-ts dies before the dump ends.
   ts.guard?.note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
   ts.frozen.push({ f: soccr.freeze(copy), where });
-  const st = soccr.save(copy);
+  const st = soccr.save(copy, ends.dst);
   ctx.log.debug(
     `${where}: TCP ${st.inq.length} bytes to read, ${st.outq.length} to send (${st.unsqLen} unsent), seqs ${st.inqSeq}/${st.outqSeq}`,
   );
@@ -185,7 +192,7 @@ export function restoreLock(inv: Message<'inventory_entry'>, entries: Array<Mess
   // A --tcp-close dump locks nothing: its connections are not kept.
   if (inv.tcp_close) return undefined;
   const conns = entries
-    .filter((e) => e.proto === sock.IPPROTO.TCP && isConnection(e.state))
+    .filter((e) => e.proto === sock.IPPROTO.TCP && repaired(e.state, e.dst_port))
     .map((e) => {
       const { src, dst } = entryEndpoints(e);
       return connOf(src, dst);
