@@ -6,7 +6,9 @@ import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFile
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
 import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDump } from './tcp.ts';
 import { inetDiag, type DiagSock } from './diag.ts';
-import { NotSupportedError } from '../../errors.ts';
+import { endpointName } from './netlock.ts';
+
+import { NotSupportedError, CriuError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO } = sock;
@@ -375,7 +377,11 @@ export const inetFile = statefulKind({
     try {
       return openInet(e, ctx);
     } catch (err) {
-      if (err instanceof SysError) throw new Error(`inet socket ${e.id} (${stateName(e.state)}, port ${e.src_port}): ${err.message}`);
+      if (err instanceof SysError) {
+        const { src, dst } = entryEndpoints(e);
+        const ends = `${endpointName(src)}${e.dst_port ? ` to ${endpointName(dst)}` : ''}`;
+        throw new CriuError(`inet socket ${e.id} (${stateName(e.state)} ${ends}): ${err.message}`);
+      }
       throw err;
     }
   },

@@ -20,6 +20,7 @@ import {
   type LockSpec,
 } from './netlock.ts';
 import type { Message } from '../types.ts';
+import { CriuError } from '../../errors.ts';
 
 const { SOL, SO } = sock;
 const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put back
@@ -184,6 +185,23 @@ export function entryEndpoints(e: Message<'inet_sk_entry'>): { src: soccr.Endpoi
   };
 }
 
+/** What makes an inet_sk_entry impossible to restore, or undefined (files.img validation). */
+export function inetEntryProblem(e: Message<'inet_sk_entry'>): string | undefined {
+  if (e.family !== sock.AF.INET && e.family !== sock.AF.INET6) return `family ${e.family} is not AF_INET or AF_INET6`;
+  const words = e.family === sock.AF.INET ? 1 : 4;
+  if (e.src_addr.length < words || e.dst_addr.length < words) return `an address of fewer than ${words} word(s)`;
+  if (e.src_port > 0xffff || e.dst_port > 0xffff) return `port ${Math.max(e.src_port, e.dst_port)} is above 65535`;
+  if (
+    e.proto === sock.IPPROTO.TCP &&
+    e.state !== soccr.TCP_STATE.LISTEN &&
+    e.state !== soccr.TCP_STATE.CLOSE &&
+    !soccr.handledState(e.state)
+  )
+    return `TCP state ${e.state} (${soccr.stateName(e.state)}) is not one a socket can be restored in`;
+  if (e.shutdown !== undefined && (e.shutdown < 0 || e.shutdown > 3)) return `shutdown ${e.shutdown} is not 0..3`;
+  return undefined;
+}
+
 /**
  * The lock a dump left on the images' connections (CRIU's or criu-ts's: the rules are the
  * same), to remove once they are back or the restore failed.
@@ -231,8 +249,10 @@ export function restoreConnection(
   if (!rec) throw new Error(`${where}: no tcp-stream-${e.ino.toString(16)}.img`);
   const t = rec.entry;
   const data = rec.extra ?? Buffer.alloc(0);
+  const img = `tcp-stream-${e.ino.toString(16)}.img`;
   if (data.length !== t.inq_len + t.outq_len)
-    throw new Error(`tcp-stream-${e.ino.toString(16)}.img: ${data.length} bytes of queues, expected ${t.inq_len + t.outq_len}`);
+    throw new CriuError(`${img}: ${data.length} bytes of queues, expected inq_len + outq_len = ${t.inq_len + t.outq_len}`);
+  if ((t.unsq_len ?? 0) > t.outq_len) throw new CriuError(`${img}: unsq_len ${t.unsq_len} is above outq_len ${t.outq_len}`);
   const st: soccr.TcpState = {
     state: e.state,
     src: eps.src,
