@@ -413,6 +413,7 @@ function collectAndWrite(
         lockMethod = spec.method;
         run.journal.lock(spec);
       },
+      recordRepair: (pid, fd, ino, reuseaddr) => run.journal.repair(pid, fd, ino, reuseaddr),
       regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex),
       ghosts,
       memfdInode: (link) => objects.memfdInode(link),

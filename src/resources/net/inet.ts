@@ -1,6 +1,7 @@
 // TCP and UDP (and UDP-Lite) sockets over IPv4 and IPv6: inet_sk_entry in files.img. Dump works
 // on a pidfd_getfd copy of the task's socket; restore makes a fresh socket in criu-ts, binds,
 // listens or connects it, and sets its options. Established TCP connections go through tcp.ts.
+import fs from 'node:fs';
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
@@ -192,6 +193,8 @@ interface DumpState {
   registered: boolean;
   diag: Map<string, Map<number, DiagSock>>;
   tcp: TcpDump;
+  /** Restore: the listeners this restore made (by inode), which share ports only with each other. */
+  listeners: Set<number>;
 }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
@@ -327,7 +330,24 @@ function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
   }
 }
 
-function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
+/**
+ * bindBack forces the bind (the old socket's leftovers may hold the port), which would also
+ * share the port with a listener another process opened meanwhile: that one is refused here.
+ */
+function refuseTakenPort(e: InetEntry, src: Endpoint, ours: Set<number>): void {
+  const wild = (a: Buffer): boolean => a.every((b) => b === 0);
+  for (const family of e.family === AF.INET6 ? [AF.INET6] : [AF.INET, AF.INET6])
+    for (const [ino, s] of inetDiag(family, e.proto)) {
+      if (s.state !== TCP_STATE.LISTEN || s.src.port !== src.port || ours.has(ino)) continue;
+      const same = family === e.family ? s.src.addr.equals(src.addr) : false;
+      if (same || wild(s.src.addr) || wild(src.addr))
+        throw new CriuError(
+          `inet socket ${e.id} (LISTEN ${endpointName(src)}): the port is taken by another listening socket (EADDRINUSE)`,
+        );
+    }
+}
+
+function openInet(e: InetEntry, ctx: RestoreFileCtx, st: DumpState): number {
   const where = `inet socket ${e.id} (ino ${e.ino})`;
   const fd = ctx.keep(sock.socket(e.family, e.type | sock.SOCK.CLOEXEC, e.proto));
   if (e.v6only) sock.setsockoptInt(fd, SOL.IPV6, IPV6.V6ONLY, 1);
@@ -339,9 +359,12 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
   if (e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port)) {
     restoreConnection(fd, e, { src, dst }, where, ctx);
   } else {
+    if (e.state === TCP_STATE.LISTEN && !e.opts.so_reuseport) refuseTakenPort(e, src, st.listeners);
     if (e.src_port || e.state === TCP_STATE.LISTEN) bindBack(fd, e, src);
-    if (e.state === TCP_STATE.LISTEN) sock.listen(fd, e.backlog);
-    else if (e.dst_port) sock.connect(fd, sockaddr(dst));
+    if (e.state === TCP_STATE.LISTEN) {
+      sock.listen(fd, e.backlog);
+      st.listeners.add(fs.fstatSync(fd).ino);
+    } else if (e.dst_port) sock.connect(fd, sockaddr(dst));
   }
   if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port))) {
     // sk_shutdown READ 1, WRITE 2, BOTH 3 are SHUT_RD, SHUT_WR and SHUT_RDWR plus one. An
@@ -371,11 +394,18 @@ export const inetFile = statefulKind({
     const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, diag: new Map(), tcp: { frozen: [] } }),
+  state: (): DumpState => ({
+    pidfds: new Map(),
+    copies: [],
+    registered: false,
+    diag: new Map(),
+    tcp: { frozen: [] },
+    listeners: new Set(),
+  }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
-  open(e, ctx) {
+  open(e, ctx, st) {
     try {
-      return openInet(e, ctx);
+      return openInet(e, ctx, st);
     } catch (err) {
       if (err instanceof SysError) {
         const { src, dst } = entryEndpoints(e);

@@ -136,8 +136,10 @@ export function dumpConnection(
   const { ino } = target;
   begin(ctx, ts);
   ts.lock?.add([connOf(ends.src, ends.dst)]);
-  // The guardian turns repair off again if criu-ts dies before the dump ends.
-  ts.guard?.note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
+  // The guardian turns repair off again if criu-ts dies before the dump ends; the journal, if both die.
+  const reuseaddr = sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR);
+  ctx.recordRepair(target.pid, target.fd, ino, reuseaddr);
+  ts.guard?.note(target.pid, target.fd, ino, reuseaddr);
   ts.frozen.push({ f: soccr.freeze(copy), where });
   const st = soccr.save(copy, ends.dst);
   ctx.log.debug(
