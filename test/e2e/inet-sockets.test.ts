@@ -174,17 +174,6 @@ function lockTable(log: string): string {
 }
 const tableExists = (t: string): boolean => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }).includes(`inet ${t}\n`);
 
-/** The client's local port, from /proc/net/tcp{,6}. */
-function localPort(pid: number, peerPort: number): number {
-  const out = execFileSync('ss', ['-Htnp', 'state', 'established'], { encoding: 'utf8' });
-  for (const l of out.split('\n')) {
-    if (!l.includes(`pid=${pid},`)) continue;
-    const [local, remote] = l.trim().split(/\s+/).slice(2, 4);
-    if (remote.endsWith(`:${peerPort}`)) return Number(local.slice(local.lastIndexOf(':') + 1));
-  }
-  throw new Error(`no connection of ${pid} to port ${peerPort}`);
-}
-
 for (const [name, host] of [
   ['IPv4', '127.0.0.1'],
   ['IPv6', '::1'],

@@ -25,7 +25,7 @@ import {
   sleep,
   SLOW,
 } from '../lib/proc.ts';
-import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
+import { dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { readMessages, writeImage } from '../../src/images/index.ts';
 import { sock, pidfdOpen, pidfdGetfd, close } from '../../src/kernel/index.ts';

@@ -254,7 +254,7 @@ function dumpInet(
   // A TCP connection reset or not made yet (SYN_SENT) has no peer name, but SO_PEERNAME (and
   // sock_diag, while it is hashed) still has where it went.
   const peerAny = peerName ?? (proto === IPPROTO.TCP ? sock.peerNameOpt(c, family) : undefined);
-  const dst = peerAny ? endpoint(peerAny) : d && d.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  const dst = peerAny ? endpoint(peerAny) : d?.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
   if (proto === IPPROTO.TCP) {
