@@ -16,6 +16,7 @@ import {
   sharingFlags,
   ALL_SIGNALS,
   restorePersonality,
+  restoreMembarrier,
   restoreTimersAndLimits,
   becomeZombie,
   cloneThread,
@@ -584,6 +585,7 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
   restoreTaskProps(stub, t.pid, t.tc);
+  restoreMembarrier(stub, t.tc);
 }
 
 /** Everything but the last step: the final state of every thread, the leader last. */
