@@ -167,6 +167,7 @@ export const FEATURES: Feature[] = [
     what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)',
     probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)),
   },
+  { name: 'aio_remap', what: 'AIO rings moved to their place with mremap (mm/aio.ts)', probe: () => kernelAtLeast(3, 19) },
   {
     name: 'network_lock_nftables',
     what: 'the nftables network lock (nft, and sets of concatenated addresses and ports)',
@@ -183,7 +184,6 @@ export const FEATURES: Feature[] = [
     [
       ['mnt_id', 'mount ids of files (mount namespaces)'],
       ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
-      ['aio_remap', 'AIO rings'],
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],

@@ -8,7 +8,7 @@ import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/i
 import type { CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint, faultAt } from '../errors.ts';
 import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
-import { restoreAddressSpace, installGuards, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
+import { restoreAddressSpace, installGuards, restoreAioRings, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
   SessionRestore,
   cloneAt,
@@ -596,6 +596,10 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   if (t.guards.length) {
     step(ctx.req.log, `task ${t.pid}: ${t.guards.length} guard region(s) from mm-${t.pid}.img`);
     installGuards(stub, t.guards);
+  }
+  if (t.mm.aios.length) {
+    step(ctx.req.log, `task ${t.pid}: ${t.mm.aios.length} AIO ring(s) from mm-${t.pid}.img`);
+    restoreAioRings(stub, area, t.mm.aios);
   }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);

@@ -121,6 +121,8 @@ const sys: Partial<Record<SyscallName, number>> = {
   mmap: 222,
   mprotect: 226,
   mlock: 228,
+  io_setup: 0,
+  io_submit: 2,
   madvise: 233,
   get_mempolicy: 236,
   rt_tgsigqueueinfo: 240,

@@ -22,6 +22,8 @@ export type SyscallName =
   | 'mremap'
   | 'madvise'
   | 'mlock'
+  | 'io_setup'
+  | 'io_submit'
   | 'rt_sigaction'
   | 'rt_sigprocmask'
   | 'rt_sigtimedwait'

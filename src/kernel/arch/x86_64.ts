@@ -51,6 +51,8 @@ const sys: Partial<Record<SyscallName, number>> = {
   mremap: 25,
   madvise: 28,
   mlock: 149,
+  io_setup: 206,
+  io_submit: 209,
   dup: 32,
   nanosleep: 35,
   getitimer: 36,
