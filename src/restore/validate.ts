@@ -8,6 +8,7 @@ import { MAP_DROPPABLE } from '../proc/index.ts';
 import { VMA, PE } from '../resources/mm/index.ts';
 import type { Message } from '../resources/types.ts';
 import { fileEntryProblem, type FileEntry } from '../resources/files/index.ts';
+import { inetEntryProblem } from '../resources/net/tcp.ts';
 import { unixEntryProblem } from '../resources/net/unix-common.ts';
 import type { LivePlan, RestorePlan } from './plan.ts';
 
@@ -90,6 +91,8 @@ function checkFile(file: string, id: number, e: FileEntry): void {
   }
   const why = e.usk && unixEntryProblem(e.usk);
   if (why) throw new ImageError(file, `file ${id}: usk ${why}`);
+  const bad = e.isk && inetEntryProblem(e.isk);
+  if (bad) throw new ImageError(file, `file ${id}: isk ${bad}`);
 }
 
 function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void {
