@@ -44,6 +44,8 @@ import {
   openForRestore,
   openFileId,
   installFds,
+  addFds,
+  opensLate,
   afterInstall,
   restoreOwners,
   type RestoreFileCtx,
@@ -57,7 +59,7 @@ import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
 import type { RunAction } from '../actions.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
-import type { Logger, RestoreTask } from '../resources/types.ts';
+import type { Logger, Message, RestoreTask } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeRestoreStats, pageCounts } from './stats.ts';
 
@@ -126,6 +128,7 @@ interface Ctx {
   releaseHooks: Array<() => void>;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
+  treeIds?: Set<number>;
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
@@ -528,8 +531,9 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
     ctx.doneTables.add(`files:${filesId}`);
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
     if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
-    const local = openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals);
-    installFds(stub, t.fdinfo, local, getpid(), parent?.fdinfo);
+    const now = (fdinfo: Message<'fdinfo_entry'>[]) => fdinfo.filter((e) => !opensLate(ctx.files.get(e.id), treeIds(ctx)));
+    const local = openForRestore(now(t.fdinfo), ctx.fileCtx, ctx.locals);
+    installFds(stub, now(t.fdinfo), local, getpid(), parent && now(parent.fdinfo));
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
@@ -545,12 +549,25 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   restorePersonality(stub, t.tc, parent?.tc);
 }
 
+/** Every PID and TID of the restored tree. */
+function treeIds(ctx: Ctx): Set<number> {
+  ctx.treeIds ??= new Set(ctx.tasks.flatMap((t) => [t.pid, ...t.threads]));
+  return ctx.treeIds;
+}
+
 /** Everything of a task but its credentials, once the whole tree exists. */
 function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
 
+  // Files under /proc/PID of the tree's tasks, now that they all exist with their fds.
+  const late = t.fdinfo.filter((e) => opensLate(ctx.files.get(e.id), treeIds(ctx)));
+  if (late.length && !ctx.doneTables.has(`late:${t.ids.files_id}`)) {
+    ctx.doneTables.add(`late:${t.ids.files_id}`);
+    step(ctx.req.log, `task ${t.pid}: ${late.length} fd(s) of files in /proc of the tree from fdinfo-${t.ids.files_id}.img`);
+    addFds(stub, late, openForRestore(late, ctx.fileCtx, ctx.locals), getpid(), t.fdinfo);
+  }
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);

@@ -4,7 +4,7 @@
  * file's set-user-ID mode, a child's fd table that differs from its parent's in one flag, a
  * periodic timerfd that fired unread, the open mode of a mapped file, a private mapping of
  * shared anonymous memory, an executable memfd, membarrier registrations, and a thread
- * inside an rseq critical section.
+ * inside an rseq critical section, files of /proc of the tree.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -33,6 +33,7 @@ e2e('a periodic timerfd that fired and was not read keeps running', (c) => round
 e2e('a shared file mapping of a file opened read-write can be made writable after restore', (c) => roundTrip(c, 'mapprot', true));
 e2e('a private mapping of shared anonymous memory still sees the pages it did not write', (c) => roundTrip(c, 'shmpriv'));
 e2e('a memfd opened once read-write can still be executed (execveat AT_EMPTY_PATH)', (c) => roundTrip(c, 'memfdexec'));
+e2e("files in /proc of the tree stay open: a child's stat, the task's own fdinfo of a later fd", (c) => roundTrip(c, 'procfd'));
 e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
 e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
   skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',

@@ -21,6 +21,8 @@
  *              private mapping never wrote shows what the shared one writes
  *   memfdexec  a memfd holding "#!/bin/true": execveat(fd, "", AT_EMPTY_PATH) runs it
  *   membarrier registered for MEMBARRIER_CMD_PRIVATE_EXPEDITED: the barrier must work
+ *   procfd     files of /proc of the tree held open: the child's /proc/CHILD/stat and the
+ *              task's own /proc/self/fdinfo/N of an eventfd it opened after it
  *   rseq       (x86_64) a thread blocked in pause() inside an rseq critical section: a
  *              signal must still abort the section (send it to its abort handler)
  *
@@ -289,6 +291,37 @@ static void setup_rseq(void) { die("rseq mode: x86_64 only"); }
 static const char *check_rseq(void) { return "x86_64 only"; }
 #endif
 
+static int stat_fd = -1, fdinfo_fd = -1;
+static pid_t proc_child;
+
+static void setup_procfd(void) {
+	if ((proc_child = fork()) < 0) die("fork");
+	if (proc_child == 0) for (;;) pause();
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/stat", proc_child);
+	if ((stat_fd = open(path, O_RDONLY)) < 0) die("open stat");
+	fdinfo_fd = open("/dev/null", O_RDONLY); /* its number is taken by the fdinfo file below */
+	int efd = syscall(SYS_eventfd2, 5, 0);
+	if (efd < 0) die("eventfd");
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", efd);
+	close(fdinfo_fd);
+	if ((fdinfo_fd = open(path, O_RDONLY)) < 0) die("open fdinfo");
+}
+
+static const char *check_procfd(void) {
+	char buf[512], want[32];
+	ssize_t n = pread(stat_fd, buf, sizeof buf - 1, 0);
+	if (n <= 0) return "the child's /proc/PID/stat cannot be read";
+	buf[n] = 0;
+	snprintf(want, sizeof want, "%d (keepstate)", proc_child);
+	if (strncmp(buf, want, strlen(want))) return "the stat file is not the child's";
+	n = pread(fdinfo_fd, buf, sizeof buf - 1, 0);
+	if (n <= 0) return "the fdinfo file cannot be read";
+	buf[n] = 0;
+	if (!strstr(buf, "eventfd-count:")) return "the fdinfo file is not the eventfd's";
+	return NULL;
+}
+
 static const char *mode;
 static const char *verify(void *arg) {
 	(void)arg;
@@ -300,6 +333,7 @@ static const char *verify(void *arg) {
 	if (!strcmp(mode, "memfdexec")) return check_memfdexec();
 	if (!strcmp(mode, "membarrier")) return check_membarrier();
 	if (!strcmp(mode, "rseq")) return check_rseq();
+	if (!strcmp(mode, "procfd")) return check_procfd();
 	return "unknown mode";
 }
 
@@ -322,6 +356,7 @@ int main(int argc, char **argv) {
 	else if (!strcmp(mode, "membarrier")) {
 		if (syscall(SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED, 0, 0)) die("membarrier register");
 	} else if (!strcmp(mode, "rseq")) setup_rseq();
+	else if (!strcmp(mode, "procfd")) setup_procfd();
 	else return 2;
 	check_loop(verify, NULL);
 }
