@@ -4,9 +4,8 @@
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
-import { dumpConnection, restoreConnection, isConnection, startGuard } from './tcp.ts';
-import type { RepairGuard } from '../../soccr/guard.ts';
-import { inetShutdowns } from './diag.ts';
+import { dumpConnection, restoreConnection, isConnection, entryEndpoints, type TcpDump } from './tcp.ts';
+import { inetDiag, type DiagSock } from './diag.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
@@ -33,20 +32,6 @@ function words(addr: Buffer): number[] {
   for (let i = 0; i < addr.length; i += 4) out.push(addr.readUInt32LE(i));
   return out;
 }
-function bytesOf(w: number[], family: number): Buffer {
-  const b = Buffer.alloc(family === AF.INET ? 4 : 16);
-  w.forEach((v, i) => {
-    if (i * 4 < b.length) b.writeUInt32LE(v >>> 0, i * 4);
-  });
-  return b;
-}
-export function entryEndpoints(e: InetEntry): { src: Endpoint; dst: Endpoint } {
-  return {
-    src: { family: e.family, addr: bytesOf(e.src_addr, e.family), port: e.src_port },
-    dst: { family: e.family, addr: bytesOf(e.dst_addr, e.family), port: e.dst_port },
-  };
-}
-
 const int = (fd: number, level: number, opt: number): number => sock.getsockoptInt(fd, level, opt);
 const bool = (fd: number, level: number, opt: number): boolean => int(fd, level, opt) !== 0;
 /** An option some kernels refuse on inet sockets (SO_PASSCRED is unix and netlink only since 6.16). */
@@ -203,8 +188,8 @@ interface DumpState {
   pidfds: Map<number, number>;
   copies: number[];
   registered: boolean;
-  shutdowns: Map<string, Map<number, number>>;
-  guard?: RepairGuard;
+  diag: Map<string, Map<number, DiagSock>>;
+  tcp: TcpDump;
 }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
@@ -252,9 +237,21 @@ function dumpInet(
   const family = int(c, SOL.SOCKET, SO.DOMAIN),
     type = int(c, SOL.SOCKET, SO.TYPE),
     proto = int(c, SOL.SOCKET, SO.PROTOCOL);
+  const key = `${family}:${proto}`;
+  let diag = st.diag.get(key);
+  if (!diag) {
+    diag = inetDiag(family, proto);
+    st.diag.set(key, diag);
+  }
+  const d = diag.get(p.ino);
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
-  const dst = peerName ? endpoint(peerName) : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  // A connection not made yet (SYN_SENT) has no peer name: sock_diag has its destination.
+  const dst = peerName
+    ? endpoint(peerName)
+    : d && d.dst.port
+      ? d.dst
+      : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
   if (proto === IPPROTO.TCP) {
@@ -282,16 +279,10 @@ function dumpInet(
     }
     if (inq.readInt32LE(0) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
   }
-  const key = `${family}:${proto}`;
-  let shutdowns = st.shutdowns.get(key);
-  if (!shutdowns) {
-    shutdowns = inetShutdowns(family, proto);
-    st.shutdowns.set(key, shutdowns);
-  }
   // sock_diag does not list a TCP socket that is neither bound to a connection nor listening:
   // poll tells a read shutdown there (as CRIU does), which a write one comes with on close.
   const hup = sock.POLL.RDHUP | sock.POLL.HUP;
-  const shutdown = shutdowns.get(p.ino) ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
+  const shutdown = d?.shutdown ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
   const e: MessageInput<'inet_sk_entry'> = {
     id,
     ino: p.ino,
@@ -312,7 +303,7 @@ function dumpInet(
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p, where, ctx, () => (st.guard ??= startGuard(ctx)));
+  if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
   return e;
 }
 
@@ -378,7 +369,7 @@ export const inetFile = statefulKind({
     const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, shutdowns: new Map() }),
+  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, diag: new Map(), tcp: { frozen: [] } }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
     try {
