@@ -59,6 +59,7 @@ import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
 import type { RunAction } from '../actions.ts';
+import { CgroupRestore, type CgroupMode } from '../resources/cgroup.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, Message, RestoreTask } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
@@ -78,6 +79,8 @@ export interface RestoreRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
   tcp?: TcpMode;
+  /** --manage-cgroups: tasks go back into their cgroups (soft, the default, and full) or stay in criu-ts's (ignore). */
+  cgroups?: CgroupMode;
 }
 
 export interface RestoreResult {
@@ -132,6 +135,7 @@ interface Ctx {
   /** How long FORKING took (stats-restore). */
   forkMs: number;
   treeIds?: Set<number>;
+  cgroups: CgroupRestore;
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
@@ -179,6 +183,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     },
   );
   let ctx: Ctx | undefined;
+  const cgroups = new CgroupRestore(imgs.all(IMG.CGROUP)[0]?.entry, req.cgroups ?? 'soft');
   // The network lock the dump kept on the connections: it goes once they are back, or the restore failed.
   let netLock = restoreLock(
     imgs.one(IMG.INVENTORY),
@@ -198,6 +203,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       req,
       imgs,
       tasks,
+      cgroups,
       live: new Map(),
       created,
       helper,
@@ -244,6 +250,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       STAGES[stage](ctx);
     }
   } catch (e) {
+    cgroups.close();
     for (const fd of opened) {
       try {
         fs.closeSync(fd);
@@ -327,6 +334,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     for (const fn of ctx.releaseHooks.splice(0)) fn();
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
+    ctx.cgroups.close();
     ctx.shmem.sealAll();
     ctx.shmem.close();
     if (ctx.imgs.verifying) step(ctx.req.log, 'waiting for the checksums of the page data');
@@ -540,6 +548,8 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   const area = l.area;
   faultPoint('restore-files');
   checkInterrupt();
+  // Into its cgroups before it forks: its children are born there.
+  ctx.cgroups.move(t.tc.cg_set, t.pid);
   const filesId = t.ids.files_id,
     fsId = t.ids.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
@@ -606,6 +616,7 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   requeueSignals(stub, area, t.pid, t.tc.signals_s, true);
   for (const [tid, th] of l.threads) {
     const { core, threadCore } = threadOf(t, tid);
+    if (tid !== t.pid && threadCore.cg_set !== t.tc.cg_set) ctx.cgroups.move(threadCore.cg_set, t.pid, tid);
     restoreThreadCore(th, area, core, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
