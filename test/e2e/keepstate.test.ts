@@ -4,9 +4,10 @@
  * file's set-user-ID mode, a child's fd table that differs from its parent's in one flag, a
  * periodic timerfd that fired unread, the open mode of a mapped file, a private mapping of
  * shared anonymous memory, an executable memfd, membarrier registrations, and a thread
- * inside an rseq critical section, files of /proc of the tree.
+ * inside an rseq critical section, files of /proc of the tree, a cgroup removed after the dump.
  */
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, killAndReap, adopt, descendants } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
@@ -38,3 +39,29 @@ e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
 e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
   skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',
 });
+
+const V2_ROOT = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((d) => existsSync(join(d, 'cgroup.controllers')));
+
+e2e(
+  'a task in a cgroup of its own comes back in it, made again with its properties after it was removed',
+  async (c) => {
+    const top = join(V2_ROOT!, `criu-ts-test-${process.pid}`);
+    const dir = join(top, 'sub');
+    mkdirSync(dir, { recursive: true });
+    try {
+      writeFileSync(join(dir, 'cgroup.max.descendants'), '5');
+      const t = await startChecking(c, 'keepstate', ['-m', 'cgroup', '-f', dir]);
+      writeFileSync(join(dir, 'cgroup.procs'), String(t.pid));
+      assert.equal(await askCheck(t), 'CHECK ok', 'before the dump');
+      const img = c.subdir('img');
+      dumpAndReap(t.pid, img);
+      rmdirSync(dir);
+      restoreDetached(img, t.pid);
+      assert.equal(await askCheck(t), 'CHECK ok');
+      killAndReap(t.pid);
+    } finally {
+      for (const d of [dir, top]) if (existsSync(d)) rmdirSync(d);
+    }
+  },
+  { skip: !V2_ROOT && 'no cgroup v2 hierarchy mounted' },
+);

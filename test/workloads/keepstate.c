@@ -21,6 +21,8 @@
  *              private mapping never wrote shows what the shared one writes
  *   memfdexec  a memfd holding "#!/bin/true": execveat(fd, "", AT_EMPTY_PATH) runs it
  *   membarrier registered for MEMBARRIER_CMD_PRIVATE_EXPEDITED: the barrier must work
+ *   cgroup     (-f DIR, a cgroup v2 directory the test made and put the task in) the task is
+ *              still in DIR, whose cgroup.max.descendants is still 5
  *   procfd     files of /proc of the tree held open: the child's /proc/CHILD/stat and the
  *              task's own /proc/self/fdinfo/N of an eventfd it opened after it
  *   rseq       (x86_64) a thread blocked in pause() inside an rseq critical section: a
@@ -322,6 +324,28 @@ static const char *check_procfd(void) {
 	return NULL;
 }
 
+static const char *cg_dir;
+
+static const char *check_cgroup(void) {
+	/* DIR is ROOT/REL where ROOT is the v2 mount: /proc/self/cgroup says 0::REL. */
+	char line[512], want[512];
+	FILE *f = fopen("/proc/self/cgroup", "r");
+	int found = 0;
+	while (f && fgets(line, sizeof line, f)) {
+		if (strncmp(line, "0::", 3)) continue;
+		line[strcspn(line, "\n")] = 0;
+		size_t n = strlen(line + 3), d = strlen(cg_dir);
+		found = n > 1 && d >= n && !strcmp(cg_dir + d - n, line + 3);
+	}
+	if (f) fclose(f);
+	if (!found) return "not in its cgroup";
+	snprintf(want, sizeof want, "%s/cgroup.max.descendants", cg_dir);
+	f = fopen(want, "r");
+	if (!f || !fgets(line, sizeof line, f)) return "its cgroup has no cgroup.max.descendants";
+	fclose(f);
+	return atoi(line) == 5 ? NULL : "its cgroup.max.descendants is not 5";
+}
+
 static const char *mode;
 static const char *verify(void *arg) {
 	(void)arg;
@@ -334,6 +358,7 @@ static const char *verify(void *arg) {
 	if (!strcmp(mode, "membarrier")) return check_membarrier();
 	if (!strcmp(mode, "rseq")) return check_rseq();
 	if (!strcmp(mode, "procfd")) return check_procfd();
+	if (!strcmp(mode, "cgroup")) return check_cgroup();
 	return "unknown mode";
 }
 
@@ -357,6 +382,7 @@ int main(int argc, char **argv) {
 		if (syscall(SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED, 0, 0)) die("membarrier register");
 	} else if (!strcmp(mode, "rseq")) setup_rseq();
 	else if (!strcmp(mode, "procfd")) setup_procfd();
+	else if (!strcmp(mode, "cgroup") && file) cg_dir = file;
 	else return 2;
 	check_loop(verify, NULL);
 }
