@@ -52,6 +52,7 @@ const NR = {
   fanotify_init: sysnr('fanotify_init'),
   fanotify_mark: sysnr('fanotify_mark'),
   mount: sysnr('mount'),
+  setresuid: sysnr('setresuid'),
   umount2: sysnr('umount2'),
   sched_getaffinity: sysnr('sched_getaffinity'),
   sched_setaffinity: sysnr('sched_setaffinity'),
@@ -349,6 +350,20 @@ export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 export function eventfd(initval: number, flags: number): number {
   return syscall('eventfd2', NR.eventfd2, initval, flags);
 }
+/**
+ * Run `fn` with the calling thread's real and effective uids set to `uid` and `euid`, its
+ * saved uid kept (root), then back to root. The raw syscall changes this thread only, where
+ * glibc's setresuid() would change every thread of criu-ts.
+ */
+export function withThreadUids<T>(uid: number, euid: number, fn: () => T): T {
+  syscall(`setresuid(${uid}, ${euid})`, NR.setresuid, uid, euid, 0xffffffff);
+  try {
+    return fn();
+  } finally {
+    syscall('setresuid(0, 0)', NR.setresuid, 0, 0, 0xffffffff);
+  }
+}
+
 /** mount(2) of a file system with its options (no source device). */
 export function mountFs(fstype: string, target: string, options: string): void {
   const src = Buffer.from('none\0'),

@@ -23,6 +23,10 @@
  *   membarrier registered for MEMBARRIER_CMD_PRIVATE_EXPEDITED: the barrier must work
  *   cgroup     (-f DIR, a cgroup v2 directory the test made and put the task in) the task is
  *              still in DIR, whose cgroup.max.descendants is still 5
+ *   fownuid    a pipe owned by the task (F_SETOWN) set while its euid was 1: the owner's uids
+ *              (F_GETOWNER_UIDS) stay 0 and 1
+ *   symlink    (-f FILE) an O_PATH|O_NOFOLLOW fd of the symlink FILE (to "target"): still the
+ *              symlink
  *   procfd     files of /proc of the tree held open: the child's /proc/CHILD/stat and the
  *              task's own /proc/self/fdinfo/N of an eventfd it opened after it
  *   rseq       (x86_64) a thread blocked in pause() inside an rseq critical section: a
@@ -324,6 +328,40 @@ static const char *check_procfd(void) {
 	return NULL;
 }
 
+#ifndef F_GETOWNER_UIDS
+#define F_GETOWNER_UIDS 17
+#endif
+static int own_pipe[2], link_fd = -1;
+
+static void setup_fownuid(void) {
+	if (pipe(own_pipe) || seteuid(1) || fcntl(own_pipe[0], F_SETOWN, getpid()) || seteuid(0)) die("fownuid");
+}
+
+static const char *check_fownuid(void) {
+	unsigned uids[2] = { 99, 99 };
+	if (fcntl(own_pipe[0], F_GETOWN) != getpid()) return "the owner is gone";
+	if (fcntl(own_pipe[0], F_GETOWNER_UIDS, uids)) return "F_GETOWNER_UIDS";
+	if (uids[0] != 0 || uids[1] != 1) {
+		snprintf(why, sizeof why, "the owner was set by uids %u/%u, want 0/1", uids[0], uids[1]);
+		return why;
+	}
+	return NULL;
+}
+
+static void setup_symlink(const char *file) {
+	if (symlink("target", file) || (link_fd = open(file, O_PATH | O_NOFOLLOW)) < 0) die("symlink");
+}
+
+static const char *check_symlink(void) {
+	struct stat st;
+	char buf[64];
+	if (fstatat(link_fd, "", &st, AT_EMPTY_PATH)) return "fstat";
+	if (!S_ISLNK(st.st_mode)) return "the fd is no longer the symlink";
+	ssize_t n = readlinkat(link_fd, "", buf, sizeof buf - 1);
+	if (n != 6 || memcmp(buf, "target", 6)) return "the symlink's target changed";
+	return NULL;
+}
+
 static const char *cg_dir;
 
 static const char *check_cgroup(void) {
@@ -359,6 +397,8 @@ static const char *verify(void *arg) {
 	if (!strcmp(mode, "rseq")) return check_rseq();
 	if (!strcmp(mode, "procfd")) return check_procfd();
 	if (!strcmp(mode, "cgroup")) return check_cgroup();
+	if (!strcmp(mode, "fownuid")) return check_fownuid();
+	if (!strcmp(mode, "symlink")) return check_symlink();
 	return "unknown mode";
 }
 
@@ -383,6 +423,8 @@ int main(int argc, char **argv) {
 	} else if (!strcmp(mode, "rseq")) setup_rseq();
 	else if (!strcmp(mode, "procfd")) setup_procfd();
 	else if (!strcmp(mode, "cgroup") && file) cg_dir = file;
+	else if (!strcmp(mode, "fownuid")) setup_fownuid();
+	else if (!strcmp(mode, "symlink") && file) setup_symlink(file);
 	else return 2;
 	check_loop(verify, NULL);
 }
