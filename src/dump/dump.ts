@@ -151,11 +151,7 @@ const isLive = (t: Task): t is LiveTask => !t.zombie;
  */
 function prepareInjection(t: LiveTask): void {
   const leader = t.threads[0];
-  const insn = vdsoSyscallInsn(
-    leader,
-    t.vmas.find((v) => v.path === '[vdso]'),
-    `task ${t.pid}`,
-  );
+  const insn = vdsoSyscallInsn(leader, t.vmas, `task ${t.pid}`);
   t.vdsoInsn = insn;
   for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thaw(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);

@@ -37,6 +37,7 @@ e2e('a memfd opened once read-write can still be executed (execveat AT_EMPTY_PAT
 e2e("files in /proc of the tree stay open: a child's stat, the task's own fdinfo of a later fd", (c) => roundTrip(c, 'procfd'));
 e2e('a file owner set by another euid keeps the uids that set it', (c) => roundTrip(c, 'fownuid'));
 e2e('an O_PATH|O_NOFOLLOW fd of a symlink is still the symlink', (c) => roundTrip(c, 'symlink', true));
+e2e('a task that unmapped its vDSO is dumped (syscalls run from its libc) and comes back without one', (c) => roundTrip(c, 'novdso'));
 e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
 e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
   skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',

@@ -27,6 +27,7 @@
  *              (F_GETOWNER_UIDS) stay 0 and 1
  *   symlink    (-f FILE) an O_PATH|O_NOFOLLOW fd of the symlink FILE (to "target"): still the
  *              symlink
+ *   novdso     the task unmapped its [vdso] and [vvar]: they stay gone (and it runs on)
  *   procfd     files of /proc of the tree held open: the child's /proc/CHILD/stat and the
  *              task's own /proc/self/fdinfo/N of an eventfd it opened after it
  *   rseq       (x86_64) a thread blocked in pause() inside an rseq critical section: a
@@ -362,6 +363,22 @@ static const char *check_symlink(void) {
 	return NULL;
 }
 
+/* Unmap (or, with unmap 0, count) the task's [vdso] and [vvar...] mappings. */
+static int specials(int unmap) {
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	unsigned long s[8], e[8];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f) && n < 8)
+		if (strstr(line, "[vdso]") || strstr(line, "[vvar")) sscanf(line, "%lx-%lx", &s[n], &e[n]), n++;
+	if (f) fclose(f);
+	for (int i = 0; unmap && i < n; i++)
+		if (munmap((void *)s[i], e[i] - s[i])) die("munmap vdso");
+	return n;
+}
+
+static const char *check_novdso(void) { return specials(0) ? "the [vdso] or [vvar] is back" : NULL; }
+
 static const char *cg_dir;
 
 static const char *check_cgroup(void) {
@@ -397,6 +414,7 @@ static const char *verify(void *arg) {
 	if (!strcmp(mode, "rseq")) return check_rseq();
 	if (!strcmp(mode, "procfd")) return check_procfd();
 	if (!strcmp(mode, "cgroup")) return check_cgroup();
+	if (!strcmp(mode, "novdso")) return check_novdso();
 	if (!strcmp(mode, "fownuid")) return check_fownuid();
 	if (!strcmp(mode, "symlink")) return check_symlink();
 	return "unknown mode";
@@ -423,6 +441,9 @@ int main(int argc, char **argv) {
 	} else if (!strcmp(mode, "rseq")) setup_rseq();
 	else if (!strcmp(mode, "procfd")) setup_procfd();
 	else if (!strcmp(mode, "cgroup") && file) cg_dir = file;
+	else if (!strcmp(mode, "novdso")) {
+		if (!specials(1)) die("no [vdso]");
+	}
 	else if (!strcmp(mode, "fownuid")) setup_fownuid();
 	else if (!strcmp(mode, "symlink") && file) setup_symlink(file);
 	else return 2;
