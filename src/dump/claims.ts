@@ -56,6 +56,8 @@ export interface ClaimOptions {
   shellJob: boolean;
   freezeCgroup?: string;
   fileLocks?: boolean;
+  /** The tree's cgroups are saved (cgroup.img): being in other cgroups than criu-ts's is no loss. */
+  cgroupsSaved?: boolean;
 }
 
 /** The one error of a refused dump. */
@@ -95,7 +97,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     const refuse = (resource: string, why: string, tid = t.pid): never => {
       throw new NotClaimedError({ pid: t.pid, tid }, resource, why);
     };
-    checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
+    if (!opts.cgroupsSaved) checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
     checkTimers(t, refuse);
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);

@@ -13,6 +13,8 @@ export type SyscallName =
   | 'open_by_handle_at'
   | 'fanotify_init'
   | 'fanotify_mark'
+  | 'mount'
+  | 'umount2'
   | 'close'
   | 'lseek'
   | 'mmap'

@@ -104,7 +104,14 @@ export function prepareAddressSpace(t: RestoreTask, target: VmaEntry[], keep: Ra
   for (const r of coalesce(doomed, fences)) tr.syscall('munmap', r.start, r.end - r.start);
   const stubSpecials = current.filter((v) => v.path === '[vdso]' || v.path === '[vvar]' || v.path === '[vvar_vclock]');
   const want = target.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR));
-  const pairs = matchSpecials(stubSpecials, want);
+  // A task that unmapped its vDSO (and vvar) has none: the stub's go. Its syscalls run from
+  // its injection area by now.
+  const gone = (kind: 'vdso' | 'vvar') => !want.some((m) => ((m.status & VMA.AREA_VDSO) !== 0) === (kind === 'vdso'));
+  for (const v of stubSpecials.filter((s) => gone(s.path === '[vdso]' ? 'vdso' : 'vvar'))) tr.syscall('munmap', v.start, v.end - v.start);
+  const pairs = matchSpecials(
+    stubSpecials.filter((s) => !gone(s.path === '[vdso]' ? 'vdso' : 'vvar')),
+    want,
+  );
   // A child cloned from its restored parent already has them where they belong.
   if (pairs.every((p) => p.from.start === p.to)) return;
   const total = pairs.reduce((s, p) => s + (p.from.end - p.from.start), 0n);
