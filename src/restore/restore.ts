@@ -3,7 +3,7 @@
 // syscalls (stages.ts says which, in what order and why), then install the registers and
 // let the whole tree go at once.
 import fs from 'node:fs';
-import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid } from '../kernel/index.ts';
+import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, MAP } from '../kernel/index.ts';
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import type { CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint, faultAt } from '../errors.ts';
@@ -408,6 +408,7 @@ function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): nu
     mode: inode.mode,
     uid: inode.uid,
     gid: inode.gid,
+    hugetlb: inode.hugetlb_flag,
   });
 }
 
@@ -518,7 +519,8 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
     shmemFd: (v) => {
       if (v.status & VMA.ANON_SHARED) {
         const id = v.shmid;
-        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)));
+        const huge = v.flags & MAP.HUGETLB ? v.flags & (MAP.HUGETLB | (0x3f << 26)) : 0;
+        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)), huge);
       }
       const file = ctx.files.get(Number(v.shmid))?.memfd;
       if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid}`);

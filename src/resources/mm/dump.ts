@@ -61,6 +61,7 @@ export const mmClaims: ResourceClaims = {
     'wf', // madvise advice (vma_entry.madv)
     'dp', // MAP_DROPPABLE: mapped so again (layout.ts), without its pages, as CRIU does
     'lo', // mlock: MAP_LOCKED in vma_entry.flags, locked again once its pages are in
+    'ht', // hugetlb: MAP_HUGETLB and its page size in vma_entry.flags (MFD_HUGETLB for a memfd)
     'gu', // guard regions (MADV_GUARD_INSTALL): saved as VMA_AREA_GUARD entries (guardEntries)
   ],
 };
