@@ -26,6 +26,7 @@ import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
+import { cttyProblem } from '../resources/files/pty.ts';
 
 const MODULES: ResourceClaims[] = [
   threadClaims,
@@ -102,7 +103,14 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);
     checkProcFiles(t.pid, claims.files, own, site, refuse);
-    if (t.stat.ttyNr !== 0 && !opts.shellJob) refuse('controlling terminal', 'it has one; dump it as a shell job (--shell-job)');
+    if (t.stat.ttyNr !== 0 && !opts.shellJob) {
+      const why = cttyProblem(
+        t.stat.ttyNr,
+        t.stat.session,
+        tasks.map((x) => x.pid),
+      );
+      if (why) refuse('controlling terminal', why);
+    }
     if (t.stat.exitSignal !== 17) refuse('exit signal', `its parent is sent signal ${t.stat.exitSignal} when it exits, not SIGCHLD`);
     for (const th of t.threads) {
       const at = { pid: t.pid, tid: th.tid };

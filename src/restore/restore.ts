@@ -46,6 +46,7 @@ import {
   installFds,
   addFds,
   opensLate,
+  restoreCtty,
   afterInstall,
   restoreOwners,
   type RestoreFileCtx,
@@ -597,7 +598,9 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   }
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
-  afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
+  afterInstall(stub, area, t.fdinfo, ctx.fileCtx, ctx.installedOnce);
+  // A session leader takes back its controlling terminal (a pseudo-terminal of the dump).
+  if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx);
   const locks = fileLocksOf(ctx, t.pid);
   if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
   restoreFileLocks(stub, area, locks, ctx.req.log);

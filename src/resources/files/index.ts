@@ -25,6 +25,7 @@ type Fdinfo = Message<'fdinfo_entry'>;
 
 export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
+export { restoreCtty } from './pty.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [
@@ -274,20 +275,16 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
 }
 
 /** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets), or once per fd (`eachFd`). */
-export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], files: Map<number, FileEntry>, done: Set<number>): void {
+export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], ctx: RestoreFileCtx, done: Set<number>): void {
   for (const e of fdinfo) {
-    const id = e.id;
-    const file = files.get(id)!;
+    const file = ctx.files.get(e.id)!;
     const kind = kinds.find((k) => k.type === file.type);
-    if (kind?.eachFd) {
-      kind.afterInstall?.(file, e.fd, t, area);
-      continue;
-    }
-    if (done.has(id)) continue;
+    if (kind?.eachFd) kind.afterInstall?.(file, e.fd, t, area, ctx);
+    if (done.has(e.id)) continue;
     const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
-    if (!kind?.afterInstall && !async) continue;
-    done.add(id);
+    if (!(kind?.afterInstall && !kind.eachFd) && !async) continue;
+    done.add(e.id);
     if (async) setAsync(t, e.fd);
-    kind?.afterInstall?.(file, e.fd, t, area);
+    if (!kind?.eachFd) kind?.afterInstall?.(file, e.fd, t, area, ctx);
   }
 }
