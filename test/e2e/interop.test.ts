@@ -1,15 +1,17 @@
 /**
  * Images exchanged with CRIU itself: a dump written by CRIU restores with criu-ts, and a
- * criu-ts dump of the foundation workloads restores with CRIU. Needs a CRIU 4.x binary that
+ * criu-ts dump of the foundation workloads restores with CRIU; so does redis-server with a client
+ * connected (--tcp-established), both ways. Needs a CRIU 4.x binary that
  * works on this kernel: set CRIU_REF to it (Debian 12's criu 3.17 does not run here). Without
  * it these tests are skipped, and say so.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, SIGUSR1, type E2EContext } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter } from '../lib/cr.ts';
+import { Resp } from '../lib/clients.ts';
 
 const CRIU = process.env.CRIU_REF;
 const skip = CRIU && existsSync(CRIU) ? false : 'set CRIU_REF to a CRIU 4.x binary to run the interop tests';
@@ -67,3 +69,54 @@ e2e(
   },
   { skip },
 );
+
+/**
+ * redis-server with a client connected (--tcp-established) through one tool's dump and the
+ * other's restore: the client keeps its connection (same CLIENT ID) and the data, and new
+ * clients are served. The test drops the server port's packets while the server is gone, and
+ * CRIU takes no lock of its own (--network-lock skip), so that neither tool has to remove the
+ * other's rules.
+ */
+async function redisAcross(c: E2EContext, dumpWith: 'criu' | 'criu-ts'): Promise<void> {
+  const port = 20000 + ((process.pid * 16 + 11) % 12000);
+  const srv = startTarget(
+    ['/usr/bin/redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', c.dir, '--save', '', '--appendonly', 'no'],
+    { logFile: join(c.dir, 'redis.log') },
+  );
+  const r = await Resp.connect(port, 10_000);
+  assert.equal(await r.cmd('SET', 'k', 'before'), '+OK');
+  const id = await r.cmd('CLIENT', 'ID');
+  const img = c.subdir('img');
+  const rules = [
+    ['--sport', String(port)],
+    ['--dport', String(port)],
+  ].map((x) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...x, '-j', 'DROP']);
+  for (const x of rules) execFileSync('iptables', ['-w', '-I', ...x]);
+  let during: Promise<string>;
+  try {
+    if (dumpWith === 'criu') {
+      criu(['dump', '-t', String(srv.pid), '-D', img, '-v4', '-o', 'criu-dump.log', '--tcp-established', '--network-lock', 'skip']);
+      reap(srv.pid);
+    } else dumpAndReap(srv.pid, img, ['--tcp-established']);
+    during = r.cmd('INCR', 'during');
+    during.catch(() => {});
+    if (dumpWith === 'criu') restoreDetached(img, srv.pid, ['--skip-verify', '--tcp-established']);
+    else {
+      criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log', '--tcp-established']);
+      adopt(srv.pid);
+    }
+  } finally {
+    for (const x of rules) execFileSync('iptables', ['-w', '-D', ...x]);
+  }
+  assert.equal(await during, ':1', 'a command sent while the server was gone is answered once');
+  assert.equal(await r.cmd('CLIENT', 'ID'), id, 'the same connection');
+  assert.equal(await r.cmd('GET', 'k'), 'before');
+  const f = await Resp.connect(port);
+  assert.equal(await f.cmd('GET', 'during'), '1');
+  f.close();
+  r.close();
+  killAndReap(srv.pid);
+}
+
+e2e('a CRIU dump of redis-server with a connected client restores with criu-ts', (c) => redisAcross(c, 'criu'), { skip });
+e2e('a criu-ts dump of redis-server with a connected client restores with CRIU', (c) => redisAcross(c, 'criu-ts'), { skip });
