@@ -6,12 +6,12 @@
  * The guardian is a process of its own, in its own session, that reads lines on a pipe:
  * `pid fd ino reuseaddr` for each socket before it is frozen, and `done` at the end. For each
  * socket it takes a copy from its process (pidfd_getfd), checks that it is still that socket
- * (inode), and acknowledges on another pipe. At end of file without `done`, it turns repair
- * off through its copies at once.
+ * (inode), and acknowledges on another pipe, where it says first that it runs. At end of
+ * file without `done`, it turns repair off through its copies at once.
  *
  * ```ts
  * const g = RepairGuard.start([process.execPath, 'guardian-entry.js']); // runs runGuardian(0, 1)
- * g.note(pid, fd, ino, reuseaddr);  // before freezing that socket
+ * g.note(pid, fd, ino, reuseaddr);  // before freezing that socket (noteMany: many at once)
  * g.done(true);                      // once every frozen socket is resumed or its owner dead
  * ```
  */
@@ -51,16 +51,47 @@ export class RepairGuard {
       close(r);
       close(aw);
     }
-    return new RepairGuard(w, ar, pid);
+    const g = new RepairGuard(w, ar, pid);
+    // Up and reading before anything is frozen: it then heals at once whenever this process dies.
+    g.unacked = 1;
+    g.readAcks();
+    return g;
+  }
+
+  /** Notes written whose ack is not read yet: at most one slice of noteMany. */
+  private unacked = 0;
+
+  /**
+   * Record a socket about to be put in repair mode. The guardian gets every note written
+   * before this process dies (the pipe keeps them until it reads them), takes a copy of each
+   * socket as it reads its note, and heals it if no `done` follows.
+   */
+  note(pid: number, fd: number, ino: number, reuseaddr: number): void {
+    this.noteMany([{ pid, fd, ino, reuseaddr }]);
   }
 
   /**
-   * Record a socket about to be put in repair mode; returns once the guardian holds a copy
-   * of it, so that it can heal it at once whenever this process dies.
+   * Record many sockets at once. Neither waits for the guardian to take its copies, which it
+   * does meanwhile (a round trip per socket costs more than the rest of its dump); the acks
+   * are read a slice behind, so that the ack pipe never fills while the notes are written.
    */
-  note(pid: number, fd: number, ino: number, reuseaddr: number): void {
-    fs.writeSync(this.fd, `${pid} ${fd} ${ino} ${reuseaddr}\n`);
-    if (fs.readSync(this.acks, Buffer.alloc(1), 0, 1, null) !== 1) throw new Error('the TCP repair guardian is gone');
+  noteMany(socks: ReadonlyArray<{ pid: number; fd: number; ino: number; reuseaddr: number }>): void {
+    for (let k = 0; k < socks.length; k += 4096) {
+      const part = socks.slice(k, k + 4096);
+      fs.writeSync(this.fd, part.map((s) => `${s.pid} ${s.fd} ${s.ino} ${s.reuseaddr}\n`).join(''));
+      this.readAcks();
+      this.unacked = part.length;
+    }
+  }
+
+  private readAcks(): void {
+    const ack = Buffer.alloc(this.unacked);
+    for (let got = 0; got < ack.length; ) {
+      const n = fs.readSync(this.acks, ack, got, ack.length - got, null);
+      if (n <= 0) throw new Error('the TCP repair guardian is gone');
+      got += n;
+    }
+    this.unacked = 0;
   }
 
   /** Give up as if the freezer had died: the guardian turns repair off on every noted socket. */
@@ -113,18 +144,22 @@ interface Noted {
   copy: number;
 }
 
+/** pidfds of the noted sockets' tasks, one per task. */
+const pidfds = new Map<number, number>();
+
 /** A copy of fd `fd` of task `pid` if it is still socket `ino`, else -1. */
 function copyOf(pid: number, fd: number, ino: number): number {
-  let pidfd = -1;
   try {
-    pidfd = pidfdOpen(pid);
+    let pidfd = pidfds.get(pid);
+    if (pidfd === undefined) {
+      pidfd = pidfdOpen(pid);
+      pidfds.set(pid, pidfd);
+    }
     const copy = pidfdGetfd(pidfd, fd);
     if (fs.fstatSync(copy).ino === ino) return copy;
     close(copy);
   } catch {
     /* the task or its socket is gone */
-  } finally {
-    if (pidfd >= 0) close(pidfd);
   }
   return -1;
 }
@@ -137,6 +172,11 @@ function copyOf(pid: number, fd: number, ino: number): number {
  */
 export function runGuardian(input: number, acks: number): number {
   const noted: Noted[] = [];
+  try {
+    fs.writeSync(acks, 'r');
+  } catch {
+    /* the freezer is gone: its EOF comes next */
+  }
   const buf = Buffer.alloc(4096);
   let rest = '',
     last = '';
@@ -150,17 +190,21 @@ export function runGuardian(input: number, acks: number): number {
     if (n <= 0) break;
     const lines = (rest + buf.toString('latin1', 0, n)).split('\n');
     rest = lines.pop() ?? '';
+    let taken = 0;
     for (const l of lines) {
       last = l;
       const [pid, fd, ino, reuseaddr] = l.split(' ').map(Number);
       if (l === 'done') continue;
       noted.push({ pid, fd, ino, reuseaddr, copy: copyOf(pid, fd, ino) });
+      taken++;
+    }
+    // One ack per note, all the notes of this read at once.
+    if (taken)
       try {
-        fs.writeSync(acks, 'k');
+        fs.writeSync(acks, 'k'.repeat(taken));
       } catch {
         /* the freezer is gone: its EOF comes next */
       }
-    }
   }
   for (const s of noted) {
     if (last !== 'done') {

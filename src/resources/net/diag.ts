@@ -1,6 +1,7 @@
 // INET_DIAG (NETLINK_SOCK_DIAG): what only sock_diag tells of an inet socket, its shutdown
-// state (poll shows a read shutdown, never a write one). One dump per family and protocol,
-// matched by inode; it sees the sockets of criu-ts's network namespace.
+// state (poll shows a read shutdown, never a write one), and the state of every socket at
+// once. One dump per family and protocol, matched by inode; it sees the sockets of criu-ts's
+// network namespace.
 import { sock, close } from '../../kernel/index.ts';
 
 const NETLINK_SOCK_DIAG = 4,
@@ -13,10 +14,17 @@ const INET_DIAG_SHUTDOWN = 8;
 const MSG_HDR = 16,
   DIAG_MSG = 72;
 
-/** Shutdown bits (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2) of every socket of one family and protocol, by inode. */
-export function inetShutdowns(family: number, proto: number): Map<number, number> {
+export interface InetDiag {
+  /** TCP_ESTABLISHED, TCP_LISTEN... (tcp_states.h). */
+  state: number;
+  /** RCV_SHUTDOWN 1, SEND_SHUTDOWN 2. */
+  shutdown: number;
+}
+
+/** The state and shutdown bits of every socket of one family and protocol, by inode. */
+export function inetDiag(family: number, proto: number): Map<number, InetDiag> {
   const fd = sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, NETLINK_SOCK_DIAG);
-  const out = new Map<number, number>();
+  const out = new Map<number, InetDiag>();
   try {
     const req = Buffer.alloc(MSG_HDR + 56);
     req.writeUInt32LE(req.length, 0);
@@ -46,7 +54,7 @@ export function inetShutdowns(family: number, proto: number): Map<number, number
           if (atype === INET_DIAG_SHUTDOWN) shutdown = buf.readUInt8(a + 4);
           a += (alen + 3) & ~3;
         }
-        out.set(ino, shutdown);
+        out.set(ino, { state: buf.readUInt8(msg + 1), shutdown });
         off += (len + 3) & ~3;
       }
     }

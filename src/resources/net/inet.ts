@@ -6,9 +6,10 @@ import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFile
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
 import { dumpConnection, restoreConnection, isConnection, startGuard } from './tcp.ts';
 import type { RepairGuard } from '../../soccr/guard.ts';
-import { inetShutdowns } from './diag.ts';
+import { inetDiag, type InetDiag } from './diag.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
+import { readdirSync, readlinkSync } from 'node:fs';
 
 const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO } = sock;
 type InetEntry = Message<'inet_sk_entry'>;
@@ -198,13 +199,15 @@ function restoreTcpOpts(fd: number, o: Message<'tcp_opts_entry'> | undefined): v
   setInt(fd, SOL.TCP, TCP.KEEPINTVL, o.keepintvl, true);
 }
 
-/** pidfds of the dumped tasks, and the copies of their sockets, held until the dump ends. */
+/** pidfds of the dumped tasks, and the copies of their sockets (by "pid fd"), held until the dump ends. */
 interface DumpState {
   pidfds: Map<number, number>;
-  copies: number[];
+  copies: Map<string, number>;
   registered: boolean;
-  shutdowns: Map<string, Map<number, number>>;
+  diag: Map<string, Map<number, InetDiag>>;
   guard?: RepairGuard;
+  /** Connections the guardian holds. */
+  noted: Set<number>;
 }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
@@ -212,7 +215,7 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
     st.registered = true;
     // Copies go only once the tree is dead: a connection in repair mode then closes silently.
     ctx.atEnd(() => {
-      for (const c of st.copies.splice(0)) {
+      for (const c of st.copies.values()) {
         try {
           close(c);
         } catch {
@@ -227,16 +230,56 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
         }
       }
       st.pidfds.clear();
+      st.copies.clear();
     });
   }
+  const key = `${pid} ${fd}`;
+  const had = st.copies.get(key);
+  if (had !== undefined) return had;
   let pidfd = st.pidfds.get(pid);
   if (pidfd === undefined) {
     pidfd = pidfdOpen(pid);
     st.pidfds.set(pid, pidfd);
   }
   const c = pidfdGetfd(pidfd, fd);
-  st.copies.push(c);
+  st.copies.set(key, c);
   return c;
+}
+
+function diagOf(family: number, proto: number, st: DumpState): Map<number, InetDiag> {
+  const key = `${family}:${proto}`;
+  let d = st.diag.get(key);
+  if (!d) {
+    d = inetDiag(family, proto);
+    st.diag.set(key, d);
+  }
+  return d;
+}
+
+/**
+ * Hand the guardian, before the first connection of a task is frozen, every connection of
+ * that task (of this family) in one go: one round trip instead of one per connection.
+ */
+function noteConnections(p: { pid: number; ino: number }, family: number, ctx: DumpFileCtx, st: DumpState): void {
+  if (st.noted.has(p.ino)) return;
+  const diag = diagOf(family, IPPROTO.TCP, st);
+  const batch: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }> = [];
+  for (const name of readdirSync(`/proc/${p.pid}/fd`)) {
+    let link: string;
+    try {
+      link = readlinkSync(`/proc/${p.pid}/fd/${name}`);
+    } catch {
+      continue;
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    const ino = m ? Number(m[1]) : -1;
+    const d = diag.get(ino);
+    if (st.noted.has(ino) || (ino !== p.ino && !(d && isConnection(d.state)))) continue;
+    st.noted.add(ino);
+    const c = copyOf(p.pid, Number(name), ctx, st);
+    batch.push({ pid: p.pid, fd: Number(name), ino, reuseaddr: sock.getsockoptInt(c, SOL.SOCKET, SO.REUSEADDR) });
+  }
+  (st.guard ??= startGuard(ctx)).noteMany(batch);
 }
 
 function dumpInet(
@@ -282,16 +325,10 @@ function dumpInet(
     }
     if (inq.readInt32LE(0) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
   }
-  const key = `${family}:${proto}`;
-  let shutdowns = st.shutdowns.get(key);
-  if (!shutdowns) {
-    shutdowns = inetShutdowns(family, proto);
-    st.shutdowns.set(key, shutdowns);
-  }
   // sock_diag does not list a TCP socket that is neither bound to a connection nor listening:
   // poll tells a read shutdown there (as CRIU does), which a write one comes with on close.
   const hup = sock.POLL.RDHUP | sock.POLL.HUP;
-  const shutdown = shutdowns.get(p.ino) ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
+  const shutdown = diagOf(family, proto, st).get(p.ino)?.shutdown ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
   const e: MessageInput<'inet_sk_entry'> = {
     id,
     ino: p.ino,
@@ -312,7 +349,7 @@ function dumpInet(
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p, where, ctx, () => (st.guard ??= startGuard(ctx)));
+  if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p, where, ctx, () => noteConnections(p, family, ctx, st));
   return e;
 }
 
@@ -378,7 +415,7 @@ export const inetFile = statefulKind({
     const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, shutdowns: new Map() }),
+  state: (): DumpState => ({ pidfds: new Map(), copies: new Map(), registered: false, diag: new Map(), noted: new Set() }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
     try {

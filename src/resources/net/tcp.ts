@@ -35,13 +35,13 @@ export function dumpConnection(
   target: { pid: number; fd: number; ino: number },
   where: string,
   ctx: DumpFileCtx,
-  guard: () => RepairGuard,
+  noted: () => void,
 ): void {
   if (ctx.tcp.close) return;
   if (!ctx.tcp.established) throw new Error(`${where}: an established TCP connection; --tcp-established dumps it (or --tcp-close)`);
   const { ino } = target;
-  // The guardian turns repair off again if criu-ts dies before the dump ends.
-  guard().note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
+  // The guardian holds it (and turns repair off again if criu-ts dies before the dump ends).
+  noted();
   const frozen = soccr.freeze(copy);
   ctx.atEnd((how) => {
     if (how === 'killed') return;
