@@ -8,7 +8,7 @@ import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/i
 import type { CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint, faultAt } from '../errors.ts';
 import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
-import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
+import { restoreAddressSpace, installGuards, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
   SessionRestore,
   cloneAt,
@@ -576,6 +576,10 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
     restoreThreadCore(th, area, core, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
+  }
+  if (t.guards.length) {
+    step(ctx.req.log, `task ${t.pid}: ${t.guards.length} guard region(s) from mm-${t.pid}.img`);
+    installGuards(stub, t.guards);
   }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);

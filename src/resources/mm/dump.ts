@@ -1,6 +1,6 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
-import { readAuxv, scanPagemap, madvBits, type Vma } from '../../proc/index.ts';
+import { readAuxv, scanPagemap, guardRuns, madvBits, type Vma } from '../../proc/index.ts';
 import { checkInterrupt } from '../../interrupt.ts';
 import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
 import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, PE, VMA } from './layout.ts';
@@ -58,7 +58,7 @@ export const mmClaims: ResourceClaims = {
     'nh',
     'wf', // madvise advice (vma_entry.madv)
     'dp', // MAP_DROPPABLE: mapped so again (layout.ts)
-    'gu', // guard regions (MADV_GUARD_INSTALL): not restored, with a warning at dump (vmaEntry)
+    'gu', // guard regions (MADV_GUARD_INSTALL): saved as VMA_AREA_GUARD entries (guardEntries)
   ],
 };
 
@@ -68,11 +68,6 @@ const CHUNK = 2 << 20;
 const IOV_MAX = 1024;
 
 function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
-  if (v.vmFlags?.has('gu')) {
-    t.log.warn(
-      `task ${t.pid}: memory at 0x${v.start.toString(16)}-0x${v.end.toString(16)} has guard regions (MADV_GUARD_INSTALL); they come back as ordinary pages`,
-    );
-  }
   const e: VmaEntry = {
     start: v.start,
     end: v.end,
@@ -116,6 +111,27 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
   return e;
 }
 
+/** The guard regions of the VMAs the kernel marks as possibly guarded ('gu'), from pagemap's bit 58. */
+function guardEntries(pid: number, vmas: readonly Vma[]): VmaEntry[] {
+  const guarded = vmas.filter((v) => v.vmFlags?.has('gu'));
+  if (!guarded.length) return [];
+  const out: VmaEntry[] = [];
+  const fd = fs.openSync(`/proc/${pid}/pagemap`, 'r');
+  try {
+    for (const v of guarded) {
+      const pm = Buffer.allocUnsafe(Number((v.end - v.start) / BigInt(PAGE)) * 8);
+      preadFully(fd, pm, Number(v.start / BigInt(PAGE)) * 8);
+      for (const r of guardRuns(pm, v.start, PAGE)) {
+        const end = r.vaddr + BigInt(r.nrPages * PAGE);
+        out.push({ start: r.vaddr, end, pgoff: 0n, shmid: 0n, prot: 0, flags: 0, status: VMA.AREA_GUARD, fd: -1n });
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}
+
 function statOrNone(path: string): fs.Stats | undefined {
   try {
     return fs.statSync(path);
@@ -155,7 +171,9 @@ export interface MmDumpStats {
 export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: MessageInput<'mm_entry'>; stats: MmDumpStats } {
   const s = t.stat;
   const inj = injectedMmFields(t);
-  const vmas = t.vmas.map((v) => vmaEntry(t, v));
+  // Guard regions live in page tables, not VMAs: saved as CRIU does, as entries of their own
+  // (status VMA_AREA_GUARD only) after every real VMA.
+  const vmas = [...t.vmas.map((v) => vmaEntry(t, v)), ...guardEntries(t.pid, t.vmas)];
   const exeId = t.files.regPath(exePath, O.RDONLY);
   const mm: MessageInput<'mm_entry'> = {
     mm_start_code: s.startCode,

@@ -74,4 +74,14 @@ export function vmaHasPrivatePages(e: Pick<Message<'vma_entry'>, 'status'>): boo
   return (st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0;
 }
 
+/**
+ * mm_entry's VMAs without its guard-region entries (VMA_AREA_GUARD: ranges of page tables, not
+ * mappings), and those ranges.
+ */
+export function splitGuards(mm: Message<'mm_entry'>): { mm: Message<'mm_entry'>; guards: Array<{ start: bigint; end: bigint }> } {
+  if (!mm.vmas.some((v) => v.status & VMA.AREA_GUARD)) return { mm, guards: [] };
+  const guards = mm.vmas.filter((v) => v.status & VMA.AREA_GUARD).map((v) => ({ start: v.start, end: v.end }));
+  return { mm: { ...mm, vmas: mm.vmas.filter((v) => !(v.status & VMA.AREA_GUARD)) }, guards };
+}
+
 export const protString = (p: number): string => `${p & PROT.READ ? 'r' : '-'}${p & PROT.WRITE ? 'w' : '-'}${p & PROT.EXEC ? 'x' : '-'}`;

@@ -20,7 +20,7 @@ import { VMA, PE } from './layout.ts';
 import { pullFd, openPulled } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
 import { fillPages } from './fill.ts';
-import { RemoteSysError } from '../../compel/index.ts';
+import { RemoteSysError, type Tracee } from '../../compel/index.ts';
 import type { Logger, Message, PageSource, RestoreTask } from '../types.ts';
 import { NotSupportedError } from '../../errors.ts';
 
@@ -293,6 +293,16 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
     }
     applyMadvise(t, vmas);
   };
+}
+
+const MADV_GUARD_INSTALL = 102;
+
+/**
+ * Guard regions, once the task's pages are in and its children forked (fork copies guard
+ * markers, and a child that keeps a VMA of its parent must not get the parent's guards).
+ */
+export function installGuards(tr: Tracee, guards: ReadonlyArray<{ start: bigint; end: bigint }>): void {
+  for (const g of guards) tr.syscall('madvise', g.start, g.end - g.start, MADV_GUARD_INSTALL);
 }
 
 /**
