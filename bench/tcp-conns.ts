@@ -20,7 +20,10 @@ import { workload } from '../test/lib/workloads.ts';
 import { root, startDetached, waitFor, tmpdir, killAndReap } from './common.ts';
 import { waitpid, WALL } from '../src/kernel/index.ts';
 
-const nums = process.argv.slice(2).filter((a) => /^\d+$/.test(a)).map(Number);
+const nums = process.argv
+  .slice(2)
+  .filter((a) => /^\d+$/.test(a))
+  .map(Number);
 const runs = nums[0] ?? 3;
 const sizes = nums.length > 1 ? nums.slice(1) : [1, 100, 1000];
 const CRIU = process.env.CRIU_REF ?? '/var/cache/criu-zdtm/v4.2/criu/criu';
@@ -105,7 +108,11 @@ async function once(tool: (typeof tools)[number], n: number): Promise<Once> {
     const v = /^verify ok=(\d+)/m.exec(fs.readFileSync(peerLog, 'utf8'))!;
     if (Number(v[1]) !== n) throw new Error(`${v[1]} of ${n} connections echo after the restore`);
     if (/BAD|ERR/.test(fs.readFileSync(srvLog, 'utf8'))) throw new Error(`the server says: ${fs.readFileSync(srvLog, 'utf8').trim()}`);
-    const locked = lockedMs(tool.name, { start: d.start, log: path.join(img, 'dump.log') }, { start: r.start, log: path.join(img, 'restore.log') });
+    const locked = lockedMs(
+      tool.name,
+      { start: d.start, log: path.join(img, 'dump.log') },
+      { start: r.start, log: path.join(img, 'restore.log') },
+    );
     if (process.env.BENCH_KEEP) console.log(`  kept ${dir}`);
     else fs.rmSync(dir, { recursive: true, force: true });
     return { dump: d.ms, restore: r.ms, locked };
@@ -134,7 +141,9 @@ const f2 = (x: number) => x.toFixed(2).padStart(7);
 console.log(
   `established TCP connections (--tcp-established), median of ${runs} run(s); criu-ts and CRIU take turns (CRIU's lock: ${lock ?? 'its default, iptables'})`,
 );
-console.log(`${'conns'.padStart(5)}  ${'tool'.padEnd(9)} ${'dump ms'.padStart(7)} ${'/conn'.padStart(7)}  ${'restore'.padStart(7)} ${'/conn'.padStart(7)}  locked ms`);
+console.log(
+  `${'conns'.padStart(5)}  ${'tool'.padEnd(9)} ${'dump ms'.padStart(7)} ${'/conn'.padStart(7)}  ${'restore'.padStart(7)} ${'/conn'.padStart(7)}  locked ms`,
+);
 for (const n of sizes) {
   const got = new Map<string, Once[]>(tools.map((t) => [t.name, []]));
   const failed = new Map<string, string>();

@@ -114,7 +114,7 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     if (v.prot & ~protMask) {
       throw new ImageError(file, `${at}: prot ${hex(v.prot)} has bits other than PROT_READ|WRITE|EXEC${protMask & 0x10 ? '|BTI' : ''}`);
     }
-    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & VMA.AREA_MEMFD))
+    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & (VMA.AREA_MEMFD | VMA.ANON_SHARED)))
       regFile(file, `${at}: shmid`, Number(v.shmid), files);
     prevEnd = v.end;
   });

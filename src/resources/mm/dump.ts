@@ -81,11 +81,12 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
   const madv = madvBits(v.vmFlags);
   if (madv !== 0n) e.madv = madv;
   const st = e.status;
-  if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
-    const writable = v.shared && (v.prot & 2) !== 0;
-    const flags = writable ? O.RDWR : O.RDONLY;
+  if (st & VMA.ANON_SHARED) {
+    e.shmid = t.shared.anon(t.pid, v);
+  } else if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
     // map_files gives the mapped file even when its path is shadowed; stat follows the link.
     const link = `/proc/${t.pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+    const flags = mappedFileMode(link) ?? (v.shared && (v.prot & 2) !== 0 ? O.RDWR : O.RDONLY);
     let st2 = statOrNone(link);
     const path = st2 ? link : v.path;
     if (st & VMA.AREA_MEMFD) {
@@ -103,8 +104,6 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
     if (!st2) throw new NotSupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
     e.shmid = BigInt(t.files.regPath(v.path, flags, { size: BigInt(st2.size), mode: st2.mode }));
     e.fdflags = flags;
-  } else if (st & VMA.ANON_SHARED) {
-    e.shmid = t.shared.anon(t.pid, v);
   } else if (st & VMA.AREA_SYSVIPC) {
     throw new NotSupportedError(`task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}`);
   }
@@ -130,6 +129,21 @@ function guardEntries(pid: number, vmas: readonly Vma[]): VmaEntry[] {
     fs.closeSync(fd);
   }
   return out;
+}
+
+/**
+ * The access mode the mapped file was opened with: its map_files link's own mode bits say it
+ * (0400 read, 0200 write). A shared mapping of a file opened read-write may be mprotect'ed
+ * writable later, even when it is read-only now.
+ */
+function mappedFileMode(link: string): number | undefined {
+  let m: number;
+  try {
+    m = fs.lstatSync(link).mode & 0o600;
+  } catch {
+    return undefined;
+  }
+  return m === 0o600 ? O.RDWR : m === 0o200 ? O.WRONLY : m === 0o400 ? O.RDONLY : undefined;
 }
 
 function statOrNone(path: string): fs.Stats | undefined {

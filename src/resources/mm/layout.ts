@@ -35,7 +35,9 @@ export function vmaStatus(v: Vma): number {
   if (v.path === '[uprobes]') return s | VMA.AREA_UPROBES;
   if (v.path === '[heap]') s |= VMA.AREA_HEAP;
   if (v.vmFlags?.has('ss')) s |= VMA.AREA_SHSTK;
-  if (isSharedAnon(v)) return s | VMA.ANON_SHARED;
+  // A private mapping of a shared anonymous object (opened through map_files) sees the
+  // object's pages until it writes its own: it maps the same object, MAP_PRIVATE.
+  if (isAnonShmem(v)) return s | VMA.ANON_SHARED | (v.shared ? 0 : VMA.FILE_PRIVATE);
   if (v.path.startsWith('/SYSV')) return s | VMA.AREA_SYSVIPC;
   if (isFileVma(v)) {
     if (v.path.startsWith('/memfd:')) s |= VMA.AREA_MEMFD;
@@ -44,21 +46,21 @@ export function vmaStatus(v: Vma): number {
   return s | (v.shared ? VMA.ANON_SHARED : VMA.ANON_PRIVATE);
 }
 
-/** MAP_SHARED|MAP_ANONYMOUS memory: a shmem file the kernel names /dev/zero (deleted). */
-export function isSharedAnon(v: Vma): boolean {
-  return v.shared && v.inode !== 0 && v.path === '/dev/zero' && v.deleted;
+/** MAP_SHARED|MAP_ANONYMOUS memory, mapped shared or private: a shmem file the kernel names /dev/zero (deleted). */
+function isAnonShmem(v: Vma): boolean {
+  return v.inode !== 0 && v.path === '/dev/zero' && v.deleted;
 }
 
 /** A VMA backed by a file we can reopen (as opposed to anonymous or a kernel special). */
 export function isFileVma(v: Vma): boolean {
-  return v.inode !== 0 && !v.path.startsWith('[') && !isSharedAnon(v);
+  return v.inode !== 0 && !v.path.startsWith('[') && !isAnonShmem(v);
 }
 
 export function vmaMapFlags(v: Vma): number {
   const fl = v.vmFlags;
   // MAP_DROPPABLE is a mapping type of its own (glibc's vgetrandom state), as CRIU saves it.
   let f = v.shared ? MAP.SHARED : fl?.has('dp') ? MAP_DROPPABLE : MAP.PRIVATE;
-  if (!isFileVma(v) || isSharedAnon(v)) f |= MAP.ANONYMOUS;
+  if (!isFileVma(v)) f |= MAP.ANONYMOUS;
   if (fl?.has('gd')) f |= MAP.GROWSDOWN;
   if (fl?.has('lo')) f |= MAP.LOCKED;
   if (fl?.has('nr')) f |= MAP.NORESERVE;

@@ -228,7 +228,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
       const st = v.status;
       const start = v.start,
         len = v.end - start;
-      const shared = (st & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
+      const shared = (v.flags & MAP.SHARED) !== 0;
       let prot = v.prot;
       const writeTo = !shared && !(prot & PROT.WRITE) && hasPages(start, v.end);
       if (input.kept?.has(start)) {

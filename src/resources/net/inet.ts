@@ -4,12 +4,10 @@
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
-import { dumpConnection, restoreConnection, isConnection, startGuard } from './tcp.ts';
-import type { RepairGuard } from '../../soccr/guard.ts';
-import { inetDiag, type InetDiag } from './diag.ts';
+import { dumpConnection, restoreConnection, isConnection, entryEndpoints, type TcpDump } from './tcp.ts';
+import { inetDiag, type DiagSock } from './diag.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
-import { readdirSync, readlinkSync } from 'node:fs';
 
 const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO } = sock;
 type InetEntry = Message<'inet_sk_entry'>;
@@ -34,20 +32,6 @@ function words(addr: Buffer): number[] {
   for (let i = 0; i < addr.length; i += 4) out.push(addr.readUInt32LE(i));
   return out;
 }
-function bytesOf(w: number[], family: number): Buffer {
-  const b = Buffer.alloc(family === AF.INET ? 4 : 16);
-  w.forEach((v, i) => {
-    if (i * 4 < b.length) b.writeUInt32LE(v >>> 0, i * 4);
-  });
-  return b;
-}
-export function entryEndpoints(e: InetEntry): { src: Endpoint; dst: Endpoint } {
-  return {
-    src: { family: e.family, addr: bytesOf(e.src_addr, e.family), port: e.src_port },
-    dst: { family: e.family, addr: bytesOf(e.dst_addr, e.family), port: e.dst_port },
-  };
-}
-
 const int = (fd: number, level: number, opt: number): number => sock.getsockoptInt(fd, level, opt);
 const bool = (fd: number, level: number, opt: number): boolean => int(fd, level, opt) !== 0;
 /** An option some kernels refuse on inet sockets (SO_PASSCRED is unix and netlink only since 6.16). */
@@ -204,10 +188,8 @@ interface DumpState {
   pidfds: Map<number, number>;
   copies: Map<string, number>;
   registered: boolean;
-  diag: Map<string, Map<number, InetDiag>>;
-  guard?: RepairGuard;
-  /** Connections the guardian holds. */
-  noted: Set<number>;
+  diag: Map<string, Map<number, DiagSock>>;
+  tcp: TcpDump;
 }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
@@ -246,42 +228,6 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
   return c;
 }
 
-function diagOf(family: number, proto: number, st: DumpState): Map<number, InetDiag> {
-  const key = `${family}:${proto}`;
-  let d = st.diag.get(key);
-  if (!d) {
-    d = inetDiag(family, proto);
-    st.diag.set(key, d);
-  }
-  return d;
-}
-
-/**
- * Hand the guardian, before the first connection of a task is frozen, every connection of
- * that task (of this family) in one go: one round trip instead of one per connection.
- */
-function noteConnections(p: { pid: number; ino: number }, family: number, ctx: DumpFileCtx, st: DumpState): void {
-  if (st.noted.has(p.ino)) return;
-  const diag = diagOf(family, IPPROTO.TCP, st);
-  const batch: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }> = [];
-  for (const name of readdirSync(`/proc/${p.pid}/fd`)) {
-    let link: string;
-    try {
-      link = readlinkSync(`/proc/${p.pid}/fd/${name}`);
-    } catch {
-      continue;
-    }
-    const m = /^socket:\[(\d+)\]$/.exec(link);
-    const ino = m ? Number(m[1]) : -1;
-    const d = diag.get(ino);
-    if (st.noted.has(ino) || (ino !== p.ino && !(d && isConnection(d.state)))) continue;
-    st.noted.add(ino);
-    const c = copyOf(p.pid, Number(name), ctx, st);
-    batch.push({ pid: p.pid, fd: Number(name), ino, reuseaddr: sock.getsockoptInt(c, SOL.SOCKET, SO.REUSEADDR) });
-  }
-  (st.guard ??= startGuard(ctx)).noteMany(batch);
-}
-
 function dumpInet(
   p: { pid: number; fd: number; ino: number; flags: number },
   id: number,
@@ -295,9 +241,21 @@ function dumpInet(
   const family = int(c, SOL.SOCKET, SO.DOMAIN),
     type = int(c, SOL.SOCKET, SO.TYPE),
     proto = int(c, SOL.SOCKET, SO.PROTOCOL);
+  const key = `${family}:${proto}`;
+  let diag = st.diag.get(key);
+  if (!diag) {
+    diag = inetDiag(family, proto);
+    st.diag.set(key, diag);
+  }
+  const d = diag.get(p.ino);
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
-  const dst = peerName ? endpoint(peerName) : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  // A connection not made yet (SYN_SENT) has no peer name: sock_diag has its destination.
+  const dst = peerName
+    ? endpoint(peerName)
+    : d && d.dst.port
+      ? d.dst
+      : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
   if (proto === IPPROTO.TCP) {
@@ -328,7 +286,7 @@ function dumpInet(
   // sock_diag does not list a TCP socket that is neither bound to a connection nor listening:
   // poll tells a read shutdown there (as CRIU does), which a write one comes with on close.
   const hup = sock.POLL.RDHUP | sock.POLL.HUP;
-  const shutdown = diagOf(family, proto, st).get(p.ino)?.shutdown ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
+  const shutdown = d?.shutdown ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
   const e: MessageInput<'inet_sk_entry'> = {
     id,
     ino: p.ino,
@@ -349,7 +307,10 @@ function dumpInet(
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p, where, ctx, () => noteConnections(p, family, ctx, st));
+  if (proto === IPPROTO.TCP && isConnection(state)) {
+    st.tcp.copy ??= (pid, fd) => copyOf(pid, fd, ctx, st);
+    dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
+  }
   return e;
 }
 
@@ -415,7 +376,13 @@ export const inetFile = statefulKind({
     const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({ pidfds: new Map(), copies: new Map(), registered: false, diag: new Map(), noted: new Set() }),
+  state: (): DumpState => ({
+    pidfds: new Map(),
+    copies: new Map(),
+    registered: false,
+    diag: new Map(),
+    tcp: { frozen: [], noted: new Set() },
+  }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
     try {
