@@ -3,10 +3,10 @@
  * http.server) with clients connected across `dump -R` and across dump + restore
  * (--tcp-established): each client keeps its one connection, which the same server process
  * goes on serving (redis' CLIENT ID, nginx's $connection and $connection_requests, the
- * server end in `ss` owned by the same pid), and new clients are served after.
+ * server end in `ss` owned by the same pid), and new clients are served after. criu-ts's own
+ * network lock holds the connections between dump and restore.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, assertOk, assertRunningFree, descendants, waitFor, sleep, type E2EContext } from '../lib/proc.ts';
@@ -21,34 +21,25 @@ type Check = () => Promise<void>;
 
 /**
  * The server tree at `pid` through `dump -R`, then through dump + restore, with `held` checked
- * after each and `fresh` (a new client) too. While the tree is gone, the test drops the
- * packets of the server's port so that the clients' segments wait for the restored sockets
- * instead of drawing resets; a request sent then (`held` again, on the same connection) is
- * answered once the server is back.
+ * after each and `fresh` (a new client) too. While the tree is gone, criu-ts's network lock
+ * keeps the clients' segments from drawing resets, and a request sent then (`held` again, on
+ * the same connection) is answered once the server is back and the lock gone.
  */
-async function acrossDumps(c: E2EContext, pid: number, port: number, held: Check, fresh: Check): Promise<void> {
+async function acrossDumps(c: E2EContext, pid: number, held: Check, fresh: Check): Promise<void> {
   await held();
   assertOk(dump(pid, c.subdir('leave-running'), ['-R', '--tcp-established']));
   assertRunningFree(pid);
   await held();
   await fresh();
 
-  let during: Promise<void> = Promise.resolve();
-  const rules = [
-    ['--sport', String(port)],
-    ['--dport', String(port)],
-  ].map((r) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...r, '-j', 'DROP']);
-  for (const r of rules) execFileSync('iptables', ['-w', '-I', ...r]);
-  try {
-    const img = c.subdir('img');
-    dumpAndReap(pid, img, ['--tcp-established']);
-    during = held();
-    during.catch(() => {});
-    await sleep(100);
-    restoreDetached(img, pid, ['--tcp-established']);
-  } finally {
-    for (const r of rules) execFileSync('iptables', ['-w', '-D', ...r]);
-  }
+  const img = c.subdir('img');
+  dumpAndReap(pid, img, ['--tcp-established']);
+  assert.match(readFileSync(join(img, 'dump.log'), 'utf8'), /network lock kept/);
+  const during = held();
+  during.catch(() => {});
+  await sleep(100);
+  restoreDetached(img, pid, ['--tcp-established']);
+  assert.match(readFileSync(join(img, 'restore.log'), 'utf8'), /network locked for [\d.]+ ms/);
   await during;
   await held();
   await fresh();
@@ -76,7 +67,6 @@ e2e('redis-server keeps its data and its connected client (same CLIENT ID) acros
   await acrossDumps(
     c,
     srv.pid,
-    port,
     async () => {
       assert.equal(await r.cmd('CLIENT', 'ID'), id, 'the same connection (CLIENT ID)');
       assert.equal(await r.cmd('GET', 'before'), 'dump');
@@ -140,7 +130,6 @@ e2e('nginx (master and workers) keeps serving a keep-alive connection across dum
   await acrossDumps(
     c,
     srv.pid,
-    port,
     async () => {
       const res = await ka.get('/index.html');
       requests++;
@@ -185,7 +174,6 @@ e2e('python3 -m http.server (HTTP/1.1) keeps serving a keep-alive connection acr
   await acrossDumps(
     c,
     srv.pid,
-    port,
     async () => {
       const res = await ka.get('/hello.txt');
       assert.equal(res.status, 200);
