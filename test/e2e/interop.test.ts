@@ -6,7 +6,7 @@
  * it these tests are skipped, and say so.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, SIGUSR1, type E2EContext } from '../lib/proc.ts';
@@ -73,9 +73,8 @@ e2e(
 /**
  * redis-server with a client connected (--tcp-established) through one tool's dump and the
  * other's restore: the client keeps its connection (same CLIENT ID) and the data, and new
- * clients are served. The test drops the server port's packets while the server is gone, and
- * CRIU takes no lock of its own (--network-lock skip), so that neither tool has to remove the
- * other's rules.
+ * clients are served. Each tool takes its own default network lock at dump (CRIU's iptables
+ * rules, criu-ts's nftables table), and the other removes it at restore.
  */
 async function redisAcross(c: E2EContext, dumpWith: 'criu' | 'criu-ts'): Promise<void> {
   const port = 20000 + ((process.pid * 16 + 11) % 12000);
@@ -87,28 +86,20 @@ async function redisAcross(c: E2EContext, dumpWith: 'criu' | 'criu-ts'): Promise
   assert.equal(await r.cmd('SET', 'k', 'before'), '+OK');
   const id = await r.cmd('CLIENT', 'ID');
   const img = c.subdir('img');
-  const rules = [
-    ['--sport', String(port)],
-    ['--dport', String(port)],
-  ].map((x) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...x, '-j', 'DROP']);
-  for (const x of rules) execFileSync('iptables', ['-w', '-I', ...x]);
-  let during: Promise<string>;
-  try {
-    if (dumpWith === 'criu') {
-      criu(['dump', '-t', String(srv.pid), '-D', img, '-v4', '-o', 'criu-dump.log', '--tcp-established', '--network-lock', 'skip']);
-      reap(srv.pid);
-    } else dumpAndReap(srv.pid, img, ['--tcp-established']);
-    during = r.cmd('INCR', 'during');
-    during.catch(() => {});
-    if (dumpWith === 'criu') restoreDetached(img, srv.pid, ['--skip-verify', '--tcp-established']);
-    else {
-      criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log', '--tcp-established']);
-      adopt(srv.pid);
-    }
-  } finally {
-    for (const x of rules) execFileSync('iptables', ['-w', '-D', ...x]);
+  if (dumpWith === 'criu') {
+    criu(['dump', '-t', String(srv.pid), '-D', img, '-v4', '-o', 'criu-dump.log', '--tcp-established']);
+    reap(srv.pid);
+  } else dumpAndReap(srv.pid, img, ['--tcp-established']);
+  const during = r.cmd('INCR', 'during');
+  during.catch(() => {});
+  if (dumpWith === 'criu') restoreDetached(img, srv.pid, ['--skip-verify', '--tcp-established']);
+  else {
+    criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log', '--tcp-established']);
+    adopt(srv.pid);
   }
   assert.equal(await during, ':1', 'a command sent while the server was gone is answered once');
+  const rules = `${spawnSync('iptables-save', { encoding: 'utf8' }).stdout}${spawnSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).stdout}`;
+  assert.doesNotMatch(rules, new RegExp(`(--[sd]port|\\.) ${port}\\b`), 'the restore removed the lock of the dump');
   assert.equal(await r.cmd('CLIENT', 'ID'), id, 'the same connection');
   assert.equal(await r.cmd('GET', 'k'), 'before');
   const f = await Resp.connect(port);
