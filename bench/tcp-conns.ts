@@ -5,14 +5,17 @@
 // the connections were network-locked. After each restore the peer sends a byte on every
 // connection and must get it echoed, or the run counts as failed.
 //
-// Locked time: criu-ts's `network locked for X ms` log line ("n/a (no lock)" when it takes
-// none); CRIU's (default lock, iptables per connection) from the -v4 log timestamps of its
-// first "Locked" line at dump to its last "Unlocked" line at restore, each log's start taken
-// as the moment its process was spawned (a few ms early at most).
+// Locked time, from the first packet that can be dropped to the lock's removal: criu-ts's
+// from its log lines "network lock kept (locked for X ms in the dump)" and "network locked
+// for Y ms of the restore"; CRIU's from the -v4 log timestamps of its first "Locked" line
+// (iptables, its default) or lock element (nftables) at dump to its last "Unlocked" line or
+// "Unlock network" at restore. Each log's start is taken as the moment its process was
+// spawned (a few ms early at most). "n/a (no lock)" when a tool took none.
 //
 //   node bench/tcp-conns.ts [runs] [N...]   (runs default 3; N default 1 100 1000)
 //   CRIU_REF=/path/to/criu (default /var/cache/criu-zdtm/v4.2/criu/criu)
-//   CRIU_LOCK=nftables|skip: CRIU's --network-lock (default: its own default, iptables)
+//   CRIU_LOCK=iptables,nftables (the default): CRIU 4.2 once with each --network-lock named
+//   (iptables is its default; skip takes none). criu-ts takes its default (nftables where nft works).
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -27,9 +30,9 @@ const nums = process.argv
 const runs = nums[0] ?? 3;
 const sizes = nums.length > 1 ? nums.slice(1) : [1, 100, 1000];
 const CRIU = process.env.CRIU_REF ?? '/var/cache/criu-zdtm/v4.2/criu/criu';
-const lock = process.env.CRIU_LOCK;
+const locks = (process.env.CRIU_LOCK ?? 'iptables,nftables').split(',');
 const tools = [{ name: 'criu-ts', bin: path.join(root, 'bin', 'criu-ts'), dump: [] as string[] }];
-if (fs.existsSync(CRIU)) tools.push({ name: 'CRIU 4.2', bin: CRIU, dump: lock ? ['--network-lock', lock] : [] });
+if (fs.existsSync(CRIU)) for (const l of locks) tools.push({ name: `CRIU ${l}`, bin: CRIU, dump: ['--network-lock', l] });
 const tcpfan = workload('tcpfan');
 
 /** Runs a tool; returns when it started (epoch ms) and how long it took. */
@@ -61,8 +64,12 @@ function lockedMs(tool: string, d: { start: number; log: string }, r: { start: n
   const dl = logLines(d.log);
   const rl = logLines(r.log);
   if (tool === 'criu-ts') {
-    const all = [...dl, ...rl].map(([, t]) => /network locked for ([\d.]+) ms/.exec(t)).filter((m) => m !== null);
-    return all.length ? Number(all[all.length - 1][1]) : null;
+    // The dump says how long the lock had held when it left it for the restore, and the
+    // restore when it removed it.
+    const kept = dl.map(([t, l]) => [t, /network lock kept \(locked for ([\d.]+) ms/.exec(l)] as const).find(([, m]) => m);
+    const gone = rl.find(([, l]) => /network locked for [\d.]+ ms of the restore/.test(l));
+    if (!kept?.[1] || !gone) return null;
+    return r.start + gone[0] * 1000 - (d.start + kept[0] * 1000 - Number(kept[1][1]));
   }
   // iptables: a "Locked"/"Unlocked" line per connection; nftables: an element added per
   // connection, and the table deleted right after "Unlock network".
@@ -138,11 +145,9 @@ const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length
 const f0 = (x: number) => x.toFixed(0).padStart(7);
 const f2 = (x: number) => x.toFixed(2).padStart(7);
 
+console.log(`established TCP connections (--tcp-established), median of ${runs} run(s); criu-ts and CRIU 4.2 take turns`);
 console.log(
-  `established TCP connections (--tcp-established), median of ${runs} run(s); criu-ts and CRIU take turns (CRIU's lock: ${lock ?? 'its default, iptables'})`,
-);
-console.log(
-  `${'conns'.padStart(5)}  ${'tool'.padEnd(9)} ${'dump ms'.padStart(7)} ${'/conn'.padStart(7)}  ${'restore'.padStart(7)} ${'/conn'.padStart(7)}  locked ms`,
+  `${'conns'.padStart(5)}  ${'tool'.padEnd(13)} ${'dump ms'.padStart(7)} ${'/conn'.padStart(7)}  ${'restore'.padStart(7)} ${'/conn'.padStart(7)}  locked ms`,
 );
 for (const n of sizes) {
   const got = new Map<string, Once[]>(tools.map((t) => [t.name, []]));
@@ -158,7 +163,7 @@ for (const n of sizes) {
     }
   for (const tool of tools) {
     const xs = got.get(tool.name)!;
-    const head = `${String(n).padStart(5)}  ${tool.name.padEnd(9)}`;
+    const head = `${String(n).padStart(5)}  ${tool.name.padEnd(13)}`;
     if (failed.has(tool.name)) {
       console.log(`${head} failed: ${failed.get(tool.name)}`);
       continue;
