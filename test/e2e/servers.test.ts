@@ -117,6 +117,8 @@ e2e('nginx (master and workers) keeps serving a keep-alive connection across dum
   writeFileSync(join(c.dir, 'nginx.conf'), nginxConf(c.dir, port));
   const srv = startTarget(['/usr/sbin/nginx', '-p', c.dir, '-c', join(c.dir, 'nginx.conf'), '-e', join(c.dir, 'error.log')], {
     logFile: join(c.dir, 'nginx.out'),
+    // The master names itself "nginx: master process ..." as soon as it starts.
+    execed: (cl) => /^(\/usr\/sbin\/)?nginx\b/.test(cl[0] ?? ''),
   });
   await waitFor(() => descendants(srv.pid).length === 2, 10_000, 'nginx to start its 2 workers');
   const ka = await KeepAlive.connect(port, 10_000);

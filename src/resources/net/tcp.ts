@@ -2,6 +2,7 @@
 // saved to tcp-stream-<ino>.img through soccr, recreated in place on restore. With --tcp-close
 // they are recorded without their stream and come back as closed sockets.
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { sock, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import * as soccr from '../../soccr/index.ts';
@@ -26,6 +27,15 @@ const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put
 
 /** The guardian is criu-ts itself, started with this hidden command (src/cli/main.ts). */
 export const GUARD_COMMAND = '__soccr-guard';
+
+/**
+ * The guardian's command: its own small bundle beside criu-ts's (bin/criu-ts builds it), which
+ * starts in about half the time of the whole CLI, else criu-ts's hidden command.
+ */
+function guardArgv(): string[] {
+  const own = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './guard-main.ts' : './guard-main.mjs', import.meta.url));
+  return fs.existsSync(own) ? [process.execPath, own] : [process.execPath, process.argv[1], GUARD_COMMAND];
+}
 
 /** What one dump holds for its connections: the guardian, the network lock, the frozen sockets. */
 export interface TcpDump {
@@ -107,7 +117,7 @@ function noteAll(conns: TreeConn[], g: RepairGuard, ts: TcpDump): void {
  */
 function begin(ctx: DumpFileCtx, ts: TcpDump): void {
   if (ts.guard) return;
-  const g = RepairGuard.start([process.execPath, process.argv[1], GUARD_COMMAND]);
+  const g = RepairGuard.start(guardArgv());
   ts.guard = g;
   ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
   ctx.atEnd((how) => g.done(how === 'killed'));
