@@ -124,7 +124,7 @@ async function once(tool: (typeof tools)[number], n: number): Promise<Once> {
     else fs.rmSync(dir, { recursive: true, force: true });
     return { dump: d.ms, restore: r.ms, locked };
   } catch (e) {
-    dropLockRules(port);
+    dropLockRules(port, path.join(dir, 'img', 'dump.log'));
     throw e;
   } finally {
     killAndReap(srv);
@@ -132,13 +132,18 @@ async function once(tool: (typeof tools)[number], n: number): Promise<Once> {
   }
 }
 
-/** A dump whose restore failed leaves CRIU's per-connection iptables rules: remove those of `port`. */
-function dropLockRules(port: number): void {
+/**
+ * A failed run may leave CRIU's lock: its per-connection iptables rules (those of `port`) or
+ * its nftables table (named in its log).
+ */
+function dropLockRules(port: number, log: string): void {
   for (const chain of ['INPUT', 'OUTPUT']) {
     const rules = spawnSync('iptables', ['-w', '-S', chain], { encoding: 'utf8' }).stdout.split('\n');
     for (const r of rules)
       if (/0xc114/.test(r) && new RegExp(`--[sd]port ${port} `).test(r)) spawnSync('iptables', ['-w', '-D', ...r.split(' ').slice(1)]);
   }
+  const table = fs.existsSync(log) ? /inet (CRIU-[0-9a-f-]+)/.exec(fs.readFileSync(log, 'utf8'))?.[1] : undefined;
+  if (table) spawnSync('nft', ['delete', 'table', 'inet', table]);
 }
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
