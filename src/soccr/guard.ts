@@ -57,9 +57,10 @@ export class RepairGuard {
       close(aw);
     }
     const g = new RepairGuard(w, ar, pid);
-    // Up and reading before anything is frozen: it then heals at once whenever this process dies.
+    // It says first that it runs: the first note or extra waits for that, so that it is up
+    // before anything is frozen (and heals at once whenever this process dies), while the
+    // caller does something else meanwhile.
     g.unacked = 1;
-    g.readAcks(1);
     return g;
   }
 

@@ -121,6 +121,7 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
   ts.guard = g;
   ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
   ctx.atEnd((how) => g.done(how === 'killed'));
+  // While the guardian starts: which lock, and the connections (noteAll waits for it).
   const method = ctx.tcp.networkLock ?? defaultLockMethod();
   ctx.atEnd((how) => {
     const lock = ts.lock;
