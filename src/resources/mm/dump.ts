@@ -1,6 +1,6 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
-import { readAuxv, scanPagemap, guardRuns, madvBits, type Vma } from '../../proc/index.ts';
+import { readAuxv, scanPagemap, guardRuns, madvBits, MAP_DROPPABLE, type Vma } from '../../proc/index.ts';
 import { checkInterrupt } from '../../interrupt.ts';
 import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
 import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, PE, VMA } from './layout.ts';
@@ -31,6 +31,7 @@ export const mmClaims: ResourceClaims = {
       'VmSwap',
       'HugetlbPages',
       'THP_enabled',
+      'VmLck', // the size of the 'lo' VMAs, locked again at restore
     ].map((k) => [k, true]),
   ),
   files: { exe: true, environ: true, cmdline: true, auxv: true },
@@ -57,7 +58,8 @@ export const mmClaims: ResourceClaims = {
     'hg',
     'nh',
     'wf', // madvise advice (vma_entry.madv)
-    'dp', // MAP_DROPPABLE: mapped so again (layout.ts)
+    'dp', // MAP_DROPPABLE: mapped so again (layout.ts), without its pages, as CRIU does
+    'lo', // mlock: MAP_LOCKED in vma_entry.flags, locked again once its pages are in
     'gu', // guard regions (MADV_GUARD_INSTALL): saved as VMA_AREA_GUARD entries (guardEntries)
   ],
 };
@@ -272,6 +274,8 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
       // copy to map old symbols onto the new vDSO, so it is saved whole, as CRIU does.
       const vdso = (e.status & VMA.AREA_VDSO) !== 0;
       if (!vdso && !vmaHasPrivatePages(e)) continue;
+      // The kernel may drop droppable pages whenever it likes; CRIU does not save them either.
+      if ((e.flags & 0xf) === MAP_DROPPABLE) continue;
       const start = e.start,
         end = e.end;
       const nPages = Number((end - start) / BigInt(PAGE));

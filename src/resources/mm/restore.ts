@@ -292,6 +292,8 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
       tr.syscall('mprotect', v.start, v.end - v.start, v.prot);
     }
     applyMadvise(t, vmas);
+    // Locked last: mlock faults every page in, and the fill must not find them locked.
+    for (const v of vmas) if (v.flags & MAP.LOCKED) tr.syscall('mlock', v.start, v.end - v.start);
   };
 }
 

@@ -1,11 +1,14 @@
 /**
+ * Memory whose state is more than its pages and protections: guard regions, mlock, droppable memory.
+ *
  * Guard regions (MADV_GUARD_INSTALL) are page-table state, not VMAs: the dump saves them as
  * VMA_AREA_GUARD entries after the real VMAs (CRIU's format for them), and the restore
  * installs them again, per task, so that a child's guards are its own.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { e2e, killAndReap, waitForLine, adopt, assertOk } from '../lib/proc.ts';
+import { readFileSync } from 'node:fs';
+import { e2e, killAndReap, waitForLine, adopt, assertOk, assertCleanError, assertRunningFree } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { readMessages } from '../../src/images/index.ts';
 import { startChecking, askCheck } from '../lib/selfcheck.ts';
@@ -70,4 +73,45 @@ e2e('a child forked from a guarded parent gets its own guards back, not its pare
   assert.equal(await askCheck(kid), 'CHECK ok');
   killAndReap(t.pid); // first: the child is its parent's, until the parent is gone
   killAndReap(child);
+});
+
+e2e('mlock: locked memory comes back locked, with its data, and the rest unlocked', async (c) => {
+  const t = await startChecking(c, 'mlocks', ['lock']);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  assert.match(readFileSync(`/proc/${t.pid}/status`, 'latin1'), /^VmLck:\s+32 kB$/m, 'only the 8 locked pages are locked');
+  killAndReap(t.pid);
+});
+
+e2e('mlockall(MCL_FUTURE) is refused, naming it, and the task runs on', async (c) => {
+  const t = await startChecking(c, 'mlocks', ['future']);
+  const line = assertCleanError(dump(t.pid, c.subdir('img')));
+  assert.match(
+    line,
+    new RegExp(`^task ${t.pid}: locking of future mappings \\(mlockall MCL_FUTURE\\): it is 1, where a restored task has 0`),
+  );
+  assertRunningFree(t.pid, 'the task after the refused dump');
+  assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+});
+
+e2e('MAP_DROPPABLE memory is mapped droppable again, without its pages (as CRIU: the kernel may drop them at any time)', async (c) => {
+  const t = await startChecking(c, 'droppable', []);
+  const at = BigInt((await waitForLine(t.log, /^droppable 0x[0-9a-f]+$/)).line.split(' ')[1]);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  // The first message is the pagemap_head; the runs follow.
+  const runs = readMessages(join(img, `pagemap-${t.pid}.img`), 'pagemap_entry').slice(1);
+  assert.ok(runs.length > 0, 'the pagemap lists runs');
+  assert.ok(
+    runs.every((r) => r.vaddr + BigInt(r.nr_pages ?? r.compat_nr_pages) * PAGE <= at || r.vaddr >= at + 4n * PAGE),
+    'no page of the droppable memory is saved',
+  );
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
 });
