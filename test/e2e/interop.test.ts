@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, SIGUSR1, type E2EContext } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter } from '../lib/cr.ts';
-import { Resp } from '../lib/clients.ts';
+import { Resp, startRedis } from '../lib/clients.ts';
 
 const CRIU = process.env.CRIU_REF;
 const skip = CRIU && existsSync(CRIU) ? false : 'set CRIU_REF to a CRIU 4.x binary to run the interop tests';
@@ -78,11 +78,7 @@ e2e(
  */
 async function redisAcross(c: E2EContext, dumpWith: 'criu' | 'criu-ts'): Promise<void> {
   const port = 20000 + ((process.pid * 16 + 11) % 12000);
-  const srv = startTarget(
-    ['/usr/bin/redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', c.dir, '--save', '', '--appendonly', 'no'],
-    { logFile: join(c.dir, 'redis.log') },
-  );
-  const r = await Resp.connect(port, 10_000);
+  const { srv, r } = await startRedis(c.dir, port);
   assert.equal(await r.cmd('SET', 'k', 'before'), '+OK');
   const id = await r.cmd('CLIENT', 'ID');
   const img = c.subdir('img');

@@ -11,7 +11,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, assertOk, assertRunningFree, descendants, waitFor, sleep, type E2EContext } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
-import { KeepAlive, Resp, serverEnd } from '../lib/clients.ts';
+import { KeepAlive, Resp, serverEnd, startRedis } from '../lib/clients.ts';
 
 /** A port for this run, clear of the ephemeral range (32768-60999) and of inet-sockets' ports. */
 const portFor = (n: number): number => 20000 + ((process.pid * 16 + 8 + n) % 12000);
@@ -56,11 +56,7 @@ function ownedByTree(pid: number, port: number, cports: number[]): void {
 
 e2e('redis-server keeps its data and its connected client (same CLIENT ID) across dump -R and dump + restore', async (c) => {
   const port = portFor(0);
-  const srv = startTarget(
-    ['/usr/bin/redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', c.dir, '--save', '', '--appendonly', 'no'],
-    { logFile: join(c.dir, 'redis.log') },
-  );
-  const r = await Resp.connect(port, 10_000);
+  const { srv, r } = await startRedis(c.dir, port);
   assert.equal(await r.cmd('SET', 'before', 'dump'), '+OK');
   const id = await r.cmd('CLIENT', 'ID');
   let n = 0;

@@ -3,7 +3,9 @@
 // "the same connection kept working" from "it reconnected".
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { SLOW } from './slow.ts';
+import { startTarget, type Target } from './targets.ts';
 
 /** One TCP connection, with the bytes it received and whether it ended. */
 class Held {
@@ -129,4 +131,13 @@ export function serverEnd(port: number, cport: number): number | null {
   });
   const m = /pid=(\d+),/.exec(out);
   return m ? Number(m[1]) : null;
+}
+
+/** redis-server on `port`, its files and log in `dir`, nothing saved to disk; and a client connected to it. */
+export async function startRedis(dir: string, port: number): Promise<{ srv: Target; r: Resp }> {
+  const srv = startTarget(
+    ['/usr/bin/redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'],
+    { logFile: join(dir, 'redis.log') },
+  );
+  return { srv, r: await Resp.connect(port, 10_000) };
 }
