@@ -1,13 +1,14 @@
 /**
  * Real servers from Debian packages (redis-server, nginx with its workers, python3's
- * http.server) with clients connected across `dump -R` and across dump + restore
+ * http.server, a Node HTTP server) with clients connected across `dump -R` and across dump + restore
  * (--tcp-established): each client keeps its one connection, which the same server process
- * goes on serving (redis' CLIENT ID, nginx's $connection and $connection_requests, the
- * server end in `ss` owned by the same pid), and new clients are served after. criu-ts's own
+ * goes on serving (redis' CLIENT ID, nginx's $connection and $connection_requests, the Node
+ * server's own count, the server end in `ss` owned by the same pid), and new clients are served after. criu-ts's own
  * network lock holds the connections between dump and restore.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, assertOk, assertRunningFree, descendants, waitFor, sleep, type E2EContext } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
@@ -187,3 +188,55 @@ e2e('python3 -m http.server (HTTP/1.1) keeps serving a keep-alive connection acr
   ka.close();
   killAndReap(srv.pid);
 });
+
+// A Node HTTP server that numbers its connections and each one's requests: the answer tells
+// which connection served it, and how many requests that connection had carried.
+const NODE_SERVER = `
+const http = require('http');
+let conns = 0;
+const srv = http.createServer((req, res) => {
+  const s = req.socket;
+  s.requests = (s.requests || 0) + 1;
+  const body = 'conn=' + s.conn + ' req=' + s.requests + '\\n';
+  res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+});
+srv.on('connection', (s) => { s.conn = ++conns; });
+srv.keepAliveTimeout = 600000;
+srv.headersTimeout = 0;
+srv.requestTimeout = 0;
+srv.listen(Number(process.argv[1]), '127.0.0.1', () => console.log('listening'));
+`;
+const NODE = '/usr/bin/node';
+const nodeMajor = existsSync(NODE) ? Number(/^v(\d+)/.exec(spawnSync(NODE, ['-v'], { encoding: 'utf8' }).stdout)?.[1] ?? 0) : 0;
+// The libuv of Node 22 and later keeps an io_uring open, which criu-ts cannot checkpoint yet.
+const nodeSkip = nodeMajor === 0 ? 'no /usr/bin/node' : nodeMajor >= 22 ? `Node ${nodeMajor}'s libuv keeps an io_uring` : false;
+
+e2e(
+  'a Node HTTP server keeps serving a keep-alive connection (its own count of requests goes on) across dump -R and dump + restore',
+  async (c) => {
+    const port = portFor(3);
+    const srv = startTarget([NODE, '-e', NODE_SERVER, String(port)], { logFile: join(c.dir, 'node.log') });
+    const ka = await KeepAlive.connect(port, 15_000);
+    let requests = 0;
+    await acrossDumps(
+      c,
+      srv.pid,
+      async () => {
+        const res = await ka.get('/');
+        assert.equal(res.status, 200);
+        assert.equal(res.body, `conn=1 req=${++requests}\n`, 'the first connection, one request further');
+        ownedByTree(srv.pid, port, [ka.localPort]);
+      },
+      async () => {
+        const f = await KeepAlive.connect(port);
+        assert.match((await f.get('/')).body, /^conn=\d+ req=1\n$/);
+        assert.match((await f.get('/')).body, /^conn=\d+ req=2\n$/);
+        f.close();
+      },
+    );
+    ka.close();
+    killAndReap(srv.pid);
+  },
+  { skip: nodeSkip },
+);
