@@ -1,10 +1,11 @@
 /**
  * Real servers from Debian packages (redis-server, nginx with its workers, python3's
- * http.server, a Node HTTP server) with clients connected across `dump -R` and across dump + restore
- * (--tcp-established): each client keeps its one connection, which the same server process
- * goes on serving (redis' CLIENT ID, nginx's $connection and $connection_requests, the Node
- * server's own count, the server end in `ss` owned by the same pid), and new clients are served after. criu-ts's own
- * network lock holds the connections between dump and restore.
+ * http.server, a Node HTTP server) with clients connected across `dump -R` and across
+ * dump + restore (--tcp-established): each client keeps its one connection, which the same
+ * server process goes on serving (redis' CLIENT ID, nginx's $connection and
+ * $connection_requests, the Node server's own count, the server end in `ss` owned by the same
+ * pid), and new clients are served after. criu-ts's own network lock holds the connections
+ * between dump and restore.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
