@@ -9,8 +9,9 @@
 // from its log lines "network lock kept (locked for X ms in the dump)" and "network locked
 // for Y ms of the restore"; CRIU's from the -v4 log timestamps of its first "Locked" line
 // (iptables, its default) or lock element (nftables) at dump to its last "Unlocked" line or
-// "Unlock network" at restore. Each log's start is taken as the moment its process was
-// spawned (a few ms early at most). "n/a (no lock)" when a tool took none.
+// "Unlock network" at restore. Each log's timestamps count from a moment found from its last
+// line, written as its process exits (criu-ts's log starts once Node is up, well after the
+// spawn). "n/a (no lock)" when a tool took none.
 //
 //   node bench/tcp-conns.ts [runs] [N...]   (runs default 3; N default 1 100 1000)
 //   CRIU_REF=/path/to/criu (default /var/cache/criu-zdtm/v4.2/criu/criu)
@@ -37,13 +38,20 @@ const tcpfan = workload('tcpfan');
 
 /** Runs a tool; returns when it started (epoch ms) and how long it took. */
 function run(bin: string, args: string[]): { start: number; ms: number } {
-  const start = Date.now();
+  const start = performance.timeOrigin + performance.now();
   const t = performance.now();
   const r = spawnSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const ms = performance.now() - t;
   if (r.status !== 0)
     throw new Error(`${path.basename(bin)} ${args[0]} failed (${r.status}): ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
   return { start, ms };
+}
+
+/** A tool's run: when it started (epoch ms), how long it took, its log. */
+interface Ran {
+  start: number;
+  ms: number;
+  log: string;
 }
 
 /** The log's lines as [seconds since its start, text]. */
@@ -60,16 +68,19 @@ function logLines(file: string): Array<[number, string]> {
 }
 
 /** The locked time in ms, or null when the tool took no lock. */
-function lockedMs(tool: string, d: { start: number; log: string }, r: { start: number; log: string }): number | null {
+function lockedMs(tool: string, d: Ran, r: Ran): number | null {
   const dl = logLines(d.log);
   const rl = logLines(r.log);
+  // The moment each log counts from: its last line is written as its process ends.
+  const d0 = d.start + d.ms - (dl.at(-1)?.[0] ?? 0) * 1000;
+  const r0 = r.start + r.ms - (rl.at(-1)?.[0] ?? 0) * 1000;
   if (tool === 'criu-ts') {
     // The dump says how long the lock had held when it left it for the restore, and the
     // restore when it removed it.
     const kept = dl.map(([t, l]) => [t, /network lock kept \(locked for ([\d.]+) ms/.exec(l)] as const).find(([, m]) => m);
     const gone = rl.find(([, l]) => /network locked for [\d.]+ ms of the restore/.test(l));
     if (!kept?.[1] || !gone) return null;
-    return r.start + gone[0] * 1000 - (d.start + kept[0] * 1000 - Number(kept[1][1]));
+    return r0 + gone[0] * 1000 - (d0 + kept[0] * 1000 - Number(kept[1][1]));
   }
   // iptables: a "Locked"/"Unlocked" line per connection; nftables: an element added per
   // connection, and the table deleted right after "Unlock network".
@@ -77,7 +88,7 @@ function lockedMs(tool: string, d: { start: number; log: string }, r: { start: n
   const unlock = rl.findIndex(([, t]) => /^(net: )?Unlock network$/.test(t));
   const last = rl.findLast(([, t]) => /^Unlocked .* connection$/.test(t)) ?? (unlock >= 0 ? rl[unlock + 1] : undefined);
   if (!first || !last) return null;
-  return r.start + last[0] * 1000 - (d.start + first[0] * 1000);
+  return r0 + last[0] * 1000 - (d0 + first[0] * 1000);
 }
 
 let nextPort = 20000 + ((process.pid * 64) % 10000);
@@ -115,11 +126,7 @@ async function once(tool: (typeof tools)[number], n: number): Promise<Once> {
     const v = /^verify ok=(\d+)/m.exec(fs.readFileSync(peerLog, 'utf8'))!;
     if (Number(v[1]) !== n) throw new Error(`${v[1]} of ${n} connections echo after the restore`);
     if (/BAD|ERR/.test(fs.readFileSync(srvLog, 'utf8'))) throw new Error(`the server says: ${fs.readFileSync(srvLog, 'utf8').trim()}`);
-    const locked = lockedMs(
-      tool.name,
-      { start: d.start, log: path.join(img, 'dump.log') },
-      { start: r.start, log: path.join(img, 'restore.log') },
-    );
+    const locked = lockedMs(tool.name, { ...d, log: path.join(img, 'dump.log') }, { ...r, log: path.join(img, 'restore.log') });
     if (process.env.BENCH_KEEP) console.log(`  kept ${dir}`);
     else fs.rmSync(dir, { recursive: true, force: true });
     return { dump: d.ms, restore: r.ms, locked };
