@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { e2e, killAndReap, waitForLine, adopt, assertOk, assertCleanError, assertRunningFree } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { readMessages } from '../../src/images/index.ts';
@@ -113,5 +113,28 @@ e2e('MAP_DROPPABLE memory is mapped droppable again, without its pages (as CRIU:
   );
   restoreDetached(img, t.pid);
   assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+});
+
+e2e('an AIO ring comes back at its address with its completed events, and takes new requests', async (c) => {
+  const file = join(c.dir, 'data');
+  writeFileSync(file, 'stuvwxyzABCDEFGHIJKLMNOPQRSTUVWX');
+  const t = await startChecking(c, 'aioring', [file]);
+  const ctx = BigInt(`0x${(await waitForLine(t.log, /^ctx [0-9a-f]+$/)).line.split(' ')[1]}`);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const mm = readMessages(join(img, `mm-${t.pid}.img`), 'mm_entry')[0];
+  assert.deepEqual(
+    mm.aios.map((a) => a.id),
+    [ctx],
+    'mm_entry.aios names the ring',
+  );
+  assert.ok(
+    mm.vmas.some((v) => v.start === ctx && v.status === VMA.AREA_AIORING),
+    'the ring is a VMA_AREA_AIORING VMA',
+  );
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  assert.match(readFileSync(`/proc/${t.pid}/maps`, 'latin1'), new RegExp(`^${ctx.toString(16)}-[0-9a-f]+ rw-s .*/\\[aio\\]`, 'm'));
   killAndReap(t.pid);
 });

@@ -2,6 +2,7 @@
 // how a /proc VMA maps onto them.
 import { MAP_DROPPABLE, type Vma } from '../../proc/index.ts';
 import { MAP, PROT } from '../../kernel/index.ts';
+import { isAioRing } from './aio.ts';
 import type { Message } from '../types.ts';
 
 export const VMA = {
@@ -29,6 +30,8 @@ export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4, COW_PARENT: 1 << 16 } as con
 
 export function vmaStatus(v: Vma): number {
   if (v.path === '[vsyscall]') return VMA.AREA_VSYSCALL | VMA.ANON_PRIVATE;
+  // CRIU's AIO ring: the status bit alone (aio.ts).
+  if (isAioRing(v)) return VMA.AREA_AIORING;
   let s = VMA.AREA_REGULAR;
   if (v.path === '[vdso]') return s | VMA.AREA_VDSO | VMA.ANON_PRIVATE;
   if (v.path === '[vvar]' || v.path === '[vvar_vclock]') return s | VMA.AREA_VVAR | VMA.ANON_PRIVATE;
@@ -71,6 +74,7 @@ export function vmaMapFlags(v: Vma): number {
 /** Pages of this VMA that go into the task's own pagemap: private memory only. */
 export function vmaHasPrivatePages(e: Pick<Message<'vma_entry'>, 'status'>): boolean {
   const st = e.status;
+  if (st & VMA.AREA_AIORING) return true;
   if (!(st & VMA.AREA_REGULAR)) return false;
   if (st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_UPROBES)) return false;
   return (st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0;

@@ -3,10 +3,12 @@
 // listens or connects it, and sets its options. Established TCP connections go through tcp.ts.
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
-import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
-import { dumpConnection, restoreConnection, isConnection, entryEndpoints, type TcpDump } from './tcp.ts';
+import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
+import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDump } from './tcp.ts';
 import { inetDiag, type DiagSock } from './diag.ts';
-import { NotSupportedError } from '../../errors.ts';
+import { endpointName } from './netlock.ts';
+
+import { NotSupportedError, CriuError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO } = sock;
@@ -250,12 +252,10 @@ function dumpInet(
   const d = diag.get(p.ino);
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
-  // A connection not made yet (SYN_SENT) has no peer name: sock_diag has its destination.
-  const dst = peerName
-    ? endpoint(peerName)
-    : d && d.dst.port
-      ? d.dst
-      : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  // A TCP connection reset or not made yet (SYN_SENT) has no peer name, but SO_PEERNAME (and
+  // sock_diag, while it is hashed) still has where it went.
+  const peerAny = peerName ?? (proto === IPPROTO.TCP ? sock.peerNameOpt(c, family) : undefined);
+  const dst = peerAny ? endpoint(peerAny) : d && d.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
   if (proto === IPPROTO.TCP) {
@@ -270,7 +270,7 @@ function dumpInet(
           );
         ctx.log.warn(`${where}: ${ti.unacked} connection(s) not yet accepted are dropped (--skip-in-flight)`);
       }
-    } else if (state !== TCP_STATE.CLOSE && state !== TCP_STATE.ESTABLISHED) {
+    } else if (!handledState(state)) {
       throw new NotSupportedError(`${where}: a TCP socket in ${stateName(state)}`);
     }
   } else {
@@ -307,7 +307,7 @@ function dumpInet(
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (proto === IPPROTO.TCP && isConnection(state)) {
+  if (proto === IPPROTO.TCP && repaired(state, dst.port)) {
     st.tcp.copy ??= (pid, fd) => copyOf(pid, fd, ctx, st);
     dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
   }
@@ -320,6 +320,8 @@ function dumpInet(
  * (SK_FORCE_REUSE), and leaves repair before it listens.
  */
 function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
+  // The task's own IP_FREEBIND before the bind: its address need not exist (here, or yet).
+  if (e.ip_opts?.freebind) setInt(fd, e.family === AF.INET ? SOL.IP : SOL.IPV6, e.family === AF.INET ? IP.FREEBIND : IPV6.FREEBIND, 1);
   const freebind = e.family === AF.INET6 && e.ip_opts?.freebind !== true;
   const repair = e.proto === IPPROTO.TCP;
   if (freebind) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 1);
@@ -341,14 +343,14 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEPORT, 1);
   const { src, dst } = entryEndpoints(e);
-  if (e.proto === IPPROTO.TCP && isConnection(e.state)) {
+  if (e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port)) {
     restoreConnection(fd, e, { src, dst }, where, ctx);
   } else {
     if (e.src_port || e.state === TCP_STATE.LISTEN) bindBack(fd, e, src);
     if (e.state === TCP_STATE.LISTEN) sock.listen(fd, e.backlog);
     else if (e.dst_port) sock.connect(fd, sockaddr(dst));
   }
-  if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && isConnection(e.state))) {
+  if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port))) {
     // sk_shutdown READ 1, WRITE 2, BOTH 3 are SHUT_RD, SHUT_WR and SHUT_RDWR plus one. An
     // unconnected socket takes the shutdown and still says ENOTCONN.
     try {
@@ -388,7 +390,11 @@ export const inetFile = statefulKind({
     try {
       return openInet(e, ctx);
     } catch (err) {
-      if (err instanceof SysError) throw new Error(`inet socket ${e.id} (${stateName(e.state)}, port ${e.src_port}): ${err.message}`);
+      if (err instanceof SysError) {
+        const { src, dst } = entryEndpoints(e);
+        const ends = `${endpointName(src)}${e.dst_port ? ` to ${endpointName(dst)}` : ''}`;
+        throw new CriuError(`inet socket ${e.id} (${stateName(e.state)} ${ends}): ${err.message}`);
+      }
       throw err;
     }
   },
