@@ -10,6 +10,8 @@ import {
   pidfdOpen,
   pidfdGetfd,
   close,
+  memfdCreate,
+  MFD,
   kcmp,
   KCMP,
   getpid,
@@ -194,6 +196,15 @@ export const FEATURES: Feature[] = [
     probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)),
   },
   {
+    name: 'memfd_hugetlb',
+    what: 'MFD_HUGETLB memfds (their hugetlb_flag)',
+    probe: () =>
+      ok(() => {
+        close(memfdCreate('criu-ts-probe', MFD.CLOEXEC | MFD.HUGETLB));
+      }),
+  },
+  { name: 'aio_remap', what: 'AIO rings moved to their place with mremap (mm/aio.ts)', probe: () => kernelAtLeast(3, 19) },
+  {
     name: 'network_lock_nftables',
     what: 'the nftables network lock (nft, and sets of concatenated addresses and ports)',
     probe: () => lockAvailable('nftables'),
@@ -210,7 +221,6 @@ export const FEATURES: Feature[] = [
     [
       ['mnt_id', 'mount ids of files (mount namespaces)'],
       ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
-      ['aio_remap', 'AIO rings'],
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],
@@ -235,7 +245,6 @@ export const FEATURES: Feature[] = [
       ['ns_pid', 'nested PID namespaces'],
       ['apparmor_stacking', 'AppArmor namespaces'],
       ['sockopt_buf_lock', 'socket buffer-size locks'],
-      ['memfd_hugetlb', 'hugetlb memfds'],
       ['move_mount_set_group', 'mount sharing groups'],
       ['openat2', 'opening files with openat2'],
       ['ipv6_freebind', 'IPv6 sockets'],

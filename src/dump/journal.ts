@@ -78,12 +78,13 @@ export class DumpJournal {
   }
 
   /**
-   * A socket about to go into TCP repair mode, appended (one line, not the whole journal
-   * again: a dump may freeze thousands): a criu-ts killed with its guardian leaves it healable.
+   * Sockets about to go into TCP repair mode, appended (a line each, not the whole journal
+   * again: a dump may freeze thousands): a criu-ts killed with its guardian leaves them healable.
    */
-  repair(pid: number, fd: number, ino: number, reuseaddr: number): void {
+  repair(socks: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }>): void {
+    if (!socks.length) return;
     try {
-      fs.appendFileSync(`${this.file}.repair`, `${pid} ${fd} ${ino} ${reuseaddr}\n`);
+      fs.appendFileSync(`${this.file}.repair`, socks.map((s) => `${s.pid} ${s.fd} ${s.ino} ${s.reuseaddr}\n`).join(''));
     } catch {
       /* read-only /run */
     }
@@ -242,13 +243,7 @@ function removeAreas(pid: number): number {
     const regs = t.getRegs(),
       mask = t.getSigmask();
     t.keepOwnState(regs, mask);
-    t.useSyscallInsn(
-      vdsoSyscallInsn(
-        t,
-        maps.find((v) => v.path === '[vdso]'),
-        `task ${pid}`,
-      ),
-    );
+    t.useSyscallInsn(vdsoSyscallInsn(t, maps, `task ${pid}`));
     for (const a of areas) t.syscall('munmap', a.start, a.end - a.start);
     if (stopped) {
       // Back into the job-control stop it was in, before any of its signals is handled.

@@ -25,6 +25,7 @@ type Fdinfo = Message<'fdinfo_entry'>;
 
 export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
+export { restoreCtty } from './pty.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [
@@ -202,9 +203,23 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
     if (h && h.id === e.id && ((h.flags ^ e.flags) & 1) === 0) kept.add(e.fd);
   }
   for (const [from, to] of closeRanges([...had.keys()], kept)) t.syscall('close_range', from, to, 0);
-  fdinfo = fdinfo.filter((e) => !kept.has(e.fd));
+  addFds(
+    t,
+    fdinfo.filter((e) => !kept.has(e.fd)),
+    local,
+    selfPid,
+    fdinfo,
+  );
+}
+
+/**
+ * Pull the prepared local fds into the task at their numbers (pidfd_getfd + dup3), leaving
+ * its other fds alone. `table` is the task's whole fd table: the pidfd goes above every fd
+ * of it, so the dup3 that moves it there clobbers none.
+ */
+export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, selfPid: number, table: Fdinfo[]): void {
   if (!fdinfo.length) return;
-  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd), 2);
+  const maxFd = table.reduce((m, e) => Math.max(m, e.fd), 2);
   let pidfd = t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) {
@@ -232,6 +247,15 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
 }
 
 /**
+ * A file under /proc/PID of a task of the tree (`tree`): it can be opened only once that task
+ * exists with its fds (a task's own /proc/self/fdinfo/N, a parent's /proc/CHILD/stat).
+ */
+export function opensLate(file: FileEntry | undefined, tree: Set<number>): boolean {
+  const m = file?.reg ? /^\/proc\/(\d+)(\/|$)/.exec(file.reg.name) : null;
+  return m !== null && tree.has(Number(m[1]));
+}
+
+/**
  * close_range spans that close every fd but the kept ones: the gaps between kept fds that
  * hold an inherited fd, and everything above the last kept one. With nothing inherited
  * (a stub from the helper), everything.
@@ -251,20 +275,16 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
 }
 
 /** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets), or once per fd (`eachFd`). */
-export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], files: Map<number, FileEntry>, done: Set<number>): void {
+export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], ctx: RestoreFileCtx, done: Set<number>): void {
   for (const e of fdinfo) {
-    const id = e.id;
-    const file = files.get(id)!;
+    const file = ctx.files.get(e.id)!;
     const kind = kinds.find((k) => k.type === file.type);
-    if (kind?.eachFd) {
-      kind.afterInstall?.(file, e.fd, t, area);
-      continue;
-    }
-    if (done.has(id)) continue;
+    if (kind?.eachFd) kind.afterInstall?.(file, e.fd, t, area, ctx);
+    if (done.has(e.id)) continue;
     const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
-    if (!kind?.afterInstall && !async) continue;
-    done.add(id);
+    if (!(kind?.afterInstall && !kind.eachFd) && !async) continue;
+    done.add(e.id);
     if (async) setAsync(t, e.fd);
-    kind?.afterInstall?.(file, e.fd, t, area);
+    if (!kind?.eachFd) kind?.afterInstall?.(file, e.fd, t, area, ctx);
   }
 }

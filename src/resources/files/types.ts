@@ -49,8 +49,8 @@ export interface DumpFileCtx {
   runId: string;
   /** The network lock as it stands, before each change: for the journal and the inventory. */
   recordLock(spec: import('../net/netlock.ts').LockSpec): void;
-  /** A socket about to go into TCP repair mode, for the journal. */
-  recordRepair(pid: number, fd: number, ino: number, reuseaddr: number): void;
+  /** Sockets about to go into TCP repair mode, for the journal. */
+  recordRepair(socks: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }>): void;
   /** Run when the dump ends: after the tree is killed, or before it is resumed. */
   atEnd(fn: (how: DumpOutcome) => void): void;
   /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
@@ -114,7 +114,7 @@ interface KindBase<F extends FileField> {
   /** Does this kind handle the probed fd? */
   matches(p: FdProbe): boolean;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
-  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
+  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx): void;
   /** afterInstall runs for every fd of every task that has the file, not once per file. */
   readonly eachFd?: boolean;
 }
@@ -169,7 +169,7 @@ export interface FileKind {
   matches(p: FdProbe): boolean;
   /** The kind for one dump or one restore, with fresh state. */
   session(): KindSession;
-  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea): void;
+  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx): void;
   readonly eachFd?: boolean;
 }
 
@@ -206,7 +206,10 @@ export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>)
       };
     },
     ...(afterInstall
-      ? { afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea) => afterInstall(entry(file), fd, t, area) }
+      ? {
+          afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx) =>
+            afterInstall(entry(file), fd, t, area, ctx),
+        }
       : {}),
   };
 }

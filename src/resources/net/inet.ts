@@ -186,10 +186,10 @@ function restoreTcpOpts(fd: number, o: Message<'tcp_opts_entry'> | undefined): v
   setInt(fd, SOL.TCP, TCP.KEEPINTVL, o.keepintvl, true);
 }
 
-/** pidfds of the dumped tasks, and the copies of their sockets, held until the dump ends. */
+/** pidfds of the dumped tasks, and the copies of their sockets (by "pid fd"), held until the dump ends. */
 interface DumpState {
   pidfds: Map<number, number>;
-  copies: number[];
+  copies: Map<string, number>;
   registered: boolean;
   diag: Map<string, Map<number, DiagSock>>;
   tcp: TcpDump;
@@ -202,7 +202,7 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
     st.registered = true;
     // Copies go only once the tree is dead: a connection in repair mode then closes silently.
     ctx.atEnd(() => {
-      for (const c of st.copies.splice(0)) {
+      for (const c of st.copies.values()) {
         try {
           close(c);
         } catch {
@@ -217,15 +217,19 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
         }
       }
       st.pidfds.clear();
+      st.copies.clear();
     });
   }
+  const key = `${pid} ${fd}`;
+  const had = st.copies.get(key);
+  if (had !== undefined) return had;
   let pidfd = st.pidfds.get(pid);
   if (pidfd === undefined) {
     pidfd = pidfdOpen(pid);
     st.pidfds.set(pid, pidfd);
   }
   const c = pidfdGetfd(pidfd, fd);
-  st.copies.push(c);
+  st.copies.set(key, c);
   return c;
 }
 
@@ -306,7 +310,10 @@ function dumpInet(
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (proto === IPPROTO.TCP && repaired(state, dst.port)) dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
+  if (proto === IPPROTO.TCP && repaired(state, dst.port)) {
+    st.tcp.copy ??= (pid, fd) => copyOf(pid, fd, ctx, st);
+    dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
+  }
   return e;
 }
 
@@ -396,10 +403,10 @@ export const inetFile = statefulKind({
   },
   state: (): DumpState => ({
     pidfds: new Map(),
-    copies: [],
+    copies: new Map(),
     registered: false,
     diag: new Map(),
-    tcp: { frozen: [] },
+    tcp: { frozen: [], noted: new Set() },
     listeners: new Set(),
   }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
