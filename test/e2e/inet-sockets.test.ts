@@ -7,12 +7,11 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import dgram from 'node:dgram';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { sock, pidfdOpen, pidfdGetfd, close } from '../../src/kernel/index.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  CRIU_BIN,
   e2e,
   startTarget,
   killAndReap,
@@ -27,7 +26,7 @@ import {
   sleep,
   SLOW,
 } from '../lib/proc.ts';
-import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
+import { dump, dumpAndReap, restore, restoreDetached, heldDump, lockTable, tableExists } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
 /** A base port for this run, clear of the ephemeral range (32768-60999). */
@@ -166,14 +165,6 @@ function copyOfSocket(pid: number): number {
   }
 }
 
-/** The nftables table of the lock a dump took, from its log. */
-function lockTable(log: string): string {
-  const t = /network locked with nftables \(table inet (CRIU-[\w-]+)\)/.exec(readFileSync(log, 'utf8'))?.[1];
-  assert.ok(t, `${log} names its lock table`);
-  return t;
-}
-const tableExists = (t: string): boolean => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }).includes(`inet ${t}\n`);
-
 for (const [name, host] of [
   ['IPv4', '127.0.0.1'],
   ['IPv6', '::1'],
@@ -203,27 +194,14 @@ for (const [name, host] of [
 
     // criu-ts killed (SIGKILL) with the connection in repair mode: its guardian turns repair off.
     const kdir = c.subdir('killed');
-    const criu = spawn(CRIU_BIN, ['dump', '-t', String(client.pid), '-D', kdir, '-v4', '-o', 'dump.log', '--tcp-established'], {
-      env: { ...process.env, CRIU_TS_RUN_DIR: c.subdir('run'), CRIU_TS_HANG: 'write-images' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const ended = new Promise<number | string | null>((resolve) => criu.on('exit', (code, s) => resolve(s ?? code)));
-    // Until it says it hangs at that step; if it exits first, the test fails with what it said.
-    let said = '';
-    await new Promise<void>((resolve, reject) => {
-      criu.stderr.on('data', (d: Buffer) => {
-        said += d.toString();
-        if (said.includes('hanging')) resolve();
-      });
-      criu.on('exit', (code, sig) => reject(new Error(`criu-ts dump ended (${sig ?? code}) before hanging: ${said}`)));
-    });
+    const criu = await heldDump(client.pid, kdir, ['--tcp-established'], { CRIU_TS_RUN_DIR: c.subdir('run') });
     assert.equal(sock.getsockoptInt(copyOfSocket(client.pid), sock.SOL.TCP, sock.TCP.REPAIR), 1, 'the connection is in repair mode');
     assert.deepEqual(transient(), [], 'no call met repair mode while criu-ts ran');
     const guardian = Number(/TCP repair guardian: pid (\d+)/.exec(readFileSync(join(kdir, 'dump.log'), 'utf8'))?.[1]);
     assert.ok(guardian > 0, 'the dump started a guardian');
     adopt(guardian); // ours once criu-ts is gone
-    criu.kill('SIGKILL');
-    assert.equal(await ended, 'SIGKILL');
+    criu.kill();
+    assert.equal(await criu.ended, 'SIGKILL');
     await streamsGoOn([client, peer], [rxOf(client.log), rxOf(peer.log)]);
     assert.ok(!tableExists(lockTable(join(kdir, 'dump.log'))), 'the guardian removed the network lock');
     const seen = transient().length;

@@ -7,11 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, readdirSync, truncateSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  CRIU_BIN,
   e2e,
   startTarget,
   killAndReap,
@@ -25,7 +24,7 @@ import {
   sleep,
   SLOW,
 } from '../lib/proc.ts';
-import { dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
+import { dumpAndReap, restore, restoreDetached, heldDump, lockTable, tableExists } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { readMessages, writeImage } from '../../src/images/index.ts';
 import { sock, pidfdOpen, pidfdGetfd, close } from '../../src/kernel/index.ts';
@@ -35,13 +34,6 @@ const base = (n: number): number => 21000 + ((process.pid * 16 + n * 8) % 11000)
 const at = (k: number): number => (7 * k + 3) % 251;
 const pattern = (from: number, n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => at(from + i)));
 
-/** The nftables table of the lock a dump took, from its log. */
-function lockTable(log: string): string {
-  const t = /network locked with nftables \(table inet (CRIU-[\w-]+)\)/.exec(readFileSync(log, 'utf8'))?.[1];
-  assert.ok(t, `${log} names its lock table`);
-  return t;
-}
-const tableExists = (t: string): boolean => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }).includes(`inet ${t}\n`);
 /** iptables rules of the lock on this local port (both directions), v4 or v6. */
 const lockRules = (v6: boolean, port: number): string[] =>
   execFileSync(v6 ? 'ip6tables' : 'iptables', ['-w', '-S'], { encoding: 'utf8' })
@@ -160,29 +152,6 @@ async function goesOn(log: string): Promise<void> {
     readLines(log).filter((l) => /^(BAD|ERR)/.test(l)),
     [],
   );
-}
-
-/** Start a dump that holds at write-images (connections frozen, lock taken) until `go` exists. */
-async function heldDump(
-  pid: number,
-  dir: string,
-  extra: string[],
-  env: Record<string, string>,
-): Promise<{ ended: Promise<number | string | null>; kill: () => void }> {
-  const criu = spawn(CRIU_BIN, ['dump', '-t', String(pid), '-D', dir, '-v4', '-o', 'dump.log', ...extra], {
-    env: { ...process.env, CRIU_TS_HANG: 'write-images', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const ended = new Promise<number | string | null>((resolve) => criu.on('exit', (code, s) => resolve(s ?? code)));
-  let said = '';
-  await new Promise<void>((resolve, reject) => {
-    criu.stderr.on('data', (d: Buffer) => {
-      said += d.toString();
-      if (said.includes('hanging')) resolve();
-    });
-    criu.on('exit', (code, sig) => reject(new Error(`criu-ts dump ended (${sig ?? code}) before hanging: ${said}`)));
-  });
-  return { ended, kill: () => criu.kill('SIGKILL') };
 }
 
 e2e('a peer that resets during the dump: dump -R succeeds, the lock goes, and the tree learns of the reset', async (c) => {
