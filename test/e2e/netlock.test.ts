@@ -313,3 +313,31 @@ e2e(
     assert.equal(procStat(srv.pid), null);
   },
 );
+
+e2e('criu-ts network-unlock -D DIR removes the lock a dump kept, for either method', async (c) => {
+  for (const [i, m] of ['nftables', 'iptables'].entries()) {
+    const port = base(6) + i;
+    const peer = startTarget([workload('tcpconn'), 'peer', String(port)], { logFile: join(c.dir, `peer-${m}.log`) });
+    await waitForLine(peer.log, /^listening/);
+    const t = startTarget([workload('tcpconn'), 'client', '127.0.0.1', String(port)], { logFile: join(c.dir, `client-${m}.log`) });
+    try {
+      await waitForLine(t.log, /^rx=[1-9]/);
+      const img = c.subdir(m);
+      dumpAndReap(t.pid, img, ['--tcp-established', '--network-lock', m]);
+      assert.equal(lockRules(false, port).length, m === 'iptables' ? 2 : 0);
+      const u = runCriu(['network-unlock', '-D', img]);
+      assert.equal(u.code, 0, u.stderr);
+      if (m === 'nftables') {
+        const table = lockTable(join(img, 'dump.log'));
+        assert.equal(u.stdout, `network unlocked: table inet ${table} removed\n`);
+        assert.ok(!tableExists(table));
+      } else {
+        assert.equal(u.stdout, 'network unlocked: 2 iptables rule(s) removed\n');
+        assert.deepEqual(lockRules(false, port), []);
+      }
+    } finally {
+      killAndReap(t.pid);
+      killAndReap(peer.pid);
+    }
+  }
+});
