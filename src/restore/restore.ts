@@ -190,6 +190,11 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     imgs.one(IMG.INVENTORY),
     [...files.values()].flatMap((f) => (f.isk ? [f.isk] : [])),
   );
+  // Before anything is made: a forgotten option must not cost the connections their lock.
+  if (netLock && !req.tcp?.established && !req.tcp?.close)
+    throw new CriuError(
+      `the images hold ${netLock.conns.length} TCP connection(s): restore them with --tcp-established (or --tcp-close); the network lock stays`,
+    );
   const unlockNet = (): void => {
     if (netLock) releaseLock(netLock, req.log, t0);
     netLock = undefined;
