@@ -9,6 +9,8 @@ import { VMA, PE } from '../resources/mm/index.ts';
 import type { Message } from '../resources/types.ts';
 import { fileEntryProblem, type FileEntry } from '../resources/files/index.ts';
 import { unixEntryProblem } from '../resources/net/unix-common.ts';
+import { inetEntryProblem } from '../resources/net/inet.ts';
+import { netlinkEntryProblem } from '../resources/net/netlink.ts';
 import type { LivePlan, RestorePlan } from './plan.ts';
 
 const PAGE = BigInt(arch.pageSize);
@@ -88,8 +90,12 @@ function checkFile(file: string, id: number, e: FileEntry): void {
     if (reg.name.includes('\0')) throw new ImageError(file, `file ${id}: reg.name holds a NUL byte`);
     if (reg.fown.signum > 64) throw new ImageError(file, `file ${id}: reg.fown.signum ${reg.fown.signum} is not a signal`);
   }
-  const why = e.usk && unixEntryProblem(e.usk);
-  if (why) throw new ImageError(file, `file ${id}: usk ${why}`);
+  const problems: Array<[string, string | undefined]> = [
+    ['usk', e.usk && unixEntryProblem(e.usk)],
+    ['isk', e.isk && inetEntryProblem(e.isk)],
+    ['nlsk', e.nlsk && netlinkEntryProblem(e.nlsk)],
+  ];
+  for (const [field, why] of problems) if (why) throw new ImageError(file, `file ${id}: ${field} ${why}`);
 }
 
 function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void {

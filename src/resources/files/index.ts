@@ -14,6 +14,7 @@ import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { inetFile } from '../net/inet.ts';
+import { netlinkFile } from '../net/netlink.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
@@ -40,6 +41,7 @@ const kinds: FileKind[] = [
   fanotifyFile,
   pidfdFile,
   inetFile,
+  netlinkFile,
   unixSocketFile,
   regFile,
 ];

@@ -12,6 +12,7 @@ import {
   getsockoptInt,
   setsockoptInt,
   getsockoptBuf,
+  getFilter,
   peekMsg,
   sockDiagOpen,
   unixDiag,
@@ -31,6 +32,7 @@ import { FD_TYPE, FASYNC, S_IFMT, S_IFSOCK, fown, statefulKind, type FdProbe, ty
 import type { MessageInput } from '../types.ts';
 import { TCP_ESTABLISHED, TCP_LISTEN, USK_EXTERN, isPathName, showName } from './unix-common.ts';
 import { restoreAll } from './unix-restore.ts';
+import { encodeFilter } from './skopts.ts';
 
 const SHUT_BOTH = 3;
 const TYPE_NAMES: Record<number, string> = { [SOCK.STREAM]: 'stream', [SOCK.DGRAM]: 'datagram', [SOCK.SEQPACKET]: 'seqpacket' };
@@ -153,6 +155,7 @@ function dumpOpts(fd: number): MessageInput<'sk_opts_entry'> {
     so_oobinline: int(SO.OOBINLINE),
     so_linger: linger.readInt32LE(0) ? linger.readInt32LE(4) : 0,
     so_buf_lock: int(SO.BUF_LOCK),
+    so_filter: encodeFilter(getFilter(fd)),
   };
 }
 
@@ -239,8 +242,6 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
     const d = diagOf(st, ino);
     if (!d) throw new NotSupportedError(`${where}: unix socket ${ino} is in another network namespace`);
     if (!TYPE_NAMES[d.type]) throw new NotSupportedError(`${where}: unix socket ${ino} of type ${d.type}`);
-    const filterLen = getsockoptBuf(copy, SOL_SOCKET, 26 /* SO_GET_FILTER */, 0).length;
-    if (filterLen) throw new NotSupportedError(`${where}: unix socket ${ino} has a socket filter attached`);
     const name = d.name ?? Buffer.alloc(0);
     const tree = treeSockets(ctx, st);
     let peer = d.peer ?? 0;
