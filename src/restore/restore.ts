@@ -497,6 +497,11 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
       if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid}`);
       return memfdObject(ctx.imgs, ctx.shmem, file.inode_id);
     },
+    socketFd: (v) => {
+      const e = t.fdinfo.find((f) => f.id === Number(v.shmid));
+      if (!e) throw new CriuError(`mm-${t.pid}.img: the socket mapped at 0x${v.start.toString(16)} (file ${v.shmid}) is no fd of the task`);
+      return e.fd;
+    },
   });
 }
 

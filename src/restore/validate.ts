@@ -11,6 +11,7 @@ import { fileEntryProblem, type FileEntry } from '../resources/files/index.ts';
 import { unixEntryProblem } from '../resources/net/unix-common.ts';
 import { inetEntryProblem } from '../resources/net/inet.ts';
 import { netlinkEntryProblem } from '../resources/net/netlink.ts';
+import { packetEntryProblem } from '../resources/net/packet.ts';
 import type { LivePlan, RestorePlan } from './plan.ts';
 
 const PAGE = BigInt(arch.pageSize);
@@ -94,6 +95,7 @@ function checkFile(file: string, id: number, e: FileEntry): void {
     ['usk', e.usk && unixEntryProblem(e.usk)],
     ['isk', e.isk && inetEntryProblem(e.isk)],
     ['nlsk', e.nlsk && netlinkEntryProblem(e.nlsk)],
+    ['psk', e.psk && packetEntryProblem(e.psk)],
   ];
   for (const [field, why] of problems) if (why) throw new ImageError(file, `file ${id}: ${field} ${why}`);
 }
@@ -122,6 +124,8 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     }
     if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & VMA.AREA_MEMFD))
       regFile(file, `${at}: shmid`, Number(v.shmid), files);
+    if (v.status & VMA.AREA_SOCKET && !files.get(Number(v.shmid))?.psk)
+      throw new ImageError(file, `${at}: shmid ${v.shmid} of a socket mapping is not a packet socket in files.img`);
     prevEnd = v.end;
   });
   if (mm.mm_brk < mm.mm_start_brk) throw new ImageError(file, `mm_brk ${hex(mm.mm_brk)} is below mm_start_brk ${hex(mm.mm_start_brk)}`);

@@ -15,6 +15,7 @@ import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { inetFile } from '../net/inet.ts';
 import { netlinkFile } from '../net/netlink.ts';
+import { packetFile } from '../net/packet.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
@@ -42,6 +43,7 @@ const kinds: FileKind[] = [
   pidfdFile,
   inetFile,
   netlinkFile,
+  packetFile,
   unixSocketFile,
   regFile,
 ];
@@ -114,6 +116,17 @@ export class FileIdentity {
     l.push({ pid: p.pid, fd: p.fd, id });
     this.byIno.set(k, l);
   }
+}
+
+/** The lowest fd of a task whose link reads `link` (socket:[N]), if any. */
+export function fdHolding(pid: number, link: string): number | undefined {
+  return listFds(pid).find((fd) => {
+    try {
+      return readLink(pid, `fd/${fd}`) === link;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
