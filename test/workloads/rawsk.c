@@ -22,6 +22,8 @@
  *        to "lo"; the DGRAM one sees the traffic of a UDP exchange on lo;
  *  ring: an AF_PACKET socket bound to lo with a TPACKET_V2 RX ring mapped; after
  *        the check sends traffic on lo, a frame of the ring holds a packet;
+ *  queued: with nl, a message left queued at the netlink server before READY
+ *        (a dump refuses it); the check reads it first;
  *  flt:  a UDP socket with a classic BPF filter that drops datagrams starting
  *        with 'x': the filter reads back the same and still drops them.
  */
@@ -98,6 +100,7 @@ static void nl_setup(void) {
 	int rcv = 100000;
 	if (setsockopt(nl_grp, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv))) die("SO_RCVBUF");
 }
+static void nl_send(int fd, unsigned to_pid, unsigned to_groups, const char *text);
 static void nl_send(int fd, unsigned to_pid, unsigned to_groups, const char *text) {
 	char buf[256] = { 0 };
 	struct nlmsghdr *h = (void *)buf;
@@ -123,6 +126,7 @@ static void nl_check(void) {
 	if (getsockname(nl_grp, (struct sockaddr *)&a, &l) || a.nl_groups != 1 << (NL_GROUP - 1)) fail("netlink groups", "changed"); else ok("netlink groups");
 	expect(nl_srv, SOL_SOCKET, SO_PASSCRED, 1, "netlink SO_PASSCRED");
 	expect(nl_unbound, SOL_SOCKET, SO_PROTOCOL, NETLINK_ROUTE, "unbound netlink protocol");
+	if (want("queued")) nl_expect(nl_srv, "queued", "netlink queued message");
 	nl_send(nl_cli, 0, 0, "to-server");
 	nl_expect(nl_srv, "to-server", "netlink connected client to server");
 	nl_send(nl_snd, 0, 1 << (NL_GROUP - 1), "to-group");
@@ -349,6 +353,7 @@ int main(int argc, char **argv) {
 	setenv("RAWSK_MODES", argc > 1 ? modes : "nl raw ping pkt ring flt", 1);
 	signal(SIGUSR1, on_usr1);
 	if (want("nl")) nl_setup();
+	if (want("nl") && want("queued")) nl_send(nl_cli, 0, 0, "queued");
 	if (want("raw")) raw_setup();
 	if (want("ping")) ping_setup();
 	if (want("pkt")) pkt_setup();

@@ -66,7 +66,7 @@ function dumpNetlink(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): M
   const d = st.diag.get(ino);
   return withCopy(p, (c) => {
     if (sock.pollNow(c, sock.POLL.IN) & sock.POLL.IN)
-      throw new NotSupportedError(`${where}: messages are queued for reading (CRIU refuses them too)`);
+      throw new NotSupportedError(`${where}: messages queued for reading (CRIU refuses them too)`);
     if (d && d.groups.length > 1) throw new NotSupportedError(`${where}: multicast groups above 32 (CRIU refuses them too)`);
     if (d?.groups.length && !d.portid) throw new NotSupportedError(`${where}: bound to multicast groups but to no port id`);
     const e: MessageInput<'netlink_sk_entry'> = {
