@@ -31,9 +31,11 @@ import {
   PR,
   PR_SET_MM_MAP_SIZE,
   addressOf,
+  sock,
 } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import type { Logger } from '../resources/types.ts';
+import { hasRawDiag } from '../resources/net/diag.ts';
 
 /** A feature: probed when criu-ts uses it; without a probe, `what` says what it would serve. */
 export interface Feature {
@@ -156,6 +158,20 @@ export const FEATURES: Feature[] = [
     what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)',
     probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)),
   },
+  { name: 'net_diag_raw', what: 'raw sockets listed by sock_diag (raw_diag)', probe: hasRawDiag },
+  {
+    name: 'sockopt_buf_lock',
+    what: 'socket buffer-size locks (SO_BUF_LOCK)',
+    probe: () =>
+      ok(() => {
+        const fd = sock.socket(sock.AF.UNIX, sock.SOCK.DGRAM | sock.SOCK.CLOEXEC, 0);
+        try {
+          sock.getsockoptInt(fd, sock.SOL.SOCKET, sock.SO.BUF_LOCK);
+        } finally {
+          close(fd);
+        }
+      }),
+  },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
@@ -175,7 +191,6 @@ export const FEATURES: Feature[] = [
       ['can_map_vdso', 'mapping the vDSO by arch_prctl (criu-ts moves it with mremap)'],
       ['sk_ns', 'sockets of other network namespaces'],
       ['sk_unix_file', 'unix sockets bound in other mount namespaces'],
-      ['net_diag_raw', 'raw sockets'],
       ['nsid', 'network namespace ids'],
       ['link_nsid', 'links into other network namespaces'],
       ['kcmp_epoll', 'epoll targets compared by kcmp (criu-ts reads fdinfo)'],
@@ -188,7 +203,6 @@ export const FEATURES: Feature[] = [
       ['ns_pid', 'nested PID namespaces'],
       ['apparmor_stacking', 'AppArmor namespaces'],
       ['network_lock_nftables', 'the network lock'],
-      ['sockopt_buf_lock', 'socket buffer-size locks'],
       ['memfd_hugetlb', 'hugetlb memfds'],
       ['move_mount_set_group', 'mount sharing groups'],
       ['openat2', 'opening files with openat2'],
