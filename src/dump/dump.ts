@@ -495,7 +495,8 @@ function dumpTask(
     ...(parent ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
     socketFile: (ino) => {
       const fd = fdHolding(pid, `socket:[${ino}]`);
-      if (fd === undefined) throw new NotSupportedError(`task ${pid} maps socket ${ino}, which none of its fds holds (CRIU refuses it too)`);
+      if (fd === undefined)
+        throw new NotSupportedError(`task ${pid} maps socket ${ino}, which none of its fds holds (CRIU refuses it too)`);
       return sh.fileCtx.fileId(pid, fd);
     },
   };

@@ -9,51 +9,10 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  e2e,
-  startTarget,
-  runCriu,
-  assertOk,
-  killAndReap,
-  reap,
-  readLines,
-  signal,
-  waitForLine,
-  assertRunningFree,
-  SIGUSR1,
-  type E2EContext,
-} from '../lib/proc.ts';
+import { e2e, startTarget, runCriu, assertOk, waitForLine, assertRunningFree, type E2EContext } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
-import { allowPing } from '../lib/ping.ts';
-
-export async function startRawsk(c: E2EContext, modes: string[] = []): Promise<{ pid: number; log: string }> {
-  const t = startTarget([workload('rawsk'), ...modes], { logFile: join(c.dir, 'rawsk.log') });
-  await waitForLine(t.log, /^READY/, 5000);
-  return t;
-}
-
-/** Let the workload check its sockets: every check passes and it exits 0. */
-export async function checkRawsk(t: { pid: number; log: string }, atLeast: number): Promise<void> {
-  signal(t.pid, SIGUSR1);
-  await waitForLine(t.log, /^DONE/, 20_000);
-  const fails = readLines(t.log).filter((l) => /^(FAIL|BAD)/.test(l));
-  assert.deepEqual(fails, [], 'checks that failed');
-  const oks = readLines(t.log).filter((l) => l.startsWith('OK')).length;
-  assert.ok(oks >= atLeast, `${oks} checks ran`);
-  const ex = reap(t.pid, 5000);
-  assert.equal(ex?.code, 0, `exit ${JSON.stringify(ex)}`);
-}
-
-/** Run `fn` with ping sockets allowed, and the old ping_group_range back afterwards. */
-async function withPing(fn: () => Promise<void>): Promise<void> {
-  const undo = allowPing();
-  try {
-    await fn();
-  } finally {
-    undo();
-  }
-}
+import { withPing, startRawsk, checkRawsk } from '../lib/rawsk.ts';
 
 e2e('the rawsk workload passes its own checks without a dump (control)', (c) =>
   withPing(async () => {
@@ -111,7 +70,7 @@ e2e('an inet socket entry of a bad family is refused in one line naming files.im
   refusedEntry(
     c,
     (e) => {
-      if (!e.isk || e.isk.type !== 3) return false;
+      if (e.isk?.type !== 3) return false;
       e.isk.family = 99;
       return true;
     },

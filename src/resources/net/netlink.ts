@@ -4,7 +4,16 @@
 // refused, as in CRIU. The restore binds the old port id again, or a new one when it is taken.
 import { sock, fcntl, F, O, SysError } from '../../kernel/index.ts';
 import { NotSupportedError } from '../../errors.ts';
-import { FD_TYPE, FASYNC, fown, statefulKind, type FdProbe, type DumpFileCtx, type KindEntry, type RestoreFileCtx } from '../files/types.ts';
+import {
+  FD_TYPE,
+  FASYNC,
+  fown,
+  statefulKind,
+  type FdProbe,
+  type DumpFileCtx,
+  type KindEntry,
+  type RestoreFileCtx,
+} from '../files/types.ts';
 import type { MessageInput } from '../types.ts';
 import { diagDump } from './diag.ts';
 import { dumpSkOpts, restoreSkOpts } from './skopts.ts';
@@ -120,8 +129,7 @@ function openNetlink(e: NetlinkEntry, ctx: RestoreFileCtx): number {
       ctx.log.warn(`netlink socket ${e.id}: port id ${e.portid} is taken; it gets a new one`);
     }
   }
-  if (e.state === NETLINK_CONNECTED)
-    sock.connect(fd, sockaddrNl(e.dst_portid, e.dst_group ? 2 ** (e.dst_group - 1) : 0));
+  if (e.state === NETLINK_CONNECTED) sock.connect(fd, sockaddrNl(e.dst_portid, e.dst_group ? 2 ** (e.dst_group - 1) : 0));
   restoreSkOpts(fd, e.opts);
   fcntl(fd, F.SETFL, e.flags & O.NONBLOCK);
   return fd;

@@ -5,7 +5,16 @@
 // ring's frames and queued packets are not saved, as in CRIU.
 import { sock, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { NotSupportedError } from '../../errors.ts';
-import { FD_TYPE, FASYNC, fown, statefulKind, type FdProbe, type DumpFileCtx, type KindEntry, type RestoreFileCtx } from '../files/types.ts';
+import {
+  FD_TYPE,
+  FASYNC,
+  fown,
+  statefulKind,
+  type FdProbe,
+  type DumpFileCtx,
+  type KindEntry,
+  type RestoreFileCtx,
+} from '../files/types.ts';
 import type { Message, MessageInput } from '../types.ts';
 import { diagDump } from './diag.ts';
 import { dumpSkOpts, restoreSkOpts } from './skopts.ts';

@@ -134,4 +134,3 @@ export function restoreSkOpts(fd: number, o: Message<'sk_opts_entry'>): void {
   if (o.so_bound_dev) sock.setsockoptBuf(fd, SOL.SOCKET, SO.BINDTODEVICE, Buffer.from(`${o.so_bound_dev}\0`));
   if (o.so_filter.length) sock.attachFilter(fd, decodeFilter(o.so_filter));
 }
-
