@@ -172,6 +172,19 @@ export const FEATURES: Feature[] = [
         }
       }),
   },
+  {
+    name: 'ipv6_freebind',
+    what: 'IPV6_FREEBIND of IPv6 sockets, dumped and restored',
+    probe: () =>
+      ok(() => {
+        const fd = sock.socket(sock.AF.INET6, sock.SOCK.DGRAM | sock.SOCK.CLOEXEC, 0);
+        try {
+          sock.getsockoptInt(fd, sock.SOL.IPV6, sock.IPV6.FREEBIND);
+        } finally {
+          close(fd);
+        }
+      }),
+  },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
@@ -206,7 +219,6 @@ export const FEATURES: Feature[] = [
       ['memfd_hugetlb', 'hugetlb memfds'],
       ['move_mount_set_group', 'mount sharing groups'],
       ['openat2', 'opening files with openat2'],
-      ['ipv6_freebind', 'IPv6 sockets'],
       ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],
       ['overlayfs_maps', 'mappings of files on overlayfs'],
       ['breakpoints', 'hardware breakpoints'],

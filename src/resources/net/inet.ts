@@ -131,7 +131,7 @@ export function inetEntryProblem(e: InetEntry): string | undefined {
     return `src_addr/dst_addr have ${e.src_addr.length}/${e.dst_addr.length} words, not ${words}`;
   if (e.type === SOCK.STREAM && e.proto !== IPPROTO.TCP && e.proto !== IPPROTO.IP) return `protocol ${e.proto} is not TCP`;
   if (e.type === SOCK.DGRAM && !DGRAM_PROTOS.includes(e.proto)) return `protocol ${e.proto} is not UDP, UDP-Lite or ICMP`;
-  if (e.type === SOCK.RAW && e.proto > 255) return `protocol ${e.proto} is not an IP protocol`;
+  if (e.type === SOCK.RAW && e.proto >= 263) return `protocol ${e.proto} is not below IPPROTO_MAX (263)`;
   if (e.type !== SOCK.STREAM && e.type !== SOCK.DGRAM && e.type !== SOCK.RAW) return `type ${e.type} is not stream, datagram or raw`;
   if (e.src_port > 0xffff || e.dst_port > 0xffff) return `port ${e.src_port}/${e.dst_port} is above 65535`;
   return undefined;
