@@ -36,6 +36,16 @@ e2e('netlink, packet (ring mapped), raw and ping sockets and a socket filter sur
   }),
 );
 
+e2e('a datagram queued at a UDP socket is dropped with a warning naming the socket, as CRIU does', async (c) => {
+  const t = await startRawsk(c, ['udpq']);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const log = readFileSync(join(img, 'dump.log'), 'utf8');
+  assert.match(log, /Warn: fd \d+ of task \d+ \(socket:\[\d+\]\): the datagrams queued for reading are dropped, as CRIU does/);
+  restoreDetached(img, t.pid);
+  await checkRawsk(t, 1);
+});
+
 e2e('a netlink socket with messages queued is refused in one line, and the target runs on', async (c) => {
   const t = startTarget([workload('rawsk'), 'nl', 'queued'], { logFile: join(c.dir, 'rawsk.log') });
   await waitForLine(t.log, /^READY/, 5000);

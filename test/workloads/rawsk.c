@@ -24,6 +24,8 @@
  *        the check sends traffic on lo, a frame of the ring holds a packet;
  *  queued: with nl, a message left queued at the netlink server before READY
  *        (a dump refuses it); the check reads it first;
+ *  udpq: a datagram left queued at a bound UDP socket before READY (dropped by a
+ *        dump, as CRIU does); the socket still receives afterwards;
  *  flt:  a UDP socket with a classic BPF filter that drops datagrams starting
  *        with 'x': the filter reads back the same and still drops them.
  */
@@ -347,10 +349,29 @@ static void flt_check(void) {
 	if (r == 4 && !memcmp(buf, "keep", 4)) ok("filter drops"); else fail("filter drops", "the filtered datagram came");
 }
 
+/* ---- UDP queue ---- */
+static int uq_srv, uq_cli;
+static void udpq_setup(void) {
+	uq_srv = socket(AF_INET, SOCK_DGRAM, 0);
+	uq_cli = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in s = in4("127.0.0.31", 9031);
+	if (bind(uq_srv, (struct sockaddr *)&s, sizeof(s)) || connect(uq_cli, (struct sockaddr *)&s, sizeof(s))) die("udp queue sockets");
+	if (send(uq_cli, "queued", 6, 0) != 6) die("udp queue send");
+}
+static void udpq_check(void) {
+	char buf[16];
+	send(uq_cli, "after", 5, 0);
+	for (int i = 0; i < 2; i++) {
+		int n = recv_wait(uq_srv, buf, sizeof(buf), 0);
+		if (n == 5 && !memcmp(buf, "after", 5)) { ok("UDP socket receives after its queue"); return; }
+	}
+	fail("UDP socket receives after its queue", "no datagram");
+}
+
 int main(int argc, char **argv) {
 	char modes[256] = "";
 	for (int i = 1; i < argc; i++) { strcat(modes, argv[i]); strcat(modes, " "); }
-	setenv("RAWSK_MODES", argc > 1 ? modes : "nl raw ping pkt ring flt", 1);
+	setenv("RAWSK_MODES", argc > 1 ? modes : "nl raw ping pkt ring flt udpq", 1);
 	signal(SIGUSR1, on_usr1);
 	if (want("nl")) nl_setup();
 	if (want("nl") && want("queued")) nl_send(nl_cli, 0, 0, "queued");
@@ -359,6 +380,7 @@ int main(int argc, char **argv) {
 	if (want("pkt")) pkt_setup();
 	if (want("ring")) ring_setup();
 	if (want("flt")) flt_setup();
+	if (want("udpq")) udpq_setup();
 	printf("READY\n");
 	fflush(stdout);
 	/* Polled: a signal that comes before a restored pause() starts again would be missed. */
@@ -369,6 +391,7 @@ int main(int argc, char **argv) {
 	if (want("pkt")) pkt_check();
 	if (want("ring")) ring_check();
 	if (want("flt")) flt_check();
+	if (want("udpq")) udpq_check();
 	printf("DONE %d\n", fails);
 	fflush(stdout);
 	return fails ? 1 : 0;

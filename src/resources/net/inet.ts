@@ -109,16 +109,22 @@ function restoreTcpOpts(fd: number, o: Message<'tcp_opts_entry'> | undefined): v
 
 /**
  * Datagrams (and raw packets) queued for reading are not saved, as in CRIU: re-queueing them
- * would mean sending them again from their sources. Dropping them is said by name.
+ * would mean sending them again from their sources. Dropping them is said by name, and so is
+ * a write queue not yet empty (CRIU warns of it too).
  */
 function droppedQueue(c: number, where: string, ctx: DumpFileCtx): void {
-  const inq = Buffer.alloc(4);
-  try {
-    ioctl(c, sock.SIOCINQ, inq);
-  } catch {
-    return;
-  }
-  if (inq.readInt32LE(0) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
+  const len = (req: number): number => {
+    const b = Buffer.alloc(4);
+    try {
+      ioctl(c, req, b);
+    } catch {
+      return 0;
+    }
+    return b.readInt32LE(0);
+  };
+  if (len(sock.SIOCINQ) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
+  const out = len(sock.SIOCOUTQ);
+  if (out > 0) ctx.log.warn(`${where}: ${out} bytes were still queued for sending; what the kernel had not sent yet is lost`);
 }
 
 const DGRAM_PROTOS: readonly number[] = [IPPROTO.IP, IPPROTO.UDP, IPPROTO.UDPLITE, IPPROTO.ICMP, IPPROTO.ICMPV6];
