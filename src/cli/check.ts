@@ -36,6 +36,17 @@ import {
 import { Tracee } from '../compel/index.ts';
 import type { Logger } from '../resources/types.ts';
 import { hasRawDiag } from '../resources/net/diag.ts';
+import { lockAvailable } from '../resources/net/netlock.ts';
+
+const inPath = (cmd: string): boolean =>
+  (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => {
+    try {
+      fs.accessSync(`${d}/${cmd}`, fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 
 /** A feature: probed when criu-ts uses it; without a probe, `what` says what it would serve. */
 export interface Feature {
@@ -185,6 +196,17 @@ export const FEATURES: Feature[] = [
         }
       }),
   },
+  {
+    name: 'network_lock_nftables',
+    what: 'the nftables network lock (nft, and sets of concatenated addresses and ports)',
+    probe: () => lockAvailable('nftables'),
+  },
+  {
+    // CRIU asks for the legacy binaries; criu-ts's iptables lock needs iptables and ip6tables that work.
+    name: 'has_ipt_legacy',
+    what: 'iptables-legacy and ip6tables-legacy, and the iptables network lock',
+    probe: () => ['iptables-legacy', 'ip6tables-legacy'].every(inPath) && lockAvailable('iptables'),
+  },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
@@ -211,11 +233,9 @@ export const FEATURES: Feature[] = [
       ['external_net_ns', 'external network namespaces'],
       ['newifindex', 'network devices at new indexes'],
       ['nftables', 'nftables in network namespaces'],
-      ['has_ipt_legacy', 'iptables (legacy) in network namespaces'],
       ['pidfd_store', 'the pidfd store of iterative dumps (RPC)'],
       ['ns_pid', 'nested PID namespaces'],
       ['apparmor_stacking', 'AppArmor namespaces'],
-      ['network_lock_nftables', 'the network lock'],
       ['memfd_hugetlb', 'hugetlb memfds'],
       ['move_mount_set_group', 'mount sharing groups'],
       ['openat2', 'opening files with openat2'],

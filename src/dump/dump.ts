@@ -45,6 +45,7 @@ import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
 import { DumpJournal } from './journal.ts';
+import { lockMethodCode } from '../resources/net/netlock.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
@@ -252,6 +253,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir, { pages: req.pages });
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
+  const runId = randomUuid();
   let tasks: Task[] = [];
   let result: DumpResult;
   const endHooks: EndHook[] = [];
@@ -291,7 +293,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks));
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks, { runId, journal }));
     faultPoint('write-images');
     hangPoint('write-images');
     // The last safe point: past it, the dump completes.
@@ -358,8 +360,15 @@ interface Shared {
   objects: DumpShared;
 }
 
-function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
+function collectAndWrite(
+  req: DumpRequest,
+  tasks: Task[],
+  imgs: ImageSet,
+  endHooks: EndHook[],
+  run: { runId: string; journal: DumpJournal },
+): DumpResult {
   const live = tasks.filter(isLive);
+  let lockMethod = req.tcp?.networkLock;
   const files = new DumpFileTable();
   const ghosts = new GhostDump(
     {
@@ -398,6 +407,11 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       tcp: req.tcp ?? { established: false, close: false, skipInFlight: false },
       atEnd: (fn) => {
         endHooks.push(fn);
+      },
+      runId: run.runId,
+      recordLock: (spec) => {
+        lockMethod = spec.method;
+        run.journal.lock(spec);
       },
       regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex),
       ghosts,
@@ -461,9 +475,9 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
     ns_per_id: true,
     lsmtype: 0,
     ...(req.tcp?.close ? { tcp_close: true } : {}),
-    network_lock_method: 0,
+    network_lock_method: lockMethodCode(lockMethod ?? 'nftables'),
     plugins_entry: {},
-    dump_criu_run_id: randomUuid(),
+    dump_criu_run_id: run.runId,
   });
   return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }

@@ -40,6 +40,7 @@ const NR = {
   signalfd4: sysnr('signalfd4'),
   timerfd_create: sysnr('timerfd_create'),
   timerfd_settime: sysnr('timerfd_settime'),
+  timerfd_gettime: sysnr('timerfd_gettime'),
   openat2: sysnr('openat2'),
   unlinkat: sysnr('unlinkat'),
   mknodat: sysnr('mknodat'),
@@ -395,6 +396,14 @@ export function timerfdSettime(
   b.writeBigInt64LE(value.sec, 16);
   b.writeBigInt64LE(value.nsec, 24);
   syscall('timerfd_settime', NR.timerfd_settime, fd, flags, addressOf(b), 0);
+}
+/**
+ * timerfd_gettime, for what it does besides answering: a periodic timer that expired and
+ * was not read since is moved on to its next expiry, its missed periods added to its ticks.
+ */
+export function timerfdGettime(fd: number): void {
+  const b = Buffer.alloc(32);
+  syscall('timerfd_gettime', NR.timerfd_gettime, fd, addressOf(b));
 }
 export const TFD_IOC_SET_TICKS = 0x40085400;
 

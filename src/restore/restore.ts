@@ -8,7 +8,7 @@ import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/i
 import type { CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint, faultAt } from '../errors.ts';
 import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
-import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
+import { restoreAddressSpace, installGuards, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
   SessionRestore,
   cloneAt,
@@ -16,6 +16,7 @@ import {
   sharingFlags,
   ALL_SIGNALS,
   restorePersonality,
+  restoreMembarrier,
   restoreTimersAndLimits,
   becomeZombie,
   cloneThread,
@@ -50,6 +51,7 @@ import {
   type TcpMode,
 } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
+import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
@@ -123,6 +125,8 @@ interface Ctx {
   opened: number[];
   /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */
   releaseHooks: Array<() => void>;
+  /** Remove the dump's network lock (before TCP repair goes off: its window probe must reach the peer). */
+  unlockNetwork: () => void;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
 }
@@ -172,6 +176,15 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     },
   );
   let ctx: Ctx | undefined;
+  // The network lock the dump kept on the connections: it goes once they are back, or the restore failed.
+  let netLock = restoreLock(
+    imgs.one(IMG.INVENTORY),
+    [...files.values()].flatMap((f) => (f.isk ? [f.isk] : [])),
+  );
+  const unlockNet = (): void => {
+    if (netLock) releaseLock(netLock, req.log, t0);
+    netLock = undefined;
+  };
   try {
     const helper = startHelper(
       liveMm(tasks).flatMap((mm) => mm.vmas),
@@ -198,6 +211,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       sharedVm: new Set(),
       forkMs: 0,
       releaseHooks,
+      unlockNetwork: unlockNet,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log,
@@ -239,6 +253,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     imgs.verifying?.cancel();
     if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
     killAll(created);
+    unlockNet();
     throw e;
   }
   disarmInterrupts();
@@ -305,6 +320,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     }
   },
   SEAL: (ctx) => {
+    ctx.unlockNetwork();
     for (const fn of ctx.releaseHooks.splice(0)) fn();
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
@@ -582,9 +598,14 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
   }
+  if (t.guards.length) {
+    step(ctx.req.log, `task ${t.pid}: ${t.guards.length} guard region(s) from mm-${t.pid}.img`);
+    installGuards(stub, t.guards);
+  }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
   restoreTaskProps(stub, t.pid, t.tc);
+  restoreMembarrier(stub, t.tc);
 }
 
 /** Everything but the last step: the final state of every thread, the leader last. */

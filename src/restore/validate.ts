@@ -122,15 +122,28 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     if (v.prot & ~protMask) {
       throw new ImageError(file, `${at}: prot ${hex(v.prot)} has bits other than PROT_READ|WRITE|EXEC${protMask & 0x10 ? '|BTI' : ''}`);
     }
-    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & VMA.AREA_MEMFD))
+    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & (VMA.AREA_MEMFD | VMA.ANON_SHARED)))
       regFile(file, `${at}: shmid`, Number(v.shmid), files);
     if (v.status & VMA.AREA_SOCKET && !files.get(Number(v.shmid))?.psk)
       throw new ImageError(file, `${at}: shmid ${v.shmid} of a socket mapping is not a packet socket in files.img`);
     prevEnd = v.end;
   });
+  checkGuards(file, t);
   if (mm.mm_brk < mm.mm_start_brk) throw new ImageError(file, `mm_brk ${hex(mm.mm_brk)} is below mm_start_brk ${hex(mm.mm_start_brk)}`);
   if (mm.mm_saved_auxv.length % 2) throw new ImageError(file, `mm_saved_auxv has an odd number of words (${mm.mm_saved_auxv.length})`);
   if (mm.exe_file_id) regFile(file, 'exe_file_id', mm.exe_file_id, files);
+}
+
+/** Guard regions: page-aligned, in order, each inside one VMA (madvise fails on a hole). */
+function checkGuards(file: string, t: LivePlan): void {
+  let prevEnd = 0n;
+  for (const g of t.guards) {
+    const at = `guard region ${hex(g.start)}-${hex(g.end)}`;
+    if (g.start % PAGE || g.end % PAGE || g.end <= g.start) throw new ImageError(file, `${at}: not a page-aligned range`);
+    if (g.start < prevEnd) throw new ImageError(file, `${at}: overlaps the guard region before it or is out of order`);
+    if (!t.mm.vmas.some((v) => v.start <= g.start && g.end <= v.end)) throw new ImageError(file, `${at}: not inside one VMA of the task`);
+    prevEnd = g.end;
+  }
 }
 
 /** A reference by path: a file of files.img with its reg entry. */

@@ -120,6 +120,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   mremap: 216,
   mmap: 222,
   mprotect: 226,
+  mlock: 228,
   madvise: 233,
   get_mempolicy: 236,
   rt_tgsigqueueinfo: 240,

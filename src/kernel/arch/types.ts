@@ -21,6 +21,7 @@ export type SyscallName =
   | 'brk'
   | 'mremap'
   | 'madvise'
+  | 'mlock'
   | 'rt_sigaction'
   | 'rt_sigprocmask'
   | 'rt_sigtimedwait'

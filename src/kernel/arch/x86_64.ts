@@ -50,6 +50,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   pwrite64: 18,
   mremap: 25,
   madvise: 28,
+  mlock: 149,
   dup: 32,
   nanosleep: 35,
   getitimer: 36,

@@ -217,9 +217,10 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
     if (h && h.id === e.id && ((h.flags ^ e.flags) & 1) === 0) kept.add(e.fd);
   }
   for (const [from, to] of closeRanges([...had.keys()], kept)) t.syscall('close_range', from, to, 0);
+  // The pidfd goes above every fd of the table, the kept ones included, so the dup3 that moves it there clobbers none.
+  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd), 2);
   fdinfo = fdinfo.filter((e) => !kept.has(e.fd));
   if (!fdinfo.length) return;
-  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd), 2);
   let pidfd = t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) {

@@ -36,7 +36,9 @@ export function vmaStatus(v: Vma): number {
   if (v.path === '[heap]') s |= VMA.AREA_HEAP;
   if (isSocketVma(v)) return s | VMA.AREA_SOCKET;
   if (v.vmFlags?.has('ss')) s |= VMA.AREA_SHSTK;
-  if (isSharedAnon(v)) return s | VMA.ANON_SHARED;
+  // A private mapping of a shared anonymous object (opened through map_files) sees the
+  // object's pages until it writes its own: it maps the same object, MAP_PRIVATE.
+  if (isAnonShmem(v)) return s | VMA.ANON_SHARED | (v.shared ? 0 : VMA.FILE_PRIVATE);
   if (v.path.startsWith('/SYSV')) return s | VMA.AREA_SYSVIPC;
   if (isFileVma(v)) {
     if (v.path.startsWith('/memfd:')) s |= VMA.AREA_MEMFD;
@@ -48,21 +50,21 @@ export function vmaStatus(v: Vma): number {
 /** A packet socket's ring mapped into the task: mapped again from the restored socket. */
 export const isSocketVma = (v: Pick<Vma, 'path'>): boolean => v.path.startsWith('socket:[');
 
-/** MAP_SHARED|MAP_ANONYMOUS memory: a shmem file the kernel names /dev/zero (deleted). */
-export function isSharedAnon(v: Vma): boolean {
-  return v.shared && v.inode !== 0 && v.path === '/dev/zero' && v.deleted;
+/** MAP_SHARED|MAP_ANONYMOUS memory, mapped shared or private: a shmem file the kernel names /dev/zero (deleted). */
+function isAnonShmem(v: Vma): boolean {
+  return v.inode !== 0 && v.path === '/dev/zero' && v.deleted;
 }
 
 /** A VMA backed by a file we can reopen (as opposed to anonymous or a kernel special). */
 export function isFileVma(v: Vma): boolean {
-  return v.inode !== 0 && !v.path.startsWith('[') && !isSharedAnon(v);
+  return v.inode !== 0 && !v.path.startsWith('[') && !isAnonShmem(v);
 }
 
 export function vmaMapFlags(v: Vma): number {
   const fl = v.vmFlags;
   // MAP_DROPPABLE is a mapping type of its own (glibc's vgetrandom state), as CRIU saves it.
   let f = v.shared ? MAP.SHARED : fl?.has('dp') ? MAP_DROPPABLE : MAP.PRIVATE;
-  if (!isFileVma(v) || isSharedAnon(v)) f |= MAP.ANONYMOUS;
+  if (!isFileVma(v)) f |= MAP.ANONYMOUS;
   if (fl?.has('gd')) f |= MAP.GROWSDOWN;
   if (fl?.has('lo')) f |= MAP.LOCKED;
   if (fl?.has('nr')) f |= MAP.NORESERVE;
@@ -76,6 +78,16 @@ export function vmaHasPrivatePages(e: Pick<Message<'vma_entry'>, 'status'>): boo
   if (!(st & VMA.AREA_REGULAR)) return false;
   if (st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_UPROBES)) return false;
   return (st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0;
+}
+
+/**
+ * mm_entry's VMAs without its guard-region entries (VMA_AREA_GUARD: ranges of page tables, not
+ * mappings), and those ranges.
+ */
+export function splitGuards(mm: Message<'mm_entry'>): { mm: Message<'mm_entry'>; guards: Array<{ start: bigint; end: bigint }> } {
+  if (!mm.vmas.some((v) => v.status & VMA.AREA_GUARD)) return { mm, guards: [] };
+  const guards = mm.vmas.filter((v) => v.status & VMA.AREA_GUARD).map((v) => ({ start: v.start, end: v.end }));
+  return { mm: { ...mm, vmas: mm.vmas.filter((v) => !(v.status & VMA.AREA_GUARD)) }, guards };
 }
 
 export const protString = (p: number): string => `${p & PROT.READ ? 'r' : '-'}${p & PROT.WRITE ? 'w' : '-'}${p & PROT.EXEC ? 'x' : '-'}`;

@@ -20,7 +20,7 @@ import { VMA, PE } from './layout.ts';
 import { pullFd, openPulled } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
 import { fillPages } from './fill.ts';
-import { RemoteSysError } from '../../compel/index.ts';
+import { RemoteSysError, type Tracee } from '../../compel/index.ts';
 import type { Logger, Message, PageSource, RestoreTask } from '../types.ts';
 import { NotSupportedError } from '../../errors.ts';
 
@@ -230,7 +230,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
       const st = v.status;
       const start = v.start,
         len = v.end - start;
-      const shared = (st & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
+      const shared = (v.flags & MAP.SHARED) !== 0;
       let prot = v.prot;
       const writeTo = !shared && !(prot & PROT.WRITE) && hasPages(start, v.end);
       if (input.kept?.has(start)) {
@@ -297,7 +297,19 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
       tr.syscall('mprotect', v.start, v.end - v.start, v.prot);
     }
     applyMadvise(t, vmas);
+    // Locked last: mlock faults every page in, and the fill must not find them locked.
+    for (const v of vmas) if (v.flags & MAP.LOCKED) tr.syscall('mlock', v.start, v.end - v.start);
   };
+}
+
+const MADV_GUARD_INSTALL = 102;
+
+/**
+ * Guard regions, once the task's pages are in and its children forked (fork copies guard
+ * markers, and a child that keeps a VMA of its parent must not get the parent's guards).
+ */
+export function installGuards(tr: Tracee, guards: ReadonlyArray<{ start: bigint; end: bigint }>): void {
+  for (const g of guards) tr.syscall('madvise', g.start, g.end - g.start, MADV_GUARD_INSTALL);
 }
 
 /**

@@ -3,6 +3,7 @@
 // rings and multicast list). One dump per family (and protocol), matched by inode; it sees
 // the sockets of criu-ts's network namespace.
 import { sock, close } from '../../kernel/index.ts';
+import type { Endpoint } from '../../soccr/index.ts';
 
 const NETLINK_SOCK_DIAG = 4,
   SOCK_DIAG_BY_FAMILY = 20;
@@ -59,15 +60,37 @@ export function diagDump(body: Buffer, msgLen: number): DiagMsg[] {
 
 const INET_DIAG_SHUTDOWN = 8;
 
-/** Shutdown bits (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2) of every socket of one family and protocol, by inode. */
-export function inetShutdowns(family: number, proto: number): Map<number, number> {
+/** An inet socket as sock_diag shows it. */
+export interface DiagSock {
+  state: number;
+  /** RCV_SHUTDOWN 1, SEND_SHUTDOWN 2 */
+  shutdown: number;
+  src: Endpoint;
+  dst: Endpoint;
+}
+
+/** Every socket of one family and protocol (TCP, UDP, UDP-Lite), by inode. */
+export function inetDiag(family: number, proto: number): Map<number, DiagSock> {
   const req = Buffer.alloc(56);
   req.writeUInt8(family, 0);
   req.writeUInt8(proto, 1);
   req.writeUInt8(0, 2); // no extensions: the shutdown attribute always comes
   req.writeUInt32LE(0xffffffff, 4); // every state
-  const out = new Map<number, number>();
-  for (const { msg, attrs } of diagDump(req, 72)) out.set(msg.readUInt32LE(68), attrs.get(INET_DIAG_SHUTDOWN)?.readUInt8(0) ?? 0);
+  const alen = family === sock.AF.INET ? 4 : 16;
+  const out = new Map<number, DiagSock>();
+  for (const { msg, attrs } of diagDump(req, 72)) {
+    const end = (port: number, at: number): Endpoint => ({
+      family,
+      port: msg.readUInt16BE(port),
+      addr: Buffer.from(msg.subarray(at, at + alen)),
+    });
+    out.set(msg.readUInt32LE(68), {
+      state: msg.readUInt8(1),
+      shutdown: attrs.get(INET_DIAG_SHUTDOWN)?.readUInt8(0) ?? 0,
+      src: end(4, 8),
+      dst: end(6, 24),
+    });
+  }
   return out;
 }
 

@@ -5,9 +5,8 @@
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
-import { dumpConnection, restoreConnection, isConnection, startGuard } from './tcp.ts';
-import type { RepairGuard } from '../../soccr/guard.ts';
-import { inetShutdowns } from './diag.ts';
+import { dumpConnection, restoreConnection, isConnection, entryEndpoints, type TcpDump } from './tcp.ts';
+import { inetDiag, type DiagSock } from './diag.ts';
 import { int, bool, setInt, dumpSkOpts, restoreSkOpts } from './skopts.ts';
 import { isRawOrPing, dumpRawOpts, restoreRawOpts } from './raw.ts';
 import { NotSupportedError } from '../../errors.ts';
@@ -38,20 +37,6 @@ function words(addr: Buffer): number[] {
   for (let i = 0; i < addr.length; i += 4) out.push(addr.readUInt32LE(i));
   return out;
 }
-function bytesOf(w: number[], family: number): Buffer {
-  const b = Buffer.alloc(family === AF.INET ? 4 : 16);
-  w.forEach((v, i) => {
-    if (i * 4 < b.length) b.writeUInt32LE(v >>> 0, i * 4);
-  });
-  return b;
-}
-export function entryEndpoints(e: InetEntry): { src: Endpoint; dst: Endpoint } {
-  return {
-    src: { family: e.family, addr: bytesOf(e.src_addr, e.family), port: e.src_port },
-    dst: { family: e.family, addr: bytesOf(e.dst_addr, e.family), port: e.dst_port },
-  };
-}
-
 function dumpIpOpts(fd: number, family: number, type: number, proto: number): MessageInput<'ip_opts_entry'> {
   const raw = type === SOCK.RAW ? { raw: dumpRawOpts(fd, family, proto) } : {};
   if (family === AF.INET) {
@@ -148,8 +133,8 @@ interface DumpState {
   pidfds: Map<number, number>;
   copies: number[];
   registered: boolean;
-  shutdowns: Map<string, Map<number, number>>;
-  guard?: RepairGuard;
+  diag: Map<string, Map<number, DiagSock>>;
+  tcp: TcpDump;
 }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
@@ -197,9 +182,25 @@ function dumpInet(
   const family = int(c, SOL.SOCKET, SO.DOMAIN),
     type = int(c, SOL.SOCKET, SO.TYPE),
     proto = int(c, SOL.SOCKET, SO.PROTOCOL);
+  // sock_diag has tables for TCP, UDP and UDP-Lite only (raw_diag keys on the protocol).
+  let d: DiagSock | undefined;
+  if (!isRawOrPing(type, proto)) {
+    const key = `${family}:${proto}`;
+    let diag = st.diag.get(key);
+    if (!diag) {
+      diag = inetDiag(family, proto);
+      st.diag.set(key, diag);
+    }
+    d = diag.get(p.ino);
+  }
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
-  const dst = peerName ? endpoint(peerName) : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  // A connection not made yet (SYN_SENT) has no peer name: sock_diag has its destination.
+  const dst = peerName
+    ? endpoint(peerName)
+    : d && d.dst.port
+      ? d.dst
+      : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
   if (isTcp({ type, proto })) {
@@ -222,20 +223,11 @@ function dumpInet(
       throw new NotSupportedError(`${where}: a corked UDP socket`);
     droppedQueue(c, where, ctx);
   }
-  // Only TCP and UDP keep a shutdown (as in CRIU): sock_diag has no table for other protocols.
-  let shutdown = 0;
-  if (!isRawOrPing(type, proto)) {
-    const key = `${family}:${proto}`;
-    let shutdowns = st.shutdowns.get(key);
-    if (!shutdowns) {
-      shutdowns = inetShutdowns(family, proto);
-      st.shutdowns.set(key, shutdowns);
-    }
-    // sock_diag does not list a TCP socket that is neither bound to a connection nor listening:
-    // poll tells a read shutdown there (as CRIU does), which a write one comes with on close.
-    const hup = sock.POLL.RDHUP | sock.POLL.HUP;
-    shutdown = shutdowns.get(p.ino) ?? (isTcp({ type, proto }) && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
-  }
+  // Only TCP and UDP keep a shutdown (as in CRIU). sock_diag does not list a TCP socket that
+  // is neither bound to a connection nor listening: poll tells a read shutdown there (as CRIU
+  // does), which a write one comes with on close.
+  const hup = sock.POLL.RDHUP | sock.POLL.HUP;
+  const shutdown = isRawOrPing(type, proto) ? 0 : (d?.shutdown ?? (isTcp({ type, proto }) && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0));
   const e: MessageInput<'inet_sk_entry'> = {
     id,
     ino: p.ino,
@@ -256,7 +248,7 @@ function dumpInet(
     ...(isTcp({ type, proto }) ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (isTcp({ type, proto }) && isConnection(state)) dumpConnection(c, p, where, ctx, () => (st.guard ??= startGuard(ctx)));
+  if (isTcp({ type, proto }) && isConnection(state)) dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
   return e;
 }
 
@@ -323,7 +315,7 @@ export const inetFile = statefulKind({
     const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, shutdowns: new Map() }),
+  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, diag: new Map(), tcp: { frozen: [] } }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
     try {

@@ -19,6 +19,7 @@ export {
   dumpTaskCore,
   dumpZombieCore,
   restorePersonality,
+  restoreMembarrier,
   restoreTimersAndLimits,
   becomeZombie,
 } from './core.ts';

@@ -1,0 +1,39 @@
+/**
+ * State a restore must bring back as it was, each checked from inside the workload
+ * (test/workloads/keepstate.c) after a dump and a restore: ambient capabilities, a deleted
+ * file's set-user-ID mode, a child's fd table that differs from its parent's in one flag, a
+ * periodic timerfd that fired unread, the open mode of a mapped file, a private mapping of
+ * shared anonymous memory, an executable memfd, membarrier registrations, and a thread
+ * inside an rseq critical section.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { e2e, killAndReap, adopt, descendants } from '../lib/proc.ts';
+import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { startChecking, askCheck } from '../lib/selfcheck.ts';
+
+/** `precheck`: the workload checks itself before the dump too (not when checking changes the state). */
+async function roundTrip(c: { dir: string; subdir(n: string): string }, mode: string, file = false, precheck = true): Promise<void> {
+  const args = ['-m', mode, ...(file ? ['-f', join(c.dir, `${mode}.data`)] : [])];
+  const t = await startChecking(c, 'keepstate', args);
+  if (precheck) assert.equal(await askCheck(t), 'CHECK ok', 'before the dump');
+  const kids = descendants(t.pid);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  for (const k of kids) adopt(k);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+}
+
+e2e('ambient capabilities come back', (c) => roundTrip(c, 'ambient'));
+e2e('a deleted file keeps its set-user-ID and set-group-ID mode and its mtime', (c) => roundTrip(c, 'ghostmode', true));
+e2e('a child whose fd differs from its parent only by close-on-exec keeps the fd above it, shared', (c) => roundTrip(c, 'fdshare', true));
+e2e('a periodic timerfd that fired and was not read keeps running', (c) => roundTrip(c, 'timerfd', false, false));
+e2e('a shared file mapping of a file opened read-write can be made writable after restore', (c) => roundTrip(c, 'mapprot', true));
+e2e('a private mapping of shared anonymous memory still sees the pages it did not write', (c) => roundTrip(c, 'shmpriv'));
+e2e('a memfd opened once read-write can still be executed (execveat AT_EMPTY_PATH)', (c) => roundTrip(c, 'memfdexec'));
+e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
+e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
+  skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',
+});
