@@ -88,6 +88,17 @@ const ok = (fn: () => unknown): boolean => {
   }
 };
 
+/** Does this kernel have the option on a datagram socket of the family? */
+const sockoptWorks = (family: number, level: number, opt: number): boolean =>
+  ok(() => {
+    const fd = sock.socket(family, sock.SOCK.DGRAM | sock.SOCK.CLOEXEC, 0);
+    try {
+      sock.getsockoptInt(fd, level, opt);
+    } finally {
+      close(fd);
+    }
+  });
+
 /** The timerfd ticks ioctl, which puts a timerfd's expirations back: with a null argument it fails with EFAULT where it exists. */
 function probeTimerfd(): boolean {
   const fd = timerfdCreate(1 /* CLOCK_MONOTONIC */, 0);
@@ -173,28 +184,12 @@ export const FEATURES: Feature[] = [
   {
     name: 'sockopt_buf_lock',
     what: 'socket buffer-size locks (SO_BUF_LOCK)',
-    probe: () =>
-      ok(() => {
-        const fd = sock.socket(sock.AF.UNIX, sock.SOCK.DGRAM | sock.SOCK.CLOEXEC, 0);
-        try {
-          sock.getsockoptInt(fd, sock.SOL.SOCKET, sock.SO.BUF_LOCK);
-        } finally {
-          close(fd);
-        }
-      }),
+    probe: () => sockoptWorks(sock.AF.UNIX, sock.SOL.SOCKET, sock.SO.BUF_LOCK),
   },
   {
     name: 'ipv6_freebind',
     what: 'IPV6_FREEBIND of IPv6 sockets, dumped and restored',
-    probe: () =>
-      ok(() => {
-        const fd = sock.socket(sock.AF.INET6, sock.SOCK.DGRAM | sock.SOCK.CLOEXEC, 0);
-        try {
-          sock.getsockoptInt(fd, sock.SOL.IPV6, sock.IPV6.FREEBIND);
-        } finally {
-          close(fd);
-        }
-      }),
+    probe: () => sockoptWorks(sock.AF.INET6, sock.SOL.IPV6, sock.IPV6.FREEBIND),
   },
   {
     name: 'network_lock_nftables',

@@ -9,6 +9,7 @@ import { dumpConnection, restoreConnection, isConnection, entryEndpoints, type T
 import { inetDiag, type DiagSock } from './diag.ts';
 import { int, bool, setInt, dumpSkOpts, restoreSkOpts } from './skopts.ts';
 import { isRawOrPing, dumpRawOpts, restoreRawOpts } from './raw.ts';
+import { forSocket, protoNameOf } from './sockfd.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
@@ -22,14 +23,6 @@ const OTHER_INET = new Set(['MPTCP', 'MPTCPv6', 'SCTP', 'SCTPv6', 'L2TP/IP', 'L2
 
 /** A TCP socket, not a raw one carrying TCP. */
 const isTcp = (e: { type: number; proto: number }): boolean => e.type === SOCK.STREAM && e.proto === IPPROTO.TCP;
-
-function protoName(path: string): string | undefined {
-  try {
-    return sock.sockProtoName(path);
-  } catch {
-    return undefined;
-  }
-}
 
 /** Address words as CRIU stores them: the bytes in network order, read as host u32s. */
 function words(addr: Buffer): number[] {
@@ -176,7 +169,7 @@ function dumpInet(
   st: DumpState,
 ): MessageInput<'inet_sk_entry'> {
   const where = `fd ${p.fd} of task ${p.pid} (socket:[${p.ino}])`;
-  const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '?';
+  const name = protoNameOf({ ...p, link: 'socket:' }) ?? '?';
   if (!PROTO_NAMES.has(name)) throw new NotSupportedError(`${where}: a ${name} socket`);
   const c = copyOf(p.pid, p.fd, ctx, st);
   const family = int(c, SOL.SOCKET, SO.DOMAIN),
@@ -196,11 +189,7 @@ function dumpInet(
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
   // A connection not made yet (SYN_SENT) has no peer name: sock_diag has its destination.
-  const dst = peerName
-    ? endpoint(peerName)
-    : d && d.dst.port
-      ? d.dst
-      : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  const dst = peerName ? endpoint(peerName) : d?.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
   if (isTcp({ type, proto })) {
@@ -311,18 +300,10 @@ export const inetFile = statefulKind({
   name: 'inet socket',
   claims: { flags: O.NONBLOCK | FASYNC },
   matches: (p) => {
-    if (!p.link.startsWith('socket:')) return false;
-    const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
+    const name = protoNameOf(p) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
   state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, diag: new Map(), tcp: { frozen: [] } }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
-  open(e, ctx) {
-    try {
-      return openInet(e, ctx);
-    } catch (err) {
-      if (err instanceof SysError) throw new Error(`inet socket ${e.id} (${stateName(e.state)}, port ${e.src_port}): ${err.message}`);
-      throw err;
-    }
-  },
+  open: (e, ctx) => forSocket(`inet socket ${e.id} (${stateName(e.state)}, port ${e.src_port})`, () => openInet(e, ctx)),
 });

@@ -17,7 +17,7 @@ import {
 import type { MessageInput } from '../types.ts';
 import { diagDump } from './diag.ts';
 import { dumpSkOpts, restoreSkOpts } from './skopts.ts';
-import { protoNameOf, sockIno, withCopy } from './sockfd.ts';
+import { forSocket, protoNameOf, sockIno, withCopy } from './sockfd.ts';
 
 type NetlinkEntry = KindEntry<'nlsk'>;
 /** netlink_sock states: a connected socket has a default destination. */
@@ -143,12 +143,5 @@ export const netlinkFile = statefulKind({
   matches: (p) => protoNameOf(p) === 'NETLINK',
   state: (): DumpState => ({}),
   dump: (p, id, ctx, st) => dumpNetlink(p, id, ctx, st),
-  open(e, ctx) {
-    try {
-      return openNetlink(e, ctx);
-    } catch (err) {
-      if (err instanceof SysError) throw new Error(`netlink socket ${e.id} (protocol ${e.protocol}, port ${e.portid}): ${err.message}`);
-      throw err;
-    }
-  },
+  open: (e, ctx) => forSocket(`netlink socket ${e.id} (protocol ${e.protocol}, port ${e.portid})`, () => openNetlink(e, ctx)),
 });

@@ -3,7 +3,7 @@
 // options, multicast memberships, fanout and the RX/TX ring geometry. A ring mapped into the
 // task is a VMA marked VMA_AREA_SOCKET (mm/), mapped again from the restored socket; the
 // ring's frames and queued packets are not saved, as in CRIU.
-import { sock, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
+import { sock, fcntl, ioctl, F, O } from '../../kernel/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import {
   FD_TYPE,
@@ -18,7 +18,7 @@ import {
 import type { Message, MessageInput } from '../types.ts';
 import { diagDump } from './diag.ts';
 import { dumpSkOpts, restoreSkOpts } from './skopts.ts';
-import { protoNameOf, sockIno, withCopy } from './sockfd.ts';
+import { forSocket, protoNameOf, sockIno, withCopy } from './sockfd.ts';
 
 const { PACKET, SOL, SOCK, AF } = sock;
 type PacketEntry = KindEntry<'psk'>;
@@ -233,12 +233,5 @@ export const packetFile = statefulKind({
   matches: (p) => protoNameOf(p) === 'PACKET',
   state: (): DumpState => ({}),
   dump: (p, id, ctx, st) => dumpPacket(p, id, ctx, st),
-  open(e, ctx) {
-    try {
-      return openPacket(e, ctx);
-    } catch (err) {
-      if (err instanceof SysError) throw new Error(`packet socket ${e.id} (type ${e.type}, ifindex ${e.ifindex}): ${err.message}`);
-      throw err;
-    }
-  },
+  open: (e, ctx) => forSocket(`packet socket ${e.id} (type ${e.type}, ifindex ${e.ifindex})`, () => openPacket(e, ctx)),
 });

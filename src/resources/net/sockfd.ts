@@ -1,6 +1,6 @@
 // How the socket kinds reach a task's socket at dump time: its protocol name, which tells the
 // kinds apart before anything is copied, and a pidfd_getfd copy for the time of one dump.
-import { sock, pidfdOpen, pidfdGetfd, close } from '../../kernel/index.ts';
+import { sock, pidfdOpen, pidfdGetfd, close, SysError } from '../../kernel/index.ts';
 import type { FdProbe } from '../files/types.ts';
 
 /** The name the socket's "system.sockprotoname" xattr gives (TCP, PINGv6, NETLINK, PACKET...). */
@@ -31,3 +31,13 @@ export function withCopy<T>(p: Pick<FdProbe, 'pid' | 'fd'>, fn: (copy: number) =
 
 /** The inode of a socket fd, from its link (socket:[N]). */
 export const sockIno = (p: Pick<FdProbe, 'link' | 'ino'>): number => Number(/^socket:\[(\d+)\]$/.exec(p.link)?.[1] ?? p.ino);
+
+/** A restore step whose failing syscall is said with the socket it was for (`what`). */
+export function forSocket<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof SysError) throw new Error(`${what}: ${err.message}`);
+    throw err;
+  }
+}

@@ -16,8 +16,6 @@ import {
   peekMsg,
   sockDiagOpen,
   unixDiag,
-  pidfdOpen,
-  pidfdGetfd,
   ioctl,
   close,
   getpid,
@@ -33,12 +31,11 @@ import type { MessageInput } from '../types.ts';
 import { TCP_ESTABLISHED, TCP_LISTEN, USK_EXTERN, isPathName, showName } from './unix-common.ts';
 import { restoreAll } from './unix-restore.ts';
 import { encodeFilter } from './skopts.ts';
+import { sockIno, withCopy } from './sockfd.ts';
 
 const SHUT_BOTH = 3;
 const TYPE_NAMES: Record<number, string> = { [SOCK.STREAM]: 'stream', [SOCK.DGRAM]: 'datagram', [SOCK.SEQPACKET]: 'seqpacket' };
 const PEEK_SIZE = 4 << 20;
-
-const sockIno = (p: FdProbe): number => Number(/^socket:\[(\d+)\]$/.exec(p.link)?.[1] ?? p.ino);
 
 /** What a dump knows across fds: the tree's unix socket inodes, which listener holds each pending client, external peers saved. */
 interface DumpState {
@@ -229,14 +226,7 @@ function peekQueue(copy: number, where: string, ctx: DumpFileCtx): Array<{ m: So
 function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): MessageInput<'unix_sk_entry'> {
   const ino = sockIno(p);
   const where = `fd ${p.fd} of task ${p.pid}`;
-  const pidfd = pidfdOpen(p.pid);
-  let copy: number;
-  try {
-    copy = pidfdGetfd(pidfd, p.fd);
-  } finally {
-    close(pidfd);
-  }
-  try {
+  return withCopy(p, (copy) => {
     const domain = getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN);
     if (domain !== AF_UNIX) throw new NotSupportedError(`${where} is a socket of family ${domain}`);
     const d = diagOf(st, ino);
@@ -302,9 +292,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       `${where}: unix ${TYPE_NAMES[d.type]} socket ${ino} state ${d.state} peer ${peer}${name.length ? ` name ${showName(name)}` : ''}`,
     );
     return entry;
-  } finally {
-    close(copy);
-  }
+  });
 }
 
 /** Sockets made for a restore, by inode; all of them are made at the first open. */
