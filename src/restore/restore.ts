@@ -45,6 +45,7 @@ import {
   openFileId,
   installFds,
   afterInstall,
+  afterInstallInFlight,
   restoreOwners,
   type RestoreFileCtx,
   type FileEntry,
@@ -574,6 +575,7 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
+  afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce, getpid());
   const locks = fileLocksOf(ctx, t.pid);
   if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
   restoreFileLocks(stub, area, locks, ctx.req.log);

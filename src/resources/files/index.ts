@@ -22,6 +22,7 @@ import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
+import { IMG } from '../../images/index.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
@@ -282,5 +283,40 @@ export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], f
     done.add(id);
     if (async) setAsync(t, e.fd);
     kind?.afterInstall?.(file, e.fd, t, area);
+  }
+}
+
+/**
+ * Files in flight in the queues of the task's sockets whose kind keeps state through the
+ * task's fd numbers (an epoll's targets), and that no fd of a task holds: the task does that
+ * part on a copy it pulls from criu-ts and closes, as CRIU opens them in the queue's task.
+ */
+export function afterInstallInFlight(
+  t: Tracee,
+  area: InjectionArea,
+  fdinfo: Fdinfo[],
+  ctx: RestoreFileCtx,
+  local: Map<number, number>,
+  done: Set<number>,
+  selfPid: number,
+): void {
+  const mine = new Set(fdinfo.map((e) => e.id));
+  for (const { entry } of ctx.entries(IMG.SK_QUEUES)) {
+    if (!mine.has(entry.id_for)) continue;
+    for (const id of entry.scm.flatMap((sc) => sc.rights)) {
+      const file = ctx.files.get(id);
+      const kind = file && kinds.find((k) => k.type === file.type);
+      const src = local.get(id);
+      if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
+      done.add(id);
+      const pidfd = t.syscall('pidfd_open', selfPid, 0);
+      const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
+      t.syscallRaw('close', pidfd);
+      try {
+        kind.afterInstall(file, Number(fd), t, area);
+      } finally {
+        t.syscallRaw('close', fd);
+      }
+    }
   }
 }

@@ -19,12 +19,14 @@ import {
   ioctl,
   close,
   getpid,
+  kcmpEpollTfd,
   O,
   SCM_RIGHTS,
   type UnixDiag,
   type SockMsg,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
+import { readFdinfo } from '../../proc/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import { FD_TYPE, FASYNC, S_IFMT, S_IFSOCK, fown, statefulKind, type FdProbe, type DumpFileCtx } from '../files/types.ts';
 import type { MessageInput } from '../types.ts';
@@ -193,9 +195,16 @@ function boundFile(
  * Files in flight that criu-ts cannot dump as its own yet: sockets (their peers and queues)
  * and epolls (their targets are fd numbers of a task).
  */
-function inFlightUnsupported(fd: number): string | undefined {
+function inFlightUnsupported(fd: number, owner: number): string | undefined {
   if ((fs.fstatSync(fd).mode & S_IFMT) === S_IFSOCK) return 'a socket';
-  if (fs.readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventpoll]') return 'an epoll';
+  // An epoll's targets are keyed by fd numbers of the task that added them: they come back
+  // registered by the task holding this queue (as CRIU opens the epoll in that task), so
+  // they must be its fds.
+  if (fs.readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventpoll]') {
+    const self = getpid();
+    for (const t of readFdinfo(self, fd).tfds)
+      if (!kcmpEpollTfd(owner, t.tfd, fd, t.tfd, 0, self)) return `an epoll whose target ${t.tfd} is not fd ${t.tfd} of task ${owner}`;
+  }
   return undefined;
 }
 
@@ -204,13 +213,13 @@ function inFlightUnsupported(fd: number): string | undefined {
  * Files in flight land in criu-ts, which dumps them as its own and keeps them open until
  * it exits (their ids are matched with the tasks' fds by kcmp).
  */
-function peekQueue(copy: number, where: string, ctx: DumpFileCtx): Array<{ m: SockMsg; ids: number[] }> {
+function peekQueue(copy: number, owner: number, where: string, ctx: DumpFileCtx): Array<{ m: SockMsg; ids: number[] }> {
   const saved = getsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF);
   setsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF, 0);
   const out: Array<{ m: SockMsg; ids: number[] }> = [];
   try {
     for (let m = peekMsg(copy, PEEK_SIZE); m; m = peekMsg(copy, PEEK_SIZE)) {
-      const unsupported = m.fds.map(inFlightUnsupported).find((w) => w);
+      const unsupported = m.fds.map((f) => inFlightUnsupported(f, owner)).find((w) => w);
       if (unsupported) {
         for (const f of m.fds) close(f);
         throw new NotSupportedError(`${where}: its queue holds ${unsupported} in flight (SCM_RIGHTS)`);
@@ -275,7 +284,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       ...(isPathName(name) ? boundFile(copy, d, name, where) : {}),
     };
     if (d.state !== TCP_LISTEN && d.rqlen?.rqueue) {
-      for (const { m, ids } of peekQueue(copy, where, ctx)) {
+      for (const { m, ids } of peekQueue(copy, p.pid, where, ctx)) {
         ctx.addEntry(
           IMG.SK_QUEUES,
           {
