@@ -247,15 +247,19 @@ function dumpInet(
  * (SK_FORCE_REUSE), and leaves repair before it listens.
  */
 function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
-  const freebind = e.family === AF.INET6 && e.type !== SOCK.RAW && e.ip_opts?.freebind !== true;
+  // An address the socket had with IP_FREEBIND may not be local now; IPv6 addresses may still
+  // be tentative. The flag is on for the bind, and left on only if the task had it.
+  const own = e.ip_opts?.freebind === true;
+  const freebind = own || (e.family === AF.INET6 && e.type !== SOCK.RAW);
   const repair = isTcp(e);
-  if (freebind) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 1);
+  const [level, opt] = e.family === AF.INET6 ? [SOL.IPV6, IPV6.FREEBIND] : [SOL.IP, IP.FREEBIND];
+  if (freebind) setInt(fd, level, opt, 1);
   if (repair) sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, 1);
   try {
     sock.bind(fd, sockaddr(src));
   } finally {
     if (repair) sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, -1);
-    if (freebind) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 0);
+    if (freebind && !own) setInt(fd, level, opt, 0);
   }
 }
 
