@@ -112,6 +112,31 @@ function probeTimerfd(): boolean {
   }
 }
 
+/** TCP repair mode on a loopback connection in FIN_WAIT (its end was shut down for writing). */
+function probeHalfClosed(): boolean {
+  const fds: number[] = [];
+  try {
+    const l = sock.socket(sock.AF.INET, sock.SOCK.STREAM | sock.SOCK.CLOEXEC, 0);
+    fds.push(l);
+    const any = Buffer.alloc(16);
+    any.writeUInt16LE(sock.AF.INET, 0);
+    any.set([127, 0, 0, 1], 4);
+    sock.bind(l, any);
+    sock.listen(l, 1);
+    const c = sock.socket(sock.AF.INET, sock.SOCK.STREAM | sock.SOCK.CLOEXEC, 0);
+    fds.push(c);
+    sock.connect(c, sock.getsockname(l));
+    sock.shutdown(c, sock.SHUT.WR);
+    sock.setsockoptInt(c, sock.SOL.TCP, sock.TCP.REPAIR, 1);
+    sock.setsockoptInt(c, sock.SOL.TCP, sock.TCP.REPAIR, -1);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    for (const fd of fds) close(fd);
+  }
+}
+
 const pidfds = (): boolean =>
   ok(() => {
     const p = pidfdOpen(getpid());
@@ -191,6 +216,7 @@ export const FEATURES: Feature[] = [
     what: 'IPV6_FREEBIND of IPv6 sockets, dumped and restored',
     probe: () => sockoptWorks(sock.AF.INET6, sock.SOL.IPV6, sock.IPV6.FREEBIND),
   },
+  { name: 'aio_remap', what: 'AIO rings moved to their place with mremap (mm/aio.ts)', probe: () => kernelAtLeast(3, 19) },
   {
     name: 'network_lock_nftables',
     what: 'the nftables network lock (nft, and sets of concatenated addresses and ports)',
@@ -202,19 +228,18 @@ export const FEATURES: Feature[] = [
     what: 'iptables-legacy and ip6tables-legacy, and the iptables network lock',
     probe: () => ['iptables-legacy', 'ip6tables-legacy'].every(inPath) && lockAvailable('iptables'),
   },
+  { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
       ['mnt_id', 'mount ids of files (mount namespaces)'],
       ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
-      ['aio_remap', 'AIO rings'],
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],
       ['loginuid', 'restoring the login uid'],
       ['cgroupns', 'cgroup namespaces'],
       ['autofs', 'autofs mounts'],
-      ['tcp_half_closed', 'half-closed TCP connections'],
       ['compat_cr', '32-bit (compat) tasks'],
       ['uffd', 'lazy pages (userfaultfd)'],
       ['uffd-noncoop', 'lazy pages of trees that fork (userfaultfd events)'],

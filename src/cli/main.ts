@@ -22,6 +22,7 @@ const loadUnlock = () => import('./network-unlock.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 import { isLockMethod } from '../resources/net/netlock.ts';
+import { parseCgroupMode } from '../resources/cgroup.ts';
 import type { TcpMode } from '../resources/files/types.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
@@ -47,6 +48,7 @@ interface Opts {
   linkRemap?: boolean;
   skipVerify?: boolean;
   freezeCgroup?: string;
+  manageCgroups?: string | boolean;
   force?: boolean;
   trustImages?: boolean;
   fileLocks?: boolean;
@@ -112,6 +114,11 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--link-remap', desc: 'save a deleted file that has other names by a temporary link to it', cmds: ['dump'] },
   { flags: '--ghost-limit <size>', desc: 'largest deleted file to save, in bytes (K, M, G suffixes; default 1M)', cmds: ['dump'] },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
+  {
+    flags: '--manage-cgroups [mode]',
+    desc: 'cgroups of the tree: soft (the default: saved, missing ones made again), full (properties set on existing ones too) or ignore',
+    cmds: ['dump', 'restore'],
+  },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
   {
     flags: '--encrypt <keyfile>',
@@ -244,6 +251,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           tcp: tcpMode(o),
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
+          cgroups: parseCgroupMode(o.manageCgroups),
         });
         log.info(
           `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -269,6 +277,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           actions,
           tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
+          cgroups: parseCgroupMode(o.manageCgroups),
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;

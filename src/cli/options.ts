@@ -18,7 +18,6 @@ export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']
 
 export const NOT_SUPPORTED = new Set([
   '--external',
-  '--manage-cgroups',
   '--cgroup-root',
   '--cgroup-props',
   '--cgroup-props-file',

@@ -21,7 +21,7 @@ import {
 } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
 import { fsClaims } from '../resources/fs.ts';
-import { mmClaims, isSocketVma } from '../resources/mm/index.ts';
+import { mmClaims, dontExpandOwned, isSocketVma } from '../resources/mm/index.ts';
 import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
@@ -56,6 +56,8 @@ export interface ClaimOptions {
   shellJob: boolean;
   freezeCgroup?: string;
   fileLocks?: boolean;
+  /** The tree's cgroups are saved (cgroup.img): being in other cgroups than criu-ts's is no loss. */
+  cgroupsSaved?: boolean;
 }
 
 /** The one error of a refused dump. */
@@ -95,7 +97,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     const refuse = (resource: string, why: string, tid = t.pid): never => {
       throw new NotClaimedError({ pid: t.pid, tid }, resource, why);
     };
-    checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
+    if (!opts.cgroupsSaved) checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
     checkTimers(t, refuse);
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);
@@ -222,7 +224,7 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
     for (const f of v.vmFlags ?? []) {
       // A packet ring is a mixed map of the socket's pages, mapped again from the restored socket.
       if (f === 'mm' && isSocketVma(v)) continue;
-      if (!claimed.has(f)) refuse(where, `it is ${VMFLAG_NAMES[f] ?? `marked '${f}' in VmFlags`}`);
+      if (!claimed.has(f) && !(f === 'de' && dontExpandOwned(v))) refuse(where, `it is ${VMFLAG_NAMES[f] ?? `marked '${f}' in VmFlags`}`);
     }
   }
 }

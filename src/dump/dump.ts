@@ -44,6 +44,7 @@ import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
+import { CgroupDump, type CgroupMode } from '../resources/cgroup.ts';
 import { DumpJournal } from './journal.ts';
 import { lockMethodCode } from '../resources/net/netlock.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
@@ -75,6 +76,8 @@ export interface DumpRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close, --skip-in-flight */
   tcp?: TcpMode;
+  /** --manage-cgroups: the tree's cgroups are saved (soft, the default, and full), or not (ignore). */
+  cgroups?: CgroupMode;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -148,11 +151,7 @@ const isLive = (t: Task): t is LiveTask => !t.zombie;
  */
 function prepareInjection(t: LiveTask): void {
   const leader = t.threads[0];
-  const insn = vdsoSyscallInsn(
-    leader,
-    t.vmas.find((v) => v.path === '[vdso]'),
-    `task ${t.pid}`,
-  );
+  const insn = vdsoSyscallInsn(leader, t.vmas, `task ${t.pid}`);
   t.vdsoInsn = insn;
   for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thaw(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);
@@ -279,7 +278,12 @@ function dumpColocated(req: DumpRequest): DumpResult {
     step(log, 'checking that every piece of state the kernel shows is saved');
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
-    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup, fileLocks: req.fileLocks });
+    checkClaims(tasks.filter(isLive), {
+      shellJob: req.shellJob,
+      freezeCgroup: req.freezeCgroup,
+      fileLocks: req.fileLocks,
+      cgroupsSaved: req.cgroups !== 'ignore',
+    });
     checkSessions(
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
@@ -349,6 +353,7 @@ function logUnsafeWindow(log: Logger): void {
 
 interface Shared {
   seccomp: SeccompDump;
+  cgroups?: CgroupDump;
   locksSeen: Set<string>;
   live: Map<number, LiveTask>;
   files: DumpFileTable;
@@ -385,6 +390,7 @@ function collectAndWrite(
   const objects = new DumpShared(imgs, files);
   const shared: Shared = {
     seccomp: new SeccompDump(),
+    ...(req.cgroups === 'ignore' ? {} : { cgroups: new CgroupDump() }),
     locksSeen: new Set(),
     live: new Map(live.map((t) => [t.pid, t])),
     files,
@@ -458,6 +464,11 @@ function collectAndWrite(
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
   imgs.one(IMG.SECCOMP, shared.seccomp.entry());
+  const cgroups = shared.cgroups?.image();
+  if (cgroups) {
+    step(req.log, `cgroups of the tree to cgroup.img: ${cgroups.controllers?.length ?? 0} hierarchies`);
+    imgs.one(IMG.CGROUP, cgroups);
+  }
   if (req.fileLocks) {
     if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS);
     else imgs.empty(IMG.FILE_LOCKS);
@@ -474,6 +485,7 @@ function collectAndWrite(
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
     ns_per_id: true,
     lsmtype: 0,
+    ...(cgroups ? { root_cg_set: shared.cgroups!.setOf(tasks[0].pid) } : {}),
     ...(req.tcp?.close ? { tcp_close: true } : {}),
     network_lock_method: lockMethodCode(lockMethod ?? 'nftables'),
     plugins_entry: {},
@@ -565,6 +577,7 @@ function dumpTask(
 
   const secbits = readSecbits(leader);
   const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? (leader.stopSignal() ?? SIG.STOP) : undefined);
+  if (sh.cgroups) tc.cg_set = sh.cgroups.setOf(pid);
   const seccomp = sh.seccomp.collect(
     pid,
     t.snaps.map((s) => s.tracee.tid),
@@ -580,6 +593,7 @@ function dumpTask(
       ...core.thread_core!,
       ...seccomp.get(th.tid),
       pdeath_sig: dumpPdeathSig(th, area),
+      ...(sh.cgroups ? { cg_set: sh.cgroups.setOf(pid, th.tid) } : {}),
       ...(affinity ? { cpu_affinity: affinity } : {}),
     };
     imgs.one(IMG.CORE, th.tid, core);

@@ -215,13 +215,7 @@ function removeAreas(pid: number): number {
     const regs = t.getRegs(),
       mask = t.getSigmask();
     t.keepOwnState(regs, mask);
-    t.useSyscallInsn(
-      vdsoSyscallInsn(
-        t,
-        maps.find((v) => v.path === '[vdso]'),
-        `task ${pid}`,
-      ),
-    );
+    t.useSyscallInsn(vdsoSyscallInsn(t, maps, `task ${pid}`));
     for (const a of areas) t.syscall('munmap', a.start, a.end - a.start);
     if (stopped) {
       // Back into the job-control stop it was in, before any of its signals is handled.

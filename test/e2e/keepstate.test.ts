@@ -4,9 +4,10 @@
  * file's set-user-ID mode, a child's fd table that differs from its parent's in one flag, a
  * periodic timerfd that fired unread, the open mode of a mapped file, a private mapping of
  * shared anonymous memory, an executable memfd, membarrier registrations, and a thread
- * inside an rseq critical section.
+ * inside an rseq critical section, files of /proc of the tree, a cgroup removed after the dump.
  */
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, killAndReap, adopt, descendants } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
@@ -33,7 +34,37 @@ e2e('a periodic timerfd that fired and was not read keeps running', (c) => round
 e2e('a shared file mapping of a file opened read-write can be made writable after restore', (c) => roundTrip(c, 'mapprot', true));
 e2e('a private mapping of shared anonymous memory still sees the pages it did not write', (c) => roundTrip(c, 'shmpriv'));
 e2e('a memfd opened once read-write can still be executed (execveat AT_EMPTY_PATH)', (c) => roundTrip(c, 'memfdexec'));
+e2e("files in /proc of the tree stay open: a child's stat, the task's own fdinfo of a later fd", (c) => roundTrip(c, 'procfd'));
+e2e('a file owner set by another euid keeps the uids that set it', (c) => roundTrip(c, 'fownuid'));
+e2e('an O_PATH|O_NOFOLLOW fd of a symlink is still the symlink', (c) => roundTrip(c, 'symlink', true));
+e2e('a task that unmapped its vDSO is dumped (syscalls run from its libc) and comes back without one', (c) => roundTrip(c, 'novdso'));
 e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
 e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
   skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',
 });
+
+const V2_ROOT = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((d) => existsSync(join(d, 'cgroup.controllers')));
+
+e2e(
+  'a task in a cgroup of its own comes back in it, made again with its properties after it was removed',
+  async (c) => {
+    const top = join(V2_ROOT!, `criu-ts-test-${process.pid}`);
+    const dir = join(top, 'sub');
+    mkdirSync(dir, { recursive: true });
+    try {
+      writeFileSync(join(dir, 'cgroup.max.descendants'), '5');
+      const t = await startChecking(c, 'keepstate', ['-m', 'cgroup', '-f', dir]);
+      writeFileSync(join(dir, 'cgroup.procs'), String(t.pid));
+      assert.equal(await askCheck(t), 'CHECK ok', 'before the dump');
+      const img = c.subdir('img');
+      dumpAndReap(t.pid, img);
+      rmdirSync(dir);
+      restoreDetached(img, t.pid);
+      assert.equal(await askCheck(t), 'CHECK ok');
+      killAndReap(t.pid);
+    } finally {
+      for (const d of [dir, top]) if (existsSync(d)) rmdirSync(d);
+    }
+  },
+  { skip: !V2_ROOT && 'no cgroup v2 hierarchy mounted' },
+);

@@ -21,6 +21,15 @@
  *              private mapping never wrote shows what the shared one writes
  *   memfdexec  a memfd holding "#!/bin/true": execveat(fd, "", AT_EMPTY_PATH) runs it
  *   membarrier registered for MEMBARRIER_CMD_PRIVATE_EXPEDITED: the barrier must work
+ *   cgroup     (-f DIR, a cgroup v2 directory the test made and put the task in) the task is
+ *              still in DIR, whose cgroup.max.descendants is still 5
+ *   fownuid    a pipe owned by the task (F_SETOWN) set while its euid was 1: the owner's uids
+ *              (F_GETOWNER_UIDS) stay 0 and 1
+ *   symlink    (-f FILE) an O_PATH|O_NOFOLLOW fd of the symlink FILE (to "target"): still the
+ *              symlink
+ *   novdso     the task unmapped its [vdso] and [vvar]: they stay gone (and it runs on)
+ *   procfd     files of /proc of the tree held open: the child's /proc/CHILD/stat and the
+ *              task's own /proc/self/fdinfo/N of an eventfd it opened after it
  *   rseq       (x86_64) a thread blocked in pause() inside an rseq critical section: a
  *              signal must still abort the section (send it to its abort handler)
  *
@@ -289,6 +298,109 @@ static void setup_rseq(void) { die("rseq mode: x86_64 only"); }
 static const char *check_rseq(void) { return "x86_64 only"; }
 #endif
 
+static int stat_fd = -1, fdinfo_fd = -1;
+static pid_t proc_child;
+
+static void setup_procfd(void) {
+	if ((proc_child = fork()) < 0) die("fork");
+	if (proc_child == 0) for (;;) pause();
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/stat", proc_child);
+	if ((stat_fd = open(path, O_RDONLY)) < 0) die("open stat");
+	fdinfo_fd = open("/dev/null", O_RDONLY); /* its number is taken by the fdinfo file below */
+	int efd = syscall(SYS_eventfd2, 5, 0);
+	if (efd < 0) die("eventfd");
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", efd);
+	close(fdinfo_fd);
+	if ((fdinfo_fd = open(path, O_RDONLY)) < 0) die("open fdinfo");
+}
+
+static const char *check_procfd(void) {
+	char buf[512], want[32];
+	ssize_t n = pread(stat_fd, buf, sizeof buf - 1, 0);
+	if (n <= 0) return "the child's /proc/PID/stat cannot be read";
+	buf[n] = 0;
+	snprintf(want, sizeof want, "%d (keepstate)", proc_child);
+	if (strncmp(buf, want, strlen(want))) return "the stat file is not the child's";
+	n = pread(fdinfo_fd, buf, sizeof buf - 1, 0);
+	if (n <= 0) return "the fdinfo file cannot be read";
+	buf[n] = 0;
+	if (!strstr(buf, "eventfd-count:")) return "the fdinfo file is not the eventfd's";
+	return NULL;
+}
+
+#ifndef F_GETOWNER_UIDS
+#define F_GETOWNER_UIDS 17
+#endif
+static int own_pipe[2], link_fd = -1;
+
+static void setup_fownuid(void) {
+	if (pipe(own_pipe) || seteuid(1) || fcntl(own_pipe[0], F_SETOWN, getpid()) || seteuid(0)) die("fownuid");
+}
+
+static const char *check_fownuid(void) {
+	unsigned uids[2] = { 99, 99 };
+	if (fcntl(own_pipe[0], F_GETOWN) != getpid()) return "the owner is gone";
+	if (fcntl(own_pipe[0], F_GETOWNER_UIDS, uids)) return "F_GETOWNER_UIDS";
+	if (uids[0] != 0 || uids[1] != 1) {
+		snprintf(why, sizeof why, "the owner was set by uids %u/%u, want 0/1", uids[0], uids[1]);
+		return why;
+	}
+	return NULL;
+}
+
+static void setup_symlink(const char *file) {
+	if (symlink("target", file) || (link_fd = open(file, O_PATH | O_NOFOLLOW)) < 0) die("symlink");
+}
+
+static const char *check_symlink(void) {
+	struct stat st;
+	char buf[64];
+	if (fstatat(link_fd, "", &st, AT_EMPTY_PATH)) return "fstat";
+	if (!S_ISLNK(st.st_mode)) return "the fd is no longer the symlink";
+	ssize_t n = readlinkat(link_fd, "", buf, sizeof buf - 1);
+	if (n != 6 || memcmp(buf, "target", 6)) return "the symlink's target changed";
+	return NULL;
+}
+
+/* Unmap (or, with unmap 0, count) the task's [vdso] and [vvar...] mappings. */
+static int specials(int unmap) {
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	unsigned long s[8], e[8];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f) && n < 8)
+		if (strstr(line, "[vdso]") || strstr(line, "[vvar")) sscanf(line, "%lx-%lx", &s[n], &e[n]), n++;
+	if (f) fclose(f);
+	for (int i = 0; unmap && i < n; i++)
+		if (munmap((void *)s[i], e[i] - s[i])) die("munmap vdso");
+	return n;
+}
+
+static const char *check_novdso(void) { return specials(0) ? "the [vdso] or [vvar] is back" : NULL; }
+
+static const char *cg_dir;
+
+static const char *check_cgroup(void) {
+	/* DIR is ROOT/REL where ROOT is the v2 mount: /proc/self/cgroup says 0::REL. */
+	char line[512], want[512];
+	FILE *f = fopen("/proc/self/cgroup", "r");
+	int found = 0;
+	while (f && fgets(line, sizeof line, f)) {
+		if (strncmp(line, "0::", 3)) continue;
+		line[strcspn(line, "\n")] = 0;
+		size_t n = strlen(line + 3), d = strlen(cg_dir);
+		found = n > 1 && d >= n && !strcmp(cg_dir + d - n, line + 3);
+	}
+	if (f) fclose(f);
+	if (!found) return "not in its cgroup";
+	snprintf(want, sizeof want, "%s/cgroup.max.descendants", cg_dir);
+	f = fopen(want, "r");
+	if (!f || !fgets(line, sizeof line, f)) return "its cgroup has no cgroup.max.descendants";
+	fclose(f);
+	return atoi(line) == 5 ? NULL : "its cgroup.max.descendants is not 5";
+}
+
 static const char *mode;
 static const char *verify(void *arg) {
 	(void)arg;
@@ -300,6 +412,11 @@ static const char *verify(void *arg) {
 	if (!strcmp(mode, "memfdexec")) return check_memfdexec();
 	if (!strcmp(mode, "membarrier")) return check_membarrier();
 	if (!strcmp(mode, "rseq")) return check_rseq();
+	if (!strcmp(mode, "procfd")) return check_procfd();
+	if (!strcmp(mode, "cgroup")) return check_cgroup();
+	if (!strcmp(mode, "novdso")) return check_novdso();
+	if (!strcmp(mode, "fownuid")) return check_fownuid();
+	if (!strcmp(mode, "symlink")) return check_symlink();
 	return "unknown mode";
 }
 
@@ -322,6 +439,13 @@ int main(int argc, char **argv) {
 	else if (!strcmp(mode, "membarrier")) {
 		if (syscall(SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED, 0, 0)) die("membarrier register");
 	} else if (!strcmp(mode, "rseq")) setup_rseq();
+	else if (!strcmp(mode, "procfd")) setup_procfd();
+	else if (!strcmp(mode, "cgroup") && file) cg_dir = file;
+	else if (!strcmp(mode, "novdso")) {
+		if (!specials(1)) die("no [vdso]");
+	}
+	else if (!strcmp(mode, "fownuid")) setup_fownuid();
+	else if (!strcmp(mode, "symlink") && file) setup_symlink(file);
 	else return 2;
 	check_loop(verify, NULL);
 }

@@ -104,7 +104,14 @@ export function prepareAddressSpace(t: RestoreTask, target: VmaEntry[], keep: Ra
   for (const r of coalesce(doomed, fences)) tr.syscall('munmap', r.start, r.end - r.start);
   const stubSpecials = current.filter((v) => v.path === '[vdso]' || v.path === '[vvar]' || v.path === '[vvar_vclock]');
   const want = target.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR));
-  const pairs = matchSpecials(stubSpecials, want);
+  // A task that unmapped its vDSO (and vvar) has none: the stub's go. Its syscalls run from
+  // its injection area by now.
+  const gone = (kind: 'vdso' | 'vvar') => !want.some((m) => ((m.status & VMA.AREA_VDSO) !== 0) === (kind === 'vdso'));
+  for (const v of stubSpecials.filter((s) => gone(s.path === '[vdso]' ? 'vdso' : 'vvar'))) tr.syscall('munmap', v.start, v.end - v.start);
+  const pairs = matchSpecials(
+    stubSpecials.filter((s) => !gone(s.path === '[vdso]' ? 'vdso' : 'vvar')),
+    want,
+  );
   // A child cloned from its restored parent already has them where they belong.
   if (pairs.every((p) => p.from.start === p.to)) return;
   const total = pairs.reduce((s, p) => s + (p.from.end - p.from.start), 0n);
@@ -220,7 +227,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
   const tr = t.leader;
   const vmas = input.mm.vmas.filter((v) => {
     const st = v.status;
-    return st & VMA.AREA_REGULAR && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
+    return st & (VMA.AREA_REGULAR | VMA.AREA_AIORING) && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
   });
   const hasPages = makeHasPages(input.runs.filter((r) => r.flags & (PE.PRESENT | PE.COW_PARENT)));
   const fds = new Map<string, bigint>();
@@ -245,7 +252,8 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         prot |= PROT.WRITE | PROT.READ;
         needMprotect.push(v);
       }
-      const flags = (v.flags & ~MAP.LOCKED) | MAP.FIXED;
+      // An AIO ring's saved pages go into anonymous memory, which its new ring replaces (aio.ts).
+      const flags = st & VMA.AREA_AIORING ? MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED : (v.flags & ~MAP.LOCKED) | MAP.FIXED;
       if (st & (VMA.ANON_SHARED | VMA.AREA_MEMFD)) {
         const fd = pullFd(tr, input.shmemFd(v));
         try {

@@ -4,8 +4,9 @@
 // connections go through tcp.ts, raw and ping options through raw.ts.
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
-import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
-import { dumpConnection, restoreConnection, isConnection, entryEndpoints, type TcpDump } from './tcp.ts';
+import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
+import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDump } from './tcp.ts';
+import { endpointName } from './netlock.ts';
 import { inetDiag, type DiagSock } from './diag.ts';
 import { int, bool, setInt, dumpSkOpts, restoreSkOpts } from './skopts.ts';
 import { isRawOrPing, dumpRawOpts, restoreRawOpts } from './raw.ts';
@@ -107,17 +108,12 @@ function droppedQueue(c: number, where: string, ctx: DumpFileCtx): void {
 
 const DGRAM_PROTOS: readonly number[] = [IPPROTO.IP, IPPROTO.UDP, IPPROTO.UDPLITE, IPPROTO.ICMP, IPPROTO.ICMPV6];
 
-/** What in an inet_sk_entry no socket could be made from, for the restore's image check. */
-export function inetEntryProblem(e: InetEntry): string | undefined {
-  if (e.family !== AF.INET && e.family !== AF.INET6) return `family ${e.family} is not AF_INET (2) or AF_INET6 (10)`;
-  const words = e.family === AF.INET ? 1 : 4;
-  if (e.src_addr.length !== words || e.dst_addr.length !== words)
-    return `src_addr/dst_addr have ${e.src_addr.length}/${e.dst_addr.length} words, not ${words}`;
+/** What of an inet_sk_entry's type and protocol no socket could be made from (tcp.ts checks the rest). */
+export function inetKindProblem(e: InetEntry): string | undefined {
   if (e.type === SOCK.STREAM && e.proto !== IPPROTO.TCP && e.proto !== IPPROTO.IP) return `protocol ${e.proto} is not TCP`;
   if (e.type === SOCK.DGRAM && !DGRAM_PROTOS.includes(e.proto)) return `protocol ${e.proto} is not UDP, UDP-Lite or ICMP`;
   if (e.type === SOCK.RAW && e.proto >= 263) return `protocol ${e.proto} is not below IPPROTO_MAX (263)`;
   if (e.type !== SOCK.STREAM && e.type !== SOCK.DGRAM && e.type !== SOCK.RAW) return `type ${e.type} is not stream, datagram or raw`;
-  if (e.src_port > 0xffff || e.dst_port > 0xffff) return `port ${e.src_port}/${e.dst_port} is above 65535`;
   return undefined;
 }
 
@@ -188,8 +184,10 @@ function dumpInet(
   }
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
-  // A connection not made yet (SYN_SENT) has no peer name: sock_diag has its destination.
-  const dst = peerName ? endpoint(peerName) : d?.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  // A TCP connection reset or not made yet (SYN_SENT) has no peer name, but SO_PEERNAME (and
+  // sock_diag, while it is hashed) still has where it went.
+  const peerAny = peerName ?? (isTcp({ type, proto }) ? sock.peerNameOpt(c, family) : undefined);
+  const dst = peerAny ? endpoint(peerAny) : d?.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
   if (isTcp({ type, proto })) {
@@ -204,7 +202,7 @@ function dumpInet(
           );
         ctx.log.warn(`${where}: ${ti.unacked} connection(s) not yet accepted are dropped (--skip-in-flight)`);
       }
-    } else if (state !== TCP_STATE.CLOSE && state !== TCP_STATE.ESTABLISHED) {
+    } else if (!handledState(state)) {
       throw new NotSupportedError(`${where}: a TCP socket in ${stateName(state)}`);
     }
   } else {
@@ -237,7 +235,7 @@ function dumpInet(
     ...(isTcp({ type, proto }) ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (isTcp({ type, proto }) && isConnection(state)) dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
+  if (isTcp({ type, proto }) && repaired(state, dst.port)) dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
   return e;
 }
 
@@ -272,7 +270,7 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEPORT, 1);
   const { src, dst } = entryEndpoints(e);
-  if (isTcp(e) && isConnection(e.state)) {
+  if (isTcp(e) && repaired(e.state, e.dst_port)) {
     restoreConnection(fd, e, { src, dst }, where, ctx);
   } else {
     // A raw socket's port is its protocol, which bind ignores; its address still counts.
@@ -280,7 +278,7 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
     if (e.state === TCP_STATE.LISTEN) sock.listen(fd, e.backlog);
     else if (e.dst_port || (e.type === SOCK.RAW && e.state === TCP_STATE.ESTABLISHED)) sock.connect(fd, sockaddr(dst));
   }
-  if (e.shutdown && !isRawOrPing(e.type, e.proto) && !(ctx.tcp.close && isTcp(e) && isConnection(e.state))) {
+  if (e.shutdown && !isRawOrPing(e.type, e.proto) && !(ctx.tcp.close && isTcp(e) && repaired(e.state, e.dst_port))) {
     // sk_shutdown READ 1, WRITE 2, BOTH 3 are SHUT_RD, SHUT_WR and SHUT_RDWR plus one. An
     // unconnected socket takes the shutdown and still says ENOTCONN.
     try {
@@ -309,5 +307,9 @@ export const inetFile = statefulKind({
   },
   state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, diag: new Map(), tcp: { frozen: [] } }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
-  open: (e, ctx) => forSocket(`inet socket ${e.id} (${stateName(e.state)}, port ${e.src_port})`, () => openInet(e, ctx)),
+  open(e, ctx) {
+    const { src, dst } = entryEndpoints(e);
+    const ends = `${endpointName(src)}${e.dst_port ? ` to ${endpointName(dst)}` : ''}`;
+    return forSocket(`inet socket ${e.id} (${stateName(e.state)} ${ends})`, () => openInet(e, ctx));
+  },
 });

@@ -1,6 +1,7 @@
 // How the socket kinds reach a task's socket at dump time: its protocol name, which tells the
 // kinds apart before anything is copied, and a pidfd_getfd copy for the time of one dump.
 import { sock, pidfdOpen, pidfdGetfd, close, SysError } from '../../kernel/index.ts';
+import { CriuError } from '../../errors.ts';
 import type { FdProbe } from '../files/types.ts';
 
 /** The name the socket's "system.sockprotoname" xattr gives (TCP, PINGv6, NETLINK, PACKET...). */
@@ -37,7 +38,7 @@ export function forSocket<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof SysError) throw new Error(`${what}: ${err.message}`);
+    if (err instanceof SysError) throw new CriuError(`${what}: ${err.message}`);
     throw err;
   }
 }

@@ -20,6 +20,7 @@ import {
   type LockSpec,
 } from './netlock.ts';
 import type { Message } from '../types.ts';
+import { CriuError } from '../../errors.ts';
 
 const { SOL, SO } = sock;
 const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put back
@@ -36,6 +37,13 @@ export interface TcpDump {
 
 /** A TCP socket state that is a connection (or was one), not a listener or a fresh socket. */
 export const isConnection = (state: number): boolean => state !== soccr.TCP_STATE.LISTEN && state !== soccr.TCP_STATE.CLOSE;
+
+/**
+ * Saved through repair mode: a connection in any state but a listener's, including one reset
+ * (CLOSE) that still knows its peer: its unread data stays readable after restore, as in CRIU.
+ */
+export const repaired = (state: number, dstPort: number): boolean =>
+  isConnection(state) || (state === soccr.TCP_STATE.CLOSE && dstPort !== 0);
 
 /** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
 export const defaultLockMethod = (): LockMethod => (lockAvailable('nftables') ? 'nftables' : 'iptables');
@@ -131,7 +139,7 @@ export function dumpConnection(
   // The guardian turns repair off again if criu-ts dies before the dump ends.
   ts.guard?.note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
   ts.frozen.push({ f: soccr.freeze(copy), where });
-  const st = soccr.save(copy);
+  const st = soccr.save(copy, ends.dst);
   ctx.log.debug(
     `${where}: TCP ${st.inq.length} bytes to read, ${st.outq.length} to send (${st.unsqLen} unsent), seqs ${st.inqSeq}/${st.outqSeq}`,
   );
@@ -177,6 +185,23 @@ export function entryEndpoints(e: Message<'inet_sk_entry'>): { src: soccr.Endpoi
   };
 }
 
+/** What makes an inet_sk_entry impossible to restore, or undefined (files.img validation). */
+export function inetEntryProblem(e: Message<'inet_sk_entry'>): string | undefined {
+  if (e.family !== sock.AF.INET && e.family !== sock.AF.INET6) return `family ${e.family} is not AF_INET or AF_INET6`;
+  const words = e.family === sock.AF.INET ? 1 : 4;
+  if (e.src_addr.length < words || e.dst_addr.length < words) return `an address of fewer than ${words} word(s)`;
+  if (e.src_port > 0xffff || e.dst_port > 0xffff) return `port ${Math.max(e.src_port, e.dst_port)} is above 65535`;
+  if (
+    e.proto === sock.IPPROTO.TCP &&
+    e.state !== soccr.TCP_STATE.LISTEN &&
+    e.state !== soccr.TCP_STATE.CLOSE &&
+    !soccr.handledState(e.state)
+  )
+    return `TCP state ${e.state} (${soccr.stateName(e.state)}) is not one a socket can be restored in`;
+  if (e.shutdown !== undefined && (e.shutdown < 0 || e.shutdown > 3)) return `shutdown ${e.shutdown} is not 0..3`;
+  return undefined;
+}
+
 /**
  * The lock a dump left on the images' connections (CRIU's or criu-ts's: the rules are the
  * same), to remove once they are back or the restore failed.
@@ -185,7 +210,7 @@ export function restoreLock(inv: Message<'inventory_entry'>, entries: Array<Mess
   // A --tcp-close dump locks nothing: its connections are not kept.
   if (inv.tcp_close) return undefined;
   const conns = entries
-    .filter((e) => e.proto === sock.IPPROTO.TCP && isConnection(e.state))
+    .filter((e) => e.proto === sock.IPPROTO.TCP && repaired(e.state, e.dst_port))
     .map((e) => {
       const { src, dst } = entryEndpoints(e);
       return connOf(src, dst);
@@ -224,8 +249,10 @@ export function restoreConnection(
   if (!rec) throw new Error(`${where}: no tcp-stream-${e.ino.toString(16)}.img`);
   const t = rec.entry;
   const data = rec.extra ?? Buffer.alloc(0);
+  const img = `tcp-stream-${e.ino.toString(16)}.img`;
   if (data.length !== t.inq_len + t.outq_len)
-    throw new Error(`tcp-stream-${e.ino.toString(16)}.img: ${data.length} bytes of queues, expected ${t.inq_len + t.outq_len}`);
+    throw new CriuError(`${img}: ${data.length} bytes of queues, expected inq_len + outq_len = ${t.inq_len + t.outq_len}`);
+  if ((t.unsq_len ?? 0) > t.outq_len) throw new CriuError(`${img}: unsq_len ${t.unsq_len} is above outq_len ${t.outq_len}`);
   const st: soccr.TcpState = {
     state: e.state,
     src: eps.src,
