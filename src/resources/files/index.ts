@@ -14,12 +14,15 @@ import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { inetFile } from '../net/inet.ts';
+import { netlinkFile } from '../net/netlink.ts';
+import { packetFile } from '../net/packet.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
+import { IMG } from '../../images/index.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
@@ -41,6 +44,8 @@ const kinds: FileKind[] = [
   fanotifyFile,
   pidfdFile,
   inetFile,
+  netlinkFile,
+  packetFile,
   unixSocketFile,
   regFile,
 ];
@@ -113,6 +118,17 @@ export class FileIdentity {
     l.push({ pid: p.pid, fd: p.fd, id });
     this.byIno.set(k, l);
   }
+}
+
+/** The lowest fd of a task whose link reads `link` (socket:[N]), if any. */
+export function fdHolding(pid: number, link: string): number | undefined {
+  return listFds(pid).find((fd) => {
+    try {
+      return readLink(pid, `fd/${fd}`) === link;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
@@ -286,5 +302,40 @@ export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], c
     done.add(e.id);
     if (async) setAsync(t, e.fd);
     if (!kind?.eachFd) kind?.afterInstall?.(file, e.fd, t, area, ctx);
+  }
+}
+
+/**
+ * Files in flight in the queues of the task's sockets whose kind keeps state through the
+ * task's fd numbers (an epoll's targets), and that no fd of a task holds: the task does that
+ * part on a copy it pulls from criu-ts and closes, as CRIU opens them in the queue's task.
+ */
+export function afterInstallInFlight(
+  t: Tracee,
+  area: InjectionArea,
+  fdinfo: Fdinfo[],
+  ctx: RestoreFileCtx,
+  local: Map<number, number>,
+  done: Set<number>,
+  selfPid: number,
+): void {
+  const mine = new Set(fdinfo.map((e) => e.id));
+  for (const { entry } of ctx.entries(IMG.SK_QUEUES)) {
+    if (!mine.has(entry.id_for)) continue;
+    for (const id of entry.scm.flatMap((sc) => sc.rights)) {
+      const file = ctx.files.get(id);
+      const kind = file && kinds.find((k) => k.type === file.type);
+      const src = local.get(id);
+      if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
+      done.add(id);
+      const pidfd = t.syscall('pidfd_open', selfPid, 0);
+      const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
+      t.syscallRaw('close', pidfd);
+      try {
+        kind.afterInstall(file, Number(fd), t, area, ctx);
+      } finally {
+        t.syscallRaw('close', fd);
+      }
+    }
   }
 }

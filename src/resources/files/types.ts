@@ -237,6 +237,7 @@ export const FD_TYPE = {
   TIMERFD: 17,
   MEMFD: 18,
   FANOTIFY: 12,
+  NETLINKSK: 13,
   PIDFD: 20,
 } as const;
 
