@@ -27,6 +27,7 @@ import {
   type EntryKind,
   type EntryOf,
   type ImageArgs,
+  type ImageKindId,
   type ImageEntry,
   type Message,
   type MessageName,
@@ -171,6 +172,12 @@ export class DumpImages {
     if (!entry.chunks) return { entry, pieces: head.extra ? [{ off: 0, data: head.extra }] : [] };
     const pieces = rest.map((e) => ({ off: Number(messageOf(e, 'ghost_chunk_entry', file).off), data: e.extra ?? Buffer.alloc(0) }));
     return { entry, pieces };
+  }
+
+  /** A raw image's bytes (no magic: `ip addr save` output...), undefined when absent. */
+  raw<K extends ImageKindId>(kind: K, ...args: ImageArgs<K>): Buffer | undefined {
+    const file = this.file(imageFileName(kind, ...args));
+    return fs.existsSync(file) ? readImageFile(file) : undefined;
   }
 
   /** Every entry of an image, none when it is absent. */
