@@ -23,3 +23,4 @@ export {
 export * from './structs.ts';
 export * as sock from './inet.ts';
 export { inNamespaces } from './ns.ts';
+export * as sysv from './sysvipc.ts';

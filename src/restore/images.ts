@@ -41,6 +41,8 @@ import type { GhostImage } from '../resources/files/ghost.ts';
 export interface Entry<N extends MessageName> {
   entry: Message<N>;
   extra?: Buffer;
+  /** The messages of a SysV message queue (ipcns-msg-N.img). */
+  ipcMsgs?: ReadonlyArray<{ msg: Message<'ipc_msg'>; data: Buffer }>;
 }
 
 export interface DumpImagesOptions {
@@ -193,6 +195,7 @@ export class DumpImages {
     return l.map((e) => ({
       entry: messageOf(e, msg, this.file(name)),
       extra: e.extra ?? (e.inq && e.outq ? Buffer.concat([e.inq, e.outq]) : undefined),
+      ...(e.ipcMsgs ? { ipcMsgs: e.ipcMsgs } : {}),
     }));
   }
 

@@ -16,7 +16,10 @@ export interface NsImagesOut {
 
 export interface NsImagesIn {
   one<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Message<EntryOf<K>>;
-  all<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Array<{ entry: Message<EntryOf<K>>; extra?: Buffer }>;
+  all<K extends EntryKind>(
+    kind: K,
+    ...args: ImageArgs<K>
+  ): Array<{ entry: Message<EntryOf<K>>; extra?: Buffer; ipcMsgs?: ReadonlyArray<{ msg: Message<'ipc_msg'>; data: Buffer }> }>;
   /** A raw image's bytes, undefined when absent. */
   raw<K extends ImageKindId>(kind: K, ...args: ImageArgs<K>): Buffer | undefined;
 }
