@@ -49,6 +49,9 @@ import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
 import type { RunAction } from '../actions.ts';
+import { dumpMntns, readMntns } from '../resources/ns/mnt.ts';
+import type { MountOptions } from '../resources/ns/mnt-tree.ts';
+import { startHelper, killHelper } from '../restore/stub.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -74,6 +77,8 @@ export interface DumpRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close, --skip-in-flight */
   tcp?: TcpMode;
+  /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
+  mounts?: MountOptions;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -282,6 +287,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
     );
+    if (ownMntns(pid)) readMntns(pid, { external: req.mounts?.external ?? new Map() });
     for (const t of tasks) {
       if (!isLive(t)) continue;
       step(log, `task ${t.pid}: mapping criu-ts's injection area`);
@@ -338,6 +344,24 @@ function dumpColocated(req: DumpRequest): DumpResult {
     log.warn(`cannot write stats-dump: ${(e as Error).message}`);
   }
   return result;
+}
+
+/** The tree has a mount namespace of its own (checkNamespaces: then all its tasks share it). */
+function ownMntns(pid: number): boolean {
+  return readLink(pid, 'ns/mnt') !== fs.readlinkSync('/proc/self/ns/mnt');
+}
+
+function dumpMountNamespace(req: DumpRequest, imgs: ImageSet, id: number): void {
+  step(req.log, `mount namespace of ${req.pid} to mountpoints-${id}.img`);
+  let helper: ReturnType<typeof startHelper> | undefined;
+  try {
+    const d = dumpMntns(req.pid, { external: req.mounts?.external ?? new Map() }, () => (helper = startHelper([])));
+    for (const e of d.entries) imgs.add(IMG.MNTS, id, e);
+    imgs.closeImage(IMG.MNTS, id);
+    for (const [dev, data] of d.tmpfs) imgs.raw(IMG.TMPFS_DEV, data, dev);
+  } finally {
+    if (helper) killHelper(helper.tracee.tid);
+  }
 }
 
 /** The time the tasks could not have survived criu-ts's death (inside injected calls). */
@@ -440,6 +464,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
     );
   }
   imgs.closeImage(IMG.PSTREE);
+  if (ownMntns(req.pid)) dumpMountNamespace(req, imgs, shared.ns.idsOf(req.pid).mnt_ns_id!);
   for (const e of files.entries) imgs.add(IMG.FILES, e);
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);

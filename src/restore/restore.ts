@@ -54,6 +54,9 @@ import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
+import { planMntns, type MntnsPlan } from './mntns.ts';
+import { restoreMntns } from '../resources/ns/mnt-restore.ts';
+import type { MountOptions } from '../resources/ns/mnt-tree.ts';
 import type { RunAction } from '../actions.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, RestoreTask } from '../resources/types.ts';
@@ -74,6 +77,8 @@ export interface RestoreRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
   tcp?: TcpMode;
+  /** --root and the external mounts of the tree's mount namespace. */
+  mounts?: MountOptions;
 }
 
 export interface RestoreResult {
@@ -101,6 +106,10 @@ interface Ctx {
   live: Map<number, Live>;
   /** Every PID this restore made, killed if it fails. */
   created: number[];
+  /** The tree's own mount namespace, made by the root's stub. */
+  mntns?: MntnsPlan;
+  /** Where criu-ts finds the tree's files once its mount namespace exists: /proc/ROOT/root. */
+  nsRoot?: string;
   /** The process the root is cloned from, until FORKING is over. */
   helper?: Helper;
   sessions: SessionRestore;
@@ -158,6 +167,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`, 17 /* EEXIST */);
     }
   const root = tasks[0];
+  const mntns = root.zombie ? undefined : planMntns(imgs, root.ids, req.mounts, req.log);
   const created: number[] = [];
   const opened: number[] = [];
   const releaseHooks: Array<() => void> = [];
@@ -184,6 +194,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       tasks,
       live: new Map(),
       created,
+      mntns,
       helper,
       sessions: new SessionRestore(tasks, req.shellJob, created, helper),
       files,
@@ -211,7 +222,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           return fd;
         },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
-        pathOf: (reg) => ghosts.path(reg.id, reg.name),
+        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg.name),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
@@ -453,6 +464,11 @@ function createTree(ctx: Ctx): void {
     const l: Live = { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area: parentArea.forTracee(stub) };
     live.set(t.pid, l);
     ctx.sessions.enter(t, stub, born);
+    if (ctx.mntns && t === tasks[0]) {
+      step(ctx.req.log, `task ${t.pid}: its mount namespace from mountpoints-${ctx.mntns.id}.img`);
+      restoreMntns(stub, l.area, ctx.mntns.entries, ctx.mntns.opts);
+      ctx.nsRoot = `/proc/${t.pid}/root`;
+    }
     if (isLive(l)) {
       // A task born of a session helper has the helper's memory, fds and the rest, and the helper
       // may have been cloned from another parent: it inherits nothing from its own.
@@ -500,12 +516,19 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
   });
 }
 
-function pathResolver(ctx: Ctx): (id: number) => string {
+/** The path criu-ts opens the file `id` by; `asTask`: as the tasks name it (they open it themselves). */
+function pathResolver(ctx: Ctx, asTask = false): (id: number) => string {
   return (id: number): string => {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
-    return ctx.ghosts.path(reg.id, reg.name);
+    const p = ctx.ghosts.path(reg.id, reg.name);
+    return asTask ? p : inNs(ctx, p, reg.name);
   };
+}
+
+/** A file of the tree, by its name in the tree's mount namespace (a ghost made again is criu-ts's own path). */
+function inNs(ctx: Ctx, p: string, name: string): string {
+  return ctx.nsRoot && p === name ? `${ctx.nsRoot}${p}` : p;
 }
 
 /**
@@ -533,7 +556,7 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
     step(ctx.req.log, `task ${t.pid}: cwd, root and umask from fs-${t.pid}.img`);
-    restoreFs(stub, area, t.fsEntry, pathResolver(ctx), parent?.fsEntry);
+    restoreFs(stub, area, t.fsEntry, pathResolver(ctx, true), parent?.fsEntry);
   }
   const sighandId = t.ids.sighand_id;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {

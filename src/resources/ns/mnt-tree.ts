@@ -165,3 +165,9 @@ export function mountOrder<T extends Tree>(mounts: T[]): T[] {
   walk(root);
   return out;
 }
+
+/** --root and the external mounts (--external mnt[A]:B, --ext-mount-map A:B): at dump mountpoint → key, at restore key → host path. */
+export interface MountOptions {
+  root?: string;
+  external: Map<string, string>;
+}
