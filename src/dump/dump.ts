@@ -49,7 +49,7 @@ import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
 import type { RunAction } from '../actions.ts';
-import { dumpMntns, readMntns } from '../resources/ns/mnt.ts';
+import { checkFilesInMntns, dumpMntns, readMntns } from '../resources/ns/mnt.ts';
 import type { MountOptions } from '../resources/ns/mnt-tree.ts';
 import { startHelper, killHelper } from '../restore/stub.ts';
 
@@ -287,7 +287,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
     );
-    if (ownMntns(pid)) readMntns(pid, { external: req.mounts?.external ?? new Map() });
+    if (ownMntns(pid))
+      checkFilesInMntns(
+        tasks.filter(isLive).map((t) => t.pid),
+        readMntns(pid, { external: req.mounts?.external ?? new Map() }),
+      );
     for (const t of tasks) {
       if (!isLive(t)) continue;
       step(log, `task ${t.pid}: mapping criu-ts's injection area`);

@@ -14,7 +14,12 @@ export interface MntnsPlan {
   opts: MntRestoreOptions;
 }
 
-export function planMntns(imgs: DumpImages, rootIds: { mnt_ns_id?: number }, mounts: MountOptions | undefined, log: Logger): MntnsPlan | undefined {
+export function planMntns(
+  imgs: DumpImages,
+  rootIds: { mnt_ns_id?: number },
+  mounts: MountOptions | undefined,
+  log: Logger,
+): MntnsPlan | undefined {
   const id = rootIds.mnt_ns_id;
   const own = imgs.one(IMG.INVENTORY).root_ids?.mnt_ns_id;
   if (id === undefined || own === undefined || id === own) return undefined;

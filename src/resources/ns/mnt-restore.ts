@@ -26,9 +26,15 @@ export interface MntRestoreOptions {
   log: Logger;
 }
 
-type How = { kind: 'root' } | { kind: 'external'; path: string } | { kind: 'rootbind'; path: string } | { kind: 'bind'; from: MntEntry; rel: string } | { kind: 'new'; fstype: string };
+type How =
+  | { kind: 'root' }
+  | { kind: 'external'; path: string }
+  | { kind: 'rootbind'; path: string }
+  | { kind: 'bind'; from: MntEntry; rel: string }
+  | { kind: 'new'; fstype: string };
 
-function plan(m: MntEntry, all: MntEntry[], root: MntEntry, opts: MntRestoreOptions): How | string {
+/** How `m` is made; `before`: the mounts made before it (mountOrder). */
+function plan(m: MntEntry, before: MntEntry[], root: MntEntry, opts: MntRestoreOptions): How | string {
   if (m === root) return { kind: 'root' };
   if (m.ext_key !== undefined) {
     const p = opts.external.get(m.ext_key);
@@ -38,11 +44,10 @@ function plan(m: MntEntry, all: MntEntry[], root: MntEntry, opts: MntRestoreOpti
     const rel = under(root.root, m.root);
     if (rel !== undefined) return { kind: 'rootbind', path: rel ? `${opts.root.replace(/\/$/, '')}/${rel}` : opts.root };
   }
-  if (m.root !== '/') {
-    const from = all.find((o) => o !== m && o.root_dev === m.root_dev && (o.root === '/' || o === root) && under(o.root, m.root) !== undefined);
-    if (!from) return `a bind of ${m.root} whose file system is mounted nowhere else`;
-    return { kind: 'bind', from, rel: under(from.root, m.root)! };
-  }
+  // A file system already made once is bound again from there (a bind, or a peer).
+  const from = before.find((o) => o.root_dev === m.root_dev && o.root === '/' && o.ext_key === undefined);
+  if (from) return { kind: 'bind', from, rel: under(from.root, m.root)! };
+  if (m.root !== '/') return `a bind of ${m.root} whose file system is mounted nowhere else`;
   const fstype = fstypeName(m);
   if (fstype === undefined || m.fstype === FSTYPE.UNSUPPORTED) return `file system ${m.fsname ?? m.fstype} cannot be made anew`;
   return { kind: 'new', fstype };
@@ -63,10 +68,12 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
   }
   if (!fs.statSync(opts.root, { throwIfNoEntry: false })?.isDirectory()) return `--root ${opts.root} is not a directory`;
   const ids = new Set(entries.map((e) => e.mnt_id));
-  for (const m of entries) {
-    const h = plan(m, entries, root, opts);
+  const order = mountOrder(entries);
+  for (const [i, m] of order.entries()) {
+    const h = plan(m, order.slice(0, i), root, opts);
     if (typeof h === 'string') return `${what(m)}: ${h}`;
-    if (m.master_id && !entries.some((o) => o.shared_id === m.master_id)) return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
+    if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
+      return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
     if (m !== root && !ids.has(m.parent_mnt_id)) return `${what(m)}: its parent ${m.parent_mnt_id} is not in the image`;
     if (m.fstype === FSTYPE.TMPFS && m.root === '/' && m.ext_key === undefined && !opts.tmpfs(Number(m.root_dev)))
       return `${what(m)}: no tmpfs-dev-${m.root_dev}.tar.gz.img`;
@@ -78,7 +85,11 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
 export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntry[], opts: MntRestoreOptions): void {
   const root = rootMount(entries);
   const order = mountOrder(entries);
-  const call = (m: MntEntry, name: 'mount' | 'openat' | 'move_mount' | 'pivot_root' | 'umount2' | 'fchdir' | 'unshare', ...args: Array<bigint | number | string | null>): bigint => {
+  const call = (
+    m: MntEntry,
+    name: 'mount' | 'openat' | 'move_mount' | 'pivot_root' | 'umount2' | 'fchdir' | 'unshare',
+    ...args: Array<bigint | number | string | null>
+  ): bigint => {
     area.reset();
     const a = args.map((x) => (x === null ? 0n : typeof x === 'string' ? area.putString(x) : x));
     try {
@@ -99,16 +110,17 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     call(root, 'mount', opts.root, yard, null, MS.BIND, null);
     call(root, 'mount', null, yard, null, MS.PRIVATE, null);
     fds.set(root.mnt_id, openPath(root, yard));
-    for (const m of order) {
+    for (const [i, m] of order.entries()) {
       if (m === root) continue;
-      const h = plan(m, entries, root, opts);
+      const h = plan(m, order.slice(0, i), root, opts);
       if (typeof h === 'string') throw new CriuError(`${what(m)}: ${h}`);
       const parent = entries.find((e) => e.mnt_id === m.parent_mnt_id)!;
       const rel = under(parent.mountpoint, m.mountpoint);
       if (rel === undefined) throw new CriuError(`${what(m)}: not under its parent's mountpoint ${parent.mountpoint}`);
       const target = fdPath(parent.mnt_id, rel);
       opts.log.debug(`mount ${m.mnt_id}: ${h.kind} at ${m.mountpoint}`);
-      if (h.kind === 'new') call(m, 'mount', m.source || h.fstype, target, h.fstype, (m.sb_flags ?? 0) | (m.flags & PER_MOUNT & ~MS.RDONLY), m.options || null);
+      if (h.kind === 'new')
+        call(m, 'mount', m.source || h.fstype, target, h.fstype, (m.sb_flags ?? 0) | (m.flags & PER_MOUNT & ~MS.RDONLY), m.options || null);
       else {
         const src = h.kind === 'bind' ? fdPath(h.from.mnt_id, h.rel) : h.kind === 'root' ? opts.root : h.path;
         call(m, 'mount', src, target, null, MS.BIND, null);
@@ -147,7 +159,15 @@ function restoreSharing(
   for (const m of order) if (m.shared_id && !rep.has(m.shared_id)) rep.set(m.shared_id, m);
   const done = new Set<MntEntry>(order.filter((m) => !m.shared_id && !m.master_id));
   const setGroup = (from: MntEntry, to: MntEntry) =>
-    call(to, 'move_mount', fds.get(from.mnt_id)!, '', fds.get(to.mnt_id)!, '', MOVE_MOUNT.SET_GROUP | MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_EMPTY_PATH);
+    call(
+      to,
+      'move_mount',
+      fds.get(from.mnt_id)!,
+      '',
+      fds.get(to.mnt_id)!,
+      '',
+      MOVE_MOUNT.SET_GROUP | MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_EMPTY_PATH,
+    );
   // By the working directory: after pivot_root the namespace may have no /proc.
   const propagate = (m: MntEntry, flag: number) => {
     call(m, 'fchdir', fds.get(m.mnt_id)!);

@@ -58,7 +58,14 @@ const MNT_OPTS: Record<string, number> = {
   nodiratime: MS.NODIRATIME,
   relatime: MS.RELATIME,
 };
-const SB_OPTS: Record<string, number> = { rw: 0, ro: MS.RDONLY, sync: MS.SYNCHRONOUS, dirsync: MS.DIRSYNC, mand: MS.MANDLOCK, lazytime: MS.LAZYTIME };
+const SB_OPTS: Record<string, number> = {
+  rw: 0,
+  ro: MS.RDONLY,
+  sync: MS.SYNCHRONOUS,
+  dirsync: MS.DIRSYNC,
+  mand: MS.MANDLOCK,
+  lazytime: MS.LAZYTIME,
+};
 
 /** Per-mount flags and propagation from mountinfo, as CRIU's parse_mountinfo reads them. */
 export function mountFlags(m: MountInfo): { flags: number; shared: number; master: number } {

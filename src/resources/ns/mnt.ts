@@ -37,11 +37,12 @@ function refusal(m: MntEntry, all: MntEntry[], root: MntEntry): string | undefin
   // A bind of (part of) the root's file system comes from --root.
   if (m.root_dev === root.root_dev && under(root.root, m.root) !== undefined) return undefined;
   if (m.root === '/') {
-    if (m.fstype === FSTYPE.UNSUPPORTED) return `${m.fsname} is not a file system criu-ts makes anew; name it with --external mnt[${m.mountpoint}]:KEY`;
+    if (m.fstype === FSTYPE.UNSUPPORTED)
+      return `${m.fsname} is not a file system criu-ts makes anew; name it with --external mnt[${m.mountpoint}]:KEY`;
     return undefined;
   }
   // Any other bind needs a mount of the whole file system (or of a directory above) in the tree.
-  if (sameDev.some((o) => under(o.root, m.root) !== undefined && (o.root === '/' || o === root))) return undefined;
+  if (sameDev.some((o) => o.root === '/')) return undefined;
   return `a bind of ${m.root} whose file system is mounted nowhere else in the namespace`;
 }
 
@@ -62,12 +63,42 @@ export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
     const why = refusal(m, entries, root);
     if (why) throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(m, why)}`);
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
-      throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(m, `a slave of peer group ${m.master_id}, which is outside the namespace`)}`);
+      throw new NotSupportedError(
+        `task ${pid}: mount namespace: ${mountRefusal(m, `a slave of peer group ${m.master_id}, which is outside the namespace`)}`,
+      );
   }
   for (const k of opts.external.keys()) {
-    if (!entries.some((e) => e.mountpoint === k)) throw new NotSupportedError(`--external mnt[${k}]: no mount at ${k} in the tree's namespace`);
+    if (!entries.some((e) => e.mountpoint === k))
+      throw new NotSupportedError(`--external mnt[${k}]: no mount at ${k} in the tree's namespace`);
   }
   return entries;
+}
+
+/**
+ * Files and directories the tasks hold open (fds, cwd, root) must be on mounts of their
+ * namespace: anything else has no path there to be reopened by.
+ */
+export function checkFilesInMntns(pids: number[], entries: MntEntry[]): void {
+  const ids = new Set(entries.map((e) => e.mnt_id));
+  for (const pid of pids) {
+    const fds = fs.readdirSync(`/proc/${pid}/fd`);
+    for (const fd of fds) {
+      let st: fs.Stats;
+      let text: string;
+      try {
+        st = fs.statSync(`/proc/${pid}/fd/${fd}`);
+        text = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+      } catch {
+        continue;
+      }
+      if (!st.isFile() && !st.isDirectory()) continue;
+      const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+      if (!link.startsWith('/') || link.startsWith('/memfd:')) continue;
+      const mnt = Number(/^mnt_id:\s*(\d+)$/m.exec(text)?.[1]);
+      if (!ids.has(mnt))
+        throw new NotSupportedError(`task ${pid}: fd ${fd} (${link}) is on mount ${mnt}, which is not in the task's mount namespace`);
+    }
+  }
 }
 
 /**
@@ -94,7 +125,9 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
       try {
         const at = /^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'));
         if (Number(at?.[1]) !== m.mnt_id)
-          throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(m, 'a tmpfs covered by another mount; its contents cannot be read')}`);
+          throw new NotSupportedError(
+            `task ${pid}: mount namespace: ${mountRefusal(m, 'a tmpfs covered by another mount; its contents cannot be read')}`,
+          );
         area.reset();
         tree = t.syscall('open_tree', fd, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
       } finally {
@@ -118,14 +151,31 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
 function tarCreate(dir: string): Buffer {
   return execFileSync(
     'tar',
-    ['--create', '--gzip', '--no-unquote', '--no-wildcards', '--one-file-system', '--check-links', '--preserve-permissions', '--sparse', '--numeric-owner', '--directory', dir, '.'],
+    [
+      '--create',
+      '--gzip',
+      '--no-unquote',
+      '--no-wildcards',
+      '--one-file-system',
+      '--check-links',
+      '--preserve-permissions',
+      '--sparse',
+      '--numeric-owner',
+      '--directory',
+      dir,
+      '.',
+    ],
     { maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'pipe'] },
   );
 }
 
 export function tarExtract(dir: string, data: Buffer): void {
-  execFileSync('tar', ['--extract', '--gzip', '--no-unquote', '--no-wildcards', '--numeric-owner', '--preserve-permissions', '--directory', dir, '-f', '-'], {
-    input: data,
-    stdio: ['pipe', 'ignore', 'pipe'],
-  });
+  execFileSync(
+    'tar',
+    ['--extract', '--gzip', '--no-unquote', '--no-wildcards', '--numeric-owner', '--preserve-permissions', '--directory', dir, '-f', '-'],
+    {
+      input: data,
+      stdio: ['pipe', 'ignore', 'pipe'],
+    },
+  );
 }
