@@ -128,7 +128,7 @@ export class ImageSet {
     }
   }
 
-  /** A raw image (no header): a tmpfs archive... */
+  /** A raw image (its magic is none: `ip addr save` output, tarballs...), written whole. */
   raw<K extends ImageKindId>(kind: K, data: Buffer, ...args: ImageArgs<K>): void {
     const name = imageFileName(kind, ...args);
     const w = new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) });

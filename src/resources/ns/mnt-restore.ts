@@ -1,16 +1,16 @@
-// Mount namespace, restore side, run by the root's stub (single-threaded, traced) through
-// injected calls, as CRIU's mount-v2 does it: a new namespace that receives nothing from the
-// host's (MS_SLAVE), the root as a bind of --root on a yard directory, every other mount made
+// Mount namespace, restore side, run by the root's stub (single-threaded, traced, born with
+// CLONE_NEWNS) through injected calls, as CRIU's mount-v2 does it: a namespace that sends
+// nothing to the host's (MS_SLAVE), the root as a bind of --root on a yard directory, every other mount made
 // on its parent through an O_PATH fd of that parent (so that a later sibling that covers the
 // path does not matter), each made private at once; then pivot_root into the yard, and the
 // peer groups and masters again with MOVE_MOUNT_SET_GROUP. Children cloned by the stub later
 // are born in the namespace. If the restore fails, the stub dies and the namespace with it.
 import fs from 'node:fs';
-import { AT_FDCWD, CLONE, MNT_DETACH, MOVE_MOUNT, MS, O } from '../../kernel/index.ts';
+import { AT_FDCWD, MNT_DETACH, MOVE_MOUNT, MS, O } from '../../kernel/index.ts';
 import { RemoteSysError, type InjectionArea, type Tracee } from '../../compel/index.ts';
 import { CriuError } from '../../errors.ts';
 import type { Logger } from '../types.ts';
-import { tarExtract } from './mnt.ts';
+import { tarExtract } from './mnt-dump.ts';
 import { FSTYPE, type MntEntry, fstypeName, mountOrder, rootMount, under } from './mnt-tree.ts';
 
 /** Flags that belong to a mount, not to its superblock. */
@@ -87,7 +87,7 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
   const order = mountOrder(entries);
   const call = (
     m: MntEntry,
-    name: 'mount' | 'openat' | 'move_mount' | 'pivot_root' | 'umount2' | 'fchdir' | 'unshare',
+    name: 'mount' | 'openat' | 'move_mount' | 'pivot_root' | 'umount2' | 'fchdir',
     ...args: Array<bigint | number | string | null>
   ): bigint => {
     area.reset();
@@ -102,7 +102,6 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
   const fds = new Map<number, bigint>();
   const fdPath = (id: number, rel = ''): string => `/proc/self/fd/${fds.get(id)}${rel ? `/${rel}` : ''}`;
   const openPath = (m: MntEntry, p: string): bigint => call(m, 'openat', AT_FDCWD, p, O.PATH | O.CLOEXEC);
-  call(root, 'unshare', CLONE.NEWNS);
   // Nothing done here may reach the host's mounts; the host's may still reach the copy.
   call(root, 'mount', null, '/', null, MS.REC | MS.SLAVE, null);
   const yard = fs.mkdtempSync('/tmp/.criu-ts-root-');
