@@ -41,7 +41,7 @@ import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
-import { dumpNamespaces, nsPid } from '../resources/ns/index.ts';
+import { dumpNamespaces, nsPid, checkMntns, type MountOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
@@ -50,6 +50,7 @@ import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
 import type { RunAction } from '../actions.ts';
+import { startHelper, killHelper } from '../restore/stub.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -75,6 +76,8 @@ export interface DumpRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close, --skip-in-flight */
   tcp?: TcpMode;
+  /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
+  mounts?: MountOptions;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -284,6 +287,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
     );
+    if (ownMntns(pid))
+      checkMntns(
+        tasks.filter(isLive).map((t) => t.pid),
+        req.mounts?.external ?? new Map(),
+      );
     for (const t of tasks) {
       if (!isLive(t)) continue;
       step(log, `task ${t.pid}: mapping criu-ts's injection area`);
@@ -340,6 +348,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
     log.warn(`cannot write stats-dump: ${(e as Error).message}`);
   }
   return result;
+}
+
+/** The tree has a mount namespace of its own (checkNamespaces: then all its tasks share it). */
+function ownMntns(pid: number): boolean {
+  return readLink(pid, 'ns/mnt') !== fs.readlinkSync('/proc/self/ns/mnt');
 }
 
 /** The time the tasks could not have survived criu-ts's death (inside injected calls). */
@@ -453,14 +466,21 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
     else imgs.empty(IMG.FILE_LOCKS);
   }
   const dumperIds = shared.ns.idsOf(getpid());
-  dumpNamespaces(pid0(tasks), shared.ns.idsOf(pid0(tasks)), dumperIds, {
-    log: req.log,
-    imgs: {
-      add: (kind, ...a) => imgs.add(kind, ...a),
-      one: (kind, ...a) => imgs.one(kind, ...a),
-      raw: (kind, data, ...args) => imgs.raw(kind, data, ...args),
-    },
-  });
+  let helper: ReturnType<typeof startHelper> | undefined;
+  try {
+    dumpNamespaces(pid0(tasks), shared.ns.idsOf(pid0(tasks)), dumperIds, {
+      log: req.log,
+      imgs: {
+        add: (kind, ...a) => imgs.add(kind, ...a),
+        one: (kind, ...a) => imgs.one(kind, ...a),
+        raw: (kind, data, ...args) => imgs.raw(kind, data, ...args),
+      },
+      mounts: req.mounts,
+      helper: () => (helper ??= startHelper([])),
+    });
+  } finally {
+    if (helper) killHelper(helper.tracee.tid);
+  }
   const mono = clockGettime(1),
     boot = clockGettime(7);
   imgs.one(IMG.TIMENS, 0, {

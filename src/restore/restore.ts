@@ -56,6 +56,7 @@ import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
+import type { MountOptions } from '../resources/ns/index.ts';
 import type { RunAction } from '../actions.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, RestoreTask } from '../resources/types.ts';
@@ -76,6 +77,8 @@ export interface RestoreRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
   tcp?: TcpMode;
+  /** --root and the external mounts of the tree's mount namespace. */
+  mounts?: MountOptions;
 }
 
 export interface RestoreResult {
@@ -103,6 +106,8 @@ interface Ctx {
   live: Map<number, Live>;
   /** Every PID this restore made, killed if it fails. */
   created: number[];
+  /** Where criu-ts finds the tree's files once its mount namespace exists: /proc/ROOT/root. */
+  nsRoot?: string;
   /** The process the root is cloned from, until FORKING is over. */
   helper?: Helper;
   sessions: SessionRestore;
@@ -161,7 +166,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   logPlan(req.log, tasks);
   const root = tasks[0];
   if (root.zombie) throw new CriuError(`pstree.img: the root task ${root.pid} is a zombie`);
-  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs);
+  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts);
   // In a new PID namespace every pid is free; the kernel picks the ones outside.
   if (!(ns.flags & CLONE.NEWPID))
     for (const t of tasks)
@@ -223,7 +228,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           return fd;
         },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
-        pathOf: (reg) => ghosts.path(reg.id, reg.name),
+        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg.name),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
@@ -474,6 +479,7 @@ function createTree(ctx: Ctx): void {
       ctx.rootHost = stub.tid;
       if (stub.tid !== t.pid) ctx.req.log.info(`task ${t.pid}: pid ${stub.tid} outside its PID namespace`);
       restoreNamespaces(ctx.ns, { stub, area: l.area, pid: stub.tid, vpid: t.pid, imgs: ctx.imgs, log: ctx.req.log });
+      if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = `/proc/${stub.tid}/root`;
     }
     ctx.sessions.enter(t, stub, born);
     if (isLive(l)) {
@@ -523,12 +529,19 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
   });
 }
 
-function pathResolver(ctx: Ctx): (id: number) => string {
+/** The path criu-ts opens the file `id` by; `asTask`: as the tasks name it (they open it themselves). */
+function pathResolver(ctx: Ctx, asTask = false): (id: number) => string {
   return (id: number): string => {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
-    return ctx.ghosts.path(reg.id, reg.name);
+    const p = ctx.ghosts.path(reg.id, reg.name);
+    return asTask ? p : inNs(ctx, p, reg.name);
   };
+}
+
+/** A file of the tree, by its name in the tree's mount namespace (a ghost made again is criu-ts's own path). */
+function inNs(ctx: Ctx, p: string, name: string): string {
+  return ctx.nsRoot && p === name ? `${ctx.nsRoot}${p}` : p;
 }
 
 /**
@@ -556,7 +569,7 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
     step(ctx.req.log, `task ${t.pid}: cwd, root and umask from fs-${t.pid}.img`);
-    restoreFs(stub, area, t.fsEntry, pathResolver(ctx), parent?.fsEntry);
+    restoreFs(stub, area, t.fsEntry, pathResolver(ctx, true), parent?.fsEntry);
   }
   const sighandId = t.ids.sighand_id;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {

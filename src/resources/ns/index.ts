@@ -6,19 +6,23 @@
 //   uts.ts   host and domain name (utsns-N.img)
 //   ipc.ts   IPC sysctls (ipcns-var-N.img)
 //   net.ts   loopback, addresses, routes (netdev-, netns-, ifaddr-, route-N.img)
+//   mnt.ts   the mount tree and tmpfs contents (mountpoints-N.img, tmpfs-dev-N.tar.gz.img)
 import fs from 'node:fs';
 import { NotSupportedError } from '../../errors.ts';
 import { readLink } from '../../proc/index.ts';
-import type { Message } from '../types.ts';
+import type { Logger, Message } from '../types.ts';
+import type { MountOptions } from './mnt-tree.ts';
 import type { NsKind, NsName, NsDumpCtx, NsImagesIn, NsRestoreCtx } from './types.ts';
 import { pidNs } from './pid.ts';
 import { utsNs } from './uts.ts';
 import { ipcNs } from './ipc.ts';
 import { netNs } from './net.ts';
+import { mntNs } from './mnt.ts';
 import { CLONE } from '../../kernel/index.ts';
 
 export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut } from './types.ts';
 export { nsPid } from './pid.ts';
+export { checkMntns, type MountOptions } from './mnt.ts';
 
 const refused = (name: NsName, cflag: number, why: string): NsKind => ({
   name,
@@ -33,7 +37,7 @@ export const NS_KINDS: NsKind[] = [
   utsNs,
   ipcNs,
   netNs,
-  refused('mnt', CLONE.NEWNS, 'a mount namespace of its own is not saved yet'),
+  mntNs,
   refused('user', CLONE.NEWUSER, 'a user namespace of its own is not saved yet'),
   refused('cgroup', CLONE.NEWCGROUP, 'a cgroup namespace of its own is not saved yet'),
   refused('time', CLONE.NEWTIME, 'a time namespace of its own is not saved yet'),
@@ -104,6 +108,7 @@ export interface NsPlan {
   /** The CLONE_NEW* flags the root is cloned with. */
   flags: number;
   rootIds: Ids;
+  mounts?: MountOptions;
 }
 
 export function planNamespaces(
@@ -111,17 +116,19 @@ export function planNamespaces(
   inventory: Message<'inventory_entry'>,
   vpid: number,
   imgs: NsImagesIn,
+  log: Logger,
+  mounts?: MountOptions,
 ): NsPlan {
   const rootIds = root as Ids;
   const kinds = ownKinds(rootIds, (inventory.root_ids ?? {}) as Ids);
   for (const k of kinds) {
-    const why = k.restoreRefusal({ vpid, id: idOf(rootIds, k)!, imgs });
+    const why = k.restoreRefusal({ vpid, id: idOf(rootIds, k)!, imgs, mounts, log });
     if (why) throw new NotSupportedError(`namespaces: ${k.name}: ${why}`);
   }
-  return { kinds, flags: kinds.reduce((a, k) => a | k.cflag, 0), rootIds };
+  return { kinds, flags: kinds.reduce((a, k) => a | k.cflag, 0), rootIds, mounts };
 }
 
 /** Fill the root's new namespaces (the root stopped in them, without children yet). */
-export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id'>): void {
-  for (const k of plan.kinds) k.restore?.({ ...ctx, id: idOf(plan.rootIds, k)! });
+export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | 'mounts'>): void {
+  for (const k of plan.kinds) k.restore?.({ ...ctx, id: idOf(plan.rootIds, k)!, mounts: plan.mounts });
 }

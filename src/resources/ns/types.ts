@@ -3,6 +3,13 @@
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { AddArgs, EntryKind, EntryOf, ImageArgs, ImageKindId, Message, MessageInput } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
+import type { MountOptions } from './mnt-tree.ts';
+
+/** A single-threaded helper criu-ts drives by injected calls, which may enter a namespace. */
+export interface NsHelper {
+  tracee: Tracee;
+  area: InjectionArea;
+}
 
 /** The names of /proc/PID/ns/ that task_kobj_ids_entry keeps (`<name>_ns_id`). */
 export type NsName = 'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time';
@@ -31,6 +38,10 @@ export interface NsDumpCtx {
   id: number;
   imgs: NsImagesOut;
   log: Logger;
+  /** --external mnt[MOUNTPOINT]:KEY marks. */
+  mounts?: MountOptions;
+  /** Starts (once) a helper the orchestrator kills after the dump. */
+  helper: () => NsHelper;
 }
 
 export interface NsRestoreCtx {
@@ -44,6 +55,8 @@ export interface NsRestoreCtx {
   id: number;
   imgs: NsImagesIn;
   log: Logger;
+  /** --root and the external mounts' host paths. */
+  mounts?: MountOptions;
 }
 
 export interface NsKind {
@@ -55,7 +68,7 @@ export interface NsKind {
   /** Save the namespace's contents, once per dump. */
   dump?(ctx: NsDumpCtx): void;
   /** Why the dumped namespace cannot be restored, asked before any process exists. */
-  restoreRefusal(ctx: { vpid: number; id: number; imgs: NsImagesIn }): string | undefined;
+  restoreRefusal(ctx: { vpid: number; id: number; imgs: NsImagesIn; mounts?: MountOptions; log: Logger }): string | undefined;
   /** Fill the root's new namespace, before the root has children. */
   restore?(ctx: NsRestoreCtx): void;
 }
