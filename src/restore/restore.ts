@@ -50,7 +50,7 @@ import {
   type TcpMode,
 } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
-import { planNamespaces, restoreNamespaces, type NsPlan } from '../resources/ns/index.ts';
+import { planNamespaces, prepareNamespaces, restoreNamespaces, type NsPlan } from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
@@ -446,6 +446,7 @@ function createTree(ctx: Ctx): void {
   const { tasks, live } = ctx;
   // Tasks in a new PID namespace cannot name criu-ts to take its fds: they inherit a pidfd of
   // it from the helper, at an fd above every one the dump has.
+  if (ctx.helper) prepareNamespaces(ctx.ns, ctx.helper.tracee, ctx.imgs, ctx.req.log);
   if (ctx.ns.flags & CLONE.NEWPID)
     ctx.helper?.tracee.holdTracerPidfd(tasks.reduce((m, t) => (t.zombie ? m : Math.max(m, ...t.fdinfo.map((e) => e.fd))), 2) + 2);
   // Tasks whose page data is still being read in by the tasks themselves: one is waited for

@@ -2,10 +2,10 @@
  * nsinit: the init of a container made by `unshare --pid --fork ...`. It sets its host and
  * domain name, forks a child, then prints every interval what it sees from inside:
  *
- *   i=N pid=P ppid=Q child=C childpid=D host=H domain=M
+ *   i=N pid=P ppid=Q child=C childpid=D host=H domain=M mono=S
  *
  * pid/ppid are getpid()/getppid() (1 and 0 for a PID namespace's init), childpid what the
- * child reports through a pipe (its own getpid()).
+ * child reports through a pipe (its own getpid()), mono CLOCK_MONOTONIC's seconds.
  *
  *   nsinit HOSTNAME DOMAINNAME [interval_ms]
  */
@@ -54,8 +54,10 @@ int main(int argc, char **argv)
 		char host[65] = "", dom[65] = "";
 		gethostname(host, sizeof(host));
 		getdomainname(dom, sizeof(dom));
-		printf("i=%ld pid=%d ppid=%d child=%d childpid=%d host=%s domain=%s\n", i, (int)getpid(), (int)getppid(), (int)c,
-		       childpid, host, dom);
+		struct timespec mono;
+		clock_gettime(CLOCK_MONOTONIC, &mono);
+		printf("i=%ld pid=%d ppid=%d child=%d childpid=%d host=%s domain=%s mono=%ld\n", i, (int)getpid(), (int)getppid(),
+		       (int)c, childpid, host, dom, (long)mono.tv_sec);
 		fflush(stdout);
 	}
 }
