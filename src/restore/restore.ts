@@ -50,7 +50,7 @@ import {
   type TcpMode,
 } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
-import { planNamespaces, prepareNamespaces, restoreNamespaces, type NsPlan } from '../resources/ns/index.ts';
+import { planNamespaces, prepareNamespaces, restoreNamespaces, inNetOf, type NsPlan } from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
@@ -564,7 +564,9 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
     ctx.doneTables.add(`files:${filesId}`);
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
     if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
-    const local = openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals);
+    // Sockets are made in the tree's own network namespace, when it has one.
+    const netRoot = ctx.ns.flags & CLONE.NEWNET ? ctx.rootHost : undefined;
+    const local = inNetOf(netRoot, () => openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals));
     installFds(stub, t.fdinfo, local, getpid(), parent?.fdinfo);
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {

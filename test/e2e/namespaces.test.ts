@@ -2,7 +2,7 @@
  * Trees in namespaces of their own, made by util-linux's unshare: a PID namespace whose init
  * (pid 1) has a child, with its own UTS, IPC, network and time namespaces, is dumped and
  * restored into new ones: the pids inside, host and domain name, SysV objects, the loopback's
- * state and addresses, CLOCK_MONOTONIC are checked from inside.
+ * state and addresses, a TCP listener in it, CLOCK_MONOTONIC are checked from inside.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -41,7 +41,6 @@ const field = (line: string, k: string) => new RegExp(`\\b${k}=(\\S*)`).exec(lin
 e2e('a PID namespace with its UTS, IPC, network and time namespaces comes back with the same pids inside', async (c) => {
   const log = join(c.dir, 'box.log');
   const { unshare, init } = await startBox(log);
-  inNet(init, ['ip', 'link', 'set', 'lo', 'up']);
   inNet(init, ['ip', 'addr', 'add', '10.7.7.7/32', 'dev', 'lo']);
   const sysv = workload('sysvfill');
   inNet(init, [sysv, 'make'], '-i');
@@ -66,6 +65,8 @@ e2e('a PID namespace with its UTS, IPC, network and time namespaces comes back w
   assert.equal(field(after, 'childpid'), childVpid, 'its child has the same pid inside');
   assert.equal(field(after, 'host'), 'box');
   assert.equal(field(after, 'domain'), 'example.org');
+  assert.equal(field(before, 'tcp'), 'ok');
+  assert.equal(field(after, 'tcp'), 'ok', 'its TCP listener is back in its network namespace');
   const monoGap = Number(field(after, 'mono')) - Number(field(before, 'mono'));
   assert.ok(monoGap >= 0 && monoGap < 60, `CLOCK_MONOTONIC goes on from where it was (${monoGap} s later)`);
   assert.notEqual(host, 1);

@@ -25,6 +25,7 @@ import { CLONE } from '../../kernel/index.ts';
 
 export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut } from './types.ts';
 export { nsPid } from './pid.ts';
+export { inNetOf } from './net.ts';
 export { checkMntns, type MountOptions } from './mnt.ts';
 
 const refused = (name: NsName, cflag: number, why: string): NsKind => ({

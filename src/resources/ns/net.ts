@@ -3,7 +3,7 @@
 // Only the loopback is restored: any other link refuses the dump. `ip` runs in the
 // namespace through nsenter (criu-ts's own threads stay home).
 import { spawnSync } from 'node:child_process';
-import { CLONE } from '../../kernel/index.ts';
+import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG, type MessageInput } from '../../images/index.ts';
 import type { NsKind } from './types.ts';
@@ -24,6 +24,14 @@ const IFF: Record<string, number> = {
   LOWER_UP: 0x10000,
   DORMANT: 0x20000,
 };
+
+/**
+ * Run `fn` with criu-ts's main thread in the network namespace of `pid` (when given): the
+ * sockets it makes (sock_diag's, the restored ones) belong there.
+ */
+export function inNetOf<T>(pid: number | undefined, fn: () => T): T {
+  return pid === undefined ? fn() : inNamespaces(pid, CLONE.NEWNET, fn);
+}
 
 /** Run `ip ARGS` in the network namespace of `pid`; its output. */
 function ip(pid: number, args: string[], input?: Buffer): Buffer {
