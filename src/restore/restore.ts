@@ -466,10 +466,10 @@ function createTree(ctx: Ctx): void {
     // The clone arguments go into the parent's own copy of the area. A child that shared
     // its parent's fd table, fs_struct, mm or signal actions is cloned sharing them again.
     const { flags, sharesVm } = sharingFlags(t.zombie ? undefined : t.ids, parentPlan?.ids);
-    const born = ctx.sessions.birthplace(t, parentArea, t.ppid === 0 ? flags | ctx.ns.flags : flags);
+    const born = ctx.sessions.birthplace(t, parentArea, t.ppid === 0 ? flags | ctx.ns.flags : flags, (pid) => live.get(pid)?.area);
     step(
       ctx.req.log,
-      `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
+      `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : born.area === live.get(t.sid)?.area ? `its session leader ${t.sid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
     );
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
     ctx.created.push(stub.tid);

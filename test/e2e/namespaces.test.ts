@@ -2,7 +2,7 @@
  * Trees in namespaces of their own, made by util-linux's unshare: a PID namespace whose init
  * (pid 1) has a child, with its own UTS, IPC, network and time namespaces, is dumped and
  * restored into new ones: the pids inside, host and domain name, SysV objects, the loopback's
- * state, addresses and sysctls, a TCP listener in it, CLOCK_MONOTONIC are checked from inside.
+ * state, addresses, routes and sysctls, a TCP listener in it, CLOCK_MONOTONIC are checked from inside.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -42,6 +42,7 @@ e2e('a PID namespace with its UTS, IPC, network and time namespaces comes back w
   const log = join(c.dir, 'box.log');
   const { unshare, init } = await startBox(log);
   inNet(init, ['ip', 'addr', 'add', '10.7.7.7/32', 'dev', 'lo']);
+  inNet(init, ['ip', 'route', 'add', '10.9.0.0/16', 'dev', 'lo']);
   const SYSCTLS = { 'ipv4/conf/all/accept_local': '1', 'ipv4/conf/lo/arp_ignore': '2', 'unix/max_dgram_qlen': '123' };
   const sysctls = (pid: number) => Object.keys(SYSCTLS).map((k) => inNet(pid, ['cat', `/proc/sys/net/${k}`]).trim());
   for (const [k, v] of Object.entries(SYSCTLS)) inNet(init, ['sh', '-c', `echo ${v} > /proc/sys/net/${k}`]);
@@ -81,6 +82,7 @@ e2e('a PID namespace with its UTS, IPC, network and time namespaces comes back w
   assert.equal(inNet(host, [sysv, 'show'], '-i'), objects, 'SysV objects with their ids, owners, modes and contents');
   const lo = inNet(host, ['ip', '-o', 'addr', 'show', 'dev', 'lo']);
   assert.match(lo, /10\.7\.7\.7\/32/, 'the address added to lo');
+  assert.match(inNet(host, ['ip', 'route', 'show']), /^10\.9\.0\.0\/16 dev lo/m, 'the route added');
   assert.match(inNet(host, ['ip', '-o', 'link', 'show', 'dev', 'lo']), /[<,]UP[,>]/, 'lo is up');
   assert.deepEqual(sysctls(host), Object.values(SYSCTLS), 'the net sysctls of the namespace and of lo');
   const kids = descendants(host);

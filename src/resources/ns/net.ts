@@ -2,8 +2,9 @@
 // route6-N.img: the raw output of `ip addr|route save`, as CRIU keeps them) and netns-N.img.
 // Only the loopback is restored: any other link refuses the dump. `ip` runs in the
 // namespace through nsenter (criu-ts's own threads stay home).
-import { spawnSync } from 'node:child_process';
-import { CLONE, inNamespaces } from '../../kernel/index.ts';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import fs from 'node:fs';
+import { CLONE, MFD, inNamespaces, memfdCreate } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG, type MessageInput } from '../../images/index.ts';
 import type { NsKind } from './types.ts';
@@ -34,9 +35,25 @@ export function inNetOf<T>(pid: number | undefined, fn: () => T): T {
   return pid === undefined ? fn() : inNamespaces(pid, CLONE.NEWNET, fn);
 }
 
-/** Run `ip ARGS` in the network namespace of `pid`; its output. */
+/**
+ * Run `ip ARGS` in the network namespace of `pid`; its output. `input` goes in through a
+ * memfd: `ip route restore` seeks in its input.
+ */
 function ip(pid: number, args: string[], input?: Buffer): Buffer {
-  const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', ...args], { input, maxBuffer: 1 << 28 });
+  let fd: number | undefined;
+  if (input) {
+    fd = memfdCreate('criu-ts-ip', MFD.CLOEXEC);
+    fs.writeSync(fd, input, 0, input.length, 0);
+  }
+  let r: SpawnSyncReturns<Buffer>;
+  try {
+    r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', ...args], {
+      stdio: [fd ?? 'ignore', 'pipe', 'pipe'],
+      maxBuffer: 1 << 28,
+    });
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
   if (r.error) throw new CriuError(`cannot run ip ${args.join(' ')} in the network namespace of ${pid}: ${r.error.message}`);
   if (r.status !== 0)
     throw new CriuError(

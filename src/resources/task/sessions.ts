@@ -75,6 +75,7 @@ export interface Birthplace {
 export class SessionRestore {
   private readonly helpers = new Map<string, LeaderHelper>();
   private readonly pids: Set<number>;
+  private readonly members: Map<number, SessionMember>;
   private readonly root: SessionMember;
   private readonly shellJob: boolean;
   /** Every PID the restore made, to kill on failure: helpers join and leave it. */
@@ -84,6 +85,7 @@ export class SessionRestore {
 
   constructor(tasks: SessionMember[], shellJob: boolean, created: number[], first: { tracee: Tracee; area: InjectionArea }) {
     this.pids = new Set(tasks.map((t) => t.pid));
+    this.members = new Map(tasks.map((t) => [t.pid, t]));
     this.root = tasks[0];
     this.shellJob = shellJob;
     this.created = created;
@@ -101,8 +103,21 @@ export class SessionRestore {
    * is, still a child of its own parent. Any other task is cloned by its parent with
    * `sharing` (the CLONE_* flags of what it shares with it).
    */
-  birthplace(t: SessionMember, parentArea: InjectionArea, sharing: number): Birthplace {
+  birthplace(
+    t: SessionMember,
+    parentArea: InjectionArea,
+    sharing: number,
+    areaOf?: (pid: number) => InjectionArea | undefined,
+  ): Birthplace {
     const leaderGone = t.sid !== t.pid && !this.pids.has(t.sid) && !this.shellOwned(t.sid, 'sid');
+    // A task whose session leader lives in the tree as its sibling, while its parent is in
+    // another session (an orphan its PID namespace's init took in): the leader makes it a
+    // sibling of its own (CLONE_PARENT), in the leader's session.
+    const leader = this.members.get(t.sid);
+    const parent = this.members.get(t.ppid);
+    const leaderArea =
+      leader && parent && t.sid !== t.pid && parent.sid !== t.sid && leader.ppid === t.ppid ? areaOf?.(leader.pid) : undefined;
+    if (leaderArea) return { area: leaderArea, flags: CLONE.PARENT, exitSignal: 0, ofParent: false };
     if (!leaderGone) return { area: parentArea, flags: sharing, exitSignal: SIG.CHLD, ofParent: true };
     // With CLONE_PARENT the kernel gives the child the helper's exit signal.
     return { area: this.sessionHelper(t.sid, parentArea).area, flags: CLONE.PARENT, exitSignal: 0, ofParent: false };
