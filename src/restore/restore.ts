@@ -494,6 +494,7 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
+  ctx.sessions.startDeferred();
 }
 
 /**
