@@ -148,9 +148,9 @@ export class SessionRestore {
    */
   enter(t: SessionMember, stub: Tracee, born: Birthplace): void {
     if (t.sid === t.pid && !this.shellOwned(t.sid, 'sid')) {
-      // Children it forked before its setsid stay in the session it was born in: they come first.
-      const bornIn = this.members.get(t.ppid)?.sid;
-      const olderChildren = [...this.members.values()].some((c) => c.ppid === t.pid && c.sid !== t.pid && c.sid === bornIn);
+      // Children it forked before its setsid stay in the session it was born in (or that their
+      // own older children were born in): they come first, and its setsid waits for them.
+      const olderChildren = [...this.members.values()].some((c) => c.ppid === t.pid && c.sid !== t.pid);
       if (olderChildren) this.deferred.set(t.pid, stub);
       else stub.syscall('setsid');
     } else if (t.ppid === 0 && !this.shellJob && born.ofParent) {
