@@ -21,6 +21,7 @@ const loadJournal = () => import('../dump/journal.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 import type { MountOptions } from '../resources/ns/mnt-tree.ts';
+import type { NetOptions } from '../resources/ns/types.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
 const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
@@ -56,6 +57,8 @@ interface Opts {
   root?: string;
   external?: string[];
   extMountMap?: string[];
+  emptyNs?: string;
+  inheritFd?: string[];
 }
 
 function fail(msg: string): never {
@@ -126,8 +129,14 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
   {
     flags: '--external <res>',
-    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; repeatable',
+    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; repeatable',
     cmds: ['dump', 'restore'],
+  },
+  { flags: '--empty-ns <ns>', desc: 'net: do not save the network namespace, restore an empty one', cmds: ['dump', 'restore'] },
+  {
+    flags: '--inherit-fd <spec>',
+    desc: "fd[N]:KEY: the tree's external network namespace KEY is criu-ts's fd N; repeatable",
+    cmds: ['restore'],
   },
   {
     flags: '-M, --ext-mount-map <map>',
@@ -174,7 +183,8 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (/^(--action-script|--external|-M)/.test(o.flags)) opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+      if (/^(--action-script|--external|-M|--inherit-fd)/.test(o.flags))
+        opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
     }
@@ -248,6 +258,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
           mounts: mountOptions(o),
+          net: netOptions(o),
         });
         log.info(
           `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -274,6 +285,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
           mounts: mountOptions(o),
+          net: netOptions(o),
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;
@@ -292,6 +304,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
 function mountOptions(o: Opts): MountOptions {
   const external = new Map<string, string>();
   for (const x of o.external ?? []) {
+    if (x.startsWith('net[')) continue;
     const m = /^mnt\[([^\]]*)\]:(.+)$/.exec(x);
     if (!m) throw NotSupportedError.option(`--external ${x}`);
     external.set(m[1], m[2]);
@@ -302,6 +315,24 @@ function mountOptions(o: Opts): MountOptions {
     external.set(x.slice(0, i), x.slice(i + 1));
   }
   return { root: o.root === undefined ? undefined : path.resolve(o.root), external };
+}
+
+/** --empty-ns net, --external net[INODE]:KEY, --inherit-fd fd[N]:KEY. */
+function netOptions(o: Opts): NetOptions {
+  if (o.emptyNs !== undefined && o.emptyNs !== 'net') throw NotSupportedError.option(`--empty-ns ${o.emptyNs}`);
+  const external = new Map<string, string>();
+  for (const x of o.external ?? []) {
+    const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    if (m) external.set(m[1], m[2]);
+    else if (x.startsWith('net[')) fail(`bad --external ${x}: use net[INODE]:KEY`);
+  }
+  const inherit = new Map<string, number>();
+  for (const x of o.inheritFd ?? []) {
+    const m = /^fd\[(\d+)\]:(.+)$/.exec(x);
+    if (!m) fail(`bad --inherit-fd ${x}: use fd[N]:KEY`);
+    inherit.set(m[2], Number(m[1]));
+  }
+  return { empty: o.emptyNs === 'net', external, inherit };
 }
 
 function tcpMode(o: Opts): { established: boolean; close: boolean; skipInFlight: boolean } {

@@ -41,7 +41,7 @@ import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
-import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions } from '../resources/ns/index.ts';
+import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
@@ -78,6 +78,8 @@ export interface DumpRequest {
   tcp?: TcpMode;
   /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
   mounts?: MountOptions;
+  /** Its network namespace left empty (--empty-ns net) or external (--external net[INO]:KEY). */
+  net?: NetOptions;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -282,7 +284,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     step(log, 'checking that every piece of state the kernel shows is saved');
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
-    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup, fileLocks: req.fileLocks });
+    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup, fileLocks: req.fileLocks, net: req.net });
     checkSessions(
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
@@ -479,6 +481,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
         raw: (kind, data, ...args) => imgs.raw(kind, data, ...args),
       },
       mounts: req.mounts,
+      net: req.net,
       helper: () => (helper ??= startHelper([])),
     });
   } finally {

@@ -56,7 +56,7 @@ import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
-import type { MountOptions } from '../resources/ns/index.ts';
+import type { MountOptions, NetOptions } from '../resources/ns/index.ts';
 import type { RunAction } from '../actions.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, RestoreTask } from '../resources/types.ts';
@@ -79,6 +79,8 @@ export interface RestoreRequest {
   tcp?: TcpMode;
   /** --root and the external mounts of the tree's mount namespace. */
   mounts?: MountOptions;
+  /** Its network namespace made empty (--empty-ns net) or joined (--inherit-fd fd[N]:KEY). */
+  net?: NetOptions;
 }
 
 export interface RestoreResult {
@@ -166,7 +168,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   logPlan(req.log, tasks);
   const root = tasks[0];
   if (root.zombie) throw new CriuError(`pstree.img: the root task ${root.pid} is a zombie`);
-  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts);
+  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts, req.net);
   // In a new PID namespace every pid is free; the kernel picks the ones outside.
   if (!(ns.flags & CLONE.NEWPID))
     for (const t of tasks)
@@ -566,7 +568,7 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
     if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
     // Sockets are made in the tree's own network namespace, when it has one.
-    const netRoot = ctx.ns.flags & CLONE.NEWNET ? ctx.rootHost : undefined;
+    const netRoot = ctx.ns.ownNet ? ctx.rootHost : undefined;
     const local = inNetOf(netRoot, () => openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals));
     installFds(stub, t.fdinfo, local, getpid(), parent?.fdinfo);
   }

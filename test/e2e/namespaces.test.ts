@@ -6,9 +6,21 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, readLines, adopt, reap, killAndReap, waitFor, descendants, assertCleanError, assertOk } from '../lib/proc.ts';
+import {
+  e2e,
+  startTarget,
+  readLines,
+  adopt,
+  reap,
+  killAndReap,
+  waitFor,
+  descendants,
+  assertCleanError,
+  assertOk,
+  CRIU_BIN,
+} from '../lib/proc.ts';
 import { dump, restore, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
@@ -102,4 +114,95 @@ e2e('a task that is not the init of its PID namespace is refused, and runs on', 
   killAndReap(unshare);
   reap(init, 10_000);
   reap(child, 10_000);
+});
+
+/** A counter as the init of new PID and network namespaces: unshare, and its child. */
+async function startCounterBox(c: { dir: string }): Promise<{ unshare: number; init: number; log: string }> {
+  const log = join(c.dir, 'counter.log');
+  const t = startTarget(['unshare', '--pid', '--fork', '--net', 'setsid', workload('counter')], { logFile: log });
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the counter');
+  adopt(init);
+  await waitForCounter(log, 3, 10_000);
+  return { unshare: t.pid, init, log };
+}
+
+/** Dump `init` (extra options), reap what the dump killed, restore -d (with `restoreArgv`); the restored root's pid. */
+async function dumpAndRestore(
+  box: { unshare: number; init: number; log: string },
+  img: string,
+  dumpExtra: string[],
+  restoreArgv: string[],
+): Promise<number> {
+  assertOk(dump(box.init, img, dumpExtra));
+  reap(box.unshare, 10_000);
+  reap(box.init, 10_000);
+  const n = Number(field(lastLine(box.log), 'i'));
+  const r = spawnSync('bash', ['-c', restoreArgv.join(' ')], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `restore: ${r.stderr}`);
+  const host = Number(readFileSync(join(img, 'root.pid'), 'utf8'));
+  adopt(host);
+  await waitForCounter(box.log, n + 2, 10_000);
+  return host;
+}
+
+e2e('--empty-ns net: the network namespace is not saved, and comes back empty', async (c) => {
+  const box = await startCounterBox(c);
+  inNet(box.init, ['ip', 'link', 'set', 'lo', 'up']);
+  const img = c.subdir('img');
+  const host = await dumpAndRestore(
+    box,
+    img,
+    ['--empty-ns', 'net'],
+    [CRIU_BIN, 'restore', '-D', img, '-d', '--pidfile', 'root.pid', '--empty-ns', 'net', '-v4', '-o', 'restore.log'],
+  );
+  assert.ok(
+    !existsSync(join(img, 'netdev-2.img')) && !readdirSync(img).some((f) => f.startsWith('ifaddr-')),
+    'no links or addresses saved',
+  );
+  assert.notEqual(readlinkSync(`/proc/${host}/ns/net`), readlinkSync('/proc/self/ns/net'), 'a network namespace of its own');
+  assert.doesNotMatch(inNet(host, ['ip', '-o', 'link', 'show', 'dev', 'lo']), /[<,]UP[,>]/, 'its loopback as a new namespace has it: down');
+  killAndReap(host);
+});
+
+e2e('an external network namespace is named at dump and joined at restore from an inherited fd', async (c) => {
+  const name = `criu-ts-ext-${process.pid}`;
+  const box = await startCounterBox(c);
+  // The namespace outlives the tree, as a container runtime's does: a bind mount holds it.
+  assert.equal(spawnSync('ip', ['netns', 'attach', name, String(box.init)]).status, 0, 'ip netns attach');
+  try {
+    const path = `/run/netns/${name}`;
+    const ino = statSync(path).ino;
+    assert.equal(readlinkSync(`/proc/${box.init}/ns/net`), `net:[${ino}]`);
+    const img = c.subdir('img');
+    const host = await dumpAndRestore(
+      box,
+      img,
+      ['--external', `net[${ino}]:extnet`],
+      [
+        'exec 7<',
+        path,
+        ';',
+        'exec',
+        CRIU_BIN,
+        'restore',
+        '-D',
+        img,
+        '-d',
+        '--pidfile',
+        'root.pid',
+        '--inherit-fd',
+        "'fd[7]:extnet'",
+        '-v4',
+        '-o',
+        'restore.log',
+      ],
+    );
+    assert.equal(readlinkSync(`/proc/${host}/ns/net`), `net:[${ino}]`, 'the restored root is in the namespace it was given');
+    killAndReap(host);
+    // Without the fd, the restore is refused before anything is created.
+    const r = restore(img, ['-d']);
+    assert.match(assertCleanError(r), /external \(extnet\).*--inherit-fd/);
+  } finally {
+    spawnSync('ip', ['netns', 'delete', name]);
+  }
 });

@@ -11,6 +11,19 @@ export interface NsHelper {
   area: InjectionArea;
 }
 
+/**
+ * What the user says of the tree's network namespace: left empty (`--empty-ns net`, runc's
+ * `empty_ns`: nothing saved, an empty one made), or external (`--external net[INO]:KEY` at
+ * dump; `--inherit-fd fd[N]:KEY` at restore gives criu-ts's fd N on the namespace to join).
+ */
+export interface NetOptions {
+  empty?: boolean;
+  /** Dump: the namespace's inode → its key. */
+  external?: Map<string, string>;
+  /** Restore: key → an fd of criu-ts's. */
+  inherit?: Map<string, number>;
+}
+
 /** The names of /proc/PID/ns/ that task_kobj_ids_entry keeps (`<name>_ns_id`). */
 export type NsName = 'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time';
 
@@ -42,6 +55,7 @@ export interface NsDumpCtx {
   mounts?: MountOptions;
   /** Starts (once) a helper the orchestrator kills after the dump. */
   helper: () => NsHelper;
+  net?: NetOptions;
 }
 
 export interface NsRestoreCtx {
@@ -57,6 +71,7 @@ export interface NsRestoreCtx {
   log: Logger;
   /** --root and the external mounts' host paths. */
   mounts?: MountOptions;
+  net?: NetOptions;
 }
 
 export interface NsKind {
@@ -64,11 +79,20 @@ export interface NsKind {
   /** The CLONE_NEW* flag that makes one. */
   cflag: number;
   /** Why a tree whose root is in a namespace of its own of this kind cannot be dumped (nothing: it can). */
-  dumpRefusal(root: number): string | undefined;
+  dumpRefusal(root: number, opts: { net?: NetOptions }): string | undefined;
   /** Save the namespace's contents, once per dump. */
   dump?(ctx: NsDumpCtx): void;
   /** Why the dumped namespace cannot be restored, asked before any process exists. */
-  restoreRefusal(ctx: { vpid: number; id: number; imgs: NsImagesIn; mounts?: MountOptions; log: Logger }): string | undefined;
+  restoreRefusal(ctx: {
+    vpid: number;
+    id: number;
+    imgs: NsImagesIn;
+    mounts?: MountOptions;
+    net?: NetOptions;
+    log: Logger;
+  }): string | undefined;
+  /** The clone flag the root gets (default: cflag); none for a namespace it joins. */
+  cloneFlag?(ctx: { id: number; imgs: NsImagesIn; net?: NetOptions }): number;
   /** Fill the root's new namespace, before the root has children. */
   restore?(ctx: NsRestoreCtx): void;
   /**
