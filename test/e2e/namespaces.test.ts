@@ -103,6 +103,43 @@ e2e('a PID namespace with its UTS, IPC, network and time namespaces comes back w
   for (const k of kids) reap(k, 10_000);
 });
 
+/** Processes whose executable is `exe`. */
+function running(exe: string): number[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((n) => {
+      try {
+        return readlinkSync(`/proc/${n}/exe`) === exe;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+e2e('a restore that fails once the namespaces are made leaves no process behind, and the dump restores after', async (c) => {
+  const log = join(c.dir, 'box.log');
+  const { unshare, init } = await startBox(log);
+  const img = c.subdir('img');
+  assertOk(dump(init, img));
+  reap(unshare, 10_000);
+  for (const d of descendants(init)) reap(d, 10_000);
+  reap(init, 10_000);
+  for (const step of ['restore-files', 'restore-memory']) {
+    const r = restore(img, ['-d'], { env: { CRIU_TS_FAULT: step } });
+    assertCleanError(r);
+    assert.deepEqual(running(workload('nsinit')), [], `no task of the tree is left after a failure at ${step}`);
+  }
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  const kids = descendants(host);
+  for (const k of kids) adopt(k);
+  killAndReap(host);
+  for (const k of kids) reap(k, 10_000);
+});
+
 e2e('a task that is not the init of its PID namespace is refused, and runs on', async (c) => {
   const log = join(c.dir, 'box.log');
   const { unshare, init } = await startBox(log);
