@@ -22,7 +22,7 @@ import {
 import { sigactClaims } from '../resources/sigact.ts';
 import type { NetOptions } from '../resources/ns/index.ts';
 import { fsClaims } from '../resources/fs.ts';
-import { mmClaims } from '../resources/mm/index.ts';
+import { mmClaims, dontExpandOwned } from '../resources/mm/index.ts';
 import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
@@ -58,6 +58,8 @@ export interface ClaimOptions {
   freezeCgroup?: string;
   fileLocks?: boolean;
   net?: NetOptions;
+  /** The tree's cgroups are saved (cgroup.img): being in other cgroups than criu-ts's is no loss. */
+  cgroupsSaved?: boolean;
 }
 
 /** The one error of a refused dump. */
@@ -100,7 +102,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     const refuse = (resource: string, why: string, tid = t.pid): never => {
       throw new NotClaimedError({ pid: t.pid, tid }, resource, why);
     };
-    checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
+    if (!opts.cgroupsSaved) checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
     checkTimers(t, refuse);
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);
@@ -225,7 +227,7 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
     const where = `memory at 0x${v.start.toString(16)}-0x${v.end.toString(16)}${v.path ? ` (${v.path})` : ''}`;
     if (/^\[anon(_shmem)?:/.test(v.path)) refuse(where, 'its name (PR_SET_VMA_ANON_NAME) would be lost');
     for (const f of v.vmFlags ?? []) {
-      if (!claimed.has(f)) refuse(where, `it is ${VMFLAG_NAMES[f] ?? `marked '${f}' in VmFlags`}`);
+      if (!claimed.has(f) && !(f === 'de' && dontExpandOwned(v))) refuse(where, `it is ${VMFLAG_NAMES[f] ?? `marked '${f}' in VmFlags`}`);
     }
   }
 }

@@ -209,7 +209,15 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
   },
   restore: (opts, paths, _peer, actions, log) => {
     if (!fs.existsSync(`${paths.imagesDir}/inventory.img`)) throw new CriuError(`no dump in ${paths.imagesDir}: it has no inventory.img`);
-    const r = restore({ dir: paths.imagesDir, workDir: paths.workDir, detach: true, shellJob: !!opts.shell_job, log, actions, net: rpcNet(opts) });
+    const r = restore({
+      dir: paths.imagesDir,
+      workDir: paths.workDir,
+      detach: true,
+      shellJob: !!opts.shell_job,
+      log,
+      actions,
+      net: rpcNet(opts),
+    });
     return { type: REQ.RESTORE, success: true, restore: { pid: r.pid } };
   },
   check: (_opts, _paths, _peer, _actions, log) => {
