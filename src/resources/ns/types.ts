@@ -2,7 +2,7 @@
 // dumped and restored. Registered in index.ts.
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { AddArgs, EntryKind, EntryOf, ImageArgs, ImageKindId, Message, MessageInput } from '../../images/index.ts';
-import type { Logger } from '../types.ts';
+import type { Logger, PageSource } from '../types.ts';
 import type { MountOptions } from './mnt-tree.ts';
 
 /** A single-threaded helper criu-ts drives by injected calls, which may enter a namespace. */
@@ -42,6 +42,10 @@ export interface NsImagesIn {
   ): Array<{ entry: Message<EntryOf<K>>; extra?: Buffer; ipcMsgs?: ReadonlyArray<{ msg: Message<'ipc_msg'>; data: Buffer }> }>;
   /** A raw image's bytes, undefined when absent. */
   raw<K extends ImageKindId>(kind: K, ...args: ImageArgs<K>): Buffer | undefined;
+  /** The pages of a shared memory object (pagemap-shmem-N.img), undefined when none were saved. */
+  shmemPagemap(shmid: number): { runs: PageSource[]; pagesPath: string } | undefined;
+  /** The key of an encrypted dump's page data. */
+  readonly key?: Buffer;
 }
 
 export interface NsDumpCtx {
