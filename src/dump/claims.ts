@@ -20,6 +20,7 @@ import {
   checkNamespaces,
 } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
+import type { NetOptions } from '../resources/ns/index.ts';
 import { fsClaims } from '../resources/fs.ts';
 import { mmClaims, dontExpandOwned, isSocketVma } from '../resources/mm/index.ts';
 import { posixTimerClaims } from '../resources/posix-timers.ts';
@@ -57,6 +58,7 @@ export interface ClaimOptions {
   shellJob: boolean;
   freezeCgroup?: string;
   fileLocks?: boolean;
+  net?: NetOptions;
   /** The tree's cgroups are saved (cgroup.img): being in other cgroups than criu-ts's is no loss. */
   cgroupsSaved?: boolean;
 }
@@ -92,7 +94,10 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
   const claims = { status: merged('status'), stat: merged('stat'), files: merged('files') };
   const treeIds = new Set(tasks.flatMap((t) => t.threads.map((th) => th.tid)));
   const shownLocks = new Set<string>();
-  checkNamespaces(tasks.map((t) => t.pid));
+  checkNamespaces(
+    tasks.map((t) => t.pid),
+    { net: opts.net },
+  );
   for (const t of tasks) {
     const site = { pid: t.pid, tid: t.pid };
     const refuse = (resource: string, why: string, tid = t.pid): never => {
