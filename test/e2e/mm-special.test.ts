@@ -138,3 +138,33 @@ e2e('an AIO ring comes back at its address with its completed events, and takes 
   assert.match(readFileSync(`/proc/${t.pid}/maps`, 'latin1'), new RegExp(`^${ctx.toString(16)}-[0-9a-f]+ rw-s .*/\\[aio\\]`, 'm'));
   killAndReap(t.pid);
 });
+
+/** Make sure `n` huge pages are free (a fresh machine has none reserved); returns how to undo it. */
+function reserveHugePages(n: number): () => void {
+  const knob = '/proc/sys/vm/nr_hugepages';
+  const before = Number(readFileSync(knob, 'latin1'));
+  const free = Number(/^HugePages_Free:\s+(\d+)/m.exec(readFileSync('/proc/meminfo', 'latin1'))?.[1] ?? 0);
+  if (free >= n) return () => {};
+  writeFileSync(knob, String(before + n - free));
+  return () => writeFileSync(knob, String(before));
+}
+
+e2e('hugetlb memory (shared, private and an MFD_HUGETLB memfd) comes back with its data, on hugetlbfs, still shared', async (c) => {
+  // 3 objects of 2 pages, a private copy in the child, and room for the restore's own.
+  c.t.after(reserveHugePages(16));
+  const t = await startChecking(c, 'hugetlb', []);
+  const first = (await waitForLine(t.log, /^(child \d+|skip)$/)).line;
+  assert.notEqual(first, 'skip', 'this machine has free huge pages (vm.nr_hugepages)');
+  const child = Number(first.split(' ')[1]);
+  adopt(child);
+  const kid = { pid: child, log: t.log };
+  assert.equal(await askCheck(t), 'CHECK ok');
+  assert.equal(await askCheck(kid), 'CHECK ok seen 1 1');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  assert.equal(await askCheck(kid), 'CHECK ok seen 2 2', "the child sees its parent's writes");
+  killAndReap(t.pid);
+  killAndReap(child);
+});

@@ -22,9 +22,6 @@ const IOCB_SIZE = 64;
 
 export const isAioRing = (v: Pick<Vma, 'path' | 'deleted'>): boolean => v.path === '/[aio]' && v.deleted;
 
-/** VmFlags an AIO ring has and that its restore gives back ('de': VM_DONTEXPAND). */
-export const AIO_VMFLAGS: readonly string[] = ['de'];
-
 interface RingHeader {
   nr: number;
   head: number;

@@ -37,9 +37,12 @@ export function vmaStatus(v: Vma): number {
   if (v.path === '[vvar]' || v.path === '[vvar_vclock]') return s | VMA.AREA_VVAR | VMA.ANON_PRIVATE;
   if (v.path === '[uprobes]') return s | VMA.AREA_UPROBES;
   if (v.path === '[heap]') s |= VMA.AREA_HEAP;
+  if (isSocketVma(v)) return s | VMA.AREA_SOCKET;
   if (v.vmFlags?.has('ss')) s |= VMA.AREA_SHSTK;
   // A private mapping of a shared anonymous object (opened through map_files) sees the
   // object's pages until it writes its own: it maps the same object, MAP_PRIVATE.
+  // Anonymous hugetlb memory: shared is an object like shared anonymous memory, private is not.
+  if (isHugetlbAnon(v)) return s | (v.shared ? VMA.ANON_SHARED : VMA.ANON_PRIVATE);
   if (isAnonShmem(v)) return s | VMA.ANON_SHARED | (v.shared ? 0 : VMA.FILE_PRIVATE);
   if (v.path.startsWith('/SYSV')) return s | VMA.AREA_SYSVIPC;
   if (isFileVma(v)) {
@@ -49,6 +52,9 @@ export function vmaStatus(v: Vma): number {
   return s | (v.shared ? VMA.ANON_SHARED : VMA.ANON_PRIVATE);
 }
 
+/** A packet socket's ring mapped into the task: mapped again from the restored socket. */
+export const isSocketVma = (v: Pick<Vma, 'path'>): boolean => v.path.startsWith('socket:[');
+
 /** MAP_SHARED|MAP_ANONYMOUS memory, mapped shared or private: a shmem file the kernel names /dev/zero (deleted). */
 function isAnonShmem(v: Vma): boolean {
   return v.inode !== 0 && v.path === '/dev/zero' && v.deleted;
@@ -56,7 +62,29 @@ function isAnonShmem(v: Vma): boolean {
 
 /** A VMA backed by a file we can reopen (as opposed to anonymous or a kernel special). */
 export function isFileVma(v: Vma): boolean {
-  return v.inode !== 0 && !v.path.startsWith('[') && !isAnonShmem(v);
+  return v.inode !== 0 && !v.path.startsWith('[') && !isAnonShmem(v) && !isHugetlbAnon(v);
+}
+
+/** MAP_HUGETLB|MAP_ANONYMOUS memory: a file of the kernel's hugetlbfs, /anon_hugepage (deleted). */
+export function isHugetlbAnon(v: Vma): boolean {
+  return v.inode !== 0 && v.path === '/anon_hugepage' && v.deleted;
+}
+
+/**
+ * VM_DONTEXPAND ('de'), which no mmap flag gives but which the kernel sets itself on what
+ * it maps again: an AIO ring and hugetlb memory.
+ */
+export const dontExpandOwned = (v: Pick<Vma, 'path' | 'deleted' | 'vmFlags'>): boolean => isAioRing(v) || !!v.vmFlags?.has('ht');
+
+/** MAP_HUGETLB or MFD_HUGETLB with the page size in bits 26.. (MAP_HUGE_SHIFT), as CRIU records it. */
+export function hugetlbFlags(pageBytes: number): number {
+  return MAP.HUGETLB | (Math.log2(pageBytes) << 26);
+}
+/** The huge page size that flags name, or 0 without MAP_HUGETLB (bits 26.. empty: the default, 2 MiB). */
+export function hugePageBytes(flags: number): number {
+  if (!(flags & MAP.HUGETLB)) return 0;
+  const shift = (flags >>> 26) & 0x3f;
+  return shift ? 2 ** shift : 2 << 20;
 }
 
 export function vmaMapFlags(v: Vma): number {
@@ -67,7 +95,7 @@ export function vmaMapFlags(v: Vma): number {
   if (fl?.has('gd')) f |= MAP.GROWSDOWN;
   if (fl?.has('lo')) f |= MAP.LOCKED;
   if (fl?.has('nr')) f |= MAP.NORESERVE;
-  if (fl?.has('ht')) f |= MAP.HUGETLB;
+  if (fl?.has('ht')) f |= hugetlbFlags((v.kernelPageSize ?? 2048) * 1024);
   return f;
 }
 
