@@ -525,7 +525,9 @@ function collectAndWrite(
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...dumperIds },
     ns_per_id: true,
     lsmtype: 0,
-    ...(cgroups ? { root_cg_set: shared.cgroups!.setOf(tasks[0].pid) } : {}),
+    // Also without cgroup.img (a tree in criu-ts's own cgroups): the cores name their sets, and
+    // CRIU moves no task whose set is the root's, which it finds here.
+    ...(shared.cgroups ? { root_cg_set: shared.cgroups.setOf(tasks[0].pid) } : {}),
     ...(req.tcp?.close ? { tcp_close: true } : {}),
     network_lock_method: lockMethodCode(lockMethod ?? 'nftables'),
     plugins_entry: {},
