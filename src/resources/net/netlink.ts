@@ -2,7 +2,7 @@
 // bound port id and multicast groups (the first 32), connected destination, options. Queued
 // messages cannot be saved (a dump reply in progress lives in the kernel): such a socket is
 // refused, as in CRIU. The restore binds the old port id again, or a new one when it is taken.
-import { sock, fcntl, F, O, SysError } from '../../kernel/index.ts';
+import { sock, O, SysError } from '../../kernel/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import {
   FD_TYPE,
@@ -16,7 +16,7 @@ import {
 } from '../files/types.ts';
 import type { MessageInput } from '../types.ts';
 import { diagDump } from './diag.ts';
-import { dumpSkOpts, restoreSkOpts } from './skopts.ts';
+import { dumpSkOpts, finishSocket } from './skopts.ts';
 import { forSocket, protoNameOf, sockIno, withCopy } from './sockfd.ts';
 
 type NetlinkEntry = KindEntry<'nlsk'>;
@@ -130,9 +130,7 @@ function openNetlink(e: NetlinkEntry, ctx: RestoreFileCtx): number {
     }
   }
   if (e.state === NETLINK_CONNECTED) sock.connect(fd, sockaddrNl(e.dst_portid, e.dst_group ? 2 ** (e.dst_group - 1) : 0));
-  restoreSkOpts(fd, e.opts);
-  fcntl(fd, F.SETFL, e.flags & O.NONBLOCK);
-  return fd;
+  return finishSocket(fd, e.opts, e.flags);
 }
 
 export const netlinkFile = statefulKind({
