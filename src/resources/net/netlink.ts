@@ -17,7 +17,7 @@ import {
 import type { MessageInput } from '../types.ts';
 import { diagDump } from './diag.ts';
 import { dumpSkOpts, finishSocket } from './skopts.ts';
-import { forSocket, protoNameOf, sockIno, withCopy } from './sockfd.ts';
+import { forSocket, inOwnNetns, protoNameOf, sockIno, withCopy } from './sockfd.ts';
 
 type NetlinkEntry = KindEntry<'nlsk'>;
 /** netlink_sock states: a connected socket has a default destination. */
@@ -74,6 +74,8 @@ function dumpNetlink(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): M
   st.diag ??= netlinkSockets();
   const d = st.diag.get(ino);
   return withCopy(p, (c) => {
+    // sock_diag lists the bound sockets of criu-ts's network namespace only.
+    if (!d && !inOwnNetns(c)) throw new NotSupportedError(`${where}: a socket of another network namespace`);
     if (sock.pollNow(c, sock.POLL.IN) & sock.POLL.IN)
       throw new NotSupportedError(`${where}: messages queued for reading (CRIU refuses them too)`);
     if (d && d.groups.length > 1) throw new NotSupportedError(`${where}: multicast groups above 32 (CRIU refuses them too)`);
