@@ -10,6 +10,8 @@ import {
   pidfdOpen,
   pidfdGetfd,
   close,
+  memfdCreate,
+  MFD,
   kcmp,
   KCMP,
   getpid,
@@ -205,6 +207,14 @@ export const FEATURES: Feature[] = [
     what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)',
     probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)),
   },
+  {
+    name: 'memfd_hugetlb',
+    what: 'MFD_HUGETLB memfds (their hugetlb_flag)',
+    probe: () =>
+      ok(() => {
+        close(memfdCreate('criu-ts-probe', MFD.CLOEXEC | MFD.HUGETLB));
+      }),
+  },
   { name: 'net_diag_raw', what: 'raw sockets listed by sock_diag (raw_diag)', probe: hasRawDiag },
   {
     name: 'sockopt_buf_lock',
@@ -256,7 +266,6 @@ export const FEATURES: Feature[] = [
       ['pidfd_store', 'the pidfd store of iterative dumps (RPC)'],
       ['ns_pid', 'nested PID namespaces'],
       ['apparmor_stacking', 'AppArmor namespaces'],
-      ['memfd_hugetlb', 'hugetlb memfds'],
       ['move_mount_set_group', 'mount sharing groups'],
       ['openat2', 'opening files with openat2'],
       ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],

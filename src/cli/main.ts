@@ -21,6 +21,8 @@ const loadJournal = () => import('../dump/journal.ts');
 const loadUnlock = () => import('./network-unlock.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
+import type { MountOptions } from '../resources/ns/mnt-tree.ts';
+import type { NetOptions } from '../resources/ns/types.ts';
 import { isLockMethod } from '../resources/net/netlock.ts';
 import { parseCgroupMode } from '../resources/cgroup.ts';
 import type { TcpMode } from '../resources/files/types.ts';
@@ -57,6 +59,11 @@ interface Opts {
   tcpEstablished?: boolean;
   tcpClose?: boolean;
   skipInFlight?: boolean;
+  root?: string;
+  external?: string[];
+  extMountMap?: string[];
+  emptyNs?: string;
+  inheritFd?: string[];
   networkLock?: string;
 }
 
@@ -135,6 +142,23 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
     cmds: ['dump'],
   },
   { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
+  { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
+  {
+    flags: '--external <res>',
+    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; repeatable',
+    cmds: ['dump', 'restore'],
+  },
+  { flags: '--empty-ns <ns>', desc: 'net: do not save the network namespace, restore an empty one', cmds: ['dump', 'restore'] },
+  {
+    flags: '--inherit-fd <spec>',
+    desc: "fd[N]:KEY: the tree's external network namespace KEY is criu-ts's fd N; repeatable",
+    cmds: ['restore'],
+  },
+  {
+    flags: '-M, --ext-mount-map <map>',
+    desc: 'MOUNTPOINT:KEY at dump, KEY:PATH at restore (old form of --external mnt[]); repeatable',
+    cmds: ['dump', 'restore'],
+  },
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
   { flags: '--pidfile <file>', desc: 'write the pid of the restored root here', cmds: ['restore'] },
   { flags: '--skip-verify', desc: 'do not check the checksum manifest', cmds: ['restore'] },
@@ -175,7 +199,8 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (o.flags.startsWith('--action-script')) opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+      if (/^(--action-script|--external|-M|--inherit-fd)/.test(o.flags))
+        opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
     }
@@ -251,6 +276,8 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           tcp: tcpMode(o),
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
+          mounts: mountOptions(o),
+          net: netOptions(o),
           cgroups: parseCgroupMode(o.manageCgroups),
         });
         log.info(
@@ -277,6 +304,8 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           actions,
           tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
+          mounts: mountOptions(o),
+          net: netOptions(o),
           cgroups: parseCgroupMode(o.manageCgroups),
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
@@ -290,6 +319,41 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   } finally {
     log.close();
   }
+}
+
+/** --root, --external mnt[A]:B and --ext-mount-map A:B (A → B; what A and B are depends on the command). */
+function mountOptions(o: Opts): MountOptions {
+  const external = new Map<string, string>();
+  for (const x of o.external ?? []) {
+    if (x.startsWith('net[')) continue;
+    const m = /^mnt\[([^\]]*)\]:(.+)$/.exec(x);
+    if (!m) throw NotSupportedError.option(`--external ${x}`);
+    external.set(m[1], m[2]);
+  }
+  for (const x of o.extMountMap ?? []) {
+    const i = x.indexOf(':');
+    if (i <= 0) fail(`bad --ext-mount-map ${x}: use A:B`);
+    external.set(x.slice(0, i), x.slice(i + 1));
+  }
+  return { root: o.root === undefined ? undefined : path.resolve(o.root), external };
+}
+
+/** --empty-ns net, --external net[INODE]:KEY, --inherit-fd fd[N]:KEY. */
+function netOptions(o: Opts): NetOptions {
+  if (o.emptyNs !== undefined && o.emptyNs !== 'net') throw NotSupportedError.option(`--empty-ns ${o.emptyNs}`);
+  const external = new Map<string, string>();
+  for (const x of o.external ?? []) {
+    const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    if (m) external.set(m[1], m[2]);
+    else if (x.startsWith('net[')) fail(`bad --external ${x}: use net[INODE]:KEY`);
+  }
+  const inherit = new Map<string, number>();
+  for (const x of o.inheritFd ?? []) {
+    const m = /^fd\[(\d+)\]:(.+)$/.exec(x);
+    if (!m) fail(`bad --inherit-fd ${x}: use fd[N]:KEY`);
+    inherit.set(m[2], Number(m[1]));
+  }
+  return { empty: o.emptyNs === 'net', external, inherit };
 }
 
 function tcpMode(o: Opts): TcpMode {

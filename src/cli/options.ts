@@ -17,7 +17,6 @@ export const ACCEPTED_INTERNAL = new Set([
 export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']);
 
 export const NOT_SUPPORTED = new Set([
-  '--external',
   '--cgroup-root',
   '--cgroup-props',
   '--cgroup-props-file',
@@ -40,19 +39,13 @@ export const NOT_SUPPORTED = new Set([
   '--allow-uprobes',
   '--lsm-profile',
   '--lsm-mount-context',
-  '-r',
-  '--root',
   '-S',
   '--restore-sibling',
   '-s',
   '--leave-stopped',
-  '--inherit-fd',
   '-J',
   '--join-ns',
-  '--empty-ns',
   '--veth-pair',
-  '-M',
-  '--ext-mount-map',
   '--weak-sysctls',
   '--mntns-compat-mode',
   '--skip-file-rwx-check',

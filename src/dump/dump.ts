@@ -3,7 +3,7 @@
 // task is resumed exactly as it was and the partial images are removed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
+import { closing, IMG, type PagesCodecOptions, type MessageInput } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat, readLink } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, pidfdOpen, close } from '../kernel/index.ts';
 import {
@@ -41,6 +41,7 @@ import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
+import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
@@ -51,6 +52,7 @@ import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
 import type { RunAction } from '../actions.ts';
+import { startHelper, killHelper } from '../restore/stub.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -76,6 +78,10 @@ export interface DumpRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close, --skip-in-flight */
   tcp?: TcpMode;
+  /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
+  mounts?: MountOptions;
+  /** Its network namespace left empty (--empty-ns net) or external (--external net[INO]:KEY). */
+  net?: NetOptions;
   /** --manage-cgroups: the tree's cgroups are saved (soft, the default, and full), or not (ignore). */
   cgroups?: CgroupMode;
 }
@@ -203,8 +209,9 @@ function killTree(tasks: Task[]): void {
         /* gone */
       }
     }
-  // Collect the tracer's exit notifications; the real parents reap the processes.
-  for (const t of tasks)
+  // Collect the tracer's exit notifications; the real parents reap the processes. Children
+  // first: a PID namespace's init is reported only once the rest of its namespace is gone.
+  for (const t of [...tasks].reverse())
     for (const th of [...t.threads].reverse()) {
       try {
         waitpid(th.tid, WALL);
@@ -283,11 +290,17 @@ function dumpColocated(req: DumpRequest): DumpResult {
       freezeCgroup: req.freezeCgroup,
       fileLocks: req.fileLocks,
       cgroupsSaved: req.cgroups !== 'ignore',
+      net: req.net,
     });
     checkSessions(
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
     );
+    if (ownMntns(pid))
+      checkMntns(
+        tasks.filter(isLive).map((t) => t.pid),
+        req.mounts?.external ?? new Map(),
+      );
     for (const t of tasks) {
       if (!isLive(t)) continue;
       step(log, `task ${t.pid}: mapping criu-ts's injection area`);
@@ -346,6 +359,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
   return result;
 }
 
+/** The tree has a mount namespace of its own (checkNamespaces: then all its tasks share it). */
+function ownMntns(pid: number): boolean {
+  return readLink(pid, 'ns/mnt') !== fs.readlinkSync('/proc/self/ns/mnt');
+}
+
 /** The time the tasks could not have survived criu-ts's death (inside injected calls). */
 function logUnsafeWindow(log: Logger): void {
   log.debug(`unsafe window: ${unsafeWindow.ms.toFixed(3)} ms inside ${unsafeWindow.calls} injected calls`);
@@ -363,6 +381,10 @@ interface Shared {
   ns: NsIds;
   cpuFacts: CpuFacts;
   objects: DumpShared;
+  /** A task's or thread's pid in the images: the one in its own PID namespace. */
+  vpid: (pid: number) => number;
+  /** The root, when the tree has a network namespace of its own: its sockets are looked at from there. */
+  netRoot?: number;
 }
 
 function collectAndWrite(
@@ -388,7 +410,10 @@ function collectAndWrite(
   );
   files.ghosts = ghosts;
   const objects = new DumpShared(imgs, files);
+  const vpids = nsPids(tasks);
   const shared: Shared = {
+    vpid: (p) => vpids.get(p) ?? p,
+    ...(ownNet(tasks[0].pid) ? { netRoot: tasks[0].pid } : {}),
     seccomp: new SeccompDump(),
     ...(req.cgroups === 'ignore' ? {} : { cgroups: new CgroupDump() }),
     locksSeen: new Set(),
@@ -425,7 +450,7 @@ function collectAndWrite(
       fileId: (pid, fd) => {
         const pidfd = pidfdOpen(pid);
         try {
-          return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id;
+          return inNetOf(shared.netRoot, () => dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd)).id;
         } finally {
           close(pidfd);
         }
@@ -447,17 +472,15 @@ function collectAndWrite(
       stats.memdumpMs += s.memdumpMs;
     } else if (t.zombie) {
       step(req.log, `task ${t.pid}: zombie (exit status 0x${t.zombie.exitCode.toString(16)}) to core-${t.pid}.img`);
-      imgs.one(IMG.CORE, t.pid, dumpZombieCore(t.zombie));
+      imgs.one(IMG.CORE, shared.vpid(t.pid), dumpZombieCore(t.zombie));
     }
-    imgs.add(
-      IMG.PSTREE,
-      dumpPstreeEntry(
-        t.pid,
-        t.ppid,
-        t.threads.map((th) => th.tid),
-        isLive(t) ? t.stat : undefined,
-      ),
+    const entry = dumpPstreeEntry(
+      t.pid,
+      t.ppid,
+      t.threads.map((th) => th.tid),
+      isLive(t) ? t.stat : undefined,
     );
+    imgs.add(IMG.PSTREE, vpids.size ? inPidNs(entry, t.pid, shared.vpid) : entry);
   }
   imgs.closeImage(IMG.PSTREE);
   for (const e of files.entries) imgs.add(IMG.FILES, e);
@@ -473,6 +496,23 @@ function collectAndWrite(
     if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS);
     else imgs.empty(IMG.FILE_LOCKS);
   }
+  const dumperIds = shared.ns.idsOf(getpid());
+  let helper: ReturnType<typeof startHelper> | undefined;
+  try {
+    dumpNamespaces(pid0(tasks), shared.ns.idsOf(pid0(tasks)), dumperIds, {
+      log: req.log,
+      imgs: {
+        add: (kind, ...a) => imgs.add(kind, ...a),
+        one: (kind, ...a) => imgs.one(kind, ...a),
+        raw: (kind, data, ...args) => imgs.raw(kind, data, ...args),
+      },
+      mounts: req.mounts,
+      net: req.net,
+      helper: () => (helper ??= startHelper([])),
+    });
+  } finally {
+    if (helper) killHelper(helper.tracee.tid);
+  }
   const mono = clockGettime(1),
     boot = clockGettime(7);
   imgs.one(IMG.TIMENS, 0, {
@@ -482,7 +522,7 @@ function collectAndWrite(
   imgs.one(IMG.INVENTORY, {
     img_version: 2,
     fdinfo_per_id: true,
-    root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
+    root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...dumperIds },
     ns_per_id: true,
     lsmtype: 0,
     ...(cgroups ? { root_cg_set: shared.cgroups!.setOf(tasks[0].pid) } : {}),
@@ -535,10 +575,11 @@ function dumpTask(
   if (debugOn(log))
     for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
   const tMem = performance.now();
-  const pm = imgs.pagemap(pid, anonBytes(task.vmas));
+  const vpid = sh.vpid(pid);
+  const pm = imgs.pagemap(vpid, anonBytes(task.vmas));
   const exe = readLink(pid, 'exe');
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
-  imgs.one(IMG.MM, pid, mm);
+  imgs.one(IMG.MM, vpid, mm);
   const memdumpMs = performance.now() - tMem;
   log.debug(
     `task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`,
@@ -550,7 +591,7 @@ function dumpTask(
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
     step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);
-    const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
+    const fdinfo = inNetOf(sh.netRoot, () => dumpFds(pid, sh.files, sh.identity, sh.fileCtx));
     if (debugOn(log))
       for (const e of fdinfo)
         log.debug(
@@ -569,7 +610,7 @@ function dumpTask(
     }
   } else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
-  imgs.one(IMG.FS, pid, dumpFs(pid, status.umask, sh.files));
+  imgs.one(IMG.FS, vpid, dumpFs(pid, status.umask, sh.files));
   step(
     log,
     `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`,
@@ -596,9 +637,9 @@ function dumpTask(
       ...(sh.cgroups ? { cg_set: sh.cgroups.setOf(pid, th.tid) } : {}),
       ...(affinity ? { cpu_affinity: affinity } : {}),
     };
-    imgs.one(IMG.CORE, th.tid, core);
+    imgs.one(IMG.CORE, sh.vpid(th.tid), core);
   }
-  imgs.one(IMG.IDS, pid, {
+  imgs.one(IMG.IDS, vpid, {
     vm_id: ids.vm_id,
     files_id: ids.files_id,
     fs_id: ids.fs_id,
@@ -607,6 +648,36 @@ function dumpTask(
   });
   log.debug(`task ${pid}: ids-${pid}.img: vm ${ids.vm_id}, files ${ids.files_id}, fs ${ids.fs_id}, sighand ${ids.sighand_id}`);
   return { ...stats, memdumpMs };
+}
+
+const pid0 = (tasks: Task[]): number => tasks[0].pid;
+const ownNet = (pid: number): boolean => readLink(pid, 'ns/net') !== fs.readlinkSync('/proc/self/ns/net');
+
+/**
+ * Each task's and thread's pid in its own PID namespace (the innermost of NSpid), when the
+ * tree is in one of its own; empty otherwise (the pids are criu-ts's).
+ */
+function nsPids(tasks: Task[]): Map<number, number> {
+  const m = new Map<number, number>();
+  const root = tasks[0].pid;
+  if (nsPid(root) === root) return m;
+  for (const t of tasks) {
+    m.set(t.pid, nsPid(t.pid));
+    for (const th of t.threads) if (th.tid !== t.pid) m.set(th.tid, nsPid(t.pid, th.tid));
+  }
+  return m;
+}
+
+/** A pstree entry with the pids of the tree's own PID namespace; the root's parent is outside it. */
+function inPidNs(e: MessageInput<'pstree_entry'>, pid: number, v: (p: number) => number): MessageInput<'pstree_entry'> {
+  const st = readStatus(pid);
+  const sid = st.nsSid.at(-1) ?? 0,
+    pgid = st.nsPgid.at(-1) ?? 0;
+  if (sid === 0 || pgid === 0)
+    throw new NotSupportedError(
+      `task ${pid}: its session or process group is outside its PID namespace (start the namespace's init with setsid)`,
+    );
+  return { ...e, pid: v(e.pid), ppid: e.ppid ? v(e.ppid) : 0, pgid, sid, threads: (e.threads ?? []).map(v) };
 }
 
 /** The frozen tree, task by task (level 3), with its threads (level 4). */

@@ -28,6 +28,7 @@ type Fdinfo = Message<'fdinfo_entry'>;
 
 export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
+export { restoreCtty } from './pty.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [
@@ -217,7 +218,9 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
     const h = had.get(e.fd);
     if (h && h.id === e.id && ((h.flags ^ e.flags) & 1) === 0) kept.add(e.fd);
   }
-  for (const [from, to] of closeRanges([...had.keys()], kept)) t.syscall('close_range', from, to, 0);
+  // A pidfd of criu-ts that the task inherited (it cannot name criu-ts) stays until the release.
+  const own = t.criuPidfd === undefined ? [] : [t.criuPidfd];
+  for (const [from, to] of closeRanges([...had.keys(), ...own], new Set([...kept, ...own]))) t.syscall('close_range', from, to, 0);
   addFds(
     t,
     fdinfo.filter((e) => !kept.has(e.fd)),
@@ -235,7 +238,7 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
 export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, selfPid: number, table: Fdinfo[]): void {
   if (!fdinfo.length) return;
   const maxFd = table.reduce((m, e) => Math.max(m, e.fd), 2);
-  let pidfd = t.syscall('pidfd_open', selfPid, 0);
+  let pidfd = t.criuPidfd !== undefined ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) {
     t.syscall('dup3', pidfd, high, O.CLOEXEC);
@@ -290,21 +293,17 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
 }
 
 /** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets), or once per fd (`eachFd`). */
-export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], files: Map<number, FileEntry>, done: Set<number>): void {
+export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], ctx: RestoreFileCtx, done: Set<number>): void {
   for (const e of fdinfo) {
-    const id = e.id;
-    const file = files.get(id)!;
+    const file = ctx.files.get(e.id)!;
     const kind = kinds.find((k) => k.type === file.type);
-    if (kind?.eachFd) {
-      kind.afterInstall?.(file, e.fd, t, area);
-      continue;
-    }
-    if (done.has(id)) continue;
+    if (kind?.eachFd) kind.afterInstall?.(file, e.fd, t, area, ctx);
+    if (done.has(e.id)) continue;
     const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
-    if (!kind?.afterInstall && !async) continue;
-    done.add(id);
+    if (!(kind?.afterInstall && !kind.eachFd) && !async) continue;
+    done.add(e.id);
     if (async) setAsync(t, e.fd);
-    kind?.afterInstall?.(file, e.fd, t, area);
+    if (!kind?.eachFd) kind?.afterInstall?.(file, e.fd, t, area, ctx);
   }
 }
 
@@ -335,7 +334,7 @@ export function afterInstallInFlight(
       const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
       t.syscallRaw('close', pidfd);
       try {
-        kind.afterInstall(file, Number(fd), t, area);
+        kind.afterInstall(file, Number(fd), t, area, ctx);
       } finally {
         t.syscallRaw('close', fd);
       }

@@ -25,4 +25,4 @@ export {
   type Range,
 } from './restore.ts';
 export { restoreAddressSpace, inheritedVmas, type AddressSpaceInput } from './inherit.ts';
-export { ShmemObjects, dumpShmemContent, shmemSizes, pullFd, type ShmemSource } from './shmem.ts';
+export { ShmemObjects, dumpShmemContent, shmemSizes, shmemContent, pullFd, type ShmemSource } from './shmem.ts';

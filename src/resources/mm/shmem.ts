@@ -100,6 +100,20 @@ function fill(fd: number, src: ShmemSource | undefined, mapped?: bigint): void {
   }
 }
 
+/** The saved content of a shared memory object of `size` bytes (zeros where nothing was saved). */
+export function shmemContent(src: ShmemSource | undefined, size: number): Buffer {
+  const fd = memfdCreate('criu-ts-content', MFD.CLOEXEC);
+  try {
+    fs.ftruncateSync(fd, size);
+    fill(fd, src);
+    const b = Buffer.alloc(size);
+    if (size) fs.readSync(fd, b, 0, size, 0);
+    return b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 const roundUp = (n: bigint, to: number): bigint => ((n + BigInt(to) - 1n) / BigInt(to)) * BigInt(to);
 
 /** The shmem objects of a restore, made in criu-ts on first use and kept open until the end. */
@@ -184,7 +198,7 @@ export function shmemSizes(mms: Message<'mm_entry'>[]): Map<bigint, bigint> {
 
 /** Pull one of criu-ts's fds into a tracee (pidfd_open + pidfd_getfd); returns the tracee's fd. */
 export function pullFd(t: Tracee, localFd: number): bigint {
-  const pidfd = t.syscall('pidfd_open', getpid(), 0);
+  const pidfd = t.pidfdOfTracer();
   try {
     return t.syscall('pidfd_getfd', pidfd, localFd, 0);
   } finally {

@@ -117,10 +117,10 @@ export function inetKindProblem(e: InetEntry): string | undefined {
   return undefined;
 }
 
-/** pidfds of the dumped tasks, and the copies of their sockets, held until the dump ends. */
+/** pidfds of the dumped tasks, and the copies of their sockets (by "pid fd"), held until the dump ends. */
 interface DumpState {
   pidfds: Map<number, number>;
-  copies: number[];
+  copies: Map<string, number>;
   registered: boolean;
   diag: Map<string, Map<number, DiagSock>>;
   tcp: TcpDump;
@@ -131,7 +131,7 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
     st.registered = true;
     // Copies go only once the tree is dead: a connection in repair mode then closes silently.
     ctx.atEnd(() => {
-      for (const c of st.copies.splice(0)) {
+      for (const c of st.copies.values()) {
         try {
           close(c);
         } catch {
@@ -146,15 +146,19 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
         }
       }
       st.pidfds.clear();
+      st.copies.clear();
     });
   }
+  const key = `${pid} ${fd}`;
+  const had = st.copies.get(key);
+  if (had !== undefined) return had;
   let pidfd = st.pidfds.get(pid);
   if (pidfd === undefined) {
     pidfd = pidfdOpen(pid);
     st.pidfds.set(pid, pidfd);
   }
   const c = pidfdGetfd(pidfd, fd);
-  st.copies.push(c);
+  st.copies.set(key, c);
   return c;
 }
 
@@ -237,7 +241,10 @@ function dumpInet(
     ...(isTcp({ type, proto }) ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (isTcp({ type, proto }) && repaired(state, dst.port)) dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
+  if (isTcp({ type, proto }) && repaired(state, dst.port)) {
+    st.tcp.copy ??= (pid, fd) => copyOf(pid, fd, ctx, st);
+    dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
+  }
   return e;
 }
 
@@ -307,7 +314,13 @@ export const inetFile = statefulKind({
     const name = protoNameOf(p) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, diag: new Map(), tcp: { frozen: [] } }),
+  state: (): DumpState => ({
+    pidfds: new Map(),
+    copies: new Map(),
+    registered: false,
+    diag: new Map(),
+    tcp: { frozen: [], noted: new Set() },
+  }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
     const { src, dst } = entryEndpoints(e);

@@ -44,11 +44,14 @@ export function forSocket<T>(what: string, fn: () => T): T {
   }
 }
 
-/** Is the socket in criu-ts's network namespace, the one sock_diag shows? */
+/**
+ * Is the socket in the network namespace criu-ts works in (the tree's own, when it has one),
+ * the one sock_diag shows and the restore makes sockets in?
+ */
 export function inOwnNetns(copy: number): boolean {
   const ns = ioctl(copy, sock.SIOCGSKNS);
   try {
-    return fs.fstatSync(ns).ino === fs.statSync('/proc/self/ns/net').ino;
+    return fs.fstatSync(ns).ino === fs.statSync('/proc/thread-self/ns/net').ino;
   } finally {
     close(ns);
   }
