@@ -34,7 +34,7 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
+import { dumpFds, dumpFd, fdHolding, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
 import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
@@ -559,6 +559,12 @@ function dumpTask(
     log,
     shared: sh.objects,
     ...(parent ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
+    socketFile: (ino) => {
+      const fd = fdHolding(pid, `socket:[${ino}]`);
+      if (fd === undefined)
+        throw new NotSupportedError(`task ${pid} maps socket ${ino}, which none of its fds holds (CRIU refuses it too)`);
+      return sh.fileCtx.fileId(pid, fd);
+    },
   };
   const ids = sh.kobj.idsOf(pid);
   checkSharing(pid, t.ppid, ids.sharedWith);

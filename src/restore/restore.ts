@@ -46,7 +46,9 @@ import {
   installFds,
   addFds,
   opensLate,
+  restoreCtty,
   afterInstall,
+  afterInstallInFlight,
   restoreOwners,
   type RestoreFileCtx,
   type FileEntry,
@@ -568,6 +570,11 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
       if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid}`);
       return memfdObject(ctx.imgs, ctx.shmem, file.inode_id);
     },
+    socketFd: (v) => {
+      const e = t.fdinfo.find((f) => f.id === Number(v.shmid));
+      if (!e) throw new CriuError(`mm-${t.pid}.img: the socket mapped at 0x${v.start.toString(16)} (file ${v.shmid}) is no fd of the task`);
+      return e.fd;
+    },
   });
 }
 
@@ -648,7 +655,10 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   }
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
-  afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
+  afterInstall(stub, area, t.fdinfo, ctx.fileCtx, ctx.installedOnce);
+  afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce, getpid());
+  // A session leader takes back its controlling terminal (a pseudo-terminal of the dump).
+  if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx);
   const locks = fileLocksOf(ctx, t.pid);
   if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
   restoreFileLocks(stub, area, locks, ctx.req.log);

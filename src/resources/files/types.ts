@@ -112,7 +112,7 @@ interface KindBase<F extends FileField> {
   /** Does this kind handle the probed fd? */
   matches(p: FdProbe): boolean;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
-  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
+  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx): void;
   /** afterInstall runs for every fd of every task that has the file, not once per file. */
   readonly eachFd?: boolean;
 }
@@ -167,7 +167,7 @@ export interface FileKind {
   matches(p: FdProbe): boolean;
   /** The kind for one dump or one restore, with fresh state. */
   session(): KindSession;
-  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea): void;
+  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx): void;
   readonly eachFd?: boolean;
 }
 
@@ -204,7 +204,10 @@ export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>)
       };
     },
     ...(afterInstall
-      ? { afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea) => afterInstall(entry(file), fd, t, area) }
+      ? {
+          afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx) =>
+            afterInstall(entry(file), fd, t, area, ctx),
+        }
       : {}),
   };
 }
@@ -234,6 +237,7 @@ export const FD_TYPE = {
   TIMERFD: 17,
   MEMFD: 18,
   FANOTIFY: 12,
+  NETLINKSK: 13,
   PIDFD: 20,
 } as const;
 

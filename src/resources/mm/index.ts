@@ -9,7 +9,7 @@
 //   shstk.ts    shadow-stack VMAs (arm64 GCS), recreated with map_shadow_stack
 export { dumpMm, mmClaims, type MmDumpStats } from './dump.ts';
 export { isAioRing, restoreAioRings } from './aio.ts';
-export { VMA, PE, dontExpandOwned, splitGuards } from './layout.ts';
+export { VMA, PE, dontExpandOwned, splitGuards, isSocketVma } from './layout.ts';
 export {
   prepareAddressSpace,
   installGuards,

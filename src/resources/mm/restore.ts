@@ -206,6 +206,8 @@ export interface MmRestoreInput {
   pathOf(fileId: number): string;
   /** criu-ts's fd of the shared memory object behind a VMA (shared anonymous or memfd). */
   shmemFd(v: VmaEntry): number;
+  /** The task's own fd of the socket whose ring a VMA maps (VMA_AREA_SOCKET: shmid is its file id). */
+  socketFd(v: VmaEntry): number;
   /** Key for encrypted page data. */
   key?: Buffer;
   /** VMAs (by start) inherited from the parent and kept as they are, with their pages. */
@@ -259,6 +261,9 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         } finally {
           tr.syscallRaw('close', fd);
         }
+      } else if (st & VMA.AREA_SOCKET) {
+        // The ring the restored socket has again (its fd is in place already); the frames start empty.
+        tr.syscall('mmap', start, len, prot, flags, input.socketFd(v), v.pgoff);
       } else if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         const path = input.pathOf(Number(v.shmid));
         const oflags = v.fdflags ?? O.RDONLY;
