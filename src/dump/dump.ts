@@ -608,7 +608,7 @@ function dumpTask(
     if (req.fileLocks) {
       const locks = dumpFileLocks(pid, new Map(fdinfo.map((e) => [e.fd, e.id])), sh.locksSeen);
       if (locks.length) step(log, `task ${pid}: ${locks.length} file lock(s) to filelocks.img`);
-      for (const e of locks) imgs.add(IMG.FILE_LOCKS, e);
+      for (const e of locks) imgs.add(IMG.FILE_LOCKS, { ...e, pid: vpid });
     }
   } else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
