@@ -8,7 +8,18 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, readlinkSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, assertCleanError, assertRunningFree, killAndReap, isAlive } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
@@ -198,4 +209,34 @@ e2e('--root: the namespace is rebuilt on another copy of its root file system', 
   assert.equal(readFileSync(`/proc/${t.pid}/fd/3`, 'utf8'), 'second\n', 'files open in the root come from --root');
   assert.equal(readFileSync(`/proc/${t.pid}/root/tmp/x`, 'utf8'), 't\n');
   killAndReap(t.pid);
+});
+
+e2e('a restore that fails leaves no mount, namespace or yard behind', async (c) => {
+  const ns = startNs(c);
+  const img = c.subdir('img');
+  dumpAndReap(ns.pid, img);
+  const host = hostMounts();
+  const yards = () => readdirSync('/tmp').filter((n) => n.startsWith('.criu-ts-root-'));
+  // Halfway through the tree: a mountpoint is gone.
+  rmdirSync(join(ns.d, 'ro'));
+  let msg = assertCleanError(restore(img, ['-d']));
+  assert.match(msg, new RegExp(`mount \\d+ \\(${ns.d}/ro, ext4\\): mount: ENOENT`));
+  assert.ok(!isAlive(ns.pid), 'no process left');
+  assert.equal(hostMounts(), host, 'no mount left');
+  assert.deepEqual(yards(), []);
+  mkdirSync(join(ns.d, 'ro'));
+  // Once the namespace is built: a file the task held is gone.
+  rmSync(join(ns.host, 'f'));
+  msg = assertCleanError(restore(img, ['-d']));
+  assert.match(msg, /\/a\/f: no such file or directory/);
+  assert.ok(!isAlive(ns.pid), 'no process left');
+  assert.equal(hostMounts(), host, 'no mount left');
+  assert.deepEqual(yards(), []);
+  // An external mount whose source is missing is refused before anything exists.
+  const img2 = c.subdir('img2');
+  writeFileSync(join(ns.host, 'f'), 'hostdata\n');
+  const t = startNs({ dir: c.subdir('again') });
+  dumpAndReap(t.pid, img2, ['--external', `mnt[${t.d}/a]:K`]);
+  msg = assertCleanError(restore(img2, ['-d', '--external', 'mnt[K]:/nonexistent/dir']));
+  assert.match(msg, /: its source \/nonexistent\/dir does not exist/);
 });

@@ -72,6 +72,8 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
   for (const [i, m] of order.entries()) {
     const h = plan(m, order.slice(0, i), root, opts);
     if (typeof h === 'string') return `${what(m)}: ${h}`;
+    if ((h.kind === 'external' || h.kind === 'rootbind') && !fs.existsSync(h.path))
+      return `${what(m)}: its source ${h.path} does not exist`;
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
       return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
     if (m !== root && !ids.has(m.parent_mnt_id)) return `${what(m)}: its parent ${m.parent_mnt_id} is not in the image`;

@@ -158,15 +158,13 @@ export function mountOrder<T extends Tree>(mounts: T[]): T[] {
   const out: T[] = [];
   const walk = (m: T): void => {
     out.push(m);
-    const list = (kids.get(m.mnt_id) ?? []).slice();
-    // Stable: a sibling whose mountpoint lies under another's comes first; else by id.
-    list.sort((a, b) => {
-      if (a.mountpoint !== b.mountpoint) {
-        if (under(b.mountpoint, a.mountpoint) !== undefined) return -1;
-        if (under(a.mountpoint, b.mountpoint) !== undefined) return 1;
-      }
-      return a.mnt_id - b.mnt_id;
-    });
+    // By id, but a sibling mounted below another's mountpoint goes before it.
+    const list: T[] = [];
+    for (const k of (kids.get(m.mnt_id) ?? []).sort((a, b) => a.mnt_id - b.mnt_id)) {
+      const i = list.findIndex((o) => o.mountpoint !== k.mountpoint && under(o.mountpoint, k.mountpoint) !== undefined);
+      if (i < 0) list.push(k);
+      else list.splice(i, 0, k);
+    }
     for (const k of list) walk(k);
   };
   walk(root);
