@@ -1,8 +1,8 @@
 /**
  * Trees in namespaces of their own, made by util-linux's unshare: a PID namespace whose init
  * (pid 1) has a child, with its own UTS, IPC and network namespaces, is dumped and restored
- * into new ones: the pids inside, host and domain name, the loopback's state and addresses
- * are checked from inside.
+ * into new ones: the pids inside, host and domain name, SysV objects, the loopback's state
+ * and addresses are checked from inside.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -14,9 +14,9 @@ import { workload } from '../lib/workloads.ts';
 
 const UNSHARE = ['unshare', '--pid', '--fork', '--uts', '--ipc', '--net'];
 
-/** Run `cmd` in the network namespace of `pid`; its stdout. */
-function inNet(pid: number, cmd: string[]): string {
-  const r = spawnSync('nsenter', ['-t', String(pid), '-n', ...cmd], { encoding: 'utf8' });
+/** Run `cmd` in the network (or with `ns` another) namespace of `pid`; its stdout. */
+function inNet(pid: number, cmd: string[], ns = '-n'): string {
+  const r = spawnSync('nsenter', ['-t', String(pid), ns, ...cmd], { encoding: 'utf8' });
   assert.equal(r.status, 0, `nsenter ${cmd.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
@@ -41,6 +41,10 @@ e2e('a PID namespace with its UTS, IPC and network namespaces comes back with th
   const { unshare, init } = await startBox(log);
   inNet(init, ['ip', 'link', 'set', 'lo', 'up']);
   inNet(init, ['ip', 'addr', 'add', '10.7.7.7/32', 'dev', 'lo']);
+  const sysv = workload('sysvfill');
+  inNet(init, [sysv, 'make'], '-i');
+  const objects = inNet(init, [sysv, 'show'], '-i');
+  assert.match(objects, /1:hello 7:world!/);
   const before = lastLine(log);
   assert.equal(field(before, 'pid'), '1');
   const childVpid = field(before, 'childpid');
@@ -65,6 +69,7 @@ e2e('a PID namespace with its UTS, IPC and network namespaces comes back with th
   assert.match(status, /^NSpid:\s+\d+\s+1$/m);
   for (const ns of ['pid', 'uts', 'ipc', 'net'])
     assert.notEqual(readlinkSync(`/proc/${host}/ns/${ns}`), readlinkSync(`/proc/self/ns/${ns}`), `a ${ns} namespace of its own`);
+  assert.equal(inNet(host, [sysv, 'show'], '-i'), objects, 'SysV objects with their ids, owners, modes and contents');
   const lo = inNet(host, ['ip', '-o', 'addr', 'show', 'dev', 'lo']);
   assert.match(lo, /10\.7\.7\.7\/32/, 'the address added to lo');
   assert.match(inNet(host, ['ip', '-o', 'link', 'show', 'dev', 'lo']), /[<,]UP[,>]/, 'lo is up');

@@ -1,10 +1,12 @@
-// IPC namespace: its sysctls (ipcns-var-N.img); SysV objects are not saved yet, and a
-// namespace that holds any is refused. IPC sysctl files bind to the namespace of the thread
-// that opens them, so criu-ts's main thread joins it to read and to write them.
+// IPC namespace: its sysctls (ipcns-var-N.img) and SysV objects (sysv.ts). IPC sysctl files
+// and SysV calls act on the namespace of the calling thread, so criu-ts's main thread joins
+// it to read and to write them. POSIX message queues live in an mqueue mount (mount
+// namespaces) and are not saved, as CRIU does not save them either.
 import fs from 'node:fs';
 import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import { IMG, type MessageInput } from '../../images/index.ts';
 import type { NsKind } from './types.ts';
+import { dumpSysv, restoreSysv } from './sysv.ts';
 
 type Var = MessageInput<'ipc_var_entry'>;
 type Scalar = Exclude<keyof Var, 'sem_ctls'>;
@@ -38,11 +40,6 @@ const readText = (name: string): string | undefined => {
   }
 };
 
-/** Rows of /proc/sysvipc/KIND (after its header line) as the reader's IPC namespace has them. */
-function sysvObjects(kind: 'shm' | 'msg' | 'sem'): number {
-  return fs.readFileSync(`/proc/sysvipc/${kind}`, 'utf8').split('\n').slice(1).filter(Boolean).length;
-}
-
 function dumpVars(): Var {
   const e: Record<string, unknown> = { sem_ctls: (readText('kernel/sem') ?? '0 0 0 0').split(/\s+/).map(Number) };
   for (const [name, field, type, opt] of SYSCTLS) {
@@ -71,32 +68,33 @@ function writeSysctl(name: string, value: string): void {
 export const ipcNs: NsKind = {
   name: 'ipc',
   cflag: CLONE.NEWIPC,
-  dumpRefusal: (root) =>
-    inNamespaces(root, CLONE.NEWIPC, () => {
-      const held = (['shm', 'msg', 'sem'] as const).filter((k) => sysvObjects(k) > 0);
-      return held.length ? `its IPC namespace holds SysV ${held.join(', ')} objects, which criu-ts does not save yet` : undefined;
-    }),
+  dumpRefusal: () => undefined,
   dump: ({ pid, id, imgs, log }) => {
-    const e = inNamespaces(pid, CLONE.NEWIPC, dumpVars);
-    log.info(`IPC namespace ${id}: sysctls to ipcns-var-${id}.img`);
+    const { e, n } = inNamespaces(pid, CLONE.NEWIPC, () => ({ e: dumpVars(), n: dumpSysv(id, imgs) }));
+    log.info(`IPC namespace ${id}: sysctls to ipcns-var-${id}.img, ${n} SysV object(s) to ipcns-{shm,msg,sem}-${id}.img`);
     imgs.one(IMG.IPC_VAR, id, e);
   },
   restoreRefusal: ({ id, imgs }) => {
-    for (const k of [IMG.IPCNS_SHM, IMG.IPCNS_MSG, IMG.IPCNS_SEM] as const)
-      if (imgs.all(k, id).length) return `the dump holds SysV IPC objects (ipcns-*-${id}.img), which criu-ts does not restore yet`;
     imgs.one(IMG.IPC_VAR, id);
     return undefined;
   },
-  restore: ({ pid, id, imgs }) => {
+  restore: ({ pid, id, imgs, log }) => {
     const e = imgs.one(IMG.IPC_VAR, id) as Record<string, unknown>;
     inNamespaces(pid, CLONE.NEWIPC, () => {
+      // Limits first, then the objects at their ids, then the next ids as they were.
       const sem = e.sem_ctls as number[];
       if (sem.length === 4) writeSysctl('kernel/sem', sem.join(' '));
-      for (const [name, field] of SYSCTLS) {
-        const v = e[field];
-        if (v === undefined || readText(name) === undefined) continue;
-        writeSysctl(name, String(v));
-      }
+      const set = (nextIds: boolean) => {
+        for (const [name, field] of SYSCTLS) {
+          const v = e[field];
+          if (v === undefined || name.endsWith('_next_id') !== nextIds || readText(name) === undefined) continue;
+          writeSysctl(name, String(v));
+        }
+      };
+      set(false);
+      const n = restoreSysv(id, imgs);
+      set(true);
+      log.info(`IPC namespace ${id}: sysctls and ${n} SysV object(s) restored`);
     });
   },
 };
