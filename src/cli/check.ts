@@ -88,6 +88,16 @@ function probeTimerfd(): boolean {
   }
 }
 
+/** A file's mount id in fdinfo: what ties a file to a mount of a restored namespace. */
+function probeMntId(): boolean {
+  const fd = fs.openSync('/', 'r');
+  try {
+    return /^mnt_id:/m.test(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 const pidfds = (): boolean =>
   ok(() => {
     const p = pidfdOpen(getpid());
@@ -156,10 +166,11 @@ export const FEATURES: Feature[] = [
     what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)',
     probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)),
   },
+  { name: 'mnt_id', what: 'mount ids of files in /proc/PID/fdinfo (mount namespaces)', probe: probeMntId },
+  { name: 'move_mount_set_group', what: 'mount peer groups restored (MOVE_MOUNT_SET_GROUP)', probe: () => kernelAtLeast(5, 15) },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
-      ['mnt_id', 'mount ids of files (mount namespaces)'],
       ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
       ['aio_remap', 'AIO rings'],
       ['tun', 'tun/tap devices'],
@@ -190,7 +201,6 @@ export const FEATURES: Feature[] = [
       ['network_lock_nftables', 'the network lock'],
       ['sockopt_buf_lock', 'socket buffer-size locks'],
       ['memfd_hugetlb', 'hugetlb memfds'],
-      ['move_mount_set_group', 'mount sharing groups'],
       ['openat2', 'opening files with openat2'],
       ['ipv6_freebind', 'IPv6 sockets'],
       ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],
