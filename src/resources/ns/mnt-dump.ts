@@ -36,7 +36,7 @@ function refusal(m: MntEntry, all: MntEntry[], root: MntEntry): string | undefin
     return undefined;
   }
   // Any other bind needs a mount of the whole file system (or of a directory above) in the tree.
-  if (sameDev.some((o) => o.root === '/')) return undefined;
+  if (sameDev.some((o) => under(o.root, m.root) !== undefined)) return undefined;
   return `a bind of ${m.root} whose file system is mounted nowhere else in the namespace`;
 }
 
@@ -120,7 +120,7 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
       if (tmpfs.has(m.root_dev)) continue;
       area.reset();
       const fd = t.syscall('openat', AT_FDCWD, area.putString(m.mountpoint), O.PATH | O.DIRECTORY | O.CLOEXEC);
-      let tree: bigint;
+      let tree: bigint | undefined;
       try {
         const at = /^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'));
         if (Number(at?.[1]) !== m.mnt_id)
@@ -128,12 +128,14 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
             `task ${pid}: mount namespace: ${mountRefusal(m, 'a tmpfs covered by another mount; its contents cannot be read')}`,
           );
         area.reset();
-        tree = t.syscall('open_tree', fd, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
+        // An unbindable mount cannot be cloned: read in place, where tar stays on its file system.
+        const clone = t.syscallRaw('open_tree', fd, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
+        tree = clone >= 0n ? clone : undefined;
       } finally {
-        t.syscallRaw('close', fd);
+        if (tree !== undefined) t.syscallRaw('close', fd);
       }
-      const local = pidfdGetfd(hpidfd, Number(tree));
-      t.syscallRaw('close', tree);
+      const local = pidfdGetfd(hpidfd, Number(tree ?? fd));
+      t.syscallRaw('close', tree ?? fd);
       try {
         tmpfs.set(m.root_dev, tarCreate(`/proc/${process.pid}/fd/${local}`));
       } finally {

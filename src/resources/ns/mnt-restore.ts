@@ -44,8 +44,10 @@ function plan(m: MntEntry, before: MntEntry[], root: MntEntry, opts: MntRestoreO
     const rel = under(root.root, m.root);
     if (rel !== undefined) return { kind: 'rootbind', path: rel ? `${opts.root.replace(/\/$/, '')}/${rel}` : opts.root };
   }
-  // A file system already made once is bound again from there (a bind, or a peer).
-  const from = before.find((o) => o.root_dev === m.root_dev && o.root === '/' && o.ext_key === undefined);
+  // A file system already mounted is bound again from there (a bind, a peer, a bind of an
+  // external mount), from its whole root if it is mounted whole.
+  const sources = before.filter((o) => o !== root && o.root_dev === m.root_dev && under(o.root, m.root) !== undefined);
+  const from = sources.find((o) => o.root === '/') ?? sources[0];
   if (from) return { kind: 'bind', from, rel: under(from.root, m.root)! };
   if (m.root !== '/') return `a bind of ${m.root} whose file system is mounted nowhere else`;
   const fstype = fstypeName(m);
@@ -198,6 +200,8 @@ function restoreSharing(
       progress = true;
     }
   }
+  // Last: nothing can be bound from an unbindable mount.
+  for (const m of order) if (m.flags & MS.UNBINDABLE) propagate(m, MS.UNBINDABLE);
   const left = order.find((m) => !done.has(m));
   if (left) throw new CriuError(`${what(left)}: its peer group ${left.shared_id} or master ${left.master_id} cannot be restored`);
 }
