@@ -41,7 +41,7 @@ import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
-import { dumpNamespaces, nsPid, checkMntns, type MountOptions } from '../resources/ns/index.ts';
+import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
@@ -373,6 +373,8 @@ interface Shared {
   objects: DumpShared;
   /** A task's or thread's pid in the images: the one in its own PID namespace. */
   vpid: (pid: number) => number;
+  /** The root, when the tree has a network namespace of its own: its sockets are looked at from there. */
+  netRoot?: number;
 }
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
@@ -394,6 +396,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
   const vpids = nsPids(tasks);
   const shared: Shared = {
     vpid: (p) => vpids.get(p) ?? p,
+    ...(ownNet(tasks[0].pid) ? { netRoot: tasks[0].pid } : {}),
     seccomp: new SeccompDump(),
     locksSeen: new Set(),
     live: new Map(live.map((t) => [t.pid, t])),
@@ -424,7 +427,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       fileId: (pid, fd) => {
         const pidfd = pidfdOpen(pid);
         try {
-          return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id;
+          return inNetOf(shared.netRoot, () => dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd)).id;
         } finally {
           close(pidfd);
         }
@@ -552,7 +555,7 @@ function dumpTask(
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
     step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);
-    const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
+    const fdinfo = inNetOf(sh.netRoot, () => dumpFds(pid, sh.files, sh.identity, sh.fileCtx));
     if (debugOn(log))
       for (const e of fdinfo)
         log.debug(
@@ -610,6 +613,7 @@ function dumpTask(
 }
 
 const pid0 = (tasks: Task[]): number => tasks[0].pid;
+const ownNet = (pid: number): boolean => readLink(pid, 'ns/net') !== fs.readlinkSync('/proc/self/ns/net');
 
 /**
  * Each task's and thread's pid in its own PID namespace (the innermost of NSpid), when the

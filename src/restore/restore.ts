@@ -50,7 +50,7 @@ import {
   type TcpMode,
 } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
-import { planNamespaces, restoreNamespaces, type NsPlan } from '../resources/ns/index.ts';
+import { planNamespaces, prepareNamespaces, restoreNamespaces, inNetOf, type NsPlan } from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
@@ -446,6 +446,7 @@ function createTree(ctx: Ctx): void {
   const { tasks, live } = ctx;
   // Tasks in a new PID namespace cannot name criu-ts to take its fds: they inherit a pidfd of
   // it from the helper, at an fd above every one the dump has.
+  if (ctx.helper) prepareNamespaces(ctx.ns, ctx.helper.tracee, ctx.imgs, ctx.req.log);
   if (ctx.ns.flags & CLONE.NEWPID)
     ctx.helper?.tracee.holdTracerPidfd(tasks.reduce((m, t) => (t.zombie ? m : Math.max(m, ...t.fdinfo.map((e) => e.fd))), 2) + 2);
   // Tasks whose page data is still being read in by the tasks themselves: one is waited for
@@ -563,7 +564,9 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
     ctx.doneTables.add(`files:${filesId}`);
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
     if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
-    const local = openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals);
+    // Sockets are made in the tree's own network namespace, when it has one.
+    const netRoot = ctx.ns.flags & CLONE.NEWNET ? ctx.rootHost : undefined;
+    const local = inNetOf(netRoot, () => openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals));
     installFds(stub, t.fdinfo, local, getpid(), parent?.fdinfo);
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {

@@ -1,8 +1,8 @@
 /**
  * Trees in namespaces of their own, made by util-linux's unshare: a PID namespace whose init
- * (pid 1) has a child, with its own UTS, IPC and network namespaces, is dumped and restored
- * into new ones: the pids inside, host and domain name, SysV objects, the loopback's state
- * and addresses are checked from inside.
+ * (pid 1) has a child, with its own UTS, IPC, network and time namespaces, is dumped and
+ * restored into new ones: the pids inside, host and domain name, SysV objects, the loopback's
+ * state, addresses and sysctls, a TCP listener in it, CLOCK_MONOTONIC are checked from inside.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -12,7 +12,9 @@ import { e2e, startTarget, readLines, adopt, reap, killAndReap, waitFor, descend
 import { dump, restore, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
-const UNSHARE = ['unshare', '--pid', '--fork', '--uts', '--ipc', '--net'];
+// A time namespace whose CLOCK_MONOTONIC is a day ahead of the host's.
+const DAY = 86400;
+const UNSHARE = ['unshare', '--pid', '--fork', '--uts', '--ipc', '--net', '--time', '--monotonic', String(DAY)];
 
 /** Run `cmd` in the network (or with `ns` another) namespace of `pid`; its stdout. */
 function inNet(pid: number, cmd: string[], ns = '-n'): string {
@@ -36,11 +38,14 @@ const lastLine = (log: string) =>
     .at(-1) ?? '';
 const field = (line: string, k: string) => new RegExp(`\\b${k}=(\\S*)`).exec(line)?.[1];
 
-e2e('a PID namespace with its UTS, IPC and network namespaces comes back with the same pids inside', async (c) => {
+e2e('a PID namespace with its UTS, IPC, network and time namespaces comes back with the same pids inside', async (c) => {
   const log = join(c.dir, 'box.log');
   const { unshare, init } = await startBox(log);
-  inNet(init, ['ip', 'link', 'set', 'lo', 'up']);
   inNet(init, ['ip', 'addr', 'add', '10.7.7.7/32', 'dev', 'lo']);
+  const SYSCTLS = { 'ipv4/conf/all/accept_local': '1', 'ipv4/conf/lo/arp_ignore': '2', 'unix/max_dgram_qlen': '123' };
+  const sysctls = (pid: number) => Object.keys(SYSCTLS).map((k) => inNet(pid, ['cat', `/proc/sys/net/${k}`]).trim());
+  for (const [k, v] of Object.entries(SYSCTLS)) inNet(init, ['sh', '-c', `echo ${v} > /proc/sys/net/${k}`]);
+  assert.deepEqual(sysctls(init), Object.values(SYSCTLS));
   const sysv = workload('sysvfill');
   inNet(init, [sysv, 'make'], '-i');
   const objects = inNet(init, [sysv, 'show'], '-i');
@@ -64,15 +69,20 @@ e2e('a PID namespace with its UTS, IPC and network namespaces comes back with th
   assert.equal(field(after, 'childpid'), childVpid, 'its child has the same pid inside');
   assert.equal(field(after, 'host'), 'box');
   assert.equal(field(after, 'domain'), 'example.org');
+  assert.equal(field(before, 'tcp'), 'ok');
+  assert.equal(field(after, 'tcp'), 'ok', 'its TCP listener is back in its network namespace');
+  const monoGap = Number(field(after, 'mono')) - Number(field(before, 'mono'));
+  assert.ok(monoGap >= 0 && monoGap < 60, `CLOCK_MONOTONIC goes on from where it was (${monoGap} s later)`);
   assert.notEqual(host, 1);
   const status = readFileSync(`/proc/${host}/status`, 'utf8');
   assert.match(status, /^NSpid:\s+\d+\s+1$/m);
-  for (const ns of ['pid', 'uts', 'ipc', 'net'])
+  for (const ns of ['pid', 'uts', 'ipc', 'net', 'time'])
     assert.notEqual(readlinkSync(`/proc/${host}/ns/${ns}`), readlinkSync(`/proc/self/ns/${ns}`), `a ${ns} namespace of its own`);
   assert.equal(inNet(host, [sysv, 'show'], '-i'), objects, 'SysV objects with their ids, owners, modes and contents');
   const lo = inNet(host, ['ip', '-o', 'addr', 'show', 'dev', 'lo']);
   assert.match(lo, /10\.7\.7\.7\/32/, 'the address added to lo');
   assert.match(inNet(host, ['ip', '-o', 'link', 'show', 'dev', 'lo']), /[<,]UP[,>]/, 'lo is up');
+  assert.deepEqual(sysctls(host), Object.values(SYSCTLS), 'the net sysctls of the namespace and of lo');
   const kids = descendants(host);
   for (const k of kids) adopt(k);
   killAndReap(host);

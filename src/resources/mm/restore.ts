@@ -379,6 +379,17 @@ function fullAuxv(mm: MmEntry): bigint[] {
   return tail.length ? [...mm.mm_saved_auxv, ...tail] : mm.mm_saved_auxv;
 }
 
+/** The same inode: a task in a mount namespace of its own shows its exe by another path than criu-ts reaches it by. */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const x = fs.statSync(a),
+      y = fs.statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
 /** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */
 export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, log?: Logger): void {
   const tr = t.leader;
@@ -397,7 +408,7 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   } catch {
     /* none */
   }
-  const exeFd = current === exePath ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
+  const exeFd = current === exePath || sameFile(`/proc/${t.pid}/exe`, exePath) ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
   try {
     const m = prctlMmMap(mm, auxvAddr, auxv.length, Number(exeFd));
     const mapAt = t.area.put(m);

@@ -7,10 +7,12 @@
 //   ipc.ts   IPC sysctls (ipcns-var-N.img)
 //   net.ts   loopback, addresses, routes (netdev-, netns-, ifaddr-, route-N.img)
 //   mnt.ts   the mount tree and tmpfs contents (mountpoints-N.img, tmpfs-dev-N.tar.gz.img)
+//   time.ts  the clocks' offsets (timens-N.img)
 import fs from 'node:fs';
 import { NotSupportedError } from '../../errors.ts';
 import { readLink } from '../../proc/index.ts';
 import type { Logger, Message } from '../types.ts';
+import type { Tracee } from '../../compel/index.ts';
 import type { MountOptions } from './mnt-tree.ts';
 import type { NsKind, NsName, NsDumpCtx, NsImagesIn, NsRestoreCtx } from './types.ts';
 import { pidNs } from './pid.ts';
@@ -18,10 +20,12 @@ import { utsNs } from './uts.ts';
 import { ipcNs } from './ipc.ts';
 import { netNs } from './net.ts';
 import { mntNs } from './mnt.ts';
+import { timeNs } from './time.ts';
 import { CLONE } from '../../kernel/index.ts';
 
 export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut } from './types.ts';
 export { nsPid } from './pid.ts';
+export { inNetOf } from './net.ts';
 export { checkMntns, type MountOptions } from './mnt.ts';
 
 const refused = (name: NsName, cflag: number, why: string): NsKind => ({
@@ -40,7 +44,7 @@ export const NS_KINDS: NsKind[] = [
   mntNs,
   refused('user', CLONE.NEWUSER, 'a user namespace of its own is not saved yet'),
   refused('cgroup', CLONE.NEWCGROUP, 'a cgroup namespace of its own is not saved yet'),
-  refused('time', CLONE.NEWTIME, 'a time namespace of its own is not saved yet'),
+  timeNs,
 ];
 
 const FOR_CHILDREN: Array<[string, NsName]> = [
@@ -126,6 +130,11 @@ export function planNamespaces(
     if (why) throw new NotSupportedError(`namespaces: ${k.name}: ${why}`);
   }
   return { kinds, flags: kinds.reduce((a, k) => a | k.cflag, 0), rootIds, mounts };
+}
+
+/** Make, in the helper the root is cloned from, the namespaces it enters at fork. */
+export function prepareNamespaces(plan: NsPlan, helper: Tracee, imgs: NsImagesIn, log: Logger): void {
+  for (const k of plan.kinds) k.beforeRoot?.({ helper, id: idOf(plan.rootIds, k)!, imgs, log });
 }
 
 /** Fill the root's new namespaces (the root stopped in them, without children yet). */

@@ -3,10 +3,11 @@
 // Only the loopback is restored: any other link refuses the dump. `ip` runs in the
 // namespace through nsenter (criu-ts's own threads stay home).
 import { spawnSync } from 'node:child_process';
-import { CLONE } from '../../kernel/index.ts';
+import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG, type MessageInput } from '../../images/index.ts';
 import type { NsKind } from './types.ts';
+import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
 
 const ND_LOOPBACK = 1;
 const IFF: Record<string, number> = {
@@ -24,6 +25,14 @@ const IFF: Record<string, number> = {
   LOWER_UP: 0x10000,
   DORMANT: 0x20000,
 };
+
+/**
+ * Run `fn` with criu-ts's main thread in the network namespace of `pid` (when given): the
+ * sockets it makes (sock_diag's, the restored ones) belong there.
+ */
+export function inNetOf<T>(pid: number | undefined, fn: () => T): T {
+  return pid === undefined ? fn() : inNamespaces(pid, CLONE.NEWNET, fn);
+}
 
 /** Run `ip ARGS` in the network namespace of `pid`; its output. */
 function ip(pid: number, args: string[], input?: Buffer): Buffer {
@@ -70,8 +79,16 @@ export const netNs: NsKind = {
   },
   dump: ({ pid, id, imgs, log }) => {
     const ls = links(pid);
-    for (const l of ls) imgs.add(IMG.NETDEV, id, deviceEntry(l));
-    imgs.one(IMG.NETNS, id, {});
+    const { netns, devs } = inNamespaces(pid, CLONE.NEWNET, () => ({
+      netns: readNetnsConf(),
+      devs: ls.map((l) => ({
+        ...deviceEntry(l),
+        conf4: readConf('ipv4', l.ifname),
+        ...(hasIpv6() ? { conf6: readConf('ipv6', l.ifname) } : {}),
+      })),
+    }));
+    for (const d of devs) imgs.add(IMG.NETDEV, id, d);
+    imgs.one(IMG.NETNS, id, netns);
     imgs.raw(IMG.IFADDR, ip(pid, ['addr', 'save']), id);
     imgs.raw(IMG.ROUTE, ip(pid, ['-4', 'route', 'save', 'table', 'main']), id);
     imgs.raw(IMG.ROUTE6, ip(pid, ['-6', 'route', 'save', 'table', 'main']), id);
@@ -86,10 +103,16 @@ export const netNs: NsKind = {
     return undefined;
   },
   restore: ({ pid, id, imgs, log }) => {
+    inNamespaces(pid, CLONE.NEWNET, () => writeNetnsConf(imgs.one(IMG.NETNS, id), log));
     for (const { entry } of imgs.all(IMG.NETDEV, id)) {
       const args = ['link', 'set', 'dev', entry.name, 'mtu', String(entry.mtu)];
       if (entry.flags & IFF.UP) args.push('up');
       ip(pid, args);
+      // The loopback is born with the namespace, before its defaults are set: all of its conf goes back.
+      inNamespaces(pid, CLONE.NEWNET, () => {
+        writeConf('ipv4', entry.name, entry.conf4, log);
+        if (hasIpv6()) writeConf('ipv6', entry.name, entry.conf6, log);
+      });
     }
     // Addresses need their links up; the loopback's own ones exist already (ip skips them).
     for (const [kind, args] of [

@@ -71,4 +71,9 @@ export interface NsKind {
   restoreRefusal(ctx: { vpid: number; id: number; imgs: NsImagesIn; mounts?: MountOptions; log: Logger }): string | undefined;
   /** Fill the root's new namespace, before the root has children. */
   restore?(ctx: NsRestoreCtx): void;
+  /**
+   * Make the namespace in the process the root is cloned from (a helper, in criu-ts's
+   * namespaces), for kinds a child enters at fork rather than by a clone flag (time).
+   */
+  beforeRoot?(ctx: { helper: Tracee; id: number; imgs: NsImagesIn; log: Logger }): void;
 }
