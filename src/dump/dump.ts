@@ -410,6 +410,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       log: req.log,
       shellJob: req.shellJob,
       extUnixSk: !!req.extUnixSk,
+      mntIds: ownMntns(req.pid),
       kinds: new Map(),
       addFile: (make) => {
         const id = files.newId();
@@ -480,6 +481,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       },
       mounts: req.mounts,
       helper: () => (helper ??= startHelper([])),
+      tasks: live.map((t) => ({ pid: t.pid, ids: shared.ns.idsOf(t.pid) })),
     });
   } finally {
     if (helper) killHelper(helper.tracee.tid);

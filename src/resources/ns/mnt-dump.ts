@@ -70,7 +70,13 @@ export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
 
 /** Refuse, before anything is injected, a namespace whose mounts or open files cannot come back. */
 export function checkMntns(pids: number[], external: Map<string, string>): void {
-  checkFilesInMntns(pids, readMntns(pids[0], { external }));
+  const seen = new Map<string, MntEntry[]>();
+  for (const pid of pids) {
+    const ns = fs.readlinkSync(`/proc/${pid}/ns/mnt`);
+    // --external marks the root's namespace only, as CRIU's.
+    if (!seen.has(ns)) seen.set(ns, readMntns(pid, { external: seen.size === 0 ? external : new Map() }));
+  }
+  checkFilesInMntns(pids, [...seen.values()].flat());
 }
 
 /**

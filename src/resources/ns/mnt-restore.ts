@@ -24,6 +24,11 @@ export interface MntRestoreOptions {
   /** A tmpfs's archive (tmpfs-dev-<dev>.tar.gz.img), by its s_dev. */
   tmpfs(dev: number): Buffer | undefined;
   log: Logger;
+  /**
+   * Where the yard directory is made: as the stub names it, and as criu-ts does (the same
+   * for the root's namespace; a nested one is made inside the root's, through /proc/STUB/root).
+   */
+  yard?: { inStub: string; here: string };
 }
 
 type How =
@@ -68,13 +73,13 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
   } catch (e) {
     return (e as Error).message;
   }
-  if (!fs.statSync(opts.root, { throwIfNoEntry: false })?.isDirectory()) return `--root ${opts.root} is not a directory`;
+  if (!opts.yard && !fs.statSync(opts.root, { throwIfNoEntry: false })?.isDirectory()) return `--root ${opts.root} is not a directory`;
   const ids = new Set(entries.map((e) => e.mnt_id));
   const order = mountOrder(entries);
   for (const [i, m] of order.entries()) {
     const h = plan(m, order.slice(0, i), root, opts);
     if (typeof h === 'string') return `${what(m)}: ${h}`;
-    if ((h.kind === 'external' || h.kind === 'rootbind') && !fs.existsSync(h.path))
+    if (!opts.yard && (h.kind === 'external' || h.kind === 'rootbind') && !fs.existsSync(h.path))
       return `${what(m)}: its source ${h.path} does not exist`;
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
       return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
@@ -108,7 +113,8 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
   const openPath = (m: MntEntry, p: string): bigint => call(m, 'openat', AT_FDCWD, p, O.PATH | O.CLOEXEC);
   // Nothing done here may reach the host's mounts; the host's may still reach the copy.
   call(root, 'mount', null, '/', null, MS.REC | MS.SLAVE, null);
-  const yard = fs.mkdtempSync('/tmp/.criu-ts-root-');
+  const here = fs.mkdtempSync(`${opts.yard?.here ?? '/tmp'}/.criu-ts-root-`);
+  const yard = opts.yard ? `${opts.yard.inStub}/${here.slice(opts.yard.here.length + 1)}` : here;
   try {
     call(root, 'mount', opts.root, yard, null, MS.BIND, null);
     call(root, 'mount', null, yard, null, MS.PRIVATE, null);
@@ -125,7 +131,15 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
       // A read-only superblock is filled first, then made read-only.
       const sbFlags = m.sb_flags ?? 0;
       if (h.kind === 'new')
-        call(m, 'mount', m.source || h.fstype, target, h.fstype, (sbFlags & ~MS.RDONLY) | (m.flags & PER_MOUNT & ~MS.RDONLY), m.options || null);
+        call(
+          m,
+          'mount',
+          m.source || h.fstype,
+          target,
+          h.fstype,
+          (sbFlags & ~MS.RDONLY) | (m.flags & PER_MOUNT & ~MS.RDONLY),
+          m.options || null,
+        );
       else {
         const src = h.kind === 'bind' ? fdPath(h.from.mnt_id, h.rel) : h.kind === 'root' ? opts.root : h.path;
         call(m, 'mount', src, target, null, MS.BIND, null);
@@ -147,7 +161,7 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     call(root, 'fchdir', fds.get(root.mnt_id)!);
   } finally {
     for (const fd of fds.values()) stub.syscallRaw('close', fd);
-    fs.rmdirSync(yard);
+    fs.rmdirSync(here);
   }
 }
 

@@ -42,6 +42,20 @@ export interface NsDumpCtx {
   mounts?: MountOptions;
   /** Starts (once) a helper the orchestrator kills after the dump. */
   helper: () => NsHelper;
+  /** Of a nested kind: every live task (host pid) with its id of this kind. */
+  tasks: Array<{ pid: number; id: number }>;
+}
+
+/** A task (not the root) whose namespace of a nested kind is not its parent's. */
+export interface NsEnterCtx {
+  stub: Tracee;
+  area: InjectionArea;
+  id: number;
+  /** A task (host pid) already in that namespace, if one was made. */
+  holder?: number;
+  imgs: NsImagesIn;
+  log: Logger;
+  mounts?: MountOptions;
 }
 
 export interface NsRestoreCtx {
@@ -68,7 +82,18 @@ export interface NsKind {
   /** Save the namespace's contents, once per dump. */
   dump?(ctx: NsDumpCtx): void;
   /** Why the dumped namespace cannot be restored, asked before any process exists. */
-  restoreRefusal(ctx: { vpid: number; id: number; imgs: NsImagesIn; mounts?: MountOptions; log: Logger }): string | undefined;
+  restoreRefusal(ctx: {
+    vpid: number;
+    id: number;
+    imgs: NsImagesIn;
+    mounts?: MountOptions;
+    log: Logger;
+    nested?: boolean;
+  }): string | undefined;
+  /** Tasks below the root may be in other namespaces of this kind (each dumped and made again). */
+  nested?: boolean;
+  /** Put a task in its namespace of a nested kind: join it (holder) or make it. */
+  enter?(ctx: NsEnterCtx): void;
   /** Fill the root's new namespace, before the root has children. */
   restore?(ctx: NsRestoreCtx): void;
   /**
