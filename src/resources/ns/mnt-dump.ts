@@ -116,10 +116,13 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
   const todo = entries.filter((m) => m.fstype === FSTYPE.TMPFS && m.root === '/' && m.ext_key === undefined);
   if (todo.length === 0) return { entries, tmpfs };
   const { tracee: t, area } = helper();
-  area.reset();
-  const nsfd = t.syscall('openat', AT_FDCWD, area.putString(`/proc/${pid}/ns/mnt`), O.RDONLY | O.CLOEXEC);
-  t.syscall('setns', nsfd, CLONE.NEWNS);
-  t.syscallRaw('close', nsfd);
+  // By pidfd: the helper may be in another namespace already, whose /proc is not criu-ts's.
+  const nsfd = t.syscall('pidfd_open', pid, 0);
+  try {
+    t.syscall('setns', nsfd, CLONE.NEWNS);
+  } finally {
+    t.syscallRaw('close', nsfd);
+  }
   const hpidfd = pidfdOpen(t.tid);
   try {
     for (const m of todo) {

@@ -2,7 +2,8 @@
 // (tmpfs-dev-N.tar.gz.img), dumped from outside (mnt-dump.ts) and built again by the root's
 // stub, born in a new mount namespace (mnt-restore.ts). Files the tasks hold are reopened
 // through the restored namespace (/proc/ROOT/root).
-import { AT_FDCWD, CLONE, O } from '../../kernel/index.ts';
+import { CLONE, O } from '../../kernel/index.ts';
+import { openPulled } from '../../compel/open.ts';
 import { parseMountinfo, readLink, type MountInfo } from '../../proc/index.ts';
 import { CriuError } from '../../errors.ts';
 import fs from 'node:fs';
@@ -63,8 +64,8 @@ export const mntNs: NsKind = {
     const { stub, area } = ctx;
     if (ctx.holder !== undefined) {
       if (readLink(stub.tid, 'ns/mnt') === readLink(ctx.holder, 'ns/mnt')) return;
-      area.reset();
-      const fd = stub.syscall('openat', AT_FDCWD, area.putString(`/proc/${ctx.holder}/ns/mnt`), O.RDONLY | O.CLOEXEC);
+      // Opened by criu-ts: the stub's /proc may be another PID namespace's.
+      const fd = openPulled(stub, `/proc/${ctx.holder}/ns/mnt`, O.RDONLY);
       try {
         stub.syscall('setns', fd, CLONE.NEWNS);
       } finally {
