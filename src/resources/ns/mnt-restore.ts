@@ -29,6 +29,8 @@ export interface MntRestoreOptions {
    * for the root's namespace; a nested one is made inside the root's, through /proc/STUB/root).
    */
   yard?: { inStub: string; here: string };
+  /** The root is a file system of its own (a nested namespace's, not a bind): made anew. */
+  rootAnew?: boolean;
 }
 
 type How =
@@ -113,12 +115,20 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
   const openPath = (m: MntEntry, p: string): bigint => call(m, 'openat', AT_FDCWD, p, O.PATH | O.CLOEXEC);
   // Nothing done here may reach the host's mounts; the host's may still reach the copy.
   call(root, 'mount', null, '/', null, MS.REC | MS.SLAVE, null);
-  const here = fs.mkdtempSync(`${opts.yard?.here ?? '/tmp'}/.criu-ts-root-`);
-  const yard = opts.yard ? `${opts.yard.inStub}/${here.slice(opts.yard.here.length + 1)}` : here;
+  const parent = opts.yard?.here ?? '/tmp';
+  const here = fs.mkdtempSync(`${parent}/.criu-ts-root-`);
+  const name = here.slice(parent.length + 1);
+  const yard = opts.yard ? `${opts.yard.inStub}/${name}` : here;
+  // Removed through its parent as it is now: after pivot_root, /proc/STUB/root is another tree.
+  const parentFd = fs.openSync(parent, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
   try {
-    call(root, 'mount', opts.root, yard, null, MS.BIND, null);
+    const fresh = opts.rootAnew ? fstypeName(root) : undefined;
+    if (fresh) call(root, 'mount', root.source || fresh, yard, fresh, (root.sb_flags ?? 0) & ~MS.RDONLY, root.options || null);
+    else call(root, 'mount', opts.root, yard, null, MS.BIND, null);
     call(root, 'mount', null, yard, null, MS.PRIVATE, null);
     fds.set(root.mnt_id, openPath(root, yard));
+    const rootFiles = fresh && root.fstype === FSTYPE.TMPFS ? opts.tmpfs(Number(root.root_dev)) : undefined;
+    if (rootFiles) tarExtract(`/proc/${stub.tid}/fd/${fds.get(root.mnt_id)}`, rootFiles);
     for (const [i, m] of order.entries()) {
       if (m === root) continue;
       const h = plan(m, order.slice(0, i), root, opts);
@@ -161,7 +171,8 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     call(root, 'fchdir', fds.get(root.mnt_id)!);
   } finally {
     for (const fd of fds.values()) stub.syscallRaw('close', fd);
-    fs.rmdirSync(here);
+    fs.rmdirSync(`/proc/self/fd/${parentFd}/${name}`);
+    fs.closeSync(parentFd);
   }
 }
 

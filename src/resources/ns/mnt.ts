@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { IMG } from '../../images/index.ts';
 import { dumpMntns } from './mnt-dump.ts';
 import { mntRestoreRefusal, restoreMntns, type MntRestoreOptions } from './mnt-restore.ts';
-import { kdev, rootMount, under, type MntEntry } from './mnt-tree.ts';
+import { FSTYPE, kdev, rootMount, under, type MntEntry } from './mnt-tree.ts';
 import type { NsImagesIn, NsKind } from './types.ts';
 import type { MountOptions } from './mnt-tree.ts';
 import type { Logger } from '../types.ts';
@@ -80,15 +80,16 @@ export const mntNs: NsKind = {
     const nested = rootMount(entries);
     const dev = Number(nested.root_dev);
     const from = readMntinfo(stub.tid).find((o) => kdev(o.major, o.minor) === dev && under(o.root, nested.root) !== undefined);
-    if (!from)
-      throw new CriuError(
-        `mountpoints-${ctx.id}.img: the root ${nested.root} of its namespace is nowhere in the namespace of task ${stub.tid}`,
-      );
-    const rel = under(from.root, nested.root)!;
+    // Else a root of its own file system (a tmpfs it pivoted into) is made anew.
+    const rootAnew = !from && nested.root === '/' && nested.fstype !== FSTYPE.UNSUPPORTED;
+    if (!from && !rootAnew)
+      throw new CriuError(`mountpoints-${ctx.id}.img: the root ${nested.root} of its namespace is nowhere in the namespace of task ${stub.tid}`);
+    const rel = from ? under(from.root, nested.root)! : '';
     stub.syscall('unshare', CLONE.NEWNS);
     restoreMntns(stub, area, entries, {
       ...opts,
-      root: rel ? `${from.mountPoint.replace(/\/$/, '')}/${rel}` : from.mountPoint,
+      root: !from ? '' : rel ? `${from.mountPoint.replace(/\/$/, '')}/${rel}` : from.mountPoint,
+      rootAnew,
       external: new Map(),
       yard: { inStub: '/tmp', here: `/proc/${stub.tid}/root/tmp` },
     });
