@@ -196,6 +196,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       if (!reg) throw new CriuError(`remap-fpath.img: no regular file with id ${id} in files.img`);
       return reg.name;
     },
+    (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
   );
   let ctx: Ctx | undefined;
   try {
@@ -559,11 +560,11 @@ function pathResolver(ctx: Ctx, asTask = false): (id: number) => string {
 }
 
 /**
- * A file of the tree, by its name in its mount namespace: through the root of a task in the
- * namespace its mount is in (the root's without a mount id). A ghost made again is criu-ts's own path.
+ * A file of the tree (or a ghost made again for it), by its name in its mount namespace:
+ * through the root of a task in the namespace its mount is in (the root's without a mount id).
  */
 function inNs(ctx: Ctx, p: string, reg: { name: string; mnt_id?: number }): string {
-  if (!ctx.nsRoot || p !== reg.name) return p;
+  if (!ctx.nsRoot) return p;
   const ns = reg.mnt_id !== undefined && reg.mnt_id >= 0 ? ctx.mntOf.get(reg.mnt_id) : undefined;
   const holder = (ns !== undefined ? ctx.ns.holders.get('mnt')?.get(ns) : undefined) ?? ctx.rootHost;
   return `/proc/${holder}/root${p}`;

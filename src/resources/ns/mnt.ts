@@ -83,7 +83,9 @@ export const mntNs: NsKind = {
     // Else a root of its own file system (a tmpfs it pivoted into) is made anew.
     const rootAnew = !from && nested.root === '/' && nested.fstype !== FSTYPE.UNSUPPORTED;
     if (!from && !rootAnew)
-      throw new CriuError(`mountpoints-${ctx.id}.img: the root ${nested.root} of its namespace is nowhere in the namespace of task ${stub.tid}`);
+      throw new CriuError(
+        `mountpoints-${ctx.id}.img: the root ${nested.root} of its namespace is nowhere in the namespace of task ${stub.tid}`,
+      );
     const rel = from ? under(from.root, nested.root)! : '';
     stub.syscall('unshare', CLONE.NEWNS);
     restoreMntns(stub, area, entries, {
