@@ -25,12 +25,14 @@ export interface MntDump {
 }
 
 /** Why the mount `m` cannot be restored; undefined when it can. */
-function refusal(m: MntEntry, all: MntEntry[], root: MntEntry): string | undefined {
+function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry): string | undefined {
   if (m === root || m.ext_key !== undefined) return undefined;
   const sameDev = all.filter((o) => o !== m && o.root_dev === m.root_dev);
   // A bind of (part of) the root's file system comes from --root.
   if (m.root_dev === root.root_dev && under(root.root, m.root) !== undefined) return undefined;
   if (m.root === '/') {
+    if (m.fstype === FSTYPE.BINFMT_MISC && binfmtEntries(pid, m).length)
+      return `binfmt_misc entries (${binfmtEntries(pid, m).join(', ')}) are not saved yet`;
     if (m.fstype === FSTYPE.UNSUPPORTED)
       return `${m.fsname} is not a file system criu-ts makes anew; name it with --external mnt[${m.mountpoint}]:KEY`;
     return undefined;
@@ -38,6 +40,15 @@ function refusal(m: MntEntry, all: MntEntry[], root: MntEntry): string | undefin
   // Any other bind needs a mount of the whole file system (or of a directory above) in the tree.
   if (sameDev.some((o) => under(o.root, m.root) !== undefined)) return undefined;
   return `a bind of ${m.root} whose file system is mounted nowhere else in the namespace`;
+}
+
+/** The formats registered in a binfmt_misc mount (read through the task's root). */
+function binfmtEntries(pid: number, m: MntEntry): string[] {
+  try {
+    return fs.readdirSync(`/proc/${pid}/root${m.mountpoint}`).filter((n) => n !== 'register' && n !== 'status');
+  } catch {
+    return [];
+  }
 }
 
 export function mountRefusal(m: MntEntry, why: string): string {
@@ -54,7 +65,7 @@ export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
   });
   const root = rootMount(entries);
   for (const m of entries) {
-    const why = refusal(m, entries, root);
+    const why = refusal(pid, m, entries, root);
     if (why) throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(m, why)}`);
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
       throw new NotSupportedError(
