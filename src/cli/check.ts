@@ -10,6 +10,8 @@ import {
   pidfdOpen,
   pidfdGetfd,
   close,
+  memfdCreate,
+  MFD,
   kcmp,
   KCMP,
   getpid,
@@ -31,9 +33,22 @@ import {
   PR,
   PR_SET_MM_MAP_SIZE,
   addressOf,
+  sock,
 } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import type { Logger } from '../resources/types.ts';
+import { hasRawDiag } from '../resources/net/diag.ts';
+import { lockAvailable } from '../resources/net/netlock.ts';
+
+const inPath = (cmd: string): boolean =>
+  (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => {
+    try {
+      fs.accessSync(`${d}/${cmd}`, fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 
 /** A feature: probed when criu-ts uses it; without a probe, `what` says what it would serve. */
 export interface Feature {
@@ -75,6 +90,17 @@ const ok = (fn: () => unknown): boolean => {
   }
 };
 
+/** Does this kernel have the option on a datagram socket of the family? */
+const sockoptWorks = (family: number, level: number, opt: number): boolean =>
+  ok(() => {
+    const fd = sock.socket(family, sock.SOCK.DGRAM | sock.SOCK.CLOEXEC, 0);
+    try {
+      sock.getsockoptInt(fd, level, opt);
+    } finally {
+      close(fd);
+    }
+  });
+
 /** The timerfd ticks ioctl, which puts a timerfd's expirations back: with a null argument it fails with EFAULT where it exists. */
 function probeTimerfd(): boolean {
   const fd = timerfdCreate(1 /* CLOCK_MONOTONIC */, 0);
@@ -95,6 +121,31 @@ function probeMntId(): boolean {
     return /^mnt_id:/m.test(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** TCP repair mode on a loopback connection in FIN_WAIT (its end was shut down for writing). */
+function probeHalfClosed(): boolean {
+  const fds: number[] = [];
+  try {
+    const l = sock.socket(sock.AF.INET, sock.SOCK.STREAM | sock.SOCK.CLOEXEC, 0);
+    fds.push(l);
+    const any = Buffer.alloc(16);
+    any.writeUInt16LE(sock.AF.INET, 0);
+    any.set([127, 0, 0, 1], 4);
+    sock.bind(l, any);
+    sock.listen(l, 1);
+    const c = sock.socket(sock.AF.INET, sock.SOCK.STREAM | sock.SOCK.CLOEXEC, 0);
+    fds.push(c);
+    sock.connect(c, sock.getsockname(l));
+    sock.shutdown(c, sock.SHUT.WR);
+    sock.setsockoptInt(c, sock.SOL.TCP, sock.TCP.REPAIR, 1);
+    sock.setsockoptInt(c, sock.SOL.TCP, sock.TCP.REPAIR, -1);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    for (const fd of fds) close(fd);
   }
 }
 
@@ -168,25 +219,54 @@ export const FEATURES: Feature[] = [
   },
   { name: 'mnt_id', what: 'mount ids of files in /proc/PID/fdinfo (mount namespaces)', probe: probeMntId },
   { name: 'move_mount_set_group', what: 'mount peer groups restored (MOVE_MOUNT_SET_GROUP)', probe: () => kernelAtLeast(5, 15) },
+  {
+    name: 'memfd_hugetlb',
+    what: 'MFD_HUGETLB memfds (their hugetlb_flag)',
+    probe: () =>
+      ok(() => {
+        close(memfdCreate('criu-ts-probe', MFD.CLOEXEC | MFD.HUGETLB));
+      }),
+  },
+  { name: 'net_diag_raw', what: 'raw sockets listed by sock_diag (raw_diag)', probe: hasRawDiag },
+  {
+    name: 'sockopt_buf_lock',
+    what: 'socket buffer-size locks (SO_BUF_LOCK)',
+    probe: () => sockoptWorks(sock.AF.UNIX, sock.SOL.SOCKET, sock.SO.BUF_LOCK),
+  },
+  {
+    name: 'ipv6_freebind',
+    what: 'IPV6_FREEBIND of IPv6 sockets, dumped and restored',
+    probe: () => sockoptWorks(sock.AF.INET6, sock.SOL.IPV6, sock.IPV6.FREEBIND),
+  },
+  { name: 'aio_remap', what: 'AIO rings moved to their place with mremap (mm/aio.ts)', probe: () => kernelAtLeast(3, 19) },
+  {
+    name: 'network_lock_nftables',
+    what: 'the nftables network lock (nft, and sets of concatenated addresses and ports)',
+    probe: () => lockAvailable('nftables'),
+  },
+  {
+    // CRIU asks for the legacy binaries; criu-ts's iptables lock needs iptables and ip6tables that work.
+    name: 'has_ipt_legacy',
+    what: 'iptables-legacy and ip6tables-legacy, and the iptables network lock',
+    probe: () => ['iptables-legacy', 'ip6tables-legacy'].every(inPath) && lockAvailable('iptables'),
+  },
+  { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
       ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
-      ['aio_remap', 'AIO rings'],
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],
       ['loginuid', 'restoring the login uid'],
       ['cgroupns', 'cgroup namespaces'],
       ['autofs', 'autofs mounts'],
-      ['tcp_half_closed', 'half-closed TCP connections'],
       ['compat_cr', '32-bit (compat) tasks'],
       ['uffd', 'lazy pages (userfaultfd)'],
       ['uffd-noncoop', 'lazy pages of trees that fork (userfaultfd events)'],
       ['can_map_vdso', 'mapping the vDSO by arch_prctl (criu-ts moves it with mremap)'],
       ['sk_ns', 'sockets of other network namespaces'],
       ['sk_unix_file', 'unix sockets bound in other mount namespaces'],
-      ['net_diag_raw', 'raw sockets'],
       ['nsid', 'network namespace ids'],
       ['link_nsid', 'links into other network namespaces'],
       ['kcmp_epoll', 'epoll targets compared by kcmp (criu-ts reads fdinfo)'],
@@ -194,15 +274,10 @@ export const FEATURES: Feature[] = [
       ['external_net_ns', 'external network namespaces'],
       ['newifindex', 'network devices at new indexes'],
       ['nftables', 'nftables in network namespaces'],
-      ['has_ipt_legacy', 'iptables (legacy) in network namespaces'],
       ['pidfd_store', 'the pidfd store of iterative dumps (RPC)'],
       ['ns_pid', 'nested PID namespaces'],
       ['apparmor_stacking', 'AppArmor namespaces'],
-      ['network_lock_nftables', 'the network lock'],
-      ['sockopt_buf_lock', 'socket buffer-size locks'],
-      ['memfd_hugetlb', 'hugetlb memfds'],
       ['openat2', 'opening files with openat2'],
-      ['ipv6_freebind', 'IPv6 sockets'],
       ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],
       ['overlayfs_maps', 'mappings of files on overlayfs'],
       ['breakpoints', 'hardware breakpoints'],

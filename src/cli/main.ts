@@ -18,14 +18,19 @@ const loadCrit = () => import('./crit.ts');
 const loadRpc = () => import('./rpc.ts');
 const loadScripts = () => import('./scripts.ts');
 const loadJournal = () => import('../dump/journal.ts');
+const loadUnlock = () => import('./network-unlock.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 import type { MountOptions } from '../resources/ns/mnt-tree.ts';
+import type { NetOptions } from '../resources/ns/types.ts';
+import { isLockMethod } from '../resources/net/netlock.ts';
+import { parseCgroupMode } from '../resources/cgroup.ts';
+import type { TcpMode } from '../resources/files/types.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
 const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
 const RPC_COMMANDS = new Set(['swrk', 'service']);
-const COMMANDS = new Set(['dump', 'restore', 'check', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
+const COMMANDS = new Set(['dump', 'restore', 'check', 'network-unlock', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
 
 interface Opts {
   tree?: string;
@@ -45,6 +50,7 @@ interface Opts {
   linkRemap?: boolean;
   skipVerify?: boolean;
   freezeCgroup?: string;
+  manageCgroups?: string | boolean;
   force?: boolean;
   trustImages?: boolean;
   fileLocks?: boolean;
@@ -56,6 +62,9 @@ interface Opts {
   root?: string;
   external?: string[];
   extMountMap?: string[];
+  emptyNs?: string;
+  inheritFd?: string[];
+  networkLock?: string;
 }
 
 function fail(msg: string): never {
@@ -84,14 +93,14 @@ function screen(argv: string[]): string[] {
   return out;
 }
 
-type Cmd = 'dump' | 'restore' | 'check';
+type Cmd = 'dump' | 'restore' | 'check' | 'network-unlock';
 /**
  * Every option, with the commands it is for. As in CRIU, a command accepts the others'
  * options too (ZDTM passes --pidfile to dump) and ignores them; its help lists only its own.
  */
 const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-t, --tree <pid>', desc: 'root of the tree to dump', cmds: ['dump'] },
-  { flags: '-D, --images-dir <dir>', desc: 'directory with the images', cmds: ['dump', 'restore', 'check'], dflt: '.' },
+  { flags: '-D, --images-dir <dir>', desc: 'directory with the images', cmds: ['dump', 'restore', 'check', 'network-unlock'], dflt: '.' },
   { flags: '-W, --work-dir <dir>', desc: 'directory for the log and stats (default: the images dir)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-o, --log-file <file>', desc: 'log file, relative to the work dir (truncated)', cmds: ['dump', 'restore', 'check'] },
   {
@@ -112,6 +121,11 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--link-remap', desc: 'save a deleted file that has other names by a temporary link to it', cmds: ['dump'] },
   { flags: '--ghost-limit <size>', desc: 'largest deleted file to save, in bytes (K, M, G suffixes; default 1M)', cmds: ['dump'] },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
+  {
+    flags: '--manage-cgroups [mode]',
+    desc: 'cgroups of the tree: soft (the default: saved, missing ones made again), full (properties set on existing ones too) or ignore',
+    cmds: ['dump', 'restore'],
+  },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
   {
     flags: '--encrypt <keyfile>',
@@ -122,12 +136,23 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--trust-images', desc: 'restore as root images that another user owns or can write', cmds: ['restore'] },
   { flags: '--tcp-established', desc: 'dump and restore established TCP connections (TCP repair mode)', cmds: ['dump', 'restore'] },
   { flags: '--tcp-close', desc: 'do not dump established TCP connections: they come back closed', cmds: ['dump', 'restore'] },
+  {
+    flags: '--network-lock <method>',
+    desc: 'how connections are kept from their peers between dump and restore: nftables (default where nft works), iptables or skip',
+    cmds: ['dump'],
+  },
   { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
   { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
   {
     flags: '--external <res>',
-    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; repeatable',
+    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; repeatable',
     cmds: ['dump', 'restore'],
+  },
+  { flags: '--empty-ns <ns>', desc: 'net: do not save the network namespace, restore an empty one', cmds: ['dump', 'restore'] },
+  {
+    flags: '--inherit-fd <spec>',
+    desc: "fd[N]:KEY: the tree's external network namespace KEY is criu-ts's fd N; repeatable",
+    cmds: ['restore'],
   },
   {
     flags: '-M, --ext-mount-map <map>',
@@ -174,7 +199,8 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (/^(--action-script|--external|-M)/.test(o.flags)) opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+      if (/^(--action-script|--external|-M|--inherit-fd)/.test(o.flags))
+        opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
     }
@@ -185,6 +211,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
   command('dump', 'checkpoint a process tree');
   command('restore', 'restore a process tree');
   command('check', 'check the kernel features criu-ts relies on');
+  command('network-unlock', "remove the network lock a dump kept for its restore (-D: the dump's images)");
   // Run by main() before the parsing here; listed for --help.
   p.command('crit').description('decode, encode and explore images (criu-ts crit --help)').helpOption(false).allowUnknownOption();
   return p;
@@ -219,6 +246,8 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
     switch (cmd) {
       case 'check':
         return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), log);
+      case 'network-unlock':
+        return (await loadUnlock()).networkUnlock(imagesDir, (s) => process.stdout.write(s + '\n'), log);
       case 'dump': {
         if (o.tree === undefined) fail('pid not specified: dump needs -t PID');
         const pid = Number(o.tree);
@@ -248,6 +277,8 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
           mounts: mountOptions(o),
+          net: netOptions(o),
+          cgroups: parseCgroupMode(o.manageCgroups),
         });
         log.info(
           `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -274,6 +305,8 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
           mounts: mountOptions(o),
+          net: netOptions(o),
+          cgroups: parseCgroupMode(o.manageCgroups),
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;
@@ -292,6 +325,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
 function mountOptions(o: Opts): MountOptions {
   const external = new Map<string, string>();
   for (const x of o.external ?? []) {
+    if (x.startsWith('net[')) continue;
     const m = /^mnt\[([^\]]*)\]:(.+)$/.exec(x);
     if (!m) throw NotSupportedError.option(`--external ${x}`);
     external.set(m[1], m[2]);
@@ -304,8 +338,28 @@ function mountOptions(o: Opts): MountOptions {
   return { root: o.root === undefined ? undefined : path.resolve(o.root), external };
 }
 
-function tcpMode(o: Opts): { established: boolean; close: boolean; skipInFlight: boolean } {
-  return { established: !!o.tcpEstablished, close: !!o.tcpClose, skipInFlight: !!o.skipInFlight };
+/** --empty-ns net, --external net[INODE]:KEY, --inherit-fd fd[N]:KEY. */
+function netOptions(o: Opts): NetOptions {
+  if (o.emptyNs !== undefined && o.emptyNs !== 'net') throw NotSupportedError.option(`--empty-ns ${o.emptyNs}`);
+  const external = new Map<string, string>();
+  for (const x of o.external ?? []) {
+    const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    if (m) external.set(m[1], m[2]);
+    else if (x.startsWith('net[')) fail(`bad --external ${x}: use net[INODE]:KEY`);
+  }
+  const inherit = new Map<string, number>();
+  for (const x of o.inheritFd ?? []) {
+    const m = /^fd\[(\d+)\]:(.+)$/.exec(x);
+    if (!m) fail(`bad --inherit-fd ${x}: use fd[N]:KEY`);
+    inherit.set(m[2], Number(m[1]));
+  }
+  return { empty: o.emptyNs === 'net', external, inherit };
+}
+
+function tcpMode(o: Opts): TcpMode {
+  const m = o.networkLock;
+  if (m !== undefined && !isLockMethod(m)) fail(`unknown network lock method ${m}: use nftables, iptables or skip`);
+  return { established: !!o.tcpEstablished, close: !!o.tcpClose, skipInFlight: !!o.skipInFlight, ...(m ? { networkLock: m } : {}) };
 }
 
 /** The stack of an unexpected error, with CRIU_TS_DEBUG=1 only: users get one line. */
@@ -343,7 +397,11 @@ function commandFirst(args: string[]): string[] {
 
 export async function main(argv: string[]): Promise<number> {
   // criu-ts's own guardian of sockets it puts in TCP repair mode (src/soccr/guard.ts).
-  if (argv[0] === '__soccr-guard') return (await import('../soccr/guard.ts')).runGuardian(0, 1);
+  // It removes the network lock of a dump whose criu-ts died while the tree still ran.
+  if (argv[0] === '__soccr-guard') {
+    const { unlock } = await import('../resources/net/netlock.ts');
+    return (await import('../soccr/guard.ts')).runGuardian(0, 1, (extra) => unlock(JSON.parse(extra)));
+  }
   if (argv[0] === 'crit') return (await loadCrit()).runCrit(argv.slice(1));
   const parsed = normalize(argv, LONG_WITH_VALUE);
   try {

@@ -20,8 +20,6 @@ export const ACCEPTED_INTERNAL = new Set([
 export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']);
 
 export const NOT_SUPPORTED = new Set([
-  '--network-lock',
-  '--manage-cgroups',
   '--cgroup-root',
   '--cgroup-props',
   '--cgroup-props-file',
@@ -48,10 +46,8 @@ export const NOT_SUPPORTED = new Set([
   '--restore-sibling',
   '-s',
   '--leave-stopped',
-  '--inherit-fd',
   '-J',
   '--join-ns',
-  '--empty-ns',
   '--veth-pair',
   '--weak-sysctls',
   '--skip-file-rwx-check',

@@ -34,18 +34,20 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
+import { dumpFds, dumpFd, fdHolding, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
 import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
-import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions } from '../resources/ns/index.ts';
+import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
+import { CgroupDump, type CgroupMode } from '../resources/cgroup.ts';
 import { DumpJournal } from './journal.ts';
+import { lockMethodCode } from '../resources/net/netlock.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
@@ -78,6 +80,10 @@ export interface DumpRequest {
   tcp?: TcpMode;
   /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
   mounts?: MountOptions;
+  /** Its network namespace left empty (--empty-ns net) or external (--external net[INO]:KEY). */
+  net?: NetOptions;
+  /** --manage-cgroups: the tree's cgroups are saved (soft, the default, and full), or not (ignore). */
+  cgroups?: CgroupMode;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -151,11 +157,7 @@ const isLive = (t: Task): t is LiveTask => !t.zombie;
  */
 function prepareInjection(t: LiveTask): void {
   const leader = t.threads[0];
-  const insn = vdsoSyscallInsn(
-    leader,
-    t.vmas.find((v) => v.path === '[vdso]'),
-    `task ${t.pid}`,
-  );
+  const insn = vdsoSyscallInsn(leader, t.vmas, `task ${t.pid}`);
   t.vdsoInsn = insn;
   for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thaw(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);
@@ -257,6 +259,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir, { pages: req.pages });
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
+  const runId = randomUuid();
   let tasks: Task[] = [];
   let result: DumpResult;
   const endHooks: EndHook[] = [];
@@ -282,7 +285,13 @@ function dumpColocated(req: DumpRequest): DumpResult {
     step(log, 'checking that every piece of state the kernel shows is saved');
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
-    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup, fileLocks: req.fileLocks });
+    checkClaims(tasks.filter(isLive), {
+      shellJob: req.shellJob,
+      freezeCgroup: req.freezeCgroup,
+      fileLocks: req.fileLocks,
+      cgroupsSaved: req.cgroups !== 'ignore',
+      net: req.net,
+    });
     checkSessions(
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
@@ -301,7 +310,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks));
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks, { runId, journal }));
     faultPoint('write-images');
     hangPoint('write-images');
     // The last safe point: past it, the dump completes.
@@ -362,6 +371,7 @@ function logUnsafeWindow(log: Logger): void {
 
 interface Shared {
   seccomp: SeccompDump;
+  cgroups?: CgroupDump;
   locksSeen: Set<string>;
   live: Map<number, LiveTask>;
   files: DumpFileTable;
@@ -377,8 +387,15 @@ interface Shared {
   netRoot?: number;
 }
 
-function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
+function collectAndWrite(
+  req: DumpRequest,
+  tasks: Task[],
+  imgs: ImageSet,
+  endHooks: EndHook[],
+  run: { runId: string; journal: DumpJournal },
+): DumpResult {
   const live = tasks.filter(isLive);
+  let lockMethod = req.tcp?.networkLock;
   const files = new DumpFileTable();
   const ghosts = new GhostDump(
     {
@@ -398,6 +415,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
     vpid: (p) => vpids.get(p) ?? p,
     ...(ownNet(tasks[0].pid) ? { netRoot: tasks[0].pid } : {}),
     seccomp: new SeccompDump(),
+    ...(req.cgroups === 'ignore' ? {} : { cgroups: new CgroupDump() }),
     locksSeen: new Set(),
     live: new Map(live.map((t) => [t.pid, t])),
     files,
@@ -421,6 +439,11 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       tcp: req.tcp ?? { established: false, close: false, skipInFlight: false },
       atEnd: (fn) => {
         endHooks.push(fn);
+      },
+      runId: run.runId,
+      recordLock: (spec) => {
+        lockMethod = spec.method;
+        run.journal.lock(spec);
       },
       regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex),
       ghosts,
@@ -465,6 +488,11 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
   imgs.one(IMG.SECCOMP, shared.seccomp.entry());
+  const cgroups = shared.cgroups?.image();
+  if (cgroups) {
+    step(req.log, `cgroups of the tree to cgroup.img: ${cgroups.controllers?.length ?? 0} hierarchies`);
+    imgs.one(IMG.CGROUP, cgroups);
+  }
   if (req.fileLocks) {
     if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS);
     else imgs.empty(IMG.FILE_LOCKS);
@@ -480,6 +508,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
         raw: (kind, data, ...args) => imgs.raw(kind, data, ...args),
       },
       mounts: req.mounts,
+      net: req.net,
       helper: () => (helper ??= startHelper([])),
       tasks: live.map((t) => ({ pid: t.pid, ids: shared.ns.idsOf(t.pid) })),
     });
@@ -498,10 +527,11 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...dumperIds },
     ns_per_id: true,
     lsmtype: 0,
+    ...(cgroups ? { root_cg_set: shared.cgroups!.setOf(tasks[0].pid) } : {}),
     ...(req.tcp?.close ? { tcp_close: true } : {}),
-    network_lock_method: 0,
+    network_lock_method: lockMethodCode(lockMethod ?? 'nftables'),
     plugins_entry: {},
-    dump_criu_run_id: randomUuid(),
+    dump_criu_run_id: run.runId,
   });
   return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }
@@ -531,6 +561,12 @@ function dumpTask(
     log,
     shared: sh.objects,
     ...(parent ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
+    socketFile: (ino) => {
+      const fd = fdHolding(pid, `socket:[${ino}]`);
+      if (fd === undefined)
+        throw new NotSupportedError(`task ${pid} maps socket ${ino}, which none of its fds holds (CRIU refuses it too)`);
+      return sh.fileCtx.fileId(pid, fd);
+    },
   };
   const ids = sh.kobj.idsOf(pid);
   checkSharing(pid, t.ppid, ids.sharedWith);
@@ -584,6 +620,7 @@ function dumpTask(
 
   const secbits = readSecbits(leader);
   const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? (leader.stopSignal() ?? SIG.STOP) : undefined);
+  if (sh.cgroups) tc.cg_set = sh.cgroups.setOf(pid);
   const seccomp = sh.seccomp.collect(
     pid,
     t.snaps.map((s) => s.tracee.tid),
@@ -599,6 +636,7 @@ function dumpTask(
       ...core.thread_core!,
       ...seccomp.get(th.tid),
       pdeath_sig: dumpPdeathSig(th, area),
+      ...(sh.cgroups ? { cg_set: sh.cgroups.setOf(pid, th.tid) } : {}),
       ...(affinity ? { cpu_affinity: affinity } : {}),
     };
     imgs.one(IMG.CORE, sh.vpid(th.tid), core);

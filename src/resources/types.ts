@@ -12,6 +12,8 @@ export interface Logger {
   warn(msg: string): void;
   info(msg: string): void;
   debug(msg: string): void;
+  /** A line at every level that writes a log (the network lock's time, which benches read); info where absent. */
+  always?(msg: string): void;
 }
 
 /** The file objects of a dump (files.img), shared by every task: one id per open file. */
@@ -48,6 +50,8 @@ export interface DumpTask {
   shared: SharedObjects;
   /** The parent process, frozen too: pages still shared with it copy-on-write are not saved again. */
   parent?: ParentMm;
+  /** files.img id of the task's socket with this inode (a mapped packet ring), dumped on first sight. */
+  socketFile(ino: number): number;
 }
 
 /** A dumped task's parent, as its children's memory dump sees it. */

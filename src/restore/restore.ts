@@ -3,12 +3,12 @@
 // syscalls (stages.ts says which, in what order and why), then install the registers and
 // let the whole tree go at once.
 import fs from 'node:fs';
-import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid } from '../kernel/index.ts';
+import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, MAP } from '../kernel/index.ts';
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import type { CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint, faultAt } from '../errors.ts';
 import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
-import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
+import { restoreAddressSpace, installGuards, restoreAioRings, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
   SessionRestore,
   cloneAt,
@@ -16,6 +16,7 @@ import {
   sharingFlags,
   ALL_SIGNALS,
   restorePersonality,
+  restoreMembarrier,
   restoreTimersAndLimits,
   becomeZombie,
   cloneThread,
@@ -43,7 +44,11 @@ import {
   openForRestore,
   openFileId,
   installFds,
+  addFds,
+  opensLate,
+  restoreCtty,
   afterInstall,
+  afterInstallInFlight,
   restoreOwners,
   type RestoreFileCtx,
   type FileEntry,
@@ -60,14 +65,16 @@ import {
   type NsPlan,
 } from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
+import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
-import type { MountOptions } from '../resources/ns/index.ts';
+import type { MountOptions, NetOptions } from '../resources/ns/index.ts';
 import type { RunAction } from '../actions.ts';
+import { CgroupRestore, type CgroupMode } from '../resources/cgroup.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
-import type { Logger, RestoreTask } from '../resources/types.ts';
+import type { Logger, Message, RestoreTask } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeRestoreStats, pageCounts } from './stats.ts';
 
@@ -87,6 +94,10 @@ export interface RestoreRequest {
   tcp?: TcpMode;
   /** --root and the external mounts of the tree's mount namespace. */
   mounts?: MountOptions;
+  /** Its network namespace made empty (--empty-ns net) or joined (--inherit-fd fd[N]:KEY). */
+  net?: NetOptions;
+  /** --manage-cgroups: tasks go back into their cgroups (soft, the default, and full) or stay in criu-ts's (ignore). */
+  cgroups?: CgroupMode;
 }
 
 export interface RestoreResult {
@@ -140,12 +151,16 @@ interface Ctx {
   opened: number[];
   /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */
   releaseHooks: Array<() => void>;
+  /** Remove the dump's network lock (before TCP repair goes off: its window probe must reach the peer). */
+  unlockNetwork: () => void;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
   /** The namespaces the root is born in, and their contents. */
   ns: NsPlan;
   /** The root's pid in criu-ts's PID namespace, once created. */
   rootHost: number;
+  treeIds?: Set<number>;
+  cgroups: CgroupRestore;
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
@@ -177,7 +192,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   const root = tasks[0];
   if (root.zombie) throw new CriuError(`pstree.img: the root task ${root.pid} is a zombie`);
   const allIds = tasks.filter((t): t is LivePlan => !t.zombie).map((t) => t.ids);
-  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts, allIds);
+  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts, req.net, allIds);
   // In a new PID namespace every pid is free; the kernel picks the ones outside.
   if (!(ns.flags & CLONE.NEWPID))
     for (const t of tasks)
@@ -199,6 +214,16 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
   );
   let ctx: Ctx | undefined;
+  const cgroups = new CgroupRestore(imgs.all(IMG.CGROUP)[0]?.entry, req.cgroups ?? 'soft');
+  // The network lock the dump kept on the connections: it goes once they are back, or the restore failed.
+  let netLock = restoreLock(
+    imgs.one(IMG.INVENTORY),
+    [...files.values()].flatMap((f) => (f.isk ? [f.isk] : [])),
+  );
+  const unlockNet = (): void => {
+    if (netLock) releaseLock(netLock, req.log, t0);
+    netLock = undefined;
+  };
   try {
     const helper = startHelper(
       liveMm(tasks).flatMap((mm) => mm.vmas),
@@ -209,6 +234,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       req,
       imgs,
       tasks,
+      cgroups,
       live: new Map(),
       created,
       helper,
@@ -234,6 +260,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           : new Map(),
       rootHost: 0,
       releaseHooks,
+      unlockNetwork: unlockNet,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log,
@@ -263,6 +290,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       STAGES[stage](ctx);
     }
   } catch (e) {
+    cgroups.close();
     for (const fd of opened) {
       try {
         fs.closeSync(fd);
@@ -275,6 +303,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     imgs.verifying?.cancel();
     if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
     killAll(created);
+    unlockNet();
     throw e;
   }
   disarmInterrupts();
@@ -342,10 +371,12 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     }
   },
   SEAL: (ctx) => {
+    ctx.unlockNetwork();
     for (const fn of ctx.releaseHooks.splice(0)) fn();
     for (const l of liveTasks(ctx)) if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
+    ctx.cgroups.close();
     ctx.shmem.sealAll();
     ctx.shmem.close();
     if (ctx.imgs.verifying) step(ctx.req.log, 'waiting for the checksums of the page data');
@@ -419,6 +450,7 @@ function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): nu
     mode: inode.mode,
     uid: inode.uid,
     gid: inode.gid,
+    hugetlb: inode.hugetlb_flag,
   });
 }
 
@@ -485,10 +517,10 @@ function createTree(ctx: Ctx): void {
     // The clone arguments go into the parent's own copy of the area. A child that shared
     // its parent's fd table, fs_struct, mm or signal actions is cloned sharing them again.
     const { flags, sharesVm } = sharingFlags(t.zombie ? undefined : t.ids, parentPlan?.ids);
-    const born = ctx.sessions.birthplace(t, parentArea, t.ppid === 0 ? flags | ctx.ns.flags : flags);
+    const born = ctx.sessions.birthplace(t, parentArea, t.ppid === 0 ? flags | ctx.ns.flags : flags, (pid) => live.get(pid)?.area);
     step(
       ctx.req.log,
-      `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
+      `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : born.area === live.get(t.sid)?.area ? `its session leader ${t.sid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
     );
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
     ctx.created.push(stub.tid);
@@ -513,6 +545,7 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
+  ctx.sessions.startDeferred();
 }
 
 /**
@@ -540,11 +573,17 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
     shmemFd: (v) => {
       if (v.status & VMA.ANON_SHARED) {
         const id = v.shmid;
-        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)));
+        const huge = v.flags & MAP.HUGETLB ? v.flags & (MAP.HUGETLB | (0x3f << 26)) : 0;
+        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)), huge);
       }
       const file = ctx.files.get(Number(v.shmid))?.memfd;
       if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid}`);
       return memfdObject(ctx.imgs, ctx.shmem, file.inode_id);
+    },
+    socketFd: (v) => {
+      const e = t.fdinfo.find((f) => f.id === Number(v.shmid));
+      if (!e) throw new CriuError(`mm-${t.pid}.img: the socket mapped at 0x${v.start.toString(16)} (file ${v.shmid}) is no fd of the task`);
+      return e.fd;
     },
   });
 }
@@ -583,16 +622,19 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   const area = l.area;
   faultPoint('restore-files');
   checkInterrupt();
+  // Into its cgroups before it forks: its children are born there.
+  ctx.cgroups.move(t.tc.cg_set, t.pid);
   const filesId = t.ids.files_id,
     fsId = t.ids.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
     ctx.doneTables.add(`files:${filesId}`);
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
     if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
+    const now = (fdinfo: Message<'fdinfo_entry'>[]) => fdinfo.filter((e) => !opensLate(ctx.files.get(e.id), treeIds(ctx)));
     // Sockets are made in the tree's own network namespace, when it has one.
-    const netRoot = ctx.ns.flags & CLONE.NEWNET ? ctx.rootHost : undefined;
-    const local = inNetOf(netRoot, () => openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals));
-    installFds(stub, t.fdinfo, local, getpid(), parent?.fdinfo);
+    const netRoot = ctx.ns.ownNet ? ctx.rootHost : undefined;
+    const local = inNetOf(netRoot, () => openForRestore(now(t.fdinfo), ctx.fileCtx, ctx.locals));
+    installFds(stub, now(t.fdinfo), local, getpid(), parent && now(parent.fdinfo));
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
@@ -608,15 +650,31 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   restorePersonality(stub, t.tc, parent?.tc);
 }
 
+/** Every PID and TID of the restored tree. */
+function treeIds(ctx: Ctx): Set<number> {
+  ctx.treeIds ??= new Set(ctx.tasks.flatMap((t) => [t.pid, ...t.threads]));
+  return ctx.treeIds;
+}
+
 /** Everything of a task but its credentials, once the whole tree exists. */
 function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
 
+  // Files under /proc/PID of the tree's tasks, now that they all exist with their fds.
+  const late = t.fdinfo.filter((e) => opensLate(ctx.files.get(e.id), treeIds(ctx)));
+  if (late.length && !ctx.doneTables.has(`late:${t.ids.files_id}`)) {
+    ctx.doneTables.add(`late:${t.ids.files_id}`);
+    step(ctx.req.log, `task ${t.pid}: ${late.length} fd(s) of files in /proc of the tree from fdinfo-${t.ids.files_id}.img`);
+    addFds(stub, late, openForRestore(late, ctx.fileCtx, ctx.locals), getpid(), t.fdinfo);
+  }
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
-  afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
+  afterInstall(stub, area, t.fdinfo, ctx.fileCtx, ctx.installedOnce);
+  afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce, getpid());
+  // A session leader takes back its controlling terminal (a pseudo-terminal of the dump).
+  if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx);
   const locks = fileLocksOf(ctx, t.pid);
   if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
   restoreFileLocks(stub, area, locks, ctx.req.log);
@@ -637,13 +695,23 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   requeueSignals(stub, area, t.pid, t.tc.signals_s, true);
   for (const [tid, th] of l.threads) {
     const { core, threadCore } = threadOf(t, tid);
+    if (tid !== t.pid && threadCore.cg_set !== t.tc.cg_set) ctx.cgroups.move(threadCore.cg_set, t.pid, tid);
     restoreThreadCore(th, area, core, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
   }
+  if (t.guards.length) {
+    step(ctx.req.log, `task ${t.pid}: ${t.guards.length} guard region(s) from mm-${t.pid}.img`);
+    installGuards(stub, t.guards);
+  }
+  if (t.mm.aios.length) {
+    step(ctx.req.log, `task ${t.pid}: ${t.mm.aios.length} AIO ring(s) from mm-${t.pid}.img`);
+    restoreAioRings(stub, area, t.mm.aios);
+  }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
   restoreTaskProps(stub, stub.tid, t.tc);
+  restoreMembarrier(stub, t.tc);
 }
 
 /** Everything but the last step: the final state of every thread, the leader last. */

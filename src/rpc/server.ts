@@ -6,6 +6,7 @@ import { CriuError } from '../errors.ts';
 import { LevelLogger } from '../log.ts';
 import { setRecvTimeout, waitpid, SysError } from '../kernel/index.ts';
 import { checkNamespaces } from '../resources/task/index.ts';
+import type { NetOptions } from '../resources/ns/index.ts';
 import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
 import { runCheck } from '../cli/check.ts';
@@ -185,7 +186,8 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
   dump: (opts, paths, peer, actions, log) => {
     // No pid: the client dumps itself, as with CRIU.
     const pid = opts.pid ?? peer;
-    checkNamespaces([pid]);
+    const net = rpcNet(opts);
+    checkNamespaces([pid], { net });
     checkCgroups(pid, opts);
     dump({
       pid,
@@ -202,6 +204,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       ghostLimit: opts.ghost_limit,
       linkRemap: !!opts.link_remap,
       mounts: mountsOf(opts),
+      net,
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
   },
@@ -215,6 +218,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       log,
       actions,
       mounts: mountsOf(opts),
+      net: rpcNet(opts),
     });
     return { type: REQ.RESTORE, success: true, restore: { pid: r.pid } };
   },
@@ -224,6 +228,16 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
     return { type: REQ.CHECK, success: true };
   },
 };
+
+/** empty_ns (runc sends CLONE_NEWNET) and `net[INODE]:KEY` externals. */
+function rpcNet(opts: CriuOpts): NetOptions {
+  const external = new Map<string, string>();
+  for (const x of opts.external) {
+    const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    if (m) external.set(m[1], m[2]);
+  }
+  return { empty: ((opts.empty_ns ?? 0) & 0x40000000) !== 0, external };
+}
 
 /** manage_cgroups: criu-ts saves no cgroups, which is right only for a tree in its own cgroups. */
 function checkCgroups(pid: number, opts: CriuOpts): void {

@@ -14,17 +14,21 @@ import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { inetFile } from '../net/inet.ts';
+import { netlinkFile } from '../net/netlink.ts';
+import { packetFile } from '../net/packet.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
+import { IMG } from '../../images/index.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
 export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
+export { restoreCtty } from './pty.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [
@@ -40,6 +44,8 @@ const kinds: FileKind[] = [
   fanotifyFile,
   pidfdFile,
   inetFile,
+  netlinkFile,
+  packetFile,
   unixSocketFile,
   regFile,
 ];
@@ -112,6 +118,17 @@ export class FileIdentity {
     l.push({ pid: p.pid, fd: p.fd, id });
     this.byIno.set(k, l);
   }
+}
+
+/** The lowest fd of a task whose link reads `link` (socket:[N]), if any. */
+export function fdHolding(pid: number, link: string): number | undefined {
+  return listFds(pid).find((fd) => {
+    try {
+      return readLink(pid, `fd/${fd}`) === link;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
@@ -204,10 +221,24 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
   // A pidfd of criu-ts that the task inherited (it cannot name criu-ts) stays until the release.
   const own = t.criuPidfd === undefined ? [] : [t.criuPidfd];
   for (const [from, to] of closeRanges([...had.keys(), ...own], new Set([...kept, ...own]))) t.syscall('close_range', from, to, 0);
-  fdinfo = fdinfo.filter((e) => !kept.has(e.fd));
+  addFds(
+    t,
+    fdinfo.filter((e) => !kept.has(e.fd)),
+    local,
+    selfPid,
+    fdinfo,
+  );
+}
+
+/**
+ * Pull the prepared local fds into the task at their numbers (pidfd_getfd + dup3), leaving
+ * its other fds alone. `table` is the task's whole fd table: the pidfd goes above every fd
+ * of it, so the dup3 that moves it there clobbers none.
+ */
+export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, selfPid: number, table: Fdinfo[]): void {
   if (!fdinfo.length) return;
-  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd), 2);
-  let pidfd = own.length ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
+  const maxFd = table.reduce((m, e) => Math.max(m, e.fd), 2);
+  let pidfd = t.criuPidfd !== undefined ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) {
     t.syscall('dup3', pidfd, high, O.CLOEXEC);
@@ -234,6 +265,15 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
 }
 
 /**
+ * A file under /proc/PID of a task of the tree (`tree`): it can be opened only once that task
+ * exists with its fds (a task's own /proc/self/fdinfo/N, a parent's /proc/CHILD/stat).
+ */
+export function opensLate(file: FileEntry | undefined, tree: Set<number>): boolean {
+  const m = file?.reg ? /^\/proc\/(\d+)(\/|$)/.exec(file.reg.name) : null;
+  return m !== null && tree.has(Number(m[1]));
+}
+
+/**
  * close_range spans that close every fd but the kept ones: the gaps between kept fds that
  * hold an inherited fd, and everything above the last kept one. With nothing inherited
  * (a stub from the helper), everything.
@@ -253,20 +293,51 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
 }
 
 /** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets), or once per fd (`eachFd`). */
-export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], files: Map<number, FileEntry>, done: Set<number>): void {
+export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], ctx: RestoreFileCtx, done: Set<number>): void {
   for (const e of fdinfo) {
-    const id = e.id;
-    const file = files.get(id)!;
+    const file = ctx.files.get(e.id)!;
     const kind = kinds.find((k) => k.type === file.type);
-    if (kind?.eachFd) {
-      kind.afterInstall?.(file, e.fd, t, area);
-      continue;
-    }
-    if (done.has(id)) continue;
+    if (kind?.eachFd) kind.afterInstall?.(file, e.fd, t, area, ctx);
+    if (done.has(e.id)) continue;
     const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
-    if (!kind?.afterInstall && !async) continue;
-    done.add(id);
+    if (!(kind?.afterInstall && !kind.eachFd) && !async) continue;
+    done.add(e.id);
     if (async) setAsync(t, e.fd);
-    kind?.afterInstall?.(file, e.fd, t, area);
+    if (!kind?.eachFd) kind?.afterInstall?.(file, e.fd, t, area, ctx);
+  }
+}
+
+/**
+ * Files in flight in the queues of the task's sockets whose kind keeps state through the
+ * task's fd numbers (an epoll's targets), and that no fd of a task holds: the task does that
+ * part on a copy it pulls from criu-ts and closes, as CRIU opens them in the queue's task.
+ */
+export function afterInstallInFlight(
+  t: Tracee,
+  area: InjectionArea,
+  fdinfo: Fdinfo[],
+  ctx: RestoreFileCtx,
+  local: Map<number, number>,
+  done: Set<number>,
+  selfPid: number,
+): void {
+  const mine = new Set(fdinfo.map((e) => e.id));
+  for (const { entry } of ctx.entries(IMG.SK_QUEUES)) {
+    if (!mine.has(entry.id_for)) continue;
+    for (const id of entry.scm.flatMap((sc) => sc.rights)) {
+      const file = ctx.files.get(id);
+      const kind = file && kinds.find((k) => k.type === file.type);
+      const src = local.get(id);
+      if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
+      done.add(id);
+      const pidfd = t.syscall('pidfd_open', selfPid, 0);
+      const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
+      t.syscallRaw('close', pidfd);
+      try {
+        kind.afterInstall(file, Number(fd), t, area, ctx);
+      } finally {
+        t.syscallRaw('close', fd);
+      }
+    }
   }
 }

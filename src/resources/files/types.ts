@@ -30,6 +30,8 @@ export interface TcpMode {
   established: boolean;
   close: boolean;
   skipInFlight: boolean;
+  /** --network-lock; by default nftables where the machine has it, else iptables. */
+  networkLock?: import('../net/netlock.ts').LockMethod;
 }
 
 /** How a dump ended, for kinds that hold something until then (sockets in repair mode). */
@@ -45,6 +47,10 @@ export interface DumpFileCtx {
   /** A file_entry that no fd of the tree has (an external peer), with a new id. */
   addFile(make: (id: number) => MessageInput<'file_entry'>): number;
   tcp: TcpMode;
+  /** This dump's id (inventory.dump_criu_run_id): it names the network lock's table. */
+  runId: string;
+  /** The network lock as it stands, before each change: for the journal and the inventory. */
+  recordLock(spec: import('../net/netlock.ts').LockSpec): void;
   /** Run when the dump ends: after the tree is killed, or before it is resumed. */
   atEnd(fn: (how: DumpOutcome) => void): void;
   /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
@@ -108,7 +114,7 @@ interface KindBase<F extends FileField> {
   /** Does this kind handle the probed fd? */
   matches(p: FdProbe): boolean;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
-  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
+  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx): void;
   /** afterInstall runs for every fd of every task that has the file, not once per file. */
   readonly eachFd?: boolean;
 }
@@ -163,7 +169,7 @@ export interface FileKind {
   matches(p: FdProbe): boolean;
   /** The kind for one dump or one restore, with fresh state. */
   session(): KindSession;
-  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea): void;
+  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx): void;
   readonly eachFd?: boolean;
 }
 
@@ -200,7 +206,10 @@ export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>)
       };
     },
     ...(afterInstall
-      ? { afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea) => afterInstall(entry(file), fd, t, area) }
+      ? {
+          afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx) =>
+            afterInstall(entry(file), fd, t, area, ctx),
+        }
       : {}),
   };
 }
@@ -230,6 +239,7 @@ export const FD_TYPE = {
   TIMERFD: 17,
   MEMFD: 18,
   FANOTIFY: 12,
+  NETLINKSK: 13,
   PIDFD: 20,
 } as const;
 

@@ -14,7 +14,8 @@ import { readLink } from '../../proc/index.ts';
 import type { Logger, Message } from '../types.ts';
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { MountOptions } from './mnt-tree.ts';
-import type { NsKind, NsName, NsDumpCtx, NsImagesIn, NsRestoreCtx } from './types.ts';
+import type { NsKind, NsName, NsDumpCtx, NsImagesIn, NsRestoreCtx, NetOptions } from './types.ts';
+import { IMG } from '../../images/index.ts';
 import { pidNs } from './pid.ts';
 import { utsNs } from './uts.ts';
 import { ipcNs } from './ipc.ts';
@@ -23,7 +24,7 @@ import { mntNs } from './mnt.ts';
 import { timeNs } from './time.ts';
 import { CLONE } from '../../kernel/index.ts';
 
-export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut } from './types.ts';
+export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut, NetOptions } from './types.ts';
 export { nsPid } from './pid.ts';
 export { inNetOf } from './net.ts';
 export { checkMntns, mountNamespaces, type MountOptions } from './mnt.ts';
@@ -65,7 +66,7 @@ function link(pid: number, name: string): string | undefined {
  * namespaces, that creates children in other ones, or whose root is in a namespace of its
  * own that criu-ts cannot save. `pids[0]` is the root.
  */
-export function checkNamespaces(pids: number[]): void {
+export function checkNamespaces(pids: number[], opts: { net?: NetOptions } = {}): void {
   const root = pids[0];
   for (const k of NS_KINDS) {
     const own = fs.readlinkSync(`/proc/self/ns/${k.name}`);
@@ -78,7 +79,7 @@ export function checkNamespaces(pids: number[]): void {
         throw new NotSupportedError(`task ${pid}: namespaces: it is in another ${k.name} namespace than the root task ${root} (${l})`);
     }
     if (rootNs === own) continue;
-    const why = k.dumpRefusal(root);
+    const why = k.dumpRefusal(root, opts);
     if (why) throw new NotSupportedError(`task ${root}: namespaces: ${k.name}: ${why}`);
   }
   for (const pid of pids)
@@ -120,6 +121,9 @@ export interface NsPlan {
   flags: number;
   rootIds: Ids;
   mounts?: MountOptions;
+  net?: NetOptions;
+  /** The root lives in a network namespace of its own (made, empty or joined). */
+  ownNet: boolean;
   /** Of the nested kinds: a task (host pid) in each namespace made so far, by kind and id. */
   holders: Map<NsName, Map<number, number>>;
 }
@@ -131,6 +135,7 @@ export function planNamespaces(
   imgs: NsImagesIn,
   log: Logger,
   mounts?: MountOptions,
+  net?: NetOptions,
   allIds: Ids[] = [],
 ): NsPlan {
   const rootIds = root as Ids;
@@ -139,11 +144,15 @@ export function planNamespaces(
     const rootId = idOf(rootIds, k)!;
     const ids = new Set([rootId, ...(k.nested ? allIds.map((i) => idOf(i, k)).filter((i) => i !== undefined) : [])]);
     for (const id of ids) {
-      const why = k.restoreRefusal({ vpid, id, imgs, mounts, log, nested: id !== rootId });
+      const why = k.restoreRefusal({ vpid, id, imgs, mounts, net, log, nested: id !== rootId });
       if (why) throw new NotSupportedError(`namespaces: ${k.name}: ${why}`);
     }
   }
-  return { kinds, flags: kinds.reduce((a, k) => a | k.cflag, 0), rootIds, mounts, holders: new Map() };
+  for (const [key, fd] of net?.inherit ?? [])
+    if (!kinds.some((k) => k.name === 'net' && imgs.one(IMG.NETNS, idOf(rootIds, k)!).ext_key === key))
+      throw new NotSupportedError(`--inherit-fd fd[${fd}]:${key}: only the key of an external network namespace is supported yet`);
+  const flags = kinds.reduce((a, k) => a | (k.cloneFlag ? k.cloneFlag({ id: idOf(rootIds, k)!, imgs, net }) : k.cflag), 0);
+  return { kinds, flags, rootIds, mounts, net, ownNet: kinds.some((k) => k.name === 'net'), holders: new Map() };
 }
 
 /** Make, in the helper the root is cloned from, the namespaces it enters at fork. */
@@ -152,10 +161,10 @@ export function prepareNamespaces(plan: NsPlan, helper: Tracee, imgs: NsImagesIn
 }
 
 /** Fill the root's new namespaces (the root stopped in them, without children yet). */
-export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | 'mounts'>): void {
+export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | 'mounts' | 'net'>): void {
   for (const k of plan.kinds) {
     const id = idOf(plan.rootIds, k)!;
-    k.restore?.({ ...ctx, id, mounts: plan.mounts });
+    k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net });
     if (k.nested) plan.holders.set(k.name, new Map([[id, ctx.pid]]));
   }
 }
