@@ -356,7 +356,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       checkInterrupt();
       restoreTask(ctx, l);
     }
-    restoreOwners(ctx.locals, ctx.files);
+    restoreOwners(ctx.locals, ctx.files, (pid) => hostPid(ctx, pid));
   },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
@@ -429,6 +429,15 @@ function liveTask(ctx: Ctx, pid: number): Live {
   const l = ctx.live.get(pid);
   if (!l) throw new CriuError(`task ${pid} was not created`);
   return l;
+}
+
+/** A task's, thread's or group's id in criu-ts's PID namespace, from the one in the images. */
+function hostPid(ctx: Ctx, pid: number): number {
+  for (const l of ctx.live.values()) {
+    const th = l.threads.get(pid);
+    if (th) return th.tid;
+  }
+  return pid;
 }
 
 /** The tasks that are not zombies, in pstree order. */

@@ -186,12 +186,12 @@ function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, 
  * Owners and F_SETSIG of the open files (fown.ts), on criu-ts's fds of them, once every task
  * and thread that may own one exists.
  */
-export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>): void {
+export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>, hostPid?: (pid: number) => number): void {
   for (const [id, fd] of local) {
     const file = files.get(id);
     const kind = file && kinds.find((k) => k.type === file.type);
     const e = kind && kindEntry(kind, file);
-    if (e?.fown) restoreFown(fd, e.fown);
+    if (e?.fown) restoreFown(fd, e.fown, hostPid);
   }
 }
 

@@ -155,9 +155,16 @@ export function planNamespaces(
   return { kinds, flags, rootIds, mounts, net, ownNet: kinds.some((k) => k.name === 'net'), holders: new Map() };
 }
 
-/** Make, in the helper the root is cloned from, the namespaces it enters at fork. */
+/**
+ * Make, in the helper the root is cloned from, the namespaces it enters at fork. A tree without
+ * a time namespace of its own gets one too, from criu-ts's clocks at the dump (timens-0.img),
+ * as CRIU does: its CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from where they were, also on
+ * another machine, instead of jumping by the time between dump and restore (or back).
+ */
 export function prepareNamespaces(plan: NsPlan, helper: Tracee, imgs: NsImagesIn, log: Logger): void {
   for (const k of plan.kinds) k.beforeRoot?.({ helper, id: idOf(plan.rootIds, k)!, imgs, log });
+  if (!plan.kinds.includes(timeNs) && fs.existsSync('/proc/self/ns/time') && imgs.all(IMG.TIMENS, 0).length)
+    timeNs.beforeRoot?.({ helper, id: 0, imgs, log });
 }
 
 /** Fill the root's new namespaces (the root stopped in them, without children yet). */
