@@ -3,8 +3,7 @@
 // restore the object is made once in criu-ts and pulled into every task that maps it,
 // so that a write by one is seen by the others.
 import fs from 'node:fs';
-import { lseek, SEEK, SysError, mmapSharedAnon, mmapSharedFd, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../../kernel/index.ts';
-import type { Tracee } from '../../compel/index.ts';
+import { lseek, SEEK, SysError, mmapSharedAnon, mmapSharedFd, munmap, memfdCreate, MFD, fcntl, F, O } from '../../kernel/index.ts';
 import type { Message, PageSink, PageSource } from '../types.ts';
 import { PE, VMA, hugePageBytes } from './layout.ts';
 import { PagesStream } from '../../images/index.ts';
