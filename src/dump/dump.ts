@@ -428,6 +428,7 @@ function collectAndWrite(
       log: req.log,
       shellJob: req.shellJob,
       extUnixSk: !!req.extUnixSk,
+      mntIds: ownMntns(req.pid),
       kinds: new Map(),
       addFile: (make) => {
         const id = files.newId();
@@ -509,6 +510,7 @@ function collectAndWrite(
       mounts: req.mounts,
       net: req.net,
       helper: () => (helper ??= startHelper([])),
+      tasks: live.map((t) => ({ pid: t.pid, ids: shared.ns.idsOf(t.pid) })),
     });
   } finally {
     if (helper) killHelper(helper.tracee.tid);

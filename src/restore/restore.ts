@@ -55,7 +55,15 @@ import {
   type TcpMode,
 } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
-import { planNamespaces, prepareNamespaces, restoreNamespaces, inNetOf, type NsPlan } from '../resources/ns/index.ts';
+import {
+  planNamespaces,
+  prepareNamespaces,
+  restoreNamespaces,
+  enterNamespaces,
+  mountNamespaces,
+  inNetOf,
+  type NsPlan,
+} from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
 import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
@@ -118,7 +126,9 @@ interface Ctx {
   /** Every PID this restore made, killed if it fails. */
   created: number[];
   /** Where criu-ts finds the tree's files once its mount namespace exists: /proc/ROOT/root. */
-  nsRoot?: string;
+  nsRoot?: boolean;
+  /** Which mount namespace (its id) each mount id of the images is in. */
+  mntOf: Map<number, number>;
   /** The process the root is cloned from, until FORKING is over. */
   helper?: Helper;
   sessions: SessionRestore;
@@ -181,7 +191,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   logPlan(req.log, tasks);
   const root = tasks[0];
   if (root.zombie) throw new CriuError(`pstree.img: the root task ${root.pid} is a zombie`);
-  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts, req.net);
+  const allIds = tasks.filter((t): t is LivePlan => !t.zombie).map((t) => t.ids);
+  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts, req.net, allIds);
   // In a new PID namespace every pid is free; the kernel picks the ones outside.
   if (!(ns.flags & CLONE.NEWPID))
     for (const t of tasks)
@@ -200,6 +211,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       if (!reg) throw new CriuError(`remap-fpath.img: no regular file with id ${id} in files.img`);
       return reg.name;
     },
+    (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
   );
   let ctx: Ctx | undefined;
   const cgroups = new CgroupRestore(imgs.all(IMG.CGROUP)[0]?.entry, req.cgroups ?? 'soft');
@@ -239,6 +251,13 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       sharedVm: new Set(),
       forkMs: 0,
       ns,
+      mntOf:
+        ns.flags & CLONE.NEWNS
+          ? mountNamespaces(
+              imgs,
+              allIds.map((i) => i.mnt_ns_id).filter((i) => i !== undefined),
+            )
+          : new Map(),
       rootHost: 0,
       releaseHooks,
       unlockNetwork: unlockNet,
@@ -255,7 +274,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           return fd;
         },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
-        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg.name),
+        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
@@ -521,8 +540,8 @@ function createTree(ctx: Ctx): void {
       ctx.rootHost = stub.tid;
       if (stub.tid !== t.pid) ctx.req.log.info(`task ${t.pid}: pid ${stub.tid} outside its PID namespace`);
       restoreNamespaces(ctx.ns, { stub, area: l.area, pid: stub.tid, vpid: t.pid, imgs: ctx.imgs, log: ctx.req.log });
-      if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = `/proc/${stub.tid}/root`;
-    }
+      if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = true;
+    } else if (!t.zombie) enterNamespaces(ctx.ns, { stub, area: l.area, ids: t.ids, imgs: ctx.imgs, log: ctx.req.log });
     ctx.sessions.enter(t, stub, born);
     if (isLive(l)) {
       // A task born of a session helper has the helper's memory, fds and the rest, and the helper
@@ -584,13 +603,19 @@ function pathResolver(ctx: Ctx, asTask = false): (id: number) => string {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
     const p = ctx.ghosts.path(reg.id, reg.name);
-    return asTask ? p : inNs(ctx, p, reg.name);
+    return asTask ? p : inNs(ctx, p, reg);
   };
 }
 
-/** A file of the tree, by its name in the tree's mount namespace (a ghost made again is criu-ts's own path). */
-function inNs(ctx: Ctx, p: string, name: string): string {
-  return ctx.nsRoot && p === name ? `${ctx.nsRoot}${p}` : p;
+/**
+ * A file of the tree (or a ghost made again for it), by its name in its mount namespace:
+ * through the root of a task in the namespace its mount is in (the root's without a mount id).
+ */
+function inNs(ctx: Ctx, p: string, reg: { name: string; mnt_id?: number }): string {
+  if (!ctx.nsRoot) return p;
+  const ns = reg.mnt_id !== undefined && reg.mnt_id >= 0 ? ctx.mntOf.get(reg.mnt_id) : undefined;
+  const holder = (ns !== undefined ? ctx.ns.holders.get('mnt')?.get(ns) : undefined) ?? ctx.rootHost;
+  return `/proc/${holder}/root${p}`;
 }
 
 /**

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CriuError } from '../errors.ts';
 import type { Message } from '../images/index.ts';
+import type { MountOptions } from '../resources/ns/index.ts';
 
 export type CriuOpts = Message<'criu_opts'>;
 export const EBADRQC = 56;
@@ -134,13 +135,19 @@ export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', m
   if (opts.network_lock !== undefined && opts.network_lock !== NETWORK_LOCK_IPTABLES) refuse('network_lock');
   if (opts.empty_ns !== undefined && (opts.empty_ns & ~CLONE_NEWNET) !== 0)
     throw new CriuError(`empty_ns 0x${opts.empty_ns.toString(16)}: only CLONE_NEWNET may be empty`, EBADRQC);
-  if (kind === 'restore' && opts.root !== undefined && path.resolve(opts.root) !== '/') refuse('root');
-  if (kind === 'restore' && opts.ext_mnt.length) refuse('ext_mnt');
   if (kind === 'restore' && opts.external.length) refuse('external');
   const cg = opts.manage_cgroups_mode ?? (opts.manage_cgroups ? CRIU_CG_MODE_SOFT : CRIU_CG_MODE_IGNORE);
   // Soft mode of a tree in criu-ts's own cgroups saves and restores nothing in CRIU either.
   if (cg !== CRIU_CG_MODE_IGNORE && cg !== CRIU_CG_MODE_SOFT && cg !== 6 /* DEFAULT = soft */) refuse('manage_cgroups_mode');
   if (opts.config_file !== undefined && hasSettings(opts.config_file)) refuse(`config_file ${opts.config_file}`);
+}
+
+/** `root` and `ext_mnt` as --root and --ext-mount-map KEY:VAL (CRIU's ext_mount_add). */
+export function mountsOf(opts: CriuOpts): MountOptions {
+  return {
+    root: opts.root === undefined ? undefined : path.resolve(opts.root),
+    external: new Map(opts.ext_mnt.map((e) => [e.key, e.val])),
+  };
 }
 
 /** Whether a CRIU config file sets anything (runc always names /etc/criu/runc.conf, usually absent). */

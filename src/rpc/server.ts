@@ -15,7 +15,7 @@ import { checkDumpDir, checkRestoreDir } from '../images/index.ts';
 import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 import type { ActionName, RunAction } from '../actions.ts';
 import { BadRequest, REQ, type RpcConn, typeName, type CriuReq, type CriuResp } from './conn.ts';
-import { EBADRQC, resolvePaths, screenOpts, type CriuOpts, type RpcMode, type RpcPaths } from './options.ts';
+import { EBADRQC, mountsOf, resolvePaths, screenOpts, type CriuOpts, type RpcMode, type RpcPaths } from './options.ts';
 
 /** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */
 export const RPC_VERSION = { major_number: 4, minor_number: 2, name: 'criu-ts' };
@@ -203,6 +203,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       actions,
       ghostLimit: opts.ghost_limit,
       linkRemap: !!opts.link_remap,
+      mounts: mountsOf(opts),
       net,
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
@@ -216,6 +217,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       shellJob: !!opts.shell_job,
       log,
       actions,
+      mounts: mountsOf(opts),
       net: rpcNet(opts),
     });
     return { type: REQ.RESTORE, success: true, restore: { pid: r.pid } };

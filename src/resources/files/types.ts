@@ -42,6 +42,8 @@ export interface DumpFileCtx {
   shellJob: boolean;
   /** --ext-unix-sk: a datagram unix socket may be connected to a named socket outside the tree. */
   extUnixSk: boolean;
+  /** The tree's mount namespaces are dumped: files keep the id of their mount (reg_file_entry.mnt_id). */
+  mntIds?: boolean;
   /** A file_entry that no fd of the tree has (an external peer), with a new id. */
   addFile(make: (id: number) => MessageInput<'file_entry'>): number;
   tcp: TcpMode;
