@@ -20,6 +20,7 @@ const loadScripts = () => import('./scripts.ts');
 const loadJournal = () => import('../dump/journal.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
+import { CG_MODE, parseCgMode, parseCgroupRoot, type CgMode } from '../resources/cgroups.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
 const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
@@ -52,6 +53,9 @@ interface Opts {
   tcpEstablished?: boolean;
   tcpClose?: boolean;
   skipInFlight?: boolean;
+  manageCgroups?: boolean | string;
+  cgroupRoot?: string[];
+  inheritFd?: string[];
 }
 
 function fail(msg: string): never {
@@ -108,6 +112,21 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--link-remap', desc: 'save a deleted file that has other names by a temporary link to it', cmds: ['dump'] },
   { flags: '--ghost-limit <size>', desc: 'largest deleted file to save, in bytes (K, M, G suffixes; default 1M)', cmds: ['dump'] },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
+  {
+    flags: '--manage-cgroups [mode]',
+    desc: 'cgroups: save their dirs and properties (dump); ignore, none, props, soft (default), full or strict (restore)',
+    cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--cgroup-root <[ctrl:]path>',
+    desc: "restore the tree's cgroups under this path (of one controller), repeatable",
+    cmds: ['restore'],
+  },
+  {
+    flags: '--inherit-fd <fd[N]:KEY>',
+    desc: "criu-ts's fd N stands for the file KEY (pipe:[INO], a path) of the images, repeatable",
+    cmds: ['restore'],
+  },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
   {
     flags: '--encrypt <keyfile>',
@@ -159,7 +178,8 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (o.flags.startsWith('--action-script')) opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+      if (/^--(action-script|cgroup-root|inherit-fd)/.test(o.flags))
+        opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
     }
@@ -232,6 +252,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           tcp: tcpMode(o),
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
+          manageCgroups: cgMode(o) !== CG_MODE.IGNORE,
         });
         log.info(
           `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -257,6 +278,8 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           actions,
           tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
+          cgroups: { mode: cgMode(o), roots: (o.cgroupRoot ?? []).map(parseCgroupRoot) },
+          inheritFds: (o.inheritFd ?? []).map(parseInheritFd),
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;
@@ -269,6 +292,18 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   } finally {
     log.close();
   }
+}
+
+/** CRIU's default is soft, with or without --manage-cgroups. */
+function cgMode(o: Opts): CgMode {
+  return parseCgMode(typeof o.manageCgroups === 'string' ? o.manageCgroups : undefined);
+}
+
+/** `fd[N]:KEY` of --inherit-fd. */
+function parseInheritFd(v: string): { key: string; fd: number } {
+  const m = /^fd\[(\d+)\]:(.+)$/.exec(v);
+  if (!m) fail(`bad --inherit-fd ${v}: fd[N]:KEY`);
+  return { fd: Number(m[1]), key: m[2] };
 }
 
 function tcpMode(o: Opts): { established: boolean; close: boolean; skipInFlight: boolean } {

@@ -19,8 +19,6 @@ export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']
 export const NOT_SUPPORTED = new Set([
   '--network-lock',
   '--external',
-  '--manage-cgroups',
-  '--cgroup-root',
   '--cgroup-props',
   '--cgroup-props-file',
   '--cgroup-dump-controller',
@@ -48,7 +46,6 @@ export const NOT_SUPPORTED = new Set([
   '--restore-sibling',
   '-s',
   '--leave-stopped',
-  '--inherit-fd',
   '-J',
   '--join-ns',
   '--empty-ns',

@@ -24,7 +24,7 @@ import { fsClaims } from '../resources/fs.ts';
 import { mmClaims } from '../resources/mm/index.ts';
 import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
-import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
+import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
 
 const MODULES: ResourceClaims[] = [
@@ -95,7 +95,6 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     const refuse = (resource: string, why: string, tid = t.pid): never => {
       throw new NotClaimedError({ pid: t.pid, tid }, resource, why);
     };
-    checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
     checkTimers(t, refuse);
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);

@@ -43,6 +43,7 @@ import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
+import { CgroupDump } from '../resources/cgroups.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
 import { DumpJournal } from './journal.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
@@ -74,6 +75,8 @@ export interface DumpRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close, --skip-in-flight */
   tcp?: TcpMode;
+  /** --manage-cgroups (any mode but ignore): cgroup.img also holds the controllers' dirs and properties. */
+  manageCgroups?: boolean;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -356,6 +359,7 @@ interface Shared {
   ns: NsIds;
   cpuFacts: CpuFacts;
   objects: DumpShared;
+  cgroups: CgroupDump;
 }
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
@@ -384,6 +388,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
     ns: new NsIds(),
     cpuFacts: cpu.facts(live[0].area!),
     objects,
+    cgroups: new CgroupDump(),
     fileCtx: {
       log: req.log,
       shellJob: req.shellJob,
@@ -444,6 +449,11 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
   imgs.one(IMG.SECCOMP, shared.seccomp.entry());
+  const cgroups = shared.cgroups.image(req.manageCgroups ?? true, req.log);
+  if (cgroups) {
+    step(req.log, `cgroups: ${cgroups.sets.length} set(s) other than criu-ts's to cgroup.img`);
+    imgs.one(IMG.CGROUP, cgroups);
+  }
   if (req.fileLocks) {
     if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS);
     else imgs.empty(IMG.FILE_LOCKS);
@@ -459,6 +469,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
     fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
     ns_per_id: true,
+    root_cg_set: shared.cgroups.ownSet,
     lsmtype: 0,
     ...(req.tcp?.close ? { tcp_close: true } : {}),
     network_lock_method: 0,
@@ -560,6 +571,7 @@ function dumpTask(
       ...core.thread_core!,
       ...seccomp.get(th.tid),
       pdeath_sig: dumpPdeathSig(th, area),
+      cg_set: sh.cgroups.threadSet(pid, th.tid),
       ...(affinity ? { cpu_affinity: affinity } : {}),
     };
     imgs.one(IMG.CORE, th.tid, core);

@@ -35,6 +35,7 @@ import {
   seccompChain,
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
+import { CgroupRestore, CG_MODE, type CgroupRestoreOptions } from '../resources/cgroups.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { restorePosixTimers } from '../resources/posix-timers.ts';
 import { restoreFileLocks } from '../resources/files/locks.ts';
@@ -74,6 +75,10 @@ export interface RestoreRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
   tcp?: TcpMode;
+  /** --manage-cgroups and --cgroup-root (CRIU's default: soft, at the dumped paths). */
+  cgroups?: CgroupRestoreOptions;
+  /** --inherit-fd / inherit_fd: criu-ts's fd `fd` stands for the file the images name `key`. */
+  inheritFds?: { key: string; fd: number }[];
 }
 
 export interface RestoreResult {
@@ -125,6 +130,7 @@ interface Ctx {
   releaseHooks: Array<() => void>;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
+  cgroups: CgroupRestore;
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
@@ -172,7 +178,15 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     },
   );
   let ctx: Ctx | undefined;
+  const installedOnce = new Set<number>();
+  const cgroups = new CgroupRestore(
+    imgs.all(IMG.CGROUP)[0]?.entry,
+    imgs.one(IMG.INVENTORY).root_cg_set ?? 0,
+    req.cgroups ?? { mode: CG_MODE.SOFT, roots: [] },
+    req.log,
+  );
   try {
+    cgroups.prepare();
     const helper = startHelper(
       liveMm(tasks).flatMap((mm) => mm.vmas),
       tasks.some((t) => !t.zombie && [...t.threadCores.values()].some((tc) => tc.seccomp_mode)),
@@ -193,10 +207,11 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       opened,
       shmem,
       shmemSize: shmemSizes(liveMm(tasks)),
-      installedOnce: new Set(),
+      installedOnce,
       doneTables: new Set(),
       sharedVm: new Set(),
       forkMs: 0,
+      cgroups,
       releaseHooks,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
@@ -211,6 +226,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           return fd;
         },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
+        inheritFds: req.inheritFds ?? [],
+        inheritedIds: installedOnce,
         pathOf: (reg) => ghosts.path(reg.id, reg.name),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
@@ -239,6 +256,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     imgs.verifying?.cancel();
     if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
     killAll(created);
+    cgroups.undo();
     throw e;
   }
   disarmInterrupts();
@@ -280,6 +298,8 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.req.log.info(`created ${ctx.tasks.length} task(s) in ${ms(t0)}`);
     if (ctx.helper) killHelper(ctx.helper.tracee.tid);
     ctx.helper = undefined;
+    // Limits once every task exists: the restore's own work must not run into them.
+    ctx.cgroups.properties();
   },
   GROUPS: (ctx) => {
     ctx.sessions.setGroups(ctx.tasks, (pid) => liveTask(ctx, pid));
@@ -449,6 +469,8 @@ function createTree(ctx: Ctx): void {
     );
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
     ctx.created.push(t.pid);
+    // Into its cgroups before it has children, which inherit them.
+    ctx.cgroups.enter(t.pid, cgSetOf(t, t.pid), parentPlan && cgSetOf(parentPlan, parentPlan.pid));
     stub.setSigmask(ALL_SIGNALS);
     const l: Live = { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area: parentArea.forTracee(stub) };
     live.set(t.pid, l);
@@ -464,6 +486,11 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
+}
+
+/** thread_core.cg_set of a thread of a task (none for a zombie). */
+function cgSetOf(t: TaskPlan, tid: number): number | undefined {
+  return t.zombie ? undefined : t.threadCores.get(tid)?.cg_set;
 }
 
 /**
@@ -565,6 +592,7 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   for (const tid of t.threads.slice(1)) {
     step(ctx.req.log, `task ${t.pid}: thread ${tid} created from core-${tid}.img`);
     l.threads.set(tid, cloneThread(stub, area, tid, threadOf(t, tid).core));
+    ctx.cgroups.enter(tid, cgSetOf(t, tid), cgSetOf(t, t.pid), true);
   }
   step(
     ctx.req.log,
