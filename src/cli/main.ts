@@ -21,6 +21,7 @@ const loadJournal = () => import('../dump/journal.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 import { CG_MODE, parseCgMode, parseCgroupRoot, type CgMode } from '../resources/cgroups.ts';
+import type { MountOptions } from '../resources/ns/mnt-tree.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
 const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
@@ -56,6 +57,9 @@ interface Opts {
   manageCgroups?: boolean | string;
   cgroupRoot?: string[];
   inheritFd?: string[];
+  root?: string;
+  external?: string[];
+  extMountMap?: string[];
 }
 
 function fail(msg: string): never {
@@ -138,6 +142,17 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--tcp-established', desc: 'dump and restore established TCP connections (TCP repair mode)', cmds: ['dump', 'restore'] },
   { flags: '--tcp-close', desc: 'do not dump established TCP connections: they come back closed', cmds: ['dump', 'restore'] },
   { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
+  { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
+  {
+    flags: '--external <res>',
+    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; repeatable',
+    cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '-M, --ext-mount-map <map>',
+    desc: 'MOUNTPOINT:KEY at dump, KEY:PATH at restore (old form of --external mnt[]); repeatable',
+    cmds: ['dump', 'restore'],
+  },
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
   { flags: '--pidfile <file>', desc: 'write the pid of the restored root here', cmds: ['restore'] },
   { flags: '--skip-verify', desc: 'do not check the checksum manifest', cmds: ['restore'] },
@@ -178,7 +193,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (/^--(action-script|cgroup-root|inherit-fd)/.test(o.flags))
+      if (/^(--action-script|--cgroup-root|--inherit-fd|--external|-M)/.test(o.flags))
         opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
@@ -253,6 +268,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
           manageCgroups: cgMode(o) !== CG_MODE.IGNORE,
+          mounts: mountOptions(o),
         });
         log.info(
           `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -280,6 +296,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
           cgroups: { mode: cgMode(o), roots: (o.cgroupRoot ?? []).map(parseCgroupRoot) },
           inheritFds: (o.inheritFd ?? []).map(parseInheritFd),
+          mounts: mountOptions(o),
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;
@@ -304,6 +321,22 @@ function parseInheritFd(v: string): { key: string; fd: number } {
   const m = /^fd\[(\d+)\]:(.+)$/.exec(v);
   if (!m) fail(`bad --inherit-fd ${v}: fd[N]:KEY`);
   return { fd: Number(m[1]), key: m[2] };
+}
+
+/** --root, --external mnt[A]:B and --ext-mount-map A:B (A → B; what A and B are depends on the command). */
+function mountOptions(o: Opts): MountOptions {
+  const external = new Map<string, string>();
+  for (const x of o.external ?? []) {
+    const m = /^mnt\[([^\]]*)\]:(.+)$/.exec(x);
+    if (!m) throw NotSupportedError.option(`--external ${x}`);
+    external.set(m[1], m[2]);
+  }
+  for (const x of o.extMountMap ?? []) {
+    const i = x.indexOf(':');
+    if (i <= 0) fail(`bad --ext-mount-map ${x}: use A:B`);
+    external.set(x.slice(0, i), x.slice(i + 1));
+  }
+  return { root: o.root === undefined ? undefined : path.resolve(o.root), external };
 }
 
 function tcpMode(o: Opts): { established: boolean; close: boolean; skipInFlight: boolean } {

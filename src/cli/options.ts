@@ -18,7 +18,6 @@ export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']
 
 export const NOT_SUPPORTED = new Set([
   '--network-lock',
-  '--external',
   '--cgroup-props',
   '--cgroup-props-file',
   '--cgroup-dump-controller',
@@ -40,8 +39,6 @@ export const NOT_SUPPORTED = new Set([
   '--allow-uprobes',
   '--lsm-profile',
   '--lsm-mount-context',
-  '-r',
-  '--root',
   '-S',
   '--restore-sibling',
   '-s',
@@ -50,8 +47,6 @@ export const NOT_SUPPORTED = new Set([
   '--join-ns',
   '--empty-ns',
   '--veth-pair',
-  '-M',
-  '--ext-mount-map',
   '--weak-sysctls',
   '--mntns-compat-mode',
   '--skip-file-rwx-check',

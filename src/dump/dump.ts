@@ -3,7 +3,7 @@
 // task is resumed exactly as it was and the partial images are removed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
+import { closing, IMG, type PagesCodecOptions, type MessageInput } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat, readLink } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, pidfdOpen, close } from '../kernel/index.ts';
 import {
@@ -16,7 +16,7 @@ import {
   INJECTION_SIGMASK,
 } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
-import { CriuError, faultPoint } from '../errors.ts';
+import { CriuError, NotSupportedError, faultPoint } from '../errors.ts';
 import { checkInterrupt, hangPoint } from '../interrupt.ts';
 import {
   freezeSnapshot,
@@ -41,6 +41,7 @@ import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
+import { dumpNamespaces, nsPid, checkMntns, type MountOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { CgroupDump } from '../resources/cgroups.ts';
@@ -50,6 +51,7 @@ import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
 import type { RunAction } from '../actions.ts';
+import { startHelper, killHelper } from '../restore/stub.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -77,6 +79,8 @@ export interface DumpRequest {
   tcp?: TcpMode;
   /** --manage-cgroups (any mode but ignore): cgroup.img also holds the controllers' dirs and properties. */
   manageCgroups?: boolean;
+  /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
+  mounts?: MountOptions;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -206,8 +210,9 @@ function killTree(tasks: Task[]): void {
         /* gone */
       }
     }
-  // Collect the tracer's exit notifications; the real parents reap the processes.
-  for (const t of tasks)
+  // Collect the tracer's exit notifications; the real parents reap the processes. Children
+  // first: a PID namespace's init is reported only once the rest of its namespace is gone.
+  for (const t of [...tasks].reverse())
     for (const th of [...t.threads].reverse()) {
       try {
         waitpid(th.tid, WALL);
@@ -285,6 +290,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
     );
+    if (ownMntns(pid))
+      checkMntns(
+        tasks.filter(isLive).map((t) => t.pid),
+        req.mounts?.external ?? new Map(),
+      );
     for (const t of tasks) {
       if (!isLive(t)) continue;
       step(log, `task ${t.pid}: mapping criu-ts's injection area`);
@@ -343,6 +353,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
   return result;
 }
 
+/** The tree has a mount namespace of its own (checkNamespaces: then all its tasks share it). */
+function ownMntns(pid: number): boolean {
+  return readLink(pid, 'ns/mnt') !== fs.readlinkSync('/proc/self/ns/mnt');
+}
+
 /** The time the tasks could not have survived criu-ts's death (inside injected calls). */
 function logUnsafeWindow(log: Logger): void {
   log.debug(`unsafe window: ${unsafeWindow.ms.toFixed(3)} ms inside ${unsafeWindow.calls} injected calls`);
@@ -360,6 +375,8 @@ interface Shared {
   cpuFacts: CpuFacts;
   objects: DumpShared;
   cgroups: CgroupDump;
+  /** A task's or thread's pid in the images: the one in its own PID namespace. */
+  vpid: (pid: number) => number;
 }
 
 function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
@@ -378,7 +395,9 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
   );
   files.ghosts = ghosts;
   const objects = new DumpShared(imgs, files);
+  const vpids = nsPids(tasks);
   const shared: Shared = {
+    vpid: (p) => vpids.get(p) ?? p,
     seccomp: new SeccompDump(),
     locksSeen: new Set(),
     live: new Map(live.map((t) => [t.pid, t])),
@@ -432,17 +451,15 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       stats.memdumpMs += s.memdumpMs;
     } else if (t.zombie) {
       step(req.log, `task ${t.pid}: zombie (exit status 0x${t.zombie.exitCode.toString(16)}) to core-${t.pid}.img`);
-      imgs.one(IMG.CORE, t.pid, dumpZombieCore(t.zombie));
+      imgs.one(IMG.CORE, shared.vpid(t.pid), dumpZombieCore(t.zombie));
     }
-    imgs.add(
-      IMG.PSTREE,
-      dumpPstreeEntry(
-        t.pid,
-        t.ppid,
-        t.threads.map((th) => th.tid),
-        isLive(t) ? t.stat : undefined,
-      ),
+    const entry = dumpPstreeEntry(
+      t.pid,
+      t.ppid,
+      t.threads.map((th) => th.tid),
+      isLive(t) ? t.stat : undefined,
     );
+    imgs.add(IMG.PSTREE, vpids.size ? inPidNs(entry, t.pid, shared.vpid) : entry);
   }
   imgs.closeImage(IMG.PSTREE);
   for (const e of files.entries) imgs.add(IMG.FILES, e);
@@ -458,6 +475,22 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
     if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS);
     else imgs.empty(IMG.FILE_LOCKS);
   }
+  const dumperIds = shared.ns.idsOf(getpid());
+  let helper: ReturnType<typeof startHelper> | undefined;
+  try {
+    dumpNamespaces(pid0(tasks), shared.ns.idsOf(pid0(tasks)), dumperIds, {
+      log: req.log,
+      imgs: {
+        add: (kind, ...a) => imgs.add(kind, ...a),
+        one: (kind, ...a) => imgs.one(kind, ...a),
+        raw: (kind, data, ...args) => imgs.raw(kind, data, ...args),
+      },
+      mounts: req.mounts,
+      helper: () => (helper ??= startHelper([])),
+    });
+  } finally {
+    if (helper) killHelper(helper.tracee.tid);
+  }
   const mono = clockGettime(1),
     boot = clockGettime(7);
   imgs.one(IMG.TIMENS, 0, {
@@ -467,7 +500,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
   imgs.one(IMG.INVENTORY, {
     img_version: 2,
     fdinfo_per_id: true,
-    root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
+    root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...dumperIds },
     ns_per_id: true,
     root_cg_set: shared.cgroups.ownSet,
     lsmtype: 0,
@@ -514,10 +547,11 @@ function dumpTask(
   if (debugOn(log))
     for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
   const tMem = performance.now();
-  const pm = imgs.pagemap(pid, anonBytes(task.vmas));
+  const vpid = sh.vpid(pid);
+  const pm = imgs.pagemap(vpid, anonBytes(task.vmas));
   const exe = readLink(pid, 'exe');
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
-  imgs.one(IMG.MM, pid, mm);
+  imgs.one(IMG.MM, vpid, mm);
   const memdumpMs = performance.now() - tMem;
   log.debug(
     `task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`,
@@ -548,7 +582,7 @@ function dumpTask(
     }
   } else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
-  imgs.one(IMG.FS, pid, dumpFs(pid, status.umask, sh.files));
+  imgs.one(IMG.FS, vpid, dumpFs(pid, status.umask, sh.files));
   step(
     log,
     `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`,
@@ -574,9 +608,9 @@ function dumpTask(
       cg_set: sh.cgroups.threadSet(pid, th.tid),
       ...(affinity ? { cpu_affinity: affinity } : {}),
     };
-    imgs.one(IMG.CORE, th.tid, core);
+    imgs.one(IMG.CORE, sh.vpid(th.tid), core);
   }
-  imgs.one(IMG.IDS, pid, {
+  imgs.one(IMG.IDS, vpid, {
     vm_id: ids.vm_id,
     files_id: ids.files_id,
     fs_id: ids.fs_id,
@@ -585,6 +619,35 @@ function dumpTask(
   });
   log.debug(`task ${pid}: ids-${pid}.img: vm ${ids.vm_id}, files ${ids.files_id}, fs ${ids.fs_id}, sighand ${ids.sighand_id}`);
   return { ...stats, memdumpMs };
+}
+
+const pid0 = (tasks: Task[]): number => tasks[0].pid;
+
+/**
+ * Each task's and thread's pid in its own PID namespace (the innermost of NSpid), when the
+ * tree is in one of its own; empty otherwise (the pids are criu-ts's).
+ */
+function nsPids(tasks: Task[]): Map<number, number> {
+  const m = new Map<number, number>();
+  const root = tasks[0].pid;
+  if (nsPid(root) === root) return m;
+  for (const t of tasks) {
+    m.set(t.pid, nsPid(t.pid));
+    for (const th of t.threads) if (th.tid !== t.pid) m.set(th.tid, nsPid(t.pid, th.tid));
+  }
+  return m;
+}
+
+/** A pstree entry with the pids of the tree's own PID namespace; the root's parent is outside it. */
+function inPidNs(e: MessageInput<'pstree_entry'>, pid: number, v: (p: number) => number): MessageInput<'pstree_entry'> {
+  const st = readStatus(pid);
+  const sid = st.nsSid.at(-1) ?? 0,
+    pgid = st.nsPgid.at(-1) ?? 0;
+  if (sid === 0 || pgid === 0)
+    throw new NotSupportedError(
+      `task ${pid}: its session or process group is outside its PID namespace (start the namespace's init with setsid)`,
+    );
+  return { ...e, pid: v(e.pid), ppid: e.ppid ? v(e.ppid) : 0, pgid, sid, threads: (e.threads ?? []).map(v) };
 }
 
 /** The frozen tree, task by task (level 3), with its threads (level 4). */

@@ -53,6 +53,7 @@ const NR = {
   sched_getaffinity: sysnr('sched_getaffinity'),
   sched_setaffinity: sysnr('sched_setaffinity'),
   getcpu: sysnr('getcpu'),
+  setns: sysnr('setns'),
 };
 
 type PtraceData = Arg | Buffer;
@@ -229,6 +230,10 @@ export function pidfdOpen2(pid: number, flags: number): number {
 }
 export function pidfdOpen(pid: number): number {
   return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, 0);
+}
+/** setns(2) of the calling thread (Node's main thread): fd is a pidfd or a /proc/PID/ns/X file. */
+export function setns(fd: number, nstype: number): void {
+  syscall('setns', NR.setns, fd, nstype);
 }
 export function pidfdGetfd(pidfd: number, fd: number): number {
   return syscall(`pidfd_getfd(${fd})`, NR.pidfd_getfd, pidfd, fd, 0);

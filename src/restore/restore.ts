@@ -51,10 +51,13 @@ import {
   type TcpMode,
 } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
+import { planNamespaces, restoreNamespaces, type NsPlan } from '../resources/ns/index.ts';
+import { CLONE } from '../kernel/index.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
+import type { MountOptions } from '../resources/ns/index.ts';
 import type { RunAction } from '../actions.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, RestoreTask } from '../resources/types.ts';
@@ -79,6 +82,8 @@ export interface RestoreRequest {
   cgroups?: CgroupRestoreOptions;
   /** --inherit-fd / inherit_fd: criu-ts's fd `fd` stands for the file the images name `key`. */
   inheritFds?: { key: string; fd: number }[];
+  /** --root and the external mounts of the tree's mount namespace. */
+  mounts?: MountOptions;
 }
 
 export interface RestoreResult {
@@ -106,6 +111,8 @@ interface Ctx {
   live: Map<number, Live>;
   /** Every PID this restore made, killed if it fails. */
   created: number[];
+  /** Where criu-ts finds the tree's files once its mount namespace exists: /proc/ROOT/root. */
+  nsRoot?: string;
   /** The process the root is cloned from, until FORKING is over. */
   helper?: Helper;
   sessions: SessionRestore;
@@ -131,6 +138,10 @@ interface Ctx {
   /** How long FORKING took (stats-restore). */
   forkMs: number;
   cgroups: CgroupRestore;
+  /** The namespaces the root is born in, and their contents. */
+  ns: NsPlan;
+  /** The root's pid in criu-ts's PID namespace, once created. */
+  rootHost: number;
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
@@ -159,11 +170,15 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   step(req.log, `reading the images of ${req.dir}`);
   const { tasks, files } = plan(imgs);
   logPlan(req.log, tasks);
-  for (const t of tasks)
-    for (const tid of t.threads) {
-      if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`, 17 /* EEXIST */);
-    }
   const root = tasks[0];
+  if (root.zombie) throw new CriuError(`pstree.img: the root task ${root.pid} is a zombie`);
+  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts);
+  // In a new PID namespace every pid is free; the kernel picks the ones outside.
+  if (!(ns.flags & CLONE.NEWPID))
+    for (const t of tasks)
+      for (const tid of t.threads) {
+        if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`, 17 /* EEXIST */);
+      }
   const created: number[] = [];
   const opened: number[] = [];
   const releaseHooks: Array<() => void> = [];
@@ -212,6 +227,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       sharedVm: new Set(),
       forkMs: 0,
       cgroups,
+      ns,
+      rootHost: 0,
       releaseHooks,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
@@ -228,7 +245,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
         inheritFds: req.inheritFds ?? [],
         inheritedIds: installedOnce,
-        pathOf: (reg) => ghosts.path(reg.id, reg.name),
+        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg.name),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
@@ -236,7 +253,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       },
     };
     for (const { stage } of RESTORE_STAGES) {
-      if (stage === 'RESTORE_CREDS') req.actions?.('post-restore', root.pid);
+      if (stage === 'RESTORE_CREDS') req.actions?.('post-restore', ctx.rootHost);
       if (stage === 'COMPLETE') req.actions?.('pre-resume');
       req.log.debug(`restore stage ${stage}`);
       // The last safe point is before the release: past it, the tree is let go.
@@ -260,7 +277,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     throw e;
   }
   disarmInterrupts();
-  if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
+  const rootPid = ctx.rootHost;
+  if (req.pidfile) writeImageFile(req.pidfile, `${rootPid}`);
   // The tree runs already: a failure here is only reported.
   try {
     req.actions?.('post-resume');
@@ -275,18 +293,18 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     req.log.warn(`cannot write stats-restore: ${(e as Error).message}`);
   }
   if (req.detach) {
-    if (faultAt('root-dies')) killAndAwaitZombie(root.pid);
+    if (faultAt('root-dies')) killAndAwaitZombie(rootPid);
     // criu-ts is the root's parent until it exits: a root that is gone already failed the restore.
-    const w = waitpid(root.pid, WNOHANG);
-    if (w.pid === root.pid) {
+    const w = waitpid(rootPid, WNOHANG);
+    if (w.pid === rootPid) {
       const how = W.exited(w.status) ? `exited with status ${W.exitStatus(w.status)}` : `was killed by signal ${W.termSig(w.status)}`;
-      throw new CriuError(`the restored task ${root.pid} ${how} before criu-ts let go of it`);
+      throw new CriuError(`the restored task ${rootPid} ${how} before criu-ts let go of it`);
     }
-    return { pid: root.pid, ms: total };
+    return { pid: rootPid, ms: total };
   }
-  const { status } = waitpid(root.pid, 0);
+  const { status } = waitpid(rootPid, 0);
   const exitCode = W.exited(status) ? W.exitStatus(status) : 128 + W.termSig(status);
-  return { pid: root.pid, exitCode, ms: total };
+  return { pid: rootPid, exitCode, ms: total };
 }
 
 /** What each stage does; stages.ts orders them and says why. */
@@ -318,7 +336,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       restoreThreadCreds(
         l.leader,
         l.area,
-        l.plan.pid,
+        l.leader.tid,
         [...l.threads].map(([tid, tracee]) => ({ tracee, creds: threadOf(l.plan, tid).threadCore.creds })),
       );
       for (const [tid, th] of l.threads) restorePdeathSig(th, threadOf(l.plan, tid).threadCore.pdeath_sig, l.plan.ppid === 0, ctx.req.log);
@@ -326,6 +344,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
   },
   SEAL: (ctx) => {
     for (const fn of ctx.releaseHooks.splice(0)) fn();
+    for (const l of liveTasks(ctx)) if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
     ctx.shmem.sealAll();
@@ -366,7 +385,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       releaseThreads(l.plan.pid, l.threads.values());
     }
     for (const l of liveTasks(ctx))
-      for (const tid of l.threads.keys()) restoreAffinity(tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
+      for (const [tid, th] of l.threads) restoreAffinity(th.tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
   },
 };
 
@@ -445,6 +464,10 @@ function killAll(pids: number[]): void {
  */
 function createTree(ctx: Ctx): void {
   const { tasks, live } = ctx;
+  // Tasks in a new PID namespace cannot name criu-ts to take its fds: they inherit a pidfd of
+  // it from the helper, at an fd above every one the dump has.
+  if (ctx.ns.flags & CLONE.NEWPID)
+    ctx.helper?.tracee.holdTracerPidfd(tasks.reduce((m, t) => (t.zombie ? m : Math.max(m, ...t.fdinfo.map((e) => e.fd))), 2) + 2);
   // Tasks whose page data is still being read in by the tasks themselves: one is waited for
   // only when it is needed again (to fork a child, which must inherit its memory whole).
   const filling = new Map<number, () => void>();
@@ -462,18 +485,24 @@ function createTree(ctx: Ctx): void {
     // The clone arguments go into the parent's own copy of the area. A child that shared
     // its parent's fd table, fs_struct, mm or signal actions is cloned sharing them again.
     const { flags, sharesVm } = sharingFlags(t.zombie ? undefined : t.ids, parentPlan?.ids);
-    const born = ctx.sessions.birthplace(t, parentArea, flags);
+    const born = ctx.sessions.birthplace(t, parentArea, t.ppid === 0 ? flags | ctx.ns.flags : flags);
     step(
       ctx.req.log,
       `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
     );
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
-    ctx.created.push(t.pid);
+    ctx.created.push(stub.tid);
     // Into its cgroups before it has children, which inherit them.
-    ctx.cgroups.enter(t.pid, cgSetOf(t, t.pid), parentPlan && cgSetOf(parentPlan, parentPlan.pid));
+    ctx.cgroups.enter(stub.tid, cgSetOf(t, t.pid), parentPlan && cgSetOf(parentPlan, parentPlan.pid));
     stub.setSigmask(ALL_SIGNALS);
     const l: Live = { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area: parentArea.forTracee(stub) };
     live.set(t.pid, l);
+    if (t.ppid === 0) {
+      ctx.rootHost = stub.tid;
+      if (stub.tid !== t.pid) ctx.req.log.info(`task ${t.pid}: pid ${stub.tid} outside its PID namespace`);
+      restoreNamespaces(ctx.ns, { stub, area: l.area, pid: stub.tid, vpid: t.pid, imgs: ctx.imgs, log: ctx.req.log });
+      if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = `/proc/${stub.tid}/root`;
+    }
     ctx.sessions.enter(t, stub, born);
     if (isLive(l)) {
       // A task born of a session helper has the helper's memory, fds and the rest, and the helper
@@ -499,7 +528,7 @@ function cgSetOf(t: TaskPlan, tid: number): number | undefined {
  */
 function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined, bornOfParent: boolean): () => void {
   const t = l.plan;
-  const rt: RestoreTask = { pid: t.pid, leader: l.leader, threads: [l.leader], area: l.area, log: ctx.req.log };
+  const rt: RestoreTask = { pid: l.leader.tid, leader: l.leader, threads: [l.leader], area: l.area, log: ctx.req.log };
   logMemory(ctx.req.log, t, (id) => {
     const f = ctx.files.get(id);
     return f?.reg?.name ?? `${f?.memfd ? 'memfd, ' : ''}file id ${id}`;
@@ -513,7 +542,7 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
     pagesPath: t.pagemap.pagesPath,
     pathOf: pathResolver(ctx),
     key: ctx.imgs.key,
-    parent: parent ? { pid: parent.pid, mm: parent.mm, runs: parent.pagemap.runs } : undefined,
+    parent: parent ? { pid: liveTask(ctx, parent.pid).leader.tid, mm: parent.mm, runs: parent.pagemap.runs } : undefined,
     bornOfParent,
     shmemFd: (v) => {
       if (v.status & VMA.ANON_SHARED) {
@@ -527,12 +556,19 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
   });
 }
 
-function pathResolver(ctx: Ctx): (id: number) => string {
+/** The path criu-ts opens the file `id` by; `asTask`: as the tasks name it (they open it themselves). */
+function pathResolver(ctx: Ctx, asTask = false): (id: number) => string {
   return (id: number): string => {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
-    return ctx.ghosts.path(reg.id, reg.name);
+    const p = ctx.ghosts.path(reg.id, reg.name);
+    return asTask ? p : inNs(ctx, p, reg.name);
   };
+}
+
+/** A file of the tree, by its name in the tree's mount namespace (a ghost made again is criu-ts's own path). */
+function inNs(ctx: Ctx, p: string, name: string): string {
+  return ctx.nsRoot && p === name ? `${ctx.nsRoot}${p}` : p;
 }
 
 /**
@@ -560,7 +596,7 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
     step(ctx.req.log, `task ${t.pid}: cwd, root and umask from fs-${t.pid}.img`);
-    restoreFs(stub, area, t.fsEntry, pathResolver(ctx), parent?.fsEntry);
+    restoreFs(stub, area, t.fsEntry, pathResolver(ctx, true), parent?.fsEntry);
   }
   const sighandId = t.ids.sighand_id;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {
@@ -591,8 +627,9 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   if (t.threads.length > 1) restoreComm(stub, area, leaderComm);
   for (const tid of t.threads.slice(1)) {
     step(ctx.req.log, `task ${t.pid}: thread ${tid} created from core-${tid}.img`);
-    l.threads.set(tid, cloneThread(stub, area, tid, threadOf(t, tid).core));
-    ctx.cgroups.enter(tid, cgSetOf(t, tid), cgSetOf(t, t.pid), true);
+    const th = cloneThread(stub, area, tid, threadOf(t, tid).core);
+    l.threads.set(tid, th);
+    ctx.cgroups.enter(th.tid, cgSetOf(t, tid), cgSetOf(t, t.pid), true);
   }
   step(
     ctx.req.log,
@@ -607,7 +644,7 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
-  restoreTaskProps(stub, t.pid, t.tc);
+  restoreTaskProps(stub, stub.tid, t.tc);
 }
 
 /** Everything but the last step: the final state of every thread, the leader last. */

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { CriuError } from '../errors.ts';
 import type { Message } from '../images/index.ts';
 import { CG_MODE, type CgMode } from '../resources/cgroups.ts';
+import type { MountOptions } from '../resources/ns/index.ts';
 
 export type CriuOpts = Message<'criu_opts'>;
 export const EBADRQC = 56;
@@ -143,13 +144,19 @@ export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', m
   if (opts.network_lock !== undefined && opts.network_lock !== NETWORK_LOCK_IPTABLES) refuse('network_lock');
   if (opts.empty_ns !== undefined && (opts.empty_ns & ~CLONE_NEWNET) !== 0)
     throw new CriuError(`empty_ns 0x${opts.empty_ns.toString(16)}: only CLONE_NEWNET may be empty`, EBADRQC);
-  if (kind === 'restore' && opts.root !== undefined && path.resolve(opts.root) !== '/') refuse('root');
-  if (kind === 'restore' && opts.ext_mnt.length) refuse('ext_mnt');
   if (kind === 'restore' && opts.external.length) refuse('external');
   for (const i of opts.inherit_fd) if (!/^(pipe:\[\d+\]|\/?[^:[]+)$/.test(i.key)) refuse(`inherit_fd ${i.key}`);
   const cgMode = (opts.manage_cgroups_mode ?? (opts.manage_cgroups ? CG_MODE.SOFT : CG_MODE.IGNORE)) as CgMode;
   if (!Object.values(CG_MODE).includes(cgMode)) refuse(`manage_cgroups_mode ${cgMode}`);
   return { cgMode, ...configSettings(opts.config_file) };
+}
+
+/** `root` and `ext_mnt` as --root and --ext-mount-map KEY:VAL (CRIU's ext_mount_add). */
+export function mountsOf(opts: CriuOpts): MountOptions {
+  return {
+    root: opts.root === undefined ? undefined : path.resolve(opts.root),
+    external: new Map(opts.ext_mnt.map((e) => [e.key, e.val])),
+  };
 }
 
 /** config_file says trust-images (read before the log is written into the images dir). */

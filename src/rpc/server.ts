@@ -14,7 +14,17 @@ import { checkDumpDir, checkRestoreDir } from '../images/index.ts';
 import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 import type { ActionName, RunAction } from '../actions.ts';
 import { BadRequest, REQ, type RpcConn, typeName, type CriuReq, type CriuResp } from './conn.ts';
-import { EBADRQC, resolvePaths, screenOpts, type CriuOpts, type RpcMode, type RpcPaths, type Screened, trustsImages } from './options.ts';
+import {
+  EBADRQC,
+  mountsOf,
+  resolvePaths,
+  screenOpts,
+  type CriuOpts,
+  type RpcMode,
+  type RpcPaths,
+  type Screened,
+  trustsImages,
+} from './options.ts';
 import { CG_MODE } from '../resources/cgroups.ts';
 
 /** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */
@@ -202,6 +212,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       ghostLimit: opts.ghost_limit,
       linkRemap: !!opts.link_remap,
       manageCgroups: screened.cgMode !== CG_MODE.IGNORE,
+      mounts: mountsOf(opts),
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
   },
@@ -220,6 +231,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       skipVerify: screened.skipVerify,
       cgroups: { mode: screened.cgMode, roots: opts.cg_root.map((c) => ({ ctrl: c.ctrl ?? '', path: c.path })) },
       inheritFds: opts.inherit_fd.map((i) => ({ key: i.key, fd: i.fd })),
+      mounts: mountsOf(opts),
     });
     return { type: REQ.RESTORE, success: true, restore: { pid: r.pid } };
   },

@@ -296,7 +296,7 @@ e2e(
       assert.match(cp.stderr, /criu failed: type DUMP/);
       assert.match(cp.stderr, /container still running/);
       const log = readFileSync(join(img, 'dump.log'), 'utf8');
-      assert.match(log, /Error: task \d+: namespaces: it is in another pid namespace \(pid:\[\d+\]\); not supported yet/);
+      assert.match(log, /Error: task \d+: namespaces: mnt: a mount namespace of its own is not saved yet; not supported yet/);
       assert.doesNotMatch(log, /\n\s+at /, 'no stack trace');
       assert.equal(JSON.parse(runc('state', id).stdout).status, 'running');
       assertRunningFree(pid);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { messages, type Message } from '../../src/images/index.ts';
 import { CriuError } from '../../src/errors.ts';
-import { EBADRQC, OPTS_FIELDS, resolvePaths, screenOpts, type CriuOpts } from '../../src/rpc/options.ts';
+import { EBADRQC, OPTS_FIELDS, mountsOf, resolvePaths, screenOpts, type CriuOpts } from '../../src/rpc/options.ts';
 
 const empty = (): CriuOpts => ({
   images_dir_fd: -1,
@@ -70,10 +70,11 @@ test('fields criu-ts does not implement are refused by name', () => {
     refusal(() => screenOpts({ ...empty(), empty_ns: 0x20000 }, 'dump', 'swrk')),
     /only CLONE_NEWNET/,
   );
-  assert.equal(
-    refusal(() => screenOpts({ ...empty(), root: '/tmp/rootfs' }, 'restore', 'swrk')),
-    'not supported yet: root',
-  );
+  // root and ext_mnt are honoured: --root and --ext-mount-map of the mount namespace.
+  screenOpts({ ...empty(), root: '/tmp/rootfs', ext_mnt: [{ key: '/a', val: '/b' }] }, 'restore', 'swrk');
+  const m = mountsOf({ ...empty(), root: '/tmp/rootfs/', ext_mnt: [{ key: 'K', val: '/host/p' }] });
+  assert.equal(m.root, '/tmp/rootfs');
+  assert.deepEqual([...m.external], [['K', '/host/p']]);
 });
 
 test("runc 1.1.5's restore options are accepted; manage_cgroups gives the mode; config_file's settings", () => {

@@ -209,11 +209,13 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
     const h = had.get(e.fd);
     if (h && h.id === e.id && ((h.flags ^ e.flags) & 1) === 0) kept.add(e.fd);
   }
-  for (const [from, to] of closeRanges([...had.keys()], kept)) t.syscall('close_range', from, to, 0);
+  // A pidfd of criu-ts that the task inherited (it cannot name criu-ts) stays until the release.
+  const own = t.criuPidfd === undefined ? [] : [t.criuPidfd];
+  for (const [from, to] of closeRanges([...had.keys(), ...own], new Set([...kept, ...own]))) t.syscall('close_range', from, to, 0);
   fdinfo = fdinfo.filter((e) => !kept.has(e.fd));
   if (!fdinfo.length) return;
   const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd), 2);
-  let pidfd = t.syscall('pidfd_open', selfPid, 0);
+  let pidfd = own.length ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) {
     t.syscall('dup3', pidfd, high, O.CLOEXEC);

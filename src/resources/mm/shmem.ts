@@ -164,7 +164,7 @@ export function shmemSizes(mms: Message<'mm_entry'>[]): Map<bigint, bigint> {
 
 /** Pull one of criu-ts's fds into a tracee (pidfd_open + pidfd_getfd); returns the tracee's fd. */
 export function pullFd(t: Tracee, localFd: number): bigint {
-  const pidfd = t.syscall('pidfd_open', getpid(), 0);
+  const pidfd = t.pidfdOfTracer();
   try {
     return t.syscall('pidfd_getfd', pidfd, localFd, 0);
   } finally {

@@ -112,7 +112,7 @@ export class SessionRestore {
     let h = this.helpers.get(`s${sid}`);
     if (!h) {
       const t = cloneAt(creator.tracee, creator, sid, 0, SIG.CHLD);
-      this.created.push(sid);
+      this.created.push(t.tid);
       t.setSigmask(ALL_SIGNALS);
       const area = this.first.area.forTracee(t);
       t.syscall('setsid');
@@ -146,7 +146,7 @@ export class SessionRestore {
       if (Number(l.leader.syscall('getpgid', 0)) === pgid) continue;
       if (!this.pids.has(pgid) && !this.helpers.has(`g${pgid}`) && !this.helpers.has(`s${pgid}`)) {
         const h = cloneAt(l.leader, l.area, pgid, 0, 0);
-        this.created.push(pgid);
+        this.created.push(h.tid);
         h.useInjectionPage(l.area.base);
         h.setSigmask(ALL_SIGNALS);
         h.syscall('setpgid', 0, 0);
@@ -167,7 +167,7 @@ export class SessionRestore {
       h.tracee.prepareResume('exit_group', 0);
       h.tracee.detach();
       if (!h.parent) {
-        waitpid(h.pid, WALL); // re-parented to criu-ts when the first helper died
+        waitpid(h.tracee.tid, WALL); // re-parented to criu-ts when the first helper died
       } else {
         const p = h.parent;
         p.syscall('wait4', h.pid, 0, WALL, 0);
@@ -178,7 +178,7 @@ export class SessionRestore {
         set.writeBigUInt64LE(1n << BigInt(SIG.CHLD - 1), 0);
         p.syscallRaw('rt_sigtimedwait', a.put(set), 0, a.put(zero), 8);
       }
-      const i = this.created.indexOf(h.pid);
+      const i = this.created.indexOf(h.tracee.tid);
       if (i >= 0) this.created.splice(i, 1);
     }
     this.helpers.clear();
