@@ -2,7 +2,7 @@
 // kernel's special mappings into place, recreate every VMA, fill the pages, then hand
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
-import { type Vma, readMaps, readLink } from '../../proc/index.ts';
+import { type Vma, readMaps } from '../../proc/index.ts';
 import {
   arch,
   MAP,
@@ -379,6 +379,16 @@ function fullAuxv(mm: MmEntry): bigint[] {
   return tail.length ? [...mm.mm_saved_auxv, ...tail] : mm.mm_saved_auxv;
 }
 
+function sameFile(a: string, b: string): boolean {
+  try {
+    const x = fs.statSync(a),
+      y = fs.statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
 /** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */
 export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, log?: Logger): void {
   const tr = t.leader;
@@ -391,13 +401,9 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   const auxvAddr = t.area.put(auxv);
   // A child cloned from its restored parent has the right exe link already, and may still
   // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).
-  let current = '';
-  try {
-    current = readLink(t.pid, 'exe');
-  } catch {
-    /* none */
-  }
-  const exeFd = current === exePath ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
+  // The same file, not the same path string: in another mount namespace the link reads
+  // relative to that namespace's root while exePath is reached from criu-ts's.
+  const exeFd = sameFile(`/proc/${t.pid}/exe`, exePath) ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
   try {
     const m = prctlMmMap(mm, auxvAddr, auxv.length, Number(exeFd));
     const mapAt = t.area.put(m);

@@ -120,8 +120,10 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
       if (rel === undefined) throw new CriuError(`${what(m)}: not under its parent's mountpoint ${parent.mountpoint}`);
       const target = fdPath(parent.mnt_id, rel);
       opts.log.debug(`mount ${m.mnt_id}: ${h.kind} at ${m.mountpoint}`);
+      // A read-only superblock (runc's masked directories are ro tmpfs) is filled first, then made read-only.
+      const sbFlags = m.sb_flags ?? 0;
       if (h.kind === 'new')
-        call(m, 'mount', m.source || h.fstype, target, h.fstype, (m.sb_flags ?? 0) | (m.flags & PER_MOUNT & ~MS.RDONLY), m.options || null);
+        call(m, 'mount', m.source || h.fstype, target, h.fstype, (sbFlags & ~MS.RDONLY) | (m.flags & PER_MOUNT & ~MS.RDONLY), m.options || null);
       else {
         const src = h.kind === 'bind' ? fdPath(h.from.mnt_id, h.rel) : h.kind === 'root' ? opts.root : h.path;
         call(m, 'mount', src, target, null, MS.BIND, null);
@@ -132,6 +134,7 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
         const data = opts.tmpfs(Number(m.root_dev));
         if (data) tarExtract(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, data);
       }
+      if (h.kind === 'new' && sbFlags & MS.RDONLY) call(m, 'mount', null, target, null, MS.REMOUNT | sbFlags, m.options || null);
     }
     // Per-mount flags last: a read-only mount is filled first.
     for (const m of order) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | MS.BIND | (m.flags & PER_MOUNT), null);

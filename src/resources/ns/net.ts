@@ -81,8 +81,9 @@ export const netNs: NsKind = {
     for (const { entry } of imgs.all(IMG.NETDEV, id))
       if (entry.type !== ND_LOOPBACK)
         return `netdev-${id}.img: device ${entry.name} of type ${entry.type}: only the loopback is restored yet`;
-    const ns = imgs.one(IMG.NETNS, id);
-    if (ns.ext_key) return `netns-${id}.img: an external network namespace (${ns.ext_key}) is not restored yet`;
+    // No netns-N.img: CRIU dumped it empty (runc's empty_ns), and it comes back fresh.
+    const ns = imgs.all(IMG.NETNS, id)[0]?.entry;
+    if (ns?.ext_key) return `netns-${id}.img: an external network namespace (${ns.ext_key}) is not restored yet`;
     return undefined;
   },
   restore: ({ pid, id, imgs, log }) => {
