@@ -213,6 +213,8 @@ export class CgroupRestore {
   private readonly sets = new Map<number, Message<'cg_set_entry'>>();
   private readonly ctlMount = new Map<string, string>();
   private mounts?: Map<string, string>;
+  /** criu-ts's own cgroups when the restore began, by hierarchy. */
+  private readonly own: Map<string, string>;
   private readonly made: string[] = [];
   private readonly propDirs: { dir: string; props: Message<'cgroup_prop_entry'>[] }[] = [];
   private readonly mode: CgMode;
@@ -226,6 +228,7 @@ export class CgroupRestore {
     this.rootSet = rootSet;
     this.log = log;
     this.mode = o.mode === CG_MODE.DEFAULT ? CG_MODE.SOFT : o.mode;
+    this.own = new Map(parseCgroupFile(fs.readFileSync('/proc/thread-self/cgroup', 'utf8')).map((c) => [c.name, c.path]));
     if (!img || this.mode === CG_MODE.IGNORE) return;
     for (const s of img.sets) this.sets.set(s.id, s);
     rewriteRoots(img, o.roots);
@@ -234,8 +237,16 @@ export class CgroupRestore {
   /** Make the directories the mode asks for; before any task exists. */
   prepare(): void {
     if (!this.img || this.mode === CG_MODE.IGNORE) return;
-    for (const c of this.img.controllers)
-      for (const d of c.dirs) if (d.dir_name !== '') this.prepareDir(this.mountFor(c.cnames.join(',')), d.dir_name, d);
+    for (const c of this.img.controllers) {
+      const name = c.cnames.join(',');
+      for (const d of c.dirs) {
+        if (d.dir_name === '') continue;
+        // criu-ts's own cgroup exists: a hierarchy mounted nowhere here is fine there (runc
+        // puts criu in the container's cgroups and names them in cg_root).
+        if (!this.mounted(name) && this.own.get(name) === `/${d.dir_name}`.replace(/\/+$/, '')) continue;
+        this.prepareDir(this.mountFor(name), d.dir_name, d);
+      }
+    }
   }
 
   private prepareDir(parent: string, rel: string, d: Message<'cgroup_dir_entry'>): void {
@@ -275,9 +286,10 @@ export class CgroupRestore {
     if (!this.img || this.mode === CG_MODE.IGNORE || !set || set === (inherited || this.rootSet)) return;
     const s = this.sets.get(set);
     if (!s) throw new CriuError(`cgroup.img: no set ${set}`);
+    // What the task has already: its parent's set, or (the root, born of criu-ts's helper) criu-ts's cgroups.
+    const had = inherited ? this.sets.get(inherited)?.ctls : undefined;
     for (const c of s.ctls) {
-      // Joining a hierarchy's root: only a task in a cgroup of it would have to (not criu-ts's child).
-      if (c.path === '/' && !this.ctlMount.has(c.name) && !cgroupMounts().has(c.name)) continue;
+      if ((had ? had.find((h) => h.name === c.name)?.path : this.own.get(c.name)) === c.path) continue;
       const mnt = this.mountFor(c.name);
       const file = path.join(mnt, c.path, thread ? (c.name === '' ? 'cgroup.threads' : 'tasks') : 'cgroup.procs');
       try {
@@ -287,6 +299,11 @@ export class CgroupRestore {
       }
     }
     this.log.debug(`${thread ? 'thread' : 'task'} ${tid}: into cgroup set ${set}`);
+  }
+
+  private mounted(name: string): boolean {
+    this.mounts ??= cgroupMounts();
+    return this.ctlMount.has(name) || this.mounts.has(name);
   }
 
   private mountFor(name: string): string {
