@@ -203,6 +203,35 @@ export class CgroupDump {
 export interface CgroupRestoreOptions {
   mode: CgMode;
   roots: { ctrl: string; path: string }[];
+  /**
+   * Where a root in the dumping tool's own cgroups goes, when criu-ts has left the cgroups it
+   * was started in (leaveCgroups): those. By default criu-ts's own, which the root inherits.
+   */
+  home?: CgCtl[];
+}
+
+/**
+ * Move criu-ts (all its threads) into the cgroups of process `to`, in every hierarchy mounted
+ * here, and return the cgroups it was in. runc puts criu into the container's cgroups before a
+ * restore: criu-ts's own memory and threads would count against the container's limits, which
+ * only the restored tasks must be in (restore then puts them there with `home`).
+ */
+export function leaveCgroups(to: number, log: Logger): CgCtl[] {
+  const mine = parseCgroupFile(fs.readFileSync('/proc/self/cgroup', 'utf8'));
+  const theirs = new Map(parseCgroupFile(fs.readFileSync(`/proc/${to}/cgroup`, 'utf8')).map((c) => [c.name, c.path]));
+  const mounts = cgroupMounts();
+  for (const c of mine) {
+    const dest = theirs.get(c.name),
+      at = mounts.get(c.name);
+    if (dest === undefined || dest === c.path || at === undefined) continue;
+    try {
+      fs.writeFileSync(path.join(at, dest, 'cgroup.procs'), `${process.pid}`);
+    } catch (e) {
+      log.warn(`criu-ts stays in its cgroup ${c.name || 'cgroup2'}:${c.path}: ${(e as Error).message}`);
+    }
+  }
+  log.info(`criu-ts left its cgroups for those of ${to}`);
+  return mine;
 }
 
 /**
@@ -215,6 +244,7 @@ export class CgroupRestore {
   private mounts?: Map<string, string>;
   /** criu-ts's own cgroups when the restore began, by hierarchy. */
   private readonly own: Map<string, string>;
+  private readonly home?: CgCtl[];
   private readonly made: string[] = [];
   private readonly propDirs: { dir: string; props: Message<'cgroup_prop_entry'>[] }[] = [];
   private readonly mode: CgMode;
@@ -229,6 +259,7 @@ export class CgroupRestore {
     this.log = log;
     this.mode = o.mode === CG_MODE.DEFAULT ? CG_MODE.SOFT : o.mode;
     this.own = new Map(parseCgroupFile(fs.readFileSync('/proc/thread-self/cgroup', 'utf8')).map((c) => [c.name, c.path]));
+    this.home = o.home;
     if (!img || this.mode === CG_MODE.IGNORE) return;
     for (const s of img.sets) this.sets.set(s.id, s);
     rewriteRoots(img, o.roots);
@@ -283,12 +314,21 @@ export class CgroupRestore {
    * into its set, if that differs from the set it inherited.
    */
   enter(tid: number, set: number | undefined, inherited: number | undefined, thread = false): void {
-    if (!this.img || this.mode === CG_MODE.IGNORE || !set || set === (inherited || this.rootSet)) return;
+    if (this.mode === CG_MODE.IGNORE) return;
+    // The root of a tree dumped in the dumping tool's cgroups goes home (criu-ts left them).
+    const isRoot = !inherited && !thread;
+    const inDumpers = !this.img || !set || set === this.rootSet;
+    if (isRoot && inDumpers && this.home) return this.join(tid, this.home, undefined, false);
+    if (!this.img || !set || set === (inherited || this.rootSet)) return;
     const s = this.sets.get(set);
     if (!s) throw new CriuError(`cgroup.img: no set ${set}`);
     // What the task has already: its parent's set, or (the root, born of criu-ts's helper) criu-ts's cgroups.
-    const had = inherited ? this.sets.get(inherited)?.ctls : undefined;
-    for (const c of s.ctls) {
+    this.join(tid, s.ctls, inherited ? this.sets.get(inherited)?.ctls : undefined, thread);
+    this.log.debug(`${thread ? 'thread' : 'task'} ${tid}: into cgroup set ${set}`);
+  }
+
+  private join(tid: number, ctls: readonly CgCtl[], had: readonly CgCtl[] | undefined, thread: boolean): void {
+    for (const c of ctls) {
       if ((had ? had.find((h) => h.name === c.name)?.path : this.own.get(c.name)) === c.path) continue;
       const mnt = this.mountFor(c.name);
       const file = path.join(mnt, c.path, thread ? (c.name === '' ? 'cgroup.threads' : 'tasks') : 'cgroup.procs');
@@ -298,7 +338,6 @@ export class CgroupRestore {
         throw new CriuError(`cannot move ${thread ? 'thread' : 'task'} ${tid} into ${file}: ${(e as Error).message}`);
       }
     }
-    this.log.debug(`${thread ? 'thread' : 'task'} ${tid}: into cgroup set ${set}`);
   }
 
   private mounted(name: string): boolean {

@@ -25,7 +25,7 @@ import {
   type Screened,
   trustsImages,
 } from './options.ts';
-import { CG_MODE } from '../resources/cgroups.ts';
+import { CG_MODE, leaveCgroups } from '../resources/cgroups.ts';
 
 /** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */
 export const RPC_VERSION = { major_number: 4, minor_number: 2, name: 'criu-ts' };
@@ -179,7 +179,7 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
       armInterrupts();
       cleanStale(log);
     }
-    const resp = runners[kind](opts, screened, paths, conn.peer, actions, log);
+    const resp = runners[kind](opts, screened, paths, conn.peer, actions, log, o.mode);
     return reply(conn, resp);
   } catch (e) {
     log?.failed(e instanceof Error ? e.message.split('\n')[0] : String(e));
@@ -191,7 +191,15 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
   }
 }
 
-type Runner = (opts: CriuOpts, screened: Screened, paths: RpcPaths, peer: number, actions: RunAction, log: LevelLogger) => CriuResp;
+type Runner = (
+  opts: CriuOpts,
+  screened: Screened,
+  paths: RpcPaths,
+  peer: number,
+  actions: RunAction,
+  log: LevelLogger,
+  mode: RpcMode,
+) => CriuResp;
 const runners: Record<'dump' | 'restore' | 'check', Runner> = {
   dump: (opts, screened, paths, peer, actions, log) => {
     // No pid: the client dumps itself, as with CRIU.
@@ -216,11 +224,14 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
   },
-  restore: (opts, screened, paths, _peer, actions, log) => {
+  restore: (opts, screened, paths, peer, actions, log, mode) => {
     if (!fs.existsSync(`${paths.imagesDir}/inventory.img`)) throw new CriuError(`no dump in ${paths.imagesDir}: it has no inventory.img`);
     // rst_sibling: the tree is the client's once criu-ts exits (a client that is a child
     // subreaper, as runc is, gets the root then; criu-ts has no way to make it the client's
     // child before).
+    // runc moved its criu into the container's cgroups: criu-ts goes back to runc's, and the
+    // restored root goes where criu-ts was.
+    const home = mode === 'swrk' && screened.cgMode !== CG_MODE.IGNORE ? leaveCgroups(peer, log) : undefined;
     const r = restore({
       dir: paths.imagesDir,
       workDir: paths.workDir,
@@ -229,7 +240,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       log,
       actions,
       skipVerify: screened.skipVerify,
-      cgroups: { mode: screened.cgMode, roots: opts.cg_root.map((c) => ({ ctrl: c.ctrl ?? '', path: c.path })) },
+      cgroups: { mode: screened.cgMode, roots: opts.cg_root.map((c) => ({ ctrl: c.ctrl ?? '', path: c.path })), home },
       inheritFds: opts.inherit_fd.map((i) => ({ key: i.key, fd: i.fd })),
       mounts: mountsOf(opts),
     });
