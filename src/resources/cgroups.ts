@@ -330,6 +330,8 @@ export class CgroupRestore {
   private join(tid: number, ctls: readonly CgCtl[], had: readonly CgCtl[] | undefined, thread: boolean): void {
     for (const c of ctls) {
       if ((had ? had.find((h) => h.name === c.name)?.path : this.own.get(c.name)) === c.path) continue;
+      // The root of a hierarchy mounted nowhere here (ZDTM's named ones come and go): nothing to join.
+      if (c.path === '/' && !this.mounted(c.name)) continue;
       const mnt = this.mountFor(c.name);
       const file = path.join(mnt, c.path, thread ? (c.name === '' ? 'cgroup.threads' : 'tasks') : 'cgroup.procs');
       try {

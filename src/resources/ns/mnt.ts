@@ -6,7 +6,7 @@ import { CLONE } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { dumpMntns } from './mnt-dump.ts';
 import { mntRestoreRefusal, restoreMntns, type MntRestoreOptions } from './mnt-restore.ts';
-import type { MntEntry } from './mnt-tree.ts';
+import { FSTYPE, type MntEntry } from './mnt-tree.ts';
 import type { NsImagesIn, NsKind } from './types.ts';
 import type { MountOptions } from './mnt-tree.ts';
 import type { Logger } from '../types.ts';
@@ -38,7 +38,9 @@ export const mntNs: NsKind = {
   dumpRefusal: () => undefined,
   dump: (ctx) => {
     const d = dumpMntns(ctx.pid, { external: ctx.mounts?.external ?? new Map() }, ctx.helper);
-    for (const e of d.entries) ctx.imgs.add(IMG.MNTS, ctx.id, e);
+    // CRIU reads fsname only with FSTYPE__AUTO and refuses it elsewhere: an unsupported fs's
+    // name is for criu-ts's messages, not the image.
+    for (const e of d.entries) ctx.imgs.add(IMG.MNTS, ctx.id, e.fstype === FSTYPE.AUTO ? e : { ...e, fsname: undefined });
     for (const [dev, data] of d.tmpfs) ctx.imgs.raw(IMG.TMPFS_DEV, data, dev);
   },
   restoreRefusal: ({ id, imgs, mounts, log }) => {
