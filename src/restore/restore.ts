@@ -500,8 +500,12 @@ function createTree(ctx: Ctx): void {
     if (t.ppid === 0) {
       ctx.rootHost = stub.tid;
       if (stub.tid !== t.pid) ctx.req.log.info(`task ${t.pid}: pid ${stub.tid} outside its PID namespace`);
+      // As CRIU, for a root in namespaces of its own: once it exists in them (runc runs its
+      // prestart hooks there), and once they are filled.
+      if (ctx.ns.flags) ctx.req.actions?.('setup-namespaces', stub.tid);
       restoreNamespaces(ctx.ns, { stub, area: l.area, pid: stub.tid, vpid: t.pid, imgs: ctx.imgs, log: ctx.req.log });
       if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = `/proc/${stub.tid}/root`;
+      if (ctx.ns.flags) ctx.req.actions?.('post-setup-namespaces');
     }
     ctx.sessions.enter(t, stub, born);
     if (isLive(l)) {

@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, adopt, isAlive, reap, waitFor, CRIU_BIN } from '../lib/proc.ts';
 import {
@@ -63,7 +63,14 @@ function restore(b: Bundle, id: string, images: string, work: string, criu = CRI
 }
 
 /** The restored container is the one dumped, and goes on counting from where it was. */
-async function goesOn(b: Bundle, pid: number, before: Inside, countsAtDump: number, sharedHost = false, loopback = CRIU !== CRIU42): Promise<void> {
+async function goesOn(
+  b: Bundle,
+  pid: number,
+  before: Inside,
+  countsAtDump: number,
+  sharedHost = false,
+  loopback = CRIU !== CRIU42,
+): Promise<void> {
   const now = inside(pid);
   assert.equal(now.nspid.at(-1), '1', `the restored init is PID 1 in its namespace (NSpid ${now.nspid.join(' ')})`);
   assert.equal(now.nspid.length, 2, 'one PID namespace below the host');
@@ -106,7 +113,11 @@ e2e(
       const atDump = counts(join(b.host, 'count')).length;
       gone(b, id, pid);
       assert.ok(existsSync(join(images, 'descriptors.json')), 'runc wrote descriptors.json');
-      await goesOn(b, restore(b, id, images, c.subdir('work')), before, atDump);
+      rmSync(b.hookOut);
+      const restored = restore(b, id, images, c.subdir('work'));
+      // runc runs its prestart hooks at the setup-namespaces notification, with the pid it carries.
+      assert.equal(JSON.parse(readFileSync(b.hookOut, 'utf8')).pid, restored, 'the prestart hook got the restored init');
+      await goesOn(b, restored, before, atDump);
     });
   },
   { skip },

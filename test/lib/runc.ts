@@ -13,6 +13,8 @@ export const HOSTNAME = 'criu-ts-box';
 
 export interface Bundle {
   dir: string;
+  /** Where the prestart hook writes the container state it gets (runc runs it at run and at restore). */
+  hookOut: string;
   /** The bind-mounted host directory (/host inside). */
   host: string;
   /** runc's state root for this bundle's containers (--root). */
@@ -49,9 +51,11 @@ export function makeBundle(dir: string, o: BundleOptions = {}): Bundle {
   cfg.hostname = HOSTNAME;
   cfg.mounts.push({ destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755', 'size=4m'] });
   cfg.mounts.push({ destination: '/host', type: 'bind', source: host, options: ['rbind', 'rw'] });
+  const hookOut = join(dir, 'prestart.json');
+  cfg.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${hookOut}`] }] };
   if (o.memoryLimit) cfg.linux.resources = { ...cfg.linux.resources, memory: { limit: o.memoryLimit } };
   writeFileSync(cfgPath, JSON.stringify(cfg, null, 1));
-  return { dir, host, state };
+  return { dir, host, state, hookOut };
 }
 
 export interface Run {

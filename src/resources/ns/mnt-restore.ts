@@ -123,7 +123,15 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
       // A read-only superblock (runc's masked directories are ro tmpfs) is filled first, then made read-only.
       const sbFlags = m.sb_flags ?? 0;
       if (h.kind === 'new')
-        call(m, 'mount', m.source || h.fstype, target, h.fstype, (sbFlags & ~MS.RDONLY) | (m.flags & PER_MOUNT & ~MS.RDONLY), m.options || null);
+        call(
+          m,
+          'mount',
+          m.source || h.fstype,
+          target,
+          h.fstype,
+          (sbFlags & ~MS.RDONLY) | (m.flags & PER_MOUNT & ~MS.RDONLY),
+          m.options || null,
+        );
       else {
         const src = h.kind === 'bind' ? fdPath(h.from.mnt_id, h.rel) : h.kind === 'root' ? opts.root : h.path;
         call(m, 'mount', src, target, null, MS.BIND, null);
