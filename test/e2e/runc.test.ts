@@ -292,6 +292,23 @@ e2e(
   { skip: skip || (CRIU !== CRIU_BIN ? 'criu-ts only' : false) },
 );
 
+e2e(
+  'runc checkpoint --pre-dump: refused at FEATURE_CHECK (criu-ts tracks no memory), the container runs on',
+  async (c) => {
+    await withBundle(c.subdir('bundle'), async (b) => {
+      const id = newId();
+      const { pid } = await started(b, id);
+      const r = runcQuiet(b, ['checkpoint', '--pre-dump', '--image-path', c.subdir('pre'), id], CRIU);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /CRIU is missing features/);
+      assert.equal(state(b, id)?.status, 'running');
+      const n = counts(tmpfsCount(pid)).length;
+      await waitFor(() => counts(tmpfsCount(pid)).length >= n + 3, 10_000, 'the container counting on');
+    });
+  },
+  { skip: skip || (CRIU !== CRIU_BIN ? 'criu-ts only' : false) },
+);
+
 // ---------------------------------------------------------------- podman
 
 const PODMAN = ['/usr/bin/podman'].find((p) => existsSync(p));
