@@ -56,6 +56,7 @@ interface Opts {
   skipInFlight?: boolean;
   manageCgroups?: boolean | string;
   cgroupRoot?: string[];
+  cgroupYard?: string;
   inheritFd?: string[];
   root?: string;
   external?: string[];
@@ -119,6 +120,11 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   {
     flags: '--manage-cgroups [mode]',
     desc: 'cgroups: save their dirs and properties (dump); ignore, none, props, soft (default), full or strict (restore)',
+    cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--cgroup-yard <path>',
+    desc: 'the cgroup hierarchies are mounted here (by controller, name, unified)',
     cmds: ['dump', 'restore'],
   },
   {
@@ -268,6 +274,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
           manageCgroups: cgMode(o) !== CG_MODE.IGNORE,
+          cgroupYard: o.cgroupYard,
           mounts: mountOptions(o),
         });
         log.info(
@@ -294,7 +301,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           actions,
           tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
-          cgroups: { mode: cgMode(o), roots: (o.cgroupRoot ?? []).map(parseCgroupRoot) },
+          cgroups: { mode: cgMode(o), roots: (o.cgroupRoot ?? []).map(parseCgroupRoot), yard: o.cgroupYard },
           inheritFds: (o.inheritFd ?? []).map(parseInheritFd),
           mounts: mountOptions(o),
         });

@@ -79,6 +79,8 @@ export interface DumpRequest {
   tcp?: TcpMode;
   /** --manage-cgroups (any mode but ignore): cgroup.img also holds the controllers' dirs and properties. */
   manageCgroups?: boolean;
+  /** --cgroup-yard: where the cgroup hierarchies are mounted. */
+  cgroupYard?: string;
   /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
   mounts?: MountOptions;
 }
@@ -466,7 +468,7 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
   imgs.one(IMG.SECCOMP, shared.seccomp.entry());
-  const cgroups = shared.cgroups.image(req.manageCgroups ?? true, req.log);
+  const cgroups = shared.cgroups.image(req.manageCgroups ?? true, req.log, req.cgroupYard);
   if (cgroups) {
     step(req.log, `cgroups: ${cgroups.sets.length} set(s) other than criu-ts's to cgroup.img`);
     imgs.one(IMG.CGROUP, cgroups);

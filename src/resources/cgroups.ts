@@ -89,13 +89,29 @@ const GLOBAL_V1 = ['cgroup.clone_children', 'notify_on_release', 'cgroup.procs',
 const GLOBAL_V2 = ['cgroup.subtree_control', 'cgroup.max.descendants', 'cgroup.max.depth', 'cgroup.freeze', 'cgroup.type'];
 /** Saved for their permissions only: their values are the members. */
 const MEMBER_FILES = new Set(['cgroup.procs', 'tasks']);
-/** Set when a directory is made, before any task may enter it (a cpuset without cpus refuses them). */
-const SPECIAL = ['cpuset.cpus', 'cpuset.mems'];
+/**
+ * Set when a directory is made, before any task or child cgroup may be in it: a cpuset without
+ * cpus refuses tasks, and devices.list is rewritten by denying all, which a cgroup with children
+ * refuses (EINVAL). An existing directory keeps its own, as in CRIU.
+ */
+const SPECIAL = ['cpuset.cpus', 'cpuset.mems', 'devices.list'];
+const CPUSET_INHERIT = ['cpuset.cpus', 'cpuset.mems'];
 const LLONG_MAX = 9223372036854775807n;
 
-/** Where each hierarchy is mounted in criu-ts's mount namespace (its root mount, by controller name). */
-export function cgroupMounts(): Map<string, string> {
+/**
+ * Where each hierarchy is mounted in criu-ts's mount namespace (its root mount, by controller
+ * name), or with `yard` (--cgroup-yard) where the caller mounted them: YARD/CTRL, YARD/NAME for
+ * name=NAME, YARD/unified for cgroup2, as CRIU looks for them.
+ */
+export function cgroupMounts(yard?: string): Map<string, string> {
   const out = new Map<string, string>();
+  if (yard) {
+    for (const d of fs.readdirSync(yard)) {
+      const name = d === 'unified' ? '' : fs.existsSync(path.join(yard, d, 'cgroup.clone_children')) && !isKernelCtl(d) ? `name=${d}` : d;
+      out.set(name, path.join(yard, d));
+    }
+    return out;
+  }
   for (const m of parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'))) {
     if (m.root !== '/') continue;
     if (m.fstype === 'cgroup2') {
@@ -112,6 +128,19 @@ export function cgroupMounts(): Map<string, string> {
     if (!out.has(key)) out.set(key, m.mountPoint);
   }
   return out;
+}
+
+/** A v1 hierarchy named after kernel controllers (not a name=X one), by /proc/cgroups. */
+function isKernelCtl(dir: string): boolean {
+  const known = new Set(
+    fs
+      .readFileSync('/proc/cgroups', 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split('\t')[0])
+      .filter(Boolean),
+  );
+  return dir.split(',').every((c) => known.has(c));
 }
 
 function mountOf(mounts: Map<string, string>, name: string): string {
@@ -174,13 +203,13 @@ export class CgroupDump {
    * cgroup.img, or undefined when every thread is in criu-ts's own set (CRIU writes none
    * then either). With `manage` the controllers' directories and properties are saved too.
    */
-  image(manage: boolean, log: Logger): { sets: SetEntry[]; controllers: MessageInput<'cg_controller_entry'>[] } | undefined {
+  image(manage: boolean, log: Logger, yard?: string): { sets: SetEntry[]; controllers: MessageInput<'cg_controller_entry'>[] } | undefined {
     const others = [...this.sets.values()].filter((s) => s.id !== this.ownSet);
     if (!others.length) return undefined;
     const sets: SetEntry[] = others.map((s) => ({ id: s.id, ctls: s.ctls.map((c) => ({ name: c.name, path: c.path })) }));
     const byCtl = new Map<string, Set<string>>();
     for (const s of others) for (const c of s.ctls) byCtl.set(c.name, (byCtl.get(c.name) ?? new Set()).add(c.path));
-    const mounts = manage ? cgroupMounts() : new Map<string, string>();
+    const mounts = manage ? cgroupMounts(yard) : new Map<string, string>();
     const controllers = [...byCtl].map(([name, paths]) => {
       const cnames = name.startsWith('name=') || name === '' ? [name] : name.split(',');
       if (!manage) return { cnames, dirs: [] };
@@ -208,6 +237,8 @@ export interface CgroupRestoreOptions {
    * was started in (leaveCgroups): those. By default criu-ts's own, which the root inherits.
    */
   home?: CgCtl[];
+  /** --cgroup-yard: the hierarchies are mounted there, by name. */
+  yard?: string;
 }
 
 /**
@@ -245,6 +276,7 @@ export class CgroupRestore {
   /** criu-ts's own cgroups when the restore began, by hierarchy. */
   private readonly own: Map<string, string>;
   private readonly home?: CgCtl[];
+  private readonly yard?: string;
   private readonly made: string[] = [];
   private readonly propDirs: { dir: string; props: Message<'cgroup_prop_entry'>[] }[] = [];
   private readonly mode: CgMode;
@@ -260,6 +292,7 @@ export class CgroupRestore {
     this.mode = o.mode === CG_MODE.DEFAULT ? CG_MODE.SOFT : o.mode;
     this.own = new Map(parseCgroupFile(fs.readFileSync('/proc/thread-self/cgroup', 'utf8')).map((c) => [c.name, c.path]));
     this.home = o.home;
+    this.yard = o.yard;
     if (!img || this.mode === CG_MODE.IGNORE) return;
     for (const s of img.sets) this.sets.set(s.id, s);
     rewriteRoots(img, o.roots);
@@ -305,6 +338,10 @@ export class CgroupRestore {
     for (const d of missing) {
       fs.mkdirSync(d);
       this.made.push(d);
+      // A new cpuset has no cpus or mems: the parent's, as CRIU gives them, until the image's.
+      for (const f of CPUSET_INHERIT)
+        if (fs.existsSync(path.join(d, f)))
+          fs.writeFileSync(path.join(d, f), fs.readFileSync(path.join(path.dirname(d), f), 'utf8').trim() || '\n');
       this.log.info(`cgroup dir ${d} made`);
     }
   }
@@ -343,14 +380,14 @@ export class CgroupRestore {
   }
 
   private mounted(name: string): boolean {
-    this.mounts ??= cgroupMounts();
+    this.mounts ??= cgroupMounts(this.yard);
     return this.ctlMount.has(name) || this.mounts.has(name);
   }
 
   private mountFor(name: string): string {
     const have = this.ctlMount.get(name);
     if (have !== undefined) return have;
-    this.mounts ??= cgroupMounts();
+    this.mounts ??= cgroupMounts(this.yard);
     const at = mountOf(this.mounts, name);
     this.ctlMount.set(name, at);
     return at;
@@ -360,7 +397,11 @@ export class CgroupRestore {
   properties(): void {
     for (const { dir, props } of this.propDirs)
       for (const p of props) {
-        if (MEMBER_FILES.has(p.name) || SPECIAL.includes(p.name) || p.name === 'freezer.state') continue;
+        if (MEMBER_FILES.has(p.name)) {
+          if (p.perms) chperm(path.join(dir, p.name), p.perms);
+          continue;
+        }
+        if (SPECIAL.includes(p.name) || p.name === 'freezer.state') continue;
         if (p.name === 'cgroup.type' && p.value !== 'threaded') continue;
         writeProp(dir, p);
       }
@@ -387,9 +428,10 @@ function writeProp(dir: string, p: Message<'cgroup_prop_entry'>): void {
   const file = path.join(dir, p.name);
   try {
     if (p.name === 'devices.list') {
-      // The list is set by denying everything, then allowing each line.
+      // The list is set by denying everything, then allowing each line; the file is read-only.
       fs.writeFileSync(path.join(dir, 'devices.deny'), 'a');
       for (const l of p.value.split('\n').filter(Boolean)) fs.writeFileSync(path.join(dir, 'devices.allow'), l);
+      return;
     } else if (p.name === 'net_prio.ifpriomap') {
       for (const l of p.value.split('\n').filter(Boolean)) fs.writeFileSync(file, l);
     } else if (p.value !== '') fs.writeFileSync(file, p.value);

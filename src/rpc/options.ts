@@ -71,7 +71,6 @@ const REFUSED_SET = [
   'tls_cacrl',
   'tls_cert',
   'tls_key',
-  'cgroup_yard',
   'pidfd_store_sk',
   'lsm_mount_context',
   'status_fd',
@@ -108,6 +107,7 @@ const HONOURED = [
   'ghost_limit',
   'link_remap',
   'cg_root',
+  'cgroup_yard',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by

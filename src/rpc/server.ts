@@ -220,6 +220,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       ghostLimit: opts.ghost_limit,
       linkRemap: !!opts.link_remap,
       manageCgroups: screened.cgMode !== CG_MODE.IGNORE,
+      cgroupYard: opts.cgroup_yard,
       mounts: mountsOf(opts),
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
@@ -240,7 +241,12 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       log,
       actions,
       skipVerify: screened.skipVerify,
-      cgroups: { mode: screened.cgMode, roots: opts.cg_root.map((c) => ({ ctrl: c.ctrl ?? '', path: c.path })), home },
+      cgroups: {
+        mode: screened.cgMode,
+        roots: opts.cg_root.map((c) => ({ ctrl: c.ctrl ?? '', path: c.path })),
+        home,
+        yard: opts.cgroup_yard,
+      },
       inheritFds: opts.inherit_fd.map((i) => ({ key: i.key, fd: i.fd })),
       mounts: mountsOf(opts),
     });
