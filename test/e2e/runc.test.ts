@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, adopt, isAlive, reap, waitFor, CRIU_BIN } from '../lib/proc.ts';
 import {
@@ -326,11 +326,13 @@ function podmanOk(args: string[], env: Record<string, string> = {}): string {
 }
 
 /** Container pid and conmon pid (conmon is reparented to us, the subreaper: adopted). */
-function podmanPids(name: string): number {
+function podmanPids(name: string): { pid: number; conmon: number } {
   const [pid, conmon] = podmanOk(['inspect', '-f', '{{.State.Pid}} {{.State.ConmonPid}}', name]).split(' ').map(Number);
   adopt(conmon);
-  return pid;
+  return { pid, conmon };
 }
+
+const fdLinks = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`));
 
 e2e(
   'podman container checkpoint and restore with criu-ts as criu: the container counts on',
@@ -370,13 +372,17 @@ e2e(
         '-c',
         LOOP,
       ]);
-      const pid = podmanPids(name);
+      const { pid } = podmanPids(name);
       await waitFor(() => counts(tmpfsCount(pid)).length >= 5, 10_000, 'podman container counting');
       const before = inside(pid);
       podmanOk(['container', 'checkpoint', name], env);
       const atDump = counts(join(b.host, 'count')).length;
       podmanOk(['container', 'restore', name], env);
-      const restored = podmanPids(name);
+      const { pid: restored, conmon } = podmanPids(name);
+      // The container's stdout is a pipe of the new conmon: runc handed it over with inherit_fd.
+      const out = readlinkSync(`/proc/${restored}/fd/1`);
+      assert.match(out, /^pipe:/);
+      assert.ok(fdLinks(conmon).includes(out), `conmon ${conmon} holds the restored init's stdout ${out}`);
       await goesOn(b, restored, before, atDump);
     } finally {
       podman(['rm', '-f', '-t', '0', name]);
