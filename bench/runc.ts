@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { root, tmpdir, killAndReap } from './common.ts';
-import { makeBundle, runcQuiet, state, deleteAll, counts, RUNC, type Bundle } from '../test/lib/runc.ts';
+import { makeBundle, runcQuiet, state, deleteAll, counts, RUNC } from '../test/lib/runc.ts';
 
 const runs = Math.max(3, Number(process.argv[2] ?? 5));
 const CRIU = process.env.CRIU_BIN ?? '/var/cache/criu-zdtm/v4.2/criu/criu';

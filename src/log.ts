@@ -40,6 +40,10 @@ export class LevelLogger implements Logger {
   debug(msg: string): void {
     this.out(4, '', msg);
   }
+  /** A line every log has, whatever its level (what benches and scripts read: the network lock time). */
+  always(msg: string): void {
+    this.out(1, '', msg);
+  }
   /** Start a step (level 3): a task and what is done to it, with the images it reads or writes. */
   step(what: string): void {
     this.current = what;

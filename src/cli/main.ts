@@ -18,15 +18,18 @@ const loadCrit = () => import('./crit.ts');
 const loadRpc = () => import('./rpc.ts');
 const loadScripts = () => import('./scripts.ts');
 const loadJournal = () => import('../dump/journal.ts');
+const loadUnlock = () => import('./network-unlock.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
 import { CG_MODE, parseCgMode, parseCgroupRoot, type CgMode } from '../resources/cgroups.ts';
 import type { MountOptions } from '../resources/ns/mnt-tree.ts';
+import { isLockMethod } from '../resources/net/netlock.ts';
+import type { TcpMode } from '../resources/files/types.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
 const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
 const RPC_COMMANDS = new Set(['swrk', 'service']);
-const COMMANDS = new Set(['dump', 'restore', 'check', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
+const COMMANDS = new Set(['dump', 'restore', 'check', 'network-unlock', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
 
 interface Opts {
   tree?: string;
@@ -61,6 +64,7 @@ interface Opts {
   root?: string;
   external?: string[];
   extMountMap?: string[];
+  networkLock?: string;
 }
 
 function fail(msg: string): never {
@@ -89,14 +93,14 @@ function screen(argv: string[]): string[] {
   return out;
 }
 
-type Cmd = 'dump' | 'restore' | 'check';
+type Cmd = 'dump' | 'restore' | 'check' | 'network-unlock';
 /**
  * Every option, with the commands it is for. As in CRIU, a command accepts the others'
  * options too (ZDTM passes --pidfile to dump) and ignores them; its help lists only its own.
  */
 const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-t, --tree <pid>', desc: 'root of the tree to dump', cmds: ['dump'] },
-  { flags: '-D, --images-dir <dir>', desc: 'directory with the images', cmds: ['dump', 'restore', 'check'], dflt: '.' },
+  { flags: '-D, --images-dir <dir>', desc: 'directory with the images', cmds: ['dump', 'restore', 'check', 'network-unlock'], dflt: '.' },
   { flags: '-W, --work-dir <dir>', desc: 'directory for the log and stats (default: the images dir)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-o, --log-file <file>', desc: 'log file, relative to the work dir (truncated)', cmds: ['dump', 'restore', 'check'] },
   {
@@ -147,6 +151,11 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--trust-images', desc: 'restore as root images that another user owns or can write', cmds: ['restore'] },
   { flags: '--tcp-established', desc: 'dump and restore established TCP connections (TCP repair mode)', cmds: ['dump', 'restore'] },
   { flags: '--tcp-close', desc: 'do not dump established TCP connections: they come back closed', cmds: ['dump', 'restore'] },
+  {
+    flags: '--network-lock <method>',
+    desc: 'how connections are kept from their peers between dump and restore: nftables (default where nft works), iptables or skip',
+    cmds: ['dump'],
+  },
   { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
   { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
   {
@@ -211,6 +220,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
   command('dump', 'checkpoint a process tree');
   command('restore', 'restore a process tree');
   command('check', 'check the kernel features criu-ts relies on');
+  command('network-unlock', "remove the network lock a dump kept for its restore (-D: the dump's images)");
   // Run by main() before the parsing here; listed for --help.
   p.command('crit').description('decode, encode and explore images (criu-ts crit --help)').helpOption(false).allowUnknownOption();
   return p;
@@ -245,6 +255,8 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
     switch (cmd) {
       case 'check':
         return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), log);
+      case 'network-unlock':
+        return (await loadUnlock()).networkUnlock(imagesDir, (s) => process.stdout.write(s + '\n'), log);
       case 'dump': {
         if (o.tree === undefined) fail('pid not specified: dump needs -t PID');
         const pid = Number(o.tree);
@@ -346,8 +358,10 @@ function mountOptions(o: Opts): MountOptions {
   return { root: o.root === undefined ? undefined : path.resolve(o.root), external };
 }
 
-function tcpMode(o: Opts): { established: boolean; close: boolean; skipInFlight: boolean } {
-  return { established: !!o.tcpEstablished, close: !!o.tcpClose, skipInFlight: !!o.skipInFlight };
+function tcpMode(o: Opts): TcpMode {
+  const m = o.networkLock;
+  if (m !== undefined && !isLockMethod(m)) fail(`unknown network lock method ${m}: use nftables, iptables or skip`);
+  return { established: !!o.tcpEstablished, close: !!o.tcpClose, skipInFlight: !!o.skipInFlight, ...(m ? { networkLock: m } : {}) };
 }
 
 /** The stack of an unexpected error, with CRIU_TS_DEBUG=1 only: users get one line. */
@@ -385,7 +399,11 @@ function commandFirst(args: string[]): string[] {
 
 export async function main(argv: string[]): Promise<number> {
   // criu-ts's own guardian of sockets it puts in TCP repair mode (src/soccr/guard.ts).
-  if (argv[0] === '__soccr-guard') return (await import('../soccr/guard.ts')).runGuardian(0, 1);
+  // It removes the network lock of a dump whose criu-ts died while the tree still ran.
+  if (argv[0] === '__soccr-guard') {
+    const { unlock } = await import('../resources/net/netlock.ts');
+    return (await import('../soccr/guard.ts')).runGuardian(0, 1, (extra) => unlock(JSON.parse(extra)));
+  }
   if (argv[0] === 'crit') return (await loadCrit()).runCrit(argv.slice(1));
   const parsed = normalize(argv, LONG_WITH_VALUE);
   try {

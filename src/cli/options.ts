@@ -17,7 +17,6 @@ export const ACCEPTED_INTERNAL = new Set([
 export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']);
 
 export const NOT_SUPPORTED = new Set([
-  '--network-lock',
   '--cgroup-props',
   '--cgroup-props-file',
   '--cgroup-dump-controller',

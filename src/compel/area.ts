@@ -103,12 +103,17 @@ export function findSyscallInsn(code: Buffer, start: bigint): bigint | undefined
 }
 
 /**
- * A `syscall` instruction inside a tracee's [vdso], for its first injected calls (before it
- * has an injection area). Throws with `who` in the message when there is none.
+ * A `syscall` instruction of a tracee, for its first injected calls (before it has an
+ * injection area): in its [vdso], or, in a task that unmapped its vDSO, in any of its
+ * executable mappings (the bytes need not start an instruction of that code: only they are
+ * run). Throws with `who` in the message when there is none.
  */
-export function vdsoSyscallInsn(t: Tracee, vdso: { start: bigint; end: bigint } | undefined, who: string): bigint {
-  if (!vdso) throw new Error(`${who} has no [vdso]; cannot run syscalls in it`);
-  const insn = findSyscallInsn(t.readMem(vdso.start, Number(vdso.end - vdso.start)), vdso.start);
-  if (insn === undefined) throw new Error(`no syscall instruction found in the [vdso] of ${who}`);
-  return insn;
+export function vdsoSyscallInsn(t: Tracee, vmas: Array<{ start: bigint; end: bigint; path: string; prot: number }>, who: string): bigint {
+  const vdso = vmas.find((v) => v.path === '[vdso]');
+  const code = vmas.filter((v) => v !== vdso && (v.prot & 5) === 5 && v.path !== '[vsyscall]');
+  for (const v of vdso ? [vdso, ...code] : code) {
+    const insn = findSyscallInsn(t.readMem(v.start, Number(v.end - v.start)), v.start);
+    if (insn !== undefined) return insn;
+  }
+  throw new Error(`no syscall instruction found in the [vdso] or any executable mapping of ${who}; cannot run syscalls in it`);
 }

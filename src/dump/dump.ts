@@ -47,6 +47,7 @@ import { CgroupFreezer } from './cgfreezer.ts';
 import { CgroupDump } from '../resources/cgroups.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
 import { DumpJournal } from './journal.ts';
+import { lockMethodCode } from '../resources/net/netlock.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
@@ -156,11 +157,7 @@ const isLive = (t: Task): t is LiveTask => !t.zombie;
  */
 function prepareInjection(t: LiveTask): void {
   const leader = t.threads[0];
-  const insn = vdsoSyscallInsn(
-    leader,
-    t.vmas.find((v) => v.path === '[vdso]'),
-    `task ${t.pid}`,
-  );
+  const insn = vdsoSyscallInsn(leader, t.vmas, `task ${t.pid}`);
   t.vdsoInsn = insn;
   for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thaw(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);
@@ -262,6 +259,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const t0 = performance.now();
   const imgs = new ImageSet(req.dir, { pages: req.pages });
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
+  const runId = randomUuid();
   let tasks: Task[] = [];
   let result: DumpResult;
   const endHooks: EndHook[] = [];
@@ -287,7 +285,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
     step(log, 'checking that every piece of state the kernel shows is saved');
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
-    checkClaims(tasks.filter(isLive), { shellJob: req.shellJob, freezeCgroup: req.freezeCgroup, fileLocks: req.fileLocks });
+    checkClaims(tasks.filter(isLive), {
+      shellJob: req.shellJob,
+      freezeCgroup: req.freezeCgroup,
+      fileLocks: req.fileLocks,
+    });
     checkSessions(
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
@@ -306,7 +308,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks));
+    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks, { runId, journal }));
     faultPoint('write-images');
     hangPoint('write-images');
     // The last safe point: past it, the dump completes.
@@ -381,8 +383,15 @@ interface Shared {
   vpid: (pid: number) => number;
 }
 
-function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHooks: EndHook[]): DumpResult {
+function collectAndWrite(
+  req: DumpRequest,
+  tasks: Task[],
+  imgs: ImageSet,
+  endHooks: EndHook[],
+  run: { runId: string; journal: DumpJournal },
+): DumpResult {
   const live = tasks.filter(isLive);
+  let lockMethod = req.tcp?.networkLock;
   const files = new DumpFileTable();
   const ghosts = new GhostDump(
     {
@@ -424,6 +433,11 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
       tcp: req.tcp ?? { established: false, close: false, skipInFlight: false },
       atEnd: (fn) => {
         endHooks.push(fn);
+      },
+      runId: run.runId,
+      recordLock: (spec) => {
+        lockMethod = spec.method;
+        run.journal.lock(spec);
       },
       regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex),
       ghosts,
@@ -507,9 +521,9 @@ function collectAndWrite(req: DumpRequest, tasks: Task[], imgs: ImageSet, endHoo
     root_cg_set: shared.cgroups.ownSet,
     lsmtype: 0,
     ...(req.tcp?.close ? { tcp_close: true } : {}),
-    network_lock_method: 0,
+    network_lock_method: lockMethodCode(lockMethod ?? 'nftables'),
     plugins_entry: {},
-    dump_criu_run_id: randomUuid(),
+    dump_criu_run_id: run.runId,
   });
   return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
 }

@@ -1,5 +1,5 @@
 // The journal of a dump in progress: what it changes outside its own memory (the injection
-// areas it maps in the tasks, a cgroup it freezes, the images it writes), in a file that
+// areas it maps in the tasks, a cgroup it freezes, the images it writes, the network lock), in a file that
 // the dump removes when it ends either way. A criu-ts that is killed (SIGKILL) leaves its
 // journal behind, and the next criu-ts command undoes what the journal names (cleanStale).
 import fs from 'node:fs';
@@ -9,6 +9,7 @@ import { Tracee, isInjectionArea, vdsoSyscallInsn, AREA_SIZE, INJECTION_SIGMASK 
 import { getpid, PTRACE_O, SIG } from '../kernel/index.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import type { Logger } from '../resources/types.ts';
+import { unlock, type LockSpec } from '../resources/net/netlock.ts';
 
 import { RUN_DIR as JOURNAL_DIR } from '../rundir.ts';
 /** The files a dump writes in its images directory. */
@@ -37,6 +38,8 @@ interface Record {
   imagesDone?: boolean;
   cgroup?: string;
   tasks: Task[];
+  /** The network lock of the tree's connections: it stays only for complete images of a dead tree. */
+  lock?: LockSpec;
 }
 
 const startOf = (pid: number): string => String(readStat(pid).startTime);
@@ -70,6 +73,12 @@ export class DumpJournal {
   /** The frozen tasks (with their start times from /proc/PID/stat), before any area is mapped in them. */
   tasks(tasks: { pid: number; startTime: bigint }[]): void {
     this.rec.tasks = tasks.map((t) => ({ pid: t.pid, start: String(t.startTime) }));
+    this.write();
+  }
+
+  /** The network lock, named before each rule is added. */
+  lock(spec: LockSpec): void {
+    this.rec.lock = spec;
     this.write();
   }
 
@@ -138,6 +147,12 @@ export function cleanStale(log?: Logger): string[] {
         /* gone */
       }
     }
+    // The lock waits for the restore only if the images are whole and the tree is gone.
+    if (rec.lock && (!rec.imagesDone || rec.tasks.some(alive))) {
+      const err = unlock(rec.lock);
+      if (err) log?.warn(`cannot remove the network lock a killed criu-ts left: ${err}`);
+      else if (rec.lock.method !== 'skip') done.push(`removed the network lock (${rec.lock.method}) that a killed criu-ts left`);
+    }
     const n = rec.imagesDone ? 0 : removeImages(rec);
     if (n) done.push(`removed ${n} partial image file(s) from ${rec.dir}`);
     try {
@@ -200,13 +215,7 @@ function removeAreas(pid: number): number {
     const regs = t.getRegs(),
       mask = t.getSigmask();
     t.keepOwnState(regs, mask);
-    t.useSyscallInsn(
-      vdsoSyscallInsn(
-        t,
-        maps.find((v) => v.path === '[vdso]'),
-        `task ${pid}`,
-      ),
-    );
+    t.useSyscallInsn(vdsoSyscallInsn(t, maps, `task ${pid}`));
     for (const a of areas) t.syscall('munmap', a.start, a.end - a.start);
     if (stopped) {
       // Back into the job-control stop it was in, before any of its signals is handled.

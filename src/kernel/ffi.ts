@@ -1,54 +1,81 @@
 // The only module that loads native code. Everything else reaches the kernel through
-// the typed wrappers in syscalls.ts.
-import koffi from 'koffi';
+// the typed wrappers in syscalls.ts. Native code is loaded on the first call, not when the
+// module is evaluated, so that a V8 start-up snapshot of criu-ts holds no native state.
+import type koffiModule from 'koffi';
 import { SysError } from './errors.ts';
 
-const libc = koffi.load('libc.so.6');
-
-// A fixed 7-argument prototype is ABI-compatible with variadic syscall(2) on x86_64 and
-// AArch64 Linux, and avoids koffi's slower variadic path.
-const rawSyscall = libc.func('long syscall(long nr, long a, long b, long c, long d, long e, long f)') as (
-  nr: number,
-  a: Arg,
-  b: Arg,
-  c: Arg,
-  d: Arg,
-  e: Arg,
-  f: Arg,
-) => number;
-
 export type Arg = number | bigint;
+type Fn = ReturnType<ReturnType<typeof koffiModule.load>['func']>;
+
+/** koffi and the libc functions bound through it, made on first use. */
+interface Native {
+  koffi: typeof koffiModule;
+  rawSyscall: (nr: number, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg, f: Arg) => number;
+  posixSpawn: Fn;
+  faInit: Fn;
+  faAddOpen: Fn;
+  faAddDup2: Fn;
+  faDestroy: Fn;
+  attrInit: Fn;
+  attrSetFlags: Fn;
+  attrSetSigDefault: Fn;
+  attrSetSigMask: Fn;
+  attrDestroy: Fn;
+  sigaction: SigactionFn;
+  dlsym: Fn;
+}
+let nat: Native | undefined;
+
+function native(): Native {
+  if (nat) return nat;
+  // createRequire: koffi is loaded synchronously, from wherever this code runs (sources or bundle).
+  const { createRequire } = process.getBuiltinModule('node:module');
+  const koffi = createRequire(import.meta.url ?? `${process.cwd()}/`)('koffi') as typeof koffiModule;
+  const libc = koffi.load('libc.so.6');
+  const f = (proto: string): Fn => libc.func(proto);
+  nat = {
+    koffi,
+    // A fixed 7-argument prototype is ABI-compatible with variadic syscall(2) on x86_64 and
+    // AArch64 Linux, and avoids koffi's slower variadic path.
+    rawSyscall: libc.func('long syscall(long nr, long a, long b, long c, long d, long e, long f)') as Native['rawSyscall'],
+    posixSpawn: f(
+      'int posix_spawn(_Out_ int *pid, const char *path, void *file_actions, void *attrp, const char **argv, const char **envp)',
+    ),
+    faInit: f('int posix_spawn_file_actions_init(void *fa)'),
+    faAddOpen: f('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, int mode)'),
+    faAddDup2: f('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)'),
+    faDestroy: f('int posix_spawn_file_actions_destroy(void *fa)'),
+    attrInit: f('int posix_spawnattr_init(void *attr)'),
+    attrSetFlags: f('int posix_spawnattr_setflags(void *attr, short flags)'),
+    attrSetSigDefault: f('int posix_spawnattr_setsigdefault(void *attr, void *set)'),
+    attrSetSigMask: f('int posix_spawnattr_setsigmask(void *attr, void *set)'),
+    attrDestroy: f('int posix_spawnattr_destroy(void *attr)'),
+    sigaction: libc.func('int sigaction(int sig, const void *act, _Out_ void *oact)') as SigactionFn,
+    dlsym: f('void *dlsym(void *handle, const char *name)'),
+  };
+  return nat;
+}
 
 /** Native address of a Buffer's first byte (valid while the Buffer is referenced). */
 export function addressOf(buf: Uint8Array): bigint {
-  return koffi.address(buf);
+  return native().koffi.address(buf);
 }
 
 /** Raw syscall: returns the result, or throws SysError named `call`. */
 export function syscall(call: string, nr: number, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number {
-  const r = rawSyscall(nr, a, b, c, d, e, f);
-  if (r === -1) throw new SysError(call, koffi.errno());
+  const n = nat ?? native();
+  const r = n.rawSyscall(nr, a, b, c, d, e, f);
+  if (r === -1) throw new SysError(call, n.koffi.errno());
   return r;
 }
 
 /** Raw syscall returning -errno instead of throwing, for callers that branch on errno. */
 export function syscallErr(nr: number, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number {
-  const r = rawSyscall(nr, a, b, c, d, e, f);
-  return r === -1 ? -koffi.errno() : r;
+  const n = nat ?? native();
+  const r = n.rawSyscall(nr, a, b, c, d, e, f);
+  return r === -1 ? -n.koffi.errno() : r;
 }
 
-const cPosixSpawn = libc.func(
-  'int posix_spawn(_Out_ int *pid, const char *path, void *file_actions, void *attrp, const char **argv, const char **envp)',
-);
-const cFileActionsInit = libc.func('int posix_spawn_file_actions_init(void *fa)');
-const cFileActionsAddOpen = libc.func('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, int mode)');
-const cFileActionsAddDup2 = libc.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)');
-const cFileActionsDestroy = libc.func('int posix_spawn_file_actions_destroy(void *fa)');
-const cAttrInit = libc.func('int posix_spawnattr_init(void *attr)');
-const cAttrSetFlags = libc.func('int posix_spawnattr_setflags(void *attr, short flags)');
-const cAttrSetSigDefault = libc.func('int posix_spawnattr_setsigdefault(void *attr, void *set)');
-const cAttrSetSigMask = libc.func('int posix_spawnattr_setsigmask(void *attr, void *set)');
-const cAttrDestroy = libc.func('int posix_spawnattr_destroy(void *attr)');
 const POSIX_SPAWN_SETSIGMASK = 0x08,
   POSIX_SPAWN_SETSIGDEF = 0x04,
   POSIX_SPAWN_SETSID = 0x80;
@@ -66,27 +93,28 @@ export interface SpawnFd {
  * action and unblocked (Node ignores some), so that what the child inherits is known.
  */
 export function posixSpawn(path: string, argv: string[], envp: string[], fds: SpawnFd[] = [], setsid = false): number {
+  const n = native();
   const fa = Buffer.alloc(256); // sizeof(posix_spawn_file_actions_t) is 80 on glibc; leave room
   const attr = Buffer.alloc(512); // sizeof(posix_spawnattr_t) is 336 on glibc
-  cFileActionsInit(fa);
-  cAttrInit(attr);
+  n.faInit(fa);
+  n.attrInit(attr);
   try {
     const all = Buffer.alloc(128, 0xff),
       none = Buffer.alloc(128);
-    cAttrSetSigDefault(attr, all);
-    cAttrSetSigMask(attr, none);
-    cAttrSetFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (setsid ? POSIX_SPAWN_SETSID : 0));
+    n.attrSetSigDefault(attr, all);
+    n.attrSetSigMask(attr, none);
+    n.attrSetFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (setsid ? POSIX_SPAWN_SETSID : 0));
     for (const f of fds) {
-      if (f.path !== undefined) cFileActionsAddOpen(fa, f.fd, f.path, f.flags ?? 0, 0o644);
-      else if (f.dupFrom !== undefined) cFileActionsAddDup2(fa, f.dupFrom, f.fd);
+      if (f.path !== undefined) n.faAddOpen(fa, f.fd, f.path, f.flags ?? 0, 0o644);
+      else if (f.dupFrom !== undefined) n.faAddDup2(fa, f.dupFrom, f.fd);
     }
     const out = [0];
-    const rc = cPosixSpawn(out, path, fds.length ? fa : null, attr, [...argv, null], [...envp, null]) as number;
+    const rc = n.posixSpawn(out, path, fds.length ? fa : null, attr, [...argv, null], [...envp, null]) as number;
     if (rc !== 0) throw new SysError(`posix_spawn ${path}`, rc);
     return out[0];
   } finally {
-    cFileActionsDestroy(fa);
-    cAttrDestroy(attr);
+    n.faDestroy(fa);
+    n.attrDestroy(attr);
   }
 }
 
@@ -97,8 +125,6 @@ const SIGACTION_SIZE = 152,
 const SA_RESTART = 0x10000000,
   SA_RESETHAND = 0x80000000;
 type SigactionFn = (sig: number, act: Buffer | null, oact: Buffer | null) => number;
-const cSigaction = libc.func('int sigaction(int sig, const void *act, _Out_ void *oact)') as SigactionFn;
-const cDlsym = libc.func('void *dlsym(void *handle, const char *name)');
 let noopHandler: bigint | undefined;
 const oldAction = Buffer.alloc(SIGACTION_SIZE);
 
@@ -109,20 +135,23 @@ const oldAction = Buffer.alloc(SIGACTION_SIZE);
  * JavaScript runs or a synchronous call is in progress only leaves its trace.
  */
 export function catchSignalOnce(sig: number): void {
-  noopHandler ??= koffi.address(cDlsym(null, 'getpid'));
+  const n = native();
+  noopHandler ??= n.koffi.address(n.dlsym(null, 'getpid'));
   const act = Buffer.alloc(SIGACTION_SIZE);
   act.writeBigUInt64LE(noopHandler, 0);
   act.writeUInt32LE((SA_RESTART | SA_RESETHAND) >>> 0, SA_FLAGS_AT);
-  if (cSigaction(sig, act, null) !== 0) throw new SysError(`sigaction(${sig})`, koffi.errno());
+  if (n.sigaction(sig, act, null) !== 0) throw new SysError(`sigaction(${sig})`, n.koffi.errno());
 }
 
 /** Whether a signal caught by catchSignalOnce has come (its action is the default again). */
 export function signalCaught(sig: number): boolean {
-  if (cSigaction(sig, null, oldAction) !== 0) throw new SysError(`sigaction(${sig})`, koffi.errno());
+  const n = native();
+  if (n.sigaction(sig, null, oldAction) !== 0) throw new SysError(`sigaction(${sig})`, n.koffi.errno());
   return oldAction.readBigUInt64LE(0) === 0n;
 }
 
 /** Give `sig` its default action. */
 export function defaultSignal(sig: number): void {
-  if (cSigaction(sig, Buffer.alloc(SIGACTION_SIZE), null) !== 0) throw new SysError(`sigaction(${sig})`, koffi.errno());
+  const n = native();
+  if (n.sigaction(sig, Buffer.alloc(SIGACTION_SIZE), null) !== 0) throw new SysError(`sigaction(${sig})`, n.koffi.errno());
 }

@@ -40,6 +40,7 @@ const NR = {
   signalfd4: sysnr('signalfd4'),
   timerfd_create: sysnr('timerfd_create'),
   timerfd_settime: sysnr('timerfd_settime'),
+  timerfd_gettime: sysnr('timerfd_gettime'),
   openat2: sysnr('openat2'),
   unlinkat: sysnr('unlinkat'),
   mknodat: sysnr('mknodat'),
@@ -50,6 +51,9 @@ const NR = {
   open_by_handle_at: sysnr('open_by_handle_at'),
   fanotify_init: sysnr('fanotify_init'),
   fanotify_mark: sysnr('fanotify_mark'),
+  mount: sysnr('mount'),
+  setresuid: sysnr('setresuid'),
+  umount2: sysnr('umount2'),
   sched_getaffinity: sysnr('sched_getaffinity'),
   sched_setaffinity: sysnr('sched_setaffinity'),
   getcpu: sysnr('getcpu'),
@@ -334,8 +338,13 @@ export function clockGettime(clock: number): { sec: bigint; nsec: bigint } {
 }
 
 /** A MAP_SHARED|MAP_ANONYMOUS object in criu-ts itself; returns its address. */
-export function mmapSharedAnon(size: bigint): bigint {
-  return BigInt(syscall('mmap(shared anon)', NR.mmap, 0, size, 3, 0x21, -1, 0));
+/** MAP_SHARED|MAP_ANONYMOUS memory in criu-ts (`extra`: MAP_HUGETLB and its size bits). */
+export function mmapSharedAnon(size: bigint, extra = 0): bigint {
+  return BigInt(syscall('mmap(shared anon)', NR.mmap, 0, size, 3, 0x21 | extra, -1, 0));
+}
+/** A shared read-write mapping of `fd` in criu-ts. */
+export function mmapSharedFd(fd: number, size: bigint): bigint {
+  return BigInt(syscall('mmap(shared)', NR.mmap, 0, size, 3, 0x01, fd, 0));
 }
 export function munmap(addr: bigint, size: bigint): void {
   syscall('munmap', NR.munmap, addr, size);
@@ -350,6 +359,32 @@ export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 
 export function eventfd(initval: number, flags: number): number {
   return syscall('eventfd2', NR.eventfd2, initval, flags);
+}
+/**
+ * Run `fn` with the calling thread's real and effective uids set to `uid` and `euid`, its
+ * saved uid kept (root), then back to root. The raw syscall changes this thread only, where
+ * glibc's setresuid() would change every thread of criu-ts.
+ */
+export function withThreadUids<T>(uid: number, euid: number, fn: () => T): T {
+  syscall(`setresuid(${uid}, ${euid})`, NR.setresuid, uid, euid, 0xffffffff);
+  try {
+    return fn();
+  } finally {
+    syscall('setresuid(0, 0)', NR.setresuid, 0, 0, 0xffffffff);
+  }
+}
+
+/** mount(2) of a file system with its options (no source device). */
+export function mountFs(fstype: string, target: string, options: string): void {
+  const src = Buffer.from('none\0'),
+    t = Buffer.from(`${target}\0`),
+    ty = Buffer.from(`${fstype}\0`),
+    o = Buffer.from(`${options}\0`);
+  syscall(`mount(${fstype}, ${target}, ${options})`, NR.mount, addressOf(src), addressOf(t), addressOf(ty), 0, addressOf(o));
+}
+export function umount2(target: string, flags: number): void {
+  const t = Buffer.from(`${target}\0`);
+  syscall(`umount2(${target})`, NR.umount2, addressOf(t), flags);
 }
 export function inotifyInit(flags: number): number {
   return syscall('inotify_init1', NR.inotify_init1, flags);
@@ -400,6 +435,14 @@ export function timerfdSettime(
   b.writeBigInt64LE(value.sec, 16);
   b.writeBigInt64LE(value.nsec, 24);
   syscall('timerfd_settime', NR.timerfd_settime, fd, flags, addressOf(b), 0);
+}
+/**
+ * timerfd_gettime, for what it does besides answering: a periodic timer that expired and
+ * was not read since is moved on to its next expiry, its missed periods added to its ticks.
+ */
+export function timerfdGettime(fd: number): void {
+  const b = Buffer.alloc(32);
+  syscall('timerfd_gettime', NR.timerfd_gettime, fd, addressOf(b));
 }
 export const TFD_IOC_SET_TICKS = 0x40085400;
 

@@ -151,6 +151,23 @@ export function scanPagemap(buf: Buffer, startVaddr: bigint, opts: PagemapScanOp
   return runs;
 }
 
+/** Coalesced runs of guard-region pages (MADV_GUARD_INSTALL) in `buf`, entries from `startVaddr`. */
+export function guardRuns(buf: Buffer, startVaddr: bigint, pageSize = 4096): PageRun[] {
+  const n = buf.length >>> 3;
+  const runs: PageRun[] = [];
+  const pageBig = BigInt(pageSize);
+  let runStart = -1;
+  for (let i = 0; i <= n; i++) {
+    const guard = i < n && (buf.readUInt32LE(i * 8 + 4) & HI_GUARD) !== 0;
+    if (guard && runStart < 0) runStart = i;
+    else if (!guard && runStart >= 0) {
+      runs.push({ vaddr: startVaddr + BigInt(runStart) * pageBig, nrPages: i - runStart });
+      runStart = -1;
+    }
+  }
+  return runs;
+}
+
 /** Total pages in a list of runs. */
 export function runsPageCount(runs: readonly PageRun[]): number {
   let s = 0;

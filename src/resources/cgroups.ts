@@ -6,7 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CriuError } from '../errors.ts';
+import os from 'node:os';
 import { parseMountinfo } from '../proc/index.ts';
+import { mountFs, umount2, MNT_DETACH } from '../kernel/index.ts';
 import type { Logger, Message, MessageInput } from './types.ts';
 
 type SetEntry = MessageInput<'cg_set_entry'>;
@@ -143,10 +145,47 @@ function isKernelCtl(dir: string): boolean {
   return dir.split(',').every((c) => known.has(c));
 }
 
-function mountOf(mounts: Map<string, string>, name: string): string {
-  const at = mounts.get(name);
-  if (at === undefined) throw new CriuError(`cgroup controller ${name || 'cgroup2'} is not mounted in criu-ts's mount namespace`);
-  return at;
+/**
+ * Hierarchies mounted nowhere in criu-ts's mount namespace (ZDTM's named ones), each mounted
+ * once in a temporary directory of criu-ts's, as CRIU mounts its own; unmounted by close().
+ */
+class CgroupYard {
+  private dirs = new Map<string, string>();
+  private base: string | undefined;
+
+  dir(name: string): string {
+    let d = this.dirs.get(name);
+    if (d !== undefined) return d;
+    this.base ??= fs.mkdtempSync(path.join(os.tmpdir(), 'criu-ts-cgyard-'));
+    d = path.join(this.base, String(this.dirs.size));
+    fs.mkdirSync(d);
+    try {
+      if (name === '') mountFs('cgroup2', d, '');
+      else mountFs('cgroup', d, name.startsWith('name=') ? `none,${name}` : name);
+    } catch (e) {
+      fs.rmdirSync(d);
+      throw new CriuError(`cgroup hierarchy ${name || 'cgroup2'} cannot be mounted: ${(e as Error).message}`);
+    }
+    this.dirs.set(name, d);
+    return d;
+  }
+
+  close(): void {
+    for (const d of this.dirs.values()) {
+      try {
+        umount2(d, MNT_DETACH);
+      } catch {
+        /* already gone */
+      }
+    }
+    this.dirs.clear();
+    if (this.base) fs.rmSync(this.base, { recursive: true, force: true });
+    this.base = undefined;
+  }
+}
+
+function mountOf(mounts: Map<string, string>, name: string, yard: CgroupYard): string {
+  return mounts.get(name) ?? yard.dir(name);
 }
 
 function readProp(file: string, name: string): PropEntry {
@@ -210,7 +249,22 @@ export class CgroupDump {
     const byCtl = new Map<string, Set<string>>();
     for (const s of others) for (const c of s.ctls) byCtl.set(c.name, (byCtl.get(c.name) ?? new Set()).add(c.path));
     const mounts = manage ? cgroupMounts(yard) : new Map<string, string>();
-    const controllers = [...byCtl].map(([name, paths]) => {
+    const own = new CgroupYard();
+    try {
+      return { sets, controllers: this.controllers(byCtl, manage, mounts, own, log) };
+    } finally {
+      own.close();
+    }
+  }
+
+  private controllers(
+    byCtl: Map<string, Set<string>>,
+    manage: boolean,
+    mounts: Map<string, string>,
+    yard: CgroupYard,
+    log: Logger,
+  ): MessageInput<'cg_controller_entry'>[] {
+    return [...byCtl].map(([name, paths]) => {
       const cnames = name.startsWith('name=') || name === '' ? [name] : name.split(',');
       if (!manage) return { cnames, dirs: [] };
       // A path below another one is in that one's tree already. A hierarchy's root is never
@@ -219,12 +273,11 @@ export class CgroupDump {
       const dirs = tops.map((p) =>
         p === '/'
           ? { dir_name: '', children: [], properties: [] }
-          : dumpDir(path.join(mountOf(mounts, name), p), p.replace(/^\//, ''), cnames),
+          : dumpDir(path.join(mountOf(mounts, name, yard), p), p.replace(/^\//, ''), cnames),
       );
       log.debug(`cgroup.img: ${name || 'cgroup2'} at ${tops.join(', ')}`);
       return { cnames, dirs };
     });
-    return { sets, controllers };
   }
 }
 
@@ -273,6 +326,7 @@ export class CgroupRestore {
   private readonly sets = new Map<number, Message<'cg_set_entry'>>();
   private readonly ctlMount = new Map<string, string>();
   private mounts?: Map<string, string>;
+  private readonly cgYard = new CgroupYard();
   /** criu-ts's own cgroups when the restore began, by hierarchy. */
   private readonly own: Map<string, string>;
   private readonly home?: CgCtl[];
@@ -388,7 +442,7 @@ export class CgroupRestore {
     const have = this.ctlMount.get(name);
     if (have !== undefined) return have;
     this.mounts ??= cgroupMounts(this.yard);
-    const at = mountOf(this.mounts, name);
+    const at = mountOf(this.mounts, name, this.cgYard);
     this.ctlMount.set(name, at);
     return at;
   }
@@ -407,6 +461,11 @@ export class CgroupRestore {
       }
   }
 
+  /** The hierarchies criu-ts mounted for the restore go (once every task is in its cgroups). */
+  close(): void {
+    this.cgYard.close();
+  }
+
   /** A failed restore: the directories it made go (its tasks are dead by then). */
   undo(): void {
     for (const d of this.made.splice(0).reverse()) {
@@ -416,6 +475,7 @@ export class CgroupRestore {
         this.log.warn(`cannot remove cgroup dir ${d}: ${(e as Error).message}`);
       }
     }
+    this.close();
   }
 }
 

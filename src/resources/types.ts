@@ -12,6 +12,8 @@ export interface Logger {
   warn(msg: string): void;
   info(msg: string): void;
   debug(msg: string): void;
+  /** A line at every level that writes a log (the network lock's time, which benches read); info where absent. */
+  always?(msg: string): void;
 }
 
 /** The file objects of a dump (files.img), shared by every task: one id per open file. */

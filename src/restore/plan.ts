@@ -6,6 +6,7 @@ import type { Message, PageSource } from '../resources/types.ts';
 import type { FileEntry } from '../resources/files/index.ts';
 import { TASK_STATE } from '../resources/task/index.ts';
 import { cpu } from '../resources/cpu/index.ts';
+import { splitGuards } from '../resources/mm/index.ts';
 import { SIG } from '../kernel/index.ts';
 import { checkPstree, validatePlan } from './validate.ts';
 
@@ -36,7 +37,10 @@ export interface LivePlan extends PlanBase {
   threadCores: Map<number, ThreadCore>;
   /** Dumped stopped (task_state 3): stopped again with this signal once restored. */
   stopSignal?: number;
+  /** mm_entry without its guard-region entries, which are in `guards`. */
   mm: Message<'mm_entry'>;
+  /** Guard regions (MADV_GUARD_INSTALL), installed once the task's memory is whole. */
+  guards: Array<{ start: bigint; end: bigint }>;
   fsEntry: Message<'fs_entry'>;
   fdinfo: Message<'fdinfo_entry'>[];
   ids: Message<'task_kobj_ids_entry'>;
@@ -99,7 +103,7 @@ export function plan(imgs: DumpImages): RestorePlan {
       threadCores,
       ids,
       ...(tc.task_state === TASK_STATE.STOPPED ? { stopSignal: tc.stop_signo ?? SIG.STOP } : {}),
-      mm: imgs.one(IMG.MM, pid),
+      ...splitGuards(imgs.one(IMG.MM, pid)),
       fsEntry: imgs.one(IMG.FS, pid),
       // A dump writes it even for a task without fds: missing, it was lost.
       fdinfo: imgs.required(IMG.FDINFO, ids.files_id).map((e) => e.entry),

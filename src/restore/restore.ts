@@ -3,12 +3,12 @@
 // syscalls (stages.ts says which, in what order and why), then install the registers and
 // let the whole tree go at once.
 import fs from 'node:fs';
-import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid } from '../kernel/index.ts';
+import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, MAP } from '../kernel/index.ts';
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import type { CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint, faultAt } from '../errors.ts';
 import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
-import { restoreAddressSpace, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
+import { restoreAddressSpace, installGuards, restoreAioRings, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
   SessionRestore,
   cloneAt,
@@ -16,6 +16,7 @@ import {
   sharingFlags,
   ALL_SIGNALS,
   restorePersonality,
+  restoreMembarrier,
   restoreTimersAndLimits,
   becomeZombie,
   cloneThread,
@@ -44,6 +45,8 @@ import {
   openForRestore,
   openFileId,
   installFds,
+  addFds,
+  opensLate,
   afterInstall,
   restoreOwners,
   type RestoreFileCtx,
@@ -53,6 +56,7 @@ import {
 import { IMG, writeImageFile } from '../images/index.ts';
 import { planNamespaces, restoreNamespaces, type NsPlan } from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
+import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
@@ -60,7 +64,7 @@ import { startHelper, killHelper, type Helper } from './stub.ts';
 import type { MountOptions } from '../resources/ns/index.ts';
 import type { RunAction } from '../actions.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
-import type { Logger, RestoreTask } from '../resources/types.ts';
+import type { Logger, Message, RestoreTask } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeRestoreStats, pageCounts } from './stats.ts';
 
@@ -135,6 +139,8 @@ interface Ctx {
   opened: number[];
   /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */
   releaseHooks: Array<() => void>;
+  /** Remove the dump's network lock (before TCP repair goes off: its window probe must reach the peer). */
+  unlockNetwork: () => void;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
   cgroups: CgroupRestore;
@@ -142,6 +148,7 @@ interface Ctx {
   ns: NsPlan;
   /** The root's pid in criu-ts's PID namespace, once created. */
   rootHost: number;
+  treeIds?: Set<number>;
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
@@ -200,6 +207,15 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     req.cgroups ?? { mode: CG_MODE.SOFT, roots: [] },
     req.log,
   );
+  // The network lock the dump kept on the connections: it goes once they are back, or the restore failed.
+  let netLock = restoreLock(
+    imgs.one(IMG.INVENTORY),
+    [...files.values()].flatMap((f) => (f.isk ? [f.isk] : [])),
+  );
+  const unlockNet = (): void => {
+    if (netLock) releaseLock(netLock, req.log, t0);
+    netLock = undefined;
+  };
   try {
     cgroups.prepare();
     const helper = startHelper(
@@ -211,6 +227,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       req,
       imgs,
       tasks,
+      cgroups,
       live: new Map(),
       created,
       helper,
@@ -226,10 +243,10 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       doneTables: new Set(),
       sharedVm: new Set(),
       forkMs: 0,
-      cgroups,
       ns,
       rootHost: 0,
       releaseHooks,
+      unlockNetwork: unlockNet,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
       fileCtx: {
         log: req.log,
@@ -274,6 +291,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
     killAll(created);
     cgroups.undo();
+    unlockNet();
     throw e;
   }
   disarmInterrupts();
@@ -343,10 +361,12 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     }
   },
   SEAL: (ctx) => {
+    ctx.unlockNetwork();
     for (const fn of ctx.releaseHooks.splice(0)) fn();
     for (const l of liveTasks(ctx)) if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
+    ctx.cgroups.close();
     ctx.shmem.sealAll();
     ctx.shmem.close();
     if (ctx.imgs.verifying) step(ctx.req.log, 'waiting for the checksums of the page data');
@@ -420,6 +440,7 @@ function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): nu
     mode: inode.mode,
     uid: inode.uid,
     gid: inode.gid,
+    hugetlb: inode.hugetlb_flag,
   });
 }
 
@@ -551,7 +572,8 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
     shmemFd: (v) => {
       if (v.status & VMA.ANON_SHARED) {
         const id = v.shmid;
-        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)));
+        const huge = v.flags & MAP.HUGETLB ? v.flags & (MAP.HUGETLB | (0x3f << 26)) : 0;
+        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)), huge);
       }
       const file = ctx.files.get(Number(v.shmid))?.memfd;
       if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid}`);
@@ -594,8 +616,9 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
     ctx.doneTables.add(`files:${filesId}`);
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
     if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
-    const local = openForRestore(t.fdinfo, ctx.fileCtx, ctx.locals);
-    installFds(stub, t.fdinfo, local, getpid(), parent?.fdinfo);
+    const now = (fdinfo: Message<'fdinfo_entry'>[]) => fdinfo.filter((e) => !opensLate(ctx.files.get(e.id), treeIds(ctx)));
+    const local = openForRestore(now(t.fdinfo), ctx.fileCtx, ctx.locals);
+    installFds(stub, now(t.fdinfo), local, getpid(), parent && now(parent.fdinfo));
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
@@ -611,12 +634,25 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   restorePersonality(stub, t.tc, parent?.tc);
 }
 
+/** Every PID and TID of the restored tree. */
+function treeIds(ctx: Ctx): Set<number> {
+  ctx.treeIds ??= new Set(ctx.tasks.flatMap((t) => [t.pid, ...t.threads]));
+  return ctx.treeIds;
+}
+
 /** Everything of a task but its credentials, once the whole tree exists. */
 function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   const t = l.plan;
   const stub = l.leader;
   const area = l.area;
 
+  // Files under /proc/PID of the tree's tasks, now that they all exist with their fds.
+  const late = t.fdinfo.filter((e) => opensLate(ctx.files.get(e.id), treeIds(ctx)));
+  if (late.length && !ctx.doneTables.has(`late:${t.ids.files_id}`)) {
+    ctx.doneTables.add(`late:${t.ids.files_id}`);
+    step(ctx.req.log, `task ${t.pid}: ${late.length} fd(s) of files in /proc of the tree from fdinfo-${t.ids.files_id}.img`);
+    addFds(stub, late, openForRestore(late, ctx.fileCtx, ctx.locals), getpid(), t.fdinfo);
+  }
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
@@ -646,9 +682,18 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
   }
+  if (t.guards.length) {
+    step(ctx.req.log, `task ${t.pid}: ${t.guards.length} guard region(s) from mm-${t.pid}.img`);
+    installGuards(stub, t.guards);
+  }
+  if (t.mm.aios.length) {
+    step(ctx.req.log, `task ${t.pid}: ${t.mm.aios.length} AIO ring(s) from mm-${t.pid}.img`);
+    restoreAioRings(stub, area, t.mm.aios);
+  }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
   restoreTaskProps(stub, stub.tid, t.tc);
+  restoreMembarrier(stub, t.tc);
 }
 
 /** Everything but the last step: the final state of every thread, the leader last. */

@@ -39,13 +39,7 @@ export function startHelper(targetVmas: Message<'vma_entry'>[], seccomp = false)
   try {
     t = Tracee.seize(pid, TRACE_OPTIONS | (seccomp ? PTRACE_O.SUSPEND_SECCOMP : 0));
     const maps = readMaps(pid);
-    t.useSyscallInsn(
-      vdsoSyscallInsn(
-        t,
-        maps.find((v) => v.path === '[vdso]'),
-        'the restore helper',
-      ),
-    );
+    t.useSyscallInsn(vdsoSyscallInsn(t, maps, 'the restore helper'));
     t.setSigmask(INJECTION_SIGMASK);
     const at = findHole([...vmaRanges(targetVmas), ...mapsRanges(maps)], BigInt(AREA_SIZE));
     const area = InjectionArea.map(t, at);

@@ -8,6 +8,7 @@ import { MAP_DROPPABLE } from '../proc/index.ts';
 import { VMA, PE } from '../resources/mm/index.ts';
 import type { Message } from '../resources/types.ts';
 import { fileEntryProblem, type FileEntry } from '../resources/files/index.ts';
+import { inetEntryProblem } from '../resources/net/tcp.ts';
 import { unixEntryProblem } from '../resources/net/unix-common.ts';
 import type { LivePlan, RestorePlan } from './plan.ts';
 
@@ -90,6 +91,8 @@ function checkFile(file: string, id: number, e: FileEntry): void {
   }
   const why = e.usk && unixEntryProblem(e.usk);
   if (why) throw new ImageError(file, `file ${id}: usk ${why}`);
+  const bad = e.isk && inetEntryProblem(e.isk);
+  if (bad) throw new ImageError(file, `file ${id}: isk ${bad}`);
 }
 
 function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void {
@@ -114,13 +117,33 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     if (v.prot & ~protMask) {
       throw new ImageError(file, `${at}: prot ${hex(v.prot)} has bits other than PROT_READ|WRITE|EXEC${protMask & 0x10 ? '|BTI' : ''}`);
     }
-    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & VMA.AREA_MEMFD))
+    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & (VMA.AREA_MEMFD | VMA.ANON_SHARED)))
       regFile(file, `${at}: shmid`, Number(v.shmid), files);
     prevEnd = v.end;
+  });
+  checkGuards(file, t);
+  mm.aios.forEach((a, i) => {
+    const v = mm.vmas.find((x) => x.start === a.id);
+    if (!v || !(v.status & VMA.AREA_AIORING)) throw new ImageError(file, `aios[${i}]: id ${hex(a.id)} is not the start of an AIO ring VMA`);
+    if (BigInt(a.ring_len) !== v.end - v.start)
+      throw new ImageError(file, `aios[${i}]: ring_len ${a.ring_len} is not the size of its VMA (${v.end - v.start})`);
+    if (a.nr_req < 1 || a.nr_req > 1 << 20) throw new ImageError(file, `aios[${i}]: nr_req ${a.nr_req} is outside 1..${1 << 20}`);
   });
   if (mm.mm_brk < mm.mm_start_brk) throw new ImageError(file, `mm_brk ${hex(mm.mm_brk)} is below mm_start_brk ${hex(mm.mm_start_brk)}`);
   if (mm.mm_saved_auxv.length % 2) throw new ImageError(file, `mm_saved_auxv has an odd number of words (${mm.mm_saved_auxv.length})`);
   if (mm.exe_file_id) regFile(file, 'exe_file_id', mm.exe_file_id, files);
+}
+
+/** Guard regions: page-aligned, in order, each inside one VMA (madvise fails on a hole). */
+function checkGuards(file: string, t: LivePlan): void {
+  let prevEnd = 0n;
+  for (const g of t.guards) {
+    const at = `guard region ${hex(g.start)}-${hex(g.end)}`;
+    if (g.start % PAGE || g.end % PAGE || g.end <= g.start) throw new ImageError(file, `${at}: not a page-aligned range`);
+    if (g.start < prevEnd) throw new ImageError(file, `${at}: overlaps the guard region before it or is out of order`);
+    if (!t.mm.vmas.some((v) => v.start <= g.start && g.end <= v.end)) throw new ImageError(file, `${at}: not inside one VMA of the task`);
+    prevEnd = g.end;
+  }
 }
 
 /** A reference by path: a file of files.img with its reg entry. */

@@ -7,7 +7,11 @@
  * `pid fd ino reuseaddr` for each socket before it is frozen, and `done` at the end. For each
  * socket it takes a copy from its process (pidfd_getfd), checks that it is still that socket
  * (inode), and acknowledges on another pipe. At end of file without `done`, it turns repair
- * off through its copies at once.
+ * off on each socket whose process still has it. A socket whose process is gone stays in
+ * repair mode and closes silently with the guardian's copy.
+ *
+ * The freezer may also leave a line of its own (`extra(text)`, e.g. firewall rules that lock
+ * the connections): the last one is handed to the guardian's `onGiveUp` when it heals.
  *
  * ```ts
  * const g = RepairGuard.start([process.execPath, 'guardian-entry.js']); // runs runGuardian(0, 1)
@@ -60,6 +64,12 @@ export class RepairGuard {
    */
   note(pid: number, fd: number, ino: number, reuseaddr: number): void {
     fs.writeSync(this.fd, `${pid} ${fd} ${ino} ${reuseaddr}\n`);
+    if (fs.readSync(this.acks, Buffer.alloc(1), 0, 1, null) !== 1) throw new Error('the TCP repair guardian is gone');
+  }
+
+  /** Something else to undo if this process dies while a socket of a live task is frozen (one line, replaces the last). */
+  extra(text: string): void {
+    fs.writeSync(this.fd, `extra ${text.replace(/\n/g, ' ')}\n`);
     if (fs.readSync(this.acks, Buffer.alloc(1), 0, 1, null) !== 1) throw new Error('the TCP repair guardian is gone');
   }
 
@@ -135,8 +145,9 @@ function copyOf(pid: number, fd: number, ino: number): number {
  * freezer's tracees run again a moment after its pipe closes: one of their calls may still
  * meet repair mode (send EINVAL, recv EPERM) before the guardian gets to it.
  */
-export function runGuardian(input: number, acks: number): number {
+export function runGuardian(input: number, acks: number, onGiveUp?: (extra: string) => void): number {
   const noted: Noted[] = [];
+  let extra: string | undefined;
   const buf = Buffer.alloc(4096);
   let rest = '',
     last = '';
@@ -152,9 +163,12 @@ export function runGuardian(input: number, acks: number): number {
     rest = lines.pop() ?? '';
     for (const l of lines) {
       last = l;
-      const [pid, fd, ino, reuseaddr] = l.split(' ').map(Number);
       if (l === 'done') continue;
-      noted.push({ pid, fd, ino, reuseaddr, copy: copyOf(pid, fd, ino) });
+      if (l.startsWith('extra ')) extra = l.slice(6);
+      else {
+        const [pid, fd, ino, reuseaddr] = l.split(' ').map(Number);
+        noted.push({ pid, fd, ino, reuseaddr, copy: copyOf(pid, fd, ino) });
+      }
       try {
         fs.writeSync(acks, 'k');
       } catch {
@@ -162,14 +176,20 @@ export function runGuardian(input: number, acks: number): number {
       }
     }
   }
+  let healed = 0;
   for (const s of noted) {
     if (last !== 'done') {
-      const copy = s.copy >= 0 ? s.copy : copyOf(s.pid, s.fd, s.ino);
-      if (copy >= 0) heal(copy, s.reuseaddr);
-      if (copy >= 0 && copy !== s.copy) close(copy);
+      // Only where the task still has its socket: a dead task's connection waits for its
+      // restore, and must close in repair mode, without a word to the peer.
+      const copy = copyOf(s.pid, s.fd, s.ino);
+      if (copy >= 0) {
+        if (heal(copy, s.reuseaddr)) healed++;
+        close(copy);
+      }
     }
     // Closed in repair mode after done: the socket's owner is dead or has it back.
     if (s.copy >= 0) close(s.copy);
   }
+  if (last !== 'done' && extra !== undefined && (healed || !noted.length)) onGiveUp?.(extra);
   return 0;
 }

@@ -86,6 +86,17 @@ describe('restore names the image and the field of a bad value', () => {
     );
   });
 
+  e2e('a guard region outside every VMA in mm-PID.img', (c) => {
+    const dir = broken(c, 'guard', (d) => {
+      const p = join(d, `mm-${pid}.img`);
+      const mm = readMessages(p, 'mm_entry')[0];
+      const top = mm.vmas.reduce((a, v) => (v.end > a ? v.end : a), 0n);
+      mm.vmas.push({ start: top + 0x10000n, end: top + 0x11000n, pgoff: 0n, shmid: 0n, prot: 0, flags: 0, status: 1 << 16, fd: -1n });
+      writeImage(p, 'mm_entry', [mm]);
+    });
+    expectLine(dir, new RegExp(`^mm-${pid}\\.img: guard region 0x[0-9a-f]+-0x[0-9a-f]+: not inside one VMA of the task$`));
+  });
+
   e2e('a missing fdinfo image is an error, not a process without fds', (c) => {
     const dir = broken(c, 'no-fdinfo', (d) => {
       const name = readdirSync(d).find((n) => /^fdinfo-\d+\.img$/.test(n));

@@ -166,6 +166,14 @@ function copyOfSocket(pid: number): number {
   }
 }
 
+/** The nftables table of the lock a dump took, from its log. */
+function lockTable(log: string): string {
+  const t = /network locked with nftables \(table inet (CRIU-[\w-]+)\)/.exec(readFileSync(log, 'utf8'))?.[1];
+  assert.ok(t, `${log} names its lock table`);
+  return t;
+}
+const tableExists = (t: string): boolean => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }).includes(`inet ${t}\n`);
+
 /** The client's local port, from /proc/net/tcp{,6}. */
 function localPort(pid: number, peerPort: number): number {
   const out = execFileSync('ss', ['-Htnp', 'state', 'established'], { encoding: 'utf8' });
@@ -231,33 +239,29 @@ for (const [name, host] of [
     const seen = transient().length;
     assert.ok(seen <= 2, `a moment of repair mode at most: ${seen} calls met it`);
 
-    const r1 = dump(client.pid, c.subdir('leave-running'), ['-R', '--tcp-established']);
+    const rdir = c.subdir('leave-running');
+    const r1 = dump(client.pid, rdir, ['-R', '--tcp-established']);
     assert.equal(r1.code, 0, r1.stderr);
     assertRunningFree(client.pid);
+    assert.ok(readLines(join(rdir, 'dump.log')).some((l) => /network locked for [\d.]+ ms$/.test(l)));
+    assert.ok(!tableExists(lockTable(join(rdir, 'dump.log'))), 'no lock is left after dump -R');
     await streamsGoOn([client, peer], [rxOf(client.log), rxOf(peer.log)]);
 
-    // dump + restore: the peer keeps sending while the client is gone. The test drops the
-    // connection's packets meanwhile (criu-ts has no network lock yet), so that the peer's
-    // segments wait for the restored socket instead of drawing a reset from the host.
-    const cport = localPort(client.pid, port);
-    const family = host === '::1' ? 'ip6tables' : 'iptables';
-    const rules = [
-      ['--sport', String(port), '--dport', String(cport)],
-      ['--sport', String(cport), '--dport', String(port)],
-    ].map((r) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...r, '-j', 'DROP']);
-    for (const r of rules) execFileSync(family, ['-w', '-I', ...r]);
-    try {
-      const img = c.subdir('img');
-      dumpAndReap(client.pid, img, ['--tcp-established']);
-      assert.ok(
-        readLines(join(img, 'dump.log')).some((l) => /image tcp-stream-[0-9a-f]+\.img/.test(l)),
-        'a tcp-stream image',
-      );
-      await sleep(300);
-      restoreDetached(img, client.pid, ['--tcp-established']);
-    } finally {
-      for (const r of rules) execFileSync(family, ['-w', '-D', ...r]);
-    }
+    // dump + restore: the peer keeps sending while the client is gone; the network lock
+    // (nftables) keeps its segments from drawing a reset until the restored socket is there.
+    const img = c.subdir('img');
+    dumpAndReap(client.pid, img, ['--tcp-established']);
+    assert.ok(
+      readLines(join(img, 'dump.log')).some((l) => /image tcp-stream-[0-9a-f]+\.img/.test(l)),
+      'a tcp-stream image',
+    );
+    assert.ok(readLines(join(img, 'dump.log')).some((l) => /network lock kept/.test(l)));
+    const table = lockTable(join(img, 'dump.log'));
+    assert.ok(tableExists(table), 'the lock stays between dump and restore');
+    await sleep(300);
+    restoreDetached(img, client.pid, ['--tcp-established']);
+    assert.ok(!tableExists(table), 'the restore removed the lock');
+    assert.ok(readLines(join(img, 'restore.log')).some((l) => /network locked for [\d.]+ ms of the restore/.test(l)));
     await streamsGoOn([client, peer], [rxOf(client.log), rxOf(peer.log)]);
     assert.equal(transient().length, seen, 'no call met repair mode after the killed dump');
     killAndReap(client.pid);

@@ -74,3 +74,24 @@ test('bin/criu-ts runs the sources when esbuild is not installed', () => {
     fs.rmSync(top, { recursive: true, force: true });
   }
 });
+
+test('bin/criu-ts finds its checkout through a symlink to it and from a relative path', () => {
+  const top = checkout();
+  const link = path.join(os.tmpdir(), `criu-ts-link-${process.pid}`);
+  try {
+    fs.symlinkSync(path.join(top, 'bin', 'criu-ts'), link);
+    for (const [cmd, cwd] of [
+      [link, os.tmpdir()],
+      ['./criu-ts', path.join(top, 'bin')],
+      ['bin/criu-ts', top],
+      ['../bin/criu-ts', path.join(top, 'src')],
+    ]) {
+      const r = spawnSync(cmd, ['--version'], { cwd, encoding: 'utf8' });
+      assert.equal(r.status, 0, `${cmd} from ${cwd}: ${r.stderr}`);
+      assert.match(r.stdout, /^criu-ts /, `${cmd} from ${cwd}`);
+    }
+  } finally {
+    fs.rmSync(link, { force: true });
+    fs.rmSync(top, { recursive: true, force: true });
+  }
+});

@@ -3,12 +3,14 @@
  *
  *   fanotify -d DIR
  *
- * Marks DIR/a for FAN_MODIFY and the mount of DIR for FAN_CLOSE_WRITE (non-blocking group).
+ * Marks DIR/a for FAN_MODIFY and the mount of DIR for FAN_CLOSE_WRITE (non-blocking group, whose
+ * init flags must come back as they were).
  * Prints "tick n=N" every 50 ms; on SIGUSR1 it writes DIR/a, reads the events and prints
  * "CHECK ok" or "CHECK fail: WHY".
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/fanotify.h>
 #include <unistd.h>
@@ -23,6 +25,15 @@ static const char *verify(void *arg)
 	const char *a = g->a;
 	char buf[8192];
 	if (!(fcntl(fan, F_GETFL) & O_NONBLOCK)) return "FAN_NONBLOCK lost";
+	/* The group's init flags, as fdinfo shows them: exactly those it was made with. */
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fan);
+	FILE *f = fopen(path, "r");
+	unsigned flags = ~0u;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "fanotify flags:%x", &flags) == 1) break;
+	if (f) fclose(f);
+	if (flags != (FAN_CLASS_NOTIF | FAN_NONBLOCK)) return "the group's init flags changed (fdinfo \"fanotify flags\")";
 	ssize_t got;
 	while ((got = read(fan, buf, sizeof buf)) > 0) /* anything closed on the mount meanwhile */
 		for (struct fanotify_event_metadata *e = (void *)buf; FAN_EVENT_OK(e, got); e = FAN_EVENT_NEXT(e, got))

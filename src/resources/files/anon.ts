@@ -7,6 +7,10 @@ import {
   signalfd,
   timerfdCreate,
   timerfdSettime,
+  timerfdGettime,
+  pidfdOpen,
+  pidfdGetfd,
+  close,
   ioctl,
   fcntl,
   F,
@@ -15,7 +19,8 @@ import {
   epollEvent,
   kcmpEpollTfd,
 } from '../../kernel/index.ts';
-import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
+import { readFdinfo, type TimerfdInfo } from '../../proc/index.ts';
+import { FD_TYPE, FASYNC, fown, fileKind, type FdProbe } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
 
 const anon = (name: string) => (p: { link: string }) => p.link === `anon_inode:[${name}]` || p.link === `anon_inode:${name}`;
@@ -111,6 +116,28 @@ export const signalfdFile = fileKind({
   },
 });
 
+/**
+ * A periodic timerfd that expired and was not read yet shows no time left in fdinfo (the
+ * kernel moves it on only when it is read), and armed again with none it would stay stopped.
+ * timerfd_gettime moves it on as a read would, keeping the count: its fdinfo is read again then.
+ */
+function forwardedTimerfd(p: FdProbe): TimerfdInfo | undefined {
+  const t = p.info.timerfd;
+  if (!t || (t.itInterval.sec === 0n && t.itInterval.nsec === 0n) || t.itValue.sec !== 0n || t.itValue.nsec !== 0n) return undefined;
+  const pidfd = pidfdOpen(p.pid);
+  try {
+    const fd = pidfdGetfd(pidfd, p.fd);
+    try {
+      timerfdGettime(fd);
+      return readFdinfo(process.pid, fd).timerfd;
+    } finally {
+      close(fd);
+    }
+  } finally {
+    close(pidfd);
+  }
+}
+
 export const timerfdFile = fileKind({
   type: FD_TYPE.TIMERFD,
   field: 'tfd',
@@ -118,7 +145,7 @@ export const timerfdFile = fileKind({
   claims: { flags: STATUS_FLAGS | FASYNC, fields: ['clockid', 'ticks', 'settime flags', 'it_value', 'it_interval'] },
   matches: anon('timerfd'),
   dump(p, id) {
-    const t = p.info.timerfd;
+    const t = forwardedTimerfd(p) ?? p.info.timerfd;
     if (!t) throw new Error(`fd ${p.fd} of task ${p.pid}: timerfd without its fdinfo state`);
     return {
       id,

@@ -1,14 +1,14 @@
 // fanotify groups with their marks: on inodes (found again by file handle, like inotify
 // watches) and on mounts (by mount point). Queued events are not saved (nor by CRIU).
 import fs from 'node:fs';
-import { fanotifyInit, fanotifyMark, close, O, AT_FDCWD } from '../../kernel/index.ts';
+import { fanotifyInit, fanotifyMark, close, fcntl, F, FD_CLOEXEC, O, AT_FDCWD } from '../../kernel/index.ts';
 import { parseMountinfo, type FanotifyMark } from '../../proc/index.ts';
 import { CriuError } from '../../errors.ts';
 import { fhEntry, openHandle, checkHandle } from './fhandle.ts';
 import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
 import type { MessageInput } from '../types.ts';
 
-const FAN = { CLOEXEC: 0x1, NONBLOCK: 0x2, MARK_ADD: 0x1, MARK_MOUNT: 0x10, MARK_IGNORED_MASK: 0x20 } as const;
+const FAN = { MARK_ADD: 0x1, MARK_MOUNT: 0x10, MARK_IGNORED_MASK: 0x20 } as const;
 const MARK_INODE = 1,
   MARK_MOUNT = 2;
 
@@ -57,7 +57,11 @@ export const fanotifyFile = fileKind({
     };
   },
   open(e, ctx) {
-    const fd = ctx.keep(fanotifyInit(e.faflags | FAN.CLOEXEC | (e.flags & O.NONBLOCK ? FAN.NONBLOCK : 0), e.evflags));
+    // The group keeps its init flags (fdinfo shows them): exactly the dumped ones; criu-ts's
+    // own fd is close-on-exec, and the file's O_NONBLOCK is its status flag.
+    const fd = ctx.keep(fanotifyInit(e.faflags, e.evflags));
+    fcntl(fd, F.SETFD, FD_CLOEXEC);
+    fcntl(fd, F.SETFL, e.flags & O.NONBLOCK);
     for (const m of e.mark) {
       let target: number | undefined;
       let path: string;

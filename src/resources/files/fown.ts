@@ -1,7 +1,7 @@
 // The owner of an open file (F_SETOWN_EX), the signal it is sent (F_SETSIG) and O_ASYNC:
 // fown_entry, part of every kind's entry. Read on a copy of the task's fd (pidfd_getfd: the
 // same open file description); set on criu-ts's fd, and O_ASYNC by the task itself.
-import { fcntl, F, O, close, pidfdGetfd } from '../../kernel/index.ts';
+import { fcntl, F, O, close, pidfdGetfd, withThreadUids } from '../../kernel/index.ts';
 import { FASYNC, type FdProbe } from './types.ts';
 import type { Tracee } from '../../compel/index.ts';
 import type { MessageInput } from '../types.ts';
@@ -15,9 +15,9 @@ const OWNER_TYPES = ['thread', 'process', 'process group'];
 export const noFown = (): Fown => ({ uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 });
 
 /**
- * The owner of fd `fd` of the task behind `pidfd`. Throws a one-line reason when it cannot
- * be restored: an owner that is not in the dumped tree (`inTree`), or one set by another user
- * than root (the owner's credentials decide who may be signalled, and criu-ts sets them as root).
+ * The owner of fd `fd` of the task behind `pidfd`, with the uids of whoever set it (they
+ * decide who may be signalled). Throws a one-line reason for an owner outside the dumped
+ * tree (`inTree`).
  */
 export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => boolean): Fown {
   if (p.flags & O.PATH) return noFown();
@@ -36,14 +36,13 @@ export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => bool
     const who = `the ${OWNER_TYPES[type] ?? 'owner'} ${pid}`;
     const at = `task ${p.pid}: fd ${p.fd} (${p.link})`;
     if (!inTree(pid)) throw new NotSupportedError(`${at}: its owner (F_SETOWN) is ${who}, outside the dumped tree`);
-    if (uid !== 0 || euid !== 0) throw new NotSupportedError(`${at}: its owner (F_SETOWN) ${who} was set by uid ${uid}/${euid}`);
     return { uid, euid, signum, pid_type: type, pid };
   } finally {
     close(local);
   }
 }
 
-/** Owner and signal, on criu-ts's fd of the file. */
+/** Owner and signal, on criu-ts's fd of the file; the owner set with the uids that set it. */
 export function restoreFown(fd: number, fown: Fown | undefined): void {
   const signum = fown?.signum ?? 0;
   if (signum) fcntl(fd, F.SETSIG, signum);
@@ -52,7 +51,10 @@ export function restoreFown(fd: number, fown: Fown | undefined): void {
     const owner = Buffer.alloc(8);
     owner.writeInt32LE(fown!.pid_type ?? 0, 0);
     owner.writeInt32LE(pid, 4);
-    fcntl(fd, F.SETOWN_EX, owner);
+    const uid = fown!.uid ?? 0,
+      euid = fown!.euid ?? 0;
+    if (uid || euid) withThreadUids(uid, euid, () => fcntl(fd, F.SETOWN_EX, owner));
+    else fcntl(fd, F.SETOWN_EX, owner);
   }
 }
 

@@ -210,8 +210,9 @@ export class GhostRestore {
         fs.closeSync(fd);
       }
     } else throw new NotSupportedError(`ghost file for ${p}: mode 0${e.mode.toString(8)}`);
-    fs.chmodSync(p, e.mode & 0o7777);
+    // chown clears set-user-ID and set-group-ID: the mode goes on after it.
     fs.lchownSync(p, e.uid, e.gid);
+    fs.chmodSync(p, e.mode & 0o7777);
     const sec = (t: Message<'timeval'> | undefined): number | undefined =>
       t === undefined ? undefined : Number(t.tv_sec) + Number(t.tv_usec) / 1e6;
     const at = sec(e.atim),

@@ -212,10 +212,24 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
   // A pidfd of criu-ts that the task inherited (it cannot name criu-ts) stays until the release.
   const own = t.criuPidfd === undefined ? [] : [t.criuPidfd];
   for (const [from, to] of closeRanges([...had.keys(), ...own], new Set([...kept, ...own]))) t.syscall('close_range', from, to, 0);
-  fdinfo = fdinfo.filter((e) => !kept.has(e.fd));
+  addFds(
+    t,
+    fdinfo.filter((e) => !kept.has(e.fd)),
+    local,
+    selfPid,
+    fdinfo,
+  );
+}
+
+/**
+ * Pull the prepared local fds into the task at their numbers (pidfd_getfd + dup3), leaving
+ * its other fds alone. `table` is the task's whole fd table: the pidfd goes above every fd
+ * of it, so the dup3 that moves it there clobbers none.
+ */
+export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, selfPid: number, table: Fdinfo[]): void {
   if (!fdinfo.length) return;
-  const maxFd = fdinfo.reduce((m, e) => Math.max(m, e.fd), 2);
-  let pidfd = own.length ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
+  const maxFd = table.reduce((m, e) => Math.max(m, e.fd), 2);
+  let pidfd = t.criuPidfd === undefined ? t.syscall('pidfd_open', selfPid, 0) : t.pidfdOfTracer();
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) {
     t.syscall('dup3', pidfd, high, O.CLOEXEC);
@@ -239,6 +253,15 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
   } finally {
     t.syscallRaw('close', pidfd);
   }
+}
+
+/**
+ * A file under /proc/PID of a task of the tree (`tree`): it can be opened only once that task
+ * exists with its fds (a task's own /proc/self/fdinfo/N, a parent's /proc/CHILD/stat).
+ */
+export function opensLate(file: FileEntry | undefined, tree: Set<number>): boolean {
+  const m = file?.reg ? /^\/proc\/(\d+)(\/|$)/.exec(file.reg.name) : null;
+  return m !== null && tree.has(Number(m[1]));
 }
 
 /**

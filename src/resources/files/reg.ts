@@ -1,9 +1,12 @@
 // Regular files, directories and plain character devices (/dev/null, /dev/zero, ...):
-// reopened by path with the same flags and offset.
+// reopened by path with the same flags and offset. A symlink itself is open only as an
+// O_PATH|O_NOFOLLOW fd, which the same flags open again.
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
 import { deletedName } from './ghost.ts';
 import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, OPEN_FLAGS, fown, fileKind } from './types.ts';
+
+const S_IFLNK = 0o120000;
 
 const O_TMPFILE_BIT = 0o20000000;
 
@@ -14,7 +17,7 @@ export const regFile = fileKind({
   claims: { flags: OPEN_FLAGS },
   matches(p) {
     const fmt = p.mode & S_IFMT;
-    return fmt === S_IFREG || fmt === S_IFDIR || fmt === S_IFCHR;
+    return fmt === S_IFREG || fmt === S_IFDIR || fmt === S_IFCHR || (fmt === S_IFLNK && (p.flags & O.PATH) !== 0);
   },
   dump(p, id, ctx) {
     const entry = { id, flags: p.flags, pos: p.pos, fown: fown(), name: p.link, size: BigInt(p.size), mode: p.mode };

@@ -31,6 +31,8 @@ export interface TcpMode {
   established: boolean;
   close: boolean;
   skipInFlight: boolean;
+  /** --network-lock; by default nftables where the machine has it, else iptables. */
+  networkLock?: import('../net/netlock.ts').LockMethod;
 }
 
 /** How a dump ended, for kinds that hold something until then (sockets in repair mode). */
@@ -44,6 +46,10 @@ export interface DumpFileCtx {
   /** A file_entry that no fd of the tree has (an external peer), with a new id. */
   addFile(make: (id: number) => MessageInput<'file_entry'>): number;
   tcp: TcpMode;
+  /** This dump's id (inventory.dump_criu_run_id): it names the network lock's table. */
+  runId: string;
+  /** The network lock as it stands, before each change: for the journal and the inventory. */
+  recordLock(spec: import('../net/netlock.ts').LockSpec): void;
   /** Run when the dump ends: after the tree is killed, or before it is resumed. */
   atEnd(fn: (how: DumpOutcome) => void): void;
   /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */

@@ -1,8 +1,9 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
-import { readAuxv, scanPagemap, madvBits, type Vma } from '../../proc/index.ts';
+import { readAuxv, scanPagemap, guardRuns, madvBits, MAP_DROPPABLE, type Vma } from '../../proc/index.ts';
 import { checkInterrupt } from '../../interrupt.ts';
 import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
+import { isAioRing, dumpAioRing } from './aio.ts';
 import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, PE, VMA } from './layout.ts';
 import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
 
@@ -31,6 +32,7 @@ export const mmClaims: ResourceClaims = {
       'VmSwap',
       'HugetlbPages',
       'THP_enabled',
+      'VmLck', // the size of the 'lo' VMAs, locked again at restore
     ].map((k) => [k, true]),
   ),
   files: { exe: true, environ: true, cmdline: true, auxv: true },
@@ -57,8 +59,10 @@ export const mmClaims: ResourceClaims = {
     'hg',
     'nh',
     'wf', // madvise advice (vma_entry.madv)
-    'dp', // MAP_DROPPABLE: mapped so again (layout.ts)
-    'gu', // guard regions (MADV_GUARD_INSTALL): not restored, with a warning at dump (vmaEntry)
+    'dp', // MAP_DROPPABLE: mapped so again (layout.ts), without its pages, as CRIU does
+    'lo', // mlock: MAP_LOCKED in vma_entry.flags, locked again once its pages are in
+    'ht', // hugetlb: MAP_HUGETLB and its page size in vma_entry.flags (MFD_HUGETLB for a memfd)
+    'gu', // guard regions (MADV_GUARD_INSTALL): saved as VMA_AREA_GUARD entries (guardEntries)
   ],
 };
 
@@ -68,11 +72,6 @@ const CHUNK = 2 << 20;
 const IOV_MAX = 1024;
 
 function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
-  if (v.vmFlags?.has('gu')) {
-    t.log.warn(
-      `task ${t.pid}: memory at 0x${v.start.toString(16)}-0x${v.end.toString(16)} has guard regions (MADV_GUARD_INSTALL); they come back as ordinary pages`,
-    );
-  }
   const e: VmaEntry = {
     start: v.start,
     end: v.end,
@@ -86,11 +85,12 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
   const madv = madvBits(v.vmFlags);
   if (madv !== 0n) e.madv = madv;
   const st = e.status;
-  if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
-    const writable = v.shared && (v.prot & 2) !== 0;
-    const flags = writable ? O.RDWR : O.RDONLY;
+  if (st & VMA.ANON_SHARED) {
+    e.shmid = t.shared.anon(t.pid, v);
+  } else if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
     // map_files gives the mapped file even when its path is shadowed; stat follows the link.
     const link = `/proc/${t.pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+    const flags = mappedFileMode(link) ?? (v.shared && (v.prot & 2) !== 0 ? O.RDWR : O.RDONLY);
     let st2 = statOrNone(link);
     const path = st2 ? link : v.path;
     if (st & VMA.AREA_MEMFD) {
@@ -108,12 +108,46 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
     if (!st2) throw new NotSupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
     e.shmid = BigInt(t.files.regPath(v.path, flags, { size: BigInt(st2.size), mode: st2.mode }));
     e.fdflags = flags;
-  } else if (st & VMA.ANON_SHARED) {
-    e.shmid = t.shared.anon(t.pid, v);
   } else if (st & VMA.AREA_SYSVIPC) {
     throw new NotSupportedError(`task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}`);
   }
   return e;
+}
+
+/** The guard regions of the VMAs the kernel marks as possibly guarded ('gu'), from pagemap's bit 58. */
+function guardEntries(pid: number, vmas: readonly Vma[]): VmaEntry[] {
+  const guarded = vmas.filter((v) => v.vmFlags?.has('gu'));
+  if (!guarded.length) return [];
+  const out: VmaEntry[] = [];
+  const fd = fs.openSync(`/proc/${pid}/pagemap`, 'r');
+  try {
+    for (const v of guarded) {
+      const pm = Buffer.allocUnsafe(Number((v.end - v.start) / BigInt(PAGE)) * 8);
+      preadFully(fd, pm, Number(v.start / BigInt(PAGE)) * 8);
+      for (const r of guardRuns(pm, v.start, PAGE)) {
+        const end = r.vaddr + BigInt(r.nrPages * PAGE);
+        out.push({ start: r.vaddr, end, pgoff: 0n, shmid: 0n, prot: 0, flags: 0, status: VMA.AREA_GUARD, fd: -1n });
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}
+
+/**
+ * The access mode the mapped file was opened with: its map_files link's own mode bits say it
+ * (0400 read, 0200 write). A shared mapping of a file opened read-write may be mprotect'ed
+ * writable later, even when it is read-only now.
+ */
+function mappedFileMode(link: string): number | undefined {
+  let m: number;
+  try {
+    m = fs.lstatSync(link).mode & 0o600;
+  } catch {
+    return undefined;
+  }
+  return m === 0o600 ? O.RDWR : m === 0o200 ? O.WRONLY : m === 0o400 ? O.RDONLY : undefined;
 }
 
 function statOrNone(path: string): fs.Stats | undefined {
@@ -155,7 +189,9 @@ export interface MmDumpStats {
 export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: MessageInput<'mm_entry'>; stats: MmDumpStats } {
   const s = t.stat;
   const inj = injectedMmFields(t);
-  const vmas = t.vmas.map((v) => vmaEntry(t, v));
+  // Guard regions live in page tables, not VMAs: saved as CRIU does, as entries of their own
+  // (status VMA_AREA_GUARD only) after every real VMA.
+  const vmas = [...t.vmas.map((v) => vmaEntry(t, v)), ...guardEntries(t.pid, t.vmas)];
   const exeId = t.files.regPath(exePath, O.RDONLY);
   const mm: MessageInput<'mm_entry'> = {
     mm_start_code: s.startCode,
@@ -174,6 +210,7 @@ export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Mes
     vmas,
     dumpable: inj.dumpable,
     thp_disabled: inj.thpDisabled,
+    aios: t.vmas.filter(isAioRing).map((v) => dumpAioRing(t.pid, v)),
   };
   const stats = dumpPages(t, vmas, pages);
   return { mm, stats };
@@ -236,10 +273,12 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
   };
   try {
     for (const e of vmas) {
-      // The vDSO is restored from this kernel's own, but CRIU's restorer reads the dumped
-      // copy to map old symbols onto the new vDSO, so it is saved whole, as CRIU does.
-      const vdso = (e.status & VMA.AREA_VDSO) !== 0;
-      if (!vdso && !vmaHasPrivatePages(e)) continue;
+      // Saved whole, as CRIU does: the vDSO (restored from this kernel's own, but CRIU's
+      // restorer reads the dumped copy to map old symbols onto the new one) and AIO rings.
+      const whole = (e.status & (VMA.AREA_VDSO | VMA.AREA_AIORING)) !== 0;
+      if (!whole && !vmaHasPrivatePages(e)) continue;
+      // The kernel may drop droppable pages whenever it likes; CRIU does not save them either.
+      if ((e.flags & 0xf) === MAP_DROPPABLE) continue;
       const start = e.start,
         end = e.end;
       const nPages = Number((end - start) / BigInt(PAGE));
@@ -248,9 +287,9 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
       const pmView = pmBuf.subarray(0, nPages * 8);
       preadFully(pm, pmView, Number(start / BigInt(PAGE)) * 8);
       const anonOnly = (e.status & VMA.FILE_PRIVATE) !== 0;
-      const flags = anonOnly || vdso ? PE.PRESENT : PE.PRESENT | PE.LAZY;
-      const own = vdso ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
-      const parentPm = vdso
+      const flags = anonOnly || whole ? PE.PRESENT : PE.PRESENT | PE.LAZY;
+      const own = whole ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
+      const parentPm = whole
         ? undefined
         : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
       for (const run of parentPm ? splitInherited(own, start, pmView, parentPm) : own) {

@@ -20,7 +20,7 @@ import { VMA, PE } from './layout.ts';
 import { pullFd, openPulled } from './shmem.ts';
 import { isShadowStack, convertShadowStacks } from './shstk.ts';
 import { fillPages } from './fill.ts';
-import { RemoteSysError } from '../../compel/index.ts';
+import { RemoteSysError, type Tracee } from '../../compel/index.ts';
 import type { Logger, Message, PageSource, RestoreTask } from '../types.ts';
 import { NotSupportedError } from '../../errors.ts';
 
@@ -104,7 +104,14 @@ export function prepareAddressSpace(t: RestoreTask, target: VmaEntry[], keep: Ra
   for (const r of coalesce(doomed, fences)) tr.syscall('munmap', r.start, r.end - r.start);
   const stubSpecials = current.filter((v) => v.path === '[vdso]' || v.path === '[vvar]' || v.path === '[vvar_vclock]');
   const want = target.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR));
-  const pairs = matchSpecials(stubSpecials, want);
+  // A task that unmapped its vDSO (and vvar) has none: the stub's go. Its syscalls run from
+  // its injection area by now.
+  const gone = (kind: 'vdso' | 'vvar') => !want.some((m) => ((m.status & VMA.AREA_VDSO) !== 0) === (kind === 'vdso'));
+  for (const v of stubSpecials.filter((s) => gone(s.path === '[vdso]' ? 'vdso' : 'vvar'))) tr.syscall('munmap', v.start, v.end - v.start);
+  const pairs = matchSpecials(
+    stubSpecials.filter((s) => !gone(s.path === '[vdso]' ? 'vdso' : 'vvar')),
+    want,
+  );
   // A child cloned from its restored parent already has them where they belong.
   if (pairs.every((p) => p.from.start === p.to)) return;
   const total = pairs.reduce((s, p) => s + (p.from.end - p.from.start), 0n);
@@ -218,7 +225,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
   const tr = t.leader;
   const vmas = input.mm.vmas.filter((v) => {
     const st = v.status;
-    return st & VMA.AREA_REGULAR && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
+    return st & (VMA.AREA_REGULAR | VMA.AREA_AIORING) && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
   });
   const hasPages = makeHasPages(input.runs.filter((r) => r.flags & (PE.PRESENT | PE.COW_PARENT)));
   const fds = new Map<string, bigint>();
@@ -228,7 +235,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
       const st = v.status;
       const start = v.start,
         len = v.end - start;
-      const shared = (st & (VMA.FILE_SHARED | VMA.ANON_SHARED)) !== 0;
+      const shared = (v.flags & MAP.SHARED) !== 0;
       let prot = v.prot;
       const writeTo = !shared && !(prot & PROT.WRITE) && hasPages(start, v.end);
       if (input.kept?.has(start)) {
@@ -243,7 +250,8 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         prot |= PROT.WRITE | PROT.READ;
         needMprotect.push(v);
       }
-      const flags = (v.flags & ~MAP.LOCKED) | MAP.FIXED;
+      // An AIO ring's saved pages go into anonymous memory, which its new ring replaces (aio.ts).
+      const flags = st & VMA.AREA_AIORING ? MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED : (v.flags & ~MAP.LOCKED) | MAP.FIXED;
       if (st & (VMA.ANON_SHARED | VMA.AREA_MEMFD)) {
         const fd = pullFd(tr, input.shmemFd(v));
         try {
@@ -292,7 +300,19 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
       tr.syscall('mprotect', v.start, v.end - v.start, v.prot);
     }
     applyMadvise(t, vmas);
+    // Locked last: mlock faults every page in, and the fill must not find them locked.
+    for (const v of vmas) if (v.flags & MAP.LOCKED) tr.syscall('mlock', v.start, v.end - v.start);
   };
+}
+
+const MADV_GUARD_INSTALL = 102;
+
+/**
+ * Guard regions, once the task's pages are in and its children forked (fork copies guard
+ * markers, and a child that keeps a VMA of its parent must not get the parent's guards).
+ */
+export function installGuards(tr: Tracee, guards: ReadonlyArray<{ start: bigint; end: bigint }>): void {
+  for (const g of guards) tr.syscall('madvise', g.start, g.end - g.start, MADV_GUARD_INSTALL);
 }
 
 /**

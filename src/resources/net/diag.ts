@@ -1,7 +1,9 @@
-// INET_DIAG (NETLINK_SOCK_DIAG): what only sock_diag tells of an inet socket, its shutdown
-// state (poll shows a read shutdown, never a write one). One dump per family and protocol,
-// matched by inode; it sees the sockets of criu-ts's network namespace.
+// INET_DIAG (NETLINK_SOCK_DIAG): what only sock_diag tells of an inet socket: its state, its
+// two ends (a connection not made yet has no peer name) and its shutdown state (poll shows a
+// read shutdown, never a write one). One dump per family and protocol, matched by inode; it
+// sees the sockets of criu-ts's network namespace.
 import { sock, close } from '../../kernel/index.ts';
+import type { Endpoint } from '../../soccr/index.ts';
 
 const NETLINK_SOCK_DIAG = 4,
   SOCK_DIAG_BY_FAMILY = 20;
@@ -13,10 +15,20 @@ const INET_DIAG_SHUTDOWN = 8;
 const MSG_HDR = 16,
   DIAG_MSG = 72;
 
-/** Shutdown bits (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2) of every socket of one family and protocol, by inode. */
-export function inetShutdowns(family: number, proto: number): Map<number, number> {
+/** An inet socket as sock_diag shows it. */
+export interface DiagSock {
+  state: number;
+  /** RCV_SHUTDOWN 1, SEND_SHUTDOWN 2 */
+  shutdown: number;
+  src: Endpoint;
+  dst: Endpoint;
+}
+
+/** Every socket of one family and protocol, by inode. */
+export function inetDiag(family: number, proto: number): Map<number, DiagSock> {
   const fd = sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, NETLINK_SOCK_DIAG);
-  const out = new Map<number, number>();
+  const out = new Map<number, DiagSock>();
+  const alen = family === sock.AF.INET ? 4 : 16;
   try {
     const req = Buffer.alloc(MSG_HDR + 56);
     req.writeUInt32LE(req.length, 0);
@@ -46,7 +58,12 @@ export function inetShutdowns(family: number, proto: number): Map<number, number
           if (atype === INET_DIAG_SHUTDOWN) shutdown = buf.readUInt8(a + 4);
           a += (alen + 3) & ~3;
         }
-        out.set(ino, shutdown);
+        const end = (port: number, at: number): Endpoint => ({
+          family,
+          port: buf.readUInt16BE(msg + port),
+          addr: Buffer.from(buf.subarray(msg + at, msg + at + alen)),
+        });
+        out.set(ino, { state: buf.readUInt8(msg + 1), shutdown, src: end(4, 8), dst: end(6, 24) });
         off += (len + 3) & ~3;
       }
     }

@@ -3,11 +3,12 @@
 // listens or connects it, and sets its options. Established TCP connections go through tcp.ts.
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
-import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
-import { dumpConnection, restoreConnection, isConnection, startGuard } from './tcp.ts';
-import type { RepairGuard } from '../../soccr/guard.ts';
-import { inetShutdowns } from './diag.ts';
-import { NotSupportedError } from '../../errors.ts';
+import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
+import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDump } from './tcp.ts';
+import { inetDiag, type DiagSock } from './diag.ts';
+import { endpointName } from './netlock.ts';
+
+import { NotSupportedError, CriuError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO } = sock;
@@ -33,20 +34,6 @@ function words(addr: Buffer): number[] {
   for (let i = 0; i < addr.length; i += 4) out.push(addr.readUInt32LE(i));
   return out;
 }
-function bytesOf(w: number[], family: number): Buffer {
-  const b = Buffer.alloc(family === AF.INET ? 4 : 16);
-  w.forEach((v, i) => {
-    if (i * 4 < b.length) b.writeUInt32LE(v >>> 0, i * 4);
-  });
-  return b;
-}
-export function entryEndpoints(e: InetEntry): { src: Endpoint; dst: Endpoint } {
-  return {
-    src: { family: e.family, addr: bytesOf(e.src_addr, e.family), port: e.src_port },
-    dst: { family: e.family, addr: bytesOf(e.dst_addr, e.family), port: e.dst_port },
-  };
-}
-
 const int = (fd: number, level: number, opt: number): number => sock.getsockoptInt(fd, level, opt);
 const bool = (fd: number, level: number, opt: number): boolean => int(fd, level, opt) !== 0;
 /** An option some kernels refuse on inet sockets (SO_PASSCRED is unix and netlink only since 6.16). */
@@ -203,8 +190,8 @@ interface DumpState {
   pidfds: Map<number, number>;
   copies: number[];
   registered: boolean;
-  shutdowns: Map<string, Map<number, number>>;
-  guard?: RepairGuard;
+  diag: Map<string, Map<number, DiagSock>>;
+  tcp: TcpDump;
 }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
@@ -252,9 +239,19 @@ function dumpInet(
   const family = int(c, SOL.SOCKET, SO.DOMAIN),
     type = int(c, SOL.SOCKET, SO.TYPE),
     proto = int(c, SOL.SOCKET, SO.PROTOCOL);
+  const key = `${family}:${proto}`;
+  let diag = st.diag.get(key);
+  if (!diag) {
+    diag = inetDiag(family, proto);
+    st.diag.set(key, diag);
+  }
+  const d = diag.get(p.ino);
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
-  const dst = peerName ? endpoint(peerName) : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  // A TCP connection reset or not made yet (SYN_SENT) has no peer name, but SO_PEERNAME (and
+  // sock_diag, while it is hashed) still has where it went.
+  const peerAny = peerName ?? (proto === IPPROTO.TCP ? sock.peerNameOpt(c, family) : undefined);
+  const dst = peerAny ? endpoint(peerAny) : d && d.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
   if (proto === IPPROTO.TCP) {
@@ -269,7 +266,7 @@ function dumpInet(
           );
         ctx.log.warn(`${where}: ${ti.unacked} connection(s) not yet accepted are dropped (--skip-in-flight)`);
       }
-    } else if (state !== TCP_STATE.CLOSE && state !== TCP_STATE.ESTABLISHED) {
+    } else if (!handledState(state)) {
       throw new NotSupportedError(`${where}: a TCP socket in ${stateName(state)}`);
     }
   } else {
@@ -282,16 +279,10 @@ function dumpInet(
     }
     if (inq.readInt32LE(0) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
   }
-  const key = `${family}:${proto}`;
-  let shutdowns = st.shutdowns.get(key);
-  if (!shutdowns) {
-    shutdowns = inetShutdowns(family, proto);
-    st.shutdowns.set(key, shutdowns);
-  }
   // sock_diag does not list a TCP socket that is neither bound to a connection nor listening:
   // poll tells a read shutdown there (as CRIU does), which a write one comes with on close.
   const hup = sock.POLL.RDHUP | sock.POLL.HUP;
-  const shutdown = shutdowns.get(p.ino) ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
+  const shutdown = d?.shutdown ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
   const e: MessageInput<'inet_sk_entry'> = {
     id,
     ino: p.ino,
@@ -312,7 +303,7 @@ function dumpInet(
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p, where, ctx, () => (st.guard ??= startGuard(ctx)));
+  if (proto === IPPROTO.TCP && repaired(state, dst.port)) dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
   return e;
 }
 
@@ -322,6 +313,8 @@ function dumpInet(
  * (SK_FORCE_REUSE), and leaves repair before it listens.
  */
 function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
+  // The task's own IP_FREEBIND before the bind: its address need not exist (here, or yet).
+  if (e.ip_opts?.freebind) setInt(fd, e.family === AF.INET ? SOL.IP : SOL.IPV6, e.family === AF.INET ? IP.FREEBIND : IPV6.FREEBIND, 1);
   const freebind = e.family === AF.INET6 && e.ip_opts?.freebind !== true;
   const repair = e.proto === IPPROTO.TCP;
   if (freebind) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 1);
@@ -343,14 +336,14 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEPORT, 1);
   const { src, dst } = entryEndpoints(e);
-  if (e.proto === IPPROTO.TCP && isConnection(e.state)) {
+  if (e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port)) {
     restoreConnection(fd, e, { src, dst }, where, ctx);
   } else {
     if (e.src_port || e.state === TCP_STATE.LISTEN) bindBack(fd, e, src);
     if (e.state === TCP_STATE.LISTEN) sock.listen(fd, e.backlog);
     else if (e.dst_port) sock.connect(fd, sockaddr(dst));
   }
-  if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && isConnection(e.state))) {
+  if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port))) {
     // sk_shutdown READ 1, WRITE 2, BOTH 3 are SHUT_RD, SHUT_WR and SHUT_RDWR plus one. An
     // unconnected socket takes the shutdown and still says ENOTCONN.
     try {
@@ -378,13 +371,17 @@ export const inetFile = statefulKind({
     const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, shutdowns: new Map() }),
+  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, diag: new Map(), tcp: { frozen: [] } }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
     try {
       return openInet(e, ctx);
     } catch (err) {
-      if (err instanceof SysError) throw new Error(`inet socket ${e.id} (${stateName(e.state)}, port ${e.src_port}): ${err.message}`);
+      if (err instanceof SysError) {
+        const { src, dst } = entryEndpoints(e);
+        const ends = `${endpointName(src)}${e.dst_port ? ` to ${endpointName(dst)}` : ''}`;
+        throw new CriuError(`inet socket ${e.id} (${stateName(e.state)} ${ends}): ${err.message}`);
+      }
       throw err;
     }
   },

@@ -1,12 +1,26 @@
 // Established TCP connections (--tcp-established): frozen in repair mode on the dump's copy and
 // saved to tcp-stream-<ino>.img through soccr, recreated in place on restore. With --tcp-close
 // they are recorded without their stream and come back as closed sockets.
+import fs from 'node:fs';
 import { sock, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import * as soccr from '../../soccr/index.ts';
 import { RepairGuard } from '../../soccr/guard.ts';
 import type { DumpFileCtx, RestoreFileCtx } from '../files/types.ts';
+import { inetDiag } from './diag.ts';
+import {
+  DumpLock,
+  connOf,
+  lockAvailable,
+  lockMethodOf,
+  tableOf,
+  unlock,
+  type LockMethod,
+  type LockedConn,
+  type LockSpec,
+} from './netlock.ts';
 import type { Message } from '../types.ts';
+import { CriuError } from '../../errors.ts';
 
 const { SOL, SO } = sock;
 const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put back
@@ -14,44 +28,118 @@ const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put
 /** The guardian is criu-ts itself, started with this hidden command (src/cli/main.ts). */
 export const GUARD_COMMAND = '__soccr-guard';
 
-/** One guardian for the dump, started with the first connection and told at its end that all is done. */
-export function startGuard(ctx: DumpFileCtx): RepairGuard {
-  const g = RepairGuard.start([process.execPath, process.argv[1], GUARD_COMMAND]);
-  ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
-  ctx.atEnd((how) => g.done(how === 'killed'));
-  return g;
+/** What one dump holds for its connections: the guardian, the network lock, the frozen sockets. */
+export interface TcpDump {
+  guard?: RepairGuard;
+  lock?: DumpLock;
+  frozen: Array<{ f: soccr.Frozen; where: string }>;
 }
 
 /** A TCP socket state that is a connection (or was one), not a listener or a fresh socket. */
 export const isConnection = (state: number): boolean => state !== soccr.TCP_STATE.LISTEN && state !== soccr.TCP_STATE.CLOSE;
 
 /**
- * Freeze the connection on criu-ts's copy and save it. Repair mode stays on until the dump
- * ends: a killed tree's socket then closes without a word to the peer (the copy is closed
- * after the kill), and a resumed or failed dump turns it off again.
+ * Saved through repair mode: a connection in any state but a listener's, including one reset
+ * (CLOSE) that still knows its peer: its unread data stays readable after restore, as in CRIU.
+ */
+export const repaired = (state: number, dstPort: number): boolean =>
+  isConnection(state) || (state === soccr.TCP_STATE.CLOSE && dstPort !== 0);
+
+/** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
+export const defaultLockMethod = (): LockMethod => (lockAvailable('nftables') ? 'nftables' : 'iptables');
+
+/** The TCP connections of the tree's sockets, as sock_diag names their ends. */
+function treeConnections(pids: number[]): LockedConn[] {
+  const inos = new Set<number>();
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inos.add(Number(m[1]));
+      } catch {
+        /* closed */
+      }
+    }
+  }
+  const out: LockedConn[] = [];
+  for (const family of [sock.AF.INET, sock.AF.INET6])
+    for (const [ino, s] of inetDiag(family, sock.IPPROTO.TCP)) if (inos.has(ino) && isConnection(s.state)) out.push(connOf(s.src, s.dst));
+  return out;
+}
+
+/**
+ * The first connection of a dump starts its guardian and locks the network for every
+ * connection of the tree at once. At the end the lock goes before repair mode (so that the
+ * window probe reaches the peer), unless the tree was killed: then it stays for the restore.
+ */
+function begin(ctx: DumpFileCtx, ts: TcpDump): void {
+  if (ts.guard) return;
+  const g = RepairGuard.start([process.execPath, process.argv[1], GUARD_COMMAND]);
+  ts.guard = g;
+  ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
+  ctx.atEnd((how) => g.done(how === 'killed'));
+  const method = ctx.tcp.networkLock ?? defaultLockMethod();
+  ctx.atEnd((how) => {
+    const lock = ts.lock;
+    if (lock && how === 'killed') {
+      say(ctx, `network lock kept (locked for ${lock.ms()} ms in the dump): the restore removes it, or criu-ts network-unlock -D DIR`);
+      return;
+    }
+    if (lock) {
+      const err = unlock(lock.spec);
+      if (err) ctx.log.error(`cannot unlock the network: ${err}`);
+      say(ctx, `network locked for ${lock.ms()} ms`);
+    }
+    for (const { f, where } of ts.frozen.splice(0)) {
+      try {
+        soccr.resume(f);
+      } catch (e) {
+        ctx.log.error(`${where}: cannot turn TCP repair off: ${(e as Error).message}`);
+      }
+    }
+  });
+  const lock = new DumpLock(method, ctx.runId, (spec) => {
+    ctx.recordLock(spec);
+    g.extra(JSON.stringify(spec));
+  });
+  if (method === 'skip') return ctx.recordLock(lock.spec);
+  ts.lock = lock;
+  lock.add(treeConnections(ctx.treePids), true);
+  ctx.log.info(
+    `network locked with ${method}${method === 'nftables' ? ` (table inet ${lock.spec.table})` : ''}: ${lock.spec.conns.length} connection(s)`,
+  );
+}
+
+const say = (ctx: { log: DumpFileCtx['log'] }, msg: string): void => (ctx.log.always ? ctx.log.always(msg) : ctx.log.info(msg));
+
+/**
+ * Freeze the connection on criu-ts's copy and save it, its 4-tuple locked first. Repair mode
+ * stays on until the dump ends: a killed tree's socket then closes without a word to the peer
+ * (the copy is closed after the kill), and a resumed or failed dump turns it off again.
  */
 export function dumpConnection(
   copy: number,
   target: { pid: number; fd: number; ino: number },
+  ends: { src: soccr.Endpoint; dst: soccr.Endpoint },
   where: string,
   ctx: DumpFileCtx,
-  guard: () => RepairGuard,
+  ts: TcpDump,
 ): void {
   if (ctx.tcp.close) return;
   if (!ctx.tcp.established) throw new Error(`${where}: an established TCP connection; --tcp-established dumps it (or --tcp-close)`);
   const { ino } = target;
+  begin(ctx, ts);
+  ts.lock?.add([connOf(ends.src, ends.dst)]);
   // The guardian turns repair off again if criu-ts dies before the dump ends.
-  guard().note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
-  const frozen = soccr.freeze(copy);
-  ctx.atEnd((how) => {
-    if (how === 'killed') return;
-    try {
-      soccr.resume(frozen);
-    } catch (e) {
-      ctx.log.error(`${where}: cannot turn TCP repair off: ${(e as Error).message}`);
-    }
-  });
-  const st = soccr.save(copy);
+  ts.guard?.note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
+  ts.frozen.push({ f: soccr.freeze(copy), where });
+  const st = soccr.save(copy, ends.dst);
   ctx.log.debug(
     `${where}: TCP ${st.inq.length} bytes to read, ${st.outq.length} to send (${st.unsqLen} unsent), seqs ${st.inqSeq}/${st.outqSeq}`,
   );
@@ -83,6 +171,62 @@ export function dumpConnection(
   );
 }
 
+function bytesOf(w: number[], family: number): Buffer {
+  const b = Buffer.alloc(family === sock.AF.INET ? 4 : 16);
+  w.forEach((v, i) => {
+    if (i * 4 < b.length) b.writeUInt32LE(v >>> 0, i * 4);
+  });
+  return b;
+}
+export function entryEndpoints(e: Message<'inet_sk_entry'>): { src: soccr.Endpoint; dst: soccr.Endpoint } {
+  return {
+    src: { family: e.family, addr: bytesOf(e.src_addr, e.family), port: e.src_port },
+    dst: { family: e.family, addr: bytesOf(e.dst_addr, e.family), port: e.dst_port },
+  };
+}
+
+/** What makes an inet_sk_entry impossible to restore, or undefined (files.img validation). */
+export function inetEntryProblem(e: Message<'inet_sk_entry'>): string | undefined {
+  if (e.family !== sock.AF.INET && e.family !== sock.AF.INET6) return `family ${e.family} is not AF_INET or AF_INET6`;
+  const words = e.family === sock.AF.INET ? 1 : 4;
+  if (e.src_addr.length < words || e.dst_addr.length < words) return `an address of fewer than ${words} word(s)`;
+  if (e.src_port > 0xffff || e.dst_port > 0xffff) return `port ${Math.max(e.src_port, e.dst_port)} is above 65535`;
+  if (
+    e.proto === sock.IPPROTO.TCP &&
+    e.state !== soccr.TCP_STATE.LISTEN &&
+    e.state !== soccr.TCP_STATE.CLOSE &&
+    !soccr.handledState(e.state)
+  )
+    return `TCP state ${e.state} (${soccr.stateName(e.state)}) is not one a socket can be restored in`;
+  if (e.shutdown !== undefined && (e.shutdown < 0 || e.shutdown > 3)) return `shutdown ${e.shutdown} is not 0..3`;
+  return undefined;
+}
+
+/**
+ * The lock a dump left on the images' connections (CRIU's or criu-ts's: the rules are the
+ * same), to remove once they are back or the restore failed.
+ */
+export function restoreLock(inv: Message<'inventory_entry'>, entries: Array<Message<'inet_sk_entry'>>): LockSpec | undefined {
+  // A --tcp-close dump locks nothing: its connections are not kept.
+  if (inv.tcp_close) return undefined;
+  const conns = entries
+    .filter((e) => e.proto === sock.IPPROTO.TCP && repaired(e.state, e.dst_port))
+    .map((e) => {
+      const { src, dst } = entryEndpoints(e);
+      return connOf(src, dst);
+    });
+  if (!conns.length) return undefined;
+  return { method: lockMethodOf(inv.network_lock_method), table: tableOf(inv.dump_criu_run_id ?? ''), conns };
+}
+
+/** Remove the dump's lock in a restore that started at `t0`. */
+export function releaseLock(spec: LockSpec, log: DumpFileCtx['log'], t0: number): void {
+  if (spec.method === 'skip') return;
+  const err = unlock(spec);
+  if (err) log.error(`cannot unlock the network: ${err}`);
+  say({ log }, `network locked for ${(performance.now() - t0).toFixed(1)} ms of the restore, since its start (the dump kept the lock)`);
+}
+
 /** Recreate a saved connection on a fresh socket, out of repair mode when it returns. */
 export function restoreConnection(
   fd: number,
@@ -105,8 +249,10 @@ export function restoreConnection(
   if (!rec) throw new Error(`${where}: no tcp-stream-${e.ino.toString(16)}.img`);
   const t = rec.entry;
   const data = rec.extra ?? Buffer.alloc(0);
+  const img = `tcp-stream-${e.ino.toString(16)}.img`;
   if (data.length !== t.inq_len + t.outq_len)
-    throw new Error(`tcp-stream-${e.ino.toString(16)}.img: ${data.length} bytes of queues, expected ${t.inq_len + t.outq_len}`);
+    throw new CriuError(`${img}: ${data.length} bytes of queues, expected inq_len + outq_len = ${t.inq_len + t.outq_len}`);
+  if ((t.unsq_len ?? 0) > t.outq_len) throw new CriuError(`${img}: unsq_len ${t.unsq_len} is above outq_len ${t.outq_len}`);
   const st: soccr.TcpState = {
     state: e.state,
     src: eps.src,

@@ -29,6 +29,30 @@ function readSubreaper(t: Tracee, area: InjectionArea): boolean {
   return area.read(a, 4).readInt32LE(0) !== 0;
 }
 
+const MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9;
+/** Barriers a task issues only once registered for them; each REGISTER command is its barrier's bit << 1. */
+const MEMBARRIER_PRIVATE_CMDS = [1 << 3, 1 << 5, 1 << 7];
+
+/**
+ * The membarrier() commands the task's mm registered for (MEMBARRIER_CMD_REGISTER_* bits).
+ * Kernels before 6.3 cannot say: a private expedited barrier succeeds only when registered.
+ */
+function dumpMembarrier(t: Tracee): number {
+  const r = t.syscallRaw('membarrier', MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0);
+  if (r >= 0n) return Number(r);
+  let mask = 0;
+  for (const cmd of MEMBARRIER_PRIVATE_CMDS) if (t.syscallRaw('membarrier', cmd, 0, 0) === 0n) mask |= cmd << 1;
+  return mask;
+}
+
+const membarrierMask = (m: number) => (m ? { membarrier_registration_mask: m } : {});
+
+/** Register the task's mm again for the membarrier() commands it was registered for. */
+export function restoreMembarrier(t: Tracee, tc: TaskCore): void {
+  const mask = tc.membarrier_registration_mask ?? 0;
+  for (let bit = 0; bit < 32; bit++) if ((mask >>> bit) & 1) t.syscall('membarrier', 1 << bit, 0, 0);
+}
+
 /**
  * The task core of a live task: `sigmask` is the leader's as frozen, `stopSignal` the signal
  * of its job-control stop, if it was in one.
@@ -50,6 +74,7 @@ export function dumpTaskCore(t: DumpTask, sigmask: bigint, stopSignal: number | 
     oom_score_adj: readProcNumber(pid, 'oom_score_adj'),
     sigactions: dumpSigactions(leader, area, t.status.sigCgt | t.status.sigIgn),
     child_subreaper: readSubreaper(leader, area),
+    ...membarrierMask(dumpMembarrier(leader)),
   };
 }
 

@@ -99,8 +99,20 @@ export function restoreCreds(t: Tracee, area: InjectionArea, c: Creds, current?:
     data.writeUInt32LE(inh[i] >>> 0, i * 12 + 8);
   }
   t.syscall('capset', area.put(hdr), area.put(data));
+  restoreAmbient(t, c.cap_amb);
   t.syscallRaw('prctl', PR.SET_SECUREBITS, c.secbits, 0, 0, 0);
   if (c.no_new_privs) t.syscall('prctl', PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+const PR_CAP_AMBIENT_RAISE = 2;
+const PR_CAP_AMBIENT_CLEAR_ALL = 4;
+
+/** Ambient capabilities, raised one by one once they are permitted and inheritable (capset above). */
+function restoreAmbient(t: Tracee, amb: number[]): void {
+  t.syscall('prctl', PR.CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  for (let cap = 0; cap <= capLastCap; cap++) {
+    if (((amb[cap >> 5] ?? 0) >>> (cap & 31)) & 1) t.syscall('prctl', PR.CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+  }
 }
 
 /**

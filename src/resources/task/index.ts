@@ -18,6 +18,7 @@ export {
   dumpTaskCore,
   dumpZombieCore,
   restorePersonality,
+  restoreMembarrier,
   restoreTimersAndLimits,
   becomeZombie,
 } from './core.ts';

@@ -24,6 +24,7 @@ import { cpu, type CpuSnapshot, type CpuFacts, type CoreThreadInfo } from '../cp
 import { cloneAt, THREAD_FLAGS, ALL_SIGNALS } from './fork.ts';
 import { CriuError } from '../../errors.ts';
 import { dumpCreds } from './creds.ts';
+import { freezeRseq, restoreRseq, restoreRseqCs } from './rseq.ts';
 import type { Status } from '../../proc/index.ts';
 import type { Message, MessageInput } from '../types.ts';
 import type { ResourceClaims, Check } from '../claims.ts';
@@ -55,10 +56,14 @@ export interface FrozenThread {
   tracee: Tracee;
   cpu: CpuSnapshot;
   sigmask: bigint;
+  rseq?: MessageInput<'rseq_entry'>;
 }
 
 export function freezeSnapshot(t: Tracee): FrozenThread {
-  return { tracee: t, cpu: cpu.snapshot(t), sigmask: t.getSigmask() };
+  const snap = cpu.snapshot(t);
+  // Its IP may move to an rseq abort handler: the task resumes there too if the dump fails.
+  const rseq = freezeRseq(t, snap.regs);
+  return { tracee: t, cpu: snap, sigmask: t.getSigmask(), ...(rseq ? { rseq } : {}) };
 }
 
 function tidAddress(t: Tracee, area: InjectionArea): bigint {
@@ -102,8 +107,7 @@ export function dumpThreadCore(f: FrozenThread, comm: string, area: InjectionAre
   e.sas = sigaltstack(f.tracee, area);
   e.signals_p = siginfoEntries(peekSiginfo(tid, false));
   e.comm = comm;
-  const rs = getRseqConfig(tid);
-  if (rs.ptr !== 0n) e.rseq_entry = { rseq_abi_pointer: rs.ptr, rseq_abi_size: rs.size, signature: rs.signature };
+  if (f.rseq) e.rseq_entry = f.rseq;
   return e;
 }
 
@@ -163,8 +167,7 @@ export function restoreThreadCore(
     area.reset();
     t.syscall('sigaltstack', area.put(stackT({ sp: sas.ss_sp, flags: sas.ss_flags, size: sas.ss_size })), 0);
   }
-  const rs = tc.rseq_entry;
-  if (rs) t.syscall('rseq', rs.rseq_abi_pointer, rs.rseq_abi_size, 0, rs.signature);
+  restoreRseq(t, tc.rseq_entry);
   // Nice value and name only when they differ from what the thread has already (each
   // injected call costs two context switches).
   if (tc.sched_nice !== undefined && tc.sched_nice !== getPriority(0, t.tid)) t.syscallRaw('setpriority', 0, 0, tc.sched_nice);
@@ -211,6 +214,7 @@ export function requeueSignals(
 export function finishThread(th: Tracee, core: Message<'core_entry'>, tc: Message<'thread_core_entry'>, facts: CpuFacts): void {
   cpu.apply(th, core, facts);
   th.setSigmask(tc.blk_sigset ?? 0n);
+  restoreRseqCs(th, tc.rseq_entry);
 }
 
 /**
@@ -234,6 +238,7 @@ export function finishLeader(
   cpu.apply(leader, core, facts);
   if (opts.stopSignal) leader.enterGroupStop(leader.tid, opts.stopSignal);
   leader.setSigmask(task.blk_sigset);
+  restoreRseqCs(leader, core.thread_core?.rseq_entry);
 }
 
 /**

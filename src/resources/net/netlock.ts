@@ -1,0 +1,198 @@
+// The network lock (--network-lock nftables|iptables|skip): DROP rules, in both directions,
+// for the 4-tuples of the dumped tree's TCP connections, from before they go into repair mode
+// until the restore lets them go (or the dump resumes the tree or fails). Without them the
+// peer's segments find no socket and draw a reset. The rules are CRIU's, so that either tool
+// removes the other's: an nftables table `inet CRIU-<run id>` (named as CRIU names it, from
+// inventory.dump_criu_run_id) with sets of 4-tuples, or one iptables/ip6tables rule pair per
+// connection. Packets marked 0xC114 (soccr's forged FIN) pass.
+import { spawnSync } from 'node:child_process';
+import type { Endpoint } from '../../soccr/index.ts';
+
+export type LockMethod = 'iptables' | 'nftables' | 'skip';
+/** inventory.network_lock_method (CRIU's NETWORK_LOCK_METHOD). */
+const METHODS: LockMethod[] = ['iptables', 'nftables', 'skip'];
+export const lockMethodCode = (m: LockMethod): number => METHODS.indexOf(m);
+/** An inventory without the field is from a CRIU that only had iptables. */
+export const lockMethodOf = (code: number | undefined): LockMethod => METHODS[code ?? 0] ?? 'iptables';
+export const isLockMethod = (s: string): s is LockMethod => (METHODS as string[]).includes(s);
+
+const MARK = '0xc114';
+
+/** One connection: its local and peer ends, addresses as text (a v4-mapped v6 one as v4). */
+export interface LockedConn {
+  v6: boolean;
+  local: string;
+  lport: number;
+  peer: string;
+  pport: number;
+}
+
+/** What a lock holds: all another process (guardian, next criu-ts, restore) needs to remove it. */
+export interface LockSpec {
+  method: LockMethod;
+  /** The nftables table (inet family). */
+  table: string;
+  conns: LockedConn[];
+}
+
+/** CRIU names the table in a 32-byte buffer: "inet CRIU-<run id>" cut to 31 characters. */
+export const tableOf = (runId: string): string => `CRIU-${runId}`.slice(0, 26);
+
+function addrText(a: Buffer): { v6: boolean; text: string } {
+  const v4 =
+    a.length === 4 ? a : a.subarray(0, 12).equals(Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff])) ? a.subarray(12) : undefined;
+  if (v4) return { v6: false, text: [...v4].join('.') };
+  const g: string[] = [];
+  for (let i = 0; i < 16; i += 2) g.push(a.readUInt16BE(i).toString(16));
+  return { v6: true, text: g.join(':') };
+}
+
+/** An endpoint as people write it: 127.0.0.1:80, [::1]:80. */
+export function endpointName(e: Endpoint): string {
+  const a = addrText(e.addr);
+  return a.v6 ? `[${a.text}]:${e.port}` : `${a.text}:${e.port}`;
+}
+
+export function connOf(local: Endpoint, peer: Endpoint): LockedConn {
+  const l = addrText(local.addr),
+    p = addrText(peer.addr);
+  return { v6: l.v6 || p.v6, local: l.text, lport: local.port, peer: p.text, pport: peer.port };
+}
+
+export const connKey = (c: LockedConn): string => `${c.local}:${c.lport}-${c.peer}:${c.pport}`;
+export const connName = (c: LockedConn): string =>
+  c.v6 ? `[${c.local}]:${c.lport} - [${c.peer}]:${c.pport}` : `${c.local}:${c.lport} - ${c.peer}:${c.pport}`;
+
+/** Where the tools are, whatever PATH the caller has (the guardian runs with an empty environment). */
+const PATH = `${process.env.PATH ? `${process.env.PATH}:` : ''}/usr/sbin:/usr/bin:/sbin:/bin`;
+
+function run(cmd: string, args: string[], input: string): { ok: boolean; err: string } {
+  const r = spawnSync(cmd, args, { input, encoding: 'utf8', stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, PATH } });
+  if (r.error) return { ok: false, err: `${cmd}: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}` };
+  return { ok: r.status === 0, err: `${cmd}: ${(r.stderr || `exit status ${r.status}`).trim().split('\n')[0]}` };
+}
+
+const nftElements = (conns: LockedConn[], v6: boolean): string =>
+  conns
+    .filter((c) => c.v6 === v6)
+    .flatMap((c) => [`${c.peer} . ${c.pport} . ${c.local} . ${c.lport}`, `${c.local} . ${c.lport} . ${c.peer} . ${c.pport}`])
+    .join(', ');
+
+function nftAdd(table: string, conns: LockedConn[]): string {
+  const t = `inet ${table}`;
+  return [4, 6]
+    .map((f) => {
+      const els = nftElements(conns, f === 6);
+      return els ? `add element ${t} conns${f} { ${els} }\n` : '';
+    })
+    .join('');
+}
+
+function nftCreate(table: string): string {
+  const t = `inet ${table}`;
+  let s = `add table ${t}\n`;
+  for (const hook of ['output', 'input']) {
+    s += `add chain ${t} ${hook} { type filter hook ${hook} priority 0; }\n`;
+    s += `add rule ${t} ${hook} meta mark ${MARK} accept\n`;
+  }
+  for (const [f, ip, addr] of [
+    [4, 'ip', 'ipv4_addr'],
+    [6, 'ip6', 'ipv6_addr'],
+  ] as const) {
+    s += `add set ${t} conns${f} { type ${addr} . inet_service . ${addr} . inet_service; }\n`;
+    for (const hook of ['output', 'input'])
+      s += `add rule ${t} ${hook} ${ip} saddr . tcp sport . ${ip} daddr . tcp dport @conns${f} drop\n`;
+  }
+  return s;
+}
+
+/** CRIU's rule pair for a connection: what comes from the peer, and what goes to it. */
+function iptRules(c: LockedConn): string[] {
+  const m = `-p tcp -m mark ! --mark ${MARK}`;
+  return [
+    `INPUT ${m} -s ${c.peer} --sport ${c.pport} -d ${c.local} --dport ${c.lport} -j DROP`,
+    `OUTPUT ${m} -s ${c.local} --sport ${c.lport} -d ${c.peer} --dport ${c.pport} -j DROP`,
+  ];
+}
+
+function iptables(conns: LockedConn[], op: '-I' | '-D'): string | undefined {
+  for (const v6 of [false, true]) {
+    const rules = conns.filter((c) => c.v6 === v6).flatMap(iptRules);
+    if (!rules.length) continue;
+    const r = run(
+      v6 ? 'ip6tables-restore' : 'iptables-restore',
+      ['-w', '--noflush'],
+      `*filter\n${rules.map((x) => `${op} ${x}\n`).join('')}COMMIT\n`,
+    );
+    if (r.ok) continue;
+    if (op === '-I') return r.err;
+    // One batch is all or nothing: a rule already gone fails it, so remove them one by one.
+    for (const x of rules) run(v6 ? 'ip6tables' : 'iptables', ['-w', '-D', ...x.split(' ')], '');
+  }
+  return undefined;
+}
+
+/**
+ * Lock connections: the first call for a spec creates the table (nftables). Throws with
+ * the tool's first line when the rules cannot be added.
+ */
+export function lockConns(spec: LockSpec, conns: LockedConn[], create: boolean): void {
+  if (spec.method === 'skip' || (!conns.length && !create)) return;
+  if (spec.method === 'nftables') {
+    const r = run('nft', ['-f', '-'], (create ? nftCreate(spec.table) : '') + nftAdd(spec.table, conns));
+    if (!r.ok) throw new Error(`cannot lock the network with nftables: ${r.err}`);
+    return;
+  }
+  const err = iptables(conns, '-I');
+  if (err) throw new Error(`cannot lock the network with iptables: ${err}`);
+}
+
+/** Remove a lock. A rule or table already gone is no error; anything else is returned. */
+export function unlock(spec: LockSpec): string | undefined {
+  if (spec.method === 'skip') return undefined;
+  if (spec.method === 'nftables') {
+    const r = run('nft', ['delete', 'table', 'inet', spec.table], '');
+    return r.ok || /No such file or directory/.test(r.err) ? undefined : r.err;
+  }
+  return iptables(spec.conns, '-D');
+}
+
+/** Does this machine have what a method needs? nftables: `nft` and concatenated sets (a check-only run). */
+export function lockAvailable(m: LockMethod): boolean {
+  if (m === 'skip') return true;
+  if (m === 'nftables') return run('nft', ['-c', '-f', '-'], nftCreate('CRIU-check')).ok;
+  return ['iptables', 'ip6tables'].every((cmd) => run(cmd, ['-w', '-L', 'INPUT', '-n'], '').ok);
+}
+
+/**
+ * A dump's lock, taken once for every connection of the tree before the first goes into
+ * repair mode; a connection it did not see then is added on its own. `record` is told the
+ * whole spec before any rule is added, so that whoever must undo it knows it.
+ */
+export class DumpLock {
+  readonly spec: LockSpec;
+  readonly t0 = performance.now();
+  private readonly keys = new Set<string>();
+  private readonly record: (spec: LockSpec) => void;
+  constructor(method: LockMethod, runId: string, record: (spec: LockSpec) => void) {
+    this.spec = { method, table: tableOf(runId), conns: [] };
+    this.record = record;
+  }
+
+  /** Lock these connections too (those not locked yet). */
+  add(conns: LockedConn[], create = false): void {
+    const fresh = conns.filter((c) => !this.keys.has(connKey(c)));
+    for (const c of fresh) {
+      this.keys.add(connKey(c));
+      this.spec.conns.push(c);
+    }
+    if (!fresh.length && !create) return;
+    this.record(this.spec);
+    lockConns(this.spec, fresh, create);
+  }
+
+  /** Milliseconds since the lock was taken. */
+  ms(): string {
+    return (performance.now() - this.t0).toFixed(1);
+  }
+}
