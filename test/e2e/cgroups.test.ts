@@ -56,14 +56,20 @@ async function counterIn(c: { dir: string }, name: string) {
   return t;
 }
 
+/** A counter in the test's cgroups, dumped with --manage-cgroups. */
+async function dumpedIn(c: { dir: string; subdir(n: string): string }, name: string) {
+  const t = await counterIn(c, name);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img, ['--manage-cgroups']);
+  return { t, img };
+}
+
 e2e(
   'a task in its own cgroups: dumped, the cgroups removed, restored into them again with their properties (soft)',
   async (c) => {
     const { name, dirs } = makeCgroups();
     try {
-      const t = await counterIn(c, name);
-      const img = c.subdir('img');
-      dumpAndReap(t.pid, img, ['--manage-cgroups']);
+      const { t, img } = await dumpedIn(c, name);
       assert.ok(existsSync(join(img, 'cgroup.img')), 'cgroup.img written');
       removeCgroups(dirs);
       restoreDetached(img, t.pid);
@@ -104,9 +110,7 @@ e2e(
   async (c) => {
     const { name, dirs } = makeCgroups();
     try {
-      const t = await counterIn(c, name);
-      const img = c.subdir('img');
-      dumpAndReap(t.pid, img, ['--manage-cgroups']);
+      const { t, img } = await dumpedIn(c, name);
       writeFileSync(join(PIDS, name, 'pids.max'), '99');
 
       const strict = restore(img, ['-d', '--manage-cgroups=strict']);
@@ -141,9 +145,7 @@ e2e(
     const { name, dirs } = makeCgroups();
     const moved = join(PIDS, `${name}-moved`);
     try {
-      const t = await counterIn(c, name);
-      const img = c.subdir('img');
-      dumpAndReap(t.pid, img, ['--manage-cgroups']);
+      const { t, img } = await dumpedIn(c, name);
       restoreDetached(img, t.pid, [`--cgroup-root=pids:/${name}-moved`]);
       assert.equal(cgroupOf(t.pid, 'pids'), `/${name}-moved`);
       assert.equal(cgroupOf(t.pid, 'cpu'), `/${name}`);
@@ -161,9 +163,7 @@ e2e(
   async (c) => {
     const { name, dirs } = makeCgroups();
     try {
-      const t = await counterIn(c, name);
-      const img = c.subdir('img');
-      dumpAndReap(t.pid, img, ['--manage-cgroups']);
+      const { t, img } = await dumpedIn(c, name);
       removeCgroups(dirs);
       const r = spawnSync(CRIU42, ['restore', '-D', img, '-d', '--manage-cgroups', '-v4', '-o', 'criu-restore.log'], { encoding: 'utf8' });
       adopt(t.pid);

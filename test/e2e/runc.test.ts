@@ -86,6 +86,21 @@ async function goesOn(
   if (!sharedHost) assertCountsIntact(join(b.host, 'count'), 'host count');
 }
 
+/** The container (not restored) goes on counting into its tmpfs. */
+async function countsOn(pid: number, what: string): Promise<void> {
+  const n = counts(tmpfsCount(pid)).length;
+  await waitFor(() => counts(tmpfsCount(pid)).length >= n + 3, 10_000, `${what} counting on`);
+}
+
+/** A fresh container of the bundle, checkpointed (`extra`: runc checkpoint flags) into a new images dir. */
+async function checkpointed(c: { subdir(n: string): string }, b: Bundle, extra: string[] = [], dumper = CRIU) {
+  const id = newId();
+  const { pid, before } = await started(b, id);
+  const images = c.subdir('img');
+  checkpoint(b, id, images, c.subdir('work'), extra, dumper);
+  return { id, pid, before, images };
+}
+
 /** The dumped container is gone: runc destroyed it and its init is reaped. */
 function gone(b: Bundle, id: string, pid: number): void {
   assert.equal(state(b, id), undefined, `runc still knows ${id} after its checkpoint`);
@@ -106,10 +121,7 @@ e2e(
   'runc checkpoint and restore -d: the container counts on, both counts intact, same pid layout, hostname, mounts, loopback',
   async (c) => {
     await withBundle(c.subdir('bundle'), async (b) => {
-      const id = newId();
-      const { pid, before } = await started(b, id);
-      const images = c.subdir('img');
-      checkpoint(b, id, images, c.subdir('work'));
+      const { id, pid, before, images } = await checkpointed(c, b);
       const atDump = counts(join(b.host, 'count')).length;
       gone(b, id, pid);
       assert.ok(existsSync(join(images, 'descriptors.json')), 'runc wrote descriptors.json');
@@ -127,13 +139,9 @@ e2e(
   'runc checkpoint --leave-running: the container runs on, and the checkpoint restores once it is deleted',
   async (c) => {
     await withBundle(c.subdir('bundle'), async (b) => {
-      const id = newId();
-      const { pid, before } = await started(b, id);
-      const images = c.subdir('img');
-      checkpoint(b, id, images, c.subdir('work'), ['--leave-running']);
+      const { id, pid, before, images } = await checkpointed(c, b, ['--leave-running']);
       assert.equal(state(b, id)?.status, 'running', 'the container runs on');
-      const n = counts(tmpfsCount(pid)).length;
-      await waitFor(() => counts(tmpfsCount(pid)).length >= n + 3, 10_000, 'the left-running container counting');
+      await countsOn(pid, 'the left-running container');
       assertCountsIntact(tmpfsCount(pid), 'tmpfs count after --leave-running');
       runcOk(runcQuiet(b, ['delete', '-f', id]), 'runc delete');
       reap(pid);
@@ -149,10 +157,7 @@ e2e(
   'one checkpoint restored twice into two containers',
   async (c) => {
     await withBundle(c.subdir('bundle'), async (b) => {
-      const id = newId();
-      const { pid, before } = await started(b, id);
-      const images = c.subdir('img');
-      checkpoint(b, id, images, c.subdir('work'));
+      const { id, pid, before, images } = await checkpointed(c, b);
       gone(b, id, pid);
       const first = restore(b, `${id}-a`, images, c.subdir('work'));
       const second = restore(b, `${id}-b`, images, c.subdir('work'));
@@ -170,10 +175,7 @@ e2e(
     await withBundle(
       c.subdir('bundle'),
       async (b) => {
-        const id = newId();
-        const { pid, before } = await started(b, id);
-        const images = c.subdir('img');
-        checkpoint(b, id, images, c.subdir('work'));
+        const { id, pid, before, images } = await checkpointed(c, b);
         const atDump = counts(join(b.host, 'count')).length;
         gone(b, id, pid);
         const restored = restore(b, id, images, c.subdir('work'));
@@ -213,10 +215,7 @@ e2e(
         [CRIU42, CRIU],
         [CRIU, CRIU42],
       ]) {
-        const id = newId();
-        const { pid, before } = await started(b, id);
-        const images = c.subdir('img');
-        checkpoint(b, id, images, c.subdir('work'), [], dumper);
+        const { id, pid, before, images } = await checkpointed(c, b, [], dumper);
         gone(b, id, pid);
         // CRIU's images have no checksum manifest: criu-ts restores them with skip-verify, set in
         // the CRIU config file runc names (its org.criu.config annotation); CRIU reads none.
@@ -235,10 +234,7 @@ e2e(
   'a restore that fails halfway leaves no process, cgroup or mount of the container behind',
   async (c) => {
     await withBundle(c.subdir('bundle'), async (b) => {
-      const id = newId();
-      const { pid } = await started(b, id);
-      const images = c.subdir('img');
-      checkpoint(b, id, images, c.subdir('work'));
+      const { id, pid, images } = await checkpointed(c, b);
       gone(b, id, pid);
       const links = spawnSync('ip', ['-o', 'link'], { encoding: 'utf8' }).stdout;
       const r = runcQuiet(b, ['restore', '-d', '--image-path', images, '--work-path', c.subdir('work'), id], CRIU, {
@@ -285,8 +281,7 @@ e2e(
       const log = readFileSync(join(work, 'dump.log'), 'utf8');
       assert.match(log, /user namespace/i, 'the refusal names the user namespace');
       assert.equal(state(b, id)?.status, 'running');
-      const n = counts(tmpfsCount(pid)).length;
-      await waitFor(() => counts(tmpfsCount(pid)).length >= n + 3, 10_000, 'the refused container counting on');
+      await countsOn(pid, 'the refused container');
     });
   },
   { skip: skip || (CRIU !== CRIU_BIN ? 'criu-ts only' : false) },
@@ -302,8 +297,7 @@ e2e(
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /CRIU is missing features/);
       assert.equal(state(b, id)?.status, 'running');
-      const n = counts(tmpfsCount(pid)).length;
-      await waitFor(() => counts(tmpfsCount(pid)).length >= n + 3, 10_000, 'the container counting on');
+      await countsOn(pid, 'the container');
     });
   },
   { skip: skip || (CRIU !== CRIU_BIN ? 'criu-ts only' : false) },
