@@ -286,7 +286,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
           manageCgroups: cgMode(o) !== CG_MODE.IGNORE,
-          cgroupYard: o.cgroupYard,
+          cgroupYard: cgroupYard(o, workDir),
           mounts: mountOptions(o),
         });
         log.info(
@@ -313,7 +313,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           actions,
           tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
-          cgroups: { mode: cgMode(o), roots: (o.cgroupRoot ?? []).map(parseCgroupRoot), yard: o.cgroupYard },
+          cgroups: { mode: cgMode(o), roots: (o.cgroupRoot ?? []).map(parseCgroupRoot), yard: cgroupYard(o, workDir) },
           inheritFds: (o.inheritFd ?? []).map(parseInheritFd),
           mounts: mountOptions(o),
         });
@@ -333,6 +333,11 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
 /** CRIU's default is soft, with or without --manage-cgroups. */
 function cgMode(o: Opts): CgMode {
   return parseCgMode(typeof o.manageCgroups === 'string' ? o.manageCgroups : undefined);
+}
+
+/** --cgroup-yard, relative to the work dir as CRIU, which works from there. */
+function cgroupYard(o: Opts, workDir: string): string | undefined {
+  return o.cgroupYard === undefined ? undefined : path.resolve(workDir, o.cgroupYard);
 }
 
 /** `fd[N]:KEY` of --inherit-fd. */
