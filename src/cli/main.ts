@@ -23,6 +23,7 @@ import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options
 import { normalize, type Argv } from './argv.ts';
 import { CG_MODE, parseCgMode, parseCgroupRoot, type CgMode } from '../resources/cgroups.ts';
 import type { MountOptions } from '../resources/ns/mnt-tree.ts';
+import type { NetOptions } from '../resources/ns/types.ts';
 import { isLockMethod } from '../resources/net/netlock.ts';
 import type { TcpMode } from '../resources/files/types.ts';
 
@@ -64,6 +65,7 @@ interface Opts {
   root?: string;
   external?: string[];
   extMountMap?: string[];
+  emptyNs?: string;
   networkLock?: string;
 }
 
@@ -138,7 +140,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   },
   {
     flags: '--inherit-fd <fd[N]:KEY>',
-    desc: "criu-ts's fd N stands for the file KEY (pipe:[INO], a path) of the images, repeatable",
+    desc: "criu-ts's fd N stands for KEY of the images: a file (pipe:[INO], a path) or an external network namespace; repeatable",
     cmds: ['restore'],
   },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
@@ -160,9 +162,10 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
   {
     flags: '--external <res>',
-    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; repeatable',
+    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; repeatable',
     cmds: ['dump', 'restore'],
   },
+  { flags: '--empty-ns <ns>', desc: 'net: do not save the network namespace, restore an empty one', cmds: ['dump', 'restore'] },
   {
     flags: '-M, --ext-mount-map <map>',
     desc: 'MOUNTPOINT:KEY at dump, KEY:PATH at restore (old form of --external mnt[]); repeatable',
@@ -288,6 +291,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           manageCgroups: cgMode(o) !== CG_MODE.IGNORE,
           cgroupYard: cgroupYard(o, workDir),
           mounts: mountOptions(o),
+          net: netOptions(o),
         });
         log.info(
           `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -316,6 +320,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           cgroups: { mode: cgMode(o), roots: (o.cgroupRoot ?? []).map(parseCgroupRoot), yard: cgroupYard(o, workDir) },
           inheritFds: (o.inheritFd ?? []).map(parseInheritFd),
           mounts: mountOptions(o),
+          net: netOptions(o),
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;
@@ -351,6 +356,7 @@ function parseInheritFd(v: string): { key: string; fd: number } {
 function mountOptions(o: Opts): MountOptions {
   const external = new Map<string, string>();
   for (const x of o.external ?? []) {
+    if (x.startsWith('net[')) continue;
     const m = /^mnt\[([^\]]*)\]:(.+)$/.exec(x);
     if (!m) throw NotSupportedError.option(`--external ${x}`);
     external.set(m[1], m[2]);
@@ -361,6 +367,24 @@ function mountOptions(o: Opts): MountOptions {
     external.set(x.slice(0, i), x.slice(i + 1));
   }
   return { root: o.root === undefined ? undefined : path.resolve(o.root), external };
+}
+
+/** --empty-ns net, --external net[INODE]:KEY, --inherit-fd fd[N]:KEY. */
+function netOptions(o: Opts): NetOptions {
+  if (o.emptyNs !== undefined && o.emptyNs !== 'net') throw NotSupportedError.option(`--empty-ns ${o.emptyNs}`);
+  const external = new Map<string, string>();
+  for (const x of o.external ?? []) {
+    const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    if (m) external.set(m[1], m[2]);
+    else if (x.startsWith('net[')) fail(`bad --external ${x}: use net[INODE]:KEY`);
+  }
+  const inherit = new Map<string, number>();
+  for (const x of o.inheritFd ?? []) {
+    const m = /^fd\[(\d+)\]:(.+)$/.exec(x);
+    if (!m) fail(`bad --inherit-fd ${x}: use fd[N]:KEY`);
+    inherit.set(m[2], Number(m[1]));
+  }
+  return { empty: o.emptyNs === 'net', external, inherit };
 }
 
 function tcpMode(o: Opts): TcpMode {

@@ -11,6 +11,9 @@ export const ACCEPTED_INTERNAL = new Set([
   '-L',
   '--log-pid',
   '--no-display-stats',
+  // CRIU's choice of its mount engine; criu-ts has the one mount-v2 style engine.
+  '--mntns-compat-mode',
+  '--no-mntns-compat-mode',
   '--display-stats',
 ]);
 /** Of these, the ones that take a value. */
@@ -43,10 +46,8 @@ export const NOT_SUPPORTED = new Set([
   '--leave-stopped',
   '-J',
   '--join-ns',
-  '--empty-ns',
   '--veth-pair',
   '--weak-sysctls',
-  '--mntns-compat-mode',
   '--skip-file-rwx-check',
   '--stream',
   '--unprivileged',

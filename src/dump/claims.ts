@@ -20,12 +20,14 @@ import {
   checkNamespaces,
 } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
+import type { NetOptions } from '../resources/ns/index.ts';
 import { fsClaims } from '../resources/fs.ts';
-import { mmClaims, dontExpandOwned } from '../resources/mm/index.ts';
+import { mmClaims, dontExpandOwned, isSocketVma } from '../resources/mm/index.ts';
 import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
+import { cttyProblem } from '../resources/files/pty.ts';
 
 const MODULES: ResourceClaims[] = [
   threadClaims,
@@ -56,6 +58,7 @@ export interface ClaimOptions {
   shellJob: boolean;
   freezeCgroup?: string;
   fileLocks?: boolean;
+  net?: NetOptions;
 }
 
 /** The one error of a refused dump. */
@@ -89,7 +92,10 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
   const claims = { status: merged('status'), stat: merged('stat'), files: merged('files') };
   const treeIds = new Set(tasks.flatMap((t) => t.threads.map((th) => th.tid)));
   const shownLocks = new Set<string>();
-  checkNamespaces(tasks.map((t) => t.pid));
+  checkNamespaces(
+    tasks.map((t) => t.pid),
+    { net: opts.net },
+  );
   for (const t of tasks) {
     const site = { pid: t.pid, tid: t.pid };
     const refuse = (resource: string, why: string, tid = t.pid): never => {
@@ -99,7 +105,14 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);
     checkProcFiles(t.pid, claims.files, own, site, refuse);
-    if (t.stat.ttyNr !== 0 && !opts.shellJob) refuse('controlling terminal', 'it has one; dump it as a shell job (--shell-job)');
+    if (t.stat.ttyNr !== 0 && !opts.shellJob) {
+      const why = cttyProblem(
+        t.stat.ttyNr,
+        t.stat.session,
+        tasks.map((x) => x.pid),
+      );
+      if (why) refuse('controlling terminal', why);
+    }
     if (t.stat.exitSignal !== 17) refuse('exit signal', `its parent is sent signal ${t.stat.exitSignal} when it exits, not SIGCHLD`);
     for (const th of t.threads) {
       const at = { pid: t.pid, tid: th.tid };
@@ -219,6 +232,8 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
     const where = `memory at 0x${v.start.toString(16)}-0x${v.end.toString(16)}${v.path ? ` (${v.path})` : ''}`;
     if (/^\[anon(_shmem)?:/.test(v.path)) refuse(where, 'its name (PR_SET_VMA_ANON_NAME) would be lost');
     for (const f of v.vmFlags ?? []) {
+      // A packet ring is a mixed map of the socket's pages, mapped again from the restored socket.
+      if (f === 'mm' && isSocketVma(v)) continue;
       if (!claimed.has(f) && !(f === 'de' && dontExpandOwned(v))) refuse(where, `it is ${VMFLAG_NAMES[f] ?? `marked '${f}' in VmFlags`}`);
     }
   }

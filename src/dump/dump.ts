@@ -34,14 +34,14 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
+import { dumpFds, dumpFd, fdHolding, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
 import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
-import { dumpNamespaces, nsPid, checkMntns, type MountOptions } from '../resources/ns/index.ts';
+import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { CgroupDump } from '../resources/cgroups.ts';
@@ -84,6 +84,8 @@ export interface DumpRequest {
   cgroupYard?: string;
   /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
   mounts?: MountOptions;
+  /** Its network namespace left empty (--empty-ns net) or external (--external net[INO]:KEY). */
+  net?: NetOptions;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -289,6 +291,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
       shellJob: req.shellJob,
       freezeCgroup: req.freezeCgroup,
       fileLocks: req.fileLocks,
+      net: req.net,
     });
     checkSessions(
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
@@ -381,6 +384,8 @@ interface Shared {
   cgroups: CgroupDump;
   /** A task's or thread's pid in the images: the one in its own PID namespace. */
   vpid: (pid: number) => number;
+  /** The root, when the tree has a network namespace of its own: its sockets are looked at from there. */
+  netRoot?: number;
 }
 
 function collectAndWrite(
@@ -409,6 +414,7 @@ function collectAndWrite(
   const vpids = nsPids(tasks);
   const shared: Shared = {
     vpid: (p) => vpids.get(p) ?? p,
+    ...(ownNet(tasks[0].pid) ? { netRoot: tasks[0].pid } : {}),
     seccomp: new SeccompDump(),
     locksSeen: new Set(),
     live: new Map(live.map((t) => [t.pid, t])),
@@ -423,6 +429,7 @@ function collectAndWrite(
       log: req.log,
       shellJob: req.shellJob,
       extUnixSk: !!req.extUnixSk,
+      mntIds: ownMntns(req.pid),
       kinds: new Map(),
       addFile: (make) => {
         const id = files.newId();
@@ -445,7 +452,7 @@ function collectAndWrite(
       fileId: (pid, fd) => {
         const pidfd = pidfdOpen(pid);
         try {
-          return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id;
+          return inNetOf(shared.netRoot, () => dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd)).id;
         } finally {
           close(pidfd);
         }
@@ -502,7 +509,9 @@ function collectAndWrite(
         raw: (kind, data, ...args) => imgs.raw(kind, data, ...args),
       },
       mounts: req.mounts,
+      net: req.net,
       helper: () => (helper ??= startHelper([])),
+      tasks: live.map((t) => ({ pid: t.pid, ids: shared.ns.idsOf(t.pid) })),
     });
   } finally {
     if (helper) killHelper(helper.tracee.tid);
@@ -553,6 +562,12 @@ function dumpTask(
     log,
     shared: sh.objects,
     ...(parent ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
+    socketFile: (ino) => {
+      const fd = fdHolding(pid, `socket:[${ino}]`);
+      if (fd === undefined)
+        throw new NotSupportedError(`task ${pid} maps socket ${ino}, which none of its fds holds (CRIU refuses it too)`);
+      return sh.fileCtx.fileId(pid, fd);
+    },
   };
   const ids = sh.kobj.idsOf(pid);
   checkSharing(pid, t.ppid, ids.sharedWith);
@@ -579,7 +594,7 @@ function dumpTask(
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
     step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);
-    const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
+    const fdinfo = inNetOf(sh.netRoot, () => dumpFds(pid, sh.files, sh.identity, sh.fileCtx));
     if (debugOn(log))
       for (const e of fdinfo)
         log.debug(
@@ -638,6 +653,7 @@ function dumpTask(
 }
 
 const pid0 = (tasks: Task[]): number => tasks[0].pid;
+const ownNet = (pid: number): boolean => readLink(pid, 'ns/net') !== fs.readlinkSync('/proc/self/ns/net');
 
 /**
  * Each task's and thread's pid in its own PID namespace (the innermost of NSpid), when the

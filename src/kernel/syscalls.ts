@@ -254,12 +254,13 @@ export function kcmp(pid1: number, pid2: number, type: number, idx1: Arg, idx2: 
  * Whether fd `fd` of `pid` is the file that epoll `epfd` of `pid` watches as target `tfd`
  * (KCMP_EPOLL_TFD with struct kcmp_epoll_slot; toff: which registration of that number).
  */
-export function kcmpEpollTfd(pid: number, fd: number, epfd: number, tfd: number, toff = 0): boolean {
+/** Is fd `fd` of `pid` the target `tfd` of epoll `epfd` of `epPid` (by default `pid` too)? */
+export function kcmpEpollTfd(pid: number, fd: number, epfd: number, tfd: number, toff = 0, epPid = pid): boolean {
   const slot = Buffer.alloc(12);
   slot.writeUInt32LE(epfd, 0);
   slot.writeUInt32LE(tfd, 4);
   slot.writeUInt32LE(toff, 8);
-  return syscallErr(NR.kcmp, pid, pid, KCMP.EPOLL_TFD, fd, addressOf(slot)) === 0;
+  return syscallErr(NR.kcmp, pid, epPid, KCMP.EPOLL_TFD, fd, addressOf(slot)) === 0;
 }
 
 /** Duplicate up to `len` bytes from one pipe into another without consuming them. */

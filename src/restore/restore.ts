@@ -47,21 +47,31 @@ import {
   installFds,
   addFds,
   opensLate,
+  restoreCtty,
   afterInstall,
+  afterInstallInFlight,
   restoreOwners,
   type RestoreFileCtx,
   type FileEntry,
   type TcpMode,
 } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
-import { planNamespaces, restoreNamespaces, type NsPlan } from '../resources/ns/index.ts';
+import {
+  planNamespaces,
+  prepareNamespaces,
+  restoreNamespaces,
+  enterNamespaces,
+  mountNamespaces,
+  inNetOf,
+  type NsPlan,
+} from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
 import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
-import type { MountOptions } from '../resources/ns/index.ts';
+import type { MountOptions, NetOptions } from '../resources/ns/index.ts';
 import type { RunAction } from '../actions.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, Message, RestoreTask } from '../resources/types.ts';
@@ -88,6 +98,8 @@ export interface RestoreRequest {
   inheritFds?: { key: string; fd: number }[];
   /** --root and the external mounts of the tree's mount namespace. */
   mounts?: MountOptions;
+  /** Its network namespace made empty (--empty-ns net) or joined (--inherit-fd fd[N]:KEY). */
+  net?: NetOptions;
 }
 
 export interface RestoreResult {
@@ -116,7 +128,9 @@ interface Ctx {
   /** Every PID this restore made, killed if it fails. */
   created: number[];
   /** Where criu-ts finds the tree's files once its mount namespace exists: /proc/ROOT/root. */
-  nsRoot?: string;
+  nsRoot?: boolean;
+  /** Which mount namespace (its id) each mount id of the images is in. */
+  mntOf: Map<number, number>;
   /** The process the root is cloned from, until FORKING is over. */
   helper?: Helper;
   sessions: SessionRestore;
@@ -179,7 +193,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   logPlan(req.log, tasks);
   const root = tasks[0];
   if (root.zombie) throw new CriuError(`pstree.img: the root task ${root.pid} is a zombie`);
-  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts);
+  const allIds = tasks.filter((t): t is LivePlan => !t.zombie).map((t) => t.ids);
+  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts, req.net, allIds);
   // In a new PID namespace every pid is free; the kernel picks the ones outside.
   if (!(ns.flags & CLONE.NEWPID))
     for (const t of tasks)
@@ -198,6 +213,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       if (!reg) throw new CriuError(`remap-fpath.img: no regular file with id ${id} in files.img`);
       return reg.name;
     },
+    (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
   );
   let ctx: Ctx | undefined;
   const installedOnce = new Set<number>();
@@ -244,6 +260,13 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       sharedVm: new Set(),
       forkMs: 0,
       ns,
+      mntOf:
+        ns.flags & CLONE.NEWNS
+          ? mountNamespaces(
+              imgs,
+              allIds.map((i) => i.mnt_ns_id).filter((i) => i !== undefined),
+            )
+          : new Map(),
       rootHost: 0,
       releaseHooks,
       unlockNetwork: unlockNet,
@@ -262,7 +285,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
         inheritFds: req.inheritFds ?? [],
         inheritedIds: installedOnce,
-        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg.name),
+        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
@@ -346,7 +369,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       checkInterrupt();
       restoreTask(ctx, l);
     }
-    restoreOwners(ctx.locals, ctx.files);
+    restoreOwners(ctx.locals, ctx.files, (pid) => hostPid(ctx, pid));
   },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
@@ -421,6 +444,15 @@ function liveTask(ctx: Ctx, pid: number): Live {
   return l;
 }
 
+/** A task's, thread's or group's id in criu-ts's PID namespace, from the one in the images. */
+function hostPid(ctx: Ctx, pid: number): number {
+  for (const l of ctx.live.values()) {
+    const th = l.threads.get(pid);
+    if (th) return th.tid;
+  }
+  return pid;
+}
+
 /** The tasks that are not zombies, in pstree order. */
 function liveTasks(ctx: Ctx): Live<LivePlan>[] {
   return ctx.tasks.map((t) => liveTask(ctx, t.pid)).filter(isLive);
@@ -487,6 +519,7 @@ function createTree(ctx: Ctx): void {
   const { tasks, live } = ctx;
   // Tasks in a new PID namespace cannot name criu-ts to take its fds: they inherit a pidfd of
   // it from the helper, at an fd above every one the dump has.
+  if (ctx.helper) prepareNamespaces(ctx.ns, ctx.helper.tracee, ctx.imgs, ctx.req.log);
   if (ctx.ns.flags & CLONE.NEWPID)
     ctx.helper?.tracee.holdTracerPidfd(tasks.reduce((m, t) => (t.zombie ? m : Math.max(m, ...t.fdinfo.map((e) => e.fd))), 2) + 2);
   // Tasks whose page data is still being read in by the tasks themselves: one is waited for
@@ -506,10 +539,10 @@ function createTree(ctx: Ctx): void {
     // The clone arguments go into the parent's own copy of the area. A child that shared
     // its parent's fd table, fs_struct, mm or signal actions is cloned sharing them again.
     const { flags, sharesVm } = sharingFlags(t.zombie ? undefined : t.ids, parentPlan?.ids);
-    const born = ctx.sessions.birthplace(t, parentArea, t.ppid === 0 ? flags | ctx.ns.flags : flags);
+    const born = ctx.sessions.birthplace(t, parentArea, t.ppid === 0 ? flags | ctx.ns.flags : flags, (pid) => live.get(pid)?.area);
     step(
       ctx.req.log,
-      `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
+      `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : born.area === live.get(t.sid)?.area ? `its session leader ${t.sid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
     );
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
     ctx.created.push(stub.tid);
@@ -525,9 +558,9 @@ function createTree(ctx: Ctx): void {
       // prestart hooks there), and once they are filled.
       if (ctx.ns.flags) ctx.req.actions?.('setup-namespaces', stub.tid);
       restoreNamespaces(ctx.ns, { stub, area: l.area, pid: stub.tid, vpid: t.pid, imgs: ctx.imgs, log: ctx.req.log });
-      if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = `/proc/${stub.tid}/root`;
+      if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = true;
       if (ctx.ns.flags) ctx.req.actions?.('post-setup-namespaces');
-    }
+    } else if (!t.zombie) enterNamespaces(ctx.ns, { stub, area: l.area, ids: t.ids, imgs: ctx.imgs, log: ctx.req.log });
     ctx.sessions.enter(t, stub, born);
     if (isLive(l)) {
       // A task born of a session helper has the helper's memory, fds and the rest, and the helper
@@ -540,6 +573,7 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
+  ctx.sessions.startDeferred();
 }
 
 /** thread_core.cg_set of a thread of a task (none for a zombie). */
@@ -579,6 +613,11 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
       if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid}`);
       return memfdObject(ctx.imgs, ctx.shmem, file.inode_id);
     },
+    socketFd: (v) => {
+      const e = t.fdinfo.find((f) => f.id === Number(v.shmid));
+      if (!e) throw new CriuError(`mm-${t.pid}.img: the socket mapped at 0x${v.start.toString(16)} (file ${v.shmid}) is no fd of the task`);
+      return e.fd;
+    },
   });
 }
 
@@ -588,13 +627,19 @@ function pathResolver(ctx: Ctx, asTask = false): (id: number) => string {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
     const p = ctx.ghosts.path(reg.id, reg.name);
-    return asTask ? p : inNs(ctx, p, reg.name);
+    return asTask ? p : inNs(ctx, p, reg);
   };
 }
 
-/** A file of the tree, by its name in the tree's mount namespace (a ghost made again is criu-ts's own path). */
-function inNs(ctx: Ctx, p: string, name: string): string {
-  return ctx.nsRoot && p === name ? `${ctx.nsRoot}${p}` : p;
+/**
+ * A file of the tree (or a ghost made again for it), by its name in its mount namespace:
+ * through the root of a task in the namespace its mount is in (the root's without a mount id).
+ */
+function inNs(ctx: Ctx, p: string, reg: { name: string; mnt_id?: number }): string {
+  if (!ctx.nsRoot) return p;
+  const ns = reg.mnt_id !== undefined && reg.mnt_id >= 0 ? ctx.mntOf.get(reg.mnt_id) : undefined;
+  const holder = (ns !== undefined ? ctx.ns.holders.get('mnt')?.get(ns) : undefined) ?? ctx.rootHost;
+  return `/proc/${holder}/root${p}`;
 }
 
 /**
@@ -617,7 +662,9 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
     if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
     const now = (fdinfo: Message<'fdinfo_entry'>[]) => fdinfo.filter((e) => !opensLate(ctx.files.get(e.id), treeIds(ctx)));
-    const local = openForRestore(now(t.fdinfo), ctx.fileCtx, ctx.locals);
+    // Sockets are made in the tree's own network namespace, when it has one.
+    const netRoot = ctx.ns.ownNet ? ctx.rootHost : undefined;
+    const local = inNetOf(netRoot, () => openForRestore(now(t.fdinfo), ctx.fileCtx, ctx.locals));
     installFds(stub, now(t.fdinfo), local, getpid(), parent && now(parent.fdinfo));
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
@@ -655,7 +702,10 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   }
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
-  afterInstall(stub, area, t.fdinfo, ctx.files, ctx.installedOnce);
+  afterInstall(stub, area, t.fdinfo, ctx.fileCtx, ctx.installedOnce);
+  afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce, getpid());
+  // A session leader takes back its controlling terminal (a pseudo-terminal of the dump).
+  if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx);
   const locks = fileLocksOf(ctx, t.pid);
   if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
   restoreFileLocks(stub, area, locks, ctx.req.log);

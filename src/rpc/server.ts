@@ -6,6 +6,7 @@ import { CriuError } from '../errors.ts';
 import { LevelLogger } from '../log.ts';
 import { setRecvTimeout, waitpid, SysError } from '../kernel/index.ts';
 import { checkNamespaces } from '../resources/task/index.ts';
+import type { NetOptions } from '../resources/ns/index.ts';
 import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
 import { runCheck } from '../cli/check.ts';
@@ -204,7 +205,8 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
   dump: (opts, screened, paths, peer, actions, log) => {
     // No pid: the client dumps itself, as with CRIU.
     const pid = opts.pid ?? peer;
-    checkNamespaces([pid]);
+    const net = rpcNet(opts);
+    checkNamespaces([pid], { net });
     dump({
       pid,
       dir: paths.imagesDir,
@@ -222,6 +224,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       manageCgroups: screened.cgMode !== CG_MODE.IGNORE,
       cgroupYard: opts.cgroup_yard,
       mounts: mountsOf(opts),
+      net,
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
   },
@@ -249,6 +252,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       },
       inheritFds: opts.inherit_fd.map((i) => ({ key: i.key, fd: i.fd })),
       mounts: mountsOf(opts),
+      net: rpcNet(opts),
     });
     return { type: REQ.RESTORE, success: true, restore: { pid: r.pid } };
   },
@@ -258,6 +262,16 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
     return { type: REQ.CHECK, success: true };
   },
 };
+
+/** empty_ns (runc sends CLONE_NEWNET) and `net[INODE]:KEY` externals. */
+function rpcNet(opts: CriuOpts): NetOptions {
+  const external = new Map<string, string>();
+  for (const x of opts.external) {
+    const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    if (m) external.set(m[1], m[2]);
+  }
+  return { empty: ((opts.empty_ns ?? 0) & 0x40000000) !== 0, external };
+}
 
 /**
  * Actions of an RPC operation: with notify_scripts each is a NOTIFY round trip the client must

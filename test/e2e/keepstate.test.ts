@@ -38,6 +38,9 @@ e2e("files in /proc of the tree stay open: a child's stat, the task's own fdinfo
 e2e('a file owner set by another euid keeps the uids that set it', (c) => roundTrip(c, 'fownuid'));
 e2e('an O_PATH|O_NOFOLLOW fd of a symlink is still the symlink', (c) => roundTrip(c, 'symlink', true));
 e2e('a task that unmapped its vDSO is dumped (syscalls run from its libc) and comes back without one', (c) => roundTrip(c, 'novdso'));
+e2e('a pseudo-terminal pair outside a shell job: the controlling terminal of a session, raw mode, window size, data flow', (c) =>
+  roundTrip(c, 'pty'),
+);
 e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
 e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
   skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',

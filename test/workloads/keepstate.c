@@ -28,6 +28,9 @@
  *   symlink    (-f FILE) an O_PATH|O_NOFOLLOW fd of the symlink FILE (to "target"): still the
  *              symlink
  *   novdso     the task unmapped its [vdso] and [vvar]: they stay gone (and it runs on)
+ *   pty        a child in a session of its own whose controlling terminal is a pseudo-terminal
+ *              (both ends held open), in raw mode, 33x77; it checks them and that data still
+ *              flows from the master to the slave (the parent passes SIGUSR1 on)
  *   procfd     files of /proc of the tree held open: the child's /proc/CHILD/stat and the
  *              task's own /proc/self/fdinfo/N of an eventfd it opened after it
  *   rseq       (x86_64) a thread blocked in pause() inside an rseq critical section: a
@@ -120,7 +123,7 @@ static const char *check_ghostmode(void) {
 static pid_t child;
 static void forward(int s) {
 	(void)s;
-	lseek(fd_c, 777, SEEK_SET); /* the child must see this offset: one open file description */
+	if (fd_c >= 0) lseek(fd_c, 777, SEEK_SET); /* the child must see this offset: one open file description */
 	kill(child, SIGUSR1);
 }
 
@@ -379,6 +382,46 @@ static int specials(int unmap) {
 
 static const char *check_novdso(void) { return specials(0) ? "the [vdso] or [vvar] is back" : NULL; }
 
+#include <termios.h>
+#include <sys/ioctl.h>
+static int pty_m = -1, pty_s = -1;
+static char pty_name[64];
+
+static const char *check_pty(void *arg) {
+	(void)arg;
+	pid_t sid = -1;
+	struct termios t;
+	struct winsize ws;
+	char link[64] = { 0 }, path[64], buf[8];
+	if (ioctl(pty_s, TIOCGSID, &sid) || sid != getpid()) return "the pseudo-terminal is not its controlling terminal";
+	if (tcgetattr(pty_s, &t) || (t.c_lflag & (ICANON | ECHO))) return "the terminal left raw mode";
+	if (ioctl(pty_s, TIOCGWINSZ, &ws) || ws.ws_row != 33 || ws.ws_col != 77) return "the window size changed";
+	snprintf(path, sizeof path, "/proc/self/fd/%d", pty_s);
+	if (readlink(path, link, sizeof link - 1) < 0 || strcmp(link, pty_name)) return "the slave is another pseudo-terminal";
+	if (write(pty_m, "ping", 4) != 4) return "write to the master";
+	usleep(20000);
+	if (read(pty_s, buf, sizeof buf) != 4 || memcmp(buf, "ping", 4)) return "data no longer flows from the master to the slave";
+	return NULL;
+}
+
+static void run_pty(void) {
+	if ((pty_m = posix_openpt(O_RDWR | O_NOCTTY)) < 0 || grantpt(pty_m) || unlockpt(pty_m)) die("posix_openpt");
+	snprintf(pty_name, sizeof pty_name, "%s", ptsname(pty_m));
+	child = fork();
+	if (child < 0) die("fork");
+	if (child == 0) {
+		if (setsid() < 0 || (pty_s = open(pty_name, O_RDWR)) < 0) die("setsid/open slave");
+		struct termios t;
+		struct winsize ws = { .ws_row = 33, .ws_col = 77 };
+		tcgetattr(pty_s, &t);
+		cfmakeraw(&t);
+		if (tcsetattr(pty_s, TCSANOW, &t) || ioctl(pty_s, TIOCSWINSZ, &ws)) die("termios");
+		check_loop(check_pty, NULL);
+	}
+	signal(SIGUSR1, forward);
+	for (;;) pause();
+}
+
 static const char *cg_dir;
 
 static const char *check_cgroup(void) {
@@ -432,6 +475,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(mode, "ambient")) setup_ambient();
 	else if (!strcmp(mode, "ghostmode") && file) setup_ghostmode(file);
 	else if (!strcmp(mode, "fdshare") && file) run_fdshare(file);
+	else if (!strcmp(mode, "pty")) run_pty();
 	else if (!strcmp(mode, "timerfd")) setup_timerfd();
 	else if (!strcmp(mode, "mapprot") && file) setup_mapprot(file);
 	else if (!strcmp(mode, "shmpriv")) setup_shmpriv();

@@ -18,6 +18,7 @@ import {
   TFD_IOC_SET_TICKS,
   epollEvent,
   kcmpEpollTfd,
+  getpid,
 } from '../../kernel/index.ts';
 import { readFdinfo, type TimerfdInfo } from '../../proc/index.ts';
 import { FD_TYPE, FASYNC, fown, fileKind, type FdProbe } from './types.ts';
@@ -68,7 +69,9 @@ export const eventpollFile = fileKind({
   dump(p, id) {
     // The restore registers each target by its fd number in the task: a target whose fd was
     // closed or now holds another file would come back wrong, or not at all.
-    for (const t of p.info.tfds) {
+    // An epoll in flight (criu-ts's own fd, from a socket queue) was checked against the task
+    // that holds the queue, which registers its targets at restore (net/unix.ts).
+    for (const t of p.pid === getpid() ? [] : p.info.tfds) {
       if (!kcmpEpollTfd(p.pid, t.tfd, p.fd, t.tfd)) {
         throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (epoll): its target fd ${t.tfd} was closed or replaced after it was added`);
       }

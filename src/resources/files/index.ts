@@ -14,6 +14,8 @@ import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { inetFile } from '../net/inet.ts';
+import { netlinkFile } from '../net/netlink.ts';
+import { packetFile } from '../net/packet.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
@@ -21,11 +23,13 @@ import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
 import { inheritedFd } from './inherit.ts';
+import { IMG } from '../../images/index.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
 export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
+export { restoreCtty } from './pty.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [
@@ -41,6 +45,8 @@ const kinds: FileKind[] = [
   fanotifyFile,
   pidfdFile,
   inetFile,
+  netlinkFile,
+  packetFile,
   unixSocketFile,
   regFile,
 ];
@@ -115,6 +121,17 @@ export class FileIdentity {
   }
 }
 
+/** The lowest fd of a task whose link reads `link` (socket:[N]), if any. */
+export function fdHolding(pid: number, link: string): number | undefined {
+  return listFds(pid).find((fd) => {
+    try {
+      return readLink(pid, `fd/${fd}`) === link;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
 export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Fdinfo[] {
   const pidfd = pidfdOpen(pid);
@@ -177,12 +194,12 @@ function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, 
  * Owners and F_SETSIG of the open files (fown.ts), on criu-ts's fds of them, once every task
  * and thread that may own one exists.
  */
-export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>): void {
+export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>, hostPid?: (pid: number) => number): void {
   for (const [id, fd] of local) {
     const file = files.get(id);
     const kind = file && kinds.find((k) => k.type === file.type);
     const e = kind && kindEntry(kind, file);
-    if (e?.fown) restoreFown(fd, e.fown);
+    if (e?.fown) restoreFown(fd, e.fown, hostPid);
   }
 }
 
@@ -229,7 +246,7 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
 export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, selfPid: number, table: Fdinfo[]): void {
   if (!fdinfo.length) return;
   const maxFd = table.reduce((m, e) => Math.max(m, e.fd), 2);
-  let pidfd = t.criuPidfd === undefined ? t.syscall('pidfd_open', selfPid, 0) : t.pidfdOfTracer();
+  let pidfd = t.criuPidfd !== undefined ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) {
     t.syscall('dup3', pidfd, high, O.CLOEXEC);
@@ -284,20 +301,51 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
 }
 
 /** Per-kind work that needs the task's fd numbers, once per open file (e.g. epoll targets), or once per fd (`eachFd`). */
-export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], files: Map<number, FileEntry>, done: Set<number>): void {
+export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], ctx: RestoreFileCtx, done: Set<number>): void {
   for (const e of fdinfo) {
-    const id = e.id;
-    const file = files.get(id)!;
+    const file = ctx.files.get(e.id)!;
     const kind = kinds.find((k) => k.type === file.type);
-    if (kind?.eachFd) {
-      kind.afterInstall?.(file, e.fd, t, area);
-      continue;
-    }
-    if (done.has(id)) continue;
+    if (kind?.eachFd) kind.afterInstall?.(file, e.fd, t, area, ctx);
+    if (done.has(e.id)) continue;
     const async = kind !== undefined && ((kindEntry(kind, file)?.flags ?? 0) & FASYNC) !== 0;
-    if (!kind?.afterInstall && !async) continue;
-    done.add(id);
+    if (!(kind?.afterInstall && !kind.eachFd) && !async) continue;
+    done.add(e.id);
     if (async) setAsync(t, e.fd);
-    kind?.afterInstall?.(file, e.fd, t, area);
+    if (!kind?.eachFd) kind?.afterInstall?.(file, e.fd, t, area, ctx);
+  }
+}
+
+/**
+ * Files in flight in the queues of the task's sockets whose kind keeps state through the
+ * task's fd numbers (an epoll's targets), and that no fd of a task holds: the task does that
+ * part on a copy it pulls from criu-ts and closes, as CRIU opens them in the queue's task.
+ */
+export function afterInstallInFlight(
+  t: Tracee,
+  area: InjectionArea,
+  fdinfo: Fdinfo[],
+  ctx: RestoreFileCtx,
+  local: Map<number, number>,
+  done: Set<number>,
+  selfPid: number,
+): void {
+  const mine = new Set(fdinfo.map((e) => e.id));
+  for (const { entry } of ctx.entries(IMG.SK_QUEUES)) {
+    if (!mine.has(entry.id_for)) continue;
+    for (const id of entry.scm.flatMap((sc) => sc.rights)) {
+      const file = ctx.files.get(id);
+      const kind = file && kinds.find((k) => k.type === file.type);
+      const src = local.get(id);
+      if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
+      done.add(id);
+      const pidfd = t.syscall('pidfd_open', selfPid, 0);
+      const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
+      t.syscallRaw('close', pidfd);
+      try {
+        kind.afterInstall(file, Number(fd), t, area, ctx);
+      } finally {
+        t.syscallRaw('close', fd);
+      }
+    }
   }
 }

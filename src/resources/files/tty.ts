@@ -1,15 +1,13 @@
-// Terminals. criu-ts restores a terminal only as a shell job (--shell-job): the task's
-// terminal fds are connected to the terminal criu-ts itself runs on, as CRIU does for
-// external ttys.
+// Terminals. In a shell job (--shell-job) the task's terminal fds are connected to the
+// terminal criu-ts itself runs on, as CRIU does for external ttys. Outside one, only
+// pseudo-terminals whose master is in the tree come back (pty.ts).
 import fs from 'node:fs';
 import { O } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { readStat } from '../../proc/index.ts';
 import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, statefulKind, type FdProbe } from './types.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
-
-const major = (rdev: number) => (rdev >> 8) & 0xfff;
-const minor = (rdev: number) => (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+import { major, minor, isPtmx, isPtySlave, dumpPty, openPty } from './pty.ts';
 
 /** CRIU's TtyType for a terminal device number. */
 function ttyType(rdev: number): number {
@@ -26,10 +24,13 @@ function ttyType(rdev: number): number {
 
 const CTTY_RDEV = (5 << 8) | 0; // /dev/tty
 
-/** Every terminal fd comes back as criu-ts's own terminal: right only for the task's controlling one. */
+/**
+ * In a shell job every terminal fd comes back as criu-ts's own terminal: right only for the
+ * task's controlling one. Pseudo-terminals come back as themselves outside one (the dump
+ * refuses those of a shell job).
+ */
 function ttyCheck(p: FdProbe): string | undefined {
-  if (p.rdev === CTTY_RDEV) return undefined;
-  if (major(p.rdev) === 5 && minor(p.rdev) === 2) return `fd ${p.fd} is a pseudo-terminal master (${p.link})`;
+  if (p.rdev === CTTY_RDEV || isPtmx(p.rdev) || isPtySlave(p.rdev)) return undefined;
   let ctty = 0;
   try {
     ctty = readStat(p.pid).ttyNr;
@@ -45,12 +46,18 @@ export const ttyFile = statefulKind({
   name: 'terminal',
   claims: { flags: OPEN_FLAGS, check: ttyCheck },
   matches: (p) => (p.mode & S_IFMT) === S_IFCHR && ttyType(p.rdev) !== 0,
-  /** Terminals (tty-info ids) whose tty_info_entry a dump has written, or whose termios a restore has set. */
-  state: () => new Set<number>(),
-  dump(p, id, ctx, infos) {
+  /**
+   * Terminals (tty-info ids) whose tty_info_entry a dump has written, or whose termios a
+   * restore has set; and criu-ts's master of each pseudo-terminal a restore opened.
+   */
+  state: () => ({ infos: new Set<number>(), masters: new Map<number, number>() }),
+  dump(p, id, ctx, { infos }) {
+    if (!ctx.shellJob && (isPtmx(p.rdev) || isPtySlave(p.rdev))) return dumpPty(p, id, ctx, infos);
     if (!ctx.shellJob) {
       throw new Error(`fd ${p.fd} of task ${p.pid} is the terminal ${p.link}; dump it as a shell job (--shell-job)`);
     }
+    if (isPtmx(p.rdev))
+      throw new Error(`fd ${p.fd} of task ${p.pid} is a pseudo-terminal master (${p.link}) in a shell job; not supported yet`);
     const infoId = p.rdev;
     if (!infos.has(infoId)) {
       infos.add(infoId);
@@ -70,8 +77,8 @@ export const ttyFile = statefulKind({
     const regfId = ctx.regPath(p.link, p.flags);
     return { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId };
   },
-  open(tty, ctx, termiosSet) {
-    if (!ctx.shellJob) throw new Error('the dump holds a terminal; restore it as a shell job (--shell-job)');
+  open(tty, ctx, { infos: termiosSet, masters }) {
+    if (!ctx.shellJob) return openPty(tty, ctx, masters);
     for (const fd of [0, 1, 2]) {
       let isTty = false;
       try {

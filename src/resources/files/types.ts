@@ -43,6 +43,8 @@ export interface DumpFileCtx {
   shellJob: boolean;
   /** --ext-unix-sk: a datagram unix socket may be connected to a named socket outside the tree. */
   extUnixSk: boolean;
+  /** The tree's mount namespaces are dumped: files keep the id of their mount (reg_file_entry.mnt_id). */
+  mntIds?: boolean;
   /** A file_entry that no fd of the tree has (an external peer), with a new id. */
   addFile(make: (id: number) => MessageInput<'file_entry'>): number;
   tcp: TcpMode;
@@ -120,7 +122,7 @@ interface KindBase<F extends FileField> {
   /** Does this kind handle the probed fd? */
   matches(p: FdProbe): boolean;
   /** State that needs the task's own fd numbers (epoll targets), once all its fds are in place. */
-  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea): void;
+  afterInstall?(e: KindEntry<F>, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx): void;
   /** afterInstall runs for every fd of every task that has the file, not once per file. */
   readonly eachFd?: boolean;
 }
@@ -175,7 +177,7 @@ export interface FileKind {
   matches(p: FdProbe): boolean;
   /** The kind for one dump or one restore, with fresh state. */
   session(): KindSession;
-  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea): void;
+  afterInstall?(file: FileEntry, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx): void;
   readonly eachFd?: boolean;
 }
 
@@ -212,7 +214,10 @@ export function statefulKind<F extends FileField, S>(def: StatefulKindDef<F, S>)
       };
     },
     ...(afterInstall
-      ? { afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea) => afterInstall(entry(file), fd, t, area) }
+      ? {
+          afterInstall: (file: FileEntry, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx) =>
+            afterInstall(entry(file), fd, t, area, ctx),
+        }
       : {}),
   };
 }
@@ -242,6 +247,7 @@ export const FD_TYPE = {
   TIMERFD: 17,
   MEMFD: 18,
   FANOTIFY: 12,
+  NETLINKSK: 13,
   PIDFD: 20,
 } as const;
 

@@ -9,7 +9,7 @@
 //   shstk.ts    shadow-stack VMAs (arm64 GCS), recreated with map_shadow_stack
 export { dumpMm, mmClaims, type MmDumpStats } from './dump.ts';
 export { isAioRing, restoreAioRings } from './aio.ts';
-export { VMA, PE, dontExpandOwned, splitGuards } from './layout.ts';
+export { VMA, PE, dontExpandOwned, splitGuards, isSocketVma } from './layout.ts';
 export {
   prepareAddressSpace,
   installGuards,
@@ -25,4 +25,4 @@ export {
   type Range,
 } from './restore.ts';
 export { restoreAddressSpace, inheritedVmas, type AddressSpaceInput } from './inherit.ts';
-export { ShmemObjects, dumpShmemContent, shmemSizes, pullFd, type ShmemSource } from './shmem.ts';
+export { ShmemObjects, dumpShmemContent, shmemSizes, shmemContent, pullFd, type ShmemSource } from './shmem.ts';

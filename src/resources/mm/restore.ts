@@ -2,7 +2,7 @@
 // kernel's special mappings into place, recreate every VMA, fill the pages, then hand
 // the kernel the mm fields with PR_SET_MM_MAP.
 import fs from 'node:fs';
-import { type Vma, readMaps } from '../../proc/index.ts';
+import { type Vma, readMaps, readLink } from '../../proc/index.ts';
 import {
   arch,
   MAP,
@@ -206,6 +206,8 @@ export interface MmRestoreInput {
   pathOf(fileId: number): string;
   /** criu-ts's fd of the shared memory object behind a VMA (shared anonymous or memfd). */
   shmemFd(v: VmaEntry): number;
+  /** The task's own fd of the socket whose ring a VMA maps (VMA_AREA_SOCKET: shmid is its file id). */
+  socketFd(v: VmaEntry): number;
   /** Key for encrypted page data. */
   key?: Buffer;
   /** VMAs (by start) inherited from the parent and kept as they are, with their pages. */
@@ -259,6 +261,9 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         } finally {
           tr.syscallRaw('close', fd);
         }
+      } else if (st & VMA.AREA_SOCKET) {
+        // The ring the restored socket has again (its fd is in place already); the frames start empty.
+        tr.syscall('mmap', start, len, prot, flags, input.socketFd(v), v.pgoff);
       } else if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         const path = input.pathOf(Number(v.shmid));
         const oflags = v.fdflags ?? O.RDONLY;
@@ -399,6 +404,7 @@ function fullAuxv(mm: MmEntry): bigint[] {
   return tail.length ? [...mm.mm_saved_auxv, ...tail] : mm.mm_saved_auxv;
 }
 
+/** The same inode: a task in a mount namespace of its own shows its exe by another path than criu-ts reaches it by. */
 function sameFile(a: string, b: string): boolean {
   try {
     const x = fs.statSync(a),
@@ -421,9 +427,13 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   const auxvAddr = t.area.put(auxv);
   // A child cloned from its restored parent has the right exe link already, and may still
   // map it (kept VMAs), which makes the kernel refuse a new one: leave it (exe_fd -1).
-  // The same file, not the same path string: in another mount namespace the link reads
-  // relative to that namespace's root while exePath is reached from criu-ts's.
-  const exeFd = sameFile(`/proc/${t.pid}/exe`, exePath) ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
+  let current = '';
+  try {
+    current = readLink(t.pid, 'exe');
+  } catch {
+    /* none */
+  }
+  const exeFd = current === exePath || sameFile(`/proc/${t.pid}/exe`, exePath) ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
   try {
     const m = prctlMmMap(mm, auxvAddr, auxv.length, Number(exeFd));
     const mapAt = t.area.put(m);

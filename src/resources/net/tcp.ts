@@ -2,6 +2,7 @@
 // saved to tcp-stream-<ino>.img through soccr, recreated in place on restore. With --tcp-close
 // they are recorded without their stream and come back as closed sockets.
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { sock, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import * as soccr from '../../soccr/index.ts';
@@ -28,11 +29,32 @@ const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put
 /** The guardian is criu-ts itself, started with this hidden command (src/cli/main.ts). */
 export const GUARD_COMMAND = '__soccr-guard';
 
+/**
+ * The guardian's command: its own small bundle beside criu-ts's (bin/criu-ts builds it), which
+ * starts in about half the time of the whole CLI, else criu-ts's hidden command.
+ */
+function guardArgv(): string[] {
+  const own = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './guard-main.ts' : './guard-main.mjs', import.meta.url));
+  return fs.existsSync(own) ? [process.execPath, own] : [process.execPath, process.argv[1], GUARD_COMMAND];
+}
+
 /** What one dump holds for its connections: the guardian, the network lock, the frozen sockets. */
 export interface TcpDump {
   guard?: RepairGuard;
   lock?: DumpLock;
   frozen: Array<{ f: soccr.Frozen; where: string }>;
+  /** Sockets (inodes) the guardian was told of. */
+  noted: Set<number>;
+  /** criu-ts's copy of a task's fd, kept for the dump (the inet kind's). */
+  copy?: (pid: number, fd: number) => number;
+}
+
+/** A connection of the tree: one fd that has it, and its ends. */
+interface TreeConn {
+  pid: number;
+  fd: number;
+  ino: number;
+  conn: LockedConn;
 }
 
 /** A TCP socket state that is a connection (or was one), not a listener or a fresh socket. */
@@ -49,8 +71,8 @@ export const repaired = (state: number, dstPort: number): boolean =>
 export const defaultLockMethod = (): LockMethod => (lockAvailable('nftables') ? 'nftables' : 'iptables');
 
 /** The TCP connections of the tree's sockets, as sock_diag names their ends. */
-function treeConnections(pids: number[]): LockedConn[] {
-  const inos = new Set<number>();
+function treeConnections(pids: number[]): TreeConn[] {
+  const inos = new Map<number, { pid: number; fd: number }>();
   for (const pid of pids) {
     let fds: string[];
     try {
@@ -61,16 +83,39 @@ function treeConnections(pids: number[]): LockedConn[] {
     for (const fd of fds) {
       try {
         const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) inos.add(Number(m[1]));
+        if (m && !inos.has(Number(m[1]))) inos.set(Number(m[1]), { pid, fd: Number(fd) });
       } catch {
         /* closed */
       }
     }
   }
-  const out: LockedConn[] = [];
+  const out: TreeConn[] = [];
   for (const family of [sock.AF.INET, sock.AF.INET6])
-    for (const [ino, s] of inetDiag(family, sock.IPPROTO.TCP)) if (inos.has(ino) && isConnection(s.state)) out.push(connOf(s.src, s.dst));
+    for (const [ino, s] of inetDiag(family, sock.IPPROTO.TCP)) {
+      const at = inos.get(ino);
+      if (at && isConnection(s.state)) out.push({ ...at, ino, conn: connOf(s.src, s.dst) });
+    }
   return out;
+}
+
+/**
+ * Tell the guardian of every connection of the tree in one go: a round trip per connection
+ * cost more than the rest of its dump. A socket it cannot copy here is noted on its own later.
+ */
+function noteAll(conns: TreeConn[], g: RepairGuard, ts: TcpDump): void {
+  const batch: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }> = [];
+  for (const c of conns) {
+    let copy: number | undefined;
+    try {
+      copy = ts.copy?.(c.pid, c.fd);
+    } catch {
+      /* noted with its fd's dump */
+    }
+    if (copy === undefined) continue;
+    batch.push({ pid: c.pid, fd: c.fd, ino: c.ino, reuseaddr: sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR) });
+    ts.noted.add(c.ino);
+  }
+  g.noteMany(batch);
 }
 
 /**
@@ -80,10 +125,11 @@ function treeConnections(pids: number[]): LockedConn[] {
  */
 function begin(ctx: DumpFileCtx, ts: TcpDump): void {
   if (ts.guard) return;
-  const g = RepairGuard.start([process.execPath, process.argv[1], GUARD_COMMAND]);
+  const g = RepairGuard.start(guardArgv());
   ts.guard = g;
   ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
   ctx.atEnd((how) => g.done(how === 'killed'));
+  // While the guardian starts: which lock, and the connections (noteAll waits for it).
   const method = ctx.tcp.networkLock ?? defaultLockMethod();
   ctx.atEnd((how) => {
     const lock = ts.lock;
@@ -108,9 +154,14 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
     ctx.recordLock(spec);
     g.extra(JSON.stringify(spec));
   });
+  const conns = treeConnections(ctx.treePids);
+  noteAll(conns, g, ts);
   if (method === 'skip') return ctx.recordLock(lock.spec);
   ts.lock = lock;
-  lock.add(treeConnections(ctx.treePids), true);
+  lock.add(
+    conns.map((c) => c.conn),
+    true,
+  );
   ctx.log.info(
     `network locked with ${method}${method === 'nftables' ? ` (table inet ${lock.spec.table})` : ''}: ${lock.spec.conns.length} connection(s)`,
   );
@@ -137,7 +188,10 @@ export function dumpConnection(
   begin(ctx, ts);
   ts.lock?.add([connOf(ends.src, ends.dst)]);
   // The guardian turns repair off again if criu-ts dies before the dump ends.
-  ts.guard?.note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
+  if (!ts.noted.has(ino)) {
+    ts.guard?.note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
+    ts.noted.add(ino);
+  }
   ts.frozen.push({ f: soccr.freeze(copy), where });
   const st = soccr.save(copy, ends.dst);
   ctx.log.debug(

@@ -12,8 +12,14 @@ export const FSTYPE = {
   PROC: 1,
   SYSFS: 2,
   DEVTMPFS: 3,
+  BINFMT_MISC: 4,
   TMPFS: 5,
   DEVPTS: 6,
+  PSTORE: 8,
+  SECURITYFS: 9,
+  FUSECTL: 10,
+  DEBUGFS: 11,
+  TRACEFS: 19,
   MQUEUE: 14,
   AUTO: 16,
   OVERLAYFS: 17,
@@ -31,6 +37,13 @@ const FSTYPE_BY_NAME: Record<string, number> = {
   overlay: FSTYPE.OVERLAYFS,
   cgroup: FSTYPE.CGROUP,
   cgroup2: FSTYPE.CGROUP2,
+  // Kernel file systems whose one instance is mounted again (binfmt_misc only without entries).
+  binfmt_misc: FSTYPE.BINFMT_MISC,
+  pstore: FSTYPE.PSTORE,
+  securityfs: FSTYPE.SECURITYFS,
+  fusectl: FSTYPE.FUSECTL,
+  debugfs: FSTYPE.DEBUGFS,
+  tracefs: FSTYPE.TRACEFS,
 };
 const NAME_BY_FSTYPE = new Map(Object.entries(FSTYPE_BY_NAME).map(([n, c]) => [c, n]));
 

@@ -2,11 +2,14 @@
 // route6-N.img: the raw output of `ip addr|route save`, as CRIU keeps them) and netns-N.img.
 // Only the loopback is restored: any other link refuses the dump. `ip` runs in the
 // namespace through nsenter (criu-ts's own threads stay home).
-import { spawnSync } from 'node:child_process';
-import { CLONE } from '../../kernel/index.ts';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import fs from 'node:fs';
+import { CLONE, MFD, inNamespaces, memfdCreate } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG, type MessageInput } from '../../images/index.ts';
-import type { NsKind } from './types.ts';
+import type { NsKind, NetOptions } from './types.ts';
+import { pullFd } from '../mm/index.ts';
+import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
 
 const ND_LOOPBACK = 1;
 const IFF: Record<string, number> = {
@@ -25,9 +28,33 @@ const IFF: Record<string, number> = {
   DORMANT: 0x20000,
 };
 
-/** Run `ip ARGS` in the network namespace of `pid`; its output. */
+/**
+ * Run `fn` with criu-ts's main thread in the network namespace of `pid` (when given): the
+ * sockets it makes (sock_diag's, the restored ones) belong there.
+ */
+export function inNetOf<T>(pid: number | undefined, fn: () => T): T {
+  return pid === undefined ? fn() : inNamespaces(pid, CLONE.NEWNET, fn);
+}
+
+/**
+ * Run `ip ARGS` in the network namespace of `pid`; its output. `input` goes in through a
+ * memfd: `ip route restore` seeks in its input.
+ */
 function ip(pid: number, args: string[], input?: Buffer): Buffer {
-  const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', ...args], { input, maxBuffer: 1 << 28 });
+  let fd: number | undefined;
+  if (input) {
+    fd = memfdCreate('criu-ts-ip', MFD.CLOEXEC);
+    fs.writeSync(fd, input, 0, input.length, 0);
+  }
+  let r: SpawnSyncReturns<Buffer>;
+  try {
+    r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', ...args], {
+      stdio: [fd ?? 'ignore', 'pipe', 'pipe'],
+      maxBuffer: 1 << 28,
+    });
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
   if (r.error) throw new CriuError(`cannot run ip ${args.join(' ')} in the network namespace of ${pid}: ${r.error.message}`);
   if (r.status !== 0)
     throw new CriuError(
@@ -59,38 +86,86 @@ function deviceEntry(l: IpLink): MessageInput<'net_device_entry'> {
   };
 }
 
+/** The key `--external net[INO]:KEY` gives the root's network namespace, if any. */
+function externalKey(pid: number, net?: NetOptions): string | undefined {
+  const ino = /\[(\d+)\]/.exec(fs.readlinkSync(`/proc/${pid}/ns/net`))?.[1];
+  return ino === undefined ? undefined : net?.external?.get(ino);
+}
+
 export const netNs: NsKind = {
   name: 'net',
   cflag: CLONE.NEWNET,
-  dumpRefusal: (root) => {
+  dumpRefusal: (root, { net }) => {
+    if (net?.empty || externalKey(root, net)) return undefined;
     const other = links(root).filter((l) => l.link_type !== 'loopback');
     if (other.length)
       return `network device ${other[0].ifname} (${other[0].link_type}) in its network namespace: only the loopback is saved yet`;
     return undefined;
   },
-  dump: ({ pid, id, imgs, log }) => {
+  dump: ({ pid, id, imgs, log, net }) => {
+    // An external namespace is only named; an empty one (runc's) is saved as nothing, as by CRIU.
+    const key = externalKey(pid, net);
+    if (key !== undefined || net?.empty) {
+      imgs.one(IMG.NETNS, id, key === undefined ? {} : { ext_key: key });
+      log.info(`network namespace ${id}: ${key === undefined ? 'left empty (--empty-ns net)' : `external, ${key}`}`);
+      return;
+    }
     const ls = links(pid);
-    for (const l of ls) imgs.add(IMG.NETDEV, id, deviceEntry(l));
-    imgs.one(IMG.NETNS, id, {});
+    const { netns, devs } = inNamespaces(pid, CLONE.NEWNET, () => ({
+      netns: readNetnsConf(),
+      devs: ls.map((l) => ({
+        ...deviceEntry(l),
+        conf4: readConf('ipv4', l.ifname),
+        ...(hasIpv6() ? { conf6: readConf('ipv6', l.ifname) } : {}),
+      })),
+    }));
+    for (const d of devs) imgs.add(IMG.NETDEV, id, d);
+    imgs.one(IMG.NETNS, id, netns);
     imgs.raw(IMG.IFADDR, ip(pid, ['addr', 'save']), id);
     imgs.raw(IMG.ROUTE, ip(pid, ['-4', 'route', 'save', 'table', 'main']), id);
     imgs.raw(IMG.ROUTE6, ip(pid, ['-6', 'route', 'save', 'table', 'main']), id);
     log.info(`network namespace ${id}: ${ls.map((l) => l.ifname).join(', ')} to netdev-${id}.img, addresses and routes`);
   },
-  restoreRefusal: ({ id, imgs }) => {
+  restoreRefusal: ({ id, imgs, net }) => {
+    const ns = imgs.one(IMG.NETNS, id);
+    if (ns.ext_key !== undefined)
+      return net?.inherit?.has(ns.ext_key)
+        ? undefined
+        : `netns-${id}.img: the network namespace is external (${ns.ext_key}); give it with --inherit-fd fd[N]:${ns.ext_key}`;
+    if (net?.empty) return undefined;
     for (const { entry } of imgs.all(IMG.NETDEV, id))
       if (entry.type !== ND_LOOPBACK)
         return `netdev-${id}.img: device ${entry.name} of type ${entry.type}: only the loopback is restored yet`;
-    // No netns-N.img: CRIU dumped it empty (runc's empty_ns), and it comes back fresh.
-    const ns = imgs.all(IMG.NETNS, id)[0]?.entry;
-    if (ns?.ext_key) return `netns-${id}.img: an external network namespace (${ns.ext_key}) is not restored yet`;
     return undefined;
   },
-  restore: ({ pid, id, imgs, log }) => {
+  cloneFlag: ({ id, imgs }) => (imgs.one(IMG.NETNS, id).ext_key === undefined ? CLONE.NEWNET : 0),
+  restore: ({ pid, id, imgs, log, net, stub }) => {
+    const ns = imgs.one(IMG.NETNS, id);
+    if (ns.ext_key !== undefined) {
+      // The root joins the namespace it is given: one of criu-ts's fds, pulled into the root.
+      const fd = pullFd(stub, net!.inherit!.get(ns.ext_key)!);
+      try {
+        stub.syscall('setns', fd, CLONE.NEWNET);
+      } finally {
+        stub.syscallRaw('close', fd);
+      }
+      log.info(`network namespace ${id}: the external ${ns.ext_key} joined`);
+      return;
+    }
+    if (net?.empty) {
+      log.info(`network namespace ${id}: left empty (--empty-ns net)`);
+      return;
+    }
+    inNamespaces(pid, CLONE.NEWNET, () => writeNetnsConf(ns, log));
     for (const { entry } of imgs.all(IMG.NETDEV, id)) {
       const args = ['link', 'set', 'dev', entry.name, 'mtu', String(entry.mtu)];
       if (entry.flags & IFF.UP) args.push('up');
       ip(pid, args);
+      // The loopback is born with the namespace, before its defaults are set: all of its conf goes back.
+      inNamespaces(pid, CLONE.NEWNET, () => {
+        writeConf('ipv4', entry.name, entry.conf4, log);
+        if (hasIpv6()) writeConf('ipv6', entry.name, entry.conf6, log);
+      });
     }
     // Addresses need their links up; the loopback's own ones exist already (ip skips them).
     for (const [kind, args] of [

@@ -8,6 +8,7 @@ import { sysv } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG, encodeMessage, type Message, type MessageInput } from '../../images/index.ts';
 import type { NsImagesIn, NsImagesOut } from './types.ts';
+import { shmemContent } from '../mm/index.ts';
 
 type Kind = 'shm' | 'msg' | 'sem';
 type Desc = MessageInput<'ipc_desc_entry'>;
@@ -92,7 +93,11 @@ export function restoreSysv(id: number, imgs: NsImagesIn): number {
   for (const { entry, extra } of imgs.all(IMG.IPCNS_SHM, id)) {
     const d = entry.desc;
     create('shm', d, (fl) => sysv.shmget(d.key, entry.size, fl));
-    if (extra) sysv.shmWrite(d.id, extra.subarray(0, Number(entry.size)));
+    // CRIU 4.x keeps the content as shared memory pages (in_pagemaps), older ones after the entry.
+    const size = Number(entry.size);
+    const src = entry.in_pagemaps ? imgs.shmemPagemap(d.id) : undefined;
+    const data = entry.in_pagemaps ? shmemContent(src && { ...src, key: imgs.key }, size) : extra?.subarray(0, size);
+    if (data) sysv.shmWrite(d.id, data);
     n++;
   }
   for (const { entry, ipcMsgs } of imgs.all(IMG.IPCNS_MSG, id)) {
