@@ -22,6 +22,7 @@ import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
+import { inheritedFd } from './inherit.ts';
 import { IMG } from '../../images/index.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
@@ -166,6 +167,13 @@ export function openFileId(id: number, ctx: RestoreFileCtx, local: Map<number, n
   if (have !== undefined) return have;
   const file = ctx.files.get(id);
   if (!file) throw new Error(`files.img has no file with id ${id} (${what})`);
+  const inherited = inheritedFd(file, ctx.inheritFds);
+  if (inherited !== undefined) {
+    ctx.log.info(`${what}: criu-ts's fd ${inherited} stands for file ${id} (inherit_fd)`);
+    ctx.inheritedIds.add(id);
+    local.set(id, inherited);
+    return inherited;
+  }
   const kind = kinds.find((k) => k.type === file.type);
   if (!kind) throw new NotSupportedError(`${what}: file type ${file.type}`);
   const fd = kindSession(kind, ctx.kinds).open(file, ctx);

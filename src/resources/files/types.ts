@@ -1,6 +1,7 @@
 // The interface every fd kind implements: how to describe an open file at dump time, and
 // how to produce a local descriptor for it at restore time, which the orchestrator then
 // moves into the task with pidfd_getfd.
+import type { InheritFd } from './inherit.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { AddArgs, EntryKind, EntryOf, ImageArgs } from '../../images/index.ts';
 import type { Logger, Message, MessageInput, RegExtra } from '../types.ts';
@@ -93,6 +94,13 @@ export interface RestoreFileCtx {
   fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
   memfd(inodeId: number): number;
+  /** --inherit-fd: criu-ts's own fds standing for files of the images. */
+  inheritFds: readonly InheritFd[];
+  /**
+   * Ids of the files replaced by inherited fds: the caller's files as they are, so their
+   * after-install work (queued data, owner) is marked done (the orchestrator's set).
+   */
+  inheritedIds: Set<number>;
 }
 
 export type FileEntry = Message<'file_entry'>;
