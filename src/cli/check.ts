@@ -161,6 +161,11 @@ export const FEATURES: Feature[] = [
     what: 'seccomp filters read by PTRACE_SECCOMP_GET_FILTER',
     probe: () => /^Seccomp_filters:/m.test(fs.readFileSync('/proc/self/status', 'utf8')),
   },
+  {
+    name: 'kcmp_epoll',
+    what: 'epoll targets checked with kcmp(KCMP_EPOLL_TFD) (a target fd closed or replaced since it was added)',
+    probe: () => kernelAtLeast(4, 13),
+  },
   { name: 'fdinfo_lock', what: 'file locks in /proc/PID/fdinfo (--file-locks)', probe: () => kernelAtLeast(4, 1) },
   {
     name: 'timer_cr_ids',
@@ -200,7 +205,6 @@ export const FEATURES: Feature[] = [
       ['net_diag_raw', 'raw sockets'],
       ['nsid', 'network namespace ids'],
       ['link_nsid', 'links into other network namespaces'],
-      ['kcmp_epoll', 'epoll targets compared by kcmp (criu-ts reads fdinfo)'],
       ['timens', 'time namespaces'],
       ['external_net_ns', 'external network namespaces'],
       ['newifindex', 'network devices at new indexes'],

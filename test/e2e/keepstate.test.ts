@@ -41,6 +41,7 @@ e2e('a task that unmapped its vDSO is dumped (syscalls run from its libc) and co
 e2e('a pseudo-terminal pair outside a shell job: the controlling terminal of a session, raw mode, window size, data flow', (c) =>
   roundTrip(c, 'pty'),
 );
+e2e("an mlock'd mapping is locked again", (c) => roundTrip(c, 'mlock'));
 e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
 e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
   skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',

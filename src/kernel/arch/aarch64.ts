@@ -24,6 +24,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   fanotify_init: 262,
   fanotify_mark: 263,
   mount: 40,
+  mlock: 228,
   umount2: 39,
   mknodat: 33,
   linkat: 37,

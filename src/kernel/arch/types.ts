@@ -14,6 +14,7 @@ export type SyscallName =
   | 'fanotify_init'
   | 'fanotify_mark'
   | 'mount'
+  | 'mlock'
   | 'umount2'
   | 'close'
   | 'lseek'

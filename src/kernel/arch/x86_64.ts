@@ -133,6 +133,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   fanotify_init: 300,
   fanotify_mark: 301,
   mount: 165,
+  mlock: 149,
   umount2: 166,
   unlinkat: 263,
   unshare: 272,

@@ -31,6 +31,7 @@ export const mmClaims: ResourceClaims = {
       'VmSwap',
       'HugetlbPages',
       'THP_enabled',
+      'VmLck', // mlock'd VMAs: MAP_LOCKED in vma_entry.flags, locked again (restore.ts)
     ].map((k) => [k, true]),
   ),
   files: { exe: true, environ: true, cmdline: true, auxv: true },
@@ -58,6 +59,7 @@ export const mmClaims: ResourceClaims = {
     'nh',
     'wf', // madvise advice (vma_entry.madv)
     'dp', // MAP_DROPPABLE: mapped so again (layout.ts)
+    'lo', // mlock: MAP_LOCKED (layout.ts), locked again once filled (restore.ts)
     'gu', // guard regions (MADV_GUARD_INSTALL): saved as VMA_AREA_GUARD entries (guardEntries)
   ],
 };

@@ -298,6 +298,8 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
       if (isShadowStack(v)) continue;
       tr.syscall('mprotect', v.start, v.end - v.start, v.prot);
     }
+    // mlock'd memory is locked once its pages are in (MAP_LOCKED is left out of the mmap).
+    for (const v of vmas) if (v.flags & MAP.LOCKED) tr.syscall('mlock', v.start, v.end - v.start);
     applyMadvise(t, vmas);
   };
 }
