@@ -21,6 +21,9 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 # (criu-ts takes no network lock yet); ss and ip (iproute2) find sockets and addresses.
 command -v iptables >/dev/null || need+=(iptables)
 command -v ss >/dev/null || need+=(iproute2)
+# Real servers for the servers test: redis-server (with redis-cli) and nginx.
+command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)
 # A system Node for the "real node program" test: the pinned Node 24 uses io_uring, which
 # criu-ts (like CRIU) cannot checkpoint.
 [ -x /usr/bin/node ] || need+=(nodejs)

@@ -4,6 +4,7 @@
 // dies of the signal. Node's own listeners would run only when the event loop turns, which a
 // dump, one synchronous run, never lets it do: the signals are caught by a native handler
 // that only leaves a trace (kernel catchSignalOnce), looked at every few milliseconds.
+import fs from 'node:fs';
 import { catchSignalOnce, signalCaught, defaultSignal, kill, getpid, SIG } from './kernel/index.ts';
 import { CriuError } from './errors.ts';
 
@@ -50,15 +51,18 @@ export function checkInterrupt(now = false): void {
 
 /**
  * Test hook: CRIU_TS_HANG=<step> holds the work at that step, as a slow dump would, until
- * one of the signals aborts it (the step names are CRIU_TS_FAULT's).
+ * one of the signals aborts it (the step names are CRIU_TS_FAULT's), or until the file
+ * CRIU_TS_HANG_UNTIL names exists.
  */
 export function hangPoint(step: string): void {
   if (process.env.CRIU_TS_HANG !== step) return;
   process.stderr.write(`hanging at step "${step}" (CRIU_TS_HANG)\n`);
   const cell = new Int32Array(new SharedArrayBuffer(4));
+  const until = process.env.CRIU_TS_HANG_UNTIL;
   for (;;) {
     Atomics.wait(cell, 0, 0, EVERY_MS);
     checkInterrupt(true);
+    if (until && fs.existsSync(until)) return;
   }
 }
 

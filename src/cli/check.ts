@@ -10,6 +10,8 @@ import {
   pidfdOpen,
   pidfdGetfd,
   close,
+  memfdCreate,
+  MFD,
   kcmp,
   KCMP,
   getpid,
@@ -31,6 +33,7 @@ import {
   PR,
   PR_SET_MM_MAP_SIZE,
   addressOf,
+  sock,
 } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import type { Logger } from '../resources/types.ts';
@@ -96,6 +99,31 @@ function probeTimerfd(): boolean {
     return e instanceof SysError && e.code === 'EFAULT';
   } finally {
     close(fd);
+  }
+}
+
+/** TCP repair mode on a loopback connection in FIN_WAIT (its end was shut down for writing). */
+function probeHalfClosed(): boolean {
+  const fds: number[] = [];
+  try {
+    const l = sock.socket(sock.AF.INET, sock.SOCK.STREAM | sock.SOCK.CLOEXEC, 0);
+    fds.push(l);
+    const any = Buffer.alloc(16);
+    any.writeUInt16LE(sock.AF.INET, 0);
+    any.set([127, 0, 0, 1], 4);
+    sock.bind(l, any);
+    sock.listen(l, 1);
+    const c = sock.socket(sock.AF.INET, sock.SOCK.STREAM | sock.SOCK.CLOEXEC, 0);
+    fds.push(c);
+    sock.connect(c, sock.getsockname(l));
+    sock.shutdown(c, sock.SHUT.WR);
+    sock.setsockoptInt(c, sock.SOL.TCP, sock.TCP.REPAIR, 1);
+    sock.setsockoptInt(c, sock.SOL.TCP, sock.TCP.REPAIR, -1);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    for (const fd of fds) close(fd);
   }
 }
 
@@ -173,6 +201,15 @@ export const FEATURES: Feature[] = [
     probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)),
   },
   {
+    name: 'memfd_hugetlb',
+    what: 'MFD_HUGETLB memfds (their hugetlb_flag)',
+    probe: () =>
+      ok(() => {
+        close(memfdCreate('criu-ts-probe', MFD.CLOEXEC | MFD.HUGETLB));
+      }),
+  },
+  { name: 'aio_remap', what: 'AIO rings moved to their place with mremap (mm/aio.ts)', probe: () => kernelAtLeast(3, 19) },
+  {
     name: 'network_lock_nftables',
     what: 'the nftables network lock (nft, and sets of concatenated addresses and ports)',
     probe: () => lockAvailable('nftables'),
@@ -183,19 +220,18 @@ export const FEATURES: Feature[] = [
     what: 'iptables-legacy and ip6tables-legacy, and the iptables network lock',
     probe: () => ['iptables-legacy', 'ip6tables-legacy'].every(inPath) && lockAvailable('iptables'),
   },
+  { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
       ['mnt_id', 'mount ids of files (mount namespaces)'],
       ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
-      ['aio_remap', 'AIO rings'],
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],
       ['loginuid', 'restoring the login uid'],
       ['cgroupns', 'cgroup namespaces'],
       ['autofs', 'autofs mounts'],
-      ['tcp_half_closed', 'half-closed TCP connections'],
       ['compat_cr', '32-bit (compat) tasks'],
       ['uffd', 'lazy pages (userfaultfd)'],
       ['uffd-noncoop', 'lazy pages of trees that fork (userfaultfd events)'],
@@ -213,7 +249,6 @@ export const FEATURES: Feature[] = [
       ['ns_pid', 'nested PID namespaces'],
       ['apparmor_stacking', 'AppArmor namespaces'],
       ['sockopt_buf_lock', 'socket buffer-size locks'],
-      ['memfd_hugetlb', 'hugetlb memfds'],
       ['move_mount_set_group', 'mount sharing groups'],
       ['openat2', 'opening files with openat2'],
       ['ipv6_freebind', 'IPv6 sockets'],

@@ -2,7 +2,7 @@
 // no resource module saves: it must be what a restored task has, or the dump is refused.
 import fs from 'node:fs';
 import { arch, schedGetScheduler } from '../kernel/index.ts';
-import { readStatus } from '../proc/index.ts';
+import { readStatus, readSmaps } from '../proc/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { ClaimSite } from '../resources/claims.ts';
 
@@ -78,6 +78,16 @@ const PROBES: Probe[] = [
     only: 'x86_64',
     read: (t) => ret(t.syscallRaw('arch_prctl', ARCH_GET_CPUID, 0)),
     restored: () => 1,
+  },
+  {
+    // mm->def_flags is shown nowhere, but the injection area, mapped after it was set, has it.
+    resource: 'locking of future mappings (mlockall MCL_FUTURE)',
+    perThread: false,
+    read: (t, area) => {
+      const v = readSmaps(t.tid).find((m) => m.start <= area.base && area.base < m.end);
+      return v?.vmFlags?.has('lo') ? 1 : 0;
+    },
+    restored: () => 0,
   },
 ];
 

@@ -1,7 +1,7 @@
 // Shared memory objects of a dump: each MAP_SHARED anonymous region and each memfd is saved
 // once (pagemap-shmem-<shmid>.img), whichever tasks map it or hold it open.
 import fs from 'node:fs';
-import { fcntl, F, O } from '../kernel/index.ts';
+import { fcntl, F, O, MFD } from '../kernel/index.ts';
 import { closing, IMG } from '../images/index.ts';
 import type { Vma } from '../proc/index.ts';
 import { dumpShmemContent } from '../resources/mm/index.ts';
@@ -9,6 +9,15 @@ import { FD_TYPE, fown } from '../resources/files/index.ts';
 import type { SharedObjects } from '../resources/types.ts';
 import type { ImageSet } from './imgset.ts';
 import type { DumpFileTable } from './filetable.ts';
+
+const HUGETLBFS_MAGIC = 0x958458f6;
+
+/** A memfd made with MFD_HUGETLB: its flag with the page size (MFD_HUGE_SHIFT 26), as CRIU saves it. */
+function hugetlbOf(link: string): { hugetlb_flag?: number } {
+  const sf = fs.statfsSync(link);
+  if (sf.type !== HUGETLBFS_MAGIC) return {};
+  return { hugetlb_flag: MFD.HUGETLB | (Math.log2(sf.bsize) << 26) };
+}
 
 export class DumpShared implements SharedObjects {
   private readonly imgs: ImageSet;
@@ -66,6 +75,7 @@ export class DumpShared implements SharedObjects {
       seals,
       inode_id: BigInt(id),
       mode: st.mode & 0o7777,
+      ...hugetlbOf(link),
     });
     this.saveContent(ino, link);
     return id;

@@ -115,6 +115,20 @@ export function getpeername(fd: number): Buffer | undefined {
   }
 }
 
+/**
+ * SO_PEERNAME: the peer's address even where getpeername says ENOTCONN (a TCP connection
+ * reset, or not made yet); undefined when the socket never had one.
+ */
+export function peerNameOpt(fd: number, family: number): Buffer | undefined {
+  try {
+    // The length must be no more than the family's sockaddr (EINVAL).
+    return getsockoptBuf(fd, SOL.SOCKET, 28 /* SO_PEERNAME */, family === AF.INET ? 16 : 28);
+  } catch (e) {
+    if (e instanceof SysError && e.code === 'ENOTCONN') return undefined;
+    throw e;
+  }
+}
+
 /** getsockopt into a buffer of `size` bytes; the bytes the kernel filled. */
 export function getsockoptBuf(fd: number, level: number, opt: number, size: number): Buffer {
   const b = Buffer.alloc(size);
@@ -155,6 +169,11 @@ export function recvRaw(fd: number, buf: Buffer, flags: number): number {
 /** send(2); -errno instead of throwing, so callers can shrink the chunk on ENOMEM. */
 export function sendRaw(fd: number, buf: Buffer, flags: number): number {
   return syscallErr(NR.sendto, fd, addressOf(buf), buf.length, flags, 0, 0);
+}
+
+/** sendto(2) to an address (a raw socket's packet). */
+export function sendTo(fd: number, buf: Buffer, addr: Buffer): number {
+  return syscall('sendto', NR.sendto, fd, addressOf(buf), buf.length, 0, addressOf(addr), addr.length);
 }
 
 /**

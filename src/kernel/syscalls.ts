@@ -333,8 +333,13 @@ export function clockGettime(clock: number): { sec: bigint; nsec: bigint } {
 }
 
 /** A MAP_SHARED|MAP_ANONYMOUS object in criu-ts itself; returns its address. */
-export function mmapSharedAnon(size: bigint): bigint {
-  return BigInt(syscall('mmap(shared anon)', NR.mmap, 0, size, 3, 0x21, -1, 0));
+/** MAP_SHARED|MAP_ANONYMOUS memory in criu-ts (`extra`: MAP_HUGETLB and its size bits). */
+export function mmapSharedAnon(size: bigint, extra = 0): bigint {
+  return BigInt(syscall('mmap(shared anon)', NR.mmap, 0, size, 3, 0x21 | extra, -1, 0));
+}
+/** A shared read-write mapping of `fd` in criu-ts. */
+export function mmapSharedFd(fd: number, size: bigint): bigint {
+  return BigInt(syscall('mmap(shared)', NR.mmap, 0, size, 3, 0x01, fd, 0));
 }
 export function munmap(addr: bigint, size: bigint): void {
   syscall('munmap', NR.munmap, addr, size);

@@ -3,12 +3,12 @@
 // syscalls (stages.ts says which, in what order and why), then install the registers and
 // let the whole tree go at once.
 import fs from 'node:fs';
-import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid } from '../kernel/index.ts';
+import { kill, waitpid, W, WALL, WNOHANG, SIG, getpid, MAP } from '../kernel/index.ts';
 import { InjectionArea, colocate, endColocation, type Tracee } from '../compel/index.ts';
 import type { CpuFacts } from '../resources/cpu/index.ts';
 import { CriuError, faultPoint, faultAt } from '../errors.ts';
 import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
-import { restoreAddressSpace, installGuards, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
+import { restoreAddressSpace, installGuards, restoreAioRings, shmemSizes, ShmemObjects, VMA } from '../resources/mm/index.ts';
 import {
   SessionRestore,
   cloneAt,
@@ -409,6 +409,7 @@ function memfdObject(imgs: DumpImages, shmem: ShmemObjects, inodeId: number): nu
     mode: inode.mode,
     uid: inode.uid,
     gid: inode.gid,
+    hugetlb: inode.hugetlb_flag,
   });
 }
 
@@ -519,7 +520,8 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
     shmemFd: (v) => {
       if (v.status & VMA.ANON_SHARED) {
         const id = v.shmid;
-        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)));
+        const huge = v.flags & MAP.HUGETLB ? v.flags & (MAP.HUGETLB | (0x3f << 26)) : 0;
+        return ctx.shmem.anon(id, ctx.shmemSize.get(id)!, () => withKey(ctx.imgs, ctx.imgs.shmemPagemap(id)), huge);
       }
       const file = ctx.files.get(Number(v.shmid))?.memfd;
       if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid}`);
@@ -627,6 +629,10 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   if (t.guards.length) {
     step(ctx.req.log, `task ${t.pid}: ${t.guards.length} guard region(s) from mm-${t.pid}.img`);
     installGuards(stub, t.guards);
+  }
+  if (t.mm.aios.length) {
+    step(ctx.req.log, `task ${t.pid}: ${t.mm.aios.length} AIO ring(s) from mm-${t.pid}.img`);
+    restoreAioRings(stub, area, t.mm.aios);
   }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);

@@ -8,6 +8,7 @@ import { MAP_DROPPABLE } from '../proc/index.ts';
 import { VMA, PE } from '../resources/mm/index.ts';
 import type { Message } from '../resources/types.ts';
 import { fileEntryProblem, type FileEntry } from '../resources/files/index.ts';
+import { inetEntryProblem } from '../resources/net/tcp.ts';
 import { unixEntryProblem } from '../resources/net/unix-common.ts';
 import type { LivePlan, RestorePlan } from './plan.ts';
 
@@ -90,6 +91,8 @@ function checkFile(file: string, id: number, e: FileEntry): void {
   }
   const why = e.usk && unixEntryProblem(e.usk);
   if (why) throw new ImageError(file, `file ${id}: usk ${why}`);
+  const bad = e.isk && inetEntryProblem(e.isk);
+  if (bad) throw new ImageError(file, `file ${id}: isk ${bad}`);
 }
 
 function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void {
@@ -119,6 +122,13 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     prevEnd = v.end;
   });
   checkGuards(file, t);
+  mm.aios.forEach((a, i) => {
+    const v = mm.vmas.find((x) => x.start === a.id);
+    if (!v || !(v.status & VMA.AREA_AIORING)) throw new ImageError(file, `aios[${i}]: id ${hex(a.id)} is not the start of an AIO ring VMA`);
+    if (BigInt(a.ring_len) !== v.end - v.start)
+      throw new ImageError(file, `aios[${i}]: ring_len ${a.ring_len} is not the size of its VMA (${v.end - v.start})`);
+    if (a.nr_req < 1 || a.nr_req > 1 << 20) throw new ImageError(file, `aios[${i}]: nr_req ${a.nr_req} is outside 1..${1 << 20}`);
+  });
   if (mm.mm_brk < mm.mm_start_brk) throw new ImageError(file, `mm_brk ${hex(mm.mm_brk)} is below mm_start_brk ${hex(mm.mm_start_brk)}`);
   if (mm.mm_saved_auxv.length % 2) throw new ImageError(file, `mm_saved_auxv has an odd number of words (${mm.mm_saved_auxv.length})`);
   if (mm.exe_file_id) regFile(file, 'exe_file_id', mm.exe_file_id, files);

@@ -6,16 +6,17 @@
  * The guardian is a process of its own, in its own session, that reads lines on a pipe:
  * `pid fd ino reuseaddr` for each socket before it is frozen, and `done` at the end. For each
  * socket it takes a copy from its process (pidfd_getfd), checks that it is still that socket
- * (inode), and acknowledges on another pipe. At end of file without `done`, it turns repair
- * off on each socket whose process still has it. A socket whose process is gone stays in
- * repair mode and closes silently with the guardian's copy.
+ * (inode), and acknowledges on another pipe, where it first says that it runs. At end of
+ * file without `done`, it turns repair off on each socket whose process still has it. A
+ * socket whose process is gone stays in repair mode and closes silently with the guardian's
+ * copy.
  *
  * The freezer may also leave a line of its own (`extra(text)`, e.g. firewall rules that lock
  * the connections): the last one is handed to the guardian's `onGiveUp` when it heals.
  *
  * ```ts
  * const g = RepairGuard.start([process.execPath, 'guardian-entry.js']); // runs runGuardian(0, 1)
- * g.note(pid, fd, ino, reuseaddr);  // before freezing that socket
+ * g.note(pid, fd, ino, reuseaddr);  // before freezing that socket (noteMany: many at once)
  * g.done(true);                      // once every frozen socket is resumed or its owner dead
  * ```
  */
@@ -55,22 +56,57 @@ export class RepairGuard {
       close(r);
       close(aw);
     }
-    return new RepairGuard(w, ar, pid);
+    const g = new RepairGuard(w, ar, pid);
+    // It says first that it runs: the first note or extra waits for that, so that it is up
+    // before anything is frozen (and heals at once whenever this process dies), while the
+    // caller does something else meanwhile.
+    g.unacked = 1;
+    return g;
+  }
+
+  /** Lines written whose ack is not read yet. */
+  private unacked = 0;
+
+  /**
+   * Record a socket about to be put in repair mode. The guardian gets every note written
+   * before this process dies (the pipe keeps them until it reads them), and takes a copy of
+   * each socket as it reads its note.
+   */
+  note(pid: number, fd: number, ino: number, reuseaddr: number): void {
+    this.noteMany([{ pid, fd, ino, reuseaddr }]);
   }
 
   /**
-   * Record a socket about to be put in repair mode; returns once the guardian holds a copy
-   * of it, so that it can heal it at once whenever this process dies.
+   * Record many sockets at once. Neither waits for the guardian to take its copies, which it
+   * does meanwhile (a round trip per socket costs more than the rest of its dump); acks are
+   * read a slice behind, so that the ack pipe never fills while notes are written.
    */
-  note(pid: number, fd: number, ino: number, reuseaddr: number): void {
-    fs.writeSync(this.fd, `${pid} ${fd} ${ino} ${reuseaddr}\n`);
-    if (fs.readSync(this.acks, Buffer.alloc(1), 0, 1, null) !== 1) throw new Error('the TCP repair guardian is gone');
+  noteMany(socks: ReadonlyArray<{ pid: number; fd: number; ino: number; reuseaddr: number }>): void {
+    for (let k = 0; k < socks.length; k += 4096) {
+      const part = socks.slice(k, k + 4096);
+      const before = this.unacked;
+      fs.writeSync(this.fd, part.map((s) => `${s.pid} ${s.fd} ${s.ino} ${s.reuseaddr}\n`).join(''));
+      this.unacked += part.length;
+      this.readAcks(before);
+    }
   }
 
   /** Something else to undo if this process dies while a socket of a live task is frozen (one line, replaces the last). */
   extra(text: string): void {
     fs.writeSync(this.fd, `extra ${text.replace(/\n/g, ' ')}\n`);
-    if (fs.readSync(this.acks, Buffer.alloc(1), 0, 1, null) !== 1) throw new Error('the TCP repair guardian is gone');
+    this.unacked++;
+    this.readAcks(this.unacked);
+  }
+
+  /** Wait for `n` acks: the guardian has read (and taken a copy for) that many more lines. */
+  private readAcks(n: number): void {
+    const ack = Buffer.alloc(n);
+    for (let got = 0; got < n; ) {
+      const r = fs.readSync(this.acks, ack, got, n - got, null);
+      if (r <= 0) throw new Error('the TCP repair guardian is gone');
+      got += r;
+    }
+    this.unacked -= n;
   }
 
   /** Give up as if the freezer had died: the guardian turns repair off on every noted socket. */
@@ -123,18 +159,22 @@ interface Noted {
   copy: number;
 }
 
+/** pidfds of the noted sockets' tasks, one per task (a dead task's gives ESRCH). */
+const pidfds = new Map<number, number>();
+
 /** A copy of fd `fd` of task `pid` if it is still socket `ino`, else -1. */
 function copyOf(pid: number, fd: number, ino: number): number {
-  let pidfd = -1;
   try {
-    pidfd = pidfdOpen(pid);
+    let pidfd = pidfds.get(pid);
+    if (pidfd === undefined) {
+      pidfd = pidfdOpen(pid);
+      pidfds.set(pid, pidfd);
+    }
     const copy = pidfdGetfd(pidfd, fd);
     if (fs.fstatSync(copy).ino === ino) return copy;
     close(copy);
   } catch {
     /* the task or its socket is gone */
-  } finally {
-    if (pidfd >= 0) close(pidfd);
   }
   return -1;
 }
@@ -151,6 +191,11 @@ export function runGuardian(input: number, acks: number, onGiveUp?: (extra: stri
   const buf = Buffer.alloc(4096);
   let rest = '',
     last = '';
+  try {
+    fs.writeSync(acks, 'r');
+  } catch {
+    /* the freezer is gone: its EOF comes next */
+  }
   for (;;) {
     let n: number;
     try {
@@ -161,6 +206,7 @@ export function runGuardian(input: number, acks: number, onGiveUp?: (extra: stri
     if (n <= 0) break;
     const lines = (rest + buf.toString('latin1', 0, n)).split('\n');
     rest = lines.pop() ?? '';
+    let taken = 0;
     for (const l of lines) {
       last = l;
       if (l === 'done') continue;
@@ -169,12 +215,15 @@ export function runGuardian(input: number, acks: number, onGiveUp?: (extra: stri
         const [pid, fd, ino, reuseaddr] = l.split(' ').map(Number);
         noted.push({ pid, fd, ino, reuseaddr, copy: copyOf(pid, fd, ino) });
       }
+      taken++;
+    }
+    // One ack per line, all the lines of this read at once.
+    if (taken)
       try {
-        fs.writeSync(acks, 'k');
+        fs.writeSync(acks, 'k'.repeat(taken));
       } catch {
         /* the freezer is gone: its EOF comes next */
       }
-    }
   }
   let healed = 0;
   for (const s of noted) {

@@ -15,12 +15,15 @@
  * soccr.resume(soccr.frozen(s));       // the connection goes on from where it was saved
  * ```
  *
- * Needs CAP_NET_ADMIN in the user namespace owning the socket's network namespace. Only
- * ESTABLISHED connections are handled; half-closed states are refused by name.
+ * Needs CAP_NET_ADMIN in the user namespace owning the socket's network namespace (and
+ * CAP_NET_RAW to restore a connection that received a FIN: see fin.ts). Handled states:
+ * ESTABLISHED, the half-closed ones (FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING),
+ * SYN_SENT (its SYN goes out again) and CLOSE after a reset (its unread data kept).
  * A socket left in repair mode stays unusable for its owner until someone turns repair off
  * (`heal(fd)`), so callers must always `resume` or close what they `freeze`.
  */
-import { sock, ioctl, SysError } from '../kernel/index.ts';
+import { sock, ioctl, fcntl, F, O, SysError } from '../kernel/index.ts';
+import { sendFromPeer, TH } from './fin.ts';
 
 const { SOL, SO, TCP, MSG, AF } = sock;
 
@@ -38,6 +41,28 @@ export const TCP_STATE = {
   LISTEN: 10,
   CLOSING: 11,
 } as const;
+const bit = (s: number): number => 1 << s;
+const S = TCP_STATE;
+/** The states soccr saves and restores. */
+const HANDLED =
+  bit(S.ESTABLISHED) |
+  bit(S.FIN_WAIT1) |
+  bit(S.FIN_WAIT2) |
+  bit(S.CLOSE_WAIT) |
+  bit(S.LAST_ACK) |
+  bit(S.CLOSING) |
+  bit(S.CLOSE) |
+  bit(S.SYN_SENT);
+/** Our FIN is in the send queue, restored by shutdown(SHUT_WR): before the peer's FIN, or after it. */
+const SNDQ_FIRST_FIN = bit(S.FIN_WAIT1) | bit(S.FIN_WAIT2) | bit(S.CLOSING);
+const SNDQ_SECOND_FIN = bit(S.LAST_ACK) | bit(S.CLOSE);
+const SNDQ_FIN_ACKED = bit(S.FIN_WAIT2) | bit(S.CLOSE);
+/** The peer's FIN was received (it takes a sequence number but no byte of the queue). */
+const RCVQ_FIN = bit(S.CLOSE_WAIT) | bit(S.LAST_ACK) | bit(S.CLOSE) | bit(S.CLOSING);
+const RCVQ_FIN_ACKED = bit(S.CLOSE);
+/** Is this state one that soccr handles? */
+export const handledState = (s: number): boolean => (HANDLED & bit(s)) !== 0;
+
 const STATE_NAME = Object.fromEntries(Object.entries(TCP_STATE).map(([k, v]) => [v, k])) as Record<number, string>;
 export const stateName = (s: number): string => STATE_NAME[s] ?? `state ${s}`;
 
@@ -173,13 +198,23 @@ function peekQueue(fd: number, q: number, len: number): Buffer {
   return buf.subarray(0, len);
 }
 
-/** Read a frozen connection's state. The socket stays in repair mode. */
-export function save(fd: number): TcpState {
+/**
+ * Read a frozen connection's state. The socket stays in repair mode. `peer`: where a
+ * connection not made yet (SYN_SENT, which has no peer name) goes, from sock_diag.
+ */
+export function save(fd: number, peer?: Endpoint): TcpState {
   const ti = tcpInfo(fd);
-  if (ti.state !== TCP_STATE.ESTABLISHED) throw new Error(`TCP connections in ${stateName(ti.state)} are not supported yet`);
-  const outqLen = ioctlInt(fd, sock.SIOCOUTQ),
-    unsqLen = ioctlInt(fd, sock.SIOCOUTQNSD),
-    inqLen = ioctlInt(fd, sock.SIOCINQ);
+  if (!handledState(ti.state)) throw new Error(`TCP connections in ${stateName(ti.state)} are not supported`);
+  let outqLen = ioctlInt(fd, sock.SIOCOUTQ),
+    unsqLen = ioctlInt(fd, sock.SIOCOUTQNSD);
+  const inqLen = ioctlInt(fd, sock.SIOCINQ);
+  // A reset connection's send queue cannot be read by anyone any more.
+  if (ti.state === S.CLOSE) outqLen = unsqLen = 0;
+  // Our FIN takes a sequence number in the send queue, not a byte.
+  if (bit(ti.state) & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN)) {
+    if (outqLen) outqLen--;
+    if (unsqLen) unsqLen--;
+  }
   const mssClamp = sock.getsockoptInt(fd, SOL.TCP, TCP.MAXSEG);
   const timestamp = ti.options & TCPI_OPT.TIMESTAMPS ? sock.getsockoptInt(fd, SOL.TCP, TCP.TIMESTAMP) >>> 0 : undefined;
   const w = sock.getsockoptBuf(fd, SOL.TCP, TCP.REPAIR_WINDOW, 20);
@@ -202,12 +237,13 @@ export function save(fd: number): TcpState {
     sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR_QUEUE, QUEUE.NO);
     if (peekOff !== -1) sock.setsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF, peekOff);
   }
-  const peer = sock.getpeername(fd);
-  if (!peer) throw new Error('TCP connection without a peer address');
+  const peerName = sock.getpeername(fd);
+  const dst = peerName ? endpoint(peerName) : peer;
+  if (!dst) throw new Error(`TCP connection in ${stateName(ti.state)} without a peer address`);
   return {
     state: ti.state,
     src: endpoint(sock.getsockname(fd)),
-    dst: endpoint(peer),
+    dst,
     inqSeq,
     inq,
     outqSeq,
@@ -257,26 +293,36 @@ function sendAll(fd: number, data: Buffer, what: string): void {
  * closed (in repair mode, so that the peer sees nothing).
  */
 export function restore(fd: number, st: TcpState): void {
-  if (st.state !== TCP_STATE.ESTABLISHED) throw new Error(`TCP connections in ${stateName(st.state)} are not supported yet`);
+  if (!handledState(st.state)) throw new Error(`TCP connections in ${stateName(st.state)} are not supported`);
+  const m = bit(st.state);
+  const synSent = st.state === S.SYN_SENT;
+  // The FINs take a sequence number each: the queues start one earlier.
+  let inSeq = st.inqSeq - (m & RCVQ_FIN ? 1 : 0);
+  let outSeq = st.outqSeq - (m & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN) ? 1 : 0);
   sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, 1);
   sock.bind(fd, sockaddr(st.src));
   sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR_QUEUE, QUEUE.RECV);
-  sock.setsockoptInt(fd, SOL.TCP, TCP.QUEUE_SEQ, (st.inqSeq - st.inq.length) | 0);
+  sock.setsockoptInt(fd, SOL.TCP, TCP.QUEUE_SEQ, (inSeq - st.inq.length) | 0);
   sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR_QUEUE, QUEUE.SEND);
-  sock.setsockoptInt(fd, SOL.TCP, TCP.QUEUE_SEQ, (st.outqSeq - st.outq.length) | 0);
-  // In repair mode connect completes at once, without a SYN.
-  sock.connect(fd, sockaddr(st.dst));
-  const opts: Array<[number, number]> = [];
-  if (st.optMask & TCPI_OPT.SACK) opts.push([TCPOPT.SACK_PERM, 0]);
-  if (st.optMask & TCPI_OPT.WSCALE) opts.push([TCPOPT.WINDOW, st.sndWscale + (st.rcvWscale << 16)]);
-  if (st.optMask & TCPI_OPT.TIMESTAMPS) opts.push([TCPOPT.TIMESTAMP, 0]);
-  opts.push([TCPOPT.MAXSEG, st.mssClamp]);
-  const ob = Buffer.alloc(opts.length * 8);
-  opts.forEach(([code, val], i) => {
-    ob.writeUInt32LE(code, i * 8);
-    ob.writeUInt32LE(val >>> 0, i * 8 + 4);
-  });
-  sock.setsockoptBuf(fd, SOL.TCP, TCP.REPAIR_OPTIONS, ob);
+  // A SYN_SENT connection's SYN took the first number.
+  sock.setsockoptInt(fd, SOL.TCP, TCP.QUEUE_SEQ, (outSeq - st.outq.length - (synSent ? 1 : 0)) | 0);
+  if (synSent) {
+    // Its SYN goes out again (the lock holds it until the unlock): a real, non-blocking connect.
+    const fl = fcntl(fd, F.GETFL, 0);
+    fcntl(fd, F.SETFL, fl | O.NONBLOCK);
+    sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, -1);
+    try {
+      sock.connect(fd, sockaddr(st.dst));
+    } catch (e) {
+      if (!(e instanceof SysError && e.code === 'EINPROGRESS')) throw e;
+    }
+    sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, 1);
+    fcntl(fd, F.SETFL, fl);
+  } else {
+    // In repair mode connect completes at once, without a SYN.
+    sock.connect(fd, sockaddr(st.dst));
+    setOptions(fd, st);
+  }
   if (st.timestamp !== undefined && st.optMask & TCPI_OPT.TIMESTAMPS) sock.setsockoptInt(fd, SOL.TCP, TCP.TIMESTAMP, st.timestamp | 0);
   if (st.inq.length) {
     sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR_QUEUE, QUEUE.RECV);
@@ -296,10 +342,48 @@ export function restore(fd: number, st: TcpState): void {
   sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR_QUEUE, QUEUE.NO);
   if (st.window) {
     const w = Buffer.alloc(20);
-    const { sndWl1, sndWnd, maxWindow, rcvWnd, rcvWup } = st.window;
-    [sndWl1, sndWnd, maxWindow, rcvWnd, rcvWup].forEach((v, i) => {
+    const { sndWl1, sndWnd, maxWindow } = st.window;
+    // The peer's FIN, sent below, moves the receive window by one.
+    const fin = m & RCVQ_FIN ? 1 : 0;
+    [sndWl1, sndWnd, maxWindow, st.window.rcvWnd + fin, st.window.rcvWup - fin].forEach((v, i) => {
       w.writeUInt32LE(v >>> 0, i * 4);
     });
     sock.setsockoptBuf(fd, SOL.TCP, TCP.REPAIR_WINDOW, w);
+  }
+  // The FINs come back in the order they came: ours by shutdown (as already sent if it was
+  // acknowledged), the peer's as a segment from the peer.
+  const win = st.window ? st.window.sndWnd >>> st.sndWscale : 0xffff;
+  const peerSays = (flags: number): void => sendFromPeer(st.dst, st.src, inSeq, outSeq - st.outq.length, win, flags);
+  if (m & SNDQ_FIRST_FIN) finInSendQueue(fd, (m & SNDQ_FIN_ACKED) !== 0);
+  if (m & RCVQ_FIN) peerSays(TH.FIN | TH.ACK);
+  if (m & SNDQ_SECOND_FIN) finInSendQueue(fd, (m & SNDQ_FIN_ACKED) !== 0);
+  if (m & RCVQ_FIN_ACKED) inSeq++;
+  if (m & SNDQ_FIN_ACKED) {
+    outSeq++;
+    peerSays(TH.ACK);
+  }
+}
+
+function setOptions(fd: number, st: TcpState): void {
+  const opts: Array<[number, number]> = [];
+  if (st.optMask & TCPI_OPT.SACK) opts.push([TCPOPT.SACK_PERM, 0]);
+  if (st.optMask & TCPI_OPT.WSCALE) opts.push([TCPOPT.WINDOW, st.sndWscale + (st.rcvWscale << 16)]);
+  if (st.optMask & TCPI_OPT.TIMESTAMPS) opts.push([TCPOPT.TIMESTAMP, 0]);
+  opts.push([TCPOPT.MAXSEG, st.mssClamp]);
+  const ob = Buffer.alloc(opts.length * 8);
+  opts.forEach(([code, val], i) => {
+    ob.writeUInt32LE(code, i * 8);
+    ob.writeUInt32LE(val >>> 0, i * 8 + 4);
+  });
+  sock.setsockoptBuf(fd, SOL.TCP, TCP.REPAIR_OPTIONS, ob);
+}
+
+/** Our FIN, by shutdown(SHUT_WR): with the SEND queue selected it counts as already sent. */
+function finInSendQueue(fd: number, acked: boolean): void {
+  if (acked) sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR_QUEUE, QUEUE.SEND);
+  try {
+    sock.shutdown(fd, sock.SHUT.WR);
+  } finally {
+    if (acked) sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR_QUEUE, QUEUE.NO);
   }
 }

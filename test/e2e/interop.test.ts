@@ -1,6 +1,7 @@
 /**
  * Images exchanged with CRIU itself: a dump written by CRIU restores with criu-ts, and a
- * criu-ts dump of the foundation workloads restores with CRIU. Needs a CRIU 4.x binary that
+ * criu-ts dump of the foundation workloads restores with CRIU; so does redis-server with a client
+ * connected (--tcp-established), both ways. Needs a CRIU 4.x binary that
  * works on this kernel: set CRIU_REF to it (Debian 12's criu 3.17 does not run here). Without
  * it these tests are skipped, and say so.
  */
@@ -10,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, killAndReap, adopt, reap, readLines, signal, waitForLine, SIGUSR1, type E2EContext } from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached, startFoundation, checkFoundationLog, checkDataFile, waitForCounter } from '../lib/cr.ts';
+import { Resp, startRedis } from '../lib/clients.ts';
 
 const CRIU = process.env.CRIU_REF;
 const skip = CRIU && existsSync(CRIU) ? false : 'set CRIU_REF to a CRIU 4.x binary to run the interop tests';
@@ -67,3 +69,41 @@ e2e(
   },
   { skip },
 );
+
+/**
+ * redis-server with a client connected (--tcp-established) through one tool's dump and the
+ * other's restore: the client keeps its connection (same CLIENT ID) and the data, and new
+ * clients are served. Each tool takes its own default network lock at dump (CRIU's iptables
+ * rules, criu-ts's nftables table), and the other removes it at restore.
+ */
+async function redisAcross(c: E2EContext, dumpWith: 'criu' | 'criu-ts'): Promise<void> {
+  const port = 20000 + ((process.pid * 16 + 11) % 12000);
+  const { srv, r } = await startRedis(c.dir, port);
+  assert.equal(await r.cmd('SET', 'k', 'before'), '+OK');
+  const id = await r.cmd('CLIENT', 'ID');
+  const img = c.subdir('img');
+  if (dumpWith === 'criu') {
+    criu(['dump', '-t', String(srv.pid), '-D', img, '-v4', '-o', 'criu-dump.log', '--tcp-established']);
+    reap(srv.pid);
+  } else dumpAndReap(srv.pid, img, ['--tcp-established']);
+  const during = r.cmd('INCR', 'during');
+  during.catch(() => {});
+  if (dumpWith === 'criu') restoreDetached(img, srv.pid, ['--skip-verify', '--tcp-established']);
+  else {
+    criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log', '--tcp-established']);
+    adopt(srv.pid);
+  }
+  assert.equal(await during, ':1', 'a command sent while the server was gone is answered once');
+  const rules = `${spawnSync('iptables-save', { encoding: 'utf8' }).stdout}${spawnSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).stdout}`;
+  assert.doesNotMatch(rules, new RegExp(`(--[sd]port|\\.) ${port}\\b`), 'the restore removed the lock of the dump');
+  assert.equal(await r.cmd('CLIENT', 'ID'), id, 'the same connection');
+  assert.equal(await r.cmd('GET', 'k'), 'before');
+  const f = await Resp.connect(port);
+  assert.equal(await f.cmd('GET', 'during'), '1');
+  f.close();
+  r.close();
+  killAndReap(srv.pid);
+}
+
+e2e('a CRIU dump of redis-server with a connected client restores with criu-ts', (c) => redisAcross(c, 'criu'), { skip });
+e2e('a criu-ts dump of redis-server with a connected client restores with CRIU', (c) => redisAcross(c, 'criu-ts'), { skip });

@@ -125,19 +125,73 @@ for (const [family, host] of [
   });
 }
 
-test('soccr: a connection in another state than ESTABLISHED is refused by name', async () => {
-  const { fd, peer, server } = await connected(AF.INET, '127.0.0.1');
+/** Freeze, save, close in repair mode and recreate: the fresh socket, out of repair. */
+function again(fd: number): { fresh: number; st: soccr.TcpState } {
+  soccr.freeze(fd);
+  const st = soccr.save(fd);
+  close(fd);
+  const fresh = soccr.socketFor(st);
+  soccr.restore(fresh, st);
+  soccr.resume(soccr.frozen(fresh));
+  return { fresh, st };
+}
+
+test('soccr: half-closed connections come back in their state, their FINs in place', async () => {
+  // FIN_WAIT2: our side shut for writing; the peer's bytes still come, then its end.
+  {
+    const { fd, peer, server } = await connected(AF.INET, '127.0.0.1');
+    let fresh = -1;
+    try {
+      peer.write('before');
+      sock.shutdown(fd, sock.SHUT.WR);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(soccr.tcpInfo(fd).state, soccr.TCP_STATE.FIN_WAIT2);
+      const r = again(fd);
+      fresh = r.fresh;
+      assert.equal(r.st.inq.toString(), 'before');
+      assert.equal(soccr.tcpInfo(fresh).state, soccr.TCP_STATE.FIN_WAIT2);
+      peer.end('after');
+      assert.equal((await recvExactly(fresh, 11)).toString(), 'beforeafter');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(sock.recvRaw(fresh, Buffer.alloc(10), sock.MSG.DONTWAIT), 0, 'the end of the stream');
+    } finally {
+      if (fresh >= 0) close(fresh);
+      peer.destroy();
+      server.close();
+    }
+  }
+  // CLOSE_WAIT, IPv6: the peer ended its side; its bytes and its FIN stay queued, and we still send.
+  {
+    const { fd, peer, server } = await connected(AF.INET6, '::1');
+    let fresh = -1;
+    try {
+      const got = readPeer(peer, 5);
+      peer.end('bytes');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(soccr.tcpInfo(fd).state, soccr.TCP_STATE.CLOSE_WAIT);
+      const r = again(fd);
+      fresh = r.fresh;
+      assert.equal(soccr.tcpInfo(fresh).state, soccr.TCP_STATE.CLOSE_WAIT);
+      assert.equal((await recvExactly(fresh, 5)).toString(), 'bytes');
+      assert.equal(sock.recvRaw(fresh, Buffer.alloc(10), sock.MSG.DONTWAIT), 0, "the peer's FIN came back");
+      sendAll(fresh, Buffer.from('reply'));
+      assert.equal((await got).toString(), 'reply');
+    } finally {
+      if (fresh >= 0) close(fresh);
+      peer.destroy();
+      server.close();
+    }
+  }
+});
+
+test('soccr: a listening socket is refused by name', () => {
+  const l = sock.socket(AF.INET, SOCK.STREAM | SOCK.CLOEXEC, IPPROTO.TCP);
   try {
-    sock.shutdown(fd, sock.SHUT.WR);
-    await new Promise((r) => setTimeout(r, 50));
-    const h = soccr.freeze(fd);
-    assert.throws(() => soccr.save(fd), /TCP connections in FIN_WAIT2 are not supported yet/);
-    soccr.resume(h);
-    assert.equal(sock.getsockoptInt(fd, SOL.TCP, TCP.REPAIR), 0);
+    sock.bind(l, soccr.sockaddr({ family: AF.INET, addr: Buffer.from([127, 0, 0, 1]), port: 0 }));
+    sock.listen(l, 1);
+    assert.throws(() => soccr.save(l), /TCP connections in LISTEN are not supported/);
   } finally {
-    close(fd);
-    peer.destroy();
-    server.close();
+    close(l);
   }
 });
 

@@ -20,6 +20,8 @@ export interface StartOptions {
   setsid?: boolean;
   /** How long to wait for the exec to finish. */
   timeoutMs?: number;
+  /** Whether the exec is done, by the cmdline (default: it is argv; a program may rename itself at once). */
+  execed?: (cmdline: string[]) => boolean;
 }
 
 export interface Target {
@@ -64,7 +66,7 @@ export function startTarget(argv: string[], opts: StartOptions = {}): Target {
   const end = Date.now() + (opts.timeoutMs ?? 5000) * SLOW;
   for (;;) {
     const cl = cmdline(pid);
-    if (cl && cl.join('\0') === want) break;
+    if (cl && (opts.execed ? opts.execed(cl) : cl.join('\0') === want)) break;
     const st = procState(pid);
     if (st === null || st === 'Z') throw new Error(`startTarget: ${argv[0]} (PID ${pid}) exited at once; log:\n${tail(log, 10)}`);
     if (Date.now() > end) throw new Error(`startTarget: PID ${pid} did not exec ${argv[0]} (cmdline ${JSON.stringify(cl)})`);

@@ -7,6 +7,8 @@
 #include <time.h>
 
 static volatile sig_atomic_t checkloop_asked;
+/* What a workload adds to "CHECK ok" (what it saw), empty by default. */
+static char checkloop_note[128];
 static void checkloop_on_usr1(int s) { (void)s; checkloop_asked = 1; }
 
 static void check_loop(const char *(*verify)(void *), void *arg)
@@ -17,6 +19,7 @@ static void check_loop(const char *(*verify)(void *), void *arg)
 			checkloop_asked = 0;
 			const char *why = verify(arg);
 			if (why) printf("CHECK fail: %s\n", why);
+			else if (checkloop_note[0]) printf("CHECK ok %s\n", checkloop_note);
 			else printf("CHECK ok\n");
 			fflush(stdout);
 		}

@@ -123,6 +123,8 @@ const sys: Partial<Record<SyscallName, number>> = {
   mremap: 216,
   mmap: 222,
   mprotect: 226,
+  io_setup: 0,
+  io_submit: 2,
   madvise: 233,
   get_mempolicy: 236,
   rt_tgsigqueueinfo: 240,

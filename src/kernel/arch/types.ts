@@ -24,6 +24,8 @@ export type SyscallName =
   | 'brk'
   | 'mremap'
   | 'madvise'
+  | 'io_setup'
+  | 'io_submit'
   | 'rt_sigaction'
   | 'rt_sigprocmask'
   | 'rt_sigtimedwait'

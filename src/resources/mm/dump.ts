@@ -1,8 +1,9 @@
 // Dump of a task's address space: mm_entry (VMAs and mm fields) and its private pages.
 import fs from 'node:fs';
-import { readAuxv, scanPagemap, guardRuns, madvBits, type Vma } from '../../proc/index.ts';
+import { readAuxv, scanPagemap, guardRuns, madvBits, MAP_DROPPABLE, type Vma } from '../../proc/index.ts';
 import { checkInterrupt } from '../../interrupt.ts';
 import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
+import { isAioRing, dumpAioRing } from './aio.ts';
 import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, PE, VMA } from './layout.ts';
 import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
 
@@ -31,7 +32,7 @@ export const mmClaims: ResourceClaims = {
       'VmSwap',
       'HugetlbPages',
       'THP_enabled',
-      'VmLck', // mlock'd VMAs: MAP_LOCKED in vma_entry.flags, locked again (restore.ts)
+      'VmLck', // the size of the 'lo' VMAs, locked again at restore
     ].map((k) => [k, true]),
   ),
   files: { exe: true, environ: true, cmdline: true, auxv: true },
@@ -58,8 +59,9 @@ export const mmClaims: ResourceClaims = {
     'hg',
     'nh',
     'wf', // madvise advice (vma_entry.madv)
-    'dp', // MAP_DROPPABLE: mapped so again (layout.ts)
-    'lo', // mlock: MAP_LOCKED (layout.ts), locked again once filled (restore.ts)
+    'dp', // MAP_DROPPABLE: mapped so again (layout.ts), without its pages, as CRIU does
+    'lo', // mlock: MAP_LOCKED in vma_entry.flags, locked again once its pages are in
+    'ht', // hugetlb: MAP_HUGETLB and its page size in vma_entry.flags (MFD_HUGETLB for a memfd)
     'gu', // guard regions (MADV_GUARD_INSTALL): saved as VMA_AREA_GUARD entries (guardEntries)
   ],
 };
@@ -208,6 +210,7 @@ export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: Mes
     vmas,
     dumpable: inj.dumpable,
     thp_disabled: inj.thpDisabled,
+    aios: t.vmas.filter(isAioRing).map((v) => dumpAioRing(t.pid, v)),
   };
   const stats = dumpPages(t, vmas, pages);
   return { mm, stats };
@@ -270,10 +273,12 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
   };
   try {
     for (const e of vmas) {
-      // The vDSO is restored from this kernel's own, but CRIU's restorer reads the dumped
-      // copy to map old symbols onto the new vDSO, so it is saved whole, as CRIU does.
-      const vdso = (e.status & VMA.AREA_VDSO) !== 0;
-      if (!vdso && !vmaHasPrivatePages(e)) continue;
+      // Saved whole, as CRIU does: the vDSO (restored from this kernel's own, but CRIU's
+      // restorer reads the dumped copy to map old symbols onto the new one) and AIO rings.
+      const whole = (e.status & (VMA.AREA_VDSO | VMA.AREA_AIORING)) !== 0;
+      if (!whole && !vmaHasPrivatePages(e)) continue;
+      // The kernel may drop droppable pages whenever it likes; CRIU does not save them either.
+      if ((e.flags & 0xf) === MAP_DROPPABLE) continue;
       const start = e.start,
         end = e.end;
       const nPages = Number((end - start) / BigInt(PAGE));
@@ -282,9 +287,9 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
       const pmView = pmBuf.subarray(0, nPages * 8);
       preadFully(pm, pmView, Number(start / BigInt(PAGE)) * 8);
       const anonOnly = (e.status & VMA.FILE_PRIVATE) !== 0;
-      const flags = anonOnly || vdso ? PE.PRESENT : PE.PRESENT | PE.LAZY;
-      const own = vdso ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
-      const parentPm = vdso
+      const flags = anonOnly || whole ? PE.PRESENT : PE.PRESENT | PE.LAZY;
+      const own = whole ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
+      const parentPm = whole
         ? undefined
         : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
       for (const run of parentPm ? splitInherited(own, start, pmView, parentPm) : own) {

@@ -8,7 +8,8 @@
 //   shmem.ts    shared memory objects, saved once and made once in criu-ts on restore
 //   shstk.ts    shadow-stack VMAs (arm64 GCS), recreated with map_shadow_stack
 export { dumpMm, mmClaims, type MmDumpStats } from './dump.ts';
-export { VMA, PE, splitGuards } from './layout.ts';
+export { isAioRing, restoreAioRings } from './aio.ts';
+export { VMA, PE, dontExpandOwned, splitGuards } from './layout.ts';
 export {
   prepareAddressSpace,
   installGuards,

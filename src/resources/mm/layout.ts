@@ -2,6 +2,7 @@
 // how a /proc VMA maps onto them.
 import { MAP_DROPPABLE, type Vma } from '../../proc/index.ts';
 import { MAP, PROT } from '../../kernel/index.ts';
+import { isAioRing } from './aio.ts';
 import type { Message } from '../types.ts';
 
 export const VMA = {
@@ -29,6 +30,8 @@ export const PE = { PARENT: 1, LAZY: 2, PRESENT: 4, COW_PARENT: 1 << 16 } as con
 
 export function vmaStatus(v: Vma): number {
   if (v.path === '[vsyscall]') return VMA.AREA_VSYSCALL | VMA.ANON_PRIVATE;
+  // CRIU's AIO ring: the status bit alone (aio.ts).
+  if (isAioRing(v)) return VMA.AREA_AIORING;
   let s = VMA.AREA_REGULAR;
   if (v.path === '[vdso]') return s | VMA.AREA_VDSO | VMA.ANON_PRIVATE;
   if (v.path === '[vvar]' || v.path === '[vvar_vclock]') return s | VMA.AREA_VVAR | VMA.ANON_PRIVATE;
@@ -37,6 +40,8 @@ export function vmaStatus(v: Vma): number {
   if (v.vmFlags?.has('ss')) s |= VMA.AREA_SHSTK;
   // A private mapping of a shared anonymous object (opened through map_files) sees the
   // object's pages until it writes its own: it maps the same object, MAP_PRIVATE.
+  // Anonymous hugetlb memory: shared is an object like shared anonymous memory, private is not.
+  if (isHugetlbAnon(v)) return s | (v.shared ? VMA.ANON_SHARED : VMA.ANON_PRIVATE);
   if (isAnonShmem(v)) return s | VMA.ANON_SHARED | (v.shared ? 0 : VMA.FILE_PRIVATE);
   if (v.path.startsWith('/SYSV')) return s | VMA.AREA_SYSVIPC;
   if (isFileVma(v)) {
@@ -53,7 +58,29 @@ function isAnonShmem(v: Vma): boolean {
 
 /** A VMA backed by a file we can reopen (as opposed to anonymous or a kernel special). */
 export function isFileVma(v: Vma): boolean {
-  return v.inode !== 0 && !v.path.startsWith('[') && !isAnonShmem(v);
+  return v.inode !== 0 && !v.path.startsWith('[') && !isAnonShmem(v) && !isHugetlbAnon(v);
+}
+
+/** MAP_HUGETLB|MAP_ANONYMOUS memory: a file of the kernel's hugetlbfs, /anon_hugepage (deleted). */
+export function isHugetlbAnon(v: Vma): boolean {
+  return v.inode !== 0 && v.path === '/anon_hugepage' && v.deleted;
+}
+
+/**
+ * VM_DONTEXPAND ('de'), which no mmap flag gives but which the kernel sets itself on what
+ * it maps again: an AIO ring and hugetlb memory.
+ */
+export const dontExpandOwned = (v: Pick<Vma, 'path' | 'deleted' | 'vmFlags'>): boolean => isAioRing(v) || !!v.vmFlags?.has('ht');
+
+/** MAP_HUGETLB or MFD_HUGETLB with the page size in bits 26.. (MAP_HUGE_SHIFT), as CRIU records it. */
+export function hugetlbFlags(pageBytes: number): number {
+  return MAP.HUGETLB | (Math.log2(pageBytes) << 26);
+}
+/** The huge page size that flags name, or 0 without MAP_HUGETLB (bits 26.. empty: the default, 2 MiB). */
+export function hugePageBytes(flags: number): number {
+  if (!(flags & MAP.HUGETLB)) return 0;
+  const shift = (flags >>> 26) & 0x3f;
+  return shift ? 2 ** shift : 2 << 20;
 }
 
 export function vmaMapFlags(v: Vma): number {
@@ -64,13 +91,14 @@ export function vmaMapFlags(v: Vma): number {
   if (fl?.has('gd')) f |= MAP.GROWSDOWN;
   if (fl?.has('lo')) f |= MAP.LOCKED;
   if (fl?.has('nr')) f |= MAP.NORESERVE;
-  if (fl?.has('ht')) f |= MAP.HUGETLB;
+  if (fl?.has('ht')) f |= hugetlbFlags((v.kernelPageSize ?? 2048) * 1024);
   return f;
 }
 
 /** Pages of this VMA that go into the task's own pagemap: private memory only. */
 export function vmaHasPrivatePages(e: Pick<Message<'vma_entry'>, 'status'>): boolean {
   const st = e.status;
+  if (st & VMA.AREA_AIORING) return true;
   if (!(st & VMA.AREA_REGULAR)) return false;
   if (st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_UPROBES)) return false;
   return (st & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0;

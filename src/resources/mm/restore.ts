@@ -225,7 +225,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
   const tr = t.leader;
   const vmas = input.mm.vmas.filter((v) => {
     const st = v.status;
-    return st & VMA.AREA_REGULAR && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
+    return st & (VMA.AREA_REGULAR | VMA.AREA_AIORING) && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
   });
   const hasPages = makeHasPages(input.runs.filter((r) => r.flags & (PE.PRESENT | PE.COW_PARENT)));
   const fds = new Map<string, bigint>();
@@ -250,7 +250,8 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         prot |= PROT.WRITE | PROT.READ;
         needMprotect.push(v);
       }
-      const flags = (v.flags & ~MAP.LOCKED) | MAP.FIXED;
+      // An AIO ring's saved pages go into anonymous memory, which its new ring replaces (aio.ts).
+      const flags = st & VMA.AREA_AIORING ? MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED : (v.flags & ~MAP.LOCKED) | MAP.FIXED;
       if (st & (VMA.ANON_SHARED | VMA.AREA_MEMFD)) {
         const fd = pullFd(tr, input.shmemFd(v));
         try {
@@ -298,9 +299,9 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
       if (isShadowStack(v)) continue;
       tr.syscall('mprotect', v.start, v.end - v.start, v.prot);
     }
-    // mlock'd memory is locked once its pages are in (MAP_LOCKED is left out of the mmap).
-    for (const v of vmas) if (v.flags & MAP.LOCKED) tr.syscall('mlock', v.start, v.end - v.start);
     applyMadvise(t, vmas);
+    // Locked last: mlock faults every page in, and the fill must not find them locked.
+    for (const v of vmas) if (v.flags & MAP.LOCKED) tr.syscall('mlock', v.start, v.end - v.start);
   };
 }
 

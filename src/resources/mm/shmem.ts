@@ -3,10 +3,10 @@
 // restore the object is made once in criu-ts and pulled into every task that maps it,
 // so that a write by one is seen by the others.
 import fs from 'node:fs';
-import { lseek, SEEK, SysError, mmapSharedAnon, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../../kernel/index.ts';
+import { lseek, SEEK, SysError, mmapSharedAnon, mmapSharedFd, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../../kernel/index.ts';
 import type { Tracee } from '../../compel/index.ts';
 import type { Message, PageSink, PageSource } from '../types.ts';
-import { PE, VMA } from './layout.ts';
+import { PE, VMA, hugePageBytes } from './layout.ts';
 import { PagesStream } from '../../images/index.ts';
 
 const PAGE = 4096;
@@ -68,9 +68,15 @@ export interface ShmemSource {
   key?: Buffer;
 }
 
-function fill(fd: number, src: ShmemSource | undefined): void {
+/**
+ * Write the saved pages into the object `fd`. hugetlbfs has no write(): a hugetlb object is
+ * mapped in criu-ts (`mapped`: its size) and written through /proc/self/mem instead.
+ */
+function fill(fd: number, src: ShmemSource | undefined, mapped?: bigint): void {
   if (!src) return;
   const pages = new PagesStream(src.pagesPath, src.key);
+  const addr = mapped !== undefined ? mmapSharedFd(fd, mapped) : undefined;
+  const mem = addr !== undefined ? fs.openSync('/proc/self/mem', 'r+') : undefined;
   try {
     const buf = Buffer.allocUnsafe(CHUNK);
     for (const r of src.runs) {
@@ -80,31 +86,44 @@ function fill(fd: number, src: ShmemSource | undefined): void {
       for (let done = 0; done < total; done += CHUNK) {
         const n = Math.min(CHUNK, total - done);
         pages.readInto(buf.subarray(0, n));
-        fs.writeSync(fd, buf, 0, n, Number(r.vaddr) + done);
+        const off = Number(r.vaddr) + done;
+        if (addr !== undefined && mapped !== undefined) {
+          if (BigInt(off + n) > mapped) throw new Error(`shared memory pages at ${off} are past its size ${mapped}`);
+          fs.writeSync(mem!, buf, 0, n, Number(addr) + off);
+        } else fs.writeSync(fd, buf, 0, n, off);
       }
     }
   } finally {
     pages.close();
+    if (mem !== undefined) fs.closeSync(mem);
+    if (addr !== undefined && mapped !== undefined) munmap(addr, mapped);
   }
 }
+
+const roundUp = (n: bigint, to: number): bigint => ((n + BigInt(to) - 1n) / BigInt(to)) * BigInt(to);
 
 /** The shmem objects of a restore, made in criu-ts on first use and kept open until the end. */
 export class ShmemObjects {
   private fds = new Map<string, number>();
   private seals: Array<[number, number]> = [];
 
-  /** A MAP_SHARED anonymous object (shows as /dev/zero (deleted), like the original). */
-  anon(shmid: bigint, size: bigint, content: () => ShmemSource | undefined): number {
+  /**
+   * A MAP_SHARED anonymous object (shows as /dev/zero (deleted), like the original), or with
+   * `huge` (MAP_HUGETLB and its size bits) a hugetlb one (/anon_hugepage (deleted)).
+   */
+  anon(shmid: bigint, size: bigint, content: () => ShmemSource | undefined, huge = 0): number {
     const key = `anon:${shmid}`;
     let fd = this.fds.get(key);
     if (fd === undefined) {
-      const addr = mmapSharedAnon(size);
+      const hugeBytes = hugePageBytes(huge);
+      const len = hugeBytes ? roundUp(size, hugeBytes) : size;
+      const addr = mmapSharedAnon(len, huge);
       try {
-        fd = fs.openSync(`/proc/self/map_files/${addr.toString(16)}-${(addr + size).toString(16)}`, O.RDWR | O.CLOEXEC);
+        fd = fs.openSync(`/proc/self/map_files/${addr.toString(16)}-${(addr + len).toString(16)}`, O.RDWR | O.CLOEXEC);
       } finally {
-        munmap(addr, size);
+        munmap(addr, len);
       }
-      fill(fd, content());
+      fill(fd, content(), hugeBytes ? len : undefined);
       this.fds.set(key, fd);
     }
     return fd;
@@ -117,16 +136,17 @@ export class ShmemObjects {
     size: bigint,
     seals: number,
     content: () => ShmemSource | undefined,
-    attrs?: { mode?: number; uid?: number; gid?: number },
+    attrs?: { mode?: number; uid?: number; gid?: number; hugetlb?: number },
   ): number {
     const key = `memfd:${inodeId}`;
     let fd = this.fds.get(key);
     if (fd === undefined) {
-      fd = memfdCreate(name.replace(/^memfd:/, ''), MFD.CLOEXEC | (seals ? MFD.ALLOW_SEALING : 0));
+      const hugetlb = attrs?.hugetlb ?? 0;
+      fd = memfdCreate(name.replace(/^memfd:/, ''), MFD.CLOEXEC | (seals ? MFD.ALLOW_SEALING : 0) | hugetlb);
       fs.ftruncateSync(fd, Number(size));
       if (attrs?.mode !== undefined) fs.fchmodSync(fd, attrs.mode);
       if (attrs?.uid !== undefined && attrs.gid !== undefined) fs.fchownSync(fd, attrs.uid, attrs.gid);
-      fill(fd, content());
+      fill(fd, content(), attrs?.hugetlb ? size : undefined);
       this.fds.set(key, fd);
       if (seals) this.seals.push([fd, seals]);
     }

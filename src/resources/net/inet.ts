@@ -3,10 +3,12 @@
 // listens or connects it, and sets its options. Established TCP connections go through tcp.ts.
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
-import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, type Endpoint } from '../../soccr/index.ts';
-import { dumpConnection, restoreConnection, isConnection, entryEndpoints, type TcpDump } from './tcp.ts';
+import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
+import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDump } from './tcp.ts';
 import { inetDiag, type DiagSock } from './diag.ts';
-import { NotSupportedError } from '../../errors.ts';
+import { endpointName } from './netlock.ts';
+
+import { NotSupportedError, CriuError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO } = sock;
@@ -183,10 +185,10 @@ function restoreTcpOpts(fd: number, o: Message<'tcp_opts_entry'> | undefined): v
   setInt(fd, SOL.TCP, TCP.KEEPINTVL, o.keepintvl, true);
 }
 
-/** pidfds of the dumped tasks, and the copies of their sockets, held until the dump ends. */
+/** pidfds of the dumped tasks, and the copies of their sockets (by "pid fd"), held until the dump ends. */
 interface DumpState {
   pidfds: Map<number, number>;
-  copies: number[];
+  copies: Map<string, number>;
   registered: boolean;
   diag: Map<string, Map<number, DiagSock>>;
   tcp: TcpDump;
@@ -197,7 +199,7 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
     st.registered = true;
     // Copies go only once the tree is dead: a connection in repair mode then closes silently.
     ctx.atEnd(() => {
-      for (const c of st.copies.splice(0)) {
+      for (const c of st.copies.values()) {
         try {
           close(c);
         } catch {
@@ -212,15 +214,19 @@ function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): numbe
         }
       }
       st.pidfds.clear();
+      st.copies.clear();
     });
   }
+  const key = `${pid} ${fd}`;
+  const had = st.copies.get(key);
+  if (had !== undefined) return had;
   let pidfd = st.pidfds.get(pid);
   if (pidfd === undefined) {
     pidfd = pidfdOpen(pid);
     st.pidfds.set(pid, pidfd);
   }
   const c = pidfdGetfd(pidfd, fd);
-  st.copies.push(c);
+  st.copies.set(key, c);
   return c;
 }
 
@@ -246,12 +252,10 @@ function dumpInet(
   const d = diag.get(p.ino);
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
-  // A connection not made yet (SYN_SENT) has no peer name: sock_diag has its destination.
-  const dst = peerName
-    ? endpoint(peerName)
-    : d && d.dst.port
-      ? d.dst
-      : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  // A TCP connection reset or not made yet (SYN_SENT) has no peer name, but SO_PEERNAME (and
+  // sock_diag, while it is hashed) still has where it went.
+  const peerAny = peerName ?? (proto === IPPROTO.TCP ? sock.peerNameOpt(c, family) : undefined);
+  const dst = peerAny ? endpoint(peerAny) : d && d.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
   if (proto === IPPROTO.TCP) {
@@ -266,7 +270,7 @@ function dumpInet(
           );
         ctx.log.warn(`${where}: ${ti.unacked} connection(s) not yet accepted are dropped (--skip-in-flight)`);
       }
-    } else if (state !== TCP_STATE.CLOSE && state !== TCP_STATE.ESTABLISHED) {
+    } else if (!handledState(state)) {
       throw new NotSupportedError(`${where}: a TCP socket in ${stateName(state)}`);
     }
   } else {
@@ -303,7 +307,10 @@ function dumpInet(
     ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (proto === IPPROTO.TCP && isConnection(state)) dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
+  if (proto === IPPROTO.TCP && repaired(state, dst.port)) {
+    st.tcp.copy ??= (pid, fd) => copyOf(pid, fd, ctx, st);
+    dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
+  }
   return e;
 }
 
@@ -313,6 +320,8 @@ function dumpInet(
  * (SK_FORCE_REUSE), and leaves repair before it listens.
  */
 function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
+  // The task's own IP_FREEBIND before the bind: its address need not exist (here, or yet).
+  if (e.ip_opts?.freebind) setInt(fd, e.family === AF.INET ? SOL.IP : SOL.IPV6, e.family === AF.INET ? IP.FREEBIND : IPV6.FREEBIND, 1);
   const freebind = e.family === AF.INET6 && e.ip_opts?.freebind !== true;
   const repair = e.proto === IPPROTO.TCP;
   if (freebind) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 1);
@@ -334,14 +343,14 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEPORT, 1);
   const { src, dst } = entryEndpoints(e);
-  if (e.proto === IPPROTO.TCP && isConnection(e.state)) {
+  if (e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port)) {
     restoreConnection(fd, e, { src, dst }, where, ctx);
   } else {
     if (e.src_port || e.state === TCP_STATE.LISTEN) bindBack(fd, e, src);
     if (e.state === TCP_STATE.LISTEN) sock.listen(fd, e.backlog);
     else if (e.dst_port) sock.connect(fd, sockaddr(dst));
   }
-  if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && isConnection(e.state))) {
+  if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port))) {
     // sk_shutdown READ 1, WRITE 2, BOTH 3 are SHUT_RD, SHUT_WR and SHUT_RDWR plus one. An
     // unconnected socket takes the shutdown and still says ENOTCONN.
     try {
@@ -369,13 +378,23 @@ export const inetFile = statefulKind({
     const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({ pidfds: new Map(), copies: [], registered: false, diag: new Map(), tcp: { frozen: [] } }),
+  state: (): DumpState => ({
+    pidfds: new Map(),
+    copies: new Map(),
+    registered: false,
+    diag: new Map(),
+    tcp: { frozen: [], noted: new Set() },
+  }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx) {
     try {
       return openInet(e, ctx);
     } catch (err) {
-      if (err instanceof SysError) throw new Error(`inet socket ${e.id} (${stateName(e.state)}, port ${e.src_port}): ${err.message}`);
+      if (err instanceof SysError) {
+        const { src, dst } = entryEndpoints(e);
+        const ends = `${endpointName(src)}${e.dst_port ? ` to ${endpointName(dst)}` : ''}`;
+        throw new CriuError(`inet socket ${e.id} (${stateName(e.state)} ${ends}): ${err.message}`);
+      }
       throw err;
     }
   },

@@ -47,6 +47,12 @@ function addrText(a: Buffer): { v6: boolean; text: string } {
   return { v6: true, text: g.join(':') };
 }
 
+/** An endpoint as people write it: 127.0.0.1:80, [::1]:80. */
+export function endpointName(e: Endpoint): string {
+  const a = addrText(e.addr);
+  return a.v6 ? `[${a.text}]:${e.port}` : `${a.text}:${e.port}`;
+}
+
 export function connOf(local: Endpoint, peer: Endpoint): LockedConn {
   const l = addrText(local.addr),
     p = addrText(peer.addr);

@@ -2,6 +2,7 @@
 // saved to tcp-stream-<ino>.img through soccr, recreated in place on restore. With --tcp-close
 // they are recorded without their stream and come back as closed sockets.
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { sock, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import * as soccr from '../../soccr/index.ts';
@@ -20,6 +21,7 @@ import {
   type LockSpec,
 } from './netlock.ts';
 import type { Message } from '../types.ts';
+import { CriuError } from '../../errors.ts';
 
 const { SOL, SO } = sock;
 const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put back
@@ -27,22 +29,50 @@ const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put
 /** The guardian is criu-ts itself, started with this hidden command (src/cli/main.ts). */
 export const GUARD_COMMAND = '__soccr-guard';
 
+/**
+ * The guardian's command: its own small bundle beside criu-ts's (bin/criu-ts builds it), which
+ * starts in about half the time of the whole CLI, else criu-ts's hidden command.
+ */
+function guardArgv(): string[] {
+  const own = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './guard-main.ts' : './guard-main.mjs', import.meta.url));
+  return fs.existsSync(own) ? [process.execPath, own] : [process.execPath, process.argv[1], GUARD_COMMAND];
+}
+
 /** What one dump holds for its connections: the guardian, the network lock, the frozen sockets. */
 export interface TcpDump {
   guard?: RepairGuard;
   lock?: DumpLock;
   frozen: Array<{ f: soccr.Frozen; where: string }>;
+  /** Sockets (inodes) the guardian was told of. */
+  noted: Set<number>;
+  /** criu-ts's copy of a task's fd, kept for the dump (the inet kind's). */
+  copy?: (pid: number, fd: number) => number;
+}
+
+/** A connection of the tree: one fd that has it, and its ends. */
+interface TreeConn {
+  pid: number;
+  fd: number;
+  ino: number;
+  conn: LockedConn;
 }
 
 /** A TCP socket state that is a connection (or was one), not a listener or a fresh socket. */
 export const isConnection = (state: number): boolean => state !== soccr.TCP_STATE.LISTEN && state !== soccr.TCP_STATE.CLOSE;
 
+/**
+ * Saved through repair mode: a connection in any state but a listener's, including one reset
+ * (CLOSE) that still knows its peer: its unread data stays readable after restore, as in CRIU.
+ */
+export const repaired = (state: number, dstPort: number): boolean =>
+  isConnection(state) || (state === soccr.TCP_STATE.CLOSE && dstPort !== 0);
+
 /** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
 export const defaultLockMethod = (): LockMethod => (lockAvailable('nftables') ? 'nftables' : 'iptables');
 
 /** The TCP connections of the tree's sockets, as sock_diag names their ends. */
-function treeConnections(pids: number[]): LockedConn[] {
-  const inos = new Set<number>();
+function treeConnections(pids: number[]): TreeConn[] {
+  const inos = new Map<number, { pid: number; fd: number }>();
   for (const pid of pids) {
     let fds: string[];
     try {
@@ -53,16 +83,39 @@ function treeConnections(pids: number[]): LockedConn[] {
     for (const fd of fds) {
       try {
         const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) inos.add(Number(m[1]));
+        if (m && !inos.has(Number(m[1]))) inos.set(Number(m[1]), { pid, fd: Number(fd) });
       } catch {
         /* closed */
       }
     }
   }
-  const out: LockedConn[] = [];
+  const out: TreeConn[] = [];
   for (const family of [sock.AF.INET, sock.AF.INET6])
-    for (const [ino, s] of inetDiag(family, sock.IPPROTO.TCP)) if (inos.has(ino) && isConnection(s.state)) out.push(connOf(s.src, s.dst));
+    for (const [ino, s] of inetDiag(family, sock.IPPROTO.TCP)) {
+      const at = inos.get(ino);
+      if (at && isConnection(s.state)) out.push({ ...at, ino, conn: connOf(s.src, s.dst) });
+    }
   return out;
+}
+
+/**
+ * Tell the guardian of every connection of the tree in one go: a round trip per connection
+ * cost more than the rest of its dump. A socket it cannot copy here is noted on its own later.
+ */
+function noteAll(conns: TreeConn[], g: RepairGuard, ts: TcpDump): void {
+  const batch: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }> = [];
+  for (const c of conns) {
+    let copy: number | undefined;
+    try {
+      copy = ts.copy?.(c.pid, c.fd);
+    } catch {
+      /* noted with its fd's dump */
+    }
+    if (copy === undefined) continue;
+    batch.push({ pid: c.pid, fd: c.fd, ino: c.ino, reuseaddr: sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR) });
+    ts.noted.add(c.ino);
+  }
+  g.noteMany(batch);
 }
 
 /**
@@ -72,10 +125,11 @@ function treeConnections(pids: number[]): LockedConn[] {
  */
 function begin(ctx: DumpFileCtx, ts: TcpDump): void {
   if (ts.guard) return;
-  const g = RepairGuard.start([process.execPath, process.argv[1], GUARD_COMMAND]);
+  const g = RepairGuard.start(guardArgv());
   ts.guard = g;
   ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
   ctx.atEnd((how) => g.done(how === 'killed'));
+  // While the guardian starts: which lock, and the connections (noteAll waits for it).
   const method = ctx.tcp.networkLock ?? defaultLockMethod();
   ctx.atEnd((how) => {
     const lock = ts.lock;
@@ -100,9 +154,14 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
     ctx.recordLock(spec);
     g.extra(JSON.stringify(spec));
   });
+  const conns = treeConnections(ctx.treePids);
+  noteAll(conns, g, ts);
   if (method === 'skip') return ctx.recordLock(lock.spec);
   ts.lock = lock;
-  lock.add(treeConnections(ctx.treePids), true);
+  lock.add(
+    conns.map((c) => c.conn),
+    true,
+  );
   ctx.log.info(
     `network locked with ${method}${method === 'nftables' ? ` (table inet ${lock.spec.table})` : ''}: ${lock.spec.conns.length} connection(s)`,
   );
@@ -129,9 +188,12 @@ export function dumpConnection(
   begin(ctx, ts);
   ts.lock?.add([connOf(ends.src, ends.dst)]);
   // The guardian turns repair off again if criu-ts dies before the dump ends.
-  ts.guard?.note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
+  if (!ts.noted.has(ino)) {
+    ts.guard?.note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
+    ts.noted.add(ino);
+  }
   ts.frozen.push({ f: soccr.freeze(copy), where });
-  const st = soccr.save(copy);
+  const st = soccr.save(copy, ends.dst);
   ctx.log.debug(
     `${where}: TCP ${st.inq.length} bytes to read, ${st.outq.length} to send (${st.unsqLen} unsent), seqs ${st.inqSeq}/${st.outqSeq}`,
   );
@@ -177,6 +239,23 @@ export function entryEndpoints(e: Message<'inet_sk_entry'>): { src: soccr.Endpoi
   };
 }
 
+/** What makes an inet_sk_entry impossible to restore, or undefined (files.img validation). */
+export function inetEntryProblem(e: Message<'inet_sk_entry'>): string | undefined {
+  if (e.family !== sock.AF.INET && e.family !== sock.AF.INET6) return `family ${e.family} is not AF_INET or AF_INET6`;
+  const words = e.family === sock.AF.INET ? 1 : 4;
+  if (e.src_addr.length < words || e.dst_addr.length < words) return `an address of fewer than ${words} word(s)`;
+  if (e.src_port > 0xffff || e.dst_port > 0xffff) return `port ${Math.max(e.src_port, e.dst_port)} is above 65535`;
+  if (
+    e.proto === sock.IPPROTO.TCP &&
+    e.state !== soccr.TCP_STATE.LISTEN &&
+    e.state !== soccr.TCP_STATE.CLOSE &&
+    !soccr.handledState(e.state)
+  )
+    return `TCP state ${e.state} (${soccr.stateName(e.state)}) is not one a socket can be restored in`;
+  if (e.shutdown !== undefined && (e.shutdown < 0 || e.shutdown > 3)) return `shutdown ${e.shutdown} is not 0..3`;
+  return undefined;
+}
+
 /**
  * The lock a dump left on the images' connections (CRIU's or criu-ts's: the rules are the
  * same), to remove once they are back or the restore failed.
@@ -185,7 +264,7 @@ export function restoreLock(inv: Message<'inventory_entry'>, entries: Array<Mess
   // A --tcp-close dump locks nothing: its connections are not kept.
   if (inv.tcp_close) return undefined;
   const conns = entries
-    .filter((e) => e.proto === sock.IPPROTO.TCP && isConnection(e.state))
+    .filter((e) => e.proto === sock.IPPROTO.TCP && repaired(e.state, e.dst_port))
     .map((e) => {
       const { src, dst } = entryEndpoints(e);
       return connOf(src, dst);
@@ -224,8 +303,10 @@ export function restoreConnection(
   if (!rec) throw new Error(`${where}: no tcp-stream-${e.ino.toString(16)}.img`);
   const t = rec.entry;
   const data = rec.extra ?? Buffer.alloc(0);
+  const img = `tcp-stream-${e.ino.toString(16)}.img`;
   if (data.length !== t.inq_len + t.outq_len)
-    throw new Error(`tcp-stream-${e.ino.toString(16)}.img: ${data.length} bytes of queues, expected ${t.inq_len + t.outq_len}`);
+    throw new CriuError(`${img}: ${data.length} bytes of queues, expected inq_len + outq_len = ${t.inq_len + t.outq_len}`);
+  if ((t.unsq_len ?? 0) > t.outq_len) throw new CriuError(`${img}: unsq_len ${t.unsq_len} is above outq_len ${t.outq_len}`);
   const st: soccr.TcpState = {
     state: e.state,
     src: eps.src,
