@@ -42,6 +42,10 @@ e2e('a pseudo-terminal pair outside a shell job: the controlling terminal of a s
   roundTrip(c, 'pty'),
 );
 e2e("an mlock'd mapping is locked again", (c) => roundTrip(c, 'mlock'));
+e2e('a removed directory of a removed directory, held open, comes back removed', async (c) => {
+  await roundTrip(c, 'rmdir', true);
+  assert.ok(!existsSync(join(c.dir, 'rmdir.data')), 'the directories made for the restore are gone');
+});
 e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
 e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
   skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',

@@ -32,6 +32,7 @@
  *              (both ends held open), in raw mode, 33x77; it checks them and that data still
  *              flows from the master to the slave (the parent passes SIGUSR1 on)
  *   mlock      an mlock'd mapping: still locked (its VmFlags have "lo")
+ *   rmdir      (-f DIR) DIR/sub held open, then DIR/sub and DIR removed: still a removed directory
  *   procfd     files of /proc of the tree held open: the child's /proc/CHILD/stat and the
  *              task's own /proc/self/fdinfo/N of an eventfd it opened after it
  *   rseq       (x86_64) a thread blocked in pause() inside an rseq critical section: a
@@ -438,6 +439,20 @@ static const char *check_mlock(void) {
 	return lo ? NULL : "the mapping is no longer locked";
 }
 
+static int rmdir_fd = -1;
+
+static void setup_rmdir(const char *dir) {
+	char sub[4096];
+	snprintf(sub, sizeof sub, "%s/sub", dir);
+	if (mkdir(dir, 0700) || mkdir(sub, 0700) || (rmdir_fd = open(sub, O_DIRECTORY)) < 0 || rmdir(sub) || rmdir(dir)) die("rmdir");
+}
+
+static const char *check_rmdir(void) {
+	struct stat st;
+	if (fstat(rmdir_fd, &st) || !S_ISDIR(st.st_mode)) return "the fd is no longer a directory";
+	return st.st_nlink ? "the directory is no longer removed" : NULL;
+}
+
 static const char *cg_dir;
 
 static const char *check_cgroup(void) {
@@ -474,6 +489,7 @@ static const char *verify(void *arg) {
 	if (!strcmp(mode, "procfd")) return check_procfd();
 	if (!strcmp(mode, "cgroup")) return check_cgroup();
 	if (!strcmp(mode, "novdso")) return check_novdso();
+	if (!strcmp(mode, "rmdir")) return check_rmdir();
 	if (!strcmp(mode, "mlock")) return check_mlock();
 	if (!strcmp(mode, "fownuid")) return check_fownuid();
 	if (!strcmp(mode, "symlink")) return check_symlink();
@@ -506,6 +522,7 @@ int main(int argc, char **argv) {
 		if (!specials(1)) die("no [vdso]");
 	}
 	else if (!strcmp(mode, "fownuid")) setup_fownuid();
+	else if (!strcmp(mode, "rmdir") && file) setup_rmdir(file);
 	else if (!strcmp(mode, "mlock")) {
 		locked = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (locked == MAP_FAILED || mlock(locked, 4 * PAGE)) die("mlock");
