@@ -49,6 +49,7 @@ interface Opts {
   skipVerify?: boolean;
   freezeCgroup?: string;
   manageCgroups?: string | boolean;
+  cgroupYard?: string;
   force?: boolean;
   trustImages?: boolean;
   fileLocks?: boolean;
@@ -117,6 +118,11 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   {
     flags: '--manage-cgroups [mode]',
     desc: 'cgroups of the tree: soft (the default: saved, missing ones made again), full (properties set on existing ones too) or ignore',
+    cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--cgroup-yard <dir>',
+    desc: 'the cgroup hierarchies are mounted here (one directory each, as CRIU names them)',
     cmds: ['dump', 'restore'],
   },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
@@ -252,6 +258,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
           cgroups: parseCgroupMode(o.manageCgroups),
+          cgroupYard: o.cgroupYard ? path.resolve(workDir, o.cgroupYard) : undefined,
         });
         log.info(
           `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -278,6 +285,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
           cgroups: parseCgroupMode(o.manageCgroups),
+          cgroupYard: o.cgroupYard ? path.resolve(workDir, o.cgroupYard) : undefined,
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;

@@ -22,7 +22,6 @@ export const NOT_SUPPORTED = new Set([
   '--cgroup-props',
   '--cgroup-props-file',
   '--cgroup-dump-controller',
-  '--cgroup-yard',
   '--track-mem',
   '--prev-images-dir',
   '--page-server',

@@ -78,6 +78,8 @@ export interface DumpRequest {
   tcp?: TcpMode;
   /** --manage-cgroups: the tree's cgroups are saved (soft, the default, and full), or not (ignore). */
   cgroups?: CgroupMode;
+  /** --cgroup-yard: the hierarchies are mounted there already. */
+  cgroupYard?: string;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -465,7 +467,7 @@ function collectAndWrite(
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
   imgs.one(IMG.SECCOMP, shared.seccomp.entry());
-  const cgroups = shared.cgroups?.image();
+  const cgroups = shared.cgroups?.image(req.cgroupYard);
   if (cgroups) {
     step(req.log, `cgroups of the tree to cgroup.img: ${cgroups.controllers?.length ?? 0} hierarchies`);
     imgs.one(IMG.CGROUP, cgroups);

@@ -96,14 +96,30 @@ function propNames(name: string): string[] {
   return [...GLOBAL_V1, ...name.split(',').flatMap((c) => PROPS[c] ?? [])];
 }
 
-/** Each hierarchy mounted once in a temporary directory of criu-ts, unmounted by close(). */
+/**
+ * Each hierarchy mounted once in a temporary directory of criu-ts, unmounted by close(); or,
+ * with `external` (--cgroup-yard DIR), the user's own mounts there, as CRIU names them:
+ * DIR/cpu,cpuacct, DIR/zdtmtst for name=zdtmtst, DIR/unified for v2.
+ */
 export class CgroupYard {
   private dirs = new Map<string, string>();
   private base: string | undefined;
+  private readonly external: string | undefined;
+
+  constructor(external?: string) {
+    this.external = external;
+  }
 
   dir(name: string): string {
     let d = this.dirs.get(name);
     if (d !== undefined) return d;
+    if (this.external !== undefined) {
+      const sub = name === '' ? 'unified' : name.replace(/(^|,)name=/g, '$1');
+      d = path.join(this.external, sub);
+      if (!fs.existsSync(d)) throw new CriuError(`cgroup hierarchy ${name || 'v2'}: ${d} does not exist in the --cgroup-yard`);
+      this.dirs.set(name, d);
+      return d;
+    }
     this.base ??= fs.mkdtempSync(path.join(os.tmpdir(), 'criu-ts-cgyard-'));
     d = path.join(this.base, String(this.dirs.size));
     fs.mkdirSync(d);
@@ -121,6 +137,10 @@ export class CgroupYard {
   }
 
   close(): void {
+    if (this.external !== undefined) {
+      this.dirs.clear();
+      return;
+    }
     for (const d of this.dirs.values()) {
       try {
         umount2(d, MNT_DETACH);
@@ -158,8 +178,8 @@ export class CgroupDump {
     return id;
   }
 
-  /** cgroup.img's entry, undefined when every task is in criu-ts's own cgroups. */
-  image(): MessageInput<'cgroup_entry'> | undefined {
+  /** cgroup.img's entry, undefined when every task is in criu-ts's own cgroups. `yard`: --cgroup-yard. */
+  image(yardDir?: string): MessageInput<'cgroup_entry'> | undefined {
     const paths = new Map<string, Set<string>>();
     for (const s of this.entries)
       for (const m of s.ctls) {
@@ -169,7 +189,7 @@ export class CgroupDump {
         paths.set(m.name, l);
       }
     if (!paths.size) return undefined;
-    const yard = new CgroupYard();
+    const yard = new CgroupYard(yardDir);
     try {
       const controllers = [...paths].map(([name, ps]) => ({ cnames: name.split(','), dirs: dirTree(yard.dir(name), name, [...ps]) }));
       return { sets: this.entries, controllers };
@@ -236,13 +256,14 @@ function readProps(dir: string, name: string): MessageInput<'cgroup_prop_entry'>
 
 /** The restore's side: directories made where missing, tasks and threads moved into their sets. */
 export class CgroupRestore {
-  private yard = new CgroupYard();
+  private yard: CgroupYard;
   private sets: Map<number, Message<'cg_set_entry'>>;
   private prepared = false;
   private readonly entry: Message<'cgroup_entry'> | undefined;
   private readonly mode: CgroupMode;
 
-  constructor(entry: Message<'cgroup_entry'> | undefined, mode: CgroupMode) {
+  constructor(entry: Message<'cgroup_entry'> | undefined, mode: CgroupMode, yardDir?: string) {
+    this.yard = new CgroupYard(yardDir);
     this.entry = entry;
     this.mode = mode;
     this.sets = new Map((entry?.sets ?? []).map((s) => [s.id, s]));

@@ -82,6 +82,8 @@ export interface RestoreRequest {
   tcp?: TcpMode;
   /** --manage-cgroups: tasks go back into their cgroups (soft, the default, and full) or stay in criu-ts's (ignore). */
   cgroups?: CgroupMode;
+  /** --cgroup-yard: the hierarchies are mounted there already. */
+  cgroupYard?: string;
 }
 
 export interface RestoreResult {
@@ -184,7 +186,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     },
   );
   let ctx: Ctx | undefined;
-  const cgroups = new CgroupRestore(imgs.all(IMG.CGROUP)[0]?.entry, req.cgroups ?? 'soft');
+  const cgroups = new CgroupRestore(imgs.all(IMG.CGROUP)[0]?.entry, req.cgroups ?? 'soft', req.cgroupYard);
   // The network lock the dump kept on the connections: it goes once they are back, or the restore failed.
   let netLock = restoreLock(
     imgs.one(IMG.INVENTORY),

@@ -7,6 +7,7 @@
  * inside an rseq critical section, files of /proc of the tree, a cgroup removed after the dump.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, killAndReap, adopt, descendants } from '../lib/proc.ts';
@@ -54,26 +55,36 @@ e2e('a thread inside an rseq critical section is still aborted by a signal', (c)
 
 const V2_ROOT = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((d) => existsSync(join(d, 'cgroup.controllers')));
 
-e2e(
-  'a task in a cgroup of its own comes back in it, made again with its properties after it was removed',
-  async (c) => {
-    const top = join(V2_ROOT!, `criu-ts-test-${process.pid}`);
-    const dir = join(top, 'sub');
-    mkdirSync(dir, { recursive: true });
-    try {
-      writeFileSync(join(dir, 'cgroup.max.descendants'), '5');
-      const t = await startChecking(c, 'keepstate', ['-m', 'cgroup', '-f', dir]);
-      writeFileSync(join(dir, 'cgroup.procs'), String(t.pid));
-      assert.equal(await askCheck(t), 'CHECK ok', 'before the dump');
-      const img = c.subdir('img');
-      dumpAndReap(t.pid, img);
-      rmdirSync(dir);
-      restoreDetached(img, t.pid);
-      assert.equal(await askCheck(t), 'CHECK ok');
-      killAndReap(t.pid);
-    } finally {
-      for (const d of [dir, top]) if (existsSync(d)) rmdirSync(d);
-    }
-  },
-  { skip: !V2_ROOT && 'no cgroup v2 hierarchy mounted' },
-);
+for (const yard of [false, true]) {
+  e2e(
+    `a task in a cgroup of its own comes back in it, made again with its properties after it was removed${yard ? ' (--cgroup-yard)' : ''}`,
+    async (c) => {
+      const top = join(V2_ROOT!, `criu-ts-test-${process.pid}`);
+      const dir = join(top, 'sub');
+      mkdirSync(dir, { recursive: true });
+      // The user's yard: each hierarchy mounted in a directory named as CRIU names them.
+      const unified = join(c.dir, 'yard', 'unified');
+      const opts = yard ? ['--cgroup-yard', join(c.dir, 'yard')] : [];
+      if (yard) {
+        mkdirSync(unified, { recursive: true });
+        execFileSync('mount', ['-t', 'cgroup2', 'none', unified]);
+      }
+      try {
+        writeFileSync(join(dir, 'cgroup.max.descendants'), '5');
+        const t = await startChecking(c, 'keepstate', ['-m', 'cgroup', '-f', dir]);
+        writeFileSync(join(dir, 'cgroup.procs'), String(t.pid));
+        assert.equal(await askCheck(t), 'CHECK ok', 'before the dump');
+        const img = c.subdir('img');
+        dumpAndReap(t.pid, img, opts);
+        rmdirSync(dir);
+        restoreDetached(img, t.pid, opts);
+        assert.equal(await askCheck(t), 'CHECK ok');
+        killAndReap(t.pid);
+      } finally {
+        if (yard) execFileSync('umount', [unified]);
+        for (const d of [dir, top]) if (existsSync(d)) rmdirSync(d);
+      }
+    },
+    { skip: !V2_ROOT && 'no cgroup v2 hierarchy mounted' },
+  );
+}
