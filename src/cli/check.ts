@@ -211,6 +211,11 @@ export const FEATURES: Feature[] = [
     what: 'seccomp filters read by PTRACE_SECCOMP_GET_FILTER',
     probe: () => /^Seccomp_filters:/m.test(fs.readFileSync('/proc/self/status', 'utf8')),
   },
+  {
+    name: 'kcmp_epoll',
+    what: 'epoll targets checked with kcmp(KCMP_EPOLL_TFD) (a target fd closed or replaced since it was added)',
+    probe: () => kernelAtLeast(4, 13),
+  },
   { name: 'fdinfo_lock', what: 'file locks in /proc/PID/fdinfo (--file-locks)', probe: () => kernelAtLeast(4, 1) },
   {
     name: 'timer_cr_ids',

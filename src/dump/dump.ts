@@ -459,6 +459,7 @@ function collectAndWrite(
       },
       treePids: live.map((t) => t.pid),
       netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
+      nsIdOf: (pid, kind) => shared.ns.idsOf(pid)[`${kind}_ns_id`],
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
