@@ -459,6 +459,7 @@ function collectAndWrite(
       },
       treePids: live.map((t) => t.pid),
       netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
+      nsIdOf: (pid, kind) => shared.ns.idsOf(pid)[`${kind}_ns_id`],
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
@@ -609,7 +610,7 @@ function dumpTask(
     if (req.fileLocks) {
       const locks = dumpFileLocks(pid, new Map(fdinfo.map((e) => [e.fd, e.id])), sh.locksSeen);
       if (locks.length) step(log, `task ${pid}: ${locks.length} file lock(s) to filelocks.img`);
-      for (const e of locks) imgs.add(IMG.FILE_LOCKS, e);
+      for (const e of locks) imgs.add(IMG.FILE_LOCKS, { ...e, pid: vpid });
     }
   } else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);

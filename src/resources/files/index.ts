@@ -10,6 +10,7 @@ import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { inotifyFile } from './inotify.ts';
 import { pidfdFile } from './pidfd.ts';
+import { nsFile } from './nsfile.ts';
 import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
@@ -44,6 +45,7 @@ const kinds: FileKind[] = [
   inotifyFile,
   fanotifyFile,
   pidfdFile,
+  nsFile,
   inetFile,
   netlinkFile,
   packetFile,

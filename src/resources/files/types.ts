@@ -69,6 +69,8 @@ export interface DumpFileCtx {
   treePids: number[];
   /** The id of a task's network namespace, as in its ids image. */
   netNsId(pid: number): number;
+  /** The id of a task's namespace of a kind (net, ipc...), as in its ids image. */
+  nsIdOf(pid: number, kind: string): number | undefined;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
   memfdInode(link: string): number;
   /** Is this a thread, process or process group of the dumped tree (a file owner that comes back)? */
@@ -246,6 +248,7 @@ export const FD_TYPE = {
   TTY: 11,
   TIMERFD: 17,
   MEMFD: 18,
+  NS: 14,
   FANOTIFY: 12,
   NETLINKSK: 13,
   PIDFD: 20,

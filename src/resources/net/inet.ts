@@ -10,7 +10,7 @@ import { endpointName } from './netlock.ts';
 import { inetDiag, type DiagSock } from './diag.ts';
 import { int, bool, setInt, dumpSkOpts, restoreSkOpts } from './skopts.ts';
 import { isRawOrPing, dumpRawOpts, restoreRawOpts } from './raw.ts';
-import { forSocket, protoNameOf } from './sockfd.ts';
+import { forSocket, inOwnNetns, protoNameOf } from './sockfd.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
@@ -172,6 +172,8 @@ function dumpInet(
   const name = protoNameOf({ ...p, link: 'socket:' }) ?? '?';
   if (!PROTO_NAMES.has(name)) throw new NotSupportedError(`${where}: a ${name} socket`);
   const c = copyOf(p.pid, p.fd, ctx, st);
+  // It would come back in criu-ts's network namespace, and sock_diag would not show it.
+  if (!inOwnNetns(c)) throw new NotSupportedError(`${where}: a socket of another network namespace`);
   const family = int(c, SOL.SOCKET, SO.DOMAIN),
     type = int(c, SOL.SOCKET, SO.TYPE),
     proto = int(c, SOL.SOCKET, SO.PROTOCOL);
