@@ -294,6 +294,9 @@ export interface CgroupRestoreOptions {
   yard?: string;
 }
 
+/** v1 controllers whose limits would hold criu-ts back: memory, thread count, CPU, I/O, devices it may open. */
+const LIMITING = new Set(['memory', 'pids', 'cpu', 'cpuset', 'blkio', 'devices']);
+
 /**
  * Move criu-ts (all its threads) into the cgroups of process `to`, in every hierarchy mounted
  * here, and return the cgroups it was in. runc puts criu into the container's cgroups before a
@@ -308,6 +311,8 @@ export function leaveCgroups(to: number, log: Logger): CgCtl[] {
     const dest = theirs.get(c.name),
       at = mounts.get(c.name);
     if (dest === undefined || dest === c.path || at === undefined) continue;
+    // Only where a limit would bind criu-ts (moving its threads costs a few ms per hierarchy).
+    if (c.name !== '' && !c.name.split(',').some((n) => LIMITING.has(n))) continue;
     try {
       fs.writeFileSync(path.join(at, dest, 'cgroup.procs'), `${process.pid}`);
     } catch (e) {

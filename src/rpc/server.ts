@@ -252,7 +252,8 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       },
       inheritFds: opts.inherit_fd.map((i) => ({ key: i.key, fd: i.fd })),
       mounts: mountsOf(opts),
-      net: rpcNet(opts),
+      // runc's empty_ns: the loopback it would have set up (runc does not at restore).
+      net: { ...rpcNet(opts), loopbackUp: true },
     });
     return { type: REQ.RESTORE, success: true, restore: { pid: r.pid } };
   },
