@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what criu-ts and its tests need on a fresh Debian 12 machine (run as root):
 # gcc for the test workloads, Debian's criu package for its `crit` and `pycriu`, runc and
-# busybox-static for the container test of the RPC, and the npm packages, which pin Node 24
+# busybox-static and podman for the container tests, and the npm packages, which pin Node 24
 # (node_modules/.bin/node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,8 @@ command -v setsid >/dev/null || need+=(util-linux)
 command -v script >/dev/null || need+=(bsdutils)
 command -v runc >/dev/null || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# podman drives runc (and so criu-ts as `criu`) in the container test.
+command -v podman >/dev/null || need+=(podman)
 # sqlite3 for the file-lock test: a shell holding a write lock on its database.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 # nft (nftables) and iptables/ip6tables: criu-ts's network lock (--network-lock nftables, the
