@@ -25,6 +25,7 @@ import {
   type RpcPaths,
   type Screened,
   trustsImages,
+  tcpOf,
 } from './options.ts';
 import { CG_MODE, leaveCgroups } from '../resources/cgroups.ts';
 
@@ -221,6 +222,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       actions,
       ghostLimit: opts.ghost_limit,
       linkRemap: !!opts.link_remap,
+      tcp: tcpOf(opts),
       manageCgroups: screened.cgMode !== CG_MODE.IGNORE,
       cgroupYard: opts.cgroup_yard,
       mounts: mountsOf(opts),
@@ -243,6 +245,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       shellJob: !!opts.shell_job,
       log,
       actions,
+      tcp: tcpOf(opts),
       skipVerify: screened.skipVerify,
       cgroups: {
         mode: screened.cgMode,
