@@ -6,7 +6,7 @@
 // until it gives the dumped one), the slaves through it, and a session leader takes its
 // controlling terminal back (TIOCSCTTY) with its foreground group.
 import fs from 'node:fs';
-import { ioctl, O, pidfdOpen, pidfdGetfd, close, SysError } from '../../kernel/index.ts';
+import { ioctl, O, copyTaskFd, close, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
@@ -78,13 +78,7 @@ function masterInTree(index: number, pids: number[]): boolean {
 
 /** The session and foreground group whose controlling terminal the tty behind fd `fd` of task `pid` is (0 and 0: none). */
 export function cttyOf(pid: number, fd: number): { sid: number; pgrp: number } {
-  const pidfd = pidfdOpen(pid);
-  let local: number;
-  try {
-    local = pidfdGetfd(pidfd, fd);
-  } finally {
-    close(pidfd);
-  }
+  const local = copyTaskFd(pid, fd);
   try {
     const sid = intOrNone(local, TIOC.GSID) ?? 0;
     return { sid, pgrp: sid ? (intOrNone(local, TIOC.GPGRP) ?? 0) : 0 };
@@ -102,13 +96,7 @@ function slaveAttrs(p: FdProbe): Pick<MessageInput<'tty_info_entry'>, 'termios' 
 /** The dump side: the entries of a pty fd, its tty_info written once per side. */
 export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<number>): MessageInput<'tty_file_entry'> {
   const master = isPtmx(p.rdev);
-  const pidfd = pidfdOpen(p.pid);
-  let local: number;
-  try {
-    local = pidfdGetfd(pidfd, p.fd);
-  } finally {
-    close(pidfd);
-  }
+  const local = copyTaskFd(p.pid, p.fd);
   try {
     const index = master ? int(local, TIOC.GPTN) : slaveIndex(p.rdev);
     if (!master && !masterInTree(index, ctx.treePids)) {
