@@ -37,6 +37,7 @@ import {
 } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import type { Logger } from '../resources/types.ts';
+import { hasRawDiag } from '../resources/net/diag.ts';
 import { lockAvailable } from '../resources/net/netlock.ts';
 
 const inPath = (cmd: string): boolean =>
@@ -89,6 +90,17 @@ const ok = (fn: () => unknown): boolean => {
   }
 };
 
+/** Does this kernel have the option on a datagram socket of the family? */
+const sockoptWorks = (family: number, level: number, opt: number): boolean =>
+  ok(() => {
+    const fd = sock.socket(family, sock.SOCK.DGRAM | sock.SOCK.CLOEXEC, 0);
+    try {
+      sock.getsockoptInt(fd, level, opt);
+    } finally {
+      close(fd);
+    }
+  });
+
 /** The timerfd ticks ioctl, which puts a timerfd's expirations back: with a null argument it fails with EFAULT where it exists. */
 function probeTimerfd(): boolean {
   const fd = timerfdCreate(1 /* CLOCK_MONOTONIC */, 0);
@@ -99,6 +111,16 @@ function probeTimerfd(): boolean {
     return e instanceof SysError && e.code === 'EFAULT';
   } finally {
     close(fd);
+  }
+}
+
+/** A file's mount id in fdinfo: what ties a file to a mount of a restored namespace. */
+function probeMntId(): boolean {
+  const fd = fs.openSync('/', 'r');
+  try {
+    return /^mnt_id:/m.test(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -200,6 +222,8 @@ export const FEATURES: Feature[] = [
     what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)',
     probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)),
   },
+  { name: 'mnt_id', what: 'mount ids of files in /proc/PID/fdinfo (mount namespaces)', probe: probeMntId },
+  { name: 'move_mount_set_group', what: 'mount peer groups restored (MOVE_MOUNT_SET_GROUP)', probe: () => kernelAtLeast(5, 15) },
   {
     name: 'memfd_hugetlb',
     what: 'MFD_HUGETLB memfds (their hugetlb_flag)',
@@ -207,6 +231,23 @@ export const FEATURES: Feature[] = [
       ok(() => {
         close(memfdCreate('criu-ts-probe', MFD.CLOEXEC | MFD.HUGETLB));
       }),
+  },
+  { name: 'net_diag_raw', what: 'raw sockets listed by sock_diag (raw_diag)', probe: hasRawDiag },
+  {
+    name: 'sockopt_buf_lock',
+    what: 'socket buffer-size locks (SO_BUF_LOCK)',
+    probe: () => sockoptWorks(sock.AF.UNIX, sock.SOL.SOCKET, sock.SO.BUF_LOCK),
+  },
+  {
+    name: 'ipv6_freebind',
+    what: 'IPV6_FREEBIND of IPv6 sockets, dumped and restored',
+    probe: () => sockoptWorks(sock.AF.INET6, sock.SOL.IPV6, sock.IPV6.FREEBIND),
+  },
+  {
+    // KCMP_EPOLL_TFD came with Linux 4.13: an epoll's targets are matched to fds by it.
+    name: 'kcmp_epoll',
+    what: 'epoll targets compared by kcmp (KCMP_EPOLL_TFD)',
+    probe: () => kernelAtLeast(4, 13) && ok(() => kcmp(getpid(), getpid(), KCMP.FILE, 0, 0)),
   },
   { name: 'aio_remap', what: 'AIO rings moved to their place with mremap (mm/aio.ts)', probe: () => kernelAtLeast(3, 19) },
   {
@@ -224,7 +265,6 @@ export const FEATURES: Feature[] = [
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
-      ['mnt_id', 'mount ids of files (mount namespaces)'],
       ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
@@ -238,7 +278,6 @@ export const FEATURES: Feature[] = [
       ['can_map_vdso', 'mapping the vDSO by arch_prctl (criu-ts moves it with mremap)'],
       ['sk_ns', 'sockets of other network namespaces'],
       ['sk_unix_file', 'unix sockets bound in other mount namespaces'],
-      ['net_diag_raw', 'raw sockets'],
       ['nsid', 'network namespace ids'],
       ['link_nsid', 'links into other network namespaces'],
       ['timens', 'time namespaces'],
@@ -248,10 +287,7 @@ export const FEATURES: Feature[] = [
       ['pidfd_store', 'the pidfd store of iterative dumps (RPC)'],
       ['ns_pid', 'nested PID namespaces'],
       ['apparmor_stacking', 'AppArmor namespaces'],
-      ['sockopt_buf_lock', 'socket buffer-size locks'],
-      ['move_mount_set_group', 'mount sharing groups'],
       ['openat2', 'opening files with openat2'],
-      ['ipv6_freebind', 'IPv6 sockets'],
       ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],
       ['overlayfs_maps', 'mappings of files on overlayfs'],
       ['breakpoints', 'hardware breakpoints'],

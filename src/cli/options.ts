@@ -11,14 +11,15 @@ export const ACCEPTED_INTERNAL = new Set([
   '-L',
   '--log-pid',
   '--no-display-stats',
+  // CRIU's choice of its mount engine; criu-ts has the one mount-v2 style engine.
+  '--mntns-compat-mode',
+  '--no-mntns-compat-mode',
   '--display-stats',
 ]);
 /** Of these, the ones that take a value. */
 export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']);
 
 export const NOT_SUPPORTED = new Set([
-  '--external',
-  '--cgroup-root',
   '--cgroup-props',
   '--cgroup-props-file',
   '--cgroup-dump-controller',
@@ -39,21 +40,14 @@ export const NOT_SUPPORTED = new Set([
   '--allow-uprobes',
   '--lsm-profile',
   '--lsm-mount-context',
-  '-r',
-  '--root',
   '-S',
   '--restore-sibling',
   '-s',
   '--leave-stopped',
-  '--inherit-fd',
   '-J',
   '--join-ns',
-  '--empty-ns',
   '--veth-pair',
-  '-M',
-  '--ext-mount-map',
   '--weak-sysctls',
-  '--mntns-compat-mode',
   '--skip-file-rwx-check',
   '--stream',
   '--unprivileged',

@@ -24,6 +24,7 @@ import {
   SIG,
   sysnr,
   tgkill,
+  getpid,
   type SyscallName,
 } from '../kernel/index.ts';
 import { pinTracee, unpinTracee, repinTracee } from './colocate.ts';
@@ -122,6 +123,7 @@ export class Tracee {
 
   private constructor(tid: number, born: boolean) {
     this.tid = tid;
+    this.vtid = tid;
     this.scratchRegs = Buffer.alloc(arch.gpRegsSize);
     this.home = pinTracee(tid, born);
   }
@@ -151,8 +153,10 @@ export class Tracee {
   }
 
   /** A thread that is already traced by us (auto-attached clone child) and stopped. */
-  static adopt(tid: number): Tracee {
-    return new Tracee(tid, true);
+  static adopt(tid: number, vtid = tid): Tracee {
+    const t = new Tracee(tid, true);
+    t.vtid = vtid;
+    return t;
   }
 
   /** Wait for the next stop of this thread; throws if it died. */
@@ -444,6 +448,7 @@ export class Tracee {
     if (st.event !== 0) {
       // clone/fork events while injecting clone3: the caller collects the child.
       this.lastEvent = st.event;
+      this.lastEventMsg = this.eventMsg();
       ptrace(this.trapMode ? PTRACE.CONT : PTRACE.SYSCALL, this.tid, 0, 0);
       return;
     }
@@ -470,6 +475,34 @@ export class Tracee {
 
   /** The last PTRACE_EVENT seen during injection (clone3 reports one). */
   lastEvent = 0;
+  /** Its message: for a fork or clone, the child's pid in criu-ts's PID namespace. */
+  lastEventMsg = 0;
+  /** The thread's id in its own PID namespace, which injected calls see (tid: criu-ts's). */
+  vtid: number;
+  /**
+   * An fd of the tracee's table holding a pidfd of criu-ts, for a tracee that cannot name
+   * criu-ts (it is in another PID namespace): inherited from the restore's helper.
+   */
+  criuPidfd?: number;
+
+  /**
+   * Give the tracee (still in criu-ts's PID namespace) a pidfd of criu-ts at fd `at`, which the
+   * tasks it begets in a new PID namespace inherit (criuPidfd).
+   */
+  holdTracerPidfd(at: number): void {
+    const p = this.syscall('pidfd_open', getpid(), 0);
+    if (p !== BigInt(at)) {
+      this.syscall('dup3', p, at, 0);
+      this.syscall('close', p);
+    }
+    this.criuPidfd = at;
+  }
+
+  /** A new fd in the tracee: a pidfd of criu-ts, for pidfd_getfd (the caller closes it). */
+  pidfdOfTracer(): bigint {
+    if (this.criuPidfd !== undefined) return this.syscall('fcntl', this.criuPidfd, 1030 /* F_DUPFD_CLOEXEC */, 0);
+    return this.syscall('pidfd_open', getpid(), 0);
+  }
 
   /** Block every signal for the duration of `fn`, so injected work is never interrupted by a handler. */
   withSignalsBlocked<T>(fn: () => T): T {

@@ -20,11 +20,12 @@ import {
   checkNamespaces,
 } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
+import type { NetOptions } from '../resources/ns/index.ts';
 import { fsClaims } from '../resources/fs.ts';
-import { mmClaims, dontExpandOwned } from '../resources/mm/index.ts';
+import { mmClaims, dontExpandOwned, isSocketVma } from '../resources/mm/index.ts';
 import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
-import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
+import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
 import { cttyProblem } from '../resources/files/pty.ts';
 import { ttyByPath } from '../resources/files/tty.ts';
@@ -58,8 +59,7 @@ export interface ClaimOptions {
   shellJob: boolean;
   freezeCgroup?: string;
   fileLocks?: boolean;
-  /** The tree's cgroups are saved (cgroup.img): being in other cgroups than criu-ts's is no loss. */
-  cgroupsSaved?: boolean;
+  net?: NetOptions;
 }
 
 /** The one error of a refused dump. */
@@ -93,13 +93,15 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
   const claims = { status: merged('status'), stat: merged('stat'), files: merged('files') };
   const treeIds = new Set(tasks.flatMap((t) => t.threads.map((th) => th.tid)));
   const shownLocks = new Set<string>();
-  checkNamespaces(tasks.map((t) => t.pid));
+  checkNamespaces(
+    tasks.map((t) => t.pid),
+    { net: opts.net },
+  );
   for (const t of tasks) {
     const site = { pid: t.pid, tid: t.pid };
     const refuse = (resource: string, why: string, tid = t.pid): never => {
       throw new NotClaimedError({ pid: t.pid, tid }, resource, why);
     };
-    if (!opts.cgroupsSaved) checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
     checkTimers(t, refuse);
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);
@@ -232,6 +234,8 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
     const where = `memory at 0x${v.start.toString(16)}-0x${v.end.toString(16)}${v.path ? ` (${v.path})` : ''}`;
     if (/^\[anon(_shmem)?:/.test(v.path)) refuse(where, 'its name (PR_SET_VMA_ANON_NAME) would be lost');
     for (const f of v.vmFlags ?? []) {
+      // A packet ring is a mixed map of the socket's pages, mapped again from the restored socket.
+      if (f === 'mm' && isSocketVma(v)) continue;
       if (!claimed.has(f) && !(f === 'de' && dontExpandOwned(v))) refuse(where, `it is ${VMFLAG_NAMES[f] ?? `marked '${f}' in VmFlags`}`);
     }
   }

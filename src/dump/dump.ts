@@ -3,7 +3,7 @@
 // task is resumed exactly as it was and the partial images are removed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { closing, IMG, type PagesCodecOptions } from '../images/index.ts';
+import { closing, IMG, type PagesCodecOptions, type MessageInput } from '../images/index.ts';
 import { readStat, readStatus, readSmaps, type Vma, type Stat, readLink } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, pidfdOpen, close } from '../kernel/index.ts';
 import {
@@ -16,7 +16,7 @@ import {
   INJECTION_SIGMASK,
 } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
-import { CriuError, faultPoint } from '../errors.ts';
+import { CriuError, NotSupportedError, faultPoint } from '../errors.ts';
 import { checkInterrupt, hangPoint } from '../interrupt.ts';
 import {
   freezeSnapshot,
@@ -34,23 +34,25 @@ import {
 } from '../resources/task/index.ts';
 import { dumpMm } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, dumpFd, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
+import { dumpFds, dumpFd, fdHolding, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
 import { dumpFileLocks } from '../resources/files/locks.ts';
 import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
+import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
+import { CgroupDump } from '../resources/cgroups.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
-import { CgroupDump, type CgroupMode } from '../resources/cgroup.ts';
 import { DumpJournal } from './journal.ts';
 import { lockMethodCode } from '../resources/net/netlock.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
 import type { RunAction } from '../actions.ts';
+import { startHelper, killHelper } from '../restore/stub.ts';
 
 export interface DumpRequest {
   pid: number;
@@ -76,10 +78,14 @@ export interface DumpRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close, --skip-in-flight */
   tcp?: TcpMode;
-  /** --manage-cgroups: the tree's cgroups are saved (soft, the default, and full), or not (ignore). */
-  cgroups?: CgroupMode;
-  /** --cgroup-yard: the hierarchies are mounted there already. */
+  /** --manage-cgroups (any mode but ignore): cgroup.img also holds the controllers' dirs and properties. */
+  manageCgroups?: boolean;
+  /** --cgroup-yard: where the cgroup hierarchies are mounted. */
   cgroupYard?: string;
+  /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
+  mounts?: MountOptions;
+  /** Its network namespace left empty (--empty-ns net) or external (--external net[INO]:KEY). */
+  net?: NetOptions;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -205,8 +211,9 @@ function killTree(tasks: Task[]): void {
         /* gone */
       }
     }
-  // Collect the tracer's exit notifications; the real parents reap the processes.
-  for (const t of tasks)
+  // Collect the tracer's exit notifications; the real parents reap the processes. Children
+  // first: a PID namespace's init is reported only once the rest of its namespace is gone.
+  for (const t of [...tasks].reverse())
     for (const th of [...t.threads].reverse()) {
       try {
         waitpid(th.tid, WALL);
@@ -284,12 +291,17 @@ function dumpColocated(req: DumpRequest): DumpResult {
       shellJob: req.shellJob,
       freezeCgroup: req.freezeCgroup,
       fileLocks: req.fileLocks,
-      cgroupsSaved: req.cgroups !== 'ignore',
+      net: req.net,
     });
     checkSessions(
       tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
       req.shellJob,
     );
+    if (ownMntns(pid))
+      checkMntns(
+        tasks.filter(isLive).map((t) => t.pid),
+        req.mounts?.external ?? new Map(),
+      );
     for (const t of tasks) {
       if (!isLive(t)) continue;
       step(log, `task ${t.pid}: mapping criu-ts's injection area`);
@@ -348,6 +360,11 @@ function dumpColocated(req: DumpRequest): DumpResult {
   return result;
 }
 
+/** The tree has a mount namespace of its own (checkNamespaces: then all its tasks share it). */
+function ownMntns(pid: number): boolean {
+  return readLink(pid, 'ns/mnt') !== fs.readlinkSync('/proc/self/ns/mnt');
+}
+
 /** The time the tasks could not have survived criu-ts's death (inside injected calls). */
 function logUnsafeWindow(log: Logger): void {
   log.debug(`unsafe window: ${unsafeWindow.ms.toFixed(3)} ms inside ${unsafeWindow.calls} injected calls`);
@@ -355,7 +372,6 @@ function logUnsafeWindow(log: Logger): void {
 
 interface Shared {
   seccomp: SeccompDump;
-  cgroups?: CgroupDump;
   locksSeen: Set<string>;
   live: Map<number, LiveTask>;
   files: DumpFileTable;
@@ -365,6 +381,11 @@ interface Shared {
   ns: NsIds;
   cpuFacts: CpuFacts;
   objects: DumpShared;
+  cgroups: CgroupDump;
+  /** A task's or thread's pid in the images: the one in its own PID namespace. */
+  vpid: (pid: number) => number;
+  /** The root, when the tree has a network namespace of its own: its sockets are looked at from there. */
+  netRoot?: number;
 }
 
 function collectAndWrite(
@@ -390,9 +411,11 @@ function collectAndWrite(
   );
   files.ghosts = ghosts;
   const objects = new DumpShared(imgs, files);
+  const vpids = nsPids(tasks);
   const shared: Shared = {
+    vpid: (p) => vpids.get(p) ?? p,
+    ...(ownNet(tasks[0].pid) ? { netRoot: tasks[0].pid } : {}),
     seccomp: new SeccompDump(),
-    ...(req.cgroups === 'ignore' ? {} : { cgroups: new CgroupDump() }),
     locksSeen: new Set(),
     live: new Map(live.map((t) => [t.pid, t])),
     files,
@@ -401,10 +424,12 @@ function collectAndWrite(
     ns: new NsIds(),
     cpuFacts: cpu.facts(live[0].area!),
     objects,
+    cgroups: new CgroupDump(),
     fileCtx: {
       log: req.log,
       shellJob: req.shellJob,
       extUnixSk: !!req.extUnixSk,
+      mntIds: ownMntns(req.pid),
       kinds: new Map(),
       addFile: (make) => {
         const id = files.newId();
@@ -421,13 +446,14 @@ function collectAndWrite(
         lockMethod = spec.method;
         run.journal.lock(spec);
       },
+      recordRepair: (socks) => run.journal.repair(socks),
       regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex),
       ghosts,
       memfdInode: (link) => objects.memfdInode(link),
       fileId: (pid, fd) => {
         const pidfd = pidfdOpen(pid);
         try {
-          return dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd).id;
+          return inNetOf(shared.netRoot, () => dumpFd(pid, fd, files, shared.identity, shared.fileCtx, pidfd)).id;
         } finally {
           close(pidfd);
         }
@@ -450,31 +476,47 @@ function collectAndWrite(
       stats.memdumpMs += s.memdumpMs;
     } else if (t.zombie) {
       step(req.log, `task ${t.pid}: zombie (exit status 0x${t.zombie.exitCode.toString(16)}) to core-${t.pid}.img`);
-      imgs.one(IMG.CORE, t.pid, dumpZombieCore(t.zombie));
+      imgs.one(IMG.CORE, shared.vpid(t.pid), dumpZombieCore(t.zombie));
     }
-    imgs.add(
-      IMG.PSTREE,
-      dumpPstreeEntry(
-        t.pid,
-        t.ppid,
-        t.threads.map((th) => th.tid),
-        isLive(t) ? t.stat : undefined,
-      ),
+    const entry = dumpPstreeEntry(
+      t.pid,
+      t.ppid,
+      t.threads.map((th) => th.tid),
+      isLive(t) ? t.stat : undefined,
     );
+    imgs.add(IMG.PSTREE, vpids.size ? inPidNs(entry, t.pid, shared.vpid) : entry);
   }
   imgs.closeImage(IMG.PSTREE);
   for (const e of files.entries) imgs.add(IMG.FILES, e);
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
   imgs.one(IMG.SECCOMP, shared.seccomp.entry());
-  const cgroups = shared.cgroups?.image(req.cgroupYard);
+  const cgroups = shared.cgroups.image(req.manageCgroups ?? true, req.log, req.cgroupYard);
   if (cgroups) {
-    step(req.log, `cgroups of the tree to cgroup.img: ${cgroups.controllers?.length ?? 0} hierarchies`);
+    step(req.log, `cgroups: ${cgroups.sets.length} set(s) other than criu-ts's to cgroup.img`);
     imgs.one(IMG.CGROUP, cgroups);
   }
   if (req.fileLocks) {
     if (shared.locksSeen.size) imgs.closeImage(IMG.FILE_LOCKS);
     else imgs.empty(IMG.FILE_LOCKS);
+  }
+  const dumperIds = shared.ns.idsOf(getpid());
+  let helper: ReturnType<typeof startHelper> | undefined;
+  try {
+    dumpNamespaces(pid0(tasks), shared.ns.idsOf(pid0(tasks)), dumperIds, {
+      log: req.log,
+      imgs: {
+        add: (kind, ...a) => imgs.add(kind, ...a),
+        one: (kind, ...a) => imgs.one(kind, ...a),
+        raw: (kind, data, ...args) => imgs.raw(kind, data, ...args),
+      },
+      mounts: req.mounts,
+      net: req.net,
+      helper: () => (helper ??= startHelper([])),
+      tasks: live.map((t) => ({ pid: t.pid, ids: shared.ns.idsOf(t.pid) })),
+    });
+  } finally {
+    if (helper) killHelper(helper.tracee.tid);
   }
   const mono = clockGettime(1),
     boot = clockGettime(7);
@@ -485,10 +527,10 @@ function collectAndWrite(
   imgs.one(IMG.INVENTORY, {
     img_version: 2,
     fdinfo_per_id: true,
-    root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...shared.ns.idsOf(getpid()) },
+    root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...dumperIds },
     ns_per_id: true,
+    root_cg_set: shared.cgroups.ownSet,
     lsmtype: 0,
-    ...(cgroups ? { root_cg_set: shared.cgroups!.setOf(tasks[0].pid) } : {}),
     ...(req.tcp?.close ? { tcp_close: true } : {}),
     network_lock_method: lockMethodCode(lockMethod ?? 'nftables'),
     plugins_entry: {},
@@ -522,6 +564,12 @@ function dumpTask(
     log,
     shared: sh.objects,
     ...(parent ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
+    socketFile: (ino) => {
+      const fd = fdHolding(pid, `socket:[${ino}]`);
+      if (fd === undefined)
+        throw new NotSupportedError(`task ${pid} maps socket ${ino}, which none of its fds holds (CRIU refuses it too)`);
+      return sh.fileCtx.fileId(pid, fd);
+    },
   };
   const ids = sh.kobj.idsOf(pid);
   checkSharing(pid, t.ppid, ids.sharedWith);
@@ -532,10 +580,11 @@ function dumpTask(
   if (debugOn(log))
     for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
   const tMem = performance.now();
-  const pm = imgs.pagemap(pid, anonBytes(task.vmas));
+  const vpid = sh.vpid(pid);
+  const pm = imgs.pagemap(vpid, anonBytes(task.vmas));
   const exe = readLink(pid, 'exe');
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
-  imgs.one(IMG.MM, pid, mm);
+  imgs.one(IMG.MM, vpid, mm);
   const memdumpMs = performance.now() - tMem;
   log.debug(
     `task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`,
@@ -547,7 +596,7 @@ function dumpTask(
   if (!writtenFdTables.has(ids.files_id)) {
     writtenFdTables.add(ids.files_id);
     step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);
-    const fdinfo = dumpFds(pid, sh.files, sh.identity, sh.fileCtx);
+    const fdinfo = inNetOf(sh.netRoot, () => dumpFds(pid, sh.files, sh.identity, sh.fileCtx));
     if (debugOn(log))
       for (const e of fdinfo)
         log.debug(
@@ -562,11 +611,11 @@ function dumpTask(
     if (req.fileLocks) {
       const locks = dumpFileLocks(pid, new Map(fdinfo.map((e) => [e.fd, e.id])), sh.locksSeen);
       if (locks.length) step(log, `task ${pid}: ${locks.length} file lock(s) to filelocks.img`);
-      for (const e of locks) imgs.add(IMG.FILE_LOCKS, e);
+      for (const e of locks) imgs.add(IMG.FILE_LOCKS, { ...e, pid: vpid });
     }
   } else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
-  imgs.one(IMG.FS, pid, dumpFs(pid, status.umask, sh.files));
+  imgs.one(IMG.FS, vpid, dumpFs(pid, status.umask, sh.files));
   step(
     log,
     `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`,
@@ -574,7 +623,6 @@ function dumpTask(
 
   const secbits = readSecbits(leader);
   const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? (leader.stopSignal() ?? SIG.STOP) : undefined);
-  if (sh.cgroups) tc.cg_set = sh.cgroups.setOf(pid);
   const seccomp = sh.seccomp.collect(
     pid,
     t.snaps.map((s) => s.tracee.tid),
@@ -590,12 +638,12 @@ function dumpTask(
       ...core.thread_core!,
       ...seccomp.get(th.tid),
       pdeath_sig: dumpPdeathSig(th, area),
-      ...(sh.cgroups ? { cg_set: sh.cgroups.setOf(pid, th.tid) } : {}),
+      cg_set: sh.cgroups.threadSet(pid, th.tid),
       ...(affinity ? { cpu_affinity: affinity } : {}),
     };
-    imgs.one(IMG.CORE, th.tid, core);
+    imgs.one(IMG.CORE, sh.vpid(th.tid), core);
   }
-  imgs.one(IMG.IDS, pid, {
+  imgs.one(IMG.IDS, vpid, {
     vm_id: ids.vm_id,
     files_id: ids.files_id,
     fs_id: ids.fs_id,
@@ -604,6 +652,36 @@ function dumpTask(
   });
   log.debug(`task ${pid}: ids-${pid}.img: vm ${ids.vm_id}, files ${ids.files_id}, fs ${ids.fs_id}, sighand ${ids.sighand_id}`);
   return { ...stats, memdumpMs };
+}
+
+const pid0 = (tasks: Task[]): number => tasks[0].pid;
+const ownNet = (pid: number): boolean => readLink(pid, 'ns/net') !== fs.readlinkSync('/proc/self/ns/net');
+
+/**
+ * Each task's and thread's pid in its own PID namespace (the innermost of NSpid), when the
+ * tree is in one of its own; empty otherwise (the pids are criu-ts's).
+ */
+function nsPids(tasks: Task[]): Map<number, number> {
+  const m = new Map<number, number>();
+  const root = tasks[0].pid;
+  if (nsPid(root) === root) return m;
+  for (const t of tasks) {
+    m.set(t.pid, nsPid(t.pid));
+    for (const th of t.threads) if (th.tid !== t.pid) m.set(th.tid, nsPid(t.pid, th.tid));
+  }
+  return m;
+}
+
+/** A pstree entry with the pids of the tree's own PID namespace; the root's parent is outside it. */
+function inPidNs(e: MessageInput<'pstree_entry'>, pid: number, v: (p: number) => number): MessageInput<'pstree_entry'> {
+  const st = readStatus(pid);
+  const sid = st.nsSid.at(-1) ?? 0,
+    pgid = st.nsPgid.at(-1) ?? 0;
+  if (sid === 0 || pgid === 0)
+    throw new NotSupportedError(
+      `task ${pid}: its session or process group is outside its PID namespace (start the namespace's init with setsid)`,
+    );
+  return { ...e, pid: v(e.pid), ppid: e.ppid ? v(e.ppid) : 0, pgid, sid, threads: (e.threads ?? []).map(v) };
 }
 
 /** The frozen tree, task by task (level 3), with its threads (level 4). */

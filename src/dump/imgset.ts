@@ -128,6 +128,17 @@ export class ImageSet {
     }
   }
 
+  /** A raw image (its magic is none: `ip addr save` output, tarballs...), written whole. */
+  raw<K extends ImageKindId>(kind: K, data: Buffer, ...args: ImageArgs<K>): void {
+    const name = imageFileName(kind, ...args);
+    const w = new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) });
+    try {
+      w.writeRaw(data);
+    } finally {
+      w.close();
+    }
+  }
+
   /** An image with a header and no entries. */
   empty<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): void {
     const name = imageFileName(kind, ...args);

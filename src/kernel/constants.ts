@@ -194,6 +194,34 @@ export const PR = {
 export const PR_SET_MM_MAP = 14;
 export const PR_SET_MM_MAP_SIZE = 15;
 
+/** mount(2) flags (linux/mount.h). */
+export const MS = {
+  RDONLY: 1,
+  NOSUID: 2,
+  NODEV: 4,
+  NOEXEC: 8,
+  SYNCHRONOUS: 16,
+  REMOUNT: 32,
+  MANDLOCK: 64,
+  DIRSYNC: 128,
+  NOATIME: 1024,
+  NODIRATIME: 2048,
+  BIND: 4096,
+  MOVE: 8192,
+  REC: 16384,
+  UNBINDABLE: 1 << 17,
+  PRIVATE: 1 << 18,
+  SLAVE: 1 << 19,
+  SHARED: 1 << 20,
+  RELATIME: 1 << 21,
+  STRICTATIME: 1 << 24,
+  LAZYTIME: 1 << 25,
+} as const;
+export const MNT_DETACH = 2;
+/** open_tree(2) and move_mount(2) flags. */
+export const OPEN_TREE_CLONE = 1;
+export const MOVE_MOUNT = { F_EMPTY_PATH: 0x4, T_EMPTY_PATH: 0x40, SET_GROUP: 0x100 } as const;
+
 export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, IO: 5, SYSVSEM: 6, EPOLL_TFD: 7 } as const;
 
 export const CLONE = {
@@ -213,6 +241,13 @@ export const CLONE = {
   CHILD_CLEARTID: 0x200000,
   UNTRACED: 0x800000,
   CHILD_SETTID: 0x1000000,
+  NEWCGROUP: 0x2000000,
+  NEWUTS: 0x4000000,
+  NEWIPC: 0x8000000,
+  NEWUSER: 0x10000000,
+  NEWPID: 0x20000000,
+  NEWNET: 0x40000000,
+  NEWTIME: 0x80,
 } as const;
 
 export const RSEQ_FLAG_UNREGISTER = 1;

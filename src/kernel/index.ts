@@ -22,3 +22,5 @@ export {
 } from './seqpacket.ts';
 export * from './structs.ts';
 export * as sock from './inet.ts';
+export { inNamespaces } from './ns.ts';
+export * as sysv from './sysvipc.ts';

@@ -23,7 +23,7 @@ const NR = {
 export const AF = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16, PACKET: 17 } as const;
 export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
 export const IPPROTO = { IP: 0, ICMP: 1, TCP: 6, UDP: 17, IPV6: 41, ICMPV6: 58, UDPLITE: 136, RAW: 255 } as const;
-export const SOL = { SOCKET: 1, IP: 0, IPV6: 41, TCP: 6, UDPLITE: 136 } as const;
+export const SOL = { SOCKET: 1, IP: 0, IPV6: 41, TCP: 6, UDPLITE: 136, RAW: 255, ICMPV6: 58, PACKET: 263, NETLINK: 270 } as const;
 export const SO = {
   DEBUG: 1,
   REUSEADDR: 2,
@@ -43,6 +43,7 @@ export const SO = {
   RCVTIMEO: 20,
   SNDTIMEO: 21,
   BINDTODEVICE: 25,
+  ATTACH_FILTER: 26,
   GET_FILTER: 26,
   ACCEPTCONN: 30,
   SNDBUFFORCE: 32,
@@ -54,8 +55,31 @@ export const SO = {
   PEEK_OFF: 42,
   BUF_LOCK: 72,
 } as const;
-export const IP = { TOS: 1, TTL: 2, PKTINFO: 8, FREEBIND: 15 } as const;
-export const IPV6 = { V6ONLY: 26, RECVPKTINFO: 49, TCLASS: 67, FREEBIND: 78 } as const;
+export const IP = { TOS: 1, TTL: 2, HDRINCL: 3, PKTINFO: 8, FREEBIND: 15, NODEFRAG: 22 } as const;
+export const IPV6 = { HDRINCL: 36, V6ONLY: 26, RECVPKTINFO: 49, TCLASS: 67, FREEBIND: 78 } as const;
+/** ICMP_FILTER (SOL_RAW) and ICMPV6_FILTER (SOL_ICMPV6): both option 1. */
+export const ICMP_FILTER = 1;
+/** SOL_PACKET options (linux/if_packet.h). */
+export const PACKET = {
+  ADD_MEMBERSHIP: 1,
+  RX_RING: 5,
+  COPY_THRESH: 7,
+  AUXDATA: 8,
+  ORIGDEV: 9,
+  VERSION: 10,
+  RESERVE: 12,
+  TX_RING: 13,
+  LOSS: 14,
+  VNET_HDR: 15,
+  TIMESTAMP: 17,
+  FANOUT: 18,
+} as const;
+/** SOCK_PACKET: the obsolete packet socket type, bound by device name. */
+export const SOCK_PACKET = 10;
+/** SIOCGSKNS: an fd of the socket's network namespace. */
+export const SIOCGSKNS = 0x894c;
+/** SIOCGIFNAME: the name of an interface by index (struct ifreq). */
+export const SIOCGIFNAME = 0x8910;
 export const UDP = { CORK: 1 } as const;
 export const TCP = {
   NODELAY: 1,
@@ -198,4 +222,27 @@ export function pollNow(fd: number, events: number): number {
   pfd.writeInt16LE(events, 4);
   const n = syscall('ppoll', NR.ppoll, addressOf(pfd), 1, addressOf(ts), 0, 8);
   return n ? pfd.readInt16LE(6) & 0xffff : 0;
+}
+
+/**
+ * The classic BPF program attached with SO_ATTACH_FILTER, as the kernel gives it back
+ * (SO_GET_FILTER counts in 8-byte instructions): empty without one.
+ */
+export function getFilter(fd: number): Buffer {
+  const len = Buffer.alloc(4);
+  syscall('getsockopt(SO_GET_FILTER)', NR.getsockopt, fd, 1, 26, 0, addressOf(len));
+  const n = len.readUInt32LE(0);
+  if (!n) return Buffer.alloc(0);
+  const b = Buffer.alloc(n * 8);
+  len.writeUInt32LE(n, 0);
+  syscall('getsockopt(SO_GET_FILTER)', NR.getsockopt, fd, 1, 26, addressOf(b), addressOf(len));
+  return b.subarray(0, len.readUInt32LE(0) * 8);
+}
+
+/** SO_ATTACH_FILTER of a classic BPF program (struct sock_filter array). */
+export function attachFilter(fd: number, insns: Buffer): void {
+  const prog = Buffer.alloc(16);
+  prog.writeUInt16LE(insns.length / 8, 0);
+  prog.writeBigUInt64LE(addressOf(insns), 8);
+  syscall('setsockopt(SO_ATTACH_FILTER)', NR.setsockopt, fd, 1, 26, addressOf(prog), prog.length);
 }

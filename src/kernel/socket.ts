@@ -25,7 +25,18 @@ export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o400
 export const SOL_SOCKET = 1;
 /** asm-generic/socket.h values, shared by x86_64 and arm64. */
 
-export { SO, listen, shutdown, getsockname, getsockoptBuf, getsockoptInt, setsockoptBuf, setsockoptInt } from './inet.ts';
+export {
+  SO,
+  listen,
+  shutdown,
+  getsockname,
+  getsockoptBuf,
+  getsockoptInt,
+  setsockoptBuf,
+  setsockoptInt,
+  getFilter,
+  attachFilter,
+} from './inet.ts';
 export const SCM_RIGHTS = 1,
   SCM_CREDENTIALS = 2;
 const MSG_CTRUNC = 8,

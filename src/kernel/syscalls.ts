@@ -57,6 +57,7 @@ const NR = {
   sched_getaffinity: sysnr('sched_getaffinity'),
   sched_setaffinity: sysnr('sched_setaffinity'),
   getcpu: sysnr('getcpu'),
+  setns: sysnr('setns'),
 };
 
 type PtraceData = Arg | Buffer;
@@ -234,6 +235,10 @@ export function pidfdOpen2(pid: number, flags: number): number {
 export function pidfdOpen(pid: number): number {
   return syscall(`pidfd_open(${pid})`, NR.pidfd_open, pid, 0);
 }
+/** setns(2) of the calling thread (Node's main thread): fd is a pidfd or a /proc/PID/ns/X file. */
+export function setns(fd: number, nstype: number): void {
+  syscall('setns', NR.setns, fd, nstype);
+}
 export function pidfdGetfd(pidfd: number, fd: number): number {
   return syscall(`pidfd_getfd(${fd})`, NR.pidfd_getfd, pidfd, fd, 0);
 }
@@ -258,12 +263,13 @@ export function kcmp(pid1: number, pid2: number, type: number, idx1: Arg, idx2: 
  * Whether fd `fd` of `pid` is the file that epoll `epfd` of `pid` watches as target `tfd`
  * (KCMP_EPOLL_TFD with struct kcmp_epoll_slot; toff: which registration of that number).
  */
-export function kcmpEpollTfd(pid: number, fd: number, epfd: number, tfd: number, toff = 0): boolean {
+/** Is fd `fd` of `pid` the target `tfd` of epoll `epfd` of `epPid` (by default `pid` too)? */
+export function kcmpEpollTfd(pid: number, fd: number, epfd: number, tfd: number, toff = 0, epPid = pid): boolean {
   const slot = Buffer.alloc(12);
   slot.writeUInt32LE(epfd, 0);
   slot.writeUInt32LE(tfd, 4);
   slot.writeUInt32LE(toff, 8);
-  return syscallErr(NR.kcmp, pid, pid, KCMP.EPOLL_TFD, fd, addressOf(slot)) === 0;
+  return syscallErr(NR.kcmp, pid, epPid, KCMP.EPOLL_TFD, fd, addressOf(slot)) === 0;
 }
 
 /** Duplicate up to `len` bytes from one pipe into another without consuming them. */
@@ -386,7 +392,6 @@ export function mountFs(fstype: string, target: string, options: string): void {
     o = Buffer.from(`${options}\0`);
   syscall(`mount(${fstype}, ${target}, ${options})`, NR.mount, addressOf(src), addressOf(t), addressOf(ty), 0, addressOf(o));
 }
-export const MNT_DETACH = 2;
 export function umount2(target: string, flags: number): void {
   const t = Buffer.from(`${target}\0`);
   syscall(`umount2(${target})`, NR.umount2, addressOf(t), flags);

@@ -50,6 +50,8 @@ export interface DumpTask {
   shared: SharedObjects;
   /** The parent process, frozen too: pages still shared with it copy-on-write are not saved again. */
   parent?: ParentMm;
+  /** files.img id of the task's socket with this inode (a mapped packet ring), dumped on first sight. */
+  socketFile(ino: number): number;
 }
 
 /** A dumped task's parent, as its children's memory dump sees it. */

@@ -27,6 +27,7 @@ import {
   type EntryKind,
   type EntryOf,
   type ImageArgs,
+  type ImageKindId,
   type ImageEntry,
   type Message,
   type MessageName,
@@ -40,6 +41,8 @@ import type { GhostImage } from '../resources/files/ghost.ts';
 export interface Entry<N extends MessageName> {
   entry: Message<N>;
   extra?: Buffer;
+  /** The messages of a SysV message queue (ipcns-msg-N.img). */
+  ipcMsgs?: ReadonlyArray<{ msg: Message<'ipc_msg'>; data: Buffer }>;
 }
 
 export interface DumpImagesOptions {
@@ -173,6 +176,12 @@ export class DumpImages {
     return { entry, pieces };
   }
 
+  /** A raw image's bytes (no magic: `ip addr save` output...), undefined when absent. */
+  raw<K extends ImageKindId>(kind: K, ...args: ImageArgs<K>): Buffer | undefined {
+    const file = this.file(imageFileName(kind, ...args));
+    return fs.existsSync(file) ? readImageFile(file) : undefined;
+  }
+
   /** Every entry of an image, none when it is absent. */
   all<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {
     const name = imageFileName(kind, ...args);
@@ -186,6 +195,7 @@ export class DumpImages {
     return l.map((e) => ({
       entry: messageOf(e, msg, this.file(name)),
       extra: e.extra ?? (e.inq && e.outq ? Buffer.concat([e.inq, e.outq]) : undefined),
+      ...(e.ipcMsgs ? { ipcMsgs: e.ipcMsgs } : {}),
     }));
   }
 

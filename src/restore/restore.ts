@@ -36,6 +36,7 @@ import {
   seccompChain,
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
+import { CgroupRestore, CG_MODE, type CgroupRestoreOptions } from '../resources/cgroups.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { restorePosixTimers } from '../resources/posix-timers.ts';
 import { restoreFileLocks } from '../resources/files/locks.ts';
@@ -48,19 +49,30 @@ import {
   opensLate,
   restoreCtty,
   afterInstall,
+  afterInstallInFlight,
   restoreOwners,
   type RestoreFileCtx,
   type FileEntry,
   type TcpMode,
 } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
+import {
+  planNamespaces,
+  prepareNamespaces,
+  restoreNamespaces,
+  enterNamespaces,
+  mountNamespaces,
+  inNetOf,
+  type NsPlan,
+} from '../resources/ns/index.ts';
+import { CLONE } from '../kernel/index.ts';
 import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
+import type { MountOptions, NetOptions } from '../resources/ns/index.ts';
 import type { RunAction } from '../actions.ts';
-import { CgroupRestore, type CgroupMode } from '../resources/cgroup.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, Message, RestoreTask } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
@@ -80,10 +92,14 @@ export interface RestoreRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
   tcp?: TcpMode;
-  /** --manage-cgroups: tasks go back into their cgroups (soft, the default, and full) or stay in criu-ts's (ignore). */
-  cgroups?: CgroupMode;
-  /** --cgroup-yard: the hierarchies are mounted there already. */
-  cgroupYard?: string;
+  /** --manage-cgroups and --cgroup-root (CRIU's default: soft, at the dumped paths). */
+  cgroups?: CgroupRestoreOptions;
+  /** --inherit-fd / inherit_fd: criu-ts's fd `fd` stands for the file the images name `key`. */
+  inheritFds?: { key: string; fd: number }[];
+  /** --root and the external mounts of the tree's mount namespace. */
+  mounts?: MountOptions;
+  /** Its network namespace made empty (--empty-ns net) or joined (--inherit-fd fd[N]:KEY). */
+  net?: NetOptions;
 }
 
 export interface RestoreResult {
@@ -111,6 +127,10 @@ interface Ctx {
   live: Map<number, Live>;
   /** Every PID this restore made, killed if it fails. */
   created: number[];
+  /** Where criu-ts finds the tree's files once its mount namespace exists: /proc/ROOT/root. */
+  nsRoot?: boolean;
+  /** Which mount namespace (its id) each mount id of the images is in. */
+  mntOf: Map<number, number>;
   /** The process the root is cloned from, until FORKING is over. */
   helper?: Helper;
   sessions: SessionRestore;
@@ -137,8 +157,12 @@ interface Ctx {
   unlockNetwork: () => void;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
-  treeIds?: Set<number>;
   cgroups: CgroupRestore;
+  /** The namespaces the root is born in, and their contents. */
+  ns: NsPlan;
+  /** The root's pid in criu-ts's PID namespace, once created. */
+  rootHost: number;
+  treeIds?: Set<number>;
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
@@ -167,11 +191,16 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   step(req.log, `reading the images of ${req.dir}`);
   const { tasks, files } = plan(imgs);
   logPlan(req.log, tasks);
-  for (const t of tasks)
-    for (const tid of t.threads) {
-      if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`, 17 /* EEXIST */);
-    }
   const root = tasks[0];
+  if (root.zombie) throw new CriuError(`pstree.img: the root task ${root.pid} is a zombie`);
+  const allIds = tasks.filter((t): t is LivePlan => !t.zombie).map((t) => t.ids);
+  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts, req.net, allIds);
+  // In a new PID namespace every pid is free; the kernel picks the ones outside.
+  if (!(ns.flags & CLONE.NEWPID))
+    for (const t of tasks)
+      for (const tid of t.threads) {
+        if (pidInUse(tid)) throw new CriuError(`pid ${tid} is already in use by another process`, 17 /* EEXIST */);
+      }
   const created: number[] = [];
   const opened: number[] = [];
   const releaseHooks: Array<() => void> = [];
@@ -184,9 +213,16 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       if (!reg) throw new CriuError(`remap-fpath.img: no regular file with id ${id} in files.img`);
       return reg.name;
     },
+    (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
   );
   let ctx: Ctx | undefined;
-  const cgroups = new CgroupRestore(imgs.all(IMG.CGROUP)[0]?.entry, req.cgroups ?? 'soft', req.cgroupYard);
+  const installedOnce = new Set<number>();
+  const cgroups = new CgroupRestore(
+    imgs.all(IMG.CGROUP)[0]?.entry,
+    imgs.one(IMG.INVENTORY).root_cg_set ?? 0,
+    req.cgroups ?? { mode: CG_MODE.SOFT, roots: [] },
+    req.log,
+  );
   // The network lock the dump kept on the connections: it goes once they are back, or the restore failed.
   let netLock = restoreLock(
     imgs.one(IMG.INVENTORY),
@@ -197,6 +233,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     netLock = undefined;
   };
   try {
+    cgroups.prepare();
     const helper = startHelper(
       liveMm(tasks).flatMap((mm) => mm.vmas),
       tasks.some((t) => !t.zombie && [...t.threadCores.values()].some((tc) => tc.seccomp_mode)),
@@ -218,10 +255,19 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       opened,
       shmem,
       shmemSize: shmemSizes(liveMm(tasks)),
-      installedOnce: new Set(),
+      installedOnce,
       doneTables: new Set(),
       sharedVm: new Set(),
       forkMs: 0,
+      ns,
+      mntOf:
+        ns.flags & CLONE.NEWNS
+          ? mountNamespaces(
+              imgs,
+              allIds.map((i) => i.mnt_ns_id).filter((i) => i !== undefined),
+            )
+          : new Map(),
+      rootHost: 0,
       releaseHooks,
       unlockNetwork: unlockNet,
       scratchOf: (t) => new InjectionArea(t, helperArea.base, helperArea.size),
@@ -237,7 +283,9 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           return fd;
         },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
-        pathOf: (reg) => ghosts.path(reg.id, reg.name),
+        inheritFds: req.inheritFds ?? [],
+        inheritedIds: installedOnce,
+        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
@@ -245,7 +293,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       },
     };
     for (const { stage } of RESTORE_STAGES) {
-      if (stage === 'RESTORE_CREDS') req.actions?.('post-restore', root.pid);
+      if (stage === 'RESTORE_CREDS') req.actions?.('post-restore', ctx.rootHost);
       if (stage === 'COMPLETE') req.actions?.('pre-resume');
       req.log.debug(`restore stage ${stage}`);
       // The last safe point is before the release: past it, the tree is let go.
@@ -253,7 +301,6 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       STAGES[stage](ctx);
     }
   } catch (e) {
-    cgroups.close();
     for (const fd of opened) {
       try {
         fs.closeSync(fd);
@@ -266,11 +313,13 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     imgs.verifying?.cancel();
     if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
     killAll(created);
+    cgroups.undo();
     unlockNet();
     throw e;
   }
   disarmInterrupts();
-  if (req.pidfile) writeImageFile(req.pidfile, `${root.pid}`);
+  const rootPid = ctx.rootHost;
+  if (req.pidfile) writeImageFile(req.pidfile, `${rootPid}`);
   // The tree runs already: a failure here is only reported.
   try {
     req.actions?.('post-resume');
@@ -285,18 +334,18 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     req.log.warn(`cannot write stats-restore: ${(e as Error).message}`);
   }
   if (req.detach) {
-    if (faultAt('root-dies')) killAndAwaitZombie(root.pid);
+    if (faultAt('root-dies')) killAndAwaitZombie(rootPid);
     // criu-ts is the root's parent until it exits: a root that is gone already failed the restore.
-    const w = waitpid(root.pid, WNOHANG);
-    if (w.pid === root.pid) {
+    const w = waitpid(rootPid, WNOHANG);
+    if (w.pid === rootPid) {
       const how = W.exited(w.status) ? `exited with status ${W.exitStatus(w.status)}` : `was killed by signal ${W.termSig(w.status)}`;
-      throw new CriuError(`the restored task ${root.pid} ${how} before criu-ts let go of it`);
+      throw new CriuError(`the restored task ${rootPid} ${how} before criu-ts let go of it`);
     }
-    return { pid: root.pid, ms: total };
+    return { pid: rootPid, ms: total };
   }
-  const { status } = waitpid(root.pid, 0);
+  const { status } = waitpid(rootPid, 0);
   const exitCode = W.exited(status) ? W.exitStatus(status) : 128 + W.termSig(status);
-  return { pid: root.pid, exitCode, ms: total };
+  return { pid: rootPid, exitCode, ms: total };
 }
 
 /** What each stage does; stages.ts orders them and says why. */
@@ -308,6 +357,8 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.req.log.info(`created ${ctx.tasks.length} task(s) in ${ms(t0)}`);
     if (ctx.helper) killHelper(ctx.helper.tracee.tid);
     ctx.helper = undefined;
+    // Limits once every task exists: the restore's own work must not run into them.
+    ctx.cgroups.properties();
   },
   GROUPS: (ctx) => {
     ctx.sessions.setGroups(ctx.tasks, (pid) => liveTask(ctx, pid));
@@ -318,7 +369,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       checkInterrupt();
       restoreTask(ctx, l);
     }
-    restoreOwners(ctx.locals, ctx.files);
+    restoreOwners(ctx.locals, ctx.files, (pid) => hostPid(ctx, pid));
   },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
@@ -326,7 +377,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       restoreThreadCreds(
         l.leader,
         l.area,
-        l.plan.pid,
+        l.leader.tid,
         [...l.threads].map(([tid, tracee]) => ({ tracee, creds: threadOf(l.plan, tid).threadCore.creds })),
       );
       for (const [tid, th] of l.threads) restorePdeathSig(th, threadOf(l.plan, tid).threadCore.pdeath_sig, l.plan.ppid === 0, ctx.req.log);
@@ -335,6 +386,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
   SEAL: (ctx) => {
     ctx.unlockNetwork();
     for (const fn of ctx.releaseHooks.splice(0)) fn();
+    for (const l of liveTasks(ctx)) if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
     ctx.cgroups.close();
@@ -376,7 +428,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       releaseThreads(l.plan.pid, l.threads.values());
     }
     for (const l of liveTasks(ctx))
-      for (const tid of l.threads.keys()) restoreAffinity(tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
+      for (const [tid, th] of l.threads) restoreAffinity(th.tid, threadOf(l.plan, tid).threadCore.cpu_affinity, ctx.req.log);
   },
 };
 
@@ -390,6 +442,15 @@ function liveTask(ctx: Ctx, pid: number): Live {
   const l = ctx.live.get(pid);
   if (!l) throw new CriuError(`task ${pid} was not created`);
   return l;
+}
+
+/** A task's, thread's or group's id in criu-ts's PID namespace, from the one in the images. */
+function hostPid(ctx: Ctx, pid: number): number {
+  for (const l of ctx.live.values()) {
+    const th = l.threads.get(pid);
+    if (th) return th.tid;
+  }
+  return pid;
 }
 
 /** The tasks that are not zombies, in pstree order. */
@@ -456,6 +517,11 @@ function killAll(pids: number[]): void {
  */
 function createTree(ctx: Ctx): void {
   const { tasks, live } = ctx;
+  // Tasks in a new PID namespace cannot name criu-ts to take its fds: they inherit a pidfd of
+  // it from the helper, at an fd above every one the dump has.
+  if (ctx.helper) prepareNamespaces(ctx.ns, ctx.helper.tracee, ctx.imgs, ctx.req.log);
+  if (ctx.ns.flags & CLONE.NEWPID)
+    ctx.helper?.tracee.holdTracerPidfd(tasks.reduce((m, t) => (t.zombie ? m : Math.max(m, ...t.fdinfo.map((e) => e.fd))), 2) + 2);
   // Tasks whose page data is still being read in by the tasks themselves: one is waited for
   // only when it is needed again (to fork a child, which must inherit its memory whole).
   const filling = new Map<number, () => void>();
@@ -473,16 +539,28 @@ function createTree(ctx: Ctx): void {
     // The clone arguments go into the parent's own copy of the area. A child that shared
     // its parent's fd table, fs_struct, mm or signal actions is cloned sharing them again.
     const { flags, sharesVm } = sharingFlags(t.zombie ? undefined : t.ids, parentPlan?.ids);
-    const born = ctx.sessions.birthplace(t, parentArea, flags);
+    const born = ctx.sessions.birthplace(t, parentArea, t.ppid === 0 ? flags | ctx.ns.flags : flags, (pid) => live.get(pid)?.area);
     step(
       ctx.req.log,
-      `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
+      `task ${t.pid}: created at its pid by ${born.area === ctx.helper?.area ? 'the helper' : born.area === parentArea ? `its parent ${t.ppid}` : born.area === live.get(t.sid)?.area ? `its session leader ${t.sid}` : `the helper of session ${t.sid}`} (clone flags 0x${born.flags.toString(16)})`,
     );
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
-    ctx.created.push(t.pid);
+    ctx.created.push(stub.tid);
+    // Into its cgroups before it has children, which inherit them.
+    ctx.cgroups.enter(stub.tid, cgSetOf(t, t.pid), parentPlan && cgSetOf(parentPlan, parentPlan.pid));
     stub.setSigmask(ALL_SIGNALS);
     const l: Live = { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area: parentArea.forTracee(stub) };
     live.set(t.pid, l);
+    if (t.ppid === 0) {
+      ctx.rootHost = stub.tid;
+      if (stub.tid !== t.pid) ctx.req.log.info(`task ${t.pid}: pid ${stub.tid} outside its PID namespace`);
+      // As CRIU, for a root in namespaces of its own: once it exists in them (runc runs its
+      // prestart hooks there), and once they are filled.
+      if (ctx.ns.flags) ctx.req.actions?.('setup-namespaces', stub.tid);
+      restoreNamespaces(ctx.ns, { stub, area: l.area, pid: stub.tid, vpid: t.pid, imgs: ctx.imgs, log: ctx.req.log });
+      if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = true;
+      if (ctx.ns.flags) ctx.req.actions?.('post-setup-namespaces');
+    } else if (!t.zombie) enterNamespaces(ctx.ns, { stub, area: l.area, ids: t.ids, imgs: ctx.imgs, log: ctx.req.log });
     ctx.sessions.enter(t, stub, born);
     if (isLive(l)) {
       // A task born of a session helper has the helper's memory, fds and the rest, and the helper
@@ -495,6 +573,12 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
+  ctx.sessions.startDeferred();
+}
+
+/** thread_core.cg_set of a thread of a task (none for a zombie). */
+function cgSetOf(t: TaskPlan, tid: number): number | undefined {
+  return t.zombie ? undefined : t.threadCores.get(tid)?.cg_set;
 }
 
 /**
@@ -503,7 +587,7 @@ function createTree(ctx: Ctx): void {
  */
 function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined, bornOfParent: boolean): () => void {
   const t = l.plan;
-  const rt: RestoreTask = { pid: t.pid, leader: l.leader, threads: [l.leader], area: l.area, log: ctx.req.log };
+  const rt: RestoreTask = { pid: l.leader.tid, leader: l.leader, threads: [l.leader], area: l.area, log: ctx.req.log };
   logMemory(ctx.req.log, t, (id) => {
     const f = ctx.files.get(id);
     return f?.reg?.name ?? `${f?.memfd ? 'memfd, ' : ''}file id ${id}`;
@@ -517,7 +601,7 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
     pagesPath: t.pagemap.pagesPath,
     pathOf: pathResolver(ctx),
     key: ctx.imgs.key,
-    parent: parent ? { pid: parent.pid, mm: parent.mm, runs: parent.pagemap.runs } : undefined,
+    parent: parent ? { pid: liveTask(ctx, parent.pid).leader.tid, mm: parent.mm, runs: parent.pagemap.runs } : undefined,
     bornOfParent,
     shmemFd: (v) => {
       if (v.status & VMA.ANON_SHARED) {
@@ -529,15 +613,33 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
       if (!file) throw new CriuError(`files.img: no memfd with id ${v.shmid}`);
       return memfdObject(ctx.imgs, ctx.shmem, file.inode_id);
     },
+    socketFd: (v) => {
+      const e = t.fdinfo.find((f) => f.id === Number(v.shmid));
+      if (!e) throw new CriuError(`mm-${t.pid}.img: the socket mapped at 0x${v.start.toString(16)} (file ${v.shmid}) is no fd of the task`);
+      return e.fd;
+    },
   });
 }
 
-function pathResolver(ctx: Ctx): (id: number) => string {
+/** The path criu-ts opens the file `id` by; `asTask`: as the tasks name it (they open it themselves). */
+function pathResolver(ctx: Ctx, asTask = false): (id: number) => string {
   return (id: number): string => {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
-    return ctx.ghosts.path(reg.id, reg.name);
+    const p = ctx.ghosts.path(reg.id, reg.name);
+    return asTask ? p : inNs(ctx, p, reg);
   };
+}
+
+/**
+ * A file of the tree (or a ghost made again for it), by its name in its mount namespace:
+ * through the root of a task in the namespace its mount is in (the root's without a mount id).
+ */
+function inNs(ctx: Ctx, p: string, reg: { name: string; mnt_id?: number }): string {
+  if (!ctx.nsRoot) return p;
+  const ns = reg.mnt_id !== undefined && reg.mnt_id >= 0 ? ctx.mntOf.get(reg.mnt_id) : undefined;
+  const holder = (ns !== undefined ? ctx.ns.holders.get('mnt')?.get(ns) : undefined) ?? ctx.rootHost;
+  return `/proc/${holder}/root${p}`;
 }
 
 /**
@@ -553,8 +655,6 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   const area = l.area;
   faultPoint('restore-files');
   checkInterrupt();
-  // Into its cgroups before it forks: its children are born there.
-  ctx.cgroups.move(t.tc.cg_set, t.pid);
   const filesId = t.ids.files_id,
     fsId = t.ids.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
@@ -562,13 +662,15 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
     if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
     const now = (fdinfo: Message<'fdinfo_entry'>[]) => fdinfo.filter((e) => !opensLate(ctx.files.get(e.id), treeIds(ctx)));
-    const local = openForRestore(now(t.fdinfo), ctx.fileCtx, ctx.locals);
+    // Sockets are made in the tree's own network namespace, when it has one.
+    const netRoot = ctx.ns.ownNet ? ctx.rootHost : undefined;
+    const local = inNetOf(netRoot, () => openForRestore(now(t.fdinfo), ctx.fileCtx, ctx.locals));
     installFds(stub, now(t.fdinfo), local, getpid(), parent && now(parent.fdinfo));
   }
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
     step(ctx.req.log, `task ${t.pid}: cwd, root and umask from fs-${t.pid}.img`);
-    restoreFs(stub, area, t.fsEntry, pathResolver(ctx), parent?.fsEntry);
+    restoreFs(stub, area, t.fsEntry, pathResolver(ctx, true), parent?.fsEntry);
   }
   const sighandId = t.ids.sighand_id;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {
@@ -601,6 +703,7 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.fileCtx, ctx.installedOnce);
+  afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce, getpid());
   // A session leader takes back its controlling terminal (a pseudo-terminal of the dump).
   if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx);
   const locks = fileLocksOf(ctx, t.pid);
@@ -614,7 +717,9 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   if (t.threads.length > 1) restoreComm(stub, area, leaderComm);
   for (const tid of t.threads.slice(1)) {
     step(ctx.req.log, `task ${t.pid}: thread ${tid} created from core-${tid}.img`);
-    l.threads.set(tid, cloneThread(stub, area, tid, threadOf(t, tid).core));
+    const th = cloneThread(stub, area, tid, threadOf(t, tid).core);
+    l.threads.set(tid, th);
+    ctx.cgroups.enter(th.tid, cgSetOf(t, tid), cgSetOf(t, t.pid), true);
   }
   step(
     ctx.req.log,
@@ -623,7 +728,6 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   requeueSignals(stub, area, t.pid, t.tc.signals_s, true);
   for (const [tid, th] of l.threads) {
     const { core, threadCore } = threadOf(t, tid);
-    if (tid !== t.pid && threadCore.cg_set !== t.tc.cg_set) ctx.cgroups.move(threadCore.cg_set, t.pid, tid);
     restoreThreadCore(th, area, core, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);
@@ -638,7 +742,7 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
-  restoreTaskProps(stub, t.pid, t.tc);
+  restoreTaskProps(stub, stub.tid, t.tc);
   restoreMembarrier(stub, t.tc);
 }
 

@@ -10,6 +10,9 @@ import type { Message } from '../resources/types.ts';
 import { fileEntryProblem, type FileEntry } from '../resources/files/index.ts';
 import { inetEntryProblem } from '../resources/net/tcp.ts';
 import { unixEntryProblem } from '../resources/net/unix-common.ts';
+import { inetKindProblem } from '../resources/net/inet.ts';
+import { netlinkEntryProblem } from '../resources/net/netlink.ts';
+import { packetEntryProblem } from '../resources/net/packet.ts';
 import type { LivePlan, RestorePlan } from './plan.ts';
 
 const PAGE = BigInt(arch.pageSize);
@@ -89,10 +92,13 @@ function checkFile(file: string, id: number, e: FileEntry): void {
     if (reg.name.includes('\0')) throw new ImageError(file, `file ${id}: reg.name holds a NUL byte`);
     if (reg.fown.signum > 64) throw new ImageError(file, `file ${id}: reg.fown.signum ${reg.fown.signum} is not a signal`);
   }
-  const why = e.usk && unixEntryProblem(e.usk);
-  if (why) throw new ImageError(file, `file ${id}: usk ${why}`);
-  const bad = e.isk && inetEntryProblem(e.isk);
-  if (bad) throw new ImageError(file, `file ${id}: isk ${bad}`);
+  const problems: Array<[string, string | undefined]> = [
+    ['usk', e.usk && unixEntryProblem(e.usk)],
+    ['isk', e.isk && (inetEntryProblem(e.isk) ?? inetKindProblem(e.isk))],
+    ['nlsk', e.nlsk && netlinkEntryProblem(e.nlsk)],
+    ['psk', e.psk && packetEntryProblem(e.psk)],
+  ];
+  for (const [field, why] of problems) if (why) throw new ImageError(file, `file ${id}: ${field} ${why}`);
 }
 
 function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void {
@@ -119,6 +125,8 @@ function checkMm(file: string, t: LivePlan, files: Map<number, FileEntry>): void
     }
     if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && !(v.status & (VMA.AREA_MEMFD | VMA.ANON_SHARED)))
       regFile(file, `${at}: shmid`, Number(v.shmid), files);
+    if (v.status & VMA.AREA_SOCKET && !files.get(Number(v.shmid))?.psk)
+      throw new ImageError(file, `${at}: shmid ${v.shmid} of a socket mapping is not a packet socket in files.img`);
     prevEnd = v.end;
   });
   checkGuards(file, t);

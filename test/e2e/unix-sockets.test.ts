@@ -203,3 +203,25 @@ e2e('a unix socket entry no socket can be made from is refused in one line befor
   assert.match(r.stderr.trim(), /^[^\n]*files\.img.*usk type 9 is not stream, datagram or seqpacket$/);
   assert.equal(existsSync(`/proc/${t.pid}`), false, 'no process was created');
 });
+
+/** epflight: an epoll in flight in a datagram queue, its target an fd of the same task. */
+async function epollInFlight(c: E2EContext, restoreWith: 'criu' | 'criu-ts'): Promise<void> {
+  const t = startTarget([workload('epflight')], { logFile: join(c.dir, 'epflight.log') });
+  await waitForLine(t.log, /^READY/, 5000);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  if (restoreWith === 'criu') {
+    criu(['restore', '-D', img, '-d', '-v4', '-o', 'criu-restore.log']);
+    adopt(t.pid);
+  } else restoreDetached(img, t.pid);
+  signal(t.pid, SIGUSR1);
+  await waitForLine(t.log, /^DONE/, 10_000);
+  assert.deepEqual(
+    readLines(t.log).filter((l) => /^(OK|FAIL)/.test(l)),
+    ['OK epoll in flight'],
+  );
+  assert.equal(reap(t.pid, 5000)?.code, 0);
+}
+
+e2e('an epoll in flight (SCM_RIGHTS) comes back watching its target, with its data', (c) => epollInFlight(c, 'criu-ts'));
+e2e('a criu-ts dump of an epoll in flight restores with CRIU', (c) => epollInFlight(c, 'criu'), { skip: skipCriu });

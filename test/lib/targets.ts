@@ -22,6 +22,8 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Whether the exec is done, by the cmdline (default: it is argv; a program may rename itself at once). */
   execed?: (cmdline: string[]) => boolean;
+  /** The command line the program ends up with, when it execs another (default argv). */
+  execs?: string[];
 }
 
 export interface Target {
@@ -62,7 +64,7 @@ export function startTarget(argv: string[], opts: StartOptions = {}): Target {
   registry.add(pid);
   current.targets.push({ pid, log, argv });
   // The background job first runs `setsid`, which then execs the program.
-  const want = argv.join('\0');
+  const want = (opts.execs ?? argv).join('\0');
   const end = Date.now() + (opts.timeoutMs ?? 5000) * SLOW;
   for (;;) {
     const cl = cmdline(pid);

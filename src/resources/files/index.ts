@@ -15,12 +15,16 @@ import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { inetFile } from '../net/inet.ts';
+import { netlinkFile } from '../net/netlink.ts';
+import { packetFile } from '../net/packet.ts';
 import { dumpFown, restoreFown, setAsync } from './fown.ts';
 import { kindSession, FASYNC, type FdProbe, type FileKind, type DumpFileCtx, type RestoreFileCtx } from './types.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
+import { inheritedFd } from './inherit.ts';
+import { IMG } from '../../images/index.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
 
@@ -43,6 +47,8 @@ const kinds: FileKind[] = [
   pidfdFile,
   nsFile,
   inetFile,
+  netlinkFile,
+  packetFile,
   unixSocketFile,
   regFile,
 ];
@@ -117,6 +123,17 @@ export class FileIdentity {
   }
 }
 
+/** The lowest fd of a task whose link reads `link` (socket:[N]), if any. */
+export function fdHolding(pid: number, link: string): number | undefined {
+  return listFds(pid).find((fd) => {
+    try {
+      return readLink(pid, `fd/${fd}`) === link;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** fdinfo entries of a task, adding a file_entry for every open file description not seen yet. */
 export function dumpFds(pid: number, files: FileTable, identity: FileIdentity, ctx: DumpFileCtx): Fdinfo[] {
   const pidfd = pidfdOpen(pid);
@@ -152,6 +169,13 @@ export function openFileId(id: number, ctx: RestoreFileCtx, local: Map<number, n
   if (have !== undefined) return have;
   const file = ctx.files.get(id);
   if (!file) throw new Error(`files.img has no file with id ${id} (${what})`);
+  const inherited = inheritedFd(file, ctx.inheritFds);
+  if (inherited !== undefined) {
+    ctx.log.info(`${what}: criu-ts's fd ${inherited} stands for file ${id} (inherit_fd)`);
+    ctx.inheritedIds.add(id);
+    local.set(id, inherited);
+    return inherited;
+  }
   const kind = kinds.find((k) => k.type === file.type);
   if (!kind) throw new NotSupportedError(`${what}: file type ${file.type}`);
   const fd = kindSession(kind, ctx.kinds).open(file, ctx);
@@ -172,12 +196,12 @@ function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, 
  * Owners and F_SETSIG of the open files (fown.ts), on criu-ts's fds of them, once every task
  * and thread that may own one exists.
  */
-export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>): void {
+export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>, hostPid?: (pid: number) => number): void {
   for (const [id, fd] of local) {
     const file = files.get(id);
     const kind = file && kinds.find((k) => k.type === file.type);
     const e = kind && kindEntry(kind, file);
-    if (e?.fown) restoreFown(fd, e.fown);
+    if (e?.fown) restoreFown(fd, e.fown, hostPid);
   }
 }
 
@@ -204,7 +228,9 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
     const h = had.get(e.fd);
     if (h && h.id === e.id && ((h.flags ^ e.flags) & 1) === 0) kept.add(e.fd);
   }
-  for (const [from, to] of closeRanges([...had.keys()], kept)) t.syscall('close_range', from, to, 0);
+  // A pidfd of criu-ts that the task inherited (it cannot name criu-ts) stays until the release.
+  const own = t.criuPidfd === undefined ? [] : [t.criuPidfd];
+  for (const [from, to] of closeRanges([...had.keys(), ...own], new Set([...kept, ...own]))) t.syscall('close_range', from, to, 0);
   addFds(
     t,
     fdinfo.filter((e) => !kept.has(e.fd)),
@@ -222,7 +248,7 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
 export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, selfPid: number, table: Fdinfo[]): void {
   if (!fdinfo.length) return;
   const maxFd = table.reduce((m, e) => Math.max(m, e.fd), 2);
-  let pidfd = t.syscall('pidfd_open', selfPid, 0);
+  let pidfd = t.criuPidfd !== undefined ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);
   if (pidfd !== high) {
     t.syscall('dup3', pidfd, high, O.CLOEXEC);
@@ -288,5 +314,40 @@ export function afterInstall(t: Tracee, area: InjectionArea, fdinfo: Fdinfo[], c
     done.add(e.id);
     if (async) setAsync(t, e.fd);
     if (!kind?.eachFd) kind?.afterInstall?.(file, e.fd, t, area, ctx);
+  }
+}
+
+/**
+ * Files in flight in the queues of the task's sockets whose kind keeps state through the
+ * task's fd numbers (an epoll's targets), and that no fd of a task holds: the task does that
+ * part on a copy it pulls from criu-ts and closes, as CRIU opens them in the queue's task.
+ */
+export function afterInstallInFlight(
+  t: Tracee,
+  area: InjectionArea,
+  fdinfo: Fdinfo[],
+  ctx: RestoreFileCtx,
+  local: Map<number, number>,
+  done: Set<number>,
+  selfPid: number,
+): void {
+  const mine = new Set(fdinfo.map((e) => e.id));
+  for (const { entry } of ctx.entries(IMG.SK_QUEUES)) {
+    if (!mine.has(entry.id_for)) continue;
+    for (const id of entry.scm.flatMap((sc) => sc.rights)) {
+      const file = ctx.files.get(id);
+      const kind = file && kinds.find((k) => k.type === file.type);
+      const src = local.get(id);
+      if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
+      done.add(id);
+      const pidfd = t.syscall('pidfd_open', selfPid, 0);
+      const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
+      t.syscallRaw('close', pidfd);
+      try {
+        kind.afterInstall(file, Number(fd), t, area, ctx);
+      } finally {
+        t.syscallRaw('close', fd);
+      }
+    }
   }
 }

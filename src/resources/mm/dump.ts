@@ -108,6 +108,9 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
     if (!st2) throw new NotSupportedError(`task ${t.pid} maps ${v.path}, which cannot be reached by path`);
     e.shmid = BigInt(t.files.regPath(v.path, flags, { size: BigInt(st2.size), mode: st2.mode }));
     e.fdflags = flags;
+  } else if (st & VMA.AREA_SOCKET) {
+    // CRIU's shmid of a socket mapping is the socket's file id; its pages are the kernel's.
+    e.shmid = BigInt(t.socketFile(Number(/^socket:\[(\d+)\]/.exec(v.path)?.[1] ?? v.inode)));
   } else if (st & VMA.AREA_SYSVIPC) {
     throw new NotSupportedError(`task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}`);
   }

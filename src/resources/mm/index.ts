@@ -7,9 +7,10 @@
 //   fill.ts     page data into a restored task (part of it read in by the task itself)
 //   shmem.ts    shared memory objects, saved once and made once in criu-ts on restore
 //   shstk.ts    shadow-stack VMAs (arm64 GCS), recreated with map_shadow_stack
+//   aio.ts      AIO rings (io_setup), made again at their address with their events
 export { dumpMm, mmClaims, type MmDumpStats } from './dump.ts';
 export { isAioRing, restoreAioRings } from './aio.ts';
-export { VMA, PE, dontExpandOwned, splitGuards } from './layout.ts';
+export { VMA, PE, dontExpandOwned, splitGuards, isSocketVma } from './layout.ts';
 export {
   prepareAddressSpace,
   installGuards,
@@ -25,4 +26,4 @@ export {
   type Range,
 } from './restore.ts';
 export { restoreAddressSpace, inheritedVmas, type AddressSpaceInput } from './inherit.ts';
-export { ShmemObjects, dumpShmemContent, shmemSizes, pullFd, type ShmemSource } from './shmem.ts';
+export { ShmemObjects, dumpShmemContent, shmemSizes, shmemContent, pullFd, type ShmemSource } from './shmem.ts';

@@ -37,6 +37,7 @@ export function vmaStatus(v: Vma): number {
   if (v.path === '[vvar]' || v.path === '[vvar_vclock]') return s | VMA.AREA_VVAR | VMA.ANON_PRIVATE;
   if (v.path === '[uprobes]') return s | VMA.AREA_UPROBES;
   if (v.path === '[heap]') s |= VMA.AREA_HEAP;
+  if (isSocketVma(v)) return s | VMA.AREA_SOCKET;
   if (v.vmFlags?.has('ss')) s |= VMA.AREA_SHSTK;
   // A private mapping of a shared anonymous object (opened through map_files) sees the
   // object's pages until it writes its own: it maps the same object, MAP_PRIVATE.
@@ -50,6 +51,9 @@ export function vmaStatus(v: Vma): number {
   }
   return s | (v.shared ? VMA.ANON_SHARED : VMA.ANON_PRIVATE);
 }
+
+/** A packet socket's ring mapped into the task: mapped again from the restored socket. */
+export const isSocketVma = (v: Pick<Vma, 'path'>): boolean => v.path.startsWith('socket:[');
 
 /** MAP_SHARED|MAP_ANONYMOUS memory, mapped shared or private: a shmem file the kernel names /dev/zero (deleted). */
 function isAnonShmem(v: Vma): boolean {

@@ -206,6 +206,8 @@ export interface MmRestoreInput {
   pathOf(fileId: number): string;
   /** criu-ts's fd of the shared memory object behind a VMA (shared anonymous or memfd). */
   shmemFd(v: VmaEntry): number;
+  /** The task's own fd of the socket whose ring a VMA maps (VMA_AREA_SOCKET: shmid is its file id). */
+  socketFd(v: VmaEntry): number;
   /** Key for encrypted page data. */
   key?: Buffer;
   /** VMAs (by start) inherited from the parent and kept as they are, with their pages. */
@@ -259,6 +261,9 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         } finally {
           tr.syscallRaw('close', fd);
         }
+      } else if (st & VMA.AREA_SOCKET) {
+        // The ring the restored socket has again (its fd is in place already); the frames start empty.
+        tr.syscall('mmap', start, len, prot, flags, input.socketFd(v), v.pgoff);
       } else if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         const path = input.pathOf(Number(v.shmid));
         const oflags = v.fdflags ?? O.RDONLY;
@@ -399,6 +404,17 @@ function fullAuxv(mm: MmEntry): bigint[] {
   return tail.length ? [...mm.mm_saved_auxv, ...tail] : mm.mm_saved_auxv;
 }
 
+/** The same inode: a task in a mount namespace of its own shows its exe by another path than criu-ts reaches it by. */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const x = fs.statSync(a),
+      y = fs.statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
 /** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */
 export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, log?: Logger): void {
   const tr = t.leader;
@@ -417,7 +433,7 @@ export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, lo
   } catch {
     /* none */
   }
-  const exeFd = current === exePath ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
+  const exeFd = current === exePath || sameFile(`/proc/${t.pid}/exe`, exePath) ? 0xffffffffn : openPulled(tr, exePath, O.RDONLY);
   try {
     const m = prctlMmMap(mm, auxvAddr, auxv.length, Number(exeFd));
     const mapAt = t.area.put(m);

@@ -1,7 +1,7 @@
-// INET_DIAG (NETLINK_SOCK_DIAG): what only sock_diag tells of an inet socket: its state, its
-// two ends (a connection not made yet has no peer name) and its shutdown state (poll shows a
-// read shutdown, never a write one). One dump per family and protocol, matched by inode; it
-// sees the sockets of criu-ts's network namespace.
+// sock_diag (NETLINK_SOCK_DIAG) dumps: what only the kernel's socket tables tell of a socket
+// (an inet socket's shutdown state, a netlink socket's port and groups, a packet socket's
+// rings and multicast list). One dump per family (and protocol), matched by inode; it sees
+// the sockets of criu-ts's network namespace.
 import { sock, close } from '../../kernel/index.ts';
 import type { Endpoint } from '../../soccr/index.ts';
 
@@ -11,33 +11,24 @@ const NLM_F_REQUEST = 1,
   NLM_F_DUMP = 0x300,
   NLMSG_DONE = 3,
   NLMSG_ERROR = 2;
-const INET_DIAG_SHUTDOWN = 8;
-const MSG_HDR = 16,
-  DIAG_MSG = 72;
+const MSG_HDR = 16;
 
-/** An inet socket as sock_diag shows it. */
-export interface DiagSock {
-  state: number;
-  /** RCV_SHUTDOWN 1, SEND_SHUTDOWN 2 */
-  shutdown: number;
-  src: Endpoint;
-  dst: Endpoint;
+/** One socket of a dump: its fixed message (family specific) and its attributes by type. */
+export interface DiagMsg {
+  msg: Buffer;
+  attrs: Map<number, Buffer>;
 }
 
-/** Every socket of one family and protocol, by inode. */
-export function inetDiag(family: number, proto: number): Map<number, DiagSock> {
+/** Every socket a SOCK_DIAG_BY_FAMILY dump request (`body`, after the netlink header) lists. */
+export function diagDump(body: Buffer, msgLen: number): DiagMsg[] {
   const fd = sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, NETLINK_SOCK_DIAG);
-  const out = new Map<number, DiagSock>();
-  const alen = family === sock.AF.INET ? 4 : 16;
+  const out: DiagMsg[] = [];
   try {
-    const req = Buffer.alloc(MSG_HDR + 56);
+    const req = Buffer.alloc(MSG_HDR + body.length);
     req.writeUInt32LE(req.length, 0);
     req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
     req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-    req.writeUInt8(family, MSG_HDR);
-    req.writeUInt8(proto, MSG_HDR + 1);
-    req.writeUInt8(0, MSG_HDR + 2); // no extensions: the shutdown attribute always comes
-    req.writeUInt32LE(0xffffffff, MSG_HDR + 4); // every state
+    body.copy(req, MSG_HDR);
     if (sock.sendRaw(fd, req, 0) !== req.length) throw new Error('sock_diag: short request');
     const buf = Buffer.alloc(64 * 1024);
     for (;;) {
@@ -48,26 +39,71 @@ export function inetDiag(family: number, proto: number): Map<number, DiagSock> {
           type = buf.readUInt16LE(off + 4);
         if (type === NLMSG_DONE) return out;
         if (type === NLMSG_ERROR) throw new Error(`sock_diag: error ${-buf.readInt32LE(off + MSG_HDR)}`);
-        const msg = off + MSG_HDR;
-        const ino = buf.readUInt32LE(msg + 68);
-        let shutdown = 0;
-        for (let a = msg + DIAG_MSG; a + 4 <= off + len; ) {
+        if (len < MSG_HDR + msgLen) throw new Error(`sock_diag: short message of ${len} bytes`);
+        const at = off + MSG_HDR;
+        const attrs = new Map<number, Buffer>();
+        for (let a = at + msgLen; a + 4 <= off + len; ) {
           const alen = buf.readUInt16LE(a),
-            atype = buf.readUInt16LE(a + 2);
+            atype = buf.readUInt16LE(a + 2) & 0x3fff;
           if (alen < 4) break;
-          if (atype === INET_DIAG_SHUTDOWN) shutdown = buf.readUInt8(a + 4);
+          attrs.set(atype, Buffer.from(buf.subarray(a + 4, a + alen)));
           a += (alen + 3) & ~3;
         }
-        const end = (port: number, at: number): Endpoint => ({
-          family,
-          port: buf.readUInt16BE(msg + port),
-          addr: Buffer.from(buf.subarray(msg + at, msg + at + alen)),
-        });
-        out.set(ino, { state: buf.readUInt8(msg + 1), shutdown, src: end(4, 8), dst: end(6, 24) });
+        out.push({ msg: Buffer.from(buf.subarray(at, at + msgLen)), attrs });
         off += (len + 3) & ~3;
       }
     }
   } finally {
     close(fd);
+  }
+}
+
+const INET_DIAG_SHUTDOWN = 8;
+
+/** An inet socket as sock_diag shows it. */
+export interface DiagSock {
+  state: number;
+  /** RCV_SHUTDOWN 1, SEND_SHUTDOWN 2 */
+  shutdown: number;
+  src: Endpoint;
+  dst: Endpoint;
+}
+
+/** Every socket of one family and protocol (TCP, UDP, UDP-Lite), by inode. */
+export function inetDiag(family: number, proto: number): Map<number, DiagSock> {
+  const req = Buffer.alloc(56);
+  req.writeUInt8(family, 0);
+  req.writeUInt8(proto, 1);
+  req.writeUInt8(0, 2); // no extensions: the shutdown attribute always comes
+  req.writeUInt32LE(0xffffffff, 4); // every state
+  const alen = family === sock.AF.INET ? 4 : 16;
+  const out = new Map<number, DiagSock>();
+  for (const { msg, attrs } of diagDump(req, 72)) {
+    const end = (port: number, at: number): Endpoint => ({
+      family,
+      port: msg.readUInt16BE(port),
+      addr: Buffer.from(msg.subarray(at, at + alen)),
+    });
+    out.set(msg.readUInt32LE(68), {
+      state: msg.readUInt8(1),
+      shutdown: attrs.get(INET_DIAG_SHUTDOWN)?.readUInt8(0) ?? 0,
+      src: end(4, 8),
+      dst: end(6, 24),
+    });
+  }
+  return out;
+}
+
+/** Does this kernel list raw sockets through sock_diag (raw_diag, CRIU's net_diag_raw)? */
+export function hasRawDiag(): boolean {
+  const req = Buffer.alloc(56);
+  req.writeUInt8(sock.AF.INET, 0);
+  req.writeUInt8(sock.IPPROTO.RAW, 1);
+  req.writeUInt32LE(0xffffffff, 4);
+  try {
+    diagDump(req, 72);
+    return true;
+  } catch {
+    return false;
   }
 }

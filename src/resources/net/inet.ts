@@ -1,32 +1,30 @@
-// TCP and UDP (and UDP-Lite) sockets over IPv4 and IPv6: inet_sk_entry in files.img. Dump works
-// on a pidfd_getfd copy of the task's socket; restore makes a fresh socket in criu-ts, binds,
-// listens or connects it, and sets its options. Established TCP connections go through tcp.ts.
+// TCP, UDP (and UDP-Lite), raw and ICMP echo sockets over IPv4 and IPv6: inet_sk_entry in
+// files.img. Dump works on a pidfd_getfd copy of the task's socket; restore makes a fresh
+// socket in criu-ts, binds, listens or connects it, and sets its options. Established TCP
+// connections go through tcp.ts, raw and ping options through raw.ts.
+import fs from 'node:fs';
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
 import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDump } from './tcp.ts';
-import { inetDiag, type DiagSock } from './diag.ts';
 import { endpointName } from './netlock.ts';
-
-import { NotSupportedError, CriuError } from '../../errors.ts';
+import { inetDiag, type DiagSock } from './diag.ts';
+import { int, bool, setInt, dumpSkOpts, restoreSkOpts } from './skopts.ts';
+import { isRawOrPing, dumpRawOpts, restoreRawOpts } from './raw.ts';
+import { forSocket, inOwnNetns, protoNameOf } from './sockfd.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
-const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO } = sock;
+const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO, SOCK } = sock;
 type InetEntry = Message<'inet_sk_entry'>;
-type SkOpts = MessageInput<'sk_opts_entry'>;
 
 /** The sockets this kind handles, by the name their "system.sockprotoname" xattr gives. */
-const PROTO_NAMES = new Set(['TCP', 'TCPv6', 'UDP', 'UDPv6', 'UDP-Lite', 'UDPLITEv6']);
-/** Other IPv4/IPv6 sockets: claimed here so that they are refused by name. */
-const OTHER_INET = new Set(['RAW', 'RAWv6', 'PING', 'PINGv6', 'MPTCP', 'MPTCPv6', 'SCTP', 'SCTPv6', 'L2TP/IP', 'L2TP/IPv6']);
+const PROTO_NAMES = new Set(['TCP', 'TCPv6', 'UDP', 'UDPv6', 'UDP-Lite', 'UDPLITEv6', 'RAW', 'RAWv6', 'PING', 'PINGv6']);
+/** Other IPv4/IPv6 sockets (CRIU refuses them too): claimed here so that they are refused by name. */
+const OTHER_INET = new Set(['MPTCP', 'MPTCPv6', 'SCTP', 'SCTPv6', 'L2TP/IP', 'L2TP/IPv6']);
 
-function protoName(path: string): string | undefined {
-  try {
-    return sock.sockProtoName(path);
-  } catch {
-    return undefined;
-  }
-}
+/** A TCP socket, not a raw one carrying TCP. */
+const isTcp = (e: { type: number; proto: number }): boolean => e.type === SOCK.STREAM && e.proto === IPPROTO.TCP;
 
 /** Address words as CRIU stores them: the bytes in network order, read as host u32s. */
 function words(addr: Buffer): number[] {
@@ -34,110 +32,11 @@ function words(addr: Buffer): number[] {
   for (let i = 0; i < addr.length; i += 4) out.push(addr.readUInt32LE(i));
   return out;
 }
-const int = (fd: number, level: number, opt: number): number => sock.getsockoptInt(fd, level, opt);
-const bool = (fd: number, level: number, opt: number): boolean => int(fd, level, opt) !== 0;
-/** An option some kernels refuse on inet sockets (SO_PASSCRED is unix and netlink only since 6.16). */
-const maybeBool = (fd: number, level: number, opt: number): boolean | undefined => {
-  const v = sock.getsockoptIntMaybe(fd, level, opt);
-  return v === undefined ? undefined : v !== 0;
-};
-
-function timeo(fd: number, opt: number): [bigint, bigint] {
-  const b = sock.getsockoptBuf(fd, SOL.SOCKET, opt, 16);
-  return [b.readBigInt64LE(0), b.readBigInt64LE(8)];
-}
-
-function dumpSkOpts(fd: number, where: string): SkOpts {
-  const filter = sock.getsockoptIntMaybe(fd, SOL.SOCKET, SO.GET_FILTER);
-  // SO_GET_FILTER with a 4-byte buffer fails with EINVAL when a filter is attached (it needs
-  // room for every instruction), and returns 0 bytes without one.
-  if (filter === undefined) throw new NotSupportedError(`${where}: a socket filter (SO_ATTACH_FILTER)`);
-  const [sndSec, sndUsec] = timeo(fd, SO.SNDTIMEO),
-    [rcvSec, rcvUsec] = timeo(fd, SO.RCVTIMEO);
-  const linger = sock.getsockoptBuf(fd, SOL.SOCKET, SO.LINGER, 8);
-  const dev = sock.getsockoptBuf(fd, SOL.SOCKET, SO.BINDTODEVICE, 16).toString('latin1').replace(/\0.*$/s, '');
-  const bufLock = sock.getsockoptIntMaybe(fd, SOL.SOCKET, SO.BUF_LOCK);
-  return {
-    so_sndbuf: int(fd, SOL.SOCKET, SO.SNDBUF),
-    so_rcvbuf: int(fd, SOL.SOCKET, SO.RCVBUF),
-    so_snd_tmo_sec: sndSec,
-    so_snd_tmo_usec: sndUsec,
-    so_rcv_tmo_sec: rcvSec,
-    so_rcv_tmo_usec: rcvUsec,
-    reuseaddr: bool(fd, SOL.SOCKET, SO.REUSEADDR),
-    so_reuseport: bool(fd, SOL.SOCKET, SO.REUSEPORT),
-    so_priority: int(fd, SOL.SOCKET, SO.PRIORITY),
-    so_rcvlowat: int(fd, SOL.SOCKET, SO.RCVLOWAT),
-    so_mark: int(fd, SOL.SOCKET, SO.MARK),
-    so_passcred: maybeBool(fd, SOL.SOCKET, SO.PASSCRED),
-    so_passsec: maybeBool(fd, SOL.SOCKET, SO.PASSSEC),
-    so_dontroute: bool(fd, SOL.SOCKET, SO.DONTROUTE),
-    so_no_check: bool(fd, SOL.SOCKET, SO.NO_CHECK),
-    so_broadcast: bool(fd, SOL.SOCKET, SO.BROADCAST),
-    so_keepalive: bool(fd, SOL.SOCKET, SO.KEEPALIVE),
-    so_oobinline: int(fd, SOL.SOCKET, SO.OOBINLINE),
-    ...(linger.readInt32LE(0) ? { so_linger: linger.readInt32LE(4) } : {}),
-    ...(dev ? { so_bound_dev: dev } : {}),
-    ...(bufLock !== undefined ? { so_buf_lock: bufLock } : {}),
-  };
-}
-
-function setInt(fd: number, level: number, opt: number, v: number | boolean | undefined, onlyIfSet = false): void {
-  if (v === undefined) return;
-  const n = typeof v === 'boolean' ? (v ? 1 : 0) : v;
-  if (onlyIfSet && !n) return;
-  sock.setsockoptInt(fd, level, opt, n);
-}
-
-function restoreSkOpts(fd: number, o: Message<'sk_opts_entry'>): void {
-  // The kernel doubles what it is given: the dumped values are already doubled.
-  for (const [force, plain, v] of [
-    [SO.SNDBUFFORCE, SO.SNDBUF, o.so_sndbuf],
-    [SO.RCVBUFFORCE, SO.RCVBUF, o.so_rcvbuf],
-  ]) {
-    try {
-      sock.setsockoptInt(fd, SOL.SOCKET, force, Math.floor(v / 2));
-    } catch {
-      sock.setsockoptInt(fd, SOL.SOCKET, plain, Math.floor(v / 2));
-    }
-  }
-  setInt(fd, SOL.SOCKET, SO.BUF_LOCK, o.so_buf_lock);
-  setInt(fd, SOL.SOCKET, SO.PRIORITY, o.so_priority);
-  setInt(fd, SOL.SOCKET, SO.RCVLOWAT, o.so_rcvlowat);
-  setInt(fd, SOL.SOCKET, SO.MARK, o.so_mark, true);
-  for (const [opt, v] of [
-    [SO.PASSCRED, o.so_passcred],
-    [SO.PASSSEC, o.so_passsec],
-    [SO.DONTROUTE, o.so_dontroute],
-    [SO.NO_CHECK, o.so_no_check],
-    [SO.BROADCAST, o.so_broadcast],
-    [SO.OOBINLINE, o.so_oobinline],
-    [SO.KEEPALIVE, o.so_keepalive],
-    [SO.REUSEPORT, o.so_reuseport],
-  ] as const)
-    setInt(fd, SOL.SOCKET, opt, v, opt !== SO.REUSEPORT);
-  if (o.so_linger !== undefined) {
-    const l = Buffer.alloc(8);
-    l.writeInt32LE(1, 0);
-    l.writeInt32LE(o.so_linger, 4);
-    sock.setsockoptBuf(fd, SOL.SOCKET, SO.LINGER, l);
-  }
-  for (const [opt, sec, usec] of [
-    [SO.SNDTIMEO, o.so_snd_tmo_sec, o.so_snd_tmo_usec],
-    [SO.RCVTIMEO, o.so_rcv_tmo_sec, o.so_rcv_tmo_usec],
-  ] as const) {
-    if (!sec && !usec) continue;
-    const t = Buffer.alloc(16);
-    t.writeBigInt64LE(BigInt(sec), 0);
-    t.writeBigInt64LE(BigInt(usec), 8);
-    sock.setsockoptBuf(fd, SOL.SOCKET, opt, t);
-  }
-  if (o.so_bound_dev) sock.setsockoptBuf(fd, SOL.SOCKET, SO.BINDTODEVICE, Buffer.from(`${o.so_bound_dev}\0`));
-}
-
-function dumpIpOpts(fd: number, family: number): MessageInput<'ip_opts_entry'> {
+function dumpIpOpts(fd: number, family: number, type: number, proto: number): MessageInput<'ip_opts_entry'> {
+  const raw = type === SOCK.RAW ? { raw: dumpRawOpts(fd, family, proto) } : {};
   if (family === AF.INET) {
     return {
+      ...raw,
       freebind: bool(fd, SOL.IP, IP.FREEBIND),
       pktinfo: bool(fd, SOL.IP, IP.PKTINFO),
       tos: int(fd, SOL.IP, IP.TOS),
@@ -145,14 +44,17 @@ function dumpIpOpts(fd: number, family: number): MessageInput<'ip_opts_entry'> {
     };
   }
   return {
+    ...raw,
     freebind: bool(fd, SOL.IPV6, IPV6.FREEBIND),
     pktinfo: bool(fd, SOL.IPV6, IPV6.RECVPKTINFO),
     tos: int(fd, SOL.IPV6, IPV6.TCLASS),
   };
 }
 
-function restoreIpOpts(fd: number, family: number, o: Message<'ip_opts_entry'> | undefined): void {
+function restoreIpOpts(fd: number, e: InetEntry): void {
+  const { family, ip_opts: o } = e;
   if (!o) return;
+  restoreRawOpts(fd, family, e.proto, o.raw);
   if (family === AF.INET) {
     setInt(fd, SOL.IP, IP.FREEBIND, o.freebind, true);
     setInt(fd, SOL.IP, IP.PKTINFO, o.pktinfo, true);
@@ -185,6 +87,37 @@ function restoreTcpOpts(fd: number, o: Message<'tcp_opts_entry'> | undefined): v
   setInt(fd, SOL.TCP, TCP.KEEPINTVL, o.keepintvl, true);
 }
 
+/**
+ * Datagrams (and raw packets) queued for reading are not saved, as in CRIU: re-queueing them
+ * would mean sending them again from their sources. Dropping them is said by name, and so is
+ * a write queue not yet empty (CRIU warns of it too).
+ */
+function droppedQueue(c: number, where: string, ctx: DumpFileCtx): void {
+  const len = (req: number): number => {
+    const b = Buffer.alloc(4);
+    try {
+      ioctl(c, req, b);
+    } catch {
+      return 0;
+    }
+    return b.readInt32LE(0);
+  };
+  if (len(sock.SIOCINQ) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
+  const out = len(sock.SIOCOUTQ);
+  if (out > 0) ctx.log.warn(`${where}: ${out} bytes were still queued for sending; what the kernel had not sent yet is lost`);
+}
+
+const DGRAM_PROTOS: readonly number[] = [IPPROTO.IP, IPPROTO.UDP, IPPROTO.UDPLITE, IPPROTO.ICMP, IPPROTO.ICMPV6];
+
+/** What of an inet_sk_entry's type and protocol no socket could be made from (tcp.ts checks the rest). */
+export function inetKindProblem(e: InetEntry): string | undefined {
+  if (e.type === SOCK.STREAM && e.proto !== IPPROTO.TCP && e.proto !== IPPROTO.IP) return `protocol ${e.proto} is not TCP`;
+  if (e.type === SOCK.DGRAM && !DGRAM_PROTOS.includes(e.proto)) return `protocol ${e.proto} is not UDP, UDP-Lite or ICMP`;
+  if (e.type === SOCK.RAW && e.proto >= 263) return `protocol ${e.proto} is not below IPPROTO_MAX (263)`;
+  if (e.type !== SOCK.STREAM && e.type !== SOCK.DGRAM && e.type !== SOCK.RAW) return `type ${e.type} is not stream, datagram or raw`;
+  return undefined;
+}
+
 /** pidfds of the dumped tasks, and the copies of their sockets (by "pid fd"), held until the dump ends. */
 interface DumpState {
   pidfds: Map<number, number>;
@@ -192,6 +125,8 @@ interface DumpState {
   registered: boolean;
   diag: Map<string, Map<number, DiagSock>>;
   tcp: TcpDump;
+  /** Restore: the listeners this restore made (by inode), which share ports only with each other. */
+  listeners: Set<number>;
 }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
@@ -237,28 +172,34 @@ function dumpInet(
   st: DumpState,
 ): MessageInput<'inet_sk_entry'> {
   const where = `fd ${p.fd} of task ${p.pid} (socket:[${p.ino}])`;
-  const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '?';
+  const name = protoNameOf({ ...p, link: 'socket:' }) ?? '?';
   if (!PROTO_NAMES.has(name)) throw new NotSupportedError(`${where}: a ${name} socket`);
   const c = copyOf(p.pid, p.fd, ctx, st);
+  // It would come back in criu-ts's network namespace, and sock_diag would not show it.
+  if (!inOwnNetns(c)) throw new NotSupportedError(`${where}: a socket of another network namespace`);
   const family = int(c, SOL.SOCKET, SO.DOMAIN),
     type = int(c, SOL.SOCKET, SO.TYPE),
     proto = int(c, SOL.SOCKET, SO.PROTOCOL);
-  const key = `${family}:${proto}`;
-  let diag = st.diag.get(key);
-  if (!diag) {
-    diag = inetDiag(family, proto);
-    st.diag.set(key, diag);
+  // sock_diag has tables for TCP, UDP and UDP-Lite only (raw_diag keys on the protocol).
+  let d: DiagSock | undefined;
+  if (!isRawOrPing(type, proto)) {
+    const key = `${family}:${proto}`;
+    let diag = st.diag.get(key);
+    if (!diag) {
+      diag = inetDiag(family, proto);
+      st.diag.set(key, diag);
+    }
+    d = diag.get(p.ino);
   }
-  const d = diag.get(p.ino);
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
   // A TCP connection reset or not made yet (SYN_SENT) has no peer name, but SO_PEERNAME (and
   // sock_diag, while it is hashed) still has where it went.
-  const peerAny = peerName ?? (proto === IPPROTO.TCP ? sock.peerNameOpt(c, family) : undefined);
-  const dst = peerAny ? endpoint(peerAny) : d && d.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
+  const peerAny = peerName ?? (isTcp({ type, proto }) ? sock.peerNameOpt(c, family) : undefined);
+  const dst = peerAny ? endpoint(peerAny) : d?.dst.port ? d.dst : { family, addr: Buffer.alloc(family === AF.INET ? 4 : 16), port: 0 };
   let state: number = peerName ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
   let backlog = 0;
-  if (proto === IPPROTO.TCP) {
+  if (isTcp({ type, proto })) {
     const ti = tcpInfo(c);
     state = ti.state;
     if (state === TCP_STATE.LISTEN) {
@@ -274,19 +215,15 @@ function dumpInet(
       throw new NotSupportedError(`${where}: a TCP socket in ${stateName(state)}`);
     }
   } else {
-    if (sock.getsockoptIntMaybe(c, IPPROTO.UDP, sock.UDP.CORK)) throw new NotSupportedError(`${where}: a corked UDP socket`);
-    const inq = Buffer.alloc(4);
-    try {
-      ioctl(c, sock.SIOCINQ, inq);
-    } catch {
-      /* no queue */
-    }
-    if (inq.readInt32LE(0) > 0) ctx.log.warn(`${where}: the datagrams queued for reading are dropped, as CRIU does`);
+    if (!isRawOrPing(type, proto) && sock.getsockoptIntMaybe(c, IPPROTO.UDP, sock.UDP.CORK))
+      throw new NotSupportedError(`${where}: a corked UDP socket`);
+    droppedQueue(c, where, ctx);
   }
-  // sock_diag does not list a TCP socket that is neither bound to a connection nor listening:
-  // poll tells a read shutdown there (as CRIU does), which a write one comes with on close.
+  // Only TCP and UDP keep a shutdown (as in CRIU). sock_diag does not list a TCP socket that
+  // is neither bound to a connection nor listening: poll tells a read shutdown there (as CRIU
+  // does), which a write one comes with on close.
   const hup = sock.POLL.RDHUP | sock.POLL.HUP;
-  const shutdown = d?.shutdown ?? (proto === IPPROTO.TCP && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0);
+  const shutdown = isRawOrPing(type, proto) ? 0 : (d?.shutdown ?? (isTcp({ type, proto }) && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0));
   const e: MessageInput<'inet_sk_entry'> = {
     id,
     ino: p.ino,
@@ -301,13 +238,13 @@ function dumpInet(
     src_addr: words(src.addr),
     dst_addr: words(dst.addr),
     fown: fown(),
-    opts: dumpSkOpts(c, where),
-    ip_opts: dumpIpOpts(c, family),
+    opts: dumpSkOpts(c),
+    ip_opts: dumpIpOpts(c, family, type, proto),
     ...(family === AF.INET6 ? { v6only: bool(c, SOL.IPV6, IPV6.V6ONLY) } : {}),
-    ...(proto === IPPROTO.TCP ? { tcp_opts: dumpTcpOpts(c) } : {}),
+    ...(isTcp({ type, proto }) ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
-  if (proto === IPPROTO.TCP && repaired(state, dst.port)) {
+  if (isTcp({ type, proto }) && repaired(state, dst.port)) {
     st.tcp.copy ??= (pid, fd) => copyOf(pid, fd, ctx, st);
     dumpConnection(c, p, { src, dst }, where, ctx, st.tcp);
   }
@@ -320,21 +257,40 @@ function dumpInet(
  * (SK_FORCE_REUSE), and leaves repair before it listens.
  */
 function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
-  // The task's own IP_FREEBIND before the bind: its address need not exist (here, or yet).
-  if (e.ip_opts?.freebind) setInt(fd, e.family === AF.INET ? SOL.IP : SOL.IPV6, e.family === AF.INET ? IP.FREEBIND : IPV6.FREEBIND, 1);
-  const freebind = e.family === AF.INET6 && e.ip_opts?.freebind !== true;
-  const repair = e.proto === IPPROTO.TCP;
-  if (freebind) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 1);
+  // An address the socket had with IP_FREEBIND may not be local now; IPv6 addresses may still
+  // be tentative. The flag is on for the bind, and left on only if the task had it.
+  const own = e.ip_opts?.freebind === true;
+  const freebind = own || (e.family === AF.INET6 && e.type !== SOCK.RAW);
+  const repair = isTcp(e);
+  const [level, opt] = e.family === AF.INET6 ? [SOL.IPV6, IPV6.FREEBIND] : [SOL.IP, IP.FREEBIND];
+  if (freebind) setInt(fd, level, opt, 1);
   if (repair) sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, 1);
   try {
     sock.bind(fd, sockaddr(src));
   } finally {
     if (repair) sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR, -1);
-    if (freebind) setInt(fd, SOL.IPV6, IPV6.FREEBIND, 0);
+    if (freebind && !own) setInt(fd, level, opt, 0);
   }
 }
 
-function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
+/**
+ * bindBack forces the bind (the old socket's leftovers may hold the port), which would also
+ * share the port with a listener another process opened meanwhile: that one is refused here.
+ */
+function refuseTakenPort(e: InetEntry, src: Endpoint, ours: Set<number>): void {
+  const wild = (a: Buffer): boolean => a.every((b) => b === 0);
+  for (const family of e.family === AF.INET6 ? [AF.INET6] : [AF.INET, AF.INET6])
+    for (const [ino, s] of inetDiag(family, e.proto)) {
+      if (s.state !== TCP_STATE.LISTEN || s.src.port !== src.port || ours.has(ino)) continue;
+      const same = family === e.family ? s.src.addr.equals(src.addr) : false;
+      if (same || wild(s.src.addr) || wild(src.addr))
+        throw new CriuError(
+          `inet socket ${e.id} (LISTEN ${endpointName(src)}): the port is taken by another listening socket (EADDRINUSE)`,
+        );
+    }
+}
+
+function openInet(e: InetEntry, ctx: RestoreFileCtx, st: DumpState): number {
   const where = `inet socket ${e.id} (ino ${e.ino})`;
   const fd = ctx.keep(sock.socket(e.family, e.type | sock.SOCK.CLOEXEC, e.proto));
   if (e.v6only) sock.setsockoptInt(fd, SOL.IPV6, IPV6.V6ONLY, 1);
@@ -343,14 +299,18 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, 1);
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEPORT, 1);
   const { src, dst } = entryEndpoints(e);
-  if (e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port)) {
+  if (isTcp(e) && repaired(e.state, e.dst_port)) {
     restoreConnection(fd, e, { src, dst }, where, ctx);
   } else {
+    // A raw socket's port is its protocol, which bind ignores; its address still counts.
+    if (e.state === TCP_STATE.LISTEN && !e.opts.so_reuseport) refuseTakenPort(e, src, st.listeners);
     if (e.src_port || e.state === TCP_STATE.LISTEN) bindBack(fd, e, src);
-    if (e.state === TCP_STATE.LISTEN) sock.listen(fd, e.backlog);
-    else if (e.dst_port) sock.connect(fd, sockaddr(dst));
+    if (e.state === TCP_STATE.LISTEN) {
+      sock.listen(fd, e.backlog);
+      st.listeners.add(fs.fstatSync(fd).ino);
+    } else if (e.dst_port || (e.type === SOCK.RAW && e.state === TCP_STATE.ESTABLISHED)) sock.connect(fd, sockaddr(dst));
   }
-  if (e.shutdown && !(ctx.tcp.close && e.proto === IPPROTO.TCP && repaired(e.state, e.dst_port))) {
+  if (e.shutdown && !isRawOrPing(e.type, e.proto) && !(ctx.tcp.close && isTcp(e) && repaired(e.state, e.dst_port))) {
     // sk_shutdown READ 1, WRITE 2, BOTH 3 are SHUT_RD, SHUT_WR and SHUT_RDWR plus one. An
     // unconnected socket takes the shutdown and still says ENOTCONN.
     try {
@@ -359,7 +319,7 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
       if (!(err instanceof SysError && err.code === 'ENOTCONN')) throw err;
     }
   }
-  restoreIpOpts(fd, e.family, e.ip_opts);
+  restoreIpOpts(fd, e);
   restoreSkOpts(fd, e.opts);
   restoreTcpOpts(fd, e.tcp_opts);
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEADDR, e.opts.reuseaddr ? 1 : 0);
@@ -374,8 +334,7 @@ export const inetFile = statefulKind({
   name: 'inet socket',
   claims: { flags: O.NONBLOCK | FASYNC },
   matches: (p) => {
-    if (!p.link.startsWith('socket:')) return false;
-    const name = protoName(`/proc/${p.pid}/fd/${p.fd}`) ?? '';
+    const name = protoNameOf(p) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
   state: (): DumpState => ({
@@ -384,18 +343,12 @@ export const inetFile = statefulKind({
     registered: false,
     diag: new Map(),
     tcp: { frozen: [], noted: new Set() },
+    listeners: new Set(),
   }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
-  open(e, ctx) {
-    try {
-      return openInet(e, ctx);
-    } catch (err) {
-      if (err instanceof SysError) {
-        const { src, dst } = entryEndpoints(e);
-        const ends = `${endpointName(src)}${e.dst_port ? ` to ${endpointName(dst)}` : ''}`;
-        throw new CriuError(`inet socket ${e.id} (${stateName(e.state)} ${ends}): ${err.message}`);
-      }
-      throw err;
-    }
+  open(e, ctx, st) {
+    const { src, dst } = entryEndpoints(e);
+    const ends = `${endpointName(src)}${e.dst_port ? ` to ${endpointName(dst)}` : ''}`;
+    return forSocket(`inet socket ${e.id} (${stateName(e.state)} ${ends})`, () => openInet(e, ctx, st));
   },
 });

@@ -18,6 +18,7 @@ import {
   shutdown,
   setsockoptInt,
   setsockoptBuf,
+  attachFilter,
   sendMsg,
   fcntl,
   close,
@@ -32,6 +33,7 @@ import {
 import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { RestoreFileCtx } from '../files/types.ts';
+import { decodeFilter } from './skopts.ts';
 import { TCP_ESTABLISHED, TCP_LISTEN, USK_EXTERN, isPathName, showName, type UnixEntry } from './unix-common.ts';
 
 function unixEntries(ctx: RestoreFileCtx): Map<number, UnixEntry> {
@@ -131,6 +133,7 @@ function setOpts(fd: number, o: UnixEntry['opts']): void {
   if (o.so_buf_lock) set(SO.BUF_LOCK, o.so_buf_lock);
   if (o.reuseaddr) set(SO.REUSEADDR, 1);
   if (o.so_reuseport) set(SO.REUSEPORT, 1);
+  if (o.so_filter.length) attachFilter(fd, decodeFilter(o.so_filter));
 }
 
 /** Credentials to send a message with: the dumped ones, with criu-ts's pid if the sender's is not there (yet). */

@@ -12,31 +12,32 @@ import {
   getsockoptInt,
   setsockoptInt,
   getsockoptBuf,
+  getFilter,
   peekMsg,
   sockDiagOpen,
   unixDiag,
-  pidfdOpen,
-  pidfdGetfd,
   ioctl,
   close,
   getpid,
+  kcmpEpollTfd,
   O,
   SCM_RIGHTS,
   type UnixDiag,
   type SockMsg,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
+import { readFdinfo } from '../../proc/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import { FD_TYPE, FASYNC, S_IFMT, S_IFSOCK, fown, statefulKind, type FdProbe, type DumpFileCtx } from '../files/types.ts';
 import type { MessageInput } from '../types.ts';
 import { TCP_ESTABLISHED, TCP_LISTEN, USK_EXTERN, isPathName, showName } from './unix-common.ts';
 import { restoreAll } from './unix-restore.ts';
+import { encodeFilter } from './skopts.ts';
+import { sockIno, withCopy } from './sockfd.ts';
 
 const SHUT_BOTH = 3;
 const TYPE_NAMES: Record<number, string> = { [SOCK.STREAM]: 'stream', [SOCK.DGRAM]: 'datagram', [SOCK.SEQPACKET]: 'seqpacket' };
 const PEEK_SIZE = 4 << 20;
-
-const sockIno = (p: FdProbe): number => Number(/^socket:\[(\d+)\]$/.exec(p.link)?.[1] ?? p.ino);
 
 /** What a dump knows across fds: the tree's unix socket inodes, which listener holds each pending client, external peers saved. */
 interface DumpState {
@@ -153,6 +154,7 @@ function dumpOpts(fd: number): MessageInput<'sk_opts_entry'> {
     so_oobinline: int(SO.OOBINLINE),
     so_linger: linger.readInt32LE(0) ? linger.readInt32LE(4) : 0,
     so_buf_lock: int(SO.BUF_LOCK),
+    so_filter: encodeFilter(getFilter(fd)),
   };
 }
 
@@ -193,9 +195,16 @@ function boundFile(
  * Files in flight that criu-ts cannot dump as its own yet: sockets (their peers and queues)
  * and epolls (their targets are fd numbers of a task).
  */
-function inFlightUnsupported(fd: number): string | undefined {
+function inFlightUnsupported(fd: number, owner: number): string | undefined {
   if ((fs.fstatSync(fd).mode & S_IFMT) === S_IFSOCK) return 'a socket';
-  if (fs.readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventpoll]') return 'an epoll';
+  // An epoll's targets are keyed by fd numbers of the task that added them: they come back
+  // registered by the task holding this queue (as CRIU opens the epoll in that task), so
+  // they must be its fds.
+  if (fs.readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventpoll]') {
+    const self = getpid();
+    for (const t of readFdinfo(self, fd).tfds)
+      if (!kcmpEpollTfd(owner, t.tfd, fd, t.tfd, 0, self)) return `an epoll whose target ${t.tfd} is not fd ${t.tfd} of task ${owner}`;
+  }
   return undefined;
 }
 
@@ -204,13 +213,13 @@ function inFlightUnsupported(fd: number): string | undefined {
  * Files in flight land in criu-ts, which dumps them as its own and keeps them open until
  * it exits (their ids are matched with the tasks' fds by kcmp).
  */
-function peekQueue(copy: number, where: string, ctx: DumpFileCtx): Array<{ m: SockMsg; ids: number[] }> {
+function peekQueue(copy: number, owner: number, where: string, ctx: DumpFileCtx): Array<{ m: SockMsg; ids: number[] }> {
   const saved = getsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF);
   setsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF, 0);
   const out: Array<{ m: SockMsg; ids: number[] }> = [];
   try {
     for (let m = peekMsg(copy, PEEK_SIZE); m; m = peekMsg(copy, PEEK_SIZE)) {
-      const unsupported = m.fds.map(inFlightUnsupported).find((w) => w);
+      const unsupported = m.fds.map((f) => inFlightUnsupported(f, owner)).find((w) => w);
       if (unsupported) {
         for (const f of m.fds) close(f);
         throw new NotSupportedError(`${where}: its queue holds ${unsupported} in flight (SCM_RIGHTS)`);
@@ -226,21 +235,12 @@ function peekQueue(copy: number, where: string, ctx: DumpFileCtx): Array<{ m: So
 function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): MessageInput<'unix_sk_entry'> {
   const ino = sockIno(p);
   const where = `fd ${p.fd} of task ${p.pid}`;
-  const pidfd = pidfdOpen(p.pid);
-  let copy: number;
-  try {
-    copy = pidfdGetfd(pidfd, p.fd);
-  } finally {
-    close(pidfd);
-  }
-  try {
+  return withCopy(p, (copy) => {
     const domain = getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN);
     if (domain !== AF_UNIX) throw new NotSupportedError(`${where} is a socket of family ${domain}`);
     const d = diagOf(st, ino);
     if (!d) throw new NotSupportedError(`${where}: unix socket ${ino} is in another network namespace`);
     if (!TYPE_NAMES[d.type]) throw new NotSupportedError(`${where}: unix socket ${ino} of type ${d.type}`);
-    const filterLen = getsockoptBuf(copy, SOL_SOCKET, 26 /* SO_GET_FILTER */, 0).length;
-    if (filterLen) throw new NotSupportedError(`${where}: unix socket ${ino} has a socket filter attached`);
     const name = d.name ?? Buffer.alloc(0);
     const tree = treeSockets(ctx, st);
     let peer = d.peer ?? 0;
@@ -284,7 +284,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       ...(isPathName(name) ? boundFile(copy, d, name, where) : {}),
     };
     if (d.state !== TCP_LISTEN && d.rqlen?.rqueue) {
-      for (const { m, ids } of peekQueue(copy, where, ctx)) {
+      for (const { m, ids } of peekQueue(copy, p.pid, where, ctx)) {
         ctx.addEntry(
           IMG.SK_QUEUES,
           {
@@ -301,9 +301,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       `${where}: unix ${TYPE_NAMES[d.type]} socket ${ino} state ${d.state} peer ${peer}${name.length ? ` name ${showName(name)}` : ''}`,
     );
     return entry;
-  } finally {
-    close(copy);
-  }
+  });
 }
 
 /** Sockets made for a restore, by inode; all of them are made at the first open. */

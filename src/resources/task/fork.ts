@@ -21,7 +21,11 @@ export interface CloneExtra {
   tls?: bigint;
 }
 
-/** clone3 with set_tid = [pid] inside `parent`; returns the new, stopped, traced child. */
+/**
+ * clone3 with set_tid = [pid] inside `parent`: `pid` is the child's pid in its own PID
+ * namespace (with CLONE_NEWPID, the new one; the kernel picks the outer ones). Returns the
+ * new, stopped, traced child, known by its pid in criu-ts's namespace (the fork event's).
+ */
 export function cloneAt(
   parent: Tracee,
   area: InjectionArea,
@@ -35,14 +39,20 @@ export function cloneAt(
   const at = area.alloc(CLONE_ARGS_SIZE + 8);
   area.tracee.writeMem(at, cloneArgs({ flags, exitSignal, childTid: extra.childTid, tls: extra.tls, setTid: pid }, at));
   let child: bigint;
+  parent.lastEventMsg = 0;
   try {
     child = parent.syscall('clone3', at, CLONE_ARGS_SIZE);
   } catch (e) {
     if (e instanceof RemoteSysError && e.code === 'EEXIST') throw new CriuError(`pid ${pid} is already in use by another process`);
     throw e;
   }
-  if (Number(child) !== pid) throw new CriuError(`clone3 gave pid ${child}, not ${pid}`);
-  const stub = Tracee.adopt(pid);
+  // clone3 returns the pid in the caller's namespace: the child's own unless it starts a new one.
+  const own = flags & CLONE.NEWPID ? 1 : Number(child);
+  if (own !== pid) throw new CriuError(`clone3 gave pid ${child}, not ${pid}`);
+  const host = parent.lastEventMsg || Number(child);
+  const stub = Tracee.adopt(host, pid);
+  // Its fd table is a copy of the parent's, or the parent's own: the pidfd of criu-ts is in it.
+  stub.criuPidfd = parent.criuPidfd;
   stub.waitStop();
   return stub;
 }

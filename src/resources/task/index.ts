@@ -1,7 +1,6 @@
 // Task-level state, dump and restore side by side:
 //   pstree.ts      pstree_entry: parent, group, session, threads
 //   sessions.ts    sessions and groups: refused when led from outside; helpers for dead leaders
-//   namespaces.ts  trees reaching into other namespaces are refused
 //   fork.ts        a task or thread created at its PID, with the clone flags of what it shares
 //   core.ts        task_core_entry: state, personality, timers, limits, zombies' exit
 //   thread.ts      thread_core_entry: robust list, sigaltstack, rseq, scheduling, signals
@@ -11,7 +10,7 @@
 //   seccomp.ts     seccomp mode and filters (per thread), seccomp.img
 export { dumpPstreeEntry } from './pstree.ts';
 export { checkSessions, SessionRestore, type SessionMember, type Birthplace } from './sessions.ts';
-export { checkNamespaces } from './namespaces.ts';
+export { checkNamespaces } from '../ns/index.ts';
 export { cloneAt, pidInUse, sharingFlags, checkSharing, ALL_SIGNALS, type CloneExtra } from './fork.ts';
 export {
   TASK_STATE,

@@ -74,7 +74,10 @@ export interface Birthplace {
 /** Sessions and groups of one restore, and the helpers that stand in for their dead leaders. */
 export class SessionRestore {
   private readonly helpers = new Map<string, LeaderHelper>();
+  /** Session leaders whose setsid waits until their children of the session they were born in exist. */
+  private readonly deferred = new Map<number, Tracee>();
   private readonly pids: Set<number>;
+  private readonly members: Map<number, SessionMember>;
   private readonly root: SessionMember;
   private readonly shellJob: boolean;
   /** Every PID the restore made, to kill on failure: helpers join and leave it. */
@@ -84,6 +87,7 @@ export class SessionRestore {
 
   constructor(tasks: SessionMember[], shellJob: boolean, created: number[], first: { tracee: Tracee; area: InjectionArea }) {
     this.pids = new Set(tasks.map((t) => t.pid));
+    this.members = new Map(tasks.map((t) => [t.pid, t]));
     this.root = tasks[0];
     this.shellJob = shellJob;
     this.created = created;
@@ -101,8 +105,24 @@ export class SessionRestore {
    * is, still a child of its own parent. Any other task is cloned by its parent with
    * `sharing` (the CLONE_* flags of what it shares with it).
    */
-  birthplace(t: SessionMember, parentArea: InjectionArea, sharing: number): Birthplace {
+  birthplace(
+    t: SessionMember,
+    parentArea: InjectionArea,
+    sharing: number,
+    areaOf?: (pid: number) => InjectionArea | undefined,
+  ): Birthplace {
     const leaderGone = t.sid !== t.pid && !this.pids.has(t.sid) && !this.shellOwned(t.sid, 'sid');
+    // The parent's first child of its own session: the parent starts that session now.
+    const waiting = this.deferred.get(t.ppid);
+    if (waiting && t.sid === t.ppid) this.startSession(t.ppid, waiting);
+    // A task whose session leader lives in the tree as its sibling, while its parent is in
+    // another session (an orphan its PID namespace's init took in): the leader makes it a
+    // sibling of its own (CLONE_PARENT), in the leader's session.
+    const leader = this.members.get(t.sid);
+    const parent = this.members.get(t.ppid);
+    const leaderArea =
+      leader && parent && t.sid !== t.pid && parent.sid !== t.sid && leader.ppid === t.ppid ? areaOf?.(leader.pid) : undefined;
+    if (leaderArea) return { area: leaderArea, flags: CLONE.PARENT, exitSignal: 0, ofParent: false };
     if (!leaderGone) return { area: parentArea, flags: sharing, exitSignal: SIG.CHLD, ofParent: true };
     // With CLONE_PARENT the kernel gives the child the helper's exit signal.
     return { area: this.sessionHelper(t.sid, parentArea).area, flags: CLONE.PARENT, exitSignal: 0, ofParent: false };
@@ -112,7 +132,7 @@ export class SessionRestore {
     let h = this.helpers.get(`s${sid}`);
     if (!h) {
       const t = cloneAt(creator.tracee, creator, sid, 0, SIG.CHLD);
-      this.created.push(sid);
+      this.created.push(t.tid);
       t.setSigmask(ALL_SIGNALS);
       const area = this.first.area.forTracee(t);
       t.syscall('setsid');
@@ -127,10 +147,25 @@ export class SessionRestore {
    * session (and terminal) of criu-ts itself, as in CRIU; any other root must lead its own.
    */
   enter(t: SessionMember, stub: Tracee, born: Birthplace): void {
-    if (t.sid === t.pid && !this.shellOwned(t.sid, 'sid')) stub.syscall('setsid');
-    else if (t.ppid === 0 && !this.shellJob && born.ofParent) {
+    if (t.sid === t.pid && !this.shellOwned(t.sid, 'sid')) {
+      // Children it forked before its setsid stay in the session it was born in (or that their
+      // own older children were born in): they come first, and its setsid waits for them.
+      const olderChildren = [...this.members.values()].some((c) => c.ppid === t.pid && c.sid !== t.pid);
+      if (olderChildren) this.deferred.set(t.pid, stub);
+      else stub.syscall('setsid');
+    } else if (t.ppid === 0 && !this.shellJob && born.ofParent) {
       throw new CriuError(`task ${t.pid} was in session ${t.sid}, outside the dump; restore it with --shell-job`);
     }
+  }
+
+  private startSession(pid: number, stub: Tracee): void {
+    this.deferred.delete(pid);
+    stub.syscall('setsid');
+  }
+
+  /** Sessions whose leaders had only children of their older session start once every task exists. */
+  startDeferred(): void {
+    for (const [pid, stub] of this.deferred) this.startSession(pid, stub);
   }
 
   /**
@@ -146,7 +181,7 @@ export class SessionRestore {
       if (Number(l.leader.syscall('getpgid', 0)) === pgid) continue;
       if (!this.pids.has(pgid) && !this.helpers.has(`g${pgid}`) && !this.helpers.has(`s${pgid}`)) {
         const h = cloneAt(l.leader, l.area, pgid, 0, 0);
-        this.created.push(pgid);
+        this.created.push(h.tid);
         h.useInjectionPage(l.area.base);
         h.setSigmask(ALL_SIGNALS);
         h.syscall('setpgid', 0, 0);
@@ -167,7 +202,7 @@ export class SessionRestore {
       h.tracee.prepareResume('exit_group', 0);
       h.tracee.detach();
       if (!h.parent) {
-        waitpid(h.pid, WALL); // re-parented to criu-ts when the first helper died
+        waitpid(h.tracee.tid, WALL); // re-parented to criu-ts when the first helper died
       } else {
         const p = h.parent;
         p.syscall('wait4', h.pid, 0, WALL, 0);
@@ -178,7 +213,7 @@ export class SessionRestore {
         set.writeBigUInt64LE(1n << BigInt(SIG.CHLD - 1), 0);
         p.syscallRaw('rt_sigtimedwait', a.put(set), 0, a.put(zero), 8);
       }
-      const i = this.created.indexOf(h.pid);
+      const i = this.created.indexOf(h.tracee.tid);
       if (i >= 0) this.created.splice(i, 1);
     }
     this.helpers.clear();

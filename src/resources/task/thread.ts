@@ -204,7 +204,7 @@ export function requeueSignals(
     const a = area.put(si);
     const signo = si.readInt32LE(0);
     if (shared) t.syscall('rt_sigqueueinfo', pid, signo, a);
-    else t.syscall('rt_tgsigqueueinfo', pid, t.tid, signo, a);
+    else t.syscall('rt_tgsigqueueinfo', pid, t.vtid, signo, a);
   }
 }
 

@@ -1,0 +1,193 @@
+// Namespaces, one module per kind. A tree may live in namespaces of its own, which its root
+// entered (CRIU's root_ns_mask: the kinds whose ids differ from the dumping criu-ts's own in
+// inventory.img's root_ids); every other task must share the root's. The restore clones the
+// root with those CLONE_NEW* flags and fills each namespace before the root has children.
+//   pid.ts   PID namespace: the root is its init, the images keep the pids inside
+//   uts.ts   host and domain name (utsns-N.img)
+//   ipc.ts   IPC sysctls (ipcns-var-N.img)
+//   net.ts   loopback, addresses, routes (netdev-, netns-, ifaddr-, route-N.img)
+//   mnt.ts   the mount tree and tmpfs contents (mountpoints-N.img, tmpfs-dev-N.tar.gz.img)
+//   time.ts  the clocks' offsets (timens-N.img)
+import fs from 'node:fs';
+import { NotSupportedError } from '../../errors.ts';
+import { readLink } from '../../proc/index.ts';
+import type { Logger, Message } from '../types.ts';
+import type { InjectionArea, Tracee } from '../../compel/index.ts';
+import type { MountOptions } from './mnt-tree.ts';
+import type { NsKind, NsName, NsDumpCtx, NsImagesIn, NsRestoreCtx, NetOptions } from './types.ts';
+import { IMG } from '../../images/index.ts';
+import { pidNs } from './pid.ts';
+import { utsNs } from './uts.ts';
+import { ipcNs } from './ipc.ts';
+import { netNs } from './net.ts';
+import { mntNs } from './mnt.ts';
+import { timeNs } from './time.ts';
+import { CLONE } from '../../kernel/index.ts';
+
+export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut, NetOptions } from './types.ts';
+export { nsPid } from './pid.ts';
+export { inNetOf } from './net.ts';
+export { checkMntns, mountNamespaces, type MountOptions } from './mnt.ts';
+
+const refused = (name: NsName, cflag: number, why: string): NsKind => ({
+  name,
+  cflag,
+  dumpRefusal: () => why,
+  restoreRefusal: () => why,
+});
+
+/** Every kind, in the order their contents are restored (CRIU's: uts, ipc, net, then mnt). */
+export const NS_KINDS: NsKind[] = [
+  pidNs,
+  utsNs,
+  ipcNs,
+  netNs,
+  mntNs,
+  refused('user', CLONE.NEWUSER, 'a user namespace of its own is not saved yet'),
+  refused('cgroup', CLONE.NEWCGROUP, 'a cgroup namespace of its own is not saved yet'),
+  timeNs,
+];
+
+const FOR_CHILDREN: Array<[string, NsName]> = [
+  ['pid_for_children', 'pid'],
+  ['time_for_children', 'time'],
+];
+
+function link(pid: number, name: string): string | undefined {
+  try {
+    return readLink(pid, `ns/${name}`);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Refuse, before anything is written, a tree whose tasks are not all in their root's
+ * namespaces, that creates children in other ones, or whose root is in a namespace of its
+ * own that criu-ts cannot save. `pids[0]` is the root.
+ */
+export function checkNamespaces(pids: number[], opts: { net?: NetOptions } = {}): void {
+  const root = pids[0];
+  for (const k of NS_KINDS) {
+    const own = fs.readlinkSync(`/proc/self/ns/${k.name}`);
+    const rootNs = link(root, k.name);
+    if (rootNs === undefined) continue;
+    for (const pid of pids.slice(1)) {
+      const l = link(pid, k.name);
+      // Namespaces below the root's own, of a kind that nests.
+      if (l !== undefined && l !== rootNs && !(k.nested && rootNs !== own))
+        throw new NotSupportedError(`task ${pid}: namespaces: it is in another ${k.name} namespace than the root task ${root} (${l})`);
+    }
+    if (rootNs === own) continue;
+    const why = k.dumpRefusal(root, opts);
+    if (why) throw new NotSupportedError(`task ${root}: namespaces: ${k.name}: ${why}`);
+  }
+  for (const pid of pids)
+    for (const [forChildren, name] of FOR_CHILDREN) {
+      const l = link(pid, forChildren);
+      if (l !== undefined && l !== link(pid, name))
+        throw new NotSupportedError(`task ${pid}: namespaces: it creates its children in another ${name} namespace`);
+    }
+}
+
+type Ids = Partial<Record<`${NsName}_ns_id`, number>>;
+
+const idOf = (ids: Ids, k: NsKind): number | undefined => ids[`${k.name}_ns_id`];
+
+/** The kinds the root has namespaces of its own of: its ids differ from the dumper's. */
+function ownKinds(rootIds: Ids, dumperIds: Ids): NsKind[] {
+  return NS_KINDS.filter((k) => {
+    const a = idOf(rootIds, k),
+      b = idOf(dumperIds, k);
+    return a !== undefined && b !== undefined && a !== b;
+  });
+}
+
+/** Save the contents of the root's own namespaces. */
+export function dumpNamespaces(
+  root: number,
+  rootIds: Ids,
+  dumperIds: Ids,
+  ctx: Omit<NsDumpCtx, 'pid' | 'id' | 'tasks'> & { tasks: Array<{ pid: number; ids: Ids }> },
+): void {
+  for (const k of ownKinds(rootIds, dumperIds))
+    k.dump?.({ ...ctx, pid: root, id: idOf(rootIds, k)!, tasks: ctx.tasks.map((t) => ({ pid: t.pid, id: idOf(t.ids, k)! })) });
+}
+
+/** The namespaces a restore creates for its root, checked (or refused, naming the kind) before any process exists. */
+export interface NsPlan {
+  kinds: NsKind[];
+  /** The CLONE_NEW* flags the root is cloned with. */
+  flags: number;
+  rootIds: Ids;
+  mounts?: MountOptions;
+  net?: NetOptions;
+  /** The root lives in a network namespace of its own (made, empty or joined). */
+  ownNet: boolean;
+  /** Of the nested kinds: a task (host pid) in each namespace made so far, by kind and id. */
+  holders: Map<NsName, Map<number, number>>;
+}
+
+export function planNamespaces(
+  root: Message<'task_kobj_ids_entry'>,
+  inventory: Message<'inventory_entry'>,
+  vpid: number,
+  imgs: NsImagesIn,
+  log: Logger,
+  mounts?: MountOptions,
+  net?: NetOptions,
+  allIds: Ids[] = [],
+): NsPlan {
+  const rootIds = root as Ids;
+  const kinds = ownKinds(rootIds, (inventory.root_ids ?? {}) as Ids);
+  for (const k of kinds) {
+    const rootId = idOf(rootIds, k)!;
+    const ids = new Set([rootId, ...(k.nested ? allIds.map((i) => idOf(i, k)).filter((i) => i !== undefined) : [])]);
+    for (const id of ids) {
+      const why = k.restoreRefusal({ vpid, id, imgs, mounts, net, log, nested: id !== rootId });
+      if (why) throw new NotSupportedError(`namespaces: ${k.name}: ${why}`);
+    }
+  }
+  for (const [key, fd] of net?.inherit ?? [])
+    if (!kinds.some((k) => k.name === 'net' && imgs.one(IMG.NETNS, idOf(rootIds, k)!).ext_key === key))
+      throw new NotSupportedError(`--inherit-fd fd[${fd}]:${key}: only the key of an external network namespace is supported yet`);
+  const flags = kinds.reduce((a, k) => a | (k.cloneFlag ? k.cloneFlag({ id: idOf(rootIds, k)!, imgs, net }) : k.cflag), 0);
+  return { kinds, flags, rootIds, mounts, net, ownNet: kinds.some((k) => k.name === 'net'), holders: new Map() };
+}
+
+/**
+ * Make, in the helper the root is cloned from, the namespaces it enters at fork. A tree without
+ * a time namespace of its own gets one too, from criu-ts's clocks at the dump (timens-0.img),
+ * as CRIU does: its CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from where they were, also on
+ * another machine, instead of jumping by the time between dump and restore (or back).
+ */
+export function prepareNamespaces(plan: NsPlan, helper: Tracee, imgs: NsImagesIn, log: Logger): void {
+  for (const k of plan.kinds) k.beforeRoot?.({ helper, id: idOf(plan.rootIds, k)!, imgs, log });
+  if (!plan.kinds.includes(timeNs) && fs.existsSync('/proc/self/ns/time') && imgs.all(IMG.TIMENS, 0).length)
+    timeNs.beforeRoot?.({ helper, id: 0, imgs, log });
+}
+
+/** Fill the root's new namespaces (the root stopped in them, without children yet). */
+export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | 'mounts' | 'net'>): void {
+  for (const k of plan.kinds) {
+    const id = idOf(plan.rootIds, k)!;
+    k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net });
+    if (k.nested) plan.holders.set(k.name, new Map([[id, ctx.pid]]));
+  }
+}
+
+/**
+ * A task just cloned, in the namespaces of whoever cloned it: for each nested kind, it joins
+ * its namespace or makes it (enter does nothing when it is there already).
+ */
+export function enterNamespaces(plan: NsPlan, ctx: { stub: Tracee; area: InjectionArea; ids: Ids; imgs: NsImagesIn; log: Logger }): void {
+  for (const k of plan.kinds) {
+    if (!k.nested || !k.enter) continue;
+    const id = idOf(ctx.ids, k);
+    if (id === undefined) continue;
+    const held = plan.holders.get(k.name) ?? new Map<number, number>();
+    plan.holders.set(k.name, held);
+    k.enter({ stub: ctx.stub, area: ctx.area, id, holder: held.get(id), imgs: ctx.imgs, log: ctx.log, mounts: plan.mounts });
+    if (!held.has(id)) held.set(id, ctx.stub.tid);
+  }
+}

@@ -1,0 +1,232 @@
+// Mount namespace, restore side, run by the root's stub (single-threaded, traced, born with
+// CLONE_NEWNS) through injected calls, as CRIU's mount-v2 does it: a namespace that sends
+// nothing to the host's (MS_SLAVE), the root as a bind of --root on a yard directory, every other mount made
+// on its parent through an O_PATH fd of that parent (so that a later sibling that covers the
+// path does not matter), each made private at once; then pivot_root into the yard, and the
+// peer groups and masters again with MOVE_MOUNT_SET_GROUP. Children cloned by the stub later
+// are born in the namespace. If the restore fails, the stub dies and the namespace with it.
+import fs from 'node:fs';
+import { AT_FDCWD, MNT_DETACH, MOVE_MOUNT, MS, O } from '../../kernel/index.ts';
+import { RemoteSysError, type InjectionArea, type Tracee } from '../../compel/index.ts';
+import { CriuError } from '../../errors.ts';
+import type { Logger } from '../types.ts';
+import { tarExtract } from './mnt-dump.ts';
+import { FSTYPE, type MntEntry, fstypeName, mountOrder, rootMount, under } from './mnt-tree.ts';
+
+/** Flags that belong to a mount, not to its superblock. */
+const PER_MOUNT = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME;
+
+export interface MntRestoreOptions {
+  /** The host directory the root mount is a bind of (--root, "/" by default). */
+  root: string;
+  /** ext_key → the host path bound there (--external mnt[KEY]:PATH, --ext-mount-map KEY:PATH). */
+  external: Map<string, string>;
+  /** A tmpfs's archive (tmpfs-dev-<dev>.tar.gz.img), by its s_dev. */
+  tmpfs(dev: number): Buffer | undefined;
+  log: Logger;
+  /**
+   * Where the yard directory is made: as the stub names it, and as criu-ts does (the same
+   * for the root's namespace; a nested one is made inside the root's, through /proc/STUB/root).
+   */
+  yard?: { inStub: string; here: string };
+  /** The root is a file system of its own (a nested namespace's, not a bind): made anew. */
+  rootAnew?: boolean;
+}
+
+type How =
+  | { kind: 'root' }
+  | { kind: 'external'; path: string }
+  | { kind: 'rootbind'; path: string }
+  | { kind: 'bind'; from: MntEntry; rel: string }
+  | { kind: 'new'; fstype: string };
+
+/** How `m` is made; `before`: the mounts made before it (mountOrder). */
+function plan(m: MntEntry, before: MntEntry[], root: MntEntry, opts: MntRestoreOptions): How | string {
+  if (m === root) return { kind: 'root' };
+  if (m.ext_key !== undefined) {
+    const p = opts.external.get(m.ext_key);
+    return p === undefined ? `external, and no --external mnt[${m.ext_key}]:PATH says where it is` : { kind: 'external', path: p };
+  }
+  if (m.root_dev === root.root_dev) {
+    const rel = under(root.root, m.root);
+    if (rel !== undefined) return { kind: 'rootbind', path: rel ? `${opts.root.replace(/\/$/, '')}/${rel}` : opts.root };
+  }
+  // A file system already mounted is bound again from there (a bind, a peer, a bind of an
+  // external mount), from its whole root if it is mounted whole.
+  const sources = before.filter((o) => o !== root && o.root_dev === m.root_dev && under(o.root, m.root) !== undefined);
+  const from = sources.find((o) => o.root === '/') ?? sources[0];
+  if (from) return { kind: 'bind', from, rel: under(from.root, m.root)! };
+  if (m.root !== '/') return `a bind of ${m.root} whose file system is mounted nowhere else`;
+  const fstype = fstypeName(m);
+  if (fstype === undefined || m.fstype === FSTYPE.UNSUPPORTED) return `file system ${m.fsname ?? m.fstype} cannot be made anew`;
+  return { kind: 'new', fstype };
+}
+
+function what(m: MntEntry): string {
+  return `mount ${m.mnt_id} (${m.mountpoint}, ${fstypeName(m) ?? m.fsname ?? `fstype ${m.fstype}`})`;
+}
+
+/** Why the namespace in `entries` cannot be restored, before anything exists; undefined when it can. */
+export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions): string | undefined {
+  if (entries.length === 0) return 'mountpoints image is empty';
+  let root: MntEntry;
+  try {
+    root = rootMount(entries);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  if (!opts.yard && !fs.statSync(opts.root, { throwIfNoEntry: false })?.isDirectory()) return `--root ${opts.root} is not a directory`;
+  const ids = new Set(entries.map((e) => e.mnt_id));
+  const order = mountOrder(entries);
+  for (const [i, m] of order.entries()) {
+    const h = plan(m, order.slice(0, i), root, opts);
+    if (typeof h === 'string') return `${what(m)}: ${h}`;
+    if (!opts.yard && (h.kind === 'external' || h.kind === 'rootbind') && !fs.existsSync(h.path))
+      return `${what(m)}: its source ${h.path} does not exist`;
+    if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
+      return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
+    if (m !== root && !ids.has(m.parent_mnt_id)) return `${what(m)}: its parent ${m.parent_mnt_id} is not in the image`;
+    if (m.fstype === FSTYPE.TMPFS && m.root === '/' && m.ext_key === undefined && !opts.tmpfs(Number(m.root_dev)))
+      return `${what(m)}: no tmpfs-dev-${m.root_dev}.tar.gz.img`;
+  }
+  return undefined;
+}
+
+/** Builds the namespace in `stub` (see the top of this file). */
+export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntry[], opts: MntRestoreOptions): void {
+  const root = rootMount(entries);
+  const order = mountOrder(entries);
+  const call = (
+    m: MntEntry,
+    name: 'mount' | 'openat' | 'move_mount' | 'pivot_root' | 'umount2' | 'fchdir',
+    ...args: Array<bigint | number | string | null>
+  ): bigint => {
+    area.reset();
+    const a = args.map((x) => (x === null ? 0n : typeof x === 'string' ? area.putString(x) : x));
+    try {
+      return stub.syscall(name, ...a);
+    } catch (e) {
+      if (e instanceof RemoteSysError) throw new CriuError(`${what(m)}: ${name}: ${e.code}`);
+      throw e;
+    }
+  };
+  const fds = new Map<number, bigint>();
+  const fdPath = (id: number, rel = ''): string => `/proc/self/fd/${fds.get(id)}${rel ? `/${rel}` : ''}`;
+  const openPath = (m: MntEntry, p: string): bigint => call(m, 'openat', AT_FDCWD, p, O.PATH | O.CLOEXEC);
+  // Nothing done here may reach the host's mounts; the host's may still reach the copy.
+  call(root, 'mount', null, '/', null, MS.REC | MS.SLAVE, null);
+  const parent = opts.yard?.here ?? '/tmp';
+  const here = fs.mkdtempSync(`${parent}/.criu-ts-root-`);
+  const name = here.slice(parent.length + 1);
+  const yard = opts.yard ? `${opts.yard.inStub}/${name}` : here;
+  // Removed through its parent as it is now: after pivot_root, /proc/STUB/root is another tree.
+  const parentFd = fs.openSync(parent, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
+  try {
+    const fresh = opts.rootAnew ? fstypeName(root) : undefined;
+    if (fresh) call(root, 'mount', root.source || fresh, yard, fresh, (root.sb_flags ?? 0) & ~MS.RDONLY, root.options || null);
+    else call(root, 'mount', opts.root, yard, null, MS.BIND, null);
+    call(root, 'mount', null, yard, null, MS.PRIVATE, null);
+    fds.set(root.mnt_id, openPath(root, yard));
+    const rootFiles = fresh && root.fstype === FSTYPE.TMPFS ? opts.tmpfs(Number(root.root_dev)) : undefined;
+    if (rootFiles) tarExtract(`/proc/${stub.tid}/fd/${fds.get(root.mnt_id)}`, rootFiles);
+    for (const [i, m] of order.entries()) {
+      if (m === root) continue;
+      const h = plan(m, order.slice(0, i), root, opts);
+      if (typeof h === 'string') throw new CriuError(`${what(m)}: ${h}`);
+      const parent = entries.find((e) => e.mnt_id === m.parent_mnt_id)!;
+      const rel = under(parent.mountpoint, m.mountpoint);
+      if (rel === undefined) throw new CriuError(`${what(m)}: not under its parent's mountpoint ${parent.mountpoint}`);
+      const target = fdPath(parent.mnt_id, rel);
+      opts.log.debug(`mount ${m.mnt_id}: ${h.kind} at ${m.mountpoint}`);
+      // A read-only superblock is filled first, then made read-only.
+      const sbFlags = m.sb_flags ?? 0;
+      if (h.kind === 'new')
+        call(
+          m,
+          'mount',
+          m.source || h.fstype,
+          target,
+          h.fstype,
+          (sbFlags & ~MS.RDONLY) | (m.flags & PER_MOUNT & ~MS.RDONLY),
+          m.options || null,
+        );
+      else {
+        const src = h.kind === 'bind' ? fdPath(h.from.mnt_id, h.rel) : h.kind === 'root' ? opts.root : h.path;
+        call(m, 'mount', src, target, null, MS.BIND, null);
+      }
+      call(m, 'mount', null, target, null, MS.PRIVATE, null);
+      fds.set(m.mnt_id, openPath(m, target));
+      if (h.kind === 'new' && m.fstype === FSTYPE.TMPFS) {
+        const data = opts.tmpfs(Number(m.root_dev));
+        if (data) tarExtract(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, data);
+      }
+      if (h.kind === 'new' && sbFlags & MS.RDONLY) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | sbFlags, m.options || null);
+    }
+    // Per-mount flags last: a read-only mount is filled first.
+    for (const m of order) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | MS.BIND | (m.flags & PER_MOUNT), null);
+    call(root, 'fchdir', fds.get(root.mnt_id)!);
+    call(root, 'pivot_root', '.', '.');
+    call(root, 'umount2', '.', MNT_DETACH);
+    restoreSharing(order, fds, call);
+    call(root, 'fchdir', fds.get(root.mnt_id)!);
+  } finally {
+    for (const fd of fds.values()) stub.syscallRaw('close', fd);
+    fs.rmdirSync(`/proc/self/fd/${parentFd}/${name}`);
+    fs.closeSync(parentFd);
+  }
+}
+
+/**
+ * Peer groups and masters: the first member of each group is made shared, the others join it
+ * with MOVE_MOUNT_SET_GROUP (which copies its master too); a slave joins its master's group the
+ * same way and is then made a slave. A mount waits for the mounts it copies from.
+ */
+function restoreSharing(
+  order: MntEntry[],
+  fds: Map<number, bigint>,
+  call: (m: MntEntry, name: 'mount' | 'move_mount' | 'fchdir', ...args: Array<bigint | number | string | null>) => bigint,
+): void {
+  const rep = new Map<number, MntEntry>();
+  for (const m of order) if (m.shared_id && !rep.has(m.shared_id)) rep.set(m.shared_id, m);
+  const done = new Set<MntEntry>(order.filter((m) => !m.shared_id && !m.master_id));
+  const setGroup = (from: MntEntry, to: MntEntry) =>
+    call(
+      to,
+      'move_mount',
+      fds.get(from.mnt_id)!,
+      '',
+      fds.get(to.mnt_id)!,
+      '',
+      MOVE_MOUNT.SET_GROUP | MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_EMPTY_PATH,
+    );
+  // By the working directory: after pivot_root the namespace may have no /proc.
+  const propagate = (m: MntEntry, flag: number) => {
+    call(m, 'fchdir', fds.get(m.mnt_id)!);
+    call(m, 'mount', null, '.', null, flag, null);
+  };
+  for (let progress = true; progress && done.size < order.length; ) {
+    progress = false;
+    for (const m of order) {
+      if (done.has(m)) continue;
+      const r = m.shared_id ? rep.get(m.shared_id)! : undefined;
+      if (r && r !== m) {
+        if (!done.has(r)) continue;
+        setGroup(r, m);
+      } else {
+        const master = m.master_id ? rep.get(m.master_id) : undefined;
+        if (master && !done.has(master)) continue;
+        if (master) {
+          setGroup(master, m);
+          propagate(m, MS.SLAVE);
+        }
+        if (m.shared_id) propagate(m, MS.SHARED);
+      }
+      done.add(m);
+      progress = true;
+    }
+  }
+  // Last: nothing can be bound from an unbindable mount.
+  for (const m of order) if (m.flags & MS.UNBINDABLE) propagate(m, MS.UNBINDABLE);
+  const left = order.find((m) => !done.has(m));
+  if (left) throw new CriuError(`${what(left)}: its peer group ${left.shared_id} or master ${left.master_id} cannot be restored`);
+}

@@ -1,0 +1,191 @@
+// A mount namespace's tree as CRIU saves it (mnt_entry per line of /proc/PID/mountinfo), and
+// what each file system type needs to come back. Pure functions: dump and restore use them.
+import { MS } from '../../kernel/index.ts';
+import type { MountInfo } from '../../proc/mountinfo.ts';
+import type { Message } from '../types.ts';
+
+export type MntEntry = Message<'mnt_entry'>;
+
+/** CRIU's fstype enum (mnt.proto) for the file systems criu-ts makes anew. */
+export const FSTYPE = {
+  UNSUPPORTED: 0,
+  PROC: 1,
+  SYSFS: 2,
+  DEVTMPFS: 3,
+  BINFMT_MISC: 4,
+  TMPFS: 5,
+  DEVPTS: 6,
+  PSTORE: 8,
+  SECURITYFS: 9,
+  FUSECTL: 10,
+  DEBUGFS: 11,
+  TRACEFS: 19,
+  MQUEUE: 14,
+  AUTO: 16,
+  OVERLAYFS: 17,
+  CGROUP: 12,
+  CGROUP2: 23,
+} as const;
+
+const FSTYPE_BY_NAME: Record<string, number> = {
+  proc: FSTYPE.PROC,
+  sysfs: FSTYPE.SYSFS,
+  devtmpfs: FSTYPE.DEVTMPFS,
+  tmpfs: FSTYPE.TMPFS,
+  devpts: FSTYPE.DEVPTS,
+  mqueue: FSTYPE.MQUEUE,
+  overlay: FSTYPE.OVERLAYFS,
+  cgroup: FSTYPE.CGROUP,
+  cgroup2: FSTYPE.CGROUP2,
+  // Kernel file systems whose one instance is mounted again (binfmt_misc only without entries).
+  binfmt_misc: FSTYPE.BINFMT_MISC,
+  pstore: FSTYPE.PSTORE,
+  securityfs: FSTYPE.SECURITYFS,
+  fusectl: FSTYPE.FUSECTL,
+  debugfs: FSTYPE.DEBUGFS,
+  tracefs: FSTYPE.TRACEFS,
+};
+const NAME_BY_FSTYPE = new Map(Object.entries(FSTYPE_BY_NAME).map(([n, c]) => [c, n]));
+
+export function fstypeCode(name: string): number {
+  return FSTYPE_BY_NAME[name] ?? FSTYPE.UNSUPPORTED;
+}
+
+/** The name mount(2) takes for an entry's file system. */
+export function fstypeName(e: Pick<MntEntry, 'fstype' | 'fsname'>): string | undefined {
+  return e.fstype === FSTYPE.AUTO ? e.fsname : NAME_BY_FSTYPE.get(e.fstype);
+}
+
+/** The kernel's dev_t encoding CRIU stores (MKKDEV). */
+export function kdev(major: number, minor: number): number {
+  return ((major << 20) | minor) >>> 0;
+}
+
+const MNT_OPTS: Record<string, number> = {
+  rw: 0,
+  ro: MS.RDONLY,
+  nosuid: MS.NOSUID,
+  nodev: MS.NODEV,
+  noexec: MS.NOEXEC,
+  noatime: MS.NOATIME,
+  nodiratime: MS.NODIRATIME,
+  relatime: MS.RELATIME,
+};
+const SB_OPTS: Record<string, number> = {
+  rw: 0,
+  ro: MS.RDONLY,
+  sync: MS.SYNCHRONOUS,
+  dirsync: MS.DIRSYNC,
+  mand: MS.MANDLOCK,
+  lazytime: MS.LAZYTIME,
+};
+
+/** Per-mount flags and propagation from mountinfo, as CRIU's parse_mountinfo reads them. */
+export function mountFlags(m: MountInfo): { flags: number; shared: number; master: number } {
+  let flags = 0;
+  for (const o of m.options.split(',')) {
+    const f = MNT_OPTS[o];
+    if (f === undefined) throw new Error(`mount ${m.mntId} (${m.mountPoint}): unknown mount option ${o}`);
+    flags |= f;
+  }
+  // Without relatime or noatime the kernel defaults to relatime: strictatime was set.
+  if ((flags & (MS.RELATIME | MS.NOATIME)) === 0) flags |= MS.STRICTATIME;
+  let shared = 0,
+    master = 0;
+  for (const f of m.optionalFields) {
+    if (f.startsWith('shared:')) {
+      flags |= MS.SHARED;
+      shared = Number(f.slice(7));
+    } else if (f.startsWith('master:')) {
+      flags |= MS.SLAVE;
+      master = Number(f.slice(7));
+    } else if (f === 'unbindable') flags |= MS.UNBINDABLE;
+  }
+  return { flags: flags >>> 0, shared, master };
+}
+
+/** Superblock flags, and the options mount(2) takes as data. */
+export function superFlags(superOptions: string): { sbFlags: number; options: string } {
+  let sbFlags = 0;
+  const rest: string[] = [];
+  for (const o of superOptions.split(',')) {
+    const f = SB_OPTS[o];
+    if (f === undefined) rest.push(o);
+    else sbFlags |= f;
+  }
+  return { sbFlags, options: rest.join(',') };
+}
+
+export function toEntry(m: MountInfo): MntEntry {
+  const { flags, shared, master } = mountFlags(m);
+  const { sbFlags, options } = superFlags(m.superOptions);
+  const code = fstypeCode(m.fstype);
+  return {
+    fstype: code,
+    mnt_id: m.mntId,
+    root_dev: kdev(m.major, m.minor),
+    parent_mnt_id: m.parentId,
+    flags,
+    root: m.root,
+    mountpoint: m.mountPoint,
+    source: m.source,
+    options,
+    shared_id: shared,
+    master_id: master,
+    sb_flags: sbFlags,
+    ...(code === FSTYPE.UNSUPPORTED ? { fsname: m.fstype } : {}),
+    ...(m.rootDeleted ? { deleted: true } : {}),
+  };
+}
+
+type Tree = Pick<MntEntry, 'mnt_id' | 'parent_mnt_id' | 'mountpoint'>;
+
+/** The namespace's root mount: the one whose parent is not in the namespace. */
+export function rootMount<T extends Tree>(mounts: T[]): T {
+  const ids = new Set(mounts.map((m) => m.mnt_id));
+  const roots = mounts.filter((m) => !ids.has(m.parent_mnt_id) || m.parent_mnt_id === m.mnt_id);
+  if (roots.length !== 1) throw new Error(`the mount tree has ${roots.length} roots`);
+  return roots[0];
+}
+
+/** `p` relative to `dir` ("" when equal), or undefined when `p` is not under `dir`. */
+export function under(dir: string, p: string): string | undefined {
+  if (p === dir) return '';
+  const d = dir.endsWith('/') ? dir : `${dir}/`;
+  return p.startsWith(d) ? p.slice(d.length) : undefined;
+}
+
+/**
+ * The order mounts are made in: parents first, depth first; among siblings, one mounted
+ * below another's mountpoint before it, since the other then covers it.
+ */
+export function mountOrder<T extends Tree>(mounts: T[]): T[] {
+  const root = rootMount(mounts);
+  const kids = new Map<number, T[]>();
+  for (const m of mounts) {
+    if (m === root) continue;
+    const l = kids.get(m.parent_mnt_id) ?? [];
+    l.push(m);
+    kids.set(m.parent_mnt_id, l);
+  }
+  const out: T[] = [];
+  const walk = (m: T): void => {
+    out.push(m);
+    // By id, but a sibling mounted below another's mountpoint goes before it.
+    const list: T[] = [];
+    for (const k of (kids.get(m.mnt_id) ?? []).sort((a, b) => a.mnt_id - b.mnt_id)) {
+      const i = list.findIndex((o) => o.mountpoint !== k.mountpoint && under(o.mountpoint, k.mountpoint) !== undefined);
+      if (i < 0) list.push(k);
+      else list.splice(i, 0, k);
+    }
+    for (const k of list) walk(k);
+  };
+  walk(root);
+  return out;
+}
+
+/** --root and the external mounts (--external mnt[A]:B, --ext-mount-map A:B): at dump mountpoint → key, at restore key → host path. */
+export interface MountOptions {
+  root?: string;
+  external: Map<string, string>;
+}

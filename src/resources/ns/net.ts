@@ -1,0 +1,188 @@
+// Network namespace: its links (netdev-N.img), addresses and routes (ifaddr-, route-,
+// route6-N.img: the raw output of `ip addr|route save`, as CRIU keeps them) and netns-N.img.
+// Only the loopback is restored: any other link refuses the dump. `ip` runs in the
+// namespace through nsenter (criu-ts's own threads stay home).
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import fs from 'node:fs';
+import { CLONE, MFD, inNamespaces, memfdCreate } from '../../kernel/index.ts';
+import { CriuError } from '../../errors.ts';
+import { IMG, type MessageInput } from '../../images/index.ts';
+import type { NsKind, NetOptions, NsImagesIn } from './types.ts';
+import { pullFd } from '../mm/index.ts';
+import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
+
+const ND_LOOPBACK = 1;
+const IFF: Record<string, number> = {
+  UP: 0x1,
+  BROADCAST: 0x2,
+  DEBUG: 0x4,
+  LOOPBACK: 0x8,
+  POINTOPOINT: 0x10,
+  NOTRAILERS: 0x20,
+  RUNNING: 0x40,
+  NOARP: 0x80,
+  PROMISC: 0x100,
+  ALLMULTI: 0x200,
+  MULTICAST: 0x1000,
+  LOWER_UP: 0x10000,
+  DORMANT: 0x20000,
+};
+
+/**
+ * Run `fn` with criu-ts's main thread in the network namespace of `pid` (when given): the
+ * sockets it makes (sock_diag's, the restored ones) belong there.
+ */
+export function inNetOf<T>(pid: number | undefined, fn: () => T): T {
+  return pid === undefined ? fn() : inNamespaces(pid, CLONE.NEWNET, fn);
+}
+
+/**
+ * Run `ip ARGS` in the network namespace of `pid`; its output. `input` goes in through a
+ * memfd: `ip route restore` seeks in its input.
+ */
+function ip(pid: number, args: string[], input?: Buffer): Buffer {
+  let fd: number | undefined;
+  if (input) {
+    fd = memfdCreate('criu-ts-ip', MFD.CLOEXEC);
+    fs.writeSync(fd, input, 0, input.length, 0);
+  }
+  let r: SpawnSyncReturns<Buffer>;
+  try {
+    r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', ...args], {
+      stdio: [fd ?? 'ignore', 'pipe', 'pipe'],
+      maxBuffer: 1 << 28,
+    });
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+  if (r.error) throw new CriuError(`cannot run ip ${args.join(' ')} in the network namespace of ${pid}: ${r.error.message}`);
+  if (r.status !== 0)
+    throw new CriuError(
+      `ip ${args.join(' ')} in the network namespace of ${pid} failed: ${r.stderr.toString().trim() || `status ${r.status}`}`,
+    );
+  return r.stdout;
+}
+
+interface IpLink {
+  ifindex: number;
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  link_type: string;
+  address?: string;
+}
+
+const links = (pid: number): IpLink[] => JSON.parse(ip(pid, ['-j', 'link', 'show']).toString() || '[]') as IpLink[];
+
+function deviceEntry(l: IpLink): MessageInput<'net_device_entry'> {
+  const flags = l.flags.reduce((a, f) => a | (IFF[f] ?? 0), 0) | (l.flags.includes('UP') ? IFF.RUNNING : 0);
+  return {
+    type: ND_LOOPBACK,
+    ifindex: l.ifindex,
+    mtu: l.mtu,
+    flags,
+    name: l.ifname,
+    ...(l.address ? { address: Buffer.from(l.address.split(':').map((h) => Number.parseInt(h, 16))) } : {}),
+  };
+}
+
+/** The key `--external net[INO]:KEY` gives the root's network namespace, if any. */
+function externalKey(pid: number, net?: NetOptions): string | undefined {
+  const ino = /\[(\d+)\]/.exec(fs.readlinkSync(`/proc/${pid}/ns/net`))?.[1];
+  return ino === undefined ? undefined : net?.external?.get(ino);
+}
+
+/** netns-N.img's entry; none (CRIU with --empty-ns net) is an empty namespace's. */
+function netnsEntry(imgs: NsImagesIn, id: number): { ext_key?: string } {
+  return imgs.all(IMG.NETNS, id)[0]?.entry ?? {};
+}
+
+export const netNs: NsKind = {
+  name: 'net',
+  cflag: CLONE.NEWNET,
+  dumpRefusal: (root, { net }) => {
+    if (net?.empty || externalKey(root, net)) return undefined;
+    const other = links(root).filter((l) => l.link_type !== 'loopback');
+    if (other.length)
+      return `network device ${other[0].ifname} (${other[0].link_type}) in its network namespace: only the loopback is saved yet`;
+    return undefined;
+  },
+  dump: ({ pid, id, imgs, log, net }) => {
+    // An external namespace is only named; an empty one (runc's) is saved as nothing, as by CRIU.
+    const key = externalKey(pid, net);
+    if (key !== undefined || net?.empty) {
+      imgs.one(IMG.NETNS, id, key === undefined ? {} : { ext_key: key });
+      log.info(`network namespace ${id}: ${key === undefined ? 'left empty (--empty-ns net)' : `external, ${key}`}`);
+      return;
+    }
+    const ls = links(pid);
+    const { netns, devs } = inNamespaces(pid, CLONE.NEWNET, () => ({
+      netns: readNetnsConf(),
+      devs: ls.map((l) => ({
+        ...deviceEntry(l),
+        conf4: readConf('ipv4', l.ifname),
+        ...(hasIpv6() ? { conf6: readConf('ipv6', l.ifname) } : {}),
+      })),
+    }));
+    for (const d of devs) imgs.add(IMG.NETDEV, id, d);
+    imgs.one(IMG.NETNS, id, netns);
+    imgs.raw(IMG.IFADDR, ip(pid, ['addr', 'save']), id);
+    imgs.raw(IMG.ROUTE, ip(pid, ['-4', 'route', 'save', 'table', 'main']), id);
+    imgs.raw(IMG.ROUTE6, ip(pid, ['-6', 'route', 'save', 'table', 'main']), id);
+    log.info(`network namespace ${id}: ${ls.map((l) => l.ifname).join(', ')} to netdev-${id}.img, addresses and routes`);
+  },
+  restoreRefusal: ({ id, imgs, net }) => {
+    // CRIU writes no netns-N.img for runc's empty_ns: an empty namespace.
+    const ns = netnsEntry(imgs, id);
+    if (ns.ext_key !== undefined)
+      return net?.inherit?.has(ns.ext_key)
+        ? undefined
+        : `netns-${id}.img: the network namespace is external (${ns.ext_key}); give it with --inherit-fd fd[N]:${ns.ext_key}`;
+    if (net?.empty) return undefined;
+    for (const { entry } of imgs.all(IMG.NETDEV, id))
+      if (entry.type !== ND_LOOPBACK)
+        return `netdev-${id}.img: device ${entry.name} of type ${entry.type}: only the loopback is restored yet`;
+    return undefined;
+  },
+  cloneFlag: ({ id, imgs }) => (netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
+  restore: ({ pid, id, imgs, log, net, stub }) => {
+    const ns = netnsEntry(imgs, id);
+    if (ns.ext_key !== undefined) {
+      // The root joins the namespace it is given: one of criu-ts's fds, pulled into the root.
+      const fd = pullFd(stub, net!.inherit!.get(ns.ext_key)!);
+      try {
+        stub.syscall('setns', fd, CLONE.NEWNET);
+      } finally {
+        stub.syscallRaw('close', fd);
+      }
+      log.info(`network namespace ${id}: the external ${ns.ext_key} joined`);
+      return;
+    }
+    if (net?.empty || !imgs.all(IMG.NETNS, id).length) {
+      if (net?.loopbackUp) ip(pid, ['link', 'set', 'dev', 'lo', 'up']);
+      log.info(`network namespace ${id}: left empty (--empty-ns net)${net?.loopbackUp ? ', its loopback up' : ''}`);
+      return;
+    }
+    inNamespaces(pid, CLONE.NEWNET, () => writeNetnsConf(imgs.one(IMG.NETNS, id), log));
+    for (const { entry } of imgs.all(IMG.NETDEV, id)) {
+      const args = ['link', 'set', 'dev', entry.name, 'mtu', String(entry.mtu)];
+      if (entry.flags & IFF.UP) args.push('up');
+      ip(pid, args);
+      // The loopback is born with the namespace, before its defaults are set: all of its conf goes back.
+      inNamespaces(pid, CLONE.NEWNET, () => {
+        writeConf('ipv4', entry.name, entry.conf4, log);
+        if (hasIpv6()) writeConf('ipv6', entry.name, entry.conf6, log);
+      });
+    }
+    // Addresses need their links up; the loopback's own ones exist already (ip skips them).
+    for (const [kind, args] of [
+      [IMG.IFADDR, ['addr', 'restore']],
+      [IMG.ROUTE, ['-4', 'route', 'restore']],
+      [IMG.ROUTE6, ['-6', 'route', 'restore']],
+    ] as const) {
+      const data = imgs.raw(kind, id);
+      if (data && data.length > 4) ip(pid, [...args], data);
+    }
+    log.info(`network namespace ${id}: links, addresses and routes restored`);
+  },
+};
