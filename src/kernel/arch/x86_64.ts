@@ -139,8 +139,6 @@ const sys: Partial<Record<SyscallName, number>> = {
   umount2: 166,
   unlinkat: 263,
   unshare: 272,
-  mount: 165,
-  umount2: 166,
   pivot_root: 155,
   mkdirat: 258,
   open_tree: 428,
