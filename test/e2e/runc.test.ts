@@ -380,6 +380,15 @@ const podmanTest = (network: 'none' | 'podman') =>
         assert.match(out, /^pipe:/);
         assert.ok(fdLinks(conmon).includes(out), `conmon ${conmon} holds the restored init's stdout ${out}`);
         await goesOn(b, restored, before, atDump);
+        if (network === 'none') {
+          // Through a checkpoint archive (--export / --import) into a container made anew.
+          const archive = join(c.dir, 'checkpoint.tar.gz');
+          podmanOk(['container', 'checkpoint', '--export', archive, name], env);
+          podmanOk(['rm', '-f', '-t', '0', name]);
+          podmanOk(['container', 'restore', '--import', archive], env);
+          const { pid: imported } = podmanPids(name);
+          await goesOn(b, imported, before, atDump);
+        }
         // Podman's network namespace is external to the container: runc hands it over (inherit_fd).
         if (network === 'podman')
           assert.match(
