@@ -446,6 +446,7 @@ function collectAndWrite(
         lockMethod = spec.method;
         run.journal.lock(spec);
       },
+      recordRepair: (socks) => run.journal.repair(socks),
       regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex),
       ghosts,
       memfdInode: (link) => objects.memfdInode(link),

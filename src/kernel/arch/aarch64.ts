@@ -23,8 +23,6 @@ const sys: Partial<Record<SyscallName, number>> = {
   open_by_handle_at: 265,
   fanotify_init: 262,
   fanotify_mark: 263,
-  mount: 40,
-  umount2: 39,
   mknodat: 33,
   linkat: 37,
   unlinkat: 35,

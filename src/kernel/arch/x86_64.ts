@@ -135,8 +135,6 @@ const sys: Partial<Record<SyscallName, number>> = {
   open_by_handle_at: 304,
   fanotify_init: 300,
   fanotify_mark: 301,
-  mount: 165,
-  umount2: 166,
   unlinkat: 263,
   unshare: 272,
   pivot_root: 155,

@@ -52,6 +52,8 @@ export interface DumpFileCtx {
   runId: string;
   /** The network lock as it stands, before each change: for the journal and the inventory. */
   recordLock(spec: import('../net/netlock.ts').LockSpec): void;
+  /** Sockets about to go into TCP repair mode, for the journal. */
+  recordRepair(socks: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }>): void;
   /** Run when the dump ends: after the tree is killed, or before it is resumed. */
   atEnd(fn: (how: DumpOutcome) => void): void;
   /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
