@@ -261,6 +261,10 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         } finally {
           tr.syscallRaw('close', fd);
         }
+      } else if (st & VMA.AREA_SYSVIPC) {
+        // The segment, made again with its IPC namespace, attached where it was.
+        const shmFlags = SHM_REMAP | (prot & PROT.WRITE ? 0 : SHM_RDONLY) | (prot & PROT.EXEC ? SHM_EXEC : 0);
+        tr.syscall('shmat', v.shmid, start, shmFlags);
       } else if (st & VMA.AREA_SOCKET) {
         // The ring the restored socket has again (its fd is in place already); the frames start empty.
         tr.syscall('mmap', start, len, prot, flags, input.socketFd(v), v.pgoff);
@@ -414,6 +418,10 @@ function sameFile(a: string, b: string): boolean {
     return false;
   }
 }
+
+const SHM_RDONLY = 0o10000,
+  SHM_REMAP = 0o40000,
+  SHM_EXEC = 0o100000;
 
 /** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */
 export function restoreMmFields(t: RestoreTask, mm: MmEntry, exePath: string, log?: Logger): void {
