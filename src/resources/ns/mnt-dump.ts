@@ -141,7 +141,9 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
     /** The mount at `m`'s mountpoint, if it is the mount `want`: its files archived. */
     const archive = (m: MntEntry, want: number): boolean => {
       area.reset();
-      const fd = t.syscall('openat', AT_FDCWD, area.putString(m.mountpoint), O.PATH | O.DIRECTORY | O.CLOEXEC);
+      // Under a mount that covers a directory above it, the mountpoint may not even exist.
+      const fd = t.syscallRaw('openat', AT_FDCWD, area.putString(m.mountpoint), O.PATH | O.DIRECTORY | O.CLOEXEC);
+      if (fd < 0n) return false;
       if (mntIdOf(fd) !== want) {
         t.syscallRaw('close', fd);
         return false;
@@ -193,10 +195,16 @@ function uncover(
     // Unmount, from the top, whatever the path leads to until it is the tmpfs itself.
     let read = false;
     for (let i = 0; i < 32 && !(read = archive(m, twin.mntId)); i++) {
-      area.reset();
-      const fd = t.syscall('openat', AT_FDCWD, area.putString(m.mountpoint), O.PATH | O.CLOEXEC);
-      const top = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'))?.[1]);
-      t.syscallRaw('close', fd);
+      // The mount the path ends on, or, where it does not exist, the one its longest existing part ends on.
+      let top = -1;
+      for (let p = m.mountpoint; top < 0; p = p.slice(0, Math.max(1, p.lastIndexOf('/')))) {
+        area.reset();
+        const fd = t.syscallRaw('openat', AT_FDCWD, area.putString(p), O.PATH | O.CLOEXEC);
+        if (fd >= 0n) {
+          top = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'))?.[1]);
+          t.syscallRaw('close', fd);
+        } else if (p === '/') break;
+      }
       const cover = parseMountinfo(fs.readFileSync(`/proc/${t.tid}/mountinfo`, 'utf8')).find((c) => c.mntId === top);
       if (!cover) break;
       area.reset();
