@@ -58,6 +58,8 @@ const sys: Partial<Record<SyscallName, number>> = {
   waitid: 95,
   set_tid_address: 96,
   unshare: 97,
+  mount: 40,
+  umount2: 39,
   pivot_root: 41,
   mkdirat: 34,
   open_tree: 428,

@@ -137,6 +137,8 @@ const sys: Partial<Record<SyscallName, number>> = {
   fanotify_mark: 301,
   unlinkat: 263,
   unshare: 272,
+  mount: 165,
+  umount2: 166,
   pivot_root: 155,
   mkdirat: 258,
   open_tree: 428,
