@@ -35,6 +35,8 @@ export const NOT_SUPPORTED = new Set([
   '--force-irmap',
   '--irmap-scan-path',
   '--enable-fs',
+  '--enable-external-sharing',
+  '--enable-external-masters',
   '--skip-mnt',
   '--file-validation',
   '--allow-uprobes',

@@ -267,14 +267,16 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
   },
 };
 
-/** empty_ns (runc sends CLONE_NEWNET) and `net[INODE]:KEY` externals. */
+/** empty_ns (runc sends CLONE_NEWNET), `net[INODE]:KEY` externals and the namespaces given as inherit_fd. */
 function rpcNet(opts: CriuOpts): NetOptions {
   const external = new Map<string, string>();
   for (const x of opts.external) {
     const m = /^net\[(\d+)\]:(.+)$/.exec(x);
     if (m) external.set(m[1], m[2]);
   }
-  return { empty: ((opts.empty_ns ?? 0) & 0x40000000) !== 0, external };
+  // inherit_fd keys that name no file: a network namespace given by the client (runc's extRootNetNS).
+  const inherit = new Map(opts.inherit_fd.filter((i) => /^\w+$/.test(i.key)).map((i) => [i.key, i.fd]));
+  return { empty: ((opts.empty_ns ?? 0) & 0x40000000) !== 0, external, inherit };
 }
 
 /**
