@@ -211,6 +211,11 @@ export const FEATURES: Feature[] = [
     what: 'seccomp filters read by PTRACE_SECCOMP_GET_FILTER',
     probe: () => /^Seccomp_filters:/m.test(fs.readFileSync('/proc/self/status', 'utf8')),
   },
+  {
+    name: 'kcmp_epoll',
+    what: 'epoll targets checked with kcmp(KCMP_EPOLL_TFD) (a target fd closed or replaced since it was added)',
+    probe: () => kernelAtLeast(4, 13),
+  },
   { name: 'fdinfo_lock', what: 'file locks in /proc/PID/fdinfo (--file-locks)', probe: () => kernelAtLeast(4, 1) },
   {
     name: 'timer_cr_ids',
@@ -237,6 +242,12 @@ export const FEATURES: Feature[] = [
     name: 'ipv6_freebind',
     what: 'IPV6_FREEBIND of IPv6 sockets, dumped and restored',
     probe: () => sockoptWorks(sock.AF.INET6, sock.SOL.IPV6, sock.IPV6.FREEBIND),
+  },
+  {
+    // KCMP_EPOLL_TFD came with Linux 4.13: an epoll's targets are matched to fds by it.
+    name: 'kcmp_epoll',
+    what: 'epoll targets compared by kcmp (KCMP_EPOLL_TFD)',
+    probe: () => kernelAtLeast(4, 13) && ok(() => kcmp(getpid(), getpid(), KCMP.FILE, 0, 0)),
   },
   { name: 'aio_remap', what: 'AIO rings moved to their place with mremap (mm/aio.ts)', probe: () => kernelAtLeast(3, 19) },
   {
@@ -269,7 +280,6 @@ export const FEATURES: Feature[] = [
       ['sk_unix_file', 'unix sockets bound in other mount namespaces'],
       ['nsid', 'network namespace ids'],
       ['link_nsid', 'links into other network namespaces'],
-      ['kcmp_epoll', 'epoll targets compared by kcmp (criu-ts reads fdinfo)'],
       ['timens', 'time namespaces'],
       ['external_net_ns', 'external network namespaces'],
       ['newifindex', 'network devices at new indexes'],

@@ -20,11 +20,9 @@ export const ACCEPTED_INTERNAL = new Set([
 export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']);
 
 export const NOT_SUPPORTED = new Set([
-  '--cgroup-root',
   '--cgroup-props',
   '--cgroup-props-file',
   '--cgroup-dump-controller',
-  '--cgroup-yard',
   '--track-mem',
   '--prev-images-dir',
   '--page-server',

@@ -56,32 +56,53 @@ function ownedByTree(pid: number, port: number, cports: number[]): void {
   }
 }
 
-e2e('redis-server keeps its data and its connected client (same CLIENT ID) across dump -R and dump + restore', async (c) => {
-  const port = portFor(0);
-  const { srv, r } = await startRedis(c.dir, port);
-  assert.equal(await r.cmd('SET', 'before', 'dump'), '+OK');
-  const id = await r.cmd('CLIENT', 'ID');
-  let n = 0;
-  await acrossDumps(
-    c,
-    srv.pid,
-    async () => {
-      assert.equal(await r.cmd('CLIENT', 'ID'), id, 'the same connection (CLIENT ID)');
-      assert.equal(await r.cmd('GET', 'before'), 'dump');
-      assert.equal(await r.cmd('SET', `k${++n}`, String(n)), '+OK');
-      assert.match(await r.cmd('CLIENT', 'LIST'), new RegExp(`^id=${id.slice(1)} addr=127\\.0\\.0\\.1:${r.localPort} `, 'm'));
-      ownedByTree(srv.pid, port, [r.localPort]);
-    },
-    async () => {
-      const f = await Resp.connect(port);
-      assert.equal(await f.cmd('GET', `k${n}`), String(n));
-      assert.notEqual(await f.cmd('CLIENT', 'ID'), id);
-      f.close();
-    },
-  );
-  r.close();
-  killAndReap(srv.pid);
-});
+e2e(
+  'redis-server keeps its data and its connected client (same CLIENT ID) across dump -R and dump + restore, and a reply waiting in its socket arrives whole',
+  async (c) => {
+    const port = portFor(0);
+    const { srv, r } = await startRedis(c.dir, port);
+    assert.equal(await r.cmd('SET', 'before', 'dump'), '+OK');
+    const id = await r.cmd('CLIENT', 'ID');
+    let n = 0;
+    await acrossDumps(
+      c,
+      srv.pid,
+      async () => {
+        assert.equal(await r.cmd('CLIENT', 'ID'), id, 'the same connection (CLIENT ID)');
+        assert.equal(await r.cmd('GET', 'before'), 'dump');
+        assert.equal(await r.cmd('SET', `k${++n}`, String(n)), '+OK');
+        assert.match(await r.cmd('CLIENT', 'LIST'), new RegExp(`^id=${id.slice(1)} addr=127\\.0\\.0\\.1:${r.localPort} `, 'm'));
+        ownedByTree(srv.pid, port, [r.localPort]);
+      },
+      async () => {
+        const f = await Resp.connect(port);
+        assert.equal(await f.cmd('GET', `k${n}`), String(n));
+        assert.notEqual(await f.cmd('CLIENT', 'ID'), id);
+        f.close();
+      },
+    );
+
+    // A reply the client does not read yet: 4 MiB, most of it still in the server's socket
+    // when it is dumped, arrives whole and once after the restore.
+    const big = Buffer.alloc(4 << 20, 'redis').toString();
+    assert.equal(await r.cmd('SET', 'big', big), '+OK');
+    r.sock.pause();
+    const reply = r.cmd('GET', 'big');
+    await sleep(300);
+    const img = c.subdir('queued');
+    dumpAndReap(srv.pid, img, ['--tcp-established']);
+    const unsent = readFileSync(join(img, 'dump.log'), 'utf8')
+      .split('\n')
+      .map((l) => Number(/TCP \d+ bytes to read, (\d+) to send/.exec(l)?.[1] ?? 0));
+    assert.ok(Math.max(...unsent) > 1 << 16, `the reply waits in the server's send queue (${Math.max(...unsent)} bytes)`);
+    restoreDetached(img, srv.pid, ['--tcp-established']);
+    r.sock.resume();
+    assert.ok((await reply) === big, 'the whole reply, once');
+    assert.equal(await r.cmd('CLIENT', 'ID'), id);
+    r.close();
+    killAndReap(srv.pid);
+  },
+);
 
 /** nginx's configuration: master + 2 workers, everything under dir, keep-alive connections kept long. */
 function nginxConf(dir: string, port: number): string {
@@ -93,7 +114,7 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/error.log info;
 events { worker_connections 64; }
 http {
-  log_format conn '$pid $connection $connection_requests $uri $status';
+  log_format conn '$pid $connection $connection_requests $request_uri $status';
   access_log ${dir}/access.log conn;
   keepalive_timeout 300s;
   keepalive_requests 10000;
@@ -106,7 +127,7 @@ ${tmp}
 `;
 }
 
-e2e('nginx (master and workers) keeps serving a keep-alive connection across dump -R and dump + restore', async (c) => {
+e2e('nginx (master and workers) keeps serving its keep-alive connections across dump -R and dump + restore', async (c) => {
   const port = portFor(1);
   // Its workers run as nobody: they must reach the files.
   chmodSync(c.dir, 0o755);
@@ -119,36 +140,37 @@ e2e('nginx (master and workers) keeps serving a keep-alive connection across dum
     execed: (cl) => /^(\/usr\/sbin\/)?nginx\b/.test(cl[0] ?? ''),
   });
   await waitFor(() => descendants(srv.pid).length === 2, 10_000, 'nginx to start its 2 workers');
-  const ka = await KeepAlive.connect(port, 10_000);
+  // Several keep-alive connections, which the two workers share between them.
+  const kas: KeepAlive[] = [];
+  for (let k = 0; k < 6; k++) kas.push(await KeepAlive.connect(port, 10_000));
   const access = (): string[][] =>
     readFileSync(join(c.dir, 'access.log'), 'utf8')
       .split('\n')
       .filter((l) => l)
       .map((l) => l.split(' '));
-  let requests = 0;
-  let conn: string[] | null = null;
+  const requests = kas.map(() => 0);
+  const conns: Array<string[] | undefined> = kas.map(() => undefined);
   await acrossDumps(
     c,
     srv.pid,
     async () => {
-      const res = await ka.get('/index.html');
-      requests++;
-      assert.equal(res.status, 200);
-      assert.equal(res.body, 'hello from nginx\n');
-      assert.notEqual(res.headers.connection, 'close');
-      // The same worker's same connection, one request further.
-      const last = await (async () => {
-        let l: string[] | undefined;
-        await waitFor(
-          () => (l = access().findLast((x) => x[2] === String(requests) && x[3] === '/index.html')) !== undefined,
-          5000,
-          'the access log',
-        );
-        return l!;
-      })();
-      conn ??= last.slice(0, 2);
-      assert.deepEqual(last.slice(0, 2), conn, `request ${requests} came on the same worker's connection`);
-      ownedByTree(srv.pid, port, [ka.localPort]);
+      for (const [k, ka] of kas.entries()) {
+        const uri = `/index.html?client=${k}`;
+        const res = await ka.get(uri);
+        requests[k]++;
+        assert.equal(res.status, 200);
+        assert.equal(res.body, 'hello from nginx\n');
+        assert.notEqual(res.headers.connection, 'close');
+        // The same worker's same connection, one request further.
+        const last = await waitFor(() => access().findLast((x) => x[2] === String(requests[k]) && x[3] === uri), 5000, 'the access log');
+        conns[k] ??= last.slice(0, 2);
+        assert.deepEqual(last.slice(0, 2), conns[k], `request ${requests[k]} of client ${k} came on the same worker's connection`);
+      }
+      ownedByTree(
+        srv.pid,
+        port,
+        kas.map((ka) => ka.localPort),
+      );
     },
     async () => {
       const f = await KeepAlive.connect(port);
@@ -157,8 +179,9 @@ e2e('nginx (master and workers) keeps serving a keep-alive connection across dum
       f.close();
     },
   );
+  c.t.diagnostic(`workers serving the held connections: ${[...new Set(conns.map((x) => x?.[0]))].join(', ')}`);
   assert.equal(descendants(srv.pid).length, 2, 'both workers are back');
-  ka.close();
+  for (const ka of kas) ka.close();
   killAndReap(srv.pid);
 });
 

@@ -220,3 +220,23 @@ test('soccr: the guardian turns repair off when the freezer gives up, and leaves
     server.close();
   }
 });
+
+test('soccr: the guardian told of many sockets in one write (noteMany) heals every one of them', async () => {
+  const ends = [await connected(AF.INET, '127.0.0.1'), await connected(AF.INET6, '::1'), await connected(AF.INET, '127.0.0.1')];
+  try {
+    const g = RepairGuard.start(GUARD);
+    g.noteMany(ends.map(({ fd }) => ({ pid: process.pid, fd, ino: statSync(`/proc/self/fd/${fd}`).ino, reuseaddr: 0 })));
+    for (const { fd } of ends) soccr.freeze(fd);
+    g.abandon();
+    for (const { fd } of ends) {
+      assert.equal(sock.getsockoptInt(fd, SOL.TCP, TCP.REPAIR), 0, `repair is off on fd ${fd}`);
+      sendAll(fd, Buffer.from('x'));
+    }
+  } finally {
+    for (const { fd, peer, server } of ends) {
+      close(fd);
+      peer.destroy();
+      server.close();
+    }
+  }
+});

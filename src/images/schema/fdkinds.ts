@@ -21,6 +21,9 @@ export const fdkindsMessages = {
       { no: 5, name: 'dev', label: 'opt', type: 'uint32' },
       { no: 6, name: 'inode', label: 'opt', type: 'uint64' },
       { no: 7, name: 'pos', label: 'opt', type: 'uint64' },
+      // criu-ts: the fd number the target was added under, when that fd was closed or reused
+      // since (tfd is then an fd of the task holding the same file, as CRIU saves it).
+      { no: 100, name: 'key_fd', label: 'opt', type: 'uint32' },
     ],
   },
   eventpoll_file_entry: {

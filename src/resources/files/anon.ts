@@ -19,10 +19,12 @@ import {
   epollEvent,
   kcmpEpollTfd,
   getpid,
+  FD_CLOEXEC,
 } from '../../kernel/index.ts';
 import { readFdinfo, type TimerfdInfo } from '../../proc/index.ts';
 import { FD_TYPE, FASYNC, fown, fileKind, type FdProbe } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
+import type { Tracee } from '../../compel/index.ts';
 
 const anon = (name: string) => (p: { link: string }) => p.link === `anon_inode:[${name}]` || p.link === `anon_inode:${name}`;
 const O_FLAGS = O.NONBLOCK;
@@ -67,24 +69,27 @@ export const eventpollFile = fileKind({
   claims: { flags: O.NONBLOCK | FASYNC },
   matches: anon('eventpoll'),
   dump(p, id) {
-    // The restore registers each target by its fd number in the task: a target whose fd was
-    // closed or now holds another file would come back wrong, or not at all.
+    // epoll keys each target by (file, fd number). A target whose fd was closed or now holds
+    // another file is found at another fd of the task (KCMP_EPOLL_TFD): tfd names that fd, as
+    // CRIU saves it, and key_fd the number it was added under, which the restore uses again.
     // An epoll in flight (criu-ts's own fd, from a socket queue) was checked against the task
     // that holds the queue, which registers its targets at restore (net/unix.ts).
-    for (const t of p.pid === getpid() ? [] : p.info.tfds) {
-      if (!kcmpEpollTfd(p.pid, t.tfd, p.fd, t.tfd)) {
-        throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (epoll): its target fd ${t.tfd} was closed or replaced after it was added`);
-      }
-    }
-    const tfd = p.info.tfds.map((t) => ({
-      id: 0,
-      tfd: t.tfd,
-      events: t.events,
-      data: t.data,
-      ...(t.sdev !== undefined ? { dev: t.sdev } : {}),
-      ...(t.ino !== undefined ? { inode: BigInt(t.ino) } : {}),
-      ...(t.pos !== undefined ? { pos: t.pos } : {}),
-    }));
+    const seen = new Map<number, number>();
+    const tfd = p.info.tfds.map((t) => {
+      const toff = seen.get(t.tfd) ?? 0;
+      seen.set(t.tfd, toff + 1);
+      const at = p.pid === getpid() ? t.tfd : targetFd(p.pid, p.fd, t.tfd, toff);
+      return {
+        id: 0,
+        tfd: at,
+        events: t.events,
+        data: t.data,
+        ...(t.sdev !== undefined ? { dev: t.sdev } : {}),
+        ...(t.ino !== undefined ? { inode: BigInt(t.ino) } : {}),
+        ...(t.pos !== undefined ? { pos: t.pos } : {}),
+        ...(at !== t.tfd ? { key_fd: t.tfd } : {}),
+      };
+    });
     return { id, flags: p.flags, fown: fown(), tfd };
   },
   open(e, ctx) {
@@ -98,10 +103,40 @@ export const eventpollFile = fileKind({
   afterInstall(e, fd, t, area) {
     for (const tf of e.tfd) {
       area.reset();
-      t.syscall('epoll_ctl', fd, 1 /* EPOLL_CTL_ADD */, tf.tfd, area.put(epollEvent(tf.events, tf.data)));
+      const ev = area.put(epollEvent(tf.events, tf.data));
+      if (tf.key_fd === undefined || tf.key_fd === tf.tfd) t.syscall('epoll_ctl', fd, 1 /* EPOLL_CTL_ADD */, tf.tfd, ev);
+      else addUnderKey(t, fd, tf.tfd, tf.key_fd, ev);
     }
   },
 });
+
+/** The fd of task `pid` that holds target `tfd` (the `toff`th of that number) of its epoll `epfd`. */
+function targetFd(pid: number, epfd: number, tfd: number, toff: number): number {
+  if (kcmpEpollTfd(pid, tfd, epfd, tfd, toff)) return tfd;
+  for (const name of fs.readdirSync(`/proc/${pid}/fd`)) {
+    const fd = Number(name);
+    if (fd !== epfd && kcmpEpollTfd(pid, fd, epfd, tfd, toff)) return fd;
+  }
+  throw new NotSupportedError(`task ${pid}: fd ${epfd} (epoll): its target fd ${tfd} was closed and no fd of the task holds its file`);
+}
+
+/**
+ * Register the file at `from` under the number `key`, as it was added: `key` is made a copy
+ * of `from` for the call, and gets back what it held (with its close-on-exec flag), if anything.
+ */
+function addUnderKey(t: Tracee, epfd: number, from: number, key: number, ev: bigint): void {
+  const held = t.syscallRaw('fcntl', key, F.GETFD);
+  const spare = held >= 0n ? t.syscall('fcntl', key, F.DUPFD_CLOEXEC, 0) : undefined;
+  try {
+    t.syscall('dup3', from, key, O.CLOEXEC);
+    t.syscall('epoll_ctl', epfd, 1 /* EPOLL_CTL_ADD */, key, ev);
+  } finally {
+    if (spare !== undefined) {
+      t.syscall('dup3', spare, key, held & BigInt(FD_CLOEXEC) ? O.CLOEXEC : 0);
+      t.syscallRaw('close', spare);
+    } else t.syscallRaw('close', key);
+  }
+}
 
 export const signalfdFile = fileKind({
   type: FD_TYPE.SIGNALFD,

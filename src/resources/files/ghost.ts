@@ -162,6 +162,8 @@ export class GhostRestore {
   /** Where each ghost was made, as criu-ts names it. */
   private placed = new Map<number, string>();
   private links = new Set<string>();
+  /** Directories made for ghosts whose parent was removed too, deepest first. */
+  private parents: string[] = [];
   private readonly image: (ghostId: number) => GhostImage;
   private readonly regName: (id: number) => string;
   private readonly where: (id: number, p: string) => string;
@@ -211,6 +213,13 @@ export class GhostRestore {
 
   private create(p: string, g: GhostImage): void {
     const e = g.entry;
+    // A file or directory of a directory that was removed too: the missing parents are made
+    // for it, and removed with it.
+    const dir = path.dirname(p);
+    if (!fs.existsSync(dir)) {
+      const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      for (let d = dir; first && d.length >= first.length; d = path.dirname(d)) this.parents.push(d);
+    }
     const fmt = e.mode & S_IFMT;
     if (fmt === S_IFDIR) fs.mkdirSync(p, e.mode & 0o7777);
     else if (fmt === S_IFIFO) mknodat(AT_FDCWD, p, e.mode);
@@ -245,6 +254,14 @@ export class GhostRestore {
     }
     this.made.clear();
     this.placed.clear();
+    for (const d of this.parents) {
+      try {
+        fs.rmdirSync(d);
+      } catch {
+        /* gone already */
+      }
+    }
+    this.parents = [];
     for (const l of this.links) {
       try {
         fs.unlinkSync(l);

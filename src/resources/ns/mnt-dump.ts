@@ -73,10 +73,8 @@ export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
         `task ${pid}: mount namespace: ${mountRefusal(m, `a slave of peer group ${m.master_id}, which is outside the namespace`)}`,
       );
   }
-  for (const k of opts.external.keys()) {
-    if (!entries.some((e) => e.mountpoint === k))
-      throw new NotSupportedError(`--external mnt[${k}]: no mount at ${k} in the tree's namespace`);
-  }
+  // An external mount that names no mount is ignored, as CRIU does: runc names every device
+  // node and masked path, mounted or not.
   return entries;
 }
 

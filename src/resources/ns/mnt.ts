@@ -47,7 +47,9 @@ export const mntNs: NsKind = {
     for (const t of ctx.tasks) if (!first.has(t.id)) first.set(t.id, t.pid);
     for (const [id, pid] of first) {
       const d = dumpMntns(pid, { external: id === ctx.id ? (ctx.mounts?.external ?? new Map()) : new Map() }, ctx.helper);
-      for (const e of d.entries) ctx.imgs.add(IMG.MNTS, id, e);
+      // CRIU reads fsname only with FSTYPE__AUTO and refuses it elsewhere: an unsupported fs's
+      // name is for criu-ts's messages, not the image.
+      for (const e of d.entries) ctx.imgs.add(IMG.MNTS, id, e.fstype === FSTYPE.AUTO ? e : { ...e, fsname: undefined });
       for (const [dev, data] of d.tmpfs) ctx.imgs.raw(IMG.TMPFS_DEV, data, dev);
     }
   },

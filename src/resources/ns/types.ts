@@ -22,6 +22,11 @@ export interface NetOptions {
   external?: Map<string, string>;
   /** Restore: key → an fd of criu-ts's. */
   inherit?: Map<string, number>;
+  /**
+   * Restore of an empty one: its loopback up. runc asks for empty_ns because it manages no
+   * device, yet gives every new network namespace its loopback up itself, but not at restore.
+   */
+  loopbackUp?: boolean;
 }
 
 /** The names of /proc/PID/ns/ that task_kobj_ids_entry keeps (`<name>_ns_id`). */
