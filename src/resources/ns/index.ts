@@ -148,9 +148,7 @@ export function planNamespaces(
       if (why) throw new NotSupportedError(`namespaces: ${k.name}: ${why}`);
     }
   }
-  for (const [key, fd] of net?.inherit ?? [])
-    if (!kinds.some((k) => k.name === 'net' && imgs.one(IMG.NETNS, idOf(rootIds, k)!).ext_key === key))
-      throw new NotSupportedError(`--inherit-fd fd[${fd}]:${key}: only the key of an external network namespace is supported yet`);
+  // Other --inherit-fd keys name files (pipes...): the files layer takes them.
   const flags = kinds.reduce((a, k) => a | (k.cloneFlag ? k.cloneFlag({ id: idOf(rootIds, k)!, imgs, net }) : k.cflag), 0);
   return { kinds, flags, rootIds, mounts, net, ownNet: kinds.some((k) => k.name === 'net'), holders: new Map() };
 }
