@@ -244,6 +244,11 @@ export const FEATURES: Feature[] = [
     what: 'iptables-legacy and ip6tables-legacy, and the iptables network lock',
     probe: () => ['iptables-legacy', 'ip6tables-legacy'].every(inPath) && lockAvailable('iptables'),
   },
+  {
+    name: 'loginuid',
+    what: 'audit login uids, written back by the restored task (/proc/self/loginuid)',
+    probe: () => fs.existsSync('/proc/self/loginuid'),
+  },
   { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
@@ -253,7 +258,6 @@ export const FEATURES: Feature[] = [
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],
-      ['loginuid', 'restoring the login uid'],
       ['cgroupns', 'cgroup namespaces'],
       ['autofs', 'autofs mounts'],
       ['compat_cr', '32-bit (compat) tasks'],

@@ -685,7 +685,7 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
-  restoreTaskProps(stub, stub.tid, t.tc);
+  restoreTaskProps(stub, area, stub.tid, t.tc);
   restoreMembarrier(stub, t.tc);
 }
 
