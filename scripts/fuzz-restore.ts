@@ -60,12 +60,32 @@ function treeOf(pid: number): number[] {
   return out;
 }
 
-/** Dumps a foundation workload and a small tree into `dir`; returns the two image dirs. */
+/** Dumps a foundation workload, a small tree and a tree in namespaces of its own into `dir`; returns the image dirs. */
 export async function makeBases(dir: string): Promise<string[]> {
   const out: string[] = [];
   const cases: [string, string[], RegExp][] = [
     ['foundation', [workload('foundation'), '-i', '50', '-m', '2', '-f', path.join(dir, 'data')], /^i=3 /m],
     ['tree', [workload('tree'), 'p(p p(p p) s(p))'], /ready/],
+    // PID, UTS, IPC and network namespaces of their own, and unix sockets of every shape: the
+    // namespace images, netdev/ifaddr/route, and socket queues. unshare's child is dumped.
+    [
+      'ns',
+      [
+        'unshare',
+        '-p',
+        '-f',
+        '-u',
+        '-i',
+        '-n',
+        'setsid',
+        'sh',
+        '-c',
+        `hostname fuzz; ip link set lo up; exec "$0" "$1"`,
+        workload('unixsk'),
+        dir,
+      ],
+      /^READY/m,
+    ],
   ];
   fs.writeFileSync(path.join(dir, 'data'), 'fuzz data\n');
   for (const [name, argv, ready] of cases) {
@@ -79,9 +99,11 @@ export async function makeBases(dir: string): Promise<string[]> {
     try {
       await waitFor(log, ready);
       tree = treeOf(pid);
+      // unshare stays outside the namespaces it made: the tree is its child's.
+      const target = name === 'ns' ? tree[1] : pid;
       const img = path.join(dir, name);
       fs.mkdirSync(img);
-      const r = spawnSync(path.join(root, 'bin', 'criu-ts'), ['dump', '-t', String(pid), '-D', img], { encoding: 'utf8' });
+      const r = spawnSync(path.join(root, 'bin', 'criu-ts'), ['dump', '-t', String(target), '-D', img], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`dump of ${name} failed: ${r.stderr}`);
       out.push(img);
     } finally {

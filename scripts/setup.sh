@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what criu-ts and its tests need on a fresh Debian 12 machine (run as root):
 # gcc for the test workloads, Debian's criu package for its `crit` and `pycriu`, runc and
-# busybox-static for the container test of the RPC, and the npm packages, which pin Node 24
+# busybox-static and podman for the container tests, and the npm packages, which pin Node 24
 # (node_modules/.bin/node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +15,13 @@ command -v setsid >/dev/null || need+=(util-linux)
 command -v script >/dev/null || need+=(bsdutils)
 command -v runc >/dev/null || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# podman drives runc (and so criu-ts as `criu`) in the container test.
+command -v podman >/dev/null || need+=(podman)
 # sqlite3 for the file-lock test: a shell holding a write lock on its database.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
-# iptables and ip6tables: the TCP tests drop a connection's packets between dump and restore
-# (criu-ts takes no network lock yet); ss and ip (iproute2) find sockets and addresses.
+# nft (nftables) and iptables/ip6tables: criu-ts's network lock (--network-lock nftables, the
+# default, or iptables) and its tests; ss and ip (iproute2) find sockets and addresses.
+command -v nft >/dev/null || need+=(nftables)
 command -v iptables >/dev/null || need+=(iptables)
 command -v ss >/dev/null || need+=(iproute2)
 # Real servers for the servers test: redis-server (with redis-cli) and nginx.

@@ -114,6 +114,16 @@ function probeTimerfd(): boolean {
   }
 }
 
+/** A file's mount id in fdinfo: what ties a file to a mount of a restored namespace. */
+function probeMntId(): boolean {
+  const fd = fs.openSync('/', 'r');
+  try {
+    return /^mnt_id:/m.test(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** TCP repair mode on a loopback connection in FIN_WAIT (its end was shut down for writing). */
 function probeHalfClosed(): boolean {
   const fds: number[] = [];
@@ -201,12 +211,19 @@ export const FEATURES: Feature[] = [
     what: 'seccomp filters read by PTRACE_SECCOMP_GET_FILTER',
     probe: () => /^Seccomp_filters:/m.test(fs.readFileSync('/proc/self/status', 'utf8')),
   },
+  {
+    name: 'kcmp_epoll',
+    what: 'epoll targets checked with kcmp(KCMP_EPOLL_TFD) (a target fd closed or replaced since it was added)',
+    probe: () => kernelAtLeast(4, 13),
+  },
   { name: 'fdinfo_lock', what: 'file locks in /proc/PID/fdinfo (--file-locks)', probe: () => kernelAtLeast(4, 1) },
   {
     name: 'timer_cr_ids',
     what: 'POSIX timers created at their ids (PR_TIMER_CREATE_RESTORE_IDS)',
     probe: () => ok(() => prctl(PR.TIMER_CREATE_RESTORE_IDS, 2, 0, 0, 0)),
   },
+  { name: 'mnt_id', what: 'mount ids of files in /proc/PID/fdinfo (mount namespaces)', probe: probeMntId },
+  { name: 'move_mount_set_group', what: 'mount peer groups restored (MOVE_MOUNT_SET_GROUP)', probe: () => kernelAtLeast(5, 15) },
   {
     name: 'memfd_hugetlb',
     what: 'MFD_HUGETLB memfds (their hugetlb_flag)',
@@ -253,7 +270,6 @@ export const FEATURES: Feature[] = [
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
-      ['mnt_id', 'mount ids of files (mount namespaces)'],
       ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
@@ -275,7 +291,6 @@ export const FEATURES: Feature[] = [
       ['pidfd_store', 'the pidfd store of iterative dumps (RPC)'],
       ['ns_pid', 'nested PID namespaces'],
       ['apparmor_stacking', 'AppArmor namespaces'],
-      ['move_mount_set_group', 'mount sharing groups'],
       ['openat2', 'opening files with openat2'],
       ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],
       ['overlayfs_maps', 'mappings of files on overlayfs'],

@@ -21,10 +21,10 @@ const loadJournal = () => import('../dump/journal.ts');
 const loadUnlock = () => import('./network-unlock.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
 import { normalize, type Argv } from './argv.ts';
+import { CG_MODE, parseCgMode, parseCgroupRoot, type CgMode } from '../resources/cgroups.ts';
 import type { MountOptions } from '../resources/ns/mnt-tree.ts';
 import type { NetOptions } from '../resources/ns/types.ts';
 import { isLockMethod } from '../resources/net/netlock.ts';
-import { parseCgroupMode } from '../resources/cgroup.ts';
 import type { TcpMode } from '../resources/files/types.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
@@ -50,7 +50,6 @@ interface Opts {
   linkRemap?: boolean;
   skipVerify?: boolean;
   freezeCgroup?: string;
-  manageCgroups?: string | boolean;
   force?: boolean;
   trustImages?: boolean;
   fileLocks?: boolean;
@@ -59,11 +58,14 @@ interface Opts {
   tcpEstablished?: boolean;
   tcpClose?: boolean;
   skipInFlight?: boolean;
+  manageCgroups?: boolean | string;
+  cgroupRoot?: string[];
+  cgroupYard?: string;
+  inheritFd?: string[];
   root?: string;
   external?: string[];
   extMountMap?: string[];
   emptyNs?: string;
-  inheritFd?: string[];
   networkLock?: string;
 }
 
@@ -123,8 +125,23 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   {
     flags: '--manage-cgroups [mode]',
-    desc: 'cgroups of the tree: soft (the default: saved, missing ones made again), full (properties set on existing ones too) or ignore',
+    desc: 'cgroups: save their dirs and properties (dump); ignore, none, props, soft (default), full or strict (restore)',
     cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--cgroup-yard <path>',
+    desc: 'the cgroup hierarchies are mounted here (by controller, name, unified)',
+    cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--cgroup-root <[ctrl:]path>',
+    desc: "restore the tree's cgroups under this path (of one controller), repeatable",
+    cmds: ['restore'],
+  },
+  {
+    flags: '--inherit-fd <fd[N]:KEY>',
+    desc: "criu-ts's fd N stands for KEY of the images: a file (pipe:[INO], a path) or an external network namespace; repeatable",
+    cmds: ['restore'],
   },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
   {
@@ -149,11 +166,6 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
     cmds: ['dump', 'restore'],
   },
   { flags: '--empty-ns <ns>', desc: 'net: do not save the network namespace, restore an empty one', cmds: ['dump', 'restore'] },
-  {
-    flags: '--inherit-fd <spec>',
-    desc: "fd[N]:KEY: the tree's external network namespace KEY is criu-ts's fd N; repeatable",
-    cmds: ['restore'],
-  },
   {
     flags: '-M, --ext-mount-map <map>',
     desc: 'MOUNTPOINT:KEY at dump, KEY:PATH at restore (old form of --external mnt[]); repeatable',
@@ -199,7 +211,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (/^(--action-script|--external|-M|--inherit-fd)/.test(o.flags))
+      if (/^(--action-script|--cgroup-root|--inherit-fd|--external|-M)/.test(o.flags))
         opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
@@ -276,9 +288,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           tcp: tcpMode(o),
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
+          manageCgroups: cgMode(o) !== CG_MODE.IGNORE,
+          cgroupYard: cgroupYard(o, workDir),
           mounts: mountOptions(o),
           net: netOptions(o),
-          cgroups: parseCgroupMode(o.manageCgroups),
         });
         log.info(
           `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -304,9 +317,10 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           actions,
           tcp: tcpMode(o),
           pidfile: o.pidfile ? path.resolve(workDir, o.pidfile) : undefined,
+          cgroups: { mode: cgMode(o), roots: (o.cgroupRoot ?? []).map(parseCgroupRoot), yard: cgroupYard(o, workDir) },
+          inheritFds: (o.inheritFd ?? []).map(parseInheritFd),
           mounts: mountOptions(o),
           net: netOptions(o),
-          cgroups: parseCgroupMode(o.manageCgroups),
         });
         log.info(`Restored ${r.pid} in ${r.ms.toFixed(1)} ms`);
         return r.exitCode ?? 0;
@@ -319,6 +333,23 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   } finally {
     log.close();
   }
+}
+
+/** CRIU's default is soft, with or without --manage-cgroups. */
+function cgMode(o: Opts): CgMode {
+  return parseCgMode(typeof o.manageCgroups === 'string' ? o.manageCgroups : undefined);
+}
+
+/** --cgroup-yard, relative to the work dir as CRIU, which works from there. */
+function cgroupYard(o: Opts, workDir: string): string | undefined {
+  return o.cgroupYard === undefined ? undefined : path.resolve(workDir, o.cgroupYard);
+}
+
+/** `fd[N]:KEY` of --inherit-fd. */
+function parseInheritFd(v: string): { key: string; fd: number } {
+  const m = /^fd\[(\d+)\]:(.+)$/.exec(v);
+  if (!m) fail(`bad --inherit-fd ${v}: fd[N]:KEY`);
+  return { fd: Number(m[1]), key: m[2] };
 }
 
 /** --root, --external mnt[A]:B and --ext-mount-map A:B (A → B; what A and B are depends on the command). */

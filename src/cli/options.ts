@@ -11,17 +11,18 @@ export const ACCEPTED_INTERNAL = new Set([
   '-L',
   '--log-pid',
   '--no-display-stats',
+  // CRIU's choice of its mount engine; criu-ts has the one mount-v2 style engine.
+  '--mntns-compat-mode',
+  '--no-mntns-compat-mode',
   '--display-stats',
 ]);
 /** Of these, the ones that take a value. */
 export const INTERNAL_WITH_VALUE = new Set(['--pre-dump-mode', '--libdir', '-L']);
 
 export const NOT_SUPPORTED = new Set([
-  '--cgroup-root',
   '--cgroup-props',
   '--cgroup-props-file',
   '--cgroup-dump-controller',
-  '--cgroup-yard',
   '--track-mem',
   '--prev-images-dir',
   '--page-server',
@@ -47,7 +48,6 @@ export const NOT_SUPPORTED = new Set([
   '--join-ns',
   '--veth-pair',
   '--weak-sysctls',
-  '--mntns-compat-mode',
   '--skip-file-rwx-check',
   '--stream',
   '--unprivileged',

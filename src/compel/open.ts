@@ -1,5 +1,6 @@
 // openat injected into a tracee, whose failure names the path: "openat /x in task N: ENOENT".
-import { AT_FDCWD } from '../kernel/index.ts';
+import fs from 'node:fs';
+import { AT_FDCWD, O } from '../kernel/index.ts';
 import { RemoteSysError, type Tracee } from './tracee.ts';
 import type { InjectionArea } from './area.ts';
 
@@ -9,5 +10,28 @@ export function openInTask(t: Tracee, area: InjectionArea, path: string, flags: 
   } catch (e) {
     if (e instanceof RemoteSysError) throw new RemoteSysError(e.tid, `openat ${path}`, e.errno);
     throw e;
+  }
+}
+
+/** Pull one of criu-ts's fds into a tracee (pidfd_open + pidfd_getfd); returns the tracee's fd. */
+export function pullFd(t: Tracee, localFd: number): bigint {
+  const pidfd = t.pidfdOfTracer();
+  try {
+    return t.syscall('pidfd_getfd', pidfd, localFd, 0);
+  } finally {
+    t.syscallRaw('close', pidfd);
+  }
+}
+
+/**
+ * Open `path` as criu-ts sees it and pull it into a tracee: a task in a chroot (or about to
+ * inherit one) would resolve the path in its own root.
+ */
+export function openPulled(t: Tracee, path: string, flags: number): bigint {
+  const local = fs.openSync(path, flags | O.CLOEXEC);
+  try {
+    return pullFd(t, local);
+  } finally {
+    fs.closeSync(local);
   }
 }

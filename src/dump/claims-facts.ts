@@ -1,7 +1,6 @@
 // The facts the dump-time check (claims.ts) goes by: which /proc values are identity or
-// statistics rather than state, names for what the kernel shows, and the check of
-// cgroups, which no resource module saves yet.
-import fs from 'node:fs';
+// statistics rather than state, and names for what the kernel shows. cgroups are saved by
+// resources/cgroups.ts (cgroup.img), whatever the tasks' cgroups are.
 import { O } from '../kernel/index.ts';
 
 /** status lines that identify the task or count things, or that other checks cover. */
@@ -100,30 +99,4 @@ export function flagNames(bits: number): string {
     }
   if (left) out.push(`0${left.toString(8)}`);
   return out.join('|');
-}
-
-/**
- * A restored task joins criu-ts's cgroups. The freezer cgroup given with --freeze-cgroup is
- * the tool of this dump, not state of the tree: its membership is not compared.
- */
-export function checkCgroups(
-  pid: number,
-  freezeCgroup: string | undefined,
-  own: string | undefined,
-  refuse: (resource: string, why: string) => never,
-): void {
-  let mine: string;
-  try {
-    mine = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim();
-  } catch {
-    return;
-  }
-  const ownLines = new Map((own ?? '').split('\n').map((l) => [l.replace(/:[^:]*$/, ''), l]));
-  const frozen = freezeCgroup ? fs.realpathSync(freezeCgroup) : undefined;
-  for (const line of mine.split('\n')) {
-    if (ownLines.get(line.replace(/:[^:]*$/, '')) === line) continue;
-    const path = line.slice(line.lastIndexOf(':') + 1);
-    if (frozen?.endsWith(path)) continue;
-    refuse('cgroup', `it is in ${line}, where a restored task joins ${ownLines.get(line.replace(/:[^:]*$/, '')) ?? 'none'}`);
-  }
 }

@@ -25,7 +25,7 @@ import { fsClaims } from '../resources/fs.ts';
 import { mmClaims, dontExpandOwned, isSocketVma } from '../resources/mm/index.ts';
 import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
-import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, checkCgroups, PROC_FILES } from './claims-facts.ts';
+import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
 import { cttyProblem } from '../resources/files/pty.ts';
 
@@ -59,8 +59,6 @@ export interface ClaimOptions {
   freezeCgroup?: string;
   fileLocks?: boolean;
   net?: NetOptions;
-  /** The tree's cgroups are saved (cgroup.img): being in other cgroups than criu-ts's is no loss. */
-  cgroupsSaved?: boolean;
 }
 
 /** The one error of a refused dump. */
@@ -103,7 +101,6 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     const refuse = (resource: string, why: string, tid = t.pid): never => {
       throw new NotClaimedError({ pid: t.pid, tid }, resource, why);
     };
-    if (!opts.cgroupsSaved) checkCgroups(t.pid, opts.freezeCgroup, own.file('cgroup'), refuse);
     checkTimers(t, refuse);
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);

@@ -44,8 +44,8 @@ import { NsIds, KobjIds } from './nsids.ts';
 import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
+import { CgroupDump } from '../resources/cgroups.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
-import { CgroupDump, type CgroupMode } from '../resources/cgroup.ts';
 import { DumpJournal } from './journal.ts';
 import { lockMethodCode } from '../resources/net/netlock.ts';
 import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
@@ -78,12 +78,14 @@ export interface DumpRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close, --skip-in-flight */
   tcp?: TcpMode;
+  /** --manage-cgroups (any mode but ignore): cgroup.img also holds the controllers' dirs and properties. */
+  manageCgroups?: boolean;
+  /** --cgroup-yard: where the cgroup hierarchies are mounted. */
+  cgroupYard?: string;
   /** External mounts of the tree's mount namespace (--external mnt[MOUNTPOINT]:KEY). */
   mounts?: MountOptions;
   /** Its network namespace left empty (--empty-ns net) or external (--external net[INO]:KEY). */
   net?: NetOptions;
-  /** --manage-cgroups: the tree's cgroups are saved (soft, the default, and full), or not (ignore). */
-  cgroups?: CgroupMode;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -289,7 +291,6 @@ function dumpColocated(req: DumpRequest): DumpResult {
       shellJob: req.shellJob,
       freezeCgroup: req.freezeCgroup,
       fileLocks: req.fileLocks,
-      cgroupsSaved: req.cgroups !== 'ignore',
       net: req.net,
     });
     checkSessions(
@@ -371,7 +372,6 @@ function logUnsafeWindow(log: Logger): void {
 
 interface Shared {
   seccomp: SeccompDump;
-  cgroups?: CgroupDump;
   locksSeen: Set<string>;
   live: Map<number, LiveTask>;
   files: DumpFileTable;
@@ -381,6 +381,7 @@ interface Shared {
   ns: NsIds;
   cpuFacts: CpuFacts;
   objects: DumpShared;
+  cgroups: CgroupDump;
   /** A task's or thread's pid in the images: the one in its own PID namespace. */
   vpid: (pid: number) => number;
   /** The root, when the tree has a network namespace of its own: its sockets are looked at from there. */
@@ -415,7 +416,6 @@ function collectAndWrite(
     vpid: (p) => vpids.get(p) ?? p,
     ...(ownNet(tasks[0].pid) ? { netRoot: tasks[0].pid } : {}),
     seccomp: new SeccompDump(),
-    ...(req.cgroups === 'ignore' ? {} : { cgroups: new CgroupDump() }),
     locksSeen: new Set(),
     live: new Map(live.map((t) => [t.pid, t])),
     files,
@@ -424,10 +424,12 @@ function collectAndWrite(
     ns: new NsIds(),
     cpuFacts: cpu.facts(live[0].area!),
     objects,
+    cgroups: new CgroupDump(),
     fileCtx: {
       log: req.log,
       shellJob: req.shellJob,
       extUnixSk: !!req.extUnixSk,
+      mntIds: ownMntns(req.pid),
       kinds: new Map(),
       addFile: (make) => {
         const id = files.newId();
@@ -444,6 +446,7 @@ function collectAndWrite(
         lockMethod = spec.method;
         run.journal.lock(spec);
       },
+      recordRepair: (socks) => run.journal.repair(socks),
       regDeleted: (n, src, fl, ex) => files.regDeleted(n, src, fl, ex),
       ghosts,
       memfdInode: (link) => objects.memfdInode(link),
@@ -457,6 +460,7 @@ function collectAndWrite(
       },
       treePids: live.map((t) => t.pid),
       netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
+      nsIdOf: (pid, kind) => shared.ns.idsOf(pid)[`${kind}_ns_id`],
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
@@ -487,9 +491,9 @@ function collectAndWrite(
   imgs.closeImage(IMG.FILES);
   imgs.closeImage(IMG.MEMFD_INODE);
   imgs.one(IMG.SECCOMP, shared.seccomp.entry());
-  const cgroups = shared.cgroups?.image();
+  const cgroups = shared.cgroups.image(req.manageCgroups ?? true, req.log, req.cgroupYard);
   if (cgroups) {
-    step(req.log, `cgroups of the tree to cgroup.img: ${cgroups.controllers?.length ?? 0} hierarchies`);
+    step(req.log, `cgroups: ${cgroups.sets.length} set(s) other than criu-ts's to cgroup.img`);
     imgs.one(IMG.CGROUP, cgroups);
   }
   if (req.fileLocks) {
@@ -509,6 +513,7 @@ function collectAndWrite(
       mounts: req.mounts,
       net: req.net,
       helper: () => (helper ??= startHelper([])),
+      tasks: live.map((t) => ({ pid: t.pid, ids: shared.ns.idsOf(t.pid) })),
     });
   } finally {
     if (helper) killHelper(helper.tracee.tid);
@@ -524,10 +529,8 @@ function collectAndWrite(
     fdinfo_per_id: true,
     root_ids: { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, ...dumperIds },
     ns_per_id: true,
+    root_cg_set: shared.cgroups.ownSet,
     lsmtype: 0,
-    // Also without cgroup.img (a tree in criu-ts's own cgroups): the cores name their sets, and
-    // CRIU moves no task whose set is the root's, which it finds here.
-    ...(shared.cgroups ? { root_cg_set: shared.cgroups.setOf(tasks[0].pid) } : {}),
     ...(req.tcp?.close ? { tcp_close: true } : {}),
     network_lock_method: lockMethodCode(lockMethod ?? 'nftables'),
     plugins_entry: {},
@@ -608,7 +611,7 @@ function dumpTask(
     if (req.fileLocks) {
       const locks = dumpFileLocks(pid, new Map(fdinfo.map((e) => [e.fd, e.id])), sh.locksSeen);
       if (locks.length) step(log, `task ${pid}: ${locks.length} file lock(s) to filelocks.img`);
-      for (const e of locks) imgs.add(IMG.FILE_LOCKS, e);
+      for (const e of locks) imgs.add(IMG.FILE_LOCKS, { ...e, pid: vpid });
     }
   } else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
   step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
@@ -620,7 +623,6 @@ function dumpTask(
 
   const secbits = readSecbits(leader);
   const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? (leader.stopSignal() ?? SIG.STOP) : undefined);
-  if (sh.cgroups) tc.cg_set = sh.cgroups.setOf(pid);
   const seccomp = sh.seccomp.collect(
     pid,
     t.snaps.map((s) => s.tracee.tid),
@@ -636,7 +638,7 @@ function dumpTask(
       ...core.thread_core!,
       ...seccomp.get(th.tid),
       pdeath_sig: dumpPdeathSig(th, area),
-      ...(sh.cgroups ? { cg_set: sh.cgroups.setOf(pid, th.tid) } : {}),
+      cg_set: sh.cgroups.threadSet(pid, th.tid),
       ...(affinity ? { cpu_affinity: affinity } : {}),
     };
     imgs.one(IMG.CORE, sh.vpid(th.tid), core);

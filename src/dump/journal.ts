@@ -10,6 +10,7 @@ import { getpid, PTRACE_O, SIG } from '../kernel/index.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import type { Logger } from '../resources/types.ts';
 import { unlock, type LockSpec } from '../resources/net/netlock.ts';
+import { healIn } from '../soccr/guard.ts';
 
 import { RUN_DIR as JOURNAL_DIR } from '../rundir.ts';
 /** The files a dump writes in its images directory. */
@@ -76,6 +77,19 @@ export class DumpJournal {
     this.write();
   }
 
+  /**
+   * Sockets about to go into TCP repair mode, appended (a line each, not the whole journal
+   * again: a dump may freeze thousands): a criu-ts killed with its guardian leaves them healable.
+   */
+  repair(socks: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }>): void {
+    if (!socks.length) return;
+    try {
+      fs.appendFileSync(`${this.file}.repair`, socks.map((s) => `${s.pid} ${s.fd} ${s.ino} ${s.reuseaddr}\n`).join(''));
+    } catch {
+      /* read-only /run */
+    }
+  }
+
   /** The network lock, named before each rule is added. */
   lock(spec: LockSpec): void {
     this.rec.lock = spec;
@@ -100,10 +114,12 @@ export class DumpJournal {
   }
 
   close(): void {
-    try {
-      fs.unlinkSync(this.file);
-    } catch {
-      /* gone */
+    for (const f of [this.file, `${this.file}.repair`]) {
+      try {
+        fs.unlinkSync(f);
+      } catch {
+        /* gone */
+      }
     }
   }
 }
@@ -147,6 +163,18 @@ export function cleanStale(log?: Logger): string[] {
         /* gone */
       }
     }
+    // Sockets its guardian (killed too) did not get back out of repair mode.
+    let healed = 0;
+    try {
+      for (const l of fs.readFileSync(`${file}.repair`, 'latin1').split('\n')) {
+        const [p, fd, ino, reuse] = l.split(' ').map(Number);
+        if (l && healIn(p, fd, ino, reuse)) healed++;
+      }
+      fs.unlinkSync(`${file}.repair`);
+    } catch {
+      /* none */
+    }
+    if (healed) done.push(`turned TCP repair off on ${healed} socket(s) a killed criu-ts left in it`);
     // The lock waits for the restore only if the images are whole and the tree is gone.
     if (rec.lock && (!rec.imagesDone || rec.tasks.some(alive))) {
       const err = unlock(rec.lock);

@@ -217,6 +217,7 @@ export const MS = {
   STRICTATIME: 1 << 24,
   LAZYTIME: 1 << 25,
 } as const;
+export const MNT_DETACH = 2;
 /** open_tree(2) and move_mount(2) flags. */
 export const OPEN_TREE_CLONE = 1;
 export const MOVE_MOUNT = { F_EMPTY_PATH: 0x4, T_EMPTY_PATH: 0x40, SET_GROUP: 0x100 } as const;

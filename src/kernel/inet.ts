@@ -76,6 +76,8 @@ export const PACKET = {
 } as const;
 /** SOCK_PACKET: the obsolete packet socket type, bound by device name. */
 export const SOCK_PACKET = 10;
+/** SIOCGSKNS: an fd of the socket's network namespace. */
+export const SIOCGSKNS = 0x894c;
 /** SIOCGIFNAME: the name of an interface by index (struct ifreq). */
 export const SIOCGIFNAME = 0x8910;
 export const UDP = { CORK: 1 } as const;

@@ -383,7 +383,6 @@ export function mountFs(fstype: string, target: string, options: string): void {
     o = Buffer.from(`${options}\0`);
   syscall(`mount(${fstype}, ${target}, ${options})`, NR.mount, addressOf(src), addressOf(t), addressOf(ty), 0, addressOf(o));
 }
-export const MNT_DETACH = 2;
 export function umount2(target: string, flags: number): void {
   const t = Buffer.from(`${target}\0`);
   syscall(`umount2(${target})`, NR.umount2, addressOf(t), flags);

@@ -4,6 +4,7 @@
 import { PR } from '../kernel/index.ts';
 import { readTimers, SIGEV_THREAD_ID, type PosixTimerInfo } from '../proc/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
+import { nsPid } from './ns/pid.ts';
 import type { ClaimSite, ResourceClaims } from './claims.ts';
 import type { Logger, Message, MessageInput } from './types.ts';
 
@@ -44,7 +45,8 @@ export function dumpPosixTimers(t: Tracee, area: InjectionArea, pid: number): Me
       insec: b.readBigUInt64LE(8),
       vsec: b.readBigUInt64LE(16),
       vnsec: b.readBigUInt64LE(24),
-      ...(tm.sigevNotify === SIGEV_THREAD_ID ? { notify_thread_id: tm.notifyPid } : {}),
+      // /proc shows the thread's id in criu-ts's PID namespace; the task's own is the one it gave.
+      ...(tm.sigevNotify === SIGEV_THREAD_ID ? { notify_thread_id: nsPid(pid, tm.notifyPid) } : {}),
     };
   });
 }

@@ -36,6 +36,7 @@ import {
   seccompChain,
 } from '../resources/task/index.ts';
 import { restoreSigactions } from '../resources/sigact.ts';
+import { CgroupRestore, CG_MODE, type CgroupRestoreOptions } from '../resources/cgroups.ts';
 import { restoreFs } from '../resources/fs.ts';
 import { restorePosixTimers } from '../resources/posix-timers.ts';
 import { restoreFileLocks } from '../resources/files/locks.ts';
@@ -55,7 +56,15 @@ import {
   type TcpMode,
 } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
-import { planNamespaces, prepareNamespaces, restoreNamespaces, inNetOf, type NsPlan } from '../resources/ns/index.ts';
+import {
+  planNamespaces,
+  prepareNamespaces,
+  restoreNamespaces,
+  enterNamespaces,
+  mountNamespaces,
+  inNetOf,
+  type NsPlan,
+} from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
 import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
@@ -64,7 +73,6 @@ import { plan, threadOf, type LivePlan, type TaskPlan } from './plan.ts';
 import { startHelper, killHelper, type Helper } from './stub.ts';
 import type { MountOptions, NetOptions } from '../resources/ns/index.ts';
 import type { RunAction } from '../actions.ts';
-import { CgroupRestore, type CgroupMode } from '../resources/cgroup.ts';
 import { RESTORE_STAGES, type RestoreStage } from './stages.ts';
 import type { Logger, Message, RestoreTask } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
@@ -84,12 +92,14 @@ export interface RestoreRequest {
   actions?: RunAction;
   /** --tcp-established, --tcp-close (a dump made with --tcp-close restores closed anyway). */
   tcp?: TcpMode;
+  /** --manage-cgroups and --cgroup-root (CRIU's default: soft, at the dumped paths). */
+  cgroups?: CgroupRestoreOptions;
+  /** --inherit-fd / inherit_fd: criu-ts's fd `fd` stands for the file the images name `key`. */
+  inheritFds?: { key: string; fd: number }[];
   /** --root and the external mounts of the tree's mount namespace. */
   mounts?: MountOptions;
   /** Its network namespace made empty (--empty-ns net) or joined (--inherit-fd fd[N]:KEY). */
   net?: NetOptions;
-  /** --manage-cgroups: tasks go back into their cgroups (soft, the default, and full) or stay in criu-ts's (ignore). */
-  cgroups?: CgroupMode;
 }
 
 export interface RestoreResult {
@@ -118,7 +128,9 @@ interface Ctx {
   /** Every PID this restore made, killed if it fails. */
   created: number[];
   /** Where criu-ts finds the tree's files once its mount namespace exists: /proc/ROOT/root. */
-  nsRoot?: string;
+  nsRoot?: boolean;
+  /** Which mount namespace (its id) each mount id of the images is in. */
+  mntOf: Map<number, number>;
   /** The process the root is cloned from, until FORKING is over. */
   helper?: Helper;
   sessions: SessionRestore;
@@ -145,12 +157,12 @@ interface Ctx {
   unlockNetwork: () => void;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
+  cgroups: CgroupRestore;
   /** The namespaces the root is born in, and their contents. */
   ns: NsPlan;
   /** The root's pid in criu-ts's PID namespace, once created. */
   rootHost: number;
   treeIds?: Set<number>;
-  cgroups: CgroupRestore;
 }
 
 export function restore(req: RestoreRequest): RestoreResult {
@@ -181,7 +193,8 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   logPlan(req.log, tasks);
   const root = tasks[0];
   if (root.zombie) throw new CriuError(`pstree.img: the root task ${root.pid} is a zombie`);
-  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts, req.net);
+  const allIds = tasks.filter((t): t is LivePlan => !t.zombie).map((t) => t.ids);
+  const ns = planNamespaces(root.ids, imgs.one(IMG.INVENTORY), root.pid, imgs, req.log, req.mounts, req.net, allIds);
   // In a new PID namespace every pid is free; the kernel picks the ones outside.
   if (!(ns.flags & CLONE.NEWPID))
     for (const t of tasks)
@@ -200,9 +213,16 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       if (!reg) throw new CriuError(`remap-fpath.img: no regular file with id ${id} in files.img`);
       return reg.name;
     },
+    (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
   );
   let ctx: Ctx | undefined;
-  const cgroups = new CgroupRestore(imgs.all(IMG.CGROUP)[0]?.entry, req.cgroups ?? 'soft');
+  const installedOnce = new Set<number>();
+  const cgroups = new CgroupRestore(
+    imgs.all(IMG.CGROUP)[0]?.entry,
+    imgs.one(IMG.INVENTORY).root_cg_set ?? 0,
+    req.cgroups ?? { mode: CG_MODE.SOFT, roots: [] },
+    req.log,
+  );
   // The network lock the dump kept on the connections: it goes once they are back, or the restore failed.
   let netLock = restoreLock(
     imgs.one(IMG.INVENTORY),
@@ -213,6 +233,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     netLock = undefined;
   };
   try {
+    cgroups.prepare();
     const helper = startHelper(
       liveMm(tasks).flatMap((mm) => mm.vmas),
       tasks.some((t) => !t.zombie && [...t.threadCores.values()].some((tc) => tc.seccomp_mode)),
@@ -234,11 +255,18 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       opened,
       shmem,
       shmemSize: shmemSizes(liveMm(tasks)),
-      installedOnce: new Set(),
+      installedOnce,
       doneTables: new Set(),
       sharedVm: new Set(),
       forkMs: 0,
       ns,
+      mntOf:
+        ns.flags & CLONE.NEWNS
+          ? mountNamespaces(
+              imgs,
+              allIds.map((i) => i.mnt_ns_id).filter((i) => i !== undefined),
+            )
+          : new Map(),
       rootHost: 0,
       releaseHooks,
       unlockNetwork: unlockNet,
@@ -255,7 +283,9 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           return fd;
         },
         memfd: (inodeId) => memfdObject(imgs, shmem, inodeId),
-        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg.name),
+        inheritFds: req.inheritFds ?? [],
+        inheritedIds: installedOnce,
+        pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
@@ -271,7 +301,6 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       STAGES[stage](ctx);
     }
   } catch (e) {
-    cgroups.close();
     for (const fd of opened) {
       try {
         fs.closeSync(fd);
@@ -284,6 +313,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     imgs.verifying?.cancel();
     if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
     killAll(created);
+    cgroups.undo();
     unlockNet();
     throw e;
   }
@@ -327,6 +357,8 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.req.log.info(`created ${ctx.tasks.length} task(s) in ${ms(t0)}`);
     if (ctx.helper) killHelper(ctx.helper.tracee.tid);
     ctx.helper = undefined;
+    // Limits once every task exists: the restore's own work must not run into them.
+    ctx.cgroups.properties();
   },
   GROUPS: (ctx) => {
     ctx.sessions.setGroups(ctx.tasks, (pid) => liveTask(ctx, pid));
@@ -337,7 +369,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       checkInterrupt();
       restoreTask(ctx, l);
     }
-    restoreOwners(ctx.locals, ctx.files);
+    restoreOwners(ctx.locals, ctx.files, (pid) => hostPid(ctx, pid));
   },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
@@ -410,6 +442,15 @@ function liveTask(ctx: Ctx, pid: number): Live {
   const l = ctx.live.get(pid);
   if (!l) throw new CriuError(`task ${pid} was not created`);
   return l;
+}
+
+/** A task's, thread's or group's id in criu-ts's PID namespace, from the one in the images. */
+function hostPid(ctx: Ctx, pid: number): number {
+  for (const l of ctx.live.values()) {
+    const th = l.threads.get(pid);
+    if (th) return th.tid;
+  }
+  return pid;
 }
 
 /** The tasks that are not zombies, in pstree order. */
@@ -505,15 +546,21 @@ function createTree(ctx: Ctx): void {
     );
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
     ctx.created.push(stub.tid);
+    // Into its cgroups before it has children, which inherit them.
+    ctx.cgroups.enter(stub.tid, cgSetOf(t, t.pid), parentPlan && cgSetOf(parentPlan, parentPlan.pid));
     stub.setSigmask(ALL_SIGNALS);
     const l: Live = { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area: parentArea.forTracee(stub) };
     live.set(t.pid, l);
     if (t.ppid === 0) {
       ctx.rootHost = stub.tid;
       if (stub.tid !== t.pid) ctx.req.log.info(`task ${t.pid}: pid ${stub.tid} outside its PID namespace`);
+      // As CRIU, for a root in namespaces of its own: once it exists in them (runc runs its
+      // prestart hooks there), and once they are filled.
+      if (ctx.ns.flags) ctx.req.actions?.('setup-namespaces', stub.tid);
       restoreNamespaces(ctx.ns, { stub, area: l.area, pid: stub.tid, vpid: t.pid, imgs: ctx.imgs, log: ctx.req.log });
-      if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = `/proc/${stub.tid}/root`;
-    }
+      if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = true;
+      if (ctx.ns.flags) ctx.req.actions?.('post-setup-namespaces');
+    } else if (!t.zombie) enterNamespaces(ctx.ns, { stub, area: l.area, ids: t.ids, imgs: ctx.imgs, log: ctx.req.log });
     ctx.sessions.enter(t, stub, born);
     if (isLive(l)) {
       // A task born of a session helper has the helper's memory, fds and the rest, and the helper
@@ -527,6 +574,11 @@ function createTree(ctx: Ctx): void {
   }
   for (const pid of [...filling.keys()]) settle(pid);
   ctx.sessions.startDeferred();
+}
+
+/** thread_core.cg_set of a thread of a task (none for a zombie). */
+function cgSetOf(t: TaskPlan, tid: number): number | undefined {
+  return t.zombie ? undefined : t.threadCores.get(tid)?.cg_set;
 }
 
 /**
@@ -575,13 +627,19 @@ function pathResolver(ctx: Ctx, asTask = false): (id: number) => string {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
     const p = ctx.ghosts.path(reg.id, reg.name);
-    return asTask ? p : inNs(ctx, p, reg.name);
+    return asTask ? p : inNs(ctx, p, reg);
   };
 }
 
-/** A file of the tree, by its name in the tree's mount namespace (a ghost made again is criu-ts's own path). */
-function inNs(ctx: Ctx, p: string, name: string): string {
-  return ctx.nsRoot && p === name ? `${ctx.nsRoot}${p}` : p;
+/**
+ * A file of the tree (or a ghost made again for it), by its name in its mount namespace:
+ * through the root of a task in the namespace its mount is in (the root's without a mount id).
+ */
+function inNs(ctx: Ctx, p: string, reg: { name: string; mnt_id?: number }): string {
+  if (!ctx.nsRoot) return p;
+  const ns = reg.mnt_id !== undefined && reg.mnt_id >= 0 ? ctx.mntOf.get(reg.mnt_id) : undefined;
+  const holder = (ns !== undefined ? ctx.ns.holders.get('mnt')?.get(ns) : undefined) ?? ctx.rootHost;
+  return `/proc/${holder}/root${p}`;
 }
 
 /**
@@ -597,8 +655,6 @@ function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | unde
   const area = l.area;
   faultPoint('restore-files');
   checkInterrupt();
-  // Into its cgroups before it forks: its children are born there.
-  ctx.cgroups.move(t.tc.cg_set, t.pid);
   const filesId = t.ids.files_id,
     fsId = t.ids.fs_id;
   if (!ctx.doneTables.has(`files:${filesId}`)) {
@@ -661,7 +717,9 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   if (t.threads.length > 1) restoreComm(stub, area, leaderComm);
   for (const tid of t.threads.slice(1)) {
     step(ctx.req.log, `task ${t.pid}: thread ${tid} created from core-${tid}.img`);
-    l.threads.set(tid, cloneThread(stub, area, tid, threadOf(t, tid).core));
+    const th = cloneThread(stub, area, tid, threadOf(t, tid).core);
+    l.threads.set(tid, th);
+    ctx.cgroups.enter(th.tid, cgSetOf(t, tid), cgSetOf(t, t.pid), true);
   }
   step(
     ctx.req.log,
@@ -670,7 +728,6 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   requeueSignals(stub, area, t.pid, t.tc.signals_s, true);
   for (const [tid, th] of l.threads) {
     const { core, threadCore } = threadOf(t, tid);
-    if (tid !== t.pid && threadCore.cg_set !== t.tc.cg_set) ctx.cgroups.move(threadCore.cg_set, t.pid, tid);
     restoreThreadCore(th, area, core, threadCore, tid !== t.pid, t.threads.length > 1 ? leaderComm : undefined);
     restoreSched(th, area, threadCore);
     requeueSignals(th, area, t.pid, threadCore.signals_p, false);

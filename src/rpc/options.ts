@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CriuError } from '../errors.ts';
 import type { Message } from '../images/index.ts';
+import { CG_MODE, type CgMode } from '../resources/cgroups.ts';
+import type { MountOptions } from '../resources/ns/index.ts';
 
 export type CriuOpts = Message<'criu_opts'>;
 export const EBADRQC = 56;
@@ -48,13 +50,10 @@ const REFUSED_BOOL = [
   'skip_file_rwx_check',
   'unprivileged',
   'leave_stopped',
-  'rst_sibling',
 ] as const satisfies readonly (keyof CriuOpts)[];
 const REFUSED_LIST = [
   'veths',
   'exec_cmd',
-  'cg_root',
-  'inherit_fd',
   'skip_mnt',
   'enable_fs',
   'unix_sk_ino',
@@ -72,7 +71,6 @@ const REFUSED_SET = [
   'tls_cacrl',
   'tls_cert',
   'tls_key',
-  'cgroup_yard',
   'pidfd_store_sk',
   'lsm_mount_context',
   'status_fd',
@@ -88,6 +86,8 @@ const CHECKED = [
   'manage_cgroups',
   'manage_cgroups_mode',
   'config_file',
+  'rst_sibling',
+  'inherit_fd',
 ] as const satisfies readonly (keyof CriuOpts)[];
 const HONOURED = [
   'images_dir_fd',
@@ -106,25 +106,35 @@ const HONOURED = [
   'file_locks',
   'ghost_limit',
   'link_remap',
+  'cg_root',
+  'cgroup_yard',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by
  * path anyway), orphan_pts_master (no pty is restored but a shell job's, which has a
- * master), pre_dump_mode and display_stats (how CRIU works inside).
+ * master: a tree holding another pty is refused at dump), pre_dump_mode and display_stats
+ * (how CRIU works inside).
  */
 const NO_EFFECT = ['evasive_devices', 'orphan_pts_master', 'pre_dump_mode', 'display_stats'] as const satisfies readonly (keyof CriuOpts)[];
 
 /** Every criu_opts field criu-ts knows what to do with (a unit test holds it to rpc.proto). */
 export const OPTS_FIELDS: readonly string[] = [...REFUSED_BOOL, ...REFUSED_LIST, ...REFUSED_SET, ...CHECKED, ...HONOURED, ...NO_EFFECT];
 
-const CRIU_CG_MODE_IGNORE = 0,
-  CRIU_CG_MODE_SOFT = 3;
 const DEFAULT_CPU_CAP = 0xffffffff,
   NETWORK_LOCK_IPTABLES = 1,
   CLONE_NEWNET = 0x40000000;
 
+/** What a request's options mean beyond the fields passed on as they are. */
+export interface Screened {
+  /** manage_cgroups_mode, or manage_cgroups true → soft, false → ignore (CRIU's cr-service.c). */
+  cgMode: CgMode;
+  /** Settings of config_file. */
+  skipVerify: boolean;
+  trustImages: boolean;
+}
+
 /** Refuses what criu-ts cannot honour in `opts` for a request of `kind`. */
-export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', mode: RpcMode): void {
+export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', mode: RpcMode): Screened {
   if (mode === 'service' && opts.rst_sibling) throw new CriuError('rst_sibling is not allowed in standalone service', EBADRQC);
   if (mode === 'service' && opts.inherit_fd.length) throw new CriuError('inherit_fd is not allowed in standalone service', EBADRQC);
   for (const f of REFUSED_BOOL) if (opts[f]) refuse(f);
@@ -134,24 +144,53 @@ export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', m
   if (opts.network_lock !== undefined && opts.network_lock !== NETWORK_LOCK_IPTABLES) refuse('network_lock');
   if (opts.empty_ns !== undefined && (opts.empty_ns & ~CLONE_NEWNET) !== 0)
     throw new CriuError(`empty_ns 0x${opts.empty_ns.toString(16)}: only CLONE_NEWNET may be empty`, EBADRQC);
-  if (kind === 'restore' && opts.root !== undefined && path.resolve(opts.root) !== '/') refuse('root');
-  if (kind === 'restore' && opts.ext_mnt.length) refuse('ext_mnt');
   if (kind === 'restore' && opts.external.length) refuse('external');
-  const cg = opts.manage_cgroups_mode ?? (opts.manage_cgroups ? CRIU_CG_MODE_SOFT : CRIU_CG_MODE_IGNORE);
-  // Soft mode of a tree in criu-ts's own cgroups saves and restores nothing in CRIU either.
-  if (cg !== CRIU_CG_MODE_IGNORE && cg !== CRIU_CG_MODE_SOFT && cg !== 6 /* DEFAULT = soft */) refuse('manage_cgroups_mode');
-  if (opts.config_file !== undefined && hasSettings(opts.config_file)) refuse(`config_file ${opts.config_file}`);
+  for (const i of opts.inherit_fd) if (!/^(pipe:\[\d+\]|\/?[^:[]+)$/.test(i.key)) refuse(`inherit_fd ${i.key}`);
+  const cgMode = (opts.manage_cgroups_mode ?? (opts.manage_cgroups ? CG_MODE.SOFT : CG_MODE.IGNORE)) as CgMode;
+  if (!Object.values(CG_MODE).includes(cgMode)) refuse(`manage_cgroups_mode ${cgMode}`);
+  return { cgMode, ...configSettings(opts.config_file) };
 }
 
-/** Whether a CRIU config file sets anything (runc always names /etc/criu/runc.conf, usually absent). */
-function hasSettings(file: string): boolean {
+/** `root` and `ext_mnt` as --root and --ext-mount-map KEY:VAL (CRIU's ext_mount_add). */
+export function mountsOf(opts: CriuOpts): MountOptions {
+  return {
+    root: opts.root === undefined ? undefined : path.resolve(opts.root),
+    external: new Map(opts.ext_mnt.map((e) => [e.key, e.val])),
+  };
+}
+
+/** config_file says trust-images (read before the log is written into the images dir). */
+export function trustsImages(opts: CriuOpts): boolean {
+  try {
+    return configSettings(opts.config_file).trustImages;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A CRIU config file's settings (runc names /etc/criu/runc.conf, or its container's
+ * org.criu.config annotation): one option a line, without or with its dashes. criu-ts reads
+ * those it has for a restore whose client cannot pass them (CRIU's images carry no manifest:
+ * skip-verify); any other setting is refused by name.
+ */
+function configSettings(file: string | undefined): { skipVerify: boolean; trustImages: boolean } {
+  const out = { skipVerify: false, trustImages: false };
+  if (file === undefined) return out;
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch {
-    return false;
+    return out;
   }
-  return text.split('\n').some((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+  for (const raw of text.split('\n')) {
+    const l = raw.trim().replace(/^--/, '');
+    if (l === '' || l.startsWith('#')) continue;
+    if (l === 'skip-verify') out.skipVerify = true;
+    else if (l === 'trust-images') out.trustImages = true;
+    else refuse(`config_file ${file}: ${l}`);
+  }
+  return out;
 }
 
 /**

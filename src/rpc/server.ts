@@ -15,7 +15,18 @@ import { checkDumpDir, checkRestoreDir } from '../images/index.ts';
 import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 import type { ActionName, RunAction } from '../actions.ts';
 import { BadRequest, REQ, type RpcConn, typeName, type CriuReq, type CriuResp } from './conn.ts';
-import { EBADRQC, resolvePaths, screenOpts, type CriuOpts, type RpcMode, type RpcPaths } from './options.ts';
+import {
+  EBADRQC,
+  mountsOf,
+  resolvePaths,
+  screenOpts,
+  type CriuOpts,
+  type RpcMode,
+  type RpcPaths,
+  type Screened,
+  trustsImages,
+} from './options.ts';
+import { CG_MODE, leaveCgroups } from '../resources/cgroups.ts';
 
 /** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */
 export const RPC_VERSION = { major_number: 4, minor_number: 2, name: 'criu-ts' };
@@ -159,17 +170,17 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
     const paths = resolvePaths(opts, conn.peer, kind !== 'check');
     // As on the command line, before the log is written there: a directory someone else controls is refused.
     if (kind === 'dump') for (const d of new Set([paths.imagesDir, paths.workDir])) checkDumpDir(d, false);
-    if (kind === 'restore') checkRestoreDir(paths.imagesDir, fs.readdirSync(paths.imagesDir), false);
+    if (kind === 'restore') checkRestoreDir(paths.imagesDir, fs.readdirSync(paths.imagesDir), trustsImages(opts));
     log = new LevelLogger(paths.level, paths.logFile);
     log.info(`RPC ${typeName(type)} from pid ${conn.peer} (${o.mode})`);
-    screenOpts(opts, kind, o.mode);
+    const screened = screenOpts(opts, kind, o.mode);
     const actions = actionRunner(conn, !!opts.notify_scripts, o.scripts(paths.imagesDir), log);
     if (kind !== 'check') {
       // A signal aborts the operation cleanly (interrupt.ts); the server dies of it once it has answered.
       armInterrupts();
       cleanStale(log);
     }
-    const resp = runners[kind](opts, paths, conn.peer, actions, log);
+    const resp = runners[kind](opts, screened, paths, conn.peer, actions, log, o.mode);
     return reply(conn, resp);
   } catch (e) {
     log?.failed(e instanceof Error ? e.message.split('\n')[0] : String(e));
@@ -181,14 +192,21 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
   }
 }
 
-type Runner = (opts: CriuOpts, paths: RpcPaths, peer: number, actions: RunAction, log: LevelLogger) => CriuResp;
+type Runner = (
+  opts: CriuOpts,
+  screened: Screened,
+  paths: RpcPaths,
+  peer: number,
+  actions: RunAction,
+  log: LevelLogger,
+  mode: RpcMode,
+) => CriuResp;
 const runners: Record<'dump' | 'restore' | 'check', Runner> = {
-  dump: (opts, paths, peer, actions, log) => {
+  dump: (opts, screened, paths, peer, actions, log) => {
     // No pid: the client dumps itself, as with CRIU.
     const pid = opts.pid ?? peer;
     const net = rpcNet(opts);
     checkNamespaces([pid], { net });
-    checkCgroups(pid, opts);
     dump({
       pid,
       dir: paths.imagesDir,
@@ -203,12 +221,21 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       actions,
       ghostLimit: opts.ghost_limit,
       linkRemap: !!opts.link_remap,
+      manageCgroups: screened.cgMode !== CG_MODE.IGNORE,
+      cgroupYard: opts.cgroup_yard,
+      mounts: mountsOf(opts),
       net,
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
   },
-  restore: (opts, paths, _peer, actions, log) => {
+  restore: (opts, screened, paths, peer, actions, log, mode) => {
     if (!fs.existsSync(`${paths.imagesDir}/inventory.img`)) throw new CriuError(`no dump in ${paths.imagesDir}: it has no inventory.img`);
+    // rst_sibling: the tree is the client's once criu-ts exits (a client that is a child
+    // subreaper, as runc is, gets the root then; criu-ts has no way to make it the client's
+    // child before).
+    // runc moved its criu into the container's cgroups: criu-ts goes back to runc's, and the
+    // restored root goes where criu-ts was.
+    const home = mode === 'swrk' && screened.cgMode !== CG_MODE.IGNORE ? leaveCgroups(peer, log) : undefined;
     const r = restore({
       dir: paths.imagesDir,
       workDir: paths.workDir,
@@ -216,11 +243,21 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       shellJob: !!opts.shell_job,
       log,
       actions,
-      net: rpcNet(opts),
+      skipVerify: screened.skipVerify,
+      cgroups: {
+        mode: screened.cgMode,
+        roots: opts.cg_root.map((c) => ({ ctrl: c.ctrl ?? '', path: c.path })),
+        home,
+        yard: opts.cgroup_yard,
+      },
+      inheritFds: opts.inherit_fd.map((i) => ({ key: i.key, fd: i.fd })),
+      mounts: mountsOf(opts),
+      // runc's empty_ns: the loopback it would have set up (runc does not at restore).
+      net: { ...rpcNet(opts), loopbackUp: true },
     });
     return { type: REQ.RESTORE, success: true, restore: { pid: r.pid } };
   },
-  check: (_opts, _paths, _peer, _actions, log) => {
+  check: (_opts, _screened, _paths, _peer, _actions, log) => {
     const rc = runCheck(undefined, (s) => log.info(s), log);
     if (rc !== 0) throw new CriuError('criu-ts check failed: see the log');
     return { type: REQ.CHECK, success: true };
@@ -235,14 +272,6 @@ function rpcNet(opts: CriuOpts): NetOptions {
     if (m) external.set(m[1], m[2]);
   }
   return { empty: ((opts.empty_ns ?? 0) & 0x40000000) !== 0, external };
-}
-
-/** manage_cgroups: criu-ts saves no cgroups, which is right only for a tree in its own cgroups. */
-function checkCgroups(pid: number, opts: CriuOpts): void {
-  if (!opts.manage_cgroups && !opts.manage_cgroups_mode) return;
-  const own = fs.readFileSync('/proc/self/cgroup', 'utf8'),
-    theirs = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-  if (own !== theirs) throw new CriuError(`not supported yet: manage_cgroups (task ${pid} is in other cgroups than criu-ts)`, EBADRQC);
 }
 
 /**

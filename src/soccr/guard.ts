@@ -162,6 +162,20 @@ interface Noted {
 /** pidfds of the noted sockets' tasks, one per task (a dead task's gives ESRCH). */
 const pidfds = new Map<number, number>();
 
+/**
+ * Turn repair off on fd `fd` of task `pid` if it is still socket `ino` (the task lives);
+ * false if there was nothing to heal.
+ */
+export function healIn(pid: number, fd: number, ino: number, reuseaddr: number): boolean {
+  const copy = copyOf(pid, fd, ino);
+  if (copy < 0) return false;
+  try {
+    return heal(copy, reuseaddr);
+  } finally {
+    close(copy);
+  }
+}
+
 /** A copy of fd `fd` of task `pid` if it is still socket `ino`, else -1. */
 function copyOf(pid: number, fd: number, ino: number): number {
   try {
@@ -230,11 +244,7 @@ export function runGuardian(input: number, acks: number, onGiveUp?: (extra: stri
     if (last !== 'done') {
       // Only where the task still has its socket: a dead task's connection waits for its
       // restore, and must close in repair mode, without a word to the peer.
-      const copy = copyOf(s.pid, s.fd, s.ino);
-      if (copy >= 0) {
-        if (heal(copy, s.reuseaddr)) healed++;
-        close(copy);
-      }
+      if (healIn(s.pid, s.fd, s.ino, s.reuseaddr)) healed++;
     }
     // Closed in repair mode after done: the socket's owner is dead or has it back.
     if (s.copy >= 0) close(s.copy);

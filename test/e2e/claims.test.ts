@@ -51,8 +51,8 @@ const REFUSALS: Refusal[] = [
   { mode: 'ofdlock', line: /fd \d+ \(.*ofdlock\.lock\): it holds a file lock \(.*OFDLCK/, still: () => locks().includes('OFDLCK') },
   { mode: 'lease', args: ['--file-locks'], line: /fd \d+ \(.*lease\.lock\): it holds a lease being broken \(LEASE/, still: lockedBy },
   {
-    mode: 'mlock',
-    line: /memory at 0x[0-9a-f]+-0x[0-9a-f]+.*: it is locked in memory \(mlock\)/,
+    mode: 'mlockonfault',
+    line: /memory at 0x[0-9a-f]+-0x[0-9a-f]+.*: it is locked on fault \(mlock2\)/,
     still: (pid) => procStatus(pid)!.VmLck !== '0 kB',
   },
   { mode: 'pipedirect', line: /fd \d+ \(pipe:\[\d+\]\): a pipe with O_DIRECT/, still: () => true },

@@ -261,12 +261,14 @@ e2e('restore while the PID is taken fails cleanly and leaves the original alone'
 
 // ---------------------------------------------------------------- CLI
 
-e2e('an unimplemented CRIU option is refused: not supported yet: --track-mem', async (c) => {
+e2e('an unimplemented CRIU option is refused: not supported yet: --lazy-pages; an unknown --network-lock method too', async (c) => {
   const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, 'counter.log') });
   await waitForCounter(t.log, 1);
   const img = c.subdir('img');
-  const line = assertCleanError(runCriu(['dump', '-t', String(t.pid), '-D', img, '--track-mem']));
-  assert.equal(line.trim(), 'not supported yet: --track-mem');
+  const line = assertCleanError(runCriu(['dump', '-t', String(t.pid), '-D', img, '--lazy-pages']));
+  assert.equal(line.trim(), 'not supported yet: --lazy-pages');
+  const bad = assertCleanError(runCriu(['dump', '-t', String(t.pid), '-D', img, '--network-lock', 'pf']));
+  assert.match(bad, /unknown network lock method pf: use nftables, iptables or skip$/);
   assertRunningFree(t.pid);
   assert.deepEqual(imageFiles(img), []);
   killAndReap(t.pid);

@@ -7,12 +7,11 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import dgram from 'node:dgram';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { sock, pidfdOpen, pidfdGetfd, close } from '../../src/kernel/index.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  CRIU_BIN,
   e2e,
   startTarget,
   killAndReap,
@@ -27,7 +26,7 @@ import {
   sleep,
   SLOW,
 } from '../lib/proc.ts';
-import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
+import { dump, dumpAndReap, restore, restoreDetached, heldDump, lockTable, tableExists } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
 /** A base port for this run, clear of the ephemeral range (32768-60999). */
@@ -166,25 +165,6 @@ function copyOfSocket(pid: number): number {
   }
 }
 
-/** The nftables table of the lock a dump took, from its log. */
-function lockTable(log: string): string {
-  const t = /network locked with nftables \(table inet (CRIU-[\w-]+)\)/.exec(readFileSync(log, 'utf8'))?.[1];
-  assert.ok(t, `${log} names its lock table`);
-  return t;
-}
-const tableExists = (t: string): boolean => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }).includes(`inet ${t}\n`);
-
-/** The client's local port, from /proc/net/tcp{,6}. */
-function localPort(pid: number, peerPort: number): number {
-  const out = execFileSync('ss', ['-Htnp', 'state', 'established'], { encoding: 'utf8' });
-  for (const l of out.split('\n')) {
-    if (!l.includes(`pid=${pid},`)) continue;
-    const [local, remote] = l.trim().split(/\s+/).slice(2, 4);
-    if (remote.endsWith(`:${peerPort}`)) return Number(local.slice(local.lastIndexOf(':') + 1));
-  }
-  throw new Error(`no connection of ${pid} to port ${peerPort}`);
-}
-
 for (const [name, host] of [
   ['IPv4', '127.0.0.1'],
   ['IPv6', '::1'],
@@ -214,28 +194,16 @@ for (const [name, host] of [
 
     // criu-ts killed (SIGKILL) with the connection in repair mode: its guardian turns repair off.
     const kdir = c.subdir('killed');
-    const criu = spawn(CRIU_BIN, ['dump', '-t', String(client.pid), '-D', kdir, '-v4', '-o', 'dump.log', '--tcp-established'], {
-      env: { ...process.env, CRIU_TS_RUN_DIR: c.subdir('run'), CRIU_TS_HANG: 'write-images' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const ended = new Promise<number | string | null>((resolve) => criu.on('exit', (code, s) => resolve(s ?? code)));
-    // Until it says it hangs at that step; if it exits first, the test fails with what it said.
-    let said = '';
-    await new Promise<void>((resolve, reject) => {
-      criu.stderr.on('data', (d: Buffer) => {
-        said += d.toString();
-        if (said.includes('hanging')) resolve();
-      });
-      criu.on('exit', (code, sig) => reject(new Error(`criu-ts dump ended (${sig ?? code}) before hanging: ${said}`)));
-    });
+    const criu = await heldDump(client.pid, kdir, ['--tcp-established'], { CRIU_TS_RUN_DIR: c.subdir('run') });
     assert.equal(sock.getsockoptInt(copyOfSocket(client.pid), sock.SOL.TCP, sock.TCP.REPAIR), 1, 'the connection is in repair mode');
     assert.deepEqual(transient(), [], 'no call met repair mode while criu-ts ran');
     const guardian = Number(/TCP repair guardian: pid (\d+)/.exec(readFileSync(join(kdir, 'dump.log'), 'utf8'))?.[1]);
     assert.ok(guardian > 0, 'the dump started a guardian');
     adopt(guardian); // ours once criu-ts is gone
-    criu.kill('SIGKILL');
-    assert.equal(await ended, 'SIGKILL');
+    criu.kill();
+    assert.equal(await criu.ended, 'SIGKILL');
     await streamsGoOn([client, peer], [rxOf(client.log), rxOf(peer.log)]);
+    assert.ok(!tableExists(lockTable(join(kdir, 'dump.log'))), 'the guardian removed the network lock');
     const seen = transient().length;
     assert.ok(seen <= 2, `a moment of repair mode at most: ${seen} calls met it`);
 
@@ -323,19 +291,10 @@ e2e('python3 -m http.server with a client in the middle of a request: dump + res
   });
   client.write('GET /hello.txt HTTP/1.1\r\nHost: x\r\n');
   await sleep(300);
-  const cport = client.localPort!;
-  const rules = [
-    ['--sport', String(port), '--dport', String(cport)],
-    ['--sport', String(cport), '--dport', String(port)],
-  ].map((r) => ['INPUT', '-i', 'lo', '-p', 'tcp', ...r, '-j', 'DROP']);
-  for (const r of rules) execFileSync('iptables', ['-w', '-I', ...r]);
-  try {
-    const img = c.subdir('img');
-    dumpAndReap(srv.pid, img, ['--tcp-established']);
-    restoreDetached(img, srv.pid, ['--tcp-established']);
-  } finally {
-    for (const r of rules) execFileSync('iptables', ['-w', '-D', ...r]);
-  }
+  // The network lock (nftables by default) keeps the client's segments from a reset while the server is gone.
+  const img = c.subdir('img');
+  dumpAndReap(srv.pid, img, ['--tcp-established']);
+  restoreDetached(img, srv.pid, ['--tcp-established']);
   client.write('\r\n');
   const deadline = Date.now() + 5000 * SLOW;
   while (!reply.includes('hello from before the dump') && Date.now() < deadline) await sleep(50);

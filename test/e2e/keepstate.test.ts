@@ -7,6 +7,7 @@
  * inside an rseq critical section, files of /proc of the tree, a cgroup removed after the dump.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, killAndReap, adopt, descendants } from '../lib/proc.ts';
@@ -41,6 +42,12 @@ e2e('a task that unmapped its vDSO is dumped (syscalls run from its libc) and co
 e2e('a pseudo-terminal pair outside a shell job: the controlling terminal of a session, raw mode, window size, data flow', (c) =>
   roundTrip(c, 'pty'),
 );
+e2e("an mlock'd mapping is locked again", (c) => roundTrip(c, 'mlock'));
+e2e('a removed directory of a removed directory, held open, comes back removed', async (c) => {
+  await roundTrip(c, 'rmdir', true);
+  assert.ok(!existsSync(join(c.dir, 'rmdir.data')), 'the directories made for the restore are gone');
+});
+e2e('fds of its own namespaces (/proc/self/ns/net, uts) are those it is in after restore', (c) => roundTrip(c, 'nsfd'));
 e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
 e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
   skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',
@@ -48,26 +55,36 @@ e2e('a thread inside an rseq critical section is still aborted by a signal', (c)
 
 const V2_ROOT = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((d) => existsSync(join(d, 'cgroup.controllers')));
 
-e2e(
-  'a task in a cgroup of its own comes back in it, made again with its properties after it was removed',
-  async (c) => {
-    const top = join(V2_ROOT!, `criu-ts-test-${process.pid}`);
-    const dir = join(top, 'sub');
-    mkdirSync(dir, { recursive: true });
-    try {
-      writeFileSync(join(dir, 'cgroup.max.descendants'), '5');
-      const t = await startChecking(c, 'keepstate', ['-m', 'cgroup', '-f', dir]);
-      writeFileSync(join(dir, 'cgroup.procs'), String(t.pid));
-      assert.equal(await askCheck(t), 'CHECK ok', 'before the dump');
-      const img = c.subdir('img');
-      dumpAndReap(t.pid, img);
-      rmdirSync(dir);
-      restoreDetached(img, t.pid);
-      assert.equal(await askCheck(t), 'CHECK ok');
-      killAndReap(t.pid);
-    } finally {
-      for (const d of [dir, top]) if (existsSync(d)) rmdirSync(d);
-    }
-  },
-  { skip: !V2_ROOT && 'no cgroup v2 hierarchy mounted' },
-);
+for (const yard of [false, true]) {
+  e2e(
+    `a task in a cgroup of its own comes back in it, made again with its properties after it was removed${yard ? ' (--cgroup-yard)' : ''}`,
+    async (c) => {
+      const top = join(V2_ROOT!, `criu-ts-test-${process.pid}`);
+      const dir = join(top, 'sub');
+      mkdirSync(dir, { recursive: true });
+      // The user's yard: each hierarchy mounted in a directory named as CRIU names them.
+      const unified = join(c.dir, 'yard', 'unified');
+      const opts = yard ? ['--cgroup-yard', join(c.dir, 'yard')] : [];
+      if (yard) {
+        mkdirSync(unified, { recursive: true });
+        execFileSync('mount', ['-t', 'cgroup2', 'none', unified]);
+      }
+      try {
+        writeFileSync(join(dir, 'cgroup.max.descendants'), '5');
+        const t = await startChecking(c, 'keepstate', ['-m', 'cgroup', '-f', dir]);
+        writeFileSync(join(dir, 'cgroup.procs'), String(t.pid));
+        assert.equal(await askCheck(t), 'CHECK ok', 'before the dump');
+        const img = c.subdir('img');
+        dumpAndReap(t.pid, img, opts);
+        rmdirSync(dir);
+        restoreDetached(img, t.pid, opts);
+        assert.equal(await askCheck(t), 'CHECK ok');
+        killAndReap(t.pid);
+      } finally {
+        if (yard) execFileSync('umount', [unified]);
+        for (const d of [dir, top]) if (existsSync(d)) rmdirSync(d);
+      }
+    },
+    { skip: !V2_ROOT && 'no cgroup v2 hierarchy mounted' },
+  );
+}

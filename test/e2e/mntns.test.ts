@@ -8,15 +8,41 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, readlinkSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, assertCleanError, assertRunningFree, killAndReap, isAlive } from '../lib/proc.ts';
+import {
+  e2e,
+  startTarget,
+  assertCleanError,
+  assertRunningFree,
+  killAndReap,
+  isAlive,
+  waitFor,
+  descendants,
+  cmdline,
+  adopt,
+} from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { readMessages } from '../../src/images/index.ts';
 
-/** Runs under `unshare -m --propagation private`: $1 new root, $2 dir of the test, $3 host dir, $4 bind source or "". */
+/**
+ * Runs under `unshare -m --propagation private`: $1 new root, $2 dir of the test, $3 host dir,
+ * $4 "yes" for a bind whose file system is mounted nowhere else, $5 "yes" for a child in a
+ * mount namespace of its own.
+ */
 const SETUP = `set -e
-R=$1 D=$2 H=$3 B=$4
+R=$1 D=$2 H=$3 B=$4 N=$5
 mount --bind / $R
 mount -t proc proc $R/proc
 mount -t devtmpfs devtmpfs $R/dev
@@ -36,6 +62,9 @@ pivot_root . .
 umount -l .
 cd $D/t/sub
 exec 3<$D/a/f 4>>$D/t/sub/log 0</dev/null 1>>$D/t/sub/out 2>&1
+if [ -n "$N" ]; then
+  unshare -m --propagation private sh -c "mount -t tmpfs nested $D/t/sub/deeper; echo nested > $D/t/sub/deeper/n; exec 5<$D/t/sub/deeper/n; exec sleep 1001" &
+fi
 exec sleep 1000
 `;
 
@@ -45,30 +74,47 @@ interface Ns {
   host: string;
 }
 
-function startNs(c: { dir: string }, bindOfHidden = false): Ns {
+function startNs(c: { dir: string }, bindOfHidden = false, nested = false): Ns {
   const d = c.dir;
   for (const x of ['root', 't', 'peer', 'sl', 'a', 'ro', 'b', 'hidden', 'host']) mkdirSync(join(d, x));
   writeFileSync(join(d, 'host', 'f'), 'hostdata\n');
   const script = join(d, 'setup.sh');
   writeFileSync(script, SETUP);
-  const argv = ['unshare', '-m', '--propagation', 'private', 'sh', script, join(d, 'root'), d, join(d, 'host'), bindOfHidden ? 'yes' : ''];
+  const argv = [
+    'unshare',
+    '-m',
+    '--propagation',
+    'private',
+    'sh',
+    script,
+    join(d, 'root'),
+    d,
+    join(d, 'host'),
+    bindOfHidden ? 'yes' : '',
+    nested ? 'yes' : '',
+  ];
   const t = startTarget(argv, { execs: ['sleep', '1000'] });
   return { pid: t.pid, d, host: join(d, 'host') };
 }
 
-/** mountinfo without what a restore renumbers: mount ids, devices, peer group numbers. */
+/**
+ * mountinfo without what a restore renumbers or reorders: each mount named by its mountpoint
+ * and root (its parent likewise), devices and peer group numbers renumbered, lines sorted.
+ */
 function mounts(pid: number): string[] {
   const lines = readFileSync(`/proc/${pid}/mountinfo`, 'utf8').trim().split('\n');
-  const ids = new Map(lines.map((l, i) => [l.split(' ')[0], `m${i}`]));
+  const name = new Map(lines.map((l) => l.split(' ')).map((f) => [f[0], `${f[4]}:${f[3]}`]));
   const groups = new Map<string, string>();
-  return lines.map((l) => {
-    const [id, parent, , ...rest] = l.split(' ');
-    const tail = rest.join(' ').replace(/(shared|master):(\d+)/g, (_m, k: string, n: string) => {
-      if (!groups.has(n)) groups.set(n, `g${groups.size}`);
-      return `${k}:${groups.get(n)}`;
-    });
-    return `${ids.get(id)} ${ids.get(parent) ?? 'outside'} ${tail}`;
-  });
+  return lines
+    .map((l) => {
+      const [id, parent, , ...rest] = l.split(' ');
+      const tail = rest.join(' ').replace(/(shared|master):(\d+)/g, (_m, k: string, n: string) => {
+        if (!groups.has(n)) groups.set(n, `g${groups.size}`);
+        return `${k}:${groups.get(n)}`;
+      });
+      return `${name.get(id)} on ${name.get(parent) ?? 'outside'} ${tail}`;
+    })
+    .sort();
 }
 
 function hostMounts(): string {
@@ -194,8 +240,62 @@ e2e('--root: the namespace is rebuilt on another copy of its root file system', 
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   restoreDetached(img, t.pid, ['--root', r2]);
-  assert.deepEqual(mounts(t.pid).slice(1), before.slice(1), 'the same mounts on the root');
+  assert.deepEqual(
+    mounts(t.pid).map((l) => l.replaceAll(r2, r1)),
+    before,
+    'the same mounts, on a root bound from --root',
+  );
   assert.equal(readFileSync(`/proc/${t.pid}/fd/3`, 'utf8'), 'second\n', 'files open in the root come from --root');
   assert.equal(readFileSync(`/proc/${t.pid}/root/tmp/x`, 'utf8'), 't\n');
   killAndReap(t.pid);
+});
+
+e2e('a restore that fails leaves no mount, namespace or yard behind', async (c) => {
+  const ns = startNs(c);
+  const img = c.subdir('img');
+  dumpAndReap(ns.pid, img);
+  const host = hostMounts();
+  const yards = () => readdirSync('/tmp').filter((n) => n.startsWith('.criu-ts-root-'));
+  // Halfway through the tree: a mountpoint is gone.
+  rmdirSync(join(ns.d, 'ro'));
+  let msg = assertCleanError(restore(img, ['-d']));
+  assert.match(msg, new RegExp(`mount \\d+ \\(${ns.d}/ro, ext4\\): mount: ENOENT`));
+  assert.ok(!isAlive(ns.pid), 'no process left');
+  assert.equal(hostMounts(), host, 'no mount left');
+  assert.deepEqual(yards(), []);
+  mkdirSync(join(ns.d, 'ro'));
+  // Once the namespace is built: a file the task held is gone.
+  rmSync(join(ns.host, 'f'));
+  msg = assertCleanError(restore(img, ['-d']));
+  assert.match(msg, /\/a\/f: no such file or directory/);
+  assert.ok(!isAlive(ns.pid), 'no process left');
+  assert.equal(hostMounts(), host, 'no mount left');
+  assert.deepEqual(yards(), []);
+  // An external mount whose source is missing is refused before anything exists.
+  const img2 = c.subdir('img2');
+  writeFileSync(join(ns.host, 'f'), 'hostdata\n');
+  const t = startNs({ dir: c.subdir('again') });
+  dumpAndReap(t.pid, img2, ['--external', `mnt[${t.d}/a]:K`]);
+  msg = assertCleanError(restore(img2, ['-d', '--external', 'mnt[K]:/nonexistent/dir']));
+  assert.match(msg, /: its source \/nonexistent\/dir does not exist/);
+});
+
+e2e('a child in a mount namespace of its own: both namespaces come back, each file in its own', async (c) => {
+  const ns = startNs(c, false, true);
+  const child = await waitFor(() => descendants(ns.pid).find((p) => cmdline(p)?.join(' ') === 'sleep 1001'), 5000, 'the nested child');
+  const [rootBefore, childBefore] = [mounts(ns.pid), mounts(child)];
+  assert.notDeepEqual(rootBefore, childBefore);
+  const img = c.subdir('img');
+  dumpAndReap(ns.pid, img);
+  assert.equal(readdirSync(img).filter((n) => n.startsWith('mountpoints-')).length, 2, 'one image per namespace');
+  restoreDetached(img, ns.pid);
+  adopt(child);
+  assert.deepEqual(mounts(ns.pid), rootBefore);
+  assert.deepEqual(mounts(child), childBefore);
+  assert.notEqual(readlinkSync(`/proc/${child}/ns/mnt`), readlinkSync(`/proc/${ns.pid}/ns/mnt`));
+  assert.equal(readFileSync(`/proc/${child}/fd/5`, 'utf8'), 'nested\n', "the child's file, in its tmpfs");
+  assert.equal(fdMountId(child, 5), mountIdAt(child, `${ns.d}/t/sub/deeper`));
+  assert.equal(readFileSync(`/proc/${ns.pid}/root${ns.d}/t/sub/deeper/x`, 'utf8'), 'tmpdata\n', "the root's namespace has no nested tmpfs");
+  process.kill(child, 'SIGKILL');
+  killAndReap(ns.pid);
 });

@@ -20,8 +20,9 @@ import {
   assertCleanError,
   assertOk,
   CRIU_BIN,
+  sleep,
 } from '../lib/proc.ts';
-import { dump, restore, waitForCounter } from '../lib/cr.ts';
+import { dump, restore, waitForCounter, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
 // A time namespace whose CLOCK_MONOTONIC is a day ahead of the host's.
@@ -242,4 +243,18 @@ e2e('an external network namespace is named at dump and joined at restore from a
   } finally {
     spawnSync('ip', ['netns', 'delete', name]);
   }
+});
+
+e2e('a tree without a time namespace comes back in one, its clocks going on from the dump', async (c) => {
+  const t = startTarget([workload('counter')], { logFile: join(c.dir, 'counter.log') });
+  await waitForCounter(t.log, 2, 10_000);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  await sleep(1500);
+  restoreDetached(img, t.pid);
+  assert.notEqual(readlinkSync(`/proc/${t.pid}/ns/time`), readlinkSync('/proc/self/ns/time'), 'a time namespace of its own');
+  const mono = /^monotonic\s+(-?\d+)\s+(\d+)$/m.exec(readFileSync(`/proc/${t.pid}/timens_offsets`, 'utf8'));
+  const off = Number(mono?.[1]) + Number(mono?.[2]) / 1e9;
+  assert.ok(off < -1.4 && off > -30, `CLOCK_MONOTONIC set back by the time it spent dumped (offset ${off} s)`);
+  killAndReap(t.pid);
 });

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, runCriu, assertOk, waitForLine, assertRunningFree, type E2EContext } from '../lib/proc.ts';
+import { e2e, startTarget, runCriu, assertOk, waitForLine, assertRunningFree, killAndReap, type E2EContext } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { withPing, startRawsk, checkRawsk } from '../lib/rawsk.ts';
@@ -57,6 +57,36 @@ e2e('a netlink socket with messages queued is refused in one line, and the targe
   );
   assertRunningFree(t.pid);
   await checkRawsk(t, 5);
+});
+
+// A netlink socket made in another network namespace and passed to the target (SCM_RIGHTS):
+// sock_diag does not show it, and its port id would be lost.
+const NETLINK_ELSEWHERE = `
+import socket, os, ctypes, time
+a, b = socket.socketpair()
+pid = os.fork()
+if pid == 0:
+    ctypes.CDLL(None, use_errno=True).unshare(0x40000000)
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 2)
+    s.bind((0, 0))
+    socket.send_fds(b, [b'x'], [s.fileno()])
+    os._exit(0)
+socket.recv_fds(a, 1, 1)
+os.waitpid(pid, 0)
+a.close(); b.close()
+print("READY", flush=True)
+while True:
+    time.sleep(0.1)
+`;
+
+e2e('a netlink socket of another network namespace is refused in one line, and the target runs on', async (c) => {
+  const t = startTarget(['/usr/bin/python3', '-c', NETLINK_ELSEWHERE], { logFile: join(c.dir, 'nl.log') });
+  await waitForLine(t.log, /^READY/, 10_000);
+  const r = dump(t.pid, c.subdir('img'));
+  assert.equal(r.code, 1);
+  assert.match(r.stderr.trim(), /^[^\n]*netlink socket:\[\d+\]\): a socket of another network namespace; not supported yet$/);
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
 });
 
 /** Edit files.img through crit JSON, then restore: refused in one line before any process exists. */

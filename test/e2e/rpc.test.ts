@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -259,57 +259,6 @@ e2e(
     }
   },
   { skip },
-);
-
-const hasRunc = spawnSync('runc', ['--version'], { stdio: 'ignore' }).status === 0 && existsSync('/bin/busybox');
-
-/**
- * runc 1.1.5 drives criu-ts as its criu: the version check passes, then the dump is refused
- * because a container lives in namespaces criu-ts does not dump yet; the container runs on.
- */
-e2e(
-  "runc checkpoint --criu criu-ts: past the version check, refused at the container's pid namespace",
-  (c) => {
-    const bundle = c.subdir('bundle'),
-      rootfs = join(bundle, 'rootfs'),
-      id = `criu-ts-rpc-${process.pid}`;
-    mkdirSync(join(rootfs, 'bin'), { recursive: true });
-    copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
-    for (const l of ['sh', 'sleep']) symlinkSync('busybox', join(rootfs, 'bin', l));
-    const runc = (...args: string[]) =>
-      spawnSync('runc', args, { cwd: bundle, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 * SLOW });
-    assert.equal(runc('spec').status, 0);
-    const config = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
-    config.process.terminal = false;
-    config.process.args = ['sleep', '1000'];
-    writeFileSync(join(bundle, 'config.json'), JSON.stringify(config));
-    // The container keeps runc's stdio: pipes would hold spawnSync until it ends.
-    const run = spawnSync('runc', ['run', '-d', id], { cwd: bundle, stdio: 'ignore', timeout: 60_000 * SLOW });
-    assert.equal(run.status, 0, 'runc run -d');
-    try {
-      const pid = JSON.parse(runc('state', id).stdout).pid as number;
-      adopt(pid);
-      const img = c.subdir('img');
-      const cp = runc('--criu', CRIU_BIN, 'checkpoint', '--image-path', img, '--work-path', img, id);
-      assert.notEqual(cp.status, 0);
-      assert.doesNotMatch(cp.stderr, /version check failed/);
-      assert.match(cp.stderr, /criu failed: type DUMP/);
-      assert.match(cp.stderr, /container still running/);
-      const log = readFileSync(join(img, 'dump.log'), 'utf8');
-      // The first thing criu-ts cannot do yet for a runc container refuses it, in one line.
-      assert.match(log, /Error: .*not supported yet/);
-      assert.doesNotMatch(log, /\n\s+at /, 'no stack trace');
-      assert.equal(JSON.parse(runc('state', id).stdout).status, 'running');
-      assertRunningFree(pid);
-      // Pre-dump needs memory tracking, which criu-ts reports it does not have (FEATURE_CHECK).
-      const pre = runc('--criu', CRIU_BIN, 'checkpoint', '--pre-dump', '--image-path', c.subdir('pre'), id);
-      assert.match(pre.stderr, /CRIU is missing features/);
-      assertRunningFree(pid);
-    } finally {
-      runc('delete', '-f', id);
-    }
-  },
-  { skip: hasRunc ? skip : 'runc or busybox-static is not installed (scripts/setup.sh)' },
 );
 
 e2e(

@@ -3,8 +3,10 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import {
+  CRIU_BIN,
   adopt,
   assertOk,
   assertRunningFree,
@@ -169,4 +171,39 @@ export function firstProgressFrom(log: string, from: number): number {
 export async function waitForCounter(log: string, after: number, timeoutMs = 10_000, from = 0): Promise<Record<string, string>> {
   const { line } = await waitForLine(log, (l) => counterOf(l) > after, timeoutMs, from);
   return parseKV(line);
+}
+
+/** The nftables table of the lock a dump took, from its log. */
+export function lockTable(log: string): string {
+  const t = /network locked with nftables \(table inet (CRIU-[\w-]+)\)/.exec(readFileSync(log, 'utf8'))?.[1];
+  assert.ok(t, `${log} names its lock table`);
+  return t;
+}
+export const tableExists = (t: string): boolean => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }).includes(`inet ${t}\n`);
+
+/**
+ * Start a dump that holds at write-images (connections frozen, lock taken) until it is killed
+ * or the file CRIU_TS_HANG_UNTIL (in `env`) exists; resolves once it says it hangs, and fails
+ * with what it said if it ends first.
+ */
+export async function heldDump(
+  pid: number,
+  dir: string,
+  extra: string[],
+  env: Record<string, string>,
+): Promise<{ ended: Promise<number | string | null>; kill: () => void }> {
+  const criu = spawn(CRIU_BIN, ['dump', '-t', String(pid), '-D', dir, '-v4', '-o', 'dump.log', ...extra], {
+    env: { ...process.env, CRIU_TS_HANG: 'write-images', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const ended = new Promise<number | string | null>((resolve) => criu.on('exit', (code, s) => resolve(s ?? code)));
+  let said = '';
+  await new Promise<void>((resolve, reject) => {
+    criu.stderr.on('data', (d: Buffer) => {
+      said += d.toString();
+      if (said.includes('hanging')) resolve();
+    });
+    criu.on('exit', (code, sig) => reject(new Error(`criu-ts dump ended (${sig ?? code}) before hanging: ${said}`)));
+  });
+  return { ended, kill: () => criu.kill('SIGKILL') };
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { messages, type Message } from '../../src/images/index.ts';
 import { CriuError } from '../../src/errors.ts';
-import { EBADRQC, OPTS_FIELDS, resolvePaths, screenOpts, type CriuOpts } from '../../src/rpc/options.ts';
+import { EBADRQC, OPTS_FIELDS, mountsOf, resolvePaths, screenOpts, type CriuOpts } from '../../src/rpc/options.ts';
 
 const empty = (): CriuOpts => ({
   images_dir_fd: -1,
@@ -49,12 +49,12 @@ test('fields criu-ts does not implement are refused by name', () => {
   const cases: [Partial<Message<'criu_opts'>>, string][] = [
     [{ tcp_established: true }, 'tcp_established'],
     [{ lazy_pages: true }, 'lazy_pages'],
-    [{ inherit_fd: [{ key: 'pipe:[1]', fd: 4 }] }, 'inherit_fd'],
+    [{ inherit_fd: [{ key: 'socket:[1]', fd: 4 }] }, 'inherit_fd socket:[1]'],
     [{ parent_img: '../pre' }, 'parent_img'],
     [{ ps: { port: 27 } }, 'ps'],
     [{ cpu_cap: 1 }, 'cpu_cap'],
     [{ network_lock: 2 }, 'network_lock'],
-    [{ manage_cgroups_mode: 4 }, 'manage_cgroups_mode'],
+    [{ manage_cgroups_mode: 9 }, 'manage_cgroups_mode 9'],
     [{ status_fd: 5 }, 'status_fd'],
   ];
   for (const [o, name] of cases)
@@ -70,10 +70,49 @@ test('fields criu-ts does not implement are refused by name', () => {
     refusal(() => screenOpts({ ...empty(), empty_ns: 0x20000 }, 'dump', 'swrk')),
     /only CLONE_NEWNET/,
   );
-  assert.equal(
-    refusal(() => screenOpts({ ...empty(), root: '/tmp/rootfs' }, 'restore', 'swrk')),
-    'not supported yet: root',
-  );
+  // root and ext_mnt are honoured: --root and --ext-mount-map of the mount namespace.
+  screenOpts({ ...empty(), root: '/tmp/rootfs', ext_mnt: [{ key: '/a', val: '/b' }] }, 'restore', 'swrk');
+  const m = mountsOf({ ...empty(), root: '/tmp/rootfs/', ext_mnt: [{ key: 'K', val: '/host/p' }] });
+  assert.equal(m.root, '/tmp/rootfs');
+  assert.deepEqual([...m.external], [['K', '/host/p']]);
+});
+
+test("runc 1.1.5's restore options are accepted; manage_cgroups gives the mode; config_file's settings", () => {
+  const restoreOpts = {
+    ...empty(),
+    images_dir_fd: 8,
+    evasive_devices: true,
+    log_level: 4,
+    log_file: 'restore.log',
+    notify_scripts: true,
+    manage_cgroups: true,
+    cg_root: [{ ctrl: 'pids', path: '/x' }],
+    rst_sibling: true,
+    inherit_fd: [{ key: 'pipe:[1791019]', fd: 1 }],
+    empty_ns: 0x40000000,
+    orphan_pts_master: true,
+    config_file: '/nonexistent/runc.conf',
+  };
+  assert.deepEqual(screenOpts(restoreOpts, 'restore', 'swrk'), { cgMode: 3, skipVerify: false, trustImages: false });
+  assert.equal(screenOpts({ ...restoreOpts, manage_cgroups: false }, 'restore', 'swrk').cgMode, 0);
+  assert.equal(screenOpts({ ...restoreOpts, manage_cgroups_mode: 5 }, 'restore', 'swrk').cgMode, 5);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'criu-ts-conf-'));
+  try {
+    const conf = path.join(dir, 'runc.conf');
+    fs.writeFileSync(conf, '# CRIU images have no manifest\nskip-verify\n--trust-images\n');
+    assert.deepEqual(screenOpts({ ...restoreOpts, config_file: conf }, 'restore', 'swrk'), {
+      cgMode: 3,
+      skipVerify: true,
+      trustImages: true,
+    });
+    fs.writeFileSync(conf, 'tcp-close\n');
+    assert.equal(
+      refusal(() => screenOpts({ ...restoreOpts, config_file: conf }, 'restore', 'swrk')),
+      `not supported yet: config_file ${conf}: tcp-close`,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
 });
 
 test("runc 1.1.5's dump options are accepted", () => {

@@ -31,6 +31,9 @@
  *   pty        a child in a session of its own whose controlling terminal is a pseudo-terminal
  *              (both ends held open), in raw mode, 33x77; it checks them and that data still
  *              flows from the master to the slave (the parent passes SIGUSR1 on)
+ *   mlock      an mlock'd mapping: still locked (its VmFlags have "lo")
+ *   rmdir      (-f DIR) DIR/sub held open, then DIR/sub and DIR removed: still a removed directory
+ *   nsfd       fds of its own net and uts namespaces (/proc/self/ns/...): still those it is in
  *   procfd     files of /proc of the tree held open: the child's /proc/CHILD/stat and the
  *              task's own /proc/self/fdinfo/N of an eventfd it opened after it
  *   rseq       (x86_64) a thread blocked in pause() inside an rseq critical section: a
@@ -422,6 +425,47 @@ static void run_pty(void) {
 	for (;;) pause();
 }
 
+static char *locked;
+
+static const char *check_mlock(void) {
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int in = 0, lo = 0;
+	while (f && fgets(line, sizeof line, f)) {
+		unsigned long s, e;
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2) in = s == (unsigned long)locked; /* a mapping's first line */
+		if (in && !strncmp(line, "VmFlags:", 8)) lo = strstr(line, " lo") != NULL;
+	}
+	if (f) fclose(f);
+	return lo ? NULL : "the mapping is no longer locked";
+}
+
+static int rmdir_fd = -1;
+
+static void setup_rmdir(const char *dir) {
+	char sub[4096];
+	snprintf(sub, sizeof sub, "%s/sub", dir);
+	if (mkdir(dir, 0700) || mkdir(sub, 0700) || (rmdir_fd = open(sub, O_DIRECTORY)) < 0 || rmdir(sub) || rmdir(dir)) die("rmdir");
+}
+
+static const char *check_rmdir(void) {
+	struct stat st;
+	if (fstat(rmdir_fd, &st) || !S_ISDIR(st.st_mode)) return "the fd is no longer a directory";
+	return st.st_nlink ? "the directory is no longer removed" : NULL;
+}
+
+static int ns_fds[2] = { -1, -1 };
+static const char *const ns_names[2] = { "/proc/self/ns/net", "/proc/self/ns/uts" };
+
+static const char *check_nsfd(void) {
+	for (int i = 0; i < 2; i++) {
+		struct stat a, b;
+		if (fstat(ns_fds[i], &a) || stat(ns_names[i], &b)) return "stat";
+		if (a.st_ino != b.st_ino || a.st_dev != b.st_dev) return "an fd is not of the namespace the task is in";
+	}
+	return NULL;
+}
+
 static const char *cg_dir;
 
 static const char *check_cgroup(void) {
@@ -458,6 +502,9 @@ static const char *verify(void *arg) {
 	if (!strcmp(mode, "procfd")) return check_procfd();
 	if (!strcmp(mode, "cgroup")) return check_cgroup();
 	if (!strcmp(mode, "novdso")) return check_novdso();
+	if (!strcmp(mode, "nsfd")) return check_nsfd();
+	if (!strcmp(mode, "rmdir")) return check_rmdir();
+	if (!strcmp(mode, "mlock")) return check_mlock();
 	if (!strcmp(mode, "fownuid")) return check_fownuid();
 	if (!strcmp(mode, "symlink")) return check_symlink();
 	return "unknown mode";
@@ -489,6 +536,16 @@ int main(int argc, char **argv) {
 		if (!specials(1)) die("no [vdso]");
 	}
 	else if (!strcmp(mode, "fownuid")) setup_fownuid();
+	else if (!strcmp(mode, "nsfd")) {
+		for (int i = 0; i < 2; i++)
+			if ((ns_fds[i] = open(ns_names[i], O_RDONLY)) < 0) die("open ns");
+	}
+	else if (!strcmp(mode, "rmdir") && file) setup_rmdir(file);
+	else if (!strcmp(mode, "mlock")) {
+		locked = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (locked == MAP_FAILED || mlock(locked, 4 * PAGE)) die("mlock");
+		locked[0] = 1;
+	}
 	else if (!strcmp(mode, "symlink") && file) setup_symlink(file);
 	else return 2;
 	check_loop(verify, NULL);

@@ -6,7 +6,7 @@
 //   posixlock  an fcntl(F_SETLK) write lock on FILE
 //   ofdlock    an open-file-description lock (F_OFD_SETLK) on FILE
 //   lease      a read lease (F_SETLEASE) on FILE being broken: a child waits to open it for writing
-//   mlock      a locked page (mlock)
+//   mlockonfault a page locked on fault (mlock2 MLOCK_ONFAULT)
 //   pipedirect a packet-mode pipe (pipe2(O_DIRECT))
 //   timens     children would be born in a new time namespace (unshare(CLONE_NEWTIME))
 //   slack      a timer slack of 1 ms (PR_SET_TIMERSLACK)
@@ -87,9 +87,9 @@ int main(int argc, char **argv) {
       if (strstr(buf, "BREAKING")) break;
       usleep(10000);
     }
-  } else if (!strcmp(mode, "mlock")) {
+  } else if (!strcmp(mode, "mlockonfault")) {
     static char page[4096] __attribute__((aligned(4096)));
-    if (mlock(page, sizeof page)) die("mlock");
+    if (syscall(SYS_mlock2, page, sizeof page, 1 /* MLOCK_ONFAULT */)) die("mlock2");
   } else if (!strcmp(mode, "pipedirect")) {
     int p[2];
     if (pipe2(p, O_DIRECT)) die("pipe2");

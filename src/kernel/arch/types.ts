@@ -13,8 +13,6 @@ export type SyscallName =
   | 'open_by_handle_at'
   | 'fanotify_init'
   | 'fanotify_mark'
-  | 'mount'
-  | 'umount2'
   | 'close'
   | 'lseek'
   | 'mmap'

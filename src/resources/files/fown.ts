@@ -6,6 +6,7 @@ import { FASYNC, type FdProbe } from './types.ts';
 import type { Tracee } from '../../compel/index.ts';
 import type { MessageInput } from '../types.ts';
 import { NotSupportedError } from '../../errors.ts';
+import { readStatus } from '../../proc/index.ts';
 
 type Fown = MessageInput<'fown_entry'>;
 
@@ -36,17 +37,29 @@ export function dumpFown(pidfd: number, p: FdProbe, inTree: (id: number) => bool
     const who = `the ${OWNER_TYPES[type] ?? 'owner'} ${pid}`;
     const at = `task ${p.pid}: fd ${p.fd} (${p.link})`;
     if (!inTree(pid)) throw new NotSupportedError(`${at}: its owner (F_SETOWN) is ${who}, outside the dumped tree`);
-    return { uid, euid, signum, pid_type: type, pid };
+    // The owner's id in its own PID namespace (the tree's), as the images keep every pid.
+    return { uid, euid, signum, pid_type: type, pid: innermost(pid) };
   } finally {
     close(local);
   }
 }
 
-/** Owner and signal, on criu-ts's fd of the file; the owner set with the uids that set it. */
-export function restoreFown(fd: number, fown: Fown | undefined): void {
+function innermost(pid: number): number {
+  try {
+    return readStatus(pid).nsPid.at(-1) ?? pid;
+  } catch {
+    return pid; // a group whose leader is gone: its id as criu-ts sees it
+  }
+}
+
+/**
+ * Owner and signal, on criu-ts's fd of the file; the owner set with the uids that set it.
+ * `hostPid`: the id in criu-ts's PID namespace of a task or group of the tree.
+ */
+export function restoreFown(fd: number, fown: Fown | undefined, hostPid: (pid: number) => number = (p) => p): void {
   const signum = fown?.signum ?? 0;
   if (signum) fcntl(fd, F.SETSIG, signum);
-  const pid = fown?.pid ?? 0;
+  const pid = fown?.pid ? hostPid(fown.pid) : 0;
   if (pid) {
     const owner = Buffer.alloc(8);
     owner.writeInt32LE(fown!.pid_type ?? 0, 0);

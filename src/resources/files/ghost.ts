@@ -159,12 +159,27 @@ export class GhostRestore {
   private remaps = new Map<number, number>();
   private linked = new Map<number, number>();
   private made = new Map<number, string>();
+  /** Where each ghost was made, as criu-ts names it. */
+  private placed = new Map<number, string>();
   private links = new Set<string>();
+  /** Directories made for ghosts whose parent was removed too, deepest first. */
+  private parents: string[] = [];
   private readonly image: (ghostId: number) => GhostImage;
   private readonly regName: (id: number) => string;
-  constructor(remaps: Array<Message<'remap_file_path_entry'>>, image: (ghostId: number) => GhostImage, regName: (id: number) => string) {
+  private readonly where: (id: number, p: string) => string;
+  /**
+   * `where`: the path criu-ts makes the ghost of file `id` at, from its path in the tree (its
+   * mount namespace's root joined).
+   */
+  constructor(
+    remaps: Array<Message<'remap_file_path_entry'>>,
+    image: (ghostId: number) => GhostImage,
+    regName: (id: number) => string,
+    where: (id: number, p: string) => string = (_id, p) => p,
+  ) {
     this.image = image;
     this.regName = regName;
+    this.where = where;
     for (const r of remaps) {
       const type = r.remap_type ?? REMAP_LINKED;
       if (type === REMAP_GHOST) this.remaps.set(r.orig_id, r.remap_id);
@@ -178,7 +193,7 @@ export class GhostRestore {
     const linkId = this.linked.get(id);
     if (linkId !== undefined) {
       const link = this.regName(linkId);
-      this.links.add(link);
+      this.links.add(this.where(id, link));
       return link;
     }
     const ghostId = this.remaps.get(id);
@@ -189,14 +204,22 @@ export class GhostRestore {
       // A directory comes back at its own path (as in CRIU): nothing else can be there, since
       // it was removed empty, and the task sees the same name for its cwd.
       p = (g.entry.mode & S_IFMT) === S_IFDIR ? name : `${name}.cr.${ghostId.toString(16)}.ghost`;
-      this.create(p, g);
+      this.create(this.where(id, p), g);
       this.made.set(ghostId, p);
+      this.placed.set(ghostId, this.where(id, p));
     }
     return p;
   }
 
   private create(p: string, g: GhostImage): void {
     const e = g.entry;
+    // A file or directory of a directory that was removed too: the missing parents are made
+    // for it, and removed with it.
+    const dir = path.dirname(p);
+    if (!fs.existsSync(dir)) {
+      const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      for (let d = dir; first && d.length >= first.length; d = path.dirname(d)) this.parents.push(d);
+    }
     const fmt = e.mode & S_IFMT;
     if (fmt === S_IFDIR) fs.mkdirSync(p, e.mode & 0o7777);
     else if (fmt === S_IFIFO) mknodat(AT_FDCWD, p, e.mode);
@@ -222,7 +245,7 @@ export class GhostRestore {
 
   /** Remove every ghost's name: the tasks that use them keep them open or mapped. */
   unlinkAll(): void {
-    for (const p of this.made.values()) {
+    for (const p of this.placed.values()) {
       try {
         fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p);
       } catch {
@@ -230,6 +253,15 @@ export class GhostRestore {
       }
     }
     this.made.clear();
+    this.placed.clear();
+    for (const d of this.parents) {
+      try {
+        fs.rmdirSync(d);
+      } catch {
+        /* gone already */
+      }
+    }
+    this.parents = [];
     for (const l of this.links) {
       try {
         fs.unlinkSync(l);

@@ -10,6 +10,7 @@ import { fifoFile } from './fifo.ts';
 import { memfdFile } from './memfd.ts';
 import { inotifyFile } from './inotify.ts';
 import { pidfdFile } from './pidfd.ts';
+import { nsFile } from './nsfile.ts';
 import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
@@ -22,6 +23,7 @@ import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { FileTable, Message, MessageInput } from '../types.ts';
 import type { FileEntry } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
+import { inheritedFd } from './inherit.ts';
 import { IMG } from '../../images/index.ts';
 
 type Fdinfo = Message<'fdinfo_entry'>;
@@ -43,6 +45,7 @@ const kinds: FileKind[] = [
   inotifyFile,
   fanotifyFile,
   pidfdFile,
+  nsFile,
   inetFile,
   netlinkFile,
   packetFile,
@@ -166,6 +169,13 @@ export function openFileId(id: number, ctx: RestoreFileCtx, local: Map<number, n
   if (have !== undefined) return have;
   const file = ctx.files.get(id);
   if (!file) throw new Error(`files.img has no file with id ${id} (${what})`);
+  const inherited = inheritedFd(file, ctx.inheritFds);
+  if (inherited !== undefined) {
+    ctx.log.info(`${what}: criu-ts's fd ${inherited} stands for file ${id} (inherit_fd)`);
+    ctx.inheritedIds.add(id);
+    local.set(id, inherited);
+    return inherited;
+  }
   const kind = kinds.find((k) => k.type === file.type);
   if (!kind) throw new NotSupportedError(`${what}: file type ${file.type}`);
   const fd = kindSession(kind, ctx.kinds).open(file, ctx);
@@ -186,12 +196,12 @@ function saveFown(kind: FileKind, file: MessageInput<'file_entry'>, fown: Fown, 
  * Owners and F_SETSIG of the open files (fown.ts), on criu-ts's fds of them, once every task
  * and thread that may own one exists.
  */
-export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>): void {
+export function restoreOwners(local: Map<number, number>, files: Map<number, FileEntry>, hostPid?: (pid: number) => number): void {
   for (const [id, fd] of local) {
     const file = files.get(id);
     const kind = file && kinds.find((k) => k.type === file.type);
     const e = kind && kindEntry(kind, file);
-    if (e?.fown) restoreFown(fd, e.fown);
+    if (e?.fown) restoreFown(fd, e.fown, hostPid);
   }
 }
 

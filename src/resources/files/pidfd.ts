@@ -37,7 +37,9 @@ export const pidfdFile = statefulKind({
   },
   matches: (p) => p.link === 'anon_inode:[pidfd]' || p.link.startsWith('pidfd:'),
   dump(p, id) {
-    return { id, ino: p.ino, flags: p.flags, nspid: p.info.pidfdPid ?? -1, fown: fown() };
+    // The pid inside the target's own PID namespace (NSpid's last), which the tree's tasks see.
+    const pid = p.info.pidfdPid ?? -1;
+    return { id, ino: p.ino, flags: p.flags, nspid: pid > 0 ? (p.info.pidfdNsPid?.at(-1) ?? pid) : pid, fown: fown() };
   },
   state: (): DeadPidfds => new Map(),
   // Until every task exists: a pidfd of criu-ts (replaced in afterInstall), or of a dead process.

@@ -20,7 +20,17 @@ export const regFile = fileKind({
     return fmt === S_IFREG || fmt === S_IFDIR || fmt === S_IFCHR || (fmt === S_IFLNK && (p.flags & O.PATH) !== 0);
   },
   dump(p, id, ctx) {
-    const entry = { id, flags: p.flags, pos: p.pos, fown: fown(), name: p.link, size: BigInt(p.size), mode: p.mode };
+    const entry = {
+      id,
+      flags: p.flags,
+      pos: p.pos,
+      fown: fown(),
+      name: p.link,
+      size: BigInt(p.size),
+      mode: p.mode,
+      // The mount (of a dumped mount namespace) the file is reopened through.
+      ...(ctx.mntIds ? { mnt_id: p.info.mntId } : {}),
+    };
     const deleted = deletedName(p.link);
     if (deleted !== undefined && p.ino !== 0) {
       // Its content goes to a ghost file, once per inode; this open file keeps its own entry.

@@ -1,6 +1,7 @@
 // The interface every fd kind implements: how to describe an open file at dump time, and
 // how to produce a local descriptor for it at restore time, which the orchestrator then
 // moves into the task with pidfd_getfd.
+import type { InheritFd } from './inherit.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { AddArgs, EntryKind, EntryOf, ImageArgs } from '../../images/index.ts';
 import type { Logger, Message, MessageInput, RegExtra } from '../types.ts';
@@ -42,6 +43,8 @@ export interface DumpFileCtx {
   shellJob: boolean;
   /** --ext-unix-sk: a datagram unix socket may be connected to a named socket outside the tree. */
   extUnixSk: boolean;
+  /** The tree's mount namespaces are dumped: files keep the id of their mount (reg_file_entry.mnt_id). */
+  mntIds?: boolean;
   /** A file_entry that no fd of the tree has (an external peer), with a new id. */
   addFile(make: (id: number) => MessageInput<'file_entry'>): number;
   tcp: TcpMode;
@@ -49,6 +52,8 @@ export interface DumpFileCtx {
   runId: string;
   /** The network lock as it stands, before each change: for the journal and the inventory. */
   recordLock(spec: import('../net/netlock.ts').LockSpec): void;
+  /** Sockets about to go into TCP repair mode, for the journal. */
+  recordRepair(socks: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }>): void;
   /** Run when the dump ends: after the tree is killed, or before it is resumed. */
   atEnd(fn: (how: DumpOutcome) => void): void;
   /** Add an entry to an image of its own (pipes-data.img, tty-info.img ...). */
@@ -66,6 +71,8 @@ export interface DumpFileCtx {
   treePids: number[];
   /** The id of a task's network namespace, as in its ids image. */
   netNsId(pid: number): number;
+  /** The id of a task's namespace of a kind (net, ipc...), as in its ids image. */
+  nsIdOf(pid: number, kind: string): number | undefined;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
   memfdInode(link: string): number;
   /** Is this a thread, process or process group of the dumped tree (a file owner that comes back)? */
@@ -91,6 +98,13 @@ export interface RestoreFileCtx {
   fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
   memfd(inodeId: number): number;
+  /** --inherit-fd: criu-ts's own fds standing for files of the images. */
+  inheritFds: readonly InheritFd[];
+  /**
+   * Ids of the files replaced by inherited fds: the caller's files as they are, so their
+   * after-install work (queued data, owner) is marked done (the orchestrator's set).
+   */
+  inheritedIds: Set<number>;
 }
 
 export type FileEntry = Message<'file_entry'>;
@@ -236,6 +250,7 @@ export const FD_TYPE = {
   TTY: 11,
   TIMERFD: 17,
   MEMFD: 18,
+  NS: 14,
   FANOTIFY: 12,
   NETLINKSK: 13,
   PIDFD: 20,

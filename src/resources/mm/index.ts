@@ -7,6 +7,7 @@
 //   fill.ts     page data into a restored task (part of it read in by the task itself)
 //   shmem.ts    shared memory objects, saved once and made once in criu-ts on restore
 //   shstk.ts    shadow-stack VMAs (arm64 GCS), recreated with map_shadow_stack
+//   aio.ts      AIO rings (io_setup), made again at their address with their events
 export { dumpMm, mmClaims, type MmDumpStats } from './dump.ts';
 export { isAioRing, restoreAioRings } from './aio.ts';
 export { VMA, PE, dontExpandOwned, splitGuards, isSocketVma } from './layout.ts';

@@ -3,8 +3,7 @@
 // restore the object is made once in criu-ts and pulled into every task that maps it,
 // so that a write by one is seen by the others.
 import fs from 'node:fs';
-import { lseek, SEEK, SysError, mmapSharedAnon, mmapSharedFd, munmap, memfdCreate, MFD, fcntl, F, getpid, O } from '../../kernel/index.ts';
-import type { Tracee } from '../../compel/index.ts';
+import { lseek, SEEK, SysError, mmapSharedAnon, mmapSharedFd, munmap, memfdCreate, MFD, fcntl, F, O } from '../../kernel/index.ts';
 import type { Message, PageSink, PageSource } from '../types.ts';
 import { PE, VMA, hugePageBytes } from './layout.ts';
 import { PagesStream } from '../../images/index.ts';
@@ -196,25 +195,4 @@ export function shmemSizes(mms: Message<'mm_entry'>[]): Map<bigint, bigint> {
   return sizes;
 }
 
-/** Pull one of criu-ts's fds into a tracee (pidfd_open + pidfd_getfd); returns the tracee's fd. */
-export function pullFd(t: Tracee, localFd: number): bigint {
-  const pidfd = t.pidfdOfTracer();
-  try {
-    return t.syscall('pidfd_getfd', pidfd, localFd, 0);
-  } finally {
-    t.syscallRaw('close', pidfd);
-  }
-}
-
-/**
- * Open `path` as criu-ts sees it and pull it into a tracee: a task in a chroot (or about to
- * inherit one) would resolve the path in its own root.
- */
-export function openPulled(t: Tracee, path: string, flags: number): bigint {
-  const local = fs.openSync(path, flags | O.CLOEXEC);
-  try {
-    return pullFd(t, local);
-  } finally {
-    fs.closeSync(local);
-  }
-}
+export { pullFd, openPulled } from '../../compel/open.ts';

@@ -2,6 +2,7 @@
 // files.img. Dump works on a pidfd_getfd copy of the task's socket; restore makes a fresh
 // socket in criu-ts, binds, listens or connects it, and sets its options. Established TCP
 // connections go through tcp.ts, raw and ping options through raw.ts.
+import fs from 'node:fs';
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
@@ -10,8 +11,8 @@ import { endpointName } from './netlock.ts';
 import { inetDiag, type DiagSock } from './diag.ts';
 import { int, bool, setInt, dumpSkOpts, restoreSkOpts } from './skopts.ts';
 import { isRawOrPing, dumpRawOpts, restoreRawOpts } from './raw.ts';
-import { forSocket, protoNameOf } from './sockfd.ts';
-import { NotSupportedError } from '../../errors.ts';
+import { forSocket, inOwnNetns, protoNameOf } from './sockfd.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 const { SOL, SO, IP, IPV6, TCP, AF, IPPROTO, SOCK } = sock;
@@ -124,6 +125,8 @@ interface DumpState {
   registered: boolean;
   diag: Map<string, Map<number, DiagSock>>;
   tcp: TcpDump;
+  /** Restore: the listeners this restore made (by inode), which share ports only with each other. */
+  listeners: Set<number>;
 }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
@@ -172,6 +175,8 @@ function dumpInet(
   const name = protoNameOf({ ...p, link: 'socket:' }) ?? '?';
   if (!PROTO_NAMES.has(name)) throw new NotSupportedError(`${where}: a ${name} socket`);
   const c = copyOf(p.pid, p.fd, ctx, st);
+  // It would come back in criu-ts's network namespace, and sock_diag would not show it.
+  if (!inOwnNetns(c)) throw new NotSupportedError(`${where}: a socket of another network namespace`);
   const family = int(c, SOL.SOCKET, SO.DOMAIN),
     type = int(c, SOL.SOCKET, SO.TYPE),
     proto = int(c, SOL.SOCKET, SO.PROTOCOL);
@@ -268,7 +273,24 @@ function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
   }
 }
 
-function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
+/**
+ * bindBack forces the bind (the old socket's leftovers may hold the port), which would also
+ * share the port with a listener another process opened meanwhile: that one is refused here.
+ */
+function refuseTakenPort(e: InetEntry, src: Endpoint, ours: Set<number>): void {
+  const wild = (a: Buffer): boolean => a.every((b) => b === 0);
+  for (const family of e.family === AF.INET6 ? [AF.INET6] : [AF.INET, AF.INET6])
+    for (const [ino, s] of inetDiag(family, e.proto)) {
+      if (s.state !== TCP_STATE.LISTEN || s.src.port !== src.port || ours.has(ino)) continue;
+      const same = family === e.family ? s.src.addr.equals(src.addr) : false;
+      if (same || wild(s.src.addr) || wild(src.addr))
+        throw new CriuError(
+          `inet socket ${e.id} (LISTEN ${endpointName(src)}): the port is taken by another listening socket (EADDRINUSE)`,
+        );
+    }
+}
+
+function openInet(e: InetEntry, ctx: RestoreFileCtx, st: DumpState): number {
   const where = `inet socket ${e.id} (ino ${e.ino})`;
   const fd = ctx.keep(sock.socket(e.family, e.type | sock.SOCK.CLOEXEC, e.proto));
   if (e.v6only) sock.setsockoptInt(fd, SOL.IPV6, IPV6.V6ONLY, 1);
@@ -281,9 +303,12 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx): number {
     restoreConnection(fd, e, { src, dst }, where, ctx);
   } else {
     // A raw socket's port is its protocol, which bind ignores; its address still counts.
+    if (e.state === TCP_STATE.LISTEN && !e.opts.so_reuseport) refuseTakenPort(e, src, st.listeners);
     if (e.src_port || e.state === TCP_STATE.LISTEN) bindBack(fd, e, src);
-    if (e.state === TCP_STATE.LISTEN) sock.listen(fd, e.backlog);
-    else if (e.dst_port || (e.type === SOCK.RAW && e.state === TCP_STATE.ESTABLISHED)) sock.connect(fd, sockaddr(dst));
+    if (e.state === TCP_STATE.LISTEN) {
+      sock.listen(fd, e.backlog);
+      st.listeners.add(fs.fstatSync(fd).ino);
+    } else if (e.dst_port || (e.type === SOCK.RAW && e.state === TCP_STATE.ESTABLISHED)) sock.connect(fd, sockaddr(dst));
   }
   if (e.shutdown && !isRawOrPing(e.type, e.proto) && !(ctx.tcp.close && isTcp(e) && repaired(e.state, e.dst_port))) {
     // sk_shutdown READ 1, WRITE 2, BOTH 3 are SHUT_RD, SHUT_WR and SHUT_RDWR plus one. An
@@ -318,11 +343,12 @@ export const inetFile = statefulKind({
     registered: false,
     diag: new Map(),
     tcp: { frozen: [], noted: new Set() },
+    listeners: new Set(),
   }),
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
-  open(e, ctx) {
+  open(e, ctx, st) {
     const { src, dst } = entryEndpoints(e);
     const ends = `${endpointName(src)}${e.dst_port ? ` to ${endpointName(dst)}` : ''}`;
-    return forSocket(`inet socket ${e.id} (${stateName(e.state)} ${ends})`, () => openInet(e, ctx));
+    return forSocket(`inet socket ${e.id} (${stateName(e.state)} ${ends})`, () => openInet(e, ctx, st));
   },
 });

@@ -2,7 +2,7 @@
 // bound port id and multicast groups (the first 32), connected destination, options. Queued
 // messages cannot be saved (a dump reply in progress lives in the kernel): such a socket is
 // refused, as in CRIU. The restore binds the old port id again, or a new one when it is taken.
-import { sock, fcntl, F, O, SysError } from '../../kernel/index.ts';
+import { sock, O, SysError } from '../../kernel/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import {
   FD_TYPE,
@@ -16,8 +16,8 @@ import {
 } from '../files/types.ts';
 import type { MessageInput } from '../types.ts';
 import { diagDump } from './diag.ts';
-import { dumpSkOpts, restoreSkOpts } from './skopts.ts';
-import { forSocket, protoNameOf, sockIno, withCopy } from './sockfd.ts';
+import { dumpSkOpts, finishSocket } from './skopts.ts';
+import { forSocket, inOwnNetns, protoNameOf, sockIno, withCopy } from './sockfd.ts';
 
 type NetlinkEntry = KindEntry<'nlsk'>;
 /** netlink_sock states: a connected socket has a default destination. */
@@ -74,6 +74,8 @@ function dumpNetlink(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): M
   st.diag ??= netlinkSockets();
   const d = st.diag.get(ino);
   return withCopy(p, (c) => {
+    // sock_diag lists the bound sockets of criu-ts's network namespace only.
+    if (!d && !inOwnNetns(c)) throw new NotSupportedError(`${where}: a socket of another network namespace`);
     if (sock.pollNow(c, sock.POLL.IN) & sock.POLL.IN)
       throw new NotSupportedError(`${where}: messages queued for reading (CRIU refuses them too)`);
     if (d && d.groups.length > 1) throw new NotSupportedError(`${where}: multicast groups above 32 (CRIU refuses them too)`);
@@ -130,9 +132,7 @@ function openNetlink(e: NetlinkEntry, ctx: RestoreFileCtx): number {
     }
   }
   if (e.state === NETLINK_CONNECTED) sock.connect(fd, sockaddrNl(e.dst_portid, e.dst_group ? 2 ** (e.dst_group - 1) : 0));
-  restoreSkOpts(fd, e.opts);
-  fcntl(fd, F.SETFL, e.flags & O.NONBLOCK);
-  return fd;
+  return finishSocket(fd, e.opts, e.flags);
 }
 
 export const netlinkFile = statefulKind({

@@ -3,7 +3,7 @@
 // options, multicast memberships, fanout and the RX/TX ring geometry. A ring mapped into the
 // task is a VMA marked VMA_AREA_SOCKET (mm/), mapped again from the restored socket; the
 // ring's frames and queued packets are not saved, as in CRIU.
-import { sock, fcntl, ioctl, F, O } from '../../kernel/index.ts';
+import { sock, ioctl, O } from '../../kernel/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import {
   FD_TYPE,
@@ -17,7 +17,7 @@ import {
 } from '../files/types.ts';
 import type { Message, MessageInput } from '../types.ts';
 import { diagDump } from './diag.ts';
-import { dumpSkOpts, restoreSkOpts } from './skopts.ts';
+import { dumpSkOpts, finishSocket } from './skopts.ts';
 import { forSocket, protoNameOf, sockIno, withCopy } from './sockfd.ts';
 
 const { PACKET, SOL, SOCK, AF } = sock;
@@ -220,9 +220,7 @@ function openPacket(e: PacketEntry, ctx: RestoreFileCtx): number {
     setRing(fd, PACKET.TX_RING, e.tx_ring);
     if (e.fanout !== undefined && e.fanout !== NO_FANOUT) setInt(fd, PACKET.FANOUT, e.fanout);
   }
-  restoreSkOpts(fd, e.opts);
-  fcntl(fd, F.SETFL, e.flags & O.NONBLOCK);
-  return fd;
+  return finishSocket(fd, e.opts, e.flags);
 }
 
 export const packetFile = statefulKind({

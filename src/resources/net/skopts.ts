@@ -1,6 +1,6 @@
 // sk_opts_entry: the socket-level options CRIU keeps for inet, netlink and packet sockets,
 // and the classic BPF filter (SO_ATTACH_FILTER), read back with SO_GET_FILTER.
-import { sock } from '../../kernel/index.ts';
+import { sock, fcntl, F, O } from '../../kernel/index.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 const { SOL, SO } = sock;
@@ -133,4 +133,11 @@ export function restoreSkOpts(fd: number, o: Message<'sk_opts_entry'>): void {
   }
   if (o.so_bound_dev) sock.setsockoptBuf(fd, SOL.SOCKET, SO.BINDTODEVICE, Buffer.from(`${o.so_bound_dev}\0`));
   if (o.so_filter.length) sock.attachFilter(fd, decodeFilter(o.so_filter));
+}
+
+/** The last steps of a socket's restore: its options, then its O_NONBLOCK (O_ASYNC comes with its owner). */
+export function finishSocket(fd: number, o: Message<'sk_opts_entry'>, flags: number): number {
+  restoreSkOpts(fd, o);
+  fcntl(fd, F.SETFL, flags & O.NONBLOCK);
+  return fd;
 }

@@ -1,6 +1,7 @@
 // How the socket kinds reach a task's socket at dump time: its protocol name, which tells the
 // kinds apart before anything is copied, and a pidfd_getfd copy for the time of one dump.
-import { sock, pidfdOpen, pidfdGetfd, close, SysError } from '../../kernel/index.ts';
+import fs from 'node:fs';
+import { sock, pidfdOpen, pidfdGetfd, close, ioctl, SysError } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import type { FdProbe } from '../files/types.ts';
 
@@ -40,5 +41,18 @@ export function forSocket<T>(what: string, fn: () => T): T {
   } catch (err) {
     if (err instanceof SysError) throw new CriuError(`${what}: ${err.message}`);
     throw err;
+  }
+}
+
+/**
+ * Is the socket in the network namespace criu-ts works in (the tree's own, when it has one),
+ * the one sock_diag shows and the restore makes sockets in?
+ */
+export function inOwnNetns(copy: number): boolean {
+  const ns = ioctl(copy, sock.SIOCGSKNS);
+  try {
+    return fs.fstatSync(ns).ino === fs.statSync('/proc/thread-self/ns/net').ino;
+  } finally {
+    close(ns);
   }
 }

@@ -102,7 +102,7 @@ function treeConnections(pids: number[]): TreeConn[] {
  * Tell the guardian of every connection of the tree in one go: a round trip per connection
  * cost more than the rest of its dump. A socket it cannot copy here is noted on its own later.
  */
-function noteAll(conns: TreeConn[], g: RepairGuard, ts: TcpDump): void {
+function noteAll(conns: TreeConn[], g: RepairGuard, ts: TcpDump, ctx: DumpFileCtx): void {
   const batch: Array<{ pid: number; fd: number; ino: number; reuseaddr: number }> = [];
   for (const c of conns) {
     let copy: number | undefined;
@@ -115,6 +115,7 @@ function noteAll(conns: TreeConn[], g: RepairGuard, ts: TcpDump): void {
     batch.push({ pid: c.pid, fd: c.fd, ino: c.ino, reuseaddr: sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR) });
     ts.noted.add(c.ino);
   }
+  ctx.recordRepair(batch);
   g.noteMany(batch);
 }
 
@@ -155,7 +156,7 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
     g.extra(JSON.stringify(spec));
   });
   const conns = treeConnections(ctx.treePids);
-  noteAll(conns, g, ts);
+  noteAll(conns, g, ts, ctx);
   if (method === 'skip') return ctx.recordLock(lock.spec);
   ts.lock = lock;
   lock.add(
@@ -187,9 +188,11 @@ export function dumpConnection(
   const { ino } = target;
   begin(ctx, ts);
   ts.lock?.add([connOf(ends.src, ends.dst)]);
-  // The guardian turns repair off again if criu-ts dies before the dump ends.
+  // The guardian turns repair off again if criu-ts dies before the dump ends; the journal, if both die.
   if (!ts.noted.has(ino)) {
-    ts.guard?.note(target.pid, target.fd, ino, sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR));
+    const reuseaddr = sock.getsockoptInt(copy, SOL.SOCKET, SO.REUSEADDR);
+    ctx.recordRepair([{ pid: target.pid, fd: target.fd, ino, reuseaddr }]);
+    ts.guard?.note(target.pid, target.fd, ino, reuseaddr);
     ts.noted.add(ino);
   }
   ts.frozen.push({ f: soccr.freeze(copy), where });

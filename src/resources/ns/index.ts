@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import { NotSupportedError } from '../../errors.ts';
 import { readLink } from '../../proc/index.ts';
 import type { Logger, Message } from '../types.ts';
-import type { Tracee } from '../../compel/index.ts';
+import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { MountOptions } from './mnt-tree.ts';
 import type { NsKind, NsName, NsDumpCtx, NsImagesIn, NsRestoreCtx, NetOptions } from './types.ts';
 import { IMG } from '../../images/index.ts';
@@ -27,7 +27,7 @@ import { CLONE } from '../../kernel/index.ts';
 export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut, NetOptions } from './types.ts';
 export { nsPid } from './pid.ts';
 export { inNetOf } from './net.ts';
-export { checkMntns, type MountOptions } from './mnt.ts';
+export { checkMntns, mountNamespaces, type MountOptions } from './mnt.ts';
 
 const refused = (name: NsName, cflag: number, why: string): NsKind => ({
   name,
@@ -74,7 +74,8 @@ export function checkNamespaces(pids: number[], opts: { net?: NetOptions } = {})
     if (rootNs === undefined) continue;
     for (const pid of pids.slice(1)) {
       const l = link(pid, k.name);
-      if (l !== undefined && l !== rootNs)
+      // Namespaces below the root's own, of a kind that nests.
+      if (l !== undefined && l !== rootNs && !(k.nested && rootNs !== own))
         throw new NotSupportedError(`task ${pid}: namespaces: it is in another ${k.name} namespace than the root task ${root} (${l})`);
     }
     if (rootNs === own) continue;
@@ -103,8 +104,14 @@ function ownKinds(rootIds: Ids, dumperIds: Ids): NsKind[] {
 }
 
 /** Save the contents of the root's own namespaces. */
-export function dumpNamespaces(root: number, rootIds: Ids, dumperIds: Ids, ctx: Omit<NsDumpCtx, 'pid' | 'id'>): void {
-  for (const k of ownKinds(rootIds, dumperIds)) k.dump?.({ ...ctx, pid: root, id: idOf(rootIds, k)! });
+export function dumpNamespaces(
+  root: number,
+  rootIds: Ids,
+  dumperIds: Ids,
+  ctx: Omit<NsDumpCtx, 'pid' | 'id' | 'tasks'> & { tasks: Array<{ pid: number; ids: Ids }> },
+): void {
+  for (const k of ownKinds(rootIds, dumperIds))
+    k.dump?.({ ...ctx, pid: root, id: idOf(rootIds, k)!, tasks: ctx.tasks.map((t) => ({ pid: t.pid, id: idOf(t.ids, k)! })) });
 }
 
 /** The namespaces a restore creates for its root, checked (or refused, naming the kind) before any process exists. */
@@ -117,6 +124,8 @@ export interface NsPlan {
   net?: NetOptions;
   /** The root lives in a network namespace of its own (made, empty or joined). */
   ownNet: boolean;
+  /** Of the nested kinds: a task (host pid) in each namespace made so far, by kind and id. */
+  holders: Map<NsName, Map<number, number>>;
 }
 
 export function planNamespaces(
@@ -127,26 +136,58 @@ export function planNamespaces(
   log: Logger,
   mounts?: MountOptions,
   net?: NetOptions,
+  allIds: Ids[] = [],
 ): NsPlan {
   const rootIds = root as Ids;
   const kinds = ownKinds(rootIds, (inventory.root_ids ?? {}) as Ids);
   for (const k of kinds) {
-    const why = k.restoreRefusal({ vpid, id: idOf(rootIds, k)!, imgs, mounts, net, log });
-    if (why) throw new NotSupportedError(`namespaces: ${k.name}: ${why}`);
+    const rootId = idOf(rootIds, k)!;
+    const ids = new Set([rootId, ...(k.nested ? allIds.map((i) => idOf(i, k)).filter((i) => i !== undefined) : [])]);
+    for (const id of ids) {
+      const why = k.restoreRefusal({ vpid, id, imgs, mounts, net, log, nested: id !== rootId });
+      if (why) throw new NotSupportedError(`namespaces: ${k.name}: ${why}`);
+    }
   }
   for (const [key, fd] of net?.inherit ?? [])
     if (!kinds.some((k) => k.name === 'net' && imgs.one(IMG.NETNS, idOf(rootIds, k)!).ext_key === key))
       throw new NotSupportedError(`--inherit-fd fd[${fd}]:${key}: only the key of an external network namespace is supported yet`);
   const flags = kinds.reduce((a, k) => a | (k.cloneFlag ? k.cloneFlag({ id: idOf(rootIds, k)!, imgs, net }) : k.cflag), 0);
-  return { kinds, flags, rootIds, mounts, net, ownNet: kinds.some((k) => k.name === 'net') };
+  return { kinds, flags, rootIds, mounts, net, ownNet: kinds.some((k) => k.name === 'net'), holders: new Map() };
 }
 
-/** Make, in the helper the root is cloned from, the namespaces it enters at fork. */
+/**
+ * Make, in the helper the root is cloned from, the namespaces it enters at fork. A tree without
+ * a time namespace of its own gets one too, from criu-ts's clocks at the dump (timens-0.img),
+ * as CRIU does: its CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from where they were, also on
+ * another machine, instead of jumping by the time between dump and restore (or back).
+ */
 export function prepareNamespaces(plan: NsPlan, helper: Tracee, imgs: NsImagesIn, log: Logger): void {
   for (const k of plan.kinds) k.beforeRoot?.({ helper, id: idOf(plan.rootIds, k)!, imgs, log });
+  if (!plan.kinds.includes(timeNs) && fs.existsSync('/proc/self/ns/time') && imgs.all(IMG.TIMENS, 0).length)
+    timeNs.beforeRoot?.({ helper, id: 0, imgs, log });
 }
 
 /** Fill the root's new namespaces (the root stopped in them, without children yet). */
 export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | 'mounts' | 'net'>): void {
-  for (const k of plan.kinds) k.restore?.({ ...ctx, id: idOf(plan.rootIds, k)!, mounts: plan.mounts, net: plan.net });
+  for (const k of plan.kinds) {
+    const id = idOf(plan.rootIds, k)!;
+    k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net });
+    if (k.nested) plan.holders.set(k.name, new Map([[id, ctx.pid]]));
+  }
+}
+
+/**
+ * A task just cloned, in the namespaces of whoever cloned it: for each nested kind, it joins
+ * its namespace or makes it (enter does nothing when it is there already).
+ */
+export function enterNamespaces(plan: NsPlan, ctx: { stub: Tracee; area: InjectionArea; ids: Ids; imgs: NsImagesIn; log: Logger }): void {
+  for (const k of plan.kinds) {
+    if (!k.nested || !k.enter) continue;
+    const id = idOf(ctx.ids, k);
+    if (id === undefined) continue;
+    const held = plan.holders.get(k.name) ?? new Map<number, number>();
+    plan.holders.set(k.name, held);
+    k.enter({ stub: ctx.stub, area: ctx.area, id, holder: held.get(id), imgs: ctx.imgs, log: ctx.log, mounts: plan.mounts });
+    if (!held.has(id)) held.set(id, ctx.stub.tid);
+  }
 }

@@ -25,19 +25,30 @@ export interface MntDump {
 }
 
 /** Why the mount `m` cannot be restored; undefined when it can. */
-function refusal(m: MntEntry, all: MntEntry[], root: MntEntry): string | undefined {
+function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry): string | undefined {
   if (m === root || m.ext_key !== undefined) return undefined;
   const sameDev = all.filter((o) => o !== m && o.root_dev === m.root_dev);
   // A bind of (part of) the root's file system comes from --root.
   if (m.root_dev === root.root_dev && under(root.root, m.root) !== undefined) return undefined;
   if (m.root === '/') {
+    if (m.fstype === FSTYPE.BINFMT_MISC && binfmtEntries(pid, m).length)
+      return `binfmt_misc entries (${binfmtEntries(pid, m).join(', ')}) are not saved yet`;
     if (m.fstype === FSTYPE.UNSUPPORTED)
       return `${m.fsname} is not a file system criu-ts makes anew; name it with --external mnt[${m.mountpoint}]:KEY`;
     return undefined;
   }
   // Any other bind needs a mount of the whole file system (or of a directory above) in the tree.
-  if (sameDev.some((o) => o.root === '/')) return undefined;
+  if (sameDev.some((o) => under(o.root, m.root) !== undefined)) return undefined;
   return `a bind of ${m.root} whose file system is mounted nowhere else in the namespace`;
+}
+
+/** The formats registered in a binfmt_misc mount (read through the task's root). */
+function binfmtEntries(pid: number, m: MntEntry): string[] {
+  try {
+    return fs.readdirSync(`/proc/${pid}/root${m.mountpoint}`).filter((n) => n !== 'register' && n !== 'status');
+  } catch {
+    return [];
+  }
 }
 
 export function mountRefusal(m: MntEntry, why: string): string {
@@ -54,23 +65,27 @@ export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
   });
   const root = rootMount(entries);
   for (const m of entries) {
-    const why = refusal(m, entries, root);
+    const why = refusal(pid, m, entries, root);
     if (why) throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(m, why)}`);
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
       throw new NotSupportedError(
         `task ${pid}: mount namespace: ${mountRefusal(m, `a slave of peer group ${m.master_id}, which is outside the namespace`)}`,
       );
   }
-  for (const k of opts.external.keys()) {
-    if (!entries.some((e) => e.mountpoint === k))
-      throw new NotSupportedError(`--external mnt[${k}]: no mount at ${k} in the tree's namespace`);
-  }
+  // An external mount that names no mount is ignored, as CRIU does: runc names every device
+  // node and masked path, mounted or not.
   return entries;
 }
 
 /** Refuse, before anything is injected, a namespace whose mounts or open files cannot come back. */
 export function checkMntns(pids: number[], external: Map<string, string>): void {
-  checkFilesInMntns(pids, readMntns(pids[0], { external }));
+  const seen = new Map<string, MntEntry[]>();
+  for (const pid of pids) {
+    const ns = fs.readlinkSync(`/proc/${pid}/ns/mnt`);
+    // --external marks the root's namespace only, as CRIU's.
+    if (!seen.has(ns)) seen.set(ns, readMntns(pid, { external: seen.size === 0 ? external : new Map() }));
+  }
+  checkFilesInMntns(pids, [...seen.values()].flat());
 }
 
 /**
@@ -110,17 +125,20 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
   const todo = entries.filter((m) => m.fstype === FSTYPE.TMPFS && m.root === '/' && m.ext_key === undefined);
   if (todo.length === 0) return { entries, tmpfs };
   const { tracee: t, area } = helper();
-  area.reset();
-  const nsfd = t.syscall('openat', AT_FDCWD, area.putString(`/proc/${pid}/ns/mnt`), O.RDONLY | O.CLOEXEC);
-  t.syscall('setns', nsfd, CLONE.NEWNS);
-  t.syscallRaw('close', nsfd);
+  // By pidfd: the helper may be in another namespace already, whose /proc is not criu-ts's.
+  const nsfd = t.syscall('pidfd_open', pid, 0);
+  try {
+    t.syscall('setns', nsfd, CLONE.NEWNS);
+  } finally {
+    t.syscallRaw('close', nsfd);
+  }
   const hpidfd = pidfdOpen(t.tid);
   try {
     for (const m of todo) {
       if (tmpfs.has(m.root_dev)) continue;
       area.reset();
       const fd = t.syscall('openat', AT_FDCWD, area.putString(m.mountpoint), O.PATH | O.DIRECTORY | O.CLOEXEC);
-      let tree: bigint;
+      let tree: bigint | undefined;
       try {
         const at = /^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'));
         if (Number(at?.[1]) !== m.mnt_id)
@@ -128,12 +146,14 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
             `task ${pid}: mount namespace: ${mountRefusal(m, 'a tmpfs covered by another mount; its contents cannot be read')}`,
           );
         area.reset();
-        tree = t.syscall('open_tree', fd, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
+        // An unbindable mount cannot be cloned: read in place, where tar stays on its file system.
+        const clone = t.syscallRaw('open_tree', fd, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
+        tree = clone >= 0n ? clone : undefined;
       } finally {
-        t.syscallRaw('close', fd);
+        if (tree !== undefined) t.syscallRaw('close', fd);
       }
-      const local = pidfdGetfd(hpidfd, Number(tree));
-      t.syscallRaw('close', tree);
+      const local = pidfdGetfd(hpidfd, Number(tree ?? fd));
+      t.syscallRaw('close', tree ?? fd);
       try {
         tmpfs.set(m.root_dev, tarCreate(`/proc/${process.pid}/fd/${local}`));
       } finally {

@@ -24,6 +24,13 @@ export interface MntRestoreOptions {
   /** A tmpfs's archive (tmpfs-dev-<dev>.tar.gz.img), by its s_dev. */
   tmpfs(dev: number): Buffer | undefined;
   log: Logger;
+  /**
+   * Where the yard directory is made: as the stub names it, and as criu-ts does (the same
+   * for the root's namespace; a nested one is made inside the root's, through /proc/STUB/root).
+   */
+  yard?: { inStub: string; here: string };
+  /** The root is a file system of its own (a nested namespace's, not a bind): made anew. */
+  rootAnew?: boolean;
 }
 
 type How =
@@ -44,8 +51,10 @@ function plan(m: MntEntry, before: MntEntry[], root: MntEntry, opts: MntRestoreO
     const rel = under(root.root, m.root);
     if (rel !== undefined) return { kind: 'rootbind', path: rel ? `${opts.root.replace(/\/$/, '')}/${rel}` : opts.root };
   }
-  // A file system already made once is bound again from there (a bind, or a peer).
-  const from = before.find((o) => o.root_dev === m.root_dev && o.root === '/' && o.ext_key === undefined);
+  // A file system already mounted is bound again from there (a bind, a peer, a bind of an
+  // external mount), from its whole root if it is mounted whole.
+  const sources = before.filter((o) => o !== root && o.root_dev === m.root_dev && under(o.root, m.root) !== undefined);
+  const from = sources.find((o) => o.root === '/') ?? sources[0];
   if (from) return { kind: 'bind', from, rel: under(from.root, m.root)! };
   if (m.root !== '/') return `a bind of ${m.root} whose file system is mounted nowhere else`;
   const fstype = fstypeName(m);
@@ -66,12 +75,14 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
   } catch (e) {
     return (e as Error).message;
   }
-  if (!fs.statSync(opts.root, { throwIfNoEntry: false })?.isDirectory()) return `--root ${opts.root} is not a directory`;
+  if (!opts.yard && !fs.statSync(opts.root, { throwIfNoEntry: false })?.isDirectory()) return `--root ${opts.root} is not a directory`;
   const ids = new Set(entries.map((e) => e.mnt_id));
   const order = mountOrder(entries);
   for (const [i, m] of order.entries()) {
     const h = plan(m, order.slice(0, i), root, opts);
     if (typeof h === 'string') return `${what(m)}: ${h}`;
+    if (!opts.yard && (h.kind === 'external' || h.kind === 'rootbind') && !fs.existsSync(h.path))
+      return `${what(m)}: its source ${h.path} does not exist`;
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
       return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
     if (m !== root && !ids.has(m.parent_mnt_id)) return `${what(m)}: its parent ${m.parent_mnt_id} is not in the image`;
@@ -104,11 +115,20 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
   const openPath = (m: MntEntry, p: string): bigint => call(m, 'openat', AT_FDCWD, p, O.PATH | O.CLOEXEC);
   // Nothing done here may reach the host's mounts; the host's may still reach the copy.
   call(root, 'mount', null, '/', null, MS.REC | MS.SLAVE, null);
-  const yard = fs.mkdtempSync('/tmp/.criu-ts-root-');
+  const parent = opts.yard?.here ?? '/tmp';
+  const here = fs.mkdtempSync(`${parent}/.criu-ts-root-`);
+  const name = here.slice(parent.length + 1);
+  const yard = opts.yard ? `${opts.yard.inStub}/${name}` : here;
+  // Removed through its parent as it is now: after pivot_root, /proc/STUB/root is another tree.
+  const parentFd = fs.openSync(parent, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
   try {
-    call(root, 'mount', opts.root, yard, null, MS.BIND, null);
+    const fresh = opts.rootAnew ? fstypeName(root) : undefined;
+    if (fresh) call(root, 'mount', root.source || fresh, yard, fresh, (root.sb_flags ?? 0) & ~MS.RDONLY, root.options || null);
+    else call(root, 'mount', opts.root, yard, null, MS.BIND, null);
     call(root, 'mount', null, yard, null, MS.PRIVATE, null);
     fds.set(root.mnt_id, openPath(root, yard));
+    const rootFiles = fresh && root.fstype === FSTYPE.TMPFS ? opts.tmpfs(Number(root.root_dev)) : undefined;
+    if (rootFiles) tarExtract(`/proc/${stub.tid}/fd/${fds.get(root.mnt_id)}`, rootFiles);
     for (const [i, m] of order.entries()) {
       if (m === root) continue;
       const h = plan(m, order.slice(0, i), root, opts);
@@ -118,8 +138,18 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
       if (rel === undefined) throw new CriuError(`${what(m)}: not under its parent's mountpoint ${parent.mountpoint}`);
       const target = fdPath(parent.mnt_id, rel);
       opts.log.debug(`mount ${m.mnt_id}: ${h.kind} at ${m.mountpoint}`);
+      // A read-only superblock is filled first, then made read-only.
+      const sbFlags = m.sb_flags ?? 0;
       if (h.kind === 'new')
-        call(m, 'mount', m.source || h.fstype, target, h.fstype, (m.sb_flags ?? 0) | (m.flags & PER_MOUNT & ~MS.RDONLY), m.options || null);
+        call(
+          m,
+          'mount',
+          m.source || h.fstype,
+          target,
+          h.fstype,
+          (sbFlags & ~MS.RDONLY) | (m.flags & PER_MOUNT & ~MS.RDONLY),
+          m.options || null,
+        );
       else {
         const src = h.kind === 'bind' ? fdPath(h.from.mnt_id, h.rel) : h.kind === 'root' ? opts.root : h.path;
         call(m, 'mount', src, target, null, MS.BIND, null);
@@ -130,6 +160,7 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
         const data = opts.tmpfs(Number(m.root_dev));
         if (data) tarExtract(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, data);
       }
+      if (h.kind === 'new' && sbFlags & MS.RDONLY) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | sbFlags, m.options || null);
     }
     // Per-mount flags last: a read-only mount is filled first.
     for (const m of order) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | MS.BIND | (m.flags & PER_MOUNT), null);
@@ -140,7 +171,8 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     call(root, 'fchdir', fds.get(root.mnt_id)!);
   } finally {
     for (const fd of fds.values()) stub.syscallRaw('close', fd);
-    fs.rmdirSync(yard);
+    fs.rmdirSync(`/proc/self/fd/${parentFd}/${name}`);
+    fs.closeSync(parentFd);
   }
 }
 
@@ -193,6 +225,8 @@ function restoreSharing(
       progress = true;
     }
   }
+  // Last: nothing can be bound from an unbindable mount.
+  for (const m of order) if (m.flags & MS.UNBINDABLE) propagate(m, MS.UNBINDABLE);
   const left = order.find((m) => !done.has(m));
   if (left) throw new CriuError(`${what(left)}: its peer group ${left.shared_id} or master ${left.master_id} cannot be restored`);
 }

@@ -12,8 +12,14 @@ export const FSTYPE = {
   PROC: 1,
   SYSFS: 2,
   DEVTMPFS: 3,
+  BINFMT_MISC: 4,
   TMPFS: 5,
   DEVPTS: 6,
+  PSTORE: 8,
+  SECURITYFS: 9,
+  FUSECTL: 10,
+  DEBUGFS: 11,
+  TRACEFS: 19,
   MQUEUE: 14,
   AUTO: 16,
   OVERLAYFS: 17,
@@ -31,6 +37,13 @@ const FSTYPE_BY_NAME: Record<string, number> = {
   overlay: FSTYPE.OVERLAYFS,
   cgroup: FSTYPE.CGROUP,
   cgroup2: FSTYPE.CGROUP2,
+  // Kernel file systems whose one instance is mounted again (binfmt_misc only without entries).
+  binfmt_misc: FSTYPE.BINFMT_MISC,
+  pstore: FSTYPE.PSTORE,
+  securityfs: FSTYPE.SECURITYFS,
+  fusectl: FSTYPE.FUSECTL,
+  debugfs: FSTYPE.DEBUGFS,
+  tracefs: FSTYPE.TRACEFS,
 };
 const NAME_BY_FSTYPE = new Map(Object.entries(FSTYPE_BY_NAME).map(([n, c]) => [c, n]));
 
@@ -158,15 +171,13 @@ export function mountOrder<T extends Tree>(mounts: T[]): T[] {
   const out: T[] = [];
   const walk = (m: T): void => {
     out.push(m);
-    const list = (kids.get(m.mnt_id) ?? []).slice();
-    // Stable: a sibling whose mountpoint lies under another's comes first; else by id.
-    list.sort((a, b) => {
-      if (a.mountpoint !== b.mountpoint) {
-        if (under(b.mountpoint, a.mountpoint) !== undefined) return -1;
-        if (under(a.mountpoint, b.mountpoint) !== undefined) return 1;
-      }
-      return a.mnt_id - b.mnt_id;
-    });
+    // By id, but a sibling mounted below another's mountpoint goes before it.
+    const list: T[] = [];
+    for (const k of (kids.get(m.mnt_id) ?? []).sort((a, b) => a.mnt_id - b.mnt_id)) {
+      const i = list.findIndex((o) => o.mountpoint !== k.mountpoint && under(o.mountpoint, k.mountpoint) !== undefined);
+      if (i < 0) list.push(k);
+      else list.splice(i, 0, k);
+    }
     for (const k of list) walk(k);
   };
   walk(root);

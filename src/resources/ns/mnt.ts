@@ -2,11 +2,15 @@
 // (tmpfs-dev-N.tar.gz.img), dumped from outside (mnt-dump.ts) and built again by the root's
 // stub, born in a new mount namespace (mnt-restore.ts). Files the tasks hold are reopened
 // through the restored namespace (/proc/ROOT/root).
-import { CLONE } from '../../kernel/index.ts';
+import { CLONE, O } from '../../kernel/index.ts';
+import { openPulled } from '../../compel/open.ts';
+import { parseMountinfo, readLink, type MountInfo } from '../../proc/index.ts';
+import { CriuError } from '../../errors.ts';
+import fs from 'node:fs';
 import { IMG } from '../../images/index.ts';
 import { dumpMntns } from './mnt-dump.ts';
 import { mntRestoreRefusal, restoreMntns, type MntRestoreOptions } from './mnt-restore.ts';
-import type { MntEntry } from './mnt-tree.ts';
+import { FSTYPE, kdev, rootMount, under, type MntEntry } from './mnt-tree.ts';
 import type { NsImagesIn, NsKind } from './types.ts';
 import type { MountOptions } from './mnt-tree.ts';
 import type { Logger } from '../types.ts';
@@ -34,19 +38,75 @@ function restoreInput(
 export const mntNs: NsKind = {
   name: 'mnt',
   cflag: CLONE.NEWNS,
+  nested: true,
   // The mounts are checked with the --external marks (checkMntns), before anything is injected.
   dumpRefusal: () => undefined,
   dump: (ctx) => {
-    const d = dumpMntns(ctx.pid, { external: ctx.mounts?.external ?? new Map() }, ctx.helper);
-    for (const e of d.entries) ctx.imgs.add(IMG.MNTS, ctx.id, e);
-    for (const [dev, data] of d.tmpfs) ctx.imgs.raw(IMG.TMPFS_DEV, data, dev);
+    // The root's namespace, then every other one a task is in, read through its first task.
+    const first = new Map<number, number>([[ctx.id, ctx.pid]]);
+    for (const t of ctx.tasks) if (!first.has(t.id)) first.set(t.id, t.pid);
+    for (const [id, pid] of first) {
+      const d = dumpMntns(pid, { external: id === ctx.id ? (ctx.mounts?.external ?? new Map()) : new Map() }, ctx.helper);
+      // CRIU reads fsname only with FSTYPE__AUTO and refuses it elsewhere: an unsupported fs's
+      // name is for criu-ts's messages, not the image.
+      for (const e of d.entries) ctx.imgs.add(IMG.MNTS, id, e.fstype === FSTYPE.AUTO ? e : { ...e, fsname: undefined });
+      for (const [dev, data] of d.tmpfs) ctx.imgs.raw(IMG.TMPFS_DEV, data, dev);
+    }
   },
-  restoreRefusal: ({ id, imgs, mounts, log }) => {
+  restoreRefusal: ({ id, imgs, mounts, log, nested }) => {
     const { entries, opts } = restoreInput(id, imgs, mounts, log);
-    return mntRestoreRefusal(entries, opts);
+    // A nested namespace's sources are in the root's namespace, not criu-ts's: seen at restore.
+    return mntRestoreRefusal(entries, nested ? { ...opts, external: new Map(), yard: { inStub: '', here: '' } } : opts);
   },
   restore: (ctx) => {
     const { entries, opts } = restoreInput(ctx.id, ctx.imgs, ctx.mounts, ctx.log);
     restoreMntns(ctx.stub, ctx.area, entries, opts);
   },
+  enter: (ctx) => {
+    const { stub, area } = ctx;
+    if (ctx.holder !== undefined) {
+      if (readLink(stub.tid, 'ns/mnt') === readLink(ctx.holder, 'ns/mnt')) return;
+      // Opened by criu-ts: the stub's /proc may be another PID namespace's.
+      const fd = openPulled(stub, `/proc/${ctx.holder}/ns/mnt`, O.RDONLY);
+      try {
+        stub.syscall('setns', fd, CLONE.NEWNS);
+      } finally {
+        stub.syscallRaw('close', fd);
+      }
+      return;
+    }
+    ctx.log.info(`task ${stub.tid}: a mount namespace of its own from mountpoints-${ctx.id}.img`);
+    const { entries, opts } = restoreInput(ctx.id, ctx.imgs, ctx.mounts, ctx.log);
+    // Made from inside the namespace the task is in: its root is bound from where that
+    // namespace has the same files, and the yard is a directory of its /tmp.
+    const nested = rootMount(entries);
+    const dev = Number(nested.root_dev);
+    const from = readMntinfo(stub.tid).find((o) => kdev(o.major, o.minor) === dev && under(o.root, nested.root) !== undefined);
+    // Else a root of its own file system (a tmpfs it pivoted into) is made anew.
+    const rootAnew = !from && nested.root === '/' && nested.fstype !== FSTYPE.UNSUPPORTED;
+    if (!from && !rootAnew)
+      throw new CriuError(
+        `mountpoints-${ctx.id}.img: the root ${nested.root} of its namespace is nowhere in the namespace of task ${stub.tid}`,
+      );
+    const rel = from ? under(from.root, nested.root)! : '';
+    stub.syscall('unshare', CLONE.NEWNS);
+    restoreMntns(stub, area, entries, {
+      ...opts,
+      root: !from ? '' : rel ? `${from.mountPoint.replace(/\/$/, '')}/${rel}` : from.mountPoint,
+      rootAnew,
+      external: new Map(),
+      yard: { inStub: '/tmp', here: `/proc/${stub.tid}/root/tmp` },
+    });
+  },
 };
+
+function readMntinfo(pid: number): MountInfo[] {
+  return parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8'));
+}
+
+/** Which namespace (mountpoints-N.img) each mount id of the images is in. */
+export function mountNamespaces(imgs: NsImagesIn, ids: Iterable<number>): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const id of new Set(ids)) for (const { entry } of imgs.all(IMG.MNTS, id)) out.set(entry.mnt_id, id);
+  return out;
+}

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { CLONE, MFD, inNamespaces, memfdCreate } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG, type MessageInput } from '../../images/index.ts';
-import type { NsKind, NetOptions } from './types.ts';
+import type { NsKind, NetOptions, NsImagesIn } from './types.ts';
 import { pullFd } from '../mm/index.ts';
 import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
 
@@ -92,6 +92,11 @@ function externalKey(pid: number, net?: NetOptions): string | undefined {
   return ino === undefined ? undefined : net?.external?.get(ino);
 }
 
+/** netns-N.img's entry; none (CRIU with --empty-ns net) is an empty namespace's. */
+function netnsEntry(imgs: NsImagesIn, id: number): { ext_key?: string } {
+  return imgs.all(IMG.NETNS, id)[0]?.entry ?? {};
+}
+
 export const netNs: NsKind = {
   name: 'net',
   cflag: CLONE.NEWNET,
@@ -127,7 +132,8 @@ export const netNs: NsKind = {
     log.info(`network namespace ${id}: ${ls.map((l) => l.ifname).join(', ')} to netdev-${id}.img, addresses and routes`);
   },
   restoreRefusal: ({ id, imgs, net }) => {
-    const ns = imgs.one(IMG.NETNS, id);
+    // CRIU writes no netns-N.img for runc's empty_ns: an empty namespace.
+    const ns = netnsEntry(imgs, id);
     if (ns.ext_key !== undefined)
       return net?.inherit?.has(ns.ext_key)
         ? undefined
@@ -138,9 +144,9 @@ export const netNs: NsKind = {
         return `netdev-${id}.img: device ${entry.name} of type ${entry.type}: only the loopback is restored yet`;
     return undefined;
   },
-  cloneFlag: ({ id, imgs }) => (imgs.one(IMG.NETNS, id).ext_key === undefined ? CLONE.NEWNET : 0),
+  cloneFlag: ({ id, imgs }) => (netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
   restore: ({ pid, id, imgs, log, net, stub }) => {
-    const ns = imgs.one(IMG.NETNS, id);
+    const ns = netnsEntry(imgs, id);
     if (ns.ext_key !== undefined) {
       // The root joins the namespace it is given: one of criu-ts's fds, pulled into the root.
       const fd = pullFd(stub, net!.inherit!.get(ns.ext_key)!);
@@ -152,11 +158,12 @@ export const netNs: NsKind = {
       log.info(`network namespace ${id}: the external ${ns.ext_key} joined`);
       return;
     }
-    if (net?.empty) {
-      log.info(`network namespace ${id}: left empty (--empty-ns net)`);
+    if (net?.empty || !imgs.all(IMG.NETNS, id).length) {
+      if (net?.loopbackUp) ip(pid, ['link', 'set', 'dev', 'lo', 'up']);
+      log.info(`network namespace ${id}: left empty (--empty-ns net)${net?.loopbackUp ? ', its loopback up' : ''}`);
       return;
     }
-    inNamespaces(pid, CLONE.NEWNET, () => writeNetnsConf(ns, log));
+    inNamespaces(pid, CLONE.NEWNET, () => writeNetnsConf(imgs.one(IMG.NETNS, id), log));
     for (const { entry } of imgs.all(IMG.NETDEV, id)) {
       const args = ['link', 'set', 'dev', entry.name, 'mtu', String(entry.mtu)];
       if (entry.flags & IFF.UP) args.push('up');

@@ -22,6 +22,11 @@ export interface NetOptions {
   external?: Map<string, string>;
   /** Restore: key → an fd of criu-ts's. */
   inherit?: Map<string, number>;
+  /**
+   * Restore of an empty one: its loopback up. runc asks for empty_ns because it manages no
+   * device, yet gives every new network namespace its loopback up itself, but not at restore.
+   */
+  loopbackUp?: boolean;
 }
 
 /** The names of /proc/PID/ns/ that task_kobj_ids_entry keeps (`<name>_ns_id`). */
@@ -60,6 +65,20 @@ export interface NsDumpCtx {
   /** Starts (once) a helper the orchestrator kills after the dump. */
   helper: () => NsHelper;
   net?: NetOptions;
+  /** Of a nested kind: every live task (host pid) with its id of this kind. */
+  tasks: Array<{ pid: number; id: number }>;
+}
+
+/** A task (not the root) whose namespace of a nested kind is not its parent's. */
+export interface NsEnterCtx {
+  stub: Tracee;
+  area: InjectionArea;
+  id: number;
+  /** A task (host pid) already in that namespace, if one was made. */
+  holder?: number;
+  imgs: NsImagesIn;
+  log: Logger;
+  mounts?: MountOptions;
 }
 
 export interface NsRestoreCtx {
@@ -94,9 +113,14 @@ export interface NsKind {
     mounts?: MountOptions;
     net?: NetOptions;
     log: Logger;
+    nested?: boolean;
   }): string | undefined;
   /** The clone flag the root gets (default: cflag); none for a namespace it joins. */
   cloneFlag?(ctx: { id: number; imgs: NsImagesIn; net?: NetOptions }): number;
+  /** Tasks below the root may be in other namespaces of this kind (each dumped and made again). */
+  nested?: boolean;
+  /** Put a task in its namespace of a nested kind: join it (holder) or make it. */
+  enter?(ctx: NsEnterCtx): void;
   /** Fill the root's new namespace, before the root has children. */
   restore?(ctx: NsRestoreCtx): void;
   /**
