@@ -1,17 +1,92 @@
 // File handles of watched inodes (inotify watches, fanotify marks): saved as fdinfo shows
-// them, opened again with open_by_handle_at on a mount of the same device.
+// them, with the inode's path when one leads to it (as CRIU saves them: a path still works
+// where the handle does not, on another machine or a new tmpfs), and opened again by that
+// path, else with open_by_handle_at on a mount of the same device.
 import fs from 'node:fs';
+import path from 'node:path';
 import { parseMountinfo, type FileHandle } from '../../proc/index.ts';
 import { openByHandleAt, close, O, SysError } from '../../kernel/index.ts';
 import type { Message, MessageInput } from '../types.ts';
 
-/** fh_entry of a handle: its bytes as little-endian u64 words, as CRIU keeps them. */
-export function fhEntry(h: FileHandle): MessageInput<'fh_entry'> {
+/**
+ * fh_entry of a handle: its bytes as little-endian u64 words, as CRIU keeps them, and the
+ * inode's path when `watchedPath` found one.
+ */
+export function fhEntry(h: FileHandle, where?: string): MessageInput<'fh_entry'> {
   const words: bigint[] = [];
   const padded = Buffer.alloc(Math.ceil(h.handle.length / 8) * 8);
   h.handle.copy(padded);
   for (let i = 0; i < padded.length; i += 8) words.push(padded.readBigUInt64LE(i));
-  return { bytes: h.bytes, type: h.type, handle: words };
+  return { bytes: h.bytes, type: h.type, handle: words, ...(where === undefined ? {} : { path: where }) };
+}
+
+/** CRIU's default places to look for a watched inode (--force-irmap without --irmap-scan-path). */
+export const IRMAP_HINTS = [
+  '/etc',
+  '/var/spool',
+  '/var/log',
+  '/usr/share/dbus-1/services',
+  '/usr/share/dbus-1/system-services',
+  '/lib/udev',
+];
+
+/** The kernel's s_dev (MAJOR << 20 | MINOR) of a stat's st_dev (glibc's encoding). */
+function kernelDev(dev: bigint): number {
+  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  return ((major << 20) | minor) >>> 0;
+}
+
+const sameInode = (p: string, sdev: number, ino: bigint): boolean => {
+  try {
+    const st = fs.statSync(p, { bigint: true });
+    return st.ino === ino && kernelDev(st.dev) === sdev;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * A path that leads to the watched inode: the one the kernel gives its handle, else, with
+ * --force-irmap (`scan`), the first found under the scan paths (CRIU's irmap); undefined
+ * when there is none (a deleted file: the restore then needs the handle).
+ */
+export function watchedPath(sdev: number, ino: bigint, h: FileHandle, scan?: readonly string[]): string | undefined {
+  const fd = openRaw(sdev, h.type, h.handle.subarray(0, h.bytes));
+  if (typeof fd === 'number') {
+    try {
+      const link = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      if (sameInode(link, sdev, ino)) return link;
+    } finally {
+      close(fd);
+    }
+  }
+  if (!scan) return undefined;
+  for (const top of scan.length ? scan : IRMAP_HINTS) {
+    const found = scanFor(top, sdev, ino);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** The first path under `top` (itself included) of the inode, without crossing into other file systems' dirs. */
+function scanFor(top: string, sdev: number, ino: bigint): string | undefined {
+  const todo = [top];
+  for (let dir = todo.pop(); dir !== undefined; dir = todo.pop()) {
+    if (sameInode(dir, sdev, ino)) return dir;
+    let ents: fs.Dirent[];
+    try {
+      ents = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of ents) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) todo.push(p);
+      else if (sameInode(p, sdev, ino)) return p;
+    }
+  }
+  return undefined;
 }
 
 function handleBytes(e: Message<'fh_entry'>): Buffer {
@@ -34,6 +109,13 @@ function mountOf(sdev: number): string | undefined {
  * removed, or no mount shows its file system).
  */
 export function openHandle(sdev: number, fh: Message<'fh_entry'>): number | string {
+  if (fh.path !== undefined) {
+    try {
+      return fs.openSync(fh.path, O.PATH | O.CLOEXEC);
+    } catch {
+      // the path is gone: the handle may still find the inode
+    }
+  }
   return openRaw(sdev, fh.type, handleBytes(fh));
 }
 

@@ -63,6 +63,8 @@ export interface DumpFileCtx {
   regPath(path: string, flags: number, extra?: RegExtra): number;
   /** A REG entry for a deleted file reached through `source`, saved as a ghost file (FileTable.regDeleted). */
   regDeleted(name: string, source: string, flags: number, extra?: RegExtra): number;
+  /** --force-irmap: where to look for a watched inode whose handle leads to no path (--irmap-scan-path; [] for CRIU's defaults). */
+  irmap?: readonly string[];
   /** The dump's ghost files: a deleted file's content, saved once per inode. */
   ghosts: import('./ghost.ts').GhostDump;
   /** The file id of a task's fd (or criu-ts's own, for a file in flight), dumping the file on first sight. */
