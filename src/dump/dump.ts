@@ -575,7 +575,7 @@ function dumpTask(
     },
   };
   const ids = sh.kobj.idsOf(pid);
-  checkSharing(pid, t.ppid, ids.sharedWith);
+  checkSharing(pid, t.ppid, ids, sh.kobj.known(t.ppid));
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
   step(log, `task ${pid}: memory, ${task.vmas.length} VMAs, to mm-${pid}.img and pagemap-${pid}.img`);
