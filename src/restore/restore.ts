@@ -286,6 +286,11 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
         inheritFds: req.inheritFds ?? [],
         inheritedIds: installedOnce,
         pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg),
+        inodePath: (sdev, ino) => {
+          const id = ghosts.fileOfInode(sdev, ino);
+          const reg = id === undefined ? undefined : files.get(id)?.reg;
+          return reg && inNs(ctx!, ghosts.path(reg.id, reg.name), reg);
+        },
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);

@@ -71,6 +71,17 @@ e2e('inotify watches on a tmpfs mounted anew come back by their paths (--force-i
   }
 });
 
+e2e('a watch on a deleted file the task holds open comes back on its ghost file', async (c) => {
+  const dir = join(c.dir, 'watched');
+  mkdirSync(dir);
+  const t = await startChecking(c, 'inotify', ['-d', dir, '-u']);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+});
+
 e2e('a watch on a deleted file refuses the dump, and the task runs on', async (c) => {
   const dir = join(c.dir, 'watched');
   mkdirSync(dir);

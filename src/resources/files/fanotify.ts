@@ -43,7 +43,7 @@ export const fanotifyFile = fileKind({
         if (m.kind === 'mount' && mountPoint(p.pid, m.mntId) === undefined)
           return `a fanotify mark on mount ${m.mntId}, which the task's mountinfo does not show`;
         if (m.kind === 'inode') {
-          const why = checkHandle(m.sdev, m.fhandle);
+          const why = checkHandle(m.sdev, m.fhandle, p.pid, m.ino);
           if (why) return `the inode of a fanotify mark: ${why}`;
         }
       }
@@ -76,8 +76,9 @@ export const fanotifyFile = fileKind({
         path = m.me.path ?? '';
         how |= FAN.MARK_MOUNT;
       } else if (m.ie) {
-        const t = openHandle(m.s_dev, m.ie.f_handle);
-        if (typeof t === 'string') throw new CriuError(`fanotify mark on inode ${m.ie.i_ino}: ${t}`);
+        const ino = m.ie.i_ino;
+        const t = openHandle(m.s_dev, m.ie.f_handle, () => ctx.inodePath(m.s_dev, ino));
+        if (typeof t === 'string') throw new CriuError(`fanotify mark on inode ${ino}: ${t}`);
         target = t;
         path = `/proc/self/fd/${t}`;
       } else throw new CriuError(`files.img: fanotify mark of file ${e.id} has neither an inode nor a mount`);

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseMountinfo, type FileHandle } from '../../proc/index.ts';
 import { openByHandleAt, close, O, SysError } from '../../kernel/index.ts';
+import { kernelDev } from './ghost.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 /**
@@ -29,13 +30,6 @@ export const IRMAP_HINTS = [
   '/usr/share/dbus-1/system-services',
   '/lib/udev',
 ];
-
-/** The kernel's s_dev (MAJOR << 20 | MINOR) of a stat's st_dev (glibc's encoding). */
-function kernelDev(dev: bigint): number {
-  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
-  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
-  return ((major << 20) | minor) >>> 0;
-}
 
 const sameInode = (p: string, sdev: number, ino: bigint): boolean => {
   try {
@@ -105,10 +99,11 @@ function mountOf(sdev: number): string | undefined {
 }
 
 /**
- * An O_PATH fd of the inode behind a saved handle, or why there is none (the file was
- * removed, or no mount shows its file system).
+ * An O_PATH fd of the inode behind a saved handle: by its saved path, else by the handle, else
+ * at the path `ghost` gives (a deleted file made again from its ghost file); or why there is
+ * none (the file was removed, or no mount shows its file system).
  */
-export function openHandle(sdev: number, fh: Message<'fh_entry'>): number | string {
+export function openHandle(sdev: number, fh: Message<'fh_entry'>, ghost?: () => string | undefined): number | string {
   if (fh.path !== undefined) {
     try {
       return fs.openSync(fh.path, O.PATH | O.CLOEXEC);
@@ -116,7 +111,10 @@ export function openHandle(sdev: number, fh: Message<'fh_entry'>): number | stri
       // the path is gone: the handle may still find the inode
     }
   }
-  return openRaw(sdev, fh.type, handleBytes(fh));
+  const fd = openRaw(sdev, fh.type, handleBytes(fh));
+  if (typeof fd === 'number') return fd;
+  const g = ghost?.();
+  return g === undefined ? fd : fs.openSync(g, O.PATH | O.CLOEXEC);
 }
 
 function openRaw(sdev: number, type: number, handle: Buffer): number | string {
@@ -133,14 +131,28 @@ function openRaw(sdev: number, type: number, handle: Buffer): number | string {
   }
 }
 
-/** Why the inode behind a handle cannot be found again, or undefined when it can. */
-export function checkHandle(sdev: number, h: FileHandle): string | undefined {
+/**
+ * Why the inode behind a handle cannot be found again, or undefined when it can. A deleted
+ * one can when task `pid` also has it open: the fd's ghost file brings it back.
+ */
+export function checkHandle(sdev: number, h: FileHandle, pid: number, ino: bigint): string | undefined {
   const fd = openRaw(sdev, h.type, h.handle.subarray(0, h.bytes));
   if (typeof fd === 'string') return fd;
-  // Only the watch keeps a deleted inode: it is gone once the dumped task is.
+  // When only the watch keeps a deleted inode, it is gone once the dumped task is.
   try {
-    return fs.fstatSync(fd).nlink === 0 ? 'its file was deleted' : undefined;
+    return fs.fstatSync(fd).nlink === 0 && !openIn(pid, sdev, ino) ? 'its file was deleted' : undefined;
   } finally {
     close(fd);
   }
+}
+
+/** Does task `pid` have the inode open by an fd? */
+function openIn(pid: number, sdev: number, ino: bigint): boolean {
+  let fds: string[];
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false;
+  }
+  return fds.some((fd) => sameInode(`/proc/${pid}/fd/${fd}`, sdev, ino));
 }

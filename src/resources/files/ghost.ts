@@ -115,6 +115,13 @@ export class GhostDump {
   }
 }
 
+/** The kernel's s_dev (MAJOR << 20 | MINOR) of a stat's st_dev (glibc's encoding). */
+export function kernelDev(dev: bigint): number {
+  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  return ((major << 20) | minor) >>> 0;
+}
+
 const PIECE = 1 << 20;
 
 /** The file's data, skipping holes (SEEK_DATA/SEEK_HOLE), in pieces of at most PIECE bytes. */
@@ -186,6 +193,18 @@ export class GhostRestore {
       else if (type === REMAP_LINKED) this.linked.set(r.orig_id, r.remap_id);
       else throw new NotSupportedError(`remap-fpath.img: file ${r.orig_id} is remapped by type ${type}`);
     }
+  }
+
+  /**
+   * The file entry whose ghost is the inode (ino, on the device the kernel calls `sdev`), for
+   * what names an inode rather than a file (inotify watches); undefined when no ghost is it.
+   */
+  fileOfInode(sdev: number, ino: bigint): number | undefined {
+    for (const [id, ghostId] of this.remaps) {
+      const e = this.image(ghostId).entry;
+      if (BigInt(e.ino ?? 0) === ino && (e.dev === sdev || kernelDev(BigInt(e.dev ?? 0)) === sdev)) return id;
+    }
+    return undefined;
   }
 
   /** The path to open for the file entry `id` whose path was `name`. */

@@ -19,7 +19,7 @@ export const inotifyFile = fileKind({
     check(p) {
       for (const w of p.info.inotify) {
         if (w.ignoredMask !== 0) return `watch ${w.wd} has an ignored mask`;
-        const why = checkHandle(w.sdev, w.fhandle);
+        const why = checkHandle(w.sdev, w.fhandle, p.pid, w.ino);
         if (why) return `the inode of watch ${w.wd}: ${why}`;
       }
       return undefined;
@@ -41,7 +41,7 @@ export const inotifyFile = fileKind({
   open(e, ctx) {
     const fd = ctx.keep(inotifyInit(O.NONBLOCK | O.CLOEXEC));
     for (const w of [...e.wd].sort((a, b) => a.wd - b.wd)) {
-      const target = openHandle(w.s_dev, w.f_handle);
+      const target = openHandle(w.s_dev, w.f_handle, () => ctx.inodePath(w.s_dev, w.i_ino));
       if (typeof target === 'string') throw new CriuError(`inotify watch ${w.wd} (inode ${w.i_ino}): ${target}`);
       try {
         for (;;) {

@@ -96,6 +96,8 @@ export interface RestoreFileCtx {
   files: Map<number, FileEntry>;
   /** The path to open for the REG entry `reg`: its name, or where its ghost file was made. */
   pathOf(reg: { id: number; name: string }): string;
+  /** Where the ghost file of a deleted inode (kernel s_dev, ino) is made, if the dump saved one. */
+  inodePath(sdev: number, ino: bigint): string | undefined;
   /** criu-ts's local fd of a file id (a file in flight), opened on first use and shared with the tasks' fds. */
   fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */
