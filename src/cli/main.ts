@@ -370,7 +370,7 @@ function mountOptions(o: Opts): MountOptions {
   const external = new Map<string, string>();
   for (const x of o.external ?? []) {
     if (x.startsWith('net[')) continue;
-    const m = /^mnt\[([^\]]*)\]:(.+)$/.exec(x);
+    const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(x);
     if (!m) throw NotSupportedError.option(`--external ${x}`);
     external.set(m[1], m[2]);
   }

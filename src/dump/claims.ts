@@ -28,6 +28,7 @@ import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/clai
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, PROC_FILES } from './claims-facts.ts';
 import { checkProbes, type ProbedTask } from './claims-probes.ts';
 import { cttyProblem } from '../resources/files/pty.ts';
+import { ttyByPath } from '../resources/files/tty.ts';
 
 const MODULES: ResourceClaims[] = [
   threadClaims,
@@ -110,6 +111,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
         t.stat.ttyNr,
         t.stat.session,
         tasks.map((x) => x.pid),
+        ttyByPath(t.stat.ttyNr),
       );
       if (why) refuse('controlling terminal', why);
     }

@@ -243,6 +243,15 @@ export function setns(fd: number, nstype: number): void {
 export function pidfdGetfd(pidfd: number, fd: number): number {
   return syscall(`pidfd_getfd(${fd})`, NR.pidfd_getfd, pidfd, fd, 0);
 }
+/** A copy in criu-ts of fd `fd` of task `pid`: the same open file description. */
+export function copyTaskFd(pid: number, fd: number): number {
+  const pidfd = pidfdOpen(pid);
+  try {
+    return pidfdGetfd(pidfd, fd);
+  } finally {
+    close(pidfd);
+  }
+}
 export function pidfdSendSignal(pidfd: number, sig: number): void {
   syscall('pidfd_send_signal', NR.pidfd_send_signal, pidfd, sig, 0, 0);
 }

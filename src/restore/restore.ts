@@ -230,6 +230,11 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     imgs.one(IMG.INVENTORY),
     [...files.values()].flatMap((f) => (f.isk ? [f.isk] : [])),
   );
+  // Before anything is made: a forgotten option must not cost the connections their lock.
+  if (netLock && !req.tcp?.established && !req.tcp?.close)
+    throw new CriuError(
+      `the images hold ${netLock.conns.length} TCP connection(s): restore them with --tcp-established (or --tcp-close); the network lock stays`,
+    );
   const unlockNet = (): void => {
     if (netLock) releaseLock(netLock, req.log, t0);
     netLock = undefined;
@@ -628,7 +633,7 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
     mm: t.mm,
     runs: t.pagemap.runs,
     pagesPath: t.pagemap.pagesPath,
-    pathOf: pathResolver(ctx),
+    pathOf: pathResolver(ctx, false, l.leader.tid),
     key: ctx.imgs.key,
     parent: parent ? { pid: liveTask(ctx, parent.pid).leader.tid, mm: parent.mm, runs: parent.pagemap.runs } : undefined,
     bornOfParent,
@@ -651,23 +656,24 @@ function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | undefined
 }
 
 /** The path criu-ts opens the file `id` by; `asTask`: as the tasks name it (they open it themselves). */
-function pathResolver(ctx: Ctx, asTask = false): (id: number) => string {
+function pathResolver(ctx: Ctx, asTask = false, task?: number): (id: number) => string {
   return (id: number): string => {
     const reg = ctx.files.get(id)?.reg;
     if (!reg) throw new CriuError(`files.img: no regular file with id ${id}`);
     const p = ctx.ghosts.path(reg.id, reg.name);
-    return asTask ? p : inNs(ctx, p, reg);
+    return asTask ? p : inNs(ctx, p, reg, task);
   };
 }
 
 /**
  * A file of the tree (or a ghost made again for it), by its name in its mount namespace:
- * through the root of a task in the namespace its mount is in (the root's without a mount id).
+ * through the root of a task in the namespace its mount is in (without a mount id, a mapped
+ * file's, through the root of the task that maps it, else the root's).
  */
-function inNs(ctx: Ctx, p: string, reg: { name: string; mnt_id?: number }): string {
+function inNs(ctx: Ctx, p: string, reg: { name: string; mnt_id?: number }, task?: number): string {
   if (!ctx.nsRoot) return p;
   const ns = reg.mnt_id !== undefined && reg.mnt_id >= 0 ? ctx.mntOf.get(reg.mnt_id) : undefined;
-  const holder = (ns !== undefined ? ctx.ns.holders.get('mnt')?.get(ns) : undefined) ?? ctx.rootHost;
+  const holder = (ns !== undefined ? ctx.ns.holders.get('mnt')?.get(ns) : undefined) ?? task ?? ctx.rootHost;
   return `/proc/${holder}/root${p}`;
 }
 

@@ -7,6 +7,8 @@ import { CriuError } from '../errors.ts';
 import type { Message } from '../images/index.ts';
 import { CG_MODE, type CgMode } from '../resources/cgroups.ts';
 import type { MountOptions } from '../resources/ns/index.ts';
+import type { LockMethod } from '../resources/net/netlock.ts';
+import type { TcpMode } from '../resources/files/types.ts';
 
 export type CriuOpts = Message<'criu_opts'>;
 export const EBADRQC = 56;
@@ -33,17 +35,14 @@ const refuse = (what: string): never => {
  * (runc sends them all).
  */
 const REFUSED_BOOL = [
-  'tcp_established',
   'track_mem',
   'auto_dedup',
   'force_irmap',
   'auto_ext_mnt',
   'ext_sharing',
   'ext_masters',
-  'tcp_skip_in_flight',
   'weak_sysctls',
   'lazy_pages',
-  'tcp_close',
   'tls',
   'tls_no_cn_verify',
   'mntns_compat_mode',
@@ -108,6 +107,9 @@ const HONOURED = [
   'link_remap',
   'cg_root',
   'cgroup_yard',
+  'tcp_established',
+  'tcp_skip_in_flight',
+  'tcp_close',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by
@@ -121,8 +123,21 @@ const NO_EFFECT = ['evasive_devices', 'orphan_pts_master', 'pre_dump_mode', 'dis
 export const OPTS_FIELDS: readonly string[] = [...REFUSED_BOOL, ...REFUSED_LIST, ...REFUSED_SET, ...CHECKED, ...HONOURED, ...NO_EFFECT];
 
 const DEFAULT_CPU_CAP = 0xffffffff,
-  NETWORK_LOCK_IPTABLES = 1,
   CLONE_NEWNET = 0x40000000;
+
+/** rpc.proto's criu_network_lock_method (1-based, unlike the inventory's). */
+const RPC_LOCK_METHODS: Record<number, LockMethod> = { 1: 'iptables', 2: 'nftables', 3: 'skip' };
+
+/** tcp_established, tcp_close, tcp_skip_in_flight and network_lock as the dump and restore take them. */
+export function tcpOf(opts: CriuOpts): TcpMode {
+  const m = opts.network_lock === undefined ? undefined : RPC_LOCK_METHODS[opts.network_lock];
+  return {
+    established: !!opts.tcp_established,
+    close: !!opts.tcp_close,
+    skipInFlight: !!opts.tcp_skip_in_flight,
+    ...(m ? { networkLock: m } : {}),
+  };
+}
 
 /** What a request's options mean beyond the fields passed on as they are. */
 export interface Screened {
@@ -141,7 +156,7 @@ export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', m
   for (const f of REFUSED_LIST) if (opts[f].length) refuse(f);
   for (const f of REFUSED_SET) if (opts[f] !== undefined) refuse(f);
   if (opts.cpu_cap !== undefined && opts.cpu_cap !== DEFAULT_CPU_CAP) refuse('cpu_cap');
-  if (opts.network_lock !== undefined && opts.network_lock !== NETWORK_LOCK_IPTABLES) refuse('network_lock');
+  if (opts.network_lock !== undefined && !RPC_LOCK_METHODS[opts.network_lock]) refuse(`network_lock ${opts.network_lock}`);
   if (opts.empty_ns !== undefined && (opts.empty_ns & ~CLONE_NEWNET) !== 0)
     throw new CriuError(`empty_ns 0x${opts.empty_ns.toString(16)}: only CLONE_NEWNET may be empty`, EBADRQC);
   if (kind === 'restore' && opts.external.length) refuse('external');

@@ -25,6 +25,7 @@ import {
   type RpcPaths,
   type Screened,
   trustsImages,
+  tcpOf,
 } from './options.ts';
 import { CG_MODE, leaveCgroups } from '../resources/cgroups.ts';
 
@@ -221,6 +222,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       actions,
       ghostLimit: opts.ghost_limit,
       linkRemap: !!opts.link_remap,
+      tcp: tcpOf(opts),
       manageCgroups: screened.cgMode !== CG_MODE.IGNORE,
       cgroupYard: opts.cgroup_yard,
       mounts: mountsOf(opts),
@@ -243,6 +245,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       shellJob: !!opts.shell_job,
       log,
       actions,
+      tcp: tcpOf(opts),
       skipVerify: screened.skipVerify,
       cgroups: {
         mode: screened.cgMode,
@@ -264,14 +267,16 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
   },
 };
 
-/** empty_ns (runc sends CLONE_NEWNET) and `net[INODE]:KEY` externals. */
+/** empty_ns (runc sends CLONE_NEWNET), `net[INODE]:KEY` externals and the namespaces given as inherit_fd. */
 function rpcNet(opts: CriuOpts): NetOptions {
   const external = new Map<string, string>();
   for (const x of opts.external) {
     const m = /^net\[(\d+)\]:(.+)$/.exec(x);
     if (m) external.set(m[1], m[2]);
   }
-  return { empty: ((opts.empty_ns ?? 0) & 0x40000000) !== 0, external };
+  // inherit_fd keys that name no file: a network namespace given by the client (runc's extRootNetNS).
+  const inherit = new Map(opts.inherit_fd.filter((i) => /^\w+$/.test(i.key)).map((i) => [i.key, i.fd]));
+  return { empty: ((opts.empty_ns ?? 0) & 0x40000000) !== 0, external, inherit };
 }
 
 /**

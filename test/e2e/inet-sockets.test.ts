@@ -25,9 +25,11 @@ import {
   readLines,
   sleep,
   SLOW,
+  CRIU_BIN,
 } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached, heldDump, lockTable, tableExists } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
+import { client as rpcClient, skip as rpcSkip } from '../lib/rpc-client.ts';
 
 /** A base port for this run, clear of the ephemeral range (32768-60999). */
 const base = (n: number): number => 20000 + ((process.pid * 16 + n * 8) % 12000);
@@ -306,3 +308,28 @@ e2e('python3 -m http.server with a client in the middle of a request: dump + res
   assert.equal(await res.text(), 'hello from before the dump\n');
   killAndReap(srv.pid);
 });
+
+e2e(
+  'over RPC (pycriu, swrk): tcp_established and network_lock dump an established connection, and its restore brings it back',
+  async (c) => {
+    const port = base(5);
+    const { peer, client: cl } = await connection(c, port, '127.0.0.1');
+    const img = c.subdir('img');
+    const d = rpcClient('dump', CRIU_BIN, img, String(cl.pid), '0', 'tcp');
+    assert.equal(d.ok, true, JSON.stringify(d));
+    assert.match(
+      readFileSync(join(img, 'dump.log'), 'utf8'),
+      /network lock kept/,
+      'the nftables lock asked for (network_lock 2) was taken',
+    );
+    await waitExit(cl.pid, 10_000);
+    const past = [rxOf(cl.log), rxOf(peer.log)];
+    const r = rpcClient('restore', CRIU_BIN, img, 'tcp');
+    adopt(cl.pid);
+    assert.equal(r.ok, true, JSON.stringify(r));
+    await streamsGoOn([cl, peer], past);
+    killAndReap(cl.pid);
+    killAndReap(peer.pid);
+  },
+  { skip: rpcSkip },
+);

@@ -48,6 +48,7 @@ e2e('a removed directory of a removed directory, held open, comes back removed',
   assert.ok(!existsSync(join(c.dir, 'rmdir.data')), 'the directories made for the restore are gone');
 });
 e2e('fds of its own namespaces (/proc/self/ns/net, uts) are those it is in after restore', (c) => roundTrip(c, 'nsfd'));
+e2e('an fd of the console outside a shell job is reopened by its path', (c) => roundTrip(c, 'console', true));
 e2e('membarrier registrations come back', (c) => roundTrip(c, 'membarrier'));
 e2e('a thread inside an rseq critical section is still aborted by a signal', (c) => roundTrip(c, 'rseq'), {
   skip: process.arch !== 'x64' && 'the workload is x86_64 assembly',

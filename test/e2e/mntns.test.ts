@@ -56,6 +56,9 @@ mount --bind $R$D/t/sub $R$D/sl
 mount --make-slave $R$D/sl
 mount --bind $H $R$D/a
 mount --bind -o ro $H $R$D/ro
+mount -t tmpfs under $R$D/ov
+echo under > $R$D/ov/u
+mount -t tmpfs top $R$D/ov
 if [ -n "$B" ]; then mount -t tmpfs tmpfs $D/hidden; mkdir $D/hidden/s; mount --bind $D/hidden/s $R$D/b; fi
 cd $R
 pivot_root . .
@@ -76,7 +79,7 @@ interface Ns {
 
 function startNs(c: { dir: string }, bindOfHidden = false, nested = false): Ns {
   const d = c.dir;
-  for (const x of ['root', 't', 'peer', 'sl', 'a', 'ro', 'b', 'hidden', 'host']) mkdirSync(join(d, x));
+  for (const x of ['root', 't', 'peer', 'sl', 'a', 'ro', 'b', 'hidden', 'host', 'ov']) mkdirSync(join(d, x));
   writeFileSync(join(d, 'host', 'f'), 'hostdata\n');
   const script = join(d, 'setup.sh');
   writeFileSync(script, SETUP);
@@ -139,7 +142,7 @@ function inNs(pid: number, cmd: string): { status: number | null; out: string } 
   return { status: r.status, out: (r.stdout + r.stderr).trim() };
 }
 
-e2e('a mount namespace comes back with its tmpfs, peers, slave, binds, proc; fds and cwd in it', async (c) => {
+e2e('a mount namespace comes back with its tmpfs (one covered), peers, slave, binds, proc; fds and cwd in it', async (c) => {
   const ns = startNs(c);
   const before = mounts(ns.pid);
   assert.ok(
@@ -150,7 +153,7 @@ e2e('a mount namespace comes back with its tmpfs, peers, slave, binds, proc; fds
   const img = c.subdir('img');
   dumpAndReap(ns.pid, img);
   const entries = readdirSync(img).filter((n) => n.startsWith('mountpoints-') || n.startsWith('tmpfs-dev-'));
-  assert.equal(entries.length, 2, `one mountpoints image and one tmpfs archive (the peer and the slave share it): ${entries}`);
+  assert.equal(entries.length, 4, `one mountpoints image, one archive per tmpfs (the peer and the slave share one): ${entries}`);
   restoreDetached(img, ns.pid);
   assert.deepEqual(mounts(ns.pid), before, 'the same mounts, flags and propagation, relative to the root');
   assert.equal(hostMounts(), host, "the host's mount table is as it was");
@@ -170,6 +173,7 @@ e2e('a mount namespace comes back with its tmpfs, peers, slave, binds, proc; fds
   assert.equal(fdMountId(ns.pid, 4), mountIdAt(ns.pid, `${d}/t`), 'fd 4 is open in the restored tmpfs');
   assert.equal(readlinkSync(`/proc/${ns.pid}/cwd`), `${d}/t/sub`);
   assert.equal(inNs(ns.pid, `cat ${d}/a/f`).out, 'hostdata');
+  assert.equal(inNs(ns.pid, `umount ${d}/ov && cat ${d}/ov/u`).out, 'under', 'a covered tmpfs has its files');
   const w = inNs(ns.pid, `echo x > ${d}/ro/y`);
   assert.notEqual(w.status, 0, 'the read-only bind is read-only');
   assert.match(w.out, /Read-only file system/);

@@ -258,3 +258,29 @@ e2e('a tree without a time namespace comes back in one, its clocks going on from
   assert.ok(off < -1.4 && off > -30, `CLOCK_MONOTONIC set back by the time it spent dumped (offset ${off} s)`);
   killAndReap(t.pid);
 });
+
+e2e('System V shared memory a task keeps attached comes back attached where it was, with its content', async (c) => {
+  const log = join(c.dir, 'shm.log');
+  const t = startTarget(['unshare', '--pid', '--fork', '--ipc', 'setsid', workload('shmcount')], { logFile: log });
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the counter');
+  adopt(init);
+  await waitForCounter(log, 3, 10_000);
+  const img = c.subdir('img');
+  assertOk(dump(init, img));
+  reap(t.pid, 10_000);
+  reap(init, 10_000);
+  const before = lastLine(log);
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  await waitForCounter(log, Number(field(before, 'i')) + 2, 10_000);
+  const after = lastLine(log);
+  assert.equal(field(after, 'addr'), field(before, 'addr'), 'attached at the same address');
+  assert.equal(
+    Number(field(after, 'shm')) - Number(field(before, 'shm')),
+    Number(field(after, 'i')) - Number(field(before, 'i')),
+    'the count in the segment went on',
+  );
+  killAndReap(host);
+});

@@ -24,28 +24,10 @@ import {
 } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
 import { REPO_ROOT, workload } from '../lib/workloads.ts';
+import { client, skip, PYTHON, type Json } from '../lib/rpc-client.ts';
 
-const PYTHON = '/usr/bin/python3';
-const CLIENT = join(REPO_ROOT, 'test', 'fixtures', 'rpc-client.py');
 const EBADRQC = 56,
   ENOTSUP = 95;
-const hasPycriu = spawnSync(PYTHON, ['-c', 'import pycriu'], { stdio: 'ignore' }).status === 0;
-const skip = hasPycriu ? false : 'pycriu is not installed (Debian package criu)';
-
-// biome-ignore lint/suspicious/noExplicitAny: the Python client's JSON, read field by field by the assertions
-type Json = Record<string, any>;
-
-function client(...args: [...string[], string | Record<string, string>]): Json {
-  const env = typeof args.at(-1) === 'object' ? (args.pop() as Record<string, string>) : {};
-  const r = spawnSync(PYTHON, [CLIENT, ...(args as string[])], {
-    encoding: 'utf8',
-    timeout: 120_000 * SLOW,
-    env: { ...process.env, ...env },
-  });
-  assert.equal(r.status, 0, `rpc-client ${args[0]}: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Json;
-}
-
 async function counter(c: { dir: string }, name = 'counter.log') {
   const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, name) });
   await waitForCounter(t.log, 2);
@@ -91,7 +73,7 @@ e2e(
     const bad = c.subdir('bad');
     const e = client('refused', CRIU_BIN, bad, String(t2.pid));
     assert.deepEqual([e.ok, e.external, e.errno, e.typ, e.resp_typ], [false, true, EBADRQC, 1, 1], JSON.stringify(e));
-    assert.match(readFileSync(join(bad, 'dump.log'), 'utf8'), /not supported yet: tcp_established/);
+    assert.match(readFileSync(join(bad, 'dump.log'), 'utf8'), /not supported yet: track_mem/);
     assert.deepEqual(
       [e.pre_dump.ok, e.pre_dump.external, e.pre_dump.errno, e.pre_dump.resp_typ],
       [false, true, ENOTSUP, 4],

@@ -328,59 +328,79 @@ function podmanPids(name: string): { pid: number; conmon: number } {
 
 const fdLinks = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`));
 
-e2e(
-  'podman container checkpoint and restore with criu-ts as criu: the container counts on',
-  async (c) => {
-    const b = makeBundle(c.subdir('bundle'));
-    // Podman runs runc without --criu: criu-ts is `criu` first on its PATH.
-    const bin = c.subdir('bin');
-    symlinkSync(CRIU, join(bin, 'criu'));
-    const env = { PATH: `${bin}:${process.env.PATH}` };
-    if (podman(['image', 'exists', IMAGE]).status !== 0) {
-      const tar = join(c.dir, 'rootfs.tar');
-      assert.equal(spawnSync('tar', ['-C', join(b.dir, 'rootfs'), '-cf', tar, '.']).status, 0);
-      podmanOk(['import', tar, IMAGE]);
-    }
-    const name = newId();
-    try {
-      // The machine lets no process raise RLIMIT_NPROC/NOFILE to podman's defaults: lower ones.
-      podmanOk([
-        'run',
-        '-d',
-        '--name',
-        name,
-        '--network',
-        'none',
-        '--hostname',
-        HOSTNAME,
-        '--ulimit',
-        'nofile=1024:1024',
-        '--ulimit',
-        'nproc=4096:4096',
-        '--tmpfs',
-        '/run',
-        '-v',
-        `${b.host}:/host`,
-        IMAGE,
-        '/bin/sh',
-        '-c',
-        LOOP,
-      ]);
-      const { pid } = podmanPids(name);
-      await waitFor(() => counts(tmpfsCount(pid)).length >= 5, 10_000, 'podman container counting');
-      const before = inside(pid);
-      podmanOk(['container', 'checkpoint', name], env);
-      const atDump = counts(join(b.host, 'count')).length;
-      podmanOk(['container', 'restore', name], env);
-      const { pid: restored, conmon } = podmanPids(name);
-      // The container's stdout is a pipe of the new conmon: runc handed it over with inherit_fd.
-      const out = readlinkSync(`/proc/${restored}/fd/1`);
-      assert.match(out, /^pipe:/);
-      assert.ok(fdLinks(conmon).includes(out), `conmon ${conmon} holds the restored init's stdout ${out}`);
-      await goesOn(b, restored, before, atDump);
-    } finally {
-      podman(['rm', '-f', '-t', '0', name]);
-    }
-  },
-  { skip: skip || (PODMAN ? false : 'podman is not installed (scripts/setup.sh)') },
-);
+/** Podman's own network (a netns it makes and runc gets by path: external) or none (runc's empty one). */
+const podmanTest = (network: 'none' | 'podman') =>
+  e2e(
+    `podman container checkpoint and restore with criu-ts as criu, network ${network}: the container counts on`,
+    async (c) => {
+      const b = makeBundle(c.subdir('bundle'));
+      // Podman runs runc without --criu: criu-ts is `criu` first on its PATH.
+      const bin = c.subdir('bin');
+      symlinkSync(CRIU, join(bin, 'criu'));
+      const env = { PATH: `${bin}:${process.env.PATH}` };
+      if (podman(['image', 'exists', IMAGE]).status !== 0) {
+        const tar = join(c.dir, 'rootfs.tar');
+        assert.equal(spawnSync('tar', ['-C', join(b.dir, 'rootfs'), '-cf', tar, '.']).status, 0);
+        podmanOk(['import', tar, IMAGE]);
+      }
+      const name = newId();
+      try {
+        // The machine lets no process raise RLIMIT_NPROC/NOFILE to podman's defaults: lower ones.
+        podmanOk([
+          'run',
+          '-d',
+          '--name',
+          name,
+          '--network',
+          network,
+          '--hostname',
+          HOSTNAME,
+          '--ulimit',
+          'nofile=1024:1024',
+          '--ulimit',
+          'nproc=4096:4096',
+          '--tmpfs',
+          '/run',
+          '-v',
+          `${b.host}:/host`,
+          IMAGE,
+          '/bin/sh',
+          '-c',
+          LOOP,
+        ]);
+        const { pid } = podmanPids(name);
+        await waitFor(() => counts(tmpfsCount(pid)).length >= 5, 10_000, 'podman container counting');
+        const before = inside(pid);
+        podmanOk(['container', 'checkpoint', name], env);
+        const atDump = counts(join(b.host, 'count')).length;
+        podmanOk(['container', 'restore', name], env);
+        const { pid: restored, conmon } = podmanPids(name);
+        // The container's stdout is a pipe of the new conmon: runc handed it over with inherit_fd.
+        const out = readlinkSync(`/proc/${restored}/fd/1`);
+        assert.match(out, /^pipe:/);
+        assert.ok(fdLinks(conmon).includes(out), `conmon ${conmon} holds the restored init's stdout ${out}`);
+        await goesOn(b, restored, before, atDump);
+        if (network === 'none') {
+          // Through a checkpoint archive (--export / --import) into a container made anew.
+          const archive = join(c.dir, 'checkpoint.tar.gz');
+          podmanOk(['container', 'checkpoint', '--export', archive, name], env);
+          podmanOk(['rm', '-f', '-t', '0', name]);
+          podmanOk(['container', 'restore', '--import', archive], env);
+          const { pid: imported } = podmanPids(name);
+          await goesOn(b, imported, before, atDump);
+        }
+        // Podman's network namespace is external to the container: runc hands it over (inherit_fd).
+        if (network === 'podman')
+          assert.match(
+            spawnSync('nsenter', ['-t', `${restored}`, '-n', 'ip', '-o', '-4', 'addr', 'show', 'eth0'], { encoding: 'utf8' }).stdout,
+            /inet \d/,
+            "the restored container is in podman's network namespace, with its eth0",
+          );
+      } finally {
+        podman(['rm', '-f', '-t', '0', name]);
+      }
+    },
+    { skip: skip || (PODMAN ? false : 'podman is not installed (scripts/setup.sh)') },
+  );
+podmanTest('none');
+podmanTest('podman');

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { messages, type Message } from '../../src/images/index.ts';
 import { CriuError } from '../../src/errors.ts';
-import { EBADRQC, OPTS_FIELDS, mountsOf, resolvePaths, screenOpts, type CriuOpts } from '../../src/rpc/options.ts';
+import { EBADRQC, OPTS_FIELDS, mountsOf, resolvePaths, screenOpts, tcpOf, type CriuOpts } from '../../src/rpc/options.ts';
 
 const empty = (): CriuOpts => ({
   images_dir_fd: -1,
@@ -47,13 +47,13 @@ test('every criu_opts field of rpc.proto is honoured or refused, once', () => {
 
 test('fields criu-ts does not implement are refused by name', () => {
   const cases: [Partial<Message<'criu_opts'>>, string][] = [
-    [{ tcp_established: true }, 'tcp_established'],
+    [{ track_mem: true }, 'track_mem'],
     [{ lazy_pages: true }, 'lazy_pages'],
     [{ inherit_fd: [{ key: 'socket:[1]', fd: 4 }] }, 'inherit_fd socket:[1]'],
     [{ parent_img: '../pre' }, 'parent_img'],
     [{ ps: { port: 27 } }, 'ps'],
     [{ cpu_cap: 1 }, 'cpu_cap'],
-    [{ network_lock: 2 }, 'network_lock'],
+    [{ network_lock: 7 }, 'network_lock 7'],
     [{ manage_cgroups_mode: 9 }, 'manage_cgroups_mode 9'],
     [{ status_fd: 5 }, 'status_fd'],
   ];
@@ -75,6 +75,19 @@ test('fields criu-ts does not implement are refused by name', () => {
   const m = mountsOf({ ...empty(), root: '/tmp/rootfs/', ext_mnt: [{ key: 'K', val: '/host/p' }] });
   assert.equal(m.root, '/tmp/rootfs');
   assert.deepEqual([...m.external], [['K', '/host/p']]);
+});
+
+test("tcp_established, tcp_close, tcp_skip_in_flight and network_lock (rpc.proto's 1-based methods) are honoured", () => {
+  assert.deepEqual(tcpOf(empty()), { established: false, close: false, skipInFlight: false });
+  assert.deepEqual(tcpOf({ ...empty(), tcp_established: true, tcp_skip_in_flight: true, network_lock: 2 }), {
+    established: true,
+    close: false,
+    skipInFlight: true,
+    networkLock: 'nftables',
+  });
+  assert.equal(tcpOf({ ...empty(), tcp_close: true, network_lock: 1 }).networkLock, 'iptables');
+  assert.equal(tcpOf({ ...empty(), network_lock: 3 }).networkLock, 'skip');
+  screenOpts({ ...empty(), tcp_established: true, tcp_close: true, network_lock: 3 }, 'dump', 'swrk');
 });
 
 test("runc 1.1.5's restore options are accepted; manage_cgroups gives the mode; config_file's settings", () => {

@@ -34,6 +34,7 @@
  *   mlock      an mlock'd mapping: still locked (its VmFlags have "lo")
  *   rmdir      (-f DIR) DIR/sub held open, then DIR/sub and DIR removed: still a removed directory
  *   nsfd       fds of its own net and uts namespaces (/proc/self/ns/...): still those it is in
+ *   console    (-f FILE) FILE made as a node of the console (5:1) and held open: still the console
  *   procfd     files of /proc of the tree held open: the child's /proc/CHILD/stat and the
  *              task's own /proc/self/fdinfo/N of an eventfd it opened after it
  *   rseq       (x86_64) a thread blocked in pause() inside an rseq critical section: a
@@ -466,6 +467,15 @@ static const char *check_nsfd(void) {
 	return NULL;
 }
 
+#include <sys/sysmacros.h>
+static int console_fd = -1;
+
+static const char *check_console(void) {
+	struct stat st;
+	if (fstat(console_fd, &st) || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(5, 1)) return "the fd is no longer the console";
+	return NULL;
+}
+
 static const char *cg_dir;
 
 static const char *check_cgroup(void) {
@@ -502,6 +512,7 @@ static const char *verify(void *arg) {
 	if (!strcmp(mode, "procfd")) return check_procfd();
 	if (!strcmp(mode, "cgroup")) return check_cgroup();
 	if (!strcmp(mode, "novdso")) return check_novdso();
+	if (!strcmp(mode, "console")) return check_console();
 	if (!strcmp(mode, "nsfd")) return check_nsfd();
 	if (!strcmp(mode, "rmdir")) return check_rmdir();
 	if (!strcmp(mode, "mlock")) return check_mlock();
@@ -536,6 +547,9 @@ int main(int argc, char **argv) {
 		if (!specials(1)) die("no [vdso]");
 	}
 	else if (!strcmp(mode, "fownuid")) setup_fownuid();
+	else if (!strcmp(mode, "console") && file) {
+		if (mknod(file, S_IFCHR | 0600, makedev(5, 1)) || (console_fd = open(file, O_RDONLY | O_NOCTTY)) < 0) die("console");
+	}
 	else if (!strcmp(mode, "nsfd")) {
 		for (int i = 0; i < 2; i++)
 			if ((ns_fds[i] = open(ns_names[i], O_RDONLY)) < 0) die("open ns");

@@ -8,8 +8,7 @@ import {
   timerfdCreate,
   timerfdSettime,
   timerfdGettime,
-  pidfdOpen,
-  pidfdGetfd,
+  copyTaskFd,
   close,
   ioctl,
   fcntl,
@@ -162,17 +161,12 @@ export const signalfdFile = fileKind({
 function forwardedTimerfd(p: FdProbe): TimerfdInfo | undefined {
   const t = p.info.timerfd;
   if (!t || (t.itInterval.sec === 0n && t.itInterval.nsec === 0n) || t.itValue.sec !== 0n || t.itValue.nsec !== 0n) return undefined;
-  const pidfd = pidfdOpen(p.pid);
+  const fd = copyTaskFd(p.pid, p.fd);
   try {
-    const fd = pidfdGetfd(pidfd, p.fd);
-    try {
-      timerfdGettime(fd);
-      return readFdinfo(process.pid, fd).timerfd;
-    } finally {
-      close(fd);
-    }
+    timerfdGettime(fd);
+    return readFdinfo(process.pid, fd).timerfd;
   } finally {
-    close(pidfd);
+    close(fd);
   }
 }
 

@@ -6,7 +6,7 @@
 // until it gives the dumped one), the slaves through it, and a session leader takes its
 // controlling terminal back (TIOCSCTTY) with its foreground group.
 import fs from 'node:fs';
-import { ioctl, O, pidfdOpen, pidfdGetfd, close, SysError } from '../../kernel/index.ts';
+import { ioctl, O, copyTaskFd, close, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
@@ -76,6 +76,17 @@ function masterInTree(index: number, pids: number[]): boolean {
   });
 }
 
+/** The session and foreground group whose controlling terminal the tty behind fd `fd` of task `pid` is (0 and 0: none). */
+export function cttyOf(pid: number, fd: number): { sid: number; pgrp: number } {
+  const local = copyTaskFd(pid, fd);
+  try {
+    const sid = intOrNone(local, TIOC.GSID) ?? 0;
+    return { sid, pgrp: sid ? (intOrNone(local, TIOC.GPGRP) ?? 0) : 0 };
+  } finally {
+    close(local);
+  }
+}
+
 /** A slave's line settings and the owner of its /dev/pts node (grantpt, or a chown). */
 function slaveAttrs(p: FdProbe): Pick<MessageInput<'tty_info_entry'>, 'termios' | 'uid' | 'gid'> {
   const st = fs.statSync(`/proc/${p.pid}/fd/${p.fd}`);
@@ -85,13 +96,7 @@ function slaveAttrs(p: FdProbe): Pick<MessageInput<'tty_info_entry'>, 'termios' 
 /** The dump side: the entries of a pty fd, its tty_info written once per side. */
 export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<number>): MessageInput<'tty_file_entry'> {
   const master = isPtmx(p.rdev);
-  const pidfd = pidfdOpen(p.pid);
-  let local: number;
-  try {
-    local = pidfdGetfd(pidfd, p.fd);
-  } finally {
-    close(pidfd);
-  }
+  const local = copyTaskFd(p.pid, p.fd);
   try {
     const index = master ? int(local, TIOC.GPTN) : slaveIndex(p.rdev);
     if (!master && !masterInTree(index, ctx.treePids)) {
@@ -211,13 +216,21 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
  * holds an fd of it), with its foreground group: through a copy of criu-ts's fd of it.
  */
 export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: RestoreFileCtx): void {
-  const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.sid === sid && e.entry.pty)?.entry;
-  if (!info?.pty) return;
-  // A slave of the dump, or, when only its master was open, the slave opened by its path.
-  const slave = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, false));
-  const master = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, true));
-  if (!slave && master) ctx.fileFd(master.id);
-  const local = slave ? ctx.fileFd(slave.id) : ctx.keep(fs.openSync(`/dev/pts/${info.pty.index}`, O.RDWR | O.NOCTTY | O.CLOEXEC));
+  const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.sid === sid)?.entry;
+  if (!info) return;
+  let local: number;
+  if (info.pty) {
+    // A slave of the dump, or, when only its master was open, the slave opened by its path.
+    const slave = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, false));
+    const master = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, true));
+    if (!slave && master) ctx.fileFd(master.id);
+    local = slave ? ctx.fileFd(slave.id) : ctx.keep(fs.openSync(`/dev/pts/${info.pty.index}`, O.RDWR | O.NOCTTY | O.CLOEXEC));
+  } else {
+    // A virtual terminal or the console, through a file of it.
+    const file = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === info.id);
+    if (!file) throw new NotSupportedError(`tty-info.img: the controlling terminal of session ${sid} has no file`);
+    local = ctx.fileFd(file.id);
+  }
   const pidfd = t.syscall('pidfd_open', process.pid, 0);
   let fd: bigint;
   try {
@@ -242,8 +255,9 @@ export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: Re
  * Why a task's controlling terminal (`ttyNr`, from stat) cannot come back, if it cannot: only
  * a pseudo-terminal that some task of the tree (`tree`) holds (or its master), whose session leader `sid` is in it.
  */
-export function cttyProblem(ttyNr: number, sid: number, tree: number[]): string | undefined {
-  if (!isPtySlave(ttyNr)) return 'it is not a pseudo-terminal; dump it as a shell job (--shell-job)';
+export function cttyProblem(ttyNr: number, sid: number, tree: number[], byPath: boolean): string | undefined {
+  if (!isPtySlave(ttyNr) && !byPath)
+    return 'it is not a pseudo-terminal, a virtual terminal or the console; dump it as a shell job (--shell-job)';
   if (!tree.includes(sid)) return `its session leader ${sid} is not in the dumped tree; dump it as a shell job (--shell-job)`;
   const holds = (pid: number) => {
     try {
@@ -258,5 +272,6 @@ export function cttyProblem(ttyNr: number, sid: number, tree: number[]): string 
       return false;
     }
   };
-  return tree.some(holds) || masterInTree(slaveIndex(ttyNr), tree) ? undefined : 'no task of the tree holds an fd of it or of its master';
+  if (tree.some(holds) || (isPtySlave(ttyNr) && masterInTree(slaveIndex(ttyNr), tree))) return undefined;
+  return 'no task of the tree holds an fd of it or of its master';
 }

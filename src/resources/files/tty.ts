@@ -4,10 +4,11 @@
 import fs from 'node:fs';
 import { O } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
+import { NotSupportedError } from '../../errors.ts';
 import { readStat } from '../../proc/index.ts';
 import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, statefulKind, type FdProbe } from './types.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
-import { major, minor, isPtmx, isPtySlave, dumpPty, openPty } from './pty.ts';
+import { major, minor, isPtmx, isPtySlave, dumpPty, openPty, cttyOf } from './pty.ts';
 
 /** CRIU's TtyType for a terminal device number. */
 function ttyType(rdev: number): number {
@@ -24,13 +25,24 @@ function ttyType(rdev: number): number {
 
 const CTTY_RDEV = (5 << 8) | 0; // /dev/tty
 
+/** A virtual terminal or the console, outside a shell job: reopened by its path (not a controlling terminal). */
+export const ttyByPath = (rdev: number) => ttyType(rdev) === TTY_VT || ttyType(rdev) === TTY_CONSOLE;
+const byPath = ttyByPath;
+const TTY_CONSOLE = 2,
+  TTY_VT = 3;
+
 /**
  * In a shell job every terminal fd comes back as criu-ts's own terminal: right only for the
- * task's controlling one. Pseudo-terminals come back as themselves outside one (the dump
- * refuses those of a shell job).
+ * task's controlling one (shellJobCheck). Pseudo-terminals come back as themselves outside
+ * one (the dump refuses those of a shell job), VTs and the console by their path.
  */
 function ttyCheck(p: FdProbe): string | undefined {
-  if (p.rdev === CTTY_RDEV || isPtmx(p.rdev) || isPtySlave(p.rdev)) return undefined;
+  if (p.rdev === CTTY_RDEV || isPtmx(p.rdev) || isPtySlave(p.rdev) || byPath(p.rdev)) return undefined;
+  return shellJobCheck(p);
+}
+
+function shellJobCheck(p: FdProbe): string | undefined {
+  if (p.rdev === CTTY_RDEV) return undefined;
   let ctty = 0;
   try {
     ctty = readStat(p.pid).ttyNr;
@@ -53,6 +65,23 @@ export const ttyFile = statefulKind({
   state: () => ({ infos: new Set<number>(), masters: new Map<number, number>() }),
   dump(p, id, ctx, { infos }) {
     if (!ctx.shellJob && (isPtmx(p.rdev) || isPtySlave(p.rdev))) return dumpPty(p, id, ctx, infos);
+    if (!ctx.shellJob && byPath(p.rdev)) {
+      if (!infos.has(p.rdev)) {
+        infos.add(p.rdev);
+        ctx.addEntry(IMG.TTY_INFO, {
+          id: p.rdev,
+          type: ttyType(p.rdev),
+          locked: false,
+          exclusive: false,
+          packet_mode: false,
+          ...cttyOf(p.pid, p.fd),
+          rdev: p.rdev,
+        });
+      }
+      return { id, tty_info_id: p.rdev, flags: p.flags, fown: fown(), regf_id: ctx.regPath(p.link, p.flags) };
+    }
+    const notCtty = shellJobCheck(p);
+    if (ctx.shellJob && notCtty) throw new NotSupportedError(`task ${p.pid}: ${notCtty}`);
     if (!ctx.shellJob) {
       throw new Error(`fd ${p.fd} of task ${p.pid} is the terminal ${p.link}; dump it as a shell job (--shell-job)`);
     }
@@ -78,7 +107,15 @@ export const ttyFile = statefulKind({
     return { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId };
   },
   open(tty, ctx, { infos: termiosSet, masters }) {
-    if (!ctx.shellJob) return openPty(tty, ctx, masters);
+    if (!ctx.shellJob) {
+      const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry;
+      if (info && (info.type === TTY_VT || info.type === TTY_CONSOLE)) {
+        const reg = ctx.files.get(tty.regf_id ?? -1)?.reg;
+        if (!reg) throw new NotSupportedError(`files.img: terminal file ${tty.id} has no path`);
+        return ctx.keep(fs.openSync(ctx.pathOf(reg), (tty.flags & ~(O.CREAT | O.TRUNC)) | O.NOCTTY | O.CLOEXEC));
+      }
+      return openPty(tty, ctx, masters);
+    }
     for (const fd of [0, 1, 2]) {
       let isTty = false;
       try {

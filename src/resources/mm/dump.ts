@@ -112,7 +112,13 @@ function vmaEntry(t: DumpTask, v: Vma): VmaEntry {
     // CRIU's shmid of a socket mapping is the socket's file id; its pages are the kernel's.
     e.shmid = BigInt(t.socketFile(Number(/^socket:\[(\d+)\]/.exec(v.path)?.[1] ?? v.inode)));
   } else if (st & VMA.AREA_SYSVIPC) {
-    throw new NotSupportedError(`task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}`);
+    // The segment (its inode number is its id) is saved with the tree's own IPC namespace
+    // (ipcns-shm-N.img), and attached again at restore; criu-ts's own namespace is not saved.
+    if (fs.readlinkSync(`/proc/${t.pid}/ns/ipc`) === fs.readlinkSync('/proc/self/ns/ipc'))
+      throw new NotSupportedError(
+        `task ${t.pid} has System V shared memory at 0x${v.start.toString(16)}, outside an IPC namespace of its own`,
+      );
+    e.shmid = BigInt(v.inode);
   }
   return e;
 }

@@ -232,6 +232,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
   const hasPages = makeHasPages(input.runs.filter((r) => r.flags & (PE.PRESENT | PE.COW_PARENT)));
   const fds = new Map<string, bigint>();
   const needMprotect: VmaEntry[] = [];
+  const attached = new Set<string>();
   try {
     for (const v of vmas) {
       const st = v.status;
@@ -261,6 +262,8 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
         } finally {
           tr.syscallRaw('close', fd);
         }
+      } else if (st & VMA.AREA_SYSVIPC) {
+        attachSysv(tr, v, input.mm.vmas, attached);
       } else if (st & VMA.AREA_SOCKET) {
         // The ring the restored socket has again (its fd is in place already); the frames start empty.
         tr.syscall('mmap', start, len, prot, flags, input.socketFd(v), v.pgoff);
@@ -413,6 +416,27 @@ function sameFile(a: string, b: string): boolean {
   } catch {
     return false;
   }
+}
+
+const SHM_RDONLY = 0o10000,
+  SHM_REMAP = 0o40000,
+  SHM_EXEC = 0o100000;
+
+/**
+ * A SysV segment, made again with its IPC namespace, attached where it was: one shmat of the
+ * whole segment at the address of its first page (a VMA's pgoff is its place in the segment),
+ * writable if any of its VMAs is; each VMA then gets its own protection.
+ */
+function attachSysv(tr: Tracee, v: VmaEntry, all: readonly VmaEntry[], attached: Set<string>): void {
+  const base = v.start - v.pgoff;
+  const key = `${v.shmid}:${base}`;
+  if (!attached.has(key)) {
+    attached.add(key);
+    const same = all.filter((o) => o.status & VMA.AREA_SYSVIPC && o.shmid === v.shmid && o.start - o.pgoff === base);
+    const prot = same.reduce((a, o) => a | o.prot, 0);
+    tr.syscall('shmat', v.shmid, base, SHM_REMAP | (prot & PROT.WRITE ? 0 : SHM_RDONLY) | (prot & PROT.EXEC ? SHM_EXEC : 0));
+  }
+  tr.syscall('mprotect', v.start, v.end - v.start, v.prot);
 }
 
 /** PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call. */

@@ -5,11 +5,12 @@
 // overmounted tmpfs) is refused naming the mount, unless it is external (--external mnt[]).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import { AT_FDCWD, CLONE, O, OPEN_TREE_CLONE, close, pidfdGetfd, pidfdOpen } from '../../kernel/index.ts';
+import { AT_FDCWD, CLONE, MNT_DETACH, MS, O, OPEN_TREE_CLONE, close, pidfdGetfd, pidfdOpen } from '../../kernel/index.ts';
+import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { NsHelper } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
 import { parseMountinfo } from '../../proc/index.ts';
-import { FSTYPE, type MntEntry, rootMount, toEntry, under } from './mnt-tree.ts';
+import { FSTYPE, type MntEntry, kdev, rootMount, toEntry, under } from './mnt-tree.ts';
 
 const AT_EMPTY_PATH = 0x1000;
 
@@ -134,36 +135,81 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
   }
   const hpidfd = pidfdOpen(t.tid);
   try {
-    for (const m of todo) {
-      if (tmpfs.has(m.root_dev)) continue;
+    const mntIdOf = (fd: bigint): number => Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'))?.[1]);
+    /** The mount at `m`'s mountpoint, if it is the mount `want`: its files archived. */
+    const archive = (m: MntEntry, want: number): boolean => {
       area.reset();
-      const fd = t.syscall('openat', AT_FDCWD, area.putString(m.mountpoint), O.PATH | O.DIRECTORY | O.CLOEXEC);
-      let tree: bigint | undefined;
-      try {
-        const at = /^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'));
-        if (Number(at?.[1]) !== m.mnt_id)
-          throw new NotSupportedError(
-            `task ${pid}: mount namespace: ${mountRefusal(m, 'a tmpfs covered by another mount; its contents cannot be read')}`,
-          );
-        area.reset();
-        // An unbindable mount cannot be cloned: read in place, where tar stays on its file system.
-        const clone = t.syscallRaw('open_tree', fd, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
-        tree = clone >= 0n ? clone : undefined;
-      } finally {
-        if (tree !== undefined) t.syscallRaw('close', fd);
+      // Under a mount that covers a directory above it, the mountpoint may not even exist.
+      const fd = t.syscallRaw('openat', AT_FDCWD, area.putString(m.mountpoint), O.PATH | O.DIRECTORY | O.CLOEXEC);
+      if (fd < 0n) return false;
+      if (mntIdOf(fd) !== want) {
+        t.syscallRaw('close', fd);
+        return false;
       }
-      const local = pidfdGetfd(hpidfd, Number(tree ?? fd));
-      t.syscallRaw('close', tree ?? fd);
+      area.reset();
+      // An unbindable mount cannot be cloned: read in place, where tar stays on its file system.
+      const clone = t.syscallRaw('open_tree', fd, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
+      const tree = clone >= 0n ? clone : fd;
+      if (tree !== fd) t.syscallRaw('close', fd);
+      const local = pidfdGetfd(hpidfd, Number(tree));
+      t.syscallRaw('close', tree);
       try {
         tmpfs.set(m.root_dev, tarCreate(`/proc/${process.pid}/fd/${local}`));
       } finally {
         close(local);
       }
-    }
+      return true;
+    };
+    const covered = todo.filter((m) => !tmpfs.has(m.root_dev) && !archive(m, m.mnt_id));
+    if (covered.length) uncover(t, area, entries, covered, archive);
   } finally {
     close(hpidfd);
   }
   return { entries, tmpfs };
+}
+
+/**
+ * Covered tmpfs mounts are read in a private copy of the namespace (the helper unshares it),
+ * where what covers each is unmounted, as CRIU's ns_open_mountpoint does. The copy's mounts
+ * have other ids: each is found by its mountpoint, device and root (and rank among equals).
+ */
+function uncover(
+  t: Tracee,
+  area: InjectionArea,
+  entries: MntEntry[],
+  covered: MntEntry[],
+  archive: (m: MntEntry, want: number) => boolean,
+): void {
+  t.syscall('unshare', CLONE.NEWNS);
+  area.reset();
+  t.syscall('mount', 0, area.putString('/'), 0, MS.REC | MS.PRIVATE, 0);
+  const key = (mp: string, dev: number, root: string) => `${dev} ${root} ${mp}`;
+  const copy = parseMountinfo(fs.readFileSync(`/proc/${t.tid}/mountinfo`, 'utf8'));
+  for (const m of covered) {
+    const k = key(m.mountpoint, Number(m.root_dev), m.root);
+    const rank = entries.filter((e) => key(e.mountpoint, Number(e.root_dev), e.root) === k).indexOf(m);
+    const twin = copy.filter((c) => key(c.mountPoint, kdev(c.major, c.minor), c.root) === k)[rank];
+    if (!twin) throw new NotSupportedError(`${mountRefusal(m, 'a covered tmpfs not found in a copy of its namespace')}`);
+    // Unmount, from the top, whatever the path leads to until it is the tmpfs itself.
+    let read = false;
+    for (let i = 0; i < 32 && !(read = archive(m, twin.mntId)); i++) {
+      // The mount the path ends on, or, where it does not exist, the one its longest existing part ends on.
+      let top = -1;
+      for (let p = m.mountpoint; top < 0; p = p.slice(0, Math.max(1, p.lastIndexOf('/')))) {
+        area.reset();
+        const fd = t.syscallRaw('openat', AT_FDCWD, area.putString(p), O.PATH | O.CLOEXEC);
+        if (fd >= 0n) {
+          top = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'))?.[1]);
+          t.syscallRaw('close', fd);
+        } else if (p === '/') break;
+      }
+      const cover = parseMountinfo(fs.readFileSync(`/proc/${t.tid}/mountinfo`, 'utf8')).find((c) => c.mntId === top);
+      if (!cover) break;
+      area.reset();
+      t.syscall('umount2', area.putString(cover.mountPoint), MNT_DETACH);
+    }
+    if (!read) throw new NotSupportedError(`${mountRefusal(m, 'a tmpfs covered by another mount that could not be taken off in a copy')}`);
+  }
 }
 
 /** CRIU's tmpfs archive: a gzip'd tar of the whole file system, numeric owners, sparse. */
