@@ -34,6 +34,9 @@ import {
   PR_SET_MM_MAP_SIZE,
   addressOf,
   sock,
+  mmapPrivateAnon,
+  madvise,
+  munmap,
 } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import type { Logger } from '../resources/types.ts';
@@ -261,6 +264,17 @@ export const FEATURES: Feature[] = [
     what: 'iptables-legacy and ip6tables-legacy, and the iptables network lock',
     probe: () => ['iptables-legacy', 'ip6tables-legacy'].every(inPath) && lockAvailable('iptables'),
   },
+  {
+    // criu-ts finds guard regions in /proc/PID/pagemap (bit 58), where CRIU asks PAGEMAP_SCAN.
+    name: 'pagemap_scan_guard_pages',
+    what: 'guard regions (MADV_GUARD_INSTALL) shown by /proc/PID/pagemap',
+    probe: guardRegionsShown,
+  },
+  {
+    name: 'loginuid',
+    what: 'audit login uids, written back by the restored task (/proc/self/loginuid)',
+    probe: () => fs.existsSync('/proc/self/loginuid'),
+  },
   { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
@@ -269,7 +283,6 @@ export const FEATURES: Feature[] = [
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],
-      ['loginuid', 'restoring the login uid'],
       ['cgroupns', 'cgroup namespaces'],
       ['autofs', 'autofs mounts'],
       ['compat_cr', '32-bit (compat) tasks'],
@@ -291,10 +304,38 @@ export const FEATURES: Feature[] = [
       ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],
       ['overlayfs_maps', 'mappings of files on overlayfs'],
       ['breakpoints', 'hardware breakpoints'],
-      ['pagemap_scan_guard_pages', 'guard regions (MADV_GUARD_INSTALL)'],
     ] as const
   ).map(([name, what]): Feature => ({ name, what })),
 ];
+
+const MADV_GUARD_INSTALL = 102;
+const PM_GUARD_REGION = 1n << 58n;
+
+/** Does pagemap mark a guard region installed on a page of criu-ts's own? */
+function guardRegionsShown(): boolean {
+  const page = 4096n;
+  let addr: bigint;
+  try {
+    addr = mmapPrivateAnon(page);
+  } catch {
+    return false;
+  }
+  try {
+    madvise(addr, page, MADV_GUARD_INSTALL);
+    const fd = fs.openSync('/proc/self/pagemap', 'r');
+    try {
+      const b = Buffer.alloc(8);
+      fs.readSync(fd, b, 0, 8, Number((addr / page) * 8n));
+      return (b.readBigUInt64LE(0) & PM_GUARD_REGION) !== 0n;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  } finally {
+    munmap(addr, page);
+  }
+}
 
 /** Every name `check --feature` answers, CRIU's and criu-ts's own. */
 export const FEATURE_NAMES = FEATURES.map((f) => f.name);

@@ -48,6 +48,8 @@ interface Opts {
   encrypt?: string;
   ghostLimit?: string;
   linkRemap?: boolean;
+  forceIrmap?: boolean;
+  irmapScanPath?: string[];
   skipVerify?: boolean;
   freezeCgroup?: string;
   force?: boolean;
@@ -121,6 +123,16 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   },
   { flags: '--timeout <sec>', desc: 'freezing time limit in seconds', cmds: ['dump'], dflt: '10' },
   { flags: '--link-remap', desc: 'save a deleted file that has other names by a temporary link to it', cmds: ['dump'] },
+  {
+    flags: '--force-irmap',
+    desc: 'find a path for each watched inode (inotify, fanotify), searching --irmap-scan-path when its handle gives none',
+    cmds: ['dump'],
+  },
+  {
+    flags: '--irmap-scan-path <dir>',
+    desc: 'where --force-irmap searches (default: /etc, /var/spool, /var/log...); repeatable',
+    cmds: ['dump'],
+  },
   { flags: '--ghost-limit <size>', desc: 'largest deleted file to save, in bytes (K, M, G suffixes; default 1M)', cmds: ['dump'] },
   { flags: '--freeze-cgroup <path>', desc: 'freeze the tree with this cgroup freezer', cmds: ['dump'] },
   {
@@ -211,7 +223,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (/^(--action-script|--cgroup-root|--inherit-fd|--external|-M)/.test(o.flags))
+      if (/^(--action-script|--cgroup-root|--inherit-fd|--external|-M|--irmap-scan-path)/.test(o.flags))
         opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name)) opt.hideHelp();
       c.addOption(opt);
@@ -288,6 +300,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           tcp: tcpMode(o),
           ghostLimit: o.ghostLimit === undefined ? undefined : parseSize(o.ghostLimit),
           linkRemap: !!o.linkRemap,
+          irmap: o.forceIrmap ? (o.irmapScanPath ?? []) : undefined,
           manageCgroups: cgMode(o) !== CG_MODE.IGNORE,
           cgroupYard: cgroupYard(o, workDir),
           mounts: mountOptions(o),

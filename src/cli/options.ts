@@ -32,8 +32,6 @@ export const NOT_SUPPORTED = new Set([
   '--auto-dedup',
   '--cpu-cap',
   '--evasive-devices',
-  '--force-irmap',
-  '--irmap-scan-path',
   '--enable-fs',
   '--enable-external-sharing',
   '--enable-external-masters',

@@ -72,6 +72,8 @@ export interface DumpRequest {
   ghostLimit?: number;
   /** A deleted file with other names is saved by a link to it (--link-remap). */
   linkRemap?: boolean;
+  /** --force-irmap with its --irmap-scan-path dirs ([]: CRIU's defaults). */
+  irmap?: readonly string[];
   /** --ext-unix-sk: datagram sockets may be connected to a named socket outside the tree. */
   extUnixSk?: boolean;
   /** Action scripts: pre-dump, query-ext-files once frozen, post-dump once the images are written. */
@@ -429,6 +431,7 @@ function collectAndWrite(
       log: req.log,
       shellJob: req.shellJob,
       extUnixSk: !!req.extUnixSk,
+      irmap: req.irmap,
       mntIds: ownMntns(req.pid),
       kinds: new Map(),
       addFile: (make) => {
@@ -572,7 +575,7 @@ function dumpTask(
     },
   };
   const ids = sh.kobj.idsOf(pid);
-  checkSharing(pid, t.ppid, ids.sharedWith);
+  checkSharing(pid, t.ppid, ids, sh.kobj.known(t.ppid));
 
   // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
   step(log, `task ${pid}: memory, ${task.vmas.length} VMAs, to mm-${pid}.img and pagemap-${pid}.img`);

@@ -54,7 +54,13 @@ export interface KobjIdSet {
  */
 export class KobjIds {
   private readonly sorted = new Map<number, Array<{ pid: number; id: number }>>();
+  private readonly byPid = new Map<number, KobjIdSet>();
   private next = 1;
+
+  /** The ids given to a task already seen. */
+  known(pid: number): KobjIdSet | undefined {
+    return this.byPid.get(pid);
+  }
 
   idsOf(pid: number): KobjIdSet {
     const ids: KobjIdSet = { vm_id: 0, files_id: 0, fs_id: 0, sighand_id: 0, sharedWith: new Map() };
@@ -89,6 +95,7 @@ export class KobjIds {
         list.splice(lo, 0, { pid, id: ids[field] });
       }
     }
+    this.byPid.set(pid, ids);
     return ids;
   }
 }

@@ -30,6 +30,7 @@ const NR = {
   getpriority: sysnr('getpriority'),
   sched_getscheduler: sysnr('sched_getscheduler'),
   sched_getparam: sysnr('sched_getparam'),
+  madvise: sysnr('madvise'),
   userfaultfd: sysnr('userfaultfd'),
   clock_gettime: sysnr('clock_gettime'),
   mmap: sysnr('mmap'),
@@ -355,6 +356,13 @@ export function mmapSharedAnon(size: bigint, extra = 0): bigint {
 /** A shared read-write mapping of `fd` in criu-ts. */
 export function mmapSharedFd(fd: number, size: bigint): bigint {
   return BigInt(syscall('mmap(shared)', NR.mmap, 0, size, 3, 0x01, fd, 0));
+}
+/** MAP_PRIVATE|MAP_ANONYMOUS memory in criu-ts, readable and writable. */
+export function mmapPrivateAnon(size: bigint): bigint {
+  return BigInt(syscall('mmap(private anon)', NR.mmap, 0, size, 3, 0x22, -1, 0));
+}
+export function madvise(addr: bigint, size: bigint, advice: number): void {
+  syscall('madvise', NR.madvise, addr, size, advice);
 }
 export function munmap(addr: bigint, size: bigint): void {
   syscall('munmap', NR.munmap, addr, size);

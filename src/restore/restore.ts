@@ -149,6 +149,8 @@ interface Ctx {
   fileCtx: RestoreFileCtx;
   /** Deleted files made again for the restore, unlinked once every task holds them. */
   ghosts: GhostRestore;
+  /** Processes standing at the pids of dead processes whose /proc/PID the tasks open (standIns). */
+  standIns: number[];
   locals: Map<number, number>;
   opened: number[];
   /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */
@@ -255,6 +257,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       sessions: new SessionRestore(tasks, req.shellJob, created, helper),
       files,
       ghosts,
+      standIns: [],
       cpuFacts: helper.cpuFacts,
       locals: new Map(),
       opened,
@@ -291,12 +294,18 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
         inheritFds: req.inheritFds ?? [],
         inheritedIds: installedOnce,
         pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg),
+        inodePath: (sdev, ino) => {
+          const id = ghosts.fileOfInode(sdev, ino);
+          const reg = id === undefined ? undefined : files.get(id)?.reg;
+          return reg && inNs(ctx!, ghosts.path(reg.id, reg.name), reg);
+        },
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
         },
       },
     };
+    standIns(ctx);
     for (const { stage } of RESTORE_STAGES) {
       if (stage === 'RESTORE_CREDS') req.actions?.('post-restore', ctx.rootHost);
       if (stage === 'COMPLETE') req.actions?.('pre-resume');
@@ -315,6 +324,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     }
     shmem.close();
     ghosts.unlinkAll();
+    if (ctx) killAll(ctx.standIns);
     imgs.verifying?.cancel();
     if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
     killAll(created);
@@ -394,6 +404,8 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     for (const l of liveTasks(ctx)) if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
+    // Once gone, their /proc/PID directories are what the tasks had: those of dead processes.
+    killAll(ctx.standIns.splice(0));
     ctx.cgroups.close();
     ctx.shmem.sealAll();
     ctx.shmem.close();
@@ -491,6 +503,23 @@ function killAndAwaitZombie(pid: number): void {
       return;
     }
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+  }
+}
+
+/**
+ * A directory /proc/PID of a process that was dead at dump time (CRIU's procfs remap) exists
+ * only while a process has that pid: one is cloned there, a child of criu-ts (CLONE_PARENT),
+ * and killed once the tasks hold the directory (SEAL).
+ */
+function standIns(ctx: Ctx): void {
+  const h = ctx.helper;
+  for (const pid of ctx.ghosts.deadPids()) {
+    if (ctx.tasks.some((t) => t.pid === pid || t.threads.includes(pid)))
+      throw new CriuError(`remap-fpath.img: /proc/${pid} is of a process gone at dump time, but pid ${pid} is a task of the tree`);
+    if (!h) throw new CriuError(`remap-fpath.img: /proc/${pid} of a dead process needs a process at that pid`);
+    step(ctx.req.log, `pid ${pid}: a process stands there while the tasks open /proc/${pid} (remap-fpath.img)`);
+    cloneAt(h.tracee, h.area, pid, CLONE.PARENT, 0);
+    ctx.standIns.push(pid);
   }
 }
 
@@ -748,7 +777,7 @@ function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   }
   // POSIX timers once the threads they may signal exist.
   restorePosixTimers(stub, area, t.tc.timers?.posix ?? [], ctx.req.log);
-  restoreTaskProps(stub, stub.tid, t.tc);
+  restoreTaskProps(stub, area, stub.tid, t.tc);
   restoreMembarrier(stub, t.tc);
 }
 

@@ -342,10 +342,15 @@ export function restore(fd: number, st: TcpState): void {
   sock.setsockoptInt(fd, SOL.TCP, TCP.REPAIR_QUEUE, QUEUE.NO);
   if (st.window) {
     const w = Buffer.alloc(20);
-    const { sndWl1, sndWnd, maxWindow } = st.window;
+    const { sndWnd, maxWindow } = st.window;
     // The peer's FIN, sent below, moves the receive window by one.
     const fin = m & RCVQ_FIN ? 1 : 0;
-    [sndWl1, sndWnd, maxWindow, st.window.rcvWnd + fin, st.window.rcvWup - fin].forEach((v, i) => {
+    const rcvWnd = st.window.rcvWnd + fin;
+    // A segment the socket held out of order (not saved: the peer sends it again) may have
+    // moved snd_wl1 past the receive window, which the kernel refuses (EINVAL): the window is
+    // then taken from the peer's next segment, as from any segment past the received data.
+    const sndWl1 = seqAfter(st.window.sndWl1, inSeq + rcvWnd) ? inSeq - 1 : st.window.sndWl1;
+    [sndWl1, sndWnd, maxWindow, rcvWnd, st.window.rcvWup - fin].forEach((v, i) => {
       w.writeUInt32LE(v >>> 0, i * 4);
     });
     sock.setsockoptBuf(fd, SOL.TCP, TCP.REPAIR_WINDOW, w);
@@ -362,6 +367,11 @@ export function restore(fd: number, st: TcpState): void {
     outSeq++;
     peerSays(TH.ACK);
   }
+}
+
+/** Is sequence number a after b (modulo 2^32, as the kernel's after())? */
+function seqAfter(a: number, b: number): boolean {
+  return ((b - a) | 0) < 0;
 }
 
 function setOptions(fd: number, st: TcpState): void {

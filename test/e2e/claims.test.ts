@@ -109,10 +109,10 @@ async function checks(log: string, pids: number[], mark: number): Promise<string
     .filter((l) => l.startsWith('check '));
 }
 
-const EXPECTED_CHECKS = 19;
+const EXPECTED_CHECKS = 20;
 
 e2e(
-  'oom_score_adj, child_subreaper, pdeath_sig, scheduling, CPU affinity, fd flags, file owners, the mode of a memfd and a SIGTRAP handler come back',
+  'oom_score_adj, loginuid, child_subreaper, pdeath_sig, scheduling, CPU affinity, fd flags, file owners, the mode of a memfd and a SIGTRAP handler come back',
   async (c) => {
     const t = startTarget([workload('taskprops'), join(c.dir, 'append.txt')], { logFile: join(c.dir, 'taskprops.log') });
     await waitForLine(t.log, (l) => l === `ready pid=${t.pid}`);

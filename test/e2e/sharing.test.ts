@@ -149,6 +149,24 @@ e2e('clone(CLONE_FILES | CLONE_FS): parent and child still share the fd table an
   killAndReap(t.pid);
 });
 
+e2e(
+  'a grandchild cloned with CLONE_FILES by a child that shares the fd table of its parent: one table for all three after restore',
+  async (c) => {
+    const t = startTarget([workload('cloneshare'), '-g'], { logFile: join(c.dir, 'clone.log') });
+    const grand = Number(parseKV((await waitForLine(t.log, /^grandchild pid=/, 5000)).line).pid);
+    await waitForLine(t.log, /^g=3$/, 5000);
+    assert.equal(kcmp(t.pid, grand, KCMP.FILES, 0, 0), 0, 'shared fd table before');
+    const img = c.subdir('img');
+    dumpAndReap(t.pid, img);
+    restoreDetached(img, t.pid);
+    assert.equal(kcmp(t.pid, grand, KCMP.FILES, 0, 0), 0, 'shared fd table after restore');
+    const mark = readLines(t.log).length;
+    signal(t.pid, SIGUSR1); // the parent opens fd 100; the grandchild sees it in the shared table
+    await waitForLine(t.log, /^g=\d+ fd=100$/, 5000, mark);
+    killAndReap(t.pid);
+  },
+);
+
 e2e('clone(CLONE_VM | CLONE_SIGHAND | CLONE_FILES | CLONE_FS): parent and child still share them after restore', async (c) => {
   const t = startTarget([workload('cloneshare'), '-s'], { logFile: join(c.dir, 'clone.log') });
   const child = Number(parseKV((await waitForLine(t.log, /^child pid=/, 5000)).line).pid);

@@ -125,6 +125,37 @@ for (const [family, host] of [
   });
 }
 
+test('soccr: a window last updated by a segment held out of order (snd_wl1 past the receive window) is restored', async () => {
+  const { fd, peer, server } = await connected(AF.INET, '127.0.0.1');
+  let fresh = -1;
+  try {
+    peer.pause();
+    peer.write(Buffer.alloc(1000, 'p'));
+    await new Promise((r) => setTimeout(r, 100));
+    soccr.freeze(fd);
+    const st = soccr.save(fd);
+    assert.ok(st.window);
+    // What save() read in zdtm's socket-tcpbuf-local: the segment that set snd_wl1 lay 196343
+    // bytes past the receive window, out of order (such a segment is not saved: the peer resends it).
+    st.window = { ...st.window, sndWl1: (st.inqSeq + st.window.rcvWnd + 196343) >>> 0 };
+    close(fd);
+    fresh = soccr.socketFor(st);
+    soccr.restore(fresh, st);
+    soccr.resume(soccr.frozen(fresh));
+    const got = readPeer(peer, 5);
+    peer.resume();
+    assert.equal((await recvExactly(fresh, 1000)).toString(), 'p'.repeat(1000));
+    sendAll(fresh, Buffer.from('after'));
+    assert.equal((await got).toString(), 'after');
+    peer.write('back');
+    assert.equal((await recvExactly(fresh, 4)).toString(), 'back');
+  } finally {
+    if (fresh >= 0) close(fresh);
+    peer.destroy();
+    server.close();
+  }
+});
+
 /** Freeze, save, close in repair mode and recreate: the fresh socket, out of repair. */
 function again(fd: number): { fresh: number; st: soccr.TcpState } {
   soccr.freeze(fd);

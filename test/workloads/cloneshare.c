@@ -4,13 +4,16 @@
  *
  *   cloneshare -f    CLONE_FILES | CLONE_FS           (fd table and cwd/umask)
  *   cloneshare -s    CLONE_VM | CLONE_SIGHAND | CLONE_FILES | CLONE_FS
+ *   cloneshare -g    CLONE_FILES | CLONE_FS, and the child clones a grandchild with
+ *                    CLONE_FILES: three processes, one fd table
  *
  * The child uses raw system calls only (with -s it shares the parent's memory,
  * TLS and errno), prints "child pid=P" once and then "c=N" every 100 ms; the
  * parent prints "p=N" every 100 ms. Both write to fd 1.
  *
  * On SIGUSR1 the parent opens /dev/null as fd 100; the child, which shares
- * the fd table, then finds fd 100 valid and reports "c=N fd=100".
+ * the fd table, then finds fd 100 valid and reports "c=N fd=100". With -g the
+ * grandchild prints "grandchild pid=P", then "g=N" (and " fd=100") likewise.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -58,27 +61,48 @@ static int fmt(char *buf, const char *pre, long n, const char *mid, long m)
 	return at;
 }
 
-static int child_main(void *arg)
+static int loop_main(const char *hello, const char *tick)
 {
-	(void)arg;
 	char buf[64];
-	int len = fmt(buf, "child pid=", syscall(SYS_getpid), NULL, 0);
+	int len = fmt(buf, hello, syscall(SYS_getpid), NULL, 0);
 	syscall(SYS_write, 1, buf, len);
 	for (long n = 1;; n++) {
 		/* with a shared fd table the parent's new fd is valid here too */
 		int valid = syscall(SYS_fcntl, SHARED_FD, F_GETFD) >= 0;
-		len = valid ? fmt(buf, "c=", n, " fd=", SHARED_FD) : fmt(buf, "c=", n, NULL, 0);
+		len = valid ? fmt(buf, tick, n, " fd=", SHARED_FD) : fmt(buf, tick, n, NULL, 0);
 		syscall(SYS_write, 1, buf, len);
 		raw_sleep_ms(100);
 	}
 	return 0;
 }
 
+static int grandchild_main(void *arg)
+{
+	(void)arg;
+	return loop_main("grandchild pid=", "g=");
+}
+
+static int child_main(void *arg)
+{
+	if (arg) {
+		/* not CLONE_VM: the child has its own copy of the heap */
+		char *stack = malloc(256 * 1024);
+		if (!stack || clone(grandchild_main, stack + 256 * 1024, CLONE_FILES | SIGCHLD, NULL) < 0)
+			return 3;
+	}
+	return loop_main("child pid=", "c=");
+}
+
 int main(int argc, char **argv)
 {
 	int flags;
+	void *grandchild = NULL;
 	if (argc == 2 && strcmp(argv[1], "-f") == 0)
 		flags = CLONE_FILES | CLONE_FS;
+	else if (argc == 2 && strcmp(argv[1], "-g") == 0) {
+		flags = CLONE_FILES | CLONE_FS;
+		grandchild = argv;
+	}
 	else if (argc == 2 && strcmp(argv[1], "-s") == 0)
 		flags = CLONE_VM | CLONE_SIGHAND | CLONE_FILES | CLONE_FS;
 	else
@@ -92,7 +116,7 @@ int main(int argc, char **argv)
 	char *stack = malloc(stack_size);
 	printf("start pid=%d\n", getpid());
 	fflush(stdout);
-	pid_t c = clone(child_main, stack + stack_size, flags | SIGCHLD, NULL);
+	pid_t c = clone(child_main, stack + stack_size, flags | SIGCHLD, grandchild);
 	if (c < 0)
 		return 3;
 	for (long n = 1;; n++) {

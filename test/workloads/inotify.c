@@ -1,12 +1,13 @@
 /*
  * inotify: watches with gaps in their numbers, checked from inside after restore.
  *
- *   inotify -d DIR
+ *   inotify -d DIR [-u]
  *
  * Watches DIR/a (IN_MODIFY), DIR/b (given back, so its number is a gap), DIR/c
  * (IN_CLOSE_WRITE|IN_ONESHOT) and DIR itself (IN_CREATE), in a non-blocking instance. Prints
  * "ready wds=A,C,D" and "tick n=N" every 50 ms; on SIGUSR1 it writes DIR/a, DIR/c, creates
- * DIR/new, reads the events, and prints "CHECK ok" or "CHECK fail: WHY".
+ * DIR/new, reads the events, and prints "CHECK ok" or "CHECK fail: WHY". With -u, DIR/c is
+ * held open and deleted once watched: the check writes it through /proc/self/fd.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -16,7 +17,7 @@
 #include <unistd.h>
 #include "checkloop.h"
 
-struct watches { const char *dir; int in, wa, wc, wd; };
+struct watches { const char *dir; int in, wa, wc, wd, held; };
 
 static void touch(const char *dir, const char *name)
 {
@@ -45,7 +46,14 @@ static const char *verify(void *arg)
 	char buf[8192];
 	if (read(in, buf, sizeof buf) >= 0) return "events queued before any change";
 	touch(dir, "a");
-	touch(dir, "c");
+	if (w->held >= 0) {
+		char p[64];
+		snprintf(p, sizeof p, "/proc/self/fd/%d", w->held);
+		int fd = open(p, O_WRONLY | O_APPEND);
+		if (fd < 0 || write(fd, "x", 1) != 1) return "cannot write the deleted c";
+		close(fd);
+	} else
+		touch(dir, "c");
 	touch(dir, "new");
 	usleep(100000);
 	int seen_a = 0, seen_c = 0, seen_new = 0;
@@ -66,9 +74,10 @@ static const char *verify(void *arg)
 int main(int argc, char **argv)
 {
 	const char *dir = NULL;
-	int opt;
-	while ((opt = getopt(argc, argv, "d:")) != -1) {
+	int opt, unlinked = 0;
+	while ((opt = getopt(argc, argv, "d:u")) != -1) {
 		if (opt == 'd') dir = optarg;
+		else if (opt == 'u') unlinked = 1;
 		else return 2;
 	}
 	if (!dir) return 2;
@@ -80,11 +89,17 @@ int main(int argc, char **argv)
 	int wc = watch(in, dir, "c", IN_CLOSE_WRITE | IN_ONESHOT);
 	int wd = inotify_add_watch(in, dir, IN_CREATE);
 	inotify_rm_watch(in, wb);
+	int held = -1;
+	if (unlinked) {
+		char p[4096];
+		snprintf(p, sizeof p, "%s/c", dir);
+		if ((held = open(p, O_RDWR)) < 0 || unlink(p)) return 5;
+	}
 	char buf[4096];
 	while (read(in, buf, sizeof buf) > 0)
 		;
 	printf("ready wds=%d,%d,%d\n", wa, wc, wd);
 	fflush(stdout);
-	struct watches w = { dir, in, wa, wc, wd };
+	struct watches w = { dir, in, wa, wc, wd, held };
 	check_loop(verify, &w);
 }

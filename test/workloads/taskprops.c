@@ -5,7 +5,7 @@
 // end O_NONBLOCK, FILE opened O_APPEND, and a pipe whose read end is owned by the process
 // (F_SETOWN_EX), signals SIGUSR1 (F_SETSIG) and is O_ASYNC; its main thread runs on CPU 0
 // only (the other thread on every CPU); a memfd has mode 0640; SIGTRAP has a handler (which
-// the kernel resets when a trap hits a thread that blocks SIGTRAP). The child: parent-death signal
+// the kernel resets when a trap hits a thread that blocks SIGTRAP); its audit login uid is 4242. The child: parent-death signal
 // SIGPWR and SCHED_IDLE. Both print "ready" and count ("i=N", every 50 ms); on SIGUSR2 each
 // prints "check NAME ok" or "check NAME BAD: ..." for each item, then "checked".
 #define _GNU_SOURCE
@@ -64,6 +64,11 @@ static void check_parent(void) {
   if (!f || fscanf(f, "%d", &adj) != 1) adj = -1;
   if (f) fclose(f);
   check("oom_score_adj", adj == 123, "%ld, want %ld", adj, 123);
+  f = fopen("/proc/self/loginuid", "r");
+  long luid = -1;
+  if (!f || fscanf(f, "%ld", &luid) != 1) luid = -1;
+  if (f) fclose(f);
+  check("loginuid", luid == 4242, "%ld, want %ld", luid, 4242);
   int sub = -1;
   prctl(PR_GET_CHILD_SUBREAPER, &sub, 0, 0, 0);
   check("child_subreaper", sub == 1, "%ld, want %ld", sub, 1);
@@ -142,6 +147,8 @@ int main(int argc, char **argv) {
   }
   FILE *f = fopen("/proc/self/oom_score_adj", "w");
   if (!f || fprintf(f, "123\n") < 0 || fclose(f)) die("oom_score_adj");
+  f = fopen("/proc/self/loginuid", "w");
+  if (!f || fprintf(f, "4242") < 0 || fclose(f)) die("loginuid");
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) die("subreaper");
   if (sched_setscheduler(0, SCHED_BATCH, &zero) || setpriority(PRIO_PROCESS, 0, 3)) die("batch");
   pthread_t th;

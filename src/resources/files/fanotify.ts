@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { fanotifyInit, fanotifyMark, close, fcntl, F, FD_CLOEXEC, O, AT_FDCWD } from '../../kernel/index.ts';
 import { parseMountinfo, type FanotifyMark } from '../../proc/index.ts';
 import { CriuError } from '../../errors.ts';
-import { fhEntry, openHandle, checkHandle } from './fhandle.ts';
+import { fhEntry, openHandle, checkHandle, watchedPath } from './fhandle.ts';
 import { FD_TYPE, FASYNC, fown, fileKind } from './types.ts';
 import type { MessageInput } from '../types.ts';
 
@@ -18,9 +18,15 @@ function mountPoint(pid: number, mntId: number): string | undefined {
   return parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).find((m) => m.mntId === mntId)?.mountPoint;
 }
 
-function markEntry(pid: number, id: number, m: FanotifyMark): MarkEntry {
+function markEntry(pid: number, id: number, m: FanotifyMark, irmap?: readonly string[]): MarkEntry {
   const base = { id, mflags: m.mflags, mask: m.mask, ignored_mask: m.ignoredMask };
-  if (m.kind === 'inode') return { ...base, type: MARK_INODE, s_dev: m.sdev, ie: { i_ino: m.ino, f_handle: fhEntry(m.fhandle) } };
+  if (m.kind === 'inode')
+    return {
+      ...base,
+      type: MARK_INODE,
+      s_dev: m.sdev,
+      ie: { i_ino: m.ino, f_handle: fhEntry(m.fhandle, watchedPath(m.sdev, m.ino, m.fhandle, irmap)) },
+    };
   if (m.kind === 'mount') return { ...base, type: MARK_MOUNT, s_dev: 0, me: { mnt_id: m.mntId, path: mountPoint(pid, m.mntId) ?? '' } };
   throw new CriuError('a fanotify mark on a whole file system cannot be saved');
 }
@@ -37,7 +43,7 @@ export const fanotifyFile = fileKind({
         if (m.kind === 'mount' && mountPoint(p.pid, m.mntId) === undefined)
           return `a fanotify mark on mount ${m.mntId}, which the task's mountinfo does not show`;
         if (m.kind === 'inode') {
-          const why = checkHandle(m.sdev, m.fhandle);
+          const why = checkHandle(m.sdev, m.fhandle, p.pid, m.ino);
           if (why) return `the inode of a fanotify mark: ${why}`;
         }
       }
@@ -45,7 +51,7 @@ export const fanotifyFile = fileKind({
     },
   },
   matches: (p) => p.link === 'anon_inode:[fanotify]',
-  dump(p, id) {
+  dump(p, id, ctx) {
     const fa = p.info.fanotify ?? { flags: 0, eventFlags: 0 };
     return {
       id,
@@ -53,7 +59,7 @@ export const fanotifyFile = fileKind({
       fown: fown(),
       faflags: fa.flags,
       evflags: fa.eventFlags,
-      mark: p.info.fanotifyMarks.map((m) => markEntry(p.pid, id, m)),
+      mark: p.info.fanotifyMarks.map((m) => markEntry(p.pid, id, m, ctx.irmap)),
     };
   },
   open(e, ctx) {
@@ -70,8 +76,9 @@ export const fanotifyFile = fileKind({
         path = m.me.path ?? '';
         how |= FAN.MARK_MOUNT;
       } else if (m.ie) {
-        const t = openHandle(m.s_dev, m.ie.f_handle);
-        if (typeof t === 'string') throw new CriuError(`fanotify mark on inode ${m.ie.i_ino}: ${t}`);
+        const ino = m.ie.i_ino;
+        const t = openHandle(m.s_dev, m.ie.f_handle, () => ctx.inodePath(m.s_dev, ino));
+        if (typeof t === 'string') throw new CriuError(`fanotify mark on inode ${ino}: ${t}`);
         target = t;
         path = `/proc/self/fd/${t}`;
       } else throw new CriuError(`files.img: fanotify mark of file ${e.id} has neither an inode nor a mount`);

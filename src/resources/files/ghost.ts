@@ -12,7 +12,9 @@ import type { Message, MessageInput } from '../types.ts';
 /** CRIU's default --ghost-limit: 1 MiB of the file's blocks. */
 export const GHOST_LIMIT = 1 << 20;
 const REMAP_LINKED = 0,
-  REMAP_GHOST = 1;
+  REMAP_GHOST = 1,
+  REMAP_PROCFS = 2;
+const PROC_SUPER_MAGIC = 0x9fa0;
 const DELETED = ' (deleted)';
 
 /** The name a deleted file had: the link without the kernel's " (deleted)". */
@@ -47,6 +49,13 @@ export class GhostDump {
    * remap the file entry `id` to it. `name` is the file's old path, for messages.
    */
   remap(id: number, source: string, name: string): void {
+    // /proc/PID of a process gone since (a cwd or an fd): CRIU's procfs remap names the pid,
+    // and the restore makes a process stand at it while the tasks open the directory.
+    const dead = /^\/proc\/(\d+)$/.exec(name);
+    if (dead && fs.statfsSync(source).type === PROC_SUPER_MAGIC) {
+      this.sink.remap({ orig_id: id, remap_id: Number(dead[1]), remap_type: REMAP_PROCFS });
+      return;
+    }
     const st = fs.statSync(source, { bigint: true });
     const key = `${st.dev}:${st.ino}`;
     if (st.nlink > 0n && !st.isDirectory()) {
@@ -115,6 +124,13 @@ export class GhostDump {
   }
 }
 
+/** The kernel's s_dev (MAJOR << 20 | MINOR) of a stat's st_dev (glibc's encoding). */
+export function kernelDev(dev: bigint): number {
+  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  return ((major << 20) | minor) >>> 0;
+}
+
 const PIECE = 1 << 20;
 
 /** The file's data, skipping holes (SEEK_DATA/SEEK_HOLE), in pieces of at most PIECE bytes. */
@@ -162,6 +178,8 @@ export class GhostRestore {
   /** Where each ghost was made, as criu-ts names it. */
   private placed = new Map<number, string>();
   private links = new Set<string>();
+  /** Files that are /proc/PID of a dead process, by file id: the pid. */
+  private procfs = new Map<number, number>();
   /** Directories made for ghosts whose parent was removed too, deepest first. */
   private parents: string[] = [];
   private readonly image: (ghostId: number) => GhostImage;
@@ -184,8 +202,26 @@ export class GhostRestore {
       const type = r.remap_type ?? REMAP_LINKED;
       if (type === REMAP_GHOST) this.remaps.set(r.orig_id, r.remap_id);
       else if (type === REMAP_LINKED) this.linked.set(r.orig_id, r.remap_id);
+      else if (type === REMAP_PROCFS) this.procfs.set(r.orig_id, r.remap_id);
       else throw new NotSupportedError(`remap-fpath.img: file ${r.orig_id} is remapped by type ${type}`);
     }
+  }
+
+  /**
+   * The file entry whose ghost is the inode (ino, on the device the kernel calls `sdev`), for
+   * what names an inode rather than a file (inotify watches); undefined when no ghost is it.
+   */
+  fileOfInode(sdev: number, ino: bigint): number | undefined {
+    for (const [id, ghostId] of this.remaps) {
+      const e = this.image(ghostId).entry;
+      if (BigInt(e.ino ?? 0) === ino && (e.dev === sdev || kernelDev(BigInt(e.dev ?? 0)) === sdev)) return id;
+    }
+    return undefined;
+  }
+
+  /** Pids of dead processes whose /proc/PID a task has open: something must stand at each while it is opened. */
+  deadPids(): number[] {
+    return [...new Set(this.procfs.values())];
   }
 
   /** The path to open for the file entry `id` whose path was `name`. */

@@ -63,6 +63,8 @@ export interface DumpFileCtx {
   regPath(path: string, flags: number, extra?: RegExtra): number;
   /** A REG entry for a deleted file reached through `source`, saved as a ghost file (FileTable.regDeleted). */
   regDeleted(name: string, source: string, flags: number, extra?: RegExtra): number;
+  /** --force-irmap: where to look for a watched inode whose handle leads to no path (--irmap-scan-path; [] for CRIU's defaults). */
+  irmap?: readonly string[];
   /** The dump's ghost files: a deleted file's content, saved once per inode. */
   ghosts: import('./ghost.ts').GhostDump;
   /** The file id of a task's fd (or criu-ts's own, for a file in flight), dumping the file on first sight. */
@@ -94,6 +96,8 @@ export interface RestoreFileCtx {
   files: Map<number, FileEntry>;
   /** The path to open for the REG entry `reg`: its name, or where its ghost file was made. */
   pathOf(reg: { id: number; name: string }): string;
+  /** Where the ghost file of a deleted inode (kernel s_dev, ino) is made, if the dump saved one. */
+  inodePath(sdev: number, ino: bigint): string | undefined;
   /** criu-ts's local fd of a file id (a file in flight), opened on first use and shared with the tasks' fds. */
   fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */

@@ -68,15 +68,24 @@ export function pidInUse(pid: number): boolean {
 
 type Ids = Message<'task_kobj_ids_entry'>;
 
+type KobjField = 'vm_id' | 'files_id' | 'fs_id' | 'sighand_id';
+
 /**
  * An mm, fd table, fs_struct or signal-handler table shared with the parent (clone with
  * CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND) is restored by cloning the child with the
- * same flags (sharingFlags); sharing with another task than the parent is refused at dump.
- * `sharedWith`: the task each shared object ("vm", "files"...) was first seen in.
+ * same flags (sharingFlags), also when the parent shares it in turn with its own parent;
+ * sharing with a task the parent does not share it with is refused at dump.
+ * `ids.sharedWith`: the task each shared object ("vm", "files"...) was first seen in.
  */
-export function checkSharing(pid: number, ppid: number, sharedWith: Map<string, number>): void {
-  for (const [what, other] of sharedWith) {
-    if (other === ppid) continue;
+export function checkSharing(
+  pid: number,
+  ppid: number,
+  ids: Record<KobjField, number> & { sharedWith: Map<string, number> },
+  parentIds: Record<KobjField, number> | undefined,
+): void {
+  for (const [what, other] of ids.sharedWith) {
+    const field = `${what}_id` as KobjField;
+    if (other === ppid || (parentIds !== undefined && parentIds[field] === ids[field])) continue;
     throw new NotSupportedError(`task ${pid} shares its ${what} with task ${other} (CLONE_${what.toUpperCase()})`);
   }
 }
@@ -86,8 +95,7 @@ export function checkSharing(pid: number, ppid: number, sharedWith: Map<string, 
  * fs_struct or signal-handler table with the same id (CLONE_SIGHAND needs CLONE_VM).
  */
 export function sharingFlags(ids: Ids | undefined, parentIds: Ids | undefined): { flags: number; sharesVm: boolean } {
-  const same = (k: 'vm_id' | 'files_id' | 'fs_id' | 'sighand_id') =>
-    ids !== undefined && parentIds !== undefined && parentIds[k] === ids[k];
+  const same = (k: KobjField) => ids !== undefined && parentIds !== undefined && parentIds[k] === ids[k];
   const sharesVm = same('vm_id');
   const flags =
     (same('files_id') ? CLONE.FILES : 0) |

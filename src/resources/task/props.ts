@@ -1,14 +1,23 @@
-// Small per-task state of task_core_entry and thread_core_entry: oom_score_adj and
-// child_subreaper (dumped with the task core, core.ts) and the parent-death signal.
+// Small per-task state of task_core_entry and thread_core_entry: oom_score_adj,
+// child_subreaper and the audit login uid (dumped with the task core, core.ts) and the
+// parent-death signal.
 import fs from 'node:fs';
-import { PR } from '../../kernel/index.ts';
+import { PR, O } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
+import { openInTask } from '../../compel/open.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { ResourceClaims } from '../claims.ts';
 import type { Logger, Message } from '../types.ts';
 
 export const taskPropsClaims: ResourceClaims = {
-  files: { oom_score_adj: true, oom_adj: true },
+  files: {
+    oom_score_adj: true,
+    oom_adj: true,
+    loginuid: true,
+    // The kernel hands out a new audit session id whenever a login uid is written, and no
+    // call sets one: as in CRIU, a restored task has the session id its restore gave it.
+    sessionid: true,
+  },
 };
 
 const oomPath = (pid: number) => `/proc/${pid}/oom_score_adj`;
@@ -24,11 +33,11 @@ export function dumpPdeathSig(t: Tracee, area: InjectionArea): number {
 }
 
 /**
- * oom_score_adj and child_subreaper of a restored task. oom_score_adj is written by criu-ts:
- * lowering it below what the task inherited needs CAP_SYS_RESOURCE, and a restore without it
- * fails rather than leave the value behind.
+ * oom_score_adj, child_subreaper and loginuid of a restored task. oom_score_adj is written by
+ * criu-ts: lowering it below what the task inherited needs CAP_SYS_RESOURCE, and a restore
+ * without it fails rather than leave the value behind.
  */
-export function restoreTaskProps(t: Tracee, pid: number, tc: Message<'task_core_entry'>): void {
+export function restoreTaskProps(t: Tracee, area: InjectionArea, pid: number, tc: Message<'task_core_entry'>): void {
   const adj = tc.oom_score_adj;
   if (adj !== undefined && adj !== oomScoreAdj(pid)) {
     try {
@@ -38,6 +47,33 @@ export function restoreTaskProps(t: Tracee, pid: number, tc: Message<'task_core_
     }
   }
   if (tc.child_subreaper) t.syscall('prctl', PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  if (tc.loginuid !== undefined) restoreLoginuid(t, area, pid, tc.loginuid);
+}
+
+/**
+ * The kernel lets only the task itself write its /proc/PID/loginuid, so the task writes it,
+ * before its credentials are back (changing a set one needs CAP_AUDIT_CONTROL).
+ */
+function restoreLoginuid(t: Tracee, area: InjectionArea, pid: number, loginuid: number): void {
+  let now: string;
+  try {
+    now = fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8').trim();
+  } catch {
+    throw new CriuError(`task ${pid}: its loginuid (${loginuid}) cannot be set: this kernel has no audit login uids`);
+  }
+  if (Number(now) === loginuid) return;
+  area.reset();
+  try {
+    const fd = openInTask(t, area, '/proc/self/loginuid', O.WRONLY | O.CLOEXEC);
+    try {
+      const text = String(loginuid);
+      t.syscall('write', fd, area.put(Buffer.from(text)), text.length);
+    } finally {
+      t.syscall('close', fd);
+    }
+  } catch (e) {
+    throw new CriuError(`task ${pid}: cannot set its loginuid to ${loginuid}: ${(e as Error).message}`);
+  }
 }
 
 /**
