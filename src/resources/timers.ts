@@ -22,11 +22,16 @@ export function restoreItimers(t: Tracee, area: InjectionArea, timers: Message<'
   const b = Buffer.alloc(ITIMERVAL);
   (['real', 'virt', 'prof'] as const).forEach((k, which) => {
     const it = timers[k];
-    if (it.vsec === 0n && it.vusec === 0n) return;
+    const periodic = it.isec !== 0n || it.iusec !== 0n;
+    // A periodic ITIMER_REAL that fired while the task was frozen shows no time left: the
+    // kernel arms it again only when the task takes its SIGALRM, and the signal requeued at
+    // restore is not the timer's. It starts again from a whole period, as CRIU does.
+    const expired = it.vsec === 0n && it.vusec === 0n;
+    if (expired && !periodic) return;
     b.writeBigUInt64LE(it.isec, 0);
     b.writeBigUInt64LE(it.iusec, 8);
-    b.writeBigUInt64LE(it.vsec, 16);
-    b.writeBigUInt64LE(it.vusec, 24);
+    b.writeBigUInt64LE(expired ? it.isec : it.vsec, 16);
+    b.writeBigUInt64LE(expired ? it.iusec : it.vusec, 24);
     t.writeMem(a, b);
     t.syscall('setitimer', which, a, 0);
   });

@@ -284,3 +284,22 @@ e2e('System V shared memory a task keeps attached comes back attached where it w
   );
   killAndReap(host);
 });
+
+e2e('a criu-ts in a time namespace of its own (as under ZDTM) restores the clocks from the host clocks, not its own', async (c) => {
+  const t = startTarget([workload('counter')], { logFile: join(c.dir, 'counter.log') });
+  await waitForCounter(t.log, 2, 10_000);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  // criu-ts's own CLOCK_MONOTONIC a day ahead: offsets are relative to the host's clocks.
+  const r = spawnSync(
+    'unshare',
+    ['--time', '--monotonic', '86400', '--boottime', '86400', '--fork', CRIU_BIN, 'restore', '-D', img, '-d', '-v4', '-o', 'restore.log'],
+    { encoding: 'utf8' },
+  );
+  adopt(t.pid);
+  assert.equal(r.status, 0, r.stderr);
+  const mono = /^monotonic\s+(-?\d+)\s+(\d+)$/m.exec(readFileSync(`/proc/${t.pid}/timens_offsets`, 'utf8'));
+  const off = Number(mono?.[1]) + Number(mono?.[2]) / 1e9;
+  assert.ok(off < 0 && off > -30, `CLOCK_MONOTONIC goes on from the dump (offset ${off} s, not a day off)`);
+  killAndReap(t.pid);
+});

@@ -26,6 +26,7 @@ import {
 import { dumpAndReap, restoreDetached, restore } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { threadStatus, taskTids } from '../lib/tree.ts';
+import { startChecking, askCheck } from '../lib/selfcheck.ts';
 
 const SIGHUP = 1;
 const SIGSTOP = 19;
@@ -126,5 +127,15 @@ e2e('a signal sent to a stopped process just before the dump is delivered once i
   const [onMain, onWorker] = got.usr1.split('/').map(Number);
   assert.equal(onMain + onWorker, 1, `delivered exactly once (main/worker: ${got.usr1})`);
   assert.equal(got.from, `${process.pid}:0`, 'siginfo of the signal sent before the dump');
+  killAndReap(t.pid);
+});
+
+e2e('a periodic ITIMER_REAL that fired while the task was frozen keeps ticking after restore', async (c) => {
+  const t = await startChecking(c, 'itimer', []);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
   killAndReap(t.pid);
 });

@@ -15,7 +15,7 @@ const NS = 1_000_000_000n;
 type Ts = { tv_sec: bigint; tv_nsec: bigint };
 
 /** /proc/PID/timens_offsets: `monotonic SEC NSEC` and `boottime SEC NSEC`. */
-function offsets(pid: number): { monotonic: bigint; boottime: bigint } {
+function offsets(pid: number | 'self'): { monotonic: bigint; boottime: bigint } {
   const o = { monotonic: 0n, boottime: 0n };
   for (const line of fs.readFileSync(`/proc/${pid}/timens_offsets`, 'utf8').split('\n')) {
     const [name, sec, nsec] = line.trim().split(/\s+/);
@@ -25,6 +25,18 @@ function offsets(pid: number): { monotonic: bigint; boottime: bigint } {
 }
 
 const nsOf = (t: { sec: bigint; nsec: bigint }) => t.sec * NS + t.nsec;
+
+/**
+ * The clocks of the root time namespace. Offsets are relative to it, not to the namespace of
+ * whoever writes them, and criu-ts may run in a time namespace of its own (ZDTM's zdtm_ct).
+ */
+function hostClocks(): { monotonic: bigint; boottime: bigint } {
+  const own = offsets('self');
+  return {
+    monotonic: nsOf(clockGettime(CLOCK.MONOTONIC)) - own.monotonic,
+    boottime: nsOf(clockGettime(CLOCK.BOOTTIME)) - own.boottime,
+  };
+}
 const ts = (n: bigint): Ts => ({ tv_sec: n / NS, tv_nsec: n % NS });
 const total = (t: { tv_sec: bigint; tv_nsec: bigint }) => BigInt(t.tv_sec) * NS + BigInt(t.tv_nsec);
 /** An offset as the kernel takes it: seconds (may be negative) and nanoseconds in [0, 1e9). */
@@ -45,8 +57,9 @@ export const timeNs: NsKind = {
   dumpRefusal: () => undefined,
   dump: ({ pid, id, imgs, log }) => {
     const o = offsets(pid);
-    const mono = nsOf(clockGettime(CLOCK.MONOTONIC)) + o.monotonic,
-      boot = nsOf(clockGettime(CLOCK.BOOTTIME)) + o.boottime;
+    const host = hostClocks();
+    const mono = host.monotonic + o.monotonic,
+      boot = host.boottime + o.boottime;
     log.info(`time namespace ${id}: offsets ${o.monotonic} ns (monotonic), ${o.boottime} ns (boottime) to timens-${id}.img`);
     imgs.one(IMG.TIMENS, id, { monotonic: ts(mono), boottime: ts(boot) });
   },
@@ -57,8 +70,9 @@ export const timeNs: NsKind = {
   beforeRoot: ({ helper, id, imgs, log }) => {
     const e = imgs.one(IMG.TIMENS, id);
     helper.syscall('unshare', CLONE.NEWTIME);
-    const mono = total(e.monotonic) - nsOf(clockGettime(CLOCK.MONOTONIC)),
-      boot = total(e.boottime) - nsOf(clockGettime(CLOCK.BOOTTIME));
+    const host = hostClocks();
+    const mono = total(e.monotonic) - host.monotonic,
+      boot = total(e.boottime) - host.boottime;
     try {
       fs.writeFileSync(`/proc/${helper.tid}/timens_offsets`, `${offsetLine(CLOCK.MONOTONIC, mono)}\n${offsetLine(CLOCK.BOOTTIME, boot)}\n`);
     } catch (err) {
