@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "checkloop.h"
+#include "smaps.h"
 
 #ifndef MAP_DROPPABLE
 #define MAP_DROPPABLE 0x08
@@ -16,32 +17,12 @@
 static char *area;
 static long psz;
 
-static int droppable_at(void *addr)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	int in = 0, r = -1;
-	while (f && fgets(line, sizeof line, f)) {
-		unsigned long s, e;
-		if (((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) && sscanf(line, "%lx-%lx ", &s, &e) == 2) {
-			in = (unsigned long)addr >= s && (unsigned long)addr < e;
-			continue;
-		}
-		if (in && !strncmp(line, "VmFlags:", 8)) {
-			r = strstr(line, " dp") != NULL;
-			break;
-		}
-	}
-	if (f) fclose(f);
-	return r;
-}
-
 static const char *verify(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < 4; i++)
 		if (area[i * psz] != (char)('a' + i) && area[i * psz] != 0) return "a page holds something else";
-	if (droppable_at(area) != 1) return "the memory is not droppable";
+	if (vmflag_at(area, "dp") != 1) return "the memory is not droppable";
 	return NULL;
 }
 

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "checkloop.h"
+#include "smaps.h"
 
 static char *area;
 static long psz;
@@ -15,27 +16,6 @@ static char why[200];
 static int future;
 
 /* VmFlags of the VMA at addr has "lo": 1, no: 0, not found: -1. */
-static int locked_at(void *addr)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	int in = 0, r = -1;
-	while (f && fgets(line, sizeof line, f)) {
-		unsigned long s, e;
-		/* A VMA's first line starts with its address in lower-case hex; field names are capitalised. */
-		if (((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) && sscanf(line, "%lx-%lx ", &s, &e) == 2) {
-			in = (unsigned long)addr >= s && (unsigned long)addr < e;
-			continue;
-		}
-		if (in && !strncmp(line, "VmFlags:", 8)) {
-			r = strstr(line, " lo") != NULL;
-			break;
-		}
-	}
-	if (f) fclose(f);
-	return r;
-}
-
 static const char *verify(void *arg)
 {
 	(void)arg;
@@ -45,8 +25,8 @@ static const char *verify(void *arg)
 			return why;
 		}
 	if (future) return NULL;
-	if (locked_at(area) != 1) return "the locked pages are not locked";
-	if (locked_at(area + 8 * psz) != 0) return "the unlocked pages are locked";
+	if (vmflag_at(area, "lo") != 1) return "the locked pages are not locked";
+	if (vmflag_at(area + 8 * psz, "lo") != 0) return "the unlocked pages are locked";
 	return NULL;
 }
 
