@@ -97,6 +97,26 @@ function netnsEntry(imgs: NsImagesIn, id: number): { ext_key?: string } {
   return imgs.all(IMG.NETNS, id)[0]?.entry ?? {};
 }
 
+/**
+ * What netfilter holds in the network namespace of `pid`, as its own tools show it: nftables
+ * tables (iptables of Debian 12 is nft-based) and legacy iptables rules or non-ACCEPT chain
+ * policies. A tool that is not installed shows nothing. undefined: nothing to lose.
+ */
+function netfilterRules(pid: number): string | undefined {
+  const inNs = (cmd: string, args: string[]): string => {
+    const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, cmd, ...args], { encoding: 'utf8' });
+    return r.status === 0 ? r.stdout : '';
+  };
+  const table = /^table (\S+ \S+)/m.exec(inNs('nft', ['list', 'tables']));
+  if (table) return `the nftables table ${table[1]}`;
+  for (const tool of ['iptables-legacy-save', 'ip6tables-legacy-save']) {
+    const out = inNs(tool, []);
+    const rule = /^-A .*$/m.exec(out) ?? /^:\S+ (DROP|REJECT)\b.*$/m.exec(out);
+    if (rule) return `the ${tool.replace('-save', '')} rule "${rule[0]}"`;
+  }
+  return undefined;
+}
+
 export const netNs: NsKind = {
   name: 'net',
   cflag: CLONE.NEWNET,
@@ -105,6 +125,8 @@ export const netNs: NsKind = {
     const other = links(root).filter((l) => l.link_type !== 'loopback');
     if (other.length)
       return `network device ${other[0].ifname} (${other[0].link_type}) in its network namespace: only the loopback is saved yet`;
+    const rules = netfilterRules(root);
+    if (rules) return `${rules} in its network namespace: netfilter rules are not saved yet`;
     return undefined;
   },
   dump: ({ pid, id, imgs, log, net }) => {
