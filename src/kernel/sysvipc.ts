@@ -1,6 +1,7 @@
 // System V IPC calls criu-ts makes itself, in the IPC namespace its main thread has joined
 // (kernel/ns.ts): objects are listed from /proc/sysvipc, read with IPC_STAT, GETALL, MSG_COPY
 // and shmat, and made again at their ids. Layouts are the 64-bit kernel's (*64_ds).
+import fs from 'node:fs';
 import { sysnr } from './arch/index.ts';
 import { syscall, addressOf } from './ffi.ts';
 import { processVmReadv, processVmWritev, getpid } from './syscalls.ts';
@@ -68,17 +69,26 @@ export function msgSend(id: number, mtype: bigint, text: Buffer): void {
   syscall('msgsnd', sysnr('msgsnd'), id, addressOf(b), text.length, IPC.NOWAIT);
 }
 
-/** A segment's contents, read through an attach of criu-ts's own (read-only, detached after). */
-export function shmRead(id: number, size: number): Buffer {
+export const SHM_HUGETLB = 0o4000;
+
+/**
+ * A segment's contents, read through an attach of criu-ts's own (read-only, detached after),
+ * and its page size in KiB (KernelPageSize of the attach: above 4 for a SHM_HUGETLB one).
+ */
+export function shmReadWithPage(id: number, size: number): { data: Buffer; pageKb: number } {
   const at = BigInt(syscall('shmat', sysnr('shmat'), id, 0, SHM_RDONLY));
   try {
-    const b = Buffer.alloc(size);
-    if (size) processVmReadv(getpid(), b, [{ addr: at, len: size }]);
-    return b;
+    const data = Buffer.alloc(size);
+    if (size) processVmReadv(getpid(), data, [{ addr: at, len: size }]);
+    const smaps = fs.readFileSync('/proc/self/smaps', 'latin1');
+    const head = smaps.indexOf(`${at.toString(16)}-`);
+    const kb = head >= 0 ? /KernelPageSize:\s+(\d+) kB/.exec(smaps.slice(head)) : null;
+    return { data, pageKb: kb ? Number(kb[1]) : 4 };
   } finally {
     syscall('shmdt', sysnr('shmdt'), at);
   }
 }
+
 export function shmWrite(id: number, data: Buffer): void {
   const at = BigInt(syscall('shmat', sysnr('shmat'), id, 0, 0));
   try {

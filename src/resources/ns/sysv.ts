@@ -47,7 +47,10 @@ export function dumpSysv(id: number, imgs: NsImagesOut): number {
   for (const r of rows('shm')) {
     // key shmid perms size cpid lpid nattch uid gid cuid cgid ...
     const size = r[3];
-    imgs.add(IMG.IPCNS_SHM, id, { desc: desc(r, 7), size: BigInt(size) }, pad(sysv.shmRead(r[1], size), 4));
+    // A SHM_HUGETLB segment keeps its flag with the page size (MAP_HUGE_SHIFT 26), as CRIU saves it.
+    const { data, pageKb } = sysv.shmReadWithPage(r[1], size);
+    const huge = pageKb > 4 ? { hugetlb_flag: sysv.SHM_HUGETLB | (Math.log2(pageKb * 1024) << 26) } : {};
+    imgs.add(IMG.IPCNS_SHM, id, { desc: desc(r, 7), size: BigInt(size), ...huge }, pad(data, 4));
     n++;
   }
   const msgmax = Number(fs.readFileSync('/proc/sys/kernel/msgmax', 'utf8'));
@@ -92,7 +95,7 @@ export function restoreSysv(id: number, imgs: NsImagesIn): number {
   let n = 0;
   for (const { entry, extra } of imgs.all(IMG.IPCNS_SHM, id)) {
     const d = entry.desc;
-    create('shm', d, (fl) => sysv.shmget(d.key, entry.size, fl));
+    create('shm', d, (fl) => sysv.shmget(d.key, entry.size, fl | (entry.hugetlb_flag ?? 0)));
     // CRIU 4.x keeps the content as shared memory pages (in_pagemaps), older ones after the entry.
     const size = Number(entry.size);
     const src = entry.in_pagemaps ? imgs.shmemPagemap(d.id) : undefined;
