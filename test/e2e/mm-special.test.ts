@@ -13,6 +13,7 @@ import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { readMessages } from '../../src/images/index.ts';
 import { startChecking, askCheck } from '../lib/selfcheck.ts';
 import { VMA } from '../../src/resources/mm/index.ts';
+import { reserveHugePages } from '../lib/hugepages.ts';
 
 const PAGE = 4096n;
 
@@ -138,16 +139,6 @@ e2e('an AIO ring comes back at its address with its completed events, and takes 
   assert.match(readFileSync(`/proc/${t.pid}/maps`, 'latin1'), new RegExp(`^${ctx.toString(16)}-[0-9a-f]+ rw-s .*/\\[aio\\]`, 'm'));
   killAndReap(t.pid);
 });
-
-/** Make sure `n` huge pages are free (a fresh machine has none reserved); returns how to undo it. */
-function reserveHugePages(n: number): () => void {
-  const knob = '/proc/sys/vm/nr_hugepages';
-  const before = Number(readFileSync(knob, 'latin1'));
-  const free = Number(/^HugePages_Free:\s+(\d+)/m.exec(readFileSync('/proc/meminfo', 'latin1'))?.[1] ?? 0);
-  if (free >= n) return () => {};
-  writeFileSync(knob, String(before + n - free));
-  return () => writeFileSync(knob, String(before));
-}
 
 e2e('hugetlb memory (shared, private and an MFD_HUGETLB memfd) comes back with its data, on hugetlbfs, still shared', async (c) => {
   // 3 objects of 2 pages, a private copy in the child, and room for the restore's own.

@@ -24,6 +24,7 @@ import {
 } from '../lib/proc.ts';
 import { dump, restore, waitForCounter, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
+import { reserveHugePages } from '../lib/hugepages.ts';
 
 // A time namespace whose CLOCK_MONOTONIC is a day ahead of the host's.
 const DAY = 86400;
@@ -273,31 +274,38 @@ e2e('a tree without a time namespace comes back in one, its clocks going on from
   killAndReap(t.pid);
 });
 
-e2e('System V shared memory a task keeps attached comes back attached where it was, with its content', async (c) => {
-  const log = join(c.dir, 'shm.log');
-  const t = startTarget(['unshare', '--pid', '--fork', '--ipc', 'setsid', workload('shmcount')], { logFile: log });
-  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the counter');
-  adopt(init);
-  await waitForCounter(log, 3, 10_000);
-  const img = c.subdir('img');
-  assertOk(dump(init, img));
-  reap(t.pid, 10_000);
-  reap(init, 10_000);
-  const before = lastLine(log);
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  await waitForCounter(log, Number(field(before, 'i')) + 2, 10_000);
-  const after = lastLine(log);
-  assert.equal(field(after, 'addr'), field(before, 'addr'), 'attached at the same address');
-  assert.equal(
-    Number(field(after, 'shm')) - Number(field(before, 'shm')),
-    Number(field(after, 'i')) - Number(field(before, 'i')),
-    'the count in the segment went on',
+for (const huge of [false, true])
+  e2e(
+    `System V shared memory${huge ? ' made with SHM_HUGETLB' : ''} a task keeps attached comes back attached where it was, with its content`,
+    async (c) => {
+      const log = join(c.dir, 'shm.log');
+      const t = startTarget(['unshare', '--pid', '--fork', '--ipc', 'setsid', workload('shmcount'), ...(huge ? ['huge'] : [])], {
+        logFile: log,
+      });
+      const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the counter');
+      adopt(init);
+      await waitForCounter(log, 3, 10_000);
+      const img = c.subdir('img');
+      assertOk(dump(init, img));
+      reap(t.pid, 10_000);
+      reap(init, 10_000);
+      const before = lastLine(log);
+      const pidfile = join(img, 'root.pid');
+      assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+      const host = Number(readFileSync(pidfile, 'utf8'));
+      adopt(host);
+      await waitForCounter(log, Number(field(before, 'i')) + 2, 10_000);
+      const after = lastLine(log);
+      assert.equal(field(after, 'addr'), field(before, 'addr'), 'attached at the same address');
+      assert.equal(
+        Number(field(after, 'shm')) - Number(field(before, 'shm')),
+        Number(field(after, 'i')) - Number(field(before, 'i')),
+        'the count in the segment went on',
+      );
+      assert.equal(field(after, 'page'), huge ? '2048' : '4', 'the segment is on pages of the same size');
+      killAndReap(host);
+    },
   );
-  killAndReap(host);
-});
 
 e2e('a criu-ts in a time namespace of its own (as under ZDTM) restores the clocks from the host clocks, not its own', async (c) => {
   const t = startTarget([workload('counter')], { logFile: join(c.dir, 'counter.log') });

@@ -3,7 +3,7 @@
 #include <string.h>
 
 /* 1 when the VmFlags of the VMA at addr has the two-letter flag, 0 when not, -1 without that VMA. */
-static int vmflag_at(void *addr, const char *flag)
+static inline int vmflag_at(void *addr, const char *flag)
 {
 	FILE *f = fopen("/proc/self/smaps", "r");
 	char line[512], tok[8];
@@ -20,6 +20,24 @@ static int vmflag_at(void *addr, const char *flag)
 			r = strstr(line, tok) != NULL;
 			break;
 		}
+	}
+	if (f) fclose(f);
+	return r;
+}
+
+/* KernelPageSize (kB) of the VMA at addr, or -1 without that VMA. */
+static inline int page_kb_at(void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int in = 0, r = -1;
+	while (f && fgets(line, sizeof line, f)) {
+		unsigned long s, e;
+		if (((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) && sscanf(line, "%lx-%lx ", &s, &e) == 2) {
+			in = (unsigned long)addr >= s && (unsigned long)addr < e;
+			continue;
+		}
+		if (in && sscanf(line, "KernelPageSize: %d kB", &r) == 1) break;
 	}
 	if (f) fclose(f);
 	return r;
