@@ -278,6 +278,7 @@ for (const huge of [false, true])
   e2e(
     `System V shared memory${huge ? ' made with SHM_HUGETLB' : ''} a task keeps attached comes back attached where it was, with its content`,
     async (c) => {
+      if (huge) c.t.after(reserveHugePages(4));
       const log = join(c.dir, 'shm.log');
       const t = startTarget(['unshare', '--pid', '--fork', '--ipc', 'setsid', workload('shmcount'), ...(huge ? ['huge'] : [])], {
         logFile: log,
