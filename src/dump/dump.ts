@@ -3,8 +3,8 @@
 // task is resumed exactly as it was and the partial images are removed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { closing, IMG, type PagesCodecOptions, type MessageInput } from '../images/index.ts';
-import { readStat, readStatus, readSmaps, type Vma, type Stat, readLink } from '../proc/index.ts';
+import { IMG, type PagesCodecOptions, type MessageInput } from '../images/index.ts';
+import { readStat, readStatus, readSmaps, readLink } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, pidfdOpen, close } from '../kernel/index.ts';
 import {
   InjectionArea,
@@ -15,28 +15,12 @@ import {
   unsafeWindow,
   INJECTION_SIGMASK,
 } from '../compel/index.ts';
-import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
+import { cpu } from '../resources/cpu/index.ts';
 import { CriuError, NotSupportedError, faultPoint } from '../errors.ts';
 import { checkInterrupt, hangPoint } from '../interrupt.ts';
-import {
-  freezeSnapshot,
-  dumpCoreEntry,
-  readSecbits,
-  dumpTaskCore,
-  dumpZombieCore,
-  dumpPstreeEntry,
-  checkSessions,
-  checkSharing,
-  dumpPdeathSig,
-  dumpAffinity,
-  SeccompDump,
-  type FrozenThread,
-} from '../resources/task/index.ts';
-import { dumpMm } from '../resources/mm/index.ts';
-import { dumpFs } from '../resources/fs.ts';
-import { dumpFds, dumpFd, fdHolding, FileIdentity, type DumpFileCtx, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
-import { dumpFileLocks } from '../resources/files/locks.ts';
-import { freezeTree, detachAll, explainDeath, type FrozenTask } from './freeze.ts';
+import { freezeSnapshot, dumpZombieCore, dumpPstreeEntry, checkSessions, SeccompDump } from '../resources/task/index.ts';
+import { dumpFd, FileIdentity, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
+import { freezeTree, detachAll, explainDeath } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
@@ -48,12 +32,13 @@ import { CgroupDump } from '../resources/cgroups.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
 import { DumpJournal } from './journal.ts';
 import { lockMethodCode } from '../resources/net/netlock.ts';
-import type { DumpTask, Logger, ParentMm } from '../resources/types.ts';
-import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
+import type { Logger } from '../resources/types.ts';
+import { step, debugOn, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
 import type { RunAction } from '../actions.ts';
 import { startHelper, killHelper } from '../restore/stub.ts';
 
+import { type LiveTask, type Task, isLive, type Shared, dumpTask, anonBytes } from './task-dump.ts';
 export interface DumpRequest {
   pid: number;
   dir: string;
@@ -139,20 +124,6 @@ function validateTarget(pid: number): void {
     }
   }
 }
-
-/** A live task frozen for the dump, with what it looked like before we touched it. */
-interface LiveTask extends FrozenTask {
-  snaps: FrozenThread[];
-  /** What its children's memory dumps read of it (ParentMm). */
-  asParent?: ParentMm;
-  vmas: Vma[];
-  stat: Stat;
-  area?: InjectionArea;
-  vdsoInsn: bigint;
-}
-
-type Task = LiveTask | FrozenTask;
-const isLive = (t: Task): t is LiveTask => !t.zombie;
 
 /**
  * Map an injection area in the leader via a syscall instruction of its vDSO. From here on,
@@ -241,7 +212,6 @@ function randomUuid(): string {
 }
 
 /** Anonymous bytes smaps counts in these VMAs: about the page data their dump writes. */
-const anonBytes = (vmas: Vma[]): number => vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0);
 
 export function dump(req: DumpRequest): DumpResult {
   // Every injected syscall is a stop and a resume, cheaper with tracer and tracee on one CPU
@@ -370,24 +340,6 @@ function ownMntns(pid: number): boolean {
 /** The time the tasks could not have survived criu-ts's death (inside injected calls). */
 function logUnsafeWindow(log: Logger): void {
   log.debug(`unsafe window: ${unsafeWindow.ms.toFixed(3)} ms inside ${unsafeWindow.calls} injected calls`);
-}
-
-interface Shared {
-  seccomp: SeccompDump;
-  locksSeen: Set<string>;
-  live: Map<number, LiveTask>;
-  files: DumpFileTable;
-  identity: FileIdentity;
-  fileCtx: DumpFileCtx;
-  kobj: KobjIds;
-  ns: NsIds;
-  cpuFacts: CpuFacts;
-  objects: DumpShared;
-  cgroups: CgroupDump;
-  /** A task's or thread's pid in the images: the one in its own PID namespace. */
-  vpid: (pid: number) => number;
-  /** The root, when the tree has a network namespace of its own: its sockets are looked at from there. */
-  netRoot?: number;
 }
 
 function collectAndWrite(
@@ -540,121 +492,6 @@ function collectAndWrite(
     dump_criu_run_id: run.runId,
   });
   return { tasks: tasks.length, ...stats, shpagesWritten: objects.pages, frozenMs: 0, freezingMs: 0 };
-}
-
-function dumpTask(
-  req: DumpRequest,
-  t: LiveTask,
-  imgs: ImageSet,
-  sh: Shared,
-  writtenFdTables: Set<number>,
-): { pagesWritten: number; pagesScanned: number; memdumpMs: number } {
-  const { pid } = t;
-  const { log } = req;
-  const area = t.area!;
-  const leader = t.threads[0];
-  const status = readStatus(pid);
-  const parent = sh.live.get(t.ppid);
-  const task: DumpTask = {
-    pid,
-    leader,
-    threads: t.threads,
-    area,
-    stat: t.stat,
-    status,
-    vmas: t.vmas,
-    files: sh.files,
-    log,
-    shared: sh.objects,
-    ...(parent ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
-    socketFile: (ino) => {
-      const fd = fdHolding(pid, `socket:[${ino}]`);
-      if (fd === undefined)
-        throw new NotSupportedError(`task ${pid} maps socket ${ino}, which none of its fds holds (CRIU refuses it too)`);
-      return sh.fileCtx.fileId(pid, fd);
-    },
-  };
-  const ids = sh.kobj.idsOf(pid);
-  checkSharing(pid, t.ppid, ids, sh.kobj.known(t.ppid));
-
-  // Memory first: it is the bulk, and the mm fields need injected calls in the leader.
-  step(log, `task ${pid}: memory, ${task.vmas.length} VMAs, to mm-${pid}.img and pagemap-${pid}.img`);
-  faultPoint('memory');
-  if (debugOn(log))
-    for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
-  const tMem = performance.now();
-  const vpid = sh.vpid(pid);
-  const pm = imgs.pagemap(vpid, anonBytes(task.vmas));
-  const exe = readLink(pid, 'exe');
-  const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
-  imgs.one(IMG.MM, vpid, mm);
-  const memdumpMs = performance.now() - tMem;
-  log.debug(
-    `task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`,
-  );
-
-  faultPoint('files');
-  checkInterrupt();
-  hangPoint('files');
-  if (!writtenFdTables.has(ids.files_id)) {
-    writtenFdTables.add(ids.files_id);
-    step(log, `task ${pid}: files to fdinfo-${ids.files_id}.img and files.img`);
-    const fdinfo = inNetOf(sh.netRoot, () => dumpFds(pid, sh.files, sh.identity, sh.fileCtx));
-    if (debugOn(log))
-      for (const e of fdinfo)
-        log.debug(
-          fdLine(
-            e,
-            sh.files.entries.find((f) => f.id === e.id),
-          ),
-        );
-    for (const e of fdinfo) imgs.add(IMG.FDINFO, ids.files_id, e);
-    if (fdinfo.length) imgs.closeImage(IMG.FDINFO, ids.files_id);
-    else imgs.empty(IMG.FDINFO, ids.files_id);
-    if (req.fileLocks) {
-      const locks = dumpFileLocks(pid, new Map(fdinfo.map((e) => [e.fd, e.id])), sh.locksSeen);
-      if (locks.length) step(log, `task ${pid}: ${locks.length} file lock(s) to filelocks.img`);
-      for (const e of locks) imgs.add(IMG.FILE_LOCKS, { ...e, pid: vpid });
-    }
-  } else log.debug(`task ${pid}: its fd table is shared (fdinfo-${ids.files_id}.img)`);
-  step(log, `task ${pid}: cwd, root and umask to fs-${pid}.img`);
-  imgs.one(IMG.FS, vpid, dumpFs(pid, status.umask, sh.files));
-  step(
-    log,
-    `task ${pid}: signal actions, timers, rlimits, pending signals; registers and credentials of ${t.snaps.length} thread(s) to core-*.img`,
-  );
-
-  const secbits = readSecbits(leader);
-  const tc = dumpTaskCore(task, t.snaps[0].sigmask, t.stopped ? (leader.stopSignal() ?? SIG.STOP) : undefined);
-  const seccomp = sh.seccomp.collect(
-    pid,
-    t.snaps.map((s) => s.tracee.tid),
-  );
-  for (const snap of t.snaps) {
-    const th = snap.tracee;
-    const isLeader = th === leader;
-    if (!isLeader) th.useInjectionPage(area.base);
-    const thStatus = isLeader ? status : readStatus(pid, th.tid);
-    const core = dumpCoreEntry(snap, area, sh.cpuFacts, thStatus, secbits, isLeader ? tc : undefined);
-    const affinity = dumpAffinity(th);
-    core.thread_core = {
-      ...core.thread_core!,
-      ...seccomp.get(th.tid),
-      pdeath_sig: dumpPdeathSig(th, area),
-      cg_set: sh.cgroups.threadSet(pid, th.tid),
-      ...(affinity ? { cpu_affinity: affinity } : {}),
-    };
-    imgs.one(IMG.CORE, sh.vpid(th.tid), core);
-  }
-  imgs.one(IMG.IDS, vpid, {
-    vm_id: ids.vm_id,
-    files_id: ids.files_id,
-    fs_id: ids.fs_id,
-    sighand_id: ids.sighand_id,
-    ...sh.ns.idsOf(pid),
-  });
-  log.debug(`task ${pid}: ids-${pid}.img: vm ${ids.vm_id}, files ${ids.files_id}, fs ${ids.fs_id}, sighand ${ids.sighand_id}`);
-  return { ...stats, memdumpMs };
 }
 
 const pid0 = (tasks: Task[]): number => tasks[0].pid;
