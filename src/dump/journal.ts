@@ -114,7 +114,7 @@ export class DumpJournal {
   }
 
   close(): void {
-    for (const f of [this.file, `${this.file}.repair`]) {
+    for (const f of [this.file, `${this.file}.repair`, `${this.file}.tmp`]) {
       try {
         fs.unlinkSync(f);
       } catch {
@@ -136,7 +136,14 @@ export function cleanStale(log?: Logger): string[] {
     return [];
   }
   const done: string[] = [];
+  const ns = pidns().replace(/\D/g, '');
   for (const name of names) {
+    // A criu-ts killed while writing its journal leaves the half-written copy: its owner is in the name.
+    const tmp = /^dump-(\d+)-(\d+)\.json\.tmp$/.exec(name);
+    if (tmp) {
+      if (tmp[1] === ns && !fs.existsSync(`/proc/${tmp[2]}`)) fs.rmSync(path.join(JOURNAL_DIR, name), { force: true });
+      continue;
+    }
     if (!/^dump-(\d+-)?\d+\.json$/.test(name)) continue;
     const file = path.join(JOURNAL_DIR, name);
     let rec: Record;

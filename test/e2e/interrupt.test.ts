@@ -519,3 +519,15 @@ e2e(
     }
   },
 );
+
+e2e("a journal half-written by a criu-ts killed while writing it goes with the next command; a live writer's stays", (c) => {
+  const run = c.subdir('run');
+  const ns = readlinkSync('/proc/self/ns/pid').replace(/\D/g, '');
+  // A pid that is free: the highest pid_max would wrap to is taken by nobody here.
+  const dead = Number(readFileSync('/proc/sys/kernel/pid_max', 'latin1')) - 1;
+  assert.ok(!existsSync(`/proc/${dead}`), `pid ${dead} is free`);
+  writeFileSync(join(run, `dump-${ns}-${dead}.json.tmp`), '{"version":');
+  writeFileSync(join(run, `dump-${ns}-${process.pid}.json.tmp`), '{"version":');
+  assertOk(runCriu(['check'], { env: { CRIU_TS_RUN_DIR: run } }));
+  assert.deepEqual(readdirSync(run), [`dump-${ns}-${process.pid}.json.tmp`]);
+});
