@@ -1,6 +1,6 @@
 // The only module that loads native code. Everything else reaches the kernel through
 // the typed wrappers in syscalls.ts. Native code is loaded on the first call, not when the
-// module is evaluated, so that a V8 start-up snapshot of criu-ts holds no native state.
+// module is evaluated: a command that never calls the kernel does not pay for it.
 import type koffiModule from 'koffi';
 import { SysError } from './errors.ts';
 
@@ -28,9 +28,9 @@ let nat: Native | undefined;
 
 function native(): Native {
   if (nat) return nat;
-  // createRequire: koffi is loaded synchronously, from wherever this code runs (sources or bundle).
+  // createRequire: koffi is loaded synchronously, resolved from wherever this code runs (sources or bundle).
   const { createRequire } = process.getBuiltinModule('node:module');
-  const koffi = createRequire(import.meta.url ?? `${process.cwd()}/`)('koffi') as typeof koffiModule;
+  const koffi = createRequire(import.meta.url)('koffi') as typeof koffiModule;
   const libc = koffi.load('libc.so.6');
   const f = (proto: string): Fn => libc.func(proto);
   nat = {

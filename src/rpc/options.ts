@@ -139,6 +139,23 @@ export function tcpOf(opts: CriuOpts): TcpMode {
   };
 }
 
+/** criu_opts as a request without any: no images fd, every repeated field empty. */
+export const noOpts = (): CriuOpts => ({
+  images_dir_fd: -1,
+  veths: [],
+  exec_cmd: [],
+  ext_mnt: [],
+  cg_root: [],
+  inherit_fd: [],
+  skip_mnt: [],
+  enable_fs: [],
+  unix_sk_ino: [],
+  irmap_scan_paths: [],
+  external: [],
+  join_ns: [],
+  cgroup_dump_controller: [],
+});
+
 /** What a request's options mean beyond the fields passed on as they are. */
 export interface Screened {
   /** manage_cgroups_mode, or manage_cgroups true → soft, false → ignore (CRIU's cr-service.c). */

@@ -26,6 +26,7 @@ import {
   type Screened,
   trustsImages,
   tcpOf,
+  noOpts,
 } from './options.ts';
 import { CG_MODE, leaveCgroups } from '../resources/cgroups.ts';
 
@@ -153,21 +154,7 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
   const restoreFailed = (r: CriuResp): CriuResp => (kind === 'restore' ? { ...r, restore: { pid: -1 } } : r);
   let log: LevelLogger | undefined;
   try {
-    const opts: CriuOpts = req.opts ?? {
-      images_dir_fd: -1,
-      veths: [],
-      exec_cmd: [],
-      ext_mnt: [],
-      cg_root: [],
-      inherit_fd: [],
-      skip_mnt: [],
-      enable_fs: [],
-      unix_sk_ino: [],
-      irmap_scan_paths: [],
-      external: [],
-      join_ns: [],
-      cgroup_dump_controller: [],
-    };
+    const opts: CriuOpts = req.opts ?? noOpts();
     const paths = resolvePaths(opts, conn.peer, kind !== 'check');
     // As on the command line, before the log is written there: a directory someone else controls is refused.
     if (kind === 'dump') for (const d of new Set([paths.imagesDir, paths.workDir])) checkDumpDir(d, false);

@@ -10,23 +10,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { messages, type Message } from '../../src/images/index.ts';
 import { CriuError } from '../../src/errors.ts';
-import { EBADRQC, OPTS_FIELDS, mountsOf, resolvePaths, screenOpts, tcpOf, type CriuOpts } from '../../src/rpc/options.ts';
+import { EBADRQC, OPTS_FIELDS, mountsOf, resolvePaths, screenOpts, tcpOf, noOpts } from '../../src/rpc/options.ts';
 
-const empty = (): CriuOpts => ({
-  images_dir_fd: -1,
-  veths: [],
-  exec_cmd: [],
-  ext_mnt: [],
-  cg_root: [],
-  inherit_fd: [],
-  skip_mnt: [],
-  enable_fs: [],
-  unix_sk_ino: [],
-  irmap_scan_paths: [],
-  external: [],
-  join_ns: [],
-  cgroup_dump_controller: [],
-});
+const empty = noOpts;
 
 function refusal(fn: () => void): string {
   try {

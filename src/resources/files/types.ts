@@ -3,7 +3,7 @@
 // moves into the task with pidfd_getfd.
 import type { InheritFd } from './inherit.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
-import type { AddArgs, EntryKind, EntryOf, ImageArgs } from '../../images/index.ts';
+import { enums, type AddArgs, type EntryKind, type EntryOf, type ImageArgs } from '../../images/index.ts';
 import type { Logger, Message, MessageInput, RegExtra } from '../types.ts';
 
 /** An fd of a frozen task, with what /proc says about it. */
@@ -240,25 +240,8 @@ export function kindSession(kind: FileKind, sessions: KindSessions): KindSession
   return s;
 }
 
-export const FD_TYPE = {
-  REG: 1,
-  PIPE: 2,
-  FIFO: 3,
-  INETSK: 4,
-  UNIXSK: 5,
-  EVENTFD: 6,
-  EVENTPOLL: 7,
-  INOTIFY: 8,
-  SIGNALFD: 9,
-  PACKETSK: 10,
-  TTY: 11,
-  TIMERFD: 17,
-  MEMFD: 18,
-  NS: 14,
-  FANOTIFY: 12,
-  NETLINKSK: 13,
-  PIDFD: 20,
-} as const;
+/** CRIU's fd_types (fdinfo.proto), from the image schema. */
+export const FD_TYPE = enums.fd_types.values;
 
 export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000,

@@ -1,31 +1,14 @@
 // A mount namespace's tree as CRIU saves it (mnt_entry per line of /proc/PID/mountinfo), and
 // what each file system type needs to come back. Pure functions: dump and restore use them.
 import { MS } from '../../kernel/index.ts';
+import { enums } from '../../images/index.ts';
 import type { MountInfo } from '../../proc/mountinfo.ts';
 import type { Message } from '../types.ts';
 
 export type MntEntry = Message<'mnt_entry'>;
 
-/** CRIU's fstype enum (mnt.proto) for the file systems criu-ts makes anew. */
-export const FSTYPE = {
-  UNSUPPORTED: 0,
-  PROC: 1,
-  SYSFS: 2,
-  DEVTMPFS: 3,
-  BINFMT_MISC: 4,
-  TMPFS: 5,
-  DEVPTS: 6,
-  PSTORE: 8,
-  SECURITYFS: 9,
-  FUSECTL: 10,
-  DEBUGFS: 11,
-  TRACEFS: 19,
-  MQUEUE: 14,
-  AUTO: 16,
-  OVERLAYFS: 17,
-  CGROUP: 12,
-  CGROUP2: 23,
-} as const;
+/** CRIU's fstype enum (mnt.proto), from the image schema; FSTYPE_BY_NAME says which criu-ts makes anew. */
+export const FSTYPE = enums.fstype.values;
 
 const FSTYPE_BY_NAME: Record<string, number> = {
   proc: FSTYPE.PROC,
