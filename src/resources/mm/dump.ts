@@ -270,6 +270,7 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
   let pending: PendingRun[] = [];
   let used = 0;
   const stats: MmDumpStats = { pagesScanned: 0, pagesWritten: 0, pagesInherited: 0 };
+  const savedGuards = new Set(vmas.filter((v) => v.status === VMA.AREA_GUARD).map((v) => v.start));
 
   const flush = (): void => {
     checkInterrupt();
@@ -297,6 +298,13 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
       preadFully(pm, pmView, Number(start / BigInt(PAGE)) * 8);
       const anonOnly = (e.status & VMA.FILE_PRIVATE) !== 0;
       const flags = anonOnly || whole ? PE.PRESENT : PE.PRESENT | PE.LAZY;
+      // Guard pages are never page data: each must be one of the saved guard entries, or it would
+      // come back as an ordinary page (a kernel that shows guards in pagemap but no 'gu' flag).
+      for (const g of guardRuns(pmView, start, PAGE))
+        if (!savedGuards.has(g.vaddr))
+          throw new NotSupportedError(
+            `task ${t.pid}: a guard region at 0x${g.vaddr.toString(16)} the kernel does not flag in VmFlags ('gu')`,
+          );
       const own = whole ? [{ vaddr: start, nrPages: nPages }] : scanPagemap(pmView, start, { anonOnly, zeroPfn });
       const parentPm = whole
         ? undefined
