@@ -17,14 +17,10 @@ import {
   getpid,
   processVmReadv,
   zeroPagePfn,
-  posixSpawn,
-  kill,
-  waitpid,
-  WALL,
-  SIG,
+  spawnTethered,
+  endTethered,
   getRseqConfig,
   ioctl,
-  O,
   PTRACE_O,
   timerfdCreate,
   TFD_IOC_SET_TICKS,
@@ -69,18 +65,11 @@ function kernelAtLeast(major: number, minor: number): boolean {
 }
 
 function withSeizedHelper<T>(fn: (t: Tracee) => T): T {
-  const pid = posixSpawn(
-    '/bin/sleep',
-    ['sleep', '60'],
-    [],
-    [0, 1, 2].map((fd) => ({ fd, path: '/dev/null', flags: O.RDWR })),
-  );
+  const child = spawnTethered();
   try {
-    const t = Tracee.seize(pid, PTRACE_O.TRACESYSGOOD);
-    return fn(t);
+    return fn(Tracee.seize(child.pid, PTRACE_O.TRACESYSGOOD));
   } finally {
-    kill(pid, SIG.KILL);
-    waitpid(pid, WALL);
+    endTethered(child);
   }
 }
 

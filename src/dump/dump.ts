@@ -471,7 +471,7 @@ function collectAndWrite(
       tasks: live.map((t) => ({ pid: t.pid, ids: shared.ns.idsOf(t.pid) })),
     });
   } finally {
-    if (helper) killHelper(helper.tracee.tid);
+    if (helper) killHelper(helper);
   }
   const mono = clockGettime(1),
     boot = clockGettime(7);

@@ -7,6 +7,7 @@ export { arch, sysnr, type Arch, type SyscallName } from './arch/index.ts';
 export { X86, X86_REG_NAMES, type X86Reg } from './arch/x86_64.ts';
 export { A64, FPSIMD_SIZE } from './arch/aarch64.ts';
 export { zeroPagePfn } from './zeropage.ts';
+export { spawnTethered, endTethered, type Tethered } from './tether.ts';
 export { preadFully, openBeneath } from './io.ts';
 export {
   seqpacketListen,

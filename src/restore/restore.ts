@@ -245,7 +245,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     ghosts.unlinkAll();
     if (ctx) killAll(ctx.standIns);
     imgs.verifying?.cancel();
-    if (ctx?.helper) killHelper(ctx.helper.tracee.tid);
+    if (ctx?.helper) killHelper(ctx.helper);
     killAll(created);
     cgroups.undo();
     unlockNet();
@@ -289,7 +289,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     createTree(ctx);
     ctx.forkMs = performance.now() - t0;
     ctx.req.log.info(`created ${ctx.tasks.length} task(s) in ${ms(t0)}`);
-    if (ctx.helper) killHelper(ctx.helper.tracee.tid);
+    if (ctx.helper) killHelper(ctx.helper);
     ctx.helper = undefined;
     // Limits once every task exists: the restore's own work must not run into them.
     ctx.cgroups.properties();

@@ -1,24 +1,21 @@
 // The restore's helper: a process (any program) that clones the root stub at its PID (see
 // resources/task/fork.ts) and is then killed, so that the stub's parent becomes criu-ts. Its
 // injection area, at an address free in every target's layout, is every stub's too.
-import fs from 'node:fs';
 import { readMaps } from '../proc/index.ts';
-import { posixSpawn, kill, waitpid, WALL, SIG, PTRACE_O, O } from '../kernel/index.ts';
+import { spawnTethered, endTethered, PTRACE_O, type Tethered } from '../kernel/index.ts';
 import { Tracee, InjectionArea, vdsoSyscallInsn, AREA_SIZE, INJECTION_SIGMASK } from '../compel/index.ts';
 import { cpu, type CpuFacts } from '../resources/cpu/index.ts';
 import { findHole, vmaRanges, mapsRanges } from '../resources/mm/index.ts';
-import { CriuError } from '../errors.ts';
 import type { Message } from '../resources/types.ts';
 
 export const TRACE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL;
 
 export interface Helper {
+  child: Tethered;
   tracee: Tracee;
   area: InjectionArea;
   cpuFacts: CpuFacts;
 }
-
-const HELPER_BINARIES = ['/bin/sleep', '/usr/bin/sleep'];
 
 /**
  * Start and seize the helper, with an injection area at an address free in every target layout.
@@ -27,14 +24,9 @@ const HELPER_BINARIES = ['/bin/sleep', '/usr/bin/sleep'];
  * before the release then do not apply to the restore's own calls, until the detach.
  */
 export function startHelper(targetVmas: Message<'vma_entry'>[], seccomp = false): Helper {
-  const bin = HELPER_BINARIES.find((b) => fs.existsSync(b));
-  if (!bin) throw new CriuError('no helper program (sleep) found');
-  const pid = posixSpawn(
-    bin,
-    ['sleep', '3600'],
-    [],
-    [0, 1, 2].map((fd) => ({ fd, path: '/dev/null', flags: O.RDWR })),
-  );
+  // Tethered: criu-ts killed before the seize below takes effect leaves nothing behind.
+  const child = spawnTethered();
+  const pid = child.pid;
   let t: Tracee | undefined;
   try {
     t = Tracee.seize(pid, TRACE_OPTIONS | (seccomp ? PTRACE_O.SUSPEND_SECCOMP : 0));
@@ -43,22 +35,13 @@ export function startHelper(targetVmas: Message<'vma_entry'>[], seccomp = false)
     t.setSigmask(INJECTION_SIGMASK);
     const at = findHole([...vmaRanges(targetVmas), ...mapsRanges(maps)], BigInt(AREA_SIZE));
     const area = InjectionArea.map(t, at);
-    return { tracee: t, area, cpuFacts: cpu.facts(area) };
+    return { child, tracee: t, area, cpuFacts: cpu.facts(area) };
   } catch (e) {
-    killHelper(pid);
+    endTethered(child);
     throw e;
   }
 }
 
-export function killHelper(pid: number): void {
-  try {
-    kill(pid, SIG.KILL);
-  } catch {
-    /* gone */
-  }
-  try {
-    waitpid(pid, WALL);
-  } catch {
-    /* reaped */
-  }
+export function killHelper(h: Helper): void {
+  endTethered(h.child);
 }

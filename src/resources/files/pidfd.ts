@@ -1,7 +1,7 @@
 // pidfds. A pidfd names a process, which may be a task of the tree made after the one that
 // holds it (its child): each fd is made by the task itself with pidfd_open once every task
 // exists. A pidfd of a process that had exited is one of a process that exits at once.
-import { pidfdOpen2, posixSpawn, kill, waitpid, getpid, SIG, O } from '../../kernel/index.ts';
+import { pidfdOpen2, spawnTethered, endTethered, getpid, O } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind } from './types.ts';
 
@@ -13,14 +13,13 @@ const F_GETFD = 1;
  * opened from the same child.
  */
 function deadPidfds(flags: number[]): number[] {
-  const pid = posixSpawn('/bin/sleep', ['sleep', '1000'], []);
+  const child = spawnTethered();
   const out: number[] = [];
   try {
-    for (const f of flags) out.push(pidfdOpen2(pid, f));
+    for (const f of flags) out.push(pidfdOpen2(child.pid, f));
     return out;
   } finally {
-    kill(pid, SIG.KILL);
-    waitpid(pid, 0);
+    endTethered(child);
   }
 }
 
