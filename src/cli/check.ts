@@ -264,6 +264,7 @@ export const FEATURES: Feature[] = [
     what: 'audit login uids, written back by the restored task (/proc/self/loginuid)',
     probe: () => fs.existsSync('/proc/self/loginuid'),
   },
+  { name: 'cgroupns', what: 'cgroup namespaces', probe: () => fs.existsSync('/proc/self/ns/cgroup') },
   { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
@@ -272,7 +273,6 @@ export const FEATURES: Feature[] = [
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],
-      ['cgroupns', 'cgroup namespaces'],
       ['autofs', 'autofs mounts'],
       ['compat_cr', '32-bit (compat) tasks'],
       ['uffd', 'lazy pages (userfaultfd)'],
