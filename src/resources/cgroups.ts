@@ -273,7 +273,10 @@ export class CgroupDump {
   image(manage: boolean, log: Logger, yard?: string): { sets: SetEntry[]; controllers: MessageInput<'cg_controller_entry'>[] } | undefined {
     const others = [...this.sets.values()].filter((s) => s.id !== this.ownSet);
     if (!others.length) return undefined;
-    const sets: SetEntry[] = others.map((s) => ({ id: s.id, ctls: s.ctls.map((c) => ({ name: c.name, path: c.path, cgns_prefix: c.cgns_prefix })) }));
+    const sets: SetEntry[] = others.map((s) => ({
+      id: s.id,
+      ctls: s.ctls.map((c) => ({ name: c.name, path: c.path, cgns_prefix: c.cgns_prefix })),
+    }));
     const byCtl = new Map<string, Set<string>>();
     for (const s of others) for (const c of s.ctls) byCtl.set(c.name, (byCtl.get(c.name) ?? new Set()).add(c.path));
     const mounts = manage ? cgroupMounts(yard) : new Map<string, string>();
@@ -449,7 +452,10 @@ export class CgroupRestore {
     // The root of a cgroup namespace: into the namespace's root cgroups to unshare it there
     // (the namespace is rooted where the task is), then on to its own.
     if (isRoot && unshareCgroupNs && s.ctls.some((c) => c.cgns_prefix !== undefined)) {
-      const tops = s.ctls.map((c) => ({ name: c.name, path: c.cgns_prefix === undefined ? c.path : c.path.slice(0, c.cgns_prefix) || '/' }));
+      const tops = s.ctls.map((c) => ({
+        name: c.name,
+        path: c.cgns_prefix === undefined ? c.path : c.path.slice(0, c.cgns_prefix) || '/',
+      }));
       this.join(tid, tops, undefined, false, true);
       unshareCgroupNs();
       this.log.info(`task ${tid}: cgroup namespace rooted at ${tops.map((c) => `${c.name || 'cgroup2'}:${c.path}`).join(', ')}`);

@@ -219,7 +219,11 @@ e2e(
       const img = c.subdir('img');
       dumpAndReap(t.pid, img, ['--manage-cgroups']);
       const check = (who: string) => {
-        assert.notEqual(readlinkSync(`/proc/${t.pid}/ns/cgroup`), readlinkSync('/proc/self/ns/cgroup'), `${who}: a cgroup namespace of its own`);
+        assert.notEqual(
+          readlinkSync(`/proc/${t.pid}/ns/cgroup`),
+          readlinkSync('/proc/self/ns/cgroup'),
+          `${who}: a cgroup namespace of its own`,
+        );
         assert.equal(innerView(t.pid), inner, `${who}: the same paths inside its namespace`);
         assert.equal(readFileSync(`/proc/${t.pid}/cgroup`, 'utf8'), outer, `${who}: the same cgroups`);
       };

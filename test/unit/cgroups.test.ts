@@ -18,7 +18,10 @@ test('cgns_prefix: the part of each path above the namespace root', () => {
 
 test('cgns_prefix: a task outside its namespace root is refused, naming it', () => {
   const inside = parseCgroupFile('12:pids:/../other\n11:cpu,cpuacct:/\n1:name=zdtmtst:/\n0::/a/b\n');
-  assert.throws(() => cgnsPrefixes(outside, inside, 'task 7'), /task 7: its cgroup pids:\/\.\.\/other inside its cgroup namespace is not below/);
+  assert.throws(
+    () => cgnsPrefixes(outside, inside, 'task 7'),
+    /task 7: its cgroup pids:\/\.\.\/other inside its cgroup namespace is not below/,
+  );
   // A suffix that is not a whole path component.
   const partial = parseCgroupFile('0::/b\n');
   assert.throws(() => cgnsPrefixes(parseCgroupFile('0::/ab\n'), partial, 'task 8'), /not below the namespace's root/);
