@@ -3,7 +3,9 @@
 // handler, and /proc/PID/pagemap shows which pages are still protected (PM_UFFD_WP, bit 57).
 // The ioctls act on the mm the userfaultfd was made in, whoever makes them: criu-ts works on
 // its copy of a userfaultfd made by an injected call in the target.
-import { ioctl } from './syscalls.ts';
+import { ioctl, close } from './syscalls.ts';
+import { syscall } from './ffi.ts';
+import { sysnr } from './arch/index.ts';
 
 /** userfaultfd(2) flags. */
 export const UFFD_USER_MODE_ONLY = 1;
@@ -41,4 +43,22 @@ export function uffdWriteProtect(fd: number, start: bigint, len: bigint): void {
   b.writeBigUInt64LE(len, 8);
   b.writeBigUInt64LE(UFFDIO_WRITEPROTECT_MODE_WP, 16);
   ioctl(fd, UFFDIO_WRITEPROTECT, b);
+}
+
+/** Does this kernel track writes this way? A userfaultfd of criu-ts's own, with the API asked. */
+export function memTrackWorks(): boolean {
+  let fd: number;
+  try {
+    fd = syscall('userfaultfd', sysnr('userfaultfd'), 0o2000000 /* O_CLOEXEC */ | UFFD_USER_MODE_ONLY);
+  } catch {
+    return false;
+  }
+  try {
+    uffdApiWpAsync(fd);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    close(fd);
+  }
 }
