@@ -225,6 +225,8 @@ function randomUuid(): string {
 /** Anonymous bytes smaps counts in these VMAs: about the page data their dump writes. */
 
 export function dump(req: DumpRequest): DumpResult {
+  // A pre-dump runs no action scripts, as CRIU's (runc takes a notification for the end of a dump).
+  if (req.pre) req = { ...req, actions: undefined };
   // Every injected syscall is a stop and a resume, cheaper with tracer and tracee on one CPU
   // (36 against 44-50 us here; colocate.ts).
   colocate();
