@@ -248,6 +248,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   const runId = randomUuid();
   const prevTrack = req.prevImagesDir ? linkParent(req.dir, req.prevImagesDir, log) : undefined;
+  let untrack: (() => void) | undefined;
   let tasks: Task[] = [];
   let result: DumpResult;
   const endHooks: EndHook[] = [];
@@ -320,7 +321,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     // While still frozen: what the tree writes from here on is what the next dump saves.
     if (req.pre || (req.leaveRunning && req.trackMem)) {
       step(log, 'arming memory tracking');
-      armTracking(
+      untrack = armTracking(
         live.map((t) => ({ pid: t.pid, leader: t.threads[0], vmas: t.vmas, area: t.area })),
         pid,
         req.dir,
@@ -348,6 +349,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
       req.actions('post-dump');
     }
   } catch (e) {
+    untrack?.();
     imgs.discard();
     runEndHooks(endHooks, 'failed', log);
     for (const t of tasks)

@@ -221,7 +221,7 @@ function arm(t: TrackTask, uffd: number, fresh: boolean, log: Logger): number {
  * Arm tracking of every task (frozen, injectable) and leave it held by a new holder named in
  * `dir`/criu-ts-track.json; a previous holder (`prev`) hands its userfaultfds over and ends.
  */
-export function armTracking(tasks: TrackTask[], root: number, dir: string, prev: ParentTrack | undefined, log: Logger): void {
+export function armTracking(tasks: TrackTask[], root: number, dir: string, prev: ParentTrack | undefined, log: Logger): () => void {
   const tail = TAIL.find((p) => fs.existsSync(p));
   if (!tail) throw new Error('memory tracking needs tail (coreutils) to hold its userfaultfds');
   const uffds: Array<{ pid: number; fd: number }> = [];
@@ -259,8 +259,13 @@ export function armTracking(tasks: TrackTask[], root: number, dir: string, prev:
       fs.closeSync(fd);
     }
     log.info(`memory tracking held by process ${holder} (${TRACK_FILE})`);
+    prev?.end();
+    // A dump that fails after this undoes it: no tracking outlives a dump that did not happen.
+    return () => {
+      kill(holder, SIG.KILL);
+      fs.rmSync(path.join(dir, TRACK_FILE), { force: true });
+    };
   } finally {
     for (const u of uffds) close(u.fd);
   }
-  prev?.end();
 }
