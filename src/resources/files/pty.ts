@@ -6,13 +6,15 @@
 // until it gives the dumped one), the slaves through it, and a session leader takes its
 // controlling terminal back (TIOCSCTTY) with its foreground group.
 import fs from 'node:fs';
+import path from 'node:path';
 import { ioctl, O, copyTaskFd, close, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
-import type { DumpFileCtx, FdProbe, RestoreFileCtx } from './types.ts';
+import type { DumpFileCtx, FdProbe, FileEntry, RestoreFileCtx } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
+import { readStatus } from '../../proc/index.ts';
 
 const TIOC = {
   GPTN: 0x80045430,
@@ -76,15 +78,44 @@ function masterInTree(index: number, pids: number[]): boolean {
   });
 }
 
+/**
+ * A session or process group id as the tree's PID namespace names it: TIOCGSID and TIOCGPGRP
+ * answer in criu-ts's, and the images keep the tree's own ids (status NSsid/NSpgid of a task
+ * of the tree in it). An id no task of the tree has stays as it is.
+ */
+function treeId(host: number, which: 'nsSid' | 'nsPgid', tree: readonly number[]): number {
+  if (!host) return 0;
+  for (const pid of tree) {
+    try {
+      const ids = readStatus(pid)[which];
+      if (ids[0] === host) return ids.at(-1) ?? host;
+    } catch {
+      /* gone: the dump fails elsewhere */
+    }
+  }
+  return host;
+}
+
+/** The session and foreground group (the tree's ids) whose controlling terminal the tty `local` is (0 and 0: none). */
+function cttyIds(local: number, tree: readonly number[]): { sid: number; pgrp: number } {
+  const sid = intOrNone(local, TIOC.GSID) ?? 0;
+  const pgrp = sid ? (intOrNone(local, TIOC.GPGRP) ?? 0) : 0;
+  return { sid: treeId(sid, 'nsSid', tree), pgrp: treeId(pgrp, 'nsPgid', tree) };
+}
+
 /** The session and foreground group whose controlling terminal the tty behind fd `fd` of task `pid` is (0 and 0: none). */
-export function cttyOf(pid: number, fd: number): { sid: number; pgrp: number } {
+export function cttyOf(pid: number, fd: number, tree: readonly number[]): { sid: number; pgrp: number } {
   const local = copyTaskFd(pid, fd);
   try {
-    const sid = intOrNone(local, TIOC.GSID) ?? 0;
-    return { sid, pgrp: sid ? (intOrNone(local, TIOC.GPGRP) ?? 0) : 0 };
+    return cttyIds(local, tree);
   } finally {
     close(local);
   }
+}
+
+/** The REG entry naming a terminal's device node, in its mount when the tree's mounts are dumped. */
+export function ttyReg(p: FdProbe, ctx: DumpFileCtx): number {
+  return ctx.regPath(p.link, p.flags, ctx.mntIds ? { mnt_id: p.info.mntId } : {});
 }
 
 /** A slave's line settings and the owner of its /dev/pts node (grantpt, or a chown). */
@@ -116,7 +147,6 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
     const tid = infoId(index, master);
     if (!infos.has(tid)) {
       infos.add(tid);
-      const sid = intOrNone(local, TIOC.GSID);
       const ws = Buffer.alloc(8);
       ioctl(local, TIOC.GWINSZ, ws);
       ctx.addEntry(IMG.TTY_INFO, {
@@ -125,8 +155,7 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
         locked: master ? int(local, TIOC.GPTLCK) !== 0 : false,
         exclusive: int(local, TIOC.GEXCL) !== 0,
         packet_mode: master ? int(local, TIOC.GPKT) !== 0 : false,
-        sid: sid ?? 0,
-        pgrp: sid ? (intOrNone(local, TIOC.GPGRP) ?? 0) : 0,
+        ...cttyIds(local, ctx.treePids),
         rdev: p.rdev,
         ...(master ? {} : slaveAttrs(p)),
         winsize: { ws_row: ws.readUInt16LE(0), ws_col: ws.readUInt16LE(2), ws_xpixel: ws.readUInt16LE(4), ws_ypixel: ws.readUInt16LE(6) },
@@ -138,7 +167,7 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
       tty_info_id: tid,
       flags: p.flags,
       fown: { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 },
-      regf_id: ctx.regPath(p.link, p.flags),
+      regf_id: ttyReg(p, ctx),
     };
   } finally {
     close(local);
@@ -180,7 +209,7 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
   const reg = ctx.files.get(tty.regf_id ?? -1)?.reg;
   const flags = tty.flags & ~(O.CREAT | O.TRUNC | O.EXCL);
   if (info.id & 1) {
-    const fd = ctx.keep(openPtmxAt(reg?.name ?? '/dev/ptmx', index, flags));
+    const fd = ctx.keep(openPtmxAt(ctx.pathOf(reg ?? { id: -1, name: '/dev/ptmx' }), index, flags));
     masters.set(index, fd);
     const zero = Buffer.alloc(4);
     ioctl(fd, TIOC.SPTLCK, zero);
@@ -196,7 +225,7 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
     if (!m) throw new NotSupportedError(`pseudo-terminal ${index}: its master is not in the dump`);
     ctx.fileFd(m.id);
   }
-  const path = reg?.name ?? `/dev/pts/${index}`;
+  const path = ctx.pathOf(reg ?? { id: -1, name: `/dev/pts/${index}` });
   const fd = ctx.keep(fs.openSync(path, flags | O.NOCTTY | O.CLOEXEC));
   if (info.termios) restoreTermios(fd, info.termios);
   if (info.uid !== undefined && info.gid !== undefined) fs.fchownSync(fd, info.uid, info.gid);
@@ -209,6 +238,14 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
     ioctl(fd, TIOC.SWINSZ, ws);
   }
   return fd;
+}
+
+/** The path of slave `index` next to its master's device node (/dev/ptmx or /dev/pts/ptmx), in the tree's mounts. */
+function slavePath(ctx: RestoreFileCtx, master: FileEntry | undefined, index: number): string {
+  const reg = ctx.files.get(master?.tty?.regf_id ?? -1)?.reg;
+  const dir = reg ? path.dirname(reg.name) : '/dev';
+  const name = path.basename(dir) === 'pts' ? `${dir}/${index}` : `${dir}/pts/${index}`;
+  return ctx.pathOf({ id: -1, name, ...(reg?.mnt_id !== undefined ? { mnt_id: reg.mnt_id } : {}) });
 }
 
 /**
@@ -224,14 +261,14 @@ export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: Re
     const slave = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, false));
     const master = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, true));
     if (!slave && master) ctx.fileFd(master.id);
-    local = slave ? ctx.fileFd(slave.id) : ctx.keep(fs.openSync(`/dev/pts/${info.pty.index}`, O.RDWR | O.NOCTTY | O.CLOEXEC));
+    local = slave ? ctx.fileFd(slave.id) : ctx.keep(fs.openSync(slavePath(ctx, master, info.pty.index), O.RDWR | O.NOCTTY | O.CLOEXEC));
   } else {
     // A virtual terminal or the console, through a file of it.
     const file = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === info.id);
     if (!file) throw new NotSupportedError(`tty-info.img: the controlling terminal of session ${sid} has no file`);
     local = ctx.fileFd(file.id);
   }
-  const pidfd = t.syscall('pidfd_open', process.pid, 0);
+  const pidfd = t.pidfdOfTracer();
   let fd: bigint;
   try {
     fd = t.syscall('pidfd_getfd', pidfd, local, 0);

@@ -8,7 +8,7 @@ import { NotSupportedError } from '../../errors.ts';
 import { readStat } from '../../proc/index.ts';
 import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, statefulKind, type FdProbe } from './types.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
-import { major, minor, isPtmx, isPtySlave, dumpPty, openPty, cttyOf } from './pty.ts';
+import { major, minor, isPtmx, isPtySlave, dumpPty, openPty, cttyOf, ttyReg } from './pty.ts';
 
 /** CRIU's TtyType for a terminal device number. */
 function ttyType(rdev: number): number {
@@ -74,11 +74,11 @@ export const ttyFile = statefulKind({
           locked: false,
           exclusive: false,
           packet_mode: false,
-          ...cttyOf(p.pid, p.fd),
+          ...cttyOf(p.pid, p.fd, ctx.treePids),
           rdev: p.rdev,
         });
       }
-      return { id, tty_info_id: p.rdev, flags: p.flags, fown: fown(), regf_id: ctx.regPath(p.link, p.flags) };
+      return { id, tty_info_id: p.rdev, flags: p.flags, fown: fown(), regf_id: ttyReg(p, ctx) };
     }
     const notCtty = shellJobCheck(p);
     if (ctx.shellJob && notCtty) throw new NotSupportedError(`task ${p.pid}: ${notCtty}`);
