@@ -12,6 +12,7 @@ import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
+import { dumpQueued, restoreQueued, type PtyEnd, type PtySide } from './ttydata.ts';
 import type { DumpFileCtx, FdProbe, FileEntry, RestoreFileCtx } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
 import { readStatus } from '../../proc/index.ts';
@@ -60,21 +61,37 @@ function intOrNone(fd: number, req: number): number | undefined {
   }
 }
 
-/** Does a task of the tree hold the master of pseudo-terminal `index`? fdinfo of a ptmx fd says its tty-index. */
-function masterInTree(index: number, pids: number[]): boolean {
-  const line = `tty-index:\t${index}\n`;
-  return pids.some((pid) => {
+/** The first fd of a task of `pids` for which `is` holds. */
+function fdInTree(pids: readonly number[], is: (pid: number, fd: string) => boolean): PtyEnd | undefined {
+  for (const pid of pids) {
+    let fds: string[];
     try {
-      return fs.readdirSync(`/proc/${pid}/fdinfo`).some((fd) => {
-        try {
-          return fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').includes(line);
-        } catch {
-          return false;
-        }
-      });
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
     } catch {
-      return false;
+      continue;
     }
+    for (const fd of fds) {
+      try {
+        if (is(pid, fd)) return { pid, fd: Number(fd) };
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return undefined;
+}
+
+/** A task's fd of the master of pseudo-terminal `index`: fdinfo of a ptmx fd says its tty-index. */
+function masterInTree(index: number, pids: readonly number[]): PtyEnd | undefined {
+  const line = `tty-index:\t${index}\n`;
+  return fdInTree(pids, (pid, fd) => fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').includes(line));
+}
+
+/** A task's fd of a slave of pseudo-terminal `index`. */
+function slaveInTree(index: number, pids: readonly number[]): PtyEnd | undefined {
+  return fdInTree(pids, (pid, fd) => {
+    const rdev = Number(fs.statSync(`/proc/${pid}/fd/${fd}`).rdev);
+    return isPtySlave(rdev) && slaveIndex(rdev) === index;
   });
 }
 
@@ -130,23 +147,17 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
   const local = copyTaskFd(p.pid, p.fd);
   try {
     const index = master ? int(local, TIOC.GPTN) : slaveIndex(p.rdev);
-    if (!master && !masterInTree(index, ctx.treePids)) {
+    const peer = master ? slaveInTree(index, ctx.treePids) : masterInTree(index, ctx.treePids);
+    if (!master && !peer) {
       throw new NotSupportedError(
         `task ${p.pid}: fd ${p.fd} (${p.link}): its master is not in the dumped tree; dump it as a shell job (--shell-job)`,
       );
     }
-    let unread: number;
-    try {
-      unread = int(local, TIOC.INQ) + (master ? 0 : int(local, TIOC.OUTQ));
-    } catch (e) {
-      if (e instanceof SysError && e.code === 'EIO')
-        throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (${p.link}): its master was closed`);
-      throw e;
-    }
-    if (unread) throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (${p.link}): ${unread} bytes of unread terminal data`);
     const tid = infoId(index, master);
     if (!infos.has(tid)) {
       infos.add(tid);
+      // The data queued for this side, once per side.
+      dumpQueued(p, id, master, peer, master && int(local, TIOC.GPKT) !== 0, ctx);
       const ws = Buffer.alloc(8);
       ioctl(local, TIOC.GWINSZ, ws);
       ctx.addEntry(IMG.TTY_INFO, {
@@ -202,6 +213,15 @@ function openPtmxAt(path: string, index: number, flags: number): number {
   throw new NotSupportedError(`pseudo-terminal ${index} is taken on this system`);
 }
 
+/** The pty index and side of a tty file, from its tty_info_entry (CRIU's ids: index << 1, the master odd). */
+export function ptySide(ctx: RestoreFileCtx): PtySide {
+  return (fileId) => {
+    const tty = ctx.files.get(fileId)?.tty;
+    const info = tty && ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry;
+    return info?.pty ? { index: info.pty.index, master: (info.id & 1) === 1 } : undefined;
+  };
+}
+
 /** criu-ts's fd for a pty file: the master at its index, or a slave opened through its master. */
 export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore): number {
   const info = infoOf(ctx, tty.tty_info_id);
@@ -215,6 +235,10 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
     ioctl(fd, TIOC.SPTLCK, zero);
     if (info.packet_mode) ioctl(fd, TIOC.PKT, Buffer.from([1, 0, 0, 0]));
     if (info.exclusive) ioctl(fd, TIOC.EXCL);
+    // Queued data goes back through a slave of its own, before the lock.
+    restoreQueued(ctx, ptySide(ctx), index, () =>
+      fs.openSync(slavePath(ctx, tty.regf_id, index), O.RDWR | O.NOCTTY | O.NONBLOCK | O.CLOEXEC),
+    );
     // The lock goes back once every slave is open.
     if (info.locked) ctx.beforeRelease(() => ioctl(fd, TIOC.SPTLCK, Buffer.from([1, 0, 0, 0])));
     return fd;
@@ -241,8 +265,8 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
 }
 
 /** The path of slave `index` next to its master's device node (/dev/ptmx or /dev/pts/ptmx), in the tree's mounts. */
-function slavePath(ctx: RestoreFileCtx, master: FileEntry | undefined, index: number): string {
-  const reg = ctx.files.get(master?.tty?.regf_id ?? -1)?.reg;
+function slavePath(ctx: RestoreFileCtx, masterRegf: number | undefined, index: number): string {
+  const reg = ctx.files.get(masterRegf ?? -1)?.reg;
   const dir = reg ? path.dirname(reg.name) : '/dev';
   const name = path.basename(dir) === 'pts' ? `${dir}/${index}` : `${dir}/pts/${index}`;
   return ctx.pathOf({ id: -1, name, ...(reg?.mnt_id !== undefined ? { mnt_id: reg.mnt_id } : {}) });
@@ -261,7 +285,7 @@ export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: Re
     const slave = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, false));
     const master = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, true));
     if (!slave && master) ctx.fileFd(master.id);
-    local = slave ? ctx.fileFd(slave.id) : ctx.keep(fs.openSync(slavePath(ctx, master, info.pty.index), O.RDWR | O.NOCTTY | O.CLOEXEC));
+    local = slave ? ctx.fileFd(slave.id) : ctx.keep(fs.openSync(slavePath(ctx, master?.tty?.regf_id, info.pty.index), O.RDWR | O.NOCTTY | O.CLOEXEC));
   } else {
     // A virtual terminal or the console, through a file of it.
     const file = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === info.id);
@@ -309,6 +333,6 @@ export function cttyProblem(ttyNr: number, sid: number, tree: number[], byPath: 
       return false;
     }
   };
-  if (tree.some(holds) || (isPtySlave(ttyNr) && masterInTree(slaveIndex(ttyNr), tree))) return undefined;
+  if (tree.some(holds) || (isPtySlave(ttyNr) && masterInTree(slaveIndex(ttyNr), tree) !== undefined)) return undefined;
   return 'no task of the tree holds an fd of it or of its master';
 }

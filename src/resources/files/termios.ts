@@ -47,3 +47,39 @@ export function restoreTermios(fd: number, t: Message<'termios_entry'>): void {
   b.writeUInt32LE(t.c_ospeed, 40);
   ioctl(fd, TCSETS2, b);
 }
+
+/** termios flag bits (asm-generic/termbits.h) that criu-ts changes for a while. */
+export const TERMIOS_FLAGS = {
+  ISTRIP: 0o40,
+  INLCR: 0o100,
+  IGNCR: 0o200,
+  ICRNL: 0o400,
+  IUCLC: 0o1000,
+  OPOST: 0o1,
+  ISIG: 0o1,
+  ICANON: 0o2,
+  ECHO: 0o10,
+  ECHOE: 0o20,
+  ECHOK: 0o40,
+  ECHONL: 0o100,
+  ECHOCTL: 0o1000,
+  ECHOPRT: 0o2000,
+  ECHOKE: 0o4000,
+  IEXTEN: 0o100000,
+} as const;
+
+/** Run `fn` with the `clear` bits of the terminal's input, output and local flags off, then put its settings back. */
+export function withTermios<T>(fd: number, clear: { iflag?: number; oflag?: number; lflag?: number }, fn: () => T): T {
+  const old = Buffer.alloc(TERMIOS2);
+  ioctl(fd, TCGETS2, old);
+  const now = Buffer.from(old);
+  now.writeUInt32LE(now.readUInt32LE(0) & ~(clear.iflag ?? 0), 0);
+  now.writeUInt32LE(now.readUInt32LE(4) & ~(clear.oflag ?? 0), 4);
+  now.writeUInt32LE(now.readUInt32LE(12) & ~(clear.lflag ?? 0), 12);
+  ioctl(fd, TCSETS2, now);
+  try {
+    return fn();
+  } finally {
+    ioctl(fd, TCSETS2, old);
+  }
+}

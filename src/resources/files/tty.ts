@@ -8,7 +8,8 @@ import { NotSupportedError } from '../../errors.ts';
 import { readStat } from '../../proc/index.ts';
 import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, statefulKind, type FdProbe } from './types.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
-import { major, minor, isPtmx, isPtySlave, dumpPty, openPty, cttyOf, ttyReg } from './pty.ts';
+import { major, minor, isPtmx, isPtySlave, dumpPty, openPty, cttyOf, ttyReg, ptySide } from './pty.ts';
+import { checkQueued } from './ttydata.ts';
 
 /** CRIU's TtyType for a terminal device number. */
 function ttyType(rdev: number): number {
@@ -62,7 +63,7 @@ export const ttyFile = statefulKind({
    * Terminals (tty-info ids) whose tty_info_entry a dump has written, or whose termios a
    * restore has set; and criu-ts's master of each pseudo-terminal a restore opened.
    */
-  state: () => ({ infos: new Set<number>(), masters: new Map<number, number>() }),
+  state: () => ({ infos: new Set<number>(), masters: new Map<number, number>(), checked: { data: false } }),
   dump(p, id, ctx, { infos }) {
     if (!ctx.shellJob && (isPtmx(p.rdev) || isPtySlave(p.rdev))) return dumpPty(p, id, ctx, infos);
     if (!ctx.shellJob && byPath(p.rdev)) {
@@ -106,7 +107,11 @@ export const ttyFile = statefulKind({
     const regfId = ctx.regPath(p.link, p.flags);
     return { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId };
   },
-  open(tty, ctx, { infos: termiosSet, masters }) {
+  open(tty, ctx, { infos: termiosSet, masters, checked }) {
+    if (!checked.data) {
+      checked.data = true;
+      checkQueued(ctx, ptySide(ctx));
+    }
     if (!ctx.shellJob) {
       const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry;
       if (info && (info.type === TTY_VT || info.type === TTY_CONSOLE)) {
