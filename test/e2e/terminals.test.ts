@@ -1,0 +1,50 @@
+/**
+ * Pseudo-terminals outside a shell job (test/workloads/ptydata.c): unread data both ways, a
+ * partial line included, comes back intact (and stays intact after a dump with -R); an fd of
+ * /dev/tty comes back as the task's controlling terminal; a slave whose master was closed comes
+ * back hung up. Each is checked from inside the task. A tty-data.img entry for a file that is no
+ * terminal fails the restore with one line naming the image.
+ */
+import assert from 'node:assert/strict';
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
+import { e2e, killAndReap, assertCleanError, procStat } from '../lib/proc.ts';
+import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
+import { startChecking, askCheck } from '../lib/selfcheck.ts';
+import { readMessages, writeImage } from '../../src/images/index.ts';
+
+e2e('unread data in a pty, both ways and a partial line, comes back intact', async (c) => {
+  const t = await startChecking(c, 'ptydata', []);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const data = readMessages(join(img, 'tty-data.img'), 'tty_data_entry');
+  assert.deepEqual(data.map((e) => Buffer.from(e.data).toString()).sort(), ['line1\nparti', 'out\r\n'], "CRIU's tty_data_entry, one per side");
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+});
+
+e2e('a dump with -R puts the unread terminal data back', async (c) => {
+  const t = await startChecking(c, 'ptydata', []);
+  const r = dump(t.pid, c.subdir('img'), ['-R']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+});
+
+e2e('a tty-data.img entry for a file that is no terminal fails the restore in one line', async (c) => {
+  const t = await startChecking(c, 'ptydata', []);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const bad = c.subdir('bad');
+  cpSync(img, bad, { recursive: true });
+  const p = join(bad, 'tty-data.img');
+  const entries = readMessages(p, 'tty_data_entry');
+  entries[0].tty_id = 9999;
+  writeImage(p, 'tty_data_entry', entries);
+  assert.match(assertCleanError(restore(bad, ['-d', '--skip-verify'])), /tty-data\.img: data for file 9999, which is no pseudo-terminal of the dump/);
+  assert.equal(procStat(t.pid), null, 'nothing is left of the failed restore');
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+});
