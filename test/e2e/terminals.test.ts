@@ -48,3 +48,17 @@ e2e('a tty-data.img entry for a file that is no terminal fails the restore in on
   assert.equal(await askCheck(t), 'CHECK ok');
   killAndReap(t.pid);
 });
+
+e2e('an fd of /dev/tty comes back on the pty that is again its controlling terminal', async (c) => {
+  const t = await startChecking(c, 'ptydata', ['-t']);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const infos = readMessages(join(img, 'tty-info.img'), 'tty_info_entry');
+  assert.ok(
+    infos.some((e) => e.type === 4 && e.id === 2012 && e.sid === t.pid),
+    "CRIU's TTY_TYPE__CTTY entry with the session",
+  );
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+});

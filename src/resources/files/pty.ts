@@ -11,11 +11,12 @@ import { ioctl, O, copyTaskFd, close, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import { openInTask, pullFd } from '../../compel/open.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
 import { dumpQueued, restoreQueued, type PtyEnd, type PtySide } from './ttydata.ts';
-import type { DumpFileCtx, FdProbe, FileEntry, RestoreFileCtx } from './types.ts';
+import { fown, type DumpFileCtx, type FdProbe, type FileEntry, type RestoreFileCtx } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
-import { readStatus } from '../../proc/index.ts';
+import { readStat, readStatus } from '../../proc/index.ts';
 
 const TIOC = {
   GPTN: 0x80045430,
@@ -29,12 +30,16 @@ const TIOC = {
   GPGRP: 0x540f,
   SPGRP: 0x5410,
   GSID: 0x5429,
+  GDEV: 0x80045432,
   GWINSZ: 0x5413,
   SWINSZ: 0x5414,
   INQ: 0x541b,
   OUTQ: 0x5411,
 } as const;
-const TTY_PTY = 1;
+const TTY_PTY = 1,
+  TTY_CTTY = 4;
+/** CRIU's tty-info id of /dev/tty (its index 1006, shifted as every tty's). */
+const CTTY_INFO_ID = 1006 << 1;
 
 export const major = (rdev: number) => (rdev >> 8) & 0xfff;
 export const minor = (rdev: number) => (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
@@ -133,6 +138,60 @@ export function cttyOf(pid: number, fd: number, tree: readonly number[]): { sid:
 /** The REG entry naming a terminal's device node, in its mount when the tree's mounts are dumped. */
 export function ttyReg(p: FdProbe, ctx: DumpFileCtx): number {
   return ctx.regPath(p.link, p.flags, ctx.mntIds ? { mnt_id: p.info.mntId } : {});
+}
+
+/**
+ * An fd of /dev/tty: the task's controlling terminal as it was when it opened it (TIOCGDEV
+ * says which), which must still be its controlling terminal, since the restore has the task
+ * open /dev/tty again once its session has it back (CRIU's TTY_TYPE__CTTY entry).
+ */
+export function dumpDevTty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<number>): MessageInput<'tty_file_entry'> {
+  const local = copyTaskFd(p.pid, p.fd);
+  try {
+    const dev = int(local, TIOC.GDEV);
+    const st = readStat(p.pid);
+    if (dev !== st.ttyNr)
+      throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (/dev/tty) was opened on a terminal that is no longer its controlling terminal`);
+    if (!infos.has(CTTY_INFO_ID)) {
+      infos.add(CTTY_INFO_ID);
+      ctx.addEntry(IMG.TTY_INFO, {
+        id: CTTY_INFO_ID,
+        type: TTY_CTTY,
+        locked: false,
+        exclusive: false,
+        packet_mode: false,
+        // TIOCGSID answers only the terminal's own session: the task's stat says it.
+        sid: treeId(st.session, 'nsSid', ctx.treePids),
+        pgrp: st.tpgid > 0 ? treeId(st.tpgid, 'nsPgid', ctx.treePids) : 0,
+        rdev: p.rdev,
+      });
+    }
+    return { id, tty_info_id: CTTY_INFO_ID, flags: p.flags, fown: fown(), regf_id: ttyReg(p, ctx) };
+  } finally {
+    close(local);
+  }
+}
+
+/** Is this tty file an fd of /dev/tty? */
+export function isDevTty(ctx: RestoreFileCtx, tty: TtyFile): boolean {
+  return ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry.type === TTY_CTTY;
+}
+
+/**
+ * The task opens /dev/tty itself, now that its session has its controlling terminal back, and
+ * puts it at `fd` (which held a stand-in), keeping its close-on-exec flag.
+ */
+export function reopenDevTty(tty: TtyFile, fd: number, t: Tracee, area: InjectionArea): void {
+  area.reset();
+  const cloexec = Number(t.syscall('fcntl', fd, 1 /* F_GETFD */)) & 1;
+  let got: bigint;
+  try {
+    got = openInTask(t, area, '/dev/tty', tty.flags & ~(O.CREAT | O.TRUNC | O.EXCL));
+  } catch (e) {
+    throw new NotSupportedError(`task ${t.tid}: fd ${fd} (/dev/tty) cannot be opened again: ${(e as Error).message}`);
+  }
+  t.syscall('dup3', got, fd, cloexec ? O.CLOEXEC : 0);
+  t.syscall('close', got);
 }
 
 /** A slave's line settings and the owner of its /dev/pts node (grantpt, or a chown). */
@@ -275,9 +334,11 @@ function slavePath(ctx: RestoreFileCtx, masterRegf: number | undefined, index: n
 /**
  * A session leader takes back its controlling terminal, a slave of the dump (whichever task
  * holds an fd of it), with its foreground group: through a copy of criu-ts's fd of it.
+ * `early`: before it has children (which then inherit it), without the group, which may not
+ * exist yet, and only if it leads its session already (its setsid may wait for its children).
  */
-export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: RestoreFileCtx): void {
-  const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.sid === sid)?.entry;
+export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: RestoreFileCtx, early = false): void {
+  const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.sid === sid && e.entry.type !== TTY_CTTY)?.entry;
   if (!info) return;
   let local: number;
   if (info.pty) {
@@ -292,14 +353,12 @@ export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: Re
     if (!file) throw new NotSupportedError(`tty-info.img: the controlling terminal of session ${sid} has no file`);
     local = ctx.fileFd(file.id);
   }
-  const pidfd = t.pidfdOfTracer();
-  let fd: bigint;
+  const fd = pullFd(t, local);
   try {
-    fd = t.syscall('pidfd_getfd', pidfd, local, 0);
-  } finally {
-    t.syscallRaw('close', pidfd);
-  }
-  try {
+    if (early) {
+      t.syscallRaw('ioctl', fd, TIOC.SCTTY, 0);
+      return;
+    }
     t.syscall('ioctl', fd, TIOC.SCTTY, 0);
     if (info.pgrp) {
       const b = Buffer.alloc(4);

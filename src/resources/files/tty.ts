@@ -8,7 +8,7 @@ import { NotSupportedError } from '../../errors.ts';
 import { readStat } from '../../proc/index.ts';
 import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, statefulKind, type FdProbe } from './types.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
-import { major, minor, isPtmx, isPtySlave, dumpPty, openPty, cttyOf, ttyReg, ptySide } from './pty.ts';
+import { major, minor, isPtmx, isPtySlave, dumpPty, openPty, cttyOf, ttyReg, ptySide, dumpDevTty, isDevTty, reopenDevTty } from './pty.ts';
 import { checkQueued } from './ttydata.ts';
 
 /** CRIU's TtyType for a terminal device number. */
@@ -66,6 +66,7 @@ export const ttyFile = statefulKind({
   state: () => ({ infos: new Set<number>(), masters: new Map<number, number>(), checked: { data: false } }),
   dump(p, id, ctx, { infos }) {
     if (!ctx.shellJob && (isPtmx(p.rdev) || isPtySlave(p.rdev))) return dumpPty(p, id, ctx, infos);
+    if (!ctx.shellJob && p.rdev === CTTY_RDEV) return dumpDevTty(p, id, ctx, infos);
     if (!ctx.shellJob && byPath(p.rdev)) {
       if (!infos.has(p.rdev)) {
         infos.add(p.rdev);
@@ -107,11 +108,17 @@ export const ttyFile = statefulKind({
     const regfId = ctx.regPath(p.link, p.flags);
     return { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId };
   },
+  eachFd: true,
+  afterInstall(tty, fd, t, area, ctx) {
+    if (!ctx.shellJob && isDevTty(ctx, tty)) reopenDevTty(tty, fd, t, area);
+  },
   open(tty, ctx, { infos: termiosSet, masters, checked }) {
     if (!checked.data) {
       checked.data = true;
       checkQueued(ctx, ptySide(ctx));
     }
+    // /dev/tty is opened by the task itself (afterInstall): a stand-in until then.
+    if (!ctx.shellJob && isDevTty(ctx, tty)) return ctx.keep(fs.openSync('/dev/null', O.RDWR | O.CLOEXEC));
     if (!ctx.shellJob) {
       const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry;
       if (info && (info.type === TTY_VT || info.type === TTY_CONSOLE)) {
