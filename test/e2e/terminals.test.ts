@@ -62,3 +62,14 @@ e2e('an fd of /dev/tty comes back on the pty that is again its controlling termi
   assert.equal(await askCheck(t), 'CHECK ok');
   killAndReap(t.pid);
 });
+
+e2e('a slave whose master was closed comes back hung up', async (c) => {
+  const t = await startChecking(c, 'ptydata', ['-c']);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const [info] = readMessages(join(img, 'tty-info.img'), 'tty_info_entry');
+  assert.equal(info.termios, undefined, 'a hung-up terminal has no settings, as CRIU saves it');
+  restoreDetached(img, t.pid);
+  assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+});

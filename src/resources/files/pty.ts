@@ -12,6 +12,7 @@ import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { openInTask, pullFd } from '../../compel/open.ts';
+import { deletedName } from './ghost.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
 import { dumpQueued, restoreQueued, type PtyEnd, type PtySide } from './ttydata.ts';
 import { fown, type DumpFileCtx, type FdProbe, type FileEntry, type RestoreFileCtx } from './types.ts';
@@ -207,6 +208,7 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
   try {
     const index = master ? int(local, TIOC.GPTN) : slaveIndex(p.rdev);
     const peer = master ? slaveInTree(index, ctx.treePids) : masterInTree(index, ctx.treePids);
+    if (!master && hungUp(local)) return dumpHungSlave(p, id, index, peer !== undefined, ctx, infos);
     if (!master && !peer) {
       throw new NotSupportedError(
         `task ${p.pid}: fd ${p.fd} (${p.link}): its master is not in the dumped tree; dump it as a shell job (--shell-job)`,
@@ -242,6 +244,47 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
   } finally {
     close(local);
   }
+}
+
+/** A hung-up tty answers its ioctls with EIO (its master was closed, or vhangup). */
+function hungUp(local: number): boolean {
+  try {
+    ioctl(local, TIOC.GWINSZ, Buffer.alloc(8));
+    return false;
+  } catch (e) {
+    if (e instanceof SysError && e.code === 'EIO') return true;
+    throw e;
+  }
+}
+
+/**
+ * A slave hung up when its master was closed: the file reads nothing and fails writes, and the
+ * pty has no settings left. Saved as CRIU saves it (a tty_info_entry without termios); the
+ * restore opens it through a master of its own, which it closes before the tasks run.
+ */
+function dumpHungSlave(p: FdProbe, id: number, index: number, masterOpen: boolean, ctx: DumpFileCtx, infos: Set<number>) {
+  if (masterOpen) throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (${p.link}): a hung-up terminal whose master is still open`);
+  const tid = infoId(index, false);
+  if (!infos.has(tid)) {
+    infos.add(tid);
+    const st = fs.statSync(`/proc/${p.pid}/fd/${p.fd}`);
+    ctx.addEntry(IMG.TTY_INFO, {
+      id: tid,
+      type: TTY_PTY,
+      locked: false,
+      exclusive: false,
+      packet_mode: false,
+      sid: 0,
+      pgrp: 0,
+      rdev: p.rdev,
+      uid: st.uid,
+      gid: st.gid,
+      pty: { index },
+    });
+  }
+  // Its /dev/pts node went with the master: its name is the one it had.
+  const name = deletedName(p.link) ?? p.link;
+  return { id, tty_info_id: tid, flags: p.flags, fown: fown(), regf_id: ttyReg({ ...p, link: name }, ctx) };
 }
 
 /** The restore's state: criu-ts's master fd of each pty index. */
@@ -281,6 +324,15 @@ export function ptySide(ctx: RestoreFileCtx): PtySide {
   };
 }
 
+/** A master at `index` for a slave whose own is gone, next to the slave's node (/dev/ptmx for /dev/pts/N). */
+function fakeMaster(ctx: RestoreFileCtx, slaveReg: { name: string; mnt_id?: number } | undefined, index: number): number {
+  const dir = path.dirname(slaveReg?.name ?? `/dev/pts/${index}`);
+  const name = path.basename(dir) === 'pts' ? `${path.dirname(dir)}/ptmx` : `${dir}/ptmx`;
+  const fd = openPtmxAt(ctx.pathOf({ id: -1, name, ...(slaveReg?.mnt_id !== undefined ? { mnt_id: slaveReg.mnt_id } : {}) }), index, O.RDWR);
+  ioctl(fd, TIOC.SPTLCK, Buffer.alloc(4));
+  return fd;
+}
+
 /** criu-ts's fd for a pty file: the master at its index, or a slave opened through its master. */
 export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore): number {
   const info = infoOf(ctx, tty.tty_info_id);
@@ -303,10 +355,12 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
     return fd;
   }
   if (!masters.has(index)) {
-    // The master is opened first, whichever fd number it has.
+    // The master is opened first, whichever fd number it has. A hung-up slave (no termios) gets
+    // one of criu-ts's own, closed before the release, which hangs it up again.
     const m = [...ctx.files.values()].find((f) => f.tty && f.tty.tty_info_id === infoId(index, true));
-    if (!m) throw new NotSupportedError(`pseudo-terminal ${index}: its master is not in the dump`);
-    ctx.fileFd(m.id);
+    if (m) ctx.fileFd(m.id);
+    else if (!info.termios) masters.set(index, ctx.keep(fakeMaster(ctx, reg, index)));
+    else throw new NotSupportedError(`pseudo-terminal ${index}: its master is not in the dump`);
   }
   const path = ctx.pathOf(reg ?? { id: -1, name: `/dev/pts/${index}` });
   const fd = ctx.keep(fs.openSync(path, flags | O.NOCTTY | O.CLOEXEC));
