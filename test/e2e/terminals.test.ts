@@ -18,7 +18,11 @@ e2e('unread data in a pty, both ways and a partial line, comes back intact', asy
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   const data = readMessages(join(img, 'tty-data.img'), 'tty_data_entry');
-  assert.deepEqual(data.map((e) => Buffer.from(e.data).toString()).sort(), ['line1\nparti', 'out\r\n'], "CRIU's tty_data_entry, one per side");
+  assert.deepEqual(
+    data.map((e) => Buffer.from(e.data).toString()).sort(),
+    ['line1\nparti', 'out\r\n'],
+    "CRIU's tty_data_entry, one per side",
+  );
   restoreDetached(img, t.pid);
   assert.equal(await askCheck(t), 'CHECK ok');
   killAndReap(t.pid);
@@ -42,7 +46,10 @@ e2e('a tty-data.img entry for a file that is no terminal fails the restore in on
   const entries = readMessages(p, 'tty_data_entry');
   entries[0].tty_id = 9999;
   writeImage(p, 'tty_data_entry', entries);
-  assert.match(assertCleanError(restore(bad, ['-d', '--skip-verify'])), /tty-data\.img: data for file 9999, which is no pseudo-terminal of the dump/);
+  assert.match(
+    assertCleanError(restore(bad, ['-d', '--skip-verify'])),
+    /tty-data\.img: data for file 9999, which is no pseudo-terminal of the dump/,
+  );
   assert.equal(procStat(t.pid), null, 'nothing is left of the failed restore');
   restoreDetached(img, t.pid);
   assert.equal(await askCheck(t), 'CHECK ok');

@@ -15,7 +15,7 @@ import { openInTask, pullFd } from '../../compel/open.ts';
 import { deletedName } from './ghost.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
 import { dumpQueued, restoreQueued, type PtyEnd, type PtySide } from './ttydata.ts';
-import { fown, type DumpFileCtx, type FdProbe, type FileEntry, type RestoreFileCtx } from './types.ts';
+import { fown, type DumpFileCtx, type FdProbe, type RestoreFileCtx } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
 import { readStat, readStatus } from '../../proc/index.ts';
 
@@ -152,7 +152,9 @@ export function dumpDevTty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<
     const dev = int(local, TIOC.GDEV);
     const st = readStat(p.pid);
     if (dev !== st.ttyNr)
-      throw new NotSupportedError(`task ${p.pid}: fd ${p.fd} (/dev/tty) was opened on a terminal that is no longer its controlling terminal`);
+      throw new NotSupportedError(
+        `task ${p.pid}: fd ${p.fd} (/dev/tty) was opened on a terminal that is no longer its controlling terminal`,
+      );
     if (!infos.has(CTTY_INFO_ID)) {
       infos.add(CTTY_INFO_ID);
       ctx.addEntry(IMG.TTY_INFO, {
@@ -328,7 +330,11 @@ export function ptySide(ctx: RestoreFileCtx): PtySide {
 function fakeMaster(ctx: RestoreFileCtx, slaveReg: { name: string; mnt_id?: number } | undefined, index: number): number {
   const dir = path.dirname(slaveReg?.name ?? `/dev/pts/${index}`);
   const name = path.basename(dir) === 'pts' ? `${path.dirname(dir)}/ptmx` : `${dir}/ptmx`;
-  const fd = openPtmxAt(ctx.pathOf({ id: -1, name, ...(slaveReg?.mnt_id !== undefined ? { mnt_id: slaveReg.mnt_id } : {}) }), index, O.RDWR);
+  const fd = openPtmxAt(
+    ctx.pathOf({ id: -1, name, ...(slaveReg?.mnt_id !== undefined ? { mnt_id: slaveReg.mnt_id } : {}) }),
+    index,
+    O.RDWR,
+  );
   ioctl(fd, TIOC.SPTLCK, Buffer.alloc(4));
   return fd;
 }
@@ -400,7 +406,9 @@ export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: Re
     const slave = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, false));
     const master = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === infoId(info.pty!.index, true));
     if (!slave && master) ctx.fileFd(master.id);
-    local = slave ? ctx.fileFd(slave.id) : ctx.keep(fs.openSync(slavePath(ctx, master?.tty?.regf_id, info.pty.index), O.RDWR | O.NOCTTY | O.CLOEXEC));
+    local = slave
+      ? ctx.fileFd(slave.id)
+      : ctx.keep(fs.openSync(slavePath(ctx, master?.tty?.regf_id, info.pty.index), O.RDWR | O.NOCTTY | O.CLOEXEC));
   } else {
     // A virtual terminal or the console, through a file of it.
     const file = [...ctx.files.values()].find((f) => f.tty?.tty_info_id === info.id);

@@ -15,7 +15,6 @@ import { IMG } from '../../images/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import { withTermios, TERMIOS_FLAGS as F } from './termios.ts';
 import type { DumpFileCtx, FdProbe, RestoreFileCtx } from './types.ts';
-import type { Message } from '../types.ts';
 
 const TIOCINQ = 0x541b,
   TIOCSTI = 0x5412;
@@ -149,7 +148,9 @@ export function checkQueued(ctx: RestoreFileCtx, side: PtySide): void {
   for (const { entry } of ctx.entries(IMG.TTY_DATA)) {
     if (!side(entry.tty_id)) throw new CriuError(`tty-data.img: data for file ${entry.tty_id}, which is no pseudo-terminal of the dump`);
     if (entry.data.length >= TTY_DATA_MAX)
-      throw new CriuError(`tty-data.img: ${entry.data.length} bytes for file ${entry.tty_id}, more than a terminal holds (${TTY_DATA_MAX})`);
+      throw new CriuError(
+        `tty-data.img: ${entry.data.length} bytes for file ${entry.tty_id}, more than a terminal holds (${TTY_DATA_MAX})`,
+      );
   }
 }
 
