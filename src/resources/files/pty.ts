@@ -157,17 +157,10 @@ export function dumpDevTty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<
       );
     if (!infos.has(CTTY_INFO_ID)) {
       infos.add(CTTY_INFO_ID);
-      ctx.addEntry(IMG.TTY_INFO, {
-        id: CTTY_INFO_ID,
-        type: TTY_CTTY,
-        locked: false,
-        exclusive: false,
-        packet_mode: false,
-        // TIOCGSID answers only the terminal's own session: the task's stat says it.
-        sid: treeId(st.session, 'nsSid', ctx.treePids),
-        pgrp: st.tpgid > 0 ? treeId(st.tpgid, 'nsPgid', ctx.treePids) : 0,
-        rdev: p.rdev,
-      });
+      // TIOCGSID answers only the terminal's own session: the task's stat says it.
+      const sid = treeId(st.session, 'nsSid', ctx.treePids);
+      const pgrp = st.tpgid > 0 ? treeId(st.tpgid, 'nsPgid', ctx.treePids) : 0;
+      ctx.addEntry(IMG.TTY_INFO, ttyInfo(CTTY_INFO_ID, TTY_CTTY, p.rdev, { sid, pgrp }));
     }
     return { id, tty_info_id: CTTY_INFO_ID, flags: p.flags, fown: fown(), regf_id: ttyReg(p, ctx) };
   } finally {
@@ -248,6 +241,16 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
   }
 }
 
+/** A tty_info_entry with no lock, exclusive or packet mode and no session: `more` adds what the tty has. */
+export function ttyInfo(
+  id: number,
+  type: number,
+  rdev: number,
+  more: Partial<MessageInput<'tty_info_entry'>> = {},
+): MessageInput<'tty_info_entry'> {
+  return { id, type, locked: false, exclusive: false, packet_mode: false, sid: 0, pgrp: 0, rdev, ...more };
+}
+
 /** A hung-up tty answers its ioctls with EIO (its master was closed, or vhangup). */
 function hungUp(local: number): boolean {
   try {
@@ -270,19 +273,7 @@ function dumpHungSlave(p: FdProbe, id: number, index: number, masterOpen: boolea
   if (!infos.has(tid)) {
     infos.add(tid);
     const st = fs.statSync(`/proc/${p.pid}/fd/${p.fd}`);
-    ctx.addEntry(IMG.TTY_INFO, {
-      id: tid,
-      type: TTY_PTY,
-      locked: false,
-      exclusive: false,
-      packet_mode: false,
-      sid: 0,
-      pgrp: 0,
-      rdev: p.rdev,
-      uid: st.uid,
-      gid: st.gid,
-      pty: { index },
-    });
+    ctx.addEntry(IMG.TTY_INFO, ttyInfo(tid, TTY_PTY, p.rdev, { uid: st.uid, gid: st.gid, pty: { index } }));
   }
   // Its /dev/pts node went with the master: its name is the one it had.
   const name = deletedName(p.link) ?? p.link;

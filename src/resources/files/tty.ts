@@ -8,7 +8,21 @@ import { NotSupportedError } from '../../errors.ts';
 import { readStat } from '../../proc/index.ts';
 import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, statefulKind, type FdProbe } from './types.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
-import { major, minor, isPtmx, isPtySlave, dumpPty, openPty, cttyOf, ttyReg, ptySide, dumpDevTty, isDevTty, reopenDevTty } from './pty.ts';
+import {
+  major,
+  minor,
+  isPtmx,
+  isPtySlave,
+  dumpPty,
+  openPty,
+  cttyOf,
+  ttyReg,
+  ptySide,
+  dumpDevTty,
+  isDevTty,
+  reopenDevTty,
+  ttyInfo,
+} from './pty.ts';
 import { checkQueued } from './ttydata.ts';
 
 /** CRIU's TtyType for a terminal device number. */
@@ -70,15 +84,7 @@ export const ttyFile = statefulKind({
     if (!ctx.shellJob && byPath(p.rdev)) {
       if (!infos.has(p.rdev)) {
         infos.add(p.rdev);
-        ctx.addEntry(IMG.TTY_INFO, {
-          id: p.rdev,
-          type: ttyType(p.rdev),
-          locked: false,
-          exclusive: false,
-          packet_mode: false,
-          ...cttyOf(p.pid, p.fd, ctx.treePids),
-          rdev: p.rdev,
-        });
+        ctx.addEntry(IMG.TTY_INFO, ttyInfo(p.rdev, ttyType(p.rdev), p.rdev, cttyOf(p.pid, p.fd, ctx.treePids)));
       }
       return { id, tty_info_id: p.rdev, flags: p.flags, fown: fown(), regf_id: ttyReg(p, ctx) };
     }
@@ -92,18 +98,13 @@ export const ttyFile = statefulKind({
     const infoId = p.rdev;
     if (!infos.has(infoId)) {
       infos.add(infoId);
-      ctx.addEntry(IMG.TTY_INFO, {
-        id: infoId,
-        type: ttyType(p.rdev),
-        locked: false,
-        exclusive: false,
-        packet_mode: false,
-        sid: 0,
-        pgrp: 0,
-        rdev: p.rdev,
-        termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`),
-        ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
-      });
+      ctx.addEntry(
+        IMG.TTY_INFO,
+        ttyInfo(infoId, ttyType(p.rdev), p.rdev, {
+          termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`),
+          ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
+        }),
+      );
     }
     const regfId = ctx.regPath(p.link, p.flags);
     return { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId };
