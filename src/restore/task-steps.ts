@@ -28,6 +28,7 @@ import {
   addFds,
   opensLate,
   restoreCtty,
+  checkInheritedCtty,
   afterInstall,
   afterInstallInFlight,
 } from '../resources/files/index.ts';
@@ -215,6 +216,7 @@ export function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // A session leader takes back its controlling terminal (a pseudo-terminal of the dump) with
   // its foreground group, before any task of the session opens /dev/tty again.
   if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx);
+  else if (!ctx.req.shellJob) checkInheritedCtty(stub.tid, t.pid, t.sid, ctx.fileCtx);
   // Per-file state that needs the whole tree's fds in place (pipe data, /dev/tty).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.fileCtx, ctx.installedOnce);

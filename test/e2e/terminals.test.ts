@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, killAndReap, assertCleanError, procStat } from '../lib/proc.ts';
+import { e2e, killAndReap, assertCleanError, assertRunningFree, procStat } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
 import { startChecking, askCheck } from '../lib/selfcheck.ts';
 import { readMessages, writeImage } from '../../src/images/index.ts';
@@ -56,7 +56,7 @@ e2e('a tty-data.img entry for a file that is no terminal fails the restore in on
   killAndReap(t.pid);
 });
 
-e2e('an fd of /dev/tty comes back on the pty that is again its controlling terminal', async (c) => {
+e2e("an fd of /dev/tty comes back on the pty that is again its controlling terminal, its session's child has it too", async (c) => {
   const t = await startChecking(c, 'ptydata', ['-t']);
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
@@ -67,6 +67,15 @@ e2e('an fd of /dev/tty comes back on the pty that is again its controlling termi
   );
   restoreDetached(img, t.pid);
   assert.equal(await askCheck(t), 'CHECK ok');
+  killAndReap(t.pid);
+});
+
+e2e('a task without a terminal in a session that has one is refused and runs on', async (c) => {
+  const t = await startChecking(c, 'ptydata', ['-t', '-n']);
+  const msg = assertCleanError(dump(t.pid, c.subdir('img')));
+  assert.match(msg, /controlling terminal: it has none while its session leader \d+ has one, which it would inherit/);
+  assertRunningFree(t.pid, 'the target after a refused dump');
+  assert.equal(await askCheck(t), 'CHECK fail: the child of its session has another terminal', 'the task is as it was');
   killAndReap(t.pid);
 });
 

@@ -4,7 +4,9 @@
  *   ptydata        unread data both ways: "line1\nparti" written to the master (a whole line and
  *                  a partial one, for the slave to read; echo off), "out\n" written to the slave
  *                  (for the master to read, "out\r\n" after output processing)
- *   ptydata -t     the slave as its controlling terminal, and an fd of /dev/tty
+ *   ptydata -t     the slave as its controlling terminal, and an fd of /dev/tty; a child of
+ *                  its session (forked after) holds it too and has the same terminal
+ *   ptydata -t -n  the same, the child forked before the terminal was taken (it has none)
  *   ptydata -c     a slave whose master was closed (hung up), the master in no task
  *
  * It prints "tick n=N" every 50 ms; on SIGUSR1 it checks from inside and prints "CHECK ok" or
@@ -15,14 +17,36 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
 #include "checkloop.h"
 
-struct pty { int master, slave, tty; };
+struct pty { int master, slave, tty; pid_t child; };
+
+static void child_stays(void)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	for (;;) pause();
+}
+
+/* tty_nr of /proc/PID/stat (field 7). */
+static long tty_nr(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f || !fgets(buf, sizeof buf, f)) return -1;
+	fclose(f);
+	char *p = strrchr(buf, ')');
+	long v = -1;
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %ld", &v) != 1) return -1;
+	return v;
+}
 
 static int readn(int fd, char *buf, size_t n)
 {
@@ -59,6 +83,7 @@ static const char *verify_ctty(void *arg)
 	if (write(p->tty, "y\n", 2) != 2) return "write to /dev/tty";
 	usleep(10000);
 	if (readn(p->master, buf, sizeof buf) <= 0) return "the master does not see what /dev/tty writes";
+	if (tty_nr(p->child) != tty_nr(getpid()) || tty_nr(getpid()) <= 0) return "the child of its session has another terminal";
 	return NULL;
 }
 
@@ -73,13 +98,15 @@ static const char *verify_hung(void *arg)
 
 int main(int argc, char **argv)
 {
-	int opt, ctty = 0, hung = 0;
-	while ((opt = getopt(argc, argv, "tc")) != -1) {
+	int opt, ctty = 0, hung = 0, early = 0;
+	while ((opt = getopt(argc, argv, "tcn")) != -1) {
 		if (opt == 't') ctty = 1;
+		else if (opt == 'n') early = 1;
 		else if (opt == 'c') hung = 1;
 		else return 2;
 	}
 	struct pty p = { .tty = -1 };
+	if (ctty && early && (p.child = fork()) == 0) child_stays();
 	p.master = posix_openpt(O_RDWR | O_NOCTTY);
 	if (p.master < 0 || grantpt(p.master) || unlockpt(p.master)) return 3;
 	p.slave = open(ptsname(p.master), O_RDWR | (ctty ? 0 : O_NOCTTY));
@@ -87,6 +114,7 @@ int main(int argc, char **argv)
 	if (ctty) {
 		p.tty = open("/dev/tty", O_RDWR);
 		if (p.tty < 0) return 3;
+		if (!early && (p.child = fork()) == 0) child_stays();
 		check_loop(verify_ctty, &p);
 	}
 	if (hung) {

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ioctl, O, copyTaskFd, close, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
-import { NotSupportedError } from '../../errors.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { openInTask, pullFd } from '../../compel/open.ts';
 import { deletedName } from './ghost.ts';
@@ -422,6 +422,19 @@ export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: Re
   } finally {
     t.syscallRaw('close', fd);
   }
+}
+
+/**
+ * A task of a session whose terminal comes back has it from its session leader, which took it
+ * before the task was forked (the dump refuses a task without one in such a session). `tid`:
+ * the task as criu-ts sees it.
+ */
+export function checkInheritedCtty(tid: number, pid: number, sid: number, ctx: RestoreFileCtx): void {
+  const has = ctx.entries(IMG.TTY_INFO).some((e) => e.entry.sid === sid && e.entry.type !== TTY_CTTY);
+  if (has && readStat(tid).ttyNr === 0)
+    throw new CriuError(
+      `task ${pid}: the controlling terminal of its session ${sid} was not given back to it (its leader started the session after forking it)`,
+    );
 }
 
 /**
