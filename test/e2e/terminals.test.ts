@@ -36,7 +36,7 @@ e2e('a dump with -R puts the unread terminal data back', async (c) => {
   killAndReap(t.pid);
 });
 
-e2e('a tty-data.img entry for a file that is no terminal fails the restore in one line', async (c) => {
+e2e('a tty-data.img entry for a tty that is not in the dump fails the restore in one line', async (c) => {
   const t = await startChecking(c, 'ptydata', []);
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
@@ -48,7 +48,7 @@ e2e('a tty-data.img entry for a file that is no terminal fails the restore in on
   writeImage(p, 'tty_data_entry', entries);
   assert.match(
     assertCleanError(restore(bad, ['-d', '--skip-verify'])),
-    /tty-data\.img: data for file 9999, which is no pseudo-terminal of the dump/,
+    /tty-data\.img: data for tty 9999, which is no pseudo-terminal of the dump/,
   );
   assert.equal(procStat(t.pid), null, 'nothing is left of the failed restore');
   restoreDetached(img, t.pid);

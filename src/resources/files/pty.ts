@@ -213,7 +213,7 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
     if (!infos.has(tid)) {
       infos.add(tid);
       // The data queued for this side, once per side.
-      dumpQueued(p, id, master, peer, master && int(local, TIOC.GPKT) !== 0, ctx);
+      dumpQueued(p, tid, master, peer, master && int(local, TIOC.GPKT) !== 0, ctx);
       const ws = Buffer.alloc(8);
       ioctl(local, TIOC.GWINSZ, ws);
       ctx.addEntry(IMG.TTY_INFO, {
@@ -308,11 +308,10 @@ function openPtmxAt(path: string, index: number, flags: number): number {
   throw new NotSupportedError(`pseudo-terminal ${index} is taken on this system`);
 }
 
-/** The pty index and side of a tty file, from its tty_info_entry (CRIU's ids: index << 1, the master odd). */
+/** The pty index and side of a tty-info id (CRIU's ids: index << 1, the master odd). */
 export function ptySide(ctx: RestoreFileCtx): PtySide {
-  return (fileId) => {
-    const tty = ctx.files.get(fileId)?.tty;
-    const info = tty && ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry;
+  return (ttyId) => {
+    const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === ttyId)?.entry;
     return info?.pty ? { index: info.pty.index, master: (info.id & 1) === 1 } : undefined;
   };
 }

@@ -1,8 +1,8 @@
 // Data queued in a pseudo-terminal (CRIU's tty-data.img): what the master wrote that no reader
 // of the slave has read yet, and what the slave's side wrote that the master has not read.
 // Terminals cannot be peeked at: the dump reads the data out (the tree is frozen) and puts it
-// back unless the tree is killed. Each entry names the file it was read through (tty_id); the
-// data goes back into the same side:
+// back unless the tree is killed. Each entry names the side it was read from by its tty-info
+// id (tty_id, as CRIU's); the data goes back into the same side:
 // - queued for the slave: read through a new description of the slave, with the line
 //   discipline made non-canonical for the read (a partial line comes out too), and put back
 //   with TIOCSTI on a slave (synchronous, through the line discipline) with echo, signals and
@@ -94,10 +94,17 @@ function readOutput(master: number): Buffer {
 
 /**
  * The dump side, once per side of each pty: read out what is queued for the side of `p`
- * (an fd of the tree), save it under file `id`, and put it back when the dump ends without
+ * (an fd of the tree), save it under its tty-info id `ttyId`, and put it back when the dump ends without
  * killing the tree. `peer`: where the other side is in the tree, if anywhere.
  */
-export function dumpQueued(p: FdProbe, id: number, master: boolean, peer: PtyEnd | undefined, packetMode: boolean, ctx: DumpFileCtx): void {
+export function dumpQueued(
+  p: FdProbe,
+  ttyId: number,
+  master: boolean,
+  peer: PtyEnd | undefined,
+  packetMode: boolean,
+  ctx: DumpFileCtx,
+): void {
   const at = `task ${p.pid}: fd ${p.fd} (${p.link})`;
   const local = master ? copyTaskFd(p.pid, p.fd) : fs.openSync(`/proc/${p.pid}/fd/${p.fd}`, O.RDONLY | O.NOCTTY | O.NONBLOCK | O.CLOEXEC);
   const fds = [local];
@@ -123,8 +130,8 @@ export function dumpQueued(p: FdProbe, id: number, master: boolean, peer: PtyEnd
       putBack();
       throw new NotSupportedError(`${at}: ${data.length} bytes of unread terminal data, more than a terminal holds (${TTY_DATA_MAX})`);
     }
-    ctx.log.info(`${at}: ${data.length} bytes of unread terminal data saved for file ${id}`);
-    ctx.addEntry(IMG.TTY_DATA, { tty_id: id, data });
+    ctx.log.info(`${at}: ${data.length} bytes of unread terminal data saved for tty ${ttyId}`);
+    ctx.addEntry(IMG.TTY_DATA, { tty_id: ttyId, data });
     ctx.atEnd((how) => {
       try {
         if (how !== 'killed') putBack();
@@ -140,17 +147,15 @@ export function dumpQueued(p: FdProbe, id: number, master: boolean, peer: PtyEnd
   }
 }
 
-/** The pty and side a tty file is, if it is a pseudo-terminal's. */
-export type PtySide = (fileId: number) => { index: number; master: boolean } | undefined;
+/** The pty and side a tty-info id is, if it is a pseudo-terminal's. */
+export type PtySide = (ttyId: number) => { index: number; master: boolean } | undefined;
 
-/** Every tty-data.img entry is for a pseudo-terminal file of the dump, within what a terminal holds. */
+/** Every tty-data.img entry is for a pseudo-terminal side of the dump, within what a terminal holds. */
 export function checkQueued(ctx: RestoreFileCtx, side: PtySide): void {
   for (const { entry } of ctx.entries(IMG.TTY_DATA)) {
-    if (!side(entry.tty_id)) throw new CriuError(`tty-data.img: data for file ${entry.tty_id}, which is no pseudo-terminal of the dump`);
+    if (!side(entry.tty_id)) throw new CriuError(`tty-data.img: data for tty ${entry.tty_id}, which is no pseudo-terminal of the dump`);
     if (entry.data.length >= TTY_DATA_MAX)
-      throw new CriuError(
-        `tty-data.img: ${entry.data.length} bytes for file ${entry.tty_id}, more than a terminal holds (${TTY_DATA_MAX})`,
-      );
+      throw new CriuError(`tty-data.img: ${entry.data.length} bytes for tty ${entry.tty_id}, more than a terminal holds (${TTY_DATA_MAX})`);
   }
 }
 
@@ -170,7 +175,7 @@ export function restoreQueued(ctx: RestoreFileCtx, side: PtySide, index: number,
         if (s.master) writeOutput(slave, data);
         else injectInput(slave, data);
       } catch (e) {
-        if (e instanceof SysError) throw new CriuError(`tty-data.img: the data of file ${entry.tty_id} cannot be put back: ${e.message}`);
+        if (e instanceof SysError) throw new CriuError(`tty-data.img: the data of tty ${entry.tty_id} cannot be put back: ${e.message}`);
         throw e;
       } finally {
         close(slave);
