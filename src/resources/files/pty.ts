@@ -13,7 +13,7 @@ import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import { openInTask, pullFd } from '../../compel/open.ts';
 import { deletedName } from './ghost.ts';
-import { dumpTermios, restoreTermios } from './termios.ts';
+import { termiosOf, lockedTermiosOf, restoreTermios, restoreLockedTermios } from './termios.ts';
 import { dumpQueued, restoreQueued, type PtyEnd, type PtySide } from './ttydata.ts';
 import { fown, type DumpFileCtx, type FdProbe, type RestoreFileCtx } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
@@ -190,10 +190,38 @@ export function reopenDevTty(tty: TtyFile, fd: number, t: Tracee, area: Injectio
   t.syscall('close', got);
 }
 
-/** A slave's line settings and the owner of its /dev/pts node (grantpt, or a chown). */
-function slaveAttrs(p: FdProbe): Pick<MessageInput<'tty_info_entry'>, 'termios' | 'uid' | 'gid'> {
+/** The owner of a slave's /dev/pts node (grantpt, or a chown). */
+function slaveOwner(p: FdProbe): Pick<MessageInput<'tty_info_entry'>, 'uid' | 'gid'> {
   const st = fs.statSync(`/proc/${p.pid}/fd/${p.fd}`);
-  return { termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`), uid: st.uid, gid: st.gid };
+  return { uid: st.uid, gid: st.gid };
+}
+
+/**
+ * The line settings, locked settings and window size of the pty `local` is a side of (the
+ * slave's, through either side): CRIU wants all three on every side that is not hung up.
+ */
+function ptyParams(local: number): Pick<MessageInput<'tty_info_entry'>, 'termios' | 'termios_locked' | 'winsize'> {
+  const ws = Buffer.alloc(8);
+  ioctl(local, TIOC.GWINSZ, ws);
+  return {
+    termios: termiosOf(local),
+    termios_locked: lockedTermiosOf(local),
+    winsize: { ws_row: ws.readUInt16LE(0), ws_col: ws.readUInt16LE(2), ws_xpixel: ws.readUInt16LE(4), ws_ypixel: ws.readUInt16LE(6) },
+  };
+}
+
+/** The settings of ptyParams back, through criu-ts's fd of a side: the locked ones first, which bind the others. */
+function restorePtyParams(fd: number, info: Message<'tty_info_entry'>): void {
+  if (info.termios_locked) restoreLockedTermios(fd, info.termios_locked);
+  if (info.termios) restoreTermios(fd, info.termios);
+  if (info.winsize) {
+    const ws = Buffer.alloc(8);
+    ws.writeUInt16LE(info.winsize.ws_row, 0);
+    ws.writeUInt16LE(info.winsize.ws_col, 2);
+    ws.writeUInt16LE(info.winsize.ws_xpixel, 4);
+    ws.writeUInt16LE(info.winsize.ws_ypixel, 6);
+    ioctl(fd, TIOC.SWINSZ, ws);
+  }
 }
 
 /** The dump side: the entries of a pty fd, its tty_info written once per side. */
@@ -214,8 +242,6 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
       infos.add(tid);
       // The data queued for this side, once per side.
       dumpQueued(p, tid, master, peer, master && int(local, TIOC.GPKT) !== 0, ctx);
-      const ws = Buffer.alloc(8);
-      ioctl(local, TIOC.GWINSZ, ws);
       ctx.addEntry(IMG.TTY_INFO, {
         id: tid,
         type: TTY_PTY,
@@ -224,8 +250,8 @@ export function dumpPty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<num
         packet_mode: master ? int(local, TIOC.GPKT) !== 0 : false,
         ...cttyIds(local, ctx.treePids),
         rdev: p.rdev,
-        ...(master ? {} : slaveAttrs(p)),
-        winsize: { ws_row: ws.readUInt16LE(0), ws_col: ws.readUInt16LE(2), ws_xpixel: ws.readUInt16LE(4), ws_ypixel: ws.readUInt16LE(6) },
+        ...(master ? {} : slaveOwner(p)),
+        ...ptyParams(local),
         pty: { index },
       });
     }
@@ -342,6 +368,8 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
     ioctl(fd, TIOC.SPTLCK, zero);
     if (info.packet_mode) ioctl(fd, TIOC.PKT, Buffer.from([1, 0, 0, 0]));
     if (info.exclusive) ioctl(fd, TIOC.EXCL);
+    // A master's settings are its slave's: they come back even when no slave is open.
+    restorePtyParams(fd, info);
     // Queued data goes back through a slave of its own, before the lock.
     restoreQueued(ctx, ptySide(ctx), index, () =>
       fs.openSync(slavePath(ctx, tty.regf_id, index), O.RDWR | O.NOCTTY | O.NONBLOCK | O.CLOEXEC),
@@ -360,16 +388,8 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
   }
   const path = ctx.pathOf(reg ?? { id: -1, name: `/dev/pts/${index}` });
   const fd = ctx.keep(fs.openSync(path, flags | O.NOCTTY | O.CLOEXEC));
-  if (info.termios) restoreTermios(fd, info.termios);
+  restorePtyParams(fd, info);
   if (info.uid !== undefined && info.gid !== undefined) fs.fchownSync(fd, info.uid, info.gid);
-  if (info.winsize) {
-    const ws = Buffer.alloc(8);
-    ws.writeUInt16LE(info.winsize.ws_row, 0);
-    ws.writeUInt16LE(info.winsize.ws_col, 2);
-    ws.writeUInt16LE(info.winsize.ws_xpixel, 4);
-    ws.writeUInt16LE(info.winsize.ws_ypixel, 6);
-    ioctl(fd, TIOC.SWINSZ, ws);
-  }
   return fd;
 }
 
