@@ -6,7 +6,7 @@
  * terminal fails the restore with one line naming the image.
  */
 import assert from 'node:assert/strict';
-import { cpSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, killAndReap, assertCleanError, assertRunningFree, procStat } from '../lib/proc.ts';
 import { dump, dumpAndReap, restore, restoreDetached } from '../lib/cr.ts';
@@ -36,7 +36,7 @@ e2e('a dump with -R puts the unread terminal data back', async (c) => {
   killAndReap(t.pid);
 });
 
-e2e('a tty-data.img entry for a tty that is not in the dump fails the restore in one line', async (c) => {
+e2e('a tty-data.img entry for a tty that is not in the dump, or cut short, fails the restore in one line', async (c) => {
   const t = await startChecking(c, 'ptydata', []);
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
@@ -50,6 +50,12 @@ e2e('a tty-data.img entry for a tty that is not in the dump fails the restore in
     assertCleanError(restore(bad, ['-d', '--skip-verify'])),
     /tty-data\.img: data for tty 9999, which is no pseudo-terminal of the dump/,
   );
+  assert.equal(procStat(t.pid), null, 'nothing is left of the failed restore');
+  const cut = c.subdir('cut');
+  cpSync(img, cut, { recursive: true });
+  const raw = readFileSync(join(cut, 'tty-data.img'));
+  writeFileSync(join(cut, 'tty-data.img'), raw.subarray(0, raw.length - 3));
+  assert.match(assertCleanError(restore(cut, ['-d', '--skip-verify'])), /^tty-data\.img: truncated entry at offset \d+/);
   assert.equal(procStat(t.pid), null, 'nothing is left of the failed restore');
   restoreDetached(img, t.pid);
   assert.equal(await askCheck(t), 'CHECK ok');
