@@ -4,7 +4,7 @@
  *   ptydata        unread data both ways: "line1\nparti" written to the master (a whole line and
  *                  a partial one, for the slave to read; echo off), "out\n" written to the slave
  *                  (for the master to read, "out\r\n" after output processing)
- *   ptydata -t     the slave as its controlling terminal, and an fd of /dev/tty; a child of
+ *   ptydata -t     the slave as its controlling terminal, and an fd of /dev/tty (and a dup); a child of
  *                  its session (forked after) holds it too and has the same terminal
  *   ptydata -t -n  the same, the child forked before the terminal was taken (it has none)
  *   ptydata -c     a slave whose master was closed (hung up), the master in no task
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <termios.h>
@@ -84,6 +85,8 @@ static const char *verify_ctty(void *arg)
 	usleep(10000);
 	if (readn(p->master, buf, sizeof buf) <= 0) return "the master does not see what /dev/tty writes";
 	if (tty_nr(p->child) != tty_nr(getpid()) || tty_nr(getpid()) <= 0) return "the child of its session has another terminal";
+	if (syscall(SYS_kcmp, getpid(), p->child, 0 /* KCMP_FILE */, p->tty, p->tty) != 0) return "/dev/tty is no longer shared with the child";
+	if (syscall(SYS_kcmp, getpid(), getpid(), 0, p->tty, p->tty + 1) != 0) return "/dev/tty and its dup are no longer one file";
 	return NULL;
 }
 
@@ -113,7 +116,7 @@ int main(int argc, char **argv)
 	if (p.slave < 0) return 3;
 	if (ctty) {
 		p.tty = open("/dev/tty", O_RDWR);
-		if (p.tty < 0) return 3;
+		if (p.tty < 0 || dup2(p.tty, p.tty + 1) != p.tty + 1) return 3;
 		if (!early && (p.child = fork()) == 0) child_stays();
 		check_loop(verify_ctty, &p);
 	}

@@ -173,18 +173,29 @@ export function isDevTty(ctx: RestoreFileCtx, tty: TtyFile): boolean {
   return ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry.type === TTY_CTTY;
 }
 
+/** Per restore: criu-ts's copy of each /dev/tty file a task opened again, for the other fds of it. */
+const devTtys = new WeakMap<RestoreFileCtx, Map<number, number>>();
+
 /**
  * The task opens /dev/tty itself, now that its session has its controlling terminal back, and
- * puts it at `fd` (which held a stand-in), keeping its close-on-exec flag.
+ * puts it at `fd` (which held a stand-in), keeping its close-on-exec flag. The file's other fds
+ * (dup, fork) get the same open file description, through criu-ts.
  */
-export function reopenDevTty(tty: TtyFile, fd: number, t: Tracee, area: InjectionArea): void {
+export function reopenDevTty(tty: TtyFile, fd: number, t: Tracee, area: InjectionArea, ctx: RestoreFileCtx): void {
+  let copies = devTtys.get(ctx);
+  if (!copies) devTtys.set(ctx, (copies = new Map()));
   area.reset();
   const cloexec = Number(t.syscall('fcntl', fd, 1 /* F_GETFD */)) & 1;
+  const local = copies.get(tty.id);
   let got: bigint;
-  try {
-    got = openInTask(t, area, '/dev/tty', tty.flags & ~(O.CREAT | O.TRUNC | O.EXCL));
-  } catch (e) {
-    throw new NotSupportedError(`task ${t.tid}: fd ${fd} (/dev/tty) cannot be opened again: ${(e as Error).message}`);
+  if (local !== undefined) got = pullFd(t, local);
+  else {
+    try {
+      got = openInTask(t, area, '/dev/tty', tty.flags & ~(O.CREAT | O.TRUNC | O.EXCL));
+    } catch (e) {
+      throw new NotSupportedError(`task ${t.tid}: fd ${fd} (/dev/tty) cannot be opened again: ${(e as Error).message}`);
+    }
+    copies.set(tty.id, ctx.keep(copyTaskFd(t.tid, Number(got))));
   }
   t.syscall('dup3', got, fd, cloexec ? O.CLOEXEC : 0);
   t.syscall('close', got);

@@ -111,7 +111,7 @@ export const ttyFile = statefulKind({
   },
   eachFd: true,
   afterInstall(tty, fd, t, area, ctx) {
-    if (!ctx.shellJob && isDevTty(ctx, tty)) reopenDevTty(tty, fd, t, area);
+    if (!ctx.shellJob && isDevTty(ctx, tty)) reopenDevTty(tty, fd, t, area, ctx);
   },
   open(tty, ctx, { infos: termiosSet, masters, checked }) {
     if (!checked.data) {
