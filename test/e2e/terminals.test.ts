@@ -71,6 +71,11 @@ e2e("an fd of /dev/tty comes back on the pty that is again its controlling termi
     infos.some((e) => e.type === 4 && e.id === 2012 && e.sid === t.pid),
     "CRIU's TTY_TYPE__CTTY entry with the session",
   );
+  assert.equal(
+    infos.find((e) => e.id === 0)?.sid,
+    t.pid,
+    "the slave's entry has its session too (TIOCGSID answers criu-ts only through the master: the leader's stat says it)",
+  );
   restoreDetached(img, t.pid);
   assert.equal(await askCheck(t), 'CHECK ok');
   killAndReap(t.pid);

@@ -121,9 +121,28 @@ function treeId(host: number, which: 'nsSid' | 'nsPgid', tree: readonly number[]
 
 /** The session and foreground group (the tree's ids) whose controlling terminal the tty `local` is (0 and 0: none). */
 function cttyIds(local: number, tree: readonly number[]): { sid: number; pgrp: number } {
-  const sid = intOrNone(local, TIOC.GSID) ?? 0;
-  const pgrp = sid ? (intOrNone(local, TIOC.GPGRP) ?? 0) : 0;
-  return { sid: treeId(sid, 'nsSid', tree), pgrp: treeId(pgrp, 'nsPgid', tree) };
+  const sid = intOrNone(local, TIOC.GSID);
+  if (sid !== undefined) {
+    const pgrp = sid ? (intOrNone(local, TIOC.GPGRP) ?? 0) : 0;
+    return { sid: treeId(sid, 'nsSid', tree), pgrp: treeId(pgrp, 'nsPgid', tree) };
+  }
+  // TIOCGSID answers only through a master or in the terminal's own session: the stat of a
+  // session leader of the tree whose terminal it is says it.
+  return sessionOf(int(local, TIOC.GDEV), tree);
+}
+
+/** The session (and foreground group) of the tree whose controlling terminal is device `dev`. */
+function sessionOf(dev: number, tree: readonly number[]): { sid: number; pgrp: number } {
+  for (const pid of tree) {
+    try {
+      const st = readStat(pid);
+      if (st.ttyNr === dev && st.session === pid)
+        return { sid: treeId(pid, 'nsSid', tree), pgrp: st.tpgid > 0 ? treeId(st.tpgid, 'nsPgid', tree) : 0 };
+    } catch {
+      /* gone: the dump fails elsewhere */
+    }
+  }
+  return { sid: 0, pgrp: 0 };
 }
 
 /** The session and foreground group whose controlling terminal the tty behind fd `fd` of task `pid` is (0 and 0: none). */
@@ -157,10 +176,7 @@ export function dumpDevTty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<
       );
     if (!infos.has(CTTY_INFO_ID)) {
       infos.add(CTTY_INFO_ID);
-      // TIOCGSID answers only the terminal's own session: the task's stat says it.
-      const sid = treeId(st.session, 'nsSid', ctx.treePids);
-      const pgrp = st.tpgid > 0 ? treeId(st.tpgid, 'nsPgid', ctx.treePids) : 0;
-      ctx.addEntry(IMG.TTY_INFO, ttyInfo(CTTY_INFO_ID, TTY_CTTY, p.rdev, { sid, pgrp }));
+      ctx.addEntry(IMG.TTY_INFO, ttyInfo(CTTY_INFO_ID, TTY_CTTY, p.rdev, cttyIds(local, ctx.treePids)));
     }
     return { id, tty_info_id: CTTY_INFO_ID, flags: p.flags, fown: fown(), regf_id: ttyReg(p, ctx) };
   } finally {
