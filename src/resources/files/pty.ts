@@ -176,7 +176,8 @@ export function dumpDevTty(p: FdProbe, id: number, ctx: DumpFileCtx, infos: Set<
       );
     if (!infos.has(CTTY_INFO_ID)) {
       infos.add(CTTY_INFO_ID);
-      ctx.addEntry(IMG.TTY_INFO, ttyInfo(CTTY_INFO_ID, TTY_CTTY, p.rdev, cttyIds(local, ctx.treePids)));
+      // Its settings are the terminal's, which CRIU wants on this entry too.
+      ctx.addEntry(IMG.TTY_INFO, ttyInfo(CTTY_INFO_ID, TTY_CTTY, p.rdev, { ...cttyIds(local, ctx.treePids), ...ptyParams(local) }));
     }
     return { id, tty_info_id: CTTY_INFO_ID, flags: p.flags, fown: fown(), regf_id: ttyReg(p, ctx) };
   } finally {
