@@ -22,13 +22,13 @@ const TS = path.join(root, 'bin', 'criu-ts');
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const dirtier = workload('dirtier');
 
-/** Run a tool with its log in the images dir; a failure's first error line from that log. */
+/** Run a tool with its log in the images dir; a failure's last error line from that log (or its exit status). */
 function run(bin: string, args: string[]): { ok: boolean; err: string } {
   const dir = args[args.indexOf('-D') + 1];
   const r = spawnSync(bin, [...args, '-v1', '-o', 'bench.log'], { encoding: 'utf8' });
   if (r.status === 0) return { ok: true, err: '' };
   const logged = fs.existsSync(path.join(dir, 'bench.log')) ? fs.readFileSync(path.join(dir, 'bench.log'), 'utf8') : '';
-  const line = logged.split('\n').find((l) => /Error/.test(l)) ?? (r.stderr ?? '').trim().split('\n')[0];
+  const line = logged.split('\n').findLast((l) => /Error/.test(l)) ?? (r.stderr ?? '').trim().split('\n')[0];
   return { ok: false, err: line.replace(/^\([\d.]+\)\s*/, '').trim() };
 }
 
