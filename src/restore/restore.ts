@@ -27,7 +27,7 @@ import { restoreFileLocks } from '../resources/files/locks.ts';
 import { GhostRestore } from '../resources/files/ghost.ts';
 import { openFileId, restoreOwners, type TcpMode } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
-import { planNamespaces, prepareNamespaces, restoreNamespaces, enterNamespaces, mountNamespaces } from '../resources/ns/index.ts';
+import { planNamespaces, prepareNamespaces, restoreNamespaces, enterNamespaces, mountNamespaces, releaseNamespaces } from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
 import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
@@ -242,6 +242,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       }
     }
     shmem.close();
+    releaseNamespaces(ns);
     ghosts.unlinkAll();
     if (ctx) killAll(ctx.standIns);
     imgs.verifying?.cancel();
@@ -482,5 +483,6 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
+  releaseNamespaces(ctx.ns);
   ctx.sessions.startDeferred();
 }

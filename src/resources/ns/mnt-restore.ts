@@ -6,12 +6,13 @@
 // peer groups and masters again with MOVE_MOUNT_SET_GROUP. Children cloned by the stub later
 // are born in the namespace. If the restore fails, the stub dies and the namespace with it.
 import fs from 'node:fs';
-import { AT_FDCWD, MNT_DETACH, MOVE_MOUNT, MS, O } from '../../kernel/index.ts';
+import { AT_FDCWD, MNT_DETACH, MOVE_MOUNT, MS, O, close, pidfdGetfd, pidfdOpen } from '../../kernel/index.ts';
+import { pullFd } from '../../compel/open.ts';
 import { RemoteSysError, type InjectionArea, type Tracee } from '../../compel/index.ts';
 import { CriuError } from '../../errors.ts';
 import type { Logger } from '../types.ts';
 import { tarExtract } from './mnt-dump.ts';
-import { FSTYPE, type MntEntry, fstypeName, mountOrder, rootMount, under } from './mnt-tree.ts';
+import { FSTYPE, type MadeMounts, type MntEntry, fstypeName, mountOrder, rootMount, under } from './mnt-tree.ts';
 
 /** Flags that belong to a mount, not to its superblock. */
 const PER_MOUNT = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME;
@@ -31,12 +32,25 @@ export interface MntRestoreOptions {
   yard?: { inStub: string; here: string };
   /** The root is a file system of its own (a nested namespace's, not a bind): made anew. */
   rootAnew?: boolean;
+  /**
+   * A nested namespace's: where, in the namespace the stub copies (its parent's, restored
+   * already), the file systems of `m` are mounted, as a path to bind from. A superblock the
+   * namespaces share stays one.
+   */
+  outer?: (m: MntEntry) => string | undefined;
+  /**
+   * The mounts of the namespaces made so far (criu-ts's O_PATH fds), by mnt_id: a peer group
+   * or master that spans namespaces is joined from them. Those made here are added.
+   */
+  made?: MadeMounts;
 }
+
 
 type How =
   | { kind: 'root' }
   | { kind: 'external'; path: string }
   | { kind: 'rootbind'; path: string }
+  | { kind: 'outer'; path: string }
   | { kind: 'bind'; from: MntEntry; rel: string }
   | { kind: 'new'; fstype: string };
 
@@ -56,6 +70,8 @@ function plan(m: MntEntry, before: MntEntry[], root: MntEntry, opts: MntRestoreO
   const sources = before.filter((o) => o !== root && o.root_dev === m.root_dev && under(o.root, m.root) !== undefined);
   const from = sources.find((o) => o.root === '/') ?? sources[0];
   if (from) return { kind: 'bind', from, rel: under(from.root, m.root)! };
+  const outer = opts.outer?.(m);
+  if (outer !== undefined) return { kind: 'outer', path: outer };
   if (m.root !== '/') return `a bind of ${m.root} whose file system is mounted nowhere else`;
   const fstype = fstypeName(m);
   if (fstype === undefined || m.fstype === FSTYPE.UNSUPPORTED) return `file system ${m.fsname ?? m.fstype} cannot be made anew`;
@@ -81,7 +97,7 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
   for (const [i, m] of order.entries()) {
     const h = plan(m, order.slice(0, i), root, opts);
     if (typeof h === 'string') return `${what(m)}: ${h}`;
-    if (!opts.yard && (h.kind === 'external' || h.kind === 'rootbind') && !fs.existsSync(h.path))
+    if (!opts.yard && (h.kind === 'external' || h.kind === 'rootbind' || h.kind === 'outer') && !fs.existsSync(h.path))
       return `${what(m)}: its source ${h.path} does not exist`;
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
       return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
@@ -167,8 +183,16 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     call(root, 'fchdir', fds.get(root.mnt_id)!);
     call(root, 'pivot_root', '.', '.');
     call(root, 'umount2', '.', MNT_DETACH);
-    restoreSharing(order, fds, call);
+    const outside = new Map<number, bigint>();
+    try {
+      for (const { entry, fd } of opts.made?.values() ?? [])
+        if (entry.shared_id && !outside.has(entry.shared_id)) outside.set(entry.shared_id, pullFd(stub, fd));
+      restoreSharing(order, fds, outside, call);
+    } finally {
+      for (const fd of outside.values()) stub.syscallRaw('close', fd);
+    }
     call(root, 'fchdir', fds.get(root.mnt_id)!);
+    if (opts.made) keepMounts(stub, order, fds, opts.made);
   } finally {
     for (const fd of fds.values()) stub.syscallRaw('close', fd);
     fs.rmdirSync(`/proc/self/fd/${parentFd}/${name}`);
@@ -176,24 +200,43 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
   }
 }
 
+/** criu-ts's copies of the stub's fds of the mounts just made, for the namespaces made later. */
+function keepMounts(stub: Tracee, order: MntEntry[], fds: Map<number, bigint>, made: MadeMounts): void {
+  const pidfd = pidfdOpen(stub.tid);
+  try {
+    for (const m of order) made.set(m.mnt_id, { entry: m, fd: pidfdGetfd(pidfd, Number(fds.get(m.mnt_id))) });
+  } finally {
+    close(pidfd);
+  }
+}
+
+/** Close what keepMounts kept. */
+export function releaseMounts(made: MadeMounts): void {
+  for (const { fd } of made.values()) close(fd);
+  made.clear();
+}
+
 /**
  * Peer groups and masters: the first member of each group is made shared, the others join it
  * with MOVE_MOUNT_SET_GROUP (which copies its master too); a slave joins its master's group the
- * same way and is then made a slave. A mount waits for the mounts it copies from.
+ * same way and is then made a slave. A mount waits for the mounts it copies from. A group that
+ * has members in a namespace made before (`outside`: the stub's fd of one, by group) is joined
+ * from there: peer groups span namespaces (a copy made by unshare is a peer of its original).
  */
 function restoreSharing(
   order: MntEntry[],
   fds: Map<number, bigint>,
+  outside: Map<number, bigint>,
   call: (m: MntEntry, name: 'mount' | 'move_mount' | 'fchdir', ...args: Array<bigint | number | string | null>) => bigint,
 ): void {
   const rep = new Map<number, MntEntry>();
   for (const m of order) if (m.shared_id && !rep.has(m.shared_id)) rep.set(m.shared_id, m);
   const done = new Set<MntEntry>(order.filter((m) => !m.shared_id && !m.master_id));
-  const setGroup = (from: MntEntry, to: MntEntry) =>
+  const setGroup = (from: MntEntry | bigint, to: MntEntry) =>
     call(
       to,
       'move_mount',
-      fds.get(from.mnt_id)!,
+      typeof from === 'bigint' ? from : fds.get(from.mnt_id)!,
       '',
       fds.get(to.mnt_id)!,
       '',
@@ -209,13 +252,15 @@ function restoreSharing(
     for (const m of order) {
       if (done.has(m)) continue;
       const r = m.shared_id ? rep.get(m.shared_id)! : undefined;
-      if (r && r !== m) {
+      const peer = m.shared_id ? outside.get(m.shared_id) : undefined;
+      if (peer !== undefined) setGroup(peer, m);
+      else if (r && r !== m) {
         if (!done.has(r)) continue;
         setGroup(r, m);
       } else {
-        const master = m.master_id ? rep.get(m.master_id) : undefined;
-        if (master && !done.has(master)) continue;
-        if (master) {
+        const master = m.master_id ? (outside.get(m.master_id) ?? rep.get(m.master_id)) : undefined;
+        if (typeof master === 'object' && !done.has(master)) continue;
+        if (master !== undefined) {
           setGroup(master, m);
           propagate(m, MS.SLAVE);
         }

@@ -172,3 +172,6 @@ export interface MountOptions {
   root?: string;
   external: Map<string, string>;
 }
+
+/** The mounts of the namespaces a restore made so far: criu-ts's O_PATH fd of each, and its entry, by mnt_id. */
+export type MadeMounts = Map<number, { entry: MntEntry; fd: number }>;

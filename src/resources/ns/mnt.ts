@@ -56,11 +56,13 @@ export const mntNs: NsKind = {
   restoreRefusal: ({ id, imgs, mounts, log, nested }) => {
     const { entries, opts } = restoreInput(id, imgs, mounts, log);
     // A nested namespace's sources are in the root's namespace, not criu-ts's: seen at restore.
-    return mntRestoreRefusal(entries, nested ? { ...opts, external: new Map(), yard: { inStub: '', here: '' } } : opts);
+    // Its file systems may be mounted in the namespace it is copied from: seen when it is made.
+    const outer = (m: MntEntry) => (m.root !== '/' || m.fstype === FSTYPE.UNSUPPORTED ? '' : undefined);
+    return mntRestoreRefusal(entries, nested ? { ...opts, external: new Map(), yard: { inStub: '', here: '' }, outer } : opts);
   },
   restore: (ctx) => {
     const { entries, opts } = restoreInput(ctx.id, ctx.imgs, ctx.mounts, ctx.log);
-    restoreMntns(ctx.stub, ctx.area, entries, opts);
+    restoreMntns(ctx.stub, ctx.area, entries, { ...opts, made: ctx.made });
   },
   enter: (ctx) => {
     const { stub, area } = ctx;
@@ -81,7 +83,8 @@ export const mntNs: NsKind = {
     // namespace has the same files, and the yard is a directory of its /tmp.
     const nested = rootMount(entries);
     const dev = Number(nested.root_dev);
-    const from = readMntinfo(stub.tid).find((o) => kdev(o.major, o.minor) === dev && under(o.root, nested.root) !== undefined);
+    const outside = readMntinfo(stub.tid);
+    const from = outside.find((o) => kdev(o.major, o.minor) === dev && under(o.root, nested.root) !== undefined);
     // Else a root of its own file system (a tmpfs it pivoted into) is made anew.
     const rootAnew = !from && nested.root === '/' && nested.fstype !== FSTYPE.UNSUPPORTED;
     if (!from && !rootAnew)
@@ -96,9 +99,24 @@ export const mntNs: NsKind = {
       rootAnew,
       external: new Map(),
       yard: { inStub: '/tmp', here: `/proc/${stub.tid}/root/tmp` },
+      outer: (m) => outerPath(outside, m),
+      made: ctx.made,
     });
   },
 };
+
+/**
+ * Where the file system of `m` (a nested namespace's mount) is mounted in the namespace it is
+ * copied from, as a path there: bound from it, the superblock stays one (a tmpfs both see).
+ */
+function outerPath(outside: MountInfo[], m: MntEntry): string | undefined {
+  const dev = Number(m.root_dev);
+  const all = outside.filter((o) => kdev(o.major, o.minor) === dev && under(o.root, m.root) !== undefined);
+  const o = all.find((x) => x.root === m.root) ?? all[0];
+  if (!o) return undefined;
+  const rel = under(o.root, m.root)!;
+  return rel ? `${o.mountPoint.replace(/\/$/, '')}/${rel}` : o.mountPoint;
+}
 
 function readMntinfo(pid: number): MountInfo[] {
   return parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8'));
