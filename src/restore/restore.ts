@@ -27,7 +27,14 @@ import { restoreFileLocks } from '../resources/files/locks.ts';
 import { GhostRestore } from '../resources/files/ghost.ts';
 import { openFileId, restoreOwners, type TcpMode } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
-import { planNamespaces, prepareNamespaces, restoreNamespaces, enterNamespaces, mountNamespaces, releaseNamespaces } from '../resources/ns/index.ts';
+import {
+  planNamespaces,
+  prepareNamespaces,
+  restoreNamespaces,
+  enterNamespaces,
+  mountNamespaces,
+  releaseNamespaces,
+} from '../resources/ns/index.ts';
 import { CLONE } from '../kernel/index.ts';
 import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';

@@ -188,7 +188,16 @@ export function enterNamespaces(plan: NsPlan, ctx: { stub: Tracee; area: Injecti
     if (id === undefined) continue;
     const held = plan.holders.get(k.name) ?? new Map<number, number>();
     plan.holders.set(k.name, held);
-    k.enter({ stub: ctx.stub, area: ctx.area, id, holder: held.get(id), imgs: ctx.imgs, log: ctx.log, mounts: plan.mounts, made: plan.made });
+    k.enter({
+      stub: ctx.stub,
+      area: ctx.area,
+      id,
+      holder: held.get(id),
+      imgs: ctx.imgs,
+      log: ctx.log,
+      mounts: plan.mounts,
+      made: plan.made,
+    });
     if (!held.has(id)) held.set(id, ctx.stub.tid);
   }
 }

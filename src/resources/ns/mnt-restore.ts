@@ -45,7 +45,6 @@ export interface MntRestoreOptions {
   made?: MadeMounts;
 }
 
-
 type How =
   | { kind: 'root' }
   | { kind: 'external'; path: string }

@@ -12,7 +12,7 @@ import { dumpMntns } from './mnt-dump.ts';
 import { mntRestoreRefusal, restoreMntns, type MntRestoreOptions } from './mnt-restore.ts';
 import { FSTYPE, kdev, rootMount, under, type MntEntry } from './mnt-tree.ts';
 import type { NsImagesIn, NsKind } from './types.ts';
-import type { MountOptions } from './mnt-tree.ts';
+import type { MadeMounts, MountOptions } from './mnt-tree.ts';
 import type { Logger } from '../types.ts';
 
 export { checkMntns } from './mnt-dump.ts';
@@ -99,7 +99,7 @@ export const mntNs: NsKind = {
       rootAnew,
       external: new Map(),
       yard: { inStub: '/tmp', here: `/proc/${stub.tid}/root/tmp` },
-      outer: (m) => outerPath(outside, m),
+      outer: (m) => outerPath(outside, ctx.made, m),
       made: ctx.made,
     });
   },
@@ -107,15 +107,18 @@ export const mntNs: NsKind = {
 
 /**
  * Where the file system of `m` (a nested namespace's mount) is mounted in the namespace it is
- * copied from, as a path there: bound from it, the superblock stays one (a tmpfs both see).
+ * copied from (`outside`, its mountinfo), as a path there: bound from it, the superblock stays
+ * one (a tmpfs both see). Found among the mounts restored already (their devices are new).
  */
-function outerPath(outside: MountInfo[], m: MntEntry): string | undefined {
-  const dev = Number(m.root_dev);
-  const all = outside.filter((o) => kdev(o.major, o.minor) === dev && under(o.root, m.root) !== undefined);
-  const o = all.find((x) => x.root === m.root) ?? all[0];
-  if (!o) return undefined;
-  const rel = under(o.root, m.root)!;
-  return rel ? `${o.mountPoint.replace(/\/$/, '')}/${rel}` : o.mountPoint;
+function outerPath(outside: MountInfo[], made: MadeMounts, m: MntEntry): string | undefined {
+  for (const { entry, fd } of made.values()) {
+    const rel = entry.root_dev === m.root_dev ? under(entry.root, m.root) : undefined;
+    if (rel === undefined) continue;
+    const id = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
+    const o = outside.find((x) => x.mntId === id);
+    if (o) return rel ? `${o.mountPoint.replace(/\/$/, '')}/${rel}` : o.mountPoint;
+  }
+  return undefined;
 }
 
 function readMntinfo(pid: number): MountInfo[] {

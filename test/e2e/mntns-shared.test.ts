@@ -1,0 +1,87 @@
+/**
+ * Mount namespaces that share: a root in a mount namespace of its own whose root mount is
+ * shared, and a child that unshared a copy of it (its mounts peers of the parent's), bound a
+ * directory there and works in a directory of it; then the parent mounted a tmpfs that
+ * propagated into the child's copy and its bind. After a restore the child has its cwd back
+ * (entering the namespace moved it), both namespaces see one tmpfs (one superblock, not two),
+ * and the peer groups span the namespaces again: an unmount in the child reaches the parent.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { e2e, startTarget, killAndReap, waitFor, descendants, cmdline, adopt } from '../lib/proc.ts';
+import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
+
+/** Runs under `unshare -m --propagation private`: $1 new root, $2 the work directory. */
+const SETUP = `set -e
+R=$1 W=$2
+mount --bind / $R
+mount -t proc proc $R/proc
+mount -t devtmpfs devtmpfs $R/dev
+cd $R
+pivot_root . .
+umount -l .
+mount --make-shared /
+cd $W
+touch ready
+unshare -m --propagation unchanged sh -c "mount --bind test test.bind; touch done; exec sleep 1001" 0<ready >>out 2>&1 &
+while [ ! -e done ]; do sleep 0.01; done
+mount -t tmpfs shared test/sub
+echo data > test/sub/f
+exec sleep 1000 0<ready >>out 2>&1
+`;
+
+/** The peer group numbers (shared:N) of the mounts at `mountpoint` in `pid`'s namespace. */
+function groups(pid: number, mountpoint: string): string[] {
+  return readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[4] === mountpoint)
+    .map((f) => /shared:(\d+)/.exec(f.slice(6).join(' '))?.[1] ?? 'private');
+}
+
+function inNs(pid: number, cmd: string): { status: number | null; out: string } {
+  const r = spawnSync('nsenter', ['-t', String(pid), '-m', 'sh', '-c', cmd], { encoding: 'utf8' });
+  return { status: r.status, out: (r.stdout + r.stderr).trim() };
+}
+
+e2e('a child in a copy of its parent’s shared mount namespace: cwd, one tmpfs, peer groups across both', async (c) => {
+  const w = join(c.dir, 'w');
+  for (const x of ['root', 'w/test/sub', 'w/test.bind']) mkdirSync(join(c.dir, x), { recursive: true });
+  const script = join(c.dir, 'setup.sh');
+  writeFileSync(script, SETUP);
+  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), w], {
+    execs: ['sleep', '1000'],
+  });
+  const child = await waitFor(() => descendants(t.pid).find((p) => cmdline(p)?.join(' ') === 'sleep 1001'), 5000, 'the child');
+  const sub = `${w}/test/sub`;
+  const before = { root: groups(t.pid, '/'), sub: groups(child, sub), bound: groups(child, `${w}/test.bind/sub`) };
+  assert.equal(before.root.length, 1);
+  assert.deepEqual(groups(child, '/'), before.root, 'the setup made the copies peers');
+  assert.deepEqual(groups(t.pid, sub), before.sub);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  adopt(child);
+  assert.notEqual(readlinkSync(`/proc/${child}/ns/mnt`), readlinkSync(`/proc/${t.pid}/ns/mnt`));
+  assert.equal(readlinkSync(`/proc/${child}/cwd`), w, "the child's working directory, in its own namespace");
+  assert.equal(readlinkSync(`/proc/${t.pid}/cwd`), w);
+  const root = groups(t.pid, '/');
+  assert.equal(root.length, 1);
+  assert.notEqual(root[0], 'private');
+  assert.deepEqual(groups(child, '/'), root, "the child's root is a peer of its parent's again");
+  const s = groups(t.pid, sub);
+  assert.deepEqual(groups(child, sub), s, 'the tmpfs mounts are peers across the namespaces');
+  assert.deepEqual(groups(child, `${w}/test.bind/sub`), s);
+  // One superblock: a file written in one namespace is in the other.
+  writeFileSync(`/proc/${t.pid}/root${sub}/g`, 'parent\n');
+  assert.equal(readFileSync(`/proc/${child}/root${w}/test.bind/sub/g`, 'utf8'), 'parent\n', 'one tmpfs, seen from both');
+  assert.equal(readFileSync(`/proc/${child}/root${sub}/f`, 'utf8'), 'data\n');
+  // An unmount in the child's root propagates to its peers: the parent's copy and both binds.
+  const u = inNs(child, `umount ${sub} && grep -c ' ${w}/test' /proc/self/mountinfo`);
+  assert.equal(u.out, '1', `only the bind is left in the child: ${u.out}`);
+  assert.deepEqual(groups(t.pid, sub), [], "the unmount reached the parent's namespace");
+  process.kill(child, 'SIGKILL');
+  killAndReap(t.pid);
+});
