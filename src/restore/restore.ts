@@ -225,6 +225,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           const reg = id === undefined ? undefined : files.get(id)?.reg;
           return reg && inNs(ctx!, ghosts.path(reg.id, reg.name), reg);
         },
+        mntRoot: (id) => (ctx!.nsRoot ? inNs(ctx!, '', { name: '', mnt_id: id }) : undefined),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
