@@ -5,13 +5,28 @@
  * propagated into the child's copy and its bind. After a restore the child has its cwd back
  * (entering the namespace moved it), both namespaces see one tmpfs (one superblock, not two),
  * and the peer groups span the namespaces again: an unmount in the child reaches the parent.
+ * And unix sockets of a tree in its own mount namespace: their names are bound again there.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, killAndReap, waitFor, descendants, cmdline, adopt } from '../lib/proc.ts';
+import {
+  e2e,
+  startTarget,
+  killAndReap,
+  waitFor,
+  descendants,
+  cmdline,
+  adopt,
+  reap,
+  readLines,
+  signal,
+  waitForLine,
+  SIGUSR1,
+} from '../lib/proc.ts';
 import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
 
 /** Runs under `unshare -m --propagation private`: $1 new root, $2 the work directory. */
 const SETUP = `set -e
@@ -84,4 +99,60 @@ e2e('a child in a copy of its parent’s shared mount namespace: cwd, one tmpfs,
   assert.deepEqual(groups(t.pid, sub), [], "the unmount reached the parent's namespace");
   process.kill(child, 'SIGKILL');
   killAndReap(t.pid);
+});
+
+/**
+ * Runs under `unshare -m --propagation private`: $1 new root, $2 the workload's directory (a
+ * tmpfs of the namespace's own: its path on the host is another directory), $3 its log, then
+ * the workload.
+ */
+const UNIXSK = `set -e
+R=$1 D=$2 L=$3
+shift 3
+mount --bind / $R
+mount -t proc proc $R/proc
+mount -t devtmpfs devtmpfs $R/dev
+cd $R
+pivot_root . .
+umount -l .
+mount -t tmpfs sk $D
+exec "$@" $D </dev/null >>$L 2>&1
+`;
+
+e2e('unix sockets of a tree in its own mount namespace: names bound, connected and sent to there', async (c) => {
+  const d = join(c.dir, 'sk');
+  mkdirSync(d);
+  mkdirSync(join(c.dir, 'root'));
+  const log = join(c.dir, 'unixsk.log');
+  const script = join(c.dir, 'setup.sh');
+  writeFileSync(script, UNIXSK);
+  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), d, log, workload('unixsk')], {
+    logFile: log,
+    execs: [workload('unixsk'), d],
+  });
+  await waitForLine(log, /^READY/, 5000);
+  // Each name once: an accepted connection shows its listener's name only before a restore.
+  const names = () =>
+    [
+      ...new Set(
+        readFileSync(`/proc/${t.pid}/net/unix`, 'utf8')
+          .split('\n')
+          .map((l) => l.trim().split(/\s+/)[7])
+          .filter((n) => n?.startsWith(d) || n === 'rel-seq'),
+      ),
+    ].sort();
+  const before = names();
+  assert.ok(before.length >= 2, `bound names: ${before}`);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.deepEqual(names(), before, 'the same names, absolute and relative');
+  signal(t.pid, SIGUSR1);
+  await waitForLine(log, /^DONE/, 10_000);
+  assert.deepEqual(
+    readLines(log).filter((l) => l.startsWith('FAIL')),
+    [],
+    'the workload checks its sockets in its namespace',
+  );
+  assert.equal(reap(t.pid, 5000)?.code, 0);
 });
