@@ -33,11 +33,12 @@ export interface MntRestoreOptions {
   /** The root is a file system of its own (a nested namespace's, not a bind): made anew. */
   rootAnew?: boolean;
   /**
-   * A nested namespace's: where, in the namespace the stub copies (its parent's, restored
-   * already), the file systems of `m` are mounted, as a path to bind from. A superblock the
-   * namespaces share stays one.
+   * A nested namespace's: a copy of the mount of its parent's namespace (restored already)
+   * that has the file system of `m`, from `m`'s root, as the stub's fd of a detached tree
+   * (open_tree made before the stub left that namespace). A superblock the namespaces share
+   * stays one; -1n: cannot be known before the restore.
    */
-  outer?: (m: MntEntry) => string | undefined;
+  outer?: (m: MntEntry) => bigint | undefined;
   /**
    * The mounts of the namespaces made so far (criu-ts's O_PATH fds), by mnt_id: a peer group
    * or master that spans namespaces is joined from them. Those made here are added.
@@ -49,7 +50,7 @@ type How =
   | { kind: 'root' }
   | { kind: 'external'; path: string }
   | { kind: 'rootbind'; path: string }
-  | { kind: 'outer'; path: string }
+  | { kind: 'outer'; fd: bigint }
   | { kind: 'bind'; from: MntEntry; rel: string }
   | { kind: 'new'; fstype: string };
 
@@ -70,7 +71,7 @@ function plan(m: MntEntry, before: MntEntry[], root: MntEntry, opts: MntRestoreO
   const from = sources.find((o) => o.root === '/') ?? sources[0];
   if (from) return { kind: 'bind', from, rel: under(from.root, m.root)! };
   const outer = opts.outer?.(m);
-  if (outer !== undefined) return { kind: 'outer', path: outer };
+  if (outer !== undefined) return { kind: 'outer', fd: outer };
   if (m.root !== '/') return `a bind of ${m.root} whose file system is mounted nowhere else`;
   const fstype = fstypeName(m);
   if (fstype === undefined || m.fstype === FSTYPE.UNSUPPORTED) return `file system ${m.fsname ?? m.fstype} cannot be made anew`;
@@ -96,7 +97,7 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
   for (const [i, m] of order.entries()) {
     const h = plan(m, order.slice(0, i), root, opts);
     if (typeof h === 'string') return `${what(m)}: ${h}`;
-    if (!opts.yard && (h.kind === 'external' || h.kind === 'rootbind' || h.kind === 'outer') && !fs.existsSync(h.path))
+    if (!opts.yard && (h.kind === 'external' || h.kind === 'rootbind') && !fs.existsSync(h.path))
       return `${what(m)}: its source ${h.path} does not exist`;
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
       return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
@@ -142,6 +143,13 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     else call(root, 'mount', opts.root, yard, null, MS.BIND, null);
     call(root, 'mount', null, yard, null, MS.PRIVATE, null);
     fds.set(root.mnt_id, openPath(root, yard));
+    /** A path that ends on the top of the stack of mounts at `m`'s mountpoint. */
+    const topOf = (m: MntEntry): string => {
+      if (m === root) return yard;
+      const p = entries.find((e) => e.mnt_id === m.parent_mnt_id)!;
+      const rel = under(p.mountpoint, m.mountpoint);
+      return rel ? fdPath(p.mnt_id, rel) : topOf(p);
+    };
     const rootFiles = fresh && root.fstype === FSTYPE.TMPFS ? opts.tmpfs(Number(root.root_dev)) : undefined;
     if (rootFiles) tarExtract(`/proc/${stub.tid}/fd/${fds.get(root.mnt_id)}`, rootFiles);
     for (const [i, m] of order.entries()) {
@@ -165,12 +173,16 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
           (sbFlags & ~MS.RDONLY) | (m.flags & PER_MOUNT & ~MS.RDONLY),
           m.options || null,
         );
+      // T_SYMLINKS: the target may end on /proc/self/fd/N, which mount(2) follows too.
+      else if (h.kind === 'outer') call(m, 'move_mount', h.fd, '', AT_FDCWD, target, MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_SYMLINKS);
       else {
         const src = h.kind === 'bind' ? fdPath(h.from.mnt_id, h.rel) : h.kind === 'root' ? opts.root : h.path;
         call(m, 'mount', src, target, null, MS.BIND, null);
       }
-      call(m, 'mount', null, target, null, MS.PRIVATE, null);
-      fds.set(m.mnt_id, openPath(m, target));
+      // /proc/self/fd/N lands on the mount of fd N itself, not on what is mounted over its
+      // root: a mount on its parent's root is opened by a path that crosses into it.
+      fds.set(m.mnt_id, openPath(m, rel ? target : topOf(parent)));
+      call(m, 'mount', null, fdPath(m.mnt_id), null, MS.PRIVATE, null);
       if (h.kind === 'new' && m.fstype === FSTYPE.TMPFS) {
         const data = opts.tmpfs(Number(m.root_dev));
         if (data) tarExtract(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, data);
