@@ -156,3 +156,53 @@ e2e('unix sockets of a tree in its own mount namespace: names bound, connected a
   );
   assert.equal(reap(t.pid, 5000)?.code, 0);
 });
+
+/** Runs under `unshare -m --propagation private`: $1 new root, $2 a directory; mounts stacked on their parent's root. */
+const STACKED = `set -e
+R=$1 W=$2
+mount --bind / $R
+mount -t proc proc $R/proc
+cd $R
+pivot_root . .
+umount -l .
+cd $W
+mount -t tmpfs under a
+mkdir -p a/b/c
+echo deep > a/b/c/f
+mount --bind a/b a
+mount -t tmpfs top a/c
+echo top > a/c/t
+exec sleep 1000 0<a/c/t >>a/c/out 2>&1
+`;
+
+/** Each mount as mountpoint, root, file system and source, sorted. */
+function shape(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const f = l.split(' ');
+      const tail = l.slice(l.indexOf(' - ') + 3).split(' ');
+      return `${f[4]} ${f[3]} ${tail[0]} ${tail[1]}`;
+    })
+    .sort();
+}
+
+e2e('a mount stacked on its parent’s root (a bind over the tmpfs it binds) with a mount under it', async (c) => {
+  const w = join(c.dir, 'w');
+  for (const x of ['root', 'w/a']) mkdirSync(join(c.dir, x), { recursive: true });
+  const script = join(c.dir, 'setup.sh');
+  writeFileSync(script, STACKED);
+  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), w], {
+    execs: ['sleep', '1000'],
+  });
+  const before = shape(t.pid);
+  assert.ok(before.includes(`${w}/a /b tmpfs under`), before.join('\n'));
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.deepEqual(shape(t.pid), before);
+  assert.equal(readFileSync(`/proc/${t.pid}/root${w}/a/c/t`, 'utf8'), 'top\n');
+  assert.equal(readFileSync(`/proc/${t.pid}/fd/0`, 'utf8'), 'top\n', 'stdin is open in the top tmpfs');
+  killAndReap(t.pid);
+});
