@@ -142,6 +142,7 @@ export const O = {
   LARGEFILE: ARM64_O ? 0o400000 : 0o100000,
 } as const;
 export const AT_FDCWD = -100;
+export const AT_EMPTY_PATH = 0x1000;
 export const F = {
   DUPFD: 0,
   GETFD: 1,

@@ -6,7 +6,18 @@
 // peer groups and masters again with MOVE_MOUNT_SET_GROUP. Children cloned by the stub later
 // are born in the namespace. If the restore fails, the stub dies and the namespace with it.
 import fs from 'node:fs';
-import { AT_FDCWD, MNT_DETACH, MOVE_MOUNT, MS, O, close, pidfdGetfd, pidfdOpen } from '../../kernel/index.ts';
+import {
+  AT_EMPTY_PATH,
+  AT_FDCWD,
+  MNT_DETACH,
+  MOVE_MOUNT,
+  MS,
+  O,
+  OPEN_TREE_CLONE,
+  close,
+  pidfdGetfd,
+  pidfdOpen,
+} from '../../kernel/index.ts';
 import { pullFd } from '../../compel/open.ts';
 import { RemoteSysError, type InjectionArea, type Tracee } from '../../compel/index.ts';
 import { CriuError } from '../../errors.ts';
@@ -176,8 +187,21 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
       // T_SYMLINKS: the target may end on /proc/self/fd/N, which mount(2) follows too.
       else if (h.kind === 'outer') call(m, 'move_mount', h.fd, '', AT_FDCWD, target, MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_SYMLINKS);
       else {
-        const src = h.kind === 'bind' ? fdPath(h.from.mnt_id, h.rel) : h.kind === 'root' ? opts.root : h.path;
-        call(m, 'mount', src, target, null, MS.BIND, null);
+        // A bind of a directory inside the source is taken from a copy of the source mount
+        // alone: a path walked in the source itself would cross what is mounted on it.
+        area.reset();
+        const copy =
+          h.kind === 'bind' && h.rel
+            ? stub.syscallRaw('open_tree', fds.get(h.from.mnt_id)!, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC)
+            : -1n;
+        let src: string;
+        if (h.kind === 'bind') src = copy >= 0n ? `/proc/self/fd/${copy}/${h.rel}` : fdPath(h.from.mnt_id, h.rel);
+        else src = h.kind === 'root' ? opts.root : h.path;
+        try {
+          call(m, 'mount', src, target, null, MS.BIND, null);
+        } finally {
+          if (copy >= 0n) stub.syscallRaw('close', copy);
+        }
       }
       // /proc/self/fd/N lands on the mount of fd N itself, not on what is mounted over its
       // root: a mount on its parent's root is opened by a path that crosses into it.

@@ -2,7 +2,7 @@
 // (tmpfs-dev-N.tar.gz.img), dumped from outside (mnt-dump.ts) and built again by the root's
 // stub, born in a new mount namespace (mnt-restore.ts). Files the tasks hold are reopened
 // through the restored namespace (/proc/ROOT/root).
-import { CLONE, O, OPEN_TREE_CLONE, RESOLVE, close, openat2 } from '../../kernel/index.ts';
+import { AT_EMPTY_PATH, CLONE, O, OPEN_TREE_CLONE, RESOLVE, close, openat2 } from '../../kernel/index.ts';
 import { openPulled, pullFd } from '../../compel/open.ts';
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import { parseMountinfo, readLink, type MountInfo } from '../../proc/index.ts';
@@ -18,7 +18,6 @@ import type { Logger } from '../types.ts';
 
 export { checkMntns } from './mnt-dump.ts';
 
-const AT_EMPTY_PATH = 0x1000;
 export type { MountOptions } from './mnt-tree.ts';
 
 function restoreInput(
