@@ -143,6 +143,7 @@ export const O = {
 } as const;
 export const AT_FDCWD = -100;
 export const AT_EMPTY_PATH = 0x1000;
+export const AT_REMOVEDIR = 0x200;
 export const F = {
   DUPFD: 0,
   GETFD: 1,

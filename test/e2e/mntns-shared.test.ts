@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -204,5 +204,49 @@ e2e('a mount stacked on its parent’s root (a bind over the tmpfs it binds) wit
   assert.deepEqual(shape(t.pid), before);
   assert.equal(readFileSync(`/proc/${t.pid}/root${w}/a/c/t`, 'utf8'), 'top\n');
   assert.equal(readFileSync(`/proc/${t.pid}/fd/0`, 'utf8'), 'top\n', 'stdin is open in the top tmpfs');
+  killAndReap(t.pid);
+});
+
+/** Runs under `unshare -m --propagation private`: $1 new root, $2 a directory; binds of what was removed since. */
+const REMOVED = `set -e
+R=$1 W=$2
+mount --bind / $R
+mount -t proc proc $R/proc
+cd $R
+pivot_root . .
+umount -l .
+cd $W
+mount -t tmpfs tmp t
+mkdir t/src t/dst
+echo inside > t/src/x
+touch t/f t/g
+echo file > t/f
+mount --bind t/src t/dst
+mount --bind t/f t/g
+rm t/src/x
+rmdir t/src
+rm t/f
+mount --bind dsrc ddst
+rmdir dsrc
+exec sleep 1000 0<t/g >>t/out 2>&1
+`;
+
+e2e('binds of a directory and a file removed since (mountinfo //deleted) come back removed', async (c) => {
+  const w = join(c.dir, 'w');
+  for (const x of ['root', 'w/t', 'w/dsrc', 'w/ddst']) mkdirSync(join(c.dir, x), { recursive: true });
+  const script = join(c.dir, 'setup.sh');
+  writeFileSync(script, REMOVED);
+  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), w], {
+    execs: ['sleep', '1000'],
+  });
+  const before = shape(t.pid);
+  assert.ok(before.includes(`${w}/t/dst /src//deleted tmpfs tmp`), before.join('\n'));
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.deepEqual(shape(t.pid), before, 'the same binds, of removed roots');
+  assert.equal(readFileSync(`/proc/${t.pid}/fd/0`, 'utf8'), 'file\n', 'stdin is the bound file');
+  assert.deepEqual(readdirSync(`/proc/${t.pid}/root${w}/t`).sort(), ['dst', 'g', 'out'], 'nothing made for the binds is left');
+  assert.ok(!existsSync(join(w, 'dsrc')), 'nor on the root file system');
   killAndReap(t.pid);
 });

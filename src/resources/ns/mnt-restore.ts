@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import {
   AT_EMPTY_PATH,
+  AT_REMOVEDIR,
   AT_FDCWD,
   MNT_DETACH,
   MOVE_MOUNT,
@@ -15,6 +16,7 @@ import {
   O,
   OPEN_TREE_CLONE,
   close,
+  errnoName,
   pidfdGetfd,
   pidfdOpen,
 } from '../../kernel/index.ts';
@@ -108,7 +110,7 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
   for (const [i, m] of order.entries()) {
     const h = plan(m, order.slice(0, i), root, opts);
     if (typeof h === 'string') return `${what(m)}: ${h}`;
-    if (!opts.yard && (h.kind === 'external' || h.kind === 'rootbind') && !fs.existsSync(h.path))
+    if (!opts.yard && (h.kind === 'external' || (h.kind === 'rootbind' && !m.deleted)) && !fs.existsSync(h.path))
       return `${what(m)}: its source ${h.path} does not exist`;
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
       return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
@@ -154,6 +156,26 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     else call(root, 'mount', opts.root, yard, null, MS.BIND, null);
     call(root, 'mount', null, yard, null, MS.PRIVATE, null);
     fds.set(root.mnt_id, openPath(root, yard));
+    /**
+     * A bind of a directory or file that was removed: made again for the bind (of the kind its
+     * mountpoint is, as CRIU does), and removed after, as it was.
+     */
+    const bindDeleted = (m: MntEntry, src: string, targetHere: string, target: string): void => {
+      const dir = fs.statSync(targetHere).isDirectory();
+      area.reset();
+      const made = dir
+        ? stub.syscallRaw('mkdirat', AT_FDCWD, area.putString(src), 0o700)
+        : stub.syscallRaw('openat', AT_FDCWD, area.putString(src), O.CREAT | O.EXCL | O.WRONLY | O.CLOEXEC, 0o600);
+      if (made < 0n)
+        throw new CriuError(`${what(m)}: its removed root ${m.root} cannot be made again for the bind: ${errnoName(Number(-made))}`);
+      if (!dir) stub.syscallRaw('close', made);
+      try {
+        call(m, 'mount', src, target, null, MS.BIND, null);
+      } finally {
+        area.reset();
+        stub.syscallRaw('unlinkat', AT_FDCWD, area.putString(src), dir ? AT_REMOVEDIR : 0);
+      }
+    };
     /** A path that ends on the top of the stack of mounts at `m`'s mountpoint. */
     const topOf = (m: MntEntry): string => {
       if (m === root) return yard;
@@ -198,7 +220,8 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
         if (h.kind === 'bind') src = copy >= 0n ? `/proc/self/fd/${copy}/${h.rel}` : fdPath(h.from.mnt_id, h.rel);
         else src = h.kind === 'root' ? opts.root : h.path;
         try {
-          call(m, 'mount', src, target, null, MS.BIND, null);
+          if (m.deleted && h.kind !== 'root') bindDeleted(m, src, `/proc/${stub.tid}${target.slice('/proc/self'.length)}`, target);
+          else call(m, 'mount', src, target, null, MS.BIND, null);
         } finally {
           if (copy >= 0n) stub.syscallRaw('close', copy);
         }
