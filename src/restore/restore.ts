@@ -34,8 +34,9 @@ import {
   enterNamespaces,
   mountNamespaces,
   releaseNamespaces,
+  namespacesAfterFiles,
 } from '../resources/ns/index.ts';
-import { CLONE } from '../kernel/index.ts';
+import { CLONE, MS } from '../kernel/index.ts';
 import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
@@ -142,6 +143,13 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       return reg.name;
     },
     (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
+  );
+  // A read-only mount with ghost files stays writable until they are made (as CRIU remounts it).
+  ns.made.readOnlyLater = new Set(
+    ghosts
+      .ghostFiles()
+      .map((id) => files.get(id)?.reg?.mnt_id)
+      .filter((m): m is number => m !== undefined && m >= 0),
   );
   let ctx: Ctx | undefined;
   const installedOnce = new Set<number>();
@@ -494,6 +502,15 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
+  // Every file is open: the ghosts on the mounts kept writable for them go before those are read-only.
+  const later = ctx.ns.made.readOnlyLater;
+  const readOnly = (mnt: number | undefined): boolean =>
+    mnt !== undefined && later!.has(mnt) && !!((ctx.ns.made.get(mnt)?.entry.flags ?? 0) & MS.RDONLY);
+  if (later?.size) ctx.ghosts.unlinkFiles(ctx.ghosts.ghostFiles().filter((id) => readOnly(ctx.files.get(id)?.reg?.mnt_id)));
+  namespacesAfterFiles(ctx.ns, ctx.mntOf, (tid) => {
+    const l = [...live.values()].find((x) => x.leader.tid === tid);
+    return l && { stub: l.leader, area: l.area };
+  });
   releaseNamespaces(ctx.ns);
   ctx.sessions.startDeferred();
 }

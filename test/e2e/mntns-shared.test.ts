@@ -250,3 +250,47 @@ e2e('binds of a directory and a file removed since (mountinfo //deleted) come ba
   assert.ok(!existsSync(join(w, 'dsrc')), 'nor on the root file system');
   killAndReap(t.pid);
 });
+
+/** Runs under `unshare -m --propagation private`: $1 new root, $2 a directory; a removed file open through a read-only bind. */
+const GHOST_RO = `set -e
+R=$1 W=$2
+mount --bind / $R
+mount -t proc proc $R/proc
+cd $R
+pivot_root . .
+umount -l .
+cd $W
+mount -t tmpfs tmp t
+echo removed > t/f
+mount --bind t ro
+mount -o remount,bind,ro ro
+exec 3<ro/f
+rm t/f
+exec sleep 1000 0<&3 >>t/out 2>&1
+`;
+
+e2e('a removed file open through a read-only bind: its ghost is made there, and the bind is read-only again', async (c) => {
+  const w = join(c.dir, 'w');
+  for (const x of ['root', 'w/t', 'w/ro']) mkdirSync(join(c.dir, x), { recursive: true });
+  const script = join(c.dir, 'setup.sh');
+  writeFileSync(script, GHOST_RO);
+  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), w], {
+    execs: ['sleep', '1000'],
+  });
+  const opts = (pid: number) =>
+    readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
+      .split('\n')
+      .map((l) => l.split(' '))
+      .find((f) => f[4] === `${w}/ro`)?.[5];
+  assert.match(opts(t.pid) ?? '', /^ro,/);
+  const before = shape(t.pid);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.deepEqual(shape(t.pid), before);
+  assert.match(opts(t.pid) ?? '', /^ro,/, 'the bind is read-only again');
+  assert.equal(readFileSync(`/proc/${t.pid}/fd/0`, 'utf8'), 'removed\n', 'the removed file, from its ghost');
+  assert.match(readlinkSync(`/proc/${t.pid}/fd/0`), /\(deleted\)$/);
+  assert.deepEqual(readdirSync(`/proc/${t.pid}/root${w}/t`), ['out'], 'no ghost file left');
+  killAndReap(t.pid);
+});

@@ -15,7 +15,7 @@ import { readLink } from '../../proc/index.ts';
 import type { Logger, Message } from '../types.ts';
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { MadeMounts, MountOptions } from './mnt-tree.ts';
-import { releaseMounts } from './mnt-restore.ts';
+import { readOnlyAfterFiles, releaseMounts } from './mnt-restore.ts';
 import type { NsKind, NsName, NsDumpCtx, NsImagesIn, NsRestoreCtx, NetOptions } from './types.ts';
 import { IMG } from '../../images/index.ts';
 import { pidNs } from './pid.ts';
@@ -202,6 +202,22 @@ export function enterNamespaces(plan: NsPlan, ctx: { stub: Tracee; area: Injecti
     });
     if (!held.has(id)) held.set(id, ctx.stub.tid);
   }
+}
+
+/**
+ * Once every task has its files: the read-only mounts kept writable for the ghost files on
+ * them become read-only (by a task of each one's namespace: `stubOf` its host tid).
+ */
+export function namespacesAfterFiles(
+  plan: NsPlan,
+  mntOf: Map<number, number>,
+  stubOf: (tid: number) => { stub: Tracee; area: InjectionArea } | undefined,
+): void {
+  readOnlyAfterFiles(plan.made, (m) => {
+    const ns = mntOf.get(m.mnt_id);
+    const holder = ns === undefined ? undefined : plan.holders.get('mnt')?.get(ns);
+    return holder === undefined ? undefined : stubOf(holder);
+  });
 }
 
 /** Let go of what the restore of the namespaces kept for later ones, once every task exists (or the restore failed). */

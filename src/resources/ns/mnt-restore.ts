@@ -236,8 +236,12 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
       }
       if (h.kind === 'new' && sbFlags & MS.RDONLY) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | sbFlags, m.options || null);
     }
-    // Per-mount flags last: a read-only mount is filled first.
-    for (const m of order) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | MS.BIND | (m.flags & PER_MOUNT), null);
+    // Per-mount flags last: a read-only mount is filled first, or once its ghost files are made.
+    const later = opts.made?.readOnlyLater;
+    for (const m of order) {
+      const flags = later?.has(m.mnt_id) ? m.flags & PER_MOUNT & ~MS.RDONLY : m.flags & PER_MOUNT;
+      call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | MS.BIND | flags, null);
+    }
     call(root, 'fchdir', fds.get(root.mnt_id)!);
     call(root, 'pivot_root', '.', '.');
     call(root, 'umount2', '.', MNT_DETACH);
@@ -266,6 +270,34 @@ function keepMounts(stub: Tracee, order: MntEntry[], fds: Map<number, bigint>, m
   } finally {
     close(pidfd);
   }
+}
+
+/**
+ * The read-only mounts left writable for their ghost files made read-only, by `stub` (a task
+ * of the namespace each is in: only there can a mount be changed), through its working
+ * directory, which is put back.
+ */
+export function readOnlyAfterFiles(made: MadeMounts, stubOf: (m: MntEntry) => { stub: Tracee; area: InjectionArea } | undefined): void {
+  for (const id of made.readOnlyLater ?? []) {
+    const k = made.get(id);
+    if (!k || !(k.entry.flags & MS.RDONLY)) continue;
+    const t = stubOf(k.entry);
+    if (!k || !t) continue;
+    const { stub, area } = t;
+    area.reset();
+    const cwd = stub.syscall('openat', AT_FDCWD, area.putString('.'), O.PATH | O.CLOEXEC);
+    const fd = pullFd(stub, k.fd);
+    try {
+      stub.syscall('fchdir', fd);
+      area.reset();
+      stub.syscall('mount', 0, area.putString('.'), 0, MS.REMOUNT | MS.BIND | (k.entry.flags & PER_MOUNT), 0);
+    } finally {
+      stub.syscallRaw('fchdir', cwd);
+      stub.syscallRaw('close', fd);
+      stub.syscallRaw('close', cwd);
+    }
+  }
+  made.readOnlyLater?.clear();
 }
 
 /** Close what keepMounts kept. */

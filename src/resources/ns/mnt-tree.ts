@@ -194,5 +194,10 @@ export interface MountOptions {
   external: Map<string, string>;
 }
 
-/** The mounts of the namespaces a restore made so far: criu-ts's O_PATH fd of each, and its entry, by mnt_id. */
-export type MadeMounts = Map<number, { entry: MntEntry; fd: number }>;
+/**
+ * The mounts of the namespaces a restore made so far: criu-ts's O_PATH fd of each, its entry
+ * and namespace, by mnt_id; `readOnlyLater`: read-only mounts left writable until the ghost
+ * files on them are made (set before the namespaces are made), made read-only by
+ * readOnlyAfterFiles.
+ */
+export type MadeMounts = Map<number, { entry: MntEntry; fd: number }> & { readOnlyLater?: Set<number> };
