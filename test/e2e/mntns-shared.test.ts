@@ -28,15 +28,25 @@ import {
 import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
-/** Runs under `unshare -m --propagation private`: $1 new root, $2 the work directory. */
-const SETUP = `set -e
-R=$1 W=$2
-mount --bind / $R
-mount -t proc proc $R/proc
-mount -t devtmpfs devtmpfs $R/dev
-cd $R
-pivot_root . .
-umount -l .
+/**
+ * Starts `body` (sh) in a mount namespace of its own (`unshare -m --propagation private`) that
+ * has pivoted into a bind of / with a proc of its own; in `body`, $W is `c.dir`/w and "$@"
+ * `args`. `dirs` (under `c.dir`) are made first. The program it ends in: `execs`.
+ */
+function startInNs(c: { dir: string }, body: string, dirs: string[], args: string[] = [], execs = ['sleep', '1000'], logFile?: string) {
+  const w = join(c.dir, 'w');
+  for (const x of ['root', 'w', ...dirs]) mkdirSync(join(c.dir, x), { recursive: true });
+  const script = join(c.dir, 'setup.sh');
+  writeFileSync(
+    script,
+    `set -e\nR=$1 W=$2\nshift 2\nmount --bind / $R\nmount -t proc proc $R/proc\ncd $R\npivot_root . .\numount -l .\n${body}`,
+  );
+  const argv = ['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), w, ...args];
+  return { ...startTarget(argv, { execs, ...(logFile ? { logFile } : {}) }), w };
+}
+
+/** A shared root; a child unshares a copy of it and binds test onto test.bind; then a tmpfs on test/sub. */
+const SETUP = `mount -t devtmpfs devtmpfs /dev
 mount --make-shared /
 cd $W
 touch ready
@@ -62,13 +72,8 @@ function inNs(pid: number, cmd: string): { status: number | null; out: string } 
 }
 
 e2e('a child in a copy of its parent’s shared mount namespace: cwd, one tmpfs, peer groups across both', async (c) => {
-  const w = join(c.dir, 'w');
-  for (const x of ['root', 'w/test/sub', 'w/test.bind']) mkdirSync(join(c.dir, x), { recursive: true });
-  const script = join(c.dir, 'setup.sh');
-  writeFileSync(script, SETUP);
-  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), w], {
-    execs: ['sleep', '1000'],
-  });
+  const t = startInNs(c, SETUP, ['w/test/sub', 'w/test.bind']);
+  const w = t.w;
   const child = await waitFor(() => descendants(t.pid).find((p) => cmdline(p)?.join(' ') === 'sleep 1001'), 5000, 'the child');
   const sub = `${w}/test/sub`;
   const before = { root: groups(t.pid, '/'), sub: groups(child, sub), bound: groups(child, `${w}/test.bind/sub`) };
@@ -101,35 +106,16 @@ e2e('a child in a copy of its parent’s shared mount namespace: cwd, one tmpfs,
   killAndReap(t.pid);
 });
 
-/**
- * Runs under `unshare -m --propagation private`: $1 new root, $2 the workload's directory (a
- * tmpfs of the namespace's own: its path on the host is another directory), $3 its log, then
- * the workload.
- */
-const UNIXSK = `set -e
-R=$1 D=$2 L=$3
-shift 3
-mount --bind / $R
-mount -t proc proc $R/proc
-mount -t devtmpfs devtmpfs $R/dev
-cd $R
-pivot_root . .
-umount -l .
-mount -t tmpfs sk $D
-exec "$@" $D </dev/null >>$L 2>&1
+/** $1 the workload, $2 its log; it works in $W, a tmpfs of the namespace's own (on the host, another directory). */
+const UNIXSK = `mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs sk $W
+exec "$1" $W </dev/null >>$2 2>&1
 `;
 
 e2e('unix sockets of a tree in its own mount namespace: names bound, connected and sent to there', async (c) => {
-  const d = join(c.dir, 'sk');
-  mkdirSync(d);
-  mkdirSync(join(c.dir, 'root'));
   const log = join(c.dir, 'unixsk.log');
-  const script = join(c.dir, 'setup.sh');
-  writeFileSync(script, UNIXSK);
-  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), d, log, workload('unixsk')], {
-    logFile: log,
-    execs: [workload('unixsk'), d],
-  });
+  const d = join(c.dir, 'w');
+  const t = startInNs(c, UNIXSK, [], [workload('unixsk'), log], [workload('unixsk'), d], log);
   await waitForLine(log, /^READY/, 5000);
   // Each name once: an accepted connection shows its listener's name only before a restore.
   const names = () =>
@@ -157,15 +143,8 @@ e2e('unix sockets of a tree in its own mount namespace: names bound, connected a
   assert.equal(reap(t.pid, 5000)?.code, 0);
 });
 
-/** Runs under `unshare -m --propagation private`: $1 new root, $2 a directory; mounts stacked on their parent's root. */
-const STACKED = `set -e
-R=$1 W=$2
-mount --bind / $R
-mount -t proc proc $R/proc
-cd $R
-pivot_root . .
-umount -l .
-cd $W
+/** Mounts stacked on their parent's root. */
+const STACKED = `cd $W
 mount -t tmpfs under a
 mkdir -p a/b/c
 echo deep > a/b/c/f
@@ -189,13 +168,8 @@ function shape(pid: number): string[] {
 }
 
 e2e('a mount stacked on its parent’s root (a bind over the tmpfs it binds) with a mount under it', async (c) => {
-  const w = join(c.dir, 'w');
-  for (const x of ['root', 'w/a']) mkdirSync(join(c.dir, x), { recursive: true });
-  const script = join(c.dir, 'setup.sh');
-  writeFileSync(script, STACKED);
-  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), w], {
-    execs: ['sleep', '1000'],
-  });
+  const t = startInNs(c, STACKED, ['w/a']);
+  const w = t.w;
   const before = shape(t.pid);
   assert.ok(before.includes(`${w}/a /b tmpfs under`), before.join('\n'));
   const img = c.subdir('img');
@@ -207,15 +181,8 @@ e2e('a mount stacked on its parent’s root (a bind over the tmpfs it binds) wit
   killAndReap(t.pid);
 });
 
-/** Runs under `unshare -m --propagation private`: $1 new root, $2 a directory; binds of what was removed since. */
-const REMOVED = `set -e
-R=$1 W=$2
-mount --bind / $R
-mount -t proc proc $R/proc
-cd $R
-pivot_root . .
-umount -l .
-cd $W
+/** Binds of what was removed since. */
+const REMOVED = `cd $W
 mount -t tmpfs tmp t
 mkdir t/src t/dst
 echo inside > t/src/x
@@ -232,13 +199,8 @@ exec sleep 1000 0<t/g >>t/out 2>&1
 `;
 
 e2e('binds of a directory and a file removed since (mountinfo //deleted) come back removed', async (c) => {
-  const w = join(c.dir, 'w');
-  for (const x of ['root', 'w/t', 'w/dsrc', 'w/ddst']) mkdirSync(join(c.dir, x), { recursive: true });
-  const script = join(c.dir, 'setup.sh');
-  writeFileSync(script, REMOVED);
-  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), w], {
-    execs: ['sleep', '1000'],
-  });
+  const t = startInNs(c, REMOVED, ['w/t', 'w/dsrc', 'w/ddst']);
+  const w = t.w;
   const before = shape(t.pid);
   assert.ok(before.includes(`${w}/t/dst /src//deleted tmpfs tmp`), before.join('\n'));
   const img = c.subdir('img');
@@ -251,15 +213,8 @@ e2e('binds of a directory and a file removed since (mountinfo //deleted) come ba
   killAndReap(t.pid);
 });
 
-/** Runs under `unshare -m --propagation private`: $1 new root, $2 a directory; a removed file open through a read-only bind. */
-const GHOST_RO = `set -e
-R=$1 W=$2
-mount --bind / $R
-mount -t proc proc $R/proc
-cd $R
-pivot_root . .
-umount -l .
-cd $W
+/** A removed file open through a read-only bind. */
+const GHOST_RO = `cd $W
 mount -t tmpfs tmp t
 echo removed > t/f
 mount --bind t ro
@@ -270,13 +225,8 @@ exec sleep 1000 0<&3 >>t/out 2>&1
 `;
 
 e2e('a removed file open through a read-only bind: its ghost is made there, and the bind is read-only again', async (c) => {
-  const w = join(c.dir, 'w');
-  for (const x of ['root', 'w/t', 'w/ro']) mkdirSync(join(c.dir, x), { recursive: true });
-  const script = join(c.dir, 'setup.sh');
-  writeFileSync(script, GHOST_RO);
-  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, join(c.dir, 'root'), w], {
-    execs: ['sleep', '1000'],
-  });
+  const t = startInNs(c, GHOST_RO, ['w/t', 'w/ro']);
+  const w = t.w;
   const opts = (pid: number) =>
     readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
       .split('\n')
