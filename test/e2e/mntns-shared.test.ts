@@ -244,3 +244,32 @@ e2e('a removed file open through a read-only bind: its ghost is made there, and 
   assert.deepEqual(readdirSync(`/proc/${t.pid}/root${w}/t`), ['out'], 'no ghost file left');
   killAndReap(t.pid);
 });
+
+/** A peer group whose member of a narrower root (p1/a, a bind of /sub) comes first in the tree. */
+const NARROW_FIRST = `cd $W
+mount -t tmpfs t q
+mkdir q/sub
+mount -t tmpfs p p1
+mkdir p1/a
+mount --bind q s
+mount --make-shared s
+mount --bind s/sub p1/a
+exec sleep 1000 0<q/sub >>q/out 2>&1
+`;
+
+e2e('a peer group joined from its member of the widest root, wherever the others are in the tree', async (c) => {
+  const t = startInNs(c, NARROW_FIRST, ['w/q', 'w/p1', 'w/s']);
+  const w = t.w;
+  const [s] = groups(t.pid, `${w}/s`);
+  assert.notEqual(s, 'private');
+  assert.deepEqual(groups(t.pid, `${w}/p1/a`), [s], 'the setup made p1/a a peer of s');
+  const before = shape(t.pid);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.deepEqual(shape(t.pid), before);
+  const [after] = groups(t.pid, `${w}/s`);
+  assert.notEqual(after, 'private');
+  assert.deepEqual(groups(t.pid, `${w}/p1/a`), [after], 'p1/a is a peer of s again');
+  killAndReap(t.pid);
+});

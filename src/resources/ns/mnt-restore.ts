@@ -247,7 +247,7 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     call(root, 'umount2', '.', MNT_DETACH);
     const outside = new Map<number, bigint>();
     try {
-      for (const { entry, fd } of opts.made?.values() ?? [])
+      for (const { entry, fd } of widestFirst([...(opts.made?.values() ?? [])], (k) => k.entry))
         if (entry.shared_id && !outside.has(entry.shared_id)) outside.set(entry.shared_id, pullFd(stub, fd));
       restoreSharing(order, fds, outside, call);
     } finally {
@@ -260,6 +260,12 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     fs.rmdirSync(`/proc/self/fd/${parentFd}/${name}`);
     fs.closeSync(parentFd);
   }
+}
+
+/** `list` by the depth of each one's root, widest first (stable). */
+function widestFirst<T>(list: T[], entry: (x: T) => MntEntry): T[] {
+  const depth = (x: T) => (entry(x).root === '/' ? 0 : entry(x).root.split('/').length);
+  return [...list].sort((a, b) => depth(a) - depth(b));
 }
 
 /** criu-ts's copies of the stub's fds of the mounts just made, for the namespaces made later. */
@@ -320,7 +326,9 @@ function restoreSharing(
   call: (m: MntEntry, name: 'mount' | 'move_mount' | 'fchdir', ...args: Array<bigint | number | string | null>) => bigint,
 ): void {
   const rep = new Map<number, MntEntry>();
-  for (const m of order) if (m.shared_id && !rep.has(m.shared_id)) rep.set(m.shared_id, m);
+  // A group is joined from its member of the widest root: MOVE_MOUNT_SET_GROUP copies only to
+  // a mount whose root is inside the source's.
+  for (const m of widestFirst(order, (x) => x)) if (m.shared_id && !rep.has(m.shared_id)) rep.set(m.shared_id, m);
   const done = new Set<MntEntry>(order.filter((m) => !m.shared_id && !m.master_id));
   const setGroup = (from: MntEntry | bigint, to: MntEntry) =>
     call(
