@@ -233,6 +233,11 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           const reg = id === undefined ? undefined : files.get(id)?.reg;
           return reg && inNs(ctx!, ghosts.path(reg.id, reg.name), reg);
         },
+        presetPty: (index) => {
+          const fd = ns.made.ptys?.get(index);
+          ns.made.ptys?.delete(index);
+          return fd;
+        },
         mntRoot: (id) => (ctx!.nsRoot ? inNs(ctx!, '', { name: '', mnt_id: id }) : undefined),
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {

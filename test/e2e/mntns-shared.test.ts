@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -271,5 +271,31 @@ e2e('a peer group joined from its member of the widest root, wherever the others
   const [after] = groups(t.pid, `${w}/s`);
   assert.notEqual(after, 'private');
   assert.deepEqual(groups(t.pid, `${w}/p1/a`), [after], 'p1/a is a peer of s again');
+  killAndReap(t.pid);
+});
+
+/** A pty of a devpts of the namespace's own bound on a file (as a container's /dev/console), its master held. */
+const CONSOLE = `cd $W
+mount -t tmpfs dev d
+mkdir d/pts
+touch d/console d/out
+mount -t devpts -o newinstance,ptmxmode=0666 pts d/pts
+exec 3<>d/pts/ptmx
+mount --bind d/pts/0 d/console
+exec sleep 1000 0<d/out >>d/out 2>&1
+`;
+
+e2e('a pty bound on a file (a console): made in the new devpts for the bind, its master the one restored', async (c) => {
+  const t = startInNs(c, CONSOLE, ['w/d']);
+  const w = t.w;
+  const before = shape(t.pid);
+  assert.ok(before.includes(`${w}/d/console /0 devpts pts`), before.join('\n'));
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.deepEqual(shape(t.pid), before, 'the console is a bind of pts/0 again (not of a removed one)');
+  assert.match(readFileSync(`/proc/${t.pid}/fdinfo/3`, 'utf8'), /^tty-index:\s+0$/m, 'fd 3 is the master of pty 0');
+  const root = `/proc/${t.pid}/root${w}/d`;
+  assert.equal(statSync(`${root}/console`).ino, statSync(`${root}/pts/0`).ino, 'the console is pts/0 of the namespace’s devpts');
   killAndReap(t.pid);
 });

@@ -6,7 +6,7 @@
 // until it gives the dumped one), the slaves through it, and a session leader takes its
 // controlling terminal back (TIOCSCTTY) with its foreground group.
 import fs from 'node:fs';
-import { ioctl, O, copyTaskFd, close, SysError } from '../../kernel/index.ts';
+import { ioctl, O, F, fcntl, copyTaskFd, close, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
@@ -157,7 +157,7 @@ function infoOf(ctx: RestoreFileCtx, id: number): Message<'tty_info_entry'> {
 }
 
 /** /dev/ptmx opened until it gives `index`: the kernel hands out the lowest free one. */
-function openPtmxAt(path: string, index: number, flags: number): number {
+export function openPtmxAt(path: string, index: number, flags: number): number {
   const extra: number[] = [];
   try {
     for (let i = 0; i < 64; i++) {
@@ -180,7 +180,11 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
   const reg = ctx.files.get(tty.regf_id ?? -1)?.reg;
   const flags = tty.flags & ~(O.CREAT | O.TRUNC | O.EXCL);
   if (info.id & 1) {
-    const fd = ctx.keep(openPtmxAt(reg?.name ?? '/dev/ptmx', index, flags));
+    // Through the tree's mount namespace: its devpts, not criu-ts's. A master opened already
+    // for a bind of its slave (the mounts are made before the files) is that one.
+    const preset = ctx.presetPty?.(index);
+    if (preset !== undefined) fcntl(preset, F.SETFL, flags);
+    const fd = ctx.keep(preset ?? openPtmxAt(reg ? ctx.pathOf(reg) : '/dev/ptmx', index, flags));
     masters.set(index, fd);
     const zero = Buffer.alloc(4);
     ioctl(fd, TIOC.SPTLCK, zero);
@@ -196,7 +200,7 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
     if (!m) throw new NotSupportedError(`pseudo-terminal ${index}: its master is not in the dump`);
     ctx.fileFd(m.id);
   }
-  const path = reg?.name ?? `/dev/pts/${index}`;
+  const path = reg ? ctx.pathOf(reg) : `/dev/pts/${index}`;
   const fd = ctx.keep(fs.openSync(path, flags | O.NOCTTY | O.CLOEXEC));
   if (info.termios) restoreTermios(fd, info.termios);
   if (info.uid !== undefined && info.gid !== undefined) fs.fchownSync(fd, info.uid, info.gid);

@@ -103,6 +103,8 @@ export interface RestoreFileCtx {
    * as criu-ts reaches it; undefined when the tree has no mount namespace of its own.
    */
   mntRoot?(mntId: number | undefined): string | undefined;
+  /** criu-ts's fd of the master of pty `index` if the mount restore opened it already (once). */
+  presetPty?(index: number): number | undefined;
   /** criu-ts's local fd of a file id (a file in flight), opened on first use and shared with the tasks' fds. */
   fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */

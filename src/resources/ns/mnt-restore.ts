@@ -25,6 +25,7 @@ import { RemoteSysError, type InjectionArea, type Tracee } from '../../compel/in
 import { CriuError } from '../../errors.ts';
 import type { Logger } from '../types.ts';
 import { tarExtract } from './mnt-dump.ts';
+import { openPtmxAt } from '../files/pty.ts';
 import { FSTYPE, type MadeMounts, type MntEntry, fstypeName, mountOrder, rootMount, under } from './mnt-tree.ts';
 
 /** Flags that belong to a mount, not to its superblock. */
@@ -176,6 +177,16 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
         stub.syscallRaw('unlinkat', AT_FDCWD, area.putString(src), dir ? AT_REMOVEDIR : 0);
       }
     };
+    /**
+     * A bind of a pty (a console): the pty is made (its master opened at its index) in the new
+     * devpts, and its master kept for the tty restore (opts.made.ptys), which opens none then.
+     */
+    const ptyFor = (devpts: MntEntry, index: number): void => {
+      const dir = `/proc/${stub.tid}/fd/${fds.get(devpts.mnt_id)}`;
+      if (fs.existsSync(`${dir}/${index}`) || !opts.made) return;
+      opts.made.ptys ??= new Map();
+      opts.made.ptys.set(index, openPtmxAt(`${dir}/ptmx`, index, O.RDWR));
+    };
     /** A path that ends on the top of the stack of mounts at `m`'s mountpoint. */
     const topOf = (m: MntEntry): string => {
       if (m === root) return yard;
@@ -219,6 +230,7 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
         let src: string;
         if (h.kind === 'bind') src = copy >= 0n ? `/proc/self/fd/${copy}/${h.rel}` : fdPath(h.from.mnt_id, h.rel);
         else src = h.kind === 'root' ? opts.root : h.path;
+        if (h.kind === 'bind' && h.from.fstype === FSTYPE.DEVPTS && /^\d+$/.test(h.rel)) ptyFor(h.from, Number(h.rel));
         try {
           if (m.deleted && h.kind !== 'root') bindDeleted(m, src, `/proc/${stub.tid}${target.slice('/proc/self'.length)}`, target);
           else call(m, 'mount', src, target, null, MS.BIND, null);
@@ -310,6 +322,8 @@ export function readOnlyAfterFiles(made: MadeMounts, stubOf: (m: MntEntry) => { 
 export function releaseMounts(made: MadeMounts): void {
   for (const { fd } of made.values()) close(fd);
   made.clear();
+  for (const fd of made.ptys?.values() ?? []) close(fd);
+  made.ptys?.clear();
 }
 
 /**

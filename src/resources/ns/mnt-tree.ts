@@ -200,4 +200,8 @@ export interface MountOptions {
  * files on them are made (set before the namespaces are made), made read-only by
  * readOnlyAfterFiles.
  */
-export type MadeMounts = Map<number, { entry: MntEntry; fd: number }> & { readOnlyLater?: Set<number> };
+export type MadeMounts = Map<number, { entry: MntEntry; fd: number }> & {
+  readOnlyLater?: Set<number>;
+  /** Masters of the ptys bound somewhere (/dev/console), opened to make them, by index: for the tty restore. */
+  ptys?: Map<number, number>;
+};
