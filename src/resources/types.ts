@@ -32,7 +32,7 @@ export interface FileTable {
 }
 
 /** What a REG entry made for a path may say about the file besides its name and flags. */
-export type RegExtra = Pick<MessageInput<'reg_file_entry'>, 'size' | 'mode'>;
+export type RegExtra = Pick<MessageInput<'reg_file_entry'>, 'size' | 'mode' | 'mnt_id'>;
 
 /** One process being dumped, frozen, with an injection area mapped in its leader. */
 export interface DumpTask {
@@ -52,6 +52,12 @@ export interface DumpTask {
   parent?: ParentMm;
   /** files.img id of the task's socket with this inode (a mapped packet ring), dumped on first sight. */
   socketFile(ino: number): number;
+  /**
+   * An incremental dump of a task whose memory the parent dump tracked (mm/track.ts): the
+   * pages that dump saved, as sorted [start, end) ranges. Pages of VMAs still tracked that
+   * were not written since are not saved again (PE_PARENT).
+   */
+  parentPages?: ReadonlyArray<[bigint, bigint]>;
 }
 
 /** A dumped task's parent, as its children's memory dump sees it. */
