@@ -238,7 +238,13 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           ns.made.ptys?.delete(index);
           return fd;
         },
-        mntRoot: (id) => (ctx!.nsRoot ? inNs(ctx!, '', { name: '', mnt_id: id }) : undefined),
+        mntRoot: (id) => {
+          if (!ctx!.nsRoot) return undefined;
+          // The caller chroots criu-ts, every thread with it: the checksum thread, which opens
+          // the images by path, is done first.
+          imgs.verifying?.join();
+          return inNs(ctx!, '', { name: '', mnt_id: id });
+        },
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);

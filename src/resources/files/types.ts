@@ -100,7 +100,8 @@ export interface RestoreFileCtx {
   inodePath(sdev: number, ino: bigint): string | undefined;
   /**
    * The root of the restored mount namespace the mount `mntId` is in (the root's without one),
-   * as criu-ts reaches it; undefined when the tree has no mount namespace of its own.
+   * as criu-ts reaches it; undefined when the tree has no mount namespace of its own. Asked
+   * before criu-ts chroots there: no other thread of criu-ts opens a file by path after it.
    */
   mntRoot?(mntId: number | undefined): string | undefined;
   /** criu-ts's fd of the master of pty `index` if the mount restore opened it already (once). */

@@ -57,7 +57,8 @@ interface Ghost {
  * resolved in their namespace. The root and cwd are the whole process's: put back at once.
  */
 function inNameRoot<T>(ctx: RestoreFileCtx, e: UnixEntry, fn: () => T): T {
-  const root = ctx.mntRoot?.(e.mnt_id !== undefined && e.mnt_id >= 0 ? e.mnt_id : undefined);
+  // An abstract name is in no file system.
+  const root = isPathName(Buffer.from(e.name)) ? ctx.mntRoot?.(e.mnt_id !== undefined && e.mnt_id >= 0 ? e.mnt_id : undefined) : undefined;
   const cwd = process.cwd();
   if (!root)
     try {
