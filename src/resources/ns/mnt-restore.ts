@@ -371,6 +371,8 @@ function restoreSharing(
         setGroup(r, m);
       } else {
         const master = m.master_id ? (outside.get(m.master_id) ?? rep.get(m.master_id)) : undefined;
+        if (m.master_id && master === undefined)
+          throw new CriuError(`${what(m)}: its master, peer group ${m.master_id}, is in no namespace made before it`);
         if (typeof master === 'object' && !done.has(master)) continue;
         if (master !== undefined) {
           setGroup(master, m);
