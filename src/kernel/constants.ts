@@ -142,6 +142,8 @@ export const O = {
   LARGEFILE: ARM64_O ? 0o400000 : 0o100000,
 } as const;
 export const AT_FDCWD = -100;
+export const AT_EMPTY_PATH = 0x1000;
+export const AT_REMOVEDIR = 0x200;
 export const F = {
   DUPFD: 0,
   GETFD: 1,
@@ -220,7 +222,7 @@ export const MS = {
 export const MNT_DETACH = 2;
 /** open_tree(2) and move_mount(2) flags. */
 export const OPEN_TREE_CLONE = 1;
-export const MOVE_MOUNT = { F_EMPTY_PATH: 0x4, T_EMPTY_PATH: 0x40, SET_GROUP: 0x100 } as const;
+export const MOVE_MOUNT = { F_EMPTY_PATH: 0x4, T_SYMLINKS: 0x10, T_EMPTY_PATH: 0x40, SET_GROUP: 0x100 } as const;
 
 export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, IO: 5, SYSVSEM: 6, EPOLL_TFD: 7 } as const;
 

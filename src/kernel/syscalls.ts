@@ -60,6 +60,8 @@ const NR = {
   sched_setaffinity: sysnr('sched_setaffinity'),
   getcpu: sysnr('getcpu'),
   setns: sysnr('setns'),
+  fchdir: sysnr('fchdir'),
+  chroot: sysnr('chroot'),
 };
 
 type PtraceData = Arg | Buffer;
@@ -404,6 +406,15 @@ export function mountFs(fstype: string, target: string, options: string): void {
 export function umount2(target: string, flags: number): void {
   const t = Buffer.from(`${target}\0`);
   syscall(`umount2(${target})`, NR.umount2, addressOf(t), flags);
+}
+/** fchdir(2) of the whole process (Node's cached process.cwd() is not told). */
+export function fchdir(fd: number): void {
+  syscall('fchdir', NR.fchdir, fd);
+}
+/** chroot(2) of the whole process, every thread included. */
+export function chroot(path: string): void {
+  const p = Buffer.from(`${path}\0`);
+  syscall(`chroot(${path})`, NR.chroot, addressOf(p));
 }
 export function inotifyInit(flags: number): number {
   return syscall('inotify_init1', NR.inotify_init1, flags);

@@ -7,7 +7,7 @@ export interface MountInfo {
   parentId: number;
   major: number;
   minor: number;
-  /** root of the mount within its filesystem (octal escapes decoded); ' (deleted)' stripped into rootDeleted */
+  /** root of the mount within its filesystem (octal escapes decoded); '//deleted' stripped into rootDeleted */
   root: string;
   rootDeleted: boolean;
   mountPoint: string;
@@ -41,7 +41,11 @@ export function parseMountinfo(text: string): MountInfo[] {
     if (!dev || !/^\d+$/.test(head[0]) || !/^\d+$/.test(head[1])) throw new ProcParseError('mountinfo', 'bad ids', line);
     let root = unescapeOctal(head[3]);
     let rootDeleted = false;
-    if (root.endsWith(' (deleted)')) {
+    // The kernel marks a removed root "//deleted" (dentry_path).
+    if (root.endsWith('//deleted')) {
+      root = root.slice(0, -9) || '/';
+      rootDeleted = true;
+    } else if (root.endsWith(' (deleted)')) {
       root = root.slice(0, -10);
       rootDeleted = true;
     }

@@ -27,8 +27,16 @@ import { restoreFileLocks } from '../resources/files/locks.ts';
 import { GhostRestore } from '../resources/files/ghost.ts';
 import { openFileId, restoreOwners, type TcpMode } from '../resources/files/index.ts';
 import { IMG, writeImageFile } from '../images/index.ts';
-import { planNamespaces, prepareNamespaces, restoreNamespaces, enterNamespaces, mountNamespaces } from '../resources/ns/index.ts';
-import { CLONE } from '../kernel/index.ts';
+import {
+  planNamespaces,
+  prepareNamespaces,
+  restoreNamespaces,
+  enterNamespaces,
+  mountNamespaces,
+  releaseNamespaces,
+  namespacesAfterFiles,
+} from '../resources/ns/index.ts';
+import { CLONE, MS } from '../kernel/index.ts';
 import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
@@ -136,6 +144,13 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     },
     (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
   );
+  // A read-only mount with ghost files stays writable until they are made (as CRIU remounts it).
+  ns.made.readOnlyLater = new Set(
+    ghosts
+      .ghostFiles()
+      .map((id) => files.get(id)?.reg?.mnt_id)
+      .filter((m): m is number => m !== undefined && m >= 0),
+  );
   let ctx: Ctx | undefined;
   const installedOnce = new Set<number>();
   const cgroups = new CgroupRestore(
@@ -218,6 +233,18 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           const reg = id === undefined ? undefined : files.get(id)?.reg;
           return reg && inNs(ctx!, ghosts.path(reg.id, reg.name), reg);
         },
+        presetPty: (index) => {
+          const fd = ns.made.ptys?.get(index);
+          ns.made.ptys?.delete(index);
+          return fd;
+        },
+        mntRoot: (id) => {
+          if (!ctx!.nsRoot) return undefined;
+          // The caller chroots criu-ts, every thread with it: the checksum thread, which opens
+          // the images by path, is done first.
+          imgs.verifying?.join();
+          return inNs(ctx!, '', { name: '', mnt_id: id });
+        },
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
@@ -242,6 +269,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       }
     }
     shmem.close();
+    releaseNamespaces(ns);
     ghosts.unlinkAll();
     if (ctx) killAll(ctx.standIns);
     imgs.verifying?.cancel();
@@ -485,5 +513,15 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
+  // Every file is open: the ghosts on the mounts kept writable for them go before those are read-only.
+  const later = ctx.ns.made.readOnlyLater;
+  const readOnly = (mnt: number | undefined): boolean =>
+    mnt !== undefined && later!.has(mnt) && !!((ctx.ns.made.get(mnt)?.entry.flags ?? 0) & MS.RDONLY);
+  if (later?.size) ctx.ghosts.unlinkFiles(ctx.ghosts.ghostFiles().filter((id) => readOnly(ctx.files.get(id)?.reg?.mnt_id)));
+  namespacesAfterFiles(ctx.ns, ctx.mntOf, (tid) => {
+    const l = [...live.values()].find((x) => x.leader.tid === tid);
+    return l && { stub: l.leader, area: l.area };
+  });
+  releaseNamespaces(ctx.ns);
   ctx.sessions.startDeferred();
 }

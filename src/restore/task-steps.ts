@@ -184,7 +184,10 @@ export function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
     step(ctx.req.log, `task ${t.pid}: cwd, root and umask from fs-${t.pid}.img`);
-    restoreFs(stub, area, t.fsEntry, pathResolver(ctx, true), parent?.fsEntry);
+    // A task that entered another mount namespace starts at that namespace's root, whatever
+    // its parent's root and cwd were (setns and pivot_root move them).
+    const sameMnt = parent !== undefined && parent.ids.mnt_ns_id === t.ids.mnt_ns_id;
+    restoreFs(stub, area, t.fsEntry, pathResolver(ctx, true), sameMnt ? parent.fsEntry : undefined);
   }
   const sighandId = t.ids.sighand_id;
   if (!ctx.doneTables.has(`sighand:${sighandId}`)) {

@@ -42,6 +42,17 @@ test('mount order: parents first; a sibling below another sibling before it', ()
     [10, 3, 1, 2],
   );
   assert.throws(() => rootMount([m(10, 1, '/'), m(11, 2, '/x')]), /2 roots/);
+  // A bind of /sub of a file system (13, under /a) waits for its whole mount (14, at /b).
+  const b = (mnt_id: number, parent_mnt_id: number, mountpoint: string, root: string, root_dev = 7) => ({
+    ...m(mnt_id, parent_mnt_id, mountpoint),
+    root,
+    root_dev,
+  });
+  const t3 = [b(10, 1, '/', '/', 1), b(11, 10, '/a', '/', 2), b(13, 11, '/a/s', '/sub'), b(12, 10, '/a2', '/sub'), b(14, 10, '/b', '/')];
+  assert.deepEqual(
+    mountOrder(t3).map((x) => x.mnt_id),
+    [10, 11, 14, 13, 12],
+  );
 });
 
 test('under: a path relative to a directory', () => {

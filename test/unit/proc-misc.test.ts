@@ -109,6 +109,10 @@ test('mountinfo: real sample and escapes', () => {
   assert.equal(d.rootDeleted, true);
   assert.equal(d.source, '');
   assert.equal(d.fstype, 'fuse.sshfs');
+  // A bind of a removed directory: dentry_path's mark.
+  const [r] = parseMountinfo('41 1 0:6 /test-src//deleted /m rw - tmpfs none rw\n');
+  assert.equal(r.root, '/test-src');
+  assert.equal(r.rootDeleted, true);
   assert.equal(unescapeOctal('a\\012b'), 'a\nb');
   assert.throws(() => parseMountinfo('1 2 3\n'), ProcParseError);
 });

@@ -233,6 +233,11 @@ export class GhostRestore {
     return undefined;
   }
 
+  /** The file ids whose ghost files are made (on the mounts that must be writable for it). */
+  ghostFiles(): number[] {
+    return [...this.remaps.keys()];
+  }
+
   /** Pids of dead processes whose /proc/PID a task has open: something must stand at each while it is opened. */
   deadPids(): number[] {
     return [...new Set(this.procfs.values())];
@@ -294,6 +299,17 @@ export class GhostRestore {
     const at = sec(e.atim),
       mt = sec(e.mtim);
     if (at !== undefined && mt !== undefined) fs.lutimesSync(p, at, mt);
+  }
+
+  /** Remove the names of the ghosts of the files `ids` early (before their mount is made read-only). */
+  unlinkFiles(ids: number[]): void {
+    for (const id of ids) {
+      const ghostId = this.remaps.get(id);
+      const p = ghostId === undefined ? undefined : this.placed.get(ghostId);
+      if (p === undefined) continue;
+      fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p);
+      this.placed.delete(ghostId!);
+    }
   }
 
   /** Remove every ghost's name: the tasks that use them keep them open or mapped. */

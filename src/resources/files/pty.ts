@@ -7,7 +7,7 @@
 // controlling terminal back (TIOCSCTTY) with its foreground group.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ioctl, O, copyTaskFd, close, SysError } from '../../kernel/index.ts';
+import { ioctl, O, F, fcntl, copyTaskFd, close, SysError } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
@@ -346,7 +346,7 @@ function infoOf(ctx: RestoreFileCtx, id: number): Message<'tty_info_entry'> {
 }
 
 /** /dev/ptmx opened until it gives `index`: the kernel hands out the lowest free one. */
-function openPtmxAt(path: string, index: number, flags: number): number {
+export function openPtmxAt(path: string, index: number, flags: number): number {
   const extra: number[] = [];
   try {
     for (let i = 0; i < 64; i++) {
@@ -390,7 +390,10 @@ export function openPty(tty: TtyFile, ctx: RestoreFileCtx, masters: PtyRestore):
   const reg = ctx.files.get(tty.regf_id ?? -1)?.reg;
   const flags = tty.flags & ~(O.CREAT | O.TRUNC | O.EXCL);
   if (info.id & 1) {
-    const fd = ctx.keep(openPtmxAt(ctx.pathOf(reg ?? { id: -1, name: '/dev/ptmx' }), index, flags));
+    // A master opened already for a bind of its slave (the mounts are made before the files) is that one.
+    const preset = ctx.presetPty?.(index);
+    if (preset !== undefined) fcntl(preset, F.SETFL, flags);
+    const fd = ctx.keep(preset ?? openPtmxAt(ctx.pathOf(reg ?? { id: -1, name: '/dev/ptmx' }), index, flags));
     masters.set(index, fd);
     const zero = Buffer.alloc(4);
     ioctl(fd, TIOC.SPTLCK, zero);

@@ -98,6 +98,14 @@ export interface RestoreFileCtx {
   pathOf(reg: { id: number; name: string }): string;
   /** Where the ghost file of a deleted inode (kernel s_dev, ino) is made, if the dump saved one. */
   inodePath(sdev: number, ino: bigint): string | undefined;
+  /**
+   * The root of the restored mount namespace the mount `mntId` is in (the root's without one),
+   * as criu-ts reaches it; undefined when the tree has no mount namespace of its own. Asked
+   * before criu-ts chroots there: no other thread of criu-ts opens a file by path after it.
+   */
+  mntRoot?(mntId: number | undefined): string | undefined;
+  /** criu-ts's fd of the master of pty `index` if the mount restore opened it already (once). */
+  presetPty?(index: number): number | undefined;
   /** criu-ts's local fd of a file id (a file in flight), opened on first use and shared with the tasks' fds. */
   fileFd(id: number): number;
   /** criu-ts's fd of the restored memfd with this inode id (made on first use). */

@@ -1,8 +1,8 @@
 // Restore of unix sockets: every socket of the dump is made at the first open, in criu-ts.
 // Pairs first, then binds and listens, then one-way connects (a pending connection is a
 // connect to its restored listener), then each queue is sent again from the peer (with its
-// files in flight and credentials), then options and shutdown. Path names are bound in
-// criu-ts's root and cwd.
+// files in flight and credentials), then options and shutdown. Path names are bound in the
+// root of their mount namespace.
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -22,6 +22,8 @@ import {
   sendMsg,
   fcntl,
   close,
+  chroot,
+  fchdir,
   getpid,
   F,
   O,
@@ -50,9 +52,43 @@ interface Ghost {
 }
 
 /**
- * bind() in criu-ts's root and cwd: a relative name from its directory, a stale socket file
- * replaced. A name whose file was deleted is bound on a file made for it: whatever has the
- * name now is parked aside, and missing directories are made; unlinkGhost undoes it.
+ * `fn` with criu-ts's root at the root of the mount namespace the name of `e` is in (as CRIU's
+ * prep_unix_sk_cwd): names are bound and connected to exactly as the tasks gave them, and
+ * resolved in their namespace. The root and cwd are the whole process's: put back at once.
+ */
+function inNameRoot<T>(ctx: RestoreFileCtx, e: UnixEntry, fn: () => T): T {
+  // An abstract name is in no file system.
+  const root = isPathName(Buffer.from(e.name)) ? ctx.mntRoot?.(e.mnt_id !== undefined && e.mnt_id >= 0 ? e.mnt_id : undefined) : undefined;
+  const cwd = process.cwd();
+  if (!root)
+    try {
+      return fn();
+    } finally {
+      if (process.cwd() !== cwd) process.chdir(cwd);
+    }
+  const oldRoot = fs.openSync('/', O.RDONLY | O.DIRECTORY | O.CLOEXEC);
+  const newRoot = fs.openSync(root, O.RDONLY | O.DIRECTORY | O.CLOEXEC);
+  try {
+    fchdir(newRoot);
+    chroot('.');
+    try {
+      return fn();
+    } finally {
+      fchdir(oldRoot);
+      chroot('.');
+      process.chdir(cwd);
+    }
+  } finally {
+    fs.closeSync(newRoot);
+    fs.closeSync(oldRoot);
+  }
+}
+
+/**
+ * bind() in the root of the name's mount namespace and criu-ts's cwd: a relative name from its
+ * directory, a stale socket file replaced. A name whose file was deleted is bound on a file
+ * made for it: whatever has the name now is parked aside, and missing directories are made;
+ * unlinkGhost undoes it.
  */
 function bindName(fd: number, e: UnixEntry): Ghost | undefined {
   const name = Buffer.from(e.name);
@@ -77,13 +113,9 @@ function bindName(fd: number, e: UnixEntry): Ghost | undefined {
       fs.renameSync(full, ghost.parked);
     }
   } else if (st?.isSocket()) fs.unlinkSync(full);
-  const cwd = process.cwd();
+  // inNameRoot puts criu-ts's cwd back.
   if (e.name_dir) process.chdir(e.name_dir);
-  try {
-    bindUnix(fd, name);
-  } finally {
-    if (e.name_dir) process.chdir(cwd);
-  }
+  bindUnix(fd, name);
   if (e.file_perms) {
     fs.chownSync(full, e.file_perms.uid, e.file_perms.gid);
     fs.chmodSync(full, e.file_perms.mode & 0o7777);
@@ -187,14 +219,14 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
 
   /** bind() and listen(); a name on a deleted file is settled before the next bind. */
   const bind = (fd: number, e: UnixEntry): void => {
-    const ghost = e.name.length && !connectStream(e) ? bindName(fd, e) : undefined;
+    const ghost = e.name.length && !connectStream(e) ? inNameRoot(ctx, e, () => bindName(fd, e)) : undefined;
     if (e.state === TCP_LISTEN) listen(fd, e.backlog);
     if (!ghost) return;
     try {
       for (const c of all.values()) if (c.peer === e.ino && !mutual(c) && !(c.uflags & USK_EXTERN)) connectOne(c);
       sendQueue(e.ino);
     } finally {
-      unlinkGhost(ghost);
+      inNameRoot(ctx, e, () => unlinkGhost(ghost));
     }
   };
   const make = (e: UnixEntry): void => {
@@ -222,7 +254,7 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     const p = all.get(e.peer);
     if (!p) throw new Error(`unixsk: socket ${e.ino} is connected to socket ${e.peer}, which is not in the images`);
     if (!p.name.length) throw new Error(`unixsk: socket ${e.ino} is connected to socket ${p.ino}, which has no name to connect to`);
-    const r = connectUnix(fds.get(e.ino)!, addressOfEntry(p));
+    const r = inNameRoot(ctx, p, () => connectUnix(fds.get(e.ino)!, addressOfEntry(p)));
     if (r < 0) throw new SysError(`connect(unix socket ${e.ino} to ${showName(p.name)})`, -r);
   };
   /** A queue is sent again from the peer, or from a temporary socket to a datagram socket's name. */
@@ -247,7 +279,9 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     const fd = sender ?? socket(AF_UNIX, SOCK.DGRAM | SOCK.NONBLOCK);
     try {
       setsockoptInt(fd, SOL_SOCKET, SO.SNDBUFFORCE, 1 << 30);
-      for (const m of msgs) sendMsg(fd, m, to);
+      inNameRoot(ctx, e, () => {
+        for (const m of msgs) sendMsg(fd, m, to);
+      });
     } finally {
       if (temp) close(fd);
     }

@@ -164,7 +164,8 @@ function boundFile(
   d: UnixDiag,
   name: Buffer,
   where: string,
-): Pick<MessageInput<'unix_sk_entry'>, 'deleted' | 'file_perms' | 'name_dir'> {
+  mntIds: boolean,
+): Pick<MessageInput<'unix_sk_entry'>, 'deleted' | 'file_perms' | 'name_dir' | 'mnt_id'> {
   let fd: number;
   try {
     fd = ioctl(copy, SIOCUNIXFILE);
@@ -179,6 +180,8 @@ function boundFile(
     else if (d.vfs && d.vfs.ino !== Number(st.ino)) deleted = true;
     const out: ReturnType<typeof boundFile> = { file_perms: { mode: st.mode, uid: st.uid, gid: st.gid } };
     if (deleted) out.deleted = true;
+    // Its name is resolved in the mount namespace of that mount at restore.
+    if (mntIds) out.mnt_id = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
     const rel = showName(name);
     if (!rel.startsWith('/')) {
       if (!now.endsWith(`/${rel}`))
@@ -281,7 +284,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       ...(shut ? { shutdown: shut } : {}),
       ns_id: ctx.netNsId(p.pid),
       ...(peekOff >= 0 ? { peek_off: peekOff } : {}),
-      ...(isPathName(name) ? boundFile(copy, d, name, where) : {}),
+      ...(isPathName(name) ? boundFile(copy, d, name, where, !!ctx.mntIds) : {}),
     };
     if (d.state !== TCP_LISTEN && d.rqlen?.rqueue) {
       for (const { m, ids } of peekQueue(copy, p.pid, where, ctx)) {

@@ -14,7 +14,8 @@ import { NotSupportedError } from '../../errors.ts';
 import { readLink } from '../../proc/index.ts';
 import type { Logger, Message } from '../types.ts';
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
-import type { MountOptions } from './mnt-tree.ts';
+import type { MadeMounts, MountOptions } from './mnt-tree.ts';
+import { readOnlyAfterFiles, releaseMounts } from './mnt-restore.ts';
 import type { NsKind, NsName, NsDumpCtx, NsImagesIn, NsRestoreCtx, NetOptions } from './types.ts';
 import { IMG } from '../../images/index.ts';
 import { pidNs } from './pid.ts';
@@ -128,6 +129,8 @@ export interface NsPlan {
   ownNet: boolean;
   /** Of the nested kinds: a task (host pid) in each namespace made so far, by kind and id. */
   holders: Map<NsName, Map<number, number>>;
+  /** The mounts made so far, kept until every task exists (releaseNamespaces). */
+  made: MadeMounts;
 }
 
 export function planNamespaces(
@@ -152,7 +155,7 @@ export function planNamespaces(
   }
   // Other --inherit-fd keys name files (pipes...): the files layer takes them.
   const flags = kinds.reduce((a, k) => a | (k.cloneFlag ? k.cloneFlag({ id: idOf(rootIds, k)!, imgs, net }) : k.cflag), 0);
-  return { kinds, flags, rootIds, mounts, net, ownNet: kinds.some((k) => k.name === 'net'), holders: new Map() };
+  return { kinds, flags, rootIds, mounts, net, ownNet: kinds.some((k) => k.name === 'net'), holders: new Map(), made: new Map() };
 }
 
 /**
@@ -168,10 +171,10 @@ export function prepareNamespaces(plan: NsPlan, helper: Tracee, imgs: NsImagesIn
 }
 
 /** Fill the root's new namespaces (the root stopped in them, without children yet). */
-export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | 'mounts' | 'net'>): void {
+export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | 'mounts' | 'net' | 'made'>): void {
   for (const k of plan.kinds) {
     const id = idOf(plan.rootIds, k)!;
-    k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net });
+    k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net, made: plan.made });
     if (k.nested) plan.holders.set(k.name, new Map([[id, ctx.pid]]));
   }
 }
@@ -187,7 +190,37 @@ export function enterNamespaces(plan: NsPlan, ctx: { stub: Tracee; area: Injecti
     if (id === undefined) continue;
     const held = plan.holders.get(k.name) ?? new Map<number, number>();
     plan.holders.set(k.name, held);
-    k.enter({ stub: ctx.stub, area: ctx.area, id, holder: held.get(id), imgs: ctx.imgs, log: ctx.log, mounts: plan.mounts });
+    k.enter({
+      stub: ctx.stub,
+      area: ctx.area,
+      id,
+      holder: held.get(id),
+      imgs: ctx.imgs,
+      log: ctx.log,
+      mounts: plan.mounts,
+      made: plan.made,
+    });
     if (!held.has(id)) held.set(id, ctx.stub.tid);
   }
+}
+
+/**
+ * Once every task has its files: the read-only mounts kept writable for the ghost files on
+ * them become read-only (by a task of each one's namespace: `stubOf` its host tid).
+ */
+export function namespacesAfterFiles(
+  plan: NsPlan,
+  mntOf: Map<number, number>,
+  stubOf: (tid: number) => { stub: Tracee; area: InjectionArea } | undefined,
+): void {
+  readOnlyAfterFiles(plan.made, (m) => {
+    const ns = mntOf.get(m.mnt_id);
+    const holder = ns === undefined ? undefined : plan.holders.get('mnt')?.get(ns);
+    return holder === undefined ? undefined : stubOf(holder);
+  });
+}
+
+/** Let go of what the restore of the namespaces kept for later ones, once every task exists (or the restore failed). */
+export function releaseNamespaces(plan: NsPlan): void {
+  releaseMounts(plan.made);
 }

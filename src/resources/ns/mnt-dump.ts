@@ -5,14 +5,12 @@
 // overmounted tmpfs) is refused naming the mount, unless it is external (--external mnt[]).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import { AT_FDCWD, CLONE, MNT_DETACH, MS, O, OPEN_TREE_CLONE, close, pidfdGetfd, pidfdOpen } from '../../kernel/index.ts';
+import { AT_EMPTY_PATH, AT_FDCWD, CLONE, MNT_DETACH, MS, O, OPEN_TREE_CLONE, close, pidfdGetfd, pidfdOpen } from '../../kernel/index.ts';
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { NsHelper } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
 import { parseMountinfo } from '../../proc/index.ts';
 import { FSTYPE, type MntEntry, kdev, rootMount, toEntry, under } from './mnt-tree.ts';
-
-const AT_EMPTY_PATH = 0x1000;
 
 export interface MntDumpOptions {
   /** Mountpoint (as the tree sees it) → the key its entry keeps (--external mnt[PATH]:KEY). */

@@ -6,12 +6,27 @@
 // peer groups and masters again with MOVE_MOUNT_SET_GROUP. Children cloned by the stub later
 // are born in the namespace. If the restore fails, the stub dies and the namespace with it.
 import fs from 'node:fs';
-import { AT_FDCWD, MNT_DETACH, MOVE_MOUNT, MS, O } from '../../kernel/index.ts';
+import {
+  AT_EMPTY_PATH,
+  AT_REMOVEDIR,
+  AT_FDCWD,
+  MNT_DETACH,
+  MOVE_MOUNT,
+  MS,
+  O,
+  OPEN_TREE_CLONE,
+  close,
+  errnoName,
+  pidfdGetfd,
+  pidfdOpen,
+} from '../../kernel/index.ts';
+import { pullFd } from '../../compel/open.ts';
 import { RemoteSysError, type InjectionArea, type Tracee } from '../../compel/index.ts';
 import { CriuError } from '../../errors.ts';
 import type { Logger } from '../types.ts';
 import { tarExtract } from './mnt-dump.ts';
-import { FSTYPE, type MntEntry, fstypeName, mountOrder, rootMount, under } from './mnt-tree.ts';
+import { openPtmxAt } from '../files/pty.ts';
+import { FSTYPE, type MadeMounts, type MntEntry, fstypeName, mountOrder, rootMount, under } from './mnt-tree.ts';
 
 /** Flags that belong to a mount, not to its superblock. */
 const PER_MOUNT = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME;
@@ -31,12 +46,25 @@ export interface MntRestoreOptions {
   yard?: { inStub: string; here: string };
   /** The root is a file system of its own (a nested namespace's, not a bind): made anew. */
   rootAnew?: boolean;
+  /**
+   * A nested namespace's: a copy of the mount of its parent's namespace (restored already)
+   * that has the file system of `m`, from `m`'s root, as the stub's fd of a detached tree
+   * (open_tree made before the stub left that namespace). A superblock the namespaces share
+   * stays one; -1n: cannot be known before the restore.
+   */
+  outer?: (m: MntEntry) => bigint | undefined;
+  /**
+   * The mounts of the namespaces made so far (criu-ts's O_PATH fds), by mnt_id: a peer group
+   * or master that spans namespaces is joined from them. Those made here are added.
+   */
+  made?: MadeMounts;
 }
 
 type How =
   | { kind: 'root' }
   | { kind: 'external'; path: string }
   | { kind: 'rootbind'; path: string }
+  | { kind: 'outer'; fd: bigint }
   | { kind: 'bind'; from: MntEntry; rel: string }
   | { kind: 'new'; fstype: string };
 
@@ -56,6 +84,8 @@ function plan(m: MntEntry, before: MntEntry[], root: MntEntry, opts: MntRestoreO
   const sources = before.filter((o) => o !== root && o.root_dev === m.root_dev && under(o.root, m.root) !== undefined);
   const from = sources.find((o) => o.root === '/') ?? sources[0];
   if (from) return { kind: 'bind', from, rel: under(from.root, m.root)! };
+  const outer = opts.outer?.(m);
+  if (outer !== undefined) return { kind: 'outer', fd: outer };
   if (m.root !== '/') return `a bind of ${m.root} whose file system is mounted nowhere else`;
   const fstype = fstypeName(m);
   if (fstype === undefined || m.fstype === FSTYPE.UNSUPPORTED) return `file system ${m.fsname ?? m.fstype} cannot be made anew`;
@@ -81,7 +111,7 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
   for (const [i, m] of order.entries()) {
     const h = plan(m, order.slice(0, i), root, opts);
     if (typeof h === 'string') return `${what(m)}: ${h}`;
-    if (!opts.yard && (h.kind === 'external' || h.kind === 'rootbind') && !fs.existsSync(h.path))
+    if (!opts.yard && (h.kind === 'external' || (h.kind === 'rootbind' && !m.deleted)) && !fs.existsSync(h.path))
       return `${what(m)}: its source ${h.path} does not exist`;
     if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
       return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
@@ -127,6 +157,43 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     else call(root, 'mount', opts.root, yard, null, MS.BIND, null);
     call(root, 'mount', null, yard, null, MS.PRIVATE, null);
     fds.set(root.mnt_id, openPath(root, yard));
+    /**
+     * A bind of a directory or file that was removed: made again for the bind (of the kind its
+     * mountpoint is, as CRIU does), and removed after, as it was.
+     */
+    const bindDeleted = (m: MntEntry, src: string, targetHere: string, target: string): void => {
+      const dir = fs.statSync(targetHere).isDirectory();
+      area.reset();
+      const made = dir
+        ? stub.syscallRaw('mkdirat', AT_FDCWD, area.putString(src), 0o700)
+        : stub.syscallRaw('openat', AT_FDCWD, area.putString(src), O.CREAT | O.EXCL | O.WRONLY | O.CLOEXEC, 0o600);
+      if (made < 0n)
+        throw new CriuError(`${what(m)}: its removed root ${m.root} cannot be made again for the bind: ${errnoName(Number(-made))}`);
+      if (!dir) stub.syscallRaw('close', made);
+      try {
+        call(m, 'mount', src, target, null, MS.BIND, null);
+      } finally {
+        area.reset();
+        stub.syscallRaw('unlinkat', AT_FDCWD, area.putString(src), dir ? AT_REMOVEDIR : 0);
+      }
+    };
+    /**
+     * A bind of a pty (a console): the pty is made (its master opened at its index) in the new
+     * devpts, and its master kept for the tty restore (opts.made.ptys), which opens none then.
+     */
+    const ptyFor = (devpts: MntEntry, index: number): void => {
+      const dir = `/proc/${stub.tid}/fd/${fds.get(devpts.mnt_id)}`;
+      if (fs.existsSync(`${dir}/${index}`) || !opts.made) return;
+      opts.made.ptys ??= new Map();
+      opts.made.ptys.set(index, openPtmxAt(`${dir}/ptmx`, index, O.RDWR));
+    };
+    /** A path that ends on the top of the stack of mounts at `m`'s mountpoint. */
+    const topOf = (m: MntEntry): string => {
+      if (m === root) return yard;
+      const p = entries.find((e) => e.mnt_id === m.parent_mnt_id)!;
+      const rel = under(p.mountpoint, m.mountpoint);
+      return rel ? fdPath(p.mnt_id, rel) : topOf(p);
+    };
     const rootFiles = fresh && root.fstype === FSTYPE.TMPFS ? opts.tmpfs(Number(root.root_dev)) : undefined;
     if (rootFiles) tarExtract(`/proc/${stub.tid}/fd/${fds.get(root.mnt_id)}`, rootFiles);
     for (const [i, m] of order.entries()) {
@@ -150,25 +217,56 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
           (sbFlags & ~MS.RDONLY) | (m.flags & PER_MOUNT & ~MS.RDONLY),
           m.options || null,
         );
+      // T_SYMLINKS: the target may end on /proc/self/fd/N, which mount(2) follows too.
+      else if (h.kind === 'outer') call(m, 'move_mount', h.fd, '', AT_FDCWD, target, MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_SYMLINKS);
       else {
-        const src = h.kind === 'bind' ? fdPath(h.from.mnt_id, h.rel) : h.kind === 'root' ? opts.root : h.path;
-        call(m, 'mount', src, target, null, MS.BIND, null);
+        // A bind of a directory inside the source is taken from a copy of the source mount
+        // alone: a path walked in the source itself would cross what is mounted on it.
+        area.reset();
+        const copy =
+          h.kind === 'bind' && h.rel
+            ? stub.syscallRaw('open_tree', fds.get(h.from.mnt_id)!, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC)
+            : -1n;
+        let src: string;
+        if (h.kind === 'bind') src = copy >= 0n ? `/proc/self/fd/${copy}/${h.rel}` : fdPath(h.from.mnt_id, h.rel);
+        else src = h.kind === 'root' ? opts.root : h.path;
+        if (h.kind === 'bind' && h.from.fstype === FSTYPE.DEVPTS && /^\d+$/.test(h.rel)) ptyFor(h.from, Number(h.rel));
+        try {
+          if (m.deleted && h.kind !== 'root') bindDeleted(m, src, `/proc/${stub.tid}${target.slice('/proc/self'.length)}`, target);
+          else call(m, 'mount', src, target, null, MS.BIND, null);
+        } finally {
+          if (copy >= 0n) stub.syscallRaw('close', copy);
+        }
       }
-      call(m, 'mount', null, target, null, MS.PRIVATE, null);
-      fds.set(m.mnt_id, openPath(m, target));
+      // /proc/self/fd/N lands on the mount of fd N itself, not on what is mounted over its
+      // root: a mount on its parent's root is opened by a path that crosses into it.
+      fds.set(m.mnt_id, openPath(m, rel ? target : topOf(parent)));
+      call(m, 'mount', null, fdPath(m.mnt_id), null, MS.PRIVATE, null);
       if (h.kind === 'new' && m.fstype === FSTYPE.TMPFS) {
         const data = opts.tmpfs(Number(m.root_dev));
         if (data) tarExtract(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, data);
       }
       if (h.kind === 'new' && sbFlags & MS.RDONLY) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | sbFlags, m.options || null);
     }
-    // Per-mount flags last: a read-only mount is filled first.
-    for (const m of order) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | MS.BIND | (m.flags & PER_MOUNT), null);
+    // Per-mount flags last: a read-only mount is filled first, or once its ghost files are made.
+    const later = opts.made?.readOnlyLater;
+    for (const m of order) {
+      const flags = later?.has(m.mnt_id) ? m.flags & PER_MOUNT & ~MS.RDONLY : m.flags & PER_MOUNT;
+      call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | MS.BIND | flags, null);
+    }
     call(root, 'fchdir', fds.get(root.mnt_id)!);
     call(root, 'pivot_root', '.', '.');
     call(root, 'umount2', '.', MNT_DETACH);
-    restoreSharing(order, fds, call);
+    const outside = new Map<number, bigint>();
+    try {
+      for (const { entry, fd } of widestFirst([...(opts.made?.values() ?? [])], (k) => k.entry))
+        if (entry.shared_id && !outside.has(entry.shared_id)) outside.set(entry.shared_id, pullFd(stub, fd));
+      restoreSharing(order, fds, outside, call);
+    } finally {
+      for (const fd of outside.values()) stub.syscallRaw('close', fd);
+    }
     call(root, 'fchdir', fds.get(root.mnt_id)!);
+    if (opts.made) keepMounts(stub, order, fds, opts.made);
   } finally {
     for (const fd of fds.values()) stub.syscallRaw('close', fd);
     fs.rmdirSync(`/proc/self/fd/${parentFd}/${name}`);
@@ -176,24 +274,81 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
   }
 }
 
+/** `list` by the depth of each one's root, widest first (stable). */
+function widestFirst<T>(list: T[], entry: (x: T) => MntEntry): T[] {
+  const depth = (x: T) => (entry(x).root === '/' ? 0 : entry(x).root.split('/').length);
+  return [...list].sort((a, b) => depth(a) - depth(b));
+}
+
+/** criu-ts's copies of the stub's fds of the mounts just made, for the namespaces made later. */
+function keepMounts(stub: Tracee, order: MntEntry[], fds: Map<number, bigint>, made: MadeMounts): void {
+  const pidfd = pidfdOpen(stub.tid);
+  try {
+    for (const m of order) made.set(m.mnt_id, { entry: m, fd: pidfdGetfd(pidfd, Number(fds.get(m.mnt_id))) });
+  } finally {
+    close(pidfd);
+  }
+}
+
+/**
+ * The read-only mounts left writable for their ghost files made read-only, by `stub` (a task
+ * of the namespace each is in: only there can a mount be changed), through its working
+ * directory, which is put back.
+ */
+export function readOnlyAfterFiles(made: MadeMounts, stubOf: (m: MntEntry) => { stub: Tracee; area: InjectionArea } | undefined): void {
+  for (const id of made.readOnlyLater ?? []) {
+    const k = made.get(id);
+    if (!k || !(k.entry.flags & MS.RDONLY)) continue;
+    const t = stubOf(k.entry);
+    if (!k || !t) continue;
+    const { stub, area } = t;
+    area.reset();
+    const cwd = stub.syscall('openat', AT_FDCWD, area.putString('.'), O.PATH | O.CLOEXEC);
+    const fd = pullFd(stub, k.fd);
+    try {
+      stub.syscall('fchdir', fd);
+      area.reset();
+      stub.syscall('mount', 0, area.putString('.'), 0, MS.REMOUNT | MS.BIND | (k.entry.flags & PER_MOUNT), 0);
+    } finally {
+      stub.syscallRaw('fchdir', cwd);
+      stub.syscallRaw('close', fd);
+      stub.syscallRaw('close', cwd);
+    }
+  }
+  made.readOnlyLater?.clear();
+}
+
+/** Close what keepMounts kept. */
+export function releaseMounts(made: MadeMounts): void {
+  for (const { fd } of made.values()) close(fd);
+  made.clear();
+  for (const fd of made.ptys?.values() ?? []) close(fd);
+  made.ptys?.clear();
+}
+
 /**
  * Peer groups and masters: the first member of each group is made shared, the others join it
  * with MOVE_MOUNT_SET_GROUP (which copies its master too); a slave joins its master's group the
- * same way and is then made a slave. A mount waits for the mounts it copies from.
+ * same way and is then made a slave. A mount waits for the mounts it copies from. A group that
+ * has members in a namespace made before (`outside`: the stub's fd of one, by group) is joined
+ * from there: peer groups span namespaces (a copy made by unshare is a peer of its original).
  */
 function restoreSharing(
   order: MntEntry[],
   fds: Map<number, bigint>,
+  outside: Map<number, bigint>,
   call: (m: MntEntry, name: 'mount' | 'move_mount' | 'fchdir', ...args: Array<bigint | number | string | null>) => bigint,
 ): void {
   const rep = new Map<number, MntEntry>();
-  for (const m of order) if (m.shared_id && !rep.has(m.shared_id)) rep.set(m.shared_id, m);
+  // A group is joined from its member of the widest root: MOVE_MOUNT_SET_GROUP copies only to
+  // a mount whose root is inside the source's.
+  for (const m of widestFirst(order, (x) => x)) if (m.shared_id && !rep.has(m.shared_id)) rep.set(m.shared_id, m);
   const done = new Set<MntEntry>(order.filter((m) => !m.shared_id && !m.master_id));
-  const setGroup = (from: MntEntry, to: MntEntry) =>
+  const setGroup = (from: MntEntry | bigint, to: MntEntry) =>
     call(
       to,
       'move_mount',
-      fds.get(from.mnt_id)!,
+      typeof from === 'bigint' ? from : fds.get(from.mnt_id)!,
       '',
       fds.get(to.mnt_id)!,
       '',
@@ -209,13 +364,17 @@ function restoreSharing(
     for (const m of order) {
       if (done.has(m)) continue;
       const r = m.shared_id ? rep.get(m.shared_id)! : undefined;
-      if (r && r !== m) {
+      const peer = m.shared_id ? outside.get(m.shared_id) : undefined;
+      if (peer !== undefined) setGroup(peer, m);
+      else if (r && r !== m) {
         if (!done.has(r)) continue;
         setGroup(r, m);
       } else {
-        const master = m.master_id ? rep.get(m.master_id) : undefined;
-        if (master && !done.has(master)) continue;
-        if (master) {
+        const master = m.master_id ? (outside.get(m.master_id) ?? rep.get(m.master_id)) : undefined;
+        if (m.master_id && master === undefined)
+          throw new CriuError(`${what(m)}: its master, peer group ${m.master_id}, is in no namespace made before it`);
+        if (typeof master === 'object' && !done.has(master)) continue;
+        if (master !== undefined) {
           setGroup(master, m);
           propagate(m, MS.SLAVE);
         }

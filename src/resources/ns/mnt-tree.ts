@@ -140,9 +140,11 @@ export function under(dir: string, p: string): string | undefined {
 
 /**
  * The order mounts are made in: parents first, depth first; among siblings, one mounted
- * below another's mountpoint before it, since the other then covers it.
+ * below another's mountpoint before it, since the other then covers it. A bind of a
+ * directory inside a file system waits for a mount of more of it (the whole, if there is one
+ * such), which it is bound from, wherever that one is in the tree.
  */
-export function mountOrder<T extends Tree>(mounts: T[]): T[] {
+export function mountOrder<T extends Tree & Partial<Pick<MntEntry, 'root_dev' | 'root'>>>(mounts: T[]): T[] {
   const root = rootMount(mounts);
   const kids = new Map<number, T[]>();
   for (const m of mounts) {
@@ -151,9 +153,9 @@ export function mountOrder<T extends Tree>(mounts: T[]): T[] {
     l.push(m);
     kids.set(m.parent_mnt_id, l);
   }
-  const out: T[] = [];
+  const walked: T[] = [];
   const walk = (m: T): void => {
-    out.push(m);
+    walked.push(m);
     // By id, but a sibling mounted below another's mountpoint goes before it.
     const list: T[] = [];
     for (const k of (kids.get(m.mnt_id) ?? []).sort((a, b) => a.mnt_id - b.mnt_id)) {
@@ -164,6 +166,25 @@ export function mountOrder<T extends Tree>(mounts: T[]): T[] {
     for (const k of list) walk(k);
   };
   walk(root);
+  const byId = new Map(mounts.map((m) => [m.mnt_id, m]));
+  const needs = new Map<T, T[]>(walked.map((m) => [m, m === root ? [] : [byId.get(m.parent_mnt_id)!]]));
+  for (const m of walked) {
+    const r = m.root;
+    if (m === root || r === undefined || r === '/') continue;
+    const wider = walked.filter(
+      (o) => o !== m && o.root !== undefined && o.root_dev === m.root_dev && o.root !== r && under(o.root, r) !== undefined,
+    );
+    const from = wider.find((o) => o.root === '/') ?? wider[0];
+    if (from) needs.get(m)!.push(from);
+  }
+  // The walk's order, but each mount once what it needs is made (a cycle: the walk's order).
+  const out: T[] = [];
+  const done = new Set<T>();
+  while (out.length < walked.length) {
+    const next = walked.find((m) => !done.has(m) && needs.get(m)!.every((n) => done.has(n))) ?? walked.find((m) => !done.has(m))!;
+    out.push(next);
+    done.add(next);
+  }
   return out;
 }
 
@@ -172,3 +193,15 @@ export interface MountOptions {
   root?: string;
   external: Map<string, string>;
 }
+
+/**
+ * The mounts of the namespaces a restore made so far: criu-ts's O_PATH fd of each, its entry
+ * and namespace, by mnt_id; `readOnlyLater`: read-only mounts left writable until the ghost
+ * files on them are made (set before the namespaces are made), made read-only by
+ * readOnlyAfterFiles.
+ */
+export type MadeMounts = Map<number, { entry: MntEntry; fd: number }> & {
+  readOnlyLater?: Set<number>;
+  /** Masters of the ptys bound somewhere (/dev/console), opened to make them, by index: for the tty restore. */
+  ptys?: Map<number, number>;
+};

@@ -2,8 +2,9 @@
 // (tmpfs-dev-N.tar.gz.img), dumped from outside (mnt-dump.ts) and built again by the root's
 // stub, born in a new mount namespace (mnt-restore.ts). Files the tasks hold are reopened
 // through the restored namespace (/proc/ROOT/root).
-import { CLONE, O } from '../../kernel/index.ts';
-import { openPulled } from '../../compel/open.ts';
+import { AT_EMPTY_PATH, CLONE, O, OPEN_TREE_CLONE, RESOLVE, close, openat2 } from '../../kernel/index.ts';
+import { openPulled, pullFd } from '../../compel/open.ts';
+import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import { parseMountinfo, readLink, type MountInfo } from '../../proc/index.ts';
 import { CriuError } from '../../errors.ts';
 import fs from 'node:fs';
@@ -12,10 +13,11 @@ import { dumpMntns } from './mnt-dump.ts';
 import { mntRestoreRefusal, restoreMntns, type MntRestoreOptions } from './mnt-restore.ts';
 import { FSTYPE, kdev, rootMount, under, type MntEntry } from './mnt-tree.ts';
 import type { NsImagesIn, NsKind } from './types.ts';
-import type { MountOptions } from './mnt-tree.ts';
+import type { MadeMounts, MountOptions } from './mnt-tree.ts';
 import type { Logger } from '../types.ts';
 
 export { checkMntns } from './mnt-dump.ts';
+
 export type { MountOptions } from './mnt-tree.ts';
 
 function restoreInput(
@@ -56,11 +58,13 @@ export const mntNs: NsKind = {
   restoreRefusal: ({ id, imgs, mounts, log, nested }) => {
     const { entries, opts } = restoreInput(id, imgs, mounts, log);
     // A nested namespace's sources are in the root's namespace, not criu-ts's: seen at restore.
-    return mntRestoreRefusal(entries, nested ? { ...opts, external: new Map(), yard: { inStub: '', here: '' } } : opts);
+    // Its file systems may be mounted in the namespace it is copied from: seen when it is made.
+    const outer = (m: MntEntry) => (m.root !== '/' || m.fstype === FSTYPE.UNSUPPORTED ? -1n : undefined);
+    return mntRestoreRefusal(entries, nested ? { ...opts, external: new Map(), yard: { inStub: '', here: '' }, outer } : opts);
   },
   restore: (ctx) => {
     const { entries, opts } = restoreInput(ctx.id, ctx.imgs, ctx.mounts, ctx.log);
-    restoreMntns(ctx.stub, ctx.area, entries, opts);
+    restoreMntns(ctx.stub, ctx.area, entries, { ...opts, made: ctx.made });
   },
   enter: (ctx) => {
     const { stub, area } = ctx;
@@ -89,16 +93,61 @@ export const mntNs: NsKind = {
         `mountpoints-${ctx.id}.img: the root ${nested.root} of its namespace is nowhere in the namespace of task ${stub.tid}`,
       );
     const rel = from ? under(from.root, nested.root)! : '';
-    stub.syscall('unshare', CLONE.NEWNS);
-    restoreMntns(stub, area, entries, {
-      ...opts,
-      root: !from ? '' : rel ? `${from.mountPoint.replace(/\/$/, '')}/${rel}` : from.mountPoint,
-      rootAnew,
-      external: new Map(),
-      yard: { inStub: '/tmp', here: `/proc/${stub.tid}/root/tmp` },
-    });
+    const copies = outerCopies(stub, area, entries, nested, ctx.made);
+    try {
+      stub.syscall('unshare', CLONE.NEWNS);
+      restoreMntns(stub, area, entries, {
+        ...opts,
+        root: !from ? '' : rel ? `${from.mountPoint.replace(/\/$/, '')}/${rel}` : from.mountPoint,
+        rootAnew,
+        external: new Map(),
+        yard: { inStub: '/tmp', here: `/proc/${stub.tid}/root/tmp` },
+        outer: (m) => copies.get(m.mnt_id),
+        made: ctx.made,
+      });
+    } finally {
+      for (const fd of copies.values()) stub.syscallRaw('close', fd);
+    }
   },
 };
+
+/**
+ * For each mount of a nested namespace whose file system the namespace `stub` is in has (one
+ * restored already, in `made`), a detached copy of that mount from the mount's root, made by
+ * the stub while it is still there (open_tree copies only mounts of the caller's namespace,
+ * and mount(2) binds from no other): moved into place after, the superblock stays one (a tmpfs
+ * both namespaces see). By the kept fds, not by path: the mount may be covered. Returns the
+ * stub's fds by mnt_id.
+ */
+function outerCopies(stub: Tracee, area: InjectionArea, entries: MntEntry[], root: MntEntry, made: MadeMounts): Map<number, bigint> {
+  const out = new Map<number, bigint>();
+  for (const m of entries) {
+    // The root's file system is bound from the namespace's root path (rootbind).
+    if (m === root || (m.root_dev === root.root_dev && under(root.root, m.root) !== undefined)) continue;
+    for (const { entry, fd } of made.values()) {
+      const rel = entry.root_dev === m.root_dev ? under(entry.root, m.root) : undefined;
+      if (rel === undefined) continue;
+      let local: number;
+      try {
+        // Not across a mount on the way: that would be another file system.
+        local = rel ? openat2(fd, rel, O.PATH | O.CLOEXEC, 0, RESOLVE.NO_XDEV) : fd;
+      } catch {
+        continue;
+      }
+      try {
+        const pulled = pullFd(stub, local);
+        area.reset();
+        const copy = stub.syscallRaw('open_tree', pulled, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
+        stub.syscallRaw('close', pulled);
+        if (copy >= 0n) out.set(m.mnt_id, copy);
+      } finally {
+        if (local !== fd) close(local);
+      }
+      if (out.has(m.mnt_id)) break;
+    }
+  }
+  return out;
+}
 
 function readMntinfo(pid: number): MountInfo[] {
   return parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8'));

@@ -3,7 +3,7 @@
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { AddArgs, EntryKind, EntryOf, ImageArgs, ImageKindId, Message, MessageInput } from '../../images/index.ts';
 import type { Logger, PageSource } from '../types.ts';
-import type { MountOptions } from './mnt-tree.ts';
+import type { MadeMounts, MountOptions } from './mnt-tree.ts';
 
 /** A single-threaded helper criu-ts drives by injected calls, which may enter a namespace. */
 export interface NsHelper {
@@ -79,6 +79,8 @@ export interface NsEnterCtx {
   imgs: NsImagesIn;
   log: Logger;
   mounts?: MountOptions;
+  /** The mounts made in the namespaces restored so far (their peer groups span namespaces). */
+  made: MadeMounts;
 }
 
 export interface NsRestoreCtx {
@@ -95,6 +97,8 @@ export interface NsRestoreCtx {
   /** --root and the external mounts' host paths. */
   mounts?: MountOptions;
   net?: NetOptions;
+  /** The mounts made in the namespaces restored so far (their peer groups span namespaces). */
+  made: MadeMounts;
 }
 
 export interface NsKind {
