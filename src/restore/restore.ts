@@ -213,6 +213,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
         inheritFds: req.inheritFds ?? [],
         inheritedIds: installedOnce,
         pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg),
+        nsPath: (p, mntId) => inNs(ctx!, p, { name: p, ...(mntId === undefined ? {} : { mnt_id: mntId }) }),
         inodePath: (sdev, ino) => {
           const id = ghosts.fileOfInode(sdev, ino);
           const reg = id === undefined ? undefined : files.get(id)?.reg;

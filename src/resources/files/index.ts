@@ -276,11 +276,20 @@ export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, 
 
 /**
  * A file under /proc/PID of a task of the tree (`tree`): it can be opened only once that task
- * exists with its fds (a task's own /proc/self/fdinfo/N, a parent's /proc/CHILD/stat).
+ * exists with its fds (a task's own /proc/self/fdinfo/N, a parent's /proc/CHILD/stat). Likewise
+ * a file, watch or mark on a mount of a mount namespace the root is not in (`laterMount`): the
+ * task that holds that namespace may come after this one.
  */
-export function opensLate(file: FileEntry | undefined, tree: Set<number>): boolean {
+export function opensLate(file: FileEntry | undefined, tree: Set<number>, laterMount?: (mntId: number) => boolean): boolean {
   const m = file?.reg ? /^\/proc\/(\d+)(\/|$)/.exec(file.reg.name) : null;
-  return m !== null && tree.has(Number(m[1]));
+  if (m !== null && tree.has(Number(m[1]))) return true;
+  if (!laterMount || !file) return false;
+  const ids = [
+    file.reg?.mnt_id,
+    ...(file.ify?.wd.map((w) => w.f_handle.mnt_id) ?? []),
+    ...(file.ffy?.mark.map((k) => k.me?.mnt_id ?? k.ie?.f_handle.mnt_id) ?? []),
+  ];
+  return ids.some((id) => id !== undefined && laterMount(id));
 }
 
 /**
