@@ -178,6 +178,8 @@ export class GhostRestore {
   /** Where each ghost was made, as criu-ts names it. */
   private placed = new Map<number, string>();
   private links = new Set<string>();
+  /** The path each file id with a ghost is opened by: its own name linked to the ghost, or the ghost's. */
+  private named = new Map<number, string>();
   /** Files that are /proc/PID of a dead process, by file id: the pid. */
   private procfs = new Map<number, number>();
   /** Directories made for ghosts whose parent was removed too, deepest first. */
@@ -234,6 +236,8 @@ export class GhostRestore {
     }
     const ghostId = this.remaps.get(id);
     if (ghostId === undefined) return name;
+    const done = this.named.get(id);
+    if (done !== undefined) return done;
     let p = this.made.get(ghostId);
     if (p === undefined) {
       const g = this.image(ghostId);
@@ -244,6 +248,19 @@ export class GhostRestore {
       this.made.set(ghostId, p);
       this.placed.set(ghostId, this.where(id, p));
     }
+    // The file is opened by its own name, linked to the ghost while the restore needs it, so
+    // that the tasks see the name it had ("NAME (deleted)" in /proc/PID/fd and map_files), as
+    // with CRIU; by the ghost's name when something else has taken that name since.
+    if (p !== name) {
+      try {
+        fs.linkSync(this.where(id, p), this.where(id, name));
+        this.links.add(this.where(id, name));
+        p = name;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    }
+    this.named.set(id, p);
     return p;
   }
 
@@ -290,6 +307,7 @@ export class GhostRestore {
     }
     this.made.clear();
     this.placed.clear();
+    this.named.clear();
     for (const d of this.parents) {
       try {
         fs.rmdirSync(d);
