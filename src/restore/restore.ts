@@ -173,7 +173,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       live: new Map(),
       created,
       helper,
-      sessions: new SessionRestore(tasks, req.shellJob, created, helper),
+      sessions: new SessionRestore(tasks, req.shellJob, created, helper, (ns.flags & CLONE.NEWPID) !== 0),
       files,
       ghosts,
       standIns: [],

@@ -65,11 +65,7 @@ function viewsOf(pid: number, tree: Iterable<number>): MntView[] {
 }
 
 /** The inode behind a handle, opened on the first view that has a mount of its device; why not, else. */
-function openInViews(
-  sdev: number,
-  h: FileHandle,
-  views: MntView[],
-): { fd: number; mntId: number; view: MntView } | string {
+function openInViews(sdev: number, h: FileHandle, views: MntView[]): { fd: number; mntId: number; view: MntView } | string {
   let why = '';
   for (const view of views) {
     const found = openRaw(sdev, h.type, h.handle.subarray(0, h.bytes), view);
@@ -123,8 +119,7 @@ export function watchedPath(
     try {
       // In another mount namespace the kernel names the file from that namespace's root.
       const link = fs.readlinkSync(`/proc/self/fd/${found.fd}`);
-      if (sameInode(found.view.root + link, sdev, ino))
-        return { path: link, ...(found.view.root ? { mntId: found.mntId } : {}) };
+      if (sameInode(found.view.root + link, sdev, ino)) return { path: link, ...(found.view.root ? { mntId: found.mntId } : {}) };
     } finally {
       close(found.fd);
     }

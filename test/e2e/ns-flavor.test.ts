@@ -1,0 +1,67 @@
+/**
+ * Trees that are the init of their own PID namespace, as ZDTM's namespace flavor runs them:
+ * shapes and resources that come out differently there than in the host's namespaces.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk } from '../lib/proc.ts';
+import { dump, restore } from '../lib/cr.ts';
+
+/** NSpid, NSsid and NSpgid of a task and its parent's NSpid: how it sees itself in its namespace. */
+interface NsTask {
+  pid: number;
+  ppid: number;
+  sid: number;
+  pgid: number;
+}
+
+function nsView(hostPids: number[]): NsTask[] {
+  const inner = (host: number, key: string): number => {
+    const m = new RegExp(`^${key}:\\s.*?(\\d+)$`, 'm').exec(readFileSync(`/proc/${host}/status`, 'utf8'));
+    if (!m) throw new Error(`no ${key} in /proc/${host}/status`);
+    return Number(m[1]);
+  };
+  const hostPpid = (host: number) => Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${host}/status`, 'utf8'))?.[1]);
+  const ns = new Map(hostPids.map((h) => [h, inner(h, 'NSpid')]));
+  return hostPids
+    .map((h) => ({ pid: ns.get(h)!, ppid: ns.get(hostPpid(h)) ?? 0, sid: inner(h, 'NSsid'), pgid: inner(h, 'NSpgid') }))
+    .sort((a, b) => a.pid - b.pid);
+}
+
+/** Start `script` (sh) as the init of a new PID namespace; its host pid once `count` tasks are in it. */
+async function startInit(dir: string, script: string, count: number): Promise<{ unshare: number; init: number }> {
+  const file = join(dir, 'tree.sh');
+  writeFileSync(file, script);
+  const t = startTarget(['unshare', '--pid', '--fork', 'setsid', 'sh', file]);
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
+  await waitFor(() => descendants(init).length + 1 >= count || undefined, 5000, `${count} tasks in the namespace`);
+  for (const d of [init, ...descendants(init)]) adopt(d);
+  return { unshare: t.pid, init };
+}
+
+e2e('an orphan the init took in, in the session of a leader that is its cousin, comes back in that session and group', async (c) => {
+  // 1 (init) -> 2 (sh) -> 3 (setsid: leads session 3) -> 4 forks 5 and exits: 5 goes to 1,
+  // in session 3 and group 3, while its parent 1 is in another session.
+  const { unshare, init } = await startInit(
+    c.dir,
+    ['sh -c \'setsid sh -c "sh -c \\"sleep 1000 &\\"; exec sleep 1000" & exec sleep 1000\' &', 'exec sleep 1000'].join('\n'),
+    4,
+  );
+  const before = nsView([init, ...descendants(init)]);
+  const orphan = before.find((t) => t.ppid === 1 && t.sid !== 1);
+  assert.ok(orphan, `an orphan of another session under the init: ${JSON.stringify(before)}`);
+  const leader = before.find((t) => t.pid === orphan.sid);
+  assert.ok(leader && leader.ppid !== 1, `its session leader is not a child of the init: ${JSON.stringify(before)}`);
+  const img = c.subdir('img');
+  assertOk(dump(init, img));
+  reap(unshare, 10_000);
+  for (const d of [init, ...descendants(init)]) reap(d, 10_000);
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  for (const d of descendants(host)) adopt(d);
+  assert.deepEqual(nsView([host, ...descendants(host)]), before, 'parents, sessions and groups as dumped');
+  killAndReap(host);
+});
