@@ -3,7 +3,7 @@
  * shapes and resources that come out differently there than in the host's namespaces.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk } from '../lib/proc.ts';
 import { dump, restore } from '../lib/cr.ts';
@@ -65,3 +65,41 @@ e2e('an orphan the init took in, in the session of a leader that is its cousin, 
   assert.deepEqual(nsView([host, ...descendants(host)]), before, 'parents, sessions and groups as dumped');
   killAndReap(host);
 });
+
+e2e(
+  'files under /proc/PID of a process dead at dump time, in the PID namespace of the tree, come back through a stand-in at that pid',
+  async (c) => {
+    // The init holds /proc/CHILD/mountinfo open and its cwd in /proc/CHILD, CHILD reaped since.
+    const file = join(c.dir, 'dead.sh');
+    // Its stdio is the namespace's own: the runner's log files are on mounts outside it.
+  writeFileSync(file, 'exec </dev/null >/dev/null 2>&1; sleep 1000 & c=$!; exec 3</proc/$c/mountinfo; cd /proc/$c; kill -9 $c; wait $c; exec sleep 1000\n');
+    const t = startTarget(['unshare', '--pid', '--fork', '--mount', '--mount-proc', 'setsid', 'sh', file]);
+    const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
+    adopt(init);
+    const held = (): string => {
+    try {
+      return readlinkSync(`/proc/${init}/fd/3`);
+    } catch {
+      return '';
+    }
+  };
+  await waitFor(
+    () => (/^\/proc\/\d+\/mountinfo/.test(held()) && readFileSync(`/proc/${init}/comm`, 'utf8') === 'sleep\n') || undefined,
+    5000,
+    'sleep',
+  );
+  const dead = /^\/proc\/(\d+)\//.exec(held())![1];
+    const img = c.subdir('img');
+    assertOk(dump(init, img));
+    reap(t.pid, 10_000);
+    reap(init, 10_000);
+    const pidfile = join(img, 'root.pid');
+    assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+    const host = Number(readFileSync(pidfile, 'utf8'));
+    adopt(host);
+    assert.match(readlinkSync(`/proc/${host}/fd/3`), new RegExp(`^/proc/${dead}/mountinfo`), "the fd is the dead pid's mountinfo");
+    assert.match(readlinkSync(`/proc/${host}/cwd`), new RegExp(`^/proc/${dead}`), "the cwd is the dead pid's directory");
+    assert.deepEqual(descendants(host), [], 'the stand-in is gone');
+    killAndReap(host);
+  },
+);

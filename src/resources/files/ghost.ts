@@ -22,6 +22,18 @@ export function deletedName(link: string): string | undefined {
   return link.endsWith(DELETED) ? link.slice(0, -DELETED.length) : undefined;
 }
 
+/**
+ * The pid of a process gone since whose /proc/PID (or a file under it) `source` leads to, by
+ * the name `name` in its task's namespaces: the kernel called it deleted (`deleted`), or the
+ * name leads nowhere from the task's root (`root`, /proc/TASK/root), where its own procfs shows
+ * its PID namespace's pids. As CRIU, any file under /proc/PID is remapped so.
+ */
+export function deadProcPid(source: string, name: string, deleted: boolean, root = ''): number | undefined {
+  const m = /^\/proc\/(\d+)(\/|$)/.exec(name);
+  if (!m || fs.statfsSync(source).type !== PROC_SUPER_MAGIC) return undefined;
+  return deleted || !fs.existsSync(root + name) ? Number(m[1]) : undefined;
+}
+
 /** Where a dump's ghost files go: remap-fpath.img entries, and ghost-file-N.img in chunks. */
 export interface GhostSink {
   remap(entry: MessageInput<'remap_file_path_entry'>): void;
@@ -51,9 +63,9 @@ export class GhostDump {
   remap(id: number, source: string, name: string): void {
     // /proc/PID of a process gone since (a cwd or an fd): CRIU's procfs remap names the pid,
     // and the restore makes a process stand at it while the tasks open the directory.
-    const dead = /^\/proc\/(\d+)$/.exec(name);
-    if (dead && fs.statfsSync(source).type === PROC_SUPER_MAGIC) {
-      this.sink.remap({ orig_id: id, remap_id: Number(dead[1]), remap_type: REMAP_PROCFS });
+    const dead = deadProcPid(source, name, true);
+    if (dead !== undefined) {
+      this.deadPid(id, dead);
       return;
     }
     const st = fs.statSync(source, { bigint: true });
@@ -69,6 +81,11 @@ export class GhostDump {
       this.byInode.set(key, ghostId);
     }
     this.sink.remap({ orig_id: id, remap_id: ghostId, remap_type: REMAP_GHOST });
+  }
+
+  /** The file entry `id` is under /proc/PID of a process gone since: a process stands at PID while the restore opens it. */
+  deadPid(id: number, pid: number): void {
+    this.sink.remap({ orig_id: id, remap_id: pid, remap_type: REMAP_PROCFS });
   }
 
   /**
