@@ -225,7 +225,7 @@ export function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.fileCtx, ctx.installedOnce);
-  afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce, getpid());
+  afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce);
   // A session leader takes back its controlling terminal (a pseudo-terminal of the dump).
   if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx);
   const locks = fileLocksOf(ctx, t.pid);

@@ -5,8 +5,22 @@
 import assert from 'node:assert/strict';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk } from '../lib/proc.ts';
+import {
+  e2e,
+  startTarget,
+  adopt,
+  reap,
+  killAndReap,
+  waitFor,
+  descendants,
+  assertOk,
+  readLines,
+  signal,
+  waitForLine,
+  SIGUSR1,
+} from '../lib/proc.ts';
 import { dump, restore } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
 
 /** NSpid, NSsid and NSpgid of a task and its parent's NSpid: how it sees itself in its namespace. */
 interface NsTask {
@@ -72,23 +86,26 @@ e2e(
     // The init holds /proc/CHILD/mountinfo open and its cwd in /proc/CHILD, CHILD reaped since.
     const file = join(c.dir, 'dead.sh');
     // Its stdio is the namespace's own: the runner's log files are on mounts outside it.
-  writeFileSync(file, 'exec </dev/null >/dev/null 2>&1; sleep 1000 & c=$!; exec 3</proc/$c/mountinfo; cd /proc/$c; kill -9 $c; wait $c; exec sleep 1000\n');
+    writeFileSync(
+      file,
+      'exec </dev/null >/dev/null 2>&1; sleep 1000 & c=$!; exec 3</proc/$c/mountinfo; cd /proc/$c; kill -9 $c; wait $c; exec sleep 1000\n',
+    );
     const t = startTarget(['unshare', '--pid', '--fork', '--mount', '--mount-proc', 'setsid', 'sh', file]);
     const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
     adopt(init);
     const held = (): string => {
-    try {
-      return readlinkSync(`/proc/${init}/fd/3`);
-    } catch {
-      return '';
-    }
-  };
-  await waitFor(
-    () => (/^\/proc\/\d+\/mountinfo/.test(held()) && readFileSync(`/proc/${init}/comm`, 'utf8') === 'sleep\n') || undefined,
-    5000,
-    'sleep',
-  );
-  const dead = /^\/proc\/(\d+)\//.exec(held())![1];
+      try {
+        return readlinkSync(`/proc/${init}/fd/3`);
+      } catch {
+        return '';
+      }
+    };
+    await waitFor(
+      () => (/^\/proc\/\d+\/mountinfo/.test(held()) && readFileSync(`/proc/${init}/comm`, 'utf8') === 'sleep\n') || undefined,
+      5000,
+      'sleep',
+    );
+    const dead = /^\/proc\/(\d+)\//.exec(held())![1];
     const img = c.subdir('img');
     assertOk(dump(init, img));
     reap(t.pid, 10_000);
@@ -103,3 +120,26 @@ e2e(
     killAndReap(host);
   },
 );
+
+e2e('an epoll in flight (SCM_RIGHTS) in the init of a PID namespace comes back watching its target', async (c) => {
+  const log = join(c.dir, 'epflight.log');
+  const t = startTarget(['unshare', '--pid', '--fork', 'setsid', workload('epflight')], { logFile: log });
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
+  adopt(init);
+  await waitForLine(log, /^READY/, 5000);
+  const img = c.subdir('img');
+  assertOk(dump(init, img));
+  reap(t.pid, 10_000);
+  reap(init, 10_000);
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  signal(host, SIGUSR1);
+  await waitForLine(log, /^DONE/, 10_000);
+  assert.deepEqual(
+    readLines(log).filter((l) => /^(OK|FAIL)/.test(l)),
+    ['OK epoll in flight'],
+  );
+  assert.equal(reap(host, 5000)?.code, 0);
+});

@@ -338,7 +338,6 @@ export function afterInstallInFlight(
   ctx: RestoreFileCtx,
   local: Map<number, number>,
   done: Set<number>,
-  selfPid: number,
 ): void {
   const mine = new Set(fdinfo.map((e) => e.id));
   for (const { entry } of ctx.entries(IMG.SK_QUEUES)) {
@@ -349,7 +348,8 @@ export function afterInstallInFlight(
       const src = local.get(id);
       if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
       done.add(id);
-      const pidfd = t.syscall('pidfd_open', selfPid, 0);
+      // In a new PID namespace the tracee cannot name criu-ts: it has a pidfd of it already.
+      const pidfd = t.pidfdOfTracer();
       const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
       t.syscallRaw('close', pidfd);
       try {

@@ -231,7 +231,7 @@ export function restoreCtty(t: Tracee, area: InjectionArea, sid: number, ctx: Re
     if (!file) throw new NotSupportedError(`tty-info.img: the controlling terminal of session ${sid} has no file`);
     local = ctx.fileFd(file.id);
   }
-  const pidfd = t.syscall('pidfd_open', process.pid, 0);
+  const pidfd = t.pidfdOfTracer();
   let fd: bigint;
   try {
     fd = t.syscall('pidfd_getfd', pidfd, local, 0);
