@@ -3,7 +3,7 @@
  * shapes and resources that come out differently there than in the host's namespaces.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -143,3 +143,32 @@ e2e('an epoll in flight (SCM_RIGHTS) in the init of a PID namespace comes back w
   );
   assert.equal(reap(host, 5000)?.code, 0);
 });
+
+e2e(
+  'with --link-remap, a deleted name of a file with another name, on a tmpfs of the mount namespace, whose directory is gone too',
+  async (c) => {
+    const d = c.subdir('t');
+    const file = join(c.dir, 'linked.sh');
+    writeFileSync(
+      file,
+      `exec </dev/null >/dev/null 2>&1; mount -t tmpfs none ${d}; mkdir ${d}/sub; echo hello > ${d}/sub/f; ln ${d}/sub/f ${d}/g\n` +
+        `exec 3<${d}/sub/f; rm ${d}/sub/f; rmdir ${d}/sub; exec sleep 1000\n`,
+    );
+    const t = startTarget(['unshare', '--pid', '--fork', '--mount', '--mount-proc', '--propagation', 'private', 'setsid', 'sh', file]);
+    const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
+    adopt(init);
+    await waitFor(() => readFileSync(`/proc/${init}/comm`, 'utf8') === 'sleep\n' || undefined, 5000, 'sleep');
+    const img = c.subdir('img');
+    assertOk(dump(init, img, ['--link-remap']));
+    reap(t.pid, 10_000);
+    reap(init, 10_000);
+    const pidfile = join(img, 'root.pid');
+    assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+    const host = Number(readFileSync(pidfile, 'utf8'));
+    adopt(host);
+    assert.equal(readFileSync(`/proc/${host}/fd/3`, 'utf8'), 'hello\n');
+    assert.equal(statSync(`/proc/${host}/fd/3`).ino, statSync(`/proc/${host}/root${d}/g`).ino, 'the same inode as its other name');
+    assert.deepEqual(readdirSync(`/proc/${host}/root${d}`), ['g'], 'no link of the dump is left');
+    killAndReap(host);
+  },
+);

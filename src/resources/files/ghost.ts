@@ -34,11 +34,21 @@ export function deadProcPid(source: string, name: string, deleted: boolean, root
   return deleted || !fs.existsSync(root + name) ? Number(m[1]) : undefined;
 }
 
+/** The root of the task behind `source` (/proc/PID/...) as criu-ts reaches it: '' when it is in criu-ts's mount namespace. */
+function taskRoot(source: string): string {
+  const m = /^\/proc\/(\d+)\//.exec(source);
+  if (!m || fs.readlinkSync(`/proc/${m[1]}/ns/mnt`) === fs.readlinkSync('/proc/self/ns/mnt')) return '';
+  return `/proc/${m[1]}/root`;
+}
+
 /** Where a dump's ghost files go: remap-fpath.img entries, and ghost-file-N.img in chunks. */
 export interface GhostSink {
   remap(entry: MessageInput<'remap_file_path_entry'>): void;
-  /** A REG entry for the link made for a file with other names (--link-remap); the link is removed if the dump fails. */
-  linked(path: string, flags: number): number;
+  /**
+   * A REG entry for the link made for a file with other names (--link-remap), `path` in the
+   * task's mount namespace, `at` as criu-ts reaches it: removed there if the dump fails.
+   */
+  linked(path: string, at: string, flags: number): number;
   ghost(id: number, entry: MessageInput<'ghost_file_entry'>, chunks: Iterable<{ off: bigint; data: Buffer }>): void;
 }
 
@@ -98,9 +108,22 @@ export class GhostDump {
       throw new NotSupportedError(`${name} was deleted but the file has other names: --link-remap saves it by a temporary link`);
     let linkId = this.links.get(key);
     if (linkId === undefined) {
-      const link = path.join(path.dirname(name), `link_remap.${id}`);
-      linkFollow(source, link);
-      linkId = this.sink.linked(link, O.RDONLY);
+      // Made in the task's mount namespace, which may not be criu-ts's; in the closest
+      // directory of the old name that still exists (its own may be removed too), as CRIU.
+      const root = taskRoot(source);
+      let dir = path.dirname(name);
+      let link = path.join(dir, `link_remap.${id}`);
+      for (;;) {
+        try {
+          linkFollow(source, root + link);
+          break;
+        } catch (e) {
+          if (!(e instanceof SysError && e.code === 'ENOENT') || dir === '/') throw e;
+          dir = path.dirname(dir);
+          link = path.join(dir, `link_remap.${id}`);
+        }
+      }
+      linkId = this.sink.linked(link, root + link, O.RDONLY);
       this.links.set(key, linkId);
     }
     this.sink.remap({ orig_id: id, remap_id: linkId, remap_type: REMAP_LINKED });
