@@ -172,3 +172,31 @@ e2e(
     killAndReap(host);
   },
 );
+
+for (const ns of [true, false])
+  e2e(
+    `MAP_SHARED anonymous memory held by an fd (/dev/zero (deleted))${ns ? ' in a mount namespace of the tree' : ''} comes back as a memfd of its size and content`,
+    async (c) => {
+      const log = join(c.dir, 'shmemfd.log');
+      const argv = [workload('shmemfd'), log];
+      const t = startTarget(ns ? ['unshare', '--pid', '--fork', '--mount', '--mount-proc', 'setsid', ...argv] : argv);
+      const init = ns ? await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace') : t.pid;
+      if (ns) adopt(init);
+      await waitForLine(log, /^READY/, 5000);
+      const img = c.subdir('img');
+      assertOk(dump(init, img));
+      if (ns) reap(t.pid, 10_000);
+      reap(init, 10_000);
+      const pidfile = join(img, 'root.pid');
+      assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+      const host = Number(readFileSync(pidfile, 'utf8'));
+      adopt(host);
+      signal(host, SIGUSR1);
+      await waitForLine(log, /^DONE/, 10_000);
+      assert.deepEqual(
+        readLines(log).filter((l) => /^(OK|FAIL)/.test(l)),
+        ['OK shmemfd'],
+      );
+      assert.equal(reap(host, 5000)?.code, 0);
+    },
+  );
