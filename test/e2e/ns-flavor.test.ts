@@ -200,3 +200,30 @@ for (const ns of [true, false])
       assert.equal(reap(host, 5000)?.code, 0);
     },
   );
+
+for (const kind of ['inotify', 'fanotify'])
+  e2e(
+    `${kind} ${kind === 'inotify' ? 'watches' : 'marks (inode and mount)'} on a tmpfs mounted only in the tree's mount namespace get their events after restore`,
+    async (c) => {
+      const d = c.subdir('t');
+      const log = join(c.dir, `${kind}.log`);
+      const file = join(c.dir, 'notify.sh');
+      writeFileSync(file, `mount -t tmpfs none ${d}; exec ${workload(kind)} -d ${d} >${log} 2>/dev/null </dev/null\n`);
+      const t = startTarget(['unshare', '--pid', '--fork', '--mount', '--mount-proc', '--propagation', 'private', 'setsid', 'sh', file]);
+      const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
+      adopt(init);
+      await waitForLine(log, /^tick n=2$/, 5000);
+      const img = c.subdir('img');
+      assertOk(dump(init, img));
+      reap(t.pid, 10_000);
+      reap(init, 10_000);
+      const pidfile = join(img, 'root.pid');
+      assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+      const host = Number(readFileSync(pidfile, 'utf8'));
+      adopt(host);
+      const from = readLines(log).length;
+      signal(host, SIGUSR1);
+      assert.equal((await waitForLine(log, /^CHECK /, 10_000, from)).line, 'CHECK ok');
+      killAndReap(host);
+    },
+  );
