@@ -227,3 +227,28 @@ for (const kind of ['inotify', 'fanotify'])
       killAndReap(host);
     },
   );
+
+e2e('unix sockets in flight in their own queues (SCM_RIGHTS) come back, each the same socket as the fd that holds it', async (c) => {
+  // In a network namespace of its own, as under ZDTM: the dumped sockets, a cycle in flight,
+  // keep their names until the kernel collects them, some time after the dumped task is gone.
+  const log = join(c.dir, 'skflight.log');
+  const t = startTarget(['unshare', '--pid', '--fork', '--net', 'setsid', workload('skflight')], { logFile: log });
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
+  adopt(init);
+  await waitForLine(log, /^READY/, 5000);
+  const img = c.subdir('img');
+  assertOk(dump(init, img));
+  reap(t.pid, 10_000);
+  reap(init, 10_000);
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  signal(host, SIGUSR1);
+  await waitForLine(log, /^DONE/, 10_000);
+  assert.deepEqual(
+    readLines(log).filter((l) => /^(OK|FAIL)/.test(l)),
+    ['OK sockets in flight'],
+  );
+  assert.equal(reap(host, 5000)?.code, 0);
+});

@@ -155,10 +155,11 @@ export function dumpFd(pid: number, fd: number, files: FileTable, identity: File
   let id = identity.find(p);
   if (id === undefined) {
     id = files.newId();
+    // Known before its dump: a socket's queue may hold the socket itself again (in flight).
+    identity.add(p, id);
     const file = kindSession(kind, ctx.kinds).dump(p, id, ctx);
     saveFown(kind, file, dumpFown(pidfd, p, ctx.inTree), p);
     files.add(file);
-    identity.add(p, id);
   }
   return { id, flags: p.cloexec ? 1 : 0, type: kind.type, fd };
 }
