@@ -67,8 +67,28 @@ export const isConnection = (state: number): boolean => state !== soccr.TCP_STAT
 export const repaired = (state: number, dstPort: number): boolean =>
   isConnection(state) || (state === soccr.TCP_STATE.CLOSE && dstPort !== 0);
 
+let probed: LockMethod | undefined;
 /** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
-export const defaultLockMethod = (): LockMethod => (lockAvailable('nftables') ? 'nftables' : 'iptables');
+export const defaultLockMethod = (): LockMethod => (probed ??= lockAvailable('nftables') ? 'nftables' : 'iptables');
+
+/** A guardian started ahead (prestartGuard) that no connection has taken yet. */
+let early: RepairGuard | undefined;
+
+/**
+ * Start the guardian of a tree that has TCP connections as soon as it is frozen: a guardian is
+ * a process of its own whose start-up would otherwise hold up the first connection's dump.
+ * `netOf` runs the socket lookup in the tree's network namespace.
+ */
+export function prestartGuard(pids: number[], netOf: <T>(fn: () => T) => T, atEnd: (fn: () => void) => void): void {
+  if (early || !netOf(() => treeConnections(pids)).length) return;
+  const g = RepairGuard.start(guardArgv());
+  early = g;
+  atEnd(() => {
+    if (early !== g) return;
+    early = undefined;
+    g.done(false);
+  });
+}
 
 /** The TCP connections of the tree's sockets, as sock_diag names their ends. */
 function treeConnections(pids: number[]): TreeConn[] {
@@ -126,7 +146,8 @@ function noteAll(conns: TreeConn[], g: RepairGuard, ts: TcpDump, ctx: DumpFileCt
  */
 function begin(ctx: DumpFileCtx, ts: TcpDump): void {
   if (ts.guard) return;
-  const g = RepairGuard.start(guardArgv());
+  const g = early ?? RepairGuard.start(guardArgv());
+  early = undefined;
   ts.guard = g;
   ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
   ctx.atEnd((how) => g.done(how === 'killed'));
