@@ -262,7 +262,8 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
           if (ino === undefined) return f;
           make(all.get(ino)!);
           const sk = fds.get(ino);
-          if (sk === undefined) throw new Error(`sk-queues: the unix socket ${ino} in flight in socket ${e.ino}'s queue is not made by criu-ts`);
+          if (sk === undefined)
+            throw new Error(`sk-queues: the unix socket ${ino} in flight in socket ${e.ino}'s queue is not made by criu-ts`);
           return sk;
         });
         sendMsg(fd, { ...m, fds: inFlight }, to);
