@@ -43,39 +43,74 @@ function nsView(hostPids: number[]): NsTask[] {
     .sort((a, b) => a.pid - b.pid);
 }
 
-/** Start `script` (sh) as the init of a new PID namespace; its host pid once `count` tasks are in it. */
-async function startInit(dir: string, script: string, count: number): Promise<{ unshare: number; init: number }> {
-  const file = join(dir, 'tree.sh');
-  writeFileSync(file, script);
-  const t = startTarget(['unshare', '--pid', '--fork', 'setsid', 'sh', file]);
+/**
+ * Start `argv` as the init of a new PID namespace (`unshare --pid --fork FLAGS setsid ARGV`);
+ * the unshare and the init, once the init exists.
+ */
+async function startNs(flags: string[], argv: string[], log?: string): Promise<{ unshare: number; init: number }> {
+  const t = startTarget(['unshare', '--pid', '--fork', ...flags, 'setsid', ...argv], log ? { logFile: log } : {});
   const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
-  await waitFor(() => descendants(init).length + 1 >= count || undefined, 5000, `${count} tasks in the namespace`);
-  for (const d of [init, ...descendants(init)]) adopt(d);
+  adopt(init);
   return { unshare: t.pid, init };
 }
 
-e2e('an orphan the init took in, in the session of a leader that is its cousin, comes back in that session and group', async (c) => {
-  // 1 (init) -> 2 (sh) -> 3 (setsid: leads session 3) -> 4 forks 5 and exits: 5 goes to 1,
-  // in session 3 and group 3, while its parent 1 is in another session.
-  const { unshare, init } = await startInit(
-    c.dir,
-    ['sh -c \'setsid sh -c "sh -c \\"sleep 1000 &\\"; exec sleep 1000" & exec sleep 1000\' &', 'exec sleep 1000'].join('\n'),
-    4,
-  );
-  const before = nsView([init, ...descendants(init)]);
-  const orphan = before.find((t) => t.ppid === 1 && t.sid !== 1);
-  assert.ok(orphan, `an orphan of another session under the init: ${JSON.stringify(before)}`);
-  const leader = before.find((t) => t.pid === orphan.sid);
-  assert.ok(leader && leader.ppid !== 1, `its session leader is not a child of the init: ${JSON.stringify(before)}`);
+/** `sh` running `script` as the init of a new PID namespace (startNs). */
+function startShNs(c: { dir: string }, flags: string[], script: string): Promise<{ unshare: number; init: number }> {
+  const file = join(c.dir, 'init.sh');
+  writeFileSync(file, script);
+  return startNs(flags, ['sh', file]);
+}
+
+/** Dump the tree of `root` and wait for it and `others` to be gone; restore it: the restored root's host pid. */
+function dumpAndRestore(c: { subdir(n: string): string }, root: number, others: number[], dumpArgs: string[] = []): number {
   const img = c.subdir('img');
-  assertOk(dump(init, img));
-  reap(unshare, 10_000);
-  for (const d of [init, ...descendants(init)]) reap(d, 10_000);
+  const inside = [root, ...descendants(root)];
+  assertOk(dump(root, img, dumpArgs));
+  for (const p of [...others, ...inside]) reap(p, 10_000);
   const pidfile = join(img, 'root.pid');
   assertOk(restore(img, ['-d', '--pidfile', pidfile]));
   const host = Number(readFileSync(pidfile, 'utf8'));
   adopt(host);
   for (const d of descendants(host)) adopt(d);
+  return host;
+}
+
+/** A workload that checks itself on SIGUSR1 and then prints DONE (epflight, shmemfd, skflight): its OK and FAIL lines. */
+async function askDone(host: number, log: string): Promise<string[]> {
+  signal(host, SIGUSR1);
+  await waitForLine(log, /^DONE/, 10_000);
+  return readLines(log).filter((l) => /^(OK|FAIL)/.test(l));
+}
+
+/** Wait for the init to have become `sleep` (its script ran to its end). */
+const sleeping = (init: number) =>
+  waitFor(() => readFileSync(`/proc/${init}/comm`, 'utf8') === 'sleep\n' || undefined, 5000, 'the init to sleep');
+
+e2e('an orphan the init took in, in the session of a leader that is its cousin, comes back in that session and group', async (c) => {
+  // 1 (init) -> 2 (sh) -> 3 (setsid: leads session 3) -> 4 forks 5 and exits: 5 goes to 1,
+  // in session 3 and group 3, while its parent 1 is in another session.
+  const { unshare, init } = await startShNs(
+    c,
+    [],
+    'sh -c \'setsid sh -c "sh -c \\"sleep 1000 &\\"; exec sleep 1000" & exec sleep 1000\' &\nexec sleep 1000\n',
+  );
+  // Settled: the four tasks are there, the orphan's parent gone.
+  const settled = (): boolean => {
+    try {
+      const v = nsView([init, ...descendants(init)]);
+      return v.length === 4 && v.some((t) => t.ppid === 1 && t.sid !== 1);
+    } catch {
+      return false; // a task went away while it was read
+    }
+  };
+  await waitFor(() => settled() || undefined, 5000, 'the orphan under the init');
+  for (const d of descendants(init)) adopt(d);
+  const before = nsView([init, ...descendants(init)]);
+  const orphan = before.find((t) => t.ppid === 1 && t.sid !== 1);
+  assert.ok(orphan, `an orphan of another session under the init: ${JSON.stringify(before)}`);
+  const leader = before.find((t) => t.pid === orphan.sid);
+  assert.ok(leader && leader.ppid !== 1, `its session leader is not a child of the init: ${JSON.stringify(before)}`);
+  const host = dumpAndRestore(c, init, [unshare]);
   assert.deepEqual(nsView([host, ...descendants(host)]), before, 'parents, sessions and groups as dumped');
   killAndReap(host);
 });
@@ -84,36 +119,15 @@ e2e(
   'files under /proc/PID of a process dead at dump time, in the PID namespace of the tree, come back through a stand-in at that pid',
   async (c) => {
     // The init holds /proc/CHILD/mountinfo open and its cwd in /proc/CHILD, CHILD reaped since.
-    const file = join(c.dir, 'dead.sh');
     // Its stdio is the namespace's own: the runner's log files are on mounts outside it.
-    writeFileSync(
-      file,
+    const { unshare, init } = await startShNs(
+      c,
+      ['--mount', '--mount-proc'],
       'exec </dev/null >/dev/null 2>&1; sleep 1000 & c=$!; exec 3</proc/$c/mountinfo; cd /proc/$c; kill -9 $c; wait $c; exec sleep 1000\n',
     );
-    const t = startTarget(['unshare', '--pid', '--fork', '--mount', '--mount-proc', 'setsid', 'sh', file]);
-    const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
-    adopt(init);
-    const held = (): string => {
-      try {
-        return readlinkSync(`/proc/${init}/fd/3`);
-      } catch {
-        return '';
-      }
-    };
-    await waitFor(
-      () => (/^\/proc\/\d+\/mountinfo/.test(held()) && readFileSync(`/proc/${init}/comm`, 'utf8') === 'sleep\n') || undefined,
-      5000,
-      'sleep',
-    );
-    const dead = /^\/proc\/(\d+)\//.exec(held())![1];
-    const img = c.subdir('img');
-    assertOk(dump(init, img));
-    reap(t.pid, 10_000);
-    reap(init, 10_000);
-    const pidfile = join(img, 'root.pid');
-    assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-    const host = Number(readFileSync(pidfile, 'utf8'));
-    adopt(host);
+    await sleeping(init);
+    const dead = /^\/proc\/(\d+)\/mountinfo/.exec(readlinkSync(`/proc/${init}/fd/3`))![1];
+    const host = dumpAndRestore(c, init, [unshare]);
     assert.match(readlinkSync(`/proc/${host}/fd/3`), new RegExp(`^/proc/${dead}/mountinfo`), "the fd is the dead pid's mountinfo");
     assert.match(readlinkSync(`/proc/${host}/cwd`), new RegExp(`^/proc/${dead}`), "the cwd is the dead pid's directory");
     assert.deepEqual(descendants(host), [], 'the stand-in is gone');
@@ -123,24 +137,10 @@ e2e(
 
 e2e('an epoll in flight (SCM_RIGHTS) in the init of a PID namespace comes back watching its target', async (c) => {
   const log = join(c.dir, 'epflight.log');
-  const t = startTarget(['unshare', '--pid', '--fork', 'setsid', workload('epflight')], { logFile: log });
-  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
-  adopt(init);
+  const { unshare, init } = await startNs([], [workload('epflight')], log);
   await waitForLine(log, /^READY/, 5000);
-  const img = c.subdir('img');
-  assertOk(dump(init, img));
-  reap(t.pid, 10_000);
-  reap(init, 10_000);
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  signal(host, SIGUSR1);
-  await waitForLine(log, /^DONE/, 10_000);
-  assert.deepEqual(
-    readLines(log).filter((l) => /^(OK|FAIL)/.test(l)),
-    ['OK epoll in flight'],
-  );
+  const host = dumpAndRestore(c, init, [unshare]);
+  assert.deepEqual(await askDone(host, log), ['OK epoll in flight']);
   assert.equal(reap(host, 5000)?.code, 0);
 });
 
@@ -148,24 +148,14 @@ e2e(
   'with --link-remap, a deleted name of a file with another name, on a tmpfs of the mount namespace, whose directory is gone too',
   async (c) => {
     const d = c.subdir('t');
-    const file = join(c.dir, 'linked.sh');
-    writeFileSync(
-      file,
+    const { unshare, init } = await startShNs(
+      c,
+      ['--mount', '--mount-proc', '--propagation', 'private'],
       `exec </dev/null >/dev/null 2>&1; mount -t tmpfs none ${d}; mkdir ${d}/sub; echo hello > ${d}/sub/f; ln ${d}/sub/f ${d}/g\n` +
         `exec 3<${d}/sub/f; rm ${d}/sub/f; rmdir ${d}/sub; exec sleep 1000\n`,
     );
-    const t = startTarget(['unshare', '--pid', '--fork', '--mount', '--mount-proc', '--propagation', 'private', 'setsid', 'sh', file]);
-    const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
-    adopt(init);
-    await waitFor(() => readFileSync(`/proc/${init}/comm`, 'utf8') === 'sleep\n' || undefined, 5000, 'sleep');
-    const img = c.subdir('img');
-    assertOk(dump(init, img, ['--link-remap']));
-    reap(t.pid, 10_000);
-    reap(init, 10_000);
-    const pidfile = join(img, 'root.pid');
-    assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-    const host = Number(readFileSync(pidfile, 'utf8'));
-    adopt(host);
+    await sleeping(init);
+    const host = dumpAndRestore(c, init, [unshare], ['--link-remap']);
     assert.equal(readFileSync(`/proc/${host}/fd/3`, 'utf8'), 'hello\n');
     assert.equal(statSync(`/proc/${host}/fd/3`).ino, statSync(`/proc/${host}/root${d}/g`).ino, 'the same inode as its other name');
     assert.deepEqual(readdirSync(`/proc/${host}/root${d}`), ['g'], 'no link of the dump is left');
@@ -179,24 +169,10 @@ for (const ns of [true, false])
     async (c) => {
       const log = join(c.dir, 'shmemfd.log');
       const argv = [workload('shmemfd'), log];
-      const t = startTarget(ns ? ['unshare', '--pid', '--fork', '--mount', '--mount-proc', 'setsid', ...argv] : argv);
-      const init = ns ? await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace') : t.pid;
-      if (ns) adopt(init);
+      const { unshare, init } = ns ? await startNs(['--mount', '--mount-proc'], argv) : { unshare: undefined, init: startTarget(argv).pid };
       await waitForLine(log, /^READY/, 5000);
-      const img = c.subdir('img');
-      assertOk(dump(init, img));
-      if (ns) reap(t.pid, 10_000);
-      reap(init, 10_000);
-      const pidfile = join(img, 'root.pid');
-      assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-      const host = Number(readFileSync(pidfile, 'utf8'));
-      adopt(host);
-      signal(host, SIGUSR1);
-      await waitForLine(log, /^DONE/, 10_000);
-      assert.deepEqual(
-        readLines(log).filter((l) => /^(OK|FAIL)/.test(l)),
-        ['OK shmemfd'],
-      );
+      const host = dumpAndRestore(c, init, unshare === undefined ? [] : [unshare]);
+      assert.deepEqual(await askDone(host, log), ['OK shmemfd']);
       assert.equal(reap(host, 5000)?.code, 0);
     },
   );
@@ -207,20 +183,13 @@ for (const kind of ['inotify', 'fanotify'])
     async (c) => {
       const d = c.subdir('t');
       const log = join(c.dir, `${kind}.log`);
-      const file = join(c.dir, 'notify.sh');
-      writeFileSync(file, `mount -t tmpfs none ${d}; exec ${workload(kind)} -d ${d} >${log} 2>/dev/null </dev/null\n`);
-      const t = startTarget(['unshare', '--pid', '--fork', '--mount', '--mount-proc', '--propagation', 'private', 'setsid', 'sh', file]);
-      const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
-      adopt(init);
+      const { unshare, init } = await startShNs(
+        c,
+        ['--mount', '--mount-proc', '--propagation', 'private'],
+        `mount -t tmpfs none ${d}; exec ${workload(kind)} -d ${d} >${log} 2>/dev/null </dev/null\n`,
+      );
       await waitForLine(log, /^tick n=2$/, 5000);
-      const img = c.subdir('img');
-      assertOk(dump(init, img));
-      reap(t.pid, 10_000);
-      reap(init, 10_000);
-      const pidfile = join(img, 'root.pid');
-      assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-      const host = Number(readFileSync(pidfile, 'utf8'));
-      adopt(host);
+      const host = dumpAndRestore(c, init, [unshare]);
       const from = readLines(log).length;
       signal(host, SIGUSR1);
       assert.equal((await waitForLine(log, /^CHECK /, 10_000, from)).line, 'CHECK ok');
@@ -232,23 +201,9 @@ e2e('unix sockets in flight in their own queues (SCM_RIGHTS) come back, each the
   // In a network namespace of its own, as under ZDTM: the dumped sockets, a cycle in flight,
   // keep their names until the kernel collects them, some time after the dumped task is gone.
   const log = join(c.dir, 'skflight.log');
-  const t = startTarget(['unshare', '--pid', '--fork', '--net', 'setsid', workload('skflight')], { logFile: log });
-  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the PID namespace');
-  adopt(init);
+  const { unshare, init } = await startNs(['--net'], [workload('skflight')], log);
   await waitForLine(log, /^READY/, 5000);
-  const img = c.subdir('img');
-  assertOk(dump(init, img));
-  reap(t.pid, 10_000);
-  reap(init, 10_000);
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  signal(host, SIGUSR1);
-  await waitForLine(log, /^DONE/, 10_000);
-  assert.deepEqual(
-    readLines(log).filter((l) => /^(OK|FAIL)/.test(l)),
-    ['OK sockets in flight'],
-  );
+  const host = dumpAndRestore(c, init, [unshare]);
+  assert.deepEqual(await askDone(host, log), ['OK sockets in flight']);
   assert.equal(reap(host, 5000)?.code, 0);
 });

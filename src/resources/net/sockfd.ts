@@ -56,3 +56,25 @@ export function inOwnNetns(copy: number): boolean {
     close(ns);
   }
 }
+
+/** The sockets the tasks `pids` hold, by inode: the first task and fd that hold each. */
+export function socketHolders(pids: readonly number[]): Map<number, { pid: number; fd: number }> {
+  const inos = new Map<number, { pid: number; fd: number }>();
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m && !inos.has(Number(m[1]))) inos.set(Number(m[1]), { pid, fd: Number(fd) });
+      } catch {
+        /* closed */
+      }
+    }
+  }
+  return inos;
+}

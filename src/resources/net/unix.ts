@@ -33,7 +33,7 @@ import type { MessageInput } from '../types.ts';
 import { TCP_ESTABLISHED, TCP_LISTEN, USK_EXTERN, isPathName, showName } from './unix-common.ts';
 import { restoreAll } from './unix-restore.ts';
 import { encodeFilter } from './skopts.ts';
-import { sockIno, withCopy } from './sockfd.ts';
+import { sockIno, withCopy, socketHolders } from './sockfd.ts';
 
 const SHUT_BOTH = 3;
 const TYPE_NAMES: Record<number, string> = { [SOCK.STREAM]: 'stream', [SOCK.DGRAM]: 'datagram', [SOCK.SEQPACKET]: 'seqpacket' };
@@ -191,27 +191,6 @@ function boundFile(
   }
 }
 
-/** A fd of a task of the tree that holds the socket `ino`: a socket in flight is dumped as it. */
-function holderOf(ino: number, tree: readonly number[]): { pid: number; fd: number } | undefined {
-  const link = `socket:[${ino}]`;
-  for (const pid of tree) {
-    let fds: string[];
-    try {
-      fds = fs.readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === link) return { pid, fd: Number(fd) };
-      } catch {
-        /* closed meanwhile */
-      }
-    }
-  }
-  return undefined;
-}
-
 /**
  * Files in flight that criu-ts cannot dump yet: sockets no task of the tree holds (their
  * peers and queues would be criu-ts's own), and epolls (their targets are fd numbers of a task).
@@ -221,7 +200,7 @@ function inFlightUnsupported(fd: number, owner: number, tree: readonly number[])
   if ((st.mode & S_IFMT) === S_IFSOCK) {
     const domain = getsockoptInt(fd, SOL_SOCKET, SO.DOMAIN);
     if (domain !== AF_UNIX) return `a socket of family ${domain}`;
-    return holderOf(Number(st.ino), tree) ? undefined : 'a unix socket that no task of the tree holds';
+    return socketHolders(tree).has(Number(st.ino)) ? undefined : 'a unix socket that no task of the tree holds';
   }
   // An epoll's targets are keyed by fd numbers of the task that added them: they come back
   // registered by the task holding this queue (as CRIU opens the epoll in that task), so
@@ -246,7 +225,7 @@ function peekQueue(copy: number, owner: number, where: string, ctx: DumpFileCtx)
   const out: Array<{ m: SockMsg; ids: number[] }> = [];
   const idOf = (f: number): number => {
     const st = fs.fstatSync(f);
-    const holder = (st.mode & S_IFMT) === S_IFSOCK ? holderOf(Number(st.ino), ctx.treePids) : undefined;
+    const holder = (st.mode & S_IFMT) === S_IFSOCK ? socketHolders(ctx.treePids).get(Number(st.ino)) : undefined;
     return holder ? ctx.fileId(holder.pid, holder.fd) : ctx.fileId(getpid(), f);
   };
   try {
