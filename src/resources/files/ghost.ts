@@ -338,6 +338,14 @@ export class GhostRestore {
 
   /** Remove every ghost's name: the tasks that use them keep them open or mapped. */
   unlinkAll(): void {
+    // The links first: a file's own name may be in a directory made for its ghost.
+    for (const l of this.links) {
+      try {
+        fs.unlinkSync(l);
+      } catch {
+        /* gone already */
+      }
+    }
     for (const p of this.placed.values()) {
       try {
         fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p);
@@ -356,13 +364,6 @@ export class GhostRestore {
       }
     }
     this.parents = [];
-    for (const l of this.links) {
-      try {
-        fs.unlinkSync(l);
-      } catch {
-        /* gone already */
-      }
-    }
     this.links.clear();
   }
 }
