@@ -30,7 +30,7 @@ type Fdinfo = Message<'fdinfo_entry'>;
 
 export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
-export { restoreCtty } from './pty.ts';
+export { restoreCtty, checkInheritedCtty } from './pty.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [
