@@ -355,14 +355,6 @@ export class GhostRestore {
 
   /** Remove every ghost's name: the tasks that use them keep them open or mapped. */
   unlinkAll(): void {
-    // The links first: a file's own name may be in a directory made for its ghost.
-    for (const l of this.links) {
-      try {
-        fs.unlinkSync(l);
-      } catch {
-        /* gone already */
-      }
-    }
     for (const p of this.placed.values()) {
       try {
         fs.lstatSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p);
@@ -373,6 +365,17 @@ export class GhostRestore {
     this.made.clear();
     this.placed.clear();
     this.named.clear();
+    // Then the names the tasks opened the files by, before the directories made for the ghosts
+    // that hold them. The last name of an inode to go must be the one its open files use: a
+    // last name removed from an unused dentry drops the inode's inotify watches (IN_IGNORED).
+    for (const l of this.links) {
+      try {
+        fs.unlinkSync(l);
+      } catch {
+        /* gone already */
+      }
+    }
+    this.links.clear();
     for (const d of this.parents) {
       try {
         fs.rmdirSync(d);
@@ -381,6 +384,5 @@ export class GhostRestore {
       }
     }
     this.parents = [];
-    this.links.clear();
   }
 }
