@@ -200,7 +200,7 @@ function checkFds(pid: number, opts: ClaimOptions, treeIds: Set<number>, shown: 
     const extra = p.flags & ~((kind.claims.flags | 3) /* O_ACCMODE */);
     const lost = flagNames(extra);
     if (lost) refuse(what, `a ${kind.name} with ${lost}, which would not come back`);
-    const why = kind.claims.check?.(p);
+    const why = kind.claims.check?.(p, treeIds);
     if (why) refuse(what, why);
     for (const line of p.info.locks) {
       if (!opts.fileLocks) refuse(what, `it holds a file lock (${line.replace(/\s+/g, ' ')}), saved only with --file-locks`);

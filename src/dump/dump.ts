@@ -404,8 +404,8 @@ function collectAndWrite(
     {
       remap: (e) => imgs.add(IMG.REMAP_FPATH, e),
       ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks),
-      linked: (link, flags) => {
-        imgs.madeOutside(link);
+      linked: (link, at, flags) => {
+        imgs.madeOutside(at);
         return files.regPath(link, flags);
       },
     },

@@ -1,4 +1,5 @@
 // Typed wrappers over the syscalls criu-ts makes itself. Each throws SysError on failure.
+import fs from 'node:fs';
 import { addressOf, syscall, syscallErr, type Arg } from './ffi.ts';
 import { sysnr } from './arch/index.ts';
 import { SysError } from './errors.ts';
@@ -376,6 +377,23 @@ export function memfdCreate(name: string, flags: number): number {
   return syscall(`memfd_create(${name})`, NR.memfd_create, addressOf(b), flags);
 }
 export const MFD = { CLOEXEC: 1, ALLOW_SEALING: 2, HUGETLB: 4 } as const;
+
+let shmemDev: number | undefined;
+/**
+ * st_dev of the kernel's internal shmem mount, the file system of memfds, of MAP_SHARED
+ * anonymous memory (/dev/zero (deleted)) and of SysV segments (CRIU's kdat.shmem_dev).
+ */
+export function internalShmemDev(): number {
+  if (shmemDev === undefined) {
+    const fd = memfdCreate('criu-ts', MFD.CLOEXEC);
+    try {
+      shmemDev = fs.fstatSync(fd).dev;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return shmemDev;
+}
 export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 
 export function eventfd(initval: number, flags: number): number {

@@ -1,7 +1,6 @@
 // System V IPC calls criu-ts makes itself, in the IPC namespace its main thread has joined
 // (kernel/ns.ts): objects are listed from /proc/sysvipc, read with IPC_STAT, GETALL, MSG_COPY
 // and shmat, and made again at their ids. Layouts are the 64-bit kernel's (*64_ds).
-import fs from 'node:fs';
 import { sysnr } from './arch/index.ts';
 import { syscall, addressOf } from './ffi.ts';
 import { processVmReadv, processVmWritev, getpid } from './syscalls.ts';
@@ -73,17 +72,15 @@ export const SHM_HUGETLB = 0o4000;
 
 /**
  * A segment's contents, read through an attach of criu-ts's own (read-only, detached after),
- * and its page size in KiB (KernelPageSize of the attach: above 4 for a SHM_HUGETLB one).
+ * and its page size in KiB, which `pageKbAt` tells from the attach's address (KernelPageSize
+ * in smaps: above 4 for a SHM_HUGETLB one).
  */
-export function shmReadWithPage(id: number, size: number): { data: Buffer; pageKb: number } {
+export function shmReadWithPage(id: number, size: number, pageKbAt: (addr: bigint) => number): { data: Buffer; pageKb: number } {
   const at = BigInt(syscall('shmat', sysnr('shmat'), id, 0, SHM_RDONLY));
   try {
     const data = Buffer.alloc(size);
     if (size) processVmReadv(getpid(), data, [{ addr: at, len: size }]);
-    const smaps = fs.readFileSync('/proc/self/smaps', 'latin1');
-    const head = smaps.indexOf(`${at.toString(16)}-`);
-    const kb = head >= 0 ? /KernelPageSize:\s+(\d+) kB/.exec(smaps.slice(head)) : null;
-    return { data, pageKb: kb ? Number(kb[1]) : 4 };
+    return { data, pageKb: pageKbAt(at) };
   } finally {
     syscall('shmdt', sysnr('shmdt'), at);
   }

@@ -145,3 +145,26 @@ export function readPagemap(pid: number, start: bigint, end: bigint, pageSize = 
     fs.closeSync(fd);
   }
 }
+
+/**
+ * The first fd of the tasks `pids` for which `is` holds (tasks gone and fds closed meanwhile,
+ * or that `is` cannot read, are skipped).
+ */
+export function findFd(pids: readonly number[], is: (pid: number, fd: string) => boolean): { pid: number; fd: number } | undefined {
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`${procRoot}/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (is(pid, fd)) return { pid, fd: Number(fd) };
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return undefined;
+}

@@ -56,6 +56,8 @@ export interface Ctx {
   ghosts: GhostRestore;
   /** Processes standing at the pids of dead processes whose /proc/PID the tasks open (standIns). */
   standIns: number[];
+  /** Those in the tree's new PID namespace: children of its init, which reaps them. */
+  nsStandIns: Array<{ tracee: Tracee; pid: number }>;
   locals: Map<number, number>;
   opened: number[];
   /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */

@@ -188,10 +188,11 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       live: new Map(),
       created,
       helper,
-      sessions: new SessionRestore(tasks, req.shellJob, created, helper),
+      sessions: new SessionRestore(tasks, req.shellJob, created, helper, (ns.flags & CLONE.NEWPID) !== 0),
       files,
       ghosts,
       standIns: [],
+      nsStandIns: [],
       cpuFacts: helper.cpuFacts,
       locals: new Map(),
       opened,
@@ -228,6 +229,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
         inheritFds: req.inheritFds ?? [],
         inheritedIds: installedOnce,
         pathOf: (reg) => inNs(ctx!, ghosts.path(reg.id, reg.name), reg),
+        nsPath: (p, mntId) => inNs(ctx!, p, { name: p, ...(mntId === undefined ? {} : { mnt_id: mntId }) }),
         inodePath: (sdev, ino) => {
           const id = ghosts.fileOfInode(sdev, ino);
           const reg = id === undefined ? undefined : files.get(id)?.reg;
@@ -353,6 +355,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     ctx.ghosts.unlinkAll();
     // Once gone, their /proc/PID directories are what the tasks had: those of dead processes.
     killAll(ctx.standIns.splice(0));
+    dropNsStandIns(ctx);
     ctx.cgroups.close();
     ctx.shmem.sealAll();
     ctx.shmem.close();
@@ -419,10 +422,33 @@ function standIns(ctx: Ctx): void {
   for (const pid of ctx.ghosts.deadPids()) {
     if (ctx.tasks.some((t) => t.pid === pid || t.threads.includes(pid)))
       throw new CriuError(`remap-fpath.img: /proc/${pid} is of a process gone at dump time, but pid ${pid} is a task of the tree`);
+    if (ctx.ns.flags & CLONE.NEWPID) continue; // pids of the namespace: made by its init (nsStandIns)
     if (!h) throw new CriuError(`remap-fpath.img: /proc/${pid} of a dead process needs a process at that pid`);
     step(ctx.req.log, `pid ${pid}: a process stands there while the tasks open /proc/${pid} (remap-fpath.img)`);
     cloneAt(h.tracee, h.area, pid, CLONE.PARENT, 0);
     ctx.standIns.push(pid);
+  }
+}
+
+/** In a new PID namespace the stand-ins are children of its init, cloned once it exists. */
+function nsStandIns(ctx: Ctx, root: Live): void {
+  for (const pid of ctx.ghosts.deadPids()) {
+    step(ctx.req.log, `pid ${pid}: a process stands there while the tasks open /proc/${pid} (remap-fpath.img)`);
+    const t = cloneAt(root.leader, root.area, pid, 0, 0);
+    ctx.created.push(t.tid);
+    ctx.nsStandIns.push({ tracee: t, pid });
+  }
+}
+
+/** The init reaps its stand-ins once criu-ts, their tracer, has seen them die. */
+function dropNsStandIns(ctx: Ctx): void {
+  const init = ctx.nsStandIns.length ? liveTask(ctx, ctx.tasks[0].pid).leader : undefined;
+  for (const { tracee, pid } of ctx.nsStandIns.splice(0)) {
+    kill(tracee.tid, SIG.KILL);
+    waitpid(tracee.tid, WALL);
+    init?.syscall('wait4', pid, 0, WALL, 0);
+    const i = ctx.created.indexOf(tracee.tid);
+    if (i >= 0) ctx.created.splice(i, 1);
   }
 }
 
@@ -499,6 +525,7 @@ function createTree(ctx: Ctx): void {
       if (ctx.ns.flags) ctx.req.actions?.('setup-namespaces', stub.tid);
       restoreNamespaces(ctx.ns, { stub, area: l.area, pid: stub.tid, vpid: t.pid, imgs: ctx.imgs, log: ctx.req.log });
       if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = true;
+      if (ctx.ns.flags & CLONE.NEWPID) nsStandIns(ctx, l);
       if (ctx.ns.flags) ctx.req.actions?.('post-setup-namespaces');
     } else if (!t.zombie) enterNamespaces(ctx.ns, { stub, area: l.area, ids: t.ids, imgs: ctx.imgs, log: ctx.req.log });
     ctx.sessions.enter(t, stub, born);

@@ -173,7 +173,7 @@ export function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan
     ctx.doneTables.add(`files:${filesId}`);
     step(ctx.req.log, `task ${t.pid}: ${t.fdinfo.length} fd(s) from fdinfo-${filesId}.img and files.img`);
     if (debugOn(ctx.req.log)) for (const e of t.fdinfo) ctx.req.log.debug(fdLine(e, ctx.files.get(e.id)));
-    const now = (fdinfo: Message<'fdinfo_entry'>[]) => fdinfo.filter((e) => !opensLate(ctx.files.get(e.id), treeIds(ctx)));
+    const now = (fdinfo: Message<'fdinfo_entry'>[]) => fdinfo.filter((e) => !late(ctx, e));
     // Sockets are made in the tree's own network namespace, when it has one.
     const netRoot = ctx.ns.ownNet ? ctx.rootHost : undefined;
     const local = inNetOf(netRoot, () => openForRestore(now(t.fdinfo), ctx.fileCtx, ctx.locals));
@@ -198,6 +198,15 @@ export function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan
   restorePersonality(stub, t.tc, parent?.tc);
 }
 
+/** An fd opened once the whole tree exists (opensLate): on a mount of a namespace other than the root's. */
+function late(ctx: Ctx, e: Message<'fdinfo_entry'>): boolean {
+  const rootMnt = ctx.ns.rootIds.mnt_ns_id;
+  return opensLate(ctx.files.get(e.id), treeIds(ctx), (mntId) => {
+    const ns = ctx.mntOf.get(mntId);
+    return ns !== undefined && ns !== rootMnt;
+  });
+}
+
 /** Every PID and TID of the restored tree. */
 export function treeIds(ctx: Ctx): Set<number> {
   ctx.treeIds ??= new Set(ctx.tasks.flatMap((t) => [t.pid, ...t.threads]));
@@ -211,11 +220,14 @@ export function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   const area = l.area;
 
   // Files under /proc/PID of the tree's tasks, now that they all exist with their fds.
-  const late = t.fdinfo.filter((e) => opensLate(ctx.files.get(e.id), treeIds(ctx)));
-  if (late.length && !ctx.doneTables.has(`late:${t.ids.files_id}`)) {
+  const lateFds = t.fdinfo.filter((e) => late(ctx, e));
+  if (lateFds.length && !ctx.doneTables.has(`late:${t.ids.files_id}`)) {
     ctx.doneTables.add(`late:${t.ids.files_id}`);
-    step(ctx.req.log, `task ${t.pid}: ${late.length} fd(s) of files in /proc of the tree from fdinfo-${t.ids.files_id}.img`);
-    addFds(stub, late, openForRestore(late, ctx.fileCtx, ctx.locals), getpid(), t.fdinfo);
+    step(
+      ctx.req.log,
+      `task ${t.pid}: ${lateFds.length} fd(s) of files in /proc or mount namespaces of the tree from fdinfo-${t.ids.files_id}.img`,
+    );
+    addFds(stub, lateFds, openForRestore(lateFds, ctx.fileCtx, ctx.locals), getpid(), t.fdinfo);
   }
   // A session leader takes back its controlling terminal (a pseudo-terminal of the dump) with
   // its foreground group, before any task of the session opens /dev/tty again.
@@ -224,7 +236,7 @@ export function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
   // Per-file state that needs the whole tree's fds in place (pipe data, /dev/tty).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.fileCtx, ctx.installedOnce);
-  afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce, getpid());
+  afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce);
   const locks = fileLocksOf(ctx, t.pid);
   if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
   restoreFileLocks(stub, area, locks, ctx.req.log);

@@ -4,9 +4,9 @@
  * after restore; no ghost is left with a name; --ghost-limit refuses a larger one.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, killAndReap, assertCleanError, assertRunningFree } from '../lib/proc.ts';
+import { e2e, killAndReap, assertCleanError, assertRunningFree, startTarget, waitFor } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { startChecking, askCheck } from '../lib/selfcheck.ts';
 import { readMessages } from '../../src/images/index.ts';
@@ -18,9 +18,15 @@ async function startGhost(c: { dir: string }, flags: string[] = []): Promise<{ p
   return { pid: t.pid, log: t.log, files };
 }
 
+/** What the task's fds and cwd name: a deleted file as "NAME (deleted)". */
+const names = (pid: number): string[] =>
+  [...readdirSync(`/proc/${pid}/fd`).map((fd) => `/proc/${pid}/fd/${fd}`), `/proc/${pid}/cwd`].map((l) => readlinkSync(l)).sort();
+
 e2e('deleted files, an unlinked FIFO and a deleted cwd come back and are deleted again', async (c) => {
   const g = await startGhost(c);
   const img = c.subdir('img');
+  const before = names(g.pid);
+  assert.ok(before.some((n) => n.endsWith(' (deleted)')));
   dumpAndReap(g.pid, img);
   const remaps = readMessages(join(img, 'remap-fpath.img'), 'remap_file_path_entry');
   assert.equal(
@@ -30,6 +36,7 @@ e2e('deleted files, an unlinked FIFO and a deleted cwd come back and are deleted
   );
   restoreDetached(img, g.pid);
   assert.deepEqual(readdirSync(g.files), [], 'the ghosts made for the restore have no names left');
+  assert.deepEqual(names(g.pid), before, "each deleted file keeps its own name, not its ghost's");
   const sparse = readMessages(join(img, 'ghost-file-3.img'), 'ghost_chunk_entry');
   assert.deepEqual(
     sparse.map((e) => e.off),
@@ -80,4 +87,21 @@ e2e('a deleted name of a file with another name: refused without --link-remap, t
   assert.deepEqual(readdirSync(g.files), ['other'], 'the restore removes the link');
   assert.equal(await askCheck(g), 'CHECK ok');
   killAndReap(g.pid);
+});
+
+e2e('a deleted file of a removed directory comes back under its own name, and the directory made for it is removed', async (c) => {
+  const d = c.subdir('files');
+  const t = startTarget([
+    'sh',
+    '-c',
+    `mkdir ${d}/sub; echo x > ${d}/sub/f; exec 3<${d}/sub/f; rm ${d}/sub/f; rmdir ${d}/sub; exec sleep 1000`,
+  ]);
+  await waitFor(() => readFileSync(`/proc/${t.pid}/comm`, 'utf8') === 'sleep\n' || undefined, 5000, 'sleep');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  assert.equal(readlinkSync(`/proc/${t.pid}/fd/3`), `${d}/sub/f (deleted)`);
+  assert.equal(readFileSync(`/proc/${t.pid}/fd/3`, 'utf8'), 'x\n');
+  assert.deepEqual(readdirSync(d), [], 'nothing the restore made is left');
+  killAndReap(t.pid);
 });

@@ -225,3 +225,16 @@ async function epollInFlight(c: E2EContext, restoreWith: 'criu' | 'criu-ts'): Pr
 
 e2e('an epoll in flight (SCM_RIGHTS) comes back watching its target, with its data', (c) => epollInFlight(c, 'criu-ts'));
 e2e('a criu-ts dump of an epoll in flight restores with CRIU', (c) => epollInFlight(c, 'criu'), { skip: skipCriu });
+
+e2e('a unix socket in flight that no task holds refuses the dump, and the task runs on', async (c) => {
+  const t = startTarget([workload('skflight'), 'orphan'], { logFile: join(c.dir, 'skflight.log') });
+  await waitForLine(t.log, /^READY/, 5000);
+  const r = dump(t.pid, c.subdir('img'));
+  assert.equal(r.code, 1);
+  assert.match(
+    r.stderr.trim(),
+    /its queue holds a unix socket that no task of the tree holds in flight \(SCM_RIGHTS\); not supported yet$/,
+  );
+  assertRunningFree(t.pid);
+  killAndReap(t.pid);
+});

@@ -18,14 +18,14 @@ function mountPoint(pid: number, mntId: number): string | undefined {
   return parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).find((m) => m.mntId === mntId)?.mountPoint;
 }
 
-function markEntry(pid: number, id: number, m: FanotifyMark, irmap?: readonly string[]): MarkEntry {
+function markEntry(pid: number, tree: number[], id: number, m: FanotifyMark, irmap?: readonly string[]): MarkEntry {
   const base = { id, mflags: m.mflags, mask: m.mask, ignored_mask: m.ignoredMask };
   if (m.kind === 'inode')
     return {
       ...base,
       type: MARK_INODE,
       s_dev: m.sdev,
-      ie: { i_ino: m.ino, f_handle: fhEntry(m.fhandle, watchedPath(m.sdev, m.ino, m.fhandle, irmap)) },
+      ie: { i_ino: m.ino, f_handle: fhEntry(m.fhandle, watchedPath(pid, tree, m.sdev, m.ino, m.fhandle, irmap)) },
     };
   if (m.kind === 'mount') return { ...base, type: MARK_MOUNT, s_dev: 0, me: { mnt_id: m.mntId, path: mountPoint(pid, m.mntId) ?? '' } };
   throw new CriuError('a fanotify mark on a whole file system cannot be saved');
@@ -37,13 +37,13 @@ export const fanotifyFile = fileKind({
   name: 'fanotify',
   claims: {
     flags: O.NONBLOCK | FASYNC,
-    check(p) {
+    check(p, tree) {
       for (const m of p.info.fanotifyMarks) {
         if (m.kind === 'sb') return 'a fanotify mark on a whole file system';
         if (m.kind === 'mount' && mountPoint(p.pid, m.mntId) === undefined)
           return `a fanotify mark on mount ${m.mntId}, which the task's mountinfo does not show`;
         if (m.kind === 'inode') {
-          const why = checkHandle(m.sdev, m.fhandle, p.pid, m.ino);
+          const why = checkHandle(m.sdev, m.fhandle, p.pid, m.ino, tree ?? []);
           if (why) return `the inode of a fanotify mark: ${why}`;
         }
       }
@@ -59,7 +59,7 @@ export const fanotifyFile = fileKind({
       fown: fown(),
       faflags: fa.flags,
       evflags: fa.eventFlags,
-      mark: p.info.fanotifyMarks.map((m) => markEntry(p.pid, id, m, ctx.irmap)),
+      mark: p.info.fanotifyMarks.map((m) => markEntry(p.pid, ctx.treePids, id, m, ctx.irmap)),
     };
   },
   open(e, ctx) {
@@ -73,11 +73,12 @@ export const fanotifyFile = fileKind({
       let path: string;
       let how = FAN.MARK_ADD | m.mflags;
       if (m.type === MARK_MOUNT && m.me) {
-        path = m.me.path ?? '';
+        // Its mount point in the namespace of the mount (CRIU's path is relative to that root).
+        path = ctx.nsPath(m.me.path ?? '', m.me.mnt_id);
         how |= FAN.MARK_MOUNT;
       } else if (m.ie) {
         const ino = m.ie.i_ino;
-        const t = openHandle(m.s_dev, m.ie.f_handle, () => ctx.inodePath(m.s_dev, ino));
+        const t = openHandle(m.s_dev, m.ie.f_handle, ctx.nsPath, () => ctx.inodePath(m.s_dev, ino));
         if (typeof t === 'string') throw new CriuError(`fanotify mark on inode ${ino}: ${t}`);
         target = t;
         path = `/proc/self/fd/${t}`;

@@ -24,11 +24,33 @@ export function deletedName(link: string): string | undefined {
   return link.endsWith(DELETED) ? link.slice(0, -DELETED.length) : undefined;
 }
 
+/**
+ * The pid of a process gone since whose /proc/PID (or a file under it) `source` leads to, by
+ * the name `name` in its task's namespaces: the kernel called it deleted (`deleted`), or the
+ * name leads nowhere from the task's root (`root`, /proc/TASK/root), where its own procfs shows
+ * its PID namespace's pids. As CRIU, any file under /proc/PID is remapped so.
+ */
+export function deadProcPid(source: string, name: string, deleted: boolean, root = ''): number | undefined {
+  const m = /^\/proc\/(\d+)(\/|$)/.exec(name);
+  if (!m || fs.statfsSync(source).type !== PROC_SUPER_MAGIC) return undefined;
+  return deleted || !fs.existsSync(root + name) ? Number(m[1]) : undefined;
+}
+
+/** The root of the task behind `source` (/proc/PID/...) as criu-ts reaches it: '' when it is in criu-ts's mount namespace. */
+function taskRoot(source: string): string {
+  const m = /^\/proc\/(\d+)\//.exec(source);
+  if (!m || fs.readlinkSync(`/proc/${m[1]}/ns/mnt`) === fs.readlinkSync('/proc/self/ns/mnt')) return '';
+  return `/proc/${m[1]}/root`;
+}
+
 /** Where a dump's ghost files go: remap-fpath.img entries, and ghost-file-N.img in chunks. */
 export interface GhostSink {
   remap(entry: MessageInput<'remap_file_path_entry'>): void;
-  /** A REG entry for the link made for a file with other names (--link-remap); the link is removed if the dump fails. */
-  linked(path: string, flags: number): number;
+  /**
+   * A REG entry for the link made for a file with other names (--link-remap), `path` in the
+   * task's mount namespace, `at` as criu-ts reaches it: removed there if the dump fails.
+   */
+  linked(path: string, at: string, flags: number): number;
   ghost(id: number, entry: MessageInput<'ghost_file_entry'>, chunks: Iterable<{ off: bigint; data: Buffer }>): void;
 }
 
@@ -53,9 +75,9 @@ export class GhostDump {
   remap(id: number, source: string, name: string): void {
     // /proc/PID of a process gone since (a cwd or an fd): CRIU's procfs remap names the pid,
     // and the restore makes a process stand at it while the tasks open the directory.
-    const dead = /^\/proc\/(\d+)$/.exec(name);
-    if (dead && fs.statfsSync(source).type === PROC_SUPER_MAGIC) {
-      this.sink.remap({ orig_id: id, remap_id: Number(dead[1]), remap_type: REMAP_PROCFS });
+    const dead = deadProcPid(source, name, true);
+    if (dead !== undefined) {
+      this.deadPid(id, dead);
       return;
     }
     const st = fs.statSync(source, { bigint: true });
@@ -73,6 +95,11 @@ export class GhostDump {
     this.sink.remap({ orig_id: id, remap_id: ghostId, remap_type: REMAP_GHOST });
   }
 
+  /** The file entry `id` is under /proc/PID of a process gone since: a process stands at PID while the restore opens it. */
+  deadPid(id: number, pid: number): void {
+    this.sink.remap({ orig_id: id, remap_id: pid, remap_type: REMAP_PROCFS });
+  }
+
   /**
    * The file lost the name it was opened by but has others (hard links): it must stay that
    * inode, so it gets a link of its own next to the old name, link_remap.N, which the
@@ -83,9 +110,22 @@ export class GhostDump {
       throw new NotSupportedError(`${name} was deleted but the file has other names: --link-remap saves it by a temporary link`);
     let linkId = this.links.get(key);
     if (linkId === undefined) {
-      const link = path.join(path.dirname(name), `link_remap.${id}`);
-      linkFollow(source, link);
-      linkId = this.sink.linked(link, O.RDONLY);
+      // Made in the task's mount namespace, which may not be criu-ts's; in the closest
+      // directory of the old name that still exists (its own may be removed too), as CRIU.
+      const root = taskRoot(source);
+      let dir = path.dirname(name);
+      let link = path.join(dir, `link_remap.${id}`);
+      for (;;) {
+        try {
+          linkFollow(source, root + link);
+          break;
+        } catch (e) {
+          if (!(e instanceof SysError && e.code === 'ENOENT') || dir === '/') throw e;
+          dir = path.dirname(dir);
+          link = path.join(dir, `link_remap.${id}`);
+        }
+      }
+      linkId = this.sink.linked(link, root + link, O.RDONLY);
       this.links.set(key, linkId);
     }
     this.sink.remap({ orig_id: id, remap_id: linkId, remap_type: REMAP_LINKED });
@@ -192,6 +232,8 @@ export class GhostRestore {
   /** Where each ghost was made, as criu-ts names it. */
   private placed = new Map<number, string>();
   private links = new Set<string>();
+  /** The path each file id with a ghost is opened by: its own name linked to the ghost, or the ghost's. */
+  private named = new Map<number, string>();
   /** Files that are /proc/PID of a dead process, by file id: the pid. */
   private procfs = new Map<number, number>();
   /** Directories made for ghosts whose parent was removed too, deepest first. */
@@ -253,6 +295,8 @@ export class GhostRestore {
     }
     const ghostId = this.remaps.get(id);
     if (ghostId === undefined) return name;
+    const done = this.named.get(id);
+    if (done !== undefined) return done;
     let p = this.made.get(ghostId);
     if (p === undefined) {
       const g = this.image(ghostId);
@@ -263,6 +307,19 @@ export class GhostRestore {
       this.made.set(ghostId, p);
       this.placed.set(ghostId, this.where(id, p));
     }
+    // The file is opened by its own name, linked to the ghost while the restore needs it, so
+    // that the tasks see the name it had ("NAME (deleted)" in /proc/PID/fd and map_files), as
+    // with CRIU; by the ghost's name when something else has taken that name since.
+    if (p !== name) {
+      try {
+        fs.linkSync(this.where(id, p), this.where(id, name));
+        this.links.add(this.where(id, name));
+        p = name;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    }
+    this.named.set(id, p);
     return p;
   }
 
@@ -323,14 +380,10 @@ export class GhostRestore {
     }
     this.made.clear();
     this.placed.clear();
-    for (const d of this.parents) {
-      try {
-        fs.rmdirSync(d);
-      } catch {
-        /* gone already */
-      }
-    }
-    this.parents = [];
+    this.named.clear();
+    // Then the names the tasks opened the files by, before the directories made for the ghosts
+    // that hold them. The last name of an inode to go must be the one its open files use: a
+    // last name removed from an unused dentry drops the inode's inotify watches (IN_IGNORED).
     for (const l of this.links) {
       try {
         fs.unlinkSync(l);
@@ -339,5 +392,13 @@ export class GhostRestore {
       }
     }
     this.links.clear();
+    for (const d of this.parents) {
+      try {
+        fs.rmdirSync(d);
+      } catch {
+        /* gone already */
+      }
+    }
+    this.parents = [];
   }
 }

@@ -155,10 +155,11 @@ export function dumpFd(pid: number, fd: number, files: FileTable, identity: File
   let id = identity.find(p);
   if (id === undefined) {
     id = files.newId();
+    // Known before its dump: a socket's queue may hold the socket itself again (in flight).
+    identity.add(p, id);
     const file = kindSession(kind, ctx.kinds).dump(p, id, ctx);
     saveFown(kind, file, dumpFown(pidfd, p, ctx.inTree), p);
     files.add(file);
-    identity.add(p, id);
   }
   return { id, flags: p.cloexec ? 1 : 0, type: kind.type, fd };
 }
@@ -276,11 +277,20 @@ export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, 
 
 /**
  * A file under /proc/PID of a task of the tree (`tree`): it can be opened only once that task
- * exists with its fds (a task's own /proc/self/fdinfo/N, a parent's /proc/CHILD/stat).
+ * exists with its fds (a task's own /proc/self/fdinfo/N, a parent's /proc/CHILD/stat). Likewise
+ * a file, watch or mark on a mount of a mount namespace the root is not in (`laterMount`): the
+ * task that holds that namespace may come after this one.
  */
-export function opensLate(file: FileEntry | undefined, tree: Set<number>): boolean {
+export function opensLate(file: FileEntry | undefined, tree: Set<number>, laterMount?: (mntId: number) => boolean): boolean {
   const m = file?.reg ? /^\/proc\/(\d+)(\/|$)/.exec(file.reg.name) : null;
-  return m !== null && tree.has(Number(m[1]));
+  if (m !== null && tree.has(Number(m[1]))) return true;
+  if (!laterMount || !file) return false;
+  const ids = [
+    file.reg?.mnt_id,
+    ...(file.ify?.wd.map((w) => w.f_handle.mnt_id) ?? []),
+    ...(file.ffy?.mark.map((k) => k.me?.mnt_id ?? k.ie?.f_handle.mnt_id) ?? []),
+  ];
+  return ids.some((id) => id !== undefined && laterMount(id));
 }
 
 /**
@@ -329,7 +339,6 @@ export function afterInstallInFlight(
   ctx: RestoreFileCtx,
   local: Map<number, number>,
   done: Set<number>,
-  selfPid: number,
 ): void {
   const mine = new Set(fdinfo.map((e) => e.id));
   for (const { entry } of ctx.entries(IMG.SK_QUEUES)) {
@@ -340,7 +349,8 @@ export function afterInstallInFlight(
       const src = local.get(id);
       if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
       done.add(id);
-      const pidfd = t.criuPidfd !== undefined ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
+      // In a new PID namespace the tracee cannot name criu-ts: it has a pidfd of it already.
+      const pidfd = t.pidfdOfTracer();
       const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
       t.syscallRaw('close', pidfd);
       try {

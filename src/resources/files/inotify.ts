@@ -16,10 +16,10 @@ export const inotifyFile = fileKind({
   name: 'inotify',
   claims: {
     flags: O.NONBLOCK | FASYNC,
-    check(p) {
+    check(p, tree) {
       for (const w of p.info.inotify) {
         if (w.ignoredMask !== 0) return `watch ${w.wd} has an ignored mask`;
-        const why = checkHandle(w.sdev, w.fhandle, p.pid, w.ino);
+        const why = checkHandle(w.sdev, w.fhandle, p.pid, w.ino, tree ?? []);
         if (why) return `the inode of watch ${w.wd}: ${why}`;
       }
       return undefined;
@@ -34,14 +34,14 @@ export const inotifyFile = fileKind({
       ignored_mask: w.ignoredMask,
       s_dev: w.sdev,
       wd: w.wd,
-      f_handle: fhEntry(w.fhandle, watchedPath(w.sdev, w.ino, w.fhandle, ctx.irmap)),
+      f_handle: fhEntry(w.fhandle, watchedPath(p.pid, ctx.treePids, w.sdev, w.ino, w.fhandle, ctx.irmap)),
     }));
     return { id, flags: p.flags, fown: fown(), wd };
   },
   open(e, ctx) {
     const fd = ctx.keep(inotifyInit(O.NONBLOCK | O.CLOEXEC));
     for (const w of [...e.wd].sort((a, b) => a.wd - b.wd)) {
-      const target = openHandle(w.s_dev, w.f_handle, () => ctx.inodePath(w.s_dev, w.i_ino));
+      const target = openHandle(w.s_dev, w.f_handle, ctx.nsPath, () => ctx.inodePath(w.s_dev, w.i_ino));
       if (typeof target === 'string') throw new CriuError(`inotify watch ${w.wd} (inode ${w.i_ino}): ${target}`);
       try {
         for (;;) {

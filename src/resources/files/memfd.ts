@@ -1,8 +1,10 @@
 // memfd files: the inode (name, size, seals, content) is saved once in memfd.img and
-// pagemap-shmem; each open description is a MEMFD entry with its own flags and offset.
+// pagemap-shmem; each open description is a MEMFD entry with its own flags and offset. Any
+// file of the kernel's internal shmem mount is one, as for CRIU: MAP_SHARED anonymous memory
+// opened through map_files (/dev/zero (deleted)) comes back as a memfd of the same content.
 import fs from 'node:fs';
-import { fcntl, F, lseek, O } from '../../kernel/index.ts';
-import { FD_TYPE, OPEN_FLAGS, fown, statefulKind } from './types.ts';
+import { fcntl, F, lseek, O, internalShmemDev } from '../../kernel/index.ts';
+import { FD_TYPE, OPEN_FLAGS, S_IFMT, S_IFREG, fown, statefulKind } from './types.ts';
 
 /** Status flags F_SETFL sets (O_NOATIME too); O_ASYNC goes on with the owner (fown.ts). */
 const SETFL_FLAGS = O.APPEND | O.NONBLOCK | O.DIRECT | 0o1000000;
@@ -12,7 +14,7 @@ export const memfdFile = statefulKind({
   field: 'memfd',
   name: 'memfd',
   claims: { flags: OPEN_FLAGS },
-  matches: (p) => p.link.startsWith('/memfd:'),
+  matches: (p) => p.link.startsWith('/memfd:') || ((p.mode & S_IFMT) === S_IFREG && p.dev === internalShmemDev()),
   /** Inode ids whose memfd_create'd description a task's fd has taken already. */
   state: () => new Set<number>(),
   dump(p, id, ctx) {

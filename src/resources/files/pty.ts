@@ -17,7 +17,7 @@ import { termiosOf, lockedTermiosOf, restoreTermios, restoreLockedTermios } from
 import { dumpQueued, restoreQueued, type PtyEnd, type PtySide } from './ttydata.ts';
 import { fown, type DumpFileCtx, type FdProbe, type RestoreFileCtx } from './types.ts';
 import type { Message, MessageInput } from '../types.ts';
-import { readStat, readStatus } from '../../proc/index.ts';
+import { findFd, readStat, readStatus } from '../../proc/index.ts';
 
 const TIOC = {
   GPTN: 0x80045430,
@@ -67,35 +67,15 @@ function intOrNone(fd: number, req: number): number | undefined {
   }
 }
 
-/** The first fd of a task of `pids` for which `is` holds. */
-function fdInTree(pids: readonly number[], is: (pid: number, fd: string) => boolean): PtyEnd | undefined {
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = fs.readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        if (is(pid, fd)) return { pid, fd: Number(fd) };
-      } catch {
-        /* closed meanwhile */
-      }
-    }
-  }
-  return undefined;
-}
-
 /** A task's fd of the master of pseudo-terminal `index`: fdinfo of a ptmx fd says its tty-index. */
 function masterInTree(index: number, pids: readonly number[]): PtyEnd | undefined {
   const line = `tty-index:\t${index}\n`;
-  return fdInTree(pids, (pid, fd) => fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').includes(line));
+  return findFd(pids, (pid, fd) => fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').includes(line));
 }
 
 /** A task's fd of a slave of pseudo-terminal `index`. */
 function slaveInTree(index: number, pids: readonly number[]): PtyEnd | undefined {
-  return fdInTree(pids, (pid, fd) => {
+  return findFd(pids, (pid, fd) => {
     const rdev = Number(fs.statSync(`/proc/${pid}/fd/${fd}`).rdev);
     return isPtySlave(rdev) && slaveIndex(rdev) === index;
   });

@@ -3,7 +3,7 @@
 // O_PATH|O_NOFOLLOW fd, which the same flags open again.
 import fs from 'node:fs';
 import { lseek, O } from '../../kernel/index.ts';
-import { deletedName } from './ghost.ts';
+import { deletedName, deadProcPid } from './ghost.ts';
 import { FD_TYPE, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, OPEN_FLAGS, fown, fileKind } from './types.ts';
 
 const S_IFLNK = 0o120000;
@@ -32,9 +32,16 @@ export const regFile = fileKind({
       ...(ctx.mntIds ? { mnt_id: p.info.mntId } : {}),
     };
     const deleted = deletedName(p.link);
+    const source = `/proc/${p.pid}/fd/${p.fd}`;
+    const name = deleted ?? p.link;
+    const dead = deadProcPid(source, name, deleted !== undefined, `/proc/${p.pid}/root`);
+    if (dead !== undefined) {
+      ctx.ghosts.deadPid(id, dead);
+      return { ...entry, name };
+    }
     if (deleted !== undefined && p.ino !== 0) {
       // Its content goes to a ghost file, once per inode; this open file keeps its own entry.
-      ctx.ghosts.remap(id, `/proc/${p.pid}/fd/${p.fd}`, deleted);
+      ctx.ghosts.remap(id, source, deleted);
       return { ...entry, name: deleted };
     }
     if (!p.link.startsWith('/')) throw new Error(`fd ${p.fd} of task ${p.pid} (${p.link}) is not a file reachable by path`);

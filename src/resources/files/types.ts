@@ -96,6 +96,8 @@ export interface RestoreFileCtx {
   files: Map<number, FileEntry>;
   /** The path to open for the REG entry `reg`: its name, or where its ghost file was made. */
   pathOf(reg: { id: number; name: string }): string;
+  /** A path of the tree's mount namespace that holds mount `mntId` (the root's without one), as criu-ts opens it. */
+  nsPath(path: string, mntId?: number): string;
   /** Where the ghost file of a deleted inode (kernel s_dev, ino) is made, if the dump saved one. */
   inodePath(sdev: number, ino: bigint): string | undefined;
   /**
@@ -148,8 +150,8 @@ export interface FdClaims {
   readonly flags: number;
   /** fdinfo lines (by key) the kind saves, besides pos, flags, mnt_id and ino. */
   readonly fields?: readonly string[];
-  /** Why this particular file cannot be saved, when its kind alone does not say. */
-  check?(p: FdProbe): string | undefined;
+  /** Why this particular file cannot be saved, when its kind alone does not say (`tree`: the dumped tree's ids). */
+  check?(p: FdProbe, tree?: ReadonlySet<number>): string | undefined;
 }
 
 /** O_ASYNC: set again on every kind, with the file's owner (fown.ts). */

@@ -160,6 +160,8 @@ export class ShmemObjects {
       if (attrs?.mode !== undefined) fs.fchmodSync(fd, attrs.mode);
       if (attrs?.uid !== undefined && attrs.gid !== undefined) fs.fchownSync(fd, attrs.uid, attrs.gid);
       fill(fd, content(), attrs?.hugetlb ? size : undefined);
+      // Pages are written whole: a size within the last one is set again.
+      if (!hugetlb) fs.ftruncateSync(fd, Number(size));
       this.fds.set(key, fd);
       if (seals) this.seals.push([fd, seals]);
     }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { sock, pidfdOpen, pidfdGetfd, close, ioctl, SysError } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import type { FdProbe } from '../files/types.ts';
+import { findFd } from '../../proc/index.ts';
 
 /** The name the socket's "system.sockprotoname" xattr gives (TCP, PINGv6, NETLINK, PACKET...). */
 export function protoNameOf(p: Pick<FdProbe, 'pid' | 'fd' | 'link'>): string | undefined {
@@ -55,4 +56,15 @@ export function inOwnNetns(copy: number): boolean {
   } finally {
     close(ns);
   }
+}
+
+/** The sockets the tasks `pids` hold, by inode: the first task and fd that hold each. */
+export function socketHolders(pids: readonly number[]): Map<number, { pid: number; fd: number }> {
+  const inos = new Map<number, { pid: number; fd: number }>();
+  findFd(pids, (pid, fd) => {
+    const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+    if (m && !inos.has(Number(m[1]))) inos.set(Number(m[1]), { pid, fd: Number(fd) });
+    return false; // every fd
+  });
+  return inos;
 }

@@ -9,6 +9,7 @@ import * as soccr from '../../soccr/index.ts';
 import { RepairGuard } from '../../soccr/guard.ts';
 import type { DumpFileCtx, RestoreFileCtx } from '../files/types.ts';
 import { inetDiag } from './diag.ts';
+import { socketHolders } from './sockfd.ts';
 import {
   DumpLock,
   connOf,
@@ -92,23 +93,7 @@ export function prestartGuard(pids: number[], netOf: <T>(fn: () => T) => T, atEn
 
 /** The TCP connections of the tree's sockets, as sock_diag names their ends. */
 function treeConnections(pids: number[]): TreeConn[] {
-  const inos = new Map<number, { pid: number; fd: number }>();
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = fs.readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m && !inos.has(Number(m[1]))) inos.set(Number(m[1]), { pid, fd: Number(fd) });
-      } catch {
-        /* closed */
-      }
-    }
-  }
+  const inos = socketHolders(pids);
   const out: TreeConn[] = [];
   for (const family of [sock.AF.INET, sock.AF.INET6])
     for (const [ino, s] of inetDiag(family, sock.IPPROTO.TCP)) {

@@ -175,19 +175,27 @@ function credsFor(c: { uid: number; gid: number; pid: number }, ctx: RestoreFile
   return { uid: c.uid, gid: c.gid, pid: getpid() };
 }
 
-/** Queued messages by receiving socket inode, with local fds of the files in flight. */
-function readQueues(ctx: RestoreFileCtx, all: Map<number, UnixEntry>): Map<number, SockMsg[]> {
-  const queues = new Map<number, SockMsg[]>();
+/**
+ * A queued message; a unix socket in flight is named by its inode (`socks`, by position), its
+ * fd known only once the sockets are made.
+ */
+type QueuedMsg = SockMsg & { socks: Array<number | undefined> };
+
+/** Queued messages by receiving socket inode, with local fds of the files in flight (but unix sockets). */
+function readQueues(ctx: RestoreFileCtx, all: Map<number, UnixEntry>): Map<number, QueuedMsg[]> {
+  const queues = new Map<number, QueuedMsg[]>();
   const byId = new Map([...all.values()].map((e) => [e.id, e]));
   for (const { entry, extra } of ctx.entries(IMG.SK_QUEUES)) {
     const e = byId.get(entry.id_for);
     if (!e) continue; // another socket family's queue
-    const fdsInFlight = (entry.scm ?? []).flatMap((sc) => {
+    const rights = (entry.scm ?? []).flatMap((sc) => {
       if (sc.type !== SCM_RIGHTS) throw new Error(`sk-queues: socket ${e.ino}: control message type ${sc.type} is not supported`);
-      return sc.rights.map((r) => ctx.fileFd(r));
+      return sc.rights;
     });
+    const socks = rights.map((r) => byId.get(r)?.ino);
+    const fds = rights.map((r, i) => (socks[i] === undefined ? ctx.fileFd(r) : -1));
     const l = queues.get(e.ino) ?? [];
-    l.push({ data: extra ?? Buffer.alloc(0), fds: fdsInFlight, ...(entry.ucred ? { creds: credsFor(entry.ucred, ctx) } : {}) });
+    l.push({ data: extra ?? Buffer.alloc(0), fds, socks, ...(entry.ucred ? { creds: credsFor(entry.ucred, ctx) } : {}) });
     queues.set(e.ino, l);
   }
   return queues;
@@ -280,7 +288,19 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
     try {
       setsockoptInt(fd, SOL_SOCKET, SO.SNDBUFFORCE, 1 << 30);
       inNameRoot(ctx, e, () => {
-        for (const m of msgs) sendMsg(fd, m, to);
+        for (const m of msgs) {
+          // A unix socket in flight (this one, too) is made now if it is not yet.
+          const inFlight = m.fds.map((f, i) => {
+            const ino = m.socks[i];
+            if (ino === undefined) return f;
+            make(all.get(ino)!);
+            const sk = fds.get(ino);
+            if (sk === undefined)
+              throw new Error(`sk-queues: the unix socket ${ino} in flight in socket ${e.ino}'s queue is not made by criu-ts`);
+            return sk;
+          });
+          sendMsg(fd, { ...m, fds: inFlight }, to);
+        }
       });
     } finally {
       if (temp) close(fd);

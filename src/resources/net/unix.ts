@@ -33,7 +33,7 @@ import type { MessageInput } from '../types.ts';
 import { TCP_ESTABLISHED, TCP_LISTEN, USK_EXTERN, isPathName, showName } from './unix-common.ts';
 import { restoreAll } from './unix-restore.ts';
 import { encodeFilter } from './skopts.ts';
-import { sockIno, withCopy } from './sockfd.ts';
+import { sockIno, withCopy, socketHolders } from './sockfd.ts';
 
 const SHUT_BOTH = 3;
 const TYPE_NAMES: Record<number, string> = { [SOCK.STREAM]: 'stream', [SOCK.DGRAM]: 'datagram', [SOCK.SEQPACKET]: 'seqpacket' };
@@ -195,11 +195,16 @@ function boundFile(
 }
 
 /**
- * Files in flight that criu-ts cannot dump as its own yet: sockets (their peers and queues)
- * and epolls (their targets are fd numbers of a task).
+ * Files in flight that criu-ts cannot dump yet: sockets no task of the tree holds (their
+ * peers and queues would be criu-ts's own), and epolls (their targets are fd numbers of a task).
  */
-function inFlightUnsupported(fd: number, owner: number): string | undefined {
-  if ((fs.fstatSync(fd).mode & S_IFMT) === S_IFSOCK) return 'a socket';
+function inFlightUnsupported(fd: number, owner: number, tree: readonly number[]): string | undefined {
+  const st = fs.fstatSync(fd);
+  if ((st.mode & S_IFMT) === S_IFSOCK) {
+    const domain = getsockoptInt(fd, SOL_SOCKET, SO.DOMAIN);
+    if (domain !== AF_UNIX) return `a socket of family ${domain}`;
+    return socketHolders(tree).has(Number(st.ino)) ? undefined : 'a unix socket that no task of the tree holds';
+  }
   // An epoll's targets are keyed by fd numbers of the task that added them: they come back
   // registered by the task holding this queue (as CRIU opens the epoll in that task), so
   // they must be its fds.
@@ -214,20 +219,26 @@ function inFlightUnsupported(fd: number, owner: number): string | undefined {
 /**
  * Every queued message of a socket, peeked on a copy with the owner's peek offset put back.
  * Files in flight land in criu-ts, which dumps them as its own and keeps them open until
- * it exits (their ids are matched with the tasks' fds by kcmp).
+ * it exits (their ids are matched with the tasks' fds by kcmp); a unix socket in flight is
+ * dumped as the fd of the task that holds it (its queue may hold it, or this socket, again).
  */
 function peekQueue(copy: number, owner: number, where: string, ctx: DumpFileCtx): Array<{ m: SockMsg; ids: number[] }> {
   const saved = getsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF);
   setsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF, 0);
   const out: Array<{ m: SockMsg; ids: number[] }> = [];
+  const idOf = (f: number): number => {
+    const st = fs.fstatSync(f);
+    const holder = (st.mode & S_IFMT) === S_IFSOCK ? socketHolders(ctx.treePids).get(Number(st.ino)) : undefined;
+    return holder ? ctx.fileId(holder.pid, holder.fd) : ctx.fileId(getpid(), f);
+  };
   try {
     for (let m = peekMsg(copy, PEEK_SIZE); m; m = peekMsg(copy, PEEK_SIZE)) {
-      const unsupported = m.fds.map((f) => inFlightUnsupported(f, owner)).find((w) => w);
+      const unsupported = m.fds.map((f) => inFlightUnsupported(f, owner, ctx.treePids)).find((w) => w);
       if (unsupported) {
         for (const f of m.fds) close(f);
         throw new NotSupportedError(`${where}: its queue holds ${unsupported} in flight (SCM_RIGHTS)`);
       }
-      out.push({ m, ids: m.fds.map((f) => ctx.fileId(getpid(), f)) });
+      out.push({ m, ids: m.fds.map(idOf) });
     }
   } finally {
     setsockoptInt(copy, SOL_SOCKET, SO.PEEK_OFF, saved);

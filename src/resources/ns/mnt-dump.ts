@@ -5,7 +5,19 @@
 // overmounted tmpfs) is refused naming the mount, unless it is external (--external mnt[]).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import { AT_EMPTY_PATH, AT_FDCWD, CLONE, MNT_DETACH, MS, O, OPEN_TREE_CLONE, close, pidfdGetfd, pidfdOpen } from '../../kernel/index.ts';
+import {
+  AT_EMPTY_PATH,
+  AT_FDCWD,
+  CLONE,
+  MNT_DETACH,
+  MS,
+  O,
+  OPEN_TREE_CLONE,
+  close,
+  pidfdGetfd,
+  pidfdOpen,
+  internalShmemDev,
+} from '../../kernel/index.ts';
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { NsHelper } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
@@ -106,7 +118,8 @@ function checkFilesInMntns(pids: number[], entries: MntEntry[]): void {
       }
       if (!st.isFile() && !st.isDirectory()) continue;
       const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
-      if (!link.startsWith('/') || link.startsWith('/memfd:')) continue;
+      // memfds and other files of the kernel's internal shmem mount are no path's.
+      if (!link.startsWith('/') || link.startsWith('/memfd:') || st.dev === internalShmemDev()) continue;
       const mnt = Number(/^mnt_id:\s*(\d+)$/m.exec(text)?.[1]);
       if (!ids.has(mnt))
         throw new NotSupportedError(`task ${pid}: fd ${fd} (${link}) is on mount ${mnt}, which is not in the task's mount namespace`);

@@ -5,6 +5,7 @@
 // reads them without taking them).
 import fs from 'node:fs';
 import { sysv } from '../../kernel/index.ts';
+import { parseSmaps } from '../../proc/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG, encodeMessage, type Message, type MessageInput } from '../../images/index.ts';
 import type { NsImagesIn, NsImagesOut } from './types.ts';
@@ -41,6 +42,11 @@ const desc = (r: number[], at: number): Desc => ({
 
 const pad = (b: Buffer, to: number): Buffer => Buffer.concat([b, Buffer.alloc((to - (b.length % to)) % to)]);
 
+/** The page size (KiB) of criu-ts's own mapping at `addr`, from its smaps. */
+function ownPageKb(addr: bigint): number {
+  return parseSmaps(fs.readFileSync('/proc/self/smaps', 'latin1')).find((v) => v.start === addr)?.kernelPageSize ?? 4;
+}
+
 /** Save every object; the caller is in the namespace. */
 export function dumpSysv(id: number, imgs: NsImagesOut): number {
   let n = 0;
@@ -48,7 +54,7 @@ export function dumpSysv(id: number, imgs: NsImagesOut): number {
     // key shmid perms size cpid lpid nattch uid gid cuid cgid ...
     const size = r[3];
     // A SHM_HUGETLB segment keeps its flag with the page size (MAP_HUGE_SHIFT 26), as CRIU saves it.
-    const { data, pageKb } = sysv.shmReadWithPage(r[1], size);
+    const { data, pageKb } = sysv.shmReadWithPage(r[1], size, ownPageKb);
     const huge = pageKb > 4 ? { hugetlb_flag: sysv.SHM_HUGETLB | (Math.log2(pageKb * 1024) << 26) } : {};
     imgs.add(IMG.IPCNS_SHM, id, { desc: desc(r, 7), size: BigInt(size), ...huge }, pad(data, 4));
     n++;

@@ -52,6 +52,8 @@ export interface SessionMember {
   ppid: number;
   pgid: number;
   sid: number;
+  /** Its thread ids (the leader's too): pids a helper must not take. */
+  threads?: number[];
 }
 
 /** A short-lived task at the PID of a dead session or group leader. */
@@ -84,8 +86,20 @@ export class SessionRestore {
   private readonly created: number[];
   /** The restore's first helper, whose injection area every task of the restore has too. */
   private readonly first: { tracee: Tracee; area: InjectionArea };
+  /** The root is the init of a new PID namespace: the orphans of its tasks come to it. */
+  private readonly rootReaps: boolean;
+  /** Every pid and tid of the tree. */
+  private readonly taken: Set<number>;
 
-  constructor(tasks: SessionMember[], shellJob: boolean, created: number[], first: { tracee: Tracee; area: InjectionArea }) {
+  constructor(
+    tasks: SessionMember[],
+    shellJob: boolean,
+    created: number[],
+    first: { tracee: Tracee; area: InjectionArea },
+    rootReaps = false,
+  ) {
+    this.rootReaps = rootReaps;
+    this.taken = new Set(tasks.flatMap((t) => [t.pid, ...(t.threads ?? [])]));
     this.pids = new Set(tasks.map((t) => t.pid));
     this.members = new Map(tasks.map((t) => [t.pid, t]));
     this.root = tasks[0];
@@ -123,6 +137,14 @@ export class SessionRestore {
     const leaderArea =
       leader && parent && t.sid !== t.pid && parent.sid !== t.sid && leader.ppid === t.ppid ? areaOf?.(leader.pid) : undefined;
     if (leaderArea) return { area: leaderArea, flags: CLONE.PARENT, exitSignal: 0, ofParent: false };
+    // An orphan the PID namespace's init took in, in the session of a leader that lives in the
+    // tree elsewhere: born of a helper the leader clones, it comes to the init when the helper
+    // exits (before any child subreaper of the tree is one again), as CRIU does.
+    const orphanArea =
+      this.rootReaps && leader && parent && t.sid !== t.pid && parent.sid !== t.sid && t.ppid === this.root.pid
+        ? areaOf?.(leader.pid)
+        : undefined;
+    if (orphanArea) return { area: this.orphanHelper(t.sid, orphanArea).area, flags: 0, exitSignal: SIG.CHLD, ofParent: false };
     if (!leaderGone) return { area: parentArea, flags: sharing, exitSignal: SIG.CHLD, ofParent: true };
     // With CLONE_PARENT the kernel gives the child the helper's exit signal.
     return { area: this.sessionHelper(t.sid, parentArea).area, flags: CLONE.PARENT, exitSignal: 0, ofParent: false };
@@ -138,6 +160,21 @@ export class SessionRestore {
       t.syscall('setsid');
       h = { pid: sid, tracee: t, area, parent: creator.tracee === this.first.tracee ? undefined : creator.tracee };
       this.helpers.set(`s${sid}`, h);
+    }
+    return h;
+  }
+
+  /** A helper at a pid no task of the tree has, child of the session leader (`leaderArea`'s task). */
+  private orphanHelper(sid: number, leaderArea: InjectionArea): LeaderHelper {
+    let h = this.helpers.get(`o${sid}`);
+    if (!h) {
+      const pid = Math.max(...this.taken) + 1;
+      this.taken.add(pid);
+      const t = cloneAt(leaderArea.tracee, leaderArea, pid, 0, SIG.CHLD);
+      this.created.push(t.tid);
+      t.setSigmask(ALL_SIGNALS);
+      h = { pid, tracee: t, area: leaderArea.forTracee(t), parent: leaderArea.tracee };
+      this.helpers.set(`o${sid}`, h);
     }
     return h;
   }
