@@ -12,7 +12,7 @@ import { inetDiag } from './diag.ts';
 import {
   DumpLock,
   connOf,
-  lockAvailable,
+  defaultLockMethod,
   lockMethodOf,
   tableOf,
   unlock,
@@ -21,6 +21,7 @@ import {
   type LockSpec,
 } from './netlock.ts';
 import type { Message } from '../types.ts';
+export { defaultLockMethod } from './netlock.ts';
 import { CriuError } from '../../errors.ts';
 
 const { SOL, SO } = sock;
@@ -66,9 +67,6 @@ export const isConnection = (state: number): boolean => state !== soccr.TCP_STAT
  */
 export const repaired = (state: number, dstPort: number): boolean =>
   isConnection(state) || (state === soccr.TCP_STATE.CLOSE && dstPort !== 0);
-
-/** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
-export const defaultLockMethod = (): LockMethod => (lockAvailable('nftables') ? 'nftables' : 'iptables');
 
 /** The TCP connections of the tree's sockets, as sock_diag names their ends. */
 function treeConnections(pids: number[]): TreeConn[] {
@@ -151,6 +149,12 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
       }
     }
   });
+  if (ctx.netnsLock) {
+    // The namespace is locked as a whole: the guardian removes that lock if criu-ts dies.
+    g.extra(JSON.stringify(ctx.netnsLock));
+    noteAll(treeConnections(ctx.treePids), g, ts, ctx);
+    return;
+  }
   const lock = new DumpLock(method, ctx.runId, (spec) => {
     ctx.recordLock(spec);
     g.extra(JSON.stringify(spec));
@@ -274,6 +278,16 @@ export function restoreLock(inv: Message<'inventory_entry'>, entries: Array<Mess
     });
   if (!conns.length) return undefined;
   return { method: lockMethodOf(inv.network_lock_method), table: tableOf(inv.dump_criu_run_id ?? ''), conns };
+}
+
+/** The lock a dump left on the whole network namespace of the tree, which `root` is in now. */
+export function netnsLockOf(inv: Message<'inventory_entry'>, root: number): LockSpec {
+  return {
+    method: lockMethodOf(inv.network_lock_method),
+    table: tableOf(inv.dump_criu_run_id ?? ''),
+    conns: [],
+    netns: { pid: root, link: fs.readlinkSync(`/proc/${root}/ns/net`) },
+  };
 }
 
 /** Remove the dump's lock in a restore that started at `t0`. */

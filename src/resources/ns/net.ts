@@ -74,6 +74,9 @@ function externalKey(pid: number, net?: NetOptions): string | undefined {
   return ino === undefined ? undefined : net?.external?.get(ino);
 }
 
+/** Is the network namespace of `pid` saved whole (neither left empty nor external)? */
+export const savesNetns = (pid: number, net?: NetOptions): boolean => !net?.empty && externalKey(pid, net) === undefined;
+
 /** netns-N.img's entry; none (CRIU with --empty-ns net) is an empty namespace's. */
 function netnsEntry(imgs: NsImagesIn, id: number): { ext_key?: string } {
   return imgs.all(IMG.NETNS, id)[0]?.entry ?? {};
