@@ -155,20 +155,6 @@ e2e('a task that is not the init of its PID namespace is refused, and runs on', 
   reap(child, 10_000);
 });
 
-e2e('netfilter rules in the network namespace are refused, naming the table, and the tree runs on', async (c) => {
-  const log = join(c.dir, 'box.log');
-  const { unshare, init } = await startBox(log);
-  inNet(init, ['nft', 'add', 'table', 'inet', 'boxfilter']);
-  const r = dump(init, c.subdir('img'));
-  assert.match(assertCleanError(r), /the nftables table inet boxfilter in its network namespace: netfilter rules are not saved yet/);
-  const n = Number(field(lastLine(log), 'i'));
-  await waitForCounter(log, n + 2, 10_000);
-  const kids = descendants(init);
-  killAndReap(unshare);
-  reap(init, 10_000);
-  for (const k of kids) reap(k, 10_000);
-});
-
 /** A counter as the init of new PID and network namespaces: unshare, and its child. */
 async function startCounterBox(c: { dir: string }): Promise<{ unshare: number; init: number; log: string }> {
   const log = join(c.dir, 'counter.log');

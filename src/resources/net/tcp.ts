@@ -9,17 +9,7 @@ import * as soccr from '../../soccr/index.ts';
 import { RepairGuard } from '../../soccr/guard.ts';
 import type { DumpFileCtx, RestoreFileCtx } from '../files/types.ts';
 import { inetDiag } from './diag.ts';
-import {
-  DumpLock,
-  connOf,
-  defaultLockMethod,
-  lockMethodOf,
-  tableOf,
-  unlock,
-  type LockMethod,
-  type LockedConn,
-  type LockSpec,
-} from './netlock.ts';
+import { DumpLock, connOf, defaultLockMethod, lockMethodOf, tableOf, unlock, type LockedConn, type LockSpec } from './netlock.ts';
 import type { Message } from '../types.ts';
 export { defaultLockMethod } from './netlock.ts';
 import { CriuError } from '../../errors.ts';

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG, type MessageInput } from '../../images/index.ts';
-import type { NsKind, NetOptions, NsImagesIn } from './types.ts';
+import type { NsKind, NetOptions, NsImagesIn, NsRestoreCtx } from './types.ts';
 import { pullFd } from '../mm/index.ts';
 import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
 import { failure, runInNet } from './nstool.ts';
@@ -82,6 +82,16 @@ function netnsEntry(imgs: NsImagesIn, id: number): { ext_key?: string } {
   return imgs.all(IMG.NETNS, id)[0]?.entry ?? {};
 }
 
+/** The root joins the namespace of one of criu-ts's fds, pulled into it. */
+function joinNet(stub: NsRestoreCtx['stub'], own: number): void {
+  const fd = pullFd(stub, own);
+  try {
+    stub.syscall('setns', fd, CLONE.NEWNET);
+  } finally {
+    stub.syscallRaw('close', fd);
+  }
+}
+
 export const netNs: NsKind = {
   name: 'net',
   cflag: CLONE.NEWNET,
@@ -118,6 +128,14 @@ export const netNs: NsKind = {
     log.info(`network namespace ${id}: ${ls.map((l) => l.ifname).join(', ')} to netdev-${id}.img, addresses and routes`);
   },
   restoreRefusal: ({ id, imgs, net }) => {
+    if (net?.join) {
+      try {
+        fs.closeSync(fs.openSync(net.join, 'r'));
+      } catch (e) {
+        return `--join-ns net:${net.join}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+      }
+      return undefined;
+    }
     // CRIU writes no netns-N.img for runc's empty_ns: an empty namespace.
     const ns = netnsEntry(imgs, id);
     if (ns.ext_key !== undefined)
@@ -130,17 +148,21 @@ export const netNs: NsKind = {
         return `netdev-${id}.img: device ${entry.name} of type ${entry.type}: only the loopback is restored yet`;
     return netfilterRestoreRefusal(id, imgs);
   },
-  cloneFlag: ({ id, imgs }) => (netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
+  cloneFlag: ({ id, imgs, net }) => (net?.join === undefined && netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
   restore: ({ pid, id, imgs, log, net, stub }) => {
+    if (net?.join) {
+      const own = fs.openSync(net.join, 'r');
+      try {
+        joinNet(stub, own);
+      } finally {
+        fs.closeSync(own);
+      }
+      log.info(`network namespace ${id}: ${net.join} joined (--join-ns), its contents left as they are`);
+      return;
+    }
     const ns = netnsEntry(imgs, id);
     if (ns.ext_key !== undefined) {
-      // The root joins the namespace it is given: one of criu-ts's fds, pulled into the root.
-      const fd = pullFd(stub, net!.inherit!.get(ns.ext_key)!);
-      try {
-        stub.syscall('setns', fd, CLONE.NEWNET);
-      } finally {
-        stub.syscallRaw('close', fd);
-      }
+      joinNet(stub, net!.inherit!.get(ns.ext_key)!);
       log.info(`network namespace ${id}: the external ${ns.ext_key} joined`);
       return;
     }

@@ -22,6 +22,8 @@ export interface NetOptions {
   external?: Map<string, string>;
   /** Restore: key → an fd of criu-ts's. */
   inherit?: Map<string, number>;
+  /** Restore (--join-ns net:PATH): the existing namespace the root joins; its contents are not restored. */
+  join?: string;
   /**
    * Restore of an empty one: its loopback up. runc asks for empty_ns because it manages no
    * device, yet gives every new network namespace its loopback up itself, but not at restore.
