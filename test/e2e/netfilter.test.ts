@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  waitForLine,
   e2e,
   readLines,
   startTarget,
@@ -203,4 +204,54 @@ e2e('--join-ns net: the tree goes back into the namespace it was in, still locke
   } finally {
     spawnSync('ip', ['netns', 'delete', name]);
   }
+});
+
+e2e('a TCP connection behind stateful rules goes on after restore: its conntrack entry comes back with the namespace', async (c) => {
+  const [peerLog, clientLog] = ['peer.log', 'client.log'].map((f) => join(c.dir, f));
+  // The peer is the child of the client, the init of new PID and network namespaces. Only
+  // packets of connections conntrack knows pass, once the connection is made: one restored
+  // without its entry is picked up again mid-stream as not established and stalls.
+  const rules =
+    'add table ip f; add chain ip f n; add rule ip f n tcp dport 7777 ct state new accept;' +
+    'add chain ip f c { type filter hook input priority 0; policy drop; }; add rule ip f c ct state established accept; add rule ip f c jump n;' +
+    'add chain ip f o { type filter hook output priority 0; }; add rule ip f o ct mark set 42';
+  const script = `ip link set lo up; nft '${rules}'; "$0" peer 7777 >>"$1" 2>&1 & sleep 0.3; exec "$0" client 127.0.0.1 7777 >>"$2" 2>&1`;
+  const t = startTarget(['unshare', '--pid', '--fork', '--net', 'setsid', 'sh', '-c', script, workload('tcpconn'), peerLog, clientLog], {
+    logFile: join(c.dir, 'unshare.log'),
+  });
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the client');
+  adopt(init);
+  await waitForLine(clientLog, /^rx=[1-9]/);
+  // The mark is what only the saved entry has.
+  inNet(init, ['nft', 'flush chain ip f n; flush chain ip f o']);
+  assert.match(inNet(init, ['cat', '/proc/net/nf_conntrack']), /dport=7777 .*mark=42/);
+  const img = c.subdir('img');
+  assertOk(dump(init, img, ['--tcp-established']));
+  for (const p of [t.pid, init, ...descendants(init)]) reap(p, 10_000);
+  const ct = readdirSync(img).find((f) => /^netns-ct-\d+\.img$/.test(f));
+  assert.ok(ct && readFileSync(join(img, ct)).length > 0, 'the conntrack table is saved');
+  const rx = Number(
+    /^rx=(\d+)/.exec(
+      readLines(clientLog)
+        .filter((l) => l.startsWith('rx='))
+        .at(-1) ?? '',
+    )?.[1],
+  );
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--tcp-established', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  for (const k of descendants(host)) adopt(k);
+  assert.match(
+    inNet(host, ['cat', '/proc/net/nf_conntrack']),
+    /tcp .* ESTABLISHED src=127\.0\.0\.1 dst=127\.0\.0\.1 .*dport=7777 .*mark=42/,
+  );
+  await waitForLine(clientLog, (l) => Number(/^rx=(\d+)/.exec(l)?.[1] ?? 0) > rx + 20_000, 10_000);
+  assert.deepEqual(
+    [...readLines(clientLog), ...readLines(peerLog)].filter((l) => /^(BAD|ERR)/.test(l)),
+    [],
+  );
+  const kids = descendants(host);
+  killAndReap(host);
+  for (const k of kids) reap(k, 10_000);
 });

@@ -1,7 +1,8 @@
 // Network namespace: its links (netdev-N.img), addresses and routes (ifaddr-, route-,
-// route6-N.img: the raw output of `ip addr|route save`, as CRIU keeps them), netns-N.img and
-// its netfilter rulesets (netfilter.ts). Only the loopback is restored: any other link refuses
-// the dump. The tools run in the namespace through nsenter (criu-ts's own threads stay home).
+// route6-N.img: the raw output of `ip addr|route save`, as CRIU keeps them), netns-N.img, its
+// netfilter rulesets (netfilter.ts) and conntrack table (conntrack.ts). Only the loopback is
+// restored: any other link refuses the dump. The tools run in the namespace through nsenter
+// (criu-ts's own threads stay home).
 import fs from 'node:fs';
 import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
@@ -10,6 +11,7 @@ import type { NsKind, NetOptions, NsImagesIn, NsRestoreCtx } from './types.ts';
 import { pullFd } from '../mm/index.ts';
 import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
 import { failure, runInNet } from './nstool.ts';
+import { dumpConntrack, restoreConntrack } from './conntrack.ts';
 import { dumpNetfilter, netfilterRefusal, netfilterRestoreRefusal, restoreNetfilter } from './netfilter.ts';
 
 const ND_LOOPBACK = 1;
@@ -125,6 +127,7 @@ export const netNs: NsKind = {
     imgs.raw(IMG.ROUTE, ip(pid, ['-4', 'route', 'save', 'table', 'main']), id);
     imgs.raw(IMG.ROUTE6, ip(pid, ['-6', 'route', 'save', 'table', 'main']), id);
     dumpNetfilter(pid, id, imgs, log);
+    dumpConntrack(pid, id, imgs, log);
     log.info(`network namespace ${id}: ${ls.map((l) => l.ifname).join(', ')} to netdev-${id}.img, addresses and routes`);
   },
   restoreRefusal: ({ id, imgs, net }) => {
@@ -192,6 +195,7 @@ export const netNs: NsKind = {
       if (data && data.length > 4) ip(pid, [...args], data);
     }
     restoreNetfilter(pid, id, imgs, log);
+    restoreConntrack(pid, id, imgs, log);
     log.info(`network namespace ${id}: links, addresses and routes restored`);
   },
 };
