@@ -269,6 +269,18 @@ export const FEATURES: Feature[] = [
     what: 'audit login uids, written back by the restored task (/proc/self/loginuid)',
     probe: () => fs.existsSync('/proc/self/loginuid'),
   },
+  { name: 'cgroupns', what: 'cgroup namespaces', probe: () => fs.existsSync('/proc/self/ns/cgroup') },
+  {
+    name: 'timens',
+    what: 'time namespaces (a tree in one of its own; one for its children only is refused)',
+    probe: () => fs.existsSync('/proc/self/ns/time'),
+  },
+  // CRIU's name for the kernel showing NSpid: the pids of a task in nested PID namespaces.
+  {
+    name: 'ns_pid',
+    what: "pids inside the tree's PID namespace (NSpid in /proc/PID/status)",
+    probe: () => /^NSpid:/m.test(fs.readFileSync('/proc/self/status', 'utf8')),
+  },
   { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
@@ -277,7 +289,6 @@ export const FEATURES: Feature[] = [
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],
-      ['cgroupns', 'cgroup namespaces'],
       ['autofs', 'autofs mounts'],
       ['compat_cr', '32-bit (compat) tasks'],
       ['uffd', 'lazy pages (userfaultfd)'],
@@ -287,12 +298,10 @@ export const FEATURES: Feature[] = [
       ['sk_unix_file', 'unix sockets bound in other mount namespaces'],
       ['nsid', 'network namespace ids'],
       ['link_nsid', 'links into other network namespaces'],
-      ['timens', 'time namespaces'],
       ['external_net_ns', 'external network namespaces'],
       ['newifindex', 'network devices at new indexes'],
       ['nftables', 'nftables in network namespaces'],
       ['pidfd_store', 'the pidfd store of iterative dumps (RPC)'],
-      ['ns_pid', 'nested PID namespaces'],
       ['apparmor_stacking', 'AppArmor namespaces'],
       ['openat2', 'opening files with openat2'],
       ['pagemap_scan', 'dirty tracking with PAGEMAP_SCAN'],

@@ -32,6 +32,7 @@ import { CgroupDump } from '../resources/cgroups.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
 import { DumpJournal } from './journal.ts';
 import { lockMethodCode, lockTreeNetns } from '../resources/net/netlock.ts';
+import { prestartGuard } from '../resources/net/tcp.ts';
 import type { Logger } from '../resources/types.ts';
 import { step, debugOn, ms } from '../log.ts';
 import { writeDumpStats } from './stats.ts';
@@ -250,6 +251,12 @@ function dumpColocated(req: DumpRequest): DumpResult {
       t.stat = readStat(t.pid);
     }
     journal.tasks(tasks.filter(isLive).map((t) => ({ pid: t.pid, startTime: t.stat.startTime })));
+    if (req.tcp?.established)
+      prestartGuard(
+        tasks.filter(isLive).map((t) => t.pid),
+        (fn) => inNetOf(ownNet(pid) ? pid : undefined, fn),
+        (fn) => endHooks.push(fn),
+      );
     faultPoint('freeze');
     req.actions?.('query-ext-files');
     checkInterrupt();

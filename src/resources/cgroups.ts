@@ -5,10 +5,10 @@
 // Everything is file I/O on the cgroup file systems mounted in criu-ts's mount namespace.
 import fs from 'node:fs';
 import path from 'node:path';
-import { CriuError } from '../errors.ts';
+import { CriuError, NotSupportedError } from '../errors.ts';
 import os from 'node:os';
 import { parseMountinfo } from '../proc/index.ts';
-import { mountFs, umount2, MNT_DETACH } from '../kernel/index.ts';
+import { mountFs, umount2, MNT_DETACH, inNamespaces, CLONE } from '../kernel/index.ts';
 import type { Logger, Message, MessageInput } from './types.ts';
 
 type SetEntry = MessageInput<'cg_set_entry'>;
@@ -39,6 +39,8 @@ export function parseCgMode(name: string | undefined): CgMode {
 export interface CgCtl {
   name: string;
   path: string;
+  /** In a cgroup namespace: the length of `path`'s part above the namespace's root (cg_member_entry.cgns_prefix). */
+  cgns_prefix?: number;
 }
 
 export function parseCgroupFile(text: string): CgCtl[] {
@@ -52,7 +54,26 @@ export function parseCgroupFile(text: string): CgCtl[] {
   return out.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
 }
 
-const setKey = (ctls: CgCtl[]) => ctls.map((c) => `${c.name}:${c.path}`).join('\n');
+const setKey = (ctls: CgCtl[]) => ctls.map((c) => `${c.name}:${c.path}:${c.cgns_prefix ?? ''}`).join('\n');
+
+/**
+ * Each member's cgns_prefix, from the paths seen from outside (`ext`) and from inside the
+ * task's cgroup namespace (`inner`, which ends `ext`): where the namespace's root is.
+ */
+export function cgnsPrefixes(ext: CgCtl[], inner: CgCtl[], what: string): CgCtl[] {
+  return ext.map((c) => {
+    const i = inner.find((x) => x.name === c.name);
+    if (!i) return c;
+    if (i.path === c.path) return { ...c, cgns_prefix: 0 };
+    const tail = i.path.slice(1);
+    const at = c.path.length - tail.length;
+    if (!c.path.endsWith(tail) || (tail && c.path[at - 1] !== '/'))
+      throw new NotSupportedError(
+        `${what}: its cgroup ${c.name || 'cgroup2'}:${i.path} inside its cgroup namespace is not below the namespace's root (${c.path} outside); not supported`,
+      );
+    return { ...c, cgns_prefix: tail ? at - 1 : c.path.length };
+  });
+}
 
 /** The properties CRIU saves (its cgroup-props.c built-ins), per v1 controller, in its order. */
 const PROPS: Record<string, string[]> = {
@@ -219,6 +240,8 @@ export class CgroupDump {
   /** criu-ts's own set (inventory.root_cg_set). */
   readonly ownSet: number;
 
+  private readonly ownNs = fs.readlinkSync('/proc/self/ns/cgroup');
+
   constructor() {
     this.ownSet = this.setOf(parseCgroupFile(fs.readFileSync('/proc/thread-self/cgroup', 'utf8')));
   }
@@ -235,7 +258,12 @@ export class CgroupDump {
 
   /** thread_core.cg_set of a thread. */
   threadSet(pid: number, tid: number): number {
-    return this.setOf(parseCgroupFile(fs.readFileSync(`/proc/${pid}/task/${tid}/cgroup`, 'utf8')));
+    const file = `/proc/${pid}/task/${tid}/cgroup`;
+    const ext = parseCgroupFile(fs.readFileSync(file, 'utf8'));
+    if (fs.readlinkSync(`/proc/${pid}/ns/cgroup`) === this.ownNs) return this.setOf(ext);
+    // The kernel shows the paths relative to the reader's cgroup namespace.
+    const inner = inNamespaces(pid, CLONE.NEWCGROUP, () => parseCgroupFile(fs.readFileSync(file, 'utf8')));
+    return this.setOf(cgnsPrefixes(ext, inner, `thread ${tid} of task ${pid}`));
   }
 
   /**
@@ -245,7 +273,10 @@ export class CgroupDump {
   image(manage: boolean, log: Logger, yard?: string): { sets: SetEntry[]; controllers: MessageInput<'cg_controller_entry'>[] } | undefined {
     const others = [...this.sets.values()].filter((s) => s.id !== this.ownSet);
     if (!others.length) return undefined;
-    const sets: SetEntry[] = others.map((s) => ({ id: s.id, ctls: s.ctls.map((c) => ({ name: c.name, path: c.path })) }));
+    const sets: SetEntry[] = others.map((s) => ({
+      id: s.id,
+      ctls: s.ctls.map((c) => ({ name: c.name, path: c.path, cgns_prefix: c.cgns_prefix })),
+    }));
     const byCtl = new Map<string, Set<string>>();
     for (const s of others) for (const c of s.ctls) byCtl.set(c.name, (byCtl.get(c.name) ?? new Set()).add(c.path));
     const mounts = manage ? cgroupMounts(yard) : new Map<string, string>();
@@ -409,7 +440,7 @@ export class CgroupRestore {
    * Put a task (all of its threads, `cgroup.procs`) or one thread (`tasks`, `cgroup.threads`)
    * into its set, if that differs from the set it inherited.
    */
-  enter(tid: number, set: number | undefined, inherited: number | undefined, thread = false): void {
+  enter(tid: number, set: number | undefined, inherited: number | undefined, thread = false, unshareCgroupNs?: () => void): void {
     if (this.mode === CG_MODE.IGNORE) return;
     // The root of a tree dumped in the dumping tool's cgroups goes home (criu-ts left them).
     const isRoot = !inherited && !thread;
@@ -418,14 +449,27 @@ export class CgroupRestore {
     if (!this.img || !set || set === (inherited || this.rootSet)) return;
     const s = this.sets.get(set);
     if (!s) throw new CriuError(`cgroup.img: no set ${set}`);
+    // The root of a cgroup namespace: into the namespace's root cgroups to unshare it there
+    // (the namespace is rooted where the task is), then on to its own.
+    if (isRoot && unshareCgroupNs && s.ctls.some((c) => c.cgns_prefix !== undefined)) {
+      const tops = s.ctls.map((c) => ({
+        name: c.name,
+        path: c.cgns_prefix === undefined ? c.path : c.path.slice(0, c.cgns_prefix) || '/',
+      }));
+      this.join(tid, tops, undefined, false, true);
+      unshareCgroupNs();
+      this.log.info(`task ${tid}: cgroup namespace rooted at ${tops.map((c) => `${c.name || 'cgroup2'}:${c.path}`).join(', ')}`);
+      this.join(tid, s.ctls, tops, false);
+      return;
+    }
     // What the task has already: its parent's set, or (the root, born of criu-ts's helper) criu-ts's cgroups.
     this.join(tid, s.ctls, inherited ? this.sets.get(inherited)?.ctls : undefined, thread);
     this.log.debug(`${thread ? 'thread' : 'task'} ${tid}: into cgroup set ${set}`);
   }
 
-  private join(tid: number, ctls: readonly CgCtl[], had: readonly CgCtl[] | undefined, thread: boolean): void {
+  private join(tid: number, ctls: readonly CgCtl[], had: readonly CgCtl[] | undefined, thread: boolean, always = false): void {
     for (const c of ctls) {
-      if ((had ? had.find((h) => h.name === c.name)?.path : this.own.get(c.name)) === c.path) continue;
+      if (!always && (had ? had.find((h) => h.name === c.name)?.path : this.own.get(c.name)) === c.path) continue;
       // The root of a hierarchy mounted nowhere here (ZDTM's named ones come and go): nothing to join.
       if (c.path === '/' && !this.mounted(c.name)) continue;
       const mnt = this.mountFor(c.name);

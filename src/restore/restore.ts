@@ -461,9 +461,12 @@ function createTree(ctx: Ctx): void {
     const stub = cloneAt(born.area.tracee, born.area, t.pid, born.flags, born.exitSignal);
     ctx.created.push(stub.tid);
     // Into its cgroups before it has children, which inherit them.
-    ctx.cgroups.enter(stub.tid, cgSetOf(t, t.pid), parentPlan && cgSetOf(parentPlan, parentPlan.pid));
+    const area = parentArea.forTracee(stub);
+    ctx.cgroups.enter(stub.tid, cgSetOf(t, t.pid), parentPlan && cgSetOf(parentPlan, parentPlan.pid), false, () =>
+      stub.syscall('unshare', CLONE.NEWCGROUP),
+    );
     stub.setSigmask(ALL_SIGNALS);
-    const l: Live = { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area: parentArea.forTracee(stub) };
+    const l: Live = { plan: t, leader: stub, threads: new Map([[t.pid, stub]]), area };
     live.set(t.pid, l);
     if (t.ppid === 0) {
       ctx.rootHost = stub.tid;

@@ -6,7 +6,7 @@
  * existing one; ignore: nothing), under --cgroup-root if given. CRIU 4.2 reads our cgroup.img.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, assertCleanError, reap, isAlive, adopt } from '../lib/proc.ts';
 import { dumpAndReap, restore, restoreDetached, waitForCounter } from '../lib/cr.ts';
@@ -193,4 +193,53 @@ e2e(
     }
   },
   { skip: skip || (existsSync(CRIU42) ? false : 'CRIU 4.2 is not built') },
+);
+
+/** /proc/PID/cgroup as PID sees it, from inside its cgroup namespace. */
+function innerView(pid: number): string {
+  const r = spawnSync('nsenter', ['-t', `${pid}`, '-C', 'cat', `/proc/${pid}/cgroup`], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `nsenter: ${r.stderr}`);
+  return r.stdout;
+}
+
+e2e(
+  'a task in a cgroup namespace of its own comes back in one rooted at the same cgroups, seeing the same paths (CRIU 4.2 too)',
+  async (c) => {
+    const { name, dirs } = makeCgroups();
+    const subs = [join(PIDS, name, 'sub'), ...(V2 ? [join(V2, name, 'sub')] : [])];
+    if (V2) mkdirSync(subs[1]);
+    try {
+      const t = startTarget([workload('cgns'), join(PIDS, name), ...(V2 ? [join(V2, name)] : [])], { logFile: join(c.dir, 'cgns.log') });
+      await waitForCounter(t.log, 2);
+      // Below the namespace's root, moved there from outside.
+      for (const s of subs) writeFileSync(join(s, 'cgroup.procs'), `${t.pid}`);
+      const inner = innerView(t.pid);
+      assert.match(inner, /:pids:\/sub$/m, 'inside, the task is in /sub of its namespace');
+      const outer = readFileSync(`/proc/${t.pid}/cgroup`, 'utf8');
+      const img = c.subdir('img');
+      dumpAndReap(t.pid, img, ['--manage-cgroups']);
+      const check = (who: string) => {
+        assert.notEqual(
+          readlinkSync(`/proc/${t.pid}/ns/cgroup`),
+          readlinkSync('/proc/self/ns/cgroup'),
+          `${who}: a cgroup namespace of its own`,
+        );
+        assert.equal(innerView(t.pid), inner, `${who}: the same paths inside its namespace`);
+        assert.equal(readFileSync(`/proc/${t.pid}/cgroup`, 'utf8'), outer, `${who}: the same cgroups`);
+      };
+      restoreDetached(img, t.pid);
+      check('criu-ts');
+      await waitForCounter(t.log, -1, 5000);
+      if (!existsSync(CRIU42)) return;
+      process.kill(t.pid, 'SIGKILL');
+      reap(t.pid);
+      const r = spawnSync(CRIU42, ['restore', '-D', img, '-d', '--manage-cgroups', '-v4', '-o', 'criu-restore.log'], { encoding: 'utf8' });
+      adopt(t.pid);
+      assert.equal(r.status, 0, `CRIU restore: ${r.stderr}`);
+      check('CRIU 4.2');
+    } finally {
+      cleanupAfter([...dirs, ...subs.filter((s) => !dirs.includes(s))]);
+    }
+  },
+  { skip },
 );

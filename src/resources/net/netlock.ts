@@ -280,7 +280,8 @@ function unlockNetns(spec: LockSpec, ns: { pid: number; link: string }): string 
 }
 
 /** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
-export const defaultLockMethod = (): LockMethod => (lockAvailable('nftables') ? 'nftables' : 'iptables');
+let probed: LockMethod | undefined;
+export const defaultLockMethod = (): LockMethod => (probed ??= lockAvailable('nftables') ? 'nftables' : 'iptables');
 
 const say = (log: Logger, msg: string): void => (log.always ? log.always(msg) : log.info(msg));
 

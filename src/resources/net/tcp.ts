@@ -58,6 +58,25 @@ export const isConnection = (state: number): boolean => state !== soccr.TCP_STAT
 export const repaired = (state: number, dstPort: number): boolean =>
   isConnection(state) || (state === soccr.TCP_STATE.CLOSE && dstPort !== 0);
 
+/** A guardian started ahead (prestartGuard) that no connection has taken yet. */
+let early: RepairGuard | undefined;
+
+/**
+ * Start the guardian of a tree that has TCP connections as soon as it is frozen: a guardian is
+ * a process of its own whose start-up would otherwise hold up the first connection's dump.
+ * `netOf` runs the socket lookup in the tree's network namespace.
+ */
+export function prestartGuard(pids: number[], netOf: <T>(fn: () => T) => T, atEnd: (fn: () => void) => void): void {
+  if (early || !netOf(() => treeConnections(pids)).length) return;
+  const g = RepairGuard.start(guardArgv());
+  early = g;
+  atEnd(() => {
+    if (early !== g) return;
+    early = undefined;
+    g.done(false);
+  });
+}
+
 /** The TCP connections of the tree's sockets, as sock_diag names their ends. */
 function treeConnections(pids: number[]): TreeConn[] {
   const inos = new Map<number, { pid: number; fd: number }>();
@@ -114,12 +133,11 @@ function noteAll(conns: TreeConn[], g: RepairGuard, ts: TcpDump, ctx: DumpFileCt
  */
 function begin(ctx: DumpFileCtx, ts: TcpDump): void {
   if (ts.guard) return;
-  const g = RepairGuard.start(guardArgv());
+  const g = early ?? RepairGuard.start(guardArgv());
+  early = undefined;
   ts.guard = g;
   ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
   ctx.atEnd((how) => g.done(how === 'killed'));
-  // While the guardian starts: which lock, and the connections (noteAll waits for it).
-  const method = ctx.tcp.networkLock ?? defaultLockMethod();
   ctx.atEnd((how) => {
     const lock = ts.lock;
     if (lock && how === 'killed') {
@@ -145,6 +163,8 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
     noteAll(treeConnections(ctx.treePids), g, ts, ctx);
     return;
   }
+  // While the guardian starts: which lock, and the connections (noteAll waits for it).
+  const method = ctx.tcp.networkLock ?? defaultLockMethod();
   const lock = new DumpLock(method, ctx.runId, (spec) => {
     ctx.recordLock(spec);
     g.extra(JSON.stringify(spec));

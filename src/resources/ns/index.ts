@@ -8,6 +8,7 @@
 //   net.ts   loopback, addresses, routes (netdev-, netns-, ifaddr-, route-N.img)
 //   mnt.ts   the mount tree and tmpfs contents (mountpoints-N.img, tmpfs-dev-N.tar.gz.img)
 //   time.ts  the clocks' offsets (timens-N.img)
+//   cgroup.ts where its root cgroups are (cgns_prefix in cgroup.img)
 import fs from 'node:fs';
 import { NotSupportedError } from '../../errors.ts';
 import { readLink } from '../../proc/index.ts';
@@ -22,6 +23,7 @@ import { ipcNs } from './ipc.ts';
 import { netNs } from './net.ts';
 import { mntNs } from './mnt.ts';
 import { timeNs } from './time.ts';
+import { cgroupNs } from './cgroup.ts';
 import { CLONE } from '../../kernel/index.ts';
 
 export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut, NetOptions } from './types.ts';
@@ -44,7 +46,7 @@ export const NS_KINDS: NsKind[] = [
   netNs,
   mntNs,
   refused('user', CLONE.NEWUSER, 'a user namespace of its own is not saved yet'),
-  refused('cgroup', CLONE.NEWCGROUP, 'a cgroup namespace of its own is not saved yet'),
+  cgroupNs,
   timeNs,
 ];
 
