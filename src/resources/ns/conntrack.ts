@@ -8,14 +8,13 @@ import { CriuError } from '../../errors.ts';
 import { IMG } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
 import type { NsImagesIn, NsImagesOut } from './types.ts';
+import { netlinkDump } from '../net/diag.ts';
 
 const NETLINK_NETFILTER = 12;
 const NLM_F_REQUEST = 1,
   NLM_F_ACK = 4,
-  NLM_F_DUMP = 0x300,
   NLM_F_CREATE = 0x400;
-const NLMSG_ERROR = 2,
-  NLMSG_DONE = 3;
+const NLMSG_ERROR = 2;
 const HDR = 16,
   NFGEN = 4;
 const AF_INET = 2,
@@ -43,37 +42,7 @@ function netfilterSocket(): number {
 }
 
 /** Every message a dump request of `type` answers with, whole (header included). */
-function dumpTable(type: number): Buffer[] {
-  const fd = netfilterSocket();
-  try {
-    const req = Buffer.alloc(HDR + NFGEN);
-    req.writeUInt32LE(req.length, 0);
-    req.writeUInt16LE(type, 4);
-    req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-    if (sock.sendRaw(fd, req, 0) !== req.length) throw new Error('ctnetlink: short request');
-    const out: Buffer[] = [];
-    const buf = Buffer.alloc(256 * 1024);
-    for (;;) {
-      const n = sock.recvRaw(fd, buf, 0);
-      if (n < 0) throw new Error(`ctnetlink: recv failed (errno ${-n})`);
-      for (let off = 0; off + HDR <= n; ) {
-        const len = buf.readUInt32LE(off),
-          t = buf.readUInt16LE(off + 4);
-        if (t === NLMSG_DONE) return out;
-        if (t === NLMSG_ERROR) {
-          const err = -buf.readInt32LE(off + HDR);
-          if (err === 0) return out;
-          throw new Error(`ctnetlink: dump error ${err}`);
-        }
-        if (len < HDR || off + len > n) throw new Error(`ctnetlink: a message of ${len} bytes`);
-        out.push(Buffer.from(buf.subarray(off, off + len)));
-        off += align4(len);
-      }
-    }
-  } finally {
-    close(fd);
-  }
-}
+const dumpTable = (type: number): Buffer[] => netlinkDump(NETLINK_NETFILTER, type, Buffer.alloc(NFGEN));
 
 /** Save the conntrack table of the namespace of `pid`. */
 export function dumpConntrack(pid: number, id: number, imgs: NsImagesOut, log: Logger): void {
