@@ -255,3 +255,14 @@ e2e('a TCP connection behind stateful rules goes on after restore: its conntrack
   killAndReap(host);
   for (const k of kids) reap(k, 10_000);
 });
+
+e2e('an nft-based iptables rule nft cannot list back (an xtables extension) is refused naming it, and the tree runs on', async (c) => {
+  const box = await startBox(c.dir);
+  inNet(box.init, ['iptables', '-A', 'OUTPUT', '-m', 'comment', '--comment', 'kept?', '-j', 'ACCEPT']);
+  const r = dump(box.init, c.subdir('img'));
+  assert.match(assertCleanError(r), /the rule ip filter OUTPUT \(handle \d+\) in its network namespace uses the xtables match comment/);
+  const at = readLines(box.log).length;
+  await waitForCounter(box.log, -1, 10_000, at);
+  killAndReap(box.unshare);
+  reap(box.init, 10_000);
+});

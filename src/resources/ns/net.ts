@@ -1,8 +1,8 @@
-// Network namespace: its links (netdev-N.img), addresses and routes (ifaddr-, route-,
-// route6-N.img: the raw output of `ip addr|route save`, as CRIU keeps them), netns-N.img, its
-// netfilter rulesets (netfilter.ts) and conntrack table (conntrack.ts). Only the loopback is
-// restored: any other link refuses the dump. The tools run in the namespace through nsenter
-// (criu-ts's own threads stay home).
+// Network namespace: its links (netdev-N.img), addresses, routes and rules (ifaddr-, route-,
+// route6-, rule-N.img: the raw output of `ip addr|route|rule save`, as CRIU keeps them),
+// netns-N.img, its netfilter rulesets (netfilter.ts) and conntrack table (conntrack.ts). Only
+// the loopback is restored: any other link refuses the dump. The tools run in the namespace
+// through nsenter (criu-ts's own threads stay home).
 import fs from 'node:fs';
 import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
@@ -126,6 +126,7 @@ export const netNs: NsKind = {
     imgs.raw(IMG.IFADDR, ip(pid, ['addr', 'save']), id);
     imgs.raw(IMG.ROUTE, ip(pid, ['-4', 'route', 'save', 'table', 'main']), id);
     imgs.raw(IMG.ROUTE6, ip(pid, ['-6', 'route', 'save', 'table', 'main']), id);
+    imgs.raw(IMG.RULE, ip(pid, ['rule', 'save']), id);
     dumpNetfilter(pid, id, imgs, log);
     dumpConntrack(pid, id, imgs, log);
     log.info(`network namespace ${id}: ${ls.map((l) => l.ifname).join(', ')} to netdev-${id}.img, addresses and routes`);
@@ -194,8 +195,15 @@ export const netNs: NsKind = {
       const data = imgs.raw(kind, id);
       if (data && data.length > 4) ip(pid, [...args], data);
     }
+    // The saved rules hold the defaults a new namespace is born with: those go first (CRIU's way).
+    const rules = imgs.raw(IMG.RULE, id);
+    if (rules && rules.length > 4) {
+      ip(pid, ['rule', 'flush']);
+      ip(pid, ['rule', 'delete', 'table', 'local']);
+      ip(pid, ['rule', 'restore'], rules);
+    }
     restoreNetfilter(pid, id, imgs, log);
     restoreConntrack(pid, id, imgs, log);
-    log.info(`network namespace ${id}: links, addresses and routes restored`);
+    log.info(`network namespace ${id}: links, addresses, routes and rules restored`);
   },
 };

@@ -45,11 +45,28 @@ const nftHere = (): boolean => spawnSync('nft', ['--version'], { stdio: 'ignore'
  * nft-based iptables' too) on a machine without `nft`. undefined: it can.
  */
 export function netfilterRefusal(pid: number): string | undefined {
-  if (nftHere()) return undefined;
+  if (nftHere()) return xtablesRule(pid);
   for (const family of families()) {
     const out = runInNet(pid, `${family}-nft-save`, []);
     const rule = /^-A .*$/m.exec(out.status === 0 ? out.stdout.toString() : '');
     if (rule) return `the nftables-based ${family} rule "${rule[0]}" in its network namespace: nft is not installed to save it`;
+  }
+  return undefined;
+}
+
+/**
+ * A rule of an nft-based iptables that uses an xtables extension: `nft list ruleset` cannot
+ * write it back (it lists `xt match recent`, or nothing for a comment), so it would be lost.
+ */
+function xtablesRule(pid: number): string | undefined {
+  const r = runInNet(pid, 'nft', ['--debug=netlink', 'list', 'ruleset']);
+  if (r.status !== 0) return undefined;
+  let rule = '';
+  for (const line of r.stdout.toString().split('\n')) {
+    if (/^\S/.test(line)) rule = line;
+    const xt = /^\s+\[ (match|target) name (\S+)/.exec(line);
+    if (xt)
+      return `the rule ${rule.replace(/ \d+( \d+)?$/, '')} (handle ${/ (\d+)( \d+)?$/.exec(rule)?.[1]}) in its network namespace uses the xtables ${xt[1]} ${xt[2]}, which nft cannot save`;
   }
   return undefined;
 }
