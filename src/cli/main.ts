@@ -20,6 +20,7 @@ const loadScripts = () => import('./scripts.ts');
 const loadJournal = () => import('../dump/journal.ts');
 const loadUnlock = () => import('./network-unlock.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
+import { joinNetPath } from '../resources/ns/types.ts';
 import { normalize, type Argv } from './argv.ts';
 import { CG_MODE, parseCgMode, parseCgroupRoot, type CgMode } from '../resources/cgroups.ts';
 import type { MountOptions } from '../resources/ns/mnt-tree.ts';
@@ -407,7 +408,7 @@ function netOptions(o: Opts): NetOptions {
   for (const x of o.joinNs ?? []) {
     const m = /^net:([^,]+)$/.exec(x);
     if (!m) throw NotSupportedError.option(`--join-ns ${x} (only net:PATH or net:PID is)`);
-    join = /^\d+$/.test(m[1]) ? `/proc/${m[1]}/ns/net` : m[1];
+    join = joinNetPath(m[1]);
   }
   return { empty: o.emptyNs === 'net', external, inherit, ...(join ? { join } : {}) };
 }

@@ -31,6 +31,9 @@ export interface NetOptions {
   loopbackUp?: boolean;
 }
 
+/** The namespace file --join-ns net:X names: X itself, or that of the process X. */
+export const joinNetPath = (x: string): string => (/^\d+$/.test(x) ? `/proc/${x}/ns/net` : x);
+
 /** The names of /proc/PID/ns/ that task_kobj_ids_entry keeps (`<name>_ns_id`). */
 export type NsName = 'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time';
 
