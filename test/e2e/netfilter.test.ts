@@ -120,7 +120,7 @@ for (const method of ['nftables', 'iptables'])
     killAndReap(host);
   });
 
-e2e('a dump that leaves the tree running (-R) removes its lock of the whole namespace', async (c) => {
+e2e('a dump that leaves the tree running (-R), or fails, removes its lock of the whole namespace', async (c) => {
   const box = await startBox(c.dir);
   const before = rules(box.init);
   for (const method of ['nftables', 'iptables']) {
@@ -129,6 +129,11 @@ e2e('a dump that leaves the tree running (-R) removes its lock of the whole name
     assert.match(lockIn(img), /CRIU/, 'the lock is in the saved rules');
     assert.equal(rules(box.init), before, `no ${method} lock left in the namespace`);
   }
+  // A dump that fails once the namespace is locked removes the lock, and the tree runs on.
+  const r = dump(box.init, c.subdir('img-failed'), ['--network-lock', 'nftables'], { env: { CRIU_TS_FAULT: 'write-images' } });
+  assertCleanError(r);
+  assert.equal(rules(box.init), before, 'no lock left by the failed dump');
+  await waitForCounter(box.log, -1, 10_000, readLines(box.log).length);
   killAndReap(box.unshare);
   reap(box.init, 10_000);
 });
