@@ -19,6 +19,7 @@ import {
   zeroPagePfn,
   spawnTethered,
   endTethered,
+  memTrackWorks,
   getRseqConfig,
   ioctl,
   PTRACE_O,
@@ -269,6 +270,11 @@ export const FEATURES: Feature[] = [
     what: 'audit login uids, written back by the restored task (/proc/self/loginuid)',
     probe: () => fs.existsSync('/proc/self/loginuid'),
   },
+  {
+    name: 'mem_dirty_track',
+    what: 'memory change tracking for pre-dump and --track-mem (userfaultfd with asynchronous write protection)',
+    probe: memTrackWorks,
+  },
   { name: 'cgroupns', what: 'cgroup namespaces', probe: () => fs.existsSync('/proc/self/ns/cgroup') },
   {
     name: 'timens',
@@ -285,7 +291,6 @@ export const FEATURES: Feature[] = [
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
-      ['mem_dirty_track', 'memory change tracking (pre-dump, --track-mem)'],
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
       ['userns', 'user namespaces'],

@@ -29,12 +29,14 @@ import { isLockMethod } from '../resources/net/netlock.ts';
 import type { TcpMode } from '../resources/files/types.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
-const UNSUPPORTED_COMMANDS = new Set(['pre-dump', 'page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
+const UNSUPPORTED_COMMANDS = new Set(['page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
 const RPC_COMMANDS = new Set(['swrk', 'service']);
-const COMMANDS = new Set(['dump', 'restore', 'check', 'network-unlock', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
+const COMMANDS = new Set(['dump', 'pre-dump', 'restore', 'check', 'network-unlock', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
 
 interface Opts {
   tree?: string;
+  prevImagesDir?: string;
+  trackMem?: boolean;
   imagesDir: string;
   workDir?: string;
   logFile?: string;
@@ -99,7 +101,7 @@ function screen(argv: string[]): string[] {
   return out;
 }
 
-type Cmd = 'dump' | 'restore' | 'check' | 'network-unlock';
+type Cmd = 'dump' | 'pre-dump' | 'restore' | 'check' | 'network-unlock';
 /**
  * Every option, with the commands it is for. As in CRIU, a command accepts the others'
  * options too (ZDTM passes --pidfile to dump) and ignores them; its help lists only its own.
@@ -116,6 +118,12 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   },
   { flags: '--no-default-config', desc: 'read no configuration file (none is read anyway)', cmds: ['dump', 'restore', 'check'] },
   { flags: '-R, --leave-running', desc: 'leave the tasks running after the dump', cmds: ['dump'] },
+  {
+    flags: '--prev-images-dir <dir>',
+    desc: 'the previous (pre-)dump, relative to -D: pages not written since are not saved again',
+    cmds: ['dump'],
+  },
+  { flags: '--track-mem', desc: 'track memory changes for the next dump (with -R; pre-dump always does)', cmds: ['dump'] },
   { flags: '-j, --shell-job', desc: 'the tree is a shell job (its session is outside)', cmds: ['dump', 'restore'] },
   { flags: '-l, --file-locks', desc: 'dump and restore file locks (flock, POSIX and OFD locks)', cmds: ['dump', 'restore'] },
   {
@@ -232,7 +240,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
       if (o.dflt !== undefined) opt.default(o.dflt);
       if (/^(--action-script|--cgroup-root|--inherit-fd|--join-ns|--external|-M|--irmap-scan-path)/.test(o.flags))
         opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
-      if (!o.cmds.includes(name)) opt.hideHelp();
+      if (!o.cmds.includes(name === 'pre-dump' ? 'dump' : name)) opt.hideHelp();
       c.addOption(opt);
     }
     c.action(async (o: Opts) => {
@@ -240,6 +248,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     });
   };
   command('dump', 'checkpoint a process tree');
+  command('pre-dump', "save a tree's memory and let it run on, its changes tracked for the next dump");
   command('restore', 'restore a process tree');
   command('check', 'check the kernel features criu-ts relies on');
   command('network-unlock', "remove the network lock a dump kept for its restore (-D: the dump's images)");
@@ -263,7 +272,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   // The log goes into the images dir by default: a restore from a missing one creates nothing.
   if (cmd === 'restore' && !fs.existsSync(imagesDir)) fail(`images directory ${imagesDir} does not exist`);
   // Before anything is written there (the log): a directory someone else controls is refused.
-  if (cmd === 'dump') for (const d of new Set([imagesDir, workDir])) checkDumpDir(d, !!o.force);
+  if (cmd === 'dump' || cmd === 'pre-dump') for (const d of new Set([imagesDir, workDir])) checkDumpDir(d, !!o.force);
   if (cmd === 'restore') checkRestoreDir(imagesDir, fs.readdirSync(imagesDir), !!o.trustImages);
   if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const log = new LevelLogger(level, logFile);
@@ -271,7 +280,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
     log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid}`);
     log.info(`command line: ${process.argv.slice(2).join(' ')}`);
     // SIGINT, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly (interrupt.ts).
-    if (cmd === 'dump' || cmd === 'restore') armInterrupts();
+    if (cmd === 'dump' || cmd === 'pre-dump' || cmd === 'restore') armInterrupts();
     // What a criu-ts killed in the middle of a dump left behind is undone first.
     (await loadJournal()).cleanStale(log);
     switch (cmd) {
@@ -279,6 +288,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
         return (await loadCheck()).runCheck(o.feature, (s) => process.stdout.write(s + '\n'), log);
       case 'network-unlock':
         return (await loadUnlock()).networkUnlock(imagesDir, (s) => process.stdout.write(s + '\n'), log);
+      case 'pre-dump':
       case 'dump': {
         if (o.tree === undefined) fail('pid not specified: dump needs -t PID');
         const pid = Number(o.tree);
@@ -312,9 +322,12 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           cgroupYard: cgroupYard(o, workDir),
           mounts: mountOptions(o),
           net: netOptions(o),
+          pre: cmd === 'pre-dump',
+          prevImagesDir: o.prevImagesDir,
+          trackMem: !!o.trackMem,
         });
         log.info(
-          `Dumped ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
+          `${cmd === 'pre-dump' ? 'Pre-dumped' : 'Dumped'} ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages${r.pagesSkippedParent ? ` (${r.pagesSkippedParent} in the parent dump)` : ''}, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
         );
         return 0;
       }

@@ -23,8 +23,6 @@ export const NOT_SUPPORTED = new Set([
   '--cgroup-props',
   '--cgroup-props-file',
   '--cgroup-dump-controller',
-  '--track-mem',
-  '--prev-images-dir',
   '--page-server',
   '--address',
   '--port',

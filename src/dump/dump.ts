@@ -40,6 +40,8 @@ import type { RunAction } from '../actions.ts';
 import { startHelper, killHelper } from '../restore/stub.ts';
 
 import { type LiveTask, type Task, isLive, type Shared, dumpTask, anonBytes } from './task-dump.ts';
+import { linkParent, preDumpMemory } from './predump.ts';
+import { armTracking, type ParentTrack } from '../resources/mm/index.ts';
 export interface DumpRequest {
   pid: number;
   dir: string;
@@ -74,6 +76,12 @@ export interface DumpRequest {
   mounts?: MountOptions;
   /** Its network namespace left empty (--empty-ns net) or external (--external net[INO]:KEY). */
   net?: NetOptions;
+  /** pre-dump: the memory only; the tree runs on with its memory tracked. */
+  pre?: boolean;
+  /** --prev-images-dir: the parent dump (relative to `dir`), whose pages are not saved again. */
+  prevImagesDir?: string;
+  /** --track-mem: a dump that leaves the tree running (-R) tracks its memory for the next one. */
+  trackMem?: boolean;
 }
 
 type EndHook = (how: DumpOutcome) => void;
@@ -98,6 +106,8 @@ export interface DumpResult {
   /** Pages of shared memory (MAP_SHARED anonymous, memfd), in pages-*.img as well. */
   shpagesWritten: number;
   memdumpMs: number;
+  /** Pages not saved again: in the parent dump, not written since. */
+  pagesSkippedParent?: number;
   pagesPlainBytes?: number;
   pagesStoredBytes?: number;
 }
@@ -235,6 +245,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const imgs = new ImageSet(req.dir, { pages: req.pages });
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   const runId = randomUuid();
+  const prevTrack = req.prevImagesDir ? linkParent(req.dir, req.prevImagesDir, log) : undefined;
   let tasks: Task[] = [];
   let result: DumpResult;
   const endHooks: EndHook[] = [];
@@ -272,11 +283,13 @@ function dumpColocated(req: DumpRequest): DumpResult {
       fileLocks: req.fileLocks,
       net: req.net,
     });
-    checkSessions(
-      tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
-      req.shellJob,
-    );
-    if (ownMntns(pid))
+    // A pre-dump saves memory only: what else the tree holds is the final dump's to check.
+    if (!req.pre)
+      checkSessions(
+        tasks.map((t) => ({ pid: t.pid, stat: isLive(t) ? t.stat : undefined })),
+        req.shellJob,
+      );
+    if (!req.pre && ownMntns(pid))
       checkMntns(
         tasks.filter(isLive).map((t) => t.pid),
         req.mounts?.external ?? new Map(),
@@ -290,7 +303,29 @@ function dumpColocated(req: DumpRequest): DumpResult {
     const tFrozen = performance.now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
-    result = explainDeath(tasks, () => collectAndWrite(req, tasks, imgs, endHooks, { runId, journal }));
+    const vpids = nsPids(tasks);
+    result = explainDeath(tasks, () =>
+      req.pre
+        ? {
+            tasks: tasks.length,
+            ...preDumpMemory(live, imgs, (p) => vpids.get(p) ?? p, prevTrack, log),
+            shpagesWritten: 0,
+            frozenMs: 0,
+            freezingMs: 0,
+          }
+        : collectAndWrite(req, tasks, imgs, endHooks, { runId, journal, prevTrack }),
+    );
+    // While still frozen: what the tree writes from here on is what the next dump saves.
+    if (req.pre || (req.leaveRunning && req.trackMem)) {
+      step(log, 'arming memory tracking');
+      armTracking(
+        live.map((t) => ({ pid: t.pid, leader: t.threads[0], vmas: t.vmas, area: t.area })),
+        pid,
+        req.dir,
+        prevTrack,
+        log,
+      );
+    }
     faultPoint('write-images');
     hangPoint('write-images');
     // The last safe point: past it, the dump completes.
@@ -320,8 +355,10 @@ function dumpColocated(req: DumpRequest): DumpResult {
     logUnsafeWindow(log);
     throw e;
   }
-  step(log, req.leaveRunning ? 'resuming the tree (--leave-running)' : 'killing the tree');
-  if (req.leaveRunning) {
+  step(log, req.pre || req.leaveRunning ? 'resuming the tree' : 'killing the tree');
+  // A dump that does not track on ends the tracking its parent armed.
+  if (!(req.pre || (req.leaveRunning && req.trackMem))) prevTrack?.end();
+  if (req.pre || req.leaveRunning) {
     runEndHooks(endHooks, 'resumed', log);
     for (const t of tasks) if (isLive(t)) thaw(t, log);
   } else {
@@ -354,7 +391,7 @@ function collectAndWrite(
   tasks: Task[],
   imgs: ImageSet,
   endHooks: EndHook[],
-  run: { runId: string; journal: DumpJournal },
+  run: { runId: string; journal: DumpJournal; prevTrack?: ParentTrack },
 ): DumpResult {
   const live = tasks.filter(isLive);
   let lockMethod = req.tcp?.networkLock;
@@ -386,6 +423,7 @@ function collectAndWrite(
     cpuFacts: cpu.facts(live[0].area!),
     objects,
     cgroups: new CgroupDump(),
+    ...(run.prevTrack ? { prevTrack: run.prevTrack } : {}),
     fileCtx: {
       log: req.log,
       shellJob: req.shellJob,
@@ -430,13 +468,14 @@ function collectAndWrite(
   // A network namespace the tree owns is locked whole before any of it is saved (CRIU's order).
   if (shared.netRoot !== undefined && savesNetns(shared.netRoot, req.net))
     shared.fileCtx.netnsLock = lockTreeNetns(shared.netRoot, shared.fileCtx);
-  const stats = { pagesWritten: 0, pagesScanned: 0, memdumpMs: 0 };
+  const stats = { pagesWritten: 0, pagesScanned: 0, pagesSkippedParent: 0, memdumpMs: 0 };
   const writtenFdTables = new Set<number>();
   for (const t of tasks) {
     checkInterrupt();
     if (isLive(t)) {
       const s = dumpTask(req, t, imgs, shared, writtenFdTables);
       stats.pagesWritten += s.pagesWritten;
+      stats.pagesSkippedParent += s.pagesSkippedParent;
       stats.pagesScanned += s.pagesScanned;
       stats.memdumpMs += s.memdumpMs;
     } else if (t.zombie) {

@@ -14,7 +14,7 @@ export function writeDumpStats(workDir: string, r: DumpResult): void {
         memdump_time: us(r.memdumpMs),
         memwrite_time: 0,
         pages_scanned: BigInt(r.pagesScanned),
-        pages_skipped_parent: 0n,
+        pages_skipped_parent: BigInt(r.pagesSkippedParent ?? 0),
         pages_written: BigInt(r.pagesWritten),
         irmap_resolve: 0,
         pages_lazy: 0n,

@@ -17,7 +17,7 @@ import {
   type SeccompDump,
   type FrozenThread,
 } from '../resources/task/index.ts';
-import { dumpMm } from '../resources/mm/index.ts';
+import { dumpMm, type ParentTrack } from '../resources/mm/index.ts';
 import { dumpFs } from '../resources/fs.ts';
 import { dumpFds, fdHolding, type FileIdentity, type DumpFileCtx } from '../resources/files/index.ts';
 import { dumpFileLocks } from '../resources/files/locks.ts';
@@ -67,6 +67,8 @@ export interface Shared {
   vpid: (pid: number) => number;
   /** The root, when the tree has a network namespace of its own: its sockets are looked at from there. */
   netRoot?: number;
+  /** The parent dump's memory tracking (--prev-images-dir), while it holds. */
+  prevTrack?: ParentTrack;
 }
 
 export function dumpTask(
@@ -75,7 +77,7 @@ export function dumpTask(
   imgs: ImageSet,
   sh: Shared,
   writtenFdTables: Set<number>,
-): { pagesWritten: number; pagesScanned: number; memdumpMs: number } {
+): { pagesWritten: number; pagesScanned: number; pagesSkippedParent: number; memdumpMs: number } {
   const { pid } = t;
   const { log } = req;
   const area = t.area!;
@@ -94,6 +96,7 @@ export function dumpTask(
     log,
     shared: sh.objects,
     ...(parent ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
+    ...(sh.prevTrack?.tracks(pid) ? { parentPages: sh.prevTrack.pagesOf(sh.vpid(pid)) } : {}),
     socketFile: (ino) => {
       const fd = fdHolding(pid, `socket:[${ino}]`);
       if (fd === undefined)
@@ -117,7 +120,7 @@ export function dumpTask(
   imgs.one(IMG.MM, vpid, mm);
   const memdumpMs = performance.now() - tMem;
   log.debug(
-    `task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), in ${ms(tMem)}`,
+    `task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), ${stats.pagesSkippedParent} in the parent dump, in ${ms(tMem)}`,
   );
 
   faultPoint('files');

@@ -8,6 +8,7 @@ export { X86, X86_REG_NAMES, type X86Reg } from './arch/x86_64.ts';
 export { A64, FPSIMD_SIZE } from './arch/aarch64.ts';
 export { zeroPagePfn } from './zeropage.ts';
 export { spawnTethered, endTethered, type Tethered } from './tether.ts';
+export { UFFD_USER_MODE_ONLY, uffdApiWpAsync, uffdRegisterWp, uffdWriteProtect, memTrackWorks } from './uffd.ts';
 export { preadFully, openBeneath } from './io.ts';
 export {
   seqpacketListen,

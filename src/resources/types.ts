@@ -52,6 +52,12 @@ export interface DumpTask {
   parent?: ParentMm;
   /** files.img id of the task's socket with this inode (a mapped packet ring), dumped on first sight. */
   socketFile(ino: number): number;
+  /**
+   * An incremental dump of a task whose memory the parent dump tracked (mm/track.ts): the
+   * pages that dump saved, as sorted [start, end) ranges. Pages of VMAs still tracked that
+   * were not written since are not saved again (PE_PARENT).
+   */
+  parentPages?: ReadonlyArray<[bigint, bigint]>;
 }
 
 /** A dumped task's parent, as its children's memory dump sees it. */

@@ -20,6 +20,7 @@ import {
   readImageFile,
   sealDir,
   MANIFEST,
+  PE_PARENT,
   IMG,
   entryMessage,
   imageFileName,
@@ -35,6 +36,7 @@ import {
 import { nodeCrypto } from '../lazy.ts';
 import { CriuError } from '../errors.ts';
 import type { PageSource } from '../resources/types.ts';
+import { parentLayers, type PageLayer } from './parent-pages.ts';
 import type { GhostImage } from '../resources/files/ghost.ts';
 
 /** An image entry with the raw payload that follows it (pipe data...). */
@@ -69,11 +71,15 @@ export class DumpImages {
   sealed = false;
   private cache = new Map<string, ImageEntry[]>();
 
+  private readonly opts: DumpImagesOptions;
+  private readonly parents = new Map<string, DumpImages>();
+
   constructor(dir: string, opts: DumpImagesOptions = {}) {
     if (!fs.existsSync(dir)) throw new CriuError(`images directory ${dir} does not exist`);
     if (!fs.statSync(dir).isDirectory()) throw new CriuError(`${dir} is not a directory`);
     this.dir = dir;
     this.key = opts.key;
+    this.opts = opts;
     const warn = opts.warn ?? (() => {});
     const m = readManifest(dir);
     if (!m) {
@@ -209,6 +215,32 @@ export class DumpImages {
   shmemPagemap(shmid: number | bigint): { runs: PageSource[]; pagesPath: string } | undefined {
     if (!fs.existsSync(this.file(imageFileName(IMG.SHMEM_PAGEMAP, shmid)))) return undefined;
     return this.pagemap(shmid, true);
+  }
+
+  /**
+   * Task `vpid`'s pagemap, and where its PE_PARENT pages are in the parent dumps (checked,
+   * as this dump is, with the same key and --skip-verify).
+   */
+  pagemapWithParents(vpid: number): { runs: PageSource[]; pagesPath: string; parents: PageLayer[] } {
+    const pm = this.pagemap(vpid);
+    const parents = pm.runs.some((r) => r.flags & PE_PARENT)
+      ? parentLayers(this.dir, vpid, pm.runs, (d) => {
+          let p = this.parents.get(d);
+          if (!p) {
+            try {
+              p = new DumpImages(d, this.opts);
+              p.verifying?.join();
+            } catch (e) {
+              // Its files have the same names as this dump's: the message says which dump.
+              if (e instanceof ImageError) throw new ImageError(d, e.message);
+              throw e;
+            }
+            this.parents.set(d, p);
+          }
+          return p;
+        })
+      : [];
+    return { ...pm, parents };
   }
 
   /** Pagemap runs with their offsets in pages-N.img, checked against its size. */

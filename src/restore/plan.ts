@@ -2,6 +2,7 @@
 import { CriuError, NotSupportedError } from '../errors.ts';
 import { IMG, imageFileName } from '../images/index.ts';
 import type { DumpImages } from './images.ts';
+import type { PageLayer } from './parent-pages.ts';
 import type { Message, PageSource } from '../resources/types.ts';
 import type { FileEntry } from '../resources/files/index.ts';
 import { TASK_STATE } from '../resources/task/index.ts';
@@ -44,7 +45,8 @@ export interface LivePlan extends PlanBase {
   fsEntry: Message<'fs_entry'>;
   fdinfo: Message<'fdinfo_entry'>[];
   ids: Message<'task_kobj_ids_entry'>;
-  pagemap: { runs: PageSource[]; pagesPath: string };
+  /** With the pages its parent dumps hold for it (PE_PARENT runs), one layer per dump. */
+  pagemap: { runs: PageSource[]; pagesPath: string; parents: PageLayer[] };
 }
 
 export type TaskPlan = LivePlan | ZombiePlan;
@@ -107,7 +109,7 @@ export function plan(imgs: DumpImages): RestorePlan {
       fsEntry: imgs.one(IMG.FS, pid),
       // A dump writes it even for a task without fds: missing, it was lost.
       fdinfo: imgs.required(IMG.FDINFO, ids.files_id).map((e) => e.entry),
-      pagemap: imgs.pagemap(pid),
+      pagemap: imgs.pagemapWithParents(pid),
     };
   });
   const p = { tasks, files };

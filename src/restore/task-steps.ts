@@ -108,6 +108,7 @@ export function restoreMemory(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan | un
     mm: t.mm,
     runs: t.pagemap.runs,
     pagesPath: t.pagemap.pagesPath,
+    parents: t.pagemap.parents,
     pathOf: pathResolver(ctx, false, l.leader.tid),
     key: ctx.imgs.key,
     parent: parent ? { pid: liveTask(ctx, parent.pid).leader.tid, mm: parent.mm, runs: parent.pagemap.runs } : undefined,

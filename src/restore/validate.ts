@@ -196,11 +196,6 @@ function checkPagemap(file: string, t: LivePlan): void {
     if (!r.nrPages) throw new ImageError(file, `run at ${hex(r.vaddr)}: nr_pages is 0`);
     if (r.flags & ~(PE.PARENT | PE.LAZY | PE.PRESENT | PE.COW_PARENT))
       throw new ImageError(file, `run at ${hex(r.vaddr)}: flags ${hex(r.flags)} are unknown`);
-    if (r.flags & PE.PARENT)
-      throw new ImageError(
-        file,
-        `run at ${hex(r.vaddr)}: flags say PE_PARENT (pages in a parent dump): incremental dumps are not supported yet`,
-      );
     // Runs are in address order, as VMAs are: one walk finds the area of each.
     while (k < vmas.length && vmas[k].end <= r.vaddr) k++;
     let covered = r.vaddr,

@@ -35,7 +35,6 @@ const refuse = (what: string): never => {
  * (runc sends them all).
  */
 const REFUSED_BOOL = [
-  'track_mem',
   'auto_dedup',
   'force_irmap',
   'auto_ext_mnt',
@@ -61,7 +60,6 @@ const REFUSED_LIST = [
 ] as const satisfies readonly (keyof CriuOpts)[];
 const REFUSED_SET = [
   'ps',
-  'parent_img',
   'cgroup_props',
   'cgroup_props_file',
   'lsm_profile',
@@ -110,6 +108,8 @@ const HONOURED = [
   'tcp_established',
   'tcp_skip_in_flight',
   'tcp_close',
+  'parent_img',
+  'track_mem',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { CriuError } from '../errors.ts';
 import { LevelLogger } from '../log.ts';
-import { setRecvTimeout, waitpid, SysError } from '../kernel/index.ts';
+import { setRecvTimeout, waitpid, SysError, memTrackWorks } from '../kernel/index.ts';
 import { checkNamespaces } from '../resources/task/index.ts';
 import type { NetOptions } from '../resources/ns/index.ts';
 import { joinNetPath } from '../resources/ns/types.ts';
@@ -61,6 +61,7 @@ export interface ServeOptions {
 export type ServeResult = 0 | 1 | 255;
 
 export function serveConnection(conn: RpcConn, o: ServeOptions): ServeResult {
+  let preDumped = false;
   for (;;) {
     let req: CriuReq | undefined;
     try {
@@ -81,9 +82,15 @@ export function serveConnection(conn: RpcConn, o: ServeOptions): ServeResult {
       reply(conn, { type: REQ.EMPTY, success: false, cr_errno: EBADRQC, cr_errmsg: `keep_open is not allowed for ${typeName(req.type)}` });
       return 255;
     }
+    if (preDumped && req.type !== REQ.PRE_DUMP && req.type !== REQ.DUMP) {
+      // After a PRE_DUMP only more of them or the DUMP that ends the series, as CRIU answers.
+      reply(conn, { type: REQ.EMPTY, success: false, cr_errno: EBADRQC, cr_errmsg: `Invalid req after PRE_DUMP: ${typeName(req.type)}` });
+      return 255;
+    }
     const ok = handle(conn, req, o);
     if (!ok) return 1;
-    if (!req.keep_open) return 0;
+    preDumped = req.type === REQ.PRE_DUMP;
+    if (!req.keep_open && !preDumped) return 0;
   }
 }
 
@@ -109,10 +116,10 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
     case REQ.VERSION:
       return reply(conn, { type: REQ.VERSION, success: true, version: RPC_VERSION });
     case REQ.FEATURE_CHECK: {
-      // Answered for criu-ts: memory tracking (pre-dump), lazy pages and the pidfd store are not used yet.
+      // Answered for criu-ts: lazy pages and the pidfd store are not used yet.
       const f = req.features ?? {};
       const features = {
-        mem_track: f.mem_track ? false : undefined,
+        mem_track: f.mem_track ? memTrackWorks() : undefined,
         lazy_pages: f.lazy_pages ? false : undefined,
         pidfd_store: f.pidfd_store ? false : undefined,
       };
@@ -132,9 +139,9 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
     case REQ.DUMP:
     case REQ.RESTORE:
     case REQ.CHECK:
-      return withOpts(conn, req, o);
     case REQ.PRE_DUMP:
     case REQ.SINGLE_PRE_DUMP:
+      return withOpts(conn, req, o);
     case REQ.PAGE_SERVER:
     case REQ.PAGE_SERVER_CHLD:
     case REQ.CPUINFO_DUMP:
@@ -151,7 +158,8 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
 /** DUMP, RESTORE, CHECK: options screened and mapped, a log opened, the operation run. */
 function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
   const type = req.type;
-  const kind = type === REQ.DUMP ? 'dump' : type === REQ.RESTORE ? 'restore' : 'check';
+  const pre = type === REQ.PRE_DUMP || type === REQ.SINGLE_PRE_DUMP;
+  const kind = type === REQ.DUMP || pre ? 'dump' : type === REQ.RESTORE ? 'restore' : 'check';
   const restoreFailed = (r: CriuResp): CriuResp => (kind === 'restore' ? { ...r, restore: { pid: -1 } } : r);
   let log: LevelLogger | undefined;
   try {
@@ -169,7 +177,9 @@ function withOpts(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
       armInterrupts();
       cleanStale(log);
     }
-    const resp = runners[kind](opts, screened, paths, conn.peer, actions, log, o.mode);
+    const resp = pre
+      ? { ...runners.dump(opts, screened, paths, conn.peer, actions, log, o.mode, true), type }
+      : runners[kind](opts, screened, paths, conn.peer, actions, log, o.mode);
     return reply(conn, resp);
   } catch (e) {
     log?.failed(e instanceof Error ? e.message.split('\n')[0] : String(e));
@@ -189,9 +199,10 @@ type Runner = (
   actions: RunAction,
   log: LevelLogger,
   mode: RpcMode,
+  pre?: boolean,
 ) => CriuResp;
 const runners: Record<'dump' | 'restore' | 'check', Runner> = {
-  dump: (opts, screened, paths, peer, actions, log) => {
+  dump: (opts, screened, paths, peer, actions, log, _mode, pre) => {
     // No pid: the client dumps itself, as with CRIU.
     const pid = opts.pid ?? peer;
     const net = rpcNet(opts);
@@ -215,6 +226,9 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       cgroupYard: opts.cgroup_yard,
       mounts: mountsOf(opts),
       net,
+      pre: !!pre,
+      prevImagesDir: opts.parent_img,
+      trackMem: !!opts.track_mem,
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
   },

@@ -73,13 +73,17 @@ e2e(
     const bad = c.subdir('bad');
     const e = client('refused', CRIU_BIN, bad, String(t2.pid));
     assert.deepEqual([e.ok, e.external, e.errno, e.typ, e.resp_typ], [false, true, EBADRQC, 1, 1], JSON.stringify(e));
-    assert.match(readFileSync(join(bad, 'dump.log'), 'utf8'), /not supported yet: track_mem/);
-    assert.deepEqual(
-      [e.pre_dump.ok, e.pre_dump.external, e.pre_dump.errno, e.pre_dump.resp_typ],
-      [false, true, ENOTSUP, 4],
-      JSON.stringify(e.pre_dump),
+    assert.match(readFileSync(join(bad, 'dump.log'), 'utf8'), /not supported yet: auto_dedup/);
+    assert.equal(e.pre_dump.ok, true, `PRE_DUMP through pycriu: ${JSON.stringify(e.pre_dump)}`);
+    assert.match(
+      readFileSync(join(bad, 'pre-dump.log'), 'utf8'),
+      /RPC PRE_DUMP from pid \d+ \(swrk\)[^]*Pre-dumped|RPC PRE_DUMP from pid \d+ \(swrk\)/,
     );
+    assert.ok(existsSync(join(bad, `pagemap-${t2.pid}.img`)), 'the pre-dump saved the memory');
     await runsOn(t2);
+    // Its tracking holder is ours to end once the tree is done with.
+    const holder = (JSON.parse(readFileSync(join(bad, 'criu-ts-track.json'), 'utf8')) as { holder: number }).holder;
+    killAndReap(holder);
     killAndReap(t2.pid);
   },
   { skip },
@@ -203,17 +207,19 @@ e2e(
       const q = client('requests', sock);
       assert.deepEqual(
         [q.feature_check.type, q.feature_check.success, q.feature_check.features],
-        ['FEATURE_CHECK', true, [false, false, false]],
+        ['FEATURE_CHECK', true, [true, false, false]],
       );
       assert.deepEqual([q.wait_pid_none.type, q.wait_pid_none.success, q.wait_pid_none.cr_errno], ['WAIT_PID', false, 22]);
       assert.deepEqual(
         [q.wait_pid_stranger.type, q.wait_pid_stranger.success, q.wait_pid_stranger.cr_errno],
         ['WAIT_PID', false, 10 /* ECHILD */],
       );
+      // A PRE_DUMP with a bad images directory fd is answered as a failed PRE_DUMP.
+      assert.deepEqual([q.pre_dump.type, q.pre_dump.success], ['PRE_DUMP', false], JSON.stringify(q.pre_dump));
+      assert.ok(q.pre_dump.cr_errmsg, 'with a message');
       for (const [k, type] of [
         ['cpuinfo_dump', 'CPUINFO_DUMP'],
         ['page_server', 'PAGE_SERVER'],
-        ['pre_dump', 'PRE_DUMP'],
       ]) {
         assert.deepEqual([q[k].type, q[k].success, q[k].cr_errno], [type, false, ENOTSUP], `${k}: ${JSON.stringify(q[k])}`);
       }

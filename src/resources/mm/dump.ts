@@ -4,6 +4,7 @@ import { readAuxv, scanPagemap, guardRuns, madvBits, MAP_DROPPABLE, type Vma } f
 import { checkInterrupt } from '../../interrupt.ts';
 import { processVmReadv, zeroPagePfn, SysError, O, PR, arch, preadFully } from '../../kernel/index.ts';
 import { isAioRing, dumpAioRing } from './aio.ts';
+import { splitByParent } from './track.ts';
 import { vmaStatus, vmaMapFlags, vmaHasPrivatePages, PE, VMA } from './layout.ts';
 import type { DumpTask, Message, MessageInput, PageSink } from '../types.ts';
 
@@ -63,6 +64,10 @@ export const mmClaims: ResourceClaims = {
     'lo', // mlock: MAP_LOCKED in vma_entry.flags, locked again once its pages are in
     'ht', // hugetlb: MAP_HUGETLB and its page size in vma_entry.flags (MFD_HUGETLB for a memfd)
     'gu', // guard regions (MADV_GUARD_INSTALL): saved as VMA_AREA_GUARD entries (guardEntries)
+    // Write protection for criu-ts's memory tracking (track.ts): a registration made from
+    // outside, which a restored task does not have; a userfaultfd of the task's own is an fd,
+    // refused as such.
+    'uw',
   ],
 };
 
@@ -193,6 +198,8 @@ export interface MmDumpStats {
   pagesScanned: number;
   pagesWritten: number;
   pagesInherited: number;
+  /** Not written since the parent dump, which has them (PE_PARENT). */
+  pagesSkippedParent: number;
 }
 
 export function dumpMm(t: DumpTask, pages: PageSink, exePath: string): { mm: MessageInput<'mm_entry'>; stats: MmDumpStats } {
@@ -257,11 +264,32 @@ function byExclusivity(
 /** One chunk buffer for every task of a dump: a fresh 2 MiB per task cost page faults and GC. */
 let spare: Buffer | undefined;
 
+/** What a dump of pages needs of its task. */
+type PagesTask = Pick<DumpTask, 'pid' | 'vmas' | 'parent' | 'parentPages'>;
+
+/**
+ * A pre-dump's pages (CRIU's pre-dump): those a dump saves, and nothing else of the task.
+ * Its VMA entries are only for choosing them; the final dump writes mm-N.img.
+ */
+export function preDumpPages(t: PagesTask, sink: PageSink): MmDumpStats {
+  const vmas: VmaEntry[] = t.vmas.map((v) => ({
+    start: v.start,
+    end: v.end,
+    pgoff: v.pgoff,
+    shmid: 0n,
+    prot: v.prot,
+    flags: vmaMapFlags(v),
+    status: vmaStatus(v),
+    fd: -1n,
+  }));
+  return dumpPages(t, [...vmas, ...guardEntries(t.pid, t.vmas)], sink);
+}
+
 /**
  * Choose pages through pagemap and copy them into the sink: process_vm_readv into the
  * sink's buffer (or one of ours), many runs per call, then one write per chunk.
  */
-function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
+function dumpPages(t: PagesTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
   const zeroPfn = zeroPagePfn();
   const pm = fs.openSync(`/proc/${t.pid}/pagemap`, 'r');
   let parentFd: number | undefined;
@@ -269,7 +297,8 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
   let pmBuf = Buffer.allocUnsafe(0);
   let pending: PendingRun[] = [];
   let used = 0;
-  const stats: MmDumpStats = { pagesScanned: 0, pagesWritten: 0, pagesInherited: 0 };
+  const stats: MmDumpStats = { pagesScanned: 0, pagesWritten: 0, pagesInherited: 0, pagesSkippedParent: 0 };
+  const tracked = t.parentPages ? new Set(t.vmas.filter((v) => v.vmFlags?.has('uw')).map((v) => v.start)) : undefined;
   const savedGuards = new Set(vmas.filter((v) => v.status === VMA.AREA_GUARD).map((v) => v.start));
 
   const flush = (): void => {
@@ -309,10 +338,18 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
       const parentPm = whole
         ? undefined
         : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
-      for (const run of parentPm ? splitInherited(own, start, pmView, parentPm) : own) {
-        if ('inherited' in run && run.inherited) {
+      const mine: SavedRun[] = parentPm ? splitInherited(own, start, pmView, parentPm) : own;
+      const fromParent = t.parentPages && tracked?.has(start) ? t.parentPages : undefined;
+      const runs = fromParent ? mine.flatMap((r): SavedRun[] => (r.inherited ? [r] : splitByParent(r, start, pmView, fromParent))) : mine;
+      for (const run of runs) {
+        if (run.inherited) {
           sink.addRun(run.vaddr, run.nrPages, PE.COW_PARENT);
           stats.pagesInherited += run.nrPages;
+          continue;
+        }
+        if (run.inParent) {
+          sink.addRun(run.vaddr, run.nrPages, PE.PARENT);
+          stats.pagesSkippedParent += run.nrPages;
           continue;
         }
         sink.addRun(run.vaddr, run.nrPages, flags);
@@ -342,7 +379,7 @@ function dumpPages(t: DumpTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats {
 }
 
 /** The parent's pagemap over the same VMA, when the parent has this very VMA (inherited by fork). */
-function parentPagemap(t: DumpTask, e: VmaEntry, nPages: number, fd: () => number): Buffer | undefined {
+function parentPagemap(t: PagesTask, e: VmaEntry, nPages: number, fd: () => number): Buffer | undefined {
   const p = t.parent;
   if (!p) return undefined;
   const pv = p.vmas.find((v) => v.start === e.start && v.end === e.end);
@@ -360,6 +397,14 @@ interface SplitRun {
   vaddr: bigint;
   nrPages: number;
   inherited: boolean;
+}
+
+/** A run of pages to save: shared copy-on-write with the parent task, or in the parent dump. */
+interface SavedRun {
+  vaddr: bigint;
+  nrPages: number;
+  inherited?: boolean;
+  inParent?: boolean;
 }
 
 /**
@@ -399,7 +444,7 @@ function shared(child: Buffer, parent: Buffer, i: number): boolean {
  * the process shares with its parent or children; /proc/PID/mem reads without pinning. It
  * is also the fallback for pages process_vm_readv refuses (PROT_NONE areas).
  */
-function readRemote(t: DumpTask, dst: Buffer, runs: PendingRun[]): void {
+function readRemote(t: Pick<DumpTask, 'pid'>, dst: Buffer, runs: PendingRun[]): void {
   let n = 0;
   if (!runs[0]?.shared) {
     try {

@@ -8,7 +8,8 @@
 //   shmem.ts    shared memory objects, saved once and made once in criu-ts on restore
 //   shstk.ts    shadow-stack VMAs (arm64 GCS), recreated with map_shadow_stack
 //   aio.ts      AIO rings (io_setup), made again at their address with their events
-export { dumpMm, mmClaims, type MmDumpStats } from './dump.ts';
+export { dumpMm, preDumpPages, mmClaims, type MmDumpStats } from './dump.ts';
+export { armTracking, ParentTrack, TRACK_FILE, type TrackTask } from './track.ts';
 export { isAioRing, restoreAioRings } from './aio.ts';
 export { VMA, PE, dontExpandOwned, splitGuards, isSocketVma } from './layout.ts';
 export {

@@ -210,6 +210,8 @@ export interface MmRestoreInput {
   socketFd(v: VmaEntry): number;
   /** Key for encrypted page data. */
   key?: Buffer;
+  /** The pages of PE_PARENT runs, from the parent dumps' pages files (one layer per dump). */
+  parents?: ReadonlyArray<{ runs: PageSource[]; pagesPath: string; key?: Buffer }>;
   /** VMAs (by start) inherited from the parent and kept as they are, with their pages. */
   kept?: Set<bigint>;
   /** The parent's pagemap, to drop inherited pages the task did not have. */
@@ -229,7 +231,7 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
     const st = v.status;
     return st & (VMA.AREA_REGULAR | VMA.AREA_AIORING) && !(st & (VMA.AREA_VDSO | VMA.AREA_VVAR | VMA.AREA_VSYSCALL));
   });
-  const hasPages = makeHasPages(input.runs.filter((r) => r.flags & (PE.PRESENT | PE.COW_PARENT)));
+  const hasPages = makeHasPages(input.runs.filter((r) => r.flags & (PE.PRESENT | PE.COW_PARENT | PE.PARENT)));
   const fds = new Map<string, bigint>();
   const needMprotect: VmaEntry[] = [];
   const attached = new Set<string>();
@@ -286,6 +288,8 @@ export function restoreVmas(t: RestoreTask, input: MmRestoreInput): () => void {
   }
   // CRIU saves the vDSO's pages too; this kernel's own vDSO is used instead.
   const special = input.mm.vmas.filter((v) => v.status & (VMA.AREA_VDSO | VMA.AREA_VVAR)).map((v) => ({ start: v.start, end: v.end }));
+  // Pages of the parent dumps first, each dump's whole: one fill is in flight at a time.
+  for (const p of input.parents ?? []) fillPages(t, p.pagesPath, withoutRanges(p.runs, special), p.key)?.finish();
   const fill = fillPages(
     t,
     input.pagesPath,
