@@ -160,7 +160,7 @@ e2e('a rules or conntrack image that cannot be applied fails the restore with on
   const bad = ['table inet x { chain c { nonsense here } }\n', '*filter\n-A NO-SUCH-CHAIN -j DROP\nCOMMIT\n', 'garbage'];
   const running = counters();
   for (const [i, file] of files.entries()) {
-    files.forEach((f, k) => writeFileSync(join(img, f), k === i ? bad[k] : good[k]));
+    for (const [k, f] of files.entries()) writeFileSync(join(img, f), k === i ? bad[k] : good[k]);
     const r = restore(img, ['-d', '--skip-verify']);
     const line = assertCleanError(r);
     assert.match(line, new RegExp(`${file.replace('.', '\\.')}: (cannot restore its|not ctnetlink messages)`));
