@@ -114,6 +114,11 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
         ttyByPath(t.stat.ttyNr),
       );
       if (why) refuse('controlling terminal', why);
+    } else if (!opts.shellJob && t.stat.session !== t.pid) {
+      // The session leader takes its terminal back before it has children, which inherit it.
+      const leader = tasks.find((x) => x.pid === t.stat.session);
+      if (leader && leader.stat.ttyNr !== 0)
+        refuse('controlling terminal', `it has none while its session leader ${leader.pid} has one, which it would inherit`);
     }
     if (t.stat.exitSignal !== 17) refuse('exit signal', `its parent is sent signal ${t.stat.exitSignal} when it exits, not SIGCHLD`);
     for (const th of t.threads) {

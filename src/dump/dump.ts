@@ -225,6 +225,8 @@ function randomUuid(): string {
 /** Anonymous bytes smaps counts in these VMAs: about the page data their dump writes. */
 
 export function dump(req: DumpRequest): DumpResult {
+  // A pre-dump runs no action scripts, as CRIU's (runc takes a notification for the end of a dump).
+  if (req.pre) req = { ...req, actions: undefined };
   // Every injected syscall is a stop and a resume, cheaper with tracer and tracee on one CPU
   // (36 against 44-50 us here; colocate.ts).
   colocate();
@@ -246,6 +248,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   const runId = randomUuid();
   const prevTrack = req.prevImagesDir ? linkParent(req.dir, req.prevImagesDir, log) : undefined;
+  let untrack: (() => void) | undefined;
   let tasks: Task[] = [];
   let result: DumpResult;
   const endHooks: EndHook[] = [];
@@ -318,7 +321,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     // While still frozen: what the tree writes from here on is what the next dump saves.
     if (req.pre || (req.leaveRunning && req.trackMem)) {
       step(log, 'arming memory tracking');
-      armTracking(
+      untrack = armTracking(
         live.map((t) => ({ pid: t.pid, leader: t.threads[0], vmas: t.vmas, area: t.area })),
         pid,
         req.dir,
@@ -346,6 +349,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
       req.actions('post-dump');
     }
   } catch (e) {
+    untrack?.();
     imgs.discard();
     runEndHooks(endHooks, 'failed', log);
     for (const t of tasks)

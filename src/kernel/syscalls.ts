@@ -46,6 +46,7 @@ const NR = {
   unlinkat: sysnr('unlinkat'),
   mknodat: sysnr('mknodat'),
   linkat: sysnr('linkat'),
+  readlinkat: sysnr('readlinkat'),
   inotify_init1: sysnr('inotify_init1'),
   inotify_add_watch: sysnr('inotify_add_watch'),
   inotify_rm_watch: sysnr('inotify_rm_watch'),
@@ -501,6 +502,12 @@ export function linkFollow(from: string, to: string): void {
   syscall(`linkat(${to})`, NR.linkat, AT_FDCWD_NR, addressOf(a), AT_FDCWD_NR, addressOf(b), 0x400 /* AT_SYMLINK_FOLLOW */);
 }
 const AT_FDCWD_NR = -100;
+const linkBuf = Buffer.alloc(4096);
+/** readlinkat(fd, ""): the target of the symlink an O_PATH fd holds (deleted or not). */
+export function readlinkFd(fd: number): string {
+  const n = syscall('readlinkat', NR.readlinkat, fd, addressOf(Buffer.from('\0')), addressOf(linkBuf), linkBuf.length);
+  return linkBuf.toString('utf8', 0, n);
+}
 /** mknodat(2): a FIFO, device or empty regular file at `name`. */
 export function mknodat(dirfd: number, name: string, mode: number, dev = 0): void {
   const b = Buffer.from(name + '\0');

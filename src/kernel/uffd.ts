@@ -27,23 +27,22 @@ export function uffdApiWpAsync(fd: number): void {
   ioctl(fd, UFFDIO_API, b);
 }
 
-/** Register [start, start+len) for write protection. */
-export function uffdRegisterWp(fd: number, start: bigint, len: bigint): void {
-  const b = Buffer.alloc(32);
+/** A uffdio_range followed by a u64 mode (and room for the kernel's answer, `size` bytes in all). */
+function rangeIoctl(fd: number, req: number, size: number, start: bigint, len: bigint, mode: bigint): void {
+  const b = Buffer.alloc(size);
   b.writeBigUInt64LE(start, 0);
   b.writeBigUInt64LE(len, 8);
-  b.writeBigUInt64LE(UFFDIO_REGISTER_MODE_WP, 16);
-  ioctl(fd, UFFDIO_REGISTER, b);
+  b.writeBigUInt64LE(mode, 16);
+  ioctl(fd, req, b);
 }
 
+/** Register [start, start+len) for write protection. */
+export const uffdRegisterWp = (fd: number, start: bigint, len: bigint): void =>
+  rangeIoctl(fd, UFFDIO_REGISTER, 32, start, len, UFFDIO_REGISTER_MODE_WP);
+
 /** Write-protect every page of a registered range: a write from now on shows in pagemap. */
-export function uffdWriteProtect(fd: number, start: bigint, len: bigint): void {
-  const b = Buffer.alloc(24);
-  b.writeBigUInt64LE(start, 0);
-  b.writeBigUInt64LE(len, 8);
-  b.writeBigUInt64LE(UFFDIO_WRITEPROTECT_MODE_WP, 16);
-  ioctl(fd, UFFDIO_WRITEPROTECT, b);
-}
+export const uffdWriteProtect = (fd: number, start: bigint, len: bigint): void =>
+  rangeIoctl(fd, UFFDIO_WRITEPROTECT, 24, start, len, UFFDIO_WRITEPROTECT_MODE_WP);
 
 /** Does this kernel track writes this way? A userfaultfd of criu-ts's own, with the API asked. */
 export function memTrackWorks(): boolean {

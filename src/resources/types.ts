@@ -32,7 +32,7 @@ export interface FileTable {
 }
 
 /** What a REG entry made for a path may say about the file besides its name and flags. */
-export type RegExtra = Pick<MessageInput<'reg_file_entry'>, 'size' | 'mode'>;
+export type RegExtra = Pick<MessageInput<'reg_file_entry'>, 'size' | 'mode' | 'mnt_id'>;
 
 /** One process being dumped, frozen, with an injection area mapped in its leader. */
 export interface DumpTask {

@@ -28,6 +28,7 @@ import {
   addFds,
   opensLate,
   restoreCtty,
+  checkInheritedCtty,
   afterInstall,
   afterInstallInFlight,
 } from '../resources/files/index.ts';
@@ -178,6 +179,8 @@ export function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan
     const local = inNetOf(netRoot, () => openForRestore(now(t.fdinfo), ctx.fileCtx, ctx.locals));
     installFds(stub, now(t.fdinfo), local, getpid(), parent && now(parent.fdinfo));
   }
+  // A session leader takes its controlling terminal back before it has children, which inherit it.
+  if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx, true);
   if (!ctx.doneTables.has(`fs:${fsId}`)) {
     ctx.doneTables.add(`fs:${fsId}`);
     step(ctx.req.log, `task ${t.pid}: cwd, root and umask from fs-${t.pid}.img`);
@@ -211,12 +214,14 @@ export function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
     step(ctx.req.log, `task ${t.pid}: ${late.length} fd(s) of files in /proc of the tree from fdinfo-${t.ids.files_id}.img`);
     addFds(stub, late, openForRestore(late, ctx.fileCtx, ctx.locals), getpid(), t.fdinfo);
   }
-  // Per-file state that needs the whole tree's fds in place (pipe data, a terminal's group).
+  // A session leader takes back its controlling terminal (a pseudo-terminal of the dump) with
+  // its foreground group, before any task of the session opens /dev/tty again.
+  if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx);
+  else if (!ctx.req.shellJob) checkInheritedCtty(stub.tid, t.pid, t.sid, ctx.fileCtx);
+  // Per-file state that needs the whole tree's fds in place (pipe data, /dev/tty).
   step(ctx.req.log, `task ${t.pid}: pipe data and terminals, itimers and rlimits from core-${t.pid}.img`);
   afterInstall(stub, area, t.fdinfo, ctx.fileCtx, ctx.installedOnce);
   afterInstallInFlight(stub, area, t.fdinfo, ctx.fileCtx, ctx.locals, ctx.installedOnce, getpid());
-  // A session leader takes back its controlling terminal (a pseudo-terminal of the dump).
-  if (!ctx.req.shellJob && t.sid === t.pid) restoreCtty(stub, area, t.pid, ctx.fileCtx);
   const locks = fileLocksOf(ctx, t.pid);
   if (locks.length) step(ctx.req.log, `task ${t.pid}: file locks from filelocks.img`);
   restoreFileLocks(stub, area, locks, ctx.req.log);

@@ -183,11 +183,11 @@ e2e('a missing or empty images directory, and a refused option, are one line eac
   const d = c.subdir('refused');
   writeFileSync(join(d, 'dump.log'), 'STALE\n');
   assert.equal(
-    assertCleanError(runCriu(['dump', '--log-file', 'dump.log', '--images-dir', d, '--verbosity=4', '-t', '1', '--track-mem'])),
-    'not supported yet: --track-mem',
+    assertCleanError(runCriu(['dump', '--log-file', 'dump.log', '--images-dir', d, '--verbosity=4', '-t', '1', '--auto-dedup'])),
+    'not supported yet: --auto-dedup',
   );
   const log = readFileSync(join(d, 'dump.log'), 'utf8');
-  assert.match(log, /^\(\d\d\.\d{6}\) Error: not supported yet: --track-mem\n$/, log);
+  assert.match(log, /^\(\d\d\.\d{6}\) Error: not supported yet: --auto-dedup\n$/, log);
   assert.deepEqual(imageFiles(d), []);
 });
 

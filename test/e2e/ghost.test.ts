@@ -40,6 +40,19 @@ e2e('deleted files, an unlinked FIFO and a deleted cwd come back and are deleted
   killAndReap(g.pid);
 });
 
+e2e('a deleted symlink held open (O_PATH|O_NOFOLLOW) comes back as a ghost symlink with its target', async (c) => {
+  const g = await startGhost(c, ['-s']);
+  const img = c.subdir('img');
+  dumpAndReap(g.pid, img);
+  const [ghost] = readMessages(join(img, 'ghost-file-1.img'), 'ghost_file_entry');
+  assert.equal(ghost.mode & 0o170000, 0o120000, 'a symlink ghost');
+  assert.equal(ghost.symlnk_target, 'a/target', "CRIU's symlnk_target");
+  restoreDetached(img, g.pid);
+  assert.deepEqual(readdirSync(g.files), [], 'the ghost symlink has no name left');
+  assert.equal(await askCheck(g), 'CHECK ok');
+  killAndReap(g.pid);
+});
+
 e2e('a deleted file larger than --ghost-limit refuses the dump and the task runs on', async (c) => {
   const g = await startGhost(c);
   const r = dump(g.pid, c.subdir('img'), ['--ghost-limit', '4K']);

@@ -23,8 +23,8 @@ import {
   SLOW,
 } from '../lib/proc.ts';
 import { dump, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
-import { REPO_ROOT, workload } from '../lib/workloads.ts';
-import { client, skip, PYTHON, type Json } from '../lib/rpc-client.ts';
+import { workload } from '../lib/workloads.ts';
+import { client, skip, type Json } from '../lib/rpc-client.ts';
 
 const EBADRQC = 56,
   ENOTSUP = 95;
@@ -75,10 +75,7 @@ e2e(
     assert.deepEqual([e.ok, e.external, e.errno, e.typ, e.resp_typ], [false, true, EBADRQC, 1, 1], JSON.stringify(e));
     assert.match(readFileSync(join(bad, 'dump.log'), 'utf8'), /not supported yet: auto_dedup/);
     assert.equal(e.pre_dump.ok, true, `PRE_DUMP through pycriu: ${JSON.stringify(e.pre_dump)}`);
-    assert.match(
-      readFileSync(join(bad, 'pre-dump.log'), 'utf8'),
-      /RPC PRE_DUMP from pid \d+ \(swrk\)[^]*Pre-dumped|RPC PRE_DUMP from pid \d+ \(swrk\)/,
-    );
+    assert.match(readFileSync(join(bad, 'pre-dump.log'), 'utf8'), /RPC PRE_DUMP from pid \d+ \(swrk\)/);
     assert.ok(existsSync(join(bad, `pagemap-${t2.pid}.img`)), 'the pre-dump saved the memory');
     await runsOn(t2);
     // Its tracking holder is ours to end once the tree is done with.

@@ -1,7 +1,7 @@
 /*
  * ghost: a task that keeps deleted things (CRIU's ghost files).
  *
- *   ghost -d DIR [-l]
+ *   ghost -d DIR [-l | -s]
  *
  * In DIR it makes, then unlinks: "open" (an fd, RDWR at offset 1234, also mapped
  * MAP_SHARED), "mapped" (only mapped, MAP_PRIVATE, one page changed copy-on-write),
@@ -10,6 +10,8 @@
  * SIGUSR1 it checks each from inside and prints "CHECK ok" or "CHECK fail: WHY".
  * With -l, only an fd of "linked", which keeps another name, "other", and loses its own: it
  * must still be the inode "other" names.
+ * With -s, only an O_PATH|O_NOFOLLOW fd of the symlink "link" (to "a/target"), deleted: it must
+ * still be a symlink with that target, and have no name.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -78,6 +80,30 @@ static const char *verify(void *arg)
 	return NULL;
 }
 
+#define TARGET "a/target"
+static const char *verify_symlink(void *arg)
+{
+	int fd = *(int *)arg;
+	struct stat st;
+	char buf[64];
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH) || !S_ISLNK(st.st_mode)) return "not a symlink";
+	if (st.st_nlink != 0) return "the symlink has a name again";
+	ssize_t n = readlinkat(fd, "", buf, sizeof buf);
+	if (n != (ssize_t)strlen(TARGET) || memcmp(buf, TARGET, n)) return "symlink target";
+	return NULL;
+}
+
+static void symlink_only(const char *dir)
+{
+	char path[4096];
+	static int fd;
+	snprintf(path, sizeof path, "%s/link", dir);
+	if (symlink(TARGET, path)) exit(3);
+	fd = open(path, O_PATH | O_NOFOLLOW);
+	if (fd < 0 || unlink(path)) exit(3);
+	check_loop(verify_symlink, &fd);
+}
+
 static void linked_only(const char *dir)
 {
 	char path[4096];
@@ -92,14 +118,16 @@ static void linked_only(const char *dir)
 int main(int argc, char **argv)
 {
 	const char *dir = NULL;
-	int opt, linked = 0;
-	while ((opt = getopt(argc, argv, "d:l")) != -1) {
+	int opt, linked = 0, sym = 0;
+	while ((opt = getopt(argc, argv, "d:ls")) != -1) {
 		if (opt == 'd') dir = optarg;
 		else if (opt == 'l') linked = 1;
+		else if (opt == 's') sym = 1;
 		else return 2;
 	}
 	if (!dir) return 2;
 	if (linked) linked_only(dir);
+	if (sym) symlink_only(dir);
 	char path[4096];
 	int fd = make(dir, "open", 0, path);
 	unsigned char *shared = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -25,6 +25,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   fanotify_mark: 263,
   mknodat: 33,
   linkat: 37,
+  readlinkat: 78,
   unlinkat: 35,
   openat: 56,
   close: 57,

@@ -7,6 +7,7 @@ export type SyscallName =
   | 'unlinkat'
   | 'mknodat'
   | 'linkat'
+  | 'readlinkat'
   | 'inotify_init1'
   | 'inotify_add_watch'
   | 'inotify_rm_watch'

@@ -129,6 +129,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   openat: 257,
   mknodat: 259,
   linkat: 265,
+  readlinkat: 267,
   inotify_init1: 294,
   inotify_add_watch: 254,
   inotify_rm_watch: 255,

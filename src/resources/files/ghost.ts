@@ -4,9 +4,11 @@
 // opens or maps it there, and the name is removed once the tasks hold it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { mknodat, linkFollow, lseek, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
+import { mknodat, linkFollow, lseek, readlinkFd, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import { S_IFMT, S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR, S_IFBLK } from './types.ts';
+
+const S_IFLNK = 0o120000;
 import type { Message, MessageInput } from '../types.ts';
 
 /** CRIU's default --ghost-limit: 1 MiB of the file's blocks. */
@@ -91,7 +93,7 @@ export class GhostDump {
 
   private save(ghostId: number, source: string, name: string, st: fs.BigIntStats): void {
     const fmt = Number(st.mode) & S_IFMT;
-    if (fmt !== S_IFREG && fmt !== S_IFDIR && fmt !== S_IFIFO && fmt !== S_IFCHR && fmt !== S_IFBLK) {
+    if (![S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR, S_IFBLK, S_IFLNK].includes(fmt)) {
       throw new NotSupportedError(`the deleted file ${name} is of a kind that cannot be saved (mode 0${st.mode.toString(8)})`);
     }
     const usage = Number(st.blocks) * 512;
@@ -110,6 +112,7 @@ export class GhostDump {
       mtim: tv(st.mtimeNs),
       size: st.size,
       ...(fmt === S_IFCHR || fmt === S_IFBLK ? { rdev: Number(st.rdev) } : {}),
+      ...(fmt === S_IFLNK ? { symlnk_target: symlinkTarget(source) } : {}),
     };
     if (fmt !== S_IFREG) {
       this.sink.ghost(ghostId, entry, []);
@@ -121,6 +124,17 @@ export class GhostDump {
     } finally {
       fs.closeSync(fd);
     }
+  }
+}
+
+/** What the symlink `source` leads to (an fd of it, O_PATH|O_NOFOLLOW) points at. */
+function symlinkTarget(source: string): string {
+  // Through the magic link, O_PATH lands on the symlink itself, not on what it points at.
+  const fd = fs.openSync(source, O.PATH | O.CLOEXEC);
+  try {
+    return readlinkFd(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -268,22 +282,25 @@ export class GhostRestore {
       } finally {
         fs.closeSync(fd);
       }
+    } else if (fmt === S_IFLNK) {
+      if (e.symlnk_target === undefined) throw new CriuError(`ghost file for ${p}: a symlink without its target (symlnk_target)`);
+      fs.symlinkSync(e.symlnk_target, p);
     } else throw new NotSupportedError(`ghost file for ${p}: mode 0${e.mode.toString(8)}`);
-    // chown clears set-user-ID and set-group-ID: the mode goes on after it.
+    // chown clears set-user-ID and set-group-ID: the mode goes on after it (a symlink has none).
     fs.lchownSync(p, e.uid, e.gid);
-    fs.chmodSync(p, e.mode & 0o7777);
+    if (fmt !== S_IFLNK) fs.chmodSync(p, e.mode & 0o7777);
     const sec = (t: Message<'timeval'> | undefined): number | undefined =>
       t === undefined ? undefined : Number(t.tv_sec) + Number(t.tv_usec) / 1e6;
     const at = sec(e.atim),
       mt = sec(e.mtim);
-    if (at !== undefined && mt !== undefined) fs.utimesSync(p, at, mt);
+    if (at !== undefined && mt !== undefined) fs.lutimesSync(p, at, mt);
   }
 
   /** Remove every ghost's name: the tasks that use them keep them open or mapped. */
   unlinkAll(): void {
     for (const p of this.placed.values()) {
       try {
-        fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p);
+        fs.lstatSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p);
       } catch {
         /* gone already */
       }

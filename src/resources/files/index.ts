@@ -30,7 +30,7 @@ type Fdinfo = Message<'fdinfo_entry'>;
 
 export type { FdProbe, FileKind, DumpFileCtx, RestoreFileCtx, FileEntry, KindSessions, TcpMode, DumpOutcome } from './types.ts';
 export { FD_TYPE, fown } from './types.ts';
-export { restoreCtty } from './pty.ts';
+export { restoreCtty, checkInheritedCtty } from './pty.ts';
 
 /** Order matters: a tty is a character device too. */
 const kinds: FileKind[] = [
@@ -340,7 +340,7 @@ export function afterInstallInFlight(
       const src = local.get(id);
       if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
       done.add(id);
-      const pidfd = t.syscall('pidfd_open', selfPid, 0);
+      const pidfd = t.criuPidfd !== undefined ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
       const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
       t.syscallRaw('close', pidfd);
       try {

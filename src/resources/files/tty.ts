@@ -8,7 +8,22 @@ import { NotSupportedError } from '../../errors.ts';
 import { readStat } from '../../proc/index.ts';
 import { FD_TYPE, S_IFMT, S_IFCHR, OPEN_FLAGS, fown, statefulKind, type FdProbe } from './types.ts';
 import { dumpTermios, restoreTermios } from './termios.ts';
-import { major, minor, isPtmx, isPtySlave, dumpPty, openPty, cttyOf } from './pty.ts';
+import {
+  major,
+  minor,
+  isPtmx,
+  isPtySlave,
+  dumpPty,
+  openPty,
+  cttyOf,
+  ttyReg,
+  ptySide,
+  dumpDevTty,
+  isDevTty,
+  reopenDevTty,
+  ttyInfo,
+} from './pty.ts';
+import { checkQueued } from './ttydata.ts';
 
 /** CRIU's TtyType for a terminal device number. */
 function ttyType(rdev: number): number {
@@ -62,23 +77,16 @@ export const ttyFile = statefulKind({
    * Terminals (tty-info ids) whose tty_info_entry a dump has written, or whose termios a
    * restore has set; and criu-ts's master of each pseudo-terminal a restore opened.
    */
-  state: () => ({ infos: new Set<number>(), masters: new Map<number, number>() }),
+  state: () => ({ infos: new Set<number>(), masters: new Map<number, number>(), checked: { data: false } }),
   dump(p, id, ctx, { infos }) {
     if (!ctx.shellJob && (isPtmx(p.rdev) || isPtySlave(p.rdev))) return dumpPty(p, id, ctx, infos);
+    if (!ctx.shellJob && p.rdev === CTTY_RDEV) return dumpDevTty(p, id, ctx, infos);
     if (!ctx.shellJob && byPath(p.rdev)) {
       if (!infos.has(p.rdev)) {
         infos.add(p.rdev);
-        ctx.addEntry(IMG.TTY_INFO, {
-          id: p.rdev,
-          type: ttyType(p.rdev),
-          locked: false,
-          exclusive: false,
-          packet_mode: false,
-          ...cttyOf(p.pid, p.fd),
-          rdev: p.rdev,
-        });
+        ctx.addEntry(IMG.TTY_INFO, ttyInfo(p.rdev, ttyType(p.rdev), p.rdev, cttyOf(p.pid, p.fd, ctx.treePids)));
       }
-      return { id, tty_info_id: p.rdev, flags: p.flags, fown: fown(), regf_id: ctx.regPath(p.link, p.flags) };
+      return { id, tty_info_id: p.rdev, flags: p.flags, fown: fown(), regf_id: ttyReg(p, ctx) };
     }
     const notCtty = shellJobCheck(p);
     if (ctx.shellJob && notCtty) throw new NotSupportedError(`task ${p.pid}: ${notCtty}`);
@@ -90,23 +98,28 @@ export const ttyFile = statefulKind({
     const infoId = p.rdev;
     if (!infos.has(infoId)) {
       infos.add(infoId);
-      ctx.addEntry(IMG.TTY_INFO, {
-        id: infoId,
-        type: ttyType(p.rdev),
-        locked: false,
-        exclusive: false,
-        packet_mode: false,
-        sid: 0,
-        pgrp: 0,
-        rdev: p.rdev,
-        termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`),
-        ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
-      });
+      ctx.addEntry(
+        IMG.TTY_INFO,
+        ttyInfo(infoId, ttyType(p.rdev), p.rdev, {
+          termios: dumpTermios(`/proc/${p.pid}/fd/${p.fd}`),
+          ...(major(p.rdev) >= 136 && major(p.rdev) <= 143 ? { pty: { index: minor(p.rdev) + (major(p.rdev) - 136) * 256 } } : {}),
+        }),
+      );
     }
     const regfId = ctx.regPath(p.link, p.flags);
     return { id, tty_info_id: infoId, flags: p.flags, fown: fown(), regf_id: regfId };
   },
-  open(tty, ctx, { infos: termiosSet, masters }) {
+  eachFd: true,
+  afterInstall(tty, fd, t, area, ctx) {
+    if (!ctx.shellJob && isDevTty(ctx, tty)) reopenDevTty(tty, fd, t, area, ctx);
+  },
+  open(tty, ctx, { infos: termiosSet, masters, checked }) {
+    if (!checked.data) {
+      checked.data = true;
+      checkQueued(ctx, ptySide(ctx));
+    }
+    // /dev/tty is opened by the task itself (afterInstall): a stand-in until then.
+    if (!ctx.shellJob && isDevTty(ctx, tty)) return ctx.keep(fs.openSync('/dev/null', O.RDWR | O.CLOEXEC));
     if (!ctx.shellJob) {
       const info = ctx.entries(IMG.TTY_INFO).find((e) => e.entry.id === tty.tty_info_id)?.entry;
       if (info && (info.type === TTY_VT || info.type === TTY_CONSOLE)) {

@@ -151,16 +151,32 @@ export function splitByParent(
   pm: Buffer,
   parent: ReadonlyArray<[bigint, bigint]>,
 ): Array<{ vaddr: bigint; nrPages: number; inParent: boolean }> {
-  const out: Array<{ vaddr: bigint; nrPages: number; inParent: boolean }> = [];
-  const first = Number((run.vaddr - start) / PAGE);
-  let k = 0;
+  const first = Number((run.vaddr - start) / PAGE),
+    end = first + run.nrPages;
+  const runEnd = run.vaddr + BigInt(run.nrPages) * PAGE;
+  // The parent's ranges over this run, as page indexes from `start`: the per-page loop below
+  // then compares numbers only (a run may hold a million pages).
+  const spans: number[] = [];
+  let lo = 0,
+    hi = parent.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (parent[mid][1] <= run.vaddr) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let k = lo; k < parent.length && parent[k][0] < runEnd; k++) {
+    const a = parent[k][0] > run.vaddr ? parent[k][0] : run.vaddr,
+      b = parent[k][1] < runEnd ? parent[k][1] : runEnd;
+    spans.push(Number((a - start) / PAGE), Number((b - start) / PAGE));
+  }
+  let s = 0;
   const inParent = (i: number): boolean => {
     if ((pm.readUInt32LE(i * 8 + 4) & UFFD_WP_HI) === 0) return false;
-    const a = start + BigInt(i) * PAGE;
-    while (k < parent.length && parent[k][1] <= a) k++;
-    return k < parent.length && parent[k][0] <= a;
+    while (s < spans.length && spans[s + 1] <= i) s += 2;
+    return s < spans.length && spans[s] <= i;
   };
-  for (let i = first, end = first + run.nrPages; i < end; ) {
+  const out: Array<{ vaddr: bigint; nrPages: number; inParent: boolean }> = [];
+  for (let i = first; i < end; ) {
     const p = inParent(i);
     let j = i + 1;
     while (j < end && inParent(j) === p) j++;
@@ -221,7 +237,7 @@ function arm(t: TrackTask, uffd: number, fresh: boolean, log: Logger): number {
  * Arm tracking of every task (frozen, injectable) and leave it held by a new holder named in
  * `dir`/criu-ts-track.json; a previous holder (`prev`) hands its userfaultfds over and ends.
  */
-export function armTracking(tasks: TrackTask[], root: number, dir: string, prev: ParentTrack | undefined, log: Logger): void {
+export function armTracking(tasks: TrackTask[], root: number, dir: string, prev: ParentTrack | undefined, log: Logger): () => void {
   const tail = TAIL.find((p) => fs.existsSync(p));
   if (!tail) throw new Error('memory tracking needs tail (coreutils) to hold its userfaultfds');
   const uffds: Array<{ pid: number; fd: number }> = [];
@@ -259,8 +275,13 @@ export function armTracking(tasks: TrackTask[], root: number, dir: string, prev:
       fs.closeSync(fd);
     }
     log.info(`memory tracking held by process ${holder} (${TRACK_FILE})`);
+    prev?.end();
+    // A dump that fails after this undoes it: no tracking outlives a dump that did not happen.
+    return () => {
+      kill(holder, SIG.KILL);
+      fs.rmSync(path.join(dir, TRACK_FILE), { force: true });
+    };
   } finally {
     for (const u of uffds) close(u.fd);
   }
-  prev?.end();
 }
