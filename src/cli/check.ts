@@ -249,6 +249,11 @@ export const FEATURES: Feature[] = [
     probe: () => lockAvailable('nftables'),
   },
   {
+    name: 'nftables',
+    what: "nftables rulesets of the tree's network namespace, saved and restored with nft",
+    probe: () => inPath('nft'),
+  },
+  {
     // CRIU asks for the legacy binaries; criu-ts's iptables lock needs iptables and ip6tables that work.
     name: 'has_ipt_legacy',
     what: 'iptables-legacy and ip6tables-legacy, and the iptables network lock',

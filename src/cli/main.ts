@@ -20,6 +20,7 @@ const loadScripts = () => import('./scripts.ts');
 const loadJournal = () => import('../dump/journal.ts');
 const loadUnlock = () => import('./network-unlock.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
+import { joinNetPath } from '../resources/ns/types.ts';
 import { normalize, type Argv } from './argv.ts';
 import { CG_MODE, parseCgMode, parseCgroupRoot, type CgMode } from '../resources/cgroups.ts';
 import type { MountOptions } from '../resources/ns/mnt-tree.ts';
@@ -66,6 +67,7 @@ interface Opts {
   cgroupRoot?: string[];
   cgroupYard?: string;
   inheritFd?: string[];
+  joinNs?: string[];
   root?: string;
   external?: string[];
   extMountMap?: string[];
@@ -163,6 +165,11 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
     desc: "criu-ts's fd N stands for KEY of the images: a file (pipe:[INO], a path) or an external network namespace; repeatable",
     cmds: ['restore'],
   },
+  {
+    flags: '--join-ns <net:PATH|PID>',
+    desc: 'restore the tree into this existing network namespace (a file, or the one of PID) instead of a new one',
+    cmds: ['restore'],
+  },
   { flags: '--compress <algo>', desc: 'compress the page data (zstd)', cmds: ['dump'] },
   {
     flags: '--encrypt <keyfile>',
@@ -231,7 +238,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (/^(--action-script|--cgroup-root|--inherit-fd|--external|-M|--irmap-scan-path)/.test(o.flags))
+      if (/^(--action-script|--cgroup-root|--inherit-fd|--join-ns|--external|-M|--irmap-scan-path)/.test(o.flags))
         opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name === 'pre-dump' ? 'dump' : name)) opt.hideHelp();
       c.addOption(opt);
@@ -395,7 +402,7 @@ function mountOptions(o: Opts): MountOptions {
   return { root: o.root === undefined ? undefined : path.resolve(o.root), external };
 }
 
-/** --empty-ns net, --external net[INODE]:KEY, --inherit-fd fd[N]:KEY. */
+/** --empty-ns net, --external net[INODE]:KEY, --inherit-fd fd[N]:KEY, --join-ns net:PATH. */
 function netOptions(o: Opts): NetOptions {
   if (o.emptyNs !== undefined && o.emptyNs !== 'net') throw NotSupportedError.option(`--empty-ns ${o.emptyNs}`);
   const external = new Map<string, string>();
@@ -410,7 +417,13 @@ function netOptions(o: Opts): NetOptions {
     if (!m) fail(`bad --inherit-fd ${x}: use fd[N]:KEY`);
     inherit.set(m[2], Number(m[1]));
   }
-  return { empty: o.emptyNs === 'net', external, inherit };
+  let join: string | undefined;
+  for (const x of o.joinNs ?? []) {
+    const m = /^net:([^,]+)$/.exec(x);
+    if (!m) throw NotSupportedError.option(`--join-ns ${x} (only net:PATH or net:PID is)`);
+    join = joinNetPath(m[1]);
+  }
+  return { empty: o.emptyNs === 'net', external, inherit, ...(join ? { join } : {}) };
 }
 
 function tcpMode(o: Opts): TcpMode {

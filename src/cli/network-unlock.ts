@@ -5,14 +5,25 @@
 import { IMG } from '../images/index.ts';
 import { DumpImages } from '../restore/images.ts';
 import { restoreLock } from '../resources/net/tcp.ts';
-import { unlock } from '../resources/net/netlock.ts';
+import { lockMethodOf, unlock } from '../resources/net/netlock.ts';
 import type { Logger } from '../resources/types.ts';
 
 export function networkUnlock(dir: string, out: (s: string) => void, log: Logger): number {
   const imgs = new DumpImages(dir, { skipVerify: true, warn: (m) => log.warn(m) });
   try {
+    // A tree with a network namespace of its own had it locked whole, inside: the lock is in
+    // its saved rules, and went with the namespace, unless a restore joins it (--join-ns net).
+    const inv = imgs.one(IMG.INVENTORY);
+    const root = imgs.all(IMG.PSTREE)[0]?.entry.pid;
+    const rootNet = root === undefined ? undefined : imgs.one(IMG.IDS, root).net_ns_id;
+    if (rootNet !== undefined && rootNet !== inv.root_ids?.net_ns_id && lockMethodOf(inv.network_lock_method) !== 'skip') {
+      out(
+        `the dump in ${dir} locked the tree's own network namespace as a whole: the lock is in that namespace, which a restore with --join-ns net unlocks`,
+      );
+      return 0;
+    }
     const spec = restoreLock(
-      imgs.one(IMG.INVENTORY),
+      inv,
       imgs.all(IMG.FILES).flatMap(({ entry }) => (entry.isk ? [entry.isk] : [])),
     );
     if (!spec || spec.method === 'skip') {

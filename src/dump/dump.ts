@@ -25,13 +25,13 @@ import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
-import { dumpNamespaces, nsPid, checkMntns, inNetOf, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
+import { dumpNamespaces, nsPid, checkMntns, inNetOf, savesNetns, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { CgroupDump } from '../resources/cgroups.ts';
 import { checkClaims, checkInjectedClaims } from './claims.ts';
 import { DumpJournal } from './journal.ts';
-import { lockMethodCode } from '../resources/net/netlock.ts';
+import { lockMethodCode, lockTreeNetns } from '../resources/net/netlock.ts';
 import { prestartGuard } from '../resources/net/tcp.ts';
 import type { Logger } from '../resources/types.ts';
 import { step, debugOn, ms } from '../log.ts';
@@ -469,6 +469,9 @@ function collectAndWrite(
       addEntry: (kind, ...a) => imgs.add(kind, ...a),
     },
   };
+  // A network namespace the tree owns is locked whole before any of it is saved (CRIU's order).
+  if (shared.netRoot !== undefined && savesNetns(shared.netRoot, req.net))
+    shared.fileCtx.netnsLock = lockTreeNetns(shared.netRoot, shared.fileCtx);
   const stats = { pagesWritten: 0, pagesScanned: 0, pagesSkippedParent: 0, memdumpMs: 0 };
   const writtenFdTables = new Set<number>();
   for (const t of tasks) {

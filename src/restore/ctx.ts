@@ -63,7 +63,8 @@ export interface Ctx {
   /** The fd kinds' work once every fd is open (RestoreFileCtx.beforeRelease). */
   releaseHooks: Array<() => void>;
   /** Remove the dump's network lock (before TCP repair goes off: its window probe must reach the peer). */
-  unlockNetwork: () => void;
+  /** Remove the dump's network lock; `done`: the tree is back (a lock of its whole namespace goes too). */
+  unlockNetwork: (done?: boolean) => void;
   /** How long FORKING took (stats-restore). */
   forkMs: number;
   cgroups: CgroupRestore;

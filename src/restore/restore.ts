@@ -37,7 +37,7 @@ import {
   namespacesAfterFiles,
 } from '../resources/ns/index.ts';
 import { CLONE, MS } from '../kernel/index.ts';
-import { restoreLock, releaseLock } from '../resources/net/tcp.ts';
+import { restoreLock, releaseLock, netnsLockOf } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
 import { plan, threadOf, type LivePlan } from './plan.ts';
@@ -169,9 +169,14 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
     throw new CriuError(
       `the images hold ${netLock.conns.length} TCP connection(s): restore them with --tcp-established (or --tcp-close); the network lock stays`,
     );
-  const unlockNet = (): void => {
+  // A network namespace of the tree's own came back (or was joined) with the dump's lock of it
+  // whole, which stands for every connection's (CRIU's): it goes once the tree is back.
+  const wholeNet = ns.ownNet && !req.net?.empty;
+  if (wholeNet) netLock = undefined;
+  const unlockNet = (done = false): void => {
     if (netLock) releaseLock(netLock, req.log, t0);
     netLock = undefined;
+    if (done && wholeNet && ctx?.rootHost) releaseLock(netnsLockOf(imgs.one(IMG.INVENTORY), ctx.rootHost), req.log, t0);
   };
   try {
     cgroups.prepare();
@@ -348,7 +353,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     }
   },
   SEAL: (ctx) => {
-    ctx.unlockNetwork();
+    ctx.unlockNetwork(true);
     for (const fn of ctx.releaseHooks.splice(0)) fn();
     for (const l of liveTasks(ctx)) if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);

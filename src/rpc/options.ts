@@ -56,7 +56,6 @@ const REFUSED_LIST = [
   'enable_fs',
   'unix_sk_ino',
   'irmap_scan_paths',
-  'join_ns',
   'cgroup_dump_controller',
 ] as const satisfies readonly (keyof CriuOpts)[];
 const REFUSED_SET = [
@@ -85,6 +84,7 @@ const CHECKED = [
   'config_file',
   'rst_sibling',
   'inherit_fd',
+  'join_ns',
 ] as const satisfies readonly (keyof CriuOpts)[];
 const HONOURED = [
   'images_dir_fd',
@@ -171,6 +171,8 @@ export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', m
   if (mode === 'service' && opts.inherit_fd.length) throw new CriuError('inherit_fd is not allowed in standalone service', EBADRQC);
   for (const f of REFUSED_BOOL) if (opts[f]) refuse(f);
   for (const f of REFUSED_LIST) if (opts[f].length) refuse(f);
+  // Only a network namespace is joined (--join-ns net:PATH).
+  for (const j of opts.join_ns) if (kind !== 'restore' || j.ns !== 'net' || j.extra_opt) refuse(`join_ns ${j.ns}`);
   for (const f of REFUSED_SET) if (opts[f] !== undefined) refuse(f);
   if (opts.cpu_cap !== undefined && opts.cpu_cap !== DEFAULT_CPU_CAP) refuse('cpu_cap');
   if (opts.network_lock !== undefined && !RPC_LOCK_METHODS[opts.network_lock]) refuse(`network_lock ${opts.network_lock}`);

@@ -7,6 +7,7 @@ import { LevelLogger } from '../log.ts';
 import { setRecvTimeout, waitpid, SysError, memTrackWorks } from '../kernel/index.ts';
 import { checkNamespaces } from '../resources/task/index.ts';
 import type { NetOptions } from '../resources/ns/index.ts';
+import { joinNetPath } from '../resources/ns/types.ts';
 import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
 import { runCheck } from '../cli/check.ts';
@@ -268,7 +269,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
   },
 };
 
-/** empty_ns (runc sends CLONE_NEWNET), `net[INODE]:KEY` externals and the namespaces given as inherit_fd. */
+/** empty_ns (runc sends CLONE_NEWNET), `net[INODE]:KEY` externals, the namespaces given as inherit_fd, join_ns net. */
 function rpcNet(opts: CriuOpts): NetOptions {
   const external = new Map<string, string>();
   for (const x of opts.external) {
@@ -277,7 +278,8 @@ function rpcNet(opts: CriuOpts): NetOptions {
   }
   // inherit_fd keys that name no file: a network namespace given by the client (runc's extRootNetNS).
   const inherit = new Map(opts.inherit_fd.filter((i) => /^\w+$/.test(i.key)).map((i) => [i.key, i.fd]));
-  return { empty: ((opts.empty_ns ?? 0) & 0x40000000) !== 0, external, inherit };
+  const join = opts.join_ns.find((j) => j.ns === 'net')?.ns_file;
+  return { empty: ((opts.empty_ns ?? 0) & 0x40000000) !== 0, external, inherit, ...(join ? { join: joinNetPath(join) } : {}) };
 }
 
 /**

@@ -42,6 +42,8 @@ test('fields criu-ts does not implement are refused by name', () => {
     [{ network_lock: 7 }, 'network_lock 7'],
     [{ manage_cgroups_mode: 9 }, 'manage_cgroups_mode 9'],
     [{ status_fd: 5 }, 'status_fd'],
+    [{ join_ns: [{ ns: 'uts', ns_file: '/run/uts' }] }, 'join_ns uts'],
+    [{ join_ns: [{ ns: 'net', ns_file: '/run/netns/x' }] }, 'join_ns net'],
   ];
   for (const [o, name] of cases)
     assert.equal(
@@ -56,6 +58,8 @@ test('fields criu-ts does not implement are refused by name', () => {
     refusal(() => screenOpts({ ...empty(), empty_ns: 0x20000 }, 'dump', 'swrk')),
     /only CLONE_NEWNET/,
   );
+  // join_ns of a network namespace is honoured at restore (--join-ns net:PATH).
+  screenOpts({ ...empty(), join_ns: [{ ns: 'net', ns_file: '/run/netns/x' }] }, 'restore', 'swrk');
   // root and ext_mnt are honoured: --root and --ext-mount-map of the mount namespace.
   screenOpts({ ...empty(), root: '/tmp/rootfs', ext_mnt: [{ key: '/a', val: '/b' }] }, 'restore', 'swrk');
   const m = mountsOf({ ...empty(), root: '/tmp/rootfs/', ext_mnt: [{ key: 'K', val: '/host/p' }] });

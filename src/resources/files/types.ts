@@ -50,6 +50,8 @@ export interface DumpFileCtx {
   tcp: TcpMode;
   /** This dump's id (inventory.dump_criu_run_id): it names the network lock's table. */
   runId: string;
+  /** The lock of the tree's own network namespace as a whole, which stands for every connection's. */
+  netnsLock?: import('../net/netlock.ts').LockSpec;
   /** The network lock as it stands, before each change: for the journal and the inventory. */
   recordLock(spec: import('../net/netlock.ts').LockSpec): void;
   /** Sockets about to go into TCP repair mode, for the journal. */

@@ -19,43 +19,57 @@ export interface DiagMsg {
   attrs: Map<number, Buffer>;
 }
 
-/** Every socket a SOCK_DIAG_BY_FAMILY dump request (`body`, after the netlink header) lists. */
-export function diagDump(body: Buffer, msgLen: number): DiagMsg[] {
-  const fd = sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, NETLINK_SOCK_DIAG);
-  const out: DiagMsg[] = [];
+/**
+ * Every message (header included) a netlink dump request of `type` answers with, on a socket of
+ * `protocol` in criu-ts's network namespace; `body` follows the request's header.
+ */
+export function netlinkDump(protocol: number, type: number, body: Buffer): Buffer[] {
+  const fd = sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, protocol);
+  const out: Buffer[] = [];
   try {
     const req = Buffer.alloc(MSG_HDR + body.length);
     req.writeUInt32LE(req.length, 0);
-    req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
+    req.writeUInt16LE(type, 4);
     req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
     body.copy(req, MSG_HDR);
-    if (sock.sendRaw(fd, req, 0) !== req.length) throw new Error('sock_diag: short request');
-    const buf = Buffer.alloc(64 * 1024);
+    if (sock.sendRaw(fd, req, 0) !== req.length) throw new Error(`netlink ${protocol}: short request`);
+    const buf = Buffer.alloc(256 * 1024);
     for (;;) {
       const n = sock.recvRaw(fd, buf, 0);
-      if (n < 0) throw new Error(`sock_diag: recv failed (errno ${-n})`);
+      if (n < 0) throw new Error(`netlink ${protocol}: recv failed (errno ${-n})`);
       for (let off = 0; off + MSG_HDR <= n; ) {
         const len = buf.readUInt32LE(off),
-          type = buf.readUInt16LE(off + 4);
-        if (type === NLMSG_DONE) return out;
-        if (type === NLMSG_ERROR) throw new Error(`sock_diag: error ${-buf.readInt32LE(off + MSG_HDR)}`);
-        if (len < MSG_HDR + msgLen) throw new Error(`sock_diag: short message of ${len} bytes`);
-        const at = off + MSG_HDR;
-        const attrs = new Map<number, Buffer>();
-        for (let a = at + msgLen; a + 4 <= off + len; ) {
-          const alen = buf.readUInt16LE(a),
-            atype = buf.readUInt16LE(a + 2) & 0x3fff;
-          if (alen < 4) break;
-          attrs.set(atype, Buffer.from(buf.subarray(a + 4, a + alen)));
-          a += (alen + 3) & ~3;
+          t = buf.readUInt16LE(off + 4);
+        if (t === NLMSG_DONE) return out;
+        if (t === NLMSG_ERROR) {
+          const err = -buf.readInt32LE(off + MSG_HDR);
+          if (err === 0) return out;
+          throw new Error(`netlink ${protocol}: error ${err}`);
         }
-        out.push({ msg: Buffer.from(buf.subarray(at, at + msgLen)), attrs });
+        if (len < MSG_HDR || off + len > n) throw new Error(`netlink ${protocol}: a message of ${len} bytes`);
+        out.push(Buffer.from(buf.subarray(off, off + len)));
         off += (len + 3) & ~3;
       }
     }
   } finally {
     close(fd);
   }
+}
+
+/** Every socket a SOCK_DIAG_BY_FAMILY dump request (`body`, after the netlink header) lists. */
+export function diagDump(body: Buffer, msgLen: number): DiagMsg[] {
+  return netlinkDump(NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, body).map((m) => {
+    if (m.length < MSG_HDR + msgLen) throw new Error(`sock_diag: short message of ${m.length} bytes`);
+    const attrs = new Map<number, Buffer>();
+    for (let a = MSG_HDR + msgLen; a + 4 <= m.length; ) {
+      const alen = m.readUInt16LE(a),
+        atype = m.readUInt16LE(a + 2) & 0x3fff;
+      if (alen < 4) break;
+      attrs.set(atype, Buffer.from(m.subarray(a + 4, a + alen)));
+      a += (alen + 3) & ~3;
+    }
+    return { msg: Buffer.from(m.subarray(MSG_HDR, MSG_HDR + msgLen)), attrs };
+  });
 }
 
 const INET_DIAG_SHUTDOWN = 8;

@@ -6,7 +6,10 @@
 // inventory.dump_criu_run_id) with sets of 4-tuples, or one iptables/ip6tables rule pair per
 // connection. Packets marked 0xC114 (soccr's forged FIN) pass.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import type { Endpoint } from '../../soccr/index.ts';
+import type { Logger } from '../types.ts';
+import type { DumpFileCtx } from '../files/types.ts';
 
 export type LockMethod = 'iptables' | 'nftables' | 'skip';
 /** inventory.network_lock_method (CRIU's NETWORK_LOCK_METHOD). */
@@ -33,6 +36,11 @@ export interface LockSpec {
   /** The nftables table (inet family). */
   table: string;
   conns: LockedConn[];
+  /**
+   * A lock of a whole network namespace, the tree's own (CRIU's for a tree with a network
+   * namespace): a task in it and the namespace's /proc link, to tell a reused pid.
+   */
+  netns?: { pid: number; link: string };
 }
 
 /** CRIU names the table in a 32-byte buffer: "inet CRIU-<run id>" cut to 31 characters. */
@@ -66,8 +74,15 @@ export const connName = (c: LockedConn): string =>
 /** Where the tools are, whatever PATH the caller has (the guardian runs with an empty environment). */
 const PATH = `${process.env.PATH ? `${process.env.PATH}:` : ''}/usr/sbin:/usr/bin:/sbin:/bin`;
 
-function run(cmd: string, args: string[], input: string): { ok: boolean; err: string } {
-  const r = spawnSync(cmd, args, { input, encoding: 'utf8', stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, PATH } });
+/** Run a tool, in the network namespace at `/proc/NETNS/ns/net` when given. */
+function run(cmd: string, args: string[], input: string, netns?: number): { ok: boolean; err: string } {
+  const argv = netns === undefined ? [cmd, ...args] : ['nsenter', `--net=/proc/${netns}/ns/net`, cmd, ...args];
+  const r = spawnSync(argv[0], argv.slice(1), {
+    input,
+    encoding: 'utf8',
+    stdio: ['pipe', 'ignore', 'pipe'],
+    env: { ...process.env, PATH },
+  });
   if (r.error) return { ok: false, err: `${cmd}: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}` };
   return { ok: r.status === 0, err: `${cmd}: ${(r.stderr || `exit status ${r.status}`).trim().split('\n')[0]}` };
 }
@@ -150,6 +165,7 @@ export function lockConns(spec: LockSpec, conns: LockedConn[], create: boolean):
 /** Remove a lock. A rule or table already gone is no error; anything else is returned. */
 export function unlock(spec: LockSpec): string | undefined {
   if (spec.method === 'skip') return undefined;
+  if (spec.netns) return unlockNetns(spec, spec.netns);
   if (spec.method === 'nftables') {
     const r = run('nft', ['delete', 'table', 'inet', spec.table], '');
     return r.ok || /No such file or directory/.test(r.err) ? undefined : r.err;
@@ -195,4 +211,102 @@ export class DumpLock {
   ms(): string {
     return (performance.now() - this.t0).toFixed(1);
   }
+}
+
+/**
+ * CRIU's lock of a whole network namespace: everything in and out is dropped but soccr's
+ * marked packets, by an nftables table `inet CRIU-<run id>` whose input and output chains
+ * drop by policy, or an iptables/ip6tables chain CRIU jumped to from INPUT and OUTPUT.
+ */
+function netnsLockScript(spec: LockSpec): string {
+  if (spec.method === 'nftables') {
+    const t = `inet ${spec.table}`;
+    return (
+      `create table ${t}\n` +
+      ['output', 'input']
+        .map(
+          (hook) =>
+            `add chain ${t} ${hook} { type filter hook ${hook} priority 0; policy drop; }\nadd rule ${t} ${hook} meta mark ${MARK} accept\n`,
+        )
+        .join('')
+    );
+  }
+  return `*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n-A CRIU -m mark --mark ${MARK} -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n`;
+}
+
+const iptFamilies = (): Array<'iptables' | 'ip6tables'> => (fs.existsSync('/proc/sys/net/ipv6') ? ['iptables', 'ip6tables'] : ['iptables']);
+
+/** Is the namespace of the spec still the one that was locked? A reused pid's is not. */
+function reachable(ns: { pid: number; link: string }): boolean {
+  try {
+    return fs.readlinkSync(`/proc/${ns.pid}/ns/net`) === ns.link;
+  } catch {
+    return false;
+  }
+}
+
+/** Lock the whole network namespace of `pid`; throws with the tool's first line. */
+export function lockNetns(spec: LockSpec): void {
+  if (spec.method === 'skip' || !spec.netns) return;
+  const script = netnsLockScript(spec);
+  const tools = spec.method === 'nftables' ? [['nft', '-f', '-']] : iptFamilies().map((f) => [`${f}-restore`, '-w', '--noflush']);
+  for (const [cmd, ...args] of tools) {
+    const r = run(cmd, args, script, spec.netns.pid);
+    if (!r.ok) {
+      unlockNetns(spec, spec.netns);
+      throw new Error(`cannot lock the network namespace of ${spec.netns.pid} with ${spec.method}: ${r.err}`);
+    }
+  }
+}
+
+/** Undo lockNetns: a namespace gone, or a lock not there, is no error. */
+function unlockNetns(spec: LockSpec, ns: { pid: number; link: string }): string | undefined {
+  if (!reachable(ns)) return undefined;
+  if (spec.method === 'nftables') {
+    const r = run('nft', ['delete', 'table', 'inet', spec.table], '', ns.pid);
+    return r.ok || /No such file or directory/.test(r.err) ? undefined : r.err;
+  }
+  for (const f of iptFamilies()) {
+    const restore = (body: string) => run(`${f}-restore`, ['-w', '--noflush'], `*filter\n:CRIU - [0:0]\n${body}COMMIT\n`, ns.pid);
+    // Each jump on its own: a batch fails whole when one of them is already gone.
+    for (const chain of ['INPUT', 'OUTPUT'])
+      while (run(f, ['-w', '-C', chain, '-j', 'CRIU'], '', ns.pid).ok) if (!restore(`-D ${chain} -j CRIU\n`).ok) break;
+    if (run(f, ['-w', '-n', '-L', 'CRIU'], '', ns.pid).ok) {
+      const r = restore('-X CRIU\n');
+      if (!r.ok) return r.err;
+    }
+  }
+  return undefined;
+}
+
+/** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
+let probed: LockMethod | undefined;
+export const defaultLockMethod = (): LockMethod => (probed ??= lockAvailable('nftables') ? 'nftables' : 'iptables');
+
+const say = (log: Logger, msg: string): void => (log.always ? log.always(msg) : log.info(msg));
+
+/**
+ * Lock the network namespace the tree owns (`pid` is in it) as a whole, as CRIU does, before
+ * any of it is saved: the lock is then part of its saved rules, and the restore removes it. A
+ * dump that fails or leaves the tree running removes it at its end.
+ */
+export function lockTreeNetns(pid: number, ctx: DumpFileCtx): LockSpec | undefined {
+  const method = ctx.tcp.networkLock ?? defaultLockMethod();
+  const spec: LockSpec = { method, table: tableOf(ctx.runId), conns: [], netns: { pid, link: fs.readlinkSync(`/proc/${pid}/ns/net`) } };
+  ctx.recordLock(spec);
+  if (method === 'skip') return undefined;
+  const t0 = performance.now();
+  lockNetns(spec);
+  ctx.log.info(
+    `network namespace of ${pid} locked with ${method}${method === 'nftables' ? ` (table inet ${spec.table})` : ' (chain CRIU)'}`,
+  );
+  ctx.atEnd((how) => {
+    const ms = (performance.now() - t0).toFixed(1);
+    if (how === 'killed')
+      return say(ctx.log, `network namespace lock kept (${ms} ms in the dump): it is in the saved rules, the restore removes it`);
+    const err = unlock(spec);
+    if (err) ctx.log.error(`cannot unlock the network namespace: ${err}`);
+    say(ctx.log, `network namespace locked for ${ms} ms`);
+  });
+  return spec;
 }

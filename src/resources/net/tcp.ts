@@ -10,18 +10,9 @@ import { RepairGuard } from '../../soccr/guard.ts';
 import type { DumpFileCtx, RestoreFileCtx } from '../files/types.ts';
 import { inetDiag } from './diag.ts';
 import { socketHolders } from './sockfd.ts';
-import {
-  DumpLock,
-  connOf,
-  lockAvailable,
-  lockMethodOf,
-  tableOf,
-  unlock,
-  type LockMethod,
-  type LockedConn,
-  type LockSpec,
-} from './netlock.ts';
+import { DumpLock, connOf, defaultLockMethod, lockMethodOf, tableOf, unlock, type LockedConn, type LockSpec } from './netlock.ts';
 import type { Message } from '../types.ts';
+export { defaultLockMethod } from './netlock.ts';
 import { CriuError } from '../../errors.ts';
 
 const { SOL, SO } = sock;
@@ -67,10 +58,6 @@ export const isConnection = (state: number): boolean => state !== soccr.TCP_STAT
  */
 export const repaired = (state: number, dstPort: number): boolean =>
   isConnection(state) || (state === soccr.TCP_STATE.CLOSE && dstPort !== 0);
-
-let probed: LockMethod | undefined;
-/** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
-export const defaultLockMethod = (): LockMethod => (probed ??= lockAvailable('nftables') ? 'nftables' : 'iptables');
 
 /** A guardian started ahead (prestartGuard) that no connection has taken yet. */
 let early: RepairGuard | undefined;
@@ -136,8 +123,6 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
   ts.guard = g;
   ctx.log.debug(`TCP repair guardian: pid ${g.pid}`);
   ctx.atEnd((how) => g.done(how === 'killed'));
-  // While the guardian starts: which lock, and the connections (noteAll waits for it).
-  const method = ctx.tcp.networkLock ?? defaultLockMethod();
   ctx.atEnd((how) => {
     const lock = ts.lock;
     if (lock && how === 'killed') {
@@ -157,6 +142,14 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
       }
     }
   });
+  if (ctx.netnsLock) {
+    // The namespace is locked as a whole: the guardian removes that lock if criu-ts dies.
+    g.extra(JSON.stringify(ctx.netnsLock));
+    noteAll(treeConnections(ctx.treePids), g, ts, ctx);
+    return;
+  }
+  // While the guardian starts: which lock, and the connections (noteAll waits for it).
+  const method = ctx.tcp.networkLock ?? defaultLockMethod();
   const lock = new DumpLock(method, ctx.runId, (spec) => {
     ctx.recordLock(spec);
     g.extra(JSON.stringify(spec));
@@ -280,6 +273,16 @@ export function restoreLock(inv: Message<'inventory_entry'>, entries: Array<Mess
     });
   if (!conns.length) return undefined;
   return { method: lockMethodOf(inv.network_lock_method), table: tableOf(inv.dump_criu_run_id ?? ''), conns };
+}
+
+/** The lock a dump left on the whole network namespace of the tree, which `root` is in now. */
+export function netnsLockOf(inv: Message<'inventory_entry'>, root: number): LockSpec {
+  return {
+    method: lockMethodOf(inv.network_lock_method),
+    table: tableOf(inv.dump_criu_run_id ?? ''),
+    conns: [],
+    netns: { pid: root, link: fs.readlinkSync(`/proc/${root}/ns/net`) },
+  };
 }
 
 /** Remove the dump's lock in a restore that started at `t0`. */

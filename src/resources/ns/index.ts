@@ -29,7 +29,8 @@ import { CLONE } from '../../kernel/index.ts';
 
 export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut, NetOptions } from './types.ts';
 export { nsPid } from './pid.ts';
-export { inNetOf } from './net.ts';
+export { inNetOf, savesNetns } from './net.ts';
+export { joinNetPath } from './types.ts';
 export { checkMntns, mountNamespaces, type MountOptions } from './mnt.ts';
 
 const refused = (name: NsName, cflag: number, why: string): NsKind => ({

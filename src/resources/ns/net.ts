@@ -1,15 +1,18 @@
-// Network namespace: its links (netdev-N.img), addresses and routes (ifaddr-, route-,
-// route6-N.img: the raw output of `ip addr|route save`, as CRIU keeps them) and netns-N.img.
-// Only the loopback is restored: any other link refuses the dump. `ip` runs in the
-// namespace through nsenter (criu-ts's own threads stay home).
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+// Network namespace: its links (netdev-N.img), addresses, routes and rules (ifaddr-, route-,
+// route6-, rule-N.img: the raw output of `ip addr|route|rule save`, as CRIU keeps them),
+// netns-N.img, its netfilter rulesets (netfilter.ts) and conntrack table (conntrack.ts). Only
+// the loopback is restored: any other link refuses the dump. The tools run in the namespace
+// through nsenter (criu-ts's own threads stay home).
 import fs from 'node:fs';
-import { CLONE, MFD, inNamespaces, memfdCreate } from '../../kernel/index.ts';
+import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG, type MessageInput } from '../../images/index.ts';
-import type { NsKind, NetOptions, NsImagesIn } from './types.ts';
+import type { NsKind, NetOptions, NsImagesIn, NsRestoreCtx } from './types.ts';
 import { pullFd } from '../mm/index.ts';
 import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
+import { failure, runInNet } from './nstool.ts';
+import { dumpConntrack, restoreConntrack } from './conntrack.ts';
+import { dumpNetfilter, netfilterRefusal, netfilterRestoreRefusal, restoreNetfilter } from './netfilter.ts';
 
 const ND_LOOPBACK = 1;
 const IFF: Record<string, number> = {
@@ -36,30 +39,11 @@ export function inNetOf<T>(pid: number | undefined, fn: () => T): T {
   return pid === undefined ? fn() : inNamespaces(pid, CLONE.NEWNET, fn);
 }
 
-/**
- * Run `ip ARGS` in the network namespace of `pid`; its output. `input` goes in through a
- * memfd: `ip route restore` seeks in its input.
- */
+/** Run `ip ARGS` in the network namespace of `pid`; its output. */
 function ip(pid: number, args: string[], input?: Buffer): Buffer {
-  let fd: number | undefined;
-  if (input) {
-    fd = memfdCreate('criu-ts-ip', MFD.CLOEXEC);
-    fs.writeSync(fd, input, 0, input.length, 0);
-  }
-  let r: SpawnSyncReturns<Buffer>;
-  try {
-    r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', ...args], {
-      stdio: [fd ?? 'ignore', 'pipe', 'pipe'],
-      maxBuffer: 1 << 28,
-    });
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-  if (r.error) throw new CriuError(`cannot run ip ${args.join(' ')} in the network namespace of ${pid}: ${r.error.message}`);
-  if (r.status !== 0)
-    throw new CriuError(
-      `ip ${args.join(' ')} in the network namespace of ${pid} failed: ${r.stderr.toString().trim() || `status ${r.status}`}`,
-    );
+  const r = runInNet(pid, 'ip', args, input);
+  const why = failure(r);
+  if (why) throw new CriuError(`ip ${args.join(' ')} in the network namespace of ${pid} failed: ${why}`);
   return r.stdout;
 }
 
@@ -92,29 +76,22 @@ function externalKey(pid: number, net?: NetOptions): string | undefined {
   return ino === undefined ? undefined : net?.external?.get(ino);
 }
 
+/** Is the network namespace of `pid` saved whole (neither left empty nor external)? */
+export const savesNetns = (pid: number, net?: NetOptions): boolean => !net?.empty && externalKey(pid, net) === undefined;
+
 /** netns-N.img's entry; none (CRIU with --empty-ns net) is an empty namespace's. */
 function netnsEntry(imgs: NsImagesIn, id: number): { ext_key?: string } {
   return imgs.all(IMG.NETNS, id)[0]?.entry ?? {};
 }
 
-/**
- * What netfilter holds in the network namespace of `pid`, as its own tools show it: nftables
- * tables (iptables of Debian 12 is nft-based) and legacy iptables rules or non-ACCEPT chain
- * policies. A tool that is not installed shows nothing. undefined: nothing to lose.
- */
-function netfilterRules(pid: number): string | undefined {
-  const inNs = (cmd: string, args: string[]): string => {
-    const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, cmd, ...args], { encoding: 'utf8' });
-    return r.status === 0 ? r.stdout : '';
-  };
-  const table = /^table (\S+ \S+)/m.exec(inNs('nft', ['list', 'tables']));
-  if (table) return `the nftables table ${table[1]}`;
-  for (const tool of ['iptables-legacy-save', 'ip6tables-legacy-save']) {
-    const out = inNs(tool, []);
-    const rule = /^-A .*$/m.exec(out) ?? /^:\S+ (DROP|REJECT)\b.*$/m.exec(out);
-    if (rule) return `the ${tool.replace('-save', '')} rule "${rule[0]}"`;
+/** The root joins the namespace of one of criu-ts's fds, pulled into it. */
+function joinNet(stub: NsRestoreCtx['stub'], own: number): void {
+  const fd = pullFd(stub, own);
+  try {
+    stub.syscall('setns', fd, CLONE.NEWNET);
+  } finally {
+    stub.syscallRaw('close', fd);
   }
-  return undefined;
 }
 
 export const netNs: NsKind = {
@@ -125,9 +102,7 @@ export const netNs: NsKind = {
     const other = links(root).filter((l) => l.link_type !== 'loopback');
     if (other.length)
       return `network device ${other[0].ifname} (${other[0].link_type}) in its network namespace: only the loopback is saved yet`;
-    const rules = netfilterRules(root);
-    if (rules) return `${rules} in its network namespace: netfilter rules are not saved yet`;
-    return undefined;
+    return netfilterRefusal(root);
   },
   dump: ({ pid, id, imgs, log, net }) => {
     // An external namespace is only named; an empty one (runc's) is saved as nothing, as by CRIU.
@@ -151,9 +126,20 @@ export const netNs: NsKind = {
     imgs.raw(IMG.IFADDR, ip(pid, ['addr', 'save']), id);
     imgs.raw(IMG.ROUTE, ip(pid, ['-4', 'route', 'save', 'table', 'main']), id);
     imgs.raw(IMG.ROUTE6, ip(pid, ['-6', 'route', 'save', 'table', 'main']), id);
+    imgs.raw(IMG.RULE, ip(pid, ['rule', 'save']), id);
+    dumpNetfilter(pid, id, imgs, log);
+    dumpConntrack(pid, id, imgs, log);
     log.info(`network namespace ${id}: ${ls.map((l) => l.ifname).join(', ')} to netdev-${id}.img, addresses and routes`);
   },
   restoreRefusal: ({ id, imgs, net }) => {
+    if (net?.join) {
+      try {
+        fs.closeSync(fs.openSync(net.join, 'r'));
+      } catch (e) {
+        return `--join-ns net:${net.join}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+      }
+      return undefined;
+    }
     // CRIU writes no netns-N.img for runc's empty_ns: an empty namespace.
     const ns = netnsEntry(imgs, id);
     if (ns.ext_key !== undefined)
@@ -164,19 +150,23 @@ export const netNs: NsKind = {
     for (const { entry } of imgs.all(IMG.NETDEV, id))
       if (entry.type !== ND_LOOPBACK)
         return `netdev-${id}.img: device ${entry.name} of type ${entry.type}: only the loopback is restored yet`;
-    return undefined;
+    return netfilterRestoreRefusal(id, imgs);
   },
-  cloneFlag: ({ id, imgs }) => (netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
+  cloneFlag: ({ id, imgs, net }) => (net?.join === undefined && netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
   restore: ({ pid, id, imgs, log, net, stub }) => {
+    if (net?.join) {
+      const own = fs.openSync(net.join, 'r');
+      try {
+        joinNet(stub, own);
+      } finally {
+        fs.closeSync(own);
+      }
+      log.info(`network namespace ${id}: ${net.join} joined (--join-ns), its contents left as they are`);
+      return;
+    }
     const ns = netnsEntry(imgs, id);
     if (ns.ext_key !== undefined) {
-      // The root joins the namespace it is given: one of criu-ts's fds, pulled into the root.
-      const fd = pullFd(stub, net!.inherit!.get(ns.ext_key)!);
-      try {
-        stub.syscall('setns', fd, CLONE.NEWNET);
-      } finally {
-        stub.syscallRaw('close', fd);
-      }
+      joinNet(stub, net!.inherit!.get(ns.ext_key)!);
       log.info(`network namespace ${id}: the external ${ns.ext_key} joined`);
       return;
     }
@@ -205,6 +195,15 @@ export const netNs: NsKind = {
       const data = imgs.raw(kind, id);
       if (data && data.length > 4) ip(pid, [...args], data);
     }
-    log.info(`network namespace ${id}: links, addresses and routes restored`);
+    // The saved rules hold the defaults a new namespace is born with: those go first (CRIU's way).
+    const rules = imgs.raw(IMG.RULE, id);
+    if (rules && rules.length > 4) {
+      ip(pid, ['rule', 'flush']);
+      ip(pid, ['rule', 'delete', 'table', 'local']);
+      ip(pid, ['rule', 'restore'], rules);
+    }
+    restoreNetfilter(pid, id, imgs, log);
+    restoreConntrack(pid, id, imgs, log);
+    log.info(`network namespace ${id}: links, addresses, routes and rules restored`);
   },
 };

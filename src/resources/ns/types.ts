@@ -22,12 +22,17 @@ export interface NetOptions {
   external?: Map<string, string>;
   /** Restore: key → an fd of criu-ts's. */
   inherit?: Map<string, number>;
+  /** Restore (--join-ns net:PATH): the existing namespace the root joins; its contents are not restored. */
+  join?: string;
   /**
    * Restore of an empty one: its loopback up. runc asks for empty_ns because it manages no
    * device, yet gives every new network namespace its loopback up itself, but not at restore.
    */
   loopbackUp?: boolean;
 }
+
+/** The namespace file --join-ns net:X names: X itself, or that of the process X. */
+export const joinNetPath = (x: string): string => (/^\d+$/.test(x) ? `/proc/${x}/ns/net` : x);
 
 /** The names of /proc/PID/ns/ that task_kobj_ids_entry keeps (`<name>_ns_id`). */
 export type NsName = 'pid' | 'net' | 'ipc' | 'uts' | 'mnt' | 'user' | 'cgroup' | 'time';

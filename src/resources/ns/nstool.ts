@@ -1,0 +1,40 @@
+// Network tools (ip, iptables-save, nft...) run in a process's network namespace through
+// nsenter: criu-ts's own threads stay home. Input goes in through a memfd (`ip route restore`
+// seeks in it).
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import fs from 'node:fs';
+import { MFD, memfdCreate } from '../../kernel/index.ts';
+
+/** Where the tools are, whatever PATH criu-ts was given. */
+const PATH = `${process.env.PATH ? `${process.env.PATH}:` : ''}/usr/sbin:/usr/bin:/sbin:/bin`;
+
+/** Run `cmd ARGS` in the network namespace of `pid` (or at the namespace file `netns`). */
+export function runInNet(netns: number | string, cmd: string, args: string[], input?: Buffer): SpawnSyncReturns<Buffer> {
+  let fd: number | undefined;
+  if (input) {
+    fd = memfdCreate(`criu-ts-${cmd}`, MFD.CLOEXEC);
+    fs.writeSync(fd, input, 0, input.length, 0);
+  }
+  const at = typeof netns === 'number' ? `/proc/${netns}/ns/net` : netns;
+  try {
+    return spawnSync('nsenter', [`--net=${at}`, cmd, ...args], {
+      stdio: [fd ?? 'ignore', 'pipe', 'pipe'],
+      maxBuffer: 1 << 28,
+      env: { ...process.env, PATH },
+    });
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** A failed run's reason, in one line: the tool's first line of errors, or its exit status. */
+export function failure(r: SpawnSyncReturns<Buffer>): string | undefined {
+  if (r.error) return (r.error as NodeJS.ErrnoException).code ?? r.error.message;
+  if (r.status === 0) return undefined;
+  const err = r.stderr.toString().trim().split('\n')[0];
+  return err || (r.status === null ? `killed by ${r.signal}` : `exit status ${r.status}`);
+}
+
+/** Is `cmd` runnable here (criu-ts's namespace)? */
+export const hasTool = (cmd: string, args: string[] = ['--version']): boolean =>
+  spawnSync(cmd, args, { stdio: 'ignore', env: { ...process.env, PATH } }).status === 0;
