@@ -1,0 +1,60 @@
+/**
+ * TCP connections of a tree in a network namespace of its own, both ends in the tree (in two
+ * processes, restored one after the other): the network lock is in that namespace at the
+ * dump, and in the one the restore makes before any socket, so that a restored half-closed
+ * end answering the peer's FIN sent again finds its peer locked out, not missing (a reset).
+ * The processes check both streams and their ends after the restore.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { e2e, startTarget, killAndReap, waitExit, waitForLine, readLines, SLOW } from '../lib/proc.ts';
+import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { readMessages } from '../../src/images/index.ts';
+import { workload } from '../lib/workloads.ts';
+
+const inNet = (pid: number, cmd: string[]): string => execFileSync('nsenter', ['-t', String(pid), '-n', ...cmd], { encoding: 'utf8' });
+
+for (const [family, method] of [
+  ['IPv4', 'nftables'],
+  ['IPv6', 'iptables'],
+] as const) {
+  e2e(
+    `both ends of a half-closed ${family} connection in the tree's own network namespace survive dump + restore under the ${method} lock`,
+    async (c) => {
+      const port = 8000 + (process.pid % 1000);
+      const w = [workload('tcpinner'), String(port), ...(family === 'IPv6' ? ['v6'] : [])];
+      const t = startTarget(['unshare', '--net', 'sh', '-c', `ip link set lo up && exec ${w.join(' ')}`], {
+        logFile: join(c.dir, 'inner.log'),
+        execs: w,
+      });
+      try {
+        await waitForLine(t.log, /^ready/);
+        const states = inNet(t.pid, ['ss', '-Htan']);
+        assert.match(states, /FIN-WAIT-2/, states);
+        assert.match(states, /CLOSE-WAIT/, states);
+        const img = c.subdir('img');
+        dumpAndReap(t.pid, img, ['--tcp-established', '--network-lock', method]);
+        const inv = readMessages(join(img, 'inventory.img'), 'inventory_entry')[0];
+        assert.equal(inv.network_lock_method, method === 'iptables' ? 0 : 1);
+        // Nothing of the lock in criu-ts's namespace: it was in the tree's, gone with it.
+        const table = `CRIU-${inv.dump_criu_run_id}`.slice(0, 26);
+        assert.doesNotMatch(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }), new RegExp(`${table}\n`));
+        assert.doesNotMatch(execFileSync('ip6tables', ['-w', '-S'], { encoding: 'utf8' }), new RegExp(`-port ${port}\\b`));
+        restoreDetached(img, t.pid, ['--tcp-established']);
+        // The restore removed the lock in the new namespace too.
+        assert.doesNotMatch(inNet(t.pid, ['nft', 'list', 'ruleset']), /CRIU|c114/i);
+        process.kill(t.pid, 'SIGUSR1');
+        const ex = await waitExit(t.pid, 20_000 * SLOW);
+        assert.deepEqual(
+          readLines(t.log).filter((l) => /^(BAD|ERR)/.test(l)),
+          [],
+        );
+        assert.equal(ex?.code, 0);
+        assert.ok(readLines(t.log).some((l) => l === 'ok rx=6000 tx=2000'));
+      } finally {
+        killAndReap(t.pid);
+      }
+    },
+  );
+}
