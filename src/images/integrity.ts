@@ -39,6 +39,11 @@ export interface Manifest {
   pages?: PagesEncoding;
   sealed?: boolean;
   files: Record<string, ManifestFile>;
+  /**
+   * Images written by a page server, not here: the page server's own manifest
+   * (PAGE_SERVER_MANIFEST, next to this one once the images are put together) must list them.
+   */
+  pageServer?: { files: string[] };
   mac?: string;
 }
 
@@ -47,6 +52,7 @@ export class ManifestBuilder {
   readonly digest: ChecksumKind;
   private readonly files: Record<string, ManifestFile> = {};
   pages?: PagesEncoding;
+  pageServer?: { files: string[] };
   /** The key of an encrypted dump: images are sealed, the manifest authenticated. */
   private readonly key?: Buffer;
 
@@ -78,7 +84,7 @@ export class ManifestBuilder {
     this.record(name, r.size, r.digest);
   }
 
-  write(dir: string): void {
+  write(dir: string, name = MANIFEST): void {
     const m: Manifest = {
       format: 'criu-ts-manifest',
       version: 1,
@@ -86,14 +92,15 @@ export class ManifestBuilder {
       ...(this.pages ? { pages: this.pages } : {}),
       ...(this.key ? { sealed: true } : {}),
       files: this.files,
+      ...(this.pageServer ? { pageServer: this.pageServer } : {}),
     };
     if (this.key) m.mac = manifestMac(this.key, m);
-    writeImageFile(path.join(dir, MANIFEST), JSON.stringify(m, null, 1) + '\n');
+    writeImageFile(path.join(dir, name), JSON.stringify(m, null, 1) + '\n');
   }
 }
 
-export function readManifest(dir: string): Manifest | undefined {
-  const file = path.join(dir, MANIFEST);
+export function readManifest(dir: string, name = MANIFEST): Manifest | undefined {
+  const file = path.join(dir, name);
   if (!fs.existsSync(file)) return undefined;
   let m: Manifest;
   const text = readImageFile(file).toString('utf8');
