@@ -1,1 +1,4 @@
-export async function runCpuinfo(): Promise<number> { return 1; }
+import type { Argv } from './argv.ts';
+export async function runCpuinfo(_a: Argv): Promise<number> {
+  return 1;
+}

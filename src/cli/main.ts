@@ -33,7 +33,18 @@ import type { TcpMode } from '../resources/files/types.ts';
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
 const UNSUPPORTED_COMMANDS = new Set(['lazy-pages', 'dedup', 'exec', 'show']);
 const RPC_COMMANDS = new Set(['swrk', 'service']);
-const COMMANDS = new Set(['dump', 'pre-dump', 'restore', 'check', 'network-unlock', 'crit', 'page-server', 'cpuinfo', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
+const COMMANDS = new Set([
+  'dump',
+  'pre-dump',
+  'restore',
+  'check',
+  'network-unlock',
+  'crit',
+  'page-server',
+  'cpuinfo',
+  ...RPC_COMMANDS,
+  ...UNSUPPORTED_COMMANDS,
+]);
 
 interface Opts {
   tree?: string;
@@ -505,9 +516,9 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) throw NotSupportedError.option(cmd);
     if (cmd === 'page-server') {
       setImageOpener(openBeneath);
-      return (await loadPageServer()).runPageServer({ ...parsed, args });
+      return await (await loadPageServer()).runPageServer({ ...parsed, args });
     }
-    if (cmd === 'cpuinfo') return (await loadCpuinfo()).runCpuinfo({ ...parsed, args });
+    if (cmd === 'cpuinfo') return await (await loadCpuinfo()).runCpuinfo({ ...parsed, args });
     if (cmd && RPC_COMMANDS.has(cmd)) {
       setChildSubreaper();
       setImageOpener(openBeneath);

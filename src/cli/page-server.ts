@@ -69,7 +69,8 @@ export function startPageServer(s: PageServerStart): { pid: number; port: number
     close(r);
   }
   const m = /^(\d+)\n/.exec(text);
-  if (!m || child.pid === undefined) throw new CriuError(`page server did not start${text ? `: ${text.trim()}` : ' (run it without -d to see why)'}`);
+  if (!m || child.pid === undefined)
+    throw new CriuError(`page server did not start${text ? `: ${text.trim()}` : ' (run it without -d to see why)'}`);
   child.unref();
   return { pid: child.pid, port: Number(m[1]) };
 }
@@ -102,7 +103,15 @@ export async function runPageServer(argv: Argv): Promise<number> {
   const workDir = path.resolve(dir, o.workDir ?? '.');
   const logFile = o.logFile && o.logFile !== '-' ? path.resolve(workDir, o.logFile) : undefined;
   if (o.daemon) {
-    const r = startPageServer({ dir, port, address: o.address, prevImagesDir: o.prevImagesDir, logFile, level: argv.level, detached: true });
+    const r = startPageServer({
+      dir,
+      port,
+      address: o.address,
+      prevImagesDir: o.prevImagesDir,
+      logFile,
+      level: argv.level,
+      detached: true,
+    });
     if (o.pidfile) writeImageFile(path.resolve(workDir, o.pidfile), `${r.pid}\n`);
     if (port === 0) process.stdout.write(`${r.port}\n`);
     return 0;
@@ -124,7 +133,8 @@ export async function runPageServer(argv: Argv): Promise<number> {
     return 0;
   } catch (e) {
     const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    log.error(msg);
+    // The caller prints the one line; the log file gets it too.
+    if (logFile) log.error(msg);
     if (o.readyFd !== undefined) {
       try {
         fs.writeSync(Number(o.readyFd), `error: ${msg}\n`);

@@ -173,7 +173,8 @@ export class ImageSet {
    * less is written here, so that a small task's dump never waits for a disk write.
    */
   private pagemapWriter(id: number | bigint, shmem: boolean, expect: number): PagemapOut {
-    if (this.opts.pageServer) return this.opts.pageServer.open(id, shmem, shmem ? imageFileName(IMG.SHMEM_PAGEMAP, id) : imageFileName(IMG.PAGEMAP, id));
+    if (this.opts.pageServer)
+      return this.opts.pageServer.open(id, shmem, shmem ? imageFileName(IMG.SHMEM_PAGEMAP, id) : imageFileName(IMG.PAGEMAP, id));
     const pagesId = ++this.pagesId;
     const enc = this.opts.pages?.compress || this.opts.pages?.key ? new PagesEncoder(this.opts.pages) : undefined;
     if (enc) this.encoders.push(enc);

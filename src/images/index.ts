@@ -69,6 +69,7 @@ export {
 export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.ts';
 export {
   MANIFEST,
+  PAGE_SERVER_MANIFEST,
   ManifestBuilder,
   readManifest,
   authenticateManifest,

@@ -22,6 +22,8 @@ import {
 export type { ManifestFile };
 
 export const MANIFEST = 'criu-ts-manifest.json';
+/** A page server's manifest of the files it wrote (src/migrate/page-server.ts), next to the dump's. */
+export const PAGE_SERVER_MANIFEST = 'criu-ts-manifest-page-server.json';
 
 export interface PagesEncoding {
   compress?: 'zstd';

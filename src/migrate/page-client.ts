@@ -112,7 +112,11 @@ export class RemotePagemap implements PageSink {
     // does not use it with a page server).
     if (flags > 0xffff) throw new CriuError(`page server: pagemap flags 0x${flags.toString(16)} do not fit CRIU's protocol`);
     const present = (flags & 4) !== 0;
-    this.queue.push({ header: encodeIov(PS.ADD_F, flags, BigInt(nrPages), vaddr, this.dst), left: present ? nrPages * PAGE : 0, sent: false });
+    this.queue.push({
+      header: encodeIov(PS.ADD_F, flags, BigInt(nrPages), vaddr, this.dst),
+      left: present ? nrPages * PAGE : 0,
+      sent: false,
+    });
     this.pump();
   }
 
@@ -149,4 +153,3 @@ export class RemotePagemap implements PageSink {
     if (short) throw new CriuError(`page server: the runs announce ${short} more bytes of page data than were sent`);
   }
 }
-

@@ -6,10 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CriuError } from '../errors.ts';
-import { ManifestBuilder, PagemapWriter, PE_LAZY, PE_PARENT, PE_PRESENT, imageFileName } from '../images/index.ts';
+import { ManifestBuilder, PAGE_SERVER_MANIFEST, PagemapWriter, PE_LAZY, PE_PARENT, PE_PRESENT, imageFileName } from '../images/index.ts';
 import { close, tcp } from '../kernel/index.ts';
 import type { Logger } from '../resources/types.ts';
-import { PAGE_SERVER_MANIFEST, PS, PS_IOV_SIZE, SERVER_PAGES_ID_BASE, decodeDst, decodeIov, type PsIov } from './protocol.ts';
+import { PS, PS_IOV_SIZE, SERVER_PAGES_ID_BASE, decodeDst, decodeIov, type PsIov } from './protocol.ts';
 
 const PAGE = 4096;
 const CHUNK = 1 << 20;
@@ -155,7 +155,9 @@ class Session {
     if (flags & ~(PE_PARENT | PE_LAZY | PE_PRESENT)) throw new Error(`bad pagemap flags 0x${flags.toString(16)}`);
     if (pi.nrPages === 0n || pi.nrPages > MAX_RUN_PAGES) throw new Error(`bad page count ${pi.nrPages} at 0x${pi.vaddr.toString(16)}`);
     if (flags & PE_PARENT && !this.hasParent(pi.dstId))
-      throw new Error(`pages at 0x${pi.vaddr.toString(16)} are said to be in the parent images, but there are none (page-server --prev-images-dir)`);
+      throw new Error(
+        `pages at 0x${pi.vaddr.toString(16)} are said to be in the parent images, but there are none (page-server --prev-images-dir)`,
+      );
     const w = this.cur!.w;
     const nr = Number(pi.nrPages);
     w.addRun(pi.vaddr, nr, flags);
@@ -164,7 +166,10 @@ class Session {
     while (left > 0) {
       const want = Math.min(left, CHUNK);
       const got = tcp.recvFull(this.sk, this.buf.subarray(0, want));
-      if (got < want) throw new Error(`the stream ends in the middle of page data at 0x${pi.vaddr.toString(16)} (${nr * PAGE - left + got} of ${nr * PAGE} bytes)`);
+      if (got < want)
+        throw new Error(
+          `the stream ends in the middle of page data at 0x${pi.vaddr.toString(16)} (${nr * PAGE - left + got} of ${nr * PAGE} bytes)`,
+        );
       w.writePages(this.buf.subarray(0, want));
       left -= want;
     }

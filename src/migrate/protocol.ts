@@ -68,6 +68,3 @@ export function decodeDst(dst: bigint): { id: bigint; shmem: boolean } | undefin
 
 /** Pages ids of a page server's pages-N.img start here (CRIU's up_page_ids_base), clear of a dump's own. */
 export const SERVER_PAGES_ID_BASE = 0x10001;
-
-/** The page server's checksum manifest of the files it wrote, next to the dump's own. */
-export const PAGE_SERVER_MANIFEST = 'criu-ts-manifest-page-server.json';

@@ -1,0 +1,258 @@
+/**
+ * The page server (src/migrate): CRIU 4.2's `dump --page-server` into `criu-ts page-server`,
+ * criu-ts's `dump --page-server` into CRIU's and into its own, each restored by CRIU and by
+ * criu-ts with every page checked inside the workload (dirtier's SIGUSR2). And what a page
+ * server does with garbage, a truncated stream and a client gone: one line, no images left.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import {
+  e2e,
+  startTarget,
+  assertOk,
+  assertCleanError,
+  adopt,
+  reap,
+  signal,
+  waitForLine,
+  readLines,
+  runCriu,
+  runCriuAsync,
+  SIGUSR1,
+  SIGUSR2,
+  type Target,
+} from '../lib/proc.ts';
+import { dump, restore, restoreDetached } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
+import { CRIU42 } from '../lib/runc.ts';
+
+const haveCriu = existsSync(CRIU42);
+
+async function verify(t: Target, n: number, what: string): Promise<void> {
+  const mark = readLines(t.log).length;
+  signal(t.pid, SIGUSR2);
+  const { line } = await waitForLine(t.log, new RegExp(`^verify=${n} `), 10_000, mark);
+  assert.equal(line, `verify=${n} ok`, `${what}: every word of every page`);
+}
+
+async function dirtier(c: { dir: string }): Promise<Target> {
+  const t = startTarget([workload('dirtier'), '16'], { logFile: join(c.dir, 'dirtier.log') });
+  await waitForLine(t.log, /^ready/, 5000);
+  signal(t.pid, SIGUSR1);
+  await waitForLine(t.log, /^dirtied=1$/, 5000);
+  return t;
+}
+
+const port = (): number => 20000 + Math.floor(Math.random() * 20000);
+
+/** Whether something listens on TCP port p (from /proc/net/tcp{,6}: state 0A). */
+function listening(p: number): boolean {
+  const hex = `:${p.toString(16).toUpperCase().padStart(4, '0')} `;
+  return ['/proc/net/tcp', '/proc/net/tcp6'].some((f) =>
+    readFileSync(f, 'latin1')
+      .split('\n')
+      .some((l) => l.includes(hex) && / 0A /.test(l) && l.trim().split(/\s+/)[1].endsWith(hex.trim())),
+  );
+}
+
+async function untilListening(p: number): Promise<void> {
+  for (let i = 0; i < 200 && !listening(p); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(listening(p), `a page server listens on ${p}`);
+}
+
+/** criu-ts page-server in the foreground (a child of the test), once it listens. */
+async function tsPageServer(dir: string, p: number) {
+  const ps = runCriuAsync(['page-server', '-D', dir, '--port', String(p), '-v4', '-o', 'page-server.log']);
+  await untilListening(p);
+  return ps;
+}
+
+/** CRIU 4.2's page-server -d: it returns once it listens. */
+function criuPageServer(dir: string, p: number): number {
+  const pidfile = join(dir, 'ps.pid');
+  const r = spawnSync(CRIU42, ['page-server', '-D', dir, '--port', String(p), '-d', '--pidfile', pidfile, '-v4', '-o', 'ps.log'], {
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, `CRIU page-server: ${r.stderr}`);
+  const pid = Number(readFileSync(pidfile, 'utf8').trim());
+  adopt(pid);
+  return pid;
+}
+
+/** Put the dump's local images next to the page data, as a migration copies them over. */
+function merge(from: string, to: string): void {
+  for (const f of readdirSync(from)) if (f.endsWith('.img') || f.endsWith('.json')) copyFileSync(join(from, f), join(to, f));
+}
+
+function criuRestore(dir: string, t: Target, logSize: number): void {
+  // CRIU checks that the log the task writes to has the size it had at the dump.
+  truncateSync(t.log, logSize);
+  const r = spawnSync(CRIU42, ['restore', '-D', dir, '-d', '--shell-job', '-v4', '-o', 'criu-restore.log'], { encoding: 'utf8' });
+  adopt(t.pid);
+  assert.equal(
+    r.status,
+    0,
+    `CRIU restore: ${r.stderr}\n${readFileSync(join(dir, 'criu-restore.log'), 'utf8').split('\n').slice(-15).join('\n')}`,
+  );
+}
+
+function kill(t: Target): void {
+  process.kill(t.pid, 'SIGKILL');
+  reap(t.pid);
+}
+
+e2e(
+  'CRIU 4.2 dumps into criu-ts page-server; CRIU and criu-ts restore it, every page intact',
+  async (c) => {
+    const t = await dirtier(c);
+    const local = c.subdir('local'),
+      remote = c.subdir('remote');
+    const p = port();
+    const ps = await tsPageServer(remote, p);
+    const d = spawnSync(
+      CRIU42,
+      [
+        'dump',
+        '-t',
+        String(t.pid),
+        '-D',
+        local,
+        '--shell-job',
+        '--page-server',
+        '--address',
+        '127.0.0.1',
+        '--port',
+        String(p),
+        '-v4',
+        '-o',
+        'dump.log',
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(d.status, 0, `CRIU dump: ${d.stderr}`);
+    reap(t.pid);
+    assertOk(await ps.done);
+    const logSize = readFileSync(t.log).length;
+    assert.ok(!readdirSync(local).some((f) => f.startsWith('pages-') || f.startsWith('pagemap-')), 'no page data stays with the dump');
+    assert.ok(existsSync(join(remote, `pagemap-${t.pid}.img`)) && existsSync(join(remote, 'pages-65537.img')), 'the page server wrote it');
+    assert.ok(existsSync(join(remote, 'criu-ts-manifest-page-server.json')), 'with a manifest of its own');
+    merge(local, remote);
+    // CRIU's dump has no manifest of its own: only --skip-verify restores it, with a warning.
+    assert.match(assertCleanError(restore(remote, ['-d', '--shell-job'])), /criu-ts-manifest\.json: missing/);
+    restoreDetached(remote, t.pid, ['--shell-job', '--skip-verify']);
+    await verify(t, 1, 'criu-ts');
+    kill(t);
+    criuRestore(remote, t, logSize);
+    await verify(t, 1, 'CRIU 4.2');
+    kill(t);
+  },
+  { skip: !haveCriu },
+);
+
+e2e(
+  "criu-ts dumps into CRIU 4.2's page-server; CRIU and criu-ts restore it",
+  async (c) => {
+    const t = await dirtier(c);
+    const local = c.subdir('local'),
+      remote = c.subdir('remote');
+    const p = port();
+    const psPid = criuPageServer(remote, p);
+    assertOk(dump(t.pid, local, ['--shell-job', '--page-server', '--address', '127.0.0.1', '--port', String(p)]));
+    reap(t.pid);
+    assert.ok(reap(psPid), "CRIU's page server ended with the session");
+    assert.equal(spawnSync('grep', ['-c', 'Session over', join(remote, 'ps.log')]).status, 0);
+    const logSize = readFileSync(t.log).length;
+    const m = JSON.parse(readFileSync(join(local, 'criu-ts-manifest.json'), 'utf8'));
+    assert.deepEqual(m.pageServer, { files: [`pagemap-${t.pid}.img`] }, 'the manifest names what went to the page server');
+    merge(local, remote);
+    criuRestore(remote, t, logSize);
+    await verify(t, 1, 'CRIU 4.2');
+    kill(t);
+    // Page data without criu-ts's page server manifest cannot be checked: refused, unless --skip-verify.
+    assert.match(assertCleanError(restore(remote, ['-d', '--shell-job'])), /criu-ts-manifest-page-server\.json: missing/);
+    restoreDetached(remote, t.pid, ['--shell-job', '--skip-verify']);
+    await verify(t, 1, 'criu-ts');
+    kill(t);
+  },
+  { skip: !haveCriu },
+);
+
+e2e('criu-ts dump into criu-ts page-server -d: both manifests checked at restore, damaged page data refused', async (c) => {
+  const t = await dirtier(c);
+  const local = c.subdir('local'),
+    remote = c.subdir('remote');
+  const p = port();
+  const pidfile = join(c.dir, 'ps.pid');
+  assertOk(runCriu(['page-server', '-D', remote, '--port', String(p), '-d', '--pidfile', pidfile]));
+  const psPid = Number(readFileSync(pidfile, 'utf8').trim());
+  adopt(psPid);
+  assert.ok(listening(p), '-d returns once the page server listens');
+  assertOk(dump(t.pid, local, ['--shell-job', '--page-server', '--address', '127.0.0.1', '--port', String(p)]));
+  reap(t.pid);
+  assert.equal(reap(psPid)?.code, 0, 'the page server ended with the session');
+  merge(local, remote);
+  restoreDetached(remote, t.pid, ['--shell-job']);
+  await verify(t, 1, 'criu-ts, both manifests checked');
+  kill(t);
+  const pages = join(remote, 'pages-65537.img');
+  const b = readFileSync(pages);
+  b[5000] ^= 1;
+  writeFileSync(pages, b);
+  assert.match(assertCleanError(restore(remote, ['-d', '--shell-job'])), /pages-65537\.img: checksum mismatch/);
+});
+
+/** Connect to a page server, send `bytes`, then close (or half-close and wait for its answer). */
+async function client(p: number, bytes: Buffer): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const s = net.connect(p, '127.0.0.1', () => s.end(bytes));
+    s.on('data', () => {});
+    s.on('error', () => resolve());
+    s.on('close', () => resolve());
+  });
+}
+
+function iov(cmd: number, nrPages: bigint, vaddr: bigint, dst: bigint): Buffer {
+  const b = Buffer.alloc(32);
+  b.writeUInt32LE(cmd >>> 0, 0);
+  b.writeBigUInt64LE(nrPages, 8);
+  b.writeBigUInt64LE(vaddr, 16);
+  b.writeBigUInt64LE(dst, 24);
+  return b;
+}
+
+e2e('a page server given garbage, a truncated stream or a client gone: one line, no images left', async (c) => {
+  const open = iov(4, 0n, 0n, (42n << 8n) | 1n);
+  const add = iov((4 << 16) | 6, 4n, 0x10000n, (42n << 8n) | 1n);
+  const cases: [string, Buffer, RegExp][] = [
+    ['garbage', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.padEnd(64, 'x')), /unknown command 0x20544547/],
+    ['a truncated command', Buffer.concat([open, add.subarray(0, 20)]), /ends in the middle of a command \(20 of 32 bytes\)/],
+    [
+      'truncated page data',
+      Buffer.concat([open, add, Buffer.alloc(4096 * 2 + 100)]),
+      /ends in the middle of page data at 0x10000 \(8292 of 16384 bytes\)/,
+    ],
+    [
+      'a client gone before CLOSE',
+      Buffer.concat([open, add, Buffer.alloc(4096 * 4)]),
+      /closed the connection before the end of the session/,
+    ],
+  ];
+  for (const [what, bytes, want] of cases) {
+    const dir = c.subdir(what.replace(/\W+/g, '-'));
+    const p = port();
+    const ps = runCriuAsync(['page-server', '-D', dir, '--port', String(p)]);
+    await untilListening(p);
+    await client(p, bytes);
+    const line = assertCleanError(await ps.done);
+    assert.match(line, want, what);
+    assert.match(line, /the images it received are removed/, what);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => !f.endsWith('.log')),
+      [],
+      `${what}: nothing that looks like images is left`,
+    );
+  }
+});
