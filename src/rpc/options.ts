@@ -59,7 +59,6 @@ const REFUSED_LIST = [
   'cgroup_dump_controller',
 ] as const satisfies readonly (keyof CriuOpts)[];
 const REFUSED_SET = [
-  'ps',
   'cgroup_props',
   'cgroup_props_file',
   'lsm_profile',
@@ -87,6 +86,7 @@ const CHECKED = [
   'join_ns',
 ] as const satisfies readonly (keyof CriuOpts)[];
 const HONOURED = [
+  'ps',
   'images_dir_fd',
   'images_dir',
   'work_dir_fd',

@@ -11,6 +11,7 @@ import { joinNetPath } from '../resources/ns/types.ts';
 import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
 import { runCheck } from '../cli/check.ts';
+import { startPageServer } from '../cli/page-server.ts';
 import { cleanStale } from '../dump/journal.ts';
 import { checkDumpDir, checkRestoreDir } from '../images/index.ts';
 import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
@@ -144,6 +145,7 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
       return withOpts(conn, req, o);
     case REQ.PAGE_SERVER:
     case REQ.PAGE_SERVER_CHLD:
+      return pageServer(conn, req);
     case REQ.CPUINFO_DUMP:
     case REQ.CPUINFO_CHECK:
       reply(conn, { type: req.type, success: false, cr_errno: ENOTSUP, cr_errmsg: `not supported yet: ${typeName(req.type)}` });
@@ -152,6 +154,32 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
       // EMPTY, or NOTIFY outside a notification.
       reply(conn, { type: REQ.EMPTY, success: false, cr_errno: EBADRQC, cr_errmsg: `Invalid req: ${typeName(req.type)}` });
       return false;
+  }
+}
+
+/**
+ * PAGE_SERVER (detached, as CRIU's daemon) and PAGE_SERVER_CHLD (a child of this server, for
+ * WAIT_PID): started in the images dir, answered once it listens with its pid and port.
+ */
+function pageServer(conn: RpcConn, req: CriuReq): boolean {
+  try {
+    const opts: CriuOpts = req.opts ?? noOpts();
+    if (opts.ps?.fd !== undefined) throw new CriuError('not supported yet: ps.fd (an inherited page server socket)', EBADRQC);
+    const paths = resolvePaths(opts, conn.peer, true);
+    checkDumpDir(paths.imagesDir, false);
+    const r = startPageServer({
+      dir: paths.imagesDir,
+      port: opts.ps?.port ?? 0,
+      ...(opts.ps?.address ? { address: opts.ps.address } : {}),
+      ...(opts.parent_img !== undefined ? { prevImagesDir: opts.parent_img } : {}),
+      ...(paths.logFile ? { logFile: paths.logFile } : {}),
+      level: paths.level,
+      detached: req.type === REQ.PAGE_SERVER,
+    });
+    return reply(conn, { type: req.type, success: true, ps: { pid: r.pid, port: r.port } });
+  } catch (e) {
+    reply(conn, failure(req.type, e));
+    return false;
   }
 }
 
@@ -229,6 +257,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       pre: !!pre,
       prevImagesDir: opts.parent_img,
       trackMem: !!opts.track_mem,
+      ...(opts.ps ? { pageServer: rpcPageServer(opts.ps) } : {}),
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
   },
@@ -270,6 +299,13 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
 };
 
 /** empty_ns (runc sends CLONE_NEWNET), `net[INODE]:KEY` externals, the namespaces given as inherit_fd, join_ns net. */
+/** criu_opts.ps of a DUMP: send the page data there (CRIU's use_page_server). */
+function rpcPageServer(ps: NonNullable<CriuOpts['ps']>): { address: string; port: number } {
+  if (ps.fd !== undefined) throw new CriuError('not supported yet: ps.fd (an inherited page server socket)', EBADRQC);
+  if (!ps.address || !ps.port) throw new CriuError('ps needs an address and a port', EBADRQC);
+  return { address: ps.address, port: ps.port };
+}
+
 function rpcNet(opts: CriuOpts): NetOptions {
   const external = new Map<string, string>();
   for (const x of opts.external) {

@@ -28,6 +28,8 @@ import {
 import { dump, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { CRIU42 } from '../lib/runc.ts';
+import { client, skip } from '../lib/rpc-client.ts';
+import { CRIU_BIN } from '../lib/run-criu.ts';
 
 const haveCriu = existsSync(CRIU42);
 
@@ -205,7 +207,7 @@ e2e('criu-ts dump into criu-ts page-server -d: both manifests checked at restore
 });
 
 /** Connect to a page server, send `bytes`, then close (or half-close and wait for its answer). */
-async function client(p: number, bytes: Buffer): Promise<void> {
+async function rawClient(p: number, bytes: Buffer): Promise<void> {
   await new Promise<void>((resolve) => {
     const s = net.connect(p, '127.0.0.1', () => s.end(bytes));
     s.on('data', () => {});
@@ -245,7 +247,7 @@ e2e('a page server given garbage, a truncated stream or a client gone: one line,
     const p = port();
     const ps = runCriuAsync(['page-server', '-D', dir, '--port', String(p)]);
     await untilListening(p);
-    await client(p, bytes);
+    await rawClient(p, bytes);
     const line = assertCleanError(await ps.done);
     assert.match(line, want, what);
     assert.match(line, /the images it received are removed/, what);
@@ -256,3 +258,26 @@ e2e('a page server given garbage, a truncated stream or a client gone: one line,
     );
   }
 });
+
+e2e(
+  'RPC PAGE_SERVER (pycriu over swrk): answered with the pid and port of a page server that then takes a dump',
+  async (c) => {
+    const t = await dirtier(c);
+    const local = c.subdir('local'),
+      remote = c.subdir('remote');
+    const r = client('page_server', CRIU_BIN, remote, 'PAGE_SERVER');
+    assert.deepEqual([r.type, r.success], ['PAGE_SERVER', true], JSON.stringify(r));
+    const { pid, port: p } = r.ps as { pid: number; port: number };
+    adopt(pid);
+    assert.ok(p > 0 && listening(p), `the page server listens on the port it answered (${p})`);
+    assertOk(dump(t.pid, local, ['--shell-job', '--page-server', '--address', '127.0.0.1', '--port', String(p)]));
+    reap(t.pid);
+    assert.equal(reap(pid)?.code, 0, 'the page server ended with the session');
+    assert.match(readFileSync(join(remote, 'page-server.log'), 'utf8'), /pages received/);
+    merge(local, remote);
+    restoreDetached(remote, t.pid, ['--shell-job']);
+    await verify(t, 1, 'criu-ts, from the RPC page server');
+    kill(t);
+  },
+  { skip },
+);
