@@ -31,7 +31,7 @@ export function inetSockaddr(address: string, port: number): Buffer {
   b.writeUInt16BE(port, 2);
   const words = ipv6Words(address === '' ? '::' : address);
   if (!words) throw new SysError(`address ${address}`, 22);
-  words.forEach((w, i) => b.writeUInt16BE(w, 8 + 2 * i));
+  for (const [i, w] of words.entries()) b.writeUInt16BE(w, 8 + 2 * i);
   return b;
 }
 

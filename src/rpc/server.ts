@@ -12,6 +12,7 @@ import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
 import { runCheck } from '../cli/check.ts';
 import { startPageServer } from '../cli/page-server.ts';
+import { cpuinfo } from '../cli/cpuinfo.ts';
 import { cleanStale } from '../dump/journal.ts';
 import { checkDumpDir, checkRestoreDir } from '../images/index.ts';
 import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
@@ -34,8 +35,7 @@ import { CG_MODE, leaveCgroups } from '../resources/cgroups.ts';
 
 /** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */
 export const RPC_VERSION = { major_number: 4, minor_number: 2, name: 'criu-ts' };
-const ENOTSUP = 95,
-  EAGAIN = 11,
+const EAGAIN = 11,
   ETIMEDOUT = 110;
 /** The only request types a session may stay open after (CRIU's chk_keepopen_req). */
 const KEEP_OPEN_OK = new Set<number>([
@@ -148,8 +148,7 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
       return pageServer(conn, req);
     case REQ.CPUINFO_DUMP:
     case REQ.CPUINFO_CHECK:
-      reply(conn, { type: req.type, success: false, cr_errno: ENOTSUP, cr_errmsg: `not supported yet: ${typeName(req.type)}` });
-      return false;
+      return cpuinfoReq(conn, req);
     default:
       // EMPTY, or NOTIFY outside a notification.
       reply(conn, { type: REQ.EMPTY, success: false, cr_errno: EBADRQC, cr_errmsg: `Invalid req: ${typeName(req.type)}` });
@@ -180,6 +179,23 @@ function pageServer(conn: RpcConn, req: CriuReq): boolean {
   } catch (e) {
     reply(conn, failure(req.type, e));
     return false;
+  }
+}
+
+/** CPUINFO_DUMP and CPUINFO_CHECK, in the images dir; a failed check is success false with its reason. */
+function cpuinfoReq(conn: RpcConn, req: CriuReq): boolean {
+  let log: LevelLogger | undefined;
+  try {
+    const paths = resolvePaths(req.opts ?? noOpts(), conn.peer, true);
+    log = new LevelLogger(paths.level, paths.logFile);
+    cpuinfo(paths.imagesDir, req.type === REQ.CPUINFO_DUMP ? 'dump' : 'check', log);
+    return reply(conn, { type: req.type, success: true });
+  } catch (e) {
+    log?.failed(e instanceof Error ? e.message.split('\n')[0] : String(e));
+    reply(conn, failure(req.type, e, log));
+    return false;
+  } finally {
+    log?.close();
   }
 }
 

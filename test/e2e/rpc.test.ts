@@ -26,8 +26,7 @@ import { dump, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts
 import { workload } from '../lib/workloads.ts';
 import { client, skip, type Json } from '../lib/rpc-client.ts';
 
-const EBADRQC = 56,
-  ENOTSUP = 95;
+const EBADRQC = 56;
 async function counter(c: { dir: string }, name = 'counter.log') {
   const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, name) });
   await waitForCounter(t.log, 2);
