@@ -244,7 +244,6 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
   req.actions?.('pre-dump');
-  if (req.pageServer && req.prevImagesDir) throw NotSupportedError.option('--prev-images-dir with --page-server');
   // Before anything is frozen or written: a page server that is not there fails the dump at once.
   const pageServer = req.pageServer ? new PageServerClient(req.pageServer) : undefined;
   const createdDir = !fs.existsSync(req.dir);

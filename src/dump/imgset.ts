@@ -10,6 +10,8 @@ import {
   PagesEncoder,
   PagesWriterThread,
   MANIFEST,
+  PAGE_SERVER_RUNS,
+  writeImageFile,
   keyId,
   IMG,
   entryMessage,
@@ -226,6 +228,9 @@ export class ImageSet {
       // The page server has every byte once it answers CLOSE; its own manifest lists its files.
       ps.close();
       this.manifest.pageServer = { files: ps.pagemaps };
+      this.noteCreated(PAGE_SERVER_RUNS);
+      writeImageFile(path.join(this.dir, PAGE_SERVER_RUNS), JSON.stringify(ps.runs));
+      this.manifest.addFromDisk(this.dir, PAGE_SERVER_RUNS);
     }
     if (this.opts.manifest !== false) {
       this.created.push(path.join(this.dir, MANIFEST));

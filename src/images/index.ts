@@ -70,6 +70,7 @@ export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.t
 export {
   MANIFEST,
   PAGE_SERVER_MANIFEST,
+  PAGE_SERVER_RUNS,
   ManifestBuilder,
   readManifest,
   authenticateManifest,

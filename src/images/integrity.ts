@@ -24,6 +24,11 @@ export type { ManifestFile };
 export const MANIFEST = 'criu-ts-manifest.json';
 /** A page server's manifest of the files it wrote (src/migrate/page-server.ts), next to the dump's. */
 export const PAGE_SERVER_MANIFEST = 'criu-ts-manifest-page-server.json';
+/**
+ * A dump through a page server: the page ranges each pagemap it sent covers, kept with the
+ * dump's own images, where a next incremental dump (--prev-images-dir) looks for them.
+ */
+export const PAGE_SERVER_RUNS = 'criu-ts-page-server-runs.json';
 
 export interface PagesEncoding {
   compress?: 'zstd';

@@ -3,6 +3,7 @@
 // Runs are announced before their bytes are read (dumpPages batches many runs per read), so a
 // run's header goes out when the bytes before it have gone.
 import { CriuError } from '../errors.ts';
+import { PE_PARENT, PE_PRESENT } from '../images/index.ts';
 import { close, tcp } from '../kernel/index.ts';
 import type { PageSink } from '../resources/types.ts';
 import { PS, encodeDst, encodeIov } from './protocol.ts';
@@ -17,6 +18,11 @@ export interface PageServerAddress {
 export class PageServerClient {
   /** The pagemap images sent, by their names in the page server's directory. */
   readonly pagemaps: string[] = [];
+  /**
+   * Per pagemap sent, the ranges the page server now has (present, or in its parent images):
+   * what a next incremental dump may leave to this one (PAGE_SERVER_RUNS).
+   */
+  readonly runs: Record<string, Array<[string, string]>> = {};
   private fd: number | undefined;
   private readonly where: string;
 
@@ -68,9 +74,10 @@ export class PageServerClient {
   open(id: number | bigint, shmem: boolean, name: string): RemotePagemap {
     const dst = encodeDst(id, shmem);
     this.send(encodeIov(PS.OPEN2, 0, 0n, 0n, dst));
-    this.answer(1, 'the opening of a pagemap');
+    const hasParent = this.answer(1, 'the opening of a pagemap')[0] !== 0;
     this.pagemaps.push(name);
-    return new RemotePagemap(this, dst);
+    const ranges: Array<[string, string]> = (this.runs[name] = []);
+    return new RemotePagemap(this, dst, hasParent, (a, b) => ranges.push([a.toString(16), b.toString(16)]));
   }
 
   /** PS_IOV_CLOSE, and the page server's status: it has every byte. */
@@ -100,10 +107,14 @@ export class RemotePagemap implements PageSink {
   private closed = false;
   private readonly ps: PageServerClient;
   private readonly dst: bigint;
+  private readonly hasParent: boolean;
+  private readonly note: (start: bigint, end: bigint) => void;
 
-  constructor(ps: PageServerClient, dst: bigint) {
+  constructor(ps: PageServerClient, dst: bigint, hasParent: boolean, note: (start: bigint, end: bigint) => void) {
     this.ps = ps;
     this.dst = dst;
+    this.hasParent = hasParent;
+    this.note = note;
   }
 
   addRun(vaddr: bigint, nrPages: number, flags: number): void {
@@ -111,7 +122,10 @@ export class RemotePagemap implements PageSink {
     // The protocol carries 16 bits of flags: criu-ts's PE_COW_PARENT cannot go (task-dump
     // does not use it with a page server).
     if (flags > 0xffff) throw new CriuError(`page server: pagemap flags 0x${flags.toString(16)} do not fit CRIU's protocol`);
-    const present = (flags & 4) !== 0;
+    const present = (flags & PE_PRESENT) !== 0;
+    if (flags & PE_PARENT && !this.hasParent)
+      throw new CriuError('the page server has no parent images for pages left to the previous dump (start it with --prev-images-dir)');
+    if (flags & (PE_PRESENT | PE_PARENT)) this.note(vaddr, vaddr + BigInt(nrPages * PAGE));
     this.queue.push({
       header: encodeIov(PS.ADD_F, flags, BigInt(nrPages), vaddr, this.dst),
       left: present ? nrPages * PAGE : 0,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import {
   e2e,
   startTarget,
@@ -30,6 +30,7 @@ import { workload } from '../lib/workloads.ts';
 import { CRIU42 } from '../lib/runc.ts';
 import { client, skip } from '../lib/rpc-client.ts';
 import { CRIU_BIN } from '../lib/run-criu.ts';
+import { PagemapReader, PE_PARENT, PE_PRESENT } from '../../src/images/index.ts';
 
 const haveCriu = existsSync(CRIU42);
 
@@ -73,11 +74,15 @@ async function tsPageServer(dir: string, p: number) {
 }
 
 /** CRIU 4.2's page-server -d: it returns once it listens. */
-function criuPageServer(dir: string, p: number): number {
+function criuPageServer(dir: string, p: number, extra: string[] = []): number {
   const pidfile = join(dir, 'ps.pid');
-  const r = spawnSync(CRIU42, ['page-server', '-D', dir, '--port', String(p), '-d', '--pidfile', pidfile, '-v4', '-o', 'ps.log'], {
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    CRIU42,
+    ['page-server', '-D', dir, '--port', String(p), '-d', '--pidfile', pidfile, '-v4', '-o', 'ps.log', ...extra],
+    {
+      encoding: 'utf8',
+    },
+  );
   assert.equal(r.status, 0, `CRIU page-server: ${r.stderr}`);
   const pid = Number(readFileSync(pidfile, 'utf8').trim());
   adopt(pid);
@@ -281,3 +286,64 @@ e2e(
   },
   { skip },
 );
+
+/** Pages of the pagemap of `pid` in `dir`: saved there, and left to the parent images. */
+function pageCounts(dir: string, pid: number): { present: number; parent: number } {
+  let present = 0,
+    parent = 0;
+  for (const r of new PagemapReader(dir, pid)) {
+    if (r.flags & PE_PRESENT) present += r.nrPages;
+    if (r.flags & PE_PARENT) parent += r.nrPages;
+  }
+  return { present, parent };
+}
+
+for (const server of ['criu-ts', 'CRIU 4.2'] as const)
+  e2e(
+    `incremental through ${server}'s page server: pre-dump, then a dump of what was written since; restored by criu-ts and CRIU`,
+    async (c) => {
+      const t = await dirtier(c);
+      const [l1, l2, r1, r2] = ['l1', 'l2', 'r1', 'r2'].map((n) => c.subdir(n));
+      const start = async (dir: string, extra: string[]): Promise<{ to: string[]; end: () => Promise<void> }> => {
+        const p = port();
+        const to = ['--page-server', '--address', '127.0.0.1', '--port', String(p)];
+        if (server === 'CRIU 4.2') {
+          const pid = criuPageServer(dir, p, extra);
+          return { to, end: async () => assert.ok(reap(pid), "CRIU's page server ended") };
+        }
+        const ps = runCriuAsync(['page-server', '-D', dir, '--port', String(p), ...extra]);
+        await untilListening(p);
+        return { to, end: async () => void assertOk(await ps.done) };
+      };
+      const s1 = await start(r1, []);
+      assertOk(runCriu(['pre-dump', '-t', String(t.pid), '-D', l1, '-v4', '-o', 'pre-dump.log', ...s1.to]));
+      await s1.end();
+      // The tracking holder the pre-dump left; the dump ends it.
+      const holder = (JSON.parse(readFileSync(join(l1, 'criu-ts-track.json'), 'utf8')) as { holder: number }).holder;
+      adopt(holder);
+      signal(t.pid, SIGUSR1);
+      await waitForLine(t.log, /^dirtied=2$/, 5000);
+      const s2 = await start(r2, ['--prev-images-dir', `../${basename(r1)}`]);
+      assertOk(dump(t.pid, l2, ['--shell-job', '--prev-images-dir', `../${basename(l1)}`, ...s2.to]));
+      reap(t.pid);
+      assert.ok(reap(holder), 'the dump ended the tracking');
+      await s2.end();
+      const n = pageCounts(r2, t.pid);
+      assert.ok(
+        n.parent > 3000 && n.present < 1200,
+        `only what was written since went (${n.present} pages; ${n.parent} left to the pre-dump)`,
+      );
+      const logSize = readFileSync(t.log).length;
+      merge(l1, r1);
+      merge(l2, r2);
+      restoreDetached(r2, t.pid, ['--shell-job', ...(server === 'CRIU 4.2' ? ['--skip-verify'] : [])]);
+      await verify(t, 1, 'criu-ts');
+      kill(t);
+      if (haveCriu) {
+        criuRestore(r2, t, logSize);
+        await verify(t, 1, 'CRIU 4.2');
+        kill(t);
+      }
+    },
+    { skip: server === 'CRIU 4.2' && !haveCriu },
+  );
