@@ -315,11 +315,9 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
 };
 
 /** empty_ns (runc sends CLONE_NEWNET), `net[INODE]:KEY` externals, the namespaces given as inherit_fd, join_ns net. */
-/** criu_opts.ps of a DUMP: send the page data there (CRIU's use_page_server). */
+/** criu_opts.ps of a DUMP (screened: address and port): send the page data there (CRIU's use_page_server). */
 function rpcPageServer(ps: NonNullable<CriuOpts['ps']>): { address: string; port: number } {
-  if (ps.fd !== undefined) throw new CriuError('not supported yet: ps.fd (an inherited page server socket)', EBADRQC);
-  if (!ps.address || !ps.port) throw new CriuError('ps needs an address and a port', EBADRQC);
-  return { address: ps.address, port: ps.port };
+  return { address: ps.address ?? '', port: ps.port ?? 0 };
 }
 
 function rpcNet(opts: CriuOpts): NetOptions {

@@ -287,6 +287,28 @@ e2e(
   { skip },
 );
 
+e2e(
+  'RPC DUMP with criu_opts.ps (pycriu): the page data goes to the page server',
+  async (c) => {
+    const t = await dirtier(c);
+    const local = c.subdir('local'),
+      remote = c.subdir('remote');
+    const p = port();
+    const ps = await tsPageServer(remote, p);
+    const d = client('dump_ps', CRIU_BIN, local, String(t.pid), String(p));
+    assert.equal(d.ok, true, JSON.stringify(d));
+    reap(t.pid);
+    assertOk(await ps.done);
+    assert.ok(existsSync(join(remote, `pagemap-${t.pid}.img`)), 'the pagemap is on the page server');
+    assert.ok(!existsSync(join(local, `pagemap-${t.pid}.img`)), 'and not with the dump');
+    merge(local, remote);
+    restoreDetached(remote, t.pid, ['--shell-job']);
+    await verify(t, 1, 'criu-ts, after an RPC dump through a page server');
+    kill(t);
+  },
+  { skip },
+);
+
 /** Pages of the pagemap of `pid` in `dir`: saved there, and left to the parent images. */
 function pageCounts(dir: string, pid: number): { present: number; parent: number } {
   let present = 0,
