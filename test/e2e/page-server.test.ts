@@ -15,6 +15,7 @@ import {
   assertOk,
   assertCleanError,
   adopt,
+  isAlive,
   reap,
   signal,
   waitForLine,
@@ -25,12 +26,11 @@ import {
   SIGUSR2,
   type Target,
 } from '../lib/proc.ts';
-import { dump, restore, restoreDetached } from '../lib/cr.ts';
+import { dump, pageCounts, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { CRIU42 } from '../lib/runc.ts';
 import { client, skip } from '../lib/rpc-client.ts';
 import { CRIU_BIN } from '../lib/run-criu.ts';
-import { PagemapReader, PE_PARENT, PE_PRESENT } from '../../src/images/index.ts';
 
 const haveCriu = existsSync(CRIU42);
 
@@ -50,6 +50,11 @@ async function dirtier(c: { dir: string }): Promise<Target> {
 }
 
 const port = (): number => 20000 + Math.floor(Math.random() * 20000);
+
+/** A dirtier, the dump's own directory, the page server's, and a port for it. */
+async function setup(c: { dir: string; subdir(n: string): string }) {
+  return { t: await dirtier(c), local: c.subdir('local'), remote: c.subdir('remote'), p: port() };
+}
 
 /** Whether something listens on TCP port p (from /proc/net/tcp{,6}: state 0A). */
 function listening(p: number): boolean {
@@ -114,10 +119,7 @@ function kill(t: Target): void {
 e2e(
   'CRIU 4.2 dumps into criu-ts page-server; CRIU and criu-ts restore it, every page intact',
   async (c) => {
-    const t = await dirtier(c);
-    const local = c.subdir('local'),
-      remote = c.subdir('remote');
-    const p = port();
+    const { t, local, remote, p } = await setup(c);
     const ps = await tsPageServer(remote, p);
     const d = spawnSync(
       CRIU42,
@@ -162,10 +164,7 @@ e2e(
 e2e(
   "criu-ts dumps into CRIU 4.2's page-server; CRIU and criu-ts restore it",
   async (c) => {
-    const t = await dirtier(c);
-    const local = c.subdir('local'),
-      remote = c.subdir('remote');
-    const p = port();
+    const { t, local, remote, p } = await setup(c);
     const psPid = criuPageServer(remote, p);
     assertOk(dump(t.pid, local, ['--shell-job', '--page-server', '--address', '127.0.0.1', '--port', String(p)]));
     reap(t.pid);
@@ -267,9 +266,7 @@ e2e('a page server given garbage, a truncated stream or a client gone: one line,
 e2e(
   'RPC PAGE_SERVER (pycriu over swrk): answered with the pid and port of a page server that then takes a dump',
   async (c) => {
-    const t = await dirtier(c);
-    const local = c.subdir('local'),
-      remote = c.subdir('remote');
+    const { t, local, remote } = await setup(c);
     const r = client('page_server', CRIU_BIN, remote, 'PAGE_SERVER');
     assert.deepEqual([r.type, r.success], ['PAGE_SERVER', true], JSON.stringify(r));
     const { pid, port: p } = r.ps as { pid: number; port: number };
@@ -290,10 +287,7 @@ e2e(
 e2e(
   'RPC DUMP with criu_opts.ps (pycriu): the page data goes to the page server',
   async (c) => {
-    const t = await dirtier(c);
-    const local = c.subdir('local'),
-      remote = c.subdir('remote');
-    const p = port();
+    const { t, local, remote, p } = await setup(c);
     const ps = await tsPageServer(remote, p);
     const d = client('dump_ps', CRIU_BIN, local, String(t.pid), String(p));
     assert.equal(d.ok, true, JSON.stringify(d));
@@ -308,17 +302,6 @@ e2e(
   },
   { skip },
 );
-
-/** Pages of the pagemap of `pid` in `dir`: saved there, and left to the parent images. */
-function pageCounts(dir: string, pid: number): { present: number; parent: number } {
-  let present = 0,
-    parent = 0;
-  for (const r of new PagemapReader(dir, pid)) {
-    if (r.flags & PE_PRESENT) present += r.nrPages;
-    if (r.flags & PE_PARENT) parent += r.nrPages;
-  }
-  return { present, parent };
-}
 
 for (const server of ['criu-ts', 'CRIU 4.2'] as const)
   e2e(
@@ -369,3 +352,44 @@ for (const server of ['criu-ts', 'CRIU 4.2'] as const)
     },
     { skip: server === 'CRIU 4.2' && !haveCriu },
   );
+
+e2e(
+  'a dump whose page server is not there, or has no parent images for an incremental dump, fails in one line; the tree runs on',
+  async (c) => {
+    const { t, local, remote, p } = await setup(c);
+    const none = dump(t.pid, local, ['--shell-job', '--page-server', '--address', '127.0.0.1', '--port', String(p)]);
+    assert.match(assertCleanError(none), /cannot connect to the page server at 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+    assert.ok(isAlive(t.pid), 'the tree runs on');
+    // A pre-dump, then an incremental dump into a page server given no previous images.
+    const pre = c.subdir('pre');
+    const ps1 = await tsPageServer(c.subdir('pre-remote'), p);
+    assertOk(runCriu(['pre-dump', '-t', String(t.pid), '-D', pre, '--page-server', '--address', '127.0.0.1', '--port', String(p)]));
+    assertOk(await ps1.done);
+    const holder = (JSON.parse(readFileSync(join(pre, 'criu-ts-track.json'), 'utf8')) as { holder: number }).holder;
+    adopt(holder);
+    const p2 = port();
+    const ps2 = await tsPageServer(remote, p2);
+    const r = dump(t.pid, local, [
+      '--shell-job',
+      '-R',
+      '--prev-images-dir',
+      `../${basename(pre)}`,
+      '--page-server',
+      '--address',
+      '127.0.0.1',
+      '--port',
+      String(p2),
+    ]);
+    assert.match(assertCleanError(r), /the page server has no parent images .*--prev-images-dir/);
+    assert.ok(isAlive(t.pid), 'the tree runs on');
+    assert.match(assertCleanError(await ps2.done), /closed the connection before the end of the session/);
+    assert.deepEqual(
+      readdirSync(remote).filter((f) => f.endsWith('.img')),
+      [],
+      'the page server kept nothing',
+    );
+    await verify(t, 1, 'after the failed dumps');
+    process.kill(holder, 'SIGKILL');
+    reap(holder);
+  },
+);
