@@ -1,8 +1,10 @@
 // criu-ts page-server: receives the page data of a dump (CRIU's or criu-ts's `dump
 // --page-server`) and writes pagemap-N.img and pages-N.img into its images directory, as
 // CRIU's page server does. It writes a checksum manifest of its own files
-// (PAGE_SERVER_MANIFEST) once the client has closed the session properly; a session that
-// ends any other way (garbage, a truncated stream, a client gone) leaves none of its files.
+// (PAGE_SERVER_MANIFEST) once the client has closed the session properly. Until then the files
+// grow in a hidden directory beside them, moved into place at the end: a session that ends any
+// other way (garbage, a truncated stream, a client gone, the page server killed) leaves nothing
+// that looks like images.
 import fs from 'node:fs';
 import path from 'node:path';
 import { CriuError } from '../errors.ts';
@@ -50,8 +52,21 @@ export function servePageServer(listenFd: number, dir: string, log: Logger): { p
   }
 }
 
+const STAGE_PREFIX = '.criu-ts-page-server.';
+
+/** Staging directories of page servers that died (their pid gone) in `dir`. */
+function removeStale(dir: string): void {
+  for (const n of fs.readdirSync(dir)) {
+    if (!n.startsWith(STAGE_PREFIX)) continue;
+    const pid = Number(n.slice(STAGE_PREFIX.length));
+    if (Number.isInteger(pid) && pid !== process.pid && !fs.existsSync(`/proc/${pid}`))
+      fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+  }
+}
+
 class Session {
-  private readonly existing: Set<string>;
+  /** Where the files grow until CLOSE. */
+  private readonly stage: string;
   private readonly created: string[] = [];
   private readonly manifest = new ManifestBuilder();
   private readonly dones: Array<() => void> = [];
@@ -69,7 +84,10 @@ class Session {
     this.sk = sk;
     this.dir = dir;
     this.log = log;
-    this.existing = new Set(fs.readdirSync(dir));
+    removeStale(dir);
+    this.stage = path.join(dir, `${STAGE_PREFIX}${process.pid}`);
+    fs.rmSync(this.stage, { recursive: true, force: true });
+    fs.mkdirSync(this.stage, { mode: 0o700 });
   }
 
   run(): { pages: number; files: string[] } {
@@ -120,21 +138,16 @@ class Session {
     const pagesId = this.pagesId++;
     const pmName = shmem ? imageFileName('SHMEM_PAGEMAP', id) : imageFileName('PAGEMAP', id);
     const pagesName = imageFileName('PAGES', pagesId);
-    if (this.created.some((f) => path.basename(f) === pmName)) throw new Error(`${pmName} sent twice`);
+    if (this.created.includes(pmName)) throw new Error(`${pmName} sent twice`);
     this.log.debug(`page server: ${pmName} and ${pagesName}`);
-    this.noteCreated(pmName);
-    this.noteCreated(pagesName);
-    const w = new PagemapWriter(this.dir, id, pagesId, {
+    this.created.push(pmName, pagesName);
+    const w = new PagemapWriter(this.stage, id, pagesId, {
       shmem,
       merge: false,
       pagemapTap: this.tap(pmName),
       pagesTap: this.tap(pagesName),
     });
     this.cur = { dst, w };
-  }
-
-  private noteCreated(name: string): void {
-    if (!this.existing.has(name)) this.created.push(path.join(this.dir, name));
   }
 
   private tap(name: string): (d: Uint8Array) => void {
@@ -185,14 +198,17 @@ class Session {
   private finish(waitEof: boolean): { pages: number; files: string[] } {
     this.closeCurrent();
     for (const d of this.dones) d();
-    this.created.push(path.join(this.dir, PAGE_SERVER_MANIFEST));
+    // Into place, then the manifest that vouches for them, last (an older one goes first).
+    fs.rmSync(path.join(this.dir, PAGE_SERVER_MANIFEST), { force: true });
+    for (const n of this.created) fs.renameSync(path.join(this.stage, n), path.join(this.dir, n));
+    fs.rmdirSync(this.stage);
     this.manifest.write(this.dir, PAGE_SERVER_MANIFEST);
     const st = Buffer.alloc(4);
     tcp.sendFull(this.sk, st);
     // The client closes first (no TIME_WAIT here); anything more is garbage.
     if (waitEof && tcp.recvFull(this.sk, Buffer.alloc(1)) !== 0) this.log.warn('page server: data after the end of the session, ignored');
     this.log.info(`page server: ${this.pages} pages received`);
-    return { pages: this.pages, files: this.created.map((f) => path.basename(f)) };
+    return { pages: this.pages, files: [...this.created, PAGE_SERVER_MANIFEST] };
   }
 
   discard(): void {
@@ -201,6 +217,6 @@ class Session {
     } catch {
       /* already failing */
     }
-    for (const f of this.created) fs.rmSync(f, { force: true });
+    fs.rmSync(this.stage, { recursive: true, force: true });
   }
 }

@@ -393,3 +393,33 @@ e2e(
     reap(holder);
   },
 );
+
+e2e('a page server killed in the middle of a session leaves only a hidden staging directory, which the next one removes', async (c) => {
+  const dir = c.subdir('remote');
+  const p = port();
+  const ps = runCriuAsync(['page-server', '-D', dir, '--port', String(p)]);
+  await untilListening(p);
+  const s = net.connect(p, '127.0.0.1');
+  await new Promise((r) => s.once('connect', r));
+  s.write(Buffer.concat([iov(4, 0n, 0n, (42n << 8n) | 1n), iov((4 << 16) | 6, 64n, 0x10000n, (42n << 8n) | 1n), Buffer.alloc(4096 * 8)]));
+  s.on('error', () => {});
+  // The open answer (has_parent) says the page server got that far.
+  await new Promise((r) => s.once('data', r));
+  await new Promise((r) => setTimeout(r, 200));
+  process.kill(ps.pid, 'SIGKILL');
+  await ps.done;
+  s.destroy();
+  const left = readdirSync(dir);
+  assert.deepEqual(
+    left.filter((f) => !f.startsWith('.criu-ts-page-server.')),
+    [],
+    `nothing that looks like images: ${left}`,
+  );
+  assert.equal(left.length, 1, 'the staging directory of the killed one');
+  const p2 = port();
+  const next = runCriuAsync(['page-server', '-D', dir, '--port', String(p2)]);
+  await untilListening(p2);
+  await rawClient(p2, iov(0x1023, 0n, 0n, 0n));
+  assertOk(await next.done);
+  assert.deepEqual(readdirSync(dir), ['criu-ts-manifest-page-server.json'], 'the next session removed it');
+});
