@@ -70,15 +70,31 @@ export class PageServerClient {
     return b;
   }
 
-  /** PS_IOV_OPEN2 for pagemap-ID.img (or pagemap-shmem-ID.img). */
+  /**
+   * pagemap-ID.img (or pagemap-shmem-ID.img) on the page server. PS_IOV_OPEN2 goes with its
+   * first run: the server writes one pagemap at a time (an OPEN ends the previous one), and a
+   * task's shared memory is saved between the creation of its pagemap and its first run.
+   */
   open(id: number | bigint, shmem: boolean, name: string): RemotePagemap {
     const dst = encodeDst(id, shmem);
-    this.send(encodeIov(PS.OPEN2, 0, 0n, 0n, dst));
-    const hasParent = this.answer(1, 'the opening of a pagemap')[0] !== 0;
-    this.pagemaps.push(name);
-    const ranges: Array<[string, string]> = (this.runs[name] = []);
-    return new RemotePagemap(this, dst, hasParent, (a, b) => ranges.push([a.toString(16), b.toString(16)]));
+    const ranges: Array<[string, string]> = [];
+    const start = (): boolean => {
+      if (this.active !== undefined) throw new CriuError(`page server: ${name} while ${this.active} is being sent`);
+      this.send(encodeIov(PS.OPEN2, 0, 0n, 0n, dst));
+      const hasParent = this.answer(1, 'the opening of a pagemap')[0] !== 0;
+      this.active = name;
+      this.pagemaps.push(name);
+      this.runs[name] = ranges;
+      return hasParent;
+    };
+    const done = () => {
+      if (this.active === name) this.active = undefined;
+    };
+    return new RemotePagemap(this, dst, start, done, (a, b) => ranges.push([a.toString(16), b.toString(16)]));
   }
+
+  /** The pagemap being sent (opened, not yet closed). */
+  private active?: string;
 
   /** PS_IOV_CLOSE, and the page server's status: it has every byte. */
   close(): void {
@@ -107,13 +123,17 @@ export class RemotePagemap implements PageSink {
   private closed = false;
   private readonly ps: PageServerClient;
   private readonly dst: bigint;
-  private readonly hasParent: boolean;
+  private readonly start: () => boolean;
+  private readonly done: () => void;
   private readonly note: (start: bigint, end: bigint) => void;
+  /** The page server's has_parent answer, once opened. */
+  private hasParent?: boolean;
 
-  constructor(ps: PageServerClient, dst: bigint, hasParent: boolean, note: (start: bigint, end: bigint) => void) {
+  constructor(ps: PageServerClient, dst: bigint, start: () => boolean, done: () => void, note: (start: bigint, end: bigint) => void) {
     this.ps = ps;
     this.dst = dst;
-    this.hasParent = hasParent;
+    this.start = start;
+    this.done = done;
     this.note = note;
   }
 
@@ -122,6 +142,7 @@ export class RemotePagemap implements PageSink {
     // The protocol carries 16 bits of flags: criu-ts's PE_COW_PARENT cannot go (task-dump
     // does not use it with a page server).
     if (flags > 0xffff) throw new CriuError(`page server: pagemap flags 0x${flags.toString(16)} do not fit CRIU's protocol`);
+    this.hasParent ??= this.start();
     const present = (flags & PE_PRESENT) !== 0;
     if (flags & PE_PARENT && !this.hasParent)
       throw new CriuError('the page server has no parent images for pages left to the previous dump (start it with --prev-images-dir)');
@@ -163,6 +184,9 @@ export class RemotePagemap implements PageSink {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // An empty pagemap is still a pagemap image (CRIU's page server writes one at OPEN).
+    this.hasParent ??= this.start();
+    this.done();
     const short = this.queue.reduce((s, r) => s + r.left, 0);
     if (short) throw new CriuError(`page server: the runs announce ${short} more bytes of page data than were sent`);
   }

@@ -16,6 +16,7 @@ import {
   assertCleanError,
   adopt,
   isAlive,
+  descendants,
   reap,
   signal,
   waitForLine,
@@ -26,7 +27,7 @@ import {
   SIGUSR2,
   type Target,
 } from '../lib/proc.ts';
-import { dump, pageCounts, restore, restoreDetached } from '../lib/cr.ts';
+import { dump, dumpAndReap, pageCounts, restore, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { CRIU42 } from '../lib/runc.ts';
 import { client, skip } from '../lib/rpc-client.ts';
@@ -423,3 +424,50 @@ e2e('a page server killed in the middle of a session leaves only a hidden stagin
   assertOk(await next.done);
   assert.deepEqual(readdirSync(dir), ['criu-ts-manifest-page-server.json'], 'the next session removed it');
 });
+
+e2e(
+  'a parent and child sharing anonymous and memfd memory, through a page server: shared memory pagemaps go too, and they share it again',
+  async (c) => {
+    const t = startTarget([workload('sharer'), '-f', join(c.dir, 'shared.txt'), '-m', '-M'], { logFile: join(c.dir, 'sharer.log') });
+    const lines = (role: string) => readLines(t.log).filter((l) => l.startsWith(`${role} n=`));
+    for (let i = 0; i < 100 && (lines('P').length < 3 || lines('C').length < 3); i++) await new Promise((r) => setTimeout(r, 50));
+    const local = c.subdir('local'),
+      remote = c.subdir('remote');
+    const p = port();
+    const ps = await tsPageServer(remote, p);
+    dumpAndReap(t.pid, local, ['--page-server', '--address', '127.0.0.1', '--port', String(p)]);
+    assertOk(await ps.done);
+    const shmem = readdirSync(remote).filter((f) => f.startsWith('pagemap-shmem-'));
+    assert.equal(shmem.length, 2, `the anonymous shared page and the memfd went to the page server: ${readdirSync(remote)}`);
+    merge(local, remote);
+    const at = { P: lines('P').length, C: lines('C').length };
+    restoreDetached(remote, t.pid);
+    for (const d of descendants(t.pid)) adopt(d);
+    for (let i = 0; i < 200 && (lines('P').length < at.P + 4 || lines('C').length < at.C + 4); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const last = (role: string) =>
+      Object.fromEntries(
+        lines(role)
+          .at(-1)!
+          .slice(2)
+          .split(' ')
+          .map((kv) => kv.split('=')),
+      );
+    const P = last('P'),
+      C = last('C');
+    // Each sees the other's latest count, through both shared pages: they share them again.
+    assert.ok(
+      Number(P.peer) >= Number(C.n) - 1 && Number(P.mpeer) >= Number(C.n) - 1,
+      `parent sees the child: ${JSON.stringify(P)} ${JSON.stringify(C)}`,
+    );
+    assert.ok(
+      Number(C.peer) >= Number(P.n) - 1 && Number(C.mpeer) >= Number(P.n) - 1,
+      `child sees the parent: ${JSON.stringify(P)} ${JSON.stringify(C)}`,
+    );
+    assert.ok(Number(P.n) > at.P + 2, 'the parent went on counting');
+    for (const d of descendants(t.pid)) process.kill(d, 'SIGKILL');
+    process.kill(t.pid, 'SIGKILL');
+    for (const d of descendants(t.pid)) reap(d);
+    reap(t.pid);
+  },
+);
