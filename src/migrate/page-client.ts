@@ -4,11 +4,13 @@
 // run's header goes out when the bytes before it have gone.
 import { CriuError } from '../errors.ts';
 import { PE_PARENT, PE_PRESENT } from '../images/index.ts';
-import { close, tcp } from '../kernel/index.ts';
+import { SysError, close, tcp } from '../kernel/index.ts';
 import type { PageSink } from '../resources/types.ts';
 import { PS, encodeDst, encodeIov } from './protocol.ts';
 
 const PAGE = 4096;
+/** How long a refused connection is tried again. */
+const CONNECT_WAIT_MS = 3000;
 
 export interface PageServerAddress {
   address: string;
@@ -34,10 +36,17 @@ export class PageServerClient {
     } catch {
       throw new CriuError(`bad --address ${to.address}: a numeric IPv4 or IPv6 address`);
     }
-    try {
-      this.fd = tcp.tcpConnect(addr);
-    } catch (e) {
-      throw new CriuError(`cannot connect to the page server at ${this.where}: ${(e as Error).message}`);
+    // A page server started just before the dump (ZDTM starts both at once) may not listen yet.
+    const until = Date.now() + CONNECT_WAIT_MS;
+    for (;;) {
+      try {
+        this.fd = tcp.tcpConnect(addr);
+        break;
+      } catch (e) {
+        if (!(e instanceof SysError && e.code === 'ECONNREFUSED' && Date.now() < until))
+          throw new CriuError(`cannot connect to the page server at ${this.where}: ${(e as Error).message}`);
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+      }
     }
     // Corked: headers and holes leave in full frames; NODELAY flushes before each wait for an answer.
     tcp.setCork(this.fd, true);
