@@ -471,3 +471,21 @@ e2e(
     reap(t.pid);
   },
 );
+
+e2e(
+  "page server and dump in one directory, started together (ZDTM's --page-server mode): restored from there, both manifests checked",
+  async (c) => {
+    const t = await dirtier(c);
+    const dir = c.subdir('img');
+    const p = port();
+    // Not waited for: the dump's connection is tried again while the page server starts.
+    const ps = runCriuAsync(['page-server', '--port', String(p), '--log-file', 'page-server.log', '--images-dir', dir]);
+    assertOk(dump(t.pid, dir, ['--shell-job', '--page-server', '--address', '127.0.0.1', '--port', String(p)]));
+  reap(t.pid);
+    assertOk(await ps.done);
+    assert.ok(existsSync(join(dir, 'criu-ts-manifest.json')) && existsSync(join(dir, 'criu-ts-manifest-page-server.json')));
+    restoreDetached(dir, t.pid, ['--shell-job']);
+    await verify(t, 1, 'criu-ts, one directory');
+    kill(t);
+  },
+);
