@@ -481,7 +481,7 @@ e2e(
     // Not waited for: the dump's connection is tried again while the page server starts.
     const ps = runCriuAsync(['page-server', '--port', String(p), '--log-file', 'page-server.log', '--images-dir', dir]);
     assertOk(dump(t.pid, dir, ['--shell-job', '--page-server', '--address', '127.0.0.1', '--port', String(p)]));
-  reap(t.pid);
+    reap(t.pid);
     assertOk(await ps.done);
     assert.ok(existsSync(join(dir, 'criu-ts-manifest.json')) && existsSync(join(dir, 'criu-ts-manifest-page-server.json')));
     restoreDetached(dir, t.pid, ['--shell-job']);
