@@ -26,7 +26,7 @@ import {
   type SockMsg,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
-import { readFdinfo } from '../../proc/index.ts';
+import { readFdinfo, parseMountinfo } from '../../proc/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import { FD_TYPE, FASYNC, S_IFMT, S_IFSOCK, fown, statefulKind, type FdProbe, type DumpFileCtx } from '../files/types.ts';
 import type { MessageInput } from '../types.ts';
@@ -158,13 +158,21 @@ function dumpOpts(fd: number): MessageInput<'sk_opts_entry'> {
   };
 }
 
+let rootMounts: { pid: number; ids: Set<number> } | undefined;
+/** The mount ids of the root task's mount namespace (read once per dump). */
+function rootMountIds(pid: number): Set<number> {
+  if (rootMounts?.pid !== pid)
+    rootMounts = { pid, ids: new Set(parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).map((m) => m.mntId)) };
+  return rootMounts.ids;
+}
+
 /** The bound file of a path-named socket: its path now, whether it is gone, and its owner and mode. */
 function boundFile(
   copy: number,
   d: UnixDiag,
   name: Buffer,
   where: string,
-  mntIds: boolean,
+  rootMounts: ReadonlySet<number> | undefined,
 ): Pick<MessageInput<'unix_sk_entry'>, 'deleted' | 'file_perms' | 'name_dir' | 'mnt_id'> {
   let fd: number;
   try {
@@ -181,7 +189,15 @@ function boundFile(
     const out: ReturnType<typeof boundFile> = { file_perms: { mode: st.mode, uid: st.uid, gid: st.gid } };
     if (deleted) out.deleted = true;
     // Its name is resolved in the mount namespace of that mount at restore.
-    if (mntIds) out.mnt_id = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
+    if (rootMounts) {
+      out.mnt_id = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
+      // All unix sockets are made again, and named, before the tasks of the tree's other mount
+      // namespaces exist: a name there would be bound in the root's namespace instead.
+      if (!rootMounts.has(out.mnt_id))
+        throw new NotSupportedError(
+          `${where}: unix socket ${showName(name)} is bound on mount ${out.mnt_id}, of another mount namespace than the root task's`,
+        );
+    }
     const rel = showName(name);
     if (!rel.startsWith('/')) {
       if (!now.endsWith(`/${rel}`))
@@ -295,7 +311,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       ...(shut ? { shutdown: shut } : {}),
       ns_id: ctx.netNsId(p.pid),
       ...(peekOff >= 0 ? { peek_off: peekOff } : {}),
-      ...(isPathName(name) ? boundFile(copy, d, name, where, !!ctx.mntIds) : {}),
+      ...(isPathName(name) ? boundFile(copy, d, name, where, ctx.mntIds ? rootMountIds(ctx.treePids[0]) : undefined) : {}),
     };
     if (d.state !== TCP_LISTEN && d.rqlen?.rqueue) {
       for (const { m, ids } of peekQueue(copy, p.pid, where, ctx)) {
