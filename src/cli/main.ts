@@ -389,7 +389,7 @@ function parseInheritFd(v: string): { key: string; fd: number } {
 function mountOptions(o: Opts): MountOptions {
   const external = new Map<string, string>();
   for (const x of o.external ?? []) {
-    if (x.startsWith('net[')) continue;
+    if (/^(net|veth|macvlan)\[/.test(x)) continue;
     const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(x);
     if (!m) throw NotSupportedError.option(`--external ${x}`);
     external.set(m[1], m[2]);
@@ -406,10 +406,14 @@ function mountOptions(o: Opts): MountOptions {
 function netOptions(o: Opts): NetOptions {
   if (o.emptyNs !== undefined && o.emptyNs !== 'net') throw NotSupportedError.option(`--empty-ns ${o.emptyNs}`);
   const external = new Map<string, string>();
+  const devices = new Map<string, string>();
   for (const x of o.external ?? []) {
     const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    const d = /^((?:veth|macvlan)\[[^\]]+\]):(.+)$/.exec(x);
     if (m) external.set(m[1], m[2]);
+    else if (d) devices.set(d[1], d[2]);
     else if (x.startsWith('net[')) fail(`bad --external ${x}: use net[INODE]:KEY`);
+    else if (/^(veth|macvlan)\[/.test(x)) fail(`bad --external ${x}: use veth[IFNAME]:OUTNAME[@BRIDGE] or macvlan[IFNAME]:PARENT`);
   }
   const inherit = new Map<string, number>();
   for (const x of o.inheritFd ?? []) {
@@ -423,7 +427,7 @@ function netOptions(o: Opts): NetOptions {
     if (!m) throw NotSupportedError.option(`--join-ns ${x} (only net:PATH or net:PID is)`);
     join = joinNetPath(m[1]);
   }
-  return { empty: o.emptyNs === 'net', external, inherit, ...(join ? { join } : {}) };
+  return { empty: o.emptyNs === 'net', external, inherit, devices, ...(join ? { join } : {}) };
 }
 
 function tcpMode(o: Opts): TcpMode {

@@ -1,7 +1,7 @@
 // Network namespace: its links (netdev-N.img), addresses, routes and rules (ifaddr-, route-,
 // route6-, rule-N.img: the raw output of `ip addr|route|rule save`, as CRIU keeps them),
-// netns-N.img, its netfilter rulesets (netfilter.ts) and conntrack table (conntrack.ts). Only
-// the loopback is restored: any other link refuses the dump. The tools run in the namespace
+// netns-N.img, its netfilter rulesets (netfilter.ts) and conntrack table (conntrack.ts); the
+// links themselves are made by netdev.ts. The tools run in the namespace
 // through nsenter (criu-ts's own threads stay home).
 import fs from 'node:fs';
 import { CLONE, inNamespaces } from '../../kernel/index.ts';
@@ -11,25 +11,9 @@ import type { NsKind, NetOptions, NsImagesIn, NsRestoreCtx } from './types.ts';
 import { pullFd } from '../mm/index.ts';
 import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
 import { failure, runInNet } from './nstool.ts';
+import { createLinks, deviceEntry, IFF_UP, type IpLink, linksRefusal, linksRestoreRefusal } from './netdev.ts';
 import { dumpConntrack, restoreConntrack } from './conntrack.ts';
 import { dumpNetfilter, netfilterRefusal, netfilterRestoreRefusal, restoreNetfilter } from './netfilter.ts';
-
-const ND_LOOPBACK = 1;
-const IFF: Record<string, number> = {
-  UP: 0x1,
-  BROADCAST: 0x2,
-  DEBUG: 0x4,
-  LOOPBACK: 0x8,
-  POINTOPOINT: 0x10,
-  NOTRAILERS: 0x20,
-  RUNNING: 0x40,
-  NOARP: 0x80,
-  PROMISC: 0x100,
-  ALLMULTI: 0x200,
-  MULTICAST: 0x1000,
-  LOWER_UP: 0x10000,
-  DORMANT: 0x20000,
-};
 
 /**
  * Run `fn` with criu-ts's main thread in the network namespace of `pid` (when given): the
@@ -47,28 +31,7 @@ function ip(pid: number, args: string[], input?: Buffer): Buffer {
   return r.stdout;
 }
 
-interface IpLink {
-  ifindex: number;
-  ifname: string;
-  flags: string[];
-  mtu: number;
-  link_type: string;
-  address?: string;
-}
-
-const links = (pid: number): IpLink[] => JSON.parse(ip(pid, ['-j', 'link', 'show']).toString() || '[]') as IpLink[];
-
-function deviceEntry(l: IpLink): MessageInput<'net_device_entry'> {
-  const flags = l.flags.reduce((a, f) => a | (IFF[f] ?? 0), 0) | (l.flags.includes('UP') ? IFF.RUNNING : 0);
-  return {
-    type: ND_LOOPBACK,
-    ifindex: l.ifindex,
-    mtu: l.mtu,
-    flags,
-    name: l.ifname,
-    ...(l.address ? { address: Buffer.from(l.address.split(':').map((h) => Number.parseInt(h, 16))) } : {}),
-  };
-}
+const links = (pid: number): IpLink[] => JSON.parse(ip(pid, ['-d', '-j', 'link', 'show']).toString() || '[]') as IpLink[];
 
 /** The key `--external net[INO]:KEY` gives the root's network namespace, if any. */
 function externalKey(pid: number, net?: NetOptions): string | undefined {
@@ -99,10 +62,7 @@ export const netNs: NsKind = {
   cflag: CLONE.NEWNET,
   dumpRefusal: (root, { net }) => {
     if (net?.empty || externalKey(root, net)) return undefined;
-    const other = links(root).filter((l) => l.link_type !== 'loopback');
-    if (other.length)
-      return `network device ${other[0].ifname} (${other[0].link_type}) in its network namespace: only the loopback is saved yet`;
-    return netfilterRefusal(root);
+    return linksRefusal(links(root)) ?? netfilterRefusal(root);
   },
   dump: ({ pid, id, imgs, log, net }) => {
     // An external namespace is only named; an empty one (runc's) is saved as nothing, as by CRIU.
@@ -116,7 +76,7 @@ export const netNs: NsKind = {
     const { netns, devs } = inNamespaces(pid, CLONE.NEWNET, () => ({
       netns: readNetnsConf(),
       devs: ls.map((l) => ({
-        ...deviceEntry(l),
+        ...deviceEntry(l, ls, id),
         conf4: readConf('ipv4', l.ifname),
         ...(hasIpv6() ? { conf6: readConf('ipv6', l.ifname) } : {}),
       })),
@@ -147,10 +107,13 @@ export const netNs: NsKind = {
         ? undefined
         : `netns-${id}.img: the network namespace is external (${ns.ext_key}); give it with --inherit-fd fd[N]:${ns.ext_key}`;
     if (net?.empty) return undefined;
-    for (const { entry } of imgs.all(IMG.NETDEV, id))
-      if (entry.type !== ND_LOOPBACK)
-        return `netdev-${id}.img: device ${entry.name} of type ${entry.type}: only the loopback is restored yet`;
-    return netfilterRestoreRefusal(id, imgs);
+    return (
+      linksRestoreRefusal(
+        id,
+        imgs.all(IMG.NETDEV, id).map((e) => e.entry),
+        net?.devices,
+      ) ?? netfilterRestoreRefusal(id, imgs)
+    );
   },
   cloneFlag: ({ id, imgs, net }) => (net?.join === undefined && netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
   restore: ({ pid, id, imgs, log, net, stub }) => {
@@ -176,9 +139,11 @@ export const netNs: NsKind = {
       return;
     }
     inNamespaces(pid, CLONE.NEWNET, () => writeNetnsConf(imgs.one(IMG.NETNS, id), log));
-    for (const { entry } of imgs.all(IMG.NETDEV, id)) {
+    const devs = imgs.all(IMG.NETDEV, id).map((e) => e.entry);
+    createLinks(pid, devs, net?.devices, log);
+    for (const entry of devs) {
       const args = ['link', 'set', 'dev', entry.name, 'mtu', String(entry.mtu)];
-      if (entry.flags & IFF.UP) args.push('up');
+      if (entry.flags & IFF_UP) args.push('up');
       ip(pid, args);
       // The loopback is born with the namespace, before its defaults are set: all of its conf goes back.
       inNamespaces(pid, CLONE.NEWNET, () => {

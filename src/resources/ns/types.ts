@@ -22,6 +22,8 @@ export interface NetOptions {
   external?: Map<string, string>;
   /** Restore: key → an fd of criu-ts's. */
   inherit?: Map<string, number>;
+  /** Restore: --external veth[IFNAME]:OUT[@BRIDGE] and macvlan[IFNAME]:PARENT, by their keys. */
+  devices?: Map<string, string>;
   /** Restore (--join-ns net:PATH): the existing namespace the root joins; its contents are not restored. */
   join?: string;
   /**
