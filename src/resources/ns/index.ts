@@ -5,7 +5,7 @@
 //   pid.ts   PID namespace: the root is its init, the images keep the pids inside
 //   uts.ts   host and domain name (utsns-N.img)
 //   ipc.ts   IPC sysctls (ipcns-var-N.img)
-//   net.ts   loopback, addresses, routes (netdev-, netns-, ifaddr-, route-N.img)
+//   net.ts   links (netdev.ts), addresses, routes (netdev-, netns-, ifaddr-, route-N.img)
 //   mnt.ts   the mount tree and tmpfs contents (mountpoints-N.img, tmpfs-dev-N.tar.gz.img)
 //   time.ts  the clocks' offsets (timens-N.img)
 //   cgroup.ts where its root cgroups are (cgns_prefix in cgroup.img)
