@@ -6,7 +6,7 @@
 import { CriuError } from '../../errors.ts';
 import type { Message, MessageInput } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
-import { failure, runInNet } from './nstool.ts';
+import { failure, runInNet, type NetAt } from './nstool.ts';
 import { spawnSync } from 'node:child_process';
 
 export const ND = { LOOPBACK: 1, VETH: 2, BRIDGE: 6, MACVLAN: 7 } as const;
@@ -116,11 +116,11 @@ export function linksRestoreRefusal(id: number, devs: Dev[], ext: DeviceMap | un
   return undefined;
 }
 
-/** `ip ARGS` in criu-ts's own namespace (pid undefined) or that of `pid`. */
-function ip(pid: number | undefined, args: string[]): void {
+/** `ip ARGS` in criu-ts's own namespace (pid undefined) or at `pid`. */
+function ip(pid: NetAt | undefined, args: string[]): void {
   const r = pid === undefined ? spawnSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }) : runInNet(pid, 'ip', args);
   const why = failure(r);
-  if (why) throw new CriuError(`ip ${args.join(' ')}${pid === undefined ? '' : ` in the network namespace of ${pid}`} failed: ${why}`);
+  if (why) throw new CriuError(`ip ${args.join(' ')}${pid === undefined ? '' : ` in the network namespace ${pid}`} failed: ${why}`);
 }
 
 /** The `ip link add` words naming and shaping a new link as saved. */
@@ -138,7 +138,7 @@ const shape = (d: Dev): string[] => [
  * Make the links of netdev-N.img but the loopback in the namespace of `pid` (down), then
  * plug the ports into their masters. The caller sets MTU, flags and sysctls of each.
  */
-export function createLinks(pid: number, devs: Dev[], ext: DeviceMap | undefined, log: Logger): void {
+export function createLinks(pid: NetAt, devs: Dev[], ext: DeviceMap | undefined, log: Logger): void {
   const made = new Set<number>();
   for (const d of devs) {
     if (d.type === ND.LOOPBACK || made.has(d.ifindex)) continue;
