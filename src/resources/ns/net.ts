@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { CLONE, inNamespaces, newNetNs } from '../../kernel/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
-import { IMG, type MessageInput } from '../../images/index.ts';
+import { IMG } from '../../images/index.ts';
 import type { NsKind, NetOptions, NsImagesIn, NsImagesOut, NsRestoreCtx } from './types.ts';
 import type { Logger } from '../types.ts';
 import { pullFd } from '../mm/index.ts';
