@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk } from '../lib/proc.ts';
+import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk, assertCleanError } from '../lib/proc.ts';
 import { dump, restore } from '../lib/cr.ts';
 
 const TREE = String.raw`
@@ -28,6 +28,8 @@ s0 = sk(0)
 if os.fork() == 0:
     s0.close()
     assert libc.unshare(NEWNET) == 0
+    if len(sys.argv) > 2:
+        assert os.system('ip tuntap add ndtap0 mode tap') == 0
     s1 = sk(1)
     if os.fork() == 0:
         assert libc.setns(home, NEWNET) == 0
@@ -90,19 +92,24 @@ function check(init: number): void {
   assert.equal(answers(c), 'refused refused ok', 'namespace C: only its own socket');
 }
 
-e2e('tasks in network namespaces below the root, holding sockets of each other, come back each in its own', async (c) => {
-  const ready = join(c.dir, 'ready');
-  const t = startTarget(['unshare', '--pid', '--fork', '--net', 'setsid', 'python3', '-c', TREE, ready], {
-    logFile: join(c.dir, 'tree.log'),
+async function startTree(dir: string, more: string[] = []): Promise<{ unshare: number; init: number }> {
+  const ready = join(dir, 'ready');
+  const t = startTarget(['unshare', '--pid', '--fork', '--net', 'setsid', 'python3', '-c', TREE, ready, ...more], {
+    logFile: join(dir, 'tree.log'),
   });
   const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init');
   adopt(init);
   await waitFor(() => existsSync(ready) || undefined, 10_000, 'the tree ready');
   for (const p of descendants(init)) adopt(p);
+  return { unshare: t.pid, init };
+}
+
+e2e('tasks in network namespaces below the root, holding sockets of each other, come back each in its own', async (c) => {
+  const { unshare, init } = await startTree(c.dir);
   check(init);
   const img = c.subdir('img');
   assertOk(dump(init, img));
-  reap(t.pid, 10_000);
+  reap(unshare, 10_000);
   reap(init, 10_000);
   const netdevs = readdirSync(img).filter((f) => /^netdev-\d+\.img$/.test(f));
   assert.equal(netdevs.length, 3, `a netdev image per namespace: ${netdevs.join(' ')}`);
@@ -113,4 +120,14 @@ e2e('tasks in network namespaces below the root, holding sockets of each other, 
   adopt(host);
   check(host);
   killAndReap(host);
+});
+
+e2e('a device criu-ts does not save in a namespace below the root refuses the dump in one line, and the tree runs on', async (c) => {
+  const { unshare, init } = await startTree(c.dir, ['tap']);
+  const { b } = shape(init);
+  const line = assertCleanError(dump(init, c.subdir('img')));
+  assert.match(line, new RegExp(`task ${b}: namespaces: net: network device ndtap0 \\(tun\\) in its network namespace`));
+  check(init);
+  killAndReap(unshare);
+  reap(init, 10_000);
 });

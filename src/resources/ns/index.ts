@@ -77,11 +77,16 @@ export function checkNamespaces(pids: number[], opts: { net?: NetOptions } = {})
     const own = fs.readlinkSync(`/proc/self/ns/${k.name}`);
     const rootNs = link(root, k.name);
     if (rootNs === undefined) continue;
+    const seen = new Set([rootNs]);
     for (const pid of pids.slice(1)) {
       const l = link(pid, k.name);
       // Namespaces below the root's own, of a kind that nests.
       if (l !== undefined && l !== rootNs && !(k.nested && rootNs !== own))
         throw new NotSupportedError(`task ${pid}: namespaces: it is in another ${k.name} namespace than the root task ${root} (${l})`);
+      if (l === undefined || seen.has(l)) continue;
+      seen.add(l);
+      const why = k.nestedDumpRefusal?.(pid);
+      if (why) throw new NotSupportedError(`task ${pid}: namespaces: ${k.name}: ${why}`);
     }
     if (rootNs === own) continue;
     const why = k.dumpRefusal(root, opts);

@@ -5,7 +5,7 @@
 // through nsenter (criu-ts's own threads stay home).
 import fs from 'node:fs';
 import { CLONE, inNamespaces, newNetNs } from '../../kernel/index.ts';
-import { CriuError, NotSupportedError } from '../../errors.ts';
+import { CriuError } from '../../errors.ts';
 import { IMG } from '../../images/index.ts';
 import type { NsKind, NetOptions, NsImagesIn, NsImagesOut, NsRestoreCtx } from './types.ts';
 import type { Logger } from '../types.ts';
@@ -77,11 +77,10 @@ export const netNs: NsKind = {
     for (const t of tasks) {
       if (done.has(t.id)) continue;
       done.add(t.id);
-      const why = linksRefusal(links(t.pid)) ?? netfilterRefusal(t.pid);
-      if (why) throw new NotSupportedError(`task ${t.pid}: namespaces: net: ${why}`);
       saveNetns(t.pid, t.id, imgs, log);
     }
   },
+  nestedDumpRefusal: (pid) => linksRefusal(links(pid)) ?? netfilterRefusal(pid),
   restoreRefusal: ({ id, imgs, net, nested }) => {
     if (nested)
       return (

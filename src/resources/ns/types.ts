@@ -132,6 +132,8 @@ export interface NsKind {
   cloneFlag?(ctx: { id: number; imgs: NsImagesIn; net?: NetOptions }): number;
   /** Tasks below the root may be in other namespaces of this kind (each dumped and made again). */
   nested?: boolean;
+  /** Why the namespace of a task below the root (of a nested kind) cannot be dumped. */
+  nestedDumpRefusal?(pid: number): string | undefined;
   /** Put a task in its namespace of a nested kind: join it (holder, file) or make it. */
   enter?(ctx: NsEnterCtx): void;
   /**
