@@ -12,10 +12,11 @@ import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertCleanError, CRIU_BIN } from '../lib/proc.ts';
+import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertCleanError } from '../lib/proc.ts';
 import { dump, restore, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { CRIU42 } from '../lib/runc.ts';
+import { across } from '../lib/netns.ts';
 import { readMessages, writeImage } from '../../src/images/index.ts';
 
 const skipCriu = existsSync(CRIU42) ? false : `no CRIU 4.2 binary at ${CRIU42}`;
@@ -111,26 +112,6 @@ function cleanHost(): void {
 
 const EXTERNAL = ['--external', `veth[vc0]:${OUTER}@${HOSTBR}`, '--external', `macvlan[mv0]:${PARENT}`];
 
-/** Dump the box (the tree dies), restore it with `tool`; the restored root. */
-function across(box: { unshare: number; init: number }, img: string, dumpWith: string, restoreWith: string): number {
-  const tool = (w: string) => (w === 'criu' ? CRIU42 : CRIU_BIN);
-  const d = spawnSync(tool(dumpWith), ['dump', '-t', String(box.init), '-D', img, '-v4', '-o', 'dump.log'], { encoding: 'utf8' });
-  assert.equal(d.status, 0, `${dumpWith} dump: ${d.stderr}`);
-  reap(box.unshare, 10_000);
-  reap(box.init, 10_000);
-  const pidfile = join(img, 'root.pid');
-  const extra = restoreWith !== 'criu' && dumpWith === 'criu' ? ['--skip-verify'] : [];
-  const r = spawnSync(
-    tool(restoreWith),
-    ['restore', '-D', img, '-d', '-v4', '-o', 'restore.log', '--pidfile', pidfile, ...extra, ...EXTERNAL],
-    { encoding: 'utf8' },
-  );
-  assert.equal(r.status, 0, `${restoreWith} restore: ${r.stderr}`);
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  return host;
-}
-
 /** A TCP connection to a closed port inside: refused (RST) only if the packets cross the veth. */
 function reaches(addr: string): Promise<string> {
   return new Promise((resolve) => {
@@ -163,7 +144,7 @@ for (const [dumpWith, restoreWith] of [
         const before = state(box.init);
         assert.ok(before.links.some((l) => / va1 .* brin /.test(l)) && before.links.some((l) => / mv0 .* macvlan private$/.test(l)));
         const dir = c.subdir('img');
-        const host = across(box, dir, dumpWith, restoreWith);
+        const host = await across(box, dir, dumpWith, restoreWith, { restore: EXTERNAL });
         assert.deepEqual(state(host), before, 'links, addresses and routes inside');
         if (dumpWith === 'criu-ts') {
           // CRIU's crit reads the image.

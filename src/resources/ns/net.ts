@@ -58,6 +58,14 @@ function joinNet(stub: NsRestoreCtx['stub'], own: number): void {
   }
 }
 
+/** Why the links or rules of namespace `id` cannot be made again. */
+const contentsRefusal = (id: number, imgs: NsImagesIn, net?: NetOptions): string | undefined =>
+  linksRestoreRefusal(
+    id,
+    imgs.all(IMG.NETDEV, id).map((e) => e.entry),
+    net?.devices,
+  ) ?? netfilterRestoreRefusal(id, imgs);
+
 export const netNs: NsKind = {
   name: 'net',
   cflag: CLONE.NEWNET,
@@ -82,14 +90,7 @@ export const netNs: NsKind = {
   },
   nestedDumpRefusal: (pid) => linksRefusal(links(pid)) ?? netfilterRefusal(pid),
   restoreRefusal: ({ id, imgs, net, nested }) => {
-    if (nested)
-      return (
-        linksRestoreRefusal(
-          id,
-          imgs.all(IMG.NETDEV, id).map((e) => e.entry),
-          net?.devices,
-        ) ?? netfilterRestoreRefusal(id, imgs)
-      );
+    if (nested) return contentsRefusal(id, imgs, net);
     if (net?.join) {
       try {
         fs.closeSync(fs.openSync(net.join, 'r'));
@@ -105,13 +106,7 @@ export const netNs: NsKind = {
         ? undefined
         : `netns-${id}.img: the network namespace is external (${ns.ext_key}); give it with --inherit-fd fd[N]:${ns.ext_key}`;
     if (net?.empty) return undefined;
-    return (
-      linksRestoreRefusal(
-        id,
-        imgs.all(IMG.NETDEV, id).map((e) => e.entry),
-        net?.devices,
-      ) ?? netfilterRestoreRefusal(id, imgs)
-    );
+    return contentsRefusal(id, imgs, net);
   },
   cloneFlag: ({ id, imgs, net }) => (net?.join === undefined && netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
   restore: ({ pid, id, imgs, log, net, stub }) => {
