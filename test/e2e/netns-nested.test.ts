@@ -131,3 +131,28 @@ e2e('a device criu-ts does not save in a namespace below the root refuses the du
   killAndReap(unshare);
   reap(init, 10_000);
 });
+
+e2e('a veth between two namespaces of the tree refuses the dump in one line naming both ends, and the tree runs on', async (c) => {
+  const { unshare, init } = await startTree(c.dir);
+  const { b } = shape(init);
+  const r = spawnSync('nsenter', [
+    `--net=/proc/${init}/ns/net`,
+    'ip',
+    'link',
+    'add',
+    'ndx0',
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'ndx1',
+    'netns',
+    String(b),
+  ]);
+  assert.equal(r.status, 0, String(r.stderr));
+  const line = assertCleanError(dump(init, c.subdir('img')));
+  assert.match(line, /network device ndx[01]: a veth whose peer ndx[01] is in another network namespace of the tree/);
+  check(init);
+  killAndReap(unshare);
+  reap(init, 10_000);
+});

@@ -5,7 +5,7 @@
 // through nsenter (criu-ts's own threads stay home).
 import fs from 'node:fs';
 import { CLONE, inNamespaces, newNetNs } from '../../kernel/index.ts';
-import { CriuError } from '../../errors.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 import { IMG } from '../../images/index.ts';
 import type { NsKind, NetOptions, NsImagesIn, NsImagesOut, NsRestoreCtx } from './types.ts';
 import type { Logger } from '../types.ts';
@@ -58,6 +58,29 @@ function joinNet(stub: NsRestoreCtx['stub'], own: number): void {
   }
 }
 
+/**
+ * A veth whose two ends are in two network namespaces of the tree (CRIU's link_nsid) is
+ * refused: each namespace is made apart. Its ends are known by their indexes, each the other's link.
+ */
+function crossRefusal(nss: Array<[number, number]>): void {
+  if (nss.length < 2) return;
+  const all = nss.map(([id, pid]) => ({ id, pid, ls: links(pid) }));
+  for (const x of all)
+    for (const l of x.ls) {
+      if (l.linkinfo?.info_kind !== 'veth' || l.link_netnsid === undefined) continue;
+      for (const y of all) {
+        const p =
+          y.id === x.id
+            ? undefined
+            : y.ls.find((q) => q.ifindex === l.link_index && q.link_index === l.ifindex && q.link_netnsid !== undefined);
+        if (p)
+          throw new NotSupportedError(
+            `task ${x.pid}: namespaces: net: network device ${l.ifname}: a veth whose peer ${p.ifname} is in another network namespace of the tree (that of task ${y.pid}); not saved yet`,
+          );
+      }
+    }
+}
+
 /** Why the links or rules of namespace `id` cannot be made again. */
 const contentsRefusal = (id: number, imgs: NsImagesIn, net?: NetOptions): string | undefined =>
   linksRestoreRefusal(
@@ -74,6 +97,7 @@ export const netNs: NsKind = {
     return linksRefusal(links(root)) ?? netfilterRefusal(root);
   },
   dump: ({ pid, id, imgs, log, net, tasks }) => {
+    crossRefusal([...new Map([[id, pid], ...tasks.map((t) => [t.id, t.pid] as const)]).entries()]);
     // An external namespace is only named; an empty one (runc's) is saved as nothing, as by CRIU.
     const key = externalKey(pid, net);
     if (key !== undefined || net?.empty) {
