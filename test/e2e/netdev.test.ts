@@ -187,6 +187,11 @@ e2e(
         assertCleanError(restore(dir, ['-d', EXTERNAL[0], EXTERNAL[1]])),
         /netdev-\d+\.img: device mv0: .*--external macvlan\[mv0\]/,
       );
+      // --veth-pair, the old form of --external veth[], is taken: the macvlan's parent is still missing.
+      assert.match(
+        assertCleanError(restore(dir, ['-d', '--veth-pair', `vc0=${OUTER}@${HOSTBR}`])),
+        /netdev-\d+\.img: device mv0: .*--external macvlan\[mv0\]/,
+      );
       const file = join(dir, img(dir));
       const good = readFileSync(file);
       writeFileSync(file, Buffer.concat([good.subarray(0, 8), Buffer.from('garbage that is no protobuf at all')]));
