@@ -340,6 +340,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       checkInterrupt();
       restoreTask(ctx, l);
     }
+    afterFiles(ctx);
     restoreOwners(ctx.locals, ctx.files, (pid) => hostPid(ctx, pid));
   },
   RESTORE_CREDS: (ctx) => {
@@ -547,15 +548,21 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
-  // Every file is open: the ghosts on the mounts kept writable for them go before those are read-only.
+  ctx.sessions.startDeferred();
+}
+
+/**
+ * Every file is open (those on mounts of other namespaces too, opened once the tree exists):
+ * the ghosts on the mounts kept writable for them go, then those mounts are made read-only.
+ */
+function afterFiles(ctx: Ctx): void {
   const later = ctx.ns.made.readOnlyLater;
   const readOnly = (mnt: number | undefined): boolean =>
     mnt !== undefined && later!.has(mnt) && !!((ctx.ns.made.get(mnt)?.entry.flags ?? 0) & MS.RDONLY);
   if (later?.size) ctx.ghosts.unlinkFiles(ctx.ghosts.ghostFiles().filter((id) => readOnly(ctx.files.get(id)?.reg?.mnt_id)));
   namespacesAfterFiles(ctx.ns, ctx.mntOf, (tid) => {
-    const l = [...live.values()].find((x) => x.leader.tid === tid);
+    const l = [...ctx.live.values()].find((x) => x.leader.tid === tid);
     return l && { stub: l.leader, area: l.area };
   });
   releaseNamespaces(ctx.ns);
-  ctx.sessions.startDeferred();
 }
