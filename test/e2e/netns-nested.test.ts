@@ -20,7 +20,8 @@ def sk(n):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(b'\0ndt-%d' % n)
     return s
-def idle():
+def idle(who):
+    open(sys.argv[1] + '.' + who, 'w').close()
     while True:
         time.sleep(0.1)
 home = os.open('/proc/self/ns/net', os.O_RDONLY)
@@ -34,19 +35,18 @@ if os.fork() == 0:
     if os.fork() == 0:
         assert libc.setns(home, NEWNET) == 0
         os.close(home)
-        idle()
+        idle('back')
     os.close(home)
     s1.close()
-    idle()
+    idle('b')
 if os.fork() == 0:
     os.close(home)
     assert libc.unshare(NEWNET) == 0
     s2 = sk(2)
-    idle()
+    idle('c')
 os.close(home)
 s0.close()
-open(sys.argv[1], 'w').write('ready\n')
-idle()
+idle('root')
 `;
 
 const CONNECT = String.raw`
@@ -99,7 +99,8 @@ async function startTree(dir: string, more: string[] = []): Promise<{ unshare: n
   });
   const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init');
   adopt(init);
-  await waitFor(() => existsSync(ready) || undefined, 10_000, 'the tree ready');
+  // Each task says when it is set up (its namespace made, its socket bound).
+  await waitFor(() => ['root', 'b', 'back', 'c'].every((w) => existsSync(`${ready}.${w}`)) || undefined, 10_000, 'the tree ready');
   for (const p of descendants(init)) adopt(p);
   return { unshare: t.pid, init };
 }
