@@ -83,6 +83,7 @@ interface Opts {
   joinNs?: string[];
   root?: string;
   external?: string[];
+  vethPair?: string[];
   extMountMap?: string[];
   emptyNs?: string;
   networkLock?: string;
@@ -208,8 +209,13 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
   {
     flags: '--external <res>',
-    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; repeatable',
+    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; at restore the outer end of a veth, veth[IFNAME]:OUTNAME[@BRIDGE], and the parent of a macvlan, macvlan[IFNAME]:PARENT; repeatable',
     cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--veth-pair <pair>',
+    desc: 'IFNAME=OUTNAME[@BRIDGE]: old form of --external veth[IFNAME]:OUTNAME[@BRIDGE]; repeatable',
+    cmds: ['restore'],
   },
   { flags: '--empty-ns <ns>', desc: 'net: do not save the network namespace, restore an empty one', cmds: ['dump', 'restore'] },
   {
@@ -259,7 +265,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (/^(--action-script|--cgroup-root|--inherit-fd|--join-ns|--external|-M|--irmap-scan-path)/.test(o.flags))
+      if (/^(--action-script|--cgroup-root|--inherit-fd|--join-ns|--external|--veth-pair|-M|--irmap-scan-path)/.test(o.flags))
         opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name === 'pre-dump' ? 'dump' : name)) opt.hideHelp();
       c.addOption(opt);
@@ -424,7 +430,7 @@ function parseInheritFd(v: string): { key: string; fd: number } {
 function mountOptions(o: Opts): MountOptions {
   const external = new Map<string, string>();
   for (const x of o.external ?? []) {
-    if (x.startsWith('net[')) continue;
+    if (/^(net|veth|macvlan)\[/.test(x)) continue;
     const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(x);
     if (!m) throw NotSupportedError.option(`--external ${x}`);
     external.set(m[1], m[2]);
@@ -441,10 +447,19 @@ function mountOptions(o: Opts): MountOptions {
 function netOptions(o: Opts): NetOptions {
   if (o.emptyNs !== undefined && o.emptyNs !== 'net') throw NotSupportedError.option(`--empty-ns ${o.emptyNs}`);
   const external = new Map<string, string>();
+  const devices = new Map<string, string>();
   for (const x of o.external ?? []) {
     const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    const d = /^((?:veth|macvlan)\[[^\]]+\]):(.+)$/.exec(x);
     if (m) external.set(m[1], m[2]);
+    else if (d) devices.set(d[1], d[2]);
     else if (x.startsWith('net[')) fail(`bad --external ${x}: use net[INODE]:KEY`);
+    else if (/^(veth|macvlan)\[/.test(x)) fail(`bad --external ${x}: use veth[IFNAME]:OUTNAME[@BRIDGE] or macvlan[IFNAME]:PARENT`);
+  }
+  for (const x of o.vethPair ?? []) {
+    const m = /^([^=]+)=(.+)$/.exec(x);
+    if (!m) fail(`bad --veth-pair ${x}: use IFNAME=OUTNAME[@BRIDGE]`);
+    devices.set(`veth[${m[1]}]`, m[2]);
   }
   const inherit = new Map<string, number>();
   for (const x of o.inheritFd ?? []) {
@@ -458,7 +473,7 @@ function netOptions(o: Opts): NetOptions {
     if (!m) throw NotSupportedError.option(`--join-ns ${x} (only net:PATH or net:PID is)`);
     join = joinNetPath(m[1]);
   }
-  return { empty: o.emptyNs === 'net', external, inherit, ...(join ? { join } : {}) };
+  return { empty: o.emptyNs === 'net', external, inherit, devices, ...(join ? { join } : {}) };
 }
 
 function tcpMode(o: Opts): TcpMode {

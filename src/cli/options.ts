@@ -40,7 +40,6 @@ export const NOT_SUPPORTED = new Set([
   '-s',
   '--leave-stopped',
   '-J',
-  '--veth-pair',
   '--weak-sysctls',
   '--skip-file-rwx-check',
   '--stream',

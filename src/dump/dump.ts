@@ -469,6 +469,7 @@ function collectAndWrite(
       },
       treePids: live.map((t) => t.pid),
       netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
+      netNsIdOfIno: (ino) => shared.ns.idOfLink(`net:[${ino}]`),
       nsIdOf: (pid, kind) => shared.ns.idsOf(pid)[`${kind}_ns_id`],
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),

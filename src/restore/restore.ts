@@ -32,6 +32,7 @@ import {
   prepareNamespaces,
   restoreNamespaces,
   enterNamespaces,
+  inAheadNet,
   mountNamespaces,
   releaseNamespaces,
   namespacesAfterFiles,
@@ -253,6 +254,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           return inNs(ctx!, '', { name: '', mnt_id: id });
         },
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
+        inNetNs: (nsId, fn) => inAheadNet(ns, nsId, fn),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
         },

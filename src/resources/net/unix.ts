@@ -24,6 +24,8 @@ import {
   SCM_RIGHTS,
   type UnixDiag,
   type SockMsg,
+  inNetNsFd,
+  sock,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
 import { readFdinfo, parseMountinfo } from '../../proc/index.ts';
@@ -44,6 +46,8 @@ interface DumpState {
   treeInos?: Set<number>;
   pendingOf?: Map<number, number>;
   diag?: number;
+  /** sock_diag sockets of the other network namespaces, by their inode. */
+  diags?: Map<number, number>;
   externs?: Set<number>;
 }
 
@@ -108,9 +112,32 @@ function treeSockets(ctx: DumpFileCtx, st: DumpState): Set<number> {
   return (st.treeInos = inos);
 }
 
+const SHOW = UDIAG_SHOW.NAME | UDIAG_SHOW.VFS | UDIAG_SHOW.PEER | UDIAG_SHOW.ICONS | UDIAG_SHOW.RQLEN;
+
 function diagOf(st: DumpState, ino: number): UnixDiag | undefined {
   st.diag ??= sockDiagOpen();
-  return unixDiag(st.diag, ino, UDIAG_SHOW.NAME | UDIAG_SHOW.VFS | UDIAG_SHOW.PEER | UDIAG_SHOW.ICONS | UDIAG_SHOW.RQLEN);
+  return unixDiag(st.diag, ino, SHOW);
+}
+
+/**
+ * sock_diag of a socket from its own network namespace (SIOCGSKNS finds it), which may be
+ * another than criu-ts works in (a task below the root in a nested one); and that namespace's inode.
+ */
+function diagInOwnNs(st: DumpState, copy: number, ino: number): { d: UnixDiag | undefined; nsIno: number } {
+  const ns = ioctl(copy, sock.SIOCGSKNS);
+  try {
+    const nsIno = fs.fstatSync(ns).ino;
+    if (nsIno === fs.statSync('/proc/thread-self/ns/net').ino) return { d: diagOf(st, ino), nsIno };
+    st.diags ??= new Map();
+    let diag = st.diags.get(nsIno);
+    if (diag === undefined) {
+      diag = inNetNsFd(ns, () => sockDiagOpen());
+      st.diags.set(nsIno, diag);
+    }
+    return { d: unixDiag(diag, ino, SHOW), nsIno };
+  } finally {
+    close(ns);
+  }
 }
 
 /** Pending (not yet accepted) client inode -> its listener's inode, over the tree's listeners. */
@@ -268,8 +295,11 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
   return withCopy(p, (copy) => {
     const domain = getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN);
     if (domain !== AF_UNIX) throw new NotSupportedError(`${where} is a socket of family ${domain}`);
-    const d = diagOf(st, ino);
+    const { d, nsIno } = diagInOwnNs(st, copy, ino);
     if (!d) throw new NotSupportedError(`${where}: unix socket ${ino} is in another network namespace`);
+    const own = ctx.netNsId(p.pid);
+    const nsId = ctx.netNsIdOfIno ? ctx.netNsIdOfIno(nsIno) : own;
+    if (nsId === undefined) throw new NotSupportedError(`${where}: unix socket ${ino} is of a network namespace no task of the tree is in`);
     if (!TYPE_NAMES[d.type]) throw new NotSupportedError(`${where}: unix socket ${ino} of type ${d.type}`);
     const name = d.name ?? Buffer.alloc(0);
     const tree = treeSockets(ctx, st);
@@ -309,7 +339,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       opts: dumpOpts(copy),
       name,
       ...(shut ? { shutdown: shut } : {}),
-      ns_id: ctx.netNsId(p.pid),
+      ns_id: nsId,
       ...(peekOff >= 0 ? { peek_off: peekOff } : {}),
       ...(isPathName(name) ? boundFile(copy, d, name, where, ctx.mntIds ? rootMountIds(ctx.treePids[0]) : undefined) : {}),
     };
