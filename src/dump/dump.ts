@@ -295,7 +295,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     if (!req.pre && ownMntns(pid))
       checkMntns(
         tasks.filter(isLive).map((t) => t.pid),
-        req.mounts?.external ?? new Map(),
+        req.mounts ?? { external: new Map() },
       );
     for (const t of tasks) {
       if (!isLive(t)) continue;

@@ -21,13 +21,27 @@ import {
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { NsHelper } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
-import { parseMountinfo } from '../../proc/index.ts';
-import { FSTYPE, type MntEntry, kdev, rootMount, toEntry, under } from './mnt-tree.ts';
+import { parseMountinfo, type MountInfo } from '../../proc/index.ts';
+import {
+  AUTODETECTED_MOUNT,
+  FSTYPE,
+  type MntEntry,
+  type MountOptions,
+  kdev,
+  mountFlags,
+  rootMount,
+  toEntry,
+  under,
+  unreachableMaster,
+} from './mnt-tree.ts';
 
-export interface MntDumpOptions {
-  /** Mountpoint (as the tree sees it) → the key its entry keeps (--external mnt[PATH]:KEY). */
-  external: Map<string, string>;
-}
+/** external: mountpoint (as the tree sees it) → the key its entry keeps (--external mnt[PATH]:KEY). */
+export type MntDumpOptions = Pick<MountOptions, 'external' | 'auto'> & {
+  /** The root task's namespace: a master outside it may be taken from an external mount or --root at restore. */
+  top?: boolean;
+  /** A nested namespace's: the mounts of the root task's, restored before it, which its binds may be copied from. */
+  outer?: MntEntry[];
+};
 
 export interface MntDump {
   entries: MntEntry[];
@@ -36,7 +50,7 @@ export interface MntDump {
 }
 
 /** Why the mount `m` cannot be restored; undefined when it can. */
-function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry): string | undefined {
+function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry, outer: MntEntry[]): string | undefined {
   if (m === root || m.ext_key !== undefined) return undefined;
   const sameDev = all.filter((o) => o !== m && o.root_dev === m.root_dev);
   // A bind of (part of) the root's file system comes from --root.
@@ -48,8 +62,10 @@ function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry): str
       return `${m.fsname} is not a file system criu-ts makes anew; name it with --external mnt[${m.mountpoint}]:KEY`;
     return undefined;
   }
-  // Any other bind needs a mount of the whole file system (or of a directory above) in the tree.
+  // Any other bind needs a mount of the whole file system (or of a directory above) in the
+  // tree, or in the root task's namespace, which a nested one's is copied from.
   if (sameDev.some((o) => under(o.root, m.root) !== undefined)) return undefined;
+  if (outer.some((o) => o.root_dev === m.root_dev && under(o.root, m.root) !== undefined)) return undefined;
   return `a bind of ${m.root} whose file system is mounted nowhere else in the namespace`;
 }
 
@@ -69,18 +85,25 @@ export function mountRefusal(m: MntEntry, why: string): string {
 /** The tree of `pid`'s mount namespace, checked; throws NotSupportedError naming a mount that cannot come back. */
 export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
   const infos = parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8'));
-  const entries = infos.map((i) => {
+  const marked = infos.map((i) => {
     const e = toEntry(i);
     const key = opts.external.get(i.mountPoint);
     return key === undefined ? e : { ...e, ext_key: key };
   });
-  const root = rootMount(entries);
+  const root = rootMount(marked);
+  const entries = opts.auto ? autodetect(marked, infos, root, opts.auto) : marked;
   for (const m of entries) {
-    const why = refusal(pid, m, entries, root);
+    const why = refusal(pid, m, entries, root, opts.outer ?? []);
     if (why) throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(m, why)}`);
-    if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
+    const outside = m.master_id && !entries.some((o) => o.shared_id === m.master_id);
+    if (outside && (!opts.top || unreachableMaster(m, entries, root)))
       throw new NotSupportedError(
-        `task ${pid}: mount namespace: ${mountRefusal(m, `a slave of peer group ${m.master_id}, which is outside the namespace`)}`,
+        `task ${pid}: mount namespace: ${mountRefusal(
+          m,
+          opts.top
+            ? `a slave of peer group ${m.master_id}, which is outside the namespace, and neither an external mount, a bind of one nor of the root`
+            : `a slave of peer group ${m.master_id}, which is outside the namespace`,
+        )}`,
       );
   }
   // An external mount that names no mount is ignored, as CRIU does: runc names every device
@@ -88,13 +111,48 @@ export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
   return entries;
 }
 
+/**
+ * CRIU's autodetection of external mounts (--external mnt[]): a mount (not the root) of a
+ * superblock criu-ts's own namespace has mounted, under that mount's root, is external; its
+ * source keeps the host path it is bound from at restore. A shared mount only with `sharing`,
+ * a slave only with `masters` and when its master is that mount's group or master.
+ */
+function autodetect(entries: MntEntry[], infos: MountInfo[], root: MntEntry, auto: NonNullable<MountOptions['auto']>): MntEntry[] {
+  const host = parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+  return entries.map((m, i) => {
+    if (m === root || m.ext_key !== undefined) return m;
+    const info = infos[i];
+    const same = host.filter(
+      (h) =>
+        kdev(h.major, h.minor) === m.root_dev &&
+        h.fstype === info.fstype &&
+        h.source === info.source &&
+        h.superOptions === info.superOptions &&
+        under(h.root, m.root) !== undefined,
+    );
+    // The one of the same peer group (or whose group is the master), else the last, as CRIU.
+    const match =
+      same.find((h) => {
+        const f = mountFlags(h).shared;
+        return f !== 0 && (f === m.shared_id || f === m.master_id);
+      }) ?? same.at(-1);
+    if (!match) return m;
+    if (m.flags & MS.SHARED && !auto.sharing) return m;
+    const f = mountFlags(match);
+    if (m.flags & MS.SLAVE && (!auto.masters || (m.master_id !== f.shared && m.master_id !== f.master))) return m;
+    const cut = under(match.root, m.root)!;
+    return { ...m, ext_key: AUTODETECTED_MOUNT, source: `${match.mountPoint.slice(1)}${cut ? `/${cut}` : ''}` };
+  });
+}
+
 /** Refuse, before anything is injected, a namespace whose mounts or open files cannot come back. */
-export function checkMntns(pids: number[], external: Map<string, string>): void {
+export function checkMntns(pids: number[], mounts: MntDumpOptions): void {
   const seen = new Map<string, MntEntry[]>();
   for (const pid of pids) {
     const ns = fs.readlinkSync(`/proc/${pid}/ns/mnt`);
     // --external marks the root's namespace only, as CRIU's.
-    if (!seen.has(ns)) seen.set(ns, readMntns(pid, { external: seen.size === 0 ? external : new Map() }));
+    const top = [...seen.values()][0];
+    if (!seen.has(ns)) seen.set(ns, readMntns(pid, top ? { external: new Map(), outer: top } : { ...mounts, top: true }));
   }
   checkFilesInMntns(pids, [...seen.values()].flat());
 }

@@ -31,6 +31,7 @@ function restoreInput(
     opts: {
       root: mounts?.root ?? '/',
       external: mounts?.external ?? new Map(),
+      auto: mounts?.auto !== undefined,
       tmpfs: (dev) => imgs.raw(IMG.TMPFS_DEV, dev),
       log,
     },
@@ -47,8 +48,11 @@ export const mntNs: NsKind = {
     // The root's namespace, then every other one a task is in, read through its first task.
     const first = new Map<number, number>([[ctx.id, ctx.pid]]);
     for (const t of ctx.tasks) if (!first.has(t.id)) first.set(t.id, t.pid);
+    let outer: MntEntry[] = [];
     for (const [id, pid] of first) {
-      const d = dumpMntns(pid, { external: id === ctx.id ? (ctx.mounts?.external ?? new Map()) : new Map() }, ctx.helper);
+      const top = id === ctx.id;
+      const d = dumpMntns(pid, top ? { ...(ctx.mounts ?? { external: new Map() }), top } : { external: new Map(), outer }, ctx.helper);
+      if (top) outer = d.entries;
       // CRIU reads fsname only with FSTYPE__AUTO and refuses it elsewhere: an unsupported fs's
       // name is for criu-ts's messages, not the image.
       for (const e of d.entries) ctx.imgs.add(IMG.MNTS, id, e.fstype === FSTYPE.AUTO ? e : { ...e, fsname: undefined });
