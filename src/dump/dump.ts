@@ -25,7 +25,16 @@ import { ImageSet } from './imgset.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
-import { dumpNamespaces, nsPid, checkMntns, inNetOf, savesNetns, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
+import {
+  dumpNamespaces,
+  nsPid,
+  checkMntns,
+  mountOf,
+  inNetOf,
+  savesNetns,
+  type MountOptions,
+  type NetOptions,
+} from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { CgroupDump } from '../resources/cgroups.ts';
@@ -404,10 +413,15 @@ function collectAndWrite(
     {
       remap: (e) => imgs.add(IMG.REMAP_FPATH, e),
       ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks),
-      linked: (link, at, flags) => {
+      linked: (link, at, flags, mntId) => {
         imgs.madeOutside(at);
-        return files.regPath(link, flags);
+        return files.regPath(link, flags, mntId !== undefined && ownMntns(req.pid) ? { mnt_id: mntId } : {});
       },
+      mountOf: (source) =>
+        mountOf(
+          source,
+          live.map((t) => t.pid),
+        ),
     },
     { limit: req.ghostLimit, linkRemap: req.linkRemap },
   );

@@ -33,6 +33,7 @@ import {
   restoreNamespaces,
   enterNamespaces,
   mountNamespaces,
+  commonMountPaths,
   releaseNamespaces,
   namespacesAfterFiles,
 } from '../resources/ns/index.ts';
@@ -143,6 +144,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       return reg.name;
     },
     (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
+    (a, pa, b, pb) => commonMountPaths(ns.made, { mntId: files.get(a)?.reg?.mnt_id, p: pa }, { mntId: files.get(b)?.reg?.mnt_id, p: pb }),
   );
   // A read-only mount with ghost files stays writable until they are made (as CRIU remounts it).
   ns.made.readOnlyLater = new Set(
@@ -358,6 +360,8 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     for (const l of liveTasks(ctx)) if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
+    // Kept until here: the files opened last (on mounts of nested namespaces) may link through them.
+    releaseNamespaces(ctx.ns);
     // Once gone, their /proc/PID directories are what the tasks had: those of dead processes.
     killAll(ctx.standIns.splice(0));
     dropNsStandIns(ctx);
@@ -554,6 +558,5 @@ function createTree(ctx: Ctx): void {
     const l = [...live.values()].find((x) => x.leader.tid === tid);
     return l && { stub: l.leader, area: l.area };
   });
-  releaseNamespaces(ctx.ns);
   ctx.sessions.startDeferred();
 }

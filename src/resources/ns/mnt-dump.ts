@@ -313,3 +313,20 @@ export function tarExtract(dir: string, data: Buffer): void {
     },
   );
 }
+
+/**
+ * The mount the fd `source` (/proc/PID/fd/N) is on, and the root (/proc/T/root, "" when
+ * criu-ts's own) of one of `pids` (the holder first) whose mount namespace has it: an fd
+ * inherited across unshare may be on a mount of another namespace than its holder's.
+ */
+export function mountOf(source: string, pids: number[]): { root: string; mntId: number } | undefined {
+  const m = /^\/proc\/(\d+)\/fd\/(\d+)$/.exec(source);
+  if (!m) return undefined;
+  const mntId = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${m[1]}/fdinfo/${m[2]}`, 'utf8'))?.[1]);
+  const own = fs.readlinkSync('/proc/self/ns/mnt');
+  for (const pid of [Number(m[1]), ...pids]) {
+    if (!parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).some((i) => i.mntId === mntId)) continue;
+    return { root: fs.readlinkSync(`/proc/${pid}/ns/mnt`) === own ? '' : `/proc/${pid}/root`, mntId };
+  }
+  return undefined;
+}

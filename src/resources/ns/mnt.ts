@@ -163,3 +163,34 @@ export function mountNamespaces(imgs: NsImagesIn, ids: Iterable<number>): Map<nu
   for (const id of new Set(ids)) for (const { entry } of imgs.all(IMG.MNTS, id)) out.set(entry.mnt_id, id);
   return out;
 }
+
+/**
+ * Paths (criu-ts's) of `a` and `b`, files by their names in the tree on two mounts of one file
+ * system, through one mount made that has both: a hard link cannot cross mounts. Undefined
+ * when they are on one mount, or no mount has both.
+ */
+export function commonMountPaths(
+  made: MadeMounts,
+  a: { mntId?: number; p: string },
+  b: { mntId?: number; p: string },
+): [string, string] | undefined {
+  if (a.mntId === undefined || b.mntId === undefined || a.mntId === b.mntId) return undefined;
+  const ma = made.get(a.mntId)?.entry,
+    mb = made.get(b.mntId)?.entry;
+  if (!ma || !mb || ma.root_dev !== mb.root_dev) return undefined;
+  // Each path as the file system has it (from its root).
+  const onDev = (e: MntEntry, p: string) => {
+    const rel = under(e.mountpoint, p);
+    return rel === undefined ? undefined : rel ? `${e.root.replace(/\/$/, '')}/${rel}` : e.root;
+  };
+  const da = onDev(ma, a.p),
+    db = onDev(mb, b.p);
+  if (da === undefined || db === undefined) return undefined;
+  for (const { entry, fd } of made.values()) {
+    if (entry.root_dev !== ma.root_dev) continue;
+    const ra = under(entry.root, da),
+      rb = under(entry.root, db);
+    if (ra && rb) return [`/proc/self/fd/${fd}/${ra}`, `/proc/self/fd/${fd}/${rb}`];
+  }
+  return undefined;
+}
