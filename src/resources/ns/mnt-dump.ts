@@ -196,12 +196,15 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
   if (todo.length === 0) return { entries, tmpfs };
   const { tracee: t, area } = helper();
   // By pidfd: the helper may be in another namespace already, whose /proc is not criu-ts's.
-  const nsfd = t.syscall('pidfd_open', pid, 0);
-  try {
-    t.syscall('setns', nsfd, CLONE.NEWNS);
-  } finally {
-    t.syscallRaw('close', nsfd);
-  }
+  const enter = () => {
+    const nsfd = t.syscall('pidfd_open', pid, 0);
+    try {
+      t.syscall('setns', nsfd, CLONE.NEWNS);
+    } finally {
+      t.syscallRaw('close', nsfd);
+    }
+  };
+  enter();
   const hpidfd = pidfdOpen(t.tid);
   try {
     const mntIdOf = (fd: bigint): number => Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'))?.[1]);
@@ -230,7 +233,7 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
       return true;
     };
     const covered = todo.filter((m) => !tmpfs.has(m.root_dev) && !archive(m, m.mnt_id));
-    if (covered.length) uncover(t, area, entries, covered, archive);
+    if (covered.length) uncover(t, area, entries, covered, archive, enter);
   } finally {
     close(hpidfd);
   }
@@ -238,9 +241,11 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
 }
 
 /**
- * Covered tmpfs mounts are read in a private copy of the namespace (the helper unshares it),
- * where what covers each is unmounted, as CRIU's ns_open_mountpoint does. The copy's mounts
- * have other ids: each is found by its mountpoint, device and root (and rank among equals).
+ * Covered tmpfs mounts are read each in a private copy of the namespace (the helper, back in
+ * it by `enter`, unshares it), where what covers it is unmounted, as CRIU's
+ * ns_open_mountpoint does: a copy per mount, since taking off what covers one may take
+ * another with it. The copy's mounts have other ids: each is found by its mountpoint, device
+ * and root (and rank among equals).
  */
 function uncover(
   t: Tracee,
@@ -248,13 +253,15 @@ function uncover(
   entries: MntEntry[],
   covered: MntEntry[],
   archive: (m: MntEntry, want: number) => boolean,
+  enter: () => void,
 ): void {
-  t.syscall('unshare', CLONE.NEWNS);
-  area.reset();
-  t.syscall('mount', 0, area.putString('/'), 0, MS.REC | MS.PRIVATE, 0);
   const key = (mp: string, dev: number, root: string) => `${dev} ${root} ${mp}`;
-  const copy = parseMountinfo(fs.readFileSync(`/proc/${t.tid}/mountinfo`, 'utf8'));
   for (const m of covered) {
+    enter();
+    t.syscall('unshare', CLONE.NEWNS);
+    area.reset();
+    t.syscall('mount', 0, area.putString('/'), 0, MS.REC | MS.PRIVATE, 0);
+    const copy = parseMountinfo(fs.readFileSync(`/proc/${t.tid}/mountinfo`, 'utf8'));
     const k = key(m.mountpoint, Number(m.root_dev), m.root);
     const rank = entries.filter((e) => key(e.mountpoint, Number(e.root_dev), e.root) === k).indexOf(m);
     const twin = copy.filter((c) => key(c.mountPoint, kdev(c.major, c.minor), c.root) === k)[rank];
