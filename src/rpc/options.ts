@@ -107,6 +107,9 @@ const HONOURED = [
   'tcp_close',
   'parent_img',
   'track_mem',
+  'auto_ext_mnt',
+  'ext_sharing',
+  'ext_masters',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by

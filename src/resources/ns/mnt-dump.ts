@@ -56,8 +56,8 @@ function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry, oute
   // A bind of (part of) the root's file system comes from --root.
   if (m.root_dev === root.root_dev && under(root.root, m.root) !== undefined) return undefined;
   if (m.root === '/') {
-    if (m.fstype === FSTYPE.BINFMT_MISC && binfmtEntries(pid, m).length)
-      return `binfmt_misc entries (${binfmtEntries(pid, m).join(', ')}) are not saved yet`;
+    if (m.fstype === FSTYPE.BINFMT_MISC && !binfmtShared(pid, m) && binfmtEntries(pid, m).length)
+      return `binfmt_misc entries of a user namespace's own (${binfmtEntries(pid, m).join(', ')}) are not saved yet`;
     if (m.fstype === FSTYPE.UNSUPPORTED)
       return `${m.fsname} is not a file system criu-ts makes anew; name it with --external mnt[${m.mountpoint}]:KEY`;
     return undefined;
@@ -67,6 +67,17 @@ function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry, oute
   if (sameDev.some((o) => under(o.root, m.root) !== undefined)) return undefined;
   if (outer.some((o) => o.root_dev === m.root_dev && under(o.root, m.root) !== undefined)) return undefined;
   return `a bind of ${m.root} whose file system is mounted nowhere else in the namespace`;
+}
+
+/**
+ * Whether a binfmt_misc mount is the instance criu-ts's namespaces have (one per user
+ * namespace): its formats are the host's then, there again when it is mounted at restore;
+ * CRIU saves only a namespace's own (binfmt-misc.img).
+ */
+function binfmtShared(pid: number, m: MntEntry): boolean {
+  const own = parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8')).find((i) => i.fstype === 'binfmt_misc');
+  if (own) return kdev(own.major, own.minor) === m.root_dev;
+  return fs.readlinkSync(`/proc/${pid}/ns/user`) === fs.readlinkSync('/proc/self/ns/user');
 }
 
 /** The formats registered in a binfmt_misc mount (read through the task's root). */
