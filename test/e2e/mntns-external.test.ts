@@ -246,3 +246,29 @@ e2e('tmpfs mounts covering each other: every layer’s files back', async (c) =>
   assert.equal(r.stdout, '6\n5\n4\n3\n2\n1\n', r.stderr);
   killAndReap(t.pid);
 });
+
+/** A binfmt_misc mount with a format registered (in the instance the host has): $1 the format's name. */
+const BINFMT = `cd $W
+mount -t binfmt_misc none bm
+echo ":$1:E::$1::/bin/true:" > bm/register
+exec sleep 1000 0<out >>out 2>&1
+`;
+
+e2e('a binfmt_misc mount of the host’s instance with a format registered: mounted again, the format there', async (c) => {
+  const name = `criu-ts-e2e-${process.pid}`;
+  const t = startPivoted(c, BINFMT, ['bm'], [name]);
+  try {
+    const bm = `/proc/${t.pid}/root${t.w}/bm`;
+    assert.match(readFileSync(`${bm}/${name}`, 'utf8'), /^enabled/);
+    const img = c.subdir('img');
+    dumpAndReap(t.pid, img);
+    restoreDetached(img, t.pid);
+    assert.equal(propagation(t.pid, `${t.w}/bm`), '', 'mounted again');
+    assert.match(readFileSync(`${bm}/${name}`, 'utf8'), /extension \.criu-ts-e2e/);
+    killAndReap(t.pid);
+  } finally {
+    const host = join(c.dir, 'bm-host');
+    mkdirSync(host, { recursive: true });
+    spawnSync('sh', ['-c', `mount -t binfmt_misc none ${host} && { echo -1 > ${host}/${name}; umount ${host}; }`]);
+  }
+});
