@@ -319,6 +319,21 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   return { pid: rootPid, exitCode, ms: total };
 }
 
+/**
+ * Every file is open (those on mounts of nested namespaces too, opened last): the ghosts on
+ * the mounts kept writable for them go, then those mounts are made read-only.
+ */
+function mountsAfterFiles(ctx: Ctx): void {
+  const later = ctx.ns.made.readOnlyLater;
+  const readOnly = (mnt: number | undefined): boolean =>
+    mnt !== undefined && later!.has(mnt) && !!((ctx.ns.made.get(mnt)?.entry.flags ?? 0) & MS.RDONLY);
+  if (later?.size) ctx.ghosts.unlinkFiles(ctx.ghosts.ghostFiles().filter((id) => readOnly(ctx.files.get(id)?.reg?.mnt_id)));
+  namespacesAfterFiles(ctx.ns, ctx.mntOf, (tid) => {
+    const l = liveTasks(ctx).find((x) => x.leader.tid === tid);
+    return l && { stub: l.leader, area: l.area };
+  });
+}
+
 /** What each stage does; stages.ts orders them and says why. */
 const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
   FORKING: (ctx) => {
@@ -341,6 +356,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       restoreTask(ctx, l);
     }
     restoreOwners(ctx.locals, ctx.files, (pid) => hostPid(ctx, pid));
+    mountsAfterFiles(ctx);
   },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
@@ -549,14 +565,5 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
-  // Every file is open: the ghosts on the mounts kept writable for them go before those are read-only.
-  const later = ctx.ns.made.readOnlyLater;
-  const readOnly = (mnt: number | undefined): boolean =>
-    mnt !== undefined && later!.has(mnt) && !!((ctx.ns.made.get(mnt)?.entry.flags ?? 0) & MS.RDONLY);
-  if (later?.size) ctx.ghosts.unlinkFiles(ctx.ghosts.ghostFiles().filter((id) => readOnly(ctx.files.get(id)?.reg?.mnt_id)));
-  namespacesAfterFiles(ctx.ns, ctx.mntOf, (tid) => {
-    const l = [...live.values()].find((x) => x.leader.tid === tid);
-    return l && { stub: l.leader, area: l.area };
-  });
   ctx.sessions.startDeferred();
 }

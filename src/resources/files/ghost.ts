@@ -305,8 +305,9 @@ export class GhostRestore {
     const linkId = this.linked.get(id);
     if (linkId !== undefined) {
       const link = this.regName(linkId);
-      // On another mount than the link (of another namespace): linked to its own name there, as CRIU.
-      const pair = this.across(linkId, link, id, name);
+      // Not there in the file's namespace (made on a mount of another): linked to its own name
+      // through a mount that has both, as CRIU.
+      const pair = fs.existsSync(this.where(id, link)) ? undefined : this.across(linkId, link, id, name);
       if (pair && this.linkName(pair, id, name)) return name;
       this.links.add(this.where(linkId, link));
       return link;
@@ -331,15 +332,30 @@ export class GhostRestore {
     // with CRIU; by the ghost's name when something else has taken that name since. A file
     // on another mount than the ghost's is linked through one mount that has both.
     if (p !== name) {
-      const owner = this.owner.get(ghostId)!;
-      const pair = owner === id ? undefined : this.across(owner, p, id, name);
-      if (this.linkName(pair ?? [this.where(id, p), this.where(id, name)], id, name)) {
+      if (this.linkGhost(ghostId, p, id, name)) {
         this.linkOf.set(id, this.where(id, name));
         p = name;
       }
     }
     this.named.set(id, p);
     return p;
+  }
+
+  /**
+   * Link the ghost (at `p` as its owner names it) to file `id`'s own name: in the file's
+   * namespace, else (the ghost is not there: made on a mount of another) through one mount
+   * that has both. False when the name is taken.
+   */
+  private linkGhost(ghostId: number, p: string, id: number, name: string): boolean {
+    try {
+      return this.linkName([this.where(id, p), this.where(id, name)], id, name);
+    } catch (e) {
+      const owner = this.owner.get(ghostId)!;
+      const code = (e as NodeJS.ErrnoException).code;
+      const pair = owner !== id && (code === 'ENOENT' || code === 'EXDEV') ? this.across(owner, p, id, name) : undefined;
+      if (!pair) throw e;
+      return this.linkName(pair, id, name);
+    }
   }
 
   /** Link `from` to `to` (file `id`'s own name): false when the name is taken. */

@@ -21,6 +21,7 @@ import {
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { NsHelper } from './types.ts';
 import { NotSupportedError } from '../../errors.ts';
+import { type BinfmtEntry, readBinfmt } from './binfmt.ts';
 import { parseMountinfo, type MountInfo } from '../../proc/index.ts';
 import {
   AUTODETECTED_MOUNT,
@@ -45,6 +46,8 @@ export type MntDumpOptions = Pick<MountOptions, 'external' | 'auto'> & {
 
 export interface MntDump {
   entries: MntEntry[];
+  /** The formats of its binfmt_misc superblock (the root task's namespace only, as CRIU). */
+  binfmt: BinfmtEntry[];
   /** tmpfs contents by the kernel-encoded s_dev (the image's name). */
   tmpfs: Map<number, Buffer>;
 }
@@ -56,8 +59,6 @@ function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry, oute
   // A bind of (part of) the root's file system comes from --root.
   if (m.root_dev === root.root_dev && under(root.root, m.root) !== undefined) return undefined;
   if (m.root === '/') {
-    if (m.fstype === FSTYPE.BINFMT_MISC && !binfmtShared(pid, m) && binfmtEntries(pid, m).length)
-      return `binfmt_misc entries of a user namespace's own (${binfmtEntries(pid, m).join(', ')}) are not saved yet`;
     if (m.fstype === FSTYPE.UNSUPPORTED)
       return `${m.fsname} is not a file system criu-ts makes anew; name it with --external mnt[${m.mountpoint}]:KEY`;
     return undefined;
@@ -67,26 +68,6 @@ function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry, oute
   if (sameDev.some((o) => under(o.root, m.root) !== undefined)) return undefined;
   if (outer.some((o) => o.root_dev === m.root_dev && under(o.root, m.root) !== undefined)) return undefined;
   return `a bind of ${m.root} whose file system is mounted nowhere else in the namespace`;
-}
-
-/**
- * Whether a binfmt_misc mount is the instance criu-ts's namespaces have (one per user
- * namespace): its formats are the host's then, there again when it is mounted at restore;
- * CRIU saves only a namespace's own (binfmt-misc.img).
- */
-function binfmtShared(pid: number, m: MntEntry): boolean {
-  const own = parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8')).find((i) => i.fstype === 'binfmt_misc');
-  if (own) return kdev(own.major, own.minor) === m.root_dev;
-  return fs.readlinkSync(`/proc/${pid}/ns/user`) === fs.readlinkSync('/proc/self/ns/user');
-}
-
-/** The formats registered in a binfmt_misc mount (read through the task's root). */
-function binfmtEntries(pid: number, m: MntEntry): string[] {
-  try {
-    return fs.readdirSync(`/proc/${pid}/root${m.mountpoint}`).filter((n) => n !== 'register' && n !== 'status');
-  } catch {
-    return [];
-  }
 }
 
 export function mountRefusal(m: MntEntry, why: string): string {
@@ -203,8 +184,9 @@ function checkFilesInMntns(pids: number[], entries: MntEntry[]): void {
 export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHelper): MntDump {
   const entries = readMntns(pid, opts);
   const tmpfs = new Map<number, Buffer>();
+  const binfmt = opts.top ? dumpBinfmt(pid, entries) : [];
   const todo = entries.filter((m) => m.fstype === FSTYPE.TMPFS && m.root === '/' && m.ext_key === undefined);
-  if (todo.length === 0) return { entries, tmpfs };
+  if (todo.length === 0) return { entries, tmpfs, binfmt };
   const { tracee: t, area } = helper();
   // By pidfd: the helper may be in another namespace already, whose /proc is not criu-ts's.
   const enter = () => {
@@ -248,7 +230,30 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
   } finally {
     close(hpidfd);
   }
-  return { entries, tmpfs };
+  return { entries, tmpfs, binfmt };
+}
+
+/** The formats of the namespace's binfmt_misc superblock, read through a mount of it (one superblock, as CRIU). */
+function dumpBinfmt(pid: number, entries: MntEntry[]): BinfmtEntry[] {
+  const mounts = entries.filter((m) => m.fstype === FSTYPE.BINFMT_MISC && m.ext_key === undefined);
+  if (mounts.length === 0) return [];
+  if (new Set(mounts.map((m) => m.root_dev)).size > 1)
+    throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(mounts[1], 'a second binfmt_misc superblock')}`);
+  for (const m of mounts) {
+    const dir = `/proc/${pid}/root${m.mountpoint}`;
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(dir);
+    } catch {
+      continue;
+    }
+    // Not covered: the path leads to this superblock.
+    if (kdev(Math.floor(st.dev / 256) & 0xfff, (st.dev & 0xff) | (Math.floor(st.dev / 4096) & 0xfff00)) === m.root_dev)
+      return readBinfmt(dir);
+  }
+  throw new NotSupportedError(
+    `task ${pid}: mount namespace: ${mountRefusal(mounts[0], 'binfmt_misc covered by another mount: its formats cannot be read')}`,
+  );
 }
 
 /**

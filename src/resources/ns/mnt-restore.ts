@@ -26,6 +26,7 @@ import { RemoteSysError, type InjectionArea, type Tracee } from '../../compel/in
 import { CriuError } from '../../errors.ts';
 import type { Logger } from '../types.ts';
 import { tarExtract } from './mnt-dump.ts';
+import { type BinfmtEntry, registerBinfmt } from './binfmt.ts';
 import { openPtmxAt } from '../files/pty.ts';
 import { parseMountinfo } from '../../proc/index.ts';
 import {
@@ -53,6 +54,8 @@ export interface MntRestoreOptions {
   auto?: boolean;
   /** A tmpfs's archive (tmpfs-dev-<dev>.tar.gz.img), by its s_dev. */
   tmpfs(dev: number): Buffer | undefined;
+  /** The formats of binfmt_misc (binfmt-misc.img), registered in the first binfmt_misc made anew. */
+  binfmt?: () => BinfmtEntry[];
   log: Logger;
   /**
    * Where the yard directory is made: as the stub names it, and as criu-ts does (the same
@@ -278,6 +281,8 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
       // root: a mount on its parent's root is opened by a path that crosses into it.
       fds.set(m.mnt_id, openPath(m, rel ? target : topOf(parent)));
       call(m, 'mount', null, fdPath(m.mnt_id), null, MS.PRIVATE, null);
+      if (h.kind === 'new' && m.fstype === FSTYPE.BINFMT_MISC && !opts.yard)
+        registerBinfmt(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, opts.binfmt?.() ?? []);
       if (h.kind === 'new' && m.fstype === FSTYPE.TMPFS) {
         const data = opts.tmpfs(Number(m.root_dev));
         if (data) tarExtract(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, data);

@@ -33,6 +33,7 @@ function restoreInput(
       external: mounts?.external ?? new Map(),
       auto: mounts?.auto !== undefined,
       tmpfs: (dev) => imgs.raw(IMG.TMPFS_DEV, dev),
+      binfmt: () => imgs.all(IMG.BINFMT_MISC).map((e) => e.entry),
       log,
     },
   };
@@ -57,6 +58,7 @@ export const mntNs: NsKind = {
       // name is for criu-ts's messages, not the image.
       for (const e of d.entries) ctx.imgs.add(IMG.MNTS, id, e.fstype === FSTYPE.AUTO ? e : { ...e, fsname: undefined });
       for (const [dev, data] of d.tmpfs) ctx.imgs.raw(IMG.TMPFS_DEV, data, dev);
+      for (const e of d.binfmt) ctx.imgs.add(IMG.BINFMT_MISC, e);
     }
   },
   restoreRefusal: ({ id, imgs, mounts, log, nested }) => {
