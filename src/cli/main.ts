@@ -17,6 +17,8 @@ const loadCheck = () => import('./check.ts');
 const loadCrit = () => import('./crit.ts');
 const loadRpc = () => import('./rpc.ts');
 const loadScripts = () => import('./scripts.ts');
+const loadPageServer = () => import('./page-server.ts');
+const loadCpuinfo = () => import('./cpuinfo.ts');
 const loadJournal = () => import('../dump/journal.ts');
 const loadUnlock = () => import('./network-unlock.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
@@ -29,9 +31,20 @@ import { isLockMethod } from '../resources/net/netlock.ts';
 import type { TcpMode } from '../resources/files/types.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
-const UNSUPPORTED_COMMANDS = new Set(['page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
+const UNSUPPORTED_COMMANDS = new Set(['lazy-pages', 'dedup', 'exec', 'show']);
 const RPC_COMMANDS = new Set(['swrk', 'service']);
-const COMMANDS = new Set(['dump', 'pre-dump', 'restore', 'check', 'network-unlock', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
+const COMMANDS = new Set([
+  'dump',
+  'pre-dump',
+  'restore',
+  'check',
+  'network-unlock',
+  'crit',
+  'page-server',
+  'cpuinfo',
+  ...RPC_COMMANDS,
+  ...UNSUPPORTED_COMMANDS,
+]);
 
 interface Opts {
   tree?: string;
@@ -75,6 +88,9 @@ interface Opts {
   enableExternalMasters?: boolean;
   emptyNs?: string;
   networkLock?: string;
+  pageServer?: boolean;
+  address?: string;
+  port?: string;
 }
 
 function fail(msg: string): never {
@@ -187,6 +203,9 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
     desc: 'how connections are kept from their peers between dump and restore: nftables (default where nft works), iptables or skip',
     cmds: ['dump'],
   },
+  { flags: '--page-server', desc: 'send the page data to a page server (--address, --port); the other images stay here', cmds: ['dump'] },
+  { flags: '--address <addr>', desc: "the page server's numeric address", cmds: ['dump'] },
+  { flags: '--port <port>', desc: "the page server's TCP port", cmds: ['dump'] },
   { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
   { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
   {
@@ -229,6 +248,8 @@ const LONG_WITH_VALUE = new Set([
   ...OPTIONS.filter((o) => o.flags.includes('<')).map((o) => /--[\w-]+/.exec(o.flags)![0]),
   ...INTERNAL_WITH_VALUE,
   '--address',
+  '--port',
+  '--ready-fd',
   '--status-fd',
 ]);
 
@@ -337,6 +358,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           pre: cmd === 'pre-dump',
           prevImagesDir: o.prevImagesDir,
           trackMem: !!o.trackMem,
+          pageServer: pageServerOf(o),
         });
         log.info(
           `${cmd === 'pre-dump' ? 'Pre-dumped' : 'Dumped'} ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages${r.pagesSkippedParent ? ` (${r.pagesSkippedParent} in the parent dump)` : ''}, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -378,6 +400,19 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   } finally {
     log.close();
   }
+}
+
+/** --page-server --address A --port P of a dump. */
+function pageServerOf(o: Opts): { address: string; port: number } | undefined {
+  if (!o.pageServer) {
+    if (o.port !== undefined) fail('--port without --page-server');
+    return undefined;
+  }
+  if (o.address === undefined) fail('--page-server needs --address');
+  const port = Number(o.port);
+  if (o.port === undefined || !/^\d+$/.test(o.port) || port === 0 || port > 65535) fail(`--page-server needs --port (1..65535)`);
+  if (o.compress !== undefined || o.encrypt !== undefined) throw NotSupportedError.option('--page-server with --compress or --encrypt');
+  return { address: o.address, port };
 }
 
 /** CRIU's default is soft, with or without --manage-cgroups. */
@@ -510,6 +545,11 @@ export async function main(argv: string[]): Promise<number> {
     const cmd = args[0];
     if (cmd === 'crit') return (await loadCrit()).runCrit(args.slice(1));
     if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) throw NotSupportedError.option(cmd);
+    if (cmd === 'page-server') {
+      setImageOpener(openBeneath);
+      return await (await loadPageServer()).runPageServer({ ...parsed, args });
+    }
+    if (cmd === 'cpuinfo') return await (await loadCpuinfo()).runCpuinfo({ ...parsed, args });
     if (cmd && RPC_COMMANDS.has(cmd)) {
       setChildSubreaper();
       setImageOpener(openBeneath);

@@ -22,6 +22,7 @@ import { freezeSnapshot, dumpZombieCore, dumpPstreeEntry, checkSessions, Seccomp
 import { dumpFd, FileIdentity, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
 import { freezeTree, detachAll, explainDeath } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
+import { PageServerClient, type PageServerAddress } from '../migrate/page-client.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
@@ -89,6 +90,8 @@ export interface DumpRequest {
   pre?: boolean;
   /** --prev-images-dir: the parent dump (relative to `dir`), whose pages are not saved again. */
   prevImagesDir?: string;
+  /** --page-server --address --port: page data goes there, every other image to `dir`. */
+  pageServer?: PageServerAddress;
   /** --track-mem: a dump that leaves the tree running (-R) tracks its memory for the next one. */
   trackMem?: boolean;
 }
@@ -250,10 +253,12 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
   req.actions?.('pre-dump');
+  // Before anything is frozen or written: a page server that is not there fails the dump at once.
+  const pageServer = req.pageServer ? new PageServerClient(req.pageServer) : undefined;
   const createdDir = !fs.existsSync(req.dir);
   fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
-  const imgs = new ImageSet(req.dir, { pages: req.pages });
+  const imgs = new ImageSet(req.dir, { pages: req.pages, pageServer });
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   const runId = randomUuid();
   const prevTrack = req.prevImagesDir ? linkParent(req.dir, req.prevImagesDir, log) : undefined;

@@ -319,21 +319,6 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   return { pid: rootPid, exitCode, ms: total };
 }
 
-/**
- * Every file is open (those on mounts of nested namespaces too, opened last): the ghosts on
- * the mounts kept writable for them go, then those mounts are made read-only.
- */
-function mountsAfterFiles(ctx: Ctx): void {
-  const later = ctx.ns.made.readOnlyLater;
-  const readOnly = (mnt: number | undefined): boolean =>
-    mnt !== undefined && later!.has(mnt) && !!((ctx.ns.made.get(mnt)?.entry.flags ?? 0) & MS.RDONLY);
-  if (later?.size) ctx.ghosts.unlinkFiles(ctx.ghosts.ghostFiles().filter((id) => readOnly(ctx.files.get(id)?.reg?.mnt_id)));
-  namespacesAfterFiles(ctx.ns, ctx.mntOf, (tid) => {
-    const l = liveTasks(ctx).find((x) => x.leader.tid === tid);
-    return l && { stub: l.leader, area: l.area };
-  });
-}
-
 /** What each stage does; stages.ts orders them and says why. */
 const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
   FORKING: (ctx) => {
@@ -355,8 +340,8 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       checkInterrupt();
       restoreTask(ctx, l);
     }
+    afterFiles(ctx);
     restoreOwners(ctx.locals, ctx.files, (pid) => hostPid(ctx, pid));
-    mountsAfterFiles(ctx);
   },
   RESTORE_CREDS: (ctx) => {
     for (const l of liveTasks(ctx)) {
@@ -376,8 +361,6 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
     for (const l of liveTasks(ctx)) if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
-    // Kept until here: the files opened last (on mounts of nested namespaces) may link through them.
-    releaseNamespaces(ctx.ns);
     // Once gone, their /proc/PID directories are what the tasks had: those of dead processes.
     killAll(ctx.standIns.splice(0));
     dropNsStandIns(ctx);
@@ -566,4 +549,20 @@ function createTree(ctx: Ctx): void {
   }
   for (const pid of [...filling.keys()]) settle(pid);
   ctx.sessions.startDeferred();
+}
+
+/**
+ * Every file is open (those on mounts of other namespaces too, opened once the tree exists):
+ * the ghosts on the mounts kept writable for them go, then those mounts are made read-only.
+ */
+function afterFiles(ctx: Ctx): void {
+  const later = ctx.ns.made.readOnlyLater;
+  const readOnly = (mnt: number | undefined): boolean =>
+    mnt !== undefined && later!.has(mnt) && !!((ctx.ns.made.get(mnt)?.entry.flags ?? 0) & MS.RDONLY);
+  if (later?.size) ctx.ghosts.unlinkFiles(ctx.ghosts.ghostFiles().filter((id) => readOnly(ctx.files.get(id)?.reg?.mnt_id)));
+  namespacesAfterFiles(ctx.ns, ctx.mntOf, (tid) => {
+    const l = [...ctx.live.values()].find((x) => x.leader.tid === tid);
+    return l && { stub: l.leader, area: l.area };
+  });
+  releaseNamespaces(ctx.ns);
 }
