@@ -85,6 +85,8 @@ interface Opts {
   external?: string[];
   vethPair?: string[];
   extMountMap?: string[];
+  enableExternalSharing?: boolean;
+  enableExternalMasters?: boolean;
   emptyNs?: string;
   networkLock?: string;
   pageServer?: boolean;
@@ -220,7 +222,17 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '--empty-ns <ns>', desc: 'net: do not save the network namespace, restore an empty one', cmds: ['dump', 'restore'] },
   {
     flags: '-M, --ext-mount-map <map>',
-    desc: 'MOUNTPOINT:KEY at dump, KEY:PATH at restore (old form of --external mnt[]); repeatable',
+    desc: 'MOUNTPOINT:KEY at dump, KEY:PATH at restore (old form of --external mnt[]); "auto": --external mnt[]; repeatable',
+    cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--enable-external-sharing',
+    desc: 'with --external mnt[]: shared mounts may be found external too',
+    cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--enable-external-masters',
+    desc: 'with --external mnt[]: slave mounts of a host mount may be found external too',
     cmds: ['dump', 'restore'],
   },
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
@@ -429,18 +441,37 @@ function parseInheritFd(v: string): { key: string; fd: number } {
 /** --root, --external mnt[A]:B and --ext-mount-map A:B (A → B; what A and B are depends on the command). */
 function mountOptions(o: Opts): MountOptions {
   const external = new Map<string, string>();
+  // --external mnt[] (mnt[]:s, mnt[]:m) and --ext-mount-map auto: CRIU's autodetection.
+  let auto: MountOptions['auto'];
+  const autoOn = (flag = '') => {
+    auto ??= { sharing: false, masters: false };
+    if (flag === ':s') auto.sharing = true;
+    else if (flag === ':m') auto.masters = true;
+    else if (flag) fail(`bad --external mnt[]${flag}: use mnt[], mnt[]:s or mnt[]:m`);
+  };
   for (const x of o.external ?? []) {
     if (/^(net|veth|macvlan)\[/.test(x)) continue;
+    if (x.startsWith('mnt[]')) {
+      autoOn(x.slice(5));
+      continue;
+    }
     const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(x);
     if (!m) throw NotSupportedError.option(`--external ${x}`);
     external.set(m[1], m[2]);
   }
   for (const x of o.extMountMap ?? []) {
+    if (x === 'auto') {
+      autoOn();
+      continue;
+    }
     const i = x.indexOf(':');
     if (i <= 0) fail(`bad --ext-mount-map ${x}: use A:B`);
     external.set(x.slice(0, i), x.slice(i + 1));
   }
-  return { root: o.root === undefined ? undefined : path.resolve(o.root), external };
+  // Without mnt[] they say nothing, as in CRIU.
+  if (auto && o.enableExternalSharing) auto.sharing = true;
+  if (auto && o.enableExternalMasters) auto.masters = true;
+  return { root: o.root === undefined ? undefined : path.resolve(o.root), external, ...(auto ? { auto } : {}) };
 }
 
 /** --empty-ns net, --external net[INODE]:KEY, --inherit-fd fd[N]:KEY, --join-ns net:PATH. */

@@ -28,8 +28,6 @@ export const NOT_SUPPORTED = new Set([
   '--cpu-cap',
   '--evasive-devices',
   '--enable-fs',
-  '--enable-external-sharing',
-  '--enable-external-masters',
   '--skip-mnt',
   '--file-validation',
   '--allow-uprobes',

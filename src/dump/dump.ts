@@ -26,7 +26,16 @@ import { PageServerClient, type PageServerAddress } from '../migrate/page-client
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
-import { dumpNamespaces, nsPid, checkMntns, inNetOf, savesNetns, type MountOptions, type NetOptions } from '../resources/ns/index.ts';
+import {
+  dumpNamespaces,
+  nsPid,
+  checkMntns,
+  mountOf,
+  inNetOf,
+  savesNetns,
+  type MountOptions,
+  type NetOptions,
+} from '../resources/ns/index.ts';
 import { DumpShared } from './shared.ts';
 import { CgroupFreezer } from './cgfreezer.ts';
 import { CgroupDump } from '../resources/cgroups.ts';
@@ -300,7 +309,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     if (!req.pre && ownMntns(pid))
       checkMntns(
         tasks.filter(isLive).map((t) => t.pid),
-        req.mounts?.external ?? new Map(),
+        req.mounts ?? { external: new Map() },
       );
     for (const t of tasks) {
       if (!isLive(t)) continue;
@@ -409,10 +418,15 @@ function collectAndWrite(
     {
       remap: (e) => imgs.add(IMG.REMAP_FPATH, e),
       ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks),
-      linked: (link, at, flags) => {
+      linked: (link, at, flags, mntId) => {
         imgs.madeOutside(at);
-        return files.regPath(link, flags);
+        return files.regPath(link, flags, mntId !== undefined && ownMntns(req.pid) ? { mnt_id: mntId } : {});
       },
+      mountOf: (source) =>
+        mountOf(
+          source,
+          live.map((t) => t.pid),
+        ),
     },
     { limit: req.ghostLimit, linkRemap: req.linkRemap },
   );

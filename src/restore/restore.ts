@@ -34,6 +34,7 @@ import {
   enterNamespaces,
   inAheadNet,
   mountNamespaces,
+  commonMountPaths,
   releaseNamespaces,
   namespacesAfterFiles,
 } from '../resources/ns/index.ts';
@@ -144,6 +145,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       return reg.name;
     },
     (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
+    (a, pa, b, pb) => commonMountPaths(ns.made, { mntId: files.get(a)?.reg?.mnt_id, p: pa }, { mntId: files.get(b)?.reg?.mnt_id, p: pb }),
   );
   // A read-only mount with ghost files stays writable until they are made (as CRIU remounts it).
   ns.made.readOnlyLater = new Set(

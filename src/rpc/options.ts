@@ -37,9 +37,6 @@ const refuse = (what: string): never => {
 const REFUSED_BOOL = [
   'auto_dedup',
   'force_irmap',
-  'auto_ext_mnt',
-  'ext_sharing',
-  'ext_masters',
   'weak_sysctls',
   'lazy_pages',
   'tls',
@@ -110,6 +107,9 @@ const HONOURED = [
   'tcp_close',
   'parent_img',
   'track_mem',
+  'auto_ext_mnt',
+  'ext_sharing',
+  'ext_masters',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by
@@ -194,6 +194,7 @@ export function mountsOf(opts: CriuOpts): MountOptions {
   return {
     root: opts.root === undefined ? undefined : path.resolve(opts.root),
     external: new Map(opts.ext_mnt.map((e) => [e.key, e.val])),
+    ...(opts.auto_ext_mnt ? { auto: { sharing: !!opts.ext_sharing, masters: !!opts.ext_masters } } : {}),
   };
 }
 

@@ -32,7 +32,8 @@ export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut, 
 export { nsPid } from './pid.ts';
 export { inNetOf, savesNetns } from './net.ts';
 export { joinNetPath } from './types.ts';
-export { checkMntns, mountNamespaces, type MountOptions } from './mnt.ts';
+export { checkMntns, commonMountPaths, mountNamespaces, type MountOptions } from './mnt.ts';
+export { mountOf } from './mnt-dump.ts';
 
 const refused = (name: NsName, cflag: number, why: string): NsKind => ({
   name,
