@@ -53,7 +53,7 @@ export interface MntDump {
 }
 
 /** Why the mount `m` cannot be restored; undefined when it can. */
-function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry, outer: MntEntry[]): string | undefined {
+function refusal(m: MntEntry, all: MntEntry[], root: MntEntry, outer: MntEntry[]): string | undefined {
   if (m === root || m.ext_key !== undefined) return undefined;
   const sameDev = all.filter((o) => o !== m && o.root_dev === m.root_dev);
   // A bind of (part of) the root's file system comes from --root.
@@ -85,7 +85,7 @@ export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
   const root = rootMount(marked);
   const entries = opts.auto ? autodetect(marked, infos, root, opts.auto) : marked;
   for (const m of entries) {
-    const why = refusal(pid, m, entries, root, opts.outer ?? []);
+    const why = refusal(m, entries, root, opts.outer ?? []);
     if (why) throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(m, why)}`);
     const outside = m.master_id && !entries.some((o) => o.shared_id === m.master_id);
     if (outside && (!opts.top || unreachableMaster(m, entries, root)))
