@@ -146,14 +146,15 @@ export function checkMntns(pids: number[], mounts: MntDumpOptions): void {
     const top = [...seen.values()][0];
     if (!seen.has(ns)) seen.set(ns, readMntns(pid, top ? { external: new Map(), outer: top } : { ...mounts, top: true }));
   }
-  checkFilesInMntns(pids, [...seen.values()].flat());
+  const own = new Map(pids.map((p) => [p, new Set(seen.get(fs.readlinkSync(`/proc/${p}/ns/mnt`))!.map((e) => e.mnt_id))]));
+  checkFilesInMntns(pids, [...seen.values()].flat(), own);
 }
 
 /**
  * Files and directories the tasks hold open (fds, cwd, root) must be on mounts of their
  * namespace: anything else has no path there to be reopened by.
  */
-function checkFilesInMntns(pids: number[], entries: MntEntry[]): void {
+function checkFilesInMntns(pids: number[], entries: MntEntry[], own: Map<number, Set<number>>): void {
   const ids = new Set(entries.map((e) => e.mnt_id));
   for (const pid of pids) {
     const fds = fs.readdirSync(`/proc/${pid}/fd`);
@@ -173,7 +174,30 @@ function checkFilesInMntns(pids: number[], entries: MntEntry[]): void {
       const mnt = Number(/^mnt_id:\s*(\d+)$/m.exec(text)?.[1]);
       if (!ids.has(mnt))
         throw new NotSupportedError(`task ${pid}: fd ${fd} (${link}) is on mount ${mnt}, which is not in the task's mount namespace`);
+      // A file on a mount of the task's own namespace that another mount covers now (a file on
+      // a mount of another namespace of the tree, kept across unshare, is opened through that one).
+      const top = own.get(pid)?.has(mnt) ? mountAt(pid, link) : undefined;
+      if (top !== undefined && top !== mnt)
+        throw new NotSupportedError(
+          `task ${pid}: fd ${fd} (${link}) is on mount ${mnt}, which mount ${top} covers at that path: it could not be opened there again (CRIU refuses it too)`,
+        );
     }
+  }
+}
+
+/** The mount a path of the task's namespace leads to now, or undefined (gone, deleted, unreadable). */
+function mountAt(pid: number, p: string): number | undefined {
+  if (p.endsWith(' (deleted)')) return undefined;
+  let fd: number;
+  try {
+    fd = fs.openSync(`/proc/${pid}/root${p}`, O.PATH | O.NOFOLLOW | O.CLOEXEC);
+  } catch {
+    return undefined;
+  }
+  try {
+    return Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
