@@ -6,7 +6,7 @@
  * existing one; ignore: nothing), under --cgroup-root if given. CRIU 4.2 reads our cgroup.img.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, assertCleanError, reap, isAlive, adopt } from '../lib/proc.ts';
 import { dumpAndReap, restore, restoreDetached, waitForCounter } from '../lib/cr.ts';
@@ -218,6 +218,7 @@ e2e(
       const outer = readFileSync(`/proc/${t.pid}/cgroup`, 'utf8');
       const img = c.subdir('img');
       dumpAndReap(t.pid, img, ['--manage-cgroups']);
+      const logSize = statSync(t.log).size;
       const check = (who: string) => {
         assert.notEqual(
           readlinkSync(`/proc/${t.pid}/ns/cgroup`),
@@ -233,6 +234,8 @@ e2e(
       if (!existsSync(CRIU42)) return;
       process.kill(t.pid, 'SIGKILL');
       reap(t.pid);
+      // CRIU checks that the log the task writes to has the size it had at the dump.
+      truncateSync(t.log, logSize);
       const r = spawnSync(CRIU42, ['restore', '-D', img, '-d', '--manage-cgroups', '-v4', '-o', 'criu-restore.log'], { encoding: 'utf8' });
       adopt(t.pid);
       assert.equal(r.status, 0, `CRIU restore: ${r.stderr}`);

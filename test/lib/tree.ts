@@ -77,9 +77,10 @@ export function mmFields(pid: number): string {
 
 /** A one-line-per-task rendering, for readable diffs in assertion messages. */
 export function renderTree(tasks: TaskStat[]): string[] {
+  // R and S are both a task that runs on: which one /proc shows is a matter of the moment.
   return tasks.map(
     (t) =>
-      `${t.pid} ${t.comm} ${t.state} ppid=${t.ppid} pgid=${t.pgid} sid=${t.sid} thr=${t.threads}${t.state === 'Z' ? ` exit=${t.exitCode}` : ''}`,
+      `${t.pid} ${t.comm} ${t.state === 'R' ? 'S' : t.state} ppid=${t.ppid} pgid=${t.pgid} sid=${t.sid} thr=${t.threads}${t.state === 'Z' ? ` exit=${t.exitCode}` : ''}`,
   );
 }
 
