@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -49,6 +50,8 @@ static int worker(void)
 	gid_t gs[] = { 7, 100008 };
 	if (setgroups(2, gs) || setresgid(1001, 1003, 100006) || setresuid(1000, 1002, 100005))
 		die("worker ids");
+	/* Changing ids cleared it: CRIU's helper in the namespace must read /proc/PID/ns. */
+	prctl(PR_SET_DUMPABLE, 1);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/owned", dir);
 	for (long i = 1;; i++) {
@@ -79,6 +82,7 @@ static int init(void *arg)
 	setsid();
 	if (setresgid(0, 0, 0) || setgroups(0, NULL) || setresuid(0, 0, 0))
 		die("root ids");
+	prctl(PR_SET_DUMPABLE, 1);
 	if (own_mnt && (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) || mount("box", dir, "tmpfs", 0, "mode=755")))
 		die("mount");
 	char path[4096];
