@@ -232,6 +232,8 @@ export class GhostRestore {
   /** Where each ghost was made, as criu-ts names it. */
   private placed = new Map<number, string>();
   private links = new Set<string>();
+  /** The own name linked to its ghost, by file id. */
+  private readonly linkOf = new Map<number, string>();
   /** The path each file id with a ghost is opened by: its own name linked to the ghost, or the ghost's. */
   private named = new Map<number, string>();
   /** Files that are /proc/PID of a dead process, by file id: the pid. */
@@ -314,6 +316,7 @@ export class GhostRestore {
       try {
         fs.linkSync(this.where(id, p), this.where(id, name));
         this.links.add(this.where(id, name));
+        this.linkOf.set(id, this.where(id, name));
         p = name;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -363,9 +366,13 @@ export class GhostRestore {
     for (const id of ids) {
       const ghostId = this.remaps.get(id);
       const p = ghostId === undefined ? undefined : this.placed.get(ghostId);
-      if (p === undefined) continue;
-      fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p);
-      this.placed.delete(ghostId!);
+      if (p !== undefined) {
+        fs.statSync(p).isDirectory() ? fs.rmdirSync(p) : fs.unlinkSync(p);
+        this.placed.delete(ghostId!);
+      }
+      // Then the file's own name it was opened by, last (see unlinkAll).
+      const l = this.linkOf.get(id);
+      if (l !== undefined && this.links.delete(l)) fs.unlinkSync(l);
     }
   }
 
@@ -392,6 +399,7 @@ export class GhostRestore {
       }
     }
     this.links.clear();
+    this.linkOf.clear();
     for (const d of this.parents) {
       try {
         fs.rmdirSync(d);
