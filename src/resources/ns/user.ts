@@ -9,7 +9,6 @@ import fs from 'node:fs';
 import { CLONE } from '../../kernel/index.ts';
 import { IMG, ImageError, mapIds, type IdKind, type Message } from '../../images/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
-import type { Tracee } from '../../compel/index.ts';
 import type { NsImagesIn, NsKind } from './types.ts';
 
 type Extent = Message<'uid_gid_extent'>;
@@ -114,10 +113,11 @@ function checkImage(imgs: NsImagesIn, id: number): UsernsEntry {
 
 /**
  * The root's new user namespace gets its maps (written once each, from outside, as the
- * kernel allows), then the root becomes its uid 0 with no groups, as CRIU's root does
- * before the rest of the restore; the tasks' own credentials come last.
+ * kernel allows). The root keeps criu-ts's ids meanwhile, with every capability in its
+ * namespace: it mounts, and reaches host paths, as criu-ts's user; the tasks' own
+ * credentials come last.
  */
-function setUp(stub: Tracee, pid: number, e: UsernsEntry): void {
+function setUp(pid: number, e: UsernsEntry): void {
   for (const [file, exts] of [
     ['uid_map', e.uid_map],
     ['gid_map', e.gid_map],
@@ -128,9 +128,6 @@ function setUp(stub: Tracee, pid: number, e: UsernsEntry): void {
       throw new CriuError(`user namespace: cannot write /proc/${pid}/${file}: ${(err as Error).message}`);
     }
   }
-  stub.syscall('setresgid', 0, 0, 0);
-  stub.syscall('setgroups', 0, 0);
-  stub.syscall('setresuid', 0, 0, 0);
 }
 
 export const userNs: NsKind = {
@@ -150,9 +147,9 @@ export const userNs: NsKind = {
     checkImage(imgs, id);
     return undefined;
   },
-  restore: ({ stub, pid, id, imgs, log }) => {
+  restore: ({ pid, id, imgs, log }) => {
     const e = checkImage(imgs, id);
-    setUp(stub, pid, e);
+    setUp(pid, e);
     log.info(`user namespace ${id}: uid_map and gid_map written to task ${pid}`);
   },
 };
