@@ -6,13 +6,15 @@ import { messages } from './schema/index.ts';
 import type { FieldDef, MessageDef } from './proto.ts';
 
 export type IdKind = 'uid' | 'gid';
+/** A field of ids: one, a list of them, or a mount's options string with `uid=N` and `gid=N`. */
+type IdField = IdKind | 'options';
 
 /**
  * Every message field that CRIU keeps as the namespace's id, by message name. CRIU keeps
  * others as the kernel shows them to the dumper (fown_entry, sk_ucred_entry, cgroup_perms),
  * and so does criu-ts, which applies them from outside.
  */
-const ID_FIELDS: Record<string, Record<string, IdKind>> = {
+const ID_FIELDS: Record<string, Record<string, IdField>> = {
   creds_entry: {
     uid: 'uid',
     euid: 'uid',
@@ -30,6 +32,7 @@ const ID_FIELDS: Record<string, Record<string, IdKind>> = {
   tty_info_entry: { uid: 'uid', gid: 'gid' },
   ipc_desc_entry: { uid: 'uid', gid: 'gid', cuid: 'uid', cgid: 'gid' },
   file_perms_entry: { uid: 'uid', gid: 'gid' },
+  mnt_entry: { options: 'options' },
 };
 
 const defs = messages as unknown as Record<string, MessageDef>;
@@ -64,7 +67,13 @@ export function mapIds<T>(
     const v = obj[f.name];
     if (v === undefined || v === null) continue;
     const kind = ids[f.name];
-    if (kind) {
+    if (kind === 'options') {
+      if (typeof v === 'string')
+        obj[f.name] = v.replace(
+          /(^|,)(uid|gid)=(\d+)(?=,|$)/g,
+          (_, pre: string, k: IdKind, n: string) => `${pre}${k}=${fn(k, Number(n), `${name}.${f.name} ${k}=`)}`,
+        );
+    } else if (kind) {
       if (Array.isArray(v)) obj[f.name] = v.map((x: number) => fn(kind, x, `${name}.${f.name}`));
       else if (typeof v === 'number') obj[f.name] = fn(kind, v, `${name}.${f.name}`);
     } else if (f.type === 'message' && f.ref) {

@@ -19,6 +19,9 @@ test('ids of nested messages are translated both ways, credentials only into the
   assert.deepEqual(inNs.file_perms, { mode: 0o755, uid: 1000, gid: 100001 });
   assert.deepEqual(maps.toHost('unix_sk_entry', inNs, 'x.img').file_perms, sk.file_perms);
   assert.deepEqual(maps.toHost('creds_entry', { uid: 5 }, 'x.img'), { uid: 5 }, 'credentials are set from inside');
+  const mnt = maps.toNs('mnt_entry', { options: 'mode=755,uid=100000,gid=300002,nr_inodes=7' });
+  assert.equal(mnt.options, 'mode=755,uid=0,gid=100002,nr_inodes=7', "a mount's uid= and gid= options");
+  assert.equal(maps.toHost('mnt_entry', mnt, 'x.img').options, mnt.options, 'the root mounts from inside');
   assert.equal(maps.toNs('task_core_entry', { loginuid: 0xffffffff }).loginuid, 0xffffffff, 'an unset loginuid stays unset');
 });
 

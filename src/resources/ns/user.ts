@@ -80,7 +80,7 @@ export class IdMaps {
     });
   }
 
-  /** Back to criu-ts's ids, but for the credentials, which the tasks set from inside. */
+  /** Back to criu-ts's ids, but for what the tasks apply from inside (INSIDE). */
   toHost<T>(name: string, entry: T, file: string): T {
     return mapIds(
       name,
@@ -95,7 +95,8 @@ export class IdMaps {
   }
 }
 
-const INSIDE = new Set(['creds_entry']);
+/** What the tasks apply from inside: their credentials, and the mounts the root makes. */
+const INSIDE = new Set(['creds_entry', 'mnt_entry']);
 
 const mapLines = (exts: Extent[]): string => exts.map((e) => `${e.first} ${e.lower_first} ${e.count}\n`).join('');
 
