@@ -137,7 +137,11 @@ export const userNs: NsKind = {
   dumpRefusal: (root) => {
     const m = IdMaps.of(root);
     const why = badExtents(m.entry.uid_map) ?? badExtents(m.entry.gid_map);
-    return why && `its maps cannot be made again: ${why}`;
+    if (why) return `its maps cannot be made again: ${why}`;
+    // CRIU's images have no place for it: the namespace would come back allowing setgroups().
+    if (fs.readFileSync(`/proc/${root}/setgroups`, 'utf8').trim() === 'deny')
+      return 'its /proc/PID/setgroups is "deny", which CRIU\'s images cannot keep';
+    return undefined;
   },
   dump: ({ pid, id, imgs, log }) => {
     const m = IdMaps.of(pid);
