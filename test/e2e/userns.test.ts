@@ -135,3 +135,19 @@ e2e('a userns image whose extents overlap, or run past 2^32, is refused naming i
     );
   }
 });
+
+e2e('a user namespace whose setgroups is denied is refused at dump, and runs on', async (c) => {
+  const t = startTarget(['unshare', '--user', '--map-root-user', '--fork', 'sleep', '1000']);
+  const pid = await waitFor(() => descendants(t.pid)[0], 5000, 'the process in the user namespace');
+  for (const d of descendants(t.pid)) adopt(d);
+  assert.equal(readFileSync(`/proc/${pid}/setgroups`, 'utf8').trim(), 'deny');
+  const img = c.subdir('img');
+  assert.match(assertCleanError(dump(pid, img)), /namespaces: user: its \/proc\/PID\/setgroups is "deny"/);
+  assert.deepEqual(
+    readdirSync(img).filter((n) => n.endsWith('.img')),
+    [],
+  );
+  assert.match(readFileSync(`/proc/${pid}/stat`, 'utf8'), /\) S /, 'it runs on');
+  killAndReap(t.pid);
+  reap(pid, 10_000);
+});
