@@ -20,7 +20,7 @@ import {
 } from '../../kernel/index.ts';
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { NsHelper } from './types.ts';
-import { NotSupportedError } from '../../errors.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 import { parseMountinfo } from '../../proc/index.ts';
 import { FSTYPE, type MntEntry, kdev, rootMount, toEntry, under } from './mnt-tree.ts';
 
@@ -165,7 +165,7 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
       const local = pidfdGetfd(hpidfd, Number(tree));
       t.syscallRaw('close', tree);
       try {
-        tmpfs.set(m.root_dev, tarCreate(`/proc/${process.pid}/fd/${local}`));
+        tmpfs.set(m.root_dev, tarCreate(local, pid));
       } finally {
         close(local);
       }
@@ -223,35 +223,37 @@ function uncover(
   }
 }
 
-/** CRIU's tmpfs archive: a gzip'd tar of the whole file system, numeric owners, sparse. */
-function tarCreate(dir: string): Buffer {
-  return execFileSync(
-    'tar',
-    [
-      '--create',
-      '--gzip',
-      '--no-unquote',
-      '--no-wildcards',
-      '--one-file-system',
-      '--check-links',
-      '--preserve-permissions',
-      '--sparse',
-      '--numeric-owner',
-      '--directory',
-      dir,
-      '.',
-    ],
-    { maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+/**
+ * `tar ARGS` on the directory criu-ts holds open as `dirFd`, given to it as its fd 3. In a
+ * user namespace of its own (the user namespace of `pid`, when not criu-ts's), tar runs as
+ * its uid 0, as CRIU's does: the archive keeps the namespace's ids, and the files it makes
+ * on a tmpfs of that namespace get owners the namespace can see.
+ */
+function tar(args: string[], dirFd: number, pid: number, input?: Buffer): Buffer {
+  const own = fs.readlinkSync(`/proc/${pid}/ns/user`) !== fs.readlinkSync('/proc/self/ns/user');
+  const argv = ['--no-unquote', '--no-wildcards', '--numeric-owner', '--preserve-permissions', '--directory', '/proc/self/fd/3', ...args];
+  const [cmd, full] = own ? ['nsenter', [`--user=/proc/${pid}/ns/user`, 'tar', ...argv]] : ['tar', argv];
+  try {
+    return execFileSync(cmd, full, { input, maxBuffer: 1 << 30, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe', dirFd] });
+  } catch (e) {
+    const why = String((e as { stderr?: Buffer }).stderr ?? '')
+      .trim()
+      .split('\n')[0];
+    throw new CriuError(`tar ${args[0]} of a tmpfs's contents failed${why ? `: ${why}` : ''}`);
+  }
 }
 
-export function tarExtract(dir: string, data: Buffer): void {
-  execFileSync(
-    'tar',
-    ['--extract', '--gzip', '--no-unquote', '--no-wildcards', '--numeric-owner', '--preserve-permissions', '--directory', dir, '-f', '-'],
-    {
-      input: data,
-      stdio: ['pipe', 'ignore', 'pipe'],
-    },
-  );
+/** CRIU's tmpfs archive: a gzip'd tar of the whole file system, numeric owners, sparse. */
+function tarCreate(dirFd: number, pid: number): Buffer {
+  return tar(['--create', '--gzip', '--one-file-system', '--check-links', '--sparse', '.'], dirFd, pid);
+}
+
+/** Fill the tmpfs `pid` holds open as `fd` from its archive. */
+export function tarExtract(pid: number, fd: number | bigint, data: Buffer): void {
+  const dirFd = fs.openSync(`/proc/${pid}/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    tar(['--extract', '--gzip', '-f', '-'], dirFd, pid, data);
+  } finally {
+    fs.closeSync(dirFd);
+  }
 }
