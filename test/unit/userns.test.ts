@@ -23,6 +23,7 @@ test('ids of nested messages are translated both ways, credentials only into the
   assert.equal(mnt.options, 'mode=755,uid=0,gid=100002,nr_inodes=7', "a mount's uid= and gid= options");
   assert.equal(maps.toHost('mnt_entry', mnt, 'x.img').options, mnt.options, 'the root mounts from inside');
   assert.equal(maps.toNs('task_core_entry', { loginuid: 0xffffffff }).loginuid, 0xffffffff, 'an unset loginuid stays unset');
+  assert.equal(maps.toHost('task_core_entry', { loginuid: 3 }, 'x.img').loginuid, 3, 'the task writes its loginuid');
 });
 
 test('an id the namespace cannot see is refused naming the field', () => {

@@ -95,8 +95,8 @@ export class IdMaps {
   }
 }
 
-/** What the tasks apply from inside: their credentials, and the mounts the root makes. */
-const INSIDE = new Set(['creds_entry', 'mnt_entry']);
+/** What the tasks apply from inside: their credentials and loginuid, and the mounts the root makes. */
+const INSIDE = new Set(['creds_entry', 'task_core_entry', 'mnt_entry']);
 
 const mapLines = (exts: Extent[]): string => exts.map((e) => `${e.first} ${e.lower_first} ${e.count}\n`).join('');
 

@@ -52,18 +52,24 @@ export function restoreTaskProps(t: Tracee, area: InjectionArea, pid: number, tc
 
 /**
  * The kernel lets only the task itself write its /proc/PID/loginuid, so the task writes it,
- * before its credentials are back (changing a set one needs CAP_AUDIT_CONTROL).
+ * before its credentials are back (changing a set one needs CAP_AUDIT_CONTROL). The task reads
+ * it too: in a user namespace of its own, it sees the image's ids, criu-ts the host's.
  */
 function restoreLoginuid(t: Tracee, area: InjectionArea, pid: number, loginuid: number): void {
-  let now: string;
-  try {
-    now = fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8').trim();
-  } catch {
+  if (!fs.existsSync(`/proc/${pid}/loginuid`))
     throw new CriuError(`task ${pid}: its loginuid (${loginuid}) cannot be set: this kernel has no audit login uids`);
-  }
-  if (Number(now) === loginuid) return;
   area.reset();
   try {
+    const rd = openInTask(t, area, '/proc/self/loginuid', O.RDONLY | O.CLOEXEC);
+    let now: string;
+    try {
+      const buf = area.alloc(16);
+      const n = Number(t.syscall('read', rd, buf, 16));
+      now = area.read(buf, n).toString().trim();
+    } finally {
+      t.syscall('close', rd);
+    }
+    if (Number(now) === loginuid) return;
     const fd = openInTask(t, area, '/proc/self/loginuid', O.WRONLY | O.CLOEXEC);
     try {
       const text = String(loginuid);
