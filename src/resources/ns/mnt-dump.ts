@@ -225,14 +225,16 @@ function uncover(
 
 /**
  * `tar ARGS` on the directory criu-ts holds open as `dirFd`, given to it as its fd 3. In a
- * user namespace of its own (the user namespace of `pid`, when not criu-ts's), tar runs as
- * its uid 0, as CRIU's does: the archive keeps the namespace's ids, and the files it makes
- * on a tmpfs of that namespace get owners the namespace can see.
+ * user namespace of its own (the user namespace of `pid`, when not criu-ts's), tar runs in it,
+ * as CRIU's does, so that the archive keeps the ids the namespace sees and the files it makes
+ * on a tmpfs of the namespace get owners it can see: as its uid 0, or with criu-ts's ids
+ * (`keepIds`), which keep no capability in it but reach files owned by criu-ts's user.
  */
-function tar(args: string[], dirFd: number, pid: number, input?: Buffer): Buffer {
+function tar(args: string[], dirFd: number, pid: number, keepIds: boolean, input?: Buffer): Buffer {
   const own = fs.readlinkSync(`/proc/${pid}/ns/user`) !== fs.readlinkSync('/proc/self/ns/user');
   const argv = ['--no-unquote', '--no-wildcards', '--numeric-owner', '--preserve-permissions', '--directory', '/proc/self/fd/3', ...args];
-  const [cmd, full] = own ? ['nsenter', [`--user=/proc/${pid}/ns/user`, 'tar', ...argv]] : ['tar', argv];
+  const enter = [`--user=/proc/${pid}/ns/user`, ...(keepIds ? ['--preserve-credentials'] : [])];
+  const [cmd, full] = own ? ['nsenter', [...enter, 'tar', ...argv]] : ['tar', argv];
   try {
     return execFileSync(cmd, full, { input, maxBuffer: 1 << 30, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe', dirFd] });
   } catch (e) {
@@ -245,14 +247,21 @@ function tar(args: string[], dirFd: number, pid: number, input?: Buffer): Buffer
 
 /** CRIU's tmpfs archive: a gzip'd tar of the whole file system, numeric owners, sparse. */
 function tarCreate(dirFd: number, pid: number): Buffer {
-  return tar(['--create', '--gzip', '--one-file-system', '--check-links', '--sparse', '.'], dirFd, pid);
+  const args = ['--create', '--gzip', '--one-file-system', '--check-links', '--sparse', '.'];
+  try {
+    return tar(args, dirFd, pid, false);
+  } catch (e) {
+    // A file only criu-ts's user may read, in a user namespace of its own, where uid 0 cannot.
+    if (fs.readlinkSync(`/proc/${pid}/ns/user`) === fs.readlinkSync('/proc/self/ns/user')) throw e;
+    return tar(args, dirFd, pid, true);
+  }
 }
 
 /** Fill the tmpfs `pid` holds open as `fd` from its archive. */
 export function tarExtract(pid: number, fd: number | bigint, data: Buffer): void {
   const dirFd = fs.openSync(`/proc/${pid}/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   try {
-    tar(['--extract', '--gzip', '-f', '-'], dirFd, pid, data);
+    tar(['--extract', '--gzip', '-f', '-'], dirFd, pid, false, data);
   } finally {
     fs.closeSync(dirFd);
   }
