@@ -275,6 +275,8 @@ export const FEATURES: Feature[] = [
     what: 'memory change tracking for pre-dump and --track-mem (userfaultfd with asynchronous write protection)',
     probe: memTrackWorks,
   },
+  // criu-ts binds a unix socket again in the root of its mount namespace (unix_sk_entry.mnt_id).
+  { name: 'sk_unix_file', what: 'unix sockets bound in other mount namespaces', probe: () => kernelAtLeast(4, 10) },
   { name: 'cgroupns', what: 'cgroup namespaces', probe: () => fs.existsSync('/proc/self/ns/cgroup') },
   {
     name: 'timens',
@@ -304,7 +306,6 @@ export const FEATURES: Feature[] = [
       ['uffd-noncoop', 'lazy pages of trees that fork (userfaultfd events)'],
       ['can_map_vdso', 'mapping the vDSO by arch_prctl (criu-ts moves it with mremap)'],
       ['sk_ns', 'sockets of other network namespaces'],
-      ['sk_unix_file', 'unix sockets bound in other mount namespaces'],
       ['nsid', 'network namespace ids'],
       ['link_nsid', 'links into other network namespaces'],
       ['external_net_ns', 'external network namespaces'],

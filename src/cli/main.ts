@@ -17,6 +17,8 @@ const loadCheck = () => import('./check.ts');
 const loadCrit = () => import('./crit.ts');
 const loadRpc = () => import('./rpc.ts');
 const loadScripts = () => import('./scripts.ts');
+const loadPageServer = () => import('./page-server.ts');
+const loadCpuinfo = () => import('./cpuinfo.ts');
 const loadJournal = () => import('../dump/journal.ts');
 const loadUnlock = () => import('./network-unlock.ts');
 import { NOT_SUPPORTED, ACCEPTED_INTERNAL, INTERNAL_WITH_VALUE } from './options.ts';
@@ -29,9 +31,20 @@ import { isLockMethod } from '../resources/net/netlock.ts';
 import type { TcpMode } from '../resources/files/types.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
-const UNSUPPORTED_COMMANDS = new Set(['page-server', 'lazy-pages', 'dedup', 'cpuinfo', 'exec', 'show']);
+const UNSUPPORTED_COMMANDS = new Set(['lazy-pages', 'dedup', 'exec', 'show']);
 const RPC_COMMANDS = new Set(['swrk', 'service']);
-const COMMANDS = new Set(['dump', 'pre-dump', 'restore', 'check', 'network-unlock', 'crit', ...RPC_COMMANDS, ...UNSUPPORTED_COMMANDS]);
+const COMMANDS = new Set([
+  'dump',
+  'pre-dump',
+  'restore',
+  'check',
+  'network-unlock',
+  'crit',
+  'page-server',
+  'cpuinfo',
+  ...RPC_COMMANDS,
+  ...UNSUPPORTED_COMMANDS,
+]);
 
 interface Opts {
   tree?: string;
@@ -70,9 +83,15 @@ interface Opts {
   joinNs?: string[];
   root?: string;
   external?: string[];
+  vethPair?: string[];
   extMountMap?: string[];
+  enableExternalSharing?: boolean;
+  enableExternalMasters?: boolean;
   emptyNs?: string;
   networkLock?: string;
+  pageServer?: boolean;
+  address?: string;
+  port?: string;
 }
 
 function fail(msg: string): never {
@@ -185,17 +204,35 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
     desc: 'how connections are kept from their peers between dump and restore: nftables (default where nft works), iptables or skip',
     cmds: ['dump'],
   },
+  { flags: '--page-server', desc: 'send the page data to a page server (--address, --port); the other images stay here', cmds: ['dump'] },
+  { flags: '--address <addr>', desc: "the page server's numeric address", cmds: ['dump'] },
+  { flags: '--port <port>', desc: "the page server's TCP port", cmds: ['dump'] },
   { flags: '--skip-in-flight', desc: 'drop TCP connections not accepted yet by a listening socket', cmds: ['dump'] },
   { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
   {
     flags: '--external <res>',
-    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; repeatable',
+    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; at restore the outer end of a veth, veth[IFNAME]:OUTNAME[@BRIDGE], and the parent of a macvlan, macvlan[IFNAME]:PARENT; repeatable',
     cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--veth-pair <pair>',
+    desc: 'IFNAME=OUTNAME[@BRIDGE]: old form of --external veth[IFNAME]:OUTNAME[@BRIDGE]; repeatable',
+    cmds: ['restore'],
   },
   { flags: '--empty-ns <ns>', desc: 'net: do not save the network namespace, restore an empty one', cmds: ['dump', 'restore'] },
   {
     flags: '-M, --ext-mount-map <map>',
-    desc: 'MOUNTPOINT:KEY at dump, KEY:PATH at restore (old form of --external mnt[]); repeatable',
+    desc: 'MOUNTPOINT:KEY at dump, KEY:PATH at restore (old form of --external mnt[]); "auto": --external mnt[]; repeatable',
+    cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--enable-external-sharing',
+    desc: 'with --external mnt[]: shared mounts may be found external too',
+    cmds: ['dump', 'restore'],
+  },
+  {
+    flags: '--enable-external-masters',
+    desc: 'with --external mnt[]: slave mounts of a host mount may be found external too',
     cmds: ['dump', 'restore'],
   },
   { flags: '-d, --restore-detached', desc: 'return once the tree runs', cmds: ['restore'] },
@@ -217,6 +254,8 @@ const LONG_WITH_VALUE = new Set([
   ...OPTIONS.filter((o) => o.flags.includes('<')).map((o) => /--[\w-]+/.exec(o.flags)![0]),
   ...INTERNAL_WITH_VALUE,
   '--address',
+  '--port',
+  '--ready-fd',
   '--status-fd',
 ]);
 
@@ -238,7 +277,7 @@ function program(run: (cmd: Cmd, o: Opts) => Promise<number>): Command {
     for (const o of OPTIONS) {
       const opt = new Option(o.flags, o.desc);
       if (o.dflt !== undefined) opt.default(o.dflt);
-      if (/^(--action-script|--cgroup-root|--inherit-fd|--join-ns|--external|-M|--irmap-scan-path)/.test(o.flags))
+      if (/^(--action-script|--cgroup-root|--inherit-fd|--join-ns|--external|--veth-pair|-M|--irmap-scan-path)/.test(o.flags))
         opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
       if (!o.cmds.includes(name === 'pre-dump' ? 'dump' : name)) opt.hideHelp();
       c.addOption(opt);
@@ -325,6 +364,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
           pre: cmd === 'pre-dump',
           prevImagesDir: o.prevImagesDir,
           trackMem: !!o.trackMem,
+          pageServer: pageServerOf(o),
         });
         log.info(
           `${cmd === 'pre-dump' ? 'Pre-dumped' : 'Dumped'} ${r.tasks} task(s) of ${pid}: ${r.pagesWritten} pages${r.pagesSkippedParent ? ` (${r.pagesSkippedParent} in the parent dump)` : ''}, ${r.shpagesWritten} shared pages, frozen ${r.frozenMs.toFixed(1)} ms`,
@@ -368,6 +408,19 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   }
 }
 
+/** --page-server --address A --port P of a dump. */
+function pageServerOf(o: Opts): { address: string; port: number } | undefined {
+  if (!o.pageServer) {
+    if (o.port !== undefined) fail('--port without --page-server');
+    return undefined;
+  }
+  if (o.address === undefined) fail('--page-server needs --address');
+  const port = Number(o.port);
+  if (o.port === undefined || !/^\d+$/.test(o.port) || port === 0 || port > 65535) fail(`--page-server needs --port (1..65535)`);
+  if (o.compress !== undefined || o.encrypt !== undefined) throw NotSupportedError.option('--page-server with --compress or --encrypt');
+  return { address: o.address, port };
+}
+
 /** CRIU's default is soft, with or without --manage-cgroups. */
 function cgMode(o: Opts): CgMode {
   return parseCgMode(typeof o.manageCgroups === 'string' ? o.manageCgroups : undefined);
@@ -388,28 +441,56 @@ function parseInheritFd(v: string): { key: string; fd: number } {
 /** --root, --external mnt[A]:B and --ext-mount-map A:B (A → B; what A and B are depends on the command). */
 function mountOptions(o: Opts): MountOptions {
   const external = new Map<string, string>();
+  // --external mnt[] (mnt[]:s, mnt[]:m) and --ext-mount-map auto: CRIU's autodetection.
+  let auto: MountOptions['auto'];
+  const autoOn = (flag = '') => {
+    auto ??= { sharing: false, masters: false };
+    if (flag === ':s') auto.sharing = true;
+    else if (flag === ':m') auto.masters = true;
+    else if (flag) fail(`bad --external mnt[]${flag}: use mnt[], mnt[]:s or mnt[]:m`);
+  };
   for (const x of o.external ?? []) {
-    if (x.startsWith('net[')) continue;
+    if (/^(net|veth|macvlan)\[/.test(x)) continue;
+    if (x.startsWith('mnt[]')) {
+      autoOn(x.slice(5));
+      continue;
+    }
     const m = /^mnt\[([^\]]+)\]:(.+)$/.exec(x);
     if (!m) throw NotSupportedError.option(`--external ${x}`);
     external.set(m[1], m[2]);
   }
   for (const x of o.extMountMap ?? []) {
+    if (x === 'auto') {
+      autoOn();
+      continue;
+    }
     const i = x.indexOf(':');
     if (i <= 0) fail(`bad --ext-mount-map ${x}: use A:B`);
     external.set(x.slice(0, i), x.slice(i + 1));
   }
-  return { root: o.root === undefined ? undefined : path.resolve(o.root), external };
+  // Without mnt[] they say nothing, as in CRIU.
+  if (auto && o.enableExternalSharing) auto.sharing = true;
+  if (auto && o.enableExternalMasters) auto.masters = true;
+  return { root: o.root === undefined ? undefined : path.resolve(o.root), external, ...(auto ? { auto } : {}) };
 }
 
 /** --empty-ns net, --external net[INODE]:KEY, --inherit-fd fd[N]:KEY, --join-ns net:PATH. */
 function netOptions(o: Opts): NetOptions {
   if (o.emptyNs !== undefined && o.emptyNs !== 'net') throw NotSupportedError.option(`--empty-ns ${o.emptyNs}`);
   const external = new Map<string, string>();
+  const devices = new Map<string, string>();
   for (const x of o.external ?? []) {
     const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    const d = /^((?:veth|macvlan)\[[^\]]+\]):(.+)$/.exec(x);
     if (m) external.set(m[1], m[2]);
+    else if (d) devices.set(d[1], d[2]);
     else if (x.startsWith('net[')) fail(`bad --external ${x}: use net[INODE]:KEY`);
+    else if (/^(veth|macvlan)\[/.test(x)) fail(`bad --external ${x}: use veth[IFNAME]:OUTNAME[@BRIDGE] or macvlan[IFNAME]:PARENT`);
+  }
+  for (const x of o.vethPair ?? []) {
+    const m = /^([^=]+)=(.+)$/.exec(x);
+    if (!m) fail(`bad --veth-pair ${x}: use IFNAME=OUTNAME[@BRIDGE]`);
+    devices.set(`veth[${m[1]}]`, m[2]);
   }
   const inherit = new Map<string, number>();
   for (const x of o.inheritFd ?? []) {
@@ -423,7 +504,7 @@ function netOptions(o: Opts): NetOptions {
     if (!m) throw NotSupportedError.option(`--join-ns ${x} (only net:PATH or net:PID is)`);
     join = joinNetPath(m[1]);
   }
-  return { empty: o.emptyNs === 'net', external, inherit, ...(join ? { join } : {}) };
+  return { empty: o.emptyNs === 'net', external, inherit, devices, ...(join ? { join } : {}) };
 }
 
 function tcpMode(o: Opts): TcpMode {
@@ -479,6 +560,11 @@ export async function main(argv: string[]): Promise<number> {
     const cmd = args[0];
     if (cmd === 'crit') return (await loadCrit()).runCrit(args.slice(1));
     if (cmd && UNSUPPORTED_COMMANDS.has(cmd)) throw NotSupportedError.option(cmd);
+    if (cmd === 'page-server') {
+      setImageOpener(openBeneath);
+      return await (await loadPageServer()).runPageServer({ ...parsed, args });
+    }
+    if (cmd === 'cpuinfo') return await (await loadCpuinfo()).runCpuinfo({ ...parsed, args });
     if (cmd && RPC_COMMANDS.has(cmd)) {
       setChildSubreaper();
       setImageOpener(openBeneath);

@@ -30,6 +30,33 @@ function save(file: string, offs: XsaveOffsets): void {
   }
 }
 
+export interface CpuidRegs {
+  eax: number;
+  ebx: number;
+  ecx: number;
+  edx: number;
+}
+
+/** CPUID(leaf, subleaf) run by the area's tracee (x86_64 only); its registers are put back. */
+export function cpuid(area: InjectionArea, leaf: number, subleaf = 0): CpuidRegs {
+  const t = area.tracee;
+  const at = area.base + 16n;
+  t.writeMem(at, CPUID_TRAP);
+  const saved = t.getRegs();
+  try {
+    const r = Buffer.from(saved);
+    r.writeBigUInt64LE(at, X86.ip);
+    r.writeBigUInt64LE(BigInt(leaf >>> 0), X86.ax);
+    r.writeBigUInt64LE(BigInt(subleaf >>> 0), X86.cx);
+    r.writeBigInt64LE(-1n, X86.orig_ax);
+    const out = t.runUntilTrap(r);
+    const lo = (off: number): number => Number(out.readBigUInt64LE(off) & 0xffffffffn);
+    return { eax: lo(X86.ax), ebx: lo(X86.bx), ecx: lo(X86.cx), edx: lo(X86.dx) };
+  } finally {
+    t.setRegs(saved);
+  }
+}
+
 export function xsaveOffsets(area: InjectionArea): XsaveOffsets {
   if (cached) return cached;
   if (arch.name !== 'x86_64') return (cached = new Map());

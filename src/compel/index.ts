@@ -1,4 +1,4 @@
 export { Tracee, InjectionError, RemoteSysError, INJECTION_SIGMASK, unsafeWindow, type SysArg, type StopInfo } from './tracee.ts';
 export { InjectionArea, findSyscallInsn, vdsoSyscallInsn, isInjectionArea, AREA_SIZE } from './area.ts';
-export { xsaveOffsets } from './cpuid.ts';
+export { xsaveOffsets, cpuid, type CpuidRegs } from './cpuid.ts';
 export { colocate, endColocation, tracerAffinity } from './colocate.ts';

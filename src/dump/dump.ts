@@ -22,6 +22,7 @@ import { freezeSnapshot, dumpZombieCore, dumpPstreeEntry, checkSessions, Seccomp
 import { dumpFd, FileIdentity, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
 import { freezeTree, detachAll, explainDeath } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
+import { PageServerClient, type PageServerAddress } from '../migrate/page-client.ts';
 import { DumpFileTable } from './filetable.ts';
 import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
@@ -30,6 +31,7 @@ import {
   IdMaps,
   nsPid,
   checkMntns,
+  mountOf,
   inNetOf,
   savesNetns,
   type MountOptions,
@@ -89,6 +91,8 @@ export interface DumpRequest {
   pre?: boolean;
   /** --prev-images-dir: the parent dump (relative to `dir`), whose pages are not saved again. */
   prevImagesDir?: string;
+  /** --page-server --address --port: page data goes there, every other image to `dir`. */
+  pageServer?: PageServerAddress;
   /** --track-mem: a dump that leaves the tree running (-R) tracks its memory for the next one. */
   trackMem?: boolean;
 }
@@ -250,10 +254,12 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const { pid, log } = req;
   validateTarget(pid);
   req.actions?.('pre-dump');
+  // Before anything is frozen or written: a page server that is not there fails the dump at once.
+  const pageServer = req.pageServer ? new PageServerClient(req.pageServer) : undefined;
   const createdDir = !fs.existsSync(req.dir);
   fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
   const t0 = performance.now();
-  const imgs = new ImageSet(req.dir, { pages: req.pages });
+  const imgs = new ImageSet(req.dir, { pages: req.pages, pageServer });
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   const runId = randomUuid();
   const prevTrack = req.prevImagesDir ? linkParent(req.dir, req.prevImagesDir, log) : undefined;
@@ -304,7 +310,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     if (!req.pre && ownMntns(pid))
       checkMntns(
         tasks.filter(isLive).map((t) => t.pid),
-        req.mounts?.external ?? new Map(),
+        req.mounts ?? { external: new Map() },
       );
     for (const t of tasks) {
       if (!isLive(t)) continue;
@@ -413,10 +419,15 @@ function collectAndWrite(
     {
       remap: (e) => imgs.add(IMG.REMAP_FPATH, e),
       ghost: (id, e, chunks) => imgs.ghostFile(id, e, chunks),
-      linked: (link, at, flags) => {
+      linked: (link, at, flags, mntId) => {
         imgs.madeOutside(at);
-        return files.regPath(link, flags);
+        return files.regPath(link, flags, mntId !== undefined && ownMntns(req.pid) ? { mnt_id: mntId } : {});
       },
+      mountOf: (source) =>
+        mountOf(
+          source,
+          live.map((t) => t.pid),
+        ),
     },
     { limit: req.ghostLimit, linkRemap: req.linkRemap },
   );
@@ -473,6 +484,7 @@ function collectAndWrite(
       },
       treePids: live.map((t) => t.pid),
       netNsId: (pid) => shared.ns.idsOf(pid).net_ns_id!,
+      netNsIdOfIno: (ino) => shared.ns.idOfLink(`net:[${ino}]`),
       nsIdOf: (pid, kind) => shared.ns.idsOf(pid)[`${kind}_ns_id`],
       inTree: (id) => live.some((t) => t.stat.pgrp === id || t.threads.some((th) => th.tid === id)),
       addEntry: (kind, ...a) => imgs.add(kind, ...a),

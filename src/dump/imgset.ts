@@ -10,6 +10,8 @@ import {
   PagesEncoder,
   PagesWriterThread,
   MANIFEST,
+  PAGE_SERVER_RUNS,
+  writeImageFile,
   keyId,
   IMG,
   entryMessage,
@@ -25,12 +27,19 @@ import {
   type PagesCodecOptions,
 } from '../images/index.ts';
 import { addressOf } from '../kernel/index.ts';
+import type { PageServerClient } from '../migrate/page-client.ts';
+import type { PageSink } from '../resources/types.ts';
+
+/** Where a pagemap's runs and page data go: pagemap-N.img + pages-N.img here, or a page server. */
+export type PagemapOut = PageSink & { close(): void };
 
 export interface ImageSetOptions {
   /** Write criu-ts-manifest.json with a checksum of every file (default on). */
   manifest?: boolean;
   /** Compress and/or encrypt pages-N.img. */
   pages?: PagesCodecOptions;
+  /** Send the page data to this page server: no pagemap or pages image is written here. */
+  pageServer?: PageServerClient;
 }
 
 /** Page data from this size on is streamed (see pagemapWriter). */
@@ -169,7 +178,9 @@ export class ImageSet {
    * Page data of `expect` bytes or more streams through the writer thread's slots (O_DIRECT);
    * less is written here, so that a small task's dump never waits for a disk write.
    */
-  private pagemapWriter(id: number | bigint, shmem: boolean, expect: number): PagemapWriter {
+  private pagemapWriter(id: number | bigint, shmem: boolean, expect: number): PagemapOut {
+    if (this.opts.pageServer)
+      return this.opts.pageServer.open(id, shmem, shmem ? imageFileName(IMG.SHMEM_PAGEMAP, id) : imageFileName(IMG.PAGEMAP, id));
     const pagesId = ++this.pagesId;
     const enc = this.opts.pages?.compress || this.opts.pages?.key ? new PagesEncoder(this.opts.pages) : undefined;
     if (enc) this.encoders.push(enc);
@@ -197,10 +208,10 @@ export class ImageSet {
   }
 
   /** `expect`: about how many bytes of page data will follow. */
-  pagemap(pid: number, expect = Infinity): PagemapWriter {
+  pagemap(pid: number, expect = Infinity): PagemapOut {
     return this.pagemapWriter(pid, false, expect);
   }
-  shmemPagemap(shmid: number, expect = Infinity): PagemapWriter {
+  shmemPagemap(shmid: number, expect = Infinity): PagemapOut {
     return this.pagemapWriter(shmid, true, expect);
   }
 
@@ -216,6 +227,15 @@ export class ImageSet {
     this.open.clear();
     for (const d of this.dones) d();
     this.writer?.close();
+    const ps = this.opts.pageServer;
+    if (ps) {
+      // The page server has every byte once it answers CLOSE; its own manifest lists its files.
+      ps.close();
+      this.manifest.pageServer = { files: ps.pagemaps };
+      this.noteCreated(PAGE_SERVER_RUNS);
+      writeImageFile(path.join(this.dir, PAGE_SERVER_RUNS), JSON.stringify(ps.runs));
+      this.manifest.addFromDisk(this.dir, PAGE_SERVER_RUNS);
+    }
     if (this.opts.manifest !== false) {
       this.created.push(path.join(this.dir, MANIFEST));
       this.manifest.write(this.dir);
@@ -229,6 +249,7 @@ export class ImageSet {
   }
 
   discard(): void {
+    this.opts.pageServer?.abort();
     this.writer?.close();
     for (const w of this.open.values()) {
       try {

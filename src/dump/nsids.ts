@@ -18,6 +18,11 @@ export class NsIds {
   private byIno = new Map<string, number>();
   private next = 1;
 
+  /** The id given to the namespace `link` (as /proc/PID/ns/X reads), if a task was seen in it. */
+  idOfLink(link: string): number | undefined {
+    return this.byIno.get(link);
+  }
+
   idsOf(pid: number): Record<string, number> {
     const out: Record<string, number> = {};
     for (const [kind, field] of KINDS) {

@@ -95,7 +95,8 @@ export function dumpTask(
     files: sh.files,
     log,
     shared: sh.objects,
-    ...(parent ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
+    // PE_COW_PARENT is criu-ts's own flag: CRIU's page server protocol has no room for it.
+    ...(parent && !req.pageServer ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
     ...(sh.prevTrack?.tracks(pid) ? { parentPages: sh.prevTrack.pagesOf(sh.vpid(pid)) } : {}),
     socketFile: (ino) => {
       const fd = fdHolding(pid, `socket:[${ino}]`);

@@ -70,6 +70,8 @@ export {
 export type { PagemapOptions, PagemapRun, PagemapWriterOptions } from './pages.ts';
 export {
   MANIFEST,
+  PAGE_SERVER_MANIFEST,
+  PAGE_SERVER_RUNS,
   ManifestBuilder,
   readManifest,
   authenticateManifest,

@@ -22,6 +22,13 @@ import {
 export type { ManifestFile };
 
 export const MANIFEST = 'criu-ts-manifest.json';
+/** A page server's manifest of the files it wrote (src/migrate/page-server.ts), next to the dump's. */
+export const PAGE_SERVER_MANIFEST = 'criu-ts-manifest-page-server.json';
+/**
+ * A dump through a page server: the page ranges each pagemap it sent covers, kept with the
+ * dump's own images, where a next incremental dump (--prev-images-dir) looks for them.
+ */
+export const PAGE_SERVER_RUNS = 'criu-ts-page-server-runs.json';
 
 export interface PagesEncoding {
   compress?: 'zstd';
@@ -39,6 +46,11 @@ export interface Manifest {
   pages?: PagesEncoding;
   sealed?: boolean;
   files: Record<string, ManifestFile>;
+  /**
+   * Images written by a page server, not here: the page server's own manifest
+   * (PAGE_SERVER_MANIFEST, next to this one once the images are put together) must list them.
+   */
+  pageServer?: { files: string[] };
   mac?: string;
 }
 
@@ -47,6 +59,7 @@ export class ManifestBuilder {
   readonly digest: ChecksumKind;
   private readonly files: Record<string, ManifestFile> = {};
   pages?: PagesEncoding;
+  pageServer?: { files: string[] };
   /** The key of an encrypted dump: images are sealed, the manifest authenticated. */
   private readonly key?: Buffer;
 
@@ -78,7 +91,7 @@ export class ManifestBuilder {
     this.record(name, r.size, r.digest);
   }
 
-  write(dir: string): void {
+  write(dir: string, name = MANIFEST): void {
     const m: Manifest = {
       format: 'criu-ts-manifest',
       version: 1,
@@ -86,14 +99,15 @@ export class ManifestBuilder {
       ...(this.pages ? { pages: this.pages } : {}),
       ...(this.key ? { sealed: true } : {}),
       files: this.files,
+      ...(this.pageServer ? { pageServer: this.pageServer } : {}),
     };
     if (this.key) m.mac = manifestMac(this.key, m);
-    writeImageFile(path.join(dir, MANIFEST), JSON.stringify(m, null, 1) + '\n');
+    writeImageFile(path.join(dir, name), JSON.stringify(m, null, 1) + '\n');
   }
 }
 
-export function readManifest(dir: string): Manifest | undefined {
-  const file = path.join(dir, MANIFEST);
+export function readManifest(dir: string, name = MANIFEST): Manifest | undefined {
+  const file = path.join(dir, name);
   if (!fs.existsSync(file)) return undefined;
   let m: Manifest;
   const text = readImageFile(file).toString('utf8');

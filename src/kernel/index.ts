@@ -24,5 +24,6 @@ export {
 } from './seqpacket.ts';
 export * from './structs.ts';
 export * as sock from './inet.ts';
-export { inNamespaces } from './ns.ts';
+export * as tcp from './tcpstream.ts';
+export { inNamespaces, inNetNsFd, newNetNs } from './ns.ts';
 export * as sysv from './sysvipc.ts';

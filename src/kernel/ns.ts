@@ -3,7 +3,7 @@
 // namespace change would move the fs_struct every Node thread shares.
 import fs from 'node:fs';
 import { CLONE } from './constants.ts';
-import { setns, pidfdOpen, close } from './syscalls.ts';
+import { setns, pidfdOpen, close, unshare } from './syscalls.ts';
 
 const JOINABLE: Array<[number, string]> = [
   [CLONE.NEWNET, 'net'],
@@ -35,5 +35,35 @@ export function inNamespaces<T>(pid: number, flags: number, fn: () => T): T {
     }
   } finally {
     for (const [, fd] of home) fs.closeSync(fd);
+  }
+}
+
+/** Run `fn` on the main thread inside the network namespace of the file `nsFd`, then go back. */
+export function inNetNsFd<T>(nsFd: number, fn: () => T): T {
+  const home = fs.openSync('/proc/thread-self/ns/net', 'r');
+  try {
+    setns(nsFd, CLONE.NEWNET);
+    try {
+      return fn();
+    } finally {
+      setns(home, CLONE.NEWNET);
+    }
+  } finally {
+    fs.closeSync(home);
+  }
+}
+
+/** A new network namespace, held by the returned fd (the main thread stays home). */
+export function newNetNs(): number {
+  const home = fs.openSync('/proc/thread-self/ns/net', 'r');
+  try {
+    unshare(CLONE.NEWNET);
+    try {
+      return fs.openSync('/proc/thread-self/ns/net', 'r');
+    } finally {
+      setns(home, CLONE.NEWNET);
+    }
+  } finally {
+    fs.closeSync(home);
   }
 }

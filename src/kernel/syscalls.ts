@@ -61,6 +61,7 @@ const NR = {
   sched_setaffinity: sysnr('sched_setaffinity'),
   getcpu: sysnr('getcpu'),
   setns: sysnr('setns'),
+  unshare: sysnr('unshare'),
   fchdir: sysnr('fchdir'),
   chroot: sysnr('chroot'),
 };
@@ -243,6 +244,10 @@ export function pidfdOpen(pid: number): number {
 /** setns(2) of the calling thread (Node's main thread): fd is a pidfd or a /proc/PID/ns/X file. */
 export function setns(fd: number, nstype: number): void {
   syscall('setns', NR.setns, fd, nstype);
+}
+/** unshare(2) of the calling thread (Node's main thread). */
+export function unshare(flags: number): void {
+  syscall('unshare', NR.unshare, flags);
 }
 export function pidfdGetfd(pidfd: number, fd: number): number {
   return syscall(`pidfd_getfd(${fd})`, NR.pidfd_getfd, pidfd, fd, 0);

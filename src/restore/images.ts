@@ -20,6 +20,7 @@ import {
   readImageFile,
   sealDir,
   MANIFEST,
+  PAGE_SERVER_MANIFEST,
   PE_PARENT,
   IMG,
   entryMessage,
@@ -62,6 +63,29 @@ const sha256 = (b: Buffer) => nodeCrypto().createHash('sha256').update(b).digest
 /** Page data up to this size is verified before the restore starts, on this thread. */
 const BACKGROUND_VERIFY_FROM = 32 << 20;
 
+/**
+ * A dump whose page data went to a page server lists those images in `pageServer`; the page
+ * server's own manifest, next to the dump's, must list them too and is checked with it. With
+ * --skip-verify (which warns) or --encrypt (refused at dump) nothing is merged.
+ */
+function withPageServerManifest(dir: string, m: Manifest | undefined, skip: boolean): Manifest | undefined {
+  if (!m?.pageServer || skip) return m;
+  const file = path.join(dir, PAGE_SERVER_MANIFEST);
+  const ps = readManifest(dir, PAGE_SERVER_MANIFEST);
+  if (!ps)
+    throw new ImageError(
+      file,
+      "missing: the page data came from a page server that wrote no criu-ts manifest (CRIU's?), so it cannot be checked; restore with --skip-verify",
+    );
+  for (const name of m.pageServer.files)
+    if (!ps.files[name]) throw new ImageError(file, `does not list ${name}, which the dump sent to the page server`);
+  if (ps.digest !== m.digest) {
+    verifyManifest(dir, ps);
+    return m;
+  }
+  return { ...m, files: { ...ps.files, ...m.files } };
+}
+
 export class DumpImages {
   readonly dir: string;
   readonly key?: Buffer;
@@ -87,7 +111,7 @@ export class DumpImages {
     this.key = opts.key;
     this.opts = opts;
     const warn = opts.warn ?? (() => {});
-    const m = readManifest(dir);
+    const m = withPageServerManifest(dir, readManifest(dir), !!opts.skipVerify || !!opts.key);
     if (!m) {
       // Only --skip-verify turns the check off: deleting the manifest must not.
       if (opts.key) throw new ImageError(this.file(MANIFEST), 'missing, in a restore with --encrypt; refused');

@@ -33,7 +33,9 @@ import {
   prepareNamespaces,
   restoreNamespaces,
   enterNamespaces,
+  inAheadNet,
   mountNamespaces,
+  commonMountPaths,
   releaseNamespaces,
   namespacesAfterFiles,
 } from '../resources/ns/index.ts';
@@ -145,6 +147,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
       return reg.name;
     },
     (id, p) => (ctx ? inNs(ctx, p, files.get(id)?.reg ?? { name: p }) : p),
+    (a, pa, b, pb) => commonMountPaths(ns.made, { mntId: files.get(a)?.reg?.mnt_id, p: pa }, { mntId: files.get(b)?.reg?.mnt_id, p: pb }),
   );
   // A read-only mount with ghost files stays writable until they are made (as CRIU remounts it).
   ns.made.readOnlyLater = new Set(
@@ -255,6 +258,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           return inNs(ctx!, '', { name: '', mnt_id: id });
         },
         fileFd: (id) => openFileId(id, ctx!.fileCtx, ctx!.locals),
+        inNetNs: (nsId, fn) => inAheadNet(ns, nsId, fn),
         beforeRelease: (fn) => {
           releaseHooks.push(fn);
         },
@@ -340,6 +344,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
       checkInterrupt();
       restoreTask(ctx, l);
     }
+    afterFiles(ctx);
     restoreOwners(ctx.locals, ctx.files, (pid) => hostPid(ctx, pid));
   },
   RESTORE_CREDS: (ctx) => {
@@ -558,15 +563,21 @@ function createTree(ctx: Ctx): void {
     if (sharesVm) ctx.sharedVm.add(t.pid);
   }
   for (const pid of [...filling.keys()]) settle(pid);
-  // Every file is open: the ghosts on the mounts kept writable for them go before those are read-only.
+  ctx.sessions.startDeferred();
+}
+
+/**
+ * Every file is open (those on mounts of other namespaces too, opened once the tree exists):
+ * the ghosts on the mounts kept writable for them go, then those mounts are made read-only.
+ */
+function afterFiles(ctx: Ctx): void {
   const later = ctx.ns.made.readOnlyLater;
   const readOnly = (mnt: number | undefined): boolean =>
     mnt !== undefined && later!.has(mnt) && !!((ctx.ns.made.get(mnt)?.entry.flags ?? 0) & MS.RDONLY);
   if (later?.size) ctx.ghosts.unlinkFiles(ctx.ghosts.ghostFiles().filter((id) => readOnly(ctx.files.get(id)?.reg?.mnt_id)));
   namespacesAfterFiles(ctx.ns, ctx.mntOf, (tid) => {
-    const l = [...live.values()].find((x) => x.leader.tid === tid);
+    const l = [...ctx.live.values()].find((x) => x.leader.tid === tid);
     return l && { stub: l.leader, area: l.area };
   });
   releaseNamespaces(ctx.ns);
-  ctx.sessions.startDeferred();
 }

@@ -37,9 +37,6 @@ const refuse = (what: string): never => {
 const REFUSED_BOOL = [
   'auto_dedup',
   'force_irmap',
-  'auto_ext_mnt',
-  'ext_sharing',
-  'ext_masters',
   'weak_sysctls',
   'lazy_pages',
   'tls',
@@ -59,7 +56,6 @@ const REFUSED_LIST = [
   'cgroup_dump_controller',
 ] as const satisfies readonly (keyof CriuOpts)[];
 const REFUSED_SET = [
-  'ps',
   'cgroup_props',
   'cgroup_props_file',
   'lsm_profile',
@@ -73,6 +69,7 @@ const REFUSED_SET = [
 ] as const satisfies readonly (keyof CriuOpts)[];
 /** Fields checked for their value below, or honoured by the dump and restore. */
 const CHECKED = [
+  'ps',
   'cpu_cap',
   'network_lock',
   'empty_ns',
@@ -110,6 +107,9 @@ const HONOURED = [
   'tcp_close',
   'parent_img',
   'track_mem',
+  'auto_ext_mnt',
+  'ext_sharing',
+  'ext_masters',
 ] as const satisfies readonly (keyof CriuOpts)[];
 /**
  * Accepted with no effect, each for a reason: evasive_devices (device files are reopened by
@@ -175,6 +175,10 @@ export function screenOpts(opts: CriuOpts, kind: 'dump' | 'restore' | 'check', m
   for (const j of opts.join_ns) if (kind !== 'restore' || j.ns !== 'net' || j.extra_opt) refuse(`join_ns ${j.ns}`);
   for (const f of REFUSED_SET) if (opts[f] !== undefined) refuse(f);
   if (opts.cpu_cap !== undefined && opts.cpu_cap !== DEFAULT_CPU_CAP) refuse('cpu_cap');
+  // A page server for the dump's page data (address and port); an inherited socket is not.
+  if (opts.ps?.fd !== undefined) refuse('ps.fd');
+  if (opts.ps && kind === 'dump' && (!opts.ps.address || !opts.ps.port))
+    throw new CriuError('ps needs an address and a port for a dump through a page server', EBADRQC);
   if (opts.network_lock !== undefined && !RPC_LOCK_METHODS[opts.network_lock]) refuse(`network_lock ${opts.network_lock}`);
   if (opts.empty_ns !== undefined && (opts.empty_ns & ~CLONE_NEWNET) !== 0)
     throw new CriuError(`empty_ns 0x${opts.empty_ns.toString(16)}: only CLONE_NEWNET may be empty`, EBADRQC);
@@ -190,6 +194,7 @@ export function mountsOf(opts: CriuOpts): MountOptions {
   return {
     root: opts.root === undefined ? undefined : path.resolve(opts.root),
     external: new Map(opts.ext_mnt.map((e) => [e.key, e.val])),
+    ...(opts.auto_ext_mnt ? { auto: { sharing: !!opts.ext_sharing, masters: !!opts.ext_masters } } : {}),
   };
 }
 

@@ -11,6 +11,8 @@ import { joinNetPath } from '../resources/ns/types.ts';
 import { dump } from '../dump/dump.ts';
 import { restore } from '../restore/restore.ts';
 import { runCheck } from '../cli/check.ts';
+import { startPageServer } from '../migrate/start.ts';
+import { cpuinfo } from '../dump/cpuinfo.ts';
 import { cleanStale } from '../dump/journal.ts';
 import { checkDumpDir, checkRestoreDir } from '../images/index.ts';
 import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
@@ -33,8 +35,7 @@ import { CG_MODE, leaveCgroups } from '../resources/cgroups.ts';
 
 /** What criu-ts reports to VERSION: CRIU's release whose images and RPC it speaks. */
 export const RPC_VERSION = { major_number: 4, minor_number: 2, name: 'criu-ts' };
-const ENOTSUP = 95,
-  EAGAIN = 11,
+const EAGAIN = 11,
   ETIMEDOUT = 110;
 /** The only request types a session may stay open after (CRIU's chk_keepopen_req). */
 const KEEP_OPEN_OK = new Set<number>([
@@ -144,14 +145,57 @@ function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
       return withOpts(conn, req, o);
     case REQ.PAGE_SERVER:
     case REQ.PAGE_SERVER_CHLD:
+      return pageServer(conn, req);
     case REQ.CPUINFO_DUMP:
     case REQ.CPUINFO_CHECK:
-      reply(conn, { type: req.type, success: false, cr_errno: ENOTSUP, cr_errmsg: `not supported yet: ${typeName(req.type)}` });
-      return false;
+      return cpuinfoReq(conn, req);
     default:
       // EMPTY, or NOTIFY outside a notification.
       reply(conn, { type: REQ.EMPTY, success: false, cr_errno: EBADRQC, cr_errmsg: `Invalid req: ${typeName(req.type)}` });
       return false;
+  }
+}
+
+/**
+ * PAGE_SERVER (detached, as CRIU's daemon) and PAGE_SERVER_CHLD (a child of this server, for
+ * WAIT_PID): started in the images dir, answered once it listens with its pid and port.
+ */
+function pageServer(conn: RpcConn, req: CriuReq): boolean {
+  try {
+    const opts: CriuOpts = req.opts ?? noOpts();
+    if (opts.ps?.fd !== undefined) throw new CriuError('not supported yet: ps.fd (an inherited page server socket)', EBADRQC);
+    const paths = resolvePaths(opts, conn.peer, true);
+    checkDumpDir(paths.imagesDir, false);
+    const r = startPageServer({
+      dir: paths.imagesDir,
+      port: opts.ps?.port ?? 0,
+      ...(opts.ps?.address ? { address: opts.ps.address } : {}),
+      ...(opts.parent_img !== undefined ? { prevImagesDir: opts.parent_img } : {}),
+      ...(paths.logFile ? { logFile: paths.logFile } : {}),
+      level: paths.level,
+      detached: req.type === REQ.PAGE_SERVER,
+    });
+    return reply(conn, { type: req.type, success: true, ps: { pid: r.pid, port: r.port } });
+  } catch (e) {
+    reply(conn, failure(req.type, e));
+    return false;
+  }
+}
+
+/** CPUINFO_DUMP and CPUINFO_CHECK, in the images dir; a failed check is success false with its reason. */
+function cpuinfoReq(conn: RpcConn, req: CriuReq): boolean {
+  let log: LevelLogger | undefined;
+  try {
+    const paths = resolvePaths(req.opts ?? noOpts(), conn.peer, true);
+    log = new LevelLogger(paths.level, paths.logFile);
+    cpuinfo(paths.imagesDir, req.type === REQ.CPUINFO_DUMP ? 'dump' : 'check', log);
+    return reply(conn, { type: req.type, success: true });
+  } catch (e) {
+    log?.failed(e instanceof Error ? e.message.split('\n')[0] : String(e));
+    reply(conn, failure(req.type, e, log));
+    return false;
+  } finally {
+    log?.close();
   }
 }
 
@@ -229,6 +273,7 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
       pre: !!pre,
       prevImagesDir: opts.parent_img,
       trackMem: !!opts.track_mem,
+      ...(opts.ps ? { pageServer: rpcPageServer(opts.ps) } : {}),
     });
     return { type: REQ.DUMP, success: true, dump: { restored: false } };
   },
@@ -270,6 +315,11 @@ const runners: Record<'dump' | 'restore' | 'check', Runner> = {
 };
 
 /** empty_ns (runc sends CLONE_NEWNET), `net[INODE]:KEY` externals, the namespaces given as inherit_fd, join_ns net. */
+/** criu_opts.ps of a DUMP (screened: address and port): send the page data there (CRIU's use_page_server). */
+function rpcPageServer(ps: NonNullable<CriuOpts['ps']>): { address: string; port: number } {
+  return { address: ps.address ?? '', port: ps.port ?? 0 };
+}
+
 function rpcNet(opts: CriuOpts): NetOptions {
   const external = new Map<string, string>();
   for (const x of opts.external) {

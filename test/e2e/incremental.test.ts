@@ -25,10 +25,9 @@ import {
   SIGUSR2,
   type Target,
 } from '../lib/proc.ts';
-import { dump, dumpAndReap, restoreDetached, restore } from '../lib/cr.ts';
+import { dump, dumpAndReap, pageCounts, restoreDetached, restore } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { CRIU42 } from '../lib/runc.ts';
-import { PagemapReader, PE_PARENT, PE_PRESENT } from '../../src/images/index.ts';
 
 const MIB = 32;
 const PAGES = MIB * 256;
@@ -43,17 +42,6 @@ async function verify(t: Target, n: number, what: string): Promise<void> {
   signal(t.pid, SIGUSR2);
   const { line } = await waitForLine(t.log, new RegExp(`^verify=${n} `), 10_000, mark);
   assert.equal(line, `verify=${n} ok`, `${what}: every word of every page`);
-}
-
-/** Pages of the task's pagemap in `dir`: saved there, and left to the parent. */
-function pageCounts(dir: string, pid: number): { present: number; parent: number } {
-  let present = 0,
-    parent = 0;
-  for (const r of new PagemapReader(dir, pid)) {
-    if (r.flags & PE_PRESENT) present += r.nrPages;
-    if (r.flags & PE_PARENT) parent += r.nrPages;
-  }
-  return { present, parent };
 }
 
 /** --prev-images-dir takes the parent relative to the images directory, as CRIU does. */

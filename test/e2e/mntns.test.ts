@@ -221,6 +221,23 @@ e2e('a mount that cannot be made again refuses the dump, naming it; the tree run
   killAndReap(ns.pid);
 });
 
+e2e('a file open on a mount that another mount covers now refuses the dump, naming both; the tree runs on', async (c) => {
+  // overmounted_file's shape: a file of a tmpfs held open, then a bind of its directory over it.
+  const d = join(c.dir, 'm');
+  mkdirSync(d);
+  const script = join(c.dir, 'over.sh');
+  writeFileSync(
+    script,
+    `set -e\nexec 0</dev/null 1>/dev/null 2>&1\nmount -t tmpfs t $1\nmkdir $1/o\nmount -t tmpfs o $1/o\necho data > $1/o/f\nexec 3<$1/o/f\nmount --bind $1/o $1/o\nexec sleep 1000\n`,
+  );
+  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', script, d], { execs: ['sleep', '1000'] });
+  const msg = assertCleanError(dump(t.pid, c.subdir('img')));
+  assert.match(msg, new RegExp(`task ${t.pid}: fd 3 \\(${d}/o/f\\) is on mount \\d+, which mount \\d+ covers at that path`));
+  assertRunningFree(t.pid, 'the target after a refused dump');
+  assert.equal(readFileSync(`/proc/${t.pid}/fd/3`, 'utf8'), 'data\n');
+  killAndReap(t.pid);
+});
+
 e2e('--root: the namespace is rebuilt on another copy of its root file system', async (c) => {
   // A busybox root, bound onto itself and pivoted into; restored onto a second copy.
   const mk = (name: string, marker: string): string => {

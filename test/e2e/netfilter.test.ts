@@ -21,11 +21,11 @@ import {
   descendants,
   assertCleanError,
   assertOk,
-  CRIU_BIN,
 } from '../lib/proc.ts';
 import { dump, restore, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { CRIU42 } from '../lib/runc.ts';
+import { across } from '../lib/netns.ts';
 
 const skipCriu = existsSync(CRIU42) ? false : `no CRIU 4.2 binary at ${CRIU42}`;
 
@@ -69,34 +69,6 @@ async function startBox(dir: string): Promise<{ unshare: number; init: number; l
     'add table inet box; add chain inet box c { type filter hook output priority 5; }; add rule inet box c udp dport 53 drop',
   ]);
   return { unshare: t.pid, init, log };
-}
-
-/** Dump `box` (the tree is killed), restore with `tool` and more options; the restored root. */
-async function across(
-  box: { unshare: number; init: number; log: string },
-  img: string,
-  dumpWith: string,
-  restoreWith: string,
-  more: { dump?: string[]; restore?: string[] } = {},
-): Promise<number> {
-  const tool = (w: string) => (w === 'criu' ? CRIU42 : CRIU_BIN);
-  const d = spawnSync(tool(dumpWith), ['dump', '-t', String(box.init), '-D', img, '-v4', '-o', 'dump.log', ...(more.dump ?? [])], {
-    encoding: 'utf8',
-  });
-  assert.equal(d.status, 0, `${dumpWith} dump: ${d.stderr}`);
-  reap(box.unshare, 10_000);
-  reap(box.init, 10_000);
-  const pidfile = join(img, 'root.pid');
-  const extra = restoreWith !== 'criu' && dumpWith === 'criu' ? ['--skip-verify'] : [];
-  const r = spawnSync(
-    tool(restoreWith),
-    ['restore', '-D', img, '-d', '-v4', '-o', 'restore.log', '--pidfile', pidfile, ...extra, ...(more.restore ?? [])],
-    { encoding: 'utf8' },
-  );
-  assert.equal(r.status, 0, `${restoreWith} restore: ${r.stderr}`);
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  return host;
 }
 
 const lockIn = (img: string): string =>

@@ -27,7 +27,18 @@ import {
   startTarget,
 } from './proc.ts';
 import { workload } from './workloads.ts';
-import { readMessages } from '../../src/images/index.ts';
+import { PagemapReader, PE_PARENT, PE_PRESENT, readMessages } from '../../src/images/index.ts';
+
+/** Pages of the task's pagemap in `dir`: saved there, and left to the parent dump. */
+export function pageCounts(dir: string, pid: number): { present: number; parent: number } {
+  let present = 0,
+    parent = 0;
+  for (const r of new PagemapReader(dir, pid)) {
+    if (r.flags & PE_PRESENT) present += r.nrPages;
+    if (r.flags & PE_PARENT) parent += r.nrPages;
+  }
+  return { present, parent };
+}
 
 /** `criu-ts dump -t PID -D DIR -v4 -o dump.log [extra]`. */
 export function dump(pid: number, dir: string, extra: string[] = [], opts: CriuOptions = {}): CriuResult {

@@ -37,7 +37,7 @@ test('fields criu-ts does not implement are refused by name', () => {
     [{ lazy_pages: true }, 'lazy_pages'],
     [{ inherit_fd: [{ key: 'socket:[1]', fd: 4 }] }, 'inherit_fd socket:[1]'],
     [{ unprivileged: true }, 'unprivileged'],
-    [{ ps: { port: 27 } }, 'ps'],
+    [{ ps: { port: 27, fd: 3 } }, 'ps.fd'],
     [{ cpu_cap: 1 }, 'cpu_cap'],
     [{ network_lock: 7 }, 'network_lock 7'],
     [{ manage_cgroups_mode: 9 }, 'manage_cgroups_mode 9'],

@@ -50,7 +50,13 @@ export interface GhostSink {
    * A REG entry for the link made for a file with other names (--link-remap), `path` in the
    * task's mount namespace, `at` as criu-ts reaches it: removed there if the dump fails.
    */
-  linked(path: string, at: string, flags: number): number;
+  linked(path: string, at: string, flags: number, mntId?: number): number;
+  /**
+   * The mount the file at `source` is on, and the root (/proc/T/root, "" for criu-ts's own)
+   * of a task whose mount namespace has it, which may not be the holder's (an fd inherited
+   * across unshare): the link must be made on that mount.
+   */
+  mountOf?(source: string): { root: string; mntId: number } | undefined;
   ghost(id: number, entry: MessageInput<'ghost_file_entry'>, chunks: Iterable<{ off: bigint; data: Buffer }>): void;
 }
 
@@ -112,7 +118,8 @@ export class GhostDump {
     if (linkId === undefined) {
       // Made in the task's mount namespace, which may not be criu-ts's; in the closest
       // directory of the old name that still exists (its own may be removed too), as CRIU.
-      const root = taskRoot(source);
+      const on = this.sink.mountOf?.(source);
+      const root = on?.root ?? taskRoot(source);
       let dir = path.dirname(name);
       let link = path.join(dir, `link_remap.${id}`);
       for (;;) {
@@ -125,7 +132,7 @@ export class GhostDump {
           link = path.join(dir, `link_remap.${id}`);
         }
       }
-      linkId = this.sink.linked(link, root + link, O.RDONLY);
+      linkId = this.sink.linked(link, root + link, O.RDONLY, on?.mntId);
       this.links.set(key, linkId);
     }
     this.sink.remap({ orig_id: id, remap_id: linkId, remap_type: REMAP_LINKED });
@@ -243,19 +250,25 @@ export class GhostRestore {
   private readonly image: (ghostId: number) => GhostImage;
   private readonly regName: (id: number) => string;
   private readonly where: (id: number, p: string) => string;
+  private readonly across: (a: number, pa: string, b: number, pb: string) => [string, string] | undefined;
+  /** The file id each ghost was made for. */
+  private owner = new Map<number, number>();
   /**
    * `where`: the path criu-ts makes the ghost of file `id` at, from its path in the tree (its
-   * mount namespace's root joined).
+   * mount namespace's root joined). `across`: for files `a` and `b` on two mounts of one file
+   * system, their paths through one mount that has both (a hard link cannot cross mounts).
    */
   constructor(
     remaps: Array<Message<'remap_file_path_entry'>>,
     image: (ghostId: number) => GhostImage,
     regName: (id: number) => string,
     where: (id: number, p: string) => string = (_id, p) => p,
+    across: (a: number, pa: string, b: number, pb: string) => [string, string] | undefined = () => undefined,
   ) {
     this.image = image;
     this.regName = regName;
     this.where = where;
+    this.across = across;
     for (const r of remaps) {
       const type = r.remap_type ?? REMAP_LINKED;
       if (type === REMAP_GHOST) this.remaps.set(r.orig_id, r.remap_id);
@@ -292,7 +305,11 @@ export class GhostRestore {
     const linkId = this.linked.get(id);
     if (linkId !== undefined) {
       const link = this.regName(linkId);
-      this.links.add(this.where(id, link));
+      // Not there in the file's namespace (made on a mount of another): linked to its own name
+      // through a mount that has both, as CRIU.
+      const pair = fs.existsSync(this.where(id, link)) ? undefined : this.across(linkId, link, id, name);
+      if (pair && this.linkName(pair, id, name)) return name;
+      this.links.add(this.where(linkId, link));
       return link;
     }
     const ghostId = this.remaps.get(id);
@@ -308,22 +325,49 @@ export class GhostRestore {
       this.create(this.where(id, p), g);
       this.made.set(ghostId, p);
       this.placed.set(ghostId, this.where(id, p));
+      this.owner.set(ghostId, id);
     }
     // The file is opened by its own name, linked to the ghost while the restore needs it, so
     // that the tasks see the name it had ("NAME (deleted)" in /proc/PID/fd and map_files), as
-    // with CRIU; by the ghost's name when something else has taken that name since.
+    // with CRIU; by the ghost's name when something else has taken that name since. A file
+    // on another mount than the ghost's is linked through one mount that has both.
     if (p !== name) {
-      try {
-        fs.linkSync(this.where(id, p), this.where(id, name));
-        this.links.add(this.where(id, name));
+      if (this.linkGhost(ghostId, p, id, name)) {
         this.linkOf.set(id, this.where(id, name));
         p = name;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
     }
     this.named.set(id, p);
     return p;
+  }
+
+  /**
+   * Link the ghost (at `p` as its owner names it) to file `id`'s own name: in the file's
+   * namespace, else (the ghost is not there: made on a mount of another) through one mount
+   * that has both. False when the name is taken.
+   */
+  private linkGhost(ghostId: number, p: string, id: number, name: string): boolean {
+    try {
+      return this.linkName([this.where(id, p), this.where(id, name)], id, name);
+    } catch (e) {
+      const owner = this.owner.get(ghostId)!;
+      const code = (e as NodeJS.ErrnoException).code;
+      const pair = owner !== id && (code === 'ENOENT' || code === 'EXDEV') ? this.across(owner, p, id, name) : undefined;
+      if (!pair) throw e;
+      return this.linkName(pair, id, name);
+    }
+  }
+
+  /** Link `from` to `to` (file `id`'s own name): false when the name is taken. */
+  private linkName([from, to]: [string, string], id: number, name: string): boolean {
+    try {
+      fs.linkSync(from, to);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      return false;
+    }
+    this.links.add(this.where(id, name));
+    return true;
   }
 
   private create(p: string, g: GhostImage): void {

@@ -75,6 +75,8 @@ export interface DumpFileCtx {
   treePids: number[];
   /** The id of a task's network namespace, as in its ids image. */
   netNsId(pid: number): number;
+  /** The id of the network namespace of this inode, if a task of the tree is in it. */
+  netNsIdOfIno?(ino: number): number | undefined;
   /** The id of a task's namespace of a kind (net, ipc...), as in its ids image. */
   nsIdOf(pid: number, kind: string): number | undefined;
   /** memfd.img inode id for the memfd behind `link`, saving its content on first sight. */
@@ -116,6 +118,8 @@ export interface RestoreFileCtx {
   memfd(inodeId: number): number;
   /** --inherit-fd: criu-ts's own fds standing for files of the images. */
   inheritFds: readonly InheritFd[];
+  /** Run `fn` in the network namespace `nsId` of the images when it is not the one criu-ts is in (a nested one). */
+  inNetNs?<T>(nsId: number | undefined, fn: () => T): T;
   /**
    * Ids of the files replaced by inherited fds: the caller's files as they are, so their
    * after-install work (queued data, owner) is marked done (the orchestrator's set).

@@ -30,7 +30,7 @@ import {
 } from '../../kernel/index.ts';
 import { readStat, type Vma } from '../../proc/index.ts';
 import { RemoteSysError, type Tracee } from '../../compel/index.ts';
-import { PagemapReader, PE_PRESENT, PE_PARENT, createImage, readImageFile } from '../../images/index.ts';
+import { PagemapReader, PE_PRESENT, PE_PARENT, PAGE_SERVER_RUNS, createImage, readImageFile } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
 
 export const TRACK_FILE = 'criu-ts-track.json';
@@ -109,8 +109,14 @@ export class ParentTrack {
     if (runs) return runs;
     runs = [];
     try {
-      for (const r of new PagemapReader(this.dir, vpid))
-        if (r.flags & (PE_PRESENT | PE_PARENT)) runs.push([r.vaddr, r.vaddr + BigInt(r.nrPages) * PAGE]);
+      const sent = path.join(this.dir, PAGE_SERVER_RUNS);
+      if (fs.existsSync(sent)) {
+        // That dump's pages went to a page server: what it sent is recorded here.
+        const all = JSON.parse(readImageFile(sent).toString('utf8')) as Record<string, Array<[string, string]>>;
+        for (const [a, b] of all[`pagemap-${vpid}.img`] ?? []) runs.push([BigInt(`0x${a}`), BigInt(`0x${b}`)]);
+      } else
+        for (const r of new PagemapReader(this.dir, vpid))
+          if (r.flags & (PE_PRESENT | PE_PARENT)) runs.push([r.vaddr, r.vaddr + BigInt(r.nrPages) * PAGE]);
     } catch {
       runs = [];
     }

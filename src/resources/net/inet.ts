@@ -224,6 +224,7 @@ function dumpInet(
   // does), which a write one comes with on close.
   const hup = sock.POLL.RDHUP | sock.POLL.HUP;
   const shutdown = isRawOrPing(type, proto) ? 0 : (d?.shutdown ?? (isTcp({ type, proto }) && (sock.pollNow(c, hup) & hup) === hup ? 1 : 0));
+  const opts = dumpSkOpts(c);
   const e: MessageInput<'inet_sk_entry'> = {
     id,
     ino: p.ino,
@@ -238,9 +239,11 @@ function dumpInet(
     src_addr: words(src.addr),
     dst_addr: words(dst.addr),
     fown: fown(),
-    opts: dumpSkOpts(c),
+    opts,
     ip_opts: dumpIpOpts(c, family, type, proto),
     ...(family === AF.INET6 ? { v6only: bool(c, SOL.IPV6, IPV6.V6ONLY) } : {}),
+    // A bound link-local (or link-scoped multicast) address names its device, as in CRIU.
+    ...(src.port && opts.so_bound_dev && needsScope(src) ? { ifname: opts.so_bound_dev } : {}),
     ...(isTcp({ type, proto }) ? { tcp_opts: dumpTcpOpts(c) } : {}),
     ...(shutdown ? { shutdown } : {}),
   };
@@ -251,12 +254,19 @@ function dumpInet(
   return e;
 }
 
+/** An IPv6 address with a link scope: link-local, or multicast of node or link scope. */
+const needsScope = (a: Endpoint): boolean =>
+  a.family === AF.INET6 && ((a.addr[0] === 0xfe && (a.addr[1] & 0xc0) === 0x80) || (a.addr[0] === 0xff && (a.addr[1] & 0x0f) <= 2));
+
 /**
  * Bind to the dumped address. The old socket's TIME_WAIT children may still hold the port,
  * and they keep the reuse flags they had: a TCP socket in repair mode binds regardless
  * (SK_FORCE_REUSE), and leaves repair before it listens.
  */
 function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
+  // A link-local address binds on a device (the kernel takes it for the scope id).
+  const dev = e.ifname ?? e.opts.so_bound_dev;
+  if (dev) sock.setsockoptBuf(fd, SOL.SOCKET, SO.BINDTODEVICE, Buffer.from(`${dev}\0`));
   // An address the socket had with IP_FREEBIND may not be local now; IPv6 addresses may still
   // be tentative. The flag is on for the bind, and left on only if the task had it.
   const own = e.ip_opts?.freebind === true;

@@ -224,6 +224,8 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
   const orphan = (e: UnixEntry): boolean => e.state === TCP_ESTABLISHED && !e.peer && (e.type !== SOCK.DGRAM || !e.name.length);
   /** The other end of a connection whose peer is gone: it sends the queue, then closes. */
   const orphanEnds = new Map<number, number>();
+  // A socket belongs to the network namespace it is made in, which its abstract names live in.
+  const inOwnNs = <T>(e: UnixEntry, fn: () => T): T => (ctx.inNetNs ? ctx.inNetNs(e.ns_id, fn) : fn());
 
   /** bind() and listen(); a name on a deleted file is settled before the next bind. */
   const bind = (fd: number, e: UnixEntry): void => {
@@ -243,14 +245,14 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
       throw new NotSupportedError(`unixsk: socket ${e.ino} has uflags 0x${e.uflags.toString(16)} (a plugin's or an inherited socket)`);
     const p = mutual(e);
     if (p || orphan(e)) {
-      const [a, b] = socketpair(AF_UNIX, e.type | SOCK.NONBLOCK);
+      const [a, b] = inOwnNs(e, () => socketpair(AF_UNIX, e.type | SOCK.NONBLOCK));
       fds.set(e.ino, ctx.keep(a));
       if (p) fds.set(p.ino, ctx.keep(b));
       else orphanEnds.set(e.ino, b);
       for (const x of p ? [e, p] : [e]) bind(fds.get(x.ino)!, x);
       return;
     }
-    const fd = ctx.keep(socket(AF_UNIX, e.type | SOCK.NONBLOCK));
+    const fd = ctx.keep(inOwnNs(e, () => socket(AF_UNIX, e.type | SOCK.NONBLOCK)));
     fds.set(e.ino, fd);
     bind(fd, e);
   };
@@ -284,7 +286,7 @@ export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
       }
     } else throw new Error(`sk-queues: no way to send the queue of unix socket ${ino} again`);
     const temp = sender === undefined;
-    const fd = sender ?? socket(AF_UNIX, SOCK.DGRAM | SOCK.NONBLOCK);
+    const fd = sender ?? inOwnNs(e, () => socket(AF_UNIX, SOCK.DGRAM | SOCK.NONBLOCK));
     try {
       setsockoptInt(fd, SOL_SOCKET, SO.SNDBUFFORCE, 1 << 30);
       inNameRoot(ctx, e, () => {

@@ -24,9 +24,11 @@ import {
   SCM_RIGHTS,
   type UnixDiag,
   type SockMsg,
+  inNetNsFd,
+  sock,
 } from '../../kernel/index.ts';
 import { IMG } from '../../images/index.ts';
-import { readFdinfo } from '../../proc/index.ts';
+import { readFdinfo, parseMountinfo } from '../../proc/index.ts';
 import { NotSupportedError } from '../../errors.ts';
 import { FD_TYPE, FASYNC, S_IFMT, S_IFSOCK, fown, statefulKind, type FdProbe, type DumpFileCtx } from '../files/types.ts';
 import type { MessageInput } from '../types.ts';
@@ -44,6 +46,8 @@ interface DumpState {
   treeInos?: Set<number>;
   pendingOf?: Map<number, number>;
   diag?: number;
+  /** sock_diag sockets of the other network namespaces, by their inode. */
+  diags?: Map<number, number>;
   externs?: Set<number>;
 }
 
@@ -108,9 +112,32 @@ function treeSockets(ctx: DumpFileCtx, st: DumpState): Set<number> {
   return (st.treeInos = inos);
 }
 
+const SHOW = UDIAG_SHOW.NAME | UDIAG_SHOW.VFS | UDIAG_SHOW.PEER | UDIAG_SHOW.ICONS | UDIAG_SHOW.RQLEN;
+
 function diagOf(st: DumpState, ino: number): UnixDiag | undefined {
   st.diag ??= sockDiagOpen();
-  return unixDiag(st.diag, ino, UDIAG_SHOW.NAME | UDIAG_SHOW.VFS | UDIAG_SHOW.PEER | UDIAG_SHOW.ICONS | UDIAG_SHOW.RQLEN);
+  return unixDiag(st.diag, ino, SHOW);
+}
+
+/**
+ * sock_diag of a socket from its own network namespace (SIOCGSKNS finds it), which may be
+ * another than criu-ts works in (a task below the root in a nested one); and that namespace's inode.
+ */
+function diagInOwnNs(st: DumpState, copy: number, ino: number): { d: UnixDiag | undefined; nsIno: number } {
+  const ns = ioctl(copy, sock.SIOCGSKNS);
+  try {
+    const nsIno = fs.fstatSync(ns).ino;
+    if (nsIno === fs.statSync('/proc/thread-self/ns/net').ino) return { d: diagOf(st, ino), nsIno };
+    st.diags ??= new Map();
+    let diag = st.diags.get(nsIno);
+    if (diag === undefined) {
+      diag = inNetNsFd(ns, () => sockDiagOpen());
+      st.diags.set(nsIno, diag);
+    }
+    return { d: unixDiag(diag, ino, SHOW), nsIno };
+  } finally {
+    close(ns);
+  }
 }
 
 /** Pending (not yet accepted) client inode -> its listener's inode, over the tree's listeners. */
@@ -158,13 +185,21 @@ function dumpOpts(fd: number): MessageInput<'sk_opts_entry'> {
   };
 }
 
+let rootMounts: { pid: number; ids: Set<number> } | undefined;
+/** The mount ids of the root task's mount namespace (read once per dump). */
+function rootMountIds(pid: number): Set<number> {
+  if (rootMounts?.pid !== pid)
+    rootMounts = { pid, ids: new Set(parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).map((m) => m.mntId)) };
+  return rootMounts.ids;
+}
+
 /** The bound file of a path-named socket: its path now, whether it is gone, and its owner and mode. */
 function boundFile(
   copy: number,
   d: UnixDiag,
   name: Buffer,
   where: string,
-  mntIds: boolean,
+  rootMounts: ReadonlySet<number> | undefined,
 ): Pick<MessageInput<'unix_sk_entry'>, 'deleted' | 'file_perms' | 'name_dir' | 'mnt_id'> {
   let fd: number;
   try {
@@ -181,7 +216,15 @@ function boundFile(
     const out: ReturnType<typeof boundFile> = { file_perms: { mode: st.mode, uid: st.uid, gid: st.gid } };
     if (deleted) out.deleted = true;
     // Its name is resolved in the mount namespace of that mount at restore.
-    if (mntIds) out.mnt_id = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
+    if (rootMounts) {
+      out.mnt_id = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
+      // All unix sockets are made again, and named, before the tasks of the tree's other mount
+      // namespaces exist: a name there would be bound in the root's namespace instead.
+      if (!rootMounts.has(out.mnt_id))
+        throw new NotSupportedError(
+          `${where}: unix socket ${showName(name)} is bound on mount ${out.mnt_id}, of another mount namespace than the root task's`,
+        );
+    }
     const rel = showName(name);
     if (!rel.startsWith('/')) {
       if (!now.endsWith(`/${rel}`))
@@ -252,8 +295,11 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
   return withCopy(p, (copy) => {
     const domain = getsockoptInt(copy, SOL_SOCKET, SO.DOMAIN);
     if (domain !== AF_UNIX) throw new NotSupportedError(`${where} is a socket of family ${domain}`);
-    const d = diagOf(st, ino);
+    const { d, nsIno } = diagInOwnNs(st, copy, ino);
     if (!d) throw new NotSupportedError(`${where}: unix socket ${ino} is in another network namespace`);
+    const own = ctx.netNsId(p.pid);
+    const nsId = ctx.netNsIdOfIno ? ctx.netNsIdOfIno(nsIno) : own;
+    if (nsId === undefined) throw new NotSupportedError(`${where}: unix socket ${ino} is of a network namespace no task of the tree is in`);
     if (!TYPE_NAMES[d.type]) throw new NotSupportedError(`${where}: unix socket ${ino} of type ${d.type}`);
     const name = d.name ?? Buffer.alloc(0);
     const tree = treeSockets(ctx, st);
@@ -293,9 +339,9 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       opts: dumpOpts(copy),
       name,
       ...(shut ? { shutdown: shut } : {}),
-      ns_id: ctx.netNsId(p.pid),
+      ns_id: nsId,
       ...(peekOff >= 0 ? { peek_off: peekOff } : {}),
-      ...(isPathName(name) ? boundFile(copy, d, name, where, !!ctx.mntIds) : {}),
+      ...(isPathName(name) ? boundFile(copy, d, name, where, ctx.mntIds ? rootMountIds(ctx.treePids[0]) : undefined) : {}),
     };
     if (d.state !== TCP_LISTEN && d.rqlen?.rqueue) {
       for (const { m, ids } of peekQueue(copy, p.pid, where, ctx)) {

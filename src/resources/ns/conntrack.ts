@@ -9,6 +9,7 @@ import { IMG } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
 import type { NsImagesIn, NsImagesOut } from './types.ts';
 import { netlinkDump } from '../net/diag.ts';
+import { inNet, type NetAt } from './nstool.ts';
 
 const NETLINK_NETFILTER = 12;
 const NLM_F_REQUEST = 1,
@@ -109,7 +110,7 @@ function create(fd: number, m: Buffer, seq: number): number {
 }
 
 /** Put the saved conntrack entries back in the new namespace of `pid`. */
-export function restoreConntrack(pid: number, id: number, imgs: NsImagesIn, log: Logger): void {
+export function restoreConntrack(pid: NetAt, id: number, imgs: NsImagesIn, log: Logger): void {
   let count = 0;
   for (const [kind, name] of [
     [IMG.NETNF_CT, `netns-ct-${id}.img`],
@@ -124,7 +125,7 @@ export function restoreConntrack(pid: number, id: number, imgs: NsImagesIn, log:
     } catch (e) {
       throw new CriuError(`${name}: not ctnetlink messages: ${(e as Error).message}`);
     }
-    inNamespaces(pid, CLONE.NEWNET, () => {
+    inNet(pid, () => {
       const fd = netfilterSocket();
       try {
         msgs.forEach((m, i) => {

@@ -5,7 +5,7 @@
 //   pid.ts   PID namespace: the root is its init, the images keep the pids inside
 //   uts.ts   host and domain name (utsns-N.img)
 //   ipc.ts   IPC sysctls (ipcns-var-N.img)
-//   net.ts   loopback, addresses, routes (netdev-, netns-, ifaddr-, route-N.img)
+//   net.ts   links (netdev.ts), addresses, routes (netdev-, netns-, ifaddr-, route-N.img)
 //   mnt.ts   the mount tree and tmpfs contents (mountpoints-N.img, tmpfs-dev-N.tar.gz.img)
 //   time.ts  the clocks' offsets (timens-N.img)
 //   cgroup.ts where its root cgroups are (cgns_prefix in cgroup.img)
@@ -27,13 +27,16 @@ import { mntNs } from './mnt.ts';
 import { timeNs } from './time.ts';
 import { cgroupNs } from './cgroup.ts';
 import { userNs } from './user.ts';
+import { CLONE } from '../../kernel/index.ts';
+import { inNet } from './nstool.ts';
 
 export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut, NetOptions } from './types.ts';
 export { nsPid } from './pid.ts';
 export { IdMaps, translateFromUserns } from './user.ts';
 export { inNetOf, savesNetns } from './net.ts';
 export { joinNetPath } from './types.ts';
-export { checkMntns, mountNamespaces, type MountOptions } from './mnt.ts';
+export { checkMntns, commonMountPaths, mountNamespaces, type MountOptions } from './mnt.ts';
+export { mountOf } from './mnt-dump.ts';
 
 /** Every kind, in the order their contents are restored (CRIU's: user, then uts, ipc, net, then mnt). */
 export const NS_KINDS: NsKind[] = [
@@ -72,11 +75,16 @@ export function checkNamespaces(pids: number[], opts: { net?: NetOptions } = {})
     const own = fs.readlinkSync(`/proc/self/ns/${k.name}`);
     const rootNs = link(root, k.name);
     if (rootNs === undefined) continue;
+    const seen = new Set([rootNs]);
     for (const pid of pids.slice(1)) {
       const l = link(pid, k.name);
       // Namespaces below the root's own, of a kind that nests.
       if (l !== undefined && l !== rootNs && !(k.nested && rootNs !== own))
         throw new NotSupportedError(`task ${pid}: namespaces: it is in another ${k.name} namespace than the root task ${root} (${l})`);
+      if (l === undefined || seen.has(l)) continue;
+      seen.add(l);
+      const why = k.nestedDumpRefusal?.(pid);
+      if (why) throw new NotSupportedError(`task ${pid}: namespaces: ${k.name}: ${why}`);
     }
     if (rootNs === own) continue;
     const why = k.dumpRefusal(root, opts);
@@ -128,6 +136,10 @@ export interface NsPlan {
   holders: Map<NsName, Map<number, number>>;
   /** The mounts made so far, kept until every task exists (releaseNamespaces). */
   made: MadeMounts;
+  /** Of the nested kinds: every id a task of the tree has. */
+  nestedIds: Map<NsName, Set<number>>;
+  /** Of the nested kinds: the namespaces made ahead of their tasks (makeAhead), by kind and id. */
+  ahead: Map<NsName, Map<number, { file: string; release(): void }>>;
 }
 
 export function planNamespaces(
@@ -142,9 +154,11 @@ export function planNamespaces(
 ): NsPlan {
   const rootIds = root as Ids;
   const kinds = ownKinds(rootIds, (inventory.root_ids ?? {}) as Ids);
+  const nestedIds = new Map<NsName, Set<number>>();
   for (const k of kinds) {
     const rootId = idOf(rootIds, k)!;
     const ids = new Set([rootId, ...(k.nested ? allIds.map((i) => idOf(i, k)).filter((i) => i !== undefined) : [])]);
+    if (k.nested) nestedIds.set(k.name, ids);
     for (const id of ids) {
       const why = k.restoreRefusal({ vpid, id, imgs, mounts, net, log, nested: id !== rootId });
       if (why) throw new NotSupportedError(`namespaces: ${k.name}: ${why}`);
@@ -152,7 +166,18 @@ export function planNamespaces(
   }
   // Other --inherit-fd keys name files (pipes...): the files layer takes them.
   const flags = kinds.reduce((a, k) => a | (k.cloneFlag ? k.cloneFlag({ id: idOf(rootIds, k)!, imgs, net }) : k.cflag), 0);
-  return { kinds, flags, rootIds, mounts, net, ownNet: kinds.some((k) => k.name === 'net'), holders: new Map(), made: new Map() };
+  return {
+    kinds,
+    flags,
+    rootIds,
+    mounts,
+    net,
+    ownNet: kinds.some((k) => k.name === 'net'),
+    holders: new Map(),
+    made: new Map(),
+    nestedIds,
+    ahead: new Map(),
+  };
 }
 
 /**
@@ -173,8 +198,23 @@ export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | '
     const id = idOf(plan.rootIds, k)!;
     k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net, made: plan.made });
     if (k.nested) plan.holders.set(k.name, new Map([[id, ctx.pid]]));
+    if (!k.makeAhead) continue;
+    const ahead = new Map<number, { file: string; release(): void }>();
+    plan.ahead.set(k.name, ahead);
+    for (const other of plan.nestedIds.get(k.name) ?? [])
+      if (other !== id) ahead.set(other, k.makeAhead({ id: other, imgs: ctx.imgs, log: ctx.log, net: plan.net }));
   }
 }
+
+/** Run `fn` in the network namespace `id` if it was made ahead of its tasks, else where criu-ts is. */
+export function inAheadNet<T>(plan: NsPlan, id: number | undefined, fn: () => T): T {
+  const file = aheadFile(plan, 'net', id);
+  return file === undefined ? fn() : inNet(file, fn);
+}
+
+/** The file of a namespace made ahead of its tasks (undefined for the root's and the others). */
+export const aheadFile = (plan: NsPlan, name: NsName, id: number | undefined): string | undefined =>
+  id === undefined ? undefined : plan.ahead.get(name)?.get(id)?.file;
 
 /**
  * A task just cloned, in the namespaces of whoever cloned it: for each nested kind, it joins
@@ -192,6 +232,7 @@ export function enterNamespaces(plan: NsPlan, ctx: { stub: Tracee; area: Injecti
       area: ctx.area,
       id,
       holder: held.get(id),
+      file: aheadFile(plan, k.name, id),
       imgs: ctx.imgs,
       log: ctx.log,
       mounts: plan.mounts,
@@ -220,4 +261,6 @@ export function namespacesAfterFiles(
 /** Let go of what the restore of the namespaces kept for later ones, once every task exists (or the restore failed). */
 export function releaseNamespaces(plan: NsPlan): void {
   releaseMounts(plan.made);
+  for (const m of plan.ahead.values()) for (const a of m.values()) a.release();
+  plan.ahead.clear();
 }

@@ -21,45 +21,53 @@ import {
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { NsHelper } from './types.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
-import { parseMountinfo } from '../../proc/index.ts';
-import { FSTYPE, type MntEntry, kdev, rootMount, toEntry, under } from './mnt-tree.ts';
+import { type BinfmtEntry, readBinfmt } from './binfmt.ts';
+import { parseMountinfo, type MountInfo } from '../../proc/index.ts';
+import {
+  AUTODETECTED_MOUNT,
+  FSTYPE,
+  type MntEntry,
+  type MountOptions,
+  kdev,
+  mountFlags,
+  rootMount,
+  toEntry,
+  under,
+  unreachableMaster,
+} from './mnt-tree.ts';
 
-export interface MntDumpOptions {
-  /** Mountpoint (as the tree sees it) → the key its entry keeps (--external mnt[PATH]:KEY). */
-  external: Map<string, string>;
-}
+/** external: mountpoint (as the tree sees it) → the key its entry keeps (--external mnt[PATH]:KEY). */
+export type MntDumpOptions = Pick<MountOptions, 'external' | 'auto'> & {
+  /** The root task's namespace: a master outside it may be taken from an external mount or --root at restore. */
+  top?: boolean;
+  /** A nested namespace's: the mounts of the root task's, restored before it, which its binds may be copied from. */
+  outer?: MntEntry[];
+};
 
 export interface MntDump {
   entries: MntEntry[];
+  /** The formats of its binfmt_misc superblock (the root task's namespace only, as CRIU). */
+  binfmt: BinfmtEntry[];
   /** tmpfs contents by the kernel-encoded s_dev (the image's name). */
   tmpfs: Map<number, Buffer>;
 }
 
 /** Why the mount `m` cannot be restored; undefined when it can. */
-function refusal(pid: number, m: MntEntry, all: MntEntry[], root: MntEntry): string | undefined {
+function refusal(m: MntEntry, all: MntEntry[], root: MntEntry, outer: MntEntry[]): string | undefined {
   if (m === root || m.ext_key !== undefined) return undefined;
   const sameDev = all.filter((o) => o !== m && o.root_dev === m.root_dev);
   // A bind of (part of) the root's file system comes from --root.
   if (m.root_dev === root.root_dev && under(root.root, m.root) !== undefined) return undefined;
   if (m.root === '/') {
-    if (m.fstype === FSTYPE.BINFMT_MISC && binfmtEntries(pid, m).length)
-      return `binfmt_misc entries (${binfmtEntries(pid, m).join(', ')}) are not saved yet`;
     if (m.fstype === FSTYPE.UNSUPPORTED)
       return `${m.fsname} is not a file system criu-ts makes anew; name it with --external mnt[${m.mountpoint}]:KEY`;
     return undefined;
   }
-  // Any other bind needs a mount of the whole file system (or of a directory above) in the tree.
+  // Any other bind needs a mount of the whole file system (or of a directory above) in the
+  // tree, or in the root task's namespace, which a nested one's is copied from.
   if (sameDev.some((o) => under(o.root, m.root) !== undefined)) return undefined;
+  if (outer.some((o) => o.root_dev === m.root_dev && under(o.root, m.root) !== undefined)) return undefined;
   return `a bind of ${m.root} whose file system is mounted nowhere else in the namespace`;
-}
-
-/** The formats registered in a binfmt_misc mount (read through the task's root). */
-function binfmtEntries(pid: number, m: MntEntry): string[] {
-  try {
-    return fs.readdirSync(`/proc/${pid}/root${m.mountpoint}`).filter((n) => n !== 'register' && n !== 'status');
-  } catch {
-    return [];
-  }
 }
 
 export function mountRefusal(m: MntEntry, why: string): string {
@@ -69,18 +77,25 @@ export function mountRefusal(m: MntEntry, why: string): string {
 /** The tree of `pid`'s mount namespace, checked; throws NotSupportedError naming a mount that cannot come back. */
 export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
   const infos = parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8'));
-  const entries = infos.map((i) => {
+  const marked = infos.map((i) => {
     const e = toEntry(i);
     const key = opts.external.get(i.mountPoint);
     return key === undefined ? e : { ...e, ext_key: key };
   });
-  const root = rootMount(entries);
+  const root = rootMount(marked);
+  const entries = opts.auto ? autodetect(marked, infos, root, opts.auto) : marked;
   for (const m of entries) {
-    const why = refusal(pid, m, entries, root);
+    const why = refusal(m, entries, root, opts.outer ?? []);
     if (why) throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(m, why)}`);
-    if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
+    const outside = m.master_id && !entries.some((o) => o.shared_id === m.master_id);
+    if (outside && (!opts.top || unreachableMaster(m, entries, root)))
       throw new NotSupportedError(
-        `task ${pid}: mount namespace: ${mountRefusal(m, `a slave of peer group ${m.master_id}, which is outside the namespace`)}`,
+        `task ${pid}: mount namespace: ${mountRefusal(
+          m,
+          opts.top
+            ? `a slave of peer group ${m.master_id}, which is outside the namespace, and neither an external mount, a bind of one nor of the root`
+            : `a slave of peer group ${m.master_id}, which is outside the namespace`,
+        )}`,
       );
   }
   // An external mount that names no mount is ignored, as CRIU does: runc names every device
@@ -88,22 +103,58 @@ export function readMntns(pid: number, opts: MntDumpOptions): MntEntry[] {
   return entries;
 }
 
+/**
+ * CRIU's autodetection of external mounts (--external mnt[]): a mount (not the root) of a
+ * superblock criu-ts's own namespace has mounted, under that mount's root, is external; its
+ * source keeps the host path it is bound from at restore. A shared mount only with `sharing`,
+ * a slave only with `masters` and when its master is that mount's group or master.
+ */
+function autodetect(entries: MntEntry[], infos: MountInfo[], root: MntEntry, auto: NonNullable<MountOptions['auto']>): MntEntry[] {
+  const host = parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+  return entries.map((m, i) => {
+    if (m === root || m.ext_key !== undefined) return m;
+    const info = infos[i];
+    const same = host.filter(
+      (h) =>
+        kdev(h.major, h.minor) === m.root_dev &&
+        h.fstype === info.fstype &&
+        h.source === info.source &&
+        h.superOptions === info.superOptions &&
+        under(h.root, m.root) !== undefined,
+    );
+    // The one of the same peer group (or whose group is the master), else the last, as CRIU.
+    const match =
+      same.find((h) => {
+        const f = mountFlags(h).shared;
+        return f !== 0 && (f === m.shared_id || f === m.master_id);
+      }) ?? same.at(-1);
+    if (!match) return m;
+    if (m.flags & MS.SHARED && !auto.sharing) return m;
+    const f = mountFlags(match);
+    if (m.flags & MS.SLAVE && (!auto.masters || (m.master_id !== f.shared && m.master_id !== f.master))) return m;
+    const cut = under(match.root, m.root)!;
+    return { ...m, ext_key: AUTODETECTED_MOUNT, source: `${match.mountPoint.slice(1)}${cut ? `/${cut}` : ''}` };
+  });
+}
+
 /** Refuse, before anything is injected, a namespace whose mounts or open files cannot come back. */
-export function checkMntns(pids: number[], external: Map<string, string>): void {
+export function checkMntns(pids: number[], mounts: MntDumpOptions): void {
   const seen = new Map<string, MntEntry[]>();
   for (const pid of pids) {
     const ns = fs.readlinkSync(`/proc/${pid}/ns/mnt`);
     // --external marks the root's namespace only, as CRIU's.
-    if (!seen.has(ns)) seen.set(ns, readMntns(pid, { external: seen.size === 0 ? external : new Map() }));
+    const top = [...seen.values()][0];
+    if (!seen.has(ns)) seen.set(ns, readMntns(pid, top ? { external: new Map(), outer: top } : { ...mounts, top: true }));
   }
-  checkFilesInMntns(pids, [...seen.values()].flat());
+  const own = new Map(pids.map((p) => [p, new Set(seen.get(fs.readlinkSync(`/proc/${p}/ns/mnt`))!.map((e) => e.mnt_id))]));
+  checkFilesInMntns(pids, [...seen.values()].flat(), own);
 }
 
 /**
  * Files and directories the tasks hold open (fds, cwd, root) must be on mounts of their
  * namespace: anything else has no path there to be reopened by.
  */
-function checkFilesInMntns(pids: number[], entries: MntEntry[]): void {
+function checkFilesInMntns(pids: number[], entries: MntEntry[], own: Map<number, Set<number>>): void {
   const ids = new Set(entries.map((e) => e.mnt_id));
   for (const pid of pids) {
     const fds = fs.readdirSync(`/proc/${pid}/fd`);
@@ -123,7 +174,30 @@ function checkFilesInMntns(pids: number[], entries: MntEntry[]): void {
       const mnt = Number(/^mnt_id:\s*(\d+)$/m.exec(text)?.[1]);
       if (!ids.has(mnt))
         throw new NotSupportedError(`task ${pid}: fd ${fd} (${link}) is on mount ${mnt}, which is not in the task's mount namespace`);
+      // A file on a mount of the task's own namespace that another mount covers now (a file on
+      // a mount of another namespace of the tree, kept across unshare, is opened through that one).
+      const top = own.get(pid)?.has(mnt) ? mountAt(pid, link) : undefined;
+      if (top !== undefined && top !== mnt)
+        throw new NotSupportedError(
+          `task ${pid}: fd ${fd} (${link}) is on mount ${mnt}, which mount ${top} covers at that path: it could not be opened there again (CRIU refuses it too)`,
+        );
     }
+  }
+}
+
+/** The mount a path of the task's namespace leads to now, or undefined (gone, deleted, unreadable). */
+function mountAt(pid: number, p: string): number | undefined {
+  if (p.endsWith(' (deleted)')) return undefined;
+  let fd: number;
+  try {
+    fd = fs.openSync(`/proc/${pid}/root${p}`, O.PATH | O.NOFOLLOW | O.CLOEXEC);
+  } catch {
+    return undefined;
+  }
+  try {
+    return Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -134,16 +208,20 @@ function checkFilesInMntns(pids: number[], entries: MntEntry[]): void {
 export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHelper): MntDump {
   const entries = readMntns(pid, opts);
   const tmpfs = new Map<number, Buffer>();
+  const binfmt = opts.top ? dumpBinfmt(pid, entries) : [];
   const todo = entries.filter((m) => m.fstype === FSTYPE.TMPFS && m.root === '/' && m.ext_key === undefined);
-  if (todo.length === 0) return { entries, tmpfs };
+  if (todo.length === 0) return { entries, tmpfs, binfmt };
   const { tracee: t, area } = helper();
   // By pidfd: the helper may be in another namespace already, whose /proc is not criu-ts's.
-  const nsfd = t.syscall('pidfd_open', pid, 0);
-  try {
-    t.syscall('setns', nsfd, CLONE.NEWNS);
-  } finally {
-    t.syscallRaw('close', nsfd);
-  }
+  const enter = () => {
+    const nsfd = t.syscall('pidfd_open', pid, 0);
+    try {
+      t.syscall('setns', nsfd, CLONE.NEWNS);
+    } finally {
+      t.syscallRaw('close', nsfd);
+    }
+  };
+  enter();
   const hpidfd = pidfdOpen(t.tid);
   try {
     const mntIdOf = (fd: bigint): number => Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'))?.[1]);
@@ -172,17 +250,42 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
       return true;
     };
     const covered = todo.filter((m) => !tmpfs.has(m.root_dev) && !archive(m, m.mnt_id));
-    if (covered.length) uncover(t, area, entries, covered, archive);
+    if (covered.length) uncover(t, area, entries, covered, archive, enter);
   } finally {
     close(hpidfd);
   }
-  return { entries, tmpfs };
+  return { entries, tmpfs, binfmt };
+}
+
+/** The formats of the namespace's binfmt_misc superblock, read through a mount of it (one superblock, as CRIU). */
+function dumpBinfmt(pid: number, entries: MntEntry[]): BinfmtEntry[] {
+  const mounts = entries.filter((m) => m.fstype === FSTYPE.BINFMT_MISC && m.ext_key === undefined);
+  if (mounts.length === 0) return [];
+  if (new Set(mounts.map((m) => m.root_dev)).size > 1)
+    throw new NotSupportedError(`task ${pid}: mount namespace: ${mountRefusal(mounts[1], 'a second binfmt_misc superblock')}`);
+  for (const m of mounts) {
+    const dir = `/proc/${pid}/root${m.mountpoint}`;
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(dir);
+    } catch {
+      continue;
+    }
+    // Not covered: the path leads to this superblock.
+    if (kdev(Math.floor(st.dev / 256) & 0xfff, (st.dev & 0xff) | (Math.floor(st.dev / 4096) & 0xfff00)) === m.root_dev)
+      return readBinfmt(dir);
+  }
+  throw new NotSupportedError(
+    `task ${pid}: mount namespace: ${mountRefusal(mounts[0], 'binfmt_misc covered by another mount: its formats cannot be read')}`,
+  );
 }
 
 /**
- * Covered tmpfs mounts are read in a private copy of the namespace (the helper unshares it),
- * where what covers each is unmounted, as CRIU's ns_open_mountpoint does. The copy's mounts
- * have other ids: each is found by its mountpoint, device and root (and rank among equals).
+ * Covered tmpfs mounts are read each in a private copy of the namespace (the helper, back in
+ * it by `enter`, unshares it), where what covers it is unmounted, as CRIU's
+ * ns_open_mountpoint does: a copy per mount, since taking off what covers one may take
+ * another with it. The copy's mounts have other ids: each is found by its mountpoint, device
+ * and root (and rank among equals).
  */
 function uncover(
   t: Tracee,
@@ -190,13 +293,15 @@ function uncover(
   entries: MntEntry[],
   covered: MntEntry[],
   archive: (m: MntEntry, want: number) => boolean,
+  enter: () => void,
 ): void {
-  t.syscall('unshare', CLONE.NEWNS);
-  area.reset();
-  t.syscall('mount', 0, area.putString('/'), 0, MS.REC | MS.PRIVATE, 0);
   const key = (mp: string, dev: number, root: string) => `${dev} ${root} ${mp}`;
-  const copy = parseMountinfo(fs.readFileSync(`/proc/${t.tid}/mountinfo`, 'utf8'));
   for (const m of covered) {
+    enter();
+    t.syscall('unshare', CLONE.NEWNS);
+    area.reset();
+    t.syscall('mount', 0, area.putString('/'), 0, MS.REC | MS.PRIVATE, 0);
+    const copy = parseMountinfo(fs.readFileSync(`/proc/${t.tid}/mountinfo`, 'utf8'));
     const k = key(m.mountpoint, Number(m.root_dev), m.root);
     const rank = entries.filter((e) => key(e.mountpoint, Number(e.root_dev), e.root) === k).indexOf(m);
     const twin = copy.filter((c) => key(c.mountPoint, kdev(c.major, c.minor), c.root) === k)[rank];
@@ -265,4 +370,21 @@ export function tarExtract(pid: number, fd: number | bigint, data: Buffer): void
   } finally {
     fs.closeSync(dirFd);
   }
+}
+
+/**
+ * The mount the fd `source` (/proc/PID/fd/N) is on, and the root (/proc/T/root, "" when
+ * criu-ts's own) of one of `pids` (the holder first) whose mount namespace has it: an fd
+ * inherited across unshare may be on a mount of another namespace than its holder's.
+ */
+export function mountOf(source: string, pids: number[]): { root: string; mntId: number } | undefined {
+  const m = /^\/proc\/(\d+)\/fd\/(\d+)$/.exec(source);
+  if (!m) return undefined;
+  const mntId = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${m[1]}/fdinfo/${m[2]}`, 'utf8'))?.[1]);
+  const own = fs.readlinkSync('/proc/self/ns/mnt');
+  for (const pid of [Number(m[1]), ...pids]) {
+    if (!parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).some((i) => i.mntId === mntId)) continue;
+    return { root: fs.readlinkSync(`/proc/${pid}/ns/mnt`) === own ? '' : `/proc/${pid}/root`, mntId };
+  }
+  return undefined;
 }

@@ -6,6 +6,7 @@
 // peer groups and masters again with MOVE_MOUNT_SET_GROUP. Children cloned by the stub later
 // are born in the namespace. If the restore fails, the stub dies and the namespace with it.
 import fs from 'node:fs';
+import path from 'node:path';
 import {
   AT_EMPTY_PATH,
   AT_REMOVEDIR,
@@ -25,8 +26,21 @@ import { RemoteSysError, type InjectionArea, type Tracee } from '../../compel/in
 import { CriuError } from '../../errors.ts';
 import type { Logger } from '../types.ts';
 import { tarExtract } from './mnt-dump.ts';
+import { type BinfmtEntry, registerBinfmt } from './binfmt.ts';
 import { openPtmxAt } from '../files/pty.ts';
-import { FSTYPE, type MadeMounts, type MntEntry, fstypeName, mountOrder, rootMount, under } from './mnt-tree.ts';
+import { parseMountinfo } from '../../proc/index.ts';
+import {
+  AUTODETECTED_MOUNT,
+  FSTYPE,
+  type MadeMounts,
+  type MntEntry,
+  externalMaster,
+  fstypeName,
+  mountOrder,
+  rootMount,
+  under,
+  unreachableMaster,
+} from './mnt-tree.ts';
 
 /** Flags that belong to a mount, not to its superblock. */
 const PER_MOUNT = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME;
@@ -36,8 +50,12 @@ export interface MntRestoreOptions {
   root: string;
   /** ext_key → the host path bound there (--external mnt[KEY]:PATH, --ext-mount-map KEY:PATH). */
   external: Map<string, string>;
+  /** --external mnt[]: mounts found external at dump are bound from the host path in their source. */
+  auto?: boolean;
   /** A tmpfs's archive (tmpfs-dev-<dev>.tar.gz.img), by its s_dev. */
   tmpfs(dev: number): Buffer | undefined;
+  /** The formats of binfmt_misc (binfmt-misc.img), registered in the first binfmt_misc made anew. */
+  binfmt?: () => BinfmtEntry[];
   log: Logger;
   /**
    * Where the yard directory is made: as the stub names it, and as criu-ts does (the same
@@ -72,8 +90,11 @@ type How =
 function plan(m: MntEntry, before: MntEntry[], root: MntEntry, opts: MntRestoreOptions): How | string {
   if (m === root) return { kind: 'root' };
   if (m.ext_key !== undefined) {
-    const p = opts.external.get(m.ext_key);
-    return p === undefined ? `external, and no --external mnt[${m.ext_key}]:PATH says where it is` : { kind: 'external', path: p };
+    const p = externalPath(m, opts);
+    if (p !== undefined) return { kind: 'external', path: p };
+    return m.ext_key === AUTODETECTED_MOUNT
+      ? 'found external by --external mnt[] at dump; restore with --external mnt[] too'
+      : `external, and no --external mnt[${m.ext_key}]:PATH says where it is`;
   }
   if (m.root_dev === root.root_dev) {
     const rel = under(root.root, m.root);
@@ -90,6 +111,23 @@ function plan(m: MntEntry, before: MntEntry[], root: MntEntry, opts: MntRestoreO
   const fstype = fstypeName(m);
   if (fstype === undefined || m.fstype === FSTYPE.UNSUPPORTED) return `file system ${m.fsname ?? m.fstype} cannot be made anew`;
   return { kind: 'new', fstype };
+}
+
+/** The host path an external mount is bound from; a relative one is from "/", as CRIU's (it binds after chdir("/")). */
+function externalPath(m: MntEntry, opts: MntRestoreOptions): string | undefined {
+  const p = m.ext_key === AUTODETECTED_MOUNT ? (opts.auto ? m.source : undefined) : opts.external.get(m.ext_key!);
+  return p === undefined ? undefined : path.resolve('/', p);
+}
+
+/**
+ * The mount of criu-ts's namespace a path is on, opened at its root (O_PATH): a master outside
+ * the namespace is copied from there (the kernel copies a group only from a mount's root).
+ */
+function openMountOf(p: string): number {
+  const real = fs.realpathSync(p);
+  const mps = parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8')).map((i) => i.mountPoint);
+  const mp = mps.filter((d) => under(d, real) !== undefined).sort((a, b) => b.length - a.length)[0] ?? '/';
+  return fs.openSync(mp, O.PATH | O.CLOEXEC);
 }
 
 function what(m: MntEntry): string {
@@ -113,7 +151,8 @@ export function mntRestoreRefusal(entries: MntEntry[], opts: MntRestoreOptions):
     if (typeof h === 'string') return `${what(m)}: ${h}`;
     if (!opts.yard && (h.kind === 'external' || (h.kind === 'rootbind' && !m.deleted)) && !fs.existsSync(h.path))
       return `${what(m)}: its source ${h.path} does not exist`;
-    if (m.master_id && !entries.some((o) => o.shared_id === m.master_id))
+    const outside = m.master_id && !entries.some((o) => o.shared_id === m.master_id);
+    if (outside && (opts.yard || unreachableMaster(m, entries, root)))
       return `${what(m)}: a slave of peer group ${m.master_id}, outside the namespace`;
     if (m !== root && !ids.has(m.parent_mnt_id)) return `${what(m)}: its parent ${m.parent_mnt_id} is not in the image`;
     if (m.fstype === FSTYPE.TMPFS && m.root === '/' && m.ext_key === undefined && !opts.tmpfs(Number(m.root_dev)))
@@ -242,6 +281,8 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
       // root: a mount on its parent's root is opened by a path that crosses into it.
       fds.set(m.mnt_id, openPath(m, rel ? target : topOf(parent)));
       call(m, 'mount', null, fdPath(m.mnt_id), null, MS.PRIVATE, null);
+      if (h.kind === 'new' && m.fstype === FSTYPE.BINFMT_MISC && !opts.yard)
+        registerBinfmt(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, opts.binfmt?.() ?? []);
       if (h.kind === 'new' && m.fstype === FSTYPE.TMPFS) {
         const data = opts.tmpfs(Number(m.root_dev));
         if (data) tarExtract(stub.tid, fds.get(m.mnt_id)!, data);
@@ -261,9 +302,10 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     try {
       for (const { entry, fd } of widestFirst([...(opts.made?.values() ?? [])], (k) => k.entry))
         if (entry.shared_id && !outside.has(entry.shared_id)) outside.set(entry.shared_id, pullFd(stub, fd));
+      if (!opts.yard) hostMasters(stub, entries, root, opts, outside);
       restoreSharing(order, fds, outside, call);
     } finally {
-      for (const fd of outside.values()) stub.syscallRaw('close', fd);
+      for (const fd of new Set(outside.values())) stub.syscallRaw('close', fd);
     }
     call(root, 'fchdir', fds.get(root.mnt_id)!);
     if (opts.made) keepMounts(stub, order, fds, opts.made);
@@ -271,6 +313,31 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     for (const fd of fds.values()) stub.syscallRaw('close', fd);
     fs.rmdirSync(`/proc/self/fd/${parentFd}/${name}`);
     fs.closeSync(parentFd);
+  }
+}
+
+/**
+ * Masters outside the namespace (CRIU's external slavery): each slave's group and master are
+ * copied from the host mount its external mount's path (or --root) is on, as the stub's fd,
+ * keyed by -mnt_id in `outside`.
+ */
+function hostMasters(stub: Tracee, entries: MntEntry[], root: MntEntry, opts: MntRestoreOptions, outside: Map<number, bigint>): void {
+  for (const m of entries) {
+    if (!m.master_id || outside.has(m.master_id) || entries.some((o) => o.shared_id === m.master_id)) continue;
+    const src = externalMaster(m, entries, root);
+    const p = src === 'root' ? opts.root : src && externalPath(src, opts);
+    if (p === undefined) continue;
+    let local: number;
+    try {
+      local = openMountOf(p);
+    } catch (e) {
+      throw new CriuError(`${what(m)}: its master is outside the namespace, and ${p} cannot be opened: ${(e as Error).message}`);
+    }
+    try {
+      outside.set(-m.mnt_id, pullFd(stub, local));
+    } finally {
+      fs.closeSync(local);
+    }
   }
 }
 
@@ -370,7 +437,7 @@ function restoreSharing(
         if (!done.has(r)) continue;
         setGroup(r, m);
       } else {
-        const master = m.master_id ? (outside.get(m.master_id) ?? rep.get(m.master_id)) : undefined;
+        const master = m.master_id ? (outside.get(m.master_id) ?? rep.get(m.master_id) ?? outside.get(-m.mnt_id)) : undefined;
         if (m.master_id && master === undefined)
           throw new CriuError(`${what(m)}: its master, peer group ${m.master_id}, is in no namespace made before it`);
         if (typeof master === 'object' && !done.has(master)) continue;

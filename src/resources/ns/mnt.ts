@@ -31,7 +31,9 @@ function restoreInput(
     opts: {
       root: mounts?.root ?? '/',
       external: mounts?.external ?? new Map(),
+      auto: mounts?.auto !== undefined,
       tmpfs: (dev) => imgs.raw(IMG.TMPFS_DEV, dev),
+      binfmt: () => imgs.all(IMG.BINFMT_MISC).map((e) => e.entry),
       log,
     },
   };
@@ -47,12 +49,16 @@ export const mntNs: NsKind = {
     // The root's namespace, then every other one a task is in, read through its first task.
     const first = new Map<number, number>([[ctx.id, ctx.pid]]);
     for (const t of ctx.tasks) if (!first.has(t.id)) first.set(t.id, t.pid);
+    let outer: MntEntry[] = [];
     for (const [id, pid] of first) {
-      const d = dumpMntns(pid, { external: id === ctx.id ? (ctx.mounts?.external ?? new Map()) : new Map() }, ctx.helper);
+      const top = id === ctx.id;
+      const d = dumpMntns(pid, top ? { ...(ctx.mounts ?? { external: new Map() }), top } : { external: new Map(), outer }, ctx.helper);
+      if (top) outer = d.entries;
       // CRIU reads fsname only with FSTYPE__AUTO and refuses it elsewhere: an unsupported fs's
       // name is for criu-ts's messages, not the image.
       for (const e of d.entries) ctx.imgs.add(IMG.MNTS, id, e.fstype === FSTYPE.AUTO ? e : { ...e, fsname: undefined });
       for (const [dev, data] of d.tmpfs) ctx.imgs.raw(IMG.TMPFS_DEV, data, dev);
+      for (const e of d.binfmt) ctx.imgs.add(IMG.BINFMT_MISC, e);
     }
   },
   restoreRefusal: ({ id, imgs, mounts, log, nested }) => {
@@ -158,4 +164,35 @@ export function mountNamespaces(imgs: NsImagesIn, ids: Iterable<number>): Map<nu
   const out = new Map<number, number>();
   for (const id of new Set(ids)) for (const { entry } of imgs.all(IMG.MNTS, id)) out.set(entry.mnt_id, id);
   return out;
+}
+
+/**
+ * Paths (criu-ts's) of `a` and `b`, files by their names in the tree on two mounts of one file
+ * system, through one mount made that has both: a hard link cannot cross mounts. Undefined
+ * when they are on one mount, or no mount has both.
+ */
+export function commonMountPaths(
+  made: MadeMounts,
+  a: { mntId?: number; p: string },
+  b: { mntId?: number; p: string },
+): [string, string] | undefined {
+  if (a.mntId === undefined || b.mntId === undefined || a.mntId === b.mntId) return undefined;
+  const ma = made.get(a.mntId)?.entry,
+    mb = made.get(b.mntId)?.entry;
+  if (!ma || !mb || ma.root_dev !== mb.root_dev) return undefined;
+  // Each path as the file system has it (from its root).
+  const onDev = (e: MntEntry, p: string) => {
+    const rel = under(e.mountpoint, p);
+    return rel === undefined ? undefined : rel ? `${e.root.replace(/\/$/, '')}/${rel}` : e.root;
+  };
+  const da = onDev(ma, a.p),
+    db = onDev(mb, b.p);
+  if (da === undefined || db === undefined) return undefined;
+  for (const { entry, fd } of made.values()) {
+    if (entry.root_dev !== ma.root_dev) continue;
+    const ra = under(entry.root, da),
+      rb = under(entry.root, db);
+    if (ra && rb) return [`/proc/self/fd/${fd}/${ra}`, `/proc/self/fd/${fd}/${rb}`];
+  }
+  return undefined;
 }

@@ -1,35 +1,20 @@
 // Network namespace: its links (netdev-N.img), addresses, routes and rules (ifaddr-, route-,
 // route6-, rule-N.img: the raw output of `ip addr|route|rule save`, as CRIU keeps them),
-// netns-N.img, its netfilter rulesets (netfilter.ts) and conntrack table (conntrack.ts). Only
-// the loopback is restored: any other link refuses the dump. The tools run in the namespace
+// netns-N.img, its netfilter rulesets (netfilter.ts) and conntrack table (conntrack.ts); the
+// links themselves are made by netdev.ts. The tools run in the namespace
 // through nsenter (criu-ts's own threads stay home).
 import fs from 'node:fs';
-import { CLONE, inNamespaces } from '../../kernel/index.ts';
-import { CriuError } from '../../errors.ts';
-import { IMG, type MessageInput } from '../../images/index.ts';
-import type { NsKind, NetOptions, NsImagesIn, NsRestoreCtx } from './types.ts';
+import { CLONE, inNamespaces, newNetNs } from '../../kernel/index.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
+import { IMG } from '../../images/index.ts';
+import type { NsKind, NetOptions, NsImagesIn, NsImagesOut, NsRestoreCtx } from './types.ts';
+import type { Logger } from '../types.ts';
 import { pullFd } from '../mm/index.ts';
 import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
-import { failure, runInNet } from './nstool.ts';
+import { failure, inNet, runInNet, type NetAt } from './nstool.ts';
+import { createLinks, deviceEntry, IFF_UP, type IpLink, linksRefusal, linksRestoreRefusal } from './netdev.ts';
 import { dumpConntrack, restoreConntrack } from './conntrack.ts';
 import { dumpNetfilter, netfilterRefusal, netfilterRestoreRefusal, restoreNetfilter } from './netfilter.ts';
-
-const ND_LOOPBACK = 1;
-const IFF: Record<string, number> = {
-  UP: 0x1,
-  BROADCAST: 0x2,
-  DEBUG: 0x4,
-  LOOPBACK: 0x8,
-  POINTOPOINT: 0x10,
-  NOTRAILERS: 0x20,
-  RUNNING: 0x40,
-  NOARP: 0x80,
-  PROMISC: 0x100,
-  ALLMULTI: 0x200,
-  MULTICAST: 0x1000,
-  LOWER_UP: 0x10000,
-  DORMANT: 0x20000,
-};
 
 /**
  * Run `fn` with criu-ts's main thread in the network namespace of `pid` (when given): the
@@ -39,36 +24,15 @@ export function inNetOf<T>(pid: number | undefined, fn: () => T): T {
   return pid === undefined ? fn() : inNamespaces(pid, CLONE.NEWNET, fn);
 }
 
-/** Run `ip ARGS` in the network namespace of `pid`; its output. */
-function ip(pid: number, args: string[], input?: Buffer): Buffer {
-  const r = runInNet(pid, 'ip', args, input);
+/** Run `ip ARGS` in the network namespace `at`; its output. */
+function ip(at: NetAt, args: string[], input?: Buffer): Buffer {
+  const r = runInNet(at, 'ip', args, input);
   const why = failure(r);
-  if (why) throw new CriuError(`ip ${args.join(' ')} in the network namespace of ${pid} failed: ${why}`);
+  if (why) throw new CriuError(`ip ${args.join(' ')} in the network namespace ${typeof at === 'number' ? `of ${at}` : at} failed: ${why}`);
   return r.stdout;
 }
 
-interface IpLink {
-  ifindex: number;
-  ifname: string;
-  flags: string[];
-  mtu: number;
-  link_type: string;
-  address?: string;
-}
-
-const links = (pid: number): IpLink[] => JSON.parse(ip(pid, ['-j', 'link', 'show']).toString() || '[]') as IpLink[];
-
-function deviceEntry(l: IpLink): MessageInput<'net_device_entry'> {
-  const flags = l.flags.reduce((a, f) => a | (IFF[f] ?? 0), 0) | (l.flags.includes('UP') ? IFF.RUNNING : 0);
-  return {
-    type: ND_LOOPBACK,
-    ifindex: l.ifindex,
-    mtu: l.mtu,
-    flags,
-    name: l.ifname,
-    ...(l.address ? { address: Buffer.from(l.address.split(':').map((h) => Number.parseInt(h, 16))) } : {}),
-  };
-}
+const links = (pid: number): IpLink[] => JSON.parse(ip(pid, ['-d', '-j', 'link', 'show']).toString() || '[]') as IpLink[];
 
 /** The key `--external net[INO]:KEY` gives the root's network namespace, if any. */
 function externalKey(pid: number, net?: NetOptions): string | undefined {
@@ -94,44 +58,63 @@ function joinNet(stub: NsRestoreCtx['stub'], own: number): void {
   }
 }
 
+/**
+ * A veth whose two ends are in two network namespaces of the tree (CRIU's link_nsid) is
+ * refused: each namespace is made apart. Its ends are known by their indexes, each the other's link.
+ */
+function crossRefusal(nss: Array<[number, number]>): void {
+  if (nss.length < 2) return;
+  const all = nss.map(([id, pid]) => ({ id, pid, ls: links(pid) }));
+  for (const x of all)
+    for (const l of x.ls) {
+      if (l.linkinfo?.info_kind !== 'veth' || l.link_netnsid === undefined) continue;
+      for (const y of all) {
+        const p =
+          y.id === x.id
+            ? undefined
+            : y.ls.find((q) => q.ifindex === l.link_index && q.link_index === l.ifindex && q.link_netnsid !== undefined);
+        if (p)
+          throw new NotSupportedError(
+            `task ${x.pid}: namespaces: net: network device ${l.ifname}: a veth whose peer ${p.ifname} is in another network namespace of the tree (that of task ${y.pid}); not saved yet`,
+          );
+      }
+    }
+}
+
+/** Why the links or rules of namespace `id` cannot be made again. */
+const contentsRefusal = (id: number, imgs: NsImagesIn, net?: NetOptions): string | undefined =>
+  linksRestoreRefusal(
+    id,
+    imgs.all(IMG.NETDEV, id).map((e) => e.entry),
+    net?.devices,
+  ) ?? netfilterRestoreRefusal(id, imgs);
+
 export const netNs: NsKind = {
   name: 'net',
   cflag: CLONE.NEWNET,
   dumpRefusal: (root, { net }) => {
     if (net?.empty || externalKey(root, net)) return undefined;
-    const other = links(root).filter((l) => l.link_type !== 'loopback');
-    if (other.length)
-      return `network device ${other[0].ifname} (${other[0].link_type}) in its network namespace: only the loopback is saved yet`;
-    return netfilterRefusal(root);
+    return linksRefusal(links(root)) ?? netfilterRefusal(root);
   },
-  dump: ({ pid, id, imgs, log, net }) => {
+  dump: ({ pid, id, imgs, log, net, tasks }) => {
+    crossRefusal([...new Map([[id, pid], ...tasks.map((t) => [t.id, t.pid] as const)]).entries()]);
     // An external namespace is only named; an empty one (runc's) is saved as nothing, as by CRIU.
     const key = externalKey(pid, net);
     if (key !== undefined || net?.empty) {
       imgs.one(IMG.NETNS, id, key === undefined ? {} : { ext_key: key });
       log.info(`network namespace ${id}: ${key === undefined ? 'left empty (--empty-ns net)' : `external, ${key}`}`);
-      return;
+    } else saveNetns(pid, id, imgs, log);
+    // Namespaces of tasks below the root: each saved whole, once.
+    const done = new Set([id]);
+    for (const t of tasks) {
+      if (done.has(t.id)) continue;
+      done.add(t.id);
+      saveNetns(t.pid, t.id, imgs, log);
     }
-    const ls = links(pid);
-    const { netns, devs } = inNamespaces(pid, CLONE.NEWNET, () => ({
-      netns: readNetnsConf(),
-      devs: ls.map((l) => ({
-        ...deviceEntry(l),
-        conf4: readConf('ipv4', l.ifname),
-        ...(hasIpv6() ? { conf6: readConf('ipv6', l.ifname) } : {}),
-      })),
-    }));
-    for (const d of devs) imgs.add(IMG.NETDEV, id, d);
-    imgs.one(IMG.NETNS, id, netns);
-    imgs.raw(IMG.IFADDR, ip(pid, ['addr', 'save']), id);
-    imgs.raw(IMG.ROUTE, ip(pid, ['-4', 'route', 'save', 'table', 'main']), id);
-    imgs.raw(IMG.ROUTE6, ip(pid, ['-6', 'route', 'save', 'table', 'main']), id);
-    imgs.raw(IMG.RULE, ip(pid, ['rule', 'save']), id);
-    dumpNetfilter(pid, id, imgs, log);
-    dumpConntrack(pid, id, imgs, log);
-    log.info(`network namespace ${id}: ${ls.map((l) => l.ifname).join(', ')} to netdev-${id}.img, addresses and routes`);
   },
-  restoreRefusal: ({ id, imgs, net }) => {
+  nestedDumpRefusal: (pid) => linksRefusal(links(pid)) ?? netfilterRefusal(pid),
+  restoreRefusal: ({ id, imgs, net, nested }) => {
+    if (nested) return contentsRefusal(id, imgs, net);
     if (net?.join) {
       try {
         fs.closeSync(fs.openSync(net.join, 'r'));
@@ -147,10 +130,7 @@ export const netNs: NsKind = {
         ? undefined
         : `netns-${id}.img: the network namespace is external (${ns.ext_key}); give it with --inherit-fd fd[N]:${ns.ext_key}`;
     if (net?.empty) return undefined;
-    for (const { entry } of imgs.all(IMG.NETDEV, id))
-      if (entry.type !== ND_LOOPBACK)
-        return `netdev-${id}.img: device ${entry.name} of type ${entry.type}: only the loopback is restored yet`;
-    return netfilterRestoreRefusal(id, imgs);
+    return contentsRefusal(id, imgs, net);
   },
   cloneFlag: ({ id, imgs, net }) => (net?.join === undefined && netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
   restore: ({ pid, id, imgs, log, net, stub }) => {
@@ -175,35 +155,87 @@ export const netNs: NsKind = {
       log.info(`network namespace ${id}: left empty (--empty-ns net)${net?.loopbackUp ? ', its loopback up' : ''}`);
       return;
     }
-    inNamespaces(pid, CLONE.NEWNET, () => writeNetnsConf(imgs.one(IMG.NETNS, id), log));
-    for (const { entry } of imgs.all(IMG.NETDEV, id)) {
-      const args = ['link', 'set', 'dev', entry.name, 'mtu', String(entry.mtu)];
-      if (entry.flags & IFF.UP) args.push('up');
-      ip(pid, args);
-      // The loopback is born with the namespace, before its defaults are set: all of its conf goes back.
-      inNamespaces(pid, CLONE.NEWNET, () => {
-        writeConf('ipv4', entry.name, entry.conf4, log);
-        if (hasIpv6()) writeConf('ipv6', entry.name, entry.conf6, log);
-      });
+    fill(pid, id, imgs, log, net);
+  },
+  nested: true,
+  makeAhead: ({ id, imgs, log, net }) => {
+    const fd = newNetNs();
+    const file = `/proc/${process.pid}/fd/${fd}`;
+    try {
+      fill(file, id, imgs, log, net);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
     }
-    // Addresses need their links up; the loopback's own ones exist already (ip skips them).
-    for (const [kind, args] of [
-      [IMG.IFADDR, ['addr', 'restore']],
-      [IMG.ROUTE, ['-4', 'route', 'restore']],
-      [IMG.ROUTE6, ['-6', 'route', 'restore']],
-    ] as const) {
-      const data = imgs.raw(kind, id);
-      if (data && data.length > 4) ip(pid, [...args], data);
+    return { file, release: () => fs.closeSync(fd) };
+  },
+  enter: ({ stub, id, holder, file, log }) => {
+    const target = file ?? `/proc/${holder}/ns/net`;
+    if (fs.statSync(target).ino === fs.statSync(`/proc/${stub.tid}/ns/net`).ino) return;
+    const own = fs.openSync(target, 'r');
+    try {
+      joinNet(stub, own);
+    } finally {
+      fs.closeSync(own);
     }
-    // The saved rules hold the defaults a new namespace is born with: those go first (CRIU's way).
-    const rules = imgs.raw(IMG.RULE, id);
-    if (rules && rules.length > 4) {
-      ip(pid, ['rule', 'flush']);
-      ip(pid, ['rule', 'delete', 'table', 'local']);
-      ip(pid, ['rule', 'restore'], rules);
-    }
-    restoreNetfilter(pid, id, imgs, log);
-    restoreConntrack(pid, id, imgs, log);
-    log.info(`network namespace ${id}: links, addresses, routes and rules restored`);
+    log.info(`task ${stub.tid}: joined network namespace ${id}`);
   },
 };
+
+/** Fill a new network namespace (`at`) from the images of namespace `id`. */
+function fill(at: NetAt, id: number, imgs: NsImagesIn, log: Logger, net?: NetOptions): void {
+  inNet(at, () => writeNetnsConf(imgs.one(IMG.NETNS, id), log));
+  const devs = imgs.all(IMG.NETDEV, id).map((e) => e.entry);
+  createLinks(at, devs, net?.devices, log);
+  for (const entry of devs) {
+    const args = ['link', 'set', 'dev', entry.name, 'mtu', String(entry.mtu)];
+    if (entry.flags & IFF_UP) args.push('up');
+    ip(at, args);
+    // The loopback is born with the namespace, before its defaults are set: all of its conf goes back.
+    inNet(at, () => {
+      writeConf('ipv4', entry.name, entry.conf4, log);
+      if (hasIpv6()) writeConf('ipv6', entry.name, entry.conf6, log);
+    });
+  }
+  // Addresses need their links up; the loopback's own ones exist already (ip skips them).
+  for (const [kind, args] of [
+    [IMG.IFADDR, ['addr', 'restore']],
+    [IMG.ROUTE, ['-4', 'route', 'restore']],
+    [IMG.ROUTE6, ['-6', 'route', 'restore']],
+  ] as const) {
+    const data = imgs.raw(kind, id);
+    if (data && data.length > 4) ip(at, [...args], data);
+  }
+  // The saved rules hold the defaults a new namespace is born with: those go first (CRIU's way).
+  const rules = imgs.raw(IMG.RULE, id);
+  if (rules && rules.length > 4) {
+    ip(at, ['rule', 'flush']);
+    ip(at, ['rule', 'delete', 'table', 'local']);
+    ip(at, ['rule', 'restore'], rules);
+  }
+  restoreNetfilter(at, id, imgs, log);
+  restoreConntrack(at, id, imgs, log);
+  log.info(`network namespace ${id}: links, addresses, routes and rules restored`);
+}
+
+/** Save the contents of the network namespace `id` of task `pid`. */
+function saveNetns(pid: number, id: number, imgs: NsImagesOut, log: Logger): void {
+  const ls = links(pid);
+  const { netns, devs } = inNamespaces(pid, CLONE.NEWNET, () => ({
+    netns: readNetnsConf(),
+    devs: ls.map((l) => ({
+      ...deviceEntry(l, ls, id),
+      conf4: readConf('ipv4', l.ifname),
+      ...(hasIpv6() ? { conf6: readConf('ipv6', l.ifname) } : {}),
+    })),
+  }));
+  for (const d of devs) imgs.add(IMG.NETDEV, id, d);
+  imgs.one(IMG.NETNS, id, netns);
+  imgs.raw(IMG.IFADDR, ip(pid, ['addr', 'save']), id);
+  imgs.raw(IMG.ROUTE, ip(pid, ['-4', 'route', 'save', 'table', 'main']), id);
+  imgs.raw(IMG.ROUTE6, ip(pid, ['-6', 'route', 'save', 'table', 'main']), id);
+  imgs.raw(IMG.RULE, ip(pid, ['rule', 'save']), id);
+  dumpNetfilter(pid, id, imgs, log);
+  dumpConntrack(pid, id, imgs, log);
+  log.info(`network namespace ${id}: ${ls.map((l) => l.ifname).join(', ')} to netdev-${id}.img, addresses and routes`);
+}

@@ -8,7 +8,7 @@ import { IMG } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
 import type { NsImagesIn, NsImagesOut } from './types.ts';
 import { hasIpv6 } from './netconf.ts';
-import { failure, runInNet } from './nstool.ts';
+import { failure, runInNet, type NetAt } from './nstool.ts';
 
 type Family = 'iptables' | 'ip6tables';
 const IMG_OF = { iptables: IMG.IPTABLES, ip6tables: IMG.IP6TABLES } as const;
@@ -106,7 +106,7 @@ export function netfilterRestoreRefusal(id: number, imgs: NsImagesIn): string | 
 }
 
 /** Put the saved rulesets back in the new namespace of `pid`, iptables first (CRIU's order). */
-export function restoreNetfilter(pid: number, id: number, imgs: NsImagesIn, log: Logger): void {
+export function restoreNetfilter(pid: NetAt, id: number, imgs: NsImagesIn, log: Logger): void {
   const done: string[] = [];
   for (const family of ['iptables', 'ip6tables'] as const) {
     const data = imgs.raw(IMG_OF[family], id);

@@ -3,13 +3,27 @@
 // seeks in it).
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
-import { MFD, memfdCreate } from '../../kernel/index.ts';
+import { CLONE, MFD, memfdCreate, inNamespaces, inNetNsFd } from '../../kernel/index.ts';
 
 /** Where the tools are, whatever PATH criu-ts was given. */
 const PATH = `${process.env.PATH ? `${process.env.PATH}:` : ''}/usr/sbin:/usr/bin:/sbin:/bin`;
 
+/** A network namespace: a task's (pid) or a namespace file's path. */
+export type NetAt = number | string;
+
+/** Run `fn` on the main thread in the network namespace `at`. */
+export function inNet<T>(at: NetAt, fn: () => T): T {
+  if (typeof at === 'number') return inNamespaces(at, CLONE.NEWNET, fn);
+  const fd = fs.openSync(at, 'r');
+  try {
+    return inNetNsFd(fd, fn);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Run `cmd ARGS` in the network namespace of `pid` (or at the namespace file `netns`). */
-export function runInNet(netns: number | string, cmd: string, args: string[], input?: Buffer): SpawnSyncReturns<Buffer> {
+export function runInNet(netns: NetAt, cmd: string, args: string[], input?: Buffer): SpawnSyncReturns<Buffer> {
   let fd: number | undefined;
   if (input) {
     fd = memfdCreate(`criu-ts-${cmd}`, MFD.CLOEXEC);

@@ -22,6 +22,8 @@ export interface NetOptions {
   external?: Map<string, string>;
   /** Restore: key → an fd of criu-ts's. */
   inherit?: Map<string, number>;
+  /** Restore: --external veth[IFNAME]:OUT[@BRIDGE] and macvlan[IFNAME]:PARENT, by their keys. */
+  devices?: Map<string, string>;
   /** Restore (--join-ns net:PATH): the existing namespace the root joins; its contents are not restored. */
   join?: string;
   /**
@@ -81,6 +83,8 @@ export interface NsEnterCtx {
   id: number;
   /** A task (host pid) already in that namespace, if one was made. */
   holder?: number;
+  /** The namespace's file, if it was made ahead (makeAhead). */
+  file?: string;
   imgs: NsImagesIn;
   log: Logger;
   mounts?: MountOptions;
@@ -128,8 +132,15 @@ export interface NsKind {
   cloneFlag?(ctx: { id: number; imgs: NsImagesIn; net?: NetOptions }): number;
   /** Tasks below the root may be in other namespaces of this kind (each dumped and made again). */
   nested?: boolean;
-  /** Put a task in its namespace of a nested kind: join it (holder) or make it. */
+  /** Why the namespace of a task below the root (of a nested kind) cannot be dumped. */
+  nestedDumpRefusal?(pid: number): string | undefined;
+  /** Put a task in its namespace of a nested kind: join it (holder, file) or make it. */
   enter?(ctx: NsEnterCtx): void;
+  /**
+   * Of a nested kind: make namespace `id` (not the root's) ahead of the tasks, filled, held by
+   * criu-ts (its files are made before the tasks in it exist); the file tasks join.
+   */
+  makeAhead?(ctx: { id: number; imgs: NsImagesIn; log: Logger; net?: NetOptions }): { file: string; release(): void };
   /** Fill the root's new namespace, before the root has children. */
   restore?(ctx: NsRestoreCtx): void;
   /**

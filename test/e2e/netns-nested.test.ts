@@ -1,0 +1,159 @@
+/**
+ * Network namespaces below the tree's own (ZDTM's netns_sub): the root (namespace A) has a
+ * child that made namespace B, whose child went back to A holding B's socket, and a child that
+ * made namespace C holding A's socket and its own. Each namespace is saved (netdev-N.img...),
+ * each socket names its own (ns_id) and comes back in it: checked from inside each namespace by
+ * which abstract names answer there.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk, assertCleanError } from '../lib/proc.ts';
+import { dump, restore } from '../lib/cr.ts';
+
+const TREE = String.raw`
+import ctypes, os, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+NEWNET = 0x40000000
+def sk(n):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(b'\0ndt-%d' % n)
+    return s
+def idle(who):
+    open(sys.argv[1] + '.' + who, 'w').close()
+    while True:
+        time.sleep(0.1)
+home = os.open('/proc/self/ns/net', os.O_RDONLY)
+s0 = sk(0)
+if os.fork() == 0:
+    s0.close()
+    assert libc.unshare(NEWNET) == 0
+    if len(sys.argv) > 2:
+        assert os.system('ip tuntap add ndtap0 mode tap') == 0
+    s1 = sk(1)
+    if os.fork() == 0:
+        assert libc.setns(home, NEWNET) == 0
+        os.close(home)
+        idle('back')
+    os.close(home)
+    s1.close()
+    idle('b')
+if os.fork() == 0:
+    os.close(home)
+    assert libc.unshare(NEWNET) == 0
+    s2 = sk(2)
+    idle('c')
+os.close(home)
+s0.close()
+idle('root')
+`;
+
+const CONNECT = String.raw`
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+try:
+    s.connect(b'\0' + sys.argv[1].encode())
+    print('ok')
+except ConnectionRefusedError:
+    print('refused')
+`;
+
+const netOf = (pid: number): string => readlinkSync(`/proc/${pid}/ns/net`);
+
+/** Which of the names ndt-0..2 answer in the network namespace of `pid`. */
+function answers(pid: number): string {
+  return [0, 1, 2]
+    .map((n) => {
+      const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'python3', '-c', CONNECT, `ndt-${n}`], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout.trim();
+    })
+    .join(' ');
+}
+
+/** The tree below `init`: [A's child that made B, its child back in A, the child that made C]. */
+function shape(init: number): { b: number; back: number; c: number } {
+  const all = descendants(init);
+  const kids = (p: number) => all.filter((x) => Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${x}/status`, 'utf8'))?.[1]) === p);
+  const top = kids(init);
+  const b = top.find((p) => kids(p).length === 1)!;
+  const c = top.find((p) => p !== b)!;
+  return { b, back: kids(b)[0], c };
+}
+
+function check(init: number): void {
+  const { b, back, c } = shape(init);
+  assert.equal(netOf(back), netOf(init), 'the grandchild is back in the root namespace');
+  assert.equal(new Set([netOf(init), netOf(b), netOf(c)]).size, 3, 'three namespaces');
+  assert.notEqual(netOf(init), readlinkSync('/proc/self/ns/net'));
+  assert.equal(answers(init), 'ok refused refused', 'namespace A: only its own socket (held in C)');
+  assert.equal(answers(b), 'refused ok refused', 'namespace B: only its own socket (held in A)');
+  assert.equal(answers(c), 'refused refused ok', 'namespace C: only its own socket');
+}
+
+async function startTree(dir: string, more: string[] = []): Promise<{ unshare: number; init: number }> {
+  const ready = join(dir, 'ready');
+  const t = startTarget(['unshare', '--pid', '--fork', '--net', 'setsid', 'python3', '-c', TREE, ready, ...more], {
+    logFile: join(dir, 'tree.log'),
+  });
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init');
+  adopt(init);
+  // Each task says when it is set up (its namespace made, its socket bound).
+  await waitFor(() => ['root', 'b', 'back', 'c'].every((w) => existsSync(`${ready}.${w}`)) || undefined, 10_000, 'the tree ready');
+  for (const p of descendants(init)) adopt(p);
+  return { unshare: t.pid, init };
+}
+
+e2e('tasks in network namespaces below the root, holding sockets of each other, come back each in its own', async (c) => {
+  const { unshare, init } = await startTree(c.dir);
+  check(init);
+  const img = c.subdir('img');
+  assertOk(dump(init, img));
+  reap(unshare, 10_000);
+  reap(init, 10_000);
+  const netdevs = readdirSync(img).filter((f) => /^netdev-\d+\.img$/.test(f));
+  assert.equal(netdevs.length, 3, `a netdev image per namespace: ${netdevs.join(' ')}`);
+  const pidfile = join(img, 'root.pid');
+  writeFileSync(pidfile, '');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  check(host);
+  killAndReap(host);
+});
+
+e2e('a device criu-ts does not save in a namespace below the root refuses the dump in one line, and the tree runs on', async (c) => {
+  const { unshare, init } = await startTree(c.dir, ['tap']);
+  const { b } = shape(init);
+  const line = assertCleanError(dump(init, c.subdir('img')));
+  assert.match(line, new RegExp(`task ${b}: namespaces: net: network device ndtap0 \\(tun\\) in its network namespace`));
+  check(init);
+  killAndReap(unshare);
+  reap(init, 10_000);
+});
+
+e2e('a veth between two namespaces of the tree refuses the dump in one line naming both ends, and the tree runs on', async (c) => {
+  const { unshare, init } = await startTree(c.dir);
+  const { b } = shape(init);
+  const r = spawnSync('nsenter', [
+    `--net=/proc/${init}/ns/net`,
+    'ip',
+    'link',
+    'add',
+    'ndx0',
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'ndx1',
+    'netns',
+    String(b),
+  ]);
+  assert.equal(r.status, 0, String(r.stderr));
+  const line = assertCleanError(dump(init, c.subdir('img')));
+  assert.match(line, /network device ndx[01]: a veth whose peer ndx[01] is in another network namespace of the tree/);
+  check(init);
+  killAndReap(unshare);
+  reap(init, 10_000);
+});
