@@ -289,13 +289,17 @@ export const FEATURES: Feature[] = [
     what: "pids inside the tree's PID namespace (NSpid in /proc/PID/status)",
     probe: () => /^NSpid:/m.test(fs.readFileSync('/proc/self/status', 'utf8')),
   },
+  {
+    name: 'userns',
+    what: 'user namespaces (a tree in one of its own: its uid and gid maps, ids as it sees them)',
+    probe: () => fs.existsSync('/proc/self/ns/user'),
+  },
   { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
       ['tun', 'tun/tap devices'],
       ['tun_ns', 'tun/tap devices in network namespaces'],
-      ['userns', 'user namespaces'],
       ['autofs', 'autofs mounts'],
       ['compat_cr', '32-bit (compat) tasks'],
       ['uffd', 'lazy pages (userfaultfd)'],

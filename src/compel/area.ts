@@ -5,6 +5,8 @@ import type { Tracee } from './tracee.ts';
 
 export const AREA_SIZE = 64 * 1024;
 const SCRATCH_START = 64;
+/** The area's last bytes, left out of scratch: Tracee.takeFd's recvmsg buffers. */
+export const COURIER_BYTES = 128;
 /**
  * Written into every area, after its code (cpuid.ts uses offset 16): a criu-ts that finds one
  * in a process it is not tracing knows that a criu-ts died there and can remove it.
@@ -71,7 +73,7 @@ export class InjectionArea {
 
   alloc(len: number): bigint {
     const off = (this.next + 15) & ~15;
-    if (off + len > this.size) throw new Error(`injection area of task ${this.tracee.tid} is full (${len} bytes wanted)`);
+    if (off + len > this.size - COURIER_BYTES) throw new Error(`injection area of task ${this.tracee.tid} is full (${len} bytes wanted)`);
     this.next = off + len;
     return this.base + BigInt(off);
   }

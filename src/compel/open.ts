@@ -13,14 +13,9 @@ export function openInTask(t: Tracee, area: InjectionArea, path: string, flags: 
   }
 }
 
-/** Pull one of criu-ts's fds into a tracee (pidfd_open + pidfd_getfd); returns the tracee's fd. */
+/** Pull one of criu-ts's fds into a tracee (Tracee.takeFd); returns the tracee's fd. */
 export function pullFd(t: Tracee, localFd: number): bigint {
-  const pidfd = t.pidfdOfTracer();
-  try {
-    return t.syscall('pidfd_getfd', pidfd, localFd, 0);
-  } finally {
-    t.syscallRaw('close', pidfd);
-  }
+  return t.takeFd(localFd);
 }
 
 /**

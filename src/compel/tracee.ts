@@ -25,8 +25,14 @@ import {
   sysnr,
   tgkill,
   getpid,
+  socketpair,
+  sendMsg,
+  AF_UNIX,
+  SOCK,
+  SOL_SOCKET,
   type SyscallName,
 } from '../kernel/index.ts';
+import { AREA_SIZE, COURIER_BYTES } from './area.ts';
 import { pinTracee, unpinTracee, repinTracee } from './colocate.ts';
 
 export type SysArg = number | bigint;
@@ -496,6 +502,59 @@ export class Tracee {
       this.syscall('close', p);
     }
     this.criuPidfd = at;
+  }
+
+  /**
+   * A datagram socket whose other end criu-ts holds (`local`), at fd `remote` in the tracee
+   * and inherited by the tasks it begets: a tree in a user namespace of its own may not
+   * pidfd_getfd from criu-ts (ptrace access to a process of the parent namespace), so
+   * criu-ts sends it fds (SCM_RIGHTS) that it receives by an injected recvmsg.
+   */
+  courier?: { local: number; remote: number };
+
+  /** Make the courier (see above) at fd `at` of this tracee, which may still pidfd_getfd from criu-ts. */
+  holdCourier(at: number): void {
+    const [local, remote] = socketpair(AF_UNIX, SOCK.DGRAM | SOCK.CLOEXEC);
+    try {
+      const pidfd = this.syscall('pidfd_open', getpid(), 0);
+      const r = this.syscall('pidfd_getfd', pidfd, remote, 0);
+      this.syscall('close', pidfd);
+      if (r !== BigInt(at)) {
+        this.syscall('dup3', r, at, 0);
+        this.syscall('close', r);
+      }
+    } finally {
+      fs.closeSync(remote);
+    }
+    this.courier = { local, remote: at };
+  }
+
+  /** One of criu-ts's fds, copied into the tracee (close-on-exec): its number there. */
+  takeFd(localFd: number): bigint {
+    if (!this.courier) {
+      const pidfd = this.pidfdOfTracer();
+      try {
+        return this.syscall('pidfd_getfd', pidfd, localFd, 0);
+      } finally {
+        this.syscallRaw('close', pidfd);
+      }
+    }
+    sendMsg(this.courier.local, { data: Buffer.from([1]), fds: [localFd] });
+    // msghdr, its iovec, one byte of data and a cmsg of one fd, in the area's last bytes.
+    const buf = this.insnAddr + BigInt(AREA_SIZE - COURIER_BYTES);
+    const m = Buffer.alloc(104);
+    m.writeBigUInt64LE(buf + 56n, 16); // msg_iov
+    m.writeBigUInt64LE(1n, 24); // msg_iovlen
+    m.writeBigUInt64LE(buf + 80n, 32); // msg_control
+    m.writeBigUInt64LE(24n, 40); // msg_controllen
+    m.writeBigUInt64LE(buf + 72n, 56); // iov_base
+    m.writeBigUInt64LE(8n, 64); // iov_len
+    this.writeMem(buf, m);
+    this.syscall('recvmsg', this.courier.remote, buf, 0x40000000 /* MSG_CMSG_CLOEXEC */);
+    const c = this.readMem(buf + 80n, 24);
+    if (c.readInt32LE(8) !== SOL_SOCKET || c.readInt32LE(12) !== 1 /* SCM_RIGHTS */)
+      throw new InjectionError(this.tid, 'the fd criu-ts sent did not arrive');
+    return BigInt(c.readInt32LE(16));
   }
 
   /** A new fd in the tracee: a pidfd of criu-ts, for pidfd_getfd (the caller closes it). */

@@ -28,6 +28,7 @@ import { GhostDump } from '../resources/files/ghost.ts';
 import { NsIds, KobjIds } from './nsids.ts';
 import {
   dumpNamespaces,
+  IdMaps,
   nsPid,
   checkMntns,
   mountOf,
@@ -492,6 +493,11 @@ function collectAndWrite(
   // A network namespace the tree owns is locked whole before any of it is saved (CRIU's order).
   if (shared.netRoot !== undefined && savesNetns(shared.netRoot, req.net))
     shared.fileCtx.netnsLock = lockTreeNetns(shared.netRoot, shared.fileCtx);
+  // A tree in a user namespace of its own keeps its ids as the namespace sees them (CRIU's).
+  if (readLink(tasks[0].pid, 'ns/user') !== fs.readlinkSync('/proc/self/ns/user')) {
+    const maps = IdMaps.of(tasks[0].pid);
+    imgs.ids = (name, entry) => maps.toNs(name, entry);
+  }
   const stats = { pagesWritten: 0, pagesScanned: 0, pagesSkippedParent: 0, memdumpMs: 0 };
   const writtenFdTables = new Set<number>();
   for (const t of tasks) {

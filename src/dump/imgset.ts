@@ -56,6 +56,8 @@ export class ImageSet {
   private pagesId = 0;
   private writer?: PagesWriterThread;
   private readonly existing: Set<string>;
+  /** A tree in a user namespace of its own: every entry's ids as the namespace sees them. */
+  ids?: <T>(message: string, entry: T) => T;
 
   constructor(dir: string, opts: ImageSetOptions = {}) {
     this.dir = dir;
@@ -115,7 +117,8 @@ export class ImageSet {
       w = new ImageWriter(path.join(this.dir, name), { kind, tap: this.track(name), seal: this.seal(name) });
       this.open.set(name, w);
     }
-    w.write(entryMessage(kind), entry);
+    const msg = entryMessage(kind);
+    w.write(msg, this.ids ? this.ids(msg, entry) : entry);
     if (extra) w.writeRaw(extra);
   }
 
@@ -127,7 +130,8 @@ export class ImageSet {
     const name = imageFileName(IMG.GHOST_FILE, id);
     const w = new ImageWriter(path.join(this.dir, name), { kind: IMG.GHOST_FILE, tap: this.track(name), seal: this.seal(name) });
     try {
-      w.write('ghost_file_entry', { ...entry, chunks: true });
+      const e = { ...entry, chunks: true };
+      w.write('ghost_file_entry', this.ids ? this.ids('ghost_file_entry', e) : e);
       for (const c of chunks) {
         w.write('ghost_chunk_entry', { len: BigInt(c.data.length), off: c.off });
         w.writeRaw(c.data);

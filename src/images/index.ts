@@ -21,6 +21,7 @@ export type {
   UnknownField,
 } from './proto.ts';
 export { decodeMessage, encodeMessage, registry } from './registry.ts';
+export { mapIds, type IdKind } from './ids.ts';
 export { enums, messages } from './schema/index.ts';
 export type { EnumName, EnumValues, Message, MessageInput, MessageName } from './types.ts';
 export {

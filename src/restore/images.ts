@@ -94,6 +94,12 @@ export class DumpImages {
   /** Every image but the page data is sealed (an encrypted dump). */
   sealed = false;
   private cache = new Map<string, ImageEntry[]>();
+  private mapped = new Map<string, Entry<MessageName>[]>();
+  /**
+   * A tree in a user namespace of its own: the ids criu-ts applies from outside, back from
+   * the namespace's to criu-ts's (set before anything but the namespace plan is read).
+   */
+  ids?: <T>(message: string, entry: T, file: string) => T;
 
   private readonly opts: DumpImagesOptions;
   private readonly parents = new Map<string, DumpImages>();
@@ -190,9 +196,10 @@ export class DumpImages {
   /** The single entry of an image that must be there: one(IMG.CORE, tid). */
   one<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Message<EntryOf<K>> {
     const file = this.file(imageFileName(kind, ...args));
-    const m = readOne(file, entryMessage(kind), { required: true, kind });
+    const msg = entryMessage(kind);
+    const m = readOne(file, msg, { required: true, kind });
     if (!m) throw new ImageError(file, 'empty image');
-    return m;
+    return this.ids ? this.ids(msg, m, file) : m;
   }
 
   /** A ghost file (ghost-file-N.img): its entry and content, whole or in chunks. */
@@ -200,7 +207,8 @@ export class DumpImages {
     const file = this.file(imageFileName(IMG.GHOST_FILE, id));
     const [head, ...rest] = readImage(file, { kind: IMG.GHOST_FILE, required: true });
     if (!head) throw new ImageError(file, 'empty image');
-    const entry = messageOf(head, 'ghost_file_entry', file);
+    const read = messageOf(head, 'ghost_file_entry', file);
+    const entry = this.ids ? this.ids('ghost_file_entry', read, file) : read;
     if (!entry.chunks) return { entry, pieces: head.extra ? [{ off: 0, data: head.extra }] : [] };
     const pieces = rest.map((e) => ({ off: Number(messageOf(e, 'ghost_chunk_entry', file).off), data: e.extra ?? Buffer.alloc(0) }));
     return { entry, pieces };
@@ -221,12 +229,21 @@ export class DumpImages {
       this.cache.set(name, l);
     }
     const msg = entryMessage(kind);
+    const done = this.mapped.get(name);
+    if (done) return done as Entry<EntryOf<K>>[];
+    const ids = this.ids;
     // A tcp-stream's two queues come back as one payload, in image order.
-    return l.map((e) => ({
-      entry: messageOf(e, msg, this.file(name)),
-      extra: e.extra ?? (e.inq && e.outq ? Buffer.concat([e.inq, e.outq]) : undefined),
-      ...(e.ipcMsgs ? { ipcMsgs: e.ipcMsgs } : {}),
-    }));
+    const r = l.map((e) => {
+      const entry = messageOf(e, msg, this.file(name));
+      return {
+        entry: ids ? ids(msg, entry, this.file(name)) : entry,
+        extra: e.extra ?? (e.inq && e.outq ? Buffer.concat([e.inq, e.outq]) : undefined),
+        ...(e.ipcMsgs ? { ipcMsgs: e.ipcMsgs } : {}),
+      };
+    });
+    // Translated entries are kept: what a reader changes in them stays, as in the cache.
+    if (ids) this.mapped.set(name, r as Entry<MessageName>[]);
+    return r;
   }
 
   required<K extends EntryKind>(kind: K, ...args: ImageArgs<K>): Entry<EntryOf<K>>[] {

@@ -29,6 +29,7 @@ import { openFileId, restoreOwners, type TcpMode } from '../resources/files/inde
 import { IMG, writeImageFile } from '../images/index.ts';
 import {
   planNamespaces,
+  translateFromUserns,
   prepareNamespaces,
   restoreNamespaces,
   enterNamespaces,
@@ -120,6 +121,7 @@ function restoreColocated(req: RestoreRequest): RestoreResult {
 function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): RestoreResult {
   req.actions?.('pre-restore');
   step(req.log, `reading the images of ${req.dir}`);
+  translateFromUserns(imgs);
   const { tasks, files } = plan(imgs);
   logPlan(req.log, tasks);
   const root = tasks[0];
@@ -353,6 +355,7 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
         l.area,
         l.leader.tid,
         [...l.threads].map(([tid, tracee]) => ({ tracee, creds: threadOf(l.plan, tid).threadCore.creds })),
+        (ctx.ns.flags & CLONE.NEWUSER) !== 0,
       );
       for (const [tid, th] of l.threads) restorePdeathSig(th, threadOf(l.plan, tid).threadCore.pdeath_sig, l.plan.ppid === 0, ctx.req.log);
     }
@@ -360,7 +363,10 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
   SEAL: (ctx) => {
     ctx.unlockNetwork(true);
     for (const fn of ctx.releaseHooks.splice(0)) fn();
-    for (const l of liveTasks(ctx)) if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
+    for (const l of liveTasks(ctx)) {
+      if (l.leader.criuPidfd !== undefined) l.leader.syscallRaw('close', l.leader.criuPidfd);
+      if (l.leader.courier) l.leader.syscallRaw('close', l.leader.courier.remote);
+    }
     for (const fd of ctx.opened.splice(0)) fs.closeSync(fd);
     ctx.ghosts.unlinkAll();
     // Once gone, their /proc/PID directories are what the tasks had: those of dead processes.
@@ -493,8 +499,15 @@ function createTree(ctx: Ctx): void {
   // Tasks in a new PID namespace cannot name criu-ts to take its fds: they inherit a pidfd of
   // it from the helper, at an fd above every one the dump has.
   if (ctx.helper) prepareNamespaces(ctx.ns, ctx.helper.tracee, ctx.imgs, ctx.req.log);
-  if (ctx.ns.flags & CLONE.NEWPID)
-    ctx.helper?.tracee.holdTracerPidfd(tasks.reduce((m, t) => (t.zombie ? m : Math.max(m, ...t.fdinfo.map((e) => e.fd))), 2) + 2);
+  const above = tasks.reduce((m, t) => (t.zombie ? m : Math.max(m, ...t.fdinfo.map((e) => e.fd))), 2) + 2;
+  if (ctx.ns.flags & CLONE.NEWPID) ctx.helper?.tracee.holdTracerPidfd(above);
+  // A tree in a user namespace of its own may not take fds from criu-ts: they are sent to it.
+  if (ctx.ns.flags & CLONE.NEWUSER && ctx.helper) {
+    const h = ctx.helper.tracee;
+    h.holdCourier(above + 1);
+    const { local } = h.courier!;
+    ctx.releaseHooks.push(() => fs.closeSync(local));
+  }
   // Tasks whose page data is still being read in by the tasks themselves: one is waited for
   // only when it is needed again (to fork a child, which must inherit its memory whole).
   const filling = new Map<number, () => void>();

@@ -230,7 +230,7 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
     if (h && h.id === e.id && ((h.flags ^ e.flags) & 1) === 0) kept.add(e.fd);
   }
   // A pidfd of criu-ts that the task inherited (it cannot name criu-ts) stays until the release.
-  const own = t.criuPidfd === undefined ? [] : [t.criuPidfd];
+  const own = [t.criuPidfd, t.courier?.remote].filter((f) => f !== undefined);
   for (const [from, to] of closeRanges([...had.keys(), ...own], new Set([...kept, ...own]))) t.syscall('close_range', from, to, 0);
   addFds(
     t,
@@ -248,6 +248,20 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
  */
 export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, selfPid: number, table: Fdinfo[]): void {
   if (!fdinfo.length) return;
+  if (t.courier) {
+    for (const e of fdinfo) {
+      const src = local.get(e.id);
+      if (src === undefined) throw new Error(`fd ${e.fd}: file ${e.id} was not opened for restore`);
+      const tmp = t.takeFd(src);
+      if (tmp === BigInt(e.fd)) {
+        if (!(e.flags & 1)) t.syscall('fcntl', tmp, 2 /* F_SETFD */, 0);
+        continue;
+      }
+      t.syscall('dup3', tmp, BigInt(e.fd), e.flags & 1 ? O.CLOEXEC : 0);
+      t.syscall('close', tmp);
+    }
+    return;
+  }
   const maxFd = table.reduce((m, e) => Math.max(m, e.fd), 2);
   let pidfd = t.criuPidfd !== undefined ? t.pidfdOfTracer() : t.syscall('pidfd_open', selfPid, 0);
   const high = BigInt(maxFd + 1);

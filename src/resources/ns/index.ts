@@ -9,6 +9,7 @@
 //   mnt.ts   the mount tree and tmpfs contents (mountpoints-N.img, tmpfs-dev-N.tar.gz.img)
 //   time.ts  the clocks' offsets (timens-N.img)
 //   cgroup.ts where its root cgroups are (cgns_prefix in cgroup.img)
+//   user.ts  uid and gid maps (userns-N.img); the images' ids are the namespace's
 import fs from 'node:fs';
 import { NotSupportedError } from '../../errors.ts';
 import { readLink } from '../../proc/index.ts';
@@ -25,31 +26,27 @@ import { netNs } from './net.ts';
 import { mntNs } from './mnt.ts';
 import { timeNs } from './time.ts';
 import { cgroupNs } from './cgroup.ts';
+import { userNs } from './user.ts';
 import { CLONE } from '../../kernel/index.ts';
 import { inNet } from './nstool.ts';
 
 export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut, NetOptions } from './types.ts';
 export { nsPid } from './pid.ts';
+export { IdMaps, translateFromUserns } from './user.ts';
 export { inNetOf, savesNetns } from './net.ts';
 export { joinNetPath } from './types.ts';
 export { checkMntns, commonMountPaths, mountNamespaces, type MountOptions } from './mnt.ts';
 export { mountOf } from './mnt-dump.ts';
 
-const refused = (name: NsName, cflag: number, why: string): NsKind => ({
-  name,
-  cflag,
-  dumpRefusal: () => why,
-  restoreRefusal: () => why,
-});
-
-/** Every kind, in the order their contents are restored (CRIU's: uts, ipc, net, then mnt). */
+/** Every kind, in the order their contents are restored (CRIU's: user, then uts, ipc, net, then mnt). */
 export const NS_KINDS: NsKind[] = [
+  // First: the other kinds' contents are filled once its maps are written.
+  userNs,
   pidNs,
   utsNs,
   ipcNs,
   netNs,
   mntNs,
-  refused('user', CLONE.NEWUSER, 'a user namespace of its own is not saved yet'),
   cgroupNs,
   timeNs,
 ];

@@ -20,7 +20,7 @@ import {
 } from '../../kernel/index.ts';
 import type { InjectionArea, Tracee } from '../../compel/index.ts';
 import type { NsHelper } from './types.ts';
-import { NotSupportedError } from '../../errors.ts';
+import { CriuError, NotSupportedError } from '../../errors.ts';
 import { type BinfmtEntry, readBinfmt } from './binfmt.ts';
 import { parseMountinfo, type MountInfo } from '../../proc/index.ts';
 import {
@@ -243,7 +243,7 @@ export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHel
       const local = pidfdGetfd(hpidfd, Number(tree));
       t.syscallRaw('close', tree);
       try {
-        tmpfs.set(m.root_dev, tarCreate(`/proc/${process.pid}/fd/${local}`));
+        tmpfs.set(m.root_dev, tarCreate(local, pid));
       } finally {
         close(local);
       }
@@ -328,37 +328,48 @@ function uncover(
   }
 }
 
-/** CRIU's tmpfs archive: a gzip'd tar of the whole file system, numeric owners, sparse. */
-function tarCreate(dir: string): Buffer {
-  return execFileSync(
-    'tar',
-    [
-      '--create',
-      '--gzip',
-      '--no-unquote',
-      '--no-wildcards',
-      '--one-file-system',
-      '--check-links',
-      '--preserve-permissions',
-      '--sparse',
-      '--numeric-owner',
-      '--directory',
-      dir,
-      '.',
-    ],
-    { maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+/**
+ * `tar ARGS` on the directory criu-ts holds open as `dirFd`, given to it as its fd 3. In a
+ * user namespace of its own (the user namespace of `pid`, when not criu-ts's), tar runs in it,
+ * as CRIU's does, so that the archive keeps the ids the namespace sees and the files it makes
+ * on a tmpfs of the namespace get owners it can see: as its uid 0, or with criu-ts's ids
+ * (`keepIds`), which keep no capability in it but reach files owned by criu-ts's user.
+ */
+function tar(args: string[], dirFd: number, pid: number, keepIds: boolean, input?: Buffer): Buffer {
+  const own = fs.readlinkSync(`/proc/${pid}/ns/user`) !== fs.readlinkSync('/proc/self/ns/user');
+  const argv = ['--no-unquote', '--no-wildcards', '--numeric-owner', '--preserve-permissions', '--directory', '/proc/self/fd/3', ...args];
+  const enter = [`--user=/proc/${pid}/ns/user`, ...(keepIds ? ['--preserve-credentials'] : [])];
+  const [cmd, full] = own ? ['nsenter', [...enter, 'tar', ...argv]] : ['tar', argv];
+  try {
+    return execFileSync(cmd, full, { input, maxBuffer: 1 << 30, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe', dirFd] });
+  } catch (e) {
+    const why = String((e as { stderr?: Buffer }).stderr ?? '')
+      .trim()
+      .split('\n')[0];
+    throw new CriuError(`tar ${args[0]} of a tmpfs's contents failed${why ? `: ${why}` : ''}`);
+  }
 }
 
-export function tarExtract(dir: string, data: Buffer): void {
-  execFileSync(
-    'tar',
-    ['--extract', '--gzip', '--no-unquote', '--no-wildcards', '--numeric-owner', '--preserve-permissions', '--directory', dir, '-f', '-'],
-    {
-      input: data,
-      stdio: ['pipe', 'ignore', 'pipe'],
-    },
-  );
+/** CRIU's tmpfs archive: a gzip'd tar of the whole file system, numeric owners, sparse. */
+function tarCreate(dirFd: number, pid: number): Buffer {
+  const args = ['--create', '--gzip', '--one-file-system', '--check-links', '--sparse', '.'];
+  try {
+    return tar(args, dirFd, pid, false);
+  } catch (e) {
+    // A file only criu-ts's user may read, in a user namespace of its own, where uid 0 cannot.
+    if (fs.readlinkSync(`/proc/${pid}/ns/user`) === fs.readlinkSync('/proc/self/ns/user')) throw e;
+    return tar(args, dirFd, pid, true);
+  }
+}
+
+/** Fill the tmpfs `pid` holds open as `fd` from its archive. */
+export function tarExtract(pid: number, fd: number | bigint, data: Buffer): void {
+  const dirFd = fs.openSync(`/proc/${pid}/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    tar(['--extract', '--gzip', '-f', '-'], dirFd, pid, false, data);
+  } finally {
+    fs.closeSync(dirFd);
+  }
 }
 
 /**

@@ -234,7 +234,7 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
       return rel ? fdPath(p.mnt_id, rel) : topOf(p);
     };
     const rootFiles = fresh && root.fstype === FSTYPE.TMPFS ? opts.tmpfs(Number(root.root_dev)) : undefined;
-    if (rootFiles) tarExtract(`/proc/${stub.tid}/fd/${fds.get(root.mnt_id)}`, rootFiles);
+    if (rootFiles) tarExtract(stub.tid, fds.get(root.mnt_id)!, rootFiles);
     for (const [i, m] of order.entries()) {
       if (m === root) continue;
       const h = plan(m, order.slice(0, i), root, opts);
@@ -285,7 +285,7 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
         registerBinfmt(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, opts.binfmt?.() ?? []);
       if (h.kind === 'new' && m.fstype === FSTYPE.TMPFS) {
         const data = opts.tmpfs(Number(m.root_dev));
-        if (data) tarExtract(`/proc/${stub.tid}/fd/${fds.get(m.mnt_id)}`, data);
+        if (data) tarExtract(stub.tid, fds.get(m.mnt_id)!, data);
       }
       if (h.kind === 'new' && sbFlags & MS.RDONLY) call(m, 'mount', null, fdPath(m.mnt_id), null, MS.REMOUNT | sbFlags, m.options || null);
     }

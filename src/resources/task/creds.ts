@@ -117,14 +117,17 @@ function restoreAmbient(t: Tracee, amb: number[]): void {
 
 /**
  * Every thread's credentials, which the kernel keeps per thread. Every thread was cloned
- * from the stub (`leader`) and has its credentials until now: they are read once.
+ * from the stub (`leader`) and has its credentials until now: they are read once, unless
+ * the tree is in a user namespace of its own (`ownUserns`), where /proc shows criu-ts other
+ * ids than the images' (the namespace's): then every thread sets its own.
  */
 export function restoreThreadCreds(
   leader: Tracee,
   area: InjectionArea,
   pid: number,
   threads: Array<{ tracee: Tracee; creds?: Creds }>,
+  ownUserns = false,
 ): void {
-  const current = dumpCreds(readStatus(pid), readSecbits(leader));
+  const current = ownUserns ? undefined : dumpCreds(readStatus(pid), readSecbits(leader));
   for (const { tracee, creds } of threads) if (creds) restoreCreds(tracee, area, creds, current);
 }

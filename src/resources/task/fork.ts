@@ -53,6 +53,7 @@ export function cloneAt(
   const stub = Tracee.adopt(host, pid);
   // Its fd table is a copy of the parent's, or the parent's own: the pidfd of criu-ts is in it.
   stub.criuPidfd = parent.criuPidfd;
+  if (parent.courier) stub.courier = parent.courier;
   stub.waitStop();
   return stub;
 }

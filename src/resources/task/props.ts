@@ -52,18 +52,17 @@ export function restoreTaskProps(t: Tracee, area: InjectionArea, pid: number, tc
 
 /**
  * The kernel lets only the task itself write its /proc/PID/loginuid, so the task writes it,
- * before its credentials are back (changing a set one needs CAP_AUDIT_CONTROL).
+ * before its credentials are back (changing a set one needs CAP_AUDIT_CONTROL). In a user
+ * namespace of its own, the task reads it too: it sees the image's ids, criu-ts the host's.
  */
 function restoreLoginuid(t: Tracee, area: InjectionArea, pid: number, loginuid: number): void {
-  let now: string;
-  try {
-    now = fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8').trim();
-  } catch {
+  if (!fs.existsSync(`/proc/${pid}/loginuid`))
     throw new CriuError(`task ${pid}: its loginuid (${loginuid}) cannot be set: this kernel has no audit login uids`);
-  }
-  if (Number(now) === loginuid) return;
+  const inside = fs.readlinkSync(`/proc/${pid}/ns/user`) !== fs.readlinkSync('/proc/self/ns/user');
   area.reset();
   try {
+    const now = inside ? readInTask(t, area, '/proc/self/loginuid') : fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8');
+    if (Number(now.trim()) === loginuid) return;
     const fd = openInTask(t, area, '/proc/self/loginuid', O.WRONLY | O.CLOEXEC);
     try {
       const text = String(loginuid);
@@ -73,6 +72,17 @@ function restoreLoginuid(t: Tracee, area: InjectionArea, pid: number, loginuid: 
     }
   } catch (e) {
     throw new CriuError(`task ${pid}: cannot set its loginuid to ${loginuid}: ${(e as Error).message}`);
+  }
+}
+
+/** The first bytes of a small file, as the task reads it. */
+function readInTask(t: Tracee, area: InjectionArea, path: string): string {
+  const fd = openInTask(t, area, path, O.RDONLY | O.CLOEXEC);
+  try {
+    const buf = area.alloc(32);
+    return area.read(buf, Number(t.syscall('read', fd, buf, 32))).toString();
+  } finally {
+    t.syscall('close', fd);
   }
 }
 

@@ -1,0 +1,153 @@
+/**
+ * A tree in a user namespace of its own, with a map that is not the identity (usernsbox: two
+ * extents for uids and gids), together with PID, UTS and IPC namespaces it owns. The dump
+ * keeps the maps (userns-N.img) and every id as the namespace sees it (CRIU's images); the
+ * restore makes the namespace again, from whose inside the worker sees its ids, groups and
+ * its file's owner as before. A map in the images that the kernel would refuse is refused
+ * naming the image, before any process exists.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  e2e,
+  startTarget,
+  readLines,
+  adopt,
+  reap,
+  killAndReap,
+  waitFor,
+  descendants,
+  assertCleanError,
+  assertOk,
+  CRIU_BIN,
+} from '../lib/proc.ts';
+import { dump, restore, waitForCounter } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
+import { readMessages } from '../../src/images/index.ts';
+
+const MAP = '0 100000 65536\n100000 300000 1000\n';
+const mapOf = (pid: number, f: string) =>
+  readFileSync(`/proc/${pid}/${f}`, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).join(' '))
+    .join('\n');
+
+const lastLine = (log: string) =>
+  readLines(log)
+    .filter((l) => l.startsWith('i='))
+    .at(-1) ?? '';
+const field = (line: string, k: string) => new RegExp(`\\b${k}=(\\S*)`).exec(line)?.[1];
+
+async function startBox(c: { dir: string; subdir(n: string): string }): Promise<{ launcher: number; init: number; log: string }> {
+  // Its uid 0 is the host's 100000, which must reach the directory.
+  chmodSync(c.dir, 0o755);
+  const dir = c.subdir('box');
+  chmodSync(dir, 0o777);
+  const log = join(c.dir, 'box.log');
+  const t = startTarget([workload('usernsbox'), dir, '100'], { logFile: log });
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the box');
+  await waitForCounter(log, 3, 10_000);
+  for (const d of descendants(t.pid)) adopt(d);
+  return { launcher: t.pid, init, log };
+}
+
+function dumpBox(box: { launcher: number; init: number }, img: string): void {
+  const kids = descendants(box.init);
+  assertOk(dump(box.init, img));
+  reap(box.launcher, 10_000);
+  reap(box.init, 10_000);
+  for (const k of kids) reap(k, 10_000);
+}
+
+e2e('a tree in a user namespace of its own comes back with its maps, credentials and file owners', async (c) => {
+  const box = await startBox(c);
+  const before = lastLine(box.log);
+  assert.equal(field(before, 'uid'), '1000,1002,100005');
+  assert.equal(field(before, 'gid'), '1001,1003,100006');
+  assert.equal(field(before, 'groups'), '7,100008');
+  assert.equal(field(before, 'owner'), '1000:1001');
+  const img = c.subdir('img');
+  dumpBox(box, img);
+  const usernsImg = readdirSync(img).find((n) => /^userns-\d+\.img$/.test(n));
+  assert.ok(usernsImg, 'userns-N.img written');
+  const [maps] = readMessages(join(img, usernsImg), 'userns_entry');
+  assert.deepEqual(
+    maps.uid_map.map((e) => `${e.first} ${e.lower_first} ${e.count}`),
+    ['0 100000 65536', '100000 300000 1000'],
+  );
+  // The worker's credentials as it sees them (CRIU's images), not the host's 101000...
+  const [core] = readMessages(join(img, 'core-2.img'), 'core_entry');
+  const creds = core.thread_core?.creds;
+  assert.deepEqual([creds?.uid, creds?.euid, creds?.suid, creds?.gid, creds?.egid, creds?.sgid], [1000, 1002, 100005, 1001, 1003, 100006]);
+  assert.deepEqual(creds?.groups, [7, 100008]);
+  // The tree's pid namespace pids are those inside: 1 and 2.
+  const marks = readLines(box.log).length;
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  const kids = descendants(host);
+  for (const k of kids) adopt(k);
+  const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
+  assert.equal(after.pid, '2');
+  assert.equal(after.uid, '1000,1002,100005', 'real, effective and saved uids, seen from inside');
+  assert.equal(after.gid, '1001,1003,100006');
+  assert.equal(after.groups, '7,100008', 'supplementary groups, one of them in the second extent');
+  assert.equal(after.owner, '1000:1001');
+  assert.equal(mapOf(host, 'uid_map'), MAP.trim());
+  assert.equal(mapOf(host, 'gid_map'), MAP.trim());
+  assert.notEqual(readlinkSync(`/proc/${host}/ns/user`), readlinkSync('/proc/self/ns/user'));
+  // The other namespaces belong to the new user namespace: the root can act on them.
+  assert.match(readFileSync(`/proc/${kids[0]}/status`, 'utf8'), /^Uid:\s+101000\s+101002\s+300005\s+101002$/m, "the worker's host uids");
+  killAndReap(host);
+  for (const k of kids) reap(k, 10_000);
+});
+
+e2e('a userns image whose extents overlap, or run past 2^32, is refused naming it, and nothing is left', async (c) => {
+  const box = await startBox(c);
+  const img = c.subdir('img');
+  dumpBox(box, img);
+  const name = readdirSync(img).find((n) => /^userns-\d+\.img$/.test(n))!;
+  const json = execFileSync(CRIU_BIN, ['crit', 'decode', '-i', join(img, name)], { encoding: 'utf8' });
+  const good = JSON.parse(json);
+  for (const bad of [
+    [
+      { first: 0, lower_first: 100000, count: 65536 },
+      { first: 1000, lower_first: 300000, count: 10 },
+    ],
+    [{ first: 0, lower_first: 4294967000, count: 65536 }],
+    [],
+  ]) {
+    const edited = structuredClone(good);
+    edited.entries[0].uid_map = bad;
+    writeFileSync(join(c.dir, 'bad.json'), JSON.stringify(edited));
+    execFileSync(CRIU_BIN, ['crit', 'encode', '-i', join(c.dir, 'bad.json'), '-o', join(img, name)]);
+    const before = new Set(descendants(process.pid));
+    const line = assertCleanError(restore(img, ['-d', '--skip-verify']));
+    assert.match(line, new RegExp(`${name}: uid_map: `));
+    assert.deepEqual(
+      descendants(process.pid).filter((p) => !before.has(p)),
+      [],
+      'no process made',
+    );
+  }
+});
+
+e2e('a user namespace whose setgroups is denied is refused at dump, and runs on', async (c) => {
+  const t = startTarget(['unshare', '--user', '--map-root-user', '--fork', 'sleep', '1000']);
+  const pid = await waitFor(() => descendants(t.pid)[0], 5000, 'the process in the user namespace');
+  for (const d of descendants(t.pid)) adopt(d);
+  assert.equal(readFileSync(`/proc/${pid}/setgroups`, 'utf8').trim(), 'deny');
+  const img = c.subdir('img');
+  assert.match(assertCleanError(dump(pid, img)), /namespaces: user: its \/proc\/PID\/setgroups is "deny"/);
+  assert.deepEqual(
+    readdirSync(img).filter((n) => n.endsWith('.img')),
+    [],
+  );
+  assert.match(readFileSync(`/proc/${pid}/stat`, 'utf8'), /\) S /, 'it runs on');
+  killAndReap(t.pid);
+  reap(pid, 10_000);
+});
