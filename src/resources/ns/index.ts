@@ -27,7 +27,6 @@ import { mntNs } from './mnt.ts';
 import { timeNs } from './time.ts';
 import { cgroupNs } from './cgroup.ts';
 import { userNs } from './user.ts';
-import { CLONE } from '../../kernel/index.ts';
 import { inNet } from './nstool.ts';
 
 export type { NsKind, NsName, NsDumpCtx, NsRestoreCtx, NsImagesIn, NsImagesOut, NetOptions } from './types.ts';
