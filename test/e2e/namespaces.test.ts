@@ -21,6 +21,8 @@ import {
   assertOk,
   CRIU_BIN,
   sleep,
+  lastCounterLine as lastLine,
+  kvField as field,
 } from '../lib/proc.ts';
 import { dump, restore, waitForCounter, dumpAndReap, restoreDetached } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -45,12 +47,6 @@ async function startBox(log: string): Promise<{ unshare: number; init: number }>
   await waitForCounter(log, 3, 10_000);
   return { unshare: t.pid, init };
 }
-
-const lastLine = (log: string) =>
-  readLines(log)
-    .filter((l) => l.startsWith('i='))
-    .at(-1) ?? '';
-const field = (line: string, k: string) => new RegExp(`\\b${k}=(\\S*)`).exec(line)?.[1];
 
 e2e('a PID namespace with its UTS, IPC, network and time namespaces comes back with the same pids inside', async (c) => {
   const log = join(c.dir, 'box.log');

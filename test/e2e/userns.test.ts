@@ -22,6 +22,8 @@ import {
   assertCleanError,
   assertOk,
   CRIU_BIN,
+  lastCounterLine as lastLine,
+  kvField as field,
 } from '../lib/proc.ts';
 import { dump, restore, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
@@ -34,12 +36,6 @@ const mapOf = (pid: number, f: string) =>
     .split('\n')
     .map((l) => l.trim().split(/\s+/).join(' '))
     .join('\n');
-
-const lastLine = (log: string) =>
-  readLines(log)
-    .filter((l) => l.startsWith('i='))
-    .at(-1) ?? '';
-const field = (line: string, k: string) => new RegExp(`\\b${k}=(\\S*)`).exec(line)?.[1];
 
 async function startBox(c: { dir: string; subdir(n: string): string }): Promise<{ launcher: number; init: number; log: string }> {
   // Its uid 0 is the host's 100000, which must reach the directory.

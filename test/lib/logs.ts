@@ -92,3 +92,12 @@ export function assertConsecutive(values: number[], what: string, first?: number
     }
   }
 }
+
+/** The last "i=N ..." line of a counting workload's log, or ''. */
+export const lastCounterLine = (log: string): string =>
+  readLines(log)
+    .filter((l) => l.startsWith('i='))
+    .at(-1) ?? '';
+
+/** The value of `k=VALUE` in a line of such a log. */
+export const kvField = (line: string, k: string): string | undefined => new RegExp(`\\b${k}=(\\S*)`).exec(line)?.[1];
