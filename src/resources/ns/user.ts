@@ -6,6 +6,7 @@
 // CLONE_NEWUSER together with the other kinds (so that they belong to the new namespace),
 // and criu-ts writes the maps before anything else happens in it.
 import fs from 'node:fs';
+import path from 'node:path';
 import { CLONE } from '../../kernel/index.ts';
 import { IMG, ImageError, mapIds, type IdKind, type Message } from '../../images/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
@@ -164,10 +165,12 @@ export const userNs: NsKind = {
  * the images' ids are the namespace's, and `imgs.ids` turns those criu-ts applies from
  * outside back into its own. A bad map is refused here, naming its image.
  */
-export function translateFromUserns(imgs: NsImagesIn & { ids?: <T>(m: string, e: T, file: string) => T }): void {
+export function translateFromUserns(imgs: NsImagesIn & { dir: string; ids?: <T>(m: string, e: T, file: string) => T }): void {
   const root = imgs.all(IMG.PSTREE)[0]?.entry;
   if (!root) return;
   const own = imgs.one(IMG.INVENTORY).root_ids?.user_ns_id;
+  // A root whose ids image is missing (or whose pid is absurd) is the plan's to refuse, naming it.
+  if (!fs.existsSync(path.join(imgs.dir, `ids-${root.pid}.img`))) return;
   const id = imgs.one(IMG.IDS, root.pid).user_ns_id;
   if (id === undefined || own === undefined || id === own) return;
   const m = new IdMaps(checkImage(imgs, id));
