@@ -292,7 +292,7 @@ e2e(
 );
 
 e2e(
-  'a container with a user namespace is refused at checkpoint, naming it, and runs on',
+  'a container with a user namespace of its own and its own sysfs is refused at checkpoint, naming both, and runs on',
   async (c) => {
     await withBundle(c.subdir('bundle'), async (b) => {
       const cfgPath = join(b.dir, 'config.json');
@@ -303,11 +303,16 @@ e2e(
       writeFileSync(cfgPath, JSON.stringify(cfg));
       const id = newId();
       const { pid } = await started(b, id);
+      assert.notEqual(
+        readlinkSync(`/proc/${pid}/ns/user`),
+        readlinkSync('/proc/self/ns/user'),
+        'the container has a user namespace of its own',
+      );
       const work = c.subdir('work');
       const r = runcQuiet(b, ['checkpoint', '--image-path', c.subdir('img'), '--work-path', work, id], CRIU);
       assert.notEqual(r.status, 0, 'the checkpoint should be refused');
-      const log = readFileSync(join(work, 'dump.log'), 'utf8');
-      assert.match(log, /user namespace/i, 'the refusal names the user namespace');
+      // Its restore would have to mount the container's sysfs anew inside the user namespace.
+      assert.match(readFileSync(join(work, 'dump.log'), 'utf8'), /namespaces: user: the sysfs at \/sys would have to be mounted anew/);
       assert.equal(state(b, id)?.status, 'running');
       await countsOn(pid, 'the refused container');
     });

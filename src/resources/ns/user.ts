@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLONE } from '../../kernel/index.ts';
+import { parseMountinfo } from '../../proc/index.ts';
 import { IMG, ImageError, mapIds, type IdKind, type Message } from '../../images/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { NsImagesIn, NsKind } from './types.ts';
@@ -142,6 +143,9 @@ export const userNs: NsKind = {
     // CRIU's images have no place for it: the namespace would come back allowing setgroups().
     if (fs.readFileSync(`/proc/${root}/setgroups`, 'utf8').trim() === 'deny')
       return 'its /proc/PID/setgroups is "deny", which CRIU\'s images cannot keep';
+    const sysfs = freshSysfs(root);
+    if (sysfs)
+      return `the sysfs at ${sysfs} would have to be mounted anew inside it, which the kernel refuses while the host's /sys is covered`;
     return undefined;
   },
   dump: ({ pid, id, imgs, log }) => {
@@ -159,6 +163,18 @@ export const userNs: NsKind = {
     log.info(`user namespace ${id}: uid_map and gid_map written to task ${pid}`);
   },
 };
+
+/**
+ * A sysfs of the root's mount namespace whose superblock criu-ts's namespace does not mount (a
+ * container's own, of its network namespace): the restore would mount it anew from inside the
+ * new user namespace, which the kernel allows only beside a fully visible sysfs.
+ */
+function freshSysfs(root: number): string | undefined {
+  const devs = (pid: number | 'self') =>
+    parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).filter((m) => m.fstype === 'sysfs');
+  const host = new Set(devs('self').map((m) => `${m.major}:${m.minor}`));
+  return devs(root).find((m) => !host.has(`${m.major}:${m.minor}`))?.mountPoint;
+}
 
 /**
  * Before a restore reads anything else: when the root was in a user namespace of its own,
