@@ -39,7 +39,7 @@ import {
   releaseNamespaces,
   namespacesAfterFiles,
 } from '../resources/ns/index.ts';
-import { CLONE, MS } from '../kernel/index.ts';
+import { CLONE, MS, PR } from '../kernel/index.ts';
 import { restoreLock, releaseLock, netnsLockOf } from '../resources/net/tcp.ts';
 import { DumpImages } from './images.ts';
 import { readStat } from '../proc/index.ts';
@@ -358,6 +358,11 @@ const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
         (ctx.ns.flags & CLONE.NEWUSER) !== 0,
       );
       for (const [tid, th] of l.threads) restorePdeathSig(th, threadOf(l.plan, tid).threadCore.pdeath_sig, l.plan.ppid === 0, ctx.req.log);
+      // A change of effective ids resets the dumpable flag (to fs.suid_dumpable), as in a
+      // user namespace, where the task takes its ids only now: it is set again after them.
+      const dumpable = l.plan.mm.dumpable;
+      if (dumpable !== undefined && Number(l.leader.syscallRaw('prctl', PR.GET_DUMPABLE, 0, 0, 0, 0)) !== dumpable)
+        l.leader.syscall('prctl', PR.SET_DUMPABLE, dumpable, 0, 0, 0);
     }
   },
   SEAL: (ctx) => {

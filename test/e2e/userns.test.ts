@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -65,6 +65,9 @@ e2e('a tree in a user namespace of its own comes back with its maps, credentials
   assert.equal(field(before, 'gid'), '1001,1003,100006');
   assert.equal(field(before, 'groups'), '7,100008');
   assert.equal(field(before, 'owner'), '1000:1001');
+  // Who owns a task's /proc files says whether it is dumpable (its effective uid, or root).
+  const procOwners = (pids: number[]) => pids.map((p) => statSync(`/proc/${p}/cmdline`).uid);
+  const ownersBefore = procOwners([box.init, ...descendants(box.init)]);
   const img = c.subdir('img');
   dumpBox(box, img);
   const usernsImg = readdirSync(img).find((n) => /^userns-\d+\.img$/.test(n));
@@ -93,6 +96,7 @@ e2e('a tree in a user namespace of its own comes back with its maps, credentials
   assert.equal(after.gid, '1001,1003,100006');
   assert.equal(after.groups, '7,100008', 'supplementary groups, one of them in the second extent');
   assert.equal(after.owner, '1000:1001');
+  assert.deepEqual(procOwners([host, ...kids]), ownersBefore, 'each task as dumpable as it was (its /proc files owned alike)');
   assert.equal(mapOf(host, 'uid_map'), MAP.trim());
   assert.equal(mapOf(host, 'gid_map'), MAP.trim());
   assert.notEqual(readlinkSync(`/proc/${host}/ns/user`), readlinkSync('/proc/self/ns/user'));
