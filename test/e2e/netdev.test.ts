@@ -144,7 +144,13 @@ for (const [dumpWith, restoreWith] of [
         const before = state(box.init);
         assert.ok(before.links.some((l) => / va1 .* brin /.test(l)) && before.links.some((l) => / mv0 .* macvlan private$/.test(l)));
         const dir = c.subdir('img');
-        const host = await across(box, dir, dumpWith, restoreWith, { restore: EXTERNAL });
+        // The dumped namespace goes away in the background, with its macvlan on PARENT: a new one
+        // of the same address on the same parent is refused (EADDRINUSE) while it is still there.
+        const freshParent = () => {
+          ipHost(`link del ${PARENT}`);
+          ipHost(`link add ${PARENT} type bridge`);
+        };
+        const host = await across(box, dir, dumpWith, restoreWith, { restore: EXTERNAL, between: freshParent });
         assert.deepEqual(state(host), before, 'links, addresses and routes inside');
         if (dumpWith === 'criu-ts') {
           // CRIU's crit reads the image.

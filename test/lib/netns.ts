@@ -12,7 +12,7 @@ export async function across(
   img: string,
   dumpWith: string,
   restoreWith: string,
-  more: { dump?: string[]; restore?: string[] } = {},
+  more: { dump?: string[]; restore?: string[]; between?: () => void } = {},
 ): Promise<number> {
   const tool = (w: string) => (w === 'criu' ? CRIU42 : CRIU_BIN);
   const d = spawnSync(tool(dumpWith), ['dump', '-t', String(box.init), '-D', img, '-v4', '-o', 'dump.log', ...(more.dump ?? [])], {
@@ -21,6 +21,7 @@ export async function across(
   assert.equal(d.status, 0, `${dumpWith} dump: ${d.stderr}`);
   reap(box.unshare, 10_000);
   reap(box.init, 10_000);
+  more.between?.();
   const pidfile = join(img, 'root.pid');
   const extra = restoreWith !== 'criu' && dumpWith === 'criu' ? ['--skip-verify'] : [];
   const r = spawnSync(
