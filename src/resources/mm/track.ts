@@ -131,10 +131,6 @@ export class ParentTrack {
     this.pidfd = undefined;
     if (holderRuns(this.rec)) kill(this.rec.holder, SIG.KILL);
   }
-
-  sameHolder(other: TrackRecord | undefined): boolean {
-    return other?.holder === this.rec.holder;
-  }
 }
 
 function holderRuns(rec: TrackRecord): boolean {

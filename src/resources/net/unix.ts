@@ -185,12 +185,15 @@ function dumpOpts(fd: number): MessageInput<'sk_opts_entry'> {
   };
 }
 
-let rootMounts: { pid: number; ids: Set<number> } | undefined;
-/** The mount ids of the root task's mount namespace (read once per dump). */
-function rootMountIds(pid: number): Set<number> {
-  if (rootMounts?.pid !== pid)
-    rootMounts = { pid, ids: new Set(parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).map((m) => m.mntId)) };
-  return rootMounts.ids;
+/** The mount ids of the root task's mount namespace, read once per dump (keyed by its file context). */
+const rootMounts = new WeakMap<DumpFileCtx, Set<number>>();
+function rootMountIds(ctx: DumpFileCtx): Set<number> {
+  let ids = rootMounts.get(ctx);
+  if (!ids) {
+    ids = new Set(parseMountinfo(fs.readFileSync(`/proc/${ctx.treePids[0]}/mountinfo`, 'utf8')).map((m) => m.mntId));
+    rootMounts.set(ctx, ids);
+  }
+  return ids;
 }
 
 /** The bound file of a path-named socket: its path now, whether it is gone, and its owner and mode. */
@@ -341,7 +344,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       ...(shut ? { shutdown: shut } : {}),
       ns_id: nsId,
       ...(peekOff >= 0 ? { peek_off: peekOff } : {}),
-      ...(isPathName(name) ? boundFile(copy, d, name, where, ctx.mntIds ? rootMountIds(ctx.treePids[0]) : undefined) : {}),
+      ...(isPathName(name) ? boundFile(copy, d, name, where, ctx.mntIds ? rootMountIds(ctx) : undefined) : {}),
     };
     if (d.state !== TCP_LISTEN && d.rqlen?.rqueue) {
       for (const { m, ids } of peekQueue(copy, p.pid, where, ctx)) {

@@ -18,8 +18,6 @@ const NLM_F_REQUEST = 1,
 const NLMSG_ERROR = 2;
 const HDR = 16,
   NFGEN = 4;
-const AF_INET = 2,
-  AF_INET6 = 10;
 const CTA_PROTOINFO = 4,
   CTA_PROTOINFO_TCP = 1,
   CTA_PROTOINFO_TCP_FLAGS_ORIGINAL = 4,
@@ -67,7 +65,7 @@ function attrs(b: Buffer, at: number, end: number): Map<number, [number, number]
 /** A TCP entry is made "be liberal" in both directions, as CRIU makes it. */
 function beLiberal(m: Buffer): void {
   const family = m.readUInt8(HDR);
-  if (family !== AF_INET && family !== AF_INET6) return;
+  if (family !== sock.AF.INET && family !== sock.AF.INET6) return;
   const proto = attrs(m, HDR + NFGEN, m.length).get(CTA_PROTOINFO);
   const tcp = proto && attrs(m, proto[0], proto[1]).get(CTA_PROTOINFO_TCP);
   if (!tcp) return;
