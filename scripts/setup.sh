@@ -26,7 +26,8 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v ss >/dev/null || need+=(iproute2)
 # Real servers for the servers test: redis-server (with redis-cli) and nginx.
 command -v redis-server >/dev/null || need+=(redis-server)
-[ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# The `nginx` package: Debian has no nginx-light after bookworm, and the lab runs sid.
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 # A system Node for the "real node program" test: the pinned Node 24 uses io_uring, which
 # criu-ts (like CRIU) cannot checkpoint.
 [ -x /usr/bin/node ] || need+=(nodejs)
