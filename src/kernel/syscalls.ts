@@ -56,6 +56,7 @@ const NR = {
   fanotify_mark: sysnr('fanotify_mark'),
   mount: sysnr('mount'),
   setresuid: sysnr('setresuid'),
+  setresgid: sysnr('setresgid'),
   umount2: sysnr('umount2'),
   sched_getaffinity: sysnr('sched_getaffinity'),
   sched_setaffinity: sysnr('sched_setaffinity'),
@@ -415,6 +416,19 @@ export function withThreadUids<T>(uid: number, euid: number, fn: () => T): T {
     return fn();
   } finally {
     syscall('setresuid(0, 0)', NR.setresuid, 0, 0, 0xffffffff);
+  }
+}
+
+/**
+ * Run `fn` with the calling thread's effective gid set to `egid`, then back to `back` (criu-ts
+ * runs as root: its gids are 0). This thread only, as withThreadUids.
+ */
+export function withThreadEgid<T>(egid: number, fn: () => T, back = 0): T {
+  syscall(`setresgid(-1, ${egid})`, NR.setresgid, 0xffffffff, egid, 0xffffffff);
+  try {
+    return fn();
+  } finally {
+    syscall(`setresgid(-1, ${back})`, NR.setresgid, 0xffffffff, back, 0xffffffff);
   }
 }
 

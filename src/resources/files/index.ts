@@ -363,10 +363,7 @@ export function afterInstallInFlight(
       const src = local.get(id);
       if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
       done.add(id);
-      // In a new PID namespace the tracee cannot name criu-ts: it has a pidfd of it already.
-      const pidfd = t.pidfdOfTracer();
-      const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
-      t.syscallRaw('close', pidfd);
+      const fd = t.takeFd(src);
       try {
         kind.afterInstall(file, Number(fd), t, area, ctx);
       } finally {
