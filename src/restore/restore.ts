@@ -250,6 +250,10 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           ns.made.ptys?.delete(index);
           return fd;
         },
+        laterMount: (mntId) => {
+          const mntNs = ctx!.mntOf.get(mntId);
+          return mntNs !== undefined && mntNs !== ns.rootIds.mnt_ns_id;
+        },
         mntRoot: (id) => {
           if (!ctx!.nsRoot) return undefined;
           // The caller chroots criu-ts, every thread with it: the checksum thread, which opens
