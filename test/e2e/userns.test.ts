@@ -37,17 +37,20 @@ const mapOf = (pid: number, f: string) =>
     .map((l) => l.trim().split(/\s+/).join(' '))
     .join('\n');
 
-async function startBox(c: { dir: string; subdir(n: string): string }): Promise<{ launcher: number; init: number; log: string }> {
+async function startBox(
+  c: { dir: string; subdir(n: string): string },
+  mode?: 'chroot',
+): Promise<{ launcher: number; init: number; log: string; dir: string }> {
   // Its uid 0 is the host's 100000, which must reach the directory.
   chmodSync(c.dir, 0o755);
   const dir = c.subdir('box');
   chmodSync(dir, 0o777);
   const log = join(c.dir, 'box.log');
-  const t = startTarget([workload('usernsbox'), dir, '100'], { logFile: log });
+  const t = startTarget([workload('usernsbox'), dir, '100', ...(mode ? [mode] : [])], { logFile: log });
   const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the box');
   await waitForCounter(log, 3, 10_000);
   for (const d of descendants(t.pid)) adopt(d);
-  return { launcher: t.pid, init, log };
+  return { launcher: t.pid, init, log, dir };
 }
 
 function dumpBox(box: { launcher: number; init: number }, img: string): void {
@@ -102,6 +105,40 @@ e2e('a tree in a user namespace of its own comes back with its maps, credentials
   assert.notEqual(readlinkSync(`/proc/${host}/ns/user`), readlinkSync('/proc/self/ns/user'));
   // The other namespaces belong to the new user namespace: the root can act on them.
   assert.match(readFileSync(`/proc/${kids[0]}/status`, 'utf8'), /^Uid:\s+101000\s+101002\s+300005\s+101002$/m, "the worker's host uids");
+  killAndReap(host);
+  for (const k of kids) reap(k, 10_000);
+});
+
+e2e('chrooted tasks in a user namespace come back chrooted, their unset loginuid left as it is', async (c) => {
+  const box = await startBox(c, 'chroot');
+  const before = lastLine(box.log);
+  assert.equal(field(before, 'owner'), '1000:1001', 'the worker sees DIR/owned as /owned');
+  const tasks = () => [box.init, ...descendants(box.init)];
+  assert.deepEqual(
+    tasks().map((p) => readlinkSync(`/proc/${p}/root`)),
+    [box.dir, box.dir],
+  );
+  const loginuids = tasks().map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8'));
+  const img = c.subdir('img');
+  dumpBox(box, img);
+  const marks = readLines(box.log).length;
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  for (const k of descendants(host)) adopt(k);
+  const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
+  assert.equal(after.owner, '1000:1001', 'the worker still sees /owned: its root is DIR');
+  const again = [host, ...descendants(host)];
+  assert.deepEqual(
+    again.map((p) => readlinkSync(`/proc/${p}/root`)),
+    [box.dir, box.dir],
+  );
+  assert.deepEqual(
+    again.map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8')),
+    loginuids,
+  );
+  const kids = descendants(host);
   killAndReap(host);
   for (const k of kids) reap(k, 10_000);
 });

@@ -3,13 +3,13 @@
  * (inside 0..65535 is outside 100000..165535, inside 100000..100999 is outside 300000..300999),
  * together with PID, UTS and IPC namespaces it owns (and a mount namespace with `mnt`). The
  * launcher writes the maps, then its child, pid 1 inside, mounts a tmpfs on DIR (with `mnt`),
- * makes DIR/owned owned by 1000:1001,
+ * makes DIR/owned owned by 1000:1001, chroots into DIR (with `chroot`: DIR is / then),
  * forks a worker that becomes uid 1000 (real), 1002 (effective), 100005 (saved), gids
  * 1001/1003/100006 and groups 7, 100008, and prints every interval what it sees from inside:
  *
  *   i=N pid=P uid=R,E,S gid=R,E,S groups=G,... owner=U:G mnt=tmpfs|none
  *
- *   usernsbox DIR [interval_ms [mnt]]    (the launcher's stdout is the log)
+ *   usernsbox DIR [interval_ms [mnt|chroot]]    (the launcher's stdout is the log)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -29,7 +29,7 @@
 
 static long interval = 200;
 static const char *dir;
-static int own_mnt;
+static int own_mnt, in_chroot;
 static int sync_pipe[2];
 
 static void nap(long ms)
@@ -91,6 +91,11 @@ static int init(void *arg)
 	if (fd < 0 || fchown(fd, 1000, 1001))
 		die("owned");
 	close(fd);
+	if (in_chroot) {
+		if (chroot(dir) || chdir("/"))
+			die("chroot");
+		dir = "";
+	}
 	pid_t w = fork();
 	if (w == 0)
 		return worker();
@@ -116,6 +121,7 @@ int main(int argc, char **argv)
 	if (argc > 2)
 		interval = atol(argv[2]);
 	own_mnt = argc > 3 && !strcmp(argv[3], "mnt");
+	in_chroot = argc > 3 && !strcmp(argv[3], "chroot");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (pipe(sync_pipe))
 		die("pipe");
