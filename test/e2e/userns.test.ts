@@ -39,7 +39,7 @@ const mapOf = (pid: number, f: string) =>
 
 async function startBox(
   c: { dir: string; subdir(n: string): string },
-  mode?: 'chroot',
+  mode?: 'chroot' | 'ping',
 ): Promise<{ launcher: number; init: number; log: string; dir: string }> {
   // Its uid 0 is the host's 100000, which must reach the directory.
   chmodSync(c.dir, 0o755);
@@ -139,6 +139,29 @@ e2e('chrooted tasks in a user namespace come back chrooted, their unset loginuid
     loginuids,
   );
   const kids = descendants(host);
+  killAndReap(host);
+  for (const k of kids) reap(k, 10_000);
+});
+
+e2e("a ping socket in a user namespace comes back, its ping_group_range kept in the namespace's gids", async (c) => {
+  const box = await startBox(c, 'ping');
+  const before = lastLine(box.log);
+  assert.equal(field(before, 'ping'), '1000,1003,1', 'the worker holds a ping socket');
+  const img = c.subdir('img');
+  dumpBox(box, img);
+  const netns = readdirSync(img).find((n) => /^netns-\d+\.img$/.test(n));
+  assert.ok(netns, 'netns-N.img written');
+  const [conf] = readMessages(join(img, netns), 'netns_entry');
+  assert.equal(conf.ipv4_sysctl[0]?.sarg, '1000\t1003', "the range in the namespace's gids (CRIU's image)");
+  const marks = readLines(box.log).length;
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  const kids = descendants(host);
+  for (const k of kids) adopt(k);
+  const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
+  assert.equal(after.ping, '1000,1003,1', 'the same range seen from inside, and a ping socket still');
   killAndReap(host);
   for (const k of kids) reap(k, 10_000);
 });
