@@ -59,7 +59,7 @@ e2e('unix sockets bound to one name in two mount namespaces of the tree each com
   const img = c.subdir('img');
   dumpAndReap(t.pid, img);
   const named = readMessages(join(img, 'files.img'), 'file_entry')
-    .flatMap((f) => (f.usk && f.usk.name.length ? [f.usk.mnt_id] : []))
+    .flatMap((f) => (f.usk?.name.length ? [f.usk.mnt_id] : []))
     .filter((m) => m !== undefined);
   assert.equal(new Set(named).size, 2, `the two names are on two mounts: ${named}`);
   const marks = readLines(log).length;
