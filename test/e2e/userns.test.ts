@@ -61,6 +61,23 @@ function dumpBox(box: { launcher: number; init: number }, img: string): void {
   for (const k of kids) reap(k, 10_000);
 }
 
+/** Restore the box (-d) and wait for its worker to count on past `before`: the new root, its descendants, the worker's line. */
+async function restoreBox(
+  box: { log: string },
+  img: string,
+  before: string,
+): Promise<{ host: number; kids: number[]; after: Record<string, string> }> {
+  const marks = readLines(box.log).length;
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  const kids = descendants(host);
+  for (const k of kids) adopt(k);
+  const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
+  return { host, kids, after };
+}
+
 e2e('a tree in a user namespace of its own comes back with its maps, credentials and file owners', async (c) => {
   const box = await startBox(c);
   const before = lastLine(box.log);
@@ -86,14 +103,7 @@ e2e('a tree in a user namespace of its own comes back with its maps, credentials
   assert.deepEqual([creds?.uid, creds?.euid, creds?.suid, creds?.gid, creds?.egid, creds?.sgid], [1000, 1002, 100005, 1001, 1003, 100006]);
   assert.deepEqual(creds?.groups, [7, 100008]);
   // The tree's pid namespace pids are those inside: 1 and 2.
-  const marks = readLines(box.log).length;
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  const kids = descendants(host);
-  for (const k of kids) adopt(k);
-  const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
+  const { host, kids, after } = await restoreBox(box, img, before);
   assert.equal(after.pid, '2');
   assert.equal(after.uid, '1000,1002,100005', 'real, effective and saved uids, seen from inside');
   assert.equal(after.gid, '1001,1003,100006');
@@ -121,15 +131,9 @@ e2e('chrooted tasks in a user namespace come back chrooted, their unset loginuid
   const loginuids = tasks().map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8'));
   const img = c.subdir('img');
   dumpBox(box, img);
-  const marks = readLines(box.log).length;
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  for (const k of descendants(host)) adopt(k);
-  const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
+  const { host, kids, after } = await restoreBox(box, img, before);
   assert.equal(after.owner, '1000:1001', 'the worker still sees /owned: its root is DIR');
-  const again = [host, ...descendants(host)];
+  const again = [host, ...kids];
   assert.deepEqual(
     again.map((p) => readlinkSync(`/proc/${p}/root`)),
     [box.dir, box.dir],
@@ -138,7 +142,6 @@ e2e('chrooted tasks in a user namespace come back chrooted, their unset loginuid
     again.map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8')),
     loginuids,
   );
-  const kids = descendants(host);
   killAndReap(host);
   for (const k of kids) reap(k, 10_000);
 });
@@ -153,14 +156,7 @@ e2e("a ping socket in a user namespace comes back, its ping_group_range kept in 
   assert.ok(netns, 'netns-N.img written');
   const [conf] = readMessages(join(img, netns), 'netns_entry');
   assert.equal(conf.ipv4_sysctl[0]?.sarg, '1000\t1003', "the range in the namespace's gids (CRIU's image)");
-  const marks = readLines(box.log).length;
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  const kids = descendants(host);
-  for (const k of kids) adopt(k);
-  const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
+  const { host, kids, after } = await restoreBox(box, img, before);
   assert.equal(after.ping, '1000,1003,1', 'the same range seen from inside, and a ping socket still');
   killAndReap(host);
   for (const k of kids) reap(k, 10_000);
