@@ -25,6 +25,7 @@ import {
   chroot,
   fchdir,
   getpid,
+  withThreadFsIds,
   F,
   O,
   SysError,
@@ -88,7 +89,8 @@ function inNameRoot<T>(ctx: RestoreFileCtx, e: UnixEntry, fn: () => T): T {
  * bind() in the root of the name's mount namespace and criu-ts's cwd: a relative name from its
  * directory, a stale socket file replaced. A name whose file was deleted is bound on a file
  * made for it: whatever has the name now is parked aside, and missing directories are made;
- * unlinkGhost undoes it.
+ * unlinkGhost undoes it. The files are made as the socket file's owner: a file system of a
+ * user namespace takes no file from an id it does not map (criu-ts's root).
  */
 function bindName(fd: number, e: UnixEntry): Ghost | undefined {
   const name = Buffer.from(e.name);
@@ -96,6 +98,11 @@ function bindName(fd: number, e: UnixEntry): Ghost | undefined {
     bindUnix(fd, name);
     return undefined;
   }
+  const owner = e.file_perms;
+  return owner ? withThreadFsIds(owner.uid, owner.gid, () => bindPath(fd, e, name)) : bindPath(fd, e, name);
+}
+
+function bindPath(fd: number, e: UnixEntry, name: Buffer): Ghost | undefined {
   const rel = showName(name);
   const full = e.name_dir ? path.resolve(e.name_dir, rel) : path.resolve(rel);
   const ghost: Ghost | undefined = e.deleted ? { full, madeDirs: [] } : undefined;
