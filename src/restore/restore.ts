@@ -21,6 +21,7 @@ import {
   restorePdeathSig,
   restoreSeccomp,
   seccompChain,
+  unsetLoginuid,
 } from '../resources/task/index.ts';
 import { CgroupRestore, CG_MODE, type CgroupRestoreOptions } from '../resources/cgroups.ts';
 import { restoreFileLocks } from '../resources/files/locks.ts';
@@ -513,6 +514,7 @@ function createTree(ctx: Ctx): void {
   // A tree in a user namespace of its own may not take fds from criu-ts: they are sent to it.
   if (ctx.ns.flags & CLONE.NEWUSER && ctx.helper) {
     const h = ctx.helper.tracee;
+    unsetLoginuid(h, ctx.helper.area);
     h.holdCourier(above + 1);
     const { local } = h.courier!;
     ctx.releaseHooks.push(() => fs.closeSync(local));

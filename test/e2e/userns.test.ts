@@ -7,7 +7,7 @@
  * naming the image, before any process exists.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -141,6 +141,33 @@ e2e('chrooted tasks in a user namespace come back chrooted, their unset loginuid
   assert.deepEqual(
     again.map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8')),
     loginuids,
+  );
+  killAndReap(host);
+  for (const k of kids) reap(k, 10_000);
+});
+
+e2e('restored by a criu-ts with a loginuid of its own, a tree in a user namespace keeps its unset loginuid', async (c) => {
+  const box = await startBox(c);
+  const tasks = (root: number) => [root, ...descendants(root)];
+  const unset = tasks(box.init).map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8'));
+  assert.deepEqual(unset, ['4294967295', '4294967295']);
+  const img = c.subdir('img');
+  dumpBox(box, img);
+  // 100005 is 5 inside: the tasks would inherit it, and could not unset it from inside.
+  const pidfile = join(img, 'root.pid');
+  const r = spawnSync(
+    'sh',
+    ['-c', 'echo 100005 > /proc/self/loginuid && exec "$@"', 'sh', CRIU_BIN, 'restore', '-D', img, '-d', '--pidfile', pidfile],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  const kids = descendants(host);
+  for (const k of kids) adopt(k);
+  assert.deepEqual(
+    tasks(host).map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8')),
+    unset,
   );
   killAndReap(host);
   for (const k of kids) reap(k, 10_000);

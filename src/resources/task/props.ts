@@ -84,6 +84,18 @@ function restoreLoginuid(t: Tracee, area: InjectionArea, pid: number, loginuid: 
   }
 }
 
+/**
+ * A tree restored into a user namespace of its own inherits an unset loginuid from `t` (the
+ * helper it is cloned from, in criu-ts's namespace, where it may unset its own): inside the
+ * namespace a task may set an unset one, never change a set one (as CRIU unsets its own).
+ */
+export function unsetLoginuid(t: Tracee, area: InjectionArea): void {
+  if (fs.existsSync(`/proc/${t.tid}/loginuid`)) restoreLoginuid(t, area, t.tid, NO_LOGINUID);
+}
+
+/** (u32)-1: no loginuid. */
+const NO_LOGINUID = 0xffffffff;
+
 /** The first bytes of a small file under the task's directory `dir`, as the task reads it. */
 function readInTask(t: Tracee, area: InjectionArea, dir: bigint, name: string): string {
   const fd = openAtInTask(t, area, dir, name, O.RDONLY | O.CLOEXEC);
