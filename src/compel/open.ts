@@ -1,12 +1,17 @@
 // openat injected into a tracee, whose failure names the path: "openat /x in task N: ENOENT".
 import fs from 'node:fs';
 import { AT_FDCWD, O } from '../kernel/index.ts';
-import { RemoteSysError, type Tracee } from './tracee.ts';
+import { RemoteSysError, type SysArg, type Tracee } from './tracee.ts';
 import type { InjectionArea } from './area.ts';
 
 export function openInTask(t: Tracee, area: InjectionArea, path: string, flags: number, mode = 0): bigint {
+  return openAtInTask(t, area, AT_FDCWD, path, flags, mode);
+}
+
+/** openat injected into a tracee, relative to its fd `dir`. */
+export function openAtInTask(t: Tracee, area: InjectionArea, dir: SysArg, path: string, flags: number, mode = 0): bigint {
   try {
-    return t.syscall('openat', AT_FDCWD, area.putString(path), flags, mode);
+    return t.syscall('openat', dir, area.putString(path), flags, mode);
   } catch (e) {
     if (e instanceof RemoteSysError) throw new RemoteSysError(e.tid, `openat ${path}`, e.errno);
     throw e;

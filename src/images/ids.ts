@@ -6,8 +6,12 @@ import { messages } from './schema/index.ts';
 import type { FieldDef, MessageDef } from './proto.ts';
 
 export type IdKind = 'uid' | 'gid';
-/** A field of ids: one, a list of them, or a mount's options string with `uid=N` and `gid=N`. */
-type IdField = IdKind | 'options';
+/**
+ * A field of ids: one, a list of them, a mount's options string with `uid=N` and `gid=N`, or
+ * sysctl entries whose strings are a range of gids (net.ipv4.ping_group_range, CRIU's only
+ * ipv4_sysctl: "LOW\tHIGH"; its default "1 0", no gid at all, stays as it is).
+ */
+type IdField = IdKind | 'options' | 'gidRange';
 
 /**
  * Every message field that CRIU keeps as the namespace's id, by message name. CRIU keeps
@@ -33,6 +37,7 @@ const ID_FIELDS: Record<string, Record<string, IdField>> = {
   ipc_desc_entry: { uid: 'uid', gid: 'gid', cuid: 'uid', cgid: 'gid' },
   file_perms_entry: { uid: 'uid', gid: 'gid' },
   mnt_entry: { options: 'options' },
+  netns_entry: { ipv4_sysctl: 'gidRange' },
 };
 
 const defs = messages as unknown as Record<string, MessageDef>;
@@ -73,6 +78,8 @@ export function mapIds<T>(
           /(^|,)(uid|gid)=(\d+)(?=,|$)/g,
           (_, pre: string, k: IdKind, n: string) => `${pre}${k}=${fn(k, Number(n), `${name}.${f.name} ${k}=`)}`,
         );
+    } else if (kind === 'gidRange') {
+      if (Array.isArray(v)) obj[f.name] = v.map((x: { sarg?: string }, i: number) => gidRange(x, fn, `${name}.${f.name}[${i}]`));
     } else if (kind) {
       if (Array.isArray(v)) obj[f.name] = v.map((x: number) => fn(kind, x, `${name}.${f.name}`));
       else if (typeof v === 'number') obj[f.name] = fn(kind, v, `${name}.${f.name}`);
@@ -82,4 +89,10 @@ export function mapIds<T>(
     }
   }
   return obj as T;
+}
+
+function gidRange<T extends { sarg?: string }>(e: T, fn: (kind: IdKind, id: number, path: string) => number, path: string): T {
+  const m = e.sarg === undefined ? null : /^(\d+)\s+(\d+)\s*$/.exec(e.sarg);
+  if (!m || (m[1] === '1' && m[2] === '0')) return e;
+  return { ...e, sarg: `${fn('gid', Number(m[1]), path)}\t${fn('gid', Number(m[2]), path)}` };
 }

@@ -25,5 +25,5 @@ export {
 export * from './structs.ts';
 export * as sock from './inet.ts';
 export * as tcp from './tcpstream.ts';
-export { inNamespaces, inNetNsFd, newNetNs } from './ns.ts';
+export { inNamespaces, inNetNsFd } from './ns.ts';
 export * as sysv from './sysvipc.ts';

@@ -3,7 +3,7 @@
 // namespace change would move the fs_struct every Node thread shares.
 import fs from 'node:fs';
 import { CLONE } from './constants.ts';
-import { setns, pidfdOpen, close, unshare } from './syscalls.ts';
+import { setns, pidfdOpen, close } from './syscalls.ts';
 
 const JOINABLE: Array<[number, string]> = [
   [CLONE.NEWNET, 'net'],
@@ -45,21 +45,6 @@ export function inNetNsFd<T>(nsFd: number, fn: () => T): T {
     setns(nsFd, CLONE.NEWNET);
     try {
       return fn();
-    } finally {
-      setns(home, CLONE.NEWNET);
-    }
-  } finally {
-    fs.closeSync(home);
-  }
-}
-
-/** A new network namespace, held by the returned fd (the main thread stays home). */
-export function newNetNs(): number {
-  const home = fs.openSync('/proc/thread-self/ns/net', 'r');
-  try {
-    unshare(CLONE.NEWNET);
-    try {
-      return fs.openSync('/proc/thread-self/ns/net', 'r');
     } finally {
       setns(home, CLONE.NEWNET);
     }

@@ -56,6 +56,11 @@ const NR = {
   fanotify_mark: sysnr('fanotify_mark'),
   mount: sysnr('mount'),
   setresuid: sysnr('setresuid'),
+  setresgid: sysnr('setresgid'),
+  setfsuid: sysnr('setfsuid'),
+  setfsgid: sysnr('setfsgid'),
+  capget: sysnr('capget'),
+  capset: sysnr('capset'),
   umount2: sysnr('umount2'),
   sched_getaffinity: sysnr('sched_getaffinity'),
   sched_setaffinity: sysnr('sched_setaffinity'),
@@ -415,6 +420,45 @@ export function withThreadUids<T>(uid: number, euid: number, fn: () => T): T {
     return fn();
   } finally {
     syscall('setresuid(0, 0)', NR.setresuid, 0, 0, 0xffffffff);
+  }
+}
+
+/**
+ * Run `fn` with the calling thread's effective gid set to `egid`, then back to `back` (criu-ts
+ * runs as root: its gids are 0). This thread only, as withThreadUids.
+ */
+export function withThreadEgid<T>(egid: number, fn: () => T, back = 0): T {
+  syscall(`setresgid(-1, ${egid})`, NR.setresgid, 0xffffffff, egid, 0xffffffff);
+  try {
+    return fn();
+  } finally {
+    syscall(`setresgid(-1, ${back})`, NR.setresgid, 0xffffffff, back, 0xffffffff);
+  }
+}
+
+/**
+ * Run `fn` with the calling thread's file-system ids set to `uid` and `gid`, for files made
+ * on a file system of a user namespace, which the kernel refuses to an fsuid it does not map
+ * (EOVERFLOW). A nonzero fsuid drops the file capabilities (CAP_DAC_OVERRIDE...) from the
+ * effective set: they are raised again from the permitted one, and come back by themselves
+ * with fsuid 0. This thread only, as withThreadUids.
+ */
+export function withThreadFsIds<T>(uid: number, gid: number, fn: () => T): T {
+  syscall(`setfsgid(${gid})`, NR.setfsgid, gid);
+  syscall(`setfsuid(${uid})`, NR.setfsuid, uid);
+  try {
+    const hdr = Buffer.alloc(8);
+    hdr.writeUInt32LE(0x20080522, 0); // _LINUX_CAPABILITY_VERSION_3, this thread
+    const caps = Buffer.alloc(24);
+    syscall('capget', NR.capget, addressOf(hdr), addressOf(caps));
+    // Two {effective, permitted, inheritable} words: effective := permitted.
+    caps.writeUInt32LE(caps.readUInt32LE(4), 0);
+    caps.writeUInt32LE(caps.readUInt32LE(16), 12);
+    syscall('capset', NR.capset, addressOf(hdr), addressOf(caps));
+    return fn();
+  } finally {
+    syscall('setfsuid(0)', NR.setfsuid, 0);
+    syscall('setfsgid(0)', NR.setfsgid, 0);
   }
 }
 

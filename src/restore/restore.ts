@@ -21,6 +21,7 @@ import {
   restorePdeathSig,
   restoreSeccomp,
   seccompChain,
+  unsetLoginuid,
 } from '../resources/task/index.ts';
 import { CgroupRestore, CG_MODE, type CgroupRestoreOptions } from '../resources/cgroups.ts';
 import { restoreFileLocks } from '../resources/files/locks.ts';
@@ -249,6 +250,10 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
           const fd = ns.made.ptys?.get(index);
           ns.made.ptys?.delete(index);
           return fd;
+        },
+        laterMount: (mntId) => {
+          const mntNs = ctx!.mntOf.get(mntId);
+          return mntNs !== undefined && mntNs !== ns.rootIds.mnt_ns_id;
         },
         mntRoot: (id) => {
           if (!ctx!.nsRoot) return undefined;
@@ -509,6 +514,7 @@ function createTree(ctx: Ctx): void {
   // A tree in a user namespace of its own may not take fds from criu-ts: they are sent to it.
   if (ctx.ns.flags & CLONE.NEWUSER && ctx.helper) {
     const h = ctx.helper.tracee;
+    unsetLoginuid(h, ctx.helper.area);
     h.holdCourier(above + 1);
     const { local } = h.courier!;
     ctx.releaseHooks.push(() => fs.closeSync(local));

@@ -200,11 +200,7 @@ export function restoreInheritable(ctx: Ctx, l: Live<LivePlan>, parent: LivePlan
 
 /** An fd opened once the whole tree exists (opensLate): on a mount of a namespace other than the root's. */
 function late(ctx: Ctx, e: Message<'fdinfo_entry'>): boolean {
-  const rootMnt = ctx.ns.rootIds.mnt_ns_id;
-  return opensLate(ctx.files.get(e.id), treeIds(ctx), (mntId) => {
-    const ns = ctx.mntOf.get(mntId);
-    return ns !== undefined && ns !== rootMnt;
-  });
+  return opensLate(ctx.files.get(e.id), treeIds(ctx), ctx.fileCtx);
 }
 
 /** Every PID and TID of the restored tree. */
@@ -227,7 +223,14 @@ export function restoreTask(ctx: Ctx, l: Live<LivePlan>): void {
       ctx.req.log,
       `task ${t.pid}: ${lateFds.length} fd(s) of files in /proc or mount namespaces of the tree from fdinfo-${t.ids.files_id}.img`,
     );
-    addFds(stub, lateFds, openForRestore(lateFds, ctx.fileCtx, ctx.locals), getpid(), t.fdinfo);
+    const netRoot = ctx.ns.ownNet ? ctx.rootHost : undefined;
+    addFds(
+      stub,
+      lateFds,
+      inNetOf(netRoot, () => openForRestore(lateFds, ctx.fileCtx, ctx.locals)),
+      getpid(),
+      t.fdinfo,
+    );
   }
   // A session leader takes back its controlling terminal (a pseudo-terminal of the dump) with
   // its foreground group, before any task of the session opens /dev/tty again.

@@ -7,7 +7,7 @@
  * naming the image, before any process exists.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -37,17 +37,20 @@ const mapOf = (pid: number, f: string) =>
     .map((l) => l.trim().split(/\s+/).join(' '))
     .join('\n');
 
-async function startBox(c: { dir: string; subdir(n: string): string }): Promise<{ launcher: number; init: number; log: string }> {
+async function startBox(
+  c: { dir: string; subdir(n: string): string },
+  mode?: 'chroot' | 'ping',
+): Promise<{ launcher: number; init: number; log: string; dir: string }> {
   // Its uid 0 is the host's 100000, which must reach the directory.
   chmodSync(c.dir, 0o755);
   const dir = c.subdir('box');
   chmodSync(dir, 0o777);
   const log = join(c.dir, 'box.log');
-  const t = startTarget([workload('usernsbox'), dir, '100'], { logFile: log });
+  const t = startTarget([workload('usernsbox'), dir, '100', ...(mode ? [mode] : [])], { logFile: log });
   const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the box');
   await waitForCounter(log, 3, 10_000);
   for (const d of descendants(t.pid)) adopt(d);
-  return { launcher: t.pid, init, log };
+  return { launcher: t.pid, init, log, dir };
 }
 
 function dumpBox(box: { launcher: number; init: number }, img: string): void {
@@ -56,6 +59,23 @@ function dumpBox(box: { launcher: number; init: number }, img: string): void {
   reap(box.launcher, 10_000);
   reap(box.init, 10_000);
   for (const k of kids) reap(k, 10_000);
+}
+
+/** Restore the box (-d) and wait for its worker to count on past `before`: the new root, its descendants, the worker's line. */
+async function restoreBox(
+  box: { log: string },
+  img: string,
+  before: string,
+): Promise<{ host: number; kids: number[]; after: Record<string, string> }> {
+  const marks = readLines(box.log).length;
+  const pidfile = join(img, 'root.pid');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  const kids = descendants(host);
+  for (const k of kids) adopt(k);
+  const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
+  return { host, kids, after };
 }
 
 e2e('a tree in a user namespace of its own comes back with its maps, credentials and file owners', async (c) => {
@@ -83,14 +103,7 @@ e2e('a tree in a user namespace of its own comes back with its maps, credentials
   assert.deepEqual([creds?.uid, creds?.euid, creds?.suid, creds?.gid, creds?.egid, creds?.sgid], [1000, 1002, 100005, 1001, 1003, 100006]);
   assert.deepEqual(creds?.groups, [7, 100008]);
   // The tree's pid namespace pids are those inside: 1 and 2.
-  const marks = readLines(box.log).length;
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  const kids = descendants(host);
-  for (const k of kids) adopt(k);
-  const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
+  const { host, kids, after } = await restoreBox(box, img, before);
   assert.equal(after.pid, '2');
   assert.equal(after.uid, '1000,1002,100005', 'real, effective and saved uids, seen from inside');
   assert.equal(after.gid, '1001,1003,100006');
@@ -102,6 +115,76 @@ e2e('a tree in a user namespace of its own comes back with its maps, credentials
   assert.notEqual(readlinkSync(`/proc/${host}/ns/user`), readlinkSync('/proc/self/ns/user'));
   // The other namespaces belong to the new user namespace: the root can act on them.
   assert.match(readFileSync(`/proc/${kids[0]}/status`, 'utf8'), /^Uid:\s+101000\s+101002\s+300005\s+101002$/m, "the worker's host uids");
+  killAndReap(host);
+  for (const k of kids) reap(k, 10_000);
+});
+
+e2e('chrooted tasks in a user namespace come back chrooted, their unset loginuid left as it is', async (c) => {
+  const box = await startBox(c, 'chroot');
+  const before = lastLine(box.log);
+  assert.equal(field(before, 'owner'), '1000:1001', 'the worker sees DIR/owned as /owned');
+  const tasks = () => [box.init, ...descendants(box.init)];
+  assert.deepEqual(
+    tasks().map((p) => readlinkSync(`/proc/${p}/root`)),
+    [box.dir, box.dir],
+  );
+  const loginuids = tasks().map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8'));
+  const img = c.subdir('img');
+  dumpBox(box, img);
+  const { host, kids, after } = await restoreBox(box, img, before);
+  assert.equal(after.owner, '1000:1001', 'the worker still sees /owned: its root is DIR');
+  const again = [host, ...kids];
+  assert.deepEqual(
+    again.map((p) => readlinkSync(`/proc/${p}/root`)),
+    [box.dir, box.dir],
+  );
+  assert.deepEqual(
+    again.map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8')),
+    loginuids,
+  );
+  killAndReap(host);
+  for (const k of kids) reap(k, 10_000);
+});
+
+e2e('restored by a criu-ts with a loginuid of its own, a tree in a user namespace keeps its unset loginuid', async (c) => {
+  const box = await startBox(c);
+  const tasks = (root: number) => [root, ...descendants(root)];
+  const unset = tasks(box.init).map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8'));
+  assert.deepEqual(unset, ['4294967295', '4294967295']);
+  const img = c.subdir('img');
+  dumpBox(box, img);
+  // 100005 is 5 inside: the tasks would inherit it, and could not unset it from inside.
+  const pidfile = join(img, 'root.pid');
+  const r = spawnSync(
+    'sh',
+    ['-c', 'echo 100005 > /proc/self/loginuid && exec "$@"', 'sh', CRIU_BIN, 'restore', '-D', img, '-d', '--pidfile', pidfile],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  const kids = descendants(host);
+  for (const k of kids) adopt(k);
+  assert.deepEqual(
+    tasks(host).map((p) => readFileSync(`/proc/${p}/loginuid`, 'utf8')),
+    unset,
+  );
+  killAndReap(host);
+  for (const k of kids) reap(k, 10_000);
+});
+
+e2e("a ping socket in a user namespace comes back, its ping_group_range kept in the namespace's gids", async (c) => {
+  const box = await startBox(c, 'ping');
+  const before = lastLine(box.log);
+  assert.equal(field(before, 'ping'), '1000,1003,1', 'the worker holds a ping socket');
+  const img = c.subdir('img');
+  dumpBox(box, img);
+  const netns = readdirSync(img).find((n) => /^netns-\d+\.img$/.test(n));
+  assert.ok(netns, 'netns-N.img written');
+  const [conf] = readMessages(join(img, netns), 'netns_entry');
+  assert.equal(conf.ipv4_sysctl[0]?.sarg, '1000\t1003', "the range in the namespace's gids (CRIU's image)");
+  const { host, kids, after } = await restoreBox(box, img, before);
+  assert.equal(after.ping, '1000,1003,1', 'the same range seen from inside, and a ping socket still');
   killAndReap(host);
   for (const k of kids) reap(k, 10_000);
 });

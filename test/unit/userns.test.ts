@@ -26,6 +26,19 @@ test('ids of nested messages are translated both ways, credentials only into the
   assert.equal(maps.toHost('task_core_entry', { loginuid: 3 }, 'x.img').loginuid, 3, 'the task writes its loginuid');
 });
 
+test("a network namespace's ping_group_range is kept in the namespace's gids, as CRIU keeps it", () => {
+  const netns = { ipv4_sysctl: [{ type: 5, sarg: '100000\t300999' }], unix_conf: [{ type: 6, iarg: 10 }] };
+  const inNs = maps.toNs('netns_entry', netns);
+  assert.equal(inNs.ipv4_sysctl[0].sarg, '0\t100999');
+  assert.equal(maps.toHost('netns_entry', inNs, 'netns-2.img').ipv4_sysctl[0].sarg, '100000\t300999', 'criu-ts writes it from outside');
+  const none = { ipv4_sysctl: [{ type: 5, sarg: '1\t0' }] };
+  assert.deepEqual(maps.toNs('netns_entry', none), none, 'the default (no gid at all) stays as it is');
+  assert.throws(
+    () => maps.toNs('netns_entry', { ipv4_sysctl: [{ type: 5, sarg: '0 2147483647' }] }),
+    /ipv4_sysctl\[0\]: gid 0 is not mapped/,
+  );
+});
+
 test('an id the namespace cannot see is refused naming the field', () => {
   assert.throws(() => maps.toNs('ghost_file_entry', { uid: 0, gid: 100000 }), /ghost_file_entry\.uid: uid 0 is not mapped/);
   assert.throws(

@@ -3,13 +3,17 @@
  * (inside 0..65535 is outside 100000..165535, inside 100000..100999 is outside 300000..300999),
  * together with PID, UTS and IPC namespaces it owns (and a mount namespace with `mnt`). The
  * launcher writes the maps, then its child, pid 1 inside, mounts a tmpfs on DIR (with `mnt`),
- * makes DIR/owned owned by 1000:1001,
+ * makes DIR/owned owned by 1000:1001, chroots into DIR (with `chroot`: DIR is / then),
+ * or, with `ping`, in a network namespace of its own too, sets its net.ipv4.ping_group_range
+ * to 1000..1003,
  * forks a worker that becomes uid 1000 (real), 1002 (effective), 100005 (saved), gids
  * 1001/1003/100006 and groups 7, 100008, and prints every interval what it sees from inside:
  *
- *   i=N pid=P uid=R,E,S gid=R,E,S groups=G,... owner=U:G mnt=tmpfs|none
+ *   i=N pid=P uid=R,E,S gid=R,E,S groups=G,... owner=U:G mnt=tmpfs|none [ping=LOW,HIGH,OK]
  *
- *   usernsbox DIR [interval_ms [mnt]]    (the launcher's stdout is the log)
+ * where, with `ping`, the worker holds an ICMP echo socket it made (OK: 1 while it is one).
+ *
+ *   usernsbox DIR [interval_ms [mnt|chroot|ping]]    (the launcher's stdout is the log)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -21,7 +25,9 @@
 #include <grp.h>
 #include <time.h>
 #include <unistd.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -29,7 +35,7 @@
 
 static long interval = 200;
 static const char *dir;
-static int own_mnt;
+static int own_mnt, in_chroot, own_net;
 static int sync_pipe[2];
 
 static void nap(long ms)
@@ -52,6 +58,9 @@ static int worker(void)
 		die("worker ids");
 	/* Changing ids cleared it: CRIU's helper in the namespace must read /proc/PID/ns. */
 	prctl(PR_SET_DUMPABLE, 1);
+	int ping = own_net ? socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) : -1;
+	if (own_net && ping < 0)
+		die("ping socket");
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/owned", dir);
 	for (long i = 1;; i++) {
@@ -67,7 +76,20 @@ static int worker(void)
 		printf("i=%ld pid=%d uid=%u,%u,%u gid=%u,%u,%u groups=", i, getpid(), r, e, s, rg, eg, sg);
 		for (int k = 0; k < n; k++)
 			printf("%s%u", k ? "," : "", g[k]);
-		printf(" owner=%d:%d mnt=%s\n", ok ? (int)st.st_uid : -1, ok ? (int)st.st_gid : -1, tmp ? "tmpfs" : "none");
+		printf(" owner=%d:%d mnt=%s", ok ? (int)st.st_uid : -1, ok ? (int)st.st_gid : -1, tmp ? "tmpfs" : "none");
+		if (own_net) {
+			unsigned lo = 0, hi = 0;
+			int proto = 0;
+			socklen_t l = sizeof(proto);
+			FILE *f = fopen("/proc/sys/net/ipv4/ping_group_range", "r");
+			if (!f || fscanf(f, "%u %u", &lo, &hi) != 2)
+				lo = hi = 0;
+			if (f)
+				fclose(f);
+			getsockopt(ping, SOL_SOCKET, SO_PROTOCOL, &proto, &l);
+			printf(" ping=%u,%u,%d", lo, hi, proto == IPPROTO_ICMP);
+		}
+		printf("\n");
 		fflush(stdout);
 		nap(interval);
 	}
@@ -85,12 +107,22 @@ static int init(void *arg)
 	prctl(PR_SET_DUMPABLE, 1);
 	if (own_mnt && (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) || mount("box", dir, "tmpfs", 0, "mode=755")))
 		die("mount");
+	if (own_net) {
+		FILE *f = fopen("/proc/sys/net/ipv4/ping_group_range", "w");
+		if (!f || fprintf(f, "1000 1003") < 0 || fclose(f))
+			die("ping_group_range");
+	}
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/owned", dir);
 	int fd = open(path, O_CREAT | O_WRONLY, 0644);
 	if (fd < 0 || fchown(fd, 1000, 1001))
 		die("owned");
 	close(fd);
+	if (in_chroot) {
+		if (chroot(dir) || chdir("/"))
+			die("chroot");
+		dir = "";
+	}
 	pid_t w = fork();
 	if (w == 0)
 		return worker();
@@ -116,12 +148,14 @@ int main(int argc, char **argv)
 	if (argc > 2)
 		interval = atol(argv[2]);
 	own_mnt = argc > 3 && !strcmp(argv[3], "mnt");
+	in_chroot = argc > 3 && !strcmp(argv[3], "chroot");
+	own_net = argc > 3 && !strcmp(argv[3], "ping");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (pipe(sync_pipe))
 		die("pipe");
 	static char stack[1 << 16];
 	pid_t pid = clone(init, stack + sizeof(stack),
-			  CLONE_NEWUSER | CLONE_NEWPID | (own_mnt ? CLONE_NEWNS : 0) | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD, NULL);
+			  CLONE_NEWUSER | CLONE_NEWPID | (own_mnt ? CLONE_NEWNS : 0) | (own_net ? CLONE_NEWNET : 0) | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD, NULL);
 	if (pid < 0)
 		die("clone");
 	const char *map = "0 100000 65536\n100000 300000 1000\n";

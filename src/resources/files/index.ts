@@ -13,6 +13,7 @@ import { pidfdFile } from './pidfd.ts';
 import { nsFile } from './nsfile.ts';
 import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
+import { lateSockets } from '../net/unix-restore.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
 import { inetFile } from '../net/inet.ts';
 import { netlinkFile } from '../net/netlink.ts';
@@ -292,13 +293,16 @@ export function addFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, number>, 
 /**
  * A file under /proc/PID of a task of the tree (`tree`): it can be opened only once that task
  * exists with its fds (a task's own /proc/self/fdinfo/N, a parent's /proc/CHILD/stat). Likewise
- * a file, watch or mark on a mount of a mount namespace the root is not in (`laterMount`): the
- * task that holds that namespace may come after this one.
+ * a file, watch or mark on a mount of a mount namespace the root is not in (ctx.laterMount):
+ * the task that holds that namespace may come after this one; and a unix socket bound there,
+ * with its group (lateSockets).
  */
-export function opensLate(file: FileEntry | undefined, tree: Set<number>, laterMount?: (mntId: number) => boolean): boolean {
+export function opensLate(file: FileEntry | undefined, tree: Set<number>, ctx: RestoreFileCtx): boolean {
   const m = file?.reg ? /^\/proc\/(\d+)(\/|$)/.exec(file.reg.name) : null;
   if (m !== null && tree.has(Number(m[1]))) return true;
+  const laterMount = ctx.laterMount;
   if (!laterMount || !file) return false;
+  if (file.usk) return lateSockets(ctx).has(file.usk.ino);
   const ids = [
     file.reg?.mnt_id,
     ...(file.ify?.wd.map((w) => w.f_handle.mnt_id) ?? []),
@@ -363,10 +367,7 @@ export function afterInstallInFlight(
       const src = local.get(id);
       if (!file || !kind?.afterInstall || src === undefined || done.has(id)) continue;
       done.add(id);
-      // In a new PID namespace the tracee cannot name criu-ts: it has a pidfd of it already.
-      const pidfd = t.pidfdOfTracer();
-      const fd = t.syscall('pidfd_getfd', pidfd, src, 0);
-      t.syscallRaw('close', pidfd);
+      const fd = t.takeFd(src);
       try {
         kind.afterInstall(file, Number(fd), t, area, ctx);
       } finally {

@@ -110,6 +110,11 @@ export interface RestoreFileCtx {
    * before criu-ts chroots there: no other thread of criu-ts opens a file by path after it.
    */
   mntRoot?(mntId: number | undefined): string | undefined;
+  /**
+   * Is mount `mntId` in a mount namespace that a task below the root makes? Files on it
+   * open once every task exists (opensLate); undefined without mount namespaces of the tree.
+   */
+  laterMount?(mntId: number): boolean;
   /** criu-ts's fd of the master of pty `index` if the mount restore opened it already (once). */
   presetPty?(index: number): number | undefined;
   /** criu-ts's local fd of a file id (a file in flight), opened on first use and shared with the tasks' fds. */

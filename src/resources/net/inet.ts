@@ -10,7 +10,7 @@ import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDu
 import { endpointName } from './netlock.ts';
 import { inetDiag, type DiagSock } from './diag.ts';
 import { int, bool, setInt, dumpSkOpts, restoreSkOpts } from './skopts.ts';
-import { isRawOrPing, dumpRawOpts, restoreRawOpts } from './raw.ts';
+import { isRawOrPing, dumpRawOpts, restoreRawOpts, inetSocket } from './raw.ts';
 import { forSocket, inOwnNetns, protoNameOf } from './sockfd.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { Message, MessageInput } from '../types.ts';
@@ -302,7 +302,7 @@ function refuseTakenPort(e: InetEntry, src: Endpoint, ours: Set<number>): void {
 
 function openInet(e: InetEntry, ctx: RestoreFileCtx, st: DumpState): number {
   const where = `inet socket ${e.id} (ino ${e.ino})`;
-  const fd = ctx.keep(sock.socket(e.family, e.type | sock.SOCK.CLOEXEC, e.proto));
+  const fd = ctx.keep(inetSocket(e.family, e.type | sock.SOCK.CLOEXEC, e.proto));
   if (e.v6only) sock.setsockoptInt(fd, SOL.IPV6, IPV6.V6ONLY, 1);
   // Bound on top of the old socket's leftovers (TIME_WAIT, a listener's port); the task's
   // own SO_REUSEADDR and SO_REUSEPORT come back last.

@@ -1,15 +1,34 @@
 // What raw (SOCK_RAW, any protocol) and ICMP echo ("ping", SOCK_DGRAM with IPPROTO_ICMP or
 // ICMPV6) sockets add to an inet socket: CRIU's ip_opts_raw_entry (IP_HDRINCL, IP_NODEFRAG,
 // the ICMP type filters). Their queued packets are not saved, as in CRIU.
-import { sock } from '../../kernel/index.ts';
+import fs from 'node:fs';
+import { sock, withThreadEgid, SysError } from '../../kernel/index.ts';
 import { int } from './skopts.ts';
 import type { Message, MessageInput } from '../types.ts';
 
 const { SOL, IP, IPV6, AF, IPPROTO, SOCK } = sock;
 
+const isPing = (type: number, proto: number): boolean => type === SOCK.DGRAM && (proto === IPPROTO.ICMP || proto === IPPROTO.ICMPV6);
+
 /** A socket whose "port" is not an inet port: a raw socket's protocol, a ping socket's ident. */
-export const isRawOrPing = (type: number, proto: number): boolean =>
-  type === SOCK.RAW || (type === SOCK.DGRAM && (proto === IPPROTO.ICMP || proto === IPPROTO.ICMPV6));
+export const isRawOrPing = (type: number, proto: number): boolean => type === SOCK.RAW || isPing(type, proto);
+
+/**
+ * A new socket in criu-ts's network namespace. The kernel lets a ping socket be made only by
+ * a gid in the namespace's net.ipv4.ping_group_range, which in a user namespace of its own
+ * holds the namespace's gids, not root's: as the tree's tasks made it (and CRIU's task makes
+ * it again), it is made with the range's first gid as this thread's effective gid.
+ */
+export function inetSocket(family: number, type: number, proto: number): number {
+  try {
+    return sock.socket(family, type, proto);
+  } catch (e) {
+    if (!(e instanceof SysError && e.code === 'EACCES' && isPing(type & 0xf, proto))) throw e;
+    const [low, high] = fs.readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (!(low <= high)) throw e;
+    return withThreadEgid(low, () => sock.socket(family, type, proto));
+  }
+}
 
 /** sizeof(struct icmp_filter) and sizeof(struct icmp6_filter), in u32 words. */
 const filterWords = (family: number): number => (family === AF.INET6 ? 8 : 1);

@@ -25,6 +25,7 @@ import {
   chroot,
   fchdir,
   getpid,
+  withThreadFsIds,
   F,
   O,
   SysError,
@@ -88,7 +89,8 @@ function inNameRoot<T>(ctx: RestoreFileCtx, e: UnixEntry, fn: () => T): T {
  * bind() in the root of the name's mount namespace and criu-ts's cwd: a relative name from its
  * directory, a stale socket file replaced. A name whose file was deleted is bound on a file
  * made for it: whatever has the name now is parked aside, and missing directories are made;
- * unlinkGhost undoes it.
+ * unlinkGhost undoes it. The files are made as the socket file's owner: a file system of a
+ * user namespace takes no file from an id it does not map (criu-ts's root).
  */
 function bindName(fd: number, e: UnixEntry): Ghost | undefined {
   const name = Buffer.from(e.name);
@@ -96,6 +98,11 @@ function bindName(fd: number, e: UnixEntry): Ghost | undefined {
     bindUnix(fd, name);
     return undefined;
   }
+  const owner = e.file_perms;
+  return owner ? withThreadFsIds(owner.uid, owner.gid, () => bindPath(fd, e, name)) : bindPath(fd, e, name);
+}
+
+function bindPath(fd: number, e: UnixEntry, name: Buffer): Ghost | undefined {
   const rel = showName(name);
   const full = e.name_dir ? path.resolve(e.name_dir, rel) : path.resolve(rel);
   const ghost: Ghost | undefined = e.deleted ? { full, madeDirs: [] } : undefined;
@@ -201,13 +208,59 @@ function readQueues(ctx: RestoreFileCtx, all: Map<number, UnixEntry>): Map<numbe
   return queues;
 }
 
+/** Memo of lateSockets, per restore (its file map). */
+const lateMemo = new WeakMap<Map<number, unknown>, Set<number>>();
+
 /**
- * Make every unix socket of the dump, connected as dumped, with its queue, options and
- * shutdown state. A socket bound to a deleted file is settled at once (its clients connect,
- * its queue is sent by name, the file is removed), so that another can bind the same name.
+ * The unix sockets (inodes) made once every task exists: a name on a mount of a mount
+ * namespace that a task below the root makes is bound in that namespace, reachable only then.
+ * Every socket connected to such a socket, or in flight in its queue, or holding it in flight,
+ * comes with it (and theirs in turn): each group is made whole at once.
  */
-export function restoreAll(ctx: RestoreFileCtx): Map<number, number> {
+export function lateSockets(ctx: RestoreFileCtx): Set<number> {
+  const memo = lateMemo.get(ctx.files);
+  if (memo) return memo;
+  const late = new Set<number>();
+  lateMemo.set(ctx.files, late);
+  const laterMount = ctx.laterMount;
+  if (!laterMount) return late;
   const all = unixEntries(ctx);
+  const links = new Map<number, number[]>();
+  const link = (a: number, b: number): void => {
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ]) {
+      const l = links.get(x) ?? [];
+      l.push(y);
+      links.set(x, l);
+    }
+  };
+  for (const e of all.values()) if (e.peer) link(e.ino, e.peer);
+  const byId = new Map([...all.values()].map((e) => [e.id, e]));
+  for (const { entry } of ctx.entries(IMG.SK_QUEUES)) {
+    const e = byId.get(entry.id_for);
+    if (e) for (const r of entry.scm.flatMap((sc) => sc.rights)) if (byId.has(r)) link(e.ino, byId.get(r)!.ino);
+  }
+  const todo = [...all.values()]
+    .filter((e) => isPathName(Buffer.from(e.name)) && e.mnt_id !== undefined && e.mnt_id >= 0 && laterMount(e.mnt_id))
+    .map((e) => e.ino);
+  for (let ino = todo.pop(); ino !== undefined; ino = todo.pop()) {
+    if (late.has(ino)) continue;
+    late.add(ino);
+    todo.push(...(links.get(ino) ?? []));
+  }
+  return late;
+}
+
+/**
+ * Make every unix socket of the dump that `pick` selects (a whole group: see lateSockets),
+ * connected as dumped, with its queue, options and shutdown state. A socket bound to a deleted
+ * file is settled at once (its clients connect, its queue is sent by name, the file is
+ * removed), so that another can bind the same name.
+ */
+export function restoreAll(ctx: RestoreFileCtx, pick: (e: UnixEntry) => boolean = () => true): Map<number, number> {
+  const all = new Map([...unixEntries(ctx)].filter(([, e]) => pick(e)));
   const fds = new Map<number, number>();
   const queues = readQueues(ctx, all);
   const connected = new Set<number>(),

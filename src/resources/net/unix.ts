@@ -33,7 +33,7 @@ import { NotSupportedError } from '../../errors.ts';
 import { FD_TYPE, FASYNC, S_IFMT, S_IFSOCK, fown, statefulKind, type FdProbe, type DumpFileCtx } from '../files/types.ts';
 import type { MessageInput } from '../types.ts';
 import { TCP_ESTABLISHED, TCP_LISTEN, USK_EXTERN, isPathName, showName } from './unix-common.ts';
-import { restoreAll } from './unix-restore.ts';
+import { lateSockets, restoreAll } from './unix-restore.ts';
 import { encodeFilter } from './skopts.ts';
 import { sockIno, withCopy, socketHolders } from './sockfd.ts';
 
@@ -185,13 +185,16 @@ function dumpOpts(fd: number): MessageInput<'sk_opts_entry'> {
   };
 }
 
-/** The mount ids of the root task's mount namespace, read once per dump (keyed by its file context). */
-const rootMounts = new WeakMap<DumpFileCtx, Set<number>>();
-function rootMountIds(ctx: DumpFileCtx): Set<number> {
-  let ids = rootMounts.get(ctx);
+/** The mount ids of the tree's mount namespaces, read once per dump (keyed by its file context). */
+const treeMounts = new WeakMap<DumpFileCtx, Set<number>>();
+function treeMountIds(ctx: DumpFileCtx): Set<number> {
+  let ids = treeMounts.get(ctx);
   if (!ids) {
-    ids = new Set(parseMountinfo(fs.readFileSync(`/proc/${ctx.treePids[0]}/mountinfo`, 'utf8')).map((m) => m.mntId));
-    rootMounts.set(ctx, ids);
+    const one = new Map(ctx.treePids.map((pid) => [fs.readlinkSync(`/proc/${pid}/ns/mnt`), pid]));
+    ids = new Set(
+      [...one.values()].flatMap((pid) => parseMountinfo(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8')).map((m) => m.mntId)),
+    );
+    treeMounts.set(ctx, ids);
   }
   return ids;
 }
@@ -202,7 +205,7 @@ function boundFile(
   d: UnixDiag,
   name: Buffer,
   where: string,
-  rootMounts: ReadonlySet<number> | undefined,
+  treeMounts: ReadonlySet<number> | undefined,
 ): Pick<MessageInput<'unix_sk_entry'>, 'deleted' | 'file_perms' | 'name_dir' | 'mnt_id'> {
   let fd: number;
   try {
@@ -218,14 +221,12 @@ function boundFile(
     else if (d.vfs && d.vfs.ino !== Number(st.ino)) deleted = true;
     const out: ReturnType<typeof boundFile> = { file_perms: { mode: st.mode, uid: st.uid, gid: st.gid } };
     if (deleted) out.deleted = true;
-    // Its name is resolved in the mount namespace of that mount at restore.
-    if (rootMounts) {
+    // Its name is bound again in the mount namespace of that mount at restore.
+    if (treeMounts) {
       out.mnt_id = Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
-      // All unix sockets are made again, and named, before the tasks of the tree's other mount
-      // namespaces exist: a name there would be bound in the root's namespace instead.
-      if (!rootMounts.has(out.mnt_id))
+      if (!treeMounts.has(out.mnt_id))
         throw new NotSupportedError(
-          `${where}: unix socket ${showName(name)} is bound on mount ${out.mnt_id}, of another mount namespace than the root task's`,
+          `${where}: unix socket ${showName(name)} is bound on mount ${out.mnt_id}, of a mount namespace no task of the tree is in`,
         );
     }
     const rel = showName(name);
@@ -344,7 +345,7 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
       ...(shut ? { shutdown: shut } : {}),
       ns_id: nsId,
       ...(peekOff >= 0 ? { peek_off: peekOff } : {}),
-      ...(isPathName(name) ? boundFile(copy, d, name, where, ctx.mntIds ? rootMountIds(ctx) : undefined) : {}),
+      ...(isPathName(name) ? boundFile(copy, d, name, where, ctx.mntIds ? treeMountIds(ctx) : undefined) : {}),
     };
     if (d.state !== TCP_LISTEN && d.rqlen?.rqueue) {
       for (const { m, ids } of peekQueue(copy, p.pid, where, ctx)) {
@@ -367,9 +368,14 @@ function dumpUnix(p: FdProbe, id: number, ctx: DumpFileCtx, st: DumpState): Mess
   });
 }
 
-/** Sockets made for a restore, by inode; all of them are made at the first open. */
+/**
+ * Sockets made for a restore, by inode: all of them at the first open, but those bound in a
+ * mount namespace made by a task below the root (and their groups), at the first open of one
+ * of them, once every task exists (lateSockets).
+ */
 interface RestoreState {
-  fds?: Map<number, number>;
+  early?: Map<number, number>;
+  late?: Map<number, number>;
 }
 
 export const unixSocketFile = statefulKind({
@@ -382,8 +388,11 @@ export const unixSocketFile = statefulKind({
   state: (): DumpState & RestoreState => ({}),
   dump: (p, id, ctx, st) => dumpUnix(p, id, ctx, st),
   open(e, ctx, st) {
-    st.fds ??= restoreAll(ctx);
-    const fd = st.fds.get(e.ino);
+    const late = lateSockets(ctx);
+    const fds = late.has(e.ino)
+      ? (st.late ??= restoreAll(ctx, (x) => late.has(x.ino)))
+      : (st.early ??= restoreAll(ctx, (x) => !late.has(x.ino)));
+    const fd = fds.get(e.ino);
     if (fd === undefined) throw new Error(`unixsk: socket ${e.ino} was not made`);
     return fd;
   },

@@ -201,7 +201,7 @@ export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | '
     const ahead = new Map<number, { file: string; release(): void }>();
     plan.ahead.set(k.name, ahead);
     for (const other of plan.nestedIds.get(k.name) ?? [])
-      if (other !== id) ahead.set(other, k.makeAhead({ id: other, imgs: ctx.imgs, log: ctx.log, net: plan.net }));
+      if (other !== id) ahead.set(other, k.makeAhead({ id: other, imgs: ctx.imgs, log: ctx.log, net: plan.net, stub: ctx.stub }));
   }
 }
 

@@ -4,7 +4,7 @@
 // links themselves are made by netdev.ts. The tools run in the namespace
 // through nsenter (criu-ts's own threads stay home).
 import fs from 'node:fs';
-import { CLONE, inNamespaces, newNetNs } from '../../kernel/index.ts';
+import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import { IMG } from '../../images/index.ts';
 import type { NsKind, NetOptions, NsImagesIn, NsImagesOut, NsRestoreCtx } from './types.ts';
@@ -55,6 +55,26 @@ function joinNet(stub: NsRestoreCtx['stub'], own: number): void {
     stub.syscall('setns', fd, CLONE.NEWNET);
   } finally {
     stub.syscallRaw('close', fd);
+  }
+}
+
+/**
+ * A new network namespace owned by the root's user namespace, held by criu-ts's returned fd:
+ * the root unshares one, then goes back to its own. A task of a tree in a user namespace of
+ * its own may join only a namespace its user namespace owns (setns needs CAP_SYS_ADMIN over
+ * the namespace's owner), which one criu-ts made would not be.
+ */
+function newNetNsOf(stub: NsRestoreCtx['stub']): number {
+  const home = fs.openSync(`/proc/${stub.tid}/ns/net`, 'r');
+  try {
+    stub.syscall('unshare', CLONE.NEWNET);
+    try {
+      return fs.openSync(`/proc/${stub.tid}/ns/net`, 'r');
+    } finally {
+      joinNet(stub, home);
+    }
+  } finally {
+    fs.closeSync(home);
   }
 }
 
@@ -158,8 +178,8 @@ export const netNs: NsKind = {
     fill(pid, id, imgs, log, net);
   },
   nested: true,
-  makeAhead: ({ id, imgs, log, net }) => {
-    const fd = newNetNs();
+  makeAhead: ({ id, imgs, log, net, stub }) => {
+    const fd = newNetNsOf(stub);
     const file = `/proc/${process.pid}/fd/${fd}`;
     try {
       fill(file, id, imgs, log, net);

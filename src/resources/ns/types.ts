@@ -138,9 +138,10 @@ export interface NsKind {
   enter?(ctx: NsEnterCtx): void;
   /**
    * Of a nested kind: make namespace `id` (not the root's) ahead of the tasks, filled, held by
-   * criu-ts (its files are made before the tasks in it exist); the file tasks join.
+   * criu-ts (its files are made before the tasks in it exist); the file tasks join. `stub` is
+   * the root's, in its namespaces already.
    */
-  makeAhead?(ctx: { id: number; imgs: NsImagesIn; log: Logger; net?: NetOptions }): { file: string; release(): void };
+  makeAhead?(ctx: { id: number; imgs: NsImagesIn; log: Logger; net?: NetOptions; stub: Tracee }): { file: string; release(): void };
   /** Fill the root's new namespace, before the root has children. */
   restore?(ctx: NsRestoreCtx): void;
   /**

@@ -40,6 +40,6 @@ export {
   type FrozenThread,
 } from './thread.ts';
 export { dumpCreds, readSecbits, restoreCreds, restoreThreadCreds, credsClaims } from './creds.ts';
-export { taskPropsClaims, dumpPdeathSig, restoreTaskProps, restorePdeathSig } from './props.ts';
+export { taskPropsClaims, dumpPdeathSig, restoreTaskProps, restorePdeathSig, unsetLoginuid } from './props.ts';
 export { seccompClaims, SeccompDump, seccompChain, restoreSeccomp } from './seccomp.ts';
 export { schedClaims, dumpAffinity, restoreAffinity, restoreSched } from './sched.ts';

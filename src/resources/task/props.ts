@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { PR, O } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
-import { openInTask } from '../../compel/open.ts';
+import { openAtInTask, openPulled } from '../../compel/open.ts';
 import type { Tracee, InjectionArea } from '../../compel/index.ts';
 import type { ResourceClaims } from '../claims.ts';
 import type { Logger, Message } from '../types.ts';
@@ -52,8 +52,11 @@ export function restoreTaskProps(t: Tracee, area: InjectionArea, pid: number, tc
 
 /**
  * The kernel lets only the task itself write its /proc/PID/loginuid, so the task writes it,
- * before its credentials are back (changing a set one needs CAP_AUDIT_CONTROL). In a user
- * namespace of its own, the task reads it too: it sees the image's ids, criu-ts the host's.
+ * before its credentials are back (changing a set one needs CAP_AUDIT_CONTROL). It opens the
+ * file relative to criu-ts's /proc/PID (pulled in): the task may be chrooted or pivoted
+ * already, with no /proc of its own. In a user namespace of its own, the task reads it too:
+ * it sees the image's ids, criu-ts the host's. Nothing is written when the value is already
+ * the saved one (a task in a user namespace may only set an unset one).
  */
 function restoreLoginuid(t: Tracee, area: InjectionArea, pid: number, loginuid: number): void {
   if (!fs.existsSync(`/proc/${pid}/loginuid`))
@@ -61,23 +64,41 @@ function restoreLoginuid(t: Tracee, area: InjectionArea, pid: number, loginuid: 
   const inside = fs.readlinkSync(`/proc/${pid}/ns/user`) !== fs.readlinkSync('/proc/self/ns/user');
   area.reset();
   try {
-    const now = inside ? readInTask(t, area, '/proc/self/loginuid') : fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8');
-    if (Number(now.trim()) === loginuid) return;
-    const fd = openInTask(t, area, '/proc/self/loginuid', O.WRONLY | O.CLOEXEC);
+    const now = fs.readFileSync(`/proc/${pid}/loginuid`, 'utf8');
+    if (!inside && Number(now.trim()) === loginuid) return;
+    const dir = openPulled(t, `/proc/${pid}`, O.PATH | O.DIRECTORY);
     try {
-      const text = String(loginuid);
-      t.syscall('write', fd, area.put(Buffer.from(text)), text.length);
+      if (inside && Number(readInTask(t, area, dir, 'loginuid').trim()) === loginuid) return;
+      const fd = openAtInTask(t, area, dir, 'loginuid', O.WRONLY | O.CLOEXEC);
+      try {
+        const text = String(loginuid);
+        t.syscall('write', fd, area.put(Buffer.from(text)), text.length);
+      } finally {
+        t.syscall('close', fd);
+      }
     } finally {
-      t.syscall('close', fd);
+      t.syscall('close', dir);
     }
   } catch (e) {
     throw new CriuError(`task ${pid}: cannot set its loginuid to ${loginuid}: ${(e as Error).message}`);
   }
 }
 
-/** The first bytes of a small file, as the task reads it. */
-function readInTask(t: Tracee, area: InjectionArea, path: string): string {
-  const fd = openInTask(t, area, path, O.RDONLY | O.CLOEXEC);
+/**
+ * A tree restored into a user namespace of its own inherits an unset loginuid from `t` (the
+ * helper it is cloned from, in criu-ts's namespace, where it may unset its own): inside the
+ * namespace a task may set an unset one, never change a set one (as CRIU unsets its own).
+ */
+export function unsetLoginuid(t: Tracee, area: InjectionArea): void {
+  if (fs.existsSync(`/proc/${t.tid}/loginuid`)) restoreLoginuid(t, area, t.tid, NO_LOGINUID);
+}
+
+/** (u32)-1: no loginuid. */
+const NO_LOGINUID = 0xffffffff;
+
+/** The first bytes of a small file under the task's directory `dir`, as the task reads it. */
+function readInTask(t: Tracee, area: InjectionArea, dir: bigint, name: string): string {
+  const fd = openAtInTask(t, area, dir, name, O.RDONLY | O.CLOEXEC);
   try {
     const buf = area.alloc(32);
     return area.read(buf, Number(t.syscall('read', fd, buf, 32))).toString();
