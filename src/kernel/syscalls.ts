@@ -57,6 +57,7 @@ const NR = {
   mount: sysnr('mount'),
   setresuid: sysnr('setresuid'),
   umount2: sysnr('umount2'),
+  move_mount: sysnr('move_mount'),
   sched_getaffinity: sysnr('sched_getaffinity'),
   sched_setaffinity: sysnr('sched_setaffinity'),
   getcpu: sysnr('getcpu'),
@@ -429,6 +430,15 @@ export function mountFs(fstype: string, target: string, options: string): void {
 export function umount2(target: string, flags: number): void {
   const t = Buffer.from(`${target}\0`);
   syscall(`umount2(${target})`, NR.umount2, addressOf(t), flags);
+}
+/**
+ * MOVE_MOUNT_SET_GROUP between two mounts held by fds (roots of their mounts): `to` joins the
+ * peer group and takes the master of `from`. The caller needs CAP_SYS_ADMIN over the user
+ * namespaces of both mounts' namespaces, not to be in either.
+ */
+export function moveMountSetGroup(from: number, to: number): void {
+  const empty = Buffer.from('\0');
+  syscall('move_mount(MOVE_MOUNT_SET_GROUP)', NR.move_mount, from, addressOf(empty), to, addressOf(empty), 0x100 | 0x4 | 0x40);
 }
 /** fchdir(2) of the whole process (Node's cached process.cwd() is not told). */
 export function fchdir(fd: number): void {

@@ -1,15 +1,16 @@
 /*
  * usernsbox: a tree in a user namespace of its own with a map that is not the identity
  * (inside 0..65535 is outside 100000..165535, inside 100000..100999 is outside 300000..300999),
- * together with PID, UTS and IPC namespaces it owns (and a mount namespace with `mnt`). The
- * launcher writes the maps, then its child, pid 1 inside, mounts a tmpfs on DIR (with `mnt`),
- * makes DIR/owned owned by 1000:1001,
+ * together with PID, UTS and IPC namespaces it owns (and a mount namespace with `mnt` or
+ * `ghost`). The launcher writes the maps, then its child, pid 1 inside, mounts a tmpfs on DIR
+ * (with `mnt` or `ghost`), makes DIR/owned owned by 1000:1001 (with `ghost`: opens DIR/gone,
+ * then removes it, and opens DIR/a, linked to DIR/b, then removes DIR/a),
  * forks a worker that becomes uid 1000 (real), 1002 (effective), 100005 (saved), gids
  * 1001/1003/100006 and groups 7, 100008, and prints every interval what it sees from inside:
  *
- *   i=N pid=P uid=R,E,S gid=R,E,S groups=G,... owner=U:G mnt=tmpfs|none
+ *   i=N pid=P uid=R,E,S gid=R,E,S groups=G,... owner=U:G mnt=tmpfs|none [ghost=S linked=S]
  *
- *   usernsbox DIR [interval_ms [mnt]]    (the launcher's stdout is the log)
+ *   usernsbox DIR [interval_ms [mnt|ghost]]    (the launcher's stdout is the log)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -30,6 +31,7 @@
 static long interval = 200;
 static const char *dir;
 static int own_mnt;
+static int ghost_fd = -1, linked_fd = -1;
 static int sync_pipe[2];
 
 static void nap(long ms)
@@ -67,7 +69,14 @@ static int worker(void)
 		printf("i=%ld pid=%d uid=%u,%u,%u gid=%u,%u,%u groups=", i, getpid(), r, e, s, rg, eg, sg);
 		for (int k = 0; k < n; k++)
 			printf("%s%u", k ? "," : "", g[k]);
-		printf(" owner=%d:%d mnt=%s\n", ok ? (int)st.st_uid : -1, ok ? (int)st.st_gid : -1, tmp ? "tmpfs" : "none");
+		printf(" owner=%d:%d mnt=%s", ok ? (int)st.st_uid : -1, ok ? (int)st.st_gid : -1, tmp ? "tmpfs" : "none");
+		if (ghost_fd >= 0) {
+			char a[32] = "", b[32] = "";
+			if (pread(ghost_fd, a, sizeof(a) - 1, 0) < 0 || pread(linked_fd, b, sizeof(b) - 1, 0) < 0)
+				die("pread");
+			printf(" ghost=%s linked=%s", a, b);
+		}
+		printf("\n");
 		fflush(stdout);
 		nap(interval);
 	}
@@ -85,12 +94,41 @@ static int init(void *arg)
 	prctl(PR_SET_DUMPABLE, 1);
 	if (own_mnt && (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) || mount("box", dir, "tmpfs", 0, "mode=755")))
 		die("mount");
+	/* Its stdio opened again in its own mount namespace: a file on a mount of another cannot be dumped. */
+	for (int i = 0; own_mnt && i < 3; i++) {
+		char l[64], p[4096];
+		snprintf(l, sizeof(l), "/proc/self/fd/%d", i);
+		ssize_t n = readlink(l, p, sizeof(p) - 1);
+		int fl = fcntl(i, F_GETFL);
+		if (n <= 0 || p[0] != '/' || fl < 0)
+			continue;
+		p[n] = 0;
+		int fd = open(p, (fl & O_ACCMODE) | (fl & O_ACCMODE ? O_APPEND : 0));
+		if (fd < 0 || dup2(fd, i) < 0)
+			die("stdio");
+		close(fd);
+	}
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/owned", dir);
 	int fd = open(path, O_CREAT | O_WRONLY, 0644);
 	if (fd < 0 || fchown(fd, 1000, 1001))
 		die("owned");
 	close(fd);
+	if (ghost_fd == -2) {
+		char a[4096], b[4096];
+		snprintf(path, sizeof(path), "%s/gone", dir);
+		ghost_fd = open(path, O_CREAT | O_RDWR, 0640);
+		if (ghost_fd < 0 || write(ghost_fd, "ghostdata", 9) != 9 || unlink(path))
+			die("gone");
+		snprintf(a, sizeof(a), "%s/a", dir);
+		snprintf(b, sizeof(b), "%s/b", dir);
+		fd = open(a, O_CREAT | O_WRONLY, 0644);
+		if (fd < 0 || write(fd, "linkdata", 8) != 8 || close(fd) || link(a, b))
+			die("a");
+		linked_fd = open(a, O_RDONLY);
+		if (linked_fd < 0 || unlink(a))
+			die("linked");
+	}
 	pid_t w = fork();
 	if (w == 0)
 		return worker();
@@ -115,7 +153,9 @@ int main(int argc, char **argv)
 	dir = argv[1];
 	if (argc > 2)
 		interval = atol(argv[2]);
-	own_mnt = argc > 3 && !strcmp(argv[3], "mnt");
+	own_mnt = argc > 3 && (!strcmp(argv[3], "mnt") || !strcmp(argv[3], "ghost"));
+	if (argc > 3 && !strcmp(argv[3], "ghost"))
+		ghost_fd = -2;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (pipe(sync_pipe))
 		die("pipe");
