@@ -15,6 +15,7 @@ import {
   OPEN_TREE_CLONE,
   close,
   copyTaskFd,
+  errnoName,
   internalShmemDev,
 } from '../../kernel/index.ts';
 import type { Tracee } from '../../compel/index.ts';
@@ -344,7 +345,12 @@ function uncover(
       const cover = parseMountinfo(fs.readFileSync(`/proc/${t.tid}/mountinfo`, 'utf8')).find((c) => c.mntId === top);
       if (!cover) break;
       area.reset();
-      t.syscall('umount2', area.putString(cover.mountPoint), MNT_DETACH);
+      // EINVAL: a locked mount, inherited from a namespace of another user namespace.
+      const r = t.syscallRaw('umount2', area.putString(cover.mountPoint), MNT_DETACH);
+      if (r < 0n) {
+        const why = `a tmpfs covered by mount ${cover.mntId} (${cover.mountPoint}), which a copy of the namespace cannot take off`;
+        throw new NotSupportedError(mountRefusal(m, `${why} (umount2: ${errnoName(Number(-r))}; a locked mount)`));
+      }
     }
     if (!read) throw new NotSupportedError(`${mountRefusal(m, 'a tmpfs covered by another mount that could not be taken off in a copy')}`);
   }
