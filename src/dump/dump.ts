@@ -547,6 +547,10 @@ function collectAndWrite(
       mounts: req.mounts,
       net: req.net,
       helper: () => (helper ??= startHelper([])),
+      spareHelper: () => {
+        const h = startHelper([]);
+        return { tracee: h.tracee, area: h.area, end: () => killHelper(h) };
+      },
       tasks: live.map((t) => ({ pid: t.pid, ids: shared.ns.idsOf(t.pid) })),
     });
   } finally {

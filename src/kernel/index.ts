@@ -7,6 +7,7 @@ export { arch, sysnr, type Arch, type SyscallName } from './arch/index.ts';
 export { X86, X86_REG_NAMES, type X86Reg } from './arch/x86_64.ts';
 export { A64, FPSIMD_SIZE } from './arch/aarch64.ts';
 export { zeroPagePfn } from './zeropage.ts';
+export { withThreadFsIds, withMappedOwner } from './fsids.ts';
 export { spawnTethered, endTethered, type Tethered } from './tether.ts';
 export { UFFD_USER_MODE_ONLY, uffdApiWpAsync, uffdRegisterWp, uffdWriteProtect, memTrackWorks } from './uffd.ts';
 export { preadFully, openBeneath } from './io.ts';

@@ -57,11 +57,8 @@ const NR = {
   mount: sysnr('mount'),
   setresuid: sysnr('setresuid'),
   setresgid: sysnr('setresgid'),
-  setfsuid: sysnr('setfsuid'),
-  setfsgid: sysnr('setfsgid'),
-  capget: sysnr('capget'),
-  capset: sysnr('capset'),
   umount2: sysnr('umount2'),
+  move_mount: sysnr('move_mount'),
   sched_getaffinity: sysnr('sched_getaffinity'),
   sched_setaffinity: sysnr('sched_setaffinity'),
   getcpu: sysnr('getcpu'),
@@ -436,32 +433,6 @@ export function withThreadEgid<T>(egid: number, fn: () => T, back = 0): T {
   }
 }
 
-/**
- * Run `fn` with the calling thread's file-system ids set to `uid` and `gid`, for files made
- * on a file system of a user namespace, which the kernel refuses to an fsuid it does not map
- * (EOVERFLOW). A nonzero fsuid drops the file capabilities (CAP_DAC_OVERRIDE...) from the
- * effective set: they are raised again from the permitted one, and come back by themselves
- * with fsuid 0. This thread only, as withThreadUids.
- */
-export function withThreadFsIds<T>(uid: number, gid: number, fn: () => T): T {
-  syscall(`setfsgid(${gid})`, NR.setfsgid, gid);
-  syscall(`setfsuid(${uid})`, NR.setfsuid, uid);
-  try {
-    const hdr = Buffer.alloc(8);
-    hdr.writeUInt32LE(0x20080522, 0); // _LINUX_CAPABILITY_VERSION_3, this thread
-    const caps = Buffer.alloc(24);
-    syscall('capget', NR.capget, addressOf(hdr), addressOf(caps));
-    // Two {effective, permitted, inheritable} words: effective := permitted.
-    caps.writeUInt32LE(caps.readUInt32LE(4), 0);
-    caps.writeUInt32LE(caps.readUInt32LE(16), 12);
-    syscall('capset', NR.capset, addressOf(hdr), addressOf(caps));
-    return fn();
-  } finally {
-    syscall('setfsuid(0)', NR.setfsuid, 0);
-    syscall('setfsgid(0)', NR.setfsgid, 0);
-  }
-}
-
 /** mount(2) of a file system with its options (no source device). */
 export function mountFs(fstype: string, target: string, options: string): void {
   const src = Buffer.from('none\0'),
@@ -473,6 +444,15 @@ export function mountFs(fstype: string, target: string, options: string): void {
 export function umount2(target: string, flags: number): void {
   const t = Buffer.from(`${target}\0`);
   syscall(`umount2(${target})`, NR.umount2, addressOf(t), flags);
+}
+/**
+ * MOVE_MOUNT_SET_GROUP between two mounts held by fds (roots of their mounts): `to` joins the
+ * peer group and takes the master of `from`. The caller needs CAP_SYS_ADMIN over the user
+ * namespaces of both mounts' namespaces, not to be in either.
+ */
+export function moveMountSetGroup(from: number, to: number): void {
+  const empty = Buffer.from('\0');
+  syscall('move_mount(MOVE_MOUNT_SET_GROUP)', NR.move_mount, from, addressOf(empty), to, addressOf(empty), 0x100 | 0x4 | 0x40);
 }
 /** fchdir(2) of the whole process (Node's cached process.cwd() is not told). */
 export function fchdir(fd: number): void {

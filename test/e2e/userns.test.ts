@@ -4,11 +4,13 @@
  * keeps the maps (userns-N.img) and every id as the namespace sees it (CRIU's images); the
  * restore makes the namespace again, from whose inside the worker sees its ids, groups and
  * its file's owner as before. A map in the images that the kernel would refuse is refused
- * naming the image, before any process exists.
+ * naming the image, before any process exists. On a tmpfs mounted inside the namespace, which
+ * refuses inodes owned by ids it cannot map (criu-ts's 0), the --link-remap link of the dump
+ * and the files criu-ts makes (withThreadFsIds, as ghost files are made) are made as their owner.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -28,6 +30,7 @@ import {
 import { dump, restore, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { readMessages } from '../../src/images/index.ts';
+import { withThreadFsIds } from '../../src/kernel/index.ts';
 
 const MAP = '0 100000 65536\n100000 300000 1000\n';
 const mapOf = (pid: number, f: string) =>
@@ -233,4 +236,41 @@ e2e('a user namespace whose setgroups is denied is refused at dump, and runs on'
   assert.match(readFileSync(`/proc/${pid}/stat`, 'utf8'), /\) S /, 'it runs on');
   killAndReap(t.pid);
   reap(pid, 10_000);
+});
+
+e2e('on a tmpfs mounted in the user namespace, the --link-remap link and the files criu-ts makes are made as their owner', async (c) => {
+  chmodSync(c.dir, 0o755);
+  const dir = c.subdir('box');
+  chmodSync(dir, 0o777);
+  const log = join(c.dir, 'box.log');
+  // Written to by the box again from its own mount namespace, as its root (the host's 100000).
+  writeFileSync(log, '', { mode: 0o666 });
+  chmodSync(log, 0o666);
+  const argv = [workload('usernsbox'), dir, '100', 'ghost'];
+  // The host's stacked /dev/shm (a tmpfs covering a tmpfs) is locked in a copy owned by the user
+  // namespace: taken off in a private namespace first, so that nothing there is covered.
+  const sh = `umount /dev/shm 2>/dev/null; exec "$@"`;
+  const t = startTarget(['unshare', '-m', '--propagation', 'private', 'sh', '-c', sh, 'sh', ...argv], { logFile: log, execs: argv });
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the init of the box');
+  const before = await waitForCounter(log, 3, 10_000);
+  for (const d of descendants(t.pid)) adopt(d);
+  assert.equal(before.ghost, 'ghostdata');
+  assert.equal(before.linked, 'linkdata');
+  const img = c.subdir('img');
+  assertOk(dump(init, img, ['-R', '--link-remap']));
+  const tmpfs = `/proc/${init}/root${dir}`;
+  const links = readdirSync(tmpfs).filter((n) => /^link_remap\.\d+$/.test(n));
+  assert.equal(links.length, 1, 'the link of the deleted name, made in the tmpfs');
+  assert.equal(statSync(join(tmpfs, links[0])).uid, 100000, "owned by the file's owner, the namespace's root");
+  const after = await waitForCounter(log, Number(before.i) + 2, 10_000, readLines(log).length);
+  assert.equal(after.ghost, 'ghostdata', 'the tree runs on');
+  // criu-ts's own ids are not the file system's: refused by the kernel, made as the owner.
+  assert.throws(() => writeFileSync(join(tmpfs, 'mine'), 'x'), { code: 'EOVERFLOW' });
+  withThreadFsIds(100000, 100000, () => writeFileSync(join(tmpfs, 'mine'), 'x', { mode: 0o600 }));
+  const st = statSync(join(tmpfs, 'mine'));
+  assert.deepEqual([st.uid, st.gid], [100000, 100000]);
+  assert.equal(existsSync(join(tmpfs, 'mine')), true);
+  // criu-ts's thread is back to its own ids.
+  assert.match(readFileSync('/proc/thread-self/status', 'utf8'), /^Uid:\s+0\s+0\s+0\s+0$/m);
+  killAndReap(t.pid);
 });

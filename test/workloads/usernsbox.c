@@ -1,19 +1,20 @@
 /*
  * usernsbox: a tree in a user namespace of its own with a map that is not the identity
  * (inside 0..65535 is outside 100000..165535, inside 100000..100999 is outside 300000..300999),
- * together with PID, UTS and IPC namespaces it owns (and a mount namespace with `mnt`). The
- * launcher writes the maps, then its child, pid 1 inside, mounts a tmpfs on DIR (with `mnt`),
- * makes DIR/owned owned by 1000:1001, chroots into DIR (with `chroot`: DIR is / then),
- * or, with `ping`, in a network namespace of its own too, sets its net.ipv4.ping_group_range
- * to 1000..1003,
- * forks a worker that becomes uid 1000 (real), 1002 (effective), 100005 (saved), gids
- * 1001/1003/100006 and groups 7, 100008, and prints every interval what it sees from inside:
+ * together with PID, UTS and IPC namespaces it owns (and a mount namespace with `mnt` or
+ * `ghost`). The launcher writes the maps, then its child, pid 1 inside, mounts a tmpfs on DIR
+ * (with `mnt` or `ghost`), makes DIR/owned owned by 1000:1001 (with `ghost`: opens DIR/gone,
+ * then removes it, and opens DIR/a, linked to DIR/b, then removes DIR/a), chroots into DIR
+ * (with `chroot`: DIR is / then), or, with `ping`, in a network namespace of its own too, sets
+ * its net.ipv4.ping_group_range to 1000..1003, forks a worker that becomes uid 1000 (real),
+ * 1002 (effective), 100005 (saved), gids 1001/1003/100006 and groups 7, 100008, and prints
+ * every interval what it sees from inside:
  *
- *   i=N pid=P uid=R,E,S gid=R,E,S groups=G,... owner=U:G mnt=tmpfs|none [ping=LOW,HIGH,OK]
+ *   i=N pid=P uid=R,E,S gid=R,E,S groups=G,... owner=U:G mnt=tmpfs|none [ping=LOW,HIGH,OK] [ghost=S linked=S]
  *
  * where, with `ping`, the worker holds an ICMP echo socket it made (OK: 1 while it is one).
  *
- *   usernsbox DIR [interval_ms [mnt|chroot|ping]]    (the launcher's stdout is the log)
+ *   usernsbox DIR [interval_ms [mnt|chroot|ping|ghost]]    (the launcher's stdout is the log)
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -36,6 +37,7 @@
 static long interval = 200;
 static const char *dir;
 static int own_mnt, in_chroot, own_net;
+static int ghost_fd = -1, linked_fd = -1;
 static int sync_pipe[2];
 
 static void nap(long ms)
@@ -89,6 +91,12 @@ static int worker(void)
 			getsockopt(ping, SOL_SOCKET, SO_PROTOCOL, &proto, &l);
 			printf(" ping=%u,%u,%d", lo, hi, proto == IPPROTO_ICMP);
 		}
+		if (ghost_fd >= 0) {
+			char a[32] = "", b[32] = "";
+			if (pread(ghost_fd, a, sizeof(a) - 1, 0) < 0 || pread(linked_fd, b, sizeof(b) - 1, 0) < 0)
+				die("pread");
+			printf(" ghost=%s linked=%s", a, b);
+		}
 		printf("\n");
 		fflush(stdout);
 		nap(interval);
@@ -112,6 +120,20 @@ static int init(void *arg)
 		if (!f || fprintf(f, "1000 1003") < 0 || fclose(f))
 			die("ping_group_range");
 	}
+	/* Its stdio opened again in its own mount namespace: a file on a mount of another cannot be dumped. */
+	for (int i = 0; own_mnt && i < 3; i++) {
+		char l[64], p[4096];
+		snprintf(l, sizeof(l), "/proc/self/fd/%d", i);
+		ssize_t n = readlink(l, p, sizeof(p) - 1);
+		int fl = fcntl(i, F_GETFL);
+		if (n <= 0 || p[0] != '/' || fl < 0)
+			continue;
+		p[n] = 0;
+		int fd = open(p, (fl & O_ACCMODE) | (fl & O_ACCMODE ? O_APPEND : 0));
+		if (fd < 0 || dup2(fd, i) < 0)
+			die("stdio");
+		close(fd);
+	}
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/owned", dir);
 	int fd = open(path, O_CREAT | O_WRONLY, 0644);
@@ -122,6 +144,21 @@ static int init(void *arg)
 		if (chroot(dir) || chdir("/"))
 			die("chroot");
 		dir = "";
+	}
+	if (ghost_fd == -2) {
+		char a[4096], b[4096];
+		snprintf(path, sizeof(path), "%s/gone", dir);
+		ghost_fd = open(path, O_CREAT | O_RDWR, 0640);
+		if (ghost_fd < 0 || write(ghost_fd, "ghostdata", 9) != 9 || unlink(path))
+			die("gone");
+		snprintf(a, sizeof(a), "%s/a", dir);
+		snprintf(b, sizeof(b), "%s/b", dir);
+		fd = open(a, O_CREAT | O_WRONLY, 0644);
+		if (fd < 0 || write(fd, "linkdata", 8) != 8 || close(fd) || link(a, b))
+			die("a");
+		linked_fd = open(a, O_RDONLY);
+		if (linked_fd < 0 || unlink(a))
+			die("linked");
 	}
 	pid_t w = fork();
 	if (w == 0)
@@ -147,9 +184,11 @@ int main(int argc, char **argv)
 	dir = argv[1];
 	if (argc > 2)
 		interval = atol(argv[2]);
-	own_mnt = argc > 3 && !strcmp(argv[3], "mnt");
+	own_mnt = argc > 3 && (!strcmp(argv[3], "mnt") || !strcmp(argv[3], "ghost"));
 	in_chroot = argc > 3 && !strcmp(argv[3], "chroot");
 	own_net = argc > 3 && !strcmp(argv[3], "ping");
+	if (argc > 3 && !strcmp(argv[3], "ghost"))
+		ghost_fd = -2;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (pipe(sync_pipe))
 		die("pipe");

@@ -4,7 +4,7 @@
 // opens or maps it there, and the name is removed once the tasks hold it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { mknodat, linkFollow, lseek, readlinkFd, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
+import { mknodat, linkFollow, lseek, readlinkFd, withMappedOwner, AT_FDCWD, O, SEEK, SysError } from '../../kernel/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import { S_IFMT, S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR, S_IFBLK } from './types.ts';
 
@@ -89,7 +89,7 @@ export class GhostDump {
     const st = fs.statSync(source, { bigint: true });
     const key = `${st.dev}:${st.ino}`;
     if (st.nlink > 0n && !st.isDirectory()) {
-      this.remapLinked(id, source, name, key);
+      this.remapLinked(id, source, name, key, st);
       return;
     }
     let ghostId = this.byInode.get(key);
@@ -111,7 +111,7 @@ export class GhostDump {
    * inode, so it gets a link of its own next to the old name, link_remap.N, which the
    * restore opens and removes (CRIU's linked remap, with --link-remap).
    */
-  private remapLinked(id: number, source: string, name: string, key: string): void {
+  private remapLinked(id: number, source: string, name: string, key: string, st: fs.BigIntStats): void {
     if (!this.linkRemap)
       throw new NotSupportedError(`${name} was deleted but the file has other names: --link-remap saves it by a temporary link`);
     let linkId = this.links.get(key);
@@ -124,7 +124,8 @@ export class GhostDump {
       let link = path.join(dir, `link_remap.${id}`);
       for (;;) {
         try {
-          linkFollow(source, root + link);
+          // On a file system of a user namespace, linked as the file's owner (CRIU's linkat_hard).
+          withMappedOwner(Number(st.uid), Number(st.gid), () => linkFollow(source, root + link));
           break;
         } catch (e) {
           if (!(e instanceof SysError && e.code === 'ENOENT') || dir === '/') throw e;
@@ -361,7 +362,8 @@ export class GhostRestore {
   /** Link `from` to `to` (file `id`'s own name): false when the name is taken. */
   private linkName([from, to]: [string, string], id: number, name: string): boolean {
     try {
-      fs.linkSync(from, to);
+      const st = fs.lstatSync(from);
+      withMappedOwner(st.uid, st.gid, () => fs.linkSync(from, to));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       return false;
@@ -370,7 +372,12 @@ export class GhostRestore {
     return true;
   }
 
+  /** Made as its owner where criu-ts's own ids cannot own it (a file system of a user namespace). */
   private create(p: string, g: GhostImage): void {
+    withMappedOwner(g.entry.uid, g.entry.gid, () => this.make(p, g));
+  }
+
+  private make(p: string, g: GhostImage): void {
     const e = g.entry;
     // A file or directory of a directory that was removed too: the missing parents are made
     // for it, and removed with it.

@@ -14,12 +14,12 @@ import {
   O,
   OPEN_TREE_CLONE,
   close,
-  pidfdGetfd,
-  pidfdOpen,
+  copyTaskFd,
+  errnoName,
   internalShmemDev,
 } from '../../kernel/index.ts';
-import type { InjectionArea, Tracee } from '../../compel/index.ts';
-import type { NsHelper } from './types.ts';
+import type { Tracee } from '../../compel/index.ts';
+import type { NsDumpCtx, NsHelper } from './types.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import { type BinfmtEntry, readBinfmt } from './binfmt.ts';
 import { parseMountinfo, type MountInfo } from '../../proc/index.ts';
@@ -203,58 +203,82 @@ function mountAt(pid: number, p: string): number | undefined {
 
 /**
  * The tree and its tmpfs contents. The contents are read from a clean copy of each tmpfs
- * (open_tree without its submounts), made by `helper` inside the namespace.
+ * (open_tree without its submounts), made by `helper` inside the namespace; a covered one's
+ * from a copy of the namespace (see uncover).
  */
-export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHelper): MntDump {
+export function dumpMntns(pid: number, opts: MntDumpOptions, helper: () => NsHelper, spare?: NsDumpCtx['spareHelper']): MntDump {
   const entries = readMntns(pid, opts);
   const tmpfs = new Map<number, Buffer>();
   const binfmt = opts.top ? dumpBinfmt(pid, entries) : [];
   const todo = entries.filter((m) => m.fstype === FSTYPE.TMPFS && m.root === '/' && m.ext_key === undefined);
   if (todo.length === 0) return { entries, tmpfs, binfmt };
-  const { tracee: t, area } = helper();
-  // By pidfd: the helper may be in another namespace already, whose /proc is not criu-ts's.
-  const enter = () => {
-    const nsfd = t.syscall('pidfd_open', pid, 0);
-    try {
-      t.syscall('setns', nsfd, CLONE.NEWNS);
-    } finally {
-      t.syscallRaw('close', nsfd);
-    }
-  };
-  enter();
-  const hpidfd = pidfdOpen(t.tid);
+  const h = helper();
+  const archive = archiver(h, pid, tmpfs);
+  enterMntns(h.tracee, pid);
+  const covered = todo.filter((m) => !tmpfs.has(m.root_dev) && !archive(m, m.mnt_id));
+  if (covered.length === 0) return { entries, tmpfs, binfmt };
+  // The copy is made in the user namespace that owns the namespace: made from any other, its
+  // mounts are locked together (CL_UNPRIVILEGED) and none can be unmounted. Entering a user
+  // namespace cannot be undone: a helper of its own does it, as CRIU's ns_open_mountpoint.
+  const own = fs.readlinkSync(`/proc/${pid}/ns/user`) !== fs.readlinkSync('/proc/self/ns/user');
+  if (!own || !spare) {
+    uncover(h, entries, covered, archive, () => enterMntns(h.tracee, pid));
+    return { entries, tmpfs, binfmt };
+  }
+  const s = spare();
   try {
-    const mntIdOf = (fd: bigint): number => Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'))?.[1]);
-    /** The mount at `m`'s mountpoint, if it is the mount `want`: its files archived. */
-    const archive = (m: MntEntry, want: number): boolean => {
-      area.reset();
-      // Under a mount that covers a directory above it, the mountpoint may not even exist.
-      const fd = t.syscallRaw('openat', AT_FDCWD, area.putString(m.mountpoint), O.PATH | O.DIRECTORY | O.CLOEXEC);
-      if (fd < 0n) return false;
-      if (mntIdOf(fd) !== want) {
-        t.syscallRaw('close', fd);
-        return false;
-      }
-      area.reset();
-      // An unbindable mount cannot be cloned: read in place, where tar stays on its file system.
-      const clone = t.syscallRaw('open_tree', fd, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
-      const tree = clone >= 0n ? clone : fd;
-      if (tree !== fd) t.syscallRaw('close', fd);
-      const local = pidfdGetfd(hpidfd, Number(tree));
-      t.syscallRaw('close', tree);
-      try {
-        tmpfs.set(m.root_dev, tarCreate(local, pid));
-      } finally {
-        close(local);
-      }
-      return true;
-    };
-    const covered = todo.filter((m) => !tmpfs.has(m.root_dev) && !archive(m, m.mnt_id));
-    if (covered.length) uncover(t, area, entries, covered, archive, enter);
+    enterMntns(s.tracee, pid, CLONE.NEWUSER);
+    uncover(s, entries, covered, archiver(s, pid, tmpfs), () => enterMntns(s.tracee, pid));
   } finally {
-    close(hpidfd);
+    s.end();
   }
   return { entries, tmpfs, binfmt };
+}
+
+/** `t` into the mount namespace of `pid` (and `more` of its others), by pidfd: `t` may be in another namespace already, whose /proc is not criu-ts's. */
+function enterMntns(t: Tracee, pid: number, more = 0): void {
+  const nsfd = t.syscall('pidfd_open', pid, 0);
+  try {
+    t.syscall('setns', nsfd, CLONE.NEWNS | more);
+  } finally {
+    t.syscallRaw('close', nsfd);
+  }
+}
+
+/**
+ * The files of the mount at `m`'s mountpoint, as `h` sees it, into `tmpfs`, if it is the
+ * mount `want`; false when it is not.
+ */
+function archiver(h: NsHelper, pid: number, tmpfs: Map<number, Buffer>): (m: MntEntry, want: number) => boolean {
+  const { tracee: t, area } = h;
+  const mntIdOf = (fd: bigint): number => Number(/^mnt_id:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${t.tid}/fdinfo/${fd}`, 'utf8'))?.[1]);
+  return (m, want) => {
+    area.reset();
+    // Under a mount that covers a directory above it, the mountpoint may not even exist.
+    const fd = t.syscallRaw('openat', AT_FDCWD, area.putString(m.mountpoint), O.PATH | O.DIRECTORY | O.CLOEXEC);
+    if (fd < 0n) return false;
+    if (mntIdOf(fd) !== want) {
+      t.syscallRaw('close', fd);
+      return false;
+    }
+    area.reset();
+    // An unbindable mount cannot be cloned: read in place, where tar stays on its file system.
+    const clone = t.syscallRaw('open_tree', fd, area.putString(''), OPEN_TREE_CLONE | AT_EMPTY_PATH | O.CLOEXEC);
+    const tree = clone >= 0n ? clone : fd;
+    if (tree !== fd) t.syscallRaw('close', fd);
+    let local: number;
+    try {
+      local = copyTaskFd(t.tid, Number(tree));
+    } finally {
+      t.syscallRaw('close', tree);
+    }
+    try {
+      tmpfs.set(m.root_dev, tarCreate(local, pid));
+    } finally {
+      close(local);
+    }
+    return true;
+  };
 }
 
 /** The formats of the namespace's binfmt_misc superblock, read through a mount of it (one superblock, as CRIU). */
@@ -288,8 +312,7 @@ function dumpBinfmt(pid: number, entries: MntEntry[]): BinfmtEntry[] {
  * and root (and rank among equals).
  */
 function uncover(
-  t: Tracee,
-  area: InjectionArea,
+  { tracee: t, area }: NsHelper,
   entries: MntEntry[],
   covered: MntEntry[],
   archive: (m: MntEntry, want: number) => boolean,
@@ -322,7 +345,12 @@ function uncover(
       const cover = parseMountinfo(fs.readFileSync(`/proc/${t.tid}/mountinfo`, 'utf8')).find((c) => c.mntId === top);
       if (!cover) break;
       area.reset();
-      t.syscall('umount2', area.putString(cover.mountPoint), MNT_DETACH);
+      // EINVAL: a locked mount, inherited from a namespace of another user namespace.
+      const r = t.syscallRaw('umount2', area.putString(cover.mountPoint), MNT_DETACH);
+      if (r < 0n) {
+        const why = `a tmpfs covered by mount ${cover.mntId} (${cover.mountPoint}), which a copy of the namespace cannot take off`;
+        throw new NotSupportedError(mountRefusal(m, `${why} (umount2: ${errnoName(Number(-r))}; a locked mount)`));
+      }
     }
     if (!read) throw new NotSupportedError(`${mountRefusal(m, 'a tmpfs covered by another mount that could not be taken off in a copy')}`);
   }

@@ -15,10 +15,14 @@ import {
   MOVE_MOUNT,
   MS,
   O,
+  moveMountSetGroup,
   OPEN_TREE_CLONE,
   close,
+  copyTaskFd,
+  errnoCode,
   errnoName,
   pidfdGetfd,
+  withThreadFsIds,
   pidfdOpen,
 } from '../../kernel/index.ts';
 import { pullFd } from '../../compel/open.ts';
@@ -203,17 +207,36 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     const bindDeleted = (m: MntEntry, src: string, targetHere: string, target: string): void => {
       const dir = fs.statSync(targetHere).isDirectory();
       area.reset();
-      const made = dir
+      let made = dir
         ? stub.syscallRaw('mkdirat', AT_FDCWD, area.putString(src), 0o700)
         : stub.syscallRaw('openat', AT_FDCWD, area.putString(src), O.CREAT | O.EXCL | O.WRONLY | O.CLOEXEC, 0o600);
+      if (made === -BigInt(errnoCode('EOVERFLOW'))) made = makeAsOwner(m, src, dir);
       if (made < 0n)
         throw new CriuError(`${what(m)}: its removed root ${m.root} cannot be made again for the bind: ${errnoName(Number(-made))}`);
-      if (!dir) stub.syscallRaw('close', made);
+      if (!dir && made > 0n) stub.syscallRaw('close', made);
       try {
         call(m, 'mount', src, target, null, MS.BIND, null);
       } finally {
         area.reset();
         stub.syscallRaw('unlinkat', AT_FDCWD, area.putString(src), dir ? AT_REMOVEDIR : 0);
+      }
+    };
+    /**
+     * The stub's ids (criu-ts's) are not mapped in the user namespace that owns the file
+     * system: made by criu-ts, through the stub's fds, as the owner of the directory it is
+     * made in.
+     */
+    const makeAsOwner = (m: MntEntry, src: string, dir: boolean): bigint => {
+      const here = src.startsWith('/proc/self/') ? `/proc/${stub.tid}${src.slice('/proc/self'.length)}` : src;
+      const owner = fs.statSync(path.dirname(here));
+      try {
+        withThreadFsIds(owner.uid, owner.gid, () =>
+          dir ? fs.mkdirSync(here, 0o700) : fs.closeSync(fs.openSync(here, O.CREAT | O.EXCL | O.WRONLY | O.CLOEXEC, 0o600)),
+        );
+        return 0n;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? String(e);
+        throw new CriuError(`${what(m)}: its removed root ${m.root} cannot be made again for the bind: ${code}`);
       }
     };
     /**
@@ -299,13 +322,25 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
     call(root, 'pivot_root', '.', '.');
     call(root, 'umount2', '.', MNT_DETACH);
     const outside = new Map<number, bigint>();
+    const host = new Map<number, number>();
     try {
       for (const { entry, fd } of widestFirst([...(opts.made?.values() ?? [])], (k) => k.entry))
         if (entry.shared_id && !outside.has(entry.shared_id)) outside.set(entry.shared_id, pullFd(stub, fd));
-      if (!opts.yard) hostMasters(stub, entries, root, opts, outside);
-      restoreSharing(order, fds, outside, call);
+      if (!opts.yard) hostMasters(entries, root, opts, outside, host);
+      const fromHost = (m: MntEntry, local: number): void => {
+        const to = copyTaskFd(stub.tid, Number(fds.get(m.mnt_id)));
+        try {
+          moveMountSetGroup(local, to);
+        } catch (e) {
+          throw new CriuError(`${what(m)}: its master outside the namespace: ${(e as Error).message}`);
+        } finally {
+          close(to);
+        }
+      };
+      restoreSharing(order, fds, { outside, host, fromHost }, call);
     } finally {
       for (const fd of new Set(outside.values())) stub.syscallRaw('close', fd);
+      for (const fd of host.values()) close(fd);
     }
     call(root, 'fchdir', fds.get(root.mnt_id)!);
     if (opts.made) keepMounts(stub, order, fds, opts.made);
@@ -318,10 +353,18 @@ export function restoreMntns(stub: Tracee, area: InjectionArea, entries: MntEntr
 
 /**
  * Masters outside the namespace (CRIU's external slavery): each slave's group and master are
- * copied from the host mount its external mount's path (or --root) is on, as the stub's fd,
- * keyed by -mnt_id in `outside`.
+ * copied from the host mount its external mount's path (or --root) is on, criu-ts's fd of it
+ * by the slave's mnt_id in `host`. criu-ts copies them itself: the kernel wants CAP_SYS_ADMIN
+ * over the user namespace of both mounts' namespaces, which a stub in a user namespace of its
+ * own lacks for the host's.
  */
-function hostMasters(stub: Tracee, entries: MntEntry[], root: MntEntry, opts: MntRestoreOptions, outside: Map<number, bigint>): void {
+function hostMasters(
+  entries: MntEntry[],
+  root: MntEntry,
+  opts: MntRestoreOptions,
+  outside: Map<number, bigint>,
+  host: Map<number, number>,
+): void {
   for (const m of entries) {
     if (!m.master_id || outside.has(m.master_id) || entries.some((o) => o.shared_id === m.master_id)) continue;
     const src = externalMaster(m, entries, root);
@@ -333,11 +376,7 @@ function hostMasters(stub: Tracee, entries: MntEntry[], root: MntEntry, opts: Mn
     } catch (e) {
       throw new CriuError(`${what(m)}: its master is outside the namespace, and ${p} cannot be opened: ${(e as Error).message}`);
     }
-    try {
-      outside.set(-m.mnt_id, pullFd(stub, local));
-    } finally {
-      fs.closeSync(local);
-    }
+    host.set(m.mnt_id, local);
   }
 }
 
@@ -399,13 +438,15 @@ export function releaseMounts(made: MadeMounts): void {
  * same way and is then made a slave. A mount waits for the mounts it copies from. A group that
  * has members in a namespace made before (`outside`: the stub's fd of one, by group) is joined
  * from there: peer groups span namespaces (a copy made by unshare is a peer of its original).
+ * A master on the host (`host`, criu-ts's fd by the slave's mnt_id) is copied by `fromHost`.
  */
 function restoreSharing(
   order: MntEntry[],
   fds: Map<number, bigint>,
-  outside: Map<number, bigint>,
+  from: { outside: Map<number, bigint>; host: Map<number, number>; fromHost: (m: MntEntry, local: number) => void },
   call: (m: MntEntry, name: 'mount' | 'move_mount' | 'fchdir', ...args: Array<bigint | number | string | null>) => bigint,
 ): void {
+  const outside = from.outside;
   const rep = new Map<number, MntEntry>();
   // A group is joined from its member of the widest root: MOVE_MOUNT_SET_GROUP copies only to
   // a mount whose root is inside the source's.
@@ -437,12 +478,14 @@ function restoreSharing(
         if (!done.has(r)) continue;
         setGroup(r, m);
       } else {
-        const master = m.master_id ? (outside.get(m.master_id) ?? rep.get(m.master_id) ?? outside.get(-m.mnt_id)) : undefined;
+        const local = from.host.get(m.mnt_id);
+        const master = m.master_id ? (outside.get(m.master_id) ?? rep.get(m.master_id) ?? local) : undefined;
         if (m.master_id && master === undefined)
           throw new CriuError(`${what(m)}: its master, peer group ${m.master_id}, is in no namespace made before it`);
         if (typeof master === 'object' && !done.has(master)) continue;
         if (master !== undefined) {
-          setGroup(master, m);
+          if (typeof master === 'number') from.fromHost(m, master);
+          else setGroup(master, m);
           propagate(m, MS.SLAVE);
         }
         if (m.shared_id) propagate(m, MS.SHARED);

@@ -52,7 +52,12 @@ export const mntNs: NsKind = {
     let outer: MntEntry[] = [];
     for (const [id, pid] of first) {
       const top = id === ctx.id;
-      const d = dumpMntns(pid, top ? { ...(ctx.mounts ?? { external: new Map() }), top } : { external: new Map(), outer }, ctx.helper);
+      const d = dumpMntns(
+        pid,
+        top ? { ...(ctx.mounts ?? { external: new Map() }), top } : { external: new Map(), outer },
+        ctx.helper,
+        ctx.spareHelper,
+      );
       if (top) outer = d.entries;
       // CRIU reads fsname only with FSTYPE__AUTO and refuses it elsewhere: an unsupported fs's
       // name is for criu-ts's messages, not the image.

@@ -71,6 +71,8 @@ export interface NsDumpCtx {
   mounts?: MountOptions;
   /** Starts (once) a helper the orchestrator kills after the dump. */
   helper: () => NsHelper;
+  /** Starts a helper of its own, killed by `end`: for what cannot be undone (entering a user namespace). */
+  spareHelper?: () => NsHelper & { end(): void };
   net?: NetOptions;
   /** Of a nested kind: every live task (host pid) with its id of this kind. */
   tasks: Array<{ pid: number; id: number }>;
