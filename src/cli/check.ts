@@ -34,6 +34,7 @@ import {
   mmapPrivateAnon,
   madvise,
   munmap,
+  tunWorks,
 } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import type { Logger } from '../resources/types.ts';
@@ -296,15 +297,19 @@ export const FEATURES: Feature[] = [
     what: 'user namespaces (a tree in one of its own: its uid and gid maps, ids as it sees them)',
     probe: () => fs.existsSync('/proc/self/ns/user'),
   },
+  { name: 'tun', what: 'tun/tap devices and their fds (TUNSETIFINDEX)', probe: () => tunWorks(false) },
+  { name: 'tun_ns', what: "tun files' network namespaces (SIOCGSKNS)", probe: () => tunWorks(true) },
   // Both ends of a veth across two namespaces of the tree, each told by IFLA_LINK_NETNSID (Linux 4.0).
-  { name: 'link_nsid', what: 'veth pairs across network namespaces of the tree', probe: () => kernelAtLeast(4, 0) && hasTool('ip', ['-V']) },
+  {
+    name: 'link_nsid',
+    what: 'veth pairs across network namespaces of the tree',
+    probe: () => kernelAtLeast(4, 0) && hasTool('ip', ['-V']),
+  },
   { name: 'newifindex', what: 'a device made beforehand moved in at its ifindex (--external netdev[])', probe: newIfindexWorks },
   { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
-      ['tun', 'tun/tap devices'],
-      ['tun_ns', 'tun/tap devices in network namespaces'],
       ['autofs', 'autofs mounts'],
       ['compat_cr', '32-bit (compat) tasks'],
       ['uffd', 'lazy pages (userfaultfd)'],

@@ -450,7 +450,7 @@ function mountOptions(o: Opts): MountOptions {
     else if (flag) fail(`bad --external mnt[]${flag}: use mnt[], mnt[]:s or mnt[]:m`);
   };
   for (const x of o.external ?? []) {
-    if (/^(net|veth|macvlan)\[/.test(x)) continue;
+    if (/^(net|veth|macvlan|netdev)\[/.test(x)) continue;
     if (x.startsWith('mnt[]')) {
       autoOn(x.slice(5));
       continue;

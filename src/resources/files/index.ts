@@ -11,6 +11,7 @@ import { memfdFile } from './memfd.ts';
 import { inotifyFile } from './inotify.ts';
 import { pidfdFile } from './pidfd.ts';
 import { nsFile } from './nsfile.ts';
+import { tunFile } from './tun.ts';
 import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { eventfdFile, eventpollFile, signalfdFile, timerfdFile } from './anon.ts';
@@ -46,6 +47,7 @@ const kinds: FileKind[] = [
   fanotifyFile,
   pidfdFile,
   nsFile,
+  tunFile,
   inetFile,
   netlinkFile,
   packetFile,

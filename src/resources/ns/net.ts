@@ -14,6 +14,7 @@ import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './n
 import { failure, inNet, runInNet, type NetAt } from './nstool.ts';
 import { createLinks, deviceEntry, type Dev, IFF_UP, type IpLink, linksRefusal, linksRestoreRefusal, type TreeNets } from './netdev.ts';
 import { nsidOf } from './rtnl.ts';
+import { tunEntry } from './tun.ts';
 import { dumpConntrack, restoreConntrack } from './conntrack.ts';
 import { dumpNetfilter, netfilterRefusal, netfilterRestoreRefusal, restoreNetfilter } from './netfilter.ts';
 
@@ -104,18 +105,19 @@ export const netNs: NsKind = {
   },
   dump: ({ pid, id, imgs, log, net, tasks }) => {
     const peers = peerIds(new Map([[id, pid], ...tasks.map((t) => [t.id, t.pid] as const)]));
+    const pids = [pid, ...tasks.map((t) => t.pid)];
     // An external namespace is only named; an empty one (runc's) is saved as nothing, as by CRIU.
     const key = externalKey(pid, net);
     if (key !== undefined || net?.empty) {
       imgs.one(IMG.NETNS, id, key === undefined ? {} : { ext_key: key });
       log.info(`network namespace ${id}: ${key === undefined ? 'left empty (--empty-ns net)' : `external, ${key}`}`);
-    } else saveNetns(pid, id, imgs, log, peers.get(id)!);
+    } else saveNetns(pid, id, imgs, log, peers.get(id)!, pids);
     // Namespaces of tasks below the root: each saved whole, once.
     const done = new Set([id]);
     for (const t of tasks) {
       if (done.has(t.id)) continue;
       done.add(t.id);
-      saveNetns(t.pid, t.id, imgs, log, peers.get(t.id)!);
+      saveNetns(t.pid, t.id, imgs, log, peers.get(t.id)!, pids);
     }
   },
   nestedDumpRefusal: (pid) => linksRefusal(links(pid)) ?? netfilterRefusal(pid),
@@ -220,12 +222,16 @@ function fill(at: NetAt, id: number, imgs: NsImagesIn, log: Logger, net: NetOpti
 }
 
 /** Save the contents of the network namespace `id` of task `pid`. */
-function saveNetns(pid: number, id: number, imgs: NsImagesOut, log: Logger, peers: Map<number, number>): void {
+function saveNetns(pid: number, id: number, imgs: NsImagesOut, log: Logger, peers: Map<number, number>, pids: number[]): void {
   const ls = links(pid);
+  const tuns = new Map(
+    ls.filter((l) => l.linkinfo?.info_kind === 'tun').map((l) => [l.ifname, tunEntry(l.ifname, l.linkinfo?.info_data ?? {}, pid, pids)]),
+  );
   const { netns, devs } = inNamespaces(pid, CLONE.NEWNET, () => ({
     netns: readNetnsConf(),
     devs: ls.map((l) => ({
       ...deviceEntry(l, ls, id, peers),
+      ...(tuns.has(l.ifname) ? { tun: tuns.get(l.ifname) } : {}),
       conf4: readConf('ipv4', l.ifname),
       ...(hasIpv6() ? { conf6: readConf('ipv6', l.ifname) } : {}),
     })),

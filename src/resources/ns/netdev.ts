@@ -12,9 +12,10 @@ import { failure, runInNet, type NetAt } from './nstool.ts';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { changeLink, IFLA } from './rtnl.ts';
+import { makeTun, type TunInfo } from './tun.ts';
 
-export const ND = { LOOPBACK: 1, VETH: 2, BRIDGE: 6, MACVLAN: 7 } as const;
-const KINDS: Record<string, number> = { veth: ND.VETH, bridge: ND.BRIDGE, macvlan: ND.MACVLAN };
+export const ND = { LOOPBACK: 1, VETH: 2, TUN: 3, BRIDGE: 6, MACVLAN: 7 } as const;
+const KINDS: Record<string, number> = { veth: ND.VETH, tun: ND.TUN, bridge: ND.BRIDGE, macvlan: ND.MACVLAN };
 
 const IFF: Record<string, number> = {
   UP: 0x1,
@@ -50,7 +51,7 @@ export interface IpLink {
   link_index?: number;
   link_netnsid?: number;
   master?: string;
-  linkinfo?: { info_kind?: string; info_data?: { mode?: string; nopromisc?: boolean; nodst?: boolean } };
+  linkinfo?: { info_kind?: string; info_data?: { mode?: string; nopromisc?: boolean; nodst?: boolean } & TunInfo };
 }
 
 const kindOf = (l: IpLink): string => (l.link_type === 'loopback' ? 'loopback' : (l.linkinfo?.info_kind ?? l.link_type));
@@ -59,7 +60,7 @@ const kindOf = (l: IpLink): string => (l.link_type === 'loopback' ? 'loopback' :
 export function linksRefusal(ls: IpLink[]): string | undefined {
   const other = ls.find((l) => l.link_type !== 'loopback' && !(l.linkinfo?.info_kind && l.linkinfo.info_kind in KINDS));
   if (other)
-    return `network device ${other.ifname} (${kindOf(other)}) in its network namespace: only the loopback, veth, bridge and macvlan devices are saved`;
+    return `network device ${other.ifname} (${kindOf(other)}) in its network namespace: only the loopback, veth, tun/tap, bridge and macvlan devices are saved`;
   return undefined;
 }
 
@@ -128,8 +129,10 @@ export function linksRestoreRefusal(id: number, devsOf: (id: number) => Dev[], e
     } else if (d.type === ND.MACVLAN) {
       if (!ext?.has(`macvlan[${d.name}]`)) return `${at}: a macvlan needs its parent: give --external macvlan[${d.name}]:PARENT`;
       if (!d.macvlan) return `${at}: a macvlan without its mode`;
+    } else if (d.type === ND.TUN) {
+      if (!d.tun) return `${at}: a tun device without its tun_link_entry`;
     } else if (d.type !== ND.LOOPBACK && d.type !== ND.BRIDGE)
-      return `${at} of type ${d.type}: only the loopback, veth, bridge and macvlan are restored`;
+      return `${at} of type ${d.type}: only the loopback, veth, tun/tap, bridge and macvlan are restored`;
     if (d.master !== undefined && !devs.some((m) => m.ifindex === d.master)) return `${at}: its master ${d.master} is not in the image`;
   }
   return undefined;
@@ -187,7 +190,10 @@ export function createLinks(at: NetAt, id: number, devs: Dev[], ext: DeviceMap |
   for (const d of devs) {
     if (d.type === ND.LOOPBACK || made.has(d.ifindex)) continue;
     if (d.type === ND.BRIDGE) ip(at, ['link', 'add', ...shape(d), 'type', 'bridge']);
-    else if (d.type === ND.MACVLAN) {
+    else if (d.type === ND.TUN) {
+      makeTun(at, d);
+      if (d.address?.length) ip(at, ['link', 'set', 'dev', d.name, 'address', macText(d.address)]);
+    } else if (d.type === ND.MACVLAN) {
       // Made where its parent is (criu-ts's namespace), born in the task's.
       const parent = ext!.get(`macvlan[${d.name}]`)!;
       const m = d.macvlan!;

@@ -1,0 +1,138 @@
+/**
+ * tun/tap devices of a tree's network namespace and the /dev/net/tun fds on them (ZDTM's
+ * tun_ns): a just-opened fd, a tun with its one queue, a multi-queue tun with a queue detached,
+ * a tap with its MAC, and a persistent tap owned by a user that no fd holds. After the restore
+ * the devices are back at their ifindexes with their kinds, flags and owner, each fd of the
+ * task on its device (fdinfo's iff), and the task itself checks through its fds: TUNGETIFF
+ * names each device, the queues attach and detach as before, the persistent one is persistent
+ * and the one that was not goes away with its last fd.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk } from '../lib/proc.ts';
+import { dump, restore } from '../lib/cr.ts';
+
+const TASK = String.raw`
+import fcntl, os, signal, struct, sys, time
+TUNSETIFF, TUNGETIFF, TUNSETPERSIST, TUNSETOWNER, TUNSETQUEUE = 0x400454ca, 0x800454d2, 0x400454cb, 0x400454cc, 0x400454d9
+TUN, TAP, NO_PI, MQ, ATTACH, DETACH, EXCL = 0x1, 0x2, 0x1000, 0x100, 0x200, 0x400, 0x8000
+def ifr(name, flags):
+    return struct.pack('16sH22x', name.encode(), flags)
+def attach(name, flags):
+    fd = os.open('/dev/net/tun', os.O_RDWR)
+    fcntl.ioctl(fd, TUNSETIFF, ifr(name, flags))
+    return fd
+def iff(fd):
+    n, f = struct.unpack('16sH22x', fcntl.ioctl(fd, TUNGETIFF, ifr('', 0)))
+    return n.rstrip(b'\0').decode(), f
+assert os.system('ip link set lo up') == 0
+fds = [os.open('/dev/net/tun', os.O_RDWR), attach('ndtun0', TUN | NO_PI), attach('ndmq0', TUN | MQ), attach('ndmq0', TUN | MQ), attach('ndtap1', TAP)]
+fcntl.ioctl(fds[3], TUNSETQUEUE, ifr('', DETACH))
+p = attach('ndtap0', TAP)
+fcntl.ioctl(p, TUNSETOWNER, 4321)
+fcntl.ioctl(p, TUNSETPERSIST, 1)
+os.close(p)
+print(' '.join(str(f) for f in fds), flush=True)
+out = sys.argv[1]
+def check(*_):
+    r = []
+    try:
+        fcntl.ioctl(fds[0], TUNGETIFF, ifr('', 0))
+        r.append('fd0 attached')
+    except OSError:
+        pass
+    r.append('%s 0x%x' % iff(fds[1]))
+    r.append('%s 0x%x' % iff(fds[2]))
+    r.append('%s 0x%x' % iff(fds[3]))
+    r.append('%s 0x%x' % iff(fds[4]))
+    fcntl.ioctl(fds[2], TUNSETQUEUE, ifr('', DETACH))
+    fcntl.ioctl(fds[3], TUNSETQUEUE, ifr('', ATTACH))
+    try:
+        attach('ndtap0', TAP | EXCL)
+        r.append('ndtap0 not persistent')
+    except OSError:
+        r.append('ndtap0 persistent')
+    os.close(fds[1])
+    r.append('ndtun0 gone' if os.system('ip link show ndtun0 >/dev/null 2>&1') else 'ndtun0 stays')
+    open(out + '.tmp', 'w').write('\n'.join(r) + '\n')
+    os.rename(out + '.tmp', out)
+signal.signal(signal.SIGUSR1, check)
+open(out + '.ready', 'w').close()
+while True:
+    time.sleep(0.1)
+`;
+
+interface TunLink {
+  ifindex: number;
+  ifname: string;
+  address?: string;
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+}
+
+/** The tun devices of the namespace of `pid` as `ip` shows them, queue counts apart. */
+function tuns(pid: number): string[] {
+  const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-d', '-j', 'link', 'show', 'type', 'tun'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return (JSON.parse(r.stdout) as TunLink[]).map((l) => {
+    const { numqueues: _q, numdisabled: _d, ...data } = l.linkinfo?.info_data ?? {};
+    return `${l.ifname} ${l.ifindex} ${l.address ?? '-'} ${JSON.stringify(data)}`;
+  });
+}
+
+/** Each tun fd of the task and the device its fdinfo names. */
+function iffs(pid: number, fds: number[]): string[] {
+  return fds.map((fd) => `${fd}:${/^iff:\t(.*)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '?'}`);
+}
+
+/** Ask the task to check its fds and devices (SIGUSR1); what it found. */
+async function selfCheck(pid: number, out: string): Promise<string> {
+  process.kill(pid, 'SIGUSR1');
+  await waitFor(() => existsSync(out) || undefined, 10_000, 'the task to check its tun fds');
+  return readFileSync(out, 'utf8');
+}
+
+e2e('tun and tap devices with their /dev/net/tun fds come back: ifindexes, kinds, owner, queues, persistence', async (c) => {
+  const out = join(c.dir, 'checked');
+  const log = join(c.dir, 'task.log');
+  const t = startTarget(
+    ['unshare', '--pid', '--fork', '--net', 'setsid', 'sh', '-c', 'exec python3 -c "$0" "$1" >>"$2" 2>&1', TASK, out, log],
+    {
+      logFile: join(c.dir, 'unshare.log'),
+    },
+  );
+  const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the task');
+  adopt(init);
+  await waitFor(() => existsSync(`${out}.ready`) || undefined, 10_000, 'the task ready');
+  const fds = readFileSync(log, 'utf8').trim().split(' ').map(Number);
+  const devices = tuns(init);
+  assert.equal(devices.length, 4, devices.join('\n'));
+  assert.ok(
+    devices.some((d) => d.startsWith('ndtap0 ') && d.includes('"persist":true') && d.includes('"user":4321')),
+    devices.join('\n'),
+  );
+  const attached = iffs(init, fds);
+  assert.deepEqual(
+    attached.map((a) => a.split(':')[1]),
+    ['', 'ndtun0', 'ndmq0', 'ndmq0', 'ndtap1'],
+  );
+
+  const img = c.subdir('img');
+  assertOk(dump(init, img));
+  reap(t.pid, 10_000);
+  reap(init, 10_000);
+  const pidfile = join(img, 'root.pid');
+  writeFileSync(pidfile, '');
+  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  assert.deepEqual(tuns(host), devices);
+  assert.deepEqual(iffs(host, fds), attached);
+  assert.equal(
+    await selfCheck(host, out),
+    // TUNGETIFF adds IFF_NOFILTER (0x1000) for a queue without a socket filter.
+    ['ndtun0 0x1001', 'ndmq0 0x1101', 'ndmq0 0x1501', 'ndtap1 0x1002', 'ndtap0 persistent', 'ndtun0 gone', ''].join('\n'),
+  );
+  killAndReap(host);
+});
