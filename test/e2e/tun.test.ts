@@ -1,7 +1,7 @@
 /**
  * tun/tap devices of a tree's network namespace and the /dev/net/tun fds on them (ZDTM's
  * tun_ns): a just-opened fd, a tun with its one queue, a multi-queue tun with a queue detached,
- * a tap with its MAC, and a persistent tap owned by a user that no fd holds. After the restore
+ * a tap with its MAC, and a persistent tap with NAPI owned by a user that no fd holds. After the restore
  * the devices are back at their ifindexes with their kinds, flags and owner, each fd of the
  * task on its device (fdinfo's iff), and the task itself checks through its fds: TUNGETIFF
  * names each device, the queues attach and detach as before, the persistent one is persistent
@@ -17,7 +17,7 @@ import { dump, restore } from '../lib/cr.ts';
 const TASK = String.raw`
 import fcntl, os, signal, struct, sys, time
 TUNSETIFF, TUNGETIFF, TUNSETPERSIST, TUNSETOWNER, TUNSETQUEUE = 0x400454ca, 0x800454d2, 0x400454cb, 0x400454cc, 0x400454d9
-TUN, TAP, NO_PI, MQ, ATTACH, DETACH, EXCL = 0x1, 0x2, 0x1000, 0x100, 0x200, 0x400, 0x8000
+TUN, TAP, NAPI, NO_PI, MQ, ATTACH, DETACH, EXCL = 0x1, 0x2, 0x10, 0x1000, 0x100, 0x200, 0x400, 0x8000
 def ifr(name, flags):
     return struct.pack('16sH22x', name.encode(), flags)
 def attach(name, flags):
@@ -30,7 +30,7 @@ def iff(fd):
 assert os.system('ip link set lo up') == 0
 fds = [os.open('/dev/net/tun', os.O_RDWR), attach('ndtun0', TUN | NO_PI), attach('ndmq0', TUN | MQ), attach('ndmq0', TUN | MQ), attach('ndtap1', TAP)]
 fcntl.ioctl(fds[3], TUNSETQUEUE, ifr('', DETACH))
-p = attach('ndtap0', TAP)
+p = attach('ndtap0', TAP | NAPI)
 fcntl.ioctl(p, TUNSETOWNER, 4321)
 fcntl.ioctl(p, TUNSETPERSIST, 1)
 os.close(p)
@@ -81,6 +81,16 @@ function tuns(pid: number): string[] {
   });
 }
 
+/** tun_flags of each device, read in a sysfs of the namespace of `pid` (`ip` does not show IFF_NAPI). */
+function sysFlags(pid: number): string {
+  const script = 'mount -t sysfs sysfs /sys && grep -H . /sys/class/net/nd*/tun_flags';
+  const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script], {
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
 /** Each tun fd of the task and the device its fdinfo names. */
 function iffs(pid: number, fds: number[]): string[] {
   return fds.map((fd) => `${fd}:${/^iff:\t(.*)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '?'}`);
@@ -112,6 +122,8 @@ e2e('tun and tap devices with their /dev/net/tun fds come back: ifindexes, kinds
     devices.some((d) => d.startsWith('ndtap0 ') && d.includes('"persist":true') && d.includes('"user":4321')),
     devices.join('\n'),
   );
+  const flags = sysFlags(init);
+  assert.match(flags, /ndtap0\/tun_flags:0x812$/m, 'ndtap0: tap, persistent, NAPI');
   const attached = iffs(init, fds);
   assert.deepEqual(
     attached.map((a) => a.split(':')[1]),
@@ -129,6 +141,7 @@ e2e('tun and tap devices with their /dev/net/tun fds come back: ifindexes, kinds
   adopt(host);
   assert.deepEqual(tuns(host), devices);
   assert.deepEqual(iffs(host, fds), attached);
+  assert.equal(sysFlags(host), flags);
   assert.equal(
     await selfCheck(host, out),
     // TUNGETIFF adds IFF_NOFILTER (0x1000) for a queue without a socket filter.

@@ -14,7 +14,7 @@ import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './n
 import { failure, inNet, runInNet, type NetAt } from './nstool.ts';
 import { createLinks, deviceEntry, type Dev, IFF_UP, type IpLink, linksRefusal, linksRestoreRefusal, type TreeNets } from './netdev.ts';
 import { nsidOf } from './rtnl.ts';
-import { tunEntry } from './tun.ts';
+import { tunEntry, tunSysfs } from './tun.ts';
 import { dumpConntrack, restoreConntrack } from './conntrack.ts';
 import { dumpNetfilter, netfilterRefusal, netfilterRestoreRefusal, restoreNetfilter } from './netfilter.ts';
 
@@ -224,9 +224,9 @@ function fill(at: NetAt, id: number, imgs: NsImagesIn, log: Logger, net: NetOpti
 /** Save the contents of the network namespace `id` of task `pid`. */
 function saveNetns(pid: number, id: number, imgs: NsImagesOut, log: Logger, peers: Map<number, number>, pids: number[]): void {
   const ls = links(pid);
-  const tuns = new Map(
-    ls.filter((l) => l.linkinfo?.info_kind === 'tun').map((l) => [l.ifname, tunEntry(l.ifname, l.linkinfo?.info_data ?? {}, pid, pids)]),
-  );
+  const tunNames = ls.filter((l) => l.linkinfo?.info_kind === 'tun').map((l) => l.ifname);
+  const sys = tunNames.length ? tunSysfs(pid, tunNames) : new Map();
+  const tuns = new Map(tunNames.map((n) => [n, tunEntry(n, sys.get(n)!, pid, pids)]));
   const { netns, devs } = inNamespaces(pid, CLONE.NEWNET, () => ({
     netns: readNetnsConf(),
     devs: ls.map((l) => ({

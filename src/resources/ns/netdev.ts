@@ -12,7 +12,7 @@ import { failure, runInNet, type NetAt } from './nstool.ts';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { changeLink, IFLA } from './rtnl.ts';
-import { makeTun, type TunInfo } from './tun.ts';
+import { makeTun } from './tun.ts';
 
 export const ND = { LOOPBACK: 1, VETH: 2, TUN: 3, BRIDGE: 6, MACVLAN: 7 } as const;
 const KINDS: Record<string, number> = { veth: ND.VETH, tun: ND.TUN, bridge: ND.BRIDGE, macvlan: ND.MACVLAN };
@@ -51,7 +51,7 @@ export interface IpLink {
   link_index?: number;
   link_netnsid?: number;
   master?: string;
-  linkinfo?: { info_kind?: string; info_data?: { mode?: string; nopromisc?: boolean; nodst?: boolean } & TunInfo };
+  linkinfo?: { info_kind?: string; info_data?: { mode?: string; nopromisc?: boolean; nodst?: boolean } };
 }
 
 const kindOf = (l: IpLink): string => (l.link_type === 'loopback' ? 'loopback' : (l.linkinfo?.info_kind ?? l.link_type));

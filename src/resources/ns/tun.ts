@@ -4,41 +4,26 @@
 // to, through an fd criu-ts attaches for the time of the read. At restore each device is made
 // persistent at its ifindex; the first fd of the tree attached to it drops that when it was not.
 import fs from 'node:fs';
-import { close, ioctl, IFF_TUN, O, sock, TUN_DEVICE, tunAttach, tunGetIff, tunSettings, tunSetup } from '../../kernel/index.ts';
+import { close, ioctl, IFF_TUN, O, sock, TUN_DEVICE, tunAttach, tunSettings, tunSetup } from '../../kernel/index.ts';
 import { CriuError, NotSupportedError } from '../../errors.ts';
 import type { MessageInput, Message } from '../../images/index.ts';
 import { withCopy } from '../net/sockfd.ts';
-import { inNet, type NetAt } from './nstool.ts';
+import { failure, inNet, runInNet, type NetAt } from './nstool.ts';
 
-export interface TunInfo {
-  type?: string;
-  pi?: boolean;
-  vnet_hdr?: boolean;
-  multi_queue?: boolean;
-  persist?: boolean;
-  /** A name, or the number when criu-ts's /etc/passwd (group) has none. */
-  user?: string | number;
-  group?: string | number;
+/**
+ * Each tun device's tun_flags, owner and group as its namespace's sysfs shows them (-1: none),
+ * read in a sysfs mounted there (criu-ts's /sys is its own namespace's): `ip` shows neither
+ * IFF_NAPI nor numeric ids, and TUNGETIFF says IFF_NOFILTER in the bit of IFF_NO_PI.
+ */
+export function tunSysfs(pid: number, names: string[]): Map<string, { flags: number; owner: number; group: number }> {
+  const script =
+    'mount -t sysfs sysfs /sys && for d; do cat /sys/class/net/$d/tun_flags /sys/class/net/$d/owner /sys/class/net/$d/group; done';
+  const r = runInNet(pid, 'unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', ...names]);
+  const why = failure(r);
+  if (why) throw new CriuError(`tun devices ${names.join(', ')}: their sysfs settings: ${why}`);
+  const v = r.stdout.toString().trim().split('\n');
+  return new Map(names.map((n, i) => [n, { flags: Number(v[3 * i]), owner: Number(v[3 * i + 1]), group: Number(v[3 * i + 2]) }]));
 }
-
-/** A user or group named by `ip` (a name from criu-ts's /etc/passwd or /etc/group, or a number); -1 when unset. */
-function idOfName(name: string | number | undefined, file: string): number {
-  if (name === undefined) return -1;
-  if (typeof name === 'number' || /^\d+$/.test(name)) return Number(name);
-  const line = fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .find((l) => l.split(':')[0] === name);
-  if (!line) throw new CriuError(`tun device owner ${name}: not in ${file}`);
-  return Number(line.split(':')[2]);
-}
-
-/** The flags `ip` shows of a device, as TUNSETIFF takes them (IFF_NAPI is not shown: such a device is made without). */
-const ipFlags = (i: TunInfo): number =>
-  (i.type === 'tap' ? IFF_TUN.TAP : IFF_TUN.TUN) |
-  (i.pi ? 0 : IFF_TUN.NO_PI) |
-  (i.vnet_hdr ? IFF_TUN.VNET_HDR : 0) |
-  (i.multi_queue ? IFF_TUN.MULTI_QUEUE : 0);
 
 /** A tree's fd on the tun device `name` of the namespace `nsIno`, if any: [pid, fd]. */
 function attachedFd(name: string, nsIno: number, pids: readonly number[]): [number, number] | undefined {
@@ -73,41 +58,42 @@ export function nsInoOf(fd: number): number {
   }
 }
 
-/**
- * What only an attached fd tells of its device, refused with a socket filter on board (as
- * CRIU). Not its flags: TUNGETIFF's say IFF_NOFILTER in the bit of IFF_NO_PI.
- */
+/** What only an attached fd tells of its device, refused with a socket filter on board (as CRIU). */
 function readThrough(fd: number, name: string, tap: boolean): { vnethdr: number; sndbuf: number } {
   const s = tunSettings(fd, tap);
   if (s.filterLen) throw new NotSupportedError(`tun device ${name}: a socket filter on it (TUNSETTXFILTER's) is not saved`);
   return { vnethdr: s.vnethdr, sndbuf: s.sndbuf };
 }
 
-/** tun_link_entry of device `name` of the namespace of `pid`; `pids` are the tree's tasks. */
-export function tunEntry(name: string, info: TunInfo, pid: number, pids: readonly number[]): MessageInput<'tun_link_entry'> {
+/**
+ * tun_link_entry of device `name` of the namespace of `pid` (its sysfs settings `sys`); `pids`
+ * are the tree's tasks, one of whose fds on it is read, else one criu-ts attaches with the
+ * device's own flags (attaching sets them).
+ */
+export function tunEntry(
+  name: string,
+  sys: { flags: number; owner: number; group: number },
+  pid: number,
+  pids: readonly number[],
+): MessageInput<'tun_link_entry'> {
   const nsIno = fs.statSync(`/proc/${pid}/ns/net`).ino;
   const held = attachedFd(name, nsIno, pids);
-  const flags = ipFlags(info);
-  const tap = (flags & IFF_TUN.TAP) !== 0;
+  const tap = (sys.flags & IFF_TUN.TAP) !== 0;
   let r: { vnethdr: number; sndbuf: number };
   if (held) r = withCopy({ pid: held[0], fd: held[1] }, (copy) => readThrough(copy, name, tap));
-  else if (!info.persist) throw new NotSupportedError(`tun device ${name}: not persistent, and no fd of the tree is attached to it`);
+  else if (!(sys.flags & IFF_TUN.PERSIST))
+    throw new NotSupportedError(`tun device ${name}: not persistent, and no fd of the tree is attached to it`);
   else
     r = inNet(pid, () => {
       const fd = fs.openSync(TUN_DEVICE, O.RDWR | O.CLOEXEC);
       try {
-        tunAttach(fd, name, flags);
+        tunAttach(fd, name, sys.flags & ~IFF_TUN.PERSIST);
         return readThrough(fd, name, tap);
       } finally {
         fs.closeSync(fd);
       }
     });
-  return {
-    ...r,
-    flags: flags | (info.persist ? IFF_TUN.PERSIST : 0),
-    owner: idOfName(info.user, '/etc/passwd'),
-    group: idOfName(info.group, '/etc/group'),
-  };
+  return { ...r, ...sys };
 }
 
 /** Make tun device `d` in the namespace `at`, persistent for now, at its ifindex. */
