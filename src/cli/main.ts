@@ -316,7 +316,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const log = new LevelLogger(level, logFile);
   try {
-    log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid}`);
+    log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid} (up ${performance.now().toFixed(1)} ms)`);
     log.info(`command line: ${process.argv.slice(2).join(' ')}`);
     // SIGINT, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly (interrupt.ts).
     if (cmd === 'dump' || cmd === 'pre-dump' || cmd === 'restore') armInterrupts();

@@ -130,7 +130,15 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     }
   }
   // Locks on files that no fd shows (an fd shows its own, checkFds).
-  checkLocks(treeIds, shownLocks);
+  checkLocks(treeIds, shownLocks, mappedFiles(tasks));
+}
+
+/** "major:minor:inode" of every file the tree maps, as /proc/locks writes them. */
+function mappedFiles(tasks: ClaimedTask[]): Set<string> {
+  const hex = (n: number) => n.toString(16).padStart(2, '0');
+  return new Set(
+    tasks.flatMap((t) => t.vmas.filter((v) => v.inode !== 0).map((v) => `${hex(v.dev.major)}:${hex(v.dev.minor)}:${v.inode}`)),
+  );
 }
 
 const refuseProbe = (at: ClaimSite, resource: string, why: string): never => {
@@ -247,13 +255,18 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
 }
 
 /** flock, POSIX and OFD locks and leases held by the tree that no fd of it shows (`shown`). */
-function checkLocks(ids: Set<number>, shown: Set<string>): void {
+function checkLocks(ids: Set<number>, shown: Set<string>, mapped: Set<string>): void {
   const text = readOptional('/proc/locks') ?? '';
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF". A waiter ("1: -> POSIX ...") holds
     // nothing: its blocked call starts again after restore.
     if (f[1] === '->' || shown.has(procLocksKey(line))) continue;
+    // A flock, an OFD lock or a lease belongs to an open file description, which every fd on
+    // it shows; with no fd, only a mapping of the file can keep it. Its pid is whoever took it,
+    // who may be gone, the number since reused by a task of the tree (a POSIX lock goes with
+    // its process).
+    if (f[1] !== 'POSIX' && !mapped.has(f[5])) continue;
     const pid = Number(f[4]);
     if (ids.has(pid))
       throw new NotClaimedError({ pid, tid: pid }, `file lock (${f.slice(1, 4).join(' ')} on ${f[5]})`, 'locks are not saved');

@@ -25,72 +25,90 @@ export type {
 export { stringBytes } from './utf8.ts';
 
 export class ProtoRegistry {
+  private readonly defs = new Map<string, MessageDef>();
   private readonly compiled = new Map<string, CMessage>();
   private readonly enums = new Map<string, EnumDef>();
 
-  constructor(messages: Iterable<MessageDef>, enums: Iterable<EnumDef> = []) {
+  /**
+   * `lazy`: each message is checked and compiled when first used (CRIU's ~200 messages cost
+   * milliseconds of every command, which uses a few dozen); compileAll() checks them all.
+   */
+  constructor(messages: Iterable<MessageDef>, enums: Iterable<EnumDef> = [], lazy = false) {
     for (const e of enums) {
       if (this.enums.has(e.name)) throw new ProtoError(`duplicate enum ${e.name}`);
       this.enums.set(e.name, e);
     }
     for (const def of messages) {
-      if (this.compiled.has(def.name)) throw new ProtoError(`duplicate message ${def.name}`);
-      const fields: CField[] = def.fields
-        .map((fd): CField => {
-          const kind = KIND[fd.type];
-          if (kind === undefined) throw new ProtoError(`${def.name}.${fd.name}: unknown type ${fd.type}`);
-          if (!Number.isInteger(fd.no) || fd.no < 1 || fd.no > 0x1fffffff)
-            throw new ProtoError(`${def.name}.${fd.name}: bad field number ${fd.no}`);
-          const wire = wireOf(kind);
-          return {
-            def: fd,
-            name: fd.name,
-            no: fd.no,
-            kind,
-            wire,
-            tag: ((fd.no << 3) | wire) >>> 0,
-            rep: fd.label === 'rep',
-            req: fd.label === 'req',
-            path: `${def.name}.${fd.name}`,
-            msg: undefined,
-            enumDef: undefined,
-          };
-        })
-        .sort((a, b) => a.no - b.no);
-      const maxNo = fields.length ? fields[fields.length - 1].no : 0;
-      // a sparse lookup table is fine for CRIU's small field numbers; fall back to none for huge ones
-      const byNo: (CField | undefined)[] = new Array(Math.min(maxNo, 4096) + 1).fill(undefined);
-      for (const f of fields) {
-        if (f.no < byNo.length) {
-          if (byNo[f.no]) throw new ProtoError(`${def.name}: duplicate field number ${f.no}`);
-          byNo[f.no] = f;
-        }
-      }
-      this.compiled.set(def.name, {
-        def,
-        name: def.name,
-        fields,
-        byNo,
-        required: fields.filter((f) => f.req),
-        repeated: fields.filter((f) => f.rep),
-      });
+      if (this.defs.has(def.name)) throw new ProtoError(`duplicate message ${def.name}`);
+      this.defs.set(def.name, def);
     }
-    for (const cm of this.compiled.values()) {
-      for (const f of cm.fields) {
+    if (!lazy) this.compileAll();
+  }
+
+  compileAll(): void {
+    for (const name of this.defs.keys()) this.get(name);
+  }
+
+  private compile(def: MessageDef): CMessage {
+    const fields: CField[] = def.fields
+      .map((fd): CField => {
+        const kind = KIND[fd.type];
+        if (kind === undefined) throw new ProtoError(`${def.name}.${fd.name}: unknown type ${fd.type}`);
+        if (!Number.isInteger(fd.no) || fd.no < 1 || fd.no > 0x1fffffff)
+          throw new ProtoError(`${def.name}.${fd.name}: bad field number ${fd.no}`);
+        const wire = wireOf(kind);
+        return {
+          def: fd,
+          name: fd.name,
+          no: fd.no,
+          kind,
+          wire,
+          tag: ((fd.no << 3) | wire) >>> 0,
+          rep: fd.label === 'rep',
+          req: fd.label === 'req',
+          path: `${def.name}.${fd.name}`,
+          msg: undefined,
+          enumDef: undefined,
+        };
+      })
+      .sort((a, b) => a.no - b.no);
+    const maxNo = fields.length ? fields[fields.length - 1].no : 0;
+    if (maxNo > 4096) throw new ProtoError(`${def.name}: field numbers above 4096 are not supported`);
+    const byNo: (CField | undefined)[] = new Array(maxNo + 1).fill(undefined);
+    for (const f of fields) {
+      if (byNo[f.no]) throw new ProtoError(`${def.name}: duplicate field number ${f.no}`);
+      byNo[f.no] = f;
+    }
+    const cm: CMessage = {
+      def,
+      name: def.name,
+      fields,
+      byNo,
+      required: fields.filter((f) => f.req),
+      repeated: fields.filter((f) => f.rep),
+    };
+    // In the map before its fields' messages are compiled: a message may contain itself.
+    this.compiled.set(def.name, cm);
+    try {
+      for (const f of fields) {
         if (f.def.type === 'message') {
-          f.msg = this.compiled.get(f.def.ref ?? '');
-          if (!f.msg) throw new ProtoError(`${f.path}: unknown message type ${f.def.ref}`);
+          const ref = this.defs.get(f.def.ref ?? '');
+          if (!ref) throw new ProtoError(`${f.path}: unknown message type ${f.def.ref}`);
+          f.msg = this.compiled.get(ref.name) ?? this.compile(ref);
         } else if (f.def.type === 'enum') {
           f.enumDef = this.enums.get(f.def.ref ?? '');
           if (!f.enumDef) throw new ProtoError(`${f.path}: unknown enum ${f.def.ref}`);
         }
       }
-      if (cm.fields.some((f) => f.no >= cm.byNo.length)) throw new ProtoError(`${cm.name}: field numbers above 4096 are not supported`);
+    } catch (e) {
+      this.compiled.delete(def.name);
+      throw e;
     }
+    return cm;
   }
 
   has(name: string): boolean {
-    return this.compiled.has(name);
+    return this.defs.has(name);
   }
 
   message(name: string): MessageDef {
@@ -104,7 +122,7 @@ export class ProtoRegistry {
   }
 
   messageNames(): string[] {
-    return [...this.compiled.keys()];
+    return [...this.defs.keys()];
   }
 
   enumNames(): string[] {
@@ -113,8 +131,10 @@ export class ProtoRegistry {
 
   private get(name: string): CMessage {
     const cm = this.compiled.get(name);
-    if (!cm) throw new ProtoError(`unknown message ${name}`);
-    return cm;
+    if (cm) return cm;
+    const def = this.defs.get(name);
+    if (!def) throw new ProtoError(`unknown message ${name}`);
+    return this.compile(def);
   }
 
   /** Decodes buf[start, end) as one `name` message. Throws only ProtoError. */

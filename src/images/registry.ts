@@ -3,7 +3,7 @@ import { ProtoRegistry } from './proto.ts';
 import { enums, messages } from './schema/index.ts';
 import type { Message, MessageInput, MessageName } from './types.ts';
 
-export const registry: ProtoRegistry = new ProtoRegistry(Object.values(messages), Object.values(enums));
+export const registry: ProtoRegistry = new ProtoRegistry(Object.values(messages), Object.values(enums), true);
 
 export function encodeMessage<N extends MessageName>(name: N, obj: MessageInput<N>): Buffer {
   return registry.encode(name, obj);

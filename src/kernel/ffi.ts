@@ -28,9 +28,7 @@ let nat: Native | undefined;
 
 function native(): Native {
   if (nat) return nat;
-  // createRequire: koffi is loaded synchronously, resolved from wherever this code runs (sources or bundle).
-  const { createRequire } = process.getBuiltinModule('node:module');
-  const koffi = createRequire(import.meta.url)('koffi') as typeof koffiModule;
+  const koffi = loadKoffi();
   const libc = koffi.load('libc.so.6');
   const f = (proto: string): Fn => libc.func(proto);
   nat = {
@@ -54,6 +52,26 @@ function native(): Native {
     dlsym: f('void *dlsym(void *handle, const char *name)'),
   };
   return nat;
+}
+
+/**
+ * koffi's native module, required directly from its per-platform package: koffi's own loader
+ * (`require('koffi')`) probes paths and copies node:util's exports, which loads a dozen builtins
+ * and costs about 7 ms of every command. The loader only adds deprecated aliases, so it is the
+ * fallback, for layouts where the platform package is elsewhere. createRequire: loaded
+ * synchronously, resolved from wherever this code runs (sources or bundle).
+ */
+function loadKoffi(): typeof koffiModule {
+  const { createRequire } = process.getBuiltinModule('node:module');
+  const req = createRequire(import.meta.url);
+  const triplet = `${process.platform}_${process.arch}`;
+  try {
+    const n = req(`@koromix/koffi-${process.platform}-${process.arch}/${triplet}/koffi.node`) as typeof koffiModule;
+    if (typeof n.load === 'function' && typeof n.errno === 'function') return n;
+  } catch {
+    // not installed that way: koffi's loader finds it
+  }
+  return req('koffi') as typeof koffiModule;
 }
 
 /** Native address of a Buffer's first byte (valid while the Buffer is referenced). */

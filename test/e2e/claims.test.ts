@@ -4,7 +4,7 @@
  * images. State criu-ts does save comes back: the workload checks it itself after restore.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -47,6 +47,7 @@ const REFUSALS: Refusal[] = [
     still: (pid) => readFileSync(`/proc/${pid}/timers`, 'utf8').includes('ID:'),
   },
   { mode: 'flock', line: /fd \d+ \(.*flock\.lock\): it holds a file lock \(.*FLOCK/, still: lockedBy },
+  { mode: 'mappedflock', line: /file lock \(FLOCK ADVISORY WRITE on [0-9a-f]+:[0-9a-f]+:\d+\): locks are not saved/, still: lockedBy },
   { mode: 'posixlock', line: /fd \d+ \(.*posixlock\.lock\): it holds a file lock \(.*POSIX/, still: lockedBy },
   { mode: 'ofdlock', line: /fd \d+ \(.*ofdlock\.lock\): it holds a file lock \(.*OFDLCK/, still: () => locks().includes('OFDLCK') },
   { mode: 'lease', args: ['--file-locks'], line: /fd \d+ \(.*lease\.lock\): it holds a lease being broken \(LEASE/, still: lockedBy },
@@ -99,6 +100,42 @@ for (const r of REFUSALS) {
     { skip: r.skip },
   );
 }
+
+e2e("a flock whose taker is gone, its pid now a task of the tree, is not the tree's: the dump goes through", async (c) => {
+  // flock(1) locks the shell's fd 9 and exits; the shell (then sleep) keeps the lock, which
+  // /proc/locks goes on showing with flock(1)'s pid.
+  const file = join(c.dir, 'stale.lock');
+  const holder = startTarget(['bash', '-c', `exec 9>${file}; flock 9; echo locked; exec sleep 1000`], { execs: ['sleep', '1000'] });
+  await waitForLine(holder.log, /^locked$/);
+  const ino = statSync(file).ino;
+  const line = locks()
+    .split('\n')
+    .find((l) => l.includes(`:${ino} `));
+  assert.ok(line, `the flock is in /proc/locks: ${locks()}`);
+  const taker = Number(line.trim().split(/\s+/)[4]);
+  assert.notEqual(taker, holder.pid, 'the lock names flock(1), not the shell');
+  // Starting a target takes a few pids before the target's own; how many is learned by trying.
+  let t: ReturnType<typeof startTarget> | undefined;
+  let before = 2;
+  for (let i = 0; i < 20 && !t; i++) {
+    writeFileSync('/proc/sys/kernel/ns_last_pid', String(taker - before));
+    const s = startTarget([workload('counter'), '100']);
+    if (s.pid === taker) t = s;
+    else {
+      if (s.pid > taker && s.pid - taker < 5) before += s.pid - taker;
+      killAndReap(s.pid);
+    }
+  }
+  assert.ok(t, `a target at pid ${taker}`);
+  await waitForCounter(t.log, 2);
+  assert.ok(locks().includes(`${taker} `), 'the stale pid is in /proc/locks');
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  await waitForCounter(t.log, lastCounter(t.log) + 2, 5000);
+  killAndReap(t.pid);
+  killAndReap(holder.pid);
+});
 
 /** SIGUSR2 to each process; returns each one's check lines printed after `mark`. */
 async function checks(log: string, pids: number[], mark: number): Promise<string[]> {

@@ -304,7 +304,8 @@ e2e('a shell pipeline of real programs continues without lost or duplicated line
     });
   await waitFor(() => numbers().length >= 5, 10_000, '5 lines');
   const stages = () => {
-    const tree = treeSnapshot(t.pid);
+    // The loop's `date` and `sleep` come and go while the tree is read.
+    const tree = treeSnapshot(t.pid, true);
     return { cat: tree.find((x) => x.comm === 'cat'), grep: tree.find((x) => x.comm === 'grep'), tree };
   };
   const s0 = stages();

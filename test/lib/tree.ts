@@ -38,13 +38,17 @@ export function taskStat(pid: number): TaskStat | null {
   };
 }
 
-/** `root` and all its descendants, sorted by PID. Throws if one vanished while we looked. */
-export function treeSnapshot(root: number): TaskStat[] {
+/**
+ * `root` and all its descendants, sorted by PID. Throws if one vanished while we looked, unless
+ * `transient` says the running tree has short-lived children (a shell loop's commands), which
+ * are left out then.
+ */
+export function treeSnapshot(root: number, transient = false): TaskStat[] {
   const pids = [root, ...descendants(root)].sort((a, b) => a - b);
-  return pids.map((p) => {
+  return pids.flatMap((p) => {
     const s = taskStat(p);
-    if (!s) throw new Error(`PID ${p} vanished while the tree was being read`);
-    return s;
+    if (!s && !transient) throw new Error(`PID ${p} vanished while the tree was being read`);
+    return s ? [s] : [];
   });
 }
 

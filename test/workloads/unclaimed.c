@@ -67,6 +67,12 @@ int main(int argc, char **argv) {
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) die("seccomp");
   } else if (!strcmp(mode, "flock")) {
     if (flock(open_file(file), LOCK_EX)) die("flock");
+  } else if (!strcmp(mode, "mappedflock")) {
+    /* The lock stays with the open file description, which the mapping keeps once the fd is closed. */
+    int fd = open_file(file);
+    if (ftruncate(fd, 4096) || flock(fd, LOCK_EX)) die("flock");
+    if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED) die("mmap");
+    close(fd);
   } else if (!strcmp(mode, "posixlock")) {
     lock(open_file(file), F_SETLK);
   } else if (!strcmp(mode, "ofdlock")) {
