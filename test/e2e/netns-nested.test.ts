@@ -13,6 +13,7 @@ import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } fr
 import { join } from 'node:path';
 import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk, assertCleanError } from '../lib/proc.ts';
 import { dump, restore } from '../lib/cr.ts';
+import { across } from '../lib/netns.ts';
 
 const TREE = String.raw`
 import ctypes, os, socket, sys, time
@@ -135,7 +136,7 @@ e2e('a device criu-ts does not save in a namespace below the root refuses the du
   reap(init, 10_000);
 });
 
-const UDP_ECHO = String.raw`
+const UDP_ECHO = `
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(5)
@@ -196,15 +197,7 @@ e2e(
     udpAcross(b, init);
     const before = [vethEnds(init), vethEnds(b)];
     assert.deepEqual(before, [['ndx0 41 peer 42 in another up'], ['ndx1 42 peer 41 in another up']]);
-    const img = c.subdir('img');
-    assertOk(dump(init, img));
-    reap(unshare, 10_000);
-    reap(init, 10_000);
-    const pidfile = join(img, 'root.pid');
-    writeFileSync(pidfile, '');
-    assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-    const host = Number(readFileSync(pidfile, 'utf8'));
-    adopt(host);
+    const host = await across({ unshare, init }, c.subdir('img'), 'criu-ts', 'criu-ts');
     check(host);
     const after = shape(host);
     assert.deepEqual([vethEnds(host), vethEnds(after.b)], before);

@@ -9,10 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk } from '../lib/proc.ts';
-import { dump, restore } from '../lib/cr.ts';
+import { e2e, startTarget, adopt, killAndReap, waitFor, descendants } from '../lib/proc.ts';
+import { across } from '../lib/netns.ts';
 
 const TASK = String.raw`
 import fcntl, os, signal, struct, sys, time
@@ -130,15 +130,7 @@ e2e('tun and tap devices with their /dev/net/tun fds come back: ifindexes, kinds
     ['', 'ndtun0', 'ndmq0', 'ndmq0', 'ndtap1'],
   );
 
-  const img = c.subdir('img');
-  assertOk(dump(init, img));
-  reap(t.pid, 10_000);
-  reap(init, 10_000);
-  const pidfile = join(img, 'root.pid');
-  writeFileSync(pidfile, '');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
+  const host = await across({ unshare: t.pid, init }, c.subdir('img'), 'criu-ts', 'criu-ts');
   assert.deepEqual(tuns(host), devices);
   assert.deepEqual(iffs(host, fds), attached);
   assert.equal(sysFlags(host), flags);
