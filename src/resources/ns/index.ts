@@ -199,7 +199,8 @@ export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | '
     const ahead = new Map<number, { file: string; release(): void }>();
     if (k.makeAhead) {
       plan.ahead.set(k.name, ahead);
-      for (const other of plan.nestedIds.get(k.name) ?? []) if (other !== id) ahead.set(other, k.makeAhead({ id: other, log: ctx.log }));
+      for (const other of plan.nestedIds.get(k.name) ?? [])
+        if (other !== id) ahead.set(other, k.makeAhead({ id: other, log: ctx.log, stub: ctx.stub }));
     }
     const nsFiles = new Map([[id, `/proc/${ctx.pid}/ns/${k.name}`], ...[...ahead].map(([i, a]) => [i, a.file] as const)]);
     const filled = new Set<number>();

@@ -154,9 +154,10 @@ export interface NsKind {
   /**
    * Of a nested kind: make namespace `id` (not the root's) ahead of the tasks, empty, held by
    * criu-ts (its files are made before the tasks in it exist); the file tasks join. Every
-   * namespace of the kind exists before any is filled (fillAhead): links span them.
+   * namespace of the kind exists before any is filled (fillAhead): links span them. `stub` is
+   * the root's, in its namespaces already.
    */
-  makeAhead?(ctx: { id: number; log: Logger }): { file: string; release(): void };
+  makeAhead?(ctx: { id: number; log: Logger; stub: Tracee }): { file: string; release(): void };
   /** Fill a namespace made ahead, after the root's (restore). */
   fillAhead?(ctx: NsFillCtx): void;
   /** Fill the root's new namespace, before the root has children. */
