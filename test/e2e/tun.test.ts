@@ -5,17 +5,22 @@
  * the devices are back at their ifindexes with their kinds, flags and owner, each fd of the
  * task on its device (fdinfo's iff), and the task itself checks through its fds: TUNGETIFF
  * names each device, the queues attach and detach as before, the persistent one is persistent
- * and the one that was not goes away with its last fd.
+ * and the one that was not goes away with its last fd. Images exchanged with CRIU 4.2 both ways
+ * (a tun file is also a REG entry of the same id, which CRIU opens it by).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, startTarget, adopt, killAndReap, waitFor, descendants } from '../lib/proc.ts';
+import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertCleanError } from '../lib/proc.ts';
+import { dump } from '../lib/cr.ts';
 import { across } from '../lib/netns.ts';
+import { CRIU42 } from '../lib/runc.ts';
+
+const skipCriu = existsSync(CRIU42) ? false : `no CRIU 4.2 binary at ${CRIU42}`;
 
 const TASK = String.raw`
-import fcntl, os, signal, struct, sys, time
+import ctypes, fcntl, os, signal, struct, sys, time
 TUNSETIFF, TUNGETIFF, TUNSETPERSIST, TUNSETOWNER, TUNSETQUEUE = 0x400454ca, 0x800454d2, 0x400454cb, 0x400454cc, 0x400454d9
 TUN, TAP, NAPI, NO_PI, MQ, ATTACH, DETACH, EXCL = 0x1, 0x2, 0x10, 0x1000, 0x100, 0x200, 0x400, 0x8000
 def ifr(name, flags):
@@ -31,6 +36,10 @@ assert os.system('ip link set lo up') == 0
 fds = [os.open('/dev/net/tun', os.O_RDWR), attach('ndtun0', TUN | NO_PI), attach('ndmq0', TUN | MQ), attach('ndmq0', TUN | MQ), attach('ndtap1', TAP)]
 fcntl.ioctl(fds[3], TUNSETQUEUE, ifr('', DETACH))
 p = attach('ndtap0', TAP | NAPI)
+if len(sys.argv) > 2:
+    # A socket filter on the tap's queue: one instruction, BPF_RET|BPF_K accepting all.
+    ins = (ctypes.c_uint64 * 1)(0x6 | 0xffffffff << 32)
+    fcntl.ioctl(fds[4], 0x401054d5, struct.pack('HxxxxxxQ', 1, ctypes.addressof(ins)))
 fcntl.ioctl(p, TUNSETOWNER, 4321)
 fcntl.ioctl(p, TUNSETPERSIST, 1)
 os.close(p)
@@ -103,41 +112,63 @@ async function selfCheck(pid: number, out: string): Promise<string> {
   return readFileSync(out, 'utf8');
 }
 
-e2e('tun and tap devices with their /dev/net/tun fds come back: ifindexes, kinds, owner, queues, persistence', async (c) => {
-  const out = join(c.dir, 'checked');
-  const log = join(c.dir, 'task.log');
+/** The task in new PID and network namespaces, its devices made; its tun fds (printed). */
+async function startTask(dir: string, more: string[] = []): Promise<{ unshare: number; init: number; out: string; fds: number[] }> {
+  const out = join(dir, 'checked');
+  const log = join(dir, 'task.log');
   const t = startTarget(
-    ['unshare', '--pid', '--fork', '--net', 'setsid', 'sh', '-c', 'exec python3 -c "$0" "$1" >>"$2" 2>&1', TASK, out, log],
-    {
-      logFile: join(c.dir, 'unshare.log'),
-    },
+    ['unshare', '--pid', '--fork', '--net', 'setsid', 'sh', '-c', 'exec python3 -c "$0" "$@" >>"$LOG" 2>&1', TASK, out, ...more],
+    { logFile: join(dir, 'unshare.log'), env: { ...process.env, LOG: log } },
   );
   const init = await waitFor(() => descendants(t.pid)[0], 5000, 'the task');
   adopt(init);
   await waitFor(() => existsSync(`${out}.ready`) || undefined, 10_000, 'the task ready');
-  const fds = readFileSync(log, 'utf8').trim().split(' ').map(Number);
-  const devices = tuns(init);
-  assert.equal(devices.length, 4, devices.join('\n'));
-  assert.ok(
-    devices.some((d) => d.startsWith('ndtap0 ') && d.includes('"persist":true') && d.includes('"user":4321')),
-    devices.join('\n'),
-  );
-  const flags = sysFlags(init);
-  assert.match(flags, /ndtap0\/tun_flags:0x812$/m, 'ndtap0: tap, persistent, NAPI');
-  const attached = iffs(init, fds);
-  assert.deepEqual(
-    attached.map((a) => a.split(':')[1]),
-    ['', 'ndtun0', 'ndmq0', 'ndmq0', 'ndtap1'],
+  return { unshare: t.pid, init, out, fds: readFileSync(log, 'utf8').trim().split(' ').map(Number) };
+}
+
+for (const [dumpWith, restoreWith] of [
+  ['criu-ts', 'criu-ts'],
+  ['criu', 'criu-ts'],
+  ['criu-ts', 'criu'],
+])
+  e2e(
+    `tun and tap devices with their /dev/net/tun fds come back: ifindexes, kinds, owner, queues, persistence (${dumpWith} dump, ${restoreWith} restore)`,
+    async (c) => {
+      const { unshare, init, out, fds } = await startTask(c.dir);
+      const devices = tuns(init);
+      assert.equal(devices.length, 4, devices.join('\n'));
+      assert.ok(
+        devices.some((d) => d.startsWith('ndtap0 ') && d.includes('"persist":true') && d.includes('"user":4321')),
+        devices.join('\n'),
+      );
+      const flags = sysFlags(init);
+      assert.match(flags, /ndtap0\/tun_flags:0x812$/m, 'ndtap0: tap, persistent, NAPI');
+      const attached = iffs(init, fds);
+      assert.deepEqual(
+        attached.map((a) => a.split(':')[1]),
+        ['', 'ndtun0', 'ndmq0', 'ndmq0', 'ndtap1'],
+      );
+
+      const host = await across({ unshare, init }, c.subdir('img'), dumpWith, restoreWith);
+      assert.deepEqual(tuns(host), devices);
+      assert.deepEqual(iffs(host, fds), attached);
+      assert.equal(sysFlags(host), flags);
+      assert.equal(
+        await selfCheck(host, out),
+        // TUNGETIFF adds IFF_NOFILTER (0x1000) for a queue without a socket filter.
+        ['ndtun0 0x1001', 'ndmq0 0x1101', 'ndmq0 0x1501', 'ndtap1 0x1002', 'ndtap0 persistent', 'ndtun0 gone', ''].join('\n'),
+      );
+      killAndReap(host);
+    },
+    { skip: dumpWith === 'criu-ts' && restoreWith === 'criu-ts' ? false : skipCriu },
   );
 
-  const host = await across({ unshare: t.pid, init }, c.subdir('img'), 'criu-ts', 'criu-ts');
-  assert.deepEqual(tuns(host), devices);
-  assert.deepEqual(iffs(host, fds), attached);
-  assert.equal(sysFlags(host), flags);
-  assert.equal(
-    await selfCheck(host, out),
-    // TUNGETIFF adds IFF_NOFILTER (0x1000) for a queue without a socket filter.
-    ['ndtun0 0x1001', 'ndmq0 0x1101', 'ndmq0 0x1501', 'ndtap1 0x1002', 'ndtap0 persistent', 'ndtun0 gone', ''].join('\n'),
-  );
-  killAndReap(host);
+e2e('a tap with a socket filter attached refuses the dump in one line, and the task runs on with it', async (c) => {
+  const { unshare, init, out } = await startTask(c.dir, ['filter']);
+  const line = assertCleanError(dump(init, c.subdir('img')));
+  assert.match(line, /tun device ndtap1: a socket filter attached to it \(TUNATTACHFILTER\) is not saved/);
+  const checked = await selfCheck(init, out);
+  assert.match(checked, /^ndtap1 0x2$/m, 'the filter is still there (no IFF_NOFILTER)');
+  killAndReap(unshare);
+  reap(init, 10_000);
 });

@@ -7,7 +7,7 @@ import { CriuError, NotSupportedError } from '../../errors.ts';
 import { IMG } from '../../images/index.ts';
 import { withCopy } from '../net/sockfd.ts';
 import { nsInoOf } from '../ns/tun.ts';
-import { FD_TYPE, fileKind } from './types.ts';
+import { FD_TYPE, fileKind, fown } from './types.ts';
 
 const S_IFCHR = 0o020000;
 const isTun = (rdev: number): boolean =>
@@ -32,6 +32,8 @@ export const tunFile = fileKind({
         throw new NotSupportedError(
           `task ${p.pid}: fd ${p.fd} (${TUN_DEVICE}): a tun file of a network namespace the tree does not own and save (as CRIU, tun files need the tree's own)`,
         );
+      // As CRIU: a REG entry of the same id, /dev/net/tun itself, which CRIU opens the file by.
+      ctx.addEntry(IMG.FILES, { type: FD_TYPE.REG, id, reg: { id, flags: p.flags, pos: 0n, fown: fown(), name: TUN_DEVICE } });
       const iff = tunGetIff(copy);
       ctx.log.info(`task ${p.pid}: fd ${p.fd}: tun file${iff ? ` on ${iff.name} (flags 0x${iff.flags.toString(16)})` : ''}`);
       return {

@@ -61,7 +61,7 @@ export function nsInoOf(fd: number): number {
 /** What only an attached fd tells of its device, refused with a socket filter on board (as CRIU). */
 function readThrough(fd: number, name: string, tap: boolean): { vnethdr: number; sndbuf: number } {
   const s = tunSettings(fd, tap);
-  if (s.filterLen) throw new NotSupportedError(`tun device ${name}: a socket filter on it (TUNSETTXFILTER's) is not saved`);
+  if (s.filterLen) throw new NotSupportedError(`tun device ${name}: a socket filter attached to it (TUNATTACHFILTER) is not saved`);
   return { vnethdr: s.vnethdr, sndbuf: s.sndbuf };
 }
 
