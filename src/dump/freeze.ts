@@ -11,13 +11,15 @@ import type { CgroupFreezer } from './cgfreezer.ts';
 export const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
 
 /**
- * A thread under seccomp is seized with its filters suspended (PTRACE_O_SUSPEND_SECCOMP), so
- * that the dump's injected calls are neither filtered nor fatal. Only then: the option needs
- * CAP_SYS_ADMIN and a tracer outside seccomp. A thread cannot leave seccomp mode; one that
- * entered it between this look and its stop gets the option once stopped (suspendSeccomp).
+ * A thread under seccomp has its filters suspended (PTRACE_O_SUSPEND_SECCOMP), so that the
+ * dump's injected calls are neither filtered nor fatal; only once it is stopped: seized with
+ * the option, it runs unfiltered from the seize to its stop, and a sandboxed program can make
+ * the very calls its filter forbids. The option needs CAP_SYS_ADMIN and a tracer outside
+ * seccomp. A thread cannot leave seccomp mode, so one seen without it when stopped needs none.
  */
-function seizeOptions(pid: number, tid: number): number {
-  return seccompMode(pid, tid) ? SEIZE_OPTIONS | PTRACE_O.SUSPEND_SECCOMP : SEIZE_OPTIONS;
+function suspendSeccomp(pid: number, t: Tracee): Tracee {
+  if (seccompMode(pid, t.tid)) ptrace(PTRACE.SETOPTIONS, t.tid, 0, SEIZE_OPTIONS | PTRACE_O.SUSPEND_SECCOMP);
+  return t;
 }
 
 function seccompMode(pid: number, tid: number): number {
@@ -26,11 +28,6 @@ function seccompMode(pid: number, tid: number): number {
   } catch {
     return 0; /* gone: the seize says so */
   }
-}
-
-function suspendSeccomp(pid: number, t: Tracee, opts: number): Tracee {
-  if (!(opts & PTRACE_O.SUSPEND_SECCOMP) && seccompMode(pid, t.tid)) ptrace(PTRACE.SETOPTIONS, t.tid, 0, opts | PTRACE_O.SUSPEND_SECCOMP);
-  return t;
 }
 
 /** A task of the dumped tree: frozen threads (leader first), or a zombie. */
@@ -67,8 +64,7 @@ export function freezeProcess(pid: number, deadline: number, deferred = false): 
       if (Date.now() > deadline) throw new CriuError(`timed out freezing task ${pid}`);
       for (const tid of tids) {
         try {
-          const opts = seizeOptions(pid, tid);
-          frozen.set(tid, deferred ? Tracee.seizeDeferred(tid, opts) : suspendSeccomp(pid, Tracee.seize(tid, opts), opts));
+          frozen.set(tid, deferred ? Tracee.seizeDeferred(tid, SEIZE_OPTIONS) : suspendSeccomp(pid, Tracee.seize(tid, SEIZE_OPTIONS)));
         } catch (e) {
           // A thread that exited between listing and seizing, or is exiting now, is gone:
           // it will not run again, so it is left out instead of retried until the deadline.
@@ -147,7 +143,11 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
       const outside = freezer.pids().filter((p) => !pids.has(p));
       if (outside.length) throw new CriuError(`cgroup ${freezer.dir} holds processes outside the tree of ${root}: ${outside.join(', ')}`);
       freezer.thaw();
-      for (const t of tasks) for (const th of t.threads) th.waitStop();
+      for (const t of tasks)
+        for (const th of t.threads) {
+          th.waitStop();
+          suspendSeccomp(t.pid, th);
+        }
     }
   } catch (e) {
     for (const t of tasks) detachAll(t.threads);

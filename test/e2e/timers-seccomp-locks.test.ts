@@ -272,6 +272,27 @@ e2e('python3 that put itself in a seccomp sandbox is still sandboxed after resto
   killAndReap(t.pid);
 });
 
+e2e(
+  'a sandboxed task is never unfiltered while it is dumped: its forbidden call, made without pause, stays denied through 10 dumps -R',
+  async (c) => {
+    const t = startTarget([workload('seccompbusy')], { logFile: join(c.dir, 'busy.log') });
+    await waitForLine(t.log, /^tick i=/, 10_000);
+    for (let i = 0; i < 10; i++) {
+      const r = dump(t.pid, c.subdir(`img${i}`), ['-R']);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const ticks = readLines(t.log).filter((l) => l.startsWith('tick ')).length;
+    await waitFor(() => readLines(t.log).filter((l) => l.startsWith('tick ')).length > ticks, 10_000, 'a tick after the dumps');
+    assert.deepEqual(
+      readLines(t.log).filter((l) => !/^(ready|tick i=\d+)$/.test(l)),
+      [],
+      'getpgid was never allowed',
+    );
+    assertRunningFree(t.pid);
+    killAndReap(t.pid);
+  },
+);
+
 e2e('filters installed as root, by a task that then became another user, come back; the restore of its uids is not filtered', async (c) => {
   const t = startTarget([workload('seccompd', ['-lpthread']), '-u'], { logFile: join(c.dir, 'seccompd.log') });
   const worker = Number(parseKV((await waitForLine(t.log, /^ready /, 5000)).line).worker);
