@@ -34,11 +34,14 @@ import {
   mmapPrivateAnon,
   madvise,
   munmap,
+  tunWorks,
 } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
 import type { Logger } from '../resources/types.ts';
 import { hasRawDiag } from '../resources/net/diag.ts';
 import { lockAvailable } from '../resources/net/netlock.ts';
+import { newIfindexWorks } from '../resources/ns/rtnl.ts';
+import { hasTool } from '../resources/ns/nstool.ts';
 
 const inPath = (cmd: string): boolean =>
   (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => {
@@ -294,12 +297,19 @@ export const FEATURES: Feature[] = [
     what: 'user namespaces (a tree in one of its own: its uid and gid maps, ids as it sees them)',
     probe: () => fs.existsSync('/proc/self/ns/user'),
   },
+  { name: 'tun', what: 'tun/tap devices and their fds (TUNSETIFINDEX)', probe: () => tunWorks(false) },
+  { name: 'tun_ns', what: "tun files' network namespaces (SIOCGSKNS)", probe: () => tunWorks(true) },
+  // Both ends of a veth across two namespaces of the tree, each told by IFLA_LINK_NETNSID (Linux 4.0).
+  {
+    name: 'link_nsid',
+    what: 'veth pairs across network namespaces of the tree',
+    probe: () => kernelAtLeast(4, 0) && hasTool('ip', ['-V']),
+  },
+  { name: 'newifindex', what: 'a device made beforehand moved in at its ifindex (--external netdev[])', probe: newIfindexWorks },
   { name: 'tcp_half_closed', what: 'TCP repair mode on half-closed connections', probe: probeHalfClosed },
   // CRIU's other names. criu-ts does not use these (yet): what each would serve.
   ...(
     [
-      ['tun', 'tun/tap devices'],
-      ['tun_ns', 'tun/tap devices in network namespaces'],
       ['autofs', 'autofs mounts'],
       ['compat_cr', '32-bit (compat) tasks'],
       ['uffd', 'lazy pages (userfaultfd)'],
@@ -307,9 +317,7 @@ export const FEATURES: Feature[] = [
       ['can_map_vdso', 'mapping the vDSO by arch_prctl (criu-ts moves it with mremap)'],
       ['sk_ns', 'sockets of other network namespaces'],
       ['nsid', 'network namespace ids'],
-      ['link_nsid', 'links into other network namespaces'],
       ['external_net_ns', 'external network namespaces'],
-      ['newifindex', 'network devices at new indexes'],
       ['nftables', 'nftables in network namespaces'],
       ['pidfd_store', 'the pidfd store of iterative dumps (RPC)'],
       ['apparmor_stacking', 'AppArmor namespaces'],

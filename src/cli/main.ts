@@ -211,7 +211,7 @@ const OPTIONS: { flags: string; desc: string; cmds: Cmd[]; dflt?: string }[] = [
   { flags: '-r, --root <path>', desc: "the host directory the restored mount namespace's root is a bind of", cmds: ['restore'] },
   {
     flags: '--external <res>',
-    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; at restore the outer end of a veth, veth[IFNAME]:OUTNAME[@BRIDGE], and the parent of a macvlan, macvlan[IFNAME]:PARENT; repeatable',
+    desc: 'an external mount: mnt[MOUNTPOINT]:KEY at dump, mnt[KEY]:PATH at restore; an external network namespace: net[INODE]:KEY at dump; at restore the outer end of a veth, veth[IFNAME]:OUTNAME[@BRIDGE], a device made beforehand to move in as IFNAME, netdev[IFNAME]:NAME, and the parent of a macvlan, macvlan[IFNAME]:PARENT; repeatable',
     cmds: ['dump', 'restore'],
   },
   {
@@ -450,7 +450,7 @@ function mountOptions(o: Opts): MountOptions {
     else if (flag) fail(`bad --external mnt[]${flag}: use mnt[], mnt[]:s or mnt[]:m`);
   };
   for (const x of o.external ?? []) {
-    if (/^(net|veth|macvlan)\[/.test(x)) continue;
+    if (/^(net|veth|macvlan|netdev)\[/.test(x)) continue;
     if (x.startsWith('mnt[]')) {
       autoOn(x.slice(5));
       continue;
@@ -481,11 +481,12 @@ function netOptions(o: Opts): NetOptions {
   const devices = new Map<string, string>();
   for (const x of o.external ?? []) {
     const m = /^net\[(\d+)\]:(.+)$/.exec(x);
-    const d = /^((?:veth|macvlan)\[[^\]]+\]):(.+)$/.exec(x);
+    const d = /^((?:veth|macvlan|netdev)\[[^\]]+\]):(.+)$/.exec(x);
     if (m) external.set(m[1], m[2]);
     else if (d) devices.set(d[1], d[2]);
     else if (x.startsWith('net[')) fail(`bad --external ${x}: use net[INODE]:KEY`);
-    else if (/^(veth|macvlan)\[/.test(x)) fail(`bad --external ${x}: use veth[IFNAME]:OUTNAME[@BRIDGE] or macvlan[IFNAME]:PARENT`);
+    else if (/^(veth|macvlan|netdev)\[/.test(x))
+      fail(`bad --external ${x}: use veth[IFNAME]:OUTNAME[@BRIDGE], netdev[IFNAME]:NAME or macvlan[IFNAME]:PARENT`);
   }
   for (const x of o.vethPair ?? []) {
     const m = /^([^=]+)=(.+)$/.exec(x);

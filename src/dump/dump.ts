@@ -491,8 +491,10 @@ function collectAndWrite(
     },
   };
   // A network namespace the tree owns is locked whole before any of it is saved (CRIU's order).
-  if (shared.netRoot !== undefined && savesNetns(shared.netRoot, req.net))
+  if (shared.netRoot !== undefined && savesNetns(shared.netRoot, req.net)) {
+    shared.fileCtx.netnsSaved = true;
     shared.fileCtx.netnsLock = lockTreeNetns(shared.netRoot, shared.fileCtx);
+  }
   // A tree in a user namespace of its own keeps its ids as the namespace sees them (CRIU's).
   if (readLink(tasks[0].pid, 'ns/user') !== fs.readlinkSync('/proc/self/ns/user')) {
     const maps = IdMaps.of(tasks[0].pid);

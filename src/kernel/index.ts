@@ -28,3 +28,4 @@ export * as sock from './inet.ts';
 export * as tcp from './tcpstream.ts';
 export { inNamespaces, inNetNsFd } from './ns.ts';
 export * as sysv from './sysvipc.ts';
+export * from './tun.ts';

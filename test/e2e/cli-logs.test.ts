@@ -258,7 +258,9 @@ e2e('check --feature answers every name CRIU 4.2 knows, as ZDTM asks (-verbosity
     assert.match(r.stderr, new RegExp(`^Warn: ${f} is not supported`), describeRun(r));
   }
   // Mount ids in fdinfo: criu-ts dumps mount namespaces and finds each file's mount by them.
-  for (const f of ['clone3_set_tid', 'get_rseq_conf', 'timerfd', 'mnt_id']) assert.ok(supported.includes(f), `${f} is supported here`);
+  // Network devices: a veth across the tree's namespaces, one moved in at its ifindex, tun/tap.
+  for (const f of ['clone3_set_tid', 'get_rseq_conf', 'timerfd', 'mnt_id', 'link_nsid', 'newifindex', 'tun', 'tun_ns'])
+    assert.ok(supported.includes(f), `${f} is supported here`);
   const bad = runCriu(['check', '--feature', 'no_such_feature']);
   assert.match(assertCleanError(bad), /^Error: Unknown feature no_such_feature/);
   const quiet = runCriu(['check', '-verbosity=0', '--feature', 'no_such_feature']);

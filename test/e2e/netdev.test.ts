@@ -215,3 +215,46 @@ e2e(
     }
   },
 );
+
+e2e(
+  'a veth end moved in from outside comes back as a device made beforehand and moved in at its ifindex (--external netdev[IF]:NAME)',
+  async (c) => {
+    const MOVED = `ndmv${tag}`;
+    const PEER = `ndmp${tag}x`;
+    const clean = () => {
+      cleanHost();
+      for (const d of [MOVED, PEER]) spawnSync('ip', ['link', 'del', d], { stdio: 'ignore' });
+    };
+    clean();
+    try {
+      const box = await startBox(c.dir, false);
+      ipHost(`link add vm0 type veth peer name ${OUTER}`);
+      ipHost(`link set vm0 netns ${box.init}`);
+      // Its outer end up: `ip route restore` refuses a route of a link without carrier (linkdown).
+      ipHost(`link set ${OUTER} up`);
+      ipIn(box.init, 'link set vm0 mtu 1450 up');
+      ipIn(box.init, 'addr add 10.77.4.2/24 dev vm0');
+      const before = state(box.init);
+      const dir = c.subdir('img');
+      assert.equal(dump(box.init, dir).code, 0);
+      reap(box.unshare, 10_000);
+      reap(box.init, 10_000);
+      await waitFor(() => !hostHas(OUTER) || undefined, 10_000, 'the old outer end gone');
+      assert.match(assertCleanError(restore(dir, ['-d'])), /netdev-\d+\.img: device vm0: .*--external netdev\[vm0\]:NAME/);
+      ipHost(`link add ${MOVED} type veth peer name ${PEER}`);
+      ipHost(`link set ${PEER} up`);
+      const pidfile = join(dir, 'root.pid');
+      writeFileSync(pidfile, '');
+      const r = restore(dir, ['-d', '--pidfile', pidfile, '--external', `netdev[vm0]:${MOVED}`]);
+      assert.equal(r.code, 0, r.stderr);
+      const host = Number(readFileSync(pidfile, 'utf8'));
+      adopt(host);
+      assert.equal(hostHas(MOVED), false, 'moved out of the host');
+      const after = state(host);
+      assert.deepEqual(after, before, 'the same ifindex, name, MTU, MAC, addresses and routes');
+      killAndReap(host);
+    } finally {
+      clean();
+    }
+  },
+);

@@ -3,7 +3,9 @@
  * child that made namespace B, whose child went back to A holding B's socket, and a child that
  * made namespace C holding A's socket and its own. Each namespace is saved (netdev-N.img...),
  * each socket names its own (ns_id) and comes back in it: checked from inside each namespace by
- * which abstract names answer there.
+ * which abstract names answer there. A veth between two of them (ZDTM's netns_sub_veth) comes
+ * back with an end in each, at its ifindex, and a datagram crosses it; a device criu-ts does not
+ * save refuses the dump.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -11,6 +13,7 @@ import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } fr
 import { join } from 'node:path';
 import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk, assertCleanError } from '../lib/proc.ts';
 import { dump, restore } from '../lib/cr.ts';
+import { across } from '../lib/netns.ts';
 
 const TREE = String.raw`
 import ctypes, os, socket, sys, time
@@ -30,7 +33,7 @@ if os.fork() == 0:
     s0.close()
     assert libc.unshare(NEWNET) == 0
     if len(sys.argv) > 2:
-        assert os.system('ip tuntap add ndtap0 mode tap') == 0
+        assert os.system('ip link add ndifb0 type ifb') == 0
     s1 = sk(1)
     if os.fork() == 0:
         assert libc.setns(home, NEWNET) == 0
@@ -124,36 +127,81 @@ e2e('tasks in network namespaces below the root, holding sockets of each other, 
 });
 
 e2e('a device criu-ts does not save in a namespace below the root refuses the dump in one line, and the tree runs on', async (c) => {
-  const { unshare, init } = await startTree(c.dir, ['tap']);
+  const { unshare, init } = await startTree(c.dir, ['dummy']);
   const { b } = shape(init);
   const line = assertCleanError(dump(init, c.subdir('img')));
-  assert.match(line, new RegExp(`task ${b}: namespaces: net: network device ndtap0 \\(tun\\) in its network namespace`));
+  assert.match(line, new RegExp(`task ${b}: namespaces: net: network device ndifb0 \\(ifb\\) in its network namespace`));
   check(init);
   killAndReap(unshare);
   reap(init, 10_000);
 });
 
-e2e('a veth between two namespaces of the tree refuses the dump in one line naming both ends, and the tree runs on', async (c) => {
-  const { unshare, init } = await startTree(c.dir);
-  const { b } = shape(init);
-  const r = spawnSync('nsenter', [
-    `--net=/proc/${init}/ns/net`,
-    'ip',
-    'link',
-    'add',
-    'ndx0',
-    'type',
-    'veth',
-    'peer',
-    'name',
-    'ndx1',
-    'netns',
-    String(b),
-  ]);
-  assert.equal(r.status, 0, String(r.stderr));
-  const line = assertCleanError(dump(init, c.subdir('img')));
-  assert.match(line, /network device ndx[01]: a veth whose peer ndx[01] is in another network namespace of the tree/);
-  check(init);
-  killAndReap(unshare);
-  reap(init, 10_000);
-});
+const UDP_ECHO = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+if sys.argv[1] == 'listen':
+    s.bind((sys.argv[2], 7007))
+    print('bound', flush=True)
+    d, a = s.recvfrom(100)
+    s.sendto(d, a)
+else:
+    s.sendto(b'hello', (sys.argv[2], 7007))
+    print(s.recvfrom(100)[0].decode())
+`;
+
+/** The veth ends as `ip` shows them in the namespace of `pid`: name, ifindex, peer's ifindex, up. */
+function vethEnds(pid: number): string[] {
+  const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', 'link', 'show', 'type', 'veth'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return (
+    JSON.parse(r.stdout) as Array<{ ifname: string; ifindex: number; link_index: number; flags: string[]; link_netnsid?: number }>
+  ).map(
+    (l) =>
+      `${l.ifname} ${l.ifindex} peer ${l.link_index} ${l.link_netnsid === undefined ? 'here' : 'in another'} ${l.flags.includes('UP') ? 'up' : 'down'}`,
+  );
+}
+
+/** A datagram from namespace B's task to the root's, over the veth, and its echo back. */
+function udpAcross(from: number, to: number): void {
+  const srv = spawnSync(
+    'sh',
+    [
+      '-c',
+      `nsenter --net=/proc/${to}/ns/net python3 -c "$0" listen 10.77.0.1 & sleep 0.5; nsenter --net=/proc/${from}/ns/net python3 -c "$0" send 10.77.0.1; wait`,
+      UDP_ECHO,
+    ],
+    {
+      encoding: 'utf8',
+      timeout: 15_000,
+    },
+  );
+  assert.equal(srv.status, 0, srv.stderr);
+  assert.match(srv.stdout, /hello/);
+}
+
+e2e(
+  'a veth between two namespaces of the tree comes back with each end in its namespace, at its ifindex, and carries traffic',
+  async (c) => {
+    const { unshare, init } = await startTree(c.dir);
+    const { b } = shape(init);
+    const ip = (pid: number, args: string): void => {
+      const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', ...args.split(' ')], { encoding: 'utf8' });
+      assert.equal(r.status, 0, `ip ${args}: ${r.stderr}`);
+    };
+    ip(init, `link add ndx0 index 41 type veth peer name ndx1 index 42 netns ${b}`);
+    ip(init, 'addr add 10.77.0.1/24 dev ndx0');
+    ip(init, 'link set ndx0 up');
+    ip(b, 'addr add 10.77.0.2/24 dev ndx1');
+    ip(b, 'link set ndx1 up');
+    udpAcross(b, init);
+    const before = [vethEnds(init), vethEnds(b)];
+    assert.deepEqual(before, [['ndx0 41 peer 42 in another up'], ['ndx1 42 peer 41 in another up']]);
+    const host = await across({ unshare, init }, c.subdir('img'), 'criu-ts', 'criu-ts');
+    check(host);
+    const after = shape(host);
+    assert.deepEqual([vethEnds(host), vethEnds(after.b)], before);
+    udpAcross(after.b, host);
+    killAndReap(host);
+  },
+);

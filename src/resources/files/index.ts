@@ -11,6 +11,7 @@ import { memfdFile } from './memfd.ts';
 import { inotifyFile } from './inotify.ts';
 import { pidfdFile } from './pidfd.ts';
 import { nsFile } from './nsfile.ts';
+import { tunFile } from './tun.ts';
 import { fanotifyFile } from './fanotify.ts';
 import { unixSocketFile } from '../net/unix.ts';
 import { lateSockets } from '../net/unix-restore.ts';
@@ -47,6 +48,7 @@ const kinds: FileKind[] = [
   fanotifyFile,
   pidfdFile,
   nsFile,
+  tunFile,
   inetFile,
   netlinkFile,
   packetFile,

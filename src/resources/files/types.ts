@@ -52,6 +52,8 @@ export interface DumpFileCtx {
   runId: string;
   /** The lock of the tree's own network namespace as a whole, which stands for every connection's. */
   netnsLock?: import('../net/netlock.ts').LockSpec;
+  /** The tree owns its network namespace and it is saved whole (its devices with it). */
+  netnsSaved?: boolean;
   /** The network lock as it stands, before each change: for the journal and the inventory. */
   recordLock(spec: import('../net/netlock.ts').LockSpec): void;
   /** Sockets about to go into TCP repair mode, for the journal. */

@@ -195,13 +195,22 @@ export function prepareNamespaces(plan: NsPlan, helper: Tracee, imgs: NsImagesIn
 export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | 'mounts' | 'net' | 'made'>): void {
   for (const k of plan.kinds) {
     const id = idOf(plan.rootIds, k)!;
-    k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net, made: plan.made });
-    if (k.nested) plan.holders.set(k.name, new Map([[id, ctx.pid]]));
-    if (!k.makeAhead) continue;
+    // Every namespace of a kind made ahead exists before any is filled: a link may join two.
     const ahead = new Map<number, { file: string; release(): void }>();
-    plan.ahead.set(k.name, ahead);
-    for (const other of plan.nestedIds.get(k.name) ?? [])
-      if (other !== id) ahead.set(other, k.makeAhead({ id: other, imgs: ctx.imgs, log: ctx.log, net: plan.net, stub: ctx.stub }));
+    if (k.makeAhead) {
+      plan.ahead.set(k.name, ahead);
+      for (const other of plan.nestedIds.get(k.name) ?? [])
+        if (other !== id) ahead.set(other, k.makeAhead({ id: other, log: ctx.log, stub: ctx.stub }));
+    }
+    const nsFiles = new Map([[id, `/proc/${ctx.pid}/ns/${k.name}`], ...[...ahead].map(([i, a]) => [i, a.file] as const)]);
+    const filled = new Set<number>();
+    k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net, made: plan.made, nsFiles, filled });
+    filled.add(id);
+    if (k.nested) plan.holders.set(k.name, new Map([[id, ctx.pid]]));
+    for (const [other, a] of ahead) {
+      k.fillAhead?.({ id: other, file: a.file, imgs: ctx.imgs, log: ctx.log, net: plan.net, nsFiles, filled });
+      filled.add(other);
+    }
   }
 }
 

@@ -5,14 +5,16 @@
 // through nsenter (criu-ts's own threads stay home).
 import fs from 'node:fs';
 import { CLONE, inNamespaces } from '../../kernel/index.ts';
-import { CriuError, NotSupportedError } from '../../errors.ts';
+import { CriuError } from '../../errors.ts';
 import { IMG } from '../../images/index.ts';
 import type { NsKind, NetOptions, NsImagesIn, NsImagesOut, NsRestoreCtx } from './types.ts';
 import type { Logger } from '../types.ts';
 import { pullFd } from '../mm/index.ts';
 import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
 import { failure, inNet, runInNet, type NetAt } from './nstool.ts';
-import { createLinks, deviceEntry, IFF_UP, type IpLink, linksRefusal, linksRestoreRefusal } from './netdev.ts';
+import { createLinks, deviceEntry, type Dev, IFF_UP, type IpLink, linksRefusal, linksRestoreRefusal, type TreeNets } from './netdev.ts';
+import { nsidOf } from './rtnl.ts';
+import { tunEntry, tunSysfs } from './tun.ts';
 import { dumpConntrack, restoreConntrack } from './conntrack.ts';
 import { dumpNetfilter, netfilterRefusal, netfilterRestoreRefusal, restoreNetfilter } from './netfilter.ts';
 
@@ -79,35 +81,40 @@ function newNetNsOf(stub: NsRestoreCtx['stub']): number {
 }
 
 /**
- * A veth whose two ends are in two network namespaces of the tree (CRIU's link_nsid) is
- * refused: each namespace is made apart. Its ends are known by their indexes, each the other's link.
+ * For each namespace of the tree (id → a task in it): the ids it gives the tree's others, as
+ * IFLA_LINK_NETNSID names them, to the others' ids in the images (CRIU's peer_nsid).
  */
-function crossRefusal(nss: Array<[number, number]>): void {
-  if (nss.length < 2) return;
-  const all = nss.map(([id, pid]) => ({ id, pid, ls: links(pid) }));
-  for (const x of all)
-    for (const l of x.ls) {
-      if (l.linkinfo?.info_kind !== 'veth' || l.link_netnsid === undefined) continue;
-      for (const y of all) {
-        const p =
-          y.id === x.id
-            ? undefined
-            : y.ls.find((q) => q.ifindex === l.link_index && q.link_index === l.ifindex && q.link_netnsid !== undefined);
-        if (p)
-          throw new NotSupportedError(
-            `task ${x.pid}: namespaces: net: network device ${l.ifname}: a veth whose peer ${p.ifname} is in another network namespace of the tree (that of task ${y.pid}); not saved yet`,
-          );
+function peerIds(nss: Map<number, number>): Map<number, Map<number, number>> {
+  const out = new Map<number, Map<number, number>>();
+  for (const [id, pid] of nss) {
+    const m = new Map<number, number>();
+    out.set(id, m);
+    if (nss.size < 2) continue;
+    inNet(pid, () => {
+      for (const [other, opid] of nss) {
+        if (other === id) continue;
+        const fd = fs.openSync(`/proc/${opid}/ns/net`, 'r');
+        try {
+          const nsid = nsidOf(fd);
+          if (nsid >= 0) m.set(nsid, other);
+        } finally {
+          fs.closeSync(fd);
+        }
       }
-    }
+    });
+  }
+  return out;
 }
 
 /** Why the links or rules of namespace `id` cannot be made again. */
 const contentsRefusal = (id: number, imgs: NsImagesIn, net?: NetOptions): string | undefined =>
-  linksRestoreRefusal(
-    id,
-    imgs.all(IMG.NETDEV, id).map((e) => e.entry),
-    net?.devices,
-  ) ?? netfilterRestoreRefusal(id, imgs);
+  linksRestoreRefusal(id, devsOf(imgs), net?.devices) ?? netfilterRestoreRefusal(id, imgs);
+
+/** The links of each namespace's netdev-N.img. */
+const devsOf =
+  (imgs: NsImagesIn) =>
+  (id: number): Dev[] =>
+    imgs.all(IMG.NETDEV, id).map((e) => e.entry);
 
 export const netNs: NsKind = {
   name: 'net',
@@ -117,19 +124,20 @@ export const netNs: NsKind = {
     return linksRefusal(links(root)) ?? netfilterRefusal(root);
   },
   dump: ({ pid, id, imgs, log, net, tasks }) => {
-    crossRefusal([...new Map([[id, pid], ...tasks.map((t) => [t.id, t.pid] as const)]).entries()]);
+    const peers = peerIds(new Map([[id, pid], ...tasks.map((t) => [t.id, t.pid] as const)]));
+    const pids = [pid, ...tasks.map((t) => t.pid)];
     // An external namespace is only named; an empty one (runc's) is saved as nothing, as by CRIU.
     const key = externalKey(pid, net);
     if (key !== undefined || net?.empty) {
       imgs.one(IMG.NETNS, id, key === undefined ? {} : { ext_key: key });
       log.info(`network namespace ${id}: ${key === undefined ? 'left empty (--empty-ns net)' : `external, ${key}`}`);
-    } else saveNetns(pid, id, imgs, log);
+    } else saveNetns(pid, id, imgs, log, peers.get(id)!, pids);
     // Namespaces of tasks below the root: each saved whole, once.
     const done = new Set([id]);
     for (const t of tasks) {
       if (done.has(t.id)) continue;
       done.add(t.id);
-      saveNetns(t.pid, t.id, imgs, log);
+      saveNetns(t.pid, t.id, imgs, log, peers.get(t.id)!, pids);
     }
   },
   nestedDumpRefusal: (pid) => linksRefusal(links(pid)) ?? netfilterRefusal(pid),
@@ -153,7 +161,7 @@ export const netNs: NsKind = {
     return contentsRefusal(id, imgs, net);
   },
   cloneFlag: ({ id, imgs, net }) => (net?.join === undefined && netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
-  restore: ({ pid, id, imgs, log, net, stub }) => {
+  restore: ({ pid, id, imgs, log, net, stub, nsFiles, filled }) => {
     if (net?.join) {
       const own = fs.openSync(net.join, 'r');
       try {
@@ -175,20 +183,15 @@ export const netNs: NsKind = {
       log.info(`network namespace ${id}: left empty (--empty-ns net)${net?.loopbackUp ? ', its loopback up' : ''}`);
       return;
     }
-    fill(pid, id, imgs, log, net);
+    fill(pid, id, imgs, log, net, { nsFiles: nsFiles ?? new Map(), filled: filled ?? new Set() });
   },
   nested: true,
-  makeAhead: ({ id, imgs, log, net, stub }) => {
+  makeAhead: ({ id, log, stub }) => {
     const fd = newNetNsOf(stub);
-    const file = `/proc/${process.pid}/fd/${fd}`;
-    try {
-      fill(file, id, imgs, log, net);
-    } catch (e) {
-      fs.closeSync(fd);
-      throw e;
-    }
-    return { file, release: () => fs.closeSync(fd) };
+    log.info(`network namespace ${id}: made ahead of its tasks`);
+    return { file: `/proc/${process.pid}/fd/${fd}`, release: () => fs.closeSync(fd) };
   },
+  fillAhead: ({ id, file, imgs, log, net, nsFiles, filled }) => fill(file, id, imgs, log, net, { nsFiles, filled }),
   enter: ({ stub, id, holder, file, log }) => {
     const target = file ?? `/proc/${holder}/ns/net`;
     if (fs.statSync(target).ino === fs.statSync(`/proc/${stub.tid}/ns/net`).ino) return;
@@ -203,10 +206,10 @@ export const netNs: NsKind = {
 };
 
 /** Fill a new network namespace (`at`) from the images of namespace `id`. */
-function fill(at: NetAt, id: number, imgs: NsImagesIn, log: Logger, net?: NetOptions): void {
+function fill(at: NetAt, id: number, imgs: NsImagesIn, log: Logger, net: NetOptions | undefined, tree: Omit<TreeNets, 'devsOf'>): void {
   inNet(at, () => writeNetnsConf(imgs.one(IMG.NETNS, id), log));
-  const devs = imgs.all(IMG.NETDEV, id).map((e) => e.entry);
-  createLinks(at, devs, net?.devices, log);
+  const devs = devsOf(imgs)(id);
+  createLinks(at, id, devs, net?.devices, log, { ...tree, devsOf: devsOf(imgs) });
   for (const entry of devs) {
     const args = ['link', 'set', 'dev', entry.name, 'mtu', String(entry.mtu)];
     if (entry.flags & IFF_UP) args.push('up');
@@ -239,12 +242,16 @@ function fill(at: NetAt, id: number, imgs: NsImagesIn, log: Logger, net?: NetOpt
 }
 
 /** Save the contents of the network namespace `id` of task `pid`. */
-function saveNetns(pid: number, id: number, imgs: NsImagesOut, log: Logger): void {
+function saveNetns(pid: number, id: number, imgs: NsImagesOut, log: Logger, peers: Map<number, number>, pids: number[]): void {
   const ls = links(pid);
+  const tunNames = ls.filter((l) => l.linkinfo?.info_kind === 'tun').map((l) => l.ifname);
+  const sys = tunNames.length ? tunSysfs(pid, tunNames) : new Map();
+  const tuns = new Map(tunNames.map((n) => [n, tunEntry(n, sys.get(n)!, pid, pids)]));
   const { netns, devs } = inNamespaces(pid, CLONE.NEWNET, () => ({
     netns: readNetnsConf(),
     devs: ls.map((l) => ({
-      ...deviceEntry(l, ls, id),
+      ...deviceEntry(l, ls, id, peers),
+      ...(tuns.has(l.ifname) ? { tun: tuns.get(l.ifname) } : {}),
       conf4: readConf('ipv4', l.ifname),
       ...(hasIpv6() ? { conf6: readConf('ipv6', l.ifname) } : {}),
     })),

@@ -1,16 +1,21 @@
 // The links of a network namespace (netdev-N.img), as CRIU keeps them: the loopback, veth
-// pairs (both ends in the namespace, or one outside given back by --external
-// veth[IFNAME]:OUTNAME[@BRIDGE]), bridges with their ports, and macvlans (their lower device
-// outside, given back by --external macvlan[IFNAME]:PARENT). Each comes back with its ifindex,
-// name, MAC, MTU, master and flags; `ip link` does the netlink work.
+// pairs (both ends in the namespace, the other end in another namespace of the tree (its
+// peer_nsid), or one outside given back by --external veth[IFNAME]:OUTNAME[@BRIDGE], or a
+// device made beforehand moved in by --external netdev[IFNAME]:NAME), bridges with their
+// ports, and macvlans (their lower device outside, given back by --external
+// macvlan[IFNAME]:PARENT). Each comes back with its ifindex, name, MAC, MTU, master and flags;
+// `ip link` does the netlink work, rtnl.ts what `ip` cannot.
 import { CriuError } from '../../errors.ts';
 import type { Message, MessageInput } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
 import { failure, runInNet, type NetAt } from './nstool.ts';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { changeLink, IFLA } from './rtnl.ts';
+import { makeTun } from './tun.ts';
 
-export const ND = { LOOPBACK: 1, VETH: 2, BRIDGE: 6, MACVLAN: 7 } as const;
-const KINDS: Record<string, number> = { veth: ND.VETH, bridge: ND.BRIDGE, macvlan: ND.MACVLAN };
+export const ND = { LOOPBACK: 1, VETH: 2, TUN: 3, BRIDGE: 6, MACVLAN: 7 } as const;
+const KINDS: Record<string, number> = { veth: ND.VETH, tun: ND.TUN, bridge: ND.BRIDGE, macvlan: ND.MACVLAN };
 
 const IFF: Record<string, number> = {
   UP: 0x1,
@@ -55,20 +60,24 @@ const kindOf = (l: IpLink): string => (l.link_type === 'loopback' ? 'loopback' :
 export function linksRefusal(ls: IpLink[]): string | undefined {
   const other = ls.find((l) => l.link_type !== 'loopback' && !(l.linkinfo?.info_kind && l.linkinfo.info_kind in KINDS));
   if (other)
-    return `network device ${other.ifname} (${kindOf(other)}) in its network namespace: only the loopback, veth, bridge and macvlan devices are saved`;
+    return `network device ${other.ifname} (${kindOf(other)}) in its network namespace: only the loopback, veth, tun/tap, bridge and macvlan devices are saved`;
   return undefined;
 }
 
 const macBytes = (a: string): Buffer => Buffer.from(a.split(':').map((h) => Number.parseInt(h, 16)));
 const macText = (b: Uint8Array): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 
-/** The entry of one link of namespace `id` (its sysctls apart). */
-export function deviceEntry(l: IpLink, ls: IpLink[], id: number): MessageInput<'net_device_entry'> {
+/**
+ * The entry of one link of namespace `id` (its sysctls apart); `peers` maps the ids this
+ * namespace gives the tree's other namespaces to their ids in the images.
+ */
+export function deviceEntry(l: IpLink, ls: IpLink[], id: number, peers: Map<number, number>): MessageInput<'net_device_entry'> {
   const byName = (n?: string | null) => (n ? ls.find((x) => x.ifname === n)?.ifindex : undefined);
   const flags = l.flags.reduce((a, f) => a | (IFF[f] ?? 0), 0) | (l.flags.includes('UP') ? IFF.RUNNING : 0);
   const type = l.link_type === 'loopback' ? ND.LOOPBACK : KINDS[l.linkinfo?.info_kind ?? ''];
   const data = l.linkinfo?.info_data;
   const master = byName(l.master);
+  const peerNs = l.link_netnsid === undefined ? id : peers.get(l.link_netnsid);
   return {
     type,
     ifindex: l.ifindex,
@@ -78,7 +87,7 @@ export function deviceEntry(l: IpLink, ls: IpLink[], id: number): MessageInput<'
     ...(l.address && type !== ND.LOOPBACK ? { address: macBytes(l.address) } : {}),
     // As CRIU: the peer is the link itself when it has none; a peer in a namespace outside the tree has no nsid.
     peer_ifindex: l.link_index ?? byName(l.link) ?? l.ifindex,
-    ...(l.link_netnsid === undefined ? { peer_nsid: id } : {}),
+    ...(peerNs !== undefined ? { peer_nsid: peerNs } : {}),
     ...(master !== undefined ? { master } : {}),
     ...(type === ND.MACVLAN
       ? {
@@ -91,26 +100,39 @@ export function deviceEntry(l: IpLink, ls: IpLink[], id: number): MessageInput<'
   };
 }
 
-type Dev = Message<'net_device_entry'>;
+export type Dev = Message<'net_device_entry'>;
 
-/** Restore: `--external veth[IFNAME]:OUT[@BR]` and `macvlan[IFNAME]:PARENT`, by their keys. */
+/** Restore: `--external veth[IFNAME]:OUT[@BR]`, `netdev[IFNAME]:NAME` and `macvlan[IFNAME]:PARENT`, by their keys. */
 export type DeviceMap = Map<string, string>;
 
+/** The tree's network namespaces at restore: each one's file, which are filled, each one's links. */
+export interface TreeNets {
+  nsFiles: ReadonlyMap<number, string>;
+  filled: ReadonlySet<number>;
+  devsOf: (id: number) => Dev[];
+}
+
+/** The veth at the other end of `d`, in its namespace of the tree. */
+const peerOf = (d: Dev, devsOf: (id: number) => Dev[]): Dev | undefined =>
+  d.peer_nsid === undefined ? undefined : devsOf(d.peer_nsid).find((p) => p.type === ND.VETH && p.ifindex === d.peer_ifindex);
+
 /** Why the links of netdev-`id`.img cannot be made, if one cannot. */
-export function linksRestoreRefusal(id: number, devs: Dev[], ext: DeviceMap | undefined): string | undefined {
+export function linksRestoreRefusal(id: number, devsOf: (id: number) => Dev[], ext: DeviceMap | undefined): string | undefined {
+  const devs = devsOf(id);
   for (const d of devs) {
     const at = `netdev-${id}.img: device ${d.name}`;
     if (d.type === ND.VETH) {
-      if (ext?.has(`veth[${d.name}]`)) continue;
-      if (d.peer_nsid !== id)
-        return `${at}: a veth whose peer is outside the tree; give its outer end with --external veth[${d.name}]:OUTNAME[@BRIDGE]`;
-      if (!devs.some((p) => p.type === ND.VETH && p.ifindex === d.peer_ifindex))
-        return `${at}: its veth peer ${d.peer_ifindex} is not in the image`;
+      if (ext?.has(`veth[${d.name}]`) || ext?.has(`netdev[${d.name}]`)) continue;
+      if (d.peer_nsid === undefined)
+        return `${at}: a veth whose peer is outside the tree; give its outer end with --external veth[${d.name}]:OUTNAME[@BRIDGE], or a device to move in with --external netdev[${d.name}]:NAME`;
+      if (!peerOf(d, devsOf)) return `${at}: its veth peer ${d.peer_ifindex} is not in netdev-${d.peer_nsid}.img`;
     } else if (d.type === ND.MACVLAN) {
       if (!ext?.has(`macvlan[${d.name}]`)) return `${at}: a macvlan needs its parent: give --external macvlan[${d.name}]:PARENT`;
       if (!d.macvlan) return `${at}: a macvlan without its mode`;
+    } else if (d.type === ND.TUN) {
+      if (!d.tun) return `${at}: a tun device without its tun_link_entry`;
     } else if (d.type !== ND.LOOPBACK && d.type !== ND.BRIDGE)
-      return `${at} of type ${d.type}: only the loopback, veth, bridge and macvlan are restored`;
+      return `${at} of type ${d.type}: only the loopback, veth, tun/tap, bridge and macvlan are restored`;
     if (d.master !== undefined && !devs.some((m) => m.ifindex === d.master)) return `${at}: its master ${d.master} is not in the image`;
   }
   return undefined;
@@ -135,15 +157,43 @@ const shape = (d: Dev): string[] => [
 ];
 
 /**
- * Make the links of netdev-N.img but the loopback in the namespace of `pid` (down), then
- * plug the ports into their masters. The caller sets MTU, flags and sysctls of each.
+ * Move the device `host` of criu-ts's namespace into the namespace `at` as `d`: its name,
+ * ifindex (IFLA_NEW_IFINDEX, which `ip link set` lacks), MTU and MAC (CRIU's netdev[]).
  */
-export function createLinks(pid: NetAt, devs: Dev[], ext: DeviceMap | undefined, log: Logger): void {
+function moveIn(at: NetAt, d: Dev, host: string): void {
+  const shown = spawnSync('ip', ['-j', 'link', 'show', 'dev', host], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const why = failure(shown);
+  if (why) throw new CriuError(`--external netdev[${d.name}]:${host}: ${why}`);
+  const index = (JSON.parse(shown.stdout.toString()) as IpLink[])[0].ifindex;
+  const fd = fs.openSync(typeof at === 'number' ? `/proc/${at}/ns/net` : at, 'r');
+  try {
+    const err = changeLink(index, [
+      [IFLA.NET_NS_FD, fd],
+      [IFLA.IFNAME, d.name],
+      [IFLA.MTU, d.mtu],
+      [IFLA.NEW_IFINDEX, d.ifindex],
+      ...(d.address?.length ? [[IFLA.ADDRESS, d.address] as [number, Uint8Array]] : []),
+    ]);
+    if (err) throw new CriuError(`--external netdev[${d.name}]:${host}: moving it in as ifindex ${d.ifindex} failed (errno ${-err})`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Make the links of netdev-`id`.img but the loopback in the namespace `at` (down), then plug
+ * the ports into their masters. A veth into another namespace of the tree is made with both
+ * ends by whichever of the two is filled first. The caller sets MTU, flags and sysctls of each.
+ */
+export function createLinks(at: NetAt, id: number, devs: Dev[], ext: DeviceMap | undefined, log: Logger, tree: TreeNets): void {
   const made = new Set<number>();
   for (const d of devs) {
     if (d.type === ND.LOOPBACK || made.has(d.ifindex)) continue;
-    if (d.type === ND.BRIDGE) ip(pid, ['link', 'add', ...shape(d), 'type', 'bridge']);
-    else if (d.type === ND.MACVLAN) {
+    if (d.type === ND.BRIDGE) ip(at, ['link', 'add', ...shape(d), 'type', 'bridge']);
+    else if (d.type === ND.TUN) {
+      makeTun(at, d);
+      if (d.address?.length) ip(at, ['link', 'set', 'dev', d.name, 'address', macText(d.address)]);
+    } else if (d.type === ND.MACVLAN) {
       // Made where its parent is (criu-ts's namespace), born in the task's.
       const parent = ext!.get(`macvlan[${d.name}]`)!;
       const m = d.macvlan!;
@@ -156,18 +206,23 @@ export function createLinks(pid: NetAt, devs: Dev[], ext: DeviceMap | undefined,
         parent,
         ...shape(d),
         'netns',
-        String(pid),
+        typeof at === 'number' ? String(at) : at,
         'type',
         'macvlan',
         'mode',
         mode,
         ...(flag ? ['flag', flag] : []),
       ]);
+    } else if (ext?.has(`netdev[${d.name}]`)) moveIn(at, d, ext.get(`netdev[${d.name}]`)!);
+    else if (d.peer_nsid !== undefined && d.peer_nsid !== id) {
+      if (tree.filled.has(d.peer_nsid)) continue;
+      const peer = peerOf(d, tree.devsOf)!;
+      ip(at, ['link', 'add', ...shape(d), 'type', 'veth', 'peer', ...shape(peer), 'netns', tree.nsFiles.get(d.peer_nsid)!]);
     } else {
       const out = ext?.get(`veth[${d.name}]`);
       const peer = out === undefined ? devs.find((p) => p.type === ND.VETH && p.ifindex === d.peer_ifindex)! : undefined;
       const peerArgs = peer ? shape(peer) : ['name', out!.split('@')[0], 'netns', String(process.pid)];
-      ip(pid, ['link', 'add', ...shape(d), 'type', 'veth', 'peer', ...peerArgs]);
+      ip(at, ['link', 'add', ...shape(d), 'type', 'veth', 'peer', ...peerArgs]);
       if (peer) made.add(peer.ifindex);
       const br = out?.split('@')[1];
       // The outer end joins its bridge, up (CRIU's way).
@@ -178,6 +233,6 @@ export function createLinks(pid: NetAt, devs: Dev[], ext: DeviceMap | undefined,
   }
   for (const d of devs) {
     if (d.master === undefined) continue;
-    ip(pid, ['link', 'set', 'dev', d.name, 'master', devs.find((m) => m.ifindex === d.master)!.name]);
+    ip(at, ['link', 'set', 'dev', d.name, 'master', devs.find((m) => m.ifindex === d.master)!.name]);
   }
 }

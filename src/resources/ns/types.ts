@@ -110,6 +110,21 @@ export interface NsRestoreCtx {
   net?: NetOptions;
   /** The mounts made in the namespaces restored so far (their peer groups span namespaces). */
   made: MadeMounts;
+  /** Of a nested kind: every namespace of the tree of this kind, made (maybe empty), by id. */
+  nsFiles?: ReadonlyMap<number, string>;
+  /** Of a nested kind: the ids of the namespaces filled already. */
+  filled?: ReadonlySet<number>;
+}
+
+/** Fill a namespace made ahead: its id, its file, the tree's others and which are filled. */
+export interface NsFillCtx {
+  id: number;
+  file: string;
+  imgs: NsImagesIn;
+  log: Logger;
+  net?: NetOptions;
+  nsFiles: ReadonlyMap<number, string>;
+  filled: ReadonlySet<number>;
 }
 
 export interface NsKind {
@@ -139,11 +154,14 @@ export interface NsKind {
   /** Put a task in its namespace of a nested kind: join it (holder, file) or make it. */
   enter?(ctx: NsEnterCtx): void;
   /**
-   * Of a nested kind: make namespace `id` (not the root's) ahead of the tasks, filled, held by
-   * criu-ts (its files are made before the tasks in it exist); the file tasks join. `stub` is
+   * Of a nested kind: make namespace `id` (not the root's) ahead of the tasks, empty, held by
+   * criu-ts (its files are made before the tasks in it exist); the file tasks join. Every
+   * namespace of the kind exists before any is filled (fillAhead): links span them. `stub` is
    * the root's, in its namespaces already.
    */
-  makeAhead?(ctx: { id: number; imgs: NsImagesIn; log: Logger; net?: NetOptions; stub: Tracee }): { file: string; release(): void };
+  makeAhead?(ctx: { id: number; log: Logger; stub: Tracee }): { file: string; release(): void };
+  /** Fill a namespace made ahead, after the root's (restore). */
+  fillAhead?(ctx: NsFillCtx): void;
   /** Fill the root's new namespace, before the root has children. */
   restore?(ctx: NsRestoreCtx): void;
   /**
