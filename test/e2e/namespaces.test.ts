@@ -24,7 +24,7 @@ import {
   lastCounterLine as lastLine,
   kvField as field,
 } from '../lib/proc.ts';
-import { dump, restore, waitForCounter, dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { dump, restore, waitForCounter, dumpAndReap, restoreDetached, restoreRoot } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { reserveHugePages } from '../lib/hugepages.ts';
 
@@ -131,12 +131,8 @@ e2e('a restore that fails once the namespaces are made leaves no process behind,
     assertCleanError(r);
     assert.deepEqual(running(workload('nsinit')), [], `no task of the tree is left after a failure at ${step}`);
   }
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
+  const host = restoreRoot(img, [], true);
   const kids = descendants(host);
-  for (const k of kids) adopt(k);
   killAndReap(host);
   for (const k of kids) reap(k, 10_000);
 });

@@ -22,7 +22,7 @@ import {
   assertCleanError,
   assertOk,
 } from '../lib/proc.ts';
-import { dump, restore, waitForCounter } from '../lib/cr.ts';
+import { dump, restore, waitForCounter, restoreRoot } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { CRIU42 } from '../lib/runc.ts';
 import { across } from '../lib/netns.ts';
@@ -211,11 +211,7 @@ e2e('a TCP connection behind stateful rules goes on after restore: its conntrack
         .at(-1) ?? '',
     )?.[1],
   );
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--tcp-established', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  for (const k of descendants(host)) adopt(k);
+  const host = restoreRoot(img, ['--tcp-established'], true);
   assert.match(
     inNet(host, ['cat', '/proc/net/nf_conntrack']),
     /tcp .* ESTABLISHED src=127\.0\.0\.1 dst=127\.0\.0\.1 .*dport=7777 .*mark=42/,

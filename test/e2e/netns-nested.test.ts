@@ -9,10 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2e, startTarget, adopt, reap, killAndReap, waitFor, descendants, assertOk, assertCleanError } from '../lib/proc.ts';
-import { dump, restore } from '../lib/cr.ts';
+import { dump, restoreRoot } from '../lib/cr.ts';
 import { across } from '../lib/netns.ts';
 
 const TREE = String.raw`
@@ -117,11 +117,7 @@ e2e('tasks in network namespaces below the root, holding sockets of each other, 
   reap(init, 10_000);
   const netdevs = readdirSync(img).filter((f) => /^netdev-\d+\.img$/.test(f));
   assert.equal(netdevs.length, 3, `a netdev image per namespace: ${netdevs.join(' ')}`);
-  const pidfile = join(img, 'root.pid');
-  writeFileSync(pidfile, '');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
+  const host = restoreRoot(img);
   check(host);
   killAndReap(host);
 });

@@ -19,7 +19,7 @@ import {
   waitForLine,
   SIGUSR1,
 } from '../lib/proc.ts';
-import { dump, restore } from '../lib/cr.ts';
+import { dump, restoreRoot } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 
 /** NSpid, NSsid and NSpgid of a task and its parent's NSpid: how it sees itself in its namespace. */
@@ -67,12 +67,7 @@ function dumpAndRestore(c: { subdir(n: string): string }, root: number, others: 
   const inside = [root, ...descendants(root)];
   assertOk(dump(root, img, dumpArgs));
   for (const p of [...others, ...inside]) reap(p, 10_000);
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
-  for (const d of descendants(host)) adopt(d);
-  return host;
+  return restoreRoot(img, [], true);
 }
 
 /** A workload that checks itself on SIGUSR1 and then prints DONE (epflight, shmemfd, skflight): its OK and FAIL lines. */

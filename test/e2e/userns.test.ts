@@ -27,7 +27,7 @@ import {
   lastCounterLine as lastLine,
   kvField as field,
 } from '../lib/proc.ts';
-import { dump, restore, waitForCounter } from '../lib/cr.ts';
+import { dump, restore, waitForCounter, restoreRoot } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { readMessages } from '../../src/images/index.ts';
 import { withThreadFsIds } from '../../src/kernel/index.ts';
@@ -71,12 +71,8 @@ async function restoreBox(
   before: string,
 ): Promise<{ host: number; kids: number[]; after: Record<string, string> }> {
   const marks = readLines(box.log).length;
-  const pidfile = join(img, 'root.pid');
-  assertOk(restore(img, ['-d', '--pidfile', pidfile]));
-  const host = Number(readFileSync(pidfile, 'utf8'));
-  adopt(host);
+  const host = restoreRoot(img, [], true);
   const kids = descendants(host);
-  for (const k of kids) adopt(k);
   const after = await waitForCounter(box.log, Number(field(before, 'i')) + 2, 10_000, marks);
   return { host, kids, after };
 }
@@ -226,7 +222,12 @@ e2e('a user namespace whose setgroups is denied is refused at dump, and runs on'
   const t = startTarget(['unshare', '--user', '--map-root-user', '--fork', 'sleep', '1000']);
   const pid = await waitFor(() => descendants(t.pid)[0], 5000, 'the process in the user namespace');
   for (const d of descendants(t.pid)) adopt(d);
-  assert.equal(readFileSync(`/proc/${pid}/setgroups`, 'utf8').trim(), 'deny');
+  // unshare(1) writes setgroups and the maps once its child exists: wait for them.
+  await waitFor(
+    () => readFileSync(`/proc/${pid}/setgroups`, 'utf8').trim() === 'deny' && readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim() !== '',
+    5000,
+    'setgroups deny and the maps',
+  );
   const img = c.subdir('img');
   assert.match(assertCleanError(dump(pid, img)), /namespaces: user: its \/proc\/PID\/setgroups is "deny"/);
   assert.deepEqual(

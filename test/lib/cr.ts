@@ -91,6 +91,21 @@ export function restoreDetached(dir: string, pid: number, extra: string[] = []):
   return r;
 }
 
+/**
+ * `restore -d --pidfile DIR/root.pid [extra]` of a tree whose root criu-ts gives a pid of the
+ * kernel's choice (a PID namespace's init): the root's host pid, adopted, and with `tree` its
+ * descendants too.
+ */
+export function restoreRoot(dir: string, extra: string[] = [], tree = false): number {
+  const pidfile = join(dir, 'root.pid');
+  writeFileSync(pidfile, '');
+  assertOk(restore(dir, ['-d', '--pidfile', pidfile, ...extra]));
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  if (tree) for (const d of descendants(host)) adopt(d);
+  return host;
+}
+
 // ---------------------------------------------------------------- foundation workload
 
 export const DATA_HEADER = 'criu-ts foundation data file\n'.repeat(171); // 4959 bytes: not page aligned
