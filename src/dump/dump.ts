@@ -31,6 +31,7 @@ import {
   IdMaps,
   nsPid,
   checkMntns,
+  checkFilesOnMounts,
   mountOf,
   inNetOf,
   savesNetns,
@@ -312,6 +313,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
         tasks.filter(isLive).map((t) => t.pid),
         req.mounts ?? { external: new Map() },
       );
+    else if (!req.pre) checkFilesOnMounts(tasks.filter(isLive).map((t) => t.pid));
     for (const t of tasks) {
       if (!isLive(t)) continue;
       step(log, `task ${t.pid}: mapping criu-ts's injection area`);

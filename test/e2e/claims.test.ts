@@ -48,6 +48,16 @@ const REFUSALS: Refusal[] = [
   },
   { mode: 'flock', line: /fd \d+ \(.*flock\.lock\): it holds a file lock \(.*FLOCK/, still: lockedBy },
   { mode: 'mappedflock', line: /file lock \(FLOCK ADVISORY WRITE on [0-9a-f]+:[0-9a-f]+:\d+\): locks are not saved/, still: lockedBy },
+  {
+    mode: 'detachedmount',
+    line: /fd \d+ \(\/\) is on mount \d+, which is not in the task's mount namespace \(a detached mount/,
+    still: () => true,
+  },
+  {
+    mode: 'mqueue',
+    line: /fd \d+ \(\/criu-ts-unclaimed \(deleted\)\) is on mount \d+, which is not in the task's mount namespace/,
+    still: () => true,
+  },
   { mode: 'posixlock', line: /fd \d+ \(.*posixlock\.lock\): it holds a file lock \(.*POSIX/, still: lockedBy },
   { mode: 'ofdlock', line: /fd \d+ \(.*ofdlock\.lock\): it holds a file lock \(.*OFDLCK/, still: () => locks().includes('OFDLCK') },
   { mode: 'lease', args: ['--file-locks'], line: /fd \d+ \(.*lease\.lock\): it holds a lease being broken \(LEASE/, still: lockedBy },

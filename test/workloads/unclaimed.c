@@ -17,6 +17,8 @@
 //   mdwe       memory-deny-write-execute (PR_SET_MDWE)
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <linux/mount.h>
+#include <mqueue.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -73,6 +75,12 @@ int main(int argc, char **argv) {
     if (ftruncate(fd, 4096) || flock(fd, LOCK_EX)) die("flock");
     if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED) die("mmap");
     close(fd);
+  } else if (!strcmp(mode, "detachedmount")) {
+    if (syscall(SYS_open_tree, AT_FDCWD, "/tmp", OPEN_TREE_CLONE | O_CLOEXEC) < 0) die("open_tree");
+  } else if (!strcmp(mode, "mqueue")) {
+    struct mq_attr a = { .mq_maxmsg = 4, .mq_msgsize = 64 };
+    mqd_t q = mq_open("/criu-ts-unclaimed", O_CREAT | O_RDWR, 0600, &a);
+    if (q < 0 || mq_unlink("/criu-ts-unclaimed")) die("mq_open");
   } else if (!strcmp(mode, "posixlock")) {
     lock(open_file(file), F_SETLK);
   } else if (!strcmp(mode, "ofdlock")) {

@@ -34,7 +34,7 @@ export { nsPid } from './pid.ts';
 export { IdMaps, translateFromUserns } from './user.ts';
 export { inNetOf, savesNetns } from './net.ts';
 export { joinNetPath } from './types.ts';
-export { checkMntns, commonMountPaths, mountNamespaces, type MountOptions } from './mnt.ts';
+export { checkMntns, checkFilesOnMounts, commonMountPaths, mountNamespaces, type MountOptions } from './mnt.ts';
 export { mountOf } from './mnt-dump.ts';
 
 /** Every kind, in the order their contents are restored (CRIU's: user, then uts, ipc, net, then mnt). */

@@ -147,15 +147,24 @@ export function checkMntns(pids: number[], mounts: MntDumpOptions): void {
     if (!seen.has(ns)) seen.set(ns, readMntns(pid, top ? { external: new Map(), outer: top } : { ...mounts, top: true }));
   }
   const own = new Map(pids.map((p) => [p, new Set(seen.get(fs.readlinkSync(`/proc/${p}/ns/mnt`))!.map((e) => e.mnt_id))]));
-  checkFilesInMntns(pids, [...seen.values()].flat(), own);
+  checkFilesInMntns(pids, new Set([...seen.values()].flat().map((e) => e.mnt_id)), own);
+}
+
+/**
+ * A tree in criu-ts's mount namespace reopens its files by path there: each must be on a mount
+ * of its task's namespace, not a detached one (open_tree, fsmount) nor an internal one of the
+ * kernel (a POSIX message queue's), and not covered since, or the path leads to another file.
+ */
+export function checkFilesOnMounts(pids: number[]): void {
+  const own = new Map(pids.map((p) => [p, new Set(parseMountinfo(fs.readFileSync(`/proc/${p}/mountinfo`, 'utf8')).map((m) => m.mntId))]));
+  checkFilesInMntns(pids, new Set([...own.values()].flatMap((s) => [...s])), own);
 }
 
 /**
  * Files and directories the tasks hold open (fds, cwd, root) must be on mounts of their
  * namespace: anything else has no path there to be reopened by.
  */
-function checkFilesInMntns(pids: number[], entries: MntEntry[], own: Map<number, Set<number>>): void {
-  const ids = new Set(entries.map((e) => e.mnt_id));
+function checkFilesInMntns(pids: number[], ids: Set<number>, own: Map<number, Set<number>>): void {
   for (const pid of pids) {
     const fds = fs.readdirSync(`/proc/${pid}/fd`);
     for (const fd of fds) {
@@ -173,7 +182,9 @@ function checkFilesInMntns(pids: number[], entries: MntEntry[], own: Map<number,
       if (!link.startsWith('/') || link.startsWith('/memfd:') || st.dev === internalShmemDev()) continue;
       const mnt = Number(/^mnt_id:\s*(\d+)$/m.exec(text)?.[1]);
       if (!ids.has(mnt))
-        throw new NotSupportedError(`task ${pid}: fd ${fd} (${link}) is on mount ${mnt}, which is not in the task's mount namespace`);
+        throw new NotSupportedError(
+          `task ${pid}: fd ${fd} (${link}) is on mount ${mnt}, which is not in the task's mount namespace (a detached mount, open_tree's or fsmount's, or one the kernel keeps to itself: a POSIX message queue's, secretmem's)`,
+        );
       // A file on a mount of the task's own namespace that another mount covers now (a file on
       // a mount of another namespace of the tree, kept across unshare, is opened through that one).
       const top = own.get(pid)?.has(mnt) ? mountAt(pid, link) : undefined;

@@ -16,7 +16,7 @@ import type { NsImagesIn, NsKind } from './types.ts';
 import type { MadeMounts, MountOptions } from './mnt-tree.ts';
 import type { Logger } from '../types.ts';
 
-export { checkMntns } from './mnt-dump.ts';
+export { checkMntns, checkFilesOnMounts } from './mnt-dump.ts';
 
 export type { MountOptions } from './mnt-tree.ts';
 
