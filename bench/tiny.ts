@@ -1,5 +1,5 @@
 // End to end dump + restore of a tiny process, criu-ts start-up included, next to CRIU 4.2
-// in the same run when its binary is there (CRIU_BIN, default /work/criu-ref/criu/criu), and
+// in the same run when its binary is there (CRIU_BIN, default /var/cache/criu-zdtm/v4.2/criu/criu), and
 // to the floor any Node program pays here: two bare `node -e 0` start-ups, and to criu-ts run
 // from its unbundled sources (bin/criu-ts). Median of runs.
 //
@@ -12,7 +12,7 @@ import { root, criuTs, startDetached, waitFor, tmpdir, reap, killAndReap, timeMs
 
 const runs = Number(process.argv[2] ?? 7);
 const counter = workload('counter');
-const CRIU = process.env.CRIU_BIN ?? '/work/criu-ref/criu/criu';
+const CRIU = process.env.CRIU_BIN ?? '/var/cache/criu-zdtm/v4.2/criu/criu';
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
 type Runner = (args: string[]) => number;
