@@ -5,7 +5,7 @@
 // `task PID: <resource>: <why>; not supported yet`.
 import fs from 'node:fs';
 import { readStatus, readStat, readTimers, listFds, type Vma, type Stat } from '../proc/index.ts';
-import { getpid } from '../kernel/index.ts';
+import { getpid, ioprioGet } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
 import { NotSupportedError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
@@ -73,12 +73,16 @@ export class NotClaimedError extends NotSupportedError {
 /** What a task restored by criu-ts has: criu-ts's own values. */
 class Own {
   readonly status = readStatus(getpid()).raw;
+  readonly ioprio = ioprioGet(0);
   private files = new Map<string, string | undefined>();
   file(name: string): string | undefined {
     if (!this.files.has(name)) this.files.set(name, readOptional(`/proc/self/${name}`));
     return this.files.get(name);
   }
 }
+
+const IOPRIO_CLASSES = ['none', 'realtime', 'best-effort', 'idle'];
+const ioprioName = (v: number): string => `class ${IOPRIO_CLASSES[v >> 13] ?? v >> 13} level ${v & 0x1fff}`;
 
 function readOptional(path: string): string | undefined {
   try {
@@ -127,6 +131,10 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
       const st = th.tid === t.pid ? t.stat : readStat(t.pid, th.tid);
       for (const k of ['policy', 'rtPriority', 'nice'] as const)
         checkValue(`scheduling (${k})`, String(st[k]), claims.stat.get(k), undefined, at, refuse);
+      // No image field keeps it (CRIU's neither): a restored thread has criu-ts's.
+      const io = ioprioGet(th.tid);
+      if (io !== own.ioprio)
+        refuse('I/O priority (ioprio_set)', `it is ${ioprioName(io)}, where a restored task has ${ioprioName(own.ioprio)}`, th.tid);
     }
   }
   // Locks on files that no fd shows (an fd shows its own, checkFds).

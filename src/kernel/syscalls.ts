@@ -29,6 +29,7 @@ const NR = {
   pipe2: sysnr('pipe2'),
   splice: sysnr('splice'),
   getpriority: sysnr('getpriority'),
+  ioprio_get: sysnr('ioprio_get'),
   sched_getscheduler: sysnr('sched_getscheduler'),
   sched_getparam: sysnr('sched_getparam'),
   madvise: sysnr('madvise'),
@@ -343,6 +344,10 @@ export function getRobustList(tid: number): { head: bigint; len: number } {
 export function getPriority(which: number, who: number): number {
   // The raw syscall returns 20 - nice to stay non-negative.
   return 20 - syscall('getpriority', NR.getpriority, which, who);
+}
+/** The I/O priority of thread `tid` (0: the calling thread), as ioprio_get(IOPRIO_WHO_PROCESS) gives it. */
+export function ioprioGet(tid: number): number {
+  return syscall('ioprio_get', NR.ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
 }
 export function schedGetScheduler(tid: number): number {
   return syscall('sched_getscheduler', NR.sched_getscheduler, tid);

@@ -4,6 +4,7 @@
  * images. State criu-ts does save comes back: the workload checks it itself after restore.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -48,6 +49,11 @@ const REFUSALS: Refusal[] = [
   },
   { mode: 'flock', line: /fd \d+ \(.*flock\.lock\): it holds a file lock \(.*FLOCK/, still: lockedBy },
   { mode: 'mappedflock', line: /file lock \(FLOCK ADVISORY WRITE on [0-9a-f]+:[0-9a-f]+:\d+\): locks are not saved/, still: lockedBy },
+  {
+    mode: 'ioprio',
+    line: /I\/O priority \(ioprio_set\): it is class idle level 0, where a restored task has class none level 0/,
+    still: (pid) => execFileSync('ionice', ['-p', String(pid)], { encoding: 'utf8' }).trim() === 'idle',
+  },
   {
     mode: 'detachedmount',
     line: /fd \d+ \(\/\) is on mount \d+, which is not in the task's mount namespace \(a detached mount/,

@@ -75,6 +75,8 @@ int main(int argc, char **argv) {
     if (ftruncate(fd, 4096) || flock(fd, LOCK_EX)) die("flock");
     if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED) die("mmap");
     close(fd);
+  } else if (!strcmp(mode, "ioprio")) {
+    if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, 3 << 13 /* IOPRIO_CLASS_IDLE */)) die("ioprio_set");
   } else if (!strcmp(mode, "detachedmount")) {
     if (syscall(SYS_open_tree, AT_FDCWD, "/tmp", OPEN_TREE_CLONE | O_CLOEXEC) < 0) die("open_tree");
   } else if (!strcmp(mode, "mqueue")) {

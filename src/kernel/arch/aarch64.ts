@@ -93,6 +93,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   rt_sigqueueinfo: 138,
   setpriority: 140,
   getpriority: 141,
+  ioprio_get: 31,
   setresuid: 147,
   setresgid: 149,
   setfsuid: 151,

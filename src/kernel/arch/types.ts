@@ -99,6 +99,7 @@ export type SyscallName =
   | 'ptrace'
   | 'setpriority'
   | 'getpriority'
+  | 'ioprio_get'
   | 'sched_setscheduler'
   | 'sched_getscheduler'
   | 'sched_getparam'

@@ -100,6 +100,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   sigaltstack: 131,
   personality: 135,
   getpriority: 140,
+  ioprio_get: 252,
   setpriority: 141,
   sched_getparam: 143,
   sched_setscheduler: 144,
