@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -47,6 +47,37 @@ async function startBox(log: string): Promise<{ unshare: number; init: number }>
   await waitForCounter(log, 3, 10_000);
   return { unshare: t.pid, init };
 }
+
+e2e('the root of a PID namespace gets its own fds only, not those criu-ts inherited without close-on-exec', async (c) => {
+  const log = join(c.dir, 'box.log');
+  const { unshare, init } = await startBox(log);
+  const fds = (pid: number) =>
+    readdirSync(`/proc/${pid}/fd`)
+      .map(Number)
+      .sort((a, b) => a - b);
+  const before = fds(init);
+  const img = c.subdir('img');
+  assertOk(dump(init, img));
+  reap(unshare, 10_000);
+  for (const d of descendants(init)) reap(d, 10_000);
+  // criu-ts started as a shell would start it, with fds of its caller left open (3 and 4 here).
+  const extra = openSync(join(c.dir, 'extra'), 'w');
+  const pidfile = join(img, 'root.pid');
+  try {
+    const r = spawnSync(CRIU_BIN, ['restore', '-D', img, '-d', '--pidfile', pidfile, '-v4', '-o', 'restore.log'], {
+      stdio: ['ignore', 'pipe', 'pipe', extra, extra],
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+  } finally {
+    closeSync(extra);
+  }
+  const host = Number(readFileSync(pidfile, 'utf8'));
+  adopt(host);
+  for (const d of descendants(host)) adopt(d);
+  assert.deepEqual(fds(host), before, 'the fds it had, and no other');
+  killAndReap(host);
+});
 
 e2e('a PID namespace with its UTS, IPC, network and time namespaces comes back with the same pids inside', async (c) => {
   const log = join(c.dir, 'box.log');

@@ -234,7 +234,10 @@ export function installFds(t: Tracee, fdinfo: Fdinfo[], local: Map<number, numbe
   }
   // A pidfd of criu-ts that the task inherited (it cannot name criu-ts) stays until the release.
   const own = [t.criuPidfd, t.courier?.remote].filter((f) => f !== undefined);
-  for (const [from, to] of closeRanges([...had.keys(), ...own], new Set([...kept, ...own]))) t.syscall('close_range', from, to, 0);
+  // A stub from the helper has what criu-ts's helper had (criu-ts's own fds without
+  // close-on-exec among them): every gap is closed, not only those with a known fd.
+  for (const [from, to] of closeRanges([...had.keys(), ...own], new Set([...kept, ...own]), had.size === 0))
+    t.syscall('close_range', from, to, 0);
   addFds(
     t,
     fdinfo.filter((e) => !kept.has(e.fd)),
@@ -315,10 +318,10 @@ export function opensLate(file: FileEntry | undefined, tree: Set<number>, ctx: R
 
 /**
  * close_range spans that close every fd but the kept ones: the gaps between kept fds that
- * hold an inherited fd, and everything above the last kept one. With nothing inherited
- * (a stub from the helper), everything.
+ * hold an inherited fd (with `all`, every gap), and everything above the last kept one. With
+ * nothing inherited, everything.
  */
-export function closeRanges(inherited: number[], kept: Set<number>): Array<[number, number]> {
+export function closeRanges(inherited: number[], kept: Set<number>, all = false): Array<[number, number]> {
   const MAX = 0xffffffff;
   if (!inherited.length) return [[0, MAX]];
   const out: Array<[number, number]> = [];
@@ -326,7 +329,7 @@ export function closeRanges(inherited: number[], kept: Set<number>): Array<[numb
   let from = 0;
   for (const k of [...keep, MAX + 1]) {
     const to = k - 1;
-    if (to >= from && inherited.some((fd) => fd >= from && fd <= to)) out.push([from, k > MAX ? MAX : to]);
+    if (to >= from && (all || inherited.some((fd) => fd >= from && fd <= to))) out.push([from, k > MAX ? MAX : to]);
     from = k + 1;
   }
   return out;
