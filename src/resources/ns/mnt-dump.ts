@@ -156,7 +156,13 @@ export function checkMntns(pids: number[], mounts: MntDumpOptions): void {
  * kernel (a POSIX message queue's), and not covered since, or the path leads to another file.
  */
 export function checkFilesOnMounts(pids: number[]): void {
-  const own = new Map(pids.map((p) => [p, new Set(parseMountinfo(fs.readFileSync(`/proc/${p}/mountinfo`, 'utf8')).map((m) => m.mntId))]));
+  // A chrooted task's mountinfo shows only the mounts under its root: criu-ts's shows them all.
+  const self = fs.readlinkSync('/proc/self/ns/mnt');
+  const ids = (p: number) => {
+    const from = fs.readlinkSync(`/proc/${p}/ns/mnt`) === self ? 'self' : String(p);
+    return new Set(parseMountinfo(fs.readFileSync(`/proc/${from}/mountinfo`, 'utf8')).map((m) => m.mntId));
+  };
+  const own = new Map(pids.map((p) => [p, ids(p)]));
   checkFilesInMntns(pids, new Set([...own.values()].flatMap((s) => [...s])), own);
 }
 
