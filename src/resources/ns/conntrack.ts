@@ -9,6 +9,7 @@ import { IMG } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
 import type { NsImagesIn, NsImagesOut } from './types.ts';
 import { netlinkDump } from '../net/diag.ts';
+import { align4, nlAttrs } from '../net/nlattr.ts';
 import { inNet, type NetAt } from './nstool.ts';
 
 const NETLINK_NETFILTER = 12;
@@ -34,8 +35,6 @@ const REQUESTS = [
   [IMG.NETNF_EXP, (1 << 8) | 1],
 ] as const;
 
-const align4 = (n: number): number => (n + 3) & ~3;
-
 function netfilterSocket(): number {
   return sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, NETLINK_NETFILTER);
 }
@@ -50,31 +49,20 @@ export function dumpConntrack(pid: number, id: number, imgs: NsImagesOut, log: L
   log.info(`network namespace ${id}: ${tables[0][1].length} conntrack entries to netns-ct-${id}.img and netns-exp-${id}.img`);
 }
 
-/** The attributes in `b` from `at` to `end`: type (without flags) → [start of payload, end]. */
-function attrs(b: Buffer, at: number, end: number): Map<number, [number, number]> {
-  const out = new Map<number, [number, number]>();
-  while (at + 4 <= end) {
-    const len = b.readUInt16LE(at);
-    if (len < 4 || at + len > end) throw new Error(`an attribute of ${len} bytes`);
-    out.set(b.readUInt16LE(at + 2) & 0x3fff, [at + 4, at + len]);
-    at += align4(len);
-  }
-  return out;
-}
-
 /** A TCP entry is made "be liberal" in both directions, as CRIU makes it. */
 function beLiberal(m: Buffer): void {
   const family = m.readUInt8(HDR);
   if (family !== sock.AF.INET && family !== sock.AF.INET6) return;
-  const proto = attrs(m, HDR + NFGEN, m.length).get(CTA_PROTOINFO);
-  const tcp = proto && attrs(m, proto[0], proto[1]).get(CTA_PROTOINFO_TCP);
+  const proto = nlAttrs(m, HDR + NFGEN).get(CTA_PROTOINFO);
+  const tcp = proto && nlAttrs(proto, 0).get(CTA_PROTOINFO_TCP);
   if (!tcp) return;
-  const flags = attrs(m, tcp[0], tcp[1]);
+  const flags = nlAttrs(tcp, 0);
   for (const a of [CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, CTA_PROTOINFO_TCP_FLAGS_REPLY]) {
-    const at = flags.get(a);
-    if (!at || at[1] - at[0] < 2) continue;
-    m[at[0]] |= IP_CT_TCP_FLAG_BE_LIBERAL;
-    m[at[0] + 1] |= IP_CT_TCP_FLAG_BE_LIBERAL;
+    // A view of the message: the flags are set in it.
+    const f = flags.get(a);
+    if (!f || f.length < 2) continue;
+    f[0] |= IP_CT_TCP_FLAG_BE_LIBERAL;
+    f[1] |= IP_CT_TCP_FLAG_BE_LIBERAL;
   }
 }
 

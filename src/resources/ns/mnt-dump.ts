@@ -158,9 +158,17 @@ export function checkMntns(pids: number[], mounts: MntDumpOptions): void {
 export function checkFilesOnMounts(pids: number[]): void {
   // A chrooted task's mountinfo shows only the mounts under its root: criu-ts's shows them all.
   const self = fs.readlinkSync('/proc/self/ns/mnt');
+  const byNs = new Map<string, Set<number>>();
   const ids = (p: number) => {
-    const from = fs.readlinkSync(`/proc/${p}/ns/mnt`) === self ? 'self' : String(p);
-    return new Set(parseMountinfo(fs.readFileSync(`/proc/${from}/mountinfo`, 'utf8')).map((m) => m.mntId));
+    const ns = fs.readlinkSync(`/proc/${p}/ns/mnt`);
+    let got = byNs.get(ns);
+    if (!got) {
+      const from = ns === self ? 'self' : String(p);
+      got = new Set(parseMountinfo(fs.readFileSync(`/proc/${from}/mountinfo`, 'utf8')).map((m) => m.mntId));
+      // Another task's own, chrooted elsewhere, would show other mounts: only criu-ts's is shared.
+      if (ns === self) byNs.set(ns, got);
+    }
+    return got;
   };
   const own = new Map(pids.map((p) => [p, ids(p)]));
   checkFilesInMntns(pids, new Set([...own.values()].flatMap((s) => [...s])), own);

@@ -3,6 +3,7 @@
 // link into a namespace under a name and ifindex of its choosing (IFLA_NEW_IFINDEX, which
 // `ip link set` lacks). Each runs on a NETLINK_ROUTE socket of criu-ts's current namespace.
 import { close, sock } from '../../kernel/index.ts';
+import { align4, nlAttrs } from '../net/nlattr.ts';
 
 const NETLINK_ROUTE = 0;
 const NLM_F_REQUEST = 1,
@@ -17,7 +18,6 @@ const NETNSA_NSID = 1,
 /** linux/if_link.h */
 export const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, NET_NS_FD: 28, NEW_IFINDEX: 49 } as const;
 const HDR = 16;
-const align4 = (n: number): number => (n + 3) & ~3;
 
 /** One attribute: a u32/s32 number, a NUL-terminated name or raw bytes. */
 function attr(type: number, v: number | string | Uint8Array): Buffer {
@@ -31,18 +31,6 @@ function attr(type: number, v: number | string | Uint8Array): Buffer {
   b.writeUInt16LE(type, 2);
   data.copy(b, 4);
   return b;
-}
-
-/** The attributes of a message from `off`, by type. */
-function attrs(m: Buffer, off: number): Map<number, Buffer> {
-  const out = new Map<number, Buffer>();
-  while (off + 4 <= m.length) {
-    const len = m.readUInt16LE(off);
-    if (len < 4) break;
-    out.set(m.readUInt16LE(off + 2) & 0x3fff, m.subarray(off + 4, off + len));
-    off += align4(len);
-  }
-  return out;
 }
 
 /** Send one request; the kernel's answer (a message or an ack), or -errno. */
@@ -71,7 +59,7 @@ export function nsidOf(nsFd: number): number {
   if (typeof r === 'number') return -1;
   if (r.readUInt16LE(4) !== RTM_NEWNSID) return -1;
   return (
-    attrs(r, HDR + 4)
+    nlAttrs(r, HDR + 4)
       .get(NETNSA_NSID)
       ?.readInt32LE(0) ?? -1
   );
