@@ -30,8 +30,8 @@ export class ProtoRegistry {
   private readonly enums = new Map<string, EnumDef>();
 
   /**
-   * `lazy`: each message is checked and compiled when first used (CRIU's ~200 messages cost
-   * milliseconds of every command, which uses a few dozen); compileAll() checks them all.
+   * `lazy`: each message is checked and compiled when first used (compiling all of CRIU's
+   * messages is start-up time of every command, which uses a few dozen); compileAll() checks them all.
    */
   constructor(messages: Iterable<MessageDef>, enums: Iterable<EnumDef> = [], lazy = false) {
     for (const e of enums) {

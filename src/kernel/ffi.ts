@@ -57,7 +57,7 @@ function native(): Native {
 /**
  * koffi's native module, required directly from its per-platform package: koffi's own loader
  * (`require('koffi')`) probes paths and copies node:util's exports, which loads a dozen builtins
- * and costs about 7 ms of every command. The loader only adds deprecated aliases, so it is the
+ * into every command's start-up. The loader only adds deprecated aliases, so it is the
  * fallback, for layouts where the platform package is elsewhere. createRequire: loaded
  * synchronously, resolved from wherever this code runs (sources or bundle).
  */
