@@ -32,6 +32,7 @@ const COME_BACK: Array<[string, string]> = [
   ['efdsem', 'an eventfd in semaphore mode'],
   ['futurewrite', 'a memfd sealed with F_SEAL_FUTURE_WRITE'],
   ['madvfork', 'MADV_DONTFORK and MADV_WIPEONFORK'],
+  ['abstime', 'a CLOCK_REALTIME timerfd armed with TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET'],
 ];
 
 for (const [mode, what] of COME_BACK) e2e(`${what} comes back`, (c) => roundTrip(c, mode));

@@ -148,23 +148,23 @@ static const char *verify(void *arg)
 	}
 	if (!strcmp(mode, "ioflusher")) {
 		long v = prctl_get(PR_GET_IO_FLUSHER);
-		return v == 1 ? NULL : fail("PR_GET_IO_FLUSHER %ld%s", v, 0);
+		return v == 1 ? NULL : fail("PR_GET_IO_FLUSHER %ld", v, 0);
 	}
 	if (!strcmp(mode, "dumpable")) {
 		long v = prctl_get(PR_GET_DUMPABLE);
-		return v == 0 ? NULL : fail("PR_GET_DUMPABLE %ld%s", v, 0);
+		return v == 0 ? NULL : fail("PR_GET_DUMPABLE %ld", v, 0);
 	}
 	if (!strcmp(mode, "keepcaps")) {
 		long v = prctl_get(PR_GET_KEEPCAPS);
-		return v == 1 ? NULL : fail("PR_GET_KEEPCAPS %ld%s", v, 0);
+		return v == 1 ? NULL : fail("PR_GET_KEEPCAPS %ld", v, 0);
 	}
 	if (!strcmp(mode, "secbits")) {
 		long v = prctl_get(PR_GET_SECUREBITS);
-		return v == SECBIT_NOROOT ? NULL : fail("securebits %ld%s", v, 0);
+		return v == SECBIT_NOROOT ? NULL : fail("securebits %ld", v, 0);
 	}
 	if (!strcmp(mode, "thpdisable")) {
 		long v = prctl_get(PR_GET_THP_DISABLE);
-		return v == 1 ? NULL : fail("PR_GET_THP_DISABLE %ld%s", v, 0);
+		return v == 1 ? NULL : fail("PR_GET_THP_DISABLE %ld", v, 0);
 	}
 	if (!strcmp(mode, "autodisarm")) {
 		stack_t ss;
@@ -176,7 +176,7 @@ static const char *verify(void *arg)
 		if (read(fd1, &v, 8) != 8) return "read failed";
 		uint64_t one = 1;
 		if (write(fd1, &one, 8) != 8) return "write failed";
-		return v == 1 ? NULL : fail("read %ld from a semaphore eventfd, not 1%s", v, 0);
+		return v == 1 ? NULL : fail("read %ld from a semaphore eventfd, not 1", v, 0);
 	}
 	if (!strcmp(mode, "futurewrite")) {
 		long s = fcntl(fd1, F_GET_SEALS);
@@ -193,7 +193,7 @@ static const char *verify(void *arg)
 		long fl = l ? strtol(l + 14, NULL, 8) : -1;
 		struct itimerspec its;
 		timerfd_gettime(fd1, &its);
-		if (fl != 3) return fail("settime flags %lo, not 3%s", fl, 0);
+		if (fl != 3) return fail("settime flags %lo, not 3", fl, 0);
 		return its.it_value.tv_sec > 900 && its.it_value.tv_sec <= 1000 ? NULL : fail("%ld s left%s", its.it_value.tv_sec, 0);
 	}
 	if (!strcmp(mode, "madvfork")) {
@@ -231,7 +231,7 @@ static const char *verify(void *arg)
 	if (!strcmp(mode, "amx")) {
 		uint64_t perm = 0;
 		if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &perm)) return "ARCH_GET_XCOMP_PERM failed";
-		return perm & (1ull << XFEATURE_XTILEDATA) ? NULL : fail("XCOMP permission %#lx lacks tile data%s", perm, 0);
+		return perm & (1ull << XFEATURE_XTILEDATA) ? NULL : fail("XCOMP permission %#lx lacks tile data", perm, 0);
 	}
 	if (!strcmp(mode, "join")) {
 		go = 1;
@@ -239,7 +239,7 @@ static const char *verify(void *arg)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 3;
 		int r = pthread_timedjoin_np(th, NULL, &ts);
-		if (r) return fail("pthread_timedjoin_np: %ld%s", r, 0);
+		if (r) return fail("pthread_timedjoin_np: %ld", r, 0);
 		go = 0;
 		pthread_create(&th, NULL, waiter, NULL);
 		return NULL;
@@ -251,7 +251,7 @@ static const char *verify(void *arg)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 3;
 		int r = pthread_mutex_timedlock(&robust_mx, &ts);
-		if (r != EOWNERDEAD) return fail("lock of a dead owner's robust mutex: %ld, not EOWNERDEAD%s", r, 0);
+		if (r != EOWNERDEAD) return fail("lock of a dead owner's robust mutex: %ld, not EOWNERDEAD", r, 0);
 		pthread_mutex_consistent(&robust_mx);
 		pthread_mutex_unlock(&robust_mx);
 		go = 0;
