@@ -32,6 +32,7 @@ const NR = {
   ioprio_get: sysnr('ioprio_get'),
   sched_getscheduler: sysnr('sched_getscheduler'),
   sched_getparam: sysnr('sched_getparam'),
+  sched_getattr: sysnr('sched_getattr'),
   madvise: sysnr('madvise'),
   userfaultfd: sysnr('userfaultfd'),
   clock_gettime: sysnr('clock_gettime'),
@@ -356,6 +357,21 @@ export function schedGetPriority(tid: number): number {
   const b = Buffer.alloc(4);
   syscall('sched_getparam', NR.sched_getparam, tid, addressOf(b));
   return b.readInt32LE(0);
+}
+
+/** sched_getattr's sched_runtime: a fair thread's time slice (settable since Linux 6.12). */
+export function schedGetRuntime(tid: number): bigint {
+  const b = Buffer.alloc(56);
+  syscall('sched_getattr', NR.sched_getattr, tid, addressOf(b), b.length, 0);
+  return b.readBigUInt64LE(24);
+}
+
+const PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG = 0x4211;
+/** The syscall user dispatch mode of a stopped tracee (PR_SYS_DISPATCH_*); undefined before Linux 5.19. */
+export function syscallUserDispatchMode(tid: number): bigint | undefined {
+  const b = Buffer.alloc(32);
+  const r = syscallErr(NR.ptrace, PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, tid, b.length, addressOf(b));
+  return r < 0 ? undefined : b.readBigUInt64LE(0);
 }
 
 export function clockGettime(clock: number): { sec: bigint; nsec: bigint } {

@@ -15,13 +15,20 @@
 //   mempolicy  its memory bound to node 0 (set_mempolicy(MPOL_BIND))
 //   tsc        rdtsc faults (PR_SET_TSC, PR_TSC_SIGSEGV)
 //   mdwe       memory-deny-write-execute (PR_SET_MDWE)
+//   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
+//   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
+//   keyring    a key in its process keyring
+//   threadkeyring a second thread with a key in its thread keyring
+//   amx        permission for AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM)
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/mount.h>
 #include <mqueue.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +44,17 @@ static volatile sig_atomic_t ticks;
 static void on_alarm(int s) { (void)s; ticks++; }
 
 static void die(const char *what) { perror(what); exit(2); }
+
+static volatile char sud_selector; /* SYSCALL_DISPATCH_FILTER_ALLOW */
+static volatile int thread_ready;
+
+static void *keyring_thread(void *a) {
+  (void)a;
+  if (syscall(SYS_add_key, "user", "criu-ts-unclaimed", "v", 1, -1 /* KEY_SPEC_THREAD_KEYRING */) < 0) die("add_key");
+  thread_ready = 1;
+  for (;;) pause();
+  return NULL;
+}
 
 static int open_file(const char *path) {
   int fd = open(path, O_RDWR | O_CREAT, 0600);
@@ -128,6 +146,20 @@ int main(int argc, char **argv) {
     if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0)) die("PR_SET_TSC");
   } else if (!strcmp(mode, "mdwe")) {
     if (prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0)) die("PR_SET_MDWE");
+  } else if (!strcmp(mode, "slice")) {
+    struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; } at = {
+      .size = sizeof at, .policy = SCHED_OTHER, .runtime = 3000000 };
+    if (syscall(SYS_sched_setattr, 0, &at, 0)) die("sched_setattr");
+  } else if (!strcmp(mode, "sud")) {
+    if (prctl(59 /* PR_SET_SYSCALL_USER_DISPATCH */, 1 /* PR_SYS_DISPATCH_ON */, 0, 0, &sud_selector)) die("PR_SET_SYSCALL_USER_DISPATCH");
+  } else if (!strcmp(mode, "keyring")) {
+    if (syscall(SYS_add_key, "user", "criu-ts-unclaimed", "v", 1, -2 /* KEY_SPEC_PROCESS_KEYRING */) < 0) die("add_key");
+  } else if (!strcmp(mode, "threadkeyring")) {
+    pthread_t th;
+    if (pthread_create(&th, NULL, keyring_thread, NULL)) die("pthread_create");
+    while (!thread_ready) usleep(1000);
+  } else if (!strcmp(mode, "amx")) {
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */)) die("ARCH_REQ_XCOMP_PERM");
   } else {
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
