@@ -109,6 +109,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
     checkTimers(t, refuse);
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);
+    checkVmaPolicies(t.pid, refuse);
     checkProcFiles(t.pid, claims.files, own, site, refuse);
     if (t.stat.ttyNr !== 0 && !opts.shellJob) {
       const why = cttyProblem(
@@ -260,6 +261,21 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
       if (!claimed.has(f) && !(f === 'de' && dontExpandOwned(v))) refuse(where, `it is ${VMFLAG_NAMES[f] ?? `marked '${f}' in VmFlags`}`);
     }
   }
+}
+
+/**
+ * A VMA's own NUMA policy (mbind, or a shared memory object's), which no image keeps. numa_maps
+ * shows the task's policy for the other VMAs, taken to be the most common one (the task's own,
+ * unless the default, is refused by its probe).
+ */
+function checkVmaPolicies(pid: number, refuse: Refuse): void {
+  const lines = (readOptional(`/proc/${pid}/numa_maps`) ?? '').split('\n').map((l) => l.split(' ', 2));
+  const count = new Map<string, number>();
+  for (const [, policy] of lines) if (policy) count.set(policy, (count.get(policy) ?? 0) + 1);
+  const task = [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
+  for (const [start, policy] of lines)
+    if (policy && policy !== task)
+      refuse(`memory at 0x${start}`, `its NUMA memory policy (mbind) is "${policy}", not the task's ("${task}"), and would be lost`);
 }
 
 /** flock, POSIX and OFD locks and leases held by the tree that no fd of it shows (`shown`). */

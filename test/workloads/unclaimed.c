@@ -15,6 +15,7 @@
 //   mempolicy  its memory bound to node 0 (set_mempolicy(MPOL_BIND))
 //   tsc        rdtsc faults (PR_SET_TSC, PR_TSC_SIGSEGV)
 //   mdwe       memory-deny-write-execute (PR_SET_MDWE)
+//   mbind      a mapping whose NUMA policy is MPOL_PREFERRED node 0 (mbind)
 //   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
 //   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
 //   keyring    a key in its process keyring
@@ -146,6 +147,10 @@ int main(int argc, char **argv) {
     if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0)) die("PR_SET_TSC");
   } else if (!strcmp(mode, "mdwe")) {
     if (prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0)) die("PR_SET_MDWE");
+  } else if (!strcmp(mode, "mbind")) {
+    unsigned long node0 = 1;
+    char *m = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || syscall(SYS_mbind, m, 65536, 1 /* MPOL_PREFERRED */, &node0, 8 * sizeof node0, 0)) die("mbind");
   } else if (!strcmp(mode, "slice")) {
     struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; } at = {
       .size = sizeof at, .policy = SCHED_OTHER, .runtime = 3000000 };
