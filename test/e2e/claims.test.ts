@@ -89,6 +89,12 @@ const REFUSALS: Refusal[] = [
     line: /memory at 0x[0-9a-f]+: its NUMA memory policy \(mbind\) is "prefer:0", not the task's \("default"\)/,
     still: (pid) => / prefer:0\b/.test(readFileSync(`/proc/${pid}/numa_maps`, 'utf8')),
   },
+  {
+    mode: 'vfork',
+    args: ['--timeout', '1'],
+    line: /vfork: it waits for its vfork child to exec or exit \(a vfork in flight\)/,
+    still: (pid) => procStatus(pid)!.State.startsWith('D'),
+  },
   { mode: 'slice', line: /time slice \(sched_setattr sched_runtime\): it is 3000000, where a restored task has \d+/, still: () => true },
   { mode: 'sud', line: /syscall user dispatch \(PR_SET_SYSCALL_USER_DISPATCH\): it is 1, where a restored task has 0/, still: () => true },
   { mode: 'keyring', line: /process keyring \(KEY_SPEC_PROCESS_KEYRING\): it is 1, where a restored task has 0/, still: () => true },

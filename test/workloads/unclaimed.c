@@ -16,6 +16,7 @@
 //   tsc        rdtsc faults (PR_SET_TSC, PR_TSC_SIGSEGV)
 //   mdwe       memory-deny-write-execute (PR_SET_MDWE)
 //   mbind      a mapping whose NUMA policy is MPOL_PREFERRED node 0 (mbind)
+//   vfork      a vfork child in flight: the child counts while its parent waits (dies with it)
 //   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
 //   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
 //   keyring    a key in its process keyring
@@ -151,6 +152,10 @@ int main(int argc, char **argv) {
     unsigned long node0 = 1;
     char *m = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED || syscall(SYS_mbind, m, 65536, 1 /* MPOL_PREFERRED */, &node0, 8 * sizeof node0, 0)) die("mbind");
+  } else if (!strcmp(mode, "vfork")) {
+    /* The child goes on below with the parent's memory and stack, which the parent never uses again. */
+    if (vfork() == 0) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    else _exit(0);
   } else if (!strcmp(mode, "slice")) {
     struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; } at = {
       .size = sizeof at, .policy = SCHED_OTHER, .runtime = 3000000 };
