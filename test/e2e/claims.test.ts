@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -94,6 +94,12 @@ const REFUSALS: Refusal[] = [
     args: ['--timeout', '1'],
     line: /vfork: it waits for its vfork child to exec or exit \(a vfork in flight\)/,
     still: (pid) => procStatus(pid)!.State.startsWith('D'),
+  },
+  {
+    mode: 'autogroup',
+    line: /autogroup nice value \(\/proc\/PID\/autogroup\): it is "5", where a restored task has "0"/,
+    still: (pid) => readFileSync(`/proc/${pid}/autogroup`, 'utf8').includes(' nice 5'),
+    skip: existsSync('/proc/self/autogroup') ? undefined : 'no autogroups in this kernel',
   },
   { mode: 'slice', line: /time slice \(sched_setattr sched_runtime\): it is 3000000, where a restored task has \d+/, still: () => true },
   { mode: 'sud', line: /syscall user dispatch \(PR_SET_SYSCALL_USER_DISPATCH\): it is 1, where a restored task has 0/, still: () => true },

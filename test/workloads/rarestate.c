@@ -27,6 +27,8 @@
  *   join       a thread waiting to exit: pthread_join must see it go (clear_child_tid)
  *   robust     a thread holding a robust mutex dies on SIGUSR1: the lock must say EOWNERDEAD
  *   zombieleader the main thread gone (pthread_exit), another thread checks
+ *   autogroup  its autogroup's nice value set to 5 (/proc/self/autogroup)
+ *   exefile    its /proc/self/exe changed to /bin/true (PR_SET_MM_EXE_FILE)
  *   vfork      a vfork child in flight (its parent waiting): the child checks that it still
  *              shares its parent's memory
  */
@@ -278,6 +280,23 @@ static const char *verify(void *arg)
 		if (getppid() != vfork_parent) return fail("parent %ld, not %ld", getppid(), vfork_parent);
 		return seen == shared_word ? NULL : fail("the parent sees %ld, not %ld: memory no longer shared", seen, shared_word);
 	}
+	if (!strcmp(mode, "autogroup")) {
+		char buf[128] = "";
+		int f = open("/proc/self/autogroup", O_RDONLY);
+		long n = f < 0 ? -1 : read(f, buf, sizeof(buf) - 1);
+		if (f >= 0) close(f);
+		if (n > 0) buf[n] = 0;
+		char *v = strstr(buf, " nice ");
+		long nice = v ? strtol(v + 6, NULL, 10) : -100;
+		return nice == 5 ? NULL : fail("autogroup nice %ld, not %ld", nice, 5);
+	}
+	if (!strcmp(mode, "exefile")) {
+		char buf[256];
+		long n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+		if (n < 0) return "readlink failed";
+		buf[n] = 0;
+		return !strcmp(buf, "/usr/bin/true") || !strcmp(buf, "/bin/true") ? NULL : fail("exe is another file (%ld bytes)%s", n, 0);
+	}
 	return "unknown mode";
 }
 
@@ -348,6 +367,13 @@ int main(int argc, char **argv)
 		if (syscall(SYS_add_key, "user", "criu-ts-probe", "v", 1, -2) < 0) die("add_key");
 	} else if (!strcmp(mode, "amx")) {
 		if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)) die("ARCH_REQ_XCOMP_PERM");
+	} else if (!strcmp(mode, "autogroup")) {
+		int f = open("/proc/self/autogroup", O_WRONLY);
+		if (f < 0 || write(f, "5", 1) != 1) die("autogroup");
+		close(f);
+	} else if (!strcmp(mode, "exefile")) {
+		int f = open("/bin/true", O_RDONLY);
+		if (f < 0 || prctl(PR_SET_MM, PR_SET_MM_EXE_FILE, f, 0, 0)) die("PR_SET_MM_EXE_FILE");
 	} else if (!strcmp(mode, "join")) {
 		pthread_create(&th, NULL, waiter, NULL);
 	} else if (!strcmp(mode, "robust")) {
