@@ -81,6 +81,9 @@ class Own {
   }
 }
 
+// What PR_SET_IO_FLUSHER sets in the thread's flags: PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE.
+const PF_IO_FLUSHER = 0x00080000 | 0x00100000;
+
 const IOPRIO_CLASSES = ['none', 'realtime', 'best-effort', 'idle'];
 const ioprioName = (v: number): string => `class ${IOPRIO_CLASSES[v >> 13] ?? v >> 13} level ${v & 0x1fff}`;
 
@@ -132,6 +135,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
       const st = th.tid === t.pid ? t.stat : readStat(t.pid, th.tid);
       for (const k of ['policy', 'rtPriority', 'nice'] as const)
         checkValue(`scheduling (${k})`, String(st[k]), claims.stat.get(k), undefined, at, refuse);
+      if (st.flags & PF_IO_FLUSHER) refuse('I/O flusher (PR_SET_IO_FLUSHER)', 'no image keeps it', th.tid);
       // No image field keeps it (CRIU's neither): a restored thread has criu-ts's.
       const io = ioprioGet(th.tid);
       if (io !== own.ioprio)

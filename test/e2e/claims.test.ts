@@ -101,6 +101,13 @@ const REFUSALS: Refusal[] = [
     still: (pid) => readFileSync(`/proc/${pid}/autogroup`, 'utf8').includes(' nice 5'),
     skip: existsSync('/proc/self/autogroup') ? undefined : 'no autogroups in this kernel',
   },
+  {
+    mode: 'ioflusher',
+    line: /I\/O flusher \(PR_SET_IO_FLUSHER\): no image keeps it/,
+    still: () => true,
+    // Bit 24 of the effective set: CAP_SYS_RESOURCE, which the call needs.
+    skip: (BigInt(`0x${procStatus(process.pid)!.CapEff}`) >> 24n) & 1n ? undefined : 'no CAP_SYS_RESOURCE to set it',
+  },
   { mode: 'slice', line: /time slice \(sched_setattr sched_runtime\): it is 3000000, where a restored task has \d+/, still: () => true },
   { mode: 'sud', line: /syscall user dispatch \(PR_SET_SYSCALL_USER_DISPATCH\): it is 1, where a restored task has 0/, still: () => true },
   { mode: 'keyring', line: /process keyring \(KEY_SPEC_PROCESS_KEYRING\): it is 1, where a restored task has 0/, still: () => true },

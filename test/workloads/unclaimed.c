@@ -18,6 +18,7 @@
 //   mbind      a mapping whose NUMA policy is MPOL_PREFERRED node 0 (mbind)
 //   vfork      a vfork child in flight: the child counts while its parent waits (dies with it)
 //   autogroup  the nice value of its session's autogroup set to 5 (it must lead its session)
+//   ioflusher  PR_SET_IO_FLUSHER (needs CAP_SYS_RESOURCE)
 //   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
 //   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
 //   keyring    a key in its process keyring
@@ -161,6 +162,8 @@ int main(int argc, char **argv) {
     /* Only in a session of its own: the autogroup is the session's, shared with whoever made it. */
     int f = getsid(0) == getpid() ? open("/proc/self/autogroup", O_WRONLY) : -1;
     if (f < 0 || write(f, "5", 1) != 1) die("autogroup");
+  } else if (!strcmp(mode, "ioflusher")) {
+    if (prctl(57 /* PR_SET_IO_FLUSHER */, 1, 0, 0, 0)) die("PR_SET_IO_FLUSHER");
   } else if (!strcmp(mode, "slice")) {
     struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; } at = {
       .size = sizeof at, .policy = SCHED_OTHER, .runtime = 3000000 };
