@@ -5,7 +5,7 @@
 // `task PID: <resource>: <why>; not supported yet`.
 import fs from 'node:fs';
 import { readStatus, readStat, readTimers, listFds, type Vma, type Stat } from '../proc/index.ts';
-import { getpid, ioprioGet } from '../kernel/index.ts';
+import { getpid, ioprioGet, kcmp, KCMP } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
 import { NotSupportedError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
@@ -18,6 +18,7 @@ import {
   taskPropsClaims,
   seccompClaims,
   checkNamespaces,
+  threadNamespaceProblem,
 } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
 import type { NetOptions } from '../resources/ns/index.ts';
@@ -135,6 +136,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
       const st = th.tid === t.pid ? t.stat : readStat(t.pid, th.tid);
       for (const k of ['policy', 'rtPriority', 'nice'] as const)
         checkValue(`scheduling (${k})`, String(st[k]), claims.stat.get(k), undefined, at, refuse);
+      if (th.tid !== t.pid) checkThreadOwn(t.pid, th.tid, refuse);
       if (st.flags & PF_IO_FLUSHER) refuse('I/O flusher (PR_SET_IO_FLUSHER)', 'no image keeps it', th.tid);
       // No image field keeps it (CRIU's neither): a restored thread has criu-ts's.
       const io = ioprioGet(th.tid);
@@ -144,6 +146,27 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
   }
   // Locks on files that no fd shows (an fd shows its own, checkFds).
   checkLocks(treeIds, shownLocks, mappedFiles(tasks));
+}
+
+/**
+ * What the images keep per task, which a thread can have of its own: its personality, and what
+ * unshare() in that thread alone separates (fs_struct, fd table, namespaces).
+ */
+function checkThreadOwn(pid: number, tid: number, refuse: Refuse): void {
+  const pers = readOptional(`/proc/${pid}/task/${tid}/personality`);
+  const leader = readOptional(`/proc/${pid}/personality`);
+  if (pers !== undefined && pers !== leader) refuse('personality', `the thread's is ${pers}, its process's ${leader}`, tid);
+  const own = (type: number): boolean => {
+    try {
+      return kcmp(pid, tid, type, 0, 0) !== 0;
+    } catch {
+      return false; // gone: the dump sees it
+    }
+  };
+  if (own(KCMP.FS)) refuse('working directory, root and umask', 'the thread has its own (unshare CLONE_FS)', tid);
+  if (own(KCMP.FILES)) refuse('fd table', 'the thread has its own (unshare CLONE_FILES)', tid);
+  const ns = threadNamespaceProblem(pid, tid);
+  if (ns) refuse('namespaces', ns, tid);
 }
 
 /** "major:minor:inode" of every file the tree maps, as /proc/locks writes them. */

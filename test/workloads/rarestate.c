@@ -19,6 +19,14 @@
  *   robust     a thread holding a robust mutex dies on SIGUSR1: the lock must say EOWNERDEAD
  *   sigsuspend a thread whose mask blocks SIGUSR2 waits in sigsuspend() with none blocked: after a
  *              SIGUSR2 (from the check) wakes it, its mask must block SIGUSR2 again
+ *
+ * A thread whose own state differs from the main thread's, which the thread checks itself:
+ *   thpersonality its personality UNAME26 (personality() is per thread)
+ *   thfs       its own fs_struct (unshare CLONE_FS): umask 077, cwd /
+ *   thfiles    its own fd table (unshare CLONE_FILES) with a pipe the main thread does not have
+ *   thnnp      PR_SET_NO_NEW_PRIVS in that thread only
+ *   thcaps     CAP_NET_RAW dropped from that thread's effective set only
+ *   thnetns    its own network namespace (unshare CLONE_NEWNET)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,7 +38,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/eventfd.h>
+#include <sys/personality.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -109,6 +120,80 @@ static void *suspender(void *a)
 		pthread_sigmask(SIG_BLOCK, NULL, &now);
 		susp_mask_ok = sigismember(&now, SIGUSR2);
 		susp_wakes++;
+	}
+	return NULL;
+}
+
+static volatile int th_asked, th_answered, th_ready;
+static const char *volatile th_result;
+static int th_fd = -1;
+static char main_net[64];
+
+static int caps_have_net_raw(pid_t tid)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, tid };
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d)) return -1;
+	return !!(d[0].effective & (1u << CAP_NET_RAW));
+}
+
+static const char *thread_check(void)
+{
+	static char cwd[256];
+	if (!strcmp(mode, "thpersonality")) {
+		int p = personality(0xffffffff);
+		return p == UNAME26 ? NULL : fail("the thread's personality is %#lx, not %#lx", p, UNAME26);
+	}
+	if (!strcmp(mode, "thfs")) {
+		mode_t m = umask(077);
+		if (m != 077) return fail("the thread's umask is %lo, not %lo", m, 077);
+		if (!getcwd(cwd, sizeof(cwd)) || strcmp(cwd, "/")) return "the thread's cwd is not /";
+		return NULL;
+	}
+	if (!strcmp(mode, "thfiles"))
+		return fcntl(th_fd, F_GETFD) >= 0 ? NULL : "the thread's own pipe is gone from its fd table";
+	if (!strcmp(mode, "thnnp")) {
+		long v = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
+		return v == 1 ? NULL : fail("the thread's no_new_privs is %ld", v, 0);
+	}
+	if (!strcmp(mode, "thcaps"))
+		return caps_have_net_raw(0) == 0 ? NULL : "the thread has CAP_NET_RAW again";
+	if (!strcmp(mode, "thnetns")) {
+		char l[64] = "";
+		if (readlink("/proc/thread-self/ns/net", l, sizeof(l) - 1) < 0) return "no /proc/thread-self/ns/net";
+		return strcmp(l, main_net) ? NULL : "the thread is in the main thread's network namespace";
+	}
+	return "unknown thread mode";
+}
+
+static void *own_state_thread(void *a)
+{
+	(void)a;
+	if (!strcmp(mode, "thpersonality")) {
+		if (personality(UNAME26) < 0) die("personality");
+	} else if (!strcmp(mode, "thfs")) {
+		if (unshare(CLONE_FS) || chdir("/")) die("unshare CLONE_FS");
+		umask(077);
+	} else if (!strcmp(mode, "thfiles")) {
+		int p[2];
+		if (unshare(CLONE_FILES) || pipe(p)) die("unshare CLONE_FILES");
+		th_fd = p[0];
+	} else if (!strcmp(mode, "thnnp")) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) die("no_new_privs");
+	} else if (!strcmp(mode, "thcaps")) {
+		struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+		struct __user_cap_data_struct d[2];
+		if (syscall(SYS_capget, &h, d)) die("capget");
+		d[0].effective &= ~(1u << CAP_NET_RAW);
+		if (syscall(SYS_capset, &h, d)) die("capset");
+	} else if (!strcmp(mode, "thnetns")) {
+		if (unshare(CLONE_NEWNET)) die("unshare CLONE_NEWNET");
+	}
+	th_ready = 1;
+	for (;;) {
+		while (th_asked == th_answered) usleep(5000);
+		th_result = thread_check();
+		th_answered = th_asked;
 	}
 	return NULL;
 }
@@ -208,6 +293,23 @@ static const char *verify(void *arg)
 		usleep(50000);
 		return NULL;
 	}
+	if (!strncmp(mode, "th", 2)) {
+		int want = th_asked + 1;
+		th_asked = want;
+		for (int i = 0; i < 300 && th_answered != want; i++) usleep(10000);
+		if (th_answered != want) return "the thread did not answer";
+		if (th_result) return th_result;
+		/* The main thread has none of it. */
+		if (!strcmp(mode, "thpersonality") && personality(0xffffffff) != 0) return "the main thread's personality changed";
+		if (!strcmp(mode, "thfiles") && fcntl(th_fd, F_GETFD) >= 0) return "the main thread has the thread's pipe";
+		if (!strcmp(mode, "thnnp") && prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 0) return "the main thread has no_new_privs";
+		if (!strcmp(mode, "thcaps") && caps_have_net_raw(0) != 1) return "the main thread lost CAP_NET_RAW";
+		if (!strcmp(mode, "thfs")) {
+			mode_t m = umask(022);
+			if (m != 022) return fail("the main thread's umask is %lo%s", m, 0);
+		}
+		return NULL;
+	}
 	if (!strcmp(mode, "sigsuspend")) {
 		int before = susp_wakes;
 		syscall(SYS_tgkill, getpid(), susp_tid, SIGUSR2);
@@ -264,6 +366,11 @@ int main(int argc, char **argv)
 
 
 
+	} else if (!strncmp(mode, "th", 2)) {
+		umask(022);
+		if (readlink("/proc/thread-self/ns/net", main_net, sizeof(main_net) - 1) < 0) die("readlink ns");
+		pthread_create(&th, NULL, own_state_thread, NULL);
+		while (!th_ready) usleep(1000);
 	} else if (!strcmp(mode, "sigsuspend")) {
 		signal(SIGUSR2, on_usr2);
 		pthread_create(&th, NULL, suspender, NULL);
