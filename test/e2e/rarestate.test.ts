@@ -31,6 +31,9 @@ const COME_BACK: Array<[string, string]> = [
   ['madvfork', 'MADV_DONTFORK and MADV_WIPEONFORK'],
   ['thnnp', "a thread's own no_new_privs"],
   ['thcaps', "a thread's own effective capabilities"],
+  ['itimers', 'ITIMER_VIRTUAL and ITIMER_PROF'],
+  ['epollflags', 'an EPOLLEXCLUSIVE registration and a disarmed EPOLLONESHOT one'],
+  ['sealexec', 'a memfd sealed with F_SEAL_EXEC'],
   ['abstime', 'a CLOCK_REALTIME timerfd armed with TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET'],
 ];
 

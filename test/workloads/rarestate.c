@@ -15,6 +15,10 @@
  *   futurewrite a memfd sealed with F_SEAL_FUTURE_WRITE
  *   abstime    a CLOCK_REALTIME timerfd armed with TFD_TIMER_ABSTIME|TFD_TIMER_CANCEL_ON_SET
  *   madvfork   mappings with MADV_DONTFORK and MADV_WIPEONFORK
+ *   itimers    ITIMER_VIRTUAL and ITIMER_PROF armed for 1000 s of CPU time
+ *   epollflags an eventfd in an epoll set with EPOLLEXCLUSIVE, another with EPOLLONESHOT that
+ *              fired (disarmed: readable, yet not reported)
+ *   sealexec   a memfd sealed with F_SEAL_EXEC (and the seals the kernel adds with it)
  *   join       a thread waiting to exit: pthread_join must see it go (clear_child_tid)
  *   robust     a thread holding a robust mutex dies on SIGUSR1: the lock must say EOWNERDEAD
  *   sigsuspend a thread whose mask blocks SIGUSR2 waits in sigsuspend() with none blocked: after a
@@ -39,7 +43,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/time.h>
 #include <sys/personality.h>
 #include <sys/stat.h>
 #include <sys/mman.h>
@@ -56,10 +62,13 @@
 #ifndef SS_AUTODISARM
 #define SS_AUTODISARM (1U << 31)
 #endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
 #define SECBIT_NOROOT 1
 
 static const char *mode;
-static int fd1;
+static int fd1, fd2, fd3;
 static char *map1, *map2;
 static pthread_t th;
 static pthread_mutex_t robust_mx;
@@ -310,6 +319,37 @@ static const char *verify(void *arg)
 		}
 		return NULL;
 	}
+	if (!strcmp(mode, "itimers")) {
+		struct itimerval v, p;
+		getitimer(ITIMER_VIRTUAL, &v);
+		getitimer(ITIMER_PROF, &p);
+		if (v.it_value.tv_sec < 900 || v.it_value.tv_sec > 1000) return fail("ITIMER_VIRTUAL has %ld s left%s", v.it_value.tv_sec, 0);
+		if (p.it_value.tv_sec < 900 || p.it_value.tv_sec > 1000) return fail("ITIMER_PROF has %ld s left%s", p.it_value.tv_sec, 0);
+		return NULL;
+	}
+	if (!strcmp(mode, "epollflags")) {
+		struct epoll_event ev[4];
+		int n = epoll_wait(fd1, ev, 4, 0);
+		if (n != 1 || ev[0].data.fd != fd2) return fail("%ld events ready, not only the exclusive one (%ld)", n, n > 0 ? ev[0].data.fd : -1);
+		char p[64], buf[1024];
+		snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", fd1);
+		int f = open(p, O_RDONLY);
+		long r = read(f, buf, sizeof(buf) - 1);
+		close(f);
+		buf[r > 0 ? r : 0] = 0;
+		char *l = strstr(buf, "tfd:");
+		for (; l; l = strstr(l + 1, "tfd:")) {
+			int tfd = atoi(l + 4);
+			char *e = strstr(l, "events:");
+			unsigned long evs = e ? strtoul(e + 7, NULL, 16) : 0;
+			if (tfd == fd2 && !(evs & EPOLLEXCLUSIVE)) return fail("the exclusive registration has events %#lx%s", evs, 0);
+		}
+		return NULL;
+	}
+	if (!strcmp(mode, "sealexec")) {
+		long s = fcntl(fd1, F_GET_SEALS);
+		return s == fd2 && (s & F_SEAL_EXEC) ? NULL : fail("seals %#lx, not %#lx", s, fd2);
+	}
 	if (!strcmp(mode, "sigsuspend")) {
 		int before = susp_wakes;
 		syscall(SYS_tgkill, getpid(), susp_tid, SIGUSR2);
@@ -371,6 +411,23 @@ int main(int argc, char **argv)
 		if (readlink("/proc/thread-self/ns/net", main_net, sizeof(main_net) - 1) < 0) die("readlink ns");
 		pthread_create(&th, NULL, own_state_thread, NULL);
 		while (!th_ready) usleep(1000);
+	} else if (!strcmp(mode, "itimers")) {
+		struct itimerval v = { .it_value = { 1000, 0 } };
+		if (setitimer(ITIMER_VIRTUAL, &v, NULL) || setitimer(ITIMER_PROF, &v, NULL)) die("setitimer");
+	} else if (!strcmp(mode, "epollflags")) {
+		fd1 = epoll_create1(0);
+		fd2 = eventfd(1, 0);
+		fd3 = eventfd(1, 0);
+		struct epoll_event x = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = fd2 };
+		struct epoll_event o = { .events = EPOLLIN | EPOLLONESHOT, .data.fd = fd3 };
+		if (epoll_ctl(fd1, EPOLL_CTL_ADD, fd2, &x) || epoll_ctl(fd1, EPOLL_CTL_ADD, fd3, &o)) die("epoll_ctl");
+		struct epoll_event ev[4];
+		/* Fires the one-shot registration once, which disarms it. */
+		if (epoll_wait(fd1, ev, 4, 0) != 2) die("epoll_wait");
+	} else if (!strcmp(mode, "sealexec")) {
+		fd1 = memfd_create("probe", MFD_ALLOW_SEALING);
+		if (fd1 < 0 || fcntl(fd1, F_ADD_SEALS, F_SEAL_EXEC)) die("memfd seal");
+		fd2 = fcntl(fd1, F_GET_SEALS); /* with those the kernel adds */
 	} else if (!strcmp(mode, "sigsuspend")) {
 		signal(SIGUSR2, on_usr2);
 		pthread_create(&th, NULL, suspender, NULL);
