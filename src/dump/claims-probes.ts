@@ -1,7 +1,7 @@
 // State that /proc does not show, read by an injected call in each thread (or task), which
 // no resource module saves: it must be what a restored task has, or the dump is refused.
 import fs from 'node:fs';
-import { arch, schedGetScheduler, schedGetRuntime, syscallUserDispatchMode } from '../kernel/index.ts';
+import { arch, schedGetScheduler, schedGetRuntime, syscallUserDispatchMode, ownKeyringId } from '../kernel/index.ts';
 import { readStatus, readSmaps } from '../proc/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { ClaimSite } from '../resources/claims.ts';
@@ -29,7 +29,20 @@ const XFEATURE_XTILEDATA = 18;
 const KEYCTL_GET_KEYRING_ID = 0,
   KEY_SPEC_THREAD_KEYRING = -1,
   KEY_SPEC_PROCESS_KEYRING = -2,
+  KEY_SPEC_SESSION_KEYRING = -3,
+  KEYCTL_READ = 11,
   ENOKEY = 126;
+
+/**
+ * Keys in the thread's session keyring when it is not criu-ts's, which restored tasks share:
+ * KEYCTL_READ without a buffer gives the size of the list of key ids.
+ */
+function sessionKeys(t: Tracee): number | undefined {
+  const id = t.syscallRaw('keyctl', KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0, 0, 0);
+  if (id < 0n || Number(id) === ownKeyringId(KEY_SPEC_SESSION_KEYRING)) return id < 0n ? undefined : 0;
+  const size = t.syscallRaw('keyctl', KEYCTL_READ, KEY_SPEC_SESSION_KEYRING, 0, 0, 0);
+  return size < 0n ? undefined : Number(size) / 4;
+}
 
 /** 1 when the thread has that keyring, 0 when not; undefined without keyrings in the kernel. */
 function hasKeyring(t: Tracee, spec: number): number | undefined {
@@ -113,6 +126,13 @@ const PROBES: Probe[] = [
     resource: 'thread keyring (KEY_SPEC_THREAD_KEYRING)',
     perThread: true,
     read: (t) => hasKeyring(t, KEY_SPEC_THREAD_KEYRING),
+    restored: () => 0,
+  },
+  {
+    // An empty one (runc gives each container its own) loses nothing.
+    resource: 'keys in a session keyring of its own (KEY_SPEC_SESSION_KEYRING)',
+    perThread: true,
+    read: sessionKeys,
     restored: () => 0,
   },
   {

@@ -33,6 +33,7 @@ const NR = {
   sched_getscheduler: sysnr('sched_getscheduler'),
   sched_getparam: sysnr('sched_getparam'),
   sched_getattr: sysnr('sched_getattr'),
+  keyctl: sysnr('keyctl'),
   madvise: sysnr('madvise'),
   userfaultfd: sysnr('userfaultfd'),
   clock_gettime: sysnr('clock_gettime'),
@@ -364,6 +365,12 @@ export function schedGetRuntime(tid: number): bigint {
   const b = Buffer.alloc(56);
   syscall('sched_getattr', NR.sched_getattr, tid, addressOf(b), b.length, 0);
   return b.readBigUInt64LE(24);
+}
+
+/** keyctl(KEYCTL_GET_KEYRING_ID, spec, 0): criu-ts's own keyring of that kind; undefined without one or without keyrings. */
+export function ownKeyringId(spec: number): number | undefined {
+  const r = syscallErr(NR.keyctl, 0, spec, 0);
+  return r < 0 ? undefined : r;
 }
 
 const PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG = 0x4211;

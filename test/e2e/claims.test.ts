@@ -112,6 +112,11 @@ const REFUSALS: Refusal[] = [
   { mode: 'sud', line: /syscall user dispatch \(PR_SET_SYSCALL_USER_DISPATCH\): it is 1, where a restored task has 0/, still: () => true },
   { mode: 'keyring', line: /process keyring \(KEY_SPEC_PROCESS_KEYRING\): it is 1, where a restored task has 0/, still: () => true },
   {
+    mode: 'sessionkeyring',
+    line: /keys in a session keyring of its own \(KEY_SPEC_SESSION_KEYRING\): it is 1, where a restored task has 0/,
+    still: () => true,
+  },
+  {
     mode: 'threadkeyring',
     line: /task \d+ \(thread \d+\): thread keyring \(KEY_SPEC_THREAD_KEYRING\): it is 1, where a restored task has 0/,
     still: () => true,
@@ -189,6 +194,17 @@ e2e("a flock whose taker is gone, its pid now a task of the tree, is not the tre
   await waitForCounter(t.log, lastCounter(t.log) + 2, 5000);
   killAndReap(t.pid);
   killAndReap(holder.pid);
+});
+
+e2e('a task with an empty session keyring of its own (as runc gives each container) is dumped and restored', async (c) => {
+  const t = startTarget([workload('unclaimed'), 'emptysession'], { logFile: join(c.dir, 'unclaimed.log') });
+  await waitForLine(t.log, /^ready /);
+  await waitForCounter(t.log, 2);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  await waitForCounter(t.log, lastCounter(t.log) + 2, 5000);
+  killAndReap(t.pid);
 });
 
 /** SIGUSR2 to each process; returns each one's check lines printed after `mark`. */

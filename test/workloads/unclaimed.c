@@ -22,6 +22,8 @@
 //   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
 //   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
 //   keyring    a key in its process keyring
+//   sessionkeyring a session keyring of its own (KEYCTL_JOIN_SESSION_KEYRING) holding a key
+//   emptysession a session keyring of its own, empty (the dump goes through)
 //   threadkeyring a second thread with a key in its thread keyring
 //   amx        permission for AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM)
 #define _GNU_SOURCE
@@ -172,6 +174,10 @@ int main(int argc, char **argv) {
     if (prctl(59 /* PR_SET_SYSCALL_USER_DISPATCH */, 1 /* PR_SYS_DISPATCH_ON */, 0, 0, &sud_selector)) die("PR_SET_SYSCALL_USER_DISPATCH");
   } else if (!strcmp(mode, "keyring")) {
     if (syscall(SYS_add_key, "user", "criu-ts-unclaimed", "v", 1, -2 /* KEY_SPEC_PROCESS_KEYRING */) < 0) die("add_key");
+  } else if (!strcmp(mode, "sessionkeyring") || !strcmp(mode, "emptysession")) {
+    if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0) die("join session keyring");
+    if (!strcmp(mode, "sessionkeyring") && syscall(SYS_add_key, "user", "criu-ts-unclaimed", "v", 1, -3 /* KEY_SPEC_SESSION_KEYRING */) < 0)
+      die("add_key");
   } else if (!strcmp(mode, "threadkeyring")) {
     pthread_t th;
     if (pthread_create(&th, NULL, keyring_thread, NULL)) die("pthread_create");
