@@ -19,6 +19,9 @@ export interface DiagMsg {
   attrs: Map<number, Buffer>;
 }
 
+/** Where dumps are received, kept: every message is copied out of it. */
+let recvBuf: Buffer | undefined;
+
 /**
  * Every message (header included) a netlink dump request of `type` answers with, on a socket of
  * `protocol` in criu-ts's network namespace; `body` follows the request's header.
@@ -33,7 +36,8 @@ export function netlinkDump(protocol: number, type: number, body: Buffer): Buffe
     req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
     body.copy(req, MSG_HDR);
     if (sock.sendRaw(fd, req, 0) !== req.length) throw new Error(`netlink ${protocol}: short request`);
-    const buf = Buffer.alloc(256 * 1024);
+    recvBuf ??= Buffer.allocUnsafeSlow(256 * 1024);
+    const buf = recvBuf;
     for (;;) {
       const n = sock.recvRaw(fd, buf, 0);
       if (n < 0) throw new Error(`netlink ${protocol}: recv failed (errno ${-n})`);

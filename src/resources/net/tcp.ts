@@ -63,12 +63,12 @@ export const repaired = (state: number, dstPort: number): boolean =>
 let early: RepairGuard | undefined;
 
 /**
- * Start the guardian of a tree that has TCP connections as soon as it is frozen: a guardian is
- * a process of its own whose start-up would otherwise hold up the first connection's dump.
- * `netOf` runs the socket lookup in the tree's network namespace.
+ * Start the guardian of a dump that may meet TCP connections (--tcp-established) before the
+ * tree is even frozen: a guardian is a process of its own whose start-up would otherwise hold up
+ * the first connection's dump. A dump that meets none lets it go at its end.
  */
-export function prestartGuard(pids: number[], netOf: <T>(fn: () => T) => T, atEnd: (fn: () => void) => void): void {
-  if (early || !netOf(() => treeConnections(pids)).length) return;
+export function prestartGuard(atEnd: (fn: () => void) => void): void {
+  if (early) return;
   const g = RepairGuard.start(guardArgv());
   early = g;
   atEnd(() => {
