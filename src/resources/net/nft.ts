@@ -2,6 +2,7 @@
 // rules, sets and elements of the network lock, sent as nfnetlink batches, each one
 // transaction the kernel applies whole or not at all. The `nft` tool would do the same after
 // starting up and reading the whole ruleset, which costs a process and tens of ms per lock.
+import fs from 'node:fs';
 import { close, errnoName, sock } from '../../kernel/index.ts';
 import { align4 } from './nlattr.ts';
 
@@ -184,7 +185,8 @@ function header(len: number, type: number, flags: number, seq: number, family: n
  * all. Throws NftError naming the first message refused; those of earlier batches stay.
  */
 export function nftApply(msgs: NftMsg[]): void {
-  const fd = sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, NETLINK_NETFILTER);
+  const own = fs.readlinkSync('/proc/thread-self/ns/net') === home;
+  const fd = own ? homeSocket() : sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, NETLINK_NETFILTER);
   try {
     let seq = 1;
     for (let i = 0; i < msgs.length; ) {
@@ -202,9 +204,20 @@ export function nftApply(msgs: NftMsg[]): void {
       transact(fd, Buffer.concat(parts), bySeq);
     }
   } finally {
-    close(fd);
+    // A socket of another namespace would keep that namespace alive.
+    if (!own) close(fd);
   }
 }
+
+/**
+ * The NETLINK_NETFILTER socket of criu-ts's own network namespace, kept open until criu-ts
+ * exits: closing one waits for the tables deleted through it to be freed (nf_tables flushes
+ * its destroy work on NETLINK_URELEASE, an RCU grace period), which a restore's unlock need
+ * not wait for.
+ */
+const home = fs.readlinkSync('/proc/self/ns/net');
+let homeFd: number | undefined;
+const homeSocket = (): number => (homeFd ??= sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, NETLINK_NETFILTER));
 
 /** Send one batch and read what the kernel answered while it ran it: an ack or an error per message. */
 function transact(fd: number, batch: Buffer, bySeq: Map<number, NftMsg>): void {
