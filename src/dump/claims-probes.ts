@@ -30,16 +30,20 @@ const KEYCTL_GET_KEYRING_ID = 0,
   KEY_SPEC_THREAD_KEYRING = -1,
   KEY_SPEC_PROCESS_KEYRING = -2,
   KEY_SPEC_SESSION_KEYRING = -3,
+  KEY_SPEC_USER_SESSION_KEYRING = -5,
   KEYCTL_READ = 11,
   ENOKEY = 126;
 
 /**
- * Keys in the thread's session keyring when it is not criu-ts's, which restored tasks share:
+ * Keys in the thread's session keyring when it is not criu-ts's, which restored tasks share,
+ * nor the default one of its uid (which a restored thread of that uid finds again):
  * KEYCTL_READ without a buffer gives the size of the list of key ids.
  */
 function sessionKeys(t: Tracee): number | undefined {
-  const id = t.syscallRaw('keyctl', KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0, 0, 0);
-  if (id < 0n || Number(id) === ownKeyringId(KEY_SPEC_SESSION_KEYRING)) return id < 0n ? undefined : 0;
+  const keyring = (spec: number) => t.syscallRaw('keyctl', KEYCTL_GET_KEYRING_ID, spec, 0, 0, 0);
+  const id = keyring(KEY_SPEC_SESSION_KEYRING);
+  if (id < 0n) return undefined;
+  if (Number(id) === ownKeyringId(KEY_SPEC_SESSION_KEYRING) || id === keyring(KEY_SPEC_USER_SESSION_KEYRING)) return 0;
   const size = t.syscallRaw('keyctl', KEYCTL_READ, KEY_SPEC_SESSION_KEYRING, 0, 0, 0);
   return size < 0n ? undefined : Number(size) / 4;
 }

@@ -123,6 +123,7 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
       return;
     }
     if (stat.state === 'Z' || stat.state === 'X') {
+      refuseZombieLeader(pid);
       tasks.push({ pid, ppid, threads: [], zombie: { exitCode: stat.exitCode, comm: stat.comm } });
       return;
     }
@@ -172,6 +173,18 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
     throw new CriuError(`task ${root} exited while it was being frozen`);
   }
   return tasks;
+}
+
+/** A process whose main thread exited while others run shows as a zombie: it is not one. */
+export function refuseZombieLeader(pid: number): void {
+  let tids: number[];
+  try {
+    tids = listThreads(pid);
+  } catch {
+    return; // reaped
+  }
+  if (tids.some((t) => t !== pid))
+    throw new NotSupportedError(`task ${pid}: threads: its main thread has exited while its other threads run (a zombie leader)`);
 }
 
 const pause = (ms: number): void => {

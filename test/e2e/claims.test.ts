@@ -33,6 +33,8 @@ interface Refusal {
   skip?: string;
   /** More options for the dump. */
   args?: string[];
+  /** The state is in the task's child, which the line names. */
+  inChild?: true;
 }
 
 const locks = (): string => readFileSync('/proc/locks', 'utf8');
@@ -108,6 +110,15 @@ const REFUSALS: Refusal[] = [
     // Bit 24 of the effective set: CAP_SYS_RESOURCE, which the call needs.
     skip: (BigInt(`0x${procStatus(process.pid)!.CapEff}`) >> 24n) & 1n ? undefined : 'no CAP_SYS_RESOURCE to set it',
   },
+  {
+    mode: 'zombieleader',
+    inChild: true,
+    line: /threads: its main thread has exited while its other threads run \(a zombie leader\)/,
+    still: (pid) => {
+      const child = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim());
+      return procStatus(child)!.State.startsWith('Z') && procStatus(child)!.Threads === '2';
+    },
+  },
   { mode: 'slice', line: /time slice \(sched_setattr sched_runtime\): it is 3000000, where a restored task has \d+/, still: () => true },
   { mode: 'sud', line: /syscall user dispatch \(PR_SET_SYSCALL_USER_DISPATCH\): it is 1, where a restored task has 0/, still: () => true },
   { mode: 'keyring', line: /process keyring \(KEY_SPEC_PROCESS_KEYRING\): it is 1, where a restored task has 0/, still: () => true },
@@ -143,7 +154,7 @@ for (const r of REFUSALS) {
       await waitForCounter(t.log, 2);
       const img = c.subdir('img');
       const line = assertCleanError(dump(t.pid, img, r.args));
-      assert.match(line, new RegExp(`task ${t.pid}( \\(thread \\d+\\))?: `), `the line names the task: ${line}`);
+      assert.match(line, new RegExp(`task ${r.inChild ? '\\d+' : t.pid}( \\(thread \\d+\\))?: `), `the line names the task: ${line}`);
       assert.match(line, r.line, line);
       assert.match(line, /not supported yet$/, line);
       assert.deepEqual(

@@ -19,6 +19,7 @@
 //   vfork      a vfork child in flight: the child counts while its parent waits (dies with it)
 //   autogroup  the nice value of its session's autogroup set to 5 (it must lead its session)
 //   ioflusher  PR_SET_IO_FLUSHER (needs CAP_SYS_RESOURCE)
+//   zombieleader a child whose main thread exited (pthread_exit) while another thread runs
 //   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
 //   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
 //   keyring    a key in its process keyring
@@ -53,6 +54,13 @@ static void die(const char *what) { perror(what); exit(2); }
 
 static volatile char sud_selector; /* SYSCALL_DISPATCH_FILTER_ALLOW */
 static volatile int thread_ready;
+
+static void *orphaned_thread(void *a) {
+  (void)a;
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  for (;;) pause();
+  return NULL;
+}
 
 static void *keyring_thread(void *a) {
   (void)a;
@@ -166,6 +174,23 @@ int main(int argc, char **argv) {
     if (f < 0 || write(f, "5", 1) != 1) die("autogroup");
   } else if (!strcmp(mode, "ioflusher")) {
     if (prctl(57 /* PR_SET_IO_FLUSHER */, 1, 0, 0, 0)) die("PR_SET_IO_FLUSHER");
+  } else if (!strcmp(mode, "zombieleader")) {
+    pid_t c = fork();
+    if (c == 0) {
+      pthread_t th;
+      if (pthread_create(&th, NULL, orphaned_thread, NULL)) die("pthread_create");
+      pthread_exit(NULL);
+    }
+    for (int i = 0; i < 500; i++) { /* until its main thread is gone */
+      char st[64];
+      snprintf(st, sizeof st, "/proc/%d/stat", c);
+      FILE *s = fopen(st, "r");
+      char buf[256] = "";
+      if (s) { if (!fgets(buf, sizeof buf, s)) buf[0] = 0; fclose(s); }
+      char *z = strrchr(buf, ')');
+      if (z && z[2] == 'Z') break;
+      usleep(10000);
+    }
   } else if (!strcmp(mode, "slice")) {
     struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; } at = {
       .size = sizeof at, .policy = SCHED_OTHER, .runtime = 3000000 };
