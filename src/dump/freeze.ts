@@ -7,7 +7,7 @@ import { PTRACE, PTRACE_O, SysError, W, SIG, CLONE, ptrace, arch } from '../kern
 import { Tracee } from '../compel/index.ts';
 import { CriuError, NotSupportedError } from '../errors.ts';
 import { checkInterrupt } from '../interrupt.ts';
-import type { CgroupFreezer } from './cgfreezer.ts';
+import { frozenCgroupOf, type CgroupFreezer } from './cgfreezer.ts';
 
 export const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
 
@@ -58,6 +58,11 @@ export function detachAll(threads: Tracee[]): void {
 export function freezeProcess(pid: number, deadline: number, deferred = false): Tracee[] | undefined {
   const frozen = new Map<number, Tracee>();
   const gone = new Set<number>();
+  const cg = deferred ? undefined : frozenCgroupOf(pid);
+  if (cg)
+    throw new NotSupportedError(
+      `task ${pid}: cgroup: it is in the frozen cgroup ${cg}, where ptrace cannot stop it (thaw it, or dump with --freeze-cgroup ${cg})`,
+    );
   try {
     for (;;) {
       const tids = listThreads(pid).filter((t) => !frozen.has(t) && !gone.has(t));
