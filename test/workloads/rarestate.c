@@ -19,6 +19,7 @@
  *   epollflags an eventfd in an epoll set with EPOLLEXCLUSIVE, another with EPOLLONESHOT that
  *              fired (disarmed: readable, yet not reported)
  *   sealexec   a memfd sealed with F_SEAL_EXEC (and the seals the kernel adds with it)
+ *   onaltstack the main thread runs (and checks) inside a SIGUSR2 handler on its sigaltstack
  *   join       a thread waiting to exit: pthread_join must see it go (clear_child_tid)
  *   robust     a thread holding a robust mutex dies on SIGUSR1: the lock must say EOWNERDEAD
  *   sigsuspend a thread whose mask blocks SIGUSR2 waits in sigsuspend() with none blocked: after a
@@ -133,6 +134,7 @@ static void *suspender(void *a)
 	return NULL;
 }
 
+static const char *verify(void *arg);
 static volatile int th_asked, th_answered, th_ready;
 static const char *volatile th_result;
 static int th_fd = -1;
@@ -205,6 +207,12 @@ static void *own_state_thread(void *a)
 		th_answered = th_asked;
 	}
 	return NULL;
+}
+
+static void on_usr2_alt(int s)
+{
+	(void)s;
+	check_loop(verify, NULL);
 }
 
 static const char *verify(void *arg)
@@ -319,6 +327,14 @@ static const char *verify(void *arg)
 		}
 		return NULL;
 	}
+	if (!strcmp(mode, "onaltstack")) {
+		stack_t ss;
+		char here;
+		if (sigaltstack(NULL, &ss)) return "sigaltstack failed";
+		if (!(ss.ss_flags & SS_ONSTACK)) return fail("ss_flags %#lx: not on the alternate stack%s", ss.ss_flags, 0);
+		if (ss.ss_sp != map1 || &here < map1 || &here >= map1 + 65536) return "the handler does not run on the alternate stack";
+		return NULL;
+	}
 	if (!strcmp(mode, "itimers")) {
 		struct itimerval v, p;
 		getitimer(ITIMER_VIRTUAL, &v);
@@ -411,6 +427,11 @@ int main(int argc, char **argv)
 		if (readlink("/proc/thread-self/ns/net", main_net, sizeof(main_net) - 1) < 0) die("readlink ns");
 		pthread_create(&th, NULL, own_state_thread, NULL);
 		while (!th_ready) usleep(1000);
+	} else if (!strcmp(mode, "onaltstack")) {
+		stack_t ss = { .ss_sp = map1, .ss_size = 65536 };
+		struct sigaction sa = { .sa_handler = on_usr2_alt, .sa_flags = SA_ONSTACK };
+		if (sigaltstack(&ss, NULL) || sigaction(SIGUSR2, &sa, NULL)) die("sigaltstack");
+		raise(SIGUSR2);
 	} else if (!strcmp(mode, "itimers")) {
 		struct itimerval v = { .it_value = { 1000, 0 } };
 		if (setitimer(ITIMER_VIRTUAL, &v, NULL) || setitimer(ITIMER_PROF, &v, NULL)) die("setitimer");
