@@ -89,6 +89,7 @@ const FLAG_NAMES: Array<[number, string]> = [
   [O.DIRECTORY, 'O_DIRECTORY'],
   [O.NOFOLLOW, 'O_NOFOLLOW'],
   [O.LARGEFILE, 'O_LARGEFILE'],
+  [0o200, 'O_EXCL (PIDFD_THREAD on a pidfd)'],
 ];
 
 /** "O_APPEND|O_DIRECT" for the flag bits set, plus any unnamed ones in octal; '' for none. */

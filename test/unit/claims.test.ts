@@ -18,6 +18,7 @@ test('flagNames names the status flags, leaves out O_LARGEFILE and shows the res
   assert.equal(flagNames(0o4010000), 'O_SYNC');
   assert.equal(flagNames(0o10000), 'O_DSYNC');
   assert.equal(flagNames(0o40), '040');
+  assert.equal(flagNames(0o200), 'O_EXCL (PIDFD_THREAD on a pidfd)');
 });
 
 test('sigact claims SigIgn unless SIGTRAP is ignored', () => {
