@@ -237,7 +237,9 @@ function ptraceRefused(pid: number, tid: number): CriuError {
   try {
     const st = readStatus(pid, tid);
     const uid = process.getuid?.() ?? 0;
-    if (st.tracerPid) why = `it is traced already by ${st.tracerPid}`;
+    // A debugger, or a task of the tree tracing another: no image keeps the relationship.
+    if (st.tracerPid)
+      return new NotSupportedError(`task ${pid}${tid === pid ? '' : ` (thread ${tid})`}: ptrace: it is traced by ${st.tracerPid}`);
     else if (uid !== 0 && st.uid.some((u) => u !== uid))
       why = `it runs as uid ${st.uid[1]} and criu-ts as uid ${uid}, without CAP_SYS_PTRACE`;
   } catch {

@@ -119,6 +119,15 @@ const REFUSALS: Refusal[] = [
       return procStatus(child)!.State.startsWith('Z') && procStatus(child)!.Threads === '2';
     },
   },
+  {
+    mode: 'traced',
+    inChild: true,
+    line: /ptrace: it is traced by \d+/,
+    still: (pid) => {
+      const child = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim());
+      return procStatus(child)!.TracerPid === String(pid);
+    },
+  },
   { mode: 'slice', line: /time slice \(sched_setattr sched_runtime\): it is 3000000, where a restored task has \d+/, still: () => true },
   { mode: 'sud', line: /syscall user dispatch \(PR_SET_SYSCALL_USER_DISPATCH\): it is 1, where a restored task has 0/, still: () => true },
   { mode: 'keyring', line: /process keyring \(KEY_SPEC_PROCESS_KEYRING\): it is 1, where a restored task has 0/, still: () => true },

@@ -20,6 +20,7 @@
 //   autogroup  the nice value of its session's autogroup set to 5 (it must lead its session)
 //   ioflusher  PR_SET_IO_FLUSHER (needs CAP_SYS_RESOURCE)
 //   zombieleader a child whose main thread exited (pthread_exit) while another thread runs
+//   traced     a child it traces (PTRACE_SEIZE)
 //   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
 //   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
 //   keyring    a key in its process keyring
@@ -43,6 +44,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -191,6 +193,13 @@ int main(int argc, char **argv) {
       if (z && z[2] == 'Z') break;
       usleep(10000);
     }
+  } else if (!strcmp(mode, "traced")) {
+    pid_t c = fork();
+    if (c == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+      for (;;) pause();
+    }
+    if (ptrace(PTRACE_SEIZE, c, 0, 0)) die("PTRACE_SEIZE");
   } else if (!strcmp(mode, "slice")) {
     struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; } at = {
       .size = sizeof at, .policy = SCHED_OTHER, .runtime = 3000000 };
