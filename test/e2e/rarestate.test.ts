@@ -28,7 +28,7 @@ const COME_BACK: Array<[string, string]> = [
   ['thpdisable', 'PR_SET_THP_DISABLE'],
   ['efdsem', 'an eventfd in semaphore mode'],
   ['futurewrite', 'a memfd sealed with F_SEAL_FUTURE_WRITE'],
-  ['madvfork', 'MADV_DONTFORK and MADV_WIPEONFORK'],
+  ['madvfork', 'MADV_DONTFORK, MADV_DONTDUMP, MADV_NOHUGEPAGE, MADV_WIPEONFORK, MADV_HUGEPAGE and MADV_MERGEABLE'],
   ['thnnp', "a thread's own no_new_privs"],
   ['thcaps', "a thread's own effective capabilities"],
   ['onaltstack', 'a thread running a signal handler on its sigaltstack (SS_ONSTACK)'],

@@ -14,7 +14,8 @@
  *   efdsem     an eventfd in semaphore mode holding 3
  *   futurewrite a memfd sealed with F_SEAL_FUTURE_WRITE
  *   abstime    a CLOCK_REALTIME timerfd armed with TFD_TIMER_ABSTIME|TFD_TIMER_CANCEL_ON_SET
- *   madvfork   mappings with MADV_DONTFORK and MADV_WIPEONFORK
+ *   madvfork   a mapping with MADV_DONTFORK, MADV_DONTDUMP and MADV_NOHUGEPAGE, another with
+ *              MADV_WIPEONFORK, MADV_HUGEPAGE and MADV_MERGEABLE (their VmFlags)
  *   itimers    ITIMER_VIRTUAL and ITIMER_PROF armed for 1000 s of CPU time
  *   epollflags an eventfd in an epoll set with EPOLLEXCLUSIVE, another with EPOLLONESHOT that
  *              fired (disarmed: readable, yet not reported)
@@ -272,17 +273,17 @@ static const char *verify(void *arg)
 		FILE *f = fopen("/proc/self/smaps", "r");
 		char line[512];
 		unsigned long lo = 0;
-		int dc = 0, wf = 0;
+		int one = 0, two = 0;
 		while (fgets(line, sizeof(line), f)) {
 			unsigned long a, b;
 			if (sscanf(line, "%lx-%lx ", &a, &b) == 2) lo = a;
 			if (!strncmp(line, "VmFlags:", 8)) {
-				if (lo == (unsigned long)map1 && strstr(line, " dc")) dc = 1;
-				if (lo == (unsigned long)map2 && strstr(line, " wf")) wf = 1;
+				if (lo == (unsigned long)map1) one = strstr(line, " dc") && strstr(line, " dd") && strstr(line, " nh");
+				if (lo == (unsigned long)map2) two = strstr(line, " wf") && strstr(line, " hg") && strstr(line, " mg");
 			}
 		}
 		fclose(f);
-		return dc && wf ? NULL : fail("dontfork %ld, wipeonfork %ld", dc, wf);
+		return one && two ? NULL : fail("VmFlags of the first mapping %ld, of the second %ld", one, two);
 	}
 	if (!strcmp(mode, "join")) {
 		go = 1;
@@ -417,7 +418,9 @@ int main(int argc, char **argv)
 		its.it_value.tv_sec += 1000;
 		if (fd1 < 0 || timerfd_settime(fd1, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL)) die("timerfd");
 	} else if (!strcmp(mode, "madvfork")) {
-		if (madvise(map1, 65536, MADV_DONTFORK) || madvise(map2, 65536, MADV_WIPEONFORK)) die("madvise");
+		if (madvise(map1, 65536, MADV_DONTFORK) || madvise(map1, 65536, MADV_DONTDUMP) || madvise(map1, 65536, MADV_NOHUGEPAGE) ||
+		    madvise(map2, 65536, MADV_WIPEONFORK) || madvise(map2, 65536, MADV_HUGEPAGE) || madvise(map2, 65536, MADV_MERGEABLE))
+			die("madvise");
 
 
 
