@@ -32,6 +32,7 @@ const COME_BACK: Array<[string, string]> = [
   ['thnnp', "a thread's own no_new_privs"],
   ['thcaps', "a thread's own effective capabilities"],
   ['onaltstack', 'a thread running a signal handler on its sigaltstack (SS_ONSTACK)'],
+  ['personality', 'a personality (UNAME26, ADDR_NO_RANDOMIZE)'],
   ['itimers', 'ITIMER_VIRTUAL and ITIMER_PROF'],
   ['epollflags', 'an EPOLLEXCLUSIVE registration and a disarmed EPOLLONESHOT one'],
   ['sealexec', 'a memfd sealed with F_SEAL_EXEC'],

@@ -21,6 +21,7 @@
  *              fired (disarmed: readable, yet not reported)
  *   sealexec   a memfd sealed with F_SEAL_EXEC (and the seals the kernel adds with it)
  *   onaltstack the main thread runs (and checks) inside a SIGUSR2 handler on its sigaltstack
+ *   personality its personality UNAME26|ADDR_NO_RANDOMIZE
  *   join       a thread waiting to exit: pthread_join must see it go (clear_child_tid)
  *   robust     a thread holding a robust mutex dies on SIGUSR1: the lock must say EOWNERDEAD
  *   sigsuspend a thread whose mask blocks SIGUSR2 waits in sigsuspend() with none blocked: after a
@@ -336,6 +337,10 @@ static const char *verify(void *arg)
 		if (ss.ss_sp != map1 || &here < map1 || &here >= map1 + 65536) return "the handler does not run on the alternate stack";
 		return NULL;
 	}
+	if (!strcmp(mode, "personality")) {
+		int p = personality(0xffffffff);
+		return p == (UNAME26 | ADDR_NO_RANDOMIZE) ? NULL : fail("personality %#lx, not %#lx", p, UNAME26 | ADDR_NO_RANDOMIZE);
+	}
 	if (!strcmp(mode, "itimers")) {
 		struct itimerval v, p;
 		getitimer(ITIMER_VIRTUAL, &v);
@@ -435,6 +440,8 @@ int main(int argc, char **argv)
 		struct sigaction sa = { .sa_handler = on_usr2_alt, .sa_flags = SA_ONSTACK };
 		if (sigaltstack(&ss, NULL) || sigaction(SIGUSR2, &sa, NULL)) die("sigaltstack");
 		raise(SIGUSR2);
+	} else if (!strcmp(mode, "personality")) {
+		if (personality(UNAME26 | ADDR_NO_RANDOMIZE) < 0) die("personality");
 	} else if (!strcmp(mode, "itimers")) {
 		struct itimerval v = { .it_value = { 1000, 0 } };
 		if (setitimer(ITIMER_VIRTUAL, &v, NULL) || setitimer(ITIMER_PROF, &v, NULL)) die("setitimer");
