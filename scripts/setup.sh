@@ -19,8 +19,8 @@ command -v runc >/dev/null || need+=(runc)
 command -v podman >/dev/null || need+=(podman)
 # sqlite3 for the file-lock test: a shell holding a write lock on its database.
 command -v sqlite3 >/dev/null || need+=(sqlite3)
-# nft (nftables) and iptables/ip6tables: criu-ts's network lock (--network-lock nftables, the
-# default, or iptables) and its tests; ss and ip (iproute2) find sockets and addresses.
+# nft (nftables): a network namespace's nftables rules, and the lock tests' checks;
+# iptables/ip6tables: --network-lock iptables; ss and ip (iproute2) find sockets and addresses.
 command -v nft >/dev/null || need+=(nftables)
 command -v iptables >/dev/null || need+=(iptables)
 command -v ss >/dev/null || need+=(iproute2)

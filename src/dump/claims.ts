@@ -4,7 +4,7 @@
 // value, which the stubs inherit. Anything else refuses the dump with one line,
 // `task PID: <resource>: <why>; not supported yet`.
 import fs from 'node:fs';
-import { readStatus, readStat, readTimers, listFds, type Vma, type Stat } from '../proc/index.ts';
+import { readStatus, readStat, readTimers, listFds, type Vma, type Stat, type LocksRead } from '../proc/index.ts';
 import { getpid, ioprioGet } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
 import { NotSupportedError } from '../errors.ts';
@@ -59,6 +59,8 @@ export interface ClaimOptions {
   shellJob: boolean;
   freezeCgroup?: string;
   fileLocks?: boolean;
+  /** /proc/locks, read since the tree was frozen. */
+  procLocks: LocksRead;
   net?: NetOptions;
 }
 
@@ -92,7 +94,11 @@ function readOptional(path: string): string | undefined {
   }
 }
 
-export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
+/**
+ * Refuse what no resource module saves. Returns the check of file locks no fd shows, to run
+ * later, before the dump completes.
+ */
+export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): () => void {
   const own = new Own();
   const claims = { status: merged('status'), stat: merged('stat'), files: merged('files') };
   const treeIds = new Set(tasks.flatMap((t) => t.threads.map((th) => th.tid)));
@@ -137,8 +143,10 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
         refuse('I/O priority (ioprio_set)', `it is ${ioprioName(io)}, where a restored task has ${ioprioName(own.ioprio)}`, th.tid);
     }
   }
-  // Locks on files that no fd shows (an fd shows its own, checkFds).
-  checkLocks(treeIds, shownLocks, mappedFiles(tasks));
+  // Locks on files that no fd shows (an fd shows its own, checkFds): /proc/locks is read while
+  // the dump goes on, and checked before its images are complete.
+  const mapped = mappedFiles(tasks);
+  return () => checkLocks(opts.procLocks.text(), treeIds, shownLocks, mapped);
 }
 
 /** "major:minor:inode" of every file the tree maps, as /proc/locks writes them. */
@@ -263,8 +271,7 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
 }
 
 /** flock, POSIX and OFD locks and leases held by the tree that no fd of it shows (`shown`). */
-function checkLocks(ids: Set<number>, shown: Set<string>, mapped: Set<string>): void {
-  const text = readOptional('/proc/locks') ?? '';
+function checkLocks(text: string, ids: Set<number>, shown: Set<string>, mapped: Set<string>): void {
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF". A waiter ("1: -> POSIX ...") holds

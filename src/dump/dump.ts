@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { IMG, type PagesCodecOptions, type MessageInput } from '../images/index.ts';
-import { readStat, readStatus, readSmaps, readLink } from '../proc/index.ts';
+import { readStat, readStatus, readSmaps, readLink, readProcLocksAhead, type LocksRead } from '../proc/index.ts';
 import { kill, waitpid, clockGettime, WALL, SIG, getpid, pidfdOpen, close } from '../kernel/index.ts';
 import {
   InjectionArea,
@@ -268,12 +268,15 @@ function dumpColocated(req: DumpRequest): DumpResult {
   let tasks: Task[] = [];
   let result: DumpResult;
   const endHooks: EndHook[] = [];
+  let procLocks: LocksRead | undefined;
   unsafeWindow.calls = 0;
   unsafeWindow.ms = 0;
   try {
+    if (req.tcp?.established && !req.pre) prestartGuard((fn) => endHooks.push(fn));
     const freezer = req.freezeCgroup ? new CgroupFreezer(req.freezeCgroup) : undefined;
     step(log, `freezing the tree of ${pid}${freezer ? ` with the freezer of ${req.freezeCgroup}` : ''} (timeout ${req.timeoutSec} s)`);
     tasks = freezeTree(pid, Date.now() + req.timeoutSec * 1000, freezer);
+    procLocks = readProcLocksAhead();
     logTree(log, tasks, t0);
     for (const t of tasks) {
       if (!isLive(t)) continue;
@@ -281,12 +284,6 @@ function dumpColocated(req: DumpRequest): DumpResult {
       t.stat = readStat(t.pid);
     }
     journal.tasks(tasks.filter(isLive).map((t) => ({ pid: t.pid, startTime: t.stat.startTime })));
-    if (req.tcp?.established)
-      prestartGuard(
-        tasks.filter(isLive).map((t) => t.pid),
-        (fn) => inNetOf(ownNet(pid) ? pid : undefined, fn),
-        (fn) => endHooks.push(fn),
-      );
     faultPoint('freeze');
     req.actions?.('query-ext-files');
     checkInterrupt();
@@ -296,11 +293,12 @@ function dumpColocated(req: DumpRequest): DumpResult {
     step(log, 'checking that every piece of state the kernel shows is saved');
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
-    checkClaims(tasks.filter(isLive), {
+    const checkLocks = checkClaims(tasks.filter(isLive), {
       shellJob: req.shellJob,
       freezeCgroup: req.freezeCgroup,
       fileLocks: req.fileLocks,
       net: req.net,
+      procLocks,
     });
     // A pre-dump saves memory only: what else the tree holds is the final dump's to check.
     if (!req.pre)
@@ -346,6 +344,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
         log,
       );
     }
+    checkLocks();
     faultPoint('write-images');
     hangPoint('write-images');
     // The last safe point: past it, the dump completes.
@@ -366,6 +365,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
       req.actions('post-dump');
     }
   } catch (e) {
+    procLocks?.drop();
     untrack?.();
     imgs.discard();
     runEndHooks(endHooks, 'failed', log);

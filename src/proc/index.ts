@@ -10,3 +10,4 @@ export * from './limits.ts';
 export * from './mountinfo.ts';
 export * from './timers.ts';
 export * from './read.ts';
+export * from './locks.ts';

@@ -19,6 +19,9 @@ export interface DiagMsg {
   attrs: Map<number, Buffer>;
 }
 
+/** Where dumps are received, kept: every message is copied out of it. */
+let recvBuf: Buffer | undefined;
+
 /**
  * Every message (header included) a netlink dump request of `type` answers with, on a socket of
  * `protocol` in criu-ts's network namespace; `body` follows the request's header.
@@ -33,7 +36,8 @@ export function netlinkDump(protocol: number, type: number, body: Buffer): Buffe
     req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
     body.copy(req, MSG_HDR);
     if (sock.sendRaw(fd, req, 0) !== req.length) throw new Error(`netlink ${protocol}: short request`);
-    const buf = Buffer.alloc(256 * 1024);
+    recvBuf ??= Buffer.allocUnsafeSlow(256 * 1024);
+    const buf = recvBuf;
     for (;;) {
       const n = sock.recvRaw(fd, buf, 0);
       if (n < 0) throw new Error(`netlink ${protocol}: recv failed (errno ${-n})`);
@@ -83,13 +87,16 @@ export interface DiagSock {
   dst: Endpoint;
 }
 
-/** Every socket of one family and protocol (TCP, UDP, UDP-Lite), by inode. */
-export function inetDiag(family: number, proto: number): Map<number, DiagSock> {
+/**
+ * Every socket of one family and protocol (TCP, UDP, UDP-Lite), by inode; with `listening`,
+ * TCP's listeners only, which spares the walk of the whole established hash.
+ */
+export function inetDiag(family: number, proto: number, listening = false): Map<number, DiagSock> {
   const req = Buffer.alloc(56);
   req.writeUInt8(family, 0);
   req.writeUInt8(proto, 1);
   req.writeUInt8(0, 2); // no extensions: the shutdown attribute always comes
-  req.writeUInt32LE(0xffffffff, 4); // every state
+  req.writeUInt32LE(listening ? 1 << 10 : 0xffffffff, 4); // TCPF_LISTEN, or every state
   const alen = family === sock.AF.INET ? 4 : 16;
   const out = new Map<number, DiagSock>();
   for (const { msg, attrs } of diagDump(req, 72)) {
@@ -106,6 +113,17 @@ export function inetDiag(family: number, proto: number): Map<number, DiagSock> {
     });
   }
   return out;
+}
+
+/** A family's and protocol's sockets from `cache`, read once. */
+export function diagOf(cache: Map<string, Map<number, DiagSock>>, family: number, proto: number): Map<number, DiagSock> {
+  const key = `${family}:${proto}`;
+  let d = cache.get(key);
+  if (!d) {
+    d = inetDiag(family, proto);
+    cache.set(key, d);
+  }
+  return d;
 }
 
 /** Does this kernel list raw sockets through sock_diag (raw_diag, CRIU's net_diag_raw)? */

@@ -8,7 +8,7 @@ import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFile
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
 import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDump } from './tcp.ts';
 import { endpointName } from './netlock.ts';
-import { inetDiag, type DiagSock } from './diag.ts';
+import { diagOf, inetDiag, type DiagSock } from './diag.ts';
 import { int, bool, setInt, dumpSkOpts, restoreSkOpts } from './skopts.ts';
 import { isRawOrPing, dumpRawOpts, restoreRawOpts, inetSocket } from './raw.ts';
 import { forSocket, inOwnNetns, protoNameOf } from './sockfd.ts';
@@ -183,13 +183,7 @@ function dumpInet(
   // sock_diag has tables for TCP, UDP and UDP-Lite only (raw_diag keys on the protocol).
   let d: DiagSock | undefined;
   if (!isRawOrPing(type, proto)) {
-    const key = `${family}:${proto}`;
-    let diag = st.diag.get(key);
-    if (!diag) {
-      diag = inetDiag(family, proto);
-      st.diag.set(key, diag);
-    }
-    d = diag.get(p.ino);
+    d = diagOf(st.diag, family, proto).get(p.ino);
   }
   const src = endpoint(sock.getsockname(c));
   const peerName = sock.getpeername(c);
@@ -290,7 +284,7 @@ function bindBack(fd: number, e: InetEntry, src: Endpoint): void {
 function refuseTakenPort(e: InetEntry, src: Endpoint, ours: Set<number>): void {
   const wild = (a: Buffer): boolean => a.every((b) => b === 0);
   for (const family of e.family === AF.INET6 ? [AF.INET6] : [AF.INET, AF.INET6])
-    for (const [ino, s] of inetDiag(family, e.proto)) {
+    for (const [ino, s] of inetDiag(family, e.proto, e.proto === sock.IPPROTO.TCP)) {
       if (s.state !== TCP_STATE.LISTEN || s.src.port !== src.port || ours.has(ino)) continue;
       const same = family === e.family ? s.src.addr.equals(src.addr) : false;
       if (same || wild(s.src.addr) || wild(src.addr))
@@ -347,14 +341,17 @@ export const inetFile = statefulKind({
     const name = protoNameOf(p) ?? '';
     return PROTO_NAMES.has(name) || OTHER_INET.has(name);
   },
-  state: (): DumpState => ({
-    pidfds: new Map(),
-    copies: new Map(),
-    registered: false,
-    diag: new Map(),
-    tcp: { frozen: [], noted: new Set() },
-    listeners: new Set(),
-  }),
+  state: (): DumpState => {
+    const diag = new Map<string, Map<number, DiagSock>>();
+    return {
+      pidfds: new Map(),
+      copies: new Map(),
+      registered: false,
+      diag,
+      tcp: { frozen: [], noted: new Set(), diag },
+      listeners: new Set(),
+    };
+  },
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),
   open(e, ctx, st) {
     const { src, dst } = entryEndpoints(e);

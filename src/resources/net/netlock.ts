@@ -7,7 +7,33 @@
 // connection. Packets marked 0xC114 (soccr's forged FIN) pass.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import type { Endpoint } from '../../soccr/index.ts';
+import {
+  BASE,
+  HOOK,
+  META,
+  NftError,
+  REG32_00,
+  REG_1,
+  TYPE,
+  VERDICT,
+  cmpEq,
+  delTable,
+  lookup,
+  meta,
+  newChain,
+  newElements,
+  newRule,
+  newSet,
+  newTable,
+  nftApply,
+  nftablesPresent,
+  payload,
+  verdict,
+  type Expr,
+  type NftMsg,
+} from './nft.ts';
 import type { Logger } from '../types.ts';
 import type { DumpFileCtx } from '../files/types.ts';
 
@@ -19,7 +45,8 @@ export const lockMethodCode = (m: LockMethod): number => METHODS.indexOf(m);
 export const lockMethodOf = (code: number | undefined): LockMethod => METHODS[code ?? 0] ?? 'iptables';
 export const isLockMethod = (s: string): s is LockMethod => (METHODS as string[]).includes(s);
 
-const MARK = '0xc114';
+const MARK = 0xc114;
+const ENOENT = 2;
 
 /** One connection: its local and peer ends, addresses as text (a v4-mapped v6 one as v4). */
 export interface LockedConn {
@@ -87,43 +114,92 @@ function run(cmd: string, args: string[], input: string, netns?: number): { ok: 
   return { ok: r.status === 0, err: `${cmd}: ${(r.stderr || `exit status ${r.status}`).trim().split('\n')[0]}` };
 }
 
-const nftElements = (conns: LockedConn[], v6: boolean): string =>
-  conns
-    .filter((c) => c.v6 === v6)
-    .flatMap((c) => [`${c.peer} . ${c.pport} . ${c.local} . ${c.lport}`, `${c.local} . ${c.lport} . ${c.peer} . ${c.pport}`])
-    .join(', ');
-
-function nftAdd(table: string, conns: LockedConn[]): string {
-  const t = `inet ${table}`;
-  return [4, 6]
-    .map((f) => {
-      const els = nftElements(conns, f === 6);
-      return els ? `add element ${t} conns${f} { ${els} }\n` : '';
-    })
-    .join('');
+/** An address as the kernel holds it, v4-mapped v6 as v4. */
+function addrBytes(text: string, v6: boolean): Buffer {
+  if (!v6) return Buffer.from(text.split('.').map(Number));
+  const b = Buffer.alloc(16);
+  text.split(':').forEach((g, i) => {
+    b.writeUInt16BE(parseInt(g, 16), i * 2);
+  });
+  return b;
 }
 
-function nftCreate(table: string): string {
-  const t = `inet ${table}`;
-  let s = `add table ${t}\n`;
-  for (const hook of ['output', 'input']) {
-    s += `add chain ${t} ${hook} { type filter hook ${hook} priority 0; }\n`;
-    s += `add rule ${t} ${hook} meta mark ${MARK} accept\n`;
-  }
-  for (const [f, ip, addr] of [
-    [4, 'ip', 'ipv4_addr'],
-    [6, 'ip6', 'ipv6_addr'],
+/** A port as a set key part: network order, padded to the 4 bytes of a register. */
+const portBytes = (p: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt16BE(p);
+  return b;
+};
+
+/** The set keys of connections (saddr . sport . daddr . dport), each direction. */
+function nftKeys(conns: LockedConn[], v6: boolean): Buffer[] {
+  return conns
+    .filter((c) => c.v6 === v6)
+    .flatMap((c) => {
+      const l = [addrBytes(c.local, v6), portBytes(c.lport)],
+        p = [addrBytes(c.peer, v6), portBytes(c.pport)];
+      return [Buffer.concat([...p, ...l]), Buffer.concat([...l, ...p])];
+    });
+}
+
+const nftAdd = (table: string, conns: LockedConn[]): NftMsg[] =>
+  [false, true].flatMap((v6) => newElements(table, v6 ? 'conns6' : 'conns4', nftKeys(conns, v6)));
+
+/** `meta mark 0xc114 accept`: soccr's forged packets pass. */
+const markAccept = (): Expr[] => {
+  const mark = Buffer.alloc(4);
+  mark.writeUInt32LE(MARK);
+  return [meta(META.MARK, REG_1), cmpEq(REG_1, mark), verdict(VERDICT.accept)];
+};
+
+/** `ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop` (ip6 and conns6 for v6). */
+function connDrop(v6: boolean, setId: number): Expr[] {
+  const [alen, at, set] = v6 ? [16, 8, 'conns6'] : [4, 12, 'conns4'];
+  // Each part starts at a 32-bit register; an address fills as many as it needs.
+  const sport = REG32_00 + alen / 4,
+    daddr = sport + 1,
+    dport = daddr + alen / 4;
+  return [
+    meta(META.NFPROTO, REG_1),
+    cmpEq(REG_1, Buffer.from([v6 ? 10 : 2])),
+    meta(META.L4PROTO, REG_1),
+    cmpEq(REG_1, Buffer.from([6])),
+    payload(BASE.network, at, alen, REG_1),
+    payload(BASE.transport, 0, 2, sport),
+    payload(BASE.network, at + alen, alen, daddr),
+    payload(BASE.transport, 2, 2, dport),
+    lookup(set, REG_1, setId),
+    verdict(VERDICT.drop),
+  ];
+}
+
+function nftCreate(table: string): NftMsg[] {
+  const out = [newTable(table)];
+  for (const hook of ['output', 'input'] as const) out.push(newChain(table, hook, HOOK[hook]), newRule(table, hook, markAccept()));
+  for (const [id, v6] of [
+    [1, false],
+    [2, true],
   ] as const) {
-    s += `add set ${t} conns${f} { type ${addr} . inet_service . ${addr} . inet_service; }\n`;
-    for (const hook of ['output', 'input'])
-      s += `add rule ${t} ${hook} ${ip} saddr . tcp sport . ${ip} daddr . tcp dport @conns${f} drop\n`;
+    const a = v6 ? TYPE.ipv6_addr : TYPE.ipv4_addr;
+    out.push(newSet(table, v6 ? 'conns6' : 'conns4', id, [a, TYPE.inet_service, a, TYPE.inet_service], v6 ? 40 : 16));
+    for (const hook of ['output', 'input']) out.push(newRule(table, hook, connDrop(v6, id)));
   }
-  return s;
+  return out;
+}
+
+/** Apply nf_tables messages; the error's first line, or undefined. */
+function nft(msgs: NftMsg[]): string | undefined {
+  try {
+    nftApply(msgs);
+    return undefined;
+  } catch (e) {
+    return `nf_tables: ${(e as Error).message}`;
+  }
 }
 
 /** CRIU's rule pair for a connection: what comes from the peer, and what goes to it. */
 function iptRules(c: LockedConn): string[] {
-  const m = `-p tcp -m mark ! --mark ${MARK}`;
+  const m = `-p tcp -m mark ! --mark 0x${MARK.toString(16)}`;
   return [
     `INPUT ${m} -s ${c.peer} --sport ${c.pport} -d ${c.local} --dport ${c.lport} -j DROP`,
     `OUTPUT ${m} -s ${c.local} --sport ${c.lport} -d ${c.peer} --dport ${c.pport} -j DROP`,
@@ -154,8 +230,8 @@ function iptables(conns: LockedConn[], op: '-I' | '-D'): string | undefined {
 export function lockConns(spec: LockSpec, conns: LockedConn[], create: boolean): void {
   if (spec.method === 'skip' || (!conns.length && !create)) return;
   if (spec.method === 'nftables') {
-    const r = run('nft', ['-f', '-'], (create ? nftCreate(spec.table) : '') + nftAdd(spec.table, conns));
-    if (!r.ok) throw new Error(`cannot lock the network with nftables: ${r.err}`);
+    const err = nft([...(create ? nftCreate(spec.table) : []), ...nftAdd(spec.table, conns)]);
+    if (err) throw new Error(`cannot lock the network with nftables: ${err}`);
     return;
   }
   const err = iptables(conns, '-I');
@@ -166,17 +242,32 @@ export function lockConns(spec: LockSpec, conns: LockedConn[], create: boolean):
 export function unlock(spec: LockSpec): string | undefined {
   if (spec.method === 'skip') return undefined;
   if (spec.netns) return unlockNetns(spec, spec.netns);
-  if (spec.method === 'nftables') {
-    const r = run('nft', ['delete', 'table', 'inet', spec.table], '');
-    return r.ok || /No such file or directory/.test(r.err) ? undefined : r.err;
-  }
+  if (spec.method === 'nftables') return nftDrop(spec.table);
   return iptables(spec.conns, '-D');
 }
 
-/** Does this machine have what a method needs? nftables: `nft` and concatenated sets (a check-only run). */
+/** Delete a lock's table; one already gone is no error. */
+function nftDrop(table: string): string | undefined {
+  try {
+    nftApply([delTable(table)]);
+    return undefined;
+  } catch (e) {
+    return e instanceof NftError && e.errno === ENOENT ? undefined : `nf_tables: ${(e as Error).message}`;
+  }
+}
+
+/** Does this machine have what a method needs? nftables: a lock's whole table made and deleted. */
 export function lockAvailable(m: LockMethod): boolean {
   if (m === 'skip') return true;
-  if (m === 'nftables') return run('nft', ['-c', '-f', '-'], nftCreate('CRIU-check')).ok;
+  if (m === 'nftables') {
+    const table = `CRIU-check-${process.pid}`;
+    const conn = { v6: true, local: '0:0:0:0:0:0:0:1', lport: 1, peer: '0:0:0:0:0:0:0:1', pport: 2 };
+    const made = nft([
+      ...nftCreate(table),
+      ...nftAdd(table, [conn, { v6: false, local: '127.0.0.1', lport: 1, peer: '127.0.0.1', pport: 2 }]),
+    ]);
+    return made === undefined && nftDrop(table) === undefined;
+  }
   return ['iptables', 'ip6tables'].every((cmd) => run(cmd, ['-w', '-L', 'INPUT', '-n'], '').ok);
 }
 
@@ -218,21 +309,18 @@ export class DumpLock {
  * marked packets, by an nftables table `inet CRIU-<run id>` whose input and output chains
  * drop by policy, or an iptables/ip6tables chain CRIU jumped to from INPUT and OUTPUT.
  */
-function netnsLockScript(spec: LockSpec): string {
-  if (spec.method === 'nftables') {
-    const t = `inet ${spec.table}`;
-    return (
-      `create table ${t}\n` +
-      ['output', 'input']
-        .map(
-          (hook) =>
-            `add chain ${t} ${hook} { type filter hook ${hook} priority 0; policy drop; }\nadd rule ${t} ${hook} meta mark ${MARK} accept\n`,
-        )
-        .join('')
-    );
-  }
-  return `*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n-A CRIU -m mark --mark ${MARK} -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n`;
+function netnsLockNft(table: string): NftMsg[] {
+  return [
+    newTable(table, true),
+    ...(['output', 'input'] as const).flatMap((hook) => [
+      newChain(table, hook, HOOK[hook], VERDICT.drop),
+      newRule(table, hook, markAccept()),
+    ]),
+  ];
 }
+
+const netnsLockScript = (): string =>
+  `*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n-A CRIU -m mark --mark 0x${MARK.toString(16)} -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n`;
 
 const iptFamilies = (): Array<'iptables' | 'ip6tables'> => (fs.existsSync('/proc/sys/net/ipv6') ? ['iptables', 'ip6tables'] : ['iptables']);
 
@@ -248,14 +336,19 @@ function reachable(ns: { pid: number; link: string }): boolean {
 /** Lock the whole network namespace of `pid`; throws with the tool's first line. */
 export function lockNetns(spec: LockSpec): void {
   if (spec.method === 'skip' || !spec.netns) return;
-  const script = netnsLockScript(spec);
-  const tools = spec.method === 'nftables' ? [['nft', '-f', '-']] : iptFamilies().map((f) => [`${f}-restore`, '-w', '--noflush']);
-  for (const [cmd, ...args] of tools) {
-    const r = run(cmd, args, script, spec.netns.pid);
-    if (!r.ok) {
-      unlockNetns(spec, spec.netns);
-      throw new Error(`cannot lock the network namespace of ${spec.netns.pid} with ${spec.method}: ${r.err}`);
-    }
+  const fail = (err: string, ns: { pid: number; link: string }): never => {
+    unlockNetns(spec, ns);
+    throw new Error(`cannot lock the network namespace of ${ns.pid} with ${spec.method}: ${err}`);
+  };
+  if (spec.method === 'nftables') {
+    const table = spec.table;
+    const err = inNamespaces(spec.netns.pid, CLONE.NEWNET, () => nft(netnsLockNft(table)));
+    if (err) fail(err, spec.netns);
+    return;
+  }
+  for (const f of iptFamilies()) {
+    const r = run(`${f}-restore`, ['-w', '--noflush'], netnsLockScript(), spec.netns.pid);
+    if (!r.ok) fail(r.err, spec.netns);
   }
 }
 
@@ -263,8 +356,8 @@ export function lockNetns(spec: LockSpec): void {
 function unlockNetns(spec: LockSpec, ns: { pid: number; link: string }): string | undefined {
   if (!reachable(ns)) return undefined;
   if (spec.method === 'nftables') {
-    const r = run('nft', ['delete', 'table', 'inet', spec.table], '', ns.pid);
-    return r.ok || /No such file or directory/.test(r.err) ? undefined : r.err;
+    const table = spec.table;
+    return inNamespaces(ns.pid, CLONE.NEWNET, () => nftDrop(table));
   }
   for (const f of iptFamilies()) {
     const restore = (body: string) => run(`${f}-restore`, ['-w', '--noflush'], `*filter\n:CRIU - [0:0]\n${body}COMMIT\n`, ns.pid);
@@ -279,9 +372,9 @@ function unlockNetns(spec: LockSpec, ns: { pid: number; link: string }): string 
   return undefined;
 }
 
-/** The method when --network-lock does not name one: nftables where `nft` and the kernel have it. */
+/** The method when --network-lock does not name one: nftables where the kernel has it. */
 let probed: LockMethod | undefined;
-export const defaultLockMethod = (): LockMethod => (probed ??= lockAvailable('nftables') ? 'nftables' : 'iptables');
+export const defaultLockMethod = (): LockMethod => (probed ??= nftablesPresent() ? 'nftables' : 'iptables');
 
 const say = (log: Logger, msg: string): void => (log.always ? log.always(msg) : log.info(msg));
 

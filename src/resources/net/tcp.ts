@@ -8,7 +8,7 @@ import { IMG } from '../../images/index.ts';
 import * as soccr from '../../soccr/index.ts';
 import { RepairGuard } from '../../soccr/guard.ts';
 import type { DumpFileCtx, RestoreFileCtx } from '../files/types.ts';
-import { inetDiag } from './diag.ts';
+import { diagOf, type DiagSock } from './diag.ts';
 import { socketHolders } from './sockfd.ts';
 import { DumpLock, connOf, defaultLockMethod, lockMethodOf, tableOf, unlock, type LockedConn, type LockSpec } from './netlock.ts';
 import type { Message } from '../types.ts';
@@ -39,6 +39,8 @@ export interface TcpDump {
   noted: Set<number>;
   /** criu-ts's copy of a task's fd, kept for the dump (the inet kind's). */
   copy?: (pid: number, fd: number) => number;
+  /** sock_diag's sockets by "family:protocol", read once per dump (the inet kind's). */
+  diag: Map<string, Map<number, DiagSock>>;
 }
 
 /** A connection of the tree: one fd that has it, and its ends. */
@@ -63,12 +65,12 @@ export const repaired = (state: number, dstPort: number): boolean =>
 let early: RepairGuard | undefined;
 
 /**
- * Start the guardian of a tree that has TCP connections as soon as it is frozen: a guardian is
- * a process of its own whose start-up would otherwise hold up the first connection's dump.
- * `netOf` runs the socket lookup in the tree's network namespace.
+ * Start the guardian of a dump that may meet TCP connections (--tcp-established) before the
+ * tree is even frozen: a guardian is a process of its own whose start-up would otherwise hold up
+ * the first connection's dump. A dump that meets none lets it go at its end.
  */
-export function prestartGuard(pids: number[], netOf: <T>(fn: () => T) => T, atEnd: (fn: () => void) => void): void {
-  if (early || !netOf(() => treeConnections(pids)).length) return;
+export function prestartGuard(atEnd: (fn: () => void) => void): void {
+  if (early) return;
   const g = RepairGuard.start(guardArgv());
   early = g;
   atEnd(() => {
@@ -79,11 +81,11 @@ export function prestartGuard(pids: number[], netOf: <T>(fn: () => T) => T, atEn
 }
 
 /** The TCP connections of the tree's sockets, as sock_diag names their ends. */
-function treeConnections(pids: number[]): TreeConn[] {
+function treeConnections(pids: number[], ts: TcpDump): TreeConn[] {
   const inos = socketHolders(pids);
   const out: TreeConn[] = [];
   for (const family of [sock.AF.INET, sock.AF.INET6])
-    for (const [ino, s] of inetDiag(family, sock.IPPROTO.TCP)) {
+    for (const [ino, s] of diagOf(ts.diag, family, sock.IPPROTO.TCP)) {
       const at = inos.get(ino);
       if (at && isConnection(s.state)) out.push({ ...at, ino, conn: connOf(s.src, s.dst) });
     }
@@ -145,7 +147,7 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
   if (ctx.netnsLock) {
     // The namespace is locked as a whole: the guardian removes that lock if criu-ts dies.
     g.extra(JSON.stringify(ctx.netnsLock));
-    noteAll(treeConnections(ctx.treePids), g, ts, ctx);
+    noteAll(treeConnections(ctx.treePids, ts), g, ts, ctx);
     return;
   }
   // While the guardian starts: which lock, and the connections (noteAll waits for it).
@@ -154,7 +156,7 @@ function begin(ctx: DumpFileCtx, ts: TcpDump): void {
     ctx.recordLock(spec);
     g.extra(JSON.stringify(spec));
   });
-  const conns = treeConnections(ctx.treePids);
+  const conns = treeConnections(ctx.treePids, ts);
   noteAll(conns, g, ts, ctx);
   if (method === 'skip') return ctx.recordLock(lock.spec);
   ts.lock = lock;
