@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 static void fail(const char *what) { printf("ERR %s: %s\n", what, strerror(errno)); exit(4); }
 static volatile sig_atomic_t go;
 static void on_usr1(int s) { (void)s; go = 1; }
@@ -38,27 +40,11 @@ static void sh(const char *cmd) {
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) return 1;
-	int port = atoi(argv[1]), v6 = argc > 2 && strcmp(argv[2], "v6") == 0, fam = v6 ? AF_INET6 : AF_INET;
-	struct sockaddr_storage ss = { 0 };
-	socklen_t len;
-	if (v6) {
-		struct sockaddr_in6 *a = (void *)&ss;
-		a->sin6_family = AF_INET6, a->sin6_port = htons(port), a->sin6_addr = in6addr_loopback;
-		len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (void *)&ss;
-		a->sin_family = AF_INET, a->sin_port = htons(port), a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		len = sizeof(*a);
-	}
+	int port = atoi(argv[1]), v6 = argc > 2 && strcmp(argv[2], "v6") == 0;
 	signal(SIGUSR1, on_usr1);
 	signal(SIGPIPE, SIG_IGN);
-	int one = 1, l = socket(fam, SOCK_STREAM, 0), c = socket(fam, SOCK_STREAM, 0);
-	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(l, (void *)&ss, len) || listen(l, 1)) fail("listen");
-	if (connect(c, (void *)&ss, len)) fail("connect");
-	int s = accept(l, NULL, NULL);
-	if (s < 0) fail("accept");
-	close(l);
+	int s, c;
+	loopback_pair(v6, port, &s, &c);
 	if (shutdown(c, SHUT_WR)) fail("shutdown client");
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd),
