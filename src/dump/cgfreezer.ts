@@ -46,3 +46,40 @@ export class CgroupFreezer {
     return fs.readFileSync(path.join(this.dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
   }
 }
+
+/**
+ * The frozen cgroup (v2 cgroup.freeze, v1 freezer) a task is in, found from criu-ts's mounts of
+ * those hierarchies; undefined when none. ptrace cannot stop a frozen task until it is thawed.
+ */
+export function frozenCgroupOf(pid: number): string | undefined {
+  let own: string, mounts: string;
+  try {
+    own = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return undefined; // gone: the seize says so
+  }
+  for (const line of mounts.split('\n')) {
+    // "36 25 0:31 / /sys/fs/cgroup/freezer rw,... - cgroup cgroup rw,freezer"
+    const [pre, post] = line.split(' - ');
+    if (!post) continue;
+    const f = pre.split(' ');
+    const [fstype, , opts] = post.split(' ');
+    const v2 = fstype === 'cgroup2';
+    if (f[3] !== '/' || !(v2 || (fstype === 'cgroup' && opts.split(',').includes('freezer')))) continue;
+    const m = (v2 ? /^0::(.*)$/m : /^\d+:(?:[^:]*,)?freezer(?:,[^:]*)?:(.*)$/m).exec(own);
+    if (!m) continue;
+    const dir = path.join(f[4], m[1]);
+    try {
+      if (
+        v2
+          ? /^frozen 1$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8'))
+          : fs.readFileSync(path.join(dir, 'freezer.state'), 'utf8').trim() !== 'THAWED'
+      )
+        return dir;
+    } catch {
+      /* not a cgroup of this mount */
+    }
+  }
+  return undefined;
+}

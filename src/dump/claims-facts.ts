@@ -41,6 +41,7 @@ export const RESOURCE_NAMES: Readonly<Record<string, string>> = {
   sessionid: 'audit session id',
   'attr/current': 'security label (LSM)',
   ksm_stat: 'KSM merging (PR_SET_MEMORY_MERGE)',
+  autogroup: 'autogroup nice value (/proc/PID/autogroup)',
 };
 
 const same = (s: string | undefined): string => s ?? '';
@@ -53,6 +54,8 @@ export const PROC_FILES: ReadonlyArray<[string, (s: string | undefined) => strin
   ['loginuid', same],
   ['sessionid', same],
   ['attr/current', same],
+  // The nice value of its session's autogroup (made by setsid); a restored session's has 0.
+  ['autogroup', (s) => / nice (-?\d+)/.exec(s ?? '')?.[1] ?? ''],
   ['ksm_stat', (s) => /^ksm_merge_any: *(\S+)/m.exec(s ?? '')?.[1] ?? ''],
 ];
 

@@ -1,7 +1,7 @@
 // State that /proc does not show, read by an injected call in each thread (or task), which
 // no resource module saves: it must be what a restored task has, or the dump is refused.
 import fs from 'node:fs';
-import { arch, schedGetScheduler } from '../kernel/index.ts';
+import { arch, schedGetScheduler, schedGetRuntime, syscallUserDispatchMode, ownKeyringId } from '../kernel/index.ts';
 import { readStatus, readSmaps } from '../proc/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { ClaimSite } from '../resources/claims.ts';
@@ -23,7 +23,36 @@ const PR_GET_TSC = 25,
   PR_GET_TIMERSLACK = 30,
   PR_MCE_KILL_GET = 34,
   PR_GET_MDWE = 66;
-const ARCH_GET_CPUID = 0x1011;
+const ARCH_GET_CPUID = 0x1011,
+  ARCH_GET_XCOMP_PERM = 0x1022;
+const XFEATURE_XTILEDATA = 18;
+const KEYCTL_GET_KEYRING_ID = 0,
+  KEY_SPEC_THREAD_KEYRING = -1,
+  KEY_SPEC_PROCESS_KEYRING = -2,
+  KEY_SPEC_SESSION_KEYRING = -3,
+  KEY_SPEC_USER_SESSION_KEYRING = -5,
+  KEYCTL_READ = 11,
+  ENOKEY = 126;
+
+/**
+ * Keys in the thread's session keyring when it is not criu-ts's, which restored tasks share,
+ * nor the default one of its uid (which a restored thread of that uid finds again):
+ * KEYCTL_READ without a buffer gives the size of the list of key ids.
+ */
+function sessionKeys(t: Tracee): number | undefined {
+  const keyring = (spec: number) => t.syscallRaw('keyctl', KEYCTL_GET_KEYRING_ID, spec, 0, 0, 0);
+  const id = keyring(KEY_SPEC_SESSION_KEYRING);
+  if (id < 0n) return undefined;
+  if (Number(id) === ownKeyringId(KEY_SPEC_SESSION_KEYRING) || id === keyring(KEY_SPEC_USER_SESSION_KEYRING)) return 0;
+  const size = t.syscallRaw('keyctl', KEYCTL_READ, KEY_SPEC_SESSION_KEYRING, 0, 0, 0);
+  return size < 0n ? undefined : Number(size) / 4;
+}
+
+/** 1 when the thread has that keyring, 0 when not; undefined without keyrings in the kernel. */
+function hasKeyring(t: Tracee, spec: number): number | undefined {
+  const r = t.syscallRaw('keyctl', KEYCTL_GET_KEYRING_ID, spec, 0 /* do not make one */, 0, 0);
+  return r >= 0n ? 1 : r === BigInt(-ENOKEY) ? 0 : undefined;
+}
 
 /** An int the call writes at its first pointer argument. */
 function intOut(_t: Tracee, area: InjectionArea, call: (a: bigint) => bigint): number | undefined {
@@ -78,6 +107,56 @@ const PROBES: Probe[] = [
     only: 'x86_64',
     read: (t) => ret(t.syscallRaw('arch_prctl', ARCH_GET_CPUID, 0)),
     restored: () => 1,
+  },
+  {
+    // The time slice of a fair thread (sched_setattr's sched_runtime, Linux 6.12): forks
+    // inherit it, so a restored thread has criu-ts's; a real-time thread shows none.
+    resource: 'time slice (sched_setattr sched_runtime)',
+    perThread: true,
+    read: (t) => Number(schedGetRuntime(t.tid)),
+    restored: ({ rt }) => (rt ? 0 : Number(schedGetRuntime(0))),
+  },
+  {
+    // No image keeps it; the selector and the allowed range are the task's memory.
+    resource: 'syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH)',
+    perThread: true,
+    read: (t) => {
+      const m = syscallUserDispatchMode(t.tid);
+      return m === undefined ? undefined : Number(m);
+    },
+    restored: () => 0 /* PR_SYS_DISPATCH_OFF */,
+  },
+  {
+    resource: 'thread keyring (KEY_SPEC_THREAD_KEYRING)',
+    perThread: true,
+    read: (t) => hasKeyring(t, KEY_SPEC_THREAD_KEYRING),
+    restored: () => 0,
+  },
+  {
+    // An empty one (runc gives each container its own) loses nothing.
+    resource: 'keys in a session keyring of its own (KEY_SPEC_SESSION_KEYRING)',
+    perThread: true,
+    read: sessionKeys,
+    restored: () => 0,
+  },
+  {
+    resource: 'process keyring (KEY_SPEC_PROCESS_KEYRING)',
+    perThread: false,
+    read: (t) => hasKeyring(t, KEY_SPEC_PROCESS_KEYRING),
+    restored: () => 0,
+  },
+  {
+    // A restored task has the default XSAVE permissions; its AMX registers would fault.
+    resource: 'AMX tile data permission (ARCH_REQ_XCOMP_PERM)',
+    perThread: false,
+    only: 'x86_64',
+    read: (t, area) => {
+      area.reset();
+      const a = area.alloc(8);
+      if (t.syscallRaw('arch_prctl', ARCH_GET_XCOMP_PERM, a) < 0n) return undefined;
+      return Number((area.read(a, 8).readBigUInt64LE(0) >> BigInt(XFEATURE_XTILEDATA)) & 1n);
+    },
+    restored: () => 0,
   },
   {
     // mm->def_flags is shown nowhere, but the injection area, mapped after it was set, has it.

@@ -5,7 +5,7 @@
 // `task PID: <resource>: <why>; not supported yet`.
 import fs from 'node:fs';
 import { readStatus, readStat, readTimers, listFds, type Vma, type Stat, type LocksRead } from '../proc/index.ts';
-import { getpid, ioprioGet } from '../kernel/index.ts';
+import { getpid, ioprioGet, kcmp, KCMP } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
 import { NotSupportedError } from '../errors.ts';
 import { probeFd, fdKind } from '../resources/files/index.ts';
@@ -18,6 +18,7 @@ import {
   taskPropsClaims,
   seccompClaims,
   checkNamespaces,
+  threadNamespaceProblem,
 } from '../resources/task/index.ts';
 import { sigactClaims } from '../resources/sigact.ts';
 import type { NetOptions } from '../resources/ns/index.ts';
@@ -83,6 +84,9 @@ class Own {
   }
 }
 
+// What PR_SET_IO_FLUSHER sets in the thread's flags: PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE.
+const PF_IO_FLUSHER = 0x00080000 | 0x00100000;
+
 const IOPRIO_CLASSES = ['none', 'realtime', 'best-effort', 'idle'];
 const ioprioName = (v: number): string => `class ${IOPRIO_CLASSES[v >> 13] ?? v >> 13} level ${v & 0x1fff}`;
 
@@ -115,6 +119,7 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): () => voi
     checkTimers(t, refuse);
     checkFds(t.pid, opts, treeIds, shownLocks, refuse);
     checkVmas(t.vmas, refuse);
+    checkVmaPolicies(t.pid, refuse);
     checkProcFiles(t.pid, claims.files, own, site, refuse);
     if (t.stat.ttyNr !== 0 && !opts.shellJob) {
       const why = cttyProblem(
@@ -137,6 +142,8 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): () => voi
       const st = th.tid === t.pid ? t.stat : readStat(t.pid, th.tid);
       for (const k of ['policy', 'rtPriority', 'nice'] as const)
         checkValue(`scheduling (${k})`, String(st[k]), claims.stat.get(k), undefined, at, refuse);
+      if (th.tid !== t.pid) checkThreadOwn(t.pid, th.tid, refuse);
+      if (st.flags & PF_IO_FLUSHER) refuse('I/O flusher (PR_SET_IO_FLUSHER)', 'no image keeps it', th.tid);
       // No image field keeps it (CRIU's neither): a restored thread has criu-ts's.
       const io = ioprioGet(th.tid);
       if (io !== own.ioprio)
@@ -147,6 +154,27 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): () => voi
   // the dump goes on, and checked before its images are complete.
   const mapped = mappedFiles(tasks);
   return () => checkLocks(opts.procLocks.text(), treeIds, shownLocks, mapped);
+}
+
+/**
+ * What the images keep per task, which a thread can have of its own: its personality, and what
+ * unshare() in that thread alone separates (fs_struct, fd table, namespaces).
+ */
+function checkThreadOwn(pid: number, tid: number, refuse: Refuse): void {
+  const pers = readOptional(`/proc/${pid}/task/${tid}/personality`);
+  const leader = readOptional(`/proc/${pid}/personality`);
+  if (pers !== undefined && pers !== leader) refuse('personality', `the thread's is ${pers}, its process's ${leader}`, tid);
+  const own = (type: number): boolean => {
+    try {
+      return kcmp(pid, tid, type, 0, 0) !== 0;
+    } catch {
+      return false; // gone: the dump sees it
+    }
+  };
+  if (own(KCMP.FS)) refuse('working directory, root and umask', 'the thread has its own (unshare CLONE_FS)', tid);
+  if (own(KCMP.FILES)) refuse('fd table', 'the thread has its own (unshare CLONE_FILES)', tid);
+  const ns = threadNamespaceProblem(pid, tid);
+  if (ns) refuse('namespaces', ns, tid);
 }
 
 /** "major:minor:inode" of every file the tree maps, as /proc/locks writes them. */
@@ -268,6 +296,21 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
       if (!claimed.has(f) && !(f === 'de' && dontExpandOwned(v))) refuse(where, `it is ${VMFLAG_NAMES[f] ?? `marked '${f}' in VmFlags`}`);
     }
   }
+}
+
+/**
+ * A VMA's own NUMA policy (mbind, or a shared memory object's), which no image keeps. numa_maps
+ * shows the task's policy for the other VMAs, taken to be the most common one (the task's own,
+ * unless the default, is refused by its probe).
+ */
+function checkVmaPolicies(pid: number, refuse: Refuse): void {
+  const lines = (readOptional(`/proc/${pid}/numa_maps`) ?? '').split('\n').map((l) => l.split(' ', 2));
+  const count = new Map<string, number>();
+  for (const [, policy] of lines) if (policy) count.set(policy, (count.get(policy) ?? 0) + 1);
+  const task = [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
+  for (const [start, policy] of lines)
+    if (policy && policy !== task)
+      refuse(`memory at 0x${start}`, `its NUMA memory policy (mbind) is "${policy}", not the task's ("${task}"), and would be lost`);
 }
 
 /** flock, POSIX and OFD locks and leases held by the tree that no fd of it shows (`shown`). */

@@ -20,7 +20,7 @@ import { CriuError, NotSupportedError, faultPoint } from '../errors.ts';
 import { checkInterrupt, hangPoint } from '../interrupt.ts';
 import { freezeSnapshot, dumpZombieCore, dumpPstreeEntry, checkSessions, SeccompDump } from '../resources/task/index.ts';
 import { dumpFd, FileIdentity, type DumpOutcome, type TcpMode } from '../resources/files/index.ts';
-import { freezeTree, detachAll, explainDeath } from './freeze.ts';
+import { freezeTree, detachAll, explainDeath, refuseZombieLeader } from './freeze.ts';
 import { ImageSet } from './imgset.ts';
 import { PageServerClient, type PageServerAddress } from '../migrate/page-client.ts';
 import { DumpFileTable } from './filetable.ts';
@@ -138,7 +138,10 @@ function validateTarget(pid: number): void {
     throw new CriuError(`no process with pid ${pid}`);
   }
   if (stat.flags & PF_KTHREAD) throw new CriuError(`pid ${pid} is a kernel thread and cannot be dumped`);
-  if (stat.state === 'Z') throw new CriuError(`pid ${pid} is a zombie`);
+  if (stat.state === 'Z') {
+    refuseZombieLeader(pid);
+    throw new CriuError(`pid ${pid} is a zombie`);
+  }
   // Freezing one of criu-ts's own ancestors would freeze criu-ts's parent chain.
   for (let p = readStat(getpid()).ppid, n = 0; p > 1 && n < 64; n++) {
     if (p === pid) throw new CriuError(`pid ${pid} is an ancestor of criu-ts and cannot be dumped`);

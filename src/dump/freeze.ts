@@ -1,12 +1,13 @@
 // Freezing: PTRACE_SEIZE + PTRACE_INTERRUPT on every thread of every task of the tree,
 // repeated until nothing new appears. A frozen task cannot fork or clone any more, so a
 // tree walked parent-first after each parent is frozen is complete.
-import { listThreads, listChildren, readStat, readStatus, type Stat } from '../proc/index.ts';
-import { PTRACE, PTRACE_O, SysError, W, SIG, ptrace } from '../kernel/index.ts';
+import fs from 'node:fs';
+import { listThreads, listChildren, readStat, readStatus, readSyscall, procPath, type Stat } from '../proc/index.ts';
+import { PTRACE, PTRACE_O, SysError, W, SIG, CLONE, ptrace, arch } from '../kernel/index.ts';
 import { Tracee } from '../compel/index.ts';
-import { CriuError } from '../errors.ts';
+import { CriuError, NotSupportedError } from '../errors.ts';
 import { checkInterrupt } from '../interrupt.ts';
-import type { CgroupFreezer } from './cgfreezer.ts';
+import { frozenCgroupOf, type CgroupFreezer } from './cgfreezer.ts';
 
 export const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD;
 
@@ -57,12 +58,29 @@ export function detachAll(threads: Tracee[]): void {
 export function freezeProcess(pid: number, deadline: number, deferred = false): Tracee[] | undefined {
   const frozen = new Map<number, Tracee>();
   const gone = new Set<number>();
+  const cg = deferred ? undefined : frozenCgroupOf(pid);
+  if (cg)
+    throw new NotSupportedError(
+      `task ${pid}: cgroup: it is in the frozen cgroup ${cg}, where ptrace cannot stop it (thaw it, or dump with --freeze-cgroup ${cg})`,
+    );
   try {
     for (;;) {
       const tids = listThreads(pid).filter((t) => !frozen.has(t) && !gone.has(t));
       if (!tids.length || (deferred && frozen.size)) break;
-      if (Date.now() > deadline) throw new CriuError(`timed out freezing task ${pid}`);
+      if (Date.now() > deadline) {
+        const v = tids.find((tid) => inVfork(pid, tid));
+        if (v !== undefined)
+          throw new NotSupportedError(
+            `task ${pid}${v === pid ? '' : ` (thread ${v})`}: vfork: it waits for its vfork child to exec or exit (a vfork in flight)`,
+          );
+        throw new CriuError(`timed out freezing task ${pid}`);
+      }
       for (const tid of tids) {
+        // A vfork parent waits for its child to exec or exit, deaf to ptrace until then.
+        if (inVfork(pid, tid)) {
+          pause(10);
+          continue;
+        }
         try {
           frozen.set(tid, deferred ? Tracee.seizeDeferred(tid, SEIZE_OPTIONS) : suspendSeccomp(pid, Tracee.seize(tid, SEIZE_OPTIONS)));
         } catch (e) {
@@ -110,6 +128,7 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
       return;
     }
     if (stat.state === 'Z' || stat.state === 'X') {
+      refuseZombieLeader(pid);
       tasks.push({ pid, ppid, threads: [], zombie: { exitCode: stat.exitCode, comm: stat.comm } });
       return;
     }
@@ -159,6 +178,49 @@ export function freezeTree(root: number, deadline: number, freezer?: CgroupFreez
     throw new CriuError(`task ${root} exited while it was being frozen`);
   }
   return tasks;
+}
+
+/** A process whose main thread exited while others run shows as a zombie: it is not one. */
+export function refuseZombieLeader(pid: number): void {
+  let tids: number[];
+  try {
+    tids = listThreads(pid);
+  } catch {
+    return; // reaped
+  }
+  if (tids.some((t) => t !== pid))
+    throw new NotSupportedError(`task ${pid}: threads: its main thread has exited while its other threads run (a zombie leader)`);
+}
+
+const pause = (ms: number): void => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+};
+
+/** Blocked in vfork(), or clone() or clone3() with CLONE_VFORK. */
+function inVfork(pid: number, tid: number): boolean {
+  let call;
+  try {
+    call = readSyscall(pid, tid);
+  } catch {
+    return false; // gone: the seize says so
+  }
+  if (!call) return false;
+  if (call.nr === arch.sys.vfork) return true;
+  if (call.nr === arch.sys.clone) return (call.args[0] & BigInt(CLONE.VFORK)) !== 0n;
+  if (call.nr !== arch.sys.clone3) return false;
+  // struct clone_args begins with the flags.
+  const b = Buffer.alloc(8);
+  try {
+    const fd = fs.openSync(procPath(pid, 'mem'), 'r');
+    try {
+      if (fs.readSync(fd, b, 0, 8, Number(call.args[0])) !== 8) return false;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+  return (b.readBigUInt64LE(0) & BigInt(CLONE.VFORK)) !== 0n;
 }
 
 function isExiting(pid: number, tid: number): boolean {
@@ -223,7 +285,7 @@ function deathOf(pid: number, tid: number): string | undefined {
     if (!(s.flags & PF_EXITING)) return dying ? 'exiting' : undefined;
     dying = true;
     if (Date.now() > until) return 'exiting';
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    pause(10);
   }
 }
 

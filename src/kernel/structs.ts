@@ -51,7 +51,7 @@ export const STACK_T_SIZE = 24;
 export function stackT(s: StackT): Buffer {
   const b = Buffer.alloc(STACK_T_SIZE);
   b.writeBigUInt64LE(s.sp, 0);
-  b.writeInt32LE(s.flags, 8);
+  b.writeUInt32LE(s.flags >>> 0, 8); // SS_AUTODISARM is bit 31
   b.writeBigUInt64LE(s.size, 16);
   return b;
 }

@@ -32,6 +32,8 @@ const NR = {
   ioprio_get: sysnr('ioprio_get'),
   sched_getscheduler: sysnr('sched_getscheduler'),
   sched_getparam: sysnr('sched_getparam'),
+  sched_getattr: sysnr('sched_getattr'),
+  keyctl: sysnr('keyctl'),
   madvise: sysnr('madvise'),
   userfaultfd: sysnr('userfaultfd'),
   clock_gettime: sysnr('clock_gettime'),
@@ -356,6 +358,27 @@ export function schedGetPriority(tid: number): number {
   const b = Buffer.alloc(4);
   syscall('sched_getparam', NR.sched_getparam, tid, addressOf(b));
   return b.readInt32LE(0);
+}
+
+/** sched_getattr's sched_runtime: a fair thread's time slice (settable since Linux 6.12). */
+export function schedGetRuntime(tid: number): bigint {
+  const b = Buffer.alloc(56);
+  syscall('sched_getattr', NR.sched_getattr, tid, addressOf(b), b.length, 0);
+  return b.readBigUInt64LE(24);
+}
+
+/** keyctl(KEYCTL_GET_KEYRING_ID, spec, 0): criu-ts's own keyring of that kind; undefined without one or without keyrings. */
+export function ownKeyringId(spec: number): number | undefined {
+  const r = syscallErr(NR.keyctl, 0, spec, 0);
+  return r < 0 ? undefined : r;
+}
+
+const PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG = 0x4211;
+/** The syscall user dispatch mode of a stopped tracee (PR_SYS_DISPATCH_*); undefined before Linux 5.19. */
+export function syscallUserDispatchMode(tid: number): bigint | undefined {
+  const b = Buffer.alloc(32);
+  const r = syscallErr(NR.ptrace, PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, tid, b.length, addressOf(b));
+  return r < 0 ? undefined : b.readBigUInt64LE(0);
 }
 
 export function clockGettime(clock: number): { sec: bigint; nsec: bigint } {

@@ -53,6 +53,17 @@ export function readStatus(pid: number, tid?: number): Status {
 export function readStat(pid: number, tid?: number): Stat {
   return parseStat(readUtf8(taskPath(pid, tid, 'stat')));
 }
+/**
+ * /proc/PID/task/TID/syscall: the call a blocked thread is in and its arguments; undefined
+ * when it runs or is not in a call.
+ */
+export function readSyscall(pid: number, tid: number): { nr: number; args: bigint[] } | undefined {
+  const f = readUtf8(taskPath(pid, tid, 'syscall'))
+    .trim()
+    .split(' ');
+  if (f.length < 7 || Number(f[0]) < 0) return undefined;
+  return { nr: Number(f[0]), args: f.slice(1, 7).map((a) => BigInt(a)) };
+}
 export function readFdinfo(pid: number, fd: number): Fdinfo {
   return parseFdinfo(readUtf8(procPath(pid, 'fdinfo', String(fd))));
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   e2e,
@@ -33,6 +33,8 @@ interface Refusal {
   skip?: string;
   /** More options for the dump. */
   args?: string[];
+  /** The state is in the task's child, which the line names. */
+  inChild?: true;
 }
 
 const locks = (): string => readFileSync('/proc/locks', 'utf8');
@@ -85,6 +87,58 @@ const REFUSALS: Refusal[] = [
     skip: process.arch === 'x64' ? undefined : 'PR_SET_TSC is x86 only',
   },
   {
+    mode: 'mbind',
+    line: /memory at 0x[0-9a-f]+: its NUMA memory policy \(mbind\) is "prefer:0", not the task's \("default"\)/,
+    still: (pid) => / prefer:0\b/.test(readFileSync(`/proc/${pid}/numa_maps`, 'utf8')),
+  },
+  {
+    mode: 'vfork',
+    args: ['--timeout', '1'],
+    line: /vfork: it waits for its vfork child to exec or exit \(a vfork in flight\)/,
+    still: (pid) => procStatus(pid)!.State.startsWith('D'),
+  },
+  {
+    mode: 'autogroup',
+    line: /autogroup nice value \(\/proc\/PID\/autogroup\): it is "5", where a restored task has "0"/,
+    still: (pid) => readFileSync(`/proc/${pid}/autogroup`, 'utf8').includes(' nice 5'),
+    skip: existsSync('/proc/self/autogroup') ? undefined : 'no autogroups in this kernel',
+  },
+  {
+    mode: 'ioflusher',
+    line: /I\/O flusher \(PR_SET_IO_FLUSHER\): no image keeps it/,
+    still: () => true,
+    // Bit 24 of the effective set: CAP_SYS_RESOURCE, which the call needs.
+    skip: (BigInt(`0x${procStatus(process.pid)!.CapEff}`) >> 24n) & 1n ? undefined : 'no CAP_SYS_RESOURCE to set it',
+  },
+  {
+    mode: 'zombieleader',
+    inChild: true,
+    line: /threads: its main thread has exited while its other threads run \(a zombie leader\)/,
+    still: (pid) => {
+      const child = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim());
+      return procStatus(child)!.State.startsWith('Z') && procStatus(child)!.Threads === '2';
+    },
+  },
+  { mode: 'slice', line: /time slice \(sched_setattr sched_runtime\): it is 3000000, where a restored task has \d+/, still: () => true },
+  { mode: 'sud', line: /syscall user dispatch \(PR_SET_SYSCALL_USER_DISPATCH\): it is 1, where a restored task has 0/, still: () => true },
+  { mode: 'keyring', line: /process keyring \(KEY_SPEC_PROCESS_KEYRING\): it is 1, where a restored task has 0/, still: () => true },
+  {
+    mode: 'sessionkeyring',
+    line: /keys in a session keyring of its own \(KEY_SPEC_SESSION_KEYRING\): it is 1, where a restored task has 0/,
+    still: () => true,
+  },
+  {
+    mode: 'threadkeyring',
+    line: /task \d+ \(thread \d+\): thread keyring \(KEY_SPEC_THREAD_KEYRING\): it is 1, where a restored task has 0/,
+    still: () => true,
+  },
+  {
+    mode: 'amx',
+    line: /AMX tile data permission \(ARCH_REQ_XCOMP_PERM\): it is 1, where a restored task has 0/,
+    still: () => true,
+    skip: /\bamx_tile\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) ? undefined : 'the CPU has no AMX',
+  },
+  {
     mode: 'slack',
     line: /timer slack \(PR_SET_TIMERSLACK\): it is 1000000, where a restored task has 50000/,
     still: (pid) => readFileSync(`/proc/${pid}/timerslack_ns`, 'utf8').trim() === '1000000',
@@ -100,7 +154,7 @@ for (const r of REFUSALS) {
       await waitForCounter(t.log, 2);
       const img = c.subdir('img');
       const line = assertCleanError(dump(t.pid, img, r.args));
-      assert.match(line, new RegExp(`task ${t.pid}: `), `the line names the task: ${line}`);
+      assert.match(line, new RegExp(`task ${r.inChild ? '\\d+' : t.pid}( \\(thread \\d+\\))?: `), `the line names the task: ${line}`);
       assert.match(line, r.line, line);
       assert.match(line, /not supported yet$/, line);
       assert.deepEqual(
@@ -151,6 +205,17 @@ e2e("a flock whose taker is gone, its pid now a task of the tree, is not the tre
   await waitForCounter(t.log, lastCounter(t.log) + 2, 5000);
   killAndReap(t.pid);
   killAndReap(holder.pid);
+});
+
+e2e('a task with an empty session keyring of its own (as runc gives each container) is dumped and restored', async (c) => {
+  const t = startTarget([workload('unclaimed'), 'emptysession'], { logFile: join(c.dir, 'unclaimed.log') });
+  await waitForLine(t.log, /^ready /);
+  await waitForCounter(t.log, 2);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  restoreDetached(img, t.pid);
+  await waitForCounter(t.log, lastCounter(t.log) + 2, 5000);
+  killAndReap(t.pid);
 });
 
 /** SIGUSR2 to each process; returns each one's check lines printed after `mark`. */

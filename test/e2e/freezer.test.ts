@@ -64,3 +64,36 @@ for (const f of FREEZERS) {
     }
   });
 }
+
+const freeze = (f: (typeof FREEZERS)[number], cg: string, on: boolean): void =>
+  f.name === 'v2'
+    ? writeFileSync(join(cg, 'cgroup.freeze'), on ? '1' : '0')
+    : writeFileSync(join(cg, 'freezer.state'), on ? 'FROZEN' : 'THAWED');
+
+for (const f of FREEZERS) {
+  e2e(`a task in a cgroup frozen by someone else (${f.name}) is refused at once, naming the cgroup, and stays frozen`, async (c) => {
+    const cg = join(f.root, `criu-ts-test-${process.pid}-${f.name}-frozen`);
+    mkdirSync(cg, { recursive: true });
+    try {
+      const t = startTarget([workload('counter'), '50'], { logFile: join(c.dir, 'counter.log') });
+      await waitForCounter(t.log, 2);
+      writeFileSync(join(cg, 'cgroup.procs'), String(t.pid));
+      freeze(f, cg, true);
+      for (let i = 0; i < 100 && f.state(cg) !== 'frozen'; i++) await new Promise((r) => setTimeout(r, 10));
+      // Before, PTRACE_INTERRUPT waited for the thaw: the dump hung, deaf to --timeout and SIGTERM.
+      const line = assertCleanError(dump(t.pid, c.subdir('img'), ['--timeout', '2'], { timeoutMs: 20_000 }));
+      assert.match(line, new RegExp(`^task ${t.pid}: cgroup: it is in the frozen cgroup ${cg}, where ptrace cannot stop it`), line);
+      assert.equal(f.state(cg), 'frozen', 'the cgroup is left frozen');
+      freeze(f, cg, false);
+      assertRunningFree(t.pid);
+      await waitForCounter(t.log, -1, 5000, readLines(t.log).length);
+      killAndReap(t.pid);
+    } finally {
+      try {
+        rmdirSync(cg);
+      } catch {
+        /* processes still inside: the sweep kills them */
+      }
+    }
+  });
+}

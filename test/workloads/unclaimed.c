@@ -15,13 +15,27 @@
 //   mempolicy  its memory bound to node 0 (set_mempolicy(MPOL_BIND))
 //   tsc        rdtsc faults (PR_SET_TSC, PR_TSC_SIGSEGV)
 //   mdwe       memory-deny-write-execute (PR_SET_MDWE)
+//   mbind      a mapping whose NUMA policy is MPOL_PREFERRED node 0 (mbind)
+//   vfork      a vfork child in flight: the child counts while its parent waits (dies with it)
+//   autogroup  the nice value of its session's autogroup set to 5 (it must lead its session)
+//   ioflusher  PR_SET_IO_FLUSHER (needs CAP_SYS_RESOURCE)
+//   zombieleader a child whose main thread exited (pthread_exit) while another thread runs
+//   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
+//   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
+//   keyring    a key in its process keyring
+//   sessionkeyring a session keyring of its own (KEYCTL_JOIN_SESSION_KEYRING) holding a key
+//   emptysession a session keyring of its own, empty (the dump goes through)
+//   threadkeyring a second thread with a key in its thread keyring
+//   amx        permission for AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM)
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/mount.h>
 #include <mqueue.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +51,24 @@ static volatile sig_atomic_t ticks;
 static void on_alarm(int s) { (void)s; ticks++; }
 
 static void die(const char *what) { perror(what); exit(2); }
+
+static volatile char sud_selector; /* SYSCALL_DISPATCH_FILTER_ALLOW */
+static volatile int thread_ready;
+
+static void *orphaned_thread(void *a) {
+  (void)a;
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  for (;;) pause();
+  return NULL;
+}
+
+static void *keyring_thread(void *a) {
+  (void)a;
+  if (syscall(SYS_add_key, "user", "criu-ts-unclaimed", "v", 1, -1 /* KEY_SPEC_THREAD_KEYRING */) < 0) die("add_key");
+  thread_ready = 1;
+  for (;;) pause();
+  return NULL;
+}
 
 static int open_file(const char *path) {
   int fd = open(path, O_RDWR | O_CREAT, 0600);
@@ -128,6 +160,55 @@ int main(int argc, char **argv) {
     if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0)) die("PR_SET_TSC");
   } else if (!strcmp(mode, "mdwe")) {
     if (prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0)) die("PR_SET_MDWE");
+  } else if (!strcmp(mode, "mbind")) {
+    unsigned long node0 = 1;
+    char *m = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || syscall(SYS_mbind, m, 65536, 1 /* MPOL_PREFERRED */, &node0, 8 * sizeof node0, 0)) die("mbind");
+  } else if (!strcmp(mode, "vfork")) {
+    /* The child goes on below with the parent's memory and stack, which the parent never uses again. */
+    if (vfork() == 0) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    else _exit(0);
+  } else if (!strcmp(mode, "autogroup")) {
+    /* Only in a session of its own: the autogroup is the session's, shared with whoever made it. */
+    int f = getsid(0) == getpid() ? open("/proc/self/autogroup", O_WRONLY) : -1;
+    if (f < 0 || write(f, "5", 1) != 1) die("autogroup");
+  } else if (!strcmp(mode, "ioflusher")) {
+    if (prctl(57 /* PR_SET_IO_FLUSHER */, 1, 0, 0, 0)) die("PR_SET_IO_FLUSHER");
+  } else if (!strcmp(mode, "zombieleader")) {
+    pid_t c = fork();
+    if (c == 0) {
+      pthread_t th;
+      if (pthread_create(&th, NULL, orphaned_thread, NULL)) die("pthread_create");
+      pthread_exit(NULL);
+    }
+    for (int i = 0; i < 500; i++) { /* until its main thread is gone */
+      char st[64];
+      snprintf(st, sizeof st, "/proc/%d/stat", c);
+      FILE *s = fopen(st, "r");
+      char buf[256] = "";
+      if (s) { if (!fgets(buf, sizeof buf, s)) buf[0] = 0; fclose(s); }
+      char *z = strrchr(buf, ')');
+      if (z && z[2] == 'Z') break;
+      usleep(10000);
+    }
+  } else if (!strcmp(mode, "slice")) {
+    struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; } at = {
+      .size = sizeof at, .policy = SCHED_OTHER, .runtime = 3000000 };
+    if (syscall(SYS_sched_setattr, 0, &at, 0)) die("sched_setattr");
+  } else if (!strcmp(mode, "sud")) {
+    if (prctl(59 /* PR_SET_SYSCALL_USER_DISPATCH */, 1 /* PR_SYS_DISPATCH_ON */, 0, 0, &sud_selector)) die("PR_SET_SYSCALL_USER_DISPATCH");
+  } else if (!strcmp(mode, "keyring")) {
+    if (syscall(SYS_add_key, "user", "criu-ts-unclaimed", "v", 1, -2 /* KEY_SPEC_PROCESS_KEYRING */) < 0) die("add_key");
+  } else if (!strcmp(mode, "sessionkeyring") || !strcmp(mode, "emptysession")) {
+    if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0) die("join session keyring");
+    if (!strcmp(mode, "sessionkeyring") && syscall(SYS_add_key, "user", "criu-ts-unclaimed", "v", 1, -3 /* KEY_SPEC_SESSION_KEYRING */) < 0)
+      die("add_key");
+  } else if (!strcmp(mode, "threadkeyring")) {
+    pthread_t th;
+    if (pthread_create(&th, NULL, keyring_thread, NULL)) die("pthread_create");
+    while (!thread_ready) usleep(1000);
+  } else if (!strcmp(mode, "amx")) {
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */)) die("ARCH_REQ_XCOMP_PERM");
   } else {
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;

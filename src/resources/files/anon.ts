@@ -8,6 +8,7 @@ import {
   timerfdCreate,
   timerfdSettime,
   timerfdGettime,
+  clockGettime,
   copyTaskFd,
   close,
   ioctl,
@@ -170,6 +171,14 @@ function forwardedTimerfd(p: FdProbe): TimerfdInfo | undefined {
   }
 }
 
+const TFD_TIMER_ABSTIME = 1,
+  TFD_TIMER_CANCEL_ON_SET = 2;
+
+function addTime(a: { sec: bigint; nsec: bigint }, b: { sec: bigint; nsec: bigint }): { sec: bigint; nsec: bigint } {
+  const nsec = a.nsec + b.nsec;
+  return { sec: a.sec + b.sec + nsec / 1_000_000_000n, nsec: nsec % 1_000_000_000n };
+}
+
 export const timerfdFile = fileKind({
   type: FD_TYPE.TIMERFD,
   field: 'tfd',
@@ -195,9 +204,11 @@ export const timerfdFile = fileKind({
   open(e, ctx) {
     const fd = ctx.keep(timerfdCreate(e.clockid, O.CLOEXEC | O.NONBLOCK));
     const value = { sec: e.vsec, nsec: e.vnsec };
-    // fdinfo shows the time left, so the timer is armed relative to now.
+    // fdinfo shows the time left: an absolute timer (which a set clock moves, or cancels with
+    // TFD_TIMER_CANCEL_ON_SET) is armed at now plus that, a relative one at that.
     if (value.sec !== 0n || value.nsec !== 0n) {
-      timerfdSettime(fd, e.settime_flags & 2, { sec: e.isec, nsec: e.insec }, value);
+      const at = e.settime_flags & TFD_TIMER_ABSTIME ? addTime(clockGettime(e.clockid), value) : value;
+      timerfdSettime(fd, e.settime_flags & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET), { sec: e.isec, nsec: e.insec }, at);
     }
     const ticks = e.ticks;
     if (ticks > 0n) {

@@ -97,6 +97,30 @@ export function checkNamespaces(pids: number[], opts: { net?: NetOptions } = {})
     }
 }
 
+/**
+ * Namespaces are saved per task: a thread that left its process's (unshare or setns in that
+ * thread alone) would come back in them. Why, or undefined.
+ */
+export function threadNamespaceProblem(pid: number, tid: number): string | undefined {
+  let names: string[];
+  try {
+    names = fs.readdirSync(`/proc/${pid}/task/${tid}/ns`);
+  } catch {
+    return undefined; // gone: the dump sees it
+  }
+  for (const name of names) {
+    const mine = link(pid, name);
+    let its: string | undefined;
+    try {
+      its = fs.readlinkSync(`/proc/${pid}/task/${tid}/ns/${name}`);
+    } catch {
+      continue;
+    }
+    if (mine !== undefined && its !== mine) return `the thread is in ${its}, its process in ${mine}`;
+  }
+  return undefined;
+}
+
 type Ids = Partial<Record<`${NsName}_ns_id`, number>>;
 
 const idOf = (ids: Ids, k: NsKind): number | undefined => ids[`${k.name}_ns_id`];

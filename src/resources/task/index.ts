@@ -10,7 +10,7 @@
 //   seccomp.ts     seccomp mode and filters (per thread), seccomp.img
 export { dumpPstreeEntry } from './pstree.ts';
 export { checkSessions, SessionRestore, type SessionMember, type Birthplace } from './sessions.ts';
-export { checkNamespaces } from '../ns/index.ts';
+export { checkNamespaces, threadNamespaceProblem } from '../ns/index.ts';
 export { cloneAt, pidInUse, sharingFlags, checkSharing, ALL_SIGNALS, type CloneExtra } from './fork.ts';
 export {
   TASK_STATE,
