@@ -24,6 +24,8 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v nft >/dev/null || need+=(nftables)
 command -v iptables >/dev/null || need+=(iptables)
 command -v ss >/dev/null || need+=(iproute2)
+# strace: the swrk test sees which programs answer a version probe.
+command -v strace >/dev/null || need+=(strace)
 # Real servers for the servers test: redis-server (with redis-cli) and nginx.
 command -v redis-server >/dev/null || need+=(redis-server)
 # The `nginx` package: Debian has no nginx-light after bookworm, and the lab runs sid.

@@ -125,6 +125,23 @@ async function daemonize(args: string[], statusFd: number | undefined): Promise<
   return 0;
 }
 
+/**
+ * What bin/criu-ts hands a swrk over (see there): the first request, which it read to see
+ * whether it was a version probe, and where the probe's replay goes. Neither reaches children.
+ */
+function launcherHandoff(): { first?: Buffer; versionReplay?: string } {
+  const firstFile = process.env.CRIU_TS_SWRK_FIRST;
+  const versionReplay = process.env.CRIU_TS_SWRK_REPLAY || undefined;
+  delete process.env.CRIU_TS_SWRK_FIRST;
+  delete process.env.CRIU_TS_SWRK_REPLAY;
+  if (!firstFile) return { versionReplay };
+  try {
+    return { first: fs.readFileSync(firstFile), versionReplay };
+  } finally {
+    fs.rmSync(firstFile, { force: true });
+  }
+}
+
 /** swrk: serve the inherited socket, then exit with the result (0, 1, or 255 for a protocol error). */
 export async function runRpc(argv: Argv): Promise<number> {
   const o = parse(argv.args);
@@ -146,7 +163,8 @@ export async function runRpc(argv: Argv): Promise<number> {
     if (type !== SOCK.SEQPACKET) throw new CriuError(`swrk: fd ${fd} is not a SOCK_SEQPACKET socket`);
     // Restored trees and action scripts must not hold the client's socket open.
     fcntl(fd, F_SETFD, FD_CLOEXEC);
-    return serveConnection(new RpcConn(fd), { mode: 'swrk', scripts });
+    const { first, versionReplay } = launcherHandoff();
+    return serveConnection(new RpcConn(fd, first), { mode: 'swrk', scripts, versionReplay });
   }
   if (o.words.length !== 1) throw new CriuError('Usage: criu-ts service [--address PATH] [--pidfile FILE] [--status-fd FD]');
   if (o.daemon) return daemonize(argv.args, o.statusFd);

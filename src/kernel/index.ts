@@ -29,3 +29,4 @@ export * as tcp from './tcpstream.ts';
 export { inNamespaces, inNetNsFd } from './ns.ts';
 export * as sysv from './sysvipc.ts';
 export * from './tun.ts';
+export { runProgram, programPath, type ProgramResult } from './spawn.ts';

@@ -21,7 +21,9 @@ export const RESTORE_STAGES = [
     why:
       "The rest of each task: what needs the whole tree's fds in place (pipe data, epoll targets, O_ASYNC), timers, limits, then its " +
       "threads, once the memory they run on is back, its pending signals, each thread's core and scheduling, oom_score_adj and " +
-      'subreaper; then the owners of open files, which may be any task or thread of the tree.',
+      "subreaper; then the owners of open files, which may be any task or thread of the tree. The root network namespace's own " +
+      'netfilter rules come once every socket exists: until then the network lock stands alone there, so that no rule of the ' +
+      "tree's drops the peer's segments that soccr sends again to the restored connections.",
   },
   {
     stage: 'SECCOMP',

@@ -26,14 +26,23 @@ export class RpcConn {
   /** The client: SO_PEERCRED's pid, whose fds the request's *_fd fields name. */
   readonly peer: number;
   readonly fd: number;
-  constructor(fd: number) {
+  /** A first request already taken off the socket (by bin/criu-ts, for swrk). */
+  private first: Buffer | undefined;
+  constructor(fd: number, first?: Buffer) {
     this.fd = fd;
     this.peer = peerCred(fd).pid;
+    this.first = first;
   }
 
   /** The next request, undefined when the client has closed its end. */
   recv(): CriuReq | undefined {
-    const d = recvDatagram(this.fd, MAX_REQUEST);
+    const first = this.first;
+    this.first = undefined;
+    const d = first
+      ? first.length
+        ? { bytes: first.subarray(0, MAX_REQUEST), size: first.length }
+        : undefined
+      : recvDatagram(this.fd, MAX_REQUEST);
     if (!d) return undefined;
     if (d.size > MAX_REQUEST) throw new BadRequest(`request of ${d.size} bytes is larger than ${MAX_REQUEST}`, E2BIG);
     let req: CriuReq;

@@ -2,6 +2,7 @@
 // while the client asked to keep the session open. Every failure is a reply with the request's
 // type, success false, cr_errno and cr_errmsg; a request that cannot be read gets an EMPTY one.
 import fs from 'node:fs';
+import path from 'node:path';
 import { CriuError } from '../errors.ts';
 import { LevelLogger } from '../log.ts';
 import { setRecvTimeout, waitpid, SysError, memTrackWorks } from '../kernel/index.ts';
@@ -14,7 +15,7 @@ import { runCheck } from '../cli/check.ts';
 import { startPageServer } from '../migrate/start.ts';
 import { cpuinfo } from '../dump/cpuinfo.ts';
 import { cleanStale } from '../dump/journal.ts';
-import { checkDumpDir, checkRestoreDir } from '../images/index.ts';
+import { checkDumpDir, checkRestoreDir, encodeMessage } from '../images/index.ts';
 import { armInterrupts, dieOfInterrupt } from '../interrupt.ts';
 import type { ActionName, RunAction } from '../actions.ts';
 import { BadRequest, REQ, type RpcConn, typeName, type CriuReq, type CriuResp } from './conn.ts';
@@ -56,6 +57,11 @@ export interface ServeOptions {
   requestTimeoutMs?: number;
   /** Command-line --action-script programs, run after each notification is acknowledged. */
   scripts: (imagesDir: string) => RunAction | undefined;
+  /**
+   * Where bin/criu-ts keeps the version probe's request and answer, to answer the next ones
+   * itself (swrk): written by the first VERSION served.
+   */
+  versionReplay?: string;
 }
 
 /** How a connection ended: 0 served, 1 a request failed, 255 the client broke the protocol. */
@@ -95,6 +101,24 @@ export function serveConnection(conn: RpcConn, o: ServeOptions): ServeResult {
   }
 }
 
+/**
+ * The canonical version probe ({type: VERSION}, what runc, go-criu and pycriu send) and its
+ * answer, for bin/criu-ts to compare and replay byte for byte. Each file is put in place whole.
+ */
+function writeVersionReplay(dir: string, resp: CriuResp): void {
+  const put = (name: string, b: Buffer): void => {
+    const tmp = path.join(dir, `.${name}.${process.pid}`);
+    fs.writeFileSync(tmp, b);
+    fs.renameSync(tmp, path.join(dir, name));
+  };
+  try {
+    put('version.req', encodeMessage('criu_req', { type: REQ.VERSION }));
+    put('version.resp', encodeMessage('criu_resp', resp));
+  } catch {
+    /* no replay then: every probe starts criu-ts */
+  }
+}
+
 /** Sends a reply; a client that has gone is not an error of the server. */
 function reply(conn: RpcConn, resp: CriuResp): boolean {
   try {
@@ -114,8 +138,11 @@ function failure(type: number, e: unknown, log?: LevelLogger): CriuResp {
 
 function handle(conn: RpcConn, req: CriuReq, o: ServeOptions): boolean {
   switch (req.type) {
-    case REQ.VERSION:
-      return reply(conn, { type: REQ.VERSION, success: true, version: RPC_VERSION });
+    case REQ.VERSION: {
+      const resp = { type: REQ.VERSION, success: true, version: RPC_VERSION };
+      if (o.versionReplay) writeVersionReplay(o.versionReplay, resp);
+      return reply(conn, resp);
+    }
     case REQ.FEATURE_CHECK: {
       // Answered for criu-ts: lazy pages and the pidfd store are not used yet.
       const f = req.features ?? {};

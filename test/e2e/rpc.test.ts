@@ -25,6 +25,7 @@ import {
 import { dump, dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
 import { workload } from '../lib/workloads.ts';
 import { client, skip, type Json } from '../lib/rpc-client.ts';
+import { decodeMessage } from '../../src/images/index.ts';
 
 const EBADRQC = 56;
 async function counter(c: { dir: string }, name = 'counter.log') {
@@ -260,4 +261,65 @@ e2e(
     killAndReap(pid);
   },
   { skip },
+);
+
+/**
+ * One swrk request from Python (a SOCK_SEQPACKET pair, as go-criu makes it), under strace: the
+ * answers in hex and the programs the launcher ran.
+ */
+function swrkRaw(dir: string, requests: string[]): { answers: string[]; execs: string[] } {
+  const trace = join(dir, `execve-${Date.now()}.txt`);
+  const py = [
+    'import socket, subprocess, sys',
+    'a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)',
+    `p = subprocess.Popen(['strace', '-f', '-qq', '-e', 'trace=execve', '-o', sys.argv[1], sys.argv[2], 'swrk', str(b.fileno())], pass_fds=[b.fileno()], stdin=subprocess.DEVNULL)`,
+    'b.close()',
+    'for r in sys.argv[3:]:',
+    '    a.send(bytes.fromhex(r)); print(a.recv(65536).hex())',
+    'a.close(); sys.exit(p.wait())',
+  ].join('\n');
+  const r = spawnSync('python3', ['-c', py, trace, CRIU_BIN, ...requests], { encoding: 'utf8', timeout: 30_000 * SLOW });
+  assert.equal(r.status, 0, r.stderr);
+  const execs = readFileSync(trace, 'utf8')
+    .split('\n')
+    .map((l) => /execve\("([^"]+)"/.exec(l)?.[1])
+    .filter((x): x is string => !!x && !/ENOENT/.test(x));
+  return { answers: r.stdout.trim().split('\n'), execs };
+}
+
+e2e(
+  'swrk: a version probe is answered by the launcher without Node, byte for byte as Node answers it; other requests reach Node',
+  async (c) => {
+    const VERSION = '080a';
+    // The first probe may be Node's (it leaves the answer for the launcher); the next is the launcher's.
+    const first = swrkRaw(c.dir, [VERSION]);
+    const second = swrkRaw(c.dir, [VERSION]);
+    assert.equal(second.answers[0], first.answers[0], 'the same answer');
+    const resp = decodeMessage('criu_resp', Buffer.from(second.answers[0], 'hex'));
+    assert.deepEqual([resp.type, resp.success, resp.version?.major_number, resp.version?.minor_number], [10, true, 4, 2]);
+    assert.ok(
+      second.execs.every((e) => !/\/node$/.test(e)),
+      `no Node started: ${second.execs.join(' ')}`,
+    );
+    assert.ok(
+      second.execs.some((e) => /\/cat$/.test(e)),
+      `the answer replayed: ${second.execs.join(' ')}`,
+    );
+    // FEATURE_CHECK, and VERSION kept open then VERSION again: Node, given the request the launcher read.
+    const feature = swrkRaw(c.dir, ['0809']);
+    assert.deepEqual(
+      [decodeMessage('criu_resp', Buffer.from(feature.answers[0], 'hex')).type, feature.execs.some((e) => /\/node$/.test(e))],
+      [9, true],
+    );
+    const kept = swrkRaw(c.dir, ['080a2001', VERSION]);
+    assert.deepEqual(
+      kept.answers.map((h) => decodeMessage('criu_resp', Buffer.from(h, 'hex')).type),
+      [10, 10],
+    );
+    assert.deepEqual(
+      readdirSync(join(CRIU_BIN, '..', '..', '.cache', 'bundle')).filter((f) => f.startsWith('swrk-first')),
+      [],
+      'no request left behind',
+    );
+  },
 );

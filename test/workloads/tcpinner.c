@@ -21,6 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 enum { N = 3000, M = 2000 };
 
 static unsigned char at(long k) { return (unsigned char)((5 * k + 1) % 253); }
@@ -53,26 +55,10 @@ static void drain(int fd, long want, const char *who) {
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) return 1;
-	int v6 = argc > 2 && strcmp(argv[2], "v6") == 0, fam = v6 ? AF_INET6 : AF_INET;
-	struct sockaddr_storage ss = { 0 };
-	socklen_t len;
-	if (v6) {
-		struct sockaddr_in6 *a = (void *)&ss;
-		a->sin6_family = AF_INET6, a->sin6_port = htons(atoi(argv[1])), a->sin6_addr = in6addr_loopback;
-		len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (void *)&ss;
-		a->sin_family = AF_INET, a->sin_port = htons(atoi(argv[1])), a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		len = sizeof(*a);
-	}
+	int v6 = argc > 2 && strcmp(argv[2], "v6") == 0;
 	signal(SIGUSR1, on_usr1);
-	int one = 1, l = socket(fam, SOCK_STREAM, 0), c = socket(fam, SOCK_STREAM, 0);
-	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(l, (void *)&ss, len) || listen(l, 1)) fail("listen");
-	if (connect(c, (void *)&ss, len)) fail("connect");
-	int s = accept(l, NULL, NULL);
-	if (s < 0) fail("accept");
-	close(l); /* only the connection's two ends are left to answer a segment */
+	int s, c;
+	loopback_pair(v6, atoi(argv[1]), &s, &c);
 	send_pattern(s, 0, N);
 	send_pattern(c, 0, M);
 	if (shutdown(c, SHUT_WR)) fail("shutdown");

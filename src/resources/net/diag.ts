@@ -4,14 +4,10 @@
 // the sockets of criu-ts's network namespace.
 import { sock, close } from '../../kernel/index.ts';
 import type { Endpoint } from '../../soccr/index.ts';
+import { NLM_F, NLMSG, NLMSG_HDRLEN } from './nlattr.ts';
 
 const NETLINK_SOCK_DIAG = 4,
   SOCK_DIAG_BY_FAMILY = 20;
-const NLM_F_REQUEST = 1,
-  NLM_F_DUMP = 0x300,
-  NLMSG_DONE = 3,
-  NLMSG_ERROR = 2;
-const MSG_HDR = 16;
 
 /** One socket of a dump: its fixed message (family specific) and its attributes by type. */
 export interface DiagMsg {
@@ -30,27 +26,27 @@ export function netlinkDump(protocol: number, type: number, body: Buffer): Buffe
   const fd = sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, protocol);
   const out: Buffer[] = [];
   try {
-    const req = Buffer.alloc(MSG_HDR + body.length);
+    const req = Buffer.alloc(NLMSG_HDRLEN + body.length);
     req.writeUInt32LE(req.length, 0);
     req.writeUInt16LE(type, 4);
-    req.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-    body.copy(req, MSG_HDR);
+    req.writeUInt16LE(NLM_F.REQUEST | NLM_F.DUMP, 6);
+    body.copy(req, NLMSG_HDRLEN);
     if (sock.sendRaw(fd, req, 0) !== req.length) throw new Error(`netlink ${protocol}: short request`);
     recvBuf ??= Buffer.allocUnsafeSlow(256 * 1024);
     const buf = recvBuf;
     for (;;) {
       const n = sock.recvRaw(fd, buf, 0);
       if (n < 0) throw new Error(`netlink ${protocol}: recv failed (errno ${-n})`);
-      for (let off = 0; off + MSG_HDR <= n; ) {
+      for (let off = 0; off + NLMSG_HDRLEN <= n; ) {
         const len = buf.readUInt32LE(off),
           t = buf.readUInt16LE(off + 4);
-        if (t === NLMSG_DONE) return out;
-        if (t === NLMSG_ERROR) {
-          const err = -buf.readInt32LE(off + MSG_HDR);
+        if (t === NLMSG.DONE) return out;
+        if (t === NLMSG.ERROR) {
+          const err = -buf.readInt32LE(off + NLMSG_HDRLEN);
           if (err === 0) return out;
           throw new Error(`netlink ${protocol}: error ${err}`);
         }
-        if (len < MSG_HDR || off + len > n) throw new Error(`netlink ${protocol}: a message of ${len} bytes`);
+        if (len < NLMSG_HDRLEN || off + len > n) throw new Error(`netlink ${protocol}: a message of ${len} bytes`);
         out.push(Buffer.from(buf.subarray(off, off + len)));
         off += (len + 3) & ~3;
       }
@@ -63,16 +59,16 @@ export function netlinkDump(protocol: number, type: number, body: Buffer): Buffe
 /** Every socket a SOCK_DIAG_BY_FAMILY dump request (`body`, after the netlink header) lists. */
 export function diagDump(body: Buffer, msgLen: number): DiagMsg[] {
   return netlinkDump(NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, body).map((m) => {
-    if (m.length < MSG_HDR + msgLen) throw new Error(`sock_diag: short message of ${m.length} bytes`);
+    if (m.length < NLMSG_HDRLEN + msgLen) throw new Error(`sock_diag: short message of ${m.length} bytes`);
     const attrs = new Map<number, Buffer>();
-    for (let a = MSG_HDR + msgLen; a + 4 <= m.length; ) {
+    for (let a = NLMSG_HDRLEN + msgLen; a + 4 <= m.length; ) {
       const alen = m.readUInt16LE(a),
         atype = m.readUInt16LE(a + 2) & 0x3fff;
       if (alen < 4) break;
       attrs.set(atype, Buffer.from(m.subarray(a + 4, a + alen)));
       a += (alen + 3) & ~3;
     }
-    return { msg: Buffer.from(m.subarray(MSG_HDR, MSG_HDR + msgLen)), attrs };
+    return { msg: Buffer.from(m.subarray(NLMSG_HDRLEN, NLMSG_HDRLEN + msgLen)), attrs };
   });
 }
 

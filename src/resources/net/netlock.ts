@@ -5,10 +5,10 @@
 // removes the other's: an nftables table `inet CRIU-<run id>` (named as CRIU names it, from
 // inventory.dump_criu_run_id) with sets of 4-tuples, or one iptables/ip6tables rule pair per
 // connection. Packets marked 0xC114 (soccr's forged FIN) pass.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { CLONE, inNamespaces } from '../../kernel/index.ts';
 import type { Endpoint } from '../../soccr/index.ts';
+import { failure, runInNet, runTool } from '../ns/nstool.ts';
 import {
   BASE,
   HOOK,
@@ -98,20 +98,11 @@ export const connKey = (c: LockedConn): string => `${c.local}:${c.lport}-${c.pee
 export const connName = (c: LockedConn): string =>
   c.v6 ? `[${c.local}]:${c.lport} - [${c.peer}]:${c.pport}` : `${c.local}:${c.lport} - ${c.peer}:${c.pport}`;
 
-/** Where the tools are, whatever PATH the caller has (the guardian runs with an empty environment). */
-const PATH = `${process.env.PATH ? `${process.env.PATH}:` : ''}/usr/sbin:/usr/bin:/sbin:/bin`;
-
 /** Run a tool, in the network namespace at `/proc/NETNS/ns/net` when given. */
 function run(cmd: string, args: string[], input: string, netns?: number): { ok: boolean; err: string } {
-  const argv = netns === undefined ? [cmd, ...args] : ['nsenter', `--net=/proc/${netns}/ns/net`, cmd, ...args];
-  const r = spawnSync(argv[0], argv.slice(1), {
-    input,
-    encoding: 'utf8',
-    stdio: ['pipe', 'ignore', 'pipe'],
-    env: { ...process.env, PATH },
-  });
-  if (r.error) return { ok: false, err: `${cmd}: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}` };
-  return { ok: r.status === 0, err: `${cmd}: ${(r.stderr || `exit status ${r.status}`).trim().split('\n')[0]}` };
+  const data = input ? Buffer.from(input) : undefined;
+  const r = netns === undefined ? runTool(cmd, args, data) : runInNet(netns, cmd, args, data);
+  return { ok: !failure(r), err: `${cmd}: ${failure(r) ?? ''}` };
 }
 
 /** An address as the kernel holds it, v4-mapped v6 as v4. */

@@ -4,21 +4,14 @@
 // starting up and reading the whole ruleset, which costs a process and tens of ms per lock.
 import fs from 'node:fs';
 import { close, errnoName, sock } from '../../kernel/index.ts';
-import { align4 } from './nlattr.ts';
+import { align4, NLM_F, NLMSG, NLMSG_HDRLEN as HDR } from './nlattr.ts';
 
 const NETLINK_NETFILTER = 12;
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 0x10,
   NFNL_MSG_BATCH_END = 0x11;
-const NLMSG_ERROR = 2;
-const NLM_F_REQUEST = 1,
-  NLM_F_ACK = 4,
-  NLM_F_EXCL = 0x200,
-  NLM_F_CREATE = 0x400,
-  NLM_F_APPEND = 0x800;
 const NLA_F_NESTED = 0x8000;
 const NFPROTO_INET = 1;
-const HDR = 16;
 const MSG_DONTWAIT = 0x40;
 const EAGAIN = 11;
 
@@ -86,7 +79,7 @@ const msg = (type: number, flags: number, what: string, ...attrs: Buffer[]): Nft
 
 /** `create`: fail if the table exists (nft's `create table`), else take it as it is (`add table`). */
 export const newTable = (table: string, create = false): NftMsg =>
-  msg(NFT_MSG.NEWTABLE, NLM_F_CREATE | (create ? NLM_F_EXCL : 0), `add table inet ${table}`, str(1, table), u32(2, 0));
+  msg(NFT_MSG.NEWTABLE, NLM_F.CREATE | (create ? NLM_F.EXCL : 0), `add table inet ${table}`, str(1, table), u32(2, 0));
 
 export const delTable = (table: string): NftMsg => msg(NFT_MSG.DELTABLE, 0, `delete table inet ${table}`, str(1, table));
 
@@ -94,7 +87,7 @@ export const delTable = (table: string): NftMsg => msg(NFT_MSG.DELTABLE, 0, `del
 export const newChain = (table: string, name: string, hook: number, policy?: number): NftMsg =>
   msg(
     NFT_MSG.NEWCHAIN,
-    NLM_F_CREATE,
+    NLM_F.CREATE,
     `add chain inet ${table} ${name}`,
     str(1, table),
     str(3, name),
@@ -104,13 +97,13 @@ export const newChain = (table: string, name: string, hook: number, policy?: num
   );
 
 export const newRule = (table: string, chain: string, exprs: Expr[]): NftMsg =>
-  msg(NFT_MSG.NEWRULE, NLM_F_CREATE | NLM_F_APPEND, `add rule inet ${table} ${chain}`, str(1, table), str(2, chain), nest(4, ...exprs));
+  msg(NFT_MSG.NEWRULE, NLM_F.CREATE | NLM_F.APPEND, `add rule inet ${table} ${chain}`, str(1, table), str(2, chain), nest(4, ...exprs));
 
 /** A hash set of concatenated keys: `types` (TYPE), `keyLen` bytes (each part padded to 4). */
 export const newSet = (table: string, name: string, id: number, types: number[], keyLen: number): NftMsg =>
   msg(
     NFT_MSG.NEWSET,
-    NLM_F_CREATE,
+    NLM_F.CREATE,
     `add set inet ${table} ${name}`,
     str(1, table),
     str(2, name),
@@ -136,7 +129,7 @@ export function newElements(table: string, set: string, keys: Buffer[]): NftMsg[
     out.push(
       msg(
         NFT_MSG.NEWSETELEM,
-        NLM_F_CREATE,
+        NLM_F.CREATE,
         `add element inet ${table} ${set} (${part.length})`,
         str(1, table),
         str(2, set),
@@ -190,17 +183,17 @@ export function nftApply(msgs: NftMsg[]): void {
   try {
     let seq = 1;
     for (let i = 0; i < msgs.length; ) {
-      const parts: Buffer[] = [header(HDR + 4, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES)];
+      const parts: Buffer[] = [header(HDR + 4, NFNL_MSG_BATCH_BEGIN, NLM_F.REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES)];
       const bySeq = new Map<number, NftMsg>();
       let size = 2 * (HDR + 4);
       do {
         const m = msgs[i++];
         const len = HDR + 4 + m.body.length;
-        parts.push(header(len, (NFNL_SUBSYS_NFTABLES << 8) | m.type, NLM_F_REQUEST | NLM_F_ACK | m.flags, seq, NFPROTO_INET, 0), m.body);
+        parts.push(header(len, (NFNL_SUBSYS_NFTABLES << 8) | m.type, NLM_F.REQUEST | NLM_F.ACK | m.flags, seq, NFPROTO_INET, 0), m.body);
         bySeq.set(seq++, m);
         size += len;
       } while (i < msgs.length && size + HDR + 4 + msgs[i].body.length <= BATCH_MAX);
-      parts.push(header(HDR + 4, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES));
+      parts.push(header(HDR + 4, NFNL_MSG_BATCH_END, NLM_F.REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES));
       transact(fd, Buffer.concat(parts), bySeq);
     }
   } finally {
@@ -234,7 +227,7 @@ function transact(fd: number, batch: Buffer, bySeq: Map<number, NftMsg>): void {
     for (let off = 0; off + HDR <= got; ) {
       const len = buf.readUInt32LE(off);
       if (len < HDR) break;
-      if (buf.readUInt16LE(off + 4) === NLMSG_ERROR) {
+      if (buf.readUInt16LE(off + 4) === NLMSG.ERROR) {
         const err = -buf.readInt32LE(off + HDR);
         const m = bySeq.get(buf.readUInt32LE(off + HDR + 4 + 8));
         if (err) failed ??= new NftError(err, m?.what ?? 'nf_tables batch');
@@ -247,9 +240,7 @@ function transact(fd: number, batch: Buffer, bySeq: Map<number, NftMsg>): void {
   if (acked !== bySeq.size) throw new NftError(5, `nf_tables batch (${acked} of ${bySeq.size} messages acknowledged)`);
 }
 
-const NFT_MSG_GETTABLE = 1,
-  NLM_F_DUMP = 0x300,
-  NLMSG_DONE = 3;
+const NFT_MSG_GETTABLE = 1;
 
 /** Does the kernel answer nf_tables requests? A dump of the tables of the inet family. */
 export function nftablesPresent(): boolean {
@@ -260,7 +251,7 @@ export function nftablesPresent(): boolean {
     return false;
   }
   try {
-    const req = header(HDR + 4, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_DUMP, 1, NFPROTO_INET, 0);
+    const req = header(HDR + 4, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F.REQUEST | NLM_F.DUMP, 1, NFPROTO_INET, 0);
     if (sock.sendRaw(fd, req, 0) !== req.length) return false;
     const buf = Buffer.alloc(64 * 1024);
     for (;;) {
@@ -269,8 +260,8 @@ export function nftablesPresent(): boolean {
       for (let off = 0; off + HDR <= n; ) {
         const len = buf.readUInt32LE(off),
           type = buf.readUInt16LE(off + 4);
-        if (type === NLMSG_DONE) return true;
-        if (type === NLMSG_ERROR) return buf.readInt32LE(off + HDR) === 0;
+        if (type === NLMSG.DONE) return true;
+        if (type === NLMSG.ERROR) return buf.readInt32LE(off + HDR) === 0;
         if (len < HDR) return false;
         off += align4(len);
       }

@@ -1,4 +1,10 @@
-// Netlink attributes (struct nlattr): 16-bit length and type, payload padded to 4 bytes.
+// Netlink attributes (struct nlattr): 16-bit length and type, payload padded to 4 bytes; and
+// the message header's flags and types every netlink family shares (linux/netlink.h).
+
+/** struct nlmsghdr's size. */
+export const NLMSG_HDRLEN = 16;
+export const NLM_F = { REQUEST: 1, ACK: 4, DUMP: 0x300, EXCL: 0x200, CREATE: 0x400, APPEND: 0x800 } as const;
+export const NLMSG = { ERROR: 2, DONE: 3 } as const;
 
 export const align4 = (n: number): number => (n + 3) & ~3;
 

@@ -353,6 +353,13 @@ export function restoreConnection(
   }
   soccr.restore(fd, st);
   ctx.log.debug(`${where}: TCP connection ${st.inq.length}/${st.outq.length} bytes queued, restored in repair mode`);
+  // The states past a FIN come from segments sent "by the peer" (soccr/fin.ts): one dropped
+  // on its way leaves the connection a state short, which the task sees only as a reset later.
+  const now = soccr.tcpInfo(fd).state;
+  if (now !== st.state)
+    ctx.log.warn(
+      `${where}: TCP connection restored in ${soccr.stateName(now)}, not ${soccr.stateName(st.state)}: a segment from the peer sent again did not reach it (a netfilter rule dropped it?)`,
+    );
   // Out of repair once every socket of the tree exists: a connection whose two ends are both
   // in the tree must not answer the other's segments (the window probe) before it is there.
   ctx.beforeRelease(() => {

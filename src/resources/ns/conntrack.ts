@@ -9,14 +9,10 @@ import { IMG } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
 import type { NsImagesIn, NsImagesOut } from './types.ts';
 import { netlinkDump } from '../net/diag.ts';
-import { align4, nlAttrs } from '../net/nlattr.ts';
+import { align4, nlAttrs, NLM_F, NLMSG } from '../net/nlattr.ts';
 import { inNet, type NetAt } from './nstool.ts';
 
 const NETLINK_NETFILTER = 12;
-const NLM_F_REQUEST = 1,
-  NLM_F_ACK = 4,
-  NLM_F_CREATE = 0x400;
-const NLMSG_ERROR = 2;
 const HDR = 16,
   NFGEN = 4;
 const CTA_PROTOINFO = 4,
@@ -81,7 +77,7 @@ function messages(data: Buffer): Buffer[] {
 
 /** Send one creation and wait for its acknowledgement; the kernel's errno, 0 when done. */
 function create(fd: number, m: Buffer, seq: number): number {
-  m.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, 6);
+  m.writeUInt16LE(NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE, 6);
   m.writeUInt32LE(seq, 8);
   m.writeUInt32LE(0, 12);
   if (sock.sendRaw(fd, m, 0) !== m.length) return 5; // EIO
@@ -90,7 +86,7 @@ function create(fd: number, m: Buffer, seq: number): number {
     const n = sock.recvRaw(fd, buf, 0);
     if (n < 0) return -n;
     for (let off = 0; off + HDR <= n; off += align4(buf.readUInt32LE(off) || n)) {
-      if (buf.readUInt16LE(off + 4) === NLMSG_ERROR && buf.readUInt32LE(off + 8) === seq) return -buf.readInt32LE(off + HDR);
+      if (buf.readUInt16LE(off + 4) === NLMSG.ERROR && buf.readUInt32LE(off + 8) === seq) return -buf.readInt32LE(off + HDR);
     }
   }
 }

@@ -163,6 +163,8 @@ export interface NsPlan {
   nestedIds: Map<NsName, Set<number>>;
   /** Of the nested kinds: the namespaces made ahead of their tasks (makeAhead), by kind and id. */
   ahead: Map<NsName, Map<number, { file: string; release(): void }>>;
+  /** What the namespaces left until every task has its files (NsRestoreCtx.later). */
+  later: Array<() => void>;
 }
 
 export function planNamespaces(
@@ -200,6 +202,7 @@ export function planNamespaces(
     made: new Map(),
     nestedIds,
     ahead: new Map(),
+    later: [],
   };
 }
 
@@ -228,7 +231,7 @@ export function restoreNamespaces(plan: NsPlan, ctx: Omit<NsRestoreCtx, 'id' | '
     }
     const nsFiles = new Map([[id, `/proc/${ctx.pid}/ns/${k.name}`], ...[...ahead].map(([i, a]) => [i, a.file] as const)]);
     const filled = new Set<number>();
-    k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net, made: plan.made, nsFiles, filled });
+    k.restore?.({ ...ctx, id, mounts: plan.mounts, net: plan.net, made: plan.made, nsFiles, filled, later: (fn) => plan.later.push(fn) });
     filled.add(id);
     if (k.nested) plan.holders.set(k.name, new Map([[id, ctx.pid]]));
     for (const [other, a] of ahead) {
@@ -275,14 +278,16 @@ export function enterNamespaces(plan: NsPlan, ctx: { stub: Tracee; area: Injecti
 }
 
 /**
- * Once every task has its files: the read-only mounts kept writable for the ghost files on
- * them become read-only (by a task of each one's namespace: `stubOf` its host tid).
+ * Once every task has its files: what the namespaces left for then (the root's network
+ * namespace's own netfilter rules), and the read-only mounts kept writable for the ghost
+ * files on them become read-only (by a task of each one's namespace: `stubOf` its host tid).
  */
 export function namespacesAfterFiles(
   plan: NsPlan,
   mntOf: Map<number, number>,
   stubOf: (tid: number) => { stub: Tracee; area: InjectionArea } | undefined,
 ): void {
+  for (const fn of plan.later.splice(0)) fn();
   readOnlyAfterFiles(plan.made, (m) => {
     const ns = mntOf.get(m.mnt_id);
     const holder = ns === undefined ? undefined : plan.holders.get('mnt')?.get(ns);

@@ -3,7 +3,7 @@
 // contents of every tmpfs to tmpfs-dev-<dev>.tar.gz.img. What cannot be made again (a disk
 // file system other than the root's, a bind whose source is nowhere in the tree, an
 // overmounted tmpfs) is refused naming the mount, unless it is external (--external mnt[]).
-import { execFileSync } from 'node:child_process';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import fs from 'node:fs';
 import {
   AT_EMPTY_PATH,
@@ -17,6 +17,8 @@ import {
   copyTaskFd,
   errnoName,
   internalShmemDev,
+  runProgram,
+  type ProgramResult,
 } from '../../kernel/index.ts';
 import type { Tracee } from '../../compel/index.ts';
 import type { NsDumpCtx, NsHelper } from './types.ts';
@@ -390,36 +392,56 @@ function uncover(
  */
 function tar(args: string[], dirFd: number, pid: number, keepIds: boolean, input?: Buffer): Buffer {
   const own = fs.readlinkSync(`/proc/${pid}/ns/user`) !== fs.readlinkSync('/proc/self/ns/user');
-  const argv = ['--no-unquote', '--no-wildcards', '--numeric-owner', '--preserve-permissions', '--directory', '/proc/self/fd/3', ...args];
+  const argv = [
+    'tar',
+    '--no-unquote',
+    '--no-wildcards',
+    '--numeric-owner',
+    '--preserve-permissions',
+    '--directory',
+    '/proc/self/fd/3',
+    ...args,
+  ];
   const enter = [`--user=/proc/${pid}/ns/user`, ...(keepIds ? ['--preserve-credentials'] : [])];
-  const [cmd, full] = own ? ['nsenter', [...enter, 'tar', ...argv]] : ['tar', argv];
+  let r: ProgramResult;
   try {
-    return execFileSync(cmd, full, { input, maxBuffer: 1 << 30, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe', dirFd] });
+    r = runProgram(own ? ['nsenter', ...enter, ...argv] : argv, { input, fds: { 3: dirFd } });
   } catch (e) {
-    const why = String((e as { stderr?: Buffer }).stderr ?? '')
-      .trim()
-      .split('\n')[0];
-    throw new CriuError(`tar ${args[0]} of a tmpfs's contents failed${why ? `: ${why}` : ''}`);
+    throw new CriuError(`tar ${args[0]} of a tmpfs's contents failed: ${(e as Error).message}`);
   }
+  if (r.status !== 0) {
+    const why = r.stderr.trim().split('\n')[0];
+    throw new CriuError(`tar ${args[0]} of a tmpfs's contents failed${why ? `: ${why}` : ` (exit status ${r.status})`}`);
+  }
+  return r.stdout;
 }
 
-/** CRIU's tmpfs archive: a gzip'd tar of the whole file system, numeric owners, sparse. */
+/**
+ * CRIU's tmpfs archive: a gzip'd tar of the whole file system, numeric owners, sparse. The
+ * gzip is made here (zlib), not by a gzip program tar would start.
+ */
 function tarCreate(dirFd: number, pid: number): Buffer {
-  const args = ['--create', '--gzip', '--one-file-system', '--check-links', '--sparse', '.'];
+  const args = ['--create', '--one-file-system', '--check-links', '--sparse', '.'];
   try {
-    return tar(args, dirFd, pid, false);
+    return gzipSync(tar(args, dirFd, pid, false));
   } catch (e) {
     // A file only criu-ts's user may read, in a user namespace of its own, where uid 0 cannot.
     if (fs.readlinkSync(`/proc/${pid}/ns/user`) === fs.readlinkSync('/proc/self/ns/user')) throw e;
-    return tar(args, dirFd, pid, true);
+    return gzipSync(tar(args, dirFd, pid, true));
   }
 }
 
 /** Fill the tmpfs `pid` holds open as `fd` from its archive. */
 export function tarExtract(pid: number, fd: number | bigint, data: Buffer): void {
+  let plain: Buffer;
+  try {
+    plain = gunzipSync(data);
+  } catch (e) {
+    throw new CriuError(`a tmpfs's archive is not gzip data: ${(e as Error).message}`);
+  }
   const dirFd = fs.openSync(`/proc/${pid}/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   try {
-    tar(['--extract', '--gzip', '-f', '-'], dirFd, pid, false, data);
+    tar(['--extract', '-f', '-'], dirFd, pid, false, plain);
   } finally {
     fs.closeSync(dirFd);
   }

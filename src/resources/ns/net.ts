@@ -17,6 +17,8 @@ import { nsidOf } from './rtnl.ts';
 import { tunEntry, tunSysfs } from './tun.ts';
 import { dumpConntrack, restoreConntrack } from './conntrack.ts';
 import { dumpNetfilter, netfilterRefusal, netfilterRestoreRefusal, restoreNetfilter } from './netfilter.ts';
+import { lockNetns } from '../net/netlock.ts';
+import { netnsLockOf } from '../net/tcp.ts';
 
 /**
  * Run `fn` with criu-ts's main thread in the network namespace of `pid` (when given): the
@@ -161,7 +163,7 @@ export const netNs: NsKind = {
     return contentsRefusal(id, imgs, net);
   },
   cloneFlag: ({ id, imgs, net }) => (net?.join === undefined && netnsEntry(imgs, id).ext_key === undefined ? CLONE.NEWNET : 0),
-  restore: ({ pid, id, imgs, log, net, stub, nsFiles, filled }) => {
+  restore: ({ pid, id, imgs, log, net, stub, nsFiles, filled, later }) => {
     if (net?.join) {
       const own = fs.openSync(net.join, 'r');
       try {
@@ -183,7 +185,7 @@ export const netNs: NsKind = {
       log.info(`network namespace ${id}: left empty (--empty-ns net)${net?.loopbackUp ? ', its loopback up' : ''}`);
       return;
     }
-    fill(pid, id, imgs, log, net, { nsFiles: nsFiles ?? new Map(), filled: filled ?? new Set() });
+    fill(pid, id, imgs, log, net, { nsFiles: nsFiles ?? new Map(), filled: filled ?? new Set() }, later);
   },
   nested: true,
   makeAhead: ({ id, log, stub }) => {
@@ -205,8 +207,31 @@ export const netNs: NsKind = {
   },
 };
 
+/**
+ * The root's namespace, which the dump locked whole (the lock is in its saved rules): the same
+ * lock goes in alone, ahead of the sockets, and the saved rules once they exist (`later`), so
+ * that soccr's marked segments (a peer's FIN sent again) reach the restored connections
+ * whatever the tree's own rules drop there: an nftables accept does not overrule another
+ * table's drop. False when the dump took no lock (skip).
+ */
+function lockAhead(pid: number, id: number, imgs: NsImagesIn, log: Logger): boolean {
+  const spec = netnsLockOf(imgs.one(IMG.INVENTORY), pid);
+  if (spec.method === 'skip') return false;
+  lockNetns(spec);
+  log.info(`network namespace ${id}: locked with ${spec.method} until its sockets exist, its own netfilter rules after them`);
+  return true;
+}
+
 /** Fill a new network namespace (`at`) from the images of namespace `id`. */
-function fill(at: NetAt, id: number, imgs: NsImagesIn, log: Logger, net: NetOptions | undefined, tree: Omit<TreeNets, 'devsOf'>): void {
+function fill(
+  at: NetAt,
+  id: number,
+  imgs: NsImagesIn,
+  log: Logger,
+  net: NetOptions | undefined,
+  tree: Omit<TreeNets, 'devsOf'>,
+  later?: (fn: () => void) => void,
+): void {
   inNet(at, () => writeNetnsConf(imgs.one(IMG.NETNS, id), log));
   const devs = devsOf(imgs)(id);
   createLinks(at, id, devs, net?.devices, log, { ...tree, devsOf: devsOf(imgs) });
@@ -236,8 +261,12 @@ function fill(at: NetAt, id: number, imgs: NsImagesIn, log: Logger, net: NetOpti
     ip(at, ['rule', 'delete', 'table', 'local']);
     ip(at, ['rule', 'restore'], rules);
   }
-  restoreNetfilter(at, id, imgs, log);
-  restoreConntrack(at, id, imgs, log);
+  const netfilter = (replace: boolean): void => {
+    restoreNetfilter(at, id, imgs, log, replace);
+    restoreConntrack(at, id, imgs, log);
+  };
+  if (later && typeof at === 'number' && lockAhead(at, id, imgs, log)) later(() => netfilter(true));
+  else netfilter(false);
   log.info(`network namespace ${id}: links, addresses, routes and rules restored`);
 }
 

@@ -8,8 +8,7 @@
 import { CriuError } from '../../errors.ts';
 import type { Message, MessageInput } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
-import { failure, runInNet, type NetAt } from './nstool.ts';
-import { spawnSync } from 'node:child_process';
+import { failure, runInNet, runTool, type NetAt } from './nstool.ts';
 import fs from 'node:fs';
 import { changeLink, IFLA } from './rtnl.ts';
 import { makeTun } from './tun.ts';
@@ -140,7 +139,7 @@ export function linksRestoreRefusal(id: number, devsOf: (id: number) => Dev[], e
 
 /** `ip ARGS` in criu-ts's own namespace (pid undefined) or at `pid`. */
 function ip(pid: NetAt | undefined, args: string[]): void {
-  const r = pid === undefined ? spawnSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }) : runInNet(pid, 'ip', args);
+  const r = pid === undefined ? runTool('ip', args) : runInNet(pid, 'ip', args);
   const why = failure(r);
   if (why) throw new CriuError(`ip ${args.join(' ')}${pid === undefined ? '' : ` in the network namespace ${pid}`} failed: ${why}`);
 }
@@ -161,7 +160,7 @@ const shape = (d: Dev): string[] => [
  * ifindex (IFLA_NEW_IFINDEX, which `ip link set` lacks), MTU and MAC (CRIU's netdev[]).
  */
 function moveIn(at: NetAt, d: Dev, host: string): void {
-  const shown = spawnSync('ip', ['-j', 'link', 'show', 'dev', host], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const shown = runTool('ip', ['-j', 'link', 'show', 'dev', host]);
   const why = failure(shown);
   if (why) throw new CriuError(`--external netdev[${d.name}]:${host}: ${why}`);
   const index = (JSON.parse(shown.stdout.toString()) as IpLink[])[0].ifindex;

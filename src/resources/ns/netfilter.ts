@@ -105,8 +105,12 @@ export function netfilterRestoreRefusal(id: number, imgs: NsImagesIn): string | 
   return undefined;
 }
 
-/** Put the saved rulesets back in the new namespace of `pid`, iptables first (CRIU's order). */
-export function restoreNetfilter(pid: NetAt, id: number, imgs: NsImagesIn, log: Logger): void {
+/**
+ * Put the saved rulesets back in the new namespace of `pid`, iptables first (CRIU's order).
+ * `replace`: the namespace holds the network lock alone (put in ahead of its sockets), which
+ * the saved nftables ruleset, the lock in it, replaces in one transaction: never unlocked.
+ */
+export function restoreNetfilter(pid: NetAt, id: number, imgs: NsImagesIn, log: Logger, replace = false): void {
   const done: string[] = [];
   for (const family of ['iptables', 'ip6tables'] as const) {
     const data = imgs.raw(IMG_OF[family], id);
@@ -118,7 +122,7 @@ export function restoreNetfilter(pid: NetAt, id: number, imgs: NsImagesIn, log: 
   }
   const nft = imgs.raw(IMG.NFTABLES, id);
   if (nonEmpty(nft)) {
-    const why = failure(runInNet(pid, 'nft', ['-f', '-'], nft));
+    const why = failure(runInNet(pid, 'nft', ['-f', '-'], replace ? Buffer.concat([Buffer.from('flush ruleset\n'), nft]) : nft));
     if (why) throw new CriuError(`nftables-${id}.img: cannot restore its ruleset: ${why}`);
     done.push(`nftables-${id}.img`);
   }

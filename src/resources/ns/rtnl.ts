@@ -3,12 +3,9 @@
 // link into a namespace under a name and ifindex of its choosing (IFLA_NEW_IFINDEX, which
 // `ip link set` lacks). Each runs on a NETLINK_ROUTE socket of criu-ts's current namespace.
 import { close, sock } from '../../kernel/index.ts';
-import { align4, nlAttrs } from '../net/nlattr.ts';
+import { align4, nlAttrs, NLM_F, NLMSG, NLMSG_HDRLEN as HDR } from '../net/nlattr.ts';
 
 const NETLINK_ROUTE = 0;
-const NLM_F_REQUEST = 1,
-  NLM_F_ACK = 4;
-const NLMSG_ERROR = 2;
 const RTM_NEWLINK = 16,
   RTM_SETLINK = 19,
   RTM_NEWNSID = 88,
@@ -17,7 +14,6 @@ const NETNSA_NSID = 1,
   NETNSA_FD = 3;
 /** linux/if_link.h */
 export const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, NET_NS_FD: 28, NEW_IFINDEX: 49 } as const;
-const HDR = 16;
 
 /** One attribute: a u32/s32 number, a NUL-terminated name or raw bytes. */
 function attr(type: number, v: number | string | Uint8Array): Buffer {
@@ -40,13 +36,13 @@ function request(type: number, flags: number, body: Buffer): Buffer | number {
     const req = Buffer.concat([Buffer.alloc(HDR), body]);
     req.writeUInt32LE(req.length, 0);
     req.writeUInt16LE(type, 4);
-    req.writeUInt16LE(NLM_F_REQUEST | flags, 6);
+    req.writeUInt16LE(NLM_F.REQUEST | flags, 6);
     req.writeUInt32LE(1, 8);
     if (sock.sendRaw(fd, req, 0) !== req.length) return -5;
     const buf = Buffer.alloc(8192);
     const n = sock.recvRaw(fd, buf, 0);
     if (n < HDR) return n < 0 ? n : -5;
-    if (buf.readUInt16LE(4) === NLMSG_ERROR) return buf.readInt32LE(HDR);
+    if (buf.readUInt16LE(4) === NLMSG.ERROR) return buf.readInt32LE(HDR);
     return Buffer.from(buf.subarray(0, buf.readUInt32LE(0)));
   } finally {
     close(fd);
@@ -69,7 +65,7 @@ export function nsidOf(nsFd: number): number {
 export function changeLink(index: number, attributes: Array<[number, number | string | Uint8Array]>, set = false): number {
   const ifi = Buffer.alloc(16);
   ifi.writeInt32LE(index, 4);
-  const r = request(set ? RTM_SETLINK : RTM_NEWLINK, NLM_F_ACK, Buffer.concat([ifi, ...attributes.map(([t, v]) => attr(t, v))]));
+  const r = request(set ? RTM_SETLINK : RTM_NEWLINK, NLM_F.ACK, Buffer.concat([ifi, ...attributes.map(([t, v]) => attr(t, v))]));
   return typeof r === 'number' ? r : 0;
 }
 

@@ -114,6 +114,8 @@ export interface NsRestoreCtx {
   nsFiles?: ReadonlyMap<number, string>;
   /** Of a nested kind: the ids of the namespaces filled already. */
   filled?: ReadonlySet<number>;
+  /** Work left until every task of the tree has its files (namespacesAfterFiles). */
+  later?: (fn: () => void) => void;
 }
 
 /** Fill a namespace made ahead: its id, its file, the tree's others and which are filled. */
