@@ -159,6 +159,18 @@ const PROBES: Probe[] = [
     restored: () => 0,
   },
   {
+    // No image keeps it (CRIU's neither); modify_ldt(0) reads the entries: none, 0 bytes.
+    resource: 'LDT entries (modify_ldt)',
+    perThread: false,
+    only: 'x86_64',
+    read: (t, area) => {
+      area.reset();
+      const r = t.syscallRaw('modify_ldt', 0, area.alloc(8), 8);
+      return r < 0n ? undefined : r > 0n ? 1 : 0;
+    },
+    restored: () => 0,
+  },
+  {
     // mm->def_flags is shown nowhere, but the injection area, mapped after it was set, has it.
     resource: 'locking of future mappings (mlockall MCL_FUTURE)',
     perThread: false,

@@ -128,6 +128,12 @@ const REFUSALS: Refusal[] = [
       return procStatus(child)!.TracerPid === String(pid);
     },
   },
+  {
+    mode: 'ldt',
+    line: /LDT entries \(modify_ldt\): it is 1, where a restored task has 0/,
+    still: () => true,
+    skip: process.arch === 'x64' ? undefined : 'the LDT is x86 only',
+  },
   { mode: 'slice', line: /time slice \(sched_setattr sched_runtime\): it is 3000000, where a restored task has \d+/, still: () => true },
   { mode: 'sud', line: /syscall user dispatch \(PR_SET_SYSCALL_USER_DISPATCH\): it is 1, where a restored task has 0/, still: () => true },
   { mode: 'keyring', line: /process keyring \(KEY_SPEC_PROCESS_KEYRING\): it is 1, where a restored task has 0/, still: () => true },

@@ -21,6 +21,7 @@
 //   ioflusher  PR_SET_IO_FLUSHER (needs CAP_SYS_RESOURCE)
 //   zombieleader a child whose main thread exited (pthread_exit) while another thread runs
 //   traced     a child it traces (PTRACE_SEIZE)
+//   ldt        an LDT entry (modify_ldt), x86_64
 //   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
 //   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
 //   keyring    a key in its process keyring
@@ -200,6 +201,13 @@ int main(int argc, char **argv) {
       for (;;) pause();
     }
     if (ptrace(PTRACE_SEIZE, c, 0, 0)) die("PTRACE_SEIZE");
+  } else if (!strcmp(mode, "ldt")) {
+#ifdef __x86_64__
+    struct { unsigned int entry, base, limit, flags; } d = { 0, 0x1000, 0xfff, 1 /* seg_32bit */ | 1 << 6 /* useable */ };
+    if (syscall(SYS_modify_ldt, 1, &d, sizeof d)) die("modify_ldt");
+#else
+    die("ldt is x86_64 only");
+#endif
   } else if (!strcmp(mode, "slice")) {
     struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; } at = {
       .size = sizeof at, .policy = SCHED_OTHER, .runtime = 3000000 };

@@ -159,6 +159,7 @@ export type SyscallName =
   | 'get_thread_area'
   | 'set_thread_area'
   | 'arch_prctl'
+  | 'modify_ldt'
   | 'get_mempolicy'
   | 'bind'
   | 'listen'

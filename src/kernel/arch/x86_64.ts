@@ -111,6 +111,7 @@ const sys: Partial<Record<SyscallName, number>> = {
   vfork: 58,
   prctl: 157,
   arch_prctl: 158,
+  modify_ldt: 154,
   chroot: 161,
   gettid: 186,
   sched_setaffinity: 203,
