@@ -134,6 +134,11 @@ const REFUSALS: Refusal[] = [
     still: () => true,
     skip: process.arch === 'x64' ? undefined : 'the LDT is x86 only',
   },
+  {
+    mode: 'epollbusy',
+    line: /fd \d+ \(anon_inode:\[eventpoll\]\): busy polling is set on it \(EPIOCSPARAMS: 50 us, budget 8, prefer 1\)/,
+    still: () => true,
+  },
   { mode: 'slice', line: /time slice \(sched_setattr sched_runtime\): it is 3000000, where a restored task has \d+/, still: () => true },
   { mode: 'sud', line: /syscall user dispatch \(PR_SET_SYSCALL_USER_DISPATCH\): it is 1, where a restored task has 0/, still: () => true },
   { mode: 'keyring', line: /process keyring \(KEY_SPEC_PROCESS_KEYRING\): it is 1, where a restored task has 0/, still: () => true },

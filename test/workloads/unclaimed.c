@@ -22,6 +22,7 @@
 //   zombieleader a child whose main thread exited (pthread_exit) while another thread runs
 //   traced     a child it traces (PTRACE_SEIZE)
 //   ldt        an LDT entry (modify_ldt), x86_64
+//   epollbusy  an epoll with busy polling set (EPIOCSPARAMS)
 //   slice      a time slice of 3 ms (sched_setattr's sched_runtime)
 //   sud        syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH), its selector allowing
 //   keyring    a key in its process keyring
@@ -42,7 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -208,6 +211,10 @@ int main(int argc, char **argv) {
 #else
     die("ldt is x86_64 only");
 #endif
+  } else if (!strcmp(mode, "epollbusy")) {
+    struct { uint32_t usecs; uint16_t budget; uint8_t prefer, pad; } ep = { 50, 8, 1, 0 };
+    int e = epoll_create1(0);
+    if (e < 0 || ioctl(e, 0x40088a01 /* EPIOCSPARAMS */, &ep)) die("EPIOCSPARAMS");
   } else if (!strcmp(mode, "slice")) {
     struct { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t runtime, deadline, period; } at = {
       .size = sizeof at, .policy = SCHED_OTHER, .runtime = 3000000 };

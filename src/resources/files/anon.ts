@@ -62,11 +62,37 @@ export const eventfdFile = fileKind({
   },
 });
 
+const EPIOCGPARAMS = 0x80088a02; // _IOR(0x8A, 0x02, struct epoll_params)
+
+/** Busy polling set on an epoll (EPIOCSPARAMS, Linux 6.9), which no image keeps; undefined when none. */
+function busyPollProblem(p: FdProbe): string | undefined {
+  let fd: number;
+  try {
+    fd = copyTaskFd(p.pid, p.fd);
+  } catch {
+    return undefined; // closed meanwhile: the dump sees it
+  }
+  try {
+    const b = Buffer.alloc(8);
+    ioctl(fd, EPIOCGPARAMS, b);
+    const usecs = b.readUInt32LE(0),
+      budget = b.readUInt16LE(4),
+      prefer = b.readUInt8(6);
+    if (usecs || budget || prefer)
+      return `busy polling is set on it (EPIOCSPARAMS: ${usecs} us, budget ${budget}, prefer ${prefer}), which no image keeps`;
+    return undefined;
+  } catch {
+    return undefined; // a kernel without it
+  } finally {
+    close(fd);
+  }
+}
+
 export const eventpollFile = fileKind({
   type: FD_TYPE.EVENTPOLL,
   field: 'epfd',
   name: 'epoll',
-  claims: { flags: O.NONBLOCK | FASYNC },
+  claims: { flags: O.NONBLOCK | FASYNC, check: busyPollProblem },
   matches: anon('eventpoll'),
   dump(p, id) {
     // epoll keys each target by (file, fd number). A target whose fd was closed or now holds
