@@ -79,17 +79,24 @@ export function openImage(file: string): number {
 
 /**
  * Create `file` anew for writing, mode 0600: whatever had its name (a symlink, a hard link to
- * another file, a file someone else created) is unlinked first, never written through.
+ * another file, a file someone else created) is unlinked, never written through. The create
+ * comes first (O_EXCL): a new dump's directory has nothing to unlink.
  */
 export function createImage(file: string, extraFlags = 0): number {
   const [dir, name] = split(file);
+  const create = (): number => opener(dir, name, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | extraFlags, 0o600);
+  try {
+    return create();
+  } catch (e) {
+    if (errCode(e) !== 'EEXIST') throw new ImageError(file, `cannot create: ${refusal(e, true)}`);
+  }
   try {
     fs.unlinkSync(file);
   } catch (e) {
     if (errCode(e) !== 'ENOENT') throw new ImageError(file, `cannot replace: ${refusal(e)}`);
   }
   try {
-    return opener(dir, name, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | extraFlags, 0o600);
+    return create();
   } catch (e) {
     throw new ImageError(file, `cannot create: ${refusal(e, true)}`);
   }
