@@ -46,16 +46,20 @@ export const RESOURCE_NAMES: Readonly<Record<string, string>> = {
 
 const same = (s: string | undefined): string => s ?? '';
 
-/** Files of /proc/PID compared with criu-ts's own unless a module claims them, and the part of each that counts. */
-export const PROC_FILES: ReadonlyArray<[string, (s: string | undefined) => string]> = [
+/**
+ * Files of /proc/PID compared with criu-ts's own unless a module claims them, the part of each
+ * that counts, and (third) what a restored task has when that is not criu-ts's own.
+ */
+export const PROC_FILES: ReadonlyArray<[string, (s: string | undefined) => string, string?]> = [
   ['oom_score_adj', same],
   ['personality', same],
   ['coredump_filter', same], // timer slack: claims-probes.ts, per thread
   ['loginuid', same],
   ['sessionid', same],
   ['attr/current', same],
-  // The nice value of its session's autogroup (made by setsid); a restored session's has 0.
-  ['autogroup', (s) => / nice (-?\d+)/.exec(s ?? '')?.[1] ?? ''],
+  // The nice value of its session's autogroup (made by setsid): a restored session's has 0. A
+  // task outside the root CPU group shows none, and none differs from 0 in nothing.
+  ['autogroup', (s) => / nice (-?\d+)/.exec(s ?? '')?.[1] ?? '0', '0'],
   ['ksm_stat', (s) => /^ksm_merge_any: *(\S+)/m.exec(s ?? '')?.[1] ?? ''],
 ];
 

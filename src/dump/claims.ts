@@ -226,10 +226,10 @@ function checkStatus(status: Map<string, string>, claims: Map<string, Claim>, ow
 }
 
 function checkProcFiles(pid: number, claims: Map<string, Claim>, own: Own, at: ClaimSite, refuse: Refuse): void {
-  for (const [name, filter] of PROC_FILES) {
+  for (const [name, filter, restored] of PROC_FILES) {
     if (claims.get(name) === true) continue;
     const mine = readOptional(`/proc/${pid}/${name}`);
-    checkValue(RESOURCE_NAMES[name] ?? `/proc/PID/${name}`, filter(mine), claims.get(name), filter(own.file(name)), at, refuse);
+    checkValue(RESOURCE_NAMES[name] ?? `/proc/PID/${name}`, filter(mine), claims.get(name), restored ?? filter(own.file(name)), at, refuse);
   }
 }
 

@@ -50,3 +50,12 @@ test('ksm_stat counts only its merge-any switch; identity lines of status are ne
   for (const k of ['Pid', 'Tgid', 'State', 'Threads', 'SigQ']) assert.ok(NEUTRAL_STATUS.has(k), k);
   for (const k of ['Seccomp', 'Cpus_allowed', 'NoNewPrivs', 'SigPnd']) assert.ok(!NEUTRAL_STATUS.has(k), k);
 });
+
+test('autogroup: only a nice value other than 0 counts, a task outside the root CPU group (none shown) included', () => {
+  const [, filter, restored] = PROC_FILES.find(([n]) => n === 'autogroup')!;
+  assert.equal(restored, '0', 'a restored session has a new autogroup, nice 0, whatever criu-ts has');
+  assert.equal(filter('/autogroup-80298 nice 0'), restored);
+  assert.equal(filter(''), restored, 'nothing shown');
+  assert.equal(filter(undefined), restored, 'no such file');
+  assert.equal(filter('/autogroup-7 nice -5'), '-5');
+});
