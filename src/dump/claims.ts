@@ -98,11 +98,8 @@ function readOptional(path: string): string | undefined {
   }
 }
 
-/**
- * Refuse what no resource module saves. Returns the check of file locks no fd shows, to run
- * later, before the dump completes.
- */
-export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): () => void {
+/** Refuse what no resource module saves. */
+export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
   const own = new Own();
   const claims = { status: merged('status'), stat: merged('stat'), files: merged('files') };
   const treeIds = new Set(tasks.flatMap((t) => t.threads.map((th) => th.tid)));
@@ -150,10 +147,9 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): () => voi
         refuse('I/O priority (ioprio_set)', `it is ${ioprioName(io)}, where a restored task has ${ioprioName(own.ioprio)}`, th.tid);
     }
   }
-  // Locks on files that no fd shows (an fd shows its own, checkFds): /proc/locks is read while
-  // the dump goes on, and checked before its images are complete.
-  const mapped = mappedFiles(tasks);
-  return () => checkLocks(opts.procLocks.text(), treeIds, shownLocks, mapped);
+  // Locks on files that no fd shows (an fd shows its own, checkFds): /proc/locks, read since
+  // the tree was frozen.
+  checkLocks(opts.procLocks.text(), treeIds, shownLocks, mappedFiles(tasks));
 }
 
 /**

@@ -296,7 +296,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
     step(log, 'checking that every piece of state the kernel shows is saved');
     // Whatever no resource module saves refuses the dump here, before anything is written
     // or injected (a pending SIGTRAP would be taken by the first injected call).
-    const checkLocks = checkClaims(tasks.filter(isLive), {
+    checkClaims(tasks.filter(isLive), {
       shellJob: req.shellJob,
       freezeCgroup: req.freezeCgroup,
       fileLocks: req.fileLocks,
@@ -347,7 +347,6 @@ function dumpColocated(req: DumpRequest): DumpResult {
         log,
       );
     }
-    checkLocks();
     faultPoint('write-images');
     hangPoint('write-images');
     // The last safe point: past it, the dump completes.
