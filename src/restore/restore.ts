@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { kill, waitpid, W, WALL, WNOHANG, SIG } from '../kernel/index.ts';
 import { InjectionArea, colocate, endColocation } from '../compel/index.ts';
 import { CriuError, faultPoint, faultAt } from '../errors.ts';
-import { checkInterrupt, disarmInterrupts } from '../interrupt.ts';
+import { checkInterrupt, disarmInterrupts, hangPoint } from '../interrupt.ts';
 import { shmemSizes, ShmemObjects } from '../resources/mm/index.ts';
 import {
   SessionRestore,
@@ -561,6 +561,7 @@ function createTree(ctx: Ctx): void {
       if (ctx.ns.flags & CLONE.NEWNS) ctx.nsRoot = true;
       if (ctx.ns.flags & CLONE.NEWPID) nsStandIns(ctx, l);
       if (ctx.ns.flags) ctx.req.actions?.('post-setup-namespaces');
+      hangPoint('root-created');
     } else if (!t.zombie) enterNamespaces(ctx.ns, { stub, area: l.area, ids: t.ids, imgs: ctx.imgs, log: ctx.req.log });
     ctx.sessions.enter(t, stub, born);
     if (isLive(l)) {
