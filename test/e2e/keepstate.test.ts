@@ -10,8 +10,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2e, killAndReap, adopt, descendants } from '../lib/proc.ts';
-import { dumpAndReap, restoreDetached } from '../lib/cr.ts';
+import { e2e, killAndReap, adopt, descendants, startTarget, readLines } from '../lib/proc.ts';
+import { dumpAndReap, restoreDetached, waitForCounter } from '../lib/cr.ts';
+import { workload } from '../lib/workloads.ts';
+import { readMessages, writeImage } from '../../src/images/index.ts';
 import { startChecking, askCheck } from '../lib/selfcheck.ts';
 
 /** `precheck`: the workload checks itself before the dump too (not when checking changes the state). */
@@ -89,3 +91,23 @@ for (const yard of [false, true]) {
     { skip: !V2_ROOT && 'no cgroup v2 hierarchy mounted' },
   );
 }
+
+e2e('a thread without rseq, its rseq_entry all zero as CRIU writes it, comes back and runs on', async (c) => {
+  // glibc registers rseq for every thread unless told not to.
+  const t = startTarget([workload('counter'), '50'], {
+    logFile: join(c.dir, 'counter.log'),
+    env: { GLIBC_TUNABLES: 'glibc.pthread.rseq=0' },
+  });
+  await waitForCounter(t.log, 2);
+  const img = c.subdir('img');
+  dumpAndReap(t.pid, img);
+  const core = join(img, `core-${t.pid}.img`);
+  const entries = readMessages(core, 'core_entry');
+  assert.equal(entries[0].thread_core?.rseq_entry, undefined, 'criu-ts saves no rseq_entry for it');
+  entries[0].thread_core!.rseq_entry = { rseq_abi_pointer: 0n, rseq_abi_size: 0, signature: 0 };
+  writeImage(core, 'core_entry', entries);
+  const mark = readLines(t.log).length;
+  restoreDetached(img, t.pid, ['--skip-verify']);
+  await waitForCounter(t.log, -1, 5000, mark);
+  killAndReap(t.pid);
+});

@@ -36,9 +36,12 @@ export function freezeRseq(t: Tracee, regs: Buffer): MessageInput<'rseq_entry'> 
   return e;
 }
 
-/** Register rseq again (the memory it points into is back). */
+/**
+ * Register rseq again (the memory it points into is back). CRIU writes an entry for every
+ * thread, all zero for one without rseq: that one stays without.
+ */
 export function restoreRseq(t: Tracee, rs: Message<'rseq_entry'> | undefined): void {
-  if (rs) t.syscall('rseq', rs.rseq_abi_pointer, rs.rseq_abi_size, 0, rs.signature);
+  if (rs && rs.rseq_abi_pointer !== 0n) t.syscall('rseq', rs.rseq_abi_pointer, rs.rseq_abi_size, 0, rs.signature);
 }
 
 /** The rseq_cs pointer of a thread saved inside a critical section, after its last injected call. */
