@@ -82,6 +82,18 @@ static volatile int susp_wakes, susp_mask_ok;
 
 static void die(const char *what) { perror(what); exit(2); }
 
+/* /proc/self/fdinfo/FD into buf, NUL-terminated (empty if unreadable). */
+static void fdinfo(int fd, char *buf, size_t size)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", fd);
+	int f = open(p, O_RDONLY);
+	long n = f < 0 ? -1 : read(f, buf, size - 1);
+	if (f >= 0)
+		close(f);
+	buf[n > 0 ? n : 0] = 0;
+}
+
 static const char *fail(const char *fmt, long a, long b)
 {
 	snprintf(why, sizeof(why), fmt, a, b);
@@ -257,12 +269,8 @@ static const char *verify(void *arg)
 		return s == F_SEAL_FUTURE_WRITE ? NULL : fail("seals %#lx, not %#lx", s, F_SEAL_FUTURE_WRITE);
 	}
 	if (!strcmp(mode, "abstime")) {
-		char p[64], buf[1024];
-		snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", fd1);
-		int f = open(p, O_RDONLY);
-		long n = read(f, buf, sizeof(buf) - 1);
-		close(f);
-		buf[n > 0 ? n : 0] = 0;
+		char buf[1024];
+		fdinfo(fd1, buf, sizeof(buf));
 		char *l = strstr(buf, "settime flags:");
 		long fl = l ? strtol(l + 14, NULL, 8) : -1;
 		struct itimerspec its;
@@ -353,12 +361,8 @@ static const char *verify(void *arg)
 		struct epoll_event ev[4];
 		int n = epoll_wait(fd1, ev, 4, 0);
 		if (n != 1 || ev[0].data.fd != fd2) return fail("%ld events ready, not only the exclusive one (%ld)", n, n > 0 ? ev[0].data.fd : -1);
-		char p[64], buf[1024];
-		snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", fd1);
-		int f = open(p, O_RDONLY);
-		long r = read(f, buf, sizeof(buf) - 1);
-		close(f);
-		buf[r > 0 ? r : 0] = 0;
+		char buf[1024];
+		fdinfo(fd1, buf, sizeof(buf));
 		char *l = strstr(buf, "tfd:");
 		for (; l; l = strstr(l + 1, "tfd:")) {
 			int tfd = atoi(l + 4);
