@@ -171,16 +171,6 @@ export function resume(f: Frozen, probe = true): void {
   sock.setsockoptInt(f.fd, SOL.SOCKET, SO.REUSEADDR, f.reuseaddr);
 }
 
-/**
- * Send the window probe of a connection out of repair once more (repair on and off again): its
- * peer answers with its window, and the connection's timers take it from there.
- */
-export function probeAgain(f: Frozen): void {
-  sock.setsockoptInt(f.fd, SOL.TCP, TCP.REPAIR, 1);
-  sock.setsockoptInt(f.fd, SOL.TCP, TCP.REPAIR, 0);
-  sock.setsockoptInt(f.fd, SOL.SOCKET, SO.REUSEADDR, f.reuseaddr);
-}
-
 /** Turn repair off on a socket someone else left in repair mode; false if it was not. */
 export function heal(fd: number, reuseaddr = 0): boolean {
   try {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { sock, pidfdOpen, pidfdGetfd, close, fcntl, ioctl, F, O, SysError } from '../../kernel/index.ts';
 import { FD_TYPE, FASYNC, fown, statefulKind, type DumpFileCtx, type RestoreFileCtx } from '../files/types.ts';
 import { TCP_STATE, stateName, tcpInfo, endpoint, sockaddr, handledState, type Endpoint } from '../../soccr/index.ts';
-import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDump, type TcpResume } from './tcp.ts';
+import { dumpConnection, restoreConnection, repaired, entryEndpoints, type TcpDump } from './tcp.ts';
 import { endpointName } from './netlock.ts';
 import { diagOf, inetDiag, type DiagSock } from './diag.ts';
 import { int, bool, setInt, dumpSkOpts, restoreSkOpts } from './skopts.ts';
@@ -127,8 +127,6 @@ interface DumpState {
   tcp: TcpDump;
   /** Restore: the listeners this restore made (by inode), which share ports only with each other. */
   listeners: Set<number>;
-  /** Restore: the connections to take out of repair mode once every fd is open. */
-  resumes: TcpResume[];
 }
 
 function copyOf(pid: number, fd: number, ctx: DumpFileCtx, st: DumpState): number {
@@ -306,7 +304,7 @@ function openInet(e: InetEntry, ctx: RestoreFileCtx, st: DumpState): number {
   sock.setsockoptInt(fd, SOL.SOCKET, SO.REUSEPORT, 1);
   const { src, dst } = entryEndpoints(e);
   if (isTcp(e) && repaired(e.state, e.dst_port)) {
-    restoreConnection(fd, e, { src, dst }, where, ctx, st.resumes);
+    restoreConnection(fd, e, { src, dst }, where, ctx);
   } else {
     // A raw socket's port is its protocol, which bind ignores; its address still counts.
     if (e.state === TCP_STATE.LISTEN && !e.opts.so_reuseport) refuseTakenPort(e, src, st.listeners);
@@ -352,7 +350,6 @@ export const inetFile = statefulKind({
       diag,
       tcp: { frozen: [], noted: new Set(), diag },
       listeners: new Set(),
-      resumes: [],
     };
   },
   dump: (p, id, ctx, st) => dumpInet(p, id, ctx, st),

@@ -302,7 +302,6 @@ export function restoreConnection(
   eps: { src: soccr.Endpoint; dst: soccr.Endpoint },
   where: string,
   ctx: RestoreFileCtx,
-  resumes: TcpResume[],
 ): void {
   if (ctx.tcp.close) {
     try {
@@ -361,27 +360,9 @@ export function restoreConnection(
     ctx.log.warn(
       `${where}: TCP connection restored in ${soccr.stateName(now)}, not ${soccr.stateName(st.state)}: a segment from the peer sent again did not reach it (a netfilter rule dropped it?)`,
     );
-  // Out of repair once every socket of the tree exists (resumeAll).
-  if (!resumes.length) ctx.beforeRelease(() => resumeAll(resumes));
-  resumes.push({ f: soccr.frozen(fd, e.opts.reuseaddr ? 1 : 0), ...eps });
-}
-
-/** A restored connection waiting for repair mode to go: its socket and its ends. */
-export interface TcpResume {
-  f: soccr.Frozen;
-  src: soccr.Endpoint;
-  dst: soccr.Endpoint;
-}
-
-const sameEnd = (a: soccr.Endpoint, b: soccr.Endpoint): boolean => a.port === b.port && a.addr.equals(b.addr);
-
-/**
- * Turn repair mode off on every restored connection, each sending its window probe. A
- * connection whose two ends are both in the tree then probes again: the first end out of
- * repair sent its probe to the other while that one still dropped segments, so it never learnt
- * the other's window, and data it had queued stayed unsent until the task wrote again.
- */
-function resumeAll(resumes: TcpResume[]): void {
-  for (const r of resumes) soccr.resume(r.f);
-  for (const r of resumes) if (resumes.some((o) => o !== r && sameEnd(o.src, r.dst) && sameEnd(o.dst, r.src))) soccr.probeAgain(r.f);
+  // Out of repair once every socket of the tree exists: a connection whose two ends are both
+  // in the tree must not answer the other's segments (the window probe) before it is there.
+  ctx.beforeRelease(() => {
+    soccr.resume(soccr.frozen(fd, e.opts.reuseaddr ? 1 : 0));
+  });
 }
