@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CriuError } from '../errors.ts';
+import { cgroupMounts, parseCgroupFile, type CgCtl } from '../resources/cgroups.ts';
 
 export class CgroupFreezer {
   readonly dir: string;
@@ -52,24 +53,18 @@ export class CgroupFreezer {
  * those hierarchies; undefined when none. ptrace cannot stop a frozen task until it is thawed.
  */
 export function frozenCgroupOf(pid: number): string | undefined {
-  let own: string, mounts: string;
+  let ctls: CgCtl[];
   try {
-    own = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-    mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    ctls = parseCgroupFile(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
   } catch {
     return undefined; // gone: the seize says so
   }
-  for (const line of mounts.split('\n')) {
-    // "36 25 0:31 / /sys/fs/cgroup/freezer rw,... - cgroup cgroup rw,freezer"
-    const [pre, post] = line.split(' - ');
-    if (!post) continue;
-    const f = pre.split(' ');
-    const [fstype, , opts] = post.split(' ');
-    const v2 = fstype === 'cgroup2';
-    if (f[3] !== '/' || !(v2 || (fstype === 'cgroup' && opts.split(',').includes('freezer')))) continue;
-    const m = (v2 ? /^0::(.*)$/m : /^\d+:(?:[^:]*,)?freezer(?:,[^:]*)?:(.*)$/m).exec(own);
-    if (!m) continue;
-    const dir = path.join(f[4], m[1]);
+  const mounts = cgroupMounts();
+  for (const c of ctls) {
+    const v2 = c.name === '';
+    const at = mounts.get(c.name);
+    if (at === undefined || !(v2 || c.name.split(',').includes('freezer'))) continue;
+    const dir = path.join(at, c.path);
     try {
       if (
         v2

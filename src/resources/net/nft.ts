@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import { close, errnoName, sock } from '../../kernel/index.ts';
 import { align4, NLM_F, NLMSG, NLMSG_HDRLEN as HDR } from './nlattr.ts';
+import { netlinkDump } from './diag.ts';
 
 const NETLINK_NETFILTER = 12;
 const NFNL_SUBSYS_NFTABLES = 10;
@@ -244,29 +245,10 @@ const NFT_MSG_GETTABLE = 1;
 
 /** Does the kernel answer nf_tables requests? A dump of the tables of the inet family. */
 export function nftablesPresent(): boolean {
-  let fd: number;
   try {
-    fd = sock.socket(sock.AF.NETLINK, sock.SOCK.RAW | sock.SOCK.CLOEXEC, NETLINK_NETFILTER);
+    netlinkDump(NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, Buffer.from([NFPROTO_INET, 0, 0, 0]));
+    return true;
   } catch {
     return false;
-  }
-  try {
-    const req = header(HDR + 4, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F.REQUEST | NLM_F.DUMP, 1, NFPROTO_INET, 0);
-    if (sock.sendRaw(fd, req, 0) !== req.length) return false;
-    const buf = Buffer.alloc(64 * 1024);
-    for (;;) {
-      const n = sock.recvRaw(fd, buf, 0);
-      if (n < HDR) return false;
-      for (let off = 0; off + HDR <= n; ) {
-        const len = buf.readUInt32LE(off),
-          type = buf.readUInt16LE(off + 4);
-        if (type === NLMSG.DONE) return true;
-        if (type === NLMSG.ERROR) return buf.readInt32LE(off + HDR) === 0;
-        if (len < HDR) return false;
-        off += align4(len);
-      }
-    }
-  } finally {
-    close(fd);
   }
 }
