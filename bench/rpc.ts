@@ -2,7 +2,8 @@
 // through `swrk` with a new criu-ts per request (as runc uses it), next to CRIU 4.2's command
 // line, swrk and service in the same run, the runners taking turns. Times are the client's:
 // from the request to the answer, and for swrk until the worker has exited (runc waits for it).
-// Issue 13's targets: service <= CRIU's command line, swrk <= 1.3x it.
+// Issue 13's targets: service <= CRIU's command line, swrk <= 1.3x it. Then the VERSION probe
+// runc sends to a `swrk` of its own, criu-ts's answered by its launcher (bin/criu-ts).
 //
 //   node bench/rpc.ts [runs]        (CRIU_BIN, default /var/cache/criu-zdtm/v4.2/criu/criu)
 import fs from 'node:fs';
@@ -71,21 +72,24 @@ async function withDirFd(img: string, fn: (fd: number) => Promise<number>): Prom
   }
 }
 
+/** One request to a new `bin swrk`: ms from its spawn until it has exited. */
+async function swrkOnce(name: string, bin: string, req: Req): Promise<number> {
+  const [mine, theirs] = seqpacketPair();
+  const t0 = performance.now();
+  const child = spawn(bin, ['swrk', '3'], { stdio: ['ignore', 'ignore', 'inherit', theirs] });
+  close(theirs);
+  try {
+    call(mine, req);
+  } finally {
+    close(mine);
+  }
+  await exited(child);
+  if (child.exitCode !== 0) throw new Error(`${name}: swrk exited with ${child.exitCode ?? child.signalCode}`);
+  return performance.now() - t0;
+}
+
 function swrk(name: string, bin: string): Runner {
-  const once = async (req: Req) => {
-    const [mine, theirs] = seqpacketPair();
-    const t0 = performance.now();
-    const child = spawn(bin, ['swrk', '3'], { stdio: ['ignore', 'ignore', 'inherit', theirs] });
-    close(theirs);
-    try {
-      call(mine, req);
-    } finally {
-      close(mine);
-    }
-    await exited(child);
-    if (child.exitCode !== 0) throw new Error(`${name}: swrk exited with ${child.exitCode ?? child.signalCode}`);
-    return performance.now() - t0;
-  };
+  const once = (req: Req) => swrkOnce(name, bin, req);
   return {
     name,
     dump: (pid, img) => withDirFd(img, (fd) => once(dumpReq(fd, pid))),
@@ -164,6 +168,15 @@ try {
   await theirsSvc?.stop();
 }
 
+// runc's version probe, a `criu swrk` of its own before each checkpoint and restore.
+const probers = [...(haveCriu ? [{ name: 'CRIU 4.2 swrk', bin: CRIU }] : []), { name: 'criu-ts swrk', bin: CRIU_TS }];
+const probes = new Map<string, number[]>(probers.map((p) => [p.name, []]));
+for (let i = 0; i <= runs; i++)
+  for (const p of probers) {
+    const ms = await swrkOnce(p.name, p.bin, { type: REQ.VERSION });
+    if (i) probes.get(p.name)!.push(ms); // the first of each warms up
+  }
+
 const total = (n: string) => {
   const m = acc.get(n)!;
   return median(m.dump) + median(m.restore);
@@ -177,6 +190,7 @@ for (const r of runners) {
     `  ${r.name.padEnd(17)} dump ${median(m.dump).toFixed(0).padStart(4)} ms + restore ${median(m.restore).toFixed(0).padStart(4)} ms = ${total(r.name).toFixed(0).padStart(4)} ms`,
   );
 }
+for (const p of probers) console.log(`  ${p.name.padEnd(17)} VERSION probe ${median(probes.get(p.name)!).toFixed(1).padStart(6)} ms`);
 if (haveCriu) {
   const base = total('CRIU 4.2 cli');
   console.log(`  criu-ts service / CRIU 4.2 cli = ${(total('criu-ts service') / base).toFixed(2)} (target <= 1.0)`);

@@ -1,6 +1,6 @@
 // /proc/locks, read by a child while the caller goes on. Each read of it takes the kernel's
-// file_rwsem for writing (percpu_down_write), which waits for an RCU grace period: 10-20 ms of
-// sleep that a frozen tree's dump spends reading its VMAs meanwhile. The caller takes the text
+// file_rwsem for writing (percpu_down_write), which waits for an RCU grace period: sleep that a
+// frozen tree's dump spends reading its VMAs meanwhile. The caller takes the text
 // (and reaps the child) soon after: a child left to a killed criu-ts would go to its reaper.
 import fs from 'node:fs';
 import { O, W, close, pipe2, posixSpawn, waitpid, WALL } from '../kernel/index.ts';

@@ -1,7 +1,7 @@
 // nf_tables over netlink (NETLINK_NETFILTER, linux/netfilter/nf_tables.h): the tables, chains,
 // rules, sets and elements of the network lock, sent as nfnetlink batches, each one
 // transaction the kernel applies whole or not at all. The `nft` tool would do the same after
-// starting up and reading the whole ruleset, which costs a process and tens of ms per lock.
+// starting up and reading the whole ruleset: a process of its own per lock.
 import fs from 'node:fs';
 import { close, errnoName, sock } from '../../kernel/index.ts';
 import { align4, NLM_F, NLMSG, NLMSG_HDRLEN as HDR } from './nlattr.ts';
