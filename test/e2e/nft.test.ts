@@ -54,7 +54,7 @@ e2e('the lock table over netlink reads back in nft as CRIU text makes it, and go
   assert.ok(!/CRIU-check/.test(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' })), 'the check leaves no table');
 });
 
-e2e('a locked 4-tuple drops its packets both ways, and nothing else', async () => {
+e2e('a locked 4-tuple gets nothing through, and another connection to the same port goes on', async () => {
   const srv = net.createServer((s) => s.on('data', (d) => s.write(d)));
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const port = (srv.address() as net.AddressInfo).port;
