@@ -133,13 +133,14 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
         refuse('controlling terminal', `it has none while its session leader ${leader.pid} has one, which it would inherit`);
     }
     if (t.stat.exitSignal !== 17) refuse('exit signal', `its parent is sent signal ${t.stat.exitSignal} when it exits, not SIGCHLD`);
+    const personality = t.threads.length > 1 ? readOptional(`/proc/${t.pid}/personality`) : undefined;
     for (const th of t.threads) {
       const at = { pid: t.pid, tid: th.tid };
       checkStatus(readStatus(t.pid, th.tid).raw, claims.status, own, at, refuse);
       const st = th.tid === t.pid ? t.stat : readStat(t.pid, th.tid);
       for (const k of ['policy', 'rtPriority', 'nice'] as const)
         checkValue(`scheduling (${k})`, String(st[k]), claims.stat.get(k), undefined, at, refuse);
-      if (th.tid !== t.pid) checkThreadOwn(t.pid, th.tid, refuse);
+      if (th.tid !== t.pid) checkThreadOwn(t.pid, th.tid, personality, refuse);
       if (st.flags & PF_IO_FLUSHER) refuse('I/O flusher (PR_SET_IO_FLUSHER)', 'no image keeps it', th.tid);
       // No image field keeps it (CRIU's neither): a restored thread has criu-ts's.
       const io = ioprioGet(th.tid);
@@ -156,9 +157,8 @@ export function checkClaims(tasks: ClaimedTask[], opts: ClaimOptions): void {
  * What the images keep per task, which a thread can have of its own: its personality, and what
  * unshare() in that thread alone separates (fs_struct, fd table, namespaces).
  */
-function checkThreadOwn(pid: number, tid: number, refuse: Refuse): void {
+function checkThreadOwn(pid: number, tid: number, leader: string | undefined, refuse: Refuse): void {
   const pers = readOptional(`/proc/${pid}/task/${tid}/personality`);
-  const leader = readOptional(`/proc/${pid}/personality`);
   if (pers !== undefined && pers !== leader) refuse('personality', `the thread's is ${pers}, its process's ${leader}`, tid);
   const own = (type: number): boolean => {
     try {
