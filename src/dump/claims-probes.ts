@@ -2,7 +2,7 @@
 // no resource module saves: it must be what a restored task has, or the dump is refused.
 import fs from 'node:fs';
 import { arch, schedGetScheduler, schedGetRuntime, syscallUserDispatchMode, ownKeyringId } from '../kernel/index.ts';
-import { readStatus, readSmaps } from '../proc/index.ts';
+import { readStatus, readSmaps, readNumaPolicies } from '../proc/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { ClaimSite } from '../resources/claims.ts';
 
@@ -79,6 +79,19 @@ const PROBES: Probe[] = [
     perThread: true,
     read: (t, area) => intOut(t, area, (a) => t.syscallRaw('get_mempolicy', a, 0, 0, 0, 0)),
     restored: () => 0 /* MPOL_DEFAULT */,
+  },
+  {
+    // numa_maps shows the task's policy for memory without one of its own: with the task's
+    // the default, memory that all shows another policy has it of its own (mbind), which the
+    // check of each VMA against the most common one (claims.ts) does not see.
+    resource: 'NUMA memory policy of every mapping (mbind)',
+    perThread: false,
+    read: (t, area) => {
+      if (intOut(t, area, (a) => t.syscallRaw('get_mempolicy', a, 0, 0, 0, 0)) !== 0) return undefined; // the probe above
+      const { common } = readNumaPolicies(t.tid);
+      return common === undefined || common === 'default' ? 0 : 1;
+    },
+    restored: () => 0,
   },
   {
     resource: 'machine-check policy (PR_MCE_KILL)',

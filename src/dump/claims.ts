@@ -4,7 +4,7 @@
 // value, which the stubs inherit. Anything else refuses the dump with one line,
 // `task PID: <resource>: <why>; not supported yet`.
 import fs from 'node:fs';
-import { readStatus, readStat, readTimers, listFds, type Vma, type Stat, type LocksRead } from '../proc/index.ts';
+import { readStatus, readStat, readTimers, listFds, readNumaPolicies, type Vma, type Stat, type LocksRead } from '../proc/index.ts';
 import { getpid, ioprioGet, kcmp, KCMP } from '../kernel/index.ts';
 import type { Tracee } from '../compel/index.ts';
 import { NotSupportedError } from '../errors.ts';
@@ -297,16 +297,13 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
 /**
  * A VMA's own NUMA policy (mbind, or a shared memory object's), which no image keeps. numa_maps
  * shows the task's policy for the other VMAs, taken to be the most common one (the task's own,
- * unless the default, is refused by its probe).
+ * unless the default, is refused by its probe, as is memory that all has one policy of its own).
  */
 function checkVmaPolicies(pid: number, refuse: Refuse): void {
-  const lines = (readOptional(`/proc/${pid}/numa_maps`) ?? '').split('\n').map((l) => l.split(' ', 2));
-  const count = new Map<string, number>();
-  for (const [, policy] of lines) if (policy) count.set(policy, (count.get(policy) ?? 0) + 1);
-  const task = [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
-  for (const [start, policy] of lines)
-    if (policy && policy !== task)
-      refuse(`memory at 0x${start}`, `its NUMA memory policy (mbind) is "${policy}", not the task's ("${task}"), and would be lost`);
+  const { vmas, common } = readNumaPolicies(pid);
+  for (const [start, policy] of vmas)
+    if (policy !== common)
+      refuse(`memory at 0x${start}`, `its NUMA memory policy (mbind) is "${policy}", not the task's ("${common}"), and would be lost`);
 }
 
 /** flock, POSIX and OFD locks and leases held by the tree that no fd of it shows (`shown`). */

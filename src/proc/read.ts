@@ -64,6 +64,25 @@ export function readSyscall(pid: number, tid: number): { nr: number; args: bigin
   if (f.length < 7 || Number(f[0]) < 0) return undefined;
   return { nr: Number(f[0]), args: f.slice(1, 7).map((a) => BigInt(a)) };
 }
+/**
+ * /proc/PID/numa_maps: each VMA's start and the NUMA policy it shows (its own, else the task's),
+ * and the one most of them show, taken to be the task's; empty when the kernel has no NUMA.
+ */
+export function readNumaPolicies(pid: number): { vmas: Array<[string, string]>; common?: string } {
+  let text = '';
+  try {
+    text = readUtf8(procPath(pid, 'numa_maps'));
+  } catch {
+    /* no NUMA, or the task is gone */
+  }
+  const vmas = text
+    .split('\n')
+    .map((l) => l.split(' ', 2) as [string, string])
+    .filter(([, policy]) => policy);
+  const count = new Map<string, number>();
+  for (const [, policy] of vmas) count.set(policy, (count.get(policy) ?? 0) + 1);
+  return { vmas, common: [...count].sort((a, b) => b[1] - a[1])[0]?.[0] };
+}
 export function readFdinfo(pid: number, fd: number): Fdinfo {
   return parseFdinfo(readUtf8(procPath(pid, 'fdinfo', String(fd))));
 }

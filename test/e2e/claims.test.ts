@@ -92,6 +92,15 @@ const REFUSALS: Refusal[] = [
     still: (pid) => / prefer:0\b/.test(readFileSync(`/proc/${pid}/numa_maps`, 'utf8')),
   },
   {
+    mode: 'mbindall',
+    line: /NUMA memory policy of every mapping \(mbind\): it is 1, where a restored task has 0/,
+    still: (pid) =>
+      readFileSync(`/proc/${pid}/numa_maps`, 'utf8')
+        .trim()
+        .split('\n')
+        .every((l) => / prefer:0\b/.test(l)),
+  },
+  {
     mode: 'vfork',
     args: ['--timeout', '1'],
     line: /vfork: it waits for its vfork child to exec or exit \(a vfork in flight\)/,

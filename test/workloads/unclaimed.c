@@ -16,6 +16,7 @@
 //   tsc        rdtsc faults (PR_SET_TSC, PR_TSC_SIGSEGV)
 //   mdwe       memory-deny-write-execute (PR_SET_MDWE)
 //   mbind      a mapping whose NUMA policy is MPOL_PREFERRED node 0 (mbind)
+//   mbindall   every mapping with that policy of its own, the task's the default
 //   vfork      a vfork child in flight: the child counts while its parent waits (dies with it)
 //   autogroup  the nice value of its session's autogroup set to 5 (it must lead its session)
 //   ioflusher  PR_SET_IO_FLUSHER (needs CAP_SYS_RESOURCE)
@@ -170,6 +171,16 @@ int main(int argc, char **argv) {
     unsigned long node0 = 1;
     char *m = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED || syscall(SYS_mbind, m, 65536, 1 /* MPOL_PREFERRED */, &node0, 8 * sizeof node0, 0)) die("mbind");
+  } else if (!strcmp(mode, "mbindall")) {
+    /* Every mapping's own policy, the task's left the default: numa_maps shows it everywhere. */
+    unsigned long node0 = 1, from, to;
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (!maps) die("maps");
+    char line[512];
+    while (fgets(line, sizeof line, maps))
+      if (sscanf(line, "%lx-%lx", &from, &to) == 2)
+        syscall(SYS_mbind, from, to - from, 1 /* MPOL_PREFERRED */, &node0, 8 * sizeof node0, 0);
+    fclose(maps);
   } else if (!strcmp(mode, "vfork")) {
     /* The child goes on below with the parent's memory and stack, which the parent never uses again. */
     if (vfork() == 0) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
