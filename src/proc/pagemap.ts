@@ -3,6 +3,12 @@
 //   bit 63 present, 62 swapped, 61 file-page or shared-anon, 58 guard region (MADV_GUARD_INSTALL),
 //   57 uffd-wp, 56 exclusively mapped, 55 soft-dirty, 0..54 PFN (present) or swap type/offset (swapped).
 //
+// A swapped entry's bits 0..4 are its swap type, the rest its offset, both read as 0 without
+// CAP_SYS_ADMIN. The kernel shows its PTE markers as swapped entries of the last type (31): a
+// write-protect marker (offset bit 0, and bit 57) stands where no page is mapped (never touched
+// when userfaultfd protection was applied, or dropped since from a file mapping), so it holds
+// no data of the task's.
+//
 // The scanner reads the 32-bit halves of each entry as small integers, so no BigInt is made per page.
 
 export const PM_ENTRY_BYTES = 8;
@@ -25,6 +31,8 @@ const HI_EXCLUSIVE = 0x01000000;
 const HI_SOFT_DIRTY = 0x00800000;
 const HI_PFN_MASK = 0x007fffff;
 const TWO_32 = 0x100000000;
+/** Low bits of a userfaultfd write-protect marker: swap type 31 (PTE markers), offset bit 0. */
+const LO_UFFD_WP_MARKER = 0x3f;
 
 /** PFN of a present entry (bits 0..54). Zero when read without CAP_SYS_ADMIN. */
 export function pfnOf(entry: bigint): bigint {
@@ -103,8 +111,8 @@ export interface PageRun {
 
 /**
  * Scan `buf` (entries for consecutive pages starting at `startVaddr`) and return coalesced runs of
- * pages that must be dumped: present or swapped, not a guard region, not the zero page, and with
- * `anonOnly`, not PM_FILE. This is CRIU's should_dump_page() without the per-VMA special cases
+ * pages that must be dumped: present or swapped, not a guard region, not the zero page, not a
+ * userfaultfd write-protect marker (seen with CAP_SYS_ADMIN only), and with `anonOnly`, not PM_FILE. This is CRIU's should_dump_page() without the per-VMA special cases
  * (vDSO always, VVAR never), which belong to the caller.
  */
 export function scanPagemap(buf: Buffer, startVaddr: bigint, opts: PagemapScanOptions): PageRun[] {
@@ -134,12 +142,14 @@ export function scanPagemap(buf: Buffer, startVaddr: bigint, opts: PagemapScanOp
   const zeroLoI = zeroLo | 0;
   const present = HI_PRESENT | 0;
   const live = HI_PRESENT | HI_SWAP | 0;
+  const swapWp = HI_SWAP | HI_UFFD_WP | 0;
   let runStart = -1;
   for (let i = 0; i < n; i++) {
     const hi = w[2 * i + 1];
     let take = (hi & live) !== 0 && (hi & mustClear) === 0;
     if (take && needDirty && (hi & HI_SOFT_DIRTY) === 0) take = false;
     if (take && checkZero && (hi & live) === present && (hi & HI_PFN_MASK) === zeroHi && w[2 * i] === zeroLoI) take = false;
+    if (take && (hi & swapWp) === swapWp && (w[2 * i] & LO_UFFD_WP_MARKER) === LO_UFFD_WP_MARKER) take = false;
     if (take) {
       if (runStart < 0) runStart = i;
     } else if (runStart >= 0) {

@@ -23,6 +23,7 @@ import {
   PM_MMAP_EXCLUSIVE,
   PM_SOFT_DIRTY,
   PM_GUARD_REGION,
+  PM_UFFD_WP,
   type PageRun,
 } from '../../src/proc/index.ts';
 
@@ -42,6 +43,7 @@ function reference(entries: bigint[], start: bigint, anonOnly: boolean, zeroPfn?
     let take = (e & (PM_PRESENT | PM_SWAP)) !== 0n && (e & PM_GUARD_REGION) === 0n;
     if (anonOnly && (e & PM_FILE) !== 0n) take = false;
     if (zeroPfn && (e & PM_PRESENT) !== 0n && (e & PM_SWAP) === 0n && pfnOf(e) === BigInt(zeroPfn)) take = false;
+    if ((e & (PM_SWAP | PM_UFFD_WP)) === (PM_SWAP | PM_UFFD_WP) && (e & 0x3fn) === 0x3fn) take = false;
     if (take) {
       if (!cur) runs.push((cur = { vaddr: start + BigInt(i) * 4096n, nrPages: 0 }));
       cur.nrPages++;
@@ -147,6 +149,8 @@ test('pagemap: scan equals the BigInt reference on random input', () => {
     P | PM_MMAP_EXCLUSIVE | 9n,
     P | PM_GUARD_REGION,
     PM_SOFT_DIRTY,
+    S | PM_UFFD_WP | 0x3fn,
+    S | PM_UFFD_WP | 0x21n,
   );
   fc.assert(
     fc.property(fc.array(entryArb, { maxLength: 200 }), fc.boolean(), fc.constantFrom(undefined, 3, 9), (entries, anonOnly, zeroPfn) => {
@@ -159,6 +163,15 @@ test('pagemap: scan equals the BigInt reference on random input', () => {
       assert.deepEqual(scanPagemap(raw.subarray(1, 1 + entries.length * 8 + 3), start, { anonOnly, zeroPfn }), want);
     }),
   );
+});
+
+test('pagemap: a userfaultfd write-protect marker is no page; a protected swapped page is', () => {
+  const S = PM_SWAP,
+    W = PM_UFFD_WP;
+  // Swap type 31 (PTE markers) with offset 1 (the write-protect marker), as this kernel shows it
+  // with CAP_SYS_ADMIN; type 1 is a swap device's. Without CAP_SYS_ADMIN both read as S | W.
+  const b = build([S | W | 0x3fn, S | W | (5n << 5n) | 1n, S | W, S | W | 0x3fn]);
+  assert.deepEqual(scanPagemap(b, 0n, { anonOnly: true }), [{ vaddr: 4096n, nrPages: 2 }]);
 });
 
 test('pagemap: real sample (1 MiB anon VMA, first two pages touched)', () => {

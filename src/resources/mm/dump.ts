@@ -340,7 +340,12 @@ function dumpPages(t: PagesTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats 
         : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
       const mine: SavedRun[] = parentPm ? splitInherited(own, start, pmView, parentPm) : own;
       const fromParent = t.parentPages && tracked?.has(start) ? t.parentPages : undefined;
-      const runs = fromParent ? mine.flatMap((r): SavedRun[] => (r.inherited ? [r] : splitByParent(r, start, pmView, fromParent))) : mine;
+      // With PFNs in sight (zeroPfn known), scanPagemap left write-protect markers out: a
+      // protected swapped entry it took is a page. Without, one in a file mapping may be a marker.
+      const swapWpTrusted = !anonOnly || zeroPfn > 0;
+      const runs = fromParent
+        ? mine.flatMap((r): SavedRun[] => (r.inherited ? [r] : splitByParent(r, start, pmView, fromParent, swapWpTrusted)))
+        : mine;
       for (const run of runs) {
         if (run.inherited) {
           sink.addRun(run.vaddr, run.nrPages, PE.COW_PARENT);

@@ -36,6 +36,7 @@ import type { Logger } from '../types.ts';
 export const TRACK_FILE = 'criu-ts-track.json';
 const PAGE = 4096n;
 const UFFD_WP_HI = 0x02000000; // PM_UFFD_WP, bit 57 of a pagemap entry
+const SWAP_HI = 0x40000000; // PM_SWAP, bit 62
 const TAIL = ['/usr/bin/tail', '/bin/tail'];
 
 interface TrackRecord {
@@ -145,13 +146,17 @@ function holderRuns(rec: TrackRecord): boolean {
 /**
  * Split a run of pages to save into those written since the parent dump (saved) and those
  * not (PE_PARENT): still write-protected in `pm` (this VMA's pagemap from `start`) and saved
- * by the parent (`parent`, sorted ranges).
+ * by the parent (`parent`, sorted ranges). Without `swapWpTrusted`, a swapped entry counts as
+ * written: in a private file mapping, a page of the parent's dropped since (MADV_DONTNEED, a
+ * truncation) leaves a write-protect marker that reads the file again, and without PFNs in
+ * sight (CAP_SYS_ADMIN) pagemap shows it as a protected swapped page (proc/pagemap.ts).
  */
 export function splitByParent(
   run: { vaddr: bigint; nrPages: number },
   start: bigint,
   pm: Buffer,
   parent: ReadonlyArray<[bigint, bigint]>,
+  swapWpTrusted = true,
 ): Array<{ vaddr: bigint; nrPages: number; inParent: boolean }> {
   const first = Number((run.vaddr - start) / PAGE),
     end = first + run.nrPages;
@@ -173,7 +178,8 @@ export function splitByParent(
   }
   let s = 0;
   const inParent = (i: number): boolean => {
-    if ((pm.readUInt32LE(i * 8 + 4) & UFFD_WP_HI) === 0) return false;
+    const hi = pm.readUInt32LE(i * 8 + 4);
+    if ((hi & UFFD_WP_HI) === 0 || (!swapWpTrusted && hi & SWAP_HI)) return false;
     while (s < spans.length && spans[s + 1] <= i) s += 2;
     return s < spans.length && spans[s] <= i;
   };
