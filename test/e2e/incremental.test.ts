@@ -183,6 +183,37 @@ e2e('a dump with -R --track-mem keeps tracking for the next one; the tree runs o
   await verify(t, 2, 'restored from a -R dump and its child');
 });
 
+const THP = '/sys/kernel/mm/transparent_hugepage/enabled';
+const thpOn = (): boolean => existsSync(THP) && !readFileSync(THP, 'latin1').includes('[never]');
+
+/** Anonymous memory of `pid` in transparent huge pages, in kB. */
+const anonHuge = (pid: number): number =>
+  Number(/^AnonHugePages:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'))?.[1] ?? 0);
+
+e2e(
+  'memory in transparent huge pages: a write splits its huge page, and the rest of it stays tracked',
+  async (c) => {
+    const t = startTarget([workload('dirtier'), '8', 'thp'], { logFile: join(c.dir, 'dirtier.log') });
+    await waitForLine(t.log, /^ready/, 5000);
+    if (anonHuge(t.pid) === 0) return c.t.skip('the kernel gave the workload no huge page');
+    const d1 = c.subdir('1'),
+      d2 = c.subdir('2');
+    assertOk(dump(t.pid, d1, ['-R', '--track-mem', '--shell-job']));
+    await dirty(t, 1);
+    assert.ok(anonHuge(t.pid) < 8192, 'writes to one page in eight split the huge pages');
+    dumpAndReap(t.pid, d2, ['--prev-images-dir', up(d1), '--shell-job']);
+    assertEnded(holderOf(d1), 'the last dump ended the tracking');
+    const n = pageCounts(d2, t.pid);
+    assert.ok(
+      n.present >= 2048 / 8 && n.present < 2048 / 8 + OWN,
+      `only the dirtied pages are saved again (${n.present} saved, ${n.parent} left)`,
+    );
+    restoreDetached(d2, t.pid, ['--shell-job']);
+    await verify(t, 1, 'restored');
+  },
+  { skip: !thpOn() && 'transparent huge pages are off' },
+);
+
 e2e('a page of a private file mapping dropped after a tracked dump comes back from the file, not from the parent', async (c) => {
   const PAGES_COW = 256;
   const t = startTarget([workload('cowfile'), join(c.dir, 'mapped'), String(PAGES_COW)], { logFile: join(c.dir, 'cowfile.log') });

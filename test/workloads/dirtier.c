@@ -2,15 +2,17 @@
  * dirtier: MIB MiB of anonymous memory, each page stamped with its index and a generation.
  * SIGUSR1 rewrites one page in eight (a different eighth each time) with the next generation
  * and prints "dirtied=N"; SIGUSR2 checks every word of every page and prints "verify=N ok" or
- * "verify=N BAD page=P". The generations live in the process's memory too.
+ * "verify=N BAD page=P". The generations live in the process's memory too. With "thp", the
+ * memory is given to transparent huge pages (MADV_HUGEPAGE).
  *
- *   dirtier MIB
+ *   dirtier MIB [thp]
  */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
 	uint64_t *mem = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	unsigned *gen = calloc(pages, sizeof(*gen));
 	if (mem == MAP_FAILED || !gen)
+		return 1;
+	if (argc > 2 && !strcmp(argv[2], "thp") && madvise(mem, pages * PAGE, MADV_HUGEPAGE))
 		return 1;
 	for (size_t i = 0; i < pages; i++)
 		stamp(mem + i * WORDS, i, 0);
