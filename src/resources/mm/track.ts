@@ -12,6 +12,8 @@
 // dump uses its parent's pages only when that holder still runs with that token. A VMA the
 // kernel moved (mremap) or that a fork copied loses its registration, so only pages of VMAs
 // still flagged 'uw' in smaps are taken from the parent, and only where the parent has them.
+// Where no page is mapped, the protection is a marker, which pagemap shows as a swapped entry
+// (proc/pagemap.ts): nothing to save, nor to take from the parent.
 import fs from 'node:fs';
 import path from 'node:path';
 import {
