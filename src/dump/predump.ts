@@ -46,9 +46,7 @@ export function preDumpMemory(
     const v = vpid(t.pid);
     step(log, `task ${t.pid}: memory, ${t.vmas.length} VMAs, to pagemap-${v}.img`);
     const pm = imgs.pagemap(v, anonBytes(t.vmas));
-    const s = closing(pm, () =>
-      preDumpPages({ pid: t.pid, vmas: t.vmas, ...(prev?.tracks(t.pid) ? { parentPages: prev.pagesOf(v) } : {}) }, pm),
-    );
+    const s = closing(pm, () => preDumpPages({ pid: t.pid, vmas: t.vmas, ...prev?.parentOf(t.pid, v, t.vmas, log) }, pm));
     log.debug(`task ${t.pid}: ${s.pagesScanned} pages scanned, ${s.pagesWritten} written, ${s.pagesSkippedParent} in the parent dump`);
     out.pagesWritten += s.pagesWritten;
     out.pagesScanned += s.pagesScanned;

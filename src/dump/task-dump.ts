@@ -97,7 +97,7 @@ export function dumpTask(
     shared: sh.objects,
     // PE_COW_PARENT is criu-ts's own flag: CRIU's page server protocol has no room for it.
     ...(parent && !req.pageServer ? { parent: (parent.asParent ??= { pid: parent.pid, vmas: parent.vmas, pagemaps: new Map() }) } : {}),
-    ...(sh.prevTrack?.tracks(pid) ? { parentPages: sh.prevTrack.pagesOf(sh.vpid(pid)) } : {}),
+    ...sh.prevTrack?.parentOf(pid, sh.vpid(pid), t.vmas, log),
     socketFile: (ino) => {
       const fd = fdHolding(pid, `socket:[${ino}]`);
       if (fd === undefined)

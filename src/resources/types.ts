@@ -54,10 +54,11 @@ export interface DumpTask {
   socketFile(ino: number): number;
   /**
    * An incremental dump of a task whose memory the parent dump tracked (mm/track.ts): the
-   * pages that dump saved, as sorted [start, end) ranges. Pages of VMAs still tracked that
-   * were not written since are not saved again (PE_PARENT).
+   * pages that dump saved, as sorted [start, end) ranges, and the starts of the VMAs its
+   * tracking still holds. Pages there not written since are not saved again (PE_PARENT).
    */
   parentPages?: ReadonlyArray<[bigint, bigint]>;
+  trackedVmas?: ReadonlySet<bigint>;
 }
 
 /** A dumped task's parent, as its children's memory dump sees it. */

@@ -235,3 +235,28 @@ e2e('a page of a private file mapping dropped after a tracked dump comes back fr
   restoreDetached(d2, t.pid, ['--shell-job']);
   await verify(t, 1, 'restored: the dropped pages read the file');
 });
+
+e2e('a dump takes from its parent only the memory that parent tracked, not memory another tracking protects again', async (c) => {
+  const t = startTarget([workload('dirtier'), '8'], { logFile: join(c.dir, 'dirtier.log') });
+  await waitForLine(t.log, /^ready/, 5000);
+  const [a, b, a2, d] = ['a', 'b', 'a2', 'd'].map((n) => c.subdir(n));
+  assertOk(preDump(t.pid, a));
+  // A second chain: its tracking finds the memory registered by the first one's.
+  assertOk(preDump(t.pid, b));
+  await dirty(t, 1);
+  // The first chain goes on: what was written since is protected again, by its userfaultfd.
+  assertOk(preDump(t.pid, a2, ['--prev-images-dir', up(a)]));
+  assertEnded(holderOf(a), 'handed over');
+  dumpAndReap(t.pid, d, ['--prev-images-dir', up(b), '--shell-job']);
+  assertEnded(holderOf(b), 'the dump ended the tracking of its parent');
+  process.kill(holderOf(a2), 'SIGKILL');
+  assertEnded(holderOf(a2), 'killed');
+  const n = pageCounts(d, t.pid);
+  restoreDetached(d, t.pid, ['--shell-job']);
+  // The workload's own state is its memory too: taken from the parent, it would be the parent's
+  // as a whole, and check out; the next generation shows which one it is.
+  await dirty(t, 2);
+  await verify(t, 1, 'restored from the second chain');
+  assert.ok(n.present >= 2048, `what the other tracking protected again is saved (${n.present} saved, ${n.parent} left)`);
+  assert.match(readFileSync(join(d, 'dump.log'), 'utf8'), /registered by another userfaultfd/);
+});

@@ -265,7 +265,7 @@ function byExclusivity(
 let spare: Buffer | undefined;
 
 /** What a dump of pages needs of its task. */
-type PagesTask = Pick<DumpTask, 'pid' | 'vmas' | 'parent' | 'parentPages'>;
+type PagesTask = Pick<DumpTask, 'pid' | 'vmas' | 'parent' | 'parentPages' | 'trackedVmas'>;
 
 /**
  * A pre-dump's pages (CRIU's pre-dump): those a dump saves, and nothing else of the task.
@@ -298,7 +298,6 @@ function dumpPages(t: PagesTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats 
   let pending: PendingRun[] = [];
   let used = 0;
   const stats: MmDumpStats = { pagesScanned: 0, pagesWritten: 0, pagesInherited: 0, pagesSkippedParent: 0 };
-  const tracked = t.parentPages ? new Set(t.vmas.filter((v) => v.vmFlags?.has('uw')).map((v) => v.start)) : undefined;
   const savedGuards = new Set(vmas.filter((v) => v.status === VMA.AREA_GUARD).map((v) => v.start));
 
   const flush = (): void => {
@@ -339,7 +338,7 @@ function dumpPages(t: PagesTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats 
         ? undefined
         : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
       const mine: SavedRun[] = parentPm ? splitInherited(own, start, pmView, parentPm) : own;
-      const fromParent = t.parentPages && tracked?.has(start) ? t.parentPages : undefined;
+      const fromParent = t.parentPages && t.trackedVmas?.has(start) ? t.parentPages : undefined;
       // With PFNs in sight (zeroPfn known), scanPagemap left write-protect markers out: a
       // protected swapped entry it took is a page. Without, one in a file mapping may be a marker.
       const swapWpTrusted = !anonOnly || zeroPfn > 0;

@@ -11,7 +11,8 @@
 // named in criu-ts-track.json of the dump that armed it, with a token in its environment; a
 // dump uses its parent's pages only when that holder still runs with that token. A VMA the
 // kernel moved (mremap) or that a fork copied loses its registration, so only pages of VMAs
-// still flagged 'uw' in smaps are taken from the parent, and only where the parent has them.
+// still registered with that userfaultfd are taken from the parent, and only where the parent
+// has them.
 // Where no page is mapped, the protection is a marker, which pagemap shows as a swapped entry
 // (proc/pagemap.ts): nothing to save, nor to take from the parent.
 import fs from 'node:fs';
@@ -87,7 +88,7 @@ export class ParentTrack {
   }
 
   /** Was this task's memory armed by that dump? */
-  tracks(pid: number): boolean {
+  private tracks(pid: number): boolean {
     return this.rec.tasks[pid] !== undefined;
   }
 
@@ -104,10 +105,57 @@ export class ParentTrack {
   }
 
   /**
+   * What an incremental dump of task `pid` (frozen, `vmas` as read now) may take from the
+   * parent dump: that dump's pages, over the VMAs this tracking still holds. Nothing for a
+   * task it did not arm.
+   */
+  parentOf(
+    pid: number,
+    vpid: number,
+    vmas: Vma[],
+    log: Logger,
+  ): { parentPages: Array<[bigint, bigint]>; trackedVmas: Set<bigint> } | undefined {
+    if (!this.tracks(pid)) return undefined;
+    return { parentPages: this.pagesOf(vpid), trackedVmas: this.heldVmas(pid, vmas, log) };
+  }
+
+  /**
+   * The starts of the VMAs still registered with this tracking's userfaultfd. 'uw' in smaps
+   * says registered, not with which: registering again tells, a no-op for ours and EBUSY for
+   * another userfaultfd's, whose write protection says nothing of what was written since
+   * this parent (another tracking may protect written pages again).
+   */
+  private heldVmas(pid: number, vmas: Vma[], log: Logger): Set<bigint> {
+    const held = new Set<bigint>();
+    const fd = this.uffdOf(pid);
+    if (fd === undefined) {
+      log.warn(`task ${pid}: the userfaultfd of the tracking in ${this.dir} is gone: every page is saved`);
+      return held;
+    }
+    const other: Vma[] = [];
+    try {
+      for (const v of vmas) {
+        if (!v.vmFlags?.has('uw')) continue;
+        try {
+          uffdRegisterWp(fd, v.start, v.end - v.start);
+          held.add(v.start);
+        } catch (e) {
+          if (!(e instanceof SysError)) throw e;
+          other.push(v);
+        }
+      }
+    } finally {
+      close(fd);
+    }
+    if (other.length) log.warn(`task ${pid}: ${registeredElsewhere(other)}: their pages are saved whole`);
+    return held;
+  }
+
+  /**
    * The parent dump's pages of task `vpid` (pagemap-VPID.img: present there or in its own
    * parent), as sorted [start, end) ranges.
    */
-  pagesOf(vpid: number): Array<[bigint, bigint]> {
+  private pagesOf(vpid: number): Array<[bigint, bigint]> {
     let runs = this.parentRuns.get(vpid);
     if (runs) return runs;
     runs = [];
@@ -196,6 +244,8 @@ export function splitByParent(
   return out;
 }
 
+const vmaRange = (v: Vma): string => `${v.start.toString(16)}-${v.end.toString(16)}`;
+
 const SPECIAL = new Set(['[vdso]', '[vvar]', '[vvar_vclock]', '[vsyscall]']);
 
 /** VMAs whose pages a dump saves from the task itself: private ones, but the kernel's own. */
@@ -222,26 +272,36 @@ function makeUffd(t: TrackTask): number {
   }
 }
 
-/** Arm one task: register its trackable VMAs (those not yet) and write-protect all of their pages. */
+/**
+ * Arm one task: register its trackable VMAs (again: a no-op for those this userfaultfd holds)
+ * and write-protect all of their pages.
+ */
 function arm(t: TrackTask, uffd: number, fresh: boolean, log: Logger): number {
   if (fresh) uffdApiWpAsync(uffd);
   let n = 0;
+  const busy: Vma[] = [];
   for (const v of t.vmas) {
     if (!trackable(v, t.area)) continue;
     const len = v.end - v.start;
     try {
-      if (fresh || !v.vmFlags?.has('uw')) uffdRegisterWp(uffd, v.start, len);
+      uffdRegisterWp(uffd, v.start, len);
       uffdWriteProtect(uffd, v.start, len);
       n++;
     } catch (e) {
-      // A mapping the kernel will not protect (hugetlb without shmem support, PFN maps): its
-      // pages are saved whole every time.
+      // A mapping the kernel will not protect (hugetlb without shmem support, PFN maps), or
+      // one another userfaultfd holds (EBUSY): its pages are saved whole every time.
       if (!(e instanceof SysError)) throw e;
-      log.debug(`task ${t.pid}: VMA ${v.start.toString(16)}-${v.end.toString(16)} not tracked: ${e.message}`);
+      if (e.code === 'EBUSY') busy.push(v);
+      else log.debug(`task ${t.pid}: VMA ${vmaRange(v)} not tracked: ${e.message}`);
     }
   }
+  if (busy.length) log.warn(`task ${t.pid}: ${registeredElsewhere(busy)}: not tracked`);
   return n;
 }
+
+/** The VMAs another userfaultfd holds (another memory tracking's, or the task's own), for the log. */
+const registeredElsewhere = (vmas: Vma[]): string =>
+  `${vmas.length} VMA(s) registered by another userfaultfd (${vmas.map(vmaRange).join(', ')})`;
 
 /**
  * Arm tracking of every task (frozen, injectable) and leave it held by a new holder named in
