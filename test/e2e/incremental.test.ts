@@ -62,8 +62,8 @@ function assertEnded(pid: number, what: string): void {
   assert.ok(ex, `${what}: holder ${pid} should have ended`);
 }
 
-function preDump(pid: number, dir: string, extra: string[] = []) {
-  return runCriu(['pre-dump', '-t', String(pid), '-D', dir, '-v4', '-o', 'pre-dump.log', ...extra]);
+function preDump(pid: number, dir: string, extra: string[] = [], env?: Record<string, string>) {
+  return runCriu(['pre-dump', '-t', String(pid), '-D', dir, '-v4', '-o', 'pre-dump.log', ...extra], env ? { env } : {});
 }
 
 e2e(
@@ -259,4 +259,21 @@ e2e('a dump takes from its parent only the memory that parent tracked, not memor
   await verify(t, 1, 'restored from the second chain');
   assert.ok(n.present >= 2048, `what the other tracking protected again is saved (${n.present} saved, ${n.parent} left)`);
   assert.match(readFileSync(join(d, 'dump.log'), 'utf8'), /registered by another userfaultfd/);
+});
+
+e2e('a pre-dump that fails once it protected the memory again ends its parent tracking: the next dump saves every page', async (c) => {
+  const t = startTarget([workload('dirtier'), '8'], { logFile: join(c.dir, 'dirtier.log') });
+  await waitForLine(t.log, /^ready/, 5000);
+  const [d1, d2, d3] = ['1', '2', '3'].map((n) => c.subdir(n));
+  assertOk(preDump(t.pid, d1));
+  await dirty(t, 1);
+  // Fails after the parent's userfaultfd protected every page again, before a holder takes it.
+  const r = preDump(t.pid, d2, ['--prev-images-dir', up(d1)], { CRIU_TS_FAULT: 'arm-tracking' });
+  assert.match(assertCleanError(r), /injected fault at step "arm-tracking"/);
+  assertEnded(holderOf(d1), 'the parent tracking ended');
+  dumpAndReap(t.pid, d3, ['--prev-images-dir', up(d1), '--shell-job']);
+  assert.match(readFileSync(join(d3, 'dump.log'), 'utf8'), /memory tracking it armed has ended/);
+  restoreDetached(d3, t.pid, ['--shell-job']);
+  await dirty(t, 2);
+  await verify(t, 1, 'restored after the failed pre-dump');
 });

@@ -32,6 +32,7 @@ import {
   uffdWriteProtect,
 } from '../../kernel/index.ts';
 import { readStat, type Vma } from '../../proc/index.ts';
+import { faultPoint } from '../../errors.ts';
 import { RemoteSysError, type Tracee } from '../../compel/index.ts';
 import { PagemapReader, PE_PRESENT, PE_PARENT, PAGE_SERVER_RUNS, createImage, readImageFile } from '../../images/index.ts';
 import type { Logger } from '../types.ts';
@@ -311,16 +312,20 @@ export function armTracking(tasks: TrackTask[], root: number, dir: string, prev:
   const tail = TAIL.find((p) => fs.existsSync(p));
   if (!tail) throw new Error('memory tracking needs tail (coreutils) to hold its userfaultfds');
   const uffds: Array<{ pid: number; fd: number }> = [];
+  let again = false;
+  let holder: number | undefined;
   try {
     for (const t of tasks) {
       const had = prev?.uffdOf(t.pid);
       const fd = had ?? makeUffd(t);
       uffds.push({ pid: t.pid, fd });
+      again ||= had !== undefined;
       const n = arm(t, fd, had === undefined, log);
       log.info(`task ${t.pid}: memory tracking armed on ${n} VMA(s)${had === undefined ? '' : ' (again)'}`);
     }
+    faultPoint('arm-tracking');
     const token = fs.readFileSync('/proc/sys/kernel/random/uuid', 'latin1').trim();
-    const holder = posixSpawn(
+    holder = posixSpawn(
       tail,
       ['tail', `--pid=${root}`, '-f', '/dev/null'],
       [`CRIU_TS_TRACK=${token}`],
@@ -347,10 +352,21 @@ export function armTracking(tasks: TrackTask[], root: number, dir: string, prev:
     log.info(`memory tracking held by process ${holder} (${TRACK_FILE})`);
     prev?.end();
     // A dump that fails after this undoes it: no tracking outlives a dump that did not happen.
+    const held = holder;
     return () => {
-      kill(holder, SIG.KILL);
+      kill(held, SIG.KILL);
       fs.rmSync(path.join(dir, TRACK_FILE), { force: true });
     };
+  } catch (e) {
+    if (holder !== undefined) kill(holder, SIG.KILL);
+    fs.rmSync(path.join(dir, TRACK_FILE), { force: true });
+    // The parent's userfaultfds protected pages written since the parent dump again: its
+    // tracking no longer tells them, and ends (a dump from it then saves every page).
+    if (again && prev) {
+      log.warn(`${prev.dir}: its memory tracking is ended, the pages written since it are protected again`);
+      prev.end();
+    }
+    throw e;
   } finally {
     for (const u of uffds) close(u.fd);
   }
