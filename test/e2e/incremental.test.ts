@@ -190,6 +190,22 @@ const thpOn = (): boolean => existsSync(THP) && !readFileSync(THP, 'latin1').inc
 const anonHuge = (pid: number): number =>
   Number(/^AnonHugePages:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1'))?.[1] ?? 0);
 
+e2e('pages the kernel writes (read() into them) are saved again', async (c) => {
+  const t = startTarget([workload('dirtier'), '8', 'pipe'], { logFile: join(c.dir, 'dirtier.log') });
+  await waitForLine(t.log, /^ready/, 5000);
+  const d1 = c.subdir('1'),
+    d2 = c.subdir('2');
+  assertOk(dump(t.pid, d1, ['-R', '--track-mem', '--shell-job']));
+  await dirty(t, 1);
+  dumpAndReap(t.pid, d2, ['--prev-images-dir', up(d1), '--shell-job']);
+  assertEnded(holderOf(d1), 'the last dump ended the tracking');
+  const n = pageCounts(d2, t.pid);
+  assert.ok(n.present >= 2048 / 8 && n.present < 2048 / 8 + OWN, `the pages read into are saved (${n.present} saved, ${n.parent} left)`);
+  restoreDetached(d2, t.pid, ['--shell-job']);
+  await dirty(t, 2);
+  await verify(t, 1, 'restored');
+});
+
 e2e(
   'memory in transparent huge pages: a write splits its huge page, and the rest of it stays tracked',
   async (c) => {

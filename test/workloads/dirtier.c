@@ -3,9 +3,10 @@
  * SIGUSR1 rewrites one page in eight (a different eighth each time) with the next generation
  * and prints "dirtied=N"; SIGUSR2 checks every word of every page and prints "verify=N ok" or
  * "verify=N BAD page=P". The generations live in the process's memory too. With "thp", the
- * memory is given to transparent huge pages (MADV_HUGEPAGE).
+ * memory is given to transparent huge pages (MADV_HUGEPAGE); with "pipe", the kernel writes
+ * the dirtied pages (read() from a pipe).
  *
- *   dirtier MIB [thp]
+ *   dirtier MIB [thp|pipe]
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -17,11 +18,21 @@
 static uint64_t *mem;
 static unsigned *gen;
 static size_t pages;
+static int through[2] = { -1, -1 };
 
 static void dirty(int n)
 {
-	for (size_t i = (size_t)n % 8; i < pages; i += 8)
-		stamp(mem + i * WORDS, i, ++gen[i]);
+	static uint64_t page[WORDS];
+	for (size_t i = (size_t)n % 8; i < pages; i += 8) {
+		if (through[0] < 0) {
+			stamp(mem + i * WORDS, i, ++gen[i]);
+			continue;
+		}
+		/* The kernel writes the page: read() from a pipe. */
+		stamp(page, i, ++gen[i]);
+		if (write(through[1], page, PAGE) != PAGE || read(through[0], mem + i * WORDS, PAGE) != PAGE)
+			exit(1);
+	}
 }
 
 int main(int argc, char **argv)
@@ -32,6 +43,8 @@ int main(int argc, char **argv)
 	if (mem == MAP_FAILED || !gen)
 		return 1;
 	if (argc > 2 && !strcmp(argv[2], "thp") && madvise(mem, pages * PAGE, MADV_HUGEPAGE))
+		return 1;
+	if (argc > 2 && !strcmp(argv[2], "pipe") && pipe(through))
 		return 1;
 	for (size_t i = 0; i < pages; i++)
 		stamp(mem + i * WORDS, i, 0);
