@@ -44,8 +44,9 @@ test('splitByParent: protected pages the parent has go to it; written ones, and 
 test('splitByParent: a protected swapped entry goes to the parent only when it is known to be a page', () => {
   const S = PM_SWAP,
     W = PM_UFFD_WP;
-  // Without PFNs in sight, a write-protect marker left in a file mapping where a page was dropped
-  // reads as S | W, as a protected swapped page does: it is saved (read again), never the parent's.
+  // In a private file mapping, a write-protect marker left where a page was dropped reads as S | W
+  // without PFNs in sight, as a protected swapped page does: it is saved (read again), never the
+  // parent's (swapWpTrusted false there).
   const pm = pagemap([S | W, PM_PRESENT | W, S | W]);
   const parent: Array<[bigint, bigint]> = [[at(0), at(3)]];
   const run = { vaddr: START, nrPages: 3 };

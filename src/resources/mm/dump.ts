@@ -339,11 +339,10 @@ function dumpPages(t: PagesTask, vmas: VmaEntry[], sink: PageSink): MmDumpStats 
         : parentPagemap(t, e, nPages, () => (parentFd ??= fs.openSync(`/proc/${t.parent!.pid}/pagemap`, 'r')));
       const mine: SavedRun[] = parentPm ? splitInherited(own, start, pmView, parentPm) : own;
       const fromParent = t.parentPages && t.trackedVmas?.has(start) ? t.parentPages : undefined;
-      // With PFNs in sight (zeroPfn known), scanPagemap left write-protect markers out: a
-      // protected swapped entry it took is a page. Without, one in a file mapping may be a marker.
-      const swapWpTrusted = !anonOnly || zeroPfn > 0;
+      // In a private file mapping, a protected swapped entry may be the marker of a page dropped
+      // since (scanPagemap tells markers only with PFNs in sight): saved, never the parent's.
       const runs = fromParent
-        ? mine.flatMap((r): SavedRun[] => (r.inherited ? [r] : splitByParent(r, start, pmView, fromParent, swapWpTrusted)))
+        ? mine.flatMap((r): SavedRun[] => (r.inherited ? [r] : splitByParent(r, start, pmView, fromParent, !anonOnly)))
         : mine;
       for (const run of runs) {
         if (run.inherited) {

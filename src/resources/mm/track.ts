@@ -199,8 +199,10 @@ function holderRuns(rec: TrackRecord): boolean {
  * not (PE_PARENT): still write-protected in `pm` (this VMA's pagemap from `start`) and saved
  * by the parent (`parent`, sorted ranges). Without `swapWpTrusted`, a swapped entry counts as
  * written: in a private file mapping, a page of the parent's dropped since (MADV_DONTNEED, a
- * truncation) leaves a write-protect marker that reads the file again, and without PFNs in
- * sight (CAP_SYS_ADMIN) pagemap shows it as a protected swapped page (proc/pagemap.ts).
+ * truncation) leaves a write-protect marker that reads the file again, which pagemap shows as
+ * a protected swapped page when PFNs are hidden (proc/pagemap.ts), or if the kernel ever
+ * shows its markers otherwise. In an anonymous mapping a marker never stands where the
+ * parent saved a page: a dropped anonymous page leaves none.
  */
 export function splitByParent(
   run: { vaddr: bigint; nrPages: number },
