@@ -34,6 +34,7 @@ import {
 } from '../kernel/index.ts';
 import { AREA_SIZE, COURIER_BYTES } from './area.ts';
 import { pinTracee, unpinTracee, repinTracee } from './colocate.ts';
+import { now } from '../lazy.ts';
 
 export type SysArg = number | bigint;
 
@@ -124,7 +125,7 @@ export class Tracee {
   private home: Buffer | undefined;
   /** See keepOwnState. */
   private own: OwnState | undefined;
-  /** When the current injected call began (performance.now()), for unsafeWindow. */
+  /** When the current injected call began (ms, now()), for unsafeWindow. */
   private callStart = 0;
 
   private constructor(tid: number, born: boolean) {
@@ -315,7 +316,7 @@ export class Tracee {
 
   /** Start of an injected call of a thread that keeps its own state: block every signal but SIGTRAP (INJECTION_SIGMASK). */
   private enterCall(): void {
-    this.callStart = performance.now();
+    this.callStart = now();
     if (this.own!.mask !== INJECTION_SIGMASK) setSigmask(this.tid, INJECTION_SIGMASK);
   }
 
@@ -328,7 +329,7 @@ export class Tracee {
     if (own.mask !== INJECTION_SIGMASK) setSigmask(this.tid, own.mask);
     this.regsKnown = false;
     unsafeWindow.calls++;
-    unsafeWindow.ms += performance.now() - this.callStart;
+    unsafeWindow.ms += now() - this.callStart;
   }
 
   /** settle() after a failed call, when the thread may be gone. */
