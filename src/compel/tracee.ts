@@ -35,6 +35,7 @@ import {
 import { AREA_SIZE, COURIER_BYTES } from './area.ts';
 import type { HealFrame } from './heal.ts';
 import { pinTracee, unpinTracee, repinTracee } from './colocate.ts';
+import { now } from '../lazy.ts';
 
 export type SysArg = number | bigint;
 
@@ -152,7 +153,7 @@ export class Tracee {
   private home: Buffer | undefined;
   /** See keepOwnState. */
   private own: OwnState | undefined;
-  /** When the current injected call began (performance.now()), for unsafeWindow. */
+  /** When the current injected call began (ms, now()), for unsafeWindow. */
   private callStart = 0;
 
   private constructor(tid: number, born: boolean) {
@@ -423,7 +424,7 @@ export class Tracee {
    */
   private enterCall(): void {
     if (!this.own) return;
-    this.callStart = performance.now();
+    this.callStart = now();
     if (this.own.mask !== INJECTION_SIGMASK) setSigmask(this.tid, INJECTION_SIGMASK);
   }
 
@@ -440,7 +441,7 @@ export class Tracee {
     this.regsKnown = false;
     if (own.heal) return;
     unsafeWindow.calls++;
-    unsafeWindow.ms += performance.now() - this.callStart;
+    unsafeWindow.ms += now() - this.callStart;
   }
 
   /** settle() after a failed call, when the thread may be gone. */

@@ -57,6 +57,7 @@ import { startHelper, killHelper } from '../restore/stub.ts';
 import { type LiveTask, type Task, isLive, type Shared, dumpTask, anonBytes } from './task-dump.ts';
 import { linkParent, preDumpMemory } from './predump.ts';
 import { armTracking, type ParentTrack } from '../resources/mm/index.ts';
+import { now } from '../lazy.ts';
 export interface DumpRequest {
   pid: number;
   dir: string;
@@ -304,7 +305,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const pageServer = req.pageServer ? new PageServerClient(req.pageServer) : undefined;
   const createdDir = !fs.existsSync(req.dir);
   fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
-  const t0 = performance.now();
+  const t0 = now();
   const imgs = new ImageSet(req.dir, { pages: req.pages, pageServer });
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   const runId = randomUuid();
@@ -364,7 +365,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
       prepareInjection(t, log);
     }
     checkInjectedClaims(tasks.filter(isLive));
-    const tFrozen = performance.now();
+    const tFrozen = now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
     const vpids = nsPids(tasks);
@@ -433,7 +434,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   }
   journal.close();
   logUnsafeWindow(log);
-  result.frozenMs = performance.now() - t0;
+  result.frozenMs = now() - t0;
   try {
     writeDumpStats(req.workDir, result);
   } catch (e) {
