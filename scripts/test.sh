@@ -23,7 +23,7 @@ if [ -n "${LAB_WORKDIR:-}" ]; then
   # syscall tables, auxv, GCS, clone3, vDSO) and images exchanged with the guest's CRIU 4.2;
   # the x86_64 run covers everything else (parsers, crit, integrity, encryption, the CLI,
   # error paths), and every criu-ts start costs seconds under emulation.
-  lab_files='arch-sysnr|foundation|threads|gcs|signals|interop|tree|sharing|check|programs'
+  lab_files='arch-sysnr|foundation|threads|gcs|heal|signals|interop|tree|sharing|check|programs'
   unit=($(printf '%s\n' "${unit[@]}" | grep -E "/($lab_files)\.test\.ts$" || true))
   e2e=($(printf '%s\n' "${e2e[@]}" | grep -E "/($lab_files)\.test\.ts$"))
   # The guest's Debian sid has CRIU 4.2, which works on its kernel: images are exchanged

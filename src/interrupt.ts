@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { catchSignalOnce, signalCaught, defaultSignal, kill, getpid, SIG } from './kernel/index.ts';
 import { CriuError } from './errors.ts';
+import { now as sinceStart } from './lazy.ts';
 
 const SIGNALS = [SIG.HUP, SIG.INT, SIG.QUIT, SIG.TERM];
 const NAMES: Record<number, string> = { [SIG.HUP]: 'SIGHUP', [SIG.INT]: 'SIGINT', [SIG.QUIT]: 'SIGQUIT', [SIG.TERM]: 'SIGTERM' };
@@ -38,7 +39,7 @@ export function armInterrupts(): void {
  */
 export function checkInterrupt(now = false): void {
   if (!armed || received) return;
-  const t = performance.now();
+  const t = sinceStart();
   if (t < next && !now) return;
   next = t + EVERY_MS;
   for (const s of SIGNALS) {

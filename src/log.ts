@@ -5,11 +5,12 @@
 import fs from 'node:fs';
 import { createImage } from './images/open.ts';
 import type { Logger } from './resources/types.ts';
+import { now } from './lazy.ts';
 
 export class LevelLogger implements Logger {
   private fd: number;
   readonly level: number;
-  private readonly t0 = performance.now();
+  private readonly t0 = now();
   /** The step under way: a failure is reported as having happened there. */
   private current?: string;
   /** The first error logged, whatever the level (an RPC reply's cr_errmsg). */
@@ -20,7 +21,7 @@ export class LevelLogger implements Logger {
   }
   private out(lvl: number, tag: string, msg: string): void {
     if (lvl > this.level) return;
-    const ts = this.level >= 3 ? `(${((performance.now() - this.t0) / 1000).toFixed(6).padStart(9, '0')}) ` : '';
+    const ts = this.level >= 3 ? `(${((now() - this.t0) / 1000).toFixed(6).padStart(9, '0')}) ` : '';
     try {
       fs.writeSync(this.fd, `${ts}${tag}${msg}\n`);
     } catch {
@@ -109,4 +110,4 @@ export function fdLine(fde: Entry, file: Entry | undefined): string {
 }
 
 /** Milliseconds for a log line. */
-export const ms = (t0: number): string => `${(performance.now() - t0).toFixed(1)} ms`;
+export const ms = (t0: number): string => `${(now() - t0).toFixed(1)} ms`;

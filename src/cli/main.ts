@@ -29,6 +29,7 @@ import type { MountOptions } from '../resources/ns/mnt-tree.ts';
 import type { NetOptions } from '../resources/ns/types.ts';
 import { isLockMethod } from '../resources/net/netlock.ts';
 import type { TcpMode } from '../resources/files/types.ts';
+import { now } from '../lazy.ts';
 
 const VERSION = 'criu-ts 0.1.0 (CRIU images v1.1)';
 const UNSUPPORTED_COMMANDS = new Set(['lazy-pages', 'dedup', 'exec', 'show']);
@@ -316,7 +317,7 @@ async function execute(cmd: Cmd, o: Opts, argv: Argv): Promise<number> {
   if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
   const log = new LevelLogger(level, logFile);
   try {
-    log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid} (up ${performance.now().toFixed(1)} ms)`);
+    log.info(`${VERSION}, Linux ${os.release()} ${os.machine()}, pid ${process.pid} (up ${now().toFixed(1)} ms)`);
     log.info(`command line: ${process.argv.slice(2).join(' ')}`);
     // SIGINT, SIGTERM, SIGHUP and SIGQUIT abort a dump or restore cleanly (interrupt.ts).
     if (cmd === 'dump' || cmd === 'pre-dump' || cmd === 'restore') armInterrupts();

@@ -1,10 +1,13 @@
 // The injection area: a small anonymous mapping in a tracee holding a `syscall; trap`
 // sequence and scratch memory for syscall arguments (paths, structs, result buffers).
 import { arch, MAP, PROT, processVmReadv } from '../kernel/index.ts';
-import type { Tracee } from './tracee.ts';
+import type { Tracee, HealSlot } from './tracee.ts';
+import { HEAL_BYTES, healTail } from './heal.ts';
 
 export const AREA_SIZE = 64 * 1024;
-const SCRATCH_START = 64;
+/** A syscall instruction followed by rt_sigreturn, for calls that heal themselves (heal.ts). */
+const HEAL_CODE_AT = 64;
+const SCRATCH_START = 128;
 /** The area's last bytes, left out of scratch: Tracee.takeFd's recvmsg buffers. */
 export const COURIER_BYTES = 128;
 /**
@@ -14,11 +17,13 @@ export const COURIER_BYTES = 128;
 const MARKER = Buffer.from('criu-ts injection area\0');
 const MARKER_AT = 32;
 
-/** The header of an area: its `syscall; trap` code and the marker. */
+/** The header of an area: its `syscall; trap` code, the marker and the heal code. */
 function header(): Buffer {
-  const b = Buffer.alloc(MARKER_AT + MARKER.length);
+  const b = Buffer.alloc(HEAL_CODE_AT + arch.syscallInsnLen + healTail.length);
   arch.syscallTrap.copy(b, 0);
   MARKER.copy(b, MARKER_AT);
+  arch.syscallTrap.copy(b, HEAL_CODE_AT, 0, arch.syscallInsnLen);
+  healTail.copy(b, HEAL_CODE_AT + arch.syscallInsnLen);
   return b;
 }
 
@@ -39,11 +44,30 @@ export class InjectionArea {
   readonly base: bigint;
   readonly size: number;
   private next = SCRATCH_START;
+  /** Where scratch ends: before the courier's bytes, and before the heal slot once there is one. */
+  private limit: number;
+  private slot: HealSlot | undefined;
 
-  constructor(tracee: Tracee, base: bigint, size: number) {
+  constructor(tracee: Tracee, base: bigint, size: number, slot?: HealSlot) {
     this.tracee = tracee;
     this.base = base;
     this.size = size;
+    this.slot = slot;
+    this.limit = size - COURIER_BYTES - (slot ? HEAL_BYTES : 0);
+  }
+
+  /** Where the area's heal code starts (heal.ts). */
+  get healCode(): bigint {
+    return this.base + BigInt(HEAL_CODE_AT);
+  }
+
+  /** The slot for heal frames of this area's threads, taken from the end of scratch. */
+  healSlot(): HealSlot {
+    if (!this.slot) {
+      this.limit = this.size - COURIER_BYTES - HEAL_BYTES;
+      this.slot = { at: this.base + BigInt(this.limit) };
+    }
+    return this.slot;
   }
 
   /**
@@ -64,7 +88,7 @@ export class InjectionArea {
   /** The same area as seen by another tracee sharing or having inherited the mapping. */
   forTracee(t: Tracee): InjectionArea {
     t.useInjectionPage(this.base);
-    return new InjectionArea(t, this.base, this.size);
+    return new InjectionArea(t, this.base, this.size, this.slot);
   }
 
   reset(): void {
@@ -73,7 +97,7 @@ export class InjectionArea {
 
   alloc(len: number): bigint {
     const off = (this.next + 15) & ~15;
-    if (off + len > this.size - COURIER_BYTES) throw new Error(`injection area of task ${this.tracee.tid} is full (${len} bytes wanted)`);
+    if (off + len > this.limit) throw new Error(`injection area of task ${this.tracee.tid} is full (${len} bytes wanted)`);
     this.next = off + len;
     return this.base + BigInt(off);
   }

@@ -33,7 +33,9 @@ import {
   type SyscallName,
 } from '../kernel/index.ts';
 import { AREA_SIZE, COURIER_BYTES } from './area.ts';
+import type { HealFrame } from './heal.ts';
 import { pinTracee, unpinTracee, repinTracee } from './colocate.ts';
+import { now } from '../lazy.ts';
 
 export type SysArg = number | bigint;
 
@@ -85,9 +87,30 @@ interface OwnState {
   regs: Buffer;
   mask: bigint;
   more?: () => void;
+  heal?: Heal;
 }
 
-/** Injected calls made while threads held their own state between calls, and the time spent inside them. */
+/** Where a thread's injected calls heal themselves from (heal.ts, healWith). */
+interface Heal {
+  /** A syscall instruction followed by heal.ts's healTail. */
+  code: bigint;
+  slot: HealSlot;
+  frame: HealFrame;
+  /** What the GCS slot held before its cap token went in. */
+  tokenWas?: Buffer;
+}
+
+/** The one place of a process's area where the frame of the thread in a call sits. */
+export interface HealSlot {
+  at: bigint;
+  /** The thread whose frame is there now. */
+  owner?: number;
+}
+
+/**
+ * Injected calls that could not heal themselves while threads held their own state between
+ * calls, and the time spent inside them: the only moments a SIGKILL of criu-ts harms the task.
+ */
 export const unsafeWindow = { calls: 0, ms: 0 };
 
 function describe(status: number): string {
@@ -101,6 +124,12 @@ function describe(status: number): string {
 const fpScratch = Buffer.alloc(arch.fpRegsMaxSize);
 
 export class Tracee {
+  /**
+   * Test hook: called in a healing call once the thread's registers are the call's
+   * ('loaded'), and once it has stopped after the syscall ('done').
+   */
+  static inCall: ((tid: number, phase: 'loaded' | 'done') => void) | undefined;
+
   readonly tid: number;
   /** Where injected syscalls run; see useSyscallInsn / useInjectionPage. */
   /** The first stop seen after seizing: for a task stopped by a signal, its group-stop names that signal. */
@@ -124,7 +153,7 @@ export class Tracee {
   private home: Buffer | undefined;
   /** See keepOwnState. */
   private own: OwnState | undefined;
-  /** When the current injected call began (performance.now()), for unsafeWindow. */
+  /** When the current injected call began (ms, now()), for unsafeWindow. */
   private callStart = 0;
 
   private constructor(tid: number, born: boolean) {
@@ -239,7 +268,44 @@ export class Tracee {
     this.own = { regs: Buffer.from(regs), mask, more };
   }
   dropOwnState(): void {
+    this.stopHealing();
     this.own = undefined;
+  }
+
+  /**
+   * From now on, injected calls of this thread (which keeps its own state) heal themselves
+   * (heal.ts): they run from `code` with `frame` in `slot`, and stop at the syscall's exit,
+   * before the code that follows it. Syscall stops, not a trap: the SIGTRAP of a trap stop
+   * would be delivered once its tracer is gone (TRACESYSGOOD's SIGTRAP|0x80 is no signal).
+   */
+  healWith(code: bigint, slot: HealSlot, frame: HealFrame): boolean {
+    if (!this.own) throw new Error(`task ${this.tid}: only a thread that keeps its own state heals`);
+    const heal: Heal = { code, slot, frame };
+    if (frame.token) {
+      // A shadow stack that is full has no slot for the token: such a thread does not heal.
+      const v = Buffer.alloc(8);
+      v.writeBigUInt64LE(frame.token.value);
+      try {
+        heal.tokenWas = this.readMem(frame.token.at, 8);
+        this.writeMemForce(frame.token.at, v);
+      } catch {
+        return false;
+      }
+    }
+    this.own.heal = heal;
+    return true;
+  }
+
+  /** Injected calls no longer heal themselves (the area they heal from is going). */
+  stopHealing(): void {
+    const h = this.own?.heal;
+    if (!h) return;
+    this.own!.heal = undefined;
+    if (h.frame.token && h.tokenWas) this.writeMemForce(h.frame.token.at, h.tokenWas);
+  }
+
+  get heals(): boolean {
+    return this.own?.heal !== undefined;
   }
 
   getSigmask(): bigint {
@@ -275,7 +341,7 @@ export class Tracee {
   syscallRaw(name: SyscallName | number, ...args: SysArg[]): bigint {
     this.loadSyscall(name, args);
     try {
-      if (this.trapMode) {
+      if (this.trapMode && !this.own?.heal) {
         ptrace(PTRACE.CONT, this.tid, 0, 0);
         this.expectTrap(name);
       } else {
@@ -291,44 +357,91 @@ export class Tracee {
     }
     const after = this.getRegs(this.scratchRegs);
     this.regsKnown = true;
+    this.checkHealStop(after, name);
+    if (this.own?.heal) Tracee.inCall?.(this.tid, 'done');
     this.settle();
     return arch.syscallResult(after);
+  }
+
+  /** How a thread is let go into an injected call: it stops once the call is done. */
+  private get resumeRequest(): number {
+    return this.trapMode && !this.own?.heal ? PTRACE.CONT : PTRACE.SYSCALL;
+  }
+
+  /** A healing call stops at its syscall's exit: the thread must be right after it, before the code that heals. */
+  private checkHealStop(after: Buffer, name: SyscallName | number | string): void {
+    const h = this.own?.heal;
+    if (!h) return;
+    const ip = arch.ip(after);
+    if (ip === h.code + BigInt(arch.syscallInsnLen)) return;
+    this.settleQuietly();
+    throw new InjectionError(this.tid, `injected ${String(name)} stopped at 0x${ip.toString(16)}, not after its syscall`);
+  }
+
+  /** The heal frame of this thread in its slot (see healWith), before its registers point at it. */
+  private placeFrame(h: Heal): void {
+    if (h.slot.owner === this.tid) return;
+    h.slot.owner = undefined;
+    this.writeMem(h.slot.at, h.frame.bytes);
+    h.slot.owner = this.tid;
   }
 
   private loadSyscall(name: SyscallName | number, args: SysArg[]): void {
     if (this.insnAddr === 0n) throw new Error(`task ${this.tid}: no syscall instruction chosen for injection`);
     const nr = typeof name === 'number' ? name : sysnr(name);
-    let r: Buffer;
-    if (this.own) {
-      this.enterCall();
-      r = this.scratchRegs;
-      this.own.regs.copy(r);
-    } else r = this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs);
-    arch.setIp(r, this.insnAddr);
+    const r = this.ownRegsFor(this.insnAddr) ?? (this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs));
+    if (!this.own) arch.setIp(r, this.insnAddr);
     arch.setSyscall(
       r,
       nr,
       args.map((a) => BigInt.asUintN(64, BigInt(a))),
     );
     this.setRegs(r);
+    this.enterCall();
+    if (this.own?.heal) Tracee.inCall?.(this.tid, 'loaded');
   }
 
-  /** Start of an injected call of a thread that keeps its own state: block every signal but SIGTRAP (INJECTION_SIGMASK). */
+  /**
+   * For a thread that keeps its own state: its own registers, to run the code at `ip` from
+   * (a healing thread's syscall runs from its heal code, on its frame).
+   */
+  private ownRegsFor(ip: bigint): Buffer | undefined {
+    if (!this.own) return undefined;
+    const r = this.scratchRegs;
+    this.own.regs.copy(r);
+    const h = this.own.heal;
+    if (h) {
+      this.placeFrame(h);
+      arch.setSp(r, h.frame.sp);
+    }
+    arch.setIp(r, h && ip === this.insnAddr ? h.code : ip);
+    return r;
+  }
+
+  /**
+   * Start of an injected call of a thread that keeps its own state, once its registers are
+   * the call's: block every signal but SIGTRAP (INJECTION_SIGMASK).
+   */
   private enterCall(): void {
-    this.callStart = performance.now();
-    if (this.own!.mask !== INJECTION_SIGMASK) setSigmask(this.tid, INJECTION_SIGMASK);
+    if (!this.own) return;
+    this.callStart = now();
+    if (this.own.mask !== INJECTION_SIGMASK) setSigmask(this.tid, INJECTION_SIGMASK);
   }
 
-  /** End of an injected call: the thread's own registers and mask go back at once. */
+  /**
+   * End of an injected call: the thread's own state goes back at once, its registers last, so
+   * that a healing thread is whole at every moment (its registers still lead to its frame).
+   */
   private settle(): void {
     const own = this.own;
     if (!own) return;
-    setRegset(this.tid, NT.PRSTATUS, own.regs);
     own.more?.();
     if (own.mask !== INJECTION_SIGMASK) setSigmask(this.tid, own.mask);
+    setRegset(this.tid, NT.PRSTATUS, own.regs);
     this.regsKnown = false;
+    if (own.heal) return;
     unsafeWindow.calls++;
-    unsafeWindow.ms += performance.now() - this.callStart;
+    unsafeWindow.ms += now() - this.callStart;
   }
 
   /** settle() after a failed call, when the thread may be gone. */
@@ -346,10 +459,10 @@ export class Tracee {
    * with this tracee until finishSyscall. Needs the injection page (one stop per call).
    */
   startSyscall(name: SyscallName, ...args: SysArg[]): void {
-    if (!this.trapMode) throw new Error(`task ${this.tid}: startSyscall needs the injection page`);
+    if (!this.trapMode || this.own?.heal) throw new Error(`task ${this.tid}: startSyscall needs the injection page, and no healing`);
     this.loadSyscall(name, args);
     unpinTracee(this.tid, this.home);
-    ptrace(PTRACE.CONT, this.tid, 0, 0);
+    ptrace(this.resumeRequest, this.tid, 0, 0);
     this.running = name;
   }
 
@@ -367,14 +480,16 @@ export class Tracee {
     if (this.home) repinTracee(this.tid);
     const after = this.getRegs(this.scratchRegs);
     this.regsKnown = true;
+    this.checkHealStop(after, name);
     this.settle();
     return arch.syscallResult(after);
   }
 
   /** Resume with `regs` until the trap instruction that follows the code at their ip; returns the regs there. */
   runUntilTrap(regs: Buffer): Buffer {
-    if (this.own) this.enterCall();
+    if (this.own?.heal) throw new Error(`task ${this.tid}: runUntilTrap cannot heal itself`);
     this.setRegs(regs);
+    this.enterCall();
     const was = this.trapMode;
     this.trapMode = true;
     try {
@@ -398,6 +513,7 @@ export class Tracee {
    * would be lost.
    */
   lastSyscall(final: Buffer, name: SyscallName, ...args: SysArg[]): bigint {
+    this.stopHealing();
     const at = arch.syscallStopReg;
     if (at !== undefined && !this.trapMode) {
       const r = this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs);
@@ -441,21 +557,21 @@ export class Tracee {
     }
     if (st.event === PTRACE_EVENT.STOP) {
       // A group stop or a stray interrupt: the injected call has not run yet; resume.
-      ptrace(this.trapMode ? PTRACE.CONT : PTRACE.SYSCALL, this.tid, 0, 0);
+      ptrace(this.resumeRequest, this.tid, 0, 0);
       return;
     }
     if (st.event === 0 && STOP_SIGNALS.has(st.sig) && this.stopSignal() !== undefined) {
       // A stop signal sent again to a task already stopped stays pending, and is taken
       // before the injected call runs: it would do nothing (the task is stopped, and SIGCONT
       // discards it), so it is dropped; the task is stopped again when it is let go.
-      ptrace(this.trapMode ? PTRACE.CONT : PTRACE.SYSCALL, this.tid, 0, 0);
+      ptrace(this.resumeRequest, this.tid, 0, 0);
       return;
     }
     if (st.event !== 0) {
       // clone/fork events while injecting clone3: the caller collects the child.
       this.lastEvent = st.event;
       this.lastEventMsg = this.eventMsg();
-      ptrace(this.trapMode ? PTRACE.CONT : PTRACE.SYSCALL, this.tid, 0, 0);
+      ptrace(this.resumeRequest, this.tid, 0, 0);
       return;
     }
     throw new InjectionError(this.tid, `unexpected ${describe(st.status)} during injected ${String(name)}`);

@@ -14,6 +14,9 @@ import {
   endColocation,
   unsafeWindow,
   INJECTION_SIGMASK,
+  healFrame,
+  RemoteSysError,
+  Tracee,
 } from '../compel/index.ts';
 import { cpu } from '../resources/cpu/index.ts';
 import { CriuError, NotSupportedError, faultPoint } from '../errors.ts';
@@ -54,6 +57,7 @@ import { startHelper, killHelper } from '../restore/stub.ts';
 import { type LiveTask, type Task, isLive, type Shared, dumpTask, anonBytes } from './task-dump.ts';
 import { linkParent, preDumpMemory } from './predump.ts';
 import { armTracking, type ParentTrack } from '../resources/mm/index.ts';
+import { now } from '../lazy.ts';
 export interface DumpRequest {
   pid: number;
   dir: string;
@@ -154,18 +158,57 @@ function validateTarget(pid: number): void {
 }
 
 /**
+ * Test hook: CRIU_TS_HANG=call-loaded or call-done holds the dump inside its
+ * CRIU_TS_HANG_CALL-th (default first) injected call that heals itself (compel/heal.ts), of the
+ * thread CRIU_TS_HANG_TID if set.
+ */
+function hangInsideCalls(): void {
+  const at = process.env.CRIU_TS_HANG;
+  if (at !== 'call-loaded' && at !== 'call-done') return;
+  let n = 0;
+  const nth = Number(process.env.CRIU_TS_HANG_CALL ?? 1);
+  const only = process.env.CRIU_TS_HANG_TID ? Number(process.env.CRIU_TS_HANG_TID) : undefined;
+  Tracee.inCall = (tid, phase) => {
+    if (`call-${phase}` !== at || (only !== undefined && tid !== only) || ++n !== nth) return;
+    process.stderr.write(`inside injected call ${n}, of thread ${tid}\n`);
+    hangPoint(at);
+  };
+}
+
+/**
  * Map an injection area in the leader via a syscall instruction of its vDSO. From here on,
  * every thread holds its own registers and signal mask between injected calls, so that
- * criu-ts can die at any moment outside one without taking the task with it.
+ * criu-ts can die at any moment outside one without taking the task with it, and once the
+ * area is there its calls heal themselves (compel/heal.ts): criu-ts can die inside one too.
  */
-function prepareInjection(t: LiveTask): void {
+function prepareInjection(t: LiveTask, log: Logger): void {
   const leader = t.threads[0];
   const insn = vdsoSyscallInsn(leader, t.vmas, `task ${t.pid}`);
   t.vdsoInsn = insn;
-  for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thaw(s.tracee, s.cpu) : undefined);
+  for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thawVector?.(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);
-  checkInjectedClaims([t], true);
-  t.area = InjectionArea.map(leader);
+  try {
+    t.area = InjectionArea.map(leader);
+  } catch (e) {
+    // memory-deny-write-execute refuses the area: the probe names it (one injected call
+    // that cannot heal itself fewer in every other dump).
+    if (e instanceof RemoteSysError && e.code === 'EACCES') checkInjectedClaims([t], true);
+    throw e;
+  }
+  const facts = cpu.facts(t.area);
+  const slot = t.area.healSlot();
+  for (const s of t.snaps) {
+    const th = s.tracee;
+    const frame = healFrame(slot.at, {
+      regs: s.cpu.regs,
+      mask: s.sigmask,
+      fpregs: s.cpu.fpregs,
+      vector: s.cpu.vector,
+      ...cpu.healExtras(th, facts),
+    });
+    if (!frame || !th.healWith(t.area.healCode, slot, frame))
+      log.debug(`thread ${th.tid}: no heal frame fits its state; its injected calls cannot heal themselves`);
+  }
   // An area that a criu-ts killed in the middle of a dump left there (its journal lost) is
   // not the task's memory: it goes, and is not dumped.
   const stale = t.vmas.filter((v) => v.prot === 7 && !v.path && isInjectionArea(t.pid, v.start, v.end - v.start));
@@ -262,7 +305,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   const pageServer = req.pageServer ? new PageServerClient(req.pageServer) : undefined;
   const createdDir = !fs.existsSync(req.dir);
   fs.mkdirSync(req.dir, { recursive: true, mode: 0o700 });
-  const t0 = performance.now();
+  const t0 = now();
   const imgs = new ImageSet(req.dir, { pages: req.pages, pageServer });
   const journal = new DumpJournal(req.dir, createdDir, req.freezeCgroup);
   const runId = randomUuid();
@@ -274,6 +317,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   let procLocks: LocksRead | undefined;
   unsafeWindow.calls = 0;
   unsafeWindow.ms = 0;
+  hangInsideCalls();
   try {
     if (req.tcp?.established && !req.pre) prestartGuard((fn) => endHooks.push(fn));
     const freezer = req.freezeCgroup ? new CgroupFreezer(req.freezeCgroup) : undefined;
@@ -318,10 +362,10 @@ function dumpColocated(req: DumpRequest): DumpResult {
     for (const t of tasks) {
       if (!isLive(t)) continue;
       step(log, `task ${t.pid}: mapping criu-ts's injection area`);
-      prepareInjection(t);
+      prepareInjection(t, log);
     }
     checkInjectedClaims(tasks.filter(isLive));
-    const tFrozen = performance.now();
+    const tFrozen = now();
     const live = tasks.filter(isLive);
     imgs.expect(live.reduce((s, t) => s + anonBytes(t.vmas), 0));
     const vpids = nsPids(tasks);
@@ -390,7 +434,7 @@ function dumpColocated(req: DumpRequest): DumpResult {
   }
   journal.close();
   logUnsafeWindow(log);
-  result.frozenMs = performance.now() - t0;
+  result.frozenMs = now() - t0;
   try {
     writeDumpStats(req.workDir, result);
   } catch (e) {

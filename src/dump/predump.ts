@@ -11,6 +11,7 @@ import { CriuError } from '../errors.ts';
 import { step, ms } from '../log.ts';
 import type { Logger } from '../resources/types.ts';
 import { anonBytes, type LiveTask } from './task-dump.ts';
+import { now } from '../lazy.ts';
 
 const PRE_DUMP_SPLICE = 1;
 
@@ -41,7 +42,7 @@ export function preDumpMemory(
   log: Logger,
 ): { pagesWritten: number; pagesScanned: number; pagesSkippedParent: number; memdumpMs: number } {
   const out = { pagesWritten: 0, pagesScanned: 0, pagesSkippedParent: 0, memdumpMs: 0 };
-  const t0 = performance.now();
+  const t0 = now();
   for (const t of tasks) {
     const v = vpid(t.pid);
     step(log, `task ${t.pid}: memory, ${t.vmas.length} VMAs, to pagemap-${v}.img`);
@@ -58,7 +59,7 @@ export function preDumpMemory(
     pre_dump_mode: PRE_DUMP_SPLICE,
     lsmtype: 0,
   });
-  out.memdumpMs = performance.now() - t0;
+  out.memdumpMs = now() - t0;
   log.info(`pre-dumped the memory of ${tasks.length} task(s) in ${ms(t0)}`);
   return out;
 }

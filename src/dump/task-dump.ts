@@ -32,6 +32,7 @@ import type { DumpTask, ParentMm } from '../resources/types.ts';
 import { step, debugOn, vmaLine, fdLine, ms } from '../log.ts';
 
 import type { DumpRequest } from './dump.ts';
+import { now } from '../lazy.ts';
 
 /** Bytes of anonymous memory the VMAs hold (smaps), to size the page data ahead. */
 export const anonBytes = (vmas: Vma[]): number => vmas.reduce((a, v) => a + (v.anonymous ?? 0) * 1024, 0);
@@ -113,13 +114,13 @@ export function dumpTask(
   faultPoint('memory');
   if (debugOn(log))
     for (const v of task.vmas) log.debug(vmaLine(v.start, v.end, v.prot, v.shared, v.path + (v.deleted ? ' (deleted)' : '')));
-  const tMem = performance.now();
+  const tMem = now();
   const vpid = sh.vpid(pid);
   const pm = imgs.pagemap(vpid, anonBytes(task.vmas));
   const exe = readLink(pid, 'exe');
   const { mm, stats } = closing(pm, () => dumpMm(task, pm, exe));
   imgs.one(IMG.MM, vpid, mm);
-  const memdumpMs = performance.now() - tMem;
+  const memdumpMs = now() - tMem;
   log.debug(
     `task ${pid}: ${stats.pagesScanned} pages scanned, ${stats.pagesWritten} written, ${stats.pagesInherited} shared copy-on-write with the parent (saved with it), ${stats.pagesSkippedParent} in the parent dump, in ${ms(tMem)}`,
   );

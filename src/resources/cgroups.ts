@@ -325,32 +325,67 @@ export interface CgroupRestoreOptions {
   yard?: string;
 }
 
-/** v1 controllers whose limits would hold criu-ts back: memory, thread count, CPU, I/O, devices it may open. */
-const LIMITING = new Set(['memory', 'pids', 'cpu', 'cpuset', 'blkio', 'devices']);
+/**
+ * The files of a cgroup that hold a limit criu-ts's own memory, threads or CPU time would run
+ * into, by v1 controller ('' for cgroup2), and whether a value of one is a limit.
+ */
+const LIMITS: ReadonlyArray<[string, string, (v: string) => boolean]> = [
+  ['memory', 'memory.limit_in_bytes', (v) => BigInt(v) < 1n << 62n],
+  ['pids', 'pids.max', (v) => v !== 'max'],
+  ['cpu', 'cpu.cfs_quota_us', (v) => v !== '-1'],
+  ['', 'memory.max', (v) => v !== 'max'],
+  ['', 'memory.high', (v) => v !== 'max'],
+  ['', 'pids.max', (v) => v !== 'max'],
+  ['', 'cpu.max', (v) => !v.startsWith('max')],
+];
+
+/** Whether cgroup `dir` of hierarchy `name` (mounted at `at`), or one above it, has a limit of LIMITS. */
+function limited(at: string, name: string, dir: string): boolean {
+  const ctls = name.split(',');
+  for (let d = dir; d !== '/' && d !== '.' && d !== ''; d = path.dirname(d)) {
+    for (const [ctl, file, isLimit] of LIMITS) {
+      if (ctl === '' ? name !== '' : !ctls.includes(ctl)) continue;
+      let v: string;
+      try {
+        v = fs.readFileSync(path.join(at, d, file), 'utf8').trim();
+      } catch {
+        continue;
+      }
+      if (isLimit(v)) return true;
+    }
+  }
+  return false;
+}
 
 /**
  * Move criu-ts (all its threads) into the cgroups of process `to`, in every hierarchy mounted
- * here, and return the cgroups it was in. runc puts criu into the container's cgroups before a
- * restore: criu-ts's own memory and threads would count against the container's limits, which
- * only the restored tasks must be in (restore then puts them there with `home`).
+ * here where the cgroup criu-ts is in sets a memory, thread count or CPU limit, and return the
+ * cgroups it was in. runc puts criu into the container's cgroups before a restore: criu-ts's
+ * own memory and threads would count against the container's limits, which only the restored
+ * tasks must be in (restore then puts them there with `home`).
  */
 export function leaveCgroups(to: number, log: Logger): CgCtl[] {
   const mine = parseCgroupFile(fs.readFileSync('/proc/self/cgroup', 'utf8'));
   const theirs = new Map(parseCgroupFile(fs.readFileSync(`/proc/${to}/cgroup`, 'utf8')).map((c) => [c.name, c.path]));
   const mounts = cgroupMounts();
+  const left: string[] = [];
   for (const c of mine) {
     const dest = theirs.get(c.name),
       at = mounts.get(c.name);
     if (dest === undefined || dest === c.path || at === undefined) continue;
-    // Only where a limit would bind criu-ts (moving its threads costs a few ms per hierarchy).
-    if (c.name !== '' && !c.name.split(',').some((n) => LIMITING.has(n))) continue;
+    // Only where a limit would bind criu-ts: moving its threads costs a millisecond or more per
+    // hierarchy, and the restored root's joining them back as much.
+    if (!limited(at, c.name, c.path)) continue;
     try {
       fs.writeFileSync(path.join(at, dest, 'cgroup.procs'), `${process.pid}`);
+      left.push(c.name || 'cgroup2');
     } catch (e) {
       log.warn(`criu-ts stays in its cgroup ${c.name || 'cgroup2'}:${c.path}: ${(e as Error).message}`);
     }
   }
-  log.info(`criu-ts left its cgroups for those of ${to}`);
+  log.info(
+    left.length ? `criu-ts left its cgroups of ${left.join(', ')} for those of ${to}` : 'criu-ts stays in its cgroups: none limits it',
+  );
   return mine;
 }
 

@@ -68,6 +68,7 @@ import {
   prepareRelease,
   logPlan,
 } from './task-steps.ts';
+import { now } from '../lazy.ts';
 export interface RestoreRequest {
   dir: string;
   skipVerify?: boolean;
@@ -110,7 +111,7 @@ export function restore(req: RestoreRequest): RestoreResult {
 }
 
 function restoreColocated(req: RestoreRequest): RestoreResult {
-  const t0 = performance.now();
+  const t0 = now();
   const imgs = new DumpImages(req.dir, { skipVerify: req.skipVerify, key: req.key, warn: (m) => req.log.warn(m) });
   try {
     return restoreImages(req, imgs, t0);
@@ -306,7 +307,7 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
   } catch (e) {
     req.log.error(`post-resume: ${(e as Error).message}`);
   }
-  const total = performance.now() - t0;
+  const total = now() - t0;
   req.log.info(`restored ${tasks.length} task(s) in ${total.toFixed(1)} ms`);
   try {
     writeRestoreStats(req.workDir ?? req.dir, { forkMs: ctx.forkMs, totalMs: total, ...pageCounts(tasks) });
@@ -331,9 +332,9 @@ function restoreImages(req: RestoreRequest, imgs: DumpImages, t0: number): Resto
 /** What each stage does; stages.ts orders them and says why. */
 const STAGES: Record<RestoreStage, (ctx: Ctx) => void> = {
   FORKING: (ctx) => {
-    const t0 = performance.now();
+    const t0 = now();
     createTree(ctx);
-    ctx.forkMs = performance.now() - t0;
+    ctx.forkMs = now() - t0;
     ctx.req.log.info(`created ${ctx.tasks.length} task(s) in ${ms(t0)}`);
     if (ctx.helper) killHelper(ctx.helper);
     ctx.helper = undefined;

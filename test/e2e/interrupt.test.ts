@@ -6,8 +6,9 @@
  * once the next criu-ts command has run, nothing is stale (no journal, no injection area,
  * no partial images). SIGTERM and SIGINT need no next command: they abort cleanly at once.
  *
- * The one window that cannot be closed is a SIGKILL inside an injected call (see
- * src/compel/tracee.ts): the dump logs its length, which this test reports.
+ * Injected calls heal themselves (src/compel/heal.ts) but two per process, which map and
+ * unmap the injection area: a SIGKILL inside one of those is the window that stays open; the
+ * dump logs its length, which this test reports.
  *
  * CRIU_TS_INTERRUPT_MOMENTS=N changes the number of moments.
  */

@@ -193,6 +193,7 @@ export const aarch64: Arch = {
   ip: (r) => u64(r, A64.pc),
   setIp: (r, ip) => put(r, A64.pc, ip),
   sp: (r) => u64(r, A64.sp),
+  setSp: (r, sp) => put(r, A64.sp, sp),
   setSyscall(r, nr, args) {
     put(r, A64.x8, BigInt(nr));
     for (let i = 0; i < 6; i++) put(r, xreg(i), args[i] ?? 0n);

@@ -211,6 +211,7 @@ export interface Arch {
   ip(regs: Buffer): bigint;
   setIp(regs: Buffer, ip: bigint): void;
   sp(regs: Buffer): bigint;
+  setSp(regs: Buffer, sp: bigint): void;
   /** Prepare regs to run syscall `nr` with `args` when resumed at ip. */
   setSyscall(regs: Buffer, nr: number, args: readonly bigint[]): void;
   /** Syscall return value (signed) after the call completed. */

@@ -229,6 +229,7 @@ export const x86_64: Arch = {
   ip: (r) => u64(r, X86.ip),
   setIp: (r, ip) => put(r, X86.ip, ip),
   sp: (r) => u64(r, X86.sp),
+  setSp: (r, sp) => put(r, X86.sp, sp),
   setSyscall(r, nr, args) {
     put(r, X86.ax, BigInt(nr));
     // orig_ax = -1 keeps the kernel's restart logic away from an injected call made

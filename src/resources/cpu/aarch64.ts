@@ -1,9 +1,9 @@
 // AArch64: user_pt_regs, FP/SIMD (and SVE when live), TPIDR_EL0, the pointer-authentication
 // keys and the Guarded Control Stack registers (thread_info_aarch64).
 import { arch, NT, A64, FPSIMD_SIZE, SysError } from '../../kernel/index.ts';
-import { readAuxv, AT_HWCAP } from '../../proc/index.ts';
+import { readAuxv, AT_HWCAP, AT_HWCAP2 } from '../../proc/index.ts';
 import { CriuError } from '../../errors.ts';
-import type { Tracee } from '../../compel/index.ts';
+import type { Tracee, HealState } from '../../compel/index.ts';
 import type { Message, MessageInput } from '../types.ts';
 import type { CpuBackend } from './types.ts';
 
@@ -14,20 +14,22 @@ const HWCAP_SVE = 1n << 22n,
   HWCAP_PACA = 1n << 30n,
   HWCAP_PACG = 1n << 31n,
   HWCAP_GCS = 1n << 32n;
-let hwcapCache: bigint | undefined;
-/** AT_HWCAP of this machine, as the kernel gave it to criu-ts. */
-function hwcap(): bigint {
+const HWCAP2_POE = 1n << 63n;
+let hwcapCache: Map<bigint, bigint> | undefined;
+/** AT_HWCAP or AT_HWCAP2 of this machine, as the kernel gave them to criu-ts. */
+function hwcap(type = AT_HWCAP): bigint {
   if (hwcapCache === undefined) {
     const words = readAuxv(process.pid);
-    hwcapCache = 0n;
-    for (let i = 0; i + 1 < words.length; i += 2) if (words[i] === BigInt(AT_HWCAP)) hwcapCache = words[i + 1];
+    hwcapCache = new Map();
+    for (let i = 0; i + 1 < words.length; i += 2) hwcapCache.set(words[i], words[i + 1]);
   }
-  return hwcapCache;
+  return hwcapCache.get(BigInt(type)) ?? 0n;
 }
 export const hostHas = {
   sve: () => (hwcap() & HWCAP_SVE) !== 0n,
   pac: () => (hwcap() & (HWCAP_PACA | HWCAP_PACG)) !== 0n,
   gcs: () => (hwcap() & HWCAP_GCS) !== 0n,
+  poe: () => (hwcap(AT_HWCAP2) & HWCAP2_POE) !== 0n,
 };
 
 // struct user_sve_header: size, max_size (u32), vl, max_vl, flags (u16).
@@ -185,10 +187,23 @@ export const aarch64Cpu: CpuBackend = {
   facts: () => ({}),
   snapshot: (t) => ({ regs: t.getRegs(), fpregs: t.getFpRegs(), vector: liveSve(t) }),
   thaw(t, s) {
-    // An injected syscall discards the SVE state beyond FP/SIMD: put the vector state back too.
-    if (s.vector) t.setRegset(NT.ARM_SVE, s.vector);
+    if (s.vector) aarch64Cpu.thawVector!(t, s);
     else t.setFpRegs(s.fpregs);
     t.setRegs(s.regs);
+  },
+  // An injected syscall discards the SVE state beyond FP/SIMD: the vector state goes back too.
+  thawVector: (t, s) => {
+    if (s.vector) t.setRegset(NT.ARM_SVE, s.vector);
+  },
+  healExtras(t) {
+    const extras: Partial<HealState> = {};
+    const g = hostHas.gcs() ? regset(t, NT.ARM_GCS, GCS_SIZE) : undefined;
+    if (g && g.length >= GCS_SIZE && g.readBigUInt64LE(0) & PR_SHADOW_STACK_ENABLE)
+      extras.gcs = { gcspr: g.readBigUInt64LE(16), enabled: g.readBigUInt64LE(0) };
+    // Where the CPU has permission overlays, sigreturn takes POR_EL0 from the frame.
+    const p = hostHas.poe() ? regset(t, NT.ARM_POE, 8) : undefined;
+    if (p && p.length === 8) extras.poe = p.readBigUInt64LE(0);
+    return extras;
   },
   dumpInfo(t, s, _area, _facts, clearTid) {
     const info: MessageInput<'thread_info_aarch64'> = {

@@ -1,7 +1,7 @@
 // A thread's CPU state as each architecture keeps it: the registers, the FPU/vector state
 // and the per-thread extras (TLS descriptors, pointer-authentication keys, shadow stacks).
 // core.ts holds what is the same everywhere.
-import type { Tracee, InjectionArea } from '../../compel/index.ts';
+import type { Tracee, InjectionArea, HealState } from '../../compel/index.ts';
 import type { XsaveOffsets } from '../../kernel/arch/x86_64-xsave.ts';
 import type { Message, MessageInput } from '../types.ts';
 
@@ -36,6 +36,10 @@ export interface CpuBackend {
   snapshot(t: Tracee): CpuSnapshot;
   /** Put a snapshot back (the dump leaves the task running, or failed). */
   thaw(t: Tracee, s: CpuSnapshot): void;
+  /** Put back what an injected syscall discards of a snapshot, if anything (arm64's SVE state). */
+  thawVector?(t: Tracee, s: CpuSnapshot): void;
+  /** What a heal frame (compel/heal.ts) needs beyond the snapshot's registers and FP state. */
+  healExtras(t: Tracee, facts: CpuFacts): Partial<HealState>;
   /** The thread_info in its core_entry field; `clearTid` is the thread's clear_child_tid address. */
   dumpInfo(t: Tracee, s: CpuSnapshot, area: InjectionArea, facts: CpuFacts, clearTid: bigint): CoreThreadInfo;
   /** Refuse, with a CriuError naming `file`, a thread this machine cannot run (or without a thread_info). */

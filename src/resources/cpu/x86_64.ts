@@ -81,6 +81,7 @@ export const x86_64Cpu: CpuBackend = {
   snapshot: (t) => ({ regs: t.getRegs(), fpregs: t.getFpRegs() }),
   // Injected syscalls leave the FPU state alone on x86_64.
   thaw: (t, s) => t.setRegs(s.regs),
+  healExtras: (_t, facts) => ({ xsave: facts.xsave }),
   dumpInfo(t, s, _area, facts, clearTid) {
     const r = Buffer.from(s.regs);
     // Saved already adjusted for an interrupted syscall, as CRIU does: its restorer does

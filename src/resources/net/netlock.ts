@@ -36,6 +36,7 @@ import {
 } from './nft.ts';
 import type { Logger } from '../types.ts';
 import type { DumpFileCtx } from '../files/types.ts';
+import { now } from '../../lazy.ts';
 
 export type LockMethod = 'iptables' | 'nftables' | 'skip';
 /** inventory.network_lock_method (CRIU's NETWORK_LOCK_METHOD). */
@@ -269,7 +270,7 @@ export function lockAvailable(m: LockMethod): boolean {
  */
 export class DumpLock {
   readonly spec: LockSpec;
-  readonly t0 = performance.now();
+  readonly t0 = now();
   private readonly keys = new Set<string>();
   private readonly record: (spec: LockSpec) => void;
   constructor(method: LockMethod, runId: string, record: (spec: LockSpec) => void) {
@@ -291,7 +292,7 @@ export class DumpLock {
 
   /** Milliseconds since the lock was taken. */
   ms(): string {
-    return (performance.now() - this.t0).toFixed(1);
+    return (now() - this.t0).toFixed(1);
   }
 }
 
@@ -379,13 +380,13 @@ export function lockTreeNetns(pid: number, ctx: DumpFileCtx): LockSpec | undefin
   const spec: LockSpec = { method, table: tableOf(ctx.runId), conns: [], netns: { pid, link: fs.readlinkSync(`/proc/${pid}/ns/net`) } };
   ctx.recordLock(spec);
   if (method === 'skip') return undefined;
-  const t0 = performance.now();
+  const t0 = now();
   lockNetns(spec);
   ctx.log.info(
     `network namespace of ${pid} locked with ${method}${method === 'nftables' ? ` (table inet ${spec.table})` : ' (chain CRIU)'}`,
   );
   ctx.atEnd((how) => {
-    const ms = (performance.now() - t0).toFixed(1);
+    const ms = (now() - t0).toFixed(1);
     if (how === 'killed')
       return say(ctx.log, `network namespace lock kept (${ms} ms in the dump): it is in the saved rules, the restore removes it`);
     const err = unlock(spec);

@@ -14,6 +14,7 @@ import { DumpLock, connOf, defaultLockMethod, lockMethodOf, tableOf, unlock, typ
 import type { Message } from '../types.ts';
 export { defaultLockMethod } from './netlock.ts';
 import { CriuError } from '../../errors.ts';
+import { now } from '../../lazy.ts';
 
 const { SOL, SO } = sock;
 const BIG_BUF = 0x3fffffff; // INT_MAX / 2: any saved queue fits while it is put back
@@ -292,7 +293,7 @@ export function releaseLock(spec: LockSpec, log: DumpFileCtx['log'], t0: number)
   if (spec.method === 'skip') return;
   const err = unlock(spec);
   if (err) log.error(`cannot unlock the network: ${err}`);
-  say({ log }, `network locked for ${(performance.now() - t0).toFixed(1)} ms of the restore, since its start (the dump kept the lock)`);
+  say({ log }, `network locked for ${(now() - t0).toFixed(1)} ms of the restore, since its start (the dump kept the lock)`);
 }
 
 /** Recreate a saved connection on a fresh socket, out of repair mode when it returns. */

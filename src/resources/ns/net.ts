@@ -4,7 +4,7 @@
 // links themselves are made by netdev.ts. The tools run in the namespace
 // through nsenter (criu-ts's own threads stay home).
 import fs from 'node:fs';
-import { CLONE, inNamespaces } from '../../kernel/index.ts';
+import { CLONE, inNamespaces, errnoName } from '../../kernel/index.ts';
 import { CriuError } from '../../errors.ts';
 import { IMG } from '../../images/index.ts';
 import type { NsKind, NetOptions, NsImagesIn, NsImagesOut, NsRestoreCtx } from './types.ts';
@@ -13,7 +13,7 @@ import { pullFd } from '../mm/index.ts';
 import { readConf, writeConf, readNetnsConf, writeNetnsConf, hasIpv6 } from './netconf.ts';
 import { failure, inNet, runInNet, type NetAt } from './nstool.ts';
 import { createLinks, deviceEntry, type Dev, IFF_UP, type IpLink, linksRefusal, linksRestoreRefusal, type TreeNets } from './netdev.ts';
-import { nsidOf } from './rtnl.ts';
+import { changeLink, nsidOf } from './rtnl.ts';
 import { tunEntry, tunSysfs } from './tun.ts';
 import { dumpConntrack, restoreConntrack } from './conntrack.ts';
 import { dumpNetfilter, netfilterRefusal, netfilterRestoreRefusal, restoreNetfilter } from './netfilter.ts';
@@ -181,7 +181,11 @@ export const netNs: NsKind = {
       return;
     }
     if (net?.empty || !imgs.all(IMG.NETNS, id).length) {
-      if (net?.loopbackUp) ip(pid, ['link', 'set', 'dev', 'lo', 'up']);
+      if (net?.loopbackUp) {
+        // A new namespace's loopback is its link 1.
+        const r = inNetOf(pid, () => changeLink(1, [], false, IFF_UP, IFF_UP));
+        if (r < 0) throw new CriuError(`cannot set the loopback of network namespace ${id} up: ${errnoName(-r)}`);
+      }
       log.info(`network namespace ${id}: left empty (--empty-ns net)${net?.loopbackUp ? ', its loopback up' : ''}`);
       return;
     }

@@ -1,7 +1,8 @@
 // The few rtnetlink requests `ip` cannot make: a namespace's id for another namespace
 // (RTM_GETNSID, to tell which namespace of the tree a veth's peer is in) and moving an existing
 // link into a namespace under a name and ifindex of its choosing (IFLA_NEW_IFINDEX, which
-// `ip link set` lacks). Each runs on a NETLINK_ROUTE socket of criu-ts's current namespace.
+// `ip link set` lacks); and a loopback set up without starting `ip`. Each runs on a
+// NETLINK_ROUTE socket of criu-ts's current namespace.
 import { close, sock } from '../../kernel/index.ts';
 import { align4, nlAttrs, NLM_F, NLMSG, NLMSG_HDRLEN as HDR } from '../net/nlattr.ts';
 
@@ -61,10 +62,21 @@ export function nsidOf(nsFd: number): number {
   );
 }
 
-/** An RTM_NEWLINK (or SETLINK) on link `index` with `attributes`; 0 or -errno. */
-export function changeLink(index: number, attributes: Array<[number, number | string | Uint8Array]>, set = false): number {
+/**
+ * An RTM_NEWLINK (or SETLINK) on link `index` with `attributes`, and the interface flags in
+ * `change` set to `flags`; 0 or -errno.
+ */
+export function changeLink(
+  index: number,
+  attributes: Array<[number, number | string | Uint8Array]>,
+  set = false,
+  flags = 0,
+  change = 0,
+): number {
   const ifi = Buffer.alloc(16);
   ifi.writeInt32LE(index, 4);
+  ifi.writeUInt32LE(flags, 8);
+  ifi.writeUInt32LE(change, 12);
   const r = request(set ? RTM_SETLINK : RTM_NEWLINK, NLM_F.ACK, Buffer.concat([ifi, ...attributes.map(([t, v]) => attr(t, v))]));
   return typeof r === 'number' ? r : 0;
 }
