@@ -32,27 +32,14 @@ import {
   SIGUSR1,
 } from '../lib/proc.ts';
 import { workload } from '../lib/workloads.ts';
-import { parseMaps } from '../../src/proc/index.ts';
-import { isInjectionArea } from '../../src/compel/index.ts';
+import { injectionAreas as areas, unsafeWindow } from '../lib/injection.ts';
 import { hostHas } from '../../src/resources/cpu/aarch64.ts';
-
-/** Injection areas (marked) mapped in `pid`. */
-function areas(pid: number): string[] {
-  const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'));
-  return maps.filter((v) => isInjectionArea(pid, v.start, v.end - v.start)).map((v) => v.start.toString(16));
-}
 
 /** After the next command: no journal in `run`, no injection area in `pid`. */
 function assertNothingStale(pid: number, run: string, what: string): void {
   const journals = existsSync(run) ? readdirSync(run).filter((n) => n.startsWith('dump-')) : [];
   assert.deepEqual(journals, [], `${what}: a journal is left in ${run}`);
   assert.deepEqual(areas(pid), [], `${what}: injection areas are left in the target`);
-}
-
-/** "unsafe window: X ms inside N injected calls" of a dump log. */
-function unsafeWindow(log: string): { ms: number; calls: number } | undefined {
-  const m = /unsafe window: ([\d.]+) ms inside (\d+) injected calls/.exec(readFileSync(log, 'utf8'));
-  return m ? { ms: Number(m[1]), calls: Number(m[2]) } : undefined;
 }
 
 /** Each thread's signal mask (SigBlk), by thread id. */

@@ -45,8 +45,8 @@ import {
 } from '../lib/proc.ts';
 import { dumpAndReap } from '../lib/cr.ts';
 import { workload, REPO_ROOT } from '../lib/workloads.ts';
-import { parseMaps, readStat } from '../../src/proc/index.ts';
-import { isInjectionArea } from '../../src/compel/index.ts';
+import { readStat } from '../../src/proc/index.ts';
+import { injectionAreas as areas, unsafeWindow } from '../lib/injection.ts';
 
 const SIGINT = 2;
 const MIB = 512;
@@ -57,12 +57,6 @@ const SIGNALS: [number, string][] = [
   [SIGINT, 'SIGINT'],
 ];
 
-/** Injection areas (marked) mapped in `pid`. */
-function areas(pid: number): string[] {
-  const maps = parseMaps(readFileSync(`/proc/${pid}/maps`, 'utf8'));
-  return maps.filter((v) => isInjectionArea(pid, v.start, v.end - v.start)).map((v) => v.start.toString(16));
-}
-
 /** The journals in `run` (what a killed dump leaves for the next command). */
 const journals = (run: string): string[] =>
   existsSync(run)
@@ -70,12 +64,6 @@ const journals = (run: string): string[] =>
         .filter((n) => n.startsWith('dump-'))
         .sort()
     : [];
-
-/** "unsafe window: X ms inside N injected calls" of a dump log. */
-function unsafeWindow(log: string): { ms: number; calls: number } | undefined {
-  const m = /unsafe window: ([\d.]+) ms inside (\d+) injected calls/.exec(readFileSync(log, 'utf8'));
-  return m ? { ms: Number(m[1]), calls: Number(m[2]) } : undefined;
-}
 
 async function startCounter(dir: string, log = 'memhog.log'): Promise<Target> {
   const t = startTarget([workload('memhog'), String(MIB), '20', '1'], { logFile: join(dir, log) });
