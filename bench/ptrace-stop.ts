@@ -4,10 +4,16 @@
 // of tracer work between calls, as in a real dump, during which an idle CPU goes to sleep
 // and must be woken for the next call. Median of many calls.
 //
+// Then, colocated and back to back, one injected call of a dump as criu-ts makes it: through
+// the injection area's `syscall; trap`, the same with the thread keeping its own state between
+// calls (its registers and mask put back after each), and healing itself (src/compel/heal.ts:
+// from the heal code on its signal frame, stopped at syscall entry and exit).
+//
 //   node bench/ptrace-stop.ts [calls]
 import fs from 'node:fs';
 import os from 'node:os';
-import { Tracee, vdsoSyscallInsn, colocate, endColocation } from '../src/compel/index.ts';
+import { Tracee, InjectionArea, vdsoSyscallInsn, colocate, endColocation, healFrame } from '../src/compel/index.ts';
+import { cpu } from '../src/resources/cpu/index.ts';
 import { parseMaps } from '../src/proc/index.ts';
 import { posixSpawn, kill, waitpid, WALL, PTRACE_O, schedGetaffinity, schedSetaffinity, getcpu } from '../src/kernel/index.ts';
 import './common.ts';
@@ -65,3 +71,43 @@ const [base] = r;
 const cell = (us: number, ref: number) => `${us.toFixed(1)} (${(us / ref).toFixed(2)}x)`;
 for (const { p, b2b, work } of r)
   console.log(`  ${p.padEnd(22)} ${cell(b2b, base.b2b).padStart(14)} ${cell(work, base.work).padStart(22)}`);
+
+type Mode = 'area trap' | 'own state' | 'healing';
+
+function dumpCall(mode: Mode): number {
+  const pid = posixSpawn('/bin/sleep', ['sleep', '600'], []);
+  let t: Tracee | undefined;
+  try {
+    colocate();
+    t = Tracee.seize(pid, PTRACE_O.TRACESYSGOOD);
+    const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
+    t.useSyscallInsn(vdsoSyscallInsn(t, maps, 'the benchmark'));
+    const regs = t.getRegs(),
+      mask = t.getSigmask(),
+      fpregs = t.getFpRegs();
+    const area = InjectionArea.map(t);
+    if (mode !== 'area trap') t.keepOwnState(regs, mask);
+    if (mode === 'healing') {
+      const slot = area.healSlot();
+      const frame = healFrame(slot.at, { regs, mask, fpregs, ...cpu.healExtras(t, cpu.facts(area)) });
+      if (!frame || !t.healWith(area.healCode, slot, frame)) throw new Error('no heal frame for the benchmark tracee');
+    }
+    const us: number[] = [];
+    for (let i = 0; i < calls; i++) {
+      const a = performance.now();
+      t.syscall('getppid');
+      us.push((performance.now() - a) * 1000);
+    }
+    return median(us);
+  } finally {
+    endColocation();
+    schedSetaffinity(0, home);
+    kill(pid, 9);
+    waitpid(pid, WALL);
+  }
+}
+
+const modes: Mode[] = ['area trap', 'own state', 'healing'];
+console.log(`one injected getppid of a dump, colocated, back to back, median of ${calls}, in us:`);
+const d = modes.map((m) => ({ m, us: dumpCall(m) }));
+for (const { m, us } of d) console.log(`  ${m.padEnd(22)} ${cell(us, d[0].us).padStart(14)}`);

@@ -1,7 +1,7 @@
 // State that /proc does not show, read by an injected call in each thread (or task), which
 // no resource module saves: it must be what a restored task has, or the dump is refused.
 import fs from 'node:fs';
-import { arch, schedGetScheduler, schedGetRuntime, syscallUserDispatchMode, ownKeyringId } from '../kernel/index.ts';
+import { arch, schedGetScheduler, schedGetRuntime, syscallUserDispatchMode, ownKeyringId, NT, SysError } from '../kernel/index.ts';
 import { readStatus, readSmaps, readNumaPolicies } from '../proc/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { ClaimSite } from '../resources/claims.ts';
@@ -10,7 +10,7 @@ interface Probe {
   resource: string;
   /** Per thread in the kernel (else per process: read in the leader only). */
   perThread: boolean;
-  only?: 'x86_64';
+  only?: 'x86_64' | 'aarch64';
   /** Read in the leader before the injection area is mapped, which it would make fail. */
   early?: true;
   /** The value in the tracee; undefined when the kernel does not have the call. */
@@ -52,6 +52,19 @@ function sessionKeys(t: Tracee): number | undefined {
 function hasKeyring(t: Tracee, spec: number): number | undefined {
   const r = t.syscallRaw('keyctl', KEYCTL_GET_KEYRING_ID, spec, 0 /* do not make one */, 0, 0);
   return r >= 0n ? 1 : r === BigInt(-ENOKEY) ? 0 : undefined;
+}
+
+/**
+ * arm64 SME: the size an SME regset gives, its header alone (16 bytes) while that state is off
+ * (NT_ARM_ZA: PSTATE.ZA, NT_ARM_SSVE: streaming mode); undefined on a machine without SME.
+ */
+function smeRegsetSize(t: Tracee, note: number): number | undefined {
+  try {
+    return t.getRegset(note, 16).readUInt32LE(0);
+  } catch (e) {
+    if (e instanceof SysError) return undefined;
+    throw e;
+  }
 }
 
 /** An int the call writes at its first pointer argument. */
@@ -156,6 +169,39 @@ const PROBES: Probe[] = [
     resource: 'process keyring (KEY_SPEC_PROCESS_KEYRING)',
     perThread: false,
     read: (t) => hasKeyring(t, KEY_SPEC_PROCESS_KEYRING),
+    restored: () => 0,
+  },
+  // arm64 SME: neither CRIU's images nor criu-ts's keep the ZA array, streaming mode or
+  // TPIDR2_EL0 (its lazy-save pointer): a restored thread has them off and zero.
+  {
+    resource: 'SME ZA storage (PSTATE.ZA)',
+    perThread: true,
+    only: 'aarch64',
+    read: (t) => {
+      const n = smeRegsetSize(t, NT.ARM_ZA);
+      return n === undefined ? undefined : n > 16 ? 1 : 0;
+    },
+    restored: () => 0,
+  },
+  {
+    resource: 'SME streaming mode (PSTATE.SM)',
+    perThread: true,
+    only: 'aarch64',
+    read: (t) => {
+      const n = smeRegsetSize(t, NT.ARM_SSVE);
+      return n === undefined ? undefined : n > 16 ? 1 : 0;
+    },
+    restored: () => 0,
+  },
+  {
+    resource: 'SME thread register TPIDR2_EL0',
+    perThread: true,
+    only: 'aarch64',
+    // NT_ARM_TLS holds TPIDR2_EL0 after TPIDR_EL0 where the CPU has SME.
+    read: (t) => {
+      const b = t.getRegset(NT.ARM_TLS, 16);
+      return b.length < 16 ? undefined : b.readBigUInt64LE(8) === 0n ? 0 : 1;
+    },
     restored: () => 0,
   },
   {

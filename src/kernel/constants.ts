@@ -62,6 +62,8 @@ export const NT = {
   ARM_POE: 0x40f,
   ARM_GCS: 0x410,
   ARM_SVE: 0x405,
+  ARM_SSVE: 0x40b,
+  ARM_ZA: 0x40c,
 } as const;
 
 export const WNOHANG = 1;

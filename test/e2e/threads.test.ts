@@ -320,3 +320,27 @@ e2e(
   },
   { skip: sveHere ? false : 'needs arm64 with SVE' },
 );
+
+// arm64 SME: no image keeps the ZA array, streaming mode or TPIDR2_EL0, so a thread using any
+// of them is refused by name, and left running.
+const smeHere = process.arch === 'arm64' && hostHas.sme();
+for (const [mode, what] of [
+  ['za', /SME ZA storage \(PSTATE\.ZA\): it is 1, where a restored task has 0/],
+  ['sm', /SME streaming mode \(PSTATE\.SM\): it is 1, where a restored task has 0/],
+  ['tpidr2', /SME thread register TPIDR2_EL0: it is 1, where a restored task has 0/],
+] as const) {
+  e2e(
+    `arm64: a thread with SME state (${mode}) is refused by name and runs on`,
+    async (c) => {
+      const log = join(c.dir, 'sme.log');
+      const t = startTarget([workload('sme'), mode], { logFile: log });
+      await waitForLine(log, /^ready$/, 60_000);
+      const r = dump(t.pid, c.subdir('img'), ['-R']);
+      assert.notEqual(r.code, 0, 'the dump is refused');
+      assert.match(r.stderr, what);
+      assertRunningFree(t.pid, 'the refused task');
+      killAndReap(t.pid);
+    },
+    { skip: smeHere ? false : 'needs arm64 with SME' },
+  );
+}
