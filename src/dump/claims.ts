@@ -286,6 +286,8 @@ function checkVmas(vmas: Vma[], refuse: Refuse): void {
     if (SPECIAL_VMAS.has(v.path)) continue;
     const where = `memory at 0x${v.start.toString(16)}-0x${v.end.toString(16)}${v.path ? ` (${v.path})` : ''}`;
     if (/^\[anon(_shmem)?:/.test(v.path)) refuse(where, 'its name (PR_SET_VMA_ANON_NAME) would be lost');
+    // No image keeps a memory protection key (CRIU's neither): the memory would come back open.
+    if (v.protectionKey) refuse(where, `it has memory protection key ${v.protectionKey} (pkey_mprotect), which no image keeps`);
     for (const f of v.vmFlags ?? []) {
       // A packet ring is a mixed map of the socket's pages, mapped again from the restored socket.
       if (f === 'mm' && isSocketVma(v)) continue;

@@ -39,6 +39,8 @@ export interface Vma {
   locked?: number;
   /** smaps only, kB (4 normally, 2048/1048576 for hugetlb mappings) */
   kernelPageSize?: number;
+  /** smaps only, on CPUs with memory protection keys: the VMA's key (pkey_mprotect). */
+  protectionKey?: number;
 }
 
 // start-end perms offset major:minor inode, then a space, then an optional padded path.
@@ -118,13 +120,14 @@ export function parseMaps(text: string): Vma[] {
   return out;
 }
 
-const SMAPS_FIELDS: ReadonlyMap<string, 'size' | 'rss' | 'anonymous' | 'swap' | 'locked' | 'kernelPageSize'> = new Map([
+const SMAPS_FIELDS: ReadonlyMap<string, 'size' | 'rss' | 'anonymous' | 'swap' | 'locked' | 'kernelPageSize' | 'protectionKey'> = new Map([
   ['Size', 'size'],
   ['Rss', 'rss'],
   ['Anonymous', 'anonymous'],
   ['Swap', 'swap'],
   ['Locked', 'locked'],
   ['KernelPageSize', 'kernelPageSize'],
+  ['ProtectionKey', 'protectionKey'],
 ]);
 
 /**
@@ -160,7 +163,7 @@ export function parseSmaps(text: string): Vma[] {
     }
     const field = SMAPS_FIELDS.get(key);
     if (field) cur[field] = kbValue(text.slice(from, eol), colon - from);
-    // Pss, Shared_*, Private_*, THPeligible, ProtectionKey, ... are not kept
+    // Pss, Shared_*, Private_*, THPeligible, ... are not kept
   }
   return out;
 }

@@ -81,7 +81,8 @@ test('maps and smaps agree on python3 and bash', () => {
     const s = parseSmaps(sample(`${name}.smaps`));
     assert.equal(s.length, m.length, name);
     for (let i = 0; i < m.length; i++) {
-      const { vmFlags, size, rss, anonymous, swap, locked, kernelPageSize, ...hdr } = s[i];
+      const { vmFlags, size, rss, anonymous, swap, locked, kernelPageSize, protectionKey, ...hdr } = s[i];
+      assert.equal(protectionKey, undefined, 'no ProtectionKey line without pkeys');
       assert.deepEqual(hdr, m[i], `${name} vma ${i}`);
       assert.ok(vmFlags instanceof Set);
       assert.equal(BigInt(size!) * 1024n, s[i].end - s[i].start);
@@ -193,4 +194,24 @@ test('smaps: empty VmFlags line and unknown fields', () => {
   assert.ok(!isVmaRangeLine('VmFlags: rd'));
   assert.ok(!isVmaRangeLine('Rss: 4 kB'));
   assert.throws(() => parseSmaps('Rss: 4 kB\n'), ProcParseError);
+});
+
+test('smaps: a ProtectionKey line (CPUs with memory protection keys) gives the VMA its key', () => {
+  const text = [
+    '7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ',
+    'Size:                  4 kB',
+    'KernelPageSize:        4 kB',
+    'ProtectionKey:         0',
+    'VmFlags: rd wr mr mw me ac',
+    '7f0000001000-7f0000002000 rw-p 00000000 00:00 0 ',
+    'Size:                  4 kB',
+    'KernelPageSize:        4 kB',
+    'ProtectionKey:         3',
+    'VmFlags: rd wr mr mw me ac',
+    '',
+  ].join('\n');
+  assert.deepEqual(
+    parseSmaps(text).map((v) => v.protectionKey),
+    [0, 3],
+  );
 });
