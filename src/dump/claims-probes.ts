@@ -11,8 +11,12 @@ interface Probe {
   /** Per thread in the kernel (else per process: read in the leader only). */
   perThread: boolean;
   only?: 'x86_64' | 'aarch64';
-  /** Read in the leader before the injection area is mapped, which it would make fail. */
-  early?: true;
+  /**
+   * When it is read: 'regs' from ptrace's regsets, in every thread before any injected call
+   * (a syscall would change it); 'early' by a call in the leader before the injection area is
+   * mapped, which it would make fail; by default in every thread once the area is there.
+   */
+  when?: ProbePhase;
   /** The value in the tracee; undefined when the kernel does not have the call. */
   read(t: Tracee, area: InjectionArea): number | undefined;
   /** What a restored thread has; `rt`: it runs a real-time policy, `strict`: it is in seccomp strict mode. */
@@ -54,18 +58,21 @@ function hasKeyring(t: Tracee, spec: number): number | undefined {
   return r >= 0n ? 1 : r === BigInt(-ENOKEY) ? 0 : undefined;
 }
 
-/**
- * arm64 SME: the size an SME regset gives, its header alone (16 bytes) while that state is off
- * (NT_ARM_ZA: PSTATE.ZA, NT_ARM_SSVE: streaming mode); undefined on a machine without SME.
- */
-function smeRegsetSize(t: Tracee, note: number): number | undefined {
+/** A regset of `size` bytes at most, or undefined where the CPU or kernel has none. */
+function regsetOrNone(t: Tracee, note: number, size: number): Buffer | undefined {
   try {
-    return t.getRegset(note, 16).readUInt32LE(0);
+    return t.getRegset(note, size);
   } catch (e) {
     if (e instanceof SysError) return undefined;
     throw e;
   }
 }
+
+/**
+ * arm64 SME: the size an SME regset gives, its header alone (16 bytes) while that state is off
+ * (NT_ARM_ZA: PSTATE.ZA, NT_ARM_SSVE: streaming mode); undefined on a machine without SME.
+ */
+const smeRegsetSize = (t: Tracee, note: number): number | undefined => regsetOrNone(t, note, 16)?.readUInt32LE(0);
 
 /** An int the call writes at its first pointer argument. */
 function intOut(_t: Tracee, area: InjectionArea, call: (a: bigint) => bigint): number | undefined {
@@ -115,7 +122,7 @@ const PROBES: Probe[] = [
   {
     resource: 'memory-deny-write-execute (PR_SET_MDWE)',
     perThread: false,
-    early: true,
+    when: 'early',
     read: (t) => ret(t.syscallRaw('prctl', PR_GET_MDWE, 0, 0, 0, 0)),
     restored: () => 0,
   },
@@ -172,11 +179,13 @@ const PROBES: Probe[] = [
     restored: () => 0,
   },
   // arm64 SME: neither CRIU's images nor criu-ts's keep the ZA array, streaming mode or
-  // TPIDR2_EL0 (its lazy-save pointer): a restored thread has them off and zero.
+  // TPIDR2_EL0 (its lazy-save pointer): a restored thread has them off and zero. Read before
+  // any injected call: a syscall leaves streaming mode.
   {
     resource: 'SME ZA storage (PSTATE.ZA)',
     perThread: true,
     only: 'aarch64',
+    when: 'regs',
     read: (t) => {
       const n = smeRegsetSize(t, NT.ARM_ZA);
       return n === undefined ? undefined : n > 16 ? 1 : 0;
@@ -187,6 +196,7 @@ const PROBES: Probe[] = [
     resource: 'SME streaming mode (PSTATE.SM)',
     perThread: true,
     only: 'aarch64',
+    when: 'regs',
     read: (t) => {
       const n = smeRegsetSize(t, NT.ARM_SSVE);
       return n === undefined ? undefined : n > 16 ? 1 : 0;
@@ -197,10 +207,23 @@ const PROBES: Probe[] = [
     resource: 'SME thread register TPIDR2_EL0',
     perThread: true,
     only: 'aarch64',
+    when: 'regs',
     // NT_ARM_TLS holds TPIDR2_EL0 after TPIDR_EL0 where the CPU has SME.
     read: (t) => {
       const b = t.getRegset(NT.ARM_TLS, 16);
       return b.length < 16 ? undefined : b.readBigUInt64LE(8) === 0n ? 0 : 1;
+    },
+    restored: () => 0,
+  },
+  {
+    // FP8's mode register, which no image keeps either.
+    resource: 'floating-point mode register FPMR',
+    perThread: true,
+    only: 'aarch64',
+    when: 'regs',
+    read: (t) => {
+      const b = regsetOrNone(t, NT.ARM_FPMR, 8);
+      return b === undefined || b.length < 8 ? undefined : b.readBigUInt64LE(0) === 0n ? 0 : 1;
     },
     restored: () => 0,
   },
@@ -249,21 +272,26 @@ export interface ProbedTask {
 
 type Refuse = (at: ClaimSite, resource: string, why: string) => never;
 
+export type ProbePhase = 'regs' | 'early' | 'area';
+
 /**
- * Run the probes in every thread of a task whose injection area is mapped, or with `early`,
- * those of the leader that need no memory (it injects through its vDSO then); `refuse` throws.
- * Threads other than the leader are switched to the injection page, as the dump does anyway.
+ * Run the probes of `phase` (see Probe.when): 'area' in every thread of a task whose injection
+ * area is mapped (threads other than the leader are switched to the injection page, as the
+ * dump does anyway), 'early' in the leader through its vDSO, 'regs' in every thread without
+ * an injected call. `refuse` throws.
  */
-export function checkProbes(t: ProbedTask, refuse: Refuse, early = false): void {
+export function checkProbes(t: ProbedTask, refuse: Refuse, phase: ProbePhase = 'area'): void {
   const area = t.area;
-  for (const th of early ? t.threads.slice(0, 1) : t.threads) {
+  for (const th of phase === 'early' ? t.threads.slice(0, 1) : t.threads) {
     const leader = th.tid === t.pid;
-    if (!early && !area) throw new Error(`task ${t.pid}: no injection area to probe its threads`);
-    if (!leader) th.useInjectionPage(area!.base);
+    if (phase === 'area') {
+      if (!area) throw new Error(`task ${t.pid}: no injection area to probe its threads`);
+      if (!leader) th.useInjectionPage(area.base);
+    }
     const policy = schedGetScheduler(th.tid) & ~0x40000000; // without SCHED_RESET_ON_FORK
     const at = { rt: policy === 1 || policy === 2, strict: readStatus(t.pid, th.tid).seccomp === 1 };
     for (const p of PROBES) {
-      if ((p.only && p.only !== arch.name) || (!p.perThread && !leader) || !!p.early !== early) continue;
+      if ((p.only && p.only !== arch.name) || (!p.perThread && !leader) || (p.when ?? 'area') !== phase) continue;
       const v = p.read(th, area!);
       if (v === undefined) continue;
       const want = p.restored(at);

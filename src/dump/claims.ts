@@ -27,7 +27,7 @@ import { mmClaims, dontExpandOwned, isSocketVma } from '../resources/mm/index.ts
 import { posixTimerClaims } from '../resources/posix-timers.ts';
 import type { Claim, Claims, ClaimSite, ResourceClaims } from '../resources/claims.ts';
 import { NEUTRAL_STATUS, RESOURCE_NAMES, VMFLAG_NAMES, flagNames, PROC_FILES } from './claims-facts.ts';
-import { checkProbes, type ProbedTask } from './claims-probes.ts';
+import { checkProbes, type ProbedTask, type ProbePhase } from './claims-probes.ts';
 import { cttyProblem } from '../resources/files/pty.ts';
 import { ttyByPath } from '../resources/files/tty.ts';
 
@@ -186,11 +186,12 @@ const refuseProbe = (at: ClaimSite, resource: string, why: string): never => {
 };
 
 /**
- * What only an injected call shows (claims-probes.ts): with `early`, in the leader before its
- * injection area is mapped (through its vDSO), else in every thread once the areas are.
+ * What /proc does not show (claims-probes.ts): read from the threads' regsets before any
+ * injected call ('regs'), by an injected call in the leader before its injection area is
+ * mapped ('early'), or in every thread once the areas are (the default).
  */
-export function checkInjectedClaims(tasks: ProbedTask[], early = false): void {
-  for (const t of tasks) checkProbes(t, refuseProbe, early);
+export function checkInjectedClaims(tasks: ProbedTask[], phase: ProbePhase = 'area'): void {
+  for (const t of tasks) checkProbes(t, refuseProbe, phase);
 }
 
 type Refuse = (resource: string, why: string, tid?: number) => never;

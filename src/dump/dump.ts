@@ -187,12 +187,13 @@ function prepareInjection(t: LiveTask, log: Logger): void {
   t.vdsoInsn = insn;
   for (const s of t.snaps) s.tracee.keepOwnState(s.cpu.regs, s.sigmask, s.cpu.vector ? () => cpu.thawVector?.(s.tracee, s.cpu) : undefined);
   leader.useSyscallInsn(insn);
+  checkInjectedClaims([t], 'regs');
   try {
     t.area = InjectionArea.map(leader);
   } catch (e) {
     // memory-deny-write-execute refuses the area: the probe names it (one injected call
     // that cannot heal itself fewer in every other dump).
-    if (e instanceof RemoteSysError && e.code === 'EACCES') checkInjectedClaims([t], true);
+    if (e instanceof RemoteSysError && e.code === 'EACCES') checkInjectedClaims([t], 'early');
     throw e;
   }
   const facts = cpu.facts(t.area);

@@ -59,6 +59,7 @@ export const NT = {
   ARM_PACA_KEYS: 0x407,
   ARM_PACG_KEYS: 0x408,
   ARM_PAC_ENABLED_KEYS: 0x40a,
+  ARM_FPMR: 0x40e,
   ARM_POE: 0x40f,
   ARM_GCS: 0x410,
   ARM_SVE: 0x405,

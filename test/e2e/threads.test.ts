@@ -321,13 +321,15 @@ e2e(
   { skip: sveHere ? false : 'needs arm64 with SVE' },
 );
 
-// arm64 SME: no image keeps the ZA array, streaming mode or TPIDR2_EL0, so a thread using any
-// of them is refused by name, and left running.
+// arm64 SME and FP8: no image keeps the ZA array, streaming mode, TPIDR2_EL0 or FPMR, so a
+// thread using any of them is refused by name, and left running (in streaming mode still: a
+// syscall would leave it, so they are read before any injected call).
 const smeHere = process.arch === 'arm64' && hostHas.sme();
 for (const [mode, what] of [
   ['za', /SME ZA storage \(PSTATE\.ZA\): it is 1, where a restored task has 0/],
   ['sm', /SME streaming mode \(PSTATE\.SM\): it is 1, where a restored task has 0/],
   ['tpidr2', /SME thread register TPIDR2_EL0: it is 1, where a restored task has 0/],
+  ['fpmr', /floating-point mode register FPMR: it is 1, where a restored task has 0/],
 ] as const) {
   e2e(
     `arm64: a thread with SME state (${mode}) is refused by name and runs on`,
@@ -341,6 +343,6 @@ for (const [mode, what] of [
       assertRunningFree(t.pid, 'the refused task');
       killAndReap(t.pid);
     },
-    { skip: smeHere ? false : 'needs arm64 with SME' },
+    { skip: !smeHere ? 'needs arm64 with SME' : mode === 'fpmr' && !hostHas.fpmr() ? 'needs arm64 with FPMR' : false },
   );
 }

@@ -15,6 +15,7 @@ const HWCAP_SVE = 1n << 22n,
   HWCAP_PACG = 1n << 31n,
   HWCAP_GCS = 1n << 32n;
 const HWCAP2_SME = 1n << 23n,
+  HWCAP2_FPMR = 1n << 48n,
   HWCAP2_POE = 1n << 63n;
 let hwcapCache: Map<bigint, bigint> | undefined;
 /** AT_HWCAP or AT_HWCAP2 of this machine, as the kernel gave them to criu-ts. */
@@ -31,6 +32,7 @@ export const hostHas = {
   pac: () => (hwcap() & (HWCAP_PACA | HWCAP_PACG)) !== 0n,
   gcs: () => (hwcap() & HWCAP_GCS) !== 0n,
   sme: () => (hwcap(AT_HWCAP2) & HWCAP2_SME) !== 0n,
+  fpmr: () => (hwcap(AT_HWCAP2) & HWCAP2_FPMR) !== 0n,
   poe: () => (hwcap(AT_HWCAP2) & HWCAP2_POE) !== 0n,
 };
 
