@@ -281,6 +281,8 @@ export type ProbePhase = 'regs' | 'early' | 'area';
  * an injected call. `refuse` throws.
  */
 export function checkProbes(t: ProbedTask, refuse: Refuse, phase: ProbePhase = 'area'): void {
+  const probes = PROBES.filter((p) => (!p.only || p.only === arch.name) && (p.when ?? 'area') === phase);
+  if (!probes.length) return;
   const area = t.area;
   for (const th of phase === 'early' ? t.threads.slice(0, 1) : t.threads) {
     const leader = th.tid === t.pid;
@@ -290,8 +292,8 @@ export function checkProbes(t: ProbedTask, refuse: Refuse, phase: ProbePhase = '
     }
     const policy = schedGetScheduler(th.tid) & ~0x40000000; // without SCHED_RESET_ON_FORK
     const at = { rt: policy === 1 || policy === 2, strict: readStatus(t.pid, th.tid).seccomp === 1 };
-    for (const p of PROBES) {
-      if ((p.only && p.only !== arch.name) || (!p.perThread && !leader) || (p.when ?? 'area') !== phase) continue;
+    for (const p of probes) {
+      if (!p.perThread && !leader) continue;
       const v = p.read(th, area!);
       if (v === undefined) continue;
       const want = p.restored(at);
