@@ -30,36 +30,46 @@ const oneCpu = (cpu: number) => {
 
 type Placement = 'one CPU (colocated)' | "scheduler's choice" | 'two CPUs (forced)';
 
-function measure(placement: Placement, workUs: number): number {
+/** A `sleep` seized (with the tracer colocated when asked) for `fn`, then killed and everything put back. */
+function withSleeper(colocated: boolean, fn: (t: Tracee, pid: number) => number): number {
   const pid = posixSpawn('/bin/sleep', ['sleep', '600'], []);
-  let t: Tracee | undefined;
   try {
-    if (placement === 'one CPU (colocated)') colocate();
-    t = Tracee.seize(pid, PTRACE_O.TRACESYSGOOD);
-    if (placement === 'two CPUs (forced)') {
-      const cpu = getcpu();
-      schedSetaffinity(0, oneCpu(cpu));
-      schedSetaffinity(pid, oneCpu((cpu + 1) % os.availableParallelism()));
-    }
-    const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
-    t.useSyscallInsn(vdsoSyscallInsn(t, maps, 'the benchmark'));
-    const us: number[] = [];
-    for (let i = 0; i < calls; i++) {
-      const w = performance.now();
-      while ((performance.now() - w) * 1000 < workUs) {
-        /* the tracer's own work */
-      }
-      const a = performance.now();
-      t.syscall('getppid');
-      us.push((performance.now() - a) * 1000);
-    }
-    return median(us);
+    if (colocated) colocate();
+    const t = Tracee.seize(pid, PTRACE_O.TRACESYSGOOD);
+    t.useSyscallInsn(vdsoSyscallInsn(t, parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8')), 'the benchmark'));
+    return fn(t, pid);
   } finally {
     endColocation();
     schedSetaffinity(0, home);
     kill(pid, 9);
     waitpid(pid, WALL);
   }
+}
+
+/** The median time of an injected getppid, after `workUs` of the tracer's own work each. */
+function timeCalls(t: Tracee, workUs = 0): number {
+  const us: number[] = [];
+  for (let i = 0; i < calls; i++) {
+    const w = performance.now();
+    while ((performance.now() - w) * 1000 < workUs) {
+      /* the tracer's own work */
+    }
+    const a = performance.now();
+    t.syscall('getppid');
+    us.push((performance.now() - a) * 1000);
+  }
+  return median(us);
+}
+
+function measure(placement: Placement, workUs: number): number {
+  return withSleeper(placement === 'one CPU (colocated)', (t, pid) => {
+    if (placement === 'two CPUs (forced)') {
+      const cpu = getcpu();
+      schedSetaffinity(0, oneCpu(cpu));
+      schedSetaffinity(pid, oneCpu((cpu + 1) % os.availableParallelism()));
+    }
+    return timeCalls(t, workUs);
+  });
 }
 
 const placements: Placement[] = ['one CPU (colocated)', "scheduler's choice", 'two CPUs (forced)'];
@@ -75,13 +85,7 @@ for (const { p, b2b, work } of r)
 type Mode = 'area trap' | 'own state' | 'healing';
 
 function dumpCall(mode: Mode): number {
-  const pid = posixSpawn('/bin/sleep', ['sleep', '600'], []);
-  let t: Tracee | undefined;
-  try {
-    colocate();
-    t = Tracee.seize(pid, PTRACE_O.TRACESYSGOOD);
-    const maps = parseMaps(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
-    t.useSyscallInsn(vdsoSyscallInsn(t, maps, 'the benchmark'));
+  return withSleeper(true, (t) => {
     const regs = t.getRegs(),
       mask = t.getSigmask(),
       fpregs = t.getFpRegs();
@@ -92,19 +96,8 @@ function dumpCall(mode: Mode): number {
       const frame = healFrame(slot.at, { regs, mask, fpregs, ...cpu.healExtras(t, cpu.facts(area)) });
       if (!frame || !t.healWith(area.healCode, slot, frame)) throw new Error('no heal frame for the benchmark tracee');
     }
-    const us: number[] = [];
-    for (let i = 0; i < calls; i++) {
-      const a = performance.now();
-      t.syscall('getppid');
-      us.push((performance.now() - a) * 1000);
-    }
-    return median(us);
-  } finally {
-    endColocation();
-    schedSetaffinity(0, home);
-    kill(pid, 9);
-    waitpid(pid, WALL);
-  }
+    return timeCalls(t);
+  });
 }
 
 const modes: Mode[] = ['area trap', 'own state', 'healing'];

@@ -248,6 +248,15 @@ export class Tracee {
     const n = getRegset(this.tid, note, b);
     return Buffer.from(b.subarray(0, n));
   }
+  /** A regset, or undefined where this kernel or CPU does not have it. */
+  optionalRegset(note: number, maxSize: number): Buffer | undefined {
+    try {
+      return this.getRegset(note, maxSize);
+    } catch (e) {
+      if (e instanceof SysError) return undefined;
+      throw e;
+    }
+  }
   setRegset(note: number, buf: Buffer): void {
     this.idle();
     this.regsKnown = false;

@@ -1,7 +1,7 @@
 // State that /proc does not show, read by an injected call in each thread (or task), which
 // no resource module saves: it must be what a restored task has, or the dump is refused.
 import fs from 'node:fs';
-import { arch, schedGetScheduler, schedGetRuntime, syscallUserDispatchMode, ownKeyringId, NT, SysError } from '../kernel/index.ts';
+import { arch, schedGetScheduler, schedGetRuntime, syscallUserDispatchMode, ownKeyringId, NT } from '../kernel/index.ts';
 import { readStatus, readSmaps, readNumaPolicies } from '../proc/index.ts';
 import type { Tracee, InjectionArea } from '../compel/index.ts';
 import type { ClaimSite } from '../resources/claims.ts';
@@ -58,21 +58,11 @@ function hasKeyring(t: Tracee, spec: number): number | undefined {
   return r >= 0n ? 1 : r === BigInt(-ENOKEY) ? 0 : undefined;
 }
 
-/** A regset of `size` bytes at most, or undefined where the CPU or kernel has none. */
-function regsetOrNone(t: Tracee, note: number, size: number): Buffer | undefined {
-  try {
-    return t.getRegset(note, size);
-  } catch (e) {
-    if (e instanceof SysError) return undefined;
-    throw e;
-  }
-}
-
 /**
  * arm64 SME: the size an SME regset gives, its header alone (16 bytes) while that state is off
  * (NT_ARM_ZA: PSTATE.ZA, NT_ARM_SSVE: streaming mode); undefined on a machine without SME.
  */
-const smeRegsetSize = (t: Tracee, note: number): number | undefined => regsetOrNone(t, note, 16)?.readUInt32LE(0);
+const smeRegsetSize = (t: Tracee, note: number): number | undefined => t.optionalRegset(note, 16)?.readUInt32LE(0);
 
 /** An int the call writes at its first pointer argument. */
 function intOut(_t: Tracee, area: InjectionArea, call: (a: bigint) => bigint): number | undefined {
@@ -222,7 +212,7 @@ const PROBES: Probe[] = [
     only: 'aarch64',
     when: 'regs',
     read: (t) => {
-      const b = regsetOrNone(t, NT.ARM_FPMR, 8);
+      const b = t.optionalRegset(NT.ARM_FPMR, 8);
       return b === undefined || b.length < 8 ? undefined : b.readBigUInt64LE(0) === 0n ? 0 : 1;
     },
     restored: () => 0,

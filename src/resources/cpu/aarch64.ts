@@ -1,6 +1,6 @@
 // AArch64: user_pt_regs, FP/SIMD (and SVE when live), TPIDR_EL0, the pointer-authentication
 // keys and the Guarded Control Stack registers (thread_info_aarch64).
-import { arch, NT, A64, FPSIMD_SIZE, SysError } from '../../kernel/index.ts';
+import { arch, NT, A64, FPSIMD_SIZE } from '../../kernel/index.ts';
 import { readAuxv, AT_HWCAP, AT_HWCAP2 } from '../../proc/index.ts';
 import { CriuError } from '../../errors.ts';
 import type { Tracee, HealState } from '../../compel/index.ts';
@@ -42,20 +42,10 @@ const SVE_HEADER = 16,
 const GCS_SIZE = 24,
   PR_SHADOW_STACK_ENABLE = 1n;
 
-/** An optional regset: undefined where this kernel or CPU does not have it. */
-function regset(t: Tracee, note: number, size: number): Buffer | undefined {
-  try {
-    return t.getRegset(note, size);
-  } catch (e) {
-    if (e instanceof SysError) return undefined;
-    throw e;
-  }
-}
-
 /** The full SVE register file when the thread's live state is SVE (not just FP/SIMD). */
 function liveSve(t: Tracee): Buffer | undefined {
   if (!hostHas.sve()) return undefined;
-  const h = regset(t, NT.ARM_SVE, SVE_HEADER);
+  const h = t.optionalRegset(NT.ARM_SVE, SVE_HEADER);
   if (!h || h.length < SVE_HEADER || !(h.readUInt16LE(12) & SVE_PT_REGS_SVE)) return undefined;
   return t.getRegset(NT.ARM_SVE, h.readUInt32LE(0));
 }
@@ -105,9 +95,9 @@ const ADDRESS_KEY_WORDS = [
 function dumpPacKeys(t: Tracee): MessageInput<'pac_keys'> | undefined {
   if (!hostHas.pac()) return undefined;
   const out: MessageInput<'pac_keys'> = {};
-  const a = regset(t, NT.ARM_PACA_KEYS, 64);
+  const a = t.optionalRegset(NT.ARM_PACA_KEYS, 64);
   if (a?.length === 64) {
-    const en = regset(t, NT.ARM_PAC_ENABLED_KEYS, 8);
+    const en = t.optionalRegset(NT.ARM_PAC_ENABLED_KEYS, 8);
     const w = (i: number) => a.readBigUInt64LE(i * 8);
     out.pac_address_keys = {
       apiakey_lo: w(0),
@@ -121,7 +111,7 @@ function dumpPacKeys(t: Tracee): MessageInput<'pac_keys'> | undefined {
       pac_enabled_key: en?.length === 8 ? en.readBigUInt64LE(0) : 0xfn,
     };
   }
-  const g = regset(t, NT.ARM_PACG_KEYS, 16);
+  const g = t.optionalRegset(NT.ARM_PACG_KEYS, 16);
   if (g?.length === 16) out.pac_generic_keys = { apgakey_lo: g.readBigUInt64LE(0), apgakey_hi: g.readBigUInt64LE(8) };
   return Object.keys(out).length ? out : undefined;
 }
@@ -154,7 +144,7 @@ function restorePacKeys(t: Tracee, keys: Message<'pac_keys'> | undefined): void 
 /** NT_ARM_GCS as CRIU's user_aarch64_gcs_entry, plus the locked bits (a criu-ts extension field). */
 function dumpGcs(t: Tracee): MessageInput<'user_aarch64_gcs_entry'> | undefined {
   if (!hostHas.gcs()) return undefined;
-  const b = regset(t, NT.ARM_GCS, GCS_SIZE);
+  const b = t.optionalRegset(NT.ARM_GCS, GCS_SIZE);
   if (!b || b.length < GCS_SIZE) return undefined;
   const enabled = b.readBigUInt64LE(0),
     locked = b.readBigUInt64LE(8),
@@ -201,11 +191,11 @@ export const aarch64Cpu: CpuBackend = {
   },
   healExtras(t) {
     const extras: Partial<HealState> = {};
-    const g = hostHas.gcs() ? regset(t, NT.ARM_GCS, GCS_SIZE) : undefined;
+    const g = hostHas.gcs() ? t.optionalRegset(NT.ARM_GCS, GCS_SIZE) : undefined;
     if (g && g.length >= GCS_SIZE && g.readBigUInt64LE(0) & PR_SHADOW_STACK_ENABLE)
       extras.gcs = { gcspr: g.readBigUInt64LE(16), enabled: g.readBigUInt64LE(0) };
     // Where the CPU has permission overlays, sigreturn takes POR_EL0 from the frame.
-    const p = hostHas.poe() ? regset(t, NT.ARM_POE, 8) : undefined;
+    const p = hostHas.poe() ? t.optionalRegset(NT.ARM_POE, 8) : undefined;
     if (p && p.length === 8) extras.poe = p.readBigUInt64LE(0);
     return extras;
   },
