@@ -206,6 +206,19 @@ const PROBES: Probe[] = [
     restored: () => 0,
   },
   {
+    // The tagged address ABI (top byte of syscall pointers ignored, MTE's check mode), which no
+    // image keeps: pointers the task passes to syscalls would fail after restore.
+    resource: 'tagged address ABI (PR_SET_TAGGED_ADDR_CTRL)',
+    perThread: true,
+    only: 'aarch64',
+    when: 'regs',
+    read: (t) => {
+      const b = t.optionalRegset(NT.ARM_TAGGED_ADDR_CTRL, 8);
+      return b === undefined || b.length < 8 ? undefined : Number(b.readBigUInt64LE(0));
+    },
+    restored: () => 0,
+  },
+  {
     // FP8's mode register, which no image keeps either.
     resource: 'floating-point mode register FPMR',
     perThread: true,

@@ -321,8 +321,9 @@ e2e(
   { skip: sveHere ? false : 'needs arm64 with SVE' },
 );
 
-// arm64 SME and FP8: no image keeps the ZA array, streaming mode, TPIDR2_EL0 or FPMR, so a
-// thread using any of them is refused by name, and left running (in streaming mode still: a
+// arm64 SME, FP8 and the tagged address ABI: no image keeps the ZA array, streaming mode,
+// TPIDR2_EL0, FPMR or PR_SET_TAGGED_ADDR_CTRL, so a thread using any of them is refused by
+// name, and left running (in streaming mode still: a
 // syscall would leave it, so they are read before any injected call).
 const smeHere = process.arch === 'arm64' && hostHas.sme();
 for (const [mode, what] of [
@@ -330,9 +331,10 @@ for (const [mode, what] of [
   ['sm', /SME streaming mode \(PSTATE\.SM\): it is 1, where a restored task has 0/],
   ['tpidr2', /SME thread register TPIDR2_EL0: it is 1, where a restored task has 0/],
   ['fpmr', /floating-point mode register FPMR: it is 1, where a restored task has 0/],
+  ['tagged', /tagged address ABI \(PR_SET_TAGGED_ADDR_CTRL\): it is 1, where a restored task has 0/],
 ] as const) {
   e2e(
-    `arm64: a thread with SME state (${mode}) is refused by name and runs on`,
+    `arm64: a thread with state no image keeps (${mode}) is refused by name and runs on`,
     async (c) => {
       const log = join(c.dir, 'sme.log');
       const t = startTarget([workload('sme'), mode], { logFile: log });
@@ -343,6 +345,17 @@ for (const [mode, what] of [
       assertRunningFree(t.pid, 'the refused task');
       killAndReap(t.pid);
     },
-    { skip: !smeHere ? 'needs arm64 with SME' : mode === 'fpmr' && !hostHas.fpmr() ? 'needs arm64 with FPMR' : false },
+    {
+      skip:
+        process.arch !== 'arm64'
+          ? 'arm64 only'
+          : mode === 'tagged'
+            ? false
+            : !smeHere
+              ? 'needs arm64 with SME'
+              : mode === 'fpmr' && !hostHas.fpmr()
+                ? 'needs arm64 with FPMR'
+                : false,
+    },
   );
 }
