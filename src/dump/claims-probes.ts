@@ -59,10 +59,32 @@ function hasKeyring(t: Tracee, spec: number): number | undefined {
 }
 
 /**
- * arm64 SME: the size an SME regset gives, its header alone (16 bytes) while that state is off
- * (NT_ARM_ZA: PSTATE.ZA, NT_ARM_SSVE: streaming mode); undefined on a machine without SME.
+ * An arm64 probe of one thread's regset `note` (16 bytes of it at most), read before any
+ * injected call: `value` gives 1 for state a restored thread would not have, 0 for none, and
+ * undefined when the bytes say nothing; a machine without the regset gives undefined too.
  */
-const smeRegsetSize = (t: Tracee, note: number): number | undefined => t.optionalRegset(note, 16)?.readUInt32LE(0);
+function regsProbe(resource: string, note: number, value: (b: Buffer) => number | undefined): Probe {
+  return {
+    resource,
+    perThread: true,
+    only: 'aarch64',
+    when: 'regs',
+    read: (t) => {
+      const b = t.optionalRegset(note, 16);
+      return b === undefined ? undefined : value(b);
+    },
+    restored: () => 0,
+  };
+}
+
+/** An SME regset gives its header alone (16 bytes) while that state (ZA, streaming mode) is off. */
+const smeStateOn = (b: Buffer): number | undefined => (b.length < 4 ? undefined : b.readUInt32LE(0) > 16 ? 1 : 0);
+
+/** Whether the 64-bit word at `at` is set; undefined where the regset is too short to hold it. */
+const wordSet =
+  (at: number) =>
+  (b: Buffer): number | undefined =>
+    b.length < at + 8 ? undefined : b.readBigUInt64LE(at) === 0n ? 0 : 1;
 
 /** An int the call writes at its first pointer argument. */
 function intOut(_t: Tracee, area: InjectionArea, call: (a: bigint) => bigint): number | undefined {
@@ -171,65 +193,15 @@ const PROBES: Probe[] = [
   // arm64 SME: neither CRIU's images nor criu-ts's keep the ZA array, streaming mode or
   // TPIDR2_EL0 (its lazy-save pointer): a restored thread has them off and zero. Read before
   // any injected call: a syscall leaves streaming mode.
-  {
-    resource: 'SME ZA storage (PSTATE.ZA)',
-    perThread: true,
-    only: 'aarch64',
-    when: 'regs',
-    read: (t) => {
-      const n = smeRegsetSize(t, NT.ARM_ZA);
-      return n === undefined ? undefined : n > 16 ? 1 : 0;
-    },
-    restored: () => 0,
-  },
-  {
-    resource: 'SME streaming mode (PSTATE.SM)',
-    perThread: true,
-    only: 'aarch64',
-    when: 'regs',
-    read: (t) => {
-      const n = smeRegsetSize(t, NT.ARM_SSVE);
-      return n === undefined ? undefined : n > 16 ? 1 : 0;
-    },
-    restored: () => 0,
-  },
-  {
-    resource: 'SME thread register TPIDR2_EL0',
-    perThread: true,
-    only: 'aarch64',
-    when: 'regs',
-    // NT_ARM_TLS holds TPIDR2_EL0 after TPIDR_EL0 where the CPU has SME.
-    read: (t) => {
-      const b = t.getRegset(NT.ARM_TLS, 16);
-      return b.length < 16 ? undefined : b.readBigUInt64LE(8) === 0n ? 0 : 1;
-    },
-    restored: () => 0,
-  },
-  {
-    // The tagged address ABI (top byte of syscall pointers ignored, MTE's check mode), which no
-    // image keeps: pointers the task passes to syscalls would fail after restore.
-    resource: 'tagged address ABI (PR_SET_TAGGED_ADDR_CTRL)',
-    perThread: true,
-    only: 'aarch64',
-    when: 'regs',
-    read: (t) => {
-      const b = t.optionalRegset(NT.ARM_TAGGED_ADDR_CTRL, 8);
-      return b === undefined || b.length < 8 ? undefined : Number(b.readBigUInt64LE(0));
-    },
-    restored: () => 0,
-  },
-  {
-    // FP8's mode register, which no image keeps either.
-    resource: 'floating-point mode register FPMR',
-    perThread: true,
-    only: 'aarch64',
-    when: 'regs',
-    read: (t) => {
-      const b = t.optionalRegset(NT.ARM_FPMR, 8);
-      return b === undefined || b.length < 8 ? undefined : b.readBigUInt64LE(0) === 0n ? 0 : 1;
-    },
-    restored: () => 0,
-  },
+  regsProbe('SME ZA storage (PSTATE.ZA)', NT.ARM_ZA, smeStateOn),
+  regsProbe('SME streaming mode (PSTATE.SM)', NT.ARM_SSVE, smeStateOn),
+  // NT_ARM_TLS holds TPIDR2_EL0 after TPIDR_EL0 where the CPU has SME.
+  regsProbe('SME thread register TPIDR2_EL0', NT.ARM_TLS, wordSet(8)),
+  // The tagged address ABI (top byte of syscall pointers ignored, MTE's check mode): pointers
+  // the task passes to syscalls would fail after restore.
+  regsProbe('tagged address ABI (PR_SET_TAGGED_ADDR_CTRL)', NT.ARM_TAGGED_ADDR_CTRL, wordSet(0)),
+  // FP8's mode register.
+  regsProbe('floating-point mode register FPMR', NT.ARM_FPMR, wordSet(0)),
   {
     // A restored task has the default XSAVE permissions; its AMX registers would fault.
     resource: 'AMX tile data permission (ARCH_REQ_XCOMP_PERM)',
