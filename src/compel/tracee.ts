@@ -313,10 +313,6 @@ export class Tracee {
     if (h.frame.token && h.tokenWas) this.writeMemForce(h.frame.token.at, h.tokenWas);
   }
 
-  get heals(): boolean {
-    return this.own?.heal !== undefined;
-  }
-
   getSigmask(): bigint {
     return getSigmask(this.tid);
   }
@@ -398,8 +394,8 @@ export class Tracee {
   private loadSyscall(name: SyscallName | number, args: SysArg[]): void {
     if (this.insnAddr === 0n) throw new Error(`task ${this.tid}: no syscall instruction chosen for injection`);
     const nr = typeof name === 'number' ? name : sysnr(name);
-    const r = this.ownRegsFor(this.insnAddr) ?? (this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs));
-    if (!this.own) arch.setIp(r, this.insnAddr);
+    const r = this.ownRegs() ?? (this.regsKnown ? this.scratchRegs : this.getRegs(this.scratchRegs));
+    if (!this.own?.heal) arch.setIp(r, this.insnAddr);
     arch.setSyscall(
       r,
       nr,
@@ -411,10 +407,10 @@ export class Tracee {
   }
 
   /**
-   * For a thread that keeps its own state: its own registers, to run the code at `ip` from
-   * (a healing thread's syscall runs from its heal code, on its frame).
+   * For a thread that keeps its own state: its own registers, to start a call from (a healing
+   * thread's call runs from its heal code, on its frame).
    */
-  private ownRegsFor(ip: bigint): Buffer | undefined {
+  private ownRegs(): Buffer | undefined {
     if (!this.own) return undefined;
     const r = this.scratchRegs;
     this.own.regs.copy(r);
@@ -422,8 +418,8 @@ export class Tracee {
     if (h) {
       this.placeFrame(h);
       arch.setSp(r, h.frame.sp);
+      arch.setIp(r, h.code);
     }
-    arch.setIp(r, h && ip === this.insnAddr ? h.code : ip);
     return r;
   }
 
@@ -471,7 +467,7 @@ export class Tracee {
     if (!this.trapMode || this.own?.heal) throw new Error(`task ${this.tid}: startSyscall needs the injection page, and no healing`);
     this.loadSyscall(name, args);
     unpinTracee(this.tid, this.home);
-    ptrace(this.resumeRequest, this.tid, 0, 0);
+    ptrace(PTRACE.CONT, this.tid, 0, 0);
     this.running = name;
   }
 
@@ -489,7 +485,6 @@ export class Tracee {
     if (this.home) repinTracee(this.tid);
     const after = this.getRegs(this.scratchRegs);
     this.regsKnown = true;
-    this.checkHealStop(after, name);
     this.settle();
     return arch.syscallResult(after);
   }

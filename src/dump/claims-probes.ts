@@ -265,13 +265,18 @@ export function checkProbes(t: ProbedTask, refuse: Refuse, phase: ProbePhase = '
       if (!area) throw new Error(`task ${t.pid}: no injection area to probe its threads`);
       if (!leader) th.useInjectionPage(area.base);
     }
-    const policy = schedGetScheduler(th.tid) & ~0x40000000; // without SCHED_RESET_ON_FORK
-    const at = { rt: policy === 1 || policy === 2, strict: readStatus(t.pid, th.tid).seccomp === 1 };
+    // What a restored thread of this one has, read once a probe finds a value to compare.
+    let at: { rt: boolean; strict: boolean } | undefined;
+    const restoredAs = () => {
+      if (at) return at;
+      const policy = schedGetScheduler(th.tid) & ~0x40000000; // without SCHED_RESET_ON_FORK
+      return (at = { rt: policy === 1 || policy === 2, strict: readStatus(t.pid, th.tid).seccomp === 1 });
+    };
     for (const p of probes) {
       if (!p.perThread && !leader) continue;
       const v = p.read(th, area!);
       if (v === undefined) continue;
-      const want = p.restored(at);
+      const want = p.restored(restoredAs());
       if (v !== want) refuse({ pid: t.pid, tid: th.tid }, p.resource, `it is ${v}, where a restored task has ${want}`);
     }
   }

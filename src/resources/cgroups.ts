@@ -373,8 +373,8 @@ export function leaveCgroups(to: number, log: Logger): CgCtl[] {
     const dest = theirs.get(c.name),
       at = mounts.get(c.name);
     if (dest === undefined || dest === c.path || at === undefined) continue;
-    // Only where a limit would bind criu-ts: moving its threads costs a millisecond or more per
-    // hierarchy, and the restored root's joining them back as much.
+    // Only where a limit would bind criu-ts: each move of its threads, and the restored root's
+    // joining back, is a cgroup migration of its own.
     if (!limited(at, c.name, c.path)) continue;
     try {
       fs.writeFileSync(path.join(at, dest, 'cgroup.procs'), `${process.pid}`);

@@ -191,9 +191,9 @@ export const aarch64Cpu: CpuBackend = {
   },
   healExtras(t) {
     const extras: Partial<HealState> = {};
-    const g = hostHas.gcs() ? t.optionalRegset(NT.ARM_GCS, GCS_SIZE) : undefined;
-    if (g && g.length >= GCS_SIZE && g.readBigUInt64LE(0) & PR_SHADOW_STACK_ENABLE)
-      extras.gcs = { gcspr: g.readBigUInt64LE(16), enabled: g.readBigUInt64LE(0) };
+    const g = dumpGcs(t);
+    if (g && BigInt(g.features_enabled) & PR_SHADOW_STACK_ENABLE)
+      extras.gcs = { gcspr: BigInt(g.gcspr_el0), enabled: BigInt(g.features_enabled) };
     // Where the CPU has permission overlays, sigreturn takes POR_EL0 from the frame.
     const p = hostHas.poe() ? t.optionalRegset(NT.ARM_POE, 8) : undefined;
     if (p && p.length === 8) extras.poe = p.readBigUInt64LE(0);
